@@ -1,0 +1,192 @@
+"""The machinery shared by counters, gauges and histograms: label lookup and the series limit.
+
+A *family* is one metric name with its help text and label names; each distinct set of label
+values is a *series* (a child object that holds the numbers). ``labels(...)`` must be cheap on
+the hot path, so lookups go through a dict keyed by the tuple of label values exactly as the
+caller passed them; canonicalisation (string conversion, validation, the series limit) happens
+only the first time a key is seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any, Dict, Generic, List, Tuple, TypeVar
+
+from ._naming import check_help, check_label_names, check_metric_name, label_value
+from .statistics import DropCounter
+
+#: Default number of distinct label sets per metric before new ones are dropped.
+DEFAULT_MAX_SERIES = 1000
+
+# Raw keys that differ from the canonical one (``labels(status=200)`` vs ``("200",)``) are
+# cached too, up to this multiple of the series limit, so memory stays bounded.
+_ALIAS_FACTOR = 4
+
+_INF = float("inf")
+_NEG_INF = -_INF
+
+Child = TypeVar("Child")
+
+
+class MetricFamily(Generic[Child]):
+    """Base class of :class:`Counter`, :class:`Gauge` and :class:`Histogram`."""
+
+    #: ``"counter"``, ``"gauge"`` or ``"histogram"``: the ``type`` sent to Unleash.
+    kind: str = ""
+    _reserved_labels: Tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        name: str,
+        help: str,
+        labels: Tuple[str, ...] | List[str] = (),
+        *,
+        max_series: int = DEFAULT_MAX_SERIES,
+        drops: DropCounter | None = None,
+    ) -> None:
+        self.name = check_metric_name(name)
+        self.help = check_help(name, help)
+        self.label_names: Tuple[str, ...] = check_label_names(
+            name, labels, extra_reserved=self._reserved_labels
+        )
+        if not isinstance(max_series, int) or max_series < 1:
+            raise ValueError(f"max_series of {name!r} must be a positive int, got {max_series!r}")
+        self.max_series = max_series
+        self._drops = drops if drops is not None else DropCounter()
+        self._create_lock = threading.Lock()
+        # Recording takes a lock shared by a few series (striping keeps memory per series at
+        # one reference while spreading contention on free-threaded builds).
+        self._locks = tuple(threading.Lock() for _ in range(8))
+        self._lookup: Dict[Tuple[Any, ...], Child] = {}
+        self._series: List[Child] = []
+        self._overflow: Child | None = None
+        if not self.label_names:
+            self._bind_default(self._create_series(()))
+
+    # -- subclass hooks --------------------------------------------------------------------
+
+    def _new_child(self, label_values: Tuple[str, ...], lock: threading.Lock) -> Child:
+        raise NotImplementedError
+
+    def _new_overflow_child(self) -> Child:
+        raise NotImplementedError
+
+    def _bind_default(self, child: Child) -> None:
+        """Expose the recording methods of an unlabelled metric's only series on the family."""
+        raise NotImplementedError
+
+    # -- label lookup ----------------------------------------------------------------------
+
+    def labels(self, *values: Any, **kwvalues: Any) -> Child:
+        """Return the series for these label values, by position or by name (cached).
+
+        ``checkouts.labels("/cart")`` and ``checkouts.labels(route="/cart")`` return the same
+        object; keep it in a variable when you record into it in a loop.
+        """
+        if kwvalues:
+            # Keyword calls in declaration order share the positional cache entry.
+            if values or tuple(kwvalues) != self.label_names:
+                return self._resolve(values, kwvalues)
+            key = tuple(kwvalues.values())
+        else:
+            key = values
+        try:
+            child = self._lookup.get(key)
+        except TypeError:  # an unhashable label value: let _resolve explain
+            child = None
+        if child is None:
+            child = self._resolve(values, kwvalues)
+        return child
+
+    def _resolve(self, values: Tuple[Any, ...], kwvalues: Dict[str, Any]) -> Child:
+        names = self.label_names
+        if not names:
+            raise ValueError(f"{self.kind} {self.name!r} has no labels; record on it directly")
+        if kwvalues:
+            if values:
+                raise TypeError(
+                    f"{self.kind} {self.name!r}: pass label values by position or by name, "
+                    "not both"
+                )
+            missing = [n for n in names if n not in kwvalues]
+            unexpected = sorted(set(kwvalues) - set(names))
+            if missing or unexpected:
+                raise ValueError(
+                    f"{self.kind} {self.name!r} takes labels {names}; "
+                    f"missing {missing}, unexpected {unexpected}"
+                )
+            values = tuple(kwvalues[n] for n in names)
+        elif len(values) != len(names):
+            raise ValueError(
+                f"{self.kind} {self.name!r} takes {len(names)} label values {names}, "
+                f"got {len(values)}: {values!r}"
+            )
+        key = tuple(label_value(self.name, n, v) for n, v in zip(names, values))
+        child = self._lookup.get(key)
+        if child is None:
+            child = self._create_series(key)
+        if values != key and len(self._lookup) < _ALIAS_FACTOR * self.max_series:
+            # An unhashable value that converts to a string gets no alias.
+            with contextlib.suppress(TypeError):
+                self._lookup[values] = child
+        return child
+
+    def _create_series(self, key: Tuple[str, ...]) -> Child:
+        with self._create_lock:
+            child = self._lookup.get(key)
+            if child is not None:
+                return child
+            if len(self._series) >= self.max_series:
+                return self._overflow_child()
+            child = self._new_child(key, self._locks[len(self._series) % len(self._locks)])
+            # Publish in the list before the dict: a collector that copies the list never
+            # misses a series somebody could already be recording into.
+            self._series.append(child)
+            self._lookup[key] = child
+            return child
+
+    def _overflow_child(self) -> Child:
+        if self._overflow is None:
+            self._overflow = self._new_overflow_child()
+        return self._overflow
+
+    def _drop(self, reason: str) -> None:
+        self._drops.add(reason, detail=f"{self.kind} {self.name!r}")
+
+    def _accept_number(self, value: Any, method: str) -> bool:
+        """Return True for a finite number; count NaN and infinities as dropped; else raise."""
+        try:
+            if _NEG_INF < value < _INF:
+                return True
+        except TypeError:
+            raise TypeError(
+                f"{self.kind} {self.name!r}: {method} takes a number, got {type(value).__name__}"
+            ) from None
+        self._drop("non_finite_value")
+        return False
+
+    # -- introspection ---------------------------------------------------------------------
+
+    def series(self) -> List[Child]:
+        """Return every series of this metric (a copy; new series may appear at any time)."""
+        return list(self._series)
+
+    def labels_dict(self, child: Any) -> Dict[str, str]:
+        """Return ``{label name: value}`` for one of this family's series."""
+        return dict(zip(self.label_names, child.label_values))
+
+    def describe(self) -> Tuple[str, str, Tuple[str, ...], Tuple[float, ...]]:
+        """Return what makes two definitions the same: kind, help, labels, buckets."""
+        return (self.kind, self.help, self.label_names, ())
+
+    def _reinit_after_fork(self) -> None:
+        """Give the family new locks in a forked child (the parent's may be held forever)."""
+        self._create_lock = threading.Lock()
+        self._locks = tuple(threading.Lock() for _ in range(len(self._locks)))
+        for index, child in enumerate(self._series):
+            child._lock = self._locks[index % len(self._locks)]  # type: ignore[attr-defined]
+            child._forget_unsent()  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} labels={self.label_names}>"

@@ -1,0 +1,144 @@
+"""The ``Agent``: one object an app creates to define metrics and count flags.
+
+It wires the recording core to payload building and holds no logic of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from ._family import DEFAULT_MAX_SERIES
+from .counter import Counter
+from .flags import DEFAULT_MAX_FLAGS
+from .gauge import Gauge
+from .histogram import DEFAULT_BUCKETS, Histogram
+from .payload import DEFAULT_MAX_BYTES, Identity, Payload, build_payloads
+from .recorder import Recorder
+from .snapshot import Snapshot
+
+
+class Agent:
+    """Records impact metrics and flag counts for one app instance.
+
+    >>> agent = Agent(app_name="shop", environment="production")
+    >>> checkouts = agent.counter("checkout_total", "Completed checkouts", labels=("route",))
+    >>> checkouts.labels(route="/cart").inc()
+    >>> agent.record_flag("new-checkout", enabled=True, variant="blue")
+    >>> snapshot = agent.collect()
+    >>> [body.document["bucket"]["toggles"] for body in agent.build_payloads(snapshot)]
+    [{'new-checkout': {'yes': 1, 'no': 0, 'variants': {'blue': 1}}}]
+
+    ``collect()`` takes what was recorded since the last collect; if sending it fails,
+    ``restore(snapshot)`` merges it back so nothing is lost.
+    """
+
+    def __init__(
+        self,
+        app_name: str,
+        environment: str = "default",
+        *,
+        instance_id: Optional[str] = None,
+        max_series_per_metric: int = DEFAULT_MAX_SERIES,
+        max_flags: int = DEFAULT_MAX_FLAGS,
+        max_payload_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        self.identity = Identity.create(app_name, environment, instance_id)
+        self.max_payload_bytes = max_payload_bytes
+        self._recorder = Recorder(max_series=max_series_per_metric, max_flags=max_flags)
+        self.metrics = self._recorder.metrics
+        # The hot path goes straight to the flag counts, without a facade call in between.
+        self.record_flag = self._recorder.flags.record  # type: ignore[method-assign]
+
+    # -- defining metrics --------------------------------------------------------------------
+
+    def counter(self, name: str, help: str, labels: Sequence[str] = (), *,
+                max_series: Optional[int] = None) -> Counter:
+        """Define (or get) a counter: a count of events, sent as deltas."""
+        return self.metrics.counter(name, help, labels, max_series=max_series)
+
+    def gauge(self, name: str, help: str, labels: Sequence[str] = (), *,
+              max_series: Optional[int] = None) -> Gauge:
+        """Define (or get) a gauge: a value that goes up and down; the last one is sent."""
+        return self.metrics.gauge(name, help, labels, max_series=max_series)
+
+    def histogram(self, name: str, help: str, labels: Sequence[str] = (), *,
+                  buckets: Sequence[float] = DEFAULT_BUCKETS,
+                  max_series: Optional[int] = None) -> Histogram:
+        """Define (or get) a histogram: a distribution in cumulative buckets."""
+        return self.metrics.histogram(name, help, labels, buckets=buckets,
+                                      max_series=max_series)
+
+    # -- counting flags ----------------------------------------------------------------------
+
+    def record_flag(self, name: str, enabled: bool, variant: Optional[str] = None) -> None:
+        """Count one evaluation of flag ``name`` (yes/no by ``enabled``, and its variant)."""
+        self._recorder.flags.record(name, enabled, variant)  # replaced per instance
+
+    # -- the names of the Unleash SDKs' impact-metrics API -----------------------------------
+
+    def define_counter(self, name: str, help: str, labels: Sequence[str] = ()) -> Counter:
+        """``UnleashClient`` spelling of :meth:`counter`."""
+        return self.counter(name, help, labels)
+
+    def define_gauge(self, name: str, help: str, labels: Sequence[str] = ()) -> Gauge:
+        """``UnleashClient`` spelling of :meth:`gauge`."""
+        return self.gauge(name, help, labels)
+
+    def define_histogram(self, name: str, help: str, buckets: Optional[Sequence[float]] = None,
+                         labels: Sequence[str] = ()) -> Histogram:
+        """``UnleashClient`` spelling of :meth:`histogram` (``None`` means default buckets)."""
+        return self.histogram(name, help, labels, buckets=buckets or DEFAULT_BUCKETS)
+
+    def increment_counter(self, name: str, value: int = 1,
+                          labels: Optional[Mapping[str, Any]] = None) -> None:
+        """Add ``value`` to the counter ``name`` (with ``labels``, if it has label names)."""
+        self._series(name, "counter", labels).inc(value)
+
+    def update_gauge(self, name: str, value: float,
+                     labels: Optional[Mapping[str, Any]] = None) -> None:
+        """Set the gauge ``name`` to ``value``."""
+        self._series(name, "gauge", labels).set(value)
+
+    def observe_histogram(self, name: str, value: float,
+                          labels: Optional[Mapping[str, Any]] = None) -> None:
+        """Observe ``value`` on the histogram ``name``."""
+        self._series(name, "histogram", labels).observe(value)
+
+    def _series(self, name: str, kind: str, labels: Optional[Mapping[str, Any]]) -> Any:
+        family = self.metrics.get(name)
+        if family is None or family.kind != kind:
+            found = f"a {family.kind}" if family is not None else "nothing"
+            raise ValueError(
+                f"no {kind} named {name!r} (found {found}); define it with define_{kind}() first"
+            )
+        if labels:
+            return family.labels(**labels)
+        return family
+
+    # -- collecting --------------------------------------------------------------------------
+
+    def collect(self) -> Snapshot:
+        """Take everything recorded since the last collect (the deltas and the flag window)."""
+        return self._recorder.collect()
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Merge back a snapshot that was not delivered: nothing is lost or counted twice."""
+        self._recorder.restore(snapshot)
+
+    def build_payloads(self, snapshot: Snapshot) -> List[Payload]:
+        """The request bodies for a snapshot, for this agent's identity and size limit."""
+        return build_payloads(snapshot, self.identity, max_bytes=self.max_payload_bytes,
+                              drops=self._recorder.drops)
+
+    def statistics(self) -> Dict[str, Any]:
+        """What was recorded and dropped (by reason) since the agent started."""
+        return {
+            "recorded": self._recorder.recorded(),
+            "dropped": self._recorder.drops.as_dict(),
+            "series": sum(len(f.series()) for f in self.metrics.families()),
+            "flags": len(self._recorder.flags.names()),
+        }
+
+    def __repr__(self) -> str:
+        return (f"<Agent app_name={self.identity.app_name!r} "
+                f"environment={self.identity.environment!r}>")

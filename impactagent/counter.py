@@ -1,0 +1,178 @@
+"""Counters: integers that only go up, sent to Unleash as deltas since the last send."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import operator
+import threading
+from typing import Any, Callable, NamedTuple, Tuple, Type, TypeVar, Union
+
+from ._family import MetricFamily
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _checked_increment(metric: str, amount: Any) -> int:
+    """Return ``amount`` as an int if it is a non-negative integer, else raise."""
+    if isinstance(amount, (bool, float)):
+        raise TypeError(
+            f"counter {metric!r}: inc() takes a non-negative int, got {amount!r}; "
+            "a counter counts events, use a gauge or histogram for measurements"
+        )
+    try:
+        amount = operator.index(amount)
+    except TypeError:
+        raise TypeError(
+            f"counter {metric!r}: inc() takes a non-negative int, got {type(amount).__name__}"
+        ) from None
+    if amount < 0:
+        raise ValueError(
+            f"counter {metric!r}: inc() takes a non-negative int, got {amount}; "
+            "counters never go down, use a gauge for values that do"
+        )
+    return amount
+
+
+class CounterDelta(NamedTuple):
+    """What one counter series gained since the last successful send."""
+
+    child: CounterChild
+    value: int
+
+
+class CounterChild:
+    """One series of a counter. Get it from :meth:`Counter.labels` and keep it."""
+
+    __slots__ = ("_family", "_lock", "_sent", "_value", "label_values")
+
+    def __init__(self, family: Counter, label_values: Tuple[str, ...], lock: threading.Lock):
+        self._family = family
+        self._lock = lock
+        self._value = 0  # cumulative since start: the Prometheus view reads it
+        self._sent = 0  # the part of _value already handed to a collect; collector-owned
+        self.label_values = label_values
+
+    def inc(self, amount: int = 1) -> None:
+        """Add ``amount`` (a non-negative int, default 1)."""
+        if amount.__class__ is not int or amount < 0:
+            amount = _checked_increment(self._family.name, amount)
+        lock = self._lock
+        lock.acquire()
+        self._value += amount
+        lock.release()
+
+    @property
+    def value(self) -> int:
+        """The cumulative count since the agent started (reading it changes nothing)."""
+        return self._value
+
+    def count_exceptions(
+        self, exception: Union[Type[BaseException], Tuple[Type[BaseException], ...]] = Exception
+    ) -> _ExceptionCounter:
+        """Count exceptions of type ``exception`` raised in a block or decorated function."""
+        return _ExceptionCounter(self, exception)
+
+    # Collector side: only the registry's collect/restore (serialised by its lock) call these.
+    def _take(self) -> CounterDelta | None:
+        value = self._value  # one atomic read: increments after it belong to the next window
+        delta = value - self._sent
+        if not delta:
+            return None
+        self._sent = value
+        return CounterDelta(self, delta)
+
+    def _give_back(self, delta: CounterDelta) -> None:
+        self._sent -= delta.value
+
+    def _forget_unsent(self) -> None:
+        self._sent = self._value
+
+    def __repr__(self) -> str:
+        return f"<CounterChild {self._family.name}{self.label_values} value={self._value}>"
+
+
+class _DroppedCounterChild(CounterChild):
+    """Stands in for label sets past the series limit: validates, then counts the drop."""
+
+    __slots__ = ()
+
+    def inc(self, amount: int = 1) -> None:
+        if amount.__class__ is not int or amount < 0:
+            _checked_increment(self._family.name, amount)
+        self._family._drop("cardinality_limit")
+
+
+class Counter(MetricFamily[CounterChild]):
+    """A count of events, reported to Unleash as the increase since the last send.
+
+    >>> checkouts = Counter("checkout_total", "Completed checkouts", labels=("route",))
+    >>> cart = checkouts.labels(route="/cart")
+    >>> cart.inc(); cart.inc(2)
+    >>> cart.value
+    3
+
+    A counter without labels records directly: ``Counter("jobs_total", "Jobs").inc()``.
+    """
+
+    kind = "counter"
+
+    def _new_child(self, label_values: Tuple[str, ...], lock: threading.Lock) -> CounterChild:
+        return CounterChild(self, label_values, lock)
+
+    def _new_overflow_child(self) -> CounterChild:
+        return _DroppedCounterChild(self, ("<dropped>",) * len(self.label_names), self._locks[0])
+
+    def _bind_default(self, child: CounterChild) -> None:
+        self.inc = child.inc  # type: ignore[method-assign]
+        self.count_exceptions = child.count_exceptions  # type: ignore[method-assign]
+
+    def inc(self, amount: int = 1) -> None:
+        """Add ``amount`` to an unlabelled counter."""
+        raise ValueError(
+            f"counter {self.name!r} has labels {self.label_names}: call .labels(...).inc()"
+        )
+
+    def count_exceptions(
+        self, exception: Union[Type[BaseException], Tuple[Type[BaseException], ...]] = Exception
+    ) -> _ExceptionCounter:
+        """Count exceptions raised in a block or decorated function (unlabelled counters)."""
+        raise ValueError(
+            f"counter {self.name!r} has labels {self.label_names}: "
+            "call .labels(...).count_exceptions()"
+        )
+
+
+class _ExceptionCounter:
+    """Context manager and decorator (sync and ``async def``) that counts exceptions."""
+
+    __slots__ = ("_child", "_exception")
+
+    def __init__(self, child: CounterChild, exception: Any) -> None:
+        self._child = child
+        self._exception = exception
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if exc_type is not None and issubclass(exc_type, self._exception):
+            self._child.inc()
+        return False
+
+    def __call__(self, func: F) -> F:
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with self:
+                    return await func(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self:
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]

@@ -1,0 +1,162 @@
+"""Per-flag yes/no/variant counts, and the ``MetricBucket`` window they are reported in."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from typing import Dict, List, NamedTuple, Optional, Tuple
+
+from .statistics import DropCounter
+
+#: Default number of distinct flag names counted before new names are dropped.
+DEFAULT_MAX_FLAGS = 10_000
+
+
+def utcnow() -> datetime:
+    """The current time in UTC (one place to read the clock; ``freezegun`` patches it)."""
+    return datetime.now(timezone.utc)
+
+
+class ToggleDelta(NamedTuple):
+    """One flag's counts for a window: ``yes``, ``no`` and counts per variant name."""
+
+    yes: int
+    no: int
+    variants: Dict[str, int]
+
+
+class FlagStats:
+    """Cumulative counts of one flag since the agent started."""
+
+    __slots__ = ("_sent_no", "_sent_variants", "_sent_yes", "no", "variants", "yes")
+
+    def __init__(self) -> None:
+        self.yes = 0
+        self.no = 0
+        self.variants: Dict[str, int] = {}
+        self._sent_yes = 0
+        self._sent_no = 0
+        self._sent_variants: Dict[str, int] = {}
+
+
+class FlagCounts:
+    """Thread-safe counts of flag evaluations, windowed into buckets for Unleash.
+
+    >>> flags = FlagCounts()
+    >>> flags.record("new-checkout", True, "blue")
+    >>> flags.record("new-checkout", False)
+    >>> start, stop, toggles = flags.take()
+    >>> toggles["new-checkout"]
+    ToggleDelta(yes=1, no=1, variants={'blue': 1})
+
+    A variant is counted *and* its evaluation counts as yes or no by ``enabled``, as the
+    Unleash SDKs do. The window starts when counting starts (or at the last collect) and the
+    oldest unsent start is kept when a failed collect is given back.
+    """
+
+    def __init__(self, *, max_flags: int = DEFAULT_MAX_FLAGS,
+                 drops: Optional[DropCounter] = None) -> None:
+        if not isinstance(max_flags, int) or max_flags < 1:
+            raise ValueError(f"max_flags must be a positive int, got {max_flags!r}")
+        self.max_flags = max_flags
+        self._drops = drops if drops is not None else DropCounter()
+        self._lock = threading.Lock()
+        self._flags: Dict[str, FlagStats] = {}
+        self._window_start = utcnow()
+
+    def record(self, name: str, enabled: bool, variant: Optional[str] = None) -> None:
+        """Count one evaluation of flag ``name``: yes if ``enabled``, and its ``variant``."""
+        stats = self._flags.get(name)
+        if stats is None:
+            stats = self._new_flag(name)
+            if stats is None:
+                return
+        if variant is not None and variant.__class__ is not str:
+            raise TypeError(
+                f"flag {name!r}: variant must be a variant name (str) or None, "
+                f"got {type(variant).__name__}"
+            )
+        lock = self._lock
+        lock.acquire()
+        if enabled:
+            stats.yes += 1
+        else:
+            stats.no += 1
+        if variant is not None:
+            variants = stats.variants
+            variants[variant] = variants.get(variant, 0) + 1
+        lock.release()
+
+    def _new_flag(self, name: str) -> Optional[FlagStats]:
+        if name.__class__ is not str or not name:
+            raise TypeError(f"flag name must be a non-empty str, got {name!r}")
+        with self._lock:
+            stats = self._flags.get(name)
+            if stats is None:
+                if len(self._flags) >= self.max_flags:
+                    self._drops.add("flag_limit", detail=f"limit {self.max_flags} flags")
+                    return None
+                stats = self._flags[name] = FlagStats()
+            return stats
+
+    def get(self, name: str) -> Optional[FlagStats]:
+        """The cumulative counts of one flag, or ``None`` if it was never recorded."""
+        return self._flags.get(name)
+
+    def cumulative(self) -> Dict[str, ToggleDelta]:
+        """Every flag's counts since the agent started (reading them changes nothing)."""
+        result = {}
+        for name, stats in list(self._flags.items()):
+            with self._lock:
+                result[name] = ToggleDelta(stats.yes, stats.no, dict(stats.variants))
+        return result
+
+    # -- collector side: serialised by the registry's collect lock --------------------------
+
+    def take(self) -> Tuple[datetime, datetime, Dict[str, ToggleDelta]]:
+        """Return ``(start, stop, deltas)`` for the window ending now, and open the next one."""
+        stop = utcnow()
+        with self._lock:
+            start, self._window_start = self._window_start, stop
+            flags = list(self._flags.items())
+        toggles: Dict[str, ToggleDelta] = {}
+        for name, stats in flags:
+            # One flag at a time under the lock: recorders wait for one flag, not for all.
+            with self._lock:
+                yes, no, variants = stats.yes, stats.no, dict(stats.variants)
+            delta_yes, delta_no = yes - stats._sent_yes, no - stats._sent_no
+            delta_variants = {
+                v: n - stats._sent_variants.get(v, 0)
+                for v, n in variants.items()
+                if n != stats._sent_variants.get(v, 0)
+            }
+            if delta_yes or delta_no or delta_variants:
+                stats._sent_yes, stats._sent_no, stats._sent_variants = yes, no, variants
+                toggles[name] = ToggleDelta(delta_yes, delta_no, delta_variants)
+        return start, stop, toggles
+
+    def give_back(self, start: datetime, toggles: Dict[str, ToggleDelta]) -> None:
+        """Merge a window that failed to send back in; its start wins if it is older."""
+        with self._lock:
+            if start < self._window_start:
+                self._window_start = start
+        for name, delta in toggles.items():
+            stats = self._flags[name]
+            stats._sent_yes -= delta.yes
+            stats._sent_no -= delta.no
+            sent_variants = dict(stats._sent_variants)
+            for variant, n in delta.variants.items():
+                sent_variants[variant] = sent_variants.get(variant, 0) - n
+            stats._sent_variants = sent_variants
+
+    def forget_unsent(self) -> None:
+        """Start over in a forked child: what the parent recorded is the parent's to send."""
+        self._lock = threading.Lock()
+        for stats in self._flags.values():
+            stats._sent_yes, stats._sent_no = stats.yes, stats.no
+            stats._sent_variants = dict(stats.variants)
+        self._window_start = utcnow()
+
+    def names(self) -> List[str]:
+        """The names of every flag counted so far."""
+        return list(self._flags)
