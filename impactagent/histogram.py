@@ -178,7 +178,7 @@ class Histogram(MetricFamily[HistogramChild]):
         drops: Optional[DropCounter] = None,
     ) -> None:
         self.buckets = check_buckets(name, buckets)
-        super().__init__(name, help, tuple(labels), max_series=max_series, drops=drops)
+        super().__init__(name, help, labels, max_series=max_series, drops=drops)
 
     def _new_child(self, label_values: Tuple[str, ...], lock: threading.Lock) -> HistogramChild:
         return HistogramChild(self, label_values, lock)
@@ -218,6 +218,10 @@ class Histogram(MetricFamily[HistogramChild]):
     def sum(self) -> float:
         """The sum of the observations of an unlabelled histogram."""
         return self._require_default().sum
+
+    def cumulative_buckets(self) -> List[Tuple[float, int]]:
+        """Cumulative ``(le, count)`` pairs of an unlabelled histogram."""
+        return self._require_default().cumulative_buckets()
 
     def describe(self) -> Tuple[str, str, Tuple[str, ...], Tuple[float, ...]]:
         return (self.kind, self.help, self.label_names, self.buckets)

@@ -193,7 +193,9 @@ def build_payloads(
         if item.metric is not None and item.metric.name not in metrics:
             shell_size = len(encode(_metric_shell(item.metric))) + 1
         if base_size + shell_size + item.size > max_bytes:
-            drops.add("oversize_item", detail=f"one item of {item.size} bytes")
+            where = f"flag {item.flag!r}" if item.flag is not None else (
+                f"{item.metric.family.kind} {item.metric.name!r}")  # type: ignore[union-attr]
+            drops.add("oversize_item", detail=where)
             continue
         if used + shell_size + item.size > max_bytes:
             close_body()

@@ -53,7 +53,7 @@ class MetricRegistry:
     def _define(self, cls: Type[M], name: str, help: str, labels: Sequence[str],
                 max_series: Optional[int], **extra: Any) -> M:
         # Build first, outside the lock: it validates every argument and raises clearly.
-        candidate = cls(name, help, tuple(labels), drops=self.drops,  # type: ignore[call-arg]
+        candidate = cls(name, help, labels, drops=self.drops,  # type: ignore[call-arg]
                         max_series=max_series or self.max_series, **extra)
         with self._lock:
             existing = self._families.get(name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Dict
+from typing import Dict, Set, Tuple
 
 logger = logging.getLogger("impactagent")
 
@@ -35,16 +35,24 @@ class DropCounter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Dict[str, int] = {}
+        # (reason, detail) pairs already logged; details name a metric, so this stays small.
+        self._logged: Set[Tuple[str, str]] = set()
 
     def add(self, reason: str, n: int = 1, *, detail: str = "") -> None:
-        """Count ``n`` values dropped for ``reason``; log the first one for that reason."""
+        """Count ``n`` values dropped for ``reason``; log the first for each reason and detail.
+
+        ``detail`` names where the drop happened (a metric), so each misbehaving metric is
+        named once in the logs without flooding them.
+        """
         with self._lock:
-            first = reason not in self._counts
             self._counts[reason] = self._counts.get(reason, 0) + n
+            first = (reason, detail) not in self._logged
+            if first:
+                self._logged.add((reason, detail))
         if first:
             sentence = DROP_REASONS.get(reason, f"values were dropped ({reason})")
             logger.warning(
-                "impactagent: %s%s; later drops for this reason are only counted in "
+                "impactagent: %s%s; later drops like it are only counted in "
                 "Agent.statistics()['dropped'][%r]",
                 sentence, f" ({detail})" if detail else "", reason,
             )
