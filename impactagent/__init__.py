@@ -11,7 +11,14 @@ from .counter import Counter, CounterChild
 from .flags import FlagCounts, ToggleDelta
 from .gauge import Gauge, GaugeChild
 from .histogram import DEFAULT_BUCKETS, Histogram, HistogramChild
-from .payload import Identity, Payload, build_payloads, environment_from_token, split_payload
+from .payload import (
+    Identity,
+    Payload,
+    build_payloads,
+    count_events,
+    environment_from_token,
+    split_payload,
+)
 from .recorder import Recorder
 from .registry import MetricRegistry
 from .snapshot import MetricDelta, Snapshot
@@ -37,6 +44,7 @@ __all__ = [
     "ToggleDelta",
     "__version__",
     "build_payloads",
+    "count_events",
     "environment_from_token",
     "split_payload",
 ]

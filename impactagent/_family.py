@@ -180,13 +180,16 @@ class MetricFamily(Generic[Child]):
         """Return what makes two definitions the same: kind, help, labels, buckets."""
         return (self.kind, self.help, self.label_names, ())
 
-    def _reinit_after_fork(self) -> None:
-        """Give the family new locks in a forked child (the parent's may be held forever)."""
+    def _reset_after_fork(self) -> None:
+        """In a forked child: new locks (the parent's may be held forever) and zero counts.
+
+        Only the forking thread exists in the child at that moment, so nothing races this.
+        """
         self._create_lock = threading.Lock()
         self._locks = tuple(threading.Lock() for _ in range(len(self._locks)))
         for index, child in enumerate(self._series):
             child._lock = self._locks[index % len(self._locks)]  # type: ignore[attr-defined]
-            child._forget_unsent()  # type: ignore[attr-defined]
+            child._reset()  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} labels={self.label_names}>"

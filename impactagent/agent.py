@@ -5,15 +5,19 @@ It wires the recording core to payload building and holds no logic of its own.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+import dataclasses
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from ._family import DEFAULT_MAX_SERIES
 from .counter import Counter
+from .delivery import FlushResult
 from .flags import DEFAULT_MAX_FLAGS
 from .gauge import Gauge
 from .histogram import DEFAULT_BUCKETS, Histogram
+from .lifecycle import Lifecycle
 from .payload import DEFAULT_MAX_BYTES, Identity, Payload, build_payloads
 from .recorder import Recorder
+from .settings import Settings
 from .snapshot import Snapshot
 
 
@@ -37,17 +41,46 @@ class Agent:
         app_name: str,
         environment: str = "default",
         *,
+        url: Optional[str] = None,
+        api_key: Optional[str] = None,
         instance_id: Optional[str] = None,
+        flush_interval: float = 60.0,
+        request_timeout: float = 10.0,
+        shutdown_timeout: float = 5.0,
+        headers: Optional[Mapping[str, str]] = None,
+        verify: Union[bool, str] = True,
+        proxies: Optional[Mapping[str, str]] = None,
+        spool_dir: Optional[str] = None,
+        spool_max_bytes: int = 50_000_000,
         max_series_per_metric: int = DEFAULT_MAX_SERIES,
         max_flags: int = DEFAULT_MAX_FLAGS,
         max_payload_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
-        self.identity = Identity.create(app_name, environment, instance_id)
-        self.max_payload_bytes = max_payload_bytes
+        self.settings = Settings(
+            app_name=app_name, environment=environment, url=url, api_key=api_key,
+            instance_id=instance_id, flush_interval=flush_interval,
+            request_timeout=request_timeout, shutdown_timeout=shutdown_timeout,
+            headers=dict(headers or {}), verify=verify, proxies=proxies, spool_dir=spool_dir,
+            spool_max_bytes=spool_max_bytes, max_series_per_metric=max_series_per_metric,
+            max_flags=max_flags, max_payload_bytes=max_payload_bytes,
+        )
         self._recorder = Recorder(max_series=max_series_per_metric, max_flags=max_flags)
         self.metrics = self._recorder.metrics
         # The hot path goes straight to the flag counts, without a facade call in between.
         self.record_flag = self._recorder.flags.record  # type: ignore[method-assign]
+        self._lifecycle = Lifecycle(self.settings, self._recorder)
+
+    @classmethod
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> Agent:
+        """An agent configured by ``UNLEASH_URL``, ``UNLEASH_API_TOKEN``, ``UNLEASH_APP_NAME``,
+        ``UNLEASH_ENVIRONMENT``, ``UNLEASH_INSTANCE_ID`` and ``IMPACTAGENT_*`` variables."""
+        settings = Settings.from_env(environ, **overrides)
+        return cls(**dataclasses.asdict(settings))
+
+    @property
+    def identity(self) -> Identity:
+        """Who this agent reports as (a forked child gets a new connection id)."""
+        return self._lifecycle.identity
 
     # -- defining metrics --------------------------------------------------------------------
 
@@ -127,16 +160,49 @@ class Agent:
 
     def build_payloads(self, snapshot: Snapshot) -> List[Payload]:
         """The request bodies for a snapshot, for this agent's identity and size limit."""
-        return build_payloads(snapshot, self.identity, max_bytes=self.max_payload_bytes,
+        return build_payloads(snapshot, self.identity,
+                              max_bytes=self.settings.max_payload_bytes,
                               drops=self._recorder.drops)
 
+    # -- delivery ----------------------------------------------------------------------------
+
+    def start(self) -> Agent:
+        """Start the background flusher (idempotent); a plain exit still flushes (atexit)."""
+        self._lifecycle.start()
+        return self
+
+    def flush(self, timeout: float = 10.0) -> FlushResult:
+        """Send everything recorded so far now, within ``timeout`` seconds; say what happened."""
+        return self._lifecycle.flush(timeout)
+
+    def close(self, timeout: Optional[float] = None) -> FlushResult:
+        """Stop the flusher and send the last window, all within ``timeout`` seconds.
+
+        Idempotent and thread-safe; never hangs, even against a server that never answers.
+        Recording after ``close()`` is still accepted but no longer sent.
+        """
+        return self._lifecycle.close(self.settings.shutdown_timeout if timeout is None
+                                     else timeout)
+
+    def after_fork(self) -> None:
+        """Call in a child process when the server forks without Python's fork hooks."""
+        self._lifecycle.after_fork_in_child()
+
+    def __enter__(self) -> Agent:
+        return self.start() if self.settings.url is not None else self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
     def statistics(self) -> Dict[str, Any]:
-        """What was recorded and dropped (by reason) since the agent started."""
+        """What was recorded, sent, pending and dropped (by reason), and how delivery went."""
         return {
             "recorded": self._recorder.recorded(),
+            "pending_events": self._recorder.pending_events(),
             "dropped": self._recorder.drops.as_dict(),
             "series": sum(len(f.series()) for f in self.metrics.families()),
             "flags": len(self._recorder.flags.names()),
+            **self._lifecycle.statistics(),
         }
 
     def __repr__(self) -> str:

@@ -85,8 +85,11 @@ class CounterChild:
     def _give_back(self, delta: CounterDelta) -> None:
         self._sent -= delta.value
 
-    def _forget_unsent(self) -> None:
-        self._sent = self._value
+    def _pending(self) -> int:
+        return self._value - self._sent
+
+    def _reset(self) -> None:
+        self._value = self._sent = 0
 
     def __repr__(self) -> str:
         return f"<CounterChild {self._family.name}{self.label_values} value={self._value}>"

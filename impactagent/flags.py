@@ -149,12 +149,10 @@ class FlagCounts:
                 sent_variants[variant] = sent_variants.get(variant, 0) - n
             stats._sent_variants = sent_variants
 
-    def forget_unsent(self) -> None:
-        """Start over in a forked child: what the parent recorded is the parent's to send."""
+    def reset_after_fork(self) -> None:
+        """Start over in a forked child: what the parent counted is the parent's to send."""
         self._lock = threading.Lock()
-        for stats in self._flags.values():
-            stats._sent_yes, stats._sent_no = stats.yes, stats.no
-            stats._sent_variants = dict(stats.variants)
+        self._flags = {}
         self._window_start = utcnow()
 
     def names(self) -> List[str]:

@@ -86,7 +86,11 @@ class GaugeChild:
         # it goes out next time, without overwriting a value set after the collect.
         self._dirty = True
 
-    def _forget_unsent(self) -> None:
+    def _pending(self) -> int:
+        return 1 if self._dirty else 0
+
+    def _reset(self) -> None:
+        self._value = None
         self._dirty = False
 
     def __repr__(self) -> str:

@@ -135,9 +135,13 @@ class HistogramChild:
         self._sent_counts = [sent - d for sent, d in zip(self._sent_counts, delta.counts)]
         self._sent_sum -= delta.sum
 
-    def _forget_unsent(self) -> None:
-        self._sent_counts = list(self._counts)
-        self._sent_sum = self._sum
+    def _pending(self) -> int:
+        return sum(self._counts) - sum(self._sent_counts)
+
+    def _reset(self) -> None:
+        self._counts = [0] * len(self._counts)
+        self._sent_counts = [0] * len(self._counts)
+        self._sum = self._sent_sum = 0.0
 
     def __repr__(self) -> str:
         return f"<HistogramChild {self._family.name}{self.label_values} count={self.count}>"

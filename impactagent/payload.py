@@ -18,7 +18,7 @@ import math
 import platform
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 from ._version import __version__
 from .snapshot import MetricDelta, Snapshot
@@ -65,13 +65,6 @@ class Identity(NamedTuple):
         if instance_id is None:
             instance_id = f"{platform.node() or 'host'}-{uuid.uuid4().hex[:8]}"
         return cls(app_name, environment, instance_id, str(uuid.uuid4()))
-
-
-class Payload(NamedTuple):
-    """One request body: the document and its exact bytes."""
-
-    document: Dict[str, Any]
-    body: bytes
 
 
 def iso_utc(moment: datetime) -> str:
@@ -128,34 +121,89 @@ def _toggle_json(delta: Any) -> Dict[str, Any]:
     return {"yes": delta.yes, "no": delta.no, "variants": dict(delta.variants)}
 
 
-class _Item(NamedTuple):
-    """One unit of packing: a flag's counts, or one sample of one metric."""
+class Unit(NamedTuple):
+    """One indivisible piece of a body: a flag's counts, or one sample of one metric.
+
+    ``delta`` is what the unit carries in recorder terms (a ``ToggleDelta`` or a sample
+    delta) so a body that fails can be merged back; it is ``None`` for bodies read back
+    from the spool, which are replayed as bytes.
+    """
 
     size: int  # bytes it adds to a body, separator included
-    flag: Optional[str]
-    toggle: Optional[Dict[str, Any]]
-    metric: Optional[MetricDelta]
-    sample: Optional[Dict[str, Any]]
+    flag: Optional[str]  # the flag name, or None for a metric sample
+    wire: Dict[str, Any]  # the toggle or sample as sent
+    metric: Optional[Tuple[str, str, str]]  # (name, help, type) of a sample's metric
+    delta: Any = None
 
 
-def _items(snapshot: Snapshot, base: Dict[str, str], drops: DropCounter) -> Iterator[_Item]:
+def _units(snapshot: Snapshot, base: Dict[str, str], drops: DropCounter) -> Iterator[Unit]:
     for name, delta in snapshot.toggles.items():
         if delta.yes or delta.no:
-            toggle = _toggle_json(delta)
-            size = len(json.dumps(name)) + 1 + len(encode(toggle)) + 1
-            yield _Item(size, name, toggle, None, None)
+            yield _flag_unit(name, _toggle_json(delta), delta)
     for metric in snapshot.metrics:
+        family = metric.family
+        shell = (family.name, family.help, family.kind)
         for sample in metric.samples:
             wire = sample_json(metric, sample, base)
             if wire is None:
                 drops.add("non_finite_sum", detail=f"histogram {metric.name!r}")
                 continue
-            yield _Item(len(encode(wire)) + 1, None, None, metric, wire)
+            yield Unit(len(encode(wire)) + 1, None, wire, shell, sample)
 
 
-def _metric_shell(metric: MetricDelta) -> Dict[str, Any]:
-    family = metric.family
-    return {"name": family.name, "help": family.help, "type": family.kind, "samples": []}
+def _flag_unit(name: str, toggle: Dict[str, Any], delta: Any = None) -> Unit:
+    return Unit(len(json.dumps(name)) + 1 + len(encode(toggle)) + 1, name, toggle, None, delta)
+
+
+def _shell_size(metric: Tuple[str, str, str]) -> int:
+    name, help_text, kind = metric
+    return len(encode({"name": name, "help": help_text, "type": kind, "samples": []})) + 1
+
+
+class Payload(NamedTuple):
+    """One request body: the document, its exact bytes, and the units it carries."""
+
+    document: Dict[str, Any]
+    body: bytes
+    units: Tuple[Unit, ...] = ()
+    window: Optional[Tuple[datetime, datetime]] = None
+
+    def part(self) -> Optional[Snapshot]:
+        """The slice of the snapshot this body carries, to restore if it is not delivered.
+
+        ``None`` for a body without recorder deltas (one replayed from the spool).
+        """
+        if self.window is None or any(u.delta is None for u in self.units):
+            return None
+        toggles = {u.flag: u.delta for u in self.units if u.flag is not None}
+        samples: Dict[str, List[Any]] = {}
+        families: Dict[str, Any] = {}
+        for unit in self.units:
+            if unit.flag is None:
+                family = unit.delta.child._family
+                families[family.name] = family
+                samples.setdefault(family.name, []).append(unit.delta)
+        metrics = tuple(MetricDelta(families[n], tuple(s)) for n, s in samples.items())
+        return Snapshot(self.window[0], self.window[1], toggles, metrics)
+
+
+def _assemble(header: Dict[str, Any], units: List[Unit],
+              window: Optional[Tuple[datetime, datetime]]) -> Payload:
+    document = {k: v for k, v in header.items() if k != "impactMetrics"}
+    document["bucket"] = dict(header["bucket"],
+                              toggles={u.flag: u.wire for u in units if u.flag is not None})
+    metrics: Dict[str, Dict[str, Any]] = {}
+    for unit in units:
+        if unit.metric is not None:
+            name, help_text, kind = unit.metric
+            shell = metrics.get(name)
+            if shell is None:
+                shell = metrics[name] = {"name": name, "help": help_text, "type": kind,
+                                         "samples": []}
+            shell["samples"].append(unit.wire)
+    if metrics:
+        document["impactMetrics"] = list(metrics.values())
+    return Payload(document, encode(document), tuple(units), window)
 
 
 def build_payloads(
@@ -173,81 +221,75 @@ def build_payloads(
     """
     drops = drops if drops is not None else DropCounter()
     header = _header(snapshot, identity)
-    # "impactMetrics": [] is added to every body that carries samples: count it up front.
+    window = (snapshot.start, snapshot.stop)
+    return _pack(header, _units(snapshot, _base_labels(identity), drops), max_bytes, drops,
+                 window)
+
+
+def _pack(header: Dict[str, Any], units: Iterable[Unit], max_bytes: int, drops: DropCounter,
+          window: Optional[Tuple[datetime, datetime]]) -> List[Payload]:
+    # "impactMetrics": [] may be added to any body: count it up front.
     base_size = len(encode(header)) + len(',"impactMetrics":[]')
-    base = _base_labels(identity)
-
-    bodies: List[Tuple[Dict[str, Any], Dict[str, Dict[str, Any]]]] = []
-    toggles: Dict[str, Any] = {}
-    metrics: Dict[str, Dict[str, Any]] = {}
+    bodies: List[List[Unit]] = []
+    current: List[Unit] = []
+    shells: set = set()
     used = base_size
-
-    def close_body() -> None:
-        nonlocal toggles, metrics, used
-        if toggles or metrics or not bodies:
-            bodies.append((toggles, metrics))
-        toggles, metrics, used = {}, {}, base_size
-
-    for item in _items(snapshot, base, drops):
-        shell_size = 0
-        if item.metric is not None and item.metric.name not in metrics:
-            shell_size = len(encode(_metric_shell(item.metric))) + 1
-        if base_size + shell_size + item.size > max_bytes:
-            where = f"flag {item.flag!r}" if item.flag is not None else (
-                f"{item.metric.family.kind} {item.metric.name!r}")  # type: ignore[union-attr]
+    for unit in units:
+        shell = _shell_size(unit.metric) if unit.metric is not None else 0
+        if base_size + shell + unit.size > max_bytes:
+            where = f"flag {unit.flag!r}" if unit.metric is None else (
+                f"{unit.metric[2]} {unit.metric[0]!r}")
             drops.add("oversize_item", detail=where)
             continue
-        if used + shell_size + item.size > max_bytes:
-            close_body()
-            if item.metric is not None:
-                shell_size = len(encode(_metric_shell(item.metric))) + 1
-        used += shell_size + item.size
-        if item.flag is not None:
-            toggles[item.flag] = item.toggle
-        else:
-            assert item.metric is not None
-            shell = metrics.get(item.metric.name)
-            if shell is None:
-                shell = metrics[item.metric.name] = _metric_shell(item.metric)
-            shell["samples"].append(item.sample)
-    close_body()
+        if unit.metric is not None and unit.metric[0] in shells:
+            shell = 0
+        if used + shell + unit.size > max_bytes:
+            bodies.append(current)
+            current, shells, used = [], set(), base_size
+            shell = _shell_size(unit.metric) if unit.metric is not None else 0
+        current.append(unit)
+        used += shell + unit.size
+        if unit.metric is not None:
+            shells.add(unit.metric[0])
+    if current or not bodies:
+        bodies.append(current)
+    return [_assemble(header, body, window) for body in bodies]
 
-    payloads = []
-    for body_toggles, body_metrics in bodies:
-        document = dict(header)
-        document["bucket"] = dict(header["bucket"], toggles=body_toggles)
-        if body_metrics:
-            document["impactMetrics"] = list(body_metrics.values())
-        payloads.append(Payload(document, encode(document)))
-    return payloads
+
+def payload_from_document(document: Dict[str, Any]) -> Payload:
+    """A :class:`Payload` for a document read back (from the spool), splittable as usual."""
+    units = [_flag_unit(name, toggle) for name, toggle in
+             document.get("bucket", {}).get("toggles", {}).items()]
+    for metric in document.get("impactMetrics") or []:
+        shell = (metric["name"], metric["help"], metric["type"])
+        units += [Unit(len(encode(s)) + 1, None, s, shell) for s in metric["samples"]]
+    return Payload(document, encode(document), tuple(units))
 
 
 def split_payload(payload: Payload) -> List[Payload]:
-    """Split one body in two halves that together carry the same counts (for a 413)."""
-    document = payload.document
-    toggles = list(document["bucket"]["toggles"].items())
-    samples = [(m, s) for m in document.get("impactMetrics", []) for s in m["samples"]]
-    units: List[Tuple[str, Any, Any]] = [("flag", k, v) for k, v in toggles]
-    units += [("sample", m, s) for m, s in samples]
+    """Split one body in two halves that together carry the same counts (for a 413).
+
+    Returns ``[payload]`` unchanged when it holds a single unit and cannot be split.
+    """
+    units = list(payload.units)
     if len(units) < 2:
         return [payload]
     middle = len(units) // 2
-    return [_assemble(document, part) for part in (units[:middle], units[middle:])]
+    return [_assemble(payload.document, half, payload.window)
+            for half in (units[:middle], units[middle:])]
 
 
-def _assemble(template: Dict[str, Any], units: List[Tuple[str, Any, Any]]) -> Payload:
-    document = {k: v for k, v in template.items() if k != "impactMetrics"}
-    toggles = {key: value for kind, key, value in units if kind == "flag"}
-    document["bucket"] = dict(template["bucket"], toggles=toggles)
-    metrics: Dict[str, Dict[str, Any]] = {}
-    for kind, metric, sample in units:
-        if kind == "sample":
-            shell = metrics.setdefault(
-                metric["name"],
-                {"name": metric["name"], "help": metric["help"], "type": metric["type"],
-                 "samples": []},
-            )
-            shell["samples"].append(sample)
-    if metrics:
-        document["impactMetrics"] = list(metrics.values())
-    return Payload(document, encode(document))
+def count_events(document: Dict[str, Any]) -> int:
+    """The recorded events a body carries: flag evaluations, counter increments,
+    histogram observations and gauge values (one per sample)."""
+    events = sum(t["yes"] + t["no"] for t in document.get("bucket", {}).get("toggles", {})
+                 .values())
+    for metric in document.get("impactMetrics") or []:
+        for sample in metric["samples"]:
+            if metric["type"] == "counter":
+                events += int(sample["value"])
+            elif metric["type"] == "histogram":
+                events += int(sample["count"])
+            else:
+                events += 1
+    return events

@@ -46,11 +46,22 @@ class Recorder:
             self.flags.give_back(snapshot.start, snapshot.toggles)
             self.metrics.give_back(snapshot.metrics)
 
-    def forget_unsent(self) -> None:
+    def reset_after_fork(self) -> None:
         """Start a forked child empty, with new locks; the parent sends what it recorded."""
         self._collect_lock = threading.Lock()
-        self.flags.forget_unsent()
-        self.metrics.forget_unsent()
+        self.drops.reset_after_fork()
+        self.flags.reset_after_fork()
+        self.metrics.reset_after_fork()
+
+    def pending_events(self) -> int:
+        """Events recorded but not yet handed to a collect (or given back after a failure)."""
+        pending = 0
+        for family in self.metrics.families():
+            for child in family.series():
+                pending += child._pending()
+        for stats in list(self.flags._flags.values()):
+            pending += stats.yes + stats.no - stats._sent_yes - stats._sent_no
+        return pending
 
     def recorded(self) -> Dict[str, int]:
         """Totals recorded since start: counter increments, observations, flag evaluations."""

@@ -89,11 +89,11 @@ class MetricRegistry:
             for sample in metric.samples:
                 sample.child._give_back(sample)
 
-    def forget_unsent(self) -> None:
-        """In a forked child: new locks, and nothing inherited left to send."""
+    def reset_after_fork(self) -> None:
+        """In a forked child: new locks and zero counts (definitions and series are kept)."""
         self._lock = threading.Lock()
         for family in self._families.values():
-            family._reinit_after_fork()
+            family._reset_after_fork()
 
 
 _ASPECTS = ("type", "help", "labels", "buckets")

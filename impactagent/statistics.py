@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime, timezone
 from typing import Dict, Set, Tuple
 
 logger = logging.getLogger("impactagent")
@@ -20,6 +21,8 @@ DROP_REASONS: Dict[str, str] = {
     "flag_limit": "a flag count past the limit on distinct flag names was dropped",
     "oversize_item": "a single series too large for any request body was dropped",
     "non_finite_sum": "a histogram whose sum overflowed to infinity was dropped",
+    "rejected_by_server": "the server answered 400 to a request body, so its events were dropped",
+    "too_large": "a request body too large for the server even on its own was dropped",
 }
 
 
@@ -57,6 +60,12 @@ class DropCounter:
                 sentence, f" ({detail})" if detail else "", reason,
             )
 
+    def reset_after_fork(self) -> None:
+        """A forked child counts its own drops, with a lock no other thread can hold."""
+        self._lock = threading.Lock()
+        self._counts = {}
+        self._logged = set()
+
     def as_dict(self) -> Dict[str, int]:
         """Return a copy of the counts by reason."""
         with self._lock:
@@ -66,3 +75,62 @@ class DropCounter:
         """Return the number of dropped values over all reasons."""
         with self._lock:
             return sum(self._counts.values())
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class DeliveryLedger:
+    """Thread-safe counters of what delivery did: attempts, retries, failures by status.
+
+    Failures are keyed by HTTP status (``"500"``) or, without an answer, by what went wrong
+    (``"connection refused"``, ``"read timeout"``), so a dashboard can tell them apart.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Dict[str, int] = {
+            "attempts": 0, "retries": 0, "delivered_bodies": 0, "delivered_events": 0,
+            "possibly_duplicated_events": 0,
+        }
+        self._failures: Dict[str, int] = {}
+        self.last_success: str | None = None
+        self.last_error: str | None = None
+        self.last_error_detail: str | None = None
+
+    def add(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to the counter ``name``."""
+        with self._lock:
+            self._counts[name] = self._counts.get(name, 0) + n
+
+    def attempt(self, outcome: object) -> None:
+        """Count one POST and, if it failed, its status or error."""
+        status = getattr(outcome, "status", None)
+        kind = getattr(outcome, "kind", "")
+        with self._lock:
+            self._counts["attempts"] += 1
+            if kind != "delivered":
+                # "500", or without an answer the kind of trouble: "connection refused".
+                detail = str(getattr(outcome, "detail", "") or "error")
+                key = str(status) if status is not None else detail.split(":")[0]
+                self._failures[key] = self._failures.get(key, 0) + 1
+                self.last_error = _now_iso()
+                self.last_error_detail = f"HTTP {status}" if status is not None else key
+
+    def delivered(self, events: int) -> None:
+        """Count one body the server accepted, carrying ``events`` recorded events."""
+        with self._lock:
+            self._counts["delivered_bodies"] += 1
+            self._counts["delivered_events"] += events
+            self.last_success = _now_iso()
+
+    def as_dict(self) -> Dict[str, object]:
+        """A copy of every counter, failures by status, and the last success and error."""
+        with self._lock:
+            result: Dict[str, object] = dict(self._counts)
+            result["failures"] = dict(self._failures)
+            result["last_success"] = self.last_success
+            result["last_error"] = self.last_error
+            result["last_error_detail"] = self.last_error_detail
+            return result

@@ -1,0 +1,103 @@
+"""The background thread that flushes on an interval and backs off while the server is down.
+
+Backoff across flushes follows the Unleash SDKs' convention: the next flush waits
+``interval x (1 + failures)``, ``failures`` capped at 10, one step back per success, with
++-10% jitter so that a fleet restarted together does not flush in lockstep. A server's
+``Retry-After`` is never undercut.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from typing import Optional
+
+from .delivery import Delivery, FlushResult
+
+logger = logging.getLogger("impactagent")
+
+MAX_FAILURES = 10
+
+
+class IntervalBackoff:
+    """The wait before the next flush, given how the last ones went.
+
+    >>> backoff = IntervalBackoff(60, jitter=0)
+    >>> backoff.failed(); backoff.failed(); backoff.next_delay()
+    180.0
+    >>> backoff.succeeded(); backoff.next_delay()
+    120.0
+    """
+
+    def __init__(self, interval: float, *, jitter: float = 0.1) -> None:
+        self.interval = interval
+        self.jitter = jitter
+        self.failures = 0
+        self.retry_after = 0.0
+
+    def failed(self, retry_after: float = 0.0) -> None:
+        self.failures = min(self.failures + 1, MAX_FAILURES)
+        self.retry_after = retry_after
+
+    def succeeded(self) -> None:
+        self.failures = max(self.failures - 1, 0)
+        self.retry_after = 0.0
+
+    def next_delay(self) -> float:
+        delay = self.interval * (1 + self.failures)
+        if self.jitter:
+            delay *= random.uniform(1 - self.jitter, 1 + self.jitter)
+        return max(delay, self.retry_after)
+
+
+class Flusher:
+    """Runs ``delivery.flush`` every interval on a daemon thread until stopped.
+
+    The thread is a daemon so that a process never hangs on it at exit; the agent's
+    ``close()`` (also run by ``atexit``) is what makes the last window go out.
+    """
+
+    def __init__(self, delivery: Delivery, interval: float) -> None:
+        self.delivery = delivery
+        self.backoff = IntervalBackoff(interval)
+        self.stopping = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="impactagent-flusher",
+                                            daemon=True)
+            self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float) -> bool:
+        """Ask the thread to stop (cutting retry waits short); True if it ended in time."""
+        self.stopping.set()
+        if self._thread is None:
+            return True
+        self._thread.join(max(timeout, 0))
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self.stopping.wait(self.backoff.next_delay()):
+            # A periodic flush may use up to one interval; it never overlaps the next.
+            deadline = time.monotonic() + self.backoff.interval
+            try:
+                result = self.delivery.flush(deadline, interrupt=self.stopping)
+            except Exception:  # a bug must not kill the loop: log it, count it, go on
+                logger.exception("impactagent: flush failed unexpectedly; will retry")
+                self.delivery.ledger.add("flush_errors")
+                self.backoff.failed()
+                continue
+            self._after(result)
+
+    def _after(self, result: FlushResult) -> None:
+        if result.server_unavailable:
+            self.backoff.failed(self.delivery.last_retry_after)
+        elif result.delivered_bodies:
+            self.backoff.succeeded()

@@ -1,0 +1,138 @@
+"""Settings: validated at construction, read from the environment, errors name the setting."""
+
+import time
+from email.utils import formatdate
+
+import pytest
+
+import impactagent
+from impactagent.flusher import IntervalBackoff
+from impactagent.settings import Settings, SettingsError
+from impactagent.transport import (
+    DELIVERED,
+    REJECTED,
+    RETRY,
+    TOO_LARGE,
+    UNAUTHORIZED,
+    classify,
+    parse_retry_after,
+)
+
+ENV = {
+    "UNLEASH_URL": "http://127.0.0.1:4242/api",
+    "UNLEASH_API_TOKEN": "default:production.s3cr3t-t0ken",
+    "UNLEASH_APP_NAME": "shop",
+}
+
+
+def test_from_env_reads_unleash_and_agent_variables():
+    env = dict(ENV, UNLEASH_INSTANCE_ID="pod-1", IMPACTAGENT_FLUSH_INTERVAL="2.5",
+               IMPACTAGENT_REQUEST_TIMEOUT="3", IMPACTAGENT_VERIFY="false",
+               IMPACTAGENT_MAX_SERIES="50")
+    agent = impactagent.Agent.from_env(env)
+    assert agent.settings.flush_interval == 2.5
+    assert agent.settings.request_timeout == 3
+    assert agent.settings.verify is False
+    assert agent.settings.max_series_per_metric == 50
+    assert agent.identity.instance_id == "pod-1"
+    # The environment comes from a project:environment.secret token.
+    assert agent.identity.environment == "production"
+    assert agent.settings.metrics_url == "http://127.0.0.1:4242/api/client/metrics"
+
+
+def test_overrides_win_over_the_environment():
+    agent = impactagent.Agent.from_env(ENV, app_name="other", flush_interval=1)
+    assert agent.identity.app_name == "other" and agent.settings.flush_interval == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"UNLEASH_URL": None}, "UNLEASH_URL is not set"),
+        ({"UNLEASH_API_TOKEN": None}, "UNLEASH_API_TOKEN is not set"),
+        ({"UNLEASH_APP_NAME": None}, "UNLEASH_APP_NAME is not set"),
+        ({"UNLEASH_URL": "ftp://x"}, "UNLEASH_URL: url must be an http"),
+        ({"IMPACTAGENT_FLUSH_INTERVAL": "soon"}, "IMPACTAGENT_FLUSH_INTERVAL='soon' is not"),
+        ({"IMPACTAGENT_FLUSH_INTERVAL": "-1"}, "IMPACTAGENT_FLUSH_INTERVAL: flush_interval"),
+        ({"IMPACTAGENT_MAX_SERIES": "1.5"}, "IMPACTAGENT_MAX_SERIES='1.5'"),
+        ({"IMPACTAGENT_VERIFY": "/no/such/ca.pem"}, "does not exist"),
+    ],
+)
+def test_missing_or_malformed_settings_name_the_variable(change, message):
+    env = dict(ENV)
+    for key, value in change.items():
+        if value is None:
+            env.pop(key)
+        else:
+            env[key] = value
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
+        impactagent.Agent.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"url": "http://h/api"}, "api_key is required"),
+        ({"flush_interval": 0}, "flush_interval must be positive"),
+        ({"request_timeout": float("nan")}, "request_timeout must be positive"),
+        ({"max_flags": 1.5}, "max_flags must be a positive int"),
+        ({"headers": {"x": 1}}, "headers must map"),
+        ({"verify": "maybe"}, "does not exist"),
+    ],
+)
+def test_agent_arguments_are_checked(kwargs, message):
+    with pytest.raises(SettingsError, match=message):
+        impactagent.Agent("shop", **kwargs)
+
+
+def test_the_token_is_not_in_reprs():
+    agent = impactagent.Agent.from_env(ENV)
+    for text in (repr(agent), repr(agent.settings), str(agent.settings),
+                 repr(agent._lifecycle.delivery.transport)):
+        assert "s3cr3t" not in text
+
+
+def test_retry_after_in_seconds_and_as_http_date():
+    assert parse_retry_after("7") == 7
+    assert parse_retry_after("0.5") == 0.5
+    assert parse_retry_after("-3") == 0
+    assert parse_retry_after("999999") == 3600  # capped
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    now = time.time()
+    assert parse_retry_after(formatdate(now + 30, usegmt=True), now=now) == pytest.approx(30, 1)
+    assert parse_retry_after(formatdate(now - 30, usegmt=True), now=now) == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(200, DELIVERED), (202, DELIVERED), (204, DELIVERED), (400, REJECTED),
+     (401, UNAUTHORIZED), (403, UNAUTHORIZED), (413, TOO_LARGE), (404, RETRY),
+     (408, RETRY), (429, RETRY), (500, RETRY), (502, RETRY), (503, RETRY), (504, RETRY)],
+)
+def test_status_classes(status, kind):
+    assert classify(status) == kind
+
+
+def test_interval_backoff_caps_and_steps_back():
+    backoff = IntervalBackoff(10, jitter=0)
+    assert backoff.next_delay() == 10
+    for _ in range(15):
+        backoff.failed()
+    assert backoff.next_delay() == 110  # failures capped at 10
+    backoff.succeeded()
+    assert backoff.next_delay() == 100  # one step back per success
+    backoff.failed(retry_after=500)
+    assert backoff.next_delay() == 500  # Retry-After is never undercut
+
+
+def test_interval_jitter_stays_within_ten_percent():
+    backoff = IntervalBackoff(100)
+    delays = [backoff.next_delay() for _ in range(200)]
+    assert 90 <= min(delays) < max(delays) <= 110
+
+
+def test_settings_are_immutable():
+    settings = Settings(app_name="shop")
+    with pytest.raises(AttributeError):
+        settings.app_name = "x"
