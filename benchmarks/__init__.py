@@ -1,0 +1,1 @@
+"""Benchmarks of impactagent against its peers, in one process and one run."""
