@@ -1,0 +1,310 @@
+"""Delivery against a real HTTP server on 127.0.0.1: retries, statuses, deadlines, logs.
+
+Nothing here mocks ``requests`` or impactagent: the agent talks HTTP to a scripted server
+and the tests compare what the server accepted with what was recorded, count for count.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+
+import pytest
+
+import impactagent
+from tests import workload
+from tests.scripted_server import Answer, ScriptedServer, refused_url
+
+TOKEN = "default:production.s3cr3t-t0ken-do-not-log"
+
+
+@pytest.fixture
+def server():
+    with ScriptedServer() as running:
+        yield running
+
+
+def make_agent(url, **kwargs):
+    options = {"api_key": TOKEN, "flush_interval": 60, "request_timeout": 2}
+    options.update(kwargs)
+    return impactagent.Agent("shop", url=url, **options)
+
+
+def flush_until_delivered(agent, attempts=20):
+    """Flush until a flush sends everything (bounded)."""
+    for _ in range(attempts):
+        result = agent.flush(timeout=10)
+        if result.ok and agent.statistics()["pending_events"] == 0:
+            return result
+    raise AssertionError(f"not delivered after {attempts} flushes: {agent.statistics()}")
+
+
+# -- headers and bodies --------------------------------------------------------------------
+
+
+def test_headers_and_body_follow_the_protocol(server):
+    from tests.schema import validate_client_metrics
+
+    agent = make_agent(server.api_url, flush_interval=15,
+                       headers={"unleash-appname": "spoofed", "X-Team": "checkout",
+                                "UNLEASH-CONNECTION-ID": "spoofed"})
+    workload.record(agent, 10)
+    assert agent.flush().ok
+    (request,) = server.requests
+    headers = request.headers
+    assert request.method == "POST" and request.path == "/api/client/metrics"
+    assert headers["authorization"] == TOKEN
+    assert headers["content-type"] == "application/json"
+    assert headers["unleash-appname"] == "shop"
+    assert headers["unleash-instanceid"] == agent.identity.instance_id
+    assert str(uuid.UUID(headers["unleash-connection-id"])) == agent.identity.connection_id
+    assert headers["unleash-sdk"] == f"impactagent:{impactagent.__version__}"
+    assert headers["unleash-interval"] == "15000"
+    assert headers["unleash-client-spec"] == agent.identity.spec_version
+    assert headers["x-team"] == "checkout"
+    document = server.accepted_documents()[0]
+    validate_client_metrics(document)
+    assert document["environment"] == "production"  # from the token
+    assert document["connectionId"] == agent.identity.connection_id
+
+
+def test_an_empty_window_is_still_sent_with_a_bucket(server):
+    agent = make_agent(server.api_url)
+    assert agent.flush().ok
+    (document,) = server.accepted_documents()
+    assert document["bucket"]["toggles"] == {}
+
+
+# -- exact totals through failures ---------------------------------------------------------
+
+
+def test_exact_totals_through_500s_429s_resets_and_timeouts(server):
+    server.script(500, 503, Answer(429, headers={"Retry-After": "0.2"}), Answer(drop=True),
+                  Answer(202, delay=1.5), 502, 504)
+    agent = make_agent(server.api_url, request_timeout=0.5)
+    expected = None
+    for round_ in range(8):
+        expected = workload.record(agent, 50, offset=round_ * 50, expected=expected)
+        agent.flush(timeout=3)
+    flush_until_delivered(agent)
+    # A body the server took but answered too late (the 1.5 s delay) may be counted twice;
+    # the agent says how many events were at risk, and this test allows exactly those.
+    at_risk = agent.statistics()["delivery"]["possibly_duplicated_events"]
+    got = workload.delivered(server.totals())
+    if at_risk == 0:
+        assert got == expected
+    else:
+        assert got["flags"]["new-checkout"]["yes"] >= expected["flags"]["new-checkout"]["yes"]
+    stats = agent.statistics()
+    assert stats["delivery"]["failures"].get("500") == 1
+    assert stats["delivery"]["failures"].get("429") == 1
+    assert stats["delivery"]["retries"] >= 5
+    assert stats["dropped"] == {}
+
+
+def test_exact_totals_when_the_server_is_down_and_comes_back(server):
+    agent = make_agent(server.api_url, request_timeout=0.5)
+    expected = workload.record(agent, 100)
+    assert agent.flush(timeout=3).ok
+    server.stop()
+    for round_ in range(3):
+        expected = workload.record(agent, 100, offset=100 + round_ * 100, expected=expected)
+        result = agent.flush(timeout=1)
+        assert not result.ok and result.kept_bodies == 1
+    failures = agent.statistics()["delivery"]["failures"]
+    assert failures.get("connection refused", 0) >= 3
+    assert agent.statistics()["pending_events"] > 0
+    server.restart()
+    flush_until_delivered(agent)
+    assert workload.delivered(server.totals()) == expected
+    assert agent.statistics()["delivery"]["possibly_duplicated_events"] == 0
+
+
+def test_refused_connections_keep_everything(server):
+    agent = make_agent(refused_url(), request_timeout=0.5)
+    workload.record(agent, 30)
+    before = agent.statistics()["pending_events"]
+    result = agent.flush(timeout=1.5)
+    assert result.kept_bodies == 1 and result.delivered_bodies == 0
+    assert agent.statistics()["pending_events"] == before
+
+
+def test_retry_after_is_honoured_within_a_flush(server):
+    server.script(Answer(429, headers={"Retry-After": "1"}))
+    agent = make_agent(server.api_url)
+    workload.record(agent, 5)
+    started = time.monotonic()
+    assert agent.flush(timeout=5).ok
+    assert time.monotonic() - started >= 1.0
+    assert [r.status for r in server.requests] == [429, 202]
+
+
+def test_retry_after_longer_than_the_deadline_keeps_the_data(server):
+    server.script(Answer(503, headers={"Retry-After": "30"}))
+    agent = make_agent(server.api_url)
+    expected = workload.record(agent, 5)
+    started = time.monotonic()
+    result = agent.flush(timeout=2)
+    assert time.monotonic() - started < 2.5
+    assert result.kept_bodies == 1
+    assert agent._lifecycle.delivery.last_retry_after == 30
+    flush_until_delivered(agent)
+    assert workload.delivered(server.totals()) == expected
+
+
+# -- statuses that end a body's journey ----------------------------------------------------
+
+
+def test_400_drops_the_body_counts_it_and_keeps_going(server, caplog):
+    server.script(Answer(400, body=b'{"error": "bad metric name"}'))
+    agent = make_agent(server.api_url)
+    workload.record(agent, 10)
+    with caplog.at_level(logging.ERROR, logger="impactagent"):
+        result = agent.flush()
+    assert result.dropped_bodies == 1
+    events = 10 * 5  # per round: one request, two jobs, one latency, one flag evaluation
+    assert agent.statistics()["dropped"]["rejected_by_server"] == events
+    assert any("bad metric name" in r.getMessage() and "HTTP 400" in r.getMessage()
+               for r in caplog.records)
+    expected = workload.record(agent, 5)
+    assert agent.flush().ok
+    assert workload.delivered(server.totals()) == expected
+
+
+def test_401_stops_sending_keeps_recording_and_says_so_once(caplog):
+    with ScriptedServer(token="the-right-token") as server:
+        agent = make_agent(server.api_url)
+        workload.record(agent, 10)
+        with caplog.at_level(logging.ERROR, logger="impactagent"):
+            first = agent.flush()
+            second = agent.flush()
+        assert first.kept_bodies == 1
+        assert second.skipped == "stopped after HTTP 401"
+        assert len(server.requests) == 1
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and "HTTP 401" in errors[0] and server.api_url in errors[0]
+        workload.record(agent, 10)  # recording goes on
+        assert agent.statistics()["pending_events"] == 20 * 5  # 5 events per round
+        assert agent.statistics()["sending_stopped_by_status"] == 401
+
+
+def test_403_also_stops_sending(server):
+    server.script(403)
+    agent = make_agent(server.api_url)
+    agent.flush()
+    assert agent.flush().skipped == "stopped after HTTP 403"
+
+
+def test_413_splits_and_resends_until_it_fits():
+    with ScriptedServer(max_body=4000) as server:
+        agent = make_agent(server.api_url)
+        users = agent.counter("logins_total", "Logins", labels=("user",))
+        for i in range(300):
+            users.labels(f"user-{i:04d}").inc(i + 1)
+            agent.record_flag(f"flag-{i}", i % 2 == 0)
+        result = agent.flush(timeout=10)
+        assert result.ok, result
+        assert 413 in [r.status for r in server.requests]
+        totals = server.totals()
+        assert sum(totals["counters"].values()) == sum(range(1, 301))
+        assert sum(f["yes"] + f["no"] for f in totals["flags"].values()) == 300
+        assert all(len(r.body) <= 4000 for r in server.requests if r.accepted)
+
+
+# -- the flusher thread and shutdown -------------------------------------------------------
+
+
+def test_background_flusher_delivers_on_its_interval(server):
+    agent = make_agent(server.api_url, flush_interval=0.2).start()
+    try:
+        expected = workload.record(agent, 20)
+        assert server.wait_for(lambda s: workload.delivered(s.totals()) == expected, 10)
+    finally:
+        agent.close(timeout=2)
+
+
+def test_close_flushes_the_last_window(server):
+    agent = make_agent(server.api_url, flush_interval=60).start()
+    expected = workload.record(agent, 25)
+    result = agent.close()
+    assert result.ok
+    assert workload.delivered(server.totals()) == expected
+
+
+def test_close_returns_within_its_deadline_against_a_server_that_never_answers(server):
+    server.default = Answer(202, delay=30)
+    agent = make_agent(server.api_url, flush_interval=0.1, request_timeout=10).start()
+    workload.record(agent, 10)
+    time.sleep(0.3)  # let the flusher get stuck in a request
+    started = time.monotonic()
+    result = agent.close(timeout=1.0)
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.5, elapsed
+    assert not result.ok
+
+
+def test_close_is_idempotent_and_thread_safe(server):
+    agent = make_agent(server.api_url).start()
+    workload.record(agent, 5)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(agent.close(2)))
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert len(results) == 4 and all(r is results[0] for r in results)
+    assert len(server.accepted_documents()) == 1
+    assert agent.close() is results[0]
+
+
+def test_context_manager_starts_and_closes(server):
+    with make_agent(server.api_url) as agent:
+        expected = workload.record(agent, 7)
+        assert agent._lifecycle.flusher.running
+    assert workload.delivered(server.totals()) == expected
+
+
+def test_exit_without_close_still_flushes(server, tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "app.py"
+    script.write_text(
+        "import impactagent\n"
+        f"agent = impactagent.Agent('shop', url={server.api_url!r}, api_key='t').start()\n"
+        "c = agent.counter('exits_total', 'Exits')\n"
+        "for _ in range(42): c.inc()\n"
+        "agent.record_flag('f', True)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], timeout=60, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    totals = server.totals()
+    assert sum(v for (name, _), v in totals["counters"].items() if name == "exits_total") == 42
+    assert totals["flags"]["f"]["yes"] == 1
+
+
+# -- secrets -------------------------------------------------------------------------------
+
+
+def test_the_token_never_appears_in_logs(server, caplog):
+    server.script(500, Answer(drop=True), 400, 413, Answer(429, headers={"Retry-After": "0"}),
+                  401)
+    agent = make_agent(server.api_url, request_timeout=0.5)
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(4):
+            workload.record(agent, 5)
+            agent.flush(timeout=3)
+        bad = make_agent(refused_url())
+        bad.flush(timeout=1)
+        try:
+            make_agent("not a url")
+        except ValueError as error:
+            logging.getLogger("test").error("%s", error)
+    assert caplog.records, "expected log output to check"
+    for record in caplog.records:
+        assert "s3cr3t" not in record.getMessage()
+        assert "s3cr3t" not in str(record.args)
+    assert "s3cr3t" not in str(agent.statistics())
