@@ -240,13 +240,17 @@ class Delivery:
             if time.monotonic() >= deadline or self.stopping.is_set():
                 tally.timed_out = time.monotonic() >= deadline
                 return False
-            body = self.spool.read(entry)
+            claimed = self.spool.claim(entry)
+            if claimed is None:
+                continue  # another process (a forked sibling) is sending it
+            body = self.spool.read(claimed)
             if body is None:
-                continue  # corrupt (moved aside, counted) or taken by another process
+                continue  # corrupt: moved aside and counted
             payload = payload_from_document(json.loads(body))
             outcome = self._send(payload, deadline, tally)
             if outcome.kind in (RETRY, UNAUTHORIZED):
-                # Leave the file where it is: it stays the oldest and goes first next time.
+                # Back in the queue at its old place: it stays the oldest and goes first.
+                self.spool.release(claimed)
                 if outcome.kind == UNAUTHORIZED:
                     self._stop_sending(outcome)
                 tally.kept += 1
@@ -254,5 +258,5 @@ class Delivery:
             # Delivered, dropped (counted) or split (failed halves are spooled anew): only
             # now is the file done with. A kill -9 before this line resends, never loses.
             self._settle(payload, outcome, deadline, tally)
-            self.spool.remove(entry)
+            self.spool.remove(claimed)
         return True

@@ -22,6 +22,8 @@ DROP_REASONS: Dict[str, str] = {
     "oversize_item": "a single series too large for any request body was dropped",
     "non_finite_sum": "a histogram whose sum overflowed to infinity was dropped",
     "rejected_by_server": "the server answered 400 to a request body, so its events were dropped",
+    "spool_full": "the oldest spooled request bodies were deleted to stay under the spool cap",
+    "spool_corrupt": "a corrupt spool file was moved aside (counted in files)",
     "too_large": "a request body too large for the server even on its own was dropped",
 }
 
