@@ -140,8 +140,11 @@ class Transport:
         """Send one body, waiting at most about ``timeout`` seconds; never raises for I/O."""
         timeout = max(timeout, 0.001)
         try:
+            # verify and proxies go on the request, not only the session: requests lets
+            # REQUESTS_CA_BUNDLE and *_PROXY variables override session-level values.
             response = self._session.post(
-                self.metrics_url, data=body, headers=self.headers(), timeout=(timeout, timeout)
+                self.metrics_url, data=body, headers=self.headers(),
+                timeout=(timeout, timeout), verify=self._verify, proxies=self._proxies or None,
             )
         except requests.exceptions.ConnectTimeout:
             return Outcome(RETRY, detail="connect timeout")
