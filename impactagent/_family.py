@@ -62,7 +62,8 @@ class MetricFamily(Generic[Child]):
         self._series: List[Child] = []
         self._overflow: Child | None = None
         if not self.label_names:
-            self._bind_default(self._create_series(()))
+            self._default = self._create_series(())
+            self._bind_default(self._default)
 
     # -- subclass hooks --------------------------------------------------------------------
 
@@ -75,6 +76,16 @@ class MetricFamily(Generic[Child]):
     def _bind_default(self, child: Child) -> None:
         """Expose the recording methods of an unlabelled metric's only series on the family."""
         raise NotImplementedError
+
+    def _require_default(self) -> Child:
+        """The only series of an unlabelled metric; a labelled one says to call labels()."""
+        try:
+            return self._default
+        except AttributeError:
+            raise ValueError(
+                f"{self.kind} {self.name!r} has labels {self.label_names}: "
+                "call .labels(...) first"
+            ) from None
 
     # -- label lookup ----------------------------------------------------------------------
 

@@ -127,19 +127,13 @@ class Counter(MetricFamily[CounterChild]):
         return _DroppedCounterChild(self, ("<dropped>",) * len(self.label_names), self._locks[0])
 
     def _bind_default(self, child: CounterChild) -> None:
-        self._default = child
         self.inc = child.inc  # type: ignore[method-assign]
         self.count_exceptions = child.count_exceptions  # type: ignore[method-assign]
 
     @property
     def value(self) -> int:
         """The cumulative count of an unlabelled counter since the agent started."""
-        try:
-            return self._default.value
-        except AttributeError:
-            raise ValueError(
-                f"counter {self.name!r} has labels {self.label_names}: call .labels(...) first"
-            ) from None
+        return self._require_default().value
 
     def inc(self, amount: int = 1) -> None:
         """Add ``amount`` to an unlabelled counter."""

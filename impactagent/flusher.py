@@ -24,7 +24,7 @@ MAX_FAILURES = 10
 class IntervalBackoff:
     """The wait before the next flush, given how the last ones went.
 
-    >>> backoff = IntervalBackoff(60, jitter=0)
+    >>> backoff = IntervalBackoff(60.0, jitter=0)
     >>> backoff.failed(); backoff.failed(); backoff.next_delay()
     180.0
     >>> backoff.succeeded(); backoff.next_delay()

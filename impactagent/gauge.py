@@ -129,7 +129,6 @@ class Gauge(MetricFamily[GaugeChild]):
         return _DroppedGaugeChild(self, ("<dropped>",) * len(self.label_names), self._locks[0])
 
     def _bind_default(self, child: GaugeChild) -> None:
-        self._default = child
         self.set = child.set  # type: ignore[method-assign]
         self.inc = child.inc  # type: ignore[method-assign]
         self.dec = child.dec  # type: ignore[method-assign]
@@ -138,14 +137,6 @@ class Gauge(MetricFamily[GaugeChild]):
     def value(self) -> Optional[Number]:
         """The last value set on an unlabelled gauge."""
         return self._require_default().value
-
-    def _require_default(self) -> GaugeChild:
-        try:
-            return self._default
-        except AttributeError:
-            raise ValueError(
-                f"gauge {self.name!r} has labels {self.label_names}: call .labels(...) first"
-            ) from None
 
     def set(self, value: Number) -> None:
         """Set an unlabelled gauge."""

@@ -192,18 +192,8 @@ class Histogram(MetricFamily[HistogramChild]):
         return _DroppedHistogramChild(self, dropped, self._locks[0])
 
     def _bind_default(self, child: HistogramChild) -> None:
-        self._default = child
         self.observe = child.observe  # type: ignore[method-assign]
         self.time = child.time  # type: ignore[method-assign]
-
-    def _require_default(self) -> HistogramChild:
-        try:
-            return self._default
-        except AttributeError:
-            raise ValueError(
-                f"histogram {self.name!r} has labels {self.label_names}: "
-                "call .labels(...) first"
-            ) from None
 
     def observe(self, value: Union[int, float]) -> None:
         """Observe a value on an unlabelled histogram."""
