@@ -117,17 +117,14 @@ class Delivery:
         tally = _Tally()
         if self.unauthorized is not None:
             return tally.result(skipped=f"stopped after HTTP {self.unauthorized}")
-        if self.spool is not None and not self._replay_spool(deadline, tally):
-            # The server is not taking the backlog: keep the new window on disk as well.
-            for payload in self._collect():
-                self._keep(payload, tally)
-            return tally.result()
+        # If the server is not taking the spool's backlog, keep the new window as well.
+        backlog_sent = self.spool is None or self._replay_spool(deadline, tally)
         for payload in self._collect():
-            if tally.kept or self.unauthorized is not None:
+            if not backlog_sent or tally.kept or self.unauthorized is not None:
                 self._keep(payload, tally)  # it failed a moment ago: do not hammer it
             else:
                 self._settle(payload, self._send(payload, deadline, tally), deadline, tally)
-        self.last_retry_after = tally.retry_after
+        self.last_retry_after = tally.retry_after  # the flusher never undercuts it
         return tally.result()
 
     def _collect(self) -> List[Payload]:
