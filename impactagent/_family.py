@@ -9,7 +9,6 @@ only the first time a key is seen.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from typing import Any, Dict, Generic, List, Tuple, TypeVar
 
@@ -58,7 +57,11 @@ class MetricFamily(Generic[Child]):
         # Recording takes a lock shared by a few series (striping keeps memory per series at
         # one reference while spreading contention on free-threaded builds).
         self._locks = tuple(threading.Lock() for _ in range(8))
+        # Canonical keys only (tuples of exact str): the hot path's one dict lookup.
         self._lookup: Dict[Tuple[Any, ...], Child] = {}
+        # Every other raw key seen (ints, enums, label sets past the limit), by type and value.
+        self._aliases: Dict[Any, Child] = {}
+        self._drop_detail = ""
         self._series: List[Child] = []
         self._overflow: Child | None = None
         if not self.label_names:
@@ -133,14 +136,22 @@ class MetricFamily(Generic[Child]):
                 f"{self.kind} {self.name!r} takes {len(names)} label values {names}, "
                 f"got {len(values)}: {values!r}"
             )
+        # Raw keys that are not the canonical strings are cached apart, keyed with their
+        # types: 1, 1.0 and True are equal as dict keys but are different label values.
+        alias: Any = (tuple(map(type, values)), values)
+        try:
+            child = self._aliases.get(alias)
+        except TypeError:  # an unhashable value that converts to a string: no alias
+            alias = child = None
+        if child is not None:
+            return child
         key = tuple(label_value(self.name, n, v) for n, v in zip(names, values))
         child = self._lookup.get(key)
         if child is None:
             child = self._create_series(key)
-        if values != key and len(self._lookup) < _ALIAS_FACTOR * self.max_series:
-            # An unhashable value that converts to a string gets no alias.
-            with contextlib.suppress(TypeError):
-                self._lookup[values] = child
+        cacheable = child is self._overflow or values != key
+        if alias is not None and cacheable and len(self._aliases) < _ALIAS_FACTOR * self.max_series:
+            self._aliases[alias] = child
         return child
 
     def _create_series(self, key: Tuple[str, ...]) -> Child:
@@ -163,7 +174,9 @@ class MetricFamily(Generic[Child]):
         return self._overflow
 
     def _drop(self, reason: str) -> None:
-        self._drops.add(reason, detail=f"{self.kind} {self.name!r}")
+        if not self._drop_detail:
+            self._drop_detail = f"{self.kind} {self.name!r}"
+        self._drops.add(reason, detail=self._drop_detail)
 
     def _accept_number(self, value: Any, method: str) -> bool:
         """Return True for a finite number; count NaN and infinities as dropped; else raise."""

@@ -69,6 +69,10 @@ def label_value(metric: str, label: str, value: Any) -> str:
     """Convert one label value to the string the server stores, refusing ``None``."""
     if value.__class__ is str:
         return value
+    if isinstance(value, str):
+        # A str subclass (a str Enum) compares equal to its plain text, so it must become
+        # exactly that text: str.__str__ gives it (str() could give "Color.RED").
+        return str.__str__(value)
     if value is None or isinstance(value, (tuple, list, dict, set)):
         raise TypeError(
             f"label {label!r} of {metric!r} needs a string value (or a number), "

@@ -47,10 +47,14 @@ class GaugeChild:
         if not finite:
             self._family._drop("non_finite_value")
             return
+        # Under the lock so a racing inc() cannot overwrite this value with a stale sum.
         # Value first, flag second; the collector clears the flag first, then reads the value,
         # so a racing set() is either in this window or flagged for the next one: never lost.
+        lock = self._lock
+        lock.acquire()
         self._value = value
         self._dirty = True
+        lock.release()
 
     def inc(self, amount: Number = 1) -> None:
         """Add ``amount`` (default 1) to the gauge."""

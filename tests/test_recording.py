@@ -414,3 +414,45 @@ def test_new_series_created_during_collect_are_not_missed(agent):
     for key, s in samples_of(agent.collect(), "users_total").items():
         delivered[key] = delivered.get(key, 0) + s.value
     assert delivered == {(f"u{i}",): 1 for i in range(900)}
+
+
+@pytest.mark.parametrize("order", [(1, 1.0, True), (True, 1.0, 1), (1.0, True, 1)])
+def test_equal_but_different_label_values_stay_apart_whatever_came_first(agent, order):
+    """1, 1.0 and True are equal dict keys; as label values they are "1", "1.0", "True"."""
+    family = agent.counter("c", "C", labels=("v",))
+    for value in order:
+        family.labels(value).inc()
+        family.labels(v=value).inc()
+    assert {c.label_values: c.value for c in family.series()} == {
+        ("1",): 2, ("1.0",): 2, ("True",): 2}
+
+
+def test_str_enum_label_values_are_their_text(agent):
+    import enum
+
+    class Plan(str, enum.Enum):
+        PRO = "pro"
+
+    family = agent.counter("c", "C", labels=("plan",))
+    family.labels(Plan.PRO).inc()
+    family.labels("pro").inc()
+    family.labels(plan=Plan.PRO).inc()
+    assert [(c.label_values, c.value) for c in family.series()] == [(("pro",), 3)]
+
+
+def test_concurrent_gauge_increments_are_exact(agent):
+    gauge = agent.gauge("in_flight", "In flight")
+    gauge.set(0)
+
+    def work():
+        for _ in range(20_000):
+            gauge.inc()
+            gauge.dec()
+            gauge.inc()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert gauge.value == 80_000
