@@ -1,1 +1,0 @@
-"""Benchmarks of impactagent against its peers, in one process and one run."""
