@@ -182,10 +182,8 @@ def traced_bytes(fill: Callable[[], Any]) -> int:
         tracemalloc.stop()
 
 
-def ours_series(agent: impactagent.Agent, name: str, values: List[str],
-                keyword: bool) -> int:
-    counter = agent.counter(name, "h", labels=("route",), max_series=len(values))
-    labels = counter.labels
+def fill_bytes(labels: Any, values: List[str], keyword: bool) -> int:
+    """Bytes allocated by one ``labels(...).inc()`` per value, by keyword or by position."""
 
     def fill() -> None:
         if keyword:
@@ -195,7 +193,13 @@ def ours_series(agent: impactagent.Agent, name: str, values: List[str],
             for value in values:
                 labels(value).inc()
 
-    size = traced_bytes(fill)
+    return traced_bytes(fill)
+
+
+def ours_series(agent: impactagent.Agent, name: str, values: List[str],
+                keyword: bool) -> int:
+    counter = agent.counter(name, "h", labels=("route",), max_series=len(values))
+    size = fill_bytes(counter.labels, values, keyword)
     series = counter.series()
     if len(series) != len(values) or any(child.value != 1 for child in series):
         raise RuntimeError(f"impactagent did not create {len(values)} series of value 1")
@@ -205,17 +209,7 @@ def ours_series(agent: impactagent.Agent, name: str, values: List[str],
 def prom_series(values: List[str], keyword: bool) -> int:
     registry = prometheus_client.CollectorRegistry()
     counter = prometheus_client.Counter("m", "h", ["route"], registry=registry)
-    labels = counter.labels
-
-    def fill() -> None:
-        if keyword:
-            for value in values:
-                labels(route=value).inc()
-        else:
-            for value in values:
-                labels(value).inc()
-
-    size = traced_bytes(fill)
+    size = fill_bytes(counter.labels, values, keyword)
     samples = [s for m in registry.collect() for s in m.samples if s.name == "m_total"]
     if len(samples) != len(values) or any(s.value != 1 for s in samples):
         raise RuntimeError(f"prometheus_client did not create {len(values)} series of value 1")

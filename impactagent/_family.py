@@ -196,10 +196,6 @@ class MetricFamily(Generic[Child]):
         """Return every series of this metric (a copy; new series may appear at any time)."""
         return list(self._series)
 
-    def labels_dict(self, child: Any) -> Dict[str, str]:
-        """Return ``{label name: value}`` for one of this family's series."""
-        return dict(zip(self.label_names, child.label_values))
-
     def describe(self) -> Tuple[str, str, Tuple[str, ...], Tuple[float, ...]]:
         """Return what makes two definitions the same: kind, help, labels, buckets."""
         return (self.kind, self.help, self.label_names, ())

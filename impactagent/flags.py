@@ -99,10 +99,6 @@ class FlagCounts:
                 stats = self._flags[name] = FlagStats()
             return stats
 
-    def get(self, name: str) -> Optional[FlagStats]:
-        """The cumulative counts of one flag, or ``None`` if it was never recorded."""
-        return self._flags.get(name)
-
     def cumulative(self) -> Dict[str, ToggleDelta]:
         """Every flag's counts since the agent started (reading them changes nothing)."""
         result = {}
@@ -154,6 +150,11 @@ class FlagCounts:
         self._lock = threading.Lock()
         self._flags = {}
         self._window_start = utcnow()
+
+    def pending_events(self) -> int:
+        """Evaluations counted but not yet taken by a collect (or given back after one)."""
+        return sum(stats.yes + stats.no - stats._sent_yes - stats._sent_no
+                   for stats in list(self._flags.values()))
 
     def names(self) -> List[str]:
         """The names of every flag counted so far."""

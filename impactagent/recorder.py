@@ -59,9 +59,7 @@ class Recorder:
         for family in self.metrics.families():
             for child in family.series():
                 pending += child._pending()
-        for stats in list(self.flags._flags.values()):
-            pending += stats.yes + stats.no - stats._sent_yes - stats._sent_no
-        return pending
+        return pending + self.flags.pending_events()
 
     def recorded(self) -> Dict[str, int]:
         """Totals recorded since start: counter increments, observations, flag evaluations."""

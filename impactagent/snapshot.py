@@ -35,7 +35,3 @@ class Snapshot(NamedTuple):
     def is_empty(self) -> bool:
         """True when there is nothing to send."""
         return not self.toggles and not self.metrics
-
-    def flag_evaluations(self) -> int:
-        """The number of flag evaluations (yes + no) in this snapshot."""
-        return sum(t.yes + t.no for t in self.toggles.values())
