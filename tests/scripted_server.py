@@ -11,15 +11,12 @@ records every request and adds up what it accepted, the way Unleash would.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import struct
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Union
+
+from tests.loopback import LoopbackHandler, LoopbackServer, refused_url
 
 
 @dataclass
@@ -51,7 +48,7 @@ class Received:
     at: float  # time.monotonic() on arrival
 
 
-class ScriptedServer:
+class ScriptedServer(LoopbackServer):
     """A threaded HTTP/1.1 server on an ephemeral loopback port; see the module docstring."""
 
     def __init__(self, *, token: Optional[str] = None, max_body: int = 100_000) -> None:
@@ -60,69 +57,11 @@ class ScriptedServer:
         self.default: Union[int, Answer] = 202
         self.requests: List[Received] = []
         self._script: List[Union[int, Answer]] = []
-        self._lock = threading.Lock()
-        self._closing = threading.Event()
-        self._connections: set = set()  # open client sockets, closed by stop()
-        self.port = 0
-        self._httpd: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
-        self.start()
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def start(self) -> None:
-        handler = type("Handler", (_Handler,), {"server_ref": self})
-        httpd = ThreadingHTTPServer.__new__(ThreadingHTTPServer)
-        httpd.allow_reuse_address = True
-        httpd.daemon_threads = True
-        ThreadingHTTPServer.__init__(httpd, ("127.0.0.1", self.port), handler)
-        self.port = httpd.server_address[1]
-        self._closing.clear()
-        self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop listening; stalled handlers are told to give up (bounded)."""
-        self._closing.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        # A server that is down answers nothing, on kept-alive connections neither.
-        with self._lock:
-            connections, self._connections = list(self._connections), set()
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(5)
-
-    def restart(self) -> None:
-        """Stop, then listen again on the same port (a server that went down and came back)."""
-        self.stop()
-        for _ in range(50):  # bounded: the port may take a moment to be free again
-            try:
-                self.start()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"could not listen on port {self.port} again")
-
-    def __enter__(self) -> ScriptedServer:
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.stop()
+        super().__init__()
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def api_url(self) -> str:
-        return self.url + "/api"
+    def handler_class(self) -> type:  # type: ignore[override]
+        return _Handler
 
     # -- script and results ------------------------------------------------------------------
 
@@ -184,28 +123,13 @@ class ScriptedServer:
         return predicate(self)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(LoopbackHandler):
     server_ref: ScriptedServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server_ref._lock:
-            self.server_ref._connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server_ref._lock:
-            self.server_ref._connections.discard(self.connection)
-        with contextlib.suppress(OSError):
-            super().finish()
 
     def do_POST(self) -> None:
         owner = self.server_ref
         arrived = time.monotonic()
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = self.read_body()
         headers = {k.lower(): v for k, v in self.headers.items()}
 
         def record(status: int, accepted: bool) -> None:
@@ -213,53 +137,29 @@ class _Handler(BaseHTTPRequestHandler):
 
         if self.path != "/api/client/metrics":
             record(404, False)
-            return self._answer(404, b'{"error":"not found"}')
+            return self.answer(404, b'{"error":"not found"}')
         if owner.token is not None and headers.get("authorization") != owner.token:
             record(401, False)
-            return self._answer(401, b"")
+            return self.answer(401, b"")
         if len(body) > owner.max_body:
             record(413, False)
-            return self._answer(413, b'{"error":"request entity too large"}')
+            return self.answer(413, b'{"error":"request entity too large"}')
         try:
             json.loads(body)
         except ValueError:
             record(400, False)
-            return self._answer(400, b'{"error":"invalid JSON"}')
+            return self.answer(400, b'{"error":"invalid JSON"}')
         answer = owner._next_answer()
         if answer.drop:
             record(0, False)
-            # SO_LINGER 0: close with a reset, the way a crashing proxy would.
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
-            self.close_connection = True
-            return
-        if answer.delay and owner._closing.wait(answer.delay):
-            self.close_connection = True
+            return self.reset()
+        if self.stall(answer.delay):
             return
         accepted = 200 <= answer.status < 300
         record(answer.status, accepted)
-        if answer.delay_after and owner._closing.wait(answer.delay_after):
-            self.close_connection = True
+        if self.stall(answer.delay_after):
             return
-        self._answer(answer.status, answer.body, answer.headers)
-
-    def _answer(self, status: int, body: bytes, headers: Optional[Dict[str, str]] = None
-                ) -> None:
-        try:
-            self.send_response(status)
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except OSError:  # the client gave up first
-            self.close_connection = True
+        self.answer(answer.status, answer.body, answer.headers)
 
 
-def refused_url() -> str:
-    """An http://127.0.0.1 URL on which nothing listens (connections are refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/api"
+__all__ = ["Answer", "Received", "ScriptedServer", "refused_url"]

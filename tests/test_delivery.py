@@ -176,11 +176,12 @@ def test_retry_after_longer_than_the_deadline_keeps_the_data(server):
 def test_400_drops_the_body_counts_it_and_keeps_going(server, caplog):
     server.script(Answer(400, body=b'{"error": "bad metric name"}'))
     agent = make_agent(server.api_url)
-    workload.record(agent, 10)
+    expected = workload.record(agent, 10)
     with caplog.at_level(logging.ERROR, logger="impactagent"):
         result = agent.flush()
     assert result.dropped_bodies == 1
-    events = 10 * 5  # per round: one request, two jobs, one latency, one flag evaluation
+    events = workload.events(expected) + 1  # and the gauge's one sample
+    assert events == 10 * 6 + 1  # per round: a request, two jobs, a latency, two flags
     assert agent.statistics()["dropped"]["rejected_by_server"] == events
     assert any("bad metric name" in r.getMessage() and "HTTP 400" in r.getMessage()
                for r in caplog.records)
@@ -192,7 +193,7 @@ def test_400_drops_the_body_counts_it_and_keeps_going(server, caplog):
 def test_401_stops_sending_keeps_recording_and_says_so_once(caplog):
     with ScriptedServer(token="the-right-token") as server:
         agent = make_agent(server.api_url)
-        workload.record(agent, 10)
+        expected = workload.record(agent, 10)
         with caplog.at_level(logging.ERROR, logger="impactagent"):
             first = agent.flush()
             second = agent.flush()
@@ -201,8 +202,9 @@ def test_401_stops_sending_keeps_recording_and_says_so_once(caplog):
         assert len(server.requests) == 1
         errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
         assert len(errors) == 1 and "HTTP 401" in errors[0] and server.api_url in errors[0]
-        workload.record(agent, 10)  # recording goes on
-        assert agent.statistics()["pending_events"] == 20 * 5  # 5 events per round
+        workload.record(agent, 10, offset=10, expected=expected)  # recording goes on
+        # Every event is pending: 20 rounds of 6, and the gauge's one unsent value.
+        assert agent.statistics()["pending_events"] == workload.events(expected) + 1 == 121
         assert agent.statistics()["sending_stopped_by_status"] == 401
 
 

@@ -1,0 +1,143 @@
+"""A threaded HTTP/1.1 server on an ephemeral 127.0.0.1 port, for test servers to build on.
+
+It can be stopped and started again on the same port (a server that went down and came
+back), and ``stop()`` also closes the connections clients kept alive, because a server that
+is down answers nothing on those either. ``ScriptedServer`` and the end-to-end
+``FaultProxy`` add what they do with a request by subclassing :class:`LoopbackHandler`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar, Dict, Optional
+
+
+class LoopbackServer:
+    """Serves ``handler_class`` on 127.0.0.1; starts at once, on a free port."""
+
+    handler_class: ClassVar[type]  # a LoopbackHandler subclass
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._closing = threading.Event()  # set by stop(): stalled handlers give up
+        self._connections: set = set()  # open client sockets, closed by stop()
+        self.port = 0
+        self._httpd: Optional[ThreadingHTTPServer] = None
+        self._thread: Optional[threading.Thread] = None
+        self.start()
+
+    def start(self) -> None:
+        handler = type("Handler", (self.handler_class,), {"server_ref": self})
+        httpd = ThreadingHTTPServer.__new__(ThreadingHTTPServer)
+        httpd.allow_reuse_address = True
+        httpd.daemon_threads = True
+        ThreadingHTTPServer.__init__(httpd, ("127.0.0.1", self.port), handler)
+        self.port = httpd.server_address[1]
+        self._closing.clear()
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop listening; stalled handlers are told to give up (bounded)."""
+        self._closing.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        with self._lock:
+            connections, self._connections = list(self._connections), set()
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def restart(self) -> None:
+        """Stop, then listen again on the same port (a server that went down and came back)."""
+        self.stop()
+        for _ in range(50):  # bounded: the port may take a moment to be free again
+            try:
+                self.start()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"could not listen on port {self.port} again")
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/api"
+
+
+class LoopbackHandler(BaseHTTPRequestHandler):
+    """Tracks its connection for ``stop()``, stays quiet, and answers or resets."""
+
+    protocol_version = "HTTP/1.1"
+    server_ref: LoopbackServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server_ref._lock:
+            self.server_ref._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server_ref._lock:
+            self.server_ref._connections.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def read_body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def stall(self, seconds: float) -> bool:
+        """Wait ``seconds``; True if the server was stopped meanwhile (then the connection
+        is to be closed without an answer)."""
+        if seconds and self.server_ref._closing.wait(seconds):
+            self.close_connection = True
+            return True
+        return False
+
+    def reset(self) -> None:
+        """Close the connection with a TCP reset and no answer, as a crashing proxy would."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+
+    def answer(self, status: int, body: bytes, headers: Optional[Dict[str, str]] = None,
+               content_type: str = "application/json") -> None:
+        try:
+            self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:  # the client gave up first
+            self.close_connection = True
+
+
+def refused_url() -> str:
+    """An http://127.0.0.1 URL on which nothing listens (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/api"
