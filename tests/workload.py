@@ -82,3 +82,29 @@ def events(expected: Dict[str, Any]) -> int:
 def delivered(totals: Dict[str, Any]) -> Dict[str, Any]:
     """The parts of ``ScriptedServer.totals()`` that ``record`` predicts."""
     return {key: totals[key] for key in ("flags", "counters", "gauges", "histograms")}
+
+
+def stored_twice(expected: Dict[str, Any]) -> Dict[str, Any]:
+    """What a server holds when every body of ``expected`` reached it twice: counts double,
+    gauges (last value wins) do not."""
+    flags = {name: {"yes": 2 * f["yes"], "no": 2 * f["no"],
+                    "variants": {v: 2 * n for v, n in f["variants"].items()}}
+             for name, f in expected["flags"].items()}
+    histograms = {key: {"count": 2 * h["count"], "sum": 2 * h["sum"],
+                        "buckets": {le: 2 * n for le, n in h["buckets"].items()}}
+                  for key, h in expected["histograms"].items()}
+    return {"flags": flags, "counters": {k: 2 * v for k, v in expected["counters"].items()},
+            "gauges": dict(expected["gauges"]), "histograms": histograms}
+
+
+def flags_of(*expected: Dict[str, Any]) -> Dict[str, Any]:
+    """The flag counts of several runs added up (the server keeps them across restarts)."""
+    total: Dict[str, Any] = {}
+    for part in expected:
+        for name, f in part["flags"].items():
+            flag = total.setdefault(name, {"yes": 0, "no": 0, "variants": {}})
+            flag["yes"] += f["yes"]
+            flag["no"] += f["no"]
+            for variant, n in f["variants"].items():
+                flag["variants"][variant] = flag["variants"].get(variant, 0) + n
+    return total
