@@ -208,6 +208,30 @@ class Delivery:
         else:
             self._keep(payload, tally)
 
+    def set_aside(self) -> int:
+        """At close: put what could not be delivered where it is not lost silently.
+
+        With a spool, the rest goes to disk and the next agent on the same ``spool_dir``
+        sends it (after a restart with a valid token, say). Without one, it is counted as
+        dropped (``not_delivered_by_close``) and logged. Returns the events set aside.
+        """
+        events = 0
+        for payload in self._collect():
+            carried = count_events(payload.document)
+            if carried == 0:
+                continue  # an empty window: nothing was recorded in it, nothing to keep
+            events += carried
+            if self.spool is not None:
+                self.spool.write(payload.body)
+        if events and self.spool is None:
+            why = (f"sending was stopped by HTTP {self.unauthorized}" if self.unauthorized
+                   else "the server did not take them before the close deadline")
+            logger.error("impactagent: closing with %d events not delivered to %s (%s) and no "
+                         "spool_dir to keep them; they are counted as 'not_delivered_by_close'.",
+                         events, self.transport.metrics_url, why)
+            self.drops.add("not_delivered_by_close", events, detail=self.transport.metrics_url)
+        return events
+
     def _stop_sending(self, outcome: Outcome) -> None:
         if self.unauthorized is None:
             logger.error(

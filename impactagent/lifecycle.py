@@ -98,6 +98,7 @@ class Lifecycle:
                 # Give the thread's flush at most half the time; the final flush needs the rest.
                 self.flusher.stop(max(deadline - time.monotonic(), 0) / 2)
             result = self.delivery.flush(deadline)
+            self.delivery.set_aside()  # spooled, or counted: never lost without a trace
             self.delivery.transport.close()
             self._closed = result
             return result

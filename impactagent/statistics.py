@@ -25,6 +25,8 @@ DROP_REASONS: Dict[str, str] = {
     "spool_full": "the oldest spooled request bodies were deleted to stay under the spool cap",
     "spool_corrupt": "a corrupt spool file was moved aside (counted in files)",
     "too_large": "a request body too large for the server even on its own was dropped",
+    "not_delivered_by_close": "the agent closed with events the server had not taken, and "
+                              "no spool_dir to keep them",
 }
 
 

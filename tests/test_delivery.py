@@ -215,6 +215,44 @@ def test_403_also_stops_sending(server):
     assert agent.flush().skipped == "stopped after HTTP 403"
 
 
+def test_closing_unsent_without_a_spool_counts_it_as_dropped_and_says_why(caplog):
+    with ScriptedServer(token="the-right-token") as server:
+        agent = make_agent(server.api_url)
+        expected = workload.record(agent, 10)
+        with caplog.at_level(logging.ERROR, logger="impactagent"):
+            agent.close()
+        statistics = agent.statistics()
+    assert statistics["dropped"] == {"not_delivered_by_close": workload.events(expected) + 1}
+    assert statistics["pending_events"] == 0
+    errors = " ".join(r.getMessage() for r in caplog.records)
+    assert "stopped by HTTP 401" in errors and "not_delivered_by_close" in errors
+    assert TOKEN not in errors
+
+
+def test_closing_unsent_against_a_down_server_counts_it_too():
+    agent = make_agent(refused_url(), request_timeout=0.2)
+    expected = workload.record(agent, 5)
+    assert not agent.close(timeout=1).ok
+    assert agent.statistics()["dropped"] == {
+        "not_delivered_by_close": workload.events(expected) + 1}
+
+
+def test_closing_unsent_with_a_spool_leaves_it_for_the_next_agent(tmp_path):
+    with ScriptedServer(token="the-right-token") as server:
+        agent = make_agent(server.api_url, spool_dir=str(tmp_path))
+        expected = workload.record(agent, 10)
+        agent.flush()  # 401: kept in the spool, and sending stops
+        workload.record(agent, 10, offset=10, expected=expected)
+        agent.close()  # what came after the 401 goes to the spool too
+        assert agent.statistics()["dropped"] == {}
+        assert agent.statistics()["spool"]["files"] == 2
+
+        fixed = make_agent(server.api_url, api_key="the-right-token", spool_dir=str(tmp_path))
+        assert fixed.close().ok
+        assert workload.delivered(server.totals()) == expected
+        assert fixed.statistics()["spool"]["files"] == 0
+
+
 def test_413_splits_and_resends_until_it_fits():
     with ScriptedServer(max_body=4000) as server:
         agent = make_agent(server.api_url)
