@@ -55,12 +55,15 @@ class RealServer:
         assert self.stack.server is not None
         return self.stack.server.backend_token
 
+    def wait_until_flags_are_known(self) -> None:
+        time.sleep(max(0.0, self.flags_known_at - time.monotonic()))
+
     def agent(self, app_name: str, *, url: str | None = None, **options: Any) -> Agent:
         """An agent reporting as ``app_name`` to the server (or to ``url``, a proxy in front of
         it), once the server is sure to know the session's flags."""
-        time.sleep(max(0.0, self.flags_known_at - time.monotonic()))
+        self.wait_until_flags_are_known()
         settings: Dict[str, Any] = {"api_key": self.backend_token, "flush_interval": 1.0,
-                                    "request_timeout": 1.0, "shutdown_timeout": 10.0}
+                                    "request_timeout": 5.0, "shutdown_timeout": 10.0}
         settings.update(options)
         return Agent(app_name, url=(url or self.url) + "/api", **settings)
 
@@ -86,15 +89,16 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         return
     write = terminalreporter.write_line
     terminalreporter.section("impactagent against a real unleash-server 8.2.0")
-    header = (f"{'scenario':<34} {'recorded':>9} {'stored':>9} {'dup?':>6}  "
+    header = (f"{'scenario':<40} {'recorded':>9} {'stored':>9} {'dup?':>6}  "
               f"dropped (reason: events)")
     write(header)
     write("-" * len(header))
     for row in REPORT:
         dropped = ", ".join(f"{k}: {v}" for k, v in sorted(row.dropped.items())) or "none"
-        write(f"{row.scenario:<34} {row.recorded:>9} {row.stored:>9} "
+        write(f"{row.scenario:<40} {row.recorded:>9} {row.stored:>9} "
               f"{row.possibly_duplicated:>6}  {dropped}")
         if row.faults:
-            write(f"{'':<34} faults: " + ", ".join(f"{k} x{v}" for k, v in row.faults.items()))
+            write(f"{'':<40} faults: " + ", ".join(f"{k} x{v}" for k, v in row.faults.items()))
     write("recorded/stored: flag evaluations + counter increments + histogram observations; "
-          "dup?: events the agent sent without hearing back (a resend may count them twice)")
+          "dup?: events the agent sent without hearing back (a resend may count them twice); "
+          "dup? and dropped count a gauge sample as one event")

@@ -15,8 +15,9 @@ from tests import workload
 from tests.e2e.conftest import REPORT, RealServer, ReportRow
 from tests.e2e.fault_proxy import RESET, FaultProxy, stall, stall_after, status
 
-#: Long enough for the agent's 1 s request timeout to give up on a stalled request.
-STALL_SECONDS = 2.5
+#: Tests with stalls give up on a request after FAULTY_TIMEOUT; a stall outlasts it.
+FAULTY_TIMEOUT = 2.0
+STALL_SECONDS = 3.5
 
 
 def matches(expected: Dict[str, Any]):
@@ -72,7 +73,8 @@ def test_a_faulty_run_is_stored_exactly(unleash: RealServer) -> None:
             status(502), status(504),
             RESET, stall(STALL_SECONDS), status(500),
         )
-        agent = unleash.agent("e2e-faulty", url=proxy.url).start()
+        agent = unleash.agent("e2e-faulty", url=proxy.url,
+                              request_timeout=FAULTY_TIMEOUT).start()
         expected = record_in_batches(agent, batches=6, rounds=25, pause=0.8)
         # A flush that meets a fault keeps its bodies for the next; flush until the script
         # is used up and nothing is pending, then close.
@@ -100,7 +102,8 @@ def test_a_late_answer_is_the_one_fault_that_counts_twice_and_the_agent_says_so(
     agent's ``possibly_duplicated_events`` says exactly how many events that was."""
     with FaultProxy(unleash.url) as proxy:
         proxy.script(stall_after(STALL_SECONDS))
-        agent = unleash.agent("e2e-late-answer", url=proxy.url)  # no flusher: one flush
+        agent = unleash.agent("e2e-late-answer", url=proxy.url,  # no flusher: one flush
+                              request_timeout=FAULTY_TIMEOUT)
         expected = workload.record(agent, 30)
         result = agent.flush()
         passages = list(proxy.passages)
@@ -122,7 +125,9 @@ def test_a_server_restart_mid_run_loses_nothing(unleash: RealServer) -> None:
     """Flag counts survive a restart in the database; impact metrics live in the server's
     memory, so after the restart it holds what was sent since. Either way nothing the agent
     recorded is missing: what it could not send while the server was down, it sent after."""
-    agent = unleash.agent("e2e-restart").start()
+    # A server just started can take over a second to answer its first metrics POST; a
+    # request timeout shorter than that makes the agent resend a body the server stored.
+    agent = unleash.agent("e2e-restart", request_timeout=10).start()
     before = workload.record(agent, 30)
     assert agent.flush().ok
     # The server buffers flag counts ~5 s before writing them and does not write the buffer
