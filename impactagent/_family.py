@@ -10,9 +10,10 @@ only the first time a key is seen.
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Generic, List, Tuple, TypeVar
+from typing import Any, Dict, Generic, List, Sequence, Tuple, TypeVar
 
-from ._naming import check_help, check_label_names, check_metric_name, label_value
+from ._naming import check_help, check_label_names, check_metric_name, flag_label_name, label_value
+from .flag_context import state_of
 from .statistics import DropCounter
 
 #: Default number of distinct label sets per metric before new ones are dropped.
@@ -43,12 +44,22 @@ class MetricFamily(Generic[Child]):
         *,
         max_series: int = DEFAULT_MAX_SERIES,
         drops: DropCounter | None = None,
+        flags: Sequence[str] = (),
     ) -> None:
         self.name = check_metric_name(name)
         self.help = check_help(name, help)
+        if isinstance(flags, str):
+            raise TypeError(f"flags of {name!r} must be a sequence of flag names, not the "
+                            f"string {flags!r}; write flags=({flags!r},)")
+        #: Flags whose state in the current request labels every sample (see flag_context).
+        self.flags: Tuple[str, ...] = tuple(flags)
+        flag_labels = tuple(flag_label_name(name, flag) for flag in self.flags)
         self.label_names: Tuple[str, ...] = check_label_names(
-            name, labels, extra_reserved=self._reserved_labels
+            name, labels if isinstance(labels, str) else tuple(labels) + flag_labels,
+            extra_reserved=self._reserved_labels
         )
+        #: The label names the caller passes values for (the flags' are filled in).
+        self.caller_label_names = self.label_names[: len(self.label_names) - len(flag_labels)]
         if not isinstance(max_series, int) or max_series < 1:
             raise ValueError(f"max_series of {name!r} must be a positive int, got {max_series!r}")
         self.max_series = max_series
@@ -67,6 +78,11 @@ class MetricFamily(Generic[Child]):
         if not self.label_names:
             self._default = self._create_series(())
             self._bind_default(self._default)
+        elif self.flags:
+            # Only flag-aware metrics pay for the context lookup; others keep the plain path.
+            self.labels = self._labels_in_flag_context  # type: ignore[method-assign]
+            if not self.caller_label_names:
+                self._bind_in_flag_context()
 
     # -- subclass hooks --------------------------------------------------------------------
 
@@ -78,6 +94,11 @@ class MetricFamily(Generic[Child]):
 
     def _bind_default(self, child: Child) -> None:
         """Expose the recording methods of an unlabelled metric's only series on the family."""
+        raise NotImplementedError
+
+    def _bind_in_flag_context(self) -> None:
+        """Expose recording methods on a metric labelled by flags only: each call records into
+        the series of the flags' states in the current context."""
         raise NotImplementedError
 
     def _require_default(self) -> Child:
@@ -112,6 +133,25 @@ class MetricFamily(Generic[Child]):
         if child is None:
             child = self._resolve(values, kwvalues)
         return child
+
+    def _labels_in_flag_context(self, *values: Any, **kwvalues: Any) -> Child:
+        """``labels()`` of a flag-aware metric: the caller's values, then each flag's state
+        in the current request or task (read now, when the series is looked up)."""
+        states = tuple(state_of(flag) for flag in self.flags)
+        if kwvalues:
+            names = self.label_names[len(self.caller_label_names):]
+            for name in names:
+                if name in kwvalues:
+                    raise ValueError(f"{self.kind} {self.name!r}: label {name!r} is the state "
+                                     "of a flag and is filled in from the current context")
+            kwvalues.update(zip(names, states))
+            return MetricFamily.labels(self, *values, **kwvalues)
+        if len(values) != len(self.caller_label_names):
+            raise ValueError(
+                f"{self.kind} {self.name!r} takes {len(self.caller_label_names)} label values "
+                f"{self.caller_label_names} (its flags' states are filled in), got "
+                f"{len(values)}: {values!r}")
+        return MetricFamily.labels(self, *values, *states)
 
     def _resolve(self, values: Tuple[Any, ...], kwvalues: Dict[str, Any]) -> Child:
         names = self.label_names
@@ -196,9 +236,9 @@ class MetricFamily(Generic[Child]):
         """Return every series of this metric (a copy; new series may appear at any time)."""
         return list(self._series)
 
-    def describe(self) -> Tuple[str, str, Tuple[str, ...], Tuple[float, ...]]:
-        """Return what makes two definitions the same: kind, help, labels, buckets."""
-        return (self.kind, self.help, self.label_names, ())
+    def describe(self) -> Tuple[Any, ...]:
+        """Return what makes two definitions the same: kind, help, labels, buckets, flags."""
+        return (self.kind, self.help, self.label_names, (), self.flags)
 
     def _reset_after_fork(self) -> None:
         """In a forked child: new locks (the parent's may be held forever) and zero counts.

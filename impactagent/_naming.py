@@ -79,3 +79,12 @@ def label_value(metric: str, label: str, value: Any) -> str:
             f"got {type(value).__name__}"
         )
     return str(value)
+
+
+def flag_label_name(metric: str, flag: Any) -> str:
+    """The label name that carries flag ``flag``'s state: the flag's name with every
+    character outside ``[a-zA-Z0-9_]`` made ``_`` (``new-checkout`` -> ``new_checkout``)."""
+    if not isinstance(flag, str) or not flag:
+        raise TypeError(f"flags of {metric!r} must be non-empty flag names, got {flag!r}")
+    label = re.sub(r"[^a-zA-Z0-9_]", "_", flag)
+    return label if not label[0].isdigit() else "_" + label

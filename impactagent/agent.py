@@ -6,11 +6,13 @@ It wires the recording core to payload building and holds no logic of its own.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TypeVar, Union
 
-from ._family import DEFAULT_MAX_SERIES
+from ._family import DEFAULT_MAX_SERIES, MetricFamily
 from .counter import Counter
 from .delivery import FlushResult
+from .flag_context import flag_state, note_flag
+from .flag_decorator import flag_decorator
 from .flags import DEFAULT_MAX_FLAGS
 from .gauge import Gauge
 from .histogram import DEFAULT_BUCKETS, Histogram
@@ -19,6 +21,9 @@ from .payload import DEFAULT_MAX_BYTES, Identity, Payload, build_payloads
 from .recorder import Recorder
 from .settings import Settings
 from .snapshot import Snapshot
+
+F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound=MetricFamily)  # type: ignore[type-arg]
 
 
 class Agent:
@@ -68,6 +73,7 @@ class Agent:
         self.metrics = self._recorder.metrics
         # The hot path goes straight to the flag counts, without a facade call in between.
         self.record_flag = self._recorder.flags.record  # type: ignore[method-assign]
+        self._watched_flags: frozenset = frozenset()
         self._lifecycle = Lifecycle(self.settings, self._recorder)
 
     @classmethod
@@ -84,22 +90,60 @@ class Agent:
 
     # -- defining metrics --------------------------------------------------------------------
 
+    # ``flags=("new-checkout",)`` adds a label ``new_checkout`` holding that flag's state in
+    # the current request or task (its variant, "enabled", "disabled" or "not_evaluated"),
+    # as the last call to record_flag or an @agent.flag function in that context left it.
+
     def counter(self, name: str, help: str, labels: Sequence[str] = (), *,
-                max_series: Optional[int] = None) -> Counter:
+                max_series: Optional[int] = None, flags: Sequence[str] = ()) -> Counter:
         """Define (or get) a counter: a count of events, sent as deltas."""
-        return self.metrics.counter(name, help, labels, max_series=max_series)
+        return self._watch(self.metrics.counter(name, help, labels, max_series=max_series,
+                                                flags=flags))
 
     def gauge(self, name: str, help: str, labels: Sequence[str] = (), *,
-              max_series: Optional[int] = None) -> Gauge:
+              max_series: Optional[int] = None, flags: Sequence[str] = ()) -> Gauge:
         """Define (or get) a gauge: a value that goes up and down; the last one is sent."""
-        return self.metrics.gauge(name, help, labels, max_series=max_series)
+        return self._watch(self.metrics.gauge(name, help, labels, max_series=max_series,
+                                              flags=flags))
 
     def histogram(self, name: str, help: str, labels: Sequence[str] = (), *,
                   buckets: Sequence[float] = DEFAULT_BUCKETS,
-                  max_series: Optional[int] = None) -> Histogram:
+                  max_series: Optional[int] = None, flags: Sequence[str] = ()) -> Histogram:
         """Define (or get) a histogram: a distribution in cumulative buckets."""
-        return self.metrics.histogram(name, help, labels, buckets=buckets,
-                                      max_series=max_series)
+        return self._watch(self.metrics.histogram(name, help, labels, buckets=buckets,
+                                                  max_series=max_series, flags=flags))
+
+    def _watch(self, family: M) -> M:
+        """Once a metric is labelled by flags, ``record_flag`` also notes those flags' states
+        in the current context; until then it stays the bare count."""
+        if family.flags and not set(family.flags) <= self._watched_flags:
+            self._watched_flags = self._watched_flags | set(family.flags)
+            self.record_flag = self._record_and_note  # type: ignore[method-assign]
+        return family
+
+    def _record_and_note(self, name: str, enabled: bool, variant: Optional[str] = None) -> None:
+        self._recorder.flags.record(name, enabled, variant)
+        if name in self._watched_flags:
+            note_flag(name, flag_state(enabled, variant))
+
+    def flag(self, name: str) -> Callable[[F], F]:
+        """Decorate the function that decides flag ``name``; each call is one evaluation.
+
+        The result says the state: a bool (or anything truthy or falsy), a variant's name,
+        an Unleash variant dict (``name``, ``enabled``, ``feature_enabled``) or an object
+        with ``name`` and ``enabled``. The result is returned unchanged, ``def`` and
+        ``async def`` alike; a call that raises counts as neither yes nor no.
+
+        >>> agent = Agent("shop")
+        >>> @agent.flag("new-checkout")
+        ... def new_checkout(user: str) -> bool:
+        ...     return user.startswith("beta-")
+        >>> new_checkout("beta-ann"), new_checkout("bob")
+        (True, False)
+        >>> agent.collect().toggles["new-checkout"]
+        ToggleDelta(yes=1, no=1, variants={})
+        """
+        return flag_decorator(name, lambda: self.record_flag)
 
     # -- counting flags ----------------------------------------------------------------------
 

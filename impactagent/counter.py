@@ -71,7 +71,7 @@ class CounterChild:
         self, exception: Union[Type[BaseException], Tuple[Type[BaseException], ...]] = Exception
     ) -> _ExceptionCounter:
         """Count exceptions of type ``exception`` raised in a block or decorated function."""
-        return _ExceptionCounter(self, exception)
+        return _ExceptionCounter(self.inc, exception)
 
     # Collector side: only the registry's collect/restore (serialised by its lock) call these.
     def _take(self) -> CounterDelta | None:
@@ -130,6 +130,16 @@ class Counter(MetricFamily[CounterChild]):
         self.inc = child.inc  # type: ignore[method-assign]
         self.count_exceptions = child.count_exceptions  # type: ignore[method-assign]
 
+    def _bind_in_flag_context(self) -> None:
+        labels = self.labels
+
+        def inc(amount: int = 1) -> None:
+            labels().inc(amount)
+
+        self.inc = inc  # type: ignore[method-assign]
+        self.count_exceptions = (  # type: ignore[method-assign]
+            lambda exception=Exception: _ExceptionCounter(inc, exception))
+
     @property
     def value(self) -> int:
         """The cumulative count of an unlabelled counter since the agent started."""
@@ -154,10 +164,10 @@ class Counter(MetricFamily[CounterChild]):
 class _ExceptionCounter:
     """Context manager and decorator (sync and ``async def``) that counts exceptions."""
 
-    __slots__ = ("_child", "_exception")
+    __slots__ = ("_exception", "_inc")
 
-    def __init__(self, child: CounterChild, exception: Any) -> None:
-        self._child = child
+    def __init__(self, inc: Callable[[], None], exception: Any) -> None:
+        self._inc = inc
         self._exception = exception
 
     def __enter__(self) -> None:
@@ -165,7 +175,7 @@ class _ExceptionCounter:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         if exc_type is not None and issubclass(exc_type, self._exception):
-            self._child.inc()
+            self._inc()
         return False
 
     def __call__(self, func: F) -> F:

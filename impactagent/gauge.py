@@ -137,6 +137,12 @@ class Gauge(MetricFamily[GaugeChild]):
         self.inc = child.inc  # type: ignore[method-assign]
         self.dec = child.dec  # type: ignore[method-assign]
 
+    def _bind_in_flag_context(self) -> None:
+        labels = self.labels
+        self.set = lambda value: labels().set(value)  # type: ignore[method-assign]
+        self.inc = lambda amount=1: labels().inc(amount)  # type: ignore[method-assign]
+        self.dec = lambda amount=1: labels().dec(amount)  # type: ignore[method-assign]
+
     @property
     def value(self) -> Optional[Number]:
         """The last value set on an unlabelled gauge."""

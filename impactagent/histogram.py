@@ -180,9 +180,10 @@ class Histogram(MetricFamily[HistogramChild]):
         buckets: Sequence[float] = DEFAULT_BUCKETS,
         max_series: int = DEFAULT_MAX_SERIES,
         drops: Optional[DropCounter] = None,
+        flags: Sequence[str] = (),
     ) -> None:
         self.buckets = check_buckets(name, buckets)
-        super().__init__(name, help, labels, max_series=max_series, drops=drops)
+        super().__init__(name, help, labels, max_series=max_series, drops=drops, flags=flags)
 
     def _new_child(self, label_values: Tuple[str, ...], lock: threading.Lock) -> HistogramChild:
         return HistogramChild(self, label_values, lock)
@@ -194,6 +195,16 @@ class Histogram(MetricFamily[HistogramChild]):
     def _bind_default(self, child: HistogramChild) -> None:
         self.observe = child.observe  # type: ignore[method-assign]
         self.time = child.time  # type: ignore[method-assign]
+
+    def _bind_in_flag_context(self) -> None:
+        labels = self.labels
+
+        def observe(value: Union[int, float]) -> None:
+            labels().observe(value)
+
+        self.observe = observe  # type: ignore[method-assign]
+        # The series is chosen when the timing ends: the flag is usually decided inside.
+        self.time = lambda: Timer(observe)  # type: ignore[method-assign]
 
     def observe(self, value: Union[int, float]) -> None:
         """Observe a value on an unlabelled histogram."""
@@ -217,8 +228,8 @@ class Histogram(MetricFamily[HistogramChild]):
         """Cumulative ``(le, count)`` pairs of an unlabelled histogram."""
         return self._require_default().cumulative_buckets()
 
-    def describe(self) -> Tuple[str, str, Tuple[str, ...], Tuple[float, ...]]:
-        return (self.kind, self.help, self.label_names, self.buckets)
+    def describe(self) -> Tuple[Any, ...]:
+        return (self.kind, self.help, self.label_names, self.buckets, self.flags)
 
 
 class Timer:

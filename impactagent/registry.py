@@ -35,20 +35,21 @@ class MetricRegistry:
         self._families: Dict[str, MetricFamily] = {}  # type: ignore[type-arg]
 
     def counter(self, name: str, help: str, labels: Sequence[str] = (), *,
-                max_series: Optional[int] = None) -> Counter:
+                max_series: Optional[int] = None, flags: Sequence[str] = ()) -> Counter:
         """Define (or get) a counter."""
-        return self._define(Counter, name, help, labels, max_series)
+        return self._define(Counter, name, help, labels, max_series, flags=flags)
 
     def gauge(self, name: str, help: str, labels: Sequence[str] = (), *,
-              max_series: Optional[int] = None) -> Gauge:
+              max_series: Optional[int] = None, flags: Sequence[str] = ()) -> Gauge:
         """Define (or get) a gauge."""
-        return self._define(Gauge, name, help, labels, max_series)
+        return self._define(Gauge, name, help, labels, max_series, flags=flags)
 
     def histogram(self, name: str, help: str, labels: Sequence[str] = (), *,
                   buckets: Sequence[float] = DEFAULT_BUCKETS,
-                  max_series: Optional[int] = None) -> Histogram:
+                  max_series: Optional[int] = None, flags: Sequence[str] = ()) -> Histogram:
         """Define (or get) a histogram with the given bucket boundaries."""
-        return self._define(Histogram, name, help, labels, max_series, buckets=buckets)
+        return self._define(Histogram, name, help, labels, max_series, buckets=buckets,
+                            flags=flags)
 
     def _define(self, cls: Type[M], name: str, help: str, labels: Sequence[str],
                 max_series: Optional[int], **extra: Any) -> M:
@@ -96,7 +97,7 @@ class MetricRegistry:
             family._reset_after_fork()
 
 
-_ASPECTS = ("type", "help", "labels", "buckets")
+_ASPECTS = ("type", "help", "labels", "buckets", "flags")
 
 
 def _difference(old: Tuple[Any, ...], new: Tuple[Any, ...]) -> str:

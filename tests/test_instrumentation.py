@@ -1,0 +1,212 @@
+"""Flag decorators, timers and exception counters in sync and async code, and metrics
+labelled by the state of a flag in the current request or task."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+from types import SimpleNamespace
+
+import pytest
+
+import impactagent
+from impactagent.flag_context import flag_scope, flag_states
+
+
+@pytest.fixture
+def agent():
+    with flag_scope():  # each test starts with no flags seen in its context
+        yield impactagent.Agent("shop", "production")
+
+
+def toggles(agent):
+    return {name: (t.yes, t.no, t.variants) for name, t in agent.collect().toggles.items()}
+
+
+# -- @agent.flag ----------------------------------------------------------------------------
+
+
+def test_flag_decorator_counts_what_each_kind_of_result_says(agent):
+    results = iter([True, False, None, 1, "blue", "disabled",
+                    {"name": "green", "enabled": True, "feature_enabled": True},
+                    {"name": "disabled", "enabled": False, "feature_enabled": True},
+                    SimpleNamespace(name="red", enabled=True)])
+
+    @agent.flag("new-checkout")
+    def decide():
+        return next(results)
+
+    returned = [decide() for _ in range(9)]
+    assert returned[4] == "blue" and returned[0] is True  # results pass through unchanged
+    assert toggles(agent) == {"new-checkout": (
+        6, 3, {"blue": 1, "disabled": 2, "green": 1, "red": 1})}
+
+
+def test_flag_decorator_keeps_signature_and_metadata(agent):
+    def decide(user: str, *, beta: bool = False) -> bool:
+        """Is the new checkout on for this user?"""
+        return beta
+
+    wrapped = agent.flag("new-checkout")(decide)
+    assert wrapped.__name__ == "decide" and wrapped.__doc__ == decide.__doc__
+    assert inspect.signature(wrapped) == inspect.signature(decide)
+    assert wrapped.__wrapped__ is decide
+
+
+def test_flag_decorator_on_async_functions(agent):
+    @agent.flag("search-ranking")
+    async def decide(n):
+        await asyncio.sleep(0)
+        return "v2" if n % 2 else False
+
+    assert inspect.iscoroutinefunction(decide)
+
+    async def main():
+        return await asyncio.gather(*(decide(n) for n in range(5)))
+
+    assert asyncio.run(main()) == [False, "v2", False, "v2", False]
+    assert toggles(agent) == {"search-ranking": (2, 3, {"v2": 2})}
+
+
+def test_a_flag_function_that_raises_counts_neither_yes_nor_no(agent):
+    @agent.flag("new-checkout")
+    def decide():
+        raise RuntimeError("flag service down")
+
+    @agent.flag("new-checkout")
+    async def decide_async():
+        raise RuntimeError("flag service down")
+
+    with pytest.raises(RuntimeError):
+        decide()
+    with pytest.raises(RuntimeError):
+        asyncio.run(decide_async())
+    assert toggles(agent) == {}
+    assert "new-checkout" not in flag_states()
+
+
+def test_flag_decorator_refuses_bad_use(agent):
+    with pytest.raises(TypeError, match="non-empty flag name"):
+        agent.flag("")
+    with pytest.raises(TypeError, match="decorates a function"):
+        agent.flag("x")(42)
+
+
+# -- timers and exception counters, sync and async ------------------------------------------
+
+
+def test_histogram_time_and_counter_count_exceptions_on_async_functions(agent):
+    latency = agent.histogram("work_seconds", "Work", buckets=(0.5, 1.0))
+    failures = agent.counter("work_failures_total", "Failures")
+
+    @latency.time()
+    @failures.count_exceptions(ValueError)
+    async def work(fail):
+        await asyncio.sleep(0)
+        if fail:
+            raise ValueError("bad")
+        return "done"
+
+    assert asyncio.run(work(False)) == "done"
+    with pytest.raises(ValueError):
+        asyncio.run(work(True))
+    # Not a ValueError: timed, but not counted.
+    with pytest.raises(KeyError), latency.time(), failures.count_exceptions(ValueError):
+        raise KeyError("x")
+    assert latency.count == 3 and failures.value == 1
+
+
+# -- metrics labelled by flags ----------------------------------------------------------------
+
+
+def test_a_metric_labelled_by_a_flag_takes_its_state_from_the_current_context(agent):
+    checkouts = agent.counter("checkout_total", "Checkouts", labels=("route",),
+                              flags=("new-checkout",))
+    assert checkouts.label_names == ("route", "new_checkout")
+
+    @agent.flag("new-checkout")
+    def new_checkout(user):
+        return {"name": "blue", "enabled": True} if user == "ann" else False
+
+    for user in ("ann", "bob", "ann"):
+        with flag_scope():
+            new_checkout(user)
+            checkouts.labels(route="/cart").inc()
+    with flag_scope():
+        checkouts.labels("/cart").inc()  # the flag was not evaluated in this request
+    with flag_scope():
+        agent.record_flag("new-checkout", True)  # a plain record_flag is seen too
+        checkouts.labels("/cart").inc(5)
+
+    snapshot = agent.collect()
+    [checkout_total] = snapshot.metrics
+    assert {s.child.label_values: s.value for s in checkout_total.samples} == {
+        ("/cart", "blue"): 2, ("/cart", "disabled"): 1, ("/cart", "not_evaluated"): 1,
+        ("/cart", "enabled"): 5}
+    # The evaluations were counted once each, by the decorator and record_flag alone.
+    toggle = snapshot.toggles["new-checkout"]
+    assert (toggle.yes, toggle.no, toggle.variants) == (3, 1, {"blue": 2})
+
+
+def test_flag_labels_follow_asyncio_tasks_and_threads_without_leaking(agent):
+    served = agent.counter("served_total", "Served", flags=("beta",))
+    latency = agent.histogram("served_seconds", "Latency", buckets=(1.0,), flags=("beta",))
+
+    async def request(on):
+        with latency.time():  # the series is chosen when the timer stops
+            await asyncio.sleep(0)
+            agent.record_flag("beta", on, "v2" if on else None)
+            await asyncio.sleep(0)  # the other tasks run here: their states must not leak
+            served.inc()
+
+    async def main():
+        await asyncio.gather(*(asyncio.create_task(request(i % 3 == 0)) for i in range(9)))
+
+    asyncio.run(main())
+
+    def in_thread(on):
+        with flag_scope():
+            agent.record_flag("beta", on)
+            served.inc()
+
+    threads = [threading.Thread(target=in_thread, args=(i % 2 == 0,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    snapshot = {d.family.name: {s.child.label_values: s for s in d.samples}
+                for d in agent.collect().metrics}
+    assert {k: s.value for k, s in snapshot["served_total"].items()} == {
+        ("v2",): 3, ("disabled",): 6 + 2, ("enabled",): 2}
+    assert {k: s.count for k, s in snapshot["served_seconds"].items()} == {
+        ("v2",): 3, ("disabled",): 6}
+
+
+def test_flag_labels_reach_the_payload_like_any_label(agent):
+    gauge = agent.gauge("cart_items", "Items in cart", flags=("new-checkout",))
+    with flag_scope():
+        agent.record_flag("new-checkout", True, "blue")
+        gauge.set(3)
+    body = agent.build_payloads(agent.collect())[0].document
+    [metric] = body["impactMetrics"]
+    assert metric["samples"][0]["labels"] == {
+        "appName": "shop", "environment": "production", "new_checkout": "blue"}
+
+
+def test_flag_labels_are_checked_when_the_metric_is_defined(agent):
+    with pytest.raises(TypeError, match=r"write flags=\('beta',\)"):
+        agent.counter("a_total", "A", flags="beta")
+    with pytest.raises(ValueError, match="repeat a name"):
+        agent.counter("b_total", "B", labels=("new_checkout",), flags=("new-checkout",))
+    with pytest.raises(TypeError, match="non-empty flag names"):
+        agent.counter("c_total", "C", flags=("",))
+    agent.counter("d_total", "D", labels=("beta",))
+    with pytest.raises(ValueError, match="flags"):
+        agent.counter("d_total", "D", flags=("beta",))  # the same labels, but from a flag
+    labelled = agent.counter("e_total", "E", labels=("route",), flags=("beta",))
+    with pytest.raises(ValueError, match="filled in from the current context"):
+        labelled.labels(route="/", beta="on")
+    with pytest.raises(ValueError, match="its flags' states are filled in"):
+        labelled.labels("/", "on")
+    assert agent.counter("lives_total", "F", flags=("9-lives",)).label_names == ("_9_lives",)
