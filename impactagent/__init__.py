@@ -8,6 +8,7 @@
 from ._version import __version__
 from .agent import Agent
 from .counter import Counter, CounterChild
+from .flag_context import NOT_EVALUATED, flag_scope, flag_states
 from .flags import FlagCounts, ToggleDelta
 from .gauge import Gauge, GaugeChild
 from .histogram import DEFAULT_BUCKETS, Histogram, HistogramChild
@@ -26,6 +27,7 @@ from .statistics import DropCounter
 
 __all__ = [
     "DEFAULT_BUCKETS",
+    "NOT_EVALUATED",
     "Agent",
     "Counter",
     "CounterChild",
@@ -46,5 +48,7 @@ __all__ = [
     "build_payloads",
     "count_events",
     "environment_from_token",
+    "flag_scope",
+    "flag_states",
     "split_payload",
 ]

@@ -6,11 +6,13 @@ state is noted in a :class:`contextvars.ContextVar`: the variant's name, or ``"e
 records, so a checkout counted after the flag was decided is labelled with the flag's state,
 without evaluating the flag again and without counting the evaluation twice.
 
-Context variables follow threads and ``asyncio`` tasks: each task sees what was noted in
-it (and what its parent had noted when it was created), never what a sibling noted. A
-worker thread serves request after request, so each request must start with a clean slate:
-the web middlewares open a :func:`flag_scope` per request; elsewhere (a Celery task, a
-script), open one yourself.
+Each request (or task) gets its own *scope*: a fresh mapping that the web middlewares open
+when a request starts and drop when it ends. Within a scope the mapping is shared, so a flag
+decided in a worker thread or a child task of the request (FastAPI runs sync endpoints in a
+thread pool) is seen by the middleware that records the request. Outside any scope, a thread
+or task gets a mapping of its own at its first note, which then lasts as long as its
+context: open a :func:`flag_scope` per unit of work where no middleware does (a Celery task,
+a queue consumer), or one request would see the flags of the one before.
 
 >>> before = flag_states()
 >>> with flag_scope():
@@ -24,14 +26,14 @@ True
 from __future__ import annotations
 
 import contextlib
-from contextvars import ContextVar
-from typing import Dict, Iterator, Mapping, Optional
+from contextvars import ContextVar, Token
+from typing import Dict, Iterator, Optional
 
 #: The label value of a flag that was not evaluated in the current request or task.
 NOT_EVALUATED = "not_evaluated"
 
-_EMPTY: Mapping[str, str] = {}
-_states: ContextVar[Mapping[str, str]] = ContextVar("impactagent_flag_states", default=_EMPTY)
+_states: ContextVar[Optional[Dict[str, str]]] = ContextVar("impactagent_flag_states",
+                                                          default=None)
 
 
 def flag_state(enabled: bool, variant: Optional[str] = None) -> str:
@@ -45,26 +47,38 @@ def flag_state(enabled: bool, variant: Optional[str] = None) -> str:
 def note_flag(name: str, state: str) -> None:
     """Remember ``name``'s state in the current context; the last evaluation wins."""
     states = _states.get()
-    if states.get(name) != state:
-        # A new mapping each time: a task created earlier holds the old one, unchanged.
-        _states.set({**states, name: state})
+    if states is None:
+        _states.set({name: state})
+    else:
+        states[name] = state  # in place: the whole scope (threads, child tasks) sees it
 
 
 def state_of(name: str) -> str:
     """The state of flag ``name`` in the current context, or :data:`NOT_EVALUATED`."""
-    return _states.get().get(name, NOT_EVALUATED)
+    states = _states.get()
+    return NOT_EVALUATED if states is None else states.get(name, NOT_EVALUATED)
 
 
 def flag_states() -> Dict[str, str]:
     """Every flag state noted in the current context (a copy)."""
-    return dict(_states.get())
+    return dict(_states.get() or {})
 
 
 @contextlib.contextmanager
 def flag_scope() -> Iterator[None]:
     """A block (a request, a task) that starts with no flags seen and forgets them after."""
-    token = _states.set(_EMPTY)
+    token = open_scope()
     try:
         yield
     finally:
-        _states.reset(token)
+        close_scope(token)
+
+
+def open_scope() -> Token:
+    """Start a scope; pass the result to :func:`close_scope` (for middlewares' hot path)."""
+    return _states.set({})
+
+
+def close_scope(token: Token) -> None:
+    """End the scope ``token`` opened, in the context that opened it."""
+    _states.reset(token)

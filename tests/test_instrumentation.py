@@ -154,7 +154,7 @@ def test_flag_labels_follow_asyncio_tasks_and_threads_without_leaking(agent):
     latency = agent.histogram("served_seconds", "Latency", buckets=(1.0,), flags=("beta",))
 
     async def request(on):
-        with latency.time():  # the series is chosen when the timer stops
+        with flag_scope(), latency.time():  # the series is chosen when the timer stops
             await asyncio.sleep(0)
             agent.record_flag("beta", on, "v2" if on else None)
             await asyncio.sleep(0)  # the other tasks run here: their states must not leak
@@ -210,3 +210,18 @@ def test_flag_labels_are_checked_when_the_metric_is_defined(agent):
     with pytest.raises(ValueError, match="its flags' states are filled in"):
         labelled.labels("/", "on")
     assert agent.counter("lives_total", "F", flags=("9-lives",)).label_names == ("_9_lives",)
+
+
+def test_a_flag_decided_in_a_worker_thread_is_seen_by_the_request_that_started_it(agent):
+    """FastAPI runs sync endpoints in a thread pool with a copy of the request's context:
+    what they decide must reach the middleware that records the request."""
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    served = agent.counter("served_total", "Served", flags=("beta",))
+    with flag_scope(), ThreadPoolExecutor(1) as pool:
+        context = contextvars.copy_context()
+        pool.submit(context.run, agent.record_flag, "beta", True, "v3").result()
+        served.inc()
+    [delta] = agent.collect().metrics
+    assert {s.child.label_values: s.value for s in delta.samples} == {("v3",): 1}
