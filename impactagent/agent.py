@@ -192,6 +192,23 @@ class Agent:
             return family.labels(**labels)
         return family
 
+    # -- Prometheus (needs the "prometheus" extra: pip install impactagent[prometheus]) --------
+
+    def serve_prometheus(self, port: int, addr: str = "127.0.0.1") -> Any:
+        """Serve a Prometheus scrape of this agent on ``addr:port`` (``/metrics``) from a
+        daemon thread; returns the server (``server.server_port``, ``server.shutdown()``).
+        Scrapes read running totals and never change what is sent to Unleash."""
+        server, _thread = _prometheus().serve(self, port, addr)
+        return server
+
+    def prometheus_wsgi_app(self) -> Any:
+        """A WSGI app that serves the scrape, to mount in your own server."""
+        return _prometheus().wsgi_app(self)
+
+    def prometheus_asgi_app(self) -> Any:
+        """An ASGI app that serves the scrape, to mount in your own server."""
+        return _prometheus().asgi_app(self)
+
     # -- collecting --------------------------------------------------------------------------
 
     def collect(self) -> Snapshot:
@@ -252,3 +269,12 @@ class Agent:
     def __repr__(self) -> str:
         return (f"<Agent app_name={self.identity.app_name!r} "
                 f"environment={self.identity.environment!r}>")
+
+
+def _prometheus() -> Any:
+    try:
+        from . import prometheus
+    except ImportError as error:  # prometheus_client is an optional extra
+        raise ImportError("the Prometheus endpoint needs prometheus_client: "
+                          "pip install 'impactagent[prometheus]'") from error
+    return prometheus

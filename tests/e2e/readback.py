@@ -11,10 +11,11 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, FrozenSet, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 import requests
-from prometheus_client.parser import text_string_to_metric_families
+
+from tests.prometheus_text import impact_totals
 
 #: The server's flush of buffered flag counts to the database runs every 5 s.
 SERVER_WRITE_PERIOD = 5.0
@@ -57,31 +58,7 @@ class UnleashAdmin:
         """Counters, gauges and histograms the server ingested from ``app_name``."""
         response = self.session.get(f"{self.url}/internal-backstage/impact/metrics", timeout=10)
         response.raise_for_status()
-        totals: Dict[str, Dict[Any, Any]] = {"counters": {}, "gauges": {}, "histograms": {}}
-        for family in text_string_to_metric_families(response.text):
-            for sample in family.samples:
-                labels = {k: v for k, v in sample.labels.items() if k not in SERVER_LABELS}
-                if labels.get("appName") != app_name:
-                    continue
-                le = labels.pop("le", None)
-                key: Tuple[str, FrozenSet[Tuple[str, str]]] = (family.name,
-                                                               frozenset(labels.items()))
-                if family.type == "counter":
-                    # The parser names the family without "_total"; ours keep the full name.
-                    totals["counters"][(sample.name, key[1])] = _number(sample.value)
-                elif family.type == "gauge":
-                    totals["gauges"][key] = _number(sample.value)
-                elif family.type == "histogram":
-                    histogram = totals["histograms"].setdefault(
-                        key, {"count": 0, "sum": 0.0, "buckets": {}})
-                    if sample.name.endswith("_bucket"):
-                        bound = "+Inf" if le == "+Inf" else float(le)  # type: ignore[arg-type]
-                        histogram["buckets"][bound] = _number(sample.value)
-                    elif sample.name.endswith("_count"):
-                        histogram["count"] = _number(sample.value)
-                    elif sample.name.endswith("_sum"):
-                        histogram["sum"] = sample.value
-        return totals
+        return impact_totals(response.text, app_name, ignore_labels=SERVER_LABELS)
 
     def totals(self, app_name: str, flags: Tuple[str, ...]) -> Dict[str, Any]:
         """Everything stored for ``app_name``, as ``tests.workload.record`` predicts it."""
@@ -105,8 +82,3 @@ class UnleashAdmin:
             stored = self.totals(app_name, flags)
         time.sleep(SERVER_WRITE_PERIOD + 1)
         return self.totals(app_name, flags)
-
-
-def _number(value: float) -> Any:
-    """Counts come back as floats; whole ones compare as ints with the workload's."""
-    return int(value) if float(value).is_integer() else value

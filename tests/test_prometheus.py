@@ -1,0 +1,128 @@
+"""The Prometheus endpoint, scraped over real HTTP and parsed with prometheus_client's parser:
+exact values after a known workload, and nothing taken from what goes to Unleash."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import requests
+
+import impactagent
+from tests import workload
+from tests.prometheus_text import impact_totals, samples
+from tests.scripted_server import ScriptedServer
+
+TOKEN = "default:production.prometheus-test"
+
+
+@pytest.fixture
+def server():
+    with ScriptedServer() as running:
+        yield running
+
+
+def scrape(url: str) -> str:
+    with requests.Session() as session:
+        session.trust_env = False  # loopback only
+        response = session.get(url, timeout=5)
+    response.raise_for_status()
+    assert response.headers["Content-Type"].startswith("text/plain")
+    return response.text
+
+
+def flag_totals(text: str):
+    """The flag counts in a scrape, in the shape of ``workload.record``'s ``flags``."""
+    flags = {}
+    for labels, n in samples(text, "impactagent_flag_evaluations_total").items():
+        labels = dict(labels)
+        flag = flags.setdefault(labels["feature"], {"yes": 0, "no": 0, "variants": {}})
+        flag["yes" if labels["enabled"] == "true" else "no"] += n
+    for labels, n in samples(text, "impactagent_flag_variants_total").items():
+        labels = dict(labels)
+        flags[labels["feature"]]["variants"][labels["variant"]] = n
+    return flags
+
+
+def test_a_scrape_over_http_shows_exactly_what_was_recorded(server):
+    agent = impactagent.Agent("shop", url=server.api_url, api_key=TOKEN)
+    expected = workload.record(agent, 40)
+    http = agent.serve_prometheus(0)
+    try:
+        url = f"http://127.0.0.1:{http.server_port}/metrics"
+        first = scrape(url)
+        second = scrape(url)
+    finally:
+        http.shutdown()
+        http.server_close()
+
+    assert http.server_address[0] == "127.0.0.1"
+    assert first == second  # reading changes nothing
+    assert {**impact_totals(first, "shop"), "flags": flag_totals(first)} == expected
+
+    # ...and Unleash still gets every count, once: the scrapes took nothing from it.
+    assert agent.close().ok
+    assert workload.delivered(server.totals()) == expected
+
+
+def test_the_scrape_keeps_cumulative_totals_across_sends(server):
+    agent = impactagent.Agent("shop", url=server.api_url, api_key=TOKEN)
+    app = agent.prometheus_wsgi_app()
+    expected = workload.record(agent, 10)
+    assert agent.flush().ok
+    workload.record(agent, 10, offset=10, expected=expected)
+    text = _call_wsgi(app)
+    assert {**impact_totals(text, "shop"), "flags": flag_totals(text)} == expected
+    assert agent.close().ok
+    assert workload.delivered(server.totals()) == expected
+
+
+def test_the_agents_own_health_is_in_the_scrape(server):
+    agent = impactagent.Agent("shop", url=server.api_url, api_key=TOKEN)
+    depth = agent.gauge("queue_depth", "Jobs waiting")
+    depth.set(math.nan)  # dropped and counted
+    expected = workload.record(agent, 5)
+    server.script(500)
+    agent.flush()  # one 500, then delivered on retry
+    text = _call_wsgi(agent.prometheus_wsgi_app())
+
+    def value(name, **labels):
+        return samples(text, name)[frozenset(labels.items())]
+
+    assert value("impactagent_dropped_events_total", reason="non_finite_value") == 1
+    assert value("impactagent_delivery_failures_total", status="500") == 1
+    assert value("impactagent_delivery_attempts_total") == 2
+    assert value("impactagent_delivered_events_total") == workload.events(expected) + 1
+    assert value("impactagent_recorded_events_total", kind="flag_evaluations") == 10
+    assert value("impactagent_pending_events") == 0
+
+
+def test_the_asgi_app_serves_the_same_text():
+    import asyncio
+
+    agent = impactagent.Agent("shop")
+    expected = workload.record(agent, 7)
+    app = agent.prometheus_asgi_app()
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/", "query_string": b"",
+             "headers": []}
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 200
+    text = b"".join(m.get("body", b"") for m in sent[1:]).decode()
+    assert {**impact_totals(text, "shop"), "flags": flag_totals(text)} == expected
+
+
+def _call_wsgi(app) -> str:
+    status = []
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "QUERY_STRING": "",
+               "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "wsgi.url_scheme": "http"}
+    body = b"".join(app(environ, lambda s, h, e=None: status.append(s)))
+    assert status == ["200 OK"]
+    return body.decode()
