@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.schema import OPENAPI, validate_client_metrics
+from tests.schema import OPENAPI, SHIPPED, derived_schema, validate_client_metrics
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "000_a8f21e947f2a0d79.txt"
 
@@ -13,6 +13,12 @@ SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "000_a8f21e947
 def test_vendored_schema_is_the_seeds():
     vendored = OPENAPI.read_text().split("\n", 2)[2]
     assert vendored in SEED.read_text()
+
+
+def test_the_shipped_schema_is_derived_from_the_vendored_openapi():
+    import json
+
+    assert json.loads(SHIPPED.read_text()) == derived_schema()
 
 
 GOOD = {
@@ -36,7 +42,7 @@ def test_a_good_document_passes():
         (("impactMetrics", 0, "samples", 0, "labels"), None, "labels is null"),
         (("impactMetrics", 0, "samples", 0, "buckets", 1, "le"), "Inf", "impactMetrics"),
         (("impactMetrics", 0, "samples", 0, "count"), 3, "'\\+Inf' count differs"),
-        (("bucket", "start"), "yesterday", "not ISO-8601"),
+        (("bucket", "start"), "yesterday", "not an ISO-8601"),
         (("bucket", "toggles", "f", "yes"), 0, "yes == no == 0"),
         (("impactMetrics", 0, "samples", 0, "sum"), float("nan"), "NaN"),
     ],
