@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Union
 
+from impactagent.received import ReceivedMetrics
 from tests.loopback import LoopbackHandler, LoopbackServer, refused_url
 
 
@@ -84,34 +85,12 @@ class ScriptedServer(LoopbackServer):
             return [json.loads(r.body) for r in self.requests if r.accepted]
 
     def totals(self) -> Dict[str, Any]:
-        """What the accepted bodies add up to: counts summed, gauges last, by series."""
-        flags: Dict[str, Dict[str, Any]] = {}
-        counters: Dict[Any, float] = {}
-        gauges: Dict[Any, float] = {}
-        histograms: Dict[Any, Dict[str, Any]] = {}
+        """What the accepted bodies add up to: counts summed, gauges last, by series (the
+        development receiver's aggregation, which the receiver's own tests check)."""
+        received = ReceivedMetrics()
         for document in self.accepted_documents():
-            for name, toggle in document["bucket"]["toggles"].items():
-                total = flags.setdefault(name, {"yes": 0, "no": 0, "variants": {}})
-                total["yes"] += toggle["yes"]
-                total["no"] += toggle["no"]
-                for variant, n in toggle.get("variants", {}).items():
-                    total["variants"][variant] = total["variants"].get(variant, 0) + n
-            for metric in document.get("impactMetrics") or []:
-                for sample in metric["samples"]:
-                    key = (metric["name"], frozenset((sample.get("labels") or {}).items()))
-                    if metric["type"] == "counter":
-                        counters[key] = counters.get(key, 0) + sample["value"]
-                    elif metric["type"] == "gauge":
-                        gauges[key] = sample["value"]
-                    else:
-                        total = histograms.setdefault(key, {"count": 0, "sum": 0.0,
-                                                            "buckets": {}})
-                        total["count"] += sample["count"]
-                        total["sum"] += sample["sum"]
-                        for bucket in sample["buckets"]:
-                            le = bucket["le"]
-                            total["buckets"][le] = total["buckets"].get(le, 0) + bucket["count"]
-        return {"flags": flags, "counters": counters, "gauges": gauges, "histograms": histograms}
+            received.add(document, environment="")
+        return received.totals()
 
     def wait_for(self, predicate: Callable[[ScriptedServer], bool], timeout: float = 10) -> bool:
         """Poll ``predicate(self)`` until true or ``timeout`` seconds pass."""

@@ -1,0 +1,134 @@
+"""What a receiver holds, shown three ways: Prometheus text, and a page that refreshes itself.
+
+(The JSON view is :meth:`ReceivedMetrics.as_json`.) The Prometheus text names series as the
+Unleash server re-exposes them, so a scrape config can be tried against the receiver
+first; flag counts appear as ``impactagent_received_flag_evaluations_total``.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any, Dict, Iterable, List, Tuple
+
+from .received import ReceivedMetrics
+
+#: Seconds between refreshes of the page.
+PAGE_REFRESH = 2
+
+
+def prometheus_text(received: ReceivedMetrics) -> str:
+    """The aggregates in the Prometheus text exposition format (version 0.0.4)."""
+    lines: List[str] = []
+    by_name: Dict[str, List[Tuple[Tuple[str, str, str], Dict[str, Any]]]] = {}
+    for key, entry in received.metric_entries():
+        by_name.setdefault(key[2], []).append((key, entry))
+    for name, entries in sorted(by_name.items()):
+        kind = entries[0][1]["type"]
+        lines.append(f"# HELP {name} {_help(entries[0][1]['help'])}")
+        lines.append(f"# TYPE {name} {kind}")
+        for _key, entry in entries:
+            if entry["type"] != kind:
+                continue  # a name reused with another type by another app: shown once
+            for labels, value in entry["series"].items():
+                labels = dict(labels)
+                if kind != "histogram":
+                    lines.append(f"{name}{_labels(labels)} {_number(value)}")
+                    continue
+                for le, n in sorted(value["buckets"].items(), key=_bound):
+                    bound = "+Inf" if le == "+Inf" else _number(le)
+                    lines.append(f"{name}_bucket{_labels({**labels, 'le': bound})} {n}")
+                lines.append(f"{name}_sum{_labels(labels)} {_number(value['sum'])}")
+                lines.append(f"{name}_count{_labels(labels)} {value['count']}")
+    flag = "impactagent_received_flag_evaluations_total"
+    lines.append(f"# HELP {flag} Flag evaluations received, by app, environment and result")
+    lines.append(f"# TYPE {flag} counter")
+    totals: Dict[Tuple[str, str, str, str], int] = {}
+    for (app, env, name, _hour), counts in received.flag_bins():
+        for enabled, n in (("true", counts["yes"]), ("false", counts["no"])):
+            key = (app, env, name, enabled)
+            totals[key] = totals.get(key, 0) + n
+    for (app, env, name, enabled), n in sorted(totals.items()):
+        labels = {"appName": app, "environment": env, "feature": name, "enabled": enabled}
+        lines.append(f"{flag}{_labels(labels)} {n}")
+    return "\n".join(lines) + "\n"
+
+
+def page(received: ReceivedMetrics, url: str) -> str:
+    """An HTML page of everything received, reloading itself every few seconds."""
+    data = received.as_json()
+    flags = _table(("app", "environment", "hour (UTC)", "flag", "yes", "no", "variants"),
+                   ((f["appName"], f["environment"], f["hour"], f["flag"], f["yes"], f["no"],
+                     ", ".join(f"{k}: {v}" for k, v in sorted(f["variants"].items())))
+                    for f in data["flags"]), "flags")
+    metrics = _table(("app", "metric", "type", "labels", "value"),
+                     ((m["appName"], m["name"], m["type"], _label_text(m["labels"]),
+                       _value_text(m)) for m in data["metrics"]), "metrics")
+    requests = _table(("time (UTC)", "app", "answer", "bytes", "problems"),
+                      ((r["at"], r["appName"], r["status"], r["bytes"],
+                        "; ".join(r["problems"]) or "none") for r in data["requests"][:50]),
+                      "requests")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="{PAGE_REFRESH}">
+<title>impactagent receiver</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin-bottom: 2em; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; }}
+th {{ background: #f4f4f4; }} td.n {{ text-align: right; }}
+.bad {{ color: #a00; }}
+</style></head>
+<body>
+<h1>impactagent receiver</h1>
+<p>Send metrics to <code>{html.escape(url)}/api</code>. {data['bodies_accepted']} bodies
+accepted. Also as <a href="/api/received">JSON</a> and
+<a href="/metrics">Prometheus text</a>. This page reloads every {PAGE_REFRESH} s.</p>
+<h2>Flag counts</h2>{flags}
+<h2>Impact metrics</h2>{metrics}
+<h2>Last requests</h2>{requests}
+</body></html>
+"""
+
+
+def _table(headers: Iterable[str], rows: Iterable[Iterable[Any]], name: str) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(
+            f"<td class=n>{v}</td>" if isinstance(v, (int, float)) else
+            f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+        for row in rows)
+    return (f'<table id="{name}"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body or '<tr><td>nothing yet</td></tr>'}</tbody></table>")
+
+
+def _label_text(labels: Dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items())
+                     if k not in ("appName", "environment"))
+
+
+def _value_text(metric: Dict[str, Any]) -> str:
+    if metric["type"] != "histogram":
+        return _number(metric["value"])
+    return f"count {metric['count']}, sum {_number(metric['sum'])}"
+
+
+def _bound(item: Tuple[Any, int]) -> float:
+    return float("inf") if item[0] == "+Inf" else float(item[0])
+
+
+def _number(value: Any) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _labels(labels: Dict[str, Any]) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items()) + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -1,0 +1,195 @@
+"""A development receiver: ``POST /api/client/metrics`` on 127.0.0.1, answered as a real
+Unleash server answers, with every body checked strictly and shown as it aggregates.
+
+>>> from impactagent import Agent
+>>> with Receiver() as receiver:
+...     agent = Agent("shop", url=receiver.api_url, api_key="default:development.local")
+...     agent.record_flag("beta", True)
+...     agent.close().ok
+...     receiver.received.flags("shop")
+True
+{'beta': {'yes': 1, 'no': 0, 'variants': {}}}
+
+Answers, as a real server gives them:
+
+- 202 for a body it takes (also when a real server would silently drop part of it: the
+  problems are logged, shown on the page, and dropped here as there; ``strict=True``
+  answers 400 instead, so that tests fail loudly);
+- 400 with a JSON reason for a body a server rejects (not JSON, NaN, a schema violation);
+- 401 without the configured token (when one is configured);
+- 413 for a body over the limit (100 kB, the server's default JSON limit).
+
+Views: ``GET /`` a page that reloads itself, ``GET /api/received`` JSON, ``GET /metrics``
+Prometheus text. ``POST /api/client/register`` is accepted too (SDKs register first).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Dict, Optional
+
+from .payload import environment_from_token
+from .received import ReceivedMetrics, Request
+from .received_views import page, prometheus_text
+from .validation import REJECTED, check_document, parse_body
+
+logger = logging.getLogger("impactagent.receiver")
+
+#: express.json's default limit in unleash-server: 100 kB.
+MAX_BODY = 100 * 1024
+
+
+class Receiver:
+    """The receiver's HTTP server, run on a daemon thread; a context manager."""
+
+    def __init__(self, *, port: int = 0, host: str = "127.0.0.1", token: Optional[str] = None,
+                 max_body: int = MAX_BODY, strict: bool = False) -> None:
+        self.host = host
+        self.port = port
+        self.token = token
+        self.max_body = max_body
+        self.strict = strict
+        self.received = ReceivedMetrics()
+        self._server: Optional[ThreadingHTTPServer] = None
+        self._thread: Optional[threading.Thread] = None
+
+    # -- running ------------------------------------------------------------------------------
+
+    def start(self) -> Receiver:
+        """Start serving (idempotent); port 0 picks a free port."""
+        if self._server is None:
+            handler = type("Handler", (_Handler,), {"receiver": self})
+            self._server = ThreadingHTTPServer((self.host, self.port), handler)
+            self._server.daemon_threads = True
+            self.port = self._server.server_address[1]
+            self._thread = threading.Thread(target=self._server.serve_forever,
+                                            kwargs={"poll_interval": 0.1},
+                                            name="impactagent-receiver", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            if self._thread is not None:
+                self._thread.join(5)
+            self._server = self._thread = None
+
+    def __enter__(self) -> Receiver:
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``: the page; the views are under it."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        """The ``url`` to give an agent (or any Unleash SDK)."""
+        return self.url + "/api"
+
+    # -- for tests ----------------------------------------------------------------------------
+
+    def totals(self, app_name: Optional[str] = None) -> Dict[str, Any]:
+        """What was received (of one app, if given): ``flags``, ``counters``, ``gauges`` and
+        ``histograms``, each series keyed by ``(metric name, frozenset of labels)``."""
+        return self.received.totals(app_name)
+
+    def problems(self) -> list:
+        """Every problem found in any body so far, as text (empty: all bodies were clean)."""
+        return [p for request in self.received.log for p in request.problems]
+
+    def wait_for(self, predicate: Callable[[Receiver], bool], timeout: float = 10.0) -> bool:
+        """Poll ``predicate(self)`` until true or ``timeout`` seconds pass (bounded)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self):
+                return True
+            time.sleep(0.02)
+        return predicate(self)
+
+    # -- one metrics POST ---------------------------------------------------------------------
+
+    def answer_metrics(self, body: bytes, authorization: Optional[str]
+                       ) -> tuple[int, Dict[str, Any]]:
+        """Decide the answer to one body: ``(status, JSON answer)``; aggregate it if taken."""
+        if self.token is not None and authorization != self.token:
+            return 401, {"error": "a valid client token is required in Authorization"}
+        document, problems = parse_body(body)
+        if document is not None:
+            problems = check_document(document)
+        texts = [str(p) for p in problems]
+        app = str(document.get("appName", "?")) if document else "?"
+        rejected = any(p.outcome == REJECTED for p in problems)
+        status = 400 if rejected or (self.strict and problems) else 202
+        if status == 202 and document is not None:
+            environment = environment_from_token(authorization,
+                                                 document.get("environment") or "default")
+            self.received.add(document, environment, problems)
+        self.received.note(Request(time.time(), app, status, len(body), texts))
+        if texts:
+            logger.warning("impactagent receiver: body from %r answered %d: %s", app, status,
+                           "; ".join(texts))
+        if status == 400:
+            return 400, {"error": "invalid metrics body", "problems": texts}
+        return 202, {"problems": texts} if texts else {}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    receiver: Receiver
+    protocol_version = "HTTP/1.1"
+    server_version = "impactagent-receiver"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s %s", self.address_string(), format % args)
+
+    def do_POST(self) -> None:
+        path = self.path.split("?")[0]
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > self.receiver.max_body:
+            # Answer without reading a body we would refuse anyway, and close the connection.
+            self.close_connection = True
+            return self._json(413, {"error": f"request entity too large: {length} bytes, "
+                                             f"limit {self.receiver.max_body}"})
+        body = self.rfile.read(length)
+        if path == "/api/client/metrics":
+            status, answer = self.receiver.answer_metrics(
+                body, self.headers.get("Authorization"))
+            return self._json(status, answer)
+        if path == "/api/client/register":
+            return self._json(202, {})
+        self._json(404, {"error": f"no such endpoint: POST {path}"})
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0]
+        received = self.receiver.received
+        if path in ("/", "/index.html"):
+            return self._send(200, page(received, self.receiver.url).encode(),
+                              "text/html; charset=utf-8")
+        if path == "/api/received":
+            return self._json(200, received.as_json())
+        if path == "/metrics":
+            return self._send(200, prometheus_text(received).encode(),
+                              "text/plain; version=0.0.4; charset=utf-8")
+        self._json(404, {"error": f"no such page: {path}"})
+
+    def _json(self, status: int, answer: Dict[str, Any]) -> None:
+        body = json.dumps(answer).encode() if answer or status != 202 else b""
+        self._send(status, body, "application/json")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
