@@ -1,80 +1,156 @@
-"""A simulated web workload run through the public API, to see impactagent work offline.
+"""``impactagent demo``: a simulated web shop reporting to a receiver, checked count for count.
 
-It records flags with variants, counters, a gauge and a latency histogram, collects once,
-builds the request bodies Unleash would receive, and compares what the bodies carry with
-what was recorded, count for count.
+By default the demo starts a development receiver in this process (on 127.0.0.1, a free
+port), so it needs no Unleash at all. It then runs simulated requests through the public
+API, as a web app would: a flag decided by an ``@agent.flag`` function (with variants),
+another by ``record_flag``, a request counter by route, a checkout counter labelled by the
+flag's state in the request, an in-flight gauge and a latency histogram. The background
+flusher sends while it runs; the agent is closed; and the demo prints what was recorded
+next to what the receiver holds. Exit code 0 means every count arrived, once.
+
+With ``--url`` (and ``--token``) it reports to a real Unleash server or Edge instead, and
+compares what was recorded with what the server accepted (the agent's own ledger).
 """
 
 from __future__ import annotations
 
-import json
 import random
 import sys
-from typing import Dict, List, TextIO, Tuple
+import time
+from typing import Any, Dict, List, Optional, TextIO, Tuple
 
 from .agent import Agent
-from .payload import Payload
+from .flag_context import flag_scope
+from .receiver import Receiver
 
 ROUTES = ("/", "/cart", "/checkout", "/search")
+APP_NAME = "demo-shop"
+STEPS = 10
 
 
-def run_workload(agent: Agent, requests: int, seed: int = 1) -> Dict[str, int]:
-    """Simulate ``requests`` web requests; return what was recorded, by kind."""
-    rng = random.Random(seed)
-    handled = agent.counter("http_requests_total", "Requests handled", labels=("route",))
-    checkouts = agent.counter("checkout_total", "Completed checkouts", labels=("variant",))
-    in_flight = agent.gauge("in_flight_requests", "Requests being handled")
-    latency = agent.histogram("request_seconds", "Request latency", labels=("route",))
-    recorded = {"requests": 0, "checkouts": 0, "flag_evaluations": 0, "observations": 0}
-    for i in range(requests):
-        route = rng.choice(ROUTES)
-        in_flight.set(rng.randint(0, 20))
-        handled.labels(route).inc()
-        latency.labels(route).observe(rng.lognormvariate(-3, 1))
-        variant = rng.choice(("blue", "green", None))
-        agent.record_flag("new-checkout", enabled=variant is not None, variant=variant)
-        agent.record_flag("dark-mode", enabled=i % 4 == 0)
-        recorded["flag_evaluations"] += 2
-        if route == "/checkout" and variant is not None:
-            checkouts.labels(variant=variant).inc()
-            recorded["checkouts"] += 1
-        recorded["requests"] += 1
-        recorded["observations"] += 1
-    return recorded
+class Shop:
+    """The simulated app: its metrics, its flags, and a tally of what it recorded."""
+
+    def __init__(self, agent: Agent, seed: int = 1) -> None:
+        self.agent = agent
+        self.rng = random.Random(seed)
+        self.requests = agent.counter("http_requests_total", "Requests handled",
+                                      labels=("route",))
+        self.checkouts = agent.counter("checkout_total", "Completed checkouts",
+                                       flags=("new-checkout",))
+        self.in_flight = agent.gauge("in_flight_requests", "Requests being handled")
+        self.latency = agent.histogram("request_seconds", "Request latency", labels=("route",))
+        self.new_checkout = agent.flag("new-checkout")(self._decide_checkout)
+        self.tally: Dict[str, Any] = {"new-checkout": [0, 0], "dark-mode": [0, 0],
+                                      "requests": 0, "checkouts": 0, "observations": 0,
+                                      "in_flight": None}
+
+    def _decide_checkout(self, user: int) -> Dict[str, Any]:
+        """What an Unleash SDK's get_variant would answer: a third get no variant."""
+        variant = ("blue", "green", "disabled")[user % 3]
+        return {"name": variant, "enabled": variant != "disabled",
+                "feature_enabled": variant != "disabled"}
+
+    def handle(self, user: int) -> None:
+        """One simulated request, in its own flag scope as a middleware would open."""
+        with flag_scope():
+            route = self.rng.choice(ROUTES)
+            depth = self.rng.randint(0, 20)
+            self.in_flight.set(depth)
+            self.tally["in_flight"] = depth
+            with self.latency.labels(route).time():
+                self.requests.labels(route).inc()
+                variant = self.new_checkout(user)
+                self.tally["new-checkout"][0 if variant["feature_enabled"] else 1] += 1
+                dark = user % 4 == 0
+                self.agent.record_flag("dark-mode", dark)
+                self.tally["dark-mode"][0 if dark else 1] += 1
+                if route == "/checkout":
+                    self.checkouts.inc()  # labelled new_checkout="blue"/"green"/"disabled"
+                    self.tally["checkouts"] += 1
+            self.tally["requests"] += 1
+            self.tally["observations"] += 1
 
 
-def delivered_totals(payloads: List[Payload]) -> Dict[str, int]:
-    """Add up what a list of request bodies carries, by the same kinds as the workload."""
-    totals = {"requests": 0, "checkouts": 0, "flag_evaluations": 0, "observations": 0}
-    for payload in payloads:
-        for stats in payload.document["bucket"]["toggles"].values():
-            totals["flag_evaluations"] += stats["yes"] + stats["no"]
-        for metric in payload.document.get("impactMetrics", []):
-            for sample in metric["samples"]:
-                if metric["name"] == "http_requests_total":
-                    totals["requests"] += sample["value"]
-                elif metric["name"] == "checkout_total":
-                    totals["checkouts"] += sample["value"]
-                elif metric["name"] == "request_seconds":
-                    totals["observations"] += sample["count"]
-    return totals
+def compare(tally: Dict[str, Any], totals: Dict[str, Any]) -> List[Tuple[str, Any, Any]]:
+    """Rows of (what, recorded, received) from the shop's tally and a receiver's totals."""
+    flags = totals["flags"]
+
+    def counted(flag: str, key: str) -> int:
+        return flags.get(flag, {}).get(key, 0)
+
+    def summed(kind: str, name: str, field: Optional[str] = None) -> Any:
+        values = [v if field is None else v[field]
+                  for (metric, _labels), v in totals[kind].items() if metric == name]
+        return sum(values) if values else None
+
+    return [
+        ("new-checkout yes", tally["new-checkout"][0], counted("new-checkout", "yes")),
+        ("new-checkout no", tally["new-checkout"][1], counted("new-checkout", "no")),
+        ("dark-mode yes", tally["dark-mode"][0], counted("dark-mode", "yes")),
+        ("dark-mode no", tally["dark-mode"][1], counted("dark-mode", "no")),
+        ("requests", tally["requests"], summed("counters", "http_requests_total")),
+        ("checkouts", tally["checkouts"], summed("counters", "checkout_total")),
+        ("latency observations", tally["observations"],
+         summed("histograms", "request_seconds", "count")),
+        ("in-flight gauge (last)", tally["in_flight"],
+         summed("gauges", "in_flight_requests")),
+    ]
 
 
-def main(requests: int = 10_000, out: TextIO = sys.stdout, show_body: bool = False) -> int:
-    """Run the demo; return 0 when the bodies carry exactly what was recorded."""
-    agent = Agent(app_name="demo-shop", environment="development")
-    recorded = run_workload(agent, requests)
-    payloads = agent.build_payloads(agent.collect())
-    delivered = delivered_totals(payloads)
-    sizes = ", ".join(f"{len(p.body):,} B" for p in payloads)
-    out.write(f"impactagent demo: {requests:,} simulated requests -> "
-              f"{len(payloads)} request body/bodies ({sizes})\n\n")
-    rows: List[Tuple[str, int, int]] = [(k, recorded[k], delivered[k]) for k in recorded]
-    out.write(f"{'what':<20}{'recorded':>12}{'in bodies':>12}\n")
-    for what, a, b in rows:
-        out.write(f"{what:<20}{a:>12,}{b:>12,}{'' if a == b else '   MISMATCH'}\n")
-    if show_body:
-        out.write("\n" + json.dumps(payloads[0].document, indent=2)[:4000] + "\n")
-    ok = all(a == b for _, a, b in rows)
+def main(requests: int = 10_000, out: TextIO = sys.stdout, *, url: Optional[str] = None,
+         token: Optional[str] = None, pace: float = 0.2) -> int:
+    """Run the demo; return 0 when what arrived is exactly what was recorded."""
+    receiver = Receiver(strict=True).start() if url is None else None
+    try:
+        target = receiver.api_url if receiver is not None else url
+        agent = Agent(APP_NAME, url=target, api_key=token or "default:development.demo",
+                      flush_interval=max(pace, 0.1) * 2, request_timeout=5,
+                      shutdown_timeout=10)
+        where = f"the built-in receiver at {receiver.url}" if receiver else target
+        out.write(f"impactagent demo: {requests:,} simulated requests to {where}\n")
+        shop = Shop(agent)
+        agent.start()
+        for step in range(STEPS):
+            for user in range(step * requests // STEPS, (step + 1) * requests // STEPS):
+                shop.handle(user)
+            delivery = agent.statistics()["delivery"]
+            bar = "#" * (step + 1) + "." * (STEPS - step - 1)
+            out.write(f"  [{bar}] {(step + 1) * requests // STEPS:>9,} requests recorded, "
+                      f"{delivery['delivered_bodies']} bodies delivered\n")
+            out.flush()
+            time.sleep(pace)
+        result = agent.close()
+        statistics = agent.statistics()
+        out.write(f"closed: {statistics['delivery']['delivered_bodies']} bodies, "
+                  f"{statistics['delivery']['delivered_events']:,} events delivered, "
+                  f"{sum(statistics['dropped'].values())} dropped\n\n")
+        if receiver is not None:
+            rows = compare(shop.tally, receiver.totals(APP_NAME))
+            problems = receiver.problems()
+        else:
+            # A real server is not ours to read back: hold the agent's ledger to account.
+            rows = [("events still pending", 0, statistics["pending_events"]),
+                    ("events dropped", 0, sum(statistics["dropped"].values()))]
+            problems = []
+        return _report(rows, result.ok and not statistics["dropped"], problems, out)
+    finally:
+        if receiver is not None:
+            receiver.stop()
+
+
+def _report(rows: List[Tuple[str, Any, Any]], delivered: bool, problems: List[str],
+            out: TextIO) -> int:
+    out.write(f"{'what':<26}{'recorded':>12}{'received':>12}\n")
+    for what, recorded, received in rows:
+        mark = "" if recorded == received else "   MISMATCH"
+        out.write(f"{what:<26}{_fmt(recorded):>12}{_fmt(received):>12}{mark}\n")
+    for problem in problems:
+        out.write(f"problem: {problem}\n")
+    ok = delivered and not problems and all(a == b for _, a, b in rows)
     out.write("\nall counts accounted for\n" if ok else "\ncounts differ\n")
     return 0 if ok else 1
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:,}"
