@@ -67,6 +67,7 @@ def page(received: ReceivedMetrics, url: str) -> str:
                       ((r["at"], r["appName"], r["status"], r["bytes"],
                         "; ".join(r["problems"]) or "none") for r in data["requests"][:50]),
                       "requests")
+    accepted = f"{data['bodies_accepted']} bod{'y' if data['bodies_accepted'] == 1 else 'ies'}"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="{PAGE_REFRESH}">
@@ -80,9 +81,9 @@ th {{ background: #f4f4f4; }} td.n {{ text-align: right; }}
 </style></head>
 <body>
 <h1>impactagent receiver</h1>
-<p>Send metrics to <code>{html.escape(url)}/api</code>. {data['bodies_accepted']} bodies
-accepted. Also as <a href="/api/received">JSON</a> and
-<a href="/metrics">Prometheus text</a>. This page reloads every {PAGE_REFRESH} s.</p>
+<p>Send metrics to <code>{html.escape(url)}/api</code>. {accepted} accepted.
+Also as <a href="/api/received">JSON</a> and <a href="/metrics">Prometheus text</a>.
+This page reloads every {PAGE_REFRESH} s.</p>
 <h2>Flag counts</h2>{flags}
 <h2>Impact metrics</h2>{metrics}
 <h2>Last requests</h2>{requests}
