@@ -41,6 +41,9 @@ logger = logging.getLogger("impactagent.receiver")
 
 #: express.json's default limit in unleash-server: 100 kB.
 MAX_BODY = 100 * 1024
+#: Bodies over the limit are still read up to this size before the 413, so that the client
+#: reads the answer rather than a reset.
+DRAIN_LIMIT = 16 * 1024 * 1024
 
 
 class Receiver:
@@ -155,12 +158,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         path = self.path.split("?")[0]
         length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(min(length, DRAIN_LIMIT))
         if length > self.receiver.max_body:
-            # Answer without reading a body we would refuse anyway, and close the connection.
-            self.close_connection = True
+            # The body was read (and dropped): a client still sending when the answer comes
+            # would see a reset instead of the 413. Past the drain limit, hang up.
+            self.close_connection = length > DRAIN_LIMIT
             return self._json(413, {"error": f"request entity too large: {length} bytes, "
                                              f"limit {self.receiver.max_body}"})
-        body = self.rfile.read(length)
         if path == "/api/client/metrics":
             status, answer = self.receiver.answer_metrics(
                 body, self.headers.get("Authorization"))
