@@ -116,8 +116,9 @@ def main(requests: int = 10_000, out: TextIO = sys.stdout, *, url: Optional[str]
                 shop.handle(user)
             delivery = agent.statistics()["delivery"]
             bar = "#" * (step + 1) + "." * (STEPS - step - 1)
+            sent = delivery["delivered_bodies"]
             out.write(f"  [{bar}] {(step + 1) * requests // STEPS:>9,} requests recorded, "
-                      f"{delivery['delivered_bodies']} bodies delivered\n")
+                      f"{sent} bod{'y' if sent == 1 else 'ies'} delivered\n")
             out.flush()
             time.sleep(pace)
         result = agent.close()
