@@ -7,6 +7,7 @@
 
 from ._version import __version__
 from .agent import Agent
+from .charts import Chart, ChartConfig
 from .counter import Counter, CounterChild
 from .flag_context import NOT_EVALUATED, flag_scope, flag_states
 from .flags import FlagCounts, ToggleDelta
@@ -29,6 +30,8 @@ __all__ = [
     "DEFAULT_BUCKETS",
     "NOT_EVALUATED",
     "Agent",
+    "Chart",
+    "ChartConfig",
     "Counter",
     "CounterChild",
     "DropCounter",

@@ -9,6 +9,7 @@ import dataclasses
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TypeVar, Union
 
 from ._family import DEFAULT_MAX_SERIES, MetricFamily
+from .charts import Chart, ChartConfig
 from .counter import Counter
 from .delivery import FlushResult
 from .flag_context import flag_state, note_flag
@@ -24,6 +25,7 @@ from .snapshot import Snapshot
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound=MetricFamily)  # type: ignore[type-arg]
+Charts = Union[Chart, Sequence[Chart], None]
 
 
 class Agent:
@@ -74,6 +76,7 @@ class Agent:
         # The hot path goes straight to the flag counts, without a facade call in between.
         self.record_flag = self._recorder.flags.record  # type: ignore[method-assign]
         self._watched_flags: frozenset = frozenset()
+        self._charts: Dict[str, ChartConfig] = {}
         self._lifecycle = Lifecycle(self.settings, self._recorder)
 
     @classmethod
@@ -94,24 +97,41 @@ class Agent:
     # the current request or task (its variant, "enabled", "disabled" or "not_evaluated"),
     # as the last call to record_flag or an @agent.flag function in that context left it.
 
+    # ``chart=Chart(...)`` (or a list of them) declares how Unleash should draw the metric;
+    # ``impactagent charts apply`` makes the server match (see impactagent.charts).
+
     def counter(self, name: str, help: str, labels: Sequence[str] = (), *,
-                max_series: Optional[int] = None, flags: Sequence[str] = ()) -> Counter:
+                max_series: Optional[int] = None, flags: Sequence[str] = (),
+                chart: Charts = None) -> Counter:
         """Define (or get) a counter: a count of events, sent as deltas."""
-        return self._watch(self.metrics.counter(name, help, labels, max_series=max_series,
-                                                flags=flags))
+        return self._declare(self.metrics.counter(name, help, labels, max_series=max_series,
+                                                  flags=flags), chart)
 
     def gauge(self, name: str, help: str, labels: Sequence[str] = (), *,
-              max_series: Optional[int] = None, flags: Sequence[str] = ()) -> Gauge:
+              max_series: Optional[int] = None, flags: Sequence[str] = (),
+              chart: Charts = None) -> Gauge:
         """Define (or get) a gauge: a value that goes up and down; the last one is sent."""
-        return self._watch(self.metrics.gauge(name, help, labels, max_series=max_series,
-                                              flags=flags))
+        return self._declare(self.metrics.gauge(name, help, labels, max_series=max_series,
+                                                flags=flags), chart)
 
     def histogram(self, name: str, help: str, labels: Sequence[str] = (), *,
                   buckets: Sequence[float] = DEFAULT_BUCKETS,
-                  max_series: Optional[int] = None, flags: Sequence[str] = ()) -> Histogram:
+                  max_series: Optional[int] = None, flags: Sequence[str] = (),
+                  chart: Charts = None) -> Histogram:
         """Define (or get) a histogram: a distribution in cumulative buckets."""
-        return self._watch(self.metrics.histogram(name, help, labels, buckets=buckets,
-                                                  max_series=max_series, flags=flags))
+        return self._declare(self.metrics.histogram(name, help, labels, buckets=buckets,
+                                                    max_series=max_series, flags=flags), chart)
+
+    def _declare(self, family: M, chart: Charts) -> M:
+        """Note the metric's charts (checked now, so a bad one fails where it is written)."""
+        for one in ([chart] if isinstance(chart, Chart) else list(chart or ())):
+            config = one.for_metric(family)
+            self._charts.setdefault(config.id, config)  # type: ignore[arg-type]
+        return self._watch(family)
+
+    def chart_configs(self) -> List[ChartConfig]:
+        """Every chart declared with ``chart=`` on this agent's metrics."""
+        return list(self._charts.values())
 
     def _watch(self, family: M) -> M:
         """Once a metric is labelled by flags, ``record_flag`` also notes those flags' states

@@ -1,0 +1,224 @@
+"""Impact-metric charts as code: the seed's chart configuration, typed and checked.
+
+Unleash (Enterprise, beta) draws impact metrics in charts configured through
+``POST /api/admin/impact-metrics/config`` (instance level) and
+``POST /api/admin/projects/{project}/features/{flag}/impact-metrics/config`` (next to a
+flag). Declare the chart where the metric is defined, and ``impactagent charts apply``
+creates or updates it::
+
+    checkouts = agent.counter("checkout_total", "Checkouts",
+                              chart=Chart(time_range="day", aggregation="rps"))
+
+Every field and enum of the seed is here, checked when the chart is made, so a typo fails in
+your code rather than as a 400 at deploy time:
+
+=================  ==========================================  =======================
+request field      values                                      here
+=================  ==========================================  =======================
+``metricName``     the Prometheus series: ``unleash_<type>_<name>``  from the metric
+``timeRange``      ``hour``, ``day``, ``week``, ``month``      ``time_range``
+``aggregationMode``  ``rps``, ``count``, ``avg``, ``sum``,     ``aggregation``
+                   ``p50``, ``p95``, ``p99``
+``yAxisMin``       ``auto``, ``zero``                          ``y_axis_min``
+``labelSelectors`` ``{label: [values]}``                       ``label_selectors``
+``id``             a ULID                                      derived, stable
+``title``          text                                        ``title``
+``source``         ``internal``, ``external``                  ``source``
+=================  ==========================================  =======================
+
+The response adds ``displayName``, ``step`` (``1m``, ``15m``, ``3h``, ``1d``: derived by
+the server from the time range) and ``mode`` (``read`` when a safeguard uses the chart,
+``write`` otherwise); :class:`ChartConfig` reads those too.
+
+The id is a ULID computed from what the chart *is* (its scope, metric and title), not from
+how it is drawn: applying twice updates the same chart, and changing the aggregation
+updates it rather than adding a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import ulid
+
+TIME_RANGES = ("hour", "day", "week", "month")
+AGGREGATIONS = ("rps", "count", "avg", "sum", "p50", "p95", "p99")
+Y_AXIS_MINS = ("auto", "zero")
+SOURCES = ("internal", "external")
+STEPS = ("1m", "15m", "3h", "1d")
+MODES = ("read", "write")
+#: The step a server derives from each time range (inferred from the seed's example).
+STEP_OF = {"hour": "1m", "day": "15m", "week": "3h", "month": "1d"}
+_PERCENTILES = ("p50", "p95", "p99")
+#: Labels every sample carries (the agent's) or the server adds; selectable on any metric.
+_ALWAYS_SELECTABLE = ("appName", "environment", "origin")
+
+
+def _choice(field_name: str, value: Any, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise ValueError(f"chart {field_name} must be one of {', '.join(allowed)}; "
+                         f"got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Chart:
+    """How to draw one metric: what ``agent.counter(..., chart=Chart(...))`` takes.
+
+    >>> Chart(time_range="day", aggregation="p95").aggregation
+    'p95'
+    >>> Chart(time_range="year", aggregation="rps")
+    Traceback (most recent call last):
+    ValueError: chart time_range must be one of hour, day, week, month; got 'year'
+
+    ``flag`` (with ``project``) puts the chart next to that flag instead of on the instance's
+    impact-metrics page.
+    """
+
+    time_range: str = "day"
+    aggregation: str = "rps"
+    y_axis_min: str = "auto"
+    label_selectors: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    title: Optional[str] = None
+    source: str = "internal"
+    flag: Optional[str] = None
+    project: str = "default"
+
+    def __post_init__(self) -> None:
+        _choice("time_range", self.time_range, TIME_RANGES)
+        _choice("aggregation", self.aggregation, AGGREGATIONS)
+        _choice("y_axis_min", self.y_axis_min, Y_AXIS_MINS)
+        _choice("source", self.source, SOURCES)
+        if not isinstance(self.label_selectors, Mapping) or not all(
+                isinstance(k, str) and not isinstance(v, str)
+                and all(isinstance(x, str) for x in v)
+                for k, v in self.label_selectors.items()):
+            raise ValueError("chart label_selectors must map label names to lists of "
+                             f"values, e.g. {{'environment': ['production']}}; "
+                             f"got {self.label_selectors!r}")
+        if self.title is not None and not isinstance(self.title, str):
+            raise TypeError(f"chart title must be a str, got {type(self.title).__name__}")
+        if self.flag is not None and (not isinstance(self.flag, str) or not self.flag):
+            raise TypeError(f"chart flag must be a flag name, got {self.flag!r}")
+
+    def for_metric(self, metric: Any) -> ChartConfig:
+        """The configuration of this chart for ``metric`` (a defined counter, gauge or
+        histogram); raises if the chart cannot draw that metric."""
+        if self.aggregation in _PERCENTILES and metric.kind != "histogram":
+            raise ValueError(f"chart of {metric.kind} {metric.name!r}: {self.aggregation} is a "
+                             "percentile, which only a histogram has; use rps or count for a "
+                             "counter, avg or sum for a gauge")
+        selectable = set(metric.label_names) | set(_ALWAYS_SELECTABLE)
+        unknown = sorted(set(self.label_selectors) - selectable)
+        if unknown:
+            raise ValueError(f"chart of {metric.kind} {metric.name!r} selects unknown labels "
+                             f"{unknown}; it has {sorted(selectable)}")
+        scope = ChartScope(self.project, self.flag) if self.flag else INSTANCE
+        metric_name = f"unleash_{metric.kind}_{metric.name}"
+        config = ChartConfig(
+            metric_name=metric_name, time_range=self.time_range,
+            aggregation=self.aggregation, y_axis_min=self.y_axis_min,
+            label_selectors={k: list(v) for k, v in sorted(self.label_selectors.items())},
+            title=self.title, source=self.source, scope=scope)
+        return replace(config, id=stable_id(scope, metric_name, self.title))
+
+
+@dataclass(frozen=True)
+class ChartScope:
+    """Where a chart lives: the instance (``flag`` None) or next to one flag."""
+
+    project: Optional[str] = None
+    flag: Optional[str] = None
+
+    @property
+    def path(self) -> str:
+        """The admin API path of this scope's chart configurations."""
+        if self.flag is None:
+            return "/api/admin/impact-metrics/config"
+        return f"/api/admin/projects/{self.project}/features/{self.flag}/impact-metrics/config"
+
+    def __str__(self) -> str:
+        return "instance" if self.flag is None else f"flag {self.project}/{self.flag}"
+
+
+INSTANCE = ChartScope()
+
+
+@dataclass(frozen=True)
+class ChartConfig:
+    """One chart configuration: the request the admin API takes, and what it answers."""
+
+    metric_name: str
+    time_range: str
+    aggregation: str
+    y_axis_min: str = "auto"
+    label_selectors: Mapping[str, List[str]] = field(default_factory=dict)
+    title: Optional[str] = None
+    source: str = "internal"
+    id: Optional[str] = None
+    scope: ChartScope = INSTANCE
+    # Only in answers:
+    display_name: Optional[str] = None
+    step: Optional[str] = None
+    mode: Optional[str] = None
+
+    def request(self) -> Dict[str, Any]:
+        """The JSON body of ``POST .../impact-metrics/config``."""
+        body: Dict[str, Any] = {
+            "metricName": self.metric_name, "timeRange": self.time_range,
+            "yAxisMin": self.y_axis_min, "aggregationMode": self.aggregation,
+            "labelSelectors": {k: list(v) for k, v in self.label_selectors.items()},
+            "source": self.source,
+        }
+        if self.id is not None:
+            body["id"] = self.id
+        if self.title is not None:
+            body["title"] = self.title
+        return body
+
+    @classmethod
+    def from_answer(cls, answer: Mapping[str, Any], scope: ChartScope = INSTANCE
+                    ) -> ChartConfig:
+        """Read one configuration as the server returns it, checking every enum."""
+        try:
+            return cls(
+                metric_name=str(answer["metricName"]),
+                time_range=_choice("timeRange", answer["timeRange"], TIME_RANGES),
+                aggregation=_choice("aggregationMode", answer["aggregationMode"],
+                                    AGGREGATIONS),
+                y_axis_min=_choice("yAxisMin", answer.get("yAxisMin", "auto"), Y_AXIS_MINS),
+                label_selectors={k: list(v) for k, v in
+                                 (answer.get("labelSelectors") or {}).items()},
+                title=answer.get("title"), source=_choice(
+                    "source", answer.get("source", "internal"), SOURCES),
+                id=answer.get("id"), scope=scope,
+                display_name=answer.get("displayName"),
+                step=None if answer.get("step") is None else _choice(
+                    "step", answer["step"], STEPS),
+                mode=None if answer.get("mode") is None else _choice(
+                    "mode", answer["mode"], MODES),
+            )
+        except KeyError as missing:
+            raise ValueError(f"chart configuration without {missing}: {dict(answer)!r}"
+                             ) from None
+
+    def differences(self, other: ChartConfig) -> List[Tuple[str, Any, Any]]:
+        """``(field, ours, theirs)`` for every request field that differs from ``other``."""
+        ours, theirs = self.request(), other.request()
+        return [(key, ours.get(key), theirs.get(key)) for key in ours
+                if key != "id" and ours.get(key) != theirs.get(key)]
+
+
+def stable_id(scope: ChartScope, metric_name: str, title: Optional[str]) -> str:
+    """A ULID computed from what a chart is: the same chart gets the same id every time.
+
+    >>> a = stable_id(INSTANCE, "unleash_counter_checkout_total", None)
+    >>> a == stable_id(INSTANCE, "unleash_counter_checkout_total", None), len(a)
+    (True, 26)
+    """
+    what = json.dumps([scope.project, scope.flag, metric_name, title or ""])
+    digest = hashlib.sha256(what.encode()).digest()
+    return str(ulid.from_bytes(digest[:16]))
