@@ -43,6 +43,23 @@ def main(argv: Optional[List[str]] = None) -> int:
                                 "stdin) and explain each problem")
     check.add_argument("files", nargs="+", metavar="FILE")
 
+    admin = argparse.ArgumentParser(add_help=False)
+    admin.add_argument("--url", default=os.environ.get("UNLEASH_URL"),
+                       help="the Unleash server (default: $UNLEASH_URL)")
+    admin.add_argument("--token-env", default="UNLEASH_ADMIN_TOKEN", metavar="VARIABLE",
+                       help="the environment variable holding an admin token "
+                       "(default: UNLEASH_ADMIN_TOKEN; tokens are never taken as arguments)")
+
+    stats = commands.add_parser("stats", parents=[admin],
+                                help="fetch instance statistics and verify their checksum")
+    stats.add_argument("--json", action="store_true", help="print the statistics as JSON")
+
+    charts = commands.add_parser("charts", parents=[admin],
+                                 help="make the server's impact-metric charts match the code")
+    charts.add_argument("action", choices=("plan", "apply"))
+    charts.add_argument("--agent", required=True, metavar="MODULE:NAME",
+                        help="where your agent is, e.g. myapp.metrics:agent")
+
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import main as demo_main
@@ -51,6 +68,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                          pace=args.pace)
     if args.command == "receive":
         return _receive(args)
+    if args.command in ("stats", "charts"):
+        from .admin_cli import charts_command, stats_command
+
+        return (stats_command if args.command == "stats" else charts_command)(args)
     return _check(args.files)
 
 
