@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional
 import prometheus_client
 
 import impactagent
-from benchmarks.hot_path import make_timer, summary
+from benchmarks.timing import make_timer, summary
 from impactagent import asgi, wsgi
 from impactagent.http_metrics import HTTP_BUCKETS, ROUTE_KEY
 

@@ -1,0 +1,134 @@
+"""``python -m benchmarks``: impactagent against every peer, side by side, in one run.
+
+Five parts, each its own module, each printed as a markdown table of medians with min-max
+and impactagent's ratio to each peer; then every target, met or not met:
+
+1. the recording hot path (:mod:`benchmarks.hot_path`): prometheus_client, OpenTelemetry's
+   SDK, UnleashClient's impact-metrics API and its engine's flag counting, and the floors;
+2. 1, 2 and 4 threads recording at once (:mod:`benchmarks.threads`);
+3. memory per labelled series at 10k and 100k series (:mod:`benchmarks.memory`);
+4. collect + build_payloads at 1k, 10k and 100k series, and the pauses a recording thread
+   sees meanwhile (:mod:`benchmarks.collect`);
+5. a real WSGI app under gunicorn and a load generator: agent off, on, and
+   prometheus_client doing the same work (:mod:`benchmarks.web`).
+
+Every ratio compares measurements made in this one run. Installs nothing: the peers it
+cannot import are left out, and the web part needs gunicorn (``wrk`` if present).
+
+    python -m benchmarks                  # full run, under 5 minutes
+    python -m benchmarks --quick          # smoke run (CI), under a minute
+    python -m benchmarks --json out.json  # also write every measurement as JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from benchmarks import collect, hot_path, memory, threads, web
+from benchmarks.machine import describe, machine
+from benchmarks.timing import met_cell, peer_table
+
+PARTS = ("hot_path", "threads", "memory", "collect", "web")
+
+
+def run(quick: bool, parts: Tuple[str, ...] = PARTS) -> Dict[str, Any]:
+    """Run the chosen parts in order; each one's results under its name."""
+    runners: Dict[str, Callable[[], Any]] = {
+        "hot_path": lambda: hot_path.run(quick, memory=False),
+        "threads": lambda: threads.thread_rows(quick),
+        # --quick leaves out the 100k sizes: they are most of the time and add no new code path.
+        "memory": lambda: memory.memory_rows(
+            (10_000,) if quick else (10_000, 100_000), {10_000: 1 if quick else 3, 100_000: 2}),
+        "collect": lambda: collect.collect_rows(
+            quick, collect.SIZES[:2] if quick else collect.SIZES),
+        "web": lambda: web.web_rows(quick),
+    }
+    results: Dict[str, Any] = {"machine": machine(), "quick": quick, "seconds": {}}
+    started = time.perf_counter()
+    for part in parts:
+        began = time.perf_counter()
+        print(f"running {part} ...", file=sys.stderr, flush=True)
+        results[part] = runners[part]()
+        results["seconds"][part] = time.perf_counter() - began
+    results["elapsed_seconds"] = time.perf_counter() - started
+    return results
+
+
+def targets(results: Dict[str, Any]) -> List[Tuple[str, str, Optional[bool]]]:
+    """(target, what was measured, met) for every target this run can judge."""
+    found: List[Tuple[str, str, Optional[bool]]] = []
+    for row in results.get("hot_path", {}).get("rows", []):
+        for peer in row["peers"]:
+            if peer["target"] is not None:
+                found.append((f"{row['operation']} <= {peer['target']}x {peer['name']}",
+                              f"{peer['ratio']:.2f}x", peer["met"]))
+    for row in results.get("memory", []):
+        found.append((f"{row['operation']} <= {row['target_bytes']} B",
+                      f"{row['ours']['median']:.0f} B", row["met"]))
+    for row in results.get("collect", []):
+        if row["series"] == 10_000 and row["default_switch_interval"]:
+            found.append((f"collect + build_payloads of 10,000 series < {collect.TARGET_MS:g} ms",
+                          f"{row['total_ms']['median']:.1f} ms", row["met_cost"]))
+            found.append((f"no recorder paused > {collect.PAUSE_TARGET_MS:g} ms during a "
+                          "collect of 10,000 series",
+                          f"longest {row['pause_collect_ms']['max']:.2f} ms", row["met_pause"]))
+    if "web" in results:
+        found.append((f"web throughput, agent on >= {web.TARGET}x agent off",
+                      f"{results['web']['ratio_on_off']:.3f}x", results["web"]["met"]))
+    return found
+
+
+def report(results: Dict[str, Any]) -> str:
+    seconds = results["seconds"]
+    out = [f"Machine: {describe(results['machine'])}.",
+           f"Run: python -m benchmarks{' --quick' if results['quick'] else ''}, "
+           f"{results['elapsed_seconds']:.0f} s in all ("
+           + ", ".join(f"{part} {s:.0f} s" for part, s in seconds.items()) + ")."]
+    if "hot_path" in results:
+        h = results["hot_path"]
+        out += ["", f"### 1. Hot path (ns per operation; {h['repeat']} alternating repeats of "
+                f"~{h['seconds_per_repeat']} s per side)", "", peer_table(h["rows"])]
+    if "threads" in results:
+        out += ["", "### 2. Threads recording at once (total throughput)", "",
+                threads.table(results["threads"])]
+    if "memory" in results:
+        out += ["", "### 3. Memory per labelled series (tracemalloc)", "",
+                peer_table(results["memory"])]
+    if "collect" in results:
+        out += ["", "### 4. Collect + serialise, and recorder pauses", "",
+                collect.table(results["collect"])]
+    if "web" in results:
+        w = results["web"]
+        out += ["", f"### 5. Web app: gunicorn -w 1 --threads 4, {w['generator']}, "
+                f"{w['connections']} connections, {w['rounds']} rounds of {w['seconds']:g} s "
+                "per variant", "", web.table(w)]
+    out += ["", "### Targets", "", "| target | measured | |", "|---|---|---|"]
+    out += [f"| {name} | {measured} | {met_cell(met)} |"
+            for name, measured, met in targets(results)]
+    return "\n".join(out)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: fewer, shorter repeats (CI)")
+    parser.add_argument("--json", metavar="PATH", help="also write every result as JSON")
+    parser.add_argument("--only", metavar="PART", action="append", choices=PARTS,
+                        help="run only this part (repeatable)")
+    args = parser.parse_args(argv)
+    results = run(args.quick, tuple(args.only) if args.only else PARTS)
+    print(report(results))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+            handle.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
