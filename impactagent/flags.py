@@ -76,16 +76,19 @@ class FlagCounts:
                 f"flag {name!r}: variant must be a variant name (str) or None, "
                 f"got {type(variant).__name__}"
             )
-        lock = self._lock
-        lock.acquire()
-        if enabled:
-            stats.yes += 1
-        else:
-            stats.no += 1
-        if variant is not None:
-            variants = stats.variants
-            variants[variant] = variants.get(variant, 0) + 1
-        lock.release()
+        # No call inside the lock (see CounterChild.inc: the GIL must not move while it is
+        # held), hence `in` rather than variants.get().
+        with self._lock:
+            if enabled:
+                stats.yes += 1
+            else:
+                stats.no += 1
+            if variant is not None:
+                variants = stats.variants
+                if variant in variants:
+                    variants[variant] += 1
+                else:
+                    variants[variant] = 1
 
     def _new_flag(self, name: str) -> Optional[FlagStats]:
         if name.__class__ is not str or not name:

@@ -50,22 +50,18 @@ class GaugeChild:
         # Under the lock so a racing inc() cannot overwrite this value with a stale sum.
         # Value first, flag second; the collector clears the flag first, then reads the value,
         # so a racing set() is either in this window or flagged for the next one: never lost.
-        lock = self._lock
-        lock.acquire()
-        self._value = value
-        self._dirty = True
-        lock.release()
+        with self._lock:  # no call inside: see CounterChild.inc
+            self._value = value
+            self._dirty = True
 
     def inc(self, amount: Number = 1) -> None:
         """Add ``amount`` (default 1) to the gauge."""
         if not self._family._accept_number(amount, "inc()/dec()"):
             return
-        lock = self._lock
-        lock.acquire()
-        value = self._value
-        self._value = amount if value is None else value + amount
-        self._dirty = True
-        lock.release()
+        with self._lock:
+            value = self._value
+            self._value = amount if value is None else value + amount
+            self._dirty = True
 
     def dec(self, amount: Number = 1) -> None:
         """Subtract ``amount`` (default 1) from the gauge."""

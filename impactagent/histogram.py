@@ -89,11 +89,9 @@ class HistogramChild:
             self._family._drop("non_finite_value")
             return
         index = bisect_left(self._bounds, value)  # first bucket with value <= le
-        lock = self._lock
-        lock.acquire()
-        self._counts[index] += 1
-        self._sum += value
-        lock.release()
+        with self._lock:  # no call inside: see CounterChild.inc
+            self._counts[index] += 1
+            self._sum += value
 
     def time(self) -> Timer:
         """Observe the seconds a block or a decorated function (sync or async) takes."""
