@@ -13,6 +13,7 @@ The rules come from what real servers accept (see the project's protocol notes):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import platform
@@ -73,9 +74,14 @@ def iso_utc(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+# One encoder for every call: json.dumps() with options builds a new one each time, which
+# was a sixth of the cost of building bodies for 10,000 series.
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
 def encode(document: Dict[str, Any]) -> bytes:
     """Compact JSON, refusing NaN and infinities (which these servers cannot parse)."""
-    return json.dumps(document, allow_nan=False, separators=(",", ":")).encode("ascii")
+    return _ENCODER.encode(document).encode("ascii")
 
 
 def _base_labels(identity: Identity) -> Dict[str, str]:
@@ -134,6 +140,9 @@ class Unit(NamedTuple):
     wire: Dict[str, Any]  # the toggle or sample as sent
     metric: Optional[Tuple[str, str, str]]  # (name, help, type) of a sample's metric
     delta: Any = None
+    #: Its JSON (``"name":{...}`` for a flag): encoded once, to size it, and reused as is
+    #: in the body, which is joined from these pieces rather than encoded a second time.
+    encoded: bytes = b""
 
 
 def _units(snapshot: Snapshot, base: Dict[str, str], drops: DropCounter) -> Iterator[Unit]:
@@ -148,16 +157,28 @@ def _units(snapshot: Snapshot, base: Dict[str, str], drops: DropCounter) -> Iter
             if wire is None:
                 drops.add("non_finite_sum", detail=f"histogram {metric.name!r}")
                 continue
-            yield Unit(len(encode(wire)) + 1, None, wire, shell, sample)
+            yield _sample_unit(wire, shell, sample)
+
+
+def _sample_unit(wire: Dict[str, Any], shell: Tuple[str, str, str], delta: Any = None) -> Unit:
+    encoded = encode(wire)
+    return Unit(len(encoded) + 1, None, wire, shell, delta, encoded)
 
 
 def _flag_unit(name: str, toggle: Dict[str, Any], delta: Any = None) -> Unit:
-    return Unit(len(json.dumps(name)) + 1 + len(encode(toggle)) + 1, name, toggle, None, delta)
+    encoded = json.dumps(name).encode("ascii") + b":" + encode(toggle)
+    return Unit(len(encoded) + 1, name, toggle, None, delta, encoded)
+
+
+@functools.lru_cache(maxsize=1024)
+def _shell_json(metric: Tuple[str, str, str]) -> bytes:
+    """``{"name":..,"help":..,"type":..,"samples":[`` for a metric (its samples follow)."""
+    name, help_text, kind = metric
+    return encode({"name": name, "help": help_text, "type": kind, "samples": []})[:-2]
 
 
 def _shell_size(metric: Tuple[str, str, str]) -> int:
-    name, help_text, kind = metric
-    return len(encode({"name": name, "help": help_text, "type": kind, "samples": []})) + 1
+    return len(_shell_json(metric)) + len(b"]},")
 
 
 class Payload(NamedTuple):
@@ -203,7 +224,35 @@ def _assemble(header: Dict[str, Any], units: List[Unit],
             shell["samples"].append(unit.wire)
     if metrics:
         document["impactMetrics"] = list(metrics.values())
-    return Payload(document, encode(document), tuple(units), window)
+    return Payload(document, _join(header, units, metrics, document), tuple(units), window)
+
+
+#: How an encoded header ends when its bucket (the last key) has no toggles yet.
+_EMPTY_TOGGLES_END = b'"toggles":{}}}'
+
+
+def _join(header: Dict[str, Any], units: List[Unit], metrics: Dict[str, Any],
+          document: Dict[str, Any]) -> bytes:
+    """The body's bytes, joined from the units' own encodings: byte for byte what
+    ``encode(document)`` gives, without encoding every sample a second time."""
+    head = {k: v for k, v in header.items() if k != "impactMetrics"}
+    head["bucket"] = dict(header["bucket"], toggles={})
+    head_json = encode(head)
+    if not head_json.endswith(_EMPTY_TOGGLES_END):  # a document with another key order
+        return encode(document)
+    parts = [head_json[: -len(b"}}}")], b",".join(u.encoded for u in units if u.flag is not None),
+             b"}}"]
+    if metrics:
+        samples: Dict[Tuple[str, str, str], List[bytes]] = {}
+        for unit in units:
+            if unit.metric is not None:
+                samples.setdefault(unit.metric, []).append(unit.encoded)
+        parts.append(b',"impactMetrics":[')
+        parts.append(b",".join(_shell_json(shell) + b",".join(encoded) + b"]}"
+                               for shell, encoded in samples.items()))
+        parts.append(b"]")
+    parts.append(b"}")
+    return b"".join(parts)
 
 
 def build_payloads(
@@ -262,7 +311,7 @@ def payload_from_document(document: Dict[str, Any]) -> Payload:
              document.get("bucket", {}).get("toggles", {}).items()]
     for metric in document.get("impactMetrics") or []:
         shell = (metric["name"], metric["help"], metric["type"])
-        units += [Unit(len(encode(s)) + 1, None, s, shell) for s in metric["samples"]]
+        units += [_sample_unit(sample, shell) for sample in metric["samples"]]
     return Payload(document, encode(document), tuple(units))
 
 

@@ -217,3 +217,24 @@ def test_overflowed_histogram_sum_is_dropped_not_sent(agent):
 )
 def test_environment_from_token(token, environment):
     assert impactagent.environment_from_token(token, "fallback") == environment
+
+
+def test_bodies_are_byte_for_byte_the_encoding_of_their_documents():
+    """Bodies are joined from pieces encoded once; they must equal a plain encoding."""
+    import impactagent
+    from impactagent.payload import encode
+    from tests import workload
+
+    agent = impactagent.Agent("shop", "production")
+    workload.record(agent, 300)
+    users = agent.counter("logins_total", "Logins \u00e9 \"quoted\"", labels=("user",))
+    for i in range(400):
+        users.labels(f"user-{i}-\u00fc").inc(i + 1)
+    snapshot = agent.collect()
+    payloads = (agent.build_payloads(snapshot)
+                + impactagent.build_payloads(snapshot, agent.identity, max_bytes=4000))
+    assert len(payloads) > 3
+    for payload in payloads:
+        assert payload.body == encode(payload.document)
+        for half in impactagent.split_payload(payload):
+            assert half.body == encode(half.document)
