@@ -15,7 +15,8 @@ URL.
 
 Each request runs in its own flag scope (:mod:`impactagent.flag_context`), so metrics
 labelled by flags see the flags decided in this request, and nothing from the one before.
-The duration runs until the server closes the response, so streamed bodies count in full.
+The duration runs until the server closes the response, so streamed bodies count in full;
+a body the app returns whole (a list) is recorded at once and passed on untouched.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ class ImpactMiddleware:
         except BaseException:
             self._record(environ, 500, start, token)
             raise
+        if body.__class__ is list or body.__class__ is tuple:
+            # Already whole: nothing left to stream, so the request is over. Returned as is,
+            # the server still sees a sized body (and can send Content-Length for it).
+            self._record(environ, status[0], start, token)
+            return body
         return _Response(body, self, environ, status, start, token)
 
     def _record(self, environ: dict, status: int, start: float, token: Any) -> None:

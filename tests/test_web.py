@@ -96,8 +96,9 @@ def test_wsgi_route_callable_and_no_flags():
     for _ in range(3):
         body = middleware({"REQUEST_METHOD": "POST", "PATH_INFO": "/things/9"},
                           lambda status, headers, exc_info=None: None)
-        list(body)
-        body.close()
+        # A whole body comes back as the app made it (a server can still size it), and the
+        # request is already recorded.
+        assert body == [b""] and type(body) is list
     assert request_counts(agent) == {("POST", "/things", "2xx"): 3}
 
 
