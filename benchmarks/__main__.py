@@ -23,13 +23,12 @@ cannot import are left out, and the web part needs gunicorn (``wrk`` if present)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from benchmarks import collect, hot_path, memory, threads, web
-from benchmarks.machine import describe, machine
+from benchmarks.machine import describe, machine, write_json
 from benchmarks.timing import met_cell, peer_table
 
 PARTS = ("hot_path", "threads", "memory", "collect", "web")
@@ -124,9 +123,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     results = run(args.quick, tuple(args.only) if args.only else PARTS)
     print(report(results))
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=2)
-            handle.write("\n")
+        write_json(args.json, results)
     return 0
 
 

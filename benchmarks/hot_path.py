@@ -28,7 +28,6 @@ OpenTelemetry and UnleashClient peers are left out when those are not installed.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -41,7 +40,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 import impactagent
 from benchmarks import peers
-from benchmarks.machine import describe, machine
+from benchmarks.machine import describe, machine, write_json
 from benchmarks.memory import memory_rows
 from benchmarks.timing import Case, Peer, make_timer, peer_table, summary, time_case, warm
 
@@ -175,9 +174,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if peers.UnleashEngine is None:
         print("\n(flag rows skipped: yggdrasil_engine is not installed)")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=2)
-            handle.write("\n")
+        write_json(args.json, results)
     return 0
 
 

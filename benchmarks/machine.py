@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from importlib import metadata
@@ -46,3 +47,10 @@ def describe(m: Dict[str, Any]) -> str:
     libraries = ", ".join(f"{name} {m[name]}" for name in LIBRARIES)
     return (f"{m['platform']}, {m['implementation']} {m['python']}, {m['nproc']} cores "
             f"({m['cpu']}); impactagent {m['impactagent']}, {libraries}")
+
+
+def write_json(path: str, results: Any) -> None:
+    """Write ``results`` (every repeat of every row) as indented JSON to ``path``."""
+    with open(path, "w") as handle:
+        json.dump(results, handle, indent=2)
+        handle.write("\n")
