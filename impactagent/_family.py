@@ -40,7 +40,7 @@ class MetricFamily(Generic[Child]):
         self,
         name: str,
         help: str,
-        labels: Tuple[str, ...] | List[str] = (),
+        labels: Sequence[str] = (),
         *,
         max_series: int = DEFAULT_MAX_SERIES,
         drops: DropCounter | None = None,

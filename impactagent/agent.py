@@ -24,7 +24,7 @@ from .settings import Settings
 from .snapshot import Snapshot
 
 F = TypeVar("F", bound=Callable[..., Any])
-M = TypeVar("M", bound=MetricFamily)  # type: ignore[type-arg]
+M = TypeVar("M", bound=MetricFamily)
 Charts = Union[Chart, Sequence[Chart], None]
 
 

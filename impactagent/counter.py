@@ -6,7 +6,7 @@ import functools
 import inspect
 import operator
 import threading
-from typing import Any, Callable, NamedTuple, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Literal, NamedTuple, Tuple, Type, TypeVar, Union
 
 from ._family import MetricFamily
 
@@ -175,7 +175,7 @@ class _ExceptionCounter:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         if exc_type is not None and issubclass(exc_type, self._exception):
             self._inc()
         return False

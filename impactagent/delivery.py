@@ -168,7 +168,7 @@ class Delivery:
             retry=tenacity.retry_if_result(lambda outcome: outcome.kind == RETRY),
             wait=wait,
             stop=give_up,
-            sleep=self.stopping.wait,  # close() cuts a retry wait short
+            sleep=self._pause,  # close() cuts a retry wait short
             before_sleep=before_sleep,
             retry_error_callback=lambda state: state.outcome.result(),  # type: ignore
         )
@@ -176,6 +176,10 @@ class Delivery:
         if outcome.kind == RETRY and time.monotonic() >= deadline:
             tally.timed_out = True
         return outcome
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep between retries, waking at once when close() sets ``stopping``."""
+        self.stopping.wait(seconds)
 
     # -- what happens to a body after its last attempt ---------------------------------------
 

@@ -53,7 +53,7 @@ class HistogramDelta(NamedTuple):
     sum: float
 
     @property
-    def count(self) -> int:
+    def count(self) -> int:  # type: ignore[override]  # shadows tuple.count on purpose
         """The number of observations in this delta."""
         return sum(self.counts)
 

@@ -45,8 +45,8 @@ def prometheus_text(received: ReceivedMetrics) -> str:
     totals: Dict[Tuple[str, str, str, str], int] = {}
     for (app, env, name, _hour), counts in received.flag_bins():
         for enabled, n in (("true", counts["yes"]), ("false", counts["no"])):
-            key = (app, env, name, enabled)
-            totals[key] = totals.get(key, 0) + n
+            series = (app, env, name, enabled)
+            totals[series] = totals.get(series, 0) + n
     for (app, env, name, enabled), n in sorted(totals.items()):
         labels = {"appName": app, "environment": env, "feature": name, "enabled": enabled}
         lines.append(f"{flag}{_labels(labels)} {n}")

@@ -12,7 +12,7 @@ from .histogram import DEFAULT_BUCKETS, Histogram
 from .snapshot import MetricDelta
 from .statistics import DropCounter
 
-M = TypeVar("M", bound=MetricFamily)  # type: ignore[type-arg]
+M = TypeVar("M", bound=MetricFamily)
 
 
 class MetricRegistry:
@@ -32,7 +32,7 @@ class MetricRegistry:
         self.max_series = max_series
         self.drops = drops if drops is not None else DropCounter()
         self._lock = threading.Lock()
-        self._families: Dict[str, MetricFamily] = {}  # type: ignore[type-arg]
+        self._families: Dict[str, MetricFamily] = {}
 
     def counter(self, name: str, help: str, labels: Sequence[str] = (), *,
                 max_series: Optional[int] = None, flags: Sequence[str] = ()) -> Counter:
@@ -54,7 +54,7 @@ class MetricRegistry:
     def _define(self, cls: Type[M], name: str, help: str, labels: Sequence[str],
                 max_series: Optional[int], **extra: Any) -> M:
         # Build first, outside the lock: it validates every argument and raises clearly.
-        candidate = cls(name, help, labels, drops=self.drops,  # type: ignore[call-arg]
+        candidate = cls(name, help, labels, drops=self.drops,
                         max_series=max_series or self.max_series, **extra)
         with self._lock:
             existing = self._families.get(name)
@@ -66,11 +66,11 @@ class MetricRegistry:
             raise ValueError(f"metric {name!r} is already defined differently: {difference}")
         return existing  # type: ignore[return-value]
 
-    def get(self, name: str) -> Optional[MetricFamily]:  # type: ignore[type-arg]
+    def get(self, name: str) -> Optional[MetricFamily]:
         """The metric called ``name``, or ``None``."""
         return self._families.get(name)
 
-    def families(self) -> List[MetricFamily]:  # type: ignore[type-arg]
+    def families(self) -> List[MetricFamily]:
         """Every metric defined, in definition order."""
         with self._lock:
             return list(self._families.values())

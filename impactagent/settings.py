@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
 from ._family import DEFAULT_MAX_SERIES
@@ -150,7 +150,7 @@ _UNLEASH_VARIABLES = {
     "instance_id": "UNLEASH_INSTANCE_ID",
 }
 
-_AGENT_VARIABLES = {
+_AGENT_VARIABLES: Dict[str, Tuple[str, Callable[[str], Any]]] = {
     "flush_interval": ("IMPACTAGENT_FLUSH_INTERVAL", _number),
     "request_timeout": ("IMPACTAGENT_REQUEST_TIMEOUT", _number),
     "shutdown_timeout": ("IMPACTAGENT_SHUTDOWN_TIMEOUT", _number),
