@@ -205,3 +205,44 @@ def test_the_django_example():
     assert checkout_results(text) == {"blue": 1, "disabled": 1}
     routes = {dict(k)["route"] for k in samples(text, "http_server_requests_total")}
     assert routes == {"checkout/<str:user>"}
+
+
+def test_a_body_that_fails_while_streaming_counts_as_a_5xx():
+    agent = impactagent.Agent("shop")
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+
+        def body():
+            yield b"partial"
+            raise RuntimeError("the database went away mid-response")
+
+        return body()
+
+    middleware = wsgi.ImpactMiddleware(app, agent, route=lambda environ: "/report")
+    response = middleware({"REQUEST_METHOD": "GET", "PATH_INFO": "/report"},
+                          lambda status, headers, exc_info=None: None)
+    with pytest.raises(RuntimeError):
+        try:
+            for _chunk in response:
+                pass
+        finally:
+            response.close()  # as a server does, in its own finally
+    assert request_counts(agent) == {("GET", "/report", "5xx"): 1}
+
+
+def test_asgi_route_callable_for_apps_without_a_router():
+    agent = impactagent.Agent("shop")
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    middleware = asgi.ImpactMiddleware(app, agent, route=lambda scope: scope["path"][:6])
+
+    async def send(message):
+        pass
+
+    scope = {"type": "http", "method": "PATCH", "path": "/items/42"}
+    asyncio.run(middleware(scope, None, send))
+    assert request_counts(agent) == {("PATCH", "/items", "4xx"): 1}
