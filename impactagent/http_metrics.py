@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+from ._family import MetricFamily
+from .flag_context import state_of
+
 #: Where an app or framework hook puts the matched route template for the middleware:
 #: ``environ[ROUTE_KEY]`` in WSGI, ``scope[ROUTE_KEY]`` in ASGI.
 ROUTE_KEY = "impactagent.route"
@@ -40,24 +43,24 @@ class HttpMetrics:
         self.duration = agent.histogram(f"{prefix}_request_duration_seconds",
                                         "Time to serve an HTTP request, in seconds",
                                         labels=_LABELS, buckets=buckets, flags=flags)
-        # Without flags a label set always maps to the same two series: cache the pair and
-        # a request costs one dict lookup. With flags the series depend on the context.
-        self._pairs: Optional[Dict[Tuple[str, str, str], Tuple[Any, Any]]] = (
-            None if flags else {})
+        self.flags = tuple(flags)
+        # A label set (flag states included) always maps to the same two series: cache the
+        # pair, and a request costs one dict lookup. Bounded like the series themselves.
+        self._pairs: Dict[Tuple[str, ...], Tuple[Any, Any]] = {}
 
     def record(self, method: str, route: Optional[str], status: int, seconds: float) -> None:
         """Count one request and observe its duration."""
-        key = (_METHODS.get(method, "other"), route or UNMATCHED,
-               _STATUS_CLASSES.get(status, "other"))
-        pairs = self._pairs
-        if pairs is None:
-            self.requests.labels(*key).inc()
-            self.duration.labels(*key).observe(seconds)
-            return
-        pair = pairs.get(key)
+        key: Tuple[str, ...] = (_METHODS.get(method, "other"), route or UNMATCHED,
+                                _STATUS_CLASSES.get(status, "other"))
+        if self.flags:
+            # The request's flag states, read once for both metrics.
+            key += tuple([state_of(flag) for flag in self.flags])
+        pair = self._pairs.get(key)
         if pair is None:
-            pair = (self.requests.labels(*key), self.duration.labels(*key))
-            if len(pairs) < 4 * self.requests.max_series:  # bounded like the series
-                pairs[key] = pair
+            # The plain lookup: the flag states are in the key already.
+            pair = (MetricFamily.labels(self.requests, *key),
+                    MetricFamily.labels(self.duration, *key))
+            if len(self._pairs) < 4 * self.requests.max_series:
+                self._pairs[key] = pair
         pair[0].inc()
         pair[1].observe(seconds)
