@@ -19,6 +19,9 @@ from tests.e2e.readback import UnleashAdmin
 from tests.e2e.stack import UnleashStack
 from tests.workload import FLAGS
 
+#: The flags `impactagent demo` evaluates (new-checkout is one of the workload's too).
+DEMO_FLAGS = ("dark-mode",)
+
 #: The server drops counts for flags it has known for less than about 10 s (it caches the
 #: list of flag names), so flags are created at session start and the first POST waits.
 FLAG_CACHE_SECONDS = 11.0
@@ -73,7 +76,7 @@ def unleash() -> Iterator[RealServer]:
     with UnleashStack() as stack:
         assert stack.server is not None
         admin = UnleashAdmin(stack.server.url, stack.server.admin_token)
-        for flag in FLAGS:
+        for flag in (*FLAGS, *DEMO_FLAGS):
             admin.create_flag(flag)
         yield RealServer(stack, admin, time.monotonic() + FLAG_CACHE_SECONDS)
 
