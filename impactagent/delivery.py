@@ -119,11 +119,20 @@ class Delivery:
             return tally.result(skipped=f"stopped after HTTP {self.unauthorized}")
         # If the server is not taking the spool's backlog, keep the new window as well.
         backlog_sent = self.spool is None or self._replay_spool(deadline, tally)
-        for payload in self._collect():
-            if not backlog_sent or tally.kept or self.unauthorized is not None:
-                self._keep(payload, tally)  # it failed a moment ago: do not hammer it
-            else:
-                self._settle(payload, self._send(payload, deadline, tally), deadline, tally)
+        payloads = self._collect()
+        for index, payload in enumerate(payloads):
+            try:
+                if not backlog_sent or tally.kept or self.unauthorized is not None:
+                    self._keep(payload, tally)  # it failed a moment ago: do not hammer it
+                else:
+                    self._settle(payload, self._send(payload, deadline, tally), deadline,
+                                 tally)
+            except Exception:
+                # A bug must not lose what was collected: keep the bodies not yet settled
+                # for the next flush (at worst this one is sent twice), then let it be seen.
+                for rest in payloads[index:]:
+                    self._keep(rest, tally)
+                raise
         self.last_retry_after = tally.retry_after  # the flusher never undercuts it
         return tally.result()
 

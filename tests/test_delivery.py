@@ -440,3 +440,27 @@ def test_tls_is_verified_by_default(tmp_path):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_an_unexpected_error_while_sending_loses_nothing(server, caplog):
+    """A bug in sending (here: the transport raising what it never should) is logged by the
+    flusher, and what the failed flush had collected goes out with the next one."""
+    agent = make_agent(server.api_url, flush_interval=0.1)
+    transport = agent._lifecycle.delivery.transport
+    real_post = transport.post
+    calls = []
+
+    def broken_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in sending")
+        return real_post(*args, **kwargs)
+
+    transport.post = broken_once
+    expected = workload.record(agent, 20)
+    with caplog.at_level(logging.ERROR, logger="impactagent"):
+        agent.start()
+        assert server.wait_for(lambda s: workload.delivered(s.totals()) == expected, 10)
+    agent.close(timeout=2)
+    assert "flush failed unexpectedly" in caplog.text
+    assert agent.statistics()["dropped"] == {}
