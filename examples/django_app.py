@@ -1,7 +1,7 @@
 """Django with impactagent, in one file: request metrics by route, a flag, and /metrics.
 
 Run it: ``pip install django impactagent[prometheus]`` then
-``python examples/django_app.py runserver 127.0.0.1:8000``, and
+``python -m examples.django_app runserver 127.0.0.1:8000``, and
 ``curl -X POST localhost:8000/checkout/beta-ann; curl localhost:8000/metrics``.
 """
 
