@@ -146,6 +146,13 @@ class Agent:
         if name in self._watched_flags:
             note_flag(name, flag_state(enabled, variant))
 
+    def _count_evaluation(self, name: str, enabled: bool, variant: Optional[str] = None
+                          ) -> None:
+        """Count one evaluation and always note its state: what ``@agent.flag`` and the
+        OpenFeature hook do with each answer they see."""
+        self._recorder.flags.record(name, enabled, variant)
+        note_flag(name, flag_state(enabled, variant))
+
     def flag(self, name: str) -> Callable[[F], F]:
         """Decorate the function that decides flag ``name``; each call is one evaluation.
 
@@ -163,7 +170,7 @@ class Agent:
         >>> agent.collect().toggles["new-checkout"]
         ToggleDelta(yes=1, no=1, variants={})
         """
-        return flag_decorator(name, lambda: self.record_flag)
+        return flag_decorator(name, self._count_evaluation)
 
     # -- counting flags ----------------------------------------------------------------------
 

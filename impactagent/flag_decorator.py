@@ -19,8 +19,6 @@ import functools
 import inspect
 from typing import Any, Callable, Optional, Tuple, TypeVar
 
-from .flag_context import flag_state, note_flag
-
 F = TypeVar("F", bound=Callable[..., Any])
 Record = Callable[[str, bool, Optional[str]], None]
 
@@ -46,16 +44,14 @@ def evaluation(result: Any) -> Tuple[bool, Optional[str]]:
     return bool(result), None
 
 
-def flag_decorator(name: str, recorder: Callable[[], Record]) -> Callable[[F], F]:
-    """The decorator behind ``agent.flag(name)``. ``recorder()`` returns the agent's current
-    ``record_flag`` (it changes once metrics are labelled by flags)."""
+def flag_decorator(name: str, count_evaluation: Record) -> Callable[[F], F]:
+    """The decorator behind ``agent.flag(name)``: ``count_evaluation(name, enabled,
+    variant)`` counts each answer and notes its state in the flag scope."""
     if not isinstance(name, str) or not name:
         raise TypeError(f"@flag() takes a non-empty flag name, got {name!r}")
 
     def count(result: Any) -> Any:
-        enabled, variant = evaluation(result)
-        recorder()(name, enabled, variant)
-        note_flag(name, flag_state(enabled, variant))
+        count_evaluation(name, *evaluation(result))
         return result
 
     def decorate(func: F) -> F:

@@ -17,8 +17,6 @@ from typing import Any
 from openfeature.flag_evaluation import Reason
 from openfeature.hook import Hook
 
-from .flag_context import flag_state, note_flag
-
 
 class ImpactHook(Hook):
     """Counts evaluations on an :class:`impactagent.Agent`."""
@@ -34,5 +32,4 @@ class ImpactHook(Hook):
         # the provider says it was disabled.
         enabled = value if isinstance(value, bool) else details.reason != Reason.DISABLED
         variant = details.variant if isinstance(details.variant, str) else None
-        self.agent.record_flag(details.flag_key, enabled, variant)
-        note_flag(details.flag_key, flag_state(enabled, variant))
+        self.agent._count_evaluation(details.flag_key, enabled, variant)

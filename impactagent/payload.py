@@ -214,6 +214,7 @@ def _assemble(header: Dict[str, Any], units: List[Unit],
     document["bucket"] = dict(header["bucket"],
                               toggles={u.flag: u.wire for u in units if u.flag is not None})
     metrics: Dict[str, Dict[str, Any]] = {}
+    pieces: Dict[Tuple[str, str, str], List[bytes]] = {}  # each metric's encoded samples
     for unit in units:
         if unit.metric is not None:
             name, help_text, kind = unit.metric
@@ -221,35 +222,33 @@ def _assemble(header: Dict[str, Any], units: List[Unit],
             if shell is None:
                 shell = metrics[name] = {"name": name, "help": help_text, "type": kind,
                                          "samples": []}
+                pieces[unit.metric] = []
             shell["samples"].append(unit.wire)
+            pieces[unit.metric].append(unit.encoded)
     if metrics:
         document["impactMetrics"] = list(metrics.values())
-    return Payload(document, _join(header, units, metrics, document), tuple(units), window)
+    return Payload(document, _join(document, units, pieces), tuple(units), window)
 
 
 #: How an encoded header ends when its bucket (the last key) has no toggles yet.
 _EMPTY_TOGGLES_END = b'"toggles":{}}}'
 
 
-def _join(header: Dict[str, Any], units: List[Unit], metrics: Dict[str, Any],
-          document: Dict[str, Any]) -> bytes:
+def _join(document: Dict[str, Any], units: List[Unit],
+          pieces: Dict[Tuple[str, str, str], List[bytes]]) -> bytes:
     """The body's bytes, joined from the units' own encodings: byte for byte what
     ``encode(document)`` gives, without encoding every sample a second time."""
-    head = {k: v for k, v in header.items() if k != "impactMetrics"}
-    head["bucket"] = dict(header["bucket"], toggles={})
+    head = {k: v for k, v in document.items() if k != "impactMetrics"}
+    head["bucket"] = dict(document["bucket"], toggles={})
     head_json = encode(head)
     if not head_json.endswith(_EMPTY_TOGGLES_END):  # a document with another key order
         return encode(document)
     parts = [head_json[: -len(b"}}}")], b",".join(u.encoded for u in units if u.flag is not None),
              b"}}"]
-    if metrics:
-        samples: Dict[Tuple[str, str, str], List[bytes]] = {}
-        for unit in units:
-            if unit.metric is not None:
-                samples.setdefault(unit.metric, []).append(unit.encoded)
+    if pieces:
         parts.append(b',"impactMetrics":[')
         parts.append(b",".join(_shell_json(shell) + b",".join(encoded) + b"]}"
-                               for shell, encoded in samples.items()))
+                               for shell, encoded in pieces.items()))
         parts.append(b"]")
     parts.append(b"}")
     return b"".join(parts)
