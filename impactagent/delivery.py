@@ -27,7 +27,8 @@ import logging
 import random
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional, Tuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 import tenacity
 
@@ -245,7 +246,8 @@ class Delivery:
 
         def give_up(state: tenacity.RetryCallState) -> bool:
             upcoming = state.upcoming_sleep or 0.0
-            return run.stopping.is_set() or time.monotonic() + upcoming >= deadline
+            return (run.stopping.is_set() or self._orphaned(run)  # close took over: stop
+                    or time.monotonic() + upcoming >= deadline)
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             run.retries += 1
@@ -354,9 +356,12 @@ class Delivery:
         remaining = max(deadline - time.monotonic(), 0)
         got_lock = self._lock.acquire(timeout=remaining / 2)
         try:
-            self._take_over()
+            taken = self._take_over()
             try:
                 result = self._flush(self._new_run(deadline, None))
+                if taken:  # bodies still in flight at the deadline: not known delivered
+                    result = result._replace(kept_bodies=result.kept_bodies + taken,
+                                             timed_out=True)
             except Exception:  # a bug: what it held was kept (spooled or counted) above
                 logger.exception("impactagent: the last flush failed unexpectedly")
                 result = FlushResult(skipped="the last flush failed (see the log)")
@@ -368,14 +373,17 @@ class Delivery:
                 self._lock.release()
             self.transport.close()
 
-    def _take_over(self) -> None:
-        """Orphan any running flush: its unsettled bodies are spooled or counted now."""
+    def _take_over(self) -> int:
+        """Orphan any running flush: its unsettled bodies are spooled or counted now.
+        Returns how many bodies were taken over."""
         with self._ownership:
             self.closing = True
             self._generation += 1
             for key, payload in self._owned.items():
                 self._handed[key] = self._hand_over(payload)
+            taken = len(self._owned)
             self._owned.clear()
+            return taken
 
     def _hand_over(self, payload: Payload) -> _Handover:
         events = count_events(payload.document)
@@ -383,6 +391,10 @@ class Delivery:
             return _Handover(events, self.spool.write(payload.body), "")
         self._count_not_delivered(events)
         return _Handover(events, None, "not_delivered_by_close")
+
+    def _handed_files(self) -> Set[Path]:
+        with self._ownership:
+            return {h.entry.path for h in self._handed.values() if h.entry is not None}
 
     def _undo_handover(self, handed: _Handover) -> None:
         """A body taken over at close was delivered after all: un-spool or un-count it."""
@@ -446,7 +458,10 @@ class Delivery:
     def _replay_spool(self, run: _Run) -> bool:
         """Send spooled bodies oldest first; False if the server did not take one."""
         assert self.spool is not None
+        handed = self._handed_files()
         for entry in self.spool.entries():
+            if entry.path in handed:
+                continue  # its POST is still in flight: resending it now would double it
             if (time.monotonic() >= run.deadline or run.stopping.is_set()
                     or self._orphaned(run)):
                 run.timed_out = time.monotonic() >= run.deadline
