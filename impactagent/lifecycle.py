@@ -107,6 +107,10 @@ class Lifecycle:
         return self.delivery.flush(time.monotonic() + timeout)
 
     def close(self, timeout: float) -> FlushResult:
+        with shutdown.closing():
+            return self._close(timeout)
+
+    def _close(self, timeout: float) -> FlushResult:
         deadline = time.monotonic() + timeout
         if not self._lock.acquire(timeout=timeout):
             return FlushResult(timed_out=True, skipped="another close is still running")

@@ -20,12 +20,13 @@ something the close needs, the process still ends in bounded time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional
 
 if TYPE_CHECKING:
     from .lifecycle import Lifecycle
@@ -36,6 +37,8 @@ ENVIRONMENT_SWITCH = "IMPACTAGENT_HANDLE_SIGTERM"
 _started: weakref.WeakSet[Lifecycle] = weakref.WeakSet()
 _guard = threading.Lock()
 _installed = False
+_local = threading.local()  # closes in progress on each thread
+_deferred = threading.Event()  # a SIGTERM waits for the close it interrupted
 
 
 def handler_allowed() -> bool:
@@ -67,14 +70,36 @@ def withdraw(lifecycle: Lifecycle) -> None:
         _started.discard(lifecycle)
 
 
+@contextlib.contextmanager
+def closing() -> Iterator[None]:
+    """Mark a close in progress on this thread (see :func:`_on_sigterm`)."""
+    _local.depth = getattr(_local, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _local.depth -= 1
+        if _local.depth == 0 and _deferred.is_set():
+            _end_as_sigterm()
+
+
 def _on_sigterm(signum: int, frame: Optional[Any]) -> None:
+    if getattr(_local, "depth", 0):
+        # The signal interrupted a close on this very thread (a multiprocessing child
+        # closing at its end when Pool.terminate() sends SIGTERM, say): waiting here for
+        # another close would wait for ourselves. Let that close finish, then end.
+        _deferred.set()
+        return
     targets: List[Lifecycle] = list(_started)
     budget = max((target.settings.shutdown_timeout for target in targets), default=0.0)
     closer = threading.Thread(target=_close_all, args=(targets, budget), daemon=True,
                               name="impactagent-sigterm")
     closer.start()
     closer.join(budget + 1.0)
-    # End as SIGTERM would have: the default disposition, and the signal again.
+    _end_as_sigterm()
+
+
+def _end_as_sigterm() -> None:
+    """End as SIGTERM would have: the default disposition, and the signal again."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
     os._exit(128 + signal.SIGTERM)  # not reached: the default action ends the process
