@@ -133,7 +133,8 @@ def test_a_stalled_connection_is_closed_after_the_read_timeout(receiver, sent):
 def test_an_idle_keep_alive_connection_is_closed_after_the_read_timeout(receiver):
     body = valid_body()
     with connect(receiver) as sock:
-        sock.sendall(request([str(len(body))], body))
+        sock.sendall(request([str(len(body))], body))  # keep-alive: HTTP/1.1's default
+        # Answered, then closed once idle for the read timeout (read_until_closed returns).
         status, _ = status_and_body(read_until_closed(sock))
     assert status == 202
 
