@@ -254,7 +254,9 @@ class Delivery:
             self.ledger.add("retries")
 
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_result(lambda outcome: outcome.kind == RETRY),
+            # A redirect will not go away within one flush: keep the body for the next.
+            retry=tenacity.retry_if_result(
+                lambda outcome: outcome.kind == RETRY and not _is_redirect(outcome)),
             wait=wait,
             stop=give_up,
             sleep=run.pause,  # close() cuts a retry wait short
@@ -499,6 +501,10 @@ class Delivery:
         self._handed = {}
         self.ledger = ledger
         self.transport.reset_after_fork(identity)
+
+
+def _is_redirect(outcome: Outcome) -> bool:
+    return outcome.status is not None and 300 <= outcome.status < 400
 
 
 class _BuildFailed(Exception):
