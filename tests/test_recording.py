@@ -207,7 +207,8 @@ def test_cardinality_limit_drops_new_label_sets_and_counts_them(caplog):
             users.labels(user=f"u{i}").inc(2)
             latency.labels(f"u{i}").observe(0.2)
     assert len(users.series()) == 3 and len(latency.series()) == 3
-    assert agent.statistics()["dropped"] == {"cardinality_limit": 14}
+    # Drops are counted in events: 7 inc(2) lose 14 increments, 7 observe() 7 observations.
+    assert agent.statistics()["dropped"] == {"cardinality_limit": 21}
     counts = samples_of(agent.collect(), "logins_total")
     assert {k: s.value for k, s in counts.items()} == {("u0",): 2, ("u1",): 2, ("u2",): 2}
     warnings = [r.getMessage() for r in caplog.records]
