@@ -137,6 +137,18 @@ class MetricFamily(Generic[Child]):
             child = self._resolve(values, kwvalues)
         return child
 
+    def series_of(self, *values: Any) -> Child:
+        """The series for a full set of label values, flag labels included, as given: what
+        :meth:`labels` looks up once it has read the flag states, for callers that read
+        them themselves (the web middlewares read them once for two metrics)."""
+        try:
+            child = self._lookup.get(values)
+        except TypeError:  # an unhashable label value: let _resolve explain
+            child = None
+        if child is None:
+            child = self._resolve(values, {})
+        return child
+
     def _with_flag_states(self, values: Tuple[Any, ...], kwvalues: Dict[str, Any]
                           ) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
         """The caller's label values followed by each flag's state in the current request
