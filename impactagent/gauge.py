@@ -65,7 +65,9 @@ class GaugeChild:
             with self._lock:  # no call inside: int and float arithmetic calls no Python code
                 value = self._value
                 value = amount if value is None else value + amount
-                if -9007199254740991.0 <= value <= 9007199254740991.0:  # the safe range
+                # The safe range, against a constant of the value's type (see set()).
+                if (-9007199254740991 <= value <= 9007199254740991 if value.__class__ is int
+                        else -9007199254740991.0 <= value <= 9007199254740991.0):
                     self._value = value
                     self._dirty = True
                     return
