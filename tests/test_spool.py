@@ -18,7 +18,8 @@ from tests.scripted_server import ScriptedServer, refused_url
 
 
 def body(n: int, size: int = 0) -> bytes:
-    document = {"appName": "shop", "bucket": {"start": "", "stop": "", "toggles": {
+    document = {"appName": "shop", "bucket": {
+        "start": "2026-11-25T10:00:00.000Z", "stop": "2026-11-25T10:01:00.000Z", "toggles": {
         "f": {"yes": n, "no": 0, "variants": {}}}}, "pad": "x" * size}
     return json.dumps(document).encode()
 
