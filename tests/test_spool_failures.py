@@ -109,7 +109,7 @@ FILE_SIZE_LIMIT_APP = textwrap.dedent("""
         jobs.labels(f"queue-{queue}").inc(5)
     result = agent.flush(timeout=2)
     agent.close(timeout=2)
-    print(json.dumps({"kept": result.kept_bodies, "stats": agent.statistics()}))
+    print(json.dumps({"ok": result.ok, "stats": agent.statistics()}))
 """)
 
 
@@ -122,7 +122,7 @@ def test_a_file_size_limit_is_a_counted_drop_in_a_real_process(tmp_path):
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert ran.returncode == 0, ran.stderr
     out = json.loads(ran.stdout)
-    assert out["kept"] == 1 and out["stats"]["dropped"] == {"spool_error": 200}
+    assert not out["ok"] and out["stats"]["dropped"] == {"spool_error": 200}
     assert "File too large" in ran.stderr  # the drop is logged with its cause
     assert "Traceback" not in ran.stderr
     assert leftovers(spool_dir) == []
@@ -155,7 +155,7 @@ def test_a_directory_that_cannot_be_created_again_is_a_counted_drop(tmp_path):
     shutil.rmtree(spool_dir)
     spool_dir.write_text("a file where the directory was")
     jobs.inc(5)
-    assert agent.flush(timeout=2).kept_bodies == 1  # raised OSError before
+    assert not agent.flush(timeout=2).ok  # raised OSError before
     jobs.inc(6)
     agent.close(timeout=2)  # raised OSError before
     assert agent.statistics()["dropped"] == {"spool_error": 11}
