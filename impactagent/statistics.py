@@ -28,6 +28,8 @@ DROP_REASONS: Dict[str, str] = {
     "rejected_by_server": "the server answered 400 to a request body, so its events were dropped",
     "spool_full": "the oldest spooled request bodies were deleted to stay under the spool cap",
     "spool_corrupt": "a corrupt spool file was moved aside (counted in files)",
+    "spool_error": "a request body could not be written to the spool (disk full, directory "
+                   "gone), so its events were dropped",
     "too_large": "a request body too large for the server even on its own was dropped",
     "not_delivered_by_close": "the agent closed with events the server had not taken, and "
                               "no spool_dir to keep them",

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -16,9 +17,12 @@ import impactagent
 from impactagent.spool import Spool
 from tests.scripted_server import ScriptedServer, refused_url
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def body(n: int, size: int = 0) -> bytes:
-    document = {"appName": "shop", "bucket": {"start": "", "stop": "", "toggles": {
+    document = {"appName": "shop", "bucket": {
+        "start": "2026-11-25T10:00:00.000Z", "stop": "2026-11-25T10:01:00.000Z", "toggles": {
         "f": {"yes": n, "no": 0, "variants": {}}}}, "pad": "x" * size}
     return json.dumps(document).encode()
 
@@ -120,8 +124,10 @@ def test_kill_9_while_the_server_is_down_loses_nothing_spooled(tmp_path):
     spool_dir = tmp_path / "spool"
     app = tmp_path / "app.py"
     app.write_text(CRASHING_APP)
+    # PYTHONPATH: the app imports this checkout's impactagent, not an installed one.
     crashed = subprocess.run([sys.executable, str(app), refused_url(), str(spool_dir)],
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=60,
+                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert crashed.returncode == -9, crashed.stderr
     assert crashed.stdout.strip() == "3"  # one spooled body per failed flush
     with ScriptedServer() as server:
