@@ -328,7 +328,9 @@ class Delivery:
                 if self._owned.pop(id(payload), None) is None:
                     return  # close took it over: already spooled or counted
         if self.spool is not None:
-            self.spool.write(payload.body)
+            if self.spool.write(payload.body) is None:  # not stored: the spool counted it
+                run.kept -= 1
+                run.dropped += 1
             return
         part = payload.part()
         if part is None:
