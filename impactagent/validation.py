@@ -31,6 +31,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Dict, List, Optional, Tuple
 
+from ._numbers import MAX_SAFE
+
 REJECTED = "rejected"
 DISCARDED = "discarded"
 IGNORED = "ignored"
@@ -153,6 +155,11 @@ def _metric_problems(where: str, metric: Dict[str, Any]) -> List[Problem]:
         elif isinstance(labels, dict) and not {"appName", "environment"} <= set(labels):
             problems.append(Problem(IGNORED, f"{path}/labels", "no appName or environment "
                                     "label: the series is not attributed to the app"))
+        for field, number in _numbers_of(sample):
+            if (isinstance(number, (int, float)) and not isinstance(number, bool)
+                    and not -MAX_SAFE <= number <= MAX_SAFE):
+                discarded(f"{path}/{field}", f"{number!r} is not a safe number "
+                          "(|x| <= 2**53 - 1): the server refuses it")
         if kind == "counter":
             value = sample.get("value")
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -161,6 +168,17 @@ def _metric_problems(where: str, metric: Dict[str, Any]) -> List[Problem]:
             for message in _histogram_problems(sample):
                 discarded(path, message)
     return problems
+
+
+def _numbers_of(sample: Dict[str, Any]) -> List[Tuple[str, Any]]:
+    """Every number of a sample that the server checks with Joi's ``number()``."""
+    found = [(field, sample[field]) for field in ("value", "count", "sum") if field in sample]
+    buckets = sample.get("buckets")
+    for index, bucket in enumerate(buckets if isinstance(buckets, list) else ()):
+        if isinstance(bucket, dict):
+            found += [(f"buckets/{index}/{field}", bucket[field]) for field in ("le", "count")
+                      if field in bucket and bucket[field] != "+Inf"]
+    return found
 
 
 def _histogram_problems(sample: Dict[str, Any]) -> List[str]:

@@ -203,3 +203,18 @@ def test_nan_never_reaches_the_receiver_from_an_agent(receiver):
     assert agent.close().ok
     assert receiver.problems() == []
     assert agent.statistics()["dropped"] == {"non_finite_value": 2}
+
+
+@pytest.mark.parametrize("value, why", [(10**30, "not a safe number"),
+                                        (1e30, "not a safe number"),
+                                        (True, "not valid")])
+def test_a_value_the_server_refuses_cuts_the_whole_array_as_the_server_does(receiver, value,
+                                                                             why):
+    # unleash-server checks every impact-metric number with Joi's number(): finite, not a
+    # bool, |x| <= 2**53 - 1; one bad sample costs the body's whole impactMetrics array.
+    gauge = {"name": "depth", "help": "Depth", "type": "gauge",
+             "samples": [{"labels": {"appName": "shop", "environment": "e"}, "value": value}]}
+    answer = post(receiver, body(impact=[COUNTER, gauge]))
+    assert answer.status_code == 202
+    assert why in " ".join(answer.json()["problems"])
+    assert receiver.totals("raw")["counters"] == {}
