@@ -62,6 +62,7 @@ class Agent:
         max_series_per_metric: int = DEFAULT_MAX_SERIES,
         max_flags: int = DEFAULT_MAX_FLAGS,
         max_payload_bytes: int = DEFAULT_MAX_BYTES,
+        handle_sigterm: bool = True,
     ) -> None:
         self.settings = Settings(
             app_name=app_name, environment=environment, url=url, api_key=api_key,
@@ -70,6 +71,7 @@ class Agent:
             headers=dict(headers or {}), verify=verify, proxies=proxies, spool_dir=spool_dir,
             spool_max_bytes=spool_max_bytes, max_series_per_metric=max_series_per_metric,
             max_flags=max_flags, max_payload_bytes=max_payload_bytes,
+            handle_sigterm=handle_sigterm,
         )
         self._recorder = Recorder(max_series=max_series_per_metric, max_flags=max_flags)
         self.metrics = self._recorder.metrics
@@ -266,7 +268,9 @@ class Agent:
     def close(self, timeout: Optional[float] = None) -> FlushResult:
         """Stop the flusher and send the last window, all within ``timeout`` seconds.
 
-        Idempotent and thread-safe; never hangs, even against a server that never answers.
+        Idempotent and thread-safe; never hangs, even against a server that never answers:
+        a flush still in flight at the deadline is taken over, its bodies spooled or
+        counted as dropped (``not_delivered_by_close``), so nothing is left pending.
         Recording after ``close()`` is still accepted but no longer sent.
         """
         return self._lifecycle.close(self.settings.shutdown_timeout if timeout is None

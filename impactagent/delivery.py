@@ -3,11 +3,21 @@
 A flush runs on the flusher thread (or on the caller's, for ``flush()`` and ``close()``):
 
 1. replay bodies left in the spool, oldest first;
-2. collect a snapshot and build its bodies (none over the size limit);
+2. collect a snapshot and build its bodies (none over the size limit); if building fails
+   for any reason, the snapshot is merged back and nothing is lost;
 3. send each body, retrying network trouble, 429 and 5xx with full jitter and honouring
    ``Retry-After``, never past the flush's deadline;
 4. settle each body: delivered; kept for later (spooled, or merged back into the recorder);
    split and resent (413); or dropped and counted (400, or too large even alone).
+
+Who owns a body. The bodies a flush collected belong to that flush until it settles them.
+``close()`` must return by its deadline even when a flush is stuck in a POST (a request
+timeout can be longer than the shutdown timeout), so at its deadline it *takes over* the
+bodies the running flush has not settled: each is spooled, or counted as
+``not_delivered_by_close``, at once, so nothing depends on a thread that interpreter exit is
+about to kill. If the POST comes back delivered after all, the take-over is undone (the
+spool file removed, or the drop withdrawn): nothing is counted twice. After close, nothing
+is merged back into the recorder: what is not delivered is spooled or counted.
 """
 
 from __future__ import annotations
@@ -17,7 +27,8 @@ import logging
 import random
 import threading
 import time
-from typing import TYPE_CHECKING, List, NamedTuple, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 import tenacity
 
@@ -27,13 +38,18 @@ from .statistics import DeliveryLedger, DropCounter
 from .transport import DELIVERED, REJECTED, RETRY, TOO_LARGE, UNAUTHORIZED, Outcome, Transport
 
 if TYPE_CHECKING:
-    from .spool import Spool
+    from .payload import Identity
+    from .snapshot import Snapshot
+    from .spool import Spool, SpoolEntry
 
 logger = logging.getLogger("impactagent")
 
 #: Full-jitter retry waits inside one flush: uniform(0, min(cap, base * 2**attempt)).
 RETRY_BASE_SECONDS = 0.5
 RETRY_CAP_SECONDS = 30.0
+
+#: What turns a snapshot into bodies; a parameter so that a test can inject a failing one.
+BuildPayloads = Callable[..., List[Payload]]
 
 
 class FlushResult(NamedTuple):
@@ -58,17 +74,33 @@ class FlushResult(NamedTuple):
         return self.kept_bodies > 0
 
 
-class _Tally:
-    """Counts for one flush, turned into a :class:`FlushResult` at the end."""
+class _Run:
+    """One flush in progress: its counts, its interrupt, and the take-over generation it
+    started in (a flush whose generation is old was orphaned by ``close()``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float, interrupt: threading.Event, generation: int) -> None:
+        self.deadline = deadline
+        self.stopping = interrupt
+        self.generation = generation
         self.delivered = self.kept = self.dropped = self.events = self.retries = 0
         self.timed_out = False
         self.retry_after = 0.0
 
+    def pause(self, seconds: float) -> None:
+        """Sleep between retries, waking at once when close() sets ``stopping``."""
+        self.stopping.wait(seconds)
+
     def result(self, skipped: str = "") -> FlushResult:
         return FlushResult(self.delivered, self.kept, self.dropped, self.events, self.retries,
                            self.timed_out, skipped)
+
+
+class _Handover(NamedTuple):
+    """A body close() took over from a running flush: where it went, to undo if delivered."""
+
+    events: int
+    entry: Optional[SpoolEntry]  # the spool file it was written to, if any
+    dropped_as: str  # the drop reason it was counted under, "" if it was spooled
 
 
 class Delivery:
@@ -84,6 +116,7 @@ class Delivery:
         ledger: DeliveryLedger,
         drops: DropCounter,
         spool: Optional[Spool] = None,
+        build: BuildPayloads = build_payloads,
     ) -> None:
         self.recorder = recorder
         self.transport = transport
@@ -92,11 +125,22 @@ class Delivery:
         self.ledger = ledger
         self.drops = drops
         self.spool = spool
-        self.stopping = threading.Event()  # the current flush's interrupt
+        self._build = build
         #: Set after a 401/403: sending stops (recording goes on) until reconfigured.
         self.unauthorized: Optional[int] = None
-        self.lock = threading.Lock()  # one flush at a time
         self.last_retry_after = 0.0
+        #: True once close() began: bodies not delivered are spooled or counted, never
+        #: merged back into the recorder.
+        self.closing = False
+        self.closed = False
+        self._lock = threading.Lock()  # one flush at a time (until close takes over)
+        # Guards who owns which body: the running flushes, or close's take-over.
+        self._ownership = threading.Lock()
+        self._generation = 0
+        self._owned: Dict[int, Payload] = {}  # id -> bodies a running flush has not settled
+        self._handed: Dict[int, _Handover] = {}  # id -> bodies close took over in flight
+
+    # -- flushing ----------------------------------------------------------------------------
 
     def flush(self, deadline: float, interrupt: Optional[threading.Event] = None
               ) -> FlushResult:
@@ -105,46 +149,81 @@ class Delivery:
         Setting ``interrupt`` cuts retry waits short and stops further retries; each body
         still gets its attempt, so a flush interrupted by shutdown still tries everything.
         """
-        if not self.lock.acquire(timeout=max(deadline - time.monotonic(), 0)):
+        if self.closed:
+            return FlushResult(skipped="the agent is closed")
+        if not self._lock.acquire(timeout=max(deadline - time.monotonic(), 0)):
             return FlushResult(timed_out=True, skipped="another flush is still running")
-        self.stopping = interrupt if interrupt is not None else threading.Event()
         try:
-            return self._flush(deadline)
+            return self._flush(self._new_run(deadline, interrupt))
         finally:
-            self.lock.release()
+            self._lock.release()
 
-    def _flush(self, deadline: float) -> FlushResult:
-        tally = _Tally()
+    def _new_run(self, deadline: float, interrupt: Optional[threading.Event]) -> _Run:
+        with self._ownership:
+            generation = self._generation
+        return _Run(deadline, interrupt if interrupt is not None else threading.Event(),
+                    generation)
+
+    def _orphaned(self, run: _Run) -> bool:
+        return run.generation != self._generation
+
+    def _flush(self, run: _Run) -> FlushResult:
         if self.unauthorized is not None:
-            return tally.result(skipped=f"stopped after HTTP {self.unauthorized}")
+            return run.result(skipped=f"stopped after HTTP {self.unauthorized}")
         # If the server is not taking the spool's backlog, keep the new window as well.
-        backlog_sent = self.spool is None or self._replay_spool(deadline, tally)
-        payloads = self._collect()
+        backlog_sent = self.spool is None or self._replay_spool(run)
+        if self._orphaned(run):
+            return run.result(skipped="taken over by close()")
+        try:
+            payloads = self._collect()
+        except _BuildFailed as failure:
+            return run.result(skipped=str(failure))
+        self._own(payloads)
         for index, payload in enumerate(payloads):
             try:
-                if not backlog_sent or tally.kept or self.unauthorized is not None:
-                    self._keep(payload, tally)  # it failed a moment ago: do not hammer it
+                if not backlog_sent or run.kept or self.unauthorized is not None:
+                    self._keep(payload, run)  # it failed a moment ago: do not hammer it
                 else:
-                    self._settle(payload, self._send(payload, deadline, tally), deadline,
-                                 tally)
+                    self._send_and_settle(payload, run)
             except Exception:
                 # A bug must not lose what was collected: keep the bodies not yet settled
                 # for the next flush (at worst this one is sent twice), then let it be seen.
                 for rest in payloads[index:]:
-                    self._keep(rest, tally)
+                    self._keep(rest, run)
                 raise
-        self.last_retry_after = tally.retry_after  # the flusher never undercuts it
-        return tally.result()
+        self.last_retry_after = run.retry_after  # the flusher never undercuts it
+        return run.result()
 
     def _collect(self) -> List[Payload]:
-        identity = self.transport.identity
-        return build_payloads(self.recorder.collect(), identity,
-                              max_bytes=self.max_payload_bytes, drops=self.drops)
+        """Collect and build the bodies; if building fails, the snapshot goes back whole."""
+        snapshot = self.recorder.collect()
+        try:
+            return self._build_from(snapshot)
+        except Exception as error:
+            self.recorder.restore(snapshot)
+            self.ledger.add("flush_errors")
+            logger.exception("impactagent: building request bodies failed; what was "
+                             "collected is kept for the next flush")
+            raise _BuildFailed(f"building bodies failed ({type(error).__name__}); "
+                               "kept for the next flush") from error
+
+    def _build_from(self, snapshot: Snapshot) -> List[Payload]:
+        identity: Identity = self.transport.identity
+        return self._build(snapshot, identity, max_bytes=self.max_payload_bytes,
+                           drops=self.drops)
 
     # -- sending one body, with retries inside the deadline ----------------------------------
 
-    def _send(self, payload: Payload, deadline: float, tally: _Tally) -> Outcome:
+    def _send_and_settle(self, payload: Payload, run: _Run, *, owned: bool = True) -> None:
+        if owned and not self._owns(payload):
+            return  # close took it over before it was sent
+        outcome = self._send(payload, run)
+        for half in self._settle(payload, outcome, run, owned=owned):
+            self._send_and_settle(half, run, owned=owned)
+
+    def _send(self, payload: Payload, run: _Run) -> Outcome:
         events = count_events(payload.document)
+        deadline = run.deadline
 
         def attempt() -> Outcome:
             remaining = deadline - time.monotonic()
@@ -160,46 +239,60 @@ class Delivery:
         def wait(state: tenacity.RetryCallState) -> float:
             outcome: Outcome = state.outcome.result()  # type: ignore[union-attr]
             if outcome.retry_after is not None:
-                tally.retry_after = max(tally.retry_after, outcome.retry_after)
+                run.retry_after = max(run.retry_after, outcome.retry_after)
                 return outcome.retry_after
             ceiling = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** state.attempt_number)
             return random.uniform(0, ceiling)
 
         def give_up(state: tenacity.RetryCallState) -> bool:
             upcoming = state.upcoming_sleep or 0.0
-            return self.stopping.is_set() or time.monotonic() + upcoming >= deadline
+            return (run.stopping.is_set() or self._orphaned(run)  # close took over: stop
+                    or time.monotonic() + upcoming >= deadline)
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
-            tally.retries += 1
+            run.retries += 1
             self.ledger.add("retries")
 
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_result(lambda outcome: outcome.kind == RETRY),
+            # A redirect will not go away within one flush: keep the body for the next.
+            retry=tenacity.retry_if_result(
+                lambda outcome: outcome.kind == RETRY and not _is_redirect(outcome)),
             wait=wait,
             stop=give_up,
-            sleep=self._pause,  # close() cuts a retry wait short
+            sleep=run.pause,  # close() cuts a retry wait short
             before_sleep=before_sleep,
             retry_error_callback=lambda state: state.outcome.result(),  # type: ignore
         )
         outcome: Outcome = retrying(attempt)
         if outcome.kind == RETRY and time.monotonic() >= deadline:
-            tally.timed_out = True
+            run.timed_out = True
         return outcome
-
-    def _pause(self, seconds: float) -> None:
-        """Sleep between retries, waking at once when close() sets ``stopping``."""
-        self.stopping.wait(seconds)
 
     # -- what happens to a body after its last attempt ---------------------------------------
 
-    def _settle(self, payload: Payload, outcome: Outcome, deadline: float, tally: _Tally) -> None:
+    def _settle(self, payload: Payload, outcome: Outcome, run: _Run, *, owned: bool
+                ) -> List[Payload]:
+        """Account for ``payload`` after ``outcome``; return the halves to send (413)."""
         events = count_events(payload.document)
+        if owned:
+            with self._ownership:
+                handed = self._handed.pop(id(payload), None)
+                if handed is not None:  # close() took it over while it was in flight
+                    if outcome.kind == DELIVERED:
+                        self._undo_handover(handed)
+                        self._delivered(events, run)
+                    return []
+                if self._owned.pop(id(payload), None) is None:
+                    return []  # not ours any more (cannot happen: a take-over is recorded)
+                if outcome.kind == TOO_LARGE:
+                    halves = split_payload(payload)
+                    if len(halves) > 1:
+                        self._owned.update((id(half), half) for half in halves)
+                        return halves
         if outcome.kind == DELIVERED:
-            tally.delivered += 1
-            tally.events += events
-            self.ledger.delivered(events)
+            self._delivered(events, run)
         elif outcome.kind == REJECTED:
-            tally.dropped += 1
+            run.dropped += 1
             logger.error(
                 "impactagent: %s answered HTTP 400 to a metrics body of %d bytes; dropping its "
                 "%d events (counted as 'rejected_by_server'). The server said: %s",
@@ -209,17 +302,112 @@ class Delivery:
             self.drops.add("rejected_by_server", events, detail=self.transport.metrics_url)
         elif outcome.kind == TOO_LARGE:
             halves = split_payload(payload)
-            if len(halves) == 1:
-                tally.dropped += 1
-                self.drops.add("too_large", events, detail=self.transport.metrics_url)
-                return
-            for half in halves:
-                self._settle(half, self._send(half, deadline, tally), deadline, tally)
+            if len(halves) > 1:
+                return halves  # a spooled body (not owned): its halves are resent as they are
+            run.dropped += 1
+            self.drops.add("too_large", events, detail=self.transport.metrics_url)
         elif outcome.kind == UNAUTHORIZED:
             self._stop_sending(outcome)
-            self._keep(payload, tally)
+            self._keep(payload, run, owned=owned, settled=True)
         else:
-            self._keep(payload, tally)
+            self._keep(payload, run, owned=owned, settled=True)
+        return []
+
+    def _delivered(self, events: int, run: _Run) -> None:
+        run.delivered += 1
+        run.events += events
+        self.ledger.delivered(events)
+
+    def _keep(self, payload: Payload, run: _Run, *, owned: bool = True,
+              settled: bool = False) -> None:
+        """Hold on to a body that was not delivered: on disk if spooling, else merged back
+        into the recorder; once closing, on disk or counted as dropped."""
+        run.kept += 1
+        if owned and not settled:
+            with self._ownership:
+                if self._owned.pop(id(payload), None) is None:
+                    return  # close took it over: already spooled or counted
+        if self.spool is not None:
+            self.spool.write(payload.body)
+            return
+        part = payload.part()
+        if part is None:
+            return
+        with self._ownership:
+            if not self.closing:
+                self.recorder.restore(part)
+                return
+        self._count_not_delivered(count_events(payload.document))
+
+    def _own(self, payloads: List[Payload]) -> None:
+        with self._ownership:
+            self._owned.update((id(payload), payload) for payload in payloads)
+
+    def _owns(self, payload: Payload) -> bool:
+        with self._ownership:
+            return id(payload) in self._owned
+
+    # -- closing -----------------------------------------------------------------------------
+
+    def close(self, deadline: float) -> FlushResult:
+        """The last flush, by ``deadline``; then what is left is spooled or counted.
+
+        A flush still running at half the remaining time is taken over (see the module
+        docstring), and the last window is sent alongside it.
+        """
+        remaining = max(deadline - time.monotonic(), 0)
+        got_lock = self._lock.acquire(timeout=remaining / 2)
+        try:
+            taken = self._take_over()
+            try:
+                result = self._flush(self._new_run(deadline, None))
+                if taken:  # bodies still in flight at the deadline: not known delivered
+                    result = result._replace(kept_bodies=result.kept_bodies + taken,
+                                             timed_out=True)
+            except Exception:  # a bug: what it held was kept (spooled or counted) above
+                logger.exception("impactagent: the last flush failed unexpectedly")
+                result = FlushResult(skipped="the last flush failed (see the log)")
+            self.set_aside()
+            return result
+        finally:
+            self.closed = True
+            if got_lock:
+                self._lock.release()
+            self.transport.close()
+
+    def _take_over(self) -> int:
+        """Orphan any running flush: its unsettled bodies are spooled or counted now.
+        Returns how many bodies were taken over."""
+        with self._ownership:
+            self.closing = True
+            self._generation += 1
+            for key, payload in self._owned.items():
+                self._handed[key] = self._hand_over(payload)
+            taken = len(self._owned)
+            self._owned.clear()
+            return taken
+
+    def _hand_over(self, payload: Payload) -> _Handover:
+        events = count_events(payload.document)
+        if self.spool is not None:
+            return _Handover(events, self.spool.write(payload.body), "")
+        self._count_not_delivered(events)
+        return _Handover(events, None, "not_delivered_by_close")
+
+    def _handed_files(self) -> Set[Path]:
+        with self._ownership:
+            return {h.entry.path for h in self._handed.values() if h.entry is not None}
+
+    def _undo_handover(self, handed: _Handover) -> None:
+        """A body taken over at close was delivered after all: un-spool or un-count it."""
+        if handed.dropped_as:
+            self.drops.withdraw(handed.dropped_as, handed.events)
+        elif handed.entry is not None and self.spool is not None:
+            claimed = self.spool.claim(handed.entry)
+            if claimed is not None:
+                self.spool.remove(claimed)
+            else:  # another process is already sending the file: it will arrive twice
+                self.ledger.add("possibly_duplicated_events", handed.events)
 
     def set_aside(self) -> int:
         """At close: put what could not be delivered where it is not lost silently.
@@ -228,22 +416,34 @@ class Delivery:
         sends it (after a restart with a valid token, say). Without one, it is counted as
         dropped (``not_delivered_by_close``) and logged. Returns the events set aside.
         """
+        pending = self.recorder.pending_events()
+        try:
+            payloads = self._build_from(self.recorder.collect())
+        except Exception:
+            logger.exception("impactagent: building the last request bodies at close failed")
+            self._count_not_delivered(pending)
+            return pending
         events = 0
-        for payload in self._collect():
+        for payload in payloads:
             carried = count_events(payload.document)
             if carried == 0:
                 continue  # an empty window: nothing was recorded in it, nothing to keep
             events += carried
             if self.spool is not None:
                 self.spool.write(payload.body)
-        if events and self.spool is None:
-            why = (f"sending was stopped by HTTP {self.unauthorized}" if self.unauthorized
-                   else "the server did not take them before the close deadline")
-            logger.error("impactagent: closing with %d events not delivered to %s (%s) and no "
-                         "spool_dir to keep them; they are counted as 'not_delivered_by_close'.",
-                         events, self.transport.metrics_url, why)
-            self.drops.add("not_delivered_by_close", events, detail=self.transport.metrics_url)
+            else:
+                self._count_not_delivered(carried)
         return events
+
+    def _count_not_delivered(self, events: int) -> None:
+        if not events:
+            return
+        why = (f"sending was stopped by HTTP {self.unauthorized}" if self.unauthorized
+               else "the server did not take them before the close deadline")
+        logger.error("impactagent: closing with %d events not delivered to %s (%s) and no "
+                     "spool_dir to keep them; they are counted as 'not_delivered_by_close'.",
+                     events, self.transport.metrics_url, why)
+        self.drops.add("not_delivered_by_close", events, detail=self.transport.metrics_url)
 
     def _stop_sending(self, outcome: Outcome) -> None:
         if self.unauthorized is None:
@@ -255,24 +455,18 @@ class Delivery:
             )
         self.unauthorized = outcome.status
 
-    def _keep(self, payload: Payload, tally: _Tally) -> None:
-        """Hold on to a body that was not delivered: on disk if spooling, else merged back."""
-        tally.kept += 1
-        if self.spool is not None:
-            self.spool.write(payload.body)
-            return
-        part = payload.part()
-        if part is not None:
-            self.recorder.restore(part)
-
     # -- the spool's backlog -----------------------------------------------------------------
 
-    def _replay_spool(self, deadline: float, tally: _Tally) -> bool:
+    def _replay_spool(self, run: _Run) -> bool:
         """Send spooled bodies oldest first; False if the server did not take one."""
         assert self.spool is not None
+        handed = self._handed_files()
         for entry in self.spool.entries():
-            if time.monotonic() >= deadline or self.stopping.is_set():
-                tally.timed_out = time.monotonic() >= deadline
+            if entry.path in handed:
+                continue  # its POST is still in flight: resending it now would double it
+            if (time.monotonic() >= run.deadline or run.stopping.is_set()
+                    or self._orphaned(run)):
+                run.timed_out = time.monotonic() >= run.deadline
                 return False
             claimed = self.spool.claim(entry)
             if claimed is None:
@@ -281,16 +475,40 @@ class Delivery:
             if body is None:
                 continue  # corrupt: moved aside and counted
             payload = payload_from_document(json.loads(body))
-            outcome = self._send(payload, deadline, tally)
+            outcome = self._send(payload, run)
             if outcome.kind in (RETRY, UNAUTHORIZED):
                 # Back in the queue at its old place: it stays the oldest and goes first.
                 self.spool.release(claimed)
                 if outcome.kind == UNAUTHORIZED:
                     self._stop_sending(outcome)
-                tally.kept += 1
+                run.kept += 1
                 return False
             # Delivered, dropped (counted) or split (failed halves are spooled anew): only
             # now is the file done with. A kill -9 before this line resends, never loses.
-            self._settle(payload, outcome, deadline, tally)
+            for half in self._settle(payload, outcome, run, owned=False):
+                self._send_and_settle(half, run, owned=False)
             self.spool.remove(claimed)
         return True
+
+    # -- fork --------------------------------------------------------------------------------
+
+    def reset_after_fork(self, ledger: DeliveryLedger, identity: Identity) -> None:
+        """In a forked child: new locks, no flush in progress, the child's own ledger and
+        connection (what the parent's flush held in flight is the parent's to settle)."""
+        self._lock = threading.Lock()
+        self._ownership = threading.Lock()
+        self._owned = {}
+        self._handed = {}
+        self.ledger = ledger
+        self.transport.reset_after_fork(identity)
+
+
+def _is_redirect(outcome: Outcome) -> bool:
+    return outcome.status is not None and 300 <= outcome.status < 400
+
+
+class _BuildFailed(Exception):
+    """Building bodies failed; the snapshot was restored. The message says so."""
+
+
+__all__: Tuple[str, ...] = ("Delivery", "FlushResult")

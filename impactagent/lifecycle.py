@@ -1,20 +1,32 @@
-"""Start, flush, close, exit and fork: the agent's life, and the delivery parts it owns.
+"""Start, flush, close, exit, SIGTERM and fork: the agent's life, and the parts it owns.
 
 Why each hook exists:
 
 - ``atexit``: a plain ``exit`` (or the end of a script) must still send the last window.
   The flusher thread is a daemon, so it never holds up exit; ``close`` does the final flush
   on the exiting thread, bounded by ``shutdown_timeout``.
+- SIGTERM (``docker stop``, Kubernetes, systemd) ends a process without ``atexit``: see
+  :mod:`impactagent.shutdown`, which closes started agents first.
 - ``os.register_at_fork``: after ``fork()`` (gunicorn ``--preload``, uWSGI, Celery prefork,
-  ``multiprocessing``) the child inherits the parent's counts, locks that another thread may
-  have held at the fork, the parent's sockets, and no flusher thread. The child therefore
-  starts with zero counts (the parent sends what it recorded), new locks, a new session, a
-  new connection id, and, if the parent was flushing, a flusher of its own.
+  ``multiprocessing``, a bare ``os.fork()``) the child inherits the parent's counts, locks
+  that another thread may have held at the fork, the parent's sockets, and no flusher
+  thread. Every agent, with a url or without, therefore starts the child with zero counts
+  (the parent reports what it recorded), new locks, a new session, a new connection id,
+  and, if the parent was flushing, a flusher of its own.
+- ``multiprocessing`` children end with ``os._exit``, which skips ``atexit``; its own exit
+  hooks (``multiprocessing.util.Finalize``) do run when a child ends normally, so a child
+  with a flusher registers its close there.
+- Imports: a flusher thread that imports a module lazily (``requests`` reads ``netrc`` on
+  its first request) holds that module's import lock; a ``fork()`` at that moment gives the
+  child a lock nobody will ever release, and the child's flusher hangs on it. ``start()``
+  therefore makes every import delivery needs before the thread exists.
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
+import multiprocessing.util
 import os
 import threading
 import time
@@ -22,6 +34,7 @@ import uuid
 import weakref
 from typing import Any, Callable, Dict, Optional
 
+from . import shutdown
 from .delivery import Delivery, FlushResult
 from .flusher import Flusher
 from .payload import Identity, environment_from_token
@@ -29,6 +42,8 @@ from .recorder import Recorder
 from .settings import Settings
 from .statistics import DeliveryLedger
 from .transport import Transport
+
+logger = logging.getLogger("impactagent")
 
 
 class Lifecycle:
@@ -46,6 +61,9 @@ class Lifecycle:
         self.spool = None
         self.delivery: Optional[Delivery] = None
         self.flusher: Optional[Flusher] = None
+        self_ref = weakref.ref(self)
+        # Every agent, with a url or not: a child must never report its parent's counts.
+        os.register_at_fork(after_in_child=_call_on(self_ref, Lifecycle.after_fork_in_child))
         if settings.metrics_url is None:
             return
         if settings.spool_dir is not None:
@@ -63,8 +81,9 @@ class Lifecycle:
             max_payload_bytes=settings.max_payload_bytes, ledger=self.ledger,
             drops=recorder.drops, spool=self.spool,
         )
-        self_ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=_call_on(self_ref, Lifecycle.after_fork_in_child))
+        # multiprocessing runs these in a child after it clears its exit hooks, so the
+        # close registered there survives into the child's normal end.
+        multiprocessing.util.register_after_fork(self, Lifecycle._close_when_child_ends)
 
     # -- start / flush / close ---------------------------------------------------------------
 
@@ -75,9 +94,12 @@ class Lifecycle:
             if self._closed is not None:
                 raise RuntimeError("this agent was closed; create a new one to send again")
             if self.flusher is None:
+                _import_what_delivery_needs(self.delivery.transport.metrics_url)
                 self.flusher = Flusher(self.delivery, self.settings.flush_interval)
                 self.flusher.start()
                 atexit.register(_call_on(weakref.ref(self), Lifecycle.close_at_exit))
+                if self.settings.handle_sigterm and shutdown.handler_allowed():
+                    shutdown.enroll(self)
 
     def flush(self, timeout: float) -> FlushResult:
         if self.delivery is None:
@@ -85,6 +107,10 @@ class Lifecycle:
         return self.delivery.flush(time.monotonic() + timeout)
 
     def close(self, timeout: float) -> FlushResult:
+        with shutdown.closing():
+            return self._close(timeout)
+
+    def _close(self, timeout: float) -> FlushResult:
         deadline = time.monotonic() + timeout
         if not self._lock.acquire(timeout=timeout):
             return FlushResult(timed_out=True, skipped="another close is still running")
@@ -95,12 +121,14 @@ class Lifecycle:
                 self._closed = FlushResult(skipped="no url configured")
                 return self._closed
             if self.flusher is not None:
-                # Give the thread's flush at most half the time; the final flush needs the rest.
-                self.flusher.stop(max(deadline - time.monotonic(), 0) / 2)
-            result = self.delivery.flush(deadline)
-            self.delivery.set_aside()  # spooled, or counted: never lost without a trace
-            self.delivery.transport.close()
+                self.flusher.stop(0)  # cut its retry waits short; delivery waits for it
+            try:
+                result = self.delivery.close(deadline)
+            except Exception:  # a bug must not escape close(), least of all at exit
+                logger.exception("impactagent: closing failed")
+                result = FlushResult(skipped="closing failed (see the log)")
             self._closed = result
+            shutdown.withdraw(self)
             return result
         finally:
             self._lock.release()
@@ -122,15 +150,20 @@ class Lifecycle:
         self.identity = self.identity._replace(connection_id=str(uuid.uuid4()))
         if self.delivery is None:
             return
-        self.delivery.transport.reset_after_fork(self.identity)
-        self.delivery.ledger = self.ledger
-        self.delivery.lock = threading.Lock()
+        self.delivery.reset_after_fork(self.ledger, self.identity)
         if self.spool is not None:
             self.spool.reset_after_fork()
         was_flushing = self.flusher is not None and self._closed is None
         self.flusher = None
         if was_flushing:
             self.start()
+
+    def _close_when_child_ends(self) -> None:
+        """In a ``multiprocessing`` child: close when the child ends normally."""
+        if self.flusher is not None and self._closed is None:
+            multiprocessing.util.Finalize(None, _call_on(weakref.ref(self),
+                                                         Lifecycle.close_at_exit),
+                                          exitpriority=100)
 
     def statistics(self) -> Dict[str, Any]:
         result: Dict[str, Any] = {"delivery": self.ledger.as_dict()}
@@ -139,6 +172,21 @@ class Lifecycle:
         if self.spool is not None:
             result["spool"] = {"files": len(self.spool), "bytes": self.spool.size_bytes()}
         return result
+
+
+def _import_what_delivery_needs(url: str) -> None:
+    """Make, on this thread, the imports that a first request would make lazily on the
+    flusher's (see the module docstring): ``requests`` reads ``netrc`` (with ``shlex``)
+    while it prepares a request, and IDNA host names need their codec."""
+    import encodings.idna  # noqa: F401
+    import netrc  # noqa: F401
+    import shlex  # noqa: F401
+
+    import requests
+
+    with requests.Session() as session:
+        request = session.prepare_request(requests.Request("POST", url, data=b"{}"))
+        session.merge_environment_settings(request.url, {}, None, None, None)
 
 
 def _call_on(ref: weakref.ref[Lifecycle], method: Callable[[Lifecycle], Any]

@@ -47,7 +47,12 @@ class Request:
 
 
 class ReceivedMetrics:
-    """Thread-safe aggregates of every accepted body, and a log of recent requests."""
+    """Thread-safe aggregates of every accepted body, and a log of recent requests.
+
+    Every view returns a copy made under the lock: a test may read while the receiver's
+    threads are adding bodies (iterating the live log then would raise "deque mutated
+    during iteration", and a total read in two steps could mix two moments).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -55,13 +60,30 @@ class ReceivedMetrics:
         self._flags: Dict[Tuple[str, str, str, str], Dict[str, Any]] = {}
         # (app, environment, name) -> {"type", "help", "series": {labels: value}}
         self._metrics: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
-        self.log: Deque[Request] = deque(maxlen=LOG_SIZE)
-        self.bodies_accepted = 0
+        self._log: Deque[Request] = deque(maxlen=LOG_SIZE)
+        self._bodies_accepted = 0
+
+    @property
+    def log(self) -> List[Request]:
+        """The last requests, oldest first (a copy)."""
+        with self._lock:
+            return list(self._log)
+
+    @property
+    def bodies_accepted(self) -> int:
+        """How many bodies were taken (answered 202) so far."""
+        with self._lock:
+            return self._bodies_accepted
+
+    def problems(self) -> List[str]:
+        """Every problem found in the logged requests, oldest first, as text."""
+        with self._lock:
+            return [p for request in self._log for p in request.problems]
 
     def note(self, request: Request) -> None:
         """Log one request, whatever was answered."""
         with self._lock:
-            self.log.append(request)
+            self._log.append(request)
 
     def add(self, document: Dict[str, Any], environment: str,
             problems: Optional[List[Problem]] = None) -> None:
@@ -71,7 +93,7 @@ class ReceivedMetrics:
         bucket = document.get("bucket") or {}
         hour = _hour(bucket.get("start"))
         with self._lock:
-            self.bodies_accepted += 1
+            self._bodies_accepted += 1
             for flag, toggle in (bucket.get("toggles") or {}).items():
                 if not (toggle.get("yes") or toggle.get("no")):
                     continue  # ignored by the server, variants included
@@ -110,37 +132,42 @@ class ReceivedMetrics:
 
     def flags(self, app_name: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
         """Flag counts summed over hours and environments (of one app, if given)."""
-        totals: Dict[str, Dict[str, Any]] = {}
         with self._lock:
-            for (app, _env, flag, _hour), counts in self._flags.items():
-                if app_name is not None and app != app_name:
-                    continue
-                total = totals.setdefault(flag, {"yes": 0, "no": 0, "variants": {}})
-                total["yes"] += counts["yes"]
-                total["no"] += counts["no"]
-                for variant, n in counts["variants"].items():
-                    total["variants"][variant] = total["variants"].get(variant, 0) + n
-        return totals
+            return self._flag_totals(app_name)
 
     def metrics(self, app_name: Optional[str] = None) -> Dict[str, Dict[Any, Any]]:
         """Impact metric totals as ``{"counters", "gauges", "histograms"}``, each keyed by
         ``(metric name, frozenset of labels)`` (of one app, if given)."""
-        result: Dict[str, Dict[Any, Any]] = {"counters": {}, "gauges": {}, "histograms": {}}
         with self._lock:
-            for (app, _env, name), entry in self._metrics.items():
-                if app_name is not None and app != app_name:
-                    continue
-                kind = entry["type"] + "s"
-                for labels, value in entry["series"].items():
-                    result[kind][(name, labels)] = (
-                        value if kind != "histograms" else
-                        {"count": value["count"], "sum": value["sum"],
-                         "buckets": dict(value["buckets"])})
-        return result
+            return self._metric_totals(app_name)
 
     def totals(self, app_name: Optional[str] = None) -> Dict[str, Any]:
-        """Flags and impact metrics together (the shape tests compare with ``==``)."""
-        return {"flags": self.flags(app_name), **self.metrics(app_name)}
+        """Flags and impact metrics together (the shape tests compare with ``==``), read at
+        one moment: no body is half counted in them."""
+        with self._lock:
+            return {"flags": self._flag_totals(app_name), **self._metric_totals(app_name)}
+
+    def _flag_totals(self, app_name: Optional[str]) -> Dict[str, Dict[str, Any]]:
+        totals: Dict[str, Dict[str, Any]] = {}
+        for (app, _env, flag, _hour), counts in self._flags.items():
+            if app_name is not None and app != app_name:
+                continue
+            total = totals.setdefault(flag, {"yes": 0, "no": 0, "variants": {}})
+            total["yes"] += counts["yes"]
+            total["no"] += counts["no"]
+            for variant, n in counts["variants"].items():
+                total["variants"][variant] = total["variants"].get(variant, 0) + n
+        return totals
+
+    def _metric_totals(self, app_name: Optional[str]) -> Dict[str, Dict[Any, Any]]:
+        result: Dict[str, Dict[Any, Any]] = {"counters": {}, "gauges": {}, "histograms": {}}
+        for (app, _env, name), entry in self._metrics.items():
+            if app_name is not None and app != app_name:
+                continue
+            kind = entry["type"] + "s"
+            for labels, value in entry["series"].items():
+                result[kind][(name, labels)] = _copy(value)
+        return result
 
     def as_json(self) -> Dict[str, Any]:
         """Everything, in JSON-ready form: hourly flag bins, metrics, the request log."""
@@ -160,14 +187,15 @@ class ReceivedMetrics:
                         sample["value"] = value
                     metrics.append(sample)
             log = [{"at": _iso(r.at), "appName": r.app_name, "status": r.status,
-                    "bytes": r.size, "problems": r.problems} for r in reversed(self.log)]
-            return {"bodies_accepted": self.bodies_accepted, "flags": flags,
+                    "bytes": r.size, "problems": list(r.problems)} for r in reversed(self._log)]
+            return {"bodies_accepted": self._bodies_accepted, "flags": flags,
                     "metrics": metrics, "requests": log}
 
     def metric_entries(self) -> List[Tuple[Tuple[str, str, str], Dict[str, Any]]]:
         """Each metric with its series (copies), for the Prometheus view."""
         with self._lock:
-            return [(key, {**entry, "series": dict(entry["series"])})
+            return [(key, {**entry, "series": {labels: _copy(value) for labels, value
+                                               in entry["series"].items()}})
                     for key, entry in sorted(self._metrics.items())]
 
     def flag_bins(self) -> List[Tuple[Tuple[str, str, str, str], Dict[str, Any]]]:
@@ -175,6 +203,11 @@ class ReceivedMetrics:
         with self._lock:
             return [(key, {**c, "variants": dict(c["variants"])})
                     for key, c in sorted(self._flags.items())]
+
+
+def _copy(value: Any) -> Any:
+    """A series' value that the caller may read while bodies keep arriving."""
+    return {**value, "buckets": dict(value["buckets"])} if isinstance(value, dict) else value
 
 
 def _sorted_buckets(histogram: Dict[str, Any]) -> List[Tuple[Any, int]]:

@@ -17,7 +17,13 @@ Answers, as a real server gives them:
   answers 400 instead, so that tests fail loudly);
 - 400 with a JSON reason for a body a server rejects (not JSON, NaN, a schema violation);
 - 401 without the configured token (when one is configured);
-- 413 for a body over the limit (100 kB, the server's default JSON limit).
+- 413 for a body over the limit (100 kB, the server's default JSON limit);
+- 400 for a ``Content-Length`` that is not one plain number, or a body shorter than it
+  (then the connection is closed: where the next request starts is unknown); 411 for a
+  body without a length (``Transfer-Encoding``);
+- 408 for a body that stops arriving: every read waits at most ``read_timeout`` seconds
+  (10 by default), and a connection idle that long is closed. Each connection has its own
+  thread, so a client that stalls (or a slowloris) never holds up the others.
 
 Views: ``GET /`` a page that reloads itself, ``GET /api/received`` JSON, ``GET /metrics``
 Prometheus text. ``POST /api/client/register`` is accepted too (SDKs register first).
@@ -27,10 +33,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from .payload import environment_from_token
 from .received import ReceivedMetrics, Request
@@ -44,18 +52,23 @@ MAX_BODY = 100 * 1024
 #: Bodies over the limit are still read up to this size before the 413, so that the client
 #: reads the answer rather than a reset.
 DRAIN_LIMIT = 16 * 1024 * 1024
+#: Seconds a connection may wait for the next bytes of a request before it is closed.
+READ_TIMEOUT = 10.0
+_DIGITS = re.compile(r"[0-9]+")
 
 
 class Receiver:
     """The receiver's HTTP server, run on a daemon thread; a context manager."""
 
     def __init__(self, *, port: int = 0, host: str = "127.0.0.1", token: Optional[str] = None,
-                 max_body: int = MAX_BODY, strict: bool = False) -> None:
+                 max_body: int = MAX_BODY, strict: bool = False,
+                 read_timeout: float = READ_TIMEOUT) -> None:
         self.host = host
         self.port = port
         self.token = token
         self.max_body = max_body
         self.strict = strict
+        self.read_timeout = read_timeout
         self.received = ReceivedMetrics()
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
@@ -65,7 +78,9 @@ class Receiver:
     def start(self) -> Receiver:
         """Start serving (idempotent); port 0 picks a free port."""
         if self._server is None:
-            handler = type("Handler", (_Handler,), {"receiver": self})
+            # ``timeout`` is the socket timeout of each connection, reads and writes.
+            handler = type("Handler", (_Handler,), {"receiver": self,
+                                                    "timeout": self.read_timeout})
             self._server = ThreadingHTTPServer((self.host, self.port), handler)
             self._server.daemon_threads = True
             self.port = self._server.server_address[1]
@@ -108,8 +123,10 @@ class Receiver:
         return self.received.totals(app_name)
 
     def problems(self) -> list:
-        """Every problem found in any body so far, as text (empty: all bodies were clean)."""
-        return [p for request in self.received.log for p in request.problems]
+        """Every problem found in the logged bodies, as text (empty: all bodies were clean).
+
+        Safe to call while bodies arrive (a copy taken under the receiver's lock)."""
+        return self.received.problems()
 
     def wait_for(self, predicate: Callable[[Receiver], bool], timeout: float = 10.0) -> bool:
         """Poll ``predicate(self)`` until true or ``timeout`` seconds pass (bounded)."""
@@ -157,8 +174,25 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = self.path.split("?")[0]
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(min(length, DRAIN_LIMIT))
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True  # the body that follows is not ours to parse
+            return self._json(411, {"error": "a Content-Length is required "
+                                             "(Transfer-Encoding is not supported)"})
+        length = _content_length(self.headers.get_all("Content-Length") or [])
+        if length is None:
+            self.close_connection = True  # where this body ends, and the next request
+            return self._json(400, {"error": "invalid Content-Length: "  # starts, is unknown
+                                             f"{self.headers.get_all('Content-Length')}"})
+        try:
+            body = self.rfile.read(min(length, DRAIN_LIMIT))
+        except (socket.timeout, TimeoutError):
+            self.close_connection = True
+            return self._json(408, {"error": f"the body did not arrive within "
+                                             f"{self.receiver.read_timeout} s"})
+        if len(body) < min(length, DRAIN_LIMIT):
+            self.close_connection = True  # the client closed its side early
+            return self._json(400, {"error": f"body shorter than its Content-Length: "
+                                             f"{len(body)} of {length} bytes"})
         if length > self.receiver.max_body:
             # The body was read (and dropped): a client still sending when the answer comes
             # would see a reset instead of the 413. Past the drain limit, hang up.
@@ -191,9 +225,30 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body, "application/json")
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:  # the client is gone (reset, closed, timed out): nobody to answer
+            self.close_connection = True
+
+
+def _content_length(values: List[str]) -> Optional[int]:
+    """The request's body length; None unless every ``Content-Length`` is the same plain
+    decimal number (not ``-1``, ``1e3``, ``+5`` or two different values). None given: 0."""
+    lengths = {value.strip() for value in values}
+    if not lengths:
+        return 0
+    if len(lengths) != 1:
+        return None
+    (length,) = lengths
+    if not _DIGITS.fullmatch(length):
+        return None
+    digits = length.lstrip("0") or "0"
+    # Past any limit anyway; int() of thousands of digits would itself be refused.
+    return int(digits) if len(digits) <= 18 else 10 ** 18

@@ -52,6 +52,9 @@ class Settings:
     max_series_per_metric: int = DEFAULT_MAX_SERIES
     max_flags: int = DEFAULT_MAX_FLAGS
     max_payload_bytes: int = DEFAULT_MAX_BYTES
+    #: On start() in the main thread, close on SIGTERM when the app has no handler of its
+    #: own (see impactagent.shutdown); IMPACTAGENT_HANDLE_SIGTERM=0 also turns it off.
+    handle_sigterm: bool = True
 
     def __post_init__(self) -> None:
         for name in ("app_name", "environment"):
@@ -77,6 +80,9 @@ class Settings:
         _positive("max_series_per_metric", self.max_series_per_metric, integer=True)
         _positive("max_flags", self.max_flags, integer=True)
         _positive("max_payload_bytes", self.max_payload_bytes, integer=True)
+        if not isinstance(self.handle_sigterm, bool):
+            raise SettingsError(f"handle_sigterm must be True or False, "
+                                f"got {self.handle_sigterm!r}")
         if not isinstance(self.verify, (bool, str)):
             raise SettingsError(f"verify must be True, False or a CA bundle path, "
                                 f"got {self.verify!r}")
@@ -133,6 +139,13 @@ def _integer(raw: str) -> int:
     return int(raw)
 
 
+def _boolean(raw: str) -> bool:
+    value = _boolean_or_path(raw)
+    if not isinstance(value, bool):
+        raise ValueError(raw)
+    return value
+
+
 def _boolean_or_path(raw: str) -> Union[bool, str]:
     lowered = raw.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -160,4 +173,5 @@ _AGENT_VARIABLES: Dict[str, Tuple[str, Callable[[str], Any]]] = {
     "max_series_per_metric": ("IMPACTAGENT_MAX_SERIES", _integer),
     "max_flags": ("IMPACTAGENT_MAX_FLAGS", _integer),
     "max_payload_bytes": ("IMPACTAGENT_MAX_PAYLOAD_BYTES", _integer),
+    "handle_sigterm": ("IMPACTAGENT_HANDLE_SIGTERM", _boolean),
 }

@@ -64,6 +64,16 @@ class DropCounter:
                 sentence, f" ({detail})" if detail else "", reason,
             )
 
+    def withdraw(self, reason: str, n: int) -> None:
+        """Take back ``n`` values counted under ``reason`` that turned out to be delivered
+        (a body close() took over while its POST was in flight, and the POST succeeded)."""
+        with self._lock:
+            left = self._counts.get(reason, 0) - n
+            if left > 0:
+                self._counts[reason] = left
+            else:
+                self._counts.pop(reason, None)
+
     def reset_after_fork(self) -> None:
         """A forked child counts its own drops, with a lock no other thread can hold."""
         self._lock = threading.Lock()

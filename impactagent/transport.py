@@ -3,6 +3,16 @@
 The transport knows HTTP and the protocol's headers; it does not retry, sleep or decide
 what to do with data. It returns an :class:`Outcome` saying which of the protocol's cases
 the answer falls in, and never raises for network trouble.
+
+Two things it guarantees whatever the server does:
+
+- **Redirects are never followed.** A POST redirected to a login page that answers 200 would
+  count as delivered while nothing was stored, and a 307/308 would send the body to another
+  origin. A 3xx is a failure (``RETRY``: the data is kept), logged once with its
+  ``Location`` so the ``url`` setting can be fixed.
+- **No secret leaves in a detail.** The answer's text and exception messages go through a
+  :class:`~impactagent.redaction.Redactor` that knows the token and the custom headers'
+  values before they become an :attr:`Outcome.detail`, which delivery logs.
 """
 
 from __future__ import annotations
@@ -10,25 +20,31 @@ from __future__ import annotations
 import logging
 import time
 from email.utils import parsedate_to_datetime
-from typing import Dict, Mapping, NamedTuple, Optional, Union
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Union
+from urllib.parse import urljoin
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from ._version import __version__
 from .payload import Identity
+from .redaction import Redactor, redact_url, secret_part
 
 logger = logging.getLogger("impactagent")
 
 #: What to do with a body after one attempt.
 DELIVERED = "delivered"  # 2xx: the server has it
-RETRY = "retry"  # network trouble, 404, 408, 429, 5xx: keep the data, try again later
+RETRY = "retry"  # network trouble, 3xx, 404, 408, 429, 5xx: keep the data, try again later
 REJECTED = "rejected"  # 400: the server will never take it; drop it, counted
 UNAUTHORIZED = "unauthorized"  # 401/403: stop sending until reconfigured
 TOO_LARGE = "too_large"  # 413: split it and send the halves
 
 # Retry-After values above this are treated as this (a misconfigured proxy can say "1 day").
 _MAX_RETRY_AFTER = 3600.0
+#: Characters of a server's answer kept in an outcome's detail (after redaction).
+_DETAIL_LIMIT = 500
+#: The path every metrics URL ends with, to suggest the right ``url`` from a redirect.
+_METRICS_PATH = "/client/metrics"
 
 
 class Outcome(NamedTuple):
@@ -73,7 +89,8 @@ def classify(status: int) -> str:
         return UNAUTHORIZED
     if status == 413:
         return TOO_LARGE
-    return RETRY  # 404, 408, 429, 5xx and anything unexpected: keep the data
+    # 3xx (never followed: see the module), 404, 408, 429, 5xx and anything unexpected.
+    return RETRY
 
 
 class Transport:
@@ -81,7 +98,8 @@ class Transport:
 
     Identification headers come from the agent's identity and cannot be overridden by
     custom ``headers``. The token is sent in ``Authorization`` and never appears in logs,
-    reprs or the ``detail`` of an outcome.
+    reprs or the ``detail`` of an outcome; nor do the values of custom headers, which may be
+    secrets too. ``metrics_url`` is the URL as it may be shown: without a password or a query.
     """
 
     def __init__(
@@ -95,9 +113,15 @@ class Transport:
         verify: Union[bool, str] = True,
         proxies: Optional[Mapping[str, str]] = None,
     ) -> None:
-        self.metrics_url = metrics_url
+        self._url = metrics_url
+        self.metrics_url = redact_url(metrics_url)
         self._api_key = api_key
         self._custom_headers = dict(headers or {})
+        secret = secret_part(api_key)
+        self._redact = Redactor([api_key, *([secret] if secret else []),
+                                 *self._custom_headers.values()],
+                                ["Authorization", *self._custom_headers])
+        self._redirect_logged = False
         self._flush_interval = flush_interval
         self._verify = verify
         self._proxies = dict(proxies or {})
@@ -107,6 +131,9 @@ class Transport:
     def _new_session(self) -> requests.Session:
         session = requests.Session()
         session.verify = self._verify
+        # The token is ours to send: a ~/.netrc entry for the host must not replace it with
+        # Basic credentials (requests consults netrc only when no auth is set).
+        session.auth = _keep_headers
         if self._proxies:
             session.proxies.update(self._proxies)
         # Retries are ours (bounded by the flush deadline), not urllib3's.
@@ -142,8 +169,10 @@ class Transport:
         try:
             # verify and proxies go on the request, not only the session: requests lets
             # REQUESTS_CA_BUNDLE and *_PROXY variables override session-level values.
+            # allow_redirects=False: a 3xx comes back as it is (see the module). (Not
+            # max_redirects=0: requests raises TooManyRedirects on a 3xx even unfollowed.)
             response = self._session.post(
-                self.metrics_url, data=body, headers=self.headers(),
+                self._url, data=body, headers=self.headers(), allow_redirects=False,
                 timeout=(timeout, timeout), verify=self._verify, proxies=self._proxies or None,
             )
         except requests.exceptions.ConnectTimeout:
@@ -151,20 +180,46 @@ class Transport:
         except requests.exceptions.ReadTimeout:
             return Outcome(RETRY, detail="read timeout", maybe_delivered=True)
         except requests.exceptions.SSLError as error:
-            return Outcome(RETRY, detail=f"TLS error: {_short(error)}")
+            return Outcome(RETRY, detail=f"TLS error: {self._short(error)}")
         except requests.exceptions.ConnectionError as error:
-            return Outcome(RETRY, detail=_connection_detail(error),
-                           maybe_delivered=not _never_sent(error))
+            never_sent = _never_sent(error)
+            detail = ("connection refused" if never_sent
+                      else f"connection error: {self._short(error)}")
+            return Outcome(RETRY, detail=detail, maybe_delivered=not never_sent)
         except requests.exceptions.RequestException as error:
-            return Outcome(RETRY, detail=f"{type(error).__name__}: {_short(error)}")
+            return Outcome(RETRY, detail=f"{type(error).__name__}: {self._short(error)}")
         with response:
             status = response.status_code
             kind = classify(status)
             detail = ""
-            if kind != DELIVERED:
-                detail = response.text[:500].strip()
+            if 300 <= status < 400:
+                detail = self._redirected(status, response.headers.get("Location"))
+            elif kind != DELIVERED:
+                detail = self._redact.cut(response.text, _DETAIL_LIMIT)
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return Outcome(kind, status, retry_after, detail)
+
+    def _redirected(self, status: int, location: Optional[str]) -> str:
+        """The detail of a 3xx, logged the first time: the ``url`` setting needs fixing."""
+        target = (self._redact(redact_url(urljoin(self._url, location))) if location
+                  else "(no Location header)")
+        if not self._redirect_logged:
+            self._redirect_logged = True
+            suggestion = "an address that answers the POST itself"
+            if location and target.endswith(_METRICS_PATH):
+                suggestion = f"url={target[:-len(_METRICS_PATH)]!r}"
+            logger.error(
+                "impactagent: %s answered HTTP %d redirecting to %s. Redirects are not "
+                "followed (a redirected POST is lost, or sent where it should not go), so "
+                "nothing is delivered; the data is kept and retried. Fix the agent's url "
+                "(http:// to https://, or a missing /api, say): %s.",
+                self.metrics_url, status, target, suggestion,
+            )
+        return f"redirect to {target}"
+
+    def _short(self, error: Exception) -> str:
+        """An exception's text, redacted and cut short (it may quote URLs and headers)."""
+        return self._redact.cut(str(error), 200)
 
     def reset_after_fork(self, identity: Identity) -> None:
         """A forked child must not share the parent's sockets: new session, new identity."""
@@ -177,6 +232,8 @@ class Transport:
     def __repr__(self) -> str:
         return f"<Transport {self.metrics_url}>"
 
+    __str__ = __repr__
+
 
 def _never_sent(error: Exception) -> bool:
     """True when the connection was never made (refused, DNS): the server has nothing."""
@@ -185,10 +242,6 @@ def _never_sent(error: Exception) -> bool:
     return "NewConnectionError" in text or "NameResolutionError" in text
 
 
-def _connection_detail(error: Exception) -> str:
-    return "connection refused" if _never_sent(error) else f"connection error: {_short(error)}"
-
-
-def _short(error: Exception) -> str:
-    text = str(error)
-    return text if len(text) <= 200 else text[:200] + "..."
+def _keep_headers(request: Any) -> Any:
+    """An auth that changes nothing: the ``Authorization`` header is already set."""
+    return request

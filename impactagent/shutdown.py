@@ -1,0 +1,111 @@
+"""SIGTERM: how docker, Kubernetes and systemd stop a service, and the last window with it.
+
+A process that gets SIGTERM with the default disposition dies at once: no ``atexit`` hook
+runs, so the agent's last window (up to one flush interval of counts) would be lost without a
+trace. When an agent starts in the main thread and SIGTERM still has its default
+disposition, this module installs a handler that closes every started agent within its
+``shutdown_timeout`` and then ends the process *as SIGTERM would have*: the disposition is
+put back to the default and the signal is sent again, so the exit status a supervisor sees
+is unchanged (killed by signal 15).
+
+What it never does: replace a handler the app (or its server: gunicorn, uvicorn, Celery)
+installed, or a SIGTERM the app chose to ignore. Those apps end through their own path,
+which runs ``atexit``, and the agent flushes there. ``handle_sigterm=False``, or
+``IMPACTAGENT_HANDLE_SIGTERM=0`` in the environment, turns the handler off.
+
+The closing runs on a helper thread that the handler waits for, at most the longest
+``shutdown_timeout`` plus a second: if the signal arrived while the main thread held
+something the close needs, the process still ends in bounded time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional
+
+if TYPE_CHECKING:
+    from .lifecycle import Lifecycle
+
+#: Environment variable that turns the SIGTERM handler off (0, false, no, off).
+ENVIRONMENT_SWITCH = "IMPACTAGENT_HANDLE_SIGTERM"
+
+_started: weakref.WeakSet[Lifecycle] = weakref.WeakSet()
+_guard = threading.Lock()
+_installed = False
+_local = threading.local()  # closes in progress on each thread
+_deferred = threading.Event()  # a SIGTERM waits for the close it interrupted
+
+
+def handler_allowed() -> bool:
+    """False when the environment turns the handler off."""
+    value = os.environ.get(ENVIRONMENT_SWITCH, "").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+def enroll(lifecycle: Lifecycle) -> bool:
+    """Close ``lifecycle`` on SIGTERM; install the handler if this is the main thread and
+    SIGTERM has its default disposition. Returns True if the handler is ours."""
+    global _installed
+    with _guard:
+        _started.add(lifecycle)
+        if _installed:
+            return signal.getsignal(signal.SIGTERM) is _on_sigterm
+        if threading.current_thread() is not threading.main_thread():
+            return False  # signal.signal() works in the main thread only
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return False  # the app's own handler, or SIG_IGN: theirs to keep
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        _installed = True
+        return True
+
+
+def withdraw(lifecycle: Lifecycle) -> None:
+    """Forget a closed lifecycle (the handler stays: other agents may still run)."""
+    with _guard:
+        _started.discard(lifecycle)
+
+
+@contextlib.contextmanager
+def closing() -> Iterator[None]:
+    """Mark a close in progress on this thread (see :func:`_on_sigterm`)."""
+    _local.depth = getattr(_local, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _local.depth -= 1
+        if _local.depth == 0 and _deferred.is_set():
+            _end_as_sigterm()
+
+
+def _on_sigterm(signum: int, frame: Optional[Any]) -> None:
+    if getattr(_local, "depth", 0):
+        # The signal interrupted a close on this very thread (a multiprocessing child
+        # closing at its end when Pool.terminate() sends SIGTERM, say): waiting here for
+        # another close would wait for ourselves. Let that close finish, then end.
+        _deferred.set()
+        return
+    targets: List[Lifecycle] = list(_started)
+    budget = max((target.settings.shutdown_timeout for target in targets), default=0.0)
+    closer = threading.Thread(target=_close_all, args=(targets, budget), daemon=True,
+                              name="impactagent-sigterm")
+    closer.start()
+    closer.join(budget + 1.0)
+    _end_as_sigterm()
+
+
+def _end_as_sigterm() -> None:
+    """End as SIGTERM would have: the default disposition, and the signal again."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+    os._exit(128 + signal.SIGTERM)  # not reached: the default action ends the process
+
+
+def _close_all(targets: List[Lifecycle], budget: float) -> None:
+    deadline = time.monotonic() + budget  # one deadline shared by every agent
+    for target in targets:
+        target.close(max(deadline - time.monotonic(), 0.0))
