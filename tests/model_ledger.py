@@ -81,7 +81,9 @@ class Tally:
     def add_document(self, document: Dict[str, Any], *, metrics: bool = True) -> None:
         """Add one ClientMetrics body; ``metrics=False`` keeps only its flag counts (a body
         whose impactMetrics array the server discarded)."""
-        for flag, toggle in (document.get("bucket") or {}).get("toggles", {}).items():
+        bucket = document.get("bucket")
+        toggles = bucket.get("toggles") if isinstance(bucket, dict) else None
+        for flag, toggle in (toggles if isinstance(toggles, dict) else {}).items():
             self.events[flag_key(flag, "yes")] += toggle.get("yes", 0)
             self.events[flag_key(flag, "no")] += toggle.get("no", 0)
             for variant, n in (toggle.get("variants") or {}).items():
