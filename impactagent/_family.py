@@ -13,6 +13,7 @@ import threading
 from typing import Any, Dict, Generic, List, Sequence, Tuple, TypeVar
 
 from ._naming import check_help, check_label_names, check_metric_name, flag_label_name, label_value
+from ._numbers import MAX_SAFE_FLOAT, Number, is_finite, to_number
 from .flag_context import state_of
 from .statistics import DropCounter
 
@@ -22,9 +23,6 @@ DEFAULT_MAX_SERIES = 1000
 # Raw keys that differ from the canonical one (``labels(status=200)`` vs ``("200",)``) are
 # cached too, up to this multiple of the series limit, so memory stays bounded.
 _ALIAS_FACTOR = 4
-
-_INF = float("inf")
-_NEG_INF = -_INF
 
 Child = TypeVar("Child")
 
@@ -75,14 +73,19 @@ class MetricFamily(Generic[Child]):
         self._drop_detail = ""
         self._series: List[Child] = []
         self._overflow: Child | None = None
+        # What the family's own recording methods (``checkouts.inc()``) forward to, chosen
+        # once here so that those methods are plain class attributes: a reference to
+        # ``family.inc`` taken at any time behaves like the attribute. It is the only series
+        # of an unlabelled metric, the series of the current flag states for a metric
+        # labelled by flags only, else a stand-in that says to call labels() first.
+        self._target: Any
         if not self.label_names:
             self._default = self._create_series(())
-            self._bind_default(self._default)
-        elif self.flags:
-            # Only flag-aware metrics pay for the context lookup; others keep the plain path.
-            self.labels = self._labels_in_flag_context  # type: ignore[method-assign]
-            if not self.caller_label_names:
-                self._bind_in_flag_context()
+            self._target = self._default
+        elif self.flags and not self.caller_label_names:
+            self._target = self._in_flag_context()
+        else:
+            self._target = _LabelsFirst(self)
 
     # -- subclass hooks --------------------------------------------------------------------
 
@@ -92,13 +95,9 @@ class MetricFamily(Generic[Child]):
     def _new_overflow_child(self) -> Child:
         raise NotImplementedError
 
-    def _bind_default(self, child: Child) -> None:
-        """Expose the recording methods of an unlabelled metric's only series on the family."""
-        raise NotImplementedError
-
-    def _bind_in_flag_context(self) -> None:
-        """Expose recording methods on a metric labelled by flags only: each call records into
-        the series of the flags' states in the current context."""
+    def _in_flag_context(self) -> Any:
+        """An object with the family's recording methods, each recording into the series of
+        the flags' states in the current context (for a metric labelled by flags only)."""
         raise NotImplementedError
 
     def _require_default(self) -> Child:
@@ -117,8 +116,12 @@ class MetricFamily(Generic[Child]):
         """Return the series for these label values, by position or by name (cached).
 
         ``checkouts.labels("/cart")`` and ``checkouts.labels(route="/cart")`` return the same
-        object; keep it in a variable when you record into it in a loop.
+        object; keep it in a variable when you record into it in a loop. A metric defined
+        with ``flags=`` takes the values of its own labels only: each flag's state in the
+        current request or task is read now and filled in.
         """
+        if self.flags:  # one test on the plain path; flag-aware metrics add their states
+            values, kwvalues = self._with_flag_states(values, kwvalues)
         if kwvalues:
             # Keyword calls in declaration order share the positional cache entry.
             if values or tuple(kwvalues) != self.label_names:
@@ -134,9 +137,22 @@ class MetricFamily(Generic[Child]):
             child = self._resolve(values, kwvalues)
         return child
 
-    def _labels_in_flag_context(self, *values: Any, **kwvalues: Any) -> Child:
-        """``labels()`` of a flag-aware metric: the caller's values, then each flag's state
-        in the current request or task (read now, when the series is looked up)."""
+    def series_of(self, *values: Any) -> Child:
+        """The series for a full set of label values, flag labels included, as given: what
+        :meth:`labels` looks up once it has read the flag states, for callers that read
+        them themselves (the web middlewares read them once for two metrics)."""
+        try:
+            child = self._lookup.get(values)
+        except TypeError:  # an unhashable label value: let _resolve explain
+            child = None
+        if child is None:
+            child = self._resolve(values, {})
+        return child
+
+    def _with_flag_states(self, values: Tuple[Any, ...], kwvalues: Dict[str, Any]
+                          ) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
+        """The caller's label values followed by each flag's state in the current request
+        or task (read now, when the series is looked up)."""
         states = tuple(state_of(flag) for flag in self.flags)
         if kwvalues:
             names = self.label_names[len(self.caller_label_names):]
@@ -145,13 +161,13 @@ class MetricFamily(Generic[Child]):
                     raise ValueError(f"{self.kind} {self.name!r}: label {name!r} is the state "
                                      "of a flag and is filled in from the current context")
             kwvalues.update(zip(names, states))
-            return MetricFamily.labels(self, *values, **kwvalues)
+            return values, kwvalues
         if len(values) != len(self.caller_label_names):
             raise ValueError(
                 f"{self.kind} {self.name!r} takes {len(self.caller_label_names)} label values "
                 f"{self.caller_label_names} (its flags' states are filled in), got "
                 f"{len(values)}: {values!r}")
-        return MetricFamily.labels(self, *values, *states)
+        return values + states, kwvalues
 
     def _resolve(self, values: Tuple[Any, ...], kwvalues: Dict[str, Any]) -> Child:
         names = self.label_names
@@ -213,21 +229,33 @@ class MetricFamily(Generic[Child]):
             self._overflow = self._new_overflow_child()
         return self._overflow
 
-    def _drop(self, reason: str) -> None:
+    def _drop(self, reason: str, events: int = 1) -> None:
+        """Count ``events`` recorded events (increments, observations, values) as dropped."""
         if not self._drop_detail:
             self._drop_detail = f"{self.kind} {self.name!r}"
-        self._drops.add(reason, detail=self._drop_detail)
+        self._drops.add(reason, events, detail=self._drop_detail)
+
+    def _number(self, value: Any, method: str) -> Number:
+        """``value`` as an exact int or float (the recording methods' slow path), or a
+        TypeError that names this metric (see :mod:`impactagent._numbers`)."""
+        return to_number(value, f"{self.kind} {self.name!r}: {method}")
+
+    def _drop_value(self, value: Number, beyond_range: str) -> None:
+        """Count a value that cannot be sent: NaN or infinite, else out of the safe range
+        (counted under ``beyond_range``)."""
+        self._drop("non_finite_value" if not is_finite(value) else beyond_range)
 
     def _accept_number(self, value: Any, method: str) -> bool:
-        """Return True for a finite number; count NaN and infinities as dropped; else raise."""
-        try:
-            if _NEG_INF < value < _INF:
-                return True
-        except TypeError:
-            raise TypeError(
-                f"{self.kind} {self.name!r}: {method} takes a number, got {type(value).__name__}"
-            ) from None
-        self._drop("non_finite_value")
+        """True for a number the server takes; count NaN, infinities and values beyond the
+        safe range as dropped; raise for anything that is not a number.
+
+        The check of the stand-in series past the series limit: a call that would have
+        raised still raises there, so reaching the limit changes no error an app sees.
+        """
+        value = self._number(value, method)
+        if -MAX_SAFE_FLOAT <= value <= MAX_SAFE_FLOAT:
+            return True
+        self._drop_value(value, "unsafe_value")
         return False
 
     # -- introspection ---------------------------------------------------------------------
@@ -253,3 +281,22 @@ class MetricFamily(Generic[Child]):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} labels={self.label_names}>"
+
+
+class _LabelsFirst:
+    """Stands in for the series of a labelled metric: recording on the family itself
+    (``checkouts.inc()``) raises a ValueError that says to call ``labels(...)`` first."""
+
+    __slots__ = ("_family",)
+
+    _RECORDING = frozenset({"inc", "dec", "set", "observe", "time", "count_exceptions"})
+
+    def __init__(self, family: MetricFamily) -> None:
+        self._family = family
+
+    def __getattr__(self, method: str) -> Any:
+        if method not in _LabelsFirst._RECORDING:
+            raise AttributeError(method)
+        family = self._family
+        raise ValueError(f"{family.kind} {family.name!r} has labels {family.caller_label_names}"
+                         f": call .labels(...).{method}()")

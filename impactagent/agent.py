@@ -12,7 +12,6 @@ from ._family import DEFAULT_MAX_SERIES, MetricFamily
 from .charts import Chart, ChartConfig
 from .counter import Counter
 from .delivery import FlushResult
-from .flag_context import flag_state, note_flag
 from .flag_decorator import flag_decorator
 from .flags import DEFAULT_MAX_FLAGS
 from .gauge import Gauge
@@ -75,9 +74,7 @@ class Agent:
         )
         self._recorder = Recorder(max_series=max_series_per_metric, max_flags=max_flags)
         self.metrics = self._recorder.metrics
-        # The hot path goes straight to the flag counts, without a facade call in between.
-        self.record_flag = self._recorder.flags.record  # type: ignore[method-assign]
-        self._watched_flags: frozenset = frozenset()
+        self._flags = self._recorder.flags  # record_flag's one hop to the counts
         self._charts: Dict[str, ChartConfig] = {}
         self._lifecycle = Lifecycle(self.settings, self._recorder)
 
@@ -137,23 +134,17 @@ class Agent:
 
     def _watch(self, family: M) -> M:
         """Once a metric is labelled by flags, ``record_flag`` also notes those flags' states
-        in the current context; until then it stays the bare count."""
-        if family.flags and not set(family.flags) <= self._watched_flags:
-            self._watched_flags = self._watched_flags | set(family.flags)
-            self.record_flag = self._record_and_note  # type: ignore[method-assign]
+        in the current context (the flag counts keep the list: a reference to
+        ``record_flag`` taken earlier does it too)."""
+        if family.flags:
+            self._flags.watch(family.flags)
         return family
-
-    def _record_and_note(self, name: str, enabled: bool, variant: Optional[str] = None) -> None:
-        self._recorder.flags.record(name, enabled, variant)
-        if name in self._watched_flags:
-            note_flag(name, flag_state(enabled, variant))
 
     def _count_evaluation(self, name: str, enabled: bool, variant: Optional[str] = None
                           ) -> None:
         """Count one evaluation and always note its state: what ``@agent.flag`` and the
         OpenFeature hook do with each answer they see."""
-        self._recorder.flags.record(name, enabled, variant)
-        note_flag(name, flag_state(enabled, variant))
+        self._flags.record(name, enabled, variant, True)
 
     def flag(self, name: str) -> Callable[[F], F]:
         """Decorate the function that decides flag ``name``; each call is one evaluation.
@@ -177,8 +168,12 @@ class Agent:
     # -- counting flags ----------------------------------------------------------------------
 
     def record_flag(self, name: str, enabled: bool, variant: Optional[str] = None) -> None:
-        """Count one evaluation of flag ``name`` (yes/no by ``enabled``, and its variant)."""
-        self._recorder.flags.record(name, enabled, variant)  # replaced per instance
+        """Count one evaluation of flag ``name`` (yes/no by ``enabled``, and its variant).
+
+        When the flag labels a metric (``flags=`` on a definition, made before or after
+        this call), its state is also noted in the current request or task.
+        """
+        self._flags.record(name, enabled, variant)
 
     # -- the names of the Unleash SDKs' impact-metrics API -----------------------------------
 

@@ -1,4 +1,11 @@
-"""Counters: integers that only go up, sent to Unleash as deltas since the last send."""
+"""Counters: integers that only go up, sent to Unleash as deltas since the last send.
+
+The server takes a counter's value only up to ``2**53 - 1`` (see :mod:`impactagent._numbers`).
+A single ``inc()`` above that is refused with a ``ValueError`` at the call (it is almost
+certainly a bug, and no split could deliver it in a useful time); increments that add up to
+more within one window are split: a collect takes at most ``2**53 - 1`` of a series and
+leaves the rest pending for the next one, so nothing is lost and nothing is dropped.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +16,14 @@ import threading
 from typing import Any, Callable, Literal, NamedTuple, Tuple, Type, TypeVar, Union
 
 from ._family import MetricFamily
+from ._numbers import MAX_SAFE
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _checked_increment(metric: str, amount: Any) -> int:
-    """Return ``amount`` as an int if it is a non-negative integer, else raise."""
+    """Return ``amount`` as an exact int if it is a non-negative integer the server takes
+    in one window (at most ``2**53 - 1``), else raise."""
     if isinstance(amount, (bool, float)):
         raise TypeError(
             f"counter {metric!r}: inc() takes a non-negative int, got {amount!r}; "
@@ -30,6 +39,11 @@ def _checked_increment(metric: str, amount: Any) -> int:
         raise ValueError(
             f"counter {metric!r}: inc() takes a non-negative int, got {amount}; "
             "counters never go down, use a gauge for values that do"
+        )
+    if amount > MAX_SAFE:
+        raise ValueError(
+            f"counter {metric!r}: inc() takes at most 2**53 - 1 at a time, got {amount}; "
+            "Unleash refuses larger values"
         )
     return amount
 
@@ -54,8 +68,9 @@ class CounterChild:
         self.label_values = label_values
 
     def inc(self, amount: int = 1) -> None:
-        """Add ``amount`` (a non-negative int, default 1)."""
-        if amount.__class__ is not int or amount < 0:
+        """Add ``amount`` (a non-negative int up to ``2**53 - 1``, default 1)."""
+        # The bound is written out: a constant costs less than a global on the hot path.
+        if amount.__class__ is not int or amount < 0 or amount > 9007199254740991:  # MAX_SAFE
             amount = _checked_increment(self._family.name, amount)
         # `with`, not acquire()/release(): a call between them is where CPython hands the GIL
         # over, so a thread could sleep holding the lock and every other recorder would queue
@@ -81,7 +96,9 @@ class CounterChild:
         delta = value - self._sent
         if not delta:
             return None
-        self._sent = value
+        # At most what the server takes in one value; the rest stays pending for the next.
+        delta = min(delta, MAX_SAFE)
+        self._sent += delta
         return CounterDelta(self, delta)
 
     def _give_back(self, delta: CounterDelta) -> None:
@@ -103,9 +120,8 @@ class _DroppedCounterChild(CounterChild):
     __slots__ = ()
 
     def inc(self, amount: int = 1) -> None:
-        if amount.__class__ is not int or amount < 0:
-            _checked_increment(self._family.name, amount)
-        self._family._drop("cardinality_limit")
+        amount = _checked_increment(self._family.name, amount)
+        self._family._drop("cardinality_limit", amount)
 
 
 class Counter(MetricFamily[CounterChild]):
@@ -117,7 +133,8 @@ class Counter(MetricFamily[CounterChild]):
     >>> cart.value
     3
 
-    A counter without labels records directly: ``Counter("jobs_total", "Jobs").inc()``.
+    A counter without labels records directly: ``Counter("jobs_total", "Jobs").inc()``, and
+    so does one labelled by flags only, into the series of the flags' current states.
     """
 
     kind = "counter"
@@ -128,19 +145,8 @@ class Counter(MetricFamily[CounterChild]):
     def _new_overflow_child(self) -> CounterChild:
         return _DroppedCounterChild(self, ("<dropped>",) * len(self.label_names), self._locks[0])
 
-    def _bind_default(self, child: CounterChild) -> None:
-        self.inc = child.inc  # type: ignore[method-assign]
-        self.count_exceptions = child.count_exceptions  # type: ignore[method-assign]
-
-    def _bind_in_flag_context(self) -> None:
-        labels = self.labels
-
-        def inc(amount: int = 1) -> None:
-            labels().inc(amount)
-
-        self.inc = inc  # type: ignore[method-assign]
-        self.count_exceptions = (  # type: ignore[method-assign]
-            lambda exception=Exception: _ExceptionCounter(inc, exception))
+    def _in_flag_context(self) -> _CounterInContext:
+        return _CounterInContext(self)
 
     @property
     def value(self) -> int:
@@ -148,19 +154,33 @@ class Counter(MetricFamily[CounterChild]):
         return self._require_default().value
 
     def inc(self, amount: int = 1) -> None:
-        """Add ``amount`` to an unlabelled counter."""
-        raise ValueError(
-            f"counter {self.name!r} has labels {self.label_names}: call .labels(...).inc()"
-        )
+        """Add ``amount`` to an unlabelled counter (or a counter labelled by flags only)."""
+        self._target.inc(amount)
 
     def count_exceptions(
         self, exception: Union[Type[BaseException], Tuple[Type[BaseException], ...]] = Exception
     ) -> _ExceptionCounter:
         """Count exceptions raised in a block or decorated function (unlabelled counters)."""
-        raise ValueError(
-            f"counter {self.name!r} has labels {self.label_names}: "
-            "call .labels(...).count_exceptions()"
-        )
+        return self._target.count_exceptions(exception)
+
+
+class _CounterInContext:
+    """The recording methods of a counter labelled by flags only: each call records into
+    the series of the flags' states in the current context, looked up at that moment."""
+
+    __slots__ = ("_labels",)
+
+    def __init__(self, family: Counter) -> None:
+        self._labels = family.labels
+
+    def inc(self, amount: int = 1) -> None:
+        self._labels().inc(amount)
+
+    def count_exceptions(
+        self, exception: Union[Type[BaseException], Tuple[Type[BaseException], ...]] = Exception
+    ) -> _ExceptionCounter:
+        # The series is chosen when the exception is counted: the flag is decided inside.
+        return _ExceptionCounter(self.inc, exception)
 
 
 class _ExceptionCounter:

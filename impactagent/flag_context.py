@@ -9,10 +9,15 @@ without evaluating the flag again and without counting the evaluation twice.
 Each request (or task) gets its own *scope*: a fresh mapping that the web middlewares open
 when a request starts and drop when it ends. Within a scope the mapping is shared, so a flag
 decided in a worker thread or a child task of the request (FastAPI runs sync endpoints in a
-thread pool) is seen by the middleware that records the request. Outside any scope, a thread
-or task gets a mapping of its own at its first note, which then lasts as long as its
-context: open a :func:`flag_scope` per unit of work where no middleware does (a Celery task,
-a queue consumer), or one request would see the flags of the one before.
+thread pool) is seen by the middleware that records the request.
+
+Outside any scope, notes are copy-on-write: a note never changes a mapping in place, it sets
+a new one in the current context only. So each thread and each asyncio task sees its own
+notes and the ones its context started with (a task starts with a copy of its creator's
+context), never a note made since by another: a flag decided at start-up, outside any scope,
+cannot become the mapping that every later task shares. Open a :func:`flag_scope` per unit
+of work where no middleware does (a Celery task, a queue consumer), or one unit of work in a
+thread would see the flags of the one before.
 
 >>> before = flag_states()
 >>> with flag_scope():
@@ -32,6 +37,15 @@ from typing import Dict, Iterator, Optional
 #: The label value of a flag that was not evaluated in the current request or task.
 NOT_EVALUATED = "not_evaluated"
 
+
+class _Scope(Dict[str, str]):
+    """The mapping of an open scope: shared by the scope's threads and tasks, noted in place.
+    (Any other mapping in the context variable was set by a note outside a scope and is
+    never changed after it was set.)"""
+
+    __slots__ = ()
+
+
 _states: ContextVar[Optional[Dict[str, str]]] = ContextVar("impactagent_flag_states",
                                                           default=None)
 
@@ -47,10 +61,16 @@ def flag_state(enabled: bool, variant: Optional[str] = None) -> str:
 def note_flag(name: str, state: str) -> None:
     """Remember ``name``'s state in the current context; the last evaluation wins."""
     states = _states.get()
-    if states is None:
-        _states.set({name: state})
-    else:
+    if states.__class__ is _Scope:
         states[name] = state  # in place: the whole scope (threads, child tasks) sees it
+    elif states is None:
+        _states.set({name: state})
+    elif states.get(name) != state:
+        # Copy-on-write: other contexts (tasks created since, a thread pool's copies of this
+        # context) may hold this mapping; they must not see this note.
+        states = dict(states)
+        states[name] = state
+        _states.set(states)
 
 
 def state_of(name: str) -> str:
@@ -76,7 +96,7 @@ def flag_scope() -> Iterator[None]:
 
 def open_scope() -> Token:
     """Start a scope; pass the result to :func:`close_scope` (for middlewares' hot path)."""
-    return _states.set({})
+    return _states.set(_Scope())
 
 
 def close_scope(token: Token) -> None:

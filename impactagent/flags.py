@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timezone
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Tuple
 
+from .flag_context import flag_state, note_flag
 from .statistics import DropCounter
 
 #: Default number of distinct flag names counted before new names are dropped.
@@ -28,9 +29,11 @@ class ToggleDelta(NamedTuple):
 class FlagStats:
     """Cumulative counts of one flag since the agent started."""
 
-    __slots__ = ("_sent_no", "_sent_variants", "_sent_yes", "no", "variants", "yes")
+    __slots__ = ("_sent_no", "_sent_variants", "_sent_yes", "no", "variants", "watched", "yes")
 
-    def __init__(self) -> None:
+    def __init__(self, watched: bool = False) -> None:
+        #: True when the flag labels a metric: each evaluation notes its state in the context.
+        self.watched = watched
         self.yes = 0
         self.no = 0
         self.variants: Dict[str, int] = {}
@@ -51,7 +54,12 @@ class FlagCounts:
 
     A variant is counted *and* its evaluation counts as yes or no by ``enabled``, as the
     Unleash SDKs do. The window starts when counting starts (or at the last collect) and the
-    oldest unsent start is kept when a failed collect is given back.
+    oldest unsent start is kept when a failed collect is given back. A window never ends
+    before it starts, whatever the wall clock does: a clock stepped back gives an empty
+    window (``stop == start``) until it catches up.
+
+    A flag that labels a metric (see :meth:`watch`) also has the state of each evaluation
+    noted in the current request or task (:mod:`impactagent.flag_context`).
     """
 
     def __init__(self, *, max_flags: int = DEFAULT_MAX_FLAGS,
@@ -62,14 +70,31 @@ class FlagCounts:
         self._drops = drops if drops is not None else DropCounter()
         self._lock = threading.Lock()
         self._flags: Dict[str, FlagStats] = {}
+        self._watched: FrozenSet[str] = frozenset()
         self._window_start = utcnow()
 
-    def record(self, name: str, enabled: bool, variant: Optional[str] = None) -> None:
-        """Count one evaluation of flag ``name``: yes if ``enabled``, and its ``variant``."""
+    def watch(self, names: Iterable[str]) -> None:
+        """From now on, note the state of each evaluation of these flags in the context."""
+        with self._lock:
+            self._watched = self._watched.union(names)
+            for name in self._watched:
+                stats = self._flags.get(name)
+                if stats is not None:
+                    stats.watched = True
+
+    def record(self, name: str, enabled: bool, variant: Optional[str] = None,
+               note: bool = False) -> None:
+        """Count one evaluation of flag ``name``: yes if ``enabled``, and its ``variant``.
+
+        Its state is noted in the current context when the flag labels a metric, or always
+        with ``note=True`` (what ``@agent.flag`` and adapters do with the answers they see).
+        """
         stats = self._flags.get(name)
         if stats is None:
             stats = self._new_flag(name)
-            if stats is None:
+            if stats is None:  # past the flag limit: not counted, but its state still holds
+                if note or name in self._watched:
+                    note_flag(name, flag_state(enabled, variant))
                 return
         if variant is not None and variant.__class__ is not str:
             raise TypeError(
@@ -89,6 +114,8 @@ class FlagCounts:
                     variants[variant] += 1
                 else:
                     variants[variant] = 1
+        if note or stats.watched:
+            note_flag(name, flag_state(enabled, variant))
 
     def _new_flag(self, name: str) -> Optional[FlagStats]:
         if name.__class__ is not str or not name:
@@ -99,7 +126,7 @@ class FlagCounts:
                 if len(self._flags) >= self.max_flags:
                     self._drops.add("flag_limit", detail=f"limit {self.max_flags} flags")
                     return None
-                stats = self._flags[name] = FlagStats()
+                stats = self._flags[name] = FlagStats(name in self._watched)
             return stats
 
     def cumulative(self) -> Dict[str, ToggleDelta]:
@@ -114,9 +141,11 @@ class FlagCounts:
 
     def take(self) -> Tuple[datetime, datetime, Dict[str, ToggleDelta]]:
         """Return ``(start, stop, deltas)`` for the window ending now, and open the next one."""
-        stop = utcnow()
+        now = utcnow()
         with self._lock:
-            start, self._window_start = self._window_start, stop
+            start = self._window_start
+            # A wall clock stepped back must not give a window that ends before it starts.
+            stop = self._window_start = now if now > start else start
             flags = list(self._flags.items())
         toggles: Dict[str, ToggleDelta] = {}
         for name, stats in flags:

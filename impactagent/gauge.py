@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import threading
-from typing import NamedTuple, Optional, Tuple, Union
+from typing import Any, NamedTuple, Optional, Tuple
 
 from ._family import MetricFamily
-
-_INF = float("inf")
-_NEG_INF = -_INF
-
-Number = Union[int, float]
+from ._numbers import MAX_SAFE_FLOAT, Number
 
 
 class GaugeValue(NamedTuple):
@@ -24,7 +20,11 @@ class GaugeChild:
     """One series of a gauge. Get it from :meth:`Gauge.labels` and keep it.
 
     A gauge series is sent when it was set since the last successful send; an idle gauge
-    costs nothing on the wire. NaN and infinities are dropped and counted, never sent.
+    costs nothing on the wire. It holds an ``int`` or a ``float``: other numbers (``Decimal``,
+    ``Fraction``, numpy scalars) are converted when recorded, ``bool`` and non-numbers are
+    refused with a ``TypeError``. A value the server refuses is dropped and counted, never
+    sent: NaN and infinities (``non_finite_value``), and values beyond ``+/-(2**53 - 1)``
+    (``unsafe_value``), whether set or reached by ``inc()``/``dec()``.
     """
 
     __slots__ = ("_dirty", "_family", "_lock", "_value", "label_values")
@@ -37,16 +37,19 @@ class GaugeChild:
         self.label_values = label_values
 
     def set(self, value: Number) -> None:
-        """Set the gauge to ``value`` (a finite number)."""
-        try:
-            finite = _NEG_INF < value < _INF
-        except TypeError:
-            raise TypeError(
-                f"gauge {self._family.name!r}: set() takes a number, got {type(value).__name__}"
-            ) from None
-        if not finite:
-            self._family._drop("non_finite_value")
-            return
+        """Set the gauge to ``value`` (a finite number within ``+/-(2**53 - 1)``)."""
+        # The safe range is written out (a constant costs less than a global), compared with
+        # a constant of the value's own type (the cheapest comparison); NaN fails it too.
+        if value.__class__ is float:
+            if not -9007199254740991.0 <= value <= 9007199254740991.0:
+                self._family._drop_value(value, "unsafe_value")
+                return
+        elif value.__class__ is not int or not -9007199254740991 <= value <= 9007199254740991:
+            # The slow path: any other type is converted or refused, then checked alike.
+            value = self._family._number(value, "set()")
+            if not -MAX_SAFE_FLOAT <= value <= MAX_SAFE_FLOAT:
+                self._family._drop_value(value, "unsafe_value")
+                return
         # Under the lock so a racing inc() cannot overwrite this value with a stale sum.
         # Value first, flag second; the collector clears the flag first, then reads the value,
         # so a racing set() is either in this window or flagged for the next one: never lost.
@@ -56,15 +59,26 @@ class GaugeChild:
 
     def inc(self, amount: Number = 1) -> None:
         """Add ``amount`` (default 1) to the gauge."""
-        if not self._family._accept_number(amount, "inc()/dec()"):
-            return
-        with self._lock:
-            value = self._value
-            self._value = amount if value is None else value + amount
-            self._dirty = True
+        if amount.__class__ is not int and amount.__class__ is not float:
+            amount = self._family._number(amount, "inc()")
+        try:
+            with self._lock:  # no call inside: int and float arithmetic calls no Python code
+                value = self._value
+                value = amount if value is None else value + amount
+                # The safe range, against a constant of the value's type (see set()).
+                if (-9007199254740991 <= value <= 9007199254740991 if value.__class__ is int
+                        else -9007199254740991.0 <= value <= 9007199254740991.0):
+                    self._value = value
+                    self._dirty = True
+                    return
+        except OverflowError:  # an int too large for a float, added to a float
+            value = amount
+        self._family._drop_value(value, "unsafe_value")
 
     def dec(self, amount: Number = 1) -> None:
         """Subtract ``amount`` (default 1) from the gauge."""
+        if amount.__class__ is not int and amount.__class__ is not float:
+            amount = self._family._number(amount, "dec()")
         self.inc(-amount)
 
     @property
@@ -107,7 +121,7 @@ class _DroppedGaugeChild(GaugeChild):
             self._family._drop("cardinality_limit")
 
     def inc(self, amount: Number = 1) -> None:
-        if self._family._accept_number(amount, "inc()/dec()"):
+        if self._family._accept_number(amount, "inc()"):
             self._family._drop("cardinality_limit")
 
 
@@ -128,16 +142,8 @@ class Gauge(MetricFamily[GaugeChild]):
     def _new_overflow_child(self) -> GaugeChild:
         return _DroppedGaugeChild(self, ("<dropped>",) * len(self.label_names), self._locks[0])
 
-    def _bind_default(self, child: GaugeChild) -> None:
-        self.set = child.set  # type: ignore[method-assign]
-        self.inc = child.inc  # type: ignore[method-assign]
-        self.dec = child.dec  # type: ignore[method-assign]
-
-    def _bind_in_flag_context(self) -> None:
-        labels = self.labels
-        self.set = lambda value: labels().set(value)  # type: ignore[method-assign]
-        self.inc = lambda amount=1: labels().inc(amount)  # type: ignore[method-assign]
-        self.dec = lambda amount=1: labels().dec(amount)  # type: ignore[method-assign]
+    def _in_flag_context(self) -> _GaugeInContext:
+        return _GaugeInContext(self)
 
     @property
     def value(self) -> Optional[Number]:
@@ -145,13 +151,32 @@ class Gauge(MetricFamily[GaugeChild]):
         return self._require_default().value
 
     def set(self, value: Number) -> None:
-        """Set an unlabelled gauge."""
-        self._require_default()
+        """Set an unlabelled gauge (or a gauge labelled by flags only)."""
+        self._target.set(value)
 
     def inc(self, amount: Number = 1) -> None:
         """Add to an unlabelled gauge."""
-        self._require_default()
+        self._target.inc(amount)
 
     def dec(self, amount: Number = 1) -> None:
         """Subtract from an unlabelled gauge."""
-        self._require_default()
+        self._target.dec(amount)
+
+
+class _GaugeInContext:
+    """The recording methods of a gauge labelled by flags only: each call records into the
+    series of the flags' states in the current context, looked up at that moment."""
+
+    __slots__ = ("_labels",)
+
+    def __init__(self, family: Gauge) -> None:
+        self._labels = family.labels
+
+    def set(self, value: Any) -> None:
+        self._labels().set(value)
+
+    def inc(self, amount: Any = 1) -> None:
+        self._labels().inc(amount)
+
+    def dec(self, amount: Any = 1) -> None:
+        self._labels().dec(amount)

@@ -1,4 +1,17 @@
-"""Histograms: observations counted into cumulative buckets, sent as deltas."""
+"""Histograms: observations counted into cumulative buckets, sent as deltas.
+
+What is sent for a window is each bucket's count and the *sum* of that window's
+observations. The server refuses a sum beyond ``+/-(2**53 - 1)`` (see
+:mod:`impactagent._numbers`), and one refused sample makes it drop the whole body's impact
+metrics, so an observation that would take its window's sum out of that range is dropped
+and counted (``unsafe_sum``) when it is recorded; the histogram stays usable and the next
+observations are sent as usual. The sum is kept per window, not as a running total minus
+what was sent: a long-lived series keeps the precision of its sums, and a window's sum can
+only leave the safe range by the observations of that window.
+
+Bucket counts are not bounded that way: reaching ``2**53`` observations in one window would
+take 28 years at ten million observations a second.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +21,10 @@ import math
 import threading
 import time
 from bisect import bisect_left
-from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
 from ._family import DEFAULT_MAX_SERIES, MetricFamily
+from ._numbers import MAX_SAFE_FLOAT, Number
 from .statistics import DropCounter
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -21,11 +35,11 @@ DEFAULT_BUCKETS: Tuple[float, ...] = (
 )
 
 _INF = float("inf")
-_NEG_INF = -_INF
 
 
 def check_buckets(metric: str, buckets: Sequence[float]) -> Tuple[float, ...]:
-    """Return finite, strictly increasing bucket boundaries; a trailing +Inf is implied."""
+    """Return finite, strictly increasing bucket boundaries within the range the server
+    takes (``+/-(2**53 - 1)``); a trailing +Inf is implied."""
     try:
         bounds = [float(b) for b in buckets]
     except (TypeError, ValueError):
@@ -36,6 +50,9 @@ def check_buckets(metric: str, buckets: Sequence[float]) -> Tuple[float, ...]:
         raise ValueError(f"histogram {metric!r} needs at least one finite bucket boundary")
     if not all(math.isfinite(b) for b in bounds):
         raise ValueError(f"bucket boundaries of {metric!r} must be finite, got {buckets!r}")
+    if not all(-MAX_SAFE_FLOAT <= b <= MAX_SAFE_FLOAT for b in bounds):
+        raise ValueError(f"bucket boundaries of {metric!r} must be within +/-(2**53 - 1), "
+                         f"which Unleash takes; got {buckets!r}")
     if any(a >= b for a, b in zip(bounds, bounds[1:])):
         raise ValueError(f"bucket boundaries of {metric!r} must strictly increase: {buckets!r}")
     return tuple(bounds)
@@ -62,7 +79,7 @@ class HistogramChild:
     """One series of a histogram. Get it from :meth:`Histogram.labels` and keep it."""
 
     __slots__ = (
-        "_bounds", "_counts", "_family", "_lock", "_sent_counts", "_sent_sum", "_sum",
+        "_bounds", "_counts", "_family", "_lock", "_sent_counts", "_sum", "_window_sum",
         "label_values",
     )
 
@@ -71,27 +88,29 @@ class HistogramChild:
         self._bounds = family.buckets
         self._lock = lock
         self._counts: List[int] = [0] * (len(family.buckets) + 1)  # per bucket, not cumulative
-        self._sum = 0.0
+        self._sum = 0.0  # since start, for the Prometheus view
+        self._window_sum = 0.0  # since the last collect (plus what was given back): sent
         self._sent_counts: List[int] = [0] * (len(family.buckets) + 1)
-        self._sent_sum = 0.0
         self.label_values = label_values
 
-    def observe(self, value: Union[int, float]) -> None:
-        """Count one observation of ``value`` (a finite number)."""
-        try:
-            finite = _NEG_INF < value < _INF
-        except TypeError:
-            raise TypeError(
-                f"histogram {self._family.name!r}: observe() takes a number, "
-                f"got {type(value).__name__}"
-            ) from None
-        if not finite:
-            self._family._drop("non_finite_value")
-            return
+    def observe(self, value: Number) -> None:
+        """Count one observation of ``value`` (a finite number; see the module docstring)."""
+        if value.__class__ is not float and value.__class__ is not int:
+            value = self._family._number(value, "observe()")
         index = bisect_left(self._bounds, value)  # first bucket with value <= le
-        with self._lock:  # no call inside: see CounterChild.inc
-            self._counts[index] += 1
-            self._sum += value
+        try:
+            with self._lock:  # no call inside: see CounterChild.inc
+                window = self._window_sum + value
+                # The safe range written out (cheaper than a global); NaN fails it too. The
+                # running total cannot overflow: each observation kept adds under 2**54.
+                if -9007199254740991.0 <= window <= 9007199254740991.0:
+                    self._counts[index] += 1
+                    self._window_sum = window
+                    self._sum += value
+                    return
+        except OverflowError:  # an int too large for a float
+            pass
+        self._family._drop_value(value, "unsafe_sum")
 
     def time(self) -> Timer:
         """Observe the seconds a block or a decorated function (sync or async) takes."""
@@ -118,20 +137,29 @@ class HistogramChild:
         return result
 
     def _take(self) -> HistogramDelta | None:
-        with self._lock:  # one consistent read of counts and sum
+        with self._lock:  # one consistent read of counts and the window's sum
             counts = list(self._counts)
-            total = self._sum
+            window_sum = self._window_sum
+            self._window_sum = 0.0
         deltas = tuple(now - sent for now, sent in zip(counts, self._sent_counts))
         if not any(deltas):
-            return None
-        delta_sum = total - self._sent_sum
+            return None  # no observation, so the window's sum is 0.0 too
         self._sent_counts = counts
-        self._sent_sum = total
-        return HistogramDelta(self, deltas, delta_sum)
+        return HistogramDelta(self, deltas, window_sum)
 
     def _give_back(self, delta: HistogramDelta) -> None:
-        self._sent_counts = [sent - d for sent, d in zip(self._sent_counts, delta.counts)]
-        self._sent_sum -= delta.sum
+        with self._lock:
+            merged = self._window_sum + delta.sum
+            fits = -MAX_SAFE_FLOAT <= merged <= MAX_SAFE_FLOAT
+            if fits:
+                self._window_sum = merged
+        if fits:
+            self._sent_counts = [sent - d for sent, d in zip(self._sent_counts, delta.counts)]
+        else:
+            # Observations recorded while it was away took the window's sum so far that the
+            # two no longer fit in one value the server takes: the older part is dropped,
+            # counted in observations (a sum of this size takes values near 2**52).
+            self._family._drop("unsafe_sum", delta.count)
 
     def _pending(self) -> int:
         return sum(self._counts) - sum(self._sent_counts)
@@ -139,7 +167,7 @@ class HistogramChild:
     def _reset(self) -> None:
         self._counts = [0] * len(self._counts)
         self._sent_counts = [0] * len(self._counts)
-        self._sum = self._sent_sum = 0.0
+        self._sum = self._window_sum = 0.0
 
     def __repr__(self) -> str:
         return f"<HistogramChild {self._family.name}{self.label_values} count={self.count}>"
@@ -150,7 +178,7 @@ class _DroppedHistogramChild(HistogramChild):
 
     __slots__ = ()
 
-    def observe(self, value: Union[int, float]) -> None:
+    def observe(self, value: Number) -> None:
         if self._family._accept_number(value, "observe()"):
             self._family._drop("cardinality_limit")
 
@@ -190,27 +218,16 @@ class Histogram(MetricFamily[HistogramChild]):
         dropped = ("<dropped>",) * len(self.label_names)
         return _DroppedHistogramChild(self, dropped, self._locks[0])
 
-    def _bind_default(self, child: HistogramChild) -> None:
-        self.observe = child.observe  # type: ignore[method-assign]
-        self.time = child.time  # type: ignore[method-assign]
+    def _in_flag_context(self) -> _HistogramInContext:
+        return _HistogramInContext(self)
 
-    def _bind_in_flag_context(self) -> None:
-        labels = self.labels
-
-        def observe(value: Union[int, float]) -> None:
-            labels().observe(value)
-
-        self.observe = observe  # type: ignore[method-assign]
-        # The series is chosen when the timing ends: the flag is usually decided inside.
-        self.time = lambda: Timer(observe)  # type: ignore[method-assign]
-
-    def observe(self, value: Union[int, float]) -> None:
-        """Observe a value on an unlabelled histogram."""
-        self._require_default()
+    def observe(self, value: Number) -> None:
+        """Observe a value on an unlabelled histogram (or one labelled by flags only)."""
+        self._target.observe(value)
 
     def time(self) -> Timer:
         """Time a block or function on an unlabelled histogram."""
-        return self._require_default().time()
+        return self._target.time()
 
     @property
     def count(self) -> int:
@@ -228,6 +245,23 @@ class Histogram(MetricFamily[HistogramChild]):
 
     def describe(self) -> Tuple[Any, ...]:
         return (self.kind, self.help, self.label_names, self.buckets, self.flags)
+
+
+class _HistogramInContext:
+    """The recording methods of a histogram labelled by flags only: each call records into
+    the series of the flags' states in the current context, looked up at that moment."""
+
+    __slots__ = ("_labels",)
+
+    def __init__(self, family: Histogram) -> None:
+        self._labels = family.labels
+
+    def observe(self, value: Any) -> None:
+        self._labels().observe(value)
+
+    def time(self) -> Timer:
+        # The series is chosen when the timing ends: the flag is usually decided inside.
+        return Timer(self.observe)
 
 
 class Timer:

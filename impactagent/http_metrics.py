@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-from ._family import MetricFamily
 from .flag_context import state_of
 
 #: Where an app or framework hook puts the matched route template for the middleware:
@@ -58,8 +57,7 @@ class HttpMetrics:
         pair = self._pairs.get(key)
         if pair is None:
             # The plain lookup: the flag states are in the key already.
-            pair = (MetricFamily.labels(self.requests, *key),
-                    MetricFamily.labels(self.duration, *key))
+            pair = (self.requests.series_of(*key), self.duration.series_of(*key))
             if len(self._pairs) < 4 * self.requests.max_series:
                 self._pairs[key] = pair
         pair[0].inc()

@@ -155,7 +155,7 @@ def _units(snapshot: Snapshot, base: Dict[str, str], drops: DropCounter) -> Iter
         for sample in metric.samples:
             wire = sample_json(metric, sample, base)
             if wire is None:
-                drops.add("non_finite_sum", detail=f"histogram {metric.name!r}")
+                drops.add("non_finite_sum", sample.count, detail=f"histogram {metric.name!r}")
                 continue
             yield _sample_unit(wire, shell, sample)
 
@@ -287,7 +287,7 @@ def _pack(header: Dict[str, Any], units: Iterable[Unit], max_bytes: int, drops: 
         if base_size + shell + unit.size > max_bytes:
             where = f"flag {unit.flag!r}" if unit.metric is None else (
                 f"{unit.metric[2]} {unit.metric[0]!r}")
-            drops.add("oversize_item", detail=where)
+            drops.add("oversize_item", _unit_events(unit), detail=where[:200])
             continue
         if unit.metric is not None and unit.metric[0] in shells:
             shell = 0
@@ -334,10 +334,20 @@ def count_events(document: Dict[str, Any]) -> int:
                  .values())
     for metric in document.get("impactMetrics") or []:
         for sample in metric["samples"]:
-            if metric["type"] == "counter":
-                events += int(sample["value"])
-            elif metric["type"] == "histogram":
-                events += int(sample["count"])
-            else:
-                events += 1
+            events += _sample_events(metric["type"], sample)
     return events
+
+
+def _sample_events(kind: str, sample: Dict[str, Any]) -> int:
+    if kind == "counter":
+        return int(sample["value"])
+    if kind == "histogram":
+        return int(sample["count"])
+    return 1
+
+
+def _unit_events(unit: Unit) -> int:
+    """The recorded events one unit carries: what is lost when it is dropped."""
+    if unit.metric is None:
+        return int(unit.wire["yes"]) + int(unit.wire["no"])
+    return _sample_events(unit.metric[2], unit.wire)

@@ -17,9 +17,13 @@ logger = logging.getLogger("impactagent")
 #: Reasons a recorded value can be dropped, with the sentence logged the first time.
 DROP_REASONS: Dict[str, str] = {
     "non_finite_value": "a NaN or infinite gauge or histogram value was dropped",
+    "unsafe_value": "a gauge value beyond +/-(2**53 - 1), which Unleash refuses, was dropped",
+    "unsafe_sum": "a histogram observation that would take the sum sent for its window "
+                  "beyond +/-(2**53 - 1), which Unleash refuses, was dropped",
     "cardinality_limit": "a new label set past the metric's series limit was dropped",
     "flag_limit": "a flag count past the limit on distinct flag names was dropped",
     "oversize_item": "a single series too large for any request body was dropped",
+    # Recording keeps sums in range (unsafe_sum); this guards bodies built any other way.
     "non_finite_sum": "a histogram whose sum overflowed to infinity was dropped",
     "rejected_by_server": "the server answered 400 to a request body, so its events were dropped",
     "spool_full": "the oldest spooled request bodies were deleted to stay under the spool cap",

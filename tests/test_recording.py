@@ -3,8 +3,10 @@
 import logging
 import math
 import threading
+from datetime import timedelta
 
 import pytest
+from freezegun import freeze_time
 
 import impactagent
 
@@ -207,7 +209,8 @@ def test_cardinality_limit_drops_new_label_sets_and_counts_them(caplog):
             users.labels(user=f"u{i}").inc(2)
             latency.labels(f"u{i}").observe(0.2)
     assert len(users.series()) == 3 and len(latency.series()) == 3
-    assert agent.statistics()["dropped"] == {"cardinality_limit": 14}
+    # Drops are counted in events: 7 inc(2) lose 14 increments, 7 observe() 7 observations.
+    assert agent.statistics()["dropped"] == {"cardinality_limit": 21}
     counts = samples_of(agent.collect(), "logins_total")
     assert {k: s.value for k, s in counts.items()} == {("u0",): 2, ("u1",): 2, ("u2",): 2}
     warnings = [r.getMessage() for r in caplog.records]
@@ -263,6 +266,38 @@ def test_flag_restore_merges_counts_and_keeps_oldest_start(agent):
     assert merged.toggles == {"f": impactagent.ToggleDelta(1, 1, {"blue": 1, "red": 1})}
     assert merged.start == failed.start
     assert merged.stop >= failed.stop
+
+
+def test_a_bucket_never_stops_before_it_starts_when_the_clock_steps_back():
+    with freeze_time("2026-11-25 10:00:00") as clock:
+        windowed = impactagent.Agent(app_name="shop")
+        windowed.record_flag("f", True)
+        clock.tick(60)
+        first = windowed.collect()
+        clock.move_to("2026-11-25 09:59:30")  # the wall clock steps back 90 s
+        windowed.record_flag("f", True)
+        stepped = windowed.build_payloads(windowed.collect())[0].document["bucket"]
+        clock.move_to("2026-11-25 10:02:00")  # and catches up
+        caught_up = windowed.build_payloads(windowed.collect())[0].document["bucket"]
+    assert first.stop == first.start + timedelta(seconds=60)
+    assert stepped["start"] == stepped["stop"] == "2026-11-25T10:01:00.000Z"
+    assert stepped["toggles"]["f"]["yes"] == 1
+    assert caught_up["start"] == "2026-11-25T10:01:00.000Z"
+    assert caught_up["stop"] == "2026-11-25T10:02:00.000Z"
+
+
+def test_a_restored_window_keeps_its_start_and_never_stops_before_it_after_a_step_back():
+    with freeze_time("2026-11-25 10:00:00") as clock:
+        windowed = impactagent.Agent(app_name="shop")
+        windowed.record_flag("f", True)
+        clock.tick(60)
+        failed = windowed.collect()
+        clock.move_to("2026-11-25 09:59:30")  # 30 s before the failed window's start
+        windowed.restore(failed)
+        bucket = windowed.build_payloads(windowed.collect())[0].document["bucket"]
+    assert bucket["start"] == "2026-11-25T10:00:00.000Z"
+    assert bucket["stop"] >= bucket["start"]
+    assert bucket["toggles"]["f"]["yes"] == 1
 
 
 # -- restore as a merge --------------------------------------------------------------------
