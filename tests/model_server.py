@@ -183,13 +183,37 @@ class _DrawnHandler(LoopbackHandler):
         if kind == "bad":
             note(400)
             return self.answer(400, b'{"error":"bad request"}')
-        discarded = any(p.outcome == DISCARDED for p in problems)
+        discarded = (any(p.outcome == DISCARDED for p in problems)
+                     or bool(unsafe_values(document)))
         note(202, stored=True, discarded=discarded)
         if kind == "late" and self.stall(STALL_SECONDS):
             return None
         if kind == "late":
             self.close_connection = True  # the client gave up long ago
         return self.answer(202, b"")
+
+
+#: unleash-server (JavaScript) takes a counter value or histogram count only as a safe integer.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def unsafe_values(document: Dict[str, Any]) -> List[str]:
+    """What unleash-server's impact-metrics validation refuses beyond the schema (facts from
+    its source, issue 13 item 7): a value that is not a number (``true``), an integer past
+    2^53 - 1 ("must be a safe number"), one past a double's range ("cannot be infinity").
+    Any of them makes it drop the body's whole ``impactMetrics`` array while answering 202."""
+    found = []
+    for metric in document.get("impactMetrics") or []:
+        for sample in metric.get("samples") or []:
+            for field in ("value", "count", "sum"):
+                value = sample.get(field)
+                if field not in sample:
+                    continue
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    found.append(f"{metric.get('name')}: {field} {value!r} is not a number")
+                elif isinstance(value, int) and abs(value) > MAX_SAFE_INTEGER:
+                    found.append(f"{metric.get('name')}: {field} {value} is not a safe number")
+    return found
 
 
 def start_servers() -> DrawnServer:

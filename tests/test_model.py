@@ -45,6 +45,7 @@ import asyncio
 import atexit
 import contextlib
 import json
+import math
 import multiprocessing
 import multiprocessing.util
 import os
@@ -55,6 +56,8 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
@@ -87,6 +90,7 @@ APP = "model-app"
 OTHER_APP = "other-app"
 TOKEN = "default:production.model-s3cret-token"
 BOUNDS = (0.1, 1.0, 10.0)
+SIZE_BOUNDS = (1e3, 1e6)
 FLAG = "f-a"  # labels checkouts_total as f_a
 FLAGS = (FLAG, "f-b")
 VARIANTS = (None, "blue", "red")
@@ -102,8 +106,12 @@ SERVER_REASONS = ("rejected_by_server", "too_large")
 FILE_REASONS = ("spool_corrupt",)
 
 settings.register_profile(
-    "ci", max_examples=12, stateful_step_count=20, deadline=None, derandomize=True,
+    "ci", max_examples=25, stateful_step_count=25, deadline=None, derandomize=True,
     database=None, suppress_health_check=list(HealthCheck), print_blob=False,
+    phases=[Phase.explicit, Phase.generate],  # bounded even when it fails; see "shrink"
+)
+settings.register_profile(  # the ci profile's examples, and a failure shrunk to its essence
+    "shrink", settings.get_profile("ci"), phases=list(Phase),
 )
 settings.register_profile(
     "long", max_examples=300, stateful_step_count=50, deadline=None, database=None,
@@ -158,6 +166,7 @@ class Handles:
     latency: Any
     depth: Any
     checkouts: Any
+    sizes: Any = None  # a histogram for observations near a double's limit
 
 
 def do(handles: Handles, op: Tuple[Any, ...]) -> None:
@@ -365,6 +374,7 @@ class AgentModel(RuleBasedStateMachine):
             latency=agent.histogram("latency_seconds", "Latency", buckets=BOUNDS),
             depth=agent.gauge("depth", "Queue depth"),
             checkouts=agent.counter("checkouts_total", "Checkouts", flags=(FLAG,)),
+            sizes=agent.histogram("size_bytes", "Sizes", buckets=SIZE_BOUNDS),
         )
         if early is None:
             handles.record_flag = agent.record_flag
@@ -442,6 +452,43 @@ class AgentModel(RuleBasedStateMachine):
             notes = dict(self.main_notes)  # a task starts from its creator's states
             expect(self.recorded, notes, ("flag", FLAG, enabled, variant))
             expect(self.recorded, notes, ("checkout", 1))
+
+    @precondition(lambda self: included("4", "7", "8", "9"))
+    @rule(kind=st.sampled_from(["decimal_gauge", "fraction_gauge", "bool_gauge", "past_safe",
+                                "huge_counter", "huge_observations", "huge_flag_name"]))
+    def record_an_odd_value(self, kind: str) -> None:
+        """A value at or past what the server takes (items 4, 7, 8, 9). The call either
+        refuses it (TypeError or ValueError: nothing recorded) or records it; what it
+        records is then delivered as recorded, or dropped and counted (in events), and
+        never sent where the server throws it (and the rest of its body) away."""
+        handles = self.handles
+        assert handles is not None
+
+        def attempt(call: Callable[[], None], then: Callable[[], None]) -> None:
+            try:
+                call()
+            except (TypeError, ValueError, OverflowError):
+                return  # refused at the call, as the README allows: nothing recorded
+            then()
+
+        if kind in ("decimal_gauge", "fraction_gauge", "bool_gauge"):
+            value: Any = {"decimal_gauge": Decimal("1.5"), "fraction_gauge": Fraction(3, 2),
+                          "bool_gauge": True}[kind]
+            attempt(lambda: handles.depth.set(value),
+                    lambda: self.recorded.set_gauge("depth", {}, value))
+        elif kind in ("past_safe", "huge_counter"):
+            amount = 2**53 if kind == "past_safe" else 10**30
+            attempt(lambda: handles.jobs.inc(amount),
+                    lambda: self.recorded.count("jobs_total", {}, amount))
+        elif kind == "huge_observations":
+            for size in (1e308, 1e308, 5e3):
+                attempt(lambda v=size: handles.sizes.observe(v),  # type: ignore[misc]
+                        lambda v=size: self.recorded.observe("size_bytes", {}, v, SIZE_BOUNDS))
+        else:
+            name = "x" * 100_000
+            for _ in range(3):
+                attempt(lambda: handles.record_flag(name, True),
+                        lambda: self.recorded.flag(name, True, None))
 
     # -- flushing ------------------------------------------------------------------------------
 
@@ -805,6 +852,8 @@ class Accounts:
             return
         parts = (self.delivered, self.refused, self.pending, self.disk)
         for key, recorded_sum in self.model.recorded.sums.items():
+            if not math.isfinite(recorded_sum) or abs(recorded_sum) > 1e300:
+                continue  # near a double's limit the order of additions decides the sum
             total = sum(part.sums.get(key, 0.0) for part in parts)
             assert abs(total - recorded_sum) <= 1e-6 * max(1.0, abs(recorded_sum)), (
                 f"{show(key)}: sums add up to {total}, recorded {recorded_sum}")

@@ -125,3 +125,47 @@ def test_item14_a_record_flag_reference_taken_early_notes_flag_states():
         state.record(ops=[("flag", "f-a", True, None), ("checkout", 3),
                           ("flag", "f-a", False, "red"), ("checkout", 4)])
         state.every_event_is_accounted_for()
+
+
+def test_item04_a_decimal_gauge_next_to_counts_loses_nothing():
+    """Item 4: ``gauge.set(Decimal("1.5"))`` made the flush raise TypeError while encoding,
+    after the window's counts were taken: 0 of them arrived, none counted."""
+    with machine() as state:
+        state.record_an_odd_value(kind="decimal_gauge")
+        state.record(ops=[("jobs", 1000), ("flag", "f-a", True, None)])
+        state.every_event_is_accounted_for()
+        state.flush(answers=[])
+        state.every_event_is_accounted_for()
+
+
+@pytest.mark.parametrize("kind", ["bool_gauge", "past_safe", "huge_counter"])
+def test_item07_values_the_server_discards_are_never_sent(kind):
+    """Item 7: ``gauge.set(True)``, ``inc(2**53)``, ``inc(10**30)``: the server answers 202
+    and throws away the body's whole impactMetrics array, counted as delivered."""
+    with machine(spool="small") as state:
+        state.record(ops=[("jobs", 183), ("hits", "/a", 9), ("latency", 5.421)])
+        state.record_an_odd_value(kind=kind)
+        state.every_event_is_accounted_for()
+        state.close_and_restart(answers=[])
+        state.every_event_is_accounted_for()
+
+
+def test_item08_an_overflowing_histogram_sum_leaves_the_histogram_usable():
+    """Item 8: ``observe(1e308)`` twice made the sum infinite; every later observation was
+    dropped as ``non_finite_sum``, counted as one."""
+    with machine() as state:
+        state.record_an_odd_value(kind="huge_observations")
+        state.every_event_is_accounted_for()
+        state.flush(answers=[])
+        state.every_event_is_accounted_for()
+        state.record_an_odd_value(kind="huge_observations")
+        state.flush(answers=[])
+        state.every_event_is_accounted_for()
+
+
+def test_item09_an_oversize_flag_is_counted_in_events():
+    """Item 9: a flag with a 100 kB name evaluated three times counted ``oversize_item: 1``."""
+    with machine() as state:
+        state.record_an_odd_value(kind="huge_flag_name")
+        state.flush(answers=[])
+        state.every_event_is_accounted_for()
