@@ -1,0 +1,151 @@
+"""Adversarial tests: the edges of close(), SIGTERM, SIGINT and fork where a count can be lost
+silently or doubled without being counted.
+
+Each test states the promise it checks and fails on the code it was written against. They run
+real child interpreters, real signals and a real local server (tests/scripted_server.py).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+
+import pytest
+
+import impactagent
+from tests import child
+from tests.scripted_server import Answer, ScriptedServer
+
+TOKEN = "default:production.attack-secret"
+
+
+@pytest.fixture
+def server():
+    with ScriptedServer() as running:
+        yield running
+
+
+def counter_total(server, name):
+    return sum(v for (metric, _), v in server.totals()["counters"].items() if metric == name)
+
+
+def last_json_line(text):
+    lines = [line for line in text.splitlines() if line.startswith("{")]
+    assert lines, text
+    return json.loads(lines[-1])
+
+
+def wait_until(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+# -- 1. A SIGTERM deferred during one agent's close() never closes the others ----------------
+
+TWO_AGENTS = """
+    import time
+    import impactagent
+    first = impactagent.Agent("first", url={url!r}, api_key="t", flush_interval=3600,
+                              shutdown_timeout=5).start()
+    second = impactagent.Agent("second", url={url!r}, api_key="t", flush_interval=3600,
+                               shutdown_timeout=5).start()
+    first.counter("first_total", "First").inc(100)
+    second.counter("second_total", "Second").inc(200)
+    print("ready", flush=True)
+    {ending}
+"""
+
+
+@pytest.mark.parametrize("ending", ["first.close(); second.close()",  # explicit, in order
+                                    "pass"])  # atexit closes both (second first: LIFO)
+def test_sigterm_during_one_close_still_closes_the_other_agent(server, ending):
+    # The first close's POST is held by the server; SIGTERM arrives while the main thread
+    # is inside it. The handler defers (the close is on this thread), and when that close
+    # ends it re-raises SIGTERM at once: the other started agent is never closed, so its
+    # window is neither delivered, spooled nor counted.
+    server.script(Answer(202, delay=1.5))
+    process = child.popen(TWO_AGENTS.format(url=server.api_url, ending=ending))
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        time.sleep(0.7)  # the first close's POST is in flight (held for 1.5 s)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+        process.wait(10)
+    # Both windows arrive (SIGTERM's contract: close every started agent, then end).
+    assert counter_total(server, "first_total") + counter_total(server, "second_total") == 300
+
+
+# -- 2. A flush() waiting for the lock escapes close()'s take-over --------------------------
+
+WAITING_FLUSH = """
+    import json, threading, time
+    import impactagent
+    agent = impactagent.Agent("shop", url={url!r}, api_key="t", flush_interval=3600,
+                              request_timeout=30)
+    jobs = agent.counter("jobs_total", "Jobs")
+    jobs.inc(100)
+    first = threading.Thread(target=agent.flush, kwargs={{"timeout": 30}}, daemon=True)
+    first.start()
+    while agent.statistics()["pending_events"]:
+        time.sleep(0.01)   # the first flush is in its POST (held 2 s)
+    second = threading.Thread(target=agent.flush, kwargs={{"timeout": 30}}, daemon=True)
+    second.start()         # waits for the lock the first flush holds
+    time.sleep(0.1)
+    closer = threading.Thread(target=agent.close, kwargs={{"timeout": 3}})
+    closer.start()
+    while not agent.statistics()["dropped"]:
+        time.sleep(0.01)   # close() took the first flush's bodies over (at ~1.5 s)
+    time.sleep(0.2)        # and its own flush has collected and is in its POST (held 1 s)
+    jobs.inc(10)           # recorded before close() returns
+    closer.join(10)
+    stats = agent.statistics()
+    print(json.dumps({{"dropped": stats["dropped"], "pending": stats["pending_events"],
+                      "delivered": stats["delivery"]["delivered_events"],
+                      "spool": stats.get("spool")}}), flush=True)
+    # The process ends here, as an app does after close().
+"""
+
+
+def test_a_flush_waiting_for_the_lock_is_taken_over_by_close_too(server):
+    # Answers in arrival order: the first flush (500 after 2 s), close's own flush (202
+    # after 1 s), then whatever comes next is held for 30 s.
+    server.script(Answer(500, delay=2.0), Answer(202, delay=1.0), Answer(202, delay=30))
+    done = child.run(WAITING_FLUSH.format(url=server.api_url), timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = last_json_line(done.stdout)
+    delivered = counter_total(server, "jobs_total")
+    accounted = delivered + sum(seen["dropped"].values()) + seen["pending"]
+    # Every one of the 110 recorded before close() returned is delivered, dropped (counted)
+    # or pending. The waiting flush got the lock when the first flush's POST ended, during
+    # close()'s own flush: it ran with the new generation (not orphaned), collected the 10
+    # and was still in its POST when close() returned and the process ended.
+    assert accounted == 110, (seen, delivered)
+
+
+def test_a_flush_that_was_waiting_when_close_began_sends_nothing_after_close(server):
+    # close() holds the lock for its own flush (its POST is held 1 s); a flush() called
+    # meanwhile passed the "closed" check before close() set it, waits for the lock, and
+    # once close() released it, runs a whole flush on the closed agent.
+    server.script(Answer(202, delay=1.0))
+    agent = impactagent.Agent("shop", url=server.api_url, api_key=TOKEN, flush_interval=3600)
+    agent.counter("jobs_total", "Jobs").inc(100)
+    closer = threading.Thread(target=agent.close, kwargs={"timeout": 5})
+    closer.start()
+    assert wait_until(lambda: agent.statistics()["pending_events"] == 0)
+    results = []
+    late = threading.Thread(target=lambda: results.append(agent.flush(timeout=5)))
+    late.start()
+    closer.join(10)
+    late.join(10)
+    assert counter_total(server, "jobs_total") == 100
+    # "Recording after close() is still accepted but no longer sent": nothing after close.
+    assert results and results[0].skipped == "the agent is closed", results
+    assert len(server.requests) == 1, [r.status for r in server.requests]
