@@ -251,3 +251,53 @@ def test_a_body_stored_but_unanswered_at_exit_is_not_doubled_silently(server, tm
                + restarted.statistics()["delivery"]["possibly_duplicated_events"])
     # Exactly once, or the double counted in possibly_duplicated_events.
     assert stored == 700 or flagged >= stored - 700, (stored, delivery)
+
+
+# -- 5. An agent created in a multiprocessing worker (Pool initializer) ----------------------
+
+WORKER_AGENT = """
+import multiprocessing, sys
+import impactagent
+
+URL = sys.argv[2]
+agent = None
+
+
+def init():
+    # One agent per worker process, created there (not inherited): a common pattern.
+    global agent
+    agent = impactagent.Agent("worker", url=URL, api_key="t", flush_interval=3600).start()
+
+
+def work(n):
+    agent.counter("jobs_total", "Jobs").inc(n)
+    return n
+
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context(sys.argv[1])
+    pool = context.Pool(2, initializer=init)
+    print(sum(pool.map(work, range(1, 21))), flush=True)
+    pool.close()
+    pool.join()
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_an_agent_started_in_a_pool_worker_delivers_its_last_window(server, tmp_path, method):
+    # Workers end with os._exit (after multiprocessing's own exit hooks): the atexit hook
+    # start() registered never runs, and the Finalize hook is only registered for agents
+    # that already had a flusher when the process was forked. With 'spawn' (which ends
+    # with sys.exit) the same script delivers everything.
+    import subprocess
+    import sys
+
+    script = tmp_path / "worker_agent.py"
+    script.write_text(WORKER_AGENT)
+    done = subprocess.run([sys.executable, str(script), method, server.api_url],
+                          cwd=child.ROOT, env=child.environment(), capture_output=True,
+                          text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "210"
+    assert server.wait_for(lambda s: counter_total(s, "jobs_total") == 210, 3), \
+        counter_total(server, "jobs_total")
