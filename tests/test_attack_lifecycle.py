@@ -338,3 +338,33 @@ def test_bodies_taken_over_but_never_sent_leave_no_stale_record(server):
     # stale body's drop instead.)
     accounted, recorded = take_over_then_split(server)
     assert accounted == recorded
+
+
+# -- 7. kill -9 during a replay, restarted under the same PID (a container's PID 1) ---------
+
+
+def test_a_claim_left_by_a_killed_process_is_replayed_when_the_restart_has_its_pid(
+        server, tmp_path):
+    # A process replaying its spool claims a file by renaming it to <name>.<pid>.sending,
+    # and is killed (-9, OOM) before it finishes. In a container the restarted app is PID 1
+    # again (or any same small PID): Spool._recover() sees the claim's PID alive (it is the
+    # new process itself) and leaves the file claimed, so no agent ever sends it again and
+    # nothing counts it.
+    from impactagent.spool import Spool
+
+    body = json.dumps({
+        "appName": "shop", "instanceId": "i", "environment": "production",
+        "bucket": {"start": "2026-01-01T00:00:00.000Z", "stop": "2026-01-01T00:01:00.000Z",
+                   "toggles": {}},
+        "impactMetrics": [{"name": "jobs_total", "help": "Jobs", "type": "counter",
+                           "samples": [{"labels": {}, "value": 42}]}],
+    }).encode()
+    entry = Spool(tmp_path).write(body)
+    # The file as kill -9 leaves it, claimed by a process with this (reused) PID.
+    entry.path.rename(entry.path.with_name(f"{entry.path.name}.{__import__('os').getpid()}"
+                                           ".sending"))
+    agent = impactagent.Agent("shop", url=server.api_url, api_key=TOKEN, flush_interval=3600,
+                              spool_dir=str(tmp_path))
+    agent.flush(timeout=5)
+    agent.close(timeout=5)
+    assert counter_total(server, "jobs_total") == 42, sorted(p.name for p in tmp_path.iterdir())
