@@ -96,8 +96,10 @@ class _Run:
 
 
 class _Handover(NamedTuple):
-    """A body close() took over from a running flush: where it went, to undo if delivered."""
+    """A body close() took over while its POST was in flight: where it went, to undo if
+    the POST comes back delivered."""
 
+    payload: Payload  # held, so that its id() is not reused while this record lives
     events: int
     entry: Optional[SpoolEntry]  # the spool file it was written to, if any
     dropped_as: str  # the drop reason it was counted under, "" if it was spooled
@@ -138,6 +140,7 @@ class Delivery:
         self._ownership = threading.Lock()
         self._generation = 0
         self._owned: Dict[int, Payload] = {}  # id -> bodies a running flush has not settled
+        self._in_flight: Dict[int, Payload] = {}  # id -> owned bodies inside their POST
         self._handed: Dict[int, _Handover] = {}  # id -> bodies close took over in flight
 
     # -- flushing ----------------------------------------------------------------------------
@@ -154,6 +157,8 @@ class Delivery:
         if not self._lock.acquire(timeout=max(deadline - time.monotonic(), 0)):
             return FlushResult(timed_out=True, skipped="another flush is still running")
         try:
+            if self.closing:  # close() began while this flush waited for its turn
+                return FlushResult(skipped="the agent is closed")
             return self._flush(self._new_run(deadline, interrupt))
         finally:
             self._lock.release()
@@ -185,9 +190,10 @@ class Delivery:
                     self._keep(payload, run)  # it failed a moment ago: do not hammer it
                 else:
                     self._send_and_settle(payload, run)
-            except Exception:
-                # A bug must not lose what was collected: keep the bodies not yet settled
-                # for the next flush (at worst this one is sent twice), then let it be seen.
+            except BaseException:
+                # A bug, Ctrl-C or a handler's SystemExit must not lose what was collected:
+                # keep the bodies not yet settled (merged back, spooled or, when closing,
+                # counted; at worst one is sent twice), then let it go on.
                 for rest in payloads[index:]:
                     self._keep(rest, run)
                 raise
@@ -215,8 +221,11 @@ class Delivery:
     # -- sending one body, with retries inside the deadline ----------------------------------
 
     def _send_and_settle(self, payload: Payload, run: _Run, *, owned: bool = True) -> None:
-        if owned and not self._owns(payload):
-            return  # close took it over before it was sent
+        if owned:
+            with self._ownership:
+                if id(payload) not in self._owned:
+                    return  # close took it over before it was sent
+                self._in_flight[id(payload)] = payload
         outcome = self._send(payload, run)
         for half in self._settle(payload, outcome, run, owned=owned):
             self._send_and_settle(half, run, owned=owned)
@@ -276,8 +285,12 @@ class Delivery:
         events = count_events(payload.document)
         if owned:
             with self._ownership:
+                self._in_flight.pop(id(payload), None)
                 handed = self._handed.pop(id(payload), None)
                 if handed is not None:  # close() took it over while it was in flight
+                    # The answer came: it is no longer "possibly delivered" (a timeout was
+                    # counted as such by its attempt already).
+                    self.ledger.add("possibly_duplicated_events", -handed.events)
                     if outcome.kind == DELIVERED:
                         self._undo_handover(handed)
                         self._delivered(events, run)
@@ -345,10 +358,6 @@ class Delivery:
         with self._ownership:
             self._owned.update((id(payload), payload) for payload in payloads)
 
-    def _owns(self, payload: Payload) -> bool:
-        with self._ownership:
-            return id(payload) in self._owned
-
     # -- closing -----------------------------------------------------------------------------
 
     def close(self, deadline: float) -> FlushResult:
@@ -363,28 +372,41 @@ class Delivery:
             taken = self._take_over()
             try:
                 result = self._flush(self._new_run(deadline, None))
-                if taken:  # bodies still in flight at the deadline: not known delivered
-                    result = result._replace(kept_bodies=result.kept_bodies + taken,
-                                             timed_out=True)
             except Exception:  # a bug: what it held was kept (spooled or counted) above
                 logger.exception("impactagent: the last flush failed unexpectedly")
                 result = FlushResult(skipped="the last flush failed (see the log)")
-            self.set_aside()
+            if taken:  # bodies still in flight at the deadline: not known delivered
+                result = result._replace(kept_bodies=result.kept_bodies + taken,
+                                         timed_out=True)
             return result
         finally:
-            self.closed = True
-            if got_lock:
-                self._lock.release()
-            self.transport.close()
+            # Even when Ctrl-C or a SystemExit cuts the last flush short: what is left in
+            # the recorder is spooled or counted before close() gives up.
+            try:
+                self.set_aside()
+            finally:
+                self.closed = True
+                if got_lock:
+                    self._lock.release()
+                self.transport.close()
 
     def _take_over(self) -> int:
         """Orphan any running flush: its unsettled bodies are spooled or counted now.
-        Returns how many bodies were taken over."""
+
+        A body whose POST is in flight may reach the server yet: it is also counted as
+        possibly duplicated until its answer comes (at exit it never does, and a spooled
+        copy is sent again by the next agent), and a record of it lets that answer undo
+        the take-over. Bodies still queued are never sent by the orphan: no record.
+        Returns how many bodies were taken over.
+        """
         with self._ownership:
             self.closing = True
             self._generation += 1
             for key, payload in self._owned.items():
-                self._handed[key] = self._hand_over(payload)
+                handed = self._hand_over(payload)
+                if key in self._in_flight:
+                    self.ledger.add("possibly_duplicated_events", handed.events)
+                    self._handed[key] = handed
             taken = len(self._owned)
             self._owned.clear()
             return taken
@@ -392,9 +414,9 @@ class Delivery:
     def _hand_over(self, payload: Payload) -> _Handover:
         events = count_events(payload.document)
         if self.spool is not None:
-            return _Handover(events, self.spool.write(payload.body), "")
+            return _Handover(payload, events, self.spool.write(payload.body), "")
         self._count_not_delivered(events)
-        return _Handover(events, None, "not_delivered_by_close")
+        return _Handover(payload, events, None, "not_delivered_by_close")
 
     def _handed_files(self) -> Set[Path]:
         with self._ownership:
@@ -500,6 +522,7 @@ class Delivery:
         self._lock = threading.Lock()
         self._ownership = threading.Lock()
         self._owned = {}
+        self._in_flight = {}
         self._handed = {}
         self.ledger = ledger
         self.transport.reset_after_fork(identity)

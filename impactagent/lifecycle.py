@@ -122,13 +122,18 @@ class Lifecycle:
                 return self._closed
             if self.flusher is not None:
                 self.flusher.stop(0)  # cut its retry waits short; delivery waits for it
+            self._closed = FlushResult(skipped="close was interrupted")  # until it ends
+            shutdown.withdraw(self)
             try:
                 result = self.delivery.close(deadline)
             except Exception:  # a bug must not escape close(), least of all at exit
                 logger.exception("impactagent: closing failed")
                 result = FlushResult(skipped="closing failed (see the log)")
+            except BaseException as interruption:  # Ctrl-C, a signal handler's SystemExit
+                logger.error("impactagent: close() was interrupted (%s); what it still held "
+                             "was spooled or counted as dropped", type(interruption).__name__)
+                raise
             self._closed = result
-            shutdown.withdraw(self)
             return result
         finally:
             self._lock.release()

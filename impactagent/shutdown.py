@@ -79,22 +79,33 @@ def closing() -> Iterator[None]:
     finally:
         _local.depth -= 1
         if _local.depth == 0 and _deferred.is_set():
-            _end_as_sigterm()
+            _close_all_and_end()  # the SIGTERM this close deferred: now for every agent
 
 
 def _on_sigterm(signum: int, frame: Optional[Any]) -> None:
     if getattr(_local, "depth", 0):
         # The signal interrupted a close on this very thread (a multiprocessing child
         # closing at its end when Pool.terminate() sends SIGTERM, say): waiting here for
-        # another close would wait for ourselves. Let that close finish, then end.
+        # another close would wait for ourselves. Let that close finish, then close the
+        # others and end.
         _deferred.set()
         return
+    _close_all_and_end()
+
+
+def _close_all_and_end() -> None:
+    """Close every started agent, each within its own ``shutdown_timeout`` and all at
+    once (one stuck on a dead server must not eat another's time), then end."""
     targets: List[Lifecycle] = list(_started)
-    budget = max((target.settings.shutdown_timeout for target in targets), default=0.0)
-    closer = threading.Thread(target=_close_all, args=(targets, budget), daemon=True,
-                              name="impactagent-sigterm")
-    closer.start()
-    closer.join(budget + 1.0)
+    closers = [threading.Thread(target=target.close, args=(target.settings.shutdown_timeout,),
+                                daemon=True, name="impactagent-sigterm")
+               for target in targets]
+    for closer in closers:
+        closer.start()
+    deadline = time.monotonic() + max((t.settings.shutdown_timeout for t in targets),
+                                      default=0.0) + 1.0
+    for closer in closers:
+        closer.join(max(deadline - time.monotonic(), 0.0))
     _end_as_sigterm()
 
 
@@ -105,7 +116,13 @@ def _end_as_sigterm() -> None:
     os._exit(128 + signal.SIGTERM)  # not reached: the default action ends the process
 
 
-def _close_all(targets: List[Lifecycle], budget: float) -> None:
-    deadline = time.monotonic() + budget  # one deadline shared by every agent
-    for target in targets:
-        target.close(max(deadline - time.monotonic(), 0.0))
+def _reset_after_fork() -> None:
+    """A forked child starts with no close in progress, no deferred signal, and a guard no
+    other thread holds (the handler itself is inherited, as it should be)."""
+    global _guard, _local, _deferred
+    _guard = threading.Lock()
+    _local = threading.local()
+    _deferred = threading.Event()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

@@ -172,7 +172,8 @@ def _metric_problems(where: str, metric: Dict[str, Any]) -> List[Problem]:
 
 def _numbers_of(sample: Dict[str, Any]) -> List[Tuple[str, Any]]:
     """Every number of a sample that the server checks with Joi's ``number()``."""
-    found = [(field, sample[field]) for field in ("value", "count", "sum") if field in sample]
+    found: List[Tuple[str, Any]] = [(field, sample[field]) for field in ("value", "count", "sum")
+                                    if field in sample]
     buckets = sample.get("buckets")
     for index, bucket in enumerate(buckets if isinstance(buckets, list) else ()):
         if isinstance(bucket, dict):
