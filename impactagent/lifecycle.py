@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import multiprocessing
 import multiprocessing.util
 import os
 import threading
@@ -100,6 +101,10 @@ class Lifecycle:
                 atexit.register(_call_on(weakref.ref(self), Lifecycle.close_at_exit))
                 if self.settings.handle_sigterm and shutdown.handler_allowed():
                     shutdown.enroll(self)
+                if multiprocessing.parent_process() is not None:
+                    # Started inside a multiprocessing child (a Pool initializer, say): it
+                    # ends with os._exit, so atexit alone would never close this agent.
+                    self._close_when_child_ends()
 
     def flush(self, timeout: float) -> FlushResult:
         if self.delivery is None:

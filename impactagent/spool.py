@@ -5,10 +5,12 @@ directory listing is the queue, oldest first. Files are written atomically (a te
 file is written, fsynced and renamed, and the directory is fsynced), so after ``kill -9``
 a file is either whole or absent.
 
-To send a file, a process first *claims* it by renaming it to ``<name>.<pid>.sending``; a
-rename succeeds for one process only, so a parent and its forked workers sharing the
-directory never send the same body twice. A claim left behind by a process that died is
-put back in the queue when a spool is opened. A file is removed only after its body was
+To send a file, a process first *claims* it by renaming it to
+``<name>.<pid>-<owner>.sending``; a rename succeeds for one process only, so a parent and
+its forked workers sharing the directory never send the same body twice. A claim left
+behind by a process that died is put back in the queue when a spool is opened; so is one
+that names this very process but no spool of it (after ``kill -9``, a restarted container's
+process gets the same pid, often 1, as the one that died). A file is removed only after its body was
 delivered or dropped (counted): a crash in between resends it, and never loses it.
 
 Trust and permissions
@@ -54,11 +56,12 @@ import json
 import logging
 import os
 import re
+import secrets
 import stat
 import threading
 import time
 from pathlib import Path
-from typing import List, NamedTuple, Optional, Union
+from typing import List, NamedTuple, Optional, Set, Union
 
 import ulid
 
@@ -72,8 +75,15 @@ _SUFFIX = ".json"
 _CLAIM = ".sending"
 _TEMP = ".tmp"
 _CORRUPT = "corrupt"
-#: ``<name>.json.<pid>.sending``: the only claim names a spool makes.
-_CLAIMED = re.compile(r"(?P<name>.+\.json)\.(?P<pid>[0-9]+)\.sending\Z")
+#: ``<name>.json.<pid>-<owner>.sending``: the only claim names a spool makes (earlier
+#: versions wrote no owner).
+_CLAIMED = re.compile(
+    r"(?P<name>.+\.json)\.(?P<pid>[0-9]+)(?:-(?P<owner>[0-9a-f]+))?\.sending\Z")
+
+#: The owners of the spools of this process: a claim with this pid and another owner is a
+#: dead process's (see the module docstring). Never emptied: a closed agent's last flush
+#: may still hold a claim.
+_OWNERS: Set[str] = set()
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -123,6 +133,8 @@ class Spool:
         self.drops = drops if drops is not None else DropCounter()
         self._lock = threading.Lock()
         self._last = ulid.new()
+        self._owner = secrets.token_hex(4)
+        _OWNERS.add(self._owner)
         try:
             created = self._make_directory()
             self._probe()
@@ -270,7 +282,8 @@ class Spool:
 
     def claim(self, entry: SpoolEntry) -> Optional[SpoolEntry]:
         """Take ``entry`` for sending; ``None`` if another process took it first."""
-        claimed = entry.path.with_name(f"{entry.path.name}.{os.getpid()}{_CLAIM}")
+        claimed = entry.path.with_name(
+            f"{entry.path.name}.{os.getpid()}-{self._owner}{_CLAIM}")
         try:
             os.rename(entry.path, claimed)  # renames a symlink itself, never its target
         except OSError:
@@ -389,6 +402,7 @@ class Spool:
     def reset_after_fork(self) -> None:
         """A forked child gets its own lock (the parent's may be held by another thread)."""
         self._lock = threading.Lock()
+        _OWNERS.add(self._owner)
 
     def _recover(self) -> None:
         """Put back claims of dead processes; delete temporary files older than a minute."""
@@ -396,13 +410,19 @@ class Spool:
             match = _CLAIMED.match(path.name)
             if match is None:
                 self._set_aside(path, "not a name this spool makes")
-            elif not _alive(int(match.group("pid"))):
+            elif self._abandoned(int(match.group("pid")), match.group("owner")):
                 with contextlib.suppress(OSError):
                     os.rename(path, self._original(path))
         for path in self.directory.glob(f".*{_TEMP}"):
             with contextlib.suppress(OSError):
                 if time.time() - os.lstat(path).st_mtime > 60:
                     path.unlink()
+
+    @staticmethod
+    def _abandoned(pid: int, owner: Optional[str]) -> bool:
+        if pid == os.getpid():
+            return owner not in _OWNERS
+        return not _alive(pid)
 
     @staticmethod
     def _original(path: Path) -> Path:
