@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 _CLASSIFIER = re.compile(r"^Programming Language :: Python :: (3\.\d+)$")
@@ -49,6 +48,8 @@ def supported(project: dict) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    import tomllib  # 3.11+: imported here, as the package's oldest Python has none
+
     path = Path(argv[1] if len(argv) > 1 else "pyproject.toml")
     try:
         versions = supported(tomllib.loads(path.read_text(encoding="utf-8"))["project"])
