@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Optional
 
+from . import shutdown
 from .delivery import Delivery, FlushResult
 
 logger = logging.getLogger("impactagent")
@@ -84,6 +85,7 @@ class Flusher:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
+        shutdown.keep_signals_off_this_thread()
         while not self.stopping.wait(self.backoff.next_delay()):
             # A periodic flush may use up to one interval; it never overlaps the next.
             deadline = time.monotonic() + self.backoff.interval

@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -185,7 +184,7 @@ class _Handler(BaseHTTPRequestHandler):
                                              f"{self.headers.get_all('Content-Length')}"})
         try:
             body = self.rfile.read(min(length, DRAIN_LIMIT))
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             self.close_connection = True
             return self._json(408, {"error": f"the body did not arrive within "
                                              f"{self.receiver.read_timeout} s"})

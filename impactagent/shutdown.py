@@ -93,12 +93,30 @@ def _on_sigterm(signum: int, frame: Optional[Any]) -> None:
     _close_all_and_end()
 
 
+def keep_signals_off_this_thread() -> None:
+    """Leave SIGTERM and SIGINT to the app's threads: call first in the agent's own threads.
+
+    The kernel hands a process-directed signal to any thread that does not block it. One
+    handed to the flusher, while the main thread waits in a call that only the signal
+    itself would interrupt (a multiprocessing worker waiting on its queue's lock), leaves
+    the Python handler unrun: the process would not stop. With the agent's threads blocking
+    them, the main thread gets them, as in a process without the agent.
+    """
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+
+
+def _close(target: Lifecycle) -> None:
+    keep_signals_off_this_thread()
+    target.close(target.settings.shutdown_timeout)
+
+
 def _close_all_and_end() -> None:
     """Close every started agent, each within its own ``shutdown_timeout`` and all at
     once (one stuck on a dead server must not eat another's time), then end."""
     targets: List[Lifecycle] = list(_started)
-    closers = [threading.Thread(target=target.close, args=(target.settings.shutdown_timeout,),
-                                daemon=True, name="impactagent-sigterm")
+    closers = [threading.Thread(target=_close, args=(target,), daemon=True,
+                                name="impactagent-sigterm")
                for target in targets]
     for closer in closers:
         closer.start()
