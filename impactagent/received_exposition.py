@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from ._exposition_text import claimed_names, counter_base, scrub
 from .received import ReceivedMetrics
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -57,7 +58,6 @@ OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset
 FLAG_FAMILY = "impactagent_received_flag_evaluations_total"
 
 _VALID_START = re.compile(r"[a-zA-Z_]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _INF = float("inf")
 
 #: A series' labels in the order written: ``((name, value), ...)``.
@@ -96,7 +96,7 @@ def label_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return js_number(value)
-    return _text(str(value))
+    return scrub(str(value))
 
 
 def series_labels(labels: Iterable[Tuple[str, Any]], kind: str) -> SeriesLabels:
@@ -165,7 +165,7 @@ def families(received: ReceivedMetrics) -> List[Family]:
         kind = entry["type"]
         family = by_name.get(name)
         if family is None or family.kind != kind:
-            family = by_name[name] = Family(name, kind, _text(str(entry.get("help", ""))))
+            family = by_name[name] = Family(name, kind, scrub(str(entry.get("help", ""))))
         for labels, value in entry["series"].items():
             _merge(family, series_labels(labels, kind), value)
     return [family for _, family in sorted(by_name.items())]
@@ -191,27 +191,17 @@ def flag_series(received: ReceivedMetrics) -> Dict[SeriesLabels, int]:
     totals: Dict[SeriesLabels, int] = {}
     for (app, env, name, _hour), counts in received.flag_bins():
         for enabled, n in (("true", counts["yes"]), ("false", counts["no"])):
-            labels = (("appName", _text(app)), ("environment", _text(env)),
-                      ("feature", _text(name)), ("enabled", enabled))
+            labels = (("appName", scrub(app)), ("environment", scrub(env)),
+                      ("feature", scrub(name)), ("enabled", enabled))
             totals[labels] = totals.get(labels, 0) + n
     return dict(sorted(totals.items()))
 
 
-def _claims(name: str, kind: str) -> List[str]:
-    """The sample and family names a family takes in either format (OpenMetrics' rules)."""
-    if kind == "counter":
-        base = _counter_base(name)
-        return [name, base, base + "_total", base + "_created"]
-    if kind == "histogram":
-        return [name] + [name + s for s in ("_bucket", "_count", "_sum", "_created")]
-    return [name]
-
-
 def _without_clashes(found: List[Family]) -> List[Family]:
-    taken = set(_claims(FLAG_FAMILY, "counter"))
+    taken = set(claimed_names(FLAG_FAMILY, "counter"))
     kept = []
     for family in found:
-        claims = _claims(family.name, family.kind)
+        claims = claimed_names(family.name, family.kind)
         if taken.isdisjoint(claims):
             taken.update(claims)
             kept.append(family)
@@ -248,7 +238,7 @@ def openmetrics_format(received: ReceivedMetrics) -> str:
     """OpenMetrics 1.0.0: counters as ``_total`` samples, ``# EOF`` at the end."""
     lines: List[str] = []
     for family in _without_clashes(families(received)):
-        name = _counter_base(family.name) if family.kind == "counter" else family.name
+        name = counter_base(family.name) if family.kind == "counter" else family.name
         lines.append(f"# HELP {name} {_escape_help(family.help, quotes=True)}")
         lines.append(f"# TYPE {name} {family.kind}")
         for labels, value in family.series.items():
@@ -259,7 +249,7 @@ def openmetrics_format(received: ReceivedMetrics) -> str:
                     lines.append(f"{name}_total{_labels(labels)} {go_number(value)}")
             else:
                 lines.extend(_openmetrics_histogram(name, labels, value))
-    flags = _counter_base(FLAG_FAMILY)
+    flags = counter_base(FLAG_FAMILY)
     lines.append(f"# HELP {flags} Flag evaluations received, by app, environment and result")
     lines.append(f"# TYPE {flags} counter")
     for labels, n in flag_series(received).items():
@@ -315,19 +305,9 @@ def _version(text: str) -> Tuple[int, ...]:
     return tuple(numbers)
 
 
-def _counter_base(name: str) -> str:
-    """The OpenMetrics family name of a counter: without ``_total`` (never empty)."""
-    return name[:-6] if name.endswith("_total") and len(name) > 6 else name
-
-
 def _label_order(item: Tuple[str, str]) -> Tuple[int, str]:
     return (("origin", "metric_type").index(item[0]) if item[0] in ("origin", "metric_type")
             else 2, item[0])
-
-
-def _text(value: str) -> str:
-    """``value`` with lone surrogates as U+FFFD, so that it encodes as UTF-8."""
-    return _SURROGATE.sub("\ufffd", value)
 
 
 def _escape_help(text: str, *, quotes: bool = False) -> str:
