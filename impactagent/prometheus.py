@@ -14,6 +14,12 @@ nothing a scrape sees. What a scrape shows:
 - the agent's own health: events recorded, delivered, dropped by reason, pending, delivery
   attempts and failures by status, and possibly duplicated events.
 
+Every endpoint here (:func:`serve`, :func:`wsgi_app`, :func:`asgi_app`) answers in the text
+format, or in OpenMetrics 1.0.0 when the scraper's ``Accept`` asks for it, as
+``prometheus_client`` negotiates. Both parse: an app metric whose names clash with one shown
+before it is left out, a histogram whose sum is negative has no ``_sum``/``_count`` (the
+``+Inf`` bucket is the count), and lone surrogates in label values become U+FFFD.
+
 >>> from impactagent import Agent
 >>> agent = Agent("shop", "production")
 >>> agent.counter("checkout_total", "Checkouts").inc(3)
@@ -37,7 +43,18 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
+from ._exposition_text import claimed_names, counter_base, scrub
+
 _IDENTITY = ("appName", "environment")
+#: The agent's own families, (kind, name): their names are never an app metric's.
+_OWN_FAMILIES = (
+    ("counter", "impactagent_flag_evaluations"), ("counter", "impactagent_flag_variants"),
+    ("counter", "impactagent_recorded_events"), ("counter", "impactagent_dropped_events"),
+    ("counter", "impactagent_delivery_failures"), ("counter", "impactagent_delivered_events"),
+    ("counter", "impactagent_delivery_attempts"),
+    ("counter", "impactagent_possibly_duplicated_events"),
+    ("gauge", "impactagent_pending_events"),
+)
 
 
 class AgentCollector:
@@ -47,9 +64,16 @@ class AgentCollector:
         self.agent = agent
 
     def collect(self) -> Iterator[Metric]:
-        identity = (self.agent.identity.app_name, self.agent.identity.environment)
+        identity = (scrub(self.agent.identity.app_name), scrub(self.agent.identity.environment))
+        # The agent's own families keep their names; an app metric whose names clash with
+        # one shown before it (a gauge "x_total" after a counter "x") is left out, or
+        # OpenMetrics parsers would refuse the whole scrape.
+        taken = {name for kind, own in _OWN_FAMILIES for name in claimed_names(own, kind)}
         for family in self.agent.metrics.families():
-            yield _family(family, identity)
+            claims = claimed_names(family.name, family.kind)
+            if taken.isdisjoint(claims):
+                taken.update(claims)
+                yield _family(family, identity)
         yield from self._flags()
         yield from self._health()
 
@@ -61,10 +85,11 @@ class AgentCollector:
             "impactagent_flag_variants", "Feature flag evaluations, by variant",
             labels=("feature", "variant"))
         for name, counts in sorted(self.agent._recorder.flags.cumulative().items()):
+            name = scrub(name)
             evaluations.add_metric((name, "true"), counts.yes)
             evaluations.add_metric((name, "false"), counts.no)
             for variant, n in sorted(counts.variants.items()):
-                variants.add_metric((name, variant), n)
+                variants.add_metric((name, scrub(variant)), n)
         yield evaluations
         yield variants
 
@@ -104,24 +129,32 @@ class AgentCollector:
 
 def _family(family: Any, identity: Tuple[str, str]) -> Metric:
     labels = (*_IDENTITY, *family.label_names)
+    help_text = scrub(family.help)
     if family.kind == "counter":
         # prometheus_client adds "_total" to the sample name; the family name goes without.
-        name = family.name[:-6] if family.name.endswith("_total") else family.name
-        metric: Any = CounterMetricFamily(name, family.help, labels=labels)
+        metric: Any = CounterMetricFamily(counter_base(family.name), help_text, labels=labels)
         for child in family.series():
-            metric.add_metric((*identity, *child.label_values), child.value)
+            metric.add_metric(_values(identity, child), child.value)
     elif family.kind == "gauge":
-        metric = GaugeMetricFamily(family.name, family.help, labels=labels)
+        metric = GaugeMetricFamily(family.name, help_text, labels=labels)
         for child in family.series():
             if child.value is not None:  # never set: nothing to show
-                metric.add_metric((*identity, *child.label_values), child.value)
+                metric.add_metric(_values(identity, child), child.value)
     else:
-        metric = HistogramMetricFamily(family.name, family.help, labels=labels)
+        metric = HistogramMetricFamily(family.name, help_text, labels=labels)
         for child in family.series():
             buckets = child.cumulative_buckets()
-            metric.add_metric((*identity, *child.label_values),
-                              [(_le(le), n) for le, n in buckets], child.sum)
+            # A sum below zero is no counter: OpenMetrics forbids it (and with it _count; the
+            # +Inf bucket still says how many), as prometheus_client already leaves both out
+            # when a bucket bound is negative.
+            total = child.sum if child.sum >= 0 else None
+            metric.add_metric(_values(identity, child), [(_le(le), n) for le, n in buckets],
+                              total)
     return metric
+
+
+def _values(identity: Tuple[str, str], child: Any) -> Tuple[str, ...]:
+    return (*identity, *(scrub(value) for value in child.label_values))
 
 
 def _le(bound: float) -> str:

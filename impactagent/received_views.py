@@ -1,56 +1,34 @@
-"""What a receiver holds, shown three ways: Prometheus text, and a page that refreshes itself.
+"""What a receiver holds, shown three ways: Prometheus text (or OpenMetrics), and a page that
+refreshes itself.
 
 (The JSON view is :meth:`ReceivedMetrics.as_json`.) The Prometheus text names series as the
 Unleash server re-exposes them, so a scrape config can be tried against the receiver
-first; flag counts appear as ``impactagent_received_flag_evaluations_total``.
+first; flag counts appear as ``impactagent_received_flag_evaluations_total``. The rules are
+in :mod:`impactagent.received_exposition`.
 """
 
 from __future__ import annotations
 
 import html
-from typing import Any, Dict, Iterable, List, Tuple
+from typing import Any, Dict, Iterable
 
 from .received import ReceivedMetrics
+from .received_exposition import openmetrics_format, text_format
 
 #: Seconds between refreshes of the page.
 PAGE_REFRESH = 2
 
 
 def prometheus_text(received: ReceivedMetrics) -> str:
-    """The aggregates in the Prometheus text exposition format (version 0.0.4)."""
-    lines: List[str] = []
-    by_name: Dict[str, List[Tuple[Tuple[str, str, str], Dict[str, Any]]]] = {}
-    for key, entry in received.metric_entries():
-        by_name.setdefault(key[2], []).append((key, entry))
-    for name, entries in sorted(by_name.items()):
-        kind = entries[0][1]["type"]
-        lines.append(f"# HELP {name} {_help(entries[0][1]['help'])}")
-        lines.append(f"# TYPE {name} {kind}")
-        for _key, entry in entries:
-            if entry["type"] != kind:
-                continue  # a name reused with another type by another app: shown once
-            for labels, value in entry["series"].items():
-                labels = dict(labels)
-                if kind != "histogram":
-                    lines.append(f"{name}{_labels(labels)} {_number(value)}")
-                    continue
-                for le, n in sorted(value["buckets"].items(), key=_bound):
-                    bound = "+Inf" if le == "+Inf" else _number(le)
-                    lines.append(f"{name}_bucket{_labels({**labels, 'le': bound})} {n}")
-                lines.append(f"{name}_sum{_labels(labels)} {_number(value['sum'])}")
-                lines.append(f"{name}_count{_labels(labels)} {value['count']}")
-    flag = "impactagent_received_flag_evaluations_total"
-    lines.append(f"# HELP {flag} Flag evaluations received, by app, environment and result")
-    lines.append(f"# TYPE {flag} counter")
-    totals: Dict[Tuple[str, str, str, str], int] = {}
-    for (app, env, name, _hour), counts in received.flag_bins():
-        for enabled, n in (("true", counts["yes"]), ("false", counts["no"])):
-            series = (app, env, name, enabled)
-            totals[series] = totals.get(series, 0) + n
-    for (app, env, name, enabled), n in sorted(totals.items()):
-        labels = {"appName": app, "environment": env, "feature": name, "enabled": enabled}
-        lines.append(f"{flag}{_labels(labels)} {n}")
-    return "\n".join(lines) + "\n"
+    """The aggregates in the Prometheus text exposition format (version 0.0.4), named,
+    labelled and merged as the Unleash server re-exposes impact metrics (see
+    :mod:`impactagent.received_exposition`, which also writes OpenMetrics)."""
+    return text_format(received)
+
+
+def openmetrics_text(received: ReceivedMetrics) -> str:
+    """The aggregates as OpenMetrics 1.0.0 (ending with ``# EOF``)."""
+    return openmetrics_format(received)
 
 
 def page(received: ReceivedMetrics, url: str) -> str:
@@ -113,23 +91,5 @@ def _value_text(metric: Dict[str, Any]) -> str:
     return f"count {metric['count']}, sum {_number(metric['sum'])}"
 
 
-def _bound(item: Tuple[Any, int]) -> float:
-    return float("inf") if item[0] == "+Inf" else float(item[0])
-
-
 def _number(value: Any) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def _help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _labels(labels: Dict[str, Any]) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items()) + "}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -26,7 +26,8 @@ Answers, as a real server gives them:
   thread, so a client that stalls (or a slowloris) never holds up the others.
 
 Views: ``GET /`` a page that reloads itself, ``GET /api/received`` JSON, ``GET /metrics``
-Prometheus text. ``POST /api/client/register`` is accepted too (SDKs register first).
+Prometheus text, or OpenMetrics when ``Accept`` asks for it. ``POST /api/client/register`` is
+accepted too (SDKs register first).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 from .payload import environment_from_token
 from .received import ReceivedMetrics, Request
-from .received_views import page, prometheus_text
+from .received_exposition import exposition
+from .received_views import page
 from .validation import REJECTED, check_document, parse_body
 
 logger = logging.getLogger("impactagent.receiver")
@@ -215,8 +217,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/api/received":
             return self._json(200, received.as_json())
         if path == "/metrics":
-            return self._send(200, prometheus_text(received).encode(),
-                              "text/plain; version=0.0.4; charset=utf-8")
+            # The text format, or OpenMetrics when Accept asks for it (as prometheus_client).
+            return self._send(200, *exposition(received, self.headers.get("Accept")))
         self._json(404, {"error": f"no such page: {path}"})
 
     def _json(self, status: int, answer: Dict[str, Any]) -> None:
