@@ -306,11 +306,14 @@ def test_a_hard_link_a_directory_and_a_socket_are_set_aside(tmp_path):
     os.link(other, spool.directory / "00000000000000000000000001.json")
     (spool.directory / "00000000000000000000000002.json").mkdir()
     listener = socket.socket(socket.AF_UNIX)
+    short = tempfile.mkdtemp(prefix="s")  # a socket path must be short (108 bytes on Linux)
     try:
-        listener.bind(str(spool.directory / "00000000000000000000000003.json"))
+        listener.bind(os.path.join(short, "s"))
+        os.rename(os.path.join(short, "s"), spool.directory / "00000000000000000000000003.json")
         read = [spool.read(spool.claim(e)) for e in spool.entries()]
     finally:
         listener.close()
+        os.rmdir(short)
     assert read[:3] == [None, None, None] and json.loads(read[3])["appName"] == "shop"
     assert sorted(p.name for p in (spool.directory / "corrupt").iterdir()) == [
         f"0000000000000000000000000{i}.json" for i in (1, 2, 3)]
