@@ -110,7 +110,8 @@ class Registration:
         first = self._failed(key, f"HTTP {outcome.status}" if outcome.status is not None
                              else key)
         if outcome.kind in (UNAUTHORIZED, REJECTED):
-            self.stopped_by = outcome.status
+            with self._lock:
+                self.stopped_by = outcome.status
             logger.error(
                 "impactagent: %s answered HTTP %s to the registration; it is not tried again "
                 "(%s). Metrics are sent as before. The server said: %s",
