@@ -62,6 +62,7 @@ class Agent:
         max_flags: int = DEFAULT_MAX_FLAGS,
         max_payload_bytes: int = DEFAULT_MAX_BYTES,
         handle_sigterm: bool = True,
+        register: bool = True,
     ) -> None:
         self.settings = Settings(
             app_name=app_name, environment=environment, url=url, api_key=api_key,
@@ -70,7 +71,7 @@ class Agent:
             headers=dict(headers or {}), verify=verify, proxies=proxies, spool_dir=spool_dir,
             spool_max_bytes=spool_max_bytes, max_series_per_metric=max_series_per_metric,
             max_flags=max_flags, max_payload_bytes=max_payload_bytes,
-            handle_sigterm=handle_sigterm,
+            handle_sigterm=handle_sigterm, register=register,
         )
         self._recorder = Recorder(max_series=max_series_per_metric, max_flags=max_flags)
         self.metrics = self._recorder.metrics

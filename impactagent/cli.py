@@ -31,7 +31,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     receive.add_argument("--port", type=int, default=4243, help="port (default 4243; 0: any)")
     receive.add_argument("--host", default="127.0.0.1",
                          help="address to bind (default 127.0.0.1: this machine only)")
-    receive.add_argument("--token", help="answer 401 unless Authorization is this token")
+    receive.add_argument("--token", help="answer 401 on every endpoint, views included, "
+                         "without this token (POSTs: in Authorization; views: also "
+                         "'Bearer <token>', a browser's password prompt, or ?token=)")
     receive.add_argument("--strict", action="store_true",
                          help="answer 400 to bodies a real server would silently cut")
     receive.add_argument("--max-body", type=int, default=100 * 1024,
@@ -83,8 +85,9 @@ def _receive(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     receiver = Receiver(port=args.port, host=args.host, token=args.token,
                         max_body=args.max_body, strict=args.strict).start()
+    guarded = " with ?token=<the token>, or the token as password" if args.token else ""
     print(f"impactagent receiver on {receiver.url}: point agents at {receiver.api_url}; "
-          f"open {receiver.url}/ to watch (Ctrl-C to stop)", flush=True)
+          f"open {receiver.url}/{guarded} to watch (Ctrl-C to stop)", flush=True)
     try:
         threading.Event().wait(args.duration)
     except KeyboardInterrupt:

@@ -4,7 +4,13 @@ A flush runs on the flusher thread (or on the caller's, for ``flush()`` and ``cl
 
 1. replay bodies left in the spool, oldest first;
 2. collect a snapshot and build its bodies (none over the size limit); if building fails
-   for any reason, the snapshot is merged back and nothing is lost;
+   for any reason, the snapshot is merged back and nothing is lost. A window with nothing
+   in it (no flag with a yes or no count, no impact-metric sample) is not sent: liveness is
+   what registration is for, and the Node SDK sends nothing either. The flush still counts
+   (``FlushResult.empty_window``, ``statistics()["delivery"]["empty_windows"]``). Its time
+   span is not carried over: the next body's bucket starts where the empty window ended,
+   which is exactly when what it carries began to be recorded (unleash-server files flag
+   counts under ``bucket.stop``, Edge under ``bucket.start``; both stay true);
 3. send each body, retrying network trouble, 429 and 5xx with full jitter and honouring
    ``Retry-After``, never past the flush's deadline;
 4. settle each body: delivered; kept for later (spooled, or merged back into the recorder);
@@ -62,10 +68,13 @@ class FlushResult(NamedTuple):
     retries: int = 0
     timed_out: bool = False  # the deadline ran out before everything was tried
     skipped: str = ""  # why nothing was sent, if nothing was
+    #: The window collected held nothing to send, so no body was built for it (not an
+    #: error: ``ok`` stays True; bodies from the spool may still have been sent).
+    empty_window: bool = False
 
     @property
     def ok(self) -> bool:
-        """True when everything collected was delivered."""
+        """True when everything collected was delivered (an empty window included)."""
         return not (self.kept_bodies or self.dropped_bodies or self.timed_out or self.skipped)
 
     @property
@@ -85,6 +94,7 @@ class _Run:
         self.delivered = self.kept = self.dropped = self.events = self.retries = 0
         self.timed_out = False
         self.retry_after = 0.0
+        self.empty_window = False
 
     def pause(self, seconds: float) -> None:
         """Sleep between retries, waking at once when close() sets ``stopping``."""
@@ -92,7 +102,7 @@ class _Run:
 
     def result(self, skipped: str = "") -> FlushResult:
         return FlushResult(self.delivered, self.kept, self.dropped, self.events, self.retries,
-                           self.timed_out, skipped)
+                           self.timed_out, skipped, self.empty_window)
 
 
 class _Handover(NamedTuple):
@@ -183,6 +193,7 @@ class Delivery:
             payloads = self._collect()
         except _BuildFailed as failure:
             return run.result(skipped=str(failure))
+        payloads = self._worth_sending(payloads, run)
         self._own(payloads)
         for index, payload in enumerate(payloads):
             try:
@@ -212,6 +223,14 @@ class Delivery:
                              "collected is kept for the next flush")
             raise _BuildFailed(f"building bodies failed ({type(error).__name__}); "
                                "kept for the next flush") from error
+
+    def _worth_sending(self, payloads: List[Payload], run: _Run) -> List[Payload]:
+        """The bodies that carry something; an empty window is counted, not sent."""
+        carrying = [payload for payload in payloads if payload.units]
+        if not carrying:
+            run.empty_window = True
+            self.ledger.add("empty_windows")
+        return carrying
 
     def _build_from(self, snapshot: Snapshot) -> List[Payload]:
         identity: Identity = self.transport.identity

@@ -16,6 +16,7 @@ from typing import Optional
 
 from . import shutdown
 from .delivery import Delivery, FlushResult
+from .registration import Registration
 
 logger = logging.getLogger("impactagent")
 
@@ -58,10 +59,16 @@ class Flusher:
 
     The thread is a daemon so that a process never hangs on it at exit; the agent's
     ``close()`` (also run by ``atexit``) is what makes the last window go out.
+
+    With a ``registration``, the thread registers first, then before each flush while the
+    registration is still due (it failed for a reason that may pass): the network is only
+    ever waited for here, never in ``start()``.
     """
 
-    def __init__(self, delivery: Delivery, interval: float) -> None:
+    def __init__(self, delivery: Delivery, interval: float,
+                 registration: Optional[Registration] = None) -> None:
         self.delivery = delivery
+        self.registration = registration
         self.backoff = IntervalBackoff(interval)
         self.stopping = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -86,7 +93,9 @@ class Flusher:
 
     def _run(self) -> None:
         shutdown.keep_signals_off_this_thread()
+        self._register()
         while not self.stopping.wait(self.backoff.next_delay()):
+            self._register()
             # A periodic flush may use up to one interval; it never overlaps the next.
             deadline = time.monotonic() + self.backoff.interval
             try:
@@ -97,6 +106,14 @@ class Flusher:
                 self.backoff.failed()
                 continue
             self._after(result)
+
+    def _register(self) -> None:
+        """Register if still due; not once the server refused the token for metrics too."""
+        registration = self.registration
+        if (registration is None or not registration.due or self.stopping.is_set()
+                or self.delivery.unauthorized is not None):
+            return
+        registration.attempt(min(self.delivery.request_timeout, self.backoff.interval))
 
     def _after(self, result: FlushResult) -> None:
         if result.server_unavailable:

@@ -16,6 +16,9 @@ Why each hook exists:
 - ``multiprocessing`` children end with ``os._exit``, which skips ``atexit``; its own exit
   hooks (``multiprocessing.util.Finalize``) do run when a child ends normally, so a child
   with a flusher registers its close there.
+- Registration (:mod:`impactagent.registration`): the flusher registers the instance when
+  it starts, so a forked child whose flusher starts again registers again, with its new
+  connection id. ``start()`` itself never waits for the network.
 - Imports: a flusher thread that imports a module lazily (``requests`` reads ``netrc`` on
   its first request) holds that module's import lock; a ``fork()`` at that moment gives the
   child a lock nobody will ever release, and the child's flusher hangs on it. ``start()``
@@ -40,6 +43,7 @@ from .delivery import Delivery, FlushResult
 from .flusher import Flusher
 from .payload import Identity, environment_from_token
 from .recorder import Recorder
+from .registration import Registration, not_registering
 from .settings import Settings
 from .statistics import DeliveryLedger
 from .transport import Transport
@@ -62,6 +66,7 @@ class Lifecycle:
         self.spool = None
         self.delivery: Optional[Delivery] = None
         self.flusher: Optional[Flusher] = None
+        self.registration: Optional[Registration] = None
         self_ref = weakref.ref(self)
         # Every agent, with a url or not: a child must never report its parent's counts.
         os.register_at_fork(after_in_child=_call_on(self_ref, Lifecycle.after_fork_in_child))
@@ -76,6 +81,7 @@ class Lifecycle:
             settings.metrics_url, settings.api_key or "", self.identity,
             flush_interval=settings.flush_interval, headers=settings.headers,
             verify=settings.verify, proxies=settings.proxies,
+            register_url=settings.register_url,
         )
         self.delivery = Delivery(
             recorder, transport, request_timeout=settings.request_timeout,
@@ -96,7 +102,11 @@ class Lifecycle:
                 raise RuntimeError("this agent was closed; create a new one to send again")
             if self.flusher is None:
                 _import_what_delivery_needs(self.delivery.transport.metrics_url)
-                self.flusher = Flusher(self.delivery, self.settings.flush_interval)
+                if self.settings.register:
+                    self.registration = Registration(self.delivery.transport,
+                                                     interval=self.settings.flush_interval)
+                self.flusher = Flusher(self.delivery, self.settings.flush_interval,
+                                       self.registration)
                 self.flusher.start()
                 atexit.register(_call_on(weakref.ref(self), Lifecycle.close_at_exit))
                 if self.settings.handle_sigterm and shutdown.handler_allowed():
@@ -165,6 +175,7 @@ class Lifecycle:
             self.spool.reset_after_fork()
         was_flushing = self.flusher is not None and self._closed is None
         self.flusher = None
+        self.registration = None  # the child's own, made when its flusher starts
         if was_flushing:
             self.start()
 
@@ -177,6 +188,10 @@ class Lifecycle:
 
     def statistics(self) -> Dict[str, Any]:
         result: Dict[str, Any] = {"delivery": self.ledger.as_dict()}
+        registration = self.registration
+        result["delivery"]["registration"] = (
+            registration.as_dict() if registration is not None
+            else not_registering(self.settings.register and self.delivery is not None))
         if self.delivery is not None:
             result["sending_stopped_by_status"] = self.delivery.unauthorized
         if self.spool is not None:

@@ -16,7 +16,7 @@ Answers, as a real server gives them:
   problems are logged, shown on the page, and dropped here as there; ``strict=True``
   answers 400 instead, so that tests fail loudly);
 - 400 with a JSON reason for a body a server rejects (not JSON, NaN, a schema violation);
-- 401 without the configured token (when one is configured);
+- 401 without the configured token (when one is configured): see "The token" below;
 - 413 for a body over the limit (100 kB, the server's default JSON limit);
 - 400 for a ``Content-Length`` that is not one plain number, or a body shorter than it
   (then the connection is closed: where the next request starts is unknown); 411 for a
@@ -28,10 +28,25 @@ Answers, as a real server gives them:
 Views: ``GET /`` a page that reloads itself, ``GET /api/received`` JSON, ``GET /metrics``
 Prometheus text, or OpenMetrics when ``Accept`` asks for it. ``POST /api/client/register`` is
 accepted too (SDKs register first).
+
+The token. With ``token=`` (``impactagent receive --token``), every endpoint answers 401
+without it, the views as well as the POSTs: what an app sends may be worth a token to read.
+
+- ``POST /api/client/metrics`` and ``/api/client/register`` take it as an SDK sends it: the
+  whole ``Authorization`` header, as a real server does.
+- The views also take ``Authorization: Bearer <token>`` (what scrapers such as Prometheus'
+  ``authorization`` setting send), HTTP Basic with the token as the password (a browser asks
+  for it: the 401 says ``WWW-Authenticate: Basic``; any user name), and, for a link or a
+  bookmark, ``?token=<token>`` in the URL (the page's reloads keep it).
+
+Tokens are compared in constant time and never logged (a ``?token=`` is cut from the log).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import json
 import logging
 import re
@@ -39,6 +54,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional
+from urllib.parse import parse_qs
 
 from .payload import environment_from_token
 from .received import ReceivedMetrics, Request
@@ -140,10 +156,26 @@ class Receiver:
 
     # -- one metrics POST ---------------------------------------------------------------------
 
+    def allows(self, authorization: Optional[str], *, view: bool = False,
+               query: str = "") -> bool:
+        """True when no token is configured or the request carries it (see the module):
+        the whole ``Authorization`` header; for a view (``view=True``) also a Bearer or Basic
+        ``Authorization``, or ``token=`` in the ``query`` string."""
+        if self.token is None:
+            return True
+        offered = [authorization or ""]
+        if view:
+            offered += [_bearer(authorization), _basic_password(authorization),
+                        *parse_qs(query).get("token", [])]
+        expected = self.token.encode()
+        # Every candidate is compared (no early exit): the answer's timing says nothing.
+        matches = [hmac.compare_digest(candidate.encode(), expected) for candidate in offered]
+        return any(matches)
+
     def answer_metrics(self, body: bytes, authorization: Optional[str]
                        ) -> tuple[int, Dict[str, Any]]:
         """Decide the answer to one body: ``(status, JSON answer)``; aggregate it if taken."""
-        if self.token is not None and authorization != self.token:
+        if not self.allows(authorization):
             return 401, {"error": "a valid client token is required in Authorization"}
         document, problems = parse_body(body)
         if document is not None:
@@ -171,7 +203,18 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "impactagent-receiver"
 
     def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s %s", self.address_string(), format % args)
+        logger.debug("%s %s", self.address_string(), _TOKEN_QUERY.sub(r"\1token=[REDACTED]",
+                                                                       format % args))
+
+    def _allowed(self, *, view: bool) -> bool:
+        """The token check every route goes through; answers 401 itself when it fails."""
+        _, _, query = self.path.partition("?")
+        if self.receiver.allows(self.headers.get("Authorization"), view=view, query=query):
+            return True
+        self._json(401, {"error": "a valid token is required in Authorization"
+                         + (" (or ?token=)" if view else "")},
+                   {"WWW-Authenticate": 'Basic realm="impactagent receiver"'} if view else None)
+        return False
 
     def do_POST(self) -> None:
         path = self.path.split("?")[0]
@@ -200,6 +243,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = length > DRAIN_LIMIT
             return self._json(413, {"error": f"request entity too large: {length} bytes, "
                                              f"limit {self.receiver.max_body}"})
+        if not self._allowed(view=False):
+            return None
         if path == "/api/client/metrics":
             status, answer = self.receiver.answer_metrics(
                 body, self.headers.get("Authorization"))
@@ -211,6 +256,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = self.path.split("?")[0]
         received = self.receiver.received
+        if not self._allowed(view=True):
+            return None
         if path in ("/", "/index.html"):
             return self._send(200, page(received, self.receiver.url).encode(),
                               "text/html; charset=utf-8")
@@ -221,13 +268,17 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, *exposition(received, self.headers.get("Accept")))
         self._json(404, {"error": f"no such page: {path}"})
 
-    def _json(self, status: int, answer: Dict[str, Any]) -> None:
+    def _json(self, status: int, answer: Dict[str, Any],
+              headers: Optional[Dict[str, str]] = None) -> None:
         body = json.dumps(answer).encode() if answer or status != 202 else b""
-        self._send(status, body, "application/json")
+        self._send(status, body, "application/json", headers)
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def _send(self, status: int, body: bytes, content_type: str,
+              headers: Optional[Dict[str, str]] = None) -> None:
         try:
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
@@ -237,6 +288,27 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         except OSError:  # the client is gone (reset, closed, timed out): nobody to answer
             self.close_connection = True
+
+
+_TOKEN_QUERY = re.compile(r"([?&])token=[^&\s]*")
+
+
+def _bearer(authorization: Optional[str]) -> str:
+    """The token of ``Bearer <token>``, else ""."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _basic_password(authorization: Optional[str]) -> str:
+    """The password of ``Basic base64(user:password)`` (what a browser sends), else ""."""
+    scheme, _, encoded = (authorization or "").partition(" ")
+    if scheme.lower() != "basic":
+        return ""
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    return decoded.partition(":")[2]
 
 
 def _content_length(values: List[str]) -> Optional[int]:

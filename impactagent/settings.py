@@ -55,6 +55,10 @@ class Settings:
     #: On start() in the main thread, close on SIGTERM when the app has no handler of its
     #: own (see impactagent.shutdown); IMPACTAGENT_HANDLE_SIGTERM=0 also turns it off.
     handle_sigterm: bool = True
+    #: Register the instance (``POST {url}/client/register``) when the flusher starts, as
+    #: the Unleash SDKs do; False for apps where an SDK registers already
+    #: (IMPACTAGENT_REGISTER=0). See impactagent.registration.
+    register: bool = True
 
     def __post_init__(self) -> None:
         for name in ("app_name", "environment"):
@@ -80,9 +84,10 @@ class Settings:
         _positive("max_series_per_metric", self.max_series_per_metric, integer=True)
         _positive("max_flags", self.max_flags, integer=True)
         _positive("max_payload_bytes", self.max_payload_bytes, integer=True)
-        if not isinstance(self.handle_sigterm, bool):
-            raise SettingsError(f"handle_sigterm must be True or False, "
-                                f"got {self.handle_sigterm!r}")
+        for name in ("handle_sigterm", "register"):
+            if not isinstance(getattr(self, name), bool):
+                raise SettingsError(f"{name} must be True or False, "
+                                    f"got {getattr(self, name)!r}")
         if not isinstance(self.verify, (bool, str)):
             raise SettingsError(f"verify must be True, False or a CA bundle path, "
                                 f"got {self.verify!r}")
@@ -95,6 +100,11 @@ class Settings:
     def metrics_url(self) -> Optional[str]:
         """Where bodies are POSTed: ``{url}/client/metrics``."""
         return None if self.url is None else self.url.rstrip("/") + "/client/metrics"
+
+    @property
+    def register_url(self) -> Optional[str]:
+        """Where the instance registers: ``{url}/client/register``."""
+        return None if self.url is None else self.url.rstrip("/") + "/client/register"
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides: Any
@@ -174,4 +184,5 @@ _AGENT_VARIABLES: Dict[str, Tuple[str, Callable[[str], Any]]] = {
     "max_flags": ("IMPACTAGENT_MAX_FLAGS", _integer),
     "max_payload_bytes": ("IMPACTAGENT_MAX_PAYLOAD_BYTES", _integer),
     "handle_sigterm": ("IMPACTAGENT_HANDLE_SIGTERM", _boolean),
+    "register": ("IMPACTAGENT_REGISTER", _boolean),
 }

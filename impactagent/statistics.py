@@ -113,6 +113,7 @@ class DeliveryLedger:
         self._counts: Dict[str, int] = {
             "attempts": 0, "retries": 0, "delivered_bodies": 0, "delivered_events": 0,
             "possibly_duplicated_events": 0,
+            "empty_windows": 0,  # flushes whose window held nothing, so sent nothing
         }
         self._failures: Dict[str, int] = {}
         self.last_success: str | None = None

@@ -45,6 +45,8 @@ _MAX_RETRY_AFTER = 3600.0
 _DETAIL_LIMIT = 500
 #: The path every metrics URL ends with, to suggest the right ``url`` from a redirect.
 _METRICS_PATH = "/client/metrics"
+#: Where an SDK registers, next to the metrics path.
+_REGISTER_PATH = "/client/register"
 
 
 class Outcome(NamedTuple):
@@ -94,7 +96,8 @@ def classify(status: int) -> str:
 
 
 class Transport:
-    """POSTs bodies to ``{url}/client/metrics`` on one ``requests.Session``.
+    """POSTs bodies to ``{url}/client/metrics`` (and, to register, ``{url}/client/register``)
+    on one ``requests.Session``.
 
     Identification headers come from the agent's identity and cannot be overridden by
     custom ``headers``. The token is sent in ``Authorization`` and never appears in logs,
@@ -112,9 +115,15 @@ class Transport:
         headers: Optional[Mapping[str, str]] = None,
         verify: Union[bool, str] = True,
         proxies: Optional[Mapping[str, str]] = None,
+        register_url: Optional[str] = None,
     ) -> None:
         self._url = metrics_url
         self.metrics_url = redact_url(metrics_url)
+        if register_url is None and metrics_url.endswith(_METRICS_PATH):
+            register_url = metrics_url[:-len(_METRICS_PATH)] + _REGISTER_PATH
+        self._register_url = register_url
+        #: The registration URL as it may be shown (None: this transport cannot register).
+        self.register_url = None if register_url is None else redact_url(register_url)
         self._api_key = api_key
         self._custom_headers = dict(headers or {})
         secret = secret_part(api_key)
@@ -164,7 +173,18 @@ class Transport:
         return headers
 
     def post(self, body: bytes, timeout: float) -> Outcome:
-        """Send one body, waiting at most about ``timeout`` seconds; never raises for I/O."""
+        """Send one metrics body, waiting at most about ``timeout`` seconds; never raises
+        for I/O."""
+        return self._post(self._url, _METRICS_PATH, body, timeout)
+
+    def register(self, body: bytes, timeout: float) -> Outcome:
+        """Send one registration body to ``{url}/client/register``, as :meth:`post` sends
+        metrics: the same headers, no redirect followed, nothing secret in the detail."""
+        if self._register_url is None:
+            return Outcome(RETRY, detail="no registration URL")
+        return self._post(self._register_url, _REGISTER_PATH, body, timeout)
+
+    def _post(self, url: str, path: str, body: bytes, timeout: float) -> Outcome:
         timeout = max(timeout, 0.001)
         try:
             # verify and proxies go on the request, not only the session: requests lets
@@ -172,7 +192,7 @@ class Transport:
             # allow_redirects=False: a 3xx comes back as it is (see the module). (Not
             # max_redirects=0: requests raises TooManyRedirects on a 3xx even unfollowed.)
             response = self._session.post(
-                self._url, data=body, headers=self.headers(), allow_redirects=False,
+                url, data=body, headers=self.headers(), allow_redirects=False,
                 timeout=(timeout, timeout), verify=self._verify, proxies=self._proxies or None,
             )
         except requests.exceptions.ConnectTimeout:
@@ -193,27 +213,27 @@ class Transport:
             kind = classify(status)
             detail = ""
             if 300 <= status < 400:
-                detail = self._redirected(status, response.headers.get("Location"))
+                detail = self._redirected(url, path, status, response.headers.get("Location"))
             elif kind != DELIVERED:
                 detail = self._redact.cut(response.text, _DETAIL_LIMIT)
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return Outcome(kind, status, retry_after, detail)
 
-    def _redirected(self, status: int, location: Optional[str]) -> str:
+    def _redirected(self, url: str, path: str, status: int, location: Optional[str]) -> str:
         """The detail of a 3xx, logged the first time: the ``url`` setting needs fixing."""
-        target = (self._redact(redact_url(urljoin(self._url, location))) if location
+        target = (self._redact(redact_url(urljoin(url, location))) if location
                   else "(no Location header)")
         if not self._redirect_logged:
             self._redirect_logged = True
             suggestion = "an address that answers the POST itself"
-            if location and target.endswith(_METRICS_PATH):
-                suggestion = f"url={target[:-len(_METRICS_PATH)]!r}"
+            if location and target.endswith(path):
+                suggestion = f"url={target[:-len(path)]!r}"
             logger.error(
                 "impactagent: %s answered HTTP %d redirecting to %s. Redirects are not "
                 "followed (a redirected POST is lost, or sent where it should not go), so "
                 "nothing is delivered; the data is kept and retried. Fix the agent's url "
                 "(http:// to https://, or a missing /api, say): %s.",
-                self.metrics_url, status, target, suggestion,
+                redact_url(url), status, target, suggestion,
             )
         return f"redirect to {target}"
 

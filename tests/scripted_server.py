@@ -7,6 +7,10 @@ records every request and adds up what it accepted, the way Unleash would.
         server.script(500, Answer(429, headers={"Retry-After": "1"}), Answer(drop=True))
         ...                     # answers are used one per POST, then ``server.default``
         server.totals()         # what the accepted bodies add up to
+
+``POST /api/client/register`` is answered too (202 unless ``script_register`` says otherwise,
+401 with a wrong token) and logged apart, in ``registrations``: ``requests`` holds the
+metrics POSTs only, so tests that count bodies are not thrown by an agent's registration.
 """
 
 from __future__ import annotations
@@ -57,7 +61,9 @@ class ScriptedServer(LoopbackServer):
         self.max_body = max_body
         self.default: Union[int, Answer] = 202
         self.requests: List[Received] = []
+        self.registrations: List[Received] = []
         self._script: List[Union[int, Answer]] = []
+        self._register_script: List[Union[int, Answer]] = []
         super().__init__()
 
     @property
@@ -70,6 +76,20 @@ class ScriptedServer(LoopbackServer):
         """Queue answers, one per POST to the metrics endpoint."""
         with self._lock:
             self._script.extend(answers)
+
+    def script_register(self, *answers: Union[int, Answer]) -> None:
+        """Queue answers, one per POST to the register endpoint, then 202."""
+        with self._lock:
+            self._register_script.extend(answers)
+
+    def _next_register_answer(self) -> Answer:
+        with self._lock:
+            answer = self._register_script.pop(0) if self._register_script else 202
+        return answer if isinstance(answer, Answer) else Answer(status=answer)
+
+    def _record_registration(self, received: Received) -> None:
+        with self._lock:
+            self.registrations.append(received)
 
     def _next_answer(self) -> Answer:
         with self._lock:
@@ -114,6 +134,8 @@ class _Handler(LoopbackHandler):
         def record(status: int, accepted: bool) -> None:
             owner._record(Received("POST", self.path, headers, body, status, accepted, arrived))
 
+        if self.path == "/api/client/register":
+            return self._register(body, headers, arrived)
         if self.path != "/api/client/metrics":
             record(404, False)
             return self.answer(404, b'{"error":"not found"}')
@@ -140,5 +162,24 @@ class _Handler(LoopbackHandler):
             return
         self.answer(answer.status, answer.body, answer.headers)
 
+    def _register(self, body: bytes, headers: Dict[str, str], arrived: float) -> None:
+        owner = self.server_ref
+        answer = (Answer(401) if owner.token is not None
+                  and headers.get("authorization") != owner.token
+                  else owner._next_register_answer())
+
+        def record(status: int) -> None:
+            owner._record_registration(Received("POST", self.path, headers, body, status,
+                                                200 <= status < 300, arrived))
+
+        if answer.drop:
+            record(0)
+            return self.reset()
+        if self.stall(answer.delay):
+            return
+        record(answer.status)
+        self.answer(answer.status, answer.body, answer.headers)
+
 
 __all__ = ["Answer", "Received", "ScriptedServer", "refused_url"]
+

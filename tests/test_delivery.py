@@ -70,11 +70,54 @@ def test_headers_and_body_follow_the_protocol(server):
     assert document["connectionId"] == agent.identity.connection_id
 
 
-def test_an_empty_window_is_still_sent_with_a_bucket(server):
+def test_an_empty_window_is_counted_not_sent(server):
     agent = make_agent(server.api_url)
-    assert agent.flush().ok
+    result = agent.flush()
+    assert result.ok and result.empty_window and result.delivered_bodies == 0
+    assert server.requests == []  # liveness is what registration is for
+    assert agent.statistics()["delivery"]["empty_windows"] == 1
+    assert agent.statistics()["delivery"]["attempts"] == 0
+
+
+def test_a_flag_counted_zero_times_and_an_untouched_metric_make_no_body(server):
+    agent = make_agent(server.api_url)
+    agent.counter("jobs_total", "Jobs", labels=("queue",)).labels(queue="a")  # never inc()
+    agent.histogram("job_seconds", "Job time")  # defined, never observed
+    assert agent.flush().empty_window
+    assert server.requests == []
+
+
+def test_the_body_after_an_empty_window_starts_where_that_window_ended(server):
+    """Nothing is carried over: the next bucket covers exactly the time its counts were
+    recorded in (the server files them under bucket.stop, Edge under bucket.start)."""
+    agent = make_agent(server.api_url)
+    before = time.time()
+    assert agent.flush().empty_window
+    after = time.time()
+    agent.record_flag("beta", True)
+    result = agent.flush()
+    assert result.ok and not result.empty_window and result.delivered_bodies == 1
+    (document,) = server.accepted_documents()
+    start = _epoch(document["bucket"]["start"])
+    assert before - 0.001 <= start <= after + 0.001
+    assert document["bucket"]["toggles"] == {"beta": {"yes": 1, "no": 0, "variants": {}}}
+    assert agent.statistics()["delivery"]["empty_windows"] == 1
+
+
+def test_an_impact_metric_alone_is_sent(server):
+    agent = make_agent(server.api_url)
+    agent.gauge("queue_depth", "Depth").set(3)
+    result = agent.flush()
+    assert result.ok and not result.empty_window
     (document,) = server.accepted_documents()
     assert document["bucket"]["toggles"] == {}
+    assert document["impactMetrics"][0]["samples"][0]["value"] == 3
+
+
+def _epoch(iso):
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 # -- exact totals through failures ---------------------------------------------------------
@@ -211,6 +254,7 @@ def test_401_stops_sending_keeps_recording_and_says_so_once(caplog):
 def test_403_also_stops_sending(server):
     server.script(403)
     agent = make_agent(server.api_url)
+    agent.record_flag("beta", True)
     agent.flush()
     assert agent.flush().skipped == "stopped after HTTP 403"
 
@@ -432,11 +476,13 @@ def test_tls_is_verified_by_default(tmp_path):
     try:
         url = f"https://127.0.0.1:{httpd.server_address[1]}/api"
         strict = make_agent(url, request_timeout=1)
+        strict.record_flag("beta", True)
         assert strict.flush(timeout=2).kept_bodies == 1
         assert "TLS error" in strict.statistics()["delivery"]["failures"]
         trusting = make_agent(url, verify=str(cert))
+        trusting.record_flag("beta", True)
         result = trusting.flush(timeout=5)
-        assert result.ok, trusting.statistics()["delivery"]
+        assert result.ok and result.delivered_bodies == 1, trusting.statistics()["delivery"]
     finally:
         httpd.shutdown()
         httpd.server_close()

@@ -189,7 +189,9 @@ def test_the_receive_command_serves_until_its_duration_ends():
         assert post(receiver, body()).status_code == 202
         with requests.Session() as http:
             http.trust_env = False
-            flags = http.get(receiver.url + "/api/received", timeout=5).json()["flags"]
+            assert http.get(receiver.url + "/api/received", timeout=5).status_code == 401
+            flags = http.get(receiver.url + "/api/received", headers={"Authorization": TOKEN},
+                             timeout=5).json()["flags"]
         assert flags[0]["flag"] == "beta" and flags[0]["yes"] == 2
     finally:
         process.terminate()

@@ -159,6 +159,7 @@ def test_a_redirect_is_logged_once_with_its_location_redacted_and_how_to_fix_it(
 def test_a_relative_location_suggests_the_url_to_use(metrics, caplog):
     metrics.default = Answer(308, headers={"Location": "/unleash/api/client/metrics"})
     agent = make_agent(metrics.api_url)
+    agent.record_flag("beta", True)
     with caplog.at_level(logging.WARNING, logger="impactagent"):
         agent.flush(timeout=0.5)
     assert f"url='{metrics.url}/unleash/api'" in _logged(caplog)
