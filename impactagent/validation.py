@@ -235,9 +235,7 @@ def _request_problems(document: Dict[str, Any]) -> List[Problem]:
 
 
 def _is_date(value: Any) -> bool:
-    if isinstance(value, bool):
-        return True  # Ajv coerces it to an integer: the server reads it as 1970
-    if is_number(value):
+    if is_number(value):  # true, false and null are refused (measured)
         return value == int(value)
     if not isinstance(value, str):
         return False

@@ -145,6 +145,12 @@ CASES: Dict[str, Case] = {
     "integer_timestamps_are_dates": Case(
         {"appName": APP, "bucket": {**bucket(yes=1, no=0), "start": _ms(-10), "stop": _ms(0)}},
         flags={FLAG: {"yes": 1, "no": 0, "variants": {}}}),
+    "null_or_bool_dates_are_rejected": Case(
+        {"appName": APP, "bucket": {**bucket(yes=1, no=0), "start": None, "stop": True}},
+        status=400, strict_status=400),
+    "numeric_string_counts_are_counts": Case(
+        {"appName": APP, "bucket": bucket(yes="1e3", no="2")},
+        flags={FLAG: {"yes": 1000, "no": 2, "variants": {}}}),
     "fractional_timestamp_is_rejected": Case(
         {"appName": APP, "bucket": {**bucket(yes=1, no=0), "start": 5.5}}, status=400,
         strict_status=400),
