@@ -44,6 +44,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     check = commands.add_parser("check", help="validate metrics bodies (JSON files, - for "
                                 "stdin) and explain each problem")
     check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument("--max-body", type=int, default=100 * 1024,
+                       help="a body over this many bytes gets 413 (default 102400, the "
+                       "server's)")
 
     admin = argparse.ArgumentParser(add_help=False)
     admin.add_argument("--url", default=os.environ.get("UNLEASH_URL"),
@@ -74,7 +77,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .admin_cli import charts_command, stats_command
 
         return (stats_command if args.command == "stats" else charts_command)(args)
-    return _check(args.files)
+    return _check(args.files, args.max_body)
 
 
 def _receive(args: argparse.Namespace) -> int:
@@ -97,22 +100,33 @@ def _receive(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(files: List[str]) -> int:
-    from .validation import check_body, outcome_of
+#: What a real server does with a body, by the worst of its problems.
+VERDICTS = {
+    "stored": "a real server stores all of it",
+    "ignored": "a real server answers 202 and skips part of it",
+    "cut": "a real server answers 202 and stores the impact metrics only up to a problem",
+    "discarded": "a real server answers 202 but discards every impact metric in it",
+    "rejected": "a real server answers 400 and stores nothing",
+    "too large": "a real server answers 413 and stores nothing",
+}
+
+
+def _check(files: List[str], max_body: int) -> int:
+    """Hold each body to the rules the receiver answers by (unleash-server 8.2.0's), its size
+    included; exit 1 when any body would not be stored whole."""
+    from .validation import check_request, notes, outcome_of, parse_body
 
     worst = 0
     for name in files:
         raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
-        problems = check_body(raw)
+        problems = check_request(raw, max_body)
         outcome = outcome_of(problems)
-        verdict = {
-            "stored": "a real server stores all of it",
-            "ignored": "a real server answers 202 and skips part of it",
-            "discarded": "a real server answers 202 but discards every impact metric in it",
-            "rejected": "a real server answers 400 and stores nothing",
-        }[outcome]
-        print(f"{name}: {verdict}")
+        print(f"{name}: {VERDICTS[outcome]}")
         for problem in problems:
             print(f"  {problem}")
+        document, _ = parse_body(raw)
+        if document is not None and outcome != "too large":
+            for note in notes(document):
+                print(f"  note: {note}")
         worst = max(worst, 0 if outcome == "stored" else 1)
     return worst

@@ -14,8 +14,10 @@ Answers, as a real server gives them:
 
 - 202 for a body it takes (also when a real server would silently drop part of it: the
   problems are logged, shown on the page, and dropped here as there; ``strict=True``
-  answers 400 instead, so that tests fail loudly);
+  answers 400 instead, so that tests fail loudly; it never refuses what a real server
+  stores whole, such as ``"bucket": null`` or a sample with ``labels: {}``);
 - 400 with a JSON reason for a body a server rejects (not JSON, NaN, a schema violation);
+  the rules are unleash-server 8.2.0's (:mod:`impactagent.validation`);
 - 401 without the configured token (when one is configured): see "The token" below;
 - 413 for a body over the limit (100 kB, the server's default JSON limit);
 - 400 for a ``Content-Length`` that is not one plain number, or a body shorter than it
@@ -56,16 +58,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional
 from urllib.parse import parse_qs
 
+from ._jsvalues import js_string
 from .payload import environment_from_token
 from .received import ReceivedMetrics, Request
 from .received_exposition import exposition
 from .received_views import page
-from .validation import REJECTED, check_document, parse_body
+from .validation import MAX_BODY, REJECTED, check_document, parse_body
 
 logger = logging.getLogger("impactagent.receiver")
 
-#: express.json's default limit in unleash-server: 100 kB.
-MAX_BODY = 100 * 1024
 #: Bodies over the limit are still read up to this size before the 413, so that the client
 #: reads the answer rather than a reset.
 DRAIN_LIMIT = 16 * 1024 * 1024
@@ -180,14 +181,15 @@ class Receiver:
         document, problems = parse_body(body)
         if document is not None:
             problems = check_document(document)
-        texts = [str(p) for p in problems]
-        app = str(document.get("appName", "?")) if document else "?"
+        app = js_string(document.get("appName", "?")) if document else "?"
         rejected = any(p.outcome == REJECTED for p in problems)
         status = 400 if rejected or (self.strict and problems) else 202
         if status == 202 and document is not None:
             environment = environment_from_token(authorization,
                                                  document.get("environment") or "default")
-            self.received.add(document, environment, problems)
+            # What the server's registry refuses depends on earlier bodies: known only now.
+            problems += self.received.add(document, environment, problems)
+        texts = [str(p) for p in problems]
         self.received.note(Request(time.time(), app, status, len(body), texts))
         if texts:
             logger.warning("impactagent receiver: body from %r answered %d: %s", app, status,

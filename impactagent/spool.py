@@ -67,7 +67,7 @@ import ulid
 
 from .payload import count_events, payload_from_document
 from .statistics import DropCounter
-from .validation import IGNORED, check_body
+from .validation import IGNORED, check_own_body
 
 logger = logging.getLogger("impactagent")
 
@@ -145,7 +145,7 @@ class Spool:
             self._warn_if_shared()
         # Load the validator now, on the caller's thread: a lazy import on the flusher
         # thread could hold the import lock at the moment the app forks.
-        check_body(b"{}")
+        check_own_body(b"{}")
         self._recover()
 
     # -- the directory -----------------------------------------------------------------------
@@ -340,7 +340,7 @@ class Spool:
     @staticmethod
     def _check(body: bytes) -> None:
         """Raise :class:`_Untrusted` unless ``body`` is one this agent would send."""
-        problems = [p for p in check_body(body) if p.outcome != IGNORED]
+        problems = [p for p in check_own_body(body) if p.outcome != IGNORED]
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise _Untrusted(f"not a valid body: {problems[0]}{more}")

@@ -1,52 +1,81 @@
 """Is this ``ClientMetrics`` body one a real Unleash server would take, and take whole?
 
-Three outcomes matter, because a real server answers 202 to more than it stores:
+The rules are unleash-server 8.2.0's, read from its code and checked body by body against a
+running server (``tests/e2e/test_differential.py``). A body meets them in this order:
 
-- ``rejected``: the server answers 400 (the body is not JSON, has ``NaN`` or ``Infinity``
-  in it, or breaks the schema outside ``impactMetrics``: no ``appName``, a bad bucket);
-- ``discarded``: the server answers 202 but throws away the *whole* ``impactMetrics`` array,
-  because one metric in it is invalid (``"labels": null``, an unknown type, a string ``le``
-  other than ``"+Inf"``, a negative or fractional counter);
-- ``ignored``: the server answers 202 and skips one part (a flag with ``yes == no == 0``).
+1. the JSON limit: over 102400 bytes (express.json's ``100kb``, counted in raw bytes) is
+   ``413`` (:data:`TOO_LARGE`); the bytes are decoded as UTF-8 with invalid sequences
+   replaced and a byte-order mark dropped, so neither is an error;
+2. the request schema (OpenAPI, checked by Ajv *with type coercion*): not JSON, not an
+   object, no ``appName`` (or ``""``, ``null``), an object where a string belongs, a bad
+   bucket (no ``start``/``stop``/``toggles``, a date that is neither an RFC 3339 date-time
+   nor an integer, a negative or non-integer ``no``/variant count, a count beyond
+   ``2**53 - 1``) is ``400`` (:data:`REJECTED`). ``"bucket": null`` or no bucket at all
+   is fine: the body carries impact metrics only. Coercion means ``"yes": "3"`` counts 3
+   and ``"no": true`` counts 1;
+3. the impact-metrics schema (Joi, converting): one metric in ``impactMetrics`` with no or an
+   empty ``name``/``help``/``type``, ``"labels": null``, a label value that is empty, a
+   bool or ``null``, a value that is not a number (``true``) or a numeric string, or one
+   beyond ``2**53 - 1``, makes the server drop the *whole* array and still answer 202
+   (:data:`DISCARDED`);
+4. translation, metric by metric, in order: a name that does not start with a letter or
+   ``_`` once sanitised, or a type other than counter/gauge/histogram, skips that metric
+   (:data:`IGNORED`); a negative counter value, or a second type for one name, stops the
+   translation there: what came before is stored, the rest of the array is lost
+   (:data:`CUT`);
+5. flags with ``yes == no == 0`` are skipped, variants included, and a fractional ``yes``
+   is rounded when written (:data:`IGNORED`).
 
-The schema is the seed's OpenAPI ``ClientMetrics`` (``schemas/client-metrics.schema.json``),
-amended in one place: a histogram bucket's ``le`` is a number or the string ``"+Inf"``.
+What a real server stores without complaint is not a problem here, however odd: histogram
+buckets that are not cumulative, samples without an ``appName`` label (the SDKs send unused
+metrics as ``labels: {}``), a null bucket. :func:`notes` says what is odd about them.
 
 >>> [p.message for p in check_body(b'{"appName": "shop", "bucket": null, "x": NaN}')]
 ['not JSON: NaN is not a JSON value (servers answer 400)']
->>> check_body(b'{"appName": "shop", "bucket": {"start": "2026-11-25T10:00:00Z", '
-...            b'"stop": "2026-11-25T10:01:00Z", "toggles": {}}}')
+>>> check_body(b'{"appName": "shop", "bucket": null}')
 []
->>> [(p.outcome, p.where) for p in check_body(b'{"appName": "shop"}')]
-[('rejected', 'bucket')]
+>>> [(p.outcome, p.where) for p in check_body(b'{"appName": ""}')]
+[('rejected', 'appName')]
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
+from datetime import date
 from typing import Any, Dict, List, Optional, Tuple
 
+from ._jsvalues import is_number, joi_number, sanitize, valid_name
 from ._numbers import MAX_SAFE
 
+TOO_LARGE = "too large"
 REJECTED = "rejected"
 DISCARDED = "discarded"
+CUT = "cut"
 IGNORED = "ignored"
+#: The outcomes from worst to mildest; ``outcome_of`` picks the first that applies.
+OUTCOMES = (TOO_LARGE, REJECTED, DISCARDED, CUT, IGNORED)
 
-_ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)\Z")
-_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+#: unleash-server's JSON body limit: express.json's default ``100kb``, in bytes.
+MAX_BODY = 100 * 1024
+
+#: RFC 3339 date-time as ajv-formats 2.1 checks it: ``T``, ``t`` or a space between date and
+#: time, the offset optional.
+_DATE_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)[tT ](\d\d):(\d\d):(\d\d)(\.\d+)?"
+                        r"([zZ]|[+-]\d\d(:?\d\d)?)?\Z")
 _TYPES = ("counter", "gauge", "histogram")
+#: String fields of the request schema; an object or array there is a 400.
+_STRINGS = {"instanceId": None, "sdkVersion": None, "platformName": None,
+            "platformVersion": None, "yggdrasilVersion": None, "specVersion": None,
+            "sdkFlavor": 256, "sdkFlavorVersion": 32}
 
 
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with a body: what the server does about it, where, and what."""
 
-    outcome: str  # REJECTED, DISCARDED or IGNORED
+    outcome: str  # one of OUTCOMES
     where: str  # a JSON path such as "impactMetrics/0/samples/1/labels"
     message: str
 
@@ -55,152 +84,317 @@ class Problem:
 
 
 def parse_body(raw: bytes) -> Tuple[Optional[Dict[str, Any]], List[Problem]]:
-    """The JSON document in ``raw``, or the reason it is not one a server can read."""
+    """The JSON document in ``raw``, or the reason it is not one a server can read.
+
+    As the server reads it: invalid UTF-8 is replaced, not refused, and a leading byte-order
+    mark is dropped."""
 
     def refuse_constant(name: str) -> Any:
         raise ValueError(f"{name} is not a JSON value")
 
+    text = raw.decode("utf-8", errors="replace").removeprefix("\ufeff")
     try:
-        document = json.loads(raw, parse_constant=refuse_constant)
-    except (ValueError, UnicodeDecodeError) as error:
+        document = json.loads(text, parse_constant=refuse_constant)
+    except ValueError as error:
         return None, [Problem(REJECTED, "", f"not JSON: {error} (servers answer 400)")]
     if not isinstance(document, dict):
-        return None, [Problem(REJECTED, "", "the body is not a JSON object")]
+        return None, [Problem(REJECTED, "", "the body is not a JSON object (servers answer "
+                              "400)")]
     return document, []
 
 
+def check_request(raw: bytes, max_body: int = MAX_BODY) -> List[Problem]:
+    """Every problem with the request body ``raw``, its size included: what ``check`` and the
+    receiver hold a body to."""
+    if len(raw) > max_body:
+        return [Problem(TOO_LARGE, "", f"{len(raw)} bytes, over the server's JSON limit of "
+                        f"{max_body} bytes: it answers 413 and stores nothing")]
+    return check_body(raw)
+
+
 def check_body(raw: bytes) -> List[Problem]:
-    """Every problem with the request body ``raw``; an empty list means it is stored whole."""
+    """Every problem with the request body ``raw`` (its size aside); empty: stored whole."""
     document, problems = parse_body(raw)
     return problems if document is None else check_document(document)
 
 
+def check_own_body(raw: bytes) -> List[Problem]:
+    """:func:`check_body`, and a bucket required: what impactagent itself writes and resends
+    (it always sends one, as servers before 8.0 answer 400 without it)."""
+    problems = check_body(raw)
+    document, _ = parse_body(raw)
+    if document is not None and not isinstance(document.get("bucket"), dict):
+        problems.append(Problem(REJECTED, "bucket", "missing: impactagent always sends one "
+                                "(servers before 8.0 answer 400 without it)"))
+    return problems
+
+
 def check_document(document: Dict[str, Any]) -> List[Problem]:
     """Every problem with a parsed ``ClientMetrics`` document."""
-    problems = []
-    for error in _validator().iter_errors(document):
-        path = "/".join(map(str, error.absolute_path))
-        outcome = DISCARDED if path.startswith("impactMetrics/") else REJECTED
-        problems.append(Problem(outcome, path, error.message))
-    problems += _bucket_problems(document.get("bucket"))
+    problems = _request_problems(document)
+    if any(p.outcome == REJECTED for p in problems):
+        return problems
     metrics = document.get("impactMetrics")
-    if isinstance(metrics, list):
-        for index, metric in enumerate(metrics):
-            if isinstance(metric, dict):
-                problems += _metric_problems(f"impactMetrics/{index}", metric)
+    if metrics:  # the server skips a falsy impactMetrics: null, [], 0, ""
+        schema = _impact_schema_problems(metrics)
+        problems += schema or _translation_problems(metrics)
     return problems
 
 
 def outcome_of(problems: List[Problem]) -> str:
     """What a real server does with a body with these problems: the worst outcome, or
     ``"stored"``."""
-    for outcome in (REJECTED, DISCARDED, IGNORED):
+    for outcome in OUTCOMES:
         if any(p.outcome == outcome for p in problems):
             return outcome
     return "stored"
 
 
-@lru_cache(maxsize=1)
-def _validator() -> Any:
-    import jsonschema
-
-    text = resources.files("impactagent").joinpath("schemas/client-metrics.schema.json")
-    schema = json.loads(text.read_text(encoding="utf-8"))
-    cls = jsonschema.Draft202012Validator
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
-
-
-def _bucket_problems(bucket: Any) -> List[Problem]:
-    if bucket is None:
-        return [Problem(REJECTED, "bucket", "missing: servers before 8.0 answer 400; send "
-                        "one with toggles {} when there are no flag counts")]
-    if not isinstance(bucket, dict):
-        return []  # the schema said so already
-    problems = []
-    for key in ("start", "stop"):
-        value = bucket.get(key)
-        if isinstance(value, str) and not _ISO_UTC.match(value):
-            problems.append(Problem(REJECTED, f"bucket/{key}",
-                                    f"{value!r} is not an ISO-8601 UTC date-time"))
-    toggles = bucket.get("toggles")
-    for name, toggle in (toggles.items() if isinstance(toggles, dict) else ()):
-        if isinstance(toggle, dict) and toggle.get("yes") == 0 and toggle.get("no") == 0:
-            problems.append(Problem(IGNORED, f"bucket/toggles/{name}",
-                                    "yes == no == 0: the server ignores the flag, variants "
-                                    "included"))
-    return problems
-
-
-def _metric_problems(where: str, metric: Dict[str, Any]) -> List[Problem]:
-    problems = []
-
-    def discarded(path: str, message: str) -> None:
-        problems.append(Problem(DISCARDED, path, message + " (the server drops the whole "
-                                "impactMetrics array)"))
-
-    name = metric.get("name")
-    if isinstance(name, str) and not _NAME.match(name):
-        discarded(f"{where}/name", f"{name!r} is not [a-zA-Z_][a-zA-Z0-9_]*")
-    kind = metric.get("type")
-    if kind not in _TYPES:
-        discarded(f"{where}/type", f"{kind!r} is not one of {', '.join(_TYPES)}")
-    samples = metric.get("samples")
-    for index, sample in enumerate(samples if isinstance(samples, list) else ()):
-        path = f"{where}/samples/{index}"
-        if not isinstance(sample, dict):
-            continue
-        labels = sample.get("labels")
-        if labels is None:
-            discarded(f"{path}/labels", "labels is null or missing; send {} instead")
-        elif isinstance(labels, dict) and not {"appName", "environment"} <= set(labels):
-            problems.append(Problem(IGNORED, f"{path}/labels", "no appName or environment "
-                                    "label: the series is not attributed to the app"))
-        for field, number in _numbers_of(sample):
-            if (isinstance(number, (int, float)) and not isinstance(number, bool)
-                    and not -MAX_SAFE <= number <= MAX_SAFE):
-                discarded(f"{path}/{field}", f"{number!r} is not a safe number "
-                          "(|x| <= 2**53 - 1): the server refuses it")
-        if kind == "counter":
-            value = sample.get("value")
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                discarded(f"{path}/value", f"counter value {value!r} is not an integer >= 0")
-        elif kind == "histogram":
-            for message in _histogram_problems(sample):
-                discarded(path, message)
-    return problems
-
-
-def _numbers_of(sample: Dict[str, Any]) -> List[Tuple[str, Any]]:
-    """Every number of a sample that the server checks with Joi's ``number()``."""
-    found: List[Tuple[str, Any]] = [(field, sample[field]) for field in ("value", "count", "sum")
-                                    if field in sample]
-    buckets = sample.get("buckets")
-    for index, bucket in enumerate(buckets if isinstance(buckets, list) else ()):
-        if isinstance(bucket, dict):
-            found += [(f"buckets/{index}/{field}", bucket[field]) for field in ("le", "count")
-                      if field in bucket and bucket[field] != "+Inf"]
+def notes(document: Dict[str, Any]) -> List[str]:
+    """What a real 8.2.0 server stores without complaint but is worth knowing (``check``
+    prints them; they are not problems, and ``--strict`` does not refuse them)."""
+    found = []
+    if document.get("bucket") is None:
+        found.append("bucket: null or missing: 8.x stores the rest; servers before 8.0 "
+                     "answer 400")
+    metrics = document.get("impactMetrics")
+    for i, metric in enumerate(metrics if isinstance(metrics, list) else ()):
+        samples = metric.get("samples") if isinstance(metric, dict) else None
+        for j, sample in enumerate(samples if isinstance(samples, list) else ()):
+            labels = sample.get("labels") if isinstance(sample, dict) else None
+            if isinstance(labels, dict) and "appName" not in labels:
+                found.append(f"impactMetrics/{i}/samples/{j}/labels: no appName label: the "
+                             "server stores the series without an app")
+            if isinstance(metric, dict) and metric.get("type") == "histogram":
+                found += [f"impactMetrics/{i}/samples/{j}: {message} (stored as sent)"
+                          for message in _histogram_oddities(sample)]
     return found
 
 
-def _histogram_problems(sample: Dict[str, Any]) -> List[str]:
-    buckets = sample.get("buckets")
-    if not isinstance(buckets, list) or not all(isinstance(b, dict) for b in buckets):
-        return []  # the schema said so already
-    problems = []
-    if not buckets or buckets[-1].get("le") != "+Inf":
-        problems.append("buckets do not end with the string '+Inf'")
-    bounds = [b.get("le") for b in buckets[:-1]]
-    if any(isinstance(le, str) for le in bounds):
-        problems.append("a string le other than the last '+Inf'")
-    elif bounds != sorted(bounds):
-        problems.append("le values are not increasing")
-    counts = [b.get("count") for b in buckets]
-    if all(isinstance(c, int) for c in counts):
-        if counts != sorted(counts):
-            problems.append("bucket counts are not cumulative")
-        if buckets and buckets[-1].get("le") == "+Inf" and counts[-1] != sample.get("count"):
-            problems.append("the '+Inf' count differs from the sample's count")
-    total = sample.get("sum")
-    if isinstance(total, float) and not math.isfinite(total):
-        problems.append("sum is not finite")
+# -- 2. the request schema ---------------------------------------------------------------------
+
+def _request_problems(document: Dict[str, Any]) -> List[Problem]:
+    problems: List[Problem] = []
+
+    def rejected(where: str, message: str) -> None:
+        problems.append(Problem(REJECTED, where, message + " (servers answer 400)"))
+
+    app = document.get("appName")
+    if app is None or app == "":
+        rejected("appName", "missing or empty")
+    elif isinstance(app, (dict, list)):
+        rejected("appName", "not a string")
+    for name, limit in _STRINGS.items():
+        value = document.get(name)
+        if isinstance(value, (dict, list)):
+            rejected(name, "not a string")
+        elif limit is not None and isinstance(value, str) and len(value) > limit:
+            rejected(name, f"longer than {limit} characters")
+    bucket = document.get("bucket")
+    if bucket is None:
+        return problems
+    if not isinstance(bucket, dict):
+        rejected("bucket", "not an object (send null, or leave it out)")
+        return problems
+    for key in ("start", "stop", "toggles"):
+        if key not in bucket:
+            rejected(f"bucket/{key}", "missing")
+    for key in ("start", "stop"):
+        if key in bucket and not _is_date(bucket[key]):
+            rejected(f"bucket/{key}", f"{bucket[key]!r} is neither an RFC 3339 date-time "
+                     "nor an integer timestamp")
+    toggles = bucket.get("toggles", {})
+    if not isinstance(toggles, dict):
+        rejected("bucket/toggles", "not an object")
+        return problems
+    for flag, toggle in toggles.items():
+        where = f"bucket/toggles/{flag}"
+        if not isinstance(toggle, dict):
+            rejected(where, "not an object")
+            continue
+        yes, no = _count(toggle.get("yes"), False), _count(toggle.get("no"), True)
+        if yes is None:
+            rejected(f"{where}/yes", f"{toggle.get('yes')!r} is not a number >= 0")
+        if no is None:
+            rejected(f"{where}/no", f"{toggle.get('no')!r} is not an integer >= 0")
+        variants = toggle.get("variants")
+        if variants is not None and not isinstance(variants, dict):
+            rejected(f"{where}/variants", "not an object")
+        for variant, n in (variants.items() if isinstance(variants, dict) else ()):
+            if _count(n, True) is None:
+                rejected(f"{where}/variants/{variant}", f"{n!r} is not an integer >= 0")
+        if yes is None or no is None:
+            continue
+        if yes == 0 and no == 0:
+            problems.append(Problem(IGNORED, where, "yes == no == 0: the server skips the "
+                                    "flag, variants included"))
+        elif yes != int(yes):
+            problems.append(Problem(IGNORED, f"{where}/yes", f"{yes!r} is not a whole count:"
+                                    " the server rounds it when it writes it"))
     return problems
+
+
+def _is_date(value: Any) -> bool:
+    if is_number(value):  # true, false and null are refused (measured)
+        return value == int(value)
+    if not isinstance(value, str):
+        return False
+    match = _DATE_TIME.match(value)
+    if not match:
+        return False
+    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+    try:
+        date(year, month, day)
+    except ValueError:
+        return False
+    return hour <= 23 and minute <= 59 and second <= 60
+
+
+def _count(value: Any, whole: bool) -> Optional[float]:
+    """A flag count after Ajv's coercion (``null`` 0, ``true`` 1, ``"3"`` 3), or None when
+    the server refuses it: negative, past 2**53 - 1, or (``whole``) not an integer."""
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            value = float(value) if value.strip() else None
+        except ValueError:
+            return None
+    if not is_number(value) or not 0 <= value <= MAX_SAFE:
+        return None
+    if whole and value != int(value):
+        return None
+    return value
+
+
+# -- 3. the impact-metrics schema --------------------------------------------------------------
+
+def _impact_schema_problems(metrics: Any) -> List[Problem]:
+    problems: List[Problem] = []
+
+    def discarded(where: str, message: str) -> None:
+        problems.append(Problem(DISCARDED, where, message + " (the server drops the whole "
+                                "impactMetrics array)"))
+
+    if not isinstance(metrics, list):
+        discarded("impactMetrics", "not an array")
+        return problems
+    for i, metric in enumerate(metrics):
+        where = f"impactMetrics/{i}"
+        if not isinstance(metric, dict):
+            discarded(where, "not an object")
+            continue
+        for key in ("name", "help", "type"):
+            if not isinstance(metric.get(key), str) or not metric[key]:
+                discarded(f"{where}/{key}", f"{metric.get(key)!r} is not a non-empty string")
+        buckets = metric.get("buckets")
+        if "buckets" in metric and not (isinstance(buckets, list) and all(
+                _joi_safe(b) is not None for b in buckets)):
+            discarded(f"{where}/buckets", "not an array of numbers")
+        samples = metric.get("samples")
+        if not isinstance(samples, list):
+            discarded(f"{where}/samples", "missing or not an array")
+            continue
+        histogram = metric.get("type") == "histogram"
+        for j, sample in enumerate(samples):
+            for path, message in _sample_problems(sample, histogram):
+                discarded(f"{where}/samples/{j}{path}", message)
+    return problems
+
+
+def _sample_problems(sample: Any, histogram: bool) -> List[Tuple[str, str]]:
+    if not isinstance(sample, dict):
+        return [("", "not an object")]
+    found = []
+    numbers = ("count", "sum") if histogram else ("value",)
+    for field in numbers:
+        if _joi_safe(sample.get(field)) is None:
+            found.append((f"/{field}", f"{sample.get(field)!r} is not a safe number (a "
+                          "number or numeric string, |x| <= 2**53 - 1)"))
+    if histogram:
+        buckets = sample.get("buckets")
+        if not isinstance(buckets, list):
+            found.append(("/buckets", "missing or not an array"))
+        for k, bucket in enumerate(buckets if isinstance(buckets, list) else ()):
+            if not isinstance(bucket, dict):
+                found.append((f"/buckets/{k}", "not an object"))
+                continue
+            if bucket.get("le") != "+Inf" and _joi_safe(bucket.get("le")) is None:
+                found.append((f"/buckets/{k}/le", f"{bucket.get('le')!r} is neither a number"
+                              " nor the string '+Inf'"))
+            if _joi_safe(bucket.get("count")) is None:
+                found.append((f"/buckets/{k}/count", f"{bucket.get('count')!r} is not a "
+                              "number"))
+    if "labels" in sample:
+        labels = sample["labels"]
+        if not isinstance(labels, dict):
+            found.append(("/labels", f"{labels!r} is not an object: send {{}} or leave it "
+                          "out"))
+        for name, value in (labels.items() if isinstance(labels, dict) else ()):
+            if name == "":
+                found.append(("/labels", "an empty label name"))
+            if not (isinstance(value, str) and value) and _joi_safe(value) is None:
+                found.append((f"/labels/{name}", f"{value!r} is neither a non-empty string "
+                              "nor a number"))
+    return found
+
+
+def _joi_safe(value: Any) -> Optional[float]:
+    number = joi_number(value)
+    return number if number is not None and -MAX_SAFE <= number <= MAX_SAFE else None
+
+
+# -- 4. translation ----------------------------------------------------------------------------
+
+def _translation_problems(metrics: List[Dict[str, Any]]) -> List[Problem]:
+    """What the server's translation skips or cuts, as far as the body alone tells (the
+    receiver adds what depends on metrics registered by earlier bodies)."""
+    problems = []
+    kinds: Dict[str, str] = {}
+    for i, metric in enumerate(metrics):
+        where = f"impactMetrics/{i}"
+        name = sanitize(metric["name"])
+        if not valid_name(name):
+            problems.append(Problem(IGNORED, f"{where}/name", f"{metric['name']!r} does not "
+                                    "start with a letter or _: the server skips this metric"))
+            continue
+        kind = metric["type"]
+        if kind not in _TYPES:
+            problems.append(Problem(IGNORED, f"{where}/type", f"{kind!r} is not one of "
+                                    f"{', '.join(_TYPES)}: the server skips this metric"))
+            continue
+        if kinds.setdefault(name, kind) != kind:
+            problems.append(cut(f"{where}/type", f"{name!r} is a {kinds[name]} already"))
+            return problems
+        for j, sample in enumerate(metric["samples"]):
+            if kind == "counter" and (joi_number(sample["value"]) or 0) < 0:
+                problems.append(cut(f"{where}/samples/{j}/value", "a counter cannot go down"))
+                return problems
+    return problems
+
+
+def cut(where: str, reason: str) -> Problem:
+    """The translation stops here: what came before it is stored, the rest is lost."""
+    return Problem(CUT, where, f"{reason}: the server stores what came before in the array "
+                   "and loses this metric and every one after it")
+
+
+def _histogram_oddities(sample: Any) -> List[str]:
+    buckets = sample.get("buckets") if isinstance(sample, dict) else None
+    if not isinstance(buckets, list) or not all(isinstance(b, dict) for b in buckets):
+        return []
+    found = []
+    if not buckets or buckets[-1].get("le") != "+Inf":
+        found.append("buckets do not end with the string '+Inf'")
+    bounds = [joi_number(b.get("le")) for b in buckets if b.get("le") != "+Inf"]
+    if None not in bounds and bounds != sorted(bounds):  # type: ignore[type-var]
+        found.append("le values are not increasing")
+    counts = [b.get("count") for b in buckets]
+    if all(is_number(c) for c in counts):
+        if counts != sorted(counts):
+            found.append("bucket counts are not cumulative")
+        if buckets and buckets[-1].get("le") == "+Inf" and counts[-1] != sample.get("count"):
+            found.append("the '+Inf' count differs from the sample's count")
+    return found

@@ -15,7 +15,7 @@ from typing import Any, Dict
 
 import yaml
 
-from impactagent.validation import check_document
+from impactagent.validation import check_document, notes
 
 OPENAPI = Path(__file__).parent / "data" / "client-metrics.openapi.yaml"
 SHIPPED = Path(__file__).parents[1] / "impactagent" / "schemas" / "client-metrics.schema.json"
@@ -43,6 +43,9 @@ def validate_client_metrics(document: Dict[str, Any]) -> None:
     # Serialise first: what the agent would send, NaN or Infinity included, must be JSON.
     raw = json.dumps(document)
     problems = [str(p) for p in check_document(document)]
+    # What the server stores but no body of the agent's should show (a histogram that is not
+    # cumulative, a sample without its app, no bucket) counts too.
+    problems += notes(document)
     if "NaN" in raw or "Infinity" in raw:
         problems.append("NaN or Infinity in the body")
     if problems:

@@ -39,10 +39,10 @@ def test_a_good_document_passes():
     ("path", "value", "message"),
     [
         (("impactMetrics", 0, "type"), "summary", "impactMetrics/0"),
-        (("impactMetrics", 0, "samples", 0, "labels"), None, "labels is null"),
+        (("impactMetrics", 0, "samples", 0, "labels"), None, "None is not an object"),
         (("impactMetrics", 0, "samples", 0, "buckets", 1, "le"), "Inf", "impactMetrics"),
         (("impactMetrics", 0, "samples", 0, "count"), 3, "'\\+Inf' count differs"),
-        (("bucket", "start"), "yesterday", "not an ISO-8601"),
+        (("bucket", "start"), "yesterday", "neither an RFC 3339 date-time"),
         (("bucket", "toggles", "f", "yes"), 0, "yes == no == 0"),
         (("impactMetrics", 0, "samples", 0, "sum"), float("nan"), "NaN"),
     ],
