@@ -74,7 +74,13 @@ unleash.on('warn', (message) => warnings.push(String(message)));
 unleash.on('error', (error) => warnings.push(`error: ${error}`));
 
 const synchronized = new Promise((resolve) => unleash.once('synchronized', resolve));
-await Promise.race([synchronized, sleep(run.windowTimeoutMs)]);
+const ready = await Promise.race([synchronized.then(() => true),
+    sleep(run.windowTimeoutMs).then(() => false)]);
+if (!ready) {
+    // Evaluated before the flags arrive, every flag would count as off: fail loudly instead.
+    process.stderr.write(`no flags from ${run.url} within ${run.windowTimeoutMs} ms: ${warnings}\n`);
+    process.exit(2);
+}
 
 const metrics = unleash.impactMetrics;
 metrics.defineCounter(names.jobs, 'Jobs done');
