@@ -180,8 +180,8 @@ def test_help_text_with_newlines_quotes_and_backslashes_reads_back_whole(receive
 
 @pytest.mark.parametrize("accept", [None, OPENMETRICS])
 def test_label_names_that_collide_after_sanitising_are_one_label(receiver, accept):
-    # The server keeps the key that comes last in the sample; the receiver keeps no key
-    # order, so the original name that sorts last wins ("a-b" < "a.b" < "a_b").
+    # The server keeps the key that comes last in the sample, and so does the receiver
+    # ("a b" is the last key of the third sample).
     post(receiver, body("shop", [{"name": "hits", "help": "Hits", "type": "counter", "samples": [
         {"labels": {"a-b": "1", "a.b": "2"}, "value": 1},
         {"labels": {"a-b": "3", "a.b": "2"}, "value": 10},  # the same series, exposed
