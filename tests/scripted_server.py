@@ -112,6 +112,10 @@ class ScriptedServer(LoopbackServer):
             received.add(document, environment="")
         return received.totals()
 
+    def counter_total(self, name: str) -> int:
+        """The total of counter ``name`` over all its series in the accepted bodies."""
+        return sum(v for (metric, _), v in self.totals()["counters"].items() if metric == name)
+
     def wait_for(self, predicate: Callable[[ScriptedServer], bool], timeout: float = 10) -> bool:
         """Poll ``predicate(self)`` until true or ``timeout`` seconds pass."""
         deadline = time.monotonic() + timeout

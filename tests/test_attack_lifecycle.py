@@ -16,34 +16,16 @@ import pytest
 
 import impactagent
 from tests import child
-from tests.scripted_server import Answer, ScriptedServer
+from tests.loopback import wait_until
+from tests.scripted_server import Answer
 
 TOKEN = "default:production.attack-secret"
-
-
-@pytest.fixture
-def server():
-    with ScriptedServer() as running:
-        yield running
-
-
-def counter_total(server, name):
-    return sum(v for (metric, _), v in server.totals()["counters"].items() if metric == name)
 
 
 def last_json_line(text):
     lines = [line for line in text.splitlines() if line.startswith("{")]
     assert lines, text
     return json.loads(lines[-1])
-
-
-def wait_until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 # -- 1. A SIGTERM deferred during one agent's close() never closes the others ----------------
@@ -80,7 +62,7 @@ def test_sigterm_during_one_close_still_closes_the_other_agent(server, ending):
         process.kill()
         process.wait(10)
     # Both windows arrive (SIGTERM's contract: close every started agent, then end).
-    assert counter_total(server, "first_total") + counter_total(server, "second_total") == 300
+    assert server.counter_total("first_total") + server.counter_total("second_total") == 300
 
 
 # -- 2. A flush() waiting for the lock escapes close()'s take-over --------------------------
@@ -121,7 +103,7 @@ def test_a_flush_waiting_for_the_lock_is_taken_over_by_close_too(server):
     done = child.run(WAITING_FLUSH.format(url=server.api_url), timeout=60)
     assert done.returncode == 0, done.stderr
     seen = last_json_line(done.stdout)
-    delivered = counter_total(server, "jobs_total")
+    delivered = server.counter_total("jobs_total")
     accounted = delivered + sum(seen["dropped"].values()) + seen["pending"]
     # Every one of the 110 recorded before close() returned is delivered, dropped (counted)
     # or pending. The waiting flush got the lock when the first flush's POST ended, during
@@ -145,7 +127,7 @@ def test_a_flush_that_was_waiting_when_close_began_sends_nothing_after_close(ser
     late.start()
     closer.join(10)
     late.join(10)
-    assert counter_total(server, "jobs_total") == 100
+    assert server.counter_total("jobs_total") == 100
     # "Recording after close() is still accepted but no longer sent": nothing after close.
     assert results and results[0].skipped == "the agent is closed", results
     assert len(server.requests) == 1, [r.status for r in server.requests]
@@ -246,7 +228,7 @@ def test_a_body_stored_but_unanswered_at_exit_is_not_doubled_silently(server, tm
                                   spool_dir=str(tmp_path), flush_interval=3600)
     restarted.flush(timeout=5)
     restarted.close(timeout=5)
-    stored = counter_total(server, "jobs_total")
+    stored = server.counter_total("jobs_total")
     flagged = (delivery["possibly_duplicated_events"]
                + restarted.statistics()["delivery"]["possibly_duplicated_events"])
     # Exactly once, or the double counted in possibly_duplicated_events.
@@ -299,8 +281,8 @@ def test_an_agent_started_in_a_pool_worker_delivers_its_last_window(server, tmp_
                           text=True, timeout=90)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "210"
-    assert server.wait_for(lambda s: counter_total(s, "jobs_total") == 210, 3), \
-        counter_total(server, "jobs_total")
+    assert server.wait_for(lambda s: s.counter_total("jobs_total") == 210, 3), \
+        server.counter_total("jobs_total")
 
 
 # -- 6. Take-over records are keyed by id(): a later body can inherit a stale one ----------
@@ -324,7 +306,7 @@ def take_over_then_split(server):
     agent.close(timeout=2.4)  # takes over at 1.2 s; the held POST ends at 1.3 s
     flushing.join(10)
     stats = agent.statistics()
-    delivered = counter_total(server, "jobs_total")
+    delivered = server.counter_total("jobs_total")
     return delivered + sum(stats["dropped"].values()) + stats["pending_events"], 1640
 
 
@@ -367,4 +349,4 @@ def test_a_claim_left_by_a_killed_process_is_replayed_when_the_restart_has_its_p
                               spool_dir=str(tmp_path))
     agent.flush(timeout=5)
     agent.close(timeout=5)
-    assert counter_total(server, "jobs_total") == 42, sorted(p.name for p in tmp_path.iterdir())
+    assert server.counter_total("jobs_total") == 42, sorted(p.name for p in tmp_path.iterdir())

@@ -20,12 +20,6 @@ from tests.scripted_server import Answer, ScriptedServer, refused_url
 TOKEN = "default:production.s3cr3t-t0ken-do-not-log"
 
 
-@pytest.fixture
-def server():
-    with ScriptedServer() as running:
-        yield running
-
-
 def make_agent(url, **kwargs):
     options = {"api_key": TOKEN, "flush_interval": 60, "request_timeout": 2}
     options.update(kwargs)

@@ -18,19 +18,8 @@ import pytest
 import requests
 
 import impactagent
-from tests.scripted_server import ScriptedServer
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def server():
-    with ScriptedServer() as running:
-        yield running
-
-
-def counter_total(server, name):
-    return sum(v for (metric, _), v in server.totals()["counters"].items() if metric == name)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
@@ -58,7 +47,7 @@ def test_parent_and_forked_child_each_deliver_only_their_own_counts(server):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert agent.close(timeout=5).ok
-    assert counter_total(server, "jobs_total") == 112
+    assert server.counter_total("jobs_total") == 112
     assert server.totals()["flags"]["f"] == {"yes": 1, "no": 1, "variants": {}}
     connections = {d["connectionId"] for d in server.accepted_documents()}
     assert len(connections) == 2 and parent_connection in connections
@@ -101,7 +90,7 @@ def test_gunicorn_preload_with_two_workers_delivers_exactly_what_requests_record
     assert master.returncode == 0, output
     assert len(pids) == 2, f"expected both workers to serve requests: {pids}"
     totals = server.totals()
-    assert counter_total(server, "hits_total") == 301  # 300 + the warm-up request
+    assert server.counter_total("hits_total") == 301  # 300 + the warm-up request
     assert totals["flags"]["new-checkout"] == {"yes": 200, "no": 101,
                                                "variants": {"blue": 200}}
     assert totals["flags"]["booted"] == {"yes": 1, "no": 0, "variants": {}}  # the master's

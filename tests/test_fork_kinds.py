@@ -16,19 +16,8 @@ import pytest
 
 import impactagent
 from tests import child
-from tests.scripted_server import ScriptedServer
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
-
-
-@pytest.fixture
-def server():
-    with ScriptedServer() as running:
-        yield running
-
-
-def counter_total(server, name):
-    return sum(v for (metric, _), v in server.totals()["counters"].items() if metric == name)
 
 
 def test_a_child_of_an_agent_without_a_url_starts_empty():
@@ -112,7 +101,7 @@ def test_multiprocessing_children_deliver_their_last_window(server, run):
     assert done.returncode == 0, done.stderr
     assert "closed True" in done.stdout
     total, yes, no = EXPECTED[run]
-    assert counter_total(server, "jobs_total") == 1000 + total
+    assert server.counter_total("jobs_total") == 1000 + total
     assert server.totals()["flags"]["new-checkout"] == {"yes": yes, "no": no, "variants": {}}
 
 

@@ -5,21 +5,13 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import requests
 
 import impactagent
 from tests import workload
 from tests.prometheus_text import impact_totals, samples
-from tests.scripted_server import ScriptedServer
 
 TOKEN = "default:production.prometheus-test"
-
-
-@pytest.fixture
-def server():
-    with ScriptedServer() as running:
-        yield running
 
 
 def scrape(url: str) -> str:

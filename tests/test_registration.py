@@ -19,6 +19,7 @@ import pytest
 
 import impactagent
 from impactagent.settings import Settings, SettingsError
+from tests.loopback import wait_until
 from tests.scripted_server import Answer, ScriptedServer, refused_url
 
 TOKEN = "default:production.s3cr3t-t0ken-do-not-log"
@@ -28,27 +29,11 @@ IDENTIFYING = ("authorization", "content-type", "user-agent", "unleash-appname",
                "unleash-interval", "unleash-client-spec", "x-team")
 
 
-@pytest.fixture
-def server():
-    with ScriptedServer() as running:
-        yield running
-
-
 def make_agent(url, **kwargs):
     options = {"api_key": TOKEN, "flush_interval": 60, "request_timeout": 2,
                "handle_sigterm": False}
     options.update(kwargs)
     return impactagent.Agent("shop", "production", url=url, **options)
-
-
-def wait_until(predicate, timeout=10.0):
-    """Poll ``predicate()`` until true or ``timeout`` seconds pass (bounded)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def registration(agent):

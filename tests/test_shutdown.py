@@ -35,12 +35,6 @@ APP = """
 """
 
 
-@pytest.fixture
-def server():
-    with ScriptedServer() as running:
-        yield running
-
-
 def start_app(server, *, before="", options="", env=None):
     process = child.popen(APP.format(url=server.api_url, token=TOKEN, before=before,
                                      options=options), env=env)
