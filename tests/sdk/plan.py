@@ -111,7 +111,8 @@ def expected_totals(app_name: str) -> Dict[str, Any]:
     return {
         "flags": flags,
         "counters": {(JOBS, base): sum(w.jobs for w in windows),
-                     (CHECKOUTS, _labels(app_name, **{COLOUR: VARIANT})):
+                     # Stored as the server stores it: the label name sanitised.
+                     (CHECKOUTS, _labels(app_name, **{COLOUR.replace("-", "_"): VARIANT})):
                          sum(w.checkouts for w in windows)},
         "gauges": {(QUEUE, base): gauge_values[-1]},
         "histograms": {(LATENCY, base): {"count": len(observations),
