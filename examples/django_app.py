@@ -1,6 +1,6 @@
 """Django with impactagent, in one file: request metrics by route, a flag, and /metrics.
 
-Run it: ``pip install django impactagent[prometheus]`` then
+Run it: ``pip install -e ".[examples,prometheus]"`` then
 ``python -m examples.django_app runserver 127.0.0.1:8000``, and
 ``curl -X POST localhost:8000/checkout/beta-ann; curl localhost:8000/metrics``.
 """

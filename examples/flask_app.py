@@ -1,6 +1,6 @@
 """Flask with impactagent: request metrics by route template, a flag, and /metrics.
 
-Run it: ``pip install flask impactagent[prometheus]`` then ``python -m examples.flask_app``,
+Run it: ``pip install -e ".[examples,prometheus]"`` then ``python -m examples.flask_app``,
 and ``curl -X POST localhost:8000/checkout/beta-ann; curl localhost:8000/metrics``.
 """
 
