@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -68,3 +70,305 @@ def test_the_readme_commands_work_in_a_fresh_copy(tmp_path):
                          text=True, timeout=900)
     assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
     assert re.search(r"\d+ tests collected", ran.stdout), ran.stdout[-500:]
+
+
+# -- every Python snippet runs as written ------------------------------------------------------
+#
+# Each ```python block of the README runs in a child interpreter of its own, with this checkout
+# on PYTHONPATH, in an empty directory, and with UNLEASH_URL, UNLEASH_API_TOKEN and
+# UNLEASH_APP_NAME pointing at a strict development receiver on 127.0.0.1 (the receiver answers
+# 400 to any body a real server would not store whole). A block may be named by an HTML comment
+# on the line before it, ``<!-- snippet: NAME -->``, so that a test below can check what it did;
+# a block that cannot run on its own says why with ``<!-- not run: REASON -->``.
+
+SNIPPET_APP = "shop"
+SNIPPET_TOKEN = "default:development.readme-snippets"
+
+
+class Snippet:
+    """One ```python block: its name, the line it starts on, its code, why it is not run."""
+
+    def __init__(self, name: str, line: int, code: str, not_run: str | None) -> None:
+        self.name, self.line, self.code, self.not_run = name, line, code, not_run
+
+    def __repr__(self) -> str:
+        return f"README.md:{self.line} ({self.name})"
+
+
+def readme_snippets() -> list:
+    text = (ROOT / "README.md").read_text()
+    snippets = []
+    for number, match in enumerate(re.finditer(r"^```python\n(.*?)^```", text, re.S | re.M)):
+        before = text[:match.start()].rstrip("\n").rsplit("\n", 1)[-1].strip()
+        named = re.fullmatch(r"<!-- snippet: ([\w-]+) -->", before)
+        not_run = re.fullmatch(r"<!-- not run: (.+?) -->", before)
+        snippets.append(Snippet(named.group(1) if named else f"block-{number + 1}",
+                                text.count("\n", 0, match.start()) + 1, match.group(1),
+                                not_run.group(1) if not_run else None))
+    return snippets
+
+
+def run_snippet(code: str, receiver, cwd: Path) -> subprocess.CompletedProcess:
+    import os
+
+    script = cwd / "shop.py"  # the name the quick starts give the file
+    script.write_text(code)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "UNLEASH_URL": receiver.api_url,
+           "UNLEASH_API_TOKEN": SNIPPET_TOKEN, "UNLEASH_APP_NAME": SNIPPET_APP}
+    for name in ("IMPACTAGENT_SPOOL_DIR", "IMPACTAGENT_REGISTER"):
+        env.pop(name, None)
+    return subprocess.run([sys.executable, str(script)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def receiver():
+    from impactagent.receiver import Receiver
+
+    with Receiver(strict=True, token=SNIPPET_TOKEN) as running:
+        yield running
+
+
+def snippet(name: str) -> Snippet:
+    found = [s for s in readme_snippets() if s.name == name]
+    assert len(found) == 1, f"the README has no (or more than one) snippet named {name!r}"
+    return found[0]
+
+
+def test_the_readme_has_python_snippets_and_each_not_run_says_why():
+    snippets = readme_snippets()
+    assert len(snippets) >= 4
+    names = [s.name for s in snippets]
+    assert len(names) == len(set(names)), names
+    for s in snippets:
+        assert s.not_run is None or len(s.not_run.split()) >= 3, f"{s}: say why it is not run"
+
+
+@pytest.mark.parametrize("block", readme_snippets(), ids=repr)
+def test_every_python_snippet_runs_as_written(block, receiver, tmp_path):
+    if block.not_run:
+        pytest.skip(f"{block} is marked as not run: {block.not_run}")
+    ran = run_snippet(block.code, receiver, tmp_path)
+    assert ran.returncode == 0, f"{block} failed:\n{ran.stderr[-3000:]}"
+    assert receiver.problems() == []
+
+
+#: What each quick start's app is asked, after the snippet, with its framework's test client:
+#: three checkouts and a path no route matches. The process then exits: the agent's atexit
+#: flush sends everything to the receiver.
+QUICK_START_REQUESTS = {
+    "quick-start-flask": """
+client = app.test_client()
+for user in ("beta-ann", "bob", "carl"):
+    client.post(f"/checkout/{user}").close()
+client.get("/nowhere").close()
+""",
+    "quick-start-fastapi": """
+from fastapi.testclient import TestClient
+
+with TestClient(app) as client:
+    for user in ("beta-ann", "bob", "carl"):
+        client.post(f"/checkout/{user}")
+    client.get("/nowhere")
+""",
+}
+
+QUICK_START_ROUTES = {"quick-start-flask": "/checkout/<user>",
+                      "quick-start-fastapi": "/checkout/{user}"}
+
+
+@pytest.mark.parametrize("name", sorted(QUICK_START_REQUESTS))
+def test_a_quick_start_labels_requests_by_route_and_flag_and_reports_at_exit(
+        name, receiver, tmp_path):
+    """The quick start as written, served: its requests reach the receiver labelled by their
+    route template (only the unmatched path is "unmatched") and by the flag's state, and its
+    checkouts by the variant."""
+    ran = run_snippet(snippet(name).code + QUICK_START_REQUESTS[name], receiver, tmp_path)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert receiver.problems() == []
+    totals = receiver.totals(SNIPPET_APP)
+    assert totals["flags"] == {"new-checkout": {"yes": 1, "no": 2, "variants": {"blue": 1}}}
+
+    requests_by = {}
+    for (metric, labels), value in totals["counters"].items():
+        if metric == "http_server_requests_total":
+            label = dict(labels)
+            requests_by[label["route"], label["status_class"], label["new_checkout"]] = value
+    route = QUICK_START_ROUTES[name]
+    assert requests_by == {(route, "2xx", "blue"): 1, (route, "2xx", "disabled"): 2,
+                           ("unmatched", "4xx", "not_evaluated"): 1}
+    checkouts = {dict(labels)["new_checkout"]: value
+                 for (metric, labels), value in totals["counters"].items()
+                 if metric == "checkout_total"}
+    assert checkouts == {"blue": 1, "disabled": 2}
+
+
+def test_the_recording_snippet_builds_payloads_with_a_body_and_a_document(receiver, tmp_path):
+    check = """
+import json
+
+assert payloads and all(isinstance(p.body, bytes) for p in payloads)
+assert [json.loads(p.body) for p in payloads] == [p.document for p in payloads]
+assert payloads[0].document["appName"] == "shop"
+"""
+    ran = run_snippet(snippet("recording").code + check, receiver, tmp_path)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+
+
+# -- what the README says about statistics(), the settings and the fixture -----------------------
+
+
+def readme_statistics_keys() -> dict:
+    """The README's list of ``statistics()`` keys as a tree: key -> its listed sub-keys (an
+    empty dict for a key whose contents are not listed)."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index("<!-- statistics keys")
+    block = text[start:].split("\n", 1)[1].split("\n\n", 1)[0]  # the list after the marker
+    items = []  # (indent, text) per bullet, continuation lines joined
+    for line in block.splitlines():
+        bullet = re.match(r"^( *)- (.*)", line)
+        if bullet:
+            items.append((len(bullet.group(1)), bullet.group(2)))
+        else:
+            indent, joined = items[-1]
+            items[-1] = (indent, joined + " " + line.strip())
+    tree: dict = {}
+    stack = [(-1, tree)]
+    for indent, item in items:
+        names = re.match(r"`(\w+)`((?:,\s*`\w+`)*)", item)
+        assert names, f"a statistics bullet must start with its key: {item!r}"
+        keys = re.findall(r"`(\w+)`", names.group(0))
+        while stack[-1][0] >= indent:
+            stack.pop()
+        for key in keys:
+            stack[-1][1][key] = {}
+        stack.append((indent, stack[-1][1][keys[-1]]))
+    return tree
+
+
+def assert_same_keys(listed: dict, actual: dict, where: str) -> None:
+    assert set(listed) == set(actual), (
+        f"{where}: the README lists {sorted(set(listed) - set(actual))} that statistics() "
+        f"does not have, and misses {sorted(set(actual) - set(listed))}")
+    for key, sub in listed.items():
+        if sub:
+            assert_same_keys(sub, actual[key], f"{where}[{key!r}]")
+
+
+def test_the_readme_lists_the_statistics_keys_there_are(receiver, tmp_path):
+    """Compared with an agent that has every part (a url, a spool), after one delivery."""
+    import impactagent
+
+    agent = impactagent.Agent(SNIPPET_APP, url=receiver.api_url, api_key=SNIPPET_TOKEN,
+                              spool_dir=str(tmp_path / "spool"), handle_sigterm=False)
+    try:
+        agent.counter("checkout_total", "Completed checkouts").inc()
+        assert agent.flush(timeout=10).ok
+        statistics = agent.statistics()
+    finally:
+        agent.close(timeout=5)
+    assert_same_keys(readme_statistics_keys(), statistics, "statistics()")
+
+
+def test_the_drop_reasons_the_readme_names_are_real():
+    from impactagent.statistics import DROP_REASONS
+
+    text = (ROOT / "README.md").read_text()
+    dropped = re.search(r"^- `dropped`:(.*?)^- ", text, re.S | re.M).group(1)
+    named = set(re.findall(r"`(\w+)`", dropped)) - {"DROP_REASONS"}
+    assert named and named <= set(DROP_REASONS), named - set(DROP_REASONS)
+
+
+def test_the_settings_table_gives_the_spool_cap_as_the_variable_takes_it():
+    """The spool cap's default, as the table writes it, is a value the variable takes and the
+    real default (it once said "50 MB", which the variable refuses)."""
+    import impactagent
+
+    text = (ROOT / "README.md").read_text()
+    row = re.search(r"^\| `IMPACTAGENT_SPOOL_MAX_BYTES` \|.*\| `(\w+)`", text, re.M)
+    assert row, "the table must give the spool cap's default as a value, in backquotes"
+    environ = {"UNLEASH_URL": "http://127.0.0.1:9/api", "UNLEASH_API_TOKEN": SNIPPET_TOKEN,
+               "UNLEASH_APP_NAME": "shop", "IMPACTAGENT_SPOOL_MAX_BYTES": row.group(1)}
+    configured = impactagent.Agent.from_env(environ)
+    assert configured.settings.spool_max_bytes == impactagent.Agent("shop").settings \
+        .spool_max_bytes
+
+
+# -- the example apps, run as the README says ----------------------------------------------------
+
+
+def test_the_examples_extra_brings_the_server_the_readme_runs_the_fastapi_example_with():
+    extra = re.search(r"^examples = \[(.*?)\]", (ROOT / "pyproject.toml").read_text(),
+                      re.M | re.S)
+    assert extra, "pyproject.toml has no examples extra"
+    packages = {re.split(r"[<>=!~;\[ ]", name)[0].lower()
+                for name in re.findall(r'"([^"]+)"', extra.group(1))}
+    assert "uvicorn examples.fastapi_app:app" in (ROOT / "README.md").read_text()
+    assert {"flask", "fastapi", "django", "uvicorn"} <= packages
+
+
+def test_the_fastapi_example_answers_metrics_itself():
+    """``curl localhost:8000/metrics`` gets the scrape, not a redirect to ``/metrics/`` (what a
+    ``mount("/metrics", ...)`` answers)."""
+    fastapi_app = pytest.importorskip("examples.fastapi_app")
+    from fastapi.testclient import TestClient
+
+    with TestClient(fastapi_app.app) as client:
+        client.post("/checkout/beta-ann")
+        scrape = client.get("/metrics", follow_redirects=False)
+        missing = client.get("/metricsx", follow_redirects=False)
+    assert scrape.status_code == 200
+    assert 'checkout_total{appName="shop-fastapi"' in scrape.text
+    assert missing.status_code == 404
+
+
+def test_uvicorn_serves_the_fastapi_example(tmp_path):
+    """``uvicorn examples.fastapi_app:app``, as the README runs it (on a socket this test
+    opened, so that no port is guessed), answers a checkout and ``GET /metrics`` with 200."""
+    pytest.importorskip("uvicorn", reason="uvicorn comes with the examples extra: "
+                                          "pip install -e '.[examples]'")
+    import http.client
+    import os
+    import socket
+
+    from tests.loopback import wait_until
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("UNLEASH_", "IMPACTAGENT_"))}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--fd", str(listener.fileno()),
+         "examples.fastapi_app:app"],
+        cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)}, pass_fds=[listener.fileno()],
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "uvicorn.log").open("w"))
+    listener.close()
+
+    def get(method: str, path: str):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            connection.request(method, path)
+            response = connection.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            connection.close()
+
+    def answers() -> bool:
+        try:
+            return get("GET", "/health")[0] == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until(lambda: server.poll() is not None or answers(), timeout=30)
+        assert answers(), (tmp_path / "uvicorn.log").read_text()[-2000:]
+        assert get("POST", "/checkout/beta-ann")[0] == 200
+        status, text = get("GET", "/metrics")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert status == 200
+    assert 'checkout_total{appName="shop-fastapi",environment="default",new_checkout="blue"}' \
+        in text
