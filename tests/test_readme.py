@@ -372,3 +372,13 @@ def test_uvicorn_serves_the_fastapi_example(tmp_path):
     assert status == 200
     assert 'checkout_total{appName="shop-fastapi",environment="default",new_checkout="blue"}' \
         in text
+
+
+def test_every_file_the_readme_points_at_exists():
+    """The README once sent readers to docs/protocol.md, which the repository did not have."""
+    text = (ROOT / "README.md").read_text()
+    named = set(re.findall(r"`((?:docs|examples|tests|benchmarks)/[\w./-]*[\w/])`", text))
+    named |= {"LICENSE"}
+    assert "docs/protocol.md" in named
+    missing = sorted(name for name in named if not (ROOT / name).exists())
+    assert missing == []
