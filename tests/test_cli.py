@@ -108,7 +108,7 @@ def test_a_bad_option_is_one_line_pointing_at_help():
     line = assert_mistake(impactagent("demo", "--requests", "abc"), "--requests", "'abc'")
     assert line.endswith("(see 'impactagent demo --help')")
     assert_mistake(impactagent("nosuch"), "invalid choice")
-    assert_mistake(impactagent(), "command")
+    assert_mistake(impactagent(), "required: COMMAND")
 
 
 # -- check --------------------------------------------------------------------------------------
