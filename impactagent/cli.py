@@ -218,6 +218,9 @@ def _read_all(files: List[str]) -> List[Tuple[str, bytes]]:
             if sys.stdin is None:
                 raise UsageError("'-' reads standard input, and there is none; give "
                                  "a file name, or pipe a body in")
+            if sys.stdin.isatty():  # it would wait for typing with no prompt
+                raise UsageError("'-' reads a body from standard input, which is a terminal; "
+                                 "pipe one in (... | impactagent check -) or give a file")
             bodies.append((name, sys.stdin.buffer.read()))
             continue
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import pty
 import re
 import socket
 import subprocess
@@ -148,6 +149,18 @@ def test_check_an_unreadable_file(tmp_path):
 def test_check_stdin_twice_and_closed_stdin():
     assert_mistake(impactagent("check", "-", "-"), "more than once")
     assert_mistake(impactagent("check", "-", stdin=None), "standard input")
+
+
+def test_check_stdin_from_a_terminal_says_so_instead_of_waiting():
+    primary, secondary = pty.openpty()
+    try:
+        ran = subprocess.run([sys.executable, "-m", "impactagent", "check", "-"], cwd=ROOT,
+                             env=environment(), stdin=secondary, capture_output=True,
+                             text=True, timeout=60)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert_mistake(ran, "terminal", "pipe")
 
 
 def test_check_garbage_on_stdin_is_a_verdict_not_a_mistake():
