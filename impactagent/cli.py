@@ -1,71 +1,124 @@
-"""The ``impactagent`` command line: ``demo``, ``receive`` and ``check``."""
+"""The ``impactagent`` command line: ``demo``, ``receive``, ``check``, ``stats`` and ``charts``.
+
+Every mistake a user can make in calling it (see :mod:`impactagent.cli_support`) ends in one
+line on stderr and exit status 2, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
 import sys
 import threading
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
+
+from ._version import __version__
+from .cli_support import Parser, UsageError, fail, port_number, positive_int, seconds
+
+#: The server's JSON body limit (unleash-server's ``express.json`` default), in bytes.
+MAX_BODY = 100 * 1024
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """Parse ``argv`` and run a subcommand; return the process exit code."""
-    parser = argparse.ArgumentParser(
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand, each argument described with its default."""
+    parser = Parser(
         prog="impactagent", description="Report feature-flag usage and impact metrics to "
         "Unleash; try it against a local receiver, and check what would be sent.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"impactagent {__version__}",
+                        help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="run a simulated web shop and check every count")
-    demo.add_argument("--requests", type=int, default=10_000, help="simulated requests")
-    demo.add_argument("--url", help="report to this Unleash API URL instead of the built-in "
-                      "receiver (e.g. http://localhost:4242/api)")
+    demo = commands.add_parser(
+        "demo", help="run a simulated web shop and check every count",
+        description="Run a simulated web shop that records flags and impact metrics, report "
+        "them, and compare what was recorded with what arrived. Exit 0: every count arrived "
+        "once; 1: counts differ; 2: the server could not be reached or refused the token.")
+    demo.add_argument("--requests", type=positive_int, default=10_000, metavar="N",
+                      help="how many simulated requests to record (default 10000)")
+    demo.add_argument("--url", help="report to this Unleash API URL, e.g. "
+                      "http://localhost:4242/api (default: a receiver started in this "
+                      "process, on a free port)")
     demo.add_argument("--token", default=os.environ.get("UNLEASH_API_TOKEN"),
-                      help="client token for --url (default: $UNLEASH_API_TOKEN)")
-    demo.add_argument("--pace", type=float, default=0.2,
+                      help="client or backend token for --url (default: $UNLEASH_API_TOKEN; "
+                      "without either, a placeholder a real server refuses)")
+    demo.add_argument("--pace", type=seconds, default=0.2, metavar="SECONDS",
                       help="seconds between the ten recording steps (default 0.2)")
 
     receive = commands.add_parser(
-        "receive", help="run a development receiver for POST /api/client/metrics")
-    receive.add_argument("--port", type=int, default=4243, help="port (default 4243; 0: any)")
+        "receive", help="run a development receiver for POST /api/client/metrics",
+        description="Serve POST /api/client/metrics and /api/client/register as "
+        "unleash-server 8.2.0 answers them, and show what arrived: a page at /, JSON at "
+        "/api/received, Prometheus text at /metrics.")
+    receive.add_argument("--port", type=port_number, default=4243,
+                         help="port to listen on (default 4243; 0: any free port)")
     receive.add_argument("--host", default="127.0.0.1",
                          help="address to bind (default 127.0.0.1: this machine only)")
     receive.add_argument("--token", help="answer 401 on every endpoint, views included, "
                          "without this token (POSTs: in Authorization; views: also "
-                         "'Bearer <token>', a browser's password prompt, or ?token=)")
+                         "'Bearer <token>', a browser's password prompt, or ?token=) "
+                         "(default: no token needed)")
     receive.add_argument("--strict", action="store_true",
-                         help="answer 400 to bodies a real server would silently cut")
-    receive.add_argument("--max-body", type=int, default=100 * 1024,
-                         help="answer 413 over this many bytes (default 102400)")
-    receive.add_argument("--duration", type=float,
+                         help="answer 400 to bodies a real server would silently cut "
+                         "(default: answer 202 as the server does)")
+    receive.add_argument("--max-body", type=positive_int, default=MAX_BODY, metavar="BYTES",
+                         help=f"answer 413 over this many bytes (default {MAX_BODY}, the "
+                         "server's)")
+    receive.add_argument("--duration", type=seconds, metavar="SECONDS",
                          help="stop after this many seconds (default: run until Ctrl-C)")
 
-    check = commands.add_parser("check", help="validate metrics bodies (JSON files, - for "
-                                "stdin) and explain each problem")
-    check.add_argument("files", nargs="+", metavar="FILE")
-    check.add_argument("--max-body", type=int, default=100 * 1024,
-                       help="a body over this many bytes gets 413 (default 102400, the "
+    check = commands.add_parser(
+        "check", help="validate metrics bodies and explain each problem",
+        description="Hold request bodies for POST /api/client/metrics to the rules "
+        "unleash-server 8.2.0 applies, and say what a real server would do with each. "
+        "Exit 0: every body is stored whole; 1: some are not; 2: a file cannot be read.")
+    check.add_argument("files", nargs="+", metavar="FILE",
+                       help="a JSON metrics body to check, as an agent would POST it; "
+                       "- reads one from standard input")
+    check.add_argument("--max-body", type=positive_int, default=MAX_BODY, metavar="BYTES",
+                       help=f"a body over this many bytes gets 413 (default {MAX_BODY}, the "
                        "server's)")
 
-    admin = argparse.ArgumentParser(add_help=False)
+    admin = Parser(add_help=False)
     admin.add_argument("--url", default=os.environ.get("UNLEASH_URL"),
-                       help="the Unleash server (default: $UNLEASH_URL)")
+                       help="the Unleash server, with or without /api (default: $UNLEASH_URL)")
     admin.add_argument("--token-env", default="UNLEASH_ADMIN_TOKEN", metavar="VARIABLE",
                        help="the environment variable holding an admin token "
                        "(default: UNLEASH_ADMIN_TOKEN; tokens are never taken as arguments)")
 
-    stats = commands.add_parser("stats", parents=[admin],
-                                help="fetch instance statistics and verify their checksum")
-    stats.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    stats = commands.add_parser(
+        "stats", parents=[admin], help="fetch instance statistics and verify their checksum",
+        description="Fetch the server's instance statistics and check the checksum they "
+        "carry. Exit 0: it holds; 1: it does not; 2: the server could not be asked.")
+    stats.add_argument("--json", action="store_true",
+                       help="print the statistics as JSON (default: the key figures)")
 
-    charts = commands.add_parser("charts", parents=[admin],
-                                 help="make the server's impact-metric charts match the code")
-    charts.add_argument("action", choices=("plan", "apply"))
+    charts = commands.add_parser(
+        "charts", parents=[admin], help="make the server's impact-metric charts match the code",
+        description="Compare the charts declared on your agent's metrics (chart=Chart(...)) "
+        "with the server's impact-metric charts, and show or make the changes.")
+    charts.add_argument("action", choices=("plan", "apply"),
+                        help="plan: show what would change; apply: make the changes")
     charts.add_argument("--agent", required=True, metavar="MODULE:NAME",
-                        help="where your agent is, e.g. myapp.metrics:agent")
+                        help="where your agent is, e.g. myapp.metrics:agent, imported from "
+                        "the current directory (required)")
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Parse ``argv`` and run a subcommand; return the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except UsageError as mistake:
+        return fail(f"{args.command}: {mistake}")
+    except KeyboardInterrupt:  # Ctrl-C is an answer, not a crash
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from .demo import main as demo_main
 
@@ -87,7 +140,11 @@ def _receive(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     receiver = Receiver(port=args.port, host=args.host, token=args.token,
-                        max_body=args.max_body, strict=args.strict).start()
+                        max_body=args.max_body, strict=args.strict)
+    try:
+        receiver.start()
+    except OSError as error:
+        raise UsageError(bind_problem(error, args.host, args.port)) from None
     guarded = " with ?token=<the token>, or the token as password" if args.token else ""
     print(f"impactagent receiver on {receiver.url}: point agents at {receiver.api_url}; "
           f"open {receiver.url}/{guarded} to watch (Ctrl-C to stop)", flush=True)
@@ -98,6 +155,25 @@ def _receive(args: argparse.Namespace) -> int:
     finally:
         receiver.stop()
     return 0
+
+
+def bind_problem(error: OSError, host: str, port: int) -> str:
+    """Why the receiver could not listen on ``host:port``, and what to do instead."""
+    where = f"{host}:{port}"
+    if isinstance(error, socket.gaierror):
+        return (f"cannot listen on {where}: {host!r} is not an address or a name this "
+                f"machine can resolve ({error.strerror}); give --host an address such as "
+                "127.0.0.1")
+    if error.errno == errno.EADDRINUSE:
+        return (f"cannot listen on {where}: the port is in use; stop what holds it, or "
+                "choose another --port (0 picks a free one)")
+    if error.errno == errno.EACCES:
+        return (f"cannot listen on {where}: permission denied (ports below 1024 need "
+                "privileges); choose --port 1024 or above")
+    if error.errno == errno.EADDRNOTAVAIL:
+        return (f"cannot listen on {where}: {host} is not an address of this machine; give "
+                "--host one of its addresses (127.0.0.1, or 0.0.0.0 for all)")
+    return f"cannot listen on {where}: {error.strerror or error}"
 
 
 #: What a real server does with a body, by the worst of its problems.
@@ -116,9 +192,9 @@ def _check(files: List[str], max_body: int) -> int:
     included; exit 1 when any body would not be stored whole."""
     from .validation import check_request, notes, outcome_of, parse_body
 
+    bodies = _read_all(files)  # every file first: a mistake is reported before any verdict
     worst = 0
-    for name in files:
-        raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+    for name, raw in bodies:
         problems = check_request(raw, max_body)
         outcome = outcome_of(problems)
         print(f"{name}: {VERDICTS[outcome]}")
@@ -130,3 +206,35 @@ def _check(files: List[str], max_body: int) -> int:
                 print(f"  note: {note}")
         worst = max(worst, 0 if outcome == "stored" else 1)
     return worst
+
+
+def _read_all(files: List[str]) -> List[Tuple[str, bytes]]:
+    """Each named file's bytes (``-``: standard input, read once)."""
+    if files.count("-") > 1:
+        raise UsageError("'-' is given more than once; standard input holds one body")
+    bodies = []
+    for name in files:
+        if name == "-":
+            if sys.stdin is None:
+                raise UsageError("'-' reads standard input, and there is none; give "
+                                 "a file name, or pipe a body in")
+            if sys.stdin.isatty():  # it would wait for typing with no prompt
+                raise UsageError("'-' reads a body from standard input, which is a terminal; "
+                                 "pipe one in (... | impactagent check -) or give a file")
+            bodies.append((name, sys.stdin.buffer.read()))
+            continue
+        try:
+            bodies.append((name, Path(name).read_bytes()))
+        except FileNotFoundError:
+            raise UsageError(f"{name}: no such file; give the path of a JSON "
+                             "metrics body") from None
+        except IsADirectoryError:
+            raise UsageError(f"{name} is a directory; give the JSON files in it "
+                             f"(e.g. {os.path.join(name, '*.json')})") from None
+        except PermissionError:
+            raise UsageError(f"{name}: permission denied; give a file you can "
+                             "read") from None
+        except OSError as error:
+            raise UsageError(f"{name}: cannot be read "
+                             f"({error.strerror or error})") from None
+    return bodies

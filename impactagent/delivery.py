@@ -331,7 +331,8 @@ class Delivery:
                 self.transport.metrics_url, len(payload.body), events,
                 outcome.detail or "(nothing)",
             )
-            self.drops.add("rejected_by_server", events, detail=self.transport.metrics_url)
+            self.drops.add("rejected_by_server", events, detail=self.transport.metrics_url,
+                           explained=True)
         elif outcome.kind == TOO_LARGE:
             halves = split_payload(payload)
             if len(halves) > 1:
@@ -486,7 +487,8 @@ class Delivery:
         logger.error("impactagent: closing with %d events not delivered to %s (%s) and no "
                      "spool_dir to keep them; they are counted as 'not_delivered_by_close'.",
                      events, self.transport.metrics_url, why)
-        self.drops.add("not_delivered_by_close", events, detail=self.transport.metrics_url)
+        self.drops.add("not_delivered_by_close", events, detail=self.transport.metrics_url,
+                       explained=True)
 
     def _stop_sending(self, outcome: Outcome) -> None:
         if self.unauthorized is None:

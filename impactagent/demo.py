@@ -9,19 +9,28 @@ flusher sends while it runs; the agent is closed; and the demo prints what was r
 next to what the receiver holds. Exit code 0 means every count arrived, once.
 
 With ``--url`` (and ``--token``) it reports to a real Unleash server or Edge instead, and
-compares what was recorded with what the server accepted (the agent's own ledger).
+compares what was recorded with what the server accepted (the agent's own ledger). A server
+that cannot be reached is said so before anything is recorded, and one that took nothing
+(a refused token, say) is named after the report: both are the user's to fix, so they end in
+:class:`~impactagent.cli_support.UsageError`, one line and exit 2 on the command line.
 """
 
 from __future__ import annotations
 
 import random
+import socket
 import sys
 import time
 from typing import Any, Dict, List, Optional, TextIO, Tuple
+from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 from .agent import Agent
+from .cli_support import UsageError
 from .flag_context import flag_scope
 from .receiver import Receiver
+from .redaction import redact_url
+from .settings import SettingsError
 
 ROUTES = ("/", "/cart", "/checkout", "/search")
 APP_NAME = "demo-shop"
@@ -100,13 +109,30 @@ def compare(tally: Dict[str, Any], totals: Dict[str, Any]) -> List[Tuple[str, An
 
 def main(requests: int = 10_000, out: TextIO = sys.stdout, *, url: Optional[str] = None,
          token: Optional[str] = None, pace: float = 0.2) -> int:
-    """Run the demo; return 0 when what arrived is exactly what was recorded."""
+    """Run the demo; return 0 when what arrived is exactly what was recorded.
+
+    Raises :class:`UsageError` for arguments out of range, a ``url`` that cannot be reached,
+    and a server that took nothing.
+    """
+    if requests < 1:
+        raise UsageError(f"--requests must be 1 or more, got {requests}")
+    if not pace >= 0:
+        raise UsageError(f"--pace must be 0 seconds or more, got {pace}")
+    if url is not None:
+        _reachable(url)
+        if not token:
+            print("impactagent demo: warning: --url without --token or $UNLEASH_API_TOKEN: "
+                  "sending with a placeholder token, which a real server answers with 401",
+                  file=sys.stderr, flush=True)
     receiver = Receiver(strict=True).start() if url is None else None
     try:
         target = receiver.api_url if receiver is not None else url
-        agent = Agent(APP_NAME, url=target, api_key=token or "default:development.demo",
-                      flush_interval=max(pace, 0.1) * 2, request_timeout=5,
-                      shutdown_timeout=10)
+        try:
+            agent = Agent(APP_NAME, url=target, api_key=token or "default:development.demo",
+                          flush_interval=max(pace, 0.1) * 2, request_timeout=5,
+                          shutdown_timeout=10)
+        except SettingsError as error:  # a malformed --url or --token
+            raise UsageError(str(error)) from None
         where = f"the built-in receiver at {receiver.url}" if receiver else target
         out.write(f"impactagent demo: {requests:,} simulated requests to {where}\n")
         shop = Shop(agent)
@@ -123,9 +149,10 @@ def main(requests: int = 10_000, out: TextIO = sys.stdout, *, url: Optional[str]
             time.sleep(pace)
         result = agent.close()
         statistics = agent.statistics()
-        out.write(f"closed: {statistics['delivery']['delivered_bodies']} bodies, "
-                  f"{statistics['delivery']['delivered_events']:,} events delivered, "
-                  f"{sum(statistics['dropped'].values())} dropped\n\n")
+        delivery = statistics["delivery"]
+        out.write(f"closed: {_count(delivery['delivered_bodies'], 'body', 'bodies')}, "
+                  f"{_count(delivery['delivered_events'], 'event', 'events')} delivered, "
+                  f"{sum(statistics['dropped'].values()):,} dropped\n\n")
         if receiver is not None:
             rows = compare(shop.tally, receiver.totals(APP_NAME))
             problems = receiver.problems()
@@ -134,10 +161,59 @@ def main(requests: int = 10_000, out: TextIO = sys.stdout, *, url: Optional[str]
             rows = [("events still pending", 0, statistics["pending_events"]),
                     ("events dropped", 0, sum(statistics["dropped"].values()))]
             problems = []
-        return _report(rows, result.ok and not statistics["dropped"], problems, out)
+        code = _report(rows, result.ok and not statistics["dropped"], problems, out)
+        if url is not None and not delivery["delivered_bodies"]:
+            out.flush()
+            raise UsageError(f"{redact_url(url)} took nothing: "
+                             f"{_why_nothing(statistics)}")
+        return code
     finally:
         if receiver is not None:
             receiver.stop()
+
+
+def _reachable(url: str) -> None:
+    """Connect to ``url``'s host and port once, so that a server that is down is said so at
+    once, not after a run whose every count is then dropped."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as error:
+        raise UsageError(f"--url {redact_url(url)!r} is malformed ({error})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--url must be an http(s) URL such as "
+                         f"http://localhost:4242/api, got {redact_url(url)!r}")
+    if getproxies().get(parts.scheme) and not proxy_bypass(parts.hostname):
+        return  # requests goes through the proxy: connecting directly would prove nothing
+    try:
+        socket.create_connection((parts.hostname, port), timeout=5).close()
+    except ConnectionRefusedError:
+        why = "connection refused"
+    except socket.gaierror:
+        why = f"cannot resolve {parts.hostname!r}"
+    except TimeoutError:
+        why = "no answer within 5 seconds"
+    except OSError as error:
+        why = (error.strerror or str(error)).lower()
+    else:
+        return
+    raise UsageError(f"cannot reach {redact_url(url)}: {why}; is the server running, "
+                     "and --url right?")
+
+
+def _why_nothing(statistics: Dict[str, Any]) -> str:
+    """Why a server took no body, from the agent's statistics, with what to do."""
+    status = statistics["sending_stopped_by_status"]
+    if status in (401, 403):
+        return (f"it answered HTTP {status} (the token is missing, unknown or not a client "
+                "or backend token); give one with --token or $UNLEASH_API_TOKEN")
+    detail = statistics["delivery"]["last_error_detail"]
+    return f"{detail}; is --url the Unleash API (ending in /api)?" if detail else (
+        "no body was delivered before the close deadline")
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
 
 
 def _report(rows: List[Tuple[str, Any, Any]], delivered: bool, problems: List[str],

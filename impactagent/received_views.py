@@ -10,6 +10,7 @@ in :mod:`impactagent.received_exposition`.
 from __future__ import annotations
 
 import html
+import math
 from typing import Any, Dict, Iterable
 
 from .received import ReceivedMetrics
@@ -92,4 +93,18 @@ def _value_text(metric: Dict[str, Any]) -> str:
 
 
 def _number(value: Any) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+    """A value for people: whole numbers whole, others to six significant digits (a sum of
+    float observations carries binary noise, ``1.89200000022538e-06``, that means nothing).
+
+    >>> [_number(v) for v in (3, 2.0, 0.1 + 0.2, 3.14159265, 1234567.5, 1.89200000022538e-06)]
+    ['3', '2', '0.3', '3.14159', '1234568', '1.892e-06']
+    """
+    number = float(value)
+    if not math.isfinite(number):
+        return str(number)
+    if number.is_integer():
+        return str(int(number))
+    if abs(number) < 1e-3:
+        return f"{number:.4g}"
+    decimals = max(0, 5 - math.floor(math.log10(abs(number))))
+    return f"{number:.{decimals}f}".rstrip("0").rstrip(".")

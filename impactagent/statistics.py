@@ -51,18 +51,21 @@ class DropCounter:
         # (reason, detail) pairs already logged; details name a metric, so this stays small.
         self._logged: Set[Tuple[str, str]] = set()
 
-    def add(self, reason: str, n: int = 1, *, detail: str = "") -> None:
+    def add(self, reason: str, n: int = 1, *, detail: str = "", explained: bool = False
+            ) -> None:
         """Count ``n`` values dropped for ``reason``; log the first for each reason and detail.
 
         ``detail`` names where the drop happened (a metric), so each misbehaving metric is
-        named once in the logs without flooding them.
+        named once in the logs without flooding them. ``explained``: the caller has just
+        logged this drop in full (the server's answer, the reason's key), so the generic
+        sentence would only say it again.
         """
         with self._lock:
             self._counts[reason] = self._counts.get(reason, 0) + n
             first = (reason, detail) not in self._logged
             if first:
                 self._logged.add((reason, detail))
-        if first:
+        if first and not explained:
             sentence = DROP_REASONS.get(reason, f"values were dropped ({reason})")
             logger.warning(
                 "impactagent: %s%s; later drops like it are only counted in "

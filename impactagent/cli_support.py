@@ -1,0 +1,76 @@
+"""What every ``impactagent`` subcommand shares: how a user's mistake is reported.
+
+A mistake (a file that is not there, a port already taken, a server that does not answer,
+``--agent`` pointing nowhere) is not a bug in impactagent, so it gets no traceback: one line
+on stderr that names the problem and what to do, and exit status 2, as ``argparse`` does
+for a bad option. Commands raise :class:`UsageError`; :func:`impactagent.cli.main` prints it.
+A genuine bug still ends in a traceback, which is what a bug report needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+#: The exit status of a user's mistake (argparse's own, for a bad option).
+USAGE = 2
+
+
+class UsageError(Exception):
+    """A mistake in how a command was called or where it points; the message says which, and
+    what to do about it, in one line."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line: the problem and where help is.
+
+    ``argparse`` prints the whole usage before its error; on a narrow terminal that is
+    several lines in which the one that matters comes last.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+def positive_int(text: str) -> int:
+    """An argument that must be a whole number above zero."""
+    value = _int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
+def port_number(text: str) -> int:
+    """A TCP port: 0 (any free port) to 65535."""
+    value = _int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535; 0: any free "
+                                         "port)")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A duration in seconds: a finite number, zero or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def fail(message: str) -> int:
+    """Print ``impactagent <message>`` on stderr (the message starts with the command, as
+    argparse's do), in one line whatever it quotes (a server's HTML, say); return the usage
+    exit status."""
+    print(f"impactagent {' '.join(message.split())}", file=sys.stderr, flush=True)
+    return USAGE

@@ -1,0 +1,378 @@
+"""The command line as a careless or hostile user meets it: every mistake is one line on
+stderr and exit status 2, never a traceback; ``--version``; help that describes every
+argument.
+
+Each case runs the real command (``python -m impactagent ...``) in a child interpreter that
+imports this checkout, against real local servers and real files.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pty
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional
+
+import pytest
+
+from impactagent import __version__
+from impactagent.cli import bind_problem
+from tests.child import ROOT, environment
+from tests.loopback import LoopbackHandler, LoopbackServer, refused_url
+from tests.scripted_server import ScriptedServer
+
+ADMIN = "*:*.admin-secret"
+
+
+def impactagent(*args: str, cwd: Path = ROOT, stdin: Optional[bytes] = b"",
+                env: Optional[Dict[str, str]] = None, timeout: float = 60
+                ) -> subprocess.CompletedProcess:
+    """Run the command; ``stdin=None`` runs it with standard input closed."""
+    options: Dict[str, Any] = ({"input": stdin} if stdin is not None
+                               else {"preexec_fn": lambda: os.close(0)})
+    base = environment(env)
+    for name in ("UNLEASH_URL", "UNLEASH_API_TOKEN", "UNLEASH_ADMIN_TOKEN"):
+        if name not in (env or {}):
+            base.pop(name, None)
+    ran = subprocess.run([sys.executable, "-m", "impactagent", *args], cwd=cwd, env=base,
+                         capture_output=True, timeout=timeout, **options)
+    return subprocess.CompletedProcess(ran.args, ran.returncode, ran.stdout.decode(),
+                                       ran.stderr.decode())
+
+
+def assert_mistake(ran: subprocess.CompletedProcess, *words: str) -> str:
+    """Exit 2, one line on stderr naming the problem, and no traceback; returns the line."""
+    assert "Traceback" not in ran.stderr, ran.stderr
+    assert ran.returncode == 2, (ran.returncode, ran.stdout, ran.stderr)
+    lines = ran.stderr.splitlines()
+    assert len(lines) == 1, ran.stderr
+    assert lines[0].startswith("impactagent"), lines[0]
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+# -- --version and help -----------------------------------------------------------------------
+
+
+def test_version_prints_the_package_version():
+    ran = impactagent("--version")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == f"impactagent {__version__}\n"
+
+
+OPTIONS = {"demo": ["--requests", "--url", "--token", "--pace"],
+           "receive": ["--port", "--host", "--token", "--strict", "--max-body", "--duration"],
+           "check": ["--max-body"],
+           "stats": ["--url", "--token-env", "--json"],
+           "charts": ["--url", "--token-env", "--agent"]}
+
+
+def described_options(text: str) -> Dict[str, str]:
+    """Each option in a help text's options section, with its description on one line."""
+    section = text.split("options:\n", 1)[1]
+    entries = re.split(r"\n(?=  -)", "\n" + section)
+    described = {}
+    for entry in filter(str.strip, entries):
+        head, _, rest = entry.strip().partition("  ")
+        for option in re.findall(r"--[a-z-]+", head):
+            described[option] = " ".join(rest.split())
+    return described
+
+
+@pytest.mark.parametrize("command", sorted(OPTIONS))
+def test_each_subcommands_help_describes_every_argument_and_its_default(command):
+    ran = impactagent(command, "--help")
+    assert ran.returncode == 0, ran.stderr
+    usage = ran.stdout.split("\n\n", 1)[0]
+    in_usage = set(re.findall(r"--[a-z-]+", usage)) - {"--help"}
+    assert in_usage == set(OPTIONS[command])  # the list above is the whole list
+    described = described_options(ran.stdout)
+    for option in OPTIONS[command]:
+        assert len(described.get(option, "")) > 20, (command, option, described)
+        assert "default" in described[option] or "required" in described[option], (
+            command, option, described[option])
+
+
+def test_check_help_says_what_file_and_dash_are():
+    text = " ".join(impactagent("check", "--help").stdout.split())
+    assert "FILE" in text and "- reads one from standard input" in text
+
+
+def test_a_bad_option_is_one_line_pointing_at_help():
+    line = assert_mistake(impactagent("demo", "--requests", "abc"), "--requests", "'abc'")
+    assert line.endswith("(see 'impactagent demo --help')")
+    assert_mistake(impactagent("nosuch"), "invalid choice")
+    assert_mistake(impactagent(), "required: COMMAND")
+
+
+# -- check --------------------------------------------------------------------------------------
+
+
+def test_check_a_missing_file(tmp_path):
+    assert_mistake(impactagent("check", "missing.json", cwd=tmp_path), "missing.json",
+                   "no such file")
+
+
+def test_check_a_directory(tmp_path):
+    assert_mistake(impactagent("check", str(tmp_path)), str(tmp_path), "is a directory")
+
+
+def test_check_reports_a_missing_file_before_any_verdict(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text("{}")
+    ran = impactagent("check", str(good), "missing.json", cwd=tmp_path)
+    assert_mistake(ran, "missing.json")
+    assert ran.stdout == ""
+
+
+def test_check_a_path_through_a_file(tmp_path):
+    (tmp_path / "body.json").write_text("{}")
+    assert_mistake(impactagent("check", "body.json/x", cwd=tmp_path), "body.json/x",
+                   "cannot be read")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_check_an_unreadable_file(tmp_path):
+    secret = tmp_path / "secret.json"
+    secret.write_text("{}")
+    secret.chmod(0)
+    assert_mistake(impactagent("check", str(secret)), "permission denied")
+
+
+def test_check_stdin_twice_and_closed_stdin():
+    assert_mistake(impactagent("check", "-", "-"), "more than once")
+    assert_mistake(impactagent("check", "-", stdin=None), "standard input")
+
+
+def test_check_stdin_from_a_terminal_says_so_instead_of_waiting():
+    primary, secondary = pty.openpty()
+    try:
+        ran = subprocess.run([sys.executable, "-m", "impactagent", "check", "-"], cwd=ROOT,
+                             env=environment(), stdin=secondary, capture_output=True,
+                             text=True, timeout=60)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert_mistake(ran, "terminal", "pipe")
+
+
+def test_check_garbage_on_stdin_is_a_verdict_not_a_mistake():
+    ran = impactagent("check", "-", stdin=b"\xff\xfe<html>")
+    assert ran.returncode == 1 and "Traceback" not in ran.stderr
+    assert ran.stdout.startswith("-: a real server answers 400")
+
+
+def test_check_max_body_must_be_positive():
+    assert_mistake(impactagent("check", "--max-body", "-5", "-"), "--max-body", "'-5'")
+
+
+# -- receive ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+def test_receive_on_a_busy_port(busy_port):
+    assert_mistake(impactagent("receive", "--port", str(busy_port), "--duration", "0"),
+                   f"127.0.0.1:{busy_port}", "in use", "--port")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may listen on any port")
+def test_receive_on_a_privileged_port():
+    assert_mistake(impactagent("receive", "--port", "80", "--duration", "0"),
+                   "permission denied", "1024")
+
+
+def test_a_refused_bind_is_explained():
+    # What the kernel answers a non-root bind below 1024 (the test above, when not root).
+    line = bind_problem(PermissionError(errno.EACCES, "Permission denied"), "0.0.0.0", 80)
+    assert "permission denied" in line and "--port 1024" in line
+
+
+@pytest.mark.parametrize("port", ["abc", "-1", "65536", "99999"])
+def test_receive_a_bad_port(port):
+    assert_mistake(impactagent("receive", "--port", port), "--port", repr(port))
+
+
+@pytest.mark.parametrize(("host", "words"), [("nosuch.invalid", ["resolve", "--host"]),
+                                             ("192.0.2.1", ["not an address of this machine"])])
+def test_receive_a_bad_host(host, words):
+    assert_mistake(impactagent("receive", "--host", host, "--port", "0", "--duration", "0"),
+                   host, *words)
+
+
+@pytest.mark.parametrize("option", ["--duration", "--max-body"])
+def test_receive_negative_numbers(option):
+    assert_mistake(impactagent("receive", option, "-1"), option)
+
+
+# -- stats and charts against servers that are not what --url says -----------------------------
+
+
+class FixedAnswer(LoopbackServer):
+    """Answers every request with one status, body and content type."""
+
+    def __init__(self, status: int, body: bytes, content_type: str) -> None:
+        self.fixed = (status, body, content_type)
+        super().__init__()
+
+    @property
+    def handler_class(self) -> type:  # type: ignore[override]
+        class Handler(LoopbackHandler):
+            def do_GET(self) -> None:
+                status, body, content_type = self.server_ref.fixed  # type: ignore[attr-defined]
+                self.answer(status, body, content_type=content_type)
+
+            do_POST = do_GET
+
+        return Handler
+
+
+ANSWERS = {
+    "401": (401, b'{"message": "authentication required"}', "application/json", ["401", "$"]),
+    "500 html": (500, b"<html>\n<body>\n<h1>Internal error</h1>\n</body>\n</html>", "text/html",
+                 ["500"]),
+    "200 html": (200, b"<!doctype html>\n<html><body>Unleash</body></html>", "text/html",
+                 ["not the Unleash admin API"]),
+    "200 garbage": (200, b"\x00\xffgarbage", "application/octet-stream",
+                    ["not the Unleash admin API"]),
+    "404": (404, b"Not Found", "text/plain", ["404", "--url"]),
+}
+
+
+@pytest.fixture
+def shop_module(tmp_path) -> Path:
+    (tmp_path / "shop_metrics.py").write_text(textwrap.dedent("""
+        import impactagent
+        from impactagent import Chart
+
+        agent = impactagent.Agent("shop")
+        agent.counter("checkout_total", "Checkouts", chart=Chart(aggregation="rps"))
+        not_an_agent = 42
+    """))
+    return tmp_path
+
+
+def admin(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return impactagent(*args, cwd=cwd, env={"UNLEASH_ADMIN_TOKEN": ADMIN})
+
+
+@pytest.mark.parametrize("answer", sorted(ANSWERS))
+def test_stats_and_charts_against_a_server_that_answers(answer, shop_module):
+    status, body, content_type, words = ANSWERS[answer]
+    with FixedAnswer(status, body, content_type) as server:
+        for ran in (admin("stats", "--url", server.url),
+                    admin("charts", "plan", "--url", server.url, "--agent",
+                          "shop_metrics:agent", cwd=shop_module)):
+            line = assert_mistake(ran, *words)
+            assert ADMIN not in line and ADMIN not in ran.stdout
+
+
+def test_stats_and_charts_against_a_closed_port(shop_module):
+    url = refused_url()
+    assert_mistake(admin("stats", "--url", url), url, "connection refused")
+    assert_mistake(admin("charts", "apply", "--url", url, "--agent", "shop_metrics:agent",
+                         cwd=shop_module), url, "connection refused")
+
+
+def test_stats_with_a_url_that_is_not_http():
+    assert_mistake(admin("stats", "--url", "localhost:4242"), "http(s) URL")
+
+
+def test_stats_without_url_or_token():
+    assert_mistake(impactagent("stats"), "--url", "$UNLEASH_URL")
+    assert_mistake(impactagent("stats", "--url", "http://127.0.0.1:1"), "$UNLEASH_ADMIN_TOKEN")
+
+
+# -- charts --agent -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def broken_module(shop_module) -> Path:
+    (shop_module / "broken_metrics.py").write_text("import json\n\nagent = 1 / 0\n")
+    (shop_module / "needs_missing.py").write_text("import nosuch_dependency\n")
+    return shop_module
+
+
+@pytest.mark.parametrize(("where", "words"), [
+    ("nosuch.mod:agent", ["no module named 'nosuch'", "PYTHONPATH"]),
+    ("shop_metrics", ["MODULE:NAME"]),
+    ("shop_metrics:", ["MODULE:NAME"]),
+    (":agent", ["MODULE:NAME"]),
+    (".shop_metrics:agent", ["absolute module name"]),
+    ("shop_metrics:nosuch", ["has no 'nosuch'"]),
+    ("shop_metrics:not_an_agent", ["is a int, not an impactagent.Agent"]),
+    ("broken_metrics:agent", ["ZeroDivisionError", "broken_metrics.py, line 3"]),
+    ("needs_missing:agent", ["importing needs_missing failed", "nosuch_dependency"]),
+])
+def test_charts_with_a_bad_agent(broken_module, where, words):
+    ran = admin("charts", "plan", "--url", "http://127.0.0.1:1", "--agent", where,
+                cwd=broken_module)
+    assert_mistake(ran, "--agent", *words)
+
+
+# -- demo ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("option", "value"), [("--requests", "0"), ("--requests", "-5"),
+                                               ("--requests", "abc"), ("--pace", "-1"),
+                                               ("--pace", "nan"), ("--pace", "x")])
+def test_demo_validates_its_arguments(option, value):
+    assert_mistake(impactagent("demo", option, value), option, repr(value))
+
+
+def test_demo_says_connection_refused_at_once():
+    url = refused_url()
+    ran = impactagent("demo", "--url", url, "--token", "default:development.x")
+    assert_mistake(ran, url, "connection refused")
+    assert "requests recorded" not in ran.stdout  # said before any run, not after it
+
+
+@pytest.mark.parametrize("url", ["localhost:4242/api", "ftp://example.com/api", "http://"])
+def test_demo_with_a_url_that_is_not_http(url):
+    assert_mistake(impactagent("demo", "--url", url, "--token", "t"), "http(s) URL")
+
+
+def test_demo_warns_when_a_url_has_no_token():
+    with ScriptedServer() as server:
+        ran = impactagent("demo", "--requests", "20", "--pace", "0", "--url", server.api_url)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    warnings = [ln for ln in ran.stderr.splitlines() if "without --token" in ln]
+    assert len(warnings) == 1 and "placeholder" in warnings[0]
+    assert "all counts accounted for" in ran.stdout
+
+
+def test_demo_names_a_refused_token():
+    with ScriptedServer(token="default:development.right") as server:
+        ran = impactagent("demo", "--requests", "20", "--pace", "0", "--url", server.api_url,
+                          "--token", "default:development.wrong")
+    assert "Traceback" not in ran.stderr
+    assert ran.returncode == 2, ran.stdout + ran.stderr
+    last = ran.stderr.splitlines()[-1]
+    assert last.startswith("impactagent demo: ") and "HTTP 401" in last and "--token" in last
+    assert "development.wrong" not in ran.stdout + ran.stderr
+
+
+def test_demo_writes_one_body_in_the_singular():
+    # Twenty requests at no pace fit one body: "1 body", not "1 bodies".
+    with ScriptedServer() as server:
+        ran = impactagent("demo", "--requests", "20", "--pace", "0", "--url", server.api_url,
+                          "--token", "default:development.t")
+        bodies = len(server.requests)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    closed = [ln for ln in ran.stdout.splitlines() if ln.startswith("closed: ")]
+    expected = "1 body," if bodies == 1 else f"{bodies} bodies,"
+    assert closed and closed[0].startswith(f"closed: {expected}"), closed
+    assert "bodies" not in closed[0] or bodies != 1
