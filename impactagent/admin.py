@@ -102,6 +102,9 @@ class AdminClient:
     def instance_statistics(self) -> InstanceStatistics:
         """Fetch the instance statistics and check their checksum."""
         data = self._call("GET", "/api/admin/instance-admin/statistics")
+        if not isinstance(data, dict):
+            raise ValueError(f"the statistics answer is not a JSON object but "
+                             f"{type(data).__name__}: is the url an Unleash server?")
         return InstanceStatistics(data, data.get("sum"), statistics_checksum(data))
 
     # -- chart configurations -----------------------------------------------------------------

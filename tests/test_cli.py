@@ -280,6 +280,11 @@ def test_stats_and_charts_against_a_server_that_answers(answer, shop_module):
             assert ADMIN not in line and ADMIN not in ran.stdout
 
 
+def test_stats_answered_with_json_that_is_not_an_object():
+    with FixedAnswer(200, b"[]", "application/json") as server:
+        assert_mistake(admin("stats", "--url", server.url), "not a JSON object")
+
+
 def test_stats_and_charts_against_a_closed_port(shop_module):
     url = refused_url()
     assert_mistake(admin("stats", "--url", url), url, "connection refused")
