@@ -407,7 +407,8 @@ def test_celery_prefork_children_each_deliver_their_counts_when_they_exit(server
     try:
         producer = celery.Celery("shop")
         producer.conf.update(broker_url="filesystem://", broker_transport_options={
-            "data_folder_in": str(broker), "data_folder_out": str(broker)})
+            "data_folder_in": str(broker), "data_folder_out": str(broker),
+            "control_folder": f"{broker}-control"})
         for n in range(40):
             producer.send_task("shop.job", args=(n,))
         # Bounded wait for every task to have run (each leaves a file).

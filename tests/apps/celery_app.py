@@ -14,7 +14,8 @@ app = Celery("shop")
 app.conf.update(
     broker_url="filesystem://",
     broker_transport_options={"data_folder_in": broker, "data_folder_out": broker,
-                              "processed_folder": broker, "store_processed": False},
+                              "processed_folder": broker, "store_processed": False,
+                              "control_folder": broker + "-control"},
     task_ignore_result=True,
     worker_hijack_root_logger=False,
 )
