@@ -238,7 +238,9 @@ def test_flask_extension_labels_by_url_rule_and_scopes_flags_per_request():
     assert counts(agent, "http_server_requests_total") == FLASK_EXPECTED
     assert counts(agent, "http_server_request_duration_seconds") == FLASK_EXPECTED
     assert counts(agent, "checkout_total") == {("blue",): 2, ("disabled",): 1}
-    text = client.get("/metrics").get_data(as_text=True)
+    scrape = client.get("/metrics")
+    scrape.close()  # as a server does: the request's flag scope ends only then
+    text = scrape.get_data(as_text=True)
     assert {dict(k)["new_checkout"]: n for k, n in samples(text, "checkout_total").items()
             } == {"blue": 2, "disabled": 1}
 
