@@ -1,0 +1,102 @@
+"""One settings mapping for the Django and Flask integrations: the agent's settings plus a
+few options of the integration itself.
+
+>>> options = IntegrationOptions.split({"app_name": "shop", "flags": ["new-checkout"]})
+>>> options.agent_settings, options.flags
+({'app_name': 'shop'}, ('new-checkout',))
+>>> IntegrationOptions.split({"app_nmae": "shop"})  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+impactagent.settings.SettingsError: IMPACTAGENT: unknown setting 'app_nmae' (an Agent ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
+
+from ..agent import Agent
+from ..http_metrics import HTTP_BUCKETS
+from ..settings import Settings, SettingsError
+
+#: The integration's own keys; every other key is an :class:`~impactagent.Agent` setting.
+OPTION_KEYS = ("agent", "flags", "prefix", "buckets")
+_SETTING_KEYS = tuple(field.name for field in dataclasses.fields(Settings))
+
+
+class IntegrationOptions(NamedTuple):
+    """What a settings mapping says: how to get the agent, and how to label requests."""
+
+    agent: Any  # an Agent, "package.module:attribute" naming one, or None: build it
+    agent_settings: Dict[str, Any]
+    flags: Tuple[str, ...] = ()
+    prefix: str = "http_server"
+    buckets: Tuple[float, ...] = HTTP_BUCKETS
+
+    @classmethod
+    def split(cls, mapping: Mapping[str, Any], where: str = "IMPACTAGENT"
+              ) -> IntegrationOptions:
+        """Check every key (a typo must not pass silently) and split the mapping."""
+        settings: Dict[str, Any] = {}
+        for key, value in mapping.items():
+            if key not in _SETTING_KEYS and key not in OPTION_KEYS:
+                raise SettingsError(
+                    f"{where}: unknown setting {key!r} (an Agent setting: "
+                    f"{', '.join(_SETTING_KEYS[:2])}, ...; or {', '.join(OPTION_KEYS)})")
+            if key in _SETTING_KEYS:
+                settings[key] = value
+        agent = mapping.get("agent")
+        if agent is not None and settings:
+            raise SettingsError(f"{where}: give either 'agent' or the agent's settings "
+                                f"({', '.join(sorted(settings))}), not both")
+        if agent is None and "app_name" not in settings:
+            raise SettingsError(f"{where}: 'app_name' is required (or 'agent': "
+                                f"'package.module:attribute' naming your Agent)")
+        flags = mapping.get("flags", ())
+        if isinstance(flags, str):
+            flags = (flags,)  # a lone name, not its letters
+        return cls(agent=agent, agent_settings=settings, flags=tuple(flags),
+                   prefix=mapping.get("prefix", "http_server"),
+                   buckets=tuple(mapping.get("buckets", HTTP_BUCKETS)))
+
+    def build_agent(self, where: str = "IMPACTAGENT") -> Agent:
+        """The agent these options name, or a new one, started when it has a ``url``."""
+        agent = self.agent
+        if isinstance(agent, str):
+            agent = load_agent(agent, where)
+        elif agent is None:
+            agent = Agent(**self.agent_settings)
+        elif not isinstance(agent, Agent):
+            raise SettingsError(f"{where}: 'agent' must be an Agent or 'module:attribute', "
+                                f"got {agent!r}")
+        if agent.settings.url is not None:
+            agent.start()  # idempotent: an agent the app started already stays as it is
+        return agent
+
+
+def load_agent(where_it_is: str, where: str = "IMPACTAGENT") -> Agent:
+    """Import ``"package.module:attribute"`` and check that it is an Agent."""
+    module_name, _, attribute = where_it_is.partition(":")
+    if not module_name or not attribute:
+        raise SettingsError(f"{where}: 'agent' must look like 'package.module:attribute', "
+                            f"got {where_it_is!r}")
+    agent: Optional[Any] = getattr(importlib.import_module(module_name), attribute, None)
+    if not isinstance(agent, Agent):
+        raise SettingsError(f"{where}: {where_it_is!r} is not an Agent ({agent!r})")
+    return agent
+
+
+
+def scrape(agent: Agent, accept: str) -> Tuple[bytes, str]:
+    """The Prometheus scrape of ``agent`` in the format ``accept`` asks for, and its content
+    type (needs ``impactagent[prometheus]``)."""
+    try:
+        from prometheus_client.exposition import choose_encoder
+
+        from ..prometheus import registry_for
+    except ImportError as error:
+        raise ImportError("the Prometheus scrape needs prometheus_client: "
+                          "pip install 'impactagent[prometheus]'") from error
+    encoder, content_type = choose_encoder(accept)
+    return encoder(registry_for(agent)), content_type

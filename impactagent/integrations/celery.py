@@ -1,0 +1,132 @@
+"""Celery: a flag scope and a count per task, and the agent in every worker process.
+
+In the module that makes your Celery app (the worker imports it)::
+
+    from impactagent.integrations.celery import instrument_celery
+
+    agent = impactagent.Agent("shop-worker", url=..., api_key=...).start()
+    instrument_celery(agent, flags=["new-checkout"])
+
+Through Celery's signals, for every worker pool (prefork, threads, solo, eventlet, gevent)
+and for tasks run eagerly:
+
+- ``task_prerun`` / ``task_postrun``: each task runs in its own flag scope
+  (:mod:`impactagent.flag_context`), so a metric labelled by a flag sees what *this* task
+  decided, never what the task before it in the same process or thread did; and each task
+  is counted in ``celery_tasks_total`` and timed in ``celery_task_duration_seconds``,
+  labelled by ``task`` (its registered name, never its arguments) and ``state``
+  (``success``, ``failure``, ``retry``, ``ignored``, ``rejected``), plus ``flags``.
+- ``worker_process_init`` (a prefork child, just forked): the agent reset itself at the fork
+  (zero counts, its own connection id, its own flusher); this starts it if the parent had
+  not, so each child sends what it records.
+- ``worker_process_shutdown`` (a prefork child, leaving): a child ends with ``os._exit``,
+  which skips ``atexit``; this closes the agent first, so the child's last window is sent
+  (or spooled, or counted as dropped) instead of vanishing. The main worker process closes
+  at exit as any program does.
+
+:func:`instrument_celery` returns the :class:`CeleryInstrumentation`; ``disconnect()``
+removes its receivers (tests, or an app that instruments a second agent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from contextvars import Token
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+from ..agent import Agent
+from ..flag_context import close_scope, open_scope
+
+__all__ = ["TASK_BUCKETS", "CeleryInstrumentation", "instrument_celery"]
+
+#: Task durations in seconds, from a cache refresh to a long report.
+TASK_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+_LABELS = ("task", "state")
+_perf_counter = time.perf_counter
+
+
+class CeleryInstrumentation:
+    """The signal receivers for one agent (see the module doc)."""
+
+    def __init__(self, agent: Agent, *, flags: Sequence[str] = (),
+                 buckets: Sequence[float] = TASK_BUCKETS, prefix: str = "celery") -> None:
+        self.agent = agent
+        self.tasks = agent.counter(f"{prefix}_tasks_total", "Celery tasks run",
+                                   labels=_LABELS, flags=flags)
+        self.duration = agent.histogram(f"{prefix}_task_duration_seconds",
+                                        "Time to run a Celery task, in seconds",
+                                        labels=_LABELS, buckets=buckets, flags=flags)
+        # The scope and start of each running task, by task id: prerun and postrun are two
+        # calls, on the same thread (or greenlet), in the same context.
+        self._running: Dict[str, Tuple[Token, float]] = {}
+        self._lock = threading.Lock()
+        self._connected = False
+
+    def connect(self) -> CeleryInstrumentation:
+        """Connect the receivers (idempotent)."""
+        from celery import signals
+
+        if not self._connected:
+            # weak=False: bound methods of an object nobody else may hold.
+            signals.task_prerun.connect(self.task_prerun, weak=False)
+            signals.task_postrun.connect(self.task_postrun, weak=False)
+            signals.worker_process_init.connect(self.worker_process_init, weak=False)
+            signals.worker_process_shutdown.connect(self.worker_process_shutdown,
+                                                    weak=False)
+            self._connected = True
+        return self
+
+    def disconnect(self) -> None:
+        """Remove the receivers."""
+        from celery import signals
+
+        signals.task_prerun.disconnect(self.task_prerun)
+        signals.task_postrun.disconnect(self.task_postrun)
+        signals.worker_process_init.disconnect(self.worker_process_init)
+        signals.worker_process_shutdown.disconnect(self.worker_process_shutdown)
+        self._connected = False
+
+    # -- per task ----------------------------------------------------------------------------
+
+    def task_prerun(self, sender: Any = None, task_id: Optional[str] = None,
+                    **extra: Any) -> None:
+        entry = (open_scope(), _perf_counter())
+        with self._lock:
+            self._running[str(task_id)] = entry
+
+    def task_postrun(self, sender: Any = None, task_id: Optional[str] = None,
+                     state: Optional[str] = None, **extra: Any) -> None:
+        with self._lock:
+            entry = self._running.pop(str(task_id), None)
+        if entry is None:
+            return  # prerun ran before we connected
+        token, start = entry
+        try:
+            name = getattr(sender, "name", None) or "unknown"
+            outcome = (state or "unknown").lower()
+            self.tasks.labels(task=name, state=outcome).inc()
+            self.duration.labels(task=name, state=outcome).observe(_perf_counter() - start)
+        finally:
+            # Postrun in another context than prerun's: nothing there to undo.
+            with contextlib.suppress(ValueError):
+                close_scope(token)
+
+    # -- per worker process --------------------------------------------------------------------
+
+    def worker_process_init(self, **extra: Any) -> None:
+        self.agent.after_fork()  # a no-op if the fork hook has done it, as it should have
+        if self.agent.settings.url is not None:
+            self.agent.start()
+
+    def worker_process_shutdown(self, **extra: Any) -> None:
+        self.agent.close()
+
+
+def instrument_celery(agent: Agent, *, flags: Sequence[str] = (),
+                      buckets: Sequence[float] = TASK_BUCKETS,
+                      prefix: str = "celery") -> CeleryInstrumentation:
+    """Count, time and flag-scope every Celery task with ``agent``; start and close it in
+    each worker process. Returns the receivers (``.disconnect()`` removes them)."""
+    return CeleryInstrumentation(agent, flags=flags, buckets=buckets, prefix=prefix).connect()

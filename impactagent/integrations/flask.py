@@ -1,0 +1,123 @@
+"""Flask: an extension that counts, times and flag-scopes every request by its URL rule.
+
+::
+
+    from flask import Flask
+    from impactagent.integrations.flask import ImpactAgent
+
+    app = Flask(__name__)
+    impact = ImpactAgent(app, app_name="shop", url=os.environ.get("UNLEASH_URL"),
+                         api_key=os.environ.get("UNLEASH_API_TOKEN"),
+                         flags=["new-checkout"], metrics_path="/metrics")
+    checkouts = impact.agent.counter("checkout_total", "Completed checkouts")
+
+With an app factory, make the extension once and bind it to each app::
+
+    impact = ImpactAgent(agent=agent)           # module level: your own Agent
+    def create_app():
+        app = Flask(__name__)
+        app.config["IMPACTAGENT"] = {"flags": ["new-checkout"]}
+        impact.init_app(app)
+        return app
+
+The settings come from ``app.config["IMPACTAGENT"]`` (a dict) updated by the keyword
+arguments: every :class:`~impactagent.Agent` setting by its name, and the integration's
+``flags``, ``prefix`` and ``buckets`` (as for Django, :mod:`impactagent.integrations.django`);
+``agent=`` gives an Agent of your own instead. The agent is started when it has a ``url``;
+it is in ``app.extensions["impactagent"].agent`` and ``impact.agent`` (in an app context,
+when the extension is bound to more than one app). ``metrics_path`` adds a route serving
+the Prometheus scrape (needs ``impactagent[prometheus]``).
+
+Each request is recorded by :class:`impactagent.wsgi.ImpactMiddleware`, which wraps
+``app.wsgi_app`` (so a streamed body is timed to its end, and an error is a ``5xx``), with
+the route Flask matched: ``request.url_rule.rule`` (``/checkout/<user>``), never the raw
+path; ``unmatched`` for a 404 or 405.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+from ..agent import Agent
+from ..http_metrics import ROUTE_KEY
+from ..wsgi import ImpactMiddleware
+from ._config import IntegrationOptions, scrape
+
+__all__ = ["ImpactAgent", "ImpactState"]
+
+EXTENSION_KEY = "impactagent"
+
+
+class ImpactState(NamedTuple):
+    """What the extension keeps per app, in ``app.extensions["impactagent"]``."""
+
+    agent: Agent
+    middleware: ImpactMiddleware
+
+
+class ImpactAgent:
+    """The Flask extension: ``ImpactAgent(app, **settings)`` or ``init_app(app)`` later."""
+
+    def __init__(self, app: Any = None, agent: Optional[Agent] = None, *,
+                 metrics_path: Optional[str] = None, **settings: Any) -> None:
+        self._agent = agent
+        self._first: Optional[Agent] = None  # the agent of the first app bound
+        self.metrics_path = metrics_path
+        self.settings = settings
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Any) -> None:
+        """Bind to ``app``: wrap its WSGI app, note the matched rule, and serve the scrape."""
+        from flask import request, request_started
+
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError("impactagent: init_app() was already called for this app")
+        mapping = dict(app.config.get("IMPACTAGENT") or {})
+        mapping.update(self.settings)
+        if self._agent is not None:
+            mapping["agent"] = self._agent
+        options = IntegrationOptions.split(mapping, "impactagent (Flask)")
+        agent = options.build_agent("impactagent (Flask)")
+        middleware = ImpactMiddleware(app.wsgi_app, agent, flags=options.flags,
+                                      prefix=options.prefix, buckets=options.buckets)
+        app.extensions[EXTENSION_KEY] = ImpactState(agent, middleware)
+        if self._first is None:
+            self._first = agent
+        wrapped: Any = app  # Flask's own recipe for WSGI middleware: replace wsgi_app
+        wrapped.wsgi_app = middleware
+
+        def note_the_rule(sender: Any, **extra: Any) -> None:
+            # Sent after URL matching and before any before_request function (one of which
+            # may answer the request itself): the route is known for every matched request.
+            rule = request.url_rule
+            if rule is not None:
+                request.environ[ROUTE_KEY] = rule.rule
+
+        # weak=False: the function lives as long as the app; sender=app: this app only.
+        request_started.connect(note_the_rule, app, weak=False)
+        if self.metrics_path is not None:
+            app.add_url_rule(self.metrics_path, "impactagent_metrics",
+                             lambda: _scrape_response(agent), methods=["GET"])
+
+    @property
+    def agent(self) -> Agent:
+        """The agent given; else the current app's (in an app context), else the first
+        bound app's (the usual one-app case, at import time)."""
+        if self._agent is not None:
+            return self._agent
+        from flask import current_app, has_app_context
+
+        state = current_app.extensions.get(EXTENSION_KEY) if has_app_context() else None
+        if state is not None:
+            return state.agent
+        if self._first is None:
+            raise RuntimeError("impactagent: init_app() was not called yet")
+        return self._first
+
+
+def _scrape_response(agent: Agent) -> Any:
+    from flask import Response, request
+
+    body, content_type = scrape(agent, request.headers.get("Accept", ""))
+    return Response(body, content_type=content_type)

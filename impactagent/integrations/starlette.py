@@ -1,0 +1,48 @@
+"""Starlette: the ASGI middleware of :mod:`impactagent.asgi`, which reads the matched route
+template Starlette leaves in the ASGI scope (``/users/{id}``)::
+
+    from impactagent.integrations.starlette import ImpactMiddleware, metrics_route
+
+    app = Starlette(routes=[...], middleware=[Middleware(ImpactMiddleware, agent=agent)])
+    app.router.routes.append(metrics_route(agent))  # GET /metrics, no redirect
+
+Each request runs in its own flag scope, shared with the threads Starlette runs sync code
+in. Websocket and lifespan traffic pass through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..agent import Agent
+from ..asgi import ImpactMiddleware
+from ._config import scrape
+
+__all__ = ["ImpactMiddleware", "metrics_route"]
+
+
+class _ScrapeApp:
+    """An ASGI app serving the Prometheus scrape (an object, not a function: Starlette
+    hands a function endpoint a Request, an ASGI app the raw scope)."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        accept = b""
+        for name, value in scope.get("headers", ()):
+            if name == b"accept":
+                accept = value
+        body, content_type = scrape(self.agent, accept.decode("latin-1"))
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", content_type.encode("latin-1")),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def metrics_route(agent: Agent, path: str = "/metrics") -> Any:
+    """A route serving the Prometheus scrape at exactly ``path`` (``app.mount`` would answer
+    ``/metrics`` with a redirect to ``/metrics/``). Needs ``impactagent[prometheus]``."""
+    from starlette.routing import Route
+
+    return Route(path, _ScrapeApp(agent), methods=["GET"], include_in_schema=False)
