@@ -195,7 +195,7 @@ class Delivery:
             return run.result(skipped=str(failure))
         payloads = self._worth_sending(payloads, run)
         self._own(payloads)
-        for index, payload in enumerate(payloads):
+        for payload in payloads:
             try:
                 if not backlog_sent or run.kept or self.unauthorized is not None:
                     self._keep(payload, run)  # it failed a moment ago: do not hammer it
@@ -203,9 +203,13 @@ class Delivery:
                     self._send_and_settle(payload, run)
             except BaseException:
                 # A bug, Ctrl-C or a handler's SystemExit must not lose what was collected:
-                # keep the bodies not yet settled (merged back, spooled or, when closing,
-                # counted; at worst one is sent twice), then let it go on.
-                for rest in payloads[index:]:
+                # keep every body not yet settled, the halves of a split one included
+                # (merged back, spooled or, when closing, counted; at worst one is sent
+                # twice), then let it go on.
+                with self._ownership:
+                    unsettled = list(self._owned.values())
+                    self._in_flight.clear()
+                for rest in unsettled:
                     self._keep(rest, run)
                 raise
         self.last_retry_after = run.retry_after  # the flusher never undercuts it

@@ -70,3 +70,36 @@ def test_a_build_that_fails_at_close_counts_what_it_held(caplog):
         assert not result.ok
         assert recorder.drops.as_dict() == {"not_delivered_by_close": 7}
         assert recorder.pending_events() == 0
+
+
+class _InterruptedOnce(Transport):
+    """A real transport whose second POST is cut by Ctrl-C (as a signal would cut it)."""
+
+    posts = 0
+
+    def post(self, body, timeout):
+        self.posts += 1
+        if self.posts == 2:
+            raise KeyboardInterrupt
+        return super().post(body, timeout)
+
+
+def test_ctrl_c_while_sending_a_split_half_keeps_both_halves():
+    import pytest
+
+    with ScriptedServer(max_body=3000) as server:
+        recorder = Recorder()
+        transport = _InterruptedOnce(server.api_url + "/client/metrics", "t",
+                                     Identity.create("shop"), flush_interval=60)
+        delivery = Delivery(recorder, transport, request_timeout=2, max_payload_bytes=95_000,
+                            ledger=DeliveryLedger(), drops=recorder.drops)
+        users = recorder.metrics.counter("logins_total", "Logins", labels=("user",))
+        for i in range(60):
+            users.labels(user=f"user-{i:03d}").inc(i + 1)
+        recorded = recorder.pending_events()
+        with pytest.raises(KeyboardInterrupt):
+            delivery.flush(time.monotonic() + 5)  # 413, split, then Ctrl-C on the first half
+        assert server.totals()["counters"] == {}
+        assert recorder.pending_events() == recorded  # both halves merged back
+        assert delivery.flush(time.monotonic() + 10).ok
+        assert sum(server.totals()["counters"].values()) == recorded
