@@ -9,6 +9,8 @@ only the first time a key is seen.
 
 from __future__ import annotations
 
+import sys
+import sysconfig
 import threading
 from typing import Any, Dict, Generic, List, Sequence, Tuple, TypeVar
 
@@ -16,6 +18,25 @@ from ._naming import check_help, check_label_names, check_metric_name, flag_labe
 from ._numbers import MAX_SAFE_FLOAT, Number, is_finite, to_number
 from .flag_context import state_of
 from .statistics import DropCounter
+
+
+def _atomic_c_calls() -> bool:
+    """True when one call of a C function (``itertools.count.__next__``) can be relied on to
+    run whole, with no other thread in between: on every CPython built with the GIL, which
+    a C function holds from start to end unless it releases it (``__next__`` of a count
+    never does, and runs no Python code). False on a free-threaded build (3.13t and later,
+    ``Py_GIL_DISABLED``), even when the GIL is on there at this moment (``PYTHON_GIL=1``, or
+    an extension that turned it back on): threads really run at once there, and the
+    recording methods take their series lock instead (slower, just as exact)."""
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return False
+    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
+    return is_gil_enabled is None or bool(is_gil_enabled())
+
+
+#: Whether the recording methods take their lock-free paths (chosen once, at import: the
+#: classes define one ``inc``/``set`` or the other, and no method is rebound per instance).
+ATOMIC_C_CALLS = _atomic_c_calls()
 
 #: Default number of distinct label sets per metric before new ones are dropped.
 DEFAULT_MAX_SERIES = 1000
