@@ -79,6 +79,9 @@ class MetricFamily(Generic[Child]):
         )
         #: The label names the caller passes values for (the flags' are filled in).
         self.caller_label_names = self.label_names[: len(self.label_names) - len(flag_labels)]
+        # The name of a family's only label, for labels(name=value)'s shortest path.
+        # ("" for other families: no keyword is ever called that, so the lookup misses.)
+        self._sole_label = self.label_names[0] if len(self.label_names) == 1 else ""
         if not isinstance(max_series, int) or max_series < 1:
             raise ValueError(f"max_series of {name!r} must be a positive int, got {max_series!r}")
         self.max_series = max_series
@@ -145,9 +148,17 @@ class MetricFamily(Generic[Child]):
             values, kwvalues = self._with_flag_states(values, kwvalues)
         if kwvalues:
             # Keyword calls in declaration order share the positional cache entry.
-            if values or tuple(kwvalues) != self.label_names:
+            if len(kwvalues) == 1 and not values:
+                # One keyword: the commonest call, and no tuple of names to build and compare
+                # (a KeyError for a family with other or more labels: _resolve explains).
+                try:
+                    key = (kwvalues[self._sole_label],)
+                except KeyError:
+                    return self._resolve(values, kwvalues)
+            elif values or tuple(kwvalues) != self.label_names:
                 return self._resolve(values, kwvalues)
-            key = tuple(kwvalues.values())
+            else:
+                key = tuple(kwvalues.values())
         else:
             key = values
         try:

@@ -14,7 +14,18 @@ import inspect
 import itertools
 import operator
 import threading
-from typing import Any, Callable, Literal, NamedTuple, Tuple, Type, TypeVar, Union
+from typing import (
+    Any,
+    Callable,
+    Iterator,
+    Literal,
+    NamedTuple,
+    Optional,
+    Tuple,
+    Type,
+    TypeVar,
+    Union,
+)
 
 from ._family import ATOMIC_C_CALLS, MetricFamily
 from ._numbers import MAX_SAFE
@@ -152,9 +163,11 @@ class CounterChild:
         return self._total() - self._sent
 
     def _reset(self) -> None:
-        # In a forked child, where only the forking thread runs: nothing races this.
-        self._ticks = itertools.count()
-        self._extra = self._reads = self._sent = 0
+        # In a forked child, where only the forking thread runs: nothing races this. The
+        # count is kept (its family may hold it, see Counter.inc) and read once more: the
+        # reads so far then cover everything it counted, and the total starts at 0.
+        self._reads = next(self._ticks) + 1
+        self._extra = self._sent = 0
 
     def __repr__(self) -> str:
         return f"<CounterChild {self._family.name}{self.label_values} value={self._total()}>"
@@ -194,13 +207,30 @@ class Counter(MetricFamily[CounterChild]):
     def _in_flag_context(self) -> _CounterInContext:
         return _CounterInContext(self)
 
+    def _create_series(self, key: Tuple[str, ...]) -> CounterChild:
+        child = super()._create_series(key)
+        if not key and ATOMIC_C_CALLS:
+            # The unlabelled series' count, so that the family's own inc() of 1 advances it
+            # directly (one call where forwarding to the series would make two). The count
+            # object is never replaced (see CounterChild._reset), so this stays its own.
+            self._ticks = child._ticks
+        return child
+
     @property
     def value(self) -> int:
         """The cumulative count of an unlabelled counter since the agent started."""
         return self._require_default().value
 
+    #: The only series' count of an unlabelled counter on a GIL build, else None.
+    _ticks: Optional[Iterator[int]] = None
+
     def inc(self, amount: int = 1) -> None:
         """Add ``amount`` to an unlabelled counter (or a counter labelled by flags only)."""
+        if amount is _ONE:
+            ticks = self._ticks
+            if ticks is not None:
+                next(ticks)  # as CounterChild.inc does, without a second call
+                return
         self._target.inc(amount)
 
     def count_exceptions(
