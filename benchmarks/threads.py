@@ -10,9 +10,10 @@ contention would fail loudly.
 
 On CPython with the GIL only one thread runs Python at a time, so more threads cannot add
 throughput: the numbers show what contention costs (lock hand-offs, the GIL passing between
-threads every ``sys.getswitchinterval()``), not parallel speed-up. On a free-threaded build
-the same code would scale with cores; both libraries lock per series (impactagent per stripe
-of 8 series), so a single hot series would still serialise there.
+threads every ``sys.getswitchinterval()``), not parallel speed-up. impactagent's ``inc()`` of
+1 takes no lock on a GIL build (one ``next()`` on an ``itertools.count``), prometheus_client
+takes its series lock. On a free-threaded build impactagent takes its series lock too (one
+per stripe of 8 series), so a single hot series would serialise there.
 """
 
 from __future__ import annotations
