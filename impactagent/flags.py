@@ -110,23 +110,25 @@ class FlagCounts:
             always with ``note=True`` (what ``@agent.flag`` and adapters do with the answers
             they see).
             """
-            stats = self._flags.get(name)
-            if stats is None:
-                stats = self._new_flag(name)
-                if stats is None:  # past the flag limit: not counted, but its state holds
+            # Subscripts, not .get(): no method call on the hot path (a miss is rare and
+            # a try block costs nothing until it raises).
+            try:
+                stats = self._flags[name]
+            except (KeyError, TypeError):
+                new = self._new_flag(name)
+                if new is None:  # past the flag limit: not counted, but its state holds
                     if note or name in self._watched:
                         note_flag(name, flag_state(enabled, variant))
                     return
+                stats = new
             if variant is None:
                 next(stats.yes if enabled else stats.no)  # one C call: atomic under the GIL
             else:
                 # The variant is checked before anything is counted: a refused call counts
                 # nothing. A name seen before is a str (only _new_variant adds names).
                 try:
-                    counts = stats.variants.get(variant)
-                except TypeError:  # unhashable: not a variant name
-                    counts = None
-                if counts is None:
+                    counts = stats.variants[variant]
+                except (KeyError, TypeError):  # new, or unhashable: not a variant name
                     counts = self._new_variant(name, stats, variant)
                 # Two counts, each exact; a collect between them may put the variant in the
                 # next window, never lose or repeat it.

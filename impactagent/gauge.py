@@ -169,8 +169,24 @@ class Gauge(MetricFamily[GaugeChild]):
         """The last value set on an unlabelled gauge."""
         return self._require_default().value
 
+    #: The only series of an unlabelled gauge on a GIL build, else None.
+    _only: Optional[GaugeChild] = None
+
+    def _create_series(self, key: Tuple[str, ...]) -> GaugeChild:
+        child = super()._create_series(key)
+        if not key and ATOMIC_C_CALLS:
+            self._only = child  # so that set() stores its cell without a second call
+        return child
+
     def set(self, value: Number) -> None:
         """Set an unlabelled gauge (or a gauge labelled by flags only)."""
+        child = self._only
+        # An int or float within the safe range is stored here as GaugeChild.set() would
+        # (one store of a fresh cell, atomic under the GIL); anything else goes through it.
+        if (child is not None and (value.__class__ is float or value.__class__ is int)
+                and -9007199254740991.0 <= value <= 9007199254740991.0):
+            child._cell = [value]
+            return
         self._target.set(value)
 
     def inc(self, amount: Number = 1) -> None:
