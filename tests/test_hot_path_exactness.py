@@ -23,6 +23,7 @@ from typing import Any, Dict, List
 import pytest
 
 import impactagent
+from tests import child
 
 THREADS = 8
 ROUNDS = 4000
@@ -178,7 +179,7 @@ def test_every_recording_path_is_exact_under_threads_collects_restores_and_fork(
     barrier.wait()
     ledger = Ledger()
     collects = 0
-    child = None
+    forked = None
     while any(worker.is_alive() for worker in workers) and collects < 100_000:
         snapshot = agent.collect()
         collects += 1
@@ -187,7 +188,7 @@ def test_every_recording_path_is_exact_under_threads_collects_restores_and_fork(
         else:
             ledger.add(snapshot)
         if collects == 1:
-            child = _fork_child(agent, m)  # the threads are recording: they were let go
+            forked = _fork_child(agent, m)  # the threads are recording: they were let go
         if collects == 10:
             halfway.set()
     halfway.set()  # (already set unless the threads all stopped early: an error)
@@ -216,11 +217,11 @@ def test_every_recording_path_is_exact_under_threads_collects_restores_and_fork(
     assert m["latency"].count == ROUNDS * THREADS
 
     # The child counted its 5 of each and nothing of the parent's.
-    assert child is not None
-    assert child["counters"] == {"routes_total('/bound',)": 5, "plain_total()": 5,
+    assert forked is not None
+    assert forked["counters"] == {"routes_total('/bound',)": 5, "plain_total()": 5,
                                  "by_three_total()": 15}
-    assert child["toggles"] == [5, 0, {"blue": 5}]
-    assert child["values"] == [5, 5, 15]
+    assert forked["toggles"] == [5, 0, {"blue": 5}]
+    assert forked["values"] == [5, 5, 15]
 
 
 def test_reading_a_counter_changes_no_total():
@@ -268,3 +269,66 @@ def test_a_set_racing_in_place_increments_is_never_undone():
     sent = [s.value for metric in agent.collect().metrics for s in metric.samples]
     assert sent == [5]
     assert agent.collect().metrics == ()
+
+
+def test_a_free_threaded_build_takes_the_locked_paths_and_stays_exact():
+    # Where Py_GIL_DISABLED is set (3.13t and later) one C call is no longer alone, and the
+    # classes define their locked inc(), set() and record() instead. No free-threaded
+    # interpreter is at hand, so a child interpreter is told it is one before the import:
+    # the locked definitions are then the ones that run, under threads, with collects.
+    result = child.run("""
+        import json, sysconfig, threading
+        real = sysconfig.get_config_var
+        sysconfig.get_config_var = lambda name: 1 if name == "Py_GIL_DISABLED" else real(name)
+        import impactagent
+        from impactagent import _family
+        agent = impactagent.Agent("free-threaded")
+        jobs = agent.counter("jobs_total", "Jobs", labels=("queue",))
+        plain = agent.counter("plain_total", "Plain")
+        level = agent.gauge("level", "Level")
+        def work():
+            child = jobs.labels(queue="mail")
+            for _ in range(2000):
+                child.inc()
+                plain.inc()
+                plain.inc(2)
+                level.inc()
+                agent.record_flag("f", True, "blue")
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        delivered, collects = {}, 0
+        while any(thread.is_alive() for thread in threads) or collects < 2:
+            snapshot = agent.collect()
+            collects += 1
+            if collects % 2:
+                agent.restore(snapshot)
+                continue
+            for metric in snapshot.metrics:
+                for sample in metric.samples:
+                    if metric.family.kind == "counter":
+                        key = metric.family.name
+                        delivered[key] = delivered.get(key, 0) + sample.value
+            for name, delta in snapshot.toggles.items():
+                delivered["yes"] = delivered.get("yes", 0) + delta.yes
+                delivered["blue"] = delivered.get("blue", 0) + delta.variants.get("blue", 0)
+        for thread in threads:
+            thread.join()
+        snapshot = agent.collect()
+        for metric in snapshot.metrics:
+            for sample in metric.samples:
+                if metric.family.kind == "counter":
+                    key = metric.family.name
+                    delivered[key] = delivered.get(key, 0) + sample.value
+        for name, delta in snapshot.toggles.items():
+            delivered["yes"] = delivered.get("yes", 0) + delta.yes
+            delivered["blue"] = delivered.get("blue", 0) + delta.variants.get("blue", 0)
+        print(json.dumps({"atomic": _family.ATOMIC_C_CALLS, "delivered": delivered,
+                          "level": level.value}))
+    """, timeout=120)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["atomic"] is False
+    assert seen["delivered"] == {"jobs_total": 16000, "plain_total": 48000, "yes": 16000,
+                                 "blue": 16000}
+    assert seen["level"] == 16000
