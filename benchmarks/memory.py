@@ -21,7 +21,7 @@ import impactagent
 from benchmarks import peers
 from benchmarks.timing import summary
 
-TARGET_BYTES = 200  # bytes per series, impactagent
+TARGET_BYTES = 120  # bytes per series, impactagent
 
 
 def traced_bytes(fill: Callable[[], Any]) -> int:

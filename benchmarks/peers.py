@@ -47,11 +47,13 @@ CARDINALITY = 1_000_000  # OpenTelemetry's per-metric series limit, lifted for t
 
 
 def prometheus(prefix: str = "") -> Dict[str, Any]:
-    """A counter with a ``route`` label, a histogram and a gauge, in a private registry."""
+    """A counter with a ``route`` label, an unlabelled counter, a histogram and a gauge, in a
+    private registry."""
     registry = prometheus_client.CollectorRegistry()
     return {
         "registry": registry,
         "counter": prometheus_client.Counter(f"{prefix}c", "h", ["route"], registry=registry),
+        "plain": prometheus_client.Counter(f"{prefix}plain", "h", registry=registry),
         "histogram": prometheus_client.Histogram(f"{prefix}h", "h", registry=registry),
         "gauge": prometheus_client.Gauge(f"{prefix}g", "h", registry=registry),
     }

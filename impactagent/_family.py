@@ -9,6 +9,8 @@ only the first time a key is seen.
 
 from __future__ import annotations
 
+import sys
+import sysconfig
 import threading
 from typing import Any, Dict, Generic, List, Sequence, Tuple, TypeVar
 
@@ -16,6 +18,25 @@ from ._naming import check_help, check_label_names, check_metric_name, flag_labe
 from ._numbers import MAX_SAFE_FLOAT, Number, is_finite, to_number
 from .flag_context import state_of
 from .statistics import DropCounter
+
+
+def _atomic_c_calls() -> bool:
+    """True when one call of a C function (``itertools.count.__next__``) can be relied on to
+    run whole, with no other thread in between: on every CPython built with the GIL, which
+    a C function holds from start to end unless it releases it (``__next__`` of a count
+    never does, and runs no Python code). False on a free-threaded build (3.13t and later,
+    ``Py_GIL_DISABLED``), even when the GIL is on there at this moment (``PYTHON_GIL=1``, or
+    an extension that turned it back on): threads really run at once there, and the
+    recording methods take their series lock instead (slower, just as exact)."""
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return False
+    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
+    return is_gil_enabled is None or bool(is_gil_enabled())
+
+
+#: Whether the recording methods take their lock-free paths (chosen once, at import: the
+#: classes define one ``inc``/``set`` or the other, and no method is rebound per instance).
+ATOMIC_C_CALLS = _atomic_c_calls()
 
 #: Default number of distinct label sets per metric before new ones are dropped.
 DEFAULT_MAX_SERIES = 1000
@@ -58,6 +79,9 @@ class MetricFamily(Generic[Child]):
         )
         #: The label names the caller passes values for (the flags' are filled in).
         self.caller_label_names = self.label_names[: len(self.label_names) - len(flag_labels)]
+        # The name of a family's only label, for labels(name=value)'s shortest path.
+        # ("" for other families: no keyword is ever called that, so the lookup misses.)
+        self._sole_label = self.label_names[0] if len(self.label_names) == 1 else ""
         if not isinstance(max_series, int) or max_series < 1:
             raise ValueError(f"max_series of {name!r} must be a positive int, got {max_series!r}")
         self.max_series = max_series
@@ -124,9 +148,17 @@ class MetricFamily(Generic[Child]):
             values, kwvalues = self._with_flag_states(values, kwvalues)
         if kwvalues:
             # Keyword calls in declaration order share the positional cache entry.
-            if values or tuple(kwvalues) != self.label_names:
+            if len(kwvalues) == 1 and not values:
+                # One keyword: the commonest call, and no tuple of names to build and compare
+                # (a KeyError for a family with other or more labels: _resolve explains).
+                try:
+                    key = (kwvalues[self._sole_label],)
+                except KeyError:
+                    return self._resolve(values, kwvalues)
+            elif values or tuple(kwvalues) != self.label_names:
                 return self._resolve(values, kwvalues)
-            key = tuple(kwvalues.values())
+            else:
+                key = tuple(kwvalues.values())
         else:
             key = values
         try:

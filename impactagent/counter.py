@@ -11,14 +11,28 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import operator
 import threading
-from typing import Any, Callable, Literal, NamedTuple, Tuple, Type, TypeVar, Union
+from typing import (
+    Any,
+    Callable,
+    Iterator,
+    Literal,
+    NamedTuple,
+    Optional,
+    Tuple,
+    Type,
+    TypeVar,
+    Union,
+)
 
-from ._family import MetricFamily
+from ._family import ATOMIC_C_CALLS, MetricFamily
 from ._numbers import MAX_SAFE
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+_ONE = 1  # the int inc() takes without a lock (see CounterChild)
 
 
 def _checked_increment(metric: str, amount: Any) -> int:
@@ -56,33 +70,74 @@ class CounterDelta(NamedTuple):
 
 
 class CounterChild:
-    """One series of a counter. Get it from :meth:`Counter.labels` and keep it."""
+    """One series of a counter. Get it from :meth:`Counter.labels` and keep it.
 
-    __slots__ = ("_family", "_lock", "_sent", "_value", "label_values")
+    How an increment stays exact without a lock (see :data:`ATOMIC_C_CALLS`):
+
+    - ``inc()`` of 1, nearly every call, advances an ``itertools.count``: ``next()`` on it is
+      one C call that runs whole while it holds the GIL (it runs no Python code and never
+      releases it), so two threads can never both read the same count. No lock, no
+      read-modify-write in Python: 4 threads run as fast as one.
+    - Any other amount is validated, then added to a plain int under the series lock.
+    - A reader (a collect, ``value``) takes the lock and reads the count by advancing it
+      too, as one more ``next()``: the number returned is every increment made before it
+      plus every earlier read, and the reads are counted (under the lock), so the
+      increments are exact and no increment is ever read twice or missed. Reading the
+      count without advancing it would need ``repr()`` (slower) or pickling (gone in 3.14).
+
+    On a free-threaded build (3.13t and later) one C call is no longer alone, and
+    ``itertools.count`` is not documented as thread-safe there: ``inc`` is defined to take
+    the series lock for every amount (the count is then never advanced by recorders).
+    """
+
+    __slots__ = ("_extra", "_family", "_lock", "_reads", "_sent", "_ticks", "label_values")
 
     def __init__(self, family: Counter, label_values: Tuple[str, ...], lock: threading.Lock):
         self._family = family
         self._lock = lock
-        self._value = 0  # cumulative since start: the Prometheus view reads it
-        self._sent = 0  # the part of _value already handed to a collect; collector-owned
+        self._ticks = itertools.count()  # increments of 1 plus readers' reads
+        self._extra = 0  # every other increment (under the lock)
+        self._reads = 0  # readers' next() calls on _ticks (under the lock)
+        self._sent = 0  # the part of the total already handed to a collect; collector-owned
         self.label_values = label_values
 
-    def inc(self, amount: int = 1) -> None:
-        """Add ``amount`` (a non-negative int up to ``2**53 - 1``, default 1)."""
-        # The bound is written out: a constant costs less than a global on the hot path.
-        if amount.__class__ is not int or amount < 0 or amount > 9007199254740991:  # MAX_SAFE
-            amount = _checked_increment(self._family.name, amount)
-        # `with`, not acquire()/release(): a call between them is where CPython hands the GIL
-        # over, so a thread could sleep holding the lock and every other recorder would queue
-        # behind it (a convoy: 4 threads fell from 9 to 1 M inc/s). Nothing in a `with`
-        # body here makes a call, so the GIL never moves while the lock is held.
+    if ATOMIC_C_CALLS:
+        def inc(self, amount: int = 1) -> None:
+            """Add ``amount`` (a non-negative int up to ``2**53 - 1``, default 1)."""
+            # `is`: only the int 1 itself (CPython keeps one object for small ints), never
+            # True or 1.0, which are refused below; a 1 that is another object (an IntEnum)
+            # takes the checked path and counts the same.
+            if amount is _ONE:
+                next(self._ticks)  # one C call: atomic under the GIL (see the class)
+                return
+            # The bound is written out: a constant costs less than a global.
+            if amount.__class__ is not int or amount < 0 or amount > 9007199254740991:
+                amount = _checked_increment(self._family.name, amount)
+            # `with`, not acquire()/release(): a call between them is where CPython hands
+            # the GIL over, so a thread could sleep holding the lock and every other
+            # recorder would queue behind it. Nothing in this `with` body makes a call.
+            with self._lock:
+                self._extra += amount
+    else:  # free-threaded: every amount under the series lock
+        def inc(self, amount: int = 1) -> None:
+            """Add ``amount`` (a non-negative int up to ``2**53 - 1``, default 1)."""
+            if amount.__class__ is not int or amount < 0 or amount > 9007199254740991:
+                amount = _checked_increment(self._family.name, amount)
+            with self._lock:
+                self._extra += amount
+
+    def _total(self) -> int:
+        """Every increment so far (see the class docstring for why this is exact)."""
         with self._lock:
-            self._value += amount
+            # next() returns the increments of 1 made before it plus the earlier reads.
+            ticks = next(self._ticks) - self._reads
+            self._reads += 1
+            return ticks + self._extra
 
     @property
     def value(self) -> int:
         """The cumulative count since the agent started (reading it changes nothing)."""
-        return self._value
+        return self._total()
 
     def count_exceptions(
         self, exception: Union[Type[BaseException], Tuple[Type[BaseException], ...]] = Exception
@@ -92,7 +147,7 @@ class CounterChild:
 
     # Collector side: only the registry's collect/restore (serialised by its lock) call these.
     def _take(self) -> CounterDelta | None:
-        value = self._value  # one atomic read: increments after it belong to the next window
+        value = self._total()  # one exact read: increments after it belong to the next window
         delta = value - self._sent
         if not delta:
             return None
@@ -105,13 +160,17 @@ class CounterChild:
         self._sent -= delta.value
 
     def _pending(self) -> int:
-        return self._value - self._sent
+        return self._total() - self._sent
 
     def _reset(self) -> None:
-        self._value = self._sent = 0
+        # In a forked child, where only the forking thread runs: nothing races this. The
+        # count is kept (its family may hold it, see Counter.inc) and read once more: the
+        # reads so far then cover everything it counted, and the total starts at 0.
+        self._reads = next(self._ticks) + 1
+        self._extra = self._sent = 0
 
     def __repr__(self) -> str:
-        return f"<CounterChild {self._family.name}{self.label_values} value={self._value}>"
+        return f"<CounterChild {self._family.name}{self.label_values} value={self._total()}>"
 
 
 class _DroppedCounterChild(CounterChild):
@@ -148,13 +207,30 @@ class Counter(MetricFamily[CounterChild]):
     def _in_flag_context(self) -> _CounterInContext:
         return _CounterInContext(self)
 
+    def _create_series(self, key: Tuple[str, ...]) -> CounterChild:
+        child = super()._create_series(key)
+        if not key and ATOMIC_C_CALLS:
+            # The unlabelled series' count, so that the family's own inc() of 1 advances it
+            # directly (one call where forwarding to the series would make two). The count
+            # object is never replaced (see CounterChild._reset), so this stays its own.
+            self._ticks = child._ticks
+        return child
+
     @property
     def value(self) -> int:
         """The cumulative count of an unlabelled counter since the agent started."""
         return self._require_default().value
 
+    #: The only series' count of an unlabelled counter on a GIL build, else None.
+    _ticks: Optional[Iterator[int]] = None
+
     def inc(self, amount: int = 1) -> None:
         """Add ``amount`` to an unlabelled counter (or a counter labelled by flags only)."""
+        if amount is _ONE:
+            ticks = self._ticks
+            if ticks is not None:
+                next(ticks)  # as CounterChild.inc does, without a second call
+                return
         self._target.inc(amount)
 
     def count_exceptions(

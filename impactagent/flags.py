@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from datetime import datetime, timezone
-from typing import Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
+from ._family import ATOMIC_C_CALLS
 from .flag_context import flag_state, note_flag
 from .statistics import DropCounter
 
@@ -26,20 +28,37 @@ class ToggleDelta(NamedTuple):
     variants: Dict[str, int]
 
 
+def counted(counts: Iterator[int]) -> int:
+    """How many times ``next()`` was called on an ``itertools.count()``, read without
+    advancing it: its ``repr`` is ``count(N)``, made by one C call (atomic under the GIL)."""
+    return int(repr(counts)[6:-1])
+
+
 class FlagStats:
-    """Cumulative counts of one flag since the agent started."""
+    """Cumulative counts of one flag since the agent started.
+
+    Each count is an ``itertools.count`` that an evaluation advances with ``next()``: one C
+    call, atomic under the GIL (see :data:`impactagent._family.ATOMIC_C_CALLS`), so
+    recording takes no lock on a GIL build. Readers use :func:`counted` under the lock.
+    """
 
     __slots__ = ("_sent_no", "_sent_variants", "_sent_yes", "no", "variants", "watched", "yes")
 
     def __init__(self, watched: bool = False) -> None:
         #: True when the flag labels a metric: each evaluation notes its state in the context.
         self.watched = watched
-        self.yes = 0
-        self.no = 0
-        self.variants: Dict[str, int] = {}
+        self.yes = itertools.count()
+        self.no = itertools.count()
+        #: A count per variant name; new names are added under the lock, never removed.
+        self.variants: Dict[str, Iterator[int]] = {}
         self._sent_yes = 0
         self._sent_no = 0
         self._sent_variants: Dict[str, int] = {}
+
+    def read(self) -> Tuple[int, int, Dict[str, int]]:
+        """``(yes, no, variants)`` since start (the caller holds the lock)."""
+        return (counted(self.yes), counted(self.no),
+                {variant: counted(counts) for variant, counts in self.variants.items()})
 
 
 class FlagCounts:
@@ -82,40 +101,89 @@ class FlagCounts:
                 if stats is not None:
                     stats.watched = True
 
-    def record(self, name: str, enabled: bool, variant: Optional[str] = None,
-               note: bool = False) -> None:
-        """Count one evaluation of flag ``name``: yes if ``enabled``, and its ``variant``.
+    if ATOMIC_C_CALLS:
+        def record(self, name: str, enabled: bool, variant: Optional[str] = None,
+                   note: bool = False) -> None:
+            """Count one evaluation of flag ``name``: yes if ``enabled``, and its ``variant``.
 
-        Its state is noted in the current context when the flag labels a metric, or always
-        with ``note=True`` (what ``@agent.flag`` and adapters do with the answers they see).
-        """
-        stats = self._flags.get(name)
-        if stats is None:
-            stats = self._new_flag(name)
-            if stats is None:  # past the flag limit: not counted, but its state still holds
-                if note or name in self._watched:
-                    note_flag(name, flag_state(enabled, variant))
-                return
-        if variant is not None and variant.__class__ is not str:
+            Its state is noted in the current context when the flag labels a metric, or
+            always with ``note=True`` (what ``@agent.flag`` and adapters do with the answers
+            they see).
+            """
+            # Subscripts, not .get(): no method call on the hot path (a miss is rare and
+            # a try block costs nothing until it raises).
+            try:
+                stats = self._flags[name]
+            except (KeyError, TypeError):
+                new = self._new_flag(name)
+                if new is None:  # past the flag limit: not counted, but its state holds
+                    if note or name in self._watched:
+                        note_flag(name, flag_state(enabled, variant))
+                    return
+                stats = new
+            if variant is None:
+                next(stats.yes if enabled else stats.no)  # one C call: atomic under the GIL
+            else:
+                # The variant is checked before anything is counted: a refused call counts
+                # nothing. A name seen before is a str (only _new_variant adds names).
+                try:
+                    counts = stats.variants[variant]
+                except (KeyError, TypeError):  # new, or unhashable: not a variant name
+                    counts = self._new_variant(name, stats, variant)
+                # Two counts, each exact; a collect between them may put the variant in the
+                # next window, never lose or repeat it.
+                next(stats.yes if enabled else stats.no)
+                next(counts)
+            if note or stats.watched:
+                note_flag(name, flag_state(enabled, variant))
+    else:  # free-threaded: the counts are advanced under the lock
+        def record(self, name: str, enabled: bool, variant: Optional[str] = None,
+                   note: bool = False) -> None:
+            """Count one evaluation of flag ``name``: yes if ``enabled``, and its ``variant``.
+
+            Its state is noted in the current context when the flag labels a metric, or
+            always with ``note=True`` (what ``@agent.flag`` and adapters do with the answers
+            they see).
+            """
+            stats = self._flags.get(name)
+            if stats is None:
+                stats = self._new_flag(name)
+                if stats is None:  # past the flag limit: not counted, but its state holds
+                    if note or name in self._watched:
+                        note_flag(name, flag_state(enabled, variant))
+                    return
+            counts = None
+            if variant is not None:
+                try:
+                    counts = stats.variants.get(variant)
+                except TypeError:  # unhashable: not a variant name
+                    counts = None
+                if counts is None:
+                    counts = self._new_variant(name, stats, variant)
+            with self._lock:
+                next(stats.yes if enabled else stats.no)
+                if counts is not None:
+                    next(counts)
+            if note or stats.watched:
+                note_flag(name, flag_state(enabled, variant))
+
+    def _new_variant(self, name: str, stats: FlagStats, variant: Any) -> Iterator[int]:
+        """The count of a variant name not counted yet (checked here, added under the lock)."""
+        if variant.__class__ is not str:
             raise TypeError(
                 f"flag {name!r}: variant must be a variant name (str) or None, "
                 f"got {type(variant).__name__}"
             )
-        # No call inside the lock (see CounterChild.inc: the GIL must not move while it is
-        # held), hence `in` rather than variants.get().
         with self._lock:
-            if enabled:
-                stats.yes += 1
-            else:
-                stats.no += 1
-            if variant is not None:
-                variants = stats.variants
-                if variant in variants:
-                    variants[variant] += 1
-                else:
-                    variants[variant] = 1
-        if note or stats.watched:
-            note_flag(name, flag_state(enabled, variant))
+            counts = stats.variants.get(variant)
+            if counts is None:
+                counts = itertools.count()
+                # A new dict, not an insertion: a reader iterating the old one never sees
+                # it change size, and a recorder's get() sees one or the other, both whole.
+                variants = dict(stats.variants)
+                variants[variant] = counts
+                stats.variants = variants
+            return counts
 
     def _new_flag(self, name: str) -> Optional[FlagStats]:
         if name.__class__ is not str or not name:
@@ -134,7 +202,7 @@ class FlagCounts:
         result = {}
         for name, stats in list(self._flags.items()):
             with self._lock:
-                result[name] = ToggleDelta(stats.yes, stats.no, dict(stats.variants))
+                result[name] = ToggleDelta(*stats.read())
         return result
 
     # -- collector side: serialised by the registry's collect lock --------------------------
@@ -151,7 +219,7 @@ class FlagCounts:
         for name, stats in flags:
             # One flag at a time under the lock: recorders wait for one flag, not for all.
             with self._lock:
-                yes, no, variants = stats.yes, stats.no, dict(stats.variants)
+                yes, no, variants = stats.read()
             delta_yes, delta_no = yes - stats._sent_yes, no - stats._sent_no
             delta_variants = {
                 v: n - stats._sent_variants.get(v, 0)
@@ -185,7 +253,7 @@ class FlagCounts:
 
     def pending_events(self) -> int:
         """Evaluations counted but not yet taken by a collect (or given back after one)."""
-        return sum(stats.yes + stats.no - stats._sent_yes - stats._sent_no
+        return sum(counted(stats.yes) + counted(stats.no) - stats._sent_yes - stats._sent_no
                    for stats in list(self._flags.values()))
 
     def names(self) -> List[str]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, NamedTuple, Optional, Tuple
+from typing import Any, List, NamedTuple, Optional, Tuple
 
-from ._family import MetricFamily
+from ._family import ATOMIC_C_CALLS, MetricFamily
 from ._numbers import MAX_SAFE_FLOAT, Number
 
 
@@ -25,15 +25,28 @@ class GaugeChild:
     refused with a ``TypeError``. A value the server refuses is dropped and counted, never
     sent: NaN and infinities (``non_finite_value``), and values beyond ``+/-(2**53 - 1)``
     (``unsafe_value``), whether set or reached by ``inc()``/``dec()``.
+
+
+    How a ``set()`` stays exact without a lock (see :data:`ATOMIC_C_CALLS`): the value lives
+    in a one-element list, the *cell*. ``set()`` stores a fresh cell, one attribute store,
+    atomic under the GIL on every CPython; it never changes a cell in place, so nothing it
+    does can be undone. ``inc()``/``dec()`` change the current cell in place under the
+    series lock (a read-modify-write); one that races a ``set()`` either changed the cell
+    before the ``set()`` replaced it (it happened before the set) or changes the new one
+    (after it): never the stale sum over a newer value. A collect takes the lock, clears
+    the in-place change mark and reads the cell; a cell it has not read yet, or a mark
+    set again, is sent at the next collect. On a free-threaded build ``set()`` stores its
+    cell under the lock too.
     """
 
-    __slots__ = ("_dirty", "_family", "_lock", "_value", "label_values")
+    __slots__ = ("_cell", "_dirty", "_family", "_lock", "_taken", "label_values")
 
     def __init__(self, family: Gauge, label_values: Tuple[str, ...], lock: threading.Lock):
         self._family = family
         self._lock = lock
-        self._value: Optional[Number] = None
-        self._dirty = False  # set since the last collect
+        self._cell: List[Optional[Number]] = [None]  # replaced by set(), changed by inc()
+        self._dirty = False  # changed in place by inc()/dec() since the last collect
+        self._taken: Optional[List[Optional[Number]]] = None  # the cell the last collect read
         self.label_values = label_values
 
     def set(self, value: Number) -> None:
@@ -50,12 +63,11 @@ class GaugeChild:
             if not -MAX_SAFE_FLOAT <= value <= MAX_SAFE_FLOAT:
                 self._family._drop_value(value, "unsafe_value")
                 return
-        # Under the lock so a racing inc() cannot overwrite this value with a stale sum.
-        # Value first, flag second; the collector clears the flag first, then reads the value,
-        # so a racing set() is either in this window or flagged for the next one: never lost.
-        with self._lock:  # no call inside: see CounterChild.inc
-            self._value = value
-            self._dirty = True
+        if ATOMIC_C_CALLS:
+            self._cell = [value]  # one store of a new cell: atomic under the GIL
+        else:
+            with self._lock:
+                self._cell = [value]
 
     def inc(self, amount: Number = 1) -> None:
         """Add ``amount`` (default 1) to the gauge."""
@@ -63,12 +75,13 @@ class GaugeChild:
             amount = self._family._number(amount, "inc()")
         try:
             with self._lock:  # no call inside: int and float arithmetic calls no Python code
-                value = self._value
+                cell = self._cell
+                value = cell[0]
                 value = amount if value is None else value + amount
                 # The safe range, against a constant of the value's type (see set()).
                 if (-9007199254740991 <= value <= 9007199254740991 if value.__class__ is int
                         else -9007199254740991.0 <= value <= 9007199254740991.0):
-                    self._value = value
+                    cell[0] = value  # in place: a set() since replaced the cell and wins
                     self._dirty = True
                     return
         except OverflowError:  # an int too large for a float, added to a float
@@ -84,13 +97,17 @@ class GaugeChild:
     @property
     def value(self) -> Optional[Number]:
         """The last value set, or ``None`` if the gauge was never set."""
-        return self._value
+        return self._cell[0]
 
     def _take(self) -> GaugeValue | None:
-        if not self._dirty:
+        with self._lock:  # no inc() between reading the mark and clearing it
+            changed = self._dirty
+            self._dirty = False
+            cell = self._cell
+            value = cell[0]
+        if cell is self._taken and not changed:
             return None
-        self._dirty = False
-        value = self._value
+        self._taken = cell
         if value is None:
             return None
         return GaugeValue(self, value)
@@ -101,14 +118,16 @@ class GaugeChild:
         self._dirty = True
 
     def _pending(self) -> int:
-        return 1 if self._dirty else 0
+        cell = self._cell
+        return 1 if self._dirty or (cell is not self._taken and cell[0] is not None) else 0
 
     def _reset(self) -> None:
-        self._value = None
+        self._cell = [None]
         self._dirty = False
+        self._taken = None
 
     def __repr__(self) -> str:
-        return f"<GaugeChild {self._family.name}{self.label_values} value={self._value}>"
+        return f"<GaugeChild {self._family.name}{self.label_values} value={self.value}>"
 
 
 class _DroppedGaugeChild(GaugeChild):
@@ -150,8 +169,24 @@ class Gauge(MetricFamily[GaugeChild]):
         """The last value set on an unlabelled gauge."""
         return self._require_default().value
 
+    #: The only series of an unlabelled gauge on a GIL build, else None.
+    _only: Optional[GaugeChild] = None
+
+    def _create_series(self, key: Tuple[str, ...]) -> GaugeChild:
+        child = super()._create_series(key)
+        if not key and ATOMIC_C_CALLS:
+            self._only = child  # so that set() stores its cell without a second call
+        return child
+
     def set(self, value: Number) -> None:
         """Set an unlabelled gauge (or a gauge labelled by flags only)."""
+        child = self._only
+        # An int or float within the safe range is stored here as GaugeChild.set() would
+        # (one store of a fresh cell, atomic under the GIL); anything else goes through it.
+        if (child is not None and (value.__class__ is float or value.__class__ is int)
+                and -9007199254740991.0 <= value <= 9007199254740991.0):
+            child._cell = [value]
+            return
         self._target.set(value)
 
     def inc(self, amount: Number = 1) -> None:
