@@ -570,6 +570,12 @@ class AgentModel(RuleBasedStateMachine):
         handles = self.handles
         assert handles is not None
         stopped = self._stopped_by_401()
+        # A child stopped by a 401 that SIGTERM ends spools its window at close, and with a
+        # small spool evicts older bodies to make room: dropped and counted (spool_full) in
+        # the child, whose counters nobody can read after SIGTERM. Those bodies are known
+        # here, so the model counts what vanished as the child's drop.
+        watched = (self._spool_events() if how == "sigterm" and stopped
+                   and self.spool_dir is not None else None)
         self.server.queue()
         read_end, write_end = os.pipe()
         status: Optional[int] = None
@@ -609,13 +615,30 @@ class AgentModel(RuleBasedStateMachine):
                 f"child exit status {status}")
         # A child of an agent stopped by a 401 cannot send: it counts its window as dropped,
         # and after SIGTERM nobody can read its counters, so the model cannot see that count.
-        invisible = how == "os_exit" or (how == "sigterm" and stopped)
+        # Without a spool that window is counted as dropped in the child; with one, it is on
+        # disk like any other.
+        invisible = how == "os_exit" or (how == "sigterm" and stopped
+                                          and self.spool_dir is None)
+        if watched is not None:
+            left = self._spool_events()
+            evicted = sum(events for name, events in watched.items() if name not in left)
+            if evicted:
+                self.children.append({"dropped": {"spool_full": evicted},
+                                      "possibly_duplicated_events": 0})
         if not invisible:
             notes = dict(self.main_notes)  # the child starts with its parent's states
             for op in ops:
                 expect(self.recorded, notes, op)
 
     # -- the spool on disk ---------------------------------------------------------------------
+
+    def _spool_events(self) -> Dict[str, int]:
+        """The events each readable spooled body carries, by file name."""
+        events: Dict[str, int] = {}
+        for path in self._spool_bodies():
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                events[path.name] = impactagent.count_events(json.loads(path.read_bytes()))
+        return events
 
     def _spool_bodies(self) -> List[Path]:
         assert self.spool_dir is not None

@@ -169,3 +169,25 @@ def test_item09_an_oversize_flag_is_counted_in_events():
         state.record_an_odd_value(kind="huge_flag_name")
         state.flush(answers=[])
         state.every_event_is_accounted_for()
+
+
+def test_a_sigterm_child_that_evicts_older_spooled_bodies_counts_them():
+    """Found by the model's explore profile: a child of an agent stopped by a 401, ended by
+    SIGTERM, spools its window at close and, with a small spool, evicts older bodies (counted
+    as spool_full in the child). The model now counts what vanished as the child's drop."""
+    with machine(spool="small", capture_early=True) as state:
+        state.record(ops=[("jobs", 14), ("flag", "f-b", True, "red"), ("hits", "/a", 24),
+                          ("latency", 14.02)])
+        state.every_event_is_accounted_for()
+        state.record(ops=[("flag", "f-a", False, None), ("hits", "/a", 28), ("jobs", 405),
+                          ("checkout", 1), ("hits", "/b", 22), ("depth", 0.0)])
+        state.every_event_is_accounted_for()
+        state.flush_while_recording(
+            answers=[Drawn("unauth"), Drawn("accept"), Drawn("limited", 1), Drawn("unauth")],
+            per_thread=[[("latency", 16.62), ("jobs", 848), ("jobs", 509)]])
+        state.every_event_is_accounted_for()
+        state.record(ops=[("jobs", 34), ("flag", "f-b", False, "blue"), ("checkout", 4)])
+        state.every_event_is_accounted_for()
+        state.fork_child(how="sigterm", ops=[("jobs", 328), ("latency", 0.0),
+                                             ("hits", "/a", 37), ("checkout", 2)])
+        state.every_event_is_accounted_for()
