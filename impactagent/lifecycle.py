@@ -180,7 +180,9 @@ class Lifecycle:
             self.start()
 
     def _close_when_child_ends(self) -> None:
-        """In a ``multiprocessing`` child: close when the child ends normally."""
+        """In a ``multiprocessing`` child: close when the child ends normally (SIGTERM keeps
+        its default there: see :func:`impactagent.shutdown.leave_to_multiprocessing`)."""
+        shutdown.leave_to_multiprocessing()
         if self.flusher is not None and self._closed is None:
             multiprocessing.util.Finalize(None, _call_on(weakref.ref(self),
                                                          Lifecycle.close_at_exit),
