@@ -495,7 +495,11 @@ class Delivery:
                        explained=True)
 
     def _stop_sending(self, outcome: Outcome) -> None:
-        if self.unauthorized is None:
+        if self.unauthorized is None and not self.transport.first_to_tell_of_refusal():
+            logger.warning("impactagent: %s answered HTTP %s too: sending stops (recording "
+                           "goes on) until the agent is restarted with a valid token.",
+                           self.transport.metrics_url, outcome.status)
+        elif self.unauthorized is None:
             logger.error(
                 "impactagent: %s answered HTTP %s: the API token is missing, unknown or not a "
                 "client/backend token. Sending stops (recording goes on) until the agent is "

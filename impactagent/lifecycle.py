@@ -148,6 +148,11 @@ class Lifecycle:
                 logger.error("impactagent: close() was interrupted (%s); what it still held "
                              "was spooled or counted as dropped", type(interruption).__name__)
                 raise
+            if self.flusher is not None:
+                # Its registration or an orphaned flush may still be waiting on the server:
+                # let it end (within the deadline) so that nothing it logs or settles comes
+                # after close() has returned.
+                self.flusher.stop(deadline - time.monotonic())
             self._closed = result
             return result
         finally:

@@ -109,7 +109,12 @@ class Registration:
             outcome.detail.split(":")[0] or "error")
         first = self._failed(key, f"HTTP {outcome.status}" if outcome.status is not None
                              else key)
-        if outcome.kind in (UNAUTHORIZED, REJECTED):
+        if outcome.kind == UNAUTHORIZED and not self.transport.first_to_tell_of_refusal():
+            with self._lock:
+                self.stopped_by = outcome.status
+            logger.warning("impactagent: %s answered HTTP %s to the registration too; it is "
+                           "not tried again.", self.transport.register_url, outcome.status)
+        elif outcome.kind in (UNAUTHORIZED, REJECTED):
             with self._lock:
                 self.stopped_by = outcome.status
             logger.error(

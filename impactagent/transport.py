@@ -18,6 +18,7 @@ Two things it guarantees whatever the server does:
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Union
@@ -131,11 +132,14 @@ class Transport:
                                  *self._custom_headers.values()],
                                 ["Authorization", *self._custom_headers])
         self._redirect_logged = False
+        self._refusal_told = False
+        self._refusal_lock = threading.Lock()
         self._flush_interval = flush_interval
         self._verify = verify
         self._proxies = dict(proxies or {})
         self.identity = identity
         self._session = self._new_session()
+        self._refusal_lock = threading.Lock()  # another thread may have held it at the fork
 
     def _new_session(self) -> requests.Session:
         session = requests.Session()
@@ -240,6 +244,14 @@ class Transport:
     def _short(self, error: Exception) -> str:
         """An exception's text, redacted and cut short (it may quote URLs and headers)."""
         return self._redact.cut(str(error), 200)
+
+    def first_to_tell_of_refusal(self) -> bool:
+        """True once per transport: for the first of its users (the metrics POSTs or the
+        registration) whose token the server refused, so that only that one explains it in
+        the log at length; the other then says briefly that it was refused too."""
+        with self._refusal_lock:
+            first, self._refusal_told = not self._refusal_told, True
+            return first
 
     def reset_after_fork(self, identity: Identity) -> None:
         """A forked child must not share the parent's sockets: new session, new identity."""

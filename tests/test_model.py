@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import faulthandler
 import json
 import math
 import multiprocessing
@@ -267,6 +268,7 @@ def _report(agent: impactagent.Agent, fd: int, error: Optional[str] = None) -> N
 def _child(handles: Handles, ops: Sequence[Tuple[Any, ...]], how: str, fd: int) -> None:
     """The body of a forked child; never returns into the parent's stack."""
     code = 0
+    _dump_stacks_when_asked()
     try:
         for op in ops:
             do(handles, op)
@@ -291,11 +293,24 @@ def _child(handles: Handles, ops: Sequence[Tuple[Any, ...]], how: str, fd: int) 
 
 
 def _multiprocessing_child(handles: Handles, ops: Sequence[Tuple[Any, ...]], fd: int) -> None:
+    _dump_stacks_when_asked()
     # Reported by the last of multiprocessing's exit finalizers: after any the agent adds.
     multiprocessing.util.Finalize(None, _report, args=(handles.agent, fd),
                                   exitpriority=-(10**6))
     for op in ops:
         do(handles, op)
+
+
+def _dump_stacks_when_asked() -> None:
+    """In a child: write every thread's stack to stderr on SIGUSR2, which the parent sends
+    to a child it is about to kill as hung, so the failure shows where the child waited."""
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
+
+
+def _kill_hung(pid: int) -> None:
+    os.kill(pid, signal.SIGUSR2)
+    time.sleep(0.5)  # bounded: time for the child to write its stacks (pytest shows them)
+    os.kill(pid, signal.SIGKILL)
 
 
 def _read_report(fd: int) -> Optional[Dict[str, Any]]:
@@ -317,7 +332,7 @@ def _wait_for(pid: int) -> Optional[int]:
         if done:
             return status
         time.sleep(0.01)
-    os.kill(pid, signal.SIGKILL)
+    _kill_hung(pid)
     os.waitpid(pid, 0)
     return None
 
@@ -586,8 +601,8 @@ class AgentModel(RuleBasedStateMachine):
             os.close(write_end)
             process.join(CHILD_WAIT)
             hung = process.is_alive()
-            if hung:
-                process.kill()
+            if hung and process.pid is not None:
+                _kill_hung(process.pid)
                 process.join()
         else:
             pid = os.fork()
