@@ -25,8 +25,8 @@ import prometheus_client
 
 import impactagent
 from benchmarks.timing import make_timer, summary
-from impactagent import asgi, wsgi
-from impactagent.http_metrics import HTTP_BUCKETS, ROUTE_KEY
+from impactagent.integrations import asgi, wsgi
+from impactagent.integrations.http_metrics import HTTP_BUCKETS, ROUTE_KEY
 
 TARGET_NS = 5000
 LABELS = ("method", "route", "status_class")

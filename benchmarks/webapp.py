@@ -7,8 +7,8 @@
 - ``on``: the same app, and impactagent the way an app would use it: an ``Agent`` without
   a url (nothing is sent; recording is the whole cost), the five flag decisions counted
   with ``agent.record_flag``, three metrics per request (a counter with a label, a
-  histogram observation, a gauge set) and ``impactagent.wsgi.ImpactMiddleware`` counting
-  and timing every request.
+  histogram observation, a gauge set) and
+  ``impactagent.integrations.wsgi.ImpactMiddleware`` counting and timing every request.
 - ``prometheus``: the same work on prometheus_client: the same three metrics, a counter
   labelled by flag and state for the five flag decisions, and the hand-written request
   middleware of :mod:`benchmarks.middleware` (prometheus_client ships none).
@@ -77,8 +77,8 @@ def off_app() -> Callable[..., List[bytes]]:
 
 def on_app() -> Any:
     import impactagent
-    from impactagent.http_metrics import ROUTE_KEY
-    from impactagent.wsgi import ImpactMiddleware
+    from impactagent.integrations.http_metrics import ROUTE_KEY
+    from impactagent.integrations.wsgi import ImpactMiddleware
 
     agent = impactagent.Agent("bench-web")  # no url: records, never sends
     orders = agent.counter("orders", "Orders by plan", labels=("plan",))
@@ -109,7 +109,7 @@ def prometheus_app() -> Any:
     import prometheus_client
 
     from benchmarks.middleware import PrometheusWSGI
-    from impactagent.http_metrics import ROUTE_KEY
+    from impactagent.integrations.http_metrics import ROUTE_KEY
 
     registry = prometheus_client.CollectorRegistry()
     orders = prometheus_client.Counter("orders", "Orders by plan", ["plan"], registry=registry)

@@ -15,8 +15,8 @@ from django.http import JsonResponse
 from django.urls import path
 
 from examples._shared import FLAGS, instrumented
-from impactagent import wsgi
-from impactagent.http_metrics import ROUTE_KEY
+from impactagent.integrations import wsgi
+from impactagent.integrations.http_metrics import ROUTE_KEY
 
 shop = instrumented("shop-django")
 agent = shop.agent

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from examples._shared import FLAGS, instrumented
-from impactagent import asgi
+from impactagent.integrations import asgi
 
 shop = instrumented("shop-fastapi")
 agent = shop.agent

@@ -10,8 +10,8 @@ from flask import Flask, request
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from examples._shared import FLAGS, instrumented
-from impactagent import wsgi
-from impactagent.http_metrics import ROUTE_KEY
+from impactagent.integrations import wsgi
+from impactagent.integrations.http_metrics import ROUTE_KEY
 
 shop = instrumented("shop-flask")
 agent = shop.agent

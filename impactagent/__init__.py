@@ -7,13 +7,13 @@
 
 from ._version import __version__
 from .agent import Agent
-from .charts import Chart, ChartConfig
-from .counter import Counter, CounterChild
-from .flag_context import NOT_EVALUATED, flag_scope, flag_states
-from .flags import FlagCounts, ToggleDelta
-from .gauge import Gauge, GaugeChild
-from .histogram import DEFAULT_BUCKETS, Histogram, HistogramChild
-from .payload import (
+from .core.charts import Chart, ChartConfig
+from .core.counter import Counter, CounterChild
+from .core.flag_context import NOT_EVALUATED, flag_scope, flag_states
+from .core.flags import FlagCounts, ToggleDelta
+from .core.gauge import Gauge, GaugeChild
+from .core.histogram import DEFAULT_BUCKETS, Histogram, HistogramChild
+from .core.payload import (
     Identity,
     Payload,
     build_payloads,
@@ -21,10 +21,10 @@ from .payload import (
     environment_from_token,
     split_payload,
 )
-from .recorder import Recorder
-from .registry import MetricRegistry
-from .snapshot import MetricDelta, Snapshot
-from .statistics import DropCounter
+from .core.recorder import Recorder
+from .core.registry import MetricRegistry
+from .core.snapshot import MetricDelta, Snapshot
+from .core.statistics import DropCounter
 
 __all__ = [
     "DEFAULT_BUCKETS",

@@ -8,19 +8,19 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TypeVar, Union
 
-from ._family import DEFAULT_MAX_SERIES, MetricFamily
-from .charts import Chart, ChartConfig
-from .counter import Counter
-from .delivery import FlushResult
-from .flag_decorator import flag_decorator
-from .flags import DEFAULT_MAX_FLAGS
-from .gauge import Gauge
-from .histogram import DEFAULT_BUCKETS, Histogram
-from .lifecycle import Lifecycle
-from .payload import DEFAULT_MAX_BYTES, Identity, Payload, build_payloads
-from .recorder import Recorder
-from .settings import Settings
-from .snapshot import Snapshot
+from .core._family import DEFAULT_MAX_SERIES, MetricFamily
+from .core.charts import Chart, ChartConfig
+from .core.counter import Counter
+from .core.flag_decorator import flag_decorator
+from .core.flags import DEFAULT_MAX_FLAGS
+from .core.gauge import Gauge
+from .core.histogram import DEFAULT_BUCKETS, Histogram
+from .core.payload import DEFAULT_MAX_BYTES, Identity, Payload, build_payloads
+from .core.recorder import Recorder
+from .core.snapshot import Snapshot
+from .delivery.delivery import FlushResult
+from .delivery.lifecycle import Lifecycle
+from .delivery.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound=MetricFamily)
@@ -73,11 +73,13 @@ class Agent:
             max_flags=max_flags, max_payload_bytes=max_payload_bytes,
             handle_sigterm=handle_sigterm, register=register,
         )
-        self._recorder = Recorder(max_series=max_series_per_metric, max_flags=max_flags)
-        self.metrics = self._recorder.metrics
-        self._flags = self._recorder.flags  # record_flag's one hop to the counts
+        #: The recording side: the metric registry, the flag counts, the drop counter.
+        self.recorder = Recorder(max_series=max_series_per_metric, max_flags=max_flags)
+        self.metrics = self.recorder.metrics
+        self._flags = self.recorder.flags  # record_flag's one hop to the counts
         self._charts: Dict[str, ChartConfig] = {}
-        self._lifecycle = Lifecycle(self.settings, self._recorder)
+        #: The delivery side: transport, spool, flusher, and the start/close/fork hooks.
+        self.lifecycle = Lifecycle(self.settings, self.recorder)
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> Agent:
@@ -89,7 +91,7 @@ class Agent:
     @property
     def identity(self) -> Identity:
         """Who this agent reports as (a forked child gets a new connection id)."""
-        return self._lifecycle.identity
+        return self.lifecycle.identity
 
     # -- defining metrics --------------------------------------------------------------------
 
@@ -98,7 +100,7 @@ class Agent:
     # as the last call to record_flag or an @agent.flag function in that context left it.
 
     # ``chart=Chart(...)`` (or a list of them) declares how Unleash should draw the metric;
-    # ``impactagent charts apply`` makes the server match (see impactagent.charts).
+    # ``impactagent charts apply`` makes the server match (see impactagent.core.charts).
 
     def counter(self, name: str, help: str, labels: Sequence[str] = (), *,
                 max_series: Optional[int] = None, flags: Sequence[str] = (),
@@ -141,10 +143,11 @@ class Agent:
             self._flags.watch(family.flags)
         return family
 
-    def _count_evaluation(self, name: str, enabled: bool, variant: Optional[str] = None
+    def count_evaluation(self, name: str, enabled: bool, variant: Optional[str] = None
                           ) -> None:
-        """Count one evaluation and always note its state: what ``@agent.flag`` and the
-        OpenFeature hook do with each answer they see."""
+        """Count one evaluation and always note its state (even for a flag no metric is
+        labelled by yet): what ``@agent.flag`` and the OpenFeature hook do with each answer
+        they see, for any other integration that sees evaluations to do the same."""
         self._flags.record(name, enabled, variant, True)
 
     def flag(self, name: str) -> Callable[[F], F]:
@@ -164,7 +167,7 @@ class Agent:
         >>> agent.collect().toggles["new-checkout"]
         ToggleDelta(yes=1, no=1, variants={})
         """
-        return flag_decorator(name, self._count_evaluation)
+        return flag_decorator(name, self.count_evaluation)
 
     # -- counting flags ----------------------------------------------------------------------
 
@@ -238,28 +241,28 @@ class Agent:
 
     def collect(self) -> Snapshot:
         """Take everything recorded since the last collect (the deltas and the flag window)."""
-        return self._recorder.collect()
+        return self.recorder.collect()
 
     def restore(self, snapshot: Snapshot) -> None:
         """Merge back a snapshot that was not delivered: nothing is lost or counted twice."""
-        self._recorder.restore(snapshot)
+        self.recorder.restore(snapshot)
 
     def build_payloads(self, snapshot: Snapshot) -> List[Payload]:
         """The request bodies for a snapshot, for this agent's identity and size limit."""
         return build_payloads(snapshot, self.identity,
                               max_bytes=self.settings.max_payload_bytes,
-                              drops=self._recorder.drops)
+                              drops=self.recorder.drops)
 
     # -- delivery ----------------------------------------------------------------------------
 
     def start(self) -> Agent:
         """Start the background flusher (idempotent); a plain exit still flushes (atexit)."""
-        self._lifecycle.start()
+        self.lifecycle.start()
         return self
 
     def flush(self, timeout: float = 10.0) -> FlushResult:
         """Send everything recorded so far now, within ``timeout`` seconds; say what happened."""
-        return self._lifecycle.flush(timeout)
+        return self.lifecycle.flush(timeout)
 
     def close(self, timeout: Optional[float] = None) -> FlushResult:
         """Stop the flusher and send the last window, all within ``timeout`` seconds.
@@ -269,12 +272,12 @@ class Agent:
         counted as dropped (``not_delivered_by_close``), so nothing is left pending.
         Recording after ``close()`` is still accepted but no longer sent.
         """
-        return self._lifecycle.close(self.settings.shutdown_timeout if timeout is None
+        return self.lifecycle.close(self.settings.shutdown_timeout if timeout is None
                                      else timeout)
 
     def after_fork(self) -> None:
         """Call in a child process when the server forks without Python's fork hooks."""
-        self._lifecycle.after_fork_in_child()
+        self.lifecycle.after_fork_in_child()
 
     def __enter__(self) -> Agent:
         return self.start() if self.settings.url is not None else self
@@ -285,12 +288,12 @@ class Agent:
     def statistics(self) -> Dict[str, Any]:
         """What was recorded, sent, pending and dropped (by reason), and how delivery went."""
         return {
-            "recorded": self._recorder.recorded(),
-            "pending_events": self._recorder.pending_events(),
-            "dropped": self._recorder.drops.as_dict(),
+            "recorded": self.recorder.recorded(),
+            "pending_events": self.recorder.pending_events(),
+            "dropped": self.recorder.drops.as_dict(),
             "series": sum(len(f.series()) for f in self.metrics.families()),
-            "flags": len(self._recorder.flags.names()),
-            **self._lifecycle.statistics(),
+            "flags": len(self.recorder.flags.names()),
+            **self.lifecycle.statistics(),
         }
 
     def __repr__(self) -> str:
@@ -300,7 +303,7 @@ class Agent:
 
 def _prometheus() -> Any:
     try:
-        from . import prometheus
+        from .delivery import prometheus
     except ImportError as error:  # prometheus_client is an optional extra
         raise ImportError("the Prometheus endpoint needs prometheus_client: "
                           "pip install 'impactagent[prometheus]'") from error

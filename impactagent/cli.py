@@ -1,7 +1,7 @@
 """The ``impactagent`` command line: ``demo``, ``receive``, ``check``, ``stats`` and ``charts``.
 
-Every mistake a user can make in calling it (see :mod:`impactagent.cli_support`) ends in one
-line on stderr and exit status 2, never a traceback.
+Every mistake a user can make in calling it (see :mod:`impactagent.devtools.cli_support`)
+ends in one line on stderr and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from ._version import __version__
-from .cli_support import Parser, UsageError, fail, port_number, positive_int, seconds
+from .devtools.cli_support import Parser, UsageError, fail, port_number, positive_int, seconds
 
 #: The server's JSON body limit (unleash-server's ``express.json`` default), in bytes.
 MAX_BODY = 100 * 1024
@@ -120,14 +120,14 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
-        from .demo import main as demo_main
+        from .devtools.demo import main as demo_main
 
         return demo_main(args.requests, sys.stdout, url=args.url, token=args.token,
                          pace=args.pace)
     if args.command == "receive":
         return _receive(args)
     if args.command in ("stats", "charts"):
-        from .admin_cli import charts_command, stats_command
+        from .admin.cli import charts_command, stats_command
 
         return (stats_command if args.command == "stats" else charts_command)(args)
     return _check(args.files, args.max_body)
@@ -136,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
 def _receive(args: argparse.Namespace) -> int:
     import logging
 
-    from .receiver import Receiver
+    from .devtools.receiver import Receiver
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     receiver = Receiver(port=args.port, host=args.host, token=args.token,
@@ -190,7 +190,7 @@ VERDICTS = {
 def _check(files: List[str], max_body: int) -> int:
     """Hold each body to the rules the receiver answers by (unleash-server 8.2.0's), its size
     included; exit 1 when any body would not be stored whole."""
-    from .validation import check_request, notes, outcome_of, parse_body
+    from .core.validation import check_request, notes, outcome_of, parse_body
 
     bodies = _read_all(files)  # every file first: a mistake is reported before any verdict
     worst = 0

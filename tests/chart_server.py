@@ -46,7 +46,7 @@ class ChartServer(LoopbackServer):
         return _ChartHandler
 
     def all_configs(self) -> List[Dict[str, Any]]:
-        with self._lock:
+        with self.lock:
             return [dict(c) for scope in self.configs.values() for c in scope.values()]
 
 
@@ -55,7 +55,7 @@ class _ChartHandler(LoopbackHandler):
 
     def _route(self) -> Any:
         server = self.server_ref
-        with server._lock:
+        with server.lock:
             server.requests.append((self.command, self.path))
         if self.headers.get("Authorization") != server.admin_token:
             self._json(401, {"message": "an admin token is required"})
@@ -69,14 +69,14 @@ class _ChartHandler(LoopbackHandler):
     def do_GET(self) -> None:
         routed = self._route()
         if routed is not None:
-            with self.server_ref._lock:
+            with self.server_ref.lock:
                 configs = list(self.server_ref.configs.get(routed[0], {}).values())
             self._json(200, {"configs": configs})
 
     def do_DELETE(self) -> None:
         routed = self._route()
         if routed is not None:
-            with self.server_ref._lock:
+            with self.server_ref.lock:
                 removed = self.server_ref.configs.get(routed[0], {}).pop(routed[1], None)
             self._json(204 if removed else 404, {})
 
@@ -103,7 +103,7 @@ class _ChartHandler(LoopbackHandler):
                                        request["metricName"])
         config["step"] = STEP[request["timeRange"]]
         config["mode"] = "write"
-        with self.server_ref._lock:
+        with self.server_ref.lock:
             self.server_ref.configs.setdefault(routed[0], {})[config["id"]] = config
         self._json(200, config)
 

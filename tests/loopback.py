@@ -23,7 +23,7 @@ class LoopbackServer:
     handler_class: ClassVar[type]  # a LoopbackHandler subclass
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         self._closing = threading.Event()  # set by stop(): stalled handlers give up
         self._connections: set = set()  # open client sockets, closed by stop()
         self.port = 0
@@ -51,7 +51,7 @@ class LoopbackServer:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
-        with self._lock:
+        with self.lock:
             connections, self._connections = list(self._connections), set()
         for connection in connections:
             with contextlib.suppress(OSError):
@@ -96,11 +96,11 @@ class LoopbackHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        with self.server_ref._lock:
+        with self.server_ref.lock:
             self.server_ref._connections.add(self.connection)
 
     def finish(self) -> None:
-        with self.server_ref._lock:
+        with self.server_ref.lock:
             self.server_ref._connections.discard(self.connection)
         with contextlib.suppress(OSError):
             super().finish()
@@ -151,3 +151,10 @@ def refused_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}/api"
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on at the moment of asking."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

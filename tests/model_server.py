@@ -34,7 +34,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from impactagent.validation import DISCARDED, REJECTED, check_document, parse_body
+from impactagent.core.validation import DISCARDED, REJECTED, check_document, parse_body
 from tests.loopback import LoopbackHandler, LoopbackServer
 
 #: How long a stalled answer waits; the model's agents time out after 0.2 s.
@@ -85,7 +85,7 @@ class _ForeignHandler(LoopbackHandler):
 
     def do_POST(self) -> None:
         body = self.read_body()
-        with self.server_ref._lock:
+        with self.server_ref.lock:
             self.server_ref.bodies.append(body)
         self.answer(202, b"")
 
@@ -106,20 +106,20 @@ class DrawnServer(LoopbackServer):
 
     def queue(self, *answers: Drawn) -> None:
         """Answer the next POSTs with ``answers``, in order, then with 202."""
-        with self._lock:
+        with self.lock:
             self._queue = list(answers)
 
     def _next(self) -> Drawn:
-        with self._lock:
+        with self.lock:
             return self._queue.pop(0) if self._queue else Drawn("accept")
 
     def _note(self, seen: Seen) -> None:
-        with self._lock:
+        with self.lock:
             self.seen.append(seen)
 
     def log(self) -> List[Seen]:
         """Every POST so far, in arrival order (a copy)."""
-        with self._lock:
+        with self.lock:
             return list(self.seen)
 
 
@@ -128,7 +128,7 @@ class _DrawnHandler(LoopbackHandler):
 
     def do_GET(self) -> None:
         if self.path == "/login":
-            with self.server_ref._lock:
+            with self.server_ref.lock:
                 self.server_ref.logins += 1
             return self.answer(200, b"<html>Please log in</html>", content_type="text/html")
         self.answer(404, b"")

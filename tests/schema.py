@@ -1,4 +1,4 @@
-"""The validator the tests hold bodies to: the package's own (``impactagent.validation``),
+"""The validator the tests hold bodies to: the package's own (``impactagent.core.validation``),
 and the derivation of its shipped JSON Schema from the seed's OpenAPI document.
 
 The schema is amended in exactly one place, as the protocol notes require: ``Bucket.le``
@@ -15,7 +15,7 @@ from typing import Any, Dict
 
 import yaml
 
-from impactagent.validation import check_document, notes
+from impactagent.core.validation import check_document, notes
 
 OPENAPI = Path(__file__).parent / "data" / "client-metrics.openapi.yaml"
 SHIPPED = Path(__file__).parents[1] / "impactagent" / "schemas" / "client-metrics.schema.json"

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Union
 
-from impactagent.received import ReceivedMetrics
+from impactagent.devtools.received import ReceivedMetrics
 from tests.loopback import LoopbackHandler, LoopbackServer, refused_url
 
 
@@ -74,34 +74,34 @@ class ScriptedServer(LoopbackServer):
 
     def script(self, *answers: Union[int, Answer]) -> None:
         """Queue answers, one per POST to the metrics endpoint."""
-        with self._lock:
+        with self.lock:
             self._script.extend(answers)
 
     def script_register(self, *answers: Union[int, Answer]) -> None:
         """Queue answers, one per POST to the register endpoint, then 202."""
-        with self._lock:
+        with self.lock:
             self._register_script.extend(answers)
 
     def _next_register_answer(self) -> Answer:
-        with self._lock:
+        with self.lock:
             answer = self._register_script.pop(0) if self._register_script else 202
         return answer if isinstance(answer, Answer) else Answer(status=answer)
 
     def _record_registration(self, received: Received) -> None:
-        with self._lock:
+        with self.lock:
             self.registrations.append(received)
 
     def _next_answer(self) -> Answer:
-        with self._lock:
+        with self.lock:
             answer = self._script.pop(0) if self._script else self.default
         return answer if isinstance(answer, Answer) else Answer(status=answer)
 
     def _record(self, received: Received) -> None:
-        with self._lock:
+        with self.lock:
             self.requests.append(received)
 
     def accepted_documents(self) -> List[Dict[str, Any]]:
-        with self._lock:
+        with self.lock:
             return [json.loads(r.body) for r in self.requests if r.accepted]
 
     def totals(self) -> Dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import impactagent
-from impactagent.flag_context import flag_scope
+from impactagent.core.flag_context import flag_scope
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def test_the_openfeature_hook_counts_each_evaluation_and_labels_metrics(agent):
     from openfeature import api
     from openfeature.provider.in_memory_provider import InMemoryFlag, InMemoryProvider
 
-    from impactagent.openfeature_hook import ImpactHook
+    from impactagent.integrations.openfeature import ImpactHook
 
     api.set_provider(InMemoryProvider({
         "new-checkout": InMemoryFlag("on", {"on": True, "off": False}),
@@ -52,7 +52,7 @@ def test_the_unleash_client_wrapper_labels_metrics_and_counts_nothing_twice(agen
     from UnleashClient import UnleashClient
     from UnleashClient.cache import FileCache
 
-    from impactagent.unleash_client import FlagAwareClient
+    from impactagent.integrations.unleash_client import FlagAwareClient
 
     cache = FileCache("impactagent-test", directory=str(tmp_path))
     cache.bootstrap_from_dict({"version": 1, "features": [

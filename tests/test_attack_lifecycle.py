@@ -332,7 +332,7 @@ def test_a_claim_left_by_a_killed_process_is_replayed_when_the_restart_has_its_p
     # again (or any same small PID): Spool._recover() sees the claim's PID alive (it is the
     # new process itself) and leaves the file claimed, so no agent ever sends it again and
     # nothing counts it.
-    from impactagent.spool import Spool
+    from impactagent.delivery.spool import Spool
 
     body = json.dumps({
         "appName": "shop", "instanceId": "i", "environment": "production",

@@ -14,9 +14,9 @@ import pytest
 
 import impactagent
 from impactagent import Chart
-from impactagent.admin import AdminClient, AdminError, statistics_checksum
-from impactagent.chart_plan import apply, describe, plan
-from impactagent.charts import ChartConfig
+from impactagent.admin.client import AdminClient, AdminError, statistics_checksum
+from impactagent.admin.plan import apply, describe, plan
+from impactagent.core.charts import ChartConfig
 from tests.chart_server import ChartServer
 from tests.loopback import LoopbackHandler, LoopbackServer
 

@@ -202,7 +202,7 @@ def test_retry_after_longer_than_the_deadline_keeps_the_data(server):
     result = agent.flush(timeout=2)
     assert time.monotonic() - started < 2.5
     assert result.kept_bodies == 1
-    assert agent._lifecycle.delivery.last_retry_after == 30
+    assert agent.lifecycle.delivery.last_retry_after == 30
     flush_until_delivered(agent)
     assert workload.delivered(server.totals()) == expected
 
@@ -357,7 +357,7 @@ def test_close_is_idempotent_and_thread_safe(server):
 def test_context_manager_starts_and_closes(server):
     with make_agent(server.api_url) as agent:
         expected = workload.record(agent, 7)
-        assert agent._lifecycle.flusher.running
+        assert agent.lifecycle.flusher.running
     assert workload.delivered(server.totals()) == expected
 
 
@@ -421,7 +421,7 @@ def test_memory_stays_bounded_through_a_long_outage():
             for i in range(50):
                 users.labels(f"user-{i}").inc()
                 agent.record_flag(f"flag-{i % 10}", True, "blue")
-            agent._lifecycle.delivery.flush(time.monotonic() + 0.02)  # one attempt each
+            agent.lifecycle.delivery.flush(time.monotonic() + 0.02)  # one attempt each
 
     outage(10)  # warm up: series, flags and the session exist
     gc.collect()
@@ -486,7 +486,7 @@ def test_an_unexpected_error_while_sending_loses_nothing(server, caplog):
     """A bug in sending (here: the transport raising what it never should) is logged by the
     flusher, and what the failed flush had collected goes out with the next one."""
     agent = make_agent(server.api_url, flush_interval=0.1)
-    transport = agent._lifecycle.delivery.transport
+    transport = agent.lifecycle.delivery.transport
     real_post = transport.post
     calls = []
 

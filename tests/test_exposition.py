@@ -4,7 +4,7 @@ the values parsed back equal what was sent.
 
 The receiver's names follow unleash-server 8.x's re-exposition (``MetricsTranslator`` in
 ``dist/lib/features/metrics/impact/metrics-translator.js``): see
-:mod:`impactagent.received_exposition`.
+:mod:`impactagent.devtools.received_exposition`.
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families as text_families
 
 import impactagent
-from impactagent.received import ReceivedMetrics
-from impactagent.received_exposition import (
+from impactagent.devtools.received import ReceivedMetrics
+from impactagent.devtools.received_exposition import (
     js_number,
     openmetrics_format,
     text_format,
     wants_openmetrics,
 )
-from impactagent.receiver import Receiver
+from impactagent.devtools.receiver import Receiver
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 #: What Prometheus 2.x sends when it scrapes (OpenMetrics first, then the text format).

@@ -14,10 +14,10 @@ import threading
 import pytest
 
 import impactagent
-from impactagent.counter import Counter
-from impactagent.flag_context import flag_scope, flag_states, note_flag
-from impactagent.gauge import Gauge
-from impactagent.histogram import Histogram
+from impactagent.core.counter import Counter
+from impactagent.core.flag_context import flag_scope, flag_states, note_flag
+from impactagent.core.gauge import Gauge
+from impactagent.core.histogram import Histogram
 
 
 @pytest.fixture

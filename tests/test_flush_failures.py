@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 import time
 
-from impactagent.delivery import Delivery
-from impactagent.payload import Identity, build_payloads
-from impactagent.recorder import Recorder
-from impactagent.statistics import DeliveryLedger
-from impactagent.transport import Transport
+from impactagent.core.payload import Identity, build_payloads
+from impactagent.core.recorder import Recorder
+from impactagent.core.statistics import DeliveryLedger
+from impactagent.delivery.delivery import Delivery
+from impactagent.delivery.transport import Transport
 from tests.scripted_server import ScriptedServer
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 import requests
 
 import impactagent
+from tests.loopback import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +37,7 @@ def test_parent_and_forked_child_each_deliver_only_their_own_counts(server):
         try:
             assert agent.identity.connection_id != parent_connection
             assert jobs.value == 0  # starts empty
-            assert agent._lifecycle.flusher.running  # its own flusher
+            assert agent.lifecycle.flusher.running  # its own flusher
             jobs.inc(7)
             agent.record_flag("f", False)
             code = 0 if agent.close(timeout=5).ok else 2
@@ -53,15 +53,9 @@ def test_parent_and_forked_child_each_deliver_only_their_own_counts(server):
     assert len(connections) == 2 and parent_connection in connections
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_gunicorn_preload_with_two_workers_delivers_exactly_what_requests_recorded(server):
     pytest.importorskip("gunicorn")
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, TEST_UNLEASH_URL=server.api_url, PYTHONPATH=str(ROOT))
     master = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--preload", "-w", "2", "-b", f"127.0.0.1:{port}",

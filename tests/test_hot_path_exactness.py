@@ -2,7 +2,7 @@
 
 The recording methods take no lock where one C call does the work (``itertools.count``
 advanced by ``next()``; a gauge's new cell stored by one attribute store; see
-:data:`impactagent._family.ATOMIC_C_CALLS`), and readers count their own reads of those
+:data:`impactagent.core._family.ATOMIC_C_CALLS`), and readers count their own reads of those
 counts. This test checks the totals that come out of that are exact: 8 threads record a
 known number of events on each path, the main thread meanwhile collects in a loop and gives
 every other snapshot back (a failed send), and forks a child that records on its own. What
@@ -281,7 +281,7 @@ def test_a_free_threaded_build_takes_the_locked_paths_and_stays_exact():
         real = sysconfig.get_config_var
         sysconfig.get_config_var = lambda name: 1 if name == "Py_GIL_DISABLED" else real(name)
         import impactagent
-        from impactagent import _family
+        from impactagent.core import _family
         agent = impactagent.Agent("free-threaded")
         jobs = agent.counter("jobs_total", "Jobs", labels=("queue",))
         plain = agent.counter("plain_total", "Plain")

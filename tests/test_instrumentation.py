@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 import impactagent
-from impactagent.flag_context import flag_scope, flag_states
+from impactagent.core.flag_context import flag_scope, flag_states
 
 
 @pytest.fixture

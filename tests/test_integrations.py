@@ -19,7 +19,7 @@ import pytest
 import requests
 
 import impactagent
-from impactagent.settings import SettingsError
+from impactagent.delivery.settings import SettingsError
 from tests import child
 from tests.loopback import wait_until
 from tests.prometheus_text import samples
@@ -436,9 +436,9 @@ def test_celery_prefork_children_each_deliver_their_counts_when_they_exit(server
 def test_gunicorn_with_the_documented_config_delivers_every_request_once(server):
     pytest.importorskip("gunicorn")
     pytest.importorskip("flask")
-    from tests.test_fork import _free_port
+    from tests.loopback import free_port
 
-    port = _free_port()
+    port = free_port()
     env = child.environment({"TEST_UNLEASH_URL": server.api_url,
                              "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "2",
                              "IMPACTAGENT_AGENT": "tests.apps.gunicorn_flask:agent"})

@@ -222,7 +222,7 @@ def test_environment_from_token(token, environment):
 def test_bodies_are_byte_for_byte_the_encoding_of_their_documents():
     """Bodies are joined from pieces encoded once; they must equal a plain encoding."""
     import impactagent
-    from impactagent.payload import encode
+    from impactagent.core.payload import encode
     from tests import workload
 
     agent = impactagent.Agent("shop", "production")

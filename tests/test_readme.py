@@ -133,7 +133,7 @@ def run_snippet(code: str, receiver, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def receiver():
-    from impactagent.receiver import Receiver
+    from impactagent.devtools.receiver import Receiver
 
     with Receiver(strict=True, token=SNIPPET_TOKEN) as running:
         yield running
@@ -281,7 +281,7 @@ def test_the_readme_lists_the_statistics_keys_there_are(receiver, tmp_path):
 
 
 def test_the_drop_reasons_the_readme_names_are_real():
-    from impactagent.statistics import DROP_REASONS
+    from impactagent.core.statistics import DROP_REASONS
 
     text = (ROOT / "README.md").read_text()
     dropped = re.search(r"^- `dropped`:(.*?)^- ", text, re.S | re.M).group(1)

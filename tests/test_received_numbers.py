@@ -8,7 +8,7 @@ import re
 import requests
 
 import impactagent
-from impactagent.receiver import Receiver
+from impactagent.devtools.receiver import Receiver
 
 
 def test_the_page_rounds_sums_and_values_for_people():

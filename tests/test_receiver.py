@@ -13,7 +13,7 @@ import pytest
 import requests
 
 import impactagent
-from impactagent.receiver import Receiver
+from impactagent.devtools.receiver import Receiver
 from tests import workload
 from tests.prometheus_text import impact_totals
 

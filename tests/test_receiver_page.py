@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import impactagent
-from impactagent.receiver import Receiver
+from impactagent.devtools.receiver import Receiver
 from tests import workload
 
 ROOT = Path(__file__).resolve().parents[1]

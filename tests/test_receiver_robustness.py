@@ -16,9 +16,9 @@ from typing import List, Tuple
 import pytest
 import requests
 
-from impactagent.received import LOG_SIZE
-from impactagent.received_views import page, prometheus_text
-from impactagent.receiver import READ_TIMEOUT, Receiver
+from impactagent.devtools.received import LOG_SIZE
+from impactagent.devtools.received_views import page, prometheus_text
+from impactagent.devtools.receiver import READ_TIMEOUT, Receiver
 
 TOKEN = "default:production.robustness"
 #: The test's own patience with a socket: far longer than the receivers' read timeout.

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 import impactagent
-from impactagent.receiver import Receiver
+from impactagent.devtools.receiver import Receiver
 
 TOKEN = "default:production.receiver-s3cr3t"
 VIEWS = ("/", "/index.html", "/api/received", "/metrics")
@@ -115,7 +115,7 @@ def test_without_a_token_everything_is_open(http):
 
 
 def test_a_token_in_the_query_is_not_logged(http, guarded, caplog):
-    with caplog.at_level(logging.DEBUG, logger="impactagent.receiver"):
+    with caplog.at_level(logging.DEBUG, logger="impactagent.devtools.receiver"):
         assert http.get(guarded.url + "/", params={"token": TOKEN},
                         timeout=5).status_code == 200
         assert guarded.wait_for(lambda r: any("GET /" in m.getMessage()

@@ -341,7 +341,7 @@ def test_cumulative_view_survives_collects_and_does_not_change_what_is_sent(agen
     for _ in range(3):
         assert jobs.labels("a").value == 5
         assert agent.metrics.get("jobs_total").series()[0].value == 5
-        assert agent._recorder.flags.cumulative()["f"].yes == 1
+        assert agent.recorder.flags.cumulative()["f"].yes == 1
     assert samples_of(agent.collect(), "jobs_total")[("a",)].value == 2
 
 

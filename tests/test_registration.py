@@ -18,7 +18,7 @@ from datetime import datetime
 import pytest
 
 import impactagent
-from impactagent.settings import Settings, SettingsError
+from impactagent.delivery.settings import Settings, SettingsError
 from tests.loopback import wait_until
 from tests.scripted_server import Answer, ScriptedServer, refused_url
 

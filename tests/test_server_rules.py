@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from impactagent.receiver import Receiver
-from impactagent.validation import check_request, outcome_of
+from impactagent.core.validation import check_request, outcome_of
+from impactagent.devtools.receiver import Receiver
 from tests.server_rules import APP, CASES, RAW_CASES, Case
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,9 +6,9 @@ from email.utils import formatdate
 import pytest
 
 import impactagent
-from impactagent.flusher import IntervalBackoff
-from impactagent.settings import Settings, SettingsError
-from impactagent.transport import (
+from impactagent.delivery.flusher import IntervalBackoff
+from impactagent.delivery.settings import Settings, SettingsError
+from impactagent.delivery.transport import (
     DELIVERED,
     REJECTED,
     RETRY,
@@ -88,7 +88,7 @@ def test_agent_arguments_are_checked(kwargs, message):
 def test_the_token_is_not_in_reprs():
     agent = impactagent.Agent.from_env(ENV)
     for text in (repr(agent), repr(agent.settings), str(agent.settings),
-                 repr(agent._lifecycle.delivery.transport)):
+                 repr(agent.lifecycle.delivery.transport)):
         assert "s3cr3t" not in text
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import impactagent
-from impactagent.spool import Spool
+from impactagent.delivery.spool import Spool
 from tests.scripted_server import ScriptedServer, refused_url
 
 ROOT = Path(__file__).resolve().parents[1]

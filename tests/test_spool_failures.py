@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 import impactagent
-from impactagent.payload import count_events
-from impactagent.spool import Spool
+from impactagent.core.payload import count_events
+from impactagent.delivery.spool import Spool
 from tests.scripted_server import refused_url
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import impactagent
-from impactagent.payload import count_events, payload_from_document, split_payload
-from impactagent.spool import Spool
+from impactagent.core.payload import count_events, payload_from_document, split_payload
+from impactagent.delivery.spool import Spool
 from tests.scripted_server import ScriptedServer, refused_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,7 +180,7 @@ def test_what_read_returns_can_always_be_sent(damaged):
 
 PERMISSIONS_APP = textwrap.dedent("""
     import os, stat, sys
-    from impactagent.spool import Spool
+    from impactagent.delivery.spool import Spool
     os.umask(0)  # the most permissive umask: the spool must not depend on it
     spool = Spool(sys.argv[1])
     entry = spool.write(sys.stdin.buffer.read())

@@ -12,9 +12,9 @@ import pytest
 import requests
 
 import impactagent
-from impactagent.payload import Identity
-from impactagent.redaction import Redactor
-from impactagent.transport import RETRY, Transport
+from impactagent.core.payload import Identity
+from impactagent.delivery.redaction import Redactor
+from impactagent.delivery.transport import RETRY, Transport
 from tests import workload
 from tests.loopback import LoopbackHandler, LoopbackServer
 from tests.scripted_server import Answer, ScriptedServer
@@ -31,7 +31,7 @@ class _Recorder(LoopbackHandler):
 
     def _any(self) -> None:
         body = self.read_body()
-        with self.server_ref._lock:
+        with self.server_ref.lock:
             self.server_ref.requests.append((self.command, self.path, body))
         self.answer(self.server_ref.status, self.server_ref.page(self), content_type="text/html")
 

@@ -15,8 +15,8 @@ import pytest
 import requests
 
 import impactagent
-from impactagent import asgi, wsgi
-from impactagent.http_metrics import ROUTE_KEY
+from impactagent.integrations import asgi, wsgi
+from impactagent.integrations.http_metrics import ROUTE_KEY
 from tests.prometheus_text import samples
 
 

@@ -1,7 +1,7 @@
 """Framework integrations: where each framework's users look for them.
 
 Each integration labels requests (or tasks) by their route *template* and runs each one in
-its own flag scope (:mod:`impactagent.flag_context`), with no hook for the app to write:
+its own flag scope (:mod:`impactagent.core.flag_context`), with no hook for the app to write:
 
 - Django: ``MIDDLEWARE = ["impactagent.integrations.django.ImpactMiddleware", ...]`` and an
   ``IMPACTAGENT = {...}`` dict in ``settings.py`` (:mod:`impactagent.integrations.django`);
@@ -16,5 +16,5 @@ its own flag scope (:mod:`impactagent.flag_context`), with no hook for the app t
 
 The framework is imported only when its integration is used, so importing this package (or
 building the docs) needs none of them. The plain WSGI and ASGI middlewares these build on
-are :mod:`impactagent.wsgi` and :mod:`impactagent.asgi`.
+are :mod:`impactagent.integrations.wsgi` and :mod:`impactagent.integrations.asgi`.
 """

@@ -7,7 +7,7 @@ few options of the integration itself.
 >>> IntegrationOptions.split({"app_nmae": "shop"})  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-impactagent.settings.SettingsError: IMPACTAGENT: unknown setting 'app_nmae' (an Agent ...
+impactagent.delivery.settings.SettingsError: IMPACTAGENT: unknown setting 'app_nmae' (an Agent ...
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import importlib
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 
 from ..agent import Agent
-from ..http_metrics import HTTP_BUCKETS
-from ..settings import Settings, SettingsError
+from ..delivery.settings import Settings, SettingsError
+from .http_metrics import HTTP_BUCKETS
 
 #: The integration's own keys; every other key is an :class:`~impactagent.Agent` setting.
 OPTION_KEYS = ("agent", "flags", "prefix", "buckets")
@@ -94,7 +94,7 @@ def scrape(agent: Agent, accept: str) -> Tuple[bytes, str]:
     try:
         from prometheus_client.exposition import choose_encoder
 
-        from ..prometheus import registry_for
+        from ..delivery.prometheus import registry_for
     except ImportError as error:
         raise ImportError("the Prometheus scrape needs prometheus_client: "
                           "pip install 'impactagent[prometheus]'") from error

@@ -11,7 +11,7 @@ Through Celery's signals, for every worker pool (prefork, threads, solo, eventle
 and for tasks run eagerly:
 
 - ``task_prerun`` / ``task_postrun``: each task runs in its own flag scope
-  (:mod:`impactagent.flag_context`), so a metric labelled by a flag sees what *this* task
+  (:mod:`impactagent.core.flag_context`), so a metric labelled by a flag sees what *this* task
   decided, never what the task before it in the same process or thread did; and each task
   is counted in ``celery_tasks_total`` and timed in ``celery_task_duration_seconds``,
   labelled by ``task`` (its registered name, never its arguments) and ``state``
@@ -37,7 +37,7 @@ from contextvars import Token
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from ..agent import Agent
-from ..flag_context import close_scope, open_scope
+from ..core.flag_context import close_scope, open_scope
 
 __all__ = ["TASK_BUCKETS", "CeleryInstrumentation", "instrument_celery"]
 

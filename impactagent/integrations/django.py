@@ -30,9 +30,9 @@ itself (zero counts, its own connection id and flusher): nothing to add for the 
 ``examples/gunicorn.conf.py`` for closing it when a worker exits.
 
 Each request is counted in ``http_server_requests_total`` and timed in
-``http_server_request_duration_seconds`` (:mod:`impactagent.http_metrics`) with the route
-Django resolved: the pattern as written in ``urls.py`` (``checkout/<str:user>``, included
-prefixes joined), never the raw path; ``unmatched`` when nothing resolved (a 404, or a
+``http_server_request_duration_seconds`` (:mod:`impactagent.integrations.http_metrics`) with
+the route Django resolved: the pattern as written in ``urls.py`` (``checkout/<str:user>``,
+included prefixes joined), never the raw path; ``unmatched`` when nothing resolved (a 404, or a
 middleware that answered first). A view that raises counts as the 500 Django answers with.
 The time runs until the response is made; the body of a streaming response is not timed.
 
@@ -47,9 +47,9 @@ import time
 from typing import Any, Callable, Optional
 
 from ..agent import Agent
-from ..flag_context import close_scope, open_scope
-from ..http_metrics import HttpMetrics
+from ..core.flag_context import close_scope, open_scope
 from ._config import IntegrationOptions, scrape
+from .http_metrics import HttpMetrics
 
 __all__ = ["ImpactMiddleware", "get_agent", "metrics_view"]
 

@@ -1,5 +1,5 @@
-"""FastAPI: the ASGI middleware of :mod:`impactagent.asgi` (FastAPI is Starlette underneath,
-and leaves the matched route template, ``/checkout/{user}``, in the ASGI scope)::
+"""FastAPI: the ASGI middleware of :mod:`impactagent.integrations.asgi` (FastAPI is Starlette
+underneath, and leaves the matched route template, ``/checkout/{user}``, in the ASGI scope)::
 
     from impactagent.integrations.fastapi import ImpactMiddleware, metrics_route
 

@@ -28,7 +28,7 @@ it is in ``app.extensions["impactagent"].agent`` and ``impact.agent`` (in an app
 when the extension is bound to more than one app). ``metrics_path`` adds a route serving
 the Prometheus scrape (needs ``impactagent[prometheus]``).
 
-Each request is recorded by :class:`impactagent.wsgi.ImpactMiddleware`, which wraps
+Each request is recorded by :class:`impactagent.integrations.wsgi.ImpactMiddleware`, which wraps
 ``app.wsgi_app`` (so a streamed body is timed to its end, and an error is a ``5xx``), with
 the route Flask matched: ``request.url_rule.rule`` (``/checkout/<user>``), never the raw
 path; ``unmatched`` for a 404 or 405.
@@ -39,9 +39,9 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Optional
 
 from ..agent import Agent
-from ..http_metrics import ROUTE_KEY
-from ..wsgi import ImpactMiddleware
 from ._config import IntegrationOptions, scrape
+from .http_metrics import ROUTE_KEY
+from .wsgi import ImpactMiddleware
 
 __all__ = ["ImpactAgent", "ImpactState"]
 

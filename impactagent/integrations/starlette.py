@@ -1,5 +1,5 @@
-"""Starlette: the ASGI middleware of :mod:`impactagent.asgi`, which reads the matched route
-template Starlette leaves in the ASGI scope (``/users/{id}``)::
+"""Starlette: the ASGI middleware of :mod:`impactagent.integrations.asgi`, which reads the
+matched route template Starlette leaves in the ASGI scope (``/users/{id}``)::
 
     from impactagent.integrations.starlette import ImpactMiddleware, metrics_route
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..agent import Agent
-from ..asgi import ImpactMiddleware
 from ._config import scrape
+from .asgi import ImpactMiddleware
 
 __all__ = ["ImpactMiddleware", "metrics_route"]
 

@@ -92,25 +92,25 @@ class FaultProxy(LoopbackServer):
 
     def script(self, *faults: Fault) -> None:
         """Queue faults, one per metrics POST; ``FORWARD`` once the script is used up."""
-        with self._lock:
+        with self.lock:
             self._script.extend(faults)
 
     def pending_faults(self) -> int:
-        with self._lock:
+        with self.lock:
             return len(self._script)
 
     def _next_fault(self) -> Fault:
-        with self._lock:
+        with self.lock:
             return self._script.pop(0) if self._script else FORWARD
 
     def _log(self, passage: Passage) -> None:
-        with self._lock:
+        with self.lock:
             self.passages.append(passage)
 
     def faults_seen(self) -> Dict[str, int]:
         """How many metrics POSTs met each fault (``forward`` included)."""
         seen: Dict[str, int] = {}
-        with self._lock:
+        with self.lock:
             for passage in self.passages:
                 seen[passage.fault] = seen.get(passage.fault, 0) + 1
         return seen

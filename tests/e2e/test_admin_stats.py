@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from impactagent.admin import AdminClient
+from impactagent.admin.client import AdminClient
 from tests.e2e.conftest import RealServer
 from tests.workload import FLAGS
 

@@ -30,8 +30,8 @@ from typing import Any, Dict, List, Set, Tuple
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from impactagent._jsvalues import js_string, sanitize
-from impactagent.receiver import Receiver
+from impactagent.core._jsvalues import js_string, sanitize
+from impactagent.devtools.receiver import Receiver
 from tests.e2e.conftest import FLAG_CACHE_SECONDS, RealServer
 from tests.e2e.differential_corpus import FLAGS, corpus
 from tests.e2e.readback import SERVER_LABELS, SERVER_WRITE_PERIOD

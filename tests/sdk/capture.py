@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, List, Tuple
 
-from impactagent.receiver import Receiver
+from impactagent.devtools.receiver import Receiver
 from tests.sdk import node_sdk, plan, python_sdk
 from tests.sdk.front import Exchange, SdkFront
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List
 
-from impactagent.receiver import Receiver
+from impactagent.devtools.receiver import Receiver
 from tests.sdk import plan
 from tests.sdk.front import Exchange, SdkFront
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from impactagent.receiver import Receiver
+from impactagent.devtools.receiver import Receiver
 from tests.sdk import checks, node_sdk
 from tests.sdk.front import SdkFront
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from impactagent.receiver import Receiver
+from impactagent.devtools.receiver import Receiver
 from tests.sdk import checks, python_sdk
 from tests.sdk.front import SdkFront
 

@@ -1,0 +1,1 @@
+"""The admin client: impact-metric charts and the server's stats."""

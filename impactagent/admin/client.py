@@ -1,0 +1,126 @@
+"""The Unleash admin API calls impactagent makes: chart configurations and instance statistics.
+
+``AdminClient`` needs an admin token (never a client token: those are refused) and never
+logs or prints it. TLS is verified unless you say otherwise.
+
+Instance statistics (``GET /api/admin/instance-admin/statistics``) carry ``sum``, a SHA-256
+checksum meant to show they were not edited after the server produced them: the hex digest
+of ``instanceId``, ``users``, ``featureToggles``, ``projects`` (the total), ``roles``,
+``groups``, ``environments`` and ``segments``, written one after the other without
+separators. :func:`statistics_checksum` recomputes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+import requests
+
+from ..core.charts import ChartConfig, ChartScope
+
+_CHECKSUM_FIELDS = ("instanceId", "users", "featureToggles", "projects", "roles", "groups",
+                    "environments", "segments")
+
+
+class AdminError(RuntimeError):
+    """The admin API answered something other than success."""
+
+    def __init__(self, method: str, url: str, status: int, detail: str) -> None:
+        super().__init__(f"{method} {url} answered HTTP {status}: {detail[:300]}")
+        self.status = status
+
+
+def statistics_checksum(statistics: Mapping[str, Any]) -> str:
+    """The ``sum`` a server computes for these statistics.
+
+    >>> statistics_checksum({"instanceId": "i", "users": 1, "featureToggles": 2,
+    ...                      "projects": 3, "roles": 4, "groups": 5, "environments": 6,
+    ...                      "segments": 7}) == hashlib.sha256(b"i1234567").hexdigest()
+    True
+    """
+    values = []
+    for name in _CHECKSUM_FIELDS:
+        value = statistics.get(name)
+        if name == "projects" and isinstance(value, list):  # per-mode counts: the total
+            value = sum(int(p.get("count", 0)) for p in value)
+        values.append(_js_text(value))
+    return hashlib.sha256("".join(values).encode()).hexdigest()
+
+
+def _js_text(value: Any) -> str:
+    """How a JavaScript template literal writes a value (the server's side of the sum)."""
+    if value is None:
+        return "undefined"
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@dataclass(frozen=True)
+class InstanceStatistics:
+    """Statistics as fetched, with the checksum they carry and the one recomputed."""
+
+    data: Dict[str, Any]
+    checksum: Optional[str]
+    recomputed: str
+
+    @property
+    def verified(self) -> bool:
+        """True when the statistics carry a checksum and it matches their content."""
+        return self.checksum is not None and self.checksum == self.recomputed
+
+
+class AdminClient:
+    """Calls the admin API of an Unleash server at ``url`` (with or without ``/api``)."""
+
+    def __init__(self, url: str, token: str, *, verify: Union[bool, str] = True,
+                 timeout: float = 10.0) -> None:
+        url = url.rstrip("/")
+        self.url = url[: -len("/api")] if url.endswith("/api") else url
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.verify = verify
+        self.session.headers.update({"Authorization": token, "Accept": "application/json",
+                                     "User-Agent": "impactagent-admin"})
+
+    def __repr__(self) -> str:  # never the token
+        return f"<AdminClient {self.url}>"
+
+    def _call(self, method: str, path: str, body: Optional[Dict[str, Any]] = None) -> Any:
+        url = self.url + path
+        response = self.session.request(method, url, json=body, timeout=self.timeout)
+        if not response.ok:
+            raise AdminError(method, url, response.status_code, response.text.strip())
+        return response.json() if response.content else None
+
+    # -- instance statistics ------------------------------------------------------------------
+
+    def instance_statistics(self) -> InstanceStatistics:
+        """Fetch the instance statistics and check their checksum."""
+        data = self._call("GET", "/api/admin/instance-admin/statistics")
+        if not isinstance(data, dict):
+            raise ValueError(f"the statistics answer is not a JSON object but "
+                             f"{type(data).__name__}: is the url an Unleash server?")
+        return InstanceStatistics(data, data.get("sum"), statistics_checksum(data))
+
+    # -- chart configurations -----------------------------------------------------------------
+
+    def charts(self, scope: ChartScope) -> List[ChartConfig]:
+        """The chart configurations in ``scope`` (the instance, or one flag's)."""
+        answer = self._call("GET", scope.path)
+        # The seed documents the POST; its GET answers a list, plain or as {"configs": [...]}.
+        items = answer.get("configs", []) if isinstance(answer, dict) else (answer or [])
+        return [ChartConfig.from_answer(item, scope) for item in items]
+
+    def save_chart(self, config: ChartConfig) -> ChartConfig:
+        """Create or update (by ``id``) one chart configuration; returns the server's."""
+        return ChartConfig.from_answer(self._call("POST", config.scope.path, config.request()),
+                                       config.scope)
+
+    def delete_chart(self, config: ChartConfig) -> None:
+        """Delete one chart configuration (by ``id``)."""
+        self._call("DELETE", f"{config.scope.path}/{config.id}")

@@ -1,0 +1,1 @@
+"""The recording core: metrics, flag counts, registries, snapshots and the payload."""

@@ -1,0 +1,261 @@
+"""Per-flag yes/no/variant counts, and the ``MetricBucket`` window they are reported in."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from datetime import datetime, timezone
+from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, NamedTuple, Optional, Tuple
+
+from ._family import ATOMIC_C_CALLS
+from .flag_context import flag_state, note_flag
+from .statistics import DropCounter
+
+#: Default number of distinct flag names counted before new names are dropped.
+DEFAULT_MAX_FLAGS = 10_000
+
+
+def utcnow() -> datetime:
+    """The current time in UTC (one place to read the clock; ``freezegun`` patches it)."""
+    return datetime.now(timezone.utc)
+
+
+class ToggleDelta(NamedTuple):
+    """One flag's counts for a window: ``yes``, ``no`` and counts per variant name."""
+
+    yes: int
+    no: int
+    variants: Dict[str, int]
+
+
+def counted(counts: Iterator[int]) -> int:
+    """How many times ``next()`` was called on an ``itertools.count()``, read without
+    advancing it: its ``repr`` is ``count(N)``, made by one C call (atomic under the GIL)."""
+    return int(repr(counts)[6:-1])
+
+
+class FlagStats:
+    """Cumulative counts of one flag since the agent started.
+
+    Each count is an ``itertools.count`` that an evaluation advances with ``next()``: one C
+    call, atomic under the GIL (see :data:`impactagent.core._family.ATOMIC_C_CALLS`), so
+    recording takes no lock on a GIL build. Readers use :func:`counted` under the lock.
+    """
+
+    __slots__ = ("_sent_no", "_sent_variants", "_sent_yes", "no", "variants", "watched", "yes")
+
+    def __init__(self, watched: bool = False) -> None:
+        #: True when the flag labels a metric: each evaluation notes its state in the context.
+        self.watched = watched
+        self.yes = itertools.count()
+        self.no = itertools.count()
+        #: A count per variant name; new names are added under the lock, never removed.
+        self.variants: Dict[str, Iterator[int]] = {}
+        self._sent_yes = 0
+        self._sent_no = 0
+        self._sent_variants: Dict[str, int] = {}
+
+    def read(self) -> Tuple[int, int, Dict[str, int]]:
+        """``(yes, no, variants)`` since start (the caller holds the lock)."""
+        return (counted(self.yes), counted(self.no),
+                {variant: counted(counts) for variant, counts in self.variants.items()})
+
+
+class FlagCounts:
+    """Thread-safe counts of flag evaluations, windowed into buckets for Unleash.
+
+    >>> flags = FlagCounts()
+    >>> flags.record("new-checkout", True, "blue")
+    >>> flags.record("new-checkout", False)
+    >>> start, stop, toggles = flags.take()
+    >>> toggles["new-checkout"]
+    ToggleDelta(yes=1, no=1, variants={'blue': 1})
+
+    A variant is counted *and* its evaluation counts as yes or no by ``enabled``, as the
+    Unleash SDKs do. The window starts when counting starts (or at the last collect) and the
+    oldest unsent start is kept when a failed collect is given back. A window never ends
+    before it starts, whatever the wall clock does: a clock stepped back gives an empty
+    window (``stop == start``) until it catches up.
+
+    A flag that labels a metric (see :meth:`watch`) also has the state of each evaluation
+    noted in the current request or task (:mod:`impactagent.core.flag_context`).
+    """
+
+    def __init__(self, *, max_flags: int = DEFAULT_MAX_FLAGS,
+                 drops: Optional[DropCounter] = None) -> None:
+        if not isinstance(max_flags, int) or max_flags < 1:
+            raise ValueError(f"max_flags must be a positive int, got {max_flags!r}")
+        self.max_flags = max_flags
+        self._drops = drops if drops is not None else DropCounter()
+        self._lock = threading.Lock()
+        self._flags: Dict[str, FlagStats] = {}
+        self._watched: FrozenSet[str] = frozenset()
+        self._window_start = utcnow()
+
+    def watch(self, names: Iterable[str]) -> None:
+        """From now on, note the state of each evaluation of these flags in the context."""
+        with self._lock:
+            self._watched = self._watched.union(names)
+            for name in self._watched:
+                stats = self._flags.get(name)
+                if stats is not None:
+                    stats.watched = True
+
+    if ATOMIC_C_CALLS:
+        def record(self, name: str, enabled: bool, variant: Optional[str] = None,
+                   note: bool = False) -> None:
+            """Count one evaluation of flag ``name``: yes if ``enabled``, and its ``variant``.
+
+            Its state is noted in the current context when the flag labels a metric, or
+            always with ``note=True`` (what ``@agent.flag`` and adapters do with the answers
+            they see).
+            """
+            # Subscripts, not .get(): no method call on the hot path (a miss is rare and
+            # a try block costs nothing until it raises).
+            try:
+                stats = self._flags[name]
+            except (KeyError, TypeError):
+                new = self._new_flag(name)
+                if new is None:  # past the flag limit: not counted, but its state holds
+                    if note or name in self._watched:
+                        note_flag(name, flag_state(enabled, variant))
+                    return
+                stats = new
+            if variant is None:
+                next(stats.yes if enabled else stats.no)  # one C call: atomic under the GIL
+            else:
+                # The variant is checked before anything is counted: a refused call counts
+                # nothing. A name seen before is a str (only _new_variant adds names).
+                try:
+                    counts = stats.variants[variant]
+                except (KeyError, TypeError):  # new, or unhashable: not a variant name
+                    counts = self._new_variant(name, stats, variant)
+                # Two counts, each exact; a collect between them may put the variant in the
+                # next window, never lose or repeat it.
+                next(stats.yes if enabled else stats.no)
+                next(counts)
+            if note or stats.watched:
+                note_flag(name, flag_state(enabled, variant))
+    else:  # free-threaded: the counts are advanced under the lock
+        def record(self, name: str, enabled: bool, variant: Optional[str] = None,
+                   note: bool = False) -> None:
+            """Count one evaluation of flag ``name``: yes if ``enabled``, and its ``variant``.
+
+            Its state is noted in the current context when the flag labels a metric, or
+            always with ``note=True`` (what ``@agent.flag`` and adapters do with the answers
+            they see).
+            """
+            stats = self._flags.get(name)
+            if stats is None:
+                stats = self._new_flag(name)
+                if stats is None:  # past the flag limit: not counted, but its state holds
+                    if note or name in self._watched:
+                        note_flag(name, flag_state(enabled, variant))
+                    return
+            counts = None
+            if variant is not None:
+                try:
+                    counts = stats.variants.get(variant)
+                except TypeError:  # unhashable: not a variant name
+                    counts = None
+                if counts is None:
+                    counts = self._new_variant(name, stats, variant)
+            with self._lock:
+                next(stats.yes if enabled else stats.no)
+                if counts is not None:
+                    next(counts)
+            if note or stats.watched:
+                note_flag(name, flag_state(enabled, variant))
+
+    def _new_variant(self, name: str, stats: FlagStats, variant: Any) -> Iterator[int]:
+        """The count of a variant name not counted yet (checked here, added under the lock)."""
+        if variant.__class__ is not str:
+            raise TypeError(
+                f"flag {name!r}: variant must be a variant name (str) or None, "
+                f"got {type(variant).__name__}"
+            )
+        with self._lock:
+            counts = stats.variants.get(variant)
+            if counts is None:
+                counts = itertools.count()
+                # A new dict, not an insertion: a reader iterating the old one never sees
+                # it change size, and a recorder's get() sees one or the other, both whole.
+                variants = dict(stats.variants)
+                variants[variant] = counts
+                stats.variants = variants
+            return counts
+
+    def _new_flag(self, name: str) -> Optional[FlagStats]:
+        if name.__class__ is not str or not name:
+            raise TypeError(f"flag name must be a non-empty str, got {name!r}")
+        with self._lock:
+            stats = self._flags.get(name)
+            if stats is None:
+                if len(self._flags) >= self.max_flags:
+                    self._drops.add("flag_limit", detail=f"limit {self.max_flags} flags")
+                    return None
+                stats = self._flags[name] = FlagStats(name in self._watched)
+            return stats
+
+    def cumulative(self) -> Dict[str, ToggleDelta]:
+        """Every flag's counts since the agent started (reading them changes nothing)."""
+        result = {}
+        for name, stats in list(self._flags.items()):
+            with self._lock:
+                result[name] = ToggleDelta(*stats.read())
+        return result
+
+    # -- collector side: serialised by the registry's collect lock --------------------------
+
+    def take(self) -> Tuple[datetime, datetime, Dict[str, ToggleDelta]]:
+        """Return ``(start, stop, deltas)`` for the window ending now, and open the next one."""
+        now = utcnow()
+        with self._lock:
+            start = self._window_start
+            # A wall clock stepped back must not give a window that ends before it starts.
+            stop = self._window_start = now if now > start else start
+            flags = list(self._flags.items())
+        toggles: Dict[str, ToggleDelta] = {}
+        for name, stats in flags:
+            # One flag at a time under the lock: recorders wait for one flag, not for all.
+            with self._lock:
+                yes, no, variants = stats.read()
+            delta_yes, delta_no = yes - stats._sent_yes, no - stats._sent_no
+            delta_variants = {
+                v: n - stats._sent_variants.get(v, 0)
+                for v, n in variants.items()
+                if n != stats._sent_variants.get(v, 0)
+            }
+            if delta_yes or delta_no or delta_variants:
+                stats._sent_yes, stats._sent_no, stats._sent_variants = yes, no, variants
+                toggles[name] = ToggleDelta(delta_yes, delta_no, delta_variants)
+        return start, stop, toggles
+
+    def give_back(self, start: datetime, toggles: Dict[str, ToggleDelta]) -> None:
+        """Merge a window that failed to send back in; its start wins if it is older."""
+        with self._lock:
+            if start < self._window_start:
+                self._window_start = start
+        for name, delta in toggles.items():
+            stats = self._flags[name]
+            stats._sent_yes -= delta.yes
+            stats._sent_no -= delta.no
+            sent_variants = dict(stats._sent_variants)
+            for variant, n in delta.variants.items():
+                sent_variants[variant] = sent_variants.get(variant, 0) - n
+            stats._sent_variants = sent_variants
+
+    def reset_after_fork(self) -> None:
+        """Start over in a forked child: what the parent counted is the parent's to send."""
+        self._lock = threading.Lock()
+        self._flags = {}
+        self._window_start = utcnow()
+
+    def pending_events(self) -> int:
+        """Evaluations counted but not yet taken by a collect (or given back after one)."""
+        return sum(counted(stats.yes) + counted(stats.no) - stats._sent_yes - stats._sent_no
+                   for stats in list(self._flags.values()))
+
+    def names(self) -> List[str]:
+        """The names of every flag counted so far."""
+        return list(self._flags)

@@ -1,0 +1,220 @@
+"""Gauges: a value that goes up and down; Unleash keeps the last value sent."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, List, NamedTuple, Optional, Tuple
+
+from ._family import ATOMIC_C_CALLS, MetricFamily
+from ._numbers import MAX_SAFE_FLOAT, Number
+
+
+class GaugeValue(NamedTuple):
+    """The value of one gauge series to send: the last one set."""
+
+    child: GaugeChild
+    value: float
+
+
+class GaugeChild:
+    """One series of a gauge. Get it from :meth:`Gauge.labels` and keep it.
+
+    A gauge series is sent when it was set since the last successful send; an idle gauge
+    costs nothing on the wire. It holds an ``int`` or a ``float``: other numbers (``Decimal``,
+    ``Fraction``, numpy scalars) are converted when recorded, ``bool`` and non-numbers are
+    refused with a ``TypeError``. A value the server refuses is dropped and counted, never
+    sent: NaN and infinities (``non_finite_value``), and values beyond ``+/-(2**53 - 1)``
+    (``unsafe_value``), whether set or reached by ``inc()``/``dec()``.
+
+
+    How a ``set()`` stays exact without a lock (see :data:`ATOMIC_C_CALLS`): the value lives
+    in a one-element list, the *cell*. ``set()`` stores a fresh cell, one attribute store,
+    atomic under the GIL on every CPython; it never changes a cell in place, so nothing it
+    does can be undone. ``inc()``/``dec()`` change the current cell in place under the
+    series lock (a read-modify-write); one that races a ``set()`` either changed the cell
+    before the ``set()`` replaced it (it happened before the set) or changes the new one
+    (after it): never the stale sum over a newer value. A collect takes the lock, clears
+    the in-place change mark and reads the cell; a cell it has not read yet, or a mark
+    set again, is sent at the next collect. On a free-threaded build ``set()`` stores its
+    cell under the lock too.
+    """
+
+    __slots__ = ("_cell", "_dirty", "_lock", "_taken", "family", "label_values")
+
+    def __init__(self, family: Gauge, label_values: Tuple[str, ...], lock: threading.Lock):
+        self.family = family
+        self._lock = lock
+        self._cell: List[Optional[Number]] = [None]  # replaced by set(), changed by inc()
+        self._dirty = False  # changed in place by inc()/dec() since the last collect
+        self._taken: Optional[List[Optional[Number]]] = None  # the cell the last collect read
+        self.label_values = label_values
+
+    def set(self, value: Number) -> None:
+        """Set the gauge to ``value`` (a finite number within ``+/-(2**53 - 1)``)."""
+        # The safe range is written out (a constant costs less than a global), compared with
+        # a constant of the value's own type (the cheapest comparison); NaN fails it too.
+        if value.__class__ is float:
+            if not -9007199254740991.0 <= value <= 9007199254740991.0:
+                self.family.rules.drop_value(value, "unsafe_value")
+                return
+        elif value.__class__ is not int or not -9007199254740991 <= value <= 9007199254740991:
+            # The slow path: any other type is converted or refused, then checked alike.
+            value = self.family.rules.number(value, "set()")
+            if not -MAX_SAFE_FLOAT <= value <= MAX_SAFE_FLOAT:
+                self.family.rules.drop_value(value, "unsafe_value")
+                return
+        if ATOMIC_C_CALLS:
+            self._cell = [value]  # one store of a new cell: atomic under the GIL
+        else:
+            with self._lock:
+                self._cell = [value]
+
+    def inc(self, amount: Number = 1) -> None:
+        """Add ``amount`` (default 1) to the gauge."""
+        if amount.__class__ is not int and amount.__class__ is not float:
+            amount = self.family.rules.number(amount, "inc()")
+        try:
+            with self._lock:  # no call inside: int and float arithmetic calls no Python code
+                cell = self._cell
+                value = cell[0]
+                value = amount if value is None else value + amount
+                # The safe range, against a constant of the value's type (see set()).
+                if (-9007199254740991 <= value <= 9007199254740991 if value.__class__ is int
+                        else -9007199254740991.0 <= value <= 9007199254740991.0):
+                    cell[0] = value  # in place: a set() since replaced the cell and wins
+                    self._dirty = True
+                    return
+        except OverflowError:  # an int too large for a float, added to a float
+            value = amount
+        self.family.rules.drop_value(value, "unsafe_value")
+
+    def dec(self, amount: Number = 1) -> None:
+        """Subtract ``amount`` (default 1) from the gauge."""
+        if amount.__class__ is not int and amount.__class__ is not float:
+            amount = self.family.rules.number(amount, "dec()")
+        self.inc(-amount)
+
+    @property
+    def value(self) -> Optional[Number]:
+        """The last value set, or ``None`` if the gauge was never set."""
+        return self._cell[0]
+
+    def take_delta(self) -> GaugeValue | None:
+        with self._lock:  # no inc() between reading the mark and clearing it
+            changed = self._dirty
+            self._dirty = False
+            cell = self._cell
+            value = cell[0]
+        if cell is self._taken and not changed:
+            return None
+        self._taken = cell
+        if value is None:
+            return None
+        return GaugeValue(self, value)
+
+    def give_back_delta(self, sample: GaugeValue) -> None:
+        # Whatever the gauge holds now is at least as new as what failed to send; flag it so
+        # it goes out next time, without overwriting a value set after the collect.
+        self._dirty = True
+
+    def pending_events(self) -> int:
+        cell = self._cell
+        return 1 if self._dirty or (cell is not self._taken and cell[0] is not None) else 0
+
+    def reset_after_fork(self, lock: threading.Lock) -> None:
+        """In a forked child, where only the forking thread runs: a new lock (the parent's
+        may be held forever) and nothing recorded yet."""
+        self._lock = lock
+        self._cell = [None]
+        self._dirty = False
+        self._taken = None
+
+    def __repr__(self) -> str:
+        return f"<GaugeChild {self.family.name}{self.label_values} value={self.value}>"
+
+
+class _DroppedGaugeChild(GaugeChild):
+    """Stands in for label sets past the series limit: validates, then counts the drop."""
+
+    __slots__ = ()
+
+    def set(self, value: Number) -> None:
+        if self.family.rules.accept_number(value, "set()"):
+            self.family.rules.drop("cardinality_limit")
+
+    def inc(self, amount: Number = 1) -> None:
+        if self.family.rules.accept_number(amount, "inc()"):
+            self.family.rules.drop("cardinality_limit")
+
+
+class Gauge(MetricFamily[GaugeChild]):
+    """A value that can go up and down, such as a queue depth or a pool size.
+
+    >>> depth = Gauge("queue_depth", "Jobs waiting")
+    >>> depth.set(12.5); depth.inc(); depth.dec(0.5)
+    >>> depth.value
+    13.0
+    """
+
+    kind = "gauge"
+
+    def _new_child(self, label_values: Tuple[str, ...], lock: threading.Lock) -> GaugeChild:
+        return GaugeChild(self, label_values, lock)
+
+    def _new_overflow_child(self) -> GaugeChild:
+        return _DroppedGaugeChild(self, ("<dropped>",) * len(self.label_names), self._locks[0])
+
+    def _in_flag_context(self) -> _GaugeInContext:
+        return _GaugeInContext(self)
+
+    @property
+    def value(self) -> Optional[Number]:
+        """The last value set on an unlabelled gauge."""
+        return self._require_default().value
+
+    #: The only series of an unlabelled gauge on a GIL build, else None.
+    _only: Optional[GaugeChild] = None
+
+    def _create_series(self, key: Tuple[str, ...]) -> GaugeChild:
+        child = super()._create_series(key)
+        if not key and ATOMIC_C_CALLS:
+            self._only = child  # so that set() stores its cell without a second call
+        return child
+
+    def set(self, value: Number) -> None:
+        """Set an unlabelled gauge (or a gauge labelled by flags only)."""
+        child = self._only
+        # An int or float within the safe range is stored here as GaugeChild.set() would
+        # (one store of a fresh cell, atomic under the GIL); anything else goes through it.
+        if (child is not None and (value.__class__ is float or value.__class__ is int)
+                and -9007199254740991.0 <= value <= 9007199254740991.0):
+            child._cell = [value]
+            return
+        self._target.set(value)
+
+    def inc(self, amount: Number = 1) -> None:
+        """Add to an unlabelled gauge."""
+        self._target.inc(amount)
+
+    def dec(self, amount: Number = 1) -> None:
+        """Subtract from an unlabelled gauge."""
+        self._target.dec(amount)
+
+
+class _GaugeInContext:
+    """The recording methods of a gauge labelled by flags only: each call records into the
+    series of the flags' states in the current context, looked up at that moment."""
+
+    __slots__ = ("_labels",)
+
+    def __init__(self, family: Gauge) -> None:
+        self._labels = family.labels
+
+    def set(self, value: Any) -> None:
+        self._labels().set(value)
+
+    def inc(self, amount: Any = 1) -> None:
+        self._labels().inc(amount)
+
+    def dec(self, amount: Any = 1) -> None:
+        self._labels().dec(amount)

@@ -1,0 +1,310 @@
+"""Histograms: observations counted into cumulative buckets, sent as deltas.
+
+What is sent for a window is each bucket's count and the *sum* of that window's
+observations. The server refuses a sum beyond ``+/-(2**53 - 1)`` (see
+:mod:`impactagent.core._numbers`), and one refused sample makes it drop the whole body's impact
+metrics, so an observation that would take its window's sum out of that range is dropped
+and counted (``unsafe_sum``) when it is recorded; the histogram stays usable and the next
+observations are sent as usual. The sum is kept per window, not as a running total minus
+what was sent: a long-lived series keeps the precision of its sums, and a window's sum can
+only leave the safe range by the observations of that window.
+
+Bucket counts are not bounded that way: reaching ``2**53`` observations in one window would
+take 28 years at ten million observations a second.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import threading
+import time
+from bisect import bisect_left
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
+
+from ._family import DEFAULT_MAX_SERIES, MetricFamily
+from ._numbers import MAX_SAFE_FLOAT, Number
+from .statistics import DropCounter
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The boundaries Unleash SDKs use when none are given (seconds, for latencies).
+DEFAULT_BUCKETS: Tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+
+_INF = float("inf")
+
+
+def check_buckets(metric: str, buckets: Sequence[float]) -> Tuple[float, ...]:
+    """Return finite, strictly increasing bucket boundaries within the range the server
+    takes (``+/-(2**53 - 1)``); a trailing +Inf is implied."""
+    try:
+        bounds = [float(b) for b in buckets]
+    except (TypeError, ValueError):
+        raise TypeError(f"buckets of {metric!r} must be numbers, got {buckets!r}") from None
+    if bounds and bounds[-1] == _INF:
+        bounds.pop()  # "+Inf" is always appended on the wire
+    if not bounds:
+        raise ValueError(f"histogram {metric!r} needs at least one finite bucket boundary")
+    if not all(math.isfinite(b) for b in bounds):
+        raise ValueError(f"bucket boundaries of {metric!r} must be finite, got {buckets!r}")
+    if not all(-MAX_SAFE_FLOAT <= b <= MAX_SAFE_FLOAT for b in bounds):
+        raise ValueError(f"bucket boundaries of {metric!r} must be within +/-(2**53 - 1), "
+                         f"which Unleash takes; got {buckets!r}")
+    if any(a >= b for a, b in zip(bounds, bounds[1:])):
+        raise ValueError(f"bucket boundaries of {metric!r} must strictly increase: {buckets!r}")
+    return tuple(bounds)
+
+
+class HistogramDelta(NamedTuple):
+    """What one histogram series gained since the last send: per-bucket counts and sum.
+
+    ``counts[i]`` counts observations in bucket ``i`` alone (not cumulative); the last entry
+    is the ``+Inf`` bucket. The payload builder turns them into cumulative ``le`` buckets.
+    """
+
+    child: HistogramChild
+    counts: Tuple[int, ...]
+    sum: float
+
+    @property
+    def count(self) -> int:  # type: ignore[override]  # shadows tuple.count on purpose
+        """The number of observations in this delta."""
+        return sum(self.counts)
+
+
+class HistogramChild:
+    """One series of a histogram. Get it from :meth:`Histogram.labels` and keep it."""
+
+    __slots__ = ("_bounds", "_counts", "_lock", "_sent_counts", "_sum", "_window_sum", "family",
+                 "label_values")
+
+    def __init__(self, family: Histogram, label_values: Tuple[str, ...], lock: threading.Lock):
+        self.family = family
+        self._bounds = family.buckets
+        self._lock = lock
+        self._counts: List[int] = [0] * (len(family.buckets) + 1)  # per bucket, not cumulative
+        self._sum = 0.0  # since start, for the Prometheus view
+        self._window_sum = 0.0  # since the last collect (plus what was given back): sent
+        self._sent_counts: List[int] = [0] * (len(family.buckets) + 1)
+        self.label_values = label_values
+
+    def observe(self, value: Number) -> None:
+        """Count one observation of ``value`` (a finite number; see the module docstring)."""
+        if value.__class__ is not float and value.__class__ is not int:
+            value = self.family.rules.number(value, "observe()")
+        index = bisect_left(self._bounds, value)  # first bucket with value <= le
+        try:
+            with self._lock:  # no call inside: see CounterChild.inc
+                window = self._window_sum + value
+                # The safe range written out (cheaper than a global); NaN fails it too. The
+                # running total cannot overflow: each observation kept adds under 2**54.
+                if -9007199254740991.0 <= window <= 9007199254740991.0:
+                    self._counts[index] += 1
+                    self._window_sum = window
+                    self._sum += value
+                    return
+        except OverflowError:  # an int too large for a float
+            pass
+        self.family.rules.drop_value(value, "unsafe_sum")
+
+    def time(self) -> Timer:
+        """Observe the seconds a block or a decorated function (sync or async) takes."""
+        return Timer(self.observe)
+
+    @property
+    def count(self) -> int:
+        """The number of observations since the agent started."""
+        return sum(self._counts)
+
+    @property
+    def sum(self) -> float:
+        """The sum of all observations since the agent started."""
+        return self._sum
+
+    def cumulative_buckets(self) -> List[Tuple[float, int]]:
+        """Return ``[(le, count of observations <= le), ...]`` ending with ``(inf, count)``."""
+        with self._lock:
+            counts = list(self._counts)
+        result, running = [], 0
+        for le, n in zip((*self._bounds, _INF), counts):
+            running += n
+            result.append((le, running))
+        return result
+
+    def take_delta(self) -> HistogramDelta | None:
+        with self._lock:  # one consistent read of counts and the window's sum
+            counts = list(self._counts)
+            window_sum = self._window_sum
+            self._window_sum = 0.0
+        deltas = tuple(now - sent for now, sent in zip(counts, self._sent_counts))
+        if not any(deltas):
+            return None  # no observation, so the window's sum is 0.0 too
+        self._sent_counts = counts
+        return HistogramDelta(self, deltas, window_sum)
+
+    def give_back_delta(self, delta: HistogramDelta) -> None:
+        with self._lock:
+            merged = self._window_sum + delta.sum
+            fits = -MAX_SAFE_FLOAT <= merged <= MAX_SAFE_FLOAT
+            if fits:
+                self._window_sum = merged
+        if fits:
+            self._sent_counts = [sent - d for sent, d in zip(self._sent_counts, delta.counts)]
+        else:
+            # Observations recorded while it was away took the window's sum so far that the
+            # two no longer fit in one value the server takes: the older part is dropped,
+            # counted in observations (a sum of this size takes values near 2**52).
+            self.family.rules.drop("unsafe_sum", delta.count)
+
+    def pending_events(self) -> int:
+        return sum(self._counts) - sum(self._sent_counts)
+
+    def reset_after_fork(self, lock: threading.Lock) -> None:
+        """In a forked child, where only the forking thread runs: a new lock (the parent's
+        may be held forever) and nothing recorded yet."""
+        self._lock = lock
+        self._counts = [0] * len(self._counts)
+        self._sent_counts = [0] * len(self._counts)
+        self._sum = self._window_sum = 0.0
+
+    def __repr__(self) -> str:
+        return f"<HistogramChild {self.family.name}{self.label_values} count={self.count}>"
+
+
+class _DroppedHistogramChild(HistogramChild):
+    """Stands in for label sets past the series limit: validates, then counts the drop."""
+
+    __slots__ = ()
+
+    def observe(self, value: Number) -> None:
+        if self.family.rules.accept_number(value, "observe()"):
+            self.family.rules.drop("cardinality_limit")
+
+
+class Histogram(MetricFamily[HistogramChild]):
+    """The distribution of a measurement, such as a latency, in cumulative buckets.
+
+    >>> latency = Histogram("checkout_seconds", "Checkout latency", buckets=(0.1, 0.5, 1))
+    >>> latency.observe(0.31)
+    >>> with latency.time():
+    ...     pass
+    >>> latency.count
+    2
+    """
+
+    kind = "histogram"
+    _reserved_labels = ("le",)
+
+    def __init__(
+        self,
+        name: str,
+        help: str,
+        labels: Sequence[str] = (),
+        *,
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+        max_series: int = DEFAULT_MAX_SERIES,
+        drops: Optional[DropCounter] = None,
+        flags: Sequence[str] = (),
+    ) -> None:
+        self.buckets = check_buckets(name, buckets)
+        super().__init__(name, help, labels, max_series=max_series, drops=drops, flags=flags)
+
+    def _new_child(self, label_values: Tuple[str, ...], lock: threading.Lock) -> HistogramChild:
+        return HistogramChild(self, label_values, lock)
+
+    def _new_overflow_child(self) -> HistogramChild:
+        dropped = ("<dropped>",) * len(self.label_names)
+        return _DroppedHistogramChild(self, dropped, self._locks[0])
+
+    def _in_flag_context(self) -> _HistogramInContext:
+        return _HistogramInContext(self)
+
+    def observe(self, value: Number) -> None:
+        """Observe a value on an unlabelled histogram (or one labelled by flags only)."""
+        self._target.observe(value)
+
+    def time(self) -> Timer:
+        """Time a block or function on an unlabelled histogram."""
+        return self._target.time()
+
+    @property
+    def count(self) -> int:
+        """Observations of an unlabelled histogram since the agent started."""
+        return self._require_default().count
+
+    @property
+    def sum(self) -> float:
+        """The sum of the observations of an unlabelled histogram."""
+        return self._require_default().sum
+
+    def cumulative_buckets(self) -> List[Tuple[float, int]]:
+        """Cumulative ``(le, count)`` pairs of an unlabelled histogram."""
+        return self._require_default().cumulative_buckets()
+
+    def describe(self) -> Tuple[Any, ...]:
+        return (self.kind, self.help, self.label_names, self.buckets, self.flags)
+
+
+class _HistogramInContext:
+    """The recording methods of a histogram labelled by flags only: each call records into
+    the series of the flags' states in the current context, looked up at that moment."""
+
+    __slots__ = ("_labels",)
+
+    def __init__(self, family: Histogram) -> None:
+        self._labels = family.labels
+
+    def observe(self, value: Any) -> None:
+        self._labels().observe(value)
+
+    def time(self) -> Timer:
+        # The series is chosen when the timing ends: the flag is usually decided inside.
+        return Timer(self.observe)
+
+
+class Timer:
+    """Measures elapsed seconds with ``time.perf_counter`` and hands them to ``observe``.
+
+    Works as ``with histogram.time():`` and as ``@histogram.time()`` on ``def`` and
+    ``async def`` functions alike; each call or block is one observation.
+    """
+
+    __slots__ = ("_observe", "_start")
+
+    def __init__(self, observe: Callable[[float], None]) -> None:
+        self._observe = observe
+        self._start = 0.0
+
+    def __enter__(self) -> Timer:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._observe(time.perf_counter() - self._start)
+
+    def __call__(self, func: F) -> F:
+        observe = self._observe
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return await func(*args, **kwargs)
+                finally:
+                    observe(time.perf_counter() - start)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                observe(time.perf_counter() - start)
+
+        return wrapper  # type: ignore[return-value]

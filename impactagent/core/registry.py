@@ -1,0 +1,108 @@
+"""A thread-safe set of metric definitions, and taking their deltas for a send."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypeVar
+
+from ._family import DEFAULT_MAX_SERIES, MetricFamily
+from .counter import Counter
+from .gauge import Gauge
+from .histogram import DEFAULT_BUCKETS, Histogram
+from .snapshot import MetricDelta
+from .statistics import DropCounter
+
+M = TypeVar("M", bound=MetricFamily)
+
+
+class MetricRegistry:
+    """Holds metrics by name. Defining a metric twice the same way returns the first one.
+
+    >>> registry = MetricRegistry()
+    >>> a = registry.counter("jobs_total", "Jobs done")
+    >>> registry.counter("jobs_total", "Jobs done") is a
+    True
+    >>> registry.gauge("jobs_total", "Jobs done")
+    Traceback (most recent call last):
+    ValueError: metric 'jobs_total' is already defined differently: type counter, not gauge
+    """
+
+    def __init__(self, *, max_series: int = DEFAULT_MAX_SERIES,
+                 drops: Optional[DropCounter] = None) -> None:
+        self.max_series = max_series
+        self.drops = drops if drops is not None else DropCounter()
+        self._lock = threading.Lock()
+        self._families: Dict[str, MetricFamily] = {}
+
+    def counter(self, name: str, help: str, labels: Sequence[str] = (), *,
+                max_series: Optional[int] = None, flags: Sequence[str] = ()) -> Counter:
+        """Define (or get) a counter."""
+        return self._define(Counter, name, help, labels, max_series, flags=flags)
+
+    def gauge(self, name: str, help: str, labels: Sequence[str] = (), *,
+              max_series: Optional[int] = None, flags: Sequence[str] = ()) -> Gauge:
+        """Define (or get) a gauge."""
+        return self._define(Gauge, name, help, labels, max_series, flags=flags)
+
+    def histogram(self, name: str, help: str, labels: Sequence[str] = (), *,
+                  buckets: Sequence[float] = DEFAULT_BUCKETS,
+                  max_series: Optional[int] = None, flags: Sequence[str] = ()) -> Histogram:
+        """Define (or get) a histogram with the given bucket boundaries."""
+        return self._define(Histogram, name, help, labels, max_series, buckets=buckets,
+                            flags=flags)
+
+    def _define(self, cls: Type[M], name: str, help: str, labels: Sequence[str],
+                max_series: Optional[int], **extra: Any) -> M:
+        # Build first, outside the lock: it validates every argument and raises clearly.
+        candidate = cls(name, help, labels, drops=self.drops,
+                        max_series=max_series or self.max_series, **extra)
+        with self._lock:
+            existing = self._families.get(name)
+            if existing is None:
+                self._families[name] = candidate
+                return candidate
+        difference = _difference(existing.describe(), candidate.describe())
+        if difference:
+            raise ValueError(f"metric {name!r} is already defined differently: {difference}")
+        return existing  # type: ignore[return-value]
+
+    def get(self, name: str) -> Optional[MetricFamily]:
+        """The metric called ``name``, or ``None``."""
+        return self._families.get(name)
+
+    def families(self) -> List[MetricFamily]:
+        """Every metric defined, in definition order."""
+        with self._lock:
+            return list(self._families.values())
+
+    def take(self) -> Tuple[MetricDelta, ...]:
+        """Take every series' delta since the last take (callers serialise take/give_back)."""
+        taken = []
+        for family in self.families():
+            samples = tuple(s for s in (c.take_delta() for c in family.series()) if s is not None)
+            if samples:
+                taken.append(MetricDelta(family, samples))
+        return tuple(taken)
+
+    def give_back(self, metrics: Tuple[MetricDelta, ...]) -> None:
+        """Merge deltas that failed to send back into their series."""
+        for metric in metrics:
+            for sample in metric.samples:
+                sample.child.give_back_delta(sample)
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: new locks and zero counts (definitions and series are kept)."""
+        self._lock = threading.Lock()
+        for family in self._families.values():
+            family.reset_after_fork()
+
+
+_ASPECTS = ("type", "help", "labels", "buckets", "flags")
+
+
+def _difference(old: Tuple[Any, ...], new: Tuple[Any, ...]) -> str:
+    return ", ".join(
+        f"{aspect} {a!r}, not {b!r}" if aspect != "type" else f"type {a}, not {b}"
+        for aspect, a, b in zip(_ASPECTS, old, new)
+        if a != b
+    )

@@ -1,0 +1,1 @@
+"""Delivery: settings, transport, the flusher, the spool and the agent's lifecycle."""

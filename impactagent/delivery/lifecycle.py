@@ -1,0 +1,234 @@
+"""Start, flush, close, exit, SIGTERM and fork: the agent's life, and the parts it owns.
+
+Why each hook exists:
+
+- ``atexit``: a plain ``exit`` (or the end of a script) must still send the last window.
+  The flusher thread is a daemon, so it never holds up exit; ``close`` does the final flush
+  on the exiting thread, bounded by ``shutdown_timeout``.
+- SIGTERM (``docker stop``, Kubernetes, systemd) ends a process without ``atexit``: see
+  :mod:`impactagent.delivery.shutdown`, which closes started agents first.
+- ``os.register_at_fork``: after ``fork()`` (gunicorn ``--preload``, uWSGI, Celery prefork,
+  ``multiprocessing``, a bare ``os.fork()``) the child inherits the parent's counts, locks
+  that another thread may have held at the fork, the parent's sockets, and no flusher
+  thread. Every agent, with a url or without, therefore starts the child with zero counts
+  (the parent reports what it recorded), new locks, a new session, a new connection id,
+  and, if the parent was flushing, a flusher of its own.
+- ``multiprocessing`` children end with ``os._exit``, which skips ``atexit``; its own exit
+  hooks (``multiprocessing.util.Finalize``) do run when a child ends normally, so a child
+  with a flusher registers its close there.
+- Registration (:mod:`impactagent.delivery.registration`): the flusher registers the instance when
+  it starts, so a forked child whose flusher starts again registers again, with its new
+  connection id. ``start()`` itself never waits for the network.
+- Imports: a flusher thread that imports a module lazily (``requests`` reads ``netrc`` on
+  its first request) holds that module's import lock; a ``fork()`` at that moment gives the
+  child a lock nobody will ever release, and the child's flusher hangs on it. ``start()``
+  therefore makes every import delivery needs before the thread exists.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import multiprocessing
+import multiprocessing.util
+import os
+import threading
+import time
+import uuid
+import weakref
+from typing import Any, Callable, Dict, Optional
+
+from ..core.payload import Identity, environment_from_token
+from ..core.recorder import Recorder
+from ..core.statistics import DeliveryLedger
+from . import shutdown
+from .delivery import Delivery, FlushResult
+from .flusher import Flusher
+from .registration import Registration, not_registering
+from .settings import Settings
+from .transport import Transport
+
+logger = logging.getLogger("impactagent")
+
+
+class Lifecycle:
+    """The delivery side of one agent: transport, spool, flusher, and their hooks."""
+
+    def __init__(self, settings: Settings, recorder: Recorder) -> None:
+        self.settings = settings
+        self.recorder = recorder
+        environment = environment_from_token(settings.api_key, settings.environment)
+        self.identity = Identity.create(settings.app_name, environment, settings.instance_id)
+        self.ledger = DeliveryLedger()
+        self._lock = threading.Lock()  # start/close/fork against each other
+        self._closed: Optional[FlushResult] = None
+        self._pid = os.getpid()
+        self.spool = None
+        self.delivery: Optional[Delivery] = None
+        self.flusher: Optional[Flusher] = None
+        self.registration: Optional[Registration] = None
+        self_ref = weakref.ref(self)
+        # Every agent, with a url or not: a child must never report its parent's counts.
+        os.register_at_fork(after_in_child=_call_on(self_ref, Lifecycle.after_fork_in_child))
+        if settings.metrics_url is None:
+            return
+        if settings.spool_dir is not None:
+            from .spool import Spool
+
+            self.spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes,
+                               drops=recorder.drops)
+        transport = Transport(
+            settings.metrics_url, settings.api_key or "", self.identity,
+            flush_interval=settings.flush_interval, headers=settings.headers,
+            verify=settings.verify, proxies=settings.proxies,
+            register_url=settings.register_url,
+        )
+        self.delivery = Delivery(
+            recorder, transport, request_timeout=settings.request_timeout,
+            max_payload_bytes=settings.max_payload_bytes, ledger=self.ledger,
+            drops=recorder.drops, spool=self.spool,
+        )
+        # multiprocessing runs these in a child after it clears its exit hooks, so the
+        # close registered there survives into the child's normal end.
+        multiprocessing.util.register_after_fork(self, Lifecycle._close_when_child_ends)
+
+    # -- start / flush / close ---------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.delivery is None:
+            raise RuntimeError("this agent has no url: it records, but has nowhere to send")
+        with self._lock:
+            if self._closed is not None:
+                raise RuntimeError("this agent was closed; create a new one to send again")
+            if self.flusher is None:
+                _import_what_delivery_needs(self.delivery.transport.metrics_url)
+                if self.settings.register:
+                    self.registration = Registration(self.delivery.transport,
+                                                     interval=self.settings.flush_interval)
+                self.flusher = Flusher(self.delivery, self.settings.flush_interval,
+                                       self.registration)
+                self.flusher.start()
+                atexit.register(_call_on(weakref.ref(self), Lifecycle.close_at_exit))
+                if self.settings.handle_sigterm and shutdown.handler_allowed():
+                    shutdown.enroll(self)
+                if multiprocessing.parent_process() is not None:
+                    # Started inside a multiprocessing child (a Pool initializer, say): it
+                    # ends with os._exit, so atexit alone would never close this agent.
+                    self._close_when_child_ends()
+
+    def flush(self, timeout: float) -> FlushResult:
+        if self.delivery is None:
+            return FlushResult(skipped="no url configured")
+        return self.delivery.flush(time.monotonic() + timeout)
+
+    def close(self, timeout: float) -> FlushResult:
+        with shutdown.closing():
+            return self._close(timeout)
+
+    def _close(self, timeout: float) -> FlushResult:
+        deadline = time.monotonic() + timeout
+        if not self._lock.acquire(timeout=timeout):
+            return FlushResult(timed_out=True, skipped="another close is still running")
+        try:
+            if self._closed is not None:
+                return self._closed
+            if self.delivery is None:
+                self._closed = FlushResult(skipped="no url configured")
+                return self._closed
+            if self.flusher is not None:
+                self.flusher.stop(0)  # cut its retry waits short; delivery waits for it
+            self._closed = FlushResult(skipped="close was interrupted")  # until it ends
+            shutdown.withdraw(self)
+            try:
+                result = self.delivery.close(deadline)
+            except Exception:  # a bug must not escape close(), least of all at exit
+                logger.exception("impactagent: closing failed")
+                result = FlushResult(skipped="closing failed (see the log)")
+            except BaseException as interruption:  # Ctrl-C, a signal handler's SystemExit
+                logger.error("impactagent: close() was interrupted (%s); what it still held "
+                             "was spooled or counted as dropped", type(interruption).__name__)
+                raise
+            if self.flusher is not None:
+                # Its registration or an orphaned flush may still be waiting on the server:
+                # let it end (within the deadline) so that nothing it logs or settles comes
+                # after close() has returned.
+                self.flusher.stop(deadline - time.monotonic())
+            self._closed = result
+            return result
+        finally:
+            self._lock.release()
+
+    def close_at_exit(self) -> None:
+        if self.flusher is not None and self._closed is None:
+            self.close(self.settings.shutdown_timeout)
+
+    # -- fork --------------------------------------------------------------------------------
+
+    def after_fork_in_child(self) -> None:
+        """Reset everything a forked child must not share with its parent (see module doc)."""
+        if os.getpid() == self._pid:
+            return  # already done (after_fork() called by hand as well as by the hook)
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self.recorder.reset_after_fork()
+        self.ledger = DeliveryLedger()
+        self.identity = self.identity._replace(connection_id=str(uuid.uuid4()))
+        if self.delivery is None:
+            return
+        self.delivery.reset_after_fork(self.ledger, self.identity)
+        if self.spool is not None:
+            self.spool.reset_after_fork()
+        was_flushing = self.flusher is not None and self._closed is None
+        self.flusher = None
+        self.registration = None  # the child's own, made when its flusher starts
+        if was_flushing:
+            self.start()
+
+    def _close_when_child_ends(self) -> None:
+        """In a ``multiprocessing`` child: close when the child ends normally (SIGTERM keeps
+        its default there: see :func:`impactagent.delivery.shutdown.leave_to_multiprocessing`)."""
+        shutdown.leave_to_multiprocessing()
+        if self.flusher is not None and self._closed is None:
+            multiprocessing.util.Finalize(None, _call_on(weakref.ref(self),
+                                                         Lifecycle.close_at_exit),
+                                          exitpriority=100)
+
+    def statistics(self) -> Dict[str, Any]:
+        result: Dict[str, Any] = {"delivery": self.ledger.as_dict()}
+        registration = self.registration
+        result["delivery"]["registration"] = (
+            registration.as_dict() if registration is not None
+            else not_registering(self.settings.register and self.delivery is not None))
+        if self.delivery is not None:
+            result["sending_stopped_by_status"] = self.delivery.unauthorized
+        if self.spool is not None:
+            result["spool"] = {"files": len(self.spool), "bytes": self.spool.size_bytes()}
+        return result
+
+
+def _import_what_delivery_needs(url: str) -> None:
+    """Make, on this thread, the imports that a first request would make lazily on the
+    flusher's (see the module docstring): ``requests`` reads ``netrc`` (with ``shlex``)
+    while it prepares a request, and IDNA host names need their codec."""
+    import encodings.idna  # noqa: F401
+    import netrc  # noqa: F401
+    import shlex  # noqa: F401
+
+    import requests
+
+    with requests.Session() as session:
+        request = session.prepare_request(requests.Request("POST", url, data=b"{}"))
+        session.merge_environment_settings(request.url, {}, None, None, None)
+
+
+def _call_on(ref: weakref.ref[Lifecycle], method: Callable[[Lifecycle], Any]
+             ) -> Callable[[], None]:
+    """A hook that calls ``method`` on the object if it still exists (hooks can't be removed,
+    and must not keep an agent alive)."""
+
+    def hook() -> None:
+        target = ref()
+        if target is not None:
+            method(target)
+
+    return hook

@@ -1,0 +1,157 @@
+"""Registration: telling the server that this app instance exists, as the Unleash SDKs do.
+
+An Unleash SDK POSTs ``{url}/client/register`` once at start; the server then lists the
+application, and the instance under it (instance id, SDK version, when it started), in
+its admin UI and API. An app that records with impactagent and has no SDK would otherwise
+never appear there. The body is the one the official SDKs send (Node ``unleash-client``
+6.x, Python ``UnleashClient`` 6.x)::
+
+    {"appName": "shop", "instanceId": "web-1-3f2a9c1e",
+     "connectionId": "6f1c...", "sdkVersion": "impactagent:0.1.0", "strategies": [],
+     "started": "2026-11-25T03:15:20.123Z", "interval": 60000, "environment": "production",
+     "platformName": "CPython", "platformVersion": "3.11.7", "yggdrasilVersion": null,
+     "specVersion": "6.1.0"}
+
+unleash-server 8.2.0 requires ``appName``, ``started`` and ``interval`` and keeps
+``instanceId``, ``sdkVersion`` and ``strategies`` (the rest is stripped; the environment
+comes from the API token, never from the body). ``interval`` is in milliseconds, as the
+Node SDK and the ``unleash-interval`` header say it (the Python SDK sends seconds there).
+``strategies`` is empty: impactagent evaluates no flags.
+
+When and how often:
+
+- on the flusher thread when it starts (``start()`` never waits for the network), and again
+  in a forked child, whose flusher starts with a new connection id;
+- a registration that failed for a reason that may pass (no connection, a timeout, a
+  redirect, 404, 429, 5xx) is tried again at the next interval; after 400, 401 or 403 it is
+  not tried again (the body or the token is wrong, and asking again will not change that);
+- it never raises, and ``Agent.statistics()["delivery"]["registration"]`` says how it went;
+- ``register=False`` (``IMPACTAGENT_REGISTER=0``) turns it off, for apps where an Unleash SDK
+  registers already.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import datetime, timezone
+from typing import Any, Dict, Optional
+
+from ..core.payload import iso_utc
+from .transport import DELIVERED, REJECTED, UNAUTHORIZED, Outcome, Transport
+
+logger = logging.getLogger("impactagent")
+
+
+class Registration:
+    """One agent's registration with the server: its body, its attempts, and their outcome.
+
+    ``attempt()`` does one POST and never raises; ``due`` says whether another is wanted.
+    The body is built at each attempt from the transport's identity, so a forked child
+    (which gets a new :class:`Registration`) registers with its own connection id.
+    """
+
+    def __init__(self, transport: Transport, *, interval: float,
+                 started: Optional[datetime] = None) -> None:
+        self.transport = transport
+        self.interval = interval
+        self.started = started if started is not None else datetime.now(timezone.utc)
+        self._lock = threading.Lock()
+        self.registered = False
+        #: The status after which registering stopped for good (400, 401, 403), if any.
+        self.stopped_by: Optional[int] = None
+        self.attempts = 0
+        self.failures: Dict[str, int] = {}
+        self.last_error_detail: Optional[str] = None
+
+    @property
+    def due(self) -> bool:
+        """True while a registration is still wanted: not yet taken, and not refused for good."""
+        return not self.registered and self.stopped_by is None
+
+    def document(self) -> Dict[str, Any]:
+        """The registration body, as the official SDKs send it (see the module)."""
+        identity = self.transport.identity
+        return {
+            "appName": identity.app_name,
+            "instanceId": identity.instance_id,
+            "connectionId": identity.connection_id,
+            "sdkVersion": identity.sdk_version,
+            "strategies": [],
+            "started": iso_utc(self.started),
+            "interval": int(self.interval * 1000),
+            "environment": identity.environment,
+            "platformName": identity.platform_name,
+            "platformVersion": identity.platform_version,
+            "yggdrasilVersion": None,
+            "specVersion": identity.spec_version,
+        }
+
+    def attempt(self, timeout: float) -> Optional[Outcome]:
+        """POST the registration once, within about ``timeout`` seconds; never raises.
+
+        Returns the outcome (None when a bug got in the way: it is logged and counted)."""
+        try:
+            body = json.dumps(self.document(), separators=(",", ":")).encode()
+            outcome = self.transport.register(body, timeout)
+        except Exception:  # a bug must not reach the flusher's loop, nor stop it
+            logger.exception("impactagent: registering failed unexpectedly; will retry")
+            self._failed("error", "error")
+            return None
+        if outcome.kind == DELIVERED:
+            with self._lock:
+                self.attempts += 1
+                self.registered = True
+            logger.debug("impactagent: registered with %s", self.transport.register_url)
+            return outcome
+        key = str(outcome.status) if outcome.status is not None else (
+            outcome.detail.split(":")[0] or "error")
+        first = self._failed(key, f"HTTP {outcome.status}" if outcome.status is not None
+                             else key)
+        if outcome.kind == UNAUTHORIZED and not self.transport.first_to_tell_of_refusal():
+            with self._lock:
+                self.stopped_by = outcome.status
+            logger.warning("impactagent: %s answered HTTP %s to the registration too; it is "
+                           "not tried again.", self.transport.register_url, outcome.status)
+        elif outcome.kind in (UNAUTHORIZED, REJECTED):
+            with self._lock:
+                self.stopped_by = outcome.status
+            logger.error(
+                "impactagent: %s answered HTTP %s to the registration; it is not tried again "
+                "(%s). Metrics are sent as before. The server said: %s",
+                self.transport.register_url, outcome.status,
+                "the API token is missing, unknown or not a backend token"
+                if outcome.kind == UNAUTHORIZED else "the server refuses the body",
+                outcome.detail or "(nothing)")
+        elif first:
+            logger.warning(
+                "impactagent: registering with %s failed (%s); it is tried again at each "
+                "interval until it succeeds. Metrics are sent as before.",
+                self.transport.register_url, outcome.detail or f"HTTP {outcome.status}")
+        return outcome
+
+    def _failed(self, key: str, detail: str) -> bool:
+        """Count a failed attempt; True if it is the first failure."""
+        with self._lock:
+            first = not self.failures
+            self.attempts += 1
+            self.failures[key] = self.failures.get(key, 0) + 1
+            self.last_error_detail = detail
+        return first
+
+    def as_dict(self) -> Dict[str, Any]:
+        """How registration went, for ``statistics()``."""
+        with self._lock:
+            return {"enabled": True, "registered": self.registered, "attempts": self.attempts,
+                    "failures": dict(self.failures), "stopped_by_status": self.stopped_by,
+                    "last_error_detail": self.last_error_detail}
+
+
+def not_registering(enabled: bool) -> Dict[str, Any]:
+    """The statistics of an agent that has not started registering (or never will)."""
+    return {"enabled": enabled, "registered": False, "attempts": 0, "failures": {},
+            "stopped_by_status": None, "last_error_detail": None}
+
+
+__all__ = ("Registration",)

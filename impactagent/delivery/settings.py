@@ -1,0 +1,188 @@
+"""The agent's settings: validated once, at construction, with errors that name the setting."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+from urllib.parse import urlsplit
+
+from ..core._family import DEFAULT_MAX_SERIES
+from ..core.flags import DEFAULT_MAX_FLAGS
+from ..core.payload import DEFAULT_MAX_BYTES
+
+
+class SettingsError(ValueError):
+    """A missing or malformed setting; the message names it."""
+
+
+def _positive(name: str, value: Any, *, integer: bool = False) -> Any:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise SettingsError(f"{name} must be a positive {'int' if integer else 'number'}, "
+                            f"got {value!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise SettingsError(f"{name} must be positive, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an :class:`~impactagent.Agent` can be configured with.
+
+    ``url`` is the Unleash API base, as for the Unleash SDKs (``https://host/api`` for a
+    server, ``https://edge/api`` for Edge); metrics go to ``{url}/client/metrics``. Without a
+    ``url`` the agent only records (``collect`` and ``build_payloads`` still work).
+    """
+
+    app_name: str
+    environment: str = "default"
+    url: Optional[str] = None
+    api_key: Optional[str] = field(default=None, repr=False)  # never shown
+    instance_id: Optional[str] = None
+    flush_interval: float = 60.0
+    request_timeout: float = 10.0
+    shutdown_timeout: float = 5.0
+    headers: Mapping[str, str] = field(default_factory=dict)
+    verify: Union[bool, str] = True
+    proxies: Optional[Mapping[str, str]] = None
+    spool_dir: Optional[str] = None
+    spool_max_bytes: int = 50_000_000
+    max_series_per_metric: int = DEFAULT_MAX_SERIES
+    max_flags: int = DEFAULT_MAX_FLAGS
+    max_payload_bytes: int = DEFAULT_MAX_BYTES
+    #: On start() in the main thread, close on SIGTERM when the app has no handler of its
+    #: own (see impactagent.delivery.shutdown); IMPACTAGENT_HANDLE_SIGTERM=0 also turns it off.
+    handle_sigterm: bool = True
+    #: Register the instance (``POST {url}/client/register``) when the flusher starts, as
+    #: the Unleash SDKs do; False for apps where an SDK registers already
+    #: (IMPACTAGENT_REGISTER=0). See impactagent.delivery.registration.
+    register: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("app_name", "environment"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise SettingsError(f"{name} must be a non-empty string, got {value!r}")
+        if self.url is not None:
+            parts = urlsplit(self.url) if isinstance(self.url, str) else None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+                raise SettingsError(
+                    f"url must be an http(s) URL such as https://unleash.example.com/api, "
+                    f"got {self.url!r}"
+                )
+            if self.api_key is None:
+                raise SettingsError("api_key is required when url is set (a client token)")
+        if self.api_key is not None and (not isinstance(self.api_key, str)
+                                         or not self.api_key.strip()):
+            raise SettingsError("api_key must be a non-empty string")
+        _positive("flush_interval", self.flush_interval)
+        _positive("request_timeout", self.request_timeout)
+        _positive("shutdown_timeout", self.shutdown_timeout)
+        _positive("spool_max_bytes", self.spool_max_bytes, integer=True)
+        _positive("max_series_per_metric", self.max_series_per_metric, integer=True)
+        _positive("max_flags", self.max_flags, integer=True)
+        _positive("max_payload_bytes", self.max_payload_bytes, integer=True)
+        for name in ("handle_sigterm", "register"):
+            if not isinstance(getattr(self, name), bool):
+                raise SettingsError(f"{name} must be True or False, "
+                                    f"got {getattr(self, name)!r}")
+        if not isinstance(self.verify, (bool, str)):
+            raise SettingsError(f"verify must be True, False or a CA bundle path, "
+                                f"got {self.verify!r}")
+        if isinstance(self.verify, str) and not os.path.exists(self.verify):
+            raise SettingsError(f"verify: CA bundle {self.verify!r} does not exist")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items()):
+            raise SettingsError("headers must map header names (str) to values (str)")
+
+    @property
+    def metrics_url(self) -> Optional[str]:
+        """Where bodies are POSTed: ``{url}/client/metrics``."""
+        return None if self.url is None else self.url.rstrip("/") + "/client/metrics"
+
+    @property
+    def register_url(self) -> Optional[str]:
+        """Where the instance registers: ``{url}/client/register``."""
+        return None if self.url is None else self.url.rstrip("/") + "/client/register"
+
+    @classmethod
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides: Any
+                 ) -> Settings:
+        """Read ``UNLEASH_*`` and ``IMPACTAGENT_*`` variables; ``overrides`` win over them."""
+        env = os.environ if environ is None else environ
+        values: Dict[str, Any] = {}
+        for setting, variable in _UNLEASH_VARIABLES.items():
+            if env.get(variable):
+                values[setting] = env[variable]
+        for setting, (variable, parse) in _AGENT_VARIABLES.items():
+            raw = env.get(variable)
+            if raw:
+                try:
+                    values[setting] = parse(raw)
+                except ValueError:
+                    raise SettingsError(f"{variable}={raw!r} is not a valid "
+                                        f"{parse.__name__.strip('_')}") from None
+        values.update(overrides)
+        for setting in ("url", "api_key", "app_name"):
+            if setting not in values:
+                variable = _UNLEASH_VARIABLES[setting]
+                raise SettingsError(f"{variable} is not set (needed for {setting})")
+        try:
+            return cls(**values)
+        except SettingsError as error:
+            # Name the variable the user would have to fix, not only the parameter.
+            message = str(error)
+            for setting, variable in {**_UNLEASH_VARIABLES,
+                                      **{k: v for k, (v, _) in _AGENT_VARIABLES.items()}}.items():
+                if message.startswith(setting) and setting not in overrides:
+                    message = f"{variable}: {message}"
+                    break
+            raise SettingsError(message) from None
+
+
+def _number(raw: str) -> float:
+    return float(raw)
+
+
+def _integer(raw: str) -> int:
+    return int(raw)
+
+
+def _boolean(raw: str) -> bool:
+    value = _boolean_or_path(raw)
+    if not isinstance(value, bool):
+        raise ValueError(raw)
+    return value
+
+
+def _boolean_or_path(raw: str) -> Union[bool, str]:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    return raw
+
+
+_UNLEASH_VARIABLES = {
+    "url": "UNLEASH_URL",
+    "api_key": "UNLEASH_API_TOKEN",
+    "app_name": "UNLEASH_APP_NAME",
+    "environment": "UNLEASH_ENVIRONMENT",
+    "instance_id": "UNLEASH_INSTANCE_ID",
+}
+
+_AGENT_VARIABLES: Dict[str, Tuple[str, Callable[[str], Any]]] = {
+    "flush_interval": ("IMPACTAGENT_FLUSH_INTERVAL", _number),
+    "request_timeout": ("IMPACTAGENT_REQUEST_TIMEOUT", _number),
+    "shutdown_timeout": ("IMPACTAGENT_SHUTDOWN_TIMEOUT", _number),
+    "verify": ("IMPACTAGENT_VERIFY", _boolean_or_path),
+    "spool_dir": ("IMPACTAGENT_SPOOL_DIR", str),
+    "spool_max_bytes": ("IMPACTAGENT_SPOOL_MAX_BYTES", _integer),
+    "max_series_per_metric": ("IMPACTAGENT_MAX_SERIES", _integer),
+    "max_flags": ("IMPACTAGENT_MAX_FLAGS", _integer),
+    "max_payload_bytes": ("IMPACTAGENT_MAX_PAYLOAD_BYTES", _integer),
+    "handle_sigterm": ("IMPACTAGENT_HANDLE_SIGTERM", _boolean),
+    "register": ("IMPACTAGENT_REGISTER", _boolean),
+}

@@ -1,0 +1,164 @@
+"""SIGTERM: how docker, Kubernetes and systemd stop a service, and the last window with it.
+
+A process that gets SIGTERM with the default disposition dies at once: no ``atexit`` hook
+runs, so the agent's last window (up to one flush interval of counts) would be lost without a
+trace. When an agent starts in the main thread and SIGTERM still has its default
+disposition, this module installs a handler that closes every started agent within its
+``shutdown_timeout`` and then ends the process *as SIGTERM would have*: the disposition is
+put back to the default and the signal is sent again, so the exit status a supervisor sees
+is unchanged (killed by signal 15).
+
+What it never does: replace a handler the app (or its server: gunicorn, uvicorn, Celery)
+installed, or a SIGTERM the app chose to ignore. Those apps end through their own path,
+which runs ``atexit``, and the agent flushes there. ``handle_sigterm=False``, or
+``IMPACTAGENT_HANDLE_SIGTERM=0`` in the environment, turns the handler off.
+
+The closing runs on a helper thread that the handler waits for, at most the longest
+``shutdown_timeout`` plus a second: if the signal arrived while the main thread held
+something the close needs, the process still ends in bounded time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional
+
+if TYPE_CHECKING:
+    from .lifecycle import Lifecycle
+
+#: Environment variable that turns the SIGTERM handler off (0, false, no, off).
+ENVIRONMENT_SWITCH = "IMPACTAGENT_HANDLE_SIGTERM"
+
+_started: weakref.WeakSet[Lifecycle] = weakref.WeakSet()
+_guard = threading.Lock()
+_installed = False
+_local = threading.local()  # closes in progress on each thread
+_deferred = threading.Event()  # a SIGTERM waits for the close it interrupted
+
+
+def handler_allowed() -> bool:
+    """False when the environment turns the handler off."""
+    value = os.environ.get(ENVIRONMENT_SWITCH, "").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+def enroll(lifecycle: Lifecycle) -> bool:
+    """Close ``lifecycle`` on SIGTERM; install the handler if this is the main thread and
+    SIGTERM has its default disposition. Returns True if the handler is ours."""
+    global _installed
+    with _guard:
+        _started.add(lifecycle)
+        if _installed:
+            return signal.getsignal(signal.SIGTERM) is _on_sigterm
+        if threading.current_thread() is not threading.main_thread():
+            return False  # signal.signal() works in the main thread only
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return False  # the app's own handler, or SIG_IGN: theirs to keep
+        if multiprocessing.parent_process() is not None:
+            return False  # see leave_to_multiprocessing()
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        _installed = True
+        return True
+
+
+def leave_to_multiprocessing() -> None:
+    """In a ``multiprocessing`` child: give SIGTERM back its default action.
+
+    A Python handler runs only when the main thread comes back to the interpreter. A Pool
+    worker waits for its next task in a semaphore that a signal arriving at the wrong moment
+    does not interrupt, so ``Pool.terminate()`` (and leaving ``with Pool():``) could wait
+    forever for a worker whose handler never ran: seen about once in twenty runs. A child
+    therefore dies of SIGTERM as it would without the agent; one that ends normally closes
+    through multiprocessing's exit hooks (see :mod:`impactagent.delivery.lifecycle`).
+    """
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is _on_sigterm):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def withdraw(lifecycle: Lifecycle) -> None:
+    """Forget a closed lifecycle (the handler stays: other agents may still run)."""
+    with _guard:
+        _started.discard(lifecycle)
+
+
+@contextlib.contextmanager
+def closing() -> Iterator[None]:
+    """Mark a close in progress on this thread (see :func:`_on_sigterm`)."""
+    _local.depth = getattr(_local, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _local.depth -= 1
+        if _local.depth == 0 and _deferred.is_set():
+            _close_all_and_end()  # the SIGTERM this close deferred: now for every agent
+
+
+def _on_sigterm(signum: int, frame: Optional[Any]) -> None:
+    if getattr(_local, "depth", 0):
+        # The signal interrupted a close on this very thread (a multiprocessing child
+        # closing at its end when Pool.terminate() sends SIGTERM, say): waiting here for
+        # another close would wait for ourselves. Let that close finish, then close the
+        # others and end.
+        _deferred.set()
+        return
+    _close_all_and_end()
+
+
+def keep_signals_off_this_thread() -> None:
+    """Leave SIGTERM and SIGINT to the app's threads: call first in the agent's own threads.
+
+    The kernel hands a process-directed signal to any thread that does not block it. One
+    handed to the flusher, while the main thread waits in a call that only the signal
+    itself would interrupt (a multiprocessing worker waiting on its queue's lock), leaves
+    the Python handler unrun: the process would not stop. With the agent's threads blocking
+    them, the main thread gets them, as in a process without the agent.
+    """
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+
+
+def _close(target: Lifecycle) -> None:
+    keep_signals_off_this_thread()
+    target.close(target.settings.shutdown_timeout)
+
+
+def _close_all_and_end() -> None:
+    """Close every started agent, each within its own ``shutdown_timeout`` and all at
+    once (one stuck on a dead server must not eat another's time), then end."""
+    targets: List[Lifecycle] = list(_started)
+    closers = [threading.Thread(target=_close, args=(target,), daemon=True,
+                                name="impactagent-sigterm")
+               for target in targets]
+    for closer in closers:
+        closer.start()
+    deadline = time.monotonic() + max((t.settings.shutdown_timeout for t in targets),
+                                      default=0.0) + 1.0
+    for closer in closers:
+        closer.join(max(deadline - time.monotonic(), 0.0))
+    _end_as_sigterm()
+
+
+def _end_as_sigterm() -> None:
+    """End as SIGTERM would have: the default disposition, and the signal again."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+    os._exit(128 + signal.SIGTERM)  # not reached: the default action ends the process
+
+
+def _reset_after_fork() -> None:
+    """A forked child starts with no close in progress, no deferred signal, and a guard no
+    other thread holds (the handler itself is inherited, as it should be)."""
+    global _guard, _local, _deferred
+    _guard = threading.Lock()
+    _local = threading.local()
+    _deferred = threading.Event()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

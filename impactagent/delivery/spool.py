@@ -1,0 +1,461 @@
+"""Request bodies that could not be delivered, kept on disk until they can be.
+
+Each body is one file named by a ULID (``01JD...json``): ULIDs sort by time, so the
+directory listing is the queue, oldest first. Files are written atomically (a temporary
+file is written, fsynced and renamed, and the directory is fsynced), so after ``kill -9``
+a file is either whole or absent.
+
+To send a file, a process first *claims* it by renaming it to
+``<name>.<pid>-<owner>.sending``; a rename succeeds for one process only, so a parent and
+its forked workers sharing the directory never send the same body twice. A claim left
+behind by a process that died is put back in the queue when a spool is opened; so is one
+that names this very process but no spool of it (after ``kill -9``, a restarted container's
+process gets the same pid, often 1, as the one that died). A file is removed only after its body was
+delivered or dropped (counted): a crash in between resends it, and never loses it.
+
+Trust and permissions
+---------------------
+A spooled body holds label values (which can be personal data), and whatever the spool
+hands out is sent with this agent's API token. So the spool trusts only what it could have
+written itself:
+
+- A directory the spool creates is ``0700``, each file ``0600``. A directory that already
+  exists keeps its mode (it is the admin's), but if it is group- or world-writable a
+  warning names it and the fix (``chmod 700``), once per spool; the spool goes on working.
+- ``spool_dir`` itself may be a symbolic link (an admin pointing it at a volume, say): it
+  is followed, and the permission check applies to the directory it leads to.
+- Nothing *inside* the directory is followed. A file is created with
+  ``O_CREAT | O_EXCL | O_NOFOLLOW`` (a planted name is never written through), and opened
+  for reading with ``O_NOFOLLOW | O_NONBLOCK`` (a FIFO never blocks the flusher). What is
+  read must be a regular file with a single link, no larger than the spool's cap. A
+  symbolic link (to another app's body, say), a FIFO, a device, a directory or a hard link
+  is never read: it is moved, as itself, to ``corrupt/`` and counted.
+- What is read must be a body this agent would send: valid by the package's own checks
+  (:mod:`impactagent.core.validation`: nothing the server would refuse or discard) and
+  convertible by :func:`~impactagent.core.payload.payload_from_document`. Anything else is moved
+  to ``corrupt/`` too.
+
+A file set aside is counted as ``spool_corrupt`` (in files, since what is in it cannot be
+trusted to say how many events it holds) and logged; the flush goes on with the next file.
+When ``corrupt/`` cannot be used (it is not a directory), the file is deleted instead.
+
+Failures never raise
+--------------------
+:meth:`Spool.write` never raises, so neither does a flush or ``close()`` because of the
+disk. A body that cannot be stored (disk full, file size limit, a directory that cannot be
+created again) is dropped and counted as ``spool_error`` in events, logged once per kind of
+error, and its temporary file is removed. A directory removed while the app runs is
+created again (``0700``) and the write retried, once per write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import re
+import secrets
+import stat
+import threading
+import time
+from pathlib import Path
+from typing import List, NamedTuple, Optional, Set, Union
+
+import ulid
+
+from ..core.payload import count_events, payload_from_document
+from ..core.statistics import DropCounter
+from ..core.validation import IGNORED, check_own_body
+
+logger = logging.getLogger("impactagent")
+
+_SUFFIX = ".json"
+_CLAIM = ".sending"
+_TEMP = ".tmp"
+_CORRUPT = "corrupt"
+#: ``<name>.json.<pid>-<owner>.sending``: the only claim names a spool makes (earlier
+#: versions wrote no owner).
+_CLAIMED = re.compile(
+    r"(?P<name>.+\.json)\.(?P<pid>[0-9]+)(?:-(?P<owner>[0-9a-f]+))?\.sending\Z")
+
+#: The owners of the spools of this process: a claim with this pid and another owner is a
+#: dead process's (see the module docstring). Never emptied: a closed agent's last flush
+#: may still hold a claim.
+_OWNERS: Set[str] = set()
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+_OPEN = os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _CLOEXEC
+
+
+class SpoolEntry(NamedTuple):
+    """One spooled body: its file and size in bytes."""
+
+    path: Path
+    size: int
+
+
+class _Untrusted(Exception):
+    """A spool entry that is not a body this agent wrote: the message says what it is."""
+
+
+class Spool:
+    """Unsent request bodies on disk, oldest first, within ``max_bytes``.
+
+    >>> import tempfile
+    >>> spool = Spool(tempfile.mkdtemp())
+    >>> body = (b'{"appName": "shop", "bucket": {"start": "2026-11-25T10:00:00Z", '
+    ...         b'"stop": "2026-11-25T10:01:00Z", "toggles": {}}}')
+    >>> entry = spool.write(body)
+    >>> oct(entry.path.stat().st_mode & 0o777)
+    '0o600'
+    >>> [spool.read(e) == body for e in spool.entries()]
+    [True]
+
+    What is not a body this agent would send is set aside, and counted:
+
+    >>> planted = spool.directory / "0.json"
+    >>> _ = planted.write_bytes(b'{"appName": "shop", "bucket": "x"}')
+    >>> [spool.read(e) == body for e in spool.entries()]
+    [False, True]
+    >>> spool.drops.as_dict(), [p.name for p in (spool.directory / "corrupt").iterdir()]
+    ({'spool_corrupt': 1}, ['0.json'])
+    """
+
+    def __init__(self, directory: Union[str, os.PathLike], *, max_bytes: int = 50_000_000,
+                 drops: Optional[DropCounter] = None) -> None:
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self.drops = drops if drops is not None else DropCounter()
+        self._lock = threading.Lock()
+        self._last = ulid.new()
+        self._owner = secrets.token_hex(4)
+        _OWNERS.add(self._owner)
+        try:
+            created = self._make_directory()
+            self._probe()
+        except OSError as error:
+            raise OSError(f"spool_dir {str(self.directory)!r} is not a writable directory: "
+                          f"{error.strerror or error}") from None
+        if not created:
+            self._warn_if_shared()
+        # Load the validator now, on the caller's thread: a lazy import on the flusher
+        # thread could hold the import lock at the moment the app forks.
+        check_own_body(b"{}")
+        self._recover()
+
+    # -- the directory -----------------------------------------------------------------------
+
+    def _make_directory(self) -> bool:
+        """Create the directory (and missing parents) ``0700``; False if it existed."""
+        try:
+            self.directory.mkdir(mode=0o700, parents=True)
+        except FileExistsError:
+            return False
+        os.chmod(self.directory, 0o700)  # the umask can only have taken bits away
+        return True
+
+    def _probe(self) -> None:
+        probe = self.directory / f".probe-{ulid.new().str}{_TEMP}"
+        os.close(os.open(probe, _CREATE, 0o600))
+        os.unlink(probe)
+
+    def _warn_if_shared(self) -> None:
+        mode = os.stat(self.directory).st_mode
+        if not mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return
+        who = "world" if mode & stat.S_IWOTH else "group"
+        link = (f" (a symlink to {os.path.realpath(self.directory)!r})"
+                if self.directory.is_symlink() else "")
+        logger.warning(
+            "impactagent: spool_dir %r%s is %s-writable (mode %s): another user could plant "
+            "files there for this agent to send with its token, or remove what it spooled. "
+            "The spool keeps working; make it private with: chmod 700 %s",
+            str(self.directory), link, who, oct(stat.S_IMODE(mode)), self.directory,
+        )
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def write(self, body: bytes) -> Optional[SpoolEntry]:
+        """Store ``body`` durably; drop the oldest files if the spool would exceed its cap.
+
+        Never raises: a body that cannot be stored is counted as dropped (``spool_full``
+        when larger than the whole spool, ``spool_error`` when the disk fails) and ``None``
+        is returned.
+        """
+        if len(body) > self.max_bytes:
+            self._drop_body(body, "spool_full", "a body larger than the whole spool")
+            return None
+        with self._lock:
+            try:
+                try:
+                    return self._store(body)
+                except OSError:
+                    if self.directory.is_dir():
+                        raise
+                    # Removed while running (a cleanup job, say): create it again, once.
+                    self._make_directory()
+                    return self._store(body)
+            except Exception as error:  # never out of flush() or close(): counted instead
+                what = (error.strerror or str(error) if isinstance(error, OSError)
+                        else f"{type(error).__name__}: {error}")
+                self._drop_body(body, "spool_error", f"could not write a body: {what}")
+                return None
+
+    def _store(self, body: bytes) -> SpoolEntry:
+        self._make_room(len(body))
+        name = self._next_name()
+        temp = self.directory / f".{name}{_TEMP}"
+        final = self.directory / f"{name}{_SUFFIX}"
+        fd = os.open(temp, _CREATE, 0o600)
+        try:
+            try:
+                view = memoryview(body)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(temp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):  # no half-written file left behind
+                os.unlink(temp)
+            raise
+        self._fsync_directory()
+        return SpoolEntry(final, len(body))
+
+    def _next_name(self) -> str:
+        # ulid.new() is random within a millisecond: force strictly increasing names so
+        # that the file order is the write order.
+        candidate = ulid.new()
+        if candidate.int <= self._last.int:
+            candidate = ulid.from_int(self._last.int + 1)
+        self._last = candidate
+        return candidate.str
+
+    def _make_room(self, needed: int) -> None:
+        entries = self.entries()
+        used = sum(e.size for e in entries)
+        for entry in entries:
+            if used + needed <= self.max_bytes:
+                break
+            claimed = self.claim(entry)
+            if claimed is None:
+                continue
+            used -= entry.size
+            body = self.read(claimed)  # what is not a body is set aside (and counted) here
+            if body is not None:
+                self.remove(claimed)
+                self._drop_body(body, "spool_full",
+                                "the oldest body, to stay under the size cap")
+
+    def _drop_body(self, body: bytes, reason: str, what: str) -> None:
+        try:
+            events = count_events(json.loads(body))
+        except Exception:  # not a body we can count: it stands for at least one event
+            events = 1
+        if events:
+            self.drops.add(reason, events, detail=f"{what}; spool {str(self.directory)!r}")
+
+    def _fsync_directory(self) -> None:
+        with contextlib.suppress(OSError):  # not every platform can fsync a directory
+            fd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    # -- reading, claiming, removing ---------------------------------------------------------
+
+    def entries(self) -> List[SpoolEntry]:
+        """Unclaimed entries, oldest first (whatever they are: :meth:`read` checks)."""
+        result = []
+        with contextlib.suppress(OSError):  # a directory removed while running is empty
+            for path in sorted(self.directory.glob(f"*{_SUFFIX}")):
+                with contextlib.suppress(OSError):
+                    result.append(SpoolEntry(path, os.lstat(path).st_size))
+        return result
+
+    def claim(self, entry: SpoolEntry) -> Optional[SpoolEntry]:
+        """Take ``entry`` for sending; ``None`` if another process took it first."""
+        claimed = entry.path.with_name(
+            f"{entry.path.name}.{os.getpid()}-{self._owner}{_CLAIM}")
+        try:
+            os.rename(entry.path, claimed)  # renames a symlink itself, never its target
+        except OSError:
+            return None
+        return SpoolEntry(claimed, entry.size)
+
+    def release(self, claimed: SpoolEntry) -> None:
+        """Put a claimed body back in the queue, at its original (old) place."""
+        with contextlib.suppress(OSError):
+            os.rename(claimed.path, self._original(claimed.path))
+
+    def read(self, entry: SpoolEntry) -> Optional[bytes]:
+        """The body of a (claimed) entry, or ``None`` if it is gone or was set aside.
+
+        What is returned is safe to send: ``payload_from_document(json.loads(body))``
+        succeeds. Anything else (not a regular file, not a valid body) is moved to
+        ``corrupt/``, counted as ``spool_corrupt`` and logged. Never raises.
+        """
+        try:
+            body = self._read_regular(entry.path)
+            self._check(body)
+        except FileNotFoundError:
+            return None  # removed by someone else: nothing to send, nothing to count
+        except (_Untrusted, OSError) as error:
+            why = str(error) if isinstance(error, _Untrusted) else (
+                "a symbolic link" if _is_link_error(error) else
+                f"unreadable: {error.strerror or error}")
+            self._set_aside(entry.path, why)
+            return None
+        return body
+
+    def _read_regular(self, path: Path) -> bytes:
+        """The bytes of ``path`` if it is a regular file of ours; never follows or blocks."""
+        _require_regular(os.lstat(path))  # refuse before opening: opening a device can act
+        fd = os.open(path, _OPEN)  # and again on what was opened, in case it was swapped
+        try:
+            info = os.fstat(fd)
+            _require_regular(info)
+            if info.st_size > self.max_bytes:
+                raise _Untrusted(f"larger than the spool's cap ({info.st_size} bytes)")
+            chunks, left = [], self.max_bytes + 1
+            while left > 0:
+                chunk = os.read(fd, min(left, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+            if left <= 0:
+                raise _Untrusted("larger than the spool's cap")
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _check(body: bytes) -> None:
+        """Raise :class:`_Untrusted` unless ``body`` is one this agent would send."""
+        problems = [p for p in check_own_body(body) if p.outcome != IGNORED]
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise _Untrusted(f"not a valid body: {problems[0]}{more}")
+        try:
+            document = json.loads(body)
+            payload_from_document(document)
+            count_events(document)
+        except Exception as error:  # what the delivery will do with it must not fail
+            raise _Untrusted(f"not a body the agent can send: {type(error).__name__}: "
+                             f"{error}") from None
+
+    def _set_aside(self, path: Path, why: str) -> None:
+        """Move an untrusted entry, as itself, to ``corrupt/`` (or delete it); count it."""
+        name = self._original(path).name
+        corrupt = self._corrupt_directory()
+        where = "deleted"
+        try:
+            if corrupt is None:
+                os.unlink(path)
+            else:
+                target = corrupt / name
+                if os.path.lexists(target):
+                    target = corrupt / f"{name}.{ulid.new().str}"
+                os.rename(path, target)
+                where = f"moved to {corrupt}"
+        except FileNotFoundError:
+            return  # someone else dealt with it
+        except OSError as error:
+            where = f"left in place ({error.strerror or error})"
+        logger.warning("impactagent: spool file %s is corrupt (%s); %s", name, why, where)
+        self.drops.add("spool_corrupt", detail=f"spool {str(self.directory)!r}")
+
+    def _corrupt_directory(self) -> Optional[Path]:
+        corrupt = self.directory / _CORRUPT
+        try:
+            os.mkdir(corrupt, 0o700)
+        except FileExistsError:
+            pass
+        except OSError:
+            return None
+        try:
+            return corrupt if stat.S_ISDIR(os.lstat(corrupt).st_mode) else None
+        except OSError:
+            return None
+
+    def remove(self, entry: SpoolEntry) -> None:
+        """Delete a body that was delivered or dropped."""
+        with contextlib.suppress(FileNotFoundError):
+            entry.path.unlink()
+
+    def size_bytes(self) -> int:
+        return sum(e.size for e in self.entries())
+
+    def __len__(self) -> int:
+        return len(self.entries())
+
+    # -- recovery ----------------------------------------------------------------------------
+
+    def reset_after_fork(self) -> None:
+        """A forked child gets its own lock (the parent's may be held by another thread)."""
+        self._lock = threading.Lock()
+        _OWNERS.add(self._owner)
+
+    def _recover(self) -> None:
+        """Put back claims of dead processes; delete temporary files older than a minute."""
+        for path in self.directory.glob(f"*{_CLAIM}"):
+            match = _CLAIMED.match(path.name)
+            if match is None:
+                self._set_aside(path, "not a name this spool makes")
+            elif self._abandoned(int(match.group("pid")), match.group("owner")):
+                with contextlib.suppress(OSError):
+                    os.rename(path, self._original(path))
+        for path in self.directory.glob(f".*{_TEMP}"):
+            with contextlib.suppress(OSError):
+                if time.time() - os.lstat(path).st_mtime > 60:
+                    path.unlink()
+
+    @staticmethod
+    def _abandoned(pid: int, owner: Optional[str]) -> bool:
+        if pid == os.getpid():
+            return owner not in _OWNERS
+        return not _alive(pid)
+
+    @staticmethod
+    def _original(path: Path) -> Path:
+        match = _CLAIMED.match(path.name)
+        return path.with_name(match.group("name")) if match else path
+
+    def __repr__(self) -> str:
+        return f"<Spool {str(self.directory)!r}>"
+
+
+def _require_regular(info: os.stat_result) -> None:
+    mode = info.st_mode
+    if not stat.S_ISREG(mode):
+        kinds = {stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a FIFO",
+                 stat.S_IFDIR: "a directory", stat.S_IFSOCK: "a socket",
+                 stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
+        raise _Untrusted(f"{kinds.get(stat.S_IFMT(mode), 'not a regular file')}, "
+                         "not a file the spool wrote")
+    if info.st_nlink != 1:
+        raise _Untrusted(f"a hard link ({info.st_nlink} names), not a file the spool wrote")
+
+
+def _is_link_error(error: OSError) -> bool:
+    return error.errno in (errno.ELOOP, errno.EMLINK)  # O_NOFOLLOW on a link (EMLINK: BSD)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

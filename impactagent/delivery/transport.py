@@ -1,0 +1,279 @@
+"""One HTTP POST of one body, and what its answer means for the data in it.
+
+The transport knows HTTP and the protocol's headers; it does not retry, sleep or decide
+what to do with data. It returns an :class:`Outcome` saying which of the protocol's cases
+the answer falls in, and never raises for network trouble.
+
+Two things it guarantees whatever the server does:
+
+- **Redirects are never followed.** A POST redirected to a login page that answers 200 would
+  count as delivered while nothing was stored, and a 307/308 would send the body to another
+  origin. A 3xx is a failure (``RETRY``: the data is kept), logged once with its
+  ``Location`` so the ``url`` setting can be fixed.
+- **No secret leaves in a detail.** The answer's text and exception messages go through a
+  :class:`~impactagent.delivery.redaction.Redactor` that knows the token and the custom headers'
+  values before they become an :attr:`Outcome.detail`, which delivery logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Union
+from urllib.parse import urljoin
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from .._version import __version__
+from ..core.payload import Identity
+from .redaction import Redactor, redact_url, secret_part
+
+logger = logging.getLogger("impactagent")
+
+#: What to do with a body after one attempt.
+DELIVERED = "delivered"  # 2xx: the server has it
+RETRY = "retry"  # network trouble, 3xx, 404, 408, 429, 5xx: keep the data, try again later
+REJECTED = "rejected"  # 400: the server will never take it; drop it, counted
+UNAUTHORIZED = "unauthorized"  # 401/403: stop sending until reconfigured
+TOO_LARGE = "too_large"  # 413: split it and send the halves
+
+# Retry-After values above this are treated as this (a misconfigured proxy can say "1 day").
+_MAX_RETRY_AFTER = 3600.0
+#: Characters of a server's answer kept in an outcome's detail (after redaction).
+_DETAIL_LIMIT = 500
+#: The path every metrics URL ends with, to suggest the right ``url`` from a redirect.
+_METRICS_PATH = "/client/metrics"
+#: Where an SDK registers, next to the metrics path.
+_REGISTER_PATH = "/client/register"
+
+
+class Outcome(NamedTuple):
+    """The result of one POST: its class, the status (None without an answer) and why."""
+
+    kind: str
+    status: Optional[int] = None
+    retry_after: Optional[float] = None
+    detail: str = ""
+    #: True when the request may have reached the server although no answer came back (a
+    #: read timeout or a connection lost after sending): a retry could count it twice.
+    maybe_delivered: bool = False
+
+
+def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment is None:
+            return None
+        seconds = moment.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+
+
+def classify(status: int) -> str:
+    """Map an HTTP status to what to do with the body."""
+    if 200 <= status < 300:
+        return DELIVERED
+    if status == 400:
+        return REJECTED
+    if status in (401, 403):
+        return UNAUTHORIZED
+    if status == 413:
+        return TOO_LARGE
+    # 3xx (never followed: see the module), 404, 408, 429, 5xx and anything unexpected.
+    return RETRY
+
+
+class Transport:
+    """POSTs bodies to ``{url}/client/metrics`` (and, to register, ``{url}/client/register``)
+    on one ``requests.Session``.
+
+    Identification headers come from the agent's identity and cannot be overridden by
+    custom ``headers``. The token is sent in ``Authorization`` and never appears in logs,
+    reprs or the ``detail`` of an outcome; nor do the values of custom headers, which may be
+    secrets too. ``metrics_url`` is the URL as it may be shown: without a password or a query.
+    """
+
+    def __init__(
+        self,
+        metrics_url: str,
+        api_key: str,
+        identity: Identity,
+        *,
+        flush_interval: float,
+        headers: Optional[Mapping[str, str]] = None,
+        verify: Union[bool, str] = True,
+        proxies: Optional[Mapping[str, str]] = None,
+        register_url: Optional[str] = None,
+    ) -> None:
+        self._url = metrics_url
+        self.metrics_url = redact_url(metrics_url)
+        if register_url is None and metrics_url.endswith(_METRICS_PATH):
+            register_url = metrics_url[:-len(_METRICS_PATH)] + _REGISTER_PATH
+        self._register_url = register_url
+        #: The registration URL as it may be shown (None: this transport cannot register).
+        self.register_url = None if register_url is None else redact_url(register_url)
+        self._api_key = api_key
+        self._custom_headers = dict(headers or {})
+        secret = secret_part(api_key)
+        self._redact = Redactor([api_key, *([secret] if secret else []),
+                                 *self._custom_headers.values()],
+                                ["Authorization", *self._custom_headers])
+        self._redirect_logged = False
+        self._refusal_told = False
+        self._refusal_lock = threading.Lock()
+        self._flush_interval = flush_interval
+        self._verify = verify
+        self._proxies = dict(proxies or {})
+        self.identity = identity
+        self._session = self._new_session()
+        self._refusal_lock = threading.Lock()  # another thread may have held it at the fork
+
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        session.verify = self._verify
+        # The token is ours to send: a ~/.netrc entry for the host must not replace it with
+        # Basic credentials (requests consults netrc only when no auth is set).
+        session.auth = _keep_headers
+        if self._proxies:
+            session.proxies.update(self._proxies)
+        # Retries are ours (bounded by the flush deadline), not urllib3's.
+        adapter = HTTPAdapter(max_retries=0, pool_connections=1, pool_maxsize=2)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
+
+    def headers(self) -> Dict[str, str]:
+        """The headers of every request (with the token: do not log this)."""
+        identity = self.identity
+        headers = dict(self._custom_headers)
+        # Identification last: custom headers cannot override them (case-insensitively).
+        fixed = {
+            "Authorization": self._api_key,
+            "Content-Type": "application/json",
+            "User-Agent": f"impactagent/{__version__}",
+            "unleash-appname": identity.app_name,
+            "unleash-instanceid": identity.instance_id,
+            "unleash-connection-id": identity.connection_id,
+            "unleash-sdk": identity.sdk_version,
+            "unleash-interval": str(int(self._flush_interval * 1000)),
+            "Unleash-Client-Spec": identity.spec_version,
+        }
+        lowered = {k.lower() for k in fixed}
+        headers = {k: v for k, v in headers.items() if k.lower() not in lowered}
+        headers.update(fixed)
+        return headers
+
+    def post(self, body: bytes, timeout: float) -> Outcome:
+        """Send one metrics body, waiting at most about ``timeout`` seconds; never raises
+        for I/O."""
+        return self._post(self._url, _METRICS_PATH, body, timeout)
+
+    def register(self, body: bytes, timeout: float) -> Outcome:
+        """Send one registration body to ``{url}/client/register``, as :meth:`post` sends
+        metrics: the same headers, no redirect followed, nothing secret in the detail."""
+        if self._register_url is None:
+            return Outcome(RETRY, detail="no registration URL")
+        return self._post(self._register_url, _REGISTER_PATH, body, timeout)
+
+    def _post(self, url: str, path: str, body: bytes, timeout: float) -> Outcome:
+        timeout = max(timeout, 0.001)
+        try:
+            # verify and proxies go on the request, not only the session: requests lets
+            # REQUESTS_CA_BUNDLE and *_PROXY variables override session-level values.
+            # allow_redirects=False: a 3xx comes back as it is (see the module). (Not
+            # max_redirects=0: requests raises TooManyRedirects on a 3xx even unfollowed.)
+            response = self._session.post(
+                url, data=body, headers=self.headers(), allow_redirects=False,
+                timeout=(timeout, timeout), verify=self._verify, proxies=self._proxies or None,
+            )
+        except requests.exceptions.ConnectTimeout:
+            return Outcome(RETRY, detail="connect timeout")
+        except requests.exceptions.ReadTimeout:
+            return Outcome(RETRY, detail="read timeout", maybe_delivered=True)
+        except requests.exceptions.SSLError as error:
+            return Outcome(RETRY, detail=f"TLS error: {self._short(error)}")
+        except requests.exceptions.ConnectionError as error:
+            never_sent = _never_sent(error)
+            detail = ("connection refused" if never_sent
+                      else f"connection error: {self._short(error)}")
+            return Outcome(RETRY, detail=detail, maybe_delivered=not never_sent)
+        except requests.exceptions.RequestException as error:
+            return Outcome(RETRY, detail=f"{type(error).__name__}: {self._short(error)}")
+        with response:
+            status = response.status_code
+            kind = classify(status)
+            detail = ""
+            if 300 <= status < 400:
+                detail = self._redirected(url, path, status, response.headers.get("Location"))
+            elif kind != DELIVERED:
+                detail = self._redact.cut(response.text, _DETAIL_LIMIT)
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return Outcome(kind, status, retry_after, detail)
+
+    def _redirected(self, url: str, path: str, status: int, location: Optional[str]) -> str:
+        """The detail of a 3xx, logged the first time: the ``url`` setting needs fixing."""
+        target = (self._redact(redact_url(urljoin(url, location))) if location
+                  else "(no Location header)")
+        if not self._redirect_logged:
+            self._redirect_logged = True
+            suggestion = "an address that answers the POST itself"
+            if location and target.endswith(path):
+                suggestion = f"url={target[:-len(path)]!r}"
+            logger.error(
+                "impactagent: %s answered HTTP %d redirecting to %s. Redirects are not "
+                "followed (a redirected POST is lost, or sent where it should not go), so "
+                "nothing is delivered; the data is kept and retried. Fix the agent's url "
+                "(http:// to https://, or a missing /api, say): %s.",
+                redact_url(url), status, target, suggestion,
+            )
+        return f"redirect to {target}"
+
+    def _short(self, error: Exception) -> str:
+        """An exception's text, redacted and cut short (it may quote URLs and headers)."""
+        return self._redact.cut(str(error), 200)
+
+    def first_to_tell_of_refusal(self) -> bool:
+        """True once per transport: for the first of its users (the metrics POSTs or the
+        registration) whose token the server refused, so that only that one explains it in
+        the log at length; the other then says briefly that it was refused too."""
+        with self._refusal_lock:
+            first, self._refusal_told = not self._refusal_told, True
+            return first
+
+    def reset_after_fork(self, identity: Identity) -> None:
+        """A forked child must not share the parent's sockets: new session, new identity."""
+        self.identity = identity
+        self._session = self._new_session()
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __repr__(self) -> str:
+        return f"<Transport {self.metrics_url}>"
+
+    __str__ = __repr__
+
+
+def _never_sent(error: Exception) -> bool:
+    """True when the connection was never made (refused, DNS): the server has nothing."""
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    text = f"{type(reason).__name__} {reason}"
+    return "NewConnectionError" in text or "NameResolutionError" in text
+
+
+def _keep_headers(request: Any) -> Any:
+    """An auth that changes nothing: the ``Authorization`` header is already set."""
+    return request

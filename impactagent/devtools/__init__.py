@@ -1,0 +1,1 @@
+"""Development tools: the receiver and its views, the demo, the pytest plugin."""

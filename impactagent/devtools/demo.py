@@ -1,0 +1,233 @@
+"""``impactagent demo``: a simulated web shop reporting to a receiver, checked count for count.
+
+By default the demo starts a development receiver in this process (on 127.0.0.1, a free
+port), so it needs no Unleash at all. It then runs simulated requests through the public
+API, as a web app would: a flag decided by an ``@agent.flag`` function (with variants),
+another by ``record_flag``, a request counter by route, a checkout counter labelled by the
+flag's state in the request, an in-flight gauge and a latency histogram. The background
+flusher sends while it runs; the agent is closed; and the demo prints what was recorded
+next to what the receiver holds. Exit code 0 means every count arrived, once.
+
+With ``--url`` (and ``--token``) it reports to a real Unleash server or Edge instead, and
+compares what was recorded with what the server accepted (the agent's own ledger). A server
+that cannot be reached is said so before anything is recorded, and one that took nothing
+(a refused token, say) is named after the report: both are the user's to fix, so they end in
+:class:`~impactagent.devtools.cli_support.UsageError`, one line and exit 2 on the command line.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import sys
+import time
+from typing import Any, Dict, List, Optional, TextIO, Tuple
+from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
+
+from ..agent import Agent
+from ..core.flag_context import flag_scope
+from ..delivery.redaction import redact_url
+from ..delivery.settings import SettingsError
+from .cli_support import UsageError
+from .receiver import Receiver
+
+ROUTES = ("/", "/cart", "/checkout", "/search")
+APP_NAME = "demo-shop"
+STEPS = 10
+
+
+class Shop:
+    """The simulated app: its metrics, its flags, and a tally of what it recorded."""
+
+    def __init__(self, agent: Agent, seed: int = 1) -> None:
+        self.agent = agent
+        self.rng = random.Random(seed)
+        self.requests = agent.counter("http_requests_total", "Requests handled",
+                                      labels=("route",))
+        self.checkouts = agent.counter("checkout_total", "Completed checkouts",
+                                       flags=("new-checkout",))
+        self.in_flight = agent.gauge("in_flight_requests", "Requests being handled")
+        self.latency = agent.histogram("request_seconds", "Request latency", labels=("route",))
+        self.new_checkout = agent.flag("new-checkout")(self._decide_checkout)
+        self.tally: Dict[str, Any] = {"new-checkout": [0, 0], "dark-mode": [0, 0],
+                                      "requests": 0, "checkouts": 0, "observations": 0,
+                                      "in_flight": None}
+
+    def _decide_checkout(self, user: int) -> Dict[str, Any]:
+        """What an Unleash SDK's get_variant would answer: a third get no variant."""
+        variant = ("blue", "green", "disabled")[user % 3]
+        return {"name": variant, "enabled": variant != "disabled",
+                "feature_enabled": variant != "disabled"}
+
+    def handle(self, user: int) -> None:
+        """One simulated request, in its own flag scope as a middleware would open."""
+        with flag_scope():
+            route = self.rng.choice(ROUTES)
+            depth = self.rng.randint(0, 20)
+            self.in_flight.set(depth)
+            self.tally["in_flight"] = depth
+            with self.latency.labels(route).time():
+                self.requests.labels(route).inc()
+                variant = self.new_checkout(user)
+                self.tally["new-checkout"][0 if variant["feature_enabled"] else 1] += 1
+                dark = user % 4 == 0
+                self.agent.record_flag("dark-mode", dark)
+                self.tally["dark-mode"][0 if dark else 1] += 1
+                if route == "/checkout":
+                    self.checkouts.inc()  # labelled new_checkout="blue"/"green"/"disabled"
+                    self.tally["checkouts"] += 1
+            self.tally["requests"] += 1
+            self.tally["observations"] += 1
+
+
+def compare(tally: Dict[str, Any], totals: Dict[str, Any]) -> List[Tuple[str, Any, Any]]:
+    """Rows of (what, recorded, received) from the shop's tally and a receiver's totals."""
+    flags = totals["flags"]
+
+    def counted(flag: str, key: str) -> int:
+        return flags.get(flag, {}).get(key, 0)
+
+    def summed(kind: str, name: str, field: Optional[str] = None) -> Any:
+        values = [v if field is None else v[field]
+                  for (metric, _labels), v in totals[kind].items() if metric == name]
+        return sum(values) if values else None
+
+    return [
+        ("new-checkout yes", tally["new-checkout"][0], counted("new-checkout", "yes")),
+        ("new-checkout no", tally["new-checkout"][1], counted("new-checkout", "no")),
+        ("dark-mode yes", tally["dark-mode"][0], counted("dark-mode", "yes")),
+        ("dark-mode no", tally["dark-mode"][1], counted("dark-mode", "no")),
+        ("requests", tally["requests"], summed("counters", "http_requests_total")),
+        ("checkouts", tally["checkouts"], summed("counters", "checkout_total")),
+        ("latency observations", tally["observations"],
+         summed("histograms", "request_seconds", "count")),
+        ("in-flight gauge (last)", tally["in_flight"],
+         summed("gauges", "in_flight_requests")),
+    ]
+
+
+def main(requests: int = 10_000, out: TextIO = sys.stdout, *, url: Optional[str] = None,
+         token: Optional[str] = None, pace: float = 0.2) -> int:
+    """Run the demo; return 0 when what arrived is exactly what was recorded.
+
+    Raises :class:`UsageError` for arguments out of range, a ``url`` that cannot be reached,
+    and a server that took nothing.
+    """
+    if requests < 1:
+        raise UsageError(f"--requests must be 1 or more, got {requests}")
+    if not pace >= 0:
+        raise UsageError(f"--pace must be 0 seconds or more, got {pace}")
+    if url is not None:
+        _reachable(url)
+        if not token:
+            print("impactagent demo: warning: --url without --token or $UNLEASH_API_TOKEN: "
+                  "sending with a placeholder token, which a real server answers with 401",
+                  file=sys.stderr, flush=True)
+    receiver = Receiver(strict=True).start() if url is None else None
+    try:
+        target = receiver.api_url if receiver is not None else url
+        try:
+            agent = Agent(APP_NAME, url=target, api_key=token or "default:development.demo",
+                          flush_interval=max(pace, 0.1) * 2, request_timeout=5,
+                          shutdown_timeout=10)
+        except SettingsError as error:  # a malformed --url or --token
+            raise UsageError(str(error)) from None
+        where = f"the built-in receiver at {receiver.url}" if receiver else target
+        out.write(f"impactagent demo: {requests:,} simulated requests to {where}\n")
+        shop = Shop(agent)
+        agent.start()
+        for step in range(STEPS):
+            for user in range(step * requests // STEPS, (step + 1) * requests // STEPS):
+                shop.handle(user)
+            delivery = agent.statistics()["delivery"]
+            bar = "#" * (step + 1) + "." * (STEPS - step - 1)
+            sent = delivery["delivered_bodies"]
+            out.write(f"  [{bar}] {(step + 1) * requests // STEPS:>9,} requests recorded, "
+                      f"{sent} bod{'y' if sent == 1 else 'ies'} delivered\n")
+            out.flush()
+            time.sleep(pace)
+        result = agent.close()
+        statistics = agent.statistics()
+        delivery = statistics["delivery"]
+        out.write(f"closed: {_count(delivery['delivered_bodies'], 'body', 'bodies')}, "
+                  f"{_count(delivery['delivered_events'], 'event', 'events')} delivered, "
+                  f"{sum(statistics['dropped'].values()):,} dropped\n\n")
+        if receiver is not None:
+            rows = compare(shop.tally, receiver.totals(APP_NAME))
+            problems = receiver.problems()
+        else:
+            # A real server is not ours to read back: hold the agent's ledger to account.
+            rows = [("events still pending", 0, statistics["pending_events"]),
+                    ("events dropped", 0, sum(statistics["dropped"].values()))]
+            problems = []
+        code = _report(rows, result.ok and not statistics["dropped"], problems, out)
+        if url is not None and not delivery["delivered_bodies"]:
+            out.flush()
+            raise UsageError(f"{redact_url(url)} took nothing: "
+                             f"{_why_nothing(statistics)}")
+        return code
+    finally:
+        if receiver is not None:
+            receiver.stop()
+
+
+def _reachable(url: str) -> None:
+    """Connect to ``url``'s host and port once, so that a server that is down is said so at
+    once, not after a run whose every count is then dropped."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as error:
+        raise UsageError(f"--url {redact_url(url)!r} is malformed ({error})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--url must be an http(s) URL such as "
+                         f"http://localhost:4242/api, got {redact_url(url)!r}")
+    if getproxies().get(parts.scheme) and not proxy_bypass(parts.hostname):
+        return  # requests goes through the proxy: connecting directly would prove nothing
+    try:
+        socket.create_connection((parts.hostname, port), timeout=5).close()
+    except ConnectionRefusedError:
+        why = "connection refused"
+    except socket.gaierror:
+        why = f"cannot resolve {parts.hostname!r}"
+    except TimeoutError:
+        why = "no answer within 5 seconds"
+    except OSError as error:
+        why = (error.strerror or str(error)).lower()
+    else:
+        return
+    raise UsageError(f"cannot reach {redact_url(url)}: {why}; is the server running, "
+                     "and --url right?")
+
+
+def _why_nothing(statistics: Dict[str, Any]) -> str:
+    """Why a server took no body, from the agent's statistics, with what to do."""
+    status = statistics["sending_stopped_by_status"]
+    if status in (401, 403):
+        return (f"it answered HTTP {status} (the token is missing, unknown or not a client "
+                "or backend token); give one with --token or $UNLEASH_API_TOKEN")
+    detail = statistics["delivery"]["last_error_detail"]
+    return f"{detail}; is --url the Unleash API (ending in /api)?" if detail else (
+        "no body was delivered before the close deadline")
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def _report(rows: List[Tuple[str, Any, Any]], delivered: bool, problems: List[str],
+            out: TextIO) -> int:
+    out.write(f"{'what':<26}{'recorded':>12}{'received':>12}\n")
+    for what, recorded, received in rows:
+        mark = "" if recorded == received else "   MISMATCH"
+        out.write(f"{what:<26}{_fmt(recorded):>12}{_fmt(received):>12}{mark}\n")
+    for problem in problems:
+        out.write(f"problem: {problem}\n")
+    ok = delivered and not problems and all(a == b for _, a, b in rows)
+    out.write("\nall counts accounted for\n" if ok else "\ncounts differ\n")
+    return 0 if ok else 1
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:,}"

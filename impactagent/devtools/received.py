@@ -1,0 +1,334 @@
+"""What a development receiver holds: metrics bodies stored as unleash-server 8.2.0 stores them.
+
+- Flag counts in hourly bins per app, environment and flag, keyed by the hour the body's
+  ``bucket.stop`` falls in, as the server keys them: yes, no and variant counts summed
+  (after the server's coercions: ``"3"`` is 3, ``true`` is 1, a fractional ``yes`` is
+  rounded).
+- Impact metrics as the server's registry holds them: one metric per *sanitised name*,
+  whoever sent it, with series keyed by their labels (sanitised label names, values as
+  JavaScript prints them). A series belongs to the app its ``appName`` label names; a sample
+  without one (``labels: {}``) is a series of no app, as on the server. Counters summed,
+  gauges last, histograms summed bucket by bucket. A metric whose label names grow, or whose
+  histogram boundaries change, is recreated empty; one name sent as a second type stops the
+  body's translation there, as the server's registry refuses it.
+- A log of the last requests: when, from which app, the answer, and every problem found.
+
+The environment is the token's (``project:environment.secret``), as the server takes it,
+else the body's.
+
+>>> received = ReceivedMetrics()
+>>> _ = received.add({"appName": "shop", "bucket": {"start": "2026-11-25T10:59:00Z",
+...     "stop": "2026-11-25T11:00:30Z", "toggles": {"beta": {"yes": 2, "no": 1,
+...     "variants": {"v2": 2}}}}}, environment="production")
+>>> received.flags("shop")
+{'beta': {'yes': 2, 'no': 1, 'variants': {'v2': 2}}}
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Deque, Dict, FrozenSet, List, Optional, Tuple
+
+from ..core._jsvalues import is_number, joi_number, js_string, sanitize, valid_name
+from ..core.validation import CUT, DISCARDED, REJECTED, Problem, cut
+
+Labels = FrozenSet[Tuple[str, str]]
+#: Requests kept in the log for the page and the JSON view.
+LOG_SIZE = 200
+
+
+@dataclass
+class Request:
+    """One POST as the receiver saw it."""
+
+    at: float
+    app_name: str
+    status: int
+    size: int
+    problems: List[str] = field(default_factory=list)
+
+
+class ReceivedMetrics:
+    """Thread-safe aggregates of every accepted body, and a log of recent requests.
+
+    Every view returns a copy made under the lock: a test may read while the receiver's
+    threads are adding bodies (iterating the live log then would raise "deque mutated
+    during iteration", and a total read in two steps could mix two moments).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # (app, environment, flag, hour) -> {"yes", "no", "variants"}
+        self._flags: Dict[Tuple[str, str, str, str], Dict[str, Any]] = {}
+        # sanitised name -> {"type", "help", "labels": label names, "series": {labels: value},
+        # "boundaries": histogram le values seen}: the server's registry
+        self._metrics: Dict[str, Dict[str, Any]] = {}
+        self._log: Deque[Request] = deque(maxlen=LOG_SIZE)
+        self._bodies_accepted = 0
+
+    @property
+    def log(self) -> List[Request]:
+        """The last requests, oldest first (a copy)."""
+        with self._lock:
+            return list(self._log)
+
+    @property
+    def bodies_accepted(self) -> int:
+        """How many bodies were taken (answered 202) so far."""
+        with self._lock:
+            return self._bodies_accepted
+
+    def problems(self) -> List[str]:
+        """Every problem found in the logged requests, oldest first, as text."""
+        with self._lock:
+            return [p for request in self._log for p in request.problems]
+
+    def note(self, request: Request) -> None:
+        """Log one request, whatever was answered."""
+        with self._lock:
+            self._log.append(request)
+
+    def add(self, document: Dict[str, Any], environment: str,
+            problems: Optional[List[Problem]] = None) -> List[Problem]:
+        """Store one accepted body as the server would, given the problems ``check_document``
+        found in it; return the problems that depend on what earlier bodies registered (a
+        metric name already taken by another type)."""
+        problems = problems or []
+        if any(p.outcome == REJECTED for p in problems):
+            return []
+        app = js_string(document["appName"])
+        bucket: Dict[str, Any] = document.get("bucket") or {}
+        hour = _hour(bucket.get("stop"))
+        with self._lock:
+            self._bodies_accepted += 1
+            for flag, toggle in (bucket.get("toggles") or {}).items():
+                yes, no = _round(_coerced(toggle.get("yes"))), _coerced(toggle.get("no"))
+                if not (yes or no):
+                    continue  # skipped by the server, variants included
+                total = self._flags.setdefault((app, environment, flag, hour),
+                                               {"yes": 0, "no": 0, "variants": {}})
+                total["yes"] += yes
+                total["no"] += no
+                for variant, n in (toggle.get("variants") or {}).items():
+                    total["variants"][variant] = total["variants"].get(variant, 0) + \
+                        _coerced(n)
+            if any(p.outcome == DISCARDED for p in problems) or not document.get(
+                    "impactMetrics"):
+                return []  # one bad metric: the server drops the whole array
+            for index, metric in enumerate(document["impactMetrics"]):
+                refused = self._add_metric(metric)
+                # check_document said where the translation stops, if the body alone tells.
+                known = any(p.outcome == CUT and p.where.startswith(f"impactMetrics/{index}/")
+                            for p in problems)
+                if known:
+                    return []
+                if refused:
+                    return [cut(f"impactMetrics/{index}/type", refused)]
+        return []
+
+    def _add_metric(self, metric: Dict[str, Any]) -> Optional[str]:
+        """Translate one metric into the registry, as the server does; a reason when the
+        server's registry refuses it (and the rest of the array with it)."""
+        name = sanitize(metric["name"])
+        kind = metric["type"]
+        if not valid_name(name) or kind not in ("counter", "gauge", "histogram"):
+            return None  # skipped
+        samples = metric["samples"]
+        if kind == "histogram" and not samples:
+            return None
+        label_names = {sanitize(k) for s in samples for k in (s.get("labels") or {})}
+        label_names = {k for k in label_names if valid_name(k)}
+        entry = self._metrics.get(name)
+        if entry is not None and entry["type"] != kind:
+            return f"{name!r} is registered as a {entry['type']} already"
+        if entry is None or not label_names <= entry["labels"] or (
+                kind == "histogram" and _new_boundaries(entry, samples[0])):
+            entry = self._metrics[name] = {"type": kind, "help": metric["help"],
+                                           "labels": label_names, "series": {},
+                                           "boundaries": set()}
+        series = entry["series"]
+        for sample in samples:
+            labels = _labels(sample)
+            if kind == "counter":
+                value = joi_number(sample["value"])
+                assert value is not None  # the schema check let only numbers through
+                if value < 0:
+                    return None  # check_document reported the cut
+                series[labels] = series.get(labels, 0) + value
+            elif kind == "gauge":
+                series[labels] = joi_number(sample["value"])
+            else:
+                total = series.setdefault(labels, {"count": 0, "sum": 0, "buckets": {}})
+                total["count"] += joi_number(sample["count"])
+                total["sum"] += joi_number(sample["sum"])
+                for bucket in sample["buckets"]:
+                    le = _le(bucket["le"])
+                    total["buckets"][le] = total["buckets"].get(le, 0) + \
+                        joi_number(bucket["count"])
+                    entry["boundaries"].add(le)
+        return None
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def flags(self, app_name: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
+        """Flag counts summed over hours and environments (of one app, if given)."""
+        with self._lock:
+            return self._flag_totals(app_name)
+
+    def metrics(self, app_name: Optional[str] = None) -> Dict[str, Dict[Any, Any]]:
+        """Impact metric totals as ``{"counters", "gauges", "histograms"}``, each keyed by
+        ``(metric name, frozenset of labels)`` (of one app, if given)."""
+        with self._lock:
+            return self._metric_totals(app_name)
+
+    def totals(self, app_name: Optional[str] = None) -> Dict[str, Any]:
+        """Flags and impact metrics together (the shape tests compare with ``==``), read at
+        one moment: no body is half counted in them."""
+        with self._lock:
+            return {"flags": self._flag_totals(app_name), **self._metric_totals(app_name)}
+
+    def _flag_totals(self, app_name: Optional[str]) -> Dict[str, Dict[str, Any]]:
+        totals: Dict[str, Dict[str, Any]] = {}
+        for (app, _env, flag, _hour), counts in self._flags.items():
+            if app_name is not None and app != app_name:
+                continue
+            total = totals.setdefault(flag, {"yes": 0, "no": 0, "variants": {}})
+            total["yes"] += counts["yes"]
+            total["no"] += counts["no"]
+            for variant, n in counts["variants"].items():
+                total["variants"][variant] = total["variants"].get(variant, 0) + n
+        return totals
+
+    def _metric_totals(self, app_name: Optional[str]) -> Dict[str, Dict[Any, Any]]:
+        result: Dict[str, Dict[Any, Any]] = {"counters": {}, "gauges": {}, "histograms": {}}
+        for name, entry in self._metrics.items():
+            kind = entry["type"] + "s"
+            for labels, value in entry["series"].items():
+                if app_name is None or dict(labels).get("appName") == app_name:
+                    result[kind][(name, labels)] = _copy(value)
+        return result
+
+    def _entries(self) -> List[Tuple[Tuple[str, str, str], Dict[str, Any]]]:
+        """Each metric's series grouped by the app and environment their labels name (``""``
+        for none): ``((app, environment, name), {"type", "help", "series"})``, sorted."""
+        grouped: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
+        for name, entry in self._metrics.items():
+            for labels, value in entry["series"].items():
+                named = dict(labels)
+                key = (named.get("appName", ""), named.get("environment", ""), name)
+                group = grouped.setdefault(key, {"type": entry["type"], "help": entry["help"],
+                                                 "series": {}})
+                group["series"][labels] = _copy(value)
+        return sorted(grouped.items())
+
+    def as_json(self) -> Dict[str, Any]:
+        """Everything, in JSON-ready form: hourly flag bins, metrics, the request log."""
+        with self._lock:
+            flags = [{"appName": app, "environment": env, "flag": flag, "hour": hour,
+                      **{k: (dict(v) if isinstance(v, dict) else v) for k, v in c.items()}}
+                     for (app, env, flag, hour), c in sorted(self._flags.items())]
+            metrics = []
+            for (app, env, name), entry in self._entries():
+                for labels, value in sorted(entry["series"].items(), key=lambda i: sorted(i[0])):
+                    sample: Dict[str, Any] = {"appName": app, "environment": env, "name": name,
+                                              "type": entry["type"], "labels": dict(labels)}
+                    if entry["type"] == "histogram":
+                        sample.update(count=value["count"], sum=value["sum"], buckets=[
+                            {"le": le, "count": n} for le, n in _sorted_buckets(value)])
+                    else:
+                        sample["value"] = value
+                    metrics.append(sample)
+            log = [{"at": _iso(r.at), "appName": r.app_name, "status": r.status,
+                    "bytes": r.size, "problems": list(r.problems)} for r in reversed(self._log)]
+            return {"bodies_accepted": self._bodies_accepted, "flags": flags,
+                    "metrics": metrics, "requests": log}
+
+    def metric_entries(self) -> List[Tuple[Tuple[str, str, str], Dict[str, Any]]]:
+        """Each metric's series (copies) grouped by the ``appName`` and ``environment`` labels
+        they carry (``""`` for a series without them), for the Prometheus view: a series is
+        listed once, under the app its labels name, as the server exposes it."""
+        with self._lock:
+            return self._entries()
+
+    def flag_bins(self) -> List[Tuple[Tuple[str, str, str, str], Dict[str, Any]]]:
+        """Each hourly flag bin (copies), for the Prometheus view and the page."""
+        with self._lock:
+            return [(key, {**c, "variants": dict(c["variants"])})
+                    for key, c in sorted(self._flags.items())]
+
+
+def _copy(value: Any) -> Any:
+    """A series' value that the caller may read while bodies keep arriving."""
+    return {**value, "buckets": dict(value["buckets"])} if isinstance(value, dict) else value
+
+
+def _sorted_buckets(histogram: Dict[str, Any]) -> List[Tuple[Any, int]]:
+    return sorted(histogram["buckets"].items(),
+                  key=lambda item: float("inf") if item[0] == "+Inf" else item[0])
+
+
+def _hour(stop: Any) -> str:
+    """The hour the server files a bucket under: its ``stop`` (a date-time, or milliseconds
+    since 1970 as an integer)."""
+    try:
+        if is_number(stop):
+            moment = datetime.fromtimestamp(stop / 1000, timezone.utc)
+        else:
+            text = str(stop).replace("Z", "+00:00").replace("z", "+00:00")
+            moment = datetime.fromisoformat(text)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        moment = datetime.now(timezone.utc)
+    moment = moment.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    return moment.strftime("%Y-%m-%dT%H:00:00Z")
+
+
+def _coerced(count: Any) -> Any:
+    """A flag count as the server's coercing schema check leaves it (``null`` 0, ``true`` 1,
+    ``"3"`` 3)."""
+    if count is None:
+        return 0
+    if isinstance(count, bool):
+        return int(count)
+    if isinstance(count, str):
+        number = float(count)
+        return int(number) if number.is_integer() else number
+    return count
+
+
+def _round(count: Any) -> int:
+    """PostgreSQL's cast of a fractional count to an integer column: half away from 0."""
+    return math.floor(count + 0.5) if count >= 0 else -math.floor(-count + 0.5)
+
+
+def _labels(sample: Dict[str, Any]) -> Labels:
+    """A sample's series key on the server: sanitised names that start with a letter or _,
+    values as JavaScript prints them (the last of two names that sanitise alike wins)."""
+    labels: Dict[str, str] = {}
+    for key, value in (sample.get("labels") or {}).items():
+        name = sanitize(key)
+        if valid_name(name):
+            labels[name] = js_string(value)
+    return frozenset(labels.items())
+
+
+def _le(le: Any) -> Any:
+    return le if le == "+Inf" else float(joi_number(le))  # type: ignore[arg-type]
+
+
+def _new_boundaries(entry: Dict[str, Any], first: Dict[str, Any]) -> bool:
+    """The server recreates a histogram when the first sample's bucket boundaries are not
+    exactly the ones it has seen."""
+    les = [_le(b["le"]) for b in first["buckets"]]
+    return len(entry["boundaries"]) != len(les) or any(le not in entry["boundaries"]
+                                                      for le in les)
+
+
+def _iso(at: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))

@@ -1,0 +1,325 @@
+"""The receiver's ``/metrics``: what it holds, exposed as unleash-server 8.x re-exposes impact
+metrics at ``/internal-backstage/impact/metrics``, in a text every Prometheus parser accepts.
+
+The server (its ``MetricsTranslator`` over a prom-client ``Registry``) does this, and so does
+this module:
+
+- A metric name and each label name have every character outside ``[a-zA-Z0-9_]`` replaced
+  by ``_``, one ``_`` per UTF-16 code unit (JavaScript strings are UTF-16: ``"😀"`` becomes
+  ``"__"``). A metric whose sanitised name does not start with ``[a-zA-Z_]`` (a leading digit,
+  an empty name) is not exposed; nor is such a label.
+- Every series gets ``origin="sdk"`` and ``metric_type="<type>"``; a sample's own label of
+  the same name replaces them.
+- Series are not kept apart by app: the server adds no ``appName`` label, so two apps' samples
+  with the same labels (after sanitising) are one series, counters and histograms summed, a
+  gauge the last one set. Apps that label their samples with ``appName`` (every SDK and
+  impactagent do) stay apart through that label.
+- HELP text escapes ``\\`` and newline; label values escape ``\\``, ``"`` and newline.
+  Label values sent as numbers are written as JavaScript writes them (``200``, ``1e+21``).
+
+Where the server's output is ambiguous or invalid, this module decides, deterministically:
+
+- Label names that collide after sanitising (``a-b`` and ``a.b``) are merged into one label,
+  as on the server, where the key that comes last in the sample wins. The receiver's store
+  keeps no key order, so here the original name that sorts last (by code point) wins.
+- One metric name with two types (different apps, or names that collide after sanitising):
+  the entry that sorts last by (app, environment, original name) decides the type, as a type
+  change recreates the metric on the server; the store keeps no arrival order across apps,
+  which is also why a gauge set by two apps shows the value of the app that sorts last.
+- A histogram sample label ``le`` would clash with the bucket bound: it is exposed as
+  ``exported_le`` (Prometheus's name for a scraped label that clashes with its own).
+- Families whose sample names clash (a counter ``x`` is ``x_total`` in OpenMetrics, as a
+  gauge ``x_total`` is) are exposed once: the first by name keeps it; the flag counts
+  family comes first of all.
+- Lone UTF-16 surrogates (JSON allows ``"\\ud800"``) become U+FFFD, as Node writes them.
+
+OpenMetrics 1.0.0 differs from the text format as prom-client's OpenMetrics mode does
+(counters are ``<name>_total`` under a family without ``_total``, ``# EOF`` at the end) and
+keeps the rules its parsers check: histograms with a negative bound or a negative sum have
+no ``_sum`` and ``_count`` (the ``+Inf`` bucket is the count), and a series that breaks
+the format (a negative counter, bucket counts that are fractional, negative or
+decreasing, a ``+Inf`` bucket that differs from the count) is left out of it; the text
+format shows every series as held.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from ..core.exposition_text import claimed_names, counter_base, scrub
+from .received import ReceivedMetrics
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+#: The flag counts, which the server keeps in its database, not in this exposition.
+FLAG_FAMILY = "impactagent_received_flag_evaluations_total"
+
+_VALID_START = re.compile(r"[a-zA-Z_]")
+_INF = float("inf")
+
+#: A series' labels in the order written: ``((name, value), ...)``.
+SeriesLabels = Tuple[Tuple[str, str], ...]
+
+
+@dataclass
+class Family:
+    """One exposed metric: its sanitised name, type, help text and merged series."""
+
+    name: str
+    kind: str
+    help: str
+    series: Dict[SeriesLabels, Any] = field(default_factory=dict)
+
+
+# -- what the server does to names and values ---------------------------------------------------
+
+def sanitize_name(name: str) -> str:
+    """``name`` with each character outside ``[a-zA-Z0-9_]`` replaced by ``_`` per UTF-16
+    code unit, as the server's ``/[^a-zA-Z0-9_]/g`` replaces in a JavaScript string."""
+    return "".join(
+        c if c.isascii() and (c.isalnum() or c == "_") else "__" if ord(c) > 0xFFFF else "_"
+        for c in name)
+
+
+def exposed_name(name: str) -> Optional[str]:
+    """The name the server exposes ``name`` under, or None if it exposes nothing for it."""
+    sanitized = sanitize_name(name)
+    return sanitized if _VALID_START.match(sanitized) else None
+
+
+def label_value(value: Any) -> str:
+    """A label value as the server writes it: strings as sent, numbers as JavaScript."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return js_number(value)
+    return scrub(str(value))
+
+
+def series_labels(labels: Iterable[Tuple[str, Any]], kind: str) -> SeriesLabels:
+    """The labels the server gives a sample with ``labels`` of a metric of type ``kind``."""
+    result = {"origin": "sdk", "metric_type": kind}
+    for key, value in sorted(labels, key=lambda item: str(item[0])):
+        name = exposed_name(str(key))
+        if name is not None:
+            result[name] = label_value(value)  # a later key with the same name wins
+    if kind == "histogram" and "le" in result:
+        result.setdefault("exported_le", result["le"])
+        del result["le"]
+    return tuple(sorted(result.items(), key=_label_order))
+
+
+def js_number(value: Any) -> str:
+    """``value`` written as JavaScript's ``Number.prototype.toString`` writes it."""
+    number = float(value)
+    if number != number:
+        return "NaN"
+    if number in (_INF, -_INF):
+        return "Infinity" if number > 0 else "-Infinity"
+    if number == 0:
+        return "0"
+    sign, digits, exponent = Decimal(repr(number)).normalize().as_tuple()
+    text = "".join(map(str, digits))
+    k, n = len(text), len(text) + int(exponent)  # value = 0.<text> * 10**n
+    if k <= n <= 21:
+        body = text + "0" * (n - k)
+    elif 0 < n <= 21:
+        body = f"{text[:n]}.{text[n:]}"
+    elif -6 < n <= 0:
+        body = "0." + "0" * -n + text
+    else:
+        mantissa = text[0] + (f".{text[1:]}" if k > 1 else "")
+        body = f"{mantissa}e{'+' if n - 1 >= 0 else '-'}{abs(n - 1)}"
+    return ("-" if sign else "") + body
+
+
+def go_number(value: Any) -> str:
+    """``value`` as prometheus_client (and Go) write a float: the canonical ``le`` form."""
+    number = float(value)
+    if number == _INF:
+        return "+Inf"
+    if number == -_INF:
+        return "-Inf"
+    if number != number:
+        return "NaN"
+    text = repr(number)
+    dot = text.find(".")
+    if number > 0 and dot > 6:  # Go switches to an exponent sooner than Python
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1:]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return text
+
+
+# -- one series per label set -------------------------------------------------------------------
+
+def families(received: ReceivedMetrics) -> List[Family]:
+    """Every exposed impact metric family, by name, series merged across apps."""
+    by_name: Dict[str, Family] = {}
+    for (_app, _env, original), entry in sorted(received.metric_entries(), key=lambda e: e[0]):
+        name = exposed_name(original)
+        if name is None:
+            continue  # the server exposes nothing for it
+        kind = entry["type"]
+        family = by_name.get(name)
+        if family is None or family.kind != kind:
+            family = by_name[name] = Family(name, kind, scrub(str(entry.get("help", ""))))
+        for labels, value in entry["series"].items():
+            _merge(family, series_labels(labels, kind), value)
+    return [family for _, family in sorted(by_name.items())]
+
+
+def _merge(family: Family, labels: SeriesLabels, value: Any) -> None:
+    series = family.series
+    if family.kind == "gauge":
+        series[labels] = value
+    elif family.kind == "counter":
+        series[labels] = series.get(labels, 0) + value
+    else:
+        total = series.setdefault(labels, {"count": 0, "sum": 0, "buckets": {}})
+        total["count"] += value["count"]
+        total["sum"] += value["sum"]
+        for le, n in value["buckets"].items():
+            bound = _INF if le == "+Inf" else float(le)
+            total["buckets"][bound] = total["buckets"].get(bound, 0) + n
+
+
+def flag_series(received: ReceivedMetrics) -> Dict[SeriesLabels, int]:
+    """Flag evaluations summed over hours, by app, environment, flag and result."""
+    totals: Dict[SeriesLabels, int] = {}
+    for (app, env, name, _hour), counts in received.flag_bins():
+        for enabled, n in (("true", counts["yes"]), ("false", counts["no"])):
+            labels = (("appName", scrub(app)), ("environment", scrub(env)),
+                      ("feature", scrub(name)), ("enabled", enabled))
+            totals[labels] = totals.get(labels, 0) + n
+    return dict(sorted(totals.items()))
+
+
+def _without_clashes(found: List[Family]) -> List[Family]:
+    taken = set(claimed_names(FLAG_FAMILY, "counter"))
+    kept = []
+    for family in found:
+        claims = claimed_names(family.name, family.kind)
+        if taken.isdisjoint(claims):
+            taken.update(claims)
+            kept.append(family)
+    return kept
+
+
+# -- the two formats ----------------------------------------------------------------------------
+
+def text_format(received: ReceivedMetrics) -> str:
+    """The Prometheus text format, version 0.0.4, as the server writes it."""
+    lines: List[str] = []
+    for family in _without_clashes(families(received)):
+        lines.append(f"# HELP {family.name} {_escape_help(family.help)}")
+        lines.append(f"# TYPE {family.name} {family.kind}")
+        for labels, value in family.series.items():
+            if family.kind != "histogram":
+                lines.append(f"{family.name}{_labels(labels)} {js_number(value)}")
+                continue
+            for bound, n in sorted(value["buckets"].items()):
+                le = "+Inf" if bound == _INF else js_number(bound)
+                lines.append(f"{family.name}_bucket{_labels((*labels, ('le', le)))} "
+                             f"{js_number(n)}")
+            lines.append(f"{family.name}_sum{_labels(labels)} {js_number(value['sum'])}")
+            lines.append(f"{family.name}_count{_labels(labels)} {js_number(value['count'])}")
+    lines.append(f"# HELP {FLAG_FAMILY} Flag evaluations received, by app, environment and "
+                 "result")
+    lines.append(f"# TYPE {FLAG_FAMILY} counter")
+    for labels, n in flag_series(received).items():
+        lines.append(f"{FLAG_FAMILY}{_labels(labels)} {n}")
+    return "\n".join(lines) + "\n"
+
+
+def openmetrics_format(received: ReceivedMetrics) -> str:
+    """OpenMetrics 1.0.0: counters as ``_total`` samples, ``# EOF`` at the end."""
+    lines: List[str] = []
+    for family in _without_clashes(families(received)):
+        name = counter_base(family.name) if family.kind == "counter" else family.name
+        lines.append(f"# HELP {name} {_escape_help(family.help, quotes=True)}")
+        lines.append(f"# TYPE {name} {family.kind}")
+        for labels, value in family.series.items():
+            if family.kind == "gauge":
+                lines.append(f"{name}{_labels(labels)} {go_number(value)}")
+            elif family.kind == "counter":
+                if value >= 0:  # a counter below zero is not a counter to a parser
+                    lines.append(f"{name}_total{_labels(labels)} {go_number(value)}")
+            else:
+                lines.extend(_openmetrics_histogram(name, labels, value))
+    flags = counter_base(FLAG_FAMILY)
+    lines.append(f"# HELP {flags} Flag evaluations received, by app, environment and result")
+    lines.append(f"# TYPE {flags} counter")
+    for labels, n in flag_series(received).items():
+        lines.append(f"{flags}_total{_labels(labels)} {n}")
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+def _openmetrics_histogram(name: str, labels: SeriesLabels, value: Dict[str, Any]) -> List[str]:
+    buckets = sorted(value["buckets"].items())
+    counts = [n for _, n in buckets]
+    whole = all(float(n).is_integer() and n >= 0 for n in [*counts, value["count"]])
+    if (not whole or counts != sorted(counts) or not buckets or buckets[-1][0] != _INF
+            or counts[-1] != value["count"]):
+        return []  # not a histogram OpenMetrics can state: left out of this format
+    lines = [f"{name}_bucket{_labels((*labels, ('le', go_number(bound))))} {int(n)}"
+             for bound, n in buckets]
+    if buckets[0][0] >= 0 and value["sum"] >= 0:  # else the spec forbids a _sum (and _count)
+        lines.append(f"{name}_count{_labels(labels)} {int(value['count'])}")
+        lines.append(f"{name}_sum{_labels(labels)} {go_number(value['sum'])}")
+    return lines
+
+
+def exposition(received: ReceivedMetrics, accept: Optional[str]) -> Tuple[bytes, str]:
+    """The body and Content-Type answering a scrape with this ``Accept`` header."""
+    if wants_openmetrics(accept):
+        return openmetrics_format(received).encode(), OPENMETRICS_CONTENT_TYPE
+    return text_format(received).encode(), TEXT_CONTENT_TYPE
+
+
+def wants_openmetrics(accept: Optional[str]) -> bool:
+    """True if ``accept`` asks for OpenMetrics, read as ``prometheus_client`` reads it: the
+    first ``application/openmetrics-text`` entry without a version or with a version of
+    1.0.0 or later (q-values are not weighed). Anything else gets the text format."""
+    for entry in (accept or "").split(","):
+        parts = [part.strip() for part in entry.split(";")]
+        if parts[0] != "application/openmetrics-text":
+            continue
+        versions = [p.split("=", 1)[1] for p in parts[1:] if p.startswith("version=")]
+        if not versions or _version(versions[0]) >= (1, 0, 0):
+            return True
+    return False
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def _version(text: str) -> Tuple[int, ...]:
+    numbers = []
+    for part in text.strip().split("."):
+        if not part.isdigit():
+            break
+        numbers.append(int(part))
+    return tuple(numbers)
+
+
+def _label_order(item: Tuple[str, str]) -> Tuple[int, str]:
+    return (("origin", "metric_type").index(item[0]) if item[0] in ("origin", "metric_type")
+            else 2, item[0])
+
+
+def _escape_help(text: str, *, quotes: bool = False) -> str:
+    escaped = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return escaped.replace('"', '\\"') if quotes else escaped
+
+
+def _labels(labels: SeriesLabels) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{name}="{_escape_value(value)}"' for name, value in labels) + "}"
+
+
+def _escape_value(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

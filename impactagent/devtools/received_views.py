@@ -1,0 +1,110 @@
+"""What a receiver holds, shown three ways: Prometheus text (or OpenMetrics), and a page that
+refreshes itself.
+
+(The JSON view is :meth:`ReceivedMetrics.as_json`.) The Prometheus text names series as the
+Unleash server re-exposes them, so a scrape config can be tried against the receiver
+first; flag counts appear as ``impactagent_received_flag_evaluations_total``. The rules are
+in :mod:`impactagent.devtools.received_exposition`.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any, Dict, Iterable
+
+from .received import ReceivedMetrics
+from .received_exposition import openmetrics_format, text_format
+
+#: Seconds between refreshes of the page.
+PAGE_REFRESH = 2
+
+
+def prometheus_text(received: ReceivedMetrics) -> str:
+    """The aggregates in the Prometheus text exposition format (version 0.0.4), named,
+    labelled and merged as the Unleash server re-exposes impact metrics (see
+    :mod:`impactagent.devtools.received_exposition`, which also writes OpenMetrics)."""
+    return text_format(received)
+
+
+def openmetrics_text(received: ReceivedMetrics) -> str:
+    """The aggregates as OpenMetrics 1.0.0 (ending with ``# EOF``)."""
+    return openmetrics_format(received)
+
+
+def page(received: ReceivedMetrics, url: str) -> str:
+    """An HTML page of everything received, reloading itself every few seconds."""
+    data = received.as_json()
+    flags = _table(("app", "environment", "hour (UTC)", "flag", "yes", "no", "variants"),
+                   ((f["appName"], f["environment"], f["hour"], f["flag"], f["yes"], f["no"],
+                     ", ".join(f"{k}: {v}" for k, v in sorted(f["variants"].items())))
+                    for f in data["flags"]), "flags")
+    metrics = _table(("app", "metric", "type", "labels", "value"),
+                     ((m["appName"], m["name"], m["type"], _label_text(m["labels"]),
+                       _value_text(m)) for m in data["metrics"]), "metrics")
+    requests = _table(("time (UTC)", "app", "answer", "bytes", "problems"),
+                      ((r["at"], r["appName"], r["status"], r["bytes"],
+                        "; ".join(r["problems"]) or "none") for r in data["requests"][:50]),
+                      "requests")
+    accepted = f"{data['bodies_accepted']} bod{'y' if data['bodies_accepted'] == 1 else 'ies'}"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="{PAGE_REFRESH}">
+<title>impactagent receiver</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin-bottom: 2em; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; }}
+th {{ background: #f4f4f4; }} td.n {{ text-align: right; }}
+.bad {{ color: #a00; }}
+</style></head>
+<body>
+<h1>impactagent receiver</h1>
+<p>Send metrics to <code>{html.escape(url)}/api</code>. {accepted} accepted.
+Also as <a href="/api/received">JSON</a> and <a href="/metrics">Prometheus text</a>.
+This page reloads every {PAGE_REFRESH} s.</p>
+<h2>Flag counts</h2>{flags}
+<h2>Impact metrics</h2>{metrics}
+<h2>Last requests</h2>{requests}
+</body></html>
+"""
+
+
+def _table(headers: Iterable[str], rows: Iterable[Iterable[Any]], name: str) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(
+            f"<td class=n>{v}</td>" if isinstance(v, (int, float)) else
+            f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+        for row in rows)
+    return (f'<table id="{name}"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body or '<tr><td>nothing yet</td></tr>'}</tbody></table>")
+
+
+def _label_text(labels: Dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items())
+                     if k not in ("appName", "environment"))
+
+
+def _value_text(metric: Dict[str, Any]) -> str:
+    if metric["type"] != "histogram":
+        return _number(metric["value"])
+    return f"count {metric['count']}, sum {_number(metric['sum'])}"
+
+
+def _number(value: Any) -> str:
+    """A value for people: whole numbers whole, others to six significant digits (a sum of
+    float observations carries binary noise, ``1.89200000022538e-06``, that means nothing).
+
+    >>> [_number(v) for v in (3, 2.0, 0.1 + 0.2, 3.14159265, 1234567.5, 1.89200000022538e-06)]
+    ['3', '2', '0.3', '3.14159', '1234568', '1.892e-06']
+    """
+    number = float(value)
+    if not math.isfinite(number):
+        return str(number)
+    if number.is_integer():
+        return str(int(number))
+    if abs(number) < 1e-3:
+        return f"{number:.4g}"
+    decimals = max(0, 5 - math.floor(math.log10(abs(number))))
+    return f"{number:.{decimals}f}".rstrip("0").rstrip(".")

@@ -1,0 +1,329 @@
+"""A development receiver: ``POST /api/client/metrics`` on 127.0.0.1, answered as a real
+Unleash server answers, with every body checked strictly and shown as it aggregates.
+
+>>> from impactagent import Agent
+>>> with Receiver() as receiver:
+...     agent = Agent("shop", url=receiver.api_url, api_key="default:development.local")
+...     agent.record_flag("beta", True)
+...     agent.close().ok
+...     receiver.received.flags("shop")
+True
+{'beta': {'yes': 1, 'no': 0, 'variants': {}}}
+
+Answers, as a real server gives them:
+
+- 202 for a body it takes (also when a real server would silently drop part of it: the
+  problems are logged, shown on the page, and dropped here as there; ``strict=True``
+  answers 400 instead, so that tests fail loudly; it never refuses what a real server
+  stores whole, such as ``"bucket": null`` or a sample with ``labels: {}``);
+- 400 with a JSON reason for a body a server rejects (not JSON, NaN, a schema violation);
+  the rules are unleash-server 8.2.0's (:mod:`impactagent.core.validation`);
+- 401 without the configured token (when one is configured): see "The token" below;
+- 413 for a body over the limit (100 kB, the server's default JSON limit);
+- 400 for a ``Content-Length`` that is not one plain number, or a body shorter than it
+  (then the connection is closed: where the next request starts is unknown); 411 for a
+  body without a length (``Transfer-Encoding``);
+- 408 for a body that stops arriving: every read waits at most ``read_timeout`` seconds
+  (10 by default), and a connection idle that long is closed. Each connection has its own
+  thread, so a client that stalls (or a slowloris) never holds up the others.
+
+Views: ``GET /`` a page that reloads itself, ``GET /api/received`` JSON, ``GET /metrics``
+Prometheus text, or OpenMetrics when ``Accept`` asks for it. ``POST /api/client/register`` is
+accepted too (SDKs register first).
+
+The token. With ``token=`` (``impactagent receive --token``), every endpoint answers 401
+without it, the views as well as the POSTs: what an app sends may be worth a token to read.
+
+- ``POST /api/client/metrics`` and ``/api/client/register`` take it as an SDK sends it: the
+  whole ``Authorization`` header, as a real server does.
+- The views also take ``Authorization: Bearer <token>`` (what scrapers such as Prometheus'
+  ``authorization`` setting send), HTTP Basic with the token as the password (a browser asks
+  for it: the 401 says ``WWW-Authenticate: Basic``; any user name), and, for a link or a
+  bookmark, ``?token=<token>`` in the URL (the page's reloads keep it).
+
+Tokens are compared in constant time and never logged (a ``?token=`` is cut from the log).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Dict, List, Optional
+from urllib.parse import parse_qs
+
+from ..core._jsvalues import js_string
+from ..core.payload import environment_from_token
+from ..core.validation import MAX_BODY, REJECTED, check_document, parse_body
+from .received import ReceivedMetrics, Request
+from .received_exposition import exposition
+from .received_views import page
+
+logger = logging.getLogger("impactagent.devtools.receiver")
+
+#: Bodies over the limit are still read up to this size before the 413, so that the client
+#: reads the answer rather than a reset.
+DRAIN_LIMIT = 16 * 1024 * 1024
+#: Seconds a connection may wait for the next bytes of a request before it is closed.
+READ_TIMEOUT = 10.0
+_DIGITS = re.compile(r"[0-9]+")
+
+
+class Receiver:
+    """The receiver's HTTP server, run on a daemon thread; a context manager."""
+
+    def __init__(self, *, port: int = 0, host: str = "127.0.0.1", token: Optional[str] = None,
+                 max_body: int = MAX_BODY, strict: bool = False,
+                 read_timeout: float = READ_TIMEOUT) -> None:
+        self.host = host
+        self.port = port
+        self.token = token
+        self.max_body = max_body
+        self.strict = strict
+        self.read_timeout = read_timeout
+        self.received = ReceivedMetrics()
+        self._server: Optional[ThreadingHTTPServer] = None
+        self._thread: Optional[threading.Thread] = None
+
+    # -- running ------------------------------------------------------------------------------
+
+    def start(self) -> Receiver:
+        """Start serving (idempotent); port 0 picks a free port."""
+        if self._server is None:
+            # ``timeout`` is the socket timeout of each connection, reads and writes.
+            handler = type("Handler", (_Handler,), {"receiver": self,
+                                                    "timeout": self.read_timeout})
+            self._server = ThreadingHTTPServer((self.host, self.port), handler)
+            self._server.daemon_threads = True
+            self.port = self._server.server_address[1]
+            self._thread = threading.Thread(target=self._server.serve_forever,
+                                            kwargs={"poll_interval": 0.1},
+                                            name="impactagent-receiver", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            if self._thread is not None:
+                self._thread.join(5)
+            self._server = self._thread = None
+
+    def __enter__(self) -> Receiver:
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``: the page; the views are under it."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        """The ``url`` to give an agent (or any Unleash SDK)."""
+        return self.url + "/api"
+
+    # -- for tests ----------------------------------------------------------------------------
+
+    def totals(self, app_name: Optional[str] = None) -> Dict[str, Any]:
+        """What was received (of one app, if given): ``flags``, ``counters``, ``gauges`` and
+        ``histograms``, each series keyed by ``(metric name, frozenset of labels)``."""
+        return self.received.totals(app_name)
+
+    def problems(self) -> list:
+        """Every problem found in the logged bodies, as text (empty: all bodies were clean).
+
+        Safe to call while bodies arrive (a copy taken under the receiver's lock)."""
+        return self.received.problems()
+
+    def wait_for(self, predicate: Callable[[Receiver], bool], timeout: float = 10.0) -> bool:
+        """Poll ``predicate(self)`` until true or ``timeout`` seconds pass (bounded)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self):
+                return True
+            time.sleep(0.02)
+        return predicate(self)
+
+    # -- one metrics POST ---------------------------------------------------------------------
+
+    def allows(self, authorization: Optional[str], *, view: bool = False,
+               query: str = "") -> bool:
+        """True when no token is configured or the request carries it (see the module):
+        the whole ``Authorization`` header; for a view (``view=True``) also a Bearer or Basic
+        ``Authorization``, or ``token=`` in the ``query`` string."""
+        if self.token is None:
+            return True
+        offered = [authorization or ""]
+        if view:
+            offered += [_bearer(authorization), _basic_password(authorization),
+                        *parse_qs(query).get("token", [])]
+        expected = self.token.encode()
+        # Every candidate is compared (no early exit): the answer's timing says nothing.
+        matches = [hmac.compare_digest(candidate.encode(), expected) for candidate in offered]
+        return any(matches)
+
+    def answer_metrics(self, body: bytes, authorization: Optional[str]
+                       ) -> tuple[int, Dict[str, Any]]:
+        """Decide the answer to one body: ``(status, JSON answer)``; aggregate it if taken."""
+        if not self.allows(authorization):
+            return 401, {"error": "a valid client token is required in Authorization"}
+        document, problems = parse_body(body)
+        if document is not None:
+            problems = check_document(document)
+        app = js_string(document.get("appName", "?")) if document else "?"
+        rejected = any(p.outcome == REJECTED for p in problems)
+        status = 400 if rejected or (self.strict and problems) else 202
+        if status == 202 and document is not None:
+            environment = environment_from_token(authorization,
+                                                 document.get("environment") or "default")
+            # What the server's registry refuses depends on earlier bodies: known only now.
+            problems += self.received.add(document, environment, problems)
+        texts = [str(p) for p in problems]
+        self.received.note(Request(time.time(), app, status, len(body), texts))
+        if texts:
+            logger.warning("impactagent receiver: body from %r answered %d: %s", app, status,
+                           "; ".join(texts))
+        if status == 400:
+            return 400, {"error": "invalid metrics body", "problems": texts}
+        return 202, {"problems": texts} if texts else {}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    receiver: Receiver
+    protocol_version = "HTTP/1.1"
+    server_version = "impactagent-receiver"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s %s", self.address_string(), _TOKEN_QUERY.sub(r"\1token=[REDACTED]",
+                                                                       format % args))
+
+    def _allowed(self, *, view: bool) -> bool:
+        """The token check every route goes through; answers 401 itself when it fails."""
+        _, _, query = self.path.partition("?")
+        if self.receiver.allows(self.headers.get("Authorization"), view=view, query=query):
+            return True
+        self._json(401, {"error": "a valid token is required in Authorization"
+                         + (" (or ?token=)" if view else "")},
+                   {"WWW-Authenticate": 'Basic realm="impactagent receiver"'} if view else None)
+        return False
+
+    def do_POST(self) -> None:
+        path = self.path.split("?")[0]
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True  # the body that follows is not ours to parse
+            return self._json(411, {"error": "a Content-Length is required "
+                                             "(Transfer-Encoding is not supported)"})
+        length = _content_length(self.headers.get_all("Content-Length") or [])
+        if length is None:
+            self.close_connection = True  # where this body ends, and the next request
+            return self._json(400, {"error": "invalid Content-Length: "  # starts, is unknown
+                                             f"{self.headers.get_all('Content-Length')}"})
+        try:
+            body = self.rfile.read(min(length, DRAIN_LIMIT))
+        except TimeoutError:
+            self.close_connection = True
+            return self._json(408, {"error": f"the body did not arrive within "
+                                             f"{self.receiver.read_timeout} s"})
+        if len(body) < min(length, DRAIN_LIMIT):
+            self.close_connection = True  # the client closed its side early
+            return self._json(400, {"error": f"body shorter than its Content-Length: "
+                                             f"{len(body)} of {length} bytes"})
+        if length > self.receiver.max_body:
+            # The body was read (and dropped): a client still sending when the answer comes
+            # would see a reset instead of the 413. Past the drain limit, hang up.
+            self.close_connection = length > DRAIN_LIMIT
+            return self._json(413, {"error": f"request entity too large: {length} bytes, "
+                                             f"limit {self.receiver.max_body}"})
+        if not self._allowed(view=False):
+            return None
+        if path == "/api/client/metrics":
+            status, answer = self.receiver.answer_metrics(
+                body, self.headers.get("Authorization"))
+            return self._json(status, answer)
+        if path == "/api/client/register":
+            return self._json(202, {})
+        self._json(404, {"error": f"no such endpoint: POST {path}"})
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0]
+        received = self.receiver.received
+        if not self._allowed(view=True):
+            return None
+        if path in ("/", "/index.html"):
+            return self._send(200, page(received, self.receiver.url).encode(),
+                              "text/html; charset=utf-8")
+        if path == "/api/received":
+            return self._json(200, received.as_json())
+        if path == "/metrics":
+            # The text format, or OpenMetrics when Accept asks for it (as prometheus_client).
+            return self._send(200, *exposition(received, self.headers.get("Accept")))
+        self._json(404, {"error": f"no such page: {path}"})
+
+    def _json(self, status: int, answer: Dict[str, Any],
+              headers: Optional[Dict[str, str]] = None) -> None:
+        body = json.dumps(answer).encode() if answer or status != 202 else b""
+        self._send(status, body, "application/json", headers)
+
+    def _send(self, status: int, body: bytes, content_type: str,
+              headers: Optional[Dict[str, str]] = None) -> None:
+        try:
+            self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:  # the client is gone (reset, closed, timed out): nobody to answer
+            self.close_connection = True
+
+
+_TOKEN_QUERY = re.compile(r"([?&])token=[^&\s]*")
+
+
+def _bearer(authorization: Optional[str]) -> str:
+    """The token of ``Bearer <token>``, else ""."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _basic_password(authorization: Optional[str]) -> str:
+    """The password of ``Basic base64(user:password)`` (what a browser sends), else ""."""
+    scheme, _, encoded = (authorization or "").partition(" ")
+    if scheme.lower() != "basic":
+        return ""
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    return decoded.partition(":")[2]
+
+
+def _content_length(values: List[str]) -> Optional[int]:
+    """The request's body length; None unless every ``Content-Length`` is the same plain
+    decimal number (not ``-1``, ``1e3``, ``+5`` or two different values). None given: 0."""
+    lengths = {value.strip() for value in values}
+    if not lengths:
+        return 0
+    if len(lengths) != 1:
+        return None
+    (length,) = lengths
+    if not _DIGITS.fullmatch(length):
+        return None
+    digits = length.lstrip("0") or "0"
+    # Past any limit anyway; int() of thousands of digits would itself be refused.
+    return int(digits) if len(digits) <= 18 else 10 ** 18

@@ -1,0 +1,35 @@
+"""An OpenFeature hook that counts every flag evaluation for Unleash and notes its state.
+
+>>> from openfeature import api
+>>> from impactagent import Agent
+>>> api.add_hooks([ImpactHook(Agent("shop"))])  # doctest: +SKIP
+
+Whatever provider answers (Unleash, flagd, in-memory), each evaluation that completes is
+counted as yes or no with its variant, and noted in the request's flag scope so that metrics
+labelled by the flag see it. Evaluations that end in an error (the default value was
+returned, nothing was decided) are not counted. Needs ``pip install openfeature-sdk``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openfeature.flag_evaluation import Reason
+from openfeature.hook import Hook
+
+
+class ImpactHook(Hook):
+    """Counts evaluations on an :class:`impactagent.Agent`."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+
+    def after(self, hook_context: Any, details: Any, hints: Any) -> None:
+        if details.error_code is not None:
+            return
+        value = details.value
+        # A boolean flag's value is its answer; for the other types, the flag was on unless
+        # the provider says it was disabled.
+        enabled = value if isinstance(value, bool) else details.reason != Reason.DISABLED
+        variant = details.variant if isinstance(details.variant, str) else None
+        self.agent.count_evaluation(details.flag_key, enabled, variant)

@@ -1,0 +1,44 @@
+"""Impact metrics beside an existing ``UnleashClient``, without counting its flags twice.
+
+The Unleash Python SDK already counts every ``is_enabled`` and ``get_variant`` and sends
+those counts itself. Wrap the client, and each evaluation is also noted in the request's
+flag scope, so impactagent's metrics labelled by that flag see it; impactagent does *not*
+count it again (its bucket stays empty unless you record flags yourself).
+
+.. code-block:: python
+
+    unleash = FlagAwareClient(UnleashClient(url, "shop", custom_headers=...))
+    if unleash.is_enabled("new-checkout", {"userId": user.id}):
+        ...
+
+Every other attribute is the wrapped client's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from ..core.flag_context import flag_state, note_flag
+from ..core.flag_decorator import evaluation
+
+
+class FlagAwareClient:
+    """Delegates to an ``UnleashClient`` and notes each answer in the flag scope."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def is_enabled(self, feature_name: str, context: Optional[dict] = None,
+                   fallback_function: Optional[Callable[..., bool]] = None) -> bool:
+        enabled = self.client.is_enabled(feature_name, context,
+                                         fallback_function=fallback_function)
+        note_flag(feature_name, flag_state(bool(enabled)))
+        return enabled
+
+    def get_variant(self, feature_name: str, context: Optional[dict] = None) -> dict:
+        variant = self.client.get_variant(feature_name, context)
+        note_flag(feature_name, flag_state(*evaluation(variant)))
+        return variant
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)

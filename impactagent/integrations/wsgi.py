@@ -1,0 +1,110 @@
+"""A WSGI middleware that counts and times every request, and scopes its flags.
+
+>>> from impactagent import Agent
+>>> def app(environ, start_response):
+...     start_response("200 OK", [("Content-Type", "text/plain")])
+...     return [b"hello"]
+>>> agent = Agent("shop")
+>>> app = ImpactMiddleware(app, agent)
+
+The route label is the matched route *template*, which only the framework knows. Flask and
+Django put it in the WSGI environ with one hook (see ``examples/``); any app can set
+``environ["impactagent.route"]``, or pass ``route=lambda environ: ...``. Without either,
+requests are labelled ``unmatched`` rather than by raw path, which would grow a series per
+URL.
+
+Each request runs in its own flag scope (:mod:`impactagent.core.flag_context`), so metrics
+labelled by flags see the flags decided in this request, and nothing from the one before.
+The duration runs until the server closes the response, so streamed bodies count in full;
+a body the app returns whole (a list) is recorded at once and passed on untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence
+
+from ..core.flag_context import close_scope, open_scope
+from .http_metrics import HTTP_BUCKETS, ROUTE_KEY, HttpMetrics
+
+_perf_counter = time.perf_counter
+
+
+class ImpactMiddleware:
+    """Wrap a WSGI app: ``app.wsgi_app = ImpactMiddleware(app.wsgi_app, agent)``."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], agent: Any, *,
+                 route: Optional[Callable[[dict], Optional[str]]] = None,
+                 flags: Sequence[str] = (), buckets: Sequence[float] = HTTP_BUCKETS,
+                 prefix: str = "http_server") -> None:
+        self.app = app
+        self.route = route
+        self.metrics = HttpMetrics(agent, prefix=prefix, buckets=buckets, flags=flags)
+
+    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start = _perf_counter()
+        token = open_scope()
+        status: List[int] = [500]
+
+        def recording_start_response(status_line: str, headers: Any, exc_info: Any = None
+                                     ) -> Any:
+            status[0] = int(status_line[:3])
+            return start_response(status_line, headers, exc_info)
+
+        try:
+            body = self.app(environ, recording_start_response)
+        except BaseException:
+            self._record(environ, 500, start, token)
+            raise
+        if body.__class__ is list or body.__class__ is tuple:
+            # Already whole: nothing left to stream, so the request is over. Returned as is,
+            # the server still sees a sized body (and can send Content-Length for it).
+            self._record(environ, status[0], start, token)
+            return body
+        return _Response(body, self, environ, status, start, token)
+
+    def _record(self, environ: dict, status: int, start: float, token: Any) -> None:
+        route = environ.get(ROUTE_KEY)
+        if route is None and self.route is not None:
+            route = self.route(environ)
+        try:
+            self.metrics.record(environ.get("REQUEST_METHOD", ""), route, status,
+                                _perf_counter() - start)
+        finally:
+            # A server that closes the body from another context: nothing there to undo.
+            with contextlib.suppress(ValueError):
+                close_scope(token)
+
+
+class _Response:
+    """The app's body, passed through; the request is recorded when the server closes it."""
+
+    __slots__ = ("_body", "_environ", "_middleware", "_recorded", "_start", "_status",
+                 "_token")
+
+    def __init__(self, body: Iterable[bytes], middleware: ImpactMiddleware, environ: dict,
+                 status: List[int], start: float, token: Any) -> None:
+        self._body = body
+        self._middleware = middleware
+        self._environ = environ
+        self._status = status
+        self._start = start
+        self._token = token
+        self._recorded = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if not self._recorded:
+                self._recorded = True
+                # An exception while streaming means the client did not get a whole answer.
+                status = 500 if sys.exc_info()[0] is not None else self._status[0]
+                self._middleware._record(self._environ, status, self._start, self._token)

@@ -1,0 +1,198 @@
+"""The package's layers, as drawn in docs/architecture.md, held by reading every import.
+
+Each module belongs to one layer, by its folder; a module may import from its own layer and
+the layers below it, never from a layer above. ``impactagent/__init__.py`` (the names the
+README uses) and ``_version`` stand apart: the facade may import any layer it re-exports,
+and anyone may read the version. The recording core never imports what does I/O, so that
+recording cannot block on the network or the disk.
+
+A second rule keeps the seams public: no module reads another module's private attribute
+(``thing._name`` where ``_name`` is not defined in the module that reads it), tests included.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Set, Tuple
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "impactagent"
+
+#: Lowest first. A module's layer is the first prefix that matches its dotted name.
+LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
+    ("core", ("impactagent.core",)),
+    ("delivery", ("impactagent.delivery",)),
+    ("agent", ("impactagent.agent",)),
+    ("integrations", ("impactagent.integrations",)),
+    ("devtools", ("impactagent.devtools",)),
+    ("admin", ("impactagent.admin",)),
+    ("cli", ("impactagent.cli", "impactagent.__main__")),
+]
+ANYONE_MAY_IMPORT = {"impactagent._version"}
+FACADE = "impactagent"
+#: What the core may not import: it runs on the app's hot path and never waits on I/O.
+NOT_IN_CORE = ("requests", "urllib3", "tenacity", "socket", "http", "urllib.request",
+               "impactagent.delivery")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer_of(module: str) -> Optional[int]:
+    for rank, (_, prefixes) in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return rank
+    return None
+
+
+def modules() -> Dict[str, Path]:
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imports_of(path: Path, known: Set[str]) -> Iterator[Tuple[int, str]]:
+    """(line, imported module) for every import in ``path``, relative ones resolved; for
+    ``from package import name`` the module ``package.name`` when that is a module."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - (node.level - 1)]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            for alias in node.names:
+                candidate = f"{source}.{alias.name}"
+                yield node.lineno, candidate if candidate in known else source
+
+
+def test_every_module_has_a_layer():
+    unplaced = [m for m in modules() if layer_of(m) is None
+                and m not in ANYONE_MAY_IMPORT | {FACADE}]
+    assert not unplaced, f"modules outside every layer (see docs/architecture.md): {unplaced}"
+
+
+def test_no_import_runs_against_the_layers():
+    known = set(modules())
+    wrong = []
+    for name, path in modules().items():
+        rank = layer_of(name)
+        if rank is None:
+            continue  # the facade and the version: see the module docstring
+        for line, target in imports_of(path, known):
+            if not (target == FACADE or target.startswith(FACADE + ".")):
+                continue
+            if target == FACADE:
+                wrong.append(f"{path.relative_to(ROOT)}:{line} imports the package facade")
+                continue
+            if target in ANYONE_MAY_IMPORT:
+                continue
+            target_rank = layer_of(target)
+            if target_rank is not None and target_rank > rank:
+                wrong.append(f"{path.relative_to(ROOT)}:{line} ({LAYERS[rank][0]}) imports "
+                             f"{target} ({LAYERS[target_rank][0]}, a layer above)")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_core_does_no_io():
+    known = set(modules())
+    wrong = [f"{path.relative_to(ROOT)}:{line} imports {target}"
+             for name, path in modules().items() if layer_of(name) == 0
+             for line, target in imports_of(path, known)
+             if any(target == n or target.startswith(n + ".") for n in NOT_IN_CORE)]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_layer_test_sees_a_wrong_import(tmp_path):
+    # The checker itself, on a planted module: the core importing delivery is refused.
+    planted = PACKAGE / "core" / "_planted_for_the_layer_test.py"
+    planted.write_text("from ..delivery.transport import Transport\n")
+    try:
+        with pytest.raises(AssertionError, match=r"_planted_for_the_layer_test\.py:1"):
+            test_no_import_runs_against_the_layers()
+    finally:
+        planted.unlink()
+
+
+# -- no private reach-ins ------------------------------------------------------------------
+
+#: Private names of other libraries that the code uses on purpose, each for a stated reason.
+FOREIGN_PRIVATE = {
+    "_exit",             # os._exit: how a forked child or a killed process ends, by design
+    "_replace",          # NamedTuple._replace: public API despite the underscore
+    "_asdict",           # NamedTuple._asdict: likewise
+    "_run_exitfuncs",    # atexit: the model test runs exactly what a normal exit runs
+}
+
+
+def defined_private_names(tree: ast.AST) -> Set[str]:
+    """Private names a module defines: functions, classes, attributes it assigns."""
+    names: Set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+    return {n for n in names if n.startswith("_")}
+
+
+def inherited(value: ast.expr) -> bool:
+    """``self._x``, ``cls._x``, ``super()._x``: the object's own members, inherited or not."""
+    return (isinstance(value, ast.Name) and value.id in ("self", "cls")) or (
+        isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
+        and value.func.id == "super")
+
+
+def private_reach_ins(path: Path, root: Path = ROOT) -> List[str]:
+    tree = ast.parse(path.read_text())
+    own = defined_private_names(tree) | FOREIGN_PRIVATE
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            attr = node.attr
+            if not attr.startswith("_") or attr.startswith("__") or attr in own:
+                continue
+            if inherited(node.value):
+                continue  # a class's own protected members, wherever its bases are written
+            found.append(f"{path.relative_to(root)}:{node.lineno} reads {ast.unparse(node)}")
+        elif (isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                ("impactagent", "tests", "benchmarks"))) or (
+                isinstance(node, ast.ImportFrom) and node.level):
+            for alias in node.names:
+                # A module's own private helpers may be imported by its layer's modules
+                # only when the module itself is private (a leading underscore).
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    found.append(f"{path.relative_to(root)}:{node.lineno} imports private "
+                                 f"{alias.name} from {node.module}")
+    return found
+
+
+def checked_files() -> List[Path]:
+    return [p for folder in ("impactagent", "tests", "benchmarks", "examples")
+            for p in sorted((ROOT / folder).rglob("*.py")) if "node_modules" not in p.parts]
+
+
+def test_no_module_reads_another_modules_private_attributes():
+    found = [line for path in checked_files() for line in private_reach_ins(path)]
+    assert not found, ("private attributes read across modules (give the seam a public "
+                       "name):\n" + "\n".join(found))
+
+
+def test_the_reach_in_check_sees_one(tmp_path):
+    planted = tmp_path / "planted.py"
+    planted.write_text("class A:\n    def __init__(self):\n        self._mine = 1\n\n"
+                       "def f(agent, a):\n    return agent._recorder, a._mine\n")
+    assert private_reach_ins(planted, tmp_path) == ["planted.py:6 reads agent._recorder"]
