@@ -18,7 +18,8 @@ import yaml
 from impactagent.core.validation import check_document, notes
 
 OPENAPI = Path(__file__).parent / "data" / "client-metrics.openapi.yaml"
-SHIPPED = Path(__file__).parents[1] / "impactagent" / "schemas" / "client-metrics.schema.json"
+SHIPPED = (Path(__file__).parents[1] / "impactagent" / "devtools" / "schemas"
+           / "client-metrics.schema.json")
 
 
 def _rewrite_refs(node: Any) -> Any:

@@ -196,3 +196,18 @@ def test_the_reach_in_check_sees_one(tmp_path):
     planted.write_text("class A:\n    def __init__(self):\n        self._mine = 1\n\n"
                        "def f(agent, a):\n    return agent._recorder, a._mine\n")
     assert private_reach_ins(planted, tmp_path) == ["planted.py:6 reads agent._recorder"]
+
+
+def test_the_picture_in_docs_architecture_matches_the_folders_and_the_rule():
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    picture = text.split("```")[1]
+    drawn = [line.split()[0] for line in picture.splitlines()
+             if line.startswith("  ") and line.split()[0].endswith(("/", ".py"))]
+    layers_in_order = [entry for entry in drawn if entry != "__init__.py"]
+    expected = [prefixes[0].removeprefix("impactagent.") + ("/" if (PACKAGE / prefixes[0]
+                .removeprefix("impactagent.")).is_dir() else ".py")
+                for _, prefixes in LAYERS]
+    assert layers_in_order == expected, "the picture's order is not the layer test's"
+    folders = sorted(p.name + "/" for p in PACKAGE.iterdir()
+                     if p.is_dir() and (p / "__init__.py").exists())
+    assert sorted(e for e in drawn if e.endswith("/")) == folders

@@ -18,10 +18,13 @@ framework runs it in, so metrics labelled by flags see what this request decided
 from __future__ import annotations
 
 import time
-from typing import Any, Awaitable, Callable, MutableMapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, MutableMapping, Optional, Sequence
 
 from ..core.flag_context import close_scope, open_scope
 from .http_metrics import HTTP_BUCKETS, ROUTE_KEY, HttpMetrics
+
+if TYPE_CHECKING:  # the agent is imported to type the seam, not to run it
+    from ..agent import Agent
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -36,7 +39,7 @@ class ImpactMiddleware:
     """Wrap an ASGI app: ``app = ImpactMiddleware(app, agent)``, or with Starlette and
     FastAPI ``app.add_middleware(ImpactMiddleware, agent=agent)``."""
 
-    def __init__(self, app: ASGIApp, agent: Any, *,
+    def __init__(self, app: ASGIApp, agent: Agent, *,
                  route: Optional[Callable[[Scope], Optional[str]]] = None,
                  flags: Sequence[str] = (), buckets: Sequence[float] = HTTP_BUCKETS,
                  prefix: str = "http_server") -> None:

@@ -14,9 +14,12 @@ Both can also carry flag labels (``flags=``), filled from the request's flag sco
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 from ..core.flag_context import state_of
+
+if TYPE_CHECKING:  # the agent is imported to type the seam, not to run it
+    from ..agent import Agent
 
 #: Where an app or framework hook puts the matched route template for the middleware:
 #: ``environ[ROUTE_KEY]`` in WSGI, ``scope[ROUTE_KEY]`` in ASGI.
@@ -35,7 +38,7 @@ _LABELS = ("method", "route", "status_class")
 class HttpMetrics:
     """Defines the request metrics on an agent and records one request at a time."""
 
-    def __init__(self, agent: Any, *, prefix: str = "http_server",
+    def __init__(self, agent: Agent, *, prefix: str = "http_server",
                  buckets: Sequence[float] = HTTP_BUCKETS, flags: Sequence[str] = ()) -> None:
         self.requests = agent.counter(f"{prefix}_requests_total", "HTTP requests served",
                                       labels=_LABELS, flags=flags)

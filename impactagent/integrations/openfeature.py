@@ -12,16 +12,19 @@ returned, nothing was decided) are not counted. Needs ``pip install openfeature-
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openfeature.flag_evaluation import Reason
 from openfeature.hook import Hook
+
+if TYPE_CHECKING:  # the agent is imported to type the seam, not to run it
+    from ..agent import Agent
 
 
 class ImpactHook(Hook):
     """Counts evaluations on an :class:`impactagent.Agent`."""
 
-    def __init__(self, agent: Any) -> None:
+    def __init__(self, agent: Agent) -> None:
         self.agent = agent
 
     def after(self, hook_context: Any, details: Any, hints: Any) -> None:

@@ -24,10 +24,13 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional, Sequence
 
 from ..core.flag_context import close_scope, open_scope
 from .http_metrics import HTTP_BUCKETS, ROUTE_KEY, HttpMetrics
+
+if TYPE_CHECKING:  # the agent is imported to type the seam, not to run it
+    from ..agent import Agent
 
 _perf_counter = time.perf_counter
 
@@ -35,7 +38,7 @@ _perf_counter = time.perf_counter
 class ImpactMiddleware:
     """Wrap a WSGI app: ``app.wsgi_app = ImpactMiddleware(app.wsgi_app, agent)``."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], agent: Any, *,
+    def __init__(self, app: Callable[..., Iterable[bytes]], agent: Agent, *,
                  route: Optional[Callable[[dict], Optional[str]]] = None,
                  flags: Sequence[str] = (), buckets: Sequence[float] = HTTP_BUCKETS,
                  prefix: str = "http_server") -> None:
