@@ -52,6 +52,8 @@ def run(quick: bool, parts: Tuple[str, ...] = PARTS) -> Dict[str, Any]:
         began = time.perf_counter()
         print(f"running {part} ...", file=sys.stderr, flush=True)
         results[part] = runners[part]()
+        if part == "memory":
+            results["memory_breakdown"] = memory.series_breakdown()
         results["seconds"][part] = time.perf_counter() - began
     results["elapsed_seconds"] = time.perf_counter() - started
     return results
@@ -70,9 +72,13 @@ def targets(results: Dict[str, Any]) -> List[Tuple[str, str, Optional[bool]]]:
             found.append((f"{row['threads']} threads, {row['operation']}: ops/s >= "
                           f"{row['target']:g}x prometheus_client, every total exact",
                           f"{row['ratio']:.2f}x", row["met"]))
+    breakdown = results.get("memory_breakdown", {})
+    cause = "; cause, per series: " + ", ".join(
+        f"{part} {size:.0f} B" for part, size in breakdown.items() if part != "total")
     for row in results.get("memory", []):
         found.append((f"{row['operation']} <= {row['target_bytes']} B",
-                      f"{row['ours']['median']:.0f} B", row["met"]))
+                      f"{row['ours']['median']:.0f} B"
+                      + (cause if breakdown and not row["met"] else ""), row["met"]))
     for row in results.get("collect", []):
         if row["series"] == 10_000 and row["default_switch_interval"]:
             found.append((f"collect + build_payloads of 10,000 series < {collect.TARGET_MS:g} ms",
@@ -82,7 +88,9 @@ def targets(results: Dict[str, Any]) -> List[Tuple[str, str, Optional[bool]]]:
             found.append((f"recorder's longest pause while {row['series']:,} series are "
                           f"collected and encoded <= {collect.PAUSE_TARGET_FACTOR:g}x the GIL "
                           "control", f"{row['pause_collect_ms']['median']:.2f} ms (control "
-                          f"{row['pause_gil_control_ms']['median']:.2f} ms)", row["met_pause"]))
+                          f"{row['pause_gil_control_ms']['median']:.2f} ms)"
+                          + ("" if row["met_pause"] else
+                             f"; cause: {collect.pause_causes(row)}"), row["met_pause"]))
     if "web" in results:
         found.append((f"web throughput, agent on >= {web.TARGET}x agent off",
                       f"{results['web']['ratio_on_off']:.3f}x", results["web"]["met"]))

@@ -25,6 +25,7 @@ side.
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
@@ -119,7 +120,7 @@ def pauses(agent: impactagent.Agent, children: List[Any], work: float) -> Dict[s
     """
     window = max(work, 0.02)
     record_all(children)
-    recorder = Recorder(children, seconds=6 * window + 0.5)
+    recorder = Recorder(children, seconds=10 * window + 0.5)
     recorder.start()
     recorder.running.wait(5)
     time.sleep(window)  # the recorder is in its loop
@@ -135,12 +136,28 @@ def pauses(agent: impactagent.Agent, children: List[Any], work: float) -> Dict[s
     collect = timed(lambda: agent.build_payloads(agent.collect()))
     time.sleep(window)
     control = timed(lambda: busy(collect[1] - collect[0]))
+    # Where a collect's pause comes from: the same work with the cyclic GC held off and the
+    # bodies kept (what is left is the agent's own code), then freeing those bodies alone.
+    time.sleep(window)
+    record_all(children)  # the collect above took every delta: give the next one as many
+    kept: List[Any] = []
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        bare = timed(lambda: kept.append(agent.build_payloads(agent.collect())))
+    finally:
+        if was_enabled:
+            gc.enable()
+    time.sleep(window)
+    freeing = timed(kept.clear)
     recorder.join(timeout=30)
     # Idle: only gaps wholly inside the window; one that began before it is the main
     # thread's waking up, not the recorder's own.
     return {"idle": recorder.longest(*idle, inside=True),
             "collect": recorder.longest(*collect),
             "gil_control": recorder.longest(*control),
+            "collect_without_gc_or_free": recorder.longest(*bare),
+            "free_bodies": recorder.longest(*freeing),
             "collect_window": collect[1] - collect[0]}
 
 
@@ -157,7 +174,8 @@ def collect_rows(quick: bool = False, sizes: Sequence[int] = SIZES) -> List[Dict
         record_all(children)
         agent.collect()  # the first collect pays one-off costs; it is not measured
         took: Dict[str, List[float]] = {"collect": [], "build": [], "total": []}
-        gaps: Dict[str, List[float]] = {"idle": [], "collect": [], "gil_control": []}
+        gaps: Dict[str, List[float]] = {"idle": [], "collect": [], "gil_control": [],
+                                        "collect_without_gc_or_free": [], "free_bodies": []}
         bodies = 0
         try:
             sys.setswitchinterval(switch or default_switch)
@@ -193,6 +211,14 @@ def _ms(result: Optional[Dict[str, Any]], digits: int = 1) -> str:
     if result is None:
         return ""
     return f"{result['median']:.{digits}f} ({result['min']:.{digits}f}-{result['max']:.{digits}f})"
+
+
+def pause_causes(row: Dict[str, Any]) -> str:
+    """Where a collect's pause goes, from the two extra windows of :func:`pauses`."""
+    return (f"without the cyclic GC and without freeing the bodies "
+            f"{row['pause_collect_without_gc_or_free_ms']['median']:.2f} ms; freeing the "
+            f"bodies alone {row['pause_free_bodies_ms']['median']:.2f} ms; the rest is the "
+            "cyclic GC that the window's objects set off")
 
 
 def table(rows: List[Dict[str, Any]]) -> str:
