@@ -21,6 +21,7 @@ from .core.snapshot import Snapshot
 from .delivery.delivery import FlushResult
 from .delivery.lifecycle import Lifecycle
 from .delivery.settings import Settings
+from .delivery.transport_api import Sender
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound=MetricFamily)
@@ -63,6 +64,7 @@ class Agent:
         max_payload_bytes: int = DEFAULT_MAX_BYTES,
         handle_sigterm: bool = True,
         register: bool = True,
+        transport: Optional[Sender] = None,
     ) -> None:
         self.settings = Settings(
             app_name=app_name, environment=environment, url=url, api_key=api_key,
@@ -79,7 +81,9 @@ class Agent:
         self._flags = self.recorder.flags  # record_flag's one hop to the counts
         self._charts: Dict[str, ChartConfig] = {}
         #: The delivery side: transport, spool, flusher, and the start/close/fork hooks.
-        self.lifecycle = Lifecycle(self.settings, self.recorder)
+        #: ``transport=`` replaces the default HTTP transport (anything with
+        #: ``post(body, timeout) -> Outcome``; see impactagent.delivery.transport_api).
+        self.lifecycle = Lifecycle(self.settings, self.recorder, transport)
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> Agent:
@@ -280,7 +284,7 @@ class Agent:
         self.lifecycle.after_fork_in_child()
 
     def __enter__(self) -> Agent:
-        return self.start() if self.settings.url is not None else self
+        return self.start() if self.lifecycle.delivery is not None else self
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
