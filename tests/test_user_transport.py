@@ -172,3 +172,34 @@ def test_the_default_transport_is_http_and_satisfies_the_protocol():
     assert isinstance(transport, HttpTransport)
     assert isinstance(transport, impactagent.delivery.transport.Transport)
     assert agent.statistics()["delivery"]["registration"]["enabled"] is True
+
+
+class Registering(ForkAware):
+    """Every hook, registration included: used as it is, and the agent registers through it."""
+
+    metrics_url = "registering-transport"
+    register_url = "registering-transport/register"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.registrations: List[bytes] = []
+
+    def register(self, body: bytes, timeout: float) -> Outcome:
+        self.registrations.append(body)
+        return Outcome(DELIVERED, 202)
+
+
+def test_a_user_transport_with_register_gets_the_registration():
+    sink = Registering()
+    agent = impactagent.Agent("shop", transport=sink, flush_interval=60).start()
+    assert agent.lifecycle.delivery.transport is sink  # complete: not wrapped
+    for _ in range(500):  # the flusher registers first thing (bounded wait)
+        if sink.registrations:
+            break
+        threading.Event().wait(0.01)
+    agent.counter("jobs_total", "Jobs").inc(2)
+    assert agent.close(timeout=5).ok
+    assert [json.loads(b)["connectionId"] for b in sink.registrations] == [
+        agent.identity.connection_id]
+    assert agent.statistics()["delivery"]["registration"]["registered"] is True
+    assert sink.counter_total("jobs_total") == 2 and sink.closed == 1
