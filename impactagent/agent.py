@@ -8,23 +8,35 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TypeVar, Union
 
-from .core._family import DEFAULT_MAX_SERIES, MetricFamily
+from .core._family import MetricFamily
 from .core.charts import Chart, ChartConfig
 from .core.counter import Counter
 from .core.flag_decorator import flag_decorator
-from .core.flags import DEFAULT_MAX_FLAGS
 from .core.gauge import Gauge
 from .core.histogram import DEFAULT_BUCKETS, Histogram
-from .core.payload import DEFAULT_MAX_BYTES, Identity, Payload, build_payloads
+from .core.payload import Identity, Payload, build_payloads
 from .core.recorder import Recorder
 from .core.snapshot import Snapshot
 from .delivery.delivery import FlushResult
 from .delivery.lifecycle import Lifecycle
 from .delivery.settings import Settings
+from .delivery.transport_api import Sender
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound=MetricFamily)
 Charts = Union[Chart, Sequence[Chart], None]
+
+
+class _Unset:
+    """The default of every setting keyword of :class:`Agent`: "not given, use Settings'"."""
+
+    def __repr__(self) -> str:
+        return "<from Settings>"
+
+
+#: Typed ``Any`` so that each keyword keeps its own type for mypy and IDEs.
+UNSET: Any = _Unset()
+_SETTING_NAMES = frozenset(field.name for field in dataclasses.fields(Settings))
 
 
 class Agent:
@@ -44,49 +56,62 @@ class Agent:
 
     def __init__(
         self,
-        app_name: str,
-        environment: str = "default",
+        app_name: str = UNSET,
+        environment: str = UNSET,
         *,
-        url: Optional[str] = None,
-        api_key: Optional[str] = None,
-        instance_id: Optional[str] = None,
-        flush_interval: float = 60.0,
-        request_timeout: float = 10.0,
-        shutdown_timeout: float = 5.0,
-        headers: Optional[Mapping[str, str]] = None,
-        verify: Union[bool, str] = True,
-        proxies: Optional[Mapping[str, str]] = None,
-        spool_dir: Optional[str] = None,
-        spool_max_bytes: int = 50_000_000,
-        max_series_per_metric: int = DEFAULT_MAX_SERIES,
-        max_flags: int = DEFAULT_MAX_FLAGS,
-        max_payload_bytes: int = DEFAULT_MAX_BYTES,
-        handle_sigterm: bool = True,
-        register: bool = True,
+        url: Optional[str] = UNSET,
+        api_key: Optional[str] = UNSET,
+        instance_id: Optional[str] = UNSET,
+        flush_interval: float = UNSET,
+        request_timeout: float = UNSET,
+        shutdown_timeout: float = UNSET,
+        headers: Optional[Mapping[str, str]] = UNSET,
+        verify: Union[bool, str] = UNSET,
+        proxies: Optional[Mapping[str, str]] = UNSET,
+        spool_dir: Optional[str] = UNSET,
+        spool_max_bytes: int = UNSET,
+        max_series_per_metric: int = UNSET,
+        max_flags: int = UNSET,
+        max_payload_bytes: int = UNSET,
+        handle_sigterm: bool = UNSET,
+        register: bool = UNSET,
+        settings: Optional[Settings] = None,
+        transport: Optional[Sender] = None,
     ) -> None:
-        self.settings = Settings(
-            app_name=app_name, environment=environment, url=url, api_key=api_key,
-            instance_id=instance_id, flush_interval=flush_interval,
-            request_timeout=request_timeout, shutdown_timeout=shutdown_timeout,
-            headers=dict(headers or {}), verify=verify, proxies=proxies, spool_dir=spool_dir,
-            spool_max_bytes=spool_max_bytes, max_series_per_metric=max_series_per_metric,
-            max_flags=max_flags, max_payload_bytes=max_payload_bytes,
-            handle_sigterm=handle_sigterm, register=register,
-        )
+        """Each keyword is a field of :class:`~impactagent.delivery.settings.Settings`,
+        where its meaning, its check and its default are written (once). A ready
+        ``settings=Settings(...)`` may be given instead; keywords given with it override
+        its fields. ``transport=`` replaces the default HTTP transport (anything with
+        ``post(body, timeout) -> Outcome``: see impactagent.delivery.transport_api)."""
+        # The keywords given, by their names, which are Settings' field names (a test
+        # holds them equal): nothing here knows a default.
+        given = {name: value for name, value in locals().items()
+                 if name in _SETTING_NAMES and value is not UNSET}
+        if settings is None:
+            if "app_name" not in given:
+                raise TypeError("Agent() needs an app_name (or settings=Settings(...))")
+            settings = Settings(**given)
+        elif not isinstance(settings, Settings):
+            raise TypeError(f"settings must be an impactagent.delivery.settings.Settings, "
+                            f"got {type(settings).__name__}")
+        elif given:
+            settings = dataclasses.replace(settings, **given)
+        self.settings = settings
         #: The recording side: the metric registry, the flag counts, the drop counter.
-        self.recorder = Recorder(max_series=max_series_per_metric, max_flags=max_flags)
+        self.recorder = Recorder(max_series=settings.max_series_per_metric,
+                                 max_flags=settings.max_flags)
         self.metrics = self.recorder.metrics
         self._flags = self.recorder.flags  # record_flag's one hop to the counts
         self._charts: Dict[str, ChartConfig] = {}
         #: The delivery side: transport, spool, flusher, and the start/close/fork hooks.
-        self.lifecycle = Lifecycle(self.settings, self.recorder)
+        self.lifecycle = Lifecycle(self.settings, self.recorder, transport)
 
     @classmethod
-    def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> Agent:
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None, *,
+                 transport: Optional[Sender] = None, **overrides: Any) -> Agent:
         """An agent configured by ``UNLEASH_URL``, ``UNLEASH_API_TOKEN``, ``UNLEASH_APP_NAME``,
         ``UNLEASH_ENVIRONMENT``, ``UNLEASH_INSTANCE_ID`` and ``IMPACTAGENT_*`` variables."""
-        settings = Settings.from_env(environ, **overrides)
-        return cls(**dataclasses.asdict(settings))
+        return cls(settings=Settings.from_env(environ, **overrides), transport=transport)
 
     @property
     def identity(self) -> Identity:
@@ -280,7 +305,7 @@ class Agent:
         self.lifecycle.after_fork_in_child()
 
     def __enter__(self) -> Agent:
-        return self.start() if self.settings.url is not None else self
+        return self.start() if self.lifecycle.delivery is not None else self
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()

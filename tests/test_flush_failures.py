@@ -13,7 +13,7 @@ from impactagent.core.payload import Identity, build_payloads
 from impactagent.core.recorder import Recorder
 from impactagent.core.statistics import DeliveryLedger
 from impactagent.delivery.delivery import Delivery
-from impactagent.delivery.transport import Transport
+from impactagent.delivery.transport import HttpTransport
 from tests.scripted_server import ScriptedServer
 
 
@@ -32,9 +32,10 @@ def failing_once():
 def make_delivery(url, build):
     recorder = Recorder()
     identity = Identity.create("shop")
-    transport = Transport(url + "/client/metrics", "t", identity, flush_interval=60)
-    delivery = Delivery(recorder, transport, request_timeout=2, max_payload_bytes=95_000,
-                        ledger=DeliveryLedger(), drops=recorder.drops, build=build)
+    transport = HttpTransport(url + "/client/metrics", "t", identity, flush_interval=60)
+    delivery = Delivery(recorder, transport, identity=identity, request_timeout=2,
+                        max_payload_bytes=95_000, ledger=DeliveryLedger(),
+                        drops=recorder.drops, build=build)
     return recorder, delivery
 
 
@@ -72,7 +73,7 @@ def test_a_build_that_fails_at_close_counts_what_it_held(caplog):
         assert recorder.pending_events() == 0
 
 
-class _InterruptedOnce(Transport):
+class _InterruptedOnce(HttpTransport):
     """A real transport whose second POST is cut by Ctrl-C (as a signal would cut it)."""
 
     posts = 0
@@ -89,10 +90,12 @@ def test_ctrl_c_while_sending_a_split_half_keeps_both_halves():
 
     with ScriptedServer(max_body=3000) as server:
         recorder = Recorder()
-        transport = _InterruptedOnce(server.api_url + "/client/metrics", "t",
-                                     Identity.create("shop"), flush_interval=60)
-        delivery = Delivery(recorder, transport, request_timeout=2, max_payload_bytes=95_000,
-                            ledger=DeliveryLedger(), drops=recorder.drops)
+        identity = Identity.create("shop")
+        transport = _InterruptedOnce(server.api_url + "/client/metrics", "t", identity,
+                                     flush_interval=60)
+        delivery = Delivery(recorder, transport, identity=identity, request_timeout=2,
+                            max_payload_bytes=95_000, ledger=DeliveryLedger(),
+                            drops=recorder.drops)
         users = recorder.metrics.counter("logins_total", "Logins", labels=("user",))
         for i in range(60):
             users.labels(user=f"user-{i:03d}").inc(i + 1)

@@ -14,7 +14,7 @@ import requests
 import impactagent
 from impactagent.core.payload import Identity
 from impactagent.delivery.redaction import Redactor
-from impactagent.delivery.transport import RETRY, Transport
+from impactagent.delivery.transport import RETRY, HttpTransport
 from tests import workload
 from tests.loopback import LoopbackHandler, LoopbackServer
 from tests.scripted_server import Answer, ScriptedServer
@@ -196,7 +196,7 @@ def test_an_answer_echoing_every_header_never_puts_a_secret_anywhere(status, cap
 def test_outcome_details_are_redacted_at_the_source():
     with EchoServer() as echo:
         echo.status = 500
-        transport = Transport(echo.api_url + "/client/metrics", TOKEN, Identity.create(
+        transport = HttpTransport(echo.api_url + "/client/metrics", TOKEN, Identity.create(
             "shop", "production", None), flush_interval=60, headers=CUSTOM)
         outcome = transport.post(b"{}", timeout=2)
         transport.close()
@@ -209,7 +209,7 @@ def test_outcome_details_are_redacted_at_the_source():
 
 def test_exception_texts_and_reprs_never_carry_a_password_or_the_token():
     # A proxy with a password that refuses connections: requests quotes it in its error.
-    transport = Transport(
+    transport = HttpTransport(
         "http://user:url-pass-word@127.0.0.1:9/api/client/metrics", TOKEN,
         Identity.create("shop", "production", None), flush_interval=60,
         proxies={"http": "http://proxyuser:proxy-pass-word@127.0.0.1:9"})

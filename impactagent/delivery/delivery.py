@@ -47,7 +47,15 @@ from ..core.payload import (
 )
 from ..core.recorder import Recorder
 from ..core.statistics import DeliveryLedger, DropCounter
-from .transport import DELIVERED, REJECTED, RETRY, TOO_LARGE, UNAUTHORIZED, Outcome, Transport
+from .transport_api import (
+    DELIVERED,
+    REJECTED,
+    RETRY,
+    TOO_LARGE,
+    UNAUTHORIZED,
+    Outcome,
+    Transport,
+)
 
 if TYPE_CHECKING:
     from ..core.payload import Identity
@@ -121,23 +129,49 @@ class _Handover(NamedTuple):
     dropped_as: str  # the drop reason it was counted under, "" if it was spooled
 
 
+class RefusalNotice:
+    """Who explains a refused token: the first of the agent's senders (the metrics POSTs or
+    the registration) that the server refused explains it in the log at length; the other
+    then says briefly that it was refused too. One per agent, shared by both."""
+
+    def __init__(self) -> None:
+        self._told = False
+        self._lock = threading.Lock()
+
+    def first_to_tell(self) -> bool:
+        """True once: for the first caller."""
+        with self._lock:
+            first, self._told = not self._told, True
+            return first
+
+    def reset_after_fork(self) -> None:
+        """Another thread may have held the lock at the fork."""
+        self._lock = threading.Lock()
+
+
 class Delivery:
-    """Sends snapshots of a :class:`Recorder` through a :class:`Transport`."""
+    """Sends snapshots of a :class:`Recorder` through a :class:`Transport` (any object
+    with its protocol: see :mod:`impactagent.delivery.transport_api`), as ``identity``."""
 
     def __init__(
         self,
         recorder: Recorder,
         transport: Transport,
         *,
+        identity: Identity,
         request_timeout: float,
         max_payload_bytes: int,
         ledger: DeliveryLedger,
         drops: DropCounter,
         spool: Optional[Spool] = None,
         build: BuildPayloads = build_payloads,
+        refusals: Optional[RefusalNotice] = None,
     ) -> None:
         self.recorder = recorder
         self.transport = transport
+        #: Who the bodies say they come from (a forked child gets its own).
+        self.identity = identity
+        self.refusals = refusals if refusals is not None else RefusalNotice()
         self.request_timeout = request_timeout
         self.max_payload_bytes = max_payload_bytes
         self.ledger = ledger
@@ -248,8 +282,7 @@ class Delivery:
         return carrying
 
     def _build_from(self, snapshot: Snapshot) -> List[Payload]:
-        identity: Identity = self.transport.identity
-        return self._build(snapshot, identity, max_bytes=self.max_payload_bytes,
+        return self._build(snapshot, self.identity, max_bytes=self.max_payload_bytes,
                            drops=self.drops)
 
     # -- sending one body, with retries inside the deadline ----------------------------------
@@ -284,7 +317,10 @@ class Delivery:
             if outcome.retry_after is not None:
                 run.retry_after = max(run.retry_after, outcome.retry_after)
                 return outcome.retry_after
-            ceiling = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** state.attempt_number)
+            # The exponent is capped: a server answering "Retry-After: 0" at once can run up
+            # thousands of attempts in one flush, and 2.0 ** 1024 overflows a float.
+            ceiling = min(RETRY_CAP_SECONDS,
+                          RETRY_BASE_SECONDS * 2.0 ** min(state.attempt_number, 32))
             return random.uniform(0, ceiling)
 
         def give_up(state: tenacity.RetryCallState) -> bool:
@@ -506,7 +542,7 @@ class Delivery:
                        explained=True)
 
     def _stop_sending(self, outcome: Outcome) -> None:
-        if self.unauthorized is None and not self.transport.first_to_tell_of_refusal():
+        if self.unauthorized is None and not self.refusals.first_to_tell():
             logger.warning("impactagent: %s answered HTTP %s too: sending stops (recording "
                            "goes on) until the agent is restarted with a valid token.",
                            self.transport.metrics_url, outcome.status)
@@ -565,6 +601,8 @@ class Delivery:
         self._in_flight = {}
         self._handed = {}
         self.ledger = ledger
+        self.identity = identity
+        self.refusals.reset_after_fork()
         self.transport.reset_after_fork(identity)
 
 

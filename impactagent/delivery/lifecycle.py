@@ -42,19 +42,28 @@ from ..core.payload import Identity, environment_from_token
 from ..core.recorder import Recorder
 from ..core.statistics import DeliveryLedger
 from . import shutdown
-from .delivery import Delivery, FlushResult
+from .delivery import Delivery, FlushResult, RefusalNotice
 from .flusher import Flusher
 from .registration import Registration, not_registering
 from .settings import Settings
-from .transport import Transport
+from .transport import HttpTransport
+from .transport_api import Registrar, Transport, as_transport
 
 logger = logging.getLogger("impactagent")
 
 
 class Lifecycle:
-    """The delivery side of one agent: transport, spool, flusher, and their hooks."""
+    """The delivery side of one agent: transport, spool, flusher, and their hooks.
 
-    def __init__(self, settings: Settings, recorder: Recorder) -> None:
+    ``transport`` replaces the default :class:`HttpTransport` (any object with ``post``:
+    see :mod:`impactagent.delivery.transport_api`); with one, the agent sends without a
+    ``url``. A transport without ``post`` is refused here with a ``TypeError``.
+    """
+
+    def __init__(self, settings: Settings, recorder: Recorder,
+                 transport: Optional[object] = None) -> None:
+        # Checked first, so that a wrong transport fails before any hook is registered.
+        supplied = None if transport is None else as_transport(transport)
         self.settings = settings
         self.recorder = recorder
         environment = environment_from_token(settings.api_key, settings.environment)
@@ -67,26 +76,38 @@ class Lifecycle:
         self.delivery: Optional[Delivery] = None
         self.flusher: Optional[Flusher] = None
         self.registration: Optional[Registration] = None
+        self.refusals = RefusalNotice()
+        #: The registration-capable transport, when the settings ask for registering.
+        self.registrar: Optional[Registrar] = None
         self_ref = weakref.ref(self)
         # Every agent, with a url or not: a child must never report its parent's counts.
         os.register_at_fork(after_in_child=_call_on(self_ref, Lifecycle.after_fork_in_child))
-        if settings.metrics_url is None:
+        if settings.metrics_url is None and supplied is None:
             return
         if settings.spool_dir is not None:
             from .spool import Spool
 
             self.spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes,
                                drops=recorder.drops)
-        transport = Transport(
-            settings.metrics_url, settings.api_key or "", self.identity,
-            flush_interval=settings.flush_interval, headers=settings.headers,
-            verify=settings.verify, proxies=settings.proxies,
-            register_url=settings.register_url,
-        )
+        chosen: Transport
+        if supplied is not None:
+            chosen = supplied
+        else:
+            assert settings.metrics_url is not None  # checked above
+            chosen = HttpTransport(
+                settings.metrics_url, settings.api_key or "", self.identity,
+                flush_interval=settings.flush_interval, headers=settings.headers,
+                verify=settings.verify, proxies=settings.proxies,
+                register_url=settings.register_url,
+            )
+        if (settings.register and isinstance(chosen, Registrar)
+                and chosen.register_url is not None):
+            self.registrar = chosen
         self.delivery = Delivery(
-            recorder, transport, request_timeout=settings.request_timeout,
+            recorder, chosen, identity=self.identity,
+            request_timeout=settings.request_timeout,
             max_payload_bytes=settings.max_payload_bytes, ledger=self.ledger,
-            drops=recorder.drops, spool=self.spool,
+            drops=recorder.drops, spool=self.spool, refusals=self.refusals,
         )
         # multiprocessing runs these in a child after it clears its exit hooks, so the
         # close registered there survives into the child's normal end.
@@ -101,10 +122,12 @@ class Lifecycle:
             if self._closed is not None:
                 raise RuntimeError("this agent was closed; create a new one to send again")
             if self.flusher is None:
-                _import_what_delivery_needs(self.delivery.transport.metrics_url)
-                if self.settings.register:
-                    self.registration = Registration(self.delivery.transport,
-                                                     interval=self.settings.flush_interval)
+                if self.settings.metrics_url is not None:
+                    _import_what_delivery_needs(self.settings.metrics_url)
+                if self.registrar is not None:
+                    self.registration = Registration(
+                        self.registrar, identity=self.identity,
+                        interval=self.settings.flush_interval, refusals=self.refusals)
                 self.flusher = Flusher(self.delivery, self.settings.flush_interval,
                                        self.registration)
                 self.flusher.start()
@@ -198,7 +221,7 @@ class Lifecycle:
         registration = self.registration
         result["delivery"]["registration"] = (
             registration.as_dict() if registration is not None
-            else not_registering(self.settings.register and self.delivery is not None))
+            else not_registering(self.registrar is not None))
         if self.delivery is not None:
             result["sending_stopped_by_status"] = self.delivery.unauthorized
         if self.spool is not None:

@@ -38,8 +38,9 @@ import threading
 from datetime import datetime, timezone
 from typing import Any, Dict, Optional
 
-from ..core.payload import iso_utc
-from .transport import DELIVERED, REJECTED, UNAUTHORIZED, Outcome, Transport
+from ..core.payload import Identity, iso_utc
+from .delivery import RefusalNotice
+from .transport_api import DELIVERED, REJECTED, UNAUTHORIZED, Outcome, Registrar
 
 logger = logging.getLogger("impactagent")
 
@@ -47,14 +48,19 @@ logger = logging.getLogger("impactagent")
 class Registration:
     """One agent's registration with the server: its body, its attempts, and their outcome.
 
-    ``attempt()`` does one POST and never raises; ``due`` says whether another is wanted.
-    The body is built at each attempt from the transport's identity, so a forked child
-    (which gets a new :class:`Registration`) registers with its own connection id.
+    ``attempt()`` does one POST through ``transport`` (anything with ``register`` and
+    ``register_url``: see :mod:`impactagent.delivery.transport_api`) and never raises;
+    ``due`` says whether another is wanted. A forked child gets a new :class:`Registration`
+    with its own ``identity``, so it registers with its own connection id. ``refusals`` is
+    shared with the agent's delivery, so that a refused token is explained once.
     """
 
-    def __init__(self, transport: Transport, *, interval: float,
+    def __init__(self, transport: Registrar, *, identity: Identity, interval: float,
+                 refusals: Optional[RefusalNotice] = None,
                  started: Optional[datetime] = None) -> None:
         self.transport = transport
+        self.identity = identity
+        self.refusals = refusals if refusals is not None else RefusalNotice()
         self.interval = interval
         self.started = started if started is not None else datetime.now(timezone.utc)
         self._lock = threading.Lock()
@@ -72,7 +78,7 @@ class Registration:
 
     def document(self) -> Dict[str, Any]:
         """The registration body, as the official SDKs send it (see the module)."""
-        identity = self.transport.identity
+        identity = self.identity
         return {
             "appName": identity.app_name,
             "instanceId": identity.instance_id,
@@ -109,7 +115,7 @@ class Registration:
             outcome.detail.split(":")[0] or "error")
         first = self._failed(key, f"HTTP {outcome.status}" if outcome.status is not None
                              else key)
-        if outcome.kind == UNAUTHORIZED and not self.transport.first_to_tell_of_refusal():
+        if outcome.kind == UNAUTHORIZED and not self.refusals.first_to_tell():
             with self._lock:
                 self.stopped_by = outcome.status
             logger.warning("impactagent: %s answered HTTP %s to the registration too; it is "

@@ -29,7 +29,9 @@ def _positive(name: str, value: Any, *, integer: bool = False) -> Any:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything an :class:`~impactagent.Agent` can be configured with.
+    """Everything an :class:`~impactagent.Agent` can be configured with, and the only place
+    where a setting's default is written: ``Agent``'s keywords default to "not given" and
+    are passed through here, and the spool takes its size limit's default from here.
 
     ``url`` is the Unleash API base, as for the Unleash SDKs (``https://host/api`` for a
     server, ``https://edge/api`` for Edge); metrics go to ``{url}/client/metrics``. Without a
@@ -61,6 +63,9 @@ class Settings:
     register: bool = True
 
     def __post_init__(self) -> None:
+        # ``headers=None`` means none (as Agent always took it); a copy, so that the
+        # caller's dict changed later does not change the frozen settings.
+        object.__setattr__(self, "headers", dict(self.headers or {}))
         for name in ("app_name", "environment"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():

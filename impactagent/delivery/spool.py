@@ -68,6 +68,7 @@ import ulid
 from ..core.payload import count_events, payload_from_document
 from ..core.statistics import DropCounter
 from ..core.validation import IGNORED, check_own_body
+from .settings import Settings
 
 logger = logging.getLogger("impactagent")
 
@@ -126,7 +127,9 @@ class Spool:
     ({'spool_corrupt': 1}, ['0.json'])
     """
 
-    def __init__(self, directory: Union[str, os.PathLike], *, max_bytes: int = 50_000_000,
+    # The default is the agent's setting's (written once, in Settings).
+    def __init__(self, directory: Union[str, os.PathLike], *,
+                 max_bytes: int = Settings.spool_max_bytes,
                  drops: Optional[DropCounter] = None) -> None:
         self.directory = Path(directory)
         self.max_bytes = max_bytes

@@ -1,5 +1,10 @@
 """One HTTP POST of one body, and what its answer means for the data in it.
 
+:class:`HttpTransport` is the agent's default transport. Any object with
+``post(body, timeout) -> Outcome`` can take its place (``Agent(..., transport=obj)``): see
+:mod:`impactagent.delivery.transport_api` for the protocol, the optional hooks and
+:class:`BaseTransport`, whose names are also importable from here.
+
 The transport knows HTTP and the protocol's headers; it does not retry, sleep or decide
 what to do with data. It returns an :class:`Outcome` saying which of the protocol's cases
 the answer falls in, and never raises for network trouble.
@@ -18,10 +23,9 @@ Two things it guarantees whatever the server does:
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from email.utils import parsedate_to_datetime
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Union
 from urllib.parse import urljoin
 
 import requests
@@ -30,15 +34,21 @@ from requests.adapters import HTTPAdapter
 from .._version import __version__
 from ..core.payload import Identity
 from .redaction import Redactor, redact_url, secret_part
+from .transport_api import (  # re-exported: the names a transport's author needs
+    DELIVERED,
+    REJECTED,
+    RETRY,
+    TOO_LARGE,
+    UNAUTHORIZED,
+    BaseTransport,
+    Outcome,
+    Registrar,
+    Sender,
+    Transport,
+    as_transport,
+)
 
 logger = logging.getLogger("impactagent")
-
-#: What to do with a body after one attempt.
-DELIVERED = "delivered"  # 2xx: the server has it
-RETRY = "retry"  # network trouble, 3xx, 404, 408, 429, 5xx: keep the data, try again later
-REJECTED = "rejected"  # 400: the server will never take it; drop it, counted
-UNAUTHORIZED = "unauthorized"  # 401/403: stop sending until reconfigured
-TOO_LARGE = "too_large"  # 413: split it and send the halves
 
 # Retry-After values above this are treated as this (a misconfigured proxy can say "1 day").
 _MAX_RETRY_AFTER = 3600.0
@@ -48,18 +58,6 @@ _DETAIL_LIMIT = 500
 _METRICS_PATH = "/client/metrics"
 #: Where an SDK registers, next to the metrics path.
 _REGISTER_PATH = "/client/register"
-
-
-class Outcome(NamedTuple):
-    """The result of one POST: its class, the status (None without an answer) and why."""
-
-    kind: str
-    status: Optional[int] = None
-    retry_after: Optional[float] = None
-    detail: str = ""
-    #: True when the request may have reached the server although no answer came back (a
-    #: read timeout or a connection lost after sending): a retry could count it twice.
-    maybe_delivered: bool = False
 
 
 def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
@@ -96,7 +94,7 @@ def classify(status: int) -> str:
     return RETRY
 
 
-class Transport:
+class HttpTransport:
     """POSTs bodies to ``{url}/client/metrics`` (and, to register, ``{url}/client/register``)
     on one ``requests.Session``.
 
@@ -132,14 +130,11 @@ class Transport:
                                  *self._custom_headers.values()],
                                 ["Authorization", *self._custom_headers])
         self._redirect_logged = False
-        self._refusal_told = False
-        self._refusal_lock = threading.Lock()
         self._flush_interval = flush_interval
         self._verify = verify
         self._proxies = dict(proxies or {})
         self.identity = identity
         self._session = self._new_session()
-        self._refusal_lock = threading.Lock()  # another thread may have held it at the fork
 
     def _new_session(self) -> requests.Session:
         session = requests.Session()
@@ -245,14 +240,6 @@ class Transport:
         """An exception's text, redacted and cut short (it may quote URLs and headers)."""
         return self._redact.cut(str(error), 200)
 
-    def first_to_tell_of_refusal(self) -> bool:
-        """True once per transport: for the first of its users (the metrics POSTs or the
-        registration) whose token the server refused, so that only that one explains it in
-        the log at length; the other then says briefly that it was refused too."""
-        with self._refusal_lock:
-            first, self._refusal_told = not self._refusal_told, True
-            return first
-
     def reset_after_fork(self, identity: Identity) -> None:
         """A forked child must not share the parent's sockets: new session, new identity."""
         self.identity = identity
@@ -262,7 +249,7 @@ class Transport:
         self._session.close()
 
     def __repr__(self) -> str:
-        return f"<Transport {self.metrics_url}>"
+        return f"<HttpTransport {self.metrics_url}>"
 
     __str__ = __repr__
 
@@ -277,3 +264,8 @@ def _never_sent(error: Exception) -> bool:
 def _keep_headers(request: Any) -> Any:
     """An auth that changes nothing: the ``Authorization`` header is already set."""
     return request
+
+
+__all__ = ("DELIVERED", "REJECTED", "RETRY", "TOO_LARGE", "UNAUTHORIZED", "BaseTransport",
+           "HttpTransport", "Outcome", "Registrar", "Sender", "Transport", "as_transport",
+           "classify", "parse_retry_after")

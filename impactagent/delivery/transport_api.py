@@ -1,0 +1,168 @@
+"""What a transport is: the one seam between delivery and the network.
+
+Delivery decides what to send, when to retry, and what to merge back, spool or count as
+dropped; a transport only carries one body and says what became of it. Anything with
+
+    def post(self, body: bytes, timeout: float) -> Outcome
+
+is a transport, so a test or an app can hand its own to ``Agent(..., transport=obj)``
+(bodies written to a list, a message queue, another HTTP client). The default is
+:class:`~impactagent.delivery.transport.HttpTransport` (``requests``, the protocol's
+headers, no redirects followed).
+
+``post`` must return an :class:`Outcome` and should not raise for I/O trouble: ``RETRY``
+keeps the data (merged back, or spooled) and tries again later, ``DELIVERED`` settles it,
+``REJECTED`` drops it (counted), ``UNAUTHORIZED`` stops sending, ``TOO_LARGE`` splits it.
+
+Everything else a transport may do is optional; :class:`BaseTransport` gives the defaults,
+and :func:`as_transport` wraps a bare object that has only ``post``:
+
+- ``metrics_url``: how log lines and drop reasons name where bodies go (default: the
+  class name);
+- ``close()``: called once when the agent closes;
+- ``reset_after_fork(identity)``: called in a forked child, with the child's identity
+  (its new connection id), before the child sends anything: drop sockets shared with the
+  parent there;
+- ``register(body, timeout)`` with a ``register_url``: an instance registration
+  (see :mod:`impactagent.delivery.registration`); without them the agent does not register.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional, Protocol, runtime_checkable
+
+from ..core.payload import Identity
+
+#: What to do with a body after one attempt.
+DELIVERED = "delivered"  # 2xx: the server has it
+RETRY = "retry"  # network trouble, 3xx, 404, 408, 429, 5xx: keep the data, try again later
+REJECTED = "rejected"  # 400: the server will never take it; drop it, counted
+UNAUTHORIZED = "unauthorized"  # 401/403: stop sending until reconfigured
+TOO_LARGE = "too_large"  # 413: split it and send the halves
+
+
+class Outcome(NamedTuple):
+    """The result of one POST: its class, the status (None without an answer) and why."""
+
+    kind: str
+    status: Optional[int] = None
+    retry_after: Optional[float] = None
+    detail: str = ""
+    #: True when the request may have reached the server although no answer came back (a
+    #: read timeout or a connection lost after sending): a retry could count it twice.
+    maybe_delivered: bool = False
+
+
+@runtime_checkable
+class Sender(Protocol):
+    """The least a user's transport must have: one POST, its outcome."""
+
+    def post(self, body: bytes, timeout: float) -> Outcome:
+        """Send ``body`` within about ``timeout`` seconds; say what became of it."""
+        ...
+
+
+@runtime_checkable
+class Transport(Sender, Protocol):
+    """What delivery calls on a transport (:func:`as_transport` completes a :class:`Sender`)."""
+
+    @property
+    def metrics_url(self) -> str:
+        """Where bodies go, as it may be shown in a log line (nothing secret)."""
+        ...
+
+    def close(self) -> None:
+        """The agent is closed: release what the transport holds."""
+        ...
+
+    def reset_after_fork(self, identity: Identity) -> None:
+        """In a forked child: stop sharing the parent's connections; ``identity`` is the
+        child's (a new connection id)."""
+        ...
+
+
+@runtime_checkable
+class Registrar(Protocol):
+    """A transport that can also register the instance (``POST {url}/client/register``)."""
+
+    @property
+    def register_url(self) -> Optional[str]:
+        """Where registrations go, as it may be shown (None: this one cannot register)."""
+        ...
+
+    def register(self, body: bytes, timeout: float) -> Outcome:
+        """Send one registration body, as :meth:`Sender.post` sends metrics."""
+        ...
+
+
+class BaseTransport:
+    """A transport to subclass: write :meth:`post`; the other hooks default to nothing.
+
+    >>> class ToList(BaseTransport):
+    ...     def __init__(self) -> None:
+    ...         self.bodies: list = []
+    ...     def post(self, body: bytes, timeout: float) -> Outcome:
+    ...         self.bodies.append(body)
+    ...         return Outcome(DELIVERED, 200)
+    >>> ToList().metrics_url
+    'ToList'
+    """
+
+    @property
+    def metrics_url(self) -> str:
+        return type(self).__name__
+
+    def post(self, body: bytes, timeout: float) -> Outcome:
+        raise NotImplementedError("a transport must define post(body, timeout) -> Outcome")
+
+    def close(self) -> None:
+        """Nothing to release by default."""
+
+    def reset_after_fork(self, identity: Identity) -> None:
+        """Nothing shared with the parent by default."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.metrics_url}>"
+
+
+class _Completed(BaseTransport):
+    """A bare :class:`Sender` with the optional hooks it lacks filled in by default."""
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+        where = getattr(sender, "metrics_url", None)
+        self.where = where if isinstance(where, str) else type(sender).__name__
+
+    @property
+    def metrics_url(self) -> str:
+        return self.where
+
+    def post(self, body: bytes, timeout: float) -> Outcome:
+        return self.sender.post(body, timeout)
+
+    def close(self) -> None:
+        close = getattr(self.sender, "close", None)
+        if callable(close):
+            close()
+
+    def reset_after_fork(self, identity: Identity) -> None:
+        reset = getattr(self.sender, "reset_after_fork", None)
+        if callable(reset):
+            reset(identity)
+
+
+def as_transport(candidate: Any) -> Transport:
+    """``candidate`` as a full :class:`Transport`, or a ``TypeError`` that says what is
+    missing. An object with every hook is used as it is (so it may also register); one
+    with only ``post`` gets the defaults of :class:`BaseTransport`."""
+    if not callable(getattr(candidate, "post", None)):
+        raise TypeError(
+            f"transport must have a method post(body: bytes, timeout: float) -> Outcome; "
+            f"{type(candidate).__name__} has none (see impactagent.delivery.transport_api)")
+    if isinstance(candidate, Transport):
+        return candidate
+    return _Completed(candidate)
+
+
+__all__ = ("DELIVERED", "REJECTED", "RETRY", "TOO_LARGE", "UNAUTHORIZED", "BaseTransport",
+           "Outcome", "Registrar", "Sender", "Transport", "as_transport")
