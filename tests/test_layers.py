@@ -211,3 +211,12 @@ def test_the_picture_in_docs_architecture_matches_the_folders_and_the_rule():
     folders = sorted(p.name + "/" for p in PACKAGE.iterdir()
                      if p.is_dir() and (p / "__init__.py").exists())
     assert sorted(e for e in drawn if e.endswith("/")) == folders
+
+
+def test_the_readme_layout_names_every_module():
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):readme.index("`docs/architecture.md` explains")]
+    missing = [str(p.relative_to(ROOT)) for p in sorted(PACKAGE.rglob("*.py"))
+               if p.name not in ("__init__.py", "__main__.py", "_version.py")
+               and f"`{p.name}`" not in layout]
+    assert not missing, f"README's Layout does not name: {missing}"
