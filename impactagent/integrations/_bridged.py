@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Seque
 
 from ..core._family import MetricFamily
 from ..core._naming import RESERVED_LABELS
+from ..core._numbers import MAX_SAFE
 
 if TYPE_CHECKING:
     from ..agent import Agent
@@ -58,13 +59,25 @@ def native_label(name: str, histogram: bool = False) -> str:
     return mapped
 
 
+def increment(child: Any, amount: int) -> None:
+    """Add ``amount`` to a native counter series in steps the server takes (one increment
+    is at most ``2**53 - 1``)."""
+    while amount > 0:
+        step = min(amount, MAX_SAFE)
+        child.inc(step)
+        amount -= step
+
+
 class Bridged:
     """One source metric as a native family: picks the kept labels out of a source series."""
 
-    __slots__ = ("_keep", "family")
+    __slots__ = ("_keep", "family", "source_labels")
 
-    def __init__(self, family: MetricFamily, keep: Tuple[int, ...]) -> None:
+    def __init__(self, family: MetricFamily, source_labels: Tuple[str, ...],
+                 keep: Tuple[int, ...]) -> None:
         self.family = family
+        #: The source's label names, in the order :meth:`series` takes their values.
+        self.source_labels = source_labels
         self._keep = keep
 
     def series(self, label_values: Sequence[str]) -> Any:
@@ -136,7 +149,7 @@ class BridgedFamilies:
             family = define(target,
                             help.strip() or f"{name} (from {self._source})", mapped,
                             max_series=self._max_series)
-            bridged = Bridged(family, keep)
+            bridged = Bridged(family, tuple(label_names), keep)
         except (TypeError, ValueError) as error:
             self.refuse(name, str(error))
         self._known[key] = bridged

@@ -53,8 +53,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
-from ..core._numbers import MAX_SAFE
-from ._bridged import Bridged, BridgedFamilies
+from ._bridged import Bridged, BridgedFamilies, increment
 from ._cumulative import CounterReadings, HistogramReadings
 
 if TYPE_CHECKING:
@@ -165,7 +164,7 @@ class PrometheusBridge:
         for values, total in totals.items():
             delta = readings.delta((metric.name, values), total, created.get(values))
             if bridged is not None and delta:
-                _inc(bridged.series(values), delta)
+                increment(bridged.series(values), delta)
 
     def _histogram(self, metric: Any, readings: HistogramReadings, record: bool) -> None:
         buckets: Dict[Tuple[str, ...], List[Tuple[float, float]]] = {}
@@ -274,14 +273,6 @@ def _per_bucket(cumulative: List[float]) -> List[int]:
         result.append(max(now - previous, 0))
         previous = max(now, previous)
     return result
-
-
-def _inc(child: Any, amount: int) -> None:
-    """Add ``amount`` in steps the server takes (a single increment is at most 2**53 - 1)."""
-    while amount > 0:
-        step = min(amount, MAX_SAFE)
-        child.inc(step)
-        amount -= step
 
 
 def _call(ref: Callable[[], Optional[PrometheusBridge]],
