@@ -82,23 +82,28 @@ class ImpactMetricExporter(MetricExporter):
 
     ``metrics`` chooses metrics by name (all unless given); ``labels`` is an allowlist of
     attribute names (the rest are added up); ``prefix`` goes in front of every name;
-    ``max_series`` limits each metric's series as for native metrics.
+    ``max_series`` limits each metric's series as for native metrics;
+    ``preferred_temporality`` overrides the temporality asked for, by instrument class
+    (both are handled).
     """
 
     def __init__(self, agent: Agent, *, metrics: Optional[Callable[[str], bool]] = None,
                  labels: Optional[Iterable[str]] = None, prefix: str = "",
-                 max_series: Optional[int] = None) -> None:
+                 max_series: Optional[int] = None,
+                 preferred_temporality: Optional[Dict[type, Any]] = None) -> None:
         if not _OTEL:
             raise ImportError("ImpactMetricExporter needs the OpenTelemetry SDK: "
                               "pip install 'impactagent[opentelemetry]'")
-        super().__init__(preferred_temporality={
+        temporality: Dict[type, Any] = {
             Counter: AggregationTemporality.DELTA,
             ObservableCounter: AggregationTemporality.DELTA,
             Histogram: AggregationTemporality.DELTA,
             UpDownCounter: AggregationTemporality.CUMULATIVE,
             ObservableUpDownCounter: AggregationTemporality.CUMULATIVE,
             ObservableGauge: AggregationTemporality.CUMULATIVE,
-        })
+        }
+        temporality.update(preferred_temporality or {})
+        super().__init__(preferred_temporality=temporality)
         self._agent = agent
         self._chosen = metrics
         self._native = BridgedFamilies(agent, source="OpenTelemetry", prefix=prefix,
