@@ -352,7 +352,8 @@ class _LabelsFirst:
 
     __slots__ = ("_family",)
 
-    _RECORDING = frozenset({"inc", "dec", "set", "observe", "time", "count_exceptions"})
+    _RECORDING = frozenset({"inc", "dec", "set", "observe", "time", "count_exceptions",
+                            "add_counts"})
 
     def __init__(self, family: MetricFamily) -> None:
         self._family = family

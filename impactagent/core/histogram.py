@@ -24,7 +24,7 @@ from bisect import bisect_left
 from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
 from ._family import DEFAULT_MAX_SERIES, MetricFamily
-from ._numbers import MAX_SAFE_FLOAT, Number
+from ._numbers import MAX_SAFE_FLOAT, Number, is_finite
 from .statistics import DropCounter
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -56,6 +56,9 @@ def check_buckets(metric: str, buckets: Sequence[float]) -> Tuple[float, ...]:
     if any(a >= b for a, b in zip(bounds, bounds[1:])):
         raise ValueError(f"bucket boundaries of {metric!r} must strictly increase: {buckets!r}")
     return tuple(bounds)
+
+
+_total_of = sum  # the builtin, under a name that add_counts()'s ``sum`` does not hide
 
 
 class HistogramDelta(NamedTuple):
@@ -109,6 +112,63 @@ class HistogramChild:
         except OverflowError:  # an int too large for a float
             pass
         self.family.rules.drop_value(value, "unsafe_sum")
+
+    def add_counts(self, counts: Sequence[int], sum: Number) -> None:
+        """Add observations made elsewhere, already bucketed: ``counts[i]`` observations in
+        bucket ``i`` alone (not cumulative; one per boundary, then the ``+Inf`` bucket) whose
+        values add up to ``sum``.
+
+        The seam for bridges from other metric libraries, which see buckets, never single
+        observations. The same rules as :meth:`observe`: ``sum`` is a number (converted or
+        refused like an observed value), and counts that would take the sum sent for this
+        window beyond ``+/-(2**53 - 1)``, or come with a NaN or infinite sum, are dropped
+        and counted in observations. ``counts`` must be non-negative ints, one per bucket.
+
+        >>> h = Histogram("batch_seconds", "Batch latency", buckets=(1, 5))
+        >>> h.add_counts([2, 0, 1], 7.5)
+        >>> h.cumulative_buckets(), h.sum
+        ([(1.0, 2), (5.0, 2), (inf, 3)], 7.5)
+        """
+        added = self._checked_counts(counts)
+        if sum.__class__ is not float and sum.__class__ is not int:
+            sum = self.family.rules.number(sum, "add_counts()")
+        total = _total_of(added)
+        if not total:
+            return  # nothing observed; a sum alone would be no observation (and is dropped)
+        try:
+            with self._lock:
+                window = self._window_sum + sum
+                if -9007199254740991.0 <= window <= 9007199254740991.0:
+                    mine = self._counts
+                    for index, n in enumerate(added):
+                        mine[index] += n
+                    self._window_sum = window
+                    self._sum += sum
+                    return
+        except OverflowError:  # an int too large for a float
+            pass
+        self.family.rules.drop("non_finite_value" if not is_finite(sum) else "unsafe_sum", total)
+
+    def _checked_counts(self, counts: Sequence[int]) -> Tuple[int, ...]:
+        """``counts`` as a tuple of non-negative ints, one per bucket, or a clear error."""
+        name = self.family.name
+        try:
+            added = tuple(counts)
+        except TypeError:
+            raise TypeError(f"histogram {name!r}: add_counts() takes a sequence of counts, "
+                            f"got {type(counts).__name__}") from None
+        if len(added) != len(self._counts):
+            raise ValueError(f"histogram {name!r}: add_counts() takes {len(self._counts)} "
+                             f"counts (one per bucket, +Inf last), got {len(added)}")
+        for n in added:
+            if n.__class__ is not int and (isinstance(n, (bool, float))
+                                           or not hasattr(n, "__index__")):
+                raise TypeError(f"histogram {name!r}: add_counts() takes int counts, got "
+                                f"{n!r}")
+            if n < 0:
+                raise ValueError(f"histogram {name!r}: add_counts() takes counts >= 0, "
+                                 f"got {n}")
+        return tuple(int(n) for n in added)
 
     def time(self) -> Timer:
         """Observe the seconds a block or a decorated function (sync or async) takes."""
@@ -183,6 +243,12 @@ class _DroppedHistogramChild(HistogramChild):
         if self.family.rules.accept_number(value, "observe()"):
             self.family.rules.drop("cardinality_limit")
 
+    def add_counts(self, counts: Sequence[int], sum: Number) -> None:
+        added = self._checked_counts(counts)
+        self.family.rules.number(sum, "add_counts()")  # raises as the real series would
+        if _total_of(added):
+            self.family.rules.drop("cardinality_limit", _total_of(added))
+
 
 class Histogram(MetricFamily[HistogramChild]):
     """The distribution of a measurement, such as a latency, in cumulative buckets.
@@ -226,6 +292,11 @@ class Histogram(MetricFamily[HistogramChild]):
         """Observe a value on an unlabelled histogram (or one labelled by flags only)."""
         self._target.observe(value)
 
+    def add_counts(self, counts: Sequence[int], sum: Number) -> None:
+        """Add bucketed observations to an unlabelled histogram (see
+        :meth:`HistogramChild.add_counts`)."""
+        self._target.add_counts(counts, sum)
+
     def time(self) -> Timer:
         """Time a block or function on an unlabelled histogram."""
         return self._target.time()
@@ -259,6 +330,9 @@ class _HistogramInContext:
 
     def observe(self, value: Any) -> None:
         self._labels().observe(value)
+
+    def add_counts(self, counts: Sequence[int], sum: Number) -> None:
+        self._labels().add_counts(counts, sum)
 
     def time(self) -> Timer:
         # The series is chosen when the timing ends: the flag is usually decided inside.

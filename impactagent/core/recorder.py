@@ -5,14 +5,20 @@ No threads and no sockets live here; delivery builds on ``collect`` and ``restor
 
 from __future__ import annotations
 
+import logging
 import threading
-from typing import Dict, Optional
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from ._family import DEFAULT_MAX_SERIES
 from .flags import DEFAULT_MAX_FLAGS, FlagCounts
 from .registry import MetricRegistry
 from .snapshot import Snapshot
 from .statistics import DropCounter
+
+logger = logging.getLogger("impactagent")
+
+#: A callable run at the start of every collect (see :meth:`Recorder.add_collect_hook`).
+CollectHook = Callable[[], None]
 
 
 class Recorder:
@@ -33,10 +39,50 @@ class Recorder:
         self.metrics = MetricRegistry(max_series=max_series, drops=self.drops)
         self.flags = FlagCounts(max_flags=max_flags, drops=self.drops)
         self._collect_lock = threading.Lock()
+        self._hooks: List[CollectHook] = []
+        #: Calls of a collect hook that raised (each is logged once per hook and type).
+        self.collect_hook_errors = 0
+        self._hook_errors_logged: Set[Tuple[int, str]] = set()
+
+    def add_collect_hook(self, hook: CollectHook) -> None:
+        """Run ``hook()`` at the start of every :meth:`collect`, before the deltas are taken.
+
+        The seam for metrics that live elsewhere (a ``prometheus_client`` registry): the hook
+        reads them and records what changed into native series, so they travel with
+        everything else, with every guarantee of delivery (merge-back on failure, the spool,
+        drops counted). Hooks run in the order added, under the collect lock: two collects
+        never run a hook at once. A hook that raises is logged, counted in
+        :attr:`collect_hook_errors`, and the collect goes on without it; the agent's
+        Prometheus view never runs hooks (a scrape changes nothing).
+        """
+        if not callable(hook):
+            raise TypeError(f"a collect hook must be callable, got {type(hook).__name__}")
+        with self._collect_lock:
+            self._hooks.append(hook)
+
+    def remove_collect_hook(self, hook: CollectHook) -> None:
+        """Stop running ``hook`` (a ValueError if it was never added)."""
+        with self._collect_lock:
+            self._hooks.remove(hook)
+
+    def _run_hooks(self) -> None:
+        for hook in self._hooks:
+            try:
+                hook()
+            except Exception as error:  # a broken bridge must not stop delivery
+                self.collect_hook_errors += 1
+                key = (id(hook), type(error).__name__)
+                if key not in self._hook_errors_logged:
+                    self._hook_errors_logged.add(key)
+                    logger.exception("impactagent: collect hook %r raised; the collect goes "
+                                     "on without it (later errors like it are only counted)",
+                                     hook)
 
     def collect(self) -> Snapshot:
-        """Take the deltas since the last collect and the flag window ending now."""
+        """Run the collect hooks, then take the deltas since the last collect and the flag
+        window ending now."""
         with self._collect_lock:
+            self._run_hooks()
             start, stop, toggles = self.flags.take()
             return Snapshot(start, stop, toggles, self.metrics.take())
 

@@ -1,0 +1,156 @@
+"""The native side of a bridge: metrics read from another library, as agent metrics.
+
+Each source metric becomes a native counter, gauge or histogram on the agent, defined the
+first time it is seen, so that it travels with the app's own metrics through delivery with
+every guarantee delivery has (merge-back on failure, the spool, drops counted) and the same
+series limit. Names and label names are mapped to what the server takes:
+
+- every character outside ``[a-zA-Z0-9_]`` becomes ``_`` (Prometheus allows ``:``,
+  OpenTelemetry ``.``, ``-`` and ``/``), a leading digit gets a ``_`` before it, and
+  ``prefix`` is put in front of every metric name;
+- a label name the agent or the server sets itself (``appName``, ``environment``,
+  ``origin``, ``metric_type``), or ``le`` on a histogram, is sent as ``exported_<name>``,
+  as Prometheus renames a clashing label.
+
+``labels`` (an allowlist of source label names) keeps only those labels; the series that
+differ only in the others are added up (counters and histograms exactly; gauges are summed
+too, as Prometheus's ``sum without (...)`` does). A source metric that cannot be mapped (its
+name is taken by a native metric defined differently, its buckets are not ones Unleash
+takes) is refused: logged once, listed in :attr:`BridgedFamilies.refused`, never sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
+
+from ..core._family import MetricFamily
+from ..core._naming import RESERVED_LABELS
+from ..core._numbers import MAX_SAFE
+
+if TYPE_CHECKING:
+    from ..agent import Agent
+
+logger = logging.getLogger("impactagent")
+
+_INVALID = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def native_name(name: str, prefix: str = "") -> str:
+    """``name`` as a metric or label name the server takes (see the module docstring).
+
+    >>> native_name("http.server.duration"), native_name("job:rate5m", "app_")
+    ('http_server_duration', 'app_job_rate5m')
+    """
+    mapped = _INVALID.sub("_", prefix + name) or "_"
+    return "_" + mapped if mapped[0].isdigit() else mapped
+
+
+def native_label(name: str, histogram: bool = False) -> str:
+    """A source label name as one the agent may send (reserved names are renamed).
+
+    >>> native_label("environment"), native_label("le", histogram=True), native_label("route")
+    ('exported_environment', 'exported_le', 'route')
+    """
+    mapped = native_name(name).lstrip("_") or "label"
+    if mapped in RESERVED_LABELS or (histogram and mapped == "le"):
+        return "exported_" + mapped
+    return mapped
+
+
+def increment(child: Any, amount: int) -> None:
+    """Add ``amount`` to a native counter series in steps the server takes (one increment
+    is at most ``2**53 - 1``)."""
+    while amount > 0:
+        step = min(amount, MAX_SAFE)
+        child.inc(step)
+        amount -= step
+
+
+class Bridged:
+    """One source metric as a native family: picks the kept labels out of a source series."""
+
+    __slots__ = ("_keep", "family", "source_labels")
+
+    def __init__(self, family: MetricFamily, source_labels: Tuple[str, ...],
+                 keep: Tuple[int, ...]) -> None:
+        self.family = family
+        #: The source's label names, in the order :meth:`series` takes their values.
+        self.source_labels = source_labels
+        self._keep = keep
+
+    def series(self, label_values: Sequence[str]) -> Any:
+        """The native series of a source series' label values (in source label order)."""
+        return self.family.series_of(*(label_values[i] for i in self._keep))
+
+
+class BridgedFamilies:
+    """The native families of one bridge, defined on first sight, by source name and kind."""
+
+    def __init__(self, agent: Agent, *, source: str, prefix: str = "",
+                 labels: Optional[Iterable[str]] = None,
+                 max_series: Optional[int] = None) -> None:
+        if isinstance(labels, str):
+            raise TypeError(f"labels must be a collection of label names, not the string "
+                            f"{labels!r}; write labels=[{labels!r}]")
+        self._agent = agent
+        self._source = source
+        self._prefix = prefix
+        self._allowed = None if labels is None else frozenset(labels)
+        self._max_series = max_series
+        self._known: Dict[Tuple[str, str], Optional[Bridged]] = {}
+        #: Source metrics that are not sent, by name, with the reason (each logged once).
+        self.refused: Dict[str, str] = {}
+
+    def refuse(self, name: str, reason: str) -> None:
+        """Note (and log once) that source metric ``name`` is not sent, and why."""
+        if name not in self.refused:
+            self.refused[name] = reason
+            logger.warning("impactagent: %s metric %r is not sent to Unleash: %s",
+                           self._source, name, reason)
+
+    def counter(self, name: str, help: str, label_names: Sequence[str],
+                native: Optional[str] = None) -> Optional[Bridged]:
+        """The native counter of a source counter (None when refused)."""
+        return self._get("counter", name, help, label_names, native, self._agent.counter)
+
+    def gauge(self, name: str, help: str, label_names: Sequence[str],
+              native: Optional[str] = None) -> Optional[Bridged]:
+        """The native gauge of a source gauge (None when refused)."""
+        return self._get("gauge", name, help, label_names, native, self._agent.gauge)
+
+    def histogram(self, name: str, help: str, label_names: Sequence[str],
+                  buckets: Sequence[float], native: Optional[str] = None) -> Optional[Bridged]:
+        """The native histogram of a source histogram with these finite bucket boundaries
+        (None when refused)."""
+        def define(*args: Any, **kwargs: Any) -> Any:
+            return self._agent.histogram(*args, buckets=buckets, **kwargs)
+        return self._get("histogram", name, help, label_names, native, define)
+
+    def _get(self, kind: str, name: str, help: str, label_names: Sequence[str],
+             native: Optional[str], define: Callable[..., Any]) -> Optional[Bridged]:
+        key = (kind, name)
+        if key in self._known:
+            return self._known[key]
+        keep = tuple(i for i, label in enumerate(label_names)
+                     if self._allowed is None or label in self._allowed)
+        mapped = [native_label(label_names[i], kind == "histogram") for i in keep]
+        bridged: Optional[Bridged] = None
+        try:
+            if len(set(mapped)) != len(mapped):
+                raise ValueError(f"its label names {list(label_names)} map to repeated "
+                                 f"names {mapped}")
+            target = native_name(native or name, self._prefix)
+            if self._agent.metrics.get(target) is not None:
+                # Defined by the app, or by the agent's own view read back from the same
+                # registry: bridging it would count it twice.
+                raise ValueError(f"{target!r} is already a metric of this agent")
+            family = define(target,
+                            help.strip() or f"{name} (from {self._source})", mapped,
+                            max_series=self._max_series)
+            bridged = Bridged(family, tuple(label_names), keep)
+        except (TypeError, ValueError) as error:
+            self.refuse(name, str(error))
+        self._known[key] = bridged
+        return bridged

@@ -1,0 +1,230 @@
+"""Ship OpenTelemetry metrics to Unleash: a ``MetricExporter`` that records into an agent.
+
+Give :class:`ImpactMetricExporter` to a ``PeriodicExportingMetricReader``; every export
+records what the OpenTelemetry SDK aggregated into native agent metrics, which delivery then
+sends like any other (merge-back on failure, the spool, drops counted, the series limit)::
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from impactagent.integrations.otel_bridge import ImpactMetricExporter
+
+    reader = PeriodicExportingMetricReader(ImpactMetricExporter(agent),
+                                           export_interval_millis=15_000)
+    provider = MeterProvider(metric_readers=[reader])
+
+Every metric the provider reads is shipped (choose them with OpenTelemetry ``View``\\ s, or
+a ``metrics=`` predicate on the name here). What each kind becomes:
+
+- **Sum, monotonic** (Counter, ObservableCounter): a counter of the increase. The exporter
+  asks for delta temporality and handles cumulative too (a new start time, or a total lower
+  than the last, is a restart: counted from zero, never negative). Fractions are sent as
+  whole units as they complete.
+- **Sum, not monotonic** (UpDownCounter, ObservableUpDownCounter): a gauge of the current
+  total (cumulative temporality is asked for; deltas are added up).
+- **Gauge**: a gauge of the last value, sent when it changes.
+- **Histogram** (explicit buckets): a histogram with the same boundaries, the bucket counts
+  and sum added since the last export (delta asked for; cumulative handled as for sums).
+- **ExponentialHistogram**: refused. Its bucket boundaries move with its scale, and Unleash
+  stores a histogram under fixed boundaries; converting would smear counts across
+  boundaries that change from one export to the next. The metric is logged once and listed
+  in :attr:`ImpactMetricExporter.refused`, and never sent (the agent never recorded it, so
+  it is not among the agent's drops). Keep the default explicit-bucket aggregation for
+  metrics you ship.
+
+Names are mapped as :mod:`impactagent.integrations._bridged` says (``http.server.duration``
+becomes ``http_server_duration``); attribute values become strings. A metric's label names
+are those of the first data point seen, the allowlist ``labels`` applied; attributes that
+other points have beyond them are added up.
+
+Bridged metrics are aggregated before the agent sees them, so they cannot carry the
+request's flag state: record a native metric with ``flags=`` for that. Shut the
+``MeterProvider`` down before closing the agent (or create the agent first: ``atexit`` runs
+the provider's shutdown, and so its last export, before the agent's close).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Tuple
+
+from ._bridged import Bridged, BridgedFamilies, increment
+from ._cumulative import CounterReadings, HistogramReadings
+
+try:
+    from opentelemetry.sdk.metrics import (
+        Counter,
+        Histogram,
+        ObservableCounter,
+        ObservableGauge,
+        ObservableUpDownCounter,
+        UpDownCounter,
+    )
+    from opentelemetry.sdk.metrics.export import (
+        AggregationTemporality,
+        ExponentialHistogram,
+        Gauge,
+        MetricExporter,
+        MetricExportResult,
+        Sum,
+    )
+    from opentelemetry.sdk.metrics.export import Histogram as HistogramData
+except ImportError:  # pragma: no cover - the module imports (docs, doctests) without OTel
+    MetricExporter = object  # type: ignore[assignment,misc]
+    _OTEL = False
+else:
+    _OTEL = True
+
+if TYPE_CHECKING:
+    from ..agent import Agent
+
+class ImpactMetricExporter(MetricExporter):
+    """An OpenTelemetry metric exporter that records into ``agent`` (see the module doc).
+
+    ``metrics`` chooses metrics by name (all unless given); ``labels`` is an allowlist of
+    attribute names (the rest are added up); ``prefix`` goes in front of every name;
+    ``max_series`` limits each metric's series as for native metrics;
+    ``preferred_temporality`` overrides the temporality asked for, by instrument class
+    (both are handled).
+    """
+
+    def __init__(self, agent: Agent, *, metrics: Optional[Callable[[str], bool]] = None,
+                 labels: Optional[Iterable[str]] = None, prefix: str = "",
+                 max_series: Optional[int] = None,
+                 preferred_temporality: Optional[Dict[type, Any]] = None) -> None:
+        if not _OTEL:
+            raise ImportError("ImpactMetricExporter needs the OpenTelemetry SDK: "
+                              "pip install 'impactagent[opentelemetry]'")
+        temporality: Dict[type, Any] = {
+            Counter: AggregationTemporality.DELTA,
+            ObservableCounter: AggregationTemporality.DELTA,
+            Histogram: AggregationTemporality.DELTA,
+            UpDownCounter: AggregationTemporality.CUMULATIVE,
+            ObservableUpDownCounter: AggregationTemporality.CUMULATIVE,
+            ObservableGauge: AggregationTemporality.CUMULATIVE,
+        }
+        temporality.update(preferred_temporality or {})
+        super().__init__(preferred_temporality=temporality)
+        self._agent = agent
+        self._chosen = metrics
+        self._native = BridgedFamilies(agent, source="OpenTelemetry", prefix=prefix,
+                                       labels=labels, max_series=max_series)
+        self._lock = threading.Lock()
+        self._counters = CounterReadings()
+        self._histograms = HistogramReadings()
+        self._running: Dict[Any, float] = {}  # totals of delta sums, by source series
+        self._gauges_set: Dict[Any, float] = {}
+
+    @property
+    def refused(self) -> Dict[str, str]:
+        """Metrics that are not sent, by name, with the reason."""
+        return dict(self._native.refused)
+
+    def export(self, metrics_data: Any, timeout_millis: float = 10_000,
+               **kwargs: Any) -> Any:
+        """Record one export's data points into the agent (delivery sends them later)."""
+        with self._lock:
+            gauges: Dict[Any, float] = {}
+            for resource_metrics in metrics_data.resource_metrics:
+                for scope_metrics in resource_metrics.scope_metrics:
+                    for metric in scope_metrics.metrics:
+                        if self._chosen is None or self._chosen(metric.name):
+                            self._metric(metric, gauges)
+            for child, value in gauges.items():
+                last = self._gauges_set.get(child)
+                if last is None or (last != value and not (last != last and value != value)):
+                    self._gauges_set[child] = value
+                    child.set(value)
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        """Nothing is buffered here: what was exported is in the agent already."""
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        """Nothing to release (close the agent itself to send what is left)."""
+
+    # -- one metric ------------------------------------------------------------------------
+
+    def _metric(self, metric: Any, gauges: Dict[Any, float]) -> None:
+        data = metric.data
+        name = metric.name
+        if isinstance(data, ExponentialHistogram):
+            self._native.refuse(name, "an exponential histogram's bucket boundaries move "
+                                      "with its scale; Unleash stores fixed ones (use the "
+                                      "explicit-bucket aggregation)")
+            return
+        for point in data.data_points:
+            names, values = _labels(point.attributes)
+            key = (name, tuple(zip(names, values)))
+            if isinstance(data, Sum) and data.is_monotonic:
+                self._sum(metric, data, point, key, names, values)
+            elif isinstance(data, (Sum, Gauge)):
+                total = float(point.value)
+                if isinstance(data, Sum) and _is_delta(data):
+                    total = self._running[key] = self._running.get(key, 0.0) + total
+                bridged = self._native.gauge(name, metric.description, names)
+                if bridged is not None:
+                    child = _series(bridged, names, values)
+                    gauges[child] = gauges.get(child, 0.0) + total
+            elif isinstance(data, HistogramData):
+                self._histogram(metric, data, point, key, names, values)
+            else:
+                self._native.refuse(name, f"{type(data).__name__} is no kind the agent knows")
+
+    def _sum(self, metric: Any, data: Any, point: Any, key: Any,
+             names: Tuple[str, ...], values: Tuple[str, ...]) -> None:
+        if _is_delta(data):
+            total = self._running[key] = self._running.get(key, 0.0) + point.value
+            delta = self._counters.delta(key, total)
+        else:
+            delta = self._counters.delta(key, point.value, point.start_time_unix_nano)
+        bridged = self._native.counter(metric.name, metric.description, names)
+        if bridged is not None and delta:
+            increment(_series(bridged, names, values), delta)
+
+    def _histogram(self, metric: Any, data: Any, point: Any, key: Any,
+                   names: Tuple[str, ...], values: Tuple[str, ...]) -> None:
+        counts = [int(n) for n in point.bucket_counts]
+        if _is_delta(data):
+            added: Optional[Tuple[Tuple[int, ...], float]] = (
+                (tuple(counts), point.sum) if any(counts) else None)
+        else:
+            added = self._histograms.delta(key, counts, point.sum, point.start_time_unix_nano)
+        bridged = self._native.histogram(metric.name, metric.description, names,
+                                         tuple(point.explicit_bounds))
+        if bridged is None:
+            return
+        expected = getattr(bridged.family, "buckets", ())
+        if tuple(float(b) for b in point.explicit_bounds) != expected:
+            self._native.refuse(metric.name, f"a point has buckets {point.explicit_bounds}, "
+                                             f"not {expected}")
+            return
+        if added is not None:
+            _series(bridged, names, values).add_counts(*added)
+
+
+def _is_delta(data: Any) -> bool:
+    return bool(data.aggregation_temporality == AggregationTemporality.DELTA)
+
+
+def _labels(attributes: Any) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+    """Attribute names (sorted) and their values as strings."""
+    items = sorted((attributes or {}).items())
+    return tuple(k for k, _ in items), tuple(_text(v) for _, v in items)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_text(v) for v in value)
+    return str(value)
+
+
+def _series(bridged: Bridged, names: Tuple[str, ...], values: Tuple[str, ...]) -> Any:
+    """The native series of a point, by the label names its family was defined with."""
+    defined = bridged.source_labels
+    if defined == names:
+        return bridged.series(values)
+    by_name = dict(zip(names, values))
+    return bridged.series(tuple(by_name.get(n, "") for n in defined))
