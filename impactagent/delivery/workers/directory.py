@@ -45,12 +45,25 @@ _LOCK = ".lock"
 
 def default_directory(app_name: str, environment: str) -> Path:
     """``<tmp>/impactagent-<uid>/prometheus-<app>-<environment>``: one per user, app and
-    environment on the host, the same in every worker whatever its pid or start."""
+    environment on the host, the same in every worker whatever its pid or start.
+
+    The per-user folder is made here, ``0700``; in a shared ``/tmp`` one already there
+    must be a real directory (not a symlink) of this user's that nobody else can write,
+    or :class:`OSError` is raised: another user could have made it first."""
     def safe(text: str) -> str:
         return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:64] or "_"
 
-    return (Path(tempfile.gettempdir()) / f"impactagent-{os.geteuid()}"
-            / f"prometheus-{safe(app_name)}-{safe(environment)}")
+    mine = Path(tempfile.gettempdir()) / f"impactagent-{os.geteuid()}"
+    try:
+        mine.mkdir(mode=0o700)
+        os.chmod(mine, 0o700)
+    except FileExistsError:
+        info = os.lstat(mine)
+        if (not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid()
+                or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
+            raise PermissionError(errno.EPERM, "not a private directory of this user's: "
+                                  "pass a directory of your own", str(mine)) from None
+    return mine / f"prometheus-{safe(app_name)}-{safe(environment)}"
 
 
 def prepare(directory: Union[str, os.PathLike]) -> Path:
