@@ -262,6 +262,23 @@ class Agent:
         """An ASGI app that serves the scrape, to mount in your own server."""
         return _prometheus().asgi_app(self)
 
+    def prometheus_workers(self, directory: Optional[str] = None, *,
+                           publish_interval: float = 1.0) -> Any:
+        """One Prometheus view across worker processes (gunicorn, uWSGI, multiprocessing):
+        returns a :class:`~impactagent.delivery.workers.WorkersView` whose ``wsgi_app()``,
+        ``asgi_app()`` and ``serve(port)`` answer, in any worker, with the sum over every
+        worker sharing ``directory`` (by default one per user, app and environment under
+        the temporary directory). Call it once, where the agent is made."""
+        try:
+            from .delivery.workers import WorkersView
+            from .delivery.workers.directory import default_directory
+        except ImportError as error:  # prometheus_client is an optional extra
+            raise ImportError("the Prometheus endpoint needs prometheus_client: "
+                              "pip install 'impactagent[prometheus]'") from error
+        chosen = directory if directory is not None else default_directory(
+            self.identity.app_name, self.identity.environment)
+        return WorkersView(self, chosen, publish_interval=publish_interval)
+
     # -- collecting --------------------------------------------------------------------------
 
     def collect(self) -> Snapshot:

@@ -83,6 +83,12 @@ class AgentCollector:
         self.agent = agent
 
     def collect(self) -> Iterator[Metric]:
+        yield from self.counts()
+        yield from self.health()
+
+    def counts(self) -> Iterator[Metric]:
+        """What the app counted: its impact metrics and the flag counts. Across workers
+        (:mod:`impactagent.delivery.workers`) these are summed."""
         identity = (scrub(self.agent.identity.app_name), scrub(self.agent.identity.environment))
         # The agent's own families keep their names; an app metric whose names clash with
         # one shown before it (a gauge "x_total" after a counter "x") is left out, or
@@ -94,7 +100,6 @@ class AgentCollector:
                 taken.update(claims)
                 yield _family(family, identity)
         yield from self._flags()
-        yield from self._health()
 
     def _flags(self) -> Iterator[Metric]:
         evaluations = CounterMetricFamily(
@@ -112,7 +117,9 @@ class AgentCollector:
         yield evaluations
         yield variants
 
-    def _health(self) -> Iterator[Metric]:
+    def health(self) -> Iterator[Metric]:
+        """The agent's own health (recorded, delivered, dropped, pending...): a worker's
+        own, never summed across workers."""
         statistics = self.agent.statistics()
         delivery = statistics["delivery"]
         recorded = CounterMetricFamily(

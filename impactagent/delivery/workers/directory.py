@@ -1,0 +1,159 @@
+"""The per-host directory the workers share: safe files, atomic replaces, one lock file.
+
+The same rules as the spool (:mod:`impactagent.delivery.spool`), for the same reasons (a
+file here is summed into what every worker shows, so a planted one would lie):
+
+- a directory this module creates is ``0700``; one that exists must be a directory owned
+  by this user, or it is refused; a group- or world-writable one is warned about, once;
+- files are created ``0600`` with ``O_CREAT | O_EXCL | O_NOFOLLOW`` under a temporary name,
+  written, and renamed over the old one, so a reader sees a whole file or the previous
+  one, never half of one (no fsync: after a crash of the host the directory is stale
+  anyway, see :func:`impactagent.delivery.workers.process.alive`);
+- a file is read with ``O_NOFOLLOW | O_NONBLOCK`` and only when it is a regular file with
+  one link, owned by this user and below :data:`MAX_BYTES`; anything else is skipped;
+- :func:`locked` holds ``flock`` on ``.lock`` (advisory, whole-host, released by the kernel
+  when its holder dies, so ``kill -9`` never leaves it held).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import secrets
+import stat
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+logger = logging.getLogger("impactagent")
+
+#: A worker's published view is a few kB; a file far larger was not written by one.
+MAX_BYTES = 16_000_000
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+_OPEN = os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _CLOEXEC
+TEMP = ".tmp"
+_LOCK = ".lock"
+
+
+def default_directory(app_name: str, environment: str) -> Path:
+    """``<tmp>/impactagent-<uid>/prometheus-<app>-<environment>``: one per user, app and
+    environment on the host, the same in every worker whatever its pid or start.
+
+    The per-user folder is made here, ``0700``; in a shared ``/tmp`` one already there
+    must be a real directory (not a symlink) of this user's that nobody else can write,
+    or :class:`OSError` is raised: another user could have made it first."""
+    def safe(text: str) -> str:
+        return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:64] or "_"
+
+    mine = Path(tempfile.gettempdir()) / f"impactagent-{os.geteuid()}"
+    try:
+        mine.mkdir(mode=0o700)
+        os.chmod(mine, 0o700)
+    except FileExistsError:
+        info = os.lstat(mine)
+        if (not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid()
+                or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
+            raise PermissionError(errno.EPERM, "not a private directory of this user's: "
+                                  "pass a directory of your own", str(mine)) from None
+    return mine / f"prometheus-{safe(app_name)}-{safe(environment)}"
+
+
+def prepare(directory: Union[str, os.PathLike]) -> Path:
+    """Create ``directory`` (and missing parents) ``0700``, or check the one there.
+
+    Raises :class:`OSError` when it is not a directory this user owns: in a shared ``/tmp``
+    another user could have made it first, to feed every worker's scrape."""
+    path = Path(directory)
+    try:
+        path.mkdir(mode=0o700, parents=True)
+        os.chmod(path, 0o700)  # the umask can only have taken bits away
+        return path
+    except FileExistsError:
+        pass
+    info = os.stat(path)  # the directory itself may be a symlink an admin made: followed
+    if not stat.S_ISDIR(info.st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(path))
+    if info.st_uid != os.geteuid():
+        raise PermissionError(errno.EPERM, f"owned by uid {info.st_uid}, not by this user "
+                              f"(uid {os.geteuid()}): choose a directory of your own",
+                              str(path))
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        logger.warning("impactagent: the workers' Prometheus directory %r is group- or "
+                       "world-writable (mode %s): another user could plant counts there. "
+                       "Make it private with: chmod 700 %s", str(path),
+                       oct(stat.S_IMODE(info.st_mode)), path)
+    return path
+
+
+def replace(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (``0600``). Raises :class:`OSError` (disk full,
+    say) with nothing left behind; the previous file, if any, stays whole."""
+    temporary = path.with_name(f"{path.name}.{secrets.token_hex(4)}{TEMP}")
+    fd = os.open(temporary, _CREATE, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def read(path: Path) -> Optional[bytes]:
+    """The bytes of ``path`` if it is a file this user wrote here; None otherwise (gone,
+    a symlink, a FIFO, a hard link, someone else's, too large)."""
+    try:
+        fd = os.open(path, _OPEN)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if (not stat.S_ISREG(info.st_mode) or info.st_nlink != 1
+                or info.st_uid != os.geteuid() or info.st_size > MAX_BYTES):
+            return None
+        with os.fdopen(fd, "rb") as source:
+            fd = -1
+            return source.read(MAX_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+@contextlib.contextmanager
+def locked(directory: Path, timeout: float = 5.0) -> Iterator[None]:
+    """Hold the directory's lock: folds, joins and scrapes take turns, across processes.
+
+    Raises :class:`TimeoutError` after ``timeout`` seconds (a holder stopped with SIGSTOP
+    must not hang every scrape). The lock file is opened anew each time: ``flock`` belongs
+    to an open file, and a file opened before a ``fork()`` would be shared with the child."""
+    fd = os.open(directory / _LOCK, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{directory / _LOCK} stayed locked for "
+                                       f"{timeout} s") from None
+                time.sleep(0.005)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

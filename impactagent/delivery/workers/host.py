@@ -1,0 +1,218 @@
+"""The directory's bookkeeping: worker files, the departed total, joins and folds.
+
+Files in the directory:
+
+- ``w-<pid>-<token>.json``: one per live process, its cumulative view, replaced whole by
+  that process alone (the token is new in each process, and after each fork: a reused pid
+  never writes over a dead worker's file);
+- ``departed.json``: the counters and histograms of every worker that is gone, and the
+  names of the files folded into it;
+- ``.lock``: held (``flock``) while the directory is joined, folded or read for a scrape.
+
+A **fold** (under the lock) adds the files of dead writers to ``departed.json``, writes it
+(atomically), then removes those files. The departed file lists the names it absorbed, so a
+fold interrupted between the two steps (``kill -9``, a full disk) is finished by the next
+one and never counts a file twice: readers skip a file the departed total already holds.
+A failed write (disk full) leaves the dead files where they are, summed as if live: late,
+never lost.
+
+A **join** (a process's first publish, under the lock) starts a new *generation* when no
+writer in the directory still runs and none was started by a process that still runs: the
+files are a previous deploy's, and are removed, so the new processes count from zero (a
+counter reset, which Prometheus handles as it does any restart). Otherwise it folds what is
+dead and the totals continue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+
+from . import directory as files
+from . import process
+from .merge import Plain, Totals
+
+logger = logging.getLogger("impactagent")
+
+DEPARTED = "departed.json"
+_WORKER = re.compile(r"w-(?P<pid>[0-9]+)-[0-9a-f]+\.json\Z")
+_TEMPORARY = re.compile(r"(?P<base>w-(?P<pid>[0-9]+)-[0-9a-f]+\.json|departed\.json)"
+                        r"\.[0-9a-f]+\.tmp\Z")
+VERSION = 1
+
+
+class Published(NamedTuple):
+    """One worker file, read."""
+
+    path: Path
+    stamp: process.Stamp
+    counts: List[Plain]
+    health: List[Plain]
+
+
+class Gathered(NamedTuple):
+    """What a scrape shows: the sum of counts, and each live worker's health."""
+
+    counts: Totals
+    health: Totals
+
+
+def worker_name(pid: int) -> str:
+    """A new file name for process ``pid`` (a fresh token each time)."""
+    return f"w-{pid}-{secrets.token_hex(6)}.json"
+
+
+def encode(stamp: process.Stamp, counts: List[Plain], health: List[Plain]) -> bytes:
+    return json.dumps({"v": VERSION, "stamp": list(stamp), "counts": counts,
+                       "health": health}, separators=(",", ":")).encode()
+
+
+class Host:
+    """One shared directory (see the module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._warned_foreign = False
+
+    # -- one process's own file --------------------------------------------------------------
+
+    def publish(self, name: str, data: bytes) -> None:
+        """Replace this process's file (raises :class:`OSError`: the caller counts it)."""
+        files.replace(self.path / name, data)
+
+    def join(self, here: process.Stamp) -> None:
+        """Start a new generation if every writer here is gone, else fold the dead."""
+        with files.locked(self.path):
+            departed, absorbed = self._departed()
+            published = self._workers(here, absorbed)
+            judged = [p for p in published if process.judgeable(p.stamp, here)]
+            if any(process.alive(p.stamp, here) or process.parent_alive(p.stamp, here)
+                   for p in judged):
+                self._fold(here, departed, absorbed, judged)
+                return
+            for p in judged:
+                files.remove(p.path)
+            files.remove(self.path / DEPARTED)
+            self._remove_orphaned_temporaries(here)
+
+    # -- a scrape ----------------------------------------------------------------------------
+
+    def gather(self, here: process.Stamp) -> Gathered:
+        """Fold what is dead, then add up the departed total and every live file."""
+        with files.locked(self.path):
+            departed, absorbed = self._departed()
+            published = self._workers(here, absorbed)
+            judged = [p for p in published if process.judgeable(p.stamp, here)]
+            if len(judged) < len(published) and not self._warned_foreign:
+                self._warned_foreign = True
+                logger.warning("impactagent: %s holds files from another pid namespace "
+                               "(another container?): they are left out. Give each "
+                               "container (each host) a directory of its own.", self.path)
+            live = self._fold(here, departed, absorbed, judged)
+        counts, health = Totals(), Totals()
+        counts.add(departed, gauges=False)
+        for p in sorted(live, key=lambda p: p.stamp.pid):
+            counts.add(p.counts)
+            health.add(p.health, extra=(("pid", str(p.stamp.pid)),))
+        return Gathered(counts, health)
+
+    # -- the departed total ------------------------------------------------------------------
+
+    def _fold(self, here: process.Stamp, departed: List[Plain], absorbed: List[str],
+              judged: List[Published]) -> List[Published]:
+        """Fold the dead among ``judged`` into ``departed`` (in place); return the live."""
+        live = [p for p in judged if process.alive(p.stamp, here)]
+        dead = [p for p in judged if p not in live]
+        if not dead and not absorbed:
+            return live
+        totals = Totals()
+        totals.add(departed, gauges=False)
+        for p in dead:
+            totals.add(p.counts, gauges=False)
+        names = [p.path.name for p in dead]
+        # Names whose files are gone need no remembering: nobody can read them twice.
+        kept = [n for n in absorbed if (self.path / n).exists()] + names
+        if dead or kept != absorbed:
+            try:
+                files.replace(self.path / DEPARTED, json.dumps(
+                    {"v": VERSION, "absorbed": kept, "counts": totals.plain()},
+                    separators=(",", ":")).encode())
+            except OSError as error:
+                logger.warning("impactagent: could not fold departed workers into %s (%s); "
+                               "their files stay, and are counted as if they lived",
+                               self.path / DEPARTED, error.strerror or error)
+                return judged
+        departed[:] = totals.plain()
+        for name in kept:
+            files.remove(self.path / name)
+        self._remove_orphaned_temporaries(here)
+        return live
+
+    def _departed(self) -> Tuple[List[Plain], List[str]]:
+        document = _load(self.path / DEPARTED)
+        counts = document.get("counts") if document else None
+        absorbed = document.get("absorbed") if document else None
+        return (counts if isinstance(counts, list) else [],
+                [a for a in absorbed if isinstance(a, str)] if isinstance(absorbed, list)
+                else [])
+
+    def _workers(self, here: process.Stamp, absorbed: List[str]) -> List[Published]:
+        published = []
+        for path in sorted(self.path.iterdir()):
+            if not _WORKER.match(path.name) or path.name in absorbed:
+                continue
+            document = _load(path)
+            if document is None:
+                continue
+            try:
+                stamp = process.Stamp(*document["stamp"])
+                counts, health = document["counts"], document["health"]
+            except (KeyError, TypeError):
+                continue
+            if not (isinstance(stamp.pid, int) and isinstance(stamp.parent, int)
+                    and all(isinstance(t, (int, type(None)))
+                            for t in (stamp.started, stamp.parent_started))):
+                continue
+            if isinstance(counts, list) and isinstance(health, list):
+                published.append(Published(path, stamp, counts, health))
+        return published
+
+    def _remove_orphaned_temporaries(self, here: process.Stamp) -> None:
+        """Temporary files a killed writer left (call under the lock): the departed total's
+        (only a lock holder writes it), and a worker's whose pid no longer runs (a reused
+        pid only delays this)."""
+        for path in self.path.iterdir():
+            match = _TEMPORARY.match(path.name)
+            if match is None:
+                continue
+            pid = match.group("pid")
+            if pid is None or (int(pid) != here.pid and not _pid_runs(int(pid))):
+                files.remove(path)
+
+
+def _pid_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        pass
+    return True
+
+
+def _load(path: Path) -> Optional[Dict[str, Any]]:
+    data = files.read(path)
+    if data is None:
+        return None
+    try:
+        document = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(document, dict) or document.get("v") != VERSION:
+        return None
+    return document

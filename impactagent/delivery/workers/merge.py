@@ -1,0 +1,105 @@
+"""Families as plain data, and their sum: what a worker's file holds and what a scrape adds.
+
+A worker writes the families its :class:`~impactagent.delivery.prometheus.AgentCollector`
+yields, as JSON lists ``[name, type, help, [[sample name, {labels}, value], ...]]``. A
+scrape adds them up, sample by sample (same sample name, same labels):
+
+- counters and histograms (every bucket, ``_sum`` and ``_count``) are summed over the live
+  workers and the departed total, so they never go down when a worker leaves;
+- gauges are summed over the live workers only: a departed worker's gauge (requests in
+  flight, a queue's length) is no longer true of anything;
+- the first worker read decides a family's type and help: a worker that disagrees (a rolling
+  deploy that changed a metric's kind) has that family left out until it is gone.
+
+Workers run the same code, so a histogram has the same buckets in each; where they differ,
+each bound sums what the workers that have it counted. A histogram series whose total
+``_count`` differs from its ``+Inf`` bucket (a worker left out ``_sum`` and ``_count``,
+as it does for a negative sum) shows neither, as one worker would.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, Iterator, List, Tuple
+
+from prometheus_client.metrics_core import Metric
+
+#: One family as written to a file: name, type, help, samples.
+Plain = List[Any]
+_Key = Tuple[str, Tuple[Tuple[str, str], ...]]
+_KINDS = ("counter", "gauge", "histogram")
+
+
+def to_plain(metrics: Iterable[Metric]) -> List[Plain]:
+    """Families as JSON-ready lists."""
+    return [[m.name, m.type, m.documentation,
+             [[s.name, dict(s.labels), s.value] for s in m.samples]] for m in metrics]
+
+
+class Totals:
+    """Families added up, in the order first seen.
+
+    >>> totals = Totals()
+    >>> totals.add([["hits", "counter", "Hits", [["hits_total", {"route": "/"}, 2]]]])
+    >>> totals.add([["hits", "counter", "Hits", [["hits_total", {"route": "/"}, 3]]]])
+    >>> [(s.name, s.labels, s.value) for m in totals.metrics() for s in m.samples]
+    [('hits_total', {'route': '/'}, 5.0)]
+    """
+
+    def __init__(self) -> None:
+        self._families: Dict[str, Tuple[str, str, Dict[_Key, float]]] = {}
+
+    def add(self, families: Iterable[Plain], *, gauges: bool = True,
+            extra: Tuple[Tuple[str, str], ...] = ()) -> None:
+        """Add one worker's families (``gauges=False``: leave its gauges out; ``extra``:
+        labels to add to each sample, as a worker's ``pid``). Malformed entries are
+        skipped: a file is only ever read, never trusted to be well formed."""
+        for family in families:
+            try:
+                name, kind, help_text, samples = family
+                if kind not in _KINDS or (kind == "gauge" and not gauges):
+                    continue
+                known = self._families.setdefault(name, (kind, help_text, {}))
+                if known[0] != kind:
+                    continue
+                values = known[2]
+                for sample_name, labels, value in samples:
+                    key = (str(sample_name),
+                           tuple((str(k), str(v)) for k, v in labels.items()) + extra)
+                    values[key] = values.get(key, 0) + float(value)
+            except (TypeError, ValueError, AttributeError):
+                continue
+
+    def plain(self) -> List[Plain]:
+        """The totals as plain families again (what the departed file keeps)."""
+        return [[name, kind, help_text,
+                 [[sample, dict(labels), value] for (sample, labels), value in values.items()]]
+                for name, (kind, help_text, values) in self._families.items()]
+
+    def metrics(self) -> Iterator[Metric]:
+        for name, (kind, help_text, values) in self._families.items():
+            metric = Metric(name, help_text, kind)
+            hidden = _unsound_counts(values) if kind == "histogram" else set()
+            for (sample, labels), value in values.items():
+                if (sample, labels) not in hidden:
+                    metric.add_sample(sample, dict(labels), value)
+            if metric.samples:
+                yield metric
+
+
+def _unsound_counts(values: Dict[_Key, float]) -> set:
+    """The ``_sum``/``_count`` samples of histogram series whose count is not the +Inf
+    bucket's."""
+    infinite: Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float] = {}
+    for (sample, labels), value in values.items():
+        if sample.endswith("_bucket") and ("le", "+Inf") in labels:
+            base = sample[:-len("_bucket")]
+            infinite[(base, tuple(kv for kv in labels if kv[0] != "le"))] = value
+    hidden = set()
+    for (sample, labels), value in values.items():
+        if sample.endswith("_count"):
+            base = sample[:-len("_count")]
+            if infinite.get((base, labels)) != value:
+                hidden.add((sample, labels))
+                hidden.add((base + "_sum", labels))
+    return hidden
+

@@ -1,0 +1,102 @@
+"""Who wrote a file, and whether that process still runs: the test a fold depends on.
+
+A worker's file is named by its pid, and pids are reused. A file is therefore stamped with
+the process's *start time* (``/proc/<pid>/stat``, in clock ticks since boot) and the host's
+*boot id*: a pid that runs now but started at another time, or a file from before the last
+reboot, is a dead writer's. Where ``/proc`` is missing (macOS), the start time is unknown
+and a live pid is taken at its word: a reused pid then only delays a fold (the dead
+worker's counts stay in the sum as if it lived), it never loses or doubles a count.
+
+A file written in another pid namespace (another container sharing the directory) cannot be
+judged from here at all: its pids mean nothing in ours. Such files are never folded or
+removed by this process (see :mod:`impactagent.delivery.workers`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+
+class Stamp(NamedTuple):
+    """What a file says about the process that wrote it."""
+
+    pid: int
+    #: Clock ticks since boot when the process started; None where unknown.
+    started: Optional[int]
+    #: The process that started it (the gunicorn master, say), and when that started.
+    parent: int
+    parent_started: Optional[int]
+    #: The boot this process runs in (Linux ``boot_id``; the host name elsewhere).
+    boot: str
+    #: The pid namespace the pid means something in ("" where unknown).
+    namespace: str
+
+
+def _started(pid: int) -> Optional[int]:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22 (starttime); the command name (field 2, in parentheses) may hold spaces.
+    fields = stat[stat.rindex(")") + 2:].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _boot() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return socket.gethostname()
+
+
+def _namespace() -> str:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
+def current() -> Stamp:
+    """This process's stamp (read again after a fork: the pid and start time change)."""
+    pid, parent = os.getpid(), os.getppid()
+    return Stamp(pid, _started(pid), parent, _started(parent), _boot(), _namespace())
+
+
+def judgeable(stamp: Stamp, here: Stamp) -> bool:
+    """Whether this process can tell if ``stamp``'s writer lives: same pid namespace, or an
+    earlier boot (every process of an earlier boot is gone)."""
+    return stamp.boot != here.boot or stamp.namespace == here.namespace
+
+
+def alive(stamp: Stamp, here: Stamp) -> bool:
+    """Whether the process that wrote ``stamp`` still runs (call only when judgeable)."""
+    if stamp.boot != here.boot:
+        return False
+    return _runs(stamp.pid, stamp.started)
+
+
+def parent_alive(stamp: Stamp, here: Stamp) -> bool:
+    """Whether the process that started ``stamp``'s writer still runs: the gunicorn master
+    of a worker killed a moment ago, say (never init or a container's first process)."""
+    if stamp.boot != here.boot or stamp.parent <= 1:
+        return False
+    return _runs(stamp.parent, stamp.parent_started)
+
+
+def _runs(pid: int, started: Optional[int]) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process has that pid now: the start time below tells
+    if started is None:
+        return True
+    now = _started(pid)
+    return now is None or now == started

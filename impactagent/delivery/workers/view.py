@@ -1,0 +1,203 @@
+"""One worker's part in the shared view: publish its counts, answer scrapes with the sum.
+
+:class:`WorkersView` publishes its agent's cumulative view (a few kB of JSON) to its file
+in the shared directory from a daemon thread every ``publish_interval`` seconds (only when
+it changed), at every scrape it answers, and when the process exits normally. A scrape
+answered by any worker therefore shows that worker as of now and the others as of their
+last publish, at most ``publish_interval`` ago: every worker's file only grows, so no
+scrape, whichever worker answers it, ever shows a counter lower than one before it.
+
+:class:`DirectoryCollector` reads the directory without an agent of its own: the gunicorn
+master (``when_ready``) or a sidecar can serve one port for the whole host with it.
+
+After ``fork()`` the child's view takes a new file of its own and starts its own thread
+(Python's fork hook; the agent's own hook has already emptied the child's counts). A server
+that forks without Python's hooks (uWSGI without ``py-call-osafterfork``) must call
+:meth:`WorkersView.after_fork` in the child, as it calls ``Agent.after_fork``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import multiprocessing
+import multiprocessing.util
+import os
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Iterator, Optional, Tuple, Union
+
+from prometheus_client import CollectorRegistry, make_asgi_app, make_wsgi_app, start_http_server
+from prometheus_client.metrics_core import Metric
+
+from ..prometheus import AgentCollector, Scraped
+from . import directory as files
+from . import process
+from .host import Host, encode, worker_name
+from .merge import to_plain
+
+logger = logging.getLogger("impactagent")
+
+#: Even when nothing changed, a file is rewritten this often, so that a cleaner of old
+#: files in /tmp (systemd-tmpfiles ages them by days) never takes a live worker's.
+_REFRESH_SECONDS = 3600.0
+
+
+class DirectoryCollector:
+    """A ``prometheus_client`` collector over a shared directory: the sum over its workers.
+
+    Every scrape folds the files of workers that are gone into the departed total (see
+    :mod:`impactagent.delivery.workers.host`), under the directory's lock."""
+
+    def __init__(self, directory: Union[str, os.PathLike]) -> None:
+        self.host = Host(files.prepare(directory))
+
+    @property
+    def directory(self) -> Path:
+        return self.host.path
+
+    def collect(self) -> Iterator[Metric]:
+        gathered = self.host.gather(process.current())
+        yield from gathered.counts.metrics()
+        yield from gathered.health.metrics()
+
+
+class WorkersView:
+    """One agent's publisher into a shared directory, and its scrape of the sum.
+
+    Make it with :meth:`impactagent.Agent.prometheus_workers` (once per agent, in the
+    module every worker imports, or before gunicorn's ``--preload`` fork)."""
+
+    def __init__(self, agent: Scraped, directory: Union[str, os.PathLike],
+                 publish_interval: float = 1.0) -> None:
+        if publish_interval <= 0:
+            raise ValueError("publish_interval must be positive")
+        self.agent = agent
+        self.publish_interval = publish_interval
+        self.collector = DirectoryCollector(directory)
+        self._own = AgentCollector(agent)
+        self._start_in_this_process()
+        self_ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _call(self_ref, "after_fork"))
+        atexit.register(_call, self_ref, "stop")
+        # A multiprocessing child ends with os._exit, skipping atexit: its own exit hooks
+        # publish the last counts instead, whether the view was made there or inherited.
+        multiprocessing.util.register_after_fork(self, WorkersView._publish_when_child_ends)
+        if multiprocessing.parent_process() is not None:
+            self._publish_when_child_ends()
+        self.publish()
+
+    @property
+    def directory(self) -> Path:
+        return self.collector.directory
+
+    # -- publishing --------------------------------------------------------------------------
+
+    def _start_in_this_process(self) -> None:
+        self._pid = os.getpid()
+        self._stamp = process.current()
+        self._name = worker_name(self._pid)
+        self._lock = threading.Lock()
+        self._joined = False
+        self._last: Optional[Tuple[bytes, float]] = None
+        self._failed = False
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="impactagent-workers-view",
+                                        daemon=True)
+        self._thread.start()
+
+    def publish(self) -> bool:
+        """Write this process's counts to its file now; False if the disk refused (logged
+        once: the file keeps its previous, lower, counts until a publish succeeds)."""
+        if os.getpid() != self._pid:
+            self.after_fork()  # forked without Python's hooks
+        with self._lock:
+            data = encode(self._stamp, to_plain(self._own.counts()),
+                          to_plain(self._own.health()))
+            now = time.monotonic()
+            if (self._last is not None and self._last[0] == data
+                    and now - self._last[1] < _REFRESH_SECONDS):
+                return True
+            try:
+                if not self._joined:
+                    self.collector.host.join(self._stamp)
+                    self._joined = True
+                self.collector.host.publish(self._name, data)
+            except (OSError, TimeoutError) as error:
+                if not self._failed:
+                    logger.warning("impactagent: could not publish this worker's counts to "
+                                   "%s (%s); the shared view shows its earlier counts until "
+                                   "it can", self.directory, error)
+                self._failed = True
+                return False
+            self._failed = False
+            self._last = (data, now)
+            return True
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.publish_interval):
+            try:
+                self.publish()
+            except Exception:  # a bug must not end the thread silently: log, go on
+                logger.exception("impactagent: publishing the workers' view failed")
+
+    def stop(self) -> None:
+        """Stop the thread and publish one last time (at exit: the process's last counts).
+        The file stays: the next scrape after this process is gone folds it."""
+        self._stopping.set()
+        self.publish()
+
+    def after_fork(self) -> None:
+        """In a forked child: a file and a thread of its own (the counts are the child's)."""
+        if os.getpid() != self._pid:
+            self._start_in_this_process()
+
+    def _publish_when_child_ends(self) -> None:
+        """Publish once more when this multiprocessing child ends normally."""
+        multiprocessing.util.Finalize(None, _call, args=(weakref.ref(self), "stop"),
+                                      exitpriority=100)
+
+    # -- scraping ----------------------------------------------------------------------------
+
+    def collect(self) -> Iterator[Metric]:
+        """The sum over the workers, this one's counts as of now."""
+        self.publish()
+        return self.collector.collect()
+
+    def registry(self) -> CollectorRegistry:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self)
+        return registry
+
+    def wsgi_app(self) -> Any:
+        """A WSGI app serving the sum, to mount in every worker."""
+        return make_wsgi_app(self.registry())
+
+    def asgi_app(self) -> Any:
+        """An ASGI app serving the sum, to mount in every worker."""
+        return make_asgi_app(self.registry())
+
+    def serve(self, port: int, addr: str = "127.0.0.1") -> Any:
+        """Serve ``/metrics`` (the sum) on ``addr:port`` from a daemon thread."""
+        server, _thread = start_http_server(port, addr=addr, registry=self.registry())
+        return server
+
+
+def serve_directory(directory: Union[str, os.PathLike], port: int, addr: str = "127.0.0.1"
+                    ) -> Any:
+    """Serve the sum over a directory's workers on ``addr:port``, from a process that needs
+    no agent (the gunicorn master, in ``when_ready``; a sidecar). Returns the server."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DirectoryCollector(directory))
+    server, _thread = start_http_server(port, addr=addr, registry=registry)
+    return server
+
+
+def _call(ref: weakref.ref[WorkersView], method: str) -> None:
+    """A hook that calls ``method`` on the view if it still exists (hooks cannot be
+    removed, and must not keep a view alive)."""
+    target = ref()
+    if target is not None:
+        getattr(target, method)()

@@ -1,0 +1,169 @@
+"""One Prometheus view across real gunicorn workers: any worker's scrape is the sum.
+
+Real gunicorn (4 sync workers, with and without ``--preload``) on 127.0.0.1, real
+requests, real ``kill -9``. A scrape is answered by whichever worker the kernel hands the
+connection to; every one must show the sum, so no counter may ever go down between two
+scrapes, and once the load stops the sum must reach the number of requests served.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List, Set, Tuple
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.loopback import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKERS = 4
+Sample = Tuple[str, Tuple[Tuple[str, str], ...]]
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+
+
+class Gunicorn:
+    def __init__(self, directory: Path, preload: bool) -> None:
+        pytest.importorskip("gunicorn")
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, TEST_VIEW_DIR=str(directory), PYTHONPATH=str(ROOT))
+        self.master = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", *(["--preload"] if preload else []),
+             "-w", str(WORKERS), "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "10",
+             "tests.apps.workers_app:app"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.http = requests.Session()
+        self.http.trust_env = False
+        for _ in range(300):  # bounded wait for the workers to listen
+            try:
+                self.get("/warm-up")
+                return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.stop()
+        raise AssertionError("gunicorn did not start")
+
+    def get(self, path: str, session: requests.Session | None = None) -> str:
+        return (session or self.http).get(self.base + path, timeout=10,
+                                          headers={"Connection": "close"}).text
+
+    def scrape(self) -> Dict[Sample, float]:
+        """The summed samples (the per-worker health series, labelled by pid, left out)."""
+        samples = {}
+        for family in text_string_to_metric_families(self.get("/metrics")):
+            for s in family.samples:
+                if "pid" not in s.labels:
+                    samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return samples
+
+    def stop(self) -> str:
+        self.master.send_signal(signal.SIGTERM)
+        output = self.master.communicate(timeout=60)[0].decode(errors="replace")
+        assert self.master.returncode == 0, output
+        return output
+
+
+def hits(samples: Dict[Sample, float]) -> float:
+    return sum(v for (name, _), v in samples.items() if name == "hits_total")
+
+
+def assert_never_down(before: Dict[Sample, float], after: Dict[Sample, float]) -> None:
+    for key, value in before.items():
+        assert after.get(key, 0.0) >= value, f"{key} went down: {value} -> {after.get(key)}"
+
+
+def load(server: Gunicorn, paths: List[str], served: Set[str]) -> threading.Thread:
+    def run() -> None:
+        with requests.Session() as session:
+            session.trust_env = False
+            for path in paths:
+                served.add(server.get(path, session))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def settle(server: Gunicorn, expected: float, last: Dict[Sample, float]
+           ) -> Dict[Sample, float]:
+    """Scrape (bounded) until the sum reaches ``expected``, never seeing a drop."""
+    for _ in range(100):
+        now = server.scrape()
+        assert_never_down(last, now)
+        last = now
+        if hits(now) >= expected:
+            break
+        time.sleep(0.1)
+    return last
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["no-preload", "preload"])
+def test_four_workers_under_load_fifty_scrapes_never_go_down_and_end_at_the_total(
+        tmp_path, preload):
+    server = Gunicorn(tmp_path / "view", preload)
+    try:
+        served: Set[str] = set()
+        loaders = [load(server, [f"/p{i % 3}/{'on' if i % 2 else 'off'}" for i in range(100)],
+                        served) for _ in range(3)]
+        scrapes = [server.scrape()]
+        for _ in range(49):  # 50 scrapes in a row, while the load runs
+            scrapes.append(server.scrape())
+            assert_never_down(scrapes[-2], scrapes[-1])
+        for loader in loaders:
+            loader.join(timeout=120)
+            assert not loader.is_alive()
+        final = settle(server, 301, scrapes[-1])
+        health_pids = {s.labels["pid"] for f in text_string_to_metric_families(
+            server.get("/metrics")) for s in f.samples if "pid" in s.labels}
+    finally:
+        server.stop()
+    assert len(served) > 1, f"expected several workers to serve: {served}"
+    assert hits(final) == 301  # 300 and the warm-up, whichever worker served each
+    on = sum(v for (name, labels), v in final.items()
+             if name == "impactagent_flag_evaluations_total"
+             and ("enabled", "true") in labels)
+    assert on == 150
+    assert final[("work_seconds_count", (("appName", "workers-app"),
+                                         ("environment", "test")))] == 301
+    # Health stays per worker: one pid label per live process that published.
+    assert len(health_pids) >= WORKERS
+
+
+def test_a_worker_killed_with_sigkill_and_replaced_never_makes_a_counter_drop(tmp_path):
+    directory = tmp_path / "view"
+    server = Gunicorn(directory, preload=False)
+    try:
+        served: Set[str] = set()
+        load(server, ["/before"] * 60, served).join(timeout=120)
+        last = settle(server, 61, server.scrape())
+        assert hits(last) == 61  # every worker has published what it served
+        victim = sorted(served)[0]
+        os.kill(int(victim), signal.SIGKILL)
+        requests_after, answered_by = 0, set()
+        for _ in range(200):  # bounded: until a worker that was not there before serves
+            answered_by.add(server.get("/after"))
+            requests_after += 1
+            now = server.scrape()
+            assert_never_down(last, now)
+            last = now
+            if answered_by - served:
+                break
+        else:
+            raise AssertionError("gunicorn never replaced the killed worker")
+        final = settle(server, 61 + requests_after, last)
+        files = sorted(p.name for p in directory.iterdir())
+    finally:
+        server.stop()
+    assert hits(final) == 61 + requests_after
+    # The killed worker's counts were folded into the departed total, its file removed.
+    assert "departed.json" in files
+    assert not [name for name in files if name.startswith(f"w-{victim}-")], files

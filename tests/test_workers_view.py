@@ -1,0 +1,263 @@
+"""The shared view with real processes: os.fork(), multiprocessing, dead and reused pids,
+stale directories, interrupted folds, a disk that refuses, and directories not ours."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import stat
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+import impactagent
+from impactagent.delivery.workers import DirectoryCollector, process
+from impactagent.delivery.workers.host import encode, worker_name
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+
+
+def scrape(view) -> dict:
+    """name -> summed value over its samples (health series, with a pid, apart)."""
+    totals: dict = {}
+    for family in text_string_to_metric_families(generate_latest(view.registry()).decode()):
+        for s in family.samples:
+            key = s.name if "pid" not in s.labels else (s.name, s.labels["pid"])
+            totals[key] = totals.get(key, 0) + s.value
+    return totals
+
+
+def new_agent():
+    agent = impactagent.Agent("view", "test")
+    return agent, agent.counter("jobs_total", "Jobs"), agent.gauge("busy", "Busy workers")
+
+
+def in_child(work) -> int:
+    """Run ``work`` in a forked child that then leaves through os._exit (no atexit)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            work()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return pid
+
+
+def test_forked_children_add_up_and_a_departed_childs_counts_are_kept(tmp_path):
+    agent, jobs, busy = new_agent()
+    jobs.inc(10)
+    busy.set(1)
+    view = agent.prometheus_workers(str(tmp_path), publish_interval=60)
+
+    def child():
+        assert jobs.value == 0  # the child starts at zero: its counts are its own
+        jobs.inc(5)
+        busy.set(1)
+        view.publish()
+
+    in_child(child)
+    in_child(child)
+    first = scrape(view)
+    assert first["jobs_total"] == 20  # the parent's 10 and two departed children's 5
+    assert first["busy"] == 1  # a departed worker's gauge is no longer true of anything
+    assert [("impactagent_recorded_events_total", str(os.getpid()))] == [
+        k for k in first if isinstance(k, tuple) and k[0] == "impactagent_recorded_events_total"]
+    jobs.inc(1)
+    assert scrape(view)["jobs_total"] == 21
+    names = sorted(p.name for p in tmp_path.iterdir())
+    # What is left: the lock, the departed total, and this process's own file.
+    assert names[:2] == [".lock", "departed.json"] and len(names) == 3
+    assert names[2].startswith(f"w-{os.getpid()}-")
+
+
+def square(n: int) -> int:
+    from tests.test_workers_view import POOL_COUNTER
+
+    POOL_COUNTER.inc(n)
+    return n * n
+
+
+POOL_COUNTER = None
+
+
+def test_multiprocessing_children_publish_when_they_end_normally(tmp_path):
+    """A multiprocessing child ends with os._exit: without its exit hook, the counts it
+    made since its last publish (here: all of them) would never reach the view."""
+    global POOL_COUNTER
+    agent, POOL_COUNTER, _ = new_agent()
+    view = agent.prometheus_workers(str(tmp_path), publish_interval=3600)
+    context = multiprocessing.get_context("fork")
+    with context.Pool(3) as pool:
+        assert sum(pool.map(square, range(1, 31), chunksize=1)) == sum(n * n for n in
+                                                                      range(1, 31))
+        pool.close()
+        pool.join()
+    assert scrape(view)["jobs_total"] == sum(range(1, 31))
+
+
+def test_a_directory_whose_writers_and_their_parents_are_gone_starts_a_new_generation(
+        tmp_path):
+    def leave_a_worker_file():
+        agent, jobs, _ = new_agent()
+        jobs.inc(7)
+        agent.prometheus_workers(str(tmp_path), publish_interval=60).publish()
+
+    # A "previous deploy": a master (the child) whose worker (the grandchild) published.
+    in_child(lambda: in_child(leave_a_worker_file) and None)
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("w-")]) == 1
+    agent, jobs, _ = new_agent()
+    jobs.inc(1)
+    assert scrape(agent.prometheus_workers(str(tmp_path), publish_interval=60)) \
+        ["jobs_total"] == 1
+
+
+def test_a_dead_worker_whose_master_still_runs_is_folded_not_wiped(tmp_path):
+    """gunicorn -w 1 without --preload: the only worker killed, its replacement joins.
+    The master (here: this test process) still runs, so the totals continue."""
+    def worker():
+        agent, jobs, _ = new_agent()
+        jobs.inc(7)
+        agent.prometheus_workers(str(tmp_path), publish_interval=60).publish()
+
+    in_child(worker)
+    agent, jobs, _ = new_agent()
+    jobs.inc(1)
+    view = agent.prometheus_workers(str(tmp_path), publish_interval=60)
+    assert scrape(view)["jobs_total"] == 8
+
+
+def test_a_fold_interrupted_before_it_removed_the_file_never_counts_it_twice(tmp_path):
+    agent, jobs, _ = new_agent()
+    view = agent.prometheus_workers(str(tmp_path), publish_interval=60)
+
+    def child():
+        jobs.inc(5)
+        view.publish()
+        for path in tmp_path.iterdir():  # keep a copy of the child's own file
+            if path.name.startswith(f"w-{os.getpid()}-"):
+                shutil.copy(path, tmp_path.parent / "kept.json")
+
+    child_pid = in_child(child)
+    assert scrape(view)["jobs_total"] == 5  # folded: departed.json holds the 5
+    # As if the folder died after writing departed.json and before removing the file:
+    name = [n for n in json.loads((tmp_path / "departed.json").read_text())["absorbed"]]
+    assert len(name) == 1 and name[0].startswith(f"w-{child_pid}-")
+    shutil.copy(tmp_path.parent / "kept.json", tmp_path / name[0])
+    assert scrape(view)["jobs_total"] == 5
+    assert not (tmp_path / name[0]).exists()
+
+
+def test_a_reused_pid_does_not_keep_a_dead_writer_alive(tmp_path):
+    """A file whose pid runs now, but in a process started at another time, is a dead
+    writer's: folded (its counters kept), its gauges gone."""
+    if process.current().started is None:
+        pytest.skip("needs /proc to tell a process's start time")
+    agent, _, _ = new_agent()
+    view = agent.prometheus_workers(str(tmp_path), publish_interval=60)
+    here = process.current()
+    impostor = here._replace(started=here.started - 1)
+    counts = [["jobs", "counter", "Jobs",
+               [["jobs_total", {"appName": "view", "environment": "test"}, 4]]],
+              ["busy", "gauge", "Busy", [["busy", {"appName": "view",
+                                                  "environment": "test"}, 9]]]]
+    stale = tmp_path / worker_name(os.getpid())
+    stale.write_bytes(encode(impostor, counts, []))
+    os.chmod(stale, 0o600)
+    totals = scrape(view)
+    assert totals["jobs_total"] == 4 and "busy" not in totals
+    assert not stale.exists()
+
+
+def test_a_publish_the_disk_refuses_keeps_the_earlier_counts(tmp_path):
+    """A file size limit (as a full disk does) makes the write fail: the publish says so,
+    and the worker's file keeps its earlier, whole, counts."""
+    import resource
+    import signal
+
+    agent, jobs, _ = new_agent()
+    view = agent.prometheus_workers(str(tmp_path), publish_interval=60)
+
+    def child():
+        jobs.inc(3)
+        assert view.publish()
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16, 16))
+        jobs.inc(2)
+        assert not view.publish()
+
+    in_child(child)
+    assert scrape(view)["jobs_total"] == 3
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_planted_file_is_not_summed(tmp_path):
+    agent, jobs, _ = new_agent()
+    view = agent.prometheus_workers(str(tmp_path), publish_interval=60)
+    jobs.inc(1)
+    forged = encode(process.current()._replace(pid=os.getppid()), [
+        ["jobs", "counter", "Jobs",
+         [["jobs_total", {"appName": "view", "environment": "test"}, 1000]]]], [])
+    outside = tmp_path.parent / "outside.json"
+    outside.write_bytes(forged)
+    (tmp_path / worker_name(os.getppid())).symlink_to(outside)  # a symlink: never read
+    hard = tmp_path / worker_name(os.getppid())
+    os.link(outside, hard)  # a hard link: never read
+    assert scrape(view)["jobs_total"] == 1
+
+
+def test_a_directory_another_user_owns_is_refused(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the directory away")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, 65534, 65534)
+    with pytest.raises(PermissionError, match="not by this user"):
+        DirectoryCollector(theirs)
+
+
+def test_the_default_directory_is_private_and_per_app(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    agent, jobs, _ = new_agent()
+    view = agent.prometheus_workers(publish_interval=60)
+    assert view.directory == tmp_path / f"impactagent-{os.geteuid()}" / "prometheus-view-test"
+    assert stat.S_IMODE(view.directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / f"impactagent-{os.geteuid()}").stat().st_mode) == 0o700
+    jobs.inc(2)
+    assert scrape(view)["jobs_total"] == 2
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in view.directory.iterdir())
+
+
+def test_files_from_another_pid_namespace_are_left_alone(tmp_path, caplog):
+    agent, jobs, _ = new_agent()
+    view = agent.prometheus_workers(str(tmp_path), publish_interval=60)
+    foreign = tmp_path / worker_name(1)
+    foreign.write_bytes(encode(process.current()._replace(pid=1, namespace="elsewhere"), [
+        ["jobs", "counter", "Jobs",
+         [["jobs_total", {"appName": "view", "environment": "test"}, 50]]]], []))
+    os.chmod(foreign, 0o600)
+    jobs.inc(1)
+    assert scrape(view)["jobs_total"] == 1
+    assert foreign.exists() and "another pid namespace" in caplog.text
+
+
+def test_a_default_folder_someone_else_prepared_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / f"impactagent-{os.geteuid()}").symlink_to(elsewhere)
+    agent, _, _ = new_agent()
+    with pytest.raises(PermissionError, match="not a private directory"):
+        agent.prometheus_workers()
