@@ -6,7 +6,19 @@ It wires the recording core to payload building and holds no logic of its own.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TypeVar, Union
+import weakref
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    TypeVar,
+    Union,
+)
 
 from .core._family import MetricFamily
 from .core.charts import Chart, ChartConfig
@@ -21,6 +33,9 @@ from .delivery.delivery import FlushResult
 from .delivery.lifecycle import Lifecycle
 from .delivery.settings import Settings
 from .delivery.transport_api import Sender
+
+if TYPE_CHECKING:  # imports prometheus_client, an optional extra: only for the type
+    from .delivery.workers import WorkersView
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound=MetricFamily)
@@ -103,6 +118,7 @@ class Agent:
         self.metrics = self.recorder.metrics
         self._flags = self.recorder.flags  # record_flag's one hop to the counts
         self._charts: Dict[str, ChartConfig] = {}
+        self._fork_followers: List[weakref.ReferenceType[Any]] = []  # workers views
         #: The delivery side: transport, spool, flusher, and the start/close/fork hooks.
         self.lifecycle = Lifecycle(self.settings, self.recorder, transport)
 
@@ -263,7 +279,7 @@ class Agent:
         return _prometheus().asgi_app(self)
 
     def prometheus_workers(self, directory: Optional[str] = None, *,
-                           publish_interval: float = 1.0) -> Any:
+                           publish_interval: float = 1.0) -> WorkersView:
         """One Prometheus view across worker processes (gunicorn, uWSGI, multiprocessing):
         returns a :class:`~impactagent.delivery.workers.WorkersView` whose ``wsgi_app()``,
         ``asgi_app()`` and ``serve(port)`` answer, in any worker, with the sum over every
@@ -277,7 +293,10 @@ class Agent:
                               "pip install 'impactagent[prometheus]'") from error
         chosen = directory if directory is not None else default_directory(
             self.identity.app_name, self.identity.environment)
-        return WorkersView(self, chosen, publish_interval=publish_interval)
+        view = WorkersView(self, chosen, publish_interval=publish_interval)
+        # after_fork() by hand (a server that forks without Python's hooks) resets it too.
+        self._fork_followers.append(weakref.ref(view))
+        return view
 
     # -- collecting --------------------------------------------------------------------------
 
@@ -320,6 +339,10 @@ class Agent:
     def after_fork(self) -> None:
         """Call in a child process when the server forks without Python's fork hooks."""
         self.lifecycle.after_fork_in_child()
+        for follower in self._fork_followers:
+            view = follower()
+            if view is not None:
+                view.after_fork()  # a no-op if Python's fork hook already ran it
 
     def __enter__(self) -> Agent:
         return self.start() if self.lifecycle.delivery is not None else self
@@ -335,6 +358,7 @@ class Agent:
             "dropped": self.recorder.drops.as_dict(),
             "series": sum(len(f.series()) for f in self.metrics.families()),
             "flags": len(self.recorder.flags.names()),
+            "collect_hook_errors": self.recorder.collect_hook_errors,
             **self.lifecycle.statistics(),
         }
 

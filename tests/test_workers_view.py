@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import shutil
 import stat
+import time
 
 import pytest
 from prometheus_client import generate_latest
@@ -75,6 +76,35 @@ def test_forked_children_add_up_and_a_departed_childs_counts_are_kept(tmp_path):
     # What is left: the lock, the departed total, and this process's own file.
     assert names[:2] == [".lock", "departed.json"] and len(names) == 3
     assert names[2].startswith(f"w-{os.getpid()}-")
+
+
+def test_after_fork_by_hand_resets_the_view_where_the_server_forks_without_python_hooks(
+        tmp_path):
+    # uWSGI without py-call-osafterfork forks in C: Python's at-fork hooks never run, and
+    # the app calls agent.after_fork() in a post-fork hook. libc's fork() is that fork.
+    import ctypes
+
+    agent, jobs, _ = new_agent()
+    jobs.inc(10)
+    view = agent.prometheus_workers(str(tmp_path), publish_interval=0.05)
+    pid = ctypes.CDLL(None).fork()
+    if pid == 0:
+        code = 1
+        try:
+            agent.after_fork()
+            jobs.inc(5)
+            # No publish by hand: the child's own publishing thread must write its file.
+            for _ in range(200):  # bounded: 10 s
+                if any(p.name.startswith(f"w-{os.getpid()}-") for p in tmp_path.iterdir()):
+                    code = 0
+                    break
+                time.sleep(0.05)
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child never published by itself"
+    # The child wrote a file of its own: its 5 are added, the parent's 10 are not replaced.
+    assert scrape(view)["jobs_total"] == 15
 
 
 def square(n: int) -> int:
