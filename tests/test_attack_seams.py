@@ -300,3 +300,16 @@ def test_the_layer_test_sees_an_import_spelled_as_a_string():
             test_layers.test_no_import_runs_against_the_layers()
     finally:
         planted.unlink()
+
+
+# -- 9. a transport class (not an instance) passes the construction check --------------------
+
+@pytest.mark.xfail(strict=True, reason=(
+    "as_transport checks only that candidate.post is callable, and a class's post is: "
+    "Agent(transport=MyTransport) (the parentheses forgotten) is accepted, and fails only "
+    "at the first flush (TypeError: post() missing 'timeout', logged as a flush error at "
+    "each interval) and at close ('closing failed'), its counts dropped as "
+    "not_delivered_by_close, where the contract is a TypeError at construction"))
+def test_a_transport_class_instead_of_an_instance_is_refused_at_construction():
+    with pytest.raises(TypeError, match="transport"):
+        Agent("shop", transport=Switchable)
