@@ -127,7 +127,8 @@ class Agent:
                  transport: Optional[Sender] = None, **overrides: Any) -> Agent:
         """An agent configured by ``UNLEASH_URL``, ``UNLEASH_API_TOKEN``, ``UNLEASH_APP_NAME``,
         ``UNLEASH_ENVIRONMENT``, ``UNLEASH_INSTANCE_ID`` and ``IMPACTAGENT_*`` variables."""
-        return cls(settings=Settings.from_env(environ, **overrides), transport=transport)
+        return cls(settings=Settings.from_env(environ, own_transport=transport is not None,
+                                              **overrides), transport=transport)
 
     @property
     def identity(self) -> Identity:

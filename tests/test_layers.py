@@ -73,6 +73,18 @@ def imports_of(path: Path, known: Set[str]) -> Iterator[Tuple[int, str]]:
             for alias in node.names:
                 candidate = f"{source}.{alias.name}"
                 yield node.lineno, candidate if candidate in known else source
+        elif (isinstance(node, ast.Call) and _called(node) in ("import_module", "__import__")
+              and node.args and isinstance(node.args[0], ast.Constant)
+              and isinstance(node.args[0].value, str)):
+            # importlib.import_module("impactagent.x"), __import__(...): an import all the same
+            yield node.lineno, node.args[0].value
+
+
+def _called(call: ast.Call) -> str:
+    """The name a call calls: ``f`` for ``f(...)`` and ``m.f(...)``."""
+    func = call.func
+    return func.id if isinstance(func, ast.Name) else (
+        func.attr if isinstance(func, ast.Attribute) else "")
 
 
 def test_every_module_has_a_layer():
@@ -131,6 +143,7 @@ FOREIGN_PRIVATE = {
     "_replace",          # NamedTuple._replace: public API despite the underscore
     "_asdict",           # NamedTuple._asdict: likewise
     "_run_exitfuncs",    # atexit: the model test runs exactly what a normal exit runs
+    "_is_gil_enabled",   # sys: how CPython 3.13+ says a free-threaded build runs without GIL
 }
 
 
@@ -156,6 +169,28 @@ def inherited(value: ast.expr) -> bool:
         and value.func.id == "super")
 
 
+def _private_string(node: ast.expr, own: Set[str]) -> bool:
+    """A string constant naming a private attribute that is not the module's own."""
+    return (isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and node.value.startswith("_") and not node.value.startswith("__")
+            and node.value not in own)
+
+
+def _private_by_string(node: ast.AST, own: Set[str]) -> bool:
+    """``getattr(x, "_name")``, ``hasattr(...)``, ``vars(x)["_name"]``, ``x.__dict__[...]``."""
+    if isinstance(node, ast.Call) and _called(node) in ("getattr", "hasattr"):
+        return (len(node.args) >= 2 and _private_string(node.args[1], own)
+                and not inherited(node.args[0]))
+    return (isinstance(node, ast.Subscript) and _private_string(node.slice, own)
+            and _is_attribute_dict(node.value))
+
+
+def _is_attribute_dict(node: ast.expr) -> bool:
+    """``vars(x)`` or ``x.__dict__``: an object's attributes as a mapping."""
+    return ((isinstance(node, ast.Call) and _called(node) == "vars")
+            or (isinstance(node, ast.Attribute) and node.attr == "__dict__"))
+
+
 def private_reach_ins(path: Path, root: Path = ROOT) -> List[str]:
     tree = ast.parse(path.read_text())
     own = defined_private_names(tree) | FOREIGN_PRIVATE
@@ -168,12 +203,13 @@ def private_reach_ins(path: Path, root: Path = ROOT) -> List[str]:
             if inherited(node.value):
                 continue  # a class's own protected members, wherever its bases are written
             found.append(f"{path.relative_to(root)}:{node.lineno} reads {ast.unparse(node)}")
+        elif _private_by_string(node, own):
+            found.append(f"{path.relative_to(root)}:{node.lineno} reads {ast.unparse(node)}")
         elif (isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
                 ("impactagent", "tests", "benchmarks"))) or (
                 isinstance(node, ast.ImportFrom) and node.level):
             for alias in node.names:
-                # A module's own private helpers may be imported by its layer's modules
-                # only when the module itself is private (a leading underscore).
+                # A private name belongs to its module: importing it is reaching in.
                 if alias.name.startswith("_") and not alias.name.startswith("__"):
                     found.append(f"{path.relative_to(root)}:{node.lineno} imports private "
                                  f"{alias.name} from {node.module}")

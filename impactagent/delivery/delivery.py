@@ -55,6 +55,7 @@ from .transport_api import (
     UNAUTHORIZED,
     Outcome,
     Transport,
+    checked_post,
 )
 
 if TYPE_CHECKING:
@@ -172,6 +173,7 @@ class Delivery:
         #: Who the bodies say they come from (a forked child gets its own).
         self.identity = identity
         self.refusals = refusals if refusals is not None else RefusalNotice()
+        self._transport_faults: Set[str] = set()  # what a faulty transport did, said once
         self.request_timeout = request_timeout
         self.max_payload_bytes = max_payload_bytes
         self.ledger = ledger
@@ -305,7 +307,8 @@ class Delivery:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return Outcome(RETRY, detail="flush deadline reached")
-            outcome = self.transport.post(payload.body, min(self.request_timeout, remaining))
+            outcome = checked_post(self.transport, payload.body,
+                                   min(self.request_timeout, remaining), self._transport_faults)
             self.ledger.attempt(outcome)
             if outcome.maybe_delivered:
                 # The server may have stored it; resending may count it twice. Say so.
@@ -575,7 +578,13 @@ class Delivery:
             if body is None:
                 continue  # corrupt: moved aside and counted
             payload = payload_from_document(json.loads(body))
-            outcome = self._send(payload, run)
+            try:
+                outcome = self._send(payload, run)
+            except BaseException:
+                # Ctrl-C or a handler's SystemExit mid-send: the file goes back in the queue
+                # (claimed, it would be nobody's until the process restarts), then it goes on.
+                self.spool.release(claimed)
+                raise
             if outcome.kind in (RETRY, UNAUTHORIZED):
                 # Back in the queue at its old place: it stays the oldest and goes first.
                 self.spool.release(claimed)
@@ -603,7 +612,11 @@ class Delivery:
         self.ledger = ledger
         self.identity = identity
         self.refusals.reset_after_fork()
-        self.transport.reset_after_fork(identity)
+        try:
+            self.transport.reset_after_fork(identity)
+        except Exception:  # a user's transport: the child's own reset must still finish
+            logger.exception("impactagent: the transport's reset_after_fork() failed in a "
+                             "forked child; it is used as it is")
 
 
 def _is_redirect(outcome: Outcome) -> bool:

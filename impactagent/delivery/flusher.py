@@ -21,6 +21,8 @@ from .registration import Registration
 logger = logging.getLogger("impactagent")
 
 MAX_FAILURES = 10
+#: The longest the thread ever waits between flushes (Event.wait overflows on infinity).
+MAX_WAIT_SECONDS = 24 * 3600.0
 
 
 class IntervalBackoff:
@@ -88,17 +90,19 @@ class Flusher:
         self.stopping.set()
         if self._thread is None:
             return True
+        if self._thread is threading.current_thread():
+            return False  # close() called from this thread (by a transport): it ends next
         self._thread.join(max(timeout, 0))
         return not self._thread.is_alive()
 
     def _run(self) -> None:
         shutdown.keep_signals_off_this_thread()
         self._register()
-        while not self.stopping.wait(self.backoff.next_delay()):
-            self._register()
+        while not self.stopping.wait(min(self.backoff.next_delay(), MAX_WAIT_SECONDS)):
             # A periodic flush may use up to one interval; it never overlaps the next.
             deadline = time.monotonic() + self.backoff.interval
             try:
+                self._register()
                 result = self.delivery.flush(deadline, interrupt=self.stopping)
             except Exception:  # a bug must not kill the loop: log it, count it, go on
                 logger.exception("impactagent: flush failed unexpectedly; will retry")

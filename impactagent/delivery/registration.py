@@ -40,7 +40,7 @@ from typing import Any, Dict, Optional
 
 from ..core.payload import Identity, iso_utc
 from .delivery import RefusalNotice
-from .transport_api import DELIVERED, REJECTED, UNAUTHORIZED, Outcome, Registrar
+from .transport_api import DELIVERED, KINDS, REJECTED, UNAUTHORIZED, Outcome, Registrar
 
 logger = logging.getLogger("impactagent")
 
@@ -101,6 +101,8 @@ class Registration:
         try:
             body = json.dumps(self.document(), separators=(",", ":")).encode()
             outcome = self.transport.register(body, timeout)
+            if not isinstance(outcome, Outcome) or outcome.kind not in KINDS:
+                raise TypeError(f"register() returned {outcome!r:.100}, not an Outcome")
         except Exception:  # a bug must not reach the flusher's loop, nor stop it
             logger.exception("impactagent: registering failed unexpectedly; will retry")
             self._failed("error", "error")

@@ -66,6 +66,8 @@ class Settings:
         # ``headers=None`` means none (as Agent always took it); a copy, so that the
         # caller's dict changed later does not change the frozen settings.
         object.__setattr__(self, "headers", dict(self.headers or {}))
+        if self.proxies is not None:  # likewise
+            object.__setattr__(self, "proxies", dict(self.proxies))
         for name in ("app_name", "environment"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
@@ -112,9 +114,12 @@ class Settings:
         return None if self.url is None else self.url.rstrip("/") + "/client/register"
 
     @classmethod
-    def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides: Any
-                 ) -> Settings:
-        """Read ``UNLEASH_*`` and ``IMPACTAGENT_*`` variables; ``overrides`` win over them."""
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None, *,
+                 own_transport: bool = False, **overrides: Any) -> Settings:
+        """Read ``UNLEASH_*`` and ``IMPACTAGENT_*`` variables; ``overrides`` win over them.
+
+        ``UNLEASH_URL`` and ``UNLEASH_API_TOKEN`` are required, unless ``own_transport``
+        (an agent given its own transport sends through it, with neither)."""
         env = os.environ if environ is None else environ
         values: Dict[str, Any] = {}
         for setting, variable in _UNLEASH_VARIABLES.items():
@@ -129,7 +134,7 @@ class Settings:
                     raise SettingsError(f"{variable}={raw!r} is not a valid "
                                         f"{parse.__name__.strip('_')}") from None
         values.update(overrides)
-        for setting in ("url", "api_key", "app_name"):
+        for setting in ("app_name",) if own_transport else ("url", "api_key", "app_name"):
             if setting not in values:
                 variable = _UNLEASH_VARIABLES[setting]
                 raise SettingsError(f"{variable} is not set (needed for {setting})")

@@ -29,9 +29,12 @@ and :func:`as_transport` wraps a bare object that has only ``post``:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional, Protocol, runtime_checkable
+import logging
+from typing import Any, NamedTuple, Optional, Protocol, Set, runtime_checkable
 
 from ..core.payload import Identity
+
+logger = logging.getLogger("impactagent")
 
 #: What to do with a body after one attempt.
 DELIVERED = "delivered"  # 2xx: the server has it
@@ -151,10 +154,52 @@ class _Completed(BaseTransport):
             reset(identity)
 
 
+#: The longest wait a transport's ``retry_after`` may ask for, as HttpTransport caps a
+#: server's ``Retry-After``: a larger one (or infinity) from a user's transport is cut to it.
+MAX_RETRY_AFTER = 3600.0
+KINDS = frozenset({DELIVERED, RETRY, REJECTED, UNAUTHORIZED, TOO_LARGE})
+
+
+def checked_post(transport: Transport, body: bytes, timeout: float,
+                 said: Optional[Set[str]] = None) -> Outcome:
+    """``transport.post(body, timeout)``, held to the protocol.
+
+    An exception (not Ctrl-C) or an answer that is not an :class:`Outcome` of a known kind
+    is a retryable failure, logged once per kind of problem noted in ``said`` (the caller's
+    set: once per agent). A ``retry_after`` that is not a finite number of seconds from 0
+    to :data:`MAX_RETRY_AFTER` is cut into that range (or ignored when it is not a positive
+    number). So a transport's bug neither escapes into ``flush()`` nor stops the flusher.
+    The HTTP transport never needs this; a user's may."""
+    try:
+        outcome = transport.post(body, timeout)
+    except Exception as error:  # a bug in the user's transport: the body is kept
+        _say_once(transport, said, "raised", f"raised {type(error).__name__}: {error}")
+        return Outcome(RETRY, detail=f"the transport raised {type(error).__name__}")
+    if not isinstance(outcome, Outcome) or outcome.kind not in KINDS:
+        _say_once(transport, said, "garbage", f"returned {outcome!r:.100}, not an Outcome")
+        return Outcome(RETRY, detail="the transport's answer was not an Outcome")
+    wait = outcome.retry_after
+    if wait is not None and not (isinstance(wait, (int, float)) and 0 < wait <= MAX_RETRY_AFTER):
+        positive = isinstance(wait, (int, float)) and wait > 0  # NaN, <= 0: no wait asked
+        outcome = outcome._replace(retry_after=MAX_RETRY_AFTER if positive else None)
+    return outcome
+
+
+def _say_once(transport: object, said: Optional[Set[str]], problem: str, what: str) -> None:
+    if said is None or problem not in said:
+        if said is not None:
+            said.add(problem)
+        logger.error("impactagent: the transport %s %s; the body is kept and retried "
+                     "(said once)", type(transport).__name__, what)
+
+
 def as_transport(candidate: Any) -> Transport:
     """``candidate`` as a full :class:`Transport`, or a ``TypeError`` that says what is
     missing. An object with every hook is used as it is (so it may also register); one
     with only ``post`` gets the defaults of :class:`BaseTransport`."""
+    if isinstance(candidate, type):
+        raise TypeError(f"transport must be an instance, not the class "
+                        f"{candidate.__name__}: write transport={candidate.__name__}(...)")
     if not callable(getattr(candidate, "post", None)):
         raise TypeError(
             f"transport must have a method post(body: bytes, timeout: float) -> Outcome; "
@@ -164,5 +209,18 @@ def as_transport(candidate: Any) -> Transport:
     return _Completed(candidate)
 
 
-__all__ = ("DELIVERED", "REJECTED", "RETRY", "TOO_LARGE", "UNAUTHORIZED", "BaseTransport",
-           "Outcome", "Registrar", "Sender", "Transport", "as_transport")
+__all__ = (
+    "DELIVERED",
+    "MAX_RETRY_AFTER",
+    "REJECTED",
+    "RETRY",
+    "TOO_LARGE",
+    "UNAUTHORIZED",
+    "BaseTransport",
+    "Outcome",
+    "Registrar",
+    "Sender",
+    "Transport",
+    "as_transport",
+    "checked_post",
+)
