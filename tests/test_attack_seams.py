@@ -1,7 +1,8 @@
 """Attacks on the seams of issue 15: the user transport, the one Settings source, close()
-and the layer test. Each test here documents a defect found by an adversarial review and is
-marked ``xfail(strict=True)``: it fails on the current code, and CI notices (XPASS) when the
-defect is fixed, so that the marker can then be removed.
+and the layer test, found by an adversarial review. Each test failed when it was written;
+the defects are fixed, and the tests hold them fixed. One blind spot of the layer test is
+kept as a strict xfail: it documents what the check cannot see (a private attribute read by
+a module that has one of the same name), and CI notices if that changes.
 
 The promise attacked: every count recorded is delivered exactly once or counted as dropped
 with a reason, and the contracts written in impactagent/delivery/transport_api.py,
