@@ -295,6 +295,15 @@ def test_the_store_is_bounded_in_steps_per_series_and_in_series():
     assert store.cells(("metric", "b")) == {}
 
 
+def test_a_cell_does_not_grow_with_the_samples_in_its_step():
+    store = SeriesStore(clock=Clock(0.0))
+    for value in range(1000):
+        store.add(("gauge",), "gauge", value, 5.0)
+        store.add(("flag",), "flag", {"yes": 1, "no": 0, "variants": {"blue": 1}}, 5.0)
+    assert store.cells(("gauge",)) == {0: {"last": [1000, 999], "sum": 499500, "samples": 1000}}
+    assert store.cells(("flag",)) == {0: {"yes": 1000, "no": 0, "variants": {"blue": 1000}}}
+
+
 def test_the_default_bound_is_an_hour_of_10_second_steps_for_1000_series():
     store = SeriesStore()
     assert (store.step, store.steps, store.max_series) == (10.0, 360, 1000)

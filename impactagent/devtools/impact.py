@@ -46,8 +46,8 @@ def quantile(q: float, buckets: Dict[Any, float]) -> Optional[float]:
     the highest finite bound; a first bucket bounded at or below 0 answers its bound. None
     without observations or without a ``+Inf`` bucket (Prometheus: NaN).
 
-    >>> quantile(0.5, {0.1: 2, 0.5: 6, 1.0: 8, "+Inf": 8})
-    0.3
+    >>> quantile(0.5, {0.1: 2, 0.5: 6, 1.0: 8, "+Inf": 8})  # rank 4: half-way in (0.1, 0.5]
+    0.30000000000000004
     >>> quantile(0.99, {0.1: 0, "+Inf": 4})
     0.1
     """
@@ -129,10 +129,10 @@ def _values(kind: str, cells: List[Any], seconds: float) -> Dict[str, Any]:
         increase = sum(cells)
         return {"increase": increase, "rate": increase / seconds}
     if kind == "gauge":
-        pairs = sorted(pair for cell in cells for pair in cell)
-        return {"last": pairs[-1][1] if pairs else None,
-                "average": sum(v for _, v in pairs) / len(pairs) if pairs else None,
-                "samples": len(pairs)}
+        samples = sum(c["samples"] for c in cells)
+        return {"last": max(c["last"] for c in cells)[1] if cells else None,
+                "average": sum(c["sum"] for c in cells) / samples if samples else None,
+                "samples": samples}
     count = sum(c["count"] for c in cells)
     total = sum(c["sum"] for c in cells)
     buckets: Dict[Any, float] = {}

@@ -11,9 +11,9 @@ watches what arrives now), into the *step* that moment falls in::
 A *cell* is what one series received in one step, as the server would add it up:
 
 - a counter: the sum of its deltas (``increase``);
-- a gauge: every value set, as ``[arrival number, value]`` pairs (a chart wants the last
-  and the average; the arrival number, counted across the whole store, says which value
-  came last among a flag variant's several series);
+- a gauge: the last value set with its arrival number (counted across the whole store, it
+  says which came last among a flag variant's several series), the sum of the values set
+  and how many (for the average);
 - a histogram: the sum of its ``count``, ``sum`` and of each bucket's cumulative count;
 - a flag: ``yes``, ``no`` and each variant's count.
 
@@ -22,13 +22,13 @@ steps); a cell older than that is dropped when the series gets a newer one, and 
 At most ``max_series`` series (1000) are kept: a new series beyond that first evicts one
 that received nothing for an hour, else it is not stored and counted in
 :attr:`SeriesStore.series_refused`. So the store holds at most ``steps x max_series``
-cells (360,000). A counter cell is one number; a histogram cell one number per bucket (the
-boundaries the body sent: bounded by the 100 kB body limit); a gauge cell one number per
-sample, which the body limit bounds too (about 2,000 samples in a body).
+cells (360,000). A counter cell is one number, a gauge cell four, a flag cell two plus one
+per variant, a histogram cell two plus one per bucket boundary (those the bodies sent,
+bounded by the 100 kB body limit).
 
 >>> store = SeriesStore(step=10, steps=3, clock=lambda: 0)
 >>> for at in (0, 5, 12, 25, 31, 47):
-...     store.add(("metric", "shop", "jobs_total", "counter", frozenset()), "counter", 1, at)
+...     _ = store.add(("metric", "shop", "jobs_total", "counter", frozenset()), "counter", 1, at)
 >>> sorted(store.cells(("metric", "shop", "jobs_total", "counter", frozenset())))
 [2, 3, 4]
 """
@@ -135,7 +135,8 @@ def _merge(kind: str, cell: Optional[Cell], value: Any) -> Cell:
     if kind == "counter":
         return (cell or 0) + value
     if kind == "gauge":
-        return [*(cell or []), value]  # value: [arrival number, value set]
+        cell = cell or {"last": None, "sum": 0, "samples": 0}  # value: [arrival, value]
+        return {"last": value, "sum": cell["sum"] + value[1], "samples": cell["samples"] + 1}
     if kind == "histogram":
         cell = cell or {"count": 0, "sum": 0, "buckets": {}}
         buckets = dict(cell["buckets"])
@@ -152,8 +153,7 @@ def _merge(kind: str, cell: Optional[Cell], value: Any) -> Cell:
 
 
 def _copy(cell: Cell) -> Cell:
-    if isinstance(cell, list):
-        return [list(pair) for pair in cell]
     if isinstance(cell, dict):
-        return {k: dict(v) if isinstance(v, dict) else v for k, v in cell.items()}
+        return {k: dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v
+                for k, v in cell.items()}
     return cell
