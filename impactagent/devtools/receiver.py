@@ -268,8 +268,12 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._allowed(view=True):
             return None
         if path in ("/", "/index.html"):
-            return self._send(200, page(received, self.receiver.url).encode(),
-                              "text/html; charset=utf-8")
+            query = self.path.partition("?")[2]
+            window = _window(query)
+            if isinstance(window, str):
+                return self._json(400, {"error": window})
+            return self._send(200, page(received, self.receiver.url, window=window,
+                                        query=query).encode(), "text/html; charset=utf-8")
         if path == "/api/received":
             return self._json(200, received.as_json())
         if path == "/api/impact":
