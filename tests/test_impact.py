@@ -94,6 +94,7 @@ def expected_from(bodies: List[bytes], window: float) -> Dict[str, Any]:
     exposure: Dict[str, Dict[str, int]] = {}
     counters: Dict[Tuple[str, str], float] = {}
     gauges: Dict[Tuple[str, str], List[float]] = {}
+    gauge_lasts: Dict[Tuple[str, str], Dict[Any, float]] = {}
     histograms: Dict[Tuple[str, str], Dict[str, Any]] = {}
     for raw in bodies:
         document = json.loads(raw)
@@ -114,6 +115,8 @@ def expected_from(bodies: List[bytes], window: float) -> Dict[str, Any]:
                     counters[key] = counters.get(key, 0) + sample["value"]
                 elif metric["type"] == "gauge":
                     gauges.setdefault(key, []).append(sample["value"])
+                    series = frozenset(sample["labels"].items())
+                    gauge_lasts.setdefault(key, {})[series] = sample["value"]
                 else:
                     h = histograms.setdefault(key, {"count": 0, "sum": 0.0, "buckets": {}})
                     h["count"] += sample["count"]
@@ -130,7 +133,8 @@ def expected_from(bodies: List[bytes], window: float) -> Dict[str, Any]:
                                                          "rate": increase / window}
     for (name, group), values in gauges.items():
         result["metrics"].setdefault(name, {})[group] = {
-            "last": values[-1], "average": sum(values) / len(values), "samples": len(values)}
+            "last": values[-1], "average": sum(values) / len(values), "samples": len(values),
+            "total": sum(gauge_lasts[(name, group)].values())}
     for (name, group), h in histograms.items():
         result["metrics"].setdefault(name, {})[group] = {
             "count": h["count"], "sum": h["sum"], "mean": h["sum"] / h["count"],
@@ -258,6 +262,7 @@ def test_each_step_holds_what_arrived_in_it_and_the_window_param_narrows():
 
     depth = metrics["queue_depth"]["blue"]
     assert depth["last"] == 6 and depth["average"] == 6 and depth["samples"] == 3
+    assert depth["total"] == 6  # one series: its last value
     assert [p["last"] for p in depth["points"]] == [8, None, 6]
     assert [p["average"] for p in depth["points"]] == [6, None, 6]
 

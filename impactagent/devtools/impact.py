@@ -11,7 +11,8 @@ is one group, ``all``. Aggregations, over the window and per step (10 s):
 - counters: ``increase``, the sum of the deltas received; ``rate``, increase per second
   (increase / window seconds; Unleash's ``rps`` and ``count``);
 - gauges: ``last``, the value received last; ``average``, the mean of the values received
-  (Unleash's ``avg``); ``samples``, how many;
+  (Unleash's ``avg``); ``samples``, how many; ``total``, the last value of each series
+  added up (Unleash's ``sum``);
 - histograms: ``count``, ``sum``, ``mean`` (sum / count) and ``p50``, ``p95``, ``p99``,
   estimated from the summed cumulative buckets as Prometheus' ``histogram_quantile``
   does: see :func:`quantile`;
@@ -27,7 +28,7 @@ no evaluations) is ``null``.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..core._naming import flag_label_name
 from .timeseries import SeriesStore
@@ -71,15 +72,23 @@ def quantile(q: float, buckets: Dict[Any, float]) -> Optional[float]:
 
 
 def impact(store: SeriesStore, window: Optional[float] = None,
-           now: Optional[float] = None) -> Dict[str, Any]:
+           now: Optional[float] = None, *, resolution: int = 1,
+           selectors: Optional[Mapping[str, Sequence[str]]] = None) -> Dict[str, Any]:
     """The aggregations of the last ``window`` seconds (default and most: what the store
-    keeps, an hour), rounded up to whole steps, ending with the step ``now`` is in."""
-    step = store.step
-    steps = store.steps if window is None else max(1, min(store.steps,
-                                                           math.ceil(window / step)))
+    keeps, an hour), rounded up to whole points, ending with the step ``now`` is in.
+
+    A point covers ``resolution`` of the store's steps (6: a minute, as Unleash's charts of
+    an hour draw). With ``selectors`` (``{label: [values]}``, as a chart's
+    ``label_selectors``), only the series whose labels have one of the values listed for
+    each label are aggregated."""
+    step = store.step * resolution
+    count = store.steps // resolution if window is None else math.ceil(window / step)
+    count = max(1, min(store.steps // resolution, count))
+    steps = count * resolution
     last = store.step_of(store.clock() if now is None else now)
+    last = (last // resolution + 1) * resolution - 1  # points start on whole multiples
     first = last - steps + 1
-    seconds = steps * step
+    seconds = steps * store.step
     flags: Dict[Tuple[str, str], Dict[int, Any]] = {}
     metrics: Dict[Tuple[str, str, str], List[Tuple[Dict[str, str], Dict[int, Any]]]] = {}
     for key, kind, cells in store.snapshot(first, last):
@@ -87,11 +96,14 @@ def impact(store: SeriesStore, window: Optional[float] = None,
         if kind == "flag":
             flags[(parts[1], parts[2])] = cells
         else:
-            metrics.setdefault((parts[1], parts[2], kind), []).append((dict(parts[4]), cells))
-    indices = range(first, last + 1)
-    frame = {"step_seconds": step, "window_seconds": seconds, "from": first * step,
-             "to": (last + 1) * step, "memory": store.size()}
-    flag_views = [_exposure(app, flag, cells, indices, step)
+            labels = dict(parts[4])
+            if selectors and not all(labels.get(k) in v for k, v in selectors.items()):
+                continue
+            metrics.setdefault((parts[1], parts[2], kind), []).append((labels, cells))
+    indices = [range(i, i + resolution) for i in range(first, last + 1, resolution)]
+    frame = {"step_seconds": step, "window_seconds": seconds, "from": first * store.step,
+             "to": (last + 1) * store.step, "memory": store.size()}
+    flag_views = [_exposure(app, flag, cells, indices, store.step)
                   for (app, flag), cells in sorted(flags.items())]
     labels_of = {(app, _label(flag)): flag for app, flag in flags}
     metric_views = []
@@ -106,33 +118,39 @@ def impact(store: SeriesStore, window: Optional[float] = None,
                 groups.setdefault(group, []).append(cells)
             metric_views.append({
                 "app": app, "name": name, "type": kind, "flag": flag, "label": label,
-                "groups": {group: _aggregate(kind, cells, indices, step, seconds)
+                "groups": {group: _aggregate(kind, cells, indices, store.step, seconds)
                            for group, cells in sorted(groups.items())}})
     return {**frame, "flags": flag_views, "metrics": metric_views}
 
 
 # -- one group --------------------------------------------------------------------------------
 
-def _aggregate(kind: str, series: List[Dict[int, Any]], indices: Iterable[int], step: float,
-               seconds: float) -> Dict[str, Any]:
-    """The window's aggregation of one group's series, and one point per step."""
-    points = [{"t": index * step, **_values(kind, [s[index] for s in series if index in s],
-                                             step)}
-              for index in indices]
-    every = [cell for s in series for cell in s.values()]
-    return {**_values(kind, every, seconds), "points": points}
+def _aggregate(kind: str, series: List[Dict[int, Any]], indices: Iterable[range],
+               step: float, seconds: float) -> Dict[str, Any]:
+    """The window's aggregation of one group's series, and one point per run of steps
+    (``step``: the seconds of one of the store's steps)."""
+    points = [{"t": run[0] * step,
+               **_values(kind, [[s[i] for i in run if i in s] for s in series],
+                         len(run) * step)}
+              for run in indices]
+    return {**_values(kind, [list(s.values()) for s in series], seconds), "points": points}
 
 
-def _values(kind: str, cells: List[Any], seconds: float) -> Dict[str, Any]:
-    """One aggregation of ``cells`` (of a step, or of the whole window of ``seconds``)."""
+def _values(kind: str, series: List[List[Any]], seconds: float) -> Dict[str, Any]:
+    """One aggregation of each series' ``cells`` (of a point, or of the whole window of
+    ``seconds``)."""
+    cells = [cell for one in series for cell in one]
     if kind == "counter":
         increase = sum(cells)
         return {"increase": increase, "rate": increase / seconds}
     if kind == "gauge":
         samples = sum(c["samples"] for c in cells)
-        return {"last": max(c["last"] for c in cells)[1] if cells else None,
+        lasts = [max(c["last"] for c in one) for one in series if one]
+        return {"last": max(lasts)[1] if lasts else None,
                 "average": sum(c["sum"] for c in cells) / samples if samples else None,
-                "samples": samples}
+                "samples": samples,
+                # Each series' last value, added up: Unleash's "sum" of a gauge.
+                "total": sum(last[1] for last in lasts) if lasts else None}
     count = sum(c["count"] for c in cells)
     total = sum(c["sum"] for c in cells)
     buckets: Dict[Any, float] = {}
@@ -143,7 +161,7 @@ def _values(kind: str, cells: List[Any], seconds: float) -> Dict[str, Any]:
             **{name: quantile(q, buckets) for name, q in QUANTILES}}
 
 
-def _exposure(app: str, flag: str, cells: Dict[int, Any], indices: Iterable[int],
+def _exposure(app: str, flag: str, cells: Dict[int, Any], indices: Iterable[range],
               step: float) -> Dict[str, Any]:
     """A flag's evaluations per group (variant, enabled, disabled) and their shares."""
     def shares(counted: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -156,8 +174,8 @@ def _exposure(app: str, flag: str, cells: Dict[int, Any], indices: Iterable[int]
             group: {"evaluations": n, "share": n / total if total else None}
             for group, n in sorted(groups.items())}}
 
-    points = [{"t": index * step, **shares([cells[index]] if index in cells else [])}
-              for index in indices]
+    points = [{"t": run[0] * step, **shares([cells[i] for i in run if i in cells])}
+              for run in indices]
     return {"app": app, "flag": flag, "label": _label(flag),
             **shares(list(cells.values())), "points": points}
 

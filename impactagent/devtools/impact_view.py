@@ -28,11 +28,16 @@ DRAWN = {"counter": ("rate", ("increase", "rate")),
          "histogram": ("p95", ("p50", "p95", "p99", "mean", "count"))}
 
 
-def impact_section(view: Dict[str, Any]) -> str:
+def palette_of(view: Dict[str, Any]) -> Dict[str, str]:
+    """A colour for every group (variant, enabled, disabled, all) in ``view``."""
+    return colours(sorted({g for f in view["flags"] for g in f["exposure"]}
+                          | {g for m in view["metrics"] for g in m["groups"]}))
+
+
+def impact_section(view: Dict[str, Any], palette: Optional[Dict[str, str]] = None) -> str:
     """The HTML of the impact view for ``view`` (what :func:`~impactagent.devtools.impact.
-    impact` answers)."""
-    palette = colours(sorted({g for f in view["flags"] for g in f["exposure"]}
-                             | {g for m in view["metrics"] for g in m["groups"]}))
+    impact` answers), coloured by ``palette`` (default: :func:`palette_of` the view)."""
+    palette = palette or palette_of(view)
     x_range = (view["from"], view["to"])
     parts: List[str] = []
     for flag in view["flags"]:

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, Optional, Sequence
 from urllib.parse import parse_qs, urlencode
 
+from ..core.charts import ChartConfig
+from .declared import declared_section
 from .impact import impact
-from .impact_view import impact_section
+from .impact_view import impact_section, palette_of
 from .received import ReceivedMetrics
 from .received_exposition import openmetrics_format, text_format
 
@@ -46,12 +48,14 @@ def openmetrics_text(received: ReceivedMetrics) -> str:
 
 
 def page(received: ReceivedMetrics, url: str, *, window: Optional[float] = None,
-         query: str = "", extra: str = "") -> str:
+         query: str = "", charts: Sequence[ChartConfig] = ()) -> str:
     """An HTML page of everything received, reloading itself every few seconds; the impact
     view over the last ``window`` seconds (default :data:`PAGE_WINDOW`); ``query`` is the
-    request's query string (its ``token`` is kept in the page's links); ``extra`` is HTML put
-    after the impact view (the declared charts' preview)."""
+    request's query string (its ``token`` is kept in the page's links); ``charts``, the
+    charts declared in code, previewed next to the impact view."""
     view = impact(received.series, window or PAGE_WINDOW)
+    palette = palette_of(view)
+    declared = declared_section(received.series, charts, palette)
     links = " · ".join(
         f"<b>{name}</b>" if seconds == view["window_seconds"] else
         f'<a href="/?{html.escape(_with(query, window=str(seconds)))}">{name}</a>'
@@ -90,11 +94,11 @@ section.flag h3 small {{ font-weight: normal; color: #666; }}
 <p>Send metrics to <code>{html.escape(url)}/api</code>. {accepted} accepted.
 Also as <a href="/api/received">JSON</a> and <a href="/metrics">Prometheus text</a>.
 This page reloads every {PAGE_REFRESH} s.</p>
+{declared}
 <h2 id="impact">Impact, per flag and variant</h2>
 <p>In 10-second steps over the last {links} (UTC); numbers also as
 <a href="/api/impact">JSON</a>.</p>
-<div id="impact-view">{impact_section(view)}</div>
-{extra}
+<div id="impact-view">{impact_section(view, palette)}</div>
 <h2>Flag counts</h2>{flags}
 <h2>Impact metrics</h2>{metrics}
 <h2>Last requests</h2>{requests}

@@ -30,8 +30,9 @@ Answers, as a real server gives them:
 Views: ``GET /`` a page that reloads itself, ``GET /api/received`` JSON, ``GET /metrics``
 Prometheus text, or OpenMetrics when ``Accept`` asks for it; ``GET /api/impact`` the impact
 view's aggregations per flag and variant (:mod:`impactagent.devtools.impact`), over the
-last hour or ``?window=<seconds>``. ``POST /api/client/register`` is
-accepted too (SDKs register first).
+last hour or ``?window=<seconds>``; ``GET /api/charts`` the numbers of the charts declared in
+code (``charts=``, ``impactagent receive --charts``: :mod:`impactagent.devtools.declared`).
+``POST /api/client/register`` is accepted too (SDKs register first).
 
 The token. With ``token=`` (``impactagent receive --token``), every endpoint answers 401
 without it, the views as well as the POSTs: what an app sends may be worth a token to read.
@@ -57,12 +58,14 @@ import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 from urllib.parse import parse_qs
 
 from ..core._jsvalues import js_string
+from ..core.charts import ChartConfig
 from ..core.payload import environment_from_token
 from ..core.validation import MAX_BODY, REJECTED, check_document, parse_body
+from .declared import previews
 from .impact import impact
 from .received import ReceivedMetrics, Request
 from .received_exposition import exposition
@@ -85,7 +88,8 @@ class Receiver:
     def __init__(self, *, port: int = 0, host: str = "127.0.0.1", token: Optional[str] = None,
                  max_body: int = MAX_BODY, strict: bool = False,
                  read_timeout: float = READ_TIMEOUT,
-                 series: Optional[SeriesStore] = None) -> None:
+                 series: Optional[SeriesStore] = None,
+                 charts: Sequence[ChartConfig] = ()) -> None:
         self.host = host
         self.port = port
         self.token = token
@@ -95,6 +99,8 @@ class Receiver:
         # ``series``: the time series' store (its step, bound and clock); the default keeps
         # an hour in 10-second steps.
         self.received = ReceivedMetrics(series)
+        #: Charts declared in code (``agent.chart_configs()``), previewed on the page.
+        self.charts = list(charts)
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
 
@@ -273,7 +279,8 @@ class _Handler(BaseHTTPRequestHandler):
             if isinstance(window, str):
                 return self._json(400, {"error": window})
             return self._send(200, page(received, self.receiver.url, window=window,
-                                        query=query).encode(), "text/html; charset=utf-8")
+                                        query=query, charts=self.receiver.charts).encode(),
+                              "text/html; charset=utf-8")
         if path == "/api/received":
             return self._json(200, received.as_json())
         if path == "/api/impact":
@@ -281,6 +288,8 @@ class _Handler(BaseHTTPRequestHandler):
             if isinstance(window, str):
                 return self._json(400, {"error": window})
             return self._json(200, impact(received.series, window))
+        if path == "/api/charts":
+            return self._json(200, {"charts": previews(received.series, self.receiver.charts)})
         if path == "/metrics":
             # The text format, or OpenMetrics when Accept asks for it (as prometheus_client).
             return self._send(200, *exposition(received, self.headers.get("Accept")))
