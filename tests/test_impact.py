@@ -291,8 +291,11 @@ def test_the_store_is_bounded_in_steps_per_series_and_in_series():
     assert store.add(("metric", "b"), "gauge", 1.5, 7190)
     assert store.add(("metric", "c"), "counter", 1, 7190)
     assert not store.add(("metric", "d"), "counter", 1, 7190)  # full: a, b, c are recent
+    # Rings of 360 slots: 8 bytes for the step held, 8 per float of the cell (a counter 1,
+    # a gauge 4).
     assert store.size() == {"series": 3, "cells": 362, "max_series": 3, "max_cells": 1080,
-                            "series_refused": 1}
+                            "series_refused": 1,
+                            "bytes": 360 * (8 + 8) * 2 + 360 * (8 + 4 * 8)}
     # An hour later "b" and "c" have received nothing for an hour: a new series takes a place.
     assert store.add(("metric", "a"), "counter", 1, 7190 + 3600)
     assert store.add(("metric", "e"), "counter", 1, 7190 + 3600)
@@ -307,6 +310,20 @@ def test_a_cell_does_not_grow_with_the_samples_in_its_step():
         store.add(("flag",), "flag", {"yes": 1, "no": 0, "variants": {"blue": 1}}, 5.0)
     assert store.cells(("gauge",)) == {0: {"last": [1000, 999], "sum": 499500, "samples": 1000}}
     assert store.cells(("flag",)) == {0: {"yes": 1000, "no": 0, "variants": {"blue": 1000}}}
+
+
+def test_a_histogram_s_ring_is_sized_by_its_boundaries_and_new_ones_start_it_afresh():
+    store = SeriesStore(clock=Clock(0.0))
+    key = ("metric", "shop", "checkout_seconds", "histogram", frozenset())
+    sample = {"count": 2, "sum": 0.3, "buckets": {0.1: 1, 0.5: 2, "+Inf": 2}}
+    for second in range(0, 7200, 10):
+        store.add(key, "histogram", sample, second)
+    assert store.size()["bytes"] == 360 * (8 + (2 + 3) * 8)  # whatever arrived: 2 hours
+    assert store.cells(key)[719] == sample
+    store.add(key, "histogram", {"count": 1, "sum": 2.0, "buckets": {1.0: 0, "+Inf": 1}},
+              7200)
+    assert store.cells(key) == {720: {"count": 1, "sum": 2.0, "buckets": {1.0: 0, "+Inf": 1}}}
+    assert store.size()["bytes"] == 360 * (8 + (2 + 2) * 8)
 
 
 def test_the_default_bound_is_an_hour_of_10_second_steps_for_1000_series():
