@@ -96,8 +96,9 @@ Also as <a href="/api/received">JSON</a> and <a href="/metrics">Prometheus text<
 This page reloads every {PAGE_REFRESH} s.</p>
 {declared}
 <h2 id="impact">Impact, per flag and variant</h2>
-<p>In 10-second steps over the last {links} (UTC); numbers also as
-<a href="/api/impact">JSON</a>.</p>
+<p>In 10-second steps over the last {links} (UTC), each body in the step it arrived in;
+numbers also as <a href="/api/impact">JSON</a>. An agent sends every 60 s by default: for a
+point every step while developing, set <code>IMPACTAGENT_FLUSH_INTERVAL=10</code>.</p>
 <div id="impact-view">{impact_section(view, palette)}</div>
 <h2>Flag counts</h2>{flags}
 <h2>Impact metrics</h2>{metrics}
