@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     receive.add_argument("--max-body", type=positive_int, default=MAX_BODY, metavar="BYTES",
                          help=f"answer 413 over this many bytes (default {MAX_BODY}, the "
                          "server's)")
+    receive.add_argument("--charts", metavar="MODULE:NAME",
+                         help="preview the charts declared on this agent (chart= on its "
+                         "metrics) as Unleash will draw them, next to the impact view; "
+                         "the same reference as 'charts plan --agent' (default: none)")
     receive.add_argument("--duration", type=seconds, metavar="SECONDS",
                          help="stop after this many seconds (default: run until Ctrl-C)")
 
@@ -136,11 +140,18 @@ def _run(args: argparse.Namespace) -> int:
 def _receive(args: argparse.Namespace) -> int:
     import logging
 
+    from .devtools.agent_reference import load_agent
     from .devtools.receiver import Receiver
 
+    charts = []
+    if args.charts is not None:
+        charts = load_agent(args.charts, "--charts").chart_configs()
+        if not charts:
+            raise UsageError(f"--charts {args.charts}: the agent declares no chart; declare "
+                             "one with chart=Chart(...) on agent.counter, gauge or histogram")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     receiver = Receiver(port=args.port, host=args.host, token=args.token,
-                        max_body=args.max_body, strict=args.strict)
+                        max_body=args.max_body, strict=args.strict, charts=charts)
     try:
         receiver.start()
     except OSError as error:
@@ -148,6 +159,8 @@ def _receive(args: argparse.Namespace) -> int:
     guarded = " with ?token=<the token>, or the token as password" if args.token else ""
     print(f"impactagent receiver on {receiver.url}: point agents at {receiver.api_url}; "
           f"open {receiver.url}/{guarded} to watch (Ctrl-C to stop)", flush=True)
+    if charts:
+        print(f"previewing {len(charts)} declared chart(s) from {args.charts}", flush=True)
     try:
         threading.Event().wait(args.duration)
     except KeyboardInterrupt:

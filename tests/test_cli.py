@@ -68,7 +68,8 @@ def test_version_prints_the_package_version():
 
 
 OPTIONS = {"demo": ["--requests", "--url", "--token", "--pace"],
-           "receive": ["--port", "--host", "--token", "--strict", "--max-body", "--duration"],
+           "receive": ["--port", "--host", "--token", "--strict", "--max-body", "--charts",
+                       "--duration"],
            "check": ["--max-body"],
            "stats": ["--url", "--token-env", "--json"],
            "charts": ["--url", "--token-env", "--agent"]}

@@ -390,3 +390,14 @@ def test_every_file_the_readme_points_at_exists():
     assert "docs/protocol.md" in named
     missing = sorted(name for name in named if not (ROOT / name).exists())
     assert missing == []
+
+
+def test_the_receiver_section_shows_the_impact_view():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Seeing what your app sends", 1)[1].split("\n## ", 1)[0]
+    images = re.findall(r"!\[[^\]]+\]\(([^)]+\.png)\)", section)
+    assert images == ["docs/receiver-impact-view.png"]
+    png = (ROOT / images[0]).read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    for words in ("/api/impact", "--charts", "10-second steps", "histogram_quantile"):
+        assert words in section, words

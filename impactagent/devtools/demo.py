@@ -3,8 +3,10 @@
 By default the demo starts a development receiver in this process (on 127.0.0.1, a free
 port), so it needs no Unleash at all. It then runs simulated requests through the public
 API, as a web app would: a flag decided by an ``@agent.flag`` function (with variants),
-another by ``record_flag``, a request counter by route, a checkout counter labelled by the
-flag's state in the request, an in-flight gauge and a latency histogram. The background
+another by ``record_flag``, a request counter by route, a checkout counter and a (simulated)
+checkout duration histogram labelled by the flag's state in the request, an in-flight gauge
+and a latency histogram. The variants differ on purpose (``green`` checks out more slowly),
+so that the receiver's impact view has something to show. The background
 flusher sends while it runs; the agent is closed; and the demo prints what was recorded
 next to what the receiver holds. Exit code 0 means every count arrived, once.
 
@@ -34,6 +36,8 @@ from .receiver import Receiver
 
 ROUTES = ("/", "/cart", "/checkout", "/search")
 APP_NAME = "demo-shop"
+#: A simulated checkout's typical duration per variant of ``new-checkout``.
+CHECKOUT_SECONDS = {"blue": 0.08, "green": 0.3, "disabled": 0.15}
 STEPS = 10
 
 
@@ -49,9 +53,12 @@ class Shop:
                                        flags=("new-checkout",))
         self.in_flight = agent.gauge("in_flight_requests", "Requests being handled")
         self.latency = agent.histogram("request_seconds", "Request latency", labels=("route",))
+        self.checkout_time = agent.histogram("checkout_seconds", "Checkout duration (simulated)",
+                                             flags=("new-checkout",))
         self.new_checkout = agent.flag("new-checkout")(self._decide_checkout)
         self.tally: Dict[str, Any] = {"new-checkout": [0, 0], "dark-mode": [0, 0],
                                       "requests": 0, "checkouts": 0, "observations": 0,
+                                      "checkout_observations": 0,
                                       "in_flight": None}
 
     def _decide_checkout(self, user: int) -> Dict[str, Any]:
@@ -77,6 +84,9 @@ class Shop:
                 if route == "/checkout":
                     self.checkouts.inc()  # labelled new_checkout="blue"/"green"/"disabled"
                     self.tally["checkouts"] += 1
+                    typical = CHECKOUT_SECONDS[variant["name"]]
+                    self.checkout_time.observe(typical * self.rng.uniform(0.4, 1.8))
+                    self.tally["checkout_observations"] += 1
             self.tally["requests"] += 1
             self.tally["observations"] += 1
 
@@ -102,6 +112,8 @@ def compare(tally: Dict[str, Any], totals: Dict[str, Any]) -> List[Tuple[str, An
         ("checkouts", tally["checkouts"], summed("counters", "checkout_total")),
         ("latency observations", tally["observations"],
          summed("histograms", "request_seconds", "count")),
+        ("checkout durations", tally["checkout_observations"],
+         summed("histograms", "checkout_seconds", "count")),
         ("in-flight gauge (last)", tally["in_flight"],
          summed("gauges", "in_flight_requests")),
     ]

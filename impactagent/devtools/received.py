@@ -36,6 +36,7 @@ from typing import Any, Deque, Dict, FrozenSet, List, Optional, Tuple
 
 from ..core._jsvalues import is_number, joi_number, js_string, sanitize, valid_name
 from ..core.validation import CUT, DISCARDED, REJECTED, Problem, cut
+from .timeseries import SeriesStore
 
 Labels = FrozenSet[Tuple[str, str]]
 #: Requests kept in the log for the page and the JSON view.
@@ -61,8 +62,10 @@ class ReceivedMetrics:
     during iteration", and a total read in two steps could mix two moments).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, series: Optional[SeriesStore] = None) -> None:
         self._lock = threading.Lock()
+        #: The last hour in 10-second steps, filed at arrival (for the impact view).
+        self.series = series if series is not None else SeriesStore()
         # (app, environment, flag, hour) -> {"yes", "no", "variants"}
         self._flags: Dict[Tuple[str, str, str, str], Dict[str, Any]] = {}
         # sanitised name -> {"type", "help", "labels": label names, "series": {labels: value},
@@ -104,6 +107,7 @@ class ReceivedMetrics:
         app = js_string(document["appName"])
         bucket: Dict[str, Any] = document.get("bucket") or {}
         hour = _hour(bucket.get("stop"))
+        at = self.series.clock()
         with self._lock:
             self._bodies_accepted += 1
             for flag, toggle in (bucket.get("toggles") or {}).items():
@@ -114,14 +118,17 @@ class ReceivedMetrics:
                                                {"yes": 0, "no": 0, "variants": {}})
                 total["yes"] += yes
                 total["no"] += no
-                for variant, n in (toggle.get("variants") or {}).items():
-                    total["variants"][variant] = total["variants"].get(variant, 0) + \
-                        _coerced(n)
+                variants = {variant: _coerced(n)
+                            for variant, n in (toggle.get("variants") or {}).items()}
+                for variant, n in variants.items():
+                    total["variants"][variant] = total["variants"].get(variant, 0) + n
+                self.series.add(("flag", app, flag), "flag",
+                                {"yes": yes, "no": no, "variants": variants}, at)
             if any(p.outcome == DISCARDED for p in problems) or not document.get(
                     "impactMetrics"):
                 return []  # one bad metric: the server drops the whole array
             for index, metric in enumerate(document["impactMetrics"]):
-                refused = self._add_metric(metric)
+                refused = self._add_metric(metric, app, at)
                 # check_document said where the translation stops, if the body alone tells.
                 known = any(p.outcome == CUT and p.where.startswith(f"impactMetrics/{index}/")
                             for p in problems)
@@ -131,7 +138,7 @@ class ReceivedMetrics:
                     return [cut(f"impactMetrics/{index}/type", refused)]
         return []
 
-    def _add_metric(self, metric: Dict[str, Any]) -> Optional[str]:
+    def _add_metric(self, metric: Dict[str, Any], app: str, at: float) -> Optional[str]:
         """Translate one metric into the registry, as the server does; a reason when the
         server's registry refuses it (and the rest of the array with it)."""
         name = sanitize(metric["name"])
@@ -160,17 +167,24 @@ class ReceivedMetrics:
                 if value < 0:
                     return None  # check_document reported the cut
                 series[labels] = series.get(labels, 0) + value
+                self.series.add(("metric", app, name, kind, labels), kind, value, at)
             elif kind == "gauge":
                 series[labels] = joi_number(sample["value"])
+                self.series.add(("metric", app, name, kind, labels), kind, series[labels], at)
             else:
                 total = series.setdefault(labels, {"count": 0, "sum": 0, "buckets": {}})
-                total["count"] += joi_number(sample["count"])
-                total["sum"] += joi_number(sample["sum"])
+                buckets: Dict[Any, Any] = {}
+                delta: Dict[str, Any] = {"count": joi_number(sample["count"]),
+                                         "sum": joi_number(sample["sum"]), "buckets": buckets}
+                total["count"] += delta["count"]
+                total["sum"] += delta["sum"]
                 for bucket in sample["buckets"]:
                     le = _le(bucket["le"])
-                    total["buckets"][le] = total["buckets"].get(le, 0) + \
-                        joi_number(bucket["count"])
+                    n = joi_number(bucket["count"])
+                    total["buckets"][le] = total["buckets"].get(le, 0) + n
+                    buckets[le] = buckets.get(le, 0) + n
                     entry["boundaries"].add(le)
+                self.series.add(("metric", app, name, kind, labels), kind, delta, at)
         return None
 
     # -- reading ------------------------------------------------------------------------------

@@ -1,5 +1,11 @@
 """What a receiver holds, shown three ways: Prometheus text (or OpenMetrics), and a page that
-refreshes itself.
+refreshes itself: the impact view's charts first (:mod:`impactagent.devtools.impact_view`),
+then the tables of totals and the last requests.
+
+The page reloads itself every :data:`PAGE_REFRESH` seconds. With JavaScript, a small inline
+script reloads it and puts the scroll position back (kept in the URL's fragment), so that a
+chart half-way down stays in view; without JavaScript a ``<meta>`` refresh does the
+reloading, and everything (the charts too: server-rendered SVG) is still there.
 
 (The JSON view is :meth:`ReceivedMetrics.as_json`.) The Prometheus text names series as the
 Unleash server re-exposes them, so a scrape config can be tried against the receiver
@@ -11,13 +17,22 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any, Dict, Iterable
+from typing import Any, Dict, Iterable, Optional, Sequence
+from urllib.parse import parse_qs, urlencode
 
+from ..core.charts import ChartConfig
+from .declared import declared_section
+from .impact import impact
+from .impact_view import impact_section, palette_of
 from .received import ReceivedMetrics
 from .received_exposition import openmetrics_format, text_format
 
 #: Seconds between refreshes of the page.
 PAGE_REFRESH = 2
+#: The impact view's window on the page, unless ``?window=`` says otherwise.
+PAGE_WINDOW = 900.0
+#: The windows the page links to, in seconds, with their names.
+WINDOWS = ((300, "5 min"), (900, "15 min"), (3600, "1 hour"))
 
 
 def prometheus_text(received: ReceivedMetrics) -> str:
@@ -32,8 +47,19 @@ def openmetrics_text(received: ReceivedMetrics) -> str:
     return openmetrics_format(received)
 
 
-def page(received: ReceivedMetrics, url: str) -> str:
-    """An HTML page of everything received, reloading itself every few seconds."""
+def page(received: ReceivedMetrics, url: str, *, window: Optional[float] = None,
+         query: str = "", charts: Sequence[ChartConfig] = ()) -> str:
+    """An HTML page of everything received, reloading itself every few seconds; the impact
+    view over the last ``window`` seconds (default :data:`PAGE_WINDOW`); ``query`` is the
+    request's query string (its ``token`` is kept in the page's links); ``charts``, the
+    charts declared in code, previewed next to the impact view."""
+    view = impact(received.series, window or PAGE_WINDOW)
+    palette = palette_of(view)
+    declared = declared_section(received.series, charts, palette)
+    links = " · ".join(
+        f"<b>{name}</b>" if seconds == view["window_seconds"] else
+        f'<a href="/?{html.escape(_with(query, window=str(seconds)))}">{name}</a>'
+        for seconds, name in WINDOWS)
     data = received.as_json()
     flags = _table(("app", "environment", "hour (UTC)", "flag", "yes", "no", "variants"),
                    ((f["appName"], f["environment"], f["hour"], f["flag"], f["yes"], f["no"],
@@ -49,7 +75,7 @@ def page(received: ReceivedMetrics, url: str) -> str:
     accepted = f"{data['bodies_accepted']} bod{'y' if data['bodies_accepted'] == 1 else 'ies'}"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="refresh" content="{PAGE_REFRESH}">
+<noscript><meta http-equiv="refresh" content="{PAGE_REFRESH}"></noscript>
 <title>impactagent receiver</title>
 <style>
 body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }}
@@ -57,17 +83,56 @@ table {{ border-collapse: collapse; margin-bottom: 2em; }}
 th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; }}
 th {{ background: #f4f4f4; }} td.n {{ text-align: right; }}
 .bad {{ color: #a00; }}
+.charts {{ display: flex; flex-wrap: wrap; gap: 1em 2em; }}
+figure.chart {{ margin: 0 0 1em; }} figure.chart table {{ margin: 0.3em 0 0; }}
+figcaption {{ font-weight: 600; margin-bottom: 0.2em; }}
+.swatch {{ display: inline-block; width: 0.8em; height: 0.8em; margin-right: 0.4em; }}
+section.flag h3 small {{ font-weight: normal; color: #666; }}
 </style></head>
 <body>
 <h1>impactagent receiver</h1>
 <p>Send metrics to <code>{html.escape(url)}/api</code>. {accepted} accepted.
 Also as <a href="/api/received">JSON</a> and <a href="/metrics">Prometheus text</a>.
 This page reloads every {PAGE_REFRESH} s.</p>
+{declared}
+<h2 id="impact">Impact, per flag and variant</h2>
+<p>In 10-second steps over the last {links} (UTC), each body in the step it arrived in;
+numbers also as <a href="/api/impact">JSON</a>. An agent sends every 60 s by default: for a
+point every step while developing, set <code>IMPACTAGENT_FLUSH_INTERVAL=10</code>.</p>
+<div id="impact-view">{impact_section(view, palette)}</div>
 <h2>Flag counts</h2>{flags}
 <h2>Impact metrics</h2>{metrics}
 <h2>Last requests</h2>{requests}
+<script>{_KEEP_SCROLL}</script>
 </body></html>
 """
+
+
+#: Reloads the page and puts its scroll position back. The position travels in the URL's
+#: fragment (``#scroll=<pixels>``, which names no element, so the browser does not jump),
+#: where a test can give it too; the position restored is noted in
+#: ``<html data-restored-scroll>``.
+_KEEP_SCROLL = f"""
+(function () {{
+  history.scrollRestoration = "manual";
+  var saved = /^#scroll=([0-9]+)$/.exec(location.hash);
+  if (saved) {{
+    window.scrollTo(0, Number(saved[1]));
+    document.documentElement.setAttribute("data-restored-scroll",
+                                          String(Math.round(window.scrollY)));
+  }}
+  setTimeout(function () {{
+    history.replaceState(null, "", location.pathname + location.search + "#scroll="
+                         + Math.round(window.scrollY));
+    location.reload();
+  }}, {PAGE_REFRESH * 1000});
+}})();"""
+
+
+def _with(query: str, **changes: str) -> str:
+    """``query`` with ``changes`` made (the token, say, kept)."""
+    values = {k: v[-1] for k, v in parse_qs(query).items()}
+    return urlencode({**values, **changes})
 
 
 def _table(headers: Iterable[str], rows: Iterable[Iterable[Any]], name: str) -> str:

@@ -28,8 +28,11 @@ Answers, as a real server gives them:
   thread, so a client that stalls (or a slowloris) never holds up the others.
 
 Views: ``GET /`` a page that reloads itself, ``GET /api/received`` JSON, ``GET /metrics``
-Prometheus text, or OpenMetrics when ``Accept`` asks for it. ``POST /api/client/register`` is
-accepted too (SDKs register first).
+Prometheus text, or OpenMetrics when ``Accept`` asks for it; ``GET /api/impact`` the impact
+view's aggregations per flag and variant (:mod:`impactagent.devtools.impact`), over the
+last hour or ``?window=<seconds>``; ``GET /api/charts`` the numbers of the charts declared in
+code (``charts=``, ``impactagent receive --charts``: :mod:`impactagent.devtools.declared`).
+``POST /api/client/register`` is accepted too (SDKs register first).
 
 The token. With ``token=`` (``impactagent receive --token``), every endpoint answers 401
 without it, the views as well as the POSTs: what an app sends may be worth a token to read.
@@ -55,15 +58,19 @@ import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 from urllib.parse import parse_qs
 
 from ..core._jsvalues import js_string
+from ..core.charts import ChartConfig
 from ..core.payload import environment_from_token
 from ..core.validation import MAX_BODY, REJECTED, check_document, parse_body
+from .declared import previews
+from .impact import impact
 from .received import ReceivedMetrics, Request
 from .received_exposition import exposition
 from .received_views import page
+from .timeseries import SeriesStore
 
 logger = logging.getLogger("impactagent.devtools.receiver")
 
@@ -80,14 +87,20 @@ class Receiver:
 
     def __init__(self, *, port: int = 0, host: str = "127.0.0.1", token: Optional[str] = None,
                  max_body: int = MAX_BODY, strict: bool = False,
-                 read_timeout: float = READ_TIMEOUT) -> None:
+                 read_timeout: float = READ_TIMEOUT,
+                 series: Optional[SeriesStore] = None,
+                 charts: Sequence[ChartConfig] = ()) -> None:
         self.host = host
         self.port = port
         self.token = token
         self.max_body = max_body
         self.strict = strict
         self.read_timeout = read_timeout
-        self.received = ReceivedMetrics()
+        # ``series``: the time series' store (its step, bound and clock); the default keeps
+        # an hour in 10-second steps.
+        self.received = ReceivedMetrics(series)
+        #: Charts declared in code (``agent.chart_configs()``), previewed on the page.
+        self.charts = list(charts)
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
 
@@ -261,10 +274,22 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._allowed(view=True):
             return None
         if path in ("/", "/index.html"):
-            return self._send(200, page(received, self.receiver.url).encode(),
+            query = self.path.partition("?")[2]
+            window = _window(query)
+            if isinstance(window, str):
+                return self._json(400, {"error": window})
+            return self._send(200, page(received, self.receiver.url, window=window,
+                                        query=query, charts=self.receiver.charts).encode(),
                               "text/html; charset=utf-8")
         if path == "/api/received":
             return self._json(200, received.as_json())
+        if path == "/api/impact":
+            window = _window(self.path.partition("?")[2])
+            if isinstance(window, str):
+                return self._json(400, {"error": window})
+            return self._json(200, impact(received.series, window))
+        if path == "/api/charts":
+            return self._json(200, {"charts": previews(received.series, self.receiver.charts)})
         if path == "/metrics":
             # The text format, or OpenMetrics when Accept asks for it (as prometheus_client).
             return self._send(200, *exposition(received, self.headers.get("Accept")))
@@ -293,6 +318,20 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 _TOKEN_QUERY = re.compile(r"([?&])token=[^&\s]*")
+
+
+def _window(query: str) -> Union[float, str, None]:
+    """``?window=<seconds>`` of ``/api/impact`` (None: the whole kept hour), or why not."""
+    values = parse_qs(query).get("window")
+    if not values:
+        return None
+    try:
+        window = float(values[-1])
+    except ValueError:
+        window = float("nan")
+    if not 0 < window < float("inf"):
+        return f"window must be a number of seconds above 0, got {values[-1]!r}"
+    return window
 
 
 def _bearer(authorization: Optional[str]) -> str:

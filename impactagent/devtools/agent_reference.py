@@ -1,0 +1,63 @@
+"""``MODULE:NAME``: how a command finds the app's :class:`~impactagent.Agent` (``receive
+--charts``), imported from the current directory as ``python -m`` would.
+
+Every way the reference can miss (no colon, a relative module, a module that is not there,
+an import that raises, a name that is missing or is not an agent) is the user's to fix, so
+each raises :class:`~impactagent.devtools.cli_support.UsageError` with one line that names
+the problem; the command line prints it and exits 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+
+from ..agent import Agent
+from .cli_support import UsageError
+
+
+def load_agent(where: str, option: str = "--agent") -> Agent:
+    """The agent that ``where`` (``package.module:name``) names; ``option`` is the command
+    line option it came from, for the messages."""
+    module_name, colon, attribute = where.partition(":")
+    if not colon or not module_name or not attribute:
+        raise UsageError(f"{option} takes MODULE:NAME, such as myapp.metrics:agent; "
+                         f"got {where!r}")
+    if module_name.startswith(".") or module_name.endswith(".") or ".." in module_name:
+        raise UsageError(f"{option} needs an absolute module name such as myapp.metrics; "
+                         f"got {module_name!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # the app's own modules, found as `python -m` does
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        missing = error.name or ""
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            raise UsageError(f"{option} {where}: no module named {missing!r} here; run from "
+                             "your app's directory, or add it to PYTHONPATH") from None
+        raise UsageError(f"{option} {where}: importing {module_name} failed: "
+                         f"{one_line(error)}") from None
+    except Exception as error:  # the app's code raised: where, in one line
+        raise UsageError(f"{option} {where}: importing {module_name} failed: "
+                         f"{one_line(error)}") from None
+    try:
+        agent = getattr(module, attribute)
+    except AttributeError:
+        raise UsageError(f"{option} {where}: module {module_name} has no "
+                         f"{attribute!r}") from None
+    if not isinstance(agent, Agent):
+        raise UsageError(f"{option} {where} is a {type(agent).__name__}, not an "
+                         "impactagent.Agent")
+    return agent
+
+
+def one_line(error: BaseException) -> str:
+    """``Type: message (file, line n)``, at the innermost frame under the current directory
+    (the app's line to look at) or else the innermost of all."""
+    frames = traceback.extract_tb(error.__traceback__)
+    here = os.getcwd() + os.sep
+    mine = [f for f in frames if f.filename.startswith(here)] or frames[-1:]
+    where = f" ({mine[-1].filename}, line {mine[-1].lineno})" if mine else ""
+    return " ".join(f"{type(error).__name__}: {error}{where}".split())

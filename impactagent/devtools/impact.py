@@ -1,0 +1,197 @@
+"""The impact view's numbers: for each flag, each metric labelled by it, aggregated per
+variant (or ``enabled`` / ``disabled``) over a window of the last hour, as Unleash's impact
+charts aggregate them. ``GET /api/impact`` answers with :func:`impact`.
+
+A metric is *labelled by a flag* when it carries the label that the agent names after the
+flag (``new-checkout`` -> ``new_checkout``, see ``flags=`` on ``agent.counter``) and the
+receiver has counted evaluations of that flag from the same app. Its series are grouped by
+that label's value, every other label summed over (routes, say). A metric labelled by no flag
+is one group, ``all``. Aggregations, over the window and per step (10 s):
+
+- counters: ``increase``, the sum of the deltas received; ``rate``, increase per second
+  (increase / window seconds; Unleash's ``rps`` and ``count``);
+- gauges: ``last``, the value received last; ``average``, the mean of the values received
+  (Unleash's ``avg``); ``samples``, how many; ``total``, the last value of each series
+  added up (Unleash's ``sum``);
+- histograms: ``count``, ``sum``, ``mean`` (sum / count) and ``p50``, ``p95``, ``p99``,
+  estimated from the summed cumulative buckets as Prometheus' ``histogram_quantile``
+  does: see :func:`quantile`;
+- flags (``exposure``): evaluations per group and each group's ``share`` of all
+  evaluations, where the groups are the label values the agent gives a metric recorded after
+  an evaluation: each variant's name, ``enabled`` for yes without a variant (yes minus the
+  variants' counts) and ``disabled`` for no. (A variant named ``disabled`` is a no.)
+
+A value that nothing defines (a gauge or histogram in a step without samples, a share of
+no evaluations) is ``null``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from ..core._naming import flag_label_name
+from .timeseries import SeriesStore
+
+QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+#: The group of a metric labelled by no flag.
+ALL = "all"
+_INF = float("inf")
+
+
+def quantile(q: float, buckets: Dict[Any, float]) -> Optional[float]:
+    """The ``q``-quantile of cumulative ``buckets`` (``{upper bound: count}``, ``"+Inf"``
+    or ``inf`` for the last), as Prometheus' ``histogram_quantile`` estimates it: find the
+    bucket the rank ``q x count`` falls in and interpolate linearly within it, from the
+    bound below (0 for the first bucket) to its own. A rank in the ``+Inf`` bucket answers
+    the highest finite bound; a first bucket bounded at or below 0 answers its bound. None
+    without observations or without a ``+Inf`` bucket (Prometheus: NaN).
+
+    >>> quantile(0.5, {0.1: 2, 0.5: 6, 1.0: 8, "+Inf": 8})  # rank 4: half-way in (0.1, 0.5]
+    0.30000000000000004
+    >>> quantile(0.99, {0.1: 0, "+Inf": 4})
+    0.1
+    """
+    bounds = sorted((_INF if le == "+Inf" else float(le), n) for le, n in buckets.items())
+    if not bounds or bounds[-1][0] != _INF or bounds[-1][1] <= 0:
+        return None
+    rank = q * bounds[-1][1]
+    below_bound, below_count = 0.0, 0.0
+    for index, (bound, count) in enumerate(bounds):
+        if count >= rank:
+            if bound == _INF:
+                return bounds[index - 1][0] if index > 0 else None
+            if index == 0 and bound <= 0:
+                return bound
+            inside = count - below_count
+            if inside <= 0:
+                return below_bound
+            return below_bound + (bound - below_bound) * (rank - below_count) / inside
+        below_bound, below_count = bound, count
+    return None
+
+
+def impact(store: SeriesStore, window: Optional[float] = None,
+           now: Optional[float] = None, *, resolution: int = 1,
+           selectors: Optional[Mapping[str, Sequence[str]]] = None) -> Dict[str, Any]:
+    """The aggregations of the last ``window`` seconds (default and most: what the store
+    keeps, an hour), rounded up to whole points, ending with the step ``now`` is in.
+
+    A point covers ``resolution`` of the store's steps (6: a minute, as Unleash's charts of
+    an hour draw). With ``selectors`` (``{label: [values]}``, as a chart's
+    ``label_selectors``), only the series whose labels have one of the values listed for
+    each label are aggregated."""
+    step = store.step * resolution
+    count = store.steps // resolution if window is None else math.ceil(window / step)
+    count = max(1, min(store.steps // resolution, count))
+    steps = count * resolution
+    last = store.step_of(store.clock() if now is None else now)
+    last = (last // resolution + 1) * resolution - 1  # points start on whole multiples
+    first = last - steps + 1
+    seconds = steps * store.step
+    flags: Dict[Tuple[str, str], Dict[int, Any]] = {}
+    metrics: Dict[Tuple[str, str, str], List[Tuple[Dict[str, str], Dict[int, Any]]]] = {}
+    for key, kind, cells in store.snapshot(first, last):
+        parts: Tuple[Any, ...] = key  # type: ignore[assignment]
+        if kind == "flag":
+            flags[(parts[1], parts[2])] = cells
+        else:
+            labels = dict(parts[4])
+            if selectors and not all(labels.get(k) in v for k, v in selectors.items()):
+                continue
+            metrics.setdefault((parts[1], parts[2], kind), []).append((labels, cells))
+    indices = [range(i, i + resolution) for i in range(first, last + 1, resolution)]
+    frame = {"step_seconds": step, "window_seconds": seconds, "from": first * store.step,
+             "to": (last + 1) * store.step, "memory": store.size()}
+    flag_views = [_exposure(app, flag, cells, indices, store.step)
+                  for (app, flag), cells in sorted(flags.items())]
+    labels_of = {(app, _label(flag)): flag for app, flag in flags}
+    metric_views = []
+    for (app, name, kind), series in sorted(metrics.items()):
+        names = sorted({n for labels, _ in series for n in labels})
+        by: List[Tuple[Optional[str], Optional[str]]] = [
+            (labels_of[(app, n)], n) for n in names if (app, n) in labels_of] or [(None, None)]
+        for flag, label in by:
+            groups: Dict[str, List[Dict[int, Any]]] = {}
+            for labels, cells in series:
+                group = ALL if label is None else labels.get(label, ALL)
+                groups.setdefault(group, []).append(cells)
+            metric_views.append({
+                "app": app, "name": name, "type": kind, "flag": flag, "label": label,
+                "groups": {group: _aggregate(kind, cells, indices, store.step, seconds)
+                           for group, cells in sorted(groups.items())}})
+    return {**frame, "flags": flag_views, "metrics": metric_views}
+
+
+# -- one group --------------------------------------------------------------------------------
+
+def _aggregate(kind: str, series: List[Dict[int, Any]], indices: Iterable[range],
+               step: float, seconds: float) -> Dict[str, Any]:
+    """The window's aggregation of one group's series, and one point per run of steps
+    (``step``: the seconds of one of the store's steps)."""
+    points = [{"t": run[0] * step,
+               **_values(kind, [[s[i] for i in run if i in s] for s in series],
+                         len(run) * step)}
+              for run in indices]
+    return {**_values(kind, [list(s.values()) for s in series], seconds), "points": points}
+
+
+def _values(kind: str, series: List[List[Any]], seconds: float) -> Dict[str, Any]:
+    """One aggregation of each series' ``cells`` (of a point, or of the whole window of
+    ``seconds``)."""
+    cells = [cell for one in series for cell in one]
+    if kind == "counter":
+        increase = sum(cells)
+        return {"increase": increase, "rate": increase / seconds}
+    if kind == "gauge":
+        samples = sum(c["samples"] for c in cells)
+        lasts = [max(c["last"] for c in one) for one in series if one]
+        return {"last": max(lasts)[1] if lasts else None,
+                "average": sum(c["sum"] for c in cells) / samples if samples else None,
+                "samples": samples,
+                # Each series' last value, added up: Unleash's "sum" of a gauge.
+                "total": sum(last[1] for last in lasts) if lasts else None}
+    count = sum(c["count"] for c in cells)
+    total = sum(c["sum"] for c in cells)
+    buckets: Dict[Any, float] = {}
+    for cell in cells:
+        for le, n in cell["buckets"].items():
+            buckets[le] = buckets.get(le, 0) + n
+    return {"count": count, "sum": total, "mean": total / count if count else None,
+            **{name: quantile(q, buckets) for name, q in QUANTILES}}
+
+
+def _exposure(app: str, flag: str, cells: Dict[int, Any], indices: Iterable[range],
+              step: float) -> Dict[str, Any]:
+    """A flag's evaluations per group (variant, enabled, disabled) and their shares."""
+    def shares(counted: List[Dict[str, Any]]) -> Dict[str, Any]:
+        groups: Dict[str, float] = {}
+        for cell in counted:
+            for group, n in exposure_groups(cell).items():
+                groups[group] = groups.get(group, 0) + n
+        total = sum(groups.values())
+        return {"evaluations": total, "exposure": {
+            group: {"evaluations": n, "share": n / total if total else None}
+            for group, n in sorted(groups.items())}}
+
+    points = [{"t": run[0] * step, **shares([cells[i] for i in run if i in cells])}
+              for run in indices]
+    return {"app": app, "flag": flag, "label": _label(flag),
+            **shares(list(cells.values())), "points": points}
+
+
+def exposure_groups(counts: Dict[str, Any]) -> Dict[str, float]:
+    """One flag cell's evaluations by the label value a metric recorded after them gets."""
+    variants = {name: n for name, n in counts["variants"].items() if name != "disabled" and n}
+    groups = dict(variants)
+    enabled = counts["yes"] - sum(variants.values())
+    if enabled > 0:
+        groups["enabled"] = enabled
+    if counts["no"]:
+        groups["disabled"] = counts["no"]
+    return groups
+
+
+def _label(flag: str) -> str:
+    """The label the agent names after ``flag`` ("" for a flag without a name)."""
+    return flag_label_name(flag, flag) if flag else ""

@@ -1,0 +1,121 @@
+"""Line charts as SVG, written on the server: no JavaScript, no library, no CDN, so the
+receiver's page draws offline and in any browser, and a test can read each chart's series
+from its markup.
+
+Each series is a ``<g class="series" data-series="<name>">`` holding one ``<polyline>`` per
+run of defined values (a step without a value breaks the line) and one ``<circle>`` per
+value (a value alone between gaps is still seen). The y axis starts at zero unless told to
+fit the values (``y_min="auto"``), and is labelled by ``label`` (a value's text for people).
+
+>>> chart = line_chart({"blue": [(0, 1.0), (10, None), (20, 3.0)]}, (0, 30),
+...                    {"blue": "#0072B2"}, str)
+>>> chart.count("<circle"), chart.count("<polyline"), 'data-series="blue"' in chart
+(2, 2, True)
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+Point = Tuple[float, Optional[float]]
+
+WIDTH, HEIGHT = 560, 190
+LEFT, RIGHT, TOP, BOTTOM = 70, 12, 10, 26
+#: Colours told apart by most colour-blind people too (Okabe and Ito's palette).
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000")
+#: Colours of the states that are not variants, the same on every chart.
+FIXED = {"disabled": "#999999", "not_evaluated": "#cccccc", "all": "#0072B2"}
+
+
+def colours(names: Sequence[str]) -> Dict[str, str]:
+    """A colour per series name: ``disabled`` grey everywhere, the others from the palette in
+    sorted order, so that one variant has one colour on every chart of a page."""
+    chosen = {n: FIXED[n] for n in names if n in FIXED}
+    others = sorted(n for n in set(names) if n not in FIXED)
+    chosen.update({n: PALETTE[i % len(PALETTE)] for i, n in enumerate(others)})
+    return chosen
+
+
+def line_chart(series: Dict[str, List[Point]], x_range: Tuple[float, float],
+               colour: Dict[str, str], label: Callable[[float], str], *,
+               y_min: str = "zero", title: str = "") -> str:
+    """An SVG chart of ``series`` (``{name: [(time, value or None)]}``) over ``x_range``
+    (seconds since 1970), coloured by ``colour``, y ticks labelled by ``label``."""
+    values = [v for points in series.values() for _, v in points if v is not None]
+    low = min(values, default=0.0) if y_min == "auto" else min([0.0, *values])
+    high = max(values, default=1.0)
+    if high <= low:
+        high = low + (abs(low) or 1.0)
+    tick = nice((high - low) / 4)
+    low, high = math.floor(low / tick) * tick, math.ceil(high / tick) * tick
+    ticks = round((high - low) / tick)
+    x0, x1 = x_range
+    span = (x1 - x0) or 1.0
+
+    def x(t: float) -> float:
+        return LEFT + (t - x0) / span * (WIDTH - LEFT - RIGHT)
+
+    def y(v: float) -> float:
+        return TOP + (high - v) / (high - low) * (HEIGHT - TOP - BOTTOM)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
+             f'width="{WIDTH}" height="{HEIGHT}" role="img" '
+             f'aria-label="{html.escape(title)}" data-y-min="{_n(low)}" '
+             f'data-y-max="{_n(high)}">']
+    for i in range(ticks + 1):  # horizontal grid lines and y labels
+        v = low + tick * i
+        parts.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{_n(y(v))}" '
+                     f'y2="{_n(y(v))}" stroke="#e4e4e4"/>'
+                     f'<text x="{LEFT - 6}" y="{_n(y(v) + 4)}" text-anchor="end" '
+                     f'font-size="11" fill="#555">{html.escape(label(v))}</text>')
+    for i in range(4):  # x labels, UTC clock times
+        t = x0 + span * i / 3
+        anchor = ("start", "middle", "middle", "end")[i]
+        parts.append(f'<text x="{_n(x(t))}" y="{HEIGHT - 8}" text-anchor="{anchor}" '
+                     f'font-size="11" fill="#555">'
+                     f'{time.strftime("%H:%M:%S", time.gmtime(t))}</text>')
+    for name, points in sorted(series.items()):
+        stroke = colour.get(name, "#333")
+        parts.append(f'<g class="series" data-series="{html.escape(name)}" '
+                     f'stroke="{stroke}" fill="{stroke}">')
+        for run in _runs(points):
+            coordinates = " ".join(f"{_n(x(t))},{_n(y(v))}" for t, v in run)
+            parts.append(f'<polyline fill="none" stroke-width="2" points="{coordinates}"/>')
+        parts.extend(f'<circle cx="{_n(x(t))}" cy="{_n(y(v))}" r="2.5" data-t="{_n(t)}" '
+                     f'data-value="{v!r}"/>' for t, v in points if v is not None)
+        parts.append("</g>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def nice(step: float) -> float:
+    """The smallest round step (1, 2, 2.5 or 5 times a power of ten) of at least ``step``.
+
+    >>> [nice(s) for s in (0.7, 2.1, 0.0024, 30, 1)]
+    [1.0, 2.5, 0.0025, 50.0, 1.0]
+    """
+    power = 10.0 ** math.floor(math.log10(step))
+    for factor in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if factor * power >= step * (1 - 1e-9):
+            return factor * power
+    return 10 * power
+
+
+def _runs(points: List[Point]) -> List[List[Tuple[float, float]]]:
+    """The runs of consecutive defined values."""
+    runs: List[List[Tuple[float, float]]] = [[]]
+    for t, v in points:
+        if v is None:
+            if runs[-1]:
+                runs.append([])
+        else:
+            runs[-1].append((t, v))
+    return [run for run in runs if run]
+
+
+def _n(value: float) -> str:
+    """A coordinate, short: two decimals at most."""
+    return f"{value:.2f}".rstrip("0").rstrip(".") if math.isfinite(value) else "0"

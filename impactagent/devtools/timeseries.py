@@ -1,0 +1,217 @@
+"""The receiver's short-term memory: what each series received, in 10-second steps, for the
+last hour, bounded.
+
+The hourly bins of :class:`~impactagent.devtools.received.ReceivedMetrics` answer "how many
+in total"; a chart needs "how many when". So every accepted body is also filed here, at the
+moment it arrived (the receiver's clock, not the body's ``bucket``: a development session
+watches what arrives now), into the *step* that moment falls in::
+
+    step index = floor(arrival time / step seconds)
+
+A *cell* is what one series received in one step, as the server would add it up:
+
+- a counter: the sum of its deltas (``increase``);
+- a gauge: the last value set with its arrival number (counted across the whole store, it
+  says which came last among a flag variant's several series), the sum of the values set
+  and how many (for the average);
+- a histogram: the sum of its ``count``, ``sum`` and of each bucket's cumulative count;
+- a flag: ``yes``, ``no`` and each variant's count.
+
+The memory bound. A metric series is a ring of ``steps`` slots (360: an hour of 10 s
+steps), allocated whole when the series first arrives: per slot the step it holds (8
+bytes) and its cell as 8-byte floats, 1 for a counter, 4 for a gauge, 2 plus one per bucket
+for a histogram. A step reuses the slot of the step an hour before it, so nothing older is
+kept, whatever arrives. A flag series keeps a small dict per step (yes, no, variants), also
+at most ``steps`` of them. At most ``max_series`` series (1000) are kept: a new series
+beyond that first evicts one that received nothing for an hour, else it is not stored and
+counted in ``series_refused``. So the store holds at most ``steps x max_series`` cells
+(360,000): about 5.8 MB for 1000 counters, 14 MB for 1000 gauges, 43 MB for 1000
+histograms with the 11 default boundaries and ``+Inf`` (``SeriesStore.size()`` says what
+is held). A histogram whose boundaries change starts afresh, as the server recreates it.
+
+>>> store = SeriesStore(step=10, steps=3, clock=lambda: 0)
+>>> for at in (0, 5, 12, 25, 31, 47):
+...     _ = store.add(("metric", "shop", "jobs_total", "counter", frozenset()), "counter", 1, at)
+>>> store.cells(("metric", "shop", "jobs_total", "counter", frozenset()))
+{2: 1, 3: 1, 4: 1}
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from array import array
+from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
+
+#: Seconds per step.
+STEP = 10.0
+#: Steps kept per series: one hour of 10-second steps.
+STEPS = 360
+#: Series kept at most (flags and metrics together).
+MAX_SERIES = 1000
+
+Cell = Any
+
+
+class SeriesStore:
+    """Cells per series and step, thread-safe; see the module for the bound."""
+
+    def __init__(self, *, step: float = STEP, steps: int = STEPS,
+                 max_series: int = MAX_SERIES,
+                 clock: Callable[[], float] = time.time) -> None:
+        if step <= 0 or steps < 1 or max_series < 1:
+            raise ValueError("step must be above 0 seconds, steps and max_series 1 or more")
+        self.step = float(step)
+        self.steps = steps
+        self.max_series = max_series
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._series: Dict[Hashable, Dict[str, Any]] = {}  # key -> {"kind", "cells"}
+        self.series_refused = 0
+        self._arrivals = 0
+
+    def step_of(self, at: float) -> int:
+        """The index of the step that the moment ``at`` (seconds since 1970) falls in."""
+        return math.floor(at / self.step)
+
+    def add(self, key: Hashable, kind: str, value: Any, at: Optional[float] = None) -> bool:
+        """File ``value`` (a counter's delta, a gauge's value, a histogram sample
+        ``{"count", "sum", "buckets": {le: n}}``, a flag's ``{"yes", "no", "variants"}``) for
+        series ``key`` of ``kind`` at ``at`` (default: now); False if the store is full."""
+        index = self.step_of(self.clock() if at is None else at)
+        with self._lock:
+            series = self._series.get(key)
+            if series is None:
+                if len(self._series) >= self.max_series and not self._evict(index):
+                    self.series_refused += 1
+                    return False
+                series = self._series[key] = {"kind": kind, "newest": index, "bounds": (),
+                                              "cells": {}}
+                if kind != "flag":
+                    self._allocate(series, ())
+            if kind == "histogram" and set(value["buckets"]) != set(series["bounds"]):
+                # New bucket boundaries: the server recreates the series, so does the store.
+                self._allocate(series, tuple(value["buckets"]))
+            if index <= max(series["newest"], index) - self.steps:
+                return True  # a late arrival, older than what is kept
+            series["newest"] = max(series["newest"], index)
+            if kind == "flag":
+                cells: Dict[int, Any] = series["cells"]
+                for old in [i for i in cells if i <= index - self.steps]:
+                    del cells[old]
+                cells[index] = _merge_flag(cells.get(index), value)
+                return True
+            if kind == "gauge":
+                self._arrivals += 1
+            self._merge(series, index, kind, value)
+        return True
+
+    def _allocate(self, series: Dict[str, Any], bounds: Tuple[Any, ...]) -> None:
+        """Give a metric series its ring of empty slots (``bounds``: a histogram's)."""
+        width = {"counter": 1, "gauge": 4}.get(series["kind"], 2 + len(bounds))
+        series.update(bounds=bounds, width=width, held=array("q", [_EMPTY]) * self.steps,
+                      values=array("d", [0.0]) * (self.steps * width))
+
+    def _merge(self, series: Dict[str, Any], index: int, kind: str, value: Any) -> None:
+        """Add ``value`` into the slot of step ``index`` (emptied first if it held an older
+        step)."""
+        slot, width = index % self.steps, series["width"]
+        values, base = series["values"], slot * width
+        if series["held"][slot] != index:
+            series["held"][slot] = index
+            values[base:base + width] = array("d", [0.0]) * width
+        if kind == "counter":
+            values[base] += value
+        elif kind == "gauge":
+            values[base:base + 4] = array("d", [self._arrivals, value,
+                                                values[base + 2] + value,
+                                                values[base + 3] + 1])
+        else:
+            values[base] += value["count"]
+            values[base + 1] += value["sum"]
+            for offset, le in enumerate(series["bounds"], start=base + 2):
+                values[offset] += value["buckets"].get(le, 0)
+
+    def _evict(self, now: int) -> bool:
+        """Forget one series that received nothing within the kept steps; False if none."""
+        for key, series in self._series.items():
+            if series["newest"] <= now - self.steps:
+                del self._series[key]
+                return True
+        return False
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def cells(self, key: Hashable) -> Dict[int, Cell]:
+        """A copy of ``key``'s cells by step index (empty for an unknown series)."""
+        with self._lock:
+            series = self._series.get(key)
+            if series is None:
+                return {}
+            return self._cells(series, series["newest"] - self.steps + 1, series["newest"])
+
+    def snapshot(self, first: int, last: int
+                 ) -> List[Tuple[Hashable, str, Dict[int, Cell]]]:
+        """Every series with its cells of steps ``first`` to ``last`` (inclusive), copied at
+        one moment: ``(key, kind, {step index: cell})``."""
+        with self._lock:
+            return [(key, s["kind"], self._cells(s, first, last))
+                    for key, s in self._series.items()]
+
+    def _cells(self, series: Dict[str, Any], first: int, last: int) -> Dict[int, Cell]:
+        """Copies of the cells ``series`` holds for steps ``first`` to ``last``, in the form
+        readers take (see :func:`_expanded`)."""
+        first = max(first, series["newest"] - self.steps + 1)
+        if series["kind"] == "flag":
+            return {i: _merge_flag(None, c) for i, c in sorted(series["cells"].items())
+                    if first <= i <= last}
+        width, found = series["width"], {}
+        for slot, index in enumerate(series["held"]):
+            if first <= index <= last:
+                cell = series["values"][slot * width:(slot + 1) * width]
+                found[index] = _expanded(series["kind"], cell, series["bounds"])
+        return dict(sorted(found.items()))
+
+    def size(self) -> Dict[str, int]:
+        """How much is held: ``series``, ``cells`` (steps with something in them), ``bytes``
+        (the metric series' rings), and the bounds ``max_series`` and ``max_cells``
+        (``steps x max_series``); ``series_refused`` beyond the bound."""
+        with self._lock:
+            cells = sum(len(self._cells(s, s["newest"] - self.steps + 1, s["newest"]))
+                        for s in self._series.values())
+            rings = sum(len(s["values"]) * 8 + len(s["held"]) * 8
+                        for s in self._series.values() if "values" in s)
+            return {"series": len(self._series), "cells": cells, "bytes": rings,
+                    "max_series": self.max_series, "max_cells": self.max_series * self.steps,
+                    "series_refused": self.series_refused}
+
+
+#: The step index of a slot that holds none.
+_EMPTY = -(2 ** 62)
+
+
+def _merge_flag(cell: Optional[Dict[str, Any]], value: Dict[str, Any]) -> Dict[str, Any]:
+    """A flag's cell with ``value`` (``{"yes", "no", "variants"}``) added (a new dict)."""
+    cell = cell or {"yes": 0, "no": 0, "variants": {}}
+    variants = dict(cell["variants"])
+    for name, n in value.get("variants", {}).items():
+        variants[name] = variants.get(name, 0) + n
+    return {"yes": cell["yes"] + value.get("yes", 0), "no": cell["no"] + value.get("no", 0),
+            "variants": variants}
+
+
+def _expanded(kind: str, cell: Any, bounds: Tuple[Any, ...]) -> Any:
+    """A slot's floats as readers take them: a counter's increase; a gauge's ``{"last":
+    [arrival, value], "sum", "samples"}``; a histogram's ``{"count", "sum", "buckets":
+    {le: n}}``. Whole numbers come back as ints (counts are counts)."""
+    numbers = [_whole(v) for v in cell]
+    if kind == "counter":
+        return numbers[0]
+    if kind == "gauge":
+        return {"last": [numbers[0], numbers[1]], "sum": numbers[2], "samples": numbers[3]}
+    return {"count": numbers[0], "sum": numbers[1], "buckets": dict(zip(bounds, numbers[2:]))}
+
+
+def _whole(value: float) -> Any:
+    return int(value) if value.is_integer() else value
