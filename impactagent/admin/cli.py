@@ -10,18 +10,16 @@ admin API is the user's to fix (a wrong ``--url`` or token): one line, exit 2
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
-import traceback
 from contextlib import contextmanager
 from typing import Iterator
 
 import requests
 
-from ..agent import Agent
 from ..delivery.redaction import redact_url
+from ..devtools.agent_reference import load_agent
 from ..devtools.cli_support import UsageError
 from .client import AdminClient, AdminError
 from .plan import apply, describe, plan
@@ -97,7 +95,7 @@ def stats_command(args: argparse.Namespace) -> int:
 
 def charts_command(args: argparse.Namespace) -> int:
     """Plan (print) or apply the charts declared on the agent at ``--agent``."""
-    agent = _load(args.agent)
+    agent = load_agent(args.agent, "--agent")
     declared = agent.chart_configs()
     admin = _client(args)
     with _asking(args):
@@ -109,45 +107,3 @@ def charts_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(where: str) -> Agent:
-    """The agent at ``MODULE:NAME``, imported as ``python -m`` would, from the current
-    directory; every way the import can miss is the user's to fix."""
-    module_name, colon, attribute = where.partition(":")
-    if not colon or not module_name or not attribute:
-        raise UsageError(f"--agent takes MODULE:NAME, such as myapp.metrics:agent; "
-                         f"got {where!r}")
-    if module_name.startswith(".") or ".." in module_name or module_name.endswith("."):
-        raise UsageError(f"--agent needs an absolute module name such as "
-                         f"myapp.metrics; got {module_name!r}")
-    sys.path.insert(0, os.getcwd())  # the app's modules, as `python -m` would find them
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name is not None and (module_name == error.name
-                                       or module_name.startswith(error.name + ".")):
-            raise UsageError(f"--agent {where}: no module named {error.name!r} here; "
-                             "run from your app's directory, or add it to PYTHONPATH"
-                             ) from None
-        raise UsageError(f"--agent {where}: importing {module_name} failed: "
-                         f"{_raised(error)}") from None
-    except Exception as error:  # the app's own code failed: say where, in one line
-        raise UsageError(f"--agent {where}: importing {module_name} failed: "
-                         f"{_raised(error)}") from None
-    if not hasattr(module, attribute):
-        raise UsageError(f"--agent {where}: module {module_name} has no {attribute!r}"
-                         )
-    agent = getattr(module, attribute)
-    if not isinstance(agent, Agent):
-        raise UsageError(f"--agent {where} is a {type(agent).__name__}, not an "
-                         "impactagent.Agent")
-    return agent
-
-
-def _raised(error: BaseException) -> str:
-    """``Type: message (file, line n)``: an exception in one line, where it was raised."""
-    frames = traceback.extract_tb(error.__traceback__)
-    # The app's own frame, when there is one: the line to look at is there, not in a library.
-    here = os.getcwd() + os.sep
-    ours = [frame for frame in frames if frame.filename.startswith(here)] or frames[-1:]
-    where = f" ({ours[-1].filename}, line {ours[-1].lineno})" if ours else ""
-    return f"{type(error).__name__}: {error}{where}"
