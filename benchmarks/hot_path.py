@@ -31,6 +31,7 @@ import argparse
 import sys
 import threading
 import time
+from bisect import bisect_left
 from typing import Any, Dict, List, Optional
 
 try:
@@ -122,8 +123,10 @@ def cases() -> List[Case]:
             Peer("yggdrasil count_toggle + count_variant",
                  'engine.count_toggle("new-checkout", True); '
                  'engine.count_variant("new-checkout", "blue")')), flags))
-    floor = {"lock": threading.Lock(), "d": {"k": 0}, "k": "k"}
+    floor = {"lock": threading.Lock(), "d": {"k": 0}, "k": "k",
+             "histogram_floor": HistogramFloor(names["ours_histogram"].buckets).observe}
     rows += [
+        Case(HISTOGRAM_FLOOR, "histogram_floor(0.31)", (), floor),
         Case("floor: lock.acquire(); d[k] += 1; lock.release()",
              "lock.acquire(); d[k] += 1; lock.release()", (), floor),
         Case("floor: d[k] += 1 (no lock)", "d[k] += 1", (), floor),
@@ -132,6 +135,30 @@ def cases() -> List[Case]:
     for case in rows:
         warm(case)
     return rows
+
+
+HISTOGRAM_FLOOR = "floor: a histogram's least work (method call, bisect, lock, 2 stores)"
+
+
+class HistogramFloor:
+    """The least any exact, thread-safe histogram must do per observation in pure Python:
+    a method call, ``bisect`` for the bucket, a lock (the count and the sum must change
+    together for a collector), one count and one sum stored. No value checks, no window:
+    what observe() costs above this is impactagent's own."""
+
+    __slots__ = ("_bounds", "_counts", "_lock", "_sum")
+
+    def __init__(self, bounds: Any) -> None:
+        self._bounds = tuple(bounds)
+        self._counts = [0] * (len(self._bounds) + 1)
+        self._lock = threading.Lock()
+        self._sum = 0.0
+
+    def observe(self, value: float) -> None:
+        index = bisect_left(self._bounds, value)
+        with self._lock:
+            self._counts[index] += 1
+            self._sum += value
 
 
 # -- report -----------------------------------------------------------------------------------
