@@ -16,6 +16,7 @@ import pytest
 import impactagent
 from tests import workload
 from tests.scripted_server import Answer, ScriptedServer, refused_url
+from tests.workload import flush_until_delivered
 
 TOKEN = "default:production.s3cr3t-t0ken-do-not-log"
 
@@ -26,13 +27,6 @@ def make_agent(url, **kwargs):
     return impactagent.Agent("shop", url=url, **options)
 
 
-def flush_until_delivered(agent, attempts=20):
-    """Flush until a flush sends everything (bounded)."""
-    for _ in range(attempts):
-        result = agent.flush(timeout=10)
-        if result.ok and agent.statistics()["pending_events"] == 0:
-            return result
-    raise AssertionError(f"not delivered after {attempts} flushes: {agent.statistics()}")
 
 
 # -- headers and bodies --------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 
 import impactagent
 from tests.scripted_server import Answer, ScriptedServer
+from tests.workload import flush_until_delivered
 
 pytest.importorskip("opentelemetry.sdk.metrics")
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
@@ -31,12 +32,6 @@ def make_agent(url):
                              request_timeout=2)
 
 
-def flush_until_delivered(agent, attempts=20):
-    for _ in range(attempts):
-        result = agent.flush(timeout=10)
-        if result.ok and agent.statistics()["pending_events"] == 0:
-            return
-    raise AssertionError(f"not delivered after {attempts} flushes: {agent.statistics()}")
 
 
 class Shipping:

@@ -12,6 +12,7 @@ import pytest
 
 import impactagent
 from tests.scripted_server import Answer, ScriptedServer
+from tests.workload import flush_until_delivered
 
 prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client import (  # noqa: E402
@@ -31,12 +32,6 @@ def make_agent(url, **kwargs):
     return impactagent.Agent("shop", url=url, **options)
 
 
-def flush_until_delivered(agent, attempts=20):
-    for _ in range(attempts):
-        result = agent.flush(timeout=10)
-        if result.ok and agent.statistics()["pending_events"] == 0:
-            return
-    raise AssertionError(f"not delivered after {attempts} flushes: {agent.statistics()}")
 
 
 def series(totals, kind, name):

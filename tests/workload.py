@@ -108,3 +108,12 @@ def flags_of(*expected: Dict[str, Any]) -> Dict[str, Any]:
             for variant, n in f["variants"].items():
                 flag["variants"][variant] = flag["variants"].get(variant, 0) + n
     return total
+
+
+def flush_until_delivered(agent: Any, attempts: int = 20) -> Any:
+    """Flush until a flush sends everything and nothing is pending (bounded); its result."""
+    for _ in range(attempts):
+        result = agent.flush(timeout=10)
+        if result.ok and agent.statistics()["pending_events"] == 0:
+            return result
+    raise AssertionError(f"not delivered after {attempts} flushes: {agent.statistics()}")
