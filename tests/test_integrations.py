@@ -8,6 +8,7 @@ flags, and one never sees the flags of the one before it on the same thread.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -307,7 +308,12 @@ def celery_app():
     app = celery.Celery("shop-tests", set_as_current=False)
     app.conf.update(broker_url="memory://", result_backend="cache+memory://",
                     task_always_eager=False, worker_hijack_root_logger=False)
-    return app
+    # Celery's test worker sets the root logger to ERROR for the rest of the process, which
+    # would hide every later test's warnings from caplog: put it back.
+    root = logging.getLogger()
+    level = root.level
+    yield app
+    root.setLevel(level)
 
 
 def test_celery_tasks_get_a_flag_scope_each_and_are_counted_by_name(celery_app):

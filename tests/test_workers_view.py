@@ -4,11 +4,14 @@ stale directories, interrupted folds, a disk that refuses, and directories not o
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import shutil
+import signal
 import stat
 import time
+from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
@@ -105,6 +108,38 @@ def test_after_fork_by_hand_resets_the_view_where_the_server_forks_without_pytho
     assert os.waitstatus_to_exitcode(status) == 0, "the child never published by itself"
     # The child wrote a file of its own: its 5 are added, the parent's 10 are not replaced.
     assert scrape(view)["jobs_total"] == 15
+
+
+def test_a_killed_worker_not_yet_reaped_is_folded_as_dead(tmp_path):
+    # kill -9 leaves a zombie until its parent reaps it: its pid still answers kill(pid, 0),
+    # yet it will never publish again. Its counts move to the departed total at once.
+    agent, jobs, _ = new_agent()
+    view = agent.prometheus_workers(str(tmp_path), publish_interval=60)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            jobs.inc(7)
+            view.publish()
+            os.write(write_end, b"published")
+            time.sleep(60)  # bounded: killed long before this ends
+        finally:
+            os._exit(1)
+    try:
+        assert os.read(read_end, 16) == b"published"
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(200):  # bounded: until the kernel has made it a zombie
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+            time.sleep(0.01)
+        assert scrape(view)["jobs_total"] == 7
+        names = sorted(p.name for p in tmp_path.iterdir())
+        assert "departed.json" in names
+        assert not [n for n in names if n.startswith(f"w-{pid}-")], names
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+        os.waitpid(pid, 0)
 
 
 def square(n: int) -> int:
@@ -276,7 +311,8 @@ def test_files_from_another_pid_namespace_are_left_alone(tmp_path, caplog):
          [["jobs_total", {"appName": "view", "environment": "test"}, 50]]]], []))
     os.chmod(foreign, 0o600)
     jobs.inc(1)
-    assert scrape(view)["jobs_total"] == 1
+    with caplog.at_level(logging.WARNING, logger="impactagent"):
+        assert scrape(view)["jobs_total"] == 1
     assert foreign.exists() and "another pid namespace" in caplog.text
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import List, NamedTuple, Optional
 
 
 class Stamp(NamedTuple):
@@ -35,17 +35,29 @@ class Stamp(NamedTuple):
     namespace: str
 
 
-def _started(pid: int) -> Optional[int]:
+def _stat_fields(pid: int) -> Optional[List[str]]:
+    """``/proc/<pid>/stat`` from field 3 (the state) on, or None where it cannot be read.
+    The command name (field 2, in parentheses) may hold spaces: split after it."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    # Field 22 (starttime); the command name (field 2, in parentheses) may hold spaces.
-    fields = stat[stat.rindex(")") + 2:].split()
+    return stat[stat.rindex(")") + 2:].split()
+
+
+def _started(pid: int) -> Optional[int]:
+    fields = _stat_fields(pid)
     try:
-        return int(fields[19])
+        return int(fields[19]) if fields is not None else None  # field 22: starttime
     except (IndexError, ValueError):
         return None
+
+
+def _ended(pid: int) -> bool:
+    """A zombie (``Z``) or dead (``X``) process: killed, not yet reaped by its parent. Its
+    pid still answers ``kill(pid, 0)``, but it will never publish again."""
+    fields = _stat_fields(pid)
+    return fields is not None and bool(fields) and fields[0] in ("Z", "X")
 
 
 def _boot() -> str:
@@ -96,6 +108,8 @@ def _runs(pid: int, started: Optional[int]) -> bool:
         return False
     except PermissionError:
         pass  # another user's process has that pid now: the start time below tells
+    if _ended(pid):
+        return False
     if started is None:
         return True
     now = _started(pid)
