@@ -153,3 +153,42 @@ def test_the_workers_view_recovers_when_its_directory_is_removed(tmp_path):
     finally:
         view.stop()
         agent.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+@pytest.mark.xfail(strict=True, reason="a join finds no worker file (a scrape already folded "
+                   "every dead worker into departed.json) and starts a new generation though "
+                   "the dead workers' master still runs: the departed total is wiped and the "
+                   "counter goes down (gunicorn with one worker recycled by max_requests)")
+def test_a_scrape_between_a_workers_death_and_its_replacement_never_shows_less(tmp_path):
+    from impactagent.delivery.workers import DirectoryCollector
+
+    shared = tmp_path / "shared"
+    master = CollectorRegistry(auto_describe=False)  # the master serving the directory
+    master.register(DirectoryCollector(shared))
+
+    def jobs_total():
+        for family in text_string_to_metric_families(generate_latest(master).decode()):
+            for s in family.samples:
+                if s.name == "jobs_total":
+                    return s.value
+        return 0.0
+
+    def worker():  # a worker of this (still running) master, which exits normally
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                agent = impactagent.Agent("view", "test")
+                agent.counter("jobs_total", "Jobs").inc(3)
+                agent.prometheus_workers(str(shared)).stop()
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+
+    worker()
+    assert jobs_total() == 3  # the scrape folds the dead worker into departed.json
+    worker()  # its replacement joins, counts 3 and exits
+    assert jobs_total() == 6
