@@ -136,9 +136,6 @@ def scrape_total(view, name):
     return total
 
 
-@pytest.mark.xfail(strict=True, reason="once the shared directory is removed (a /tmp cleaner, "
-                   "an operator), every publish and every scrape fails for the life of the "
-                   "process: the directory is never made again")
 def test_the_workers_view_recovers_when_its_directory_is_removed(tmp_path):
     agent = impactagent.Agent("view", "test")
     jobs = agent.counter("jobs_total", "Jobs")
@@ -156,10 +153,6 @@ def test_the_workers_view_recovers_when_its_directory_is_removed(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
-@pytest.mark.xfail(strict=True, reason="a join finds no worker file (a scrape already folded "
-                   "every dead worker into departed.json) and starts a new generation though "
-                   "the dead workers' master still runs: the departed total is wiped and the "
-                   "counter goes down (gunicorn with one worker recycled by max_requests)")
 def test_a_scrape_between_a_workers_death_and_its_replacement_never_shows_less(tmp_path):
     from impactagent.delivery.workers import DirectoryCollector
 

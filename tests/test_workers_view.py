@@ -327,3 +327,82 @@ def test_a_default_folder_someone_else_prepared_is_refused(tmp_path, monkeypatch
     agent, _, _ = new_agent()
     with pytest.raises(PermissionError, match="not a private directory"):
         agent.prometheus_workers()
+
+
+def jobs_document(value):
+    return [["jobs", "counter", "Jobs",
+             [["jobs_total", {"appName": "view", "environment": "test"}, value]]]]
+
+
+def test_a_departed_total_written_before_parents_were_kept_is_still_summed(tmp_path):
+    agent, jobs, _ = new_agent()
+    view = agent.prometheus_workers(str(tmp_path), publish_interval=60)
+    departed = tmp_path / "departed.json"
+    departed.write_text(json.dumps({"v": 1, "absorbed": [], "counts": jobs_document(4)}))
+    os.chmod(departed, 0o600)
+    jobs.inc(1)
+    assert scrape(view)["jobs_total"] == 5
+
+    def child():
+        jobs.inc(2)
+        view.publish()
+
+    in_child(child)
+    assert scrape(view)["jobs_total"] == 7  # the child folded into the old-format total
+    # ... which now remembers the child's parent (this process), which still runs.
+    here = process.current()
+    assert json.loads(departed.read_text())["parents"] == [
+        [here.pid, here.started, here.boot, here.namespace]]
+
+
+def test_a_folded_directory_whose_master_is_gone_starts_a_new_generation(tmp_path):
+    """A previous deploy's master served the directory and folded its dead worker; then
+    it stopped too. What departed.json holds is that deploy's: the next one starts at 0."""
+    def worker():
+        agent, jobs, _ = new_agent()
+        jobs.inc(7)
+        agent.prometheus_workers(str(tmp_path), publish_interval=60).stop()
+
+    def master():
+        collector = DirectoryCollector(tmp_path)
+        in_child(worker)
+        list(collector.collect())  # folds the worker, remembers this master
+
+    in_child(master)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("w-")]
+    assert len(json.loads((tmp_path / "departed.json").read_text())["parents"]) == 1
+    agent, jobs, _ = new_agent()
+    jobs.inc(1)
+    assert scrape(agent.prometheus_workers(str(tmp_path), publish_interval=60)) \
+        ["jobs_total"] == 1
+
+
+def test_a_removed_directory_is_made_again_private_and_every_worker_publishes_again(
+        tmp_path, caplog):
+    shared = tmp_path / "parent" / "shared"
+    agent, jobs, _ = new_agent()
+    view = agent.prometheus_workers(str(shared), publish_interval=60)
+    jobs.inc(3)
+    assert scrape(view)["jobs_total"] == 3
+    with caplog.at_level(logging.WARNING, logger="impactagent"):
+        for _ in range(2):
+            shutil.rmtree(tmp_path / "parent")  # the directory and its parent
+            # Nothing changed since the last publish: the worker publishes again anyway.
+            assert scrape(view)["jobs_total"] == 3
+    assert caplog.text.count("was removed") == 1  # logged once
+    for path in (shared, shared.parent):
+        info = os.lstat(path)
+        assert stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o700
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in shared.iterdir())
+
+
+def test_a_symlink_left_where_the_removed_directory_was_is_not_followed(tmp_path):
+    shared = tmp_path / "shared"
+    agent, jobs, _ = new_agent()
+    view = agent.prometheus_workers(str(shared), publish_interval=60)
+    shutil.rmtree(shared)
+    elsewhere = tmp_path / "elsewhere"
+    shared.symlink_to(elsewhere)  # dangling: making the directory would make its target
+    jobs.inc(1)
+    assert not view.publish()
+    assert not os.path.lexists(elsewhere) and shared.is_symlink()

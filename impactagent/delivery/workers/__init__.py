@@ -43,7 +43,12 @@ Failure modes, and what each does to the sum:
 - *Stale files from a previous deploy*: the first process to publish into a directory
   where no writer runs, and none was started by a process that still runs (a gunicorn
   master whose worker was killed), starts a **new generation**: the old files go and the
-  counters start at zero, as they do for any restarted process.
+  counters start at zero, as they do for any restarted process. ``departed.json`` remembers
+  the parents of the workers folded into it, so a master whose only worker died (and was
+  folded by a scrape) before its replacement joined still continues the totals.
+- *The directory removed* (a cleaner of ``/tmp``, an operator): the next publish or scrape
+  makes it again (``0700``, owned by this user, never through a symlink; logged once) and
+  every live worker publishes its whole counts again; what the departed total held is lost.
 - *Another container sharing the directory*: its pids mean nothing here, so its files are
   left out (with a warning), never folded or removed. Use one directory per host.
 - *A stopped holder of the lock* (SIGSTOP): scrapes wait at most 5 s, then fail, rather

@@ -93,6 +93,47 @@ def prepare(directory: Union[str, os.PathLike]) -> Path:
     return path
 
 
+def recreate(directory: Path) -> None:
+    """Make ``directory`` again after it was removed while in use (a cleaner of ``/tmp``, an
+    operator's ``rm -r``), and any missing parent of it, each ``0700``.
+
+    Stricter than :func:`prepare`, because what is there now was not chosen by the admin
+    who configured the path: a directory another process made meanwhile (another worker
+    recreating it too) must be a real directory, not a symlink, owned by this user and
+    writable by nobody else, or :class:`OSError` is raised."""
+    missing = []
+    path = directory
+    while not os.path.lexists(path) and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+        _make_private(path)
+
+
+def _make_private(path: Path) -> None:
+    """Check that ``path`` is a directory of this user's that nobody else can write, and
+    make it ``0700`` (the umask may have taken the owner's bits). It is opened without
+    following a symlink, and checked and changed through that one descriptor: what is
+    checked is what is changed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW | _CLOEXEC)
+    except OSError as error:
+        if error.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory (a symlink?): "
+                                     "refused", str(path)) from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise PermissionError(errno.EPERM, "not a private directory of this user's: "
+                                  "refused", str(path))
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
+
+
 def replace(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (``0600``). Raises :class:`OSError` (disk full,
     say) with nothing left behind; the previous file, if any, stays whole."""

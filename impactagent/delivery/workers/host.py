@@ -5,8 +5,9 @@ Files in the directory:
 - ``w-<pid>-<token>.json``: one per live process, its cumulative view, replaced whole by
   that process alone (the token is new in each process, and after each fork: a reused pid
   never writes over a dead worker's file);
-- ``departed.json``: the counters and histograms of every worker that is gone, and the
-  names of the files folded into it;
+- ``departed.json``: the counters and histograms of every worker that is gone, the
+  names of the files folded into it, and the parents of those workers that still ran when
+  they were folded (pid, start time, boot, namespace: :class:`process.Parent`);
 - ``.lock``: held (``flock``) while the directory is joined, folded or read for a scrape.
 
 A **fold** (under the lock) adds the files of dead writers to ``departed.json``, writes it
@@ -17,10 +18,14 @@ A failed write (disk full) leaves the dead files where they are, summed as if li
 never lost.
 
 A **join** (a process's first publish, under the lock) starts a new *generation* when no
-writer in the directory still runs and none was started by a process that still runs: the
-files are a previous deploy's, and are removed, so the new processes count from zero (a
-counter reset, which Prometheus handles as it does any restart). Otherwise it folds what is
-dead and the totals continue.
+writer in the directory still runs and none was started by a process that still runs,
+whether its file is still there or already folded (the parents ``departed.json``
+remembers): the files are a previous deploy's, and are removed, so the new processes count
+from zero (a counter reset, which Prometheus handles as it does any restart). Otherwise it
+folds what is dead and the totals continue: gunicorn's replacement for its only worker
+joins after a scrape has folded the dead one, and its master still runs, so the counters
+must not go down. (A ``departed.json`` without parents, written before they were kept,
+reads as one whose parents are gone.)
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import os
 import re
 import secrets
 from pathlib import Path
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, TypeVar
 
 from . import directory as files
 from . import process
@@ -44,6 +49,7 @@ _WORKER = re.compile(r"w-(?P<pid>[0-9]+)-[0-9a-f]+\.json\Z")
 _TEMPORARY = re.compile(r"(?P<base>w-(?P<pid>[0-9]+)-[0-9a-f]+\.json|departed\.json)"
                         r"\.[0-9a-f]+\.tmp\Z")
 VERSION = 1
+_T = TypeVar("_T")
 
 
 class Published(NamedTuple):
@@ -53,6 +59,14 @@ class Published(NamedTuple):
     stamp: process.Stamp
     counts: List[Plain]
     health: List[Plain]
+
+
+class Departed(NamedTuple):
+    """``departed.json``, read (empty when there is none)."""
+
+    counts: List[Plain]
+    absorbed: List[str]
+    parents: List[process.Parent]
 
 
 class Gathered(NamedTuple):
@@ -78,22 +92,32 @@ class Host:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._warned_foreign = False
+        self._warned_removed = False
 
     # -- one process's own file --------------------------------------------------------------
 
     def publish(self, name: str, data: bytes) -> None:
         """Replace this process's file (raises :class:`OSError`: the caller counts it)."""
-        files.replace(self.path / name, data)
+        self._in_directory(lambda: files.replace(self.path / name, data))
+
+    def has(self, name: str) -> bool:
+        """Whether this process's file is there (a cleaner of /tmp may have removed it, or
+        the whole directory: then it must be published again, changed or not)."""
+        return os.path.lexists(self.path / name)
 
     def join(self, here: process.Stamp) -> None:
         """Start a new generation if every writer here is gone, else fold the dead."""
+        self._in_directory(lambda: self._join(here))
+
+    def _join(self, here: process.Stamp) -> None:
         with files.locked(self.path):
-            departed, absorbed = self._departed()
-            published = self._workers(here, absorbed)
+            departed = self._departed()
+            published = self._workers(here, departed.absorbed)
             judged = [p for p in published if process.judgeable(p.stamp, here)]
-            if any(process.alive(p.stamp, here) or process.parent_alive(p.stamp, here)
-                   for p in judged):
-                self._fold(here, departed, absorbed, judged)
+            if (any(process.alive(p.stamp, here) or process.parent_alive(p.stamp, here)
+                    for p in judged)
+                    or any(process.runs(parent, here) for parent in departed.parents)):
+                self._fold(here, departed, judged)
                 return
             for p in judged:
                 files.remove(p.path)
@@ -104,62 +128,93 @@ class Host:
 
     def gather(self, here: process.Stamp) -> Gathered:
         """Fold what is dead, then add up the departed total and every live file."""
+        return self._in_directory(lambda: self._gather(here))
+
+    def _gather(self, here: process.Stamp) -> Gathered:
         with files.locked(self.path):
-            departed, absorbed = self._departed()
-            published = self._workers(here, absorbed)
+            departed = self._departed()
+            published = self._workers(here, departed.absorbed)
             judged = [p for p in published if process.judgeable(p.stamp, here)]
             if len(judged) < len(published) and not self._warned_foreign:
                 self._warned_foreign = True
                 logger.warning("impactagent: %s holds files from another pid namespace "
                                "(another container?): they are left out. Give each "
                                "container (each host) a directory of its own.", self.path)
-            live = self._fold(here, departed, absorbed, judged)
+            live, folded = self._fold(here, departed, judged)
         counts, health = Totals(), Totals()
-        counts.add(departed, gauges=False)
+        counts.add(folded, gauges=False)
         for p in sorted(live, key=lambda p: p.stamp.pid):
             counts.add(p.counts)
             health.add(p.health, extra=(("pid", str(p.stamp.pid)),))
         return Gathered(counts, health)
 
+    # -- the directory itself ----------------------------------------------------------------
+
+    def _in_directory(self, action: Callable[[], _T]) -> _T:
+        """Do ``action``; if it failed because the directory is gone (removed by a cleaner
+        of /tmp, or by hand), make it again (``0700``, never through a symlink: see
+        :func:`files.recreate`) and
+        do it once more. What the directory held is lost: each live worker publishes its
+        whole counts again (see ``has``); the departed total starts again from zero."""
+        try:
+            return action()
+        except FileNotFoundError:
+            if os.path.lexists(self.path):
+                raise  # something else was missing
+        files.recreate(self.path)
+        if not self._warned_removed:
+            self._warned_removed = True
+            logger.warning("impactagent: the workers' directory %s was removed; made again "
+                           "(the counts of workers gone before are lost: the summed "
+                           "counters may go down once)", self.path)
+        return action()
+
     # -- the departed total ------------------------------------------------------------------
 
-    def _fold(self, here: process.Stamp, departed: List[Plain], absorbed: List[str],
-              judged: List[Published]) -> List[Published]:
-        """Fold the dead among ``judged`` into ``departed`` (in place); return the live."""
+    def _fold(self, here: process.Stamp, departed: Departed, judged: List[Published]
+              ) -> Tuple[List[Published], List[Plain]]:
+        """Fold the dead among ``judged`` into ``departed.json``; return the live files and
+        the departed counts to add to them (the old ones, if the write failed)."""
         live = [p for p in judged if process.alive(p.stamp, here)]
         dead = [p for p in judged if p not in live]
-        if not dead and not absorbed:
-            return live
+        if not dead and not departed.absorbed:
+            return live, departed.counts
         totals = Totals()
-        totals.add(departed, gauges=False)
+        totals.add(departed.counts, gauges=False)
         for p in dead:
             totals.add(p.counts, gauges=False)
         names = [p.path.name for p in dead]
         # Names whose files are gone need no remembering: nobody can read them twice.
-        kept = [n for n in absorbed if (self.path / n).exists()] + names
-        if dead or kept != absorbed:
+        kept = [n for n in departed.absorbed if (self.path / n).exists()] + names
+        # Parents that still run (a gunicorn master): while one does, a join continues the
+        # totals. One that is gone never runs again (its start time says so): forgotten.
+        parents: List[process.Parent] = []
+        for parent in departed.parents + [process.parent(p.stamp) for p in dead]:
+            if parent not in parents and process.runs(parent, here):
+                parents.append(parent)
+        if dead or kept != departed.absorbed:
             try:
                 files.replace(self.path / DEPARTED, json.dumps(
-                    {"v": VERSION, "absorbed": kept, "counts": totals.plain()},
+                    {"v": VERSION, "absorbed": kept, "counts": totals.plain(),
+                     "parents": [list(parent) for parent in parents]},
                     separators=(",", ":")).encode())
             except OSError as error:
                 logger.warning("impactagent: could not fold departed workers into %s (%s); "
                                "their files stay, and are counted as if they lived",
                                self.path / DEPARTED, error.strerror or error)
-                return judged
-        departed[:] = totals.plain()
+                return judged, departed.counts
         for name in kept:
             files.remove(self.path / name)
         self._remove_orphaned_temporaries(here)
-        return live
+        return live, totals.plain()
 
-    def _departed(self) -> Tuple[List[Plain], List[str]]:
-        document = _load(self.path / DEPARTED)
-        counts = document.get("counts") if document else None
-        absorbed = document.get("absorbed") if document else None
-        return (counts if isinstance(counts, list) else [],
-                [a for a in absorbed if isinstance(a, str)] if isinstance(absorbed, list)
-                else [])
+    def _departed(self) -> Departed:
+        document = _load(self.path / DEPARTED) or {}
+        counts, absorbed = document.get("counts"), document.get("absorbed")
+        return Departed(
+            counts if isinstance(counts, list) else [],
+            [a for a in absorbed if isinstance(a, str)] if isinstance(absorbed, list) else [],
+            _parents(document.get("parents")))
 
     def _workers(self, here: process.Stamp, absorbed: List[str]) -> List[Published]:
         published = []
@@ -193,6 +248,18 @@ class Host:
             pid = match.group("pid")
             if pid is None or (int(pid) != here.pid and not _pid_runs(int(pid))):
                 files.remove(path)
+
+
+def _parents(recorded: Any) -> List[process.Parent]:
+    """The parents a ``departed.json`` remembers; none in one written before they were
+    kept, and none that do not have the expected shape."""
+    parents = []
+    for entry in recorded if isinstance(recorded, list) else []:
+        if (isinstance(entry, list) and len(entry) == 4
+                and isinstance(entry[0], int) and isinstance(entry[1], (int, type(None)))
+                and isinstance(entry[2], str) and isinstance(entry[3], str)):
+            parents.append(process.Parent(*entry))
+    return parents
 
 
 def _pid_runs(pid: int) -> bool:

@@ -93,12 +93,36 @@ def alive(stamp: Stamp, here: Stamp) -> bool:
     return _runs(stamp.pid, stamp.started)
 
 
+class Parent(NamedTuple):
+    """The process that started a writer (a gunicorn master, say), remembered after the
+    writer's file is gone: while it runs, its next worker continues the totals."""
+
+    pid: int
+    started: Optional[int]
+    boot: str
+    namespace: str
+
+
+def parent(stamp: Stamp) -> Parent:
+    """The parent of ``stamp``'s writer (its pid means something in the writer's namespace)."""
+    return Parent(stamp.parent, stamp.parent_started, stamp.boot, stamp.namespace)
+
+
 def parent_alive(stamp: Stamp, here: Stamp) -> bool:
     """Whether the process that started ``stamp``'s writer still runs: the gunicorn master
     of a worker killed a moment ago, say (never init or a container's first process)."""
-    if stamp.boot != here.boot or stamp.parent <= 1:
+    return runs(parent(stamp), here)
+
+
+def runs(started_by: Parent, here: Stamp) -> bool:
+    """Whether a remembered parent still runs. One of another boot is gone; one of another
+    pid namespace cannot be judged from here and is taken as gone (its pid means nothing
+    here); init or a container's first process (pid 1, or 0 across a namespace) never
+    counts: it outlives every deploy."""
+    if (started_by.boot != here.boot or started_by.namespace != here.namespace
+            or started_by.pid <= 1):
         return False
-    return _runs(stamp.parent, stamp.parent_started)
+    return _runs(started_by.pid, started_by.started)
 
 
 def _runs(pid: int, started: Optional[int]) -> bool:

@@ -118,7 +118,8 @@ class WorkersView:
                           to_plain(self._own.health()))
             now = time.monotonic()
             if (self._last is not None and self._last[0] == data
-                    and now - self._last[1] < _REFRESH_SECONDS):
+                    and now - self._last[1] < _REFRESH_SECONDS
+                    and self.collector.host.has(self._name)):
                 return True
             try:
                 if not self._joined:
