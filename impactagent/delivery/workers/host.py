@@ -153,9 +153,9 @@ class Host:
     def _in_directory(self, action: Callable[[], _T]) -> _T:
         """Do ``action``; if it failed because the directory is gone (removed by a cleaner
         of /tmp, or by hand), make it again (``0700``, never through a symlink: see
-        :func:`files.recreate`) and
-        do it once more. What the directory held is lost: each live worker publishes its
-        whole counts again (see ``has``); the departed total starts again from zero."""
+        :func:`files.recreate`) and do it once more. What the directory held is lost: each
+        live worker publishes its whole counts again (see ``has``); the departed total
+        starts again from zero."""
         try:
             return action()
         except FileNotFoundError:
