@@ -74,9 +74,6 @@ def prometheus_quantile(q: float, cumulative: Dict[float, float]) -> float:
     return lower + (bounds[b] - lower) * (rank - before) / (counts[b] - before)
 
 
-@pytest.mark.xfail(strict=True, reason="impact.quantile interpolates from the bucket before "
-                   "a drop in the summed cumulative counts; Prometheus' histogram_quantile "
-                   "forces the counts monotonic first, so p50 differs (1.83 vs 1.5)")
 def test_percentiles_of_series_with_different_bounds_match_histogram_quantile():
     # Two routes of one histogram, in one body, with their own bucket bounds: the group
     # sums the cumulative buckets by bound, which makes them non-monotonic (4, 0, 6, 10).

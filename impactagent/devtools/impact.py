@@ -43,16 +43,26 @@ def quantile(q: float, buckets: Dict[Any, float]) -> Optional[float]:
     """The ``q``-quantile of cumulative ``buckets`` (``{upper bound: count}``, ``"+Inf"``
     or ``inf`` for the last), as Prometheus' ``histogram_quantile`` estimates it: find the
     bucket the rank ``q x count`` falls in and interpolate linearly within it, from the
-    bound below (0 for the first bucket) to its own. A rank in the ``+Inf`` bucket answers
-    the highest finite bound; a first bucket bounded at or below 0 answers its bound. None
-    without observations or without a ``+Inf`` bucket (Prometheus: NaN).
+    bound below (0 for the first bucket) to its own. The counts are first made monotonic (a
+    count below the one before it is raised to it), as Prometheus does. A rank in the
+    ``+Inf`` bucket answers the highest finite bound; a first bucket bounded at or below 0
+    answers its bound. None without observations or without a ``+Inf`` bucket (Prometheus:
+    NaN).
 
     >>> quantile(0.5, {0.1: 2, 0.5: 6, 1.0: 8, "+Inf": 8})  # rank 4: half-way in (0.1, 0.5]
     0.30000000000000004
     >>> quantile(0.99, {0.1: 0, "+Inf": 4})
     0.1
+    >>> quantile(0.5, {0.1: 4, 1: 0, 2: 6, "+Inf": 10})  # 1: 0 counts as 4; rank 5 in (1, 2]
+    1.5
     """
-    bounds = sorted((_INF if le == "+Inf" else float(le), n) for le, n in buckets.items())
+    bounds: List[Tuple[float, float]] = []
+    for bound, n in sorted((_INF if le == "+Inf" else float(le), n)
+                           for le, n in buckets.items()):
+        # Cumulative counts never fall as the bound rises; summed over series whose bounds
+        # differ they can (a series missing a bound adds 0 there). Prometheus raises such a
+        # count to the one before it before interpolating, and so does this.
+        bounds.append((bound, max(n, bounds[-1][1]) if bounds else n))
     if not bounds or bounds[-1][0] != _INF or bounds[-1][1] <= 0:
         return None
     rank = q * bounds[-1][1]
