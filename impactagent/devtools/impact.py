@@ -194,7 +194,9 @@ def exposure_groups(counts: Dict[str, Any]) -> Dict[str, float]:
     """One flag cell's evaluations by the label value a metric recorded after them gets."""
     variants = {name: n for name, n in counts["variants"].items() if name != "disabled" and n}
     groups = dict(variants)
-    enabled = counts["yes"] - sum(variants.values())
+    # Evaluations of variants the store left out (beyond its bound of names) are no one's
+    # group: not "enabled", which they were not.
+    enabled = counts["yes"] - sum(variants.values()) - counts.get("refused", 0)
     if enabled > 0:
         groups["enabled"] = enabled
     if counts["no"]:
