@@ -172,16 +172,14 @@ def test_a_late_histogram_sample_with_new_bounds_does_not_wipe_the_series():
     assert store.cells(key) == {100_000: sample}
 
 
-@pytest.mark.xfail(strict=True, reason="load_agent catches Exception only: a module that "
-                   "calls sys.exit() on import ends `impactagent receive --charts` with that "
-                   "status and no message, not the one-line UsageError promised")
 def test_a_charts_reference_whose_import_exits_is_a_usage_error(tmp_path: Path,
                                                                  monkeypatch):
     (tmp_path / "attack_exiting_app.py").write_text("import sys\nsys.exit(3)\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
-        with pytest.raises(UsageError):
+        with pytest.raises(UsageError,
+                           match=r"^--charts attack_exiting_app:agent: .*sys\.exit\(3\)"):
             load_agent("attack_exiting_app:agent", "--charts")
     finally:
         sys.modules.pop("attack_exiting_app", None)
