@@ -101,11 +101,12 @@ class SeriesStore:
                                               "cells": {}}
                 if kind != "flag":
                     self._allocate(series, ())
+            if index <= max(series["newest"], index) - self.steps:
+                return True  # a late arrival, older than what is kept (checked first: it
+                # must not recreate a histogram either)
             if kind == "histogram" and set(value["buckets"]) != set(series["bounds"]):
                 # New bucket boundaries: the server recreates the series, so does the store.
                 self._allocate(series, tuple(value["buckets"]))
-            if index <= max(series["newest"], index) - self.steps:
-                return True  # a late arrival, older than what is kept
             series["newest"] = max(series["newest"], index)
             if kind == "flag":
                 cells: Dict[int, Any] = series["cells"]
