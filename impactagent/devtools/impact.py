@@ -28,7 +28,7 @@ no evaluations) is ``null``.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..core._naming import flag_label_name
 from .timeseries import SeriesStore
@@ -115,12 +115,18 @@ def impact(store: SeriesStore, window: Optional[float] = None,
              "to": (last + 1) * store.step, "memory": store.size()}
     flag_views = [_exposure(app, flag, cells, indices, store.step)
                   for (app, flag), cells in sorted(flags.items())]
-    labels_of = {(app, _label(flag)): flag for app, flag in flags}
+    # Flags by the label the agent names after them; two flag names can give one label
+    # (new-checkout, new.checkout), so each label keeps every flag, with its groups.
+    flags_of: Dict[Tuple[str, str], List[Tuple[str, Set[str]]]] = {}
+    for view in flag_views:
+        flags_of.setdefault((view["app"], view["label"]), []).append(
+            (view["flag"], set(view["exposure"])))
     metric_views = []
     for (app, name, kind), series in sorted(metrics.items()):
         names = sorted({n for labels, _ in series for n in labels})
         by: List[Tuple[Optional[str], Optional[str]]] = [
-            (labels_of[(app, n)], n) for n in names if (app, n) in labels_of] or [(None, None)]
+            (_flag_of(flags_of[(app, n)], {labels[n] for labels, _ in series if n in labels}),
+             n) for n in names if (app, n) in flags_of] or [(None, None)]
         for flag, label in by:
             groups: Dict[str, List[Dict[int, Any]]] = {}
             for labels, cells in series:
@@ -131,6 +137,12 @@ def impact(store: SeriesStore, window: Optional[float] = None,
                 "groups": {group: _aggregate(kind, cells, indices, store.step, seconds)
                            for group, cells in sorted(groups.items())}})
     return {**frame, "flags": flag_views, "metrics": metric_views}
+
+
+def _flag_of(candidates: List[Tuple[str, Set[str]]], values: Set[str]) -> str:
+    """Of the flags whose label a metric carries, the one whose groups (variants, enabled,
+    disabled) hold most of the label's values (the first by name on a tie)."""
+    return max(candidates, key=lambda flag: len(flag[1] & values))[0]
 
 
 # -- one group --------------------------------------------------------------------------------
