@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from impactagent.devtools import demo
+from impactagent.devtools.impact import impact
 from impactagent.devtools.receiver import Receiver
 from impactagent.devtools.timeseries import SeriesStore
 from tests.loopback import LoopbackHandler, LoopbackServer
@@ -294,7 +295,7 @@ def test_the_store_is_bounded_in_steps_per_series_and_in_series():
     # Rings of 360 slots: 8 bytes for the step held, 8 per float of the cell (a counter 1,
     # a gauge 4).
     assert store.size() == {"series": 3, "cells": 362, "max_series": 3, "max_cells": 1080,
-                            "series_refused": 1,
+                            "series_refused": 1, "variants_refused": 0,
                             "bytes": 360 * (8 + 8) * 2 + 360 * (8 + 4 * 8)}
     # An hour later "b" and "c" have received nothing for an hour: a new series takes a place.
     assert store.add(("metric", "a"), "counter", 1, 7190 + 3600)
@@ -309,7 +310,8 @@ def test_a_cell_does_not_grow_with_the_samples_in_its_step():
         store.add(("gauge",), "gauge", value, 5.0)
         store.add(("flag",), "flag", {"yes": 1, "no": 0, "variants": {"blue": 1}}, 5.0)
     assert store.cells(("gauge",)) == {0: {"last": [1000, 999], "sum": 499500, "samples": 1000}}
-    assert store.cells(("flag",)) == {0: {"yes": 1000, "no": 0, "variants": {"blue": 1000}}}
+    assert store.cells(("flag",)) == {0: {"yes": 1000, "no": 0, "variants": {"blue": 1000},
+                                          "refused": 0}}
 
 
 def test_a_histogram_s_ring_is_sized_by_its_boundaries_and_new_ones_start_it_afresh():
@@ -343,3 +345,15 @@ def test_the_impact_view_asks_for_the_token_as_the_other_views_do():
     with Receiver(token="secret") as receiver:
         assert get(receiver.url + "/api/impact").status_code == 401
         assert get(receiver.url + "/api/impact?token=secret").status_code == 200
+
+
+def test_variants_beyond_the_bound_of_names_are_counted_and_not_shown_as_enabled():
+    store = SeriesStore(clock=Clock(0.0), max_variants=2)
+    store.add(("flag", "shop", "f"), "flag",
+              {"yes": 10, "no": 1, "variants": {"a": 3, "b": 3, "c": 4}}, 5.0)
+    store.add(("flag", "shop", "f"), "flag", {"yes": 2, "no": 0, "variants": {"a": 2}}, 5.0)
+    assert store.cells(("flag", "shop", "f")) == {
+        0: {"yes": 12, "no": 1, "variants": {"a": 5, "b": 3}, "refused": 4}}
+    assert store.size()["variants_refused"] == 4
+    view = impact(store, now=5.0)
+    assert view["flags"][0]["exposure"].keys() == {"a", "b", "disabled"}  # no "enabled": c's

@@ -189,11 +189,13 @@ def test_receive_charts_previews_an_agent_s_charts(tmp_path):
 def test_receive_charts_mistakes_are_one_line_and_exit_2(tmp_path):
     (tmp_path / "shop_metrics.py").write_text(textwrap.dedent(APP))
     (tmp_path / "broken.py").write_text("raise RuntimeError('no config')\n")
+    (tmp_path / "script.py").write_text("import sys\nsys.exit(3)\n")
     cases = [
         ("shop_metrics", "MODULE:NAME"),
         (".shop_metrics:agent", "absolute module name"),
         ("nowhere:agent", "no module named 'nowhere'"),
         ("broken:agent", "RuntimeError: no config"),
+        ("script:agent", "called sys.exit(3)"),
         ("shop_metrics:missing", "has no 'missing'"),
         ("shop_metrics:not_an_agent", "is a int, not an impactagent.Agent"),
         ("shop_metrics:plain", "declares no chart"),

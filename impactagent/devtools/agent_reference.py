@@ -2,7 +2,7 @@
 --charts``), imported from the current directory as ``python -m`` would.
 
 Every way the reference can miss (no colon, a relative module, a module that is not there,
-an import that raises, a name that is missing or is not an agent) is the user's to fix, so
+an import that raises or exits, a name that is missing or is not an agent) is the user's to fix, so
 each raises :class:`~impactagent.devtools.cli_support.UsageError` with one line that names
 the problem; the command line prints it and exits 2, without a traceback.
 """
@@ -42,6 +42,10 @@ def load_agent(where: str, option: str = "--agent") -> Agent:
     except Exception as error:  # the app's code raised: where, in one line
         raise UsageError(f"{option} {where}: importing {module_name} failed: "
                          f"{one_line(error)}") from None
+    except SystemExit as error:  # the module exits on import (a script, not a module)
+        raise UsageError(f"{option} {where}: importing {module_name} called sys.exit"
+                         f"({error.code!r}); name a module that defines the agent without "
+                         "running the app") from None
     try:
         agent = getattr(module, attribute)
     except AttributeError:

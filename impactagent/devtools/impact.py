@@ -28,7 +28,7 @@ no evaluations) is ``null``.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..core._naming import flag_label_name
 from .timeseries import SeriesStore
@@ -43,16 +43,26 @@ def quantile(q: float, buckets: Dict[Any, float]) -> Optional[float]:
     """The ``q``-quantile of cumulative ``buckets`` (``{upper bound: count}``, ``"+Inf"``
     or ``inf`` for the last), as Prometheus' ``histogram_quantile`` estimates it: find the
     bucket the rank ``q x count`` falls in and interpolate linearly within it, from the
-    bound below (0 for the first bucket) to its own. A rank in the ``+Inf`` bucket answers
-    the highest finite bound; a first bucket bounded at or below 0 answers its bound. None
-    without observations or without a ``+Inf`` bucket (Prometheus: NaN).
+    bound below (0 for the first bucket) to its own. The counts are first made monotonic (a
+    count below the one before it is raised to it), as Prometheus does. A rank in the
+    ``+Inf`` bucket answers the highest finite bound; a first bucket bounded at or below 0
+    answers its bound. None without observations or without a ``+Inf`` bucket (Prometheus:
+    NaN).
 
     >>> quantile(0.5, {0.1: 2, 0.5: 6, 1.0: 8, "+Inf": 8})  # rank 4: half-way in (0.1, 0.5]
     0.30000000000000004
     >>> quantile(0.99, {0.1: 0, "+Inf": 4})
     0.1
+    >>> quantile(0.5, {0.1: 4, 1: 0, 2: 6, "+Inf": 10})  # 1: 0 counts as 4; rank 5 in (1, 2]
+    1.5
     """
-    bounds = sorted((_INF if le == "+Inf" else float(le), n) for le, n in buckets.items())
+    bounds: List[Tuple[float, float]] = []
+    for bound, n in sorted((_INF if le == "+Inf" else float(le), n)
+                           for le, n in buckets.items()):
+        # Cumulative counts never fall as the bound rises; summed over series whose bounds
+        # differ they can (a series missing a bound adds 0 there). Prometheus raises such a
+        # count to the one before it before interpolating, and so does this.
+        bounds.append((bound, max(n, bounds[-1][1]) if bounds else n))
     if not bounds or bounds[-1][0] != _INF or bounds[-1][1] <= 0:
         return None
     rank = q * bounds[-1][1]
@@ -105,12 +115,18 @@ def impact(store: SeriesStore, window: Optional[float] = None,
              "to": (last + 1) * store.step, "memory": store.size()}
     flag_views = [_exposure(app, flag, cells, indices, store.step)
                   for (app, flag), cells in sorted(flags.items())]
-    labels_of = {(app, _label(flag)): flag for app, flag in flags}
+    # Flags by the label the agent names after them; two flag names can give one label
+    # (new-checkout, new.checkout), so each label keeps every flag, with its groups.
+    flags_of: Dict[Tuple[str, str], List[Tuple[str, Set[str]]]] = {}
+    for view in flag_views:
+        flags_of.setdefault((view["app"], view["label"]), []).append(
+            (view["flag"], set(view["exposure"])))
     metric_views = []
     for (app, name, kind), series in sorted(metrics.items()):
         names = sorted({n for labels, _ in series for n in labels})
         by: List[Tuple[Optional[str], Optional[str]]] = [
-            (labels_of[(app, n)], n) for n in names if (app, n) in labels_of] or [(None, None)]
+            (_flag_of(flags_of[(app, n)], {labels[n] for labels, _ in series if n in labels}),
+             n) for n in names if (app, n) in flags_of] or [(None, None)]
         for flag, label in by:
             groups: Dict[str, List[Dict[int, Any]]] = {}
             for labels, cells in series:
@@ -121,6 +137,12 @@ def impact(store: SeriesStore, window: Optional[float] = None,
                 "groups": {group: _aggregate(kind, cells, indices, store.step, seconds)
                            for group, cells in sorted(groups.items())}})
     return {**frame, "flags": flag_views, "metrics": metric_views}
+
+
+def _flag_of(candidates: List[Tuple[str, Set[str]]], values: Set[str]) -> str:
+    """Of the flags whose label a metric carries, the one whose groups (variants, enabled,
+    disabled) hold most of the label's values (the first by name on a tie)."""
+    return max(candidates, key=lambda flag: len(flag[1] & values))[0]
 
 
 # -- one group --------------------------------------------------------------------------------
@@ -184,7 +206,9 @@ def exposure_groups(counts: Dict[str, Any]) -> Dict[str, float]:
     """One flag cell's evaluations by the label value a metric recorded after them gets."""
     variants = {name: n for name, n in counts["variants"].items() if name != "disabled" and n}
     groups = dict(variants)
-    enabled = counts["yes"] - sum(variants.values())
+    # Evaluations of variants the store left out (beyond its bound of names) are no one's
+    # group: not "enabled", which they were not.
+    enabled = counts["yes"] - sum(variants.values()) - counts.get("refused", 0)
     if enabled > 0:
         groups["enabled"] = enabled
     if counts["no"]:

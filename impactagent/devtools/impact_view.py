@@ -12,6 +12,7 @@ What each chart draws, per 10-second step (the numbers: :mod:`impactagent.devtoo
 Every chart is a ``<figure class="chart">`` with ``data-flag``, ``data-metric`` and
 ``data-aggregation``; each line a ``<g class="series" data-series="<group>">``. A variant
 has one colour on every chart of the page (:func:`~impactagent.devtools.svg.colours`).
+What the store refused for want of room is said above the charts (:func:`refusals`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def impact_section(view: Dict[str, Any], palette: Optional[Dict[str, str]] = Non
     impact` answers), coloured by ``palette`` (default: :func:`palette_of` the view)."""
     palette = palette or palette_of(view)
     x_range = (view["from"], view["to"])
-    parts: List[str] = []
+    parts: List[str] = [refusals(view.get("memory", {}))]
     for flag in view["flags"]:
         charts = [exposure_figure(flag, x_range, palette)]
         charts += [metric_figure(m, x_range, palette) for m in view["metrics"]
@@ -54,6 +55,25 @@ def impact_section(view: Dict[str, Any], palette: Optional[Dict[str, str]] = Non
         parts.append('<section class="flag" data-flag=""><h3>Metrics labelled by no flag</h3>'
                      f'<div class="charts">{"".join(unflagged)}</div></section>')
     return "".join(parts) or "<p>Nothing received in this window yet.</p>"
+
+
+def refusals(memory: Dict[str, Any]) -> str:
+    """A warning of what the store refused (``memory``: its ``size()``), or "": a series
+    refused is missing from every chart, and a flag refused this way leaves its metrics
+    drawn as one ``all`` line, so the page must say so rather than look complete."""
+    said = []
+    if memory.get("series_refused"):
+        said.append(f"{memory['series_refused']:,} new series refused (the receiver keeps "
+                    f"{memory.get('max_series', 0):,}, and none had been idle for an hour): "
+                    "they are missing from these charts, and a metric whose flag was refused "
+                    "is drawn as one line, \u2018all\u2019")
+    if memory.get("variants_refused"):
+        said.append(f"{memory['variants_refused']:,} evaluations of variants refused (past "
+                    "the variant names kept per flag): they are in no flag's exposure")
+    if not said:
+        return ""
+    return (f'<p class="bad refused"><strong>Memory full:</strong> {_e("; ".join(said))}. '
+            "Restart the receiver to start afresh.</p>")
 
 
 def exposure_figure(flag: Dict[str, Any], x_range: Tuple[float, float],

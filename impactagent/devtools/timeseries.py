@@ -22,12 +22,16 @@ steps), allocated whole when the series first arrives: per slot the step it hold
 bytes) and its cell as 8-byte floats, 1 for a counter, 4 for a gauge, 2 plus one per bucket
 for a histogram. A step reuses the slot of the step an hour before it, so nothing older is
 kept, whatever arrives. A flag series keeps a small dict per step (yes, no, variants), also
-at most ``steps`` of them. At most ``max_series`` series (1000) are kept: a new series
-beyond that first evicts one that received nothing for an hour, else it is not stored and
-counted in ``series_refused``. So the store holds at most ``steps x max_series`` cells
-(360,000): about 5.8 MB for 1000 counters, 14 MB for 1000 gauges, 43 MB for 1000
-histograms with the 11 default boundaries and ``+Inf`` (``SeriesStore.size()`` says what
-is held). A histogram whose boundaries change starts afresh, as the server recreates it.
+at most ``steps`` of them, and at most ``max_variants`` (32) variant names in all its steps:
+the evaluations of a variant named beyond that are left out of the variants (they count in
+the cell's ``refused``, never as ``enabled``) and in ``variants_refused``, so a flood of
+fresh variant names cannot grow a flag series past about 1.2 MB. At most ``max_series``
+series (1000) are kept: a new series beyond that first evicts one that received nothing
+for an hour, else it is not stored and counted in ``series_refused``. So the store holds
+at most ``steps x max_series`` cells (360,000): about 5.8 MB for 1000 counters, 14 MB for
+1000 gauges, 43 MB for 1000 histograms with the 11 default boundaries and ``+Inf``
+(``SeriesStore.size()`` says what is held). A histogram whose boundaries change starts
+afresh, as the server recreates it.
 
 >>> store = SeriesStore(step=10, steps=3, clock=lambda: 0)
 >>> for at in (0, 5, 12, 25, 31, 47):
@@ -39,6 +43,7 @@ is held). A histogram whose boundaries change starts afresh, as the server recre
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from array import array
@@ -50,6 +55,8 @@ STEP = 10.0
 STEPS = 360
 #: Series kept at most (flags and metrics together).
 MAX_SERIES = 1000
+#: Variant names one flag series keeps at most, over all its steps.
+MAX_VARIANTS = 32
 
 Cell = Any
 
@@ -58,17 +65,21 @@ class SeriesStore:
     """Cells per series and step, thread-safe; see the module for the bound."""
 
     def __init__(self, *, step: float = STEP, steps: int = STEPS,
-                 max_series: int = MAX_SERIES,
+                 max_series: int = MAX_SERIES, max_variants: int = MAX_VARIANTS,
                  clock: Callable[[], float] = time.time) -> None:
-        if step <= 0 or steps < 1 or max_series < 1:
-            raise ValueError("step must be above 0 seconds, steps and max_series 1 or more")
+        if step <= 0 or steps < 1 or max_series < 1 or max_variants < 1:
+            raise ValueError("step must be above 0 seconds, steps, max_series and "
+                             "max_variants 1 or more")
         self.step = float(step)
         self.steps = steps
         self.max_series = max_series
+        self.max_variants = max_variants
         self.clock = clock
         self._lock = threading.Lock()
         self._series: Dict[Hashable, Dict[str, Any]] = {}  # key -> {"kind", "cells"}
         self.series_refused = 0
+        #: Evaluations of variants left out of a flag series beyond ``max_variants`` names.
+        self.variants_refused = 0
         self._arrivals = 0
 
     def step_of(self, at: float) -> int:
@@ -90,22 +101,38 @@ class SeriesStore:
                                               "cells": {}}
                 if kind != "flag":
                     self._allocate(series, ())
+            if index <= max(series["newest"], index) - self.steps:
+                return True  # a late arrival, older than what is kept (checked first: it
+                # must not recreate a histogram either)
             if kind == "histogram" and set(value["buckets"]) != set(series["bounds"]):
                 # New bucket boundaries: the server recreates the series, so does the store.
                 self._allocate(series, tuple(value["buckets"]))
-            if index <= max(series["newest"], index) - self.steps:
-                return True  # a late arrival, older than what is kept
             series["newest"] = max(series["newest"], index)
             if kind == "flag":
                 cells: Dict[int, Any] = series["cells"]
                 for old in [i for i in cells if i <= index - self.steps]:
                     del cells[old]
-                cells[index] = _merge_flag(cells.get(index), value)
+                cells[index] = _merge_flag(cells.get(index), self._bounded(series, value))
                 return True
             if kind == "gauge":
                 self._arrivals += 1
             self._merge(series, index, kind, value)
         return True
+
+    def _bounded(self, series: Dict[str, Any], value: Dict[str, Any]) -> Dict[str, Any]:
+        """A flag's ``value`` with the variants beyond the series' ``max_variants`` names
+        moved to ``refused`` (and counted in ``variants_refused``)."""
+        names = series.setdefault("variant_names", set())
+        kept: Dict[str, Any] = {}
+        refused = 0
+        for name, n in value.get("variants", {}).items():
+            if name not in names and len(names) >= self.max_variants:
+                refused += n
+                continue
+            names.add(name)
+            kept[name] = n
+        self.variants_refused += refused
+        return {**value, "variants": kept, "refused": value.get("refused", 0) + refused}
 
     def _allocate(self, series: Dict[str, Any], bounds: Tuple[Any, ...]) -> None:
         """Give a metric series its ring of empty slots (``bounds``: a histogram's)."""
@@ -175,16 +202,23 @@ class SeriesStore:
 
     def size(self) -> Dict[str, int]:
         """How much is held: ``series``, ``cells`` (steps with something in them), ``bytes``
-        (the metric series' rings), and the bounds ``max_series`` and ``max_cells``
-        (``steps x max_series``); ``series_refused`` beyond the bound."""
+        (the metric series' rings and the flag series' cells), and the bounds ``max_series``
+        and ``max_cells`` (``steps x max_series``); ``series_refused`` beyond the bound, and
+        ``variants_refused``, the evaluations of variants left out of flag series beyond
+        ``max_variants`` names."""
         with self._lock:
             cells = sum(len(self._cells(s, s["newest"] - self.steps + 1, s["newest"]))
                         for s in self._series.values())
             rings = sum(len(s["values"]) * 8 + len(s["held"]) * 8
                         for s in self._series.values() if "values" in s)
-            return {"series": len(self._series), "cells": cells, "bytes": rings,
+            flags = sum(sys.getsizeof(c) + sys.getsizeof(c["variants"])
+                        + sum(sys.getsizeof(n) + 32 for n in c["variants"])
+                        for s in self._series.values() if s["kind"] == "flag"
+                        for c in s["cells"].values())
+            return {"series": len(self._series), "cells": cells, "bytes": rings + flags,
                     "max_series": self.max_series, "max_cells": self.max_series * self.steps,
-                    "series_refused": self.series_refused}
+                    "series_refused": self.series_refused,
+                    "variants_refused": self.variants_refused}
 
 
 #: The step index of a slot that holds none.
@@ -192,13 +226,14 @@ _EMPTY = -(2 ** 62)
 
 
 def _merge_flag(cell: Optional[Dict[str, Any]], value: Dict[str, Any]) -> Dict[str, Any]:
-    """A flag's cell with ``value`` (``{"yes", "no", "variants"}``) added (a new dict)."""
-    cell = cell or {"yes": 0, "no": 0, "variants": {}}
+    """A flag's cell with ``value`` (``{"yes", "no", "variants"}``, and ``refused``: the
+    evaluations of variants left out) added (a new dict)."""
+    cell = cell or {"yes": 0, "no": 0, "variants": {}, "refused": 0}
     variants = dict(cell["variants"])
     for name, n in value.get("variants", {}).items():
         variants[name] = variants.get(name, 0) + n
     return {"yes": cell["yes"] + value.get("yes", 0), "no": cell["no"] + value.get("no", 0),
-            "variants": variants}
+            "variants": variants, "refused": cell["refused"] + value.get("refused", 0)}
 
 
 def _expanded(kind: str, cell: Any, bounds: Tuple[Any, ...]) -> Any:
