@@ -118,7 +118,8 @@ class Agent:
         self.metrics = self.recorder.metrics
         self._flags = self.recorder.flags  # record_flag's one hop to the counts
         self._charts: Dict[str, ChartConfig] = {}
-        self._fork_followers: List[weakref.ReferenceType[Any]] = []  # workers views
+        # What after_fork() by hand also resets (follow_fork): workers views, bridges.
+        self._fork_followers: List[weakref.ReferenceType[Any]] = []
         #: The delivery side: transport, spool, flusher, and the start/close/fork hooks.
         self.lifecycle = Lifecycle(self.settings, self.recorder, transport)
 
@@ -295,9 +296,16 @@ class Agent:
         chosen = directory if directory is not None else default_directory(
             self.identity.app_name, self.identity.environment)
         view = WorkersView(self, chosen, publish_interval=publish_interval)
-        # after_fork() by hand (a server that forks without Python's hooks) resets it too.
-        self._fork_followers.append(weakref.ref(view))
+        self.follow_fork(view)
         return view
+
+    def follow_fork(self, follower: Any) -> None:
+        """Have :meth:`after_fork` also call ``follower.after_fork()`` (a workers view, a
+        bridge: anything with per-process state that a child must reset). Held weakly: a
+        follower that is gone is skipped. Its ``after_fork()`` must be a no-op when
+        Python's fork hook already ran it in this process."""
+        alive = [ref for ref in self._fork_followers if ref() is not None]
+        self._fork_followers = [*alive, weakref.ref(follower)]
 
     # -- collecting --------------------------------------------------------------------------
 
@@ -340,10 +348,10 @@ class Agent:
     def after_fork(self) -> None:
         """Call in a child process when the server forks without Python's fork hooks."""
         self.lifecycle.after_fork_in_child()
-        for follower in self._fork_followers:
-            view = follower()
-            if view is not None:
-                view.after_fork()  # a no-op if Python's fork hook already ran it
+        for ref in list(self._fork_followers):
+            follower = ref()
+            if follower is not None:
+                follower.after_fork()  # a no-op if Python's fork hook already ran it
 
     def __enter__(self) -> Agent:
         return self.start() if self.lifecycle.delivery is not None else self

@@ -37,9 +37,6 @@ def counter_series(server, name):
             if metric == name}
 
 
-@pytest.mark.xfail(strict=True, reason="the agent's own view on the bridged registry is read "
-                   "back by the bridge: its cumulative totals alternate with the source's "
-                   "and every alternation looks like a restart, so counts are sent many times")
 def test_the_agents_own_view_on_the_same_registry_is_not_bridged_back():
     registry = CollectorRegistry()
     requests = Counter("http_requests", "Requests", registry=registry)
@@ -56,9 +53,6 @@ def test_the_agents_own_view_on_the_same_registry_is_not_bridged_back():
         assert agent.statistics()["dropped"] == {}
 
 
-@pytest.mark.xfail(strict=True, reason="the native family is cached by source name with the "
-                   "first label order: a family re-registered with its labels in another "
-                   "order has its values sent under the wrong label names")
 def test_a_family_re_registered_with_its_labels_reordered_keeps_each_value_on_its_label():
     registry = CollectorRegistry()
     jobs = Counter("jobs", "Jobs", ["queue", "kind"], registry=registry)
@@ -76,9 +70,6 @@ def test_a_family_re_registered_with_its_labels_reordered_keeps_each_value_on_it
             frozenset({("queue", "mail"), ("kind", "send")}): 5}
 
 
-@pytest.mark.xfail(strict=True, reason="a family re-registered with fewer labels makes every "
-                   "read raise IndexError in the collect hook: its counts are neither "
-                   "delivered nor counted as dropped")
 def test_a_family_re_registered_with_fewer_labels_is_delivered_or_counted_as_dropped():
     registry = CollectorRegistry()
     jobs = Counter("jobs", "Jobs", ["queue", "kind"], registry=registry)
@@ -98,10 +89,6 @@ def test_a_family_re_registered_with_fewer_labels_is_delivered_or_counted_as_dro
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
-@pytest.mark.xfail(strict=True, reason="Agent.after_fork() does not reach the bridge: in a child "
-                   "forked without Python's hooks (uWSGI without py-call-osafterfork) the "
-                   "bridge's last readings are the parent's last collect, so what the parent "
-                   "counted since then is sent by both processes")
 def test_a_bridge_in_a_child_forked_without_python_hooks_does_not_resend_the_parents_counts():
     import ctypes
 

@@ -269,3 +269,89 @@ def test_a_forked_child_sends_only_what_it_counted_and_the_parent_the_rest():
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
         agent.close()
         assert server.counter_total("jobs_total") == 4 + 6 + 5
+
+
+def test_a_workers_view_on_the_bridged_registry_is_not_read_back(tmp_path):
+    registry = CollectorRegistry()
+    requests = Counter("http_requests", "Requests", registry=registry)
+    with ScriptedServer() as server:
+        agent = make_agent(server.api_url)
+        view = agent.prometheus_workers(str(tmp_path / "view"), publish_interval=60)
+        registry.register(view)  # the summed view on the registry the bridge reads
+        bridge = bridge_prometheus(agent, families=["http_requests"], registry=registry)
+        try:
+            for _ in range(4):
+                requests.inc(5)
+                flush_until_delivered(agent)
+        finally:
+            view.stop()
+        agent.close()
+        assert server.counter_total("http_requests_total") == 20
+    assert agent.statistics()["dropped"] == {}
+    assert bridge.refused == {}
+
+
+def test_families_re_registered_with_other_labels_are_counted_as_dropped_and_logged_once(
+        caplog):
+    registry = CollectorRegistry()
+    jobs = Counter("jobs", "Jobs", ["queue", "kind"], registry=registry)
+    depth = Gauge("depth", "Depth", ["queue"], registry=registry)
+    latency = Histogram("latency", "Latency", ["route"], buckets=(1, 2), registry=registry)
+    with ScriptedServer() as server:
+        agent = make_agent(server.api_url)
+        bridge_prometheus(agent, families=["jobs", "depth", "latency"], registry=registry)
+        jobs.labels("mail", "send").inc(2)
+        depth.labels("mail").set(5)
+        latency.labels("/a").observe(0.5)
+        flush_until_delivered(agent)
+        for family in (jobs, depth, latency):
+            registry.unregister(family)  # a reload of the module that defines them
+        jobs = Counter("jobs", "Jobs", ["queue"], registry=registry)
+        depth = Gauge("depth", "Depth", ["queue", "host"], registry=registry)
+        latency = Histogram("latency", "Latency", buckets=(1, 2), registry=registry)
+        with caplog.at_level("WARNING", logger="impactagent"):
+            jobs.labels("mail").inc(4)
+            jobs.labels("sms").inc(1)
+            depth.labels("mail", "h1").set(7)
+            latency.observe(1.5)
+            latency.observe(3)
+            flush_until_delivered(agent)
+            flush_until_delivered(agent)  # nothing changed: nothing more dropped
+            jobs.labels("mail").inc(3)
+            depth.labels("mail", "h1").set(8)
+            flush_until_delivered(agent)
+        agent.close()
+        assert server.counter_total("jobs_total") == 2
+    statistics = agent.statistics()
+    # jobs 4 + 1 + 3, depth two values set, latency two observations.
+    assert statistics["dropped"] == {"bridged_labels_changed": 8 + 2 + 2}
+    assert statistics["collect_hook_errors"] == 0
+    logged = [r.getMessage() for r in caplog.records if "bridged_labels_changed" in r.getMessage()]
+    assert len(logged) == 3  # once per metric
+    assert any("'jobs' has labels ['queue'], bridged with ['queue', 'kind']" in m
+               for m in logged)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_after_fork_by_hand_once_pythons_hook_ran_keeps_what_the_child_counted():
+    registry = CollectorRegistry()
+    jobs = Counter("jobs", "Jobs", registry=registry)
+    with ScriptedServer() as server:
+        agent = make_agent(server.api_url)
+        bridge_prometheus(agent, families=["jobs"], registry=registry)
+        jobs.inc(10)  # the parent's to send
+        pid = os.fork()  # Python's hooks run: the bridge's baseline is taken at the fork
+        if pid == 0:
+            code = 1
+            try:
+                jobs.inc(5)
+                agent.after_fork()  # a hook that also calls it by hand: must not re-baseline
+                flush_until_delivered(agent)
+                agent.close()
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        agent.close()
+        assert server.counter_total("jobs_total") == 15

@@ -31,6 +31,9 @@ DROP_REASONS: Dict[str, str] = {
     "spool_error": "a request body could not be written to the spool (disk full, directory "
                    "gone), so its events were dropped",
     "too_large": "a request body too large for the server even on its own was dropped",
+    "bridged_labels_changed": "a bridged metric's series whose label names are not the ones "
+                              "the metric was first bridged with (its source re-defined it "
+                              "with other labels) was dropped",
     "not_delivered_by_close": "the agent closed with events the server had not taken, and "
                               "no spool_dir to keep them",
 }

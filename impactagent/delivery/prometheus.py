@@ -18,6 +18,10 @@ nothing a scrape sees. What a scrape shows:
 - the agent's own health: events recorded, delivered, dropped by reason, pending, delivery
   attempts and failures by status, and possibly duplicated events.
 
+Every family the agent's views yield is marked (:func:`mark_agent_view`): a bridge reading
+the same registry back into the agent (:mod:`impactagent.integrations.prometheus_bridge`)
+skips marked families, which would otherwise be counted a second time.
+
 Every endpoint here (:func:`serve`, :func:`wsgi_app`, :func:`asgi_app`) answers in the text
 format, or in OpenMetrics 1.0.0 when the scraper's ``Accept`` asks for it, as
 ``prometheus_client`` negotiates. Both parse: an app metric whose names clash with one shown
@@ -64,6 +68,28 @@ _OWN_FAMILIES = (
 )
 
 
+#: The attribute that marks a family as one of the agent's own views (see
+#: :func:`mark_agent_view`): an attribute rather than a subclass, so that any family type,
+#: ours or one a merge of worker files builds, can carry it.
+AGENT_VIEW_MARK = "impactagent_agent_view"
+
+
+def mark_agent_view(metric: Metric) -> Metric:
+    """Mark ``metric`` as produced by the agent's own view (returned, for ``yield``).
+
+    A reader of the registry that feeds metrics into an agent (the prometheus_client
+    bridge) skips marked families: they are the agent's totals already, and reading them
+    back would send every count again.
+    """
+    setattr(metric, AGENT_VIEW_MARK, True)
+    return metric
+
+
+def is_agent_view(metric: Any) -> bool:
+    """Whether ``metric`` was yielded by the agent's own view (:func:`mark_agent_view`)."""
+    return getattr(metric, AGENT_VIEW_MARK, False) is True
+
+
 class Scraped(Protocol):
     """What a scrape reads of an agent (:class:`impactagent.Agent` is one)."""
 
@@ -83,8 +109,10 @@ class AgentCollector:
         self.agent = agent
 
     def collect(self) -> Iterator[Metric]:
-        yield from self.counts()
-        yield from self.health()
+        for metric in self.counts():
+            yield mark_agent_view(metric)
+        for metric in self.health():
+            yield mark_agent_view(metric)
 
     def counts(self) -> Iterator[Metric]:
         """What the app counted: its impact metrics and the flag counts. Across workers

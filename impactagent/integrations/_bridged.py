@@ -17,13 +17,30 @@ differ only in the others are added up (counters and histograms exactly; gauges 
 too, as Prometheus's ``sum without (...)`` does). A source metric that cannot be mapped (its
 name is taken by a native metric defined differently, its buckets are not ones Unleash
 takes) is refused: logged once, listed in :attr:`BridgedFamilies.refused`, never sent.
+
+A source series is mapped onto its native family by label NAME (:meth:`Bridged.series_for`),
+never by position: a source family re-defined with its labels in another order keeps each
+value on its label. One re-defined with other label names cannot be mapped onto the native
+family defined at first sight; what its series count is dropped under the reason
+``bridged_labels_changed`` (logged once per metric, counted in
+``Agent.statistics()["dropped"]``), never lost silently.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 from ..core._family import MetricFamily
 from ..core._naming import RESERVED_LABELS
@@ -84,6 +101,16 @@ class Bridged:
         """The native series of a source series' label values (in source label order)."""
         return self.family.series_of(*(label_values[i] for i in self._keep))
 
+    def series_for(self, labels: Mapping[str, str]) -> Optional[Any]:
+        """The native series of a source series given as ``{label name: value}``, or None
+        when its label names are not exactly the ones this metric was bridged with (the
+        source re-defined the metric with other labels: there is no native series to put
+        it in)."""
+        names = self.source_labels
+        if len(labels) != len(names) or any(name not in labels for name in names):
+            return None
+        return self.family.series_of(*(labels[names[i]] for i in self._keep))
+
 
 class BridgedFamilies:
     """The native families of one bridge, defined on first sight, by source name and kind."""
@@ -109,6 +136,16 @@ class BridgedFamilies:
             self.refused[name] = reason
             logger.warning("impactagent: %s metric %r is not sent to Unleash: %s",
                            self._source, name, reason)
+
+    def drop_unmapped(self, name: str, events: int, label_names: Iterable[str],
+                      bridged: Bridged) -> None:
+        """Count ``events`` of source metric ``name`` as dropped (``bridged_labels_changed``,
+        logged once per metric): a series with these label names has no native series."""
+        if events > 0:
+            self._agent.recorder.drops.add(
+                "bridged_labels_changed", events,
+                detail=f"{self._source} metric {name!r} has labels {sorted(label_names)}, "
+                       f"bridged with {list(bridged.source_labels)}")
 
     def counter(self, name: str, help: str, label_names: Sequence[str],
                 native: Optional[str] = None) -> Optional[Bridged]:

@@ -28,10 +28,11 @@ What is sent, per family type:
   :attr:`PrometheusBridge.refused`): a summary's quantiles cannot be added up across
   instances (use a Histogram), and the others are no impact metrics.
 
-Nothing is sent unless chosen, and a chosen family whose name is already a native metric of
-the agent (the agent's own Prometheus view registered on the same registry) is refused
-rather than counted twice. Names, label names and the ``labels`` allowlist are mapped as
-:mod:`impactagent.integrations._bridged` says.
+Nothing is sent unless chosen. The families of the agent's own Prometheus view (an
+``AgentCollector`` or a workers view registered on the same registry) are marked as such
+and always skipped, and a chosen family whose name is already a native metric of the agent
+(defined by the app) is refused: neither is counted twice. Names, label names and the
+``labels`` allowlist are mapped as :mod:`impactagent.integrations._bridged` says.
 
 Bridged metrics are aggregated before the agent sees them, so they cannot carry the
 request's flag state (``flags=``): record a native metric with ``flags=`` for that.
@@ -41,26 +42,39 @@ counted before it), as the agent's own metrics do; the totals are read in the pa
 before the fork, so that no lock another thread holds can be copied into the child half
 taken. An increment another thread records between that read and the fork itself is sent
 by both processes (a window of microseconds; single-threaded forks, such as a gunicorn
-master's, have none).
+master's, have none). A server that forks without Python's hooks (uWSGI without
+``py-call-osafterfork``) calls ``Agent.after_fork()`` in the child, which reaches
+:meth:`PrometheusBridge.after_fork`: the child then starts from the totals it reads there.
+
+Series are matched by label name, never by position (see :mod:`._bridged`): a family
+re-registered with its labels reordered keeps each value on its label, and one
+re-registered with other label names has what it counts dropped under
+``bridged_labels_changed``, counted in ``Agent.statistics()["dropped"]``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
+from ..delivery.prometheus import is_agent_view
 from ._bridged import Bridged, BridgedFamilies, increment
 from ._cumulative import CounterReadings, HistogramReadings
 
 if TYPE_CHECKING:
     from ..agent import Agent
 
+logger = logging.getLogger("impactagent")
+
 #: Which families to ship: their names, or a predicate on the family name.
 Choice = Union[Iterable[str], Callable[[str], bool]]
+#: A source series' labels, by name, in name order: ``(("kind", "send"), ("queue", "mail"))``.
+LabelKey = Tuple[Tuple[str, str], ...]
 
 _REFUSED_TYPES = {
     "summary": "a summary's quantiles cannot be added up across instances; use a Histogram",
@@ -94,8 +108,12 @@ class PrometheusBridge:
         self._histograms = HistogramReadings()
         self._lock = threading.Lock()
         self._gauges_set: Dict[Any, float] = {}  # the value last set on each native gauge
+        # The value last counted as dropped, per gauge series that cannot be mapped.
+        self._gauges_dropped: Dict[Tuple[str, LabelKey], float] = {}
+        self._pid = os.getpid()  # the process whose readings these are (see after_fork)
         self._fork_baseline: Optional[Tuple[CounterReadings, HistogramReadings]] = None
         agent.recorder.add_collect_hook(self.read)
+        agent.follow_fork(self)  # Agent.after_fork() by hand reaches after_fork() below
         me = weakref.ref(self)
         os.register_at_fork(before=lambda: _call(me, PrometheusBridge._before_fork),
                             after_in_parent=lambda: _call(me, PrometheusBridge._after_fork),
@@ -123,6 +141,10 @@ class PrometheusBridge:
               record: bool) -> None:
         gauges: Dict[Any, float] = {}
         for metric in self._registry.collect():
+            if is_agent_view(metric):
+                # The agent's own view on the same registry: its totals are the agent's
+                # already (bridged ones included); reading them back would send them again.
+                continue
             name = metric.name
             if not self._chosen(name) and not (metric.type == "counter"
                                                 and self._chosen(name + "_total")):
@@ -141,56 +163,61 @@ class PrometheusBridge:
             # Only a changed value: Unleash keeps the last one, and an unchanged gauge read
             # again at close must not count as an event that close could not deliver.
             last = self._gauges_set.get(child)
-            if last is None or (last != value and not (last != last and value != value)):
+            if not _same(last, value):
                 self._gauges_set[child] = value
                 child.set(value)
 
     def _counter(self, metric: Any, readings: CounterReadings, record: bool) -> None:
-        totals: Dict[Tuple[str, ...], float] = {}
-        created: Dict[Tuple[str, ...], float] = {}
+        totals: Dict[LabelKey, float] = {}
+        created: Dict[LabelKey, float] = {}
         names: Optional[List[str]] = None
         for sample in metric.samples:
             if names is None:
                 names = list(sample.labels)
-            values = tuple(str(sample.labels.get(n, "")) for n in names)
+            key = _label_key(sample.labels)
             if sample.name.endswith("_created"):
-                created[values] = sample.value
+                created[key] = sample.value
             elif sample.name.endswith("_total"):
-                totals[values] = sample.value
+                totals[key] = sample.value
         if names is None:
             return  # no series yet
         bridged = self._native.counter(metric.name, metric.documentation, names,
                                        native=metric.name + "_total") if record else None
-        for values, total in totals.items():
-            delta = readings.delta((metric.name, values), total, created.get(values))
-            if bridged is not None and delta:
-                increment(bridged.series(values), delta)
+        for key, total in totals.items():
+            delta = readings.delta((metric.name, key), total, created.get(key))
+            if bridged is None or not delta:
+                continue
+            child = bridged.series_for(dict(key))
+            if child is None:
+                self._native.drop_unmapped(metric.name, delta, dict(key), bridged)
+            else:
+                increment(child, delta)
 
     def _histogram(self, metric: Any, readings: HistogramReadings, record: bool) -> None:
-        buckets: Dict[Tuple[str, ...], List[Tuple[float, float]]] = {}
-        sums: Dict[Tuple[str, ...], float] = {}
-        created: Dict[Tuple[str, ...], float] = {}
+        buckets: Dict[LabelKey, List[Tuple[float, float]]] = {}
+        sums: Dict[LabelKey, float] = {}
+        created: Dict[LabelKey, float] = {}
         names: Optional[List[str]] = None
         for sample in metric.samples:
             if names is None:
                 names = [n for n in sample.labels if n != "le"]
-            values = tuple(str(sample.labels.get(n, "")) for n in names)
+            key = _label_key(sample.labels, without="le")
             if sample.name.endswith("_bucket"):
                 le = float(sample.labels["le"])
-                buckets.setdefault(values, []).append((le, sample.value))
+                buckets.setdefault(key, []).append((le, sample.value))
             elif sample.name.endswith("_sum"):
-                sums[values] = sample.value
+                sums[key] = sample.value
             elif sample.name.endswith("_created"):
-                created[values] = sample.value
+                created[key] = sample.value
         if names is None:
             return
         bridged: Optional[Bridged] = None
-        for values, cumulative in buckets.items():
+        for key, cumulative in buckets.items():
             cumulative.sort()
             bounds = tuple(le for le, _ in cumulative if not math.isinf(le))
             counts = _per_bucket([c for _, c in cumulative])
-            added = readings.delta((metric.name, values), counts, sums.get(values, 0.0),
-                                   created.get(values))
+            added = readings.delta((metric.name, key), counts, sums.get(key, 0.0),
+                                   created.get(key))
             if not record:
                 continue
             if bridged is None:
@@ -200,11 +227,17 @@ class PrometheusBridge:
                     return
             expected = getattr(bridged.family, "buckets", ())
             if expected != bounds:
+                values = tuple(value for _, value in key)
                 self._native.refuse(metric.name, f"series {values} has buckets {bounds}, "
                                                  f"not {expected}")
                 continue
-            if added is not None:
-                bridged.series(values).add_counts(*added)
+            if added is None:
+                continue
+            child = bridged.series_for(dict(key))
+            if child is None:
+                self._native.drop_unmapped(metric.name, sum(added[0]), dict(key), bridged)
+            else:
+                child.add_counts(*added)
 
     def _gauge(self, metric: Any, gauges: Dict[Any, float]) -> None:
         names: Optional[List[str]] = None
@@ -215,8 +248,14 @@ class PrometheusBridge:
                 bridged = self._native.gauge(metric.name, metric.documentation, names)
             if bridged is None:
                 return
-            child = bridged.series(tuple(str(sample.labels.get(n, "")) for n in names))
-            gauges[child] = gauges.get(child, 0.0) + sample.value
+            key = _label_key(sample.labels)
+            child = bridged.series_for(dict(key))
+            if child is not None:
+                gauges[child] = gauges.get(child, 0.0) + sample.value
+            elif not _same(self._gauges_dropped.get((metric.name, key)), sample.value):
+                # Each new value that cannot be set is one dropped event (as a set would be).
+                self._gauges_dropped[(metric.name, key)] = sample.value
+                self._native.drop_unmapped(metric.name, 1, dict(key), bridged)
 
     # -- fork ------------------------------------------------------------------------------
 
@@ -237,9 +276,38 @@ class PrometheusBridge:
     def _in_child(self) -> None:
         self._lock = threading.Lock()
         self._gauges_set = {}  # the child's gauges start unset
+        self._gauges_dropped = {}
+        self._pid = os.getpid()
         if self._fork_baseline is not None:
             self._counters, self._histograms = self._fork_baseline
         self._fork_baseline = None
+
+    def after_fork(self) -> None:
+        """In a child forked without Python's fork hooks (``Agent.after_fork()`` calls it):
+        take the registry's totals now as where the child starts, so that what the parent
+        counted before the fork and had not collected yet is sent by the parent alone.
+
+        A no-op when Python's fork hook already ran in this process (its baseline, read
+        just before the fork, is the better one). An increment the child records before
+        this call is taken as the parent's and not sent: call it first thing in the child.
+        """
+        if os.getpid() == self._pid:
+            return
+        # A lock some parent thread held at the fork would stay held here forever.
+        self._lock = threading.Lock()
+        self._gauges_set = {}
+        self._gauges_dropped = {}
+        self._fork_baseline = None
+        self._pid = os.getpid()
+        with self._lock:
+            counters, histograms = self._counters.copy(), self._histograms.copy()
+            try:
+                self._read(counters, histograms, record=False)
+            except Exception:  # the child then starts from the parent's last read
+                logger.exception("impactagent: reading the prometheus_client registry "
+                                  "after fork failed")
+                return
+            self._counters, self._histograms = counters, histograms
 
 
 def bridge_prometheus(agent: Agent, *, families: Choice, registry: Any = None,
@@ -263,6 +331,18 @@ def _chooser(families: Choice) -> Callable[[str], bool]:
                         f"{families!r}; write families=[{families!r}]")
     names = frozenset(families)
     return names.__contains__
+
+
+def _same(last: Optional[float], value: float) -> bool:
+    """Whether ``value`` is the one last seen (NaN is the same as NaN)."""
+    return last is not None and (last == value or (last != last and value != value))
+
+
+def _label_key(labels: Dict[str, Any], without: str = "") -> LabelKey:
+    """A sample's labels (all but ``without``) as a key that does not depend on the order
+    the source declared them in: the same series re-declared is the same key."""
+    return tuple(sorted((name, str(value)) for name, value in labels.items()
+                        if name != without))
 
 
 def _per_bucket(cumulative: List[float]) -> List[int]:

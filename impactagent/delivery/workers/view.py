@@ -32,7 +32,7 @@ from typing import Any, Iterator, Optional, Tuple, Union
 from prometheus_client import CollectorRegistry, make_asgi_app, make_wsgi_app, start_http_server
 from prometheus_client.metrics_core import Metric
 
-from ..prometheus import AgentCollector, Scraped
+from ..prometheus import AgentCollector, Scraped, mark_agent_view
 from . import directory as files
 from . import process
 from .host import Host, encode, worker_name
@@ -60,8 +60,11 @@ class DirectoryCollector:
 
     def collect(self) -> Iterator[Metric]:
         gathered = self.host.gather(process.current())
-        yield from gathered.counts.metrics()
-        yield from gathered.health.metrics()
+        # Marked as the agent's own view: a bridge on the same registry must skip them.
+        for metric in gathered.counts.metrics():
+            yield mark_agent_view(metric)
+        for metric in gathered.health.metrics():
+            yield mark_agent_view(metric)
 
 
 class WorkersView:
