@@ -140,6 +140,10 @@ EXITING = """
     agent = impactagent.Agent("shop", url={url!r}, api_key="t", flush_interval=3600,
                               shutdown_timeout=5, spool_dir={spool!r}).start()
     agent.counter("jobs_total", "Jobs").inc(1000)
+    import atexit
+    # Registered after start(), so it runs just before the agent's own exit hook (atexit
+    # runs hooks last in, first out): the test knows close() is starting.
+    atexit.register(print, "exiting", flush=True)
     print("ready", flush=True)
     # The script ends: atexit runs close(), whose POST the server holds.
 """
@@ -161,7 +165,8 @@ def test_ctrl_c_during_the_close_at_exit_still_spools_the_window(server, tmp_pat
     process = child.popen(EXITING.format(url=server.api_url, spool=str(tmp_path)))
     try:
         assert process.stdout.readline().strip() == "ready"
-        time.sleep(1.0)  # close() is in its POST
+        assert process.stdout.readline().strip() == "exiting"  # close() starts now
+        time.sleep(1.0)  # close() is in its POST, which the server holds for 4 s
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=30)
     finally:
