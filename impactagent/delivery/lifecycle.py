@@ -41,7 +41,7 @@ from typing import Any, Callable, Dict, Optional
 from ..core.payload import Identity, environment_from_token
 from ..core.recorder import Recorder
 from ..core.statistics import DeliveryLedger
-from . import shutdown
+from . import fork_logging, shutdown  # noqa: F401 (fork_logging: its fork hooks)
 from .delivery import Delivery, FlushResult, RefusalNotice
 from .flusher import Flusher
 from .registration import Registration, not_registering
