@@ -15,7 +15,7 @@ import pytest
 
 import impactagent
 from tests.scripted_server import ScriptedServer
-from tests.workload import flush_until_delivered
+from tests.workload import flush_until_delivered, series
 
 prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client import CollectorRegistry, Counter, generate_latest  # noqa: E402
@@ -32,9 +32,7 @@ def make_agent(url):
 
 def counter_series(server, name):
     """{frozenset of the app's own labels: total} of one counter the server accepted."""
-    return {frozenset((k, v) for k, v in labels if k not in ("appName", "environment")): value
-            for (metric, labels), value in server.totals()["counters"].items()
-            if metric == name}
+    return series(server.totals(), "counters", name)
 
 
 def test_the_agents_own_view_on_the_same_registry_is_not_bridged_back():

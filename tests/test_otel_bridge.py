@@ -11,7 +11,7 @@ import pytest
 
 import impactagent
 from tests.scripted_server import Answer, ScriptedServer
-from tests.workload import flush_until_delivered
+from tests.workload import flush_until_delivered, series
 
 pytest.importorskip("opentelemetry.sdk.metrics")
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
@@ -53,9 +53,6 @@ class Shipping:
         self.agent.close()
 
 
-def series(totals, kind, name):
-    return {frozenset((k, v) for k, v in labels if k not in ("appName", "environment")): value
-            for (metric, labels), value in totals[kind].items() if metric == name}
 
 
 def test_sums_gauges_and_histograms_arrive_with_the_totals_recorded_through_failures():

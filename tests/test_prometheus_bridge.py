@@ -12,7 +12,7 @@ import pytest
 
 import impactagent
 from tests.scripted_server import Answer, ScriptedServer
-from tests.workload import flush_until_delivered
+from tests.workload import flush_until_delivered, series
 
 prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client import (  # noqa: E402
@@ -34,10 +34,6 @@ def make_agent(url, **kwargs):
 
 
 
-def series(totals, kind, name):
-    """{labels without appName/environment: value} of one metric in server totals."""
-    return {frozenset((k, v) for k, v in labels if k not in ("appName", "environment")): value
-            for (metric, labels), value in totals[kind].items() if metric == name}
 
 
 def prom_value(registry, sample, **labels):

@@ -117,3 +117,10 @@ def flush_until_delivered(agent: Any, attempts: int = 20) -> Any:
         if result.ok and agent.statistics()["pending_events"] == 0:
             return result
     raise AssertionError(f"not delivered after {attempts} flushes: {agent.statistics()}")
+
+
+def series(totals: Dict[str, Any], kind: str, name: str) -> Dict[Any, Any]:
+    """``{labels without appName/environment: value}`` of one metric in server totals
+    (``ScriptedServer.totals()``, or the real server's as read back in tests/e2e)."""
+    return {frozenset((k, v) for k, v in labels if k not in ("appName", "environment")): value
+            for (metric, labels), value in totals[kind].items() if metric == name}

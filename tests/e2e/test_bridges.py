@@ -15,6 +15,7 @@ import pytest
 
 from tests.e2e.conftest import RealServer
 from tests.e2e.fault_proxy import RESET, FaultProxy, status
+from tests.workload import series
 
 prometheus_client = pytest.importorskip("prometheus_client")
 
@@ -38,8 +39,7 @@ def stored(unleash: RealServer, app: str, kind: str, name: str,
     """``{labels without appName/environment: value}`` of one metric the server stores
     (counters by the sample name it exposes, which ends in ``_total``)."""
     def pick(totals: Dict[str, Any]) -> Dict[Labels, Any]:
-        return {frozenset((k, v) for k, v in labels if k not in ("appName", "environment")):
-                value for (metric, labels), value in totals[kind].items() if metric == name}
+        return series(totals, kind, name)
 
     totals = unleash.admin.settled_totals(
         app, (), (lambda t: until(pick(t))) if until else (lambda t: bool(pick(t))))
