@@ -97,8 +97,11 @@ def test_after_fork_by_hand_resets_the_view_where_the_server_forks_without_pytho
             agent.after_fork()
             jobs.inc(5)
             # No publish by hand: the child's own publishing thread must write its file.
+            # Its file, not the temporary one a publish writes first and renames over it
+            # (w-<pid>-<token>.json.<hex>.tmp): leaving on seeing that one left no file.
             for _ in range(200):  # bounded: 10 s
-                if any(p.name.startswith(f"w-{os.getpid()}-") for p in tmp_path.iterdir()):
+                if any(p.name.startswith(f"w-{os.getpid()}-") and p.name.endswith(".json")
+                       for p in tmp_path.iterdir()):
                     code = 0
                     break
                 time.sleep(0.05)
