@@ -7,6 +7,7 @@ to a list, and the agent's real delivery (retries, merge-back, close, fork) runs
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from typing import List, Tuple
@@ -203,3 +204,67 @@ def test_a_user_transport_with_register_gets_the_registration():
         agent.identity.connection_id]
     assert agent.statistics()["delivery"]["registration"]["registered"] is True
     assert sink.counter_total("jobs_total") == 2 and sink.closed == 1
+
+
+TOKEN = "default:production.a1b2c3d4e5f6secret"
+
+
+class Leaky(ToList, BaseTransport):
+    """A transport that puts its credentials in everything it says: an exception that
+    quotes its headers, an outcome whose detail echoes them, an answer that is not an
+    Outcome, and a registration that fails the same ways. What it says is not the agent's:
+    the token must not reach a log line or a statistic in any of these forms."""
+
+    register_url = "https://unleash.example/api/client/register"
+
+    def __init__(self, headers: dict) -> None:
+        super().__init__()
+        self.headers = headers
+        self.posts = 0
+        self.registrations = 0
+
+    def post(self, body: bytes, timeout: float) -> Outcome:
+        self.posts += 1
+        if self.posts == 1:
+            raise RuntimeError(f"could not send with headers {self.headers}")
+        if self.posts == 2:
+            return f"garbage {self.headers}"  # type: ignore[return-value]
+        if self.posts == 3:
+            return Outcome(RETRY, 503, retry_after=0.0,
+                           detail=f"proxy said: bad Authorization {self.headers['Authorization']}")
+        if self.posts == 4:
+            return Outcome(REJECTED, 400, detail=f"echo {json.dumps(self.headers)}")
+        return super().post(body, timeout)
+
+    def register(self, body: bytes, timeout: float) -> Outcome:
+        self.registrations += 1
+        if self.registrations == 1:
+            raise RuntimeError(f"could not register with {self.headers}")
+        if self.registrations == 2:
+            return f"garbage {self.headers}"  # type: ignore[return-value]
+        return Outcome(RETRY, 503, detail=f"said {self.headers['X-Secret']}")
+
+
+
+def test_a_user_transport_that_echoes_the_token_never_gets_it_logged_or_counted(caplog):
+    headers = {"Authorization": TOKEN, "X-Secret": "another-secret-value"}
+    sink = Leaky(headers)
+    agent = impactagent.Agent("shop", transport=sink, api_key=TOKEN, flush_interval=60,
+                              headers={"X-Secret": "another-secret-value"})
+    jobs = agent.counter("jobs_total", "Jobs")
+    with caplog.at_level(logging.DEBUG, logger="impactagent"):
+        agent.start()
+        for _ in range(6):  # one failure of each kind, then delivered
+            jobs.inc()
+            agent.flush(timeout=5)
+            agent.lifecycle.registration.attempt(1.0)
+        assert agent.close(timeout=5).ok
+    said = caplog.text + json.dumps(agent.statistics()) + "".join(
+        str(record.args) + str(record.exc_info) for record in caplog.records)
+    # What it said was told (so a user can debug their transport), with the secrets out.
+    assert "the transport Leaky raised RuntimeError: could not send with headers" in caplog.text
+    assert "registering failed unexpectedly (RuntimeError: could not register" in caplog.text
+    assert "not an Outcome" in caplog.text and "[REDACTED]" in caplog.text
+    for secret in (TOKEN, "a1b2c3d4e5f6secret", "another-secret-value"):
+        assert secret not in said
+    assert sink.posts >= 5 and sink.registrations >= 3

@@ -167,8 +167,11 @@ class Delivery:
         spool: Optional[Spool] = None,
         build: BuildPayloads = build_payloads,
         refusals: Optional[RefusalNotice] = None,
+        redact: Optional[Callable[[str], str]] = None,
     ) -> None:
         self.recorder = recorder
+        #: What a transport says passes through this before it is logged (see checked_post).
+        self.redact = redact
         self.transport = transport
         #: Who the bodies say they come from (a forked child gets its own).
         self.identity = identity
@@ -308,7 +311,8 @@ class Delivery:
             if remaining <= 0:
                 return Outcome(RETRY, detail="flush deadline reached")
             outcome = checked_post(self.transport, payload.body,
-                                   min(self.request_timeout, remaining), self._transport_faults)
+                                   min(self.request_timeout, remaining), self._transport_faults,
+                                   self.redact)
             self.ledger.attempt(outcome)
             if outcome.maybe_delivered:
                 # The server may have stored it; resending may count it twice. Say so.

@@ -44,6 +44,7 @@ from ..core.statistics import DeliveryLedger
 from . import fork_logging, shutdown  # noqa: F401 (fork_logging: its fork hooks)
 from .delivery import Delivery, FlushResult, RefusalNotice
 from .flusher import Flusher
+from .redaction import Redactor
 from .registration import Registration, not_registering
 from .settings import Settings
 from .transport import HttpTransport
@@ -77,6 +78,8 @@ class Lifecycle:
         self.flusher: Optional[Flusher] = None
         self.registration: Optional[Registration] = None
         self.refusals = RefusalNotice()
+        #: What a transport says passes through this before anything logs it.
+        self.redact = Redactor.for_credentials(settings.api_key, settings.headers)
         #: The registration-capable transport, when the settings ask for registering.
         self.registrar: Optional[Registrar] = None
         self_ref = weakref.ref(self)
@@ -108,6 +111,7 @@ class Lifecycle:
             request_timeout=settings.request_timeout,
             max_payload_bytes=settings.max_payload_bytes, ledger=self.ledger,
             drops=recorder.drops, spool=self.spool, refusals=self.refusals,
+            redact=self.redact,
         )
         # multiprocessing runs these in a child after it clears its exit hooks, so the
         # close registered there survives into the child's normal end.
@@ -127,7 +131,8 @@ class Lifecycle:
                 if self.registrar is not None:
                     self.registration = Registration(
                         self.registrar, identity=self.identity,
-                        interval=self.settings.flush_interval, refusals=self.refusals)
+                        interval=self.settings.flush_interval, refusals=self.refusals,
+                        redact=self.redact)
                 self.flusher = Flusher(self.delivery, self.settings.flush_interval,
                                        self.registration)
                 self.flusher.start()

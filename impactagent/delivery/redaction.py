@@ -25,7 +25,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from typing import Iterable, List, Optional, Set
+from typing import Iterable, List, Mapping, Optional, Set
 from urllib.parse import quote, quote_plus
 
 #: What a secret is replaced with.
@@ -52,6 +52,14 @@ class Redactor:
                          if self._forms else None)
         names = {n.lower() for n in header_names} | set(SECRET_HEADERS)
         self._headers = _header_echo(sorted(names, key=len, reverse=True))
+
+    @classmethod
+    def for_credentials(cls, api_key: Optional[str], headers: Mapping[str, str]) -> Redactor:
+        """The redactor of one agent's credentials: the API token, its secret part, and the
+        custom headers' values (a custom header may carry a second secret)."""
+        secret = secret_part(api_key) if api_key else None
+        return cls([*([api_key] if api_key else []), *([secret] if secret else []),
+                    *headers.values()], ["Authorization", *headers])
 
     def __call__(self, text: str) -> str:
         """``text`` with every known secret, header value and URL password replaced."""

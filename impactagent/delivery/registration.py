@@ -36,10 +36,11 @@ import json
 import logging
 import threading
 from datetime import datetime, timezone
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from ..core.payload import Identity, iso_utc
 from .delivery import RefusalNotice
+from .redaction import REDACTED
 from .transport_api import DELIVERED, KINDS, REJECTED, UNAUTHORIZED, Outcome, Registrar
 
 logger = logging.getLogger("impactagent")
@@ -57,8 +58,12 @@ class Registration:
 
     def __init__(self, transport: Registrar, *, identity: Identity, interval: float,
                  refusals: Optional[RefusalNotice] = None,
-                 started: Optional[datetime] = None) -> None:
+                 started: Optional[datetime] = None,
+                 redact: Callable[[str], str] = lambda text: REDACTED) -> None:
         self.transport = transport
+        #: What the transport says passes through this before it is logged: the agent's
+        #: Redactor (without one, nothing the transport says is shown).
+        self._redact = redact
         self.identity = identity
         self.refusals = refusals if refusals is not None else RefusalNotice()
         self.interval = interval
@@ -102,11 +107,17 @@ class Registration:
             body = json.dumps(self.document(), separators=(",", ":")).encode()
             outcome = self.transport.register(body, timeout)
             if not isinstance(outcome, Outcome) or outcome.kind not in KINDS:
-                raise TypeError(f"register() returned {outcome!r:.100}, not an Outcome")
-        except Exception:  # a bug must not reach the flusher's loop, nor stop it
-            logger.exception("impactagent: registering failed unexpectedly; will retry")
+                raise TypeError(f"register() returned {self._redact(repr(outcome)):.100}, "
+                                "not an Outcome")
+        except Exception as error:  # a bug must not reach the flusher's loop, nor stop it
+            # Type and redacted message, no traceback: a user's transport may put its
+            # headers, the token among them, in what it raises (a traceback repeats it).
+            logger.error("impactagent: registering failed unexpectedly (%s: %s); will retry",
+                         type(error).__name__, self._redact(str(error)))
             self._failed("error", "error")
             return None
+        if outcome.detail:
+            outcome = outcome._replace(detail=self._redact(outcome.detail))
         if outcome.kind == DELIVERED:
             with self._lock:
                 self.attempts += 1

@@ -33,7 +33,7 @@ from requests.adapters import HTTPAdapter
 
 from .._version import __version__
 from ..core.payload import Identity
-from .redaction import Redactor, redact_url, secret_part
+from .redaction import Redactor, redact_url
 from .transport_api import (  # re-exported: the names a transport's author needs
     DELIVERED,
     REJECTED,
@@ -125,10 +125,7 @@ class HttpTransport:
         self.register_url = None if register_url is None else redact_url(register_url)
         self._api_key = api_key
         self._custom_headers = dict(headers or {})
-        secret = secret_part(api_key)
-        self._redact = Redactor([api_key, *([secret] if secret else []),
-                                 *self._custom_headers.values()],
-                                ["Authorization", *self._custom_headers])
+        self._redact = Redactor.for_credentials(api_key, self._custom_headers)
         self._redirect_logged = False
         self._flush_interval = flush_interval
         self._verify = verify

@@ -30,7 +30,7 @@ and :func:`as_transport` wraps a bare object that has only ``post``:
 from __future__ import annotations
 
 import logging
-from typing import Any, NamedTuple, Optional, Protocol, Set, runtime_checkable
+from typing import Any, Callable, NamedTuple, Optional, Protocol, Set, runtime_checkable
 
 from ..core.payload import Identity
 
@@ -161,7 +161,8 @@ KINDS = frozenset({DELIVERED, RETRY, REJECTED, UNAUTHORIZED, TOO_LARGE})
 
 
 def checked_post(transport: Transport, body: bytes, timeout: float,
-                 said: Optional[Set[str]] = None) -> Outcome:
+                 said: Optional[Set[str]] = None,
+                 redact: Optional[Callable[[str], str]] = None) -> Outcome:
     """``transport.post(body, timeout)``, held to the protocol.
 
     An exception (not Ctrl-C) or an answer that is not an :class:`Outcome` of a known kind
@@ -169,19 +170,32 @@ def checked_post(transport: Transport, body: bytes, timeout: float,
     set: once per agent). A ``retry_after`` that is not a finite number of seconds from 0
     to :data:`MAX_RETRY_AFTER` is cut into that range (or ignored when it is not a positive
     number). So a transport's bug neither escapes into ``flush()`` nor stops the flusher.
-    The HTTP transport never needs this; a user's may."""
+    The HTTP transport never needs this; a user's may.
+
+    What the transport says (an exception's message, a wrong answer, an outcome's
+    ``detail``) is not ours and may quote the token (a user's transport that puts its
+    headers in an exception): it passes through ``redact`` (the agent's
+    :class:`~impactagent.delivery.redaction.Redactor`) before anything logs or counts it.
+    Without ``redact`` only the names of types are told."""
     try:
         outcome = transport.post(body, timeout)
     except Exception as error:  # a bug in the user's transport: the body is kept
-        _say_once(transport, said, "raised", f"raised {type(error).__name__}: {error}")
+        told = f": {redact(str(error))}" if redact is not None else ""
+        _say_once(transport, said, "raised", f"raised {type(error).__name__}{told}")
         return Outcome(RETRY, detail=f"the transport raised {type(error).__name__}")
     if not isinstance(outcome, Outcome) or outcome.kind not in KINDS:
-        _say_once(transport, said, "garbage", f"returned {outcome!r:.100}, not an Outcome")
+        told = (f"{redact(repr(outcome)):.100}" if redact is not None
+                else f"a {type(outcome).__name__}")
+        _say_once(transport, said, "garbage", f"returned {told}, not an Outcome")
         return Outcome(RETRY, detail="the transport's answer was not an Outcome")
     wait = outcome.retry_after
     if wait is not None and not (isinstance(wait, (int, float)) and 0 < wait <= MAX_RETRY_AFTER):
         positive = isinstance(wait, (int, float)) and wait > 0  # NaN, <= 0: no wait asked
         outcome = outcome._replace(retry_after=MAX_RETRY_AFTER if positive else None)
+    if outcome.detail:
+        detail = redact(outcome.detail) if redact is not None else outcome.detail
+        if detail != outcome.detail:
+            outcome = outcome._replace(detail=detail)
     return outcome
 
 
@@ -189,8 +203,10 @@ def _say_once(transport: object, said: Optional[Set[str]], problem: str, what: s
     if said is None or problem not in said:
         if said is not None:
             said.add(problem)
+        # The user's class, not the wrapper that completes a bare Sender.
+        named = transport.sender if isinstance(transport, _Completed) else transport
         logger.error("impactagent: the transport %s %s; the body is kept and retried "
-                     "(said once)", type(transport).__name__, what)
+                     "(said once)", type(named).__name__, what)
 
 
 def as_transport(candidate: Any) -> Transport:
