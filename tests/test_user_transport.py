@@ -244,6 +244,12 @@ class Leaky(ToList, BaseTransport):
             return f"garbage {self.headers}"  # type: ignore[return-value]
         return Outcome(RETRY, 503, detail=f"said {self.headers['X-Secret']}")
 
+    def reset_after_fork(self, identity: Identity) -> None:
+        raise RuntimeError(f"cannot reconnect with {self.headers}")
+
+    def close(self) -> None:
+        raise RuntimeError(f"cannot close the session of {self.headers}")
+
 
 
 def test_a_user_transport_that_echoes_the_token_never_gets_it_logged_or_counted(caplog):
@@ -258,8 +264,24 @@ def test_a_user_transport_that_echoes_the_token_never_gets_it_logged_or_counted(
             jobs.inc()
             agent.flush(timeout=5)
             agent.lifecycle.registration.attempt(1.0)
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child's reset_after_fork raises: what does the child log?
+            try:
+                os.write(write_end, "\n".join(r.getMessage() for r in caplog.records
+                                              if "forked child" in r.getMessage()).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            in_child = pipe.read().decode()
+        os.waitpid(pid, 0)
         assert agent.close(timeout=5).ok
-    said = caplog.text + json.dumps(agent.statistics()) + "".join(
+    assert "reset_after_fork() failed in a forked child (RuntimeError: cannot reconnect" in (
+        in_child)
+    assert "the transport's close() failed (RuntimeError: cannot close the session" in (
+        caplog.text)
+    said = in_child + caplog.text + json.dumps(agent.statistics()) + "".join(
         str(record.args) + str(record.exc_info) for record in caplog.records)
     # What it said was told (so a user can debug their transport), with the secrets out.
     assert "the transport Leaky raised RuntimeError: could not send with headers" in caplog.text

@@ -56,6 +56,7 @@ from .transport_api import (
     Outcome,
     Transport,
     checked_post,
+    told,
 )
 
 if TYPE_CHECKING:
@@ -466,7 +467,11 @@ class Delivery:
                 self.closed = True
                 if got_lock:
                     self._lock.release()
-                self.transport.close()
+                try:
+                    self.transport.close()
+                except Exception as error:  # a user's transport: close() still returns
+                    logger.error("impactagent: the transport's close() failed (%s)",
+                                 told(error, self.redact))
 
     def _take_over(self) -> int:
         """Orphan any running flush: its unsettled bodies are spooled or counted now.
@@ -618,9 +623,9 @@ class Delivery:
         self.refusals.reset_after_fork()
         try:
             self.transport.reset_after_fork(identity)
-        except Exception:  # a user's transport: the child's own reset must still finish
-            logger.exception("impactagent: the transport's reset_after_fork() failed in a "
-                             "forked child; it is used as it is")
+        except Exception as error:  # a user's transport: the child's reset must finish
+            logger.error("impactagent: the transport's reset_after_fork() failed in a "
+                         "forked child (%s); it is used as it is", told(error, self.redact))
 
 
 def _is_redirect(outcome: Outcome) -> bool:

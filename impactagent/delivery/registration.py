@@ -41,7 +41,7 @@ from typing import Any, Callable, Dict, Optional
 from ..core.payload import Identity, iso_utc
 from .delivery import RefusalNotice
 from .redaction import REDACTED
-from .transport_api import DELIVERED, KINDS, REJECTED, UNAUTHORIZED, Outcome, Registrar
+from .transport_api import DELIVERED, KINDS, REJECTED, UNAUTHORIZED, Outcome, Registrar, told
 
 logger = logging.getLogger("impactagent")
 
@@ -112,8 +112,8 @@ class Registration:
         except Exception as error:  # a bug must not reach the flusher's loop, nor stop it
             # Type and redacted message, no traceback: a user's transport may put its
             # headers, the token among them, in what it raises (a traceback repeats it).
-            logger.error("impactagent: registering failed unexpectedly (%s: %s); will retry",
-                         type(error).__name__, self._redact(str(error)))
+            logger.error("impactagent: registering failed unexpectedly (%s); will retry",
+                         told(error, self._redact))
             self._failed("error", "error")
             return None
         if outcome.detail:

@@ -180,13 +180,12 @@ def checked_post(transport: Transport, body: bytes, timeout: float,
     try:
         outcome = transport.post(body, timeout)
     except Exception as error:  # a bug in the user's transport: the body is kept
-        told = f": {redact(str(error))}" if redact is not None else ""
-        _say_once(transport, said, "raised", f"raised {type(error).__name__}{told}")
+        _say_once(transport, said, "raised", f"raised {told(error, redact)}")
         return Outcome(RETRY, detail=f"the transport raised {type(error).__name__}")
     if not isinstance(outcome, Outcome) or outcome.kind not in KINDS:
-        told = (f"{redact(repr(outcome)):.100}" if redact is not None
-                else f"a {type(outcome).__name__}")
-        _say_once(transport, said, "garbage", f"returned {told}, not an Outcome")
+        answer = (f"{redact(repr(outcome)):.100}" if redact is not None
+                  else f"a {type(outcome).__name__}")
+        _say_once(transport, said, "garbage", f"returned {answer}, not an Outcome")
         return Outcome(RETRY, detail="the transport's answer was not an Outcome")
     wait = outcome.retry_after
     if wait is not None and not (isinstance(wait, (int, float)) and 0 < wait <= MAX_RETRY_AFTER):
@@ -197,6 +196,13 @@ def checked_post(transport: Transport, body: bytes, timeout: float,
         if detail != outcome.detail:
             outcome = outcome._replace(detail=detail)
     return outcome
+
+
+def told(error: BaseException, redact: Optional[Callable[[str], str]]) -> str:
+    """What a user's transport raised, safe to log: its type, and its message through
+    ``redact`` (only the type without one). Never a traceback: it repeats the message."""
+    message = redact(str(error)) if redact is not None else ""
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
 def _say_once(transport: object, said: Optional[Set[str]], problem: str, what: str) -> None:
@@ -239,4 +245,5 @@ __all__ = (
     "Transport",
     "as_transport",
     "checked_post",
+    "told",
 )
