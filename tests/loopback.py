@@ -24,7 +24,8 @@ class LoopbackServer:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self._closing = threading.Event()  # set by stop(): stalled handlers give up
+        #: Set by stop(): stalled handlers give up.
+        self.stopping = threading.Event()
         self._connections: set = set()  # open client sockets, closed by stop()
         self.port = 0
         self._httpd: Optional[ThreadingHTTPServer] = None
@@ -38,7 +39,7 @@ class LoopbackServer:
         httpd.daemon_threads = True
         ThreadingHTTPServer.__init__(httpd, ("127.0.0.1", self.port), handler)
         self.port = httpd.server_address[1]
-        self._closing.clear()
+        self.stopping.clear()
         self._httpd = httpd
         self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
@@ -46,7 +47,7 @@ class LoopbackServer:
 
     def stop(self) -> None:
         """Stop listening; stalled handlers are told to give up (bounded)."""
-        self._closing.set()
+        self.stopping.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -69,6 +70,16 @@ class LoopbackServer:
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError(f"could not listen on port {self.port} again")
+
+    def track(self, connection: socket.socket) -> None:
+        """A handler's connection, to be shut down by ``stop()`` if still open."""
+        with self.lock:
+            self._connections.add(connection)
+
+    def forget(self, connection: socket.socket) -> None:
+        """A handler's connection that ended by itself."""
+        with self.lock:
+            self._connections.discard(connection)
 
     def __enter__(self) -> Any:
         return self
@@ -96,12 +107,10 @@ class LoopbackHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        with self.server_ref.lock:
-            self.server_ref._connections.add(self.connection)
+        self.server_ref.track(self.connection)
 
     def finish(self) -> None:
-        with self.server_ref.lock:
-            self.server_ref._connections.discard(self.connection)
+        self.server_ref.forget(self.connection)
         with contextlib.suppress(OSError):
             super().finish()
 
@@ -111,7 +120,7 @@ class LoopbackHandler(BaseHTTPRequestHandler):
     def stall(self, seconds: float) -> bool:
         """Wait ``seconds``; True if the server was stopped meanwhile (then the connection
         is to be closed without an answer)."""
-        if seconds and self.server_ref._closing.wait(seconds):
+        if seconds and self.server_ref.stopping.wait(seconds):
             self.close_connection = True
             return True
         return False

@@ -234,10 +234,6 @@ def reach_ins(tmp_path: Path, source: str) -> List[str]:
     return test_layers.private_reach_ins(planted, tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "private_reach_ins treats any private name a module assigns anywhere as its own: a "
-    "module that has a self._lock of its own may read another object's _lock (delivery's, "
-    "say) unseen; the check is by name, not by owner"))
 def test_the_reach_in_check_sees_a_read_of_a_name_the_module_also_defines(tmp_path: Path):
     found = reach_ins(tmp_path, (
         "class Mine:\n"

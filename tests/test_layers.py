@@ -169,6 +169,21 @@ def inherited(value: ast.expr) -> bool:
         and value.func.id == "super")
 
 
+def reached_privately(value: ast.expr, own: Set[str]) -> bool:
+    """Whether the object whose private attribute is read can be the module's own.
+
+    A plain name (``self``, ``other`` in ``__eq__``, a class of the module, a parameter
+    that holds one of its objects) or a chain of the module's own private names from one
+    (``self._middleware``) can. A chain through a public name cannot be told from another
+    module's object (``agent.lifecycle.delivery._lock``): the private name is the module's
+    own only by spelling, so the read is reported."""
+    while isinstance(value, ast.Attribute):
+        if value.attr not in own:
+            return False
+        value = value.value
+    return isinstance(value, ast.Name) or inherited(value)
+
+
 def _private_string(node: ast.expr, own: Set[str]) -> bool:
     """A string constant naming a private attribute that is not the module's own."""
     return (isinstance(node, ast.Constant) and isinstance(node.value, str)
@@ -198,10 +213,12 @@ def private_reach_ins(path: Path, root: Path = ROOT) -> List[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute):
             attr = node.attr
-            if not attr.startswith("_") or attr.startswith("__") or attr in own:
+            if not attr.startswith("_") or attr.startswith("__"):
                 continue
             if inherited(node.value):
                 continue  # a class's own protected members, wherever its bases are written
+            if attr in FOREIGN_PRIVATE or (attr in own and reached_privately(node.value, own)):
+                continue  # the module's own object, reached through its own names
             found.append(f"{path.relative_to(root)}:{node.lineno} reads {ast.unparse(node)}")
         elif _private_by_string(node, own):
             found.append(f"{path.relative_to(root)}:{node.lineno} reads {ast.unparse(node)}")

@@ -66,7 +66,7 @@ class ImpactMiddleware:
             # the server still sees a sized body (and can send Content-Length for it).
             self._record(environ, status[0], start, token)
             return body
-        return _Response(body, self, environ, status, start, token)
+        return _Response(body, self._record, environ, status, start, token)
 
     def _record(self, environ: dict, status: int, start: float, token: Any) -> None:
         route = environ.get(ROUTE_KEY)
@@ -84,13 +84,13 @@ class ImpactMiddleware:
 class _Response:
     """The app's body, passed through; the request is recorded when the server closes it."""
 
-    __slots__ = ("_body", "_environ", "_middleware", "_recorded", "_start", "_status",
+    __slots__ = ("_body", "_environ", "_record", "_recorded", "_start", "_status",
                  "_token")
 
-    def __init__(self, body: Iterable[bytes], middleware: ImpactMiddleware, environ: dict,
-                 status: List[int], start: float, token: Any) -> None:
+    def __init__(self, body: Iterable[bytes], record: Callable[[dict, int, float, Any], None],
+                 environ: dict, status: List[int], start: float, token: Any) -> None:
         self._body = body
-        self._middleware = middleware
+        self._record = record  # the middleware's: records the request once it is over
         self._environ = environ
         self._status = status
         self._start = start
@@ -110,4 +110,4 @@ class _Response:
                 self._recorded = True
                 # An exception while streaming means the client did not get a whole answer.
                 status = 500 if sys.exc_info()[0] is not None else self._status[0]
-                self._middleware._record(self._environ, status, self._start, self._token)
+                self._record(self._environ, status, self._start, self._token)
