@@ -101,8 +101,10 @@ def targets(results: Dict[str, Any]) -> List[Tuple[str, str, Optional[bool]]]:
                           + ("" if row["met_pause"] else
                              f"; cause: {collect.pause_causes(row)}"), row["met_pause"]))
     if "web" in results:
+        w = results["web"]
         found.append((f"web throughput, agent on >= {web.TARGET}x agent off",
-                      f"{results['web']['ratio_on_off']:.3f}x", results["web"]["met"]))
+                      f"{w['ratio_on_off']:.3f}x"
+                      + ("" if w["met"] else f"; cause: {web.throughput_cause(w)}"), w["met"]))
         found.append((f"web p99 latency, agent on <= {web.P99_TARGET}x agent off",
                       f"{results['web']['p99_on_off']:.3f}x", results["web"]["met_p99"]))
     return found

@@ -182,14 +182,22 @@ def web_rows(quick: bool = False) -> Dict[str, Any]:
         for index in range(rounds):
             order = VARIANTS[index % 3:] + VARIANTS[:index % 3]
             for variant in order:
-                runs[variant].append(drive(ports[variant], seconds))
+                before = json.loads(get(ports[variant], "/_stats")[1])
+                run = drive(ports[variant], seconds)
+                after = json.loads(get(ports[variant], "/_stats")[1])
+                run["cpu_us"] = cpu_per_request(before, after)
+                runs[variant].append(run)
         stats = {variant: json.loads(get(port, "/_stats")[1]) for variant, port in ports.items()}
     rows = {variant: {"rps": summary([r["rps"] for r in results]),
-                      "p99_ms": summary([r["p99_ms"] for r in results]), "stats": stats[variant]}
+                      "p99_ms": summary([r["p99_ms"] for r in results]),
+                      "cpu_us": summary([r["cpu_us"] for r in results]), "stats": stats[variant]}
             for variant, results in runs.items()}
     off = rows["off"]["rps"]["median"]
     for variant in ("on", "prometheus"):
         rows[variant]["ratio_to_off"] = rows[variant]["rps"]["median"] / off
+    off_cpu = rows["off"]["cpu_us"]["median"]
+    for variant in ("on", "prometheus"):
+        rows[variant]["cpu_to_off"] = rows[variant]["cpu_us"]["median"] / off_cpu
     ratio = rows["on"]["ratio_to_off"]
     p99_ratio = rows["on"]["p99_ms"]["median"] / rows["off"]["p99_ms"]["median"]
     # The 'on' server must have recorded 5 flags per request it served.
@@ -198,7 +206,29 @@ def web_rows(quick: bool = False) -> Dict[str, Any]:
         raise RuntimeError(f"the agent recorded too little: {stats['on']}")
     return {"generator": load_generator(), "rounds": rounds, "seconds": seconds,
             "connections": CONNECTIONS, "variants": rows, "ratio_on_off": ratio,
-            "met": ratio >= TARGET, "p99_on_off": p99_ratio, "met_p99": p99_ratio <= P99_TARGET}
+            "met": ratio >= TARGET, "p99_on_off": p99_ratio, "met_p99": p99_ratio <= P99_TARGET,
+            "cpu_on_off": rows["on"]["cpu_to_off"],
+            "cpu_added_us": rows["on"]["cpu_us"]["median"] - off_cpu}
+
+
+def cpu_per_request(before: Dict[str, Any], after: Dict[str, Any]) -> float:
+    """Microseconds of the worker's CPU (every thread) per request served between two
+    ``/_stats`` answers (the second answer's own request is a rounding error)."""
+    requests = after["requests"] - before["requests"]
+    if requests <= 0:
+        raise RuntimeError(f"the server served nothing between two reads: {before}, {after}")
+    return (after["cpu_seconds"] - before["cpu_seconds"]) / requests * 1e6
+
+
+def throughput_cause(result: Dict[str, Any]) -> str:
+    """Why throughput missed its target, from the server's own CPU per request."""
+    rows = result["variants"]
+    return (f"the worker's CPU per request is {rows['on']['cpu_us']['median']:.0f} µs with the "
+            f"agent on and {rows['off']['cpu_us']['median']:.0f} µs off "
+            f"({result['cpu_on_off']:.3f}x, +{result['cpu_added_us']:.1f} µs); the rest of the "
+            "gap is the load generator sharing the 2 cores (prometheus_client doing the same "
+            f"work measured {rows['prometheus']['ratio_to_off']:.3f}x requests/s at "
+            f"{rows['prometheus']['cpu_to_off']:.3f}x CPU)")
 
 
 NAMES = {"off": "agent off (the app alone)",
@@ -208,13 +238,16 @@ NAMES = {"off": "agent off (the app alone)",
 
 def table(result: Dict[str, Any]) -> str:
     lines = ["| variant | requests/s (median, min-max) | p99 latency ms (median, min-max) "
-             "| throughput / agent off |", "|---|---|---|---|"]
+             "| throughput / agent off | worker CPU µs per request (median, min-max) "
+             "| CPU / agent off |", "|---|---|---|---|---|---|"]
     for variant, row in result["variants"].items():
-        rps, p99 = row["rps"], row["p99_ms"]
+        rps, p99, cpu = row["rps"], row["p99_ms"], row["cpu_us"]
         ratio = f"{row['ratio_to_off']:.3f}" if "ratio_to_off" in row else "1"
+        cpu_ratio = f"{row['cpu_to_off']:.3f}" if "cpu_to_off" in row else "1"
         lines.append(f"| {NAMES[variant]} | {rps['median']:.0f} ({rps['min']:.0f}-"
                      f"{rps['max']:.0f}) | {p99['median']:.2f} ({p99['min']:.2f}-"
-                     f"{p99['max']:.2f}) | {ratio} |")
+                     f"{p99['max']:.2f}) | {ratio} | {cpu['median']:.1f} ({cpu['min']:.1f}-"
+                     f"{cpu['max']:.1f}) | {cpu_ratio} |")
     return "\n".join(lines)
 
 
