@@ -162,8 +162,19 @@ def refused_url() -> str:
     return f"http://127.0.0.1:{port}/api"
 
 
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on at the moment of asking."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def listening_socket() -> socket.socket:
+    """A TCP socket already listening on 127.0.0.1, at a port the kernel chose, for a server
+    process to inherit: gunicorn's ``--bind fd://<fileno>`` with ``pass_fds=[fileno]``.
+
+    Better than a free port handed over by number, on two counts. Between the asking and
+    gunicorn's own bind another process (the CI runs four suites at once) can take the
+    port, and the test then talks to that process instead. And a client can connect at
+    once, without polling: its request waits in the listen queue until a worker accepts it,
+    however long the workers take to start on a loaded machine, where a short per-request
+    timeout (with only connection errors retried) failed while they were still starting.
+    Close the test's copy once the server process has started, so that a server that died
+    refuses connections instead of leaving them queued."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock

@@ -61,6 +61,10 @@ class ScriptedServer(LoopbackServer):
         self.max_body = max_body
         self.default: Union[int, Answer] = 202
         self.requests: List[Received] = []
+        #: Metrics POSTs that have arrived and taken their scripted answer, counted before
+        #: its ``delay`` (``requests`` holds a request only once it is answered or stored):
+        #: wait on this to act while a client is inside a held POST.
+        self.arrivals = 0
         self.registrations: List[Received] = []
         self._script: List[Union[int, Answer]] = []
         self._register_script: List[Union[int, Answer]] = []
@@ -93,6 +97,7 @@ class ScriptedServer(LoopbackServer):
 
     def _next_answer(self) -> Answer:
         with self.lock:
+            self.arrivals += 1
             answer = self._script.pop(0) if self._script else self.default
         return answer if isinstance(answer, Answer) else Answer(status=answer)
 

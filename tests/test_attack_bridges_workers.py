@@ -128,7 +128,11 @@ def test_the_workers_view_recovers_when_its_directory_is_removed(tmp_path):
     try:
         jobs.inc(3)
         assert scrape_total(view, "jobs_total") == 3
-        shutil.rmtree(tmp_path / "shared")
+        # Gone at once, as a cleaner's rm -rf leaves it: moved away, then removed. An
+        # rmtree in place raced the view's thread (it publishes every 0.05 s): a file it
+        # wrote between rmtree's listing and its rmdir failed the removal with ENOTEMPTY.
+        (tmp_path / "shared").rename(tmp_path / "removed")
+        shutil.rmtree(tmp_path / "removed")
         jobs.inc(2)
         time.sleep(0.2)  # a few publish intervals (no timing is asserted)
         assert scrape_total(view, "jobs_total") == 5

@@ -55,7 +55,9 @@ def test_sigterm_during_one_close_still_closes_the_other_agent(server, ending):
     process = child.popen(TWO_AGENTS.format(url=server.api_url, ending=ending))
     try:
         assert process.stdout.readline().strip() == "ready"
-        time.sleep(0.7)  # the first close's POST is in flight (held for 1.5 s)
+        # The first close's POST is in flight (held for 1.5 s): waited for, not assumed
+        # after a fixed pause, which a loaded machine can overrun either way.
+        assert server.wait_for(lambda s: s.arrivals >= 1, 30)
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
     finally:
@@ -166,7 +168,10 @@ def test_ctrl_c_during_the_close_at_exit_still_spools_the_window(server, tmp_pat
     try:
         assert process.stdout.readline().strip() == "ready"
         assert process.stdout.readline().strip() == "exiting"  # close() starts now
-        time.sleep(1.0)  # close() is in its POST, which the server holds for 4 s
+        # close() is in its POST, which the server holds for 4 s (a fixed second after
+        # "exiting" could end before close() had collected and sent: Ctrl-C then landed
+        # before there was anything to spool).
+        assert server.wait_for(lambda s: s.arrivals >= 1, 30)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=30)
     finally:

@@ -10,14 +10,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 import impactagent
-from tests.loopback import free_port
+from tests.loopback import listening_socket
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,25 +54,23 @@ def test_parent_and_forked_child_each_deliver_only_their_own_counts(server):
 
 def test_gunicorn_preload_with_two_workers_delivers_exactly_what_requests_recorded(server):
     pytest.importorskip("gunicorn")
-    port = free_port()
     env = dict(os.environ, TEST_UNLEASH_URL=server.api_url, PYTHONPATH=str(ROOT))
-    master = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--preload", "-w", "2", "-b", f"127.0.0.1:{port}",
-         "--graceful-timeout", "10", "tests.apps.preload_app:app"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
+    with listening_socket() as listener:  # see listening_socket: no port race, no polling
+        port = listener.getsockname()[1]
+        master = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--preload", "-w", "2",
+             "-b", f"fd://{listener.fileno()}", "--graceful-timeout", "10",
+             "tests.apps.preload_app:app"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            pass_fds=[listener.fileno()],
+        )
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(100):  # bounded wait for the server to listen
-            try:
-                requests.get(base + "/warmup", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError("gunicorn did not start")
-        pids = set()
         session = requests.Session()
+        session.trust_env = False
+        # Waits in the listen queue until a worker has started (bounded by the timeout).
+        session.get(base + "/warmup", timeout=60, headers={"Connection": "close"})
+        pids = set()
         for i in range(300):
             path = "/on" if i % 3 else "/off"
             pids.add(session.get(base + path, timeout=5, headers={"Connection": "close"})

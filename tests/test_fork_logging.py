@@ -47,7 +47,7 @@ SCRIPT = """
     if pid == 0:
         logger.error("the child's own line")
         os._exit(0)
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + {patience}
     while time.monotonic() < deadline:  # bounded wait for the child
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
@@ -63,7 +63,11 @@ SCRIPT = """
 @pytest.mark.parametrize("with_agent, expected", [(True, "child exited 0"),
                                                   (False, "child hung")])
 def test_a_fork_during_another_threads_log_line(with_agent, expected):
-    done = child.run(SCRIPT.format(with_agent=with_agent), timeout=60)
+    # A child that should exit gets 30 s (it takes about 0.5 s, its one slow line; 3 s
+    # could run out on a loaded machine); one expected to hang is called hung after 3 s:
+    # it waits on a lock nobody will release, so more patience would change nothing.
+    patience = 30 if with_agent else 3
+    done = child.run(SCRIPT.format(with_agent=with_agent, patience=patience), timeout=90)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == expected, (done.stdout, done.stderr)
 

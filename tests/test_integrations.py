@@ -442,22 +442,30 @@ def test_celery_prefork_children_each_deliver_their_counts_when_they_exit(server
 def test_gunicorn_with_the_documented_config_delivers_every_request_once(server):
     pytest.importorskip("gunicorn")
     pytest.importorskip("flask")
-    from tests.loopback import free_port
+    from tests.loopback import listening_socket
 
-    port = free_port()
-    env = child.environment({"TEST_UNLEASH_URL": server.api_url,
-                             "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "2",
-                             "IMPACTAGENT_AGENT": "tests.apps.gunicorn_flask:agent"})
-    master = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "examples/gunicorn.conf.py",
-         "tests.apps.gunicorn_flask:app"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    with listening_socket() as listener:  # see listening_socket: no port race, no polling
+        port = listener.getsockname()[1]
+        env = child.environment({"TEST_UNLEASH_URL": server.api_url,
+                                 "GUNICORN_BIND": f"fd://{listener.fileno()}",
+                                 "GUNICORN_WORKERS": "2",
+                                 "IMPACTAGENT_AGENT": "tests.apps.gunicorn_flask:agent"})
+        master = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "examples/gunicorn.conf.py",
+             "tests.apps.gunicorn_flask:app"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            pass_fds=[listener.fileno()])
     base = f"http://127.0.0.1:{port}"
     pids = set()
     try:
         with requests.Session() as http:
             http.trust_env = False
-            assert wait_until(lambda: _answers(http, base + "/checkout/warm-up"), timeout=30)
+            # Waits in the listen queue until a worker has imported the app and started:
+            # one request, bounded by its timeout (a 1 s timeout per try, with only refused
+            # connections tried again, failed on a worker slower than that to start).
+            warm_up = http.get(base + "/checkout/warm-up", timeout=60,
+                               headers={"Connection": "close"})
+            assert warm_up.status_code == 200, warm_up.text
             for i in range(60):
                 user = "beta-ann" if i % 3 == 0 else "bob"
                 pids.add(http.get(f"{base}/checkout/{user}", timeout=5,
@@ -477,10 +485,3 @@ def test_gunicorn_with_the_documented_config_delivers_every_request_once(server)
     connections = {d["connectionId"] for d in server.accepted_documents()}
     # One connection id per worker that served (the kernel picks which), none the master's.
     assert len(connections) == len(pids)
-
-
-def _answers(http, url):
-    try:
-        return http.get(url, timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False

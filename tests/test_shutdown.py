@@ -102,7 +102,8 @@ def test_an_agent_started_off_the_main_thread_installs_nothing():
 
 def in_flight_agent(server, **options):
     """An agent whose flush (on another thread, as the flusher's would be) is inside a POST
-    that the server holds for a while."""
+    that the server holds for a while; and that thread, which ends once the late answer has
+    been settled (a withdrawn drop, a removed spool file)."""
     import threading
 
     agent = impactagent.Agent("shop", url=server.api_url, api_key=TOKEN, request_timeout=10,
@@ -110,18 +111,28 @@ def in_flight_agent(server, **options):
     jobs = agent.counter("jobs_total", "Jobs")
     for _ in range(500):
         jobs.inc()
-    threading.Thread(target=agent.flush, kwargs={"timeout": 10}, daemon=True).start()
+    flushing = threading.Thread(target=agent.flush, kwargs={"timeout": 10}, daemon=True)
+    flushing.start()
     deadline = time.monotonic() + 5
     while agent.statistics()["pending_events"] and time.monotonic() < deadline:
         time.sleep(0.01)  # the flush has collected the window and is sending it
     assert agent.statistics()["pending_events"] == 0
-    return agent
+    return agent, flushing
+
+
+def settled(flushing) -> None:
+    """Wait (bounded) for the orphaned flush to return: only then has the late answer been
+    settled. A fixed pause after the server's record is not enough: the server records the
+    answer before sending it, and a loaded machine may take longer than any pause to get it
+    back to the client and through the settling."""
+    flushing.join(15)
+    assert not flushing.is_alive(), "the orphaned flush never returned"
 
 
 @pytest.mark.parametrize("late_answer", [500, 202])
 def test_close_takes_over_a_flush_still_in_flight(server, late_answer):
     server.script(Answer(late_answer, delay=1))
-    agent = in_flight_agent(server)
+    agent, flushing = in_flight_agent(server)
     started = time.monotonic()
     result = agent.close(timeout=0.5)
     assert time.monotonic() - started < 1.5
@@ -131,8 +142,8 @@ def test_close_takes_over_a_flush_still_in_flight(server, late_answer):
     assert agent.statistics()["pending_events"] == 0
     # When the POST comes back, nothing is merged back into the closed agent...
     # The late answer (close's own flush had an empty window: it sent nothing).
-    assert server.wait_for(lambda s: any(r.body.count(b"jobs_total") for r in s.requests), 5)
-    time.sleep(0.3)
+    settled(flushing)
+    assert any(r.body.count(b"jobs_total") for r in server.requests)
     assert agent.statistics()["pending_events"] == 0
     if late_answer == 202:
         # ...and a late success withdraws the drop: delivered once, counted once.
@@ -147,13 +158,13 @@ def test_close_takes_over_a_flush_still_in_flight(server, late_answer):
 @pytest.mark.parametrize("late_answer", [500, 202])
 def test_close_spools_a_flush_still_in_flight(server, tmp_path, late_answer):
     server.script(Answer(late_answer, delay=1))
-    agent = in_flight_agent(server, spool_dir=str(tmp_path))
+    agent, flushing = in_flight_agent(server, spool_dir=str(tmp_path))
     agent.close(timeout=0.5)
     assert agent.statistics()["dropped"] == {}
     assert agent.statistics()["spool"]["files"] == 1  # on disk at the deadline
     # The late answer (close's own flush had an empty window: it sent nothing).
-    assert server.wait_for(lambda s: any(r.body.count(b"jobs_total") for r in s.requests), 5)
-    time.sleep(0.3)
+    settled(flushing)
+    assert any(r.body.count(b"jobs_total") for r in server.requests)
     # Delivered late: the spooled copy is removed, so it is never sent twice.
     assert agent.statistics()["spool"]["files"] == (0 if late_answer == 202 else 1)
     assert agent.statistics()["pending_events"] == 0

@@ -21,7 +21,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.loopback import free_port
+from tests.loopback import listening_socket
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = 4
@@ -33,24 +33,25 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 class Gunicorn:
     def __init__(self, directory: Path, preload: bool) -> None:
         pytest.importorskip("gunicorn")
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, TEST_VIEW_DIR=str(directory), PYTHONPATH=str(ROOT))
-        self.master = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", *(["--preload"] if preload else []),
-             "-w", str(WORKERS), "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "10",
-             "tests.apps.workers_app:app"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        with listening_socket() as listener:  # see listening_socket: no port race, no polling
+            self.port = listener.getsockname()[1]
+            self.master = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", *(["--preload"] if preload else []),
+                 "-w", str(WORKERS), "-b", f"fd://{listener.fileno()}",
+                 "--graceful-timeout", "10", "tests.apps.workers_app:app"],
+                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                pass_fds=[listener.fileno()])
+        self.base = f"http://127.0.0.1:{self.port}"
         self.http = requests.Session()
         self.http.trust_env = False
-        for _ in range(300):  # bounded wait for the workers to listen
-            try:
-                self.get("/warm-up")
-                return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        self.stop()
-        raise AssertionError("gunicorn did not start")
+        try:
+            # Waits in the listen queue until a worker has started (bounded by the timeout).
+            self.http.get(self.base + "/warm-up", timeout=60, headers={"Connection": "close"})
+        except requests.RequestException as error:
+            self.master.kill()
+            output = self.master.communicate(timeout=60)[0].decode(errors="replace")
+            raise AssertionError(f"gunicorn did not start ({error}):\n{output}") from None
 
     def get(self, path: str, session: requests.Session | None = None) -> str:
         return (session or self.http).get(self.base + path, timeout=10,

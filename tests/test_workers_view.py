@@ -34,6 +34,17 @@ def scrape(view) -> dict:
     return totals
 
 
+def published_total(path: Path, sample: str) -> float:
+    """The sum of ``sample`` in one worker's published file, as the file has it now (a file
+    being replaced meanwhile reads as 0: the caller polls)."""
+    try:
+        document = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return 0
+    return sum(value for _, _, _, samples in document["counts"]
+               for name, _, value in samples if name == sample)
+
+
 def new_agent():
     agent = impactagent.Agent("view", "test")
     return agent, agent.counter("jobs_total", "Jobs"), agent.gauge("busy", "Busy workers")
@@ -99,9 +110,12 @@ def test_after_fork_by_hand_resets_the_view_where_the_server_forks_without_pytho
             # No publish by hand: the child's own publishing thread must write its file.
             # Its file, not the temporary one a publish writes first and renames over it
             # (w-<pid>-<token>.json.<hex>.tmp): leaving on seeing that one left no file.
+            # And its file with the 5 in it: the thread's first publish can come before
+            # jobs.inc(5) when the child is descheduled for one interval (0.05 s) after
+            # after_fork(); leaving on seeing that one left a file of 0.
             for _ in range(200):  # bounded: 10 s
                 if any(p.name.startswith(f"w-{os.getpid()}-") and p.name.endswith(".json")
-                       for p in tmp_path.iterdir()):
+                       and published_total(p, "jobs_total") == 5 for p in tmp_path.iterdir()):
                     code = 0
                     break
                 time.sleep(0.05)
