@@ -5,7 +5,7 @@ advanced by ``next()``; a gauge's new cell stored by one attribute store; see
 :data:`impactagent.core._family.ATOMIC_C_CALLS`), and readers count their own reads of those
 counts. This test checks the totals that come out of that are exact: 8 threads record a
 known number of events on each path, the main thread meanwhile collects in a loop and gives
-every other snapshot back (a failed send), and forks a child that records on its own. What
+every other snapshot back (a failed send, whole or body by body), and forks a child that records on its own. What
 was delivered (the snapshots kept, plus a final collect) must be exactly what was recorded,
 and the child must count exactly its own events, none of the parent's.
 """
@@ -26,6 +26,7 @@ import impactagent
 from tests import child
 
 THREADS = 8
+IDENTITY = impactagent.Identity.create("hammer")
 ROUNDS = 4000
 VALUES = (0.25, 0.5, 2.0, 8.0)  # binary fractions: their float sums are exact
 BUCKETS = (0.3, 1.0, 4.0)
@@ -178,13 +179,22 @@ def test_every_recording_path_is_exact_under_threads_collects_restores_and_fork(
         worker.start()
     barrier.wait()
     ledger = Ledger()
-    collects = 0
+    collects = most_bodies = 0
     forked = None
     while any(worker.is_alive() for worker in workers) and collects < 100_000:
         snapshot = agent.collect()
         collects += 1
-        if collects % 2:
+        if collects % 4 == 1:
             agent.restore(snapshot)  # a failed send: it must come back, exactly once
+        elif collects % 4 == 3:
+            # Bodies that failed one by one: each gives back its own slice of the columns
+            # (Payload.part()), small bodies so that a metric's series span several.
+            bodies = impactagent.build_payloads(snapshot, IDENTITY, max_bytes=1200)
+            most_bodies = max(most_bodies, len(bodies))
+            for body in bodies:
+                part = body.part()
+                assert part is not None
+                agent.restore(part)
         else:
             ledger.add(snapshot)
         if collects == 1:
@@ -201,6 +211,7 @@ def test_every_recording_path_is_exact_under_threads_collects_restores_and_fork(
 
     want = _expected(ROUNDS, THREADS)
     assert collects > 10
+    assert most_bodies > 1  # a snapshot was given back body by body at least once
     assert dict(ledger.counters) == want["counters"]
     assert ledger.gauges[("level", ())] == want["level"]
     assert {labels: value for (name, labels), value in ledger.gauges.items()
