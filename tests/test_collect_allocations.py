@@ -84,6 +84,7 @@ def test_a_snapshot_holds_its_deltas_in_columns():
     assert list(histogram.counts) == [0, 1, 0] * 3
     assert list(histogram.values) == [0.5, 0.5, 0.5]
     # The per-series view is still there, built when asked.
-    assert [(s.child.label_values, s.counts, s.sum, s.count) for s in histogram.samples][0] == (
+    first = histogram.samples[0]
+    assert (first.child.label_values, first.counts, first.sum, first.count) == (
         ("/route/000000",), (0, 1, 0), 0.5, 1)
     assert [s.value for s in counter.samples] == [1, 1, 1]

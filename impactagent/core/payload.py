@@ -19,6 +19,7 @@ import math
 import platform
 import uuid
 from datetime import datetime, timezone
+from json.encoder import encode_basestring_ascii as _json_string  # what _ENCODER uses
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .._version import __version__
@@ -172,14 +173,18 @@ class Units:
         self.sources.append(source)
         self.indexes.append(index)
 
-    def add_from(self, other: Units, i: int) -> None:
-        """Append ``other``'s unit ``i``."""
-        self.add(other.encoded[i], other.flags[i], other.metrics[i], other.events[i],
-                 other.sources[i], other.indexes[i])
-
-    def size(self, i: int) -> int:
-        """Bytes unit ``i`` adds to a body, its separator included."""
-        return len(self.encoded[i]) + 1
+    def pick(self, indexes: List[int]) -> Units:
+        """The units at ``indexes`` (increasing), in that order."""
+        if indexes and indexes[-1] - indexes[0] == len(indexes) - 1:  # a run: slice it
+            return self.slice(indexes[0], indexes[-1] + 1)
+        part = Units()
+        part.encoded = [self.encoded[i] for i in indexes]
+        part.flags = [self.flags[i] for i in indexes]
+        part.metrics = [self.metrics[i] for i in indexes]
+        part.events = [self.events[i] for i in indexes]
+        part.sources = [self.sources[i] for i in indexes]
+        part.indexes = [self.indexes[i] for i in indexes]
+        return part
 
     def slice(self, start: int, stop: int) -> Units:
         part = Units()
@@ -206,7 +211,6 @@ def _units(snapshot: Snapshot, base: Dict[str, str], drops: DropCounter) -> Unit
         if delta.yes or delta.no:
             units.add(_flag_json(name, _toggle_json(delta)), name, None, delta.yes + delta.no,
                       delta)
-    no_counts: Sequence[int] = ()
     for metric in snapshot.metrics:
         family = metric.family
         shell = (family.name, family.help, family.kind)
@@ -220,13 +224,34 @@ def _units(snapshot: Snapshot, base: Dict[str, str], drops: DropCounter) -> Unit
                     continue
                 units.add(encode(wire), None, shell, wire["count"], metric, index)
             continue
-        counter = family.kind == "counter"
-        for index, child in enumerate(metric.children):
-            value = values[index]
-            wire = _sample_wire(family, child, value, no_counts, base)
-            units.add(encode(wire), None, shell, int(value) if counter else 1,  # type: ignore[arg-type]
-                      metric, index)
+        count = len(metric.children)
+        units.encoded += _number_samples(family, metric.children, values, base)
+        units.flags += [None] * count
+        units.metrics += [shell] * count
+        units.events += values if family.kind == "counter" else [1] * count
+        units.sources += [metric] * count
+        units.indexes += range(count)
     return units
+
+
+def _number_samples(family: Any, children: Sequence[Any], values: Sequence[Any],
+                    base: Dict[str, str]) -> List[bytes]:
+    """Each sample of a counter or gauge as its JSON, written directly rather than through
+    a dict per sample: byte for byte what ``encode(_sample_wire(...))`` gives (labels
+    ``base`` then the family's in order; a str escaped by the encoder's own C function; an
+    int or a finite float as its repr, as the encoder writes them). Anything else (a NaN
+    the encoder refuses) goes through the encoder."""
+    head = _ENCODER.encode({"labels": base})[:-2]  # '{"labels":{"appName":..,"environment":..'
+    names = [f",{_json_string(name)}:" for name in family.label_names]
+    encoded: List[bytes] = []
+    for child, value in zip(children, values):
+        if value.__class__ is int or (value.__class__ is float and math.isfinite(value)):
+            labels = "".join([name + _json_string(label)
+                              for name, label in zip(names, child.label_values)])
+            encoded.append(f'{head}{labels}}},"value":{value!r}}}'.encode("ascii"))
+        else:
+            encoded.append(encode(_sample_wire(family, child, value, (), base)))  # type: ignore[arg-type]
+    return encoded
 
 
 @functools.lru_cache(maxsize=1024)
@@ -376,13 +401,22 @@ def _pack(header: Dict[str, Any], units: Units, max_bytes: int, drops: DropCount
           window: Optional[Tuple[datetime, datetime]]) -> List[Payload]:
     # "impactMetrics": [] may be added to any body: count it up front.
     base_size = len(encode(header)) + len(',"impactMetrics":[]')
-    bodies: List[Units] = []
-    current = Units()
+    bodies: List[List[int]] = []  # the units of each body, by index in ``units``
+    current: List[int] = []
     shells: set = set()
     used = base_size
-    for i, metric in enumerate(units.metrics):
-        size = units.size(i)
-        shell = _shell_size(metric) if metric is not None else 0
+    last_metric: Optional[Tuple[str, str, str]] = None
+    last_shell = 0
+    for i, encoded in enumerate(units.encoded):
+        metric = units.metrics[i]
+        size = len(encoded) + 1  # with its separator
+        if metric is None:
+            shell = 0
+        elif metric is last_metric:  # most units: the same metric as the one before
+            shell = last_shell
+        else:
+            shell = last_shell = _shell_size(metric)
+            last_metric = metric
         if base_size + shell + size > max_bytes:
             drops.add("oversize_item", units.events[i], detail=units.describe(i)[:200])
             continue
@@ -390,15 +424,15 @@ def _pack(header: Dict[str, Any], units: Units, max_bytes: int, drops: DropCount
             shell = 0
         if used + shell + size > max_bytes:
             bodies.append(current)
-            current, shells, used = Units(), set(), base_size
+            current, shells, used = [], set(), base_size
             shell = _shell_size(metric) if metric is not None else 0
-        current.add_from(units, i)
+        current.append(i)
         used += shell + size
         if metric is not None:
             shells.add(metric[0])
-    if len(current) or not bodies:
+    if current or not bodies:
         bodies.append(current)
-    return [_assemble(header, body, window) for body in bodies]
+    return [_assemble(header, units.pick(body), window) for body in bodies]
 
 
 def payload_from_document(document: Dict[str, Any]) -> Payload:
