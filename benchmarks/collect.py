@@ -61,7 +61,7 @@ def collect_once(agent: impactagent.Agent, size: int) -> Tuple[float, float, int
     collected = time.perf_counter()
     payloads = agent.build_payloads(snapshot)
     built = time.perf_counter()
-    samples = sum(len(metric.samples) for metric in snapshot.metrics)
+    samples = sum(len(metric.children) for metric in snapshot.metrics)
     sent = sum(sample["value"] for payload in payloads
                for metric in payload.document.get("impactMetrics", ())
                for sample in metric["samples"])
@@ -81,15 +81,16 @@ class Recorder(threading.Thread):
         self.seconds = seconds  # bounded: the loop ends by itself
         self.gaps: List[Tuple[float, float]] = []  # (start, end) of each long gap
         self.running = threading.Event()
+        self.stop: List[bool] = []  # non-empty: leave the loop (a list: the cheapest test)
 
     def run(self) -> None:
-        incs, gaps, clock = self.incs, self.gaps, time.perf_counter
+        incs, gaps, clock, stop = self.incs, self.gaps, time.perf_counter, self.stop
         count = len(incs)
         last = clock()
         until = last + self.seconds
         i = 0
         self.running.set()
-        while last < until:
+        while last < until and not stop:
             incs[i % count]()
             now = clock()
             if now - last > 20e-6:
@@ -113,6 +114,32 @@ def busy(seconds: float) -> None:
         x += 1
 
 
+class GcWatch:
+    """Times every cyclic GC collection while active (``gc.callbacks``): how many of each
+    generation ran, and the longest, in whichever thread set it off."""
+
+    def __init__(self) -> None:
+        self.collections = [0, 0, 0]
+        self.longest = [0.0, 0.0, 0.0]  # seconds
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: Dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        generation = info["generation"]
+        self.collections[generation] += 1
+        self.longest[generation] = max(self.longest[generation],
+                                       time.perf_counter() - self._started)
+
+    def __enter__(self) -> GcWatch:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 def pauses(agent: impactagent.Agent, children: List[Any], work: float) -> Dict[str, float]:
     """A recorder's longest gap idle, during a collect, and during pure Python (seconds).
 
@@ -120,7 +147,10 @@ def pauses(agent: impactagent.Agent, children: List[Any], work: float) -> Dict[s
     """
     window = max(work, 0.02)
     record_all(children)
-    recorder = Recorder(children, seconds=10 * window + 0.5)
+    # Long enough for every window below on a loaded machine (nine windows, one re-record
+    # of every series, and collects slower than ``work``): a recorder that already stopped
+    # would show no pause at all in the last ones (a 0.00 ms "freeing the bodies").
+    recorder = Recorder(children, seconds=20 * window + 2.0)
     recorder.start()
     recorder.running.wait(5)
     time.sleep(window)  # the recorder is in its loop
@@ -133,7 +163,8 @@ def pauses(agent: impactagent.Agent, children: List[Any], work: float) -> Dict[s
     # Sleeps between the windows let the recorder run again, so no gap spans two windows.
     idle = timed(lambda: time.sleep(window))
     time.sleep(window)
-    collect = timed(lambda: agent.build_payloads(agent.collect()))
+    with GcWatch() as watch:
+        collect = timed(lambda: agent.build_payloads(agent.collect()))
     time.sleep(window)
     control = timed(lambda: busy(collect[1] - collect[0]))
     # Where a collect's pause comes from: the same work with the cyclic GC held off and the
@@ -150,6 +181,8 @@ def pauses(agent: impactagent.Agent, children: List[Any], work: float) -> Dict[s
             gc.enable()
     time.sleep(window)
     freeing = timed(kept.clear)
+    time.sleep(window)  # the recorder notes the gap that ends after the freeing
+    recorder.stop.append(True)
     recorder.join(timeout=30)
     # Idle: only gaps wholly inside the window; one that began before it is the main
     # thread's waking up, not the recorder's own.
@@ -158,7 +191,9 @@ def pauses(agent: impactagent.Agent, children: List[Any], work: float) -> Dict[s
             "gil_control": recorder.longest(*control),
             "collect_without_gc_or_free": recorder.longest(*bare),
             "free_bodies": recorder.longest(*freeing),
-            "collect_window": collect[1] - collect[0]}
+            "collect_window": collect[1] - collect[0],
+            **{f"gc{g}_collections": float(n) for g, n in enumerate(watch.collections)},
+            **{f"gc{g}_longest": t for g, t in enumerate(watch.longest)}}
 
 
 def collect_rows(quick: bool = False, sizes: Sequence[int] = SIZES) -> List[Dict[str, Any]]:
@@ -176,6 +211,8 @@ def collect_rows(quick: bool = False, sizes: Sequence[int] = SIZES) -> List[Dict
         took: Dict[str, List[float]] = {"collect": [], "build": [], "total": []}
         gaps: Dict[str, List[float]] = {"idle": [], "collect": [], "gil_control": [],
                                         "collect_without_gc_or_free": [], "free_bodies": []}
+        gcs: Dict[str, List[float]] = {f"gc{g}_{what}": [] for g in range(3)
+                                       for what in ("collections", "longest")}
         bodies = 0
         try:
             sys.setswitchinterval(switch or default_switch)
@@ -190,6 +227,8 @@ def collect_rows(quick: bool = False, sizes: Sequence[int] = SIZES) -> List[Dict
                 for key, value in pauses(agent, children, work).items():
                     if key in gaps:
                         gaps[key].append(value * 1e3)
+                    elif key in gcs:  # a count, or seconds
+                        gcs[key].append(value if key.endswith("collections") else value * 1e3)
         finally:
             sys.setswitchinterval(default_switch)
         row: Dict[str, Any] = {
@@ -198,6 +237,10 @@ def collect_rows(quick: bool = False, sizes: Sequence[int] = SIZES) -> List[Dict
             "repeat": repeat, "bodies": bodies,
             **{f"{key}_ms": summary(values) for key, values in took.items() if values},
             **{f"pause_{key}_ms": summary(values) for key, values in gaps.items()},
+            # The cyclic GC during the collect window: collections of each generation and
+            # the longest one (ms), medians over the repeats.
+            **{key if key.endswith("collections") else f"{key}_ms": summary(values)
+               for key, values in gcs.items()},
         }
         if size == 10_000 and switch is None:
             row["met_cost"] = row["total_ms"]["median"] < TARGET_MS
@@ -213,12 +256,20 @@ def _ms(result: Optional[Dict[str, Any]], digits: int = 1) -> str:
     return f"{result['median']:.{digits}f} ({result['min']:.{digits}f}-{result['max']:.{digits}f})"
 
 
+def gc_in_window(row: Dict[str, Any]) -> str:
+    """The cyclic GC collections timed during the collect window (medians over repeats)."""
+    return "; ".join(
+        f"gen{g} x{row[f'gc{g}_collections']['median']:g} (longest "
+        f"{row[f'gc{g}_longest_ms']['median']:.2f} ms)" for g in range(3))
+
+
 def pause_causes(row: Dict[str, Any]) -> str:
-    """Where a collect's pause goes, from the two extra windows of :func:`pauses`."""
+    """Where a collect's pause goes, from the two extra windows of :func:`pauses` and the
+    cyclic GC collections timed in the collect window."""
     return (f"without the cyclic GC and without freeing the bodies "
             f"{row['pause_collect_without_gc_or_free_ms']['median']:.2f} ms; freeing the "
-            f"bodies alone {row['pause_free_bodies_ms']['median']:.2f} ms; the rest is the "
-            "cyclic GC that the window's objects set off")
+            f"bodies alone {row['pause_free_bodies_ms']['median']:.2f} ms; cyclic GC in "
+            f"the collect window: {gc_in_window(row)}")
 
 
 def table(rows: List[Dict[str, Any]]) -> str:

@@ -5,9 +5,10 @@ advanced by ``next()``; a gauge's new cell stored by one attribute store; see
 :data:`impactagent.core._family.ATOMIC_C_CALLS`), and readers count their own reads of those
 counts. This test checks the totals that come out of that are exact: 8 threads record a
 known number of events on each path, the main thread meanwhile collects in a loop and gives
-every other snapshot back (a failed send), and forks a child that records on its own. What
-was delivered (the snapshots kept, plus a final collect) must be exactly what was recorded,
-and the child must count exactly its own events, none of the parent's.
+every other snapshot back (a failed send, whole or body by body), and forks a child that
+records on its own. What was delivered (the bodies of the snapshots kept, plus a final
+collect) must be exactly what was recorded, and the child must count exactly its own
+events, none of the parent's.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import impactagent
 from tests import child
 
 THREADS = 8
+# Fixed ids (not the host's name): the body sizes below do not depend on the machine.
+IDENTITY = impactagent.Identity("hammer", "default", "pod-1", "connection-1")
 ROUNDS = 4000
 VALUES = (0.25, 0.5, 2.0, 8.0)  # binary fractions: their float sums are exact
 BUCKETS = (0.3, 1.0, 4.0)
@@ -153,6 +156,15 @@ def _fork_child(agent: impactagent.Agent, m: Dict[str, Any]) -> Dict[str, Any]:
     return json.loads(data)
 
 
+def _parts(snapshot: Any) -> List[Any]:
+    """The slices of ``snapshot`` that its bodies carry, bodies small enough (650 bytes:
+    a header and a unit or two) that a snapshot of more than one metric spans several."""
+    parts = [body.part() for body in impactagent.build_payloads(snapshot, IDENTITY,
+                                                                 max_bytes=650)]
+    assert None not in parts
+    return parts
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_every_recording_path_is_exact_under_threads_collects_restores_and_fork():
     agent = impactagent.Agent("hammer")
@@ -178,15 +190,24 @@ def test_every_recording_path_is_exact_under_threads_collects_restores_and_fork(
         worker.start()
     barrier.wait()
     ledger = Ledger()
-    collects = 0
+    collects = most_bodies = 0
     forked = None
     while any(worker.is_alive() for worker in workers) and collects < 100_000:
         snapshot = agent.collect()
         collects += 1
-        if collects % 2:
+        if collects % 4 == 1:
             agent.restore(snapshot)  # a failed send: it must come back, exactly once
+        elif collects % 4 == 3:
+            # Bodies that failed one by one: each gives back its own slice of the columns.
+            for part in _parts(snapshot):
+                agent.restore(part)
         else:
-            ledger.add(snapshot)
+            # Delivered body by body: what the bodies carry (Payload.part()), not the
+            # snapshot, goes to the ledger, so the slices must add up to it exactly.
+            parts = _parts(snapshot)
+            most_bodies = max(most_bodies, len(parts))
+            for part in parts:
+                ledger.add(part)
         if collects == 1:
             forked = _fork_child(agent, m)  # the threads are recording: they were let go
         if collects == 10:
@@ -201,6 +222,7 @@ def test_every_recording_path_is_exact_under_threads_collects_restores_and_fork(
 
     want = _expected(ROUNDS, THREADS)
     assert collects > 10
+    assert most_bodies > 1  # a delivered snapshot spanned several bodies
     assert dict(ledger.counters) == want["counters"]
     assert ledger.gauges[("level", ())] == want["level"]
     assert {labels: value for (name, labels), value in ledger.gauges.items()

@@ -238,3 +238,33 @@ def test_bodies_are_byte_for_byte_the_encoding_of_their_documents():
         assert payload.body == encode(payload.document)
         for half in impactagent.split_payload(payload):
             assert half.body == encode(half.document)
+
+
+def test_counter_and_gauge_samples_are_written_as_the_encoder_writes_them():
+    """Counter and gauge samples are written straight to JSON (no dict per sample): the body
+    must be byte for byte the encoding of the document built the plain way, one dict per
+    sample, for label values that need escaping and numbers of every shape."""
+    from impactagent.core.payload import encode
+
+    agent = impactagent.Agent("shop", "production")
+    awkward = ["plain", 'quo"te', "back\\slash", "tab\there", "nl\n", "\x00\x1f", "caf\u00e9",
+               "\u2028", "\U0001f600", "", " "]
+    counter = agent.counter("hits_total", "Hits", labels=("route", "who"))
+    gauge = agent.gauge("level", "Level", labels=("route",))
+    numbers = [0.1, 1e-7, -0.0, 2.5e15, 9007199254740991, -9007199254740991, 3, 1e300 ** 0]
+    for i, value in enumerate(awkward):
+        counter.labels(value, awkward[-1 - i]).inc(i + 1)
+        gauge.labels(value).set(numbers[i % len(numbers)])
+    snapshot = agent.collect()
+    (payload,) = agent.build_payloads(snapshot)
+    document = json.loads(payload.body)
+    base = {"appName": "shop", "environment": "production"}
+    document["impactMetrics"] = [
+        {"name": m.family.name, "help": m.family.help, "type": m.family.kind,
+         "samples": [{"labels": {**base, **dict(zip(m.family.label_names,
+                                                     s.child.label_values))},
+                      "value": s.value} for s in m.samples]}
+        for m in snapshot.metrics]
+    assert payload.body == encode(document)
+    assert [type(s["value"]) for s in document["impactMetrics"][1]["samples"]] == [
+        type(n) for n in (numbers * 2)[:len(awkward)]]

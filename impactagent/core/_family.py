@@ -96,7 +96,10 @@ class Series(Protocol):
     label_values: Tuple[str, ...]
 
     def take_delta(self) -> Any:
-        """What changed since the last take (None for nothing); the collector's only."""
+        """What changed since the last take (None for nothing); the collector's only. Plain
+        numbers, no object holding the series (a counter's increment, a gauge's value, a
+        histogram's ``(bucket counts, sum)``): a collect keeps them in columns next to the
+        series (see :mod:`impactagent.core.snapshot`)."""
 
     def give_back_delta(self, delta: Any) -> None:
         """Merge a taken delta back (a send failed or was never tried)."""

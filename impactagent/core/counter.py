@@ -146,7 +146,9 @@ class CounterChild:
         return _ExceptionCounter(self.inc, exception)
 
     # Collector side: only the registry's collect/restore (serialised by its lock) call these.
-    def take_delta(self) -> CounterDelta | None:
+    # The delta is a plain int, not a CounterDelta: a collect keeps it in a list next to
+    # this series (see impactagent.core.snapshot), no object per series.
+    def take_delta(self) -> int | None:
         value = self._total()  # one exact read: increments after it belong to the next window
         delta = value - self._sent
         if not delta:
@@ -154,10 +156,10 @@ class CounterChild:
         # At most what the server takes in one value; the rest stays pending for the next.
         delta = min(delta, MAX_SAFE)
         self._sent += delta
-        return CounterDelta(self, delta)
+        return delta
 
-    def give_back_delta(self, delta: CounterDelta) -> None:
-        self._sent -= delta.value
+    def give_back_delta(self, delta: int) -> None:
+        self._sent -= delta
 
     def pending_events(self) -> int:
         return self._total() - self._sent

@@ -99,7 +99,7 @@ class GaugeChild:
         """The last value set, or ``None`` if the gauge was never set."""
         return self._cell[0]
 
-    def take_delta(self) -> GaugeValue | None:
+    def take_delta(self) -> Number | None:
         with self._lock:  # no inc() between reading the mark and clearing it
             changed = self._dirty
             self._dirty = False
@@ -108,11 +108,9 @@ class GaugeChild:
         if cell is self._taken and not changed:
             return None
         self._taken = cell
-        if value is None:
-            return None
-        return GaugeValue(self, value)
+        return value  # None for a gauge never set: nothing to send
 
-    def give_back_delta(self, sample: GaugeValue) -> None:
+    def give_back_delta(self, value: Number) -> None:
         # Whatever the gauge holds now is at least as new as what failed to send; flag it so
         # it goes out next time, without overwriting a value set after the collect.
         self._dirty = True

@@ -194,7 +194,9 @@ class HistogramChild:
             result.append((le, running))
         return result
 
-    def take_delta(self) -> HistogramDelta | None:
+    def take_delta(self) -> Tuple[Tuple[int, ...], float] | None:
+        """``(counts of each bucket alone, sum)`` since the last take, or None; a collect
+        copies both into its columns (see impactagent.core.snapshot)."""
         with self._lock:  # one consistent read of counts and the window's sum
             counts = list(self._counts)
             window_sum = self._window_sum
@@ -203,21 +205,22 @@ class HistogramChild:
         if not any(deltas):
             return None  # no observation, so the window's sum is 0.0 too
         self._sent_counts = counts
-        return HistogramDelta(self, deltas, window_sum)
+        return deltas, window_sum
 
-    def give_back_delta(self, delta: HistogramDelta) -> None:
+    def give_back_delta(self, delta: Tuple[Sequence[int], float]) -> None:
+        given_counts, given_sum = delta
         with self._lock:
-            merged = self._window_sum + delta.sum
+            merged = self._window_sum + given_sum
             fits = -MAX_SAFE_FLOAT <= merged <= MAX_SAFE_FLOAT
             if fits:
                 self._window_sum = merged
         if fits:
-            self._sent_counts = [sent - d for sent, d in zip(self._sent_counts, delta.counts)]
+            self._sent_counts = [sent - d for sent, d in zip(self._sent_counts, given_counts)]
         else:
             # Observations recorded while it was away took the window's sum so far that the
             # two no longer fit in one value the server takes: the older part is dropped,
             # counted in observations (a sum of this size takes values near 2**52).
-            self.family.rules.drop("unsafe_sum", delta.count)
+            self.family.rules.drop("unsafe_sum", _total_of(given_counts))
 
     def pending_events(self) -> int:
         return sum(self._counts) - sum(self._sent_counts)

@@ -19,7 +19,8 @@ import math
 import platform
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
+from json.encoder import encode_basestring_ascii as _json_string  # what _ENCODER uses
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .._version import __version__
 from .snapshot import MetricDelta, Snapshot
@@ -88,22 +89,25 @@ def _base_labels(identity: Identity) -> Dict[str, str]:
     return {"appName": identity.app_name, "environment": identity.environment}
 
 
-def sample_json(metric: MetricDelta, sample: Any, base_labels: Dict[str, str]
-                ) -> Optional[Dict[str, Any]]:
-    """The wire form of one sample, or ``None`` if it cannot be sent (an overflowed sum)."""
-    family = metric.family
+def _sample_wire(family: Any, child: Any, value: Any, counts: Sequence[int],
+                 base_labels: Dict[str, str]) -> Optional[Dict[str, Any]]:
+    """The wire form of one sample, or ``None`` if it cannot be sent (an overflowed sum).
+
+    Built only to be encoded and dropped: the units keep the bytes, not this dict.
+    """
     labels = dict(base_labels)
-    labels.update(zip(family.label_names, sample.child.label_values))
+    labels.update(zip(family.label_names, child.label_values))
     if family.kind == "histogram":
-        if not math.isfinite(sample.sum):
+        if not math.isfinite(value):
             return None
         buckets, running = [], 0
-        for le, n in zip(family.buckets, sample.counts):
+        for le, n in zip(family.buckets, counts):
             running += n
             buckets.append({"le": le, "count": running})
-        buckets.append({"le": "+Inf", "count": running + sample.counts[-1]})
-        return {"labels": labels, "count": sample.count, "sum": sample.sum, "buckets": buckets}
-    return {"labels": labels, "value": sample.value}
+        total = running + counts[-1]
+        buckets.append({"le": "+Inf", "count": total})
+        return {"labels": labels, "count": total, "sum": value, "buckets": buckets}
+    return {"labels": labels, "value": value}
 
 
 def _header(snapshot: Snapshot, identity: Identity) -> Dict[str, Any]:
@@ -127,47 +131,127 @@ def _toggle_json(delta: Any) -> Dict[str, Any]:
     return {"yes": delta.yes, "no": delta.no, "variants": dict(delta.variants)}
 
 
-class Unit(NamedTuple):
-    """One indivisible piece of a body: a flag's counts, or one sample of one metric.
+def _flag_json(name: str, toggle: Dict[str, Any]) -> bytes:
+    return json.dumps(name).encode("ascii") + b":" + encode(toggle)
 
-    ``delta`` is what the unit carries in recorder terms (a ``ToggleDelta`` or a sample
-    delta) so a body that fails can be merged back; it is ``None`` for bodies read back
-    from the spool, which are replayed as bytes.
+
+class Units:
+    """The indivisible pieces of a body, a flag's counts or one sample of one metric, as
+    parallel lists: entry ``i`` of each list describes unit ``i``.
+
+    Columns rather than one object per unit: bytes, ints and shared references in lists
+    are what a build of 100,000 samples leaves for the cyclic garbage collector to track,
+    and that is a dozen lists, not 100,000 objects (see :mod:`impactagent.core.snapshot`).
+
+    - ``encoded``: its JSON (``"name":{...}`` for a flag), encoded once, to size it, and
+      joined as is into the body;
+    - ``flags``: the flag's name, or ``None`` for a sample;
+    - ``metrics``: ``(name, help, type)`` of a sample's metric (one tuple per metric,
+      shared), or ``None`` for a flag;
+    - ``events``: the recorded events it carries (what is lost if it is dropped);
+    - ``sources`` and ``indexes``: where its delta is, to merge it back if the body is not
+      delivered: the ``ToggleDelta`` of a flag (index -1), or the ``MetricDelta`` and the
+      series' index in it; ``None`` for units read back from the spool (replayed as bytes).
     """
 
-    size: int  # bytes it adds to a body, separator included
-    flag: Optional[str]  # the flag name, or None for a metric sample
-    wire: Dict[str, Any]  # the toggle or sample as sent
-    metric: Optional[Tuple[str, str, str]]  # (name, help, type) of a sample's metric
-    delta: Any = None
-    #: Its JSON (``"name":{...}`` for a flag): encoded once, to size it, and reused as is
-    #: in the body, which is joined from these pieces rather than encoded a second time.
-    encoded: bytes = b""
+    __slots__ = ("encoded", "events", "flags", "indexes", "metrics", "sources")
+
+    def __init__(self) -> None:
+        self.encoded: List[bytes] = []
+        self.flags: List[Optional[str]] = []
+        self.metrics: List[Optional[Tuple[str, str, str]]] = []
+        self.events: List[int] = []
+        self.sources: List[Any] = []
+        self.indexes: List[int] = []
+
+    def add(self, encoded: bytes, flag: Optional[str], metric: Optional[Tuple[str, str, str]],
+            events: int, source: Any = None, index: int = -1) -> None:
+        self.encoded.append(encoded)
+        self.flags.append(flag)
+        self.metrics.append(metric)
+        self.events.append(events)
+        self.sources.append(source)
+        self.indexes.append(index)
+
+    def pick(self, indexes: List[int]) -> Units:
+        """The units at ``indexes`` (increasing), in that order."""
+        if indexes and indexes[-1] - indexes[0] == len(indexes) - 1:  # a run: slice it
+            return self.slice(indexes[0], indexes[-1] + 1)
+        part = Units()
+        part.encoded = [self.encoded[i] for i in indexes]
+        part.flags = [self.flags[i] for i in indexes]
+        part.metrics = [self.metrics[i] for i in indexes]
+        part.events = [self.events[i] for i in indexes]
+        part.sources = [self.sources[i] for i in indexes]
+        part.indexes = [self.indexes[i] for i in indexes]
+        return part
+
+    def slice(self, start: int, stop: int) -> Units:
+        part = Units()
+        part.encoded = self.encoded[start:stop]
+        part.flags = self.flags[start:stop]
+        part.metrics = self.metrics[start:stop]
+        part.events = self.events[start:stop]
+        part.sources = self.sources[start:stop]
+        part.indexes = self.indexes[start:stop]
+        return part
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    def describe(self, i: int) -> str:
+        """``flag 'name'`` or ``counter 'name'``: unit ``i`` in a drop's detail."""
+        metric = self.metrics[i]
+        return f"flag {self.flags[i]!r}" if metric is None else f"{metric[2]} {metric[0]!r}"
 
 
-def _units(snapshot: Snapshot, base: Dict[str, str], drops: DropCounter) -> Iterator[Unit]:
+def _units(snapshot: Snapshot, base: Dict[str, str], drops: DropCounter) -> Units:
+    units = Units()
     for name, delta in snapshot.toggles.items():
         if delta.yes or delta.no:
-            yield _flag_unit(name, _toggle_json(delta), delta)
+            units.add(_flag_json(name, _toggle_json(delta)), name, None, delta.yes + delta.no,
+                      delta)
     for metric in snapshot.metrics:
         family = metric.family
         shell = (family.name, family.help, family.kind)
-        for sample in metric.samples:
-            wire = sample_json(metric, sample, base)
-            if wire is None:
-                drops.add("non_finite_sum", sample.count, detail=f"histogram {metric.name!r}")
-                continue
-            yield _sample_unit(wire, shell, sample)
+        values = metric.values
+        if family.kind == "histogram":
+            for index, child in enumerate(metric.children):
+                counts = metric.bucket_counts(index)
+                wire = _sample_wire(family, child, values[index], counts, base)
+                if wire is None:
+                    drops.add("non_finite_sum", sum(counts), detail=f"histogram {family.name!r}")
+                    continue
+                units.add(encode(wire), None, shell, wire["count"], metric, index)
+            continue
+        count = len(metric.children)
+        units.encoded += _number_samples(family, metric.children, values, base)
+        units.flags += [None] * count
+        units.metrics += [shell] * count
+        units.events += values if family.kind == "counter" else [1] * count
+        units.sources += [metric] * count
+        units.indexes += range(count)
+    return units
 
 
-def _sample_unit(wire: Dict[str, Any], shell: Tuple[str, str, str], delta: Any = None) -> Unit:
-    encoded = encode(wire)
-    return Unit(len(encoded) + 1, None, wire, shell, delta, encoded)
-
-
-def _flag_unit(name: str, toggle: Dict[str, Any], delta: Any = None) -> Unit:
-    encoded = json.dumps(name).encode("ascii") + b":" + encode(toggle)
-    return Unit(len(encoded) + 1, name, toggle, None, delta, encoded)
+def _number_samples(family: Any, children: Sequence[Any], values: Sequence[Any],
+                    base: Dict[str, str]) -> List[bytes]:
+    """Each sample of a counter or gauge as its JSON, written directly rather than through
+    a dict per sample: byte for byte what ``encode(_sample_wire(...))`` gives (labels
+    ``base`` then the family's in order; a str escaped by the encoder's own C function; an
+    int or a finite float as its repr, as the encoder writes them). Anything else (a NaN
+    the encoder refuses) goes through the encoder."""
+    head = _ENCODER.encode({"labels": base})[:-2]  # '{"labels":{"appName":..,"environment":..'
+    names = [f",{_json_string(name)}:" for name in family.label_names]
+    encoded: List[bytes] = []
+    for child, value in zip(children, values):
+        if value.__class__ is int or (value.__class__ is float and math.isfinite(value)):
+            labels = "".join([name + _json_string(label)
+                              for name, label in zip(names, child.label_values)])
+            encoded.append(f'{head}{labels}}},"value":{value!r}}}'.encode("ascii"))
+        else:
+            encoded.append(encode(_sample_wire(family, child, value, (), base)))  # type: ignore[arg-type]
+    return encoded
 
 
 @functools.lru_cache(maxsize=1024)
@@ -181,70 +265,88 @@ def _shell_size(metric: Tuple[str, str, str]) -> int:
     return len(_shell_json(metric)) + len(b"]},")
 
 
-class Payload(NamedTuple):
-    """One request body: the document, its exact bytes, and the units it carries."""
+class Payload:
+    """One request body: its exact bytes, the units it carries, and its document.
 
-    document: Dict[str, Any]
-    body: bytes
-    units: Tuple[Unit, ...] = ()
-    window: Optional[Tuple[datetime, datetime]] = None
+    ``document`` (the body as a dict) is decoded from ``body`` when asked, not kept: the
+    dicts of 100,000 samples are what made a big build pause recording threads (see
+    :mod:`impactagent.core.snapshot`). ``header`` is the body's document without its flags
+    and samples (what a split copies); ``events`` the recorded events it carries.
+    """
+
+    __slots__ = ("_document", "body", "events", "header", "units", "window")
+
+    def __init__(self, header: Dict[str, Any], body: bytes, units: Optional[Units] = None,
+                 window: Optional[Tuple[datetime, datetime]] = None,
+                 document: Optional[Dict[str, Any]] = None) -> None:
+        self.header = header
+        self.body = body
+        self.units = units if units is not None else Units()
+        self.window = window
+        self.events = sum(self.units.events)
+        self._document = document
+
+    @property
+    def document(self) -> Dict[str, Any]:
+        """The ClientMetrics body as a dict (decoded from ``body`` unless it was read)."""
+        if self._document is not None:
+            return self._document
+        decoded: Dict[str, Any] = json.loads(self.body)
+        return decoded
 
     def part(self) -> Optional[Snapshot]:
         """The slice of the snapshot this body carries, to restore if it is not delivered.
 
         ``None`` for a body without recorder deltas (one replayed from the spool).
         """
-        if self.window is None or any(u.delta is None for u in self.units):
+        units = self.units
+        if self.window is None or any(source is None for source in units.sources):
             return None
-        toggles = {u.flag: u.delta for u in self.units if u.flag is not None}
-        samples: Dict[str, List[Any]] = {}
-        families: Dict[str, Any] = {}
-        for unit in self.units:
-            if unit.flag is None:
-                family = unit.delta.child.family
-                families[family.name] = family
-                samples.setdefault(family.name, []).append(unit.delta)
-        metrics = tuple(MetricDelta(families[n], tuple(s)) for n, s in samples.items())
+        toggles: Dict[str, Any] = {}
+        picked: Dict[int, Tuple[MetricDelta, List[int]]] = {}  # by id of the MetricDelta
+        for flag, source, index in zip(units.flags, units.sources, units.indexes):
+            if flag is not None:
+                toggles[flag] = source
+            else:
+                picked.setdefault(id(source), (source, []))[1].append(index)
+        metrics = tuple(source.subset(indexes) for source, indexes in picked.values())
         return Snapshot(self.window[0], self.window[1], toggles, metrics)
 
 
-def _assemble(header: Dict[str, Any], units: List[Unit],
+def _assemble(header: Dict[str, Any], units: Units,
               window: Optional[Tuple[datetime, datetime]]) -> Payload:
-    document = {k: v for k, v in header.items() if k != "impactMetrics"}
-    document["bucket"] = dict(header["bucket"],
-                              toggles={u.flag: u.wire for u in units if u.flag is not None})
-    metrics: Dict[str, Dict[str, Any]] = {}
-    pieces: Dict[Tuple[str, str, str], List[bytes]] = {}  # each metric's encoded samples
-    for unit in units:
-        if unit.metric is not None:
-            name, help_text, kind = unit.metric
-            shell = metrics.get(name)
-            if shell is None:
-                shell = metrics[name] = {"name": name, "help": help_text, "type": kind,
-                                         "samples": []}
-                pieces[unit.metric] = []
-            shell["samples"].append(unit.wire)
-            pieces[unit.metric].append(unit.encoded)
-    if metrics:
-        document["impactMetrics"] = list(metrics.values())
-    return Payload(document, _join(document, units, pieces), tuple(units), window)
+    return Payload(header, _join(header, units), units, window)
 
 
 #: How an encoded header ends when its bucket (the last key) has no toggles yet.
 _EMPTY_TOGGLES_END = b'"toggles":{}}}'
 
 
-def _join(document: Dict[str, Any], units: List[Unit],
-          pieces: Dict[Tuple[str, str, str], List[bytes]]) -> bytes:
+def _head(header: Dict[str, Any]) -> Dict[str, Any]:
+    """``header`` without flags or samples."""
+    head = {k: v for k, v in header.items() if k != "impactMetrics"}
+    head["bucket"] = dict(header["bucket"], toggles={})
+    return head
+
+
+def _join(header: Dict[str, Any], units: Units) -> bytes:
     """The body's bytes, joined from the units' own encodings: byte for byte what
-    ``encode(document)`` gives, without encoding every sample a second time."""
-    head = {k: v for k, v in document.items() if k != "impactMetrics"}
-    head["bucket"] = dict(document["bucket"], toggles={})
-    head_json = encode(head)
+    encoding its document gives, without encoding every sample a second time."""
+    head_json = encode(_head(header))
     if not head_json.endswith(_EMPTY_TOGGLES_END):  # a document with another key order
-        return encode(document)
-    parts = [head_json[: -len(b"}}}")], b",".join(u.encoded for u in units if u.flag is not None),
-             b"}}"]
+        return encode(_document_of(header, units))
+    pieces: Dict[Tuple[str, str, str], List[bytes]] = {}  # each metric's encoded samples
+    toggles = []
+    for i, encoded in enumerate(units.encoded):
+        metric = units.metrics[i]
+        if metric is None:  # a flag's "name":{...}
+            toggles.append(encoded)
+        else:
+            shell = pieces.get(metric)
+            if shell is None:
+                shell = pieces[metric] = []
+            shell.append(encoded)
+    parts = [head_json[: -len(b"}}}")], b",".join(toggles), b"}}"]
     if pieces:
         parts.append(b',"impactMetrics":[')
         parts.append(b",".join(_shell_json(shell) + b",".join(encoded) + b"]}"
@@ -252,6 +354,27 @@ def _join(document: Dict[str, Any], units: List[Unit],
         parts.append(b"]")
     parts.append(b"}")
     return b"".join(parts)
+
+
+def _document_of(header: Dict[str, Any], units: Units) -> Dict[str, Any]:
+    """The document of ``header`` carrying ``units`` (decoded from their bytes)."""
+    document = _head(header)
+    toggles: Dict[str, Any] = {}
+    metrics: Dict[str, Dict[str, Any]] = {}
+    for encoded, metric in zip(units.encoded, units.metrics):
+        if metric is None:
+            toggles.update(json.loads(b"{" + encoded + b"}"))
+        else:
+            name, help_text, kind = metric
+            shell = metrics.get(name)
+            if shell is None:
+                shell = metrics[name] = {"name": name, "help": help_text, "type": kind,
+                                         "samples": []}
+            shell["samples"].append(json.loads(encoded))
+    document["bucket"]["toggles"] = toggles
+    if metrics:
+        document["impactMetrics"] = list(metrics.values())
+    return document
 
 
 def build_payloads(
@@ -274,44 +397,54 @@ def build_payloads(
                  window)
 
 
-def _pack(header: Dict[str, Any], units: Iterable[Unit], max_bytes: int, drops: DropCounter,
+def _pack(header: Dict[str, Any], units: Units, max_bytes: int, drops: DropCounter,
           window: Optional[Tuple[datetime, datetime]]) -> List[Payload]:
     # "impactMetrics": [] may be added to any body: count it up front.
     base_size = len(encode(header)) + len(',"impactMetrics":[]')
-    bodies: List[List[Unit]] = []
-    current: List[Unit] = []
+    bodies: List[List[int]] = []  # the units of each body, by index in ``units``
+    current: List[int] = []
     shells: set = set()
     used = base_size
-    for unit in units:
-        shell = _shell_size(unit.metric) if unit.metric is not None else 0
-        if base_size + shell + unit.size > max_bytes:
-            where = f"flag {unit.flag!r}" if unit.metric is None else (
-                f"{unit.metric[2]} {unit.metric[0]!r}")
-            drops.add("oversize_item", _unit_events(unit), detail=where[:200])
-            continue
-        if unit.metric is not None and unit.metric[0] in shells:
+    last_metric: Optional[Tuple[str, str, str]] = None
+    last_shell = 0
+    for i, encoded in enumerate(units.encoded):
+        metric = units.metrics[i]
+        size = len(encoded) + 1  # with its separator
+        if metric is None:
             shell = 0
-        if used + shell + unit.size > max_bytes:
+        elif metric is last_metric:  # most units: the same metric as the one before
+            shell = last_shell
+        else:
+            shell = last_shell = _shell_size(metric)
+            last_metric = metric
+        if base_size + shell + size > max_bytes:
+            drops.add("oversize_item", units.events[i], detail=units.describe(i)[:200])
+            continue
+        if metric is not None and metric[0] in shells:
+            shell = 0
+        if used + shell + size > max_bytes:
             bodies.append(current)
             current, shells, used = [], set(), base_size
-            shell = _shell_size(unit.metric) if unit.metric is not None else 0
-        current.append(unit)
-        used += shell + unit.size
-        if unit.metric is not None:
-            shells.add(unit.metric[0])
+            shell = _shell_size(metric) if metric is not None else 0
+        current.append(i)
+        used += shell + size
+        if metric is not None:
+            shells.add(metric[0])
     if current or not bodies:
         bodies.append(current)
-    return [_assemble(header, body, window) for body in bodies]
+    return [_assemble(header, units.pick(body), window) for body in bodies]
 
 
 def payload_from_document(document: Dict[str, Any]) -> Payload:
     """A :class:`Payload` for a document read back (from the spool), splittable as usual."""
-    units = [_flag_unit(name, toggle) for name, toggle in
-             document.get("bucket", {}).get("toggles", {}).items()]
+    units = Units()
+    for name, toggle in document.get("bucket", {}).get("toggles", {}).items():
+        units.add(_flag_json(name, toggle), name, None, int(toggle["yes"]) + int(toggle["no"]))
     for metric in document.get("impactMetrics") or []:
         shell = (metric["name"], metric["help"], metric["type"])
-        units += [_sample_unit(sample, shell) for sample in metric["samples"]]
-    return Payload(document, encode(document), tuple(units))
+        for sample in metric["samples"]:
+            units.add(encode(sample), None, shell, _sample_events(metric["type"], sample))
+    return Payload(document, encode(document), units, None, document)
 
 
 def split_payload(payload: Payload) -> List[Payload]:
@@ -319,12 +452,12 @@ def split_payload(payload: Payload) -> List[Payload]:
 
     Returns ``[payload]`` unchanged when it holds a single unit and cannot be split.
     """
-    units = list(payload.units)
+    units = payload.units
     if len(units) < 2:
         return [payload]
     middle = len(units) // 2
-    return [_assemble(payload.document, half, payload.window)
-            for half in (units[:middle], units[middle:])]
+    return [_assemble(payload.header, half, payload.window)
+            for half in (units.slice(0, middle), units.slice(middle, len(units)))]
 
 
 def count_events(document: Dict[str, Any]) -> int:
@@ -344,10 +477,3 @@ def _sample_events(kind: str, sample: Dict[str, Any]) -> int:
     if kind == "histogram":
         return int(sample["count"])
     return 1
-
-
-def _unit_events(unit: Unit) -> int:
-    """The recorded events one unit carries: what is lost when it is dropped."""
-    if unit.metric is None:
-        return int(unit.wire["yes"]) + int(unit.wire["no"])
-    return _sample_events(unit.metric[2], unit.wire)

@@ -9,7 +9,7 @@ from ._family import DEFAULT_MAX_SERIES, MetricFamily
 from .counter import Counter
 from .gauge import Gauge
 from .histogram import DEFAULT_BUCKETS, Histogram
-from .snapshot import MetricDelta
+from .snapshot import MetricDelta, give_back_family, take_family
 from .statistics import DropCounter
 
 M = TypeVar("M", bound=MetricFamily)
@@ -79,16 +79,15 @@ class MetricRegistry:
         """Take every series' delta since the last take (callers serialise take/give_back)."""
         taken = []
         for family in self.families():
-            samples = tuple(s for s in (c.take_delta() for c in family.series()) if s is not None)
-            if samples:
-                taken.append(MetricDelta(family, samples))
+            delta = take_family(family)  # columns: O(1) tracked objects per family
+            if delta is not None:
+                taken.append(delta)
         return tuple(taken)
 
     def give_back(self, metrics: Tuple[MetricDelta, ...]) -> None:
         """Merge deltas that failed to send back into their series."""
         for metric in metrics:
-            for sample in metric.samples:
-                sample.child.give_back_delta(sample)
+            give_back_family(metric)
 
     def reset_after_fork(self) -> None:
         """In a forked child: new locks and zero counts (definitions and series are kept)."""

@@ -41,7 +41,6 @@ import tenacity
 from ..core.payload import (
     Payload,
     build_payloads,
-    count_events,
     payload_from_document,
     split_payload,
 )
@@ -304,7 +303,7 @@ class Delivery:
             self._send_and_settle(half, run, owned=owned)
 
     def _send(self, payload: Payload, run: _Run) -> Outcome:
-        events = count_events(payload.document)
+        events = payload.events
         deadline = run.deadline
 
         def attempt() -> Outcome:
@@ -360,7 +359,7 @@ class Delivery:
     def _settle(self, payload: Payload, outcome: Outcome, run: _Run, *, owned: bool
                 ) -> List[Payload]:
         """Account for ``payload`` after ``outcome``; return the halves to send (413)."""
-        events = count_events(payload.document)
+        events = payload.events
         if owned:
             with self._ownership:
                 self._in_flight.pop(id(payload), None)
@@ -431,7 +430,7 @@ class Delivery:
             if not self.closing:
                 self.recorder.restore(part)
                 return
-        self._count_not_delivered(count_events(payload.document))
+        self._count_not_delivered(payload.events)
 
     def _own(self, payloads: List[Payload]) -> None:
         with self._ownership:
@@ -495,7 +494,7 @@ class Delivery:
             return taken
 
     def _hand_over(self, payload: Payload) -> _Handover:
-        events = count_events(payload.document)
+        events = payload.events
         if self.spool is not None:
             return _Handover(payload, events, self.spool.write(payload.body), "")
         self._count_not_delivered(events)
@@ -532,7 +531,7 @@ class Delivery:
             return pending
         events = 0
         for payload in payloads:
-            carried = count_events(payload.document)
+            carried = payload.events
             if carried == 0:
                 continue  # an empty window: nothing was recorded in it, nothing to keep
             events += carried
