@@ -166,3 +166,23 @@ def test_an_otel_point_lacking_an_attribute_does_not_cost_the_other_metrics_of_i
     assert not problems
     assert by_name["orders"] + by_name["orders_total"] == 5, (totals, problems)
     assert by_name["jobs"] + by_name["jobs_total"] + dropped == 5, (totals, dropped)
+
+
+@pytest.mark.parametrize("calls", [[2**53], [2**52, 2**52]], ids=["one call", "two calls"])
+def test_histogram_counts_beyond_the_safe_range_never_cost_the_other_metrics(calls):
+    """``add_counts`` (the bridges' seam) takes any count: a window whose observations add
+    up past 2**53 - 1 made a sample the server refuses, and its Joi schema then discards
+    the body's whole impactMetrics array (202). It is dropped and counted instead."""
+    with Receiver() as receiver:
+        agent = _agent(receiver)
+        agent.counter("orders_total", "Orders").inc(5)
+        batches = agent.histogram("batch_seconds", "Batches", buckets=(1,))
+        for count in calls:
+            batches.add_counts([count, 0], 0.5)
+        assert agent.close(timeout=10).ok
+        dropped = agent.statistics()["dropped"]
+        totals = _counter_totals(receiver)
+        problems = receiver.problems()
+    assert not problems
+    assert [n for (name, _), n in totals.items() if name == "orders_total"] == [5]
+    assert dropped == {"unsafe_count": sum(calls)}

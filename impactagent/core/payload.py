@@ -6,7 +6,7 @@ The rules come from what real servers accept (see the project's protocol notes):
 - flags with ``yes == no == 0`` are left out (the server ignores them);
 - every sample carries ``appName`` and ``environment`` labels; ``labels`` is never null;
 - histogram buckets are cumulative and end with the *string* ``"+Inf"``;
-- no NaN or infinity anywhere (``allow_nan=False``);
+- no NaN or infinity anywhere (``allow_nan=False``), no count beyond ``2**53 - 1``;
 - no body is larger than ``max_bytes``: a big snapshot is split across several bodies that
   together carry every count exactly once.
 """
@@ -23,6 +23,7 @@ from json.encoder import encode_basestring_ascii as _json_string  # what _ENCODE
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .._version import __version__
+from ._numbers import MAX_SAFE
 from .snapshot import MetricDelta, Snapshot
 from .statistics import DropCounter
 
@@ -221,6 +222,9 @@ def _units(snapshot: Snapshot, base: Dict[str, str], drops: DropCounter) -> Unit
                 wire = _sample_wire(family, child, values[index], counts, base)
                 if wire is None:
                     drops.add("non_finite_sum", sum(counts), detail=f"histogram {family.name!r}")
+                    continue
+                if wire["count"] > MAX_SAFE:  # add_counts() takes any count: never sent
+                    drops.add("unsafe_count", wire["count"], detail=f"histogram {family.name!r}")
                     continue
                 units.add(encode(wire), None, shell, wire["count"], metric, index)
             continue

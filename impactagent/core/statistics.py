@@ -25,6 +25,9 @@ DROP_REASONS: Dict[str, str] = {
     "oversize_item": "a single series too large for any request body was dropped",
     # Recording keeps sums in range (unsafe_sum); this guards bodies built any other way.
     "non_finite_sum": "a histogram whose sum overflowed to infinity was dropped",
+    # add_counts() takes any count; a window's past 2**53 - 1 would cost the whole body.
+    "unsafe_count": "a histogram window whose observations add up past 2**53 - 1, which "
+                    "Unleash refuses, was dropped",
     "rejected_by_server": "the server answered 400 to a request body, so its events were dropped",
     "spool_full": "the oldest spooled request bodies were deleted to stay under the spool cap",
     "spool_corrupt": "a corrupt spool file was moved aside (counted in files)",
