@@ -81,6 +81,7 @@ for t in threads: t.start()
 for t in threads: t.join(20)
 call("POST", "/shop/checkout/beta-cat")  # this thread decides "blue"...
 call("GET", "/health")                   # ...and the next request must not see it
+call("GET", "/")                         # the root pattern, written "" in urls.py
 call("GET", "/nowhere/42")
 call("GET", "/shop/boom")
 agent = get_agent()
@@ -109,11 +110,13 @@ def run_django(extra_env=None):
 def test_django_middleware_labels_by_url_pattern_and_scopes_flags_per_request():
     pytest.importorskip("django")
     result = run_django()
-    assert result["statuses"] == [200, 200, 200, 200, 404, 500]
+    assert result["statuses"] == [200, 200, 200, 200, 200, 404, 500]
     expected = {
         ("POST", "shop/checkout/<str:user>", "2xx", "blue"): 2,
         ("POST", "shop/checkout/<str:user>", "2xx", "disabled"): 1,
         ("GET", "health", "2xx", "not_evaluated"): 1,
+        # The root pattern is "" in urls.py: "/", never "unmatched" (it did match).
+        ("GET", "/", "2xx", "not_evaluated"): 1,
         ("GET", "unmatched", "4xx", "not_evaluated"): 1,
         ("GET", "shop/boom", "5xx", "not_evaluated"): 1,
     }
@@ -131,8 +134,8 @@ def test_django_agent_from_settings_delivers_to_the_server(server):
     pytest.importorskip("django")
     run_django({"TEST_UNLEASH_URL": server.api_url})  # the child closes at exit (atexit)
     assert server.counter_total("checkout_total") == 3
-    # Six requests and the scrape of /metrics, itself a request (route "metrics").
-    assert server.counter_total("http_server_requests_total") == 7
+    # Seven requests and the scrape of /metrics, itself a request (route "metrics").
+    assert server.counter_total("http_server_requests_total") == 8
     assert server.totals()["flags"]["new-checkout"] == {"yes": 2, "no": 1,
                                                         "variants": {"blue": 2}}
 

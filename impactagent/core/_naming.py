@@ -66,19 +66,35 @@ def check_label_names(metric: str, names: Iterable[Any], *, extra_reserved: Iter
 
 
 def label_value(metric: str, label: str, value: Any) -> str:
-    """Convert one label value to the string the server stores, refusing ``None``."""
+    """Convert one label value to the string the server stores, refusing ``None`` and the
+    empty string.
+
+    Unleash refuses an empty label value, and not alone: it discards the whole
+    ``impactMetrics`` array of the body (every other metric in it) while answering 202.
+    So ``labels("")`` is an error at the call, where the mistake is, never a body sent.
+    """
     if value.__class__ is str:
-        return value
+        if value:
+            return value
+        raise ValueError(_EMPTY.format(label=label, metric=metric))
     if isinstance(value, str):
         # A str subclass (a str Enum) compares equal to its plain text, so it must become
         # exactly that text: str.__str__ gives it (str() could give "Color.RED").
-        return str.__str__(value)
+        text = str.__str__(value)
+        if text:
+            return text
+        raise ValueError(_EMPTY.format(label=label, metric=metric))
     if value is None or isinstance(value, (tuple, list, dict, set)):
         raise TypeError(
             f"label {label!r} of {metric!r} needs a string value (or a number), "
             f"got {type(value).__name__}"
         )
     return str(value)
+
+
+_EMPTY = ("label {label!r} of {metric!r} needs a non-empty value: Unleash discards every "
+          "impact metric of a body that has an empty one; use a value that says it, such "
+          "as 'none' or 'unknown'")
 
 
 def flag_label_name(metric: str, flag: Any) -> str:

@@ -37,6 +37,9 @@ DROP_REASONS: Dict[str, str] = {
     "bridged_labels_changed": "a bridged metric's series whose label names are not the ones "
                               "the metric was first bridged with (its source re-defined it "
                               "with other labels) was dropped",
+    "empty_label_value": "a bridged metric's series with an empty value for a label, which "
+                         "Unleash refuses (with every other impact metric of the body), was "
+                         "dropped",
     "not_delivered_by_close": "the agent closed with events the server had not taken, and "
                               "no spool_dir to keep them",
 }

@@ -24,6 +24,12 @@ value on its label. One re-defined with other label names cannot be mapped onto 
 family defined at first sight; what its series count is dropped under the reason
 ``bridged_labels_changed`` (logged once per metric, counted in
 ``Agent.statistics()["dropped"]``), never lost silently.
+
+A source series with an empty value for a kept label (Prometheus's way of writing a label
+that is absent; an OpenTelemetry point without one of its metric's attributes) cannot be
+sent either: Unleash discards every impact metric of a body with an empty label value. What
+it counts is dropped under ``empty_label_value``, logged once per metric with the label's
+name, so that it can be left out with ``labels=`` or given a value at the source.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from typing import (
     Callable,
     Dict,
     Iterable,
+    List,
     Mapping,
     Optional,
     Sequence,
@@ -97,19 +104,23 @@ class Bridged:
         self.source_labels = source_labels
         self._keep = keep
 
-    def series(self, label_values: Sequence[str]) -> Any:
-        """The native series of a source series' label values (in source label order)."""
-        return self.family.series_of(*(label_values[i] for i in self._keep))
-
     def series_for(self, labels: Mapping[str, str]) -> Optional[Any]:
         """The native series of a source series given as ``{label name: value}``, or None
-        when its label names are not exactly the ones this metric was bridged with (the
-        source re-defined the metric with other labels: there is no native series to put
-        it in)."""
+        when there is none to put it in: its label names are not exactly the ones this
+        metric was bridged with (the source re-defined the metric with other labels), or a
+        kept label's value is empty (see :meth:`BridgedFamilies.drop_unmapped`)."""
         names = self.source_labels
         if len(labels) != len(names) or any(name not in labels for name in names):
             return None
-        return self.family.series_of(*(labels[names[i]] for i in self._keep))
+        values = [labels[names[i]] for i in self._keep]
+        if "" in values:
+            return None
+        return self.family.series_of(*values)
+
+    def empty_labels(self, labels: Mapping[str, str]) -> List[str]:
+        """The kept labels whose value in ``labels`` is empty (or missing)."""
+        names = self.source_labels
+        return [names[i] for i in self._keep if not labels.get(names[i])]
 
 
 class BridgedFamilies:
@@ -137,15 +148,26 @@ class BridgedFamilies:
             logger.warning("impactagent: %s metric %r is not sent to Unleash: %s",
                            self._source, name, reason)
 
-    def drop_unmapped(self, name: str, events: int, label_names: Iterable[str],
+    def drop_unmapped(self, name: str, events: int, labels: Mapping[str, str],
                       bridged: Bridged) -> None:
-        """Count ``events`` of source metric ``name`` as dropped (``bridged_labels_changed``,
-        logged once per metric): a series with these label names has no native series."""
-        if events > 0:
+        """Count ``events`` of source metric ``name``'s series ``labels`` as dropped, logged
+        once per metric and reason: ``bridged_labels_changed`` when its label names are not
+        the ones the metric was bridged with, ``empty_label_value`` when a kept label's
+        value is empty."""
+        if events <= 0:
+            return
+        if sorted(labels) != sorted(bridged.source_labels):
             self._agent.recorder.drops.add(
                 "bridged_labels_changed", events,
-                detail=f"{self._source} metric {name!r} has labels {sorted(label_names)}, "
+                detail=f"{self._source} metric {name!r} has labels {sorted(labels)}, "
                        f"bridged with {list(bridged.source_labels)}")
+            return
+        empty = bridged.empty_labels(labels)
+        self._agent.recorder.drops.add(
+            "empty_label_value", events,
+            detail=f"{self._source} metric {name!r} has series with an empty {empty[0]!r}, "
+                   f"which Unleash refuses: give it a value at the source, or leave the "
+                   f"label out with labels=[...]")
 
     def counter(self, name: str, help: str, label_names: Sequence[str],
                 native: Optional[str] = None) -> Optional[Bridged]:

@@ -32,9 +32,10 @@ itself (zero counts, its own connection id and flusher): nothing to add for the 
 Each request is counted in ``http_server_requests_total`` and timed in
 ``http_server_request_duration_seconds`` (:mod:`impactagent.integrations.http_metrics`) with
 the route Django resolved: the pattern as written in ``urls.py`` (``checkout/<str:user>``,
-included prefixes joined), never the raw path; ``unmatched`` when nothing resolved (a 404, or a
-middleware that answered first). A view that raises counts as the 500 Django answers with.
-The time runs until the response is made; the body of a streaming response is not timed.
+included prefixes joined; ``/`` for the root pattern, written ``""``), never the raw path;
+``unmatched`` when nothing resolved (a 404, or a middleware that answered first). A view
+that raises counts as the 500 Django answers with. The time runs until the response is
+made; the body of a streaming response is not timed.
 
 For a Prometheus scrape, add ``path("metrics", metrics_view)`` to ``urlpatterns`` (needs
 ``impactagent[prometheus]``).
@@ -103,8 +104,11 @@ class ImpactMiddleware:
         finally:
             try:
                 match = getattr(request, "resolver_match", None)
-                self.metrics.record(request.method or "", getattr(match, "route", None),
-                                    status, _perf_counter() - start)
+                route = getattr(match, "route", None)
+                if match is not None and route == "":
+                    route = "/"  # the root pattern, path("", ...): it matched
+                self.metrics.record(request.method or "", route, status,
+                                    _perf_counter() - start)
             finally:
                 close_scope(token)
 

@@ -34,7 +34,10 @@ a ``metrics=`` predicate on the name here). What each kind becomes:
 Names are mapped as :mod:`impactagent.integrations._bridged` says (``http.server.duration``
 becomes ``http_server_duration``); attribute values become strings. A metric's label names
 are those of the first data point seen, the allowlist ``labels`` applied; attributes that
-other points have beyond them are added up.
+other points have beyond them are added up. A point without one of them cannot be sent
+(Unleash refuses an empty label value): its events are dropped and counted under
+``empty_label_value``, logged once per metric; leave an attribute that only some points
+have out with ``labels=``.
 
 Bridged metrics are aggregated before the agent sees them, so they cannot carry the
 request's flag state: record a native metric with ``flags=`` for that. Shut the
@@ -113,6 +116,7 @@ class ImpactMetricExporter(MetricExporter):
         self._histograms = HistogramReadings()
         self._running: Dict[Any, float] = {}  # totals of delta sums, by source series
         self._gauges_set: Dict[Any, float] = {}
+        self._gauges_dropped: Dict[Any, float] = {}  # last unsettable value, by series
 
     @property
     def refused(self) -> Dict[str, str]:
@@ -164,8 +168,14 @@ class ImpactMetricExporter(MetricExporter):
                     total = self._running[key] = self._running.get(key, 0.0) + total
                 bridged = self._native.gauge(name, metric.description, names)
                 if bridged is not None:
-                    child = _series(bridged, names, values)
-                    gauges[child] = gauges.get(child, 0.0) + total
+                    # A value that cannot be set is one dropped event when it is new (as
+                    # a set would be), not at every export of the same value.
+                    new = self._gauges_dropped.get(key) != total
+                    child = self._series(name, bridged, names, values, 1 if new else 0)
+                    if child is not None:
+                        gauges[child] = gauges.get(child, 0.0) + total
+                    else:
+                        self._gauges_dropped[key] = total
             elif isinstance(data, HistogramData):
                 self._histogram(metric, data, point, key, names, values)
             else:
@@ -180,7 +190,9 @@ class ImpactMetricExporter(MetricExporter):
             delta = self._counters.delta(key, point.value, point.start_time_unix_nano)
         bridged = self._native.counter(metric.name, metric.description, names)
         if bridged is not None and delta:
-            increment(_series(bridged, names, values), delta)
+            child = self._series(metric.name, bridged, names, values, delta)
+            if child is not None:
+                increment(child, delta)
 
     def _histogram(self, metric: Any, data: Any, point: Any, key: Any,
                    names: Tuple[str, ...], values: Tuple[str, ...]) -> None:
@@ -200,7 +212,21 @@ class ImpactMetricExporter(MetricExporter):
                                              f"not {expected}")
             return
         if added is not None:
-            _series(bridged, names, values).add_counts(*added)
+            child = self._series(metric.name, bridged, names, values, sum(added[0]))
+            if child is not None:
+                child.add_counts(*added)
+
+    def _series(self, name: str, bridged: Bridged, names: Tuple[str, ...],
+                values: Tuple[str, ...], events: int) -> Any:
+        """The native series of a point, by the label names its metric was bridged with, or
+        None when there is none (a point without one of them: its ``events`` are dropped
+        and counted, see :mod:`impactagent.integrations._bridged`)."""
+        by_name = dict(zip(names, values))
+        labels = {n: by_name.get(n, "") for n in bridged.source_labels}
+        child = bridged.series_for(labels)
+        if child is None:
+            self._native.drop_unmapped(name, events, labels, bridged)
+        return child
 
 
 def _is_delta(data: Any) -> bool:
@@ -219,12 +245,3 @@ def _text(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(_text(v) for v in value)
     return str(value)
-
-
-def _series(bridged: Bridged, names: Tuple[str, ...], values: Tuple[str, ...]) -> Any:
-    """The native series of a point, by the label names its family was defined with."""
-    defined = bridged.source_labels
-    if defined == names:
-        return bridged.series(values)
-    by_name = dict(zip(names, values))
-    return bridged.series(tuple(by_name.get(n, "") for n in defined))

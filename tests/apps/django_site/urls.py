@@ -34,5 +34,5 @@ def boom(request):
 
 
 shop = [path("checkout/<str:user>", checkout), path("boom", boom)]
-urlpatterns = [path("shop/", include(shop)), path("health", health),
+urlpatterns = [path("", health), path("shop/", include(shop)), path("health", health),
                path("metrics", metrics_view)]
