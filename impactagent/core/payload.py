@@ -21,7 +21,7 @@ import uuid
 from array import array
 from datetime import datetime, timezone
 from json.encoder import encode_basestring_ascii as _json_string  # what _ENCODER uses
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from .._version import __version__
 from .snapshot import MetricDelta, Snapshot
@@ -303,20 +303,25 @@ def _number_samples(units: Units, group: int, metric: MetricDelta, base: Dict[st
     names = [f",{_json_string(name)}:" for name in family.label_names]
     data, starts, ends = units.data, units.starts, units.ends
     count = len(metric.indexes)
-    numbers, ints = metric.numbers, metric.ints
-    for i, position in enumerate(metric.indexes):
-        value = numbers[i]
-        if ints and ints[i]:
-            value = int(value)
+    first = len(starts)
+    numbers: Iterable[Any] = metric.numbers
+    if metric.ints:  # a gauge's ints as ints, one at a time (not a list of every value)
+        numbers = (int(n) if is_int else n for n, is_int in zip(numbers, metric.ints))
+    sole = names[0] if len(names) == 1 else None  # one label: no list to join
+    for position, value in zip(metric.indexes, numbers):
         child = table[position]
-        starts.append(len(data))
+        starts.append(len(data))  # the unit ends where the next starts (see below)
         if value.__class__ is int or (value.__class__ is float and math.isfinite(value)):
-            labels = "".join([name + _json_string(label)
-                              for name, label in zip(names, child.label_values)])
+            if sole is not None:
+                labels = sole + _json_string(child.label_values[0])
+            else:
+                labels = "".join([name + _json_string(label)
+                                  for name, label in zip(names, child.label_values)])
             data += f'{head}{labels}}},"value":{value!r}}}'.encode("ascii")
         else:
             data += encode(_sample_wire(family, child, value, (), base))  # type: ignore[arg-type]
-        ends.append(len(data))
+    ends.extend(starts[first + 1:])
+    ends.append(len(data))
     units.add_events(numbers if family.kind == "counter" else array("q", [1]) * count)
     units.groups.extend(array("q", [group]) * count)
     units.indexes.extend(range(count))
