@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from array import array
 from datetime import datetime
+from itertools import islice
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from ._numbers import MAX_SAFE
@@ -133,8 +134,9 @@ def take_family(family: Any) -> Optional[MetricDelta]:
     """Take the delta of every series of ``family`` since the last take, as one
     :class:`MetricDelta` (``None`` when no series changed); callers serialise takes.
 
-    Series are visited by position up to the table's length when the take starts: one
-    created meanwhile is taken next time, as a copy of the list would have left it.
+    Series are visited in order up to the table's length when the take starts (``islice``:
+    no copy of the list): one created meanwhile is taken next time, as a copy would have
+    left it.
     """
     table = family.series_table()
     kind = family.kind
@@ -148,11 +150,12 @@ def take_family(family: Any) -> Optional[MetricDelta]:
 def _take_counters(family: Any, table: Sequence[Any]) -> Optional[MetricDelta]:
     indexes = array("q")
     numbers = array("q")  # a counter's delta is an int in 1..2**53 - 1 (take_delta's cap)
-    for index in range(len(table)):
-        value = table[index].take_delta()
+    add_index, add_number = indexes.append, numbers.append
+    for index, child in enumerate(islice(table, len(table))):
+        value = child.take_delta()
         if value is not None:
-            indexes.append(index)
-            numbers.append(value)
+            add_index(index)
+            add_number(value)
     return MetricDelta(family, indexes, numbers) if indexes else None
 
 
@@ -160,8 +163,8 @@ def _take_gauges(family: Any, table: Sequence[Any]) -> Optional[MetricDelta]:
     indexes = array("q")
     numbers: Any = array("d")
     ints: Any = bytearray()
-    for index in range(len(table)):
-        value = table[index].take_delta()
+    for index, child in enumerate(islice(table, len(table))):
+        value = child.take_delta()
         if value is None:
             continue
         indexes.append(index)
@@ -185,8 +188,8 @@ def _take_histograms(family: Any, table: Sequence[Any]) -> Optional[MetricDelta]
     indexes = array("q")
     sums = array("d")  # a window's sum is a float (it starts at 0.0)
     counts: Any = array("q")
-    for index in range(len(table)):
-        taken = table[index].take_delta()
+    for index, child in enumerate(islice(table, len(table))):
+        taken = child.take_delta()
         if taken is None:
             continue
         indexes.append(index)
