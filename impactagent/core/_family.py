@@ -331,6 +331,15 @@ class MetricFamily(Generic[Child]):
         """Return every series of this metric (a copy; new series may appear at any time)."""
         return list(self._series)
 
+    def series_table(self) -> Sequence[Child]:
+        """Every series of this metric, as the family's own list (not a copy), for readers
+        that name a series by its position: the list is append-only (a series is never
+        removed or moved, a forked child keeps it as is, and the stand-in past the series
+        limit is never in it), so position ``i`` names the same series for the family's
+        whole life. A collect keeps positions instead of references (see
+        :mod:`impactagent.core.snapshot`). Read it; never change it."""
+        return self._series
+
     def describe(self) -> Tuple[Any, ...]:
         """Return what makes two definitions the same: kind, help, labels, buckets, flags."""
         return (self.kind, self.help, self.label_names, (), self.flags)

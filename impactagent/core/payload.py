@@ -18,9 +18,10 @@ import json
 import math
 import platform
 import uuid
+from array import array
 from datetime import datetime, timezone
 from json.encoder import encode_basestring_ascii as _json_string  # what _ENCODER uses
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from .._version import __version__
 from ._numbers import MAX_SAFE
@@ -137,73 +138,134 @@ def _flag_json(name: str, toggle: Dict[str, Any]) -> bytes:
 
 
 class Units:
-    """The indivisible pieces of a body, a flag's counts or one sample of one metric, as
-    parallel lists: entry ``i`` of each list describes unit ``i``.
+    """The indivisible pieces of a body, a flag's counts or one sample of one metric, in
+    columns: entry ``i`` of each column describes unit ``i``.
 
-    Columns rather than one object per unit: bytes, ints and shared references in lists
-    are what a build of 100,000 samples leaves for the cyclic garbage collector to track,
-    and that is a dozen lists, not 100,000 objects (see :mod:`impactagent.core.snapshot`).
+    Columns of machine numbers rather than one object (or one list entry) per unit: a
+    build of 100,000 samples then leaves the cyclic garbage collector a few small objects
+    to visit, not lists of 100,000 references (see :mod:`impactagent.core.snapshot`).
 
-    - ``encoded``: its JSON (``"name":{...}`` for a flag), encoded once, to size it, and
-      joined as is into the body;
-    - ``flags``: the flag's name, or ``None`` for a sample;
-    - ``metrics``: ``(name, help, type)`` of a sample's metric (one tuple per metric,
-      shared), or ``None`` for a flag;
-    - ``events``: the recorded events it carries (what is lost if it is dropped);
-    - ``sources`` and ``indexes``: where its delta is, to merge it back if the body is not
-      delivered: the ``ToggleDelta`` of a flag (index -1), or the ``MetricDelta`` and the
-      series' index in it; ``None`` for units read back from the spool (replayed as bytes).
+    - ``data``: every unit's JSON (``"name":{...}`` for a flag), encoded once, to size it
+      and to join it as is into a body; unit ``i`` is ``data[starts[i]:ends[i]]``. Parts
+      of a build (its bodies, their halves) share the build's buffer, never change it;
+    - ``starts``, ``ends``: ``array('q')`` offsets into ``data``;
+    - ``events``: the recorded events each carries (what is lost if it is dropped), an
+      ``array('q')``, or a list once a count does not fit one (histograms' ``add_counts``);
+    - ``groups``: ``array('q')``, where unit ``i`` comes from: ``origins[groups[i]]``;
+    - ``origins``: ``(flag, metric, source)`` per flag and per run of one metric's samples
+      (a handful, shared by the parts): the flag's name or ``None``; ``(name, help,
+      type)`` of a sample's metric or ``None``; where its delta is, to merge it back if
+      the body is not delivered: the ``ToggleDelta`` of a flag, the ``MetricDelta`` of a
+      sample, ``None`` for units read back from the spool (replayed as bytes);
+    - ``indexes``: ``array('q')``, a sample's series index in its ``MetricDelta`` (-1 for
+      a flag).
     """
 
-    __slots__ = ("encoded", "events", "flags", "indexes", "metrics", "sources")
+    __slots__ = ("data", "ends", "events", "groups", "indexes", "origins", "starts")
 
     def __init__(self) -> None:
-        self.encoded: List[bytes] = []
-        self.flags: List[Optional[str]] = []
-        self.metrics: List[Optional[Tuple[str, str, str]]] = []
-        self.events: List[int] = []
-        self.sources: List[Any] = []
-        self.indexes: List[int] = []
+        self.data = bytearray()
+        self.starts = array("q")
+        self.ends = array("q")
+        self.events: Any = array("q")
+        self.groups = array("q")
+        self.indexes = array("q")
+        self.origins: List[Tuple[Optional[str], Optional[Tuple[str, str, str]], Any]] = []
+
+    def origin(self, flag: Optional[str], metric: Optional[Tuple[str, str, str]],
+               source: Any = None) -> int:
+        """The group of the units that follow: the last one again when it is the same
+        metric's samples from the same source, else a new one."""
+        origins = self.origins
+        if flag is None and origins:
+            last = origins[-1]
+            if last[0] is None and last[1] is metric and last[2] is source:
+                return len(origins) - 1
+        origins.append((flag, metric, source))
+        return len(origins) - 1
 
     def add(self, encoded: bytes, flag: Optional[str], metric: Optional[Tuple[str, str, str]],
             events: int, source: Any = None, index: int = -1) -> None:
-        self.encoded.append(encoded)
-        self.flags.append(flag)
-        self.metrics.append(metric)
-        self.events.append(events)
-        self.sources.append(source)
+        group = self.origin(flag, metric, source)
+        self.starts.append(len(self.data))
+        self.data += encoded
+        self.ends.append(len(self.data))
+        self.add_events(events)
+        self.groups.append(group)
         self.indexes.append(index)
 
-    def pick(self, indexes: List[int]) -> Units:
+    def add_events(self, events: Any) -> None:
+        """Append one unit's events (an int), or a column of them (an array or list)."""
+        column = self.events
+        before = len(column)
+        try:
+            column.extend(events) if not isinstance(events, int) else column.append(events)
+        except OverflowError:  # beyond 2**63: a list from now on, exact
+            del column[before:]
+            self.events = column = column.tolist()
+            column.extend(events) if not isinstance(events, int) else column.append(events)
+
+    def _part(self, starts: Any, ends: Any, events: Any, groups: Any, indexes: Any) -> Units:
+        part = Units.__new__(Units)
+        part.data, part.origins = self.data, self.origins
+        part.starts, part.ends, part.events = starts, ends, events
+        part.groups, part.indexes = groups, indexes
+        return part
+
+    def pick(self, indexes: Sequence[int]) -> Units:
         """The units at ``indexes`` (increasing), in that order."""
         if indexes and indexes[-1] - indexes[0] == len(indexes) - 1:  # a run: slice it
             return self.slice(indexes[0], indexes[-1] + 1)
-        part = Units()
-        part.encoded = [self.encoded[i] for i in indexes]
-        part.flags = [self.flags[i] for i in indexes]
-        part.metrics = [self.metrics[i] for i in indexes]
-        part.events = [self.events[i] for i in indexes]
-        part.sources = [self.sources[i] for i in indexes]
-        part.indexes = [self.indexes[i] for i in indexes]
-        return part
+        return self._part(*(_pick(column, indexes) for column in
+                            (self.starts, self.ends, self.events, self.groups, self.indexes)))
 
     def slice(self, start: int, stop: int) -> Units:
-        part = Units()
-        part.encoded = self.encoded[start:stop]
-        part.flags = self.flags[start:stop]
-        part.metrics = self.metrics[start:stop]
-        part.events = self.events[start:stop]
-        part.sources = self.sources[start:stop]
-        part.indexes = self.indexes[start:stop]
-        return part
+        return self._part(self.starts[start:stop], self.ends[start:stop],
+                          self.events[start:stop], self.groups[start:stop],
+                          self.indexes[start:stop])
 
     def __len__(self) -> int:
-        return len(self.encoded)
+        return len(self.starts)
+
+    def unit(self, i: int) -> bytes:
+        """Unit ``i``'s JSON."""
+        return bytes(self.data[self.starts[i]:self.ends[i]])
+
+    def metric(self, i: int) -> Optional[Tuple[str, str, str]]:
+        """``(name, help, type)`` of unit ``i``'s metric, ``None`` for a flag."""
+        return self.origins[self.groups[i]][1]
+
+    @property
+    def encoded(self) -> List[bytes]:
+        """Each unit's JSON, as a list built when asked (for reading)."""
+        return [self.unit(i) for i in range(len(self))]
+
+    @property
+    def flags(self) -> List[Optional[str]]:
+        """Each unit's flag name (``None`` for a sample), built when asked."""
+        return [self.origins[group][0] for group in self.groups]
+
+    @property
+    def metrics(self) -> List[Optional[Tuple[str, str, str]]]:
+        """Each unit's metric (``None`` for a flag), built when asked."""
+        return [self.origins[group][1] for group in self.groups]
+
+    @property
+    def sources(self) -> List[Any]:
+        """Each unit's source delta (``None`` when read back from the spool), built when
+        asked."""
+        return [self.origins[group][2] for group in self.groups]
 
     def describe(self, i: int) -> str:
         """``flag 'name'`` or ``counter 'name'``: unit ``i`` in a drop's detail."""
-        metric = self.metrics[i]
-        return f"flag {self.flags[i]!r}" if metric is None else f"{metric[2]} {metric[0]!r}"
+        flag, metric, _ = self.origins[self.groups[i]]
+        return f"flag {flag!r}" if metric is None else f"{metric[2]} {metric[0]!r}"
+
+
+def _pick(column: Any, indexes: Sequence[int]) -> Any:
+    """The items of ``column`` (an array or a list) at ``indexes``, in a column of its kind."""
+    items = [column[i] for i in indexes]
+    return array(column.typecode, items) if isinstance(column, array) else items
 
 
 def _units(snapshot: Snapshot, base: Dict[str, str], drops: DropCounter) -> Units:
@@ -215,11 +277,12 @@ def _units(snapshot: Snapshot, base: Dict[str, str], drops: DropCounter) -> Unit
     for metric in snapshot.metrics:
         family = metric.family
         shell = (family.name, family.help, family.kind)
-        values = metric.values
+        table = family.series_table()
         if family.kind == "histogram":
-            for index, child in enumerate(metric.children):
+            sums = metric.numbers
+            for index, position in enumerate(metric.indexes):
                 counts = metric.bucket_counts(index)
-                wire = _sample_wire(family, child, values[index], counts, base)
+                wire = _sample_wire(family, table[position], sums[index], counts, base)
                 if wire is None:
                     drops.add("non_finite_sum", sum(counts), detail=f"histogram {family.name!r}")
                     continue
@@ -228,34 +291,44 @@ def _units(snapshot: Snapshot, base: Dict[str, str], drops: DropCounter) -> Unit
                     continue
                 units.add(encode(wire), None, shell, wire["count"], metric, index)
             continue
-        count = len(metric.children)
-        units.encoded += _number_samples(family, metric.children, values, base)
-        units.flags += [None] * count
-        units.metrics += [shell] * count
-        units.events += values if family.kind == "counter" else [1] * count
-        units.sources += [metric] * count
-        units.indexes += range(count)
+        _number_samples(units, units.origin(None, shell, metric), metric, base)
     return units
 
 
-def _number_samples(family: Any, children: Sequence[Any], values: Sequence[Any],
-                    base: Dict[str, str]) -> List[bytes]:
-    """Each sample of a counter or gauge as its JSON, written directly rather than through
-    a dict per sample: byte for byte what ``encode(_sample_wire(...))`` gives (labels
-    ``base`` then the family's in order; a str escaped by the encoder's own C function; an
-    int or a finite float as its repr, as the encoder writes them). Anything else (a NaN
-    the encoder refuses) goes through the encoder."""
+def _number_samples(units: Units, group: int, metric: MetricDelta, base: Dict[str, str]) -> None:
+    """Add each sample of a counter or gauge to ``units`` as its JSON, written directly
+    rather than through a dict per sample: byte for byte what ``encode(_sample_wire(...))``
+    gives (labels ``base`` then the family's in order; a str escaped by the encoder's own C
+    function; an int or a finite float as its repr, as the encoder writes them). Anything
+    else (a NaN the encoder refuses) goes through the encoder."""
+    family = metric.family
+    table = family.series_table()
     head = _ENCODER.encode({"labels": base})[:-2]  # '{"labels":{"appName":..,"environment":..'
     names = [f",{_json_string(name)}:" for name in family.label_names]
-    encoded: List[bytes] = []
-    for child, value in zip(children, values):
+    data, starts, ends = units.data, units.starts, units.ends
+    count = len(metric.indexes)
+    first = len(starts)
+    numbers: Iterable[Any] = metric.numbers
+    if metric.ints:  # a gauge's ints as ints, one at a time (not a list of every value)
+        numbers = (int(n) if is_int else n for n, is_int in zip(numbers, metric.ints))
+    sole = names[0] if len(names) == 1 else None  # one label: no list to join
+    for position, value in zip(metric.indexes, numbers):
+        child = table[position]
+        starts.append(len(data))  # the unit ends where the next starts (see below)
         if value.__class__ is int or (value.__class__ is float and math.isfinite(value)):
-            labels = "".join([name + _json_string(label)
-                              for name, label in zip(names, child.label_values)])
-            encoded.append(f'{head}{labels}}},"value":{value!r}}}'.encode("ascii"))
+            if sole is not None:
+                labels = sole + _json_string(child.label_values[0])
+            else:
+                labels = "".join([name + _json_string(label)
+                                  for name, label in zip(names, child.label_values)])
+            data += f'{head}{labels}}},"value":{value!r}}}'.encode("ascii")
         else:
-            encoded.append(encode(_sample_wire(family, child, value, (), base)))  # type: ignore[arg-type]
-    return encoded
+            data += encode(_sample_wire(family, child, value, (), base))  # type: ignore[arg-type]
+    ends.extend(starts[first + 1:])
+    ends.append(len(data))
+    units.add_events(numbers if family.kind == "counter" else array("q", [1]) * count)
+    units.groups.extend(array("q", [group]) * count)
+    units.indexes.extend(range(count))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -304,15 +377,21 @@ class Payload:
         ``None`` for a body without recorder deltas (one replayed from the spool).
         """
         units = self.units
-        if self.window is None or any(source is None for source in units.sources):
+        origins = units.origins
+        groups = set(units.groups)
+        if self.window is None or any(origins[group][2] is None for group in groups):
             return None
         toggles: Dict[str, Any] = {}
-        picked: Dict[int, Tuple[MetricDelta, List[int]]] = {}  # by id of the MetricDelta
-        for flag, source, index in zip(units.flags, units.sources, units.indexes):
+        picked: Dict[int, Tuple[MetricDelta, Any]] = {}  # by id of the MetricDelta
+        for group, index in zip(units.groups, units.indexes):
+            flag, _, source = origins[group]
             if flag is not None:
                 toggles[flag] = source
             else:
-                picked.setdefault(id(source), (source, []))[1].append(index)
+                entry = picked.get(id(source))
+                if entry is None:
+                    entry = picked[id(source)] = (source, array("q"))
+                entry[1].append(index)
         metrics = tuple(source.subset(indexes) for source, indexes in picked.values())
         return Snapshot(self.window[0], self.window[1], toggles, metrics)
 
@@ -339,17 +418,16 @@ def _join(header: Dict[str, Any], units: Units) -> bytes:
     head_json = encode(_head(header))
     if not head_json.endswith(_EMPTY_TOGGLES_END):  # a document with another key order
         return encode(_document_of(header, units))
-    pieces: Dict[Tuple[str, str, str], List[bytes]] = {}  # each metric's encoded samples
-    toggles = []
-    for i, encoded in enumerate(units.encoded):
-        metric = units.metrics[i]
-        if metric is None:  # a flag's "name":{...}
-            toggles.append(encoded)
-        else:
-            shell = pieces.get(metric)
-            if shell is None:
-                shell = pieces[metric] = []
-            shell.append(encoded)
+    pieces: Dict[Tuple[str, str, str], List[Any]] = {}  # each metric's encoded samples
+    toggles: List[Any] = []
+    data, starts, ends, origins = units.data, units.starts, units.ends, units.origins
+    last_group, last_pieces = -1, toggles  # units of one group come together: one lookup
+    for group, start, end in zip(units.groups, starts, ends):
+        if group != last_group:
+            metric = origins[group][1]  # None for a flag's "name":{...}
+            last_pieces = toggles if metric is None else pieces.setdefault(metric, [])
+            last_group = group
+        last_pieces.append(data[start:end])
     parts = [head_json[: -len(b"}}}")], b",".join(toggles), b"}}"]
     if pieces:
         parts.append(b',"impactMetrics":[')
@@ -365,7 +443,8 @@ def _document_of(header: Dict[str, Any], units: Units) -> Dict[str, Any]:
     document = _head(header)
     toggles: Dict[str, Any] = {}
     metrics: Dict[str, Dict[str, Any]] = {}
-    for encoded, metric in zip(units.encoded, units.metrics):
+    for i in range(len(units)):
+        encoded, metric = units.unit(i), units.metric(i)
         if metric is None:
             toggles.update(json.loads(b"{" + encoded + b"}"))
         else:
@@ -405,15 +484,18 @@ def _pack(header: Dict[str, Any], units: Units, max_bytes: int, drops: DropCount
           window: Optional[Tuple[datetime, datetime]]) -> List[Payload]:
     # "impactMetrics": [] may be added to any body: count it up front.
     base_size = len(encode(header)) + len(',"impactMetrics":[]')
-    bodies: List[List[int]] = []  # the units of each body, by index in ``units``
-    current: List[int] = []
+    # The units of each body, by index in ``units``: arrays, not lists of ints (a list of
+    # 100,000 ints is what a young collection would walk item by item).
+    bodies: List[Any] = []
+    current = array("q")
     shells: set = set()
     used = base_size
     last_metric: Optional[Tuple[str, str, str]] = None
     last_shell = 0
-    for i, encoded in enumerate(units.encoded):
-        metric = units.metrics[i]
-        size = len(encoded) + 1  # with its separator
+    origins, groups, starts, ends = units.origins, units.groups, units.starts, units.ends
+    for i in range(len(units)):
+        metric = origins[groups[i]][1]
+        size = ends[i] - starts[i] + 1  # with its separator
         if metric is None:
             shell = 0
         elif metric is last_metric:  # most units: the same metric as the one before
@@ -428,7 +510,7 @@ def _pack(header: Dict[str, Any], units: Units, max_bytes: int, drops: DropCount
             shell = 0
         if used + shell + size > max_bytes:
             bodies.append(current)
-            current, shells, used = [], set(), base_size
+            current, shells, used = array("q"), set(), base_size
             shell = _shell_size(metric) if metric is not None else 0
         current.append(i)
         used += shell + size
