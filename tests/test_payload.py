@@ -248,7 +248,7 @@ def test_counter_and_gauge_samples_are_written_as_the_encoder_writes_them():
 
     agent = impactagent.Agent("shop", "production")
     awkward = ["plain", 'quo"te', "back\\slash", "tab\there", "nl\n", "\x00\x1f", "caf\u00e9",
-               "\u2028", "\U0001f600", "", " "]
+               "\u2028", "\U0001f600", " "]
     counter = agent.counter("hits_total", "Hits", labels=("route", "who"))
     gauge = agent.gauge("level", "Level", labels=("route",))
     numbers = [0.1, 1e-7, -0.0, 2.5e15, 9007199254740991, -9007199254740991, 3, 1e300 ** 0]
