@@ -40,25 +40,41 @@ class FlagStats:
     Each count is an ``itertools.count`` that an evaluation advances with ``next()``: one C
     call, atomic under the GIL (see :data:`impactagent.core._family.ATOMIC_C_CALLS`), so
     recording takes no lock on a GIL build. Readers use :func:`counted` under the lock.
+
+    One evaluation advances exactly one count: ``yes`` or ``no`` without a variant, or its
+    variant's count for its state (``enabled`` or ``disabled``, a count each). The yes, no
+    and variant totals are sums of these, so a collect that reads them while an evaluation
+    is being recorded sees all of it or none of it: a window never carries a variant without
+    the yes or no it came with (a window of variant counts alone is one the server ignores).
     """
 
-    __slots__ = ("_sent_no", "_sent_variants", "_sent_yes", "no", "variants", "watched", "yes")
+    __slots__ = ("_sent_no", "_sent_variants", "_sent_yes", "disabled", "enabled", "no",
+                 "watched", "yes")
 
     def __init__(self, watched: bool = False) -> None:
         #: True when the flag labels a metric: each evaluation notes its state in the context.
         self.watched = watched
-        self.yes = itertools.count()
-        self.no = itertools.count()
-        #: A count per variant name; new names are added under the lock, never removed.
-        self.variants: Dict[str, Iterator[int]] = {}
+        self.yes = itertools.count()  # enabled, without a variant
+        self.no = itertools.count()  # disabled, without a variant
+        #: A count per variant name for enabled evaluations, and one for disabled ones. New
+        #: names are added to both under the lock (new dicts, never changed), never removed.
+        self.enabled: Dict[str, Iterator[int]] = {}
+        self.disabled: Dict[str, Iterator[int]] = {}
         self._sent_yes = 0
         self._sent_no = 0
         self._sent_variants: Dict[str, int] = {}
 
     def read(self) -> Tuple[int, int, Dict[str, int]]:
         """``(yes, no, variants)`` since start (the caller holds the lock)."""
-        return (counted(self.yes), counted(self.no),
-                {variant: counted(counts) for variant, counts in self.variants.items()})
+        yes, no = counted(self.yes), counted(self.no)
+        variants = {}
+        disabled = self.disabled
+        for variant, counts in self.enabled.items():
+            on, off = counted(counts), counted(disabled[variant])
+            yes += on
+            no += off
+            variants[variant] = on + off
+        return yes, no, variants
 
 
 class FlagCounts:
@@ -127,12 +143,11 @@ class FlagCounts:
                 # The variant is checked before anything is counted: a refused call counts
                 # nothing. A name seen before is a str (only _new_variant adds names).
                 try:
-                    counts = stats.variants[variant]
+                    counts = (stats.enabled if enabled else stats.disabled)[variant]
                 except (KeyError, TypeError):  # new, or unhashable: not a variant name
-                    counts = self._new_variant(name, stats, variant)
-                # Two counts, each exact; a collect between them may put the variant in the
-                # next window, never lose or repeat it.
-                next(stats.yes if enabled else stats.no)
+                    counts = self._new_variant(name, stats, variant, enabled)
+                # One count for the evaluation and its variant: a collect sees both or
+                # neither (see FlagStats).
                 next(counts)
             if note or stats.watched:
                 note_flag(name, flag_state(enabled, variant))
@@ -152,38 +167,39 @@ class FlagCounts:
                     if note or name in self._watched:
                         note_flag(name, flag_state(enabled, variant))
                     return
-            counts = None
-            if variant is not None:
+            counts: Iterator[int]
+            if variant is None:
+                counts = stats.yes if enabled else stats.no
+            else:
                 try:
-                    counts = stats.variants.get(variant)
+                    found = (stats.enabled if enabled else stats.disabled).get(variant)
                 except TypeError:  # unhashable: not a variant name
-                    counts = None
-                if counts is None:
-                    counts = self._new_variant(name, stats, variant)
+                    found = None
+                counts = (found if found is not None
+                          else self._new_variant(name, stats, variant, enabled))
             with self._lock:
-                next(stats.yes if enabled else stats.no)
-                if counts is not None:
-                    next(counts)
+                next(counts)
             if note or stats.watched:
                 note_flag(name, flag_state(enabled, variant))
 
-    def _new_variant(self, name: str, stats: FlagStats, variant: Any) -> Iterator[int]:
-        """The count of a variant name not counted yet (checked here, added under the lock)."""
+    def _new_variant(self, name: str, stats: FlagStats, variant: Any,
+                     enabled: bool) -> Iterator[int]:
+        """The count of a variant name not counted yet, for ``enabled``'s state (checked
+        here; both states' counts are added under the lock)."""
         if variant.__class__ is not str:
             raise TypeError(
                 f"flag {name!r}: variant must be a variant name (str) or None, "
                 f"got {type(variant).__name__}"
             )
         with self._lock:
-            counts = stats.variants.get(variant)
-            if counts is None:
-                counts = itertools.count()
-                # A new dict, not an insertion: a reader iterating the old one never sees
-                # it change size, and a recorder's get() sees one or the other, both whole.
-                variants = dict(stats.variants)
-                variants[variant] = counts
-                stats.variants = variants
-            return counts
+            if variant not in stats.enabled:
+                # New dicts, not insertions: a reader iterating the old ones never sees them
+                # change size, and a recorder's lookup sees one or the other, both whole.
+                # ``disabled`` first: a reader walks ``enabled`` and looks each name up in
+                # ``disabled``, so a name in ``enabled`` is always in both.
+                stats.disabled = {**stats.disabled, variant: itertools.count()}
+                stats.enabled = {**stats.enabled, variant: itertools.count()}
+            return (stats.enabled if enabled else stats.disabled)[variant]
 
     def _new_flag(self, name: str) -> Optional[FlagStats]:
         if name.__class__ is not str or not name:
@@ -253,8 +269,12 @@ class FlagCounts:
 
     def pending_events(self) -> int:
         """Evaluations counted but not yet taken by a collect (or given back after one)."""
-        return sum(counted(stats.yes) + counted(stats.no) - stats._sent_yes - stats._sent_no
-                   for stats in list(self._flags.values()))
+        pending = 0
+        for stats in list(self._flags.values()):
+            with self._lock:
+                yes, no, _ = stats.read()
+                pending += yes + no - stats._sent_yes - stats._sent_no
+        return pending
 
     def names(self) -> List[str]:
         """The names of every flag counted so far."""
