@@ -271,6 +271,8 @@ def _pick(column: Any, indexes: Sequence[int]) -> Any:
 def _units(snapshot: Snapshot, base: Dict[str, str], drops: DropCounter) -> Units:
     units = Units()
     for name, delta in snapshot.toggles.items():
+        # yes == no == 0 is a flag the server ignores; the recorder never makes one with
+        # variant counts (one count per evaluation and state: see flags.FlagStats).
         if delta.yes or delta.no:
             units.add(_flag_json(name, _toggle_json(delta)), name, None, delta.yes + delta.no,
                       delta)
