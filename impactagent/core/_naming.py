@@ -89,7 +89,11 @@ def label_value(metric: str, label: str, value: Any) -> str:
             f"label {label!r} of {metric!r} needs a string value (or a number), "
             f"got {type(value).__name__}"
         )
-    return str(value)
+    text = str(value)
+    if text:
+        return text
+    # An object whose text is empty (a UserString(""), a blank __str__) would send "".
+    raise ValueError(_EMPTY.format(label=label, metric=metric))
 
 
 _EMPTY = ("label {label!r} of {metric!r} needs a non-empty value: Unleash discards every "

@@ -131,7 +131,7 @@ class FlagCounts:
             try:
                 stats = self._flags[name]
             except (KeyError, TypeError):
-                new = self._new_flag(name)
+                new = self._new_flag(name, variant)
                 if new is None:  # past the flag limit: not counted, but its state holds
                     if note or name in self._watched:
                         note_flag(name, flag_state(enabled, variant))
@@ -160,9 +160,12 @@ class FlagCounts:
             always with ``note=True`` (what ``@agent.flag`` and adapters do with the answers
             they see).
             """
-            stats = self._flags.get(name)
+            try:
+                stats = self._flags.get(name)
+            except TypeError:  # unhashable: _new_flag says it is no flag name
+                stats = None
             if stats is None:
-                stats = self._new_flag(name)
+                stats = self._new_flag(name, variant)
                 if stats is None:  # past the flag limit: not counted, but its state holds
                     if note or name in self._watched:
                         note_flag(name, flag_state(enabled, variant))
@@ -186,11 +189,10 @@ class FlagCounts:
                      enabled: bool) -> Iterator[int]:
         """The count of a variant name not counted yet, for ``enabled``'s state (checked
         here; both states' counts are added under the lock)."""
-        if variant.__class__ is not str:
-            raise TypeError(
-                f"flag {name!r}: variant must be a variant name (str) or None, "
-                f"got {type(variant).__name__}"
-            )
+        _check_variant(name, variant)
+        # A str subclass (a str Enum) is counted under its plain text, as label values
+        # are: the name the server stores, whichever spelling the app used first.
+        variant = str.__str__(variant)
         with self._lock:
             if variant not in stats.enabled:
                 # New dicts, not insertions: a reader iterating the old ones never sees them
@@ -201,9 +203,16 @@ class FlagCounts:
                 stats.enabled = {**stats.enabled, variant: itertools.count()}
             return (stats.enabled if enabled else stats.disabled)[variant]
 
-    def _new_flag(self, name: str) -> Optional[FlagStats]:
-        if name.__class__ is not str or not name:
+    def _new_flag(self, name: Any, variant: Any) -> Optional[FlagStats]:
+        """The stats of a flag name not counted yet, or None past the flag limit (counted
+        as dropped). The name and the variant are checked first, here, so that a call
+        refused under the limit is refused past it too, and counts nothing."""
+        if not isinstance(name, str) or not name:
             raise TypeError(f"flag name must be a non-empty str, got {name!r}")
+        if variant is not None:
+            _check_variant(name, variant)
+        # A str subclass (a str Enum) is counted under its plain text (see _new_variant).
+        name = str.__str__(name)
         with self._lock:
             stats = self._flags.get(name)
             if stats is None:
@@ -279,3 +288,13 @@ class FlagCounts:
     def names(self) -> List[str]:
         """The names of every flag counted so far."""
         return list(self._flags)
+
+
+def _check_variant(name: str, variant: Any) -> None:
+    """Refuse a variant that is no variant name (a str, or a str subclass such as a str
+    Enum, whose plain text is counted)."""
+    if not isinstance(variant, str):
+        raise TypeError(
+            f"flag {name!r}: variant must be a variant name (str) or None, "
+            f"got {type(variant).__name__}"
+        )
