@@ -151,6 +151,10 @@ CASES: Dict[str, Case] = {
     "numeric_string_counts_are_counts": Case(
         {"appName": APP, "bucket": bucket(yes="1e3", no="2")},
         flags={FLAG: {"yes": 1000, "no": 2, "variants": {}}}),
+    # A variant named "" is dropped silently: yes, no and the other variants are stored.
+    "empty_variant_name_is_not_stored": Case(
+        {"appName": APP, "bucket": bucket(yes=2, no=0, variants={"": 1, "blue": 1})},
+        flags={FLAG: {"yes": 2, "no": 0, "variants": {"blue": 1}}}, strict_status=400),
     "fractional_timestamp_is_rejected": Case(
         {"appName": APP, "bucket": {**bucket(yes=1, no=0), "start": 5.5}}, status=400,
         strict_status=400),

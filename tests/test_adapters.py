@@ -82,3 +82,33 @@ def test_the_unleash_client_wrapper_labels_metrics_and_counts_nothing_twice(agen
 
     assert series(checkouts) == {("blue", "disabled"): 1, ("enabled", "not_evaluated"): 1}
     assert agent.collect().toggles == {}  # the SDK counts its own evaluations
+
+
+def test_a_variant_without_a_name_is_never_counted_as_one(agent):
+    # unleash-server 8.2.0 stores a flag's yes and no and drops a variant named "" without
+    # a word (tests/server_rules.py, empty_variant_name_is_not_stored): it is never sent.
+    with pytest.raises(ValueError, match="a variant needs a name"):
+        agent.record_flag("new-checkout", True, "")
+    with pytest.raises(ValueError, match="a variant needs a name"):
+        agent.record_flag("new-checkout", True, type("Shade", (str,), {})(""))
+
+    @agent.flag("theme")
+    def theme(answer):
+        return answer
+
+    theme("")  # falsy, and no variant's name: a "no"
+    theme({"name": "", "enabled": True})  # an answer object without a variant name: a "yes"
+    pytest.importorskip("openfeature")
+    from openfeature import api
+    from openfeature.provider.in_memory_provider import InMemoryFlag, InMemoryProvider
+
+    from impactagent.integrations.openfeature import ImpactHook
+
+    api.set_provider(InMemoryProvider({"banner": InMemoryFlag("", {"": True})}),
+                     domain="impactagent-empty-variant")
+    client = api.get_client(domain="impactagent-empty-variant")
+    client.add_hooks([ImpactHook(agent)])
+    assert client.get_boolean_value("banner", False) is True
+    toggles = agent.collect().toggles
+    assert {name: (t.yes, t.no, t.variants) for name, t in toggles.items()} == {
+        "theme": (1, 1, {}), "banner": (1, 0, {})}

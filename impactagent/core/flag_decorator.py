@@ -30,17 +30,20 @@ def evaluation(result: Any) -> Tuple[bool, Optional[str]]:
     ((True, None), (False, None), (True, 'blue'), (False, 'disabled'))
     >>> evaluation({"name": "disabled", "enabled": False, "feature_enabled": True})
     (True, 'disabled')
+    >>> evaluation(""), evaluation({"name": "", "enabled": True})
+    ((False, None), (True, None))
     """
     if result is True or result is False:
         return result, None
     if isinstance(result, str):
-        return result != "disabled", result
+        # "" is falsy and names no variant (Unleash would not store one named "").
+        return (result != "disabled", result) if result else (False, None)
     if isinstance(result, dict) and isinstance(result.get("name"), str):
         enabled = result.get("feature_enabled", result.get("enabled", True))
-        return bool(enabled), result["name"]
+        return bool(enabled), result["name"] or None
     name = getattr(result, "name", None)
     if isinstance(name, str) and hasattr(result, "enabled"):
-        return bool(getattr(result, "feature_enabled", result.enabled)), name
+        return bool(getattr(result, "feature_enabled", result.enabled)), name or None
     return bool(result), None
 
 

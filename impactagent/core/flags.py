@@ -298,3 +298,8 @@ def _check_variant(name: str, variant: Any) -> None:
             f"flag {name!r}: variant must be a variant name (str) or None, "
             f"got {type(variant).__name__}"
         )
+    if not str.__str__(variant):
+        # Measured on unleash-server 8.2.0: it stores the flag's yes and no, and drops a
+        # variant named "" without a word.
+        raise ValueError(f"flag {name!r}: a variant needs a name (Unleash does not store a "
+                         "variant named ''); pass variant=None for an evaluation without one")

@@ -223,6 +223,11 @@ def _request_problems(document: Dict[str, Any]) -> List[Problem]:
         for variant, n in (variants.items() if isinstance(variants, dict) else ()):
             if _count(n, True) is None:
                 rejected(f"{where}/variants/{variant}", f"{n!r} is not an integer >= 0")
+            elif variant == "":
+                # Measured on 8.2.0: 202, yes and no stored, this variant's count not.
+                problems.append(Problem(IGNORED, f"{where}/variants/", "an empty variant "
+                                        "name: the server stores the flag's yes and no "
+                                        "but not this count"))
         if yes is None or no is None:
             continue
         if yes == 0 and no == 0:

@@ -118,8 +118,10 @@ class ReceivedMetrics:
                                                {"yes": 0, "no": 0, "variants": {}})
                 total["yes"] += yes
                 total["no"] += no
+                # A variant named "" is not stored (the flag's yes and no are).
                 variants = {variant: _coerced(n)
-                            for variant, n in (toggle.get("variants") or {}).items()}
+                            for variant, n in (toggle.get("variants") or {}).items()
+                            if variant != ""}
                 for variant, n in variants.items():
                     total["variants"][variant] = total["variants"].get(variant, 0) + n
                 self.series.add(("flag", app, flag), "flag",

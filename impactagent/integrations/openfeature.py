@@ -34,5 +34,6 @@ class ImpactHook(Hook):
         # A boolean flag's value is its answer; for the other types, the flag was on unless
         # the provider says it was disabled.
         enabled = value if isinstance(value, bool) else details.reason != Reason.DISABLED
-        variant = details.variant if isinstance(details.variant, str) else None
+        # No name, no variant: Unleash would not store one named "".
+        variant = details.variant if isinstance(details.variant, str) and details.variant else None
         self.agent.count_evaluation(details.flag_key, enabled, variant)
