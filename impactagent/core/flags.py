@@ -243,17 +243,19 @@ class FlagCounts:
         toggles: Dict[str, ToggleDelta] = {}
         for name, stats in flags:
             # One flag at a time under the lock: recorders wait for one flag, not for all.
+            # The sent totals change under it too, so pending_events() never reads a flag
+            # half taken.
             with self._lock:
                 yes, no, variants = stats.read()
-            delta_yes, delta_no = yes - stats._sent_yes, no - stats._sent_no
-            delta_variants = {
-                v: n - stats._sent_variants.get(v, 0)
-                for v, n in variants.items()
-                if n != stats._sent_variants.get(v, 0)
-            }
-            if delta_yes or delta_no or delta_variants:
-                stats._sent_yes, stats._sent_no, stats._sent_variants = yes, no, variants
-                toggles[name] = ToggleDelta(delta_yes, delta_no, delta_variants)
+                delta_yes, delta_no = yes - stats._sent_yes, no - stats._sent_no
+                delta_variants = {
+                    v: n - stats._sent_variants.get(v, 0)
+                    for v, n in variants.items()
+                    if n != stats._sent_variants.get(v, 0)
+                }
+                if delta_yes or delta_no or delta_variants:
+                    stats._sent_yes, stats._sent_no, stats._sent_variants = yes, no, variants
+                    toggles[name] = ToggleDelta(delta_yes, delta_no, delta_variants)
         return start, stop, toggles
 
     def give_back(self, start: datetime, toggles: Dict[str, ToggleDelta]) -> None:
@@ -263,12 +265,13 @@ class FlagCounts:
                 self._window_start = start
         for name, delta in toggles.items():
             stats = self._flags[name]
-            stats._sent_yes -= delta.yes
-            stats._sent_no -= delta.no
-            sent_variants = dict(stats._sent_variants)
-            for variant, n in delta.variants.items():
-                sent_variants[variant] = sent_variants.get(variant, 0) - n
-            stats._sent_variants = sent_variants
+            with self._lock:  # see take()
+                stats._sent_yes -= delta.yes
+                stats._sent_no -= delta.no
+                sent_variants = dict(stats._sent_variants)
+                for variant, n in delta.variants.items():
+                    sent_variants[variant] = sent_variants.get(variant, 0) - n
+                stats._sent_variants = sent_variants
 
     def reset_after_fork(self) -> None:
         """Start over in a forked child: what the parent counted is the parent's to send."""
