@@ -195,6 +195,8 @@ def web_rows(quick: bool = False) -> Dict[str, Any]:
     off = rows["off"]["rps"]["median"]
     for variant in ("on", "prometheus"):
         rows[variant]["ratio_to_off"] = rows[variant]["rps"]["median"] / off
+    for variant in VARIANTS:
+        rows[variant]["in_process_us"] = in_process_us(variant)
     off_cpu = rows["off"]["cpu_us"]["median"]
     for variant in ("on", "prometheus"):
         rows[variant]["cpu_to_off"] = rows[variant]["cpu_us"]["median"] / off_cpu
@@ -208,7 +210,37 @@ def web_rows(quick: bool = False) -> Dict[str, Any]:
             "connections": CONNECTIONS, "variants": rows, "ratio_on_off": ratio,
             "met": ratio >= TARGET, "p99_on_off": p99_ratio, "met_p99": p99_ratio <= P99_TARGET,
             "cpu_on_off": rows["on"]["cpu_to_off"],
-            "cpu_added_us": rows["on"]["cpu_us"]["median"] - off_cpu}
+            "cpu_added_us": rows["on"]["cpu_us"]["median"] - off_cpu,
+            "in_process_added_us": rows["on"]["in_process_us"] - rows["off"]["in_process_us"]}
+
+
+#: Times one variant's WSGI app called directly, in a fresh interpreter: no server, no
+#: sockets, no load generator. What the recording itself costs a request, undisturbed.
+IN_PROCESS = """
+import os, sys, time
+from benchmarks.webapp import app
+def start_response(status, headers, exc_info=None):
+    pass
+environs = [{"PATH_INFO": f"/users/{i}", "REQUEST_METHOD": "GET"} for i in range(200)]
+for environ in environs:
+    app(dict(environ), start_response)
+runs = []
+for _ in range(7):
+    started = time.perf_counter()
+    for _ in range(25):
+        for environ in environs:
+            app(dict(environ), start_response)
+    runs.append((time.perf_counter() - started) / (25 * len(environs)) * 1e6)
+print(sorted(runs)[len(runs) // 2])
+"""
+
+
+def in_process_us(variant: str) -> float:
+    """Microseconds per request of ``variant``'s app called directly (median of 7 runs)."""
+    env = dict(os.environ, IMPACTAGENT_BENCH_VARIANT=variant, PYTHONPATH=REPO)
+    out = subprocess.run([sys.executable, "-c", IN_PROCESS], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    return float(out.strip().splitlines()[-1])
 
 
 def cpu_per_request(before: Dict[str, Any], after: Dict[str, Any]) -> float:
@@ -223,12 +255,18 @@ def cpu_per_request(before: Dict[str, Any], after: Dict[str, Any]) -> float:
 def throughput_cause(result: Dict[str, Any]) -> str:
     """Why throughput missed its target, from the server's own CPU per request."""
     rows = result["variants"]
-    return (f"the worker's CPU per request is {rows['on']['cpu_us']['median']:.0f} µs with the "
-            f"agent on and {rows['off']['cpu_us']['median']:.0f} µs off "
-            f"({result['cpu_on_off']:.3f}x, +{result['cpu_added_us']:.1f} µs); the rest of the "
-            "gap is the load generator sharing the 2 cores (prometheus_client doing the same "
-            f"work measured {rows['prometheus']['ratio_to_off']:.3f}x requests/s at "
-            f"{rows['prometheus']['cpu_to_off']:.3f}x CPU)")
+    off_cpu = rows["off"]["cpu_us"]["median"]
+    added = result["in_process_added_us"]
+    return (f"the agent's own work, the app called in process, is +{added:.1f} µs per request "
+            f"({rows['on']['in_process_us']:.1f} µs against {rows['off']['in_process_us']:.1f}"
+            f" µs for the app alone; prometheus_client doing the same work "
+            f"+{rows['prometheus']['in_process_us'] - rows['off']['in_process_us']:.1f} µs): "
+            f"{added / off_cpu:.1%} of the {off_cpu:.0f} µs of CPU a request costs the gunicorn "
+            f"worker. Under gunicorn the worker's CPU per request measured "
+            f"{result['cpu_on_off']:.3f}x ({result['cpu_added_us']:+.1f} µs) and requests/s "
+            f"{result['ratio_on_off']:.3f}x; the rest is the server sharing 2 cores with the "
+            f"load generator (prometheus_client: {rows['prometheus']['ratio_to_off']:.3f}x "
+            f"requests/s at {rows['prometheus']['cpu_to_off']:.3f}x CPU)")
 
 
 NAMES = {"off": "agent off (the app alone)",
@@ -239,7 +277,8 @@ NAMES = {"off": "agent off (the app alone)",
 def table(result: Dict[str, Any]) -> str:
     lines = ["| variant | requests/s (median, min-max) | p99 latency ms (median, min-max) "
              "| throughput / agent off | worker CPU µs per request (median, min-max) "
-             "| CPU / agent off |", "|---|---|---|---|---|---|"]
+             "| CPU / agent off | the app called in process, µs per request |",
+             "|---|---|---|---|---|---|---|"]
     for variant, row in result["variants"].items():
         rps, p99, cpu = row["rps"], row["p99_ms"], row["cpu_us"]
         ratio = f"{row['ratio_to_off']:.3f}" if "ratio_to_off" in row else "1"
@@ -247,7 +286,7 @@ def table(result: Dict[str, Any]) -> str:
         lines.append(f"| {NAMES[variant]} | {rps['median']:.0f} ({rps['min']:.0f}-"
                      f"{rps['max']:.0f}) | {p99['median']:.2f} ({p99['min']:.2f}-"
                      f"{p99['max']:.2f}) | {ratio} | {cpu['median']:.1f} ({cpu['min']:.1f}-"
-                     f"{cpu['max']:.1f}) | {cpu_ratio} |")
+                     f"{cpu['max']:.1f}) | {cpu_ratio} | {row['in_process_us']:.1f} |")
     return "\n".join(lines)
 
 
