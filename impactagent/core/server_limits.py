@@ -1,0 +1,25 @@
+"""What a real Unleash server can store, named once for the agent and the receiver alike.
+
+Past these, unleash-server answers 202 and then fails the write of a whole write window,
+losing every app's counts in it, so the agent never sends them and the receiver imitates
+the failure.
+"""
+
+from __future__ import annotations
+
+#: The largest integer a JSON number carries exactly (JavaScript's Number.MAX_SAFE_INTEGER).
+MAX_SAFE_INTEGER = 2**53 - 1
+
+#: The largest variant count one write window can store (a PostgreSQL ``integer`` column).
+MAX_VARIANT_COUNT = 2**31 - 1
+
+#: The longest app name the server's ``varchar(255)`` columns take.
+MAX_APP_NAME_LENGTH = 255
+
+#: Properties of JavaScript's ``Object.prototype``: as variant names the server drops them,
+#: or fails the window's write when one arrives twice.
+OBJECT_PROTOTYPE_PROPERTIES = frozenset({
+    "__defineGetter__", "__defineSetter__", "__lookupGetter__", "__lookupSetter__",
+    "__proto__", "constructor", "hasOwnProperty", "isPrototypeOf", "propertyIsEnumerable",
+    "toLocaleString", "toString", "valueOf",
+})
