@@ -32,6 +32,12 @@ class Answer:
     ``delay_after`` stores the body as accepted, then stalls before answering: the case
     where a client that gives up and retries counts the body twice.
     ``drop`` closes the connection with a reset and no answer at all.
+    ``trickle`` stores the body, then sends the whole answer (status line included) one
+    byte every ``trickle`` seconds: each socket read gets a byte in time, so only a
+    deadline over the whole request ends the wait.
+    ``broken`` stores the body, then answers a status line whose body breaks: ``"short"``
+    (Content-Length promises more than is sent), ``"chunked"`` (a chunk cut off) or
+    ``"gzip"`` (Content-Encoding: gzip, but not gzip).
     """
 
     status: int = 202
@@ -40,6 +46,21 @@ class Answer:
     delay: float = 0.0
     delay_after: float = 0.0
     drop: bool = False
+    trickle: float = 0.0
+    broken: str = ""
+
+    def raw(self) -> bytes:
+        """The whole answer as bytes on the wire, for ``trickle`` and ``broken``."""
+        head = f"HTTP/1.1 {self.status} Scripted\r\nContent-Type: application/json\r\n"
+        body = self.body or b'{"ok":true}'
+        if self.broken == "short":
+            return (f"{head}Content-Length: {len(body) + 100}\r\n\r\n").encode() + body
+        if self.broken == "chunked":
+            return f"{head}Transfer-Encoding: chunked\r\n\r\n40\r\nonly a few".encode()
+        if self.broken == "gzip":
+            return (f"{head}Content-Encoding: gzip\r\nContent-Length: {len(body)}\r\n"
+                    "\r\n").encode() + body
+        return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
 
 
 @dataclass
@@ -169,7 +190,24 @@ class _Handler(LoopbackHandler):
         record(answer.status, accepted)
         if self.stall(answer.delay_after):
             return
+        if answer.trickle or answer.broken:
+            return self._write_raw(answer)
         self.answer(answer.status, answer.body, answer.headers)
+
+    def _write_raw(self, answer: Answer) -> None:
+        self.close_connection = True
+        raw = answer.raw()
+        try:
+            if not answer.trickle:
+                self.wfile.write(raw)
+                return
+            for i in range(len(raw)):
+                self.wfile.write(raw[i:i + 1])
+                self.wfile.flush()
+                if self.stall(answer.trickle):
+                    return
+        except OSError:  # the client gave up
+            pass
 
     def _register(self, body: bytes, headers: Dict[str, str], arrived: float) -> None:
         owner = self.server_ref
@@ -187,6 +225,8 @@ class _Handler(LoopbackHandler):
         if self.stall(answer.delay):
             return
         record(answer.status)
+        if answer.trickle or answer.broken:
+            return self._write_raw(answer)
         self.answer(answer.status, answer.body, answer.headers)
 
 

@@ -130,29 +130,41 @@ def test_a_refused_registration_is_not_tried_again(server, status, caplog):
     assert "s3cr3t" not in logged
 
 
-@pytest.mark.parametrize("registration_first", [True, False])
-def test_a_refused_token_is_explained_once_whichever_request_meets_it_first(
-        server, registration_first, caplog):
+def test_a_refused_token_is_explained_once_when_the_registration_meets_it_first(
+        server, caplog):
     # The same token goes with the registration and the metrics: a server that refuses it
     # refuses both. The first refusal explains at length; the other says "too", in one line.
-    # Metrics first: the registration's answer is held back while a flush meets its 401.
-    server.script_register(Answer(401) if registration_first else Answer(401, delay=1.0))
+    server.script_register(Answer(401))
     server.script(401)
     agent = make_agent(server.api_url)
     with caplog.at_level(logging.WARNING, logger="impactagent"):
         agent.start()
-        if registration_first:
-            assert server.wait_for(lambda s: registration(agent)["stopped_by_status"] == 401)
+        assert server.wait_for(lambda s: registration(agent)["stopped_by_status"] == 401)
         agent.record_flag("beta", True)
         assert agent.flush().delivered_bodies == 0
-        if not registration_first:
-            assert server.wait_for(lambda s: registration(agent)["stopped_by_status"] == 401)
         agent.close()
     refusals = [r for r in caplog.records if "answered HTTP 401" in r.getMessage()]
     assert [r.levelno for r in refusals] == [logging.ERROR, logging.WARNING], refusals
     first, second = (r.getMessage() for r in refusals)
-    assert ("to the registration" in first) == registration_first
+    assert "to the registration" in first
     assert "token" in first and "too" in second
+    assert "s3cr3t" not in " ".join(r.getMessage() for r in caplog.records)
+
+
+def test_metrics_refused_first_stop_the_registration_too(server, caplog):
+    # One request at a time per agent: when the metrics meet the refusal first, the
+    # registration is not attempted at all, so the refusal is explained once.
+    server.script(401)
+    agent = make_agent(server.api_url)
+    with caplog.at_level(logging.WARNING, logger="impactagent"):
+        agent.record_flag("beta", True)
+        assert agent.flush().delivered_bodies == 0
+        agent.start()
+        agent.close()
+    refusals = [r for r in caplog.records if "answered HTTP 401" in r.getMessage()]
+    assert [r.levelno for r in refusals] == [logging.ERROR], refusals
+    assert "to the registration" not in refusals[0].getMessage()
+    assert server.registrations == []
     assert "s3cr3t" not in " ".join(r.getMessage() for r in caplog.records)
 
 

@@ -15,6 +15,7 @@ import pytest
 
 import impactagent
 from tests import child
+from tests.loopback import wait_until
 from tests.scripted_server import Answer, ScriptedServer
 
 TOKEN = "default:production.sh0tdown-secret"
@@ -120,13 +121,16 @@ def in_flight_agent(server, **options):
     return agent, flushing
 
 
-def settled(flushing) -> None:
-    """Wait (bounded) for the orphaned flush to return: only then has the late answer been
-    settled. A fixed pause after the server's record is not enough: the server records the
-    answer before sending it, and a loaded machine may take longer than any pause to get it
-    back to the client and through the settling."""
+def settled(server, agent, flushing) -> None:
+    """Wait (bounded) for the late answer to be heard: the server has answered the held
+    POST, and the agent no longer counts its body as possibly duplicated (the answer is
+    settled on the agent's sending thread, after close() returned)."""
     flushing.join(15)
-    assert not flushing.is_alive(), "the orphaned flush never returned"
+    assert not flushing.is_alive(), "the flush cut short by close() never returned"
+    assert server.wait_for(
+        lambda s: any(r.body.count(b"jobs_total") for r in s.requests), 15)
+    assert wait_until(
+        lambda: agent.statistics()["delivery"]["possibly_duplicated_events"] == 0, 15)
 
 
 @pytest.mark.parametrize("late_answer", [500, 202])
@@ -142,8 +146,7 @@ def test_close_takes_over_a_flush_still_in_flight(server, late_answer):
     assert agent.statistics()["pending_events"] == 0
     # When the POST comes back, nothing is merged back into the closed agent...
     # The late answer (close's own flush had an empty window: it sent nothing).
-    settled(flushing)
-    assert any(r.body.count(b"jobs_total") for r in server.requests)
+    settled(server, agent, flushing)
     assert agent.statistics()["pending_events"] == 0
     if late_answer == 202:
         # ...and a late success withdraws the drop: delivered once, counted once.
@@ -163,8 +166,7 @@ def test_close_spools_a_flush_still_in_flight(server, tmp_path, late_answer):
     assert agent.statistics()["dropped"] == {}
     assert agent.statistics()["spool"]["files"] == 1  # on disk at the deadline
     # The late answer (close's own flush had an empty window: it sent nothing).
-    settled(flushing)
-    assert any(r.body.count(b"jobs_total") for r in server.requests)
+    settled(server, agent, flushing)
     # Delivered late: the spooled copy is removed, so it is never sent twice.
     assert agent.statistics()["spool"]["files"] == (0 if late_answer == 202 else 1)
     assert agent.statistics()["pending_events"] == 0

@@ -143,7 +143,8 @@ def test_a_redirect_is_logged_once_with_its_location_redacted_and_how_to_fix_it(
             workload.record(agent, 2)
             agent.flush(timeout=0.5)
     assert len(metrics.requests) >= 3
-    redirects = [r for r in caplog.records if "redirect" in r.getMessage()]
+    redirects = [r for r in caplog.records if "redirect" in r.getMessage()
+                 and r.name == "impactagent.delivery.transport"]
     assert len(redirects) == 1
     (record,) = redirects
     assert record.levelno >= logging.WARNING

@@ -1,29 +1,26 @@
 """One flush: send what was recorded, and account for every count whatever the answer.
 
-A flush runs on the flusher thread (or on the caller's, for ``flush()`` and ``close()``):
+A flush (on the flusher thread, or on the caller's for ``flush()`` and ``close()``):
 
-1. replay bodies left in the spool, oldest first;
-2. collect a snapshot and build its bodies (none over the size limit); if building fails
-   for any reason, the snapshot is merged back and nothing is lost. A window with nothing
-   in it (no flag with a yes or no count, no impact-metric sample) is not sent: liveness is
-   what registration is for, and the Node SDK sends nothing either. The flush still counts
-   (``FlushResult.empty_window``, ``statistics()["delivery"]["empty_windows"]``). Its time
-   span is not carried over: the next body's bucket starts where the empty window ended,
-   which is exactly when what it carries began to be recorded (unleash-server files flag
-   counts under ``bucket.stop``, Edge under ``bucket.start``; both stay true);
-3. send each body, retrying network trouble, 429 and 5xx with full jitter and honouring
-   ``Retry-After``, never past the flush's deadline;
-4. settle each body: delivered; kept for later (spooled, or merged back into the recorder);
-   split and resent (413); or dropped and counted (400, or too large even alone).
+1. replays bodies left in the spool, oldest first, each claimed for the time it is sent;
+2. collects a snapshot and builds its bodies (none over the size limit); if building fails,
+   the snapshot goes back to the recorder whole. A window with nothing in it is not sent
+   (``statistics()["delivery"]["empty_windows"]`` counts it); the next body's bucket starts
+   where it ended;
+3. sends each body, each POST bounded as a whole by the flush's deadline
+   (:mod:`impactagent.delivery.deadline`). The flusher's periodic flush tries each body
+   once (a fleet must not hammer a server that is down: the flusher spaces its flushes);
+   a flush or close the app asks for retries with full jitter until its deadline;
+4. settles each body once (:mod:`impactagent.delivery.parcels`): delivered; kept (spooled,
+   or merged back into the recorder; once closing, spooled or counted as
+   ``not_delivered_by_close``); split and resent (413); or dropped and counted (400, or too
+   large even alone). The status line decides: a 2xx is delivered whatever its answer's
+   body does. A POST that got no answer may have been stored: its events are counted as
+   ``possibly_duplicated_events`` before the body is kept and sent again.
 
-Who owns a body. The bodies a flush collected belong to that flush until it settles them.
-``close()`` must return by its deadline even when a flush is stuck in a POST (a request
-timeout can be longer than the shutdown timeout), so at its deadline it *takes over* the
-bodies the running flush has not settled: each is spooled, or counted as
-``not_delivered_by_close``, at once, so nothing depends on a thread that interpreter exit is
-about to kill. If the POST comes back delivered after all, the take-over is undone (the
-spool file removed, or the drop withdrawn): nothing is counted twice. After close, nothing
-is merged back into the recorder: what is not delivered is spooled or counted.
+``close()`` first brings a running flush's deadline forward to half its own time, so that
+flush settles its own bodies; whatever is still unsettled then (a flush stuck outside a
+POST) is taken, as is everything left at SIGTERM's end (``abandon()``).
 """
 
 from __future__ import annotations
@@ -33,19 +30,18 @@ import logging
 import random
 import threading
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional, Set, Tuple
+from collections import deque
+from typing import TYPE_CHECKING, Callable, Deque, List, NamedTuple, Optional, Set, Tuple, Union
 
 import tenacity
 
-from ..core.payload import (
-    Payload,
-    build_payloads,
-    payload_from_document,
-    split_payload,
-)
+from ..core.payload import Payload, build_payloads, payload_from_document, split_payload
 from ..core.recorder import Recorder
+from ..core.snapshot import Snapshot
 from ..core.statistics import DeliveryLedger, DropCounter
+from .deadline import NO_ANSWER, NOT_STARTED, CallThread
+from .health import Health
+from .parcels import OPEN, SENDING, TAKEN, Parcel, Parcels
 from .transport_api import (
     DELIVERED,
     REJECTED,
@@ -60,14 +56,16 @@ from .transport_api import (
 
 if TYPE_CHECKING:
     from ..core.payload import Identity
-    from ..core.snapshot import Snapshot
     from .spool import Spool, SpoolEntry
 
-logger = logging.getLogger("impactagent")
+logger = logging.getLogger(__name__)
 
-#: Full-jitter retry waits inside one flush: uniform(0, min(cap, base * 2**attempt)).
+#: Full-jitter retry waits inside a flush the app asked for: uniform(0, min(cap, base * 2**n)).
 RETRY_BASE_SECONDS = 0.5
 RETRY_CAP_SECONDS = 30.0
+
+#: How long past a POST's timeout its caller still waits for the transport's own answer.
+ANSWER_GRACE_SECONDS = 0.1
 
 #: What turns a snapshot into bodies; a parameter so that a test can inject a failing one.
 BuildPayloads = Callable[..., List[Payload]]
@@ -99,17 +97,19 @@ class FlushResult(NamedTuple):
 
 
 class _Run:
-    """One flush in progress: its counts, its interrupt, and the take-over generation it
-    started in (a flush whose generation is old was orphaned by ``close()``)."""
+    """One flush in progress: its deadline (close may bring it forward), its attempts per
+    body (None: until the deadline), and its counts."""
 
-    def __init__(self, deadline: float, interrupt: threading.Event, generation: int) -> None:
+    def __init__(self, deadline: float, interrupt: threading.Event,
+                 attempts: Optional[int]) -> None:
         self.deadline = deadline
         self.stopping = interrupt
-        self.generation = generation
+        self.attempts = attempts
         self.delivered = self.kept = self.dropped = self.events = self.retries = 0
         self.timed_out = False
         self.retry_after = 0.0
         self.empty_window = False
+        self.failure = ""  # what the last failed attempt said
 
     def pause(self, seconds: float) -> None:
         """Sleep between retries, waking at once when close() sets ``stopping``."""
@@ -120,20 +120,10 @@ class _Run:
                            self.timed_out, skipped, self.empty_window)
 
 
-class _Handover(NamedTuple):
-    """A body close() took over while its POST was in flight: where it went, to undo if
-    the POST comes back delivered."""
-
-    payload: Payload  # held, so that its id() is not reused while this record lives
-    events: int
-    entry: Optional[SpoolEntry]  # the spool file it was written to, if any
-    dropped_as: str  # the drop reason it was counted under, "" if it was spooled
-
-
 class RefusalNotice:
     """Who explains a refused token: the first of the agent's senders (the metrics POSTs or
-    the registration) that the server refused explains it in the log at length; the other
-    then says briefly that it was refused too. One per agent, shared by both."""
+    the registration) that the server refused explains it at length; the other then says
+    briefly that it was refused too. One per agent, shared by both."""
 
     def __init__(self) -> None:
         self._told = False
@@ -168,6 +158,7 @@ class Delivery:
         build: BuildPayloads = build_payloads,
         refusals: Optional[RefusalNotice] = None,
         redact: Optional[Callable[[str], str]] = None,
+        calls: Optional[CallThread] = None,
     ) -> None:
         self.recorder = recorder
         #: What a transport says passes through this before it is logged (see checked_post).
@@ -183,29 +174,29 @@ class Delivery:
         self.drops = drops
         self.spool = spool
         self._build = build
+        #: The thread every POST runs on, so that the caller's deadline holds.
+        self.calls = calls if calls is not None else CallThread("impactagent-sender")
+        self.health = Health(transport.metrics_url)
         #: Set after a 401/403: sending stops (recording goes on) until reconfigured.
         self.unauthorized: Optional[int] = None
         self.last_retry_after = 0.0
-        #: True once close() began: bodies not delivered are spooled or counted, never
+        #: True once close() began: what is not delivered is spooled or counted, never
         #: merged back into the recorder.
         self.closing = False
         self.closed = False
-        self._lock = threading.Lock()  # one flush at a time (until close takes over)
-        # Guards who owns which body: the running flushes, or close's take-over.
-        self._ownership = threading.Lock()
-        self._generation = 0
-        self._owned: Dict[int, Payload] = {}  # id -> bodies a running flush has not settled
-        self._in_flight: Dict[int, Payload] = {}  # id -> owned bodies inside their POST
-        self._handed: Dict[int, _Handover] = {}  # id -> bodies close took over in flight
+        self._lock = threading.Lock()  # one flush at a time
+        self._parcels = Parcels()
+        self._running: Optional[_Run] = None
 
     # -- flushing ----------------------------------------------------------------------------
 
-    def flush(self, deadline: float, interrupt: Optional[threading.Event] = None
-              ) -> FlushResult:
-        """Run one flush that ends by ``deadline`` (a ``time.monotonic()`` value).
+    def flush(self, deadline: float, interrupt: Optional[threading.Event] = None, *,
+              attempts: Optional[int] = None) -> FlushResult:
+        """Run one flush that ends by ``deadline`` (a ``time.monotonic()`` value), trying
+        each body ``attempts`` times (None: until the deadline).
 
         Setting ``interrupt`` cuts retry waits short and stops further retries; each body
-        still gets its attempt, so a flush interrupted by shutdown still tries everything.
+        still gets its attempt.
         """
         if self.closed:
             return FlushResult(skipped="the agent is closed")
@@ -214,254 +205,322 @@ class Delivery:
         try:
             if self.closing:  # close() began while this flush waited for its turn
                 return FlushResult(skipped="the agent is closed")
-            return self._flush(self._new_run(deadline, interrupt))
+            run = _Run(deadline, interrupt or threading.Event(), attempts)
+            self._running = run
+            try:
+                return self._flush_and_tell(run)
+            finally:
+                self._running = None
         finally:
             self._lock.release()
 
-    def _new_run(self, deadline: float, interrupt: Optional[threading.Event]) -> _Run:
-        with self._ownership:
-            generation = self._generation
-        return _Run(deadline, interrupt if interrupt is not None else threading.Event(),
-                    generation)
-
-    def _orphaned(self, run: _Run) -> bool:
-        return run.generation != self._generation
+    def _flush_and_tell(self, run: _Run) -> FlushResult:
+        result = self._flush(run)
+        self.health.after(result, run.failure, self._keeping())
+        return result
 
     def _flush(self, run: _Run) -> FlushResult:
         if self.unauthorized is not None:
             return run.result(skipped=f"stopped after HTTP {self.unauthorized}")
         # If the server is not taking the spool's backlog, keep the new window as well.
         backlog_sent = self.spool is None or self._replay_spool(run)
-        if self._orphaned(run):
-            return run.result(skipped="taken over by close()")
         try:
-            payloads = self._collect()
+            parcels = self._collect(run)
         except _BuildFailed as failure:
             return run.result(skipped=str(failure))
-        payloads = self._worth_sending(payloads, run)
-        self._own(payloads)
-        # Each body is let go once settled, not all at the end: freeing a 100k-series
-        # window's bodies at once is one C-level stretch (20 ms measured, see
-        # benchmarks/collect.py) during which no recording thread gets the GIL.
-        payloads.reverse()
-        while payloads:
-            payload = payloads.pop()
-            try:
+        try:
+            for parcel in parcels:
                 if not backlog_sent or run.kept or self.unauthorized is not None:
-                    self._keep(payload, run)  # it failed a moment ago: do not hammer it
+                    self._keep_own(parcel, run)  # it failed a moment ago: do not hammer it
                 else:
-                    self._send_and_settle(payload, run)
-            except BaseException:
-                # A bug, Ctrl-C or a handler's SystemExit must not lose what was collected:
-                # keep every body not yet settled, the halves of a split one included
-                # (merged back, spooled or, when closing, counted; at worst one is sent
-                # twice), then let it go on.
-                with self._ownership:
-                    unsettled = list(self._owned.values())
-                    self._in_flight.clear()
-                for rest in unsettled:
-                    self._keep(rest, run)
-                raise
+                    self._send(parcel, run)
+        except BaseException:
+            # A bug, Ctrl-C or a handler's SystemExit must not lose what was collected:
+            # every body not yet sent is kept (at worst one in flight is sent twice).
+            for parcel in self._parcels.unsettled(parcels):
+                self._keep_own(parcel, run)
+            raise
         self.last_retry_after = run.retry_after  # the flusher never undercuts it
         return run.result()
 
-    def _collect(self) -> List[Payload]:
+    def _collect(self, run: _Run) -> List[Parcel]:
         """Collect and build the bodies; if building fails, the snapshot goes back whole."""
-        snapshot = self.recorder.collect()
+        collected = self._parcels.collect(self.recorder.collect)
+        if collected is None:
+            return []  # closed meanwhile: close() sets the rest aside
+        snapshot = collected.content
+        assert isinstance(snapshot, Snapshot)
         try:
-            return self._build_from(snapshot)
+            payloads = self._build_from(snapshot)
         except Exception as error:
-            self.recorder.restore(snapshot)
+            if self._parcels.settle(collected) != TAKEN:
+                self.recorder.restore(snapshot)
             self.ledger.add("flush_errors")
-            logger.exception("impactagent: building request bodies failed; what was "
-                             "collected is kept for the next flush")
+            logger.exception("building request bodies failed; what was collected is kept "
+                             "for the next flush")
             raise _BuildFailed(f"building bodies failed ({type(error).__name__}); "
                                "kept for the next flush") from error
-
-    def _worth_sending(self, payloads: List[Payload], run: _Run) -> List[Payload]:
-        """The bodies that carry something; an empty window is counted, not sent."""
         carrying = [payload for payload in payloads if payload.units]
         if not carrying:
             run.empty_window = True
             self.ledger.add("empty_windows")
-        return carrying
+        parcels = self._parcels.replace(collected, carrying)
+        return parcels if parcels is not None else []
 
     def _build_from(self, snapshot: Snapshot) -> List[Payload]:
         return self._build(snapshot, self.identity, max_bytes=self.max_payload_bytes,
                            drops=self.drops)
 
-    # -- sending one body, with retries inside the deadline ----------------------------------
+    # -- sending one body --------------------------------------------------------------------
 
-    def _send_and_settle(self, payload: Payload, run: _Run, *, owned: bool = True) -> None:
-        if owned:
-            with self._ownership:
-                if id(payload) not in self._owned:
-                    return  # close took it over before it was sent
-                self._in_flight[id(payload)] = payload
-        outcome = self._send(payload, run)
-        for half in self._settle(payload, outcome, run, owned=owned):
-            self._send_and_settle(half, run, owned=owned)
+    def _send(self, parcel: Parcel, run: _Run) -> None:
+        if not self._parcels.start_sending(parcel):
+            return  # taken by close before it was sent
+        try:
+            outcome = self._post(parcel, run)
+        except BaseException:
+            # Ctrl-C or a handler's SystemExit while the POST was in flight: it may still
+            # arrive. Kept (at worst sent twice, and counted so), then it goes on.
+            if self._parcels.settle(parcel) == SENDING:
+                self.ledger.add("possibly_duplicated_events", parcel.events)
+                self._keep(parcel, run)
+            raise
+        halves = self._settle(parcel, outcome, run)
+        try:
+            for half in halves:
+                self._send(half, run)
+        except BaseException:
+            for half in self._parcels.unsettled(halves):
+                self._keep_own(half, run)
+            raise
 
-    def _send(self, payload: Payload, run: _Run) -> Outcome:
-        events = payload.events
-        deadline = run.deadline
+    def _post(self, parcel: Parcel, run: _Run) -> Outcome:
+        """POST the parcel's body within the run's deadline, retrying as the run allows."""
+        events = parcel.events
 
         def attempt() -> Outcome:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if time.monotonic() >= run.deadline:
                 return Outcome(RETRY, detail="flush deadline reached")
-            outcome = checked_post(self.transport, payload.body,
-                                   min(self.request_timeout, remaining), self._transport_faults,
-                                   self.redact)
+            if parcel.claim is not None and self.spool is not None:
+                renewed = self.spool.renew(parcel.claim)
+                if renewed is None:  # the lease ran out and another process took it
+                    return Outcome(RETRY, detail="spool claim lost")
+                parcel.claim = renewed
+            outcome = self._call(parcel, run)
             self.ledger.attempt(outcome)
             if outcome.maybe_delivered:
-                # The server may have stored it; resending may count it twice. Say so.
+                # The server may have stored it; sending it again may count it twice.
                 self.ledger.add("possibly_duplicated_events", events)
+            if outcome.kind != DELIVERED:
+                run.failure = outcome.detail or f"HTTP {outcome.status}"
+            if outcome.retry_after is not None:
+                run.retry_after = max(run.retry_after, outcome.retry_after)
             return outcome
 
+        outcome = self._retrying(run, parcel)(attempt)
+        if outcome.kind == RETRY and time.monotonic() >= run.deadline:
+            run.timed_out = True
+        return outcome
+
+    def _call(self, parcel: Parcel, run: _Run) -> Outcome:
+        """One POST that ends by ``request_timeout`` and by the run's deadline, whichever
+        comes first, whatever the server does."""
+        body = parcel.payload.body
+        own_deadline = time.monotonic() + self.request_timeout
+        timeout = max(min(own_deadline, run.deadline) - time.monotonic(), 0.001)
+        # The transport's own timeout, when it works, says more (a read timeout): it gets a
+        # moment's grace before the wall-clock deadline cuts the call off.
+        how, job = self.calls.call(
+            lambda: checked_post(self.transport, body, timeout, self._transport_faults,
+                                 self.redact),
+            lambda: min(own_deadline, run.deadline) + ANSWER_GRACE_SECONDS)
+        if how == NOT_STARTED:
+            return Outcome(RETRY, detail="not sent: an earlier request has not ended")
+        if how == NO_ANSWER or job.result is None:
+            parcel.in_flight = job  # its answer may still come: see _settle
+            return Outcome(RETRY, detail="no answer by the deadline", maybe_delivered=True)
+        return job.result
+
+    def _retrying(self, run: _Run, parcel: Parcel) -> tenacity.Retrying:
         def wait(state: tenacity.RetryCallState) -> float:
             outcome: Outcome = state.outcome.result()  # type: ignore[union-attr]
             if outcome.retry_after is not None:
-                run.retry_after = max(run.retry_after, outcome.retry_after)
                 return outcome.retry_after
-            # The exponent is capped: a server answering "Retry-After: 0" at once can run up
-            # thousands of attempts in one flush, and 2.0 ** 1024 overflows a float.
+            # The exponent is capped: 2.0 ** 1024 overflows a float.
             ceiling = min(RETRY_CAP_SECONDS,
                           RETRY_BASE_SECONDS * 2.0 ** min(state.attempt_number, 32))
             return random.uniform(0, ceiling)
 
         def give_up(state: tenacity.RetryCallState) -> bool:
             upcoming = state.upcoming_sleep or 0.0
-            return (run.stopping.is_set() or self._orphaned(run)  # close took over: stop
-                    or time.monotonic() + upcoming >= deadline)
+            return (run.stopping.is_set() or time.monotonic() + upcoming >= run.deadline
+                    or (run.attempts is not None and state.attempt_number >= run.attempts)
+                    or parcel.in_flight is not None)  # never two copies in flight at once
 
-        def before_sleep(state: tenacity.RetryCallState) -> None:
+        def count_retry(state: tenacity.RetryCallState) -> None:
             run.retries += 1
             self.ledger.add("retries")
 
-        retrying = tenacity.Retrying(
+        return tenacity.Retrying(
             # A redirect will not go away within one flush: keep the body for the next.
             retry=tenacity.retry_if_result(
                 lambda outcome: outcome.kind == RETRY and not _is_redirect(outcome)),
-            wait=wait,
-            stop=give_up,
-            sleep=run.pause,  # close() cuts a retry wait short
-            before_sleep=before_sleep,
+            wait=wait, stop=give_up, sleep=run.pause, before_sleep=count_retry,
             retry_error_callback=lambda state: state.outcome.result(),  # type: ignore
         )
-        outcome: Outcome = retrying(attempt)
-        if outcome.kind == RETRY and time.monotonic() >= deadline:
-            run.timed_out = True
-        return outcome
 
     # -- what happens to a body after its last attempt ---------------------------------------
 
-    def _settle(self, payload: Payload, outcome: Outcome, run: _Run, *, owned: bool
-                ) -> List[Payload]:
-        """Account for ``payload`` after ``outcome``; return the halves to send (413)."""
-        events = payload.events
-        if owned:
-            with self._ownership:
-                self._in_flight.pop(id(payload), None)
-                handed = self._handed.pop(id(payload), None)
-                if handed is not None:  # close() took it over while it was in flight
-                    # The answer came: it is no longer "possibly delivered" (a timeout was
-                    # counted as such by its attempt already).
-                    self.ledger.add("possibly_duplicated_events", -handed.events)
-                    if outcome.kind == DELIVERED:
-                        self._undo_handover(handed)
-                        self._delivered(events, run)
-                    return []
-                if self._owned.pop(id(payload), None) is None:
-                    return []  # not ours any more (cannot happen: a take-over is recorded)
-                if outcome.kind == TOO_LARGE:
-                    halves = split_payload(payload)
-                    if len(halves) > 1:
-                        self._owned.update((id(half), half) for half in halves)
-                        return halves
-        if outcome.kind == DELIVERED:
-            self._delivered(events, run)
-        elif outcome.kind == REJECTED:
+    def _settle(self, parcel: Parcel, outcome: Outcome, run: _Run) -> List[Parcel]:
+        """Account for ``parcel`` after ``outcome``; return the halves to send (413)."""
+        before = self._parcels.settle(parcel)
+        if before == TAKEN:  # close kept it while its POST was in flight
+            self._hear_answer(parcel, outcome, taken=True)
+            return []
+        if before != SENDING:
+            return []  # taken before it was sent: the taker kept it
+        kind = outcome.kind
+        if kind == TOO_LARGE:
+            halves = split_payload(parcel.payload)
+            if len(halves) > 1:
+                return self._split(parcel, halves, run)
+        if kind in (DELIVERED, REJECTED, TOO_LARGE):
+            self._done_with(parcel)
+        if kind == DELIVERED:
+            self._delivered(parcel.events, run)
+        elif kind == REJECTED:
             run.dropped += 1
             logger.error(
-                "impactagent: %s answered HTTP 400 to a metrics body of %d bytes; dropping its "
-                "%d events (counted as 'rejected_by_server'). The server said: %s",
-                self.transport.metrics_url, len(payload.body), events,
-                outcome.detail or "(nothing)",
-            )
-            self.drops.add("rejected_by_server", events, detail=self.transport.metrics_url,
-                           explained=True)
-        elif outcome.kind == TOO_LARGE:
-            halves = split_payload(payload)
-            if len(halves) > 1:
-                return halves  # a spooled body (not owned): its halves are resent as they are
+                "%s answered HTTP 400 to a metrics body of %d bytes; dropping its %d events "
+                "(counted as 'rejected_by_server'). The server said: %s",
+                self.transport.metrics_url, len(parcel.payload.body), parcel.events,
+                outcome.detail or "(nothing)")
+            self.drops.add("rejected_by_server", parcel.events,
+                           detail=self.transport.metrics_url, explained=True)
+        elif kind == TOO_LARGE:
             run.dropped += 1
-            self.drops.add("too_large", events, detail=self.transport.metrics_url)
-        elif outcome.kind == UNAUTHORIZED:
-            self._stop_sending(outcome)
-            self._keep(payload, run, owned=owned, settled=True)
+            self.drops.add("too_large", parcel.events, detail=self.transport.metrics_url)
         else:
-            self._keep(payload, run, owned=owned, settled=True)
+            if kind == UNAUTHORIZED:
+                self._stop_sending(outcome)
+            self._keep(parcel, run)
+            self._hear_answer(parcel, outcome, taken=False)
         return []
+
+    def _split(self, parcel: Parcel, halves: List[Payload], run: _Run) -> List[Parcel]:
+        """A 413: the halves take the body's place. A spooled body's halves are spooled
+        (then its file removed), to be sent by the next replay; others are sent now."""
+        if parcel.claim is None:
+            return [self._parcels.open(half) for half in halves]
+        assert self.spool is not None
+        for half in halves:
+            self.spool.write(half.body)
+        self._done_with(parcel)
+        run.kept += 1
+        return []
+
+    def _done_with(self, parcel: Parcel) -> None:
+        """A spooled body that was delivered or dropped leaves the spool."""
+        if (parcel.claim is not None and self.spool is not None
+                and not self.spool.remove(parcel.claim)):
+            # Our lease ran out mid-send and another process has the file: it may send this
+            # body again.
+            self.ledger.add("possibly_duplicated_events", parcel.events)
 
     def _delivered(self, events: int, run: _Run) -> None:
         run.delivered += 1
         run.events += events
         self.ledger.delivered(events)
 
-    def _keep(self, payload: Payload, run: _Run, *, owned: bool = True,
-              settled: bool = False) -> None:
-        """Hold on to a body that was not delivered: on disk if spooling, else merged back
-        into the recorder; once closing, on disk or counted as dropped."""
-        run.kept += 1
-        if owned and not settled:
-            with self._ownership:
-                if self._owned.pop(id(payload), None) is None:
-                    return  # close took it over: already spooled or counted
-        if self.spool is not None:
-            if self.spool.write(payload.body) is None:  # not stored: the spool counted it
-                run.kept -= 1
-                run.dropped += 1
-            return
-        part = payload.part()
-        if part is None:
-            return
-        with self._ownership:
-            if not self.closing:
-                self.recorder.restore(part)
-                return
-        self._count_not_delivered(payload.events)
+    def _keep_own(self, parcel: Parcel, run: _Run) -> None:
+        """Keep a body this flush opened and did not send (unless it was taken)."""
+        if self._parcels.settle(parcel) in (OPEN, SENDING):
+            self._keep(parcel, run)
 
-    def _own(self, payloads: List[Payload]) -> None:
-        with self._ownership:
-            self._owned.update((id(payload), payload) for payload in payloads)
+    def _keep(self, parcel: Parcel, run: Optional[_Run]) -> None:
+        """Hold on to a body that was not delivered: a spool file goes back in the queue;
+        a collected body goes to the spool, or back into the recorder (once closing, to the
+        spool or counted as dropped)."""
+        kept_as = parcel.kept_as = self._keep_body(parcel)
+        if run is not None:
+            if kept_as is None and parcel.claim is None and self.spool is not None:
+                run.dropped += 1  # the spool could not store it: it counted the drop
+            else:
+                run.kept += 1
+
+    def _keep_body(self, parcel: Parcel) -> Union[SpoolEntry, str, None]:
+        if parcel.claim is not None and self.spool is not None:
+            return self.spool.release(parcel.claim)
+        payload = parcel.payload
+        if self.spool is not None:
+            return self.spool.write(payload.body)
+        part = payload.part()
+        if part is not None and not self.closing:
+            self.recorder.restore(part)
+            return None
+        self._count_not_delivered(parcel.events)
+        return "not_delivered_by_close"
+
+    def _hear_answer(self, parcel: Parcel, outcome: Outcome, *, taken: bool) -> None:
+        """For a body kept while its POST may still be in flight (the wait was cut short,
+        or close took it): when the answer comes, a delivery undoes the keeping (the
+        spooled copy removed, the drop withdrawn), so the body counts once. A body merged
+        back cannot be taken back: it is sent again, and stays possibly duplicated."""
+        job = parcel.in_flight
+        if taken and (job is not None or outcome.maybe_delivered):
+            # Counted as possibly duplicated twice, by the attempt and by the taking: once
+            # is what is at risk.
+            self.ledger.add("possibly_duplicated_events", -parcel.events)
+        if job is not None:  # the answer is the call's, later
+            parcel.in_flight = None
+            job.when_done(lambda late: self._late_answer(parcel, late))
+        elif taken and not outcome.maybe_delivered:
+            self._late_answer(parcel, outcome)
+
+    def _late_answer(self, parcel: Parcel, outcome: Optional[Outcome]) -> None:
+        self.ledger.add("possibly_duplicated_events", -parcel.events)  # the answer came
+        if outcome is None or outcome.kind != DELIVERED:
+            return
+        self.ledger.delivered(parcel.events)
+        kept_as = parcel.kept_as
+        if isinstance(kept_as, str):
+            self.drops.withdraw(kept_as, parcel.events)
+            return
+        claimed = None
+        if kept_as is not None and self.spool is not None:
+            claimed = self.spool.claim(kept_as)
+        if claimed is None or self.spool is None or not self.spool.remove(claimed):
+            # Merged back, or another process is sending the spooled copy: it is sent
+            # again, and may be stored twice.
+            self.ledger.add("possibly_duplicated_events", parcel.events)
 
     # -- closing -----------------------------------------------------------------------------
 
     def close(self, deadline: float) -> FlushResult:
-        """The last flush, by ``deadline``; then what is left is spooled or counted.
-
-        A flush still running at half the remaining time is taken over (see the module
-        docstring), and the last window is sent alongside it.
-        """
-        remaining = max(deadline - time.monotonic(), 0)
-        got_lock = self._lock.acquire(timeout=remaining / 2)
+        """The last flush, by ``deadline``; then what is left is spooled or counted."""
+        self.closing = True
+        halfway = time.monotonic() + max(deadline - time.monotonic(), 0) / 2
+        running = self._running
+        if running is not None:
+            running.deadline = min(running.deadline, halfway)
+            running.stopping.set()
+        got_lock = self._lock.acquire(timeout=max(halfway - time.monotonic(), 0))
         try:
-            taken = self._take_over()
+            taken = self._take_all(close=False)
             try:
-                result = self._flush(self._new_run(deadline, None))
-            except Exception:  # a bug: what it held was kept (spooled or counted) above
-                logger.exception("impactagent: the last flush failed unexpectedly")
+                result = self._flush_and_tell(_Run(deadline, threading.Event(), None))
+            except Exception:  # a bug: what it held was kept above
+                logger.exception("the last flush failed unexpectedly")
                 result = FlushResult(skipped="the last flush failed (see the log)")
-            if taken:  # bodies still in flight at the deadline: not known delivered
-                result = result._replace(kept_bodies=result.kept_bodies + taken,
+            if taken:  # bodies a stuck flush still held: not known delivered
+                result = result._replace(kept_bodies=result.kept_bodies + len(taken),
                                          timed_out=True)
             return result
         finally:
-            # Even when Ctrl-C or a SystemExit cuts the last flush short: what is left in
-            # the recorder is spooled or counted before close() gives up.
+            # Even when Ctrl-C or a SystemExit cuts the last flush short: what is left is
+            # spooled or counted before close() gives up.
             try:
-                self.set_aside()
+                self.abandon()
             finally:
                 self.closed = True
                 if got_lock:
@@ -469,101 +528,68 @@ class Delivery:
                 try:
                     self.transport.close()
                 except Exception as error:  # a user's transport: close() still returns
-                    logger.error("impactagent: the transport's close() failed (%s)",
+                    logger.error("the transport's close() failed (%s)",
                                  told(error, self.redact))
 
-    def _take_over(self) -> int:
-        """Orphan any running flush: its unsettled bodies are spooled or counted now.
-
-        A body whose POST is in flight may reach the server yet: it is also counted as
-        possibly duplicated until its answer comes (at exit it never does, and a spooled
-        copy is sent again by the next agent), and a record of it lets that answer undo
-        the take-over. Bodies still queued are never sent by the orphan: no record.
-        Returns how many bodies were taken over.
-        """
-        with self._ownership:
-            self.closing = True
-            self._generation += 1
-            for key, payload in self._owned.items():
-                handed = self._hand_over(payload)
-                if key in self._in_flight:
-                    self.ledger.add("possibly_duplicated_events", handed.events)
-                    self._handed[key] = handed
-            taken = len(self._owned)
-            self._owned.clear()
-            return taken
-
-    def _hand_over(self, payload: Payload) -> _Handover:
-        events = payload.events
-        if self.spool is not None:
-            return _Handover(payload, events, self.spool.write(payload.body), "")
-        self._count_not_delivered(events)
-        return _Handover(payload, events, None, "not_delivered_by_close")
-
-    def _handed_files(self) -> Set[Path]:
-        with self._ownership:
-            return {h.entry.path for h in self._handed.values() if h.entry is not None}
-
-    def _undo_handover(self, handed: _Handover) -> None:
-        """A body taken over at close was delivered after all: un-spool or un-count it."""
-        if handed.dropped_as:
-            self.drops.withdraw(handed.dropped_as, handed.events)
-        elif handed.entry is not None and self.spool is not None:
-            claimed = self.spool.claim(handed.entry)
-            if claimed is not None:
-                self.spool.remove(claimed)
-            else:  # another process is already sending the file: it will arrive twice
-                self.ledger.add("possibly_duplicated_events", handed.events)
-
-    def set_aside(self) -> int:
-        """At close: put what could not be delivered where it is not lost silently.
-
-        With a spool, the rest goes to disk and the next agent on the same ``spool_dir``
-        sends it (after a restart with a valid token, say). Without one, it is counted as
-        dropped (``not_delivered_by_close``) and logged. Returns the events set aside.
-        """
+    def abandon(self) -> int:
+        """Settle everything not yet settled, now: every open body is kept (spooled or
+        counted) and the recorder's rest with it; nothing is collected after this. Called
+        at the end of close(), and by SIGTERM's handler before the process ends. Returns
+        the events set aside."""
+        self.closing = True
+        events = sum(parcel.events for parcel in self._take_all(close=True))
         pending = self.recorder.pending_events()
         try:
             payloads = self._build_from(self.recorder.collect())
         except Exception:
-            logger.exception("impactagent: building the last request bodies at close failed")
+            logger.exception("building the last request bodies at close failed")
             self._count_not_delivered(pending)
-            return pending
-        events = 0
+            return events + pending
         for payload in payloads:
-            carried = payload.events
-            if carried == 0:
-                continue  # an empty window: nothing was recorded in it, nothing to keep
-            events += carried
-            if self.spool is not None:
-                self.spool.write(payload.body)
-            else:
-                self._count_not_delivered(carried)
+            if payload.events:  # an empty window: nothing was recorded, nothing to keep
+                events += payload.events
+                self._keep_body(Parcel(payload, None))
         return events
+
+    def _take_all(self, *, close: bool) -> List[Parcel]:
+        """Keep every parcel still open or sending (see :mod:`.parcels`); return them."""
+        taken = self._parcels.take_all(close=close)
+        for parcel, sending in taken:
+            if isinstance(parcel.content, Snapshot):
+                self.recorder.restore(parcel.content)  # collected again by close
+                continue
+            parcel.kept_as = self._keep_body(parcel)
+            if sending:  # its POST may still reach the server
+                self.ledger.add("possibly_duplicated_events", parcel.events)
+        return [parcel for parcel, _ in taken]
+
+    def _keeping(self) -> str:
+        if self.spool is not None:
+            return f"spooled to {str(self.spool.directory)!r}"
+        return "counted as dropped" if self.closing else "kept in memory"
 
     def _count_not_delivered(self, events: int) -> None:
         if not events:
             return
         why = (f"sending was stopped by HTTP {self.unauthorized}" if self.unauthorized
                else "the server did not take them before the close deadline")
-        logger.error("impactagent: closing with %d events not delivered to %s (%s) and no "
-                     "spool_dir to keep them; they are counted as 'not_delivered_by_close'.",
+        logger.error("closing with %d events not delivered to %s (%s) and no spool_dir to "
+                     "keep them; they are counted as 'not_delivered_by_close'.",
                      events, self.transport.metrics_url, why)
         self.drops.add("not_delivered_by_close", events, detail=self.transport.metrics_url,
                        explained=True)
 
     def _stop_sending(self, outcome: Outcome) -> None:
         if self.unauthorized is None and not self.refusals.first_to_tell():
-            logger.warning("impactagent: %s answered HTTP %s too: sending stops (recording "
-                           "goes on) until the agent is restarted with a valid token.",
+            logger.warning("%s answered HTTP %s too: sending stops (recording goes on) until "
+                           "the agent is restarted with a valid token.",
                            self.transport.metrics_url, outcome.status)
         elif self.unauthorized is None:
             logger.error(
-                "impactagent: %s answered HTTP %s: the API token is missing, unknown or not a "
+                "%s answered HTTP %s: the API token is missing, unknown or not a "
                 "client/backend token. Sending stops (recording goes on) until the agent is "
                 "restarted with a valid token.",
-                self.transport.metrics_url, outcome.status,
-            )
+                self.transport.metrics_url, outcome.status)
         self.unauthorized = outcome.status
 
     # -- the spool's backlog -----------------------------------------------------------------
@@ -571,60 +597,40 @@ class Delivery:
     def _replay_spool(self, run: _Run) -> bool:
         """Send spooled bodies oldest first; False if the server did not take one."""
         assert self.spool is not None
-        handed = self._handed_files()
-        for entry in self.spool.entries():
-            if entry.path in handed:
-                continue  # its POST is still in flight: resending it now would double it
-            if (time.monotonic() >= run.deadline or run.stopping.is_set()
-                    or self._orphaned(run)):
+        queue: Deque[SpoolEntry] = deque(self.spool.entries())
+        while queue:
+            if time.monotonic() >= run.deadline or run.stopping.is_set():
                 run.timed_out = time.monotonic() >= run.deadline
                 return False
-            claimed = self.spool.claim(entry)
+            claimed = self.spool.claim(queue.popleft())
             if claimed is None:
-                continue  # another process (a forked sibling) is sending it
+                continue  # another process is sending it
             body = self.spool.read(claimed)
             if body is None:
                 continue  # corrupt: moved aside and counted
-            payload = payload_from_document(json.loads(body))
-            try:
-                outcome = self._send(payload, run)
-            except BaseException:
-                # Ctrl-C or a handler's SystemExit mid-send: the file goes back in the queue
-                # (claimed, it would be nobody's until the process restarts), then it goes on.
-                self.spool.release(claimed)
-                raise
-            if outcome.kind in (RETRY, UNAUTHORIZED):
-                # Back in the queue at its old place: it stays the oldest and goes first.
-                self.spool.release(claimed)
-                if outcome.kind == UNAUTHORIZED:
-                    self._stop_sending(outcome)
-                run.kept += 1
+            self._send(self._parcels.open(payload_from_document(json.loads(body)), claimed), run)
+            if run.kept:
                 return False
-            # Delivered, dropped (counted) or split (failed halves are spooled anew): only
-            # now is the file done with. A kill -9 before this line resends, never loses.
-            for half in self._settle(payload, outcome, run, owned=False):
-                self._send_and_settle(half, run, owned=False)
-            self.spool.remove(claimed)
         return True
 
     # -- fork --------------------------------------------------------------------------------
 
     def reset_after_fork(self, ledger: DeliveryLedger, identity: Identity) -> None:
         """In a forked child: new locks, no flush in progress, the child's own ledger and
-        connection (what the parent's flush held in flight is the parent's to settle)."""
+        connection (what the parent's flush held is the parent's to settle)."""
         self._lock = threading.Lock()
-        self._ownership = threading.Lock()
-        self._owned = {}
-        self._in_flight = {}
-        self._handed = {}
+        self._parcels = Parcels()
+        self._running = None
+        self.calls.reset_after_fork()
         self.ledger = ledger
         self.identity = identity
+        self.health = Health(self.transport.metrics_url)
         self.refusals.reset_after_fork()
         try:
             self.transport.reset_after_fork(identity)
         except Exception as error:  # a user's transport: the child's reset must finish
-            logger.error("impactagent: the transport's reset_after_fork() failed in a "
-                         "forked child (%s); it is used as it is", told(error, self.redact))
+            logger.error("the transport's reset_after_fork() failed in a forked child (%s); "
+                         "it is used as it is", told(error, self.redact))
 
 
 def _is_redirect(outcome: Outcome) -> bool:

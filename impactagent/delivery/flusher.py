@@ -1,9 +1,18 @@
-"""The background thread that flushes on an interval and backs off while the server is down.
+"""The background thread that flushes on an interval, and how a fleet of them behaves.
 
-Backoff across flushes follows the Unleash SDKs' convention: the next flush waits
-``interval x (1 + failures)``, ``failures`` capped at 10, one step back per success, with
-+-10% jitter so that a fleet restarted together does not flush in lockstep. A server's
-``Retry-After`` is never undercut.
+Thousands of agents report to one server, so what matters is what they do together:
+
+- **No lockstep.** The first flush comes at a random point of the first interval, and later
+  ones every interval from there: a fleet started together is spread over the interval
+  from its first flush on.
+- **No retry storm.** A periodic flush tries each body once. After a flush that kept bodies
+  (the server is down), the next flush waits ``interval x uniform(1, 1 + failures)``, with
+  ``failures`` capped at :data:`MAX_STRETCH`: a failing agent sends less than a healthy one,
+  never more, and agents that failed together drift apart. A server's ``Retry-After`` is
+  never undercut.
+- **No recovery spike.** Those random waits reach the recovered server spread out, and each
+  agent delivers its backlog (merged back into one window) at its next flush, within
+  ``1 + MAX_STRETCH`` intervals.
 """
 
 from __future__ import annotations
@@ -14,13 +23,14 @@ import threading
 import time
 from typing import Optional
 
-from . import shutdown
+from ..core.threads import start_daemon
 from .delivery import Delivery, FlushResult
 from .registration import Registration
 
-logger = logging.getLogger("impactagent")
+logger = logging.getLogger(__name__)
 
-MAX_FAILURES = 10
+#: The most intervals a failing agent waits between two flushes.
+MAX_STRETCH = 2
 #: The longest the thread ever waits between flushes (Event.wait overflows on infinity).
 MAX_WAIT_SECONDS = 24 * 3600.0
 
@@ -28,31 +38,37 @@ MAX_WAIT_SECONDS = 24 * 3600.0
 class IntervalBackoff:
     """The wait before the next flush, given how the last ones went.
 
-    >>> backoff = IntervalBackoff(60.0, jitter=0)
-    >>> backoff.failed(); backoff.failed(); backoff.next_delay()
-    180.0
+    >>> backoff = IntervalBackoff(60.0, rng=random.Random(7))
+    >>> 0 <= backoff.first_delay() < 60, backoff.next_delay()
+    (True, 60.0)
+    >>> backoff.failed(); backoff.failed(); 60 <= backoff.next_delay() <= 180
+    True
     >>> backoff.succeeded(); backoff.next_delay()
-    120.0
+    60.0
     """
 
-    def __init__(self, interval: float, *, jitter: float = 0.1) -> None:
+    def __init__(self, interval: float, *, rng: Optional[random.Random] = None) -> None:
         self.interval = interval
-        self.jitter = jitter
         self.failures = 0
         self.retry_after = 0.0
+        self._random = rng if rng is not None else random.Random()
+
+    def first_delay(self) -> float:
+        """A random point of the first interval: the agent's phase in the fleet."""
+        return self._random.uniform(0, self.interval)
 
     def failed(self, retry_after: float = 0.0) -> None:
-        self.failures = min(self.failures + 1, MAX_FAILURES)
+        self.failures = min(self.failures + 1, MAX_STRETCH)
         self.retry_after = retry_after
 
     def succeeded(self) -> None:
-        self.failures = max(self.failures - 1, 0)
+        self.failures = 0
         self.retry_after = 0.0
 
     def next_delay(self) -> float:
-        delay = self.interval * (1 + self.failures)
-        if self.jitter:
-            delay *= random.uniform(1 - self.jitter, 1 + self.jitter)
+        delay = self.interval
+        if self.failures:
+            delay *= self._random.uniform(1, 1 + self.failures)
         return max(delay, self.retry_after)
 
 
@@ -68,18 +84,17 @@ class Flusher:
     """
 
     def __init__(self, delivery: Delivery, interval: float,
-                 registration: Optional[Registration] = None) -> None:
+                 registration: Optional[Registration] = None,
+                 backoff: Optional[IntervalBackoff] = None) -> None:
         self.delivery = delivery
         self.registration = registration
-        self.backoff = IntervalBackoff(interval)
+        self.backoff = backoff if backoff is not None else IntervalBackoff(interval)
         self.stopping = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="impactagent-flusher",
-                                            daemon=True)
-            self._thread.start()
+            self._thread = start_daemon(self._run, "impactagent-flusher")
 
     @property
     def running(self) -> bool:
@@ -96,20 +111,21 @@ class Flusher:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
-        shutdown.keep_signals_off_this_thread()
         self._register()
-        while not self.stopping.wait(min(self.backoff.next_delay(), MAX_WAIT_SECONDS)):
+        delay = self.backoff.first_delay()
+        while not self.stopping.wait(min(delay, MAX_WAIT_SECONDS)):
             # A periodic flush may use up to one interval; it never overlaps the next.
             deadline = time.monotonic() + self.backoff.interval
             try:
                 self._register()
-                result = self.delivery.flush(deadline, interrupt=self.stopping)
+                result = self.delivery.flush(deadline, interrupt=self.stopping, attempts=1)
             except Exception:  # a bug must not kill the loop: log it, count it, go on
-                logger.exception("impactagent: flush failed unexpectedly; will retry")
+                logger.exception("flush failed unexpectedly; will retry")
                 self.delivery.ledger.add("flush_errors")
                 self.backoff.failed()
-                continue
-            self._after(result)
+            else:
+                self._after(result)
+            delay = self.backoff.next_delay()
 
     def _register(self) -> None:
         """Register if still due; not once the server refused the token for metrics too."""
@@ -122,5 +138,5 @@ class Flusher:
     def _after(self, result: FlushResult) -> None:
         if result.server_unavailable:
             self.backoff.failed(self.delivery.last_retry_after)
-        elif result.delivered_bodies:
+        elif result.delivered_bodies or result.empty_window:
             self.backoff.succeeded()

@@ -50,7 +50,7 @@ from .settings import Settings
 from .transport import HttpTransport
 from .transport_api import Registrar, Transport, as_transport
 
-logger = logging.getLogger("impactagent")
+logger = logging.getLogger(__name__)
 
 
 class Lifecycle:
@@ -88,10 +88,13 @@ class Lifecycle:
         if settings.metrics_url is None and supplied is None:
             return
         if settings.spool_dir is not None:
-            from .spool import Spool
+            from .spool import DEFAULT_LEASE_SECONDS, Spool
 
+            # A claim outlives the longest POST (each ends by request_timeout) many times.
             self.spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes,
-                               drops=recorder.drops)
+                               drops=recorder.drops,
+                               lease_seconds=max(DEFAULT_LEASE_SECONDS,
+                                                 4 * settings.request_timeout))
         chosen: Transport
         if supplied is not None:
             chosen = supplied
@@ -132,7 +135,7 @@ class Lifecycle:
                     self.registration = Registration(
                         self.registrar, identity=self.identity,
                         interval=self.settings.flush_interval, refusals=self.refusals,
-                        redact=self.redact)
+                        redact=self.redact, calls=self.delivery.calls)
                 self.flusher = Flusher(self.delivery, self.settings.flush_interval,
                                        self.registration)
                 self.flusher.start()
@@ -170,11 +173,11 @@ class Lifecycle:
             try:
                 result = self.delivery.close(deadline)
             except Exception:  # a bug must not escape close(), least of all at exit
-                logger.exception("impactagent: closing failed")
+                logger.exception("closing failed")
                 result = FlushResult(skipped="closing failed (see the log)")
             except BaseException as interruption:  # Ctrl-C, a signal handler's SystemExit
-                logger.error("impactagent: close() was interrupted (%s); what it still held "
-                             "was spooled or counted as dropped", type(interruption).__name__)
+                logger.error("close() was interrupted (%s); what it still held was spooled "
+                             "or counted as dropped", type(interruption).__name__)
                 raise
             if self.flusher is not None:
                 # Its registration or an orphaned flush may still be waiting on the server:
@@ -185,6 +188,16 @@ class Lifecycle:
             return result
         finally:
             self._lock.release()
+
+    def close_by_own_deadline(self) -> None:
+        """Close within ``shutdown_timeout`` (SIGTERM's closing, on a thread of its own)."""
+        self.close(self.settings.shutdown_timeout)
+
+    def abandon(self) -> None:
+        """The process ends now (SIGTERM after close ran out of time): whatever delivery
+        has not settled is spooled or counted, at once."""
+        if self.delivery is not None:
+            self.delivery.abandon()
 
     def close_at_exit(self) -> None:
         if self.flusher is not None and self._closed is None:

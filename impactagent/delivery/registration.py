@@ -35,15 +35,26 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Optional
 
 from ..core.payload import Identity, iso_utc
+from .deadline import FINISHED, CallThread
 from .delivery import RefusalNotice
 from .redaction import REDACTED
-from .transport_api import DELIVERED, KINDS, REJECTED, UNAUTHORIZED, Outcome, Registrar, told
+from .transport_api import (
+    DELIVERED,
+    KINDS,
+    REJECTED,
+    RETRY,
+    UNAUTHORIZED,
+    Outcome,
+    Registrar,
+    told,
+)
 
-logger = logging.getLogger("impactagent")
+logger = logging.getLogger(__name__)
 
 
 class Registration:
@@ -59,8 +70,11 @@ class Registration:
     def __init__(self, transport: Registrar, *, identity: Identity, interval: float,
                  refusals: Optional[RefusalNotice] = None,
                  started: Optional[datetime] = None,
-                 redact: Callable[[str], str] = lambda text: REDACTED) -> None:
+                 redact: Callable[[str], str] = lambda text: REDACTED,
+                 calls: Optional[CallThread] = None) -> None:
         self.transport = transport
+        #: The thread the POST runs on, so that ``attempt(timeout)`` ends within timeout.
+        self._calls = calls if calls is not None else CallThread("impactagent-sender")
         #: What the transport says passes through this before it is logged: the agent's
         #: Redactor (without one, nothing the transport says is shown).
         self._redact = redact
@@ -100,19 +114,23 @@ class Registration:
         }
 
     def attempt(self, timeout: float) -> Optional[Outcome]:
-        """POST the registration once, within about ``timeout`` seconds; never raises.
+        """POST the registration once, ending within ``timeout`` seconds; never raises.
 
         Returns the outcome (None when a bug got in the way: it is logged and counted)."""
+        deadline = time.monotonic() + timeout
         try:
             body = json.dumps(self.document(), separators=(",", ":")).encode()
-            outcome = self.transport.register(body, timeout)
+            how, job = self._calls.call(lambda: self.transport.register(body, timeout),
+                                        lambda: deadline)
+            outcome = job.result if how == FINISHED else Outcome(
+                RETRY, detail="no answer by the deadline")
             if not isinstance(outcome, Outcome) or outcome.kind not in KINDS:
                 raise TypeError(f"register() returned {self._redact(repr(outcome)):.100}, "
                                 "not an Outcome")
         except Exception as error:  # a bug must not reach the flusher's loop, nor stop it
             # Type and redacted message, no traceback: a user's transport may put its
             # headers, the token among them, in what it raises (a traceback repeats it).
-            logger.error("impactagent: registering failed unexpectedly (%s); will retry",
+            logger.error("registering failed unexpectedly (%s); will retry",
                          told(error, self._redact))
             self._failed("error", "error")
             return None
@@ -122,7 +140,7 @@ class Registration:
             with self._lock:
                 self.attempts += 1
                 self.registered = True
-            logger.debug("impactagent: registered with %s", self.transport.register_url)
+            logger.debug("registered with %s", self.transport.register_url)
             return outcome
         key = str(outcome.status) if outcome.status is not None else (
             outcome.detail.split(":")[0] or "error")
@@ -131,22 +149,23 @@ class Registration:
         if outcome.kind == UNAUTHORIZED and not self.refusals.first_to_tell():
             with self._lock:
                 self.stopped_by = outcome.status
-            logger.warning("impactagent: %s answered HTTP %s to the registration too; it is "
-                           "not tried again.", self.transport.register_url, outcome.status)
+            logger.warning("%s answered HTTP %s to the registration too; it is not tried "
+                           "again.", self.transport.register_url, outcome.status)
         elif outcome.kind in (UNAUTHORIZED, REJECTED):
             with self._lock:
                 self.stopped_by = outcome.status
             logger.error(
-                "impactagent: %s answered HTTP %s to the registration; it is not tried again "
-                "(%s). Metrics are sent as before. The server said: %s",
+                "%s answered HTTP %s to the registration; it is not tried again (%s). "
+                "Sending metrics does not depend on it. The server said: %s",
                 self.transport.register_url, outcome.status,
                 "the API token is missing, unknown or not a backend token"
                 if outcome.kind == UNAUTHORIZED else "the server refuses the body",
                 outcome.detail or "(nothing)")
         elif first:
             logger.warning(
-                "impactagent: registering with %s failed (%s); it is tried again at each "
-                "interval until it succeeds. Metrics are sent as before.",
+                "registering with %s failed (%s); it is tried again at each interval until "
+                "it succeeds. Sending metrics does not depend on it (its failures are "
+                "logged apart).",
                 self.transport.register_url, outcome.detail or f"HTTP {outcome.status}")
         return outcome
 

@@ -27,7 +27,9 @@ import signal
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional
+
+from ..core.threads import start_daemon
 
 if TYPE_CHECKING:
     from .lifecycle import Lifecycle
@@ -40,6 +42,8 @@ _guard = threading.Lock()
 _installed = False
 _local = threading.local()  # closes in progress on each thread
 _deferred = threading.Event()  # a SIGTERM waits for the close it interrupted
+#: How long the end waits for an agent's stuck state to be spooled or counted.
+_ABANDON_SECONDS = 1.0
 
 
 def handler_allowed() -> bool:
@@ -111,38 +115,26 @@ def _on_sigterm(signum: int, frame: Optional[Any]) -> None:
     _close_all_and_end()
 
 
-def keep_signals_off_this_thread() -> None:
-    """Leave SIGTERM and SIGINT to the app's threads: call first in the agent's own threads.
-
-    The kernel hands a process-directed signal to any thread that does not block it. One
-    handed to the flusher, while the main thread waits in a call that only the signal
-    itself would interrupt (a multiprocessing worker waiting on its queue's lock), leaves
-    the Python handler unrun: the process would not stop. With the agent's threads blocking
-    them, the main thread gets them, as in a process without the agent.
-    """
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-
-
-def _close(target: Lifecycle) -> None:
-    keep_signals_off_this_thread()
-    target.close(target.settings.shutdown_timeout)
-
-
 def _close_all_and_end() -> None:
     """Close every started agent, each within its own ``shutdown_timeout`` and all at
-    once (one stuck on a dead server must not eat another's time), then end."""
+    once (one stuck on a dead server must not eat another's time), then end. An agent
+    whose close has not returned by then (stuck outside the network, which is bounded) has
+    what it holds spooled or counted at once."""
     targets: List[Lifecycle] = list(_started)
-    closers = [threading.Thread(target=_close, args=(target,), daemon=True,
-                                name="impactagent-sigterm")
-               for target in targets]
-    for closer in closers:
-        closer.start()
+    closers = [_start(target.close_by_own_deadline) for target in targets]
     deadline = time.monotonic() + max((t.settings.shutdown_timeout for t in targets),
                                       default=0.0) + 1.0
     for closer in closers:
         closer.join(max(deadline - time.monotonic(), 0.0))
+    late = [_start(target.abandon) for target, closer in zip(targets, closers)
+            if closer.is_alive()]
+    for abandoning in late:
+        abandoning.join(_ABANDON_SECONDS)
     _end_as_sigterm()
+
+
+def _start(work: Callable[[], object]) -> threading.Thread:
+    return start_daemon(work, "impactagent-sigterm")
 
 
 def _end_as_sigterm() -> None:

@@ -1,17 +1,27 @@
-"""Request bodies that could not be delivered, kept on disk until they can be.
+"""Request bodies that could not be delivered, kept on disk until they can be: a queue that
+several processes (forked workers, independent processes, containers) can share.
 
-Each body is one file named by a ULID (``01JD...json``): ULIDs sort by time, so the
-directory listing is the queue, oldest first. Files are written atomically (a temporary
-file is written, fsynced and renamed, and the directory is fsynced), so after ``kill -9``
-a file is either whole or absent.
+Each body is one file named by a fresh ULID (``01JD...json``): 48 bits of time, so the
+listing is the queue, oldest first, and 80 bits drawn from the OS's random source for each
+write, so that no other process, forked child or clock step produces the same name. Files
+are written atomically (a temporary file is written, fsynced and renamed, and the directory
+is fsynced): after ``kill -9`` a file is either whole or absent.
 
-To send a file, a process first *claims* it by renaming it to
-``<name>.<pid>-<owner>.sending``; a rename succeeds for one process only, so a parent and
-its forked workers sharing the directory never send the same body twice. A claim left
-behind by a process that died is put back in the queue when a spool is opened; so is one
-that names this very process but no spool of it (after ``kill -9``, a restarted container's
-process gets the same pid, often 1, as the one that died). A file is removed only after its body was
-delivered or dropped (counted): a crash in between resends it, and never loses it.
+To send a file, a process *claims* it: renames it to ``<name>.json.<owner>.<ms>.sending``,
+where ``owner`` is drawn at random for each spool (and again in a forked child) and ``ms``
+is when the claim was made or last renewed (wall-clock milliseconds). A rename succeeds for
+one process only. A claim is a *lease*: its owner renews it before each attempt to send it,
+and a claim older than the lease is taken back into the queue by whoever sees it, because
+its owner died or stalled. Nothing is inferred from process ids, which mean nothing across
+containers. A file is removed only after its body was delivered or dropped (counted): a
+crash in between resends it, never loses it. An owner whose claim was taken back while it
+was still sending finds its claim gone when it settles the body, and counts the body as
+possibly duplicated.
+
+Sharing one directory between containers therefore promises what it promises between
+processes, as long as their clocks agree to within the lease: a clock stepped forward by
+more than the lease can make a live claim look abandoned, and the body may then be stored
+twice (counted by its first owner as possibly duplicated).
 
 Trust and permissions
 ---------------------
@@ -61,7 +71,7 @@ import stat
 import threading
 import time
 from pathlib import Path
-from typing import List, NamedTuple, Optional, Set, Union
+from typing import List, NamedTuple, Optional, Union
 
 import ulid
 
@@ -70,21 +80,23 @@ from ..core.statistics import DropCounter
 from ..core.validation import IGNORED, check_own_body
 from .settings import Settings
 
-logger = logging.getLogger("impactagent")
+logger = logging.getLogger(__name__)
 
 _SUFFIX = ".json"
 _CLAIM = ".sending"
 _TEMP = ".tmp"
 _CORRUPT = "corrupt"
-#: ``<name>.json.<pid>-<owner>.sending``: the only claim names a spool makes (earlier
-#: versions wrote no owner).
+#: ``<name>.json.<owner>.<ms>.sending``: the claim names a spool makes. A claim without a
+#: time (an earlier version's ``<name>.json.<pid>-<owner>.sending``) counts as expired.
 _CLAIMED = re.compile(
-    r"(?P<name>.+\.json)\.(?P<pid>[0-9]+)(?:-(?P<owner>[0-9a-f]+))?\.sending\Z")
+    r"(?P<name>.+?\.json)\.(?:(?P<owner>[0-9a-f]+)\.(?P<ms>[0-9]+)|[0-9]+(?:-[0-9a-f]+)?)"
+    r"\.sending\Z")
 
-#: The owners of the spools of this process: a claim with this pid and another owner is a
-#: dead process's (see the module docstring). Never emptied: a closed agent's last flush
-#: may still hold a claim.
-_OWNERS: Set[str] = set()
+#: Random bits of the step between two names written in one millisecond.
+_STEP_BITS = 48
+
+#: How long a claim lasts without renewal, by default.
+DEFAULT_LEASE_SECONDS = 120.0
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -130,14 +142,15 @@ class Spool:
     # The default is the agent's setting's (written once, in Settings).
     def __init__(self, directory: Union[str, os.PathLike], *,
                  max_bytes: int = Settings.spool_max_bytes,
-                 drops: Optional[DropCounter] = None) -> None:
+                 drops: Optional[DropCounter] = None,
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self.drops = drops if drops is not None else DropCounter()
+        self.lease_seconds = lease_seconds
         self._lock = threading.Lock()
+        self._owner = secrets.token_hex(8)
         self._last = ulid.new()
-        self._owner = secrets.token_hex(4)
-        _OWNERS.add(self._owner)
         try:
             created = self._make_directory()
             self._probe()
@@ -175,7 +188,7 @@ class Spool:
         link = (f" (a symlink to {os.path.realpath(self.directory)!r})"
                 if self.directory.is_symlink() else "")
         logger.warning(
-            "impactagent: spool_dir %r%s is %s-writable (mode %s): another user could plant "
+            "spool_dir %r%s is %s-writable (mode %s): another user could plant "
             "files there for this agent to send with its token, or remove what it spooled. "
             "The spool keeps working; make it private with: chmod 700 %s",
             str(self.directory), link, who, oct(stat.S_IMODE(mode)), self.directory,
@@ -232,11 +245,12 @@ class Spool:
         return SpoolEntry(final, len(body))
 
     def _next_name(self) -> str:
-        # ulid.new() is random within a millisecond: force strictly increasing names so
-        # that the file order is the write order.
+        """A fresh ULID; within one millisecond, one above the last by a fresh random step,
+        so that this process's files keep their write order and a forked child's (which
+        starts from the same last name) still differ."""
         candidate = ulid.new()
         if candidate.int <= self._last.int:
-            candidate = ulid.from_int(self._last.int + 1)
+            candidate = ulid.from_int(self._last.int + 1 + secrets.randbits(_STEP_BITS))
         self._last = candidate
         return candidate.str
 
@@ -275,28 +289,50 @@ class Spool:
     # -- reading, claiming, removing ---------------------------------------------------------
 
     def entries(self) -> List[SpoolEntry]:
-        """Unclaimed entries, oldest first (whatever they are: :meth:`read` checks)."""
+        """The queue, oldest first: unclaimed files, and claims whose lease ran out (whatever
+        they are: :meth:`read` checks)."""
         result = []
+        now = time.time()
         with contextlib.suppress(OSError):  # a directory removed while running is empty
-            for path in sorted(self.directory.glob(f"*{_SUFFIX}")):
-                with contextlib.suppress(OSError):
-                    result.append(SpoolEntry(path, os.lstat(path).st_size))
+            for name in sorted(os.listdir(self.directory), key=_queue_order):
+                if name.endswith(_SUFFIX) or (name.endswith(_CLAIM)
+                                              and self._expired(name, now)):
+                    path = self.directory / name
+                    with contextlib.suppress(OSError):
+                        result.append(SpoolEntry(path, os.lstat(path).st_size))
         return result
 
     def claim(self, entry: SpoolEntry) -> Optional[SpoolEntry]:
-        """Take ``entry`` for sending; ``None`` if another process took it first."""
-        claimed = entry.path.with_name(
-            f"{entry.path.name}.{os.getpid()}-{self._owner}{_CLAIM}")
+        """Take ``entry`` (or an expired claim) for sending; ``None`` if another process
+        took it first."""
+        return self._rename(entry, self._claim_name(entry.path))
+
+    def renew(self, claimed: SpoolEntry) -> Optional[SpoolEntry]:
+        """Extend the lease of a claim of ours; ``None`` if it was taken from us."""
+        return self._rename(claimed, self._claim_name(claimed.path))
+
+    def release(self, claimed: SpoolEntry) -> Optional[SpoolEntry]:
+        """Put a claimed body back in the queue, at its original (old) place; the entry
+        it is under again (None if it was no longer ours)."""
+        return self._rename(claimed, self._original(claimed.path))
+
+    def _claim_name(self, path: Path) -> Path:
+        return path.with_name(f"{self._original(path).name}.{self._owner}."
+                              f"{int(time.time() * 1000)}{_CLAIM}")
+
+    @staticmethod
+    def _rename(entry: SpoolEntry, target: Path) -> Optional[SpoolEntry]:
         try:
-            os.rename(entry.path, claimed)  # renames a symlink itself, never its target
+            os.rename(entry.path, target)  # renames a symlink itself, never its target
         except OSError:
             return None
-        return SpoolEntry(claimed, entry.size)
+        return SpoolEntry(target, entry.size)
 
-    def release(self, claimed: SpoolEntry) -> None:
-        """Put a claimed body back in the queue, at its original (old) place."""
-        with contextlib.suppress(OSError):
-            os.rename(claimed.path, self._original(claimed.path))
+    def _expired(self, name: str, now: float) -> bool:
+        match = _CLAIMED.match(name)
+        if match is None or match.group("ms") is None:
+            return True  # not a claim this version makes: nobody renews it
+        return now - int(match.group("ms")) / 1000 > self.lease_seconds
 
     def read(self, entry: SpoolEntry) -> Optional[bytes]:
         """The body of a (claimed) entry, or ``None`` if it is gone or was set aside.
@@ -373,7 +409,7 @@ class Spool:
             return  # someone else dealt with it
         except OSError as error:
             where = f"left in place ({error.strerror or error})"
-        logger.warning("impactagent: spool file %s is corrupt (%s); %s", name, why, where)
+        logger.warning("spool file %s is corrupt (%s); %s", name, why, where)
         self.drops.add("spool_corrupt", detail=f"spool {str(self.directory)!r}")
 
     def _corrupt_directory(self) -> Optional[Path]:
@@ -389,10 +425,14 @@ class Spool:
         except OSError:
             return None
 
-    def remove(self, entry: SpoolEntry) -> None:
-        """Delete a body that was delivered or dropped."""
-        with contextlib.suppress(FileNotFoundError):
+    def remove(self, entry: SpoolEntry) -> bool:
+        """Delete a body that was delivered or dropped; False if the file was no longer
+        ours (its lease ran out and another process took it)."""
+        try:
             entry.path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def size_bytes(self) -> int:
         return sum(e.size for e in self.entries())
@@ -403,29 +443,24 @@ class Spool:
     # -- recovery ----------------------------------------------------------------------------
 
     def reset_after_fork(self) -> None:
-        """A forked child gets its own lock (the parent's may be held by another thread)."""
+        """A forked child gets its own lock (the parent's may be held by another thread) and
+        its own owner name, so that its claims are never mistaken for the parent's."""
         self._lock = threading.Lock()
-        _OWNERS.add(self._owner)
+        self._owner = secrets.token_hex(8)
 
     def _recover(self) -> None:
-        """Put back claims of dead processes; delete temporary files older than a minute."""
+        """Put expired claims back in the queue and set aside claim names this spool cannot
+        make; delete temporary files older than a minute."""
+        now = time.time()
         for path in self.directory.glob(f"*{_CLAIM}"):
-            match = _CLAIMED.match(path.name)
-            if match is None:
+            if _CLAIMED.match(path.name) is None:
                 self._set_aside(path, "not a name this spool makes")
-            elif self._abandoned(int(match.group("pid")), match.group("owner")):
-                with contextlib.suppress(OSError):
-                    os.rename(path, self._original(path))
+            elif self._expired(path.name, now):
+                self.release(SpoolEntry(path, 0))
         for path in self.directory.glob(f".*{_TEMP}"):
             with contextlib.suppress(OSError):
                 if time.time() - os.lstat(path).st_mtime > 60:
                     path.unlink()
-
-    @staticmethod
-    def _abandoned(pid: int, owner: Optional[str]) -> bool:
-        if pid == os.getpid():
-            return owner not in _OWNERS
-        return not _alive(pid)
 
     @staticmethod
     def _original(path: Path) -> Path:
@@ -448,17 +483,10 @@ def _require_regular(info: os.stat_result) -> None:
         raise _Untrusted(f"a hard link ({info.st_nlink} names), not a file the spool wrote")
 
 
+def _queue_order(name: str) -> str:
+    """A file and its claims sort by the name it was written under (its age)."""
+    return name.split(".", 1)[0]
+
+
 def _is_link_error(error: OSError) -> bool:
     return error.errno in (errno.ELOOP, errno.EMLINK)  # O_NOFOLLOW on a link (EMLINK: BSD)
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

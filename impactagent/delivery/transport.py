@@ -48,7 +48,7 @@ from .transport_api import (  # re-exported: the names a transport's author need
     as_transport,
 )
 
-logger = logging.getLogger("impactagent")
+logger = logging.getLogger(__name__)
 
 # Retry-After values above this are treated as this (a misconfigured proxy can say "1 day").
 _MAX_RETRY_AFTER = 3600.0
@@ -187,9 +187,12 @@ class HttpTransport:
             # REQUESTS_CA_BUNDLE and *_PROXY variables override session-level values.
             # allow_redirects=False: a 3xx comes back as it is (see the module). (Not
             # max_redirects=0: requests raises TooManyRedirects on a 3xx even unfollowed.)
+            # stream=True: the status line decides; the answer's body is read only for a
+            # failure's detail, so a 2xx whose body then breaks is still delivered.
             response = self._session.post(
                 url, data=body, headers=self.headers(), allow_redirects=False,
                 timeout=(timeout, timeout), verify=self._verify, proxies=self._proxies or None,
+                stream=True,
             )
         except requests.exceptions.ConnectTimeout:
             return Outcome(RETRY, detail="connect timeout")
@@ -211,9 +214,19 @@ class HttpTransport:
             if 300 <= status < 400:
                 detail = self._redirected(url, path, status, response.headers.get("Location"))
             elif kind != DELIVERED:
-                detail = self._redact.cut(response.text, _DETAIL_LIMIT)
+                detail = self._answer_text(response)
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return Outcome(kind, status, retry_after, detail)
+
+    def _answer_text(self, response: requests.Response) -> str:
+        """A failure's answer, redacted and cut short; "" if reading it fails (the status
+        line has already said what became of the body)."""
+        try:
+            text = response.raw.read(_DETAIL_LIMIT * 4, decode_content=True)
+        except Exception:
+            return ""
+        return self._redact.cut(text.decode(response.encoding or "utf-8", "replace"),
+                                _DETAIL_LIMIT)
 
     def _redirected(self, url: str, path: str, status: int, location: Optional[str]) -> str:
         """The detail of a 3xx, logged the first time: the ``url`` setting needs fixing."""
@@ -225,7 +238,7 @@ class HttpTransport:
             if location and target.endswith(path):
                 suggestion = f"url={target[:-len(path)]!r}"
             logger.error(
-                "impactagent: %s answered HTTP %d redirecting to %s. Redirects are not "
+                "%s answered HTTP %d redirecting to %s. Redirects are not "
                 "followed (a redirected POST is lost, or sent where it should not go), so "
                 "nothing is delivered; the data is kept and retried. Fix the agent's url "
                 "(http:// to https://, or a missing /api, say): %s.",

@@ -34,7 +34,7 @@ from typing import Any, Callable, NamedTuple, Optional, Protocol, Set, runtime_c
 
 from ..core.payload import Identity
 
-logger = logging.getLogger("impactagent")
+logger = logging.getLogger(__name__)
 
 #: What to do with a body after one attempt.
 DELIVERED = "delivered"  # 2xx: the server has it
@@ -211,7 +211,7 @@ def _say_once(transport: object, said: Optional[Set[str]], problem: str, what: s
             said.add(problem)
         # The user's class, not the wrapper that completes a bare Sender.
         named = transport.sender if isinstance(transport, _Completed) else transport
-        logger.error("impactagent: the transport %s %s; the body is kept and retried "
+        logger.error("the transport %s %s; the body is kept and retried "
                      "(said once)", type(named).__name__, what)
 
 

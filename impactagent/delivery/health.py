@@ -1,0 +1,68 @@
+"""Delivery health in the log: an outage is seen when it starts, while it lasts, and when it
+ends, without a line per failed POST.
+
+The first flush that keeps bodies logs a WARNING (what failed, and where the data is kept);
+while failures go on, one WARNING at most every :data:`REMIND_SECONDS` with the counts since
+the last line; the first flush that delivers again logs an INFO with what the outage cost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Callable, Optional
+
+if TYPE_CHECKING:
+    from .delivery import FlushResult
+
+logger = logging.getLogger(__name__)
+
+#: The least time between two WARNING lines of one outage.
+REMIND_SECONDS = 300.0
+
+
+class Health:
+    """Tells the log when delivery to ``where`` fails and when it recovers."""
+
+    def __init__(self, where: str, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.where = where
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._since: Optional[float] = None  # when the outage began
+        self._last_line = 0.0
+        self._failed_flushes = 0  # since the last line
+        self._kept = 0  # bodies kept since the last line
+
+    @property
+    def failing(self) -> bool:
+        return self._since is not None
+
+    def after(self, result: FlushResult, failure: str, keeping: str) -> None:
+        """Note one flush's result; ``failure`` is what its last failed attempt said,
+        ``keeping`` where bodies not delivered go."""
+        with self._lock:
+            now = self._clock()
+            if result.kept_bodies:
+                self._failed(now, result.kept_bodies, failure or "no answer", keeping)
+            elif result.delivered_bodies and self._since is not None:
+                logger.info("delivery to %s recovered after %.0f s: %d bodies (%d events) "
+                            "delivered now", self.where, now - self._since,
+                            result.delivered_bodies, result.delivered_events)
+                self._since = None
+
+    def _failed(self, now: float, kept: int, failure: str, keeping: str) -> None:
+        self._failed_flushes += 1
+        self._kept += kept
+        if self._since is None:
+            self._since = now
+        elif now - self._last_line < REMIND_SECONDS:
+            return
+        first = self._failed_flushes == 1 and now == self._since
+        logger.warning(
+            "delivery to %s %s (%s); %d bodies %s%s, and sending is retried at the next "
+            "flushes", self.where, "failed" if first else "is still failing",
+            failure, self._kept, keeping,
+            "" if first else f" over {self._failed_flushes} flushes since the last line")
+        self._last_line = now
+        self._failed_flushes = self._kept = 0

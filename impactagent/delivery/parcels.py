@@ -1,0 +1,130 @@
+"""Who holds each body, and in what state: one owner and one state per body, changed in one
+place under one lock.
+
+A *parcel* is one request body on its way (or, for a moment, the snapshot it is built from),
+with where it came from: the recorder, or a claimed spool file. Its life::
+
+    open ──> sending ──> settled          (the flush that opened it settles it)
+      │         │
+      └─────────┴──> taken ──> settled    (close or SIGTERM settled it first)
+
+The flush that opened a parcel is its only owner until ``settle``. ``take_all`` (close at its
+deadline, SIGTERM at the end) takes every parcel still open or sending at once: the taker
+keeps each one (spooled or counted) and the flush finds, when it settles, that the parcel was
+taken: a body that was still sending may yet come back delivered, and only then is the
+taker's keeping undone. So every body is settled exactly once, whoever is fastest.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Callable, List, Optional, Set, Tuple, Union
+
+if TYPE_CHECKING:
+    from ..core.payload import Payload
+    from ..core.snapshot import Snapshot
+    from .deadline import Job
+    from .spool import SpoolEntry
+    from .transport_api import Outcome
+
+OPEN = "open"
+SENDING = "sending"
+TAKEN = "taken"
+SETTLED = "settled"
+
+
+class Parcel:
+    """One body (or the snapshot it is built from) and its state."""
+
+    __slots__ = ("claim", "content", "events", "in_flight", "kept_as", "state")
+
+    def __init__(self, content: Union[Payload, Snapshot], claim: Optional[SpoolEntry]
+                 ) -> None:
+        self.content = content
+        self.claim = claim  # the spool file it was read from, claimed by this process
+        self.events = getattr(content, "events", 0)
+        self.state = OPEN
+        #: How it was kept while its POST was in flight: the spool file written, the drop
+        #: reason counted, or None (merged back into the recorder).
+        self.kept_as: Union[SpoolEntry, str, None] = None
+        #: Its POST, when the deadline cut the wait for its answer short.
+        self.in_flight: Optional[Job[Outcome]] = None
+
+    @property
+    def payload(self) -> Payload:
+        from ..core.payload import Payload
+
+        assert isinstance(self.content, Payload)
+        return self.content
+
+
+class Parcels:
+    """The parcels of one delivery that are open or sending."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._unsettled: Set[Parcel] = set()
+        self.closed = False
+
+    def collect(self, take: Callable[[], Snapshot]) -> Optional[Parcel]:
+        """Open a parcel for ``take()`` (the recorder's collect), atomically with respect to
+        ``take_all``; None once closed (nothing is collected then)."""
+        with self._lock:
+            if self.closed:
+                return None
+            return self._open(take(), None)
+
+    def open(self, content: Union[Payload, Snapshot], claim: Optional[SpoolEntry] = None
+             ) -> Parcel:
+        with self._lock:
+            return self._open(content, claim)
+
+    def _open(self, content: Union[Payload, Snapshot], claim: Optional[SpoolEntry]
+              ) -> Parcel:
+        parcel = Parcel(content, claim)
+        self._unsettled.add(parcel)
+        return parcel
+
+    def replace(self, parcel: Parcel, payloads: List[Payload]) -> Optional[List[Parcel]]:
+        """Swap a snapshot parcel for the parcels of its bodies; None if it was taken."""
+        with self._lock:
+            if parcel.state != OPEN:
+                return None
+            parcel.state = SETTLED
+            self._unsettled.discard(parcel)
+            return [self._open(payload, None) for payload in payloads]
+
+    def start_sending(self, parcel: Parcel) -> bool:
+        """open -> sending; False if it was taken (then it must not be sent)."""
+        with self._lock:
+            if parcel.state != OPEN:
+                return False
+            parcel.state = SENDING
+            return True
+
+    def settle(self, parcel: Parcel) -> str:
+        """Mark settled by its owner; returns the state it was in (``TAKEN``: the taker
+        kept it, and only a delivery undoes that; ``SETTLED``: taken before it was sent)."""
+        with self._lock:
+            before = parcel.state
+            parcel.state = SETTLED
+            self._unsettled.discard(parcel)
+            return before
+
+    def take_all(self, *, close: bool = False) -> List[Tuple[Parcel, bool]]:
+        """Take every unsettled parcel: (parcel, whether its POST was in flight). With
+        ``close``, nothing is collected any more."""
+        with self._lock:
+            self.closed = self.closed or close
+            taken = []
+            for parcel in self._unsettled:
+                sending = parcel.state == SENDING
+                parcel.state = TAKEN if sending else SETTLED
+                taken.append((parcel, sending))
+            self._unsettled = set()
+            return taken
+
+    def unsettled(self, parcels: List[Parcel]) -> List[Parcel]:
+        """Those of ``parcels`` still open (their owner has not sent or settled them)."""
+        with self._lock:
+            return [parcel for parcel in parcels if parcel.state == OPEN]
