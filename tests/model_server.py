@@ -25,6 +25,10 @@ The answers:
 ``error``      500 or 503
 ``reset``      the connection is reset after the body was read, no answer
 ``stall``      no answer until after the client's timeout; nothing stored
+``trickle``    stored, then the whole answer one byte at a time, past the client's deadline: no
+               socket read times out, only a deadline over the whole request ends the wait
+``cut``        stored, a 202 status line, then an answer body cut short: delivered (the status
+               line decides), never to be resent
 =============  ==================================================================================
 """
 
@@ -41,7 +45,10 @@ from tests.loopback import LoopbackHandler, LoopbackServer
 STALL_SECONDS = 0.5
 
 ANSWER_KINDS = ("accept", "late", "moved", "redirect", "bad", "unauth", "too_large", "limited",
-                "error", "reset", "stall")
+                "error", "reset", "stall", "trickle", "cut")
+
+#: The pause between two bytes of a trickled answer.
+TRICKLE_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -190,7 +197,24 @@ class _DrawnHandler(LoopbackHandler):
             return None
         if kind == "late":
             self.close_connection = True  # the client gave up long ago
+        if kind in ("trickle", "cut"):
+            return self._raw_202(trickle=kind == "trickle")
         return self.answer(202, b"")
+
+    def _raw_202(self, *, trickle: bool) -> None:
+        self.close_connection = True
+        raw = b"HTTP/1.1 202 Accepted\r\nContent-Length: 100\r\n\r\n{\"ok\""
+        try:
+            if not trickle:
+                self.wfile.write(raw)  # promises 100 bytes, sends 6, hangs up
+                return
+            for i in range(len(raw)):
+                self.wfile.write(raw[i:i + 1])
+                self.wfile.flush()
+                if self.stall(TRICKLE_SECONDS):
+                    return
+        except OSError:  # the client gave up
+            pass
 
 
 #: unleash-server (JavaScript) takes a counter value or histogram count only as a safe integer.

@@ -234,7 +234,7 @@ def run_threads(bodies: Sequence[Callable[[], None]]) -> None:
 
 def answer_kinds() -> List[str]:
     kinds = ["accept", "late", "bad", "unauth", "too_large", "limited", "error", "reset",
-             "stall"]
+             "stall", "trickle", "cut"]
     if included("3"):
         kinds += ["moved", "redirect"]
     return kinds

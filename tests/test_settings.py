@@ -6,7 +6,6 @@ from email.utils import formatdate
 import pytest
 
 import impactagent
-from impactagent.delivery.flusher import IntervalBackoff
 from impactagent.delivery.settings import Settings, SettingsError
 from impactagent.delivery.transport import (
     DELIVERED,
@@ -112,24 +111,6 @@ def test_retry_after_in_seconds_and_as_http_date():
 )
 def test_status_classes(status, kind):
     assert classify(status) == kind
-
-
-def test_interval_backoff_caps_and_steps_back():
-    backoff = IntervalBackoff(10, jitter=0)
-    assert backoff.next_delay() == 10
-    for _ in range(15):
-        backoff.failed()
-    assert backoff.next_delay() == 110  # failures capped at 10
-    backoff.succeeded()
-    assert backoff.next_delay() == 100  # one step back per success
-    backoff.failed(retry_after=500)
-    assert backoff.next_delay() == 500  # Retry-After is never undercut
-
-
-def test_interval_jitter_stays_within_ten_percent():
-    backoff = IntervalBackoff(100)
-    delays = [backoff.next_delay() for _ in range(200)]
-    assert 90 <= min(delays) < max(delays) <= 110
 
 
 def test_settings_are_immutable():

@@ -478,21 +478,24 @@ class Delivery:
             self._late_answer(parcel, outcome)
 
     def _late_answer(self, parcel: Parcel, outcome: Optional[Outcome]) -> None:
-        self.ledger.add("possibly_duplicated_events", -parcel.events)  # the answer came
-        if outcome is None or outcome.kind != DELIVERED:
-            return
-        self.ledger.delivered(parcel.events)
+        """The answer to a body already kept. Delivered: the keeping is undone where it
+        can be; where it cannot (merged back, or the spooled copy is already another
+        process's), the body goes out again and stays counted as possibly duplicated."""
+        delivered = outcome is not None and outcome.kind == DELIVERED
+        if delivered:
+            self.ledger.delivered(parcel.events)
+        if not delivered or self._undo_keeping(parcel):
+            self.ledger.add("possibly_duplicated_events", -parcel.events)  # no risk left
+
+    def _undo_keeping(self, parcel: Parcel) -> bool:
         kept_as = parcel.kept_as
         if isinstance(kept_as, str):
             self.drops.withdraw(kept_as, parcel.events)
-            return
-        claimed = None
-        if kept_as is not None and self.spool is not None:
-            claimed = self.spool.claim(kept_as)
-        if claimed is None or self.spool is None or not self.spool.remove(claimed):
-            # Merged back, or another process is sending the spooled copy: it is sent
-            # again, and may be stored twice.
-            self.ledger.add("possibly_duplicated_events", parcel.events)
+            return True
+        if kept_as is None or self.spool is None:
+            return False
+        claimed = self.spool.claim(kept_as)
+        return claimed is not None and self.spool.remove(claimed)
 
     # -- closing -----------------------------------------------------------------------------
 
