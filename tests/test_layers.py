@@ -25,7 +25,7 @@ PACKAGE = ROOT / "impactagent"
 LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
     ("core", ("impactagent.core",)),
     ("delivery", ("impactagent.delivery",)),
-    ("agent", ("impactagent.agent",)),
+    ("agent", ("impactagent.agent", "impactagent.agent_statistics")),
     ("integrations", ("impactagent.integrations",)),
     ("devtools", ("impactagent.devtools",)),
     ("admin", ("impactagent.admin",)),

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from urllib.request import getproxies, proxy_bypass
 
 from ..agent import Agent
+from ..agent_statistics import Statistics
 from ..core.flag_context import flag_scope
 from ..delivery.redaction import redact_url
 from ..delivery.settings import SettingsError
@@ -213,7 +214,7 @@ def _reachable(url: str) -> None:
                      "and --url right?")
 
 
-def _why_nothing(statistics: Dict[str, Any]) -> str:
+def _why_nothing(statistics: Statistics) -> str:
     """Why a server took no body, from the agent's statistics, with what to do."""
     status = statistics["sending_stopped_by_status"]
     if status in (401, 403):
