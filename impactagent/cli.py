@@ -96,8 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         "stats", parents=[admin], help="fetch instance statistics and verify their checksum",
         description="Fetch the server's instance statistics and check the checksum they "
         "carry. Exit 0: it holds; 1: it does not; 2: the server could not be asked.")
+    stats.add_argument("--format", choices=("text", "json", "csv"), default="text",
+                       help="text: the key figures; json: every statistic; csv: the "
+                       "server's CSV as it sent it, the checksum's verdict on stderr "
+                       "(default: text)")
     stats.add_argument("--json", action="store_true",
-                       help="print the statistics as JSON (default: the key figures)")
+                       help="the same as --format json (default: off)")
 
     charts = commands.add_parser(
         "charts", parents=[admin], help="make the server's impact-metric charts match the code",

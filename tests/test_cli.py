@@ -71,7 +71,7 @@ OPTIONS = {"demo": ["--requests", "--url", "--token", "--pace"],
            "receive": ["--port", "--host", "--token", "--strict", "--max-body", "--charts",
                        "--duration"],
            "check": ["--max-body"],
-           "stats": ["--url", "--token-env", "--json"],
+           "stats": ["--url", "--token-env", "--format", "--json"],
            "charts": ["--url", "--token-env", "--agent"]}
 
 
@@ -300,6 +300,102 @@ def test_stats_with_a_url_that_is_not_http():
 def test_stats_without_url_or_token():
     assert_mistake(impactagent("stats"), "--url", "$UNLEASH_URL")
     assert_mistake(impactagent("stats", "--url", "http://127.0.0.1:1"), "$UNLEASH_ADMIN_TOKEN")
+
+
+class EchoGateway(LoopbackServer):
+    """A gateway that answers ``status`` and echoes the request's path and headers back, in
+    the body, as debugging proxies do (the ``Authorization`` header among them)."""
+
+    def __init__(self, status: int, content_type: str = "text/plain") -> None:
+        self.status, self.content_type = status, content_type
+        self.paths: list = []
+        super().__init__()
+
+    @property
+    def handler_class(self) -> type:  # type: ignore[override]
+        class Handler(LoopbackHandler):
+            def do_GET(self) -> None:
+                owner = self.server_ref  # type: ignore[attr-defined]
+                owner.paths.append(self.path)
+                echoed = "".join(f"{name}: {value}\n" for name, value in self.headers.items())
+                if owner.content_type == "text/csv":  # a "CSV" whose one value is the echo
+                    body = '"instanceId","echo","sum"\n"i",' + json_text(echoed) + ',"x"\n'
+                elif owner.content_type == "application/json":
+                    body = json_text({"instanceId": echoed, "sum": "x"})
+                else:
+                    body = f"502 Bad Gateway\n{self.command} {self.path}\n{echoed}"
+                self.answer(owner.status, body.encode(), content_type=owner.content_type)
+
+        return Handler
+
+
+def json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+@pytest.mark.parametrize("form", ["text", "json", "csv"])
+def test_stats_never_prints_the_token_a_gateway_echoes(form):
+    """A 502 page that echoes the request's headers: neither the token nor its secret part
+    is printed, in any output form."""
+    with EchoGateway(502) as gateway:
+        ran = admin("stats", "--url", gateway.url, "--format", form)
+    line = assert_mistake(ran, "HTTP 502", "Authorization: [REDACTED]")
+    assert gateway.paths[0].startswith("/api/admin/instance-admin/statistics")
+    for secret in (ADMIN, ADMIN.split(".", 1)[1]):
+        assert secret not in ran.stdout + ran.stderr, (secret, line)
+
+
+def test_stats_with_a_password_in_the_url_shows_it_redacted_and_sends_nothing():
+    """requests would send the URL's user and password as Basic credentials in place of the
+    admin token: the command says so, with the password redacted, before asking anything."""
+    with EchoGateway(502) as gateway:
+        url = gateway.url.replace("http://", "http://ops:hunter2-pass@")
+        ran = admin("stats", "--url", url)
+    line = assert_mistake(ran, "user name or password", f"the url {gateway.url} has")
+    assert "hunter2-pass" not in ran.stdout + ran.stderr, line
+    assert gateway.paths == []
+
+
+@pytest.mark.parametrize("form", ["json", "csv"])
+def test_stats_never_prints_the_token_a_server_answers_with(form):
+    content_type = "text/csv" if form == "csv" else "application/json"
+    with EchoGateway(200, content_type) as gateway:
+        ran = admin("stats", "--url", gateway.url, "--format", form)
+    assert ran.returncode == 1, ran.stdout + ran.stderr  # "x" is no checksum of this
+    assert "[REDACTED]" in ran.stdout
+    assert ADMIN not in ran.stdout + ran.stderr
+    assert ADMIN.split(".", 1)[1] not in ran.stdout + ran.stderr
+
+
+def test_stats_csv_prints_the_servers_csv_and_checks_its_checksum():
+    from impactagent.admin.client import statistics_checksum
+
+    row = {"instanceId": "i-1", "users": "1", "featureToggles": "3", "projects": "1",
+           "roles": "6", "groups": "0", "environments": "2", "segments": "0"}
+    header = ",".join(f'"{k}"' for k in [*row, "sum"])
+    values = ",".join(f'"{v}"' if k == "instanceId" else v for k, v in row.items())
+    body = f'{header}\n{values},"{statistics_checksum(row)}"\n'.encode()
+    with FixedAnswer(200, body, "text/csv; charset=utf-8") as server:
+        ran = admin("stats", "--url", server.url + "/api/", "--format", "csv")
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout == body.decode()  # as the server wrote it, for a program to read
+        assert ran.stderr == f"checksum        ok ({statistics_checksum(row)})\n"
+        tampered = body.replace(b',3,', b',4,')
+        server.fixed = (200, tampered, "text/csv")
+        ran = admin("stats", "--url", server.url, "--format", "csv")
+        assert ran.returncode == 1 and "MISMATCH" in ran.stderr
+        server.fixed = (200, b"<html>Unleash</html>", "text/html")
+        assert_mistake(admin("stats", "--url", server.url, "--format", "csv"),
+                       "not text/csv")
+
+
+def test_a_404_says_how_the_url_was_read():
+    with FixedAnswer(404, b"Not Found", "text/plain") as server:
+        line = assert_mistake(admin("stats", "--url", server.url + "/unleash"),
+                              "404", f"read as {server.url}/unleash, with its API at /api")
+    assert "/unleash/api/admin/instance-admin/statistics" in line
 
 
 # -- charts --agent -----------------------------------------------------------------------------
