@@ -38,11 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         "once; 1: counts differ; 2: the server could not be reached or refused the token.")
     demo.add_argument("--requests", type=positive_int, default=10_000, metavar="N",
                       help="how many simulated requests to record (default 10000)")
-    demo.add_argument("--url", help="report to this Unleash API URL, e.g. "
-                      "http://localhost:4242/api (default: a receiver started in this "
+    demo.add_argument("--url", help="report to this Unleash server or Edge, with or without "
+                      "/api, e.g. http://localhost:4242 (default: a receiver started in this "
                       "process, on a free port)")
     demo.add_argument("--token", default=os.environ.get("UNLEASH_API_TOKEN"),
-                      help="client or backend token for --url (default: $UNLEASH_API_TOKEN; "
+                      help="client or backend token for --url; better set $UNLEASH_API_TOKEN, "
+                      "which stays out of shell history and ps (default: $UNLEASH_API_TOKEN; "
                       "without either, a placeholder a real server refuses)")
     demo.add_argument("--pace", type=seconds, default=0.2, metavar="SECONDS",
                       help="seconds between the ten recording steps (default 0.2)")

@@ -425,6 +425,35 @@ def test_charts_with_a_bad_agent(broken_module, where, words):
     assert_mistake(ran, "--agent", *words)
 
 
+@pytest.mark.parametrize(("args", "where"), [
+    (["demo", "--nope"], "impactagent demo"),
+    (["stats", "--jsn"], "impactagent stats"),
+    (["charts", "plan", "--agent", "x:y", "--dry-run"], "impactagent charts"),
+    (["receive", "--prot", "1"], "impactagent receive"),
+    (["--nope", "demo"], "impactagent"),
+])
+def test_a_mistyped_option_points_at_its_subcommands_help(args, where):
+    line = assert_mistake(impactagent(*args), "unrecognized arguments")
+    assert line.startswith(f"{where}: ") and line.endswith(f"(see '{where} --help')"), line
+
+
+def test_the_demos_table_says_in_words_what_did_not_match():
+    import io
+
+    from impactagent.devtools.demo import _report
+
+    out = io.StringIO()
+    code = _report([("requests", 2000, 1990), ("checkouts", 500, 510),
+                    ("latency observations", 2000, None), ("in-flight gauge (last)", 7, 3)],
+                   True, [], out)
+    lines = out.getvalue().splitlines()
+    assert code == 1 and lines[-1] == "counts differ"
+    assert lines[1].endswith("MISMATCH: 10 recorded did not arrive")
+    assert lines[2].endswith("MISMATCH: 10 more arrived than were recorded (sent twice?)")
+    assert lines[3].endswith("MISMATCH: nothing of it arrived")
+    assert lines[4].endswith("MISMATCH: the last value set was 7, 3 arrived")
+
+
 # -- demo ---------------------------------------------------------------------------------------
 
 
@@ -451,9 +480,21 @@ def test_demo_warns_when_a_url_has_no_token():
     with ScriptedServer() as server:
         ran = impactagent("demo", "--requests", "20", "--pace", "0", "--url", server.api_url)
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    warnings = [ln for ln in ran.stderr.splitlines() if "without --token" in ln]
+    warnings = [ln for ln in ran.stderr.splitlines() if "without $UNLEASH_API_TOKEN" in ln]
     assert len(warnings) == 1 and "placeholder" in warnings[0]
     assert "all counts accounted for" in ran.stdout
+
+
+def test_demo_takes_its_token_from_the_environment_and_a_url_without_api():
+    token = "default:development.from-the-environment"
+    with ScriptedServer(token=token) as server:
+        ran = impactagent("demo", "--requests", "20", "--pace", "0", "--url", server.url,
+                          env={"UNLEASH_API_TOKEN": token})
+        paths = {request.path for request in server.requests}
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "all counts accounted for" in ran.stdout and ran.stderr == ""
+    assert paths == {"/api/client/metrics"}
+    assert token not in ran.stdout
 
 
 def test_demo_names_a_refused_token():
@@ -463,7 +504,8 @@ def test_demo_names_a_refused_token():
     assert "Traceback" not in ran.stderr
     assert ran.returncode == 2, ran.stdout + ran.stderr
     last = ran.stderr.splitlines()[-1]
-    assert last.startswith("impactagent demo: ") and "HTTP 401" in last and "--token" in last
+    assert last.startswith("impactagent demo: ") and "HTTP 401" in last
+    assert "set $UNLEASH_API_TOKEN" in last
     assert "development.wrong" not in ran.stdout + ran.stderr
 
 
