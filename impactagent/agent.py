@@ -69,8 +69,9 @@ class Agent:
     >>> checkouts.labels(route="/cart").inc()
     >>> agent.record_flag("new-checkout", enabled=True, variant="blue")
     >>> snapshot = agent.collect()
-    >>> [body.document["bucket"]["toggles"] for body in agent.build_payloads(snapshot)]
-    [{'new-checkout': {'yes': 1, 'no': 0, 'variants': {'blue': 1}}}]
+    >>> [body] = agent.build_payloads(snapshot)
+    >>> body.document.get("bucket")["toggles"]
+    {'new-checkout': {'yes': 1, 'no': 0, 'variants': {'blue': 1}}}
 
     ``collect()`` takes what was recorded since the last collect; if sending it fails,
     ``restore(snapshot)`` merges it back so nothing is lost.

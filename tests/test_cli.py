@@ -440,10 +440,10 @@ def test_a_mistyped_option_points_at_its_subcommands_help(args, where):
 def test_the_demos_table_says_in_words_what_did_not_match():
     import io
 
-    from impactagent.devtools.demo import _report
+    from impactagent.devtools.demo import report
 
     out = io.StringIO()
-    code = _report([("requests", 2000, 1990), ("checkouts", 500, 510),
+    code = report([("requests", 2000, 1990), ("checkouts", 500, 510),
                     ("latency observations", 2000, None), ("in-flight gauge (last)", 7, 3)],
                    True, [], out)
     lines = out.getvalue().splitlines()

@@ -175,7 +175,7 @@ def main(requests: int = 10_000, out: TextIO = sys.stdout, *, url: Optional[str]
             rows = [("events still pending", 0, statistics["pending_events"]),
                     ("events dropped", 0, sum(statistics["dropped"].values()))]
             problems = []
-        code = _report(rows, result.ok and not statistics["dropped"], problems, out)
+        code = report(rows, result.ok and not statistics["dropped"], problems, out)
         if url is not None and not delivery["delivered_bodies"]:
             out.flush()
             raise UsageError(f"{redact_url(url)} took nothing: "
@@ -230,8 +230,10 @@ def _count(n: int, one: str, many: str) -> str:
     return f"{n:,} {one if n == 1 else many}"
 
 
-def _report(rows: List[Tuple[str, Any, Any]], delivered: bool, problems: List[str],
-            out: TextIO) -> int:
+def report(rows: List[Tuple[str, Any, Any]], delivered: bool, problems: List[str],
+           out: TextIO) -> int:
+    """Write the table of what was recorded and what arrived, each difference in words;
+    return 0 when everything matched and was delivered, else 1."""
     out.write(f"{'what':<26}{'recorded':>12}{'received':>12}\n")
     for what, recorded, received in rows:
         mark = ("" if recorded == received
