@@ -391,6 +391,20 @@ def test_stats_csv_prints_the_servers_csv_and_checks_its_checksum():
                        "not text/csv")
 
 
+def test_stats_takes_a_token_copied_with_a_line_break_and_refuses_one_broken_inside():
+    """A token pasted from a file may end in a line break: taken without it. One with a line
+    break inside (or a space) is said so, without showing it, before anything is sent."""
+    with EchoGateway(502) as gateway:
+        ran = impactagent("stats", "--url", gateway.url,
+                          env={"UNLEASH_ADMIN_TOKEN": ADMIN + "\r\n"})
+        assert_mistake(ran, "HTTP 502", "Authorization: [REDACTED]")
+        for broken in (ADMIN + "\nX-Evil: 1", ADMIN.replace(".", ". ")):
+            ran = impactagent("stats", "--url", gateway.url, env={"UNLEASH_ADMIN_TOKEN": broken})
+            line = assert_mistake(ran, "$UNLEASH_ADMIN_TOKEN has a space, a line break")
+            assert "admin-secret" not in line
+        assert len(gateway.paths) == 1
+
+
 def test_a_404_says_how_the_url_was_read():
     with FixedAnswer(404, b"Not Found", "text/plain") as server:
         line = assert_mistake(admin("stats", "--url", server.url + "/unleash"),

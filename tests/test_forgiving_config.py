@@ -58,12 +58,15 @@ def test_the_base_url_delivers_with_or_without_api(suffix):
     assert agent.settings.url == receiver.api_url
 
 
-def test_a_base_path_and_a_query_are_kept():
-    from impactagent.delivery.settings import api_url
+def test_a_base_path_is_kept_and_a_query_refused():
+    from impactagent.delivery.settings import SettingsError, api_url
 
     assert api_url("https://h.example/unleash") == "https://h.example/unleash/api"
-    assert api_url("https://h.example/unleash/api?x=1") == "https://h.example/unleash/api?x=1"
-    assert api_url("https://h.example?x=1") == "https://h.example/api?x=1"
+    assert impactagent.Agent("shop", url="https://h.example/unleash/", api_key="t").settings \
+        .metrics_url == "https://h.example/unleash/api/client/metrics"
+    for url in ("https://h.example/api?x=1", "https://h.example#top"):
+        with pytest.raises(SettingsError, match="without a query"):
+            impactagent.Agent("shop", url=url, api_key="t")
 
 
 # -- the UnleashClient spelling ----------------------------------------------------------------

@@ -28,9 +28,12 @@ from .plan import apply, describe, plan
 def _client(args: argparse.Namespace) -> AdminClient:
     if not args.url:
         raise UsageError("give the server with --url or $UNLEASH_URL")
-    token = os.environ.get(args.token_env)
+    token = (os.environ.get(args.token_env) or "").strip()  # a copy may bring a line break
     if not token:
         raise UsageError(f"set ${args.token_env} to an admin token")
+    if any(character.isspace() or not character.isprintable() for character in token):
+        raise UsageError(f"${args.token_env} has a space, a line break or a control character "
+                         "inside it; set it to the admin token alone")
     try:
         return AdminClient(args.url, token)
     except ValueError as error:

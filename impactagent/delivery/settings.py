@@ -18,8 +18,9 @@ class SettingsError(ValueError):
 
 
 def api_url(url: str) -> str:
-    """The Unleash API base for ``url``, given with or without ``/api``: the one place where
-    the agent and the admin commands read a base URL, so that both take either spelling.
+    """The Unleash API base for ``url``, given with or without ``/api`` (a trailing ``/``
+    aside): the one place where the agent and the admin commands read a base URL, so that
+    both take either spelling.
 
     >>> api_url("https://unleash.example.com"), api_url("https://unleash.example.com/api/")
     ('https://unleash.example.com/api', 'https://unleash.example.com/api')
@@ -89,10 +90,11 @@ class Settings:
                 raise SettingsError(f"{name} must be a non-empty string, got {value!r}")
         if self.url is not None:
             parts = urlsplit(self.url) if isinstance(self.url, str) else None
-            if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-                raise SettingsError(
-                    f"url must be an http(s) URL such as https://unleash.example.com/api, "
-                    f"got {self.url!r}"
+            if (parts is None or parts.scheme not in ("http", "https") or not parts.netloc
+                    or parts.query or parts.fragment):
+                raise SettingsError(  # paths are appended to it: a query would swallow them
+                    f"url must be an http(s) URL without a query, such as "
+                    f"https://unleash.example.com, got {self.url!r}"
                 )
             if self.api_key is None:
                 raise SettingsError("api_key is required when url is set (a client token)")
