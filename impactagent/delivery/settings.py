@@ -18,9 +18,9 @@ class SettingsError(ValueError):
 
 
 def api_url(url: str) -> str:
-    """The Unleash API base for ``url``, given with or without ``/api`` (a trailing ``/``
-    aside): the one place where the agent and the admin commands read a base URL, so that
-    both take either spelling.
+    """The Unleash API base for ``url``, the server's address with or without ``/api`` and a
+    trailing ``/``: the one place where the agent and the admin commands read a base URL, so
+    that both take every spelling.
 
     >>> api_url("https://unleash.example.com"), api_url("https://unleash.example.com/api/")
     ('https://unleash.example.com/api', 'https://unleash.example.com/api')
@@ -49,9 +49,9 @@ class Settings:
     are passed through here, and the spool takes its size limit's default from here.
 
     ``url`` is the Unleash server or Edge, with or without ``/api`` (``https://host`` and
-    ``https://host/api`` are the same; :func:`api_url`); metrics go to
-    ``{url}/api/client/metrics``. Without a ``url`` the agent only records (``collect`` and
-    ``build_payloads`` still work).
+    ``https://host/api`` are the same; :func:`api_url`); metrics go to ``/api/client/metrics``
+    under it. Without a ``url`` the agent only records (``collect`` and ``build_payloads``
+    still work).
     """
 
     app_name: str
