@@ -121,7 +121,9 @@ def readme_snippets() -> list:
 FRAMEWORKS = ("flask", "fastapi", "django", "celery", "opentelemetry")
 
 
-def run_snippet(code: str, receiver, cwd: Path) -> subprocess.CompletedProcess:
+def run_snippet(code: str, receiver, cwd: Path, *, without: tuple = ()
+                ) -> subprocess.CompletedProcess:
+    """Run ``code`` as ``shop.py``; ``without`` names variables to leave unset."""
     import os
     import re as regex
 
@@ -133,7 +135,7 @@ def run_snippet(code: str, receiver, cwd: Path) -> subprocess.CompletedProcess:
     script.write_text(code)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "UNLEASH_URL": receiver.api_url,
            "UNLEASH_API_TOKEN": SNIPPET_TOKEN, "UNLEASH_APP_NAME": SNIPPET_APP}
-    for name in ("IMPACTAGENT_SPOOL_DIR", "IMPACTAGENT_REGISTER"):
+    for name in ("IMPACTAGENT_SPOOL_DIR", "IMPACTAGENT_REGISTER", *without):
         env.pop(name, None)
     return subprocess.run([sys.executable, str(script)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
@@ -219,6 +221,21 @@ def test_a_quick_start_labels_requests_by_route_and_flag_and_reports_at_exit(
                  for (metric, labels), value in totals["counters"].items()
                  if metric == "checkout_total"}
     assert checkouts == {"blue": 1, "disabled": 2}
+
+
+@pytest.mark.parametrize("name", sorted(QUICK_START_REQUESTS))
+def test_a_quick_start_runs_without_unleash_and_only_records(name, receiver, tmp_path):
+    """Local development and CI: without UNLEASH_URL and UNLEASH_API_TOKEN the same app runs,
+    counts, and sends nothing (it raised SettingsError: UNLEASH_URL is not set)."""
+    check = """
+stats = agent.statistics()
+assert stats["recorded"]["counter_increments"] >= 4, stats["recorded"]
+assert stats["delivery"]["attempts"] == 0
+"""
+    ran = run_snippet(snippet(name).code + QUICK_START_REQUESTS[name] + check, receiver,
+                      tmp_path, without=("UNLEASH_URL", "UNLEASH_API_TOKEN"))
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert receiver.totals()["flags"] == {}
 
 
 def test_the_recording_snippet_builds_payloads_with_a_body_and_a_document(receiver, tmp_path):
