@@ -511,6 +511,17 @@ def test_demo_takes_its_token_from_the_environment_and_a_url_without_api():
     assert token not in ran.stdout
 
 
+def test_demo_never_prints_a_password_in_its_url():
+    token = "default:development.t"
+    with ScriptedServer(token=token) as server:
+        url = server.url.replace("http://", "http://ops:hunter2-pass@")
+        ran = impactagent("demo", "--requests", "20", "--pace", "0", "--url", url,
+                          env={"UNLEASH_API_TOKEN": token})
+    assert ran.returncode == 0, ran.stdout + ran.stderr  # the token is sent, not Basic auth
+    assert f"simulated requests to {server.api_url}" in ran.stdout
+    assert "hunter2-pass" not in ran.stdout + ran.stderr
+
+
 def test_demo_names_a_refused_token():
     with ScriptedServer(token="default:development.right") as server:
         ran = impactagent("demo", "--requests", "20", "--pace", "0", "--url", server.api_url,
@@ -534,3 +545,32 @@ def test_demo_writes_one_body_in_the_singular():
     expected = "1 body," if bodies == 1 else f"{bodies} bodies,"
     assert closed and closed[0].startswith(f"closed: {expected}"), closed
     assert "bodies" not in closed[0] or bodies != 1
+
+
+def test_a_netrc_entry_for_the_host_does_not_replace_the_admin_token(tmp_path, monkeypatch):
+    """requests sends ~/.netrc's credentials as Basic auth when no auth is set, in place of
+    the Authorization header the admin client sets."""
+    from impactagent.admin import AdminClient, statistics_checksum
+
+    data = {"instanceId": "i", "users": 1, "featureToggles": 2, "projects": 3, "roles": 4,
+            "groups": 5, "environments": 6, "segments": 7}
+    data["sum"] = statistics_checksum(data)
+
+    class TokenChecking(LoopbackServer):
+        @property
+        def handler_class(self) -> type:  # type: ignore[override]
+            class Handler(LoopbackHandler):
+                def do_GET(self) -> None:
+                    if self.headers.get("Authorization") == ADMIN:
+                        self.answer(200, json_text(data).encode())
+                    else:
+                        self.answer(401, b'{"message": "unauthorized"}')
+
+            return Handler
+
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password netrc-password\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    with TokenChecking() as server:
+        assert AdminClient(server.url, ADMIN).instance_statistics().verified

@@ -69,6 +69,15 @@ def test_a_base_path_is_kept_and_a_query_refused():
             impactagent.Agent("shop", url=url, api_key="t")
 
 
+def test_a_refused_url_is_shown_without_its_password():
+    from impactagent.delivery.settings import SettingsError
+
+    for url in ("ftp://ops:hunter2-pass@h.example", "https://ops:hunter2-pass@h.example?x=1"):
+        with pytest.raises(SettingsError) as refused:
+            impactagent.Agent("shop", url=url, api_key="t")
+        assert "hunter2-pass" not in str(refused.value) and "h.example" in str(refused.value)
+
+
 # -- the UnleashClient spelling ----------------------------------------------------------------
 
 

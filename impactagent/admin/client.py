@@ -104,6 +104,9 @@ class AdminClient:
         self.redact = Redactor.for_credentials(token, {})
         self.session = requests.Session()
         self.session.verify = verify
+        # The token is ours to send: a ~/.netrc entry for the host must not replace it with
+        # Basic credentials (requests consults netrc only when no auth is set).
+        self.session.auth = _as_set
         self.session.headers.update({"Authorization": token, "Accept": "application/json",
                                      "User-Agent": "impactagent-admin"})
 
@@ -167,3 +170,8 @@ class AdminClient:
     def delete_chart(self, config: ChartConfig) -> None:
         """Delete one chart configuration (by ``id``)."""
         self._call("DELETE", f"{config.scope.path}/{config.id}")
+
+
+def _as_set(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """An auth that changes nothing: the ``Authorization`` header is already set."""
+    return request

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..core._family import DEFAULT_MAX_SERIES
 from ..core.flags import DEFAULT_MAX_FLAGS
 from ..core.payload import DEFAULT_MAX_BYTES
+from .redaction import redact_url
 
 
 class SettingsError(ValueError):
@@ -92,9 +93,10 @@ class Settings:
             parts = urlsplit(self.url) if isinstance(self.url, str) else None
             if (parts is None or parts.scheme not in ("http", "https") or not parts.netloc
                     or parts.query or parts.fragment):
+                shown = redact_url(self.url) if parts is not None else self.url
                 raise SettingsError(  # paths are appended to it: a query would swallow them
                     f"url must be an http(s) URL without a query, such as "
-                    f"https://unleash.example.com, got {self.url!r}"
+                    f"https://unleash.example.com, got {shown!r}"
                 )
             if self.api_key is None:
                 raise SettingsError("api_key is required when url is set (a client token)")

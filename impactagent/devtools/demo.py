@@ -147,7 +147,8 @@ def main(requests: int = 10_000, out: TextIO = sys.stdout, *, url: Optional[str]
                           shutdown_timeout=10)
         except SettingsError as error:  # a malformed --url or --token
             raise UsageError(str(error)) from None
-        where = f"the built-in receiver at {receiver.url}" if receiver else target
+        where = (f"the built-in receiver at {receiver.url}" if receiver
+                 else redact_url(agent.settings.url or ""))
         out.write(f"impactagent demo: {requests:,} simulated requests to {where}\n")
         shop = Shop(agent)
         agent.start()
