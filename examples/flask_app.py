@@ -6,25 +6,18 @@ and ``curl -X POST localhost:8000/checkout/beta-ann; curl localhost:8000/metrics
 
 from __future__ import annotations
 
-from flask import Flask, request
-from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from flask import Flask
 
 from examples._shared import FLAGS, instrumented
-from impactagent.integrations import wsgi
-from impactagent.integrations.http_metrics import ROUTE_KEY
+from impactagent.integrations.flask import ImpactAgent
 
 shop = instrumented("shop-flask")
 agent = shop.agent
 
 app = Flask(__name__)
-
-
-@app.before_request
-def name_the_route() -> None:
-    # Flask knows the matched rule ("/checkout/<user>"); hand it to the middleware, which
-    # shares this environ. The raw path would make a series per user.
-    if request.url_rule is not None:
-        request.environ[ROUTE_KEY] = request.url_rule.rule
+# The extension labels each request by the rule Flask matched ("/checkout/<user>"), gives it
+# a flag scope, and serves the Prometheus scrape.
+impact = ImpactAgent(app, agent=agent, flags=FLAGS, metrics_path="/metrics")
 
 
 @app.post("/checkout/<user>")
@@ -33,11 +26,6 @@ def checkout(user: str):
     shop.checkouts.inc()  # labelled with the flag's state in this request
     return {"user": user, "new_checkout": variant}
 
-
-app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
-    wsgi.ImpactMiddleware(app.wsgi_app, agent, flags=FLAGS),
-    {"/metrics": agent.prometheus_wsgi_app()},
-)
 
 if __name__ == "__main__":
     app.run(host="127.0.0.1", port=8000)

@@ -7,6 +7,7 @@
 
 from ._version import __version__
 from .agent import Agent
+from .agent_statistics import Statistics
 from .core.charts import Chart, ChartConfig
 from .core.counter import Counter, CounterChild
 from .core.flag_context import NOT_EVALUATED, flag_scope, flag_states
@@ -46,6 +47,7 @@ __all__ = [
     "Payload",
     "Recorder",
     "Snapshot",
+    "Statistics",
     "ToggleDelta",
     "__version__",
     "build_payloads",

@@ -6,6 +6,7 @@ It wires the recording core to payload building and holds no logic of its own.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import weakref
 from typing import (
     TYPE_CHECKING,
@@ -18,8 +19,10 @@ from typing import (
     Sequence,
     TypeVar,
     Union,
+    cast,
 )
 
+from .agent_statistics import Statistics
 from .core._family import MetricFamily
 from .core.charts import Chart, ChartConfig
 from .core.counter import Counter
@@ -37,9 +40,13 @@ from .delivery.transport_api import Sender
 if TYPE_CHECKING:  # imports prometheus_client, an optional extra: only for the type
     from .delivery.workers import WorkersView
 
+logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound=MetricFamily)
 Charts = Union[Chart, Sequence[Chart], None]
+#: Label values by name, or UnleashClient's ``MetricFlagContext`` (anything with
+#: ``flag_names``), for the SDK-style recording methods.
+LabelsOrFlagContext = Union[Mapping[str, Any], Any, None]
 
 
 class _Unset:
@@ -62,8 +69,9 @@ class Agent:
     >>> checkouts.labels(route="/cart").inc()
     >>> agent.record_flag("new-checkout", enabled=True, variant="blue")
     >>> snapshot = agent.collect()
-    >>> [body.document["bucket"]["toggles"] for body in agent.build_payloads(snapshot)]
-    [{'new-checkout': {'yes': 1, 'no': 0, 'variants': {'blue': 1}}}]
+    >>> [body] = agent.build_payloads(snapshot)
+    >>> body.document.get("bucket")["toggles"]
+    {'new-checkout': {'yes': 1, 'no': 0, 'variants': {'blue': 1}}}
 
     ``collect()`` takes what was recorded since the last collect; if sending it fails,
     ``restore(snapshot)`` merges it back so nothing is lost.
@@ -127,9 +135,16 @@ class Agent:
     def from_env(cls, environ: Optional[Mapping[str, str]] = None, *,
                  transport: Optional[Sender] = None, **overrides: Any) -> Agent:
         """An agent configured by ``UNLEASH_URL``, ``UNLEASH_API_TOKEN``, ``UNLEASH_APP_NAME``,
-        ``UNLEASH_ENVIRONMENT``, ``UNLEASH_INSTANCE_ID`` and ``IMPACTAGENT_*`` variables."""
-        return cls(settings=Settings.from_env(environ, own_transport=transport is not None,
-                                              **overrides), transport=transport)
+        ``UNLEASH_ENVIRONMENT``, ``UNLEASH_INSTANCE_ID`` and ``IMPACTAGENT_*`` variables.
+
+        Without ``UNLEASH_URL`` the agent only records (as sentry-sdk does without a DSN), so
+        an app runs unchanged in local development and CI; one INFO line says so."""
+        agent = cls(settings=Settings.from_env(environ, own_transport=transport is not None,
+                                               **overrides), transport=transport)
+        if agent.lifecycle.delivery is None:
+            logger.info("UNLEASH_URL is not set: recording only, nothing is sent to Unleash "
+                        "(statistics() and a Prometheus endpoint still see every count)")
+        return agent
 
     @property
     def identity(self) -> Identity:
@@ -224,43 +239,65 @@ class Agent:
 
     # -- the names of the Unleash SDKs' impact-metrics API -----------------------------------
 
-    def define_counter(self, name: str, help: str, labels: Sequence[str] = ()) -> Counter:
-        """``UnleashClient`` spelling of :meth:`counter`."""
-        return self.counter(name, help, labels)
+    # UnleashClient's third argument is a ``MetricFlagContext(flag_names, context)``, whose
+    # flags it evaluates again to label the sample. Here a metric is labelled by flags where
+    # it is defined (``flags=``), with each flag's state as evaluated in the current request:
+    # a MetricFlagContext is accepted when the metric is labelled by every flag it names.
 
-    def define_gauge(self, name: str, help: str, labels: Sequence[str] = ()) -> Gauge:
+    def define_counter(self, name: str, help: str, labels: Sequence[str] = (), *,
+                       flags: Sequence[str] = ()) -> Counter:
+        """``UnleashClient`` spelling of :meth:`counter`."""
+        return self.counter(name, help, labels, flags=flags)
+
+    def define_gauge(self, name: str, help: str, labels: Sequence[str] = (), *,
+                     flags: Sequence[str] = ()) -> Gauge:
         """``UnleashClient`` spelling of :meth:`gauge`."""
-        return self.gauge(name, help, labels)
+        return self.gauge(name, help, labels, flags=flags)
 
     def define_histogram(self, name: str, help: str, buckets: Optional[Sequence[float]] = None,
-                         labels: Sequence[str] = ()) -> Histogram:
+                         labels: Sequence[str] = (), *, flags: Sequence[str] = ()
+                         ) -> Histogram:
         """``UnleashClient`` spelling of :meth:`histogram` (``None`` means default buckets)."""
-        return self.histogram(name, help, labels, buckets=buckets or DEFAULT_BUCKETS)
+        return self.histogram(name, help, labels, buckets=buckets or DEFAULT_BUCKETS,
+                              flags=flags)
 
     def increment_counter(self, name: str, value: int = 1,
-                          labels: Optional[Mapping[str, Any]] = None) -> None:
-        """Add ``value`` to the counter ``name`` (with ``labels``, if it has label names)."""
+                          labels: LabelsOrFlagContext = None) -> None:
+        """Add ``value`` to the counter ``name``; ``labels`` are its label values, or an
+        UnleashClient ``MetricFlagContext`` (see above)."""
         self._series(name, "counter", labels).inc(value)
 
-    def update_gauge(self, name: str, value: float,
-                     labels: Optional[Mapping[str, Any]] = None) -> None:
-        """Set the gauge ``name`` to ``value``."""
+    def update_gauge(self, name: str, value: float, labels: LabelsOrFlagContext = None
+                     ) -> None:
+        """Set the gauge ``name`` to ``value`` (``labels`` as for :meth:`increment_counter`)."""
         self._series(name, "gauge", labels).set(value)
 
-    def observe_histogram(self, name: str, value: float,
-                          labels: Optional[Mapping[str, Any]] = None) -> None:
-        """Observe ``value`` on the histogram ``name``."""
+    def observe_histogram(self, name: str, value: float, labels: LabelsOrFlagContext = None
+                          ) -> None:
+        """Observe ``value`` on the histogram ``name`` (``labels`` as for
+        :meth:`increment_counter`)."""
         self._series(name, "histogram", labels).observe(value)
 
-    def _series(self, name: str, kind: str, labels: Optional[Mapping[str, Any]]) -> Any:
+    def _series(self, name: str, kind: str, labels: LabelsOrFlagContext) -> Any:
         family = self.metrics.get(name)
         if family is None or family.kind != kind:
             found = f"a {family.kind}" if family is not None else "nothing"
             raise ValueError(
                 f"no {kind} named {name!r} (found {found}); define it with define_{kind}() first"
             )
-        if labels:
-            return family.labels(**labels)
+        if labels is None or isinstance(labels, Mapping):
+            return family.labels(**labels) if labels else family
+        flag_names = getattr(labels, "flag_names", None)
+        if flag_names is None or isinstance(flag_names, str):
+            raise TypeError(f"labels of {kind} {name!r} must be a mapping of label names to "
+                            f"values or an UnleashClient MetricFlagContext, got "
+                            f"{type(labels).__name__}")
+        missing = [flag for flag in flag_names if flag not in family.flags]
+        if missing:
+            raise ValueError(
+                f"{kind} {name!r} is not labelled by the flag(s) {missing}: define it with "
+                f"define_{kind}(..., flags={[*family.flags, *missing]!r}); each sample is then "
+                f"labelled by the flags' states in the current request")
         return family
 
     # -- Prometheus (needs the "prometheus" extra: pip install impactagent[prometheus]) --------
@@ -326,8 +363,10 @@ class Agent:
     # -- delivery ----------------------------------------------------------------------------
 
     def start(self) -> Agent:
-        """Start the background flusher (idempotent); a plain exit still flushes (atexit)."""
-        self.lifecycle.start()
+        """Start the background flusher (idempotent); a plain exit still flushes (atexit).
+        An agent without a url (or transport) only records: it has nothing to start."""
+        if self.lifecycle.delivery is not None:
+            self.lifecycle.start()
         return self
 
     def flush(self, timeout: float = 10.0) -> FlushResult:
@@ -354,14 +393,15 @@ class Agent:
                 follower.after_fork()  # a no-op if Python's fork hook already ran it
 
     def __enter__(self) -> Agent:
-        return self.start() if self.lifecycle.delivery is not None else self
+        return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    def statistics(self) -> Dict[str, Any]:
-        """What was recorded, sent, pending and dropped (by reason), and how delivery went."""
-        return {
+    def statistics(self) -> Statistics:
+        """What was recorded, sent, pending and dropped (by reason), and how delivery went:
+        every key is described in :class:`~impactagent.agent_statistics.Statistics`."""
+        return cast(Statistics, {
             "recorded": self.recorder.recorded(),
             "pending_events": self.recorder.pending_events(),
             "dropped": self.recorder.drops.as_dict(),
@@ -369,7 +409,7 @@ class Agent:
             "flags": len(self.recorder.flags.names()),
             "collect_hook_errors": self.recorder.collect_hook_errors,
             **self.lifecycle.statistics(),
-        }
+        })
 
     def __repr__(self) -> str:
         return (f"<Agent app_name={self.identity.app_name!r} "

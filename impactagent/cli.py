@@ -38,11 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         "once; 1: counts differ; 2: the server could not be reached or refused the token.")
     demo.add_argument("--requests", type=positive_int, default=10_000, metavar="N",
                       help="how many simulated requests to record (default 10000)")
-    demo.add_argument("--url", help="report to this Unleash API URL, e.g. "
-                      "http://localhost:4242/api (default: a receiver started in this "
+    demo.add_argument("--url", help="report to this Unleash server or Edge, with or without "
+                      "/api, e.g. http://localhost:4242 (default: a receiver started in this "
                       "process, on a free port)")
     demo.add_argument("--token", default=os.environ.get("UNLEASH_API_TOKEN"),
-                      help="client or backend token for --url (default: $UNLEASH_API_TOKEN; "
+                      help="client or backend token for --url; better set $UNLEASH_API_TOKEN, "
+                      "which stays out of shell history and ps (default: $UNLEASH_API_TOKEN; "
                       "without either, a placeholder a real server refuses)")
     demo.add_argument("--pace", type=seconds, default=0.2, metavar="SECONDS",
                       help="seconds between the ten recording steps (default 0.2)")
@@ -96,8 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         "stats", parents=[admin], help="fetch instance statistics and verify their checksum",
         description="Fetch the server's instance statistics and check the checksum they "
         "carry. Exit 0: it holds; 1: it does not; 2: the server could not be asked.")
+    stats.add_argument("--format", choices=("text", "json", "csv"), default="text",
+                       help="text: the key figures; json: every statistic; csv: the "
+                       "server's CSV as it sent it, the checksum's verdict on stderr "
+                       "(default: text)")
     stats.add_argument("--json", action="store_true",
-                       help="print the statistics as JSON (default: the key figures)")
+                       help="the same as --format json (default: off)")
 
     charts = commands.add_parser(
         "charts", parents=[admin], help="make the server's impact-metric charts match the code",

@@ -71,7 +71,7 @@ OPTIONS = {"demo": ["--requests", "--url", "--token", "--pace"],
            "receive": ["--port", "--host", "--token", "--strict", "--max-body", "--charts",
                        "--duration"],
            "check": ["--max-body"],
-           "stats": ["--url", "--token-env", "--json"],
+           "stats": ["--url", "--token-env", "--format", "--json"],
            "charts": ["--url", "--token-env", "--agent"]}
 
 
@@ -302,6 +302,116 @@ def test_stats_without_url_or_token():
     assert_mistake(impactagent("stats", "--url", "http://127.0.0.1:1"), "$UNLEASH_ADMIN_TOKEN")
 
 
+class EchoGateway(LoopbackServer):
+    """A gateway that answers ``status`` and echoes the request's path and headers back, in
+    the body, as debugging proxies do (the ``Authorization`` header among them)."""
+
+    def __init__(self, status: int, content_type: str = "text/plain") -> None:
+        self.status, self.content_type = status, content_type
+        self.paths: list = []
+        super().__init__()
+
+    @property
+    def handler_class(self) -> type:  # type: ignore[override]
+        class Handler(LoopbackHandler):
+            def do_GET(self) -> None:
+                owner = self.server_ref  # type: ignore[attr-defined]
+                owner.paths.append(self.path)
+                echoed = "".join(f"{name}: {value}\n" for name, value in self.headers.items())
+                if owner.content_type == "text/csv":  # a "CSV" whose one value is the echo
+                    body = '"instanceId","echo","sum"\n"i",' + json_text(echoed) + ',"x"\n'
+                elif owner.content_type == "application/json":
+                    body = json_text({"instanceId": echoed, "sum": "x"})
+                else:
+                    body = f"502 Bad Gateway\n{self.command} {self.path}\n{echoed}"
+                self.answer(owner.status, body.encode(), content_type=owner.content_type)
+
+        return Handler
+
+
+def json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+@pytest.mark.parametrize("form", ["text", "json", "csv"])
+def test_stats_never_prints_the_token_a_gateway_echoes(form):
+    """A 502 page that echoes the request's headers: neither the token nor its secret part
+    is printed, in any output form."""
+    with EchoGateway(502) as gateway:
+        ran = admin("stats", "--url", gateway.url, "--format", form)
+    line = assert_mistake(ran, "HTTP 502", "Authorization: [REDACTED]")
+    assert gateway.paths[0].startswith("/api/admin/instance-admin/statistics")
+    for secret in (ADMIN, ADMIN.split(".", 1)[1]):
+        assert secret not in ran.stdout + ran.stderr, (secret, line)
+
+
+def test_stats_with_a_password_in_the_url_shows_it_redacted_and_sends_nothing():
+    """requests would send the URL's user and password as Basic credentials in place of the
+    admin token: the command says so, with the password redacted, before asking anything."""
+    with EchoGateway(502) as gateway:
+        url = gateway.url.replace("http://", "http://ops:hunter2-pass@")
+        ran = admin("stats", "--url", url)
+    line = assert_mistake(ran, "user name or password", f"the url {gateway.url} has")
+    assert "hunter2-pass" not in ran.stdout + ran.stderr, line
+    assert gateway.paths == []
+
+
+@pytest.mark.parametrize("form", ["json", "csv"])
+def test_stats_never_prints_the_token_a_server_answers_with(form):
+    content_type = "text/csv" if form == "csv" else "application/json"
+    with EchoGateway(200, content_type) as gateway:
+        ran = admin("stats", "--url", gateway.url, "--format", form)
+    assert ran.returncode == 1, ran.stdout + ran.stderr  # "x" is no checksum of this
+    assert "[REDACTED]" in ran.stdout
+    assert ADMIN not in ran.stdout + ran.stderr
+    assert ADMIN.split(".", 1)[1] not in ran.stdout + ran.stderr
+
+
+def test_stats_csv_prints_the_servers_csv_and_checks_its_checksum():
+    from impactagent.admin.client import statistics_checksum
+
+    row = {"instanceId": "i-1", "users": "1", "featureToggles": "3", "projects": "1",
+           "roles": "6", "groups": "0", "environments": "2", "segments": "0"}
+    header = ",".join(f'"{k}"' for k in [*row, "sum"])
+    values = ",".join(f'"{v}"' if k == "instanceId" else v for k, v in row.items())
+    body = f'{header}\n{values},"{statistics_checksum(row)}"\n'.encode()
+    with FixedAnswer(200, body, "text/csv; charset=utf-8") as server:
+        ran = admin("stats", "--url", server.url + "/api/", "--format", "csv")
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout == body.decode()  # as the server wrote it, for a program to read
+        assert ran.stderr == f"checksum        ok ({statistics_checksum(row)})\n"
+        tampered = body.replace(b',3,', b',4,')
+        server.fixed = (200, tampered, "text/csv")
+        ran = admin("stats", "--url", server.url, "--format", "csv")
+        assert ran.returncode == 1 and "MISMATCH" in ran.stderr
+        server.fixed = (200, b"<html>Unleash</html>", "text/html")
+        assert_mistake(admin("stats", "--url", server.url, "--format", "csv"),
+                       "not text/csv")
+
+
+def test_stats_takes_a_token_copied_with_a_line_break_and_refuses_one_broken_inside():
+    """A token pasted from a file may end in a line break: taken without it. One with a line
+    break inside (or a space) is said so, without showing it, before anything is sent."""
+    with EchoGateway(502) as gateway:
+        ran = impactagent("stats", "--url", gateway.url,
+                          env={"UNLEASH_ADMIN_TOKEN": ADMIN + "\r\n"})
+        assert_mistake(ran, "HTTP 502", "Authorization: [REDACTED]")
+        for broken in (ADMIN + "\nX-Evil: 1", ADMIN.replace(".", ". ")):
+            ran = impactagent("stats", "--url", gateway.url, env={"UNLEASH_ADMIN_TOKEN": broken})
+            line = assert_mistake(ran, "$UNLEASH_ADMIN_TOKEN has a space, a line break")
+            assert "admin-secret" not in line
+        assert len(gateway.paths) == 1
+
+
+def test_a_404_says_how_the_url_was_read():
+    with FixedAnswer(404, b"Not Found", "text/plain") as server:
+        line = assert_mistake(admin("stats", "--url", server.url + "/unleash"),
+                              "404", f"read as {server.url}/unleash, with its API at /api")
+    assert "/unleash/api/admin/instance-admin/statistics" in line
+
+
 # -- charts --agent -----------------------------------------------------------------------------
 
 
@@ -327,6 +437,35 @@ def test_charts_with_a_bad_agent(broken_module, where, words):
     ran = admin("charts", "plan", "--url", "http://127.0.0.1:1", "--agent", where,
                 cwd=broken_module)
     assert_mistake(ran, "--agent", *words)
+
+
+@pytest.mark.parametrize(("args", "where"), [
+    (["demo", "--nope"], "impactagent demo"),
+    (["stats", "--jsn"], "impactagent stats"),
+    (["charts", "plan", "--agent", "x:y", "--dry-run"], "impactagent charts"),
+    (["receive", "--prot", "1"], "impactagent receive"),
+    (["--nope", "demo"], "impactagent"),
+])
+def test_a_mistyped_option_points_at_its_subcommands_help(args, where):
+    line = assert_mistake(impactagent(*args), "unrecognized arguments")
+    assert line.startswith(f"{where}: ") and line.endswith(f"(see '{where} --help')"), line
+
+
+def test_the_demos_table_says_in_words_what_did_not_match():
+    import io
+
+    from impactagent.devtools.demo import report
+
+    out = io.StringIO()
+    code = report([("requests", 2000, 1990), ("checkouts", 500, 510),
+                    ("latency observations", 2000, None), ("in-flight gauge (last)", 7, 3)],
+                   True, [], out)
+    lines = out.getvalue().splitlines()
+    assert code == 1 and lines[-1] == "counts differ"
+    assert lines[1].endswith("MISMATCH: 10 recorded did not arrive")
+    assert lines[2].endswith("MISMATCH: 10 more arrived than were recorded (sent twice?)")
+    assert lines[3].endswith("MISMATCH: nothing of it arrived")
+    assert lines[4].endswith("MISMATCH: the last value set was 7, 3 arrived")
 
 
 # -- demo ---------------------------------------------------------------------------------------
@@ -355,9 +494,32 @@ def test_demo_warns_when_a_url_has_no_token():
     with ScriptedServer() as server:
         ran = impactagent("demo", "--requests", "20", "--pace", "0", "--url", server.api_url)
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    warnings = [ln for ln in ran.stderr.splitlines() if "without --token" in ln]
+    warnings = [ln for ln in ran.stderr.splitlines() if "without $UNLEASH_API_TOKEN" in ln]
     assert len(warnings) == 1 and "placeholder" in warnings[0]
     assert "all counts accounted for" in ran.stdout
+
+
+def test_demo_takes_its_token_from_the_environment_and_a_url_without_api():
+    token = "default:development.from-the-environment"
+    with ScriptedServer(token=token) as server:
+        ran = impactagent("demo", "--requests", "20", "--pace", "0", "--url", server.url,
+                          env={"UNLEASH_API_TOKEN": token})
+        paths = {request.path for request in server.requests}
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "all counts accounted for" in ran.stdout and ran.stderr == ""
+    assert paths == {"/api/client/metrics"}
+    assert token not in ran.stdout
+
+
+def test_demo_never_prints_a_password_in_its_url():
+    token = "default:development.t"
+    with ScriptedServer(token=token) as server:
+        url = server.url.replace("http://", "http://ops:hunter2-pass@")
+        ran = impactagent("demo", "--requests", "20", "--pace", "0", "--url", url,
+                          env={"UNLEASH_API_TOKEN": token})
+    assert ran.returncode == 0, ran.stdout + ran.stderr  # the token is sent, not Basic auth
+    assert f"simulated requests to {server.api_url}" in ran.stdout
+    assert "hunter2-pass" not in ran.stdout + ran.stderr
 
 
 def test_demo_names_a_refused_token():
@@ -367,7 +529,8 @@ def test_demo_names_a_refused_token():
     assert "Traceback" not in ran.stderr
     assert ran.returncode == 2, ran.stdout + ran.stderr
     last = ran.stderr.splitlines()[-1]
-    assert last.startswith("impactagent demo: ") and "HTTP 401" in last and "--token" in last
+    assert last.startswith("impactagent demo: ") and "HTTP 401" in last
+    assert "set $UNLEASH_API_TOKEN" in last
     assert "development.wrong" not in ran.stdout + ran.stderr
 
 
@@ -382,3 +545,32 @@ def test_demo_writes_one_body_in_the_singular():
     expected = "1 body," if bodies == 1 else f"{bodies} bodies,"
     assert closed and closed[0].startswith(f"closed: {expected}"), closed
     assert "bodies" not in closed[0] or bodies != 1
+
+
+def test_a_netrc_entry_for_the_host_does_not_replace_the_admin_token(tmp_path, monkeypatch):
+    """requests sends ~/.netrc's credentials as Basic auth when no auth is set, in place of
+    the Authorization header the admin client sets."""
+    from impactagent.admin import AdminClient, statistics_checksum
+
+    data = {"instanceId": "i", "users": 1, "featureToggles": 2, "projects": 3, "roles": 4,
+            "groups": 5, "environments": 6, "segments": 7}
+    data["sum"] = statistics_checksum(data)
+
+    class TokenChecking(LoopbackServer):
+        @property
+        def handler_class(self) -> type:  # type: ignore[override]
+            class Handler(LoopbackHandler):
+                def do_GET(self) -> None:
+                    if self.headers.get("Authorization") == ADMIN:
+                        self.answer(200, json_text(data).encode())
+                    else:
+                        self.answer(401, b'{"message": "unauthorized"}')
+
+            return Handler
+
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password netrc-password\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    with TokenChecking() as server:
+        assert AdminClient(server.url, ADMIN).instance_statistics().verified

@@ -1,4 +1,5 @@
-"""The README's first two commands are the ones CI runs, and the demo really works."""
+"""The README's first two commands are the ones CI runs, the demo really works, and every
+Python snippet of the README and of the docs' pages runs as written."""
 
 import re
 import subprocess
@@ -74,37 +75,44 @@ def test_the_readme_commands_work_in_a_fresh_copy(tmp_path):
 
 # -- every Python snippet runs as written ------------------------------------------------------
 #
-# Each ```python block of the README runs in a child interpreter of its own, with this checkout
-# on PYTHONPATH, in an empty directory, and with UNLEASH_URL, UNLEASH_API_TOKEN and
-# UNLEASH_APP_NAME pointing at a strict development receiver on 127.0.0.1 (the receiver answers
-# 400 to any body a real server would not store whole). A block may be named by an HTML comment
-# on the line before it, ``<!-- snippet: NAME -->``, so that a test below can check what it did;
-# a block that cannot run on its own says why with ``<!-- not run: REASON -->``.
+# Each ```python block of the README and of docs/*.md runs in a child interpreter of its own,
+# with this checkout on PYTHONPATH, in an empty directory, and with UNLEASH_URL,
+# UNLEASH_API_TOKEN and UNLEASH_APP_NAME pointing at a strict development receiver on
+# 127.0.0.1 (the receiver answers 400 to any body a real server would not store whole). A
+# block may be named by an HTML comment on the line before it, ``<!-- snippet: NAME -->``,
+# so that a test below can check what it did; a block that cannot run on its own says why
+# with ``<!-- not run: REASON -->``.
+
+#: The documents whose snippets are run: the README and the docs' pages.
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 SNIPPET_APP = "shop"
 SNIPPET_TOKEN = "default:development.readme-snippets"
 
 
 class Snippet:
-    """One ```python block: its name, the line it starts on, its code, why it is not run."""
+    """One ```python block: its name, where it is, its code, why it is not run."""
 
-    def __init__(self, name: str, line: int, code: str, not_run: str | None) -> None:
-        self.name, self.line, self.code, self.not_run = name, line, code, not_run
+    def __init__(self, name: str, where: str, code: str, not_run: str | None) -> None:
+        self.name, self.where, self.code, self.not_run = name, where, code, not_run
 
     def __repr__(self) -> str:
-        return f"README.md:{self.line} ({self.name})"
+        return f"{self.where} ({self.name})"
 
 
 def readme_snippets() -> list:
-    text = (ROOT / "README.md").read_text()
+    """Every ```python block of the documents, in order."""
     snippets = []
-    for number, match in enumerate(re.finditer(r"^```python\n(.*?)^```", text, re.S | re.M)):
-        before = text[:match.start()].rstrip("\n").rsplit("\n", 1)[-1].strip()
-        named = re.fullmatch(r"<!-- snippet: ([\w-]+) -->", before)
-        not_run = re.fullmatch(r"<!-- not run: (.+?) -->", before)
-        snippets.append(Snippet(named.group(1) if named else f"block-{number + 1}",
-                                text.count("\n", 0, match.start()) + 1, match.group(1),
-                                not_run.group(1) if not_run else None))
+    for document in DOCUMENTS:
+        text = document.read_text()
+        for match in re.finditer(r"^```python\n(.*?)^```", text, re.S | re.M):
+            before = text[:match.start()].rstrip("\n").rsplit("\n", 1)[-1].strip()
+            named = re.fullmatch(r"<!-- snippet: ([\w-]+) -->", before)
+            not_run = re.fullmatch(r"<!-- not run: (.+?) -->", before)
+            line = text.count("\n", 0, match.start()) + 1
+            where = f"{document.relative_to(ROOT)}:{line}"
+            snippets.append(Snippet(named.group(1) if named else where, where,
+                                    match.group(1), not_run.group(1) if not_run else None))
     return snippets
 
 
@@ -113,7 +121,9 @@ def readme_snippets() -> list:
 FRAMEWORKS = ("flask", "fastapi", "django", "celery", "opentelemetry")
 
 
-def run_snippet(code: str, receiver, cwd: Path) -> subprocess.CompletedProcess:
+def run_snippet(code: str, receiver, cwd: Path, *, without: tuple = ()
+                ) -> subprocess.CompletedProcess:
+    """Run ``code`` as ``shop.py``; ``without`` names variables to leave unset."""
     import os
     import re as regex
 
@@ -125,7 +135,7 @@ def run_snippet(code: str, receiver, cwd: Path) -> subprocess.CompletedProcess:
     script.write_text(code)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "UNLEASH_URL": receiver.api_url,
            "UNLEASH_API_TOKEN": SNIPPET_TOKEN, "UNLEASH_APP_NAME": SNIPPET_APP}
-    for name in ("IMPACTAGENT_SPOOL_DIR", "IMPACTAGENT_REGISTER"):
+    for name in ("IMPACTAGENT_SPOOL_DIR", "IMPACTAGENT_REGISTER", *without):
         env.pop(name, None)
     return subprocess.run([sys.executable, str(script)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
@@ -141,7 +151,7 @@ def receiver():
 
 def snippet(name: str) -> Snippet:
     found = [s for s in readme_snippets() if s.name == name]
-    assert len(found) == 1, f"the README has no (or more than one) snippet named {name!r}"
+    assert len(found) == 1, f"the documents have no (or more than one) snippet named {name!r}"
     return found[0]
 
 
@@ -213,6 +223,21 @@ def test_a_quick_start_labels_requests_by_route_and_flag_and_reports_at_exit(
     assert checkouts == {"blue": 1, "disabled": 2}
 
 
+@pytest.mark.parametrize("name", sorted(QUICK_START_REQUESTS))
+def test_a_quick_start_runs_without_unleash_and_only_records(name, receiver, tmp_path):
+    """Local development and CI: without UNLEASH_URL and UNLEASH_API_TOKEN the same app runs,
+    counts, and sends nothing (it raised SettingsError: UNLEASH_URL is not set)."""
+    check = """
+stats = agent.statistics()
+assert stats["recorded"]["counter_increments"] >= 4, stats["recorded"]
+assert stats["delivery"]["attempts"] == 0
+"""
+    ran = run_snippet(snippet(name).code + QUICK_START_REQUESTS[name] + check, receiver,
+                      tmp_path, without=("UNLEASH_URL", "UNLEASH_API_TOKEN"))
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert receiver.totals()["flags"] == {}
+
+
 def test_the_recording_snippet_builds_payloads_with_a_body_and_a_document(receiver, tmp_path):
     check = """
 import json
@@ -225,68 +250,70 @@ assert payloads[0].document["appName"] == "shop"
     assert ran.returncode == 0, ran.stderr[-3000:]
 
 
-# -- what the README says about statistics(), the settings and the fixture -----------------------
+# -- what the docs say about the settings and the drops ------------------------------------------
 
 
-def readme_statistics_keys() -> dict:
-    """The README's list of ``statistics()`` keys as a tree: key -> its listed sub-keys (an
-    empty dict for a key whose contents are not listed)."""
+def test_the_readme_is_a_readme():
+    """The install, what it is, one quick start and links: at most about 250 lines."""
     text = (ROOT / "README.md").read_text()
-    start = text.index("<!-- statistics keys")
-    block = text[start:].split("\n", 1)[1].split("\n\n", 1)[0]  # the list after the marker
-    items = []  # (indent, text) per bullet, continuation lines joined
-    for line in block.splitlines():
-        bullet = re.match(r"^( *)- (.*)", line)
-        if bullet:
-            items.append((len(bullet.group(1)), bullet.group(2)))
-        else:
-            indent, joined = items[-1]
-            items[-1] = (indent, joined + " " + line.strip())
-    tree: dict = {}
-    stack = [(-1, tree)]
-    for indent, item in items:
-        names = re.match(r"`(\w+)`((?:,\s*`\w+`)*)", item)
-        assert names, f"a statistics bullet must start with its key: {item!r}"
-        keys = re.findall(r"`(\w+)`", names.group(0))
-        while stack[-1][0] >= indent:
-            stack.pop()
-        for key in keys:
-            stack[-1][1][key] = {}
-        stack.append((indent, stack[-1][1][keys[-1]]))
-    return tree
+    assert len(text.splitlines()) <= 250
+    assert [s.name for s in readme_snippets() if s.where.startswith("README.md")] == [
+        "quick-start-flask"]
 
 
-def assert_same_keys(listed: dict, actual: dict, where: str) -> None:
-    assert set(listed) == set(actual), (
-        f"{where}: the README lists {sorted(set(listed) - set(actual))} that statistics() "
-        f"does not have, and misses {sorted(set(actual) - set(listed))}")
-    for key, sub in listed.items():
-        if sub:
-            assert_same_keys(sub, actual[key], f"{where}[{key!r}]")
+def test_every_link_of_the_readme_and_the_docs_resolves_in_a_clone():
+    """Relative links (pages, images, files) name files of the repository."""
+    for document in DOCUMENTS:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", document.read_text()):
+            if re.match(r"[a-z]+://", target):
+                continue
+            assert (document.parent / target).exists(), f"{document.name}: {target}"
 
 
-def test_the_readme_lists_the_statistics_keys_there_are(receiver, tmp_path):
-    """Compared with an agent that has every part (a url, a spool), after one delivery."""
-    import impactagent
-
-    agent = impactagent.Agent(SNIPPET_APP, url=receiver.api_url, api_key=SNIPPET_TOKEN,
-                              spool_dir=str(tmp_path / "spool"), handle_sigterm=False)
-    try:
-        agent.counter("checkout_total", "Completed checkouts").inc()
-        assert agent.flush(timeout=10).ok
-        statistics = agent.statistics()
-    finally:
-        agent.close(timeout=5)
-    assert_same_keys(readme_statistics_keys(), statistics, "statistics()")
-
-
-def test_the_drop_reasons_the_readme_names_are_real():
+def test_the_drop_reasons_the_troubleshooting_page_lists_are_every_reason():
     from impactagent.core.statistics import DROP_REASONS
 
-    text = (ROOT / "README.md").read_text()
-    dropped = re.search(r"^- `dropped`:(.*?)^- ", text, re.S | re.M).group(1)
-    named = set(re.findall(r"`(\w+)`", dropped)) - {"DROP_REASONS"}
-    assert named and named <= set(DROP_REASONS), named - set(DROP_REASONS)
+    text = (ROOT / "docs" / "troubleshooting.md").read_text()
+    table = text.split("## Drops", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^\| `(\w+)` \|", table, re.M)
+    assert sorted(listed) == sorted(DROP_REASONS)
+
+
+def configuration_rows() -> dict:
+    """The configuration page's settings table: setting -> (variable cell, default cell)."""
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    table = text.split("## Every setting", 1)[1].split("\n## ", 1)[0]
+    return {m.group(1): (m.group(2), m.group(3))
+            for m in re.finditer(r"^\| `(\w+)` \| ([^|]*) \| ([^|]*) \|", table, re.M)}
+
+
+def test_the_configuration_page_lists_every_setting():
+    import dataclasses
+
+    from impactagent.delivery.settings import Settings
+
+    assert sorted(configuration_rows()) == sorted(f.name for f in dataclasses.fields(Settings))
+
+
+def test_every_variable_the_configuration_page_names_is_read():
+    """Each variable, set to a value its setting refuses (or a new string), reaches it."""
+    import impactagent
+    from impactagent.delivery.settings import SettingsError
+
+    base = {"UNLEASH_APP_NAME": "shop"}
+    for setting, (variable_cell, _) in configuration_rows().items():
+        named = re.fullmatch(r"`((?:UNLEASH|IMPACTAGENT)_\w+)`", variable_cell.strip())
+        if not named:
+            continue
+        variable = named.group(1)
+        if setting in ("app_name", "environment", "instance_id", "api_key", "spool_dir"):
+            environ = {**base, "UNLEASH_API_TOKEN": "t", variable: "from-the-variable"}
+            agent = impactagent.Agent.from_env(environ)
+            assert getattr(agent.settings, setting) == "from-the-variable", variable
+        else:
+            with pytest.raises(SettingsError, match=variable):
+                impactagent.Agent.from_env({**base, "UNLEASH_API_TOKEN": "t",
+                                            variable: "-1" if setting != "url" else "ftp://x"})
 
 
 def test_the_settings_table_gives_the_spool_cap_as_the_variable_takes_it():
@@ -294,11 +321,8 @@ def test_the_settings_table_gives_the_spool_cap_as_the_variable_takes_it():
     real default (it once said "50 MB", which the variable refuses)."""
     import impactagent
 
-    text = (ROOT / "README.md").read_text()
-    row = re.search(r"^\| `IMPACTAGENT_SPOOL_MAX_BYTES` \|.*\| `(\w+)`", text, re.M)
-    assert row, "the table must give the spool cap's default as a value, in backquotes"
-    environ = {"UNLEASH_URL": "http://127.0.0.1:9/api", "UNLEASH_API_TOKEN": SNIPPET_TOKEN,
-               "UNLEASH_APP_NAME": "shop", "IMPACTAGENT_SPOOL_MAX_BYTES": row.group(1)}
+    default = configuration_rows()["spool_max_bytes"][1].strip().strip("`")
+    environ = {"UNLEASH_APP_NAME": "shop", "IMPACTAGENT_SPOOL_MAX_BYTES": default}
     configured = impactagent.Agent.from_env(environ)
     assert configured.settings.spool_max_bytes == impactagent.Agent("shop").settings \
         .spool_max_bytes
@@ -313,7 +337,7 @@ def test_the_examples_extra_brings_the_server_the_readme_runs_the_fastapi_exampl
     assert extra, "pyproject.toml has no examples extra"
     packages = {re.split(r"[<>=!~;\[ ]", name)[0].lower()
                 for name in re.findall(r'"([^"]+)"', extra.group(1))}
-    assert "uvicorn examples.fastapi_app:app" in (ROOT / "README.md").read_text()
+    assert "uvicorn examples.fastapi_app:app" in (ROOT / "docs" / "frameworks.md").read_text()
     assert {"flask", "fastapi", "django", "uvicorn"} <= packages
 
 
@@ -382,22 +406,22 @@ def test_uvicorn_serves_the_fastapi_example(tmp_path):
         in text
 
 
-def test_every_file_the_readme_points_at_exists():
+def test_every_file_the_readme_and_the_docs_point_at_exists():
     """The README once sent readers to docs/protocol.md, which the repository did not have."""
-    text = (ROOT / "README.md").read_text()
-    named = set(re.findall(r"`((?:docs|examples|tests|benchmarks)/[\w./-]*[\w/])`", text))
-    named |= {"LICENSE"}
+    named = {"LICENSE"}
+    for document in DOCUMENTS:
+        named |= set(re.findall(r"`((?:docs|examples|tests|benchmarks)/[\w./-]*[\w/])`",
+                                document.read_text()))
     assert "docs/protocol.md" in named
     missing = sorted(name for name in named if not (ROOT / name).exists())
     assert missing == []
 
 
-def test_the_receiver_section_shows_the_impact_view():
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Seeing what your app sends", 1)[1].split("\n## ", 1)[0]
-    images = re.findall(r"!\[[^\]]+\]\(([^)]+\.png)\)", section)
-    assert images == ["docs/receiver-impact-view.png"]
-    png = (ROOT / images[0]).read_bytes()
+def test_the_receiver_page_shows_the_impact_view():
+    page = (ROOT / "docs" / "receiver.md").read_text()
+    images = re.findall(r"!\[[^\]]+\]\(([^)]+\.png)\)", page)
+    assert images == ["receiver-impact-view.png"]
+    png = (ROOT / "docs" / images[0]).read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
     for words in ("/api/impact", "--charts", "10-second steps", "histogram_quantile"):
-        assert words in section, words
+        assert words in page, words

@@ -47,7 +47,6 @@ def test_overrides_win_over_the_environment():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"UNLEASH_URL": None}, "UNLEASH_URL is not set"),
         ({"UNLEASH_API_TOKEN": None}, "UNLEASH_API_TOKEN is not set"),
         ({"UNLEASH_APP_NAME": None}, "UNLEASH_APP_NAME is not set"),
         ({"UNLEASH_URL": "ftp://x"}, "UNLEASH_URL: url must be an http"),

@@ -28,15 +28,22 @@ from .plan import apply, describe, plan
 def _client(args: argparse.Namespace) -> AdminClient:
     if not args.url:
         raise UsageError("give the server with --url or $UNLEASH_URL")
-    token = os.environ.get(args.token_env)
+    token = (os.environ.get(args.token_env) or "").strip()  # a copy may bring a line break
     if not token:
         raise UsageError(f"set ${args.token_env} to an admin token")
-    return AdminClient(args.url, token)
+    if any(character.isspace() or not character.isprintable() for character in token):
+        raise UsageError(f"${args.token_env} has a space, a line break or a control character "
+                         "inside it; set it to the admin token alone")
+    try:
+        return AdminClient(args.url, token)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 @contextmanager
-def _asking(args: argparse.Namespace) -> Iterator[None]:
-    """Turn what a wrong ``--url`` or token makes the admin API calls raise into one line."""
+def _asking(args: argparse.Namespace, client: AdminClient) -> Iterator[None]:
+    """Turn what a wrong ``--url`` or token makes the admin API calls raise into one line,
+    with nothing secret in it."""
     url = redact_url(args.url or "")
     try:
         yield
@@ -45,8 +52,9 @@ def _asking(args: argparse.Namespace) -> Iterator[None]:
         if error.status in (401, 403):
             hint = f"; is ${args.token_env} an admin token this server knows?"
         elif error.status == 404:
-            hint = "; is --url the Unleash server (with or without /api)?"
-        raise UsageError(f"{error}{hint}") from None
+            hint = (f"; is --url the Unleash server's address (it was read as "
+                    f"{redact_url(client.url)}, with its API at /api)?")
+        raise UsageError(client.redact(f"{error}{hint}")) from None
     except requests.exceptions.ConnectionError as error:
         raise UsageError(f"cannot reach {url}: {_why(error)}; is the server "
                          "running, and --url right?") from None
@@ -58,9 +66,9 @@ def _asking(args: argparse.Namespace) -> Iterator[None]:
         raise UsageError(f"--url {url!r} is not an http(s) URL such as "
                          "https://unleash.example.com") from None
     except ValueError as error:  # not JSON, or JSON not shaped as the admin API's
-        raise UsageError(f"{url} answered something that is not the Unleash "
-                         f"admin API ({str(error)[:120]}); is --url the Unleash server?"
-                         ) from None
+        raise UsageError(client.redact(
+            f"{url} answered something that is not the Unleash admin API "
+            f"({str(error)[:160]}); is --url the Unleash server?")) from None
 
 
 def _why(error: requests.exceptions.ConnectionError) -> str:
@@ -74,19 +82,26 @@ def _why(error: requests.exceptions.ConnectionError) -> str:
 
 
 def stats_command(args: argparse.Namespace) -> int:
-    """Print the instance statistics' key figures and whether their checksum holds."""
+    """Print the instance statistics (their key figures, JSON or the server's CSV) and whether
+    their checksum holds."""
     client = _client(args)
-    with _asking(args):
-        statistics = client.instance_statistics()
+    form = "json" if args.json else args.format
+    with _asking(args, client):
+        statistics = (client.instance_statistics_csv() if form == "csv"
+                      else client.instance_statistics())
     data = statistics.data
-    if args.json:
-        print(json.dumps(data, indent=2, sort_keys=True))
+    if form == "csv":
+        print(client.redact(statistics.csv or ""), end="")
+    elif form == "json":
+        print(client.redact(json.dumps(data, indent=2, sort_keys=True)))
     else:
         for key in ("instanceId", "versionOSS", "users", "featureToggles", "projects", "roles",
                     "groups", "environments", "segments"):
-            print(f"{key:<16}{data.get(key)}")
+            print(client.redact(f"{key:<16}{data.get(key)}"))
+    # The CSV is for a program to read: the verdict goes to stderr there.
+    verdict = sys.stderr if form == "csv" else sys.stdout
     if statistics.verified:
-        print(f"checksum        ok ({statistics.checksum})")
+        print(f"checksum        ok ({statistics.checksum})", file=verdict)
         return 0
     print(f"checksum        MISMATCH: the statistics say {statistics.checksum!r}, their "
           f"content gives {statistics.recomputed!r}", file=sys.stderr)
@@ -98,7 +113,7 @@ def charts_command(args: argparse.Namespace) -> int:
     agent = load_agent(args.agent, "--agent")
     declared = agent.chart_configs()
     admin = _client(args)
-    with _asking(args):
+    with _asking(args, admin):
         changes = plan(admin, declared)
         print(describe(changes))
         if args.action == "apply":

@@ -1,7 +1,10 @@
 """The Unleash admin API calls impactagent makes: chart configurations and instance statistics.
 
 ``AdminClient`` needs an admin token (never a client token: those are refused) and never
-logs or prints it. TLS is verified unless you say otherwise.
+logs or prints it: what a server answers passes through the agent's redactor
+(:mod:`impactagent.delivery.redaction`) before it reaches an :class:`AdminError`, since a
+gateway may echo the request's headers, and URLs are shown without their password. TLS is
+verified unless you say otherwise.
 
 Instance statistics (``GET /api/admin/instance-admin/statistics``) carry ``sum``, a SHA-256
 checksum meant to show they were not edited after the server produced them: the hex digest
@@ -12,23 +15,28 @@ separators. :func:`statistics_checksum` recomputes it.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Union
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
 from ..core.charts import ChartConfig, ChartScope
+from ..delivery.redaction import Redactor, redact_url
+from ..delivery.settings import api_url
 
 _CHECKSUM_FIELDS = ("instanceId", "users", "featureToggles", "projects", "roles", "groups",
                     "environments", "segments")
 
 
 class AdminError(RuntimeError):
-    """The admin API answered something other than success."""
+    """The admin API answered something other than success (the message holds no secret)."""
 
     def __init__(self, method: str, url: str, status: int, detail: str) -> None:
-        super().__init__(f"{method} {url} answered HTTP {status}: {detail[:300]}")
+        super().__init__(f"{method} {url} answered HTTP {status}: {detail}")
         self.status = status
 
 
@@ -67,6 +75,9 @@ class InstanceStatistics:
     data: Dict[str, Any]
     checksum: Optional[str]
     recomputed: str
+    #: The answer as the server wrote it, when fetched as CSV (``data`` then holds its
+    #: values as text, which give the same checksum).
+    csv: Optional[str] = None
 
     @property
     def verified(self) -> bool:
@@ -79,22 +90,41 @@ class AdminClient:
 
     def __init__(self, url: str, token: str, *, verify: Union[bool, str] = True,
                  timeout: float = 10.0) -> None:
-        url = url.rstrip("/")
-        self.url = url[: -len("/api")] if url.endswith("/api") else url
+        parts = urlsplit(api_url(url))
+        if parts.username is not None or parts.password is not None:
+            # requests would send them as Basic credentials in place of the token.
+            raise ValueError(f"the url {redact_url(url)} has a user name or password in it, "
+                             "which would replace the admin token in the Authorization "
+                             "header: give the url without them")
+        #: The server's base URL, without ``/api`` (a query or fragment is no part of it).
+        self.url = urlunsplit(parts._replace(path=parts.path[: -len("/api")], query="",
+                                             fragment=""))
         self.timeout = timeout
+        #: What the server answers passes through this before it is shown.
+        self.redact = Redactor.for_credentials(token, {})
         self.session = requests.Session()
         self.session.verify = verify
+        # The token is ours to send: a ~/.netrc entry for the host must not replace it with
+        # Basic credentials (requests consults netrc only when no auth is set).
+        self.session.auth = _as_set
         self.session.headers.update({"Authorization": token, "Accept": "application/json",
                                      "User-Agent": "impactagent-admin"})
 
     def __repr__(self) -> str:  # never the token
-        return f"<AdminClient {self.url}>"
+        return f"<AdminClient {redact_url(self.url)}>"
+
+    def _request(self, method: str, path: str, body: Optional[Dict[str, Any]] = None,
+                 accept: str = "application/json") -> requests.Response:
+        url = self.url + path
+        response = self.session.request(method, url, json=body, timeout=self.timeout,
+                                        headers={"Accept": accept})
+        if not response.ok:
+            raise AdminError(method, redact_url(url), response.status_code,
+                             self.redact.cut(response.text, 300))
+        return response
 
     def _call(self, method: str, path: str, body: Optional[Dict[str, Any]] = None) -> Any:
-        url = self.url + path
-        response = self.session.request(method, url, json=body, timeout=self.timeout)
-        if not response.ok:
-            raise AdminError(method, url, response.status_code, response.text.strip())
+        response = self._request(method, path, body)
         return response.json() if response.content else None
 
     # -- instance statistics ------------------------------------------------------------------
@@ -106,6 +136,22 @@ class AdminClient:
             raise ValueError(f"the statistics answer is not a JSON object but "
                              f"{type(data).__name__}: is the url an Unleash server?")
         return InstanceStatistics(data, data.get("sum"), statistics_checksum(data))
+
+    def instance_statistics_csv(self) -> InstanceStatistics:
+        """Fetch the instance statistics in CSV (``GET
+        /api/admin/instance-admin/statistics/csv``: a header line and one line of values,
+        kept in ``csv`` as sent) and check their checksum."""
+        response = self._request("GET", "/api/admin/instance-admin/statistics/csv",
+                                 accept="text/csv")
+        kind = response.headers.get("Content-Type", "")
+        rows = list(csv.DictReader(io.StringIO(response.text)))
+        if "csv" not in kind or len(rows) != 1:
+            raise ValueError(f"the statistics CSV answer is {kind or 'untyped'} with "
+                             f"{len(rows)} row(s), not text/csv with one: is the url an "
+                             f"Unleash server?")
+        data: Dict[str, Any] = dict(rows[0])
+        return InstanceStatistics(data, data.get("sum"), statistics_checksum(data),
+                                  csv=response.text)
 
     # -- chart configurations -----------------------------------------------------------------
 
@@ -124,3 +170,8 @@ class AdminClient:
     def delete_chart(self, config: ChartConfig) -> None:
         """Delete one chart configuration (by ``id``)."""
         self._call("DELETE", f"{config.scope.path}/{config.id}")
+
+
+def _as_set(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """An auth that changes nothing: the ``Authorization`` header is already set."""
+    return request

@@ -41,7 +41,7 @@ checkout_total{appName="shop",environment="production"} 3.0
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Iterator, Optional, Protocol, Tuple
+from typing import Any, Iterator, Mapping, Optional, Protocol, Tuple
 
 from prometheus_client import CollectorRegistry, make_asgi_app, make_wsgi_app, start_http_server
 from prometheus_client.metrics_core import (
@@ -99,7 +99,7 @@ class Scraped(Protocol):
     @property
     def identity(self) -> Identity: ...
 
-    def statistics(self) -> Dict[str, Any]: ...
+    def statistics(self) -> Mapping[str, Any]: ...
 
 
 class AgentCollector:

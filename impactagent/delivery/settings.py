@@ -6,15 +6,31 @@ import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from ..core._family import DEFAULT_MAX_SERIES
 from ..core.flags import DEFAULT_MAX_FLAGS
 from ..core.payload import DEFAULT_MAX_BYTES
+from .redaction import redact_url
 
 
 class SettingsError(ValueError):
     """A missing or malformed setting; the message names it."""
+
+
+def api_url(url: str) -> str:
+    """The Unleash API base for ``url``, the server's address with or without ``/api`` and a
+    trailing ``/``: the one place where the agent and the admin commands read a base URL, so
+    that both take every spelling.
+
+    >>> api_url("https://unleash.example.com"), api_url("https://unleash.example.com/api/")
+    ('https://unleash.example.com/api', 'https://unleash.example.com/api')
+    """
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    if not path.endswith("/api"):
+        path += "/api"
+    return urlunsplit(parts._replace(path=path))
 
 
 def _positive(name: str, value: Any, *, integer: bool = False) -> Any:
@@ -33,9 +49,10 @@ class Settings:
     where a setting's default is written: ``Agent``'s keywords default to "not given" and
     are passed through here, and the spool takes its size limit's default from here.
 
-    ``url`` is the Unleash API base, as for the Unleash SDKs (``https://host/api`` for a
-    server, ``https://edge/api`` for Edge); metrics go to ``{url}/client/metrics``. Without a
-    ``url`` the agent only records (``collect`` and ``build_payloads`` still work).
+    ``url`` is the Unleash server or Edge, with or without ``/api`` (``https://host`` and
+    ``https://host/api`` are the same; :func:`api_url`); metrics go to ``/api/client/metrics``
+    under it. Without a ``url`` the agent only records (``collect`` and ``build_payloads``
+    still work).
     """
 
     app_name: str
@@ -74,13 +91,16 @@ class Settings:
                 raise SettingsError(f"{name} must be a non-empty string, got {value!r}")
         if self.url is not None:
             parts = urlsplit(self.url) if isinstance(self.url, str) else None
-            if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-                raise SettingsError(
-                    f"url must be an http(s) URL such as https://unleash.example.com/api, "
-                    f"got {self.url!r}"
+            if (parts is None or parts.scheme not in ("http", "https") or not parts.netloc
+                    or parts.query or parts.fragment):
+                shown = redact_url(self.url) if parts is not None else self.url
+                raise SettingsError(  # paths are appended to it: a query would swallow them
+                    f"url must be an http(s) URL without a query, such as "
+                    f"https://unleash.example.com, got {shown!r}"
                 )
             if self.api_key is None:
                 raise SettingsError("api_key is required when url is set (a client token)")
+            object.__setattr__(self, "url", api_url(self.url))
         if self.api_key is not None and (not isinstance(self.api_key, str)
                                          or not self.api_key.strip()):
             raise SettingsError("api_key must be a non-empty string")
@@ -118,8 +138,9 @@ class Settings:
                  own_transport: bool = False, **overrides: Any) -> Settings:
         """Read ``UNLEASH_*`` and ``IMPACTAGENT_*`` variables; ``overrides`` win over them.
 
-        ``UNLEASH_URL`` and ``UNLEASH_API_TOKEN`` are required, unless ``own_transport``
-        (an agent given its own transport sends through it, with neither)."""
+        ``UNLEASH_APP_NAME`` is required, and ``UNLEASH_API_TOKEN`` with ``UNLEASH_URL``
+        (unless ``own_transport``: an agent given its own transport sends through it).
+        Without ``UNLEASH_URL`` the settings are for an agent that only records."""
         env = os.environ if environ is None else environ
         values: Dict[str, Any] = {}
         for setting, variable in _UNLEASH_VARIABLES.items():
@@ -134,7 +155,8 @@ class Settings:
                     raise SettingsError(f"{variable}={raw!r} is not a valid "
                                         f"{parse.__name__.strip('_')}") from None
         values.update(overrides)
-        for setting in ("app_name",) if own_transport else ("url", "api_key", "app_name"):
+        sending = values.get("url") is not None and not own_transport
+        for setting in ("api_key", "app_name") if sending else ("app_name",):
             if setting not in values:
                 variable = _UNLEASH_VARIABLES[setting]
                 raise SettingsError(f"{variable} is not set (needed for {setting})")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
+from typing import Any, List, NoReturn, Tuple
 
 #: The exit status of a user's mistake (argparse's own, for a bad option).
 USAGE = 2
@@ -31,6 +31,17 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+    # typeshed overloads the signature on the namespace's type; this one keeps argparse's.
+    def parse_known_args(self, args: Any = None, namespace: Any = None  # type: ignore[override]
+                         ) -> Tuple[argparse.Namespace, List[str]]:
+        """As argparse's, but an argument nobody knows is this parser's error: a subcommand's
+        mistyped option then points at that subcommand's ``--help`` (argparse hands it back
+        up to the top-level parser, whose help does not list it)."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
 
 
 def positive_int(text: str) -> int:

@@ -10,7 +10,8 @@ so that the receiver's impact view has something to show. The background
 flusher sends while it runs; the agent is closed; and the demo prints what was recorded
 next to what the receiver holds. Exit code 0 means every count arrived, once.
 
-With ``--url`` (and ``--token``) it reports to a real Unleash server or Edge instead, and
+With ``--url`` (and a token in ``$UNLEASH_API_TOKEN``) it reports to a real Unleash server or
+Edge instead, and
 compares what was recorded with what the server accepted (the agent's own ledger). A server
 that cannot be reached is said so before anything is recorded, and one that took nothing
 (a refused token, say) is named after the report: both are the user's to fix, so they end in
@@ -28,6 +29,7 @@ from urllib.parse import urlsplit
 from urllib.request import getproxies, proxy_bypass
 
 from ..agent import Agent
+from ..agent_statistics import Statistics
 from ..core.flag_context import flag_scope
 from ..delivery.redaction import redact_url
 from ..delivery.settings import SettingsError
@@ -133,7 +135,7 @@ def main(requests: int = 10_000, out: TextIO = sys.stdout, *, url: Optional[str]
     if url is not None:
         _reachable(url)
         if not token:
-            print("impactagent demo: warning: --url without --token or $UNLEASH_API_TOKEN: "
+            print("impactagent demo: warning: --url without $UNLEASH_API_TOKEN (or --token): "
                   "sending with a placeholder token, which a real server answers with 401",
                   file=sys.stderr, flush=True)
     receiver = Receiver(strict=True).start() if url is None else None
@@ -145,7 +147,8 @@ def main(requests: int = 10_000, out: TextIO = sys.stdout, *, url: Optional[str]
                           shutdown_timeout=10)
         except SettingsError as error:  # a malformed --url or --token
             raise UsageError(str(error)) from None
-        where = f"the built-in receiver at {receiver.url}" if receiver else target
+        where = (f"the built-in receiver at {receiver.url}" if receiver
+                 else redact_url(agent.settings.url or ""))
         out.write(f"impactagent demo: {requests:,} simulated requests to {where}\n")
         shop = Shop(agent)
         agent.start()
@@ -173,7 +176,7 @@ def main(requests: int = 10_000, out: TextIO = sys.stdout, *, url: Optional[str]
             rows = [("events still pending", 0, statistics["pending_events"]),
                     ("events dropped", 0, sum(statistics["dropped"].values()))]
             problems = []
-        code = _report(rows, result.ok and not statistics["dropped"], problems, out)
+        code = report(rows, result.ok and not statistics["dropped"], problems, out)
         if url is not None and not delivery["delivered_bodies"]:
             out.flush()
             raise UsageError(f"{redact_url(url)} took nothing: "
@@ -213,14 +216,14 @@ def _reachable(url: str) -> None:
                      "and --url right?")
 
 
-def _why_nothing(statistics: Dict[str, Any]) -> str:
+def _why_nothing(statistics: Statistics) -> str:
     """Why a server took no body, from the agent's statistics, with what to do."""
     status = statistics["sending_stopped_by_status"]
     if status in (401, 403):
         return (f"it answered HTTP {status} (the token is missing, unknown or not a client "
-                "or backend token); give one with --token or $UNLEASH_API_TOKEN")
+                "or backend token); set $UNLEASH_API_TOKEN to one")
     detail = statistics["delivery"]["last_error_detail"]
-    return f"{detail}; is --url the Unleash API (ending in /api)?" if detail else (
+    return f"{detail}; is --url the Unleash server (with or without /api)?" if detail else (
         "no body was delivered before the close deadline")
 
 
@@ -228,17 +231,35 @@ def _count(n: int, one: str, many: str) -> str:
     return f"{n:,} {one if n == 1 else many}"
 
 
-def _report(rows: List[Tuple[str, Any, Any]], delivered: bool, problems: List[str],
-            out: TextIO) -> int:
+def report(rows: List[Tuple[str, Any, Any]], delivered: bool, problems: List[str],
+           out: TextIO) -> int:
+    """Write the table of what was recorded and what arrived, each difference in words;
+    return 0 when everything matched and was delivered, else 1."""
     out.write(f"{'what':<26}{'recorded':>12}{'received':>12}\n")
     for what, recorded, received in rows:
-        mark = "" if recorded == received else "   MISMATCH"
+        mark = ("" if recorded == received
+                else f"   MISMATCH: {_difference(what, recorded, received)}")
         out.write(f"{what:<26}{_fmt(recorded):>12}{_fmt(received):>12}{mark}\n")
     for problem in problems:
         out.write(f"problem: {problem}\n")
     ok = delivered and not problems and all(a == b for _, a, b in rows)
     out.write("\nall counts accounted for\n" if ok else "\ncounts differ\n")
     return 0 if ok else 1
+
+
+def _difference(what: str, recorded: Any, received: Any) -> str:
+    """What did not match, in words (a row named "... (last)" is a gauge's last value)."""
+    if received is None:
+        return "nothing of it arrived"
+    if recorded is None:
+        return "it arrived but was never recorded"
+    if what.endswith("(last)"):
+        return f"the last value set was {recorded!r}, {received!r} arrived"
+    if isinstance(recorded, int) and isinstance(received, int):
+        if received < recorded:
+            return f"{recorded - received:,} recorded did not arrive"
+        return f"{received - recorded:,} more arrived than were recorded (sent twice?)"
+    return f"{received!r} arrived, {recorded!r} was recorded"
 
 
 def _fmt(value: Any) -> str:

@@ -11,8 +11,8 @@ its own flag scope (:mod:`impactagent.core.flag_context`), with no hook for the 
   (:mod:`impactagent.integrations.fastapi`, :mod:`impactagent.integrations.starlette`);
 - Celery: ``instrument_celery(agent)``: a flag scope and a count per task, and the agent
   started in, and closed with, each worker process (:mod:`impactagent.integrations.celery`);
-- gunicorn: nothing to add (the agent resets itself in each forked worker); the documented
-  ``examples/gunicorn.conf.py`` closes it when a worker exits.
+- gunicorn: nothing to add (the agent resets itself in each forked worker);
+  :func:`impactagent.integrations.gunicorn.worker_exit` closes it when a worker leaves.
 
 The framework is imported only when its integration is used, so importing this package (or
 building the docs) needs none of them. The plain WSGI and ASGI middlewares these build on

@@ -27,7 +27,7 @@ requests labelled by those flags' states in the request), ``prefix`` (``http_ser
 The agent is built once per process, on first use, and started when it has a ``url``; it
 closes at exit (``atexit``). Under gunicorn or uWSGI, each forked worker's agent resets
 itself (zero counts, its own connection id and flusher): nothing to add for the fork. See
-``examples/gunicorn.conf.py`` for closing it when a worker exits.
+:mod:`impactagent.integrations.gunicorn` for closing it when a worker exits.
 
 Each request is counted in ``http_server_requests_total`` and timed in
 ``http_server_request_duration_seconds`` (:mod:`impactagent.integrations.http_metrics`) with

@@ -1,0 +1,112 @@
+"""The shape of :meth:`impactagent.Agent.statistics`: plain values, ready for JSON.
+
+Each key is typed and described here, once; the docs render these classes, and a test
+holds them equal to what an agent with every part (a url, a spool) really returns.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, TypedDict
+
+
+class RecordedStatistics(TypedDict):
+    """What was recorded since the agent was made."""
+
+    counter_increments: int
+    """The sum of every counter's increments (``inc(5)`` adds 5)."""
+    histogram_observations: int
+    """Histogram observations."""
+    gauge_series: int
+    """Gauge series that exist."""
+    flag_evaluations: int
+    """Flag evaluations counted (yes and no)."""
+
+
+class RegistrationStatistics(TypedDict):
+    """How the instance's registration (``POST {url}/client/register``) went."""
+
+    enabled: bool
+    """Whether the agent registers at all (``register=True`` and a transport that can)."""
+    registered: bool
+    """Whether a registration was accepted."""
+    attempts: int
+    """Registration POSTs made."""
+    failures: Dict[str, int]
+    """Failed registrations, by HTTP status (``"404"``) or error."""
+    stopped_by_status: Optional[int]
+    """The status (400, 401 or 403) after which registering was given up, or ``None``."""
+    last_error_detail: Optional[str]
+    """The last failure, or ``None``."""
+
+
+class DeliveryStatistics(TypedDict):
+    """How sending went."""
+
+    attempts: int
+    """Metrics POSTs made."""
+    retries: int
+    """POSTs that repeated a failed one."""
+    delivered_bodies: int
+    """Bodies a server acknowledged (2xx)."""
+    delivered_events: int
+    """Events (increments, observations, evaluations) in the acknowledged bodies."""
+    possibly_duplicated_events: int
+    """Events a server may have stored without its answer arriving (a read timeout, a
+    connection lost after sending): kept and sent again, so perhaps counted twice."""
+    empty_windows: int
+    """Flushes whose window held nothing, so sent nothing."""
+    failures: Dict[str, int]
+    """Failed POSTs, by HTTP status (``"503"``) or error (``"connection refused"``)."""
+    last_success: Optional[str]
+    """When a body was last delivered (ISO 8601, UTC), or ``None``."""
+    last_error: Optional[str]
+    """When a POST last failed (ISO 8601, UTC), or ``None``."""
+    last_error_detail: Optional[str]
+    """The last failure (``"HTTP 503"``, ``"connection refused"``), or ``None``."""
+    registration: RegistrationStatistics
+    """The instance's registration."""
+
+
+class SpoolStatistics(TypedDict):
+    """The unsent bodies kept on disk (with a ``spool_dir``)."""
+
+    files: int
+    """Bodies in the spool."""
+    bytes: int
+    """Their size on disk."""
+
+
+class _EveryAgent(TypedDict):
+    recorded: RecordedStatistics
+    """What was recorded since the agent was made."""
+    pending_events: int
+    """Events recorded and not yet taken by a flush, or given back by one that failed."""
+    dropped: Dict[str, int]
+    """Events dropped, by reason (``non_finite_value``, ``cardinality_limit``,
+    ``rejected_by_server``, ``not_delivered_by_close``, ...: every reason and its log line
+    are in :data:`impactagent.core.statistics.DROP_REASONS`); empty when nothing was lost."""
+    series: int
+    """Impact-metric series that exist now."""
+    flags: int
+    """Flags counted."""
+    collect_hook_errors: int
+    """Times a collect hook (a bridge reading ``prometheus_client``, say) raised; each is
+    logged, and the collect went on without it."""
+    delivery: DeliveryStatistics
+    """How sending went."""
+
+
+class Statistics(_EveryAgent, total=False):
+    """What :meth:`impactagent.Agent.statistics` returns: what was recorded, sent, pending
+    and dropped (by reason), and how delivery went. The last two keys are there only for
+    an agent that has what they describe."""
+
+    sending_stopped_by_status: Optional[int]
+    """With a url or a transport: the status (401 or 403) that stopped sending, or
+    ``None``."""
+    spool: SpoolStatistics
+    """With a ``spool_dir``: the unsent bodies kept on disk."""
+
+
+__all__ = ["DeliveryStatistics", "RecordedStatistics", "RegistrationStatistics",
+           "SpoolStatistics", "Statistics"]
