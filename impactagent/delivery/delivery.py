@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -222,23 +221,21 @@ class Delivery:
     def _flush(self, run: _Run) -> FlushResult:
         if self.unauthorized is not None:
             return run.result(skipped=f"stopped after HTTP {self.unauthorized}")
-        # If the server is not taking the spool's backlog, keep the new window as well.
-        backlog_sent = self.spool is None or self._replay_spool(run)
         try:
-            parcels = self._collect(run)
-        except _BuildFailed as failure:
-            return run.result(skipped=str(failure))
-        try:
-            for parcel in parcels:
+            # If the server is not taking the spool's backlog, keep the new window as well.
+            backlog_sent = self.spool is None or self._replay_spool(run)
+            for parcel in self._collect(run):
                 if not backlog_sent or run.kept or self.unauthorized is not None:
                     self._keep_own(parcel, run)  # it failed a moment ago: do not hammer it
                 else:
                     self._send(parcel, run)
+        except _BuildFailed as failure:
+            return run.result(skipped=str(failure))
         except BaseException:
             # A bug, Ctrl-C or a handler's SystemExit must not lose what was collected:
-            # every body not yet sent is kept (at worst one in flight is sent twice).
-            for parcel in self._parcels.unsettled(parcels):
-                self._keep_own(parcel, run)
+            # every body not yet settled is kept (one in flight counted as possibly
+            # duplicated), then it goes on.
+            self._take_all(close=False)
             raise
         self.last_retry_after = run.retry_after  # the flusher never undercuts it
         return run.result()
@@ -276,23 +273,9 @@ class Delivery:
     def _send(self, parcel: Parcel, run: _Run) -> None:
         if not self._parcels.start_sending(parcel):
             return  # taken by close before it was sent
-        try:
-            outcome = self._post(parcel, run)
-        except BaseException:
-            # Ctrl-C or a handler's SystemExit while the POST was in flight: it may still
-            # arrive. Kept (at worst sent twice, and counted so), then it goes on.
-            if self._parcels.settle(parcel) == SENDING:
-                self.ledger.add("possibly_duplicated_events", parcel.events)
-                self._keep(parcel, run)
-            raise
-        halves = self._settle(parcel, outcome, run)
-        try:
-            for half in halves:
-                self._send(half, run)
-        except BaseException:
-            for half in self._parcels.unsettled(halves):
-                self._keep_own(half, run)
-            raise
+        outcome = self._post(parcel, run)
+        for half in self._settle(parcel, outcome, run):
+            self._send(half, run)
 
     def _post(self, parcel: Parcel, run: _Run) -> Outcome:
         """POST the parcel's body within the run's deadline, retrying as the run allows."""
@@ -342,20 +325,20 @@ class Delivery:
         return job.result
 
     def _retrying(self, run: _Run, parcel: Parcel) -> tenacity.Retrying:
-        def wait(state: tenacity.RetryCallState) -> float:
-            outcome: Outcome = state.outcome.result()  # type: ignore[union-attr]
-            if outcome.retry_after is not None:
-                return outcome.retry_after
-            # The exponent is capped: 2.0 ** 1024 overflows a float.
-            ceiling = min(RETRY_CAP_SECONDS,
-                          RETRY_BASE_SECONDS * 2.0 ** min(state.attempt_number, 32))
-            return random.uniform(0, ceiling)
+        """Network trouble, 404, 429 and 5xx are retried with full jitter, or after the
+        server's ``Retry-After``, until the run's deadline or attempts are spent; never
+        while an earlier attempt may still be in flight."""
+        jitter = tenacity.wait_random_exponential(multiplier=RETRY_BASE_SECONDS,
+                                                  max=RETRY_CAP_SECONDS)
 
-        def give_up(state: tenacity.RetryCallState) -> bool:
-            upcoming = state.upcoming_sleep or 0.0
-            return (run.stopping.is_set() or time.monotonic() + upcoming >= run.deadline
-                    or (run.attempts is not None and state.attempt_number >= run.attempts)
-                    or parcel.in_flight is not None)  # never two copies in flight at once
+        def wait(state: tenacity.RetryCallState) -> float:
+            asked = state.outcome.result().retry_after  # type: ignore[union-attr]
+            return asked if asked is not None else jitter(state)
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            return (run.stopping.is_set() or parcel.in_flight is not None
+                    or time.monotonic() + (state.upcoming_sleep or 0) >= run.deadline
+                    or (run.attempts is not None and state.attempt_number >= run.attempts))
 
         def count_retry(state: tenacity.RetryCallState) -> None:
             run.retries += 1
@@ -365,7 +348,8 @@ class Delivery:
             # A redirect will not go away within one flush: keep the body for the next.
             retry=tenacity.retry_if_result(
                 lambda outcome: outcome.kind == RETRY and not _is_redirect(outcome)),
-            wait=wait, stop=give_up, sleep=run.pause, before_sleep=count_retry,
+            wait=wait, stop=stop, sleep=run.pause,
+            before_sleep=count_retry,
             retry_error_callback=lambda state: state.outcome.result(),  # type: ignore
         )
 
@@ -515,9 +499,12 @@ class Delivery:
             except Exception:  # a bug: what it held was kept above
                 logger.exception("the last flush failed unexpectedly")
                 result = FlushResult(skipped="the last flush failed (see the log)")
-            if taken:  # bodies a stuck flush still held: not known delivered
-                result = result._replace(kept_bodies=result.kept_bodies + len(taken),
-                                         timed_out=True)
+            # What the flush close cut short, or took from, could not deliver counts too.
+            cut = running.result() if running is not None else FlushResult()
+            if taken or cut.kept_bodies or cut.dropped_bodies:
+                result = result._replace(
+                    kept_bodies=result.kept_bodies + cut.kept_bodies + len(taken),
+                    dropped_bodies=result.dropped_bodies + cut.dropped_bodies, timed_out=True)
             return result
         finally:
             # Even when Ctrl-C or a SystemExit cuts the last flush short: what is left is

@@ -123,8 +123,3 @@ class Parcels:
                 taken.append((parcel, sending))
             self._unsettled = set()
             return taken
-
-    def unsettled(self, parcels: List[Parcel]) -> List[Parcel]:
-        """Those of ``parcels`` still open (their owner has not sent or settled them)."""
-        with self._lock:
-            return [parcel for parcel in parcels if parcel.state == OPEN]
