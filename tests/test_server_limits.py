@@ -238,3 +238,21 @@ def test_an_openfeature_evaluation_with_such_a_variant_counts_no_variant():
     toggles = agent.collect().toggles
     assert toggles["checkout"] == ToggleDelta(1, 0, {})
     assert toggles["theme"] == ToggleDelta(1, 0, {"blue": 1})
+
+
+# -- identities: see tests/test_settings.py for the refusals --------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="HttpTransport sends the unleash-appname header as "
+                   "latin-1: an app name outside it raises at every POST and is never sent")
+@pytest.mark.parametrize("app_name", ["\u20acshop", "\u30b7\u30e7\u30c3\u30d7"])
+def test_an_app_name_outside_latin_1_is_delivered(app_name):
+    from impactagent.devtools.receiver import Receiver
+
+    with Receiver() as receiver:
+        agent = impactagent.Agent(app_name, url=receiver.api_url, register=False,
+                                  api_key="default:development.unused")
+        agent.record_flag("checkout", True)
+        try:
+            assert agent.flush(timeout=2).delivered_events == 1
+        finally:
+            agent.close(timeout=0.5)

@@ -15,8 +15,13 @@ MAX_SAFE_INTEGER = 2**53 - 1
 #: take a row past it fails, whether one body or the hour's earlier ones brought it there.
 MAX_VARIANT_COUNT = 2**31 - 1
 
-#: The longest app name the server's ``varchar(255)`` columns take.
+#: The longest app name the server's ``varchar(255)`` columns take. A longer one (or one
+#: with NUL, which PostgreSQL text cannot hold) fails a write window's flag counts.
 MAX_APP_NAME_LENGTH = 255
+
+#: The longest instance id the server's ``varchar(255)`` column takes. A longer one (or one
+#: with NUL) fails the server's registration of every client seen in the same 20 s batch.
+MAX_INSTANCE_ID_LENGTH = 255
 
 #: Properties of JavaScript's ``Object.prototype``: as variant names the server drops them,
 #: or fails the window's write when one arrives twice.
