@@ -4,7 +4,7 @@ unleash-server 8.2.0 answers 202 to each of these and then fails the write of a 
 window, losing every app's counts in it (``tests/e2e/test_server_limits.py`` shows it):
 
 - a variant count that takes its row (app, flag, variant, hour) past 2**31 - 1: the
-  recorder takes at most the room left in the hour, the rest waits;
+  recorder takes at most the room left in its share of the hour, the rest waits;
 - an app name over 255 characters or with NUL (``tests/test_settings.py``);
 - variant names that are properties of JavaScript's ``Object.prototype``: refused.
 """
@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 import impactagent
 from impactagent.core import flags as flags_module
 from impactagent.core.flag_decorator import evaluation
+from impactagent.core.flags import HOUR_SHARE as SHARE
 from impactagent.core.flags import ToggleDelta
 from impactagent.core.server_limits import MAX_VARIANT_COUNT, OBJECT_PROTOTYPE_PROPERTIES
 from impactagent.core.snapshot import Snapshot
@@ -59,7 +60,8 @@ def at(monkeypatch, moment: datetime) -> None:
 
 # -- variant counts: at most what the server's row of the hour can still hold -----------------
 
-def test_a_day_of_backlog_is_sent_one_hour_row_at_a_time_and_nothing_is_lost(monkeypatch):
+def test_a_day_of_backlog_is_sent_a_share_of_an_hour_row_at_a_time_and_nothing_is_lost(
+        monkeypatch):
     agent = impactagent.Agent("limits")
     hour = datetime(2026, 12, 5, 8, 0, tzinfo=timezone.utc)
     at(monkeypatch, hour + timedelta(minutes=1))
@@ -68,39 +70,44 @@ def test_a_day_of_backlog_is_sent_one_hour_row_at_a_time_and_nothing_is_lost(mon
     assert pending == DAY + 2
 
     first = agent.collect()  # the old agent sent all 2,160,000,002 here: the window failed
-    assert first.toggles["checkout"].variants == {"blue": MAX}
-    assert sent_variants(agent, first) == [{"blue": MAX}]
+    assert first.toggles["checkout"].variants == {"blue": SHARE}
+    assert sent_variants(agent, first) == [{"blue": SHARE}]
     taken = first.toggles["checkout"].yes + first.toggles["checkout"].no
-    assert taken >= MAX  # every variant count comes with its evaluation
+    assert taken >= SHARE  # every variant count comes with its evaluation
 
-    at(monkeypatch, hour + timedelta(minutes=2))  # the same hour: its row is full
+    at(monkeypatch, hour + timedelta(minutes=2))  # the same hour: its share is used
     assert "checkout" not in agent.collect().toggles
     agent.record_flag("checkout", True, "red")  # other variants still go
     assert agent.collect().toggles["checkout"].variants == {"red": 1}
+    taken += 1
 
-    at(monkeypatch, hour + timedelta(hours=1, minutes=1))  # the next hour: the rest
-    last = agent.collect().toggles["checkout"]
-    assert last.variants == {"blue": DAY + 2 - MAX}
-    assert taken + last.yes + last.no == pending
-    assert agent.recorder.pending_events() == 0
+    hours = 1
+    while agent.recorder.pending_events():  # one share an hour, until none is left
+        hours += 1
+        at(monkeypatch, hour + timedelta(hours=hours - 1, minutes=1))
+        window = agent.collect().toggles["checkout"]
+        blue = window.variants["blue"]
+        assert 0 < blue <= SHARE and window.yes + window.no >= blue
+        taken += window.yes + window.no
+    assert hours == 5 and taken == pending + 1  # 2,160,000,002 over 536,870,911 an hour
 
 
 def test_a_window_given_back_frees_its_room_in_the_hour(monkeypatch):
     agent = impactagent.Agent("limits")
     at(monkeypatch, datetime(2026, 12, 5, 8, 30, tzinfo=timezone.utc))
-    backlog(agent, MAX + 10)
+    backlog(agent, SHARE + 10)
     failed = agent.collect()
-    assert failed.toggles["checkout"].variants == {"blue": MAX}
+    assert failed.toggles["checkout"].variants == {"blue": SHARE}
     agent.recorder.restore(failed)  # the server never stored it: the room is still there
-    assert agent.collect().toggles["checkout"].variants == {"blue": MAX}
+    assert agent.collect().toggles["checkout"].variants == {"blue": SHARE}
 
 
 def test_a_spooled_window_keeps_its_room_taken(monkeypatch):
     # Not given back (spooled, or delivered): the server has it, or will, in that hour.
     agent = impactagent.Agent("limits")
     at(monkeypatch, datetime(2026, 12, 5, 8, 30, tzinfo=timezone.utc))
-    backlog(agent, MAX - 5)
-    assert agent.collect().toggles["checkout"].variants == {"blue": MAX - 3}
+    backlog(agent, SHARE - 5)
+    assert agent.collect().toggles["checkout"].variants == {"blue": SHARE - 3}
     for _ in range(10):
         agent.record_flag("checkout", True, "blue")
     assert agent.collect().toggles["checkout"].variants == {"blue": 3}
@@ -109,9 +116,9 @@ def test_a_spooled_window_keeps_its_room_taken(monkeypatch):
 def test_every_variant_has_a_row_of_its_own(monkeypatch):
     agent = impactagent.Agent("limits")
     at(monkeypatch, datetime(2026, 12, 5, 8, 30, tzinfo=timezone.utc))
-    backlog(agent, MAX + 7, red=MAX + 3)
+    backlog(agent, SHARE + 7, red=SHARE + 3)
     first = agent.collect().toggles["checkout"]
-    assert first.variants == {"blue": MAX, "red": MAX}
+    assert first.variants == {"blue": SHARE, "red": SHARE}
     at(monkeypatch, datetime(2026, 12, 5, 9, 30, tzinfo=timezone.utc))
     assert agent.collect().toggles["checkout"].variants == {"blue": 9, "red": 4}
 
@@ -119,8 +126,8 @@ def test_every_variant_has_a_row_of_its_own(monkeypatch):
 def test_a_clock_stepped_back_into_an_earlier_hour_gets_no_new_room(monkeypatch):
     agent = impactagent.Agent("limits")
     at(monkeypatch, datetime(2026, 12, 5, 9, 1, tzinfo=timezone.utc))
-    backlog(agent, MAX + 1)
-    assert agent.collect().toggles["checkout"].variants == {"blue": MAX}
+    backlog(agent, SHARE + 1)
+    assert agent.collect().toggles["checkout"].variants == {"blue": SHARE}
     at(monkeypatch, datetime(2026, 12, 5, 8, 59, tzinfo=timezone.utc))
     assert "checkout" not in agent.collect().toggles
 
@@ -136,6 +143,22 @@ def test_a_snapshot_made_otherwise_is_dropped_and_counted_never_sent():
     assert agent.statistics()["dropped"]["variant_count_limit"] == MAX + 3
 
 
+@pytest.mark.xfail(strict=True, reason="Delivery.set_aside collects once at close: what a "
+                   "collect leaves pending (an hour's share used) is neither spooled nor "
+                   "counted; counting recorder.pending_events() after it would settle it")
+def test_close_settles_what_waits_for_a_later_hour():
+    from impactagent.devtools.receiver import Receiver
+
+    with Receiver() as receiver:
+        agent = impactagent.Agent("limits", url=receiver.api_url, register=False,
+                                  api_key="default:development.unused")
+        backlog(agent, SHARE + 100)
+        agent.close(timeout=5)
+        held = receiver.received.flags("limits")["checkout"]
+    dropped = agent.statistics()["dropped"].get("not_delivered_by_close", 0)
+    assert held["yes"] + held["no"] + dropped == SHARE + 102
+
+
 @st.composite
 def deltas(draw):
     """A flag's window as the recorder makes them (each variant count is of evaluations
@@ -146,7 +169,7 @@ def deltas(draw):
     floor = max(variants.values(), default=1)
     total = draw(st.integers(floor, floor + 3 * MAX))
     yes = draw(st.integers(0, total))
-    taken = draw(st.dictionaries(st.sampled_from("abcde"), big.map(lambda n: min(n, MAX))))
+    taken = draw(st.dictionaries(st.sampled_from("abcde"), big.map(lambda n: min(n, SHARE))))
     return ToggleDelta(yes, total - yes, variants), taken
 
 
@@ -163,11 +186,11 @@ def test_what_fits_the_hour_is_whole_and_what_waits_can_still_be_sent(case):
         # a variant count never travels without evaluations (the server would ignore it)
         assert all(part.yes + part.no >= n for n in part.variants.values())
     for variant, n in now.variants.items():
-        assert n > 0 and taken.get(variant, 0) + n <= MAX
-    if all(taken.get(v, 0) + n <= MAX for v, n in delta.variants.items()):
+        assert n > 0 and taken.get(variant, 0) + n <= SHARE
+    if all(taken.get(v, 0) + n <= SHARE for v, n in delta.variants.items()):
         assert now == delta  # room for all: all of it goes
-    if not taken:  # a new hour: each variant gives as much as its row can hold
-        assert all(now.variants.get(v, 0) == min(n, MAX) for v, n in delta.variants.items())
+    if not taken:  # a new hour: each variant gives as much as its share can hold
+        assert all(now.variants.get(v, 0) == min(n, SHARE) for v, n in delta.variants.items())
 
 
 # -- variant names that are Object.prototype's properties ----------------------------------------

@@ -75,7 +75,7 @@ class FlagStats:
         self._sent_yes = 0
         self._sent_no = 0
         self._sent_variants: Dict[str, int] = {}
-        #: Per variant, what takes put in the server's row of ``_hour`` (see FlagCounts.take).
+        #: Per variant, what takes put in the server's row of ``_hour`` (see fit_hour).
         self._hour = _NO_HOUR
         self._hour_taken: Dict[str, int] = {}
 
@@ -330,23 +330,31 @@ def variant_name(answer: Any) -> Optional[str]:
     return answer
 
 
+#: The most of one variant this process puts in the server's row of an hour (app, flag,
+#: variant, hour: an ``integer`` the server adds each write window to). A quarter of the
+#: row: filled whole, the row would fail every later window of that hour, with every app's
+#: variant counts in it, as soon as another process of the app (a worker, a restart
+#: draining its own backlog) added one more; a quarter leaves them three quarters. It is
+#: 149,000 evaluations of one variant a second, far above what one process records live:
+#: what waits for a later hour is a backlog merged back after a long outage.
+HOUR_SHARE = MAX_VARIANT_COUNT // 4
+
+
 def fit_hour(delta: ToggleDelta, taken: Mapping[str, int]) -> ToggleDelta:
-    """The part of ``delta`` the server's row of one hour can still store, ``taken`` being
-    what is in it already per variant (from this process).
+    """The part of ``delta`` that fits this process's share of the server's row of one
+    hour, ``taken`` being what it put there already, per variant (:data:`HOUR_SHARE`).
 
-    unleash-server adds each write window's variant counts to its row of the app, flag,
-    variant and hour, an ``integer`` column: a sum past :data:`MAX_VARIANT_COUNT` fails the
-    window's write, and every app's variant counts in it are lost. So each variant gives
-    at most the room left, and yes and no all but as many evaluations as the variant
-    counts held back need to come with later: each part carries at least as many
-    evaluations as any of its variant counts (the server ignores a window of variant
-    counts without yes or no). What is not given stays pending, for the next window, or
-    the next hour.
+    Past :data:`MAX_VARIANT_COUNT` in a row, the server fails the window's write, and
+    every app's variant counts in it are lost. So each variant gives at most the room
+    left, and yes and no all but as many evaluations as the variant counts held back need
+    to come with later: each part carries at least as many evaluations as any of its
+    variant counts (the server ignores a window of variant counts without yes or no).
+    What is not given stays pending, for the next window, or the next hour.
 
-    >>> fit_hour(ToggleDelta(5, 1, {"blue": 4}), {"blue": MAX_VARIANT_COUNT - 1})
+    >>> fit_hour(ToggleDelta(5, 1, {"blue": 4}), {"blue": HOUR_SHARE - 1})
     ToggleDelta(yes=3, no=0, variants={'blue': 1})
     """
-    room = {v: min(n, MAX_VARIANT_COUNT - taken.get(v, 0)) for v, n in delta.variants.items()}
+    room = {v: min(n, HOUR_SHARE - taken.get(v, 0)) for v, n in delta.variants.items()}
     if room == delta.variants:
         return delta
     evaluations = delta.yes + delta.no

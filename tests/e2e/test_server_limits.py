@@ -7,8 +7,8 @@ just before and just after the body under test (so one of them shares its window
 the server's timer does), then reads what the server stored:
 
 - the old agent's bodies (sent raw, as it built them) lose a canary's counts;
-- what the agent builds now never does, and the agent itself loses nothing: what the
-  server's row of an hour cannot take waits in the agent for the next hour.
+- what the agent builds now never does, and the agent itself loses nothing: what does
+  not fit its share of the server's row of an hour waits in it for the next hour.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pytest
 import requests
 
 import impactagent
+from impactagent.core.flags import HOUR_SHARE as SHARE
 from impactagent.core.flags import ToggleDelta
 from impactagent.core.server_limits import MAX_VARIANT_COUNT
 from impactagent.core.snapshot import Snapshot
@@ -95,6 +96,18 @@ def away_from_the_hour() -> datetime:
 
 # -- variant counts: per app, flag, variant and hour, a 32-bit row ------------------------------
 
+def backlogged(unleash: RealServer, app: str) -> impactagent.Agent:
+    """An agent of ``app`` holding a day of evaluations of variant blue: failed flushes
+    merged back (recording them one by one would take minutes)."""
+    agent = unleash.agent(app)
+    agent.record_flag(FLAG, True, "blue")
+    failed = agent.collect()
+    agent.recorder.restore(failed)
+    agent.recorder.restore(Snapshot(failed.start, failed.stop,
+                                    {FLAG: ToggleDelta(DAY - 1, 0, {"blue": DAY - 1})}, ()))
+    return agent
+
+
 def test_a_variant_count_past_2_31_loses_the_window_and_the_agents_fit_the_hour(
         unleash: RealServer) -> None:
     window = Window(unleash, "variants")
@@ -102,24 +115,26 @@ def test_a_variant_count_past_2_31_loses_the_window_and_the_agents_fit_the_hour(
     old = body("e2e-limits-old-variants", stop=stop, yes=DAY, variants={"blue": DAY})
     assert a_window_was_lost(window.around(lambda: window.post(old)))
 
-    agent = unleash.agent("e2e-limits-variants")
-    agent.record_flag(FLAG, True, "blue")
-    failed = agent.collect()  # a day of failed flushes, merged back
-    agent.recorder.restore(failed)
-    agent.recorder.restore(Snapshot(failed.start, failed.stop,
-                                    {FLAG: ToggleDelta(DAY - 1, 0, {"blue": DAY - 1})}, ()))
+    app = "e2e-limits-variants"
+    first, restarted = backlogged(unleash, app), backlogged(unleash, app)
     try:
-        assert window.around(lambda: agent.flush(timeout=10)) == [ONE, ONE]
-        # As many evaluations as the row could take; the rest of the day waits.
-        full = {"yes": MAX, "no": 0, "variants": {"blue": MAX}}
-        assert window.stored("e2e-limits-variants") == full
-        agent.record_flag(FLAG, True, "blue")  # the hour's row is full: blue waits
-        assert window.around(lambda: agent.flush(timeout=10)) == [ONE, ONE]
-        assert window.stored("e2e-limits-variants") == full
-        assert agent.recorder.pending_events() == DAY + 1 - MAX
-        assert agent.statistics()["dropped"] == {}
+        assert window.around(lambda: first.flush(timeout=10)) == [ONE, ONE]
+        # Its share of the hour's row, with as many evaluations; the rest of the day waits.
+        share = {"yes": SHARE, "no": 0, "variants": {"blue": SHARE}}
+        assert window.stored(app) == share
+        first.record_flag(FLAG, True, "blue")  # its share is used: blue waits
+        assert window.around(lambda: first.flush(timeout=10)) == [ONE, ONE]
+        assert window.stored(app) == share
+        assert first.recorder.pending_events() == DAY + 1 - SHARE
+        # Another process of the app (a worker, a restart) with a backlog of its own:
+        # the row has room for it (filled whole by the first, it would have failed).
+        assert window.around(lambda: restarted.flush(timeout=10)) == [ONE, ONE]
+        assert window.stored(app) == {"yes": 2 * SHARE, "no": 0,
+                                      "variants": {"blue": 2 * SHARE}}
+        assert first.statistics()["dropped"] == restarted.statistics()["dropped"] == {}
     finally:
-        agent.close(timeout=1)  # what waits for the next hour is counted, not sent
+        for agent in (first, restarted):
+            agent.close(timeout=1)
 
 
 def test_a_later_window_of_the_same_hour_can_take_the_row_past_2_31(unleash: RealServer
