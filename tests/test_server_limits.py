@@ -102,6 +102,20 @@ def test_a_window_given_back_frees_its_room_in_the_hour(monkeypatch):
     assert agent.collect().toggles["checkout"].variants == {"blue": SHARE}
 
 
+def test_a_window_of_an_earlier_hour_given_back_frees_no_room_in_this_one(monkeypatch):
+    agent = impactagent.Agent("limits")
+    at(monkeypatch, datetime(2026, 12, 5, 8, 59, tzinfo=timezone.utc))
+    backlog(agent, 3 * SHARE)
+    late = agent.collect()  # in flight across the hour
+    assert late.toggles["checkout"].variants == {"blue": SHARE}
+    at(monkeypatch, datetime(2026, 12, 5, 9, 1, tzinfo=timezone.utc))
+    assert agent.collect().toggles["checkout"].variants == {"blue": SHARE}  # 9:00's share
+    agent.recorder.restore(late)  # 8:00's row did not get it; 9:00's is still full
+    assert "checkout" not in agent.collect().toggles
+    at(monkeypatch, datetime(2026, 12, 5, 10, 1, tzinfo=timezone.utc))
+    assert agent.collect().toggles["checkout"].variants == {"blue": SHARE}
+
+
 def test_a_spooled_window_keeps_its_room_taken(monkeypatch):
     # Not given back (spooled, or delivered): the server has it, or will, in that hour.
     agent = impactagent.Agent("limits")

@@ -60,8 +60,8 @@ class FlagStats:
     the yes or no it came with (a window of variant counts alone is one the server ignores).
     """
 
-    __slots__ = ("_hour", "_hour_taken", "_sent_no", "_sent_variants", "_sent_yes", "disabled",
-                 "enabled", "no", "watched", "yes")
+    __slots__ = ("_hour", "_hour_sent", "_hour_sent_evaluations", "_sent_no", "_sent_variants",
+                 "_sent_yes", "disabled", "enabled", "no", "watched", "yes")
 
     def __init__(self, watched: bool = False) -> None:
         #: True when the flag labels a metric: each evaluation notes its state in the context.
@@ -75,9 +75,11 @@ class FlagStats:
         self._sent_yes = 0
         self._sent_no = 0
         self._sent_variants: Dict[str, int] = {}
-        #: Per variant, what takes put in the server's row of ``_hour`` (see fit_hour).
+        #: The sent marks when ``_hour`` began: what was taken in that hour, and so put in
+        #: the server's rows of it, is the sent marks less these (see fit_hour).
         self._hour = _NO_HOUR
-        self._hour_taken: Dict[str, int] = {}
+        self._hour_sent: Dict[str, int] = {}
+        self._hour_sent_evaluations = 0
 
     def read(self) -> Tuple[int, int, Dict[str, int]]:
         """``(yes, no, variants)`` since start (the caller holds the lock)."""
@@ -256,7 +258,7 @@ class FlagCounts:
             stop = self._window_start = now if now > start else start
             flags = list(self._flags.items())
         toggles: Dict[str, ToggleDelta] = {}
-        hour = _hour_of(stop)
+        hour = _hour_of(stop)  # an int: compared once per flag
         for name, stats in flags:
             # One flag at a time under the lock: recorders wait for one flag, not for all.
             # The sent totals change under it too, so pending_events() never reads a flag
@@ -264,17 +266,28 @@ class FlagCounts:
             with self._lock:
                 yes, no, variants = stats.read()
                 sent = stats._sent_variants
-                delta = ToggleDelta(yes - stats._sent_yes, no - stats._sent_no, {
+                if hour > stats._hour:  # sent before this hour: in no row of it
+                    stats._hour, stats._hour_sent = hour, sent
+                    stats._hour_sent_evaluations = stats._sent_yes + stats._sent_no
+                delta_yes, delta_no = yes - stats._sent_yes, no - stats._sent_no
+                if not (delta_yes or delta_no):
+                    continue
+                delta = ToggleDelta(delta_yes, delta_no, {
                     v: n - sent.get(v, 0) for v, n in variants.items() if n != sent.get(v, 0)})
-                if hour > stats._hour:
-                    stats._hour, stats._hour_taken = hour, {}
-                taken = fit_hour(delta, stats._hour_taken)
-                if taken.yes or taken.no:  # what is not taken stays pending
-                    stats._sent_yes += taken.yes
-                    stats._sent_no += taken.no
-                    stats._sent_variants = _added(sent, taken.variants)
-                    stats._hour_taken = _added(stats._hour_taken, taken.variants)
-                    toggles[name] = taken
+                # No variant can have grown more than the evaluations since the hour began:
+                # while those fit this process's share of a row, the whole window does.
+                if yes + no - stats._hour_sent_evaluations <= HOUR_SHARE:
+                    stats._sent_yes, stats._sent_no, stats._sent_variants = yes, no, variants
+                else:
+                    base = stats._hour_sent
+                    delta = fit_hour(delta, {v: max(sent.get(v, 0) - base.get(v, 0), 0)
+                                             for v in delta.variants})
+                    if not (delta.yes or delta.no):  # what is not taken stays pending
+                        continue
+                    stats._sent_yes += delta.yes
+                    stats._sent_no += delta.no
+                    stats._sent_variants = _added(sent, delta.variants)
+                toggles[name] = delta
         return start, stop, toggles
 
     def give_back(self, start: datetime, stop: datetime,
@@ -292,9 +305,15 @@ class FlagCounts:
                 stats._sent_yes -= delta.yes
                 stats._sent_no -= delta.no
                 stats._sent_variants = _added(stats._sent_variants, taken_back)
-                if hour == stats._hour:  # never below nothing: a restore may give back more
-                    stats._hour_taken = {v: max(n, 0) for v, n in
-                                         _added(stats._hour_taken, taken_back).items()}
+                if hour < stats._hour:  # taken before this hour: it frees no room in it
+                    stats._hour_sent = _added(stats._hour_sent, taken_back)
+                    stats._hour_sent_evaluations -= delta.yes + delta.no
+                else:  # its room comes back, but no more than the hour's takes filled
+                    base = stats._hour_sent
+                    stats._hour_sent = {v: min(base.get(v, 0), n)
+                                        for v, n in stats._sent_variants.items()}
+                    stats._hour_sent_evaluations = min(stats._hour_sent_evaluations,
+                                                       stats._sent_yes + stats._sent_no)
 
     def reset_after_fork(self) -> None:
         """Start over in a forked child: what the parent counted is the parent's to send."""
@@ -374,13 +393,13 @@ def _added(counts: Mapping[str, int], more: Mapping[str, int]) -> Dict[str, int]
     return result
 
 
-#: Before any hour: a flag's budget starts with its first take.
-_NO_HOUR = datetime.min.replace(tzinfo=timezone.utc)
+#: Before any hour: a flag's share starts with its first take.
+_NO_HOUR = -(2**62)
 
 
-def _hour_of(moment: datetime) -> datetime:
-    """The hour the server files a window under (the start of ``stop``'s hour)."""
-    return moment.replace(minute=0, second=0, microsecond=0)
+def _hour_of(moment: datetime) -> int:
+    """The hour the server files a window under (``stop``'s), as hours since 1970."""
+    return int(moment.timestamp()) // 3600
 
 
 def _check_variant(name: str, variant: Any) -> None:
