@@ -183,7 +183,7 @@ def deltas(draw):
     floor = max(variants.values(), default=1)
     total = draw(st.integers(floor, floor + 3 * MAX))
     yes = draw(st.integers(0, total))
-    taken = draw(st.dictionaries(st.sampled_from("abcde"), big.map(lambda n: min(n, SHARE))))
+    taken = draw(st.dictionaries(st.sampled_from("abcde"), big))
     return ToggleDelta(yes, total - yes, variants), taken
 
 

@@ -373,7 +373,7 @@ def fit_hour(delta: ToggleDelta, taken: Mapping[str, int]) -> ToggleDelta:
     >>> fit_hour(ToggleDelta(5, 1, {"blue": 4}), {"blue": HOUR_SHARE - 1})
     ToggleDelta(yes=3, no=0, variants={'blue': 1})
     """
-    room = {v: min(n, HOUR_SHARE - taken.get(v, 0)) for v, n in delta.variants.items()}
+    room = {v: min(n, max(HOUR_SHARE - taken.get(v, 0), 0)) for v, n in delta.variants.items()}
     if room == delta.variants:
         return delta
     evaluations = delta.yes + delta.no
