@@ -148,12 +148,14 @@ def test_settings_are_immutable():
         ({"instance_id": "i" * 256}, "instance_id must be at most 255 characters"),
         ({"instance_id": "pod\x00-1"}, "instance_id must not contain control characters"),
         ({"instance_id": 7}, "instance_id must be a string"),
+        ({"environment": "prod\x00"}, "environment must not contain control characters"),
     ],
 )
 def test_identities_the_server_cannot_store_are_refused(kwargs, message):
     # unleash-server 8.2.0 answers 202 to an appName over 255 characters or with NUL and
     # then fails the write window: every app's counts in it are lost. An instance id so
-    # made fails its registration batch: every client seen with it goes unregistered.
+    # made fails its registration batch: every client seen with it goes unregistered. An
+    # impact metric labelled with an environment holding NUL is dropped from its view.
     kwargs = {"app_name": "shop", **kwargs}
     with pytest.raises(SettingsError, match=message):
         impactagent.Agent(**kwargs)

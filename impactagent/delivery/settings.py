@@ -28,12 +28,14 @@ def _positive(name: str, value: Any, *, integer: bool = False) -> Any:
     return value
 
 
-def _stored_identity(name: str, value: Optional[str], limit: int) -> None:
+def _stored_identity(name: str, value: Optional[str], limit: Optional[int]) -> None:
     """Refuse what the server's column of ``name`` cannot hold: it answers 202 and then
-    loses the counts (or registrations) of every app written with it."""
+    loses the counts (or registrations) of every app written with it. ``environment`` has
+    no column (the server takes it from the token), but it labels every impact metric: a
+    sample whose label holds NUL is dropped from the server's view."""
     if value is None:
         return
-    if len(value) > limit:
+    if limit is not None and len(value) > limit:
         raise SettingsError(f"{name} must be at most {limit} characters, the size of "
                             f"the Unleash server's column (a longer one makes it lose other "
                             f"apps' data too), got {len(value)}")
@@ -92,7 +94,7 @@ class Settings:
         if self.instance_id is not None and not isinstance(self.instance_id, str):
             raise SettingsError(f"instance_id must be a string, got {self.instance_id!r}")
         for name, limit in (("app_name", MAX_APP_NAME_LENGTH),
-                            ("instance_id", MAX_INSTANCE_ID_LENGTH)):
+                            ("instance_id", MAX_INSTANCE_ID_LENGTH), ("environment", None)):
             _stored_identity(name, getattr(self, name), limit)
         if self.url is not None:
             parts = urlsplit(self.url) if isinstance(self.url, str) else None
