@@ -14,6 +14,7 @@ the server's timer does), then reads what the server stored:
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, List
@@ -24,12 +25,13 @@ import requests
 import impactagent
 from impactagent.core.flags import HOUR_SHARE as SHARE
 from impactagent.core.flags import ToggleDelta
-from impactagent.core.server_limits import MAX_VARIANT_COUNT
+from impactagent.core.server_limits import MAX_VARIANT_COUNT, OBJECT_PROTOTYPE_PROPERTIES
 from impactagent.core.snapshot import Snapshot
 from impactagent.delivery.settings import SettingsError
 from tests import workload
 from tests.e2e.conftest import RealServer
 from tests.e2e.readback import SERVER_WRITE_PERIOD
+from tests.e2e.stack import install_server
 
 FLAG = workload.FLAGS[0]
 MAX = MAX_VARIANT_COUNT
@@ -219,3 +221,13 @@ def test_an_ordinary_body_loses_no_window(unleash: RealServer) -> None:
     assert window.around(lambda: window.post(body("e2e-limits-control", stop=stop))) == [
         ONE, ONE]
     assert window.stored("e2e-limits-control") == {"yes": 1, "no": 0, "variants": {}}
+
+
+def test_the_refused_names_are_object_prototypes_own_in_the_servers_node() -> None:
+    install = install_server()
+    node = install / "node_modules" / ".bin" / "node"
+    names = subprocess.run(
+        [str(node), "-e", "console.log(JSON.stringify(Object.getOwnPropertyNames("
+                          "Object.prototype)))"],
+        capture_output=True, check=True, timeout=60).stdout
+    assert set(json.loads(names)) == OBJECT_PROTOTYPE_PROPERTIES
