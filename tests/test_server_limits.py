@@ -146,6 +146,46 @@ def test_a_clock_stepped_back_into_an_earlier_hour_gets_no_new_room(monkeypatch)
     assert "checkout" not in agent.collect().toggles
 
 
+def test_recorders_racing_collects_past_the_share_lose_and_split_nothing(monkeypatch):
+    import sys
+    import threading
+
+    evaluations = 100_000  # per thread
+    agent = impactagent.Agent("limits")
+    hour = datetime(2026, 12, 5, 8, 0, tzinfo=timezone.utc)
+    at(monkeypatch, hour)
+    backlog(agent, SHARE)  # the hour's share is used by the first collect
+    go, threads = threading.Event(), []
+
+    def evaluate(index: int) -> None:
+        go.wait()
+        for i in range(evaluations):
+            agent.record_flag("checkout", (i + index) % 3 != 0, "blue" if i % 2 else "red")
+
+    for index in range(2):
+        threads.append(threading.Thread(target=evaluate, args=(index,)))
+        threads[-1].start()
+    windows = []
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        go.set()
+        while any(thread.is_alive() for thread in threads):
+            windows.append(agent.collect().toggles.get("checkout"))
+    finally:
+        sys.setswitchinterval(old)
+    at(monkeypatch, hour + timedelta(hours=1))
+    windows.append(agent.collect().toggles.get("checkout"))
+    windows = [w for w in windows if w is not None]
+    assert all(w.yes + w.no >= max(w.variants.values(), default=0) for w in windows)
+    assert sum(w.variants.get("blue", 0) for w in windows[:-1]) <= SHARE
+    assert sum(w.yes + w.no for w in windows) == SHARE + 2 + 2 * evaluations
+    assert sum(w.variants.get("blue", 0) for w in windows) == SHARE + 2 + evaluations
+    assert sum(w.variants.get("red", 0) for w in windows) == evaluations
+    assert len(windows) > 3  # collects did race the recorders
+    assert agent.recorder.pending_events() == 0
+
+
 def test_a_snapshot_made_otherwise_is_dropped_and_counted_never_sent():
     agent = impactagent.Agent("limits")
     now = datetime.now(timezone.utc)
