@@ -116,3 +116,36 @@ def test_settings_are_immutable():
     settings = Settings(app_name="shop")
     with pytest.raises(AttributeError):
         settings.app_name = "x"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"app_name": "a" * 256}, "app_name must be at most 255 characters"),
+        ({"app_name": "shop\x00"}, r"app_name must not contain control characters.*'\\x00'"),
+        ({"app_name": "shop\r\nX-Evil: 1"}, "app_name must not contain control characters"),
+        ({"app_name": "shop\x7f"}, "app_name must not contain control characters"),
+        ({"instance_id": "i" * 256}, "instance_id must be at most 255 characters"),
+        ({"instance_id": "pod\x00-1"}, "instance_id must not contain control characters"),
+        ({"instance_id": 7}, "instance_id must be a string"),
+        ({"environment": "prod\x00"}, "environment must not contain control characters"),
+    ],
+)
+def test_identities_the_server_cannot_store_are_refused(kwargs, message):
+    # unleash-server 8.2.0 answers 202 to an appName over 255 characters or with NUL and
+    # then fails the write window: every app's counts in it are lost. An instance id so
+    # made fails its registration batch: every client seen with it goes unregistered. An
+    # impact metric labelled with an environment holding NUL is dropped from its view.
+    kwargs = {"app_name": "shop", **kwargs}
+    with pytest.raises(SettingsError, match=message):
+        impactagent.Agent(**kwargs)
+
+
+def test_identities_at_the_limit_are_taken_and_the_variable_is_named():
+    longest = "\U0001f6d2" + "é" * 253 + "x"  # 255 characters (PostgreSQL counts characters)
+    agent = impactagent.Agent(longest, instance_id="i" * 255)
+    assert agent.identity.app_name == longest and len(agent.identity.instance_id) == 255
+    with pytest.raises(SettingsError, match=r"^UNLEASH_APP_NAME: app_name must be at most"):
+        impactagent.Agent.from_env(dict(ENV, UNLEASH_APP_NAME="a" * 300))
+    with pytest.raises(SettingsError, match=r"^UNLEASH_INSTANCE_ID: instance_id must not"):
+        impactagent.Agent.from_env(dict(ENV, UNLEASH_INSTANCE_ID="pod\n1"))

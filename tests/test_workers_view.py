@@ -311,12 +311,35 @@ def test_the_default_directory_is_private_and_per_app(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", None)
     agent, jobs, _ = new_agent()
     view = agent.prometheus_workers(publish_interval=60)
-    assert view.directory == tmp_path / f"impactagent-{os.geteuid()}" / "prometheus-view-test"
+    assert view.directory.parent == tmp_path / f"impactagent-{os.geteuid()}"
+    assert view.directory.name.startswith("prometheus-view-test-")
     assert stat.S_IMODE(view.directory.stat().st_mode) == 0o700
     assert stat.S_IMODE((tmp_path / f"impactagent-{os.geteuid()}").stat().st_mode) == 0o700
     jobs.inc(2)
     assert scrape(view)["jobs_total"] == 2
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in view.directory.iterdir())
+
+
+def test_default_folders_of_apps_whose_names_join_alike_are_apart(tmp_path, monkeypatch):
+    # ("shop-api", "prod") and ("shop", "api-prod") were one folder: each scrape showed
+    # the other service's series. Names cut at 64 characters collided the same way.
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    long = "a" * 64
+    pairs = [("shop-api", "prod"), ("shop", "api-prod"), ("shop_api", "prod"),
+             (long + "x", "prod"), (long + "y", "prod"), ("shop", "prod\u00e9"),
+             ("shop", "prod\u00e8")]
+    views = []
+    for n, (app, environment) in enumerate(pairs, 1):
+        agent = impactagent.Agent(app, environment)
+        agent.counter("jobs_total", "Jobs").inc(n)
+        views.append(agent.prometheus_workers(publish_interval=60))
+    assert len({view.directory for view in views}) == len(pairs)
+    for n, view in enumerate(views, 1):
+        assert scrape(view)["jobs_total"] == n  # its own series only
+    assert views[0].directory.name.startswith("prometheus-shop_api-prod-")  # a hint
 
 
 def test_files_from_another_pid_namespace_are_left_alone(tmp_path, caplog):

@@ -19,6 +19,8 @@ import functools
 import inspect
 from typing import Any, Callable, Optional, Tuple, TypeVar
 
+from .flags import NOT_VARIANT_NAMES, variant_name
+
 F = TypeVar("F", bound=Callable[..., Any])
 Record = Callable[[str, bool, Optional[str]], None]
 
@@ -30,20 +32,24 @@ def evaluation(result: Any) -> Tuple[bool, Optional[str]]:
     ((True, None), (False, None), (True, 'blue'), (False, 'disabled'))
     >>> evaluation({"name": "disabled", "enabled": False, "feature_enabled": True})
     (True, 'disabled')
-    >>> evaluation(""), evaluation({"name": "", "enabled": True})
-    ((False, None), (True, None))
+    >>> evaluation(""), evaluation({"name": "", "enabled": True}), evaluation("toString")
+    ((False, None), (True, None), (True, None))
     """
     if result is True or result is False:
         return result, None
     if isinstance(result, str):
-        # "" is falsy and names no variant (Unleash would not store one named "").
-        return (result != "disabled", result) if result else (False, None)
+        if result.__class__ is not str:  # a str Enum: its text, which record_flag counts
+            result = str.__str__(result)
+        # "" is falsy; it and the names Unleash does not store as a variant's name none.
+        if not result:
+            return False, None
+        return result != "disabled", None if result in NOT_VARIANT_NAMES else result
     if isinstance(result, dict) and isinstance(result.get("name"), str):
         enabled = result.get("feature_enabled", result.get("enabled", True))
-        return bool(enabled), result["name"] or None
+        return bool(enabled), variant_name(result["name"])
     name = getattr(result, "name", None)
     if isinstance(name, str) and hasattr(result, "enabled"):
-        return bool(getattr(result, "feature_enabled", result.enabled)), name or None
+        return bool(getattr(result, "feature_enabled", result.enabled)), variant_name(name)
     return bool(result), None
 
 

@@ -5,10 +5,22 @@ from __future__ import annotations
 import itertools
 import threading
 from datetime import datetime, timezone
-from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, NamedTuple, Optional, Tuple
+from typing import (
+    Any,
+    Dict,
+    FrozenSet,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Tuple,
+)
 
 from ._family import ATOMIC_C_CALLS
 from .flag_context import flag_state, note_flag
+from .server_limits import MAX_VARIANT_COUNT, OBJECT_PROTOTYPE_PROPERTIES
 from .statistics import DropCounter
 
 #: Default number of distinct flag names counted before new names are dropped.
@@ -48,8 +60,8 @@ class FlagStats:
     the yes or no it came with (a window of variant counts alone is one the server ignores).
     """
 
-    __slots__ = ("_sent_no", "_sent_variants", "_sent_yes", "disabled", "enabled", "no",
-                 "watched", "yes")
+    __slots__ = ("_hour", "_hour_sent", "_hour_sent_evaluations", "_sent_no", "_sent_variants",
+                 "_sent_yes", "disabled", "enabled", "no", "watched", "yes")
 
     def __init__(self, watched: bool = False) -> None:
         #: True when the flag labels a metric: each evaluation notes its state in the context.
@@ -63,6 +75,11 @@ class FlagStats:
         self._sent_yes = 0
         self._sent_no = 0
         self._sent_variants: Dict[str, int] = {}
+        #: The sent marks when ``_hour`` began: what was taken in that hour, and so put in
+        #: the server's rows of it, is the sent marks less these (see fit_hour).
+        self._hour = _NO_HOUR
+        self._hour_sent: Dict[str, int] = {}
+        self._hour_sent_evaluations = 0
 
     def read(self) -> Tuple[int, int, Dict[str, int]]:
         """``(yes, no, variants)`` since start (the caller holds the lock)."""
@@ -241,37 +258,62 @@ class FlagCounts:
             stop = self._window_start = now if now > start else start
             flags = list(self._flags.items())
         toggles: Dict[str, ToggleDelta] = {}
+        hour = _hour_of(stop)  # an int: compared once per flag
         for name, stats in flags:
             # One flag at a time under the lock: recorders wait for one flag, not for all.
             # The sent totals change under it too, so pending_events() never reads a flag
             # half taken.
             with self._lock:
                 yes, no, variants = stats.read()
+                sent = stats._sent_variants
+                if hour > stats._hour:  # sent before this hour: in no row of it
+                    stats._hour, stats._hour_sent = hour, sent
+                    stats._hour_sent_evaluations = stats._sent_yes + stats._sent_no
                 delta_yes, delta_no = yes - stats._sent_yes, no - stats._sent_no
-                delta_variants = {
-                    v: n - stats._sent_variants.get(v, 0)
-                    for v, n in variants.items()
-                    if n != stats._sent_variants.get(v, 0)
-                }
-                if delta_yes or delta_no or delta_variants:
+                if not (delta_yes or delta_no):
+                    continue
+                delta = ToggleDelta(delta_yes, delta_no, {
+                    v: n - sent.get(v, 0) for v, n in variants.items() if n != sent.get(v, 0)})
+                # No variant can have grown more than the evaluations since the hour began:
+                # while those fit this process's share of a row, the whole window does.
+                if yes + no - stats._hour_sent_evaluations <= HOUR_SHARE:
                     stats._sent_yes, stats._sent_no, stats._sent_variants = yes, no, variants
-                    toggles[name] = ToggleDelta(delta_yes, delta_no, delta_variants)
+                else:
+                    base = stats._hour_sent
+                    delta = fit_hour(delta, {v: max(sent.get(v, 0) - base.get(v, 0), 0)
+                                             for v in delta.variants})
+                    if not (delta.yes or delta.no):  # what is not taken stays pending
+                        continue
+                    stats._sent_yes += delta.yes
+                    stats._sent_no += delta.no
+                    stats._sent_variants = _added(sent, delta.variants)
+                toggles[name] = delta
         return start, stop, toggles
 
-    def give_back(self, start: datetime, toggles: Dict[str, ToggleDelta]) -> None:
-        """Merge a window that failed to send back in; its start wins if it is older."""
+    def give_back(self, start: datetime, stop: datetime,
+                  toggles: Dict[str, ToggleDelta]) -> None:
+        """Merge a window that failed to send back in; its start wins if it is older. Its
+        variant counts no longer fill the server's row of its hour (``stop``'s)."""
         with self._lock:
             if start < self._window_start:
                 self._window_start = start
+        hour = _hour_of(stop)
         for name, delta in toggles.items():
             stats = self._flags[name]
+            taken_back = {v: -n for v, n in delta.variants.items()}
             with self._lock:  # see take()
                 stats._sent_yes -= delta.yes
                 stats._sent_no -= delta.no
-                sent_variants = dict(stats._sent_variants)
-                for variant, n in delta.variants.items():
-                    sent_variants[variant] = sent_variants.get(variant, 0) - n
-                stats._sent_variants = sent_variants
+                stats._sent_variants = _added(stats._sent_variants, taken_back)
+                if hour < stats._hour:  # taken before this hour: it frees no room in it
+                    stats._hour_sent = _added(stats._hour_sent, taken_back)
+                    stats._hour_sent_evaluations -= delta.yes + delta.no
+                else:  # its room comes back, but no more than the hour's takes filled
+                    base = stats._hour_sent
+                    stats._hour_sent = {v: min(base.get(v, 0), n)
+                                        for v, n in stats._sent_variants.items()}
+                    stats._hour_sent_evaluations = min(stats._hour_sent_evaluations,
+                                                       stats._sent_yes + stats._sent_no)
 
     def reset_after_fork(self) -> None:
         """Start over in a forked child: what the parent counted is the parent's to send."""
@@ -293,6 +335,73 @@ class FlagCounts:
         return list(self._flags)
 
 
+#: Texts Unleash does not store as a variant's name: "" (measured on unleash-server 8.2.0:
+#: the flag's yes and no are stored, that count is not) and the properties of JavaScript's
+#: ``Object.prototype`` (some dropped, some failing the write of a whole window).
+NOT_VARIANT_NAMES = frozenset({"", *OBJECT_PROTOTYPE_PROPERTIES})
+
+
+def variant_name(answer: Any) -> Optional[str]:
+    """``answer`` as the variant to count, or None when it names none: not a str, or a
+    text Unleash does not store as a variant's name (:data:`NOT_VARIANT_NAMES`)."""
+    if not isinstance(answer, str) or str.__str__(answer) in NOT_VARIANT_NAMES:
+        return None
+    return answer
+
+
+#: The most of one variant this process puts in the server's row of an hour (app, flag,
+#: variant, hour: an ``integer`` the server adds each write window to). A quarter of the
+#: row: filled whole, the row would fail every later window of that hour, with every app's
+#: variant counts in it, as soon as another process of the app (a worker, a restart
+#: draining its own backlog) added one more; a quarter leaves them three quarters. It is
+#: 149,000 evaluations of one variant a second, far above what one process records live:
+#: what waits for a later hour is a backlog merged back after a long outage.
+HOUR_SHARE = MAX_VARIANT_COUNT // 4
+
+
+def fit_hour(delta: ToggleDelta, taken: Mapping[str, int]) -> ToggleDelta:
+    """The part of ``delta`` that fits this process's share of the server's row of one
+    hour, ``taken`` being what it put there already, per variant (:data:`HOUR_SHARE`).
+
+    Past :data:`MAX_VARIANT_COUNT` in a row, the server fails the window's write, and
+    every app's variant counts in it are lost. So each variant gives at most the room
+    left, and yes and no all but as many evaluations as the variant counts held back need
+    to come with later: each part carries at least as many evaluations as any of its
+    variant counts (the server ignores a window of variant counts without yes or no).
+    What is not given stays pending, for the next window, or the next hour.
+
+    >>> fit_hour(ToggleDelta(5, 1, {"blue": 4}), {"blue": HOUR_SHARE - 1})
+    ToggleDelta(yes=3, no=0, variants={'blue': 1})
+    """
+    room = {v: min(n, max(HOUR_SHARE - taken.get(v, 0), 0)) for v, n in delta.variants.items()}
+    if room == delta.variants:
+        return delta
+    evaluations = delta.yes + delta.no
+    held = min(max(n - room[v] for v, n in delta.variants.items()), evaluations)
+    # What goes now comes with evaluations too: no variant past those left after the held.
+    variants = {v: min(n, evaluations - held) for v, n in room.items()}
+    held_yes = held * delta.yes // evaluations if held else 0
+    return ToggleDelta(delta.yes - held_yes, delta.no - (held - held_yes),
+                       {v: n for v, n in variants.items() if n})
+
+
+def _added(counts: Mapping[str, int], more: Mapping[str, int]) -> Dict[str, int]:
+    """A new dict: ``counts`` plus ``more`` per name (readers may hold the old one)."""
+    result = dict(counts)
+    for name, n in more.items():
+        result[name] = result.get(name, 0) + n
+    return result
+
+
+#: Before any hour: a flag's share starts with its first take.
+_NO_HOUR = -(2**62)
+
+
+def _hour_of(moment: datetime) -> int:
+    """The hour the server files a window under (``stop``'s), as hours since 1970."""
+    return int(moment.timestamp()) // 3600
+
+
 def _check_variant(name: str, variant: Any) -> None:
     """Refuse a variant that is no variant name (a str, or a str subclass such as a str
     Enum, whose plain text is counted)."""
@@ -301,8 +410,12 @@ def _check_variant(name: str, variant: Any) -> None:
             f"flag {name!r}: variant must be a variant name (str) or None, "
             f"got {type(variant).__name__}"
         )
-    if not str.__str__(variant):
-        # Measured on unleash-server 8.2.0: it stores the flag's yes and no, and drops a
-        # variant named "" without a word.
+    text = str.__str__(variant)
+    if not text:
         raise ValueError(f"flag {name!r}: a variant needs a name (Unleash does not store a "
                          "variant named ''); pass variant=None for an evaluation without one")
+    if text in OBJECT_PROTOTYPE_PROPERTIES:
+        raise ValueError(f"flag {name!r}: {text!r} cannot name a variant (Unleash drops "
+                         "the names of JavaScript's Object.prototype properties, or loses "
+                         "every app's counts of a write window for them); rename the "
+                         "variant, or pass variant=None")

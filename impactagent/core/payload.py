@@ -6,7 +6,8 @@ The rules come from what real servers accept (see the project's protocol notes):
 - flags with ``yes == no == 0`` are left out (the server ignores them);
 - every sample carries ``appName`` and ``environment`` labels; ``labels`` is never null;
 - histogram buckets are cumulative and end with the *string* ``"+Inf"``;
-- no NaN or infinity anywhere (``allow_nan=False``), no count beyond ``2**53 - 1``;
+- no NaN or infinity anywhere (``allow_nan=False``), no count beyond ``2**53 - 1``, no
+  variant count beyond ``2**31 - 1``;
 - no body is larger than ``max_bytes``: a big snapshot is split across several bodies that
   together carry every count exactly once.
 """
@@ -25,6 +26,7 @@ from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tu
 
 from .._version import __version__
 from ._numbers import MAX_SAFE
+from .server_limits import MAX_VARIANT_COUNT
 from .snapshot import MetricDelta, Snapshot
 from .statistics import DropCounter
 
@@ -273,9 +275,15 @@ def _units(snapshot: Snapshot, base: Dict[str, str], drops: DropCounter) -> Unit
     for name, delta in snapshot.toggles.items():
         # yes == no == 0 is a flag the server ignores; the recorder never makes one with
         # variant counts (one count per evaluation and state: see flags.FlagStats).
-        if delta.yes or delta.no:
-            units.add(_flag_json(name, _toggle_json(delta)), name, None, delta.yes + delta.no,
-                      delta)
+        if not (delta.yes or delta.no):
+            continue
+        if any(n > MAX_VARIANT_COUNT for n in delta.variants.values()):
+            # Never from the recorder, which fits each hour (flags.fit_hour): a snapshot
+            # made otherwise, which cannot be split here (nothing to give the rest back to).
+            drops.add("variant_count_limit", delta.yes + delta.no, detail=f"flag {name!r}")
+            continue
+        units.add(_flag_json(name, _toggle_json(delta)), name, None, delta.yes + delta.no,
+                  delta)
     for metric in snapshot.metrics:
         family = metric.family
         shell = (family.name, family.help, family.kind)

@@ -89,7 +89,7 @@ class Recorder:
     def restore(self, snapshot: Snapshot) -> None:
         """Merge a snapshot that was not delivered back in (add deltas, keep newer gauges)."""
         with self._collect_lock:
-            self.flags.give_back(snapshot.start, snapshot.toggles)
+            self.flags.give_back(snapshot.start, snapshot.stop, snapshot.toggles)
             self.metrics.give_back(snapshot.metrics)
 
     def reset_after_fork(self) -> None:

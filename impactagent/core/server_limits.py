@@ -10,11 +10,18 @@ from __future__ import annotations
 #: The largest integer a JSON number carries exactly (JavaScript's Number.MAX_SAFE_INTEGER).
 MAX_SAFE_INTEGER = 2**53 - 1
 
-#: The largest variant count one write window can store (a PostgreSQL ``integer`` column).
+#: The largest variant count the server's row of one app, flag, variant and hour can hold
+#: (a PostgreSQL ``integer`` column that each write window adds to): a window whose counts
+#: take a row past it fails, whether one body or the hour's earlier ones brought it there.
 MAX_VARIANT_COUNT = 2**31 - 1
 
-#: The longest app name the server's ``varchar(255)`` columns take.
+#: The longest app name the server's ``varchar(255)`` columns take. A longer one (or one
+#: with NUL, which PostgreSQL text cannot hold) fails a write window's flag counts.
 MAX_APP_NAME_LENGTH = 255
+
+#: The longest instance id the server's ``varchar(255)`` column takes. A longer one (or one
+#: with NUL) fails the server's registration of every client seen in the same 20 s batch.
+MAX_INSTANCE_ID_LENGTH = 255
 
 #: Properties of JavaScript's ``Object.prototype``: as variant names the server drops them,
 #: or fails the window's write when one arrives twice.

@@ -28,6 +28,11 @@ DROP_REASONS: Dict[str, str] = {
     # add_counts() takes any count; a window's past 2**53 - 1 would cost the whole body.
     "unsafe_count": "a histogram window whose observations add up past 2**53 - 1, which "
                     "Unleash refuses, was dropped",
+    # The recorder fits each hour's variant counts (FlagCounts.take); this guards bodies
+    # built from snapshots made any other way.
+    "variant_count_limit": "a flag whose variant count is past 2**31 - 1, which makes "
+                           "Unleash lose every app's variant counts of a write window, was "
+                           "dropped",
     "rejected_by_server": "the server answered 400 to a request body, so its events were dropped",
     "spool_full": "the oldest spooled request bodies were deleted to stay under the spool cap",
     "spool_corrupt": "a corrupt spool file was moved aside (counted in files)",

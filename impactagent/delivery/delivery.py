@@ -539,7 +539,10 @@ class Delivery:
             if payload.events:  # an empty window: nothing was recorded, nothing to keep
                 events += payload.events
                 self._keep_body(Parcel(payload, None))
-        return events
+        # What a collect leaves pending (flag counts held for a later hour) has no body.
+        held = self.recorder.pending_events()
+        self._count_not_delivered(held)
+        return events + held
 
     def _take_all(self, *, close: bool) -> List[Parcel]:
         """Keep every parcel still open or sending (see :mod:`.parcels`); return them."""

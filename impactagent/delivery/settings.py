@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..core._family import DEFAULT_MAX_SERIES
 from ..core.flags import DEFAULT_MAX_FLAGS
 from ..core.payload import DEFAULT_MAX_BYTES
+from ..core.server_limits import MAX_APP_NAME_LENGTH, MAX_INSTANCE_ID_LENGTH
 from .redaction import redact_url
 
 
@@ -41,6 +42,24 @@ def _positive(name: str, value: Any, *, integer: bool = False) -> Any:
     if not (value > 0 and math.isfinite(value)):
         raise SettingsError(f"{name} must be positive, got {value!r}")
     return value
+
+
+def _stored_identity(name: str, value: Optional[str], limit: Optional[int]) -> None:
+    """Refuse what the server's column of ``name`` cannot hold: it answers 202 and then
+    loses the counts (or registrations) of every app written with it. ``environment`` has
+    no column (the server takes it from the token), but it labels every impact metric: a
+    sample whose label holds NUL is dropped from the server's view."""
+    if value is None:
+        return
+    if limit is not None and len(value) > limit:
+        raise SettingsError(f"{name} must be at most {limit} characters, the size of "
+                            f"the Unleash server's column (a longer one makes it lose other "
+                            f"apps' data too), got {len(value)}")
+    bad = next((c for c in value if c < " " or c == "\x7f"), None)
+    if bad is not None:
+        raise SettingsError(f"{name} must not contain control characters (Unleash cannot "
+                            f"store NUL, and a line break cannot go in a header), got "
+                            f"{bad!r} in {value!r}")
 
 
 @dataclass(frozen=True)
@@ -89,6 +108,11 @@ class Settings:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise SettingsError(f"{name} must be a non-empty string, got {value!r}")
+        if self.instance_id is not None and not isinstance(self.instance_id, str):
+            raise SettingsError(f"instance_id must be a string, got {self.instance_id!r}")
+        for name, limit in (("app_name", MAX_APP_NAME_LENGTH),
+                            ("instance_id", MAX_INSTANCE_ID_LENGTH), ("environment", None)):
+            _stored_identity(name, getattr(self, name), limit)
         if self.url is not None:
             parts = urlsplit(self.url) if isinstance(self.url, str) else None
             if (parts is None or parts.scheme not in ("http", "https") or not parts.netloc

@@ -147,8 +147,9 @@ class HttpTransport:
         session.mount("https://", adapter)
         return session
 
-    def headers(self) -> Dict[str, str]:
-        """The headers of every request (with the token: do not log this)."""
+    def headers(self) -> Dict[str, Union[str, bytes]]:
+        """The headers of every request (with the token: do not log this). A value that
+        latin-1 cannot carry (an app name in Japanese) goes as its UTF-8 bytes."""
         identity = self.identity
         headers = dict(self._custom_headers)
         # Identification last: custom headers cannot override them (case-insensitively).
@@ -164,9 +165,10 @@ class HttpTransport:
             "Unleash-Client-Spec": identity.spec_version,
         }
         lowered = {k.lower() for k in fixed}
-        headers = {k: v for k, v in headers.items() if k.lower() not in lowered}
-        headers.update(fixed)
-        return headers
+        result: Dict[str, Union[str, bytes]] = {
+            k: v for k, v in headers.items() if k.lower() not in lowered}
+        result.update((k, _header_value(v)) for k, v in fixed.items())
+        return result
 
     def post(self, body: bytes, timeout: float) -> Outcome:
         """Send one metrics body, waiting at most about ``timeout`` seconds; never raises
@@ -269,6 +271,14 @@ def _never_sent(error: Exception) -> bool:
     reason = getattr(error.args[0], "reason", None) if error.args else None
     text = f"{type(reason).__name__} {reason}"
     return "NewConnectionError" in text or "NameResolutionError" in text
+
+
+def _header_value(value: str) -> Union[str, bytes]:
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode()
+    return value
 
 
 def _keep_headers(request: Any) -> Any:

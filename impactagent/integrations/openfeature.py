@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from openfeature.flag_evaluation import Reason
 from openfeature.hook import Hook
 
+from ..core.flags import variant_name
+
 if TYPE_CHECKING:  # the agent is imported to type the seam, not to run it
     from ..agent import Agent
 
@@ -34,6 +36,5 @@ class ImpactHook(Hook):
         # A boolean flag's value is its answer; for the other types, the flag was on unless
         # the provider says it was disabled.
         enabled = value if isinstance(value, bool) else details.reason != Reason.DISABLED
-        # No name, no variant: Unleash would not store one named "".
-        variant = details.variant if isinstance(details.variant, str) and details.variant else None
-        self.agent.count_evaluation(details.flag_key, enabled, variant)
+        # No name Unleash would store as a variant's (variant_name), no variant.
+        self.agent.count_evaluation(details.flag_key, enabled, variant_name(details.variant))

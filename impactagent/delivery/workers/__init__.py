@@ -60,7 +60,7 @@ departed total; gauges added up over live workers only; the agent's own health s
 worker delivers to Unleash on its own.
 
 The directory is chosen when the view is made: by the caller, or by default
-``<tmp>/impactagent-<uid>/prometheus-<app>-<environment>`` (``0700``; refused if another
+``<tmp>/impactagent-<uid>/prometheus-<app>-<environment>-<digest>`` (``0700``; refused if another
 user owns it). No environment variable, nothing to set before an import.
 """
 

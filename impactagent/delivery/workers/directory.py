@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
+import json
 import logging
 import os
 import secrets
@@ -44,15 +46,16 @@ _LOCK = ".lock"
 
 
 def default_directory(app_name: str, environment: str) -> Path:
-    """``<tmp>/impactagent-<uid>/prometheus-<app>-<environment>``: one per user, app and
+    """``<tmp>/impactagent-<uid>/prometheus-<hint>-<digest>``: one per user, app and
     environment on the host, the same in every worker whatever its pid or start.
+
+    The digest (of app and environment, each whole and apart) is what tells two pairs
+    apart; the hint, their first characters made safe for a file name, is only there for
+    people listing the folder (``shop-api``/``prod`` and ``shop``/``api-prod`` share one).
 
     The per-user folder is made here, ``0700``; in a shared ``/tmp`` one already there
     must be a real directory (not a symlink) of this user's that nobody else can write,
     or :class:`OSError` is raised: another user could have made it first."""
-    def safe(text: str) -> str:
-        return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:64] or "_"
-
     mine = Path(tempfile.gettempdir()) / f"impactagent-{os.geteuid()}"
     try:
         mine.mkdir(mode=0o700)
@@ -63,7 +66,19 @@ def default_directory(app_name: str, environment: str) -> Path:
                 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
             raise PermissionError(errno.EPERM, "not a private directory of this user's: "
                                   "pass a directory of your own", str(mine)) from None
-    return mine / f"prometheus-{safe(app_name)}-{safe(environment)}"
+    return mine / f"prometheus-{folder_key(app_name, environment)}"
+
+
+def folder_key(app_name: str, environment: str) -> str:
+    """``<hint>-<digest>``: a file name that only this app and environment give."""
+    def hint(text: str, length: int) -> str:
+        return "".join(c if c.isascii() and (c.isalnum() or c in "_.") else "_"
+                       for c in text[:length])
+
+    # JSON of the pair: no separator inside either text can make two pairs one string.
+    pair = json.dumps([app_name, environment]).encode("ascii")
+    digest = hashlib.sha256(pair).hexdigest()[:32]
+    return f"{hint(app_name, 40)}-{hint(environment, 16)}-{digest}"
 
 
 def prepare(directory: Union[str, os.PathLike]) -> Path:
