@@ -1,4 +1,5 @@
-"""The ``impactagent`` command line: ``demo``, ``receive``, ``check``, ``stats`` and ``charts``.
+"""The ``impactagent`` command line: ``demo``, ``receive``, ``check``, ``stats``, ``charts``
+and ``run``.
 
 Every mistake a user can make in calling it (see :mod:`impactagent.devtools.cli_support`)
 ends in one line on stderr and exit status 2, never a traceback.
@@ -108,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     charts.add_argument("--agent", required=True, metavar="MODULE:NAME",
                         help="where your agent is, e.g. myapp.metrics:agent, imported from "
                         "the current directory (required)")
+
+    from .autoinstrument.cli import add_run_parser
+
+    add_run_parser(commands)
     return parser
 
 
@@ -130,6 +135,10 @@ def _run(args: argparse.Namespace) -> int:
                          pace=args.pace)
     if args.command == "receive":
         return _receive(args)
+    if args.command == "run":
+        from .autoinstrument.cli import run_command
+
+        return run_command(args)
     if args.command in ("stats", "charts"):
         from .admin.cli import charts_command, stats_command
 

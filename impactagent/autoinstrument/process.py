@@ -1,0 +1,147 @@
+"""What the instrumentations of one process share: its agent, the flags that label its
+metrics, and which instrumentations are on.
+
+- The agent is built on first use, from the environment (``UNLEASH_URL``,
+  ``UNLEASH_API_TOKEN``, ``UNLEASH_APP_NAME``, ``IMPACTAGENT_*``), and started when it has a
+  URL; without one it only records. First use is a process's first request or task, so a
+  server's parent that only forks workers never builds one, and each worker builds its own.
+- The flags: ``IMPACTAGENT_FLAGS`` (names, comma-separated), or else every flag that the
+  process's ``UnleashClient`` knows when its first request or task starts (a metric's labels
+  are fixed when it is defined: see ``docs/zero-code.md``).
+- ``IMPACTAGENT_DISABLED`` (names, comma-separated, or ``all``) turns instrumentations off;
+  one that fails is logged once and turned off for the rest of the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from typing import Dict, FrozenSet, Mapping, Optional, Tuple
+
+from ..agent import Agent
+from ..delivery.settings import Settings, SettingsError
+
+#: Each instrumentation by the name ``IMPACTAGENT_DISABLED`` knows it by, and what it covers.
+INSTRUMENTATIONS: Dict[str, str] = {
+    "flask": "Flask apps: requests by URL rule",
+    "django": "Django: requests by URL pattern (gunicorn, runserver, any WSGI server)",
+    "fastapi": "FastAPI apps: requests by route (uvicorn, any ASGI server)",
+    "starlette": "Starlette apps: requests by route",
+    "celery": "Celery workers: tasks by name and state",
+    "gunicorn": "any other WSGI app gunicorn serves: requests, route 'unmatched'",
+    "unleash": "UnleashClient: is_enabled and get_variant answers label the metrics",
+}
+#: The library each instrumentation needs, to say whether it is installed.
+LIBRARIES = {"flask": "flask", "django": "django", "fastapi": "fastapi",
+             "starlette": "starlette", "celery": "celery", "gunicorn": "gunicorn",
+             "unleash": "UnleashClient"}
+
+log = logging.getLogger("impactagent.autoinstrument")
+
+
+def disabled_names(environ: Optional[Mapping[str, str]] = None) -> FrozenSet[str]:
+    """The instrumentations ``IMPACTAGENT_DISABLED`` turns off; ValueError naming any it
+    does not know (a typo must not leave an instrumentation on)."""
+    raw = (os.environ if environ is None else environ).get("IMPACTAGENT_DISABLED", "")
+    names = {name.strip().lower() for name in raw.split(",") if name.strip()}
+    if "all" in names:
+        return frozenset(INSTRUMENTATIONS)
+    unknown = sorted(names - set(INSTRUMENTATIONS))
+    if unknown:
+        raise ValueError(f"IMPACTAGENT_DISABLED: unknown instrumentation "
+                         f"{', '.join(map(repr, unknown))}; use names from: "
+                         f"{', '.join(INSTRUMENTATIONS)}, or all")
+    return frozenset(names)
+
+
+def listed_flags(environ: Optional[Mapping[str, str]] = None) -> Optional[Tuple[str, ...]]:
+    """The flags ``IMPACTAGENT_FLAGS`` names, or None when it is not set."""
+    raw = (os.environ if environ is None else environ).get("IMPACTAGENT_FLAGS", "")
+    names = tuple(dict.fromkeys(name.strip() for name in raw.split(",") if name.strip()))
+    return names or None
+
+
+def settings_from_env(environ: Optional[Mapping[str, str]] = None) -> Settings:
+    """The agent's settings: as ``Agent.from_env`` reads them, record-only without a URL."""
+    env = os.environ if environ is None else environ
+    try:
+        return Settings.from_env(env)
+    except SettingsError:
+        if env.get("UNLEASH_URL"):
+            raise
+        # No URL: nothing will be sent, so no token is needed either.
+        return Settings.from_env(env, own_transport=True)
+
+
+class Process:
+    """The agent, the flags and the instrumentations' state, once per process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._agent: Optional[Agent] = None
+        self._flags: Optional[Tuple[str, ...]] = None
+        self._failed: Dict[str, str] = {}
+        self._disabled: Optional[FrozenSet[str]] = None
+        self.clients: weakref.WeakSet = weakref.WeakSet()  # UnleashClients made here
+        os.register_at_fork(after_in_child=self._forget_flags)
+
+    def _forget_flags(self) -> None:
+        # A forked worker decides for itself, from what its own clients know; the agent
+        # follows the fork on its own (it resets itself in the child).
+        self._flags = None
+
+    def agent(self) -> Agent:
+        """The process's agent (built, and started when it has a URL, on first use)."""
+        agent = self._agent
+        if agent is None:
+            with self._lock:
+                if self._agent is None:
+                    self._agent = Agent(settings=settings_from_env())
+                    if self._agent.settings.url is not None:
+                        self._agent.start()
+                agent = self._agent
+        return agent
+
+    def flags(self) -> Tuple[str, ...]:
+        """The flags that label request and task metrics (fixed at the first call)."""
+        flags = self._flags
+        if flags is None:
+            with self._lock:
+                if self._flags is None:
+                    self._flags = listed_flags() or self._known_flags()
+                    log.debug("impactagent: metrics labelled by flags %s", self._flags)
+                flags = self._flags
+        return flags
+
+    def _known_flags(self) -> Tuple[str, ...]:
+        names = set()
+        for client in list(self.clients):
+            if client.is_initialized:
+                names.update(client.feature_definitions())
+        return tuple(sorted(names))
+
+    def enabled(self, name: str) -> bool:
+        """Whether instrumentation ``name`` is on: not disabled, and not failed."""
+        disabled = self._disabled
+        if disabled is None:
+            try:
+                disabled = disabled_names()
+            except ValueError as error:  # `impactagent run` refuses it; set another way:
+                log.warning("impactagent: %s; nothing is instrumented", error)
+                disabled = frozenset(INSTRUMENTATIONS)
+            self._disabled = disabled
+        return name not in self._failed and name not in disabled
+
+    def failed(self, name: str, error: BaseException) -> None:
+        """Turn ``name`` off for the rest of the process, saying so once."""
+        with self._lock:
+            if name in self._failed:
+                return
+            self._failed[name] = repr(error)
+        log.warning("impactagent: the %s instrumentation failed and is off in this process "
+                    "(the app runs on without it): %r", name, error, exc_info=error)
+
+
+PROCESS = Process()

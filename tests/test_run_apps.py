@@ -1,0 +1,190 @@
+"""``impactagent run`` against unmodified apps (tests/apps/zero_code: none imports
+impactagent), each a real server in real processes, with a real UnleashClient fetching its
+flags from a local stand-in for Unleash that passes metrics on to the receiver.
+
+Each test sends a known mix of requests (or tasks), stops the app as an operator would,
+and holds the receiver's totals, by route, status class and flag state, to the mix the
+test itself tallied from the app's answers; the flags' yes/no counts must be the SDK's
+alone (each evaluation once, not twice).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Tuple
+
+import pytest
+
+from impactagent.devtools.receiver import Receiver
+from tests.apps.unleash_stub import UnleashStub
+
+ROOT = Path(__file__).resolve().parent.parent
+USERS = ("ann", "bob", "cat", "dan", "eve", "fay")
+REQUESTS = "http_server_requests_total"
+DURATION = "http_server_request_duration_seconds"
+
+
+@pytest.fixture(scope="module")
+def unleash() -> Iterator[Tuple[Receiver, UnleashStub]]:
+    receiver = Receiver().start()
+    stub = UnleashStub(receiver.api_url)
+    try:
+        yield receiver, stub
+    finally:
+        stub.stop()
+        receiver.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def environment(stub: UnleashStub, app_name: str, tmp_path: Path, **extra: str
+                ) -> Dict[str, str]:
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("UNLEASH_", "IMPACTAGENT_"))}
+    env.update(UNLEASH_URL=stub.api_url, UNLEASH_API_TOKEN="default:development.token",
+               UNLEASH_APP_NAME=app_name, SHOP_CACHE_DIR=str(tmp_path / "sdk-cache"),
+               IMPACTAGENT_FLUSH_INTERVAL="3600", IMPACTAGENT_REGISTER="0",
+               PYTHONPATH=str(ROOT), **extra)
+    return env
+
+
+def start(command: List[str], env: Dict[str, str], port: int) -> subprocess.Popen:
+    """``impactagent run -- command``, started and answering on ``port`` (bounded wait)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "impactagent", "run", "--", *command], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{command[0]} exited early:\n{process.stdout.read()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return process
+        except OSError:
+            time.sleep(0.1)
+    stop(process, signal.SIGKILL)
+    pytest.fail(f"{command[0]} did not listen on {port} within 30 s")
+
+
+def stop(process: subprocess.Popen, how: int = signal.SIGTERM) -> str:
+    """Stop the command as an operator would; its output (bounded wait)."""
+    process.send_signal(how)
+    try:
+        output, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate(timeout=10)
+        pytest.fail(f"did not stop within 30 s:\n{output}")
+    return output
+
+
+def call(port: int, method: str, path: str) -> Tuple[int, Dict[str, Any]]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        body = error.read()
+        return error.code, json.loads(body) if body.startswith(b"{") else {}
+
+
+def send_mix(port: int, routes: Dict[str, str], rounds: int = 2
+             ) -> Tuple[collections.Counter, collections.Counter]:
+    """Every user through each route, ``rounds`` times, and two crashes; the expected
+    request counts by (method, route, status class, dark_mode, new_checkout), and the
+    expected evaluations by (flag, answer), both tallied from the app's answers."""
+    requests: collections.Counter = collections.Counter()
+    evaluations: collections.Counter = collections.Counter()
+    for _ in range(rounds):
+        for user in USERS:
+            status, body = call(port, "GET", f"/hello/{user}")
+            assert status == 200
+            requests["GET", routes["hello"], "2xx", body["dark_mode"], "not_evaluated"] += 1
+            evaluations["dark-mode", body["dark_mode"]] += 1
+            status, body = call(port, "POST", f"/checkout/{user}")
+            variant = body.get("new_checkout", "disabled")
+            assert (status, variant != "disabled") in ((200, True), (402, False))
+            requests["POST", routes["checkout"], f"{status // 100}xx", "not_evaluated",
+                     variant] += 1
+            evaluations["new-checkout", variant] += 1
+    for _ in range(2):
+        assert call(port, "GET", "/boom")[0] == 500
+        requests["GET", routes["boom"], "5xx", "not_evaluated", "not_evaluated"] += 1
+    assert {v for (flag, v) in evaluations if flag == "new-checkout"} >= {"blue", "green",
+                                                                          "disabled"}
+    return requests, evaluations
+
+
+def received_requests(receiver: Receiver, app: str) -> collections.Counter:
+    """The receiver's request counts, by the labels ``send_mix`` tallies."""
+    counts: collections.Counter = collections.Counter()
+    for (name, labels), value in receiver.totals(app)["counters"].items():
+        if name == REQUESTS:
+            label = dict(labels)
+            counts[label["method"], label["route"], label["status_class"],
+                   label["dark_mode"], label["new_checkout"]] += value
+    return counts
+
+
+def received_durations(receiver: Receiver, app: str) -> int:
+    return sum(h["count"] for (name, _), h in receiver.totals(app)["histograms"].items()
+               if name == DURATION)
+
+
+def expected_flags(evaluations: collections.Counter) -> Dict[str, Dict[str, Any]]:
+    flags: Dict[str, Dict[str, Any]] = {}
+    for (flag, answer), n in evaluations.items():
+        counts = flags.setdefault(flag, {"yes": 0, "no": 0, "variants": {}})
+        counts["no" if answer == "disabled" else "yes"] += n
+        if answer not in ("enabled", "disabled"):
+            counts["variants"][answer] = counts["variants"].get(answer, 0) + n
+    return flags
+
+
+def flag_totals(receiver: Receiver, app: str) -> Dict[str, Dict[str, Any]]:
+    """The receiver's flag counts, without the 'disabled' variant the SDK reports for
+    evaluations that got no variant (the server stores it; the test's tally has none)."""
+    flags = receiver.totals(app)["flags"]
+    for counts in flags.values():
+        counts["variants"].pop("disabled", None)
+    return flags
+
+
+def assert_reported(receiver: Receiver, app: str, requests: collections.Counter,
+                    evaluations: collections.Counter) -> None:
+    expected = sum(requests.values())
+    receiver.wait_for(lambda r: sum(received_requests(r, app).values()) >= expected
+                      and flag_totals(r, app) == expected_flags(evaluations), timeout=15)
+    assert received_requests(receiver, app) == requests
+    assert received_durations(receiver, app) == expected
+    assert flag_totals(receiver, app) == expected_flags(evaluations)
+    assert receiver.problems() == []
+
+
+FLASK_ROUTES = {"hello": "/hello/<user>", "checkout": "/checkout/<user>", "boom": "/boom"}
+
+
+def test_flask_under_flask_run(unleash, tmp_path):
+    receiver, stub = unleash
+    port = free_port()
+    env = environment(stub, "zero-flask", tmp_path)
+    process = start([sys.executable, "-m", "flask", "--app", "tests.apps.zero_code.flask_shop",
+                     "run", "--port", str(port)], env, port)
+    requests, evaluations = send_mix(port, FLASK_ROUTES)
+    output = stop(process, signal.SIGINT)
+    assert "impactagent" not in output, output  # nothing failed, nothing was lost
+    assert_reported(receiver, "zero-flask", requests, evaluations)
