@@ -104,6 +104,12 @@ class Process:
                 agent = self._agent
         return agent
 
+    def close(self) -> None:
+        """Close the agent, if this process built one (its last window is sent)."""
+        agent = self._agent
+        if agent is not None:
+            agent.close()
+
     def flags(self) -> Tuple[str, ...]:
         """The flags that label request and task metrics (fixed at the first call)."""
         flags = self._flags

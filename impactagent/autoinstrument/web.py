@@ -47,7 +47,9 @@ def wsgi_middleware(app: Callable[..., Any]) -> Callable[..., Any]:
 
 class Outermost:
     """The ASGI request middleware around an app's middleware stack, counting each request
-    once however many instrumented apps it passes through."""
+    once however many instrumented apps it passes through, and closing the agent when the
+    server says it is shutting down (the lifespan protocol): uvicorn ends by raising the
+    SIGTERM it caught again, with the default action, so no exit hook would run."""
 
     def __init__(self, stack: Any) -> None:
         self.stack = stack
@@ -58,7 +60,18 @@ class Outermost:
             await self.stack(scope, receive, send)
             return
         scope[TIMED] = True
+        if scope["type"] == "lifespan":
+            await self.stack(scope, receive, _closing_at_shutdown(send))
+            return
         await self.middleware(scope, receive, send)
+
+
+def _closing_at_shutdown(send: Any) -> Any:
+    async def send_after_closing(message: Any) -> None:
+        if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            PROCESS.close()  # the requests are over; the server waits for this answer
+        await send(message)
+    return send_after_closing
 
 
 class DjangoMiddleware:
