@@ -233,3 +233,55 @@ def test_django_under_gunicorn_with_preload_and_two_workers(unleash, tmp_path):
     assert "impactagent:" not in output, output  # nothing failed, nothing was lost
     assert_reported(receiver, "zero-django", requests, evaluations)
 
+
+
+def test_celery_prefork_worker(unleash, tmp_path):
+    receiver, stub = unleash
+    broker, done = tmp_path / "broker", tmp_path / "done"
+    broker.mkdir()
+    done.mkdir()
+    env = environment(stub, "zero-celery", tmp_path, SHOP_BROKER_DIR=str(broker),
+                      SHOP_DONE_DIR=str(done))
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "impactagent", "run", "--", sys.executable, "-m", "celery",
+         "-A", "tests.apps.zero_code.celery_shop", "worker", "-P", "prefork", "-c", "2",
+         "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "warning"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    from celery import Celery
+
+    producer = Celery("zero-shop-producer", set_as_current=False)
+    producer.conf.update(broker_url="filesystem://", broker_transport_options={
+        "data_folder_in": str(broker), "data_folder_out": str(broker),
+        "control_folder": f"{broker}-control"})
+    tasks = [(user, n) for n, user in enumerate(USERS * 3)]
+    for user, n in tasks:
+        producer.send_task("shop.checkout", args=(user, n))
+    deadline = time.monotonic() + 60
+    while len(list(done.iterdir())) < len(tasks) and time.monotonic() < deadline:
+        if worker.poll() is not None:
+            pytest.fail(f"the worker exited early:\n{worker.stdout.read()}")
+        time.sleep(0.1)
+    assert len(list(done.iterdir())) == len(tasks), "not every task ran within 60 s"
+    variants = collections.Counter(path.read_text() for path in done.iterdir())
+    evaluations = collections.Counter({("new-checkout", v): n for v, n in variants.items()})
+    wait_for_the_sdk(receiver, "zero-celery", evaluations)
+    output = stop(worker)  # warm shutdown: each child closes its agent on its way out
+    assert worker.returncode == 0, output
+    assert "impactagent:" not in output, output
+    expected = collections.Counter({
+        ("shop.checkout", "failure" if v == "disabled" else "success", v): n
+        for v, n in variants.items()})
+    receiver.wait_for(lambda r: sum(received_tasks(r).values()) >= len(tasks), timeout=15)
+    assert received_tasks(receiver) == expected
+    assert flag_totals(receiver, "zero-celery") == expected_flags(evaluations)
+    assert receiver.problems() == []
+
+
+def received_tasks(receiver: Receiver) -> collections.Counter:
+    counts: collections.Counter = collections.Counter()
+    for (name, labels), value in receiver.totals("zero-celery")["counters"].items():
+        if name == "celery_tasks_total":
+            label = dict(labels)
+            counts[label["task"], label["state"], label["new_checkout"]] += value
+    return counts
