@@ -139,7 +139,7 @@ def received_requests(receiver: Receiver, app: str) -> collections.Counter:
         if name == REQUESTS:
             label = dict(labels)
             counts[label["method"], label["route"], label["status_class"],
-                   label["dark_mode"], label["new_checkout"]] += value
+                   label.get("dark_mode"), label.get("new_checkout")] += value
     return counts
 
 
@@ -285,3 +285,33 @@ def received_tasks(receiver: Receiver) -> collections.Counter:
             label = dict(labels)
             counts[label["task"], label["state"], label["new_checkout"]] += value
     return counts
+
+
+def test_a_client_that_sends_no_metrics_has_its_flags_counted_by_impactagent(unleash,
+                                                                             tmp_path):
+    receiver, stub = unleash
+    port = free_port()
+    env = environment(stub, "zero-flask-quiet-sdk", tmp_path, SHOP_SDK_METRICS="off")
+    process = start([sys.executable, "-m", "flask", "--app", "tests.apps.zero_code.flask_shop",
+                     "run", "--port", str(port)], env, port)
+    requests, evaluations = send_mix(port, FLASK_ROUTES, rounds=1)
+    output = stop(process, signal.SIGINT)
+    assert "impactagent:" not in output, output
+    assert_reported(receiver, "zero-flask-quiet-sdk", requests, evaluations)
+
+
+def test_a_plain_wsgi_app_under_gunicorn(unleash, tmp_path):
+    receiver, stub = unleash
+    port = free_port()
+    env = environment(stub, "zero-wsgi", tmp_path)
+    process = start([sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
+                     "tests.apps.zero_code.plain_wsgi:application"], env, port)
+    statuses = collections.Counter(call(port, "GET", path)[0]
+                                   for path in ("/items/1", "/items/2", "/", "/items/3"))
+    output = stop(process)
+    assert "impactagent:" not in output, output
+    assert statuses == {200: 3, 404: 1}
+    receiver.wait_for(lambda r: sum(received_requests(r, "zero-wsgi").values()) >= 4)
+    # No framework names the route, and no client knows a flag: no flag label.
+    assert received_requests(receiver, "zero-wsgi") == {
+        ("GET", "unmatched", "2xx", None, None): 3, ("GET", "unmatched", "4xx", None, None): 1}
