@@ -15,8 +15,8 @@ from typing import Dict, List
 import pytest
 
 from impactagent.autoinstrument.cli import BOOTSTRAP
+from impactagent.autoinstrument.config import INSTRUMENTATIONS
 from impactagent.autoinstrument.instrumentations import INSTALLERS
-from impactagent.autoinstrument.process import INSTRUMENTATIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "default:development.5ecret-never-shown"

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 
 from ..delivery.settings import SettingsError
 from ..devtools.cli_support import UsageError
-from .process import INSTRUMENTATIONS, LIBRARIES, disabled_names, listed_flags, settings_from_env
+from .config import INSTRUMENTATIONS, LIBRARIES, disabled_names, listed_flags, settings_from_env
 
 #: The folder whose ``sitecustomize.py`` every Python process of the command imports.
 BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")

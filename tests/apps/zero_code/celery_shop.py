@@ -27,7 +27,7 @@ def start_client(**_):
 
 @worker_process_shutdown.connect
 def stop_client(**_):
-    unleash._client.destroy()  # a child leaves by os._exit: atexit would not run
+    unleash.stop()  # a child leaves by os._exit: atexit would not run
 
 
 @app.task(name="shop.checkout")

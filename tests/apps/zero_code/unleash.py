@@ -23,6 +23,11 @@ def start():
     return _client
 
 
+def stop():
+    """Destroy this process's client: its last counts are sent."""
+    _client.destroy()
+
+
 def dark_mode(user):
     """'enabled' or 'disabled' for ``user``."""
     return "enabled" if _client.is_enabled("dark-mode", {"userId": user}) else "disabled"
