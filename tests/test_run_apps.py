@@ -26,7 +26,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 
 from impactagent.devtools.receiver import Receiver
-from tests.apps.unleash_stub import UnleashStub
+from tests.apps.zero_code.features import FEATURES
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS = ("ann", "bob", "cat", "dan", "eve", "fay")
@@ -35,14 +35,9 @@ DURATION = "http_server_request_duration_seconds"
 
 
 @pytest.fixture(scope="module")
-def unleash() -> Iterator[Tuple[Receiver, UnleashStub]]:
-    receiver = Receiver().start()
-    stub = UnleashStub(receiver.api_url)
-    try:
-        yield receiver, stub
-    finally:
-        stub.stop()
-        receiver.stop()
+def receiver() -> Iterator[Receiver]:
+    with Receiver(features=FEATURES) as receiver:
+        yield receiver
 
 
 def free_port() -> int:
@@ -51,11 +46,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def environment(stub: UnleashStub, app_name: str, tmp_path: Path, **extra: str
+def environment(receiver: Receiver, app_name: str, tmp_path: Path, **extra: str
                 ) -> Dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("UNLEASH_", "IMPACTAGENT_"))}
-    env.update(UNLEASH_URL=stub.api_url, UNLEASH_API_TOKEN="default:development.token",
+    env.update(UNLEASH_URL=receiver.api_url, UNLEASH_API_TOKEN="default:development.token",
                UNLEASH_APP_NAME=app_name, SHOP_CACHE_DIR=str(tmp_path / "sdk-cache"),
                IMPACTAGENT_FLUSH_INTERVAL="3600", IMPACTAGENT_REGISTER="0",
                PYTHONPATH=str(ROOT), **extra)
@@ -190,10 +185,9 @@ def assert_reported(receiver: Receiver, app: str, requests: collections.Counter,
 FLASK_ROUTES = {"hello": "/hello/<user>", "checkout": "/checkout/<user>", "boom": "/boom"}
 
 
-def test_flask_under_flask_run(unleash, tmp_path):
-    receiver, stub = unleash
+def test_flask_under_flask_run(receiver, tmp_path):
     port = free_port()
-    env = environment(stub, "zero-flask", tmp_path)
+    env = environment(receiver, "zero-flask", tmp_path)
     process = start([sys.executable, "-m", "flask", "--app", "tests.apps.zero_code.flask_shop",
                      "run", "--port", str(port)], env, port)
     requests, evaluations = send_mix(port, FLASK_ROUTES)
@@ -202,10 +196,9 @@ def test_flask_under_flask_run(unleash, tmp_path):
     assert_reported(receiver, "zero-flask", requests, evaluations)
 
 
-def test_fastapi_under_uvicorn_with_two_workers(unleash, tmp_path):
-    receiver, stub = unleash
+def test_fastapi_under_uvicorn_with_two_workers(receiver, tmp_path):
     port = free_port()
-    env = environment(stub, "zero-fastapi", tmp_path)
+    env = environment(receiver, "zero-fastapi", tmp_path)
     process = start([sys.executable, "-m", "uvicorn", "tests.apps.zero_code.fastapi_shop:app",
                      "--port", str(port), "--workers", "2", "--log-level", "warning"],
                     env, port)
@@ -217,10 +210,9 @@ def test_fastapi_under_uvicorn_with_two_workers(unleash, tmp_path):
     assert_reported(receiver, "zero-fastapi", requests, evaluations)
 
 
-def test_django_under_gunicorn_with_preload_and_two_workers(unleash, tmp_path):
-    receiver, stub = unleash
+def test_django_under_gunicorn_with_preload_and_two_workers(receiver, tmp_path):
     port = free_port()
-    env = environment(stub, "zero-django", tmp_path,
+    env = environment(receiver, "zero-django", tmp_path,
                       DJANGO_SETTINGS_MODULE="tests.apps.zero_code.django_shop.settings")
     process = start([sys.executable, "-m", "gunicorn", "--preload", "-w", "2",
                      "-b", f"127.0.0.1:{port}", "-c",
@@ -235,12 +227,11 @@ def test_django_under_gunicorn_with_preload_and_two_workers(unleash, tmp_path):
 
 
 
-def test_celery_prefork_worker(unleash, tmp_path):
-    receiver, stub = unleash
+def test_celery_prefork_worker(receiver, tmp_path):
     broker, done = tmp_path / "broker", tmp_path / "done"
     broker.mkdir()
     done.mkdir()
-    env = environment(stub, "zero-celery", tmp_path, SHOP_BROKER_DIR=str(broker),
+    env = environment(receiver, "zero-celery", tmp_path, SHOP_BROKER_DIR=str(broker),
                       SHOP_DONE_DIR=str(done))
     worker = subprocess.Popen(
         [sys.executable, "-m", "impactagent", "run", "--", sys.executable, "-m", "celery",
@@ -287,11 +278,10 @@ def received_tasks(receiver: Receiver) -> collections.Counter:
     return counts
 
 
-def test_a_client_that_sends_no_metrics_has_its_flags_counted_by_impactagent(unleash,
+def test_a_client_that_sends_no_metrics_has_its_flags_counted_by_impactagent(receiver,
                                                                              tmp_path):
-    receiver, stub = unleash
     port = free_port()
-    env = environment(stub, "zero-flask-quiet-sdk", tmp_path, SHOP_SDK_METRICS="off")
+    env = environment(receiver, "zero-flask-quiet-sdk", tmp_path, SHOP_SDK_METRICS="off")
     process = start([sys.executable, "-m", "flask", "--app", "tests.apps.zero_code.flask_shop",
                      "run", "--port", str(port)], env, port)
     requests, evaluations = send_mix(port, FLASK_ROUTES, rounds=1)
@@ -300,10 +290,9 @@ def test_a_client_that_sends_no_metrics_has_its_flags_counted_by_impactagent(unl
     assert_reported(receiver, "zero-flask-quiet-sdk", requests, evaluations)
 
 
-def test_a_plain_wsgi_app_under_gunicorn(unleash, tmp_path):
-    receiver, stub = unleash
+def test_a_plain_wsgi_app_under_gunicorn(receiver, tmp_path):
     port = free_port()
-    env = environment(stub, "zero-wsgi", tmp_path)
+    env = environment(receiver, "zero-wsgi", tmp_path)
     process = start([sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
                      "tests.apps.zero_code.plain_wsgi:application"], env, port)
     statuses = collections.Counter(call(port, "GET", path)[0]
@@ -315,3 +304,21 @@ def test_a_plain_wsgi_app_under_gunicorn(unleash, tmp_path):
     # No framework names the route, and no client knows a flag: no flag label.
     assert received_requests(receiver, "zero-wsgi") == {
         ("GET", "unmatched", "2xx", None, None): 3, ("GET", "unmatched", "4xx", None, None): 1}
+
+
+def test_the_receiver_serves_features_behind_its_token(tmp_path):
+    with Receiver(features=FEATURES, token="secret") as guarded:
+        url = guarded.api_url + "/client/features"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=5)
+        assert refused.value.code == 401
+        request = urllib.request.Request(url, headers={"Authorization": "secret"})
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            assert json.loads(answer.read()) == FEATURES
+    (tmp_path / "features.json").write_text("[1, 2]")
+    ran = subprocess.run([sys.executable, "-m", "impactagent", "receive", "--features",
+                          str(tmp_path / "features.json")], cwd=ROOT, capture_output=True,
+                         text=True, timeout=30)
+    assert ran.returncode == 2
+    assert ran.stderr.startswith("impactagent receive: --features ") and "features document" \
+        in ran.stderr and ran.stderr.count("\n") == 1
