@@ -33,7 +33,7 @@ def add_run_parser(commands: Any) -> None:
         usage="impactagent run [--dry-run] -- COMMAND [ARGS...]")
     run.add_argument("--dry-run", action="store_true",
                      help="print what would be instrumented and the settings in force, "
-                     "and start nothing")
+                     "and start nothing (default: start the command)")
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND",
                      help="the command to start, after --")
 
