@@ -322,3 +322,21 @@ def test_the_receiver_serves_features_behind_its_token(tmp_path):
     assert ran.returncode == 2
     assert ran.stderr.startswith("impactagent receive: --features ") and "features document" \
         in ran.stderr and ran.stderr.count("\n") == 1
+
+
+def test_django_runserver_through_its_autoreloader(receiver, tmp_path):
+    # The child the autoreloader starts serves; the flags are named, as the client is
+    # made at the first request (after the middleware that labels it).
+    port = free_port()
+    env = environment(receiver, "zero-runserver", tmp_path,
+                      IMPACTAGENT_FLAGS="dark-mode,new-checkout")
+    process = start([sys.executable, "tests/apps/zero_code/django_shop/manage.py",
+                     "runserver", f"127.0.0.1:{port}"], env, port)
+    requests, evaluations = send_mix(port, {"hello": "hello/<str:user>",
+                                            "checkout": "checkout/<str:user>",
+                                            "boom": "boom"}, rounds=1)
+    time.sleep(0.3)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the reloader and its child
+    output = stop(process, signal.SIGINT)
+    assert "impactagent:" not in output, output
+    assert_reported(receiver, "zero-runserver", requests, evaluations)

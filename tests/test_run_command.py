@@ -191,3 +191,27 @@ def test_a_failure_in_the_sdk_wrapper_never_reaches_the_app():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[False, False, False] disabled"
     assert result.stderr.count("the unleash instrumentation failed and is off") == 1
+
+
+def test_an_app_with_its_own_middleware_is_counted_once():
+    result = run(python("""
+        from fastapi import FastAPI
+        from starlette.testclient import TestClient
+        import impactagent
+        from impactagent.integrations.asgi import ImpactMiddleware
+
+        agent = impactagent.Agent("own")
+        app = FastAPI()
+        app.add_middleware(ImpactMiddleware, agent=agent)
+        app.get("/items/{item}")(lambda item: {})
+        with TestClient(app) as client:
+            client.get("/items/1")
+        from impactagent.autoinstrument.process import PROCESS
+        def requests(a):
+            return sum(child.value for family in a.metrics.families()
+                       if family.name == "http_server_requests_total"
+                       for child in family.series())
+        print(requests(agent), requests(PROCESS.agent()))
+    """), clean_env(UNLEASH_APP_NAME="shop"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "0"]

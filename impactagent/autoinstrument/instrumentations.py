@@ -23,6 +23,7 @@ import sys
 import threading
 from typing import Any, Callable, Dict, List
 
+from ..integrations import asgi
 from .process import PROCESS
 from .web import DeferredWSGI, DjangoMiddleware, Outermost, wsgi_middleware
 
@@ -100,8 +101,10 @@ def _asgi(name: str, class_name: str) -> Callable[[Any], None]:
         @functools.wraps(build)
         def build_middleware_stack(self: Any) -> Any:
             stack = build(self)
-            if not PROCESS.enabled(name):
-                return stack
+            if not PROCESS.enabled(name) or any(
+                    getattr(m, "cls", None) is asgi.ImpactMiddleware
+                    for m in getattr(self, "user_middleware", ())):
+                return stack  # off, or the app added the middleware itself
             try:
                 return Outermost(stack)
             except Exception as error:

@@ -7,11 +7,13 @@ import os
 from UnleashClient import UnleashClient
 
 _client = None
+_pid = None
 
 
 def start():
     """Make and start this process's client (at import, or in a forked worker's hook)."""
-    global _client
+    global _client, _pid
+    _pid = os.getpid()
     _client = UnleashClient(
         url=os.environ["UNLEASH_URL"], app_name=os.environ["UNLEASH_APP_NAME"],
         custom_headers={"Authorization": os.environ["UNLEASH_API_TOKEN"]},
@@ -28,14 +30,19 @@ def stop():
     _client.destroy()
 
 
+def client():
+    """This process's client, made on first use if no hook made it (runserver's child)."""
+    return _client if _pid == os.getpid() else start()
+
+
 def dark_mode(user):
     """'enabled' or 'disabled' for ``user``."""
-    return "enabled" if _client.is_enabled("dark-mode", {"userId": user}) else "disabled"
+    return "enabled" if client().is_enabled("dark-mode", {"userId": user}) else "disabled"
 
 
 def checkout_variant(user):
     """The variant ``user`` gets ('blue', 'green'), or 'disabled'."""
-    variant = _client.get_variant("new-checkout", {"userId": user})
+    variant = client().get_variant("new-checkout", {"userId": user})
     if variant.get("enabled"):
         return variant["name"]
     return "enabled" if variant.get("feature_enabled") else "disabled"
