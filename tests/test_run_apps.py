@@ -129,8 +129,13 @@ def send_mix(port: int, routes: Dict[str, str], rounds: int = 2
 
 def received_requests(receiver: Receiver, app: str) -> collections.Counter:
     """The receiver's request counts, by the labels ``send_mix`` tallies."""
+    return request_counts(receiver.totals(app)["counters"])
+
+
+def request_counts(counters: Dict[Any, int]) -> collections.Counter:
+    """Request counts by the labels ``send_mix`` tallies, from ``(name, labels): value``."""
     counts: collections.Counter = collections.Counter()
-    for (name, labels), value in receiver.totals(app)["counters"].items():
+    for (name, labels), value in counters.items():
         if name == REQUESTS:
             label = dict(labels)
             counts[label["method"], label["route"], label["status_class"],
@@ -154,9 +159,12 @@ def expected_flags(evaluations: collections.Counter) -> Dict[str, Dict[str, Any]
 
 
 def flag_totals(receiver: Receiver, app: str) -> Dict[str, Dict[str, Any]]:
-    """The receiver's flag counts, without the 'disabled' variant the SDK reports for
-    evaluations that got no variant (the server stores it; the test's tally has none)."""
-    flags = receiver.totals(app)["flags"]
+    return without_disabled(receiver.totals(app)["flags"])
+
+
+def without_disabled(flags: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """Flag counts without the 'disabled' variant the SDK reports for evaluations that got
+    no variant (a server stores it; the test's tally has none)."""
     for counts in flags.values():
         counts["variants"].pop("disabled", None)
     return flags
