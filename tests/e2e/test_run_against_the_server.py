@@ -18,11 +18,14 @@ from tests.apps.zero_code.features import FEATURES
 from tests.e2e.conftest import RealServer
 from tests.test_run_apps import (
     expected_flags,
+    expected_tasks,
     free_port,
     request_counts,
+    run_celery_worker,
     send_mix,
     start,
     stop,
+    task_counts,
     without_disabled,
 )
 
@@ -102,6 +105,28 @@ def test_an_unmodified_app_reports_to_the_real_server(kind: str, configured: Rea
         lambda t: sum(request_counts(t["counters"]).values()) >= sum(requests.values()),
         timeout=20)
     assert request_counts(stored["counters"]) == requests
+    assert without_disabled(stored["flags"]) == expected_flags(evaluations)
+
+
+def test_an_unmodified_celery_worker_reports_to_the_real_server(configured: RealServer,
+                                                               tmp_path: Path) -> None:
+    unleash = configured
+    app_name = "zero-code-celery"
+    env = {**_environment(tmp_path), "UNLEASH_URL": unleash.url + "/api",
+           "UNLEASH_API_TOKEN": unleash.backend_token, "UNLEASH_APP_NAME": app_name}
+
+    def sdk_sent(evaluations: Any) -> None:  # a child's SDK loses what it has not sent
+        wait_until(lambda: without_disabled(unleash.admin.totals(app_name, FLAGS)["flags"])
+                   == expected_flags(evaluations))
+
+    variants, output = run_celery_worker(env, tmp_path, sdk_sent)
+    assert unleash.backend_token not in output
+    evaluations = {("new-checkout", v): n for v, n in variants.items()}
+    stored = unleash.admin.settled_totals(
+        app_name, FLAGS,
+        lambda t: sum(task_counts(t["counters"]).values()) >= sum(variants.values()),
+        timeout=20)
+    assert task_counts(stored["counters"]) == expected_tasks(variants)
     assert without_disabled(stored["flags"]) == expected_flags(evaluations)
 
 
