@@ -64,13 +64,15 @@ def test_a_mistake_is_one_line_and_exit_2(args, env, says):
 def test_dry_run_says_what_would_be_instrumented_and_starts_nothing(tmp_path):
     marker = tmp_path / "ran"
     result = run(["--dry-run", *python(f"open({str(marker)!r}, 'w')")],
-                 clean_env(UNLEASH_URL="http://127.0.0.1:9/api", UNLEASH_API_TOKEN=TOKEN,
+                 clean_env(UNLEASH_URL="http://user:pa55@127.0.0.1:9/api",
+                           UNLEASH_API_TOKEN=TOKEN,
                            UNLEASH_APP_NAME="shop", IMPACTAGENT_FLAGS="new-checkout, dark-mode",
                            IMPACTAGENT_DISABLED="celery"))
     assert result.returncode == 0, result.stderr
     assert not marker.exists()
     out = result.stdout
     assert TOKEN not in out and "api_key = set (not shown)" in out
+    assert "pa55" not in out
     assert "app_name = shop" in out
     assert "report to http://127.0.0.1:9/api/client/metrics every 60 s" in out
     assert "flags = new-checkout, dark-mode (IMPACTAGENT_FLAGS)" in out
@@ -215,3 +217,35 @@ def test_an_app_with_its_own_middleware_is_counted_once():
     """), clean_env(UNLEASH_APP_NAME="shop"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["1", "0"]
+
+
+def test_concurrent_first_requests_make_the_middleware_once_and_serve_each_request():
+    import threading
+
+    from impactagent.autoinstrument.web import DeferredWSGI
+
+    made: List[int] = []
+    served: List[str] = []
+    gate = threading.Barrier(8)
+
+    def app(environ: dict, start_response: object) -> List[bytes]:
+        served.append(environ["PATH_INFO"])
+        return [b""]
+
+    def wrap(inner: object) -> object:
+        made.append(1)
+        return inner
+
+    deferred = DeferredWSGI(app, "flask", wrap)
+
+    def first_request(n: int) -> None:
+        gate.wait(5)
+        deferred({"PATH_INFO": f"/{n}"}, None)
+
+    threads = [threading.Thread(target=first_request, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert made == [1]
+    assert sorted(served) == [f"/{n}" for n in range(8)]

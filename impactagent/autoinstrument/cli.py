@@ -11,6 +11,7 @@ import shutil
 import sys
 from typing import Any, Dict, List, Optional
 
+from ..delivery.redaction import redact_url
 from ..delivery.settings import SettingsError
 from ..devtools.cli_support import UsageError
 from .config import INSTRUMENTATIONS, LIBRARIES, disabled_names, listed_flags, settings_from_env
@@ -79,8 +80,12 @@ def _dry_run(argv: List[str], executable: str, settings: Any, disabled: Any,
         value = getattr(settings, field.name)
         if field.name == "api_key":
             value = "set (not shown)" if value else "not set"
+        elif field.name == "url" and value:
+            value = redact_url(value)
+        elif field.name in ("headers", "proxies") and value:
+            value = f"{', '.join(value)} (values not shown)"
         lines.append(f"  {field.name} = {value}")
-    lines.append("  mode = " + (f"report to {settings.metrics_url} every "
+    lines.append("  mode = " + (f"report to {redact_url(settings.metrics_url)} every "
                                 f"{settings.flush_interval:g} s" if settings.url
                                 else "record only (no UNLEASH_URL)"))
     flags = listed_flags(env)

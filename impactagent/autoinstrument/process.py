@@ -40,7 +40,9 @@ class Process:
 
     def _forget_flags(self) -> None:
         # A forked worker decides for itself, from what its own clients know; the agent
-        # follows the fork on its own (it resets itself in the child).
+        # follows the fork on its own (it resets itself in the child). A new lock: the
+        # parent's may have been held by another thread at the fork.
+        self._lock = threading.RLock()
         self._flags = None
 
     def agent(self) -> Agent:
