@@ -51,6 +51,10 @@ def python(script: str) -> List[str]:
      "url must be an http(s) URL"),
     (["--", "python"], {"IMPACTAGENT_FLUSH_INTERVAL": "soon"},
      "IMPACTAGENT_FLUSH_INTERVAL='soon' is not a valid number"),
+    (["--", "python"], {"IMPACTAGENT_FLAGS": "new-checkout,route"},
+     "IMPACTAGENT_FLAGS: 'route' cannot label the metrics"),
+    (["--", "python"], {"IMPACTAGENT_FLAGS": "new-checkout,new_checkout"},
+     "IMPACTAGENT_FLAGS: 'new_checkout' cannot label the metrics"),
 ])
 def test_a_mistake_is_one_line_and_exit_2(args, env, says):
     result = run(args, clean_env(**env))
@@ -249,3 +253,27 @@ def test_concurrent_first_requests_make_the_middleware_once_and_serve_each_reque
         thread.join(10)
     assert made == [1]
     assert sorted(served) == [f"/{n}" for n in range(8)]
+
+
+def test_flags_whose_label_is_taken_are_left_out_not_fatal():
+    from impactagent.autoinstrument.config import usable_flags
+
+    assert usable_flags(["state", "new-checkout", "new_checkout", "dark-mode", "route"]) == (
+        ("new-checkout", "dark-mode"), ("state", "new_checkout", "route"))
+
+
+def test_a_python_without_impactagent_says_so_once_and_runs(tmp_path):
+    # The bootstrap on the path of an interpreter that cannot import impactagent (here:
+    # isolated from site-packages, and impactagent hidden): one line, then the app runs.
+    fake = tmp_path / "flask"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("")
+    (tmp_path / "UnleashClient.py").write_text("")
+    (tmp_path / "impactagent").mkdir()
+    (tmp_path / "impactagent" / "__init__.py").write_text("raise ImportError('not here')\n")
+    env = clean_env(PYTHONPATH=os.pathsep.join([BOOTSTRAP, str(tmp_path)]))
+    result = subprocess.run([sys.executable, "-c", "import flask, UnleashClient; print('ran')"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "ran\n"
+    assert result.stderr.count("impactagent: cannot instrument") == 1, result.stderr

@@ -14,7 +14,15 @@ from typing import Any, Dict, List, Optional
 from ..delivery.redaction import redact_url
 from ..delivery.settings import SettingsError
 from ..devtools.cli_support import UsageError
-from .config import INSTRUMENTATIONS, LIBRARIES, disabled_names, listed_flags, settings_from_env
+from .config import (
+    INSTRUMENTATIONS,
+    LIBRARIES,
+    OWN_LABELS,
+    disabled_names,
+    listed_flags,
+    settings_from_env,
+    usable_flags,
+)
 
 #: The folder whose ``sitecustomize.py`` every Python process of the command imports.
 BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
@@ -54,6 +62,12 @@ def run_command(args: argparse.Namespace) -> int:
         settings = settings_from_env(env)
     except (ValueError, SettingsError) as error:
         raise UsageError(f"{error}") from None
+    _, clashing = usable_flags(listed_flags(env) or ())
+    if clashing:
+        raise UsageError(f"IMPACTAGENT_FLAGS: {', '.join(map(repr, clashing))} cannot label "
+                         f"the metrics: the label is taken (the metrics have "
+                         f"{', '.join(OWN_LABELS)}, and each flag needs a label of its own); "
+                         "leave it out")
     executable = shutil.which(argv[0], path=env.get("PATH"))
     if executable is None:
         raise UsageError(f"{argv[0]}: command not found; give a program on PATH or its path "

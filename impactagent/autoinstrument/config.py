@@ -4,8 +4,9 @@ environment variables it reads. Imports no agent, so that the launcher starts qu
 from __future__ import annotations
 
 import os
-from typing import Dict, FrozenSet, Mapping, Optional, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple
 
+from ..core._naming import flag_label_name
 from ..delivery.settings import Settings, SettingsError
 
 #: Each instrumentation by the name ``IMPACTAGENT_DISABLED`` knows it by, and what it covers.
@@ -55,3 +56,21 @@ def settings_from_env(environ: Optional[Mapping[str, str]] = None) -> Settings:
             raise
         # No URL: nothing will be sent, so no token is needed either.
         return Settings.from_env(env, own_transport=True)
+
+
+#: The labels the request and task metrics have of their own: a flag named so that its
+#: label would be one of them (or another flag's) cannot label those metrics.
+OWN_LABELS = ("method", "route", "status_class", "task", "state")
+
+
+def usable_flags(flags: Iterable[str]) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+    """``flags`` split into those that can label the metrics, in order, and those whose
+    label is taken (``route``, or ``new_checkout`` after ``new-checkout``)."""
+    taken = set(OWN_LABELS)
+    usable: List[str] = []
+    clashing: List[str] = []
+    for flag in flags:
+        label = flag_label_name("the request metrics", flag)
+        (clashing if label in taken else usable).append(flag)
+        taken.add(label)
+    return tuple(usable), tuple(clashing)

@@ -21,7 +21,13 @@ import weakref
 from typing import Dict, FrozenSet, Optional, Tuple
 
 from ..agent import Agent
-from .config import INSTRUMENTATIONS, disabled_names, listed_flags, settings_from_env
+from .config import (
+    INSTRUMENTATIONS,
+    disabled_names,
+    listed_flags,
+    settings_from_env,
+    usable_flags,
+)
 
 log = logging.getLogger("impactagent.autoinstrument")
 
@@ -69,7 +75,11 @@ class Process:
         if flags is None:
             with self._lock:
                 if self._flags is None:
-                    self._flags = listed_flags() or self._known_flags()
+                    self._flags, clashing = usable_flags(listed_flags() or self._known_flags())
+                    if clashing:
+                        log.warning("impactagent: flags %s do not label the metrics: their "
+                                    "labels are taken (by the metrics' own, or by another "
+                                    "flag's)", ", ".join(clashing))
                     log.debug("impactagent: metrics labelled by flags %s", self._flags)
                 flags = self._flags
         return flags

@@ -67,7 +67,10 @@ def _loaded(name, module):
         from impactagent.autoinstrument.instrumentations import instrument
     except Exception as error:  # e.g. a command run by an interpreter without impactagent
         sys.stderr.write(f"impactagent: cannot instrument {name} ({error!r}); the app runs "
-                         "without it\n")
+                         "without instrumentation\n")
+        _finder.watched.clear()  # said once: nothing else will be instrumented either
+        if _finder in sys.meta_path:
+            sys.meta_path.remove(_finder)
         return
     instrument(name, module)
 
