@@ -369,3 +369,19 @@ def test_django_runserver_through_its_autoreloader(receiver, tmp_path):
     output = stop(process, signal.SIGINT)
     assert "impactagent:" not in output, output
     assert_reported(receiver, "zero-runserver", requests, evaluations)
+
+
+def test_flask_run_stopped_by_sigterm_still_sends_its_last_window(receiver, tmp_path):
+    # The development server has no SIGTERM handler: the agent's, installed when it was
+    # built in the main thread, closes it (the SDK, which has none, loses its last counts).
+    port = free_port()
+    env = environment(receiver, "zero-flask-sigterm", tmp_path)
+    process = start([sys.executable, "-m", "flask", "--app", "tests.apps.zero_code.flask_shop",
+                     "run", "--port", str(port)], env, port)
+    requests, _ = send_mix(port, FLASK_ROUTES, rounds=1)
+    output = stop(process, signal.SIGTERM)
+    assert process.returncode == -signal.SIGTERM, output  # ended as SIGTERM would end it
+    assert "impactagent:" not in output, output
+    receiver.wait_for(lambda r: sum(received_requests(r, "zero-flask-sigterm").values())
+                      >= sum(requests.values()))
+    assert received_requests(receiver, "zero-flask-sigterm") == requests

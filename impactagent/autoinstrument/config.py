@@ -24,6 +24,7 @@ LIBRARIES = {"flask": "flask", "django": "django", "fastapi": "fastapi",
              "starlette": "starlette", "celery": "celery", "gunicorn": "gunicorn",
              "unleash": "UnleashClient"}
 
+
 def disabled_names(environ: Optional[Mapping[str, str]] = None) -> FrozenSet[str]:
     """The instrumentations ``IMPACTAGENT_DISABLED`` turns off; ValueError naming any it
     does not know (a typo must not leave an instrumentation on)."""

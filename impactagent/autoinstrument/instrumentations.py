@@ -38,6 +38,11 @@ def instrument(module_name: str, module: Any) -> None:
         return
     try:
         install(module)
+        if threading.current_thread() is threading.main_thread():
+            # Now, not at the first request (often on a server's thread): an agent started
+            # in the main thread closes on SIGTERM when the app has no handler of its own,
+            # as one the app made at import does (a forked worker's resets itself).
+            PROCESS.agent()
     except Exception as error:
         PROCESS.failed(name, error)
 

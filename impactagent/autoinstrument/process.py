@@ -3,8 +3,9 @@ metrics, and which instrumentations are on.
 
 - The agent is built on first use, from the environment (``UNLEASH_URL``,
   ``UNLEASH_API_TOKEN``, ``UNLEASH_APP_NAME``, ``IMPACTAGENT_*``), and started when it has a
-  URL; without one it only records. First use is a process's first request or task, so a
-  server's parent that only forks workers never builds one, and each worker builds its own.
+  URL; without one it only records. First use is the import of the first instrumented
+  library in the main thread (else the first request or task); a forked worker's agent
+  resets itself (zero counts, its own connection id and flusher).
 - The flags: ``IMPACTAGENT_FLAGS`` (names, comma-separated), or else every flag that the
   process's ``UnleashClient`` knows when its first request or task starts (a metric's labels
   are fixed when it is defined: see ``docs/zero-code.md``).
@@ -18,7 +19,7 @@ import logging
 import os
 import threading
 import weakref
-from typing import Dict, FrozenSet, Optional, Tuple
+from typing import FrozenSet, Optional, Set, Tuple
 
 from ..agent import Agent
 from .config import (
@@ -39,7 +40,7 @@ class Process:
         self._lock = threading.RLock()
         self._agent: Optional[Agent] = None
         self._flags: Optional[Tuple[str, ...]] = None
-        self._failed: Dict[str, str] = {}
+        self._failed: Set[str] = set()
         self._disabled: Optional[FrozenSet[str]] = None
         self.clients: weakref.WeakSet = weakref.WeakSet()  # UnleashClients made here
         os.register_at_fork(after_in_child=self._forget_flags)
@@ -108,7 +109,7 @@ class Process:
         with self._lock:
             if name in self._failed:
                 return
-            self._failed[name] = repr(error)
+            self._failed.add(name)
         log.warning("impactagent: the %s instrumentation failed and is off in this process "
                     "(the app runs on without it): %r", name, error, exc_info=error)
 

@@ -1,8 +1,8 @@
 """The request middlewares of :mod:`impactagent.integrations`, put in place by themselves.
 
 Each is made at the process's first request, not when the app is built: by then the
-process is the one that serves (a gunicorn worker, not the parent it was forked from), its
-agent is its own, and its ``UnleashClient`` knows the flags that label the metrics.
+process is the one that serves (a gunicorn worker, not the parent it was forked from), and
+its ``UnleashClient`` knows the flags that label the metrics.
 """
 
 from __future__ import annotations
