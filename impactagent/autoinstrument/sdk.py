@@ -27,7 +27,10 @@ def wire(client_class: Any) -> None:
     @functools.wraps(init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
-        PROCESS.clients.add(self)
+        try:
+            PROCESS.clients.add(self)  # its flags may label the metrics
+        except Exception as error:
+            PROCESS.failed(NAME, error)
 
     @functools.wraps(is_enabled)
     def is_enabled_noted(self: Any, feature_name: str, *args: Any, **kwargs: Any) -> Any:
