@@ -385,3 +385,17 @@ def test_flask_run_stopped_by_sigterm_still_sends_its_last_window(receiver, tmp_
     receiver.wait_for(lambda r: sum(received_requests(r, "zero-flask-sigterm").values())
                       >= sum(requests.values()))
     assert received_requests(receiver, "zero-flask-sigterm") == requests
+
+
+def test_flask_under_gunicorn_is_counted_once_by_its_rule(receiver, tmp_path):
+    # gunicorn's own instrumentation leaves a Flask app to Flask's, which knows the route.
+    port = free_port()
+    env = environment(receiver, "zero-flask-gunicorn", tmp_path)
+    process = start([sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}",
+                     "tests.apps.zero_code.flask_shop:app"], env, port)
+    requests, _ = send_mix(port, FLASK_ROUTES, rounds=1)
+    output = stop(process)
+    assert "impactagent:" not in output, output
+    receiver.wait_for(lambda r: sum(received_requests(r, "zero-flask-gunicorn").values())
+                      >= sum(requests.values()))
+    assert received_requests(receiver, "zero-flask-gunicorn") == requests
