@@ -277,3 +277,16 @@ def test_a_python_without_impactagent_says_so_once_and_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == "ran\n"
     assert result.stderr.count("impactagent: cannot instrument") == 1, result.stderr
+
+
+def test_instrumenting_one_library_imports_no_other():
+    result = run(python("""
+        import json, sys
+        import UnleashClient  # instrumented: impactagent is imported now, the agent built
+        libraries = ("flask", "django", "starlette", "fastapi", "celery", "gunicorn",
+                     "prometheus_client", "opentelemetry")
+        print(json.dumps({"instrumented": "impactagent.autoinstrument.sdk" in sys.modules,
+                          "others": [name for name in libraries if name in sys.modules]}))
+    """), clean_env(UNLEASH_APP_NAME="shop"))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"instrumented": True, "others": []}
