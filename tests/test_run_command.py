@@ -43,6 +43,7 @@ def python(script: str) -> List[str]:
     ([], {}, "give the command to start after --"),
     (["--"], {}, "give the command to start after --"),
     (["--", "no-such-program-here"], {}, "no-such-program-here: command not found"),
+    (["--", __file__], {}, f"{__file__} is not executable; run it with its interpreter"),
     (["--", "python"], {"IMPACTAGENT_DISABLED": "flask,djnago"},
      "IMPACTAGENT_DISABLED: unknown instrumentation 'djnago'"),
     (["--", "python"], {"UNLEASH_URL": "http://127.0.0.1:9/api"},

@@ -70,6 +70,9 @@ def run_command(args: argparse.Namespace) -> int:
                          "leave it out")
     executable = shutil.which(argv[0], path=env.get("PATH"))
     if executable is None:
+        if os.sep in argv[0] and os.path.isfile(argv[0]):
+            raise UsageError(f"{argv[0]} is not executable; run it with its interpreter "
+                             f"(impactagent run -- python {argv[0]}) or chmod +x it")
         raise UsageError(f"{argv[0]}: command not found; give a program on PATH or its path "
                          "(e.g. impactagent run -- python app.py)")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [BOOTSTRAP, env.get("PYTHONPATH")]))

@@ -4,7 +4,7 @@
 started anew).
 
 It imports nothing but ``sys`` and ``os`` (already loaded at start-up) and adds one finder to
-``sys.meta_path``, which looks at each import's name in a dict and does nothing else until a
+``sys.meta_path``, which looks each import's name up in a set and does nothing else until a
 watched library is imported: then it lets the library load and hands it to
 :mod:`impactagent.autoinstrument.instrumentations`. A process that imports none of them never
 imports impactagent. Another ``sitecustomize`` further on the path still runs, after this one.
