@@ -48,9 +48,19 @@ def free_port() -> int:
 
 def environment(receiver: Receiver, app_name: str, tmp_path: Path, **extra: str
                 ) -> Dict[str, str]:
+    """What the apps and impactagent read: the receiver as Unleash, for both."""
+    return environment_for(receiver.api_url, "default:development.token", app_name,
+                           tmp_path, **extra)
+
+
+def environment_for(url: str, token: str, app_name: str, tmp_path: Path, **extra: str
+                    ) -> Dict[str, str]:
+    """The test process's environment without its Unleash and impactagent settings, and
+    these: one Unleash (``url``) for the app's SDK and for impactagent, which sends only when
+    the app ends (an hour's flush interval), and does not register (the SDK does)."""
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("UNLEASH_", "IMPACTAGENT_"))}
-    env.update(UNLEASH_URL=receiver.api_url, UNLEASH_API_TOKEN="default:development.token",
+    env.update(UNLEASH_URL=url, UNLEASH_API_TOKEN=token,
                UNLEASH_APP_NAME=app_name, SHOP_CACHE_DIR=str(tmp_path / "sdk-cache"),
                IMPACTAGENT_FLUSH_INTERVAL="3600", IMPACTAGENT_REGISTER="0",
                PYTHONPATH=str(ROOT), **extra)

@@ -17,6 +17,7 @@ import requests
 from tests.apps.zero_code.features import FEATURES
 from tests.e2e.conftest import RealServer
 from tests.test_run_apps import (
+    environment_for,
     expected_flags,
     expected_tasks,
     free_port,
@@ -89,8 +90,7 @@ def test_an_unmodified_app_reports_to_the_real_server(kind: str, configured: Rea
     app_name = f"zero-code-{kind}"
     port = free_port()
     unleash.wait_until_flags_are_known()
-    env = {**_environment(tmp_path), "UNLEASH_URL": unleash.url + "/api",
-           "UNLEASH_API_TOKEN": unleash.backend_token, "UNLEASH_APP_NAME": app_name}
+    env = environment_for(unleash.url + "/api", unleash.backend_token, app_name, tmp_path)
     command: List[str] = [part.format(port=port) for part in app["command"]]
     process = start(command, env, port)
     requests, evaluations = send_mix(port, app["routes"], rounds=1)
@@ -112,8 +112,7 @@ def test_an_unmodified_celery_worker_reports_to_the_real_server(configured: Real
                                                                tmp_path: Path) -> None:
     unleash = configured
     app_name = "zero-code-celery"
-    env = {**_environment(tmp_path), "UNLEASH_URL": unleash.url + "/api",
-           "UNLEASH_API_TOKEN": unleash.backend_token, "UNLEASH_APP_NAME": app_name}
+    env = environment_for(unleash.url + "/api", unleash.backend_token, app_name, tmp_path)
 
     def sdk_sent(evaluations: Any) -> None:  # a child's SDK loses what it has not sent
         wait_until(lambda: without_disabled(unleash.admin.totals(app_name, FLAGS)["flags"])
@@ -134,14 +133,3 @@ def wait_until(condition: Any, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.5)
-
-
-def _environment(tmp_path: Path) -> Dict[str, str]:
-    from tests.test_run_apps import ROOT, environment
-
-    class _Nowhere:  # environment() takes the URL from a receiver; it is replaced above
-        api_url = "http://127.0.0.1:9/api"
-
-    env = environment(_Nowhere(), "unused", tmp_path)  # type: ignore[arg-type]
-    env["PYTHONPATH"] = str(ROOT)
-    return env
