@@ -1,6 +1,7 @@
 """``impactagent run`` against unmodified apps (tests/apps/zero_code: none imports
 impactagent), each a real server in real processes, with a real UnleashClient fetching its
-flags from a local stand-in for Unleash that passes metrics on to the receiver.
+flags from the development receiver (``Receiver(features=...)``), which it and impactagent
+both report to, as they would to one Unleash server.
 
 Each test sends a known mix of requests (or tasks), stops the app as an operator would,
 and holds the receiver's totals, by route, status class and flag state, to the mix the
@@ -189,8 +190,8 @@ def wait_for_the_sdk(receiver: Receiver, app: str, evaluations: collections.Coun
 
 def assert_reported(receiver: Receiver, app: str, requests: collections.Counter,
                     evaluations: collections.Counter) -> None:
-    """Every request counted once, by its labels; every evaluation counted once (by the
-    SDK: impactagent adds none)."""
+    """Every request counted once, by its labels; every evaluation counted once (by the SDK,
+    or by impactagent for a client that sends no metrics; never by both)."""
     expected = sum(requests.values())
     receiver.wait_for(lambda r: sum(received_requests(r, app).values()) >= expected,
                       timeout=15)
