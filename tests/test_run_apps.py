@@ -68,6 +68,23 @@ def environment_for(url: str, token: str, app_name: str, tmp_path: Path, **extra
     return env
 
 
+@pytest.fixture
+def launch() -> Iterator[Any]:
+    """``launch(command, env, port)``: :func:`start`, and whatever a failed test left
+    running killed at its end (each command is in a process group of its own)."""
+    started: List[subprocess.Popen] = []
+
+    def launch(command: List[str], env: Dict[str, str], port: int) -> subprocess.Popen:
+        started.append(start(command, env, port))
+        return started[-1]
+
+    yield launch
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate(timeout=10)
+
+
 def start(command: List[str], env: Dict[str, str], port: int) -> subprocess.Popen:
     """``impactagent run -- command``, started and answering on ``port`` (bounded wait)."""
     process = subprocess.Popen(
@@ -204,10 +221,10 @@ def assert_reported(receiver: Receiver, app: str, requests: collections.Counter,
 FLASK_ROUTES = {"hello": "/hello/<user>", "checkout": "/checkout/<user>", "boom": "/boom"}
 
 
-def test_flask_under_flask_run(receiver, tmp_path):
+def test_flask_under_flask_run(receiver, tmp_path, launch):
     port = free_port()
     env = environment(receiver, "zero-flask", tmp_path)
-    process = start([sys.executable, "-m", "flask", "--app", "tests.apps.zero_code.flask_shop",
+    process = launch([sys.executable, "-m", "flask", "--app", "tests.apps.zero_code.flask_shop",
                      "run", "--port", str(port)], env, port)
     requests, evaluations = send_mix(port, FLASK_ROUTES)
     output = stop(process, signal.SIGINT)
@@ -215,10 +232,10 @@ def test_flask_under_flask_run(receiver, tmp_path):
     assert_reported(receiver, "zero-flask", requests, evaluations)
 
 
-def test_fastapi_under_uvicorn_with_two_workers(receiver, tmp_path):
+def test_fastapi_under_uvicorn_with_two_workers(receiver, tmp_path, launch):
     port = free_port()
     env = environment(receiver, "zero-fastapi", tmp_path)
-    process = start([sys.executable, "-m", "uvicorn", "tests.apps.zero_code.fastapi_shop:app",
+    process = launch([sys.executable, "-m", "uvicorn", "tests.apps.zero_code.fastapi_shop:app",
                      "--port", str(port), "--workers", "2", "--log-level", "warning"],
                     env, port)
     requests, evaluations = send_mix(port, {"hello": "/hello/{user}",
@@ -229,11 +246,11 @@ def test_fastapi_under_uvicorn_with_two_workers(receiver, tmp_path):
     assert_reported(receiver, "zero-fastapi", requests, evaluations)
 
 
-def test_django_under_gunicorn_with_preload_and_two_workers(receiver, tmp_path):
+def test_django_under_gunicorn_with_preload_and_two_workers(receiver, tmp_path, launch):
     port = free_port()
     env = environment(receiver, "zero-django", tmp_path,
                       DJANGO_SETTINGS_MODULE="tests.apps.zero_code.django_shop.settings")
-    process = start([sys.executable, "-m", "gunicorn", "--preload", "-w", "2",
+    process = launch([sys.executable, "-m", "gunicorn", "--preload", "-w", "2",
                      "-b", f"127.0.0.1:{port}", "-c",
                      "tests/apps/zero_code/django_shop/gunicorn_conf.py",
                      "tests.apps.zero_code.django_shop.wsgi"], env, port)
@@ -261,6 +278,16 @@ def run_celery_worker(env: Dict[str, str], tmp_path: Path, before_stop: Any
          "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "warning"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)
+    try:
+        return _tasks_through(worker, broker, done, before_stop)
+    finally:
+        if worker.poll() is None:  # a failed test's worker
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.communicate(timeout=10)
+
+
+def _tasks_through(worker: subprocess.Popen, broker: Path, done: Path, before_stop: Any
+                   ) -> Tuple[collections.Counter, str]:
     from celery import Celery
 
     producer = Celery("zero-shop-producer", set_as_current=False)
@@ -318,11 +345,11 @@ def task_counts(counters: Dict[Any, int]) -> collections.Counter:
     return counts
 
 
-def test_a_client_that_sends_no_metrics_has_its_flags_counted_by_impactagent(receiver,
-                                                                             tmp_path):
+def test_a_client_that_sends_no_metrics_has_its_flags_counted_by_impactagent(
+        receiver, tmp_path, launch):
     port = free_port()
     env = environment(receiver, "zero-flask-quiet-sdk", tmp_path, SHOP_SDK_METRICS="off")
-    process = start([sys.executable, "-m", "flask", "--app", "tests.apps.zero_code.flask_shop",
+    process = launch([sys.executable, "-m", "flask", "--app", "tests.apps.zero_code.flask_shop",
                      "run", "--port", str(port)], env, port)
     requests, evaluations = send_mix(port, FLASK_ROUTES, rounds=1)
     output = stop(process, signal.SIGINT)
@@ -330,10 +357,10 @@ def test_a_client_that_sends_no_metrics_has_its_flags_counted_by_impactagent(rec
     assert_reported(receiver, "zero-flask-quiet-sdk", requests, evaluations)
 
 
-def test_a_plain_wsgi_app_under_gunicorn(receiver, tmp_path):
+def test_a_plain_wsgi_app_under_gunicorn(receiver, tmp_path, launch):
     port = free_port()
     env = environment(receiver, "zero-wsgi", tmp_path)
-    process = start([sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
+    process = launch([sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
                      "tests.apps.zero_code.plain_wsgi:application"], env, port)
     statuses = collections.Counter(call(port, "GET", path)[0]
                                    for path in ("/items/1", "/items/2", "/", "/items/3"))
@@ -364,13 +391,13 @@ def test_the_receiver_serves_features_behind_its_token(tmp_path):
         in ran.stderr and ran.stderr.count("\n") == 1
 
 
-def test_django_runserver_through_its_autoreloader(receiver, tmp_path):
+def test_django_runserver_through_its_autoreloader(receiver, tmp_path, launch):
     # The child the autoreloader starts serves; the flags are named, as the client is
     # made at the first request (after the middleware that labels it).
     port = free_port()
     env = environment(receiver, "zero-runserver", tmp_path,
                       IMPACTAGENT_FLAGS="dark-mode,new-checkout")
-    process = start([sys.executable, "tests/apps/zero_code/django_shop/manage.py",
+    process = launch([sys.executable, "tests/apps/zero_code/django_shop/manage.py",
                      "runserver", f"127.0.0.1:{port}"], env, port)
     requests, evaluations = send_mix(port, {"hello": "hello/<str:user>",
                                             "checkout": "checkout/<str:user>",
@@ -382,12 +409,12 @@ def test_django_runserver_through_its_autoreloader(receiver, tmp_path):
     assert_reported(receiver, "zero-runserver", requests, evaluations)
 
 
-def test_flask_run_stopped_by_sigterm_still_sends_its_last_window(receiver, tmp_path):
+def test_flask_run_stopped_by_sigterm_still_sends_its_last_window(receiver, tmp_path, launch):
     # The development server has no SIGTERM handler: the agent's, installed when it was
     # built in the main thread, closes it (the SDK, which has none, loses its last counts).
     port = free_port()
     env = environment(receiver, "zero-flask-sigterm", tmp_path)
-    process = start([sys.executable, "-m", "flask", "--app", "tests.apps.zero_code.flask_shop",
+    process = launch([sys.executable, "-m", "flask", "--app", "tests.apps.zero_code.flask_shop",
                      "run", "--port", str(port)], env, port)
     requests, _ = send_mix(port, FLASK_ROUTES, rounds=1)
     output = stop(process, signal.SIGTERM)
@@ -398,11 +425,11 @@ def test_flask_run_stopped_by_sigterm_still_sends_its_last_window(receiver, tmp_
     assert received_requests(receiver, "zero-flask-sigterm") == requests
 
 
-def test_flask_under_gunicorn_is_counted_once_by_its_rule(receiver, tmp_path):
+def test_flask_under_gunicorn_is_counted_once_by_its_rule(receiver, tmp_path, launch):
     # gunicorn's own instrumentation leaves a Flask app to Flask's, which knows the route.
     port = free_port()
     env = environment(receiver, "zero-flask-gunicorn", tmp_path)
-    process = start([sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}",
+    process = launch([sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}",
                      "tests.apps.zero_code.flask_shop:app"], env, port)
     requests, _ = send_mix(port, FLASK_ROUTES, rounds=1)
     output = stop(process)

@@ -21,10 +21,10 @@ from tests.test_run_apps import (
     expected_flags,
     expected_tasks,
     free_port,
+    launch,  # noqa: F401  (a fixture: the apps a failed test leaves are killed)
     request_counts,
     run_celery_worker,
     send_mix,
-    start,
     stop,
     task_counts,
     without_disabled,
@@ -84,7 +84,8 @@ def configured(unleash: RealServer) -> Iterator[RealServer]:
 
 @pytest.mark.parametrize("kind", sorted(APPS))
 def test_an_unmodified_app_reports_to_the_real_server(kind: str, configured: RealServer,
-                                                      tmp_path: Path) -> None:
+                                                      tmp_path: Path,
+                                                      launch: Any) -> None:  # noqa: F811
     unleash = configured
     app = APPS[kind]
     app_name = f"zero-code-{kind}"
@@ -92,7 +93,7 @@ def test_an_unmodified_app_reports_to_the_real_server(kind: str, configured: Rea
     unleash.wait_until_flags_are_known()
     env = environment_for(unleash.url + "/api", unleash.backend_token, app_name, tmp_path)
     command: List[str] = [part.format(port=port) for part in app["command"]]
-    process = start(command, env, port)
+    process = launch(command, env, port)
     requests, evaluations = send_mix(port, app["routes"], rounds=1)
     # The SDK sends every second; uvicorn's workers end without its last send.
     wait_until(lambda: without_disabled(unleash.admin.totals(app_name, FLAGS)["flags"])
