@@ -1,4 +1,5 @@
-"""The ``impactagent`` command line: ``demo``, ``receive``, ``check``, ``stats`` and ``charts``.
+"""The ``impactagent`` command line: ``demo``, ``receive``, ``check``, ``stats``, ``charts``
+and ``run``.
 
 Every mistake a user can make in calling it (see :mod:`impactagent.devtools.cli_support`)
 ends in one line on stderr and exit status 2, never a traceback.
@@ -71,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="preview the charts declared on this agent (chart= on its "
                          "metrics) as Unleash will draw them, next to the impact view; "
                          "the same reference as 'charts plan --agent' (default: none)")
+    receive.add_argument("--features", metavar="FILE",
+                         help="serve this Unleash features document (JSON, as GET "
+                         "/api/client/features answers) to SDKs, so that an app's Unleash "
+                         "SDK can run against the receiver alone (default: none)")
     receive.add_argument("--duration", type=seconds, metavar="SECONDS",
                          help="stop after this many seconds (default: run until Ctrl-C)")
 
@@ -113,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     charts.add_argument("--agent", required=True, metavar="MODULE:NAME",
                         help="where your agent is, e.g. myapp.metrics:agent, imported from "
                         "the current directory (required)")
+
+    from .autoinstrument.cli import add_run_parser
+
+    add_run_parser(commands)
     return parser
 
 
@@ -135,6 +144,10 @@ def _run(args: argparse.Namespace) -> int:
                          pace=args.pace)
     if args.command == "receive":
         return _receive(args)
+    if args.command == "run":
+        from .autoinstrument.cli import run_command
+
+        return run_command(args)
     if args.command in ("stats", "charts"):
         from .admin.cli import charts_command, stats_command
 
@@ -154,9 +167,11 @@ def _receive(args: argparse.Namespace) -> int:
         if not charts:
             raise UsageError(f"--charts {args.charts}: the agent declares no chart; declare "
                              "one with chart=Chart(...) on agent.counter, gauge or histogram")
+    features = None if args.features is None else _features(args.features)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     receiver = Receiver(port=args.port, host=args.host, token=args.token,
-                        max_body=args.max_body, strict=args.strict, charts=charts)
+                        max_body=args.max_body, strict=args.strict, charts=charts,
+                        features=features)
     try:
         receiver.start()
     except OSError as error:
@@ -173,6 +188,21 @@ def _receive(args: argparse.Namespace) -> int:
     finally:
         receiver.stop()
     return 0
+
+
+def _features(path: str) -> dict:
+    """The features document in ``path``, or a one-line mistake."""
+    import json
+
+    ((_, raw),) = _read_all([path])
+    try:
+        document = json.loads(raw)
+    except ValueError as error:
+        raise UsageError(f"--features {path}: not JSON ({error})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("features"), list):
+        raise UsageError(f"--features {path}: give an Unleash features document, "
+                         '{"version": 1, "features": [...]}')
+    return document
 
 
 def bind_problem(error: OSError, host: str, port: int) -> str:

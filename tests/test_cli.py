@@ -69,7 +69,8 @@ def test_version_prints_the_package_version():
 
 OPTIONS = {"demo": ["--requests", "--url", "--token", "--pace"],
            "receive": ["--port", "--host", "--token", "--strict", "--max-body", "--charts",
-                       "--duration"],
+                       "--features", "--duration"],
+           "run": ["--dry-run"],
            "check": ["--max-body"],
            "stats": ["--url", "--token-env", "--format", "--json"],
            "charts": ["--url", "--token-env", "--agent"]}

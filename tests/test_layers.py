@@ -29,6 +29,7 @@ LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
     ("integrations", ("impactagent.integrations",)),
     ("devtools", ("impactagent.devtools",)),
     ("admin", ("impactagent.admin",)),
+    ("autoinstrument", ("impactagent.autoinstrument",)),
     ("cli", ("impactagent.cli", "impactagent.__main__")),
 ]
 ANYONE_MAY_IMPORT = {"impactagent._version"}

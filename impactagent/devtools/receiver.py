@@ -32,7 +32,10 @@ Prometheus text, or OpenMetrics when ``Accept`` asks for it; ``GET /api/impact``
 view's aggregations per flag and variant (:mod:`impactagent.devtools.impact`), over the
 last hour or ``?window=<seconds>``; ``GET /api/charts`` the numbers of the charts declared in
 code (``charts=``, ``impactagent receive --charts``: :mod:`impactagent.devtools.declared`).
-``POST /api/client/register`` is accepted too (SDKs register first).
+``POST /api/client/register`` is accepted too (SDKs register first). With ``features=``
+(an Unleash client API document: ``{"version": 1, "features": [...]}``), ``GET
+/api/client/features`` serves it, so that an app's Unleash SDK can run against the
+receiver alone: its flags' answers and counts, and impactagent's metrics, in one place.
 
 The token. With ``token=`` (``impactagent receive --token``), every endpoint answers 401
 without it, the views as well as the POSTs: what an app sends may be worth a token to read.
@@ -89,7 +92,8 @@ class Receiver:
                  max_body: int = MAX_BODY, strict: bool = False,
                  read_timeout: float = READ_TIMEOUT,
                  series: Optional[SeriesStore] = None,
-                 charts: Sequence[ChartConfig] = ()) -> None:
+                 charts: Sequence[ChartConfig] = (),
+                 features: Optional[Dict[str, Any]] = None) -> None:
         self.host = host
         self.port = port
         self.token = token
@@ -101,6 +105,8 @@ class Receiver:
         self.received = ReceivedMetrics(series)
         #: Charts declared in code (``agent.chart_configs()``), previewed on the page.
         self.charts = list(charts)
+        #: What ``GET /api/client/features`` serves to an SDK (None: 404, as before).
+        self.features = None if features is None else json.dumps(features).encode()
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
 
@@ -271,6 +277,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = self.path.split("?")[0]
         received = self.receiver.received
+        if path == "/api/client/features" and self.receiver.features is not None:
+            if self._allowed(view=False):
+                self._send(200, self.receiver.features, "application/json")
+            return None
         if not self._allowed(view=True):
             return None
         if path in ("/", "/index.html"):

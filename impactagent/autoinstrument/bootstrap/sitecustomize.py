@@ -1,0 +1,104 @@
+"""The bootstrap ``impactagent run`` puts first on ``PYTHONPATH``: Python imports it at start-up
+(``site``), in the command's process and in every Python process that inherits the variable
+(a gunicorn or Celery worker forked from it, a uvicorn worker or Django's autoreloader child
+started anew).
+
+It imports nothing but ``sys`` and ``os`` (already loaded at start-up) and adds one finder to
+``sys.meta_path``, which looks each import's name up in a set and does nothing else until a
+watched library is imported: then it lets the library load and hands it to
+:mod:`impactagent.autoinstrument.instrumentations`. A process that imports none of them never
+imports impactagent. Another ``sitecustomize`` further on the path still runs, after this one.
+"""
+
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class _Loader:
+    """The library's own loader, and a call to the instrumentation once it has run."""
+
+    def __init__(self, loader, name):
+        self.loader = loader
+        self.name = name
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        # The module is the library's own again, as if this loader had never been there.
+        module.__loader__ = self.loader
+        if getattr(module, "__spec__", None) is not None:
+            module.__spec__.loader = self.loader
+        _loaded(self.name, module)
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+
+class _Finder:
+    """Finds nothing itself: for a watched name, wraps the loader that the next finder gives."""
+
+    def __init__(self, watched):
+        self.watched = watched
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in self.watched:
+            return None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if finder is self or find is None:
+                continue
+            spec = find(name, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _Loader(spec.loader, name)
+                return spec
+        return None
+
+
+def _loaded(name, module):
+    _finder.watched.discard(name)
+    if not _finder.watched and _finder in sys.meta_path:
+        sys.meta_path.remove(_finder)
+    try:
+        from impactagent.autoinstrument.instrumentations import instrument
+    except Exception as error:  # e.g. a command run by an interpreter without impactagent
+        sys.stderr.write(f"impactagent: cannot instrument {name} ({error!r}); the app runs "
+                         "without instrumentation\n")
+        _finder.watched.clear()  # said once: nothing else will be instrumented either
+        if _finder in sys.meta_path:
+            sys.meta_path.remove(_finder)
+        return
+    instrument(name, module)
+
+
+def _chain():
+    """Run the next ``sitecustomize`` on the path, which this one shadows."""
+    ours = sys.modules.pop("sitecustomize")
+    for entry in [e for e in sys.path if os.path.abspath(e or ".") == _HERE]:
+        sys.path.remove(entry)
+    try:
+        import sitecustomize  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError as error:
+        if error.name != "sitecustomize":
+            raise
+    finally:
+        sys.modules.setdefault("sitecustomize", ours)
+
+
+# Only as the interpreter's own sitecustomize, with this folder on PYTHONPATH (the way
+# ``impactagent run`` starts a command): imported any other way, it does nothing.
+_finder = _Finder(set())
+if __name__ == "sitecustomize" and _HERE in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    _finder.watched.update(("flask", "django", "starlette.applications",
+                            "fastapi.applications", "celery.signals", "gunicorn.app.base",
+                            "UnleashClient"))
+    for _name in list(_finder.watched):
+        if _name in sys.modules:  # imported before site ran (not by a normal start-up)
+            _loaded(_name, sys.modules[_name])
+    if _finder.watched:
+        sys.meta_path.insert(0, _finder)
+    _chain()

@@ -1,0 +1,63 @@
+"""The official ``UnleashClient``, wired by itself: each ``is_enabled`` and ``get_variant``
+answer is noted in the request's (or task's) flag scope, so the metrics labelled by that
+flag are split by it, and the clients are known, so their flags can label the metrics.
+
+Each evaluation is counted once. The SDK counts every evaluation and sends the counts
+itself, so impactagent only notes the answer; only a client made with
+``disable_metrics=True``, which sends nothing, has its evaluations counted by the agent.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Optional
+
+from ..core.flag_context import flag_state, note_flag
+from ..core.flag_decorator import evaluation
+from .process import PROCESS
+
+NAME = "unleash"
+
+
+def wire(client_class: Any) -> None:
+    """Wrap ``client_class``'s ``__init__``, ``is_enabled`` and ``get_variant``."""
+    init, is_enabled, get_variant = (client_class.__init__, client_class.is_enabled,
+                                     client_class.get_variant)
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        try:
+            PROCESS.clients.add(self)  # its flags may label the metrics
+        except Exception as error:
+            PROCESS.failed(NAME, error)
+
+    @functools.wraps(is_enabled)
+    def is_enabled_noted(self: Any, feature_name: str, *args: Any, **kwargs: Any) -> Any:
+        enabled = is_enabled(self, feature_name, *args, **kwargs)
+        _note(self, feature_name, bool(enabled), None)
+        return enabled
+
+    @functools.wraps(get_variant)
+    def get_variant_noted(self: Any, feature_name: str, *args: Any, **kwargs: Any) -> Any:
+        variant = get_variant(self, feature_name, *args, **kwargs)
+        _note(self, feature_name, *evaluation(variant))
+        return variant
+
+    client_class.__init__ = __init__
+    client_class.is_enabled = is_enabled_noted
+    client_class.get_variant = get_variant_noted
+
+
+def _note(client: Any, name: str, enabled: bool, variant: Optional[str]) -> None:
+    """Note (or, for a client that sends no metrics, count) one answer; a failure here
+    never reaches the app: it turns this instrumentation off, logged once."""
+    if not PROCESS.enabled(NAME):
+        return
+    try:
+        if client.unleash_disable_metrics:
+            PROCESS.agent().count_evaluation(name, enabled, variant)
+        else:
+            note_flag(name, flag_state(enabled, variant))
+    except Exception as error:
+        PROCESS.failed(NAME, error)

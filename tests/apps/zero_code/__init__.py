@@ -1,0 +1,1 @@
+"""Apps that never import impactagent, for ``impactagent run`` (tests/test_run_apps.py)."""

@@ -1,0 +1,1 @@
+"""A Django project that knows nothing of impactagent, served by gunicorn with --preload."""

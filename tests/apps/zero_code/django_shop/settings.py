@@ -1,0 +1,9 @@
+SECRET_KEY = "zero-code-tests"
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+ROOT_URLCONF = "tests.apps.zero_code.django_shop.urls"
+INSTALLED_APPS = []
+MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
+DATABASES = {}
+TEMPLATES = []
+USE_TZ = True
