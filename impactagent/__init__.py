@@ -90,6 +90,7 @@ __all__ = [
     "Payload",
     "Recorder",
     "Snapshot",
+    "Statistics",
     "ToggleDelta",
     "__version__",
     "build_payloads",
