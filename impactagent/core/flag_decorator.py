@@ -129,4 +129,4 @@ def _forwarder(func: Callable[..., Any], name: str, record: Record) -> Callable[
     namespace = {"_ia_func": func, "_ia_name": name, "_ia_record": record,
                  "_ia_evaluation": evaluation, **defaults}
     exec(_WRAPPER.format(params=", ".join(params), args=", ".join(args)), namespace)
-    return namespace["wrapper"]  # type: ignore[no-any-return]
+    return namespace["wrapper"]
