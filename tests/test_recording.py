@@ -491,3 +491,25 @@ def test_concurrent_gauge_increments_are_exact(agent):
     for thread in threads:
         thread.join(60)
     assert gauge.value == 80_000
+
+
+def test_keyword_labels_of_three_in_any_order_are_one_series_and_wrong_names_are_explained(
+        agent):
+    family = agent.counter("requests_total", "Requests", labels=("method", "route", "status"))
+    child = family.labels(method="GET", route="/cart", status="2xx")
+    assert family.labels(status="2xx", method="GET", route="/cart") is child
+    assert family.labels("GET", "/cart", "2xx") is child
+    assert family.labels(route="/cart", status="2xx", method="GET") is not family.labels(
+        route="GET", status="2xx", method="/cart")  # the values follow their names
+    with pytest.raises(ValueError, match=r"missing \['status'\], unexpected \['code'\]"):
+        family.labels(method="GET", route="/cart", code="2xx")
+    with pytest.raises(ValueError, match=r"unexpected \['extra'\]"):
+        family.labels(method="GET", route="/cart", status="2xx", extra="x")
+    with pytest.raises(ValueError, match=r"missing \['status'\]"):
+        family.labels(method="GET", route="/cart")
+    with pytest.raises(TypeError, match="needs a string value"):
+        family.labels(method="GET", route=["/cart"], status="2xx")
+    with pytest.raises(TypeError, match="not both"):
+        family.labels("GET", route="/cart", status="2xx")
+    assert [c.label_values for c in family.series()] == [("GET", "/cart", "2xx"),
+                                                         ("/cart", "GET", "2xx")]

@@ -9,6 +9,7 @@ only the first time a key is seen.
 
 from __future__ import annotations
 
+import operator
 import sys
 import sysconfig
 import threading
@@ -145,6 +146,12 @@ class MetricFamily(Generic[Child]):
         # The name of a family's only label, for labels(name=value)'s shortest path.
         # ("" for other families: no keyword is ever called that, so the lookup misses.)
         self._sole_label = self.label_names[0] if len(self.label_names) == 1 else ""
+        # The values of keyword label arguments in declaration order, as a tuple, whatever
+        # order they were passed in: one C call, a KeyError for a missing name (families of
+        # two labels or more; itemgetter of one name returns the value itself).
+        self._label_count = len(self.label_names)
+        self._keyword_key = (operator.itemgetter(*self.label_names)
+                             if len(self.label_names) > 1 else None)
         if not isinstance(max_series, int) or max_series < 1:
             raise ValueError(f"max_series of {name!r} must be a positive int, got {max_series!r}")
         self.max_series = max_series
@@ -211,18 +218,21 @@ class MetricFamily(Generic[Child]):
         if self.flags:  # one test on the plain path; flag-aware metrics add their states
             values, kwvalues = self._with_flag_states(values, kwvalues)
         if kwvalues:
-            # Keyword calls in declaration order share the positional cache entry.
+            # Keyword calls, in any order, share the positional cache entry. A name that is
+            # missing, or one too many, goes to _resolve, which explains.
             if len(kwvalues) == 1 and not values:
-                # One keyword: the commonest call, and no tuple of names to build and compare
-                # (a KeyError for a family with other or more labels: _resolve explains).
+                # One keyword: the commonest call.
                 try:
                     key = (kwvalues[self._sole_label],)
                 except KeyError:
                     return self._resolve(values, kwvalues)
-            elif values or tuple(kwvalues) != self.label_names:
+            elif values or len(kwvalues) != self._label_count:
                 return self._resolve(values, kwvalues)
             else:
-                key = tuple(kwvalues.values())
+                try:
+                    key = self._keyword_key(kwvalues)  # type: ignore[misc]
+                except KeyError:
+                    return self._resolve(values, kwvalues)
         else:
             key = values
         try:
