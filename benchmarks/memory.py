@@ -12,6 +12,7 @@ holds N series of value 1, so a library that dropped or folded series would fail
 from __future__ import annotations
 
 import gc
+import itertools
 import sys
 import tracemalloc
 from typing import Any, Callable, Dict, List, Sequence
@@ -22,7 +23,8 @@ import impactagent
 from benchmarks import peers
 from benchmarks.timing import summary
 
-TARGET_BYTES = 120  # bytes per series, impactagent
+TARGET_BYTES = 175  # bytes per series, impactagent
+FLOOR = "floor: a dict from a one-tuple key to an itertools.count"
 
 
 def traced_bytes(fill: Callable[[], Any]) -> int:
@@ -89,6 +91,25 @@ def otel_series(values: List[str]) -> int:
     return size
 
 
+def floor_series(values: List[str]) -> int:
+    """The same design at its least: each series a one-tuple key in a dict, its value an
+    ``itertools.count`` advanced once (no series object, no list of series)."""
+
+    def fill() -> Dict[Any, Any]:
+        lookup = {}
+        for value in values:
+            ticks = itertools.count()
+            next(ticks)
+            lookup[(value,)] = ticks
+        return lookup
+
+    held: List[Any] = []
+    size = traced_bytes(lambda: held.append(fill()))
+    if len(held[0]) != len(values):
+        raise RuntimeError(f"the floor did not hold {len(values)} series")
+    return size
+
+
 def series_breakdown(size: int = 10_000) -> Dict[str, float]:
     """Where one labelled series' bytes go (``sys.getsizeof``, GC headers included): the
     series object, the objects only it refers to (its increment counter), its label tuple
@@ -118,7 +139,8 @@ def memory_rows(sizes: Sequence[int], repeat: Dict[int, int],
     for size in sizes:
         for keyword in keyword_styles:
             call = "labels(route=v).inc()" if keyword else "labels(v).inc()"
-            measured: Dict[str, List[float]] = {"impactagent": [], "prometheus_client": []}
+            measured: Dict[str, List[float]] = {"impactagent": [], FLOOR: [],
+                                                "prometheus_client": []}
             if with_otel and not keyword:
                 measured["OpenTelemetry add(1, {route: v})"] = []
             for attempt in range(repeat[size]):
@@ -126,8 +148,9 @@ def memory_rows(sizes: Sequence[int], repeat: Dict[int, int],
                 values = [f"/route/{keyword:d}/{attempt}/{i:06d}" for i in range(size)]
                 measured["impactagent"].append(ours_series(
                     agent, f"m_{size}_{keyword:d}_{attempt}", values, keyword) / size)
+                measured[FLOOR].append(floor_series(values) / size)
                 measured["prometheus_client"].append(prom_series(values, keyword) / size)
-                if len(measured) == 3:
+                if len(measured) == 4:
                     measured["OpenTelemetry add(1, {route: v})"].append(
                         otel_series(values) / size)
                 del values
