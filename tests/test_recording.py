@@ -513,3 +513,22 @@ def test_keyword_labels_of_three_in_any_order_are_one_series_and_wrong_names_are
         family.labels("GET", route="/cart", status="2xx")
     assert [c.label_values for c in family.series()] == [("GET", "/cart", "2xx"),
                                                          ("/cart", "GET", "2xx")]
+
+
+def test_a_histograms_sum_since_start_holds_through_collects_restores_and_drops(agent):
+    latency = agent.histogram("latency_seconds", "Latency", buckets=(1.0,))
+    latency.observe(0.5)
+    failed = agent.collect()
+    latency.observe(2.0)
+    assert latency.sum == 2.5  # one window taken, one open
+    agent.restore(failed)
+    assert latency.sum == 2.5  # given back: counted once, not twice
+    agent.collect()
+    assert (latency.sum, latency.count) == (2.5, 2)
+    big = 2.0**52
+    latency.observe(big)
+    failed = agent.collect()
+    latency.observe(big)
+    agent.restore(failed)  # the two windows no longer fit one sum: the older is dropped
+    assert agent.statistics()["dropped"].get("unsafe_sum") == 1
+    assert (latency.sum, latency.count) == (2.5 + 2 * big, 4)  # still observed, since start
