@@ -532,3 +532,15 @@ def test_a_histograms_sum_since_start_holds_through_collects_restores_and_drops(
     agent.restore(failed)  # the two windows no longer fit one sum: the older is dropped
     assert agent.statistics()["dropped"].get("unsafe_sum") == 1
     assert (latency.sum, latency.count) == (2.5 + 2 * big, 4)  # still observed, since start
+
+
+def test_a_counter_series_is_no_iterable_whatever_it_is_made_of(agent):
+    series = agent.counter("jobs_total", "Jobs", labels=("queue",)).labels("mail")
+    series.inc()
+    with pytest.raises(TypeError, match=r"not iterable; read \.value"):
+        list(series)  # would never end if the series iterated as the count it is built on
+    with pytest.raises(TypeError, match="not iterable"):
+        for _ in series:
+            pass
+    assert series.value == 1  # reading is exact however often it is read
+    assert series.value == 1
