@@ -143,12 +143,11 @@ class MetricFamily(Generic[Child]):
         )
         #: The label names the caller passes values for (the flags' are filled in).
         self.caller_label_names = self.label_names[: len(self.label_names) - len(flag_labels)]
-        # The name of a family's only label, for labels(name=value)'s shortest path.
-        # ("" for other families: no keyword is ever called that, so the lookup misses.)
+        # The name of a family's only label: labels(name=value) keys on (kwvalues[name],).
         self._sole_label = self.label_names[0] if len(self.label_names) == 1 else ""
-        # The values of keyword label arguments in declaration order, as a tuple, whatever
-        # order they were passed in: one C call, a KeyError for a missing name (families of
-        # two labels or more; itemgetter of one name returns the value itself).
+        # For two labels or more, the keyword values in declaration order, as a tuple,
+        # whatever order they were passed in: one C call, a KeyError for a missing name.
+        # (An itemgetter of one name returns the value itself, not a tuple.)
         self._label_count = len(self.label_names)
         self._keyword_key = (operator.itemgetter(*self.label_names)
                              if len(self.label_names) > 1 else None)
@@ -220,19 +219,13 @@ class MetricFamily(Generic[Child]):
         if kwvalues:
             # Keyword calls, in any order, share the positional cache entry. A name that is
             # missing, or one too many, goes to _resolve, which explains.
-            if len(kwvalues) == 1 and not values:
-                # One keyword: the commonest call.
-                try:
-                    key = (kwvalues[self._sole_label],)
-                except KeyError:
-                    return self._resolve(values, kwvalues)
-            elif values or len(kwvalues) != self._label_count:
+            if values or len(kwvalues) != self._label_count:
                 return self._resolve(values, kwvalues)
-            else:
-                try:
-                    key = self._keyword_key(kwvalues)  # type: ignore[misc]
-                except KeyError:
-                    return self._resolve(values, kwvalues)
+            try:
+                key = (self._keyword_key(kwvalues) if self._keyword_key is not None
+                       else (kwvalues[self._sole_label],))
+            except KeyError:
+                return self._resolve(values, kwvalues)
         else:
             key = values
         try:
