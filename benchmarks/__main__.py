@@ -88,15 +88,11 @@ def targets(results: Dict[str, Any]) -> List[Tuple[str, str, Optional[bool]]]:
                           f"{row['target']:g}x prometheus_client, every total exact",
                           f"{row['ratio']:.2f}x", row["met"]))
     breakdown = results.get("memory_breakdown", {})
-    cause = "; cause, per series: " + ", ".join(
-        f"{part} {size:.0f} B" for part, size in breakdown.items() if part != "total")
     for row in results.get("memory", []):
-        floor = [p for p in row["peers"] if p["name"] == memory.FLOOR]
         measured = f"{row['ours']['median']:.0f} B"
-        if floor:
-            measured += f" (floor {floor[0]['result']['median']:.0f} B)"
-        found.append((f"{row['operation']} <= {row['target_bytes']} B",
-                      measured + (cause if breakdown and not row["met"] else ""), row["met"]))
+        if not row["met"]:
+            measured += memory.cause(row, breakdown)
+        found.append((f"{row['operation']} <= {row['target_bytes']} B", measured, row["met"]))
     for row in results.get("collect", []):
         if row["series"] == 10_000 and row["default_switch_interval"]:
             found.append((f"collect + build_payloads of 10,000 series < {collect.TARGET_MS:g} ms",

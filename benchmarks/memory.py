@@ -110,21 +110,28 @@ def floor_series(values: List[str]) -> int:
     return size
 
 
-def series_breakdown(size: int = 10_000) -> Dict[str, float]:
-    """Where one labelled series' bytes go (``sys.getsizeof``, GC headers included): the
-    series object (an ``itertools.count`` with the series' slots), its label tuple (also
-    the lookup key), and the family's list and dict storage per series (the rest of the
-    tracemalloc total)."""
+def series_breakdown() -> Dict[str, Any]:
+    """What a labelled series holds beyond the floor's bare ``itertools.count``: its slots
+    (``sys.getsizeof`` of a series less that of a count) and their names. The rest of what
+    it costs over the floor is its place in the family's list of series."""
     agent = impactagent.Agent(app_name="bench-memory-breakdown")
-    counter = agent.counter("m_breakdown", "h", labels=("route",), max_series=size)
-    values = [f"/breakdown/{i:06d}" for i in range(size)]
-    total = fill_bytes(counter.labels, values, keyword=False) / size
-    series = counter.series()[size // 2]
-    parts = {"series object (its own count)": float(sys.getsizeof(series)),
-             "label tuple (the lookup key)": float(sys.getsizeof(series.label_values))}
-    parts["lookup dict and series list, per series"] = total - sum(parts.values())
-    parts["total"] = total
-    return parts
+    series = agent.counter("m_breakdown", "h", labels=("route",)).labels("/breakdown")
+    names = [name for cls in type(series).__mro__ for name in getattr(cls, "__slots__", ())]
+    return {"slot_bytes": sys.getsizeof(series) - sys.getsizeof(itertools.count()),
+            "slots": names}
+
+
+def cause(row: Dict[str, Any], breakdown: Dict[str, Any]) -> str:
+    """Why a memory row is over its target: the floor, and what a series adds to it."""
+    floor = [p["result"]["median"] for p in row["peers"] if p["name"] == FLOOR]
+    if not floor or not breakdown:
+        return ""
+    added = row["ours"]["median"] - floor[0]
+    slots = breakdown["slot_bytes"]
+    return (f"; cause: the floor alone is {floor[0]:.0f} B; a series adds {added:.0f} B to "
+            f"it: {slots} B for its {len(breakdown['slots'])} slots over a bare count "
+            f"({', '.join(breakdown['slots'])}) and {added - slots:.0f} B for its place in "
+            "the family's list of series")
 
 
 def memory_rows(sizes: Sequence[int], repeat: Dict[int, int],
