@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import threading
 from types import SimpleNamespace
@@ -290,3 +291,19 @@ def test_a_decorated_flag_notes_its_state_where_a_metric_is_labelled_by_it(agent
     assert before == {}  # as record_flag: nothing labelled by the flag yet, nothing noted
     assert after == {"new-checkout": "green"}
     assert series == {("green",): 1}
+
+
+def test_flag_decorator_on_methods_in_a_class_body_and_on_partials(agent):
+    class Flags:
+        @agent.flag("by-method")
+        def beta(self, user, *, strict=False):
+            return user.startswith("beta-") and not strict
+
+    def decide(threshold, user):
+        return "blue" if user > threshold else False
+
+    flags = Flags()
+    assert (flags.beta("beta-ann"), flags.beta("bob"), flags.beta(user="beta-x", strict=True)) \
+        == (True, False, False)
+    assert agent.flag("by-partial")(functools.partial(decide, 5))(user=9) == "blue"
+    assert toggles(agent) == {"by-method": (1, 2, {}), "by-partial": (1, 0, {"blue": 1})}
