@@ -125,7 +125,7 @@ def cause_of(row: Dict[str, Any], peer: Dict[str, Any], floors: Dict[str, float]
     floor_name = {"histogram": hot_path.HISTOGRAM_FLOOR,
                   "gauge": hot_path.GAUGE_FLOOR}.get(row["operation"].split()[0])
     floor = floors.get(floor_name or "")
-    if floor and floor_name and peer["name"] == hot_path.PROM:
+    if floor and floor_name:
         return (f"; cause: the floor, {floor_name.split(': ', 1)[1]}, is {floor:.0f} ns, "
                 f"already {floor / against:.2f}x {peer['name']}; impactagent adds "
                 f"{ours - floor:.0f} ns to it")
