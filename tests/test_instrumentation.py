@@ -264,13 +264,20 @@ def test_flag_decorator_on_callables_of_every_shape(agent):
     def keyword_after_positional_only(a, /, *, b):
         return a and b
 
+    def claims_other_parameters(*args, **kwargs):
+        return args == (1,) and not kwargs  # a claimed default passed on would show here
+
+    claims_other_parameters.__signature__ = inspect.signature(lambda a, b=2: None)
+
     decider = Decider()
+    assert agent.flag("claimed")(claims_other_parameters)(1) is True
     assert agent.flag("call")(decider)("beta") is True
     assert agent.flag("method")(decider.method)(user="beta") == "blue"
     assert agent.flag("builtin")(bool)(0) is False
     assert agent.flag("clash")(names_like_the_wrapper)(_ia_func=True) is True
     assert agent.flag("kw")(keyword_after_positional_only)(1, b=True) is True
-    assert toggles(agent) == {"call": (1, 0, {}), "method": (1, 0, {"blue": 1}),
+    assert toggles(agent) == {"claimed": (1, 0, {}), "call": (1, 0, {}),
+                              "method": (1, 0, {"blue": 1}),
                               "builtin": (0, 1, {}), "clash": (1, 0, {}), "kw": (1, 0, {})}
 
 

@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Optional, Protocol, Tuple, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
-#: ``record(name, enabled, variant=None)``: counts one evaluation (FlagCounts.record).
-Record = Callable[..., None]
+
+
+class Record(Protocol):
+    """Counts one evaluation (``FlagCounts.record``)."""
+
+    def __call__(self, name: str, enabled: bool, variant: Optional[str] = None) -> None: ...
 
 
 def evaluation(result: Any) -> Tuple[bool, Optional[str]]:
@@ -93,16 +97,18 @@ def _forwarder(func: Callable[..., Any], name: str, record: Record) -> Callable[
 
     Written with ``func``'s own parameter list (defaults are ``func``'s own objects) rather
     than ``*args, **kwargs``: a call then packs no tuple and builds no dict, which is most
-    of what the wrapper would cost (see benchmarks/README.md). A callable whose parameters
-    cannot be read, or that has one named like the wrapper's own names, gets the
-    ``*args, **kwargs`` form: the same behaviour, one step slower.
+    of what the wrapper would cost (see benchmarks/README.md). Only for a Python function
+    or method whose parameters are its code's own (no ``__signature__`` that could claim
+    others), and none named like the wrapper's own ``_ia_`` names; any other callable (a
+    class, a partial, a builtin) gets the ``*args, **kwargs`` form: the same behaviour, one
+    step slower.
     """
     params, args = ["*args", "**kwargs"], ["*args", "**kwargs"]
     defaults: Dict[str, Any] = {}
-    try:
+    signature = None
+    if ((inspect.isfunction(func) or inspect.ismethod(func))
+            and getattr(func, "__signature__", None) is None):
         signature = inspect.signature(func, follow_wrapped=False)
-    except (TypeError, ValueError):  # a builtin or an object without a readable signature
-        signature = None
     if signature is not None and not any(p.startswith("_ia_") for p in signature.parameters):
         params, args = [], []
         star = slash = False
@@ -128,5 +134,6 @@ def _forwarder(func: Callable[..., Any], name: str, record: Record) -> Callable[
             params.append("/")
     namespace = {"_ia_func": func, "_ia_name": name, "_ia_record": record,
                  "_ia_evaluation": evaluation, **defaults}
-    exec(_WRAPPER.format(params=", ".join(params), args=", ".join(args)), namespace)
+    source = _WRAPPER.format(params=", ".join(params), args=", ".join(args))
+    exec(compile(source, f"<@flag({name!r}) wrapper>", "exec"), namespace)
     return namespace["wrapper"]
