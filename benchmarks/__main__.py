@@ -18,16 +18,19 @@ cannot import are left out, and the web part needs gunicorn (``wrk`` if present)
     python -m benchmarks                  # full run, under 5 minutes
     python -m benchmarks --quick          # smoke run (CI), under a minute
     python -m benchmarks --json out.json  # also write every measurement as JSON
+    python -m benchmarks --python ../venv-3.12/bin/python --python ../venv-3.13/bin/python
+                                          # the hot path and memory targets per version
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from benchmarks import collect, hot_path, memory, threads, web
+from benchmarks import collect, hot_path, memory, threads, versions, web
 from benchmarks.machine import describe, machine, write_json
 from benchmarks.timing import met_cell, peer_table
 
@@ -41,7 +44,8 @@ def run(quick: bool, parts: Tuple[str, ...] = PARTS) -> Dict[str, Any]:
         "threads": lambda: threads.thread_rows(quick),
         # --quick leaves out the 100k sizes: they are most of the time and add no new code path.
         "memory": lambda: memory.memory_rows(
-            (10_000,) if quick else (10_000, 100_000), {10_000: 1 if quick else 3, 100_000: 2}),
+            (1_000, 10_000) if quick else (1_000, 10_000, 100_000),
+            {1_000: 3, 10_000: 1 if quick else 3, 100_000: 2}),
         "collect": lambda: collect.collect_rows(
             quick, collect.SIZES[:2] if quick else collect.SIZES),
         "web": lambda: web.web_rows(quick),
@@ -65,15 +69,17 @@ def targets(results: Dict[str, Any]) -> List[Tuple[str, str, Optional[bool]]]:
     rows = results.get("hot_path", {}).get("rows", [])
     floors = {row["operation"]: row["ours"]["median"] for row in rows if not row["peers"]}
     for row in rows:
+        if "derived" in row:  # the decorator: what it adds to a call, over record_flag's cost
+            d = row["derived"]
+            found.append((f"@agent.flag overhead (decorated - bare) <= {d['target']}x "
+                          "record_flag alone",
+                          f"{d['ratio']:.2f}x ({row['ours']['median']:.0f} - {d['bare_ns']:.0f}"
+                          f" ns over {d['record_flag_ns']:.0f} ns)", d["met"]))
         for peer in row["peers"]:
             if peer["target"] is not None:
-                measured = f"{peer['ratio']:.2f}x"
-                floor = floors.get(hot_path.HISTOGRAM_FLOOR)
-                if not peer["met"] and row["operation"].startswith("histogram") and floor:
-                    measured += (f"; cause: the floor of any exact, thread-safe histogram in "
-                                 f"pure Python is {floor:.0f} ns, already "
-                                 f"{floor / peer['result']['median']:.2f}x {peer['name']} "
-                                 f"(observe() is {row['ours']['median']:.0f} ns)")
+                measured = f"{peer['ratio']:.2f}x ({row['ours']['median']:.0f} ns)"
+                if not peer["met"]:
+                    measured += cause_of(row, peer, floors)
                 found.append((f"{row['operation']} <= {peer['target']}x {peer['name']}",
                               measured, peer["met"]))
     for row in results.get("threads", []):
@@ -82,12 +88,11 @@ def targets(results: Dict[str, Any]) -> List[Tuple[str, str, Optional[bool]]]:
                           f"{row['target']:g}x prometheus_client, every total exact",
                           f"{row['ratio']:.2f}x", row["met"]))
     breakdown = results.get("memory_breakdown", {})
-    cause = "; cause, per series: " + ", ".join(
-        f"{part} {size:.0f} B" for part, size in breakdown.items() if part != "total")
     for row in results.get("memory", []):
-        found.append((f"{row['operation']} <= {row['target_bytes']} B",
-                      f"{row['ours']['median']:.0f} B"
-                      + (cause if breakdown and not row["met"] else ""), row["met"]))
+        measured = f"{row['ours']['median']:.0f} B"
+        if not row["met"]:
+            measured += memory.cause(row, breakdown)
+        found.append((f"{row['operation']} <= {row['target_bytes']} B", measured, row["met"]))
     for row in results.get("collect", []):
         if row["series"] == 10_000 and row["default_switch_interval"]:
             found.append((f"collect + build_payloads of 10,000 series < {collect.TARGET_MS:g} ms",
@@ -110,6 +115,24 @@ def targets(results: Dict[str, Any]) -> List[Tuple[str, str, Optional[bool]]]:
                       + ("" if w["met_p99"] else f"; cause: {web.throughput_cause(w)}"),
                       w["met_p99"]))
     return found
+
+
+def cause_of(row: Dict[str, Any], peer: Dict[str, Any], floors: Dict[str, float]) -> str:
+    """Why a hot-path target was not met, from this run's floors: what the least work of
+    the same kind costs against the same peer, and what impactagent adds to it."""
+    ours = row["ours"]["median"]
+    against = peer["result"]["median"]
+    floor_name = {"histogram": hot_path.HISTOGRAM_FLOOR,
+                  "gauge": hot_path.GAUGE_FLOOR}.get(row["operation"].split()[0])
+    floor = floors.get(floor_name or "")
+    if floor and floor_name:
+        return (f"; cause: the floor, {floor_name.split(': ', 1)[1]}, is {floor:.0f} ns, "
+                f"already {floor / against:.2f}x {peer['name']}; impactagent adds "
+                f"{ours - floor:.0f} ns to it")
+    if peer["name"] == hot_path.MINIMAL_FAMILY:
+        return (f"; cause: {ours - against:.0f} ns over the minimal family: the flags= test "
+                "and the one-keyword branch it does not have")
+    return ""
 
 
 def report(results: Dict[str, Any]) -> str:
@@ -136,6 +159,9 @@ def report(results: Dict[str, Any]) -> str:
         out += ["", f"### 5. Web app: gunicorn -w 1 --threads 4, {w['generator']}, "
                 f"{w['connections']} connections, {w['rounds']} rounds of {w['seconds']:g} s "
                 "per variant", "", web.table(w)]
+    if results.get("versions"):
+        out += ["", "### Per Python version: the hot path and memory targets", "",
+                versions.table(versions.columns(results, results["versions"], targets))]
     out += ["", "### Targets", "", "| target | measured | |", "|---|---|---|"]
     out += [f"| {name} | {measured} | {met_cell(met)} |"
             for name, measured, met in targets(results)]
@@ -150,8 +176,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write every result as JSON")
     parser.add_argument("--only", metavar="PART", action="append", choices=PARTS,
                         help="run only this part (repeatable)")
+    parser.add_argument("--python", metavar="PATH", action="append",
+                        help="also run the hot path and memory parts in this interpreter, a "
+                             "column per version (repeatable; default: "
+                             "$IMPACTAGENT_BENCH_PYTHONS)")
     args = parser.parse_args(argv)
+    others = versions.interpreters(args.python)
+    for python in others:
+        if not os.access(python, os.X_OK):
+            parser.error(f"--python {python}: no such interpreter; give the path of a venv's "
+                         "python with impactagent[bench] installed")
     results = run(args.quick, tuple(args.only) if args.only else PARTS)
+    if others:
+        results["versions"] = {python: versions.run_in(python, args.quick) for python in others}
     print(report(results))
     if args.json:
         write_json(args.json, results)

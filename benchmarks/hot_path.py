@@ -28,14 +28,16 @@ OpenTelemetry and UnleashClient peers are left out when those are not installed.
 from __future__ import annotations
 
 import argparse
+import itertools
+import operator
 import sys
 import threading
 import time
 from bisect import bisect_left
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 try:
-    import prometheus_client  # noqa: F401 - peers needs it; say so before its ImportError
+    import prometheus_client  # peers needs it: say so before its ImportError
 except ImportError:  # pragma: no cover - depends on the environment
     sys.exit('benchmarks.hot_path needs prometheus_client: pip install -e ".[bench]"')
 
@@ -49,6 +51,7 @@ __all__ = ["cases", "main", "make_timer", "run", "summary", "table"]
 
 SERIES = 10_000  # series per memory measurement
 PROM, OTEL, UNLEASH = "prometheus_client", "OpenTelemetry", "UnleashClient impact_metrics"
+_ONE = 1
 
 
 def cases() -> List[Case]:
@@ -66,7 +69,12 @@ def cases() -> List[Case]:
     prom = peers.prometheus()
     otel = peers.otel()
     impact = peers.unleash_impact()
+    three = ("method", "route", "status")
+    prom_counter3 = prometheus_client.Counter("c3", "h", three,
+                                              registry=prometheus_client.CollectorRegistry())
     names: Dict[str, Any] = {
+        "ours_counter3": agent.counter("c3", "h", labels=three),
+        "floor_family": MinimalFamily(three), "prom_counter3": prom_counter3,
         "agent": agent, "ours_counter": ours_counter,
         "ours_child": ours_counter.labels(route="/cart"), "ours_plain": ours_plain,
         "prom_plain": prom["plain"],
@@ -104,8 +112,13 @@ def cases() -> List[Case]:
             Peer(PROM, "prom_histogram.observe(0.31)", 0.35),
             if_otel("otel_histogram.record(0.31)"),
             if_impact('impact.observe_histogram("h", 0.31)')), names),
+        Case(LABELS_3KW, 'ours_counter3.labels(method="GET", route="/cart", status="2xx").inc()',
+             (Peer(MINIMAL_FAMILY, 'floor_family.labels(method="GET", route="/cart", '
+                                   'status="2xx").inc()', 1.2),
+              Peer(PROM, 'prom_counter3.labels(method="GET", route="/cart", status="2xx")'
+                         '.inc()')), names),
         Case("gauge set(12.5)", "ours_gauge.set(12.5)", some(
-            Peer(PROM, "prom_gauge.set(12.5)", 0.4),
+            Peer(PROM, "prom_gauge.set(12.5)", 0.2),
             if_otel("otel_gauge.set(12.5)"),
             if_impact('impact.update_gauge("g", 12.5)')), names),
     ]
@@ -114,6 +127,11 @@ def cases() -> List[Case]:
                          'agent.increment_counter("c2")',
                          (Peer(f'{UNLEASH} increment_counter("c")',
                                'impact.increment_counter("c")'),), names))
+    flags: Dict[str, Any] = {"agent": agent, "bare": _decide,
+                             "decorated": agent.flag("checkout-v2")(_decide)}
+    rows.append(Case(DECORATOR, 'decorated("ann")', (
+        Peer("the bare function", 'bare("ann")'),
+        Peer("record_flag alone", 'agent.record_flag("checkout-v2", False)')), flags))
     engine = peers.engine()
     if engine is not None:
         flags = {"agent": agent, "engine": engine}
@@ -124,9 +142,11 @@ def cases() -> List[Case]:
                  'engine.count_toggle("new-checkout", True); '
                  'engine.count_variant("new-checkout", "blue")')), flags))
     floor = {"lock": threading.Lock(), "d": {"k": 0}, "k": "k",
-             "histogram_floor": HistogramFloor(names["ours_histogram"].buckets).observe}
+             "histogram_floor": HistogramFloor(names["ours_histogram"].buckets).observe,
+             "gauge_floor": GaugeFloor()}
     rows += [
         Case(HISTOGRAM_FLOOR, "histogram_floor(0.31)", (), floor),
+        Case(GAUGE_FLOOR, "gauge_floor.set(12.5)", (), floor),
         Case("floor: lock.acquire(); d[k] += 1; lock.release()",
              "lock.acquire(); d[k] += 1; lock.release()", (), floor),
         Case("floor: d[k] += 1 (no lock)", "d[k] += 1", (), floor),
@@ -138,6 +158,74 @@ def cases() -> List[Case]:
 
 
 HISTOGRAM_FLOOR = "floor: a histogram's least work (method call, bisect, lock, 2 stores)"
+GAUGE_FLOOR = "floor: a gauge's least work (method call, the range checks, 1 attribute store)"
+LABELS_3KW = 'labels(method=, route=, status=).inc()'
+MINIMAL_FAMILY = "floor: a minimal family (count check, itemgetter key, 1 lookup, next())"
+DECORATOR = '@agent.flag: decorated("ann") (a 1-line function)'
+DECORATOR_TARGET = 1.5  # (decorated - bare) / record_flag alone
+
+
+def _decide(user: str) -> bool:
+    """The flag function of the decorator row: as cheap as a function gets."""
+    return user == "beta"
+
+
+def decorator_overhead(row: Dict[str, Any]) -> Dict[str, Any]:
+    """What ``@agent.flag`` adds to a call (decorated minus bare, medians of the same run),
+    over what ``record_flag`` alone costs, against :data:`DECORATOR_TARGET`."""
+    bare, alone = (peer["result"]["median"] for peer in row["peers"])
+    overhead = row["ours"]["median"] - bare
+    ratio = overhead / alone
+    return {"overhead_ns": overhead, "record_flag_ns": alone, "bare_ns": bare,
+            "ratio": ratio, "target": DECORATOR_TARGET, "met": ratio <= DECORATOR_TARGET}
+
+
+class _MinimalSeries:
+    __slots__ = ("_ticks",)
+
+    def __init__(self) -> None:
+        self._ticks = itertools.count()
+
+    def inc(self, amount: int = 1) -> None:
+        if amount is _ONE:
+            next(self._ticks)
+            return
+        raise ValueError(amount)
+
+
+class MinimalFamily:
+    """The least a correct ``labels(**names).inc()`` does in pure Python: a method call that
+    takes keywords, a check of their number, their values as a key in the family's order
+    (one ``itemgetter`` call, which also refuses a missing name), one dict lookup, and the
+    series' ``inc()`` of 1 (one ``next()``). No flags, no aliases, no series limit."""
+
+    __slots__ = ("_count", "_key", "_lookup")
+
+    def __init__(self, names: Tuple[str, ...]) -> None:
+        self._count = len(names)
+        self._key = operator.itemgetter(*names)
+        self._lookup = {("GET", "/cart", "2xx"): _MinimalSeries()}
+
+    def labels(self, **kwvalues: Any) -> _MinimalSeries:
+        if len(kwvalues) != self._count:
+            raise ValueError(kwvalues)
+        return self._lookup[self._key(kwvalues)]
+
+
+class GaugeFloor:
+    """The least a gauge's ``set()`` does: a method call, the checks every number needs (an
+    exact int or float within the range the server takes) and one attribute store. Nothing
+    makes it safe against a racing ``inc()``: the floor, not a design."""
+
+    __slots__ = ("_value",)
+
+    def set(self, value: Any) -> None:
+        if value.__class__ is float:
+            if not -9007199254740991.0 <= value <= 9007199254740991.0:
+                return
+        elif value.__class__ is not int or not -9007199254740991 <= value <= 9007199254740991:
+            return
+        self._value = value
 
 
 class HistogramFloor:
@@ -169,6 +257,9 @@ def run(quick: bool = False, memory: bool = True) -> Dict[str, Any]:
     repeat, seconds, memory_repeat = (5, 0.02, 1) if quick else (9, 0.15, 3)
     started = time.perf_counter()
     rows = [time_case(case, repeat, seconds) for case in cases()]
+    for row in rows:
+        if row["operation"] == DECORATOR:
+            row["derived"] = decorator_overhead(row)
     if memory:
         rows += memory_rows((SERIES,), {SERIES: memory_repeat}, keyword_styles=(False, True))
     return {

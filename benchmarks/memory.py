@@ -12,6 +12,7 @@ holds N series of value 1, so a library that dropped or folded series would fail
 from __future__ import annotations
 
 import gc
+import itertools
 import sys
 import tracemalloc
 from typing import Any, Callable, Dict, List, Sequence
@@ -22,7 +23,8 @@ import impactagent
 from benchmarks import peers
 from benchmarks.timing import summary
 
-TARGET_BYTES = 120  # bytes per series, impactagent
+TARGET_BYTES = 175  # bytes per series, impactagent
+FLOOR = "floor: a dict from a one-tuple key to an itertools.count"
 
 
 def traced_bytes(fill: Callable[[], Any]) -> int:
@@ -89,24 +91,47 @@ def otel_series(values: List[str]) -> int:
     return size
 
 
-def series_breakdown(size: int = 10_000) -> Dict[str, float]:
-    """Where one labelled series' bytes go (``sys.getsizeof``, GC headers included): the
-    series object, the objects only it refers to (its increment counter), its label tuple
-    (also the lookup key), and the family's list and dict storage per series (the rest of
-    the tracemalloc total)."""
+def floor_series(values: List[str]) -> int:
+    """The same design at its least: each series a one-tuple key in a dict, its value an
+    ``itertools.count`` advanced once (no series object, no list of series)."""
+
+    def fill() -> Dict[Any, Any]:
+        lookup = {}
+        for value in values:
+            ticks = itertools.count()
+            next(ticks)
+            lookup[(value,)] = ticks
+        return lookup
+
+    held: List[Any] = []
+    size = traced_bytes(lambda: held.append(fill()))
+    if len(held[0]) != len(values):
+        raise RuntimeError(f"the floor did not hold {len(values)} series")
+    return size
+
+
+def series_breakdown() -> Dict[str, Any]:
+    """What a labelled series holds beyond the floor's bare ``itertools.count``: its slots
+    (``sys.getsizeof`` of a series less that of a count) and their names. The rest of what
+    it costs over the floor is its place in the family's list of series."""
     agent = impactagent.Agent(app_name="bench-memory-breakdown")
-    counter = agent.counter("m_breakdown", "h", labels=("route",), max_series=size)
-    values = [f"/breakdown/{i:06d}" for i in range(size)]
-    total = fill_bytes(counter.labels, values, keyword=False) / size
-    series = counter.series()[size // 2]
-    owned = [r for r in gc.get_referents(series)
-             if type(r).__name__ == "count"]  # itertools.count: the lock-free increments
-    parts = {"series object": float(sys.getsizeof(series)),
-             "its increment counter": float(sum(sys.getsizeof(r) for r in owned)),
-             "label tuple (the lookup key)": float(sys.getsizeof(series.label_values))}
-    parts["lookup dict and series list, per series"] = total - sum(parts.values())
-    parts["total"] = total
-    return parts
+    series = agent.counter("m_breakdown", "h", labels=("route",)).labels("/breakdown")
+    names = [name for cls in type(series).__mro__ for name in getattr(cls, "__slots__", ())]
+    return {"slot_bytes": sys.getsizeof(series) - sys.getsizeof(itertools.count()),
+            "slots": names}
+
+
+def cause(row: Dict[str, Any], breakdown: Dict[str, Any]) -> str:
+    """Why a memory row is over its target: the floor, and what a series adds to it."""
+    floor = [p["result"]["median"] for p in row["peers"] if p["name"] == FLOOR]
+    if not floor or not breakdown:
+        return ""
+    added = row["ours"]["median"] - floor[0]
+    slots = breakdown["slot_bytes"]
+    return (f"; cause: the floor alone is {floor[0]:.0f} B; a series adds {added:.0f} B to "
+            f"it: {slots} B for its {len(breakdown['slots'])} slots over a bare count "
+            f"({', '.join(breakdown['slots'])}) and {added - slots:.0f} B for its place in "
+            "the family's list of series")
 
 
 def memory_rows(sizes: Sequence[int], repeat: Dict[int, int],
@@ -118,7 +143,8 @@ def memory_rows(sizes: Sequence[int], repeat: Dict[int, int],
     for size in sizes:
         for keyword in keyword_styles:
             call = "labels(route=v).inc()" if keyword else "labels(v).inc()"
-            measured: Dict[str, List[float]] = {"impactagent": [], "prometheus_client": []}
+            measured: Dict[str, List[float]] = {"impactagent": [], FLOOR: [],
+                                                "prometheus_client": []}
             if with_otel and not keyword:
                 measured["OpenTelemetry add(1, {route: v})"] = []
             for attempt in range(repeat[size]):
@@ -126,8 +152,9 @@ def memory_rows(sizes: Sequence[int], repeat: Dict[int, int],
                 values = [f"/route/{keyword:d}/{attempt}/{i:06d}" for i in range(size)]
                 measured["impactagent"].append(ours_series(
                     agent, f"m_{size}_{keyword:d}_{attempt}", values, keyword) / size)
+                measured[FLOOR].append(floor_series(values) / size)
                 measured["prometheus_client"].append(prom_series(values, keyword) / size)
-                if len(measured) == 3:
+                if len(measured) == 4:
                     measured["OpenTelemetry add(1, {route: v})"].append(
                         otel_series(values) / size)
                 del values

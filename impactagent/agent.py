@@ -203,10 +203,9 @@ class Agent:
 
     def count_evaluation(self, name: str, enabled: bool, variant: Optional[str] = None
                           ) -> None:
-        """Count one evaluation and always note its state (even for a flag no metric is
-        labelled by yet): what ``@agent.flag`` and the OpenFeature hook do with each answer
-        they see, for any other integration that sees evaluations to do the same."""
-        self._flags.record(name, enabled, variant, True)
+        """Count one evaluation an integration saw (the OpenFeature hook): the same as
+        :meth:`record_flag`, its state noted where a metric is labelled by the flag."""
+        self._flags.record(name, enabled, variant)
 
     def flag(self, name: str) -> Callable[[F], F]:
         """Decorate the function that decides flag ``name``; each call is one evaluation.
@@ -225,7 +224,7 @@ class Agent:
         >>> agent.collect().toggles["new-checkout"]
         ToggleDelta(yes=1, no=1, variants={})
         """
-        return flag_decorator(name, self.count_evaluation)
+        return flag_decorator(name, self._flags.record)
 
     # -- counting flags ----------------------------------------------------------------------
 

@@ -4,6 +4,8 @@ labelled by the state of a flag in the current request or task."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import inspect
 import threading
 from types import SimpleNamespace
@@ -225,3 +227,90 @@ def test_a_flag_decided_in_a_worker_thread_is_seen_by_the_request_that_started_i
         served.inc()
     [delta] = agent.collect().metrics
     assert {s.child.label_values: s.value for s in delta.samples} == {("v3",): 1}
+
+
+def test_flag_decorator_takes_exactly_the_calls_the_function_takes(agent):
+    marker = []
+
+    def decide(a, b=marker, /, c=2, *rest, d, e=None, **extra):
+        return (a, b, c, rest, d, e, extra)
+
+    wrapped = agent.flag("new-checkout")(decide)
+    calls = [((1,), {"d": 4}), ((1, 2, 3, 5, 6), {"d": 4, "e": 7, "f": 8}),
+             ((1,), {"c": 3, "d": 4, "b": 9})]
+    for args, kwargs in calls:
+        assert wrapped(*args, **kwargs) == decide(*args, **kwargs)
+    assert wrapped(1, d=4)[1] is marker  # the function's own default object
+    for args, kwargs in [((), {"d": 4}), ((1,), {}), ((1, 2, 3), {"c": 1, "d": 4})]:
+        with pytest.raises(TypeError) as theirs:
+            decide(*args, **kwargs)
+        with pytest.raises(TypeError) as ours:
+            wrapped(*args, **kwargs)
+        assert str(ours.value) == str(theirs.value)
+    assert toggles(agent) == {"new-checkout": (4, 0, {})}  # a refused call counts nothing
+
+
+def test_flag_decorator_on_callables_of_every_shape(agent):
+    class Decider:
+        def __call__(self, user, /):
+            return user == "beta"
+
+        def method(self, user, *, strict=False):
+            return "blue" if user == "beta" else strict
+
+    def names_like_the_wrapper(_ia_func, _ia_result=None):
+        return _ia_func
+
+    def keyword_after_positional_only(a, /, *, b):
+        return a and b
+
+    def claims_other_parameters(*args, **kwargs):
+        return args == (1,) and not kwargs  # a claimed default passed on would show here
+
+    claims_other_parameters.__signature__ = inspect.signature(lambda a, b=2: None)
+
+    decider = Decider()
+    assert agent.flag("claimed")(claims_other_parameters)(1) is True
+    assert agent.flag("call")(decider)("beta") is True
+    assert agent.flag("method")(decider.method)(user="beta") == "blue"
+    assert agent.flag("builtin")(bool)(0) is False
+    assert agent.flag("clash")(names_like_the_wrapper)(_ia_func=True) is True
+    assert agent.flag("kw")(keyword_after_positional_only)(1, b=True) is True
+    assert toggles(agent) == {"claimed": (1, 0, {}), "call": (1, 0, {}),
+                              "method": (1, 0, {"blue": 1}),
+                              "builtin": (0, 1, {}), "clash": (1, 0, {}), "kw": (1, 0, {})}
+
+
+def test_a_decorated_flag_notes_its_state_where_a_metric_is_labelled_by_it(agent):
+    @agent.flag("new-checkout")
+    def decide(variant):
+        return variant
+
+    def main():
+        decide("blue")
+        before = flag_states()
+        checkouts = agent.counter("checkout_total", "Checkouts", flags=("new-checkout",))
+        decide("green")
+        checkouts.inc()
+        return before, flag_states(), {c.label_values: c.value for c in checkouts.series()}
+
+    before, after, series = contextvars.copy_context().run(main)
+    assert before == {}  # as record_flag: nothing labelled by the flag yet, nothing noted
+    assert after == {"new-checkout": "green"}
+    assert series == {("green",): 1}
+
+
+def test_flag_decorator_on_methods_in_a_class_body_and_on_partials(agent):
+    class Flags:
+        @agent.flag("by-method")
+        def beta(self, user, *, strict=False):
+            return user.startswith("beta-") and not strict
+
+    def decide(threshold, user):
+        return "blue" if user > threshold else False
+
+    flags = Flags()
+    assert (flags.beta("beta-ann"), flags.beta("bob"), flags.beta(user="beta-x", strict=True)) \
+        == (True, False, False)
+    assert agent.flag("by-partial")(functools.partial(decide, 5))(user=9) == "blue"
+    assert toggles(agent) == {"by-method": (1, 2, {}), "by-partial": (1, 0, {"blue": 1})}

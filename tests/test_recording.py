@@ -491,3 +491,56 @@ def test_concurrent_gauge_increments_are_exact(agent):
     for thread in threads:
         thread.join(60)
     assert gauge.value == 80_000
+
+
+def test_keyword_labels_of_three_in_any_order_are_one_series_and_wrong_names_are_explained(
+        agent):
+    family = agent.counter("requests_total", "Requests", labels=("method", "route", "status"))
+    child = family.labels(method="GET", route="/cart", status="2xx")
+    assert family.labels(status="2xx", method="GET", route="/cart") is child
+    assert family.labels("GET", "/cart", "2xx") is child
+    assert family.labels(route="/cart", status="2xx", method="GET") is not family.labels(
+        route="GET", status="2xx", method="/cart")  # the values follow their names
+    with pytest.raises(ValueError, match=r"missing \['status'\], unexpected \['code'\]"):
+        family.labels(method="GET", route="/cart", code="2xx")
+    with pytest.raises(ValueError, match=r"unexpected \['extra'\]"):
+        family.labels(method="GET", route="/cart", status="2xx", extra="x")
+    with pytest.raises(ValueError, match=r"missing \['status'\]"):
+        family.labels(method="GET", route="/cart")
+    with pytest.raises(TypeError, match="needs a string value"):
+        family.labels(method="GET", route=["/cart"], status="2xx")
+    with pytest.raises(TypeError, match="not both"):
+        family.labels("GET", route="/cart", status="2xx")
+    assert [c.label_values for c in family.series()] == [("GET", "/cart", "2xx"),
+                                                         ("/cart", "GET", "2xx")]
+
+
+def test_a_histograms_sum_since_start_holds_through_collects_restores_and_drops(agent):
+    latency = agent.histogram("latency_seconds", "Latency", buckets=(1.0,))
+    latency.observe(0.5)
+    failed = agent.collect()
+    latency.observe(2.0)
+    assert latency.sum == 2.5  # one window taken, one open
+    agent.restore(failed)
+    assert latency.sum == 2.5  # given back: counted once, not twice
+    agent.collect()
+    assert (latency.sum, latency.count) == (2.5, 2)
+    big = 2.0**52
+    latency.observe(big)
+    failed = agent.collect()
+    latency.observe(big)
+    agent.restore(failed)  # the two windows no longer fit one sum: the older is dropped
+    assert agent.statistics()["dropped"].get("unsafe_sum") == 1
+    assert (latency.sum, latency.count) == (2.5 + 2 * big, 4)  # still observed, since start
+
+
+def test_a_counter_series_is_no_iterable_whatever_it_is_made_of(agent):
+    series = agent.counter("jobs_total", "Jobs", labels=("queue",)).labels("mail")
+    series.inc()
+    with pytest.raises(TypeError, match=r"not iterable; read \.value"):
+        list(series)  # would never end if the series iterated as the count it is built on
+    with pytest.raises(TypeError, match="not iterable"):
+        for _ in series:
+            pass
+    assert series.value == 1  # reading is exact however often it is read
+    assert series.value == 1

@@ -9,6 +9,7 @@ only the first time a key is seen.
 
 from __future__ import annotations
 
+import operator
 import sys
 import sysconfig
 import threading
@@ -142,9 +143,14 @@ class MetricFamily(Generic[Child]):
         )
         #: The label names the caller passes values for (the flags' are filled in).
         self.caller_label_names = self.label_names[: len(self.label_names) - len(flag_labels)]
-        # The name of a family's only label, for labels(name=value)'s shortest path.
-        # ("" for other families: no keyword is ever called that, so the lookup misses.)
+        # The name of a family's only label: labels(name=value) keys on (kwvalues[name],).
         self._sole_label = self.label_names[0] if len(self.label_names) == 1 else ""
+        # For two labels or more, the keyword values in declaration order, as a tuple,
+        # whatever order they were passed in: one C call, a KeyError for a missing name.
+        # (An itemgetter of one name returns the value itself, not a tuple.)
+        self._label_count = len(self.label_names)
+        self._keyword_key = (operator.itemgetter(*self.label_names)
+                             if len(self.label_names) > 1 else None)
         if not isinstance(max_series, int) or max_series < 1:
             raise ValueError(f"max_series of {name!r} must be a positive int, got {max_series!r}")
         self.max_series = max_series
@@ -211,18 +217,15 @@ class MetricFamily(Generic[Child]):
         if self.flags:  # one test on the plain path; flag-aware metrics add their states
             values, kwvalues = self._with_flag_states(values, kwvalues)
         if kwvalues:
-            # Keyword calls in declaration order share the positional cache entry.
-            if len(kwvalues) == 1 and not values:
-                # One keyword: the commonest call, and no tuple of names to build and compare
-                # (a KeyError for a family with other or more labels: _resolve explains).
-                try:
-                    key = (kwvalues[self._sole_label],)
-                except KeyError:
-                    return self._resolve(values, kwvalues)
-            elif values or tuple(kwvalues) != self.label_names:
+            # Keyword calls, in any order, share the positional cache entry. A name that is
+            # missing, or one too many, goes to _resolve, which explains.
+            if values or len(kwvalues) != self._label_count:
                 return self._resolve(values, kwvalues)
-            else:
-                key = tuple(kwvalues.values())
+            try:
+                key = (self._keyword_key(kwvalues) if self._keyword_key is not None
+                       else (kwvalues[self._sole_label],))
+            except KeyError:
+                return self._resolve(values, kwvalues)
         else:
             key = values
         try:

@@ -20,11 +20,13 @@ from typing import (
     Iterator,
     Literal,
     NamedTuple,
+    NoReturn,
     Optional,
     Tuple,
     Type,
     TypeVar,
     Union,
+    cast,
 )
 
 from ._family import ATOMIC_C_CALLS, MetricFamily
@@ -69,37 +71,52 @@ class CounterDelta(NamedTuple):
     value: int
 
 
-class CounterChild:
+class CounterChild(itertools.count):
     """One series of a counter. Get it from :meth:`Counter.labels` and keep it.
 
     How an increment stays exact without a lock (see :data:`ATOMIC_C_CALLS`):
 
-    - ``inc()`` of 1, nearly every call, advances an ``itertools.count``: ``next()`` on it is
-      one C call that runs whole while it holds the GIL (it runs no Python code and never
-      releases it), so two threads can never both read the same count. No lock, no
-      read-modify-write in Python: 4 threads run as fast as one.
+    - ``inc()`` of 1, nearly every call, advances the series itself, an ``itertools.count``:
+      ``next()`` on it is one C call that runs whole while it holds the GIL (it runs no
+      Python code and never releases it), so two threads can never both read the same
+      count. No lock, no read-modify-write in Python: 4 threads run as fast as one. (The
+      series *is* the count, not an object holding one: one object per series, not two.)
     - Any other amount is validated, then added to a plain int under the series lock.
     - A reader (a collect, ``value``) takes the lock and reads the count by advancing it
-      too, as one more ``next()``: the number returned is every increment made before it
-      plus every earlier read, and the reads are counted (under the lock), so the
-      increments are exact and no increment is ever read twice or missed. Reading the
-      count without advancing it would need ``repr()`` (slower) or pickling (gone in 3.14).
+      too, as one more ``next()``: the number returned is every increment of 1 made before
+      it plus every earlier read; the int beside it holds the other increments less those
+      reads (under the lock), so the increments are exact and no increment is ever read
+      twice or missed. Reading the count without advancing it would need ``repr()``
+      (slower) or pickling (gone in 3.14).
 
     On a free-threaded build (3.13t and later) one C call is no longer alone, and
     ``itertools.count`` is not documented as thread-safe there: ``inc`` is defined to take
     the series lock for every amount (the count is then never advanced by recorders).
     """
 
-    __slots__ = ("_extra", "_lock", "_reads", "_sent", "_ticks", "family", "label_values")
+    __slots__ = ("_adjust", "_lock", "_sent", "family", "label_values")
+    family: Counter
+    label_values: Tuple[str, ...]
+    _lock: threading.Lock
+    _adjust: int
+    _sent: int
 
-    def __init__(self, family: Counter, label_values: Tuple[str, ...], lock: threading.Lock):
+    def __new__(cls, family: Counter, label_values: Tuple[str, ...],
+                lock: threading.Lock) -> CounterChild:
+        # A count from 0: the increments of 1 plus the readers' reads.
+        self = cast(CounterChild, super().__new__(cls))
         self.family = family
         self._lock = lock
-        self._ticks = itertools.count()  # increments of 1 plus readers' reads
-        self._extra = 0  # every other increment (under the lock)
-        self._reads = 0  # readers' next() calls on _ticks (under the lock)
+        # Every other increment less the readers' next() calls (under the lock): the total
+        # is the count plus this.
+        self._adjust = 0
         self._sent = 0  # the part of the total already handed to a collect; collector-owned
         self.label_values = label_values
+        return self
+
+    def __iter__(self) -> NoReturn:
+        # A series is no sequence of numbers: iterating the count would never end.
+        raise TypeError(f"a {type(self).__name__} is not iterable; read .value")
 
     if ATOMIC_C_CALLS:
         def inc(self, amount: int = 1) -> None:
@@ -108,7 +125,7 @@ class CounterChild:
             # True or 1.0, which are refused below; a 1 that is another object (an IntEnum)
             # takes the checked path and counts the same.
             if amount is _ONE:
-                next(self._ticks)  # one C call: atomic under the GIL (see the class)
+                next(self)  # one C call: atomic under the GIL (see the class)
                 return
             # The bound is written out: a constant costs less than a global.
             if amount.__class__ is not int or amount < 0 or amount > 9007199254740991:
@@ -117,22 +134,23 @@ class CounterChild:
             # the GIL over, so a thread could sleep holding the lock and every other
             # recorder would queue behind it. Nothing in this `with` body makes a call.
             with self._lock:
-                self._extra += amount
+                self._adjust += amount
     else:  # free-threaded: every amount under the series lock
         def inc(self, amount: int = 1) -> None:
             """Add ``amount`` (a non-negative int up to ``2**53 - 1``, default 1)."""
             if amount.__class__ is not int or amount < 0 or amount > 9007199254740991:
                 amount = _checked_increment(self.family.name, amount)
             with self._lock:
-                self._extra += amount
+                self._adjust += amount
 
     def _total(self) -> int:
         """Every increment so far (see the class docstring for why this is exact)."""
         with self._lock:
-            # next() returns the increments of 1 made before it plus the earlier reads.
-            ticks = next(self._ticks) - self._reads
-            self._reads += 1
-            return ticks + self._extra
+            # next() returns the increments of 1 made before it plus the earlier reads,
+            # which _adjust takes away; this read is one more.
+            total = next(self) + self._adjust
+            self._adjust -= 1
+            return total
 
     @property
     def value(self) -> int:
@@ -168,10 +186,10 @@ class CounterChild:
         """In a forked child, where only the forking thread runs: a new lock (the parent's
         may be held forever) and nothing recorded yet."""
         self._lock = lock
-        # The count is kept (its family may hold it, see Counter.inc) and read once more: the
-        # reads so far then cover everything it counted, and the total starts at 0.
-        self._reads = next(self._ticks) + 1
-        self._extra = self._sent = 0
+        # The count goes on (it is the series, which the family and the app may hold) and is
+        # read once more: everything it counted is then taken away, and the total is 0.
+        self._adjust = -(next(self) + 1)
+        self._sent = 0
 
     def __repr__(self) -> str:
         return f"<CounterChild {self.family.name}{self.label_values} value={self._total()}>"
@@ -214,10 +232,10 @@ class Counter(MetricFamily[CounterChild]):
     def _create_series(self, key: Tuple[str, ...]) -> CounterChild:
         child = super()._create_series(key)
         if not key and ATOMIC_C_CALLS:
-            # The unlabelled series' count, so that the family's own inc() of 1 advances it
-            # directly (one call where forwarding to the series would make two). The count
-            # object is never replaced (see CounterChild._reset), so this stays its own.
-            self._ticks = child._ticks
+            # The unlabelled series, so that the family's own inc() of 1 advances its count
+            # directly (one call where forwarding to the series would make two). The series
+            # is never replaced (a fork resets it in place), so this stays its own.
+            self._ticks = child
         return child
 
     @property

@@ -10,19 +10,25 @@ What the function returns says what was decided; :func:`evaluation` reads it:
 
 The decorated function's result, signature and metadata are unchanged; ``async def``
 functions stay coroutine functions. A call that raises is neither yes nor no: nothing was
-decided, and the exception goes on.
+decided, and the exception goes on. An answer is counted as ``record_flag`` counts it, its
+state noted in the current request where a metric is labelled by the flag.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Optional, Protocol, Tuple, TypeVar
 
 from .flags import NOT_VARIANT_NAMES, variant_name
 
 F = TypeVar("F", bound=Callable[..., Any])
-Record = Callable[[str, bool, Optional[str]], None]
+
+
+class Record(Protocol):
+    """Counts one evaluation (``FlagCounts.record``)."""
+
+    def __call__(self, name: str, enabled: bool, variant: Optional[str] = None) -> None: ...
 
 
 def evaluation(result: Any) -> Tuple[bool, Optional[str]]:
@@ -53,15 +59,11 @@ def evaluation(result: Any) -> Tuple[bool, Optional[str]]:
     return bool(result), None
 
 
-def flag_decorator(name: str, count_evaluation: Record) -> Callable[[F], F]:
-    """The decorator behind ``agent.flag(name)``: ``count_evaluation(name, enabled,
-    variant)`` counts each answer and notes its state in the flag scope."""
+def flag_decorator(name: str, record: Record) -> Callable[[F], F]:
+    """The decorator behind ``agent.flag(name)``: ``record(name, enabled, variant)`` counts
+    each answer (and notes its state where a metric is labelled by the flag)."""
     if not isinstance(name, str) or not name:
         raise TypeError(f"@flag() takes a non-empty flag name, got {name!r}")
-
-    def count(result: Any) -> Any:
-        count_evaluation(name, *evaluation(result))
-        return result
 
     def decorate(func: F) -> F:
         if not callable(func):
@@ -70,14 +72,74 @@ def flag_decorator(name: str, count_evaluation: Record) -> Callable[[F], F]:
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return count(await func(*args, **kwargs))
+                result = await func(*args, **kwargs)
+                record(name, *evaluation(result))
+                return result
 
             return async_wrapper  # type: ignore[return-value]
 
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return count(func(*args, **kwargs))
-
-        return wrapper  # type: ignore[return-value]
+        return functools.wraps(func)(_forwarder(func, name, record))  # type: ignore[return-value]
 
     return decorate
+
+
+# The wrapper of a plain function, as source: `params` and `args` are filled in with the
+# function's own parameters (see _forwarder). A bool answer, the commonest, is counted
+# without a call to evaluation().
+_WRAPPER = """
+def wrapper({params}):
+    _ia_result = _ia_func({args})
+    if _ia_result is True or _ia_result is False:
+        _ia_record(_ia_name, _ia_result)
+    else:
+        _ia_record(_ia_name, *_ia_evaluation(_ia_result))
+    return _ia_result
+"""
+
+
+def _forwarder(func: Callable[..., Any], name: str, record: Record) -> Callable[..., Any]:
+    """A function that takes exactly ``func``'s parameters, calls it, counts the answer and
+    returns it.
+
+    Written with ``func``'s own parameter list (defaults are ``func``'s own objects) rather
+    than ``*args, **kwargs``: a call then packs no tuple and builds no dict, which is most
+    of what the wrapper would cost (see benchmarks/README.md). Only for a Python function
+    or method whose parameters are its code's own (no ``__signature__`` that could claim
+    others), and none named like the wrapper's own ``_ia_`` names; any other callable (a
+    class, a partial, a builtin) gets the ``*args, **kwargs`` form: the same behaviour, one
+    step slower.
+    """
+    params, args = ["*args", "**kwargs"], ["*args", "**kwargs"]
+    defaults: Dict[str, Any] = {}
+    signature = None
+    if ((inspect.isfunction(func) or inspect.ismethod(func))
+            and getattr(func, "__signature__", None) is None):
+        signature = inspect.signature(func, follow_wrapped=False)
+    if signature is not None and not any(p.startswith("_ia_") for p in signature.parameters):
+        params, args = [], []
+        star = slash = False
+        for index, p in enumerate(signature.parameters.values()):
+            if p.kind is not p.POSITIONAL_ONLY and slash:
+                params.append("/")
+                slash = False
+            if p.kind is p.KEYWORD_ONLY and not star:
+                params.append("*")
+                star = True
+            text = p.name
+            if p.default is not p.empty:
+                defaults[f"_ia_default_{index}"] = p.default
+                text += f"=_ia_default_{index}"
+            if p.kind is p.VAR_POSITIONAL:
+                text, star = "*" + p.name, True
+            elif p.kind is p.VAR_KEYWORD:
+                text = "**" + p.name
+            params.append(text)
+            slash = p.kind is p.POSITIONAL_ONLY
+            args.append(f"{p.name}={p.name}" if p.kind is p.KEYWORD_ONLY else text.split("=")[0])
+        if slash:
+            params.append("/")
+    namespace = {"_ia_func": func, "_ia_name": name, "_ia_record": record,
+                 "_ia_evaluation": evaluation, **defaults}
+    source = _WRAPPER.format(params=", ".join(params), args=", ".join(args))
+    exec(compile(source, f"<@flag({name!r}) wrapper>", "exec"), namespace)
+    return namespace["wrapper"]
