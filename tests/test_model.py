@@ -75,6 +75,7 @@ from hypothesis.stateful import (
 )
 
 import impactagent
+from tests import child
 from tests.model_ledger import (
     Tally,
     documents_tally,
@@ -246,6 +247,24 @@ answers = st.sampled_from(answer_kinds()).flatmap(
 answer_lists = st.lists(answers, max_size=4)
 failing = st.builds(Drawn, st.sampled_from(["stall", "reset", "error"]), st.just(0))
 
+
+# -- other processes -----------------------------------------------------------------------------
+
+OTHER_PROCESS = """
+import json, time
+real = time.time
+time.time = lambda: real() + {step}  # this process's wall clock is stepped
+import impactagent
+agent = impactagent.Agent({app!r}, url={url!r}, api_key={token!r}, spool_dir={spool!r},
+                          spool_max_bytes={spool_max}, request_timeout={timeout},
+                          register=False)
+agent.flush(timeout=2)
+agent.close(timeout=1)
+stats = agent.statistics()
+print(json.dumps({{"dropped": stats["dropped"], "error": None,
+                  "possibly_duplicated_events":
+                      stats["delivery"]["possibly_duplicated_events"]}}))
+"""
 
 # -- forked children -----------------------------------------------------------------------------
 
@@ -644,6 +663,20 @@ class AgentModel(RuleBasedStateMachine):
             notes = dict(self.main_notes)  # the child starts with its parent's states
             for op in ops:
                 expect(self.recorded, notes, op)
+
+    @precondition(lambda self: self.spool_dir is not None)
+    @rule(answers=answer_lists, step=st.sampled_from([-3600.0, 0.0, 3600.0]))
+    def another_process_replays_the_spool(self, answers: List[Drawn], step: float) -> None:
+        """An independently started process (another container, say) on the same spool,
+        whose wall clock is stepped by ``step`` seconds, replays it and closes."""
+        assert self.spool_dir is not None
+        self.server.queue(*answers)
+        ended = child.run(OTHER_PROCESS.format(
+            step=step, app=APP, url=self.server.api_url, token=TOKEN,
+            spool=str(self.spool_dir), spool_max=self.options.get("spool_max_bytes"),
+            timeout=REQUEST_TIMEOUT), timeout=60)
+        assert ended.returncode == 0, ended.stderr
+        self.children.append(json.loads(ended.stdout.splitlines()[-1]))
 
     # -- the spool on disk ---------------------------------------------------------------------
 

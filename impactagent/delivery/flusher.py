@@ -2,9 +2,9 @@
 
 Thousands of agents report to one server, so what matters is what they do together:
 
-- **No lockstep.** The first flush comes at a random point of the first interval, and later
-  ones every interval from there: a fleet started together is spread over the interval
-  from its first flush on.
+- **No lockstep.** The first flush comes after a random time between half an interval and
+  one and a half, and later ones every interval from there: a fleet started together is
+  spread over the interval from its first flush on.
 - **No retry storm.** A periodic flush tries each body once. After a flush that kept bodies
   (the server is down), the next flush waits ``interval x uniform(1, 1 + failures)``, with
   ``failures`` capped at :data:`MAX_STRETCH`: a failing agent sends less than a healthy one,
@@ -39,7 +39,7 @@ class IntervalBackoff:
     """The wait before the next flush, given how the last ones went.
 
     >>> backoff = IntervalBackoff(60.0, rng=random.Random(7))
-    >>> 0 <= backoff.first_delay() < 60, backoff.next_delay()
+    >>> 30 <= backoff.first_delay() < 90, backoff.next_delay()
     (True, 60.0)
     >>> backoff.failed(); backoff.failed(); 60 <= backoff.next_delay() <= 180
     True
@@ -54,8 +54,9 @@ class IntervalBackoff:
         self._random = rng if rng is not None else random.Random()
 
     def first_delay(self) -> float:
-        """A random point of the first interval: the agent's phase in the fleet."""
-        return self._random.uniform(0, self.interval)
+        """The agent's phase in the fleet: uniform over an interval's length, from half an
+        interval on (a process says nothing in its first half interval, as before)."""
+        return self._random.uniform(0.5 * self.interval, 1.5 * self.interval)
 
     def failed(self, retry_after: float = 0.0) -> None:
         self.failures = min(self.failures + 1, MAX_STRETCH)
