@@ -78,10 +78,10 @@ class Process:
                 if self._flags is None:
                     self._flags, clashing = usable_flags(listed_flags() or self._known_flags())
                     if clashing:
-                        log.warning("impactagent: flags %s do not label the metrics: their "
+                        log.warning("flags %s do not label the metrics: their "
                                     "labels are taken (by the metrics' own, or by another "
                                     "flag's)", ", ".join(clashing))
-                    log.debug("impactagent: metrics labelled by flags %s", self._flags)
+                    log.debug("metrics labelled by flags %s", self._flags)
                 flags = self._flags
         return flags
 
@@ -99,7 +99,7 @@ class Process:
             try:
                 disabled = disabled_names()
             except ValueError as error:  # `impactagent run` refuses it; set another way:
-                log.warning("impactagent: %s; nothing is instrumented", error)
+                log.warning("%s; nothing is instrumented", error)
                 disabled = frozenset(INSTRUMENTATIONS)
             self._disabled = disabled
         return name not in self._failed and name not in disabled
@@ -110,7 +110,7 @@ class Process:
             if name in self._failed:
                 return
             self._failed.add(name)
-        log.warning("impactagent: the %s instrumentation failed and is off in this process "
+        log.warning("the %s instrumentation failed and is off in this process "
                     "(the app runs on without it): %r", name, error, exc_info=error)
 
 

@@ -15,7 +15,7 @@ from .registry import MetricRegistry
 from .snapshot import Snapshot
 from .statistics import DropCounter
 
-logger = logging.getLogger("impactagent")
+logger = logging.getLogger(__name__)
 
 #: A callable run at the start of every collect (see :meth:`Recorder.add_collect_hook`).
 CollectHook = Callable[[], None]
@@ -74,7 +74,7 @@ class Recorder:
                 key = (id(hook), type(error).__name__)
                 if key not in self._hook_errors_logged:
                     self._hook_errors_logged.add(key)
-                    logger.exception("impactagent: collect hook %r raised; the collect goes "
+                    logger.exception("collect hook %r raised; the collect goes "
                                      "on without it (later errors like it are only counted)",
                                      hook)
 

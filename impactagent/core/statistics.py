@@ -2,7 +2,7 @@
 
 Nothing recorded is lost silently. A value is either delivered, still pending, or counted
 here as dropped under a reason, and the first drop for each reason is logged once through
-``logging.getLogger("impactagent")``.
+``logging.getLogger("impactagent.core.statistics")``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Dict, Set, Tuple
 
-logger = logging.getLogger("impactagent")
+logger = logging.getLogger(__name__)
 
 #: Reasons a recorded value can be dropped, with the sentence logged the first time.
 DROP_REASONS: Dict[str, str] = {
@@ -82,7 +82,7 @@ class DropCounter:
         if first and not explained:
             sentence = DROP_REASONS.get(reason, f"values were dropped ({reason})")
             logger.warning(
-                "impactagent: %s%s; later drops like it are only counted in "
+                "%s%s; later drops like it are only counted in "
                 "Agent.statistics()['dropped'][%r]",
                 sentence, f" ({detail})" if detail else "", reason,
             )

@@ -56,7 +56,7 @@ from ..core._numbers import MAX_SAFE
 if TYPE_CHECKING:
     from ..agent import Agent
 
-logger = logging.getLogger("impactagent")
+logger = logging.getLogger(__name__)
 
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 
@@ -145,7 +145,7 @@ class BridgedFamilies:
         """Note (and log once) that source metric ``name`` is not sent, and why."""
         if name not in self.refused:
             self.refused[name] = reason
-            logger.warning("impactagent: %s metric %r is not sent to Unleash: %s",
+            logger.warning("%s metric %r is not sent to Unleash: %s",
                            self._source, name, reason)
 
     def drop_unmapped(self, name: str, events: int, labels: Mapping[str, str],

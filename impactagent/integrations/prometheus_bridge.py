@@ -69,7 +69,7 @@ from ._cumulative import CounterReadings, HistogramReadings
 if TYPE_CHECKING:
     from ..agent import Agent
 
-logger = logging.getLogger("impactagent")
+logger = logging.getLogger(__name__)
 
 #: Which families to ship: their names, or a predicate on the family name.
 Choice = Union[Iterable[str], Callable[[str], bool]]
@@ -304,7 +304,7 @@ class PrometheusBridge:
             try:
                 self._read(counters, histograms, record=False)
             except Exception:  # the child then starts from the parent's last read
-                logger.exception("impactagent: reading the prometheus_client registry "
+                logger.exception("reading the prometheus_client registry "
                                   "after fork failed")
                 return
             self._counters, self._histograms = counters, histograms
