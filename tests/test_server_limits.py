@@ -62,9 +62,9 @@ def at(monkeypatch, moment: datetime) -> None:
 
 def test_a_day_of_backlog_is_sent_a_share_of_an_hour_row_at_a_time_and_nothing_is_lost(
         monkeypatch):
-    agent = impactagent.Agent("limits")
     hour = datetime(2026, 12, 5, 8, 0, tzinfo=timezone.utc)
     at(monkeypatch, hour + timedelta(minutes=1))
+    agent = impactagent.Agent("limits")
     backlog(agent, DAY)
     pending = agent.recorder.pending_events()
     assert pending == DAY + 2
@@ -93,8 +93,8 @@ def test_a_day_of_backlog_is_sent_a_share_of_an_hour_row_at_a_time_and_nothing_i
 
 
 def test_a_window_given_back_frees_its_room_in_the_hour(monkeypatch):
-    agent = impactagent.Agent("limits")
     at(monkeypatch, datetime(2026, 12, 5, 8, 30, tzinfo=timezone.utc))
+    agent = impactagent.Agent("limits")
     backlog(agent, SHARE + 10)
     failed = agent.collect()
     assert failed.toggles["checkout"].variants == {"blue": SHARE}
@@ -103,8 +103,8 @@ def test_a_window_given_back_frees_its_room_in_the_hour(monkeypatch):
 
 
 def test_a_window_of_an_earlier_hour_given_back_frees_no_room_in_this_one(monkeypatch):
-    agent = impactagent.Agent("limits")
     at(monkeypatch, datetime(2026, 12, 5, 8, 59, tzinfo=timezone.utc))
+    agent = impactagent.Agent("limits")
     backlog(agent, 3 * SHARE)
     late = agent.collect()  # in flight across the hour
     assert late.toggles["checkout"].variants == {"blue": SHARE}
@@ -118,8 +118,8 @@ def test_a_window_of_an_earlier_hour_given_back_frees_no_room_in_this_one(monkey
 
 def test_a_spooled_window_keeps_its_room_taken(monkeypatch):
     # Not given back (spooled, or delivered): the server has it, or will, in that hour.
-    agent = impactagent.Agent("limits")
     at(monkeypatch, datetime(2026, 12, 5, 8, 30, tzinfo=timezone.utc))
+    agent = impactagent.Agent("limits")
     backlog(agent, SHARE - 5)
     assert agent.collect().toggles["checkout"].variants == {"blue": SHARE - 3}
     for _ in range(10):
@@ -128,8 +128,8 @@ def test_a_spooled_window_keeps_its_room_taken(monkeypatch):
 
 
 def test_every_variant_has_a_row_of_its_own(monkeypatch):
-    agent = impactagent.Agent("limits")
     at(monkeypatch, datetime(2026, 12, 5, 8, 30, tzinfo=timezone.utc))
+    agent = impactagent.Agent("limits")
     backlog(agent, SHARE + 7, red=SHARE + 3)
     first = agent.collect().toggles["checkout"]
     assert first.variants == {"blue": SHARE, "red": SHARE}
@@ -138,8 +138,8 @@ def test_every_variant_has_a_row_of_its_own(monkeypatch):
 
 
 def test_a_clock_stepped_back_into_an_earlier_hour_gets_no_new_room(monkeypatch):
-    agent = impactagent.Agent("limits")
     at(monkeypatch, datetime(2026, 12, 5, 9, 1, tzinfo=timezone.utc))
+    agent = impactagent.Agent("limits")
     backlog(agent, SHARE + 1)
     assert agent.collect().toggles["checkout"].variants == {"blue": SHARE}
     at(monkeypatch, datetime(2026, 12, 5, 8, 59, tzinfo=timezone.utc))
@@ -151,9 +151,9 @@ def test_recorders_racing_collects_past_the_share_lose_and_split_nothing(monkeyp
     import threading
 
     evaluations = 100_000  # per thread
-    agent = impactagent.Agent("limits")
     hour = datetime(2026, 12, 5, 8, 0, tzinfo=timezone.utc)
     at(monkeypatch, hour)
+    agent = impactagent.Agent("limits")
     backlog(agent, SHARE)  # the hour's share is used by the first collect
     go, threads = threading.Event(), []
 

@@ -3,8 +3,9 @@
 The kernel hands a process-directed signal (SIGTERM, SIGINT) to any thread that does not
 block it. One handed to an agent thread while the main thread waits in a call that only the
 signal would interrupt (a multiprocessing worker waiting on its queue's lock) leaves the
-app's handler unrun and the process running. So every agent thread blocks both first, and
-the app's threads get them, as in a process without the agent.
+app's handler unrun and the process running. So every agent thread is born blocking both
+(a thread inherits its creator's mask), and the app's threads get them, as in a process
+without the agent.
 """
 
 from __future__ import annotations
@@ -13,18 +14,22 @@ import signal
 import threading
 from typing import Any, Callable
 
+_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
 
 def start_daemon(target: Callable[..., Any], name: str, *args: Any) -> threading.Thread:
     """Start ``target(*args)`` on a daemon thread that leaves SIGTERM and SIGINT to the app.
 
     Raises ``RuntimeError`` where no thread can be started (at interpreter exit)."""
-    thread = threading.Thread(target=_without_signals, args=(target, *args), name=name,
-                              daemon=True)
-    thread.start()
+    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    if not hasattr(signal, "pthread_sigmask"):
+        thread.start()
+        return thread
+    # Blocked here for the moment of the start: a signal arriving meanwhile stays pending
+    # and reaches this thread (or another of the app's) when it is unblocked.
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
     return thread
-
-
-def _without_signals(target: Callable[..., Any], *args: Any) -> None:
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    target(*args)
