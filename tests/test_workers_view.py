@@ -18,8 +18,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import impactagent
-from impactagent.delivery.workers import DirectoryCollector, process
-from impactagent.delivery.workers.host import encode, worker_name
+from impactagent.prometheus.workers import DirectoryCollector, process
+from impactagent.prometheus.workers.host import encode, worker_name
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 
@@ -446,3 +446,4 @@ def test_a_symlink_left_where_the_removed_directory_was_is_not_followed(tmp_path
     jobs.inc(1)
     assert not view.publish()
     assert not os.path.lexists(elsewhere) and shared.is_symlink()
+

@@ -1,8 +1,8 @@
 """The agent as a Prometheus target: a ``prometheus_client`` collector over its cumulative view.
 
-The other way out of the process: Unleash is pushed windows of deltas (:mod:`.delivery`),
-Prometheus pulls running totals from here. Both read the recording core; neither changes
-what the other sees.
+The other way out of the process: Unleash is pushed windows of deltas
+(:mod:`impactagent.delivery`), Prometheus pulls running totals from here. Both read the
+recording core; neither changes what the other sees.
 
 Scraping reads the running totals every series keeps for this purpose; it never takes a
 delta, so a scrape changes nothing that is sent to Unleash, and Unleash delivery changes
@@ -116,7 +116,7 @@ class AgentCollector:
 
     def counts(self) -> Iterator[Metric]:
         """What the app counted: its impact metrics and the flag counts. Across workers
-        (:mod:`impactagent.delivery.workers`) these are summed."""
+        (:mod:`impactagent.prometheus.workers`) these are summed."""
         identity = (scrub(self.agent.identity.app_name), scrub(self.agent.identity.environment))
         # The agent's own families keep their names; an app metric whose names clash with
         # one shown before it (a gauge "x_total" after a counter "x") is left out, or

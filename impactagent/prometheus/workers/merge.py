@@ -1,6 +1,6 @@
 """Families as plain data, and their sum: what a worker's file holds and what a scrape adds.
 
-A worker writes the families its :class:`~impactagent.delivery.prometheus.AgentCollector`
+A worker writes the families its :class:`~impactagent.prometheus.collector.AgentCollector`
 yields, as JSON lists ``[name, type, help, [[sample name, {labels}, value], ...]]``. A
 scrape adds them up, sample by sample (same sample name, same labels):
 

@@ -32,7 +32,7 @@ from typing import Any, Iterator, Optional, Tuple, Union
 from prometheus_client import CollectorRegistry, make_asgi_app, make_wsgi_app, start_http_server
 from prometheus_client.metrics_core import Metric
 
-from ..prometheus import AgentCollector, Scraped, mark_agent_view
+from ..collector import AgentCollector, Scraped, mark_agent_view
 from . import directory as files
 from . import process
 from .host import Host, encode, worker_name
@@ -49,7 +49,7 @@ class DirectoryCollector:
     """A ``prometheus_client`` collector over a shared directory: the sum over its workers.
 
     Every scrape folds the files of workers that are gone into the departed total (see
-    :mod:`impactagent.delivery.workers.host`), under the directory's lock."""
+    :mod:`impactagent.prometheus.workers.host`), under the directory's lock."""
 
     def __init__(self, directory: Union[str, os.PathLike]) -> None:
         self.host = Host(files.prepare(directory))
