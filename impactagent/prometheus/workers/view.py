@@ -32,6 +32,7 @@ from typing import Any, Iterator, Optional, Tuple, Union
 from prometheus_client import CollectorRegistry, make_asgi_app, make_wsgi_app, start_http_server
 from prometheus_client.metrics_core import Metric
 
+from ...core.threads import start_daemon
 from ..collector import AgentCollector, Scraped, mark_agent_view
 from . import directory as files
 from . import process
@@ -107,9 +108,7 @@ class WorkersView:
         self._last: Optional[Tuple[bytes, float]] = None
         self._failed = False
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="impactagent-workers-view",
-                                        daemon=True)
-        self._thread.start()
+        self._thread = start_daemon(self._run, "impactagent-workers-view")
 
     def publish(self) -> bool:
         """Write this process's counts to its file now; False if the disk refused (logged
