@@ -156,6 +156,7 @@ def test_the_rules_name_modules_that_exist():
 
 
 def test_an_alias_only_re_exports_the_module_it_names():
+    pytest.importorskip("prometheus_client")  # the one alias's target needs the extra
     for alias, target in ALIASES.items():
         body = ast.parse(modules()[alias].read_text()).body
         statements = [node for node in body if not (
