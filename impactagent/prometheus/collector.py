@@ -186,25 +186,26 @@ def _family(family: Any, identity: Tuple[str, str]) -> Metric:
     help_text = scrub(family.help)
     if family.kind == "counter":
         # prometheus_client adds "_total" to the sample name; the family name goes without.
-        metric: Any = CounterMetricFamily(counter_base(family.name), help_text, labels=labels)
+        counter = CounterMetricFamily(counter_base(family.name), help_text, labels=labels)
         for child in family.series():
-            metric.add_metric(_values(identity, child), child.value)
-    elif family.kind == "gauge":
-        metric = GaugeMetricFamily(family.name, help_text, labels=labels)
+            counter.add_metric(_values(identity, child), child.value)
+        return counter
+    if family.kind == "gauge":
+        gauge = GaugeMetricFamily(family.name, help_text, labels=labels)
         for child in family.series():
             if child.value is not None:  # never set: nothing to show
-                metric.add_metric(_values(identity, child), child.value)
-    else:
-        metric = HistogramMetricFamily(family.name, help_text, labels=labels)
-        for child in family.series():
-            buckets = child.cumulative_buckets()
-            # A sum below zero is no counter: OpenMetrics forbids it (and with it _count; the
-            # +Inf bucket still says how many), as prometheus_client already leaves both out
-            # when a bucket bound is negative.
-            total = child.sum if child.sum >= 0 else None
-            metric.add_metric(_values(identity, child), [(_le(le), n) for le, n in buckets],
-                              total)
-    return metric
+                gauge.add_metric(_values(identity, child), child.value)
+        return gauge
+    histogram = HistogramMetricFamily(family.name, help_text, labels=labels)
+    for child in family.series():
+        buckets = child.cumulative_buckets()
+        # A sum below zero is no counter: OpenMetrics forbids it (and with it _count; the
+        # +Inf bucket still says how many), as prometheus_client already leaves both out
+        # when a bucket bound is negative.
+        total = child.sum if child.sum >= 0 else None
+        histogram.add_metric(_values(identity, child), [(_le(le), n) for le, n in buckets],
+                             total)
+    return histogram
 
 
 def _values(identity: Tuple[str, str], child: Any) -> Tuple[str, ...]:

@@ -81,7 +81,7 @@ def folder_key(app_name: str, environment: str) -> str:
     return f"{hint(app_name, 40)}-{hint(environment, 16)}-{digest}"
 
 
-def prepare(directory: Union[str, os.PathLike]) -> Path:
+def prepare(directory: Union[str, os.PathLike[str]]) -> Path:
     """Create ``directory`` (and missing parents) ``0700``, or check the one there.
 
     Raises :class:`OSError` when it is not a directory this user owns: in a shared ``/tmp``

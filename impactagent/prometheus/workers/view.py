@@ -52,7 +52,7 @@ class DirectoryCollector:
     Every scrape folds the files of workers that are gone into the departed total (see
     :mod:`impactagent.prometheus.workers.host`), under the directory's lock."""
 
-    def __init__(self, directory: Union[str, os.PathLike]) -> None:
+    def __init__(self, directory: Union[str, os.PathLike[str]]) -> None:
         self.host = Host(files.prepare(directory))
 
     @property
@@ -74,7 +74,7 @@ class WorkersView:
     Make it with :meth:`impactagent.Agent.prometheus_workers` (once per agent, in the
     module every worker imports, or before gunicorn's ``--preload`` fork)."""
 
-    def __init__(self, agent: Scraped, directory: Union[str, os.PathLike],
+    def __init__(self, agent: Scraped, directory: Union[str, os.PathLike[str]],
                  publish_interval: float = 1.0) -> None:
         if publish_interval <= 0:
             raise ValueError("publish_interval must be positive")
@@ -188,7 +188,7 @@ class WorkersView:
         return server
 
 
-def serve_directory(directory: Union[str, os.PathLike], port: int, addr: str = "127.0.0.1"
+def serve_directory(directory: Union[str, os.PathLike[str]], port: int, addr: str = "127.0.0.1"
                     ) -> Any:
     """Serve the sum over a directory's workers on ``addr:port``, from a process that needs
     no agent (the gunicorn master, in ``when_ready``; a sidecar). Returns the server."""
