@@ -11,7 +11,7 @@ imported), in the same run, alternating, so machine noise hits both:
   with S series changed since the last, what its thread pays every ``publish_interval``.
 - **Scrape**: W = 4 live worker processes, each with S series of one labelled counter and
   one histogram; the time for one ``generate_latest`` of the sum, from a fifth process:
-  impactagent's :class:`~impactagent.delivery.workers.DirectoryCollector` (lock, check the
+  impactagent's :class:`~impactagent.prometheus.workers.DirectoryCollector` (lock, check the
   writers live, read and add JSON files) against ``MultiProcessCollector`` (read every
   ``.db`` file). Each run checks that both show the same total.
 """
@@ -49,7 +49,7 @@ def _child(quick: bool) -> Dict[str, Any]:
     from prometheus_client.parser import text_string_to_metric_families
 
     import impactagent
-    from impactagent.delivery.workers import DirectoryCollector
+    from impactagent.prometheus.workers import DirectoryCollector
 
     repeat, number = (3, 20_000) if quick else (7, 200_000)
     results: Dict[str, Any] = {"repeat": repeat}

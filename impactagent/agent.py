@@ -38,7 +38,7 @@ from .delivery.settings import Settings
 from .delivery.transport_api import Sender
 
 if TYPE_CHECKING:  # imports prometheus_client, an optional extra: only for the type
-    from .delivery.workers import WorkersView
+    from .prometheus.workers import WorkersView
 
 logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -319,13 +319,13 @@ class Agent:
     def prometheus_workers(self, directory: Optional[str] = None, *,
                            publish_interval: float = 1.0) -> WorkersView:
         """One Prometheus view across worker processes (gunicorn, uWSGI, multiprocessing):
-        returns a :class:`~impactagent.delivery.workers.WorkersView` whose ``wsgi_app()``,
+        returns a :class:`~impactagent.prometheus.workers.WorkersView` whose ``wsgi_app()``,
         ``asgi_app()`` and ``serve(port)`` answer, in any worker, with the sum over every
         worker sharing ``directory`` (by default one per user, app and environment under
         the temporary directory). Call it once, where the agent is made."""
         try:
-            from .delivery.workers import WorkersView
-            from .delivery.workers.directory import default_directory
+            from .prometheus.workers import WorkersView
+            from .prometheus.workers.directory import default_directory
         except ImportError as error:  # prometheus_client is an optional extra
             raise ImportError("the Prometheus endpoint needs prometheus_client: "
                               "pip install 'impactagent[prometheus]'") from error
@@ -417,8 +417,8 @@ class Agent:
 
 def _prometheus() -> Any:
     try:
-        from .delivery import prometheus
+        from .prometheus import collector
     except ImportError as error:  # prometheus_client is an optional extra
         raise ImportError("the Prometheus endpoint needs prometheus_client: "
                           "pip install 'impactagent[prometheus]'") from error
-    return prometheus
+    return collector

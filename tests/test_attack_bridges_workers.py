@@ -21,8 +21,8 @@ prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client import CollectorRegistry, Counter, generate_latest  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from impactagent.delivery.prometheus import AgentCollector  # noqa: E402
 from impactagent.integrations.prometheus_bridge import bridge_prometheus  # noqa: E402
+from impactagent.prometheus.collector import AgentCollector  # noqa: E402
 
 
 def make_agent(url):
@@ -143,7 +143,7 @@ def test_the_workers_view_recovers_when_its_directory_is_removed(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_a_scrape_between_a_workers_death_and_its_replacement_never_shows_less(tmp_path):
-    from impactagent.delivery.workers import DirectoryCollector
+    from impactagent.prometheus.workers import DirectoryCollector
 
     shared = tmp_path / "shared"
     master = CollectorRegistry(auto_describe=False)  # the master serving the directory

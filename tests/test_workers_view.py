@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import stat
+import threading
 import time
 from pathlib import Path
 
@@ -18,8 +19,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import impactagent
-from impactagent.delivery.workers import DirectoryCollector, process
-from impactagent.delivery.workers.host import encode, worker_name
+from impactagent.prometheus.workers import DirectoryCollector, process
+from impactagent.prometheus.workers.host import encode, worker_name
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 
@@ -446,3 +447,38 @@ def test_a_symlink_left_where_the_removed_directory_was_is_not_followed(tmp_path
     jobs.inc(1)
     assert not view.publish()
     assert not os.path.lexists(elsewhere) and shared.is_symlink()
+
+
+def signals_left_to_the_app_by_every_publisher() -> bool:
+    """Whether every workers-view thread of this process blocks SIGTERM and SIGINT, as the
+    kernel has it (/proc), so that the app's threads get them; waits up to 5 s for a thread
+    just started to block them."""
+    wanted = (1 << (signal.SIGTERM - 1)) | (1 << (signal.SIGINT - 1))
+    deadline = time.monotonic() + 5
+    while True:
+        publishers = [t for t in threading.enumerate()
+                      if t.name == "impactagent-workers-view" and t.is_alive()]
+        masks = []
+        for thread in publishers:
+            status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+            masks.append(int(next(line.split()[1] for line in status.splitlines()
+                                  if line.startswith("SigBlk:")), 16))
+        if publishers and all(mask & wanted == wanted for mask in masks):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
+def test_the_publishing_thread_leaves_sigterm_and_sigint_to_the_app(tmp_path):
+    # Where the kernel hands a process's SIGTERM to the view's thread while the main thread
+    # waits on a lock, the app's handler never runs; in a forked child too.
+    agent = new_agent()[0]
+    agent.prometheus_workers(str(tmp_path), publish_interval=60)
+    assert signals_left_to_the_app_by_every_publisher()
+
+    def child():
+        assert signals_left_to_the_app_by_every_publisher()
+
+    in_child(child)

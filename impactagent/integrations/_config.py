@@ -94,7 +94,7 @@ def scrape(agent: Agent, accept: str) -> Tuple[bytes, str]:
     try:
         from prometheus_client.exposition import choose_encoder
 
-        from ..delivery.prometheus import registry_for
+        from ..prometheus.collector import registry_for
     except ImportError as error:
         raise ImportError("the Prometheus scrape needs prometheus_client: "
                           "pip install 'impactagent[prometheus]'") from error

@@ -62,7 +62,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
-from ..delivery.prometheus import is_agent_view
+from ..prometheus.collector import is_agent_view
 from ._bridged import Bridged, BridgedFamilies, increment
 from ._cumulative import CounterReadings, HistogramReadings
 

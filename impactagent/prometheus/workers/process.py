@@ -9,7 +9,7 @@ worker's counts stay in the sum as if it lived), it never loses or doubles a cou
 
 A file written in another pid namespace (another container sharing the directory) cannot be
 judged from here at all: its pids mean nothing in ours. Such files are never folded or
-removed by this process (see :mod:`impactagent.delivery.workers`).
+removed by this process (see :mod:`impactagent.prometheus.workers`).
 """
 
 from __future__ import annotations

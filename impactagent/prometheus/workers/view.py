@@ -32,7 +32,8 @@ from typing import Any, Iterator, Optional, Tuple, Union
 from prometheus_client import CollectorRegistry, make_asgi_app, make_wsgi_app, start_http_server
 from prometheus_client.metrics_core import Metric
 
-from ..prometheus import AgentCollector, Scraped, mark_agent_view
+from ...core.threads import start_daemon
+from ..collector import AgentCollector, Scraped, mark_agent_view
 from . import directory as files
 from . import process
 from .host import Host, encode, worker_name
@@ -49,9 +50,9 @@ class DirectoryCollector:
     """A ``prometheus_client`` collector over a shared directory: the sum over its workers.
 
     Every scrape folds the files of workers that are gone into the departed total (see
-    :mod:`impactagent.delivery.workers.host`), under the directory's lock."""
+    :mod:`impactagent.prometheus.workers.host`), under the directory's lock."""
 
-    def __init__(self, directory: Union[str, os.PathLike]) -> None:
+    def __init__(self, directory: Union[str, os.PathLike[str]]) -> None:
         self.host = Host(files.prepare(directory))
 
     @property
@@ -73,7 +74,7 @@ class WorkersView:
     Make it with :meth:`impactagent.Agent.prometheus_workers` (once per agent, in the
     module every worker imports, or before gunicorn's ``--preload`` fork)."""
 
-    def __init__(self, agent: Scraped, directory: Union[str, os.PathLike],
+    def __init__(self, agent: Scraped, directory: Union[str, os.PathLike[str]],
                  publish_interval: float = 1.0) -> None:
         if publish_interval <= 0:
             raise ValueError("publish_interval must be positive")
@@ -107,9 +108,7 @@ class WorkersView:
         self._last: Optional[Tuple[bytes, float]] = None
         self._failed = False
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="impactagent-workers-view",
-                                        daemon=True)
-        self._thread.start()
+        self._thread = start_daemon(self._run, "impactagent-workers-view")
 
     def publish(self) -> bool:
         """Write this process's counts to its file now; False if the disk refused (logged
@@ -189,7 +188,7 @@ class WorkersView:
         return server
 
 
-def serve_directory(directory: Union[str, os.PathLike], port: int, addr: str = "127.0.0.1"
+def serve_directory(directory: Union[str, os.PathLike[str]], port: int, addr: str = "127.0.0.1"
                     ) -> Any:
     """Serve the sum over a directory's workers on ``addr:port``, from a process that needs
     no agent (the gunicorn master, in ``when_ready``; a sidecar). Returns the server."""

@@ -1,6 +1,6 @@
 """Families as plain data, and their sum: what a worker's file holds and what a scrape adds.
 
-A worker writes the families its :class:`~impactagent.delivery.prometheus.AgentCollector`
+A worker writes the families its :class:`~impactagent.prometheus.collector.AgentCollector`
 yields, as JSON lists ``[name, type, help, [[sample name, {labels}, value], ...]]``. A
 scrape adds them up, sample by sample (same sample name, same labels):
 
@@ -19,7 +19,7 @@ as it does for a negative sum) shows neither, as one worker would.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Iterator, List, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Set, Tuple
 
 from prometheus_client.metrics_core import Metric
 
@@ -86,7 +86,7 @@ class Totals:
                 yield metric
 
 
-def _unsound_counts(values: Dict[_Key, float]) -> set:
+def _unsound_counts(values: Dict[_Key, float]) -> Set[_Key]:
     """The ``_sum``/``_count`` samples of histogram series whose count is not the +Inf
     bucket's."""
     infinite: Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float] = {}

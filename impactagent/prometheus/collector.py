@@ -1,8 +1,8 @@
 """The agent as a Prometheus target: a ``prometheus_client`` collector over its cumulative view.
 
-The other way out of the process: Unleash is pushed windows of deltas (:mod:`.delivery`),
-Prometheus pulls running totals from here. Both read the recording core; neither changes
-what the other sees.
+The other way out of the process: Unleash is pushed windows of deltas
+(:mod:`impactagent.delivery`), Prometheus pulls running totals from here. Both read the
+recording core; neither changes what the other sees.
 
 Scraping reads the running totals every series keeps for this purpose; it never takes a
 delta, so a scrape changes nothing that is sent to Unleash, and Unleash delivery changes
@@ -116,7 +116,7 @@ class AgentCollector:
 
     def counts(self) -> Iterator[Metric]:
         """What the app counted: its impact metrics and the flag counts. Across workers
-        (:mod:`impactagent.delivery.workers`) these are summed."""
+        (:mod:`impactagent.prometheus.workers`) these are summed."""
         identity = (scrub(self.agent.identity.app_name), scrub(self.agent.identity.environment))
         # The agent's own families keep their names; an app metric whose names clash with
         # one shown before it (a gauge "x_total" after a counter "x") is left out, or
@@ -186,25 +186,26 @@ def _family(family: Any, identity: Tuple[str, str]) -> Metric:
     help_text = scrub(family.help)
     if family.kind == "counter":
         # prometheus_client adds "_total" to the sample name; the family name goes without.
-        metric: Any = CounterMetricFamily(counter_base(family.name), help_text, labels=labels)
+        counter = CounterMetricFamily(counter_base(family.name), help_text, labels=labels)
         for child in family.series():
-            metric.add_metric(_values(identity, child), child.value)
-    elif family.kind == "gauge":
-        metric = GaugeMetricFamily(family.name, help_text, labels=labels)
+            counter.add_metric(_values(identity, child), child.value)
+        return counter
+    if family.kind == "gauge":
+        gauge = GaugeMetricFamily(family.name, help_text, labels=labels)
         for child in family.series():
             if child.value is not None:  # never set: nothing to show
-                metric.add_metric(_values(identity, child), child.value)
-    else:
-        metric = HistogramMetricFamily(family.name, help_text, labels=labels)
-        for child in family.series():
-            buckets = child.cumulative_buckets()
-            # A sum below zero is no counter: OpenMetrics forbids it (and with it _count; the
-            # +Inf bucket still says how many), as prometheus_client already leaves both out
-            # when a bucket bound is negative.
-            total = child.sum if child.sum >= 0 else None
-            metric.add_metric(_values(identity, child), [(_le(le), n) for le, n in buckets],
-                              total)
-    return metric
+                gauge.add_metric(_values(identity, child), child.value)
+        return gauge
+    histogram = HistogramMetricFamily(family.name, help_text, labels=labels)
+    for child in family.series():
+        buckets = child.cumulative_buckets()
+        # A sum below zero is no counter: OpenMetrics forbids it (and with it _count; the
+        # +Inf bucket still says how many), as prometheus_client already leaves both out
+        # when a bucket bound is negative.
+        total = child.sum if child.sum >= 0 else None
+        histogram.add_metric(_values(identity, child), [(_le(le), n) for le, n in buckets],
+                             total)
+    return histogram
 
 
 def _values(identity: Tuple[str, str], child: Any) -> Tuple[str, ...]:

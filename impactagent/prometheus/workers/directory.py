@@ -8,7 +8,7 @@ file here is summed into what every worker shows, so a planted one would lie):
 - files are created ``0600`` with ``O_CREAT | O_EXCL | O_NOFOLLOW`` under a temporary name,
   written, and renamed over the old one, so a reader sees a whole file or the previous
   one, never half of one (no fsync: after a crash of the host the directory is stale
-  anyway, see :func:`impactagent.delivery.workers.process.alive`);
+  anyway, see :func:`impactagent.prometheus.workers.process.alive`);
 - a file is read with ``O_NOFOLLOW | O_NONBLOCK`` and only when it is a regular file with
   one link, owned by this user and below :data:`MAX_BYTES`; anything else is skipped;
 - :func:`locked` holds ``flock`` on ``.lock`` (advisory, whole-host, released by the kernel
@@ -81,7 +81,7 @@ def folder_key(app_name: str, environment: str) -> str:
     return f"{hint(app_name, 40)}-{hint(environment, 16)}-{digest}"
 
 
-def prepare(directory: Union[str, os.PathLike]) -> Path:
+def prepare(directory: Union[str, os.PathLike[str]]) -> Path:
     """Create ``directory`` (and missing parents) ``0700``, or check the one there.
 
     Raises :class:`OSError` when it is not a directory this user owns: in a shared ``/tmp``
