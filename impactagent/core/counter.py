@@ -128,7 +128,7 @@ class CounterChild(itertools.count):
                 next(self)  # one C call: atomic under the GIL (see the class)
                 return
             # The bound is written out: a constant costs less than a global.
-            if amount.__class__ is not int or amount < 0 or amount > 9007199254740991:
+            if amount.__class__ is not int or amount < 0 or amount > (2**53 - 1):
                 amount = _checked_increment(self.family.name, amount)
             # `with`, not acquire()/release(): a call between them is where CPython hands
             # the GIL over, so a thread could sleep holding the lock and every other
@@ -138,7 +138,7 @@ class CounterChild(itertools.count):
     else:  # free-threaded: every amount under the series lock
         def inc(self, amount: int = 1) -> None:
             """Add ``amount`` (a non-negative int up to ``2**53 - 1``, default 1)."""
-            if amount.__class__ is not int or amount < 0 or amount > 9007199254740991:
+            if amount.__class__ is not int or amount < 0 or amount > (2**53 - 1):
                 amount = _checked_increment(self.family.name, amount)
             with self._lock:
                 self._adjust += amount

@@ -54,10 +54,10 @@ class GaugeChild:
         # The safe range is written out (a constant costs less than a global), compared with
         # a constant of the value's own type (the cheapest comparison); NaN fails it too.
         if value.__class__ is float:
-            if not -9007199254740991.0 <= value <= 9007199254740991.0:
+            if not -(2.0**53 - 1) <= value <= (2.0**53 - 1):
                 self.family.rules.drop_value(value, "unsafe_value")
                 return
-        elif value.__class__ is not int or not -9007199254740991 <= value <= 9007199254740991:
+        elif value.__class__ is not int or not -(2**53 - 1) <= value <= (2**53 - 1):
             # The slow path: any other type is converted or refused, then checked alike.
             value = self.family.rules.number(value, "set()")
             if not -MAX_SAFE_FLOAT <= value <= MAX_SAFE_FLOAT:
@@ -79,8 +79,8 @@ class GaugeChild:
                 value = cell[0]
                 value = amount if value is None else value + amount
                 # The safe range, against a constant of the value's type (see set()).
-                if (-9007199254740991 <= value <= 9007199254740991 if value.__class__ is int
-                        else -9007199254740991.0 <= value <= 9007199254740991.0):
+                if (-(2**53 - 1) <= value <= (2**53 - 1) if value.__class__ is int
+                        else -(2.0**53 - 1) <= value <= (2.0**53 - 1)):
                     cell[0] = value  # in place: a set() since replaced the cell and wins
                     self._dirty = True
                     return
@@ -185,7 +185,7 @@ class Gauge(MetricFamily[GaugeChild]):
         # An int or float within the safe range is stored here as GaugeChild.set() would
         # (one store of a fresh cell, atomic under the GIL); anything else goes through it.
         if (child is not None and (value.__class__ is float or value.__class__ is int)
-                and -9007199254740991.0 <= value <= 9007199254740991.0):
+                and -(2.0**53 - 1) <= value <= (2.0**53 - 1)):
             child._cell = [value]
             return
         self._target.set(value)

@@ -104,7 +104,7 @@ class HistogramChild:
                 window = self._window_sum + value
                 # The safe range written out (cheaper than a global); NaN fails it too. The
                 # running total cannot overflow: each observation kept adds under 2**54.
-                if -9007199254740991.0 <= window <= 9007199254740991.0:
+                if -(2.0**53 - 1) <= window <= (2.0**53 - 1):
                     self._counts[index] += 1
                     self._window_sum = window
                     self._sum += value
@@ -138,7 +138,7 @@ class HistogramChild:
         try:
             with self._lock:
                 window = self._window_sum + sum
-                if -9007199254740991.0 <= window <= 9007199254740991.0:
+                if -(2.0**53 - 1) <= window <= (2.0**53 - 1):
                     mine = self._counts
                     for index, n in enumerate(added):
                         mine[index] += n

@@ -6,7 +6,7 @@ series that changed, their numbers, and histograms' bucket counts (flat), each a
 of objects the cyclic garbage collector knows about, and none of them holds 100,000
 references: a young collection walks every item of every young list (a list is one
 tracked object, but the collector visits each reference in it), while an ``array`` is not
-tracked at all and holds no references (see benchmarks/README.md, issue 16). Series are
+tracked at all and holds no references (measured in benchmarks/README.md). Series are
 named by their position in the family's append-only :meth:`~MetricFamily.series_table`,
 which the family keeps alive anyway.
 

@@ -1,4 +1,4 @@
-"""Adversarial review of the receiver's impact view (issue 18): each test here shows a defect
+"""Edges of the receiver's impact view: each test here shows a defect
 found by feeding the receiver what a hostile or careless user would, and is expected to fail
 until the defect is fixed (``xfail(strict=True)``: a fix makes it pass, and then the marker
 must go).

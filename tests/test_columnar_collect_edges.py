@@ -1,5 +1,4 @@
-"""Adversarial tests of the columnar collect and the hand-written JSON (issue 16's
-commits 47da927 and 843f844), through the public API only.
+"""Edges of the columnar collect and the hand-written JSON, through the public API only.
 
 The promise each test holds the agent to: every count recorded is delivered exactly once
 or counted as dropped with a reason, and what a real Unleash server refuses (here: a

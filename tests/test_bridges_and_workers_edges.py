@@ -1,6 +1,6 @@
 """Adversarial tests of the prometheus_client / OpenTelemetry bridges and the workers' view.
 
-Each test here shows a defect found by an adversarial review (issue 17) and is marked
+Each test here shows a defect that hostile use found, and is marked
 ``xfail(strict=True)``: it fails on the current code, and will report XPASS (an error)
 once the defect is fixed, so that the mark is removed with the fix.
 """

@@ -1,5 +1,5 @@
-"""Attacks on the seams of issue 15: the user transport, the one Settings source, close()
-and the layer test, found by an adversarial review. Each test failed when it was written;
+"""The seams: the user transport, the one Settings source, close() and the layer test.
+Each test failed when it was written;
 the defects are fixed, and the tests hold them fixed. One blind spot of the layer test is
 kept as a strict xfail: it documents what the check cannot see (a private attribute read by
 a module that has one of the same name), and CI notices if that changes.

@@ -1,5 +1,5 @@
-"""Adversarial tests of the one-count-per-evaluation flag counts (d71b09f) and the refusal
-of empty label values (4a69d7a), through the public API, real threads and a child
+"""Edges of the one-count-per-evaluation flag counts and the refusal of empty label values,
+through the public API, real threads and a child
 interpreter told it is free-threaded.
 
 The promises each test holds the agent to: every evaluation is counted exactly once, in a
