@@ -3,8 +3,8 @@
 The stream in the script below stands for a file's buffered writer: it has a lock of its
 own, held while a line is written, and the write is slow. A thread logs through the agent's
 logger; the main thread forks while that line is being written (a real ``os.fork()``); the
-child logs a line of its own and exits. Each run is a fresh interpreter: one imports
-impactagent (whose fork hook holds the handlers across the fork), one does not (the
+child logs a line of its own and exits. Each run is a fresh interpreter: one makes an
+agent (whose fork hook holds the handlers across the fork), one does not (the
 control: its child inherits the stream's lock held by a thread that does not exist there,
 and waits until the bound). The model test found this hang at a forked child's exit.
 """
@@ -24,7 +24,8 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 SCRIPT = """
     import logging, os, signal, sys, threading, time
     if {with_agent}:
-        import impactagent  # registers the agent's fork hooks
+        import impactagent
+        agent = impactagent.Agent("forky")  # an agent's delivery registers the fork hooks
 
     class SlowStream:
         def __init__(self):
