@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # imports prometheus_client, an optional extra: only for the 
 
 logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
-M = TypeVar("M", bound=MetricFamily)
+M = TypeVar("M", bound="MetricFamily[Any]")
 Charts = Union[Chart, Sequence[Chart], None]
 #: Label values by name, or UnleashClient's ``MetricFlagContext`` (anything with
 #: ``flag_names``), for the SDK-style recording methods.

@@ -370,7 +370,7 @@ class _LabelsFirst:
     _RECORDING = frozenset({"inc", "dec", "set", "observe", "time", "count_exceptions",
                             "add_counts"})
 
-    def __init__(self, family: MetricFamily) -> None:
+    def __init__(self, family: MetricFamily[Any]) -> None:
         self._family = family
 
     def __getattr__(self, method: str) -> Any:

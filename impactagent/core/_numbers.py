@@ -51,7 +51,8 @@ def to_number(value: Any, what: str) -> Number:
     """
     cls = value.__class__
     if cls is int or cls is float:
-        return value
+        exact: Number = value  # its class says so
+        return exact
     if isinstance(value, bool) or (cls.__module__ == "numpy" and cls.__name__ in ("bool_", "bool")):
         raise TypeError(f"{what} takes a number, got a bool ({value!r}): record 1 or 0")
     if hasattr(cls, "__index__"):

@@ -61,7 +61,8 @@ def _choice(field_name: str, value: Any, allowed: Sequence[str]) -> str:
     if value not in allowed:
         raise ValueError(f"chart {field_name} must be one of {', '.join(allowed)}; "
                          f"got {value!r}")
-    return value
+    chosen: str = value  # one of ``allowed``
+    return chosen
 
 
 @dataclass(frozen=True)

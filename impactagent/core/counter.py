@@ -15,6 +15,7 @@ import itertools
 import operator
 import threading
 from typing import (
+    TYPE_CHECKING,
     Any,
     Callable,
     Iterator,
@@ -36,6 +37,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _ONE = 1  # the int inc() takes without a lock (see CounterChild)
 
+if TYPE_CHECKING:
+    _Count = itertools.count[int]  # generic to the type checker only
+else:
+    _Count = itertools.count
+
 
 def _checked_increment(metric: str, amount: Any) -> int:
     """Return ``amount`` as an exact int if it is a non-negative integer the server takes
@@ -46,22 +52,22 @@ def _checked_increment(metric: str, amount: Any) -> int:
             "a counter counts events, use a gauge or histogram for measurements"
         )
     try:
-        amount = operator.index(amount)
+        exact = operator.index(amount)
     except TypeError:
         raise TypeError(
             f"counter {metric!r}: inc() takes a non-negative int, got {type(amount).__name__}"
         ) from None
-    if amount < 0:
+    if exact < 0:
         raise ValueError(
-            f"counter {metric!r}: inc() takes a non-negative int, got {amount}; "
+            f"counter {metric!r}: inc() takes a non-negative int, got {exact}; "
             "counters never go down, use a gauge for values that do"
         )
-    if amount > MAX_SAFE:
+    if exact > MAX_SAFE:
         raise ValueError(
-            f"counter {metric!r}: inc() takes at most 2**53 - 1 at a time, got {amount}; "
+            f"counter {metric!r}: inc() takes at most 2**53 - 1 at a time, got {exact}; "
             "Unleash refuses larger values"
         )
-    return amount
+    return exact
 
 
 class CounterDelta(NamedTuple):
@@ -71,7 +77,7 @@ class CounterDelta(NamedTuple):
     value: int
 
 
-class CounterChild(itertools.count):
+class CounterChild(_Count):
     """One series of a counter. Get it from :meth:`Counter.labels` and keep it.
 
     How an increment stays exact without a lock (see :data:`ATOMIC_C_CALLS`):
@@ -219,6 +225,9 @@ class Counter(MetricFamily[CounterChild]):
     """
 
     kind = "counter"
+    # What the family's own recording methods forward to (see MetricFamily.__init__; a
+    # labelled counter's stand-in raises on every method).
+    _target: CounterChild | _CounterInContext
 
     def _new_child(self, label_values: Tuple[str, ...], lock: threading.Lock) -> CounterChild:
         return CounterChild(self, label_values, lock)

@@ -49,6 +49,9 @@ class _Scope(Dict[str, str]):
 _states: ContextVar[Optional[Dict[str, str]]] = ContextVar("impactagent_flag_states",
                                                           default=None)
 
+#: What :func:`open_scope` returns and :func:`close_scope` takes.
+ScopeToken = Token[Optional[Dict[str, str]]]
+
 
 def flag_state(enabled: bool, variant: Optional[str] = None) -> str:
     """The label value for one evaluation: the variant's name if it has a real one, else
@@ -94,11 +97,11 @@ def flag_scope() -> Iterator[None]:
         close_scope(token)
 
 
-def open_scope() -> Token:
+def open_scope() -> ScopeToken:
     """Start a scope; pass the result to :func:`close_scope` (for middlewares' hot path)."""
     return _states.set(_Scope())
 
 
-def close_scope(token: Token) -> None:
+def close_scope(token: ScopeToken) -> None:
     """End the scope ``token`` opened, in the context that opened it."""
     _states.reset(token)

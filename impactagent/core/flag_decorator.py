@@ -142,4 +142,5 @@ def _forwarder(func: Callable[..., Any], name: str, record: Record) -> Callable[
                  "_ia_evaluation": evaluation, **defaults}
     source = _WRAPPER.format(params=", ".join(params), args=", ".join(args))
     exec(compile(source, f"<@flag({name!r}) wrapper>", "exec"), namespace)
-    return namespace["wrapper"]
+    wrapper: Callable[..., Any] = namespace["wrapper"]
+    return wrapper

@@ -155,6 +155,9 @@ class Gauge(MetricFamily[GaugeChild]):
     """
 
     kind = "gauge"
+    # What the family's own recording methods forward to (see MetricFamily.__init__; a
+    # labelled gauge's stand-in raises on every method).
+    _target: GaugeChild | _GaugeInContext
 
     def _new_child(self, label_values: Tuple[str, ...], lock: threading.Lock) -> GaugeChild:
         return GaugeChild(self, label_values, lock)

@@ -266,6 +266,9 @@ class Histogram(MetricFamily[HistogramChild]):
 
     kind = "histogram"
     _reserved_labels = ("le",)
+    # What the family's own recording methods forward to (see MetricFamily.__init__; a
+    # labelled histogram's stand-in raises on every method).
+    _target: HistogramChild | _HistogramInContext
 
     def __init__(
         self,

@@ -22,7 +22,7 @@ import uuid
 from array import array
 from datetime import datetime, timezone
 from json.encoder import encode_basestring_ascii as _json_string  # what _ENCODER uses
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from .._version import __version__
 from ._numbers import MAX_SAFE
@@ -498,7 +498,7 @@ def _pack(header: Dict[str, Any], units: Units, max_bytes: int, drops: DropCount
     # 100,000 ints is what a young collection would walk item by item).
     bodies: List[Any] = []
     current = array("q")
-    shells: set = set()
+    shells: Set[str] = set()
     used = base_size
     last_metric: Optional[Tuple[str, str, str]] = None
     last_shell = 0
@@ -559,7 +559,7 @@ def split_payload(payload: Payload) -> List[Payload]:
 def count_events(document: Dict[str, Any]) -> int:
     """The recorded events a body carries: flag evaluations, counter increments,
     histogram observations and gauge values (one per sample)."""
-    events = sum(t["yes"] + t["no"] for t in document.get("bucket", {}).get("toggles", {})
+    events: int = sum(t["yes"] + t["no"] for t in document.get("bucket", {}).get("toggles", {})
                  .values())
     for metric in document.get("impactMetrics") or []:
         for sample in metric["samples"]:

@@ -12,7 +12,7 @@ from .histogram import DEFAULT_BUCKETS, Histogram
 from .snapshot import MetricDelta, give_back_family, take_family
 from .statistics import DropCounter
 
-M = TypeVar("M", bound=MetricFamily)
+M = TypeVar("M", bound="MetricFamily[Any]")
 
 
 class MetricRegistry:
@@ -32,7 +32,7 @@ class MetricRegistry:
         self.max_series = max_series
         self.drops = drops if drops is not None else DropCounter()
         self._lock = threading.Lock()
-        self._families: Dict[str, MetricFamily] = {}
+        self._families: Dict[str, MetricFamily[Any]] = {}
 
     def counter(self, name: str, help: str, labels: Sequence[str] = (), *,
                 max_series: Optional[int] = None, flags: Sequence[str] = ()) -> Counter:
@@ -66,11 +66,11 @@ class MetricRegistry:
             raise ValueError(f"metric {name!r} is already defined differently: {difference}")
         return existing  # type: ignore[return-value]
 
-    def get(self, name: str) -> Optional[MetricFamily]:
+    def get(self, name: str) -> Optional[MetricFamily[Any]]:
         """The metric called ``name``, or ``None``."""
         return self._families.get(name)
 
-    def families(self) -> List[MetricFamily]:
+    def families(self) -> List[MetricFamily[Any]]:
         """Every metric defined, in definition order."""
         with self._lock:
             return list(self._families.values())

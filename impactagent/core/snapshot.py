@@ -22,11 +22,12 @@ from datetime import datetime
 from itertools import islice
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
+from ._family import MetricFamily
 from ._numbers import MAX_SAFE
 from .counter import CounterDelta
 from .flags import ToggleDelta
 from .gauge import GaugeValue
-from .histogram import HistogramDelta
+from .histogram import Histogram, HistogramDelta
 
 
 class MetricDelta(NamedTuple):
@@ -44,7 +45,7 @@ class MetricDelta(NamedTuple):
     :attr:`values` and :attr:`samples` give the same as Python objects, built when asked.
     """
 
-    family: Any  # Counter | Gauge | Histogram
+    family: MetricFamily[Any]  # a Counter, Gauge or Histogram
     indexes: Sequence[int]
     numbers: Sequence[Any]
     counts: Sequence[int] = ()
@@ -57,7 +58,8 @@ class MetricDelta(NamedTuple):
     @property
     def width(self) -> int:
         """Bucket counts per series (histograms; 0 for other kinds)."""
-        return len(self.family.buckets) + 1 if self.family.kind == "histogram" else 0
+        family = self.family
+        return len(family.buckets) + 1 if isinstance(family, Histogram) else 0
 
     @property
     def children(self) -> List[Any]:

@@ -97,7 +97,7 @@ class Bridged:
 
     __slots__ = ("_keep", "family", "source_labels")
 
-    def __init__(self, family: MetricFamily, source_labels: Tuple[str, ...],
+    def __init__(self, family: MetricFamily[Any], source_labels: Tuple[str, ...],
                  keep: Tuple[int, ...]) -> None:
         self.family = family
         #: The source's label names, in the order :meth:`series` takes their values.
