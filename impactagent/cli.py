@@ -14,7 +14,7 @@ import socket
 import sys
 import threading
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ._version import __version__
 from .devtools.cli_support import Parser, UsageError, fail, port_number, positive_int, seconds
@@ -190,7 +190,7 @@ def _receive(args: argparse.Namespace) -> int:
     return 0
 
 
-def _features(path: str) -> dict:
+def _features(path: str) -> Dict[str, Any]:
     """The features document in ``path``, or a one-line mistake."""
     import json
 

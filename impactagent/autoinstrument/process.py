@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import weakref
-from typing import FrozenSet, Optional, Set, Tuple
+from typing import Dict, FrozenSet, Optional, Protocol, Set, Tuple
 
 from ..agent import Agent
 from .config import (
@@ -33,6 +33,16 @@ from .config import (
 log = logging.getLogger("impactagent.autoinstrument")
 
 
+class FlagSource(Protocol):
+    """What the process reads of an ``UnleashClient``: whether it has fetched its flags,
+    and their definitions by name."""
+
+    @property
+    def is_initialized(self) -> bool: ...
+
+    def feature_definitions(self) -> Dict[str, object]: ...
+
+
 class Process:
     """The agent, the flags and the instrumentations' state, once per process."""
 
@@ -42,7 +52,7 @@ class Process:
         self._flags: Optional[Tuple[str, ...]] = None
         self._failed: Set[str] = set()
         self._disabled: Optional[FrozenSet[str]] = None
-        self.clients: weakref.WeakSet = weakref.WeakSet()  # UnleashClients made here
+        self.clients: weakref.WeakSet[FlagSource] = weakref.WeakSet()  # UnleashClients made here
         os.register_at_fork(after_in_child=self._forget_flags)
 
     def _forget_flags(self) -> None:
@@ -86,7 +96,7 @@ class Process:
         return flags
 
     def _known_flags(self) -> Tuple[str, ...]:
-        names = set()
+        names: Set[str] = set()
         for client in list(self.clients):
             if client.is_initialized:
                 names.update(client.feature_definitions())

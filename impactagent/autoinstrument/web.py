@@ -11,6 +11,7 @@ import threading
 from typing import Any, Callable, Optional
 
 from ..integrations import asgi, wsgi
+from ..integrations.wsgi import Environ
 from .process import PROCESS
 
 #: Set in the ASGI scope by the outermost instrumented app: an app mounted inside it (a
@@ -30,10 +31,10 @@ class DeferredWSGI:
         self._serve: Callable[..., Any] = self._first
         self._lock = threading.Lock()
 
-    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Any:
+    def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Any:
         return self._serve(environ, start_response)
 
-    def _first(self, environ: dict, start_response: Callable[..., Any]) -> Any:
+    def _first(self, environ: Environ, start_response: Callable[..., Any]) -> Any:
         with self._lock:
             if self._serve == self._first:
                 self._serve = _made(self.name, lambda: self._wrap(self.app)) or self.app

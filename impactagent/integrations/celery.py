@@ -33,11 +33,10 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from contextvars import Token
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from ..agent import Agent
-from ..core.flag_context import close_scope, open_scope
+from ..core.flag_context import ScopeToken, close_scope, open_scope
 
 __all__ = ["TASK_BUCKETS", "CeleryInstrumentation", "instrument_celery"]
 
@@ -60,7 +59,7 @@ class CeleryInstrumentation:
                                         labels=_LABELS, buckets=buckets, flags=flags)
         # The scope and start of each running task, by task id: prerun and postrun are two
         # calls, on the same thread (or greenlet), in the same context.
-        self._running: Dict[str, Tuple[Token, float]] = {}
+        self._running: Dict[str, Tuple[ScopeToken, float]] = {}
         self._lock = threading.Lock()
         self._connected = False
 

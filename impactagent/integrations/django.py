@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 from ..agent import Agent
 from ..core.flag_context import close_scope, open_scope
@@ -56,10 +56,10 @@ __all__ = ["ImpactMiddleware", "get_agent", "metrics_view"]
 
 _perf_counter = time.perf_counter
 _lock = threading.Lock()
-_built: Optional[tuple] = None  # (agent, options), once per process
+_built: Optional[Tuple[Agent, IntegrationOptions]] = None  # once per process
 
 
-def _options_and_agent() -> tuple:
+def _options_and_agent() -> Tuple[Agent, IntegrationOptions]:
     global _built
     with _lock:
         if _built is None:

@@ -108,7 +108,8 @@ class ImpactAgent:
             return self._agent
         from flask import current_app, has_app_context
 
-        state = current_app.extensions.get(EXTENSION_KEY) if has_app_context() else None
+        state: Optional[ImpactState] = (current_app.extensions.get(EXTENSION_KEY)
+                                        if has_app_context() else None)
         if state is not None:
             return state.agent
         if self._first is None:

@@ -24,13 +24,27 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional, Sequence
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+)
 
 from ..core.flag_context import close_scope, open_scope
 from .http_metrics import HTTP_BUCKETS, ROUTE_KEY, HttpMetrics
 
 if TYPE_CHECKING:  # the agent is imported to type the seam, not to run it
     from ..agent import Agent
+    from ..core.flag_context import ScopeToken
+
+#: A WSGI environ (PEP 3333): the request's CGI-style variables and the server's.
+Environ = Dict[str, Any]
 
 _perf_counter = time.perf_counter
 
@@ -39,14 +53,14 @@ class ImpactMiddleware:
     """Wrap a WSGI app: ``app.wsgi_app = ImpactMiddleware(app.wsgi_app, agent)``."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]], agent: Agent, *,
-                 route: Optional[Callable[[dict], Optional[str]]] = None,
+                 route: Optional[Callable[[Environ], Optional[str]]] = None,
                  flags: Sequence[str] = (), buckets: Sequence[float] = HTTP_BUCKETS,
                  prefix: str = "http_server") -> None:
         self.app = app
         self.route = route
         self.metrics = HttpMetrics(agent, prefix=prefix, buckets=buckets, flags=flags)
 
-    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
         start = _perf_counter()
         token = open_scope()
         status: List[int] = [500]
@@ -68,7 +82,8 @@ class ImpactMiddleware:
             return body
         return _Response(body, self._record, environ, status, start, token)
 
-    def _record(self, environ: dict, status: int, start: float, token: Any) -> None:
+    def _record(self, environ: Environ, status: int, start: float, token: ScopeToken
+                ) -> None:
         route = environ.get(ROUTE_KEY)
         if route is None and self.route is not None:
             route = self.route(environ)
@@ -87,8 +102,10 @@ class _Response:
     __slots__ = ("_body", "_environ", "_record", "_recorded", "_start", "_status",
                  "_token")
 
-    def __init__(self, body: Iterable[bytes], record: Callable[[dict, int, float, Any], None],
-                 environ: dict, status: List[int], start: float, token: Any) -> None:
+    def __init__(self, body: Iterable[bytes],
+                 record: Callable[[Environ, int, float, ScopeToken], None],
+                 environ: Environ, status: List[int], start: float, token: ScopeToken
+                 ) -> None:
         self._body = body
         self._record = record  # the middleware's: records the request once it is over
         self._environ = environ

@@ -13,53 +13,64 @@ imports impactagent. Another ``sitecustomize`` further on the path still runs, a
 import os
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for the type checker only: nothing more is imported at start-up
+    from importlib.abc import Loader
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+    from typing import Any, Optional, Sequence, Set
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class _Loader:
     """The library's own loader, and a call to the instrumentation once it has run."""
 
-    def __init__(self, loader, name):
+    def __init__(self, loader: "Loader", name: str) -> None:
         self.loader = loader
         self.name = name
 
-    def create_module(self, spec):
+    def create_module(self, spec: "ModuleSpec") -> "Optional[ModuleType]":
         return self.loader.create_module(spec)
 
-    def exec_module(self, module):
+    def exec_module(self, module: "ModuleType") -> None:
         self.loader.exec_module(module)
         # The module is the library's own again, as if this loader had never been there.
         module.__loader__ = self.loader
-        if getattr(module, "__spec__", None) is not None:
-            module.__spec__.loader = self.loader
+        spec = getattr(module, "__spec__", None)
+        if spec is not None:
+            spec.loader = self.loader
         _loaded(self.name, module)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> "Any":
         return getattr(self.loader, name)
 
 
 class _Finder:
     """Finds nothing itself: for a watched name, wraps the loader that the next finder gives."""
 
-    def __init__(self, watched):
+    def __init__(self, watched: "Set[str]") -> None:
         self.watched = watched
 
-    def find_spec(self, name, path=None, target=None):
+    def find_spec(self, name: str, path: "Optional[Sequence[str]]" = None,
+                  target: "Optional[ModuleType]" = None) -> "Optional[ModuleSpec]":
         if name not in self.watched:
             return None
         for finder in sys.meta_path:
             find = getattr(finder, "find_spec", None)
             if finder is self or find is None:
                 continue
-            spec = find(name, path, target)
+            spec: Optional[ModuleSpec] = find(name, path, target)
             if spec is not None:
                 if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _Loader(spec.loader, name)
+                    # Not a subclass of importlib.abc.Loader (importing it here would slow
+                    # every start-up): a stand-in with the methods importlib calls.
+                    spec.loader = _Loader(spec.loader, name)  # type: ignore[assignment]
                 return spec
         return None
 
 
-def _loaded(name, module):
+def _loaded(name: str, module: "ModuleType") -> None:
     _finder.watched.discard(name)
     if not _finder.watched and _finder in sys.meta_path:
         sys.meta_path.remove(_finder)
@@ -75,7 +86,7 @@ def _loaded(name, module):
     instrument(name, module)
 
 
-def _chain():
+def _chain() -> None:
     """Run the next ``sitecustomize`` on the path, which this one shadows."""
     ours = sys.modules.pop("sitecustomize")
     for entry in [e for e in sys.path if os.path.abspath(e or ".") == _HERE]:
