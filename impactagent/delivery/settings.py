@@ -99,11 +99,23 @@ class Settings:
     register: bool = True
 
     def __post_init__(self) -> None:
+        self._copy_mappings()
+        self._check_identity()
+        self._check_url()
+        self._check_api_key()
+        self._check_numbers()
+        self._check_switches()
+        self._check_tls_and_headers()
+
+    def _copy_mappings(self) -> None:
         # ``headers=None`` means none (as Agent always took it); a copy, so that the
         # caller's dict changed later does not change the frozen settings.
         object.__setattr__(self, "headers", dict(self.headers or {}))
         if self.proxies is not None:  # likewise
             object.__setattr__(self, "proxies", dict(self.proxies))
+
+    def _check_identity(self) -> None:
+        """``app_name``, ``environment`` and ``instance_id``: strings the server stores."""
         for name in ("app_name", "environment"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
@@ -113,21 +125,29 @@ class Settings:
         for name, limit in (("app_name", MAX_APP_NAME_LENGTH),
                             ("instance_id", MAX_INSTANCE_ID_LENGTH), ("environment", None)):
             _stored_identity(name, getattr(self, name), limit)
-        if self.url is not None:
-            parts = urlsplit(self.url) if isinstance(self.url, str) else None
-            if (parts is None or parts.scheme not in ("http", "https") or not parts.netloc
-                    or parts.query or parts.fragment):
-                shown = redact_url(self.url) if parts is not None else self.url
-                raise SettingsError(  # paths are appended to it: a query would swallow them
-                    f"url must be an http(s) URL without a query, such as "
-                    f"https://unleash.example.com, got {shown!r}"
-                )
-            if self.api_key is None:
-                raise SettingsError("api_key is required when url is set (a client token)")
-            object.__setattr__(self, "url", api_url(self.url))
+
+    def _check_url(self) -> None:
+        """An http(s) URL with a token to go with it, stored as the API's root."""
+        if self.url is None:
+            return
+        parts = urlsplit(self.url) if isinstance(self.url, str) else None
+        if (parts is None or parts.scheme not in ("http", "https") or not parts.netloc
+                or parts.query or parts.fragment):
+            shown = redact_url(self.url) if parts is not None else self.url
+            raise SettingsError(  # paths are appended to it: a query would swallow them
+                f"url must be an http(s) URL without a query, such as "
+                f"https://unleash.example.com, got {shown!r}"
+            )
+        if self.api_key is None:
+            raise SettingsError("api_key is required when url is set (a client token)")
+        object.__setattr__(self, "url", api_url(self.url))
+
+    def _check_api_key(self) -> None:
         if self.api_key is not None and (not isinstance(self.api_key, str)
                                          or not self.api_key.strip()):
             raise SettingsError("api_key must be a non-empty string")
+
+    def _check_numbers(self) -> None:
         _positive("flush_interval", self.flush_interval)
         _positive("request_timeout", self.request_timeout)
         _positive("shutdown_timeout", self.shutdown_timeout)
@@ -135,10 +155,14 @@ class Settings:
         _positive("max_series_per_metric", self.max_series_per_metric, integer=True)
         _positive("max_flags", self.max_flags, integer=True)
         _positive("max_payload_bytes", self.max_payload_bytes, integer=True)
+
+    def _check_switches(self) -> None:
         for name in ("handle_sigterm", "register"):
             if not isinstance(getattr(self, name), bool):
                 raise SettingsError(f"{name} must be True or False, "
                                     f"got {getattr(self, name)!r}")
+
+    def _check_tls_and_headers(self) -> None:
         if not isinstance(self.verify, (bool, str)):
             raise SettingsError(f"verify must be True, False or a CA bundle path, "
                                 f"got {self.verify!r}")
