@@ -179,34 +179,33 @@ class Host:
         dead = [p for p in judged if p not in live]
         if not dead and not departed.absorbed:
             return live, departed.counts
-        totals = Totals()
-        totals.add(departed.counts, gauges=False)
-        for p in dead:
-            totals.add(p.counts, gauges=False)
+        totals = _departed_totals(departed, dead)
         names = [p.path.name for p in dead]
         # Names whose files are gone need no remembering: nobody can read them twice.
         kept = [n for n in departed.absorbed if (self.path / n).exists()] + names
-        # Parents that still run (a gunicorn master): while one does, a join continues the
-        # totals. One that is gone never runs again (its start time says so): forgotten.
-        parents: List[process.Parent] = []
-        for parent in departed.parents + [process.parent(p.stamp) for p in dead]:
-            if parent not in parents and process.runs(parent, here):
-                parents.append(parent)
-        if dead or kept != departed.absorbed:
-            try:
-                files.replace(self.path / DEPARTED, json.dumps(
-                    {"v": VERSION, "absorbed": kept, "counts": totals.plain(),
-                     "parents": [list(parent) for parent in parents]},
-                    separators=(",", ":")).encode())
-            except OSError as error:
-                logger.warning("impactagent: could not fold departed workers into %s (%s); "
-                               "their files stay, and are counted as if they lived",
-                               self.path / DEPARTED, error.strerror or error)
-                return judged, departed.counts
+        parents = _running_parents(here, departed, dead)
+        if (dead or kept != departed.absorbed) and not self._write_departed(kept, totals,
+                                                                              parents):
+            return judged, departed.counts
         for name in kept:
             files.remove(self.path / name)
         self._remove_orphaned_temporaries(here)
         return live, totals.plain()
+
+    def _write_departed(self, absorbed: List[str], totals: Totals,
+                        parents: List[process.Parent]) -> bool:
+        """Replace ``departed.json``; False (and a warning) if it could not be written."""
+        try:
+            files.replace(self.path / DEPARTED, json.dumps(
+                {"v": VERSION, "absorbed": absorbed, "counts": totals.plain(),
+                 "parents": [list(parent) for parent in parents]},
+                separators=(",", ":")).encode())
+        except OSError as error:
+            logger.warning("impactagent: could not fold departed workers into %s (%s); "
+                           "their files stay, and are counted as if they lived",
+                           self.path / DEPARTED, error.strerror or error)
+            return False
+        return True
 
     def _departed(self) -> Departed:
         document = _load(self.path / DEPARTED) or {}
@@ -248,6 +247,28 @@ class Host:
             pid = match.group("pid")
             if pid is None or (int(pid) != here.pid and not _pid_runs(int(pid))):
                 files.remove(path)
+
+
+def _departed_totals(departed: Departed, dead: List[Published]) -> Totals:
+    """The departed counts so far plus those of the workers just found dead (their
+    gauges left out: a gauge is a live worker's value, not a total)."""
+    totals = Totals()
+    totals.add(departed.counts, gauges=False)
+    for p in dead:
+        totals.add(p.counts, gauges=False)
+    return totals
+
+
+def _running_parents(here: process.Stamp, departed: Departed, dead: List[Published]
+                     ) -> List[process.Parent]:
+    """Parents that still run (a gunicorn master), of the departed and of the newly dead:
+    while one does, a join continues the totals. One that is gone never runs again (its
+    start time says so): forgotten."""
+    parents: List[process.Parent] = []
+    for parent in departed.parents + [process.parent(p.stamp) for p in dead]:
+        if parent not in parents and process.runs(parent, here):
+            parents.append(parent)
+    return parents
 
 
 def _parents(recorded: Any) -> List[process.Parent]:
