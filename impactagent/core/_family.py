@@ -93,8 +93,11 @@ class Series(Protocol):
     The app records through each kind's own methods (``inc``, ``set``, ``observe``) and
     never calls these."""
 
-    family: Any
     label_values: Tuple[str, ...]
+
+    @property
+    def family(self) -> MetricFamily[Any]:
+        """The family the series belongs to."""
 
     def take_delta(self) -> Any:
         """What changed since the last take (None for nothing); the collector's only. Plain

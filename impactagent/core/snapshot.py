@@ -22,7 +22,7 @@ from datetime import datetime
 from itertools import islice
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
-from ._family import MetricFamily
+from ._family import MetricFamily, Series
 from ._numbers import MAX_SAFE
 from .counter import CounterDelta
 from .flags import ToggleDelta
@@ -132,7 +132,7 @@ def _like(column: Sequence[Any], items: List[Any]) -> Sequence[Any]:
     return array(column.typecode, items) if isinstance(column, array) else items
 
 
-def take_family(family: Any) -> Optional[MetricDelta]:
+def take_family(family: MetricFamily[Any]) -> Optional[MetricDelta]:
     """Take the delta of every series of ``family`` since the last take, as one
     :class:`MetricDelta` (``None`` when no series changed); callers serialise takes.
 
@@ -149,7 +149,7 @@ def take_family(family: Any) -> Optional[MetricDelta]:
     return _take_histograms(family, table)
 
 
-def _take_counters(family: Any, table: Sequence[Any]) -> Optional[MetricDelta]:
+def _take_counters(family: MetricFamily[Any], table: Sequence[Series]) -> Optional[MetricDelta]:
     indexes = array("q")
     numbers = array("q")  # a counter's delta is an int in 1..2**53 - 1 (take_delta's cap)
     add_index, add_number = indexes.append, numbers.append
@@ -161,7 +161,7 @@ def _take_counters(family: Any, table: Sequence[Any]) -> Optional[MetricDelta]:
     return MetricDelta(family, indexes, numbers) if indexes else None
 
 
-def _take_gauges(family: Any, table: Sequence[Any]) -> Optional[MetricDelta]:
+def _take_gauges(family: MetricFamily[Any], table: Sequence[Series]) -> Optional[MetricDelta]:
     indexes = array("q")
     numbers: Any = array("d")
     ints: Any = bytearray()
@@ -186,7 +186,7 @@ def _take_gauges(family: Any, table: Sequence[Any]) -> Optional[MetricDelta]:
     return MetricDelta(family, indexes, numbers, (), bytes(ints) if ints is not None else b"")
 
 
-def _take_histograms(family: Any, table: Sequence[Any]) -> Optional[MetricDelta]:
+def _take_histograms(family: MetricFamily[Any], table: Sequence[Series]) -> Optional[MetricDelta]:
     indexes = array("q")
     sums = array("d")  # a window's sum is a float (it starts at 0.0)
     counts: Any = array("q")
