@@ -389,22 +389,27 @@ class Delivery:
         if kind == DELIVERED:
             self._delivered(parcel.events, run)
         elif kind == REJECTED:
+            # Counted before it is logged, here and below: a signal can arrive while a
+            # line is written, and the body is settled already.
             run.dropped += 1
+            self.drops.add("rejected_by_server", parcel.events,
+                           detail=self.transport.metrics_url, explained=True)
             logger.error(
                 "%s answered HTTP 400 to a metrics body of %d bytes; dropping its %d events "
                 "(counted as 'rejected_by_server'). The server said: %s",
                 self.transport.metrics_url, len(parcel.payload.body), parcel.events,
                 outcome.detail or "(nothing)")
-            self.drops.add("rejected_by_server", parcel.events,
-                           detail=self.transport.metrics_url, explained=True)
         elif kind == TOO_LARGE:
             run.dropped += 1
             self.drops.add("too_large", parcel.events, detail=self.transport.metrics_url)
         else:
+            refused_now = kind == UNAUTHORIZED and self.unauthorized is None
             if kind == UNAUTHORIZED:
-                self._stop_sending(outcome)
+                self.unauthorized = outcome.status
             self._keep(parcel, run)
             self._hear_answer(parcel, outcome, taken=False)
+            if refused_now:
+                self._tell_refused(outcome)
         return []
 
     def _split(self, parcel: Parcel, halves: List[Payload], run: _Run) -> List[Parcel]:
@@ -573,24 +578,24 @@ class Delivery:
             return
         why = (f"sending was stopped by HTTP {self.unauthorized}" if self.unauthorized
                else "the server did not take them before the close deadline")
+        self.drops.add("not_delivered_by_close", events, detail=self.transport.metrics_url,
+                       explained=True)
         logger.error("closing with %d events not delivered to %s (%s) and no spool_dir to "
                      "keep them; they are counted as 'not_delivered_by_close'.",
                      events, self.transport.metrics_url, why)
-        self.drops.add("not_delivered_by_close", events, detail=self.transport.metrics_url,
-                       explained=True)
 
-    def _stop_sending(self, outcome: Outcome) -> None:
-        if self.unauthorized is None and not self.refusals.first_to_tell():
+    def _tell_refused(self, outcome: Outcome) -> None:
+        """Say once that the server refused the token and sending stopped."""
+        if not self.refusals.first_to_tell():
             logger.warning("%s answered HTTP %s too: sending stops (recording goes on) until "
                            "the agent is restarted with a valid token.",
                            self.transport.metrics_url, outcome.status)
-        elif self.unauthorized is None:
+        else:
             logger.error(
                 "%s answered HTTP %s: the API token is missing, unknown or not a "
                 "client/backend token. Sending stops (recording goes on) until the agent is "
                 "restarted with a valid token.",
                 self.transport.metrics_url, outcome.status)
-        self.unauthorized = outcome.status
 
     # -- the spool's backlog -----------------------------------------------------------------
 

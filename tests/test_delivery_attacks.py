@@ -1,0 +1,116 @@
+"""Attacks on the delivery's promise: every count recorded is delivered once, or kept
+(merged back, spooled), or counted as dropped with a reason; a body that may be stored twice
+is inside ``possibly_duplicated_events``.
+
+Signals are real (``signal.raise_signal`` or ``kill`` of a real child process, handled by
+the real handlers), interpreters are real (including Python 3.12 and later where a pyenv
+has them), and so are the servers (a local HTTP server) and the users' transports.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from tests import child
+
+#: Prints what the agent's statistics say became of what it recorded, as one JSON line.
+LEDGER = """
+    def ledger(agent):
+        s = agent.statistics()
+        return {"recorded": sum(s["recorded"].values()), "pending": s["pending_events"],
+                "delivered": s["delivery"]["delivered_events"], "dropped": s["dropped"],
+                "duplicated": s["delivery"]["possibly_duplicated_events"]}
+"""
+
+
+def accounted(ledger):
+    """recorded = delivered + kept (pending) + dropped, for a process that did not lose any."""
+    return ledger["delivered"] + ledger["pending"] + sum(ledger["dropped"].values())
+
+
+# -- a signal while the agent tells the log what it did -------------------------------------
+
+CTRL_C_WHILE_LOGGING = """
+    import json, logging, signal
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    class Answering:
+        def post(self, body, timeout):
+            return Outcome({kind!r}, {status})
+
+    class CtrlCNow(logging.Handler):
+        # Ctrl-C while the line is written (a slow stderr, a full pipe): a real SIGINT,
+        # handled by Python's own handler at the next instruction.
+        def emit(self, record):
+            if record.levelno >= logging.ERROR:
+                signal.raise_signal(signal.SIGINT)
+                sum(range(1000))
+
+    logging.getLogger("impactagent").addHandler(CtrlCNow())
+    agent = impactagent.Agent("shop", transport=Answering(), register=False)
+    agent.counter("jobs_total", "Jobs").inc(7)
+    try:
+        agent.{call}(timeout=2)
+        print("not interrupted")
+    except KeyboardInterrupt:
+        print("interrupted")
+    print(json.dumps(ledger(agent)))
+"""
+
+
+@pytest.mark.parametrize("kind, status, call", [
+    ("unauthorized", 401, "flush"),  # the body must be kept: sending stops, recording goes on
+    ("rejected", 400, "flush"),  # the body's events must be counted as rejected_by_server
+    ("retry", 503, "close"),  # no spool: counted as not_delivered_by_close
+])
+def test_ctrl_c_while_an_answer_is_logged_loses_nothing(kind, status, call):
+    """The agent logs what became of a body: each body is accounted for before the line
+    is written, so a Ctrl-C arriving while it is written cannot lose the body uncounted."""
+    done = child.run(LEDGER + CTRL_C_WHILE_LOGGING.format(kind=kind, status=status, call=call))
+    lines = done.stdout.splitlines()
+    assert lines[0] == "interrupted", done.stderr
+    ledger = json.loads(lines[1])
+    assert ledger["recorded"] == 7
+    assert accounted(ledger) == 7, ledger
+
+
+SIGTERM_WHILE_LOGGING_A_REFUSAL = """
+    import logging, os, signal
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    class Refusing:
+        def post(self, body, timeout):
+            return Outcome("unauthorized", 401)
+
+    class TerminateNow(logging.Handler):
+        def emit(self, record):
+            if "401" in record.getMessage():
+                os.kill(os.getpid(), signal.SIGTERM)
+                sum(range(1000))
+
+    logging.getLogger("impactagent").addHandler(TerminateNow())
+    agent = impactagent.Agent("shop", transport=Refusing(), register=False,
+                              flush_interval=3600, spool_dir={spool!r})
+    agent.start()
+    agent.counter("jobs_total", "Jobs").inc(7)
+    agent.flush(timeout=2)  # on the main thread, where SIGTERM's handler runs
+    print("survived SIGTERM")
+"""
+
+
+def test_sigterm_while_a_refusal_is_logged_spools_the_refused_body(tmp_path):
+    """``docker stop`` while a flush on the main thread logs the server's 401: the handler
+    closes the agent and ends the process from inside that line, so the body must already
+    be in the spool (sending stopped; a restart with a valid token sends it)."""
+    spool = tmp_path / "spool"
+    done = child.run(SIGTERM_WHILE_LOGGING_A_REFUSAL.format(spool=str(spool)), timeout=30)
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    files = sorted(spool.glob("*.json"))
+    assert len(files) == 1, done.stderr
+    body = json.loads(files[0].read_bytes())
+    assert [s["value"] for m in body["impactMetrics"] for s in m["samples"]] == [7]
