@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 
 import pytest
 
@@ -114,3 +115,43 @@ def test_sigterm_while_a_refusal_is_logged_spools_the_refused_body(tmp_path):
     assert len(files) == 1, done.stderr
     body = json.loads(files[0].read_bytes())
     assert [s["value"] for m in body["impactMetrics"] for s in m["samples"]] == [7]
+
+
+# -- SIGTERM, then Ctrl-C ---------------------------------------------------------------------
+
+SLOW_SERVER_AGENT = """
+    import time
+    import impactagent
+    agent = impactagent.Agent("shop", url={url!r}, api_key="default:production.x",
+                              flush_interval=3600, shutdown_timeout=3, request_timeout=30,
+                              register=False, spool_dir={spool!r})
+    agent.start()
+    agent.counter("jobs_total", "Jobs").inc(42)
+    print("ready", flush=True)
+    time.sleep(60)
+"""
+
+
+def spooled_values(spool):
+    return sorted(s["value"] for path in spool.glob("*.json")
+                  for m in json.loads(path.read_bytes())["impactMetrics"] for s in m["samples"])
+
+
+def test_ctrl_c_after_sigterm_still_settles_what_the_close_holds(tmp_path):
+    """SIGTERM's handler closes the agent on a thread of its own; a Ctrl-C while it waits
+    (an impatient operator, a supervisor that sends both) ends the main thread with
+    KeyboardInterrupt, and the exit's close must then wait for that close rather than
+    take it for done: the interpreter would end it, daemon thread and all, mid-way."""
+    from tests.scripted_server import Answer, ScriptedServer
+
+    spool = tmp_path / "spool"
+    with ScriptedServer() as server:
+        server.script(Answer(503, delay=20))  # holds close's POST past its deadline
+        process = child.popen(SLOW_SERVER_AGENT.format(url=server.api_url, spool=str(spool)))
+        assert process.stdout.readline().strip() == "ready", process.stderr.read()
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        stored = server.counter_total("jobs_total")
+    assert stored + sum(spooled_values(spool)) == 42, process.stderr.read()

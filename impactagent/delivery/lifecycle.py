@@ -200,7 +200,10 @@ class Lifecycle:
             self.delivery.abandon()
 
     def close_at_exit(self) -> None:
-        if self.flusher is not None and self._closed is None:
+        # Even when a close has begun: one on another thread (SIGTERM's, cut short on the
+        # main thread by a Ctrl-C) would be ended mid-way with the interpreter, so the exit
+        # waits for it (close() is idempotent and bounded).
+        if self.flusher is not None:
             self.close(self.settings.shutdown_timeout)
 
     # -- fork --------------------------------------------------------------------------------
