@@ -155,3 +155,68 @@ def test_ctrl_c_after_sigterm_still_settles_what_the_close_holds(tmp_path):
         process.wait(timeout=30)
         stored = server.counter_total("jobs_total")
     assert stored + sum(spooled_values(spool)) == 42, process.stderr.read()
+
+
+# -- the interpreter's exit, where no thread can be started ------------------------------------
+
+EXIT_WITH_A_TRICKLING_SERVER = """
+    import atexit, sys, threading
+    import impactagent
+    agent = impactagent.Agent("shop", url={url!r}, api_key="default:production.x",
+                              flush_interval=3600, shutdown_timeout=2, request_timeout=1,
+                              register=False)
+    agent.start()  # its first flush is due at a random point of the hour: not before exit
+    agent.counter("jobs_total", "Jobs").inc(42)
+    if {simulate!r}:
+        # Python 3.12's rule, on an older one: at exit no thread can be started. Runs before
+        # the agent's own exit hook (atexit runs hooks last registered first).
+        def refuse(self):
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        atexit.register(setattr, threading.Thread, "start", refuse)
+    print(sys.version_info[:2], flush=True)
+"""
+
+
+def interpreters_without_threads_at_exit():
+    """Python 3.12 and later from a pyenv, with this interpreter's pure-Python dependencies
+    (requests, tenacity, ulid-py) on their path."""
+    import glob
+    import os
+    import subprocess
+    import sysconfig
+
+    found = []
+    for python in sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[2-9]*/bin/python"))):
+        path = os.pathsep.join([str(child.ROOT), sysconfig.get_paths()["purelib"]])
+        probe = subprocess.run([python, "-c", "import requests, tenacity, ulid"],
+                               env={**os.environ, "PYTHONPATH": path}, capture_output=True)
+        if probe.returncode == 0:
+            found.append((python, path))
+    return found
+
+
+@pytest.mark.parametrize("python", ["simulated"] + [p for p, _ in
+                                                    interpreters_without_threads_at_exit()])
+def test_close_at_exit_keeps_its_deadline_where_no_thread_can_start(python):
+    """An agent that has not flushed yet closes at exit: its POST must still run on the
+    sending thread (started with the flusher), not on the exiting thread, where a
+    trickling answer holds the exit for as long as the server likes."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.scripted_server import Answer, ScriptedServer
+
+    paths = dict(interpreters_without_threads_at_exit())
+    with ScriptedServer() as server:
+        server.script(Answer(202, trickle=0.3))  # about 30 s for the whole answer
+        script = textwrap.dedent(EXIT_WITH_A_TRICKLING_SERVER.format(
+            url=server.api_url, simulate=python == "simulated"))
+        command = [sys.executable if python == "simulated" else python, "-c", script]
+        env = child.environment({"PYTHONPATH": paths[python]} if python in paths else None)
+        started = time.monotonic()
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert took < 5, f"the exit took {took:.1f} s with shutdown_timeout=2"
+    assert "42 events not delivered" in done.stderr  # and counted as not_delivered_by_close

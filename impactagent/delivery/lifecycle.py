@@ -138,6 +138,9 @@ class Lifecycle:
                         redact=self.redact, calls=self.delivery.calls)
                 self.flusher = Flusher(self.delivery, self.settings.flush_interval,
                                        self.registration)
+                # The sending thread too, now: the close at exit needs it for its deadline,
+                # and Python 3.12 starts no thread at exit.
+                self.delivery.calls.start()
                 self.flusher.start()
                 atexit.register(_call_on(weakref.ref(self), Lifecycle.close_at_exit))
                 if self.settings.handle_sigterm and shutdown.handler_allowed():
