@@ -220,3 +220,46 @@ def test_close_at_exit_keeps_its_deadline_where_no_thread_can_start(python):
     assert done.returncode == 0, done.stderr
     assert took < 5, f"the exit took {took:.1f} s with shutdown_timeout=2"
     assert "42 events not delivered" in done.stderr  # and counted as not_delivered_by_close
+
+
+# -- a user's transport that answers garbage ---------------------------------------------------
+
+
+def in_process_ledger(agent):
+    s = agent.statistics()
+    return {"recorded": sum(s["recorded"].values()), "pending": s["pending_events"],
+            "delivered": s["delivery"]["delivered_events"], "dropped": s["dropped"],
+            "duplicated": s["delivery"]["possibly_duplicated_events"]}
+
+
+@pytest.mark.parametrize("garbage", [
+    dict(kind="delivered", status=200, detail=b"stored"),  # bytes, not text
+    dict(kind="retry", status="503"),  # the status as text
+    dict(kind="retry", status=503.5, detail=["busy"]),
+    dict(kind="unauthorized", status=object()),
+], ids=["bytes-detail", "text-status", "float-status-list-detail", "object-status"])
+def test_an_outcome_with_malformed_fields_is_held_to_its_kind(garbage):
+    """The README: a ``post`` that answers something other than an ``Outcome`` is a failed
+    send, logged once, and never escapes ``flush()``. An ``Outcome`` of a known kind whose
+    status or detail is malformed is taken for its kind (a delivered body is never sent
+    again), with the malformed parts left out, and flush() does not raise."""
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    sent = []
+
+    class Sloppy:
+        def post(self, body, timeout):
+            sent.append(body)
+            return Outcome(**garbage)
+
+    agent = impactagent.Agent("shop", transport=Sloppy(), register=False)
+    agent.counter("jobs_total", "Jobs").inc(5)
+    agent.flush(timeout=1)
+    agent.flush(timeout=1)
+    ledger = in_process_ledger(agent)
+    assert accounted(ledger) == 5 and ledger["duplicated"] == 0, ledger
+    if garbage["kind"] == "delivered":
+        assert len(sent) == 1 and ledger["delivered"] == 5
+    json.dumps(agent.statistics())  # still plain values
+    agent.close(timeout=1)
