@@ -263,3 +263,36 @@ def test_an_outcome_with_malformed_fields_is_held_to_its_kind(garbage):
         assert len(sent) == 1 and ledger["delivered"] == 5
     json.dumps(agent.statistics())  # still plain values
     agent.close(timeout=1)
+
+
+# -- one endless answer ---------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "every POST runs on the agent's one sending thread, and a POST whose answer trickles "
+    "forever holds it forever: each later POST is withdrawn ('not sent: an earlier request "
+    "has not ended'), so the agent never delivers again until it is restarted. Needs a "
+    "design decision (abort the stuck request's socket at its deadline, or replace the "
+    "thread, bounded), not a patch"))
+def test_one_endless_answer_does_not_stop_delivery_for_good():
+    """A proxy that trickles one answer without end (each read in time, so the socket's
+    timeout never fires): the flush's deadline cuts the wait, and that body is kept and
+    counted as possibly duplicated. The server answers every later POST at once: the next
+    flushes must deliver."""
+    import impactagent
+    from tests.scripted_server import Answer, ScriptedServer
+
+    with ScriptedServer() as server:
+        # Every read in time; the whole answer would take more than two minutes.
+        server.script(Answer(202, trickle=0.3, body=b" " * 500))
+        agent = impactagent.Agent("shop", url=server.api_url, api_key="default:production.x",
+                                  register=False, request_timeout=1)
+        jobs = agent.counter("jobs_total", "Jobs")
+        jobs.inc(7)
+        assert not agent.flush(timeout=1.5).ok
+        jobs.inc(3)
+        results = [agent.flush(timeout=1.5) for _ in range(3)]
+        assert any(result.delivered_bodies for result in results), results
+        ledger = in_process_ledger(agent)
+        assert ledger["delivered"] == 10 and ledger["duplicated"] == 7, ledger
+        agent.close(timeout=1)
