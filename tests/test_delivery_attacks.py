@@ -296,3 +296,49 @@ def test_one_endless_answer_does_not_stop_delivery_for_good():
         ledger = in_process_ledger(agent)
         assert ledger["delivered"] == 10 and ledger["duplicated"] == 7, ledger
         agent.close(timeout=1)
+
+
+# -- close takes a snapshot whose bodies are still being built ---------------------------------
+
+
+def test_a_build_that_fails_after_close_took_its_snapshot_does_not_give_it_back_twice():
+    """close() takes over a flush stuck building its bodies: the snapshot goes back to the
+    recorder and close's own flush sends it. When the stuck build then fails, the flush must
+    see that its snapshot was taken, and not give it back a second time: that would leave
+    phantom counts pending after close (and a later flush would send them again)."""
+    import threading
+
+    from impactagent.core.payload import Identity, build_payloads
+    from impactagent.core.recorder import Recorder
+    from impactagent.core.statistics import DeliveryLedger
+    from impactagent.delivery.delivery import Delivery
+    from impactagent.delivery.transport import HttpTransport
+    from tests.scripted_server import ScriptedServer
+
+    building, fail_now, calls = threading.Event(), threading.Event(), []
+
+    def build(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:  # the stuck flush's build: held until close is done
+            building.set()
+            fail_now.wait(10)
+            raise MemoryError("building the bodies ran out of memory")
+        return build_payloads(*args, **kwargs)
+
+    with ScriptedServer() as server:
+        recorder, identity = Recorder(), Identity.create("shop")
+        transport = HttpTransport(server.api_url + "/client/metrics", "t", identity,
+                                  flush_interval=60)
+        delivery = Delivery(recorder, transport, identity=identity, request_timeout=2,
+                            max_payload_bytes=95_000, ledger=DeliveryLedger(),
+                            drops=recorder.drops, build=build)
+        recorder.metrics.counter("jobs_total", "Jobs").inc(1000)
+        stuck = threading.Thread(target=delivery.flush, args=(time.monotonic() + 10,))
+        stuck.start()
+        assert building.wait(5)
+        closed = delivery.close(time.monotonic() + 2)
+        fail_now.set()
+        stuck.join(10)
+        assert server.counter_total("jobs_total") == 1000, closed
+        assert delivery.ledger.as_dict()["delivered_events"] == 1000
+        assert recorder.pending_events() == 0  # after close() nothing is pending

@@ -253,7 +253,7 @@ class Delivery:
         try:
             payloads = self._build_from(snapshot)
         except Exception as error:
-            if self._parcels.settle(collected) != TAKEN:
+            if self._parcels.settle(collected) == OPEN:  # not taken (and given back) by close
                 self.recorder.restore(snapshot)
             self.ledger.add("flush_errors")
             logger.exception("building request bodies failed; what was collected is kept "
