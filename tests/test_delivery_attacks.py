@@ -342,3 +342,61 @@ def test_a_build_that_fails_after_close_took_its_snapshot_does_not_give_it_back_
         assert server.counter_total("jobs_total") == 1000, closed
         assert delivery.ledger.as_dict()["delivered_events"] == 1000
         assert recorder.pending_events() == 0  # after close() nothing is pending
+
+
+# -- Ctrl-C while close keeps what a stuck flush held ------------------------------------------
+
+CTRL_C_WHILE_CLOSE_KEEPS = """
+    import json, logging, signal, threading
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    class HangsFirst:
+        def __init__(self):
+            self.posted, self.release = threading.Event(), threading.Event()
+        def post(self, body, timeout):
+            if not self.posted.is_set():
+                self.posted.set()
+                self.release.wait(20)
+                return Outcome("retry", 503)
+            return Outcome("delivered", 202)
+
+    class CtrlCOnce(logging.Handler):
+        fired = False
+        def emit(self, record):
+            if "not delivered" in record.getMessage() and not self.fired:
+                CtrlCOnce.fired = True
+                signal.raise_signal(signal.SIGINT)
+                sum(range(1000))
+
+    transport = HangsFirst()
+    agent = impactagent.Agent("shop", transport=transport, register=False,
+                              max_payload_bytes=2000)
+    for i in range(60):  # sixty series: several bodies of at most 2000 bytes
+        agent.counter(f"jobs_{i}_total", "Jobs").inc(1)
+    flushing = threading.Thread(target=agent.flush, kwargs={"timeout": 30})
+    flushing.start()
+    assert transport.posted.wait(10)
+    logging.getLogger("impactagent").addHandler(CtrlCOnce())
+    try:
+        agent.close(timeout=1)
+        print("not interrupted")
+    except KeyboardInterrupt:
+        print("interrupted")
+    transport.release.set()
+    flushing.join(10)
+    print(json.dumps(ledger(agent)))
+"""
+
+
+def test_ctrl_c_while_close_keeps_a_stuck_flush_s_bodies_loses_none():
+    """close() takes every body a stuck flush holds (one in flight, the rest not yet sent)
+    and keeps each (no spool: counted as not_delivered_by_close). A Ctrl-C while it does
+    so interrupts close, whose last step settles what is left: the bodies taken but not yet
+    kept must be among what is left, not lost between the two."""
+    done = child.run(LEDGER + CTRL_C_WHILE_CLOSE_KEEPS, timeout=60)
+    lines = done.stdout.splitlines()
+    assert lines[:1] == ["interrupted"], done.stderr
+    ledger = json.loads(lines[1])
+    assert ledger["recorded"] == 60
+    assert accounted(ledger) == 60, ledger

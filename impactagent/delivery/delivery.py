@@ -558,15 +558,16 @@ class Delivery:
 
     def _take_all(self, *, close: bool) -> List[Parcel]:
         """Keep every parcel still open or sending (see :mod:`.parcels`); return them."""
-        taken = self._parcels.take_all(close=close)
-        for parcel, sending in taken:
+        taken = []
+        for parcel, sending in self._parcels.take_all(close=close):
+            taken.append(parcel)
             if isinstance(parcel.content, Snapshot):
                 self.recorder.restore(parcel.content)  # collected again by close
                 continue
-            parcel.kept_as = self._keep_body(parcel)
             if sending:  # its POST may still reach the server
                 self.ledger.add("possibly_duplicated_events", parcel.events)
-        return [parcel for parcel, _ in taken]
+            parcel.kept_as = self._keep_body(parcel)
+        return taken
 
     def _keeping(self) -> str:
         if self.spool is not None:
