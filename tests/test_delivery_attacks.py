@@ -485,3 +485,26 @@ def test_a_2xx_heard_while_close_keeps_the_body_withdraws_the_keeping():
     ledger = in_process_ledger(agent)
     assert ledger["delivered"] == 10 and ledger["dropped"] == {}, ledger
     assert ledger["duplicated"] == 0, ledger
+
+
+# -- a slow registration ---------------------------------------------------------------------
+
+
+def test_a_slow_registration_does_not_hold_close_s_last_post():
+    """The server is slow to answer /client/register (5 s, within request_timeout) and
+    answers /client/metrics at once. A short-lived process (a job, a CLI run) closes right
+    after start: its last window must go out, as the registration's own log line promises
+    ('Sending metrics does not depend on it'), not be counted as not_delivered_by_close
+    because both POSTs waited for one thread."""
+    import impactagent
+    from tests.scripted_server import Answer, ScriptedServer
+
+    with ScriptedServer() as server:
+        server.script_register(Answer(202, delay=5))
+        agent = impactagent.Agent("shop", url=server.api_url, api_key="default:production.x",
+                                  request_timeout=10, flush_interval=60).start()
+        agent.counter("jobs_total", "Jobs").inc(5)
+        time.sleep(0.2)  # the flusher's registration is in flight
+        result = agent.close(timeout=2)
+        assert server.counter_total("jobs_total") == 5, result
+        assert in_process_ledger(agent)["dropped"] == {}

@@ -132,10 +132,12 @@ class Lifecycle:
                 if self.settings.metrics_url is not None:
                     _import_what_delivery_needs(self.settings.metrics_url)
                 if self.registrar is not None:
+                    # On a thread of its own (it starts one): a slow registration must
+                    # not hold the metrics POSTs, close's last one above all.
                     self.registration = Registration(
                         self.registrar, identity=self.identity,
                         interval=self.settings.flush_interval, refusals=self.refusals,
-                        redact=self.redact, calls=self.delivery.calls)
+                        redact=self.redact)
                 self.flusher = Flusher(self.delivery, self.settings.flush_interval,
                                        self.registration)
                 # The sending thread too, now: the close at exit needs it for its deadline,
