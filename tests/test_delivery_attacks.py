@@ -508,3 +508,38 @@ def test_a_slow_registration_does_not_hold_close_s_last_post():
         result = agent.close(timeout=2)
         assert server.counter_total("jobs_total") == 5, result
         assert in_process_ledger(agent)["dropped"] == {}
+
+
+# -- SIGTERM while the app closes the agent on a thread of its own ----------------------------
+
+CLOSING_ON_A_THREAD = """
+    import threading, time
+    import impactagent
+    agent = impactagent.Agent("shop", url={url!r}, api_key="default:production.x",
+                              flush_interval=3600, shutdown_timeout=3, request_timeout=30,
+                              register=False, spool_dir={spool!r})
+    agent.start()
+    agent.counter("jobs_total", "Jobs").inc(42)
+    threading.Thread(target=agent.close, args=(3,)).start()  # the app's own shutdown path
+    print("closing", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_sigterm_while_another_thread_closes_waits_for_that_close(tmp_path):
+    """The app closes the agent on a thread of its own; SIGTERM comes while that close
+    waits for the server. The handler closes every agent before it ends the process: the
+    one being closed too, which means waiting for that close (within its deadline), not
+    ending the process under it with the body neither sent nor spooled."""
+    from tests.scripted_server import Answer, ScriptedServer
+
+    spool = tmp_path / "spool"
+    with ScriptedServer() as server:
+        server.script(Answer(503, delay=20))  # holds close's POST past its deadline
+        process = child.popen(CLOSING_ON_A_THREAD.format(url=server.api_url, spool=str(spool)))
+        assert process.stdout.readline().strip() == "closing", process.stderr.read()
+        time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == -signal.SIGTERM
+        stored = server.counter_total("jobs_total")
+    assert stored + sum(spooled_values(spool)) == 42, process.stderr.read()

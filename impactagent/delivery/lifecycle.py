@@ -174,7 +174,6 @@ class Lifecycle:
             if self.flusher is not None:
                 self.flusher.stop(0)  # cut its retry waits short; delivery waits for it
             self._closed = FlushResult(skipped="close was interrupted")  # until it ends
-            shutdown.withdraw(self)
             try:
                 result = self.delivery.close(deadline)
             except Exception:  # a bug must not escape close(), least of all at exit
@@ -192,6 +191,9 @@ class Lifecycle:
             self._closed = result
             return result
         finally:
+            # Only now: a SIGTERM while this close runs on another thread must wait for it
+            # (its closer's close() waits for this lock) before it ends the process.
+            shutdown.withdraw(self)
             self._lock.release()
 
     def close_by_own_deadline(self) -> None:
