@@ -543,3 +543,48 @@ def test_sigterm_while_another_thread_closes_waits_for_that_close(tmp_path):
         assert process.wait(timeout=30) == -signal.SIGTERM
         stored = server.counter_total("jobs_total")
     assert stored + sum(spooled_values(spool)) == 42, process.stderr.read()
+
+
+SLOW_SERVER_AGENT_MANY_BODIES = """
+    import threading, time
+    import impactagent
+    agent = impactagent.Agent("shop", url={url!r}, api_key="default:production.x",
+                              flush_interval=3600, shutdown_timeout=2, request_timeout=30,
+                              register=False, spool_dir={spool!r}, max_payload_bytes=2000)
+    agent.start()
+    for i in range(40):
+        agent.counter(f"jobs_{{i}}_total", "Jobs").inc(1)
+    if {app_close!r}:
+        threading.Thread(target=agent.close, args=({app_close!r},)).start()
+    print("ready", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("app_close, second_sigterm", [
+    (None, 0.005),  # SIGTERM twice (a group kill and a forwarded one), 5 ms apart
+    (10, None),  # the app closes on its own thread with a longer timeout than shutdown's
+], ids=["sigterm-twice", "app-close-outlasts-shutdown-timeout"])
+def test_sigterm_ends_the_process_only_after_every_close_has_settled(tmp_path, app_close,
+                                                                     second_sigterm):
+    """SIGTERM's handler waits shutdown_timeout for each agent's close, then settles at
+    once (spooled or counted) what a close still running holds, and ends the process.
+    A close that was already running when the handler's own gave up waiting for it (begun
+    by a first SIGTERM, or by the app with a longer timeout) is one of those: the process
+    must not end under it with 40 events neither sent nor spooled."""
+    from tests.scripted_server import Answer, ScriptedServer
+
+    spool = tmp_path / "spool"
+    with ScriptedServer() as server:
+        server.default = Answer(503, delay=20)  # holds every POST
+        process = child.popen(SLOW_SERVER_AGENT_MANY_BODIES.format(
+            url=server.api_url, spool=str(spool), app_close=app_close))
+        assert process.stdout.readline().strip() == "ready", process.stderr.read()
+        time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        if second_sigterm is not None:
+            time.sleep(second_sigterm)
+            process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == -signal.SIGTERM
+        stored = sum(server.totals()["counters"].values())
+    assert stored == 0 and sum(spooled_values(spool)) == 40, process.stderr.read()
