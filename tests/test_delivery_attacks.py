@@ -588,3 +588,26 @@ def test_sigterm_ends_the_process_only_after_every_close_has_settled(tmp_path, a
         assert process.wait(timeout=30) == -signal.SIGTERM
         stored = sum(server.totals()["counters"].values())
     assert stored == 0 and sum(spooled_values(spool)) == 40, process.stderr.read()
+
+
+# -- a claim stamped by a clock far ahead ----------------------------------------------------
+
+
+def test_a_claim_stamped_far_in_the_future_is_taken_back_within_a_lease(tmp_path):
+    """A process claimed a spooled body while its clock was a day ahead (a VM restored
+    from a snapshot, a board that booted with a bad clock), then died; the clock was set
+    right. No owner on a clock that agrees within the lease (the spool's stated condition)
+    can have made that claim: it must go back in the queue, not wait a day and a lease."""
+    from impactagent.delivery.spool import Spool
+
+    spool = Spool(tmp_path, lease_seconds=0.5)
+    entry = spool.write(b'{"appName": "shop", "bucket": {"start": "2026-11-25T10:00:00Z", '
+                        b'"stop": "2026-11-25T10:01:00Z", "toggles": {"f": {"yes": 3, '
+                        b'"no": 0, "variants": {}}}}}')
+    assert entry is not None
+    ahead_ms = int((time.time() + 86400) * 1000)
+    claimed = entry.path.with_name(f"{entry.path.name}.0123456789abcdef.{ahead_ms}.sending")
+    entry.path.rename(claimed)
+    time.sleep(0.7)  # more than a lease after the claim was made, on the right clock
+    later = Spool(tmp_path, lease_seconds=0.5)
+    assert [e.path.name for e in later.entries()] == [entry.path.name]
