@@ -99,6 +99,10 @@ SIGTERM_WHILE_LOGGING_A_REFUSAL = """
                               flush_interval=3600, spool_dir={spool!r})
     agent.start()
     agent.counter("jobs_total", "Jobs").inc(7)
+    snapshot = agent.collect()
+    body = agent.build_payloads(snapshot)[0].body
+    assert len(body) + len(old) > 1200 > len(body), (len(body), len(old))  # alone it fits
+    agent.restore(snapshot)
     agent.flush(timeout=2)  # on the main thread, where SIGTERM's handler runs
     print("survived SIGTERM")
 """
@@ -134,7 +138,8 @@ SLOW_SERVER_AGENT = """
 
 def spooled_values(spool):
     return sorted(s["value"] for path in spool.glob("*.json")
-                  for m in json.loads(path.read_bytes())["impactMetrics"] for s in m["samples"])
+                  for m in json.loads(path.read_bytes()).get("impactMetrics", [])
+                  for s in m["samples"])
 
 
 def test_ctrl_c_after_sigterm_still_settles_what_the_close_holds(tmp_path):
@@ -611,3 +616,55 @@ def test_a_claim_stamped_far_in_the_future_is_taken_back_within_a_lease(tmp_path
     time.sleep(0.7)  # more than a lease after the claim was made, on the right clock
     later = Spool(tmp_path, lease_seconds=0.5)
     assert [e.path.name for e in later.entries()] == [entry.path.name]
+
+
+# -- the process ends while a flush keeps a body it settled --------------------------------------
+
+SIGTERM_WHILE_A_FLUSH_KEEPS = """
+    import json, logging, os, signal
+    import impactagent
+    from impactagent.delivery.spool import Spool
+    from impactagent.delivery.transport import Outcome
+
+    class Down:
+        def post(self, body, timeout):
+            return Outcome("retry", 503)
+
+    class TerminateNow(logging.Handler):  # SIGTERM while the spool's eviction is logged
+        def emit(self, record):
+            if "spool_full" in record.getMessage():
+                os.kill(os.getpid(), signal.SIGTERM)
+                sum(range(1000))
+
+    toggles = {{f"old_flag_{{i}}": {{"yes": 1, "no": 0, "variants": {{}}}} for i in range(12)}}
+    old = json.dumps({{"appName": "shop", "bucket": {{"start": "2026-11-25T10:00:00Z",
+                      "stop": "2026-11-25T10:01:00Z", "toggles": toggles}}}}).encode()
+    assert 700 < len(old) < 1000, len(old)
+    Spool({spool!r}).write(old)  # an older body: keeping the new one evicts it
+    logging.getLogger("impactagent").addHandler(TerminateNow())
+    agent = impactagent.Agent("shop", transport=Down(), register=False, flush_interval=3600,
+                              shutdown_timeout=1, spool_dir={spool!r}, spool_max_bytes=1200)
+    agent.start()
+    agent.counter("jobs_total", "Jobs").inc(7)
+    snapshot = agent.collect()
+    body = agent.build_payloads(snapshot)[0].body
+    assert len(body) + len(old) > 1200 > len(body), (len(body), len(old))  # alone it fits
+    agent.restore(snapshot)
+    agent.flush(timeout=2)  # on the main thread, where SIGTERM's handler runs
+    print("survived SIGTERM")
+"""
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "a flush settles a body (it leaves the parcels' unsettled set) before it keeps it: "
+    "SIGTERM's handler, running on the main thread in the middle of that flush's keeping, "
+    "finds nothing to take and ends the process, and the body is neither spooled nor "
+    "counted. A settled-but-not-yet-kept state that the end waits for (or keeping before "
+    "settling) is a ledger change for the lead"))
+def test_sigterm_while_a_flush_keeps_its_body_still_spools_it(tmp_path):
+    """The body was collected, not delivered, and is being written to the spool (which
+    first evicts an older body, and logs that) when SIGTERM arrives."""
+    spool = tmp_path / "spool"
+    done = child.run(SIGTERM_WHILE_A_FLUSH_KEEPS.format(spool=str(spool)), timeout=30)
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert spooled_values(spool) == [7], done.stderr
