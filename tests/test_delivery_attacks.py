@@ -668,3 +668,62 @@ def test_sigterm_while_a_flush_keeps_its_body_still_spools_it(tmp_path):
     done = child.run(SIGTERM_WHILE_A_FLUSH_KEEPS.format(spool=str(spool)), timeout=30)
     assert done.returncode == -signal.SIGTERM, done.stderr
     assert spooled_values(spool) == [7], done.stderr
+
+
+# -- a failure's status line at once, its body a trickle ---------------------------------------
+
+
+def head_first_server():
+    """A ScriptedServer whose ``trickle`` answers send the status line and headers at once
+    and then trickle the body (the scripted one trickles the status line too)."""
+    from tests.scripted_server import ScriptedServer, _Handler
+
+    class HeadFirstHandler(_Handler):
+        def _write_raw(self, answer):
+            self.close_connection = True
+            head, _, body = answer.raw().partition(b"\r\n\r\n")
+            try:
+                self.wfile.write(head + b"\r\n\r\n")
+                self.wfile.flush()
+                for i in range(len(body)):
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+                    if self.stall(answer.trickle):
+                        return
+            except OSError:  # the client gave up
+                pass
+
+    class HeadFirst(ScriptedServer):
+        @property
+        def handler_class(self):
+            return HeadFirstHandler
+
+    return HeadFirst()
+
+
+@pytest.mark.parametrize("status", [503, 400])
+def test_a_failure_whose_answer_body_trickles_is_decided_by_its_status_line(status):
+    """The status line says the body was not stored (503: kept; 400: dropped, counted);
+    reading the answer's text for the log must not outlast the deadline, turn that status
+    into 'no answer' (possibly duplicated, and a 400 sent again), or hold the sending thread
+    so that the next flush cannot send."""
+    import impactagent
+    from tests.scripted_server import Answer
+
+    with head_first_server() as server:
+        server.script(Answer(status, trickle=0.3, body=b'{"error": "' + b"x" * 300 + b'"}'))
+        agent = impactagent.Agent("shop", url=server.api_url, api_key="default:production.x",
+                                  register=False, request_timeout=1)
+        jobs = agent.counter("jobs_total", "Jobs")
+        jobs.inc(7)
+        first = agent.flush(timeout=2)
+        delivery = agent.statistics()["delivery"]
+        assert delivery["possibly_duplicated_events"] == 0, first
+        assert delivery["failures"] == {str(status): 1}
+        jobs.inc(3)
+        assert agent.flush(timeout=2).delivered_bodies == 1  # the server takes it now
+        expected = 3 if status == 400 else 10
+        assert server.counter_total("jobs_total") == expected
+        if status == 400:
+            assert agent.statistics()["dropped"] == {"rejected_by_server": 7}
+        agent.close(timeout=1)
