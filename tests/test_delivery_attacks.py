@@ -672,27 +672,27 @@ def test_sigterm_while_a_flush_keeps_its_body_still_spools_it(tmp_path):
 def head_first_server():
     """A ScriptedServer whose ``trickle`` answers send the status line and headers at once
     and then trickle the body (the scripted one trickles the status line too)."""
-    from tests.scripted_server import ScriptedServer, _Handler
+    from tests.scripted_server import ScriptedServer
 
-    class HeadFirstHandler(_Handler):
-        def _write_raw(self, answer):
-            self.close_connection = True
-            head, _, body = answer.raw().partition(b"\r\n\r\n")
-            try:
-                self.wfile.write(head + b"\r\n\r\n")
-                self.wfile.flush()
-                for i in range(len(body)):
-                    self.wfile.write(body[i:i + 1])
-                    self.wfile.flush()
-                    if self.stall(answer.trickle):
-                        return
-            except OSError:  # the client gave up
-                pass
+    def write_head_first(handler, answer):
+        handler.close_connection = True
+        head, _, body = answer.raw().partition(b"\r\n\r\n")
+        try:
+            handler.wfile.write(head + b"\r\n\r\n")
+            handler.wfile.flush()
+            for i in range(len(body)):
+                handler.wfile.write(body[i:i + 1])
+                handler.wfile.flush()
+                if handler.stall(answer.trickle):
+                    return
+        except OSError:  # the client gave up
+            pass
 
     class HeadFirst(ScriptedServer):
         @property
         def handler_class(self):
-            return HeadFirstHandler
+            return type("HeadFirstHandler", (super().handler_class,),
+                        {"_write_raw": write_head_first})
 
     return HeadFirst()
 
@@ -768,3 +768,34 @@ def test_sigterm_while_a_main_thread_flush_collects_spools_the_window(tmp_path):
     done = child.run(SIGTERM_WHILE_COLLECTING.format(spool=str(spool)), timeout=30)
     assert done.returncode == -signal.SIGTERM, done.stderr
     assert spooled_values(spool) == [7], done.stderr
+
+
+# -- a user's transport whose close() blocks ---------------------------------------------------
+
+
+def test_close_keeps_its_deadline_when_the_transport_s_close_blocks():
+    """A user's transport drains its own queue in close() (to a broker that is down, say):
+    the agent's close(timeout=1) must still return by its deadline, at exit above all,
+    with what it did."""
+    import threading
+
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    released = threading.Event()
+
+    class Stubborn:
+        def post(self, body, timeout):
+            return Outcome("delivered", 202)
+
+        def close(self):
+            released.wait(10)
+
+    agent = impactagent.Agent("shop", transport=Stubborn(), register=False)
+    agent.counter("jobs_total", "Jobs").inc(3)
+    started = time.monotonic()
+    result = agent.close(timeout=1)
+    took = time.monotonic() - started
+    released.set()
+    assert result.ok and result.delivered_events == 3
+    assert took < 2, f"close(timeout=1) took {took:.1f} s"

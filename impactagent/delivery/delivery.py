@@ -39,6 +39,7 @@ from ..core.payload import Payload, build_payloads, payload_from_document, split
 from ..core.recorder import Recorder
 from ..core.snapshot import Snapshot
 from ..core.statistics import DeliveryLedger, DropCounter
+from ..core.threads import start_daemon
 from .deadline import NO_ANSWER, NOT_STARTED, CallThread
 from .health import Health
 from .parcels import OPEN, SENDING, TAKEN, Parcel, Parcels
@@ -530,11 +531,24 @@ class Delivery:
                 self.closed = True
                 if got_lock:
                     self._lock.release()
-                try:
-                    self.transport.close()
-                except Exception as error:  # a user's transport: close() still returns
-                    logger.error("the transport's close() failed (%s)",
-                                 told(error, self.redact))
+                self._close_transport(deadline)
+
+    def _close_transport(self, deadline: float) -> None:
+        """The transport's ``close()``, waited for no later than ``deadline`` (plus the
+        answer's grace): a user's may block, and the agent's close() must still return."""
+
+        def close() -> None:
+            try:
+                self.transport.close()
+            except Exception as error:  # a user's transport: close() still returns
+                logger.error("the transport's close() failed (%s)", told(error, self.redact))
+
+        try:
+            closing = start_daemon(close, "impactagent-close")
+        except RuntimeError:  # at interpreter exit, where no thread starts
+            close()
+            return
+        closing.join(max(deadline - time.monotonic(), 0) + ANSWER_GRACE_SECONDS)
 
     def abandon(self) -> int:
         """Settle everything not yet settled, now: every open body is kept (spooled or
