@@ -799,3 +799,23 @@ def test_close_keeps_its_deadline_when_the_transport_s_close_blocks():
     released.set()
     assert result.ok and result.delivered_events == 3
     assert took < 2, f"close(timeout=1) took {took:.1f} s"
+
+
+def test_a_failure_s_answer_cut_by_the_deadline_inside_an_echoed_token_shows_none_of_it():
+    """A gateway echoes the request's token in its 503 page and trickles it: the deadline
+    cuts the answer inside the token. The detail (which is logged) must not end with the
+    token's first characters: a secret cut short is still a secret."""
+    from impactagent.core.payload import Identity
+    from impactagent.delivery.transport import HttpTransport
+    from tests.scripted_server import Answer
+
+    secret = "5ecr" + "e7" * 150  # 304 characters: the deadline cuts inside it
+    token = f"default:production.{secret}"
+    with head_first_server() as server:
+        server.script(Answer(503, trickle=0.005, body=b'{"echo": "' + token.encode() + b'"}'))
+        transport = HttpTransport(server.api_url + "/client/metrics", token,
+                                  Identity.create("shop"), flush_interval=60)
+        outcome = transport.post(b'{"appName": "shop"}', 0.5)
+        transport.close()
+    assert outcome.status == 503
+    assert "5ecr" not in outcome.detail and "e7e7" not in outcome.detail, outcome.detail

@@ -224,7 +224,7 @@ class HttpTransport:
         ``time.monotonic()`` value), read a piece at a time, so that an answer that
         trickles cannot outlast the request's deadline and turn the status the server gave
         into no answer at all. The status line has already said what became of the body."""
-        raw, chunks, size = response.raw, [], 0
+        raw, chunks, size, ended = response.raw, [], 0, False
         sock = getattr(getattr(raw, "connection", None), "sock", None)
         one_read = hasattr(raw, "read1")  # urllib3 2; with 1.26, a byte at a time
         try:
@@ -234,14 +234,16 @@ class HttpTransport:
                 chunk = (raw.read1(_DETAIL_LIMIT * 4 - size, decode_content=True) if one_read
                          else raw.read(1, decode_content=True))
                 if not chunk:
+                    ended = True
                     break
                 chunks.append(chunk)
                 size += len(chunk)
         except Exception:
             pass  # what came before is the detail
         text = b"".join(chunks)
+        # Cut short (by the deadline, the size, an error): it may end inside a secret.
         return self._redact.cut(text.decode(response.encoding or "utf-8", "replace"),
-                                _DETAIL_LIMIT)
+                                _DETAIL_LIMIT, whole=ended)
 
     def _redirected(self, url: str, path: str, status: int, location: Optional[str]) -> str:
         """The detail of a 3xx, logged the first time: the ``url`` setting needs fixing."""
