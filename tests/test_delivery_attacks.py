@@ -819,3 +819,46 @@ def test_a_failure_s_answer_cut_by_the_deadline_inside_an_echoed_token_shows_non
         transport.close()
     assert outcome.status == 503
     assert "5ecr" not in outcome.detail and "e7e7" not in outcome.detail, outcome.detail
+
+
+CATCHES_CTRL_C = """
+    import time
+    import impactagent
+    agent = impactagent.Agent("shop", url={url!r}, api_key="default:production.x",
+                              flush_interval=3600, shutdown_timeout=2, request_timeout=30,
+                              register=False)
+    agent.start()
+    agent.counter("jobs_total", "Jobs").inc(1)  # close waits for the server with it
+    print("ready", flush=True)
+    until = time.monotonic() + 60
+    while time.monotonic() < until:  # a service that takes Ctrl-C as 'stop what you do'
+        try:
+            while time.monotonic() < until:
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+"""
+
+
+def test_sigterm_still_ends_the_process_after_a_ctrl_c_cut_its_first_handling():
+    """SIGTERM, then Ctrl-C while the handler waits for the close: the app catches the
+    KeyboardInterrupt and goes on. A later SIGTERM must still end the process (as SIGTERM),
+    not be taken for a repeat of one being handled."""
+    from tests.scripted_server import Answer, ScriptedServer
+
+    with ScriptedServer() as server:
+        server.default = Answer(503, delay=20)
+        process = child.popen(CATCHES_CTRL_C.format(url=server.api_url))
+        try:
+            assert process.stdout.readline().strip() == "ready", process.stderr.read()
+            time.sleep(0.3)  # in its loop
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            process.send_signal(signal.SIGINT)
+            assert process.stdout.readline().strip() == "interrupted"
+            time.sleep(3)  # the first close has ended by now
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=10) == -signal.SIGTERM
+        finally:
+            process.kill()
+            process.wait()

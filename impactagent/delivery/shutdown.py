@@ -126,19 +126,23 @@ def _close_all_and_end() -> None:
         # closing on this thread: the first goes on and ends the process.
         return
     _ending.set()
-    targets: List[Lifecycle] = list(_started)
-    closers = [_start(target.close_by_own_deadline) for target in targets]
-    deadline = time.monotonic() + max((t.settings.shutdown_timeout for t in targets),
-                                      default=0.0) + 1.0
-    for closer in closers:
-        closer.join(max(deadline - time.monotonic(), 0.0))
-    # Every agent, not only those whose closer is still running: a close already running
-    # on another thread (the app's, or one an earlier SIGTERM began) may outlast the closer
-    # that gave up waiting for it. Abandoning an agent whose close has ended does nothing.
-    late = [_start(target.abandon) for target in targets]
-    for abandoning in late:
-        abandoning.join(_ABANDON_SECONDS)
-    _end_as_sigterm()
+    try:
+        targets: List[Lifecycle] = list(_started)
+        closers = [_start(target.close_by_own_deadline) for target in targets]
+        deadline = time.monotonic() + max((t.settings.shutdown_timeout for t in targets),
+                                          default=0.0) + 1.0
+        for closer in closers:
+            closer.join(max(deadline - time.monotonic(), 0.0))
+        # Every agent, not only those whose closer is still running: a close already
+        # running on another thread (the app's, or one an earlier SIGTERM began) may
+        # outlast the closer that gave up waiting for it. Abandoning an agent whose close
+        # has ended does nothing.
+        late = [_start(target.abandon) for target in targets]
+        for abandoning in late:
+            abandoning.join(_ABANDON_SECONDS)
+        _end_as_sigterm()
+    finally:  # reached only when cut short (Ctrl-C): a later SIGTERM is handled anew
+        _ending.clear()
 
 
 def _start(work: Callable[[], object]) -> threading.Thread:
