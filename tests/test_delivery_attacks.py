@@ -9,6 +9,7 @@ has them), and so are the servers (a local HTTP server) and the users' transport
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import time
@@ -178,6 +179,7 @@ EXIT_WITH_A_TRICKLING_SERVER = """
 """
 
 
+@functools.cache
 def interpreters_without_threads_at_exit():
     """Python 3.12 and later from a pyenv, with this interpreter's pure-Python dependencies
     (requests, tenacity, ulid-py) on their path."""
@@ -193,7 +195,7 @@ def interpreters_without_threads_at_exit():
                                env={**os.environ, "PYTHONPATH": path}, capture_output=True)
         if probe.returncode == 0:
             found.append((python, path))
-    return found
+    return tuple(found)
 
 
 @pytest.mark.parametrize("python", ["simulated"] + [p for p, _ in
