@@ -2,8 +2,9 @@
 
 A socket timeout bounds each read, not a request: a server that trickles its answer a byte
 at a time, a DNS lookup, or a user's transport can hold a call far past it. So every call
-to the network runs on one daemon thread of the agent's, and the caller waits no later than
-its deadline. The caller learns which of three things happened: the call finished (its
+to the network runs on a daemon thread of the agent's (one for the metrics POSTs, one for
+registering, so that neither waits for the other), and the caller waits no later than its
+deadline. The caller learns which of three things happened: the call finished (its
 result), it never started (withdrawn: an earlier call still holds the thread, so nothing
 was sent), or it started and is still running (no answer: the server may yet store it).
 
