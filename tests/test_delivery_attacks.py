@@ -864,3 +864,26 @@ def test_sigterm_still_ends_the_process_after_a_ctrl_c_cut_its_first_handling():
         finally:
             process.kill()
             process.wait()
+
+
+# -- timeouts a caller may pass ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("call", ["flush", "close"])
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), 1e12, "2", True])
+def test_a_timeout_that_is_not_a_number_of_seconds_is_refused_clearly(call, timeout):
+    """flush(timeout=inf) ('as long as it takes') raised OverflowError: timestamp out of
+    range for platform time_t; NaN, a str or a bool raised from deep inside. The call must
+    say what is wrong with the timeout, and leave the agent as it was."""
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    class Sink:
+        def post(self, body, timeout):
+            return Outcome("delivered", 202)
+
+    agent = impactagent.Agent("shop", transport=Sink(), register=False)
+    agent.counter("jobs_total", "Jobs").inc(3)
+    with pytest.raises((TypeError, ValueError), match="timeout must be"):
+        getattr(agent, call)(timeout=timeout)
+    assert agent.close(timeout=1).delivered_events == 3  # nothing was taken or lost

@@ -153,11 +153,13 @@ class Lifecycle:
                     self._close_when_child_ends()
 
     def flush(self, timeout: float) -> FlushResult:
+        _check_timeout(timeout)
         if self.delivery is None:
             return FlushResult(skipped="no url configured")
         return self.delivery.flush(time.monotonic() + timeout)
 
     def close(self, timeout: float) -> FlushResult:
+        _check_timeout(timeout)
         with shutdown.closing():
             return self._close(timeout)
 
@@ -255,6 +257,16 @@ class Lifecycle:
         if self.spool is not None:
             result["spool"] = {"files": len(self.spool), "bytes": self.spool.size_bytes()}
         return result
+
+
+def _check_timeout(timeout: object) -> None:
+    """Refuse, at the call, a timeout that is not a number of seconds a lock can wait (one
+    below zero, a budget computed a moment too late, means 'now')."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
+    if not timeout <= threading.TIMEOUT_MAX:  # NaN and infinity fail this too
+        raise ValueError(f"timeout must be a finite number of seconds, at most "
+                         f"{threading.TIMEOUT_MAX:.0f}, got {timeout!r}")
 
 
 def _import_what_delivery_needs(url: str) -> None:
