@@ -2,14 +2,16 @@
 
 A socket timeout bounds each read, not a request: a server that trickles its answer a byte
 at a time, a DNS lookup, or a user's transport can hold a call far past it. So every call
-to the network runs on one daemon thread of the agent's, and the caller waits no later than
-its deadline. The caller learns which of three things happened: the call finished (its
+to the network runs on a daemon thread of the agent's (one for the metrics POSTs, one for
+registering, so that neither waits for the other), and the caller waits no later than its
+deadline. The caller learns which of three things happened: the call finished (its
 result), it never started (withdrawn: an earlier call still holds the thread, so nothing
 was sent), or it started and is still running (no answer: the server may yet store it).
 
-The thread is started on first use and lives as long as the process (a thread cannot be
-started at interpreter exit on every Python; a forked child starts its own). Where it
-cannot be started, the call runs on the caller's thread.
+The thread is started by :meth:`CallThread.start` (the agent's ``start()``) or on first use,
+and lives as long as the process; a forked child starts its own. It must exist before the
+interpreter's exit, where Python 3.12 starts no thread: there, without it, the call runs on
+the caller's thread, and no deadline holds.
 """
 
 from __future__ import annotations
@@ -108,17 +110,27 @@ class CallThread:
         self._lock = threading.Lock()
         self._pid = -1
 
+    def start(self) -> bool:
+        """Start this process's thread now, if it has none; False where none can start."""
+        with self._lock:
+            return self._started()
+
+    def _started(self) -> bool:
+        if self._pid != os.getpid():  # first use, or a forked child: a thread of its own
+            self._pid = os.getpid()
+            self._jobs = queue.SimpleQueue()
+            self._thread = None
+        if self._thread is None:
+            try:
+                self._thread = start_daemon(self._serve, self.name, self._jobs)
+            except RuntimeError:  # at interpreter exit
+                return False
+        return True
+
     def _submit(self, job: Job) -> bool:
         with self._lock:
-            if self._pid != os.getpid():  # first use, or a forked child: a thread of its own
-                self._pid = os.getpid()
-                self._jobs = queue.SimpleQueue()
-                self._thread = None
-            if self._thread is None:
-                try:
-                    self._thread = start_daemon(self._serve, self.name, self._jobs)
-                except RuntimeError:  # at interpreter exit: the caller's thread runs it
-                    return False
+            if not self._started():
+                return False  # the caller's thread runs it
             self._jobs.put(job)
             return True
 

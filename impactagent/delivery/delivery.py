@@ -38,6 +38,7 @@ from ..core.payload import Payload, build_payloads, payload_from_document, split
 from ..core.recorder import Recorder
 from ..core.snapshot import Snapshot
 from ..core.statistics import DeliveryLedger, DropCounter
+from ..core.threads import start_daemon
 from .deadline import NO_ANSWER, NOT_STARTED, CallThread
 from .health import Health
 from .parcels import OPEN, SENDING, TAKEN, Parcel, Parcels
@@ -250,7 +251,7 @@ class Delivery:
         try:
             payloads = self._build_from(snapshot)
         except Exception as error:
-            if self._parcels.settle(collected) != TAKEN:
+            if self._parcels.settle(collected) == OPEN:  # not taken (and given back) by close
                 self.recorder.restore(snapshot)
             self.ledger.add("flush_errors")
             logger.exception("building request bodies failed; what was collected is kept "
@@ -373,22 +374,27 @@ class Delivery:
         if kind == DELIVERED:
             self._delivered(parcel.events, run)
         elif kind == REJECTED:
+            # Counted before it is logged, here and below: a signal can arrive while a
+            # line is written, and the body is settled already.
             run.dropped += 1
+            self.drops.add("rejected_by_server", parcel.events,
+                           detail=self.transport.metrics_url, explained=True)
             logger.error(
                 "%s answered HTTP 400 to a metrics body of %d bytes; dropping its %d events "
                 "(counted as 'rejected_by_server'). The server said: %s",
                 self.transport.metrics_url, len(parcel.payload.body), parcel.events,
                 outcome.detail or "(nothing)")
-            self.drops.add("rejected_by_server", parcel.events,
-                           detail=self.transport.metrics_url, explained=True)
         elif kind == TOO_LARGE:
             run.dropped += 1
             self.drops.add("too_large", parcel.events, detail=self.transport.metrics_url)
         else:
+            refused_now = kind == UNAUTHORIZED and self.unauthorized is None
             if kind == UNAUTHORIZED:
-                self._stop_sending(outcome)
+                self.unauthorized = outcome.status
             self._keep(parcel, run)
             self._hear_answer(parcel, outcome, taken=False)
+            if refused_now:
+                self._tell_refused(outcome)
         return []
 
     def _split(self, parcel: Parcel, halves: List[Payload], run: _Run) -> List[Parcel]:
@@ -515,11 +521,24 @@ class Delivery:
                 self.closed = True
                 if got_lock:
                     self._lock.release()
-                try:
-                    self.transport.close()
-                except Exception as error:  # a user's transport: close() still returns
-                    logger.error("the transport's close() failed (%s)",
-                                 told(error, self.redact))
+                self._close_transport(deadline)
+
+    def _close_transport(self, deadline: float) -> None:
+        """The transport's ``close()``, waited for no later than ``deadline`` (plus the
+        answer's grace): a user's may block, and the agent's close() must still return."""
+
+        def close() -> None:
+            try:
+                self.transport.close()
+            except Exception as error:  # a user's transport: close() still returns
+                logger.error("the transport's close() failed (%s)", told(error, self.redact))
+
+        try:
+            closing = start_daemon(close, "impactagent-close")
+        except RuntimeError:  # at interpreter exit, where no thread starts
+            close()
+            return
+        closing.join(max(deadline - time.monotonic(), 0) + ANSWER_GRACE_SECONDS)
 
     def abandon(self) -> int:
         """Settle everything not yet settled, now: every open body is kept (spooled or
@@ -546,15 +565,16 @@ class Delivery:
 
     def _take_all(self, *, close: bool) -> List[Parcel]:
         """Keep every parcel still open or sending (see :mod:`.parcels`); return them."""
-        taken = self._parcels.take_all(close=close)
-        for parcel, sending in taken:
+        taken = []
+        for parcel, sending in self._parcels.take_all(close=close):
+            taken.append(parcel)
             if isinstance(parcel.content, Snapshot):
                 self.recorder.restore(parcel.content)  # collected again by close
                 continue
-            parcel.kept_as = self._keep_body(parcel)
             if sending:  # its POST may still reach the server
                 self.ledger.add("possibly_duplicated_events", parcel.events)
-        return [parcel for parcel, _ in taken]
+            parcel.kept_as = self._keep_body(parcel)
+        return taken
 
     def _keeping(self) -> str:
         if self.spool is not None:
@@ -566,24 +586,24 @@ class Delivery:
             return
         why = (f"sending was stopped by HTTP {self.unauthorized}" if self.unauthorized
                else "the server did not take them before the close deadline")
+        self.drops.add("not_delivered_by_close", events, detail=self.transport.metrics_url,
+                       explained=True)
         logger.error("closing with %d events not delivered to %s (%s) and no spool_dir to "
                      "keep them; they are counted as 'not_delivered_by_close'.",
                      events, self.transport.metrics_url, why)
-        self.drops.add("not_delivered_by_close", events, detail=self.transport.metrics_url,
-                       explained=True)
 
-    def _stop_sending(self, outcome: Outcome) -> None:
-        if self.unauthorized is None and not self.refusals.first_to_tell():
+    def _tell_refused(self, outcome: Outcome) -> None:
+        """Say once that the server refused the token and sending stopped."""
+        if not self.refusals.first_to_tell():
             logger.warning("%s answered HTTP %s too: sending stops (recording goes on) until "
                            "the agent is restarted with a valid token.",
                            self.transport.metrics_url, outcome.status)
-        elif self.unauthorized is None:
+        else:
             logger.error(
                 "%s answered HTTP %s: the API token is missing, unknown or not a "
                 "client/backend token. Sending stops (recording goes on) until the agent is "
                 "restarted with a valid token.",
                 self.transport.metrics_url, outcome.status)
-        self.unauthorized = outcome.status
 
     # -- the spool's backlog -----------------------------------------------------------------
 

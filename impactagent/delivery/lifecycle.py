@@ -132,12 +132,17 @@ class Lifecycle:
                 if self.settings.metrics_url is not None:
                     _import_what_delivery_needs(self.settings.metrics_url)
                 if self.registrar is not None:
+                    # On a thread of its own (it starts one): a slow registration must
+                    # not hold the metrics POSTs, close's last one above all.
                     self.registration = Registration(
                         self.registrar, identity=self.identity,
                         interval=self.settings.flush_interval, refusals=self.refusals,
-                        redact=self.redact, calls=self.delivery.calls)
+                        redact=self.redact)
                 self.flusher = Flusher(self.delivery, self.settings.flush_interval,
                                        self.registration)
+                # The sending thread too, now: the close at exit needs it for its deadline,
+                # and Python 3.12 starts no thread at exit.
+                self.delivery.calls.start()
                 self.flusher.start()
                 atexit.register(_call_on(weakref.ref(self), Lifecycle.close_at_exit))
                 if self.settings.handle_sigterm and shutdown.handler_allowed():
@@ -148,11 +153,13 @@ class Lifecycle:
                     self._close_when_child_ends()
 
     def flush(self, timeout: float) -> FlushResult:
+        _check_timeout(timeout)
         if self.delivery is None:
             return FlushResult(skipped="no url configured")
         return self.delivery.flush(time.monotonic() + timeout)
 
     def close(self, timeout: float) -> FlushResult:
+        _check_timeout(timeout)
         with shutdown.closing():
             return self._close(timeout)
 
@@ -169,7 +176,6 @@ class Lifecycle:
             if self.flusher is not None:
                 self.flusher.stop(0)  # cut its retry waits short; delivery waits for it
             self._closed = FlushResult(skipped="close was interrupted")  # until it ends
-            shutdown.withdraw(self)
             try:
                 result = self.delivery.close(deadline)
             except Exception:  # a bug must not escape close(), least of all at exit
@@ -187,6 +193,9 @@ class Lifecycle:
             self._closed = result
             return result
         finally:
+            # Only now: a SIGTERM while this close runs on another thread must wait for it
+            # (its closer's close() waits for this lock) before it ends the process.
+            shutdown.withdraw(self)
             self._lock.release()
 
     def close_by_own_deadline(self) -> None:
@@ -200,7 +209,10 @@ class Lifecycle:
             self.delivery.abandon()
 
     def close_at_exit(self) -> None:
-        if self.flusher is not None and self._closed is None:
+        # Even when a close has begun: one on another thread (SIGTERM's, cut short on the
+        # main thread by a Ctrl-C) would be ended mid-way with the interpreter, so the exit
+        # waits for it (close() is idempotent and bounded).
+        if self.flusher is not None:
             self.close(self.settings.shutdown_timeout)
 
     # -- fork --------------------------------------------------------------------------------
@@ -245,6 +257,16 @@ class Lifecycle:
         if self.spool is not None:
             result["spool"] = {"files": len(self.spool), "bytes": self.spool.size_bytes()}
         return result
+
+
+def _check_timeout(timeout: object) -> None:
+    """Refuse, at the call, a timeout that is not a number of seconds a lock can wait (one
+    below zero, a budget computed a moment too late, means 'now')."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
+    if not timeout <= threading.TIMEOUT_MAX:  # NaN and infinity fail this too
+        raise ValueError(f"timeout must be a finite number of seconds, at most "
+                         f"{threading.TIMEOUT_MAX:.0f}, got {timeout!r}")
 
 
 def _import_what_delivery_needs(url: str) -> None:

@@ -18,7 +18,7 @@ taker's keeping undone. So every body is settled exactly once, whoever is fastes
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Callable, List, Optional, Set, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Set, Tuple, Union
 
 if TYPE_CHECKING:
     from ..core.payload import Payload
@@ -111,15 +111,20 @@ class Parcels:
             self._unsettled.discard(parcel)
             return before
 
-    def take_all(self, *, close: bool = False) -> List[Tuple[Parcel, bool]]:
+    def take_all(self, *, close: bool = False) -> Iterator[Tuple[Parcel, bool]]:
         """Take every unsettled parcel: (parcel, whether its POST was in flight). With
-        ``close``, nothing is collected any more."""
+        ``close``, nothing is collected any more.
+
+        One at a time, as the taker keeps each: a taker cut short (Ctrl-C) leaves the
+        parcels it has not taken unsettled, for the next taker, instead of holding them
+        taken and kept by nobody."""
         with self._lock:
             self.closed = self.closed or close
-            taken = []
-            for parcel in self._unsettled:
+        while True:
+            with self._lock:
+                if not self._unsettled:
+                    return
+                parcel = self._unsettled.pop()
                 sending = parcel.state == SENDING
                 parcel.state = TAKEN if sending else SETTLED
-                taken.append((parcel, sending))
-            self._unsettled = set()
-            return taken
+            yield parcel, sending

@@ -68,15 +68,17 @@ class Redactor:
         text = self._headers.sub(_redact_value, text)
         return _USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", text)
 
-    def cut(self, text: str, limit: int) -> str:
+    def cut(self, text: str, limit: int, *, whole: bool = True) -> str:
         """Redact ``text`` and shorten it to about ``limit`` characters.
 
         Redaction comes first, so a cut can never leave the start of a secret behind.
+        ``whole=False`` says that ``text`` itself was cut short (an answer whose reading
+        was stopped): a tail that may be a secret's beginning goes too.
         """
         # Bound the work on a huge answer; drop what may be the start of a secret the
         # window cut through (it is beyond the limit anyway, unless redaction shrinks a lot).
         window = text[:max(limit * 64, 65536)]
-        if len(window) < len(text):
+        if len(window) < len(text) or not whole:
             window = self._without_partial_tail(window)
         text = self(window).strip()
         return text if len(text) <= limit else text[:limit] + "..."

@@ -74,7 +74,7 @@ class Registration:
                  calls: Optional[CallThread] = None) -> None:
         self.transport = transport
         #: The thread the POST runs on, so that ``attempt(timeout)`` ends within timeout.
-        self._calls = calls if calls is not None else CallThread("impactagent-sender")
+        self._calls = calls if calls is not None else CallThread("impactagent-register")
         #: What the transport says passes through this before it is logged: the agent's
         #: Redactor (without one, nothing the transport says is shown).
         self._redact = redact

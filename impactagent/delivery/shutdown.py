@@ -42,6 +42,7 @@ _guard = threading.Lock()
 _installed = False
 _local = threading.local()  # closes in progress on each thread
 _deferred = threading.Event()  # a SIGTERM waits for the close it interrupted
+_ending = threading.Event()  # the handler is closing everything: a second SIGTERM waits
 #: How long the end waits for an agent's stuck state to be spooled or counted.
 _ABANDON_SECONDS = 1.0
 
@@ -118,19 +119,30 @@ def _on_sigterm(signum: int, frame: Optional[Any]) -> None:
 def _close_all_and_end() -> None:
     """Close every started agent, each within its own ``shutdown_timeout`` and all at
     once (one stuck on a dead server must not eat another's time), then end. An agent
-    whose close has not returned by then (stuck outside the network, which is bounded) has
-    what it holds spooled or counted at once."""
-    targets: List[Lifecycle] = list(_started)
-    closers = [_start(target.close_by_own_deadline) for target in targets]
-    deadline = time.monotonic() + max((t.settings.shutdown_timeout for t in targets),
-                                      default=0.0) + 1.0
-    for closer in closers:
-        closer.join(max(deadline - time.monotonic(), 0.0))
-    late = [_start(target.abandon) for target, closer in zip(targets, closers)
-            if closer.is_alive()]
-    for abandoning in late:
-        abandoning.join(_ABANDON_SECONDS)
-    _end_as_sigterm()
+    whose close has not ended by then (stuck outside the network, which is bounded, or
+    begun elsewhere with a longer timeout) has what it holds spooled or counted at once."""
+    if _ending.is_set():
+        # A second SIGTERM (a group kill and a forwarded one, say) interrupted the first's
+        # closing on this thread: the first goes on and ends the process.
+        return
+    _ending.set()
+    try:
+        targets: List[Lifecycle] = list(_started)
+        closers = [_start(target.close_by_own_deadline) for target in targets]
+        deadline = time.monotonic() + max((t.settings.shutdown_timeout for t in targets),
+                                          default=0.0) + 1.0
+        for closer in closers:
+            closer.join(max(deadline - time.monotonic(), 0.0))
+        # Every agent, not only those whose closer is still running: a close already
+        # running on another thread (the app's, or one an earlier SIGTERM began) may
+        # outlast the closer that gave up waiting for it. Abandoning an agent whose close
+        # has ended does nothing.
+        late = [_start(target.abandon) for target in targets]
+        for abandoning in late:
+            abandoning.join(_ABANDON_SECONDS)
+        _end_as_sigterm()
+    finally:  # reached only when cut short (Ctrl-C): a later SIGTERM is handled anew
+        _ending.clear()
 
 
 def _start(work: Callable[[], object]) -> threading.Thread:
@@ -147,10 +159,11 @@ def _end_as_sigterm() -> None:
 def _reset_after_fork() -> None:
     """A forked child starts with no close in progress, no deferred signal, and a guard no
     other thread holds (the handler itself is inherited, as it should be)."""
-    global _guard, _local, _deferred
+    global _guard, _local, _deferred, _ending
     _guard = threading.Lock()
     _local = threading.local()
     _deferred = threading.Event()
+    _ending = threading.Event()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)

@@ -19,9 +19,9 @@ was still sending finds its claim gone when it settles the body, and counts the 
 possibly duplicated.
 
 Sharing one directory between containers therefore promises what it promises between
-processes, as long as their clocks agree to within the lease: a clock stepped forward by
-more than the lease can make a live claim look abandoned, and the body may then be stored
-twice (counted by its first owner as possibly duplicated).
+processes, as long as their clocks agree to within the lease: a clock stepped by more than
+the lease (either way) can make a live claim look abandoned, and the body may then be
+stored twice (counted by its first owner as possibly duplicated).
 
 Trust and permissions
 ---------------------
@@ -332,7 +332,9 @@ class Spool:
         match = _CLAIMED.match(name)
         if match is None or match.group("ms") is None:
             return True  # not a claim this version makes: nobody renews it
-        return now - int(match.group("ms")) / 1000 > self.lease_seconds
+        # A claim from more than a lease ahead was made on a clock that disagreed with
+        # ours by more than the lease (or ours stepped back): no owner renews it in time.
+        return abs(now - int(match.group("ms")) / 1000) > self.lease_seconds
 
     def read(self, entry: SpoolEntry) -> Optional[bytes]:
         """The body of a (claimed) entry, or ``None`` if it is gone or was set aside.

@@ -184,6 +184,7 @@ class HttpTransport:
 
     def _post(self, url: str, path: str, body: bytes, timeout: float) -> Outcome:
         timeout = max(timeout, 0.001)
+        until = time.monotonic() + timeout
         try:
             # verify and proxies go on the request, not only the session: requests lets
             # REQUESTS_CA_BUNDLE and *_PROXY variables override session-level values.
@@ -216,19 +217,35 @@ class HttpTransport:
             if 300 <= status < 400:
                 detail = self._redirected(url, path, status, response.headers.get("Location"))
             elif kind != DELIVERED:
-                detail = self._answer_text(response)
+                detail = self._answer_text(response, until)
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return Outcome(kind, status, retry_after, detail)
 
-    def _answer_text(self, response: requests.Response) -> str:
-        """A failure's answer, redacted and cut short; "" if reading it fails (the status
-        line has already said what became of the body)."""
+    def _answer_text(self, response: requests.Response, until: float) -> str:
+        """A failure's answer, redacted and cut short: what arrives by ``until`` (a
+        ``time.monotonic()`` value), read a piece at a time, so that an answer that
+        trickles cannot outlast the request's deadline and turn the status the server gave
+        into no answer at all. The status line has already said what became of the body."""
+        raw, chunks, size, ended = response.raw, [], 0, False
+        sock = getattr(getattr(raw, "connection", None), "sock", None)
+        one_read = hasattr(raw, "read1")  # urllib3 2; with 1.26, a byte at a time
         try:
-            text = response.raw.read(_DETAIL_LIMIT * 4, decode_content=True)
+            while size < _DETAIL_LIMIT * 4 and time.monotonic() < until:
+                if sock is not None:  # no single read waits past the deadline either
+                    sock.settimeout(max(until - time.monotonic(), 0.001))
+                chunk = (raw.read1(_DETAIL_LIMIT * 4 - size, decode_content=True) if one_read
+                         else raw.read(1, decode_content=True))
+                if not chunk:
+                    ended = True
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
         except Exception:
-            return ""
+            pass  # what came before is the detail
+        text = b"".join(chunks)
+        # Cut short (by the deadline, the size, an error): it may end inside a secret.
         return self._redact.cut(text.decode(response.encoding or "utf-8", "replace"),
-                                _DETAIL_LIMIT)
+                                _DETAIL_LIMIT, whole=ended)
 
     def _redirected(self, url: str, path: str, status: int, location: Optional[str]) -> str:
         """The detail of a 3xx, logged the first time: the ``url`` setting needs fixing."""

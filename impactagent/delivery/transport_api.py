@@ -169,7 +169,9 @@ def checked_post(transport: Transport, body: bytes, timeout: float,
     is a retryable failure, logged once per kind of problem noted in ``said`` (the caller's
     set: once per agent). A ``retry_after`` that is not a finite number of seconds from 0
     to :data:`MAX_RETRY_AFTER` is cut into that range (or ignored when it is not a positive
-    number). So a transport's bug neither escapes into ``flush()`` nor stops the flusher.
+    number). An ``Outcome`` of a known kind whose status is not an int or whose detail is
+    not a str is taken for its kind without them (``UNAUTHORIZED`` without a status stands
+    for 401). So a transport's bug neither escapes into ``flush()`` nor stops the flusher.
     The HTTP transport never needs this; a user's may.
 
     What the transport says (an exception's message, a wrong answer, an outcome's
@@ -187,6 +189,18 @@ def checked_post(transport: Transport, body: bytes, timeout: float,
                   else f"a {type(outcome).__name__}")
         _say_once(transport, said, "garbage", f"returned {answer}, not an Outcome")
         return Outcome(RETRY, detail="the transport's answer was not an Outcome")
+    status, detail = outcome.status, outcome.detail
+    if not (status is None or type(status) is int) or not isinstance(detail, str):
+        # The kind decides what became of the body; what is malformed around it is left
+        # out (logged once), so that nothing downstream compares or formats it.
+        _say_once(transport, said, "malformed",
+                  f"returned an Outcome whose status ({type(status).__name__}) or detail "
+                  f"({type(detail).__name__}) is malformed",
+                  then="they are left out, and its kind taken as it is")
+        outcome = outcome._replace(status=status if type(status) is int else None,
+                                   detail=detail if isinstance(detail, str) else "")
+    if outcome.kind == UNAUTHORIZED and outcome.status is None:
+        outcome = outcome._replace(status=401)  # it stops sending, and says by what
     wait = outcome.retry_after
     if wait is not None and not (isinstance(wait, (int, float)) and 0 < wait <= MAX_RETRY_AFTER):
         positive = isinstance(wait, (int, float)) and wait > 0  # NaN, <= 0: no wait asked
@@ -205,14 +219,14 @@ def told(error: BaseException, redact: Optional[Callable[[str], str]]) -> str:
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
-def _say_once(transport: object, said: Optional[Set[str]], problem: str, what: str) -> None:
+def _say_once(transport: object, said: Optional[Set[str]], problem: str, what: str,
+              then: str = "the body is kept and retried") -> None:
     if said is None or problem not in said:
         if said is not None:
             said.add(problem)
         # The user's class, not the wrapper that completes a bare Sender.
         named = transport.sender if isinstance(transport, _Completed) else transport
-        logger.error("the transport %s %s; the body is kept and retried "
-                     "(said once)", type(named).__name__, what)
+        logger.error("the transport %s %s; %s (said once)", type(named).__name__, what, then)
 
 
 def as_transport(candidate: Any) -> Transport:
