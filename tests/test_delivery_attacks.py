@@ -271,12 +271,6 @@ def test_an_outcome_with_malformed_fields_is_held_to_its_kind(garbage):
 # -- one endless answer ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "every POST runs on the agent's one sending thread, and a POST whose answer trickles "
-    "forever holds it forever: each later POST is withdrawn ('not sent: an earlier request "
-    "has not ended'), so the agent never delivers again until it is restarted. Needs a "
-    "design decision (abort the stuck request's socket at its deadline, or replace the "
-    "thread, bounded), not a patch"))
 def test_one_endless_answer_does_not_stop_delivery_for_good():
     """A proxy that trickles one answer without end (each read in time, so the socket's
     timeout never fires): the flush's deadline cuts the wait, and that body is kept and
@@ -408,12 +402,6 @@ def test_ctrl_c_while_close_keeps_a_stuck_flush_s_bodies_loses_none():
 # -- what close() says ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "close() returns the result of its own last flush only: a flush it waited for (its "
-    "deadline brought forward), which kept its body after close began (spooled or counted "
-    "as not_delivered_by_close), is not in it, so close() says ok with an empty window. "
-    "Also why test_delivery.py::test_close_returns_within_its_deadline_against_a_server_"
-    "that_never_answers fails about one run in two"))
 def test_close_is_not_ok_when_the_flush_it_waited_for_could_not_deliver():
     import threading
 
@@ -442,12 +430,6 @@ def test_close_is_not_ok_when_the_flush_it_waited_for_could_not_deliver():
 # -- an answer that arrives while close is keeping its body ----------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "take_all marks a body in flight TAKEN before the taker has kept it (parcel.kept_as is "
-    "set only when the keeping returns); the flush's thread, hearing the 2xx meanwhile, "
-    "reads kept_as None and takes the body for merged back: the drop is not withdrawn (or "
-    "the spooled copy not removed, and sent again by the next process). The take and the "
-    "keeping must be one step as seen by the answer"))
 def test_a_2xx_heard_while_close_keeps_the_body_withdraws_the_keeping():
     """close() takes a body whose POST is in flight and keeps it (no spool: counted as
     not_delivered_by_close). The 2xx arrives while that keeping is being logged: the
@@ -653,12 +635,6 @@ SIGTERM_WHILE_A_FLUSH_KEEPS = """
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a flush settles a body (it leaves the parcels' unsettled set) before it keeps it: "
-    "SIGTERM's handler, running on the main thread in the middle of that flush's keeping, "
-    "finds nothing to take and ends the process, and the body is neither spooled nor "
-    "counted. A settled-but-not-yet-kept state that the end waits for (or keeping before "
-    "settling) is a ledger change for the lead"))
 def test_sigterm_while_a_flush_keeps_its_body_still_spools_it(tmp_path):
     """The body was collected, not delivered, and is being written to the spool (which
     first evicts an older body, and logs that) when SIGTERM arrives."""
@@ -756,13 +732,6 @@ SIGTERM_WHILE_COLLECTING = """
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "SIGTERM's handler runs on the main thread inside its flush's collect, which holds the "
-    "parcels' lock (Parcels.collect runs the recorder's collect under it): close and "
-    "abandon on the handler's threads block on that lock until the handler gives up and "
-    "ends the process, and the window being collected is neither sent, spooled nor "
-    "counted. Deferring SIGTERM while the main thread is inside a flush (cutting that "
-    "flush short, as close does) would settle it; a design call for the lead"))
 def test_sigterm_while_a_main_thread_flush_collects_spools_the_window(tmp_path):
     """A batch job or a CLI that calls flush() on its main thread; SIGTERM arrives while
     the flush collects (a bridge's collect hook runs, or 100k series are read)."""

@@ -4,7 +4,6 @@
 import logging
 
 import pytest
-from UnleashClient.impact_metrics import MetricFlagContext
 
 import impactagent
 from impactagent.devtools.receiver import Receiver
@@ -86,6 +85,7 @@ def test_a_metric_flag_context_labels_by_the_flags_state_in_the_request():
     agent.define_counter("checkout_total", "Checkouts", flags=["new-checkout"])
     agent.define_gauge("cart_items", "Items", flags=["new-checkout"])
     agent.define_histogram("checkout_seconds", "Duration", flags=["new-checkout"])
+    MetricFlagContext = pytest.importorskip("UnleashClient.impact_metrics").MetricFlagContext
     context = MetricFlagContext(flag_names=["new-checkout"], context={"userId": "ann"})
     with impactagent.flag_scope():
         agent.record_flag("new-checkout", True, "blue")
@@ -102,6 +102,7 @@ def test_a_metric_flag_context_labels_by_the_flags_state_in_the_request():
 def test_a_metric_flag_context_naming_a_flag_the_metric_lacks_says_how_to_define_it():
     agent = impactagent.Agent("shop")
     agent.define_counter("checkout_total", "Checkouts")
+    MetricFlagContext = pytest.importorskip("UnleashClient.impact_metrics").MetricFlagContext
     context = MetricFlagContext(flag_names=["new-checkout"])
     with pytest.raises(ValueError, match=r"define_counter\(\.\.\., flags=\['new-checkout'\]\)"):
         agent.increment_counter("checkout_total", 1, context)

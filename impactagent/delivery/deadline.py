@@ -20,7 +20,7 @@ import os
 import queue
 import threading
 import time
-from typing import Callable, Generic, Optional, Tuple, TypeVar
+from typing import Any, Callable, Generic, List, Optional, Tuple, TypeVar
 
 from ..core.threads import start_daemon
 
@@ -32,15 +32,20 @@ NO_ANSWER = "no answer"
 
 #: How often a waiting caller looks again at a deadline that may have been moved closer.
 _RECHECK_SECONDS = 0.05
+#: How long past its deadline a call may hold the thread before later calls get another.
+STUCK_SECONDS = 1.0
+#: How many threads at most are left waiting on such calls.
+MAX_STUCK = 2
 
 
 class Job(Generic[T]):
     """One call on the thread; :meth:`when_done` hears its answer if it comes late."""
 
-    __slots__ = ("done", "error", "function", "late", "lock", "result", "state")
+    __slots__ = ("deadline", "done", "error", "function", "late", "lock", "result", "state")
 
-    def __init__(self, function: Callable[[], T]) -> None:
+    def __init__(self, function: Callable[[], T], deadline: Callable[[], float]) -> None:
         self.function = function
+        self.deadline = deadline
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.state = NOT_STARTED
@@ -74,14 +79,40 @@ class Job(Generic[T]):
             late(self.result)
 
 
+class _Worker:
+    """A thread, its queue, and the deadline of the call it is running (None: idle)."""
+
+    __slots__ = ("busy_until", "jobs", "thread")
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[Optional[Job[Any]]] = queue.SimpleQueue()
+        self.thread: Optional[threading.Thread] = None
+        self.busy_until: Optional[Callable[[], float]] = None
+
+    def serve(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:  # retired: another worker took over
+                return
+            self.busy_until = job.deadline
+            job.run()
+            self.busy_until = None
+
+
 class CallThread:
-    """Runs calls one at a time on a daemon thread named ``name``."""
+    """Runs calls one at a time on a daemon thread named ``name``.
+
+    A call that runs far past its deadline (an answer trickling without end) would hold the
+    thread, and every later call would be withdrawn, for good. So such a thread is retired:
+    later calls go to a new one, and the old one ends when its call returns. At most
+    :data:`MAX_STUCK` retired threads are kept waiting on a call; past that, calls wait.
+    """
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._pid = -1
-        self._jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
-        self._thread: Optional[threading.Thread] = None
+        self._worker: Optional[_Worker] = None
+        self._retired: List[_Worker] = []
         self._lock = threading.Lock()
 
     def call(self, function: Callable[[], T], deadline: Callable[[], float]
@@ -89,7 +120,7 @@ class CallThread:
         """Run ``function`` and wait until it ends or ``deadline()`` (a monotonic time,
         read again while waiting: it may move closer) passes. Returns what happened and the
         job (its ``result`` if it finished); an exception from ``function`` is raised here."""
-        job = Job(function)
+        job = Job(function, deadline)
         if not self._submit(job):
             job.run()
         while not job.done.wait(min(max(deadline() - time.monotonic(), 0), _RECHECK_SECONDS)):
@@ -113,28 +144,38 @@ class CallThread:
     def start(self) -> bool:
         """Start this process's thread now, if it has none; False where none can start."""
         with self._lock:
-            return self._started()
+            return self._current() is not None
 
-    def _started(self) -> bool:
+    def _current(self) -> Optional[_Worker]:
         if self._pid != os.getpid():  # first use, or a forked child: a thread of its own
             self._pid = os.getpid()
-            self._jobs = queue.SimpleQueue()
-            self._thread = None
-        if self._thread is None:
+            self._worker, self._retired = None, []
+        worker = self._worker
+        if worker is not None and self._stuck(worker):
+            worker.jobs.put(None)
+            self._retired.append(worker)
+            worker = None
+        if worker is None:
+            worker = _Worker()
             try:
-                self._thread = start_daemon(self._serve, self.name, self._jobs)
+                worker.thread = start_daemon(worker.serve, self.name)
             except RuntimeError:  # at interpreter exit
-                return False
-        return True
+                return None
+            self._worker = worker
+        return worker
 
-    def _submit(self, job: Job) -> bool:
+    def _stuck(self, worker: _Worker) -> bool:
+        busy_until = worker.busy_until
+        if busy_until is None or time.monotonic() < busy_until() + STUCK_SECONDS:
+            return False
+        self._retired = [w for w in self._retired if w.thread is not None
+                         and w.thread.is_alive()]
+        return len(self._retired) < MAX_STUCK
+
+    def _submit(self, job: Job[Any]) -> bool:
         with self._lock:
-            if not self._started():
+            worker = self._current()
+            if worker is None:
                 return False  # the caller's thread runs it
-            self._jobs.put(job)
+            worker.jobs.put(job)
             return True
-
-    @staticmethod
-    def _serve(jobs: queue.SimpleQueue[Job]) -> None:
-        while True:
-            jobs.get().run()

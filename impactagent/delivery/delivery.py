@@ -461,10 +461,17 @@ class Delivery:
             # Counted as possibly duplicated twice, by the attempt and by the taking: once
             # is what is at risk.
             self.ledger.add("possibly_duplicated_events", -parcel.events)
+        settle = self._answer_taken if taken else self._late_answer
         if job is not None:  # the answer is the call's, later
             parcel.in_flight = None
-            job.when_done(lambda late: self._late_answer(parcel, late))
+            job.when_done(lambda late: settle(parcel, late))
         elif taken and not outcome.maybe_delivered:
+            settle(parcel, outcome)
+
+    def _answer_taken(self, parcel: Parcel, outcome: Optional[Outcome]) -> None:
+        """The answer to a body close took: settled now if the taker has kept it, else by
+        the taker once it has (it must know where the body went to undo it)."""
+        if self._parcels.hear(parcel, outcome):
             self._late_answer(parcel, outcome)
 
     def _late_answer(self, parcel: Parcel, outcome: Optional[Outcome]) -> None:
@@ -540,6 +547,13 @@ class Delivery:
             return
         closing.join(max(deadline - time.monotonic(), 0) + ANSWER_GRACE_SECONDS)
 
+    def hurry(self) -> None:
+        """The process is ending: a flush running now stops waiting, and settles."""
+        running = self._running
+        if running is not None:
+            running.deadline = time.monotonic()
+            running.stopping.set()
+
     def abandon(self) -> int:
         """Settle everything not yet settled, now: every open body is kept (spooled or
         counted) and the recorder's rest with it; nothing is collected after this. Called
@@ -573,7 +587,9 @@ class Delivery:
                 continue
             if sending:  # its POST may still reach the server
                 self.ledger.add("possibly_duplicated_events", parcel.events)
-            parcel.kept_as = self._keep_body(parcel)
+            answer = self._parcels.kept(parcel, self._keep_body(parcel))
+            if answer is not None:  # it came while the body was being kept
+                self._late_answer(parcel, answer[0])
         return taken
 
     def _keeping(self) -> str:

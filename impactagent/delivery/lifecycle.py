@@ -156,11 +156,17 @@ class Lifecycle:
         _check_timeout(timeout)
         if self.delivery is None:
             return FlushResult(skipped="no url configured")
-        return self.delivery.flush(time.monotonic() + timeout)
+        with shutdown.deferring():
+            return self.delivery.flush(time.monotonic() + timeout)
+
+    def hurry(self) -> None:
+        """SIGTERM came: a flush running now ends at once, settling what it holds."""
+        if self.delivery is not None:
+            self.delivery.hurry()
 
     def close(self, timeout: float) -> FlushResult:
         _check_timeout(timeout)
-        with shutdown.closing():
+        with shutdown.deferring():
             return self._close(timeout)
 
     def _close(self, timeout: float) -> FlushResult:

@@ -36,7 +36,8 @@ SETTLED = "settled"
 class Parcel:
     """One body (or the snapshot it is built from) and its state."""
 
-    __slots__ = ("claim", "content", "events", "in_flight", "kept_as", "state")
+    __slots__ = ("answer", "claim", "content", "events", "in_flight", "kept", "kept_as",
+                 "state")
 
     def __init__(self, content: Union[Payload, Snapshot], claim: Optional[SpoolEntry]
                  ) -> None:
@@ -49,6 +50,10 @@ class Parcel:
         self.kept_as: Union[SpoolEntry, str, None] = None
         #: Its POST, when the deadline cut the wait for its answer short.
         self.in_flight: Optional[Job[Outcome]] = None
+        #: Taken: whether the taker has kept it yet, and an answer that came before then
+        #: (a 1-tuple: the answer may be None, a call that raised).
+        self.kept = False
+        self.answer: Optional[Tuple[Optional[Outcome]]] = None
 
     @property
     def payload(self) -> Payload:
@@ -110,6 +115,24 @@ class Parcels:
             parcel.state = SETTLED
             self._unsettled.discard(parcel)
             return before
+
+    def kept(self, parcel: Parcel, kept_as: Union[SpoolEntry, str, None]
+             ) -> Optional[Tuple[Optional[Outcome]]]:
+        """The taker has kept ``parcel`` as ``kept_as``; returns the answer that came
+        meanwhile, if one did, for the taker to settle."""
+        with self._lock:
+            parcel.kept_as, parcel.kept = kept_as, True
+            answer, parcel.answer = parcel.answer, None
+            return answer
+
+    def hear(self, parcel: Parcel, answer: Optional[Outcome]) -> bool:
+        """The answer to a taken parcel: True if its taker has kept it (settle the answer
+        now); else it is left for the taker, which settles it once it has."""
+        with self._lock:
+            if parcel.kept:
+                return True
+            parcel.answer = (answer,)
+            return False
 
     def take_all(self, *, close: bool = False) -> Iterator[Tuple[Parcel, bool]]:
         """Take every unsettled parcel: (parcel, whether its POST was in flight). With

@@ -94,8 +94,10 @@ def withdraw(lifecycle: Lifecycle) -> None:
 
 
 @contextlib.contextmanager
-def closing() -> Iterator[None]:
-    """Mark a close in progress on this thread (see :func:`_on_sigterm`)."""
+def deferring() -> Iterator[None]:
+    """Mark a flush or a close in progress on this thread: a SIGTERM that interrupts it
+    waits for it (cut short) to end, instead of ending the process in its middle with the
+    body it holds (see :func:`_on_sigterm`)."""
     _local.depth = getattr(_local, "depth", 0) + 1
     try:
         yield
@@ -107,11 +109,13 @@ def closing() -> Iterator[None]:
 
 def _on_sigterm(signum: int, frame: Optional[Any]) -> None:
     if getattr(_local, "depth", 0):
-        # The signal interrupted a close on this very thread (a multiprocessing child
-        # closing at its end when Pool.terminate() sends SIGTERM, say): waiting here for
-        # another close would wait for ourselves. Let that close finish, then close the
-        # others and end.
+        # The signal interrupted a flush or a close on this very thread (a multiprocessing
+        # child closing at its end when Pool.terminate() sends SIGTERM, say): a close on
+        # another thread would wait for what this thread holds. Cut it short, let it finish
+        # and settle what it holds, then close every agent and end.
         _deferred.set()
+        for target in list(_started):
+            target.hurry()
         return
     _close_all_and_end()
 
