@@ -98,7 +98,8 @@ def compare(tally: Dict[str, Any], totals: Dict[str, Any]) -> List[Tuple[str, An
     flags = totals["flags"]
 
     def counted(flag: str, key: str) -> int:
-        return flags.get(flag, {}).get(key, 0)
+        count: int = flags.get(flag, {}).get(key, 0)
+        return count
 
     def summed(kind: str, name: str, field: Optional[str] = None) -> Any:
         values = [v if field is None else v[field]
