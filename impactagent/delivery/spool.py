@@ -140,7 +140,7 @@ class Spool:
     """
 
     # The default is the agent's setting's (written once, in Settings).
-    def __init__(self, directory: Union[str, "os.PathLike[str]"], *,
+    def __init__(self, directory: Union[str, os.PathLike[str]], *,
                  max_bytes: int = Settings.spool_max_bytes,
                  drops: Optional[DropCounter] = None,
                  lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
