@@ -328,3 +328,19 @@ def test_an_app_name_outside_latin_1_is_delivered(app_name):
             assert agent.flush(timeout=2).delivered_events == 1
         finally:
             agent.close(timeout=0.5)
+
+
+def test_a_variant_name_with_nul_is_refused_or_counted_without_a_variant():
+    """unleash-server 8.2.0 loses every app's variant counts of a write window for a
+    variant named with NUL (found by the generated differential, probed with a canary)."""
+    agent = impactagent.Agent("limits")
+    with pytest.raises(ValueError, match="NUL"):
+        agent.record_flag("checkout", True, "blue\x00")
+
+    @agent.flag("checkout")
+    def checkout() -> str:
+        return "blue\x00"
+
+    assert checkout() == "blue\x00"  # the app's answer is untouched
+    window = agent.collect().toggles["checkout"]
+    assert (window.yes, window.no, window.variants) == (1, 0, {})

@@ -49,7 +49,8 @@ def evaluation(result: Any) -> Tuple[bool, Optional[str]]:
         # "" is falsy; it and the names Unleash does not store as a variant's name none.
         if not result:
             return False, None
-        return result != "disabled", None if result in NOT_VARIANT_NAMES else result
+        return result != "disabled", (None if result in NOT_VARIANT_NAMES or "\x00" in result
+                                      else result)
     if isinstance(result, dict) and isinstance(result.get("name"), str):
         enabled = result.get("feature_enabled", result.get("enabled", True))
         return bool(enabled), variant_name(result["name"])

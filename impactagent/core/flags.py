@@ -337,14 +337,16 @@ class FlagCounts:
 
 #: Texts Unleash does not store as a variant's name: "" (measured on unleash-server 8.2.0:
 #: the flag's yes and no are stored, that count is not) and the properties of JavaScript's
-#: ``Object.prototype`` (some dropped, some failing the write of a whole window).
+#: ``Object.prototype`` (some dropped, some failing the write of a whole window). A name
+#: holding NUL fails the window's write too (checked apart: no set can list them).
 NOT_VARIANT_NAMES = frozenset({"", *OBJECT_PROTOTYPE_PROPERTIES})
 
 
 def variant_name(answer: Any) -> Optional[str]:
     """``answer`` as the variant to count, or None when it names none: not a str, or a
     text Unleash does not store as a variant's name (:data:`NOT_VARIANT_NAMES`)."""
-    if not isinstance(answer, str) or str.__str__(answer) in NOT_VARIANT_NAMES:
+    if (not isinstance(answer, str) or str.__str__(answer) in NOT_VARIANT_NAMES
+            or "\x00" in answer):
         return None
     return answer
 
@@ -414,6 +416,9 @@ def _check_variant(name: str, variant: Any) -> None:
     if not text:
         raise ValueError(f"flag {name!r}: a variant needs a name (Unleash does not store a "
                          "variant named ''); pass variant=None for an evaluation without one")
+    if "\x00" in text:
+        raise ValueError(f"flag {name!r}: a variant name cannot hold NUL (\\x00): Unleash "
+                         "loses every app's variant counts of a write window for it")
     if text in OBJECT_PROTOTYPE_PROPERTIES:
         raise ValueError(f"flag {name!r}: {text!r} cannot name a variant (Unleash drops "
                          "the names of JavaScript's Object.prototype properties, or loses "
