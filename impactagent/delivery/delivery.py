@@ -184,6 +184,9 @@ class Delivery:
         #: merged back into the recorder.
         self.closing = False
         self.closed = False
+        #: True once SIGTERM came (see :meth:`hurry`): a flush that begins after it, or
+        #: that waited for its turn meanwhile, sends nothing; the close that follows does.
+        self.ending = False
         self._lock = threading.Lock()  # one flush at a time
         self._parcels = Parcels()
         self._running: Optional[_Run] = None
@@ -205,6 +208,8 @@ class Delivery:
         try:
             if self.closing:  # close() began while this flush waited for its turn
                 return FlushResult(skipped="the agent is closed")
+            if self.ending:
+                return FlushResult(timed_out=True, skipped="the process is ending")
             run = _Run(deadline, interrupt or threading.Event(), attempts)
             self._running = run
             try:
@@ -548,7 +553,9 @@ class Delivery:
         closing.join(max(deadline - time.monotonic(), 0) + ANSWER_GRACE_SECONDS)
 
     def hurry(self) -> None:
-        """The process is ending: a flush running now stops waiting, and settles."""
+        """The process is ending: a flush running now stops waiting, and settles; one that
+        begins later returns at once."""
+        self.ending = True
         running = self._running
         if running is not None:
             running.deadline = time.monotonic()
@@ -650,6 +657,7 @@ class Delivery:
         self._lock = threading.Lock()
         self._parcels = Parcels()
         self._running = None
+        self.ending = False  # a SIGTERM the parent got is the parent's
         self.calls.reset_after_fork()
         self.ledger = ledger
         self.identity = identity

@@ -40,8 +40,9 @@ ENVIRONMENT_SWITCH = "IMPACTAGENT_HANDLE_SIGTERM"
 _started: weakref.WeakSet[Lifecycle] = weakref.WeakSet()
 _guard = threading.Lock()
 _installed = False
-_local = threading.local()  # closes in progress on each thread
-_deferred = threading.Event()  # a SIGTERM waits for the close it interrupted
+#: Per thread: the flushes and closes in progress (``depth``) and, on the main thread where
+#: the handler runs, whether a SIGTERM waits for them to end (``deferred``).
+_local = threading.local()
 _ending = threading.Event()  # the handler is closing everything: a second SIGTERM waits
 #: How long the end waits for an agent's stuck state to be spooled or counted.
 _ABANDON_SECONDS = 1.0
@@ -103,7 +104,10 @@ def deferring() -> Iterator[None]:
         yield
     finally:
         _local.depth -= 1
-        if _local.depth == 0 and _deferred.is_set():
+        # Only the thread the SIGTERM interrupted ends the process: another thread's flush,
+        # cut short and ending first, can neither put the disposition back nor let the main
+        # thread go on as if no SIGTERM had come.
+        if _local.depth == 0 and getattr(_local, "deferred", False):
             _close_all_and_end()  # the SIGTERM this close deferred: now for every agent
 
 
@@ -113,7 +117,7 @@ def _on_sigterm(signum: int, frame: Optional[Any]) -> None:
         # child closing at its end when Pool.terminate() sends SIGTERM, say): a close on
         # another thread would wait for what this thread holds. Cut it short, let it finish
         # and settle what it holds, then close every agent and end.
-        _deferred.set()
+        _local.deferred = True
         for target in list(_started):
             target.hurry()
         return
@@ -163,10 +167,9 @@ def _end_as_sigterm() -> None:
 def _reset_after_fork() -> None:
     """A forked child starts with no close in progress, no deferred signal, and a guard no
     other thread holds (the handler itself is inherited, as it should be)."""
-    global _guard, _local, _deferred, _ending
+    global _guard, _local, _ending
     _guard = threading.Lock()
     _local = threading.local()
-    _deferred = threading.Event()
     _ending = threading.Event()
 
 
