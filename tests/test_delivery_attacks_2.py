@@ -110,3 +110,38 @@ def test_a_late_2xx_for_a_body_merged_back_is_not_also_dropped_by_close():
     ledger = in_process_ledger(agent)
     assert ledger["recorded"] == 7
     assert ledger["delivered"] + sum(ledger["dropped"].values()) == 7, ledger
+
+
+# -- SIGTERM while the main thread closes with a long timeout ----------------------------------
+
+SIGTERM_WHILE_THE_MAIN_THREAD_CLOSES = """
+    import os, signal, threading
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    class Down:
+        def post(self, body, timeout):
+            return Outcome("retry", 503)
+
+    agent = impactagent.Agent("shop", transport=Down(), register=False, flush_interval=3600,
+                              shutdown_timeout=1, spool_dir={spool!r})
+    agent.start()
+    agent.counter("jobs_total", "Jobs").inc(7)
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    agent.close(timeout=60)  # the app's own shutdown, generous; SIGTERM comes meanwhile
+    print("close returned", flush=True)
+"""
+
+
+def test_sigterm_during_a_long_main_thread_close_ends_the_process_promptly(tmp_path):
+    """The app closes the agent on the main thread with a generous timeout, retrying a
+    server that is down; SIGTERM comes. The close, which the signal interrupted, is cut
+    short like any flush SIGTERM interrupts (the flush it ran went on retrying until its
+    own deadline, so the process outlived any grace period); what it holds is spooled,
+    and the process ends as SIGTERM would."""
+    spool = tmp_path / "spool"
+    done = child.run(SIGTERM_WHILE_THE_MAIN_THREAD_CLOSES.format(spool=str(spool)),
+                     timeout=15)
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert "close returned" not in done.stdout
+    assert len(list(spool.glob("*.json"))) == 1, done.stderr

@@ -512,8 +512,9 @@ class Delivery:
         got_lock = self._lock.acquire(timeout=max(halfway - time.monotonic(), 0))
         try:
             taken = self._take_all(close=False)
+            last = self._running = _Run(deadline, threading.Event(), None)  # hurry() cuts it
             try:
-                result = self._flush_and_tell(_Run(deadline, threading.Event(), None))
+                result = self._flush_and_tell(last)
             except Exception:  # a bug: what it held was kept above
                 logger.exception("the last flush failed unexpectedly")
                 result = FlushResult(skipped="the last flush failed (see the log)")
@@ -552,13 +553,15 @@ class Delivery:
             return
         closing.join(max(deadline - time.monotonic(), 0) + ANSWER_GRACE_SECONDS)
 
-    def hurry(self) -> None:
-        """The process is ending: a flush running now stops waiting, and settles; one that
-        begins later returns at once."""
+    def hurry(self, grace: float) -> None:
+        """The process is ending: a flush running now stops retrying and ends at once, or,
+        if it is close's last one (nothing follows it), within ``grace`` seconds; a flush
+        that begins later returns at once."""
         self.ending = True
         running = self._running
         if running is not None:
-            running.deadline = time.monotonic()
+            running.deadline = min(running.deadline,
+                                   time.monotonic() + (grace if self.closing else 0.0))
             running.stopping.set()
 
     def abandon(self) -> int:
