@@ -145,3 +145,43 @@ def test_sigterm_during_a_long_main_thread_close_ends_the_process_promptly(tmp_p
     assert done.returncode == -signal.SIGTERM, done.stderr
     assert "close returned" not in done.stdout
     assert len(list(spool.glob("*.json"))) == 1, done.stderr
+
+
+# -- a call queued behind one that gets stuck while it waits -----------------------------------
+
+
+def test_a_post_queued_behind_a_stuck_one_is_sent_on_a_new_thread():
+    """A user's transport hangs on one POST (a flush's deadline cuts the wait for it); the
+    close that follows queues its POST behind it on the sending thread. The hung call is
+    retired a moment later, but the close's POST stayed queued on the retired thread until
+    the close's deadline: it was never sent, and a server that answers every other POST at
+    once got nothing from the close."""
+    import threading
+
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    hang = threading.Event()
+
+    class HangsOnce:
+        def __init__(self):
+            self.calls = 0
+
+        def post(self, body, timeout):
+            self.calls += 1
+            if self.calls == 1:
+                hang.wait(20)
+                return Outcome("retry", 503)
+            return Outcome("delivered", 202)
+
+    transport = HangsOnce()
+    agent = impactagent.Agent("shop", transport=transport, register=False)
+    agent.counter("jobs_total", "Jobs").inc(7)
+    try:
+        assert not agent.flush(timeout=0.3).ok  # no answer by the deadline: kept
+        result = agent.close(timeout=4)
+    finally:
+        hang.set()
+    ledger = in_process_ledger(agent)
+    assert transport.calls == 2 and result.delivered_bodies == 1, (result, ledger)
+    assert ledger["delivered"] == 7 and ledger["dropped"] == {}, ledger
