@@ -10,6 +10,7 @@ are the users' transports and the threads.
 from __future__ import annotations
 
 import signal
+import threading
 import time
 
 import pytest
@@ -185,3 +186,50 @@ def test_a_post_queued_behind_a_stuck_one_is_sent_on_a_new_thread():
     ledger = in_process_ledger(agent)
     assert transport.calls == 2 and result.delivered_bodies == 1, (result, ledger)
     assert ledger["delivered"] == 7 and ledger["dropped"] == {}, ledger
+
+
+# -- a user's transport that raises a BaseException ------------------------------------------
+
+
+def test_a_transport_s_gevent_style_timeout_does_not_end_the_flusher():
+    """gevent's and eventlet's ``Timeout`` derive from BaseException, not Exception. A
+    user's transport built on them that times out once raised it from the sending thread
+    into the flusher's, which ended: nothing was ever sent again, without a word."""
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    class Timeout(BaseException):  # as gevent.Timeout and eventlet.Timeout are
+        pass
+
+    sent = threading.Event()
+
+    class TimesOutOnce:
+        def __init__(self):
+            self.calls = 0
+
+        def post(self, body, timeout):
+            self.calls += 1
+            if self.calls == 1:
+                raise Timeout()
+            sent.set()
+            return Outcome("delivered", 202)
+
+    agent = impactagent.Agent("shop", transport=TimesOutOnce(), register=False,
+                              flush_interval=0.2)
+    agent.start()
+    agent.counter("jobs_total", "Jobs").inc(7)
+    try:
+        assert sent.wait(10), "the flusher never sent again"
+        assert wait_for(lambda: in_process_ledger(agent)["delivered"] == 7)
+    finally:
+        agent.close(timeout=1)
+    assert agent.statistics()["dropped"] == {}
+
+
+def wait_for(condition, seconds=5.0):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
