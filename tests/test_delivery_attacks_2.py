@@ -233,3 +233,45 @@ def wait_for(condition, seconds=5.0):
             return True
         time.sleep(0.02)
     return condition()
+
+
+# -- SIGTERM while the main thread waits for its turn behind a flush stuck in a log line -------
+
+SIGTERM_WHILE_WAITING_BEHIND_A_STUCK_FLUSH = """
+    import logging, os, signal, threading, time
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    class Down:
+        def post(self, body, timeout):
+            return Outcome("retry", 503)
+
+    class HangingLog(logging.Handler):  # a log shipper whose endpoint hangs
+        def emit(self, record):
+            if threading.current_thread() is not threading.main_thread():
+                time.sleep(30)
+
+    logging.getLogger("impactagent").addHandler(HangingLog())
+    agent = impactagent.Agent("shop", transport=Down(), register=False, flush_interval=3600,
+                              shutdown_timeout=1, spool_dir={spool!r})
+    agent.start()
+    agent.counter("jobs_total", "Jobs").inc(7)
+    threading.Thread(target=agent.flush, args=(0.5,), daemon=True).start()
+    time.sleep(1)  # that flush has kept the body and is stuck telling the log so
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    agent.flush(timeout=60)  # the main thread waits its turn: SIGTERM comes meanwhile
+    print("the main thread went on after SIGTERM", flush=True)
+"""
+
+
+def test_sigterm_while_the_main_thread_waits_for_its_turn_ends_the_process(tmp_path):
+    """The main thread's flush waits for another thread's flush, stuck outside any POST (a
+    log handler that hangs). SIGTERM was deferred to the end of the main thread's flush,
+    which holds nothing yet but waited for its turn as long as the app's timeout allowed:
+    the process outlived any grace period. Waiting for a turn now ends with SIGTERM."""
+    spool = tmp_path / "spool"
+    done = child.run(SIGTERM_WHILE_WAITING_BEHIND_A_STUCK_FLUSH.format(spool=str(spool)),
+                     timeout=15)
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert "the main thread went on" not in done.stdout
+    assert len(list(spool.glob("*.json"))) == 1, done.stderr

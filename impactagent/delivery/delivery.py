@@ -67,6 +67,9 @@ RETRY_CAP_SECONDS = 30.0
 #: How long past a POST's timeout its caller still waits for the transport's own answer.
 ANSWER_GRACE_SECONDS = 0.1
 
+#: How often a flush waiting for its turn looks whether the process is ending.
+_TURN_RECHECK_SECONDS = 0.05
+
 #: What turns a snapshot into bodies; a parameter so that a test can inject a failing one.
 BuildPayloads = Callable[..., List[Payload]]
 
@@ -203,8 +206,12 @@ class Delivery:
         """
         if self.closed:
             return FlushResult(skipped="the agent is closed")
-        if not self._lock.acquire(timeout=max(deadline - time.monotonic(), 0)):
-            return FlushResult(timed_out=True, skipped="another flush is still running")
+        # Waiting for the turn ends with SIGTERM too (see hurry): this flush holds nothing
+        # yet, and the process must not wait for it.
+        while not self._lock.acquire(timeout=min(max(deadline - time.monotonic(), 0),
+                                                 _TURN_RECHECK_SECONDS)):
+            if self.ending or time.monotonic() >= deadline:
+                return FlushResult(timed_out=True, skipped="another flush is still running")
         try:
             if self.closing:  # close() began while this flush waited for its turn
                 return FlushResult(skipped="the agent is closed")
