@@ -222,7 +222,8 @@ class Delivery:
             try:
                 return self._flush_and_tell(run)
             finally:
-                self._running = None
+                if self._running is run:  # not close's last flush, begun while this one hung
+                    self._running = None
         finally:
             self._lock.release()
 
