@@ -275,3 +275,70 @@ def test_sigterm_while_the_main_thread_waits_for_its_turn_ends_the_process(tmp_p
     assert done.returncode == -signal.SIGTERM, done.stderr
     assert "the main thread went on" not in done.stdout
     assert len(list(spool.glob("*.json"))) == 1, done.stderr
+
+
+# -- fork while a sending thread is retired ------------------------------------------------------
+
+FORK_WHILE_RETIRED = """
+    import json, os, threading, time
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    parent = os.getpid()
+    never = threading.Event()
+
+    class HangsInTheParent:  # the parent's server hangs; the child's answers at once
+        def post(self, body, timeout):
+            if os.getpid() == parent:
+                never.wait()
+            return Outcome("delivered", 202)
+
+    agent = impactagent.Agent("shop", transport=HangsInTheParent(), register=False,
+                              flush_interval=3600, shutdown_timeout=0.5)
+    agent.start()
+    jobs = agent.counter("jobs_total", "Jobs")
+    jobs.inc(1)
+    agent.flush(timeout=0.4)  # hangs: the sending thread is stuck
+    time.sleep(1.2)
+    jobs.inc(2)
+    agent.flush(timeout=0.4)  # the stuck thread is retired; the new one hangs too
+    senders = [t for t in threading.enumerate() if t.name == "impactagent-sender"]
+    pid = os.fork()
+    if pid == 0:
+        jobs.inc(5)
+        result = agent.flush(timeout=3)
+        print(json.dumps({"child": ledger(agent), "delivered_bodies": result.delivered_bodies}),
+              flush=True)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    agent.close(timeout=0.5)
+    print(json.dumps({"parent": ledger(agent), "senders": len(senders), "status": status}),
+          flush=True)
+"""
+
+LEDGER = """
+    def ledger(agent):
+        s = agent.statistics()
+        return {"recorded": sum(s["recorded"].values()), "pending": s["pending_events"],
+                "delivered": s["delivery"]["delivered_events"], "dropped": s["dropped"],
+                "duplicated": s["delivery"]["possibly_duplicated_events"]}
+"""
+
+
+def test_a_child_forked_while_a_sending_thread_is_retired_sends_on_its_own():
+    """The parent's sending threads are stuck (one retired, one current); a child forked
+    then has none of them: it must send on a thread of its own at once, count only its own
+    events, and the parent must still account for all of its own."""
+    import json
+
+    done = child.run(LEDGER + FORK_WHILE_RETIRED, timeout=20)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    kid, parent = lines[0], lines[1]
+    assert kid["delivered_bodies"] == 1 and kid["child"]["recorded"] == 5, kid
+    assert kid["child"]["delivered"] == 5 and kid["child"]["duplicated"] == 0, kid
+    assert parent["senders"] == 2 and parent["status"] == 0, parent
+    ledger = parent["parent"]
+    assert ledger["recorded"] == 3 and ledger["delivered"] == 0, ledger
+    assert ledger["dropped"] == {"not_delivered_by_close": 3}, ledger
+    assert ledger["duplicated"] >= 3, ledger  # every body it sent may be stored
