@@ -342,3 +342,64 @@ def test_a_child_forked_while_a_sending_thread_is_retired_sends_on_its_own():
     assert ledger["recorded"] == 3 and ledger["delivered"] == 0, ledger
     assert ledger["dropped"] == {"not_delivered_by_close": 3}, ledger
     assert ledger["duplicated"] >= 3, ledger  # every body it sent may be stored
+
+
+# -- SIGTERM during the exit's close, with two agents --------------------------------------------
+
+SIGTERM_DURING_THE_EXIT_S_CLOSE = """
+    import atexit, os, signal, sys, threading, time
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    class Slow:
+        def post(self, body, timeout):
+            time.sleep(0.6)
+            return Outcome("retry", 503)
+
+    agents = []
+    for name, spool in (("first", {first!r}), ("second", {second!r})):
+        agent = impactagent.Agent(name, transport=Slow(), register=False, flush_interval=3600,
+                                  shutdown_timeout=2, spool_dir=spool)
+        agent.start()
+        agent.counter("jobs_total", "Jobs").inc(7)
+        agents.append(agent)
+    if {simulate!r}:  # Python 3.12's rule on an older one: no thread starts at exit
+        def refuse(self):
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        atexit.register(setattr, threading.Thread, "start", refuse)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.daemon = True  # fires while the exit closes the second agent
+    timer.start()
+"""
+
+
+def exit_interpreters():
+    from tests.test_delivery_attacks import interpreters_without_threads_at_exit
+
+    return ["simulated"] + [python for python, _ in interpreters_without_threads_at_exit()]
+
+
+@pytest.mark.parametrize("python", exit_interpreters())
+def test_sigterm_during_the_exit_s_close_closes_the_other_agent_without_a_thread(tmp_path,
+                                                                                python):
+    """The script ends; the exit closes the agents one after the other, and SIGTERM (docker
+    stop) comes during the first of those closes. It is deferred to that close's end, and
+    then closes every other agent: on threads, which Python 3.12 does not start at exit.
+    That raised out of the exit hook (a traceback, and the deferred end put off to the
+    next hook's close); the others are now closed on the exiting thread."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.test_delivery_attacks import interpreters_without_threads_at_exit
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    script = textwrap.dedent(SIGTERM_DURING_THE_EXIT_S_CLOSE.format(
+        first=str(first), second=str(second), simulate=python == "simulated"))
+    paths = dict(interpreters_without_threads_at_exit())
+    env = child.environment({"PYTHONPATH": paths[python]} if python in paths else None)
+    done = subprocess.run([sys.executable if python == "simulated" else python, "-c", script],
+                          env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert len(list(first.glob("*.json"))) == 1 and len(list(second.glob("*.json"))) == 1

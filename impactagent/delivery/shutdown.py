@@ -140,21 +140,29 @@ def _close_all_and_end() -> None:
         deadline = time.monotonic() + max((t.settings.shutdown_timeout for t in targets),
                                           default=0.0) + 1.0
         for closer in closers:
-            closer.join(max(deadline - time.monotonic(), 0.0))
+            if closer is not None:
+                closer.join(max(deadline - time.monotonic(), 0.0))
         # Every agent, not only those whose closer is still running: a close already
         # running on another thread (the app's, or one an earlier SIGTERM began) may
         # outlast the closer that gave up waiting for it. Abandoning an agent whose close
         # has ended does nothing.
         late = [_start(target.abandon) for target in targets]
         for abandoning in late:
-            abandoning.join(_ABANDON_SECONDS)
+            if abandoning is not None:
+                abandoning.join(_ABANDON_SECONDS)
         _end_as_sigterm()
     finally:  # reached only when cut short (Ctrl-C): a later SIGTERM is handled anew
         _ending.clear()
 
 
-def _start(work: Callable[[], object]) -> threading.Thread:
-    return start_daemon(work, "impactagent-sigterm")
+def _start(work: Callable[[], object]) -> Optional[threading.Thread]:
+    """``work`` on a thread of its own; done on this one (None) at the interpreter's exit,
+    where Python 3.12 starts no thread (a SIGTERM deferred by the exit's close)."""
+    try:
+        return start_daemon(work, "impactagent-sigterm")
+    except RuntimeError:
+        work()
+        return None
 
 
 def _end_as_sigterm() -> None:
