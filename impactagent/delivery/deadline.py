@@ -104,7 +104,8 @@ class CallThread:
 
     A call that runs far past its deadline (an answer trickling without end) would hold the
     thread, and every later call would be withdrawn, for good. So such a thread is retired:
-    later calls go to a new one, and the old one ends when its call returns. At most
+    later calls, and those already waiting behind the stuck one, go to a new one, and the
+    old one ends when its call returns. At most
     :data:`MAX_STUCK` retired threads are kept waiting on a call; past that, calls wait.
     """
 
@@ -121,11 +122,14 @@ class CallThread:
         read again while waiting: it may move closer) passes. Returns what happened and the
         job (its ``result`` if it finished); an exception from ``function`` is raised here."""
         job = Job(function, deadline)
-        if not self._submit(job):
-            job.run()
+        worker = self._submit(job, None)
+        if worker is None:
+            job.run()  # the caller's thread runs it
         while not job.done.wait(min(max(deadline() - time.monotonic(), 0), _RECHECK_SECONDS)):
             if time.monotonic() >= deadline():
                 break
+            if job.state == NOT_STARTED:  # queued behind a call that may have got stuck
+                worker = self._submit(job, worker) or worker
         with job.lock:
             if job.state == NOT_STARTED:
                 job.state = "withdrawn"
@@ -172,10 +176,13 @@ class CallThread:
                          and w.thread.is_alive()]
         return len(self._retired) < MAX_STUCK
 
-    def _submit(self, job: Job[Any]) -> bool:
+    def _submit(self, job: Job[Any], queued_on: Optional[_Worker]) -> Optional[_Worker]:
+        """Queue ``job`` on the current thread unless it is queued there already; the
+        thread it is on (None where none can start). A job still waiting on a thread that
+        was retired meanwhile is queued on the new one too: whichever takes it first runs
+        it, and the other finds it started and skips it."""
         with self._lock:
             worker = self._current()
-            if worker is None:
-                return False  # the caller's thread runs it
-            worker.jobs.put(job)
-            return True
+            if worker is not None and worker is not queued_on:
+                worker.jobs.put(job)
+            return worker

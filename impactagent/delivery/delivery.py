@@ -67,6 +67,9 @@ RETRY_CAP_SECONDS = 30.0
 #: How long past a POST's timeout its caller still waits for the transport's own answer.
 ANSWER_GRACE_SECONDS = 0.1
 
+#: How often a flush waiting for its turn looks whether the process is ending.
+_TURN_RECHECK_SECONDS = 0.05
+
 #: What turns a snapshot into bodies; a parameter so that a test can inject a failing one.
 BuildPayloads = Callable[..., List[Payload]]
 
@@ -184,6 +187,9 @@ class Delivery:
         #: merged back into the recorder.
         self.closing = False
         self.closed = False
+        #: True once SIGTERM came (see :meth:`hurry`): a flush that begins after it, or
+        #: that waited for its turn meanwhile, sends nothing; the close that follows does.
+        self.ending = False
         self._lock = threading.Lock()  # one flush at a time
         self._parcels = Parcels()
         self._running: Optional[_Run] = None
@@ -200,17 +206,24 @@ class Delivery:
         """
         if self.closed:
             return FlushResult(skipped="the agent is closed")
-        if not self._lock.acquire(timeout=max(deadline - time.monotonic(), 0)):
-            return FlushResult(timed_out=True, skipped="another flush is still running")
+        # Waiting for the turn ends with SIGTERM too (see hurry): this flush holds nothing
+        # yet, and the process must not wait for it.
+        while not self._lock.acquire(timeout=min(max(deadline - time.monotonic(), 0),
+                                                 _TURN_RECHECK_SECONDS)):
+            if self.ending or time.monotonic() >= deadline:
+                return FlushResult(timed_out=True, skipped="another flush is still running")
         try:
             if self.closing:  # close() began while this flush waited for its turn
                 return FlushResult(skipped="the agent is closed")
+            if self.ending:
+                return FlushResult(timed_out=True, skipped="the process is ending")
             run = _Run(deadline, interrupt or threading.Event(), attempts)
             self._running = run
             try:
                 return self._flush_and_tell(run)
             finally:
-                self._running = None
+                if self._running is run:  # not close's last flush, begun while this one hung
+                    self._running = None
         finally:
             self._lock.release()
 
@@ -507,8 +520,9 @@ class Delivery:
         got_lock = self._lock.acquire(timeout=max(halfway - time.monotonic(), 0))
         try:
             taken = self._take_all(close=False)
+            last = self._running = _Run(deadline, threading.Event(), None)  # hurry() cuts it
             try:
-                result = self._flush_and_tell(_Run(deadline, threading.Event(), None))
+                result = self._flush_and_tell(last)
             except Exception:  # a bug: what it held was kept above
                 logger.exception("the last flush failed unexpectedly")
                 result = FlushResult(skipped="the last flush failed (see the log)")
@@ -547,11 +561,15 @@ class Delivery:
             return
         closing.join(max(deadline - time.monotonic(), 0) + ANSWER_GRACE_SECONDS)
 
-    def hurry(self) -> None:
-        """The process is ending: a flush running now stops waiting, and settles."""
+    def hurry(self, grace: float) -> None:
+        """The process is ending: a flush running now stops retrying and ends at once, or,
+        if it is close's last one (nothing follows it), within ``grace`` seconds; a flush
+        that begins later returns at once."""
+        self.ending = True
         running = self._running
         if running is not None:
-            running.deadline = time.monotonic()
+            running.deadline = min(running.deadline,
+                                   time.monotonic() + (grace if self.closing else 0.0))
             running.stopping.set()
 
     def abandon(self) -> int:
@@ -650,6 +668,7 @@ class Delivery:
         self._lock = threading.Lock()
         self._parcels = Parcels()
         self._running = None
+        self.ending = False  # a SIGTERM the parent got is the parent's
         self.calls.reset_after_fork()
         self.ledger = ledger
         self.identity = identity

@@ -160,9 +160,10 @@ class Lifecycle:
             return self.delivery.flush(time.monotonic() + timeout)
 
     def hurry(self) -> None:
-        """SIGTERM came: a flush running now ends at once, settling what it holds."""
+        """SIGTERM came: a flush running now ends at once, settling what it holds; a close
+        running now within ``shutdown_timeout``, as SIGTERM's own close would."""
         if self.delivery is not None:
-            self.delivery.hurry()
+            self.delivery.hurry(self.settings.shutdown_timeout)
 
     def close(self, timeout: float) -> FlushResult:
         _check_timeout(timeout)

@@ -40,8 +40,9 @@ ENVIRONMENT_SWITCH = "IMPACTAGENT_HANDLE_SIGTERM"
 _started: weakref.WeakSet[Lifecycle] = weakref.WeakSet()
 _guard = threading.Lock()
 _installed = False
-_local = threading.local()  # closes in progress on each thread
-_deferred = threading.Event()  # a SIGTERM waits for the close it interrupted
+#: Per thread: the flushes and closes in progress (``depth``) and, on the main thread where
+#: the handler runs, whether a SIGTERM waits for them to end (``deferred``).
+_local = threading.local()
 _ending = threading.Event()  # the handler is closing everything: a second SIGTERM waits
 #: How long the end waits for an agent's stuck state to be spooled or counted.
 _ABANDON_SECONDS = 1.0
@@ -103,7 +104,10 @@ def deferring() -> Iterator[None]:
         yield
     finally:
         _local.depth -= 1
-        if _local.depth == 0 and _deferred.is_set():
+        # Only the thread the SIGTERM interrupted ends the process: another thread's flush,
+        # cut short and ending first, can neither put the disposition back nor let the main
+        # thread go on as if no SIGTERM had come.
+        if _local.depth == 0 and getattr(_local, "deferred", False):
             _close_all_and_end()  # the SIGTERM this close deferred: now for every agent
 
 
@@ -113,7 +117,7 @@ def _on_sigterm(signum: int, frame: Optional[Any]) -> None:
         # child closing at its end when Pool.terminate() sends SIGTERM, say): a close on
         # another thread would wait for what this thread holds. Cut it short, let it finish
         # and settle what it holds, then close every agent and end.
-        _deferred.set()
+        _local.deferred = True
         for target in list(_started):
             target.hurry()
         return
@@ -136,21 +140,29 @@ def _close_all_and_end() -> None:
         deadline = time.monotonic() + max((t.settings.shutdown_timeout for t in targets),
                                           default=0.0) + 1.0
         for closer in closers:
-            closer.join(max(deadline - time.monotonic(), 0.0))
+            if closer is not None:
+                closer.join(max(deadline - time.monotonic(), 0.0))
         # Every agent, not only those whose closer is still running: a close already
         # running on another thread (the app's, or one an earlier SIGTERM began) may
         # outlast the closer that gave up waiting for it. Abandoning an agent whose close
         # has ended does nothing.
         late = [_start(target.abandon) for target in targets]
         for abandoning in late:
-            abandoning.join(_ABANDON_SECONDS)
+            if abandoning is not None:
+                abandoning.join(_ABANDON_SECONDS)
         _end_as_sigterm()
     finally:  # reached only when cut short (Ctrl-C): a later SIGTERM is handled anew
         _ending.clear()
 
 
-def _start(work: Callable[[], object]) -> threading.Thread:
-    return start_daemon(work, "impactagent-sigterm")
+def _start(work: Callable[[], object]) -> Optional[threading.Thread]:
+    """``work`` on a thread of its own; done on this one (None) at the interpreter's exit,
+    where Python 3.12 starts no thread (a SIGTERM deferred by the exit's close)."""
+    try:
+        return start_daemon(work, "impactagent-sigterm")
+    except RuntimeError:
+        work()
+        return None
 
 
 def _end_as_sigterm() -> None:
@@ -163,10 +175,9 @@ def _end_as_sigterm() -> None:
 def _reset_after_fork() -> None:
     """A forked child starts with no close in progress, no deferred signal, and a guard no
     other thread holds (the handler itself is inherited, as it should be)."""
-    global _guard, _local, _deferred, _ending
+    global _guard, _local, _ending
     _guard = threading.Lock()
     _local = threading.local()
-    _deferred = threading.Event()
     _ending = threading.Event()
 
 

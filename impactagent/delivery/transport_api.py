@@ -165,14 +165,15 @@ def checked_post(transport: Transport, body: bytes, timeout: float,
                  redact: Optional[Callable[[str], str]] = None) -> Outcome:
     """``transport.post(body, timeout)``, held to the protocol.
 
-    An exception (not Ctrl-C) or an answer that is not an :class:`Outcome` of a known kind
-    is a retryable failure, logged once per kind of problem noted in ``said`` (the caller's
-    set: once per agent). A ``retry_after`` that is not a finite number of seconds from 0
-    to :data:`MAX_RETRY_AFTER` is cut into that range (or ignored when it is not a positive
-    number). An ``Outcome`` of a known kind whose status is not an int or whose detail is
-    not a str is taken for its kind without them (``UNAUTHORIZED`` without a status stands
-    for 401). So a transport's bug neither escapes into ``flush()`` nor stops the flusher.
-    The HTTP transport never needs this; a user's may.
+    An exception (any but Ctrl-C and ``SystemExit``) or an answer that is not an
+    :class:`Outcome` of a known kind is a retryable failure, logged once per kind of problem
+    noted in ``said`` (the caller's set: once per agent). A ``retry_after`` that is not a
+    finite number of seconds from 0 to :data:`MAX_RETRY_AFTER` is cut into that range (or
+    ignored when it is not a positive number). An ``Outcome`` of a known kind whose status
+    is not an int or whose detail is not a str is taken for its kind without them
+    (``UNAUTHORIZED`` without a status stands for 401). So a transport's bug neither escapes
+    into ``flush()`` nor stops the flusher. The HTTP transport never needs this; a user's
+    may.
 
     What the transport says (an exception's message, a wrong answer, an outcome's
     ``detail``) is not ours and may quote the token (a user's transport that puts its
@@ -181,7 +182,11 @@ def checked_post(transport: Transport, body: bytes, timeout: float,
     Without ``redact`` only the names of types are told."""
     try:
         outcome = transport.post(body, timeout)
-    except Exception as error:  # a bug in the user's transport: the body is kept
+    except (KeyboardInterrupt, SystemExit):
+        raise  # the app's own (Ctrl-C, a signal handler's exit): it decides
+    except BaseException as error:  # a bug in the user's transport: the body is kept
+        # BaseException too: gevent's and eventlet's Timeout are one, and escaping from
+        # the sending thread into the flusher's it would end the flusher for good.
         _say_once(transport, said, "raised", f"raised {told(error, redact)}")
         return Outcome(RETRY, detail=f"the transport raised {type(error).__name__}")
     if not isinstance(outcome, Outcome) or outcome.kind not in KINDS:

@@ -1,0 +1,405 @@
+"""A second round of attacks on the delivery's promise: every count recorded is delivered
+once, or kept (merged back, spooled), or counted as dropped with a reason; a body that may
+be stored twice is inside ``possibly_duplicated_events``; no process hangs; SIGTERM ends
+the process with the status SIGTERM gives.
+
+Signals are real (``kill`` of a real child process, handled by the real handlers), and so
+are the users' transports and the threads.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+
+from tests import child
+
+# -- SIGTERM deferred by a main-thread flush, while another thread flushes too ----------------
+
+SIGTERM_WHILE_TWO_THREADS_FLUSH = """
+    import os, signal, threading, time
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    class Down:
+        def __init__(self):
+            self.calls = 0
+        def post(self, body, timeout):
+            self.calls += 1
+            if self.calls == 1:
+                time.sleep(1.0)  # the other thread's flush is inside its POST
+            return Outcome("retry", 503)
+
+    agent = impactagent.Agent("shop", transport=Down(), register=False, flush_interval=3600,
+                              shutdown_timeout=1, spool_dir={spool!r})
+    agent.start()
+    agent.counter("jobs_total", "Jobs").inc(7)
+    threading.Thread(target=agent.flush, args=(5,)).start()  # the app's worker flushes
+    time.sleep(0.2)
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    agent.flush(timeout=30)  # the main thread waits its turn: SIGTERM comes meanwhile
+    print("the main thread went on after SIGTERM", flush=True)
+    time.sleep(3)
+"""
+
+
+def test_sigterm_deferred_by_a_main_thread_flush_ends_the_process_whoever_ends_first(
+        tmp_path):
+    """SIGTERM interrupts a flush on the main thread (waiting for its turn behind a flush
+    on the app's worker thread): the end is deferred to when the main thread's flush ends.
+    The worker's flush, cut short, ends first: it must neither try to end the process from
+    its thread (signal.signal works in the main thread only) nor swallow the deferred end,
+    which left the app running on after SIGTERM."""
+    spool = tmp_path / "spool"
+    done = child.run(SIGTERM_WHILE_TWO_THREADS_FLUSH.format(spool=str(spool)), timeout=15)
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert "the main thread went on" not in done.stdout
+    assert "Traceback" not in done.stderr, done.stderr
+    assert len(list(spool.glob("*.json"))) == 1, done.stderr
+
+
+# -- a late 2xx for a body merged back into the recorder ---------------------------------------
+
+
+def in_process_ledger(agent):
+    s = agent.statistics()
+    return {"recorded": sum(s["recorded"].values()), "pending": s["pending_events"],
+            "delivered": s["delivery"]["delivered_events"], "dropped": s["dropped"],
+            "duplicated": s["delivery"]["possibly_duplicated_events"]}
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "a body whose POST is still in flight is merged back into the recorder (no spool), "
+    "where it can no longer be told apart: a late 2xx cannot take it back, so close counts "
+    "it as not_delivered_by_close as well; holding such a body as a parcel until its answer "
+    "(not merging it) is a design change of delivery.py"))
+def test_a_late_2xx_for_a_body_merged_back_is_not_also_dropped_by_close():
+    """No spool. A flush's deadline cuts the wait for a POST; the body goes back into the
+    recorder. Its 2xx comes a moment later (the server stored it), then close() finds the
+    server down and counts what the recorder holds as not delivered. The 7 events were
+    stored once: the ledger must not say delivered 7 and dropped 7 (and possibly
+    duplicated 7, for a body the server has once)."""
+    import threading
+
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    release, answered = threading.Event(), threading.Event()
+
+    class StoresLateThenDown:
+        def __init__(self):
+            self.calls = 0
+
+        def post(self, body, timeout):
+            self.calls += 1
+            if self.calls > 1:
+                return Outcome("retry", 503)
+            release.wait(10)
+            answered.set()
+            return Outcome("delivered", 202)
+
+    agent = impactagent.Agent("shop", transport=StoresLateThenDown(), register=False)
+    agent.counter("jobs_total", "Jobs").inc(7)
+    assert not agent.flush(timeout=0.3).ok  # no answer by the deadline: merged back
+    release.set()
+    assert answered.wait(5)
+    time.sleep(0.2)  # the late answer is settled on the sending thread
+    agent.close(timeout=0.5)
+    ledger = in_process_ledger(agent)
+    assert ledger["recorded"] == 7
+    assert ledger["delivered"] + sum(ledger["dropped"].values()) == 7, ledger
+
+
+# -- SIGTERM while the main thread closes with a long timeout ----------------------------------
+
+SIGTERM_WHILE_THE_MAIN_THREAD_CLOSES = """
+    import os, signal, threading
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    class Down:
+        def post(self, body, timeout):
+            return Outcome("retry", 503)
+
+    agent = impactagent.Agent("shop", transport=Down(), register=False, flush_interval=3600,
+                              shutdown_timeout=1, spool_dir={spool!r})
+    agent.start()
+    agent.counter("jobs_total", "Jobs").inc(7)
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    agent.close(timeout=60)  # the app's own shutdown, generous; SIGTERM comes meanwhile
+    print("close returned", flush=True)
+"""
+
+
+def test_sigterm_during_a_long_main_thread_close_ends_the_process_promptly(tmp_path):
+    """The app closes the agent on the main thread with a generous timeout, retrying a
+    server that is down; SIGTERM comes. The close, which the signal interrupted, is cut
+    short like any flush SIGTERM interrupts (the flush it ran went on retrying until its
+    own deadline, so the process outlived any grace period); what it holds is spooled,
+    and the process ends as SIGTERM would."""
+    spool = tmp_path / "spool"
+    done = child.run(SIGTERM_WHILE_THE_MAIN_THREAD_CLOSES.format(spool=str(spool)),
+                     timeout=15)
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert "close returned" not in done.stdout
+    assert len(list(spool.glob("*.json"))) == 1, done.stderr
+
+
+# -- a call queued behind one that gets stuck while it waits -----------------------------------
+
+
+def test_a_post_queued_behind_a_stuck_one_is_sent_on_a_new_thread():
+    """A user's transport hangs on one POST (a flush's deadline cuts the wait for it); the
+    close that follows queues its POST behind it on the sending thread. The hung call is
+    retired a moment later, but the close's POST stayed queued on the retired thread until
+    the close's deadline: it was never sent, and a server that answers every other POST at
+    once got nothing from the close."""
+    import threading
+
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    hang = threading.Event()
+
+    class HangsOnce:
+        def __init__(self):
+            self.calls = 0
+
+        def post(self, body, timeout):
+            self.calls += 1
+            if self.calls == 1:
+                hang.wait(20)
+                return Outcome("retry", 503)
+            return Outcome("delivered", 202)
+
+    transport = HangsOnce()
+    agent = impactagent.Agent("shop", transport=transport, register=False)
+    agent.counter("jobs_total", "Jobs").inc(7)
+    try:
+        assert not agent.flush(timeout=0.3).ok  # no answer by the deadline: kept
+        result = agent.close(timeout=4)
+    finally:
+        hang.set()
+    ledger = in_process_ledger(agent)
+    assert transport.calls == 2 and result.delivered_bodies == 1, (result, ledger)
+    assert ledger["delivered"] == 7 and ledger["dropped"] == {}, ledger
+
+
+# -- a user's transport that raises a BaseException ------------------------------------------
+
+
+def test_a_transport_s_gevent_style_timeout_does_not_end_the_flusher():
+    """gevent's and eventlet's ``Timeout`` derive from BaseException, not Exception. A
+    user's transport built on them that times out once raised it from the sending thread
+    into the flusher's, which ended: nothing was ever sent again, without a word."""
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    class Timeout(BaseException):  # as gevent.Timeout and eventlet.Timeout are
+        pass
+
+    sent = threading.Event()
+
+    class TimesOutOnce:
+        def __init__(self):
+            self.calls = 0
+
+        def post(self, body, timeout):
+            self.calls += 1
+            if self.calls == 1:
+                raise Timeout()
+            sent.set()
+            return Outcome("delivered", 202)
+
+    agent = impactagent.Agent("shop", transport=TimesOutOnce(), register=False,
+                              flush_interval=0.2)
+    agent.start()
+    agent.counter("jobs_total", "Jobs").inc(7)
+    try:
+        assert sent.wait(10), "the flusher never sent again"
+        assert wait_for(lambda: in_process_ledger(agent)["delivered"] == 7)
+    finally:
+        agent.close(timeout=1)
+    assert agent.statistics()["dropped"] == {}
+
+
+def wait_for(condition, seconds=5.0):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+# -- SIGTERM while the main thread waits for its turn behind a flush stuck in a log line -------
+
+SIGTERM_WHILE_WAITING_BEHIND_A_STUCK_FLUSH = """
+    import logging, os, signal, threading, time
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    class Down:
+        def post(self, body, timeout):
+            return Outcome("retry", 503)
+
+    class HangingLog(logging.Handler):  # a log shipper whose endpoint hangs
+        def emit(self, record):
+            if threading.current_thread() is not threading.main_thread():
+                time.sleep(30)
+
+    logging.getLogger("impactagent").addHandler(HangingLog())
+    agent = impactagent.Agent("shop", transport=Down(), register=False, flush_interval=3600,
+                              shutdown_timeout=1, spool_dir={spool!r})
+    agent.start()
+    agent.counter("jobs_total", "Jobs").inc(7)
+    threading.Thread(target=agent.flush, args=(0.5,), daemon=True).start()
+    time.sleep(1)  # that flush has kept the body and is stuck telling the log so
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    agent.flush(timeout=60)  # the main thread waits its turn: SIGTERM comes meanwhile
+    print("the main thread went on after SIGTERM", flush=True)
+"""
+
+
+def test_sigterm_while_the_main_thread_waits_for_its_turn_ends_the_process(tmp_path):
+    """The main thread's flush waits for another thread's flush, stuck outside any POST (a
+    log handler that hangs). SIGTERM was deferred to the end of the main thread's flush,
+    which holds nothing yet but waited for its turn as long as the app's timeout allowed:
+    the process outlived any grace period. Waiting for a turn now ends with SIGTERM."""
+    spool = tmp_path / "spool"
+    done = child.run(SIGTERM_WHILE_WAITING_BEHIND_A_STUCK_FLUSH.format(spool=str(spool)),
+                     timeout=15)
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert "the main thread went on" not in done.stdout
+    assert len(list(spool.glob("*.json"))) == 1, done.stderr
+
+
+# -- fork while a sending thread is retired ------------------------------------------------------
+
+FORK_WHILE_RETIRED = """
+    import json, os, threading, time
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    parent = os.getpid()
+    never = threading.Event()
+
+    class HangsInTheParent:  # the parent's server hangs; the child's answers at once
+        def post(self, body, timeout):
+            if os.getpid() == parent:
+                never.wait()
+            return Outcome("delivered", 202)
+
+    agent = impactagent.Agent("shop", transport=HangsInTheParent(), register=False,
+                              flush_interval=3600, shutdown_timeout=0.5)
+    agent.start()
+    jobs = agent.counter("jobs_total", "Jobs")
+    jobs.inc(1)
+    agent.flush(timeout=0.4)  # hangs: the sending thread is stuck
+    time.sleep(1.2)
+    jobs.inc(2)
+    agent.flush(timeout=0.4)  # the stuck thread is retired; the new one hangs too
+    senders = [t for t in threading.enumerate() if t.name == "impactagent-sender"]
+    pid = os.fork()
+    if pid == 0:
+        jobs.inc(5)
+        result = agent.flush(timeout=3)
+        print(json.dumps({"child": ledger(agent), "delivered_bodies": result.delivered_bodies}),
+              flush=True)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    agent.close(timeout=0.5)
+    print(json.dumps({"parent": ledger(agent), "senders": len(senders), "status": status}),
+          flush=True)
+"""
+
+LEDGER = """
+    def ledger(agent):
+        s = agent.statistics()
+        return {"recorded": sum(s["recorded"].values()), "pending": s["pending_events"],
+                "delivered": s["delivery"]["delivered_events"], "dropped": s["dropped"],
+                "duplicated": s["delivery"]["possibly_duplicated_events"]}
+"""
+
+
+def test_a_child_forked_while_a_sending_thread_is_retired_sends_on_its_own():
+    """The parent's sending threads are stuck (one retired, one current); a child forked
+    then has none of them: it must send on a thread of its own at once, count only its own
+    events, and the parent must still account for all of its own."""
+    import json
+
+    done = child.run(LEDGER + FORK_WHILE_RETIRED, timeout=20)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    kid, parent = lines[0], lines[1]
+    assert kid["delivered_bodies"] == 1 and kid["child"]["recorded"] == 5, kid
+    assert kid["child"]["delivered"] == 5 and kid["child"]["duplicated"] == 0, kid
+    assert parent["senders"] == 2 and parent["status"] == 0, parent
+    ledger = parent["parent"]
+    assert ledger["recorded"] == 3 and ledger["delivered"] == 0, ledger
+    assert ledger["dropped"] == {"not_delivered_by_close": 3}, ledger
+    assert ledger["duplicated"] >= 3, ledger  # every body it sent may be stored
+
+
+# -- SIGTERM during the exit's close, with two agents --------------------------------------------
+
+SIGTERM_DURING_THE_EXIT_S_CLOSE = """
+    import atexit, os, signal, sys, threading, time
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    class Slow:
+        def post(self, body, timeout):
+            time.sleep(0.6)
+            return Outcome("retry", 503)
+
+    agents = []
+    for name, spool in (("first", {first!r}), ("second", {second!r})):
+        agent = impactagent.Agent(name, transport=Slow(), register=False, flush_interval=3600,
+                                  shutdown_timeout=2, spool_dir=spool)
+        agent.start()
+        agent.counter("jobs_total", "Jobs").inc(7)
+        agents.append(agent)
+    if {simulate!r}:  # Python 3.12's rule on an older one: no thread starts at exit
+        def refuse(self):
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        atexit.register(setattr, threading.Thread, "start", refuse)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.daemon = True  # fires while the exit closes the second agent
+    timer.start()
+"""
+
+
+def exit_interpreters():
+    from tests.test_delivery_attacks import interpreters_without_threads_at_exit
+
+    return ["simulated"] + [python for python, _ in interpreters_without_threads_at_exit()]
+
+
+@pytest.mark.parametrize("python", exit_interpreters())
+def test_sigterm_during_the_exit_s_close_closes_the_other_agent_without_a_thread(tmp_path,
+                                                                                python):
+    """The script ends; the exit closes the agents one after the other, and SIGTERM (docker
+    stop) comes during the first of those closes. It is deferred to that close's end, and
+    then closes every other agent: on threads, which Python 3.12 does not start at exit.
+    That raised out of the exit hook (a traceback, and the deferred end put off to the
+    next hook's close); the others are now closed on the exiting thread."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.test_delivery_attacks import interpreters_without_threads_at_exit
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    script = textwrap.dedent(SIGTERM_DURING_THE_EXIT_S_CLOSE.format(
+        first=str(first), second=str(second), simulate=python == "simulated"))
+    paths = dict(interpreters_without_threads_at_exit())
+    env = child.environment({"PYTHONPATH": paths[python]} if python in paths else None)
+    done = subprocess.run([sys.executable if python == "simulated" else python, "-c", script],
+                          env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert len(list(first.glob("*.json"))) == 1 and len(list(second.glob("*.json"))) == 1
