@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 
 import pytest
 import requests
@@ -122,6 +123,40 @@ def test_a_token_in_the_query_is_not_logged(http, guarded, caplog):
                                               for m in caplog.records), 5)
     logged = " ".join(record.getMessage() for record in caplog.records)
     assert "receiver-s3cr3t" not in logged and "token=[REDACTED]" in logged
+
+
+@pytest.mark.parametrize("query", ["%74oken", "t%6Fken", "%2574oken", "TOKEN", "tok%65n"])
+def test_a_token_under_an_encoded_name_is_not_logged(guarded, caplog, query):
+    """The server reads ``?%74oken=`` as ``token``: the log must not show it either."""
+    secret = TOKEN.replace(":", "%3A")
+    with caplog.at_level(logging.DEBUG, logger="impactagent.devtools.receiver"):
+        answer = raw_request(guarded, f"GET /api/received?{query}={secret} HTTP/1.1")
+        assert guarded.wait_for(lambda r: any("/api/received" in m.getMessage()
+                                              for m in caplog.records), 5)
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert answer.startswith((b"HTTP/1.1 200", b"HTTP/1.1 401"))
+    assert "receiver-s3cr3t" not in logged and "=[REDACTED]" in logged
+
+
+def test_a_token_in_a_malformed_request_line_is_not_logged(guarded, caplog):
+    """The error for a request line it cannot parse quotes the line: the token is cut there
+    too."""
+    with caplog.at_level(logging.DEBUG, logger="impactagent.devtools.receiver"):
+        answer = raw_request(guarded, f"GET /?%74oken={TOKEN} HTTP/1.1 extra")
+        assert guarded.wait_for(lambda r: len(caplog.records) > 0, 5)
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert b"Bad request" in answer
+    assert "receiver-s3cr3t" not in logged and "=[REDACTED]" in logged
+
+
+def raw_request(receiver, line):
+    """Send one request line as written (no client re-encodes it); the whole answer."""
+    with socket.create_connection((receiver.host, receiver.port), timeout=5) as sock:
+        sock.sendall(f"{line}\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
 
 
 def test_an_agent_delivers_through_the_guard(guarded):

@@ -44,7 +44,8 @@ without it, the views as well as the POSTs: what an app sends may be worth a tok
   for it: the 401 says ``WWW-Authenticate: Basic``; any user name), and, for a link or a
   bookmark, ``?token=<token>`` in the URL (the page's reloads keep it).
 
-Tokens are compared in constant time and never logged (a ``?token=`` is cut from the log).
+Tokens are compared in constant time and never logged: a query parameter naming a token is
+cut from every log line, however its name is percent-encoded (``?%74oken=``).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_plus
 
 from ..core._jsvalues import js_string
 from ..core.charts import ChartConfig
@@ -218,8 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "impactagent-receiver"
 
     def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s %s", self.address_string(), _TOKEN_QUERY.sub(r"\1token=[REDACTED]",
-                                                                       format % args))
+        logger.debug("%s %s", self.address_string(), redacted(format % args))
 
     def _allowed(self, *, view: bool) -> bool:
         """The token check every route goes through; answers 401 itself when it fails."""
@@ -317,7 +317,27 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-_TOKEN_QUERY = re.compile(r"([?&])token=[^&\s]*")
+#: A query parameter, wherever a URL appears in a log line (a request line, or an error
+#: that quotes one): its name, and its value up to the next separator.
+_QUERY_PARAMETER = re.compile(r"([?&;])([^=&;\s]*)=([^&;\s'\"]*)")
+
+
+def redacted(text: str) -> str:
+    """``text`` with the value of every query parameter that names a token cut out; the name
+    is read as a server reads it (percent-decoded, however many times, in any case), so that
+    ``?%74oken=`` or ``?TOKEN=`` are cut as surely as ``?token=``."""
+    def cut(match: re.Match[str]) -> str:
+        name = match.group(2)
+        for _ in range(8):  # bounded: each pass undoes one layer of encoding
+            decoded = unquote_plus(name)
+            if decoded == name:
+                break
+            name = decoded
+        if "token" not in name.lower():
+            return match.group(0)
+        return f"{match.group(1)}{match.group(2)}=[REDACTED]"
+
+    return _QUERY_PARAMETER.sub(cut, text)
 
 
 def _window(query: str) -> Union[float, str, None]:
