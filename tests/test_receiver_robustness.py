@@ -21,6 +21,7 @@ from impactagent.devtools.received_views import page, prometheus_text
 from impactagent.devtools.receiver import READ_TIMEOUT, Receiver
 
 TOKEN = "default:production.robustness"
+HEADERS = {"Authorization": TOKEN, "Content-Type": "application/json"}
 #: The test's own patience with a socket: far longer than the receivers' read timeout.
 PATIENCE = 10.0
 
@@ -100,12 +101,29 @@ def test_two_equal_content_lengths_are_one_length(receiver):
     assert status == 202
 
 
-def test_a_chunked_body_is_answered_411(receiver):
+def test_a_chunked_body_is_read_as_the_server_reads_it(receiver):
+    """unleash-server takes a chunked body (Node reads it): 202 and stored, with extensions
+    and trailers; the server answered 202 where the receiver answered 411."""
+    body = b'{"appName": "chunked", "bucket": null}'
+    with connect(receiver) as sock:
+        sock.sendall(b"POST /api/client/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + b"5;ext=1\r\n" + body[:5] + b"\r\n"
+                     + f"{len(body) - 5:x}".encode() + b"\r\n" + body[5:] + b"\r\n"
+                     + b"0\r\nX-Trailer: 1\r\n\r\n")
+        status, _ = status_and_body(read_until_closed(sock))
+    assert status == 202
+    assert receiver.received.log[-1].app_name == "chunked"
+
+
+@pytest.mark.parametrize("chunks", [b"zz\r\n{}\r\n0\r\n\r\n", b"9\r\n{}\r\n0\r\n\r\n"])
+def test_a_broken_chunked_body_is_answered_400_and_the_connection_closed(receiver, chunks):
     with connect(receiver) as sock:
         sock.sendall(b"POST /api/client/metrics HTTP/1.1\r\nHost: x\r\n"
-                     b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+                     b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + chunks)
         status, _ = status_and_body(read_until_closed(sock))
-    assert status == 411
+    assert status in (400, 408)
 
 
 def test_a_body_that_stops_arriving_times_out_with_408(receiver):
@@ -147,7 +165,7 @@ def test_slow_clients_do_not_block_the_others(receiver):
         with requests.Session() as session:
             session.trust_env = False
             answer = session.post(receiver.api_url + "/client/metrics", data=valid_body(),
-                                  headers={"Authorization": TOKEN}, timeout=PATIENCE)
+                                  headers=HEADERS, timeout=PATIENCE)
         assert answer.status_code == 202
         assert receiver.totals("raw")["flags"]["beta"]["yes"] == 1
     finally:
@@ -176,7 +194,7 @@ def test_every_view_is_safe_and_consistent_while_threads_post():
                         answer = session.post(
                             receiver.api_url + "/client/metrics", timeout=PATIENCE,
                             data=valid_body(with_a_problem=True),
-                            headers={"Authorization": TOKEN})
+                            headers=HEADERS)
                         assert answer.status_code == 202, answer.text
             except BaseException as error:  # reported by the main thread
                 errors.append(error)

@@ -45,8 +45,8 @@ def post(http, receiver, path, headers=None):
 
 
 @pytest.mark.parametrize("path", POSTS)
-@pytest.mark.parametrize("authorization", [None, "default:production.wrong", f"Bearer {TOKEN}",
-                                           TOKEN + " "])
+@pytest.mark.parametrize("authorization", [None, "default:production.wrong",
+                                           f"Bearer {TOKEN}x", f"Basic {TOKEN}", TOKEN[:-1]])
 def test_a_post_without_the_exact_token_gets_401(http, guarded, path, authorization):
     headers = {"Authorization": authorization} if authorization is not None else {}
     answer = post(http, guarded, path, headers)
@@ -106,6 +106,16 @@ def test_an_unknown_path_is_guarded_too(http, guarded):
     assert http.get(guarded.url + "/nothing", headers={"Authorization": TOKEN},
                     timeout=5).status_code == 404
     assert http.post(guarded.url + "/api/nothing", data=b"{}", timeout=5).status_code == 401
+
+
+@pytest.mark.parametrize("path", POSTS)
+@pytest.mark.parametrize("authorization", [f"Bearer {TOKEN}", f"bearer {TOKEN}",
+                                           f"BEARER {TOKEN} ", TOKEN + " "])
+def test_a_post_takes_the_token_after_bearer_as_the_server_does(http, guarded, path,
+                                                                 authorization):
+    """unleash-server strips a "Bearer " prefix (any case) and a trailing space: 202 there,
+    where the receiver answered 401."""
+    assert post(http, guarded, path, {"Authorization": authorization}).status_code == 202
 
 
 def test_without_a_token_everything_is_open(http):

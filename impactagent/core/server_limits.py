@@ -23,3 +23,12 @@ OBJECT_PROTOTYPE_PROPERTIES = frozenset({
     "__proto__", "constructor", "hasOwnProperty", "isPrototypeOf", "propertyIsEnumerable",
     "toLocaleString", "toString", "valueOf",
 })
+
+#: Variant names the server drops without a word: ``__proto__`` never becomes a key, and
+#: ``constructor`` is found on the prototype. The other properties of ``Object.prototype``
+#: are stored once, and fail the window's write when they arrive twice.
+DROPPED_VARIANT_NAMES = frozenset({"__proto__", "constructor"})
+
+#: Impact-metric label names (once sanitised) the server stores, after which its
+#: impact-metrics exposition fails to parse, for every app.
+EXPOSITION_BREAKING_LABELS = frozenset({"__name__", "__"})

@@ -1,0 +1,154 @@
+"""The server's write window: flag counts held in memory and written in one statement.
+
+unleash-server 8.2.0 answers 202 to a metrics body, adds its flag counts to what it holds,
+and writes everything it holds about every 5 s, all apps at once. Some counts make that
+write fail, and then every app's counts of the window are lost:
+
+- yes/no rows (and the variant rows with them): an app name longer than 255 characters or
+  with NUL (``varchar(255)``), a ``stop`` before year 1;
+- variant rows: a count above 2,147,483,647 once summed over the window (an ``integer``
+  column), or a name that is a property of JavaScript's ``Object.prototype`` arriving twice
+  for one app, flag and hour (``__proto__`` and ``constructor`` are dropped instead).
+
+Fractional ``yes`` counts are summed over the window and rounded when written, as
+PostgreSQL casts the sum.
+
+>>> window = WriteWindow()
+>>> window.add(Arrival(0.0, "shop", "production", "beta", 0, 0.5, 0, {}))
+>>> window.add(Arrival(0.0, "shop", "production", "beta", 0, 0.5, 0, {}))
+>>> written, failure = window.write()
+>>> written[("shop", "production", "beta", "1970-01-01T00:00:00Z")]["yes"], failure
+(1, None)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..core._jsvalues import YEAR_ONE_MS, hour_of
+from ..core.server_limits import (
+    MAX_APP_NAME_LENGTH,
+    MAX_VARIANT_COUNT,
+    OBJECT_PROTOTYPE_PROPERTIES,
+)
+
+#: Seconds between two writes of the server's buffered flag counts.
+WRITE_PERIOD = 5.0
+
+Row = Tuple[str, str, str, str]  # app, environment, flag, hour
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One flag's counts from one accepted body."""
+
+    at: float
+    app: str
+    environment: str
+    flag: str
+    stop_ms: int  # the bucket's stop, milliseconds since 1970
+    yes: float
+    no: int
+    variants: Dict[str, int]
+
+    @property
+    def row(self) -> Row:
+        return (self.app, self.environment, self.flag, hour_of(self.stop_ms))
+
+
+@dataclass
+class WindowFailure:
+    """A write the server fails: what was lost, whose, and why."""
+
+    at: float
+    reasons: List[str]
+    apps: List[str]  # every app with counts in the window
+    lost: Dict[str, int] = field(default_factory=dict)  # "yes", "no", "variants": counts
+    variants_only: bool = False  # the yes/no rows were written
+
+    def as_json(self) -> Dict[str, Any]:
+        return {"reasons": list(self.reasons), "apps": list(self.apps), "lost": dict(self.lost),
+                "variants_only": self.variants_only}
+
+
+class WriteWindow:
+    """Flag counts arrived since the last write (not thread-safe: the caller's lock)."""
+
+    def __init__(self) -> None:
+        self.arrivals: List[Arrival] = []
+        self.opened: Optional[float] = None
+
+    def add(self, arrival: Arrival) -> None:
+        if self.opened is None:
+            self.opened = arrival.at
+        self.arrivals.append(arrival)
+
+    def write(self) -> Tuple[Dict[Row, Dict[str, Any]], Optional[WindowFailure]]:
+        """Empty the window: the rows the server writes (yes rounded), and the failure that
+        lost the rest, if any."""
+        arrivals, self.arrivals, self.opened = self.arrivals, [], None
+        rows: Dict[Row, Dict[str, Any]] = {}
+        seen: Dict[Tuple[Row, str], int] = {}
+        for arrival in arrivals:
+            row = rows.setdefault(arrival.row, {"yes": 0, "no": 0, "variants": {}})
+            row["yes"] += arrival.yes
+            row["no"] += arrival.no
+            for name, n in arrival.variants.items():
+                row["variants"][name] = row["variants"].get(name, 0) + n
+                seen[(arrival.row, name)] = seen.get((arrival.row, name), 0) + 1
+        for row in rows.values():
+            row["yes"] = _rounded(row["yes"])
+        if not arrivals:
+            return rows, None
+        failing = _row_failures(arrivals)
+        variants_only = not failing
+        if not failing:
+            failing = _variant_failures(rows, seen)
+        if not failing:
+            return rows, None
+        failure = WindowFailure(arrivals[-1].at, failing,
+                                sorted({a.app for a in arrivals}), variants_only=variants_only)
+        failure.lost["variants"] = sum(n for row in rows.values()
+                                       for n in row["variants"].values())
+        if variants_only:
+            for row in rows.values():
+                row["variants"] = {}
+            return rows, failure
+        failure.lost["yes"] = sum(row["yes"] for row in rows.values())
+        failure.lost["no"] = sum(row["no"] for row in rows.values())
+        return {}, failure
+
+
+def _row_failures(arrivals: List[Arrival]) -> List[str]:
+    reasons = []
+    for app in sorted({a.app for a in arrivals}):
+        if len(app) > MAX_APP_NAME_LENGTH or "\0" in app:
+            reasons.append(f"appName {app[:40]!r}... is longer than {MAX_APP_NAME_LENGTH} "
+                           "characters or holds NUL" if len(app) > 40 else
+                           f"appName {app!r} is longer than {MAX_APP_NAME_LENGTH} characters "
+                           "or holds NUL")
+    if any(a.stop_ms < YEAR_ONE_MS for a in arrivals):
+        reasons.append("a bucket's stop is before year 1")
+    return reasons
+
+
+def _variant_failures(rows: Dict[Row, Dict[str, Any]], seen: Dict[Tuple[Row, str], int]
+                      ) -> List[str]:
+    reasons = []
+    for (app, _env, flag, _hour), row in sorted(rows.items()):
+        for name, n in sorted(row["variants"].items()):
+            if n > MAX_VARIANT_COUNT:
+                reasons.append(f"variant {name!r} of {flag!r} from {app!r} counts {n} in one "
+                               f"window, over {MAX_VARIANT_COUNT}")
+    for (key, name), times in sorted(seen.items()):
+        if name in OBJECT_PROTOTYPE_PROPERTIES and times > 1:
+            reasons.append(f"variant {name!r} of {key[2]!r} from {key[0]!r} arrived {times} "
+                           "times in one window (a property of JavaScript's Object.prototype)")
+    return reasons
+
+
+def _rounded(count: float) -> int:
+    """PostgreSQL's cast of a fractional count to an integer column: half away from 0."""
+    return math.floor(count + 0.5) if count >= 0 else -math.floor(-count + 0.5)
