@@ -67,7 +67,8 @@ class ReceivedMetrics:
         self._series = series if series is not None else SeriesStore()
         # (app, environment, flag, hour) -> {"yes", "no", "variants"}
         self._flags: Dict[Tuple[str, str, str, str], Dict[str, Any]] = {}
-        # sanitised name -> {"type", "help", "labels": label names, "series": {labels: value},
+        # sanitised name -> {"type", "help", "labels": label names, "series": {key: [labels,
+        # value]},
         # "boundaries": histogram le values seen}: the server's registry
         self._metrics: Dict[str, Dict[str, Any]] = {}
         self._log: Deque[Request] = deque(maxlen=LOG_SIZE)
@@ -203,21 +204,24 @@ class ReceivedMetrics:
             entry = self._metrics[name] = {"type": kind, "help": metric["help"],
                                            "labels": label_names, "series": {},
                                            "boundaries": set()}
-        series = entry["series"]
+        series = entry["series"]  # the registry's key -> [labels, value]
         for sample in samples:
-            labels = _labels(sample)
+            key, labels = _series_key(sample, kind)
             if kind == "counter":
                 value = joi_number(sample["value"])
                 assert value is not None  # the schema check let only numbers through
                 if value < 0:
                     return None  # check_document reported the cut
-                series[labels] = series.get(labels, 0) + value
+                # A counter keeps the labels it was first seen with.
+                series.setdefault(key, [labels, 0])[1] += value
                 self._series.add(("metric", app, name, kind, labels), kind, value, at)
             elif kind == "gauge":
-                series[labels] = joi_number(sample["value"])
-                self._series.add(("metric", app, name, kind, labels), kind, series[labels], at)
+                # A gauge keeps the labels it was last set with.
+                series[key] = [labels, joi_number(sample["value"])]
+                self._series.add(("metric", app, name, kind, labels), kind, series[key][1], at)
             else:
-                total = series.setdefault(labels, {"count": 0, "sum": 0, "buckets": {}})
+                total = series.setdefault(key, [labels, {"count": 0, "sum": 0,
+                                                         "buckets": {}}])[1]
                 buckets: Dict[Any, Any] = {}
                 delta: Dict[str, Any] = {"count": joi_number(sample["count"]),
                                          "sum": joi_number(sample["sum"]), "buckets": buckets}
@@ -269,7 +273,8 @@ class ReceivedMetrics:
         result: Dict[str, Dict[Any, Any]] = {"counters": {}, "gauges": {}, "histograms": {}}
         for name, entry in self._metrics.items():
             kind = entry["type"] + "s"
-            for labels, value in entry["series"].items():
+            # Two series that print alike (a histogram's 1 and "1") read back as the later.
+            for labels, value in entry["series"].values():
                 if app_name is None or dict(labels).get("appName") == app_name:
                     result[kind][(name, labels)] = _copy(value)
         return result
@@ -279,7 +284,7 @@ class ReceivedMetrics:
         for none): ``((app, environment, name), {"type", "help", "series"})``, sorted."""
         grouped: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
         for name, entry in self._metrics.items():
-            for labels, value in entry["series"].items():
+            for labels, value in entry["series"].values():
                 named = dict(labels)
                 key = (named.get("appName", ""), named.get("environment", ""), name)
                 group = grouped.setdefault(key, {"type": entry["type"], "help": entry["help"],
@@ -337,15 +342,25 @@ def _sorted_buckets(histogram: Dict[str, Any]) -> List[Tuple[Any, int]]:
                   key=lambda item: float("inf") if item[0] == "+Inf" else item[0])
 
 
-def _labels(sample: Dict[str, Any]) -> Labels:
-    """A sample's series key on the server: sanitised names that start with a letter or _,
-    values as JavaScript prints them (the last of two names that sanitise alike wins)."""
-    labels: Dict[str, str] = {}
+def _series_key(sample: Dict[str, Any], kind: str) -> Tuple[Any, Labels]:
+    """A sample's series on the server: the registry's key, and the labels it shows
+    (sanitised names that start with a letter or _, values as JavaScript prints them; the
+    last of two names that sanitise alike wins).
+
+    Counters and gauges are keyed as prom-client keys them, ``name:value,`` joined in name
+    order, so ``{a: "x,b:y"}`` is the series of ``{a: "x", b: "y"}`` and ``1`` that of
+    ``"1"``; a histogram's key tells a number from a string."""
+    named: Dict[str, Any] = {}
     for key, value in (sample.get("labels") or {}).items():
         name = sanitize(key)
         if valid_name(name):
-            labels[name] = js_string(value)
-    return frozenset(labels.items())
+            named[name] = value
+    ordered = sorted(named.items())
+    labels = frozenset((name, js_string(value)) for name, value in ordered)
+    if kind == "histogram":
+        return tuple((name, isinstance(value, str), js_string(value))
+                     for name, value in ordered), labels
+    return "".join(f"{name}:{js_string(value)}," for name, value in ordered), labels
 
 
 def _le(le: Any) -> Any:
