@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Set, Tuple
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from impactagent.core._jsvalues import js_string, sanitize
+from impactagent.core._jsvalues import YEAR_ONE_MS, js_date_ms, js_string, sanitize
 from impactagent.devtools.receiver import Receiver
 from tests.e2e.conftest import FLAG_CACHE_SECONDS, RealServer
 from tests.e2e.differential_corpus import FLAGS, corpus
@@ -53,7 +53,11 @@ def redated(raw: bytes) -> bytes:
     now = datetime.now(timezone.utc)
     for key, moment in (("start", now - timedelta(seconds=10)), ("stop", now)):
         value = bucket.get(key)
-        if isinstance(value, str) and _DATE.match(value) and value[:4] != "2026-13":
+        # A date the server refuses, or one it cannot write (before year 1), stays as it is.
+        ms = js_date_ms(value) if isinstance(value, (str, int)) else None
+        if ms is None or ms < YEAR_ONE_MS:
+            continue
+        if isinstance(value, str) and _DATE.match(value):
             bucket[key] = moment.strftime("%Y-%m-%dT%H:%M:%S") + value[19:]
         elif isinstance(value, int) and not isinstance(value, bool) and value > 10**12:
             bucket[key] = int(moment.timestamp() * 1000)
