@@ -135,12 +135,14 @@ def test_a_token_in_the_query_is_not_logged(http, guarded, caplog):
     assert "receiver-s3cr3t" not in logged and "token=[REDACTED]" in logged
 
 
-@pytest.mark.parametrize("query", ["%74oken", "t%6Fken", "%2574oken", "TOKEN", "tok%65n"])
+@pytest.mark.parametrize("query", ["%74oken={}", "t%6Fken={}", "%2574oken={}", "TOKEN={}",
+                                   "tok%65n={}", "a=1%26token%3D{}", "x=%253Ftoken%253D{}"])
 def test_a_token_under_an_encoded_name_is_not_logged(guarded, caplog, query):
-    """The server reads ``?%74oken=`` as ``token``: the log must not show it either."""
+    """The server reads ``?%74oken=`` as ``token``: the log must not show it either, nor a
+    token hidden in another parameter's encoded value."""
     secret = TOKEN.replace(":", "%3A")
     with caplog.at_level(logging.DEBUG, logger="impactagent.devtools.receiver"):
-        answer = raw_request(guarded, f"GET /api/received?{query}={secret} HTTP/1.1")
+        answer = raw_request(guarded, f"GET /api/received?{query.format(secret)} HTTP/1.1")
         assert guarded.wait_for(lambda r: any("/api/received" in m.getMessage()
                                               for m in caplog.records), 5)
     logged = " ".join(record.getMessage() for record in caplog.records)

@@ -313,25 +313,35 @@ class _Handler(BaseHTTPRequestHandler):
 
 #: A query parameter, wherever a URL appears in a log line (a request line, or an error
 #: that quotes one): its name, and its value up to the next separator.
-_QUERY_PARAMETER = re.compile(r"([?&;])([^=&;\s]*)=([^&;\s'\"]*)")
+_QUERY_PARAMETER = re.compile(r"([?&;])([^=&;?\s]*)=([^&;?\s'\"]*)")
 
 
 def redacted(text: str) -> str:
-    """``text`` with the value of every query parameter that names a token cut out; the name
-    is read as a server reads it (percent-decoded, however many times, in any case), so that
-    ``?%74oken=`` or ``?TOKEN=`` are cut as surely as ``?token=``."""
-    def cut(match: re.Match[str]) -> str:
-        name = match.group(2)
-        for _ in range(8):  # bounded: each pass undoes one layer of encoding
-            decoded = unquote_plus(name)
-            if decoded == name:
-                break
-            name = decoded
-        if "token" not in name.lower():
-            return match.group(0)
-        return f"{match.group(1)}{match.group(2)}=[REDACTED]"
+    """``text`` with the value of every query parameter that names a token cut out, read as
+    a server reads it: a name percent-encoded however many times (``?%74oken=``) is cut as
+    surely as ``?token=``, and when decoding reveals one hidden in another value
+    (``?a=1%26token%3D...``) the line is logged decoded, and cut."""
+    cut = _QUERY_PARAMETER.sub(_cut_token, text)
+    decoded = cut
+    for _ in range(8):  # bounded: each pass undoes one layer of encoding
+        once = unquote_plus(decoded)
+        if once == decoded:
+            break
+        decoded = once
+    recut = _QUERY_PARAMETER.sub(_cut_token, decoded)
+    return recut if recut != decoded else cut
 
-    return _QUERY_PARAMETER.sub(cut, text)
+
+def _cut_token(match: re.Match[str]) -> str:
+    name = match.group(2)
+    for _ in range(8):
+        decoded = unquote_plus(name)
+        if decoded == name:
+            break
+        name = decoded
+    if "token" not in name.lower():
+        return match.group(0)
+    return f"{match.group(1)}{match.group(2)}=[REDACTED]"
 
 
 def _window(query: str) -> Union[float, str, None]:
