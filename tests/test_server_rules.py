@@ -136,11 +136,17 @@ def test_a_write_window_is_stored_or_lost_as_the_server_does(name: str) -> None:
         assert CANARY in shown["failed_writes"][0]["apps"]
 
 
-def test_strict_mode_refuses_a_body_that_fails_the_window() -> None:
-    body = WINDOW_CASES["variant_over_int32_loses_every_apps_variants"].bodies[0]
+@pytest.mark.parametrize("name", sorted(n for n, case in WINDOW_CASES.items() if case.fails))
+def test_strict_mode_refuses_the_body_that_would_fail_the_window(name: str) -> None:
+    """Alone or with the bodies before it in the window: 400, nothing of it stored, and the
+    window the others wrote is whole."""
+    case = WINDOW_CASES[name]
     with Receiver(strict=True) as receiver:
-        assert post(receiver, json.dumps(body).encode()).status_code == 400
+        answers = [post(receiver, json.dumps(body).encode()) for body in case.bodies]
         assert receiver.received.failures() == []
+        canary = receiver.totals(CANARY)["flags"]
+    assert [a.status_code for a in answers].count(400) == 1, [a.text for a in answers]
+    assert canary == {FLAG: {"yes": 1, "no": 1, "variants": {"blue": 1}}}
 
 
 @pytest.mark.parametrize("stop, hour", [

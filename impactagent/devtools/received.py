@@ -119,24 +119,13 @@ class ReceivedMetrics:
         if any(p.outcome == REJECTED for p in problems):
             return []
         app = js_string(document["appName"])
-        bucket = document.get("bucket")
-        bucket = bucket if isinstance(bucket, dict) else {}
-        stop = js_date_ms(bucket.get("stop"))
         at = self._series.clock()
         with self._lock:
             self._bodies_accepted += 1
             if self._window.opened is not None and at - self._window.opened >= WRITE_PERIOD:
                 self._write()
-            for flag, toggle in (bucket.get("toggles") or {}).items():
-                yes, no = ajv_number(toggle.get("yes")), ajv_number(toggle.get("no"))
-                if not (yes or no):
-                    continue  # skipped by the server, variants included
-                variants = {variant: ajv_number(n)
-                            for variant, n in (toggle.get("variants") or {}).items()
-                            if variant != "" and variant not in DROPPED_VARIANT_NAMES}
-                self._window.add(Arrival(at, app, environment, flag,
-                                         int(at * 1000) if stop is None else stop,
-                                         yes or 0, int(no or 0), variants))  # type: ignore
+            for arrival in _arrivals(document, environment, at):
+                self._window.add(arrival)
             for problem in problems:
                 if problem.outcome == POISONED and problem.where.startswith("impactMetrics"):
                     self._failures.append(WindowFailure(at, [problem.message], [app]))
@@ -153,6 +142,17 @@ class ReceivedMetrics:
                 if refused:
                     return [cut(f"impactMetrics/{index}/type", refused)]
         return []
+
+    def window_problems(self, document: Dict[str, Any], environment: str) -> List[Problem]:
+        """Why the open write window would fail with this body's flag counts in it, where
+        neither fails alone (a variant count summed past the server's column, a prototype
+        name arriving twice): the body that makes the server lose every app's counts."""
+        with self._lock:
+            reasons = self._window.failing_with(
+                _arrivals(document, environment, self._series.clock()))
+        return [Problem(POISONED, "bucket/toggles", f"{reason}: with the bodies already in "
+                        "this write window, the server fails to write it and loses every "
+                        "app's counts in it") for reason in reasons]
 
     def write(self) -> None:
         """Write the flag counts of the open window now, as the server does every few
@@ -330,6 +330,27 @@ class ReceivedMetrics:
             self._write()
             return [(key, {**c, "variants": dict(c["variants"])})
                     for key, c in sorted(self._flags.items())]
+
+
+def _arrivals(document: Dict[str, Any], environment: str, at: float) -> List[Arrival]:
+    """The flag counts of an accepted body as the server buffers them: flags with yes or no
+    only, coerced, without the variant names it drops."""
+    app = js_string(document["appName"])
+    bucket = document.get("bucket")
+    bucket = bucket if isinstance(bucket, dict) else {}
+    stop = js_date_ms(bucket.get("stop"))
+    arrivals = []
+    for flag, toggle in (bucket.get("toggles") or {}).items():
+        yes, no = ajv_number(toggle.get("yes")), ajv_number(toggle.get("no"))
+        if not (yes or no):
+            continue  # skipped by the server, variants included
+        variants = {variant: ajv_number(n)
+                    for variant, n in (toggle.get("variants") or {}).items()
+                    if variant != "" and variant not in DROPPED_VARIANT_NAMES}
+        arrivals.append(Arrival(at, app, environment, flag,
+                                int(at * 1000) if stop is None else stop,
+                                yes or 0, int(no or 0), variants))  # type: ignore[arg-type]
+    return arrivals
 
 
 def _copy(value: Any) -> Any:

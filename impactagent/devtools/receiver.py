@@ -202,10 +202,13 @@ class Receiver:
             problems = check_document(document)
         app = js_string(document.get("appName", "?")) if document else "?"
         rejected = any(p.outcome == REJECTED for p in problems)
+        environment = environment_from_token(_bearer(authorization) or authorization,
+                                             (document or {}).get("environment") or "default")
+        if document is not None and not rejected:
+            # Failures two bodies make together in one write window: known only now.
+            problems += self.received.window_problems(document, environment)
         status = 400 if rejected or (self.strict and problems) else 202
         if status == 202 and document is not None:
-            environment = environment_from_token(_bearer(authorization) or authorization,
-                                                 document.get("environment") or "default")
             # What the server's registry refuses depends on earlier bodies: known only now.
             problems += self.received.add(document, environment, problems)
         texts = [str(p) for p in problems]

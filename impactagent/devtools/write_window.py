@@ -85,27 +85,21 @@ class WriteWindow:
             self.opened = arrival.at
         self.arrivals.append(arrival)
 
+    def failing_with(self, arrivals: List[Arrival]) -> List[str]:
+        """Why the window would fail once ``arrivals`` join it, where neither the window as
+        it is nor ``arrivals`` alone fail it: a failure that two bodies make together."""
+        before = set(_failures(self.arrivals, *_sums(self.arrivals))[0])
+        alone = set(_failures(arrivals, *_sums(arrivals))[0])
+        joined = self.arrivals + arrivals
+        return [reason for reason in _failures(joined, *_sums(joined))[0]
+                if reason not in before and reason not in alone]
+
     def write(self) -> Tuple[Dict[Row, Dict[str, Any]], Optional[WindowFailure]]:
         """Empty the window: the rows the server writes (yes rounded), and the failure that
         lost the rest, if any."""
         arrivals, self.arrivals, self.opened = self.arrivals, [], None
-        rows: Dict[Row, Dict[str, Any]] = {}
-        seen: Dict[Tuple[Row, str], int] = {}
-        for arrival in arrivals:
-            row = rows.setdefault(arrival.row, {"yes": 0, "no": 0, "variants": {}})
-            row["yes"] += arrival.yes
-            row["no"] += arrival.no
-            for name, n in arrival.variants.items():
-                row["variants"][name] = row["variants"].get(name, 0) + n
-                seen[(arrival.row, name)] = seen.get((arrival.row, name), 0) + 1
-        for row in rows.values():
-            row["yes"] = _rounded(row["yes"])
-        if not arrivals:
-            return rows, None
-        failing = _row_failures(arrivals)
-        variants_only = not failing
-        if not failing:
-            failing = _variant_failures(rows, seen)
+        rows, seen = _sums(arrivals)
+        failing, variants_only = _failures(arrivals, rows, seen)
         if not failing:
             return rows, None
         failure = WindowFailure(arrivals[-1].at, failing,
@@ -119,6 +113,33 @@ class WriteWindow:
         failure.lost["yes"] = sum(row["yes"] for row in rows.values())
         failure.lost["no"] = sum(row["no"] for row in rows.values())
         return {}, failure
+
+
+def _sums(arrivals: List[Arrival]
+          ) -> Tuple[Dict[Row, Dict[str, Any]], Dict[Tuple[Row, str], int]]:
+    """The rows the arrivals add up to (yes rounded), and how many times each variant name
+    arrived per row."""
+    rows: Dict[Row, Dict[str, Any]] = {}
+    seen: Dict[Tuple[Row, str], int] = {}
+    for arrival in arrivals:
+        row = rows.setdefault(arrival.row, {"yes": 0, "no": 0, "variants": {}})
+        row["yes"] += arrival.yes
+        row["no"] += arrival.no
+        for name, n in arrival.variants.items():
+            row["variants"][name] = row["variants"].get(name, 0) + n
+            seen[(arrival.row, name)] = seen.get((arrival.row, name), 0) + 1
+    for row in rows.values():
+        row["yes"] = _rounded(row["yes"])
+    return rows, seen
+
+
+def _failures(arrivals: List[Arrival], rows: Dict[Row, Dict[str, Any]],
+              seen: Dict[Tuple[Row, str], int]) -> Tuple[List[str], bool]:
+    """Why the write of these arrivals fails, and whether only the variant rows fail."""
+    failing = _row_failures(arrivals)
+    if failing:
+        return failing, False
+    return _variant_failures(rows, seen), True
 
 
 def _row_failures(arrivals: List[Arrival]) -> List[str]:
