@@ -8,9 +8,11 @@ it. Nothing here asserts on how long anything took.
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import threading
+import zlib
 from typing import List, Tuple
 
 import pytest
@@ -228,3 +230,41 @@ def test_every_view_is_safe_and_consistent_while_threads_post():
         assert totals["flags"]["beta"]["yes"] == expected
         assert sum(totals["counters"].values()) == expected
         assert receiver.received.bodies_accepted == expected
+
+
+def encoded_request(headers: str, body: bytes) -> bytes:
+    return (f"POST /api/client/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            f"Content-Length: {len(body)}\r\n{headers}\r\n").encode() + body
+
+
+@pytest.mark.parametrize("headers, body, status", [
+    # 20 MB of zeros in 20 kB of gzip: inflated only up to the limit, then 413.
+    ("Content-Type: application/json\r\nContent-Encoding: gzip\r\n",
+     gzip.compress(b"0" * 20_000_000), 413),
+    ("Content-Type: application/json\r\nContent-Encoding: gzip\r\n", b"not gzip", 400),
+    ("Content-Type: application/json\r\nContent-Encoding: deflate\r\n",
+     zlib.compress(b'{"appName": "x"}')[2:-4], 400),  # raw deflate: no zlib header
+    ("Content-Type: application/json\r\nContent-Encoding: gzip\r\n",
+     gzip.compress(b'{"appName": "x"}')[:-6], 400),  # cut short
+    ("Content-Type: application/json\r\nContent-Encoding: x-gzip\r\n",
+     gzip.compress(b'{"appName": "x"}'), 415),
+    ("Content-Type: application/json; charset=utf-99\r\n", b'{"appName": "x"}', 415),
+    ("Content-Type: application/json; charset=\"UTF-16LE\"\r\n",
+     '{"appName": "x"}'.encode("utf-16-le"), 202),
+    ("Content-Type: application/json\r\n",
+     b'{"appName": "x", "x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", 202),
+])
+def test_encoded_bodies_are_bounded_and_answered(receiver, headers, body, status):
+    with connect(receiver) as sock:
+        sock.sendall(encoded_request(headers, body))
+        answer = read_until_closed(sock)
+    assert status_and_body(answer)[0] == status, answer[:300]
+
+
+def test_a_chunk_size_past_every_limit_is_refused_without_reading_it(receiver):
+    with connect(receiver) as sock:
+        sock.sendall(b"POST /api/client/metrics HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"fffffffffffffff\r\n{}")
+        status, _ = status_and_body(read_until_closed(sock))
+    assert status == 413
