@@ -204,3 +204,13 @@ def test_the_receiver_lists_a_label_that_breaks_the_servers_exposition() -> None
         assert post(receiver, raw).status_code == 202
         failures = receiver.received.as_json()["failed_writes"]
     assert len(failures) == 1 and "exposition" in failures[0]["reasons"][0]
+
+
+def test_an_integer_app_name_past_2_53_is_the_double_javascript_reads() -> None:
+    """JSON.parse reads 9007199254740993 as 9007199254740992, and that is the app's name."""
+    raw = b'{"appName": 9007199254740993, "bucket": {"start": 0, "stop": 0, "toggles": ' \
+          b'{"rules-flag": {"yes": 1, "no": 0}}}}'
+    with Receiver() as receiver:
+        assert post(receiver, raw).status_code == 202
+        assert [row["appName"] for row in receiver.received.as_json()["flags"]] == \
+            ["9007199254740992"]

@@ -9,8 +9,8 @@ The server is written in JavaScript, and three of its habits decide what it stor
 - names are sanitised per UTF-16 code unit: every character outside ``[a-zA-Z0-9_]`` becomes
   ``_``, and a character outside the Basic Multilingual Plane (an emoji) is two of them.
 
->>> js_string(1e-7), js_string(2.5), js_string(3.0), js_string(True), js_string(10**16)
-('1e-7', '2.5', '3', 'true', '10000000000000000')
+>>> js_string(1e-7), js_string(2.5), js_string(3.0), js_string(True), js_string(2**53 + 1)
+('1e-7', '2.5', '3', 'true', '9007199254740992')
 >>> joi_number(" 1e3 "), joi_number("0x10"), joi_number(True)
 (1000.0, None, None)
 >>> sanitize("émoji😀-x")
@@ -267,7 +267,8 @@ def js_string(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
-        return js_number(float(value)) if abs(value) >= 10**21 else str(value)
+        # JSON.parse reads an integer as a double: past 2**53 it is the nearest one.
+        return js_number(float(value)) if abs(value) > 2**53 else str(value)
     if isinstance(value, float):
         return js_number(value)
     return str(value)
