@@ -62,7 +62,6 @@ from .server_limits import (
     EXPOSITION_BREAKING_LABELS,
     MAX_APP_NAME_LENGTH,
     MAX_VARIANT_COUNT,
-    OBJECT_PROTOTYPE_PROPERTIES,
 )
 
 POISONED = "poisoned"
@@ -169,15 +168,6 @@ def notes(document: Dict[str, Any]) -> List[str]:
     if ajv_null(bucket):
         found.append("bucket: null or missing: 8.x stores the rest; servers before 8.0 "
                      "answer 400")
-    toggles = bucket.get("toggles") if isinstance(bucket, dict) else None
-    for flag, toggle in (toggles.items() if isinstance(toggles, dict) else ()):
-        variants = toggle.get("variants") if isinstance(toggle, dict) else None
-        for variant in (variants if isinstance(variants, dict) else ()):
-            if variant in OBJECT_PROTOTYPE_PROPERTIES - DROPPED_VARIANT_NAMES:
-                found.append(f"bucket/toggles/{flag}/variants/{variant}: a property of "
-                             "JavaScript's Object.prototype: stored once, but a second body "
-                             "with it for this app, flag and hour in one write window makes "
-                             "the server lose every app's variant counts of that window")
     metrics = document.get("impactMetrics")
     for i, metric in enumerate(metrics if isinstance(metrics, list) else ()):
         samples = metric.get("samples") if isinstance(metric, dict) else None

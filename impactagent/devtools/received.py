@@ -145,8 +145,8 @@ class ReceivedMetrics:
 
     def window_problems(self, document: Dict[str, Any], environment: str) -> List[Problem]:
         """Why the open write window would fail with this body's flag counts in it, where
-        neither fails alone (a variant count summed past the server's column, a prototype
-        name arriving twice): the body that makes the server lose every app's counts."""
+        neither fails alone (a variant count summed past the server's column): the body
+        that makes the server lose every app's counts."""
         with self._lock:
             reasons = self._window.failing_with(
                 _arrivals(document, environment, self._series.clock()))

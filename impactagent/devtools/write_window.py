@@ -7,8 +7,7 @@ write fail, and then every app's counts of the window are lost:
 - yes/no rows (and the variant rows with them): an app name longer than 255 characters or
   with NUL (``varchar(255)``), a ``stop`` before year 1;
 - variant rows: a count above 2,147,483,647 once summed over the window (an ``integer``
-  column), or a name that is a property of JavaScript's ``Object.prototype`` arriving twice
-  for one app, flag and hour (``__proto__`` and ``constructor`` are dropped instead).
+  column).
 
 Fractional ``yes`` counts are summed over the window and rounded when written, as
 PostgreSQL casts the sum.
@@ -28,11 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..core._jsvalues import YEAR_ONE_MS, hour_of
-from ..core.server_limits import (
-    MAX_APP_NAME_LENGTH,
-    MAX_VARIANT_COUNT,
-    OBJECT_PROTOTYPE_PROPERTIES,
-)
+from ..core.server_limits import MAX_APP_NAME_LENGTH, MAX_VARIANT_COUNT
 
 #: Seconds between two writes of the server's buffered flag counts.
 WRITE_PERIOD = 5.0
@@ -88,18 +83,18 @@ class WriteWindow:
     def failing_with(self, arrivals: List[Arrival]) -> List[str]:
         """Why the window would fail once ``arrivals`` join it, where neither the window as
         it is nor ``arrivals`` alone fail it: a failure that two bodies make together."""
-        before = set(_failures(self.arrivals, *_sums(self.arrivals))[0])
-        alone = set(_failures(arrivals, *_sums(arrivals))[0])
+        before = set(_failures(self.arrivals, _sums(self.arrivals))[0])
+        alone = set(_failures(arrivals, _sums(arrivals))[0])
         joined = self.arrivals + arrivals
-        return [reason for reason in _failures(joined, *_sums(joined))[0]
+        return [reason for reason in _failures(joined, _sums(joined))[0]
                 if reason not in before and reason not in alone]
 
     def write(self) -> Tuple[Dict[Row, Dict[str, Any]], Optional[WindowFailure]]:
         """Empty the window: the rows the server writes (yes rounded), and the failure that
         lost the rest, if any."""
         arrivals, self.arrivals, self.opened = self.arrivals, [], None
-        rows, seen = _sums(arrivals)
-        failing, variants_only = _failures(arrivals, rows, seen)
+        rows = _sums(arrivals)
+        failing, variants_only = _failures(arrivals, rows)
         if not failing:
             return rows, None
         failure = WindowFailure(arrivals[-1].at, failing,
@@ -115,31 +110,27 @@ class WriteWindow:
         return {}, failure
 
 
-def _sums(arrivals: List[Arrival]
-          ) -> Tuple[Dict[Row, Dict[str, Any]], Dict[Tuple[Row, str], int]]:
-    """The rows the arrivals add up to (yes rounded), and how many times each variant name
-    arrived per row."""
+def _sums(arrivals: List[Arrival]) -> Dict[Row, Dict[str, Any]]:
+    """The rows the arrivals add up to, yes rounded."""
     rows: Dict[Row, Dict[str, Any]] = {}
-    seen: Dict[Tuple[Row, str], int] = {}
     for arrival in arrivals:
         row = rows.setdefault(arrival.row, {"yes": 0, "no": 0, "variants": {}})
         row["yes"] += arrival.yes
         row["no"] += arrival.no
         for name, n in arrival.variants.items():
             row["variants"][name] = row["variants"].get(name, 0) + n
-            seen[(arrival.row, name)] = seen.get((arrival.row, name), 0) + 1
     for row in rows.values():
         row["yes"] = _rounded(row["yes"])
-    return rows, seen
+    return rows
 
 
-def _failures(arrivals: List[Arrival], rows: Dict[Row, Dict[str, Any]],
-              seen: Dict[Tuple[Row, str], int]) -> Tuple[List[str], bool]:
+def _failures(arrivals: List[Arrival], rows: Dict[Row, Dict[str, Any]]
+              ) -> Tuple[List[str], bool]:
     """Why the write of these arrivals fails, and whether only the variant rows fail."""
     failing = _row_failures(arrivals)
     if failing:
         return failing, False
-    return _variant_failures(rows, seen), True
+    return _variant_failures(rows), True
 
 
 def _row_failures(arrivals: List[Arrival]) -> List[str]:
@@ -155,18 +146,13 @@ def _row_failures(arrivals: List[Arrival]) -> List[str]:
     return reasons
 
 
-def _variant_failures(rows: Dict[Row, Dict[str, Any]], seen: Dict[Tuple[Row, str], int]
-                      ) -> List[str]:
+def _variant_failures(rows: Dict[Row, Dict[str, Any]]) -> List[str]:
     reasons = []
     for (app, _env, flag, _hour), row in sorted(rows.items()):
         for name, n in sorted(row["variants"].items()):
             if n > MAX_VARIANT_COUNT:
                 reasons.append(f"variant {name!r} of {flag!r} from {app!r} counts {n} in one "
                                f"window, over {MAX_VARIANT_COUNT}")
-    for (key, name), times in sorted(seen.items()):
-        if name in OBJECT_PROTOTYPE_PROPERTIES and times > 1:
-            reasons.append(f"variant {name!r} of {key[2]!r} from {key[0]!r} arrived {times} "
-                           "times in one window (a property of JavaScript's Object.prototype)")
     return reasons
 
 

@@ -224,7 +224,8 @@ def window(draw: Any, app: str) -> List[Sent]:
                 [1, 2**30, 2**30 + 1, 2**31 - 2, 2**31 - 1]))}}
         elif kind == "prototype":
             toggle = {"yes": 1, "no": 0, "variants": {draw(st.sampled_from(
-                ["toString", "valueOf", "hasOwnProperty", "blue"])): 1}}
+                ["toString", "valueOf", "hasOwnProperty", "constructor", "__proto__",
+                 "blue"])): 1}}
         else:
             toggle = {"yes": draw(st.sampled_from([0.25, 0.5, 0.75, 1.5])), "no": 0}
         bodies.append(Sent("window", app, {"appName": app,
