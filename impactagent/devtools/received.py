@@ -32,7 +32,15 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, FrozenSet, List, Optional, Tuple
 
-from ..core._jsvalues import ajv_number, joi_number, js_date_ms, js_string, sanitize, valid_name
+from ..core._jsvalues import (
+    ajv_null,
+    ajv_number,
+    joi_number,
+    js_date_ms,
+    js_string,
+    sanitize,
+    valid_name,
+)
 from ..core.server_limits import DROPPED_VARIANT_NAMES
 from ..core.validation import CUT, DISCARDED, POISONED, REJECTED, Problem, cut
 from .timeseries import SeriesStore
@@ -179,7 +187,7 @@ class ReceivedMetrics:
             self._failures.append(failure)
         for arrival in arrivals:
             if failure is None or failure.variants_only:
-                variants = {} if failure is not None else arrival.variants
+                variants = {} if failure is not None else (arrival.variants or {})
                 self._series.add(("flag", arrival.app, arrival.flag), "flag",
                                 {"yes": arrival.yes, "no": arrival.no, "variants": variants},
                                 arrival.at)
@@ -344,9 +352,10 @@ def _arrivals(document: Dict[str, Any], environment: str, at: float) -> List[Arr
         yes, no = ajv_number(toggle.get("yes")), ajv_number(toggle.get("no"))
         if not (yes or no):
             continue  # skipped by the server, variants included
-        variants = {variant: ajv_number(n)
-                    for variant, n in (toggle.get("variants") or {}).items()
-                    if variant != "" and variant not in DROPPED_VARIANT_NAMES}
+        given = toggle.get("variants")
+        variants = None if ajv_null(given) else {
+            variant: ajv_number(n) for variant, n in given.items()
+            if variant != "" and variant not in DROPPED_VARIANT_NAMES}
         arrivals.append(Arrival(at, app, environment, flag,
                                 int(at * 1000) if stop is None else stop,
                                 yes or 0, int(no or 0), variants))  # type: ignore[arg-type]

@@ -7,7 +7,11 @@ write fail, and then every app's counts of the window are lost:
 - yes/no rows (and the variant rows with them): an app name longer than 255 characters or
   with NUL (``varchar(255)``), a ``stop`` before year 1;
 - variant rows: a count above 2,147,483,647 once summed over the window (an ``integer``
-  column).
+  column); or a name of JavaScript's ``Object.prototype`` (``toString``, ``constructor``,
+  ...) in a later body for one app, flag and hour when the counts held before it lack it:
+  the server's merge adds a count to the prototype's function. Held and missing from the
+  later body, such a name is dropped without a word; in both, it is summed as any name.
+  ``__proto__`` is always dropped.
 
 Fractional ``yes`` counts are summed over the window and rounded when written, as
 PostgreSQL casts the sum.
@@ -27,7 +31,15 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..core._jsvalues import YEAR_ONE_MS, hour_of
-from ..core.server_limits import MAX_APP_NAME_LENGTH, MAX_VARIANT_COUNT
+from ..core.server_limits import (
+    DROPPED_VARIANT_NAMES,
+    MAX_APP_NAME_LENGTH,
+    MAX_VARIANT_COUNT,
+    OBJECT_PROTOTYPE_PROPERTIES,
+)
+
+#: The names a plain JavaScript object answers from its prototype.
+_PROTOTYPE = OBJECT_PROTOTYPE_PROPERTIES - DROPPED_VARIANT_NAMES
 
 #: Seconds between two writes of the server's buffered flag counts.
 WRITE_PERIOD = 5.0
@@ -46,7 +58,7 @@ class Arrival:
     stop_ms: int  # the bucket's stop, milliseconds since 1970
     yes: float
     no: int
-    variants: Dict[str, int]
+    variants: Optional[Dict[str, int]]  # None: the body has none (or null, "", 0, false)
 
     @property
     def row(self) -> Row:
@@ -95,6 +107,8 @@ class WriteWindow:
         arrivals, self.arrivals, self.opened = self.arrivals, [], None
         rows = _sums(arrivals)
         failing, variants_only = _failures(arrivals, rows)
+        for row in rows.values():
+            del row["merged"]
         if not failing:
             return rows, None
         failure = WindowFailure(arrivals[-1].at, failing,
@@ -111,14 +125,28 @@ class WriteWindow:
 
 
 def _sums(arrivals: List[Arrival]) -> Dict[Row, Dict[str, Any]]:
-    """The rows the arrivals add up to, yes rounded."""
+    """The rows the arrivals add up to, yes rounded; ``"merged"`` lists the names of
+    ``Object.prototype`` whose merge fails the write (measured on 8.2.0: a later body of the
+    row has the name and the counts held before it do not; held and missing from the later
+    body, the name is dropped without a word; in both, it is summed as any name)."""
     rows: Dict[Row, Dict[str, Any]] = {}
     for arrival in arrivals:
-        row = rows.setdefault(arrival.row, {"yes": 0, "no": 0, "variants": {}})
+        row = rows.get(arrival.row)
+        if row is None:  # the first arrival is taken as it is: nothing merged
+            rows[arrival.row] = {"yes": arrival.yes, "no": arrival.no,
+                                 "variants": dict(arrival.variants or {}), "merged": []}
+            continue
         row["yes"] += arrival.yes
         row["no"] += arrival.no
-        for name, n in arrival.variants.items():
-            row["variants"][name] = row["variants"].get(name, 0) + n
+        held, later = row["variants"], arrival.variants or {}
+        for name in sorted({*held, *later}):
+            if name in _PROTOTYPE and name not in later:
+                del held[name]
+            elif name in _PROTOTYPE and name not in held:
+                row["merged"].append(name)
+                held[name] = later[name]
+            else:
+                held[name] = held.get(name, 0) + later.get(name, 0)
     for row in rows.values():
         row["yes"] = _rounded(row["yes"])
     return rows
@@ -149,6 +177,11 @@ def _row_failures(arrivals: List[Arrival]) -> List[str]:
 def _variant_failures(rows: Dict[Row, Dict[str, Any]]) -> List[str]:
     reasons = []
     for (app, _env, flag, _hour), row in sorted(rows.items()):
+        for name in sorted(set(row["merged"])):
+            reasons.append(f"variant {name!r} of {flag!r} from {app!r} is in a later body of "
+                           "the window and not in the counts held before it: the server adds "
+                           f"a count to Object.prototype.{name} and cannot write the text "
+                           "that makes")
         for name, n in sorted(row["variants"].items()):
             if n > MAX_VARIANT_COUNT:
                 reasons.append(f"variant {name!r} of {flag!r} from {app!r} counts {n} in one "

@@ -30,7 +30,13 @@ from typing import Any, Dict, List, Set, Tuple
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from impactagent.core._jsvalues import YEAR_ONE_MS, js_date_ms, js_string, sanitize
+from impactagent.core._jsvalues import (
+    YEAR_ONE_MS,
+    js_date_ms,
+    js_string,
+    json_document,
+    sanitize,
+)
 from impactagent.devtools.receiver import Receiver
 from tests.e2e.conftest import FLAG_CACHE_SECONDS, RealServer
 from tests.e2e.differential_corpus import FLAGS, corpus
@@ -45,7 +51,7 @@ def redated(raw: bytes) -> bytes:
     the body is not a JSON object with a bucket of dates)."""
     try:
         document = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past Python's limit
         return raw
     bucket = document.get("bucket") if isinstance(document, dict) else None
     if not isinstance(bucket, dict):
@@ -68,7 +74,7 @@ def metric_names(raw: bytes) -> Set[str]:
     """The sanitised metric names a body mentions."""
     try:
         document = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return set()
     metrics = document.get("impactMetrics") if isinstance(document, dict) else None
     return {sanitize(m["name"]) for m in (metrics if isinstance(metrics, list) else ())
@@ -81,7 +87,7 @@ def flag_names(bodies: List[Tuple[str, bytes]]) -> Set[str]:
     for _, raw in bodies:
         try:
             document = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         bucket = document.get("bucket") if isinstance(document, dict) else None
         toggles = bucket.get("toggles") if isinstance(bucket, dict) else None
@@ -177,7 +183,7 @@ def test_the_receiver_answers_and_stores_every_body_as_the_server_does(
                 disagreements.append(f"{name}: status: server {theirs}, receiver {ours} "
                                      f"{problems}")
             if theirs == 202:
-                apps.add(js_string(json.loads(raw.decode("utf-8", "replace").lstrip(
+                apps.add(js_string(json_document(raw.decode("utf-8", "replace").lstrip(
                     "\ufeff"))["appName"]))
             text = session.get(f"{unleash.url}/internal-backstage/impact/metrics",
                                timeout=10).text
