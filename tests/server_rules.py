@@ -349,6 +349,20 @@ WINDOW_CASES: Dict[str, WindowCase] = {
         {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"toString": 1})},
         stored={APP: {FLAG: {"yes": 2, "no": 0, "variants": {}}}, CANARY: _CANARY_NO_VARIANTS},
         fails=True),
+    # What the failing merge wrote is dropped again by a later body without the name (the
+    # corpus differential's rules bodies did that), and kept by one with it.
+    "prototype_text_is_dropped_by_a_later_body_without_it": _window(
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"blue": 1})},
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"toString": 1})},
+        {"appName": APP, "bucket": bucket(yes=1, no=0)},
+        stored={APP: {FLAG: {"yes": 3, "no": 0, "variants": {"blue": 1}}},
+                CANARY: _CANARY_WHOLE}),
+    "prototype_text_stays_when_the_name_comes_again": _window(
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"blue": 1})},
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"toString": 1})},
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"toString": 1})},
+        stored={APP: {FLAG: {"yes": 3, "no": 0, "variants": {}}}, CANARY: _CANARY_NO_VARIANTS},
+        fails=True),
     "prototype_names_mixed_lose_every_apps_variants": _window(
         {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"toString": 1,
                                                                   "valueOf": 1})},

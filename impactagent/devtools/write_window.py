@@ -8,10 +8,8 @@ write fail, and then every app's counts of the window are lost:
   with NUL (``varchar(255)``), a ``stop`` before year 1;
 - variant rows: a count above 2,147,483,647 once summed over the window (an ``integer``
   column); or a name of JavaScript's ``Object.prototype`` (``toString``, ``constructor``,
-  ...) in a later body for one app, flag and hour when the counts held before it lack it:
-  the server's merge adds a count to the prototype's function. Held and missing from the
-  later body, such a name is dropped without a word; in both, it is summed as any name.
-  ``__proto__`` is always dropped.
+  ...) that arrives for one app, flag and hour when the counts held lack it, unless a later
+  body without the name drops it again (see ``_sums``). ``__proto__`` is always dropped.
 
 Fractional ``yes`` counts are summed over the window and rounded when written, as
 PostgreSQL casts the sum.
@@ -107,13 +105,11 @@ class WriteWindow:
         arrivals, self.arrivals, self.opened = self.arrivals, [], None
         rows = _sums(arrivals)
         failing, variants_only = _failures(arrivals, rows)
-        for row in rows.values():
-            del row["merged"]
         if not failing:
             return rows, None
         failure = WindowFailure(arrivals[-1].at, failing,
                                 sorted({a.app for a in arrivals}), variants_only=variants_only)
-        failure.lost["variants"] = sum(n for row in rows.values()
+        failure.lost["variants"] = sum(n or 0 for row in rows.values()
                                        for n in row["variants"].values())
         if variants_only:
             for row in rows.values():
@@ -125,28 +121,32 @@ class WriteWindow:
 
 
 def _sums(arrivals: List[Arrival]) -> Dict[Row, Dict[str, Any]]:
-    """The rows the arrivals add up to, yes rounded; ``"merged"`` lists the names of
-    ``Object.prototype`` whose merge fails the write (measured on 8.2.0: a later body of the
-    row has the name and the counts held before it do not; held and missing from the later
-    body, the name is dropped without a word; in both, it is summed as any name)."""
+    """The rows the arrivals add up to, yes rounded, merged as the server merges them
+    (measured on 8.2.0): every later arrival for a row merges its variants (none counts as
+    ``{}``) into those held. A name of ``Object.prototype`` held and missing from the later
+    arrival is dropped; in the later arrival and not held, its count is added to the
+    prototype's function, and the text that makes (``None`` here) stays until a later
+    arrival without the name drops it, or fails the write."""
     rows: Dict[Row, Dict[str, Any]] = {}
     for arrival in arrivals:
         row = rows.get(arrival.row)
+        later = arrival.variants or {}
         if row is None:  # the first arrival is taken as it is: nothing merged
-            rows[arrival.row] = {"yes": arrival.yes, "no": arrival.no,
-                                 "variants": dict(arrival.variants or {}), "merged": []}
+            rows[arrival.row] = {"yes": arrival.yes, "no": arrival.no, "variants": dict(later)}
             continue
         row["yes"] += arrival.yes
         row["no"] += arrival.no
-        held, later = row["variants"], arrival.variants or {}
-        for name in sorted({*held, *later}):
-            if name in _PROTOTYPE and name not in later:
-                del held[name]
-            elif name in _PROTOTYPE and name not in held:
-                row["merged"].append(name)
-                held[name] = later[name]
+        held = row["variants"]
+        merged: Dict[str, Optional[int]] = {}
+        for name, n in later.items():
+            if name in held:
+                merged[name] = None if held[name] is None else held[name] + n
             else:
-                held[name] = held.get(name, 0) + later.get(name, 0)
+                merged[name] = None if name in _PROTOTYPE else n
+        for name, n in held.items():
+            if name not in merged and name not in _PROTOTYPE:
+                merged[name] = n
+        row["variants"] = merged
     for row in rows.values():
         row["yes"] = _rounded(row["yes"])
     return rows
@@ -177,12 +177,13 @@ def _row_failures(arrivals: List[Arrival]) -> List[str]:
 def _variant_failures(rows: Dict[Row, Dict[str, Any]]) -> List[str]:
     reasons = []
     for (app, _env, flag, _hour), row in sorted(rows.items()):
-        for name in sorted(set(row["merged"])):
-            reasons.append(f"variant {name!r} of {flag!r} from {app!r} is in a later body of "
-                           "the window and not in the counts held before it: the server adds "
-                           f"a count to Object.prototype.{name} and cannot write the text "
-                           "that makes")
         for name, n in sorted(row["variants"].items()):
+            if n is None:
+                reasons.append(f"variant {name!r} of {flag!r} from {app!r} came in a later "
+                               "body of the window than the counts held for it, which lack "
+                               f"it: the server added a count to Object.prototype.{name} "
+                               "and cannot write the text that makes")
+                continue
             if n > MAX_VARIANT_COUNT:
                 reasons.append(f"variant {name!r} of {flag!r} from {app!r} counts {n} in one "
                                f"window, over {MAX_VARIANT_COUNT}")

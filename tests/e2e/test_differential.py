@@ -153,6 +153,32 @@ def differences(server: Dict[str, Dict[Any, Any]], receiver: Dict[str, Dict[Any,
     return found
 
 
+#: Seconds of sending after a server write, well inside its write period: the bodies sent
+#: then are written together, on the server as in the receiver.
+WINDOW_BUDGET = 3.0
+
+
+def just_written(unleash: RealServer, probe: str, receiver: Receiver) -> float:
+    """Return (the monotonic time) just after the server wrote its buffered flag counts: a
+    probe app's count appears. The receiver writes its window at the same moment, so that
+    both windows hold the same bodies (what one window stores can depend on the others)."""
+    body = {"appName": probe, "bucket": {"start": _now(-10), "stop": _now(0),
+                                         "toggles": {FLAGS[0]: {"yes": 1, "no": 0}}}}
+    unleash.admin.session.post(f"{unleash.url}/api/client/metrics", json=body, timeout=10,
+                               headers={"Authorization": unleash.backend_token})
+    deadline = time.monotonic() + 2 * SERVER_WRITE_PERIOD + 2
+    while time.monotonic() < deadline:
+        if unleash.admin.flag_counts(FLAGS[0], probe)["yes"]:
+            break
+        time.sleep(0.1)
+    receiver.received.write()
+    return time.monotonic()
+
+
+def _now(seconds: float) -> str:
+    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat()
+
+
 def test_the_receiver_answers_and_stores_every_body_as_the_server_does(
         unleash: RealServer) -> None:
     bodies = [(name, redated(raw)) for name, raw in corpus()]
@@ -173,7 +199,10 @@ def test_the_receiver_answers_and_stores_every_body_as_the_server_does(
     headers = {"Authorization": unleash.backend_token, "Content-Type": "application/json"}
     started = time.monotonic()
     with Receiver() as receiver:
+        aligned = just_written(unleash, "diff-probe-0", receiver)
         for name, raw in bodies:
+            if time.monotonic() - aligned > WINDOW_BUDGET:  # the next write is near
+                aligned = just_written(unleash, f"diff-probe-{name}", receiver)
             theirs = session.post(f"{unleash.url}/api/client/metrics", data=raw,
                                   headers=headers, timeout=10).status_code
             ours = session.post(f"{receiver.api_url}/client/metrics", data=raw,
@@ -204,6 +233,9 @@ def test_the_receiver_answers_and_stores_every_body_as_the_server_does(
             flag_rows += len(stored)
             if stored != held:
                 disagreements.append(f"flags of {app!r}: server {stored}, receiver {held}")
+        if disagreements:  # what the receiver says it lost, and why
+            disagreements += [f"receiver lost a write: {f.reasons} (apps {f.apps})"
+                              for f in receiver.received.failures()]
 
     print(f"\ndifferential: {len(bodies)} bodies, {len(names)} metric names, {series} series,"
           f" {flag_rows} flag totals of {len(apps)} apps; sent and compared in {sent:.1f} s")
