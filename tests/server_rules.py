@@ -199,6 +199,12 @@ CASES.update({
     "empty_label_name_is_left_out": Case(
         {"appName": APP, "impactMetrics": [counter("rules_emptyname_total", 2, **{"": "x"})]},
         counters={("rules_emptyname_total", labels()): 2}),
+    # A label named "" matches no name the schema knows: its value is never checked (1e21
+    # is beyond 2**53 - 1, and stored all the same), and the label is dropped.
+    "empty_label_name_value_is_not_checked": Case(
+        {"appName": APP, "impactMetrics": [counter("rules_emptyunchecked_total", 4,
+                                                   **{"": 1e21})]},
+        counters={("rules_emptyunchecked_total", labels()): 4}),
     # Joi refuses a numeric string that loses digits: the whole array goes.
     "imprecise_decimal_string_discards_the_array": Case(
         {"appName": APP, "impactMetrics": [counter("rules_precise_total", 1),
@@ -369,6 +375,11 @@ WINDOW_CASES: Dict[str, WindowCase] = {
         {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"toString": 1,
                                                                   "constructor": 1})},
         stored={APP: {FLAG: {"yes": 2, "no": 0, "variants": {}}}, CANARY: _CANARY_NO_VARIANTS},
+        fails=True),
+    # No NUL in PostgreSQL text: a variant name with one loses every app's variants.
+    "nul_in_a_variant_name_loses_every_apps_variants": _window(
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"a\u0000b": 1})},
+        stored={APP: {FLAG: {"yes": 1, "no": 0, "variants": {}}}, CANARY: _CANARY_NO_VARIANTS},
         fails=True),
     # varchar(255), and no NUL in PostgreSQL text: every app's counts of the window go.
     "long_app_name_loses_every_apps_counts": _window(

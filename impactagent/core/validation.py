@@ -245,6 +245,11 @@ def _request_problems(document: Dict[str, Any]) -> List[Problem]:
                 problems.append(Problem(IGNORED, f"{where}/variants/{variant}",
                                         f"the variant name {variant!r}: the server stores "
                                         "the flag's yes and no but not this count"))
+            elif counted and "\0" in variant:
+                problems.append(Problem(POISONED, f"{where}/variants/{variant}", "a variant "
+                                        "name with NUL: the server answers 202, then fails "
+                                        "to write its window and loses every app's variant "
+                                        "counts in it"))
             elif counted and count > MAX_VARIANT_COUNT:
                 problems.append(Problem(POISONED, f"{where}/variants/{variant}", f"{count:.0f} "
                                         f"is over {MAX_VARIANT_COUNT}: the server answers 202, "
@@ -357,6 +362,8 @@ def _sample_problems(sample: Any, histogram: bool) -> List[Tuple[str, str]]:
             found.append(("/labels", f"{shown(labels)} is not an object: send {{}} or leave it "
                           "out"))
         for name, value in (labels.items() if isinstance(labels, dict) else ()):
+            if name == "":
+                continue  # no label name matches it: its value is never checked, and dropped
             if not (isinstance(value, str) and value) and _joi_safe(value) is None:
                 found.append((f"/labels/{name}", f"{shown(value)} is neither a non-empty string "
                               "nor a number"))

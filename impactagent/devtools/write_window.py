@@ -7,9 +7,10 @@ write fail, and then every app's counts of the window are lost:
 - yes/no rows (and the variant rows with them): an app name longer than 255 characters or
   with NUL (``varchar(255)``), a ``stop`` before year 1;
 - variant rows: a count above 2,147,483,647 once summed over the window (an ``integer``
-  column); or a name of JavaScript's ``Object.prototype`` (``toString``, ``constructor``,
-  ...) that arrives for one app, flag and hour when the counts held lack it, unless a later
-  body without the name drops it again (see ``_sums``). ``__proto__`` is always dropped.
+  column); a variant name with NUL; or a name of JavaScript's ``Object.prototype``
+  (``toString``, ``constructor``, ...) that arrives for one app, flag and hour when the
+  counts held lack it, unless a later body without the name drops it again (see
+  ``_sums``). ``__proto__`` is always dropped.
 
 Fractional ``yes`` counts are summed over the window and rounded when written, as
 PostgreSQL casts the sum.
@@ -178,6 +179,9 @@ def _variant_failures(rows: Dict[Row, Dict[str, Any]]) -> List[str]:
     reasons = []
     for (app, _env, flag, _hour), row in sorted(rows.items()):
         for name, n in sorted(row["variants"].items()):
+            if "\0" in name:
+                reasons.append(f"variant {name!r} of {flag!r} from {app!r} holds NUL, which "
+                               "PostgreSQL text cannot")
             if n is None:
                 reasons.append(f"variant {name!r} of {flag!r} from {app!r} came in a later "
                                "body of the window than the counts held for it, which lack "
