@@ -14,7 +14,7 @@ import socket
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from ._version import __version__
 from .devtools.cli_support import Parser, UsageError, fail, port_number, positive_int, seconds
@@ -194,7 +194,11 @@ def _features(path: str) -> Dict[str, Any]:
     """The features document in ``path``, or a one-line mistake."""
     import json
 
-    ((_, raw),) = _read_all([path])
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as error:
+        raise UsageError(f"--features {path}: cannot be read "
+                         f"({error.strerror or error}); give an Unleash features file") from None
     try:
         document = json.loads(raw)
     except ValueError as error:
@@ -225,64 +229,9 @@ def bind_problem(error: OSError, host: str, port: int) -> str:
 
 
 #: What a real server does with a body, by the worst of its problems.
-VERDICTS = {
-    "stored": "a real server stores all of it",
-    "ignored": "a real server answers 202 and skips part of it",
-    "cut": "a real server answers 202 and stores the impact metrics only up to a problem",
-    "discarded": "a real server answers 202 but discards every impact metric in it",
-    "rejected": "a real server answers 400 and stores nothing",
-    "too large": "a real server answers 413 and stores nothing",
-}
-
-
 def _check(files: List[str], max_body: int) -> int:
     """Hold each body to the rules the receiver answers by (unleash-server 8.2.0's), its size
-    included; exit 1 when any body would not be stored whole."""
-    from .core.validation import check_request, notes, outcome_of, parse_body
+    included: :mod:`impactagent.devtools.check`."""
+    from .devtools.check import check_files
 
-    bodies = _read_all(files)  # every file first: a mistake is reported before any verdict
-    worst = 0
-    for name, raw in bodies:
-        problems = check_request(raw, max_body)
-        outcome = outcome_of(problems)
-        print(f"{name}: {VERDICTS[outcome]}")
-        for problem in problems:
-            print(f"  {problem}")
-        document, _ = parse_body(raw)
-        if document is not None and outcome != "too large":
-            for note in notes(document):
-                print(f"  note: {note}")
-        worst = max(worst, 0 if outcome == "stored" else 1)
-    return worst
-
-
-def _read_all(files: List[str]) -> List[Tuple[str, bytes]]:
-    """Each named file's bytes (``-``: standard input, read once)."""
-    if files.count("-") > 1:
-        raise UsageError("'-' is given more than once; standard input holds one body")
-    bodies = []
-    for name in files:
-        if name == "-":
-            if sys.stdin is None:
-                raise UsageError("'-' reads standard input, and there is none; give "
-                                 "a file name, or pipe a body in")
-            if sys.stdin.isatty():  # it would wait for typing with no prompt
-                raise UsageError("'-' reads a body from standard input, which is a terminal; "
-                                 "pipe one in (... | impactagent check -) or give a file")
-            bodies.append((name, sys.stdin.buffer.read()))
-            continue
-        try:
-            bodies.append((name, Path(name).read_bytes()))
-        except FileNotFoundError:
-            raise UsageError(f"{name}: no such file; give the path of a JSON "
-                             "metrics body") from None
-        except IsADirectoryError:
-            raise UsageError(f"{name} is a directory; give the JSON files in it "
-                             f"(e.g. {os.path.join(name, '*.json')})") from None
-        except PermissionError:
-            raise UsageError(f"{name}: permission denied; give a file you can "
-                             "read") from None
-        except OSError as error:
-            raise UsageError(f"{name}: cannot be read "
-                             f"({error.strerror or error})") from None
-    return bodies
+    return check_files(files, max_body, sys.stdout, sys.stderr)

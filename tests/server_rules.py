@@ -9,9 +9,12 @@ Each case: the body, the status the server answers, and what it stores, in the s
 
 from __future__ import annotations
 
+import gzip
+import json
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 APP = "rules"
 ENV = {"appName": APP, "environment": "development"}
@@ -160,10 +163,238 @@ CASES: Dict[str, Case] = {
         strict_status=400),
 }
 
+# Issue 22: what a generator found the receiver or check got wrong against 8.2.0 (measured
+# against the server on PostgreSQL 15).
+CASES.update({
+    # Ajv coerces "", 0 and false to null where null is allowed: no bucket, no variants.
+    **{f"bucket_{name}_is_null": Case(
+        {"appName": APP, "bucket": value, "impactMetrics": [counter(f"rules_b{name}_total", 1)]},
+        counters={(f"rules_b{name}_total", labels()): 1})
+       for name, value in (("empty", ""), ("zero", 0), ("false", False))},
+    **{f"variants_{name}_are_null": Case(
+        {"appName": APP, "bucket": bucket(yes=2, no=0, variants=value)},
+        flags={FLAG: {"yes": 2, "no": 0, "variants": {}}})
+       for name, value in (("empty", ""), ("zero", 0), ("false", False))},
+    "numeric_string_timestamp_is_a_date": Case(
+        {"appName": APP, "bucket": {**bucket(yes=1, no=0), "start": str(_ms(-10)),
+                                    "stop": str(_ms(0))}},
+        flags={FLAG: {"yes": 1, "no": 0, "variants": {}}}),
+    # Number(): hexadecimal, binary and blank strings are counts.
+    "hex_binary_and_blank_counts_are_numbers": Case(
+        {"appName": APP, "bucket": bucket(yes="0x10", no="0b11", variants={"blue": " "})},
+        flags={FLAG: {"yes": 16, "no": 3, "variants": {"blue": 0}}}),
+    "underscored_count_is_rejected": Case(
+        {"appName": APP, "bucket": bucket(yes="1_000", no=0)}, status=400, strict_status=400),
+    "arabic_indic_digits_are_rejected": Case(
+        {"appName": APP, "bucket": bucket(yes="\u0661\u0660", no=0)}, status=400,
+        strict_status=400),
+    **{f"date_{name}_is_rejected": Case(
+        {"appName": APP, "bucket": {**bucket(yes=1, no=0), "stop": value}}, status=400,
+        strict_status=400)
+       for name, value in (("offset_without_minutes", "2026-12-05T10:00:00+00"),
+                           ("offset_of_24_hours", "2026-12-05T10:00:00+24:00"),
+                           ("leap_second", "2026-12-31T23:59:60Z"),
+                           ("past_javascripts_dates", 8_640_000_000_000_001))},
+    # A label named "" is left out of the series; the rest of the array is stored.
+    "empty_label_name_is_left_out": Case(
+        {"appName": APP, "impactMetrics": [counter("rules_emptyname_total", 2, **{"": "x"})]},
+        counters={("rules_emptyname_total", labels()): 2}),
+    # A label named "" matches no name the schema knows: its value is never checked (1e21
+    # is beyond 2**53 - 1, and stored all the same), and the label is dropped.
+    "empty_label_name_value_is_not_checked": Case(
+        {"appName": APP, "impactMetrics": [counter("rules_emptyunchecked_total", 4,
+                                                   **{"": 1e21})]},
+        counters={("rules_emptyunchecked_total", labels()): 4}),
+    # Joi refuses a numeric string that loses digits: the whole array goes.
+    "imprecise_decimal_string_discards_the_array": Case(
+        {"appName": APP, "impactMetrics": [counter("rules_precise_total", 1),
+                                           counter("rules_imprecise_total",
+                                                   "1.0000000000000001")]},
+        strict_status=400),
+    # prom-client keys a counter's series by "name:value," joined: these two are one series,
+    # shown with the labels it was first seen with.
+    "comma_in_a_label_value_collides": Case(
+        {"appName": APP, "impactMetrics": [metric("rules_collide_total", "counter", [
+            {"labels": {**ENV, "x1": "p,x2:q"}, "value": 1},
+            {"labels": {**ENV, "x1": "p", "x2": "q"}, "value": 2}])]},
+        counters={("rules_collide_total", labels(x1="p,x2:q")): 3}),
+    # A histogram's label 1 and "1" are two series; they print alike, and the later one is
+    # what the exposition (and so the read-back) shows.
+    "histogram_number_and_string_labels_are_two_series": Case(
+        {"appName": APP, "impactMetrics": [metric("rules_hist_types", "histogram", [
+            {"labels": {**ENV, "n": 1}, "count": 1, "sum": 0.5,
+             "buckets": [{"le": 1, "count": 1}, {"le": "+Inf", "count": 1}]},
+            {"labels": {**ENV, "n": "1"}, "count": 2, "sum": 4,
+             "buckets": [{"le": 1, "count": 0}, {"le": "+Inf", "count": 2}]}])]},
+        histograms={("rules_hist_types", labels(n="1")): {"count": 2, "sum": 4,
+                                                          "buckets": {1.0: 0, "+Inf": 2}}}),
+    # A lone surrogate is text: stored as U+FFFD.
+    "lone_surrogate_is_a_replacement_character": Case(
+        {"appName": APP, "impactMetrics": [counter("rules_surrogate_total", 1,
+                                                   s="a\ud800b")]},
+        counters={("rules_surrogate_total", labels(s="a\ufffdb")): 1}),
+    # __proto__ is dropped (it never becomes a key); constructor is stored (measured on
+    # 8.2.0, against the issue's report); the flag's yes and no are stored.
+    "proto_variant_name_is_dropped": Case(
+        {"appName": APP, "bucket": bucket(yes=3, no=0, variants={
+            "__proto__": 1, "constructor": 1, "blue": 1})},
+        flags={FLAG: {"yes": 3, "no": 0, "variants": {"blue": 1, "constructor": 1}}},
+        strict_status=400),
+})
+
 #: Raw bodies (not JSON documents one can build): name -> (bytes, status).
 RAW_CASES: Dict[str, Any] = {
     "invalid_utf8_is_replaced_not_refused": (b'{"appName": "rules\xff"}', 202),
     "byte_order_mark_is_dropped": (b'\xef\xbb\xbf{"appName": "rules"}', 202),
     "array_body_is_rejected": (b"[]", 400),
     "empty_body_is_rejected": (b"", 400),
+    # JSON.parse has no depth limit; the receiver dropped the connection.
+    "deep_nesting_in_an_ignored_field_is_taken": (
+        b'{"appName": "rules", "x": ' + b"[" * 2000 + b"]" * 2000 + b"}", 202),
+    # JavaScript reads every number as a double; Python's int() refuses 4,300 digits.
+    "a_5000_digit_integer_in_an_ignored_field_is_taken": (
+        b'{"appName": "rules", "x": ' + b"7" * 5000 + b"}", 202),
+}
+
+#: The same body sent with other headers: name -> (headers, body bytes, status). The body
+#: is stored whenever the status is 202.
+TRANSPORT_BODY = {"appName": APP, "impactMetrics": [counter("rules_transport_total", 1)]}
+TRANSPORT_CASES: Dict[str, Any] = {
+    **{f"content_type_{name}_is_415": ({"Content-Type": value} if value else {}, None, 415)
+       for name, value in (("missing", None), ("text_plain", "text/plain"),
+                           ("form", "application/x-www-form-urlencoded"),
+                           ("vnd_api_json", "application/vnd.api+json"),
+                           ("charset_latin1", "application/json; charset=latin1"))},
+    "gzip_is_inflated": ({"Content-Encoding": "gzip"}, "gzip", 202),
+    "deflate_is_inflated": ({"Content-Encoding": "deflate"}, "deflate", 202),
+    "brotli_is_415": ({"Content-Encoding": "br"}, None, 415),
+    "utf16_with_its_charset_is_decoded": (
+        {"Content-Type": "application/json; charset=utf-16"}, "utf-16", 202),
+    "upper_case_media_type_is_json": ({"Content-Type": "Application/JSON"}, None, 202),
+}
+
+
+def transport_request(name: str, token: str) -> Tuple[Dict[str, str], bytes, int]:
+    """The headers (the token's ``Authorization`` included), bytes and expected status of a
+    transport case."""
+    extra, encoding, status = TRANSPORT_CASES[name]
+    raw = json.dumps(TRANSPORT_BODY).encode()
+    if encoding == "gzip":
+        raw = gzip.compress(raw)
+    elif encoding == "deflate":
+        raw = zlib.compress(raw)
+    elif encoding == "utf-16":
+        raw = json.dumps(TRANSPORT_BODY).encode("utf-16")
+    headers = {"Authorization": token, "Content-Type": "application/json", **extra}
+    if "Content-Type" not in extra and name == "content_type_missing_is_415":
+        del headers["Content-Type"]
+    return headers, raw, status
+
+
+@dataclass
+class WindowCase:
+    """Bodies sent within one of the server's write windows, with a canary app's body among
+    them: what is stored per app once the window is written, and whether the write fails."""
+
+    bodies: List[Dict[str, Any]]
+    stored: Dict[str, Dict[str, Any]]  # app -> flags, as Receiver.totals(app)["flags"]
+    fails: bool = False
+
+
+CANARY = "rules-canary"
+
+
+def _canary() -> Dict[str, Any]:
+    return {"appName": CANARY, "bucket": bucket(yes=1, no=1, variants={"blue": 1})}
+
+
+def _window(*bodies: Dict[str, Any], stored: Dict[str, Any], fails: bool = False
+            ) -> WindowCase:
+    return WindowCase([*bodies, _canary()], stored, fails)
+
+
+_CANARY_WHOLE = {FLAG: {"yes": 1, "no": 1, "variants": {"blue": 1}}}
+_CANARY_NO_VARIANTS = {FLAG: {"yes": 1, "no": 1, "variants": {}}}
+_LONG = "r" * 256
+WINDOW_CASES: Dict[str, WindowCase] = {
+    # Fractional yes values are summed over the window, then rounded: 0.5 + 0.5 is 1.
+    "fractional_yes_is_summed_before_rounding": _window(
+        {"appName": APP, "bucket": bucket(yes=0.5, no=0)},
+        {"appName": APP, "bucket": bucket(yes=0.5, no=0)},
+        stored={APP: {FLAG: {"yes": 1, "no": 0, "variants": {}}}, CANARY: _CANARY_WHOLE}),
+    # An integer column: past 2**31 - 1 the variants write fails for every app.
+    "variant_over_int32_loses_every_apps_variants": _window(
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"blue": 2**31})},
+        stored={APP: {FLAG: {"yes": 1, "no": 0, "variants": {}}}, CANARY: _CANARY_NO_VARIANTS},
+        fails=True),
+    "variants_summed_over_int32_lose_every_apps_variants": _window(
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"blue": 2**30})},
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"blue": 2**30})},
+        stored={APP: {FLAG: {"yes": 2, "no": 0, "variants": {}}}, CANARY: _CANARY_NO_VARIANTS},
+        fails=True),
+    # Names of Object.prototype, merged over one app, flag and hour (measured on 8.2.0):
+    # in both bodies, summed; held and missing from the later body, dropped without a
+    # word; in the later body only, the merge adds a count to the prototype's function and
+    # every app's variant counts of the window are lost.
+    "prototype_name_in_both_bodies_is_summed": _window(
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"toString": 1})},
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"toString": 1})},
+        stored={APP: {FLAG: {"yes": 2, "no": 0, "variants": {"toString": 2}}},
+                CANARY: _CANARY_WHOLE}),
+    "prototype_name_held_then_missing_is_dropped": _window(
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"constructor": 1})},
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"blue": 1})},
+        stored={APP: {FLAG: {"yes": 2, "no": 0, "variants": {"blue": 1}}},
+                CANARY: _CANARY_WHOLE}),
+    "prototype_name_held_then_null_variants_is_dropped": _window(
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"toString": 1})},
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants=None)},
+        stored={APP: {FLAG: {"yes": 2, "no": 0, "variants": {}}}, CANARY: _CANARY_WHOLE}),
+    "prototype_name_in_a_later_body_loses_every_apps_variants": _window(
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={})},
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"toString": 1})},
+        stored={APP: {FLAG: {"yes": 2, "no": 0, "variants": {}}}, CANARY: _CANARY_NO_VARIANTS},
+        fails=True),
+    # What the failing merge wrote is dropped again by a later body without the name (the
+    # corpus differential's rules bodies did that), and kept by one with it.
+    "prototype_text_is_dropped_by_a_later_body_without_it": _window(
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"blue": 1})},
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"toString": 1})},
+        {"appName": APP, "bucket": bucket(yes=1, no=0)},
+        stored={APP: {FLAG: {"yes": 3, "no": 0, "variants": {"blue": 1}}},
+                CANARY: _CANARY_WHOLE}),
+    "prototype_text_stays_when_the_name_comes_again": _window(
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"blue": 1})},
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"toString": 1})},
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"toString": 1})},
+        stored={APP: {FLAG: {"yes": 3, "no": 0, "variants": {}}}, CANARY: _CANARY_NO_VARIANTS},
+        fails=True),
+    "prototype_names_mixed_lose_every_apps_variants": _window(
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"toString": 1,
+                                                                  "valueOf": 1})},
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"toString": 1,
+                                                                  "constructor": 1})},
+        stored={APP: {FLAG: {"yes": 2, "no": 0, "variants": {}}}, CANARY: _CANARY_NO_VARIANTS},
+        fails=True),
+    # No NUL in PostgreSQL text: a variant name with one loses every app's variants.
+    "nul_in_a_variant_name_loses_every_apps_variants": _window(
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"a\u0000b": 1})},
+        stored={APP: {FLAG: {"yes": 1, "no": 0, "variants": {}}}, CANARY: _CANARY_NO_VARIANTS},
+        fails=True),
+    # varchar(255), and no NUL in PostgreSQL text: every app's counts of the window go.
+    "long_app_name_loses_every_apps_counts": _window(
+        {"appName": _LONG, "bucket": bucket(yes=1, no=0)}, stored={_LONG: {}, CANARY: {}},
+        fails=True),
+    "nul_in_app_name_loses_every_apps_counts": _window(
+        {"appName": "rules\u0000nul", "bucket": bucket(yes=1, no=0)},
+        stored={"rules\u0000nul": {}, CANARY: {}}, fails=True),
+    "stop_before_year_one_loses_every_apps_counts": _window(
+        {"appName": APP, "bucket": {**bucket(yes=1, no=0), "start": "0000-01-01T00:00:00Z",
+                                    "stop": "0000-01-01T00:00:10Z"}},
+        stored={APP: {}, CANARY: {}}, fails=True),
+    # A name of Object.prototype alone in the window is stored.
+    "to_string_once_is_stored": _window(
+        {"appName": APP, "bucket": bucket(yes=1, no=0, variants={"toString": 1})},
+        stored={APP: {FLAG: {"yes": 1, "no": 0, "variants": {"toString": 1}}},
+                CANARY: _CANARY_WHOLE}),
 }

@@ -126,12 +126,33 @@ def test_check_a_directory(tmp_path):
     assert_mistake(impactagent("check", str(tmp_path)), str(tmp_path), "is a directory")
 
 
-def test_check_reports_a_missing_file_before_any_verdict(tmp_path):
+def test_a_missing_file_does_not_cost_the_others_their_verdicts(tmp_path):
+    """The mistake is one line on stderr; every readable file still gets its verdict, and the
+    exit status is the mistake's."""
     good = tmp_path / "good.json"
     good.write_text("{}")
-    ran = impactagent("check", str(good), "missing.json", cwd=tmp_path)
+    later = tmp_path / "later.json"
+    later.write_text('{"appName": "shop"}')
+    ran = impactagent("check", str(good), "missing.json", str(later), cwd=tmp_path)
     assert_mistake(ran, "missing.json")
-    assert ran.stdout == ""
+    assert ran.stdout.splitlines()[0] == f"{good}: a real server answers 400 and stores nothing"
+    assert f"{later}: a real server stores all of it" in ran.stdout.splitlines()
+
+
+def test_a_body_nested_2000_deep_gets_a_verdict_and_the_next_file_too(tmp_path):
+    """The server takes it (JSON.parse has no depth limit); check ended in a traceback and the
+    files after it lost their verdicts."""
+    deep = tmp_path / "deep.json"
+    deep.write_bytes(b'{"appName": "shop", "x": ' + b"[" * 2000 + b"]" * 2000 + b"}")
+    huge = tmp_path / "huge.json"
+    huge.write_bytes(b'{"appName": "shop", "x": ' + b"9" * 5000 + b"}")
+    ran = impactagent("check", str(deep), str(huge), "-",
+                      stdin=b'{"appName": "shop", "x": "\\ud800"}')
+    assert "Traceback" not in ran.stderr and ran.returncode == 0, ran.stderr
+    verdicts = [line for line in ran.stdout.splitlines() if not line.startswith(" ")]
+    assert verdicts == [f"{deep}: a real server stores all of it",
+                        f"{huge}: a real server stores all of it",
+                        "-: a real server stores all of it"]
 
 
 def test_check_a_path_through_a_file(tmp_path):

@@ -8,9 +8,11 @@ it. Nothing here asserts on how long anything took.
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import threading
+import zlib
 from typing import List, Tuple
 
 import pytest
@@ -21,6 +23,7 @@ from impactagent.devtools.received_views import page, prometheus_text
 from impactagent.devtools.receiver import READ_TIMEOUT, Receiver
 
 TOKEN = "default:production.robustness"
+HEADERS = {"Authorization": TOKEN, "Content-Type": "application/json"}
 #: The test's own patience with a socket: far longer than the receivers' read timeout.
 PATIENCE = 10.0
 
@@ -100,12 +103,29 @@ def test_two_equal_content_lengths_are_one_length(receiver):
     assert status == 202
 
 
-def test_a_chunked_body_is_answered_411(receiver):
+def test_a_chunked_body_is_read_as_the_server_reads_it(receiver):
+    """unleash-server takes a chunked body (Node reads it): 202 and stored, with extensions
+    and trailers; the server answered 202 where the receiver answered 411."""
+    body = b'{"appName": "chunked", "bucket": null}'
+    with connect(receiver) as sock:
+        sock.sendall(b"POST /api/client/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + b"5;ext=1\r\n" + body[:5] + b"\r\n"
+                     + f"{len(body) - 5:x}".encode() + b"\r\n" + body[5:] + b"\r\n"
+                     + b"0\r\nX-Trailer: 1\r\n\r\n")
+        status, _ = status_and_body(read_until_closed(sock))
+    assert status == 202
+    assert receiver.received.log[-1].app_name == "chunked"
+
+
+@pytest.mark.parametrize("chunks", [b"zz\r\n{}\r\n0\r\n\r\n", b"9\r\n{}\r\n0\r\n\r\n"])
+def test_a_broken_chunked_body_is_answered_400_and_the_connection_closed(receiver, chunks):
     with connect(receiver) as sock:
         sock.sendall(b"POST /api/client/metrics HTTP/1.1\r\nHost: x\r\n"
-                     b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+                     b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + chunks)
         status, _ = status_and_body(read_until_closed(sock))
-    assert status == 411
+    assert status in (400, 408)
 
 
 def test_a_body_that_stops_arriving_times_out_with_408(receiver):
@@ -147,7 +167,7 @@ def test_slow_clients_do_not_block_the_others(receiver):
         with requests.Session() as session:
             session.trust_env = False
             answer = session.post(receiver.api_url + "/client/metrics", data=valid_body(),
-                                  headers={"Authorization": TOKEN}, timeout=PATIENCE)
+                                  headers=HEADERS, timeout=PATIENCE)
         assert answer.status_code == 202
         assert receiver.totals("raw")["flags"]["beta"]["yes"] == 1
     finally:
@@ -176,7 +196,7 @@ def test_every_view_is_safe_and_consistent_while_threads_post():
                         answer = session.post(
                             receiver.api_url + "/client/metrics", timeout=PATIENCE,
                             data=valid_body(with_a_problem=True),
-                            headers={"Authorization": TOKEN})
+                            headers=HEADERS)
                         assert answer.status_code == 202, answer.text
             except BaseException as error:  # reported by the main thread
                 errors.append(error)
@@ -210,3 +230,41 @@ def test_every_view_is_safe_and_consistent_while_threads_post():
         assert totals["flags"]["beta"]["yes"] == expected
         assert sum(totals["counters"].values()) == expected
         assert receiver.received.bodies_accepted == expected
+
+
+def encoded_request(headers: str, body: bytes) -> bytes:
+    return (f"POST /api/client/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            f"Content-Length: {len(body)}\r\n{headers}\r\n").encode() + body
+
+
+@pytest.mark.parametrize("headers, body, status", [
+    # 20 MB of zeros in 20 kB of gzip: inflated only up to the limit, then 413.
+    ("Content-Type: application/json\r\nContent-Encoding: gzip\r\n",
+     gzip.compress(b"0" * 20_000_000), 413),
+    ("Content-Type: application/json\r\nContent-Encoding: gzip\r\n", b"not gzip", 400),
+    ("Content-Type: application/json\r\nContent-Encoding: deflate\r\n",
+     zlib.compress(b'{"appName": "x"}')[2:-4], 400),  # raw deflate: no zlib header
+    ("Content-Type: application/json\r\nContent-Encoding: gzip\r\n",
+     gzip.compress(b'{"appName": "x"}')[:-6], 400),  # cut short
+    ("Content-Type: application/json\r\nContent-Encoding: x-gzip\r\n",
+     gzip.compress(b'{"appName": "x"}'), 415),
+    ("Content-Type: application/json; charset=utf-99\r\n", b'{"appName": "x"}', 415),
+    ("Content-Type: application/json; charset=\"UTF-16LE\"\r\n",
+     '{"appName": "x"}'.encode("utf-16-le"), 202),
+    ("Content-Type: application/json\r\n",
+     b'{"appName": "x", "x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", 202),
+])
+def test_encoded_bodies_are_bounded_and_answered(receiver, headers, body, status):
+    with connect(receiver) as sock:
+        sock.sendall(encoded_request(headers, body))
+        answer = read_until_closed(sock)
+    assert status_and_body(answer)[0] == status, answer[:300]
+
+
+def test_a_chunk_size_past_every_limit_is_refused_without_reading_it(receiver):
+    with connect(receiver) as sock:
+        sock.sendall(b"POST /api/client/metrics HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"fffffffffffffff\r\n{}")
+        status, _ = status_and_body(read_until_closed(sock))
+    assert status == 413

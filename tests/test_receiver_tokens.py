@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 
 import pytest
 import requests
@@ -44,8 +45,8 @@ def post(http, receiver, path, headers=None):
 
 
 @pytest.mark.parametrize("path", POSTS)
-@pytest.mark.parametrize("authorization", [None, "default:production.wrong", f"Bearer {TOKEN}",
-                                           TOKEN + " "])
+@pytest.mark.parametrize("authorization", [None, "default:production.wrong",
+                                           f"Bearer {TOKEN}x", f"Basic {TOKEN}", TOKEN[:-1]])
 def test_a_post_without_the_exact_token_gets_401(http, guarded, path, authorization):
     headers = {"Authorization": authorization} if authorization is not None else {}
     answer = post(http, guarded, path, headers)
@@ -107,6 +108,16 @@ def test_an_unknown_path_is_guarded_too(http, guarded):
     assert http.post(guarded.url + "/api/nothing", data=b"{}", timeout=5).status_code == 401
 
 
+@pytest.mark.parametrize("path", POSTS)
+@pytest.mark.parametrize("authorization", [f"Bearer {TOKEN}", f"bearer {TOKEN}",
+                                           f"BEARER {TOKEN} ", TOKEN + " "])
+def test_a_post_takes_the_token_after_bearer_as_the_server_does(http, guarded, path,
+                                                                 authorization):
+    """unleash-server strips a "Bearer " prefix (any case) and a trailing space: 202 there,
+    where the receiver answered 401."""
+    assert post(http, guarded, path, {"Authorization": authorization}).status_code == 202
+
+
 def test_without_a_token_everything_is_open(http):
     with Receiver() as receiver:
         assert post(http, receiver, "/api/client/register").status_code == 202
@@ -122,6 +133,42 @@ def test_a_token_in_the_query_is_not_logged(http, guarded, caplog):
                                               for m in caplog.records), 5)
     logged = " ".join(record.getMessage() for record in caplog.records)
     assert "receiver-s3cr3t" not in logged and "token=[REDACTED]" in logged
+
+
+@pytest.mark.parametrize("query", ["%74oken={}", "t%6Fken={}", "%2574oken={}", "TOKEN={}",
+                                   "tok%65n={}", "a=1%26token%3D{}", "x=%253Ftoken%253D{}"])
+def test_a_token_under_an_encoded_name_is_not_logged(guarded, caplog, query):
+    """The server reads ``?%74oken=`` as ``token``: the log must not show it either, nor a
+    token hidden in another parameter's encoded value."""
+    secret = TOKEN.replace(":", "%3A")
+    with caplog.at_level(logging.DEBUG, logger="impactagent.devtools.receiver"):
+        answer = raw_request(guarded, f"GET /api/received?{query.format(secret)} HTTP/1.1")
+        assert guarded.wait_for(lambda r: any("/api/received" in m.getMessage()
+                                              for m in caplog.records), 5)
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert answer.startswith((b"HTTP/1.1 200", b"HTTP/1.1 401"))
+    assert "receiver-s3cr3t" not in logged and "=[REDACTED]" in logged
+
+
+def test_a_token_in_a_malformed_request_line_is_not_logged(guarded, caplog):
+    """The error for a request line it cannot parse quotes the line: the token is cut there
+    too."""
+    with caplog.at_level(logging.DEBUG, logger="impactagent.devtools.receiver"):
+        answer = raw_request(guarded, f"GET /?%74oken={TOKEN} HTTP/1.1 extra")
+        assert guarded.wait_for(lambda r: len(caplog.records) > 0, 5)
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert b"Bad request" in answer
+    assert "receiver-s3cr3t" not in logged and "=[REDACTED]" in logged
+
+
+def raw_request(receiver, line):
+    """Send one request line as written (no client re-encodes it); the whole answer."""
+    with socket.create_connection((receiver.host, receiver.port), timeout=5) as sock:
+        sock.sendall(f"{line}\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
 
 
 def test_an_agent_delivers_through_the_guard(guarded):

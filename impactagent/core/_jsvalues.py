@@ -9,8 +9,8 @@ The server is written in JavaScript, and three of its habits decide what it stor
 - names are sanitised per UTF-16 code unit: every character outside ``[a-zA-Z0-9_]`` becomes
   ``_``, and a character outside the Basic Multilingual Plane (an emoji) is two of them.
 
->>> js_string(1e-7), js_string(2.5), js_string(3.0), js_string(True), js_string(10**16)
-('1e-7', '2.5', '3', 'true', '10000000000000000')
+>>> js_string(1e-7), js_string(2.5), js_string(3.0), js_string(True), js_string(2**53 + 1)
+('1e-7', '2.5', '3', 'true', '9007199254740992')
 >>> joi_number(" 1e3 "), joi_number("0x10"), joi_number(True)
 (1000.0, None, None)
 >>> sanitize("émoji😀-x")
@@ -19,12 +19,22 @@ The server is written in JavaScript, and three of its habits decide what it stor
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any, Optional, Union
+import reprlib
+from typing import Any, List, Optional, Tuple, Union
 
 Number = Union[int, float]
 
-_JOI_NUMBER = re.compile(r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?\s*\Z", re.IGNORECASE)
+# ASCII digits only: JavaScript's \d is [0-9] (Python's also matches other scripts' digits).
+_JOI_NUMBER = re.compile(r"\s*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:e[+-]?[0-9]+)?\s*\Z",
+                         re.IGNORECASE)
+#: ``Number(text)`` in JavaScript: what it trims, and the literals it reads.
+_JS_SPACE = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007" \
+    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_JS_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
+_JS_PREFIXED = re.compile(r"0(?:[xX]([0-9a-fA-F]+)|[oO]([0-7]+)|[bB]([01]+))\Z")
+_JS_INFINITY = re.compile(r"([+-]?)Infinity\Z")
 _NAME_CHAR = re.compile(r"[a-zA-Z0-9_]")
 
 
@@ -35,12 +45,221 @@ def is_number(value: Any) -> bool:
 
 def joi_number(value: Any) -> Optional[Number]:
     """What Joi's ``number()`` (with conversion, as the server validates) makes of ``value``:
-    the number, or None when it refuses it. Range checks are the caller's."""
+    the number, or None when it refuses it. Range checks are the caller's.
+
+    A string is converted only when the number keeps every digit it spells (Joi's "unsafe"
+    check): ``"1.5"`` is 1.5, ``"1.0000000000000001"`` and ``"1.50"`` are refused."""
     if is_number(value):
-        return value
-    if isinstance(value, str) and _JOI_NUMBER.match(value):
-        return float(value.strip())
+        number: Number = value
+        return number
+    if not (isinstance(value, str) and _JOI_NUMBER.match(value)):
+        return None
+    text = value.strip()
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        return None
+    printed = js_number(number)
+    if "e" in text.lower():
+        if _significant(text) != _significant(printed):
+            return None
+    elif "e" not in printed and printed != _normalized_decimal(text):
+        return None
+    return 0.0 if number == 0 else number
+
+
+def _significant(text: str) -> str:
+    """Joi's significant digits of a number's text: no exponent, point, sign or padding."""
+    text = re.sub(r"[eE][+-]?[0-9]+\Z", "", text).replace(".", "", 1)
+    return re.sub(r"\A[+-]?0*", "", text.rstrip("0"))
+
+
+def _normalized_decimal(text: str) -> str:
+    """Joi's normal form of a decimal string, to compare with how JavaScript prints it."""
+    text = re.sub(r"\A\+", "", text)
+    text = re.sub(r"\.0*\Z", "", text)
+    text = re.sub(r"\A(-?)\.([^.]*)\Z", r"\g<1>0.\2", text)
+    text = re.sub(r"\A(-?)0+([0-9])", r"\1\2", text)
+    if "." in text and text.endswith("0"):
+        text = text.rstrip("0")
+    return "0" if text == "-0" else text
+
+
+def js_to_number(text: str) -> Optional[float]:
+    """``Number(text)`` in JavaScript (``+text``): ``" "`` is 0, ``"0x10"`` 16, ``"0b11"``
+    3; None where JavaScript gets NaN (``"1_000"``, other scripts' digits)."""
+    text = text.strip(_JS_SPACE)
+    if not text:
+        return 0.0
+    prefixed = _JS_PREFIXED.match(text)
+    if prefixed:
+        digits = next(group for group in prefixed.groups() if group)
+        return float(int(digits, (16, 8, 2)[prefixed.groups().index(digits)]))
+    infinity = _JS_INFINITY.match(text)
+    if infinity:
+        return float("-inf") if infinity.group(1) == "-" else float("inf")
+    return float(text) if _JS_DECIMAL.match(text) else None
+
+
+def ajv_number(value: Any) -> Optional[Number]:
+    """What Ajv's type coercion (the request schema's) makes of ``value`` where a number
+    belongs: ``null`` 0, ``true`` 1, a non-empty string its ``Number()``; None for the rest."""
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        return int(value)
+    if is_number(value):
+        number: Number = value
+        return number
+    if isinstance(value, str) and value:
+        converted = js_to_number(value)
+        if converted is not None and converted.is_integer() and abs(converted) < 2**63:
+            return int(converted)
+        return converted
     return None
+
+
+def ajv_null(value: Any) -> bool:
+    """Ajv's coercion to ``null`` where a field is nullable: ``null``, ``""``, ``0``,
+    ``false``."""
+    return value is None or value is False or (value == "" and isinstance(value, str)) or (
+        is_number(value) and value == 0)
+
+
+def json_document(text: str) -> Any:
+    """``JSON.parse(text)``: no depth limit, integers of any length (past 4,300 digits
+    Python's ``int()`` refuses them; JavaScript reads every number as a double), lone
+    surrogates kept as U+FFFD (what the server writes for them). Raises ValueError."""
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON value")
+
+    try:
+        document = json.loads(text, parse_constant=refuse, parse_int=_json_int)
+    except RecursionError:
+        document = _deep_json(text)
+    return _without_surrogates(document) if _SURROGATE.search(text) else document
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut short, for messages: a body's values may be nested thousands
+    deep or megabytes long."""
+    return reprlib.repr(value)
+
+
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+
+
+def _json_int(digits: str) -> Number:
+    return int(digits) if len(digits) < 4000 else float(digits)
+
+
+def _without_surrogates(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings (keys too) replaced by U+FFFD;
+    iterative, as the document may be deeper than Python's recursion limit."""
+    def clean(text: str) -> str:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+    root: List[Any] = [value]
+    stack: List[Tuple[Any, Any]] = [(root, 0)]
+    while stack:
+        container, key = stack.pop()
+        item = container[key]
+        if isinstance(item, str):
+            container[key] = clean(item)
+        elif isinstance(item, list):
+            stack += [(item, i) for i in range(len(item))]
+        elif isinstance(item, dict):
+            cleaned = {clean(k): v for k, v in item.items()}
+            if cleaned.keys() != item.keys():
+                item.clear()
+                item.update(cleaned)
+            stack += [(item, k) for k in item]
+    return root[0]
+
+
+_scanstring: Any = getattr(json.decoder, "scanstring")  # noqa: B009 (not in the stubs)
+_SPACE = re.compile(r"[ \t\n\r]*")
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+_LITERALS = {"true": True, "false": False, "null": None}
+
+
+def _deep_json(text: str) -> Any:
+    """A JSON parser without recursion, for documents nested past the recursion limit."""
+    stack: List[Any] = []  # open containers; a dict's pending key is kept beside it
+    keys: List[Optional[str]] = []
+    at = _SPACE.match(text, 0).end()  # type: ignore[union-attr]
+    result: Any = None
+    done = False
+    while True:
+        if at >= len(text):
+            raise ValueError("unexpected end of JSON")
+        char = text[at]
+        value: Any
+        if char == "{" or char == "[":
+            stack.append({} if char == "{" else [])
+            keys.append(None)
+            at = _SPACE.match(text, at + 1).end()  # type: ignore[union-attr]
+            closer = "}" if char == "{" else "]"
+            if text.startswith(closer, at):
+                at += 1
+                value = stack.pop()
+                keys.pop()
+            elif char == "{":
+                if not text.startswith('"', at):
+                    raise ValueError(f"a key is expected at {at}")
+                keys[-1], at = _scanstring(text, at + 1)
+                at = _SPACE.match(text, at).end()  # type: ignore[union-attr]
+                if not text.startswith(":", at):
+                    raise ValueError(f"':' is expected at {at}")
+                at = _SPACE.match(text, at + 1).end()  # type: ignore[union-attr]
+                continue
+            else:
+                continue
+        elif char == '"':
+            value, at = _scanstring(text, at + 1)
+        elif (number := _NUMBER.match(text, at)) is not None:
+            digits = number.group(0)
+            value = float(digits) if number.group(1) or number.group(2) else _json_int(digits)
+            at = number.end()
+        else:
+            for literal, meaning in _LITERALS.items():
+                if text.startswith(literal, at):
+                    value, at = meaning, at + len(literal)
+                    break
+            else:
+                raise ValueError(f"unexpected {char!r} at {at}")
+        # Place the value, then close every container that ends here.
+        while True:
+            at = _SPACE.match(text, at).end()  # type: ignore[union-attr]
+            if not stack:
+                result, done = value, True
+                break
+            container = stack[-1]
+            if isinstance(container, dict):
+                container[keys[-1]] = value
+            else:
+                container.append(value)
+            closer = "}" if isinstance(container, dict) else "]"
+            if text.startswith(closer, at):
+                value = stack.pop()
+                keys.pop()
+                at += 1
+                continue
+            if not text.startswith(",", at):
+                raise ValueError(f"',' or {closer!r} is expected at {at}")
+            at = _SPACE.match(text, at + 1).end()  # type: ignore[union-attr]
+            if isinstance(container, dict):
+                if not text.startswith('"', at):
+                    raise ValueError(f"a key is expected at {at}")
+                keys[-1], at = _scanstring(text, at + 1)
+                at = _SPACE.match(text, at).end()  # type: ignore[union-attr]
+                if not text.startswith(":", at):
+                    raise ValueError(f"':' is expected at {at}")
+                at = _SPACE.match(text, at + 1).end()  # type: ignore[union-attr]
+            break
+        if done:
+            if at != len(text):
+                raise ValueError(f"extra data at {at}")
+            return result
 
 
 def js_string(value: Any) -> str:
@@ -50,7 +269,8 @@ def js_string(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
-        return js_number(float(value)) if abs(value) >= 10**21 else str(value)
+        # JSON.parse reads an integer as a double: past 2**53 it is the nearest one.
+        return js_number(float(value)) if abs(value) > 2**53 else str(value)
     if isinstance(value, float):
         return js_number(value)
     return str(value)
@@ -95,3 +315,82 @@ def valid_name(sanitized: str) -> bool:
     """A sanitised name the server keeps: it starts with a letter or ``_``."""
     return bool(sanitized) and (sanitized[0] == "_" or (sanitized[0].isascii()
                                                         and sanitized[0].isalpha()))
+
+
+# -- dates --------------------------------------------------------------------------------------
+
+#: RFC 3339 date-time as ajv-formats checks it and JavaScript's ``Date`` then reads it: ``T``,
+#: ``t`` or a space between date and time, an offset of hours and minutes (or none: UTC).
+_DATE_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[tT ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+                        r"(?:\.([0-9]+))?(?:([zZ])|([+-])([0-9]{2}):?([0-9]{2}))?\Z")
+#: JavaScript's dates end 8.64e15 ms either side of 1970.
+MAX_DATE_MS = 8_640_000_000_000_000
+#: 0001-01-01T00:00:00Z: the server cannot write a count filed before it.
+YEAR_ONE_MS = -62_135_596_800_000
+_HOUR_MS = 3_600_000
+
+
+def js_date_ms(value: Any) -> Optional[int]:
+    """Milliseconds since 1970 of a bucket date as the server reads it (a date-time string,
+    or an integer timestamp, also as a numeric string), or None where it answers 400."""
+    if isinstance(value, str):
+        match = _DATE_TIME.match(value)
+        if match is None:
+            number = ajv_number(value) if value.strip(_JS_SPACE) else None
+            return js_date_ms(number) if is_number(number) else None
+        year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+        if not (1 <= month <= 12 and 1 <= day <= _days_in_month(year, month)
+                and hour <= 23 and minute <= 59 and second <= 59):
+            return None
+        offset = 0
+        if match.group(9):
+            offset_hours, offset_minutes = int(match.group(10)), int(match.group(11))
+            if offset_hours > 23 or offset_minutes > 59:
+                return None
+            offset = (offset_hours * 60 + offset_minutes) * (-1 if match.group(9) == "-" else 1)
+        millis = int((match.group(7) or "0")[:3].ljust(3, "0"))
+        moment = (((_days_from_civil(year, month, day) * 24 + hour) * 60 + minute - offset)
+                  * 60 + second) * 1000 + millis
+        return moment if abs(moment) <= MAX_DATE_MS else None
+    if is_number(value) and value == int(value) and abs(value) <= MAX_DATE_MS:
+        return int(value)
+    return None
+
+
+def hour_of(ms: int) -> str:
+    """The hour ``ms`` falls in, as JavaScript's ``toISOString()`` writes it (without the
+    milliseconds): years past 9999 and before 0 with a sign and six digits."""
+    hour = ms // _HOUR_MS
+    days, hour_of_day = divmod(hour, 24)
+    year, month, day = _civil_from_days(days)
+    shown = f"{year:04d}" if 0 <= year <= 9999 else f"{'-' if year < 0 else '+'}{abs(year):06d}"
+    return f"{shown}-{month:02d}-{day:02d}T{hour_of_day:02d}:00:00Z"
+
+
+def _days_in_month(year: int, month: int) -> int:
+    if month == 2:
+        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
+    return 30 if month in (4, 6, 9, 11) else 31
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (any year, 0 and below too)."""
+    year -= month <= 2
+    era = year // 400
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146097 + day_of_era - 719468
+
+
+def _civil_from_days(days: int) -> Tuple[int, int, int]:
+    days += 719468
+    era = days // 146097
+    day_of_era = days - era * 146097
+    year_of_era = (day_of_era - day_of_era // 1460 + day_of_era // 36524
+                   - day_of_era // 146096) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    month_index = (5 * day_of_year + 2) // 153
+    day = day_of_year - (153 * month_index + 2) // 5 + 1
+    month = month_index + (3 if month_index < 10 else -9)
+    return year_of_era + era * 400 + (month <= 2), month, day

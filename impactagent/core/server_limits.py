@@ -30,3 +30,12 @@ OBJECT_PROTOTYPE_PROPERTIES = frozenset({
     "__proto__", "constructor", "hasOwnProperty", "isPrototypeOf", "propertyIsEnumerable",
     "toLocaleString", "toString", "valueOf",
 })
+
+#: Variant names unleash-server 8.2.0 drops without a word (measured: ``__proto__`` never
+#: becomes a key; ``constructor``, ``toString`` and the others are stored, once or twice
+#: in a window).
+DROPPED_VARIANT_NAMES = frozenset({"__proto__"})
+
+#: Impact-metric label names (once sanitised) the server stores, after which its
+#: impact-metrics exposition fails to parse, for every app.
+EXPOSITION_BREAKING_LABELS = frozenset({"__name__", "__"})

@@ -40,30 +40,43 @@ metrics as ``labels: {}``), a null bucket. :func:`notes` says what is odd about 
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
-from datetime import date
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
-from ._jsvalues import is_number, joi_number, sanitize, valid_name
+from ._jsvalues import (
+    YEAR_ONE_MS,
+    ajv_null,
+    ajv_number,
+    is_number,
+    joi_number,
+    js_date_ms,
+    js_string,
+    json_document,
+    sanitize,
+    shown,
+    valid_name,
+)
 from ._numbers import MAX_SAFE
+from .server_limits import (
+    DROPPED_VARIANT_NAMES,
+    EXPOSITION_BREAKING_LABELS,
+    MAX_APP_NAME_LENGTH,
+    MAX_VARIANT_COUNT,
+)
 
+POISONED = "poisoned"
 TOO_LARGE = "too large"
 REJECTED = "rejected"
 DISCARDED = "discarded"
 CUT = "cut"
 IGNORED = "ignored"
-#: The outcomes from worst to mildest; ``outcome_of`` picks the first that applies.
-OUTCOMES = (TOO_LARGE, REJECTED, DISCARDED, CUT, IGNORED)
+#: The outcomes from worst to mildest; ``outcome_of`` picks the first that applies. The worst
+#: is a body the server answers 202 and then loses other apps' data for.
+OUTCOMES = (POISONED, TOO_LARGE, REJECTED, DISCARDED, CUT, IGNORED)
 
 #: unleash-server's JSON body limit: express.json's default ``100kb``, in bytes.
 MAX_BODY = 100 * 1024
 
-#: RFC 3339 date-time as ajv-formats 2.1 checks it: ``T``, ``t`` or a space between date and
-#: time, the offset optional.
-_DATE_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)[tT ](\d\d):(\d\d):(\d\d)(\.\d+)?"
-                        r"([zZ]|[+-]\d\d(:?\d\d)?)?\Z")
 _TYPES = ("counter", "gauge", "histogram")
 #: String fields of the request schema; an object or array there is a 400.
 _STRINGS = {"instanceId": None, "sdkVersion": None, "platformName": None,
@@ -83,18 +96,15 @@ class Problem:
         return f"{self.outcome}: {self.where or '<body>'}: {self.message}"
 
 
-def parse_body(raw: bytes) -> Tuple[Optional[Dict[str, Any]], List[Problem]]:
-    """The JSON document in ``raw``, or the reason it is not one a server can read.
+def parse_body(raw: Union[bytes, str]) -> Tuple[Optional[Dict[str, Any]], List[Problem]]:
+    """The JSON document in ``raw`` (bytes as sent, or text already decoded), or the reason
+    it is not one a server can read.
 
-    As the server reads it: invalid UTF-8 is replaced, not refused, and a leading byte-order
-    mark is dropped."""
-
-    def refuse_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not a JSON value")
-
-    text = raw.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    As the server reads it: invalid UTF-8 is replaced, not refused, a leading byte-order mark
+    is dropped, nesting has no depth limit, and a lone surrogate is text (stored as U+FFFD)."""
+    text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
     try:
-        document = json.loads(text, parse_constant=refuse_constant)
+        document = json_document(text.removeprefix("\ufeff"))
     except ValueError as error:
         return None, [Problem(REJECTED, "", f"not JSON: {error} (servers answer 400)")]
     if not isinstance(document, dict):
@@ -154,7 +164,8 @@ def notes(document: Dict[str, Any]) -> List[str]:
     """What a real 8.2.0 server stores without complaint but is worth knowing (``check``
     prints them; they are not problems, and ``--strict`` does not refuse them)."""
     found = []
-    if document.get("bucket") is None:
+    bucket = document.get("bucket")
+    if ajv_null(bucket):
         found.append("bucket: null or missing: 8.x stores the rest; servers before 8.0 "
                      "answer 400")
     metrics = document.get("impactMetrics")
@@ -165,6 +176,9 @@ def notes(document: Dict[str, Any]) -> List[str]:
             if isinstance(labels, dict) and "appName" not in labels:
                 found.append(f"impactMetrics/{i}/samples/{j}/labels: no appName label: the "
                              "server stores the series without an app")
+            if isinstance(labels, dict) and "" in labels:
+                found.append(f"impactMetrics/{i}/samples/{j}/labels: a label named '': the "
+                             "server stores the series without it")
             if isinstance(metric, dict) and metric.get("type") == "histogram":
                 found += [f"impactMetrics/{i}/samples/{j}: {message} (stored as sent)"
                           for message in _histogram_oddities(sample)]
@@ -191,7 +205,7 @@ def _request_problems(document: Dict[str, Any]) -> List[Problem]:
         elif limit is not None and isinstance(value, str) and len(value) > limit:
             rejected(name, f"longer than {limit} characters")
     bucket = document.get("bucket")
-    if bucket is None:
+    if ajv_null(bucket):  # Ajv coerces "", 0 and false to null where null is allowed
         return problems
     if not isinstance(bucket, dict):
         rejected("bucket", "not an object (send null, or leave it out)")
@@ -200,13 +214,14 @@ def _request_problems(document: Dict[str, Any]) -> List[Problem]:
         if key not in bucket:
             rejected(f"bucket/{key}", "missing")
     for key in ("start", "stop"):
-        if key in bucket and not _is_date(bucket[key]):
-            rejected(f"bucket/{key}", f"{bucket[key]!r} is neither an RFC 3339 date-time "
+        if key in bucket and js_date_ms(bucket[key]) is None:
+            rejected(f"bucket/{key}", f"{shown(bucket[key])} is neither an RFC 3339 date-time "
                      "nor an integer timestamp")
     toggles = bucket.get("toggles", {})
     if not isinstance(toggles, dict):
         rejected("bucket/toggles", "not an object")
         return problems
+    written = False  # a row of counts goes to the database
     for flag, toggle in toggles.items():
         where = f"bucket/toggles/{flag}"
         if not isinstance(toggle, dict):
@@ -214,20 +229,33 @@ def _request_problems(document: Dict[str, Any]) -> List[Problem]:
             continue
         yes, no = _count(toggle.get("yes"), False), _count(toggle.get("no"), True)
         if yes is None:
-            rejected(f"{where}/yes", f"{toggle.get('yes')!r} is not a number >= 0")
+            rejected(f"{where}/yes", f"{shown(toggle.get('yes'))} is not a number >= 0")
         if no is None:
-            rejected(f"{where}/no", f"{toggle.get('no')!r} is not an integer >= 0")
+            rejected(f"{where}/no", f"{shown(toggle.get('no'))} is not an integer >= 0")
         variants = toggle.get("variants")
-        if variants is not None and not isinstance(variants, dict):
+        if not ajv_null(variants) and not isinstance(variants, dict):
             rejected(f"{where}/variants", "not an object")
+        counted = yes is not None and no is not None and bool(yes or no)
         for variant, n in (variants.items() if isinstance(variants, dict) else ()):
-            if _count(n, True) is None:
-                rejected(f"{where}/variants/{variant}", f"{n!r} is not an integer >= 0")
-            elif variant == "":
+            count = _count(n, True)
+            if count is None:
+                rejected(f"{where}/variants/{variant}", f"{shown(n)} is not an integer >= 0")
+            elif variant == "" or variant in DROPPED_VARIANT_NAMES:
                 # Measured on 8.2.0: 202, yes and no stored, this variant's count not.
-                problems.append(Problem(IGNORED, f"{where}/variants/", "an empty variant "
-                                        "name: the server stores the flag's yes and no "
-                                        "but not this count"))
+                problems.append(Problem(IGNORED, f"{where}/variants/{variant}",
+                                        f"the variant name {variant!r}: the server stores "
+                                        "the flag's yes and no but not this count"))
+            elif counted and "\0" in variant:
+                problems.append(Problem(POISONED, f"{where}/variants/{variant}", "a variant "
+                                        "name with NUL: the server answers 202, then fails "
+                                        "to write its window and loses every app's variant "
+                                        "counts in it"))
+            elif counted and count > MAX_VARIANT_COUNT:
+                problems.append(Problem(POISONED, f"{where}/variants/{variant}", f"{count:.0f} "
+                                        f"is over {MAX_VARIANT_COUNT}: the server answers 202, "
+                                        "then fails to write its window and loses every "
+                                        "app's variant counts in it"))
+        written = written or counted
         if yes is None or no is None:
             continue
         if yes == 0 and no == 0:
@@ -235,43 +263,40 @@ def _request_problems(document: Dict[str, Any]) -> List[Problem]:
                                     "flag, variants included"))
         elif yes != int(yes):
             problems.append(Problem(IGNORED, f"{where}/yes", f"{yes!r} is not a whole count:"
-                                    " the server rounds it when it writes it"))
+                                    " the server adds the window's counts and rounds the sum "
+                                    "when it writes it"))
+    if written and not any(p.outcome == REJECTED for p in problems):
+        problems += _row_problems(document, bucket)
     return problems
 
 
-def _is_date(value: Any) -> bool:
-    if is_number(value):  # true, false and null are refused (measured)
-        return value == int(value)
-    if not isinstance(value, str):
-        return False
-    match = _DATE_TIME.match(value)
-    if not match:
-        return False
-    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
-    try:
-        date(year, month, day)
-    except ValueError:
-        return False
-    return hour <= 23 and minute <= 59 and second <= 60
+def _row_problems(document: Dict[str, Any], bucket: Dict[str, Any]) -> List[Problem]:
+    """What makes the server fail the write of a flag's row, losing every app's counts of
+    that write window (the body alone tells; the receiver also sees the window's sums)."""
+    lost = ("the server answers 202, then fails to write its window and loses every app's "
+            "flag counts in it")
+    app = js_string(document["appName"])
+    found = []
+    if len(app) > MAX_APP_NAME_LENGTH or "\0" in app:
+        found.append(Problem(POISONED, "appName", f"longer than {MAX_APP_NAME_LENGTH} "
+                             f"characters or holding NUL ({len(app)} characters): {lost}"))
+    stop = js_date_ms(bucket.get("stop"))
+    if stop is not None and stop < YEAR_ONE_MS:
+        found.append(Problem(POISONED, "bucket/stop", f"before year 1: {lost}"))
+    return found
 
 
 def _count(value: Any, whole: bool) -> Optional[float]:
-    """A flag count after Ajv's coercion (``null`` 0, ``true`` 1, ``"3"`` 3), or None when
-    the server refuses it: negative, past 2**53 - 1, or (``whole``) not an integer."""
-    if value is None:
-        return 0
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, str):
-        try:
-            value = float(value) if value.strip() else None
-        except ValueError:
-            return None
-    if not is_number(value) or not 0 <= value <= MAX_SAFE:
+    """A flag count after Ajv's coercion (``null`` 0, ``true`` 1, ``"3"`` 3, ``"0x10"`` 16,
+    ``" "`` 0), or None when the server refuses it: negative, past 2**53 - 1, or
+    (``whole``) not an integer."""
+    value = ajv_number(value)
+    if value is None or not 0 <= value <= MAX_SAFE:
         return None
     if whole and value != int(value):
         return None
-    return value
+    number: float = value
+    return number
 
 
 # -- 3. the impact-metrics schema --------------------------------------------------------------
@@ -293,7 +318,7 @@ def _impact_schema_problems(metrics: Any) -> List[Problem]:
             continue
         for key in ("name", "help", "type"):
             if not isinstance(metric.get(key), str) or not metric[key]:
-                discarded(f"{where}/{key}", f"{metric.get(key)!r} is not a non-empty string")
+                discarded(f"{where}/{key}", f"{shown(metric.get(key))} is not a non-empty string")
         buckets = metric.get("buckets")
         if "buckets" in metric and not (isinstance(buckets, list) and all(
                 _joi_safe(b) is not None for b in buckets)):
@@ -316,7 +341,7 @@ def _sample_problems(sample: Any, histogram: bool) -> List[Tuple[str, str]]:
     numbers = ("count", "sum") if histogram else ("value",)
     for field in numbers:
         if _joi_safe(sample.get(field)) is None:
-            found.append((f"/{field}", f"{sample.get(field)!r} is not a safe number (a "
+            found.append((f"/{field}", f"{shown(sample.get(field))} is not a safe number (a "
                           "number or numeric string, |x| <= 2**53 - 1)"))
     if histogram:
         buckets = sample.get("buckets")
@@ -327,21 +352,21 @@ def _sample_problems(sample: Any, histogram: bool) -> List[Tuple[str, str]]:
                 found.append((f"/buckets/{k}", "not an object"))
                 continue
             if bucket.get("le") != "+Inf" and _joi_safe(bucket.get("le")) is None:
-                found.append((f"/buckets/{k}/le", f"{bucket.get('le')!r} is neither a number"
+                found.append((f"/buckets/{k}/le", f"{shown(bucket.get('le'))} is neither a number"
                               " nor the string '+Inf'"))
             if _joi_safe(bucket.get("count")) is None:
-                found.append((f"/buckets/{k}/count", f"{bucket.get('count')!r} is not a "
+                found.append((f"/buckets/{k}/count", f"{shown(bucket.get('count'))} is not a "
                               "number"))
     if "labels" in sample:
         labels = sample["labels"]
         if not isinstance(labels, dict):
-            found.append(("/labels", f"{labels!r} is not an object: send {{}} or leave it "
+            found.append(("/labels", f"{shown(labels)} is not an object: send {{}} or leave it "
                           "out"))
         for name, value in (labels.items() if isinstance(labels, dict) else ()):
             if name == "":
-                found.append(("/labels", "an empty label name"))
+                continue  # no label name matches it: its value is never checked, and dropped
             if not (isinstance(value, str) and value) and _joi_safe(value) is None:
-                found.append((f"/labels/{name}", f"{value!r} is neither a non-empty string "
+                found.append((f"/labels/{name}", f"{shown(value)} is neither a non-empty string "
                               "nor a number"))
     return found
 
@@ -374,6 +399,12 @@ def _translation_problems(metrics: List[Dict[str, Any]]) -> List[Problem]:
             problems.append(cut(f"{where}/type", f"{name!r} is a {kinds[name]} already"))
             return problems
         for j, sample in enumerate(metric["samples"]):
+            for label in sample.get("labels") or {}:
+                if sanitize(label) in EXPOSITION_BREAKING_LABELS:
+                    problems.append(Problem(POISONED, f"{where}/samples/{j}/labels/{label}",
+                                            "a label the server stores, after which its "
+                                            "impact-metrics exposition fails to parse, for "
+                                            "every app"))
             if kind == "counter" and (joi_number(sample["value"]) or 0) < 0:
                 problems.append(cut(f"{where}/samples/{j}/value", "a counter cannot go down"))
                 return problems

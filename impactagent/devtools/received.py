@@ -26,17 +26,25 @@ else the body's.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Deque, Dict, FrozenSet, List, Optional, Tuple
 
-from ..core._jsvalues import is_number, joi_number, js_string, sanitize, valid_name
-from ..core.validation import CUT, DISCARDED, REJECTED, Problem, cut
+from ..core._jsvalues import (
+    ajv_null,
+    ajv_number,
+    joi_number,
+    js_date_ms,
+    js_string,
+    sanitize,
+    valid_name,
+)
+from ..core.server_limits import DROPPED_VARIANT_NAMES
+from ..core.validation import CUT, DISCARDED, POISONED, REJECTED, Problem, cut
 from .timeseries import SeriesStore
+from .write_window import WRITE_PERIOD, Arrival, WindowFailure, WriteWindow
 
 Labels = FrozenSet[Tuple[str, str]]
 #: Requests kept in the log for the page and the JSON view.
@@ -64,15 +72,25 @@ class ReceivedMetrics:
 
     def __init__(self, series: Optional[SeriesStore] = None) -> None:
         self._lock = threading.Lock()
-        #: The last hour in 10-second steps, filed at arrival (for the impact view).
-        self.series = series if series is not None else SeriesStore()
+        self._series = series if series is not None else SeriesStore()
         # (app, environment, flag, hour) -> {"yes", "no", "variants"}
         self._flags: Dict[Tuple[str, str, str, str], Dict[str, Any]] = {}
-        # sanitised name -> {"type", "help", "labels": label names, "series": {labels: value},
+        # sanitised name -> {"type", "help", "labels": label names, "series": {key: [labels,
+        # value]},
         # "boundaries": histogram le values seen}: the server's registry
         self._metrics: Dict[str, Dict[str, Any]] = {}
         self._log: Deque[Request] = deque(maxlen=LOG_SIZE)
         self._bodies_accepted = 0
+        # Flag counts not written yet, and the writes the server would have failed.
+        self._window = WriteWindow()
+        self._failures: Deque[WindowFailure] = deque(maxlen=LOG_SIZE)
+
+    @property
+    def series(self) -> SeriesStore:
+        """The last hour in 10-second steps, filed at arrival (for the impact view); flag
+        counts are in it once written (reading it writes the open window)."""
+        self.write()
+        return self._series
 
     @property
     def log(self) -> List[Request]:
@@ -100,32 +118,25 @@ class ReceivedMetrics:
             problems: Optional[List[Problem]] = None) -> List[Problem]:
         """Store one accepted body as the server would, given the problems ``check_document``
         found in it; return the problems that depend on what earlier bodies registered (a
-        metric name already taken by another type)."""
+        metric name already taken by another type).
+
+        Flag counts go to the write window, written as the server writes it (see
+        :mod:`.write_window`): at the next read, or when a body arrives once the window has
+        been open for the server's write period."""
         problems = problems or []
         if any(p.outcome == REJECTED for p in problems):
             return []
         app = js_string(document["appName"])
-        bucket: Dict[str, Any] = document.get("bucket") or {}
-        hour = _hour(bucket.get("stop"))
-        at = self.series.clock()
+        at = self._series.clock()
         with self._lock:
             self._bodies_accepted += 1
-            for flag, toggle in (bucket.get("toggles") or {}).items():
-                yes, no = _round(_coerced(toggle.get("yes"))), _coerced(toggle.get("no"))
-                if not (yes or no):
-                    continue  # skipped by the server, variants included
-                total = self._flags.setdefault((app, environment, flag, hour),
-                                               {"yes": 0, "no": 0, "variants": {}})
-                total["yes"] += yes
-                total["no"] += no
-                # A variant named "" is not stored (the flag's yes and no are).
-                variants = {variant: _coerced(n)
-                            for variant, n in (toggle.get("variants") or {}).items()
-                            if variant != ""}
-                for variant, n in variants.items():
-                    total["variants"][variant] = total["variants"].get(variant, 0) + n
-                self.series.add(("flag", app, flag), "flag",
-                                {"yes": yes, "no": no, "variants": variants}, at)
+            if self._window.opened is not None and at - self._window.opened >= WRITE_PERIOD:
+                self._write()
+            for arrival in _arrivals(document, environment, at):
+                self._window.add(arrival)
+            for problem in problems:
+                if problem.outcome == POISONED and problem.where.startswith("impactMetrics"):
+                    self._failures.append(WindowFailure(at, [problem.message], [app]))
             if any(p.outcome == DISCARDED for p in problems) or not document.get(
                     "impactMetrics"):
                 return []  # one bad metric: the server drops the whole array
@@ -139,6 +150,47 @@ class ReceivedMetrics:
                 if refused:
                     return [cut(f"impactMetrics/{index}/type", refused)]
         return []
+
+    def window_problems(self, document: Dict[str, Any], environment: str) -> List[Problem]:
+        """Why the open write window would fail with this body's flag counts in it, where
+        neither fails alone (a variant count summed past the server's column): the body
+        that makes the server lose every app's counts."""
+        with self._lock:
+            reasons = self._window.failing_with(
+                _arrivals(document, environment, self._series.clock()))
+        return [Problem(POISONED, "bucket/toggles", f"{reason}: should the server write its "
+                        "window now, with the bodies already in it, the write fails and "
+                        "every app's counts in it are lost") for reason in reasons]
+
+    def write(self) -> None:
+        """Write the flag counts of the open window now, as the server does every few
+        seconds (every read does it first: what a test reads has been written)."""
+        with self._lock:
+            self._write()
+
+    def failures(self) -> List[WindowFailure]:
+        """The writes the server would have failed, and what each lost, oldest first."""
+        with self._lock:
+            self._write()
+            return list(self._failures)
+
+    def _write(self) -> None:
+        arrivals = self._window.arrivals
+        written, failure = self._window.write()
+        for key, counts in written.items():
+            total = self._flags.setdefault(key, {"yes": 0, "no": 0, "variants": {}})
+            total["yes"] += counts["yes"]
+            total["no"] += counts["no"]
+            for variant, n in counts["variants"].items():
+                total["variants"][variant] = total["variants"].get(variant, 0) + n
+        if failure is not None:
+            self._failures.append(failure)
+        for arrival in arrivals:
+            if failure is None or failure.variants_only:
+                variants = {} if failure is not None else (arrival.variants or {})
+                self._series.add(("flag", arrival.app, arrival.flag), "flag",
+                                {"yes": arrival.yes, "no": arrival.no, "variants": variants},
+                                arrival.at)
 
     def _add_metric(self, metric: Dict[str, Any], app: str, at: float) -> Optional[str]:
         """Translate one metric into the registry, as the server does; a reason when the
@@ -160,21 +212,24 @@ class ReceivedMetrics:
             entry = self._metrics[name] = {"type": kind, "help": metric["help"],
                                            "labels": label_names, "series": {},
                                            "boundaries": set()}
-        series = entry["series"]
+        series = entry["series"]  # the registry's key -> [labels, value]
         for sample in samples:
-            labels = _labels(sample)
+            key, labels = _series_key(sample, kind)
             if kind == "counter":
                 value = joi_number(sample["value"])
                 assert value is not None  # the schema check let only numbers through
                 if value < 0:
                     return None  # check_document reported the cut
-                series[labels] = series.get(labels, 0) + value
-                self.series.add(("metric", app, name, kind, labels), kind, value, at)
+                # A counter keeps the labels it was first seen with.
+                series.setdefault(key, [labels, 0])[1] += value
+                self._series.add(("metric", app, name, kind, labels), kind, value, at)
             elif kind == "gauge":
-                series[labels] = joi_number(sample["value"])
-                self.series.add(("metric", app, name, kind, labels), kind, series[labels], at)
+                # A gauge keeps the labels it was last set with.
+                series[key] = [labels, joi_number(sample["value"])]
+                self._series.add(("metric", app, name, kind, labels), kind, series[key][1], at)
             else:
-                total = series.setdefault(labels, {"count": 0, "sum": 0, "buckets": {}})
+                total = series.setdefault(key, [labels, {"count": 0, "sum": 0,
+                                                         "buckets": {}}])[1]
                 buckets: Dict[Any, Any] = {}
                 delta: Dict[str, Any] = {"count": joi_number(sample["count"]),
                                          "sum": joi_number(sample["sum"]), "buckets": buckets}
@@ -186,7 +241,7 @@ class ReceivedMetrics:
                     total["buckets"][le] = total["buckets"].get(le, 0) + n
                     buckets[le] = buckets.get(le, 0) + n
                     entry["boundaries"].add(le)
-                self.series.add(("metric", app, name, kind, labels), kind, delta, at)
+                self._series.add(("metric", app, name, kind, labels), kind, delta, at)
         return None
 
     # -- reading ------------------------------------------------------------------------------
@@ -194,6 +249,7 @@ class ReceivedMetrics:
     def flags(self, app_name: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
         """Flag counts summed over hours and environments (of one app, if given)."""
         with self._lock:
+            self._write()
             return self._flag_totals(app_name)
 
     def metrics(self, app_name: Optional[str] = None) -> Dict[str, Dict[Any, Any]]:
@@ -206,6 +262,7 @@ class ReceivedMetrics:
         """Flags and impact metrics together (the shape tests compare with ``==``), read at
         one moment: no body is half counted in them."""
         with self._lock:
+            self._write()
             return {"flags": self._flag_totals(app_name), **self._metric_totals(app_name)}
 
     def _flag_totals(self, app_name: Optional[str]) -> Dict[str, Dict[str, Any]]:
@@ -224,7 +281,8 @@ class ReceivedMetrics:
         result: Dict[str, Dict[Any, Any]] = {"counters": {}, "gauges": {}, "histograms": {}}
         for name, entry in self._metrics.items():
             kind = entry["type"] + "s"
-            for labels, value in entry["series"].items():
+            # Two series that print alike (a histogram's 1 and "1") read back as the later.
+            for labels, value in entry["series"].values():
                 if app_name is None or dict(labels).get("appName") == app_name:
                     result[kind][(name, labels)] = _copy(value)
         return result
@@ -234,7 +292,7 @@ class ReceivedMetrics:
         for none): ``((app, environment, name), {"type", "help", "series"})``, sorted."""
         grouped: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
         for name, entry in self._metrics.items():
-            for labels, value in entry["series"].items():
+            for labels, value in entry["series"].values():
                 named = dict(labels)
                 key = (named.get("appName", ""), named.get("environment", ""), name)
                 group = grouped.setdefault(key, {"type": entry["type"], "help": entry["help"],
@@ -243,8 +301,10 @@ class ReceivedMetrics:
         return sorted(grouped.items())
 
     def as_json(self) -> Dict[str, Any]:
-        """Everything, in JSON-ready form: hourly flag bins, metrics, the request log."""
+        """Everything, in JSON-ready form: hourly flag bins, metrics, the request log, and the
+        writes the server would have failed (``failed_writes``)."""
         with self._lock:
+            self._write()
             flags = [{"appName": app, "environment": env, "flag": flag, "hour": hour,
                       **{k: (dict(v) if isinstance(v, dict) else v) for k, v in c.items()}}
                      for (app, env, flag, hour), c in sorted(self._flags.items())]
@@ -261,8 +321,9 @@ class ReceivedMetrics:
                     metrics.append(sample)
             log = [{"at": _iso(r.at), "appName": r.app_name, "status": r.status,
                     "bytes": r.size, "problems": list(r.problems)} for r in reversed(self._log)]
+            failed = [{"at": _iso(f.at), **f.as_json()} for f in reversed(self._failures)]
             return {"bodies_accepted": self._bodies_accepted, "flags": flags,
-                    "metrics": metrics, "requests": log}
+                    "metrics": metrics, "requests": log, "failed_writes": failed}
 
     def metric_entries(self) -> List[Tuple[Tuple[str, str, str], Dict[str, Any]]]:
         """Each metric's series (copies) grouped by the ``appName`` and ``environment`` labels
@@ -274,8 +335,31 @@ class ReceivedMetrics:
     def flag_bins(self) -> List[Tuple[Tuple[str, str, str, str], Dict[str, Any]]]:
         """Each hourly flag bin (copies), for the Prometheus view and the page."""
         with self._lock:
+            self._write()
             return [(key, {**c, "variants": dict(c["variants"])})
                     for key, c in sorted(self._flags.items())]
+
+
+def _arrivals(document: Dict[str, Any], environment: str, at: float) -> List[Arrival]:
+    """The flag counts of an accepted body as the server buffers them: flags with yes or no
+    only, coerced, without the variant names it drops."""
+    app = js_string(document["appName"])
+    bucket = document.get("bucket")
+    bucket = bucket if isinstance(bucket, dict) else {}
+    stop = js_date_ms(bucket.get("stop"))
+    arrivals = []
+    for flag, toggle in (bucket.get("toggles") or {}).items():
+        yes, no = ajv_number(toggle.get("yes")), ajv_number(toggle.get("no"))
+        if not (yes or no):
+            continue  # skipped by the server, variants included
+        given = toggle.get("variants")
+        variants = None if ajv_null(given) else {
+            variant: ajv_number(n) for variant, n in given.items()
+            if variant != "" and variant not in DROPPED_VARIANT_NAMES}
+        arrivals.append(Arrival(at, app, environment, flag,
+                                int(at * 1000) if stop is None else stop,
+                                yes or 0, int(no or 0), variants))  # type: ignore[arg-type]
+    return arrivals
 
 
 def _copy(value: Any) -> Any:
@@ -288,50 +372,25 @@ def _sorted_buckets(histogram: Dict[str, Any]) -> List[Tuple[Any, int]]:
                   key=lambda item: float("inf") if item[0] == "+Inf" else item[0])
 
 
-def _hour(stop: Any) -> str:
-    """The hour the server files a bucket under: its ``stop`` (a date-time, or milliseconds
-    since 1970 as an integer)."""
-    try:
-        if is_number(stop):
-            moment = datetime.fromtimestamp(stop / 1000, timezone.utc)
-        else:
-            text = str(stop).replace("Z", "+00:00").replace("z", "+00:00")
-            moment = datetime.fromisoformat(text)
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=timezone.utc)
-    except (ValueError, OverflowError, OSError):
-        moment = datetime.now(timezone.utc)
-    moment = moment.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
-    return moment.strftime("%Y-%m-%dT%H:00:00Z")
+def _series_key(sample: Dict[str, Any], kind: str) -> Tuple[Any, Labels]:
+    """A sample's series on the server: the registry's key, and the labels it shows
+    (sanitised names that start with a letter or _, values as JavaScript prints them; the
+    last of two names that sanitise alike wins).
 
-
-def _coerced(count: Any) -> Any:
-    """A flag count as the server's coercing schema check leaves it (``null`` 0, ``true`` 1,
-    ``"3"`` 3)."""
-    if count is None:
-        return 0
-    if isinstance(count, bool):
-        return int(count)
-    if isinstance(count, str):
-        number = float(count)
-        return int(number) if number.is_integer() else number
-    return count
-
-
-def _round(count: Any) -> int:
-    """PostgreSQL's cast of a fractional count to an integer column: half away from 0."""
-    return math.floor(count + 0.5) if count >= 0 else -math.floor(-count + 0.5)
-
-
-def _labels(sample: Dict[str, Any]) -> Labels:
-    """A sample's series key on the server: sanitised names that start with a letter or _,
-    values as JavaScript prints them (the last of two names that sanitise alike wins)."""
-    labels: Dict[str, str] = {}
+    Counters and gauges are keyed as prom-client keys them, ``name:value,`` joined in name
+    order, so ``{a: "x,b:y"}`` is the series of ``{a: "x", b: "y"}`` and ``1`` that of
+    ``"1"``; a histogram's key tells a number from a string."""
+    named: Dict[str, Any] = {}
     for key, value in (sample.get("labels") or {}).items():
         name = sanitize(key)
         if valid_name(name):
-            labels[name] = js_string(value)
-    return frozenset(labels.items())
+            named[name] = value
+    ordered = sorted(named.items())
+    labels = frozenset((name, js_string(value)) for name, value in ordered)
+    if kind == "histogram":
+        return tuple((name, isinstance(value, str), js_string(value))
+                     for name, value in ordered), labels
+    return "".join(f"{name}:{js_string(value)}," for name, value in ordered), labels
 
 
 def _le(le: Any) -> Any:

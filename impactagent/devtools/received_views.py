@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any, Dict, Iterable, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 from urllib.parse import parse_qs, urlencode
 
 from ..core.charts import ChartConfig
@@ -73,6 +73,7 @@ def page(received: ReceivedMetrics, url: str, *, window: Optional[float] = None,
                         "; ".join(r["problems"]) or "none") for r in data["requests"][:50]),
                       "requests")
     accepted = f"{data['bodies_accepted']} bod{'y' if data['bodies_accepted'] == 1 else 'ies'}"
+    failed = _failed_writes(data["failed_writes"])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <noscript><meta http-equiv="refresh" content="{PAGE_REFRESH}"></noscript>
@@ -94,7 +95,7 @@ section.flag h3 small {{ font-weight: normal; color: #666; }}
 <p>Send metrics to <code>{html.escape(url)}/api</code>. {accepted} accepted.
 Also as <a href="/api/received">JSON</a> and <a href="/metrics">Prometheus text</a>.
 This page reloads every {PAGE_REFRESH} s.</p>
-{declared}
+{failed}{declared}
 <h2 id="impact">Impact, per flag and variant</h2>
 <p>In 10-second steps over the last {links} (UTC), each body in the step it arrived in;
 numbers also as <a href="/api/impact">JSON</a>. An agent sends every 60 s by default: for a
@@ -106,6 +107,20 @@ point every step while developing, set <code>IMPACTAGENT_FLUSH_INTERVAL=10</code
 <script>{_KEEP_SCROLL}</script>
 </body></html>
 """
+
+
+def _failed_writes(failures: List[Dict[str, Any]]) -> str:
+    """The writes a real server would have failed, first on the page: bodies it answered
+    202 that cost every app its counts (or its impact-metrics exposition)."""
+    if not failures:
+        return ""
+    rows = _table(("time (UTC)", "apps in the window", "lost", "why"),
+                  ((f["at"], ", ".join(f["apps"]),
+                    ", ".join(f"{k}: {v}" for k, v in sorted(f["lost"].items())) or "-",
+                    "; ".join(f["reasons"])) for f in failures), "failed-writes")
+    return (f'<h2 class="bad">A real server would have lost every app\'s data here</h2>'
+            f"<p>It answers 202 to these bodies, then fails to write what it holds: every "
+            f"app's counts of that write window are lost.</p>{rows}")
 
 
 #: Reloads the page and puts its scroll position back. The position travels in the URL's

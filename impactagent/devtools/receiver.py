@@ -19,10 +19,12 @@ Answers, as a real server gives them:
 - 400 with a JSON reason for a body a server rejects (not JSON, NaN, a schema violation);
   the rules are unleash-server 8.2.0's (:mod:`impactagent.core.validation`);
 - 401 without the configured token (when one is configured): see "The token" below;
-- 413 for a body over the limit (100 kB, the server's default JSON limit);
+- 413 for a body over the limit (100 kB, the server's default JSON limit, inflated);
+- 415 for a ``Content-Type`` other than ``application/json``, a charset that is not
+  ``utf-*``, or a ``Content-Encoding`` other than gzip and deflate (which are inflated);
+  chunked bodies are read (:mod:`impactagent.devtools.request_body`);
 - 400 for a ``Content-Length`` that is not one plain number, or a body shorter than it
-  (then the connection is closed: where the next request starts is unknown); 411 for a
-  body without a length (``Transfer-Encoding``);
+  (then the connection is closed: where the next request starts is unknown);
 - 408 for a body that stops arriving: every read waits at most ``read_timeout`` seconds
   (10 by default), and a connection idle that long is closed. Each connection has its own
   thread, so a client that stalls (or a slowloris) never holds up the others.
@@ -41,13 +43,14 @@ The token. With ``token=`` (``impactagent receive --token``), every endpoint ans
 without it, the views as well as the POSTs: what an app sends may be worth a token to read.
 
 - ``POST /api/client/metrics`` and ``/api/client/register`` take it as an SDK sends it: the
-  whole ``Authorization`` header, as a real server does.
+  whole ``Authorization`` header, or after ``Bearer`` (any case), as a real server does.
 - The views also take ``Authorization: Bearer <token>`` (what scrapers such as Prometheus'
   ``authorization`` setting send), HTTP Basic with the token as the password (a browser asks
   for it: the 401 says ``WWW-Authenticate: Basic``; any user name), and, for a link or a
   bookmark, ``?token=<token>`` in the URL (the page's reloads keep it).
 
-Tokens are compared in constant time and never logged (a ``?token=`` is cut from the log).
+Tokens are compared in constant time and never logged: a query parameter naming a token is
+cut from every log line, however its name is percent-encoded (``?%74oken=``).
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_plus
 
 from ..core._jsvalues import js_string
 from ..core.charts import ChartConfig
@@ -73,6 +76,7 @@ from .impact import impact
 from .received import ReceivedMetrics, Request
 from .received_exposition import exposition
 from .received_views import page
+from .request_body import Refused, decode_body, read_body
 from .timeseries import SeriesStore
 
 logger = logging.getLogger("impactagent.devtools.receiver")
@@ -82,7 +86,6 @@ logger = logging.getLogger("impactagent.devtools.receiver")
 DRAIN_LIMIT = 16 * 1024 * 1024
 #: Seconds a connection may wait for the next bytes of a request before it is closed.
 READ_TIMEOUT = 10.0
-_DIGITS = re.compile(r"[0-9]+")
 
 
 class Receiver:
@@ -159,7 +162,7 @@ class Receiver:
         ``histograms``, each series keyed by ``(metric name, frozenset of labels)``."""
         return self.received.totals(app_name)
 
-    def problems(self) -> list:
+    def problems(self) -> List[str]:
         """Every problem found in the logged bodies, as text (empty: all bodies were clean).
 
         Safe to call while bodies arrive (a copy taken under the receiver's lock)."""
@@ -183,18 +186,21 @@ class Receiver:
         ``Authorization``, or ``token=`` in the ``query`` string."""
         if self.token is None:
             return True
-        offered = [authorization or ""]
+        # The whole header, as an SDK sends it; or, as the server also takes it, the token
+        # after a "Bearer " (any case).
+        offered = [(authorization or "").strip(), _bearer(authorization)]
         if view:
-            offered += [_bearer(authorization), _basic_password(authorization),
+            offered += [_basic_password(authorization),
                         *parse_qs(query).get("token", [])]
         expected = self.token.encode()
         # Every candidate is compared (no early exit): the answer's timing says nothing.
         matches = [hmac.compare_digest(candidate.encode(), expected) for candidate in offered]
         return any(matches)
 
-    def answer_metrics(self, body: bytes, authorization: Optional[str]
-                       ) -> tuple[int, Dict[str, Any]]:
-        """Decide the answer to one body: ``(status, JSON answer)``; aggregate it if taken."""
+    def answer_metrics(self, body: Union[bytes, str], authorization: Optional[str], *,
+                       size: Optional[int] = None) -> tuple[int, Dict[str, Any]]:
+        """Decide the answer to one body (its bytes, or its text once decoded; ``size``: its
+        length as sent): ``(status, JSON answer)``; aggregate it if taken."""
         if not self.allows(authorization):
             return 401, {"error": "a valid client token is required in Authorization"}
         document, problems = parse_body(body)
@@ -202,14 +208,18 @@ class Receiver:
             problems = check_document(document)
         app = js_string(document.get("appName", "?")) if document else "?"
         rejected = any(p.outcome == REJECTED for p in problems)
+        environment = environment_from_token(_bearer(authorization) or authorization,
+                                             (document or {}).get("environment") or "default")
+        if document is not None and not rejected:
+            # Failures two bodies make together in one write window: known only now.
+            problems += self.received.window_problems(document, environment)
         status = 400 if rejected or (self.strict and problems) else 202
         if status == 202 and document is not None:
-            environment = environment_from_token(authorization,
-                                                 document.get("environment") or "default")
             # What the server's registry refuses depends on earlier bodies: known only now.
             problems += self.received.add(document, environment, problems)
         texts = [str(p) for p in problems]
-        self.received.note(Request(time.time(), app, status, len(body), texts))
+        self.received.note(Request(time.time(), app, status,
+                                   len(body) if size is None else size, texts))
         if texts:
             logger.warning("impactagent receiver: body from %r answered %d: %s", app, status,
                            "; ".join(texts))
@@ -224,8 +234,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "impactagent-receiver"
 
     def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s %s", self.address_string(), _TOKEN_QUERY.sub(r"\1token=[REDACTED]",
-                                                                       format % args))
+        logger.debug("%s %s", self.address_string(), redacted(format % args))
 
     def _allowed(self, *, view: bool) -> bool:
         """The token check every route goes through; answers 401 itself when it fails."""
@@ -239,36 +248,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = self.path.split("?")[0]
-        if self.headers.get("Transfer-Encoding"):
-            self.close_connection = True  # the body that follows is not ours to parse
-            return self._json(411, {"error": "a Content-Length is required "
-                                             "(Transfer-Encoding is not supported)"})
-        length = _content_length(self.headers.get_all("Content-Length") or [])
-        if length is None:
-            self.close_connection = True  # where this body ends, and the next request
-            return self._json(400, {"error": "invalid Content-Length: "  # starts, is unknown
-                                             f"{self.headers.get_all('Content-Length')}"})
+        receiver = self.receiver
         try:
-            body = self.rfile.read(min(length, DRAIN_LIMIT))
-        except TimeoutError:
-            self.close_connection = True
-            return self._json(408, {"error": f"the body did not arrive within "
-                                             f"{self.receiver.read_timeout} s"})
-        if len(body) < min(length, DRAIN_LIMIT):
-            self.close_connection = True  # the client closed its side early
-            return self._json(400, {"error": f"body shorter than its Content-Length: "
-                                             f"{len(body)} of {length} bytes"})
-        if length > self.receiver.max_body:
-            # The body was read (and dropped): a client still sending when the answer comes
-            # would see a reset instead of the 413. Past the drain limit, hang up.
-            self.close_connection = length > DRAIN_LIMIT
-            return self._json(413, {"error": f"request entity too large: {length} bytes, "
-                                             f"limit {self.receiver.max_body}"})
+            raw = read_body(self.rfile, self.headers.get_all("Content-Length") or [],
+                            self.headers.get("Transfer-Encoding"), receiver.max_body,
+                            DRAIN_LIMIT)
+        except Refused as refused:
+            self.close_connection = self.close_connection or refused.close
+            return self._json(refused.status, {"error": refused.message})
         if not self._allowed(view=False):
             return None
         if path == "/api/client/metrics":
-            status, answer = self.receiver.answer_metrics(
-                body, self.headers.get("Authorization"))
+            try:
+                text = decode_body(raw, self.headers.get("Content-Type"),
+                                   self.headers.get("Content-Encoding"), receiver.max_body)
+            except Refused as refused:
+                return self._json(refused.status, {"error": refused.message})
+            status, answer = receiver.answer_metrics(text, self.headers.get("Authorization"),
+                                                     size=len(raw))
             return self._json(status, answer)
         if path == "/api/client/register":
             return self._json(202, {})
@@ -327,7 +324,37 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-_TOKEN_QUERY = re.compile(r"([?&])token=[^&\s]*")
+#: A query parameter, wherever a URL appears in a log line (a request line, or an error
+#: that quotes one): its name, and its value up to the next separator.
+_QUERY_PARAMETER = re.compile(r"([?&;])([^=&;?\s]*)=([^&;?\s'\"]*)")
+
+
+def redacted(text: str) -> str:
+    """``text`` with the value of every query parameter that names a token cut out, read as
+    a server reads it: a name percent-encoded however many times (``?%74oken=``) is cut as
+    surely as ``?token=``, and when decoding reveals one hidden in another value
+    (``?a=1%26token%3D...``) the line is logged decoded, and cut."""
+    cut = _QUERY_PARAMETER.sub(_cut_token, text)
+    decoded = cut
+    for _ in range(8):  # bounded: each pass undoes one layer of encoding
+        once = unquote_plus(decoded)
+        if once == decoded:
+            break
+        decoded = once
+    recut = _QUERY_PARAMETER.sub(_cut_token, decoded)
+    return recut if recut != decoded else cut
+
+
+def _cut_token(match: re.Match[str]) -> str:
+    name = match.group(2)
+    for _ in range(8):
+        decoded = unquote_plus(name)
+        if decoded == name:
+            break
+        name = decoded
+    if "token" not in name.lower():
+        return match.group(0)
+    return f"{match.group(1)}{match.group(2)}=[REDACTED]"
 
 
 def _window(query: str) -> Union[float, str, None]:
@@ -360,19 +387,3 @@ def _basic_password(authorization: Optional[str]) -> str:
     except (binascii.Error, UnicodeDecodeError):
         return ""
     return decoded.partition(":")[2]
-
-
-def _content_length(values: List[str]) -> Optional[int]:
-    """The request's body length; None unless every ``Content-Length`` is the same plain
-    decimal number (not ``-1``, ``1e3``, ``+5`` or two different values). None given: 0."""
-    lengths = {value.strip() for value in values}
-    if not lengths:
-        return 0
-    if len(lengths) != 1:
-        return None
-    (length,) = lengths
-    if not _DIGITS.fullmatch(length):
-        return None
-    digits = length.lstrip("0") or "0"
-    # Past any limit anyway; int() of thousands of digits would itself be refused.
-    return int(digits) if len(digits) <= 18 else 10 ** 18

@@ -183,7 +183,7 @@ def _pick(rng: random.Random, document: Any, want: Callable[[Tuple[Any, ...], An
     return rng.choice(found) if found else None
 
 
-def _mutations() -> Dict[str, Callable[[random.Random, Dict[str, Any]], bool]]:
+def mutations_by_name() -> Dict[str, Callable[[random.Random, Dict[str, Any]], bool]]:
     def leaf(path: Tuple[Any, ...], value: Any) -> bool:
         return not isinstance(value, (dict, list))
 
@@ -268,7 +268,7 @@ def generate(count: int = 150) -> List[Tuple[str, Dict[str, Any]]]:
 
     draw()
     rng = random.Random(SEED)
-    mutations = _mutations()
+    mutations = mutations_by_name()
     bodies = []
     for index, body in enumerate(drawn):
         if index % 4 == 0:

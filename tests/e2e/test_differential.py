@@ -30,7 +30,13 @@ from typing import Any, Dict, List, Set, Tuple
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from impactagent.core._jsvalues import js_string, sanitize
+from impactagent.core._jsvalues import (
+    YEAR_ONE_MS,
+    js_date_ms,
+    js_string,
+    json_document,
+    sanitize,
+)
 from impactagent.devtools.receiver import Receiver
 from tests.e2e.conftest import FLAG_CACHE_SECONDS, RealServer
 from tests.e2e.differential_corpus import FLAGS, corpus
@@ -45,7 +51,7 @@ def redated(raw: bytes) -> bytes:
     the body is not a JSON object with a bucket of dates)."""
     try:
         document = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past Python's limit
         return raw
     bucket = document.get("bucket") if isinstance(document, dict) else None
     if not isinstance(bucket, dict):
@@ -53,7 +59,11 @@ def redated(raw: bytes) -> bytes:
     now = datetime.now(timezone.utc)
     for key, moment in (("start", now - timedelta(seconds=10)), ("stop", now)):
         value = bucket.get(key)
-        if isinstance(value, str) and _DATE.match(value) and value[:4] != "2026-13":
+        # A date the server refuses, or one it cannot write (before year 1), stays as it is.
+        ms = js_date_ms(value) if isinstance(value, (str, int)) else None
+        if ms is None or ms < YEAR_ONE_MS:
+            continue
+        if isinstance(value, str) and _DATE.match(value):
             bucket[key] = moment.strftime("%Y-%m-%dT%H:%M:%S") + value[19:]
         elif isinstance(value, int) and not isinstance(value, bool) and value > 10**12:
             bucket[key] = int(moment.timestamp() * 1000)
@@ -64,7 +74,7 @@ def metric_names(raw: bytes) -> Set[str]:
     """The sanitised metric names a body mentions."""
     try:
         document = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return set()
     metrics = document.get("impactMetrics") if isinstance(document, dict) else None
     return {sanitize(m["name"]) for m in (metrics if isinstance(metrics, list) else ())
@@ -77,7 +87,7 @@ def flag_names(bodies: List[Tuple[str, bytes]]) -> Set[str]:
     for _, raw in bodies:
         try:
             document = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         bucket = document.get("bucket") if isinstance(document, dict) else None
         toggles = bucket.get("toggles") if isinstance(bucket, dict) else None
@@ -143,6 +153,32 @@ def differences(server: Dict[str, Dict[Any, Any]], receiver: Dict[str, Dict[Any,
     return found
 
 
+#: Seconds of sending after a server write, well inside its write period: the bodies sent
+#: then are written together, on the server as in the receiver.
+WINDOW_BUDGET = 3.0
+
+
+def just_written(unleash: RealServer, probe: str, receiver: Receiver) -> float:
+    """Return (the monotonic time) just after the server wrote its buffered flag counts: a
+    probe app's count appears. The receiver writes its window at the same moment, so that
+    both windows hold the same bodies (what one window stores can depend on the others)."""
+    body = {"appName": probe, "bucket": {"start": _now(-10), "stop": _now(0),
+                                         "toggles": {FLAGS[0]: {"yes": 1, "no": 0}}}}
+    unleash.admin.session.post(f"{unleash.url}/api/client/metrics", json=body, timeout=10,
+                               headers={"Authorization": unleash.backend_token})
+    deadline = time.monotonic() + 2 * SERVER_WRITE_PERIOD + 2
+    while time.monotonic() < deadline:
+        if unleash.admin.flag_counts(FLAGS[0], probe)["yes"]:
+            break
+        time.sleep(0.1)
+    receiver.received.write()
+    return time.monotonic()
+
+
+def _now(seconds: float) -> str:
+    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat()
+
+
 def test_the_receiver_answers_and_stores_every_body_as_the_server_does(
         unleash: RealServer) -> None:
     bodies = [(name, redated(raw)) for name, raw in corpus()]
@@ -163,7 +199,10 @@ def test_the_receiver_answers_and_stores_every_body_as_the_server_does(
     headers = {"Authorization": unleash.backend_token, "Content-Type": "application/json"}
     started = time.monotonic()
     with Receiver() as receiver:
+        aligned = just_written(unleash, "diff-probe-0", receiver)
         for name, raw in bodies:
+            if time.monotonic() - aligned > WINDOW_BUDGET:  # the next write is near
+                aligned = just_written(unleash, f"diff-probe-{name}", receiver)
             theirs = session.post(f"{unleash.url}/api/client/metrics", data=raw,
                                   headers=headers, timeout=10).status_code
             ours = session.post(f"{receiver.api_url}/client/metrics", data=raw,
@@ -173,17 +212,17 @@ def test_the_receiver_answers_and_stores_every_body_as_the_server_does(
                 disagreements.append(f"{name}: status: server {theirs}, receiver {ours} "
                                      f"{problems}")
             if theirs == 202:
-                apps.add(js_string(json.loads(raw.decode("utf-8", "replace").lstrip(
+                apps.add(js_string(json_document(raw.decode("utf-8", "replace").lstrip(
                     "\ufeff"))["appName"]))
             text = session.get(f"{unleash.url}/internal-backstage/impact/metrics",
                                timeout=10).text
             for line in differences(server_series(text, names - diverged),
-                                    _only(receiver.received.metrics(), names - diverged)):
+                                    only_series(receiver.received.metrics(), names - diverged)):
                 disagreements.append(f"{name}: {line}")
                 diverged.add(line.split(" ")[1])
         sent = time.monotonic() - started
 
-        series = sum(len(v) for v in _only(receiver.received.metrics(), names).values())
+        series = sum(len(v) for v in only_series(receiver.received.metrics(), names).values())
         time.sleep(SERVER_WRITE_PERIOD + 2)
         flag_rows = 0
         for app in sorted(apps):
@@ -194,6 +233,9 @@ def test_the_receiver_answers_and_stores_every_body_as_the_server_does(
             flag_rows += len(stored)
             if stored != held:
                 disagreements.append(f"flags of {app!r}: server {stored}, receiver {held}")
+        if disagreements:  # what the receiver says it lost, and why
+            disagreements += [f"receiver lost a write: {f.reasons} (apps {f.apps})"
+                              for f in receiver.received.failures()]
 
     print(f"\ndifferential: {len(bodies)} bodies, {len(names)} metric names, {series} series,"
           f" {flag_rows} flag totals of {len(apps)} apps; sent and compared in {sent:.1f} s")
@@ -201,7 +243,7 @@ def test_the_receiver_answers_and_stores_every_body_as_the_server_does(
     assert series > 100 and flag_rows > 10  # the comparison was not of two empty sets
 
 
-def _only(metrics: Dict[str, Dict[Any, Any]], names: Set[str]) -> Dict[str, Dict[Any, Any]]:
+def only_series(metrics: Dict[str, Dict[Any, Any]], names: Set[str]) -> Dict[str, Dict[Any, Any]]:
     return {kind: {key: value for key, value in series.items() if key[0] in names}
             for kind, series in metrics.items()}
 
