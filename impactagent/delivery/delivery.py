@@ -611,9 +611,13 @@ class Delivery:
         return taken
 
     def _keeping(self) -> str:
+        """Where bodies not delivered go now, for the log."""
         if self.spool is not None:
-            return f"spooled to {str(self.spool.directory)!r}"
-        return "counted as dropped" if self.closing else "kept in memory"
+            later = "the next agent on it" if self.closing else "the next flushes"
+            return f"spooled to {str(self.spool.directory)!r} for {later}"
+        if self.closing:
+            return "counted as dropped (not_delivered_by_close)"
+        return "kept in memory for the next flushes"
 
     def _count_not_delivered(self, events: int) -> None:
         if not events:

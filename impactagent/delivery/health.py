@@ -60,9 +60,8 @@ class Health:
             return
         first = self._failed_flushes == 1 and now == self._since
         logger.warning(
-            "delivery to %s %s (%s); %d bodies %s%s, and sending is retried at the next "
-            "flushes", self.where, "failed" if first else "is still failing",
-            failure, self._kept, keeping,
-            "" if first else f" over {self._failed_flushes} flushes since the last line")
+            "delivery to %s %s (%s); %d bodies %s%s", self.where,
+            "failed" if first else "is still failing", failure, self._kept, keeping,
+            "" if first else f" (over {self._failed_flushes} flushes since the last line)")
         self._last_line = now
         self._failed_flushes = self._kept = 0
