@@ -177,6 +177,17 @@ def _without_surrogates(value: Any) -> Any:
 
 
 _scanstring: Any = getattr(json.decoder, "scanstring")  # noqa: B009 (not in the stubs)
+
+
+def _key(text: str, at: int) -> Tuple[str, int]:
+    """An object's key at ``at`` and its colon: (the key, where its value starts)."""
+    if not text.startswith('"', at):
+        raise ValueError(f"a key is expected at {at}")
+    key, at = _scanstring(text, at + 1)
+    at = _SPACE.match(text, at).end()  # type: ignore[union-attr]
+    if not text.startswith(":", at):
+        raise ValueError(f"':' is expected at {at}")
+    return key, _SPACE.match(text, at + 1).end()  # type: ignore[union-attr]
 _SPACE = re.compile(r"[ \t\n\r]*")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 _LITERALS = {"true": True, "false": False, "null": None}
@@ -204,13 +215,7 @@ def _deep_json(text: str) -> Any:
                 value = stack.pop()
                 keys.pop()
             elif char == "{":
-                if not text.startswith('"', at):
-                    raise ValueError(f"a key is expected at {at}")
-                keys[-1], at = _scanstring(text, at + 1)
-                at = _SPACE.match(text, at).end()  # type: ignore[union-attr]
-                if not text.startswith(":", at):
-                    raise ValueError(f"':' is expected at {at}")
-                at = _SPACE.match(text, at + 1).end()  # type: ignore[union-attr]
+                keys[-1], at = _key(text, at)
                 continue
             else:
                 continue
@@ -248,13 +253,7 @@ def _deep_json(text: str) -> Any:
                 raise ValueError(f"',' or {closer!r} is expected at {at}")
             at = _SPACE.match(text, at + 1).end()  # type: ignore[union-attr]
             if isinstance(container, dict):
-                if not text.startswith('"', at):
-                    raise ValueError(f"a key is expected at {at}")
-                keys[-1], at = _scanstring(text, at + 1)
-                at = _SPACE.match(text, at).end()  # type: ignore[union-attr]
-                if not text.startswith(":", at):
-                    raise ValueError(f"':' is expected at {at}")
-                at = _SPACE.match(text, at + 1).end()  # type: ignore[union-attr]
+                keys[-1], at = _key(text, at)
             break
         if done:
             if at != len(text):
