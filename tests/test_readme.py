@@ -118,7 +118,7 @@ def readme_snippets() -> list:
 
 #: The frameworks a snippet may import: a job without the examples extra (the lower-bounds
 #: job) skips the snippets that need one.
-FRAMEWORKS = ("flask", "fastapi", "django", "celery", "opentelemetry")
+FRAMEWORKS = ("flask", "fastapi", "django", "celery", "opentelemetry", "UnleashClient")
 
 
 def run_snippet(code: str, receiver, cwd: Path, *, without: tuple = ()
