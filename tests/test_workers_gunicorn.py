@@ -39,7 +39,9 @@ class Gunicorn:
             self.master = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", *(["--preload"] if preload else []),
                  "-w", str(WORKERS), "-b", f"fd://{listener.fileno()}",
-                 "--graceful-timeout", "10", "tests.apps.workers_app:app"],
+                 # --timeout: a loaded CI machine must not have the master kill a busy
+                 # worker (30 s by default) in the middle of what is measured.
+                 "--graceful-timeout", "10", "--timeout", "120", "tests.apps.workers_app:app"],
                 cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 pass_fds=[listener.fileno()])
         self.base = f"http://127.0.0.1:{self.port}"
