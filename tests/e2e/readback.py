@@ -1,9 +1,11 @@
 """What the real server stored, read back through its own APIs, in the shape of
 ``tests.workload`` totals so that a test can compare them with ``==``.
 
-- Flag counts: ``GET /api/admin/client-metrics/features/{flag}/raw?hoursBack=1`` (admin
-  token), hourly rows per app and environment. The server buffers counts and writes them to
-  the database about every 5 s, so reads poll until the numbers stop moving.
+- Flag counts: ``GET /api/admin/client-metrics/features/{flag}/raw?hoursBack=2`` (admin
+  token), hourly rows per app and environment. Two hours back, because a row is stamped with
+  the start of its hour and ``hoursBack=1`` keeps rows stamped within the last 60 minutes: at
+  11:15 the 10:00 row, written at 10:59, is not shown. The server buffers counts and writes
+  them to the database about every 5 s, so reads poll until the numbers stop moving.
 - Impact metrics: ``GET /internal-backstage/impact/metrics``, Prometheus text of what the
   server ingested, with its own labels ``origin`` and ``metric_type`` added to ours.
 """
@@ -40,7 +42,7 @@ class UnleashAdmin:
         """The yes, no and variant counts the server holds for ``flag`` from ``app_name``."""
         response = self.session.get(
             f"{self.url}/api/admin/client-metrics/features/{flag}/raw",
-            params={"hoursBack": 1}, timeout=10)
+            params={"hoursBack": 2}, timeout=10)
         response.raise_for_status()
         total: Dict[str, Any] = {"yes": 0, "no": 0, "variants": {}}
         answer = response.json()

@@ -81,7 +81,7 @@ class Differential:
         for flag in sorted({*self.flags, FLAGS[0]}):  # the canary's flag too
             answer = self.unleash.admin.session.get(
                 f"{self.unleash.url}/api/admin/client-metrics/features/{flag}/raw",
-                params={"hoursBack": 1}, timeout=10).json()
+                params={"hoursBack": 2}, timeout=10).json()
             for row in answer["data"] if isinstance(answer, dict) else answer:
                 total = held.setdefault(row["appName"], {}).setdefault(
                     flag, {"yes": 0, "no": 0, "variants": {}})
