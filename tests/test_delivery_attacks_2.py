@@ -71,17 +71,11 @@ def in_process_ledger(agent):
             "duplicated": s["delivery"]["possibly_duplicated_events"]}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a body whose POST is still in flight is merged back into the recorder (no spool), "
-    "where it can no longer be told apart: a late 2xx cannot take it back, so close counts "
-    "it as not_delivered_by_close as well; holding such a body as a parcel until its answer "
-    "(not merging it) is a design change of delivery.py"))
-def test_a_late_2xx_for_a_body_merged_back_is_not_also_dropped_by_close():
-    """No spool. A flush's deadline cuts the wait for a POST; the body goes back into the
-    recorder. Its 2xx comes a moment later (the server stored it), then close() finds the
-    server down and counts what the recorder holds as not delivered. The 7 events were
-    stored once: the ledger must not say delivered 7 and dropped 7 (and possibly
-    duplicated 7, for a body the server has once)."""
+def test_a_late_2xx_for_a_body_in_flight_is_delivered_not_also_dropped_by_close():
+    """No spool. A flush's deadline cuts the wait for a POST; its 2xx comes a moment later
+    (the server stored it), then close() finds the server down. The 7 events were stored
+    once: the ledger must not say delivered 7 and dropped 7 (and possibly duplicated 7, for
+    a body the server has once), as it did when such a body went back into the recorder."""
     import threading
 
     import impactagent
@@ -111,6 +105,52 @@ def test_a_late_2xx_for_a_body_merged_back_is_not_also_dropped_by_close():
     ledger = in_process_ledger(agent)
     assert ledger["recorded"] == 7
     assert ledger["delivered"] + sum(ledger["dropped"].values()) == 7, ledger
+
+
+@pytest.mark.parametrize("late_answer, delivered", [(503, 7), (202, 14)])
+def test_a_body_whose_post_hangs_past_the_next_flush_is_sent_again(late_answer, delivered):
+    """A POST hangs (no answer by its flush's deadline, nor by the next flush): the next
+    flush takes the body back and sends it again, counted as possibly duplicated. The hung
+    call's late answer settles the doubt: a 503 withdraws it; a 202 means the server has
+    the body twice, which the ledger shows (delivered twice, possibly duplicated once)."""
+    import threading
+
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    hang, answered = threading.Event(), threading.Event()
+
+    class HangsOnce:
+        def __init__(self):
+            self.calls = 0
+
+        def post(self, body, timeout):
+            self.calls += 1
+            if self.calls > 1:
+                return Outcome("delivered", 202)
+            hang.wait(20)
+            answered.set()
+            if late_answer == 503:
+                return Outcome("retry", 503)
+            return Outcome("delivered", 202)
+
+    agent = impactagent.Agent("shop", transport=HangsOnce(), register=False)
+    agent.counter("jobs_total", "Jobs").inc(7)
+    try:
+        assert not agent.flush(timeout=0.3).ok  # no answer by the deadline: in flight
+        assert in_process_ledger(agent)["duplicated"] == 0  # its answer is awaited
+        time.sleep(1.5)  # past the hung call's deadline and the time a call may be stuck
+        result = agent.flush(timeout=3)
+        assert result.delivered_events == 7, result
+        assert in_process_ledger(agent)["duplicated"] == 7
+    finally:
+        hang.set()
+    assert answered.wait(5)
+    time.sleep(0.2)  # the late answer is settled on the hung call's thread
+    agent.close(timeout=1)
+    ledger = in_process_ledger(agent)
+    assert ledger["delivered"] == delivered and ledger["dropped"] == {}, ledger
+    assert ledger["duplicated"] == delivered - 7, ledger
 
 
 # -- SIGTERM while the main thread closes with a long timeout ----------------------------------
@@ -153,10 +193,11 @@ def test_sigterm_during_a_long_main_thread_close_ends_the_process_promptly(tmp_p
 
 def test_a_post_queued_behind_a_stuck_one_is_sent_on_a_new_thread():
     """A user's transport hangs on one POST (a flush's deadline cuts the wait for it); the
-    close that follows queues its POST behind it on the sending thread. The hung call is
-    retired a moment later, but the close's POST stayed queued on the retired thread until
-    the close's deadline: it was never sent, and a server that answers every other POST at
-    once got nothing from the close."""
+    close that follows queues its POST (of what was recorded since) behind it on the
+    sending thread. The hung call is retired a moment later, but the close's POST stayed
+    queued on the retired thread until the close's deadline: it was never sent, and a
+    server that answers every other POST at once got nothing from the close. The hung body
+    itself is counted as not delivered by close, and its late 503 confirms that."""
     import threading
 
     import impactagent
@@ -179,13 +220,17 @@ def test_a_post_queued_behind_a_stuck_one_is_sent_on_a_new_thread():
     agent = impactagent.Agent("shop", transport=transport, register=False)
     agent.counter("jobs_total", "Jobs").inc(7)
     try:
-        assert not agent.flush(timeout=0.3).ok  # no answer by the deadline: kept
+        assert not agent.flush(timeout=0.3).ok  # no answer by the deadline: in flight
+        agent.counter("jobs_total", "Jobs").inc(3)
         result = agent.close(timeout=4)
     finally:
         hang.set()
+    time.sleep(0.2)  # the hung call's late 503
     ledger = in_process_ledger(agent)
     assert transport.calls == 2 and result.delivered_bodies == 1, (result, ledger)
-    assert ledger["delivered"] == 7 and ledger["dropped"] == {}, ledger
+    assert ledger["delivered"] == 3, ledger
+    assert ledger["dropped"] == {"not_delivered_by_close": 7}, ledger
+    assert ledger["duplicated"] == 0, ledger
 
 
 # -- a user's transport that raises a BaseException ------------------------------------------

@@ -16,7 +16,9 @@ A flush (on the flusher thread, or on the caller's for ``flush()`` and ``close()
    ``not_delivered_by_close``); split and resent (413); or dropped and counted (400, or too
    large even alone). The status line decides: a 2xx is delivered whatever its answer's
    body does. A POST that got no answer may have been stored: its events are counted as
-   ``possibly_duplicated_events`` before the body is kept and sent again.
+   ``possibly_duplicated_events`` before the body is kept and sent again. A POST still
+   running at the deadline keeps its body in flight, settled by its answer whenever it
+   comes; the next flush takes back a body whose answer has still not come, to send again.
 
 ``close()`` first brings a running flush's deadline forward to half its own time, so that
 flush settles its own bodies; whatever is still unsettled then (a flush stuck outside a
@@ -113,6 +115,15 @@ class _Run:
         self.retry_after = 0.0
         self.empty_window = False
         self.failure = ""  # what the last failed attempt said
+        self.is_late = False
+
+    @classmethod
+    def late(cls) -> _Run:
+        """The run an answer that came after its flush ended is settled in: nothing reads
+        its counts, and nothing is sent from it (it runs on the sending thread)."""
+        run = cls(0.0, threading.Event(), 0)
+        run.is_late = True
+        return run
 
     def pause(self, seconds: float) -> None:
         """Sleep between retries, waking at once when close() sets ``stopping``."""
@@ -236,6 +247,9 @@ class Delivery:
         if self.unauthorized is not None:
             return run.result(skipped=f"stopped after HTTP {self.unauthorized}")
         try:
+            # A body whose POST an earlier flush left in flight and that still has no
+            # answer is taken back, to be sent again (possibly duplicated).
+            self._take_all(close=False)
             # If the server is not taking the spool's backlog, keep the new window as well.
             backlog_sent = self.spool is None or self._replay_spool(run)
             for parcel in self._collect(run):
@@ -305,8 +319,9 @@ class Delivery:
                 parcel.claim = renewed
             outcome = self._call(parcel, run)
             self.ledger.attempt(outcome)
-            if outcome.maybe_delivered:
-                # The server may have stored it; sending it again may count it twice.
+            if outcome.maybe_delivered and parcel.in_flight is None:
+                # The server may have stored it; sending it again may count it twice (a
+                # body still in flight is counted when its answer says so).
                 self.ledger.add("possibly_duplicated_events", events)
             if outcome.kind != DELIVERED:
                 run.failure = outcome.detail or f"HTTP {outcome.status}"
@@ -370,14 +385,32 @@ class Delivery:
     # -- what happens to a body after its last attempt ---------------------------------------
 
     def _settle(self, parcel: Parcel, outcome: Outcome, run: _Run) -> List[Parcel]:
-        """Account for ``parcel`` after ``outcome``; return the halves to send (413)."""
+        """Account for ``parcel`` after ``outcome``; return the halves to send (413). A body
+        whose POST got no answer by the deadline stays in flight: its answer settles it
+        whenever it comes, so a late 2xx is a delivery, not a body kept and sent again."""
+        job = parcel.in_flight
+        if job is not None:
+            parcel.in_flight = None
+            run.kept += 1
+            job.when_done(lambda answer: self._answered(parcel, answer, _Run.late()))
+            return []
+        return self._answered(parcel, outcome, run)
+
+    def _answered(self, parcel: Parcel, outcome: Optional[Outcome], run: _Run
+                  ) -> List[Parcel]:
         before = self._parcels.settle(parcel)
         if before == TAKEN:  # close kept it while its POST was in flight
-            self._hear_answer(parcel, outcome, taken=True)
+            self._answer_taken(parcel, outcome, late=run.is_late)
             return []
         if before != SENDING:
             return []  # taken before it was sent: the taker kept it
+        if outcome is None:  # the late call raised
+            outcome = Outcome(RETRY, detail="the request failed", maybe_delivered=True)
+        if run.is_late and outcome.maybe_delivered:  # not counted by its attempt
+            self.ledger.add("possibly_duplicated_events", parcel.events)
         kind = outcome.kind
+        if kind == TOO_LARGE and run.is_late:
+            kind = RETRY  # kept: the next flush meets the 413 again, and splits it then
         if kind == TOO_LARGE:
             halves = split_payload(parcel.payload)
             if len(halves) > 1:
@@ -405,7 +438,6 @@ class Delivery:
             if kind == UNAUTHORIZED:
                 self.unauthorized = outcome.status
             self._keep(parcel, run)
-            self._hear_answer(parcel, outcome, taken=False)
             if refused_now:
                 self._tell_refused(outcome)
         return []
@@ -444,47 +476,38 @@ class Delivery:
         """Hold on to a body that was not delivered: a spool file goes back in the queue;
         a collected body goes to the spool, or back into the recorder (once closing, to the
         spool or counted as dropped)."""
-        kept_as = parcel.kept_as = self._keep_body(parcel)
+        kept_as = parcel.kept_as = self._keep_body(parcel, final=self.closing)
         if run is not None:
             if kept_as is None and parcel.claim is None and self.spool is not None:
                 run.dropped += 1  # the spool could not store it: it counted the drop
             else:
                 run.kept += 1
 
-    def _keep_body(self, parcel: Parcel) -> Union[SpoolEntry, str, None]:
+    def _keep_body(self, parcel: Parcel, *, final: bool) -> Union[SpoolEntry, str, None]:
+        """Spool the body, or merge it back into the recorder; ``final`` (closing): spool
+        it or count it as not delivered."""
         if parcel.claim is not None and self.spool is not None:
             return self.spool.release(parcel.claim)
         payload = parcel.payload
         if self.spool is not None:
             return self.spool.write(payload.body)
         part = payload.part()
-        if part is not None and not self.closing:
+        if part is not None and not final:
             self.recorder.restore(part)
             return None
         self._count_not_delivered(parcel.events)
         return "not_delivered_by_close"
 
-    def _hear_answer(self, parcel: Parcel, outcome: Outcome, *, taken: bool) -> None:
-        """For a body kept while its POST may still be in flight (the wait was cut short,
-        or close took it): when the answer comes, a delivery undoes the keeping (the
-        spooled copy removed, the drop withdrawn), so the body counts once. A body merged
-        back cannot be taken back: it is sent again, and stays possibly duplicated."""
-        job = parcel.in_flight
-        if taken and (job is not None or outcome.maybe_delivered):
-            # Counted as possibly duplicated twice, by the attempt and by the taking: once
-            # is what is at risk.
+    def _answer_taken(self, parcel: Parcel, outcome: Optional[Outcome], *, late: bool
+                      ) -> None:
+        """The answer to a body close took while its POST was in flight. The taking counted
+        it as possibly duplicated; so did its attempt if the answer came in time and was
+        unsure: once is what is at risk. A sure answer is settled now if the taker has kept
+        the body, else by the taker once it has (it must know where the body went)."""
+        sure = outcome is not None and not outcome.maybe_delivered
+        if not late and not sure:
             self.ledger.add("possibly_duplicated_events", -parcel.events)
-        settle = self._answer_taken if taken else self._late_answer
-        if job is not None:  # the answer is the call's, later
-            parcel.in_flight = None
-            job.when_done(lambda late: settle(parcel, late))
-        elif taken and not outcome.maybe_delivered:
-            settle(parcel, outcome)
-
-    def _answer_taken(self, parcel: Parcel, outcome: Optional[Outcome]) -> None:
-        """The answer to a body close took: settled now if the taker has kept it, else by
-        the taker once it has (it must know where the body went to undo it)."""
-        if self._parcels.hear(parcel, outcome):
+        if sure and self._parcels.hear(parcel, outcome):
             self._late_answer(parcel, outcome)
 
     def _late_answer(self, parcel: Parcel, outcome: Optional[Outcome]) -> None:
@@ -589,14 +612,16 @@ class Delivery:
         for payload in payloads:
             if payload.events:  # an empty window: nothing was recorded, nothing to keep
                 events += payload.events
-                self._keep_body(Parcel(payload, None))
+                self._keep_body(Parcel(payload, None), final=True)
         # What a collect leaves pending (flag counts held for a later hour) has no body.
         held = self.recorder.pending_events()
         self._count_not_delivered(held)
         return events + held
 
     def _take_all(self, *, close: bool) -> List[Parcel]:
-        """Keep every parcel still open or sending (see :mod:`.parcels`); return them."""
+        """Keep every parcel still open or sending (see :mod:`.parcels`); return them.
+        Once closing, a body is kept where a late 2xx can undo the keeping (spooled, or
+        counted as not delivered), never merged back to be sent again."""
         taken = []
         for parcel, sending in self._parcels.take_all(close=close):
             taken.append(parcel)
@@ -605,7 +630,8 @@ class Delivery:
                 continue
             if sending:  # its POST may still reach the server
                 self.ledger.add("possibly_duplicated_events", parcel.events)
-            answer = self._parcels.kept(parcel, self._keep_body(parcel))
+            answer = self._parcels.kept(parcel,
+                                        self._keep_body(parcel, final=close or self.closing))
             if answer is not None:  # it came while the body was being kept
                 self._late_answer(parcel, answer[0])
         return taken
