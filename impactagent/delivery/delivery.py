@@ -392,9 +392,12 @@ class Delivery:
         if job is not None:
             parcel.in_flight = None
             run.kept += 1
-            job.when_done(lambda answer: self._answered(parcel, answer, _Run.late()))
+            job.when_done(lambda answer: self._answer_late(parcel, answer))
             return []
         return self._answered(parcel, outcome, run)
+
+    def _answer_late(self, parcel: Parcel, outcome: Optional[Outcome]) -> None:
+        self._answered(parcel, outcome, _Run.late())
 
     def _answered(self, parcel: Parcel, outcome: Optional[Outcome], run: _Run
                   ) -> List[Parcel]:
