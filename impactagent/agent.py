@@ -101,13 +101,10 @@ class Agent:
         settings: Optional[Settings] = None,
         transport: Optional[Sender] = None,
     ) -> None:
-        """Each keyword is a field of :class:`~impactagent.delivery.settings.Settings`,
-        where its meaning, its check and its default are written (once). A ready
-        ``settings=Settings(...)`` may be given instead; keywords given with it override
-        its fields. ``transport=`` replaces the default HTTP transport (anything with
-        ``post(body, timeout) -> Outcome``: see impactagent.delivery.transport_api)."""
-        # The keywords given, by their names, which are Settings' field names (a test
-        # holds them equal): nothing here knows a default.
+        """Each keyword is a field of :class:`~impactagent.delivery.settings.Settings`
+        (meaning, check and default); keywords override a given ``settings=``.
+        ``transport=`` replaces the HTTP transport (``post(body, timeout) -> Outcome``)."""
+        # Keyword names are Settings' field names (a test holds them equal): no default here.
         given = {name: value for name, value in locals().items()
                  if name in _SETTING_NAMES and value is not UNSET}
         if settings is None:
@@ -134,11 +131,10 @@ class Agent:
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None, *,
                  transport: Optional[Sender] = None, **overrides: Any) -> Agent:
-        """An agent configured by ``UNLEASH_URL``, ``UNLEASH_API_TOKEN``, ``UNLEASH_APP_NAME``,
-        ``UNLEASH_ENVIRONMENT``, ``UNLEASH_INSTANCE_ID`` and ``IMPACTAGENT_*`` variables.
+        """An agent configured by the ``UNLEASH_*`` and ``IMPACTAGENT_*`` variables.
 
-        Without ``UNLEASH_URL`` the agent only records (as sentry-sdk does without a DSN), so
-        an app runs unchanged in local development and CI; one INFO line says so."""
+        Without ``UNLEASH_URL`` it only records, so an app runs unchanged in development and
+        CI; one INFO line says so."""
         agent = cls(settings=Settings.from_env(environ, own_transport=transport is not None,
                                                **overrides), transport=transport)
         if agent.lifecycle.delivery is None:
@@ -153,12 +149,8 @@ class Agent:
 
     # -- defining metrics --------------------------------------------------------------------
 
-    # ``flags=("new-checkout",)`` adds a label ``new_checkout`` holding that flag's state in
-    # the current request or task (its variant, "enabled", "disabled" or "not_evaluated"),
-    # as the last call to record_flag or an @agent.flag function in that context left it.
-
-    # ``chart=Chart(...)`` (or a list of them) declares how Unleash should draw the metric;
-    # ``impactagent charts apply`` makes the server match (see impactagent.core.charts).
+    # ``flags=("new-checkout",)`` adds a label ``new_checkout``: the flag's state in the
+    # current request or task. ``chart=`` declares how Unleash draws the metric.
 
     def counter(self, name: str, help: str, labels: Sequence[str] = (), *,
                 max_series: Optional[int] = None, flags: Sequence[str] = (),
@@ -194,26 +186,21 @@ class Agent:
         return list(self._charts.values())
 
     def _watch(self, family: M) -> M:
-        """Once a metric is labelled by flags, ``record_flag`` also notes those flags' states
-        in the current context (the flag counts keep the list: a reference to
-        ``record_flag`` taken earlier does it too)."""
+        """Have ``record_flag`` note the states of the flags that label ``family``."""
         if family.flags:
             self._flags.watch(family.flags)
         return family
 
     def count_evaluation(self, name: str, enabled: bool, variant: Optional[str] = None
                           ) -> None:
-        """Count one evaluation an integration saw (the OpenFeature hook): the same as
-        :meth:`record_flag`, its state noted where a metric is labelled by the flag."""
+        """Count one evaluation an integration saw (the OpenFeature hook)."""
         self._flags.record(name, enabled, variant)
 
     def flag(self, name: str) -> Callable[[F], F]:
         """Decorate the function that decides flag ``name``; each call is one evaluation.
 
-        The result says the state: a bool (or anything truthy or falsy), a variant's name,
-        an Unleash variant dict (``name``, ``enabled``, ``feature_enabled``) or an object
-        with ``name`` and ``enabled``. The result is returned unchanged, ``def`` and
-        ``async def`` alike; a call that raises counts as neither yes nor no.
+        Its result (a bool, a variant's name, an Unleash variant) is returned unchanged; a
+        call that raises counts as neither yes nor no.
 
         >>> agent = Agent("shop")
         >>> @agent.flag("new-checkout")
@@ -229,19 +216,13 @@ class Agent:
     # -- counting flags ----------------------------------------------------------------------
 
     def record_flag(self, name: str, enabled: bool, variant: Optional[str] = None) -> None:
-        """Count one evaluation of flag ``name`` (yes/no by ``enabled``, and its variant).
-
-        When the flag labels a metric (``flags=`` on a definition, made before or after
-        this call), its state is also noted in the current request or task.
-        """
+        """Count one evaluation of flag ``name``; where it labels a metric, note its state."""
         self._flags.record(name, enabled, variant)
 
     # -- the names of the Unleash SDKs' impact-metrics API -----------------------------------
 
-    # UnleashClient's third argument is a ``MetricFlagContext(flag_names, context)``, whose
-    # flags it evaluates again to label the sample. Here a metric is labelled by flags where
-    # it is defined (``flags=``), with each flag's state as evaluated in the current request:
-    # a MetricFlagContext is accepted when the metric is labelled by every flag it names.
+    # UnleashClient's ``MetricFlagContext`` is accepted as labels when the metric is defined
+    # with every flag it names: the states come from the current request.
 
     def define_counter(self, name: str, help: str, labels: Sequence[str] = (), *,
                        flags: Sequence[str] = ()) -> Counter:
@@ -262,8 +243,7 @@ class Agent:
 
     def increment_counter(self, name: str, value: int = 1,
                           labels: LabelsOrFlagContext = None) -> None:
-        """Add ``value`` to the counter ``name``; ``labels`` are its label values, or an
-        UnleashClient ``MetricFlagContext`` (see above)."""
+        """Add ``value`` to the counter ``name``; ``labels``: values or a ``MetricFlagContext``."""
         self._series(name, "counter", labels).inc(value)
 
     def update_gauge(self, name: str, value: float, labels: LabelsOrFlagContext = None
@@ -273,8 +253,7 @@ class Agent:
 
     def observe_histogram(self, name: str, value: float, labels: LabelsOrFlagContext = None
                           ) -> None:
-        """Observe ``value`` on the histogram ``name`` (``labels`` as for
-        :meth:`increment_counter`)."""
+        """Observe ``value`` on the histogram ``name`` (``labels`` as for a counter)."""
         self._series(name, "histogram", labels).observe(value)
 
     def _series(self, name: str, kind: str, labels: LabelsOrFlagContext) -> Any:
@@ -302,9 +281,8 @@ class Agent:
     # -- Prometheus (needs the "prometheus" extra: pip install impactagent[prometheus]) --------
 
     def serve_prometheus(self, port: int, addr: str = "127.0.0.1") -> Any:
-        """Serve a Prometheus scrape of this agent on ``addr:port`` (``/metrics``) from a
-        daemon thread; returns the server (``server.server_port``, ``server.shutdown()``).
-        Scrapes read running totals and never change what is sent to Unleash."""
+        """Serve ``/metrics`` on ``addr:port`` from a daemon thread; returns the server
+        (``server.server_port``, ``server.shutdown()``). A scrape changes nothing sent."""
         server, _thread = _prometheus().serve(self, port, addr)
         return server
 
@@ -318,17 +296,12 @@ class Agent:
 
     def prometheus_workers(self, directory: Optional[str] = None, *,
                            publish_interval: float = 1.0) -> WorkersView:
-        """One Prometheus view across worker processes (gunicorn, uWSGI, multiprocessing):
-        returns a :class:`~impactagent.prometheus.workers.WorkersView` whose ``wsgi_app()``,
-        ``asgi_app()`` and ``serve(port)`` answer, in any worker, with the sum over every
-        worker sharing ``directory`` (by default one per user, app and environment under
-        the temporary directory). Call it once, where the agent is made."""
-        try:
-            from .prometheus.workers import WorkersView
-            from .prometheus.workers.directory import default_directory
-        except ImportError as error:  # prometheus_client is an optional extra
-            raise ImportError("the Prometheus endpoint needs prometheus_client: "
-                              "pip install 'impactagent[prometheus]'") from error
+        """One Prometheus view summed over the worker processes sharing ``directory`` (by
+        default one per user, app and environment). Call it once, where the agent is made."""
+        _prometheus()
+        from .prometheus.workers import WorkersView
+        from .prometheus.workers.directory import default_directory
+
         chosen = directory if directory is not None else default_directory(
             self.identity.app_name, self.identity.environment)
         view = WorkersView(self, chosen, publish_interval=publish_interval)
@@ -336,10 +309,8 @@ class Agent:
         return view
 
     def follow_fork(self, follower: Any) -> None:
-        """Have :meth:`after_fork` also call ``follower.after_fork()`` (a workers view, a
-        bridge: anything with per-process state that a child must reset). Held weakly: a
-        follower that is gone is skipped. Its ``after_fork()`` must be a no-op when
-        Python's fork hook already ran it in this process."""
+        """Have :meth:`after_fork` also call ``follower.after_fork()`` (held weakly), which
+        must be a no-op where Python's fork hook already ran it."""
         alive = [ref for ref in self._fork_followers if ref() is not None]
         self._fork_followers = [*alive, weakref.ref(follower)]
 
@@ -362,8 +333,7 @@ class Agent:
     # -- delivery ----------------------------------------------------------------------------
 
     def start(self) -> Agent:
-        """Start the background flusher (idempotent); a plain exit still flushes (atexit).
-        An agent without a url (or transport) only records: it has nothing to start."""
+        """Start the background flusher (idempotent); without a url it only records."""
         if self.lifecycle.delivery is not None:
             self.lifecycle.start()
         return self
@@ -375,10 +345,8 @@ class Agent:
     def close(self, timeout: Optional[float] = None) -> FlushResult:
         """Stop the flusher and send the last window, all within ``timeout`` seconds.
 
-        Idempotent and thread-safe; never hangs, even against a server that never answers:
-        a flush still in flight at the deadline is taken over, its bodies spooled or
-        counted as dropped (``not_delivered_by_close``), so nothing is left pending.
-        Recording after ``close()`` is still accepted but no longer sent.
+        Idempotent, thread-safe, never hangs: what is unsent at the deadline is spooled or
+        counted as dropped. Recording after ``close()`` is accepted but not sent.
         """
         return self.lifecycle.close(self.settings.shutdown_timeout if timeout is None
                                      else timeout)
@@ -398,8 +366,7 @@ class Agent:
         self.close()
 
     def statistics(self) -> Statistics:
-        """What was recorded, sent, pending and dropped (by reason), and how delivery went:
-        every key is described in :class:`~impactagent.agent_statistics.Statistics`."""
+        """What was recorded, sent, pending and dropped (keys: :class:`Statistics`)."""
         return cast(Statistics, {
             "recorded": self.recorder.recorded(),
             "pending_events": self.recorder.pending_events(),
@@ -416,6 +383,7 @@ class Agent:
 
 
 def _prometheus() -> Any:
+    """The collector module, or an ImportError saying which extra to install."""
     try:
         from .prometheus import collector
     except ImportError as error:  # prometheus_client is an optional extra

@@ -1,35 +1,17 @@
 """The native side of a bridge: metrics read from another library, as agent metrics.
 
-Each source metric becomes a native counter, gauge or histogram on the agent, defined the
-first time it is seen, so that it travels with the app's own metrics through delivery with
-every guarantee delivery has (merge-back on failure, the spool, drops counted) and the same
-series limit. Names and label names are mapped to what the server takes:
+Each source metric becomes a native family on the agent, defined at first sight, so it is
+delivered with every guarantee and the same series limit. Names become what the server
+takes (``[a-zA-Z0-9_]``, no leading digit, ``prefix`` first); a reserved label name (or
+``le`` on a histogram) is sent as ``exported_<name>``, as Prometheus renames a clash. The
+``labels`` allowlist keeps only those labels and adds up the series that differ in the rest.
+A metric that cannot be mapped is refused: logged once, listed in
+:attr:`BridgedFamilies.refused`.
 
-- every character outside ``[a-zA-Z0-9_]`` becomes ``_`` (Prometheus allows ``:``,
-  OpenTelemetry ``.``, ``-`` and ``/``), a leading digit gets a ``_`` before it, and
-  ``prefix`` is put in front of every metric name;
-- a label name the agent or the server sets itself (``appName``, ``environment``,
-  ``origin``, ``metric_type``), or ``le`` on a histogram, is sent as ``exported_<name>``,
-  as Prometheus renames a clashing label.
-
-``labels`` (an allowlist of source label names) keeps only those labels; the series that
-differ only in the others are added up (counters and histograms exactly; gauges are summed
-too, as Prometheus's ``sum without (...)`` does). A source metric that cannot be mapped (its
-name is taken by a native metric defined differently, its buckets are not ones Unleash
-takes) is refused: logged once, listed in :attr:`BridgedFamilies.refused`, never sent.
-
-A source series is mapped onto its native family by label NAME (:meth:`Bridged.series_for`),
-never by position: a source family re-defined with its labels in another order keeps each
-value on its label. One re-defined with other label names cannot be mapped onto the native
-family defined at first sight; what its series count is dropped under the reason
-``bridged_labels_changed`` (logged once per metric, counted in
-``Agent.statistics()["dropped"]``), never lost silently.
-
-A source series with an empty value for a kept label (Prometheus's way of writing a label
-that is absent; an OpenTelemetry point without one of its metric's attributes) cannot be
-sent either: Unleash discards every impact metric of a body with an empty label value. What
-it counts is dropped under ``empty_label_value``, logged once per metric with the label's
-name, so that it can be left out with ``labels=`` or given a value at the source.
+Series are mapped by label name, never position: a source re-defined with its labels
+reordered keeps each value on its label. One re-defined with other label names, or with an
+empty value for a kept label (which Unleash refuses), has its events dropped and counted
+(``bridged_labels_changed``, ``empty_label_value``).
 """
 
 from __future__ import annotations
@@ -62,7 +44,7 @@ _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 
 
 def native_name(name: str, prefix: str = "") -> str:
-    """``name`` as a metric or label name the server takes (see the module docstring).
+    """``name`` as a metric or label name the server takes.
 
     >>> native_name("http.server.duration"), native_name("job:rate5m", "app_")
     ('http_server_duration', 'app_job_rate5m')
@@ -83,9 +65,22 @@ def native_label(name: str, histogram: bool = False) -> str:
     return mapped
 
 
+def same(last: Optional[float], value: float) -> bool:
+    """Whether ``value`` is the one last seen (NaN is the same as NaN)."""
+    return last is not None and (last == value or (last != last and value != value))
+
+
+def set_changed(values: Mapping[Any, float], last_set: Dict[Any, float]) -> None:
+    """Set each native gauge series to its value where it changed since it was last set:
+    a gauge read again unchanged (at close, say) is no new event."""
+    for child, value in values.items():
+        if not same(last_set.get(child), value):
+            last_set[child] = value
+            child.set(value)
+
+
 def increment(child: Any, amount: int) -> None:
-    """Add ``amount`` to a native counter series in steps the server takes (one increment
-    is at most ``2**53 - 1``)."""
+    """Add ``amount`` to a native counter series in steps of at most ``MAX_SAFE``."""
     while amount > 0:
         step = min(amount, MAX_SAFE)
         child.inc(step)
@@ -105,10 +100,8 @@ class Bridged:
         self._keep = keep
 
     def series_for(self, labels: Mapping[str, str]) -> Optional[Any]:
-        """The native series of a source series given as ``{label name: value}``, or None
-        when there is none to put it in: its label names are not exactly the ones this
-        metric was bridged with (the source re-defined the metric with other labels), or a
-        kept label's value is empty (see :meth:`BridgedFamilies.drop_unmapped`)."""
+        """The native series of a source series ``{label name: value}``, or None when its
+        label names are not the bridged ones or a kept label's value is empty."""
         names = self.source_labels
         if len(labels) != len(names) or any(name not in labels for name in names):
             return None
@@ -150,10 +143,8 @@ class BridgedFamilies:
 
     def drop_unmapped(self, name: str, events: int, labels: Mapping[str, str],
                       bridged: Bridged) -> None:
-        """Count ``events`` of source metric ``name``'s series ``labels`` as dropped, logged
-        once per metric and reason: ``bridged_labels_changed`` when its label names are not
-        the ones the metric was bridged with, ``empty_label_value`` when a kept label's
-        value is empty."""
+        """Count ``events`` of a series that :meth:`Bridged.series_for` could not map as
+        dropped, with the reason."""
         if events <= 0:
             return
         if sorted(labels) != sorted(bridged.source_labels):
@@ -181,8 +172,7 @@ class BridgedFamilies:
 
     def histogram(self, name: str, help: str, label_names: Sequence[str],
                   buckets: Sequence[float], native: Optional[str] = None) -> Optional[Bridged]:
-        """The native histogram of a source histogram with these finite bucket boundaries
-        (None when refused)."""
+        """The native histogram of a source histogram with these finite bounds (or None)."""
         def define(*args: Any, **kwargs: Any) -> Any:
             return self._agent.histogram(*args, buckets=buckets, **kwargs)
         return self._get("histogram", name, help, label_names, native, define)
@@ -202,8 +192,7 @@ class BridgedFamilies:
                                  f"names {mapped}")
             target = native_name(native or name, self._prefix)
             if self._agent.metrics.get(target) is not None:
-                # Defined by the app, or by the agent's own view read back from the same
-                # registry: bridging it would count it twice.
+                # Defined by the app: bridging it would count it twice.
                 raise ValueError(f"{target!r} is already a metric of this agent")
             family = define(target,
                             help.strip() or f"{name} (from {self._source})", mapped,

@@ -1,48 +1,20 @@
 """Ship OpenTelemetry metrics to Unleash: a ``MetricExporter`` that records into an agent.
 
 Give :class:`ImpactMetricExporter` to a ``PeriodicExportingMetricReader``; every export
-records what the OpenTelemetry SDK aggregated into native agent metrics, which delivery then
-sends like any other (merge-back on failure, the spool, drops counted, the series limit)::
-
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-    from impactagent.integrations.otel_bridge import ImpactMetricExporter
+records what the SDK aggregated into native agent metrics, delivered like any other::
 
     reader = PeriodicExportingMetricReader(ImpactMetricExporter(agent),
                                            export_interval_millis=15_000)
     provider = MeterProvider(metric_readers=[reader])
 
-Every metric the provider reads is shipped (choose them with OpenTelemetry ``View``\\ s, or
-a ``metrics=`` predicate on the name here). What each kind becomes:
-
-- **Sum, monotonic** (Counter, ObservableCounter): a counter of the increase. The exporter
-  asks for delta temporality and handles cumulative too (a new start time, or a total lower
-  than the last, is a restart: counted from zero, never negative). Fractions are sent as
-  whole units as they complete.
-- **Sum, not monotonic** (UpDownCounter, ObservableUpDownCounter): a gauge of the current
-  total (cumulative temporality is asked for; deltas are added up).
-- **Gauge**: a gauge of the last value, sent when it changes.
-- **Histogram** (explicit buckets): a histogram with the same boundaries, the bucket counts
-  and sum added since the last export (delta asked for; cumulative handled as for sums).
-- **ExponentialHistogram**: refused. Its bucket boundaries move with its scale, and Unleash
-  stores a histogram under fixed boundaries; converting would smear counts across
-  boundaries that change from one export to the next. The metric is logged once and listed
-  in :attr:`ImpactMetricExporter.refused`, and never sent (the agent never recorded it, so
-  it is not among the agent's drops). Keep the default explicit-bucket aggregation for
-  metrics you ship.
-
-Names are mapped as :mod:`impactagent.integrations._bridged` says (``http.server.duration``
-becomes ``http_server_duration``); attribute values become strings. A metric's label names
-are those of the first data point seen, the allowlist ``labels`` applied; attributes that
-other points have beyond them are added up. A point without one of them cannot be sent
-(Unleash refuses an empty label value): its events are dropped and counted under
-``empty_label_value``, logged once per metric; leave an attribute that only some points
-have out with ``labels=``.
-
-Bridged metrics are aggregated before the agent sees them, so they cannot carry the
-request's flag state: record a native metric with ``flags=`` for that. Shut the
-``MeterProvider`` down before closing the agent (or create the agent first: ``atexit`` runs
-the provider's shutdown, and so its last export, before the agent's close).
+A monotonic sum becomes a counter of the increase (delta temporality asked for, cumulative
+handled with restarts detected); a non-monotonic sum or a gauge a gauge of the current value;
+an explicit-bucket histogram a histogram with the same boundaries. An exponential histogram
+is refused (its boundaries move with its scale; Unleash stores fixed ones) and listed in
+:attr:`ImpactMetricExporter.refused`. A point without one of its metric's attributes cannot
+be sent (Unleash refuses an empty label value): its events are dropped as
+``empty_label_value``. Shut the ``MeterProvider`` down before closing the agent, so that its
+last export is sent.
 """
 
 from __future__ import annotations
@@ -50,7 +22,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Tuple
 
-from ._bridged import Bridged, BridgedFamilies, increment
+from ._bridged import Bridged, BridgedFamilies, increment, set_changed
 from ._cumulative import CounterReadings, HistogramReadings
 
 try:
@@ -81,13 +53,11 @@ if TYPE_CHECKING:
     from ..agent import Agent
 
 class ImpactMetricExporter(MetricExporter):
-    """An OpenTelemetry metric exporter that records into ``agent`` (see the module doc).
+    """An OpenTelemetry metric exporter that records into ``agent``.
 
     ``metrics`` chooses metrics by name (all unless given); ``labels`` is an allowlist of
-    attribute names (the rest are added up); ``prefix`` goes in front of every name;
-    ``max_series`` limits each metric's series as for native metrics;
-    ``preferred_temporality`` overrides the temporality asked for, by instrument class
-    (both are handled).
+    attribute names (the rest are added up); ``prefix`` goes before every name;
+    ``preferred_temporality`` overrides the one asked for (both are handled).
     """
 
     def __init__(self, agent: Agent, *, metrics: Optional[Callable[[str], bool]] = None,
@@ -133,19 +103,15 @@ class ImpactMetricExporter(MetricExporter):
                     for metric in scope_metrics.metrics:
                         if self._chosen is None or self._chosen(metric.name):
                             self._metric(metric, gauges)
-            for child, value in gauges.items():
-                last = self._gauges_set.get(child)
-                if last is None or (last != value and not (last != last and value != value)):
-                    self._gauges_set[child] = value
-                    child.set(value)
+            set_changed(gauges, self._gauges_set)
         return MetricExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        """Nothing is buffered here: what was exported is in the agent already."""
+        """Nothing is buffered here."""
         return True
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        """Nothing to release (close the agent itself to send what is left)."""
+        """Nothing to release (close the agent to send what is left)."""
 
     # -- one metric ------------------------------------------------------------------------
 
@@ -168,8 +134,7 @@ class ImpactMetricExporter(MetricExporter):
                     total = self._running[key] = self._running.get(key, 0.0) + total
                 bridged = self._native.gauge(name, metric.description, names)
                 if bridged is not None:
-                    # A value that cannot be set is one dropped event when it is new (as
-                    # a set would be), not at every export of the same value.
+                    # A value that cannot be set is one dropped event when it is new.
                     new = self._gauges_dropped.get(key) != total
                     child = self._series(name, bridged, names, values, 1 if new else 0)
                     if child is not None:
@@ -218,9 +183,7 @@ class ImpactMetricExporter(MetricExporter):
 
     def _series(self, name: str, bridged: Bridged, names: Tuple[str, ...],
                 values: Tuple[str, ...], events: int) -> Any:
-        """The native series of a point, by the label names its metric was bridged with, or
-        None when there is none (a point without one of them: its ``events`` are dropped
-        and counted, see :mod:`impactagent.integrations._bridged`)."""
+        """The native series of a point, or None with its ``events`` counted as dropped."""
         by_name = dict(zip(names, values))
         labels = {n: by_name.get(n, "") for n in bridged.source_labels}
         child = bridged.series_for(labels)

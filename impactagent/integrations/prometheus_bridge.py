@@ -1,55 +1,23 @@
 """Ship chosen ``prometheus_client`` metrics to Unleash as impact metrics.
 
-Most apps already count their requests, errors and latencies with ``prometheus_client``.
-:func:`bridge_prometheus` reads the families you choose from a registry (the default one
-unless given) at the start of every agent collect, and records what changed into native
-agent metrics, which delivery then sends like any other (merge-back on failure, the spool,
-drops counted, the series limit)::
-
-    from prometheus_client import Counter
-    from impactagent.integrations.prometheus_bridge import bridge_prometheus
+:func:`bridge_prometheus` reads the chosen families of a registry at the start of every
+agent collect into native agent metrics, which are then delivered like any other::
 
     REQUESTS = Counter("http_requests", "Requests served", ["route", "status"])
     bridge_prometheus(agent, families=["http_requests"])        # by name
     bridge_prometheus(agent, families=lambda name: name.startswith("shop_"),
                       labels=["route"])                          # by predicate, one label
 
-What is sent, per family type:
+A counter sends the increase of each series' total (a lower total or a new ``_created`` is a
+restart, never a negative delta); a gauge its value when it changed; a histogram the bucket
+counts and sum added. Summaries, infos, enums, state sets, gauge histograms and untyped
+metrics are refused and listed in :attr:`PrometheusBridge.refused`. The agent's own views
+and names the app already defined natively are skipped, so nothing is counted twice.
+Bridged metrics cannot carry the request's flag state: use a native metric with ``flags=``.
 
-- **counter**: the increase of each series' total since the last collect, as a counter
-  named like the sample (``http_requests_total``). A total lower than the last reading, or a
-  new ``_created`` time, is a restart: the new total counts from zero, never negative.
-  Fractions (``inc(0.5)``) are sent as whole units as they complete.
-- **gauge**: the current value, at each collect where it changed (Unleash keeps the last).
-- **histogram**: the bucket counts and sum added since the last collect, under the same
-  boundaries (``+Inf`` last, as the string the server takes), restarts detected as for
-  counters.
-- **summary, info, enum, stateset, gaugehistogram, unknown**: refused (logged once, listed in
-  :attr:`PrometheusBridge.refused`): a summary's quantiles cannot be added up across
-  instances (use a Histogram), and the others are no impact metrics.
-
-Nothing is sent unless chosen. The families of the agent's own Prometheus view (an
-``AgentCollector`` or a workers view registered on the same registry) are marked as such
-and always skipped, and a chosen family whose name is already a native metric of the agent
-(defined by the app) is refused: neither is counted twice. Names, label names and the
-``labels`` allowlist are mapped as :mod:`impactagent.integrations._bridged` says.
-
-Bridged metrics are aggregated before the agent sees them, so they cannot carry the
-request's flag state (``flags=``): record a native metric with ``flags=`` for that.
-
-After ``fork()`` the child starts from the totals at the fork (the parent sends what was
-counted before it), as the agent's own metrics do; the totals are read in the parent just
-before the fork, so that no lock another thread holds can be copied into the child half
-taken. An increment another thread records between that read and the fork itself is sent
-by both processes (a window of microseconds; single-threaded forks, such as a gunicorn
-master's, have none). A server that forks without Python's hooks (uWSGI without
-``py-call-osafterfork``) calls ``Agent.after_fork()`` in the child, which reaches
-:meth:`PrometheusBridge.after_fork`: the child then starts from the totals it reads there.
-
-Series are matched by label name, never by position (see :mod:`._bridged`): a family
-re-registered with its labels reordered keeps each value on its label, and one
-re-registered with other label names has what it counts dropped under
-``bridged_labels_changed``, counted in ``Agent.statistics()["dropped"]``.
+After ``fork()`` the child starts from the totals read just before the fork, so the parent
+alone sends what it counted; without Python's fork hooks, ``Agent.after_fork()`` reaches
+:meth:`PrometheusBridge.after_fork`.
 """
 
 from __future__ import annotations
@@ -63,7 +31,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from ..prometheus.collector import is_agent_view
-from ._bridged import Bridged, BridgedFamilies, increment
+from ._bridged import Bridged, BridgedFamilies, increment, same, set_changed
 from ._cumulative import CounterReadings, HistogramReadings
 
 if TYPE_CHECKING:
@@ -87,11 +55,8 @@ _REFUSED_TYPES = {
 
 
 class PrometheusBridge:
-    """Reads chosen families of a ``prometheus_client`` registry into an agent's metrics.
-
-    Made by :func:`bridge_prometheus`; :meth:`read` runs at the start of every agent
-    collect. :meth:`close` stops it.
-    """
+    """Reads chosen families of a ``prometheus_client`` registry into an agent's metrics
+    at the start of every collect, until :meth:`close`."""
 
     def __init__(self, agent: Agent, *, families: Choice, registry: Any = None,
                  labels: Optional[Iterable[str]] = None, prefix: str = "",
@@ -125,8 +90,7 @@ class PrometheusBridge:
         return dict(self._native.refused)
 
     def read(self) -> None:
-        """Record what changed in the chosen families since the last read (the collect
-        hook; reading by hand only moves what is sent to the next collect)."""
+        """Record what changed in the chosen families since the last read (the collect hook)."""
         with self._lock:
             self._read(self._counters, self._histograms, record=True)
 
@@ -142,8 +106,7 @@ class PrometheusBridge:
         gauges: Dict[Any, float] = {}
         for metric in self._registry.collect():
             if is_agent_view(metric):
-                # The agent's own view on the same registry: its totals are the agent's
-                # already (bridged ones included); reading them back would send them again.
+                # The agent's own totals: reading them back would send them again.
                 continue
             name = metric.name
             if not self._chosen(name) and not (metric.type == "counter"
@@ -159,13 +122,7 @@ class PrometheusBridge:
             else:
                 self._native.refuse(name, _REFUSED_TYPES.get(metric.type,
                                                              f"type {metric.type!r}"))
-        for child, value in gauges.items():
-            # Only a changed value: Unleash keeps the last one, and an unchanged gauge read
-            # again at close must not count as an event that close could not deliver.
-            last = self._gauges_set.get(child)
-            if not _same(last, value):
-                self._gauges_set[child] = value
-                child.set(value)
+        set_changed(gauges, self._gauges_set)
 
     def _counter(self, metric: Any, readings: CounterReadings, record: bool) -> None:
         totals: Dict[LabelKey, float] = {}
@@ -252,7 +209,7 @@ class PrometheusBridge:
             child = bridged.series_for(dict(key))
             if child is not None:
                 gauges[child] = gauges.get(child, 0.0) + sample.value
-            elif not _same(self._gauges_dropped.get((metric.name, key)), sample.value):
+            elif not same(self._gauges_dropped.get((metric.name, key)), sample.value):
                 # Each new value that cannot be set is one dropped event (as a set would be).
                 self._gauges_dropped[(metric.name, key)] = sample.value
                 self._native.drop_unmapped(metric.name, 1, dict(key), bridged)
@@ -274,31 +231,25 @@ class PrometheusBridge:
         self._lock.release()
 
     def _in_child(self) -> None:
-        self._lock = threading.Lock()
-        self._gauges_set = {}  # the child's gauges start unset
-        self._gauges_dropped = {}
-        self._pid = os.getpid()
-        if self._fork_baseline is not None:
-            self._counters, self._histograms = self._fork_baseline
-        self._fork_baseline = None
+        baseline, self._fork_baseline = self._fork_baseline, None
+        self._start_child()
+        if baseline is not None:
+            self._counters, self._histograms = baseline
 
-    def after_fork(self) -> None:
-        """In a child forked without Python's fork hooks (``Agent.after_fork()`` calls it):
-        take the registry's totals now as where the child starts, so that what the parent
-        counted before the fork and had not collected yet is sent by the parent alone.
-
-        A no-op when Python's fork hook already ran in this process (its baseline, read
-        just before the fork, is the better one). An increment the child records before
-        this call is taken as the parent's and not sent: call it first thing in the child.
-        """
-        if os.getpid() == self._pid:
-            return
-        # A lock some parent thread held at the fork would stay held here forever.
+    def _start_child(self) -> None:
+        # A new lock (a parent thread may have held the old one at the fork); gauges unset.
         self._lock = threading.Lock()
         self._gauges_set = {}
         self._gauges_dropped = {}
-        self._fork_baseline = None
         self._pid = os.getpid()
+
+    def after_fork(self) -> None:
+        """In a child forked without Python's hooks: start from the registry's totals now,
+        so the parent alone sends what it counted. A no-op where the fork hook ran."""
+        if os.getpid() == self._pid:
+            return
+        self._fork_baseline = None
+        self._start_child()
         with self._lock:
             counters, histograms = self._counters.copy(), self._histograms.copy()
             try:
@@ -313,12 +264,9 @@ class PrometheusBridge:
 def bridge_prometheus(agent: Agent, *, families: Choice, registry: Any = None,
                       labels: Optional[Iterable[str]] = None, prefix: str = "",
                       max_series: Optional[int] = None) -> PrometheusBridge:
-    """Ship the chosen families of ``registry`` (prometheus_client's default one unless
-    given) through ``agent``: ``families`` is a list of family names or a predicate on the
-    name; ``labels`` an allowlist of label names (the rest are added up); ``prefix`` goes in
-    front of every name; ``max_series`` limits each metric's series as for native metrics
-    (the agent's limit unless given). See the module docstring for what each type becomes.
-    """
+    """Ship the chosen families of ``registry`` (the default one unless given) through
+    ``agent``: ``families`` are names or a predicate; ``labels`` an allowlist of label names
+    (the rest are added up); ``prefix`` goes before every name; ``max_series`` as native."""
     return PrometheusBridge(agent, families=families, registry=registry, labels=labels,
                             prefix=prefix, max_series=max_series)
 
@@ -333,14 +281,8 @@ def _chooser(families: Choice) -> Callable[[str], bool]:
     return names.__contains__
 
 
-def _same(last: Optional[float], value: float) -> bool:
-    """Whether ``value`` is the one last seen (NaN is the same as NaN)."""
-    return last is not None and (last == value or (last != last and value != value))
-
-
 def _label_key(labels: Dict[str, Any], without: str = "") -> LabelKey:
-    """A sample's labels (all but ``without``) as a key that does not depend on the order
-    the source declared them in: the same series re-declared is the same key."""
+    """A sample's labels (all but ``without``) as a key independent of their order."""
     return tuple(sorted((name, str(value)) for name, value in labels.items()
                         if name != without))
 
