@@ -1,5 +1,4 @@
-"""One settings mapping for the Django and Flask integrations: the agent's settings plus a
-few options of the integration itself.
+"""One settings mapping for the Django and Flask integrations: Agent settings and options.
 
 >>> options = IntegrationOptions.split({"app_name": "shop", "flags": ["new-checkout"]})
 >>> options.agent_settings, options.flags
@@ -87,10 +86,8 @@ def load_agent(where_it_is: str, where: str = "IMPACTAGENT") -> Agent:
     return agent
 
 
-
 def scrape(agent: Agent, accept: str) -> Tuple[bytes, str]:
-    """The Prometheus scrape of ``agent`` in the format ``accept`` asks for, and its content
-    type (needs ``impactagent[prometheus]``)."""
+    """The Prometheus scrape of ``agent`` in the format ``accept`` asks for, and its type."""
     try:
         from prometheus_client.exposition import choose_encoder
 

@@ -1,17 +1,8 @@
 """Cumulative readings of another library's counters and histograms, turned into deltas.
 
-``prometheus_client`` (and OpenTelemetry with cumulative temporality) report totals since a
-series started. Unleash takes what changed since the last send, so a bridge keeps the last
-reading of each source series and records the difference into a native series, which then
-delivers it exactly once. A total lower than the last reading, or a new start time, means the
-series restarted (the counter was re-created, the process restarted under the same bridge):
-the new reading then counts in full from zero and nothing is ever sent negative. What the
-old series counted after the last reading and before the restart is not seen by anyone, and
-is lost (no reader of cumulative totals can tell it).
-
-Counters are whole numbers in Unleash: a source counter that counts fractions
-(``inc(0.5)``) is sent as the whole units of its total, so the total delivered is
-``floor(total)`` at every moment, the fraction carried until it completes a unit.
+A bridge keeps the last reading of each source series and records the difference. A lower
+total or a new start time is a restart: the reading counts in full, never negative. Counters
+send whole units, the fraction carried until it completes one.
 
 >>> readings = CounterReadings()
 >>> readings.delta("a", 3.0), readings.delta("a", 5.5), readings.delta("a", 6.0)
@@ -42,13 +33,8 @@ class CounterReadings:
         self._last: Dict[Hashable, Tuple[Any, float]] = {}
 
     def delta(self, key: Hashable, total: float, start: Any = None) -> int:
-        """The whole units counted since the last reading of ``key`` (all of them for a
-        series seen first or restarted), remembering ``total`` as the new last reading.
-
-        ``start`` is when the series started (prometheus_client's ``_created``,
-        OpenTelemetry's start time) where the source says: a different start is a restart
-        even when the total has already climbed past the last reading.
-        """
+        """The whole units counted since the last reading of ``key`` (all for a new or
+        restarted series); a different ``start`` is a restart whatever the total."""
         if not math.isfinite(total):
             return 0  # no counter holds this; keep the last good reading
         last = self._last.get(key)
@@ -74,12 +60,8 @@ class HistogramReadings:
 
     def delta(self, key: Hashable, counts: Sequence[int], total: float, start: Any = None
               ) -> Optional[Tuple[Tuple[int, ...], float]]:
-        """The per-bucket counts and sum observed since the last reading of ``key`` (the
-        whole reading for a series seen first or restarted), or None for nothing new.
-
-        ``counts`` are per bucket, not cumulative. A restart shows as a new ``start`` or as
-        any bucket lower than before (a sum can go down: observations may be negative).
-        """
+        """The per-bucket counts and sum added since the last reading of ``key``, or None.
+        A restart is a new ``start`` or a lower bucket (a sum may go down)."""
         now = tuple(counts)
         last = self._last.get(key)
         self._last[key] = (start, now, total)

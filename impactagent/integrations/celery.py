@@ -2,30 +2,13 @@
 
 In the module that makes your Celery app (the worker imports it)::
 
-    from impactagent.integrations.celery import instrument_celery
-
     agent = impactagent.Agent("shop-worker", url=..., api_key=...).start()
     instrument_celery(agent, flags=["new-checkout"])
 
-Through Celery's signals, for every worker pool (prefork, threads, solo, eventlet, gevent)
-and for tasks run eagerly:
-
-- ``task_prerun`` / ``task_postrun``: each task runs in its own flag scope
-  (:mod:`impactagent.core.flag_context`), so a metric labelled by a flag sees what *this* task
-  decided, never what the task before it in the same process or thread did; and each task
-  is counted in ``celery_tasks_total`` and timed in ``celery_task_duration_seconds``,
-  labelled by ``task`` (its registered name, never its arguments) and ``state``
-  (``success``, ``failure``, ``retry``, ``ignored``, ``rejected``), plus ``flags``.
-- ``worker_process_init`` (a prefork child, just forked): the agent reset itself at the fork
-  (zero counts, its own connection id, its own flusher); this starts it if the parent had
-  not, so each child sends what it records.
-- ``worker_process_shutdown`` (a prefork child, leaving): a child ends with ``os._exit``,
-  which skips ``atexit``; this closes the agent first, so the child's last window is sent
-  (or spooled, or counted as dropped) instead of vanishing. The main worker process closes
-  at exit as any program does.
-
-:func:`instrument_celery` returns the :class:`CeleryInstrumentation`; ``disconnect()``
-removes its receivers (tests, or an app that instruments a second agent).
+Each task runs in its own flag scope and is counted in ``celery_tasks_total`` and timed in
+``celery_task_duration_seconds`` by ``task`` (its name) and ``state``, for every pool and for
+eager tasks. A prefork child starts its agent at ``worker_process_init`` and closes it at
+``worker_process_shutdown``: a child ends with ``os._exit``, which skips ``atexit``.
 """
 
 from __future__ import annotations
@@ -47,7 +30,7 @@ _perf_counter = time.perf_counter
 
 
 class CeleryInstrumentation:
-    """The signal receivers for one agent (see the module doc)."""
+    """The signal receivers for one agent."""
 
     def __init__(self, agent: Agent, *, flags: Sequence[str] = (),
                  buckets: Sequence[float] = TASK_BUCKETS, prefix: str = "celery") -> None:
@@ -57,8 +40,7 @@ class CeleryInstrumentation:
         self.duration = agent.histogram(f"{prefix}_task_duration_seconds",
                                         "Time to run a Celery task, in seconds",
                                         labels=_LABELS, buckets=buckets, flags=flags)
-        # The scope and start of each running task, by task id: prerun and postrun are two
-        # calls, on the same thread (or greenlet), in the same context.
+        # The scope and start of each running task, by task id, from prerun to postrun.
         self._running: Dict[str, Tuple[ScopeToken, float]] = {}
         self._lock = threading.Lock()
         self._connected = False

@@ -6,39 +6,15 @@ In ``settings.py``::
         "impactagent.integrations.django.ImpactMiddleware",  # first: it times the others too
         # ... Django's own middleware ...
     ]
-    IMPACTAGENT = {
-        "app_name": "shop",                            # any Agent setting, by its name
-        "url": os.environ.get("UNLEASH_URL"),          # without a url, it only records
-        "api_key": os.environ.get("UNLEASH_API_TOKEN"),
-        "flags": ["new-checkout"],                     # label requests by these flags
-    }
+    IMPACTAGENT = {"app_name": "shop", "url": os.environ.get("UNLEASH_URL"),
+                   "api_key": os.environ.get("UNLEASH_API_TOKEN"), "flags": ["new-checkout"]}
 
-and, in your code, the same agent for your own metrics and flags::
-
-    from impactagent.integrations.django import get_agent
-    checkouts = get_agent().counter("checkout_total", "Completed checkouts")
-
-``IMPACTAGENT`` takes every :class:`~impactagent.Agent` setting by name (``environment``,
-``flush_interval``, ``spool_dir``, ...), and these of the integration: ``flags`` (metrics of
-requests labelled by those flags' states in the request), ``prefix`` (``http_server``) and
-``buckets``. An app that makes its agent itself gives ``"agent": "shop.metrics:agent"``
-(or the Agent object) instead of the settings. A misspelt key is an error, not a default.
-
-The agent is built once per process, on first use, and started when it has a ``url``; it
-closes at exit (``atexit``). Under gunicorn or uWSGI, each forked worker's agent resets
-itself (zero counts, its own connection id and flusher): nothing to add for the fork. See
-:mod:`impactagent.integrations.gunicorn` for closing it when a worker exits.
-
-Each request is counted in ``http_server_requests_total`` and timed in
-``http_server_request_duration_seconds`` (:mod:`impactagent.integrations.http_metrics`) with
-the route Django resolved: the pattern as written in ``urls.py`` (``checkout/<str:user>``,
-included prefixes joined; ``/`` for the root pattern, written ``""``), never the raw path;
-``unmatched`` when nothing resolved (a 404, or a middleware that answered first). A view
-that raises counts as the 500 Django answers with. The time runs until the response is
-made; the body of a streaming response is not timed.
-
-For a Prometheus scrape, add ``path("metrics", metrics_view)`` to ``urlpatterns`` (needs
-``impactagent[prometheus]``).
+``IMPACTAGENT`` takes every Agent setting by name, ``flags``, ``prefix`` and ``buckets``, or
+``"agent": "shop.metrics:agent"`` instead of the settings; a misspelt key is an error. The
+agent is built once per process (:func:`get_agent`). The route is the pattern as written in
+``urls.py`` (``/`` for the root pattern), ``unmatched`` when nothing resolved; a view that
+raises counts as the 500 Django answers with. ``path("metrics", metrics_view)`` serves the
+Prometheus scrape.
 """
 
 from __future__ import annotations
@@ -82,7 +58,7 @@ def get_agent() -> Agent:
 
 
 class ImpactMiddleware:
-    """Django middleware: counts, times and flag-scopes every request (see module doc)."""
+    """Django middleware: counts, times and flag-scopes every request."""
 
     sync_capable = True
     async_capable = False  # under ASGI, Django runs it (and the view) in a thread

@@ -2,36 +2,16 @@
 
 ::
 
-    from flask import Flask
-    from impactagent.integrations.flask import ImpactAgent
-
-    app = Flask(__name__)
     impact = ImpactAgent(app, app_name="shop", url=os.environ.get("UNLEASH_URL"),
                          api_key=os.environ.get("UNLEASH_API_TOKEN"),
                          flags=["new-checkout"], metrics_path="/metrics")
     checkouts = impact.agent.counter("checkout_total", "Completed checkouts")
 
-With an app factory, make the extension once and bind it to each app::
-
-    impact = ImpactAgent(agent=agent)           # module level: your own Agent
-    def create_app():
-        app = Flask(__name__)
-        app.config["IMPACTAGENT"] = {"flags": ["new-checkout"]}
-        impact.init_app(app)
-        return app
-
-The settings come from ``app.config["IMPACTAGENT"]`` (a dict) updated by the keyword
-arguments: every :class:`~impactagent.Agent` setting by its name, and the integration's
-``flags``, ``prefix`` and ``buckets`` (as for Django, :mod:`impactagent.integrations.django`);
-``agent=`` gives an Agent of your own instead. The agent is started when it has a ``url``;
-it is in ``app.extensions["impactagent"].agent`` and ``impact.agent`` (in an app context,
-when the extension is bound to more than one app). ``metrics_path`` adds a route serving
-the Prometheus scrape (needs ``impactagent[prometheus]``).
-
-Each request is recorded by :class:`impactagent.integrations.wsgi.ImpactMiddleware`, which wraps
-``app.wsgi_app`` (so a streamed body is timed to its end, and an error is a ``5xx``), with
-the route Flask matched: ``request.url_rule.rule`` (``/checkout/<user>``), never the raw
-path; ``unmatched`` for a 404 or 405.
+With an app factory, ``impact = ImpactAgent(agent=agent)`` at module level and
+``impact.init_app(app)`` in the factory. Settings come from ``app.config["IMPACTAGENT"]``
+updated by the keywords, as for Django. Requests are recorded by the WSGI middleware wrapping
+``app.wsgi_app``, with ``request.url_rule.rule`` as the route (``unmatched`` for a 404 or
+405). ``metrics_path`` adds a route serving the Prometheus scrape.
 """
 
 from __future__ import annotations
@@ -88,8 +68,8 @@ class ImpactAgent:
         wrapped.wsgi_app = middleware
 
         def note_the_rule(sender: Any, **extra: Any) -> None:
-            # Sent after URL matching and before any before_request function (one of which
-            # may answer the request itself): the route is known for every matched request.
+            # Sent after URL matching and before any before_request function (which may
+            # answer the request itself): the route is known for every matched request.
             rule = request.url_rule
             if rule is not None:
                 request.environ[ROUTE_KEY] = rule.rule

@@ -1,21 +1,12 @@
-"""gunicorn: close each worker's agent as the worker leaves, with a hook from the package.
+"""gunicorn: close each worker's agent as the worker leaves.
 
-Nothing is needed for the fork itself: each worker's agent resets itself when gunicorn forks
-it (zero counts, its own connection id, its own flusher), with ``--preload`` or without, and
-a worker's normal exit flushes its last window (``atexit``). :func:`worker_exit` adds a
-close when a worker leaves (a restart, ``max_requests``, a scale-down, SIGTERM to the
-master) that gunicorn's log shows, with what it delivered. Name your agent in
-``IMPACTAGENT_AGENT`` as ``module:attribute`` (``shop:agent``), then either use this module
-as gunicorn's config::
+Each worker's agent resets itself at the fork; :func:`worker_exit` closes it when the worker
+leaves and logs what it delivered. Name the agent in ``IMPACTAGENT_AGENT``::
 
     IMPACTAGENT_AGENT=shop:agent gunicorn -c python:impactagent.integrations.gunicorn shop:app
 
-or import the hook into your own ``gunicorn.conf.py``::
-
-    from impactagent.integrations.gunicorn import worker_exit  # noqa: F401 (a gunicorn hook)
-
-Keep gunicorn's ``graceful_timeout`` (30 s by default) above the agent's ``shutdown_timeout``
-(5 s), or gunicorn kills the worker before its agent has closed.
+or import ``worker_exit`` into your ``gunicorn.conf.py``. Keep gunicorn's
+``graceful_timeout`` above the agent's ``shutdown_timeout``, or the worker is killed first.
 """
 
 from __future__ import annotations
@@ -32,9 +23,7 @@ AGENT_VARIABLE = "IMPACTAGENT_AGENT"
 
 def worker_exit(server: Any, worker: Any) -> None:
     """gunicorn's ``worker_exit`` hook: close the worker's agent and log what it delivered.
-
-    The agent is looked up in the modules this worker already imported: a worker that never
-    loaded the app has nothing to close, and nothing is imported at exit."""
+    Only modules already imported are searched: nothing is imported at exit."""
     reference = os.environ.get(AGENT_VARIABLE, "")
     module_name, _, attribute = reference.partition(":")
     if not module_name or not attribute:

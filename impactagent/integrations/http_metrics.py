@@ -1,25 +1,32 @@
 """The two metrics every web middleware records, and how a request becomes their labels.
 
-``http_server_requests_total`` (a counter) and ``http_server_request_duration_seconds`` (a
-histogram), both labelled by ``method``, ``route`` and ``status_class``:
-
-- ``method``: the HTTP method, or ``other`` for anything non-standard (a client can send any
-  word there; each must not become a series);
-- ``route``: the route *template* (``/users/{id}``), never the raw path, which would make a
-  series per user; ``unmatched`` when the framework did not say (see the middlewares);
-- ``status_class``: ``2xx``, ``3xx``, ``4xx``, ``5xx`` (``5xx`` when the app raised).
-
-Both can also carry flag labels (``flags=``), filled from the request's flag scope.
+``http_server_requests_total`` and ``http_server_request_duration_seconds``, labelled by
+``method`` (``other`` for a non-standard one), ``route`` (the template, never the raw path,
+which would make a series per URL; ``unmatched`` when unknown) and ``status_class``
+(``2xx``...; ``5xx`` when the app raised), and by the request's flags when ``flags=``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Generic,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+)
 
 from ..core.flag_context import state_of
 
-if TYPE_CHECKING:  # the agent is imported to type the seam, not to run it
+if TYPE_CHECKING:
     from ..agent import Agent
+
+App = TypeVar("App")
 
 #: Where an app or framework hook puts the matched route template for the middleware:
 #: ``environ[ROUTE_KEY]`` in WSGI, ``scope[ROUTE_KEY]`` in ASGI.
@@ -46,8 +53,7 @@ class HttpMetrics:
                                         "Time to serve an HTTP request, in seconds",
                                         labels=_LABELS, buckets=buckets, flags=flags)
         self.flags = tuple(flags)
-        # A label set (flag states included) always maps to the same two series: cache the
-        # pair, and a request costs one dict lookup. Bounded like the series themselves.
+        # A label set always maps to the same two series: one dict lookup per request.
         self._pairs: Dict[Tuple[str, ...], Tuple[Any, Any]] = {}
 
     def record(self, method: str, route: Optional[str], status: int, seconds: float) -> None:
@@ -65,3 +71,26 @@ class HttpMetrics:
                 self._pairs[key] = pair
         pair[0].inc()
         pair[1].observe(seconds)
+
+
+class Middleware(Generic[App]):
+    """What the WSGI and ASGI middlewares share: the app, its metrics, the route rule."""
+
+    def __init__(self, app: App, agent: Agent, *,
+                 route: Optional[Callable[[Any], Optional[str]]] = None,
+                 flags: Sequence[str] = (), buckets: Sequence[float] = HTTP_BUCKETS,
+                 prefix: str = "http_server") -> None:
+        self.app = app
+        self.route = route
+        self.metrics = HttpMetrics(agent, prefix=prefix, buckets=buckets, flags=flags)
+
+    def route_of(self, request: Mapping[str, Any], found: Optional[str] = None
+                 ) -> Optional[str]:
+        """The route template: a hook's ``request[ROUTE_KEY]``, else ``found`` (the
+        framework's), else what the ``route=`` callable says."""
+        route = request.get(ROUTE_KEY)
+        if route is None:
+            route = found
+        if route is None and self.route is not None:
+            route = self.route(request)
+        return route

@@ -4,10 +4,8 @@
 >>> from impactagent import Agent
 >>> api.add_hooks([ImpactHook(Agent("shop"))])  # doctest: +SKIP
 
-Whatever provider answers (Unleash, flagd, in-memory), each evaluation that completes is
-counted as yes or no with its variant, and noted in the request's flag scope so that metrics
-labelled by the flag see it. Evaluations that end in an error (the default value was
-returned, nothing was decided) are not counted. Needs ``pip install openfeature-sdk``.
+Whatever the provider, each completed evaluation is counted with its variant; one that ends
+in an error (the default value returned) is not.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ from openfeature.hook import Hook
 
 from ..core.flags import variant_name
 
-if TYPE_CHECKING:  # the agent is imported to type the seam, not to run it
+if TYPE_CHECKING:
     from ..agent import Agent
 
 
@@ -33,8 +31,7 @@ class ImpactHook(Hook):
         if details.error_code is not None:
             return
         value = details.value
-        # A boolean flag's value is its answer; for the other types, the flag was on unless
-        # the provider says it was disabled.
+        # A boolean flag's value is its answer; any other type is on unless disabled.
         enabled = value if isinstance(value, bool) else details.reason != Reason.DISABLED
         # No name Unleash would store as a variant's (variant_name), no variant.
         self.agent.count_evaluation(details.flag_key, enabled, variant_name(details.variant))

@@ -1,13 +1,8 @@
-"""Starlette: the ASGI middleware of :mod:`impactagent.integrations.asgi`, which reads the
-matched route template Starlette leaves in the ASGI scope (``/users/{id}``)::
-
-    from impactagent.integrations.starlette import ImpactMiddleware, metrics_route
+"""Starlette: the ASGI middleware, which reads the route template Starlette leaves in the
+scope (``/users/{id}``), and a route serving the Prometheus scrape::
 
     app = Starlette(routes=[...], middleware=[Middleware(ImpactMiddleware, agent=agent)])
     app.router.routes.append(metrics_route(agent))  # GET /metrics, no redirect
-
-Each request runs in its own flag scope, shared with the threads Starlette runs sync code
-in. Websocket and lifespan traffic pass through.
 """
 
 from __future__ import annotations
@@ -22,8 +17,8 @@ __all__ = ["ImpactMiddleware", "metrics_route"]
 
 
 class _ScrapeApp:
-    """An ASGI app serving the Prometheus scrape (an object, not a function: Starlette
-    hands a function endpoint a Request, an ASGI app the raw scope)."""
+    """An ASGI app serving the Prometheus scrape (an object: Starlette hands a function
+    endpoint a Request, an ASGI app the raw scope)."""
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
@@ -41,8 +36,8 @@ class _ScrapeApp:
 
 
 def metrics_route(agent: Agent, path: str = "/metrics") -> Any:
-    """A route serving the Prometheus scrape at exactly ``path`` (``app.mount`` would answer
-    ``/metrics`` with a redirect to ``/metrics/``). Needs ``impactagent[prometheus]``."""
+    """A route serving the Prometheus scrape at exactly ``path`` (``app.mount`` would
+    redirect ``/metrics`` to ``/metrics/``)."""
     from starlette.routing import Route
 
     return Route(path, _ScrapeApp(agent), methods=["GET"], include_in_schema=False)

@@ -1,17 +1,9 @@
 """Impact metrics beside an existing ``UnleashClient``, without counting its flags twice.
 
-The Unleash Python SDK already counts every ``is_enabled`` and ``get_variant`` and sends
-those counts itself. Wrap the client, and each evaluation is also noted in the request's
-flag scope, so impactagent's metrics labelled by that flag see it; impactagent does *not*
-count it again (its bucket stays empty unless you record flags yourself).
-
-.. code-block:: python
+The SDK counts and sends its own evaluations; :class:`FlagAwareClient` only notes each answer
+in the request's flag scope, for the metrics that flag labels::
 
     unleash = FlagAwareClient(UnleashClient(url, "shop", custom_headers=...))
-    if unleash.is_enabled("new-checkout", {"userId": user.id}):
-        ...
-
-Every other attribute is the wrapped client's.
 """
 
 from __future__ import annotations

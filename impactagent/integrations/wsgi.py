@@ -7,16 +7,10 @@
 >>> agent = Agent("shop")
 >>> app = ImpactMiddleware(app, agent)
 
-The route label is the matched route *template*, which only the framework knows. Flask and
-Django put it in the WSGI environ with one hook (see ``examples/``); any app can set
-``environ["impactagent.route"]``, or pass ``route=lambda environ: ...``. Without either,
-requests are labelled ``unmatched`` rather than by raw path, which would grow a series per
-URL.
-
-Each request runs in its own flag scope (:mod:`impactagent.core.flag_context`), so metrics
-labelled by flags see the flags decided in this request, and nothing from the one before.
-The duration runs until the server closes the response, so streamed bodies count in full;
-a body the app returns whole (a list) is recorded at once and passed on untouched.
+The route label is the route template: a framework hook (or the app) sets
+``environ["impactagent.route"]``, or ``route=lambda environ: ...`` says it; else
+``unmatched``. Each request has its own flag scope. A streamed body is timed until the
+server closes it; a whole one (a list) is recorded at once and passed on untouched.
 """
 
 from __future__ import annotations
@@ -32,15 +26,12 @@ from typing import (
     Iterable,
     Iterator,
     List,
-    Optional,
-    Sequence,
 )
 
 from ..core.flag_context import close_scope, open_scope
-from .http_metrics import HTTP_BUCKETS, ROUTE_KEY, HttpMetrics
+from .http_metrics import Middleware
 
-if TYPE_CHECKING:  # the agent is imported to type the seam, not to run it
-    from ..agent import Agent
+if TYPE_CHECKING:
     from ..core.flag_context import ScopeToken
 
 #: A WSGI environ (PEP 3333): the request's CGI-style variables and the server's.
@@ -49,16 +40,8 @@ Environ = Dict[str, Any]
 _perf_counter = time.perf_counter
 
 
-class ImpactMiddleware:
+class ImpactMiddleware(Middleware[Callable[..., Iterable[bytes]]]):
     """Wrap a WSGI app: ``app.wsgi_app = ImpactMiddleware(app.wsgi_app, agent)``."""
-
-    def __init__(self, app: Callable[..., Iterable[bytes]], agent: Agent, *,
-                 route: Optional[Callable[[Environ], Optional[str]]] = None,
-                 flags: Sequence[str] = (), buckets: Sequence[float] = HTTP_BUCKETS,
-                 prefix: str = "http_server") -> None:
-        self.app = app
-        self.route = route
-        self.metrics = HttpMetrics(agent, prefix=prefix, buckets=buckets, flags=flags)
 
     def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
         start = _perf_counter()
@@ -76,20 +59,16 @@ class ImpactMiddleware:
             self._record(environ, 500, start, token)
             raise
         if body.__class__ is list or body.__class__ is tuple:
-            # Already whole: nothing left to stream, so the request is over. Returned as is,
-            # the server still sees a sized body (and can send Content-Length for it).
+            # Whole: the request is over. Returned as is, so the server can send its length.
             self._record(environ, status[0], start, token)
             return body
         return _Response(body, self._record, environ, status, start, token)
 
     def _record(self, environ: Environ, status: int, start: float, token: ScopeToken
                 ) -> None:
-        route = environ.get(ROUTE_KEY)
-        if route is None and self.route is not None:
-            route = self.route(environ)
         try:
-            self.metrics.record(environ.get("REQUEST_METHOD", ""), route, status,
-                                _perf_counter() - start)
+            self.metrics.record(environ.get("REQUEST_METHOD", ""), self.route_of(environ),
+                                status, _perf_counter() - start)
         finally:
             # A server that closes the body from another context: nothing there to undo.
             with contextlib.suppress(ValueError):
