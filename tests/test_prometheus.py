@@ -4,10 +4,17 @@ exact values after a known workload, and nothing taken from what goes to Unleash
 from __future__ import annotations
 
 import math
+import signal
+import threading
+from pathlib import Path
 
+import pytest
 import requests
+from prometheus_client import CollectorRegistry
 
 import impactagent
+from impactagent.prometheus.collector import serve_registry
+from impactagent.prometheus.workers import serve_directory
 from tests import workload
 from tests.prometheus_text import impact_totals, samples
 
@@ -118,3 +125,53 @@ def _call_wsgi(app) -> str:
     body = b"".join(app(environ, lambda s, h, e=None: status.append(s)))
     assert status == ["200 OK"]
     return body.decode()
+
+
+def _blocks_sigterm_and_sigint(native_id: int) -> bool:
+    """Whether the kernel has SIGTERM and SIGINT blocked on thread ``native_id`` (/proc)."""
+    status = Path(f"/proc/self/task/{native_id}/status").read_text()
+    mask = int(next(line.split()[1] for line in status.splitlines()
+                    if line.startswith("SigBlk:")), 16)
+    wanted = (1 << (signal.SIGTERM - 1)) | (1 << (signal.SIGINT - 1))
+    return mask & wanted == wanted
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
+def test_every_scrape_server_and_each_scrape_leave_sigterm_and_sigint_to_the_app(tmp_path):
+    # The kernel hands a process's SIGTERM to any thread that does not block it: handed to
+    # a scrape server's thread while the main thread waits on a lock, the app's handler
+    # never runs.
+    agent = impactagent.Agent("shop")
+    view = agent.prometheus_workers(str(tmp_path / "view"), publish_interval=60)
+    starts = [lambda: agent.serve_prometheus(0), lambda: view.serve(0),
+              lambda: serve_directory(str(tmp_path / "view"), 0)]
+    for start in starts:
+        before = set(threading.enumerate())
+        server = start()
+        try:
+            started = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+            assert started and all(_blocks_sigterm_and_sigint(t.native_id) for t in started)
+        finally:
+            server.shutdown()
+            server.server_close()
+
+    class Probe:
+        """A collector that notes, during a scrape, the mask of the thread answering it."""
+
+        def __init__(self):
+            self.blocked = []
+
+        def collect(self):
+            self.blocked.append(_blocks_sigterm_and_sigint(threading.get_native_id()))
+            return iter(())
+
+    probe = Probe()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(probe)
+    server, _thread = serve_registry(registry, 0)
+    try:
+        scrape(f"http://127.0.0.1:{server.server_port}/metrics")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert probe.blocked == [True]

@@ -1,32 +1,16 @@
 """The agent as a Prometheus target: a ``prometheus_client`` collector over its cumulative view.
 
-The other way out of the process: Unleash is pushed windows of deltas
-(:mod:`impactagent.delivery`), Prometheus pulls running totals from here. Both read the
-recording core; neither changes what the other sees.
+A scrape reads the running totals every series keeps and never takes a delta, so scraping
+and sending to Unleash never change what the other sees. It shows every impact metric under
+its own name with ``appName`` and ``environment`` first (as the Unleash server re-exposes
+them), the flag counts (``impactagent_flag_evaluations_total{feature, enabled}`` and
+``impactagent_flag_variants_total{feature, variant}``: the protocol counts yes/no and
+variants apart) and the agent's health. Every family yielded is marked
+(:func:`mark_agent_view`) so that a bridge reading the same registry skips it.
 
-Scraping reads the running totals every series keeps for this purpose; it never takes a
-delta, so a scrape changes nothing that is sent to Unleash, and Unleash delivery changes
-nothing a scrape sees. What a scrape shows:
-
-- every impact metric under its own name, with ``appName`` and ``environment`` labels first,
-  as the Unleash server re-exposes what it ingested (without the server's ``origin`` and
-  ``metric_type``): a dashboard can point at either;
-- flag counts: ``impactagent_flag_evaluations_total{feature, enabled}`` (yes and no) and
-  ``impactagent_flag_variants_total{feature, variant}``. Two families, because the agent
-  counts as the Unleash protocol does, yes/no and variants apart: one family with both labels
-  would have to invent how many "blue" answers were yes;
-- the agent's own health: events recorded, delivered, dropped by reason, pending, delivery
-  attempts and failures by status, and possibly duplicated events.
-
-Every family the agent's views yield is marked (:func:`mark_agent_view`): a bridge reading
-the same registry back into the agent (:mod:`impactagent.integrations.prometheus_bridge`)
-skips marked families, which would otherwise be counted a second time.
-
-Every endpoint here (:func:`serve`, :func:`wsgi_app`, :func:`asgi_app`) answers in the text
-format, or in OpenMetrics 1.0.0 when the scraper's ``Accept`` asks for it, as
-``prometheus_client`` negotiates. Both parse: an app metric whose names clash with one shown
-before it is left out, a histogram whose sum is negative has no ``_sum``/``_count`` (the
-``+Inf`` bucket is the count), and lone surrogates in label values become U+FFFD.
+The endpoints answer in the text format, or OpenMetrics when ``Accept`` asks for it; both
+parse: an app metric whose names clash with one before it is left out, and a histogram with
+a negative sum has no ``_sum``/``_count``.
 
 >>> from impactagent import Agent
 >>> agent = Agent("shop", "production")
@@ -40,10 +24,13 @@ checkout_total{appName="shop",environment="production"} 3.0
 
 from __future__ import annotations
 
+import socket
 import threading
-from typing import Any, Iterator, Mapping, Optional, Protocol, Tuple
+from typing import Any, Iterator, Mapping, Protocol, Tuple
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_asgi_app, make_wsgi_app, start_http_server
+from prometheus_client import CollectorRegistry, make_asgi_app, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -55,6 +42,7 @@ from ..core.exposition_text import claimed_names, counter_base, scrub
 from ..core.payload import Identity
 from ..core.recorder import Recorder
 from ..core.registry import MetricRegistry
+from ..core.threads import start_daemon
 
 _IDENTITY = ("appName", "environment")
 #: The agent's own families, (kind, name): their names are never an app metric's.
@@ -68,19 +56,13 @@ _OWN_FAMILIES = (
 )
 
 
-#: The attribute that marks a family as one of the agent's own views (see
-#: :func:`mark_agent_view`): an attribute rather than a subclass, so that any family type,
-#: ours or one a merge of worker files builds, can carry it.
+#: Marks a family as the agent's own view: an attribute, so that any family type can carry it.
 AGENT_VIEW_MARK = "impactagent_agent_view"
 
 
 def mark_agent_view(metric: Metric) -> Metric:
-    """Mark ``metric`` as produced by the agent's own view (returned, for ``yield``).
-
-    A reader of the registry that feeds metrics into an agent (the prometheus_client
-    bridge) skips marked families: they are the agent's totals already, and reading them
-    back would send every count again.
-    """
+    """Mark ``metric`` as the agent's own view (returned, for ``yield``): the bridge
+    skips it, as reading the agent's totals back would send every count again."""
     setattr(metric, AGENT_VIEW_MARK, True)
     return metric
 
@@ -115,12 +97,10 @@ class AgentCollector:
             yield mark_agent_view(metric)
 
     def counts(self) -> Iterator[Metric]:
-        """What the app counted: its impact metrics and the flag counts. Across workers
-        (:mod:`impactagent.prometheus.workers`) these are summed."""
+        """What the app counted: its impact metrics and the flag counts (summed across workers)."""
         identity = (scrub(self.agent.identity.app_name), scrub(self.agent.identity.environment))
-        # The agent's own families keep their names; an app metric whose names clash with
-        # one shown before it (a gauge "x_total" after a counter "x") is left out, or
-        # OpenMetrics parsers would refuse the whole scrape.
+        # An app metric whose names clash with one shown before it (a gauge "x_total" after
+        # a counter "x") is left out, or OpenMetrics parsers would refuse the whole scrape.
         taken = {name for kind, own in _OWN_FAMILIES for name in claimed_names(own, kind)}
         for family in self.agent.metrics.families():
             claims = claimed_names(family.name, family.kind)
@@ -146,8 +126,7 @@ class AgentCollector:
         yield variants
 
     def health(self) -> Iterator[Metric]:
-        """The agent's own health (recorded, delivered, dropped, pending...): a worker's
-        own, never summed across workers."""
+        """The agent's own health (recorded, delivered, dropped...), never summed."""
         statistics = self.agent.statistics()
         delivery = statistics["delivery"]
         recorded = CounterMetricFamily(
@@ -199,9 +178,8 @@ def _family(family: Any, identity: Tuple[str, str]) -> Metric:
     histogram = HistogramMetricFamily(family.name, help_text, labels=labels)
     for child in family.series():
         buckets = child.cumulative_buckets()
-        # A sum below zero is no counter: OpenMetrics forbids it (and with it _count; the
-        # +Inf bucket still says how many), as prometheus_client already leaves both out
-        # when a bucket bound is negative.
+        # OpenMetrics forbids a negative _sum (and with it _count; the +Inf bucket says how
+        # many), as prometheus_client leaves both out when a bucket bound is negative.
         total = child.sum if child.sum >= 0 else None
         histogram.add_metric(_values(identity, child), [(_le(le), n) for le, n in buckets],
                              total)
@@ -223,13 +201,31 @@ def registry_for(agent: Scraped) -> CollectorRegistry:
     return registry
 
 
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """A scrape is no line on stderr."""
+
+
+def serve_registry(registry: CollectorRegistry, port: int, addr: str = "127.0.0.1"
+                   ) -> Tuple[WSGIServer, threading.Thread]:
+    """Serve ``registry`` as ``start_http_server`` does, from an agent thread: it and the
+    thread of each scrape leave SIGTERM and SIGINT to the app. Returns ``(server, thread)``."""
+    family, _, _, _, address = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM,
+                                                  flags=socket.AI_PASSIVE)[0]
+
+    class Server(ThreadingWSGIServer):
+        address_family = family
+
+    server = make_server(str(address[0]), port, make_wsgi_app(registry), Server,
+                         handler_class=_QuietHandler)
+    return server, start_daemon(server.serve_forever, "impactagent-prometheus")
+
+
 def serve(agent: Scraped, port: int, addr: str = "127.0.0.1"
-          ) -> Tuple[Any, Optional[threading.Thread]]:
-    """Serve ``/metrics`` for ``agent`` on ``addr:port`` from a daemon thread (loopback by
-    default: binding to all interfaces is a decision to make on purpose). Port 0 picks a
-    free port: read it from ``server.server_port``. Returns ``(server, thread)``; call
-    ``server.shutdown()`` to stop."""
-    return start_http_server(port, addr=addr, registry=registry_for(agent))
+          ) -> Tuple[WSGIServer, threading.Thread]:
+    """Serve ``/metrics`` for ``agent`` on ``addr:port`` (loopback by default; port 0 picks
+    a free one). Returns ``(server, thread)``; ``server.shutdown()`` stops it."""
+    return serve_registry(registry_for(agent), port, addr)
 
 
 def wsgi_app(agent: Scraped) -> Any:

@@ -1,18 +1,11 @@
 """One worker's part in the shared view: publish its counts, answer scrapes with the sum.
 
-:class:`WorkersView` publishes its agent's cumulative view (a few kB of JSON) to its file
-in the shared directory from a daemon thread every ``publish_interval`` seconds (only when
-it changed), at every scrape it answers, and when the process exits normally. A scrape
-answered by any worker therefore shows that worker as of now and the others as of their
-last publish, at most ``publish_interval`` ago: every worker's file only grows, so no
-scrape, whichever worker answers it, ever shows a counter lower than one before it.
-
-:class:`DirectoryCollector` reads the directory without an agent of its own: the gunicorn
-master (``when_ready``) or a sidecar can serve one port for the whole host with it.
-
-After ``fork()`` the child's view takes a new file of its own and starts its own thread
-(Python's fork hook; the agent's own hook has already emptied the child's counts). A server
-that forks without Python's hooks (uWSGI without ``py-call-osafterfork``) must call
+:class:`WorkersView` publishes its agent's cumulative view to its file in the shared
+directory every ``publish_interval`` seconds (when it changed), at every scrape it answers,
+and at a normal exit. A scrape shows the answering worker as of now and the others as of
+their last publish; every file only grows, so no scrape shows a counter lower than before.
+:class:`DirectoryCollector` reads the directory without an agent (the gunicorn master, a
+sidecar). A server that forks without Python's hooks must call
 :meth:`WorkersView.after_fork` in the child, as it calls ``Agent.after_fork``.
 """
 
@@ -29,11 +22,11 @@ import weakref
 from pathlib import Path
 from typing import Any, Iterator, Optional, Tuple, Union
 
-from prometheus_client import CollectorRegistry, make_asgi_app, make_wsgi_app, start_http_server
+from prometheus_client import CollectorRegistry, make_asgi_app, make_wsgi_app
 from prometheus_client.metrics_core import Metric
 
 from ...core.threads import start_daemon
-from ..collector import AgentCollector, Scraped, mark_agent_view
+from ..collector import AgentCollector, Scraped, mark_agent_view, serve_registry
 from . import directory as files
 from . import process
 from .host import Host, encode, worker_name
@@ -41,16 +34,13 @@ from .merge import to_plain
 
 logger = logging.getLogger("impactagent")
 
-#: Even when nothing changed, a file is rewritten this often, so that a cleaner of old
-#: files in /tmp (systemd-tmpfiles ages them by days) never takes a live worker's.
+#: Even unchanged, a file is rewritten this often, so that a cleaner of /tmp never takes it.
 _REFRESH_SECONDS = 3600.0
 
 
 class DirectoryCollector:
-    """A ``prometheus_client`` collector over a shared directory: the sum over its workers.
-
-    Every scrape folds the files of workers that are gone into the departed total (see
-    :mod:`impactagent.prometheus.workers.host`), under the directory's lock."""
+    """A ``prometheus_client`` collector over a shared directory: the sum over its workers,
+    the files of those gone folded into the departed total first."""
 
     def __init__(self, directory: Union[str, os.PathLike[str]]) -> None:
         self.host = Host(files.prepare(directory))
@@ -69,10 +59,8 @@ class DirectoryCollector:
 
 
 class WorkersView:
-    """One agent's publisher into a shared directory, and its scrape of the sum.
-
-    Make it with :meth:`impactagent.Agent.prometheus_workers` (once per agent, in the
-    module every worker imports, or before gunicorn's ``--preload`` fork)."""
+    """One agent's publisher into a shared directory, and its scrape of the sum; made by
+    :meth:`impactagent.Agent.prometheus_workers`."""
 
     def __init__(self, agent: Scraped, directory: Union[str, os.PathLike[str]],
                  publish_interval: float = 1.0) -> None:
@@ -86,8 +74,7 @@ class WorkersView:
         self_ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _call(self_ref, "after_fork"))
         atexit.register(_call, self_ref, "stop")
-        # A multiprocessing child ends with os._exit, skipping atexit: its own exit hooks
-        # publish the last counts instead, whether the view was made there or inherited.
+        # A multiprocessing child ends with os._exit, skipping atexit: its exit hooks publish.
         multiprocessing.util.register_after_fork(self, WorkersView._publish_when_child_ends)
         if multiprocessing.parent_process() is not None:
             self._publish_when_child_ends()
@@ -111,8 +98,8 @@ class WorkersView:
         self._thread = start_daemon(self._run, "impactagent-workers-view")
 
     def publish(self) -> bool:
-        """Write this process's counts to its file now; False if the disk refused (logged
-        once: the file keeps its previous, lower, counts until a publish succeeds)."""
+        """Write this process's counts to its file now; False (logged once) if the disk
+        refused: the file keeps its earlier counts until a publish succeeds."""
         if os.getpid() != self._pid:
             self.after_fork()  # forked without Python's hooks
         with self._lock:
@@ -147,8 +134,7 @@ class WorkersView:
                 logger.exception("impactagent: publishing the workers' view failed")
 
     def stop(self) -> None:
-        """Stop the thread and publish one last time (at exit: the process's last counts).
-        The file stays: the next scrape after this process is gone folds it."""
+        """Stop the thread and publish one last time; the next scrape folds the file."""
         self._stopping.set()
         self.publish()
 
@@ -184,23 +170,22 @@ class WorkersView:
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> Any:
         """Serve ``/metrics`` (the sum) on ``addr:port`` from a daemon thread."""
-        server, _thread = start_http_server(port, addr=addr, registry=self.registry())
+        server, _thread = serve_registry(self.registry(), port, addr)
         return server
 
 
 def serve_directory(directory: Union[str, os.PathLike[str]], port: int, addr: str = "127.0.0.1"
                     ) -> Any:
-    """Serve the sum over a directory's workers on ``addr:port``, from a process that needs
-    no agent (the gunicorn master, in ``when_ready``; a sidecar). Returns the server."""
+    """Serve the sum over a directory's workers on ``addr:port`` from a process with no
+    agent (the gunicorn master, in ``when_ready``; a sidecar). Returns the server."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DirectoryCollector(directory))
-    server, _thread = start_http_server(port, addr=addr, registry=registry)
+    server, _thread = serve_registry(registry, port, addr)
     return server
 
 
 def _call(ref: weakref.ref[WorkersView], method: str) -> None:
-    """A hook that calls ``method`` on the view if it still exists (hooks cannot be
-    removed, and must not keep a view alive)."""
+    """Call ``method`` on the view if it still exists (a hook must not keep it alive)."""
     target = ref()
     if target is not None:
         getattr(target, method)()
