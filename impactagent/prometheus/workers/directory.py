@@ -1,18 +1,11 @@
 """The per-host directory the workers share: safe files, atomic replaces, one lock file.
 
-The same rules as the spool (:mod:`impactagent.delivery.spool`), for the same reasons (a
-file here is summed into what every worker shows, so a planted one would lie):
-
-- a directory this module creates is ``0700``; one that exists must be a directory owned
-  by this user, or it is refused; a group- or world-writable one is warned about, once;
-- files are created ``0600`` with ``O_CREAT | O_EXCL | O_NOFOLLOW`` under a temporary name,
-  written, and renamed over the old one, so a reader sees a whole file or the previous
-  one, never half of one (no fsync: after a crash of the host the directory is stale
-  anyway, see :func:`impactagent.prometheus.workers.process.alive`);
-- a file is read with ``O_NOFOLLOW | O_NONBLOCK`` and only when it is a regular file with
-  one link, owned by this user and below :data:`MAX_BYTES`; anything else is skipped;
-- :func:`locked` holds ``flock`` on ``.lock`` (advisory, whole-host, released by the kernel
-  when its holder dies, so ``kill -9`` never leaves it held).
+The spool's rules, for the same reason (a file here is summed into every scrape, so a planted
+one would lie): directories are ``0700`` and must be this user's; files are created ``0600``
+with ``O_EXCL | O_NOFOLLOW`` and renamed over the old one, so a reader sees a whole file;
+a file is read only when it is a regular file with one link, this user's, below
+:data:`MAX_BYTES`; :func:`locked` holds ``flock`` on ``.lock``, which the kernel releases
+when its holder dies.
 """
 
 from __future__ import annotations
@@ -47,15 +40,8 @@ _LOCK = ".lock"
 
 def default_directory(app_name: str, environment: str) -> Path:
     """``<tmp>/impactagent-<uid>/prometheus-<hint>-<digest>``: one per user, app and
-    environment on the host, the same in every worker whatever its pid or start.
-
-    The digest (of app and environment, each whole and apart) is what tells two pairs
-    apart; the hint, their first characters made safe for a file name, is only there for
-    people listing the folder (``shop-api``/``prod`` and ``shop``/``api-prod`` share one).
-
-    The per-user folder is made here, ``0700``; in a shared ``/tmp`` one already there
-    must be a real directory (not a symlink) of this user's that nobody else can write,
-    or :class:`OSError` is raised: another user could have made it first."""
+    environment on the host. The per-user folder must be a private directory of this
+    user's (another user could have made it first in a shared ``/tmp``): else OSError."""
     mine = Path(tempfile.gettempdir()) / f"impactagent-{os.geteuid()}"
     try:
         mine.mkdir(mode=0o700)
@@ -70,7 +56,8 @@ def default_directory(app_name: str, environment: str) -> Path:
 
 
 def folder_key(app_name: str, environment: str) -> str:
-    """``<hint>-<digest>``: a file name that only this app and environment give."""
+    """``<hint>-<digest>``: a file name that only this app and environment give (the hint,
+    for people listing the folder, may be shared; the digest tells pairs apart)."""
     def hint(text: str, length: int) -> str:
         return "".join(c if c.isascii() and (c.isalnum() or c in "_.") else "_"
                        for c in text[:length])
@@ -82,10 +69,8 @@ def folder_key(app_name: str, environment: str) -> str:
 
 
 def prepare(directory: Union[str, os.PathLike[str]]) -> Path:
-    """Create ``directory`` (and missing parents) ``0700``, or check the one there.
-
-    Raises :class:`OSError` when it is not a directory this user owns: in a shared ``/tmp``
-    another user could have made it first, to feed every worker's scrape."""
+    """Create ``directory`` (and missing parents) ``0700``, or check the one there: OSError
+    when it is not this user's (another could have made it, to feed every scrape)."""
     path = Path(directory)
     try:
         path.mkdir(mode=0o700, parents=True)
@@ -109,13 +94,9 @@ def prepare(directory: Union[str, os.PathLike[str]]) -> Path:
 
 
 def recreate(directory: Path) -> None:
-    """Make ``directory`` again after it was removed while in use (a cleaner of ``/tmp``, an
-    operator's ``rm -r``), and any missing parent of it, each ``0700``.
-
-    Stricter than :func:`prepare`, because what is there now was not chosen by the admin
-    who configured the path: a directory another process made meanwhile (another worker
-    recreating it too) must be a real directory, not a symlink, owned by this user and
-    writable by nobody else, or :class:`OSError` is raised."""
+    """Make ``directory`` and its missing parents again (``0700``) after it was removed
+    while in use. Stricter than :func:`prepare`, as no admin chose what is there now: each
+    must be a real private directory of this user's, or OSError."""
     missing = []
     path = directory
     while not os.path.lexists(path) and path != path.parent:
@@ -128,10 +109,8 @@ def recreate(directory: Path) -> None:
 
 
 def _make_private(path: Path) -> None:
-    """Check that ``path`` is a directory of this user's that nobody else can write, and
-    make it ``0700`` (the umask may have taken the owner's bits). It is opened without
-    following a symlink, and checked and changed through that one descriptor: what is
-    checked is what is changed."""
+    """Check that ``path`` is a private directory of this user's and make it ``0700``,
+    through one descriptor opened without following a symlink: what is checked is changed."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW | _CLOEXEC)
     except OSError as error:
@@ -150,8 +129,7 @@ def _make_private(path: Path) -> None:
 
 
 def replace(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (``0600``). Raises :class:`OSError` (disk full,
-    say) with nothing left behind; the previous file, if any, stays whole."""
+    """Write ``data`` to ``path`` atomically (``0600``); on OSError the old file stays whole."""
     temporary = path.with_name(f"{path.name}.{secrets.token_hex(4)}{TEMP}")
     fd = os.open(temporary, _CREATE, 0o600)
     try:
@@ -165,8 +143,7 @@ def replace(path: Path, data: bytes) -> None:
 
 
 def read(path: Path) -> Optional[bytes]:
-    """The bytes of ``path`` if it is a file this user wrote here; None otherwise (gone,
-    a symlink, a FIFO, a hard link, someone else's, too large)."""
+    """The bytes of ``path`` if it is a file this user wrote here, else None."""
     try:
         fd = os.open(path, _OPEN)
     except OSError:
@@ -193,11 +170,9 @@ def remove(path: Path) -> None:
 
 @contextlib.contextmanager
 def locked(directory: Path, timeout: float = 5.0) -> Iterator[None]:
-    """Hold the directory's lock: folds, joins and scrapes take turns, across processes.
-
-    Raises :class:`TimeoutError` after ``timeout`` seconds (a holder stopped with SIGSTOP
-    must not hang every scrape). The lock file is opened anew each time: ``flock`` belongs
-    to an open file, and a file opened before a ``fork()`` would be shared with the child."""
+    """Hold the directory's lock across processes; TimeoutError after ``timeout`` (a holder
+    stopped with SIGSTOP must not hang every scrape). Opened anew each time: ``flock``
+    belongs to an open file, which a fork would share with the child."""
     fd = os.open(directory / _LOCK, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o600)
     try:
         deadline = time.monotonic() + timeout

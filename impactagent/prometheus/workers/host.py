@@ -1,31 +1,15 @@
 """The directory's bookkeeping: worker files, the departed total, joins and folds.
 
-Files in the directory:
+``w-<pid>-<token>.json`` is one live process's view, replaced whole by it alone (a fresh
+token per process: a reused pid never writes over a dead worker's file); ``departed.json``
+holds what the dead counted, the names of the files folded into it, and the parents that
+still ran; ``.lock`` is held while the directory is joined, folded or read.
 
-- ``w-<pid>-<token>.json``: one per live process, its cumulative view, replaced whole by
-  that process alone (the token is new in each process, and after each fork: a reused pid
-  never writes over a dead worker's file);
-- ``departed.json``: the counters and histograms of every worker that is gone, the
-  names of the files folded into it, and the parents of those workers that still ran when
-  they were folded (pid, start time, boot, namespace: :class:`process.Parent`);
-- ``.lock``: held (``flock``) while the directory is joined, folded or read for a scrape.
-
-A **fold** (under the lock) adds the files of dead writers to ``departed.json``, writes it
-(atomically), then removes those files. The departed file lists the names it absorbed, so a
-fold interrupted between the two steps (``kill -9``, a full disk) is finished by the next
-one and never counts a file twice: readers skip a file the departed total already holds.
-A failed write (disk full) leaves the dead files where they are, summed as if live: late,
-never lost.
-
-A **join** (a process's first publish, under the lock) starts a new *generation* when no
-writer in the directory still runs and none was started by a process that still runs,
-whether its file is still there or already folded (the parents ``departed.json``
-remembers): the files are a previous deploy's, and are removed, so the new processes count
-from zero (a counter reset, which Prometheus handles as it does any restart). Otherwise it
-folds what is dead and the totals continue: gunicorn's replacement for its only worker
-joins after a scrape has folded the dead one, and its master still runs, so the counters
-must not go down. (A ``departed.json`` without parents, written before they were kept,
-reads as one whose parents are gone.)
+A **fold** adds the dead writers' files to ``departed.json``, writes it, then removes them;
+readers skip the names it lists, so an interrupted fold never counts a file twice. A
+**join** (a process's first publish) starts a new generation, removing the files, when no
+writer and no writer's parent still runs (a previous deploy's files); otherwise it folds
+and the totals continue.
 """
 
 from __future__ import annotations
@@ -101,8 +85,7 @@ class Host:
         self._in_directory(lambda: files.replace(self.path / name, data))
 
     def has(self, name: str) -> bool:
-        """Whether this process's file is there (a cleaner of /tmp may have removed it, or
-        the whole directory: then it must be published again, changed or not)."""
+        """Whether this process's file is there (a cleaner of /tmp may have removed it)."""
         return os.path.lexists(self.path / name)
 
     def join(self, here: process.Stamp) -> None:
@@ -151,11 +134,8 @@ class Host:
     # -- the directory itself ----------------------------------------------------------------
 
     def _in_directory(self, action: Callable[[], _T]) -> _T:
-        """Do ``action``; if it failed because the directory is gone (removed by a cleaner
-        of /tmp, or by hand), make it again (``0700``, never through a symlink: see
-        :func:`files.recreate`) and do it once more. What the directory held is lost: each
-        live worker publishes its whole counts again (see ``has``); the departed total
-        starts again from zero."""
+        """Do ``action``; if the directory is gone (a cleaner of /tmp), make it again and do
+        it once more: live workers publish again, the departed total starts from zero."""
         try:
             return action()
         except FileNotFoundError:
@@ -174,7 +154,7 @@ class Host:
     def _fold(self, here: process.Stamp, departed: Departed, judged: List[Published]
               ) -> Tuple[List[Published], List[Plain]]:
         """Fold the dead among ``judged`` into ``departed.json``; return the live files and
-        the departed counts to add to them (the old ones, if the write failed)."""
+        the departed counts to add (the old ones, if the write failed)."""
         live = [p for p in judged if process.alive(p.stamp, here)]
         dead = [p for p in judged if p not in live]
         if not dead and not departed.absorbed:
@@ -237,9 +217,8 @@ class Host:
         return published
 
     def _remove_orphaned_temporaries(self, here: process.Stamp) -> None:
-        """Temporary files a killed writer left (call under the lock): the departed total's
-        (only a lock holder writes it), and a worker's whose pid no longer runs (a reused
-        pid only delays this)."""
+        """Remove temporary files a killed writer left: the departed total's, and those of a
+        worker whose pid no longer runs (call under the lock)."""
         for path in self.path.iterdir():
             match = _TEMPORARY.match(path.name)
             if match is None:
@@ -250,8 +229,7 @@ class Host:
 
 
 def _departed_totals(departed: Departed, dead: List[Published]) -> Totals:
-    """The departed counts so far plus those of the workers just found dead (their
-    gauges left out: a gauge is a live worker's value, not a total)."""
+    """The departed counts plus those of the workers just found dead, without gauges."""
     totals = Totals()
     totals.add(departed.counts, gauges=False)
     for p in dead:
@@ -261,9 +239,8 @@ def _departed_totals(departed: Departed, dead: List[Published]) -> Totals:
 
 def _running_parents(here: process.Stamp, departed: Departed, dead: List[Published]
                      ) -> List[process.Parent]:
-    """Parents that still run (a gunicorn master), of the departed and of the newly dead:
-    while one does, a join continues the totals. One that is gone never runs again (its
-    start time says so): forgotten."""
+    """Parents that still run (a gunicorn master), of the departed and the newly dead: while
+    one does, a join continues the totals."""
     parents: List[process.Parent] = []
     for parent in departed.parents + [process.parent(p.stamp) for p in dead]:
         if parent not in parents and process.runs(parent, here):
@@ -272,8 +249,7 @@ def _running_parents(here: process.Stamp, departed: Departed, dead: List[Publish
 
 
 def _parents(recorded: Any) -> List[process.Parent]:
-    """The parents a ``departed.json`` remembers; none in one written before they were
-    kept, and none that do not have the expected shape."""
+    """The well-formed parents a ``departed.json`` remembers."""
     parents = []
     for entry in recorded if isinstance(recorded, list) else []:
         if (isinstance(entry, list) and len(entry) == 4

@@ -1,20 +1,9 @@
 """Families as plain data, and their sum: what a worker's file holds and what a scrape adds.
 
-A worker writes the families its :class:`~impactagent.prometheus.collector.AgentCollector`
-yields, as JSON lists ``[name, type, help, [[sample name, {labels}, value], ...]]``. A
-scrape adds them up, sample by sample (same sample name, same labels):
-
-- counters and histograms (every bucket, ``_sum`` and ``_count``) are summed over the live
-  workers and the departed total, so they never go down when a worker leaves;
-- gauges are summed over the live workers only: a departed worker's gauge (requests in
-  flight, a queue's length) is no longer true of anything;
-- the first worker read decides a family's type and help: a worker that disagrees (a rolling
-  deploy that changed a metric's kind) has that family left out until it is gone.
-
-Workers run the same code, so a histogram has the same buckets in each; where they differ,
-each bound sums what the workers that have it counted. A histogram series whose total
-``_count`` differs from its ``+Inf`` bucket (a worker left out ``_sum`` and ``_count``,
-as it does for a negative sum) shows neither, as one worker would.
+A family is written as ``[name, type, help, [[sample name, {labels}, value], ...]]`` and
+summed sample by sample. The first worker read decides a family's type and help; one that
+disagrees (a rolling deploy) has that family left out. A histogram series whose ``_count``
+is not its ``+Inf`` bucket (a worker left both out, for a negative sum) shows neither.
 """
 
 from __future__ import annotations
@@ -50,9 +39,8 @@ class Totals:
 
     def add(self, families: Iterable[Plain], *, gauges: bool = True,
             extra: Tuple[Tuple[str, str], ...] = ()) -> None:
-        """Add one worker's families (``gauges=False``: leave its gauges out; ``extra``:
-        labels to add to each sample, as a worker's ``pid``). Malformed entries are
-        skipped: a file is only ever read, never trusted to be well formed."""
+        """Add one worker's families (``gauges=False``: without gauges; ``extra``: labels for
+        each sample, as a ``pid``). Malformed entries are skipped: a file is never trusted."""
         for family in families:
             try:
                 name, kind, help_text, samples = family
@@ -87,8 +75,7 @@ class Totals:
 
 
 def _unsound_counts(values: Dict[_Key, float]) -> Set[_Key]:
-    """The ``_sum``/``_count`` samples of histogram series whose count is not the +Inf
-    bucket's."""
+    """The ``_sum``/``_count`` samples of series whose count is not the +Inf bucket's."""
     infinite: Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float] = {}
     for (sample, labels), value in values.items():
         if sample.endswith("_bucket") and ("le", "+Inf") in labels:

@@ -1,15 +1,10 @@
 """Who wrote a file, and whether that process still runs: the test a fold depends on.
 
-A worker's file is named by its pid, and pids are reused. A file is therefore stamped with
-the process's *start time* (``/proc/<pid>/stat``, in clock ticks since boot) and the host's
-*boot id*: a pid that runs now but started at another time, or a file from before the last
-reboot, is a dead writer's. Where ``/proc`` is missing (macOS), the start time is unknown
-and a live pid is taken at its word: a reused pid then only delays a fold (the dead
-worker's counts stay in the sum as if it lived), it never loses or doubles a count.
-
-A file written in another pid namespace (another container sharing the directory) cannot be
-judged from here at all: its pids mean nothing in ours. Such files are never folded or
-removed by this process (see :mod:`impactagent.prometheus.workers`).
+Pids are reused, so a file is stamped with its writer's start time (``/proc/<pid>/stat``)
+and the boot id: a pid that runs now but started at another time, or a file from an earlier
+boot, is a dead writer's. Without ``/proc`` a live pid is taken at its word (a reused pid
+only delays a fold). A file from another pid namespace cannot be judged here: it is never
+folded or removed.
 """
 
 from __future__ import annotations
@@ -36,8 +31,8 @@ class Stamp(NamedTuple):
 
 
 def _stat_fields(pid: int) -> Optional[List[str]]:
-    """``/proc/<pid>/stat`` from field 3 (the state) on, or None where it cannot be read.
-    The command name (field 2, in parentheses) may hold spaces: split after it."""
+    """``/proc/<pid>/stat`` from field 3 (the state) on, or None; split after the command
+    name, which may hold spaces."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -54,8 +49,7 @@ def _started(pid: int) -> Optional[int]:
 
 
 def _ended(pid: int) -> bool:
-    """A zombie (``Z``) or dead (``X``) process: killed, not yet reaped by its parent. Its
-    pid still answers ``kill(pid, 0)``, but it will never publish again."""
+    """A zombie or dead process: its pid still answers ``kill(pid, 0)``, but it is gone."""
     fields = _stat_fields(pid)
     return fields is not None and bool(fields) and fields[0] in ("Z", "X")
 
@@ -82,7 +76,7 @@ def current() -> Stamp:
 
 def judgeable(stamp: Stamp, here: Stamp) -> bool:
     """Whether this process can tell if ``stamp``'s writer lives: same pid namespace, or an
-    earlier boot (every process of an earlier boot is gone)."""
+    earlier boot."""
     return stamp.boot != here.boot or stamp.namespace == here.namespace
 
 
@@ -94,8 +88,8 @@ def alive(stamp: Stamp, here: Stamp) -> bool:
 
 
 class Parent(NamedTuple):
-    """The process that started a writer (a gunicorn master, say), remembered after the
-    writer's file is gone: while it runs, its next worker continues the totals."""
+    """The process that started a writer (a gunicorn master): while it runs, its next
+    worker continues the totals."""
 
     pid: int
     started: Optional[int]
@@ -109,16 +103,13 @@ def parent(stamp: Stamp) -> Parent:
 
 
 def parent_alive(stamp: Stamp, here: Stamp) -> bool:
-    """Whether the process that started ``stamp``'s writer still runs: the gunicorn master
-    of a worker killed a moment ago, say (never init or a container's first process)."""
+    """Whether the process that started ``stamp``'s writer still runs."""
     return runs(parent(stamp), here)
 
 
 def runs(started_by: Parent, here: Stamp) -> bool:
-    """Whether a remembered parent still runs. One of another boot is gone; one of another
-    pid namespace cannot be judged from here and is taken as gone (its pid means nothing
-    here); init or a container's first process (pid 1, or 0 across a namespace) never
-    counts: it outlives every deploy."""
+    """Whether a remembered parent still runs: never one of another boot or pid namespace,
+    nor init or a container's first process, which outlive every deploy."""
     if (started_by.boot != here.boot or started_by.namespace != here.namespace
             or started_by.pid <= 1):
         return False
