@@ -1,5 +1,4 @@
-"""What ``impactagent run`` is configured by: the instrumentations' names, and the
-environment variables it reads. Imports no agent, so that the launcher starts quickly."""
+"""What ``impactagent run`` is configured by, without importing the agent (a quick start)."""
 
 from __future__ import annotations
 
@@ -26,8 +25,8 @@ LIBRARIES = {"flask": "flask", "django": "django", "fastapi": "fastapi",
 
 
 def disabled_names(environ: Optional[Mapping[str, str]] = None) -> FrozenSet[str]:
-    """The instrumentations ``IMPACTAGENT_DISABLED`` turns off; ValueError naming any it
-    does not know (a typo must not leave an instrumentation on)."""
+    """The instrumentations ``IMPACTAGENT_DISABLED`` turns off; ValueError for an unknown one
+    (a typo must not leave an instrumentation on)."""
     raw = (os.environ if environ is None else environ).get("IMPACTAGENT_DISABLED", "")
     names = {name.strip().lower() for name in raw.split(",") if name.strip()}
     if "all" in names:
@@ -59,8 +58,7 @@ def settings_from_env(environ: Optional[Mapping[str, str]] = None) -> Settings:
         return Settings.from_env(env, own_transport=True)
 
 
-#: The labels the request and task metrics have of their own: a flag named so that its
-#: label would be one of them (or another flag's) cannot label those metrics.
+#: The labels the request and task metrics have of their own, which no flag's can be.
 OWN_LABELS = ("method", "route", "status_class", "task", "state")
 
 

@@ -1,18 +1,9 @@
-"""What happens when a watched library is imported: the bootstrap
-(``bootstrap/sitecustomize.py``) calls :func:`instrument` with the module, once it has run.
-
-Each installer patches as little as it can, where the library itself builds the thing to
-wrap, and leaves the rest to :mod:`.web`, :mod:`.sdk` and :mod:`impactagent.integrations`:
-
-- ``flask``: ``Flask.__init__``, to wrap each app's ``wsgi_app`` and note its URL rule;
-- ``django``: ``django.setup()``, to put :class:`.web.DjangoMiddleware` first in
-  ``MIDDLEWARE`` (unless the Django integration is there already);
-- ``starlette``, ``fastapi``: ``build_middleware_stack()``, run at an app's first request;
-- ``celery``: a ``task_prerun`` receiver that instruments Celery at a process's first task;
-- ``gunicorn``: ``BaseApplication.wsgi()``, for a WSGI app that no framework above serves;
-- ``unleash``: the ``UnleashClient`` class (:mod:`.sdk`).
-
-An installer that raises leaves that instrumentation off, logged once; the app runs on.
+"""What happens when a watched library is imported: the bootstrap calls :func:`instrument`
+with the module once it has run. Each installer patches as little as it can, where the
+library builds the thing to wrap (``Flask.__init__``, ``django.setup()``,
+``build_middleware_stack()``, Celery's first ``task_prerun``, gunicorn's
+``BaseApplication.wsgi()``, the ``UnleashClient`` class); one that raises leaves that
+instrumentation off, logged once, and the app runs on.
 """
 
 from __future__ import annotations
@@ -40,8 +31,7 @@ def instrument(module_name: str, module: Any) -> None:
         install(module)
         if threading.current_thread() is threading.main_thread():
             # Now, not at the first request (often on a server's thread): an agent started
-            # in the main thread closes on SIGTERM when the app has no handler of its own,
-            # as one the app made at import does (a forked worker's resets itself).
+            # in the main thread closes on SIGTERM when the app has no handler of its own.
             PROCESS.agent()
     except Exception as error:
         PROCESS.failed(name, error)
@@ -125,8 +115,7 @@ def _celery(signals: Any) -> None:
     started: List[bool] = []  # non-empty once this process's first task has come
 
     def first_task(sender: Any = None, **extra: Any) -> None:
-        # The first task of this process (a prefork child's, or a solo worker's): the
-        # process serves, and its UnleashClient knows its flags by now.
+        # The process serves now, and its UnleashClient knows its flags.
         with lock:
             if started:
                 return
@@ -182,8 +171,8 @@ def _unleash(module: Any) -> None:
     wire(module.UnleashClient)
 
 
-#: The module whose import triggers each installer, with the instrumentation's name. The
-#: bootstrap watches these names (a test holds its list equal to this one).
+#: The module whose import triggers each installer, with the instrumentation's name (a
+#: test holds the bootstrap's list equal to this one).
 INSTALLERS: Dict[str, Any] = {
     "flask": ("flask", _flask),
     "django": ("django", _django),

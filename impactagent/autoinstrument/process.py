@@ -1,16 +1,10 @@
 """What the instrumentations of one process share: its agent, the flags that label its
 metrics, and which instrumentations are on.
 
-- The agent is built on first use, from the environment (``UNLEASH_URL``,
-  ``UNLEASH_API_TOKEN``, ``UNLEASH_APP_NAME``, ``IMPACTAGENT_*``), and started when it has a
-  URL; without one it only records. First use is the import of the first instrumented
-  library in the main thread (else the first request or task); a forked worker's agent
-  resets itself (zero counts, its own connection id and flusher).
-- The flags: ``IMPACTAGENT_FLAGS`` (names, comma-separated), or else every flag that the
-  process's ``UnleashClient`` knows when its first request or task starts (a metric's labels
-  are fixed when it is defined: see ``docs/zero-code.md``).
-- ``IMPACTAGENT_DISABLED`` (names, comma-separated, or ``all``) turns instrumentations off;
-  one that fails is logged once and turned off for the rest of the process.
+The agent is built from the environment at first use and started when it has a URL. The
+flags are ``IMPACTAGENT_FLAGS``, or every flag the process's ``UnleashClient`` knows at its
+first request or task (a metric's labels are fixed once defined). ``IMPACTAGENT_DISABLED``
+turns instrumentations off; one that fails is off for the rest of the process.
 """
 
 from __future__ import annotations
@@ -34,8 +28,7 @@ log = logging.getLogger("impactagent.autoinstrument")
 
 
 class FlagSource(Protocol):
-    """What the process reads of an ``UnleashClient``: whether it has fetched its flags,
-    and their definitions by name."""
+    """What the process reads of an ``UnleashClient``."""
 
     @property
     def is_initialized(self) -> bool: ...
@@ -56,9 +49,8 @@ class Process:
         os.register_at_fork(after_in_child=self._forget_flags)
 
     def _forget_flags(self) -> None:
-        # A forked worker decides for itself, from what its own clients know; the agent
-        # follows the fork on its own (it resets itself in the child). A new lock: the
-        # parent's may have been held by another thread at the fork.
+        # A forked worker decides from what its own clients know. A new lock: another
+        # thread may have held the parent's at the fork.
         self._lock = threading.RLock()
         self._flags = None
 

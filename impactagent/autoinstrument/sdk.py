@@ -1,10 +1,7 @@
 """The official ``UnleashClient``, wired by itself: each ``is_enabled`` and ``get_variant``
-answer is noted in the request's (or task's) flag scope, so the metrics labelled by that
-flag are split by it, and the clients are known, so their flags can label the metrics.
-
-Each evaluation is counted once. The SDK counts every evaluation and sends the counts
-itself, so impactagent only notes the answer; only a client made with
-``disable_metrics=True``, which sends nothing, has its evaluations counted by the agent.
+answer is noted in the flag scope, and the clients are known, so their flags can label the
+metrics. The SDK counts and sends its own evaluations, so the agent counts them only for a
+client made with ``disable_metrics=True``.
 """
 
 from __future__ import annotations
@@ -50,8 +47,8 @@ def wire(client_class: Any) -> None:
 
 
 def _note(client: Any, name: str, enabled: bool, variant: Optional[str]) -> None:
-    """Note (or, for a client that sends no metrics, count) one answer; a failure here
-    never reaches the app: it turns this instrumentation off, logged once."""
+    """Note (or, for a client that sends no metrics, count) one answer; a failure turns
+    this instrumentation off, never reaching the app."""
     if not PROCESS.enabled(NAME):
         return
     try:

@@ -1,8 +1,8 @@
 """The request middlewares of :mod:`impactagent.integrations`, put in place by themselves.
 
 Each is made at the process's first request, not when the app is built: by then the
-process is the one that serves (a gunicorn worker, not the parent it was forked from), and
-its ``UnleashClient`` knows the flags that label the metrics.
+process is the one that serves (a gunicorn worker, not its preloading parent), and its
+``UnleashClient`` knows the flags that label the metrics.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import threading
 from typing import Any, Callable, Optional
 
 from ..integrations import asgi, wsgi
-from ..integrations.wsgi import Environ
 from .process import PROCESS
 
 #: Set in the ASGI scope by the outermost instrumented app: an app mounted inside it (a
@@ -19,26 +18,34 @@ from .process import PROCESS
 TIMED = "impactagent.timed"
 
 
-class DeferredWSGI:
-    """A WSGI app that is wrapped by ``wrap(app)`` at its first request (``None`` from
-    ``wrap``, or a failure, or the instrumentation off: served as it is)."""
+class MadeAtFirstCall:
+    """Serves through ``make()``'s callable, made once at the first call; through
+    ``fallback`` when ``make`` gives None or fails, or instrumentation ``name`` is off."""
 
-    def __init__(self, app: Callable[..., Any], name: str,
-                 wrap: Callable[[Callable[..., Any]], Optional[Callable[..., Any]]]) -> None:
-        self.app = app
+    def __init__(self, fallback: Callable[..., Any], name: str,
+                 make: Callable[[], Optional[Callable[..., Any]]]) -> None:
         self.name = name
-        self._wrap = wrap
+        self._fallback = fallback
+        self._make = make
         self._serve: Callable[..., Any] = self._first
         self._lock = threading.Lock()
 
-    def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Any:
-        return self._serve(environ, start_response)
+    def __call__(self, *args: Any) -> Any:
+        return self._serve(*args)
 
-    def _first(self, environ: Environ, start_response: Callable[..., Any]) -> Any:
+    def _first(self, *args: Any) -> Any:
         with self._lock:
             if self._serve == self._first:
-                self._serve = _made(self.name, lambda: self._wrap(self.app)) or self.app
-        return self._serve(environ, start_response)
+                self._serve = _made(self.name, self._make) or self._fallback
+        return self._serve(*args)
+
+
+class DeferredWSGI(MadeAtFirstCall):
+    """A WSGI app wrapped by ``wrap(app)`` at its first request."""
+
+    def __init__(self, app: Callable[..., Any], name: str,
+                 wrap: Callable[[Callable[..., Any]], Optional[Callable[..., Any]]]) -> None:
+        super().__init__(app, name, lambda: wrap(app))
 
 
 def wsgi_middleware(app: Callable[..., Any]) -> Callable[..., Any]:
@@ -47,10 +54,9 @@ def wsgi_middleware(app: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class Outermost:
-    """The ASGI request middleware around an app's middleware stack, counting each request
-    once however many instrumented apps it passes through, and closing the agent when the
-    server says it is shutting down (the lifespan protocol): uvicorn ends by raising the
-    SIGTERM it caught again, with the default action, so no exit hook would run."""
+    """The ASGI request middleware around an app's stack: counts each request once however
+    many instrumented apps it passes, and closes the agent at the lifespan's shutdown
+    (uvicorn ends by raising SIGTERM again with the default action: no exit hook runs)."""
 
     def __init__(self, stack: Any) -> None:
         self.stack = stack
@@ -75,27 +81,16 @@ def _closing_at_shutdown(send: Any) -> Any:
     return send_after_closing
 
 
-class DjangoMiddleware:
+class DjangoMiddleware(MadeAtFirstCall):
     """First in ``MIDDLEWARE``: the Django integration's middleware, made at the first
-    request with the process's agent and flags (unless ``settings.IMPACTAGENT`` says
-    otherwise), or the request passed on when the instrumentation is off."""
+    request with the process's agent and flags unless ``settings.IMPACTAGENT`` is set."""
 
     sync_capable = True
     async_capable = False
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        super().__init__(get_response, "django", self._integration)
         self.get_response = get_response
-        self._serve: Callable[[Any], Any] = self._first
-        self._lock = threading.Lock()
-
-    def __call__(self, request: Any) -> Any:
-        return self._serve(request)
-
-    def _first(self, request: Any) -> Any:
-        with self._lock:
-            if self._serve == self._first:
-                self._serve = _made("django", self._integration) or self.get_response
-        return self._serve(request)
 
     def _integration(self) -> Any:
         from django.conf import settings

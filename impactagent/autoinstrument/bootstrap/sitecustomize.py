@@ -1,13 +1,10 @@
-"""The bootstrap ``impactagent run`` puts first on ``PYTHONPATH``: Python imports it at start-up
-(``site``), in the command's process and in every Python process that inherits the variable
-(a gunicorn or Celery worker forked from it, a uvicorn worker or Django's autoreloader child
-started anew).
+"""The bootstrap ``impactagent run`` puts first on ``PYTHONPATH``, imported at start-up by
+every Python process that inherits the variable.
 
-It imports nothing but ``sys`` and ``os`` (already loaded at start-up) and adds one finder to
-``sys.meta_path``, which looks each import's name up in a set and does nothing else until a
-watched library is imported: then it lets the library load and hands it to
-:mod:`impactagent.autoinstrument.instrumentations`. A process that imports none of them never
-imports impactagent. Another ``sitecustomize`` further on the path still runs, after this one.
+It imports only ``sys`` and ``os`` and adds one finder to ``sys.meta_path`` that does a set
+lookup per import until a watched library is imported, then hands it, once it has run, to
+:mod:`impactagent.autoinstrument.instrumentations`. A process that imports none of them
+never imports impactagent. A ``sitecustomize`` further on the path still runs.
 """
 
 import os
@@ -63,8 +60,7 @@ class _Finder:
             spec: Optional[ModuleSpec] = find(name, path, target)
             if spec is not None:
                 if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    # Not a subclass of importlib.abc.Loader (importing it here would slow
-                    # every start-up): a stand-in with the methods importlib calls.
+                    # A stand-in, not an importlib.abc.Loader: importing that slows start-up.
                     spec.loader = _Loader(spec.loader, name)  # type: ignore[assignment]
                 return spec
         return None
