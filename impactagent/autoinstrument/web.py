@@ -8,7 +8,7 @@ process is the one that serves (a gunicorn worker, not its preloading parent), a
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 from ..integrations import asgi, wsgi
 from .process import PROCESS
@@ -20,7 +20,8 @@ TIMED = "impactagent.timed"
 
 class MadeAtFirstCall:
     """Serves through ``make()``'s callable, made once at the first call; through
-    ``fallback`` when ``make`` gives None or fails, or instrumentation ``name`` is off."""
+    ``fallback`` when ``make`` gives None or fails, or instrumentation ``name`` is off.
+    Subclasses spell ``__call__`` with their protocol's parameters: no ``*args`` per call."""
 
     def __init__(self, fallback: Callable[..., Any], name: str,
                  make: Callable[[], Optional[Callable[..., Any]]]) -> None:
@@ -29,9 +30,6 @@ class MadeAtFirstCall:
         self._make = make
         self._serve: Callable[..., Any] = self._first
         self._lock = threading.Lock()
-
-    def __call__(self, *args: Any) -> Any:
-        return self._serve(*args)
 
     def _first(self, *args: Any) -> Any:
         with self._lock:
@@ -46,6 +44,9 @@ class DeferredWSGI(MadeAtFirstCall):
     def __init__(self, app: Callable[..., Any], name: str,
                  wrap: Callable[[Callable[..., Any]], Optional[Callable[..., Any]]]) -> None:
         super().__init__(app, name, lambda: wrap(app))
+
+    def __call__(self, environ: Dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        return self._serve(environ, start_response)
 
 
 def wsgi_middleware(app: Callable[..., Any]) -> Callable[..., Any]:
@@ -91,6 +92,9 @@ class DjangoMiddleware(MadeAtFirstCall):
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
         super().__init__(get_response, "django", self._integration)
         self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        return self._serve(request)
 
     def _integration(self) -> Any:
         from django.conf import settings

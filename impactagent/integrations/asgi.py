@@ -15,10 +15,10 @@ with the tasks and threads the framework runs it in.
 from __future__ import annotations
 
 import time
-from typing import Any, Awaitable, Callable, MutableMapping
+from typing import Any, Awaitable, Callable, MutableMapping, Optional
 
 from ..core.flag_context import close_scope, open_scope
-from .http_metrics import Middleware
+from .http_metrics import ROUTE_KEY, Middleware
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -51,8 +51,15 @@ class ImpactMiddleware(Middleware[ASGIApp]):
             await self.app(scope, receive, recording_send)
         finally:
             try:
-                found = getattr(scope.get("route"), "path", None)  # Starlette, FastAPI
-                self.metrics.record(scope.get("method", ""), self.route_of(scope, found),
-                                    status, _perf_counter() - start)
+                self.metrics.record(scope.get("method", ""), self._route_of(scope), status,
+                                    _perf_counter() - start)
             finally:
                 close_scope(token)
+
+    def _route_of(self, scope: Scope) -> Optional[str]:
+        route = scope.get(ROUTE_KEY)
+        if route is None:
+            route = getattr(scope.get("route"), "path", None)  # Starlette, FastAPI
+        if route is None and self.route is not None:
+            route = self.route(scope)
+        return route

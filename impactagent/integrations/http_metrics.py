@@ -14,7 +14,6 @@ from typing import (
     Callable,
     Dict,
     Generic,
-    Mapping,
     Optional,
     Sequence,
     Tuple,
@@ -74,7 +73,8 @@ class HttpMetrics:
 
 
 class Middleware(Generic[App]):
-    """What the WSGI and ASGI middlewares share: the app, its metrics, the route rule."""
+    """What the WSGI and ASGI middlewares share: the app, the ``route=`` rule, the metrics.
+    Each looks the route up inline, on the request's path: a hook's ``ROUTE_KEY`` first."""
 
     def __init__(self, app: App, agent: Agent, *,
                  route: Optional[Callable[[Any], Optional[str]]] = None,
@@ -83,14 +83,3 @@ class Middleware(Generic[App]):
         self.app = app
         self.route = route
         self.metrics = HttpMetrics(agent, prefix=prefix, buckets=buckets, flags=flags)
-
-    def route_of(self, request: Mapping[str, Any], found: Optional[str] = None
-                 ) -> Optional[str]:
-        """The route template: a hook's ``request[ROUTE_KEY]``, else ``found`` (the
-        framework's), else what the ``route=`` callable says."""
-        route = request.get(ROUTE_KEY)
-        if route is None:
-            route = found
-        if route is None and self.route is not None:
-            route = self.route(request)
-        return route

@@ -29,7 +29,7 @@ from typing import (
 )
 
 from ..core.flag_context import close_scope, open_scope
-from .http_metrics import Middleware
+from .http_metrics import ROUTE_KEY, Middleware
 
 if TYPE_CHECKING:
     from ..core.flag_context import ScopeToken
@@ -66,9 +66,12 @@ class ImpactMiddleware(Middleware[Callable[..., Iterable[bytes]]]):
 
     def _record(self, environ: Environ, status: int, start: float, token: ScopeToken
                 ) -> None:
+        route = environ.get(ROUTE_KEY)
+        if route is None and self.route is not None:
+            route = self.route(environ)
         try:
-            self.metrics.record(environ.get("REQUEST_METHOD", ""), self.route_of(environ),
-                                status, _perf_counter() - start)
+            self.metrics.record(environ.get("REQUEST_METHOD", ""), route, status,
+                                _perf_counter() - start)
         finally:
             # A server that closes the body from another context: nothing there to undo.
             with contextlib.suppress(ValueError):
