@@ -1,8 +1,5 @@
-"""The shape of :meth:`impactagent.Agent.statistics`: plain values, ready for JSON.
-
-Each key is typed and described here, once; the docs render these classes, and a test
-holds them equal to what an agent with every part (a url, a spool) really returns.
-"""
+"""The shape of :meth:`impactagent.Agent.statistics`: plain values, ready for JSON, each key
+described once (a test holds them equal to what a full agent returns)."""
 
 from __future__ import annotations
 
@@ -51,8 +48,7 @@ class DeliveryStatistics(TypedDict):
     delivered_events: int
     """Events (increments, observations, evaluations) in the acknowledged bodies."""
     possibly_duplicated_events: int
-    """Events a server may have stored without its answer arriving (a read timeout, a
-    connection lost after sending): kept and sent again, so perhaps counted twice."""
+    """Events sent again after a POST got no answer: a server may have counted them twice."""
     empty_windows: int
     """Flushes whose window held nothing, so sent nothing."""
     failures: Dict[str, int]
@@ -82,28 +78,24 @@ class _EveryAgent(TypedDict):
     pending_events: int
     """Events recorded and not yet taken by a flush, or given back by one that failed."""
     dropped: Dict[str, int]
-    """Events dropped, by reason (``non_finite_value``, ``cardinality_limit``,
-    ``rejected_by_server``, ``not_delivered_by_close``, ...: every reason and its log line
-    are in :data:`impactagent.core.statistics.DROP_REASONS`); empty when nothing was lost."""
+    """Events dropped, by reason (every reason is in
+    :data:`impactagent.core.statistics.DROP_REASONS`); empty when nothing was lost."""
     series: int
     """Impact-metric series that exist now."""
     flags: int
     """Flags counted."""
     collect_hook_errors: int
-    """Times a collect hook (a bridge reading ``prometheus_client``, say) raised; each is
-    logged, and the collect went on without it."""
+    """Times a collect hook (a bridge) raised; each is logged, the collect goes on."""
     delivery: DeliveryStatistics
     """How sending went."""
 
 
 class Statistics(_EveryAgent, total=False):
-    """What :meth:`impactagent.Agent.statistics` returns: what was recorded, sent, pending
-    and dropped (by reason), and how delivery went. The last two keys are there only for
-    an agent that has what they describe."""
+    """What :meth:`impactagent.Agent.statistics` returns; the last two keys only for an
+    agent that has what they describe."""
 
     sending_stopped_by_status: Optional[int]
-    """With a url or a transport: the status (401 or 403) that stopped sending, or
-    ``None``."""
+    """With a url or a transport: the status (401 or 403) that stopped sending, or None."""
     spool: SpoolStatistics
     """With a ``spool_dir``: the unsent bodies kept on disk."""
 

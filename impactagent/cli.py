@@ -1,9 +1,5 @@
-"""The ``impactagent`` command line: ``demo``, ``receive``, ``check``, ``stats``, ``charts``
-and ``run``.
-
-Every mistake a user can make in calling it (see :mod:`impactagent.devtools.cli_support`)
-ends in one line on stderr and exit status 2, never a traceback.
-"""
+"""The ``impactagent`` command: ``demo``, ``receive``, ``check``, ``stats``, ``charts`` and
+``run``. Every mistake in calling it is one line on stderr and exit status 2."""
 
 from __future__ import annotations
 
@@ -228,10 +224,8 @@ def bind_problem(error: OSError, host: str, port: int) -> str:
     return f"cannot listen on {where}: {error.strerror or error}"
 
 
-#: What a real server does with a body, by the worst of its problems.
 def _check(files: List[str], max_body: int) -> int:
-    """Hold each body to the rules the receiver answers by (unleash-server 8.2.0's), its size
-    included: :mod:`impactagent.devtools.check`."""
+    """Hold each body to the rules the receiver answers by (unleash-server 8.2.0's)."""
     from .devtools.check import check_files
 
     return check_files(files, max_body, sys.stdout, sys.stderr)
