@@ -129,25 +129,20 @@ class AgentCollector:
         """The agent's own health (recorded, delivered, dropped...), never summed."""
         statistics = self.agent.statistics()
         delivery = statistics["delivery"]
-        recorded = CounterMetricFamily(
-            "impactagent_recorded_events", "Events recorded by the app, by kind",
-            labels=("kind",))
-        for kind, n in statistics["recorded"].items():
-            if kind != "gauge_series":
-                recorded.add_metric((kind,), n)
-        yield recorded
-        dropped = CounterMetricFamily(
-            "impactagent_dropped_events", "Recorded events dropped, by reason",
-            labels=("reason",))
-        for reason, n in sorted(statistics["dropped"].items()):
-            dropped.add_metric((reason,), n)
-        yield dropped
-        failures = CounterMetricFamily(
-            "impactagent_delivery_failures", "Failed metrics POSTs, by status or error",
-            labels=("status",))
-        for status, n in sorted(delivery["failures"].items()):
-            failures.add_metric((status,), n)
-        yield failures
+        recorded = [(kind, n) for kind, n in statistics["recorded"].items()
+                    if kind != "gauge_series"]
+        for name, text, label, counts in (
+            ("impactagent_recorded_events", "Events recorded by the app, by kind", "kind",
+             recorded),
+            ("impactagent_dropped_events", "Recorded events dropped, by reason", "reason",
+             sorted(statistics["dropped"].items())),
+            ("impactagent_delivery_failures", "Failed metrics POSTs, by status or error",
+             "status", sorted(delivery["failures"].items())),
+        ):
+            family = CounterMetricFamily(name, text, labels=(label,))
+            for value, n in counts:
+                family.add_metric((value,), n)
+            yield family
         for name, key, text in (
             ("impactagent_delivered_events", "delivered_events", "Events Unleash accepted"),
             ("impactagent_delivery_attempts", "attempts", "Metrics POSTs attempted"),
