@@ -191,11 +191,6 @@ class Agent:
             self._flags.watch(family.flags)
         return family
 
-    def count_evaluation(self, name: str, enabled: bool, variant: Optional[str] = None
-                          ) -> None:
-        """Count one evaluation an integration saw (the OpenFeature hook)."""
-        self._flags.record(name, enabled, variant)
-
     def flag(self, name: str) -> Callable[[F], F]:
         """Decorate the function that decides flag ``name``; each call is one evaluation.
 
@@ -218,6 +213,9 @@ class Agent:
     def record_flag(self, name: str, enabled: bool, variant: Optional[str] = None) -> None:
         """Count one evaluation of flag ``name``; where it labels a metric, note its state."""
         self._flags.record(name, enabled, variant)
+
+    #: What an integration that saw an evaluation calls (the OpenFeature hook, the SDK's).
+    count_evaluation = record_flag
 
     # -- the names of the Unleash SDKs' impact-metrics API -----------------------------------
 
