@@ -175,3 +175,29 @@ def test_every_scrape_server_and_each_scrape_leave_sigterm_and_sigint_to_the_app
         server.shutdown()
         server.server_close()
     assert probe.blocked == [True]
+
+
+def _ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+def test_the_scrape_server_listens_on_an_ipv6_address_and_logs_no_scrape(capfd):
+    agent = impactagent.Agent("shop")
+    agent.counter("checkout_total", "Checkouts").inc(2)
+    server = agent.serve_prometheus(0, "::1")
+    try:
+        text = scrape(f"http://[::1]:{server.server_port}/metrics")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert samples(text, "checkout_total") == {
+        frozenset({("appName", "shop"), ("environment", "default")}): 2}
+    assert capfd.readouterr().err == ""  # a scrape is no line on stderr
