@@ -129,18 +129,7 @@ class ImpactMetricExporter(MetricExporter):
             if isinstance(data, Sum) and data.is_monotonic:
                 self._sum(metric, data, point, key, names, values)
             elif isinstance(data, (Sum, Gauge)):
-                total = float(point.value)
-                if isinstance(data, Sum) and _is_delta(data):
-                    total = self._running[key] = self._running.get(key, 0.0) + total
-                bridged = self._native.gauge(name, metric.description, names)
-                if bridged is not None:
-                    # A value that cannot be set is one dropped event when it is new.
-                    new = self._gauges_dropped.get(key) != total
-                    child = self._series(name, bridged, names, values, 1 if new else 0)
-                    if child is not None:
-                        gauges[child] = gauges.get(child, 0.0) + total
-                    else:
-                        self._gauges_dropped[key] = total
+                self._gauge(metric, data, point, key, names, values, gauges)
             elif isinstance(data, HistogramData):
                 self._histogram(metric, data, point, key, names, values)
             else:
@@ -149,8 +138,7 @@ class ImpactMetricExporter(MetricExporter):
     def _sum(self, metric: Any, data: Any, point: Any, key: Any,
              names: Tuple[str, ...], values: Tuple[str, ...]) -> None:
         if _is_delta(data):
-            total = self._running[key] = self._running.get(key, 0.0) + point.value
-            delta = self._counters.delta(key, total)
+            delta = self._counters.delta(key, self._running_total(key, point.value))
         else:
             delta = self._counters.delta(key, point.value, point.start_time_unix_nano)
         bridged = self._native.counter(metric.name, metric.description, names)
@@ -158,6 +146,27 @@ class ImpactMetricExporter(MetricExporter):
             child = self._series(metric.name, bridged, names, values, delta)
             if child is not None:
                 increment(child, delta)
+
+    def _gauge(self, metric: Any, data: Any, point: Any, key: Any, names: Tuple[str, ...],
+               values: Tuple[str, ...], gauges: Dict[Any, float]) -> None:
+        total = float(point.value)
+        if isinstance(data, Sum) and _is_delta(data):
+            total = self._running_total(key, total)
+        bridged = self._native.gauge(metric.name, metric.description, names)
+        if bridged is None:
+            return
+        # A value that cannot be set is one dropped event when it is new.
+        new = self._gauges_dropped.get(key) != total
+        child = self._series(metric.name, bridged, names, values, 1 if new else 0)
+        if child is not None:
+            gauges[child] = gauges.get(child, 0.0) + total
+        else:
+            self._gauges_dropped[key] = total
+
+    def _running_total(self, key: Any, delta: float) -> float:
+        """The total of a delta-temporality sum: what it added up to so far."""
+        total = self._running[key] = self._running.get(key, 0.0) + delta
+        return total
 
     def _histogram(self, metric: Any, data: Any, point: Any, key: Any,
                    names: Tuple[str, ...], values: Tuple[str, ...]) -> None:
