@@ -8,9 +8,10 @@ process is the one that serves (a gunicorn worker, not its preloading parent), a
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Optional
 
 from ..integrations import asgi, wsgi
+from ..integrations.wsgi import Environ
 from .process import PROCESS
 
 #: Set in the ASGI scope by the outermost instrumented app: an app mounted inside it (a
@@ -45,7 +46,7 @@ class DeferredWSGI(MadeAtFirstCall):
                  wrap: Callable[[Callable[..., Any]], Optional[Callable[..., Any]]]) -> None:
         super().__init__(app, name, lambda: wrap(app))
 
-    def __call__(self, environ: Dict[str, Any], start_response: Callable[..., Any]) -> Any:
+    def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Any:
         return self._serve(environ, start_response)
 
 
