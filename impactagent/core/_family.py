@@ -9,7 +9,18 @@ from __future__ import annotations
 
 import operator
 import threading
-from typing import Any, Callable, Dict, Generic, List, Protocol, Sequence, Tuple, TypeVar
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Generic,
+    List,
+    NamedTuple,
+    Protocol,
+    Sequence,
+    Tuple,
+    TypeVar,
+)
 
 from ._naming import check_help, check_label_names, check_metric_name, flag_label_name, label_value
 from ._numbers import MAX_SAFE_FLOAT, Number, is_finite, to_number
@@ -24,6 +35,16 @@ DEFAULT_MAX_SERIES = 1000
 _ALIAS_FACTOR = 4
 
 Child = TypeVar("Child", bound="Series")
+
+
+class Definition(NamedTuple):
+    """What makes two definitions of a metric the same (see :meth:`MetricFamily.describe`)."""
+
+    type: str
+    help: str
+    labels: Tuple[str, ...]
+    buckets: Tuple[float, ...]
+    flags: Tuple[str, ...]
 
 
 class RecordingRules:
@@ -309,9 +330,9 @@ class MetricFamily(Generic[Child]):
         keeps positions instead of references (:mod:`impactagent.core.snapshot`)."""
         return self._series
 
-    def describe(self) -> Tuple[Any, ...]:
-        """Return what makes two definitions the same: kind, help, labels, buckets, flags."""
-        return (self.kind, self.help, self.label_names, (), self.flags)
+    def describe(self) -> Definition:
+        """What makes two definitions the same: kind, help, labels, buckets, flags."""
+        return Definition(self.kind, self.help, self.label_names, (), self.flags)
 
     def reset_after_fork(self) -> None:
         """In a forked child (only the forking thread runs): new locks, zero counts."""

@@ -12,6 +12,7 @@ import inspect
 import itertools
 import operator
 import threading
+from types import TracebackType
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -35,6 +36,9 @@ from ._numbers import MAX_SAFE
 F = TypeVar("F", bound=Callable[..., Any])
 
 _ONE = 1  # the int inc() takes without a lock (see _LockFreeCounterChild)
+
+#: What ``count_exceptions()`` counts: an exception class or a tuple of them.
+ExceptionTypes = Union[Type[BaseException], Tuple[Type[BaseException], ...]]
 
 if TYPE_CHECKING:
     _Count = itertools.count[int]  # generic to the type checker only
@@ -130,9 +134,7 @@ class CounterChild(_Count):
         """The cumulative count since the agent started (reading it changes nothing)."""
         return self._total()
 
-    def count_exceptions(
-        self, exception: Union[Type[BaseException], Tuple[Type[BaseException], ...]] = Exception
-    ) -> _ExceptionCounter:
+    def count_exceptions(self, exception: ExceptionTypes = Exception) -> _ExceptionCounter:
         """Count exceptions of type ``exception`` raised in a block or decorated function."""
         return _ExceptionCounter(self.inc, exception)
 
@@ -202,9 +204,7 @@ class _CounterInContext:
     def inc(self, amount: int = 1) -> None:
         self._labels().inc(amount)
 
-    def count_exceptions(
-        self, exception: Union[Type[BaseException], Tuple[Type[BaseException], ...]] = Exception
-    ) -> _ExceptionCounter:
+    def count_exceptions(self, exception: ExceptionTypes = Exception) -> _ExceptionCounter:
         # The series is chosen when the exception is counted: the flag is decided inside.
         return _ExceptionCounter(self.inc, exception)
 
@@ -254,9 +254,7 @@ class Counter(MetricFamily[CounterChild]):
                 return
         self._target.inc(amount)
 
-    def count_exceptions(
-        self, exception: Union[Type[BaseException], Tuple[Type[BaseException], ...]] = Exception
-    ) -> _ExceptionCounter:
+    def count_exceptions(self, exception: ExceptionTypes = Exception) -> _ExceptionCounter:
         """Count exceptions raised in a block or decorated function (unlabelled counters)."""
         return self._target.count_exceptions(exception)
 
@@ -266,14 +264,15 @@ class _ExceptionCounter:
 
     __slots__ = ("_exception", "_inc")
 
-    def __init__(self, inc: Callable[[], None], exception: Any) -> None:
+    def __init__(self, inc: Callable[[], None], exception: ExceptionTypes) -> None:
         self._inc = inc
         self._exception = exception
 
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> Literal[False]:
         if exc_type is not None and issubclass(exc_type, self._exception):
             self._inc()
         return False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, List, NamedTuple, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 from ._family import MetricFamily
 from ._numbers import MAX_SAFE_FLOAT, Number
@@ -138,13 +138,13 @@ class _GaugeInContext:
     def __init__(self, family: Gauge) -> None:
         self._labels = family.labels
 
-    def set(self, value: Any) -> None:
+    def set(self, value: Number) -> None:
         self._labels().set(value)
 
-    def inc(self, amount: Any = 1) -> None:
+    def inc(self, amount: Number = 1) -> None:
         self._labels().inc(amount)
 
-    def dec(self, amount: Any = 1) -> None:
+    def dec(self, amount: Number = 1) -> None:
         self._labels().dec(amount)
 
 

@@ -17,7 +17,7 @@ import time
 from bisect import bisect_left
 from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
-from ._family import DEFAULT_MAX_SERIES, MetricFamily
+from ._family import DEFAULT_MAX_SERIES, Definition, MetricFamily
 from ._numbers import MAX_SAFE_FLOAT, Number, is_finite
 from .statistics import DropCounter
 
@@ -248,7 +248,7 @@ class _HistogramInContext:
     def __init__(self, family: Histogram) -> None:
         self._labels = family.labels
 
-    def observe(self, value: Any) -> None:
+    def observe(self, value: Number) -> None:
         self._labels().observe(value)
 
     def add_counts(self, counts: Sequence[int], sum: Number) -> None:
@@ -318,8 +318,8 @@ class Histogram(MetricFamily[HistogramChild]):
         """Cumulative ``(le, count)`` pairs of an unlabelled histogram."""
         return self._require_default().cumulative_buckets()
 
-    def describe(self) -> Tuple[Any, ...]:
-        return (self.kind, self.help, self.label_names, self.buckets, self.flags)
+    def describe(self) -> Definition:
+        return Definition(self.kind, self.help, self.label_names, self.buckets, self.flags)
 
 
 class Timer:
@@ -339,7 +339,7 @@ class Timer:
         self._start = time.perf_counter()
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._observe(time.perf_counter() - self._start)
 
     def __call__(self, func: F) -> F:
