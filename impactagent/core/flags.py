@@ -98,14 +98,10 @@ class FlagCounts:
     >>> toggles["new-checkout"]
     ToggleDelta(yes=1, no=1, variants={'blue': 1})
 
-    A variant is counted *and* its evaluation counts as yes or no by ``enabled``, as the
-    Unleash SDKs do. The window starts when counting starts (or at the last collect) and the
-    oldest unsent start is kept when a failed collect is given back. A window never ends
-    before it starts, whatever the wall clock does: a clock stepped back gives an empty
-    window (``stop == start``) until it catches up.
-
-    A flag that labels a metric (see :meth:`watch`) also has the state of each evaluation
-    noted in the current request or task (:mod:`impactagent.core.flag_context`).
+    A variant is counted *and* its evaluation as yes or no, as the Unleash SDKs do. A window
+    runs from the last collect (or the older start of one given back) to now, and never ends
+    before it starts, whatever the wall clock does. A flag that labels a metric (:meth:`watch`)
+    also has each evaluation's state noted in the current request or task.
     """
 
     def __init__(self, *, max_flags: int = DEFAULT_MAX_FLAGS,
