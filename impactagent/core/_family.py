@@ -71,20 +71,14 @@ class RecordingRules:
         (counted under ``beyond_range``)."""
         self.drop("non_finite_value" if not is_finite(value) else beyond_range)
 
-    def accept_number(self, value: Any, method: str) -> bool:
-        """True for a number the server takes; count NaN, infinities and values beyond the
-        safe range as dropped; raise for anything that is not a number."""
-        value = self.number(value, method)
-        if -MAX_SAFE_FLOAT <= value <= MAX_SAFE_FLOAT:
-            return True
-        self.drop_value(value, "unsafe_value")
-        return False
-
     def drop_past_limit(self, value: Any, method: str) -> None:
         """What a stand-in series past the series limit records: ``value`` checked as the
         real series would (an error it would raise still raises), then counted as dropped."""
-        if self.accept_number(value, method):
+        value = self.number(value, method)
+        if -MAX_SAFE_FLOAT <= value <= MAX_SAFE_FLOAT:
             self.drop("cardinality_limit")
+        else:
+            self.drop_value(value, "unsafe_value")
 
 
 class Series(Protocol):
