@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime, timezone
-from typing import Dict, Set, Tuple
+from typing import Dict, Optional, Protocol, Set, Tuple
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +109,17 @@ def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class Attempt(Protocol):
+    """What the ledger reads of one POST's outcome (delivery's ``Outcome``)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def status(self) -> Optional[int]: ...
+    @property
+    def detail(self) -> str: ...
+
+
 class DeliveryLedger:
     """Thread-safe counters of what delivery did: attempts, retries, failures keyed by HTTP
     status (``"500"``) or, without an answer, by what went wrong (``"read timeout"``)."""
@@ -130,14 +141,13 @@ class DeliveryLedger:
         with self._lock:
             self._counts[name] = self._counts.get(name, 0) + n
 
-    def attempt(self, outcome: object) -> None:
+    def attempt(self, outcome: Attempt) -> None:
         """Count one POST and, if it failed, its status or error."""
-        status = getattr(outcome, "status", None)
-        kind = getattr(outcome, "kind", "")
+        status = outcome.status
         with self._lock:
             self._counts["attempts"] += 1
-            if kind != "delivered":
-                detail = str(getattr(outcome, "detail", "") or "error")
+            if outcome.kind != "delivered":
+                detail = outcome.detail or "error"
                 key = str(status) if status is not None else detail.split(":")[0]
                 self._failures[key] = self._failures.get(key, 0) + 1
                 self.last_error = _now_iso()
