@@ -81,8 +81,8 @@ def _paths(preamble: str) -> Dict[str, Any]:
     stats = agent.recorder.flags.cumulative()["f"]
     print(json.dumps({
         "atomic": _gil.ATOMIC_C_CALLS,
-        # How often each series' own count was advanced: by every inc() of 1 where it is
-        # lock-free, never where every inc() takes the series lock.
+        # How often each series' own count was advanced: by every inc() of 1 with the GIL,
+        # never where every inc() takes the series lock.
         "advanced": [int(itertools.count.__repr__(series).partition("(")[2][:-1])
                      for series in (plain.series()[0], labelled)],
         "values": [plain.value, labelled.value, level.value],

@@ -294,8 +294,8 @@ def test_a_set_racing_in_place_increments_is_never_undone():
 
 
 def test_a_free_threaded_build_takes_the_locked_paths_and_stays_exact():
-    # Where Py_GIL_DISABLED is set (3.13t and later) one C call is no longer alone: counters
-    # record through their locked series class and flags through a locked count, chosen at
+    # Where Py_GIL_DISABLED is set (3.13t and later) one C call is no longer alone: every
+    # counter increment takes the series lock and flags count on a locked count, chosen at
     # import. No free-threaded interpreter is at hand, so a child interpreter is told it is
     # one before the import: the locked paths then run, under threads, with collects.
     result = child.run("""

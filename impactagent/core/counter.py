@@ -35,7 +35,10 @@ from ._numbers import MAX_SAFE
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_ONE = 1  # the int inc() takes without a lock (see _LockFreeCounterChild)
+#: What ``inc()`` counts by advancing the series' own count, one C call and no lock: the
+#: int 1 where that call is atomic (builds with the GIL, see impactagent.core._gil), else
+#: an object no caller holds, so that every increment takes the series lock.
+_LOCK_FREE_ONE: object = 1 if ATOMIC_C_CALLS else object()
 
 #: What ``count_exceptions()`` counts: an exception class or a tuple of them.
 ExceptionTypes = Union[Type[BaseException], Tuple[Type[BaseException], ...]]
@@ -83,10 +86,9 @@ class CounterChild(_Count):
     """One series of a counter. Get it from :meth:`Counter.labels` and keep it.
 
     The series *is* its count of increments of 1 (an ``itertools.count``: one object per
-    series); other increments add to an int beside it, under the series lock. A reader, under
-    the lock, reads the count by advancing it once more and takes its reads away in the int,
-    so every total is exact. Here ``inc()`` never advances the count, as a free-threaded
-    build needs; :class:`_LockFreeCounterChild` does, on builds with the GIL.
+    series), advanced without a lock where that is atomic; other increments add to an int
+    beside it, under the series lock. A reader, under the lock, reads the count by advancing
+    it once more and takes its reads away in the int, so every total is exact.
     """
 
     __slots__ = ("_adjust", "_lock", "_sent", "family", "label_values")
@@ -112,6 +114,11 @@ class CounterChild(_Count):
 
     def inc(self, amount: int = 1) -> None:
         """Add ``amount`` (a non-negative int up to ``2**53 - 1``, default 1)."""
+        # `is`: the int 1 itself (CPython keeps one), never True or 1.0, which are refused
+        # below; a 1 of another class (an IntEnum) takes the checked path and counts the same.
+        if amount is _LOCK_FREE_ONE:
+            next(self)
+            return
         # The bound is written out: a constant costs less than a global.
         if amount.__class__ is not int or amount < 0 or amount > (2**53 - 1):
             amount = _checked_increment(self.family.name, amount)
@@ -166,22 +173,6 @@ class CounterChild(_Count):
         return f"<CounterChild {self.family.name}{self.label_values} value={self._total()}>"
 
 
-class _LockFreeCounterChild(CounterChild):
-    """A counter series where ``next()`` on a count is atomic (builds with the GIL): an
-    ``inc()`` of 1, nearly every call, advances the count itself, one C call and no lock."""
-
-    __slots__ = ()
-
-    def inc(self, amount: int = 1) -> None:
-        """Add ``amount`` (a non-negative int up to ``2**53 - 1``, default 1)."""
-        # `is`: the int 1 itself (CPython keeps one), never True or 1.0, which are refused;
-        # a 1 of another class (an IntEnum) takes the checked path and counts the same.
-        if amount is _ONE:
-            next(self)
-        else:
-            CounterChild.inc(self, amount)
-
-
 class _DroppedCounterChild(CounterChild):
     """Stands in for label sets past the series limit: validates, then counts the drop."""
 
@@ -223,15 +214,14 @@ class Counter(MetricFamily[CounterChild]):
     """
 
     kind = "counter"
-    # The series class is chosen once, at import (see impactagent.core._gil).
-    _series_class = _LockFreeCounterChild if ATOMIC_C_CALLS else CounterChild
+    _series_class = CounterChild
     _dropped_class = _DroppedCounterChild
     _in_context_class = _CounterInContext
     _target: CounterChild | _CounterInContext
 
     def _create_series(self, key: Tuple[str, ...]) -> CounterChild:
         child = super()._create_series(key)
-        if not key and isinstance(child, _LockFreeCounterChild):
+        if not key:
             # The family's own inc() of 1 then advances the count itself: one call, not two.
             # The series is never replaced (a fork resets it in place).
             self._ticks = child
@@ -242,15 +232,15 @@ class Counter(MetricFamily[CounterChild]):
         """The cumulative count of an unlabelled counter since the agent started."""
         return self._require_default().value
 
-    #: The only series of an unlabelled counter where it is lock-free, else None.
+    #: The only series of an unlabelled counter, else None.
     _ticks: Optional[Iterator[int]] = None
 
     def inc(self, amount: int = 1) -> None:
         """Add ``amount`` to an unlabelled counter (or a counter labelled by flags only)."""
-        if amount is _ONE:
+        if amount is _LOCK_FREE_ONE:
             ticks = self._ticks
             if ticks is not None:
-                next(ticks)  # as _LockFreeCounterChild.inc does
+                next(ticks)  # as CounterChild.inc does
                 return
         self._target.inc(amount)
 
