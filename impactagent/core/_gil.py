@@ -5,8 +5,8 @@ With the GIL, a C function such as ``itertools.count.__next__`` holds it from st
 recording advances counts without a lock. A free-threaded build (3.13t and later,
 ``Py_GIL_DISABLED``) makes no such promise, even with the GIL switched back on at run
 time. As prometheus_client's ``values`` module picks its value class, the choice is made
-here once: the recording classes take the implementation named here, and no recording
-method tests it.
+here once (the flags' count type; the amount a counter counts without a lock), and no
+recording method tests it.
 """
 
 from __future__ import annotations
