@@ -21,8 +21,10 @@ import math
 import operator
 from typing import Any, Union
 
+from .server_limits import MAX_SAFE_INTEGER
+
 #: The largest magnitude the server accepts: JavaScript's ``Number.MAX_SAFE_INTEGER``.
-MAX_SAFE = 2**53 - 1
+MAX_SAFE = MAX_SAFE_INTEGER
 #: The same bound as a float (exact: 2**53 - 1 needs 53 bits, a double has them).
 MAX_SAFE_FLOAT = float(MAX_SAFE)
 
