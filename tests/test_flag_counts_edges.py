@@ -111,7 +111,7 @@ _HAMMER = """
     import json, sys, threading
     {preamble}
     import impactagent
-    from impactagent.core import _family
+    from impactagent.core import _gil
     agent = impactagent.Agent("flags", max_flags=3)
     THREADS, N = 4, {n}
     go = threading.Event()
@@ -152,7 +152,7 @@ _HAMMER = """
     last = agent.collect()
     windows.append({{n: [d.yes, d.no, d.variants] for n, d in last.toggles.items()}})
     stats = agent.statistics()
-    print(json.dumps({{"atomic": _family.ATOMIC_C_CALLS, "windows": windows, "bad": bad,
+    print(json.dumps({{"atomic": _gil.ATOMIC_C_CALLS, "windows": windows, "bad": bad,
                       "monotonic": cumulative == sorted(cumulative), "stats": stats}},
                      default=str))
 """

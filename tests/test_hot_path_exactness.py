@@ -1,10 +1,10 @@
 """Every recording path, hammered from 8 threads while collects, restores and a fork run.
 
 The recording methods take no lock where one C call does the work (``itertools.count``
-advanced by ``next()``; a gauge's new cell stored by one attribute store; see
-:data:`impactagent.core._family.ATOMIC_C_CALLS`), and readers count their own reads of those
-counts. This test checks the totals that come out of that are exact: 8 threads record a
-known number of events on each path, the main thread meanwhile collects in a loop and gives
+advanced by ``next()`` where :data:`impactagent.core._gil.ATOMIC_C_CALLS`; a gauge's new cell
+stored by one attribute store), and readers count their own reads of those counts. This
+test checks the totals that come out of that are exact: 8 threads record a known number of
+events on each path, the main thread meanwhile collects in a loop and gives
 every other snapshot back (a failed send, whole or body by body), and forks a child that
 records on its own. What was delivered (the bodies of the snapshots kept, plus a final
 collect) must be exactly what was recorded, and the child must count exactly its own
@@ -294,16 +294,16 @@ def test_a_set_racing_in_place_increments_is_never_undone():
 
 
 def test_a_free_threaded_build_takes_the_locked_paths_and_stays_exact():
-    # Where Py_GIL_DISABLED is set (3.13t and later) one C call is no longer alone, and the
-    # classes define their locked inc(), set() and record() instead. No free-threaded
-    # interpreter is at hand, so a child interpreter is told it is one before the import:
-    # the locked definitions are then the ones that run, under threads, with collects.
+    # Where Py_GIL_DISABLED is set (3.13t and later) one C call is no longer alone: every
+    # counter increment takes the series lock and flags count on a locked count, chosen at
+    # import. No free-threaded interpreter is at hand, so a child interpreter is told it is
+    # one before the import: the locked paths then run, under threads, with collects.
     result = child.run("""
         import json, sysconfig, threading
         real = sysconfig.get_config_var
         sysconfig.get_config_var = lambda name: 1 if name == "Py_GIL_DISABLED" else real(name)
         import impactagent
-        from impactagent.core import _family
+        from impactagent.core import _gil
         agent = impactagent.Agent("free-threaded")
         jobs = agent.counter("jobs_total", "Jobs", labels=("queue",))
         plain = agent.counter("plain_total", "Plain")
@@ -345,7 +345,7 @@ def test_a_free_threaded_build_takes_the_locked_paths_and_stays_exact():
         for name, delta in snapshot.toggles.items():
             delivered["yes"] = delivered.get("yes", 0) + delta.yes
             delivered["blue"] = delivered.get("blue", 0) + delta.variants.get("blue", 0)
-        print(json.dumps({"atomic": _family.ATOMIC_C_CALLS, "delivered": delivered,
+        print(json.dumps({"atomic": _gil.ATOMIC_C_CALLS, "delivered": delivered,
                           "level": level.value}))
     """, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -1,52 +1,50 @@
-"""The machinery shared by counters, gauges and histograms: label lookup and the series limit.
+"""What counters, gauges and histograms share: label lookup and the series limit.
 
-A *family* is one metric name with its help text and label names; each distinct set of label
-values is a *series* (a child object that holds the numbers). ``labels(...)`` must be cheap on
-the hot path, so lookups go through a dict keyed by the tuple of label values exactly as the
-caller passed them; canonicalisation (string conversion, validation, the series limit) happens
-only the first time a key is seen.
+A *family* is one metric name with its help text and label names; each set of label values
+is a *series*. ``labels(...)`` looks the caller's tuple up in one dict; canonicalisation
+(string conversion, validation, the series limit) runs only the first time a key is seen.
 """
 
 from __future__ import annotations
 
 import operator
-import sys
-import sysconfig
 import threading
-from typing import Any, Dict, Generic, List, Protocol, Sequence, Tuple, TypeVar
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Generic,
+    List,
+    NamedTuple,
+    Protocol,
+    Sequence,
+    Tuple,
+    TypeVar,
+)
 
 from ._naming import check_help, check_label_names, check_metric_name, flag_label_name, label_value
 from ._numbers import MAX_SAFE_FLOAT, Number, is_finite, to_number
 from .flag_context import state_of
 from .statistics import DropCounter
 
-
-def _atomic_c_calls() -> bool:
-    """True when one call of a C function (``itertools.count.__next__``) can be relied on to
-    run whole, with no other thread in between: on every CPython built with the GIL, which
-    a C function holds from start to end unless it releases it (``__next__`` of a count
-    never does, and runs no Python code). False on a free-threaded build (3.13t and later,
-    ``Py_GIL_DISABLED``), even when the GIL is on there at this moment (``PYTHON_GIL=1``, or
-    an extension that turned it back on): threads really run at once there, and the
-    recording methods take their series lock instead (slower, just as exact)."""
-    if sysconfig.get_config_var("Py_GIL_DISABLED"):
-        return False
-    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
-    return is_gil_enabled is None or bool(is_gil_enabled())
-
-
-#: Whether the recording methods take their lock-free paths (chosen once, at import: the
-#: classes define one ``inc``/``set`` or the other, and no method is rebound per instance).
-ATOMIC_C_CALLS = _atomic_c_calls()
-
 #: Default number of distinct label sets per metric before new ones are dropped.
 DEFAULT_MAX_SERIES = 1000
 
-# Raw keys that differ from the canonical one (``labels(status=200)`` vs ``("200",)``) are
-# cached too, up to this multiple of the series limit, so memory stays bounded.
+# Raw keys that differ from the canonical one (``labels(status=200)``) are cached too, up to
+# this multiple of the series limit.
 _ALIAS_FACTOR = 4
 
 Child = TypeVar("Child", bound="Series")
+
+
+class Definition(NamedTuple):
+    """What makes two definitions of a metric the same (see :meth:`MetricFamily.describe`)."""
+
+    type: str
+    help: str
+    labels: Tuple[str, ...]
+    buckets: Tuple[float, ...]
+    flags: Tuple[str, ...]
 
 
 class RecordingRules:
@@ -73,25 +71,19 @@ class RecordingRules:
         (counted under ``beyond_range``)."""
         self.drop("non_finite_value" if not is_finite(value) else beyond_range)
 
-    def accept_number(self, value: Any, method: str) -> bool:
-        """True for a number the server takes; count NaN, infinities and values beyond the
-        safe range as dropped; raise for anything that is not a number.
-
-        The check of the stand-in series past the series limit: a call that would have
-        raised still raises there, so reaching the limit changes no error an app sees.
-        """
+    def drop_past_limit(self, value: Any, method: str) -> None:
+        """What a stand-in series past the series limit records: ``value`` checked as the
+        real series would (an error it would raise still raises), then counted as dropped."""
         value = self.number(value, method)
         if -MAX_SAFE_FLOAT <= value <= MAX_SAFE_FLOAT:
-            return True
-        self.drop_value(value, "unsafe_value")
-        return False
+            self.drop("cardinality_limit")
+        else:
+            self.drop_value(value, "unsafe_value")
 
 
 class Series(Protocol):
-    """What a family, its registry and the payload need of each series (a "child"): the
-    seam between :class:`MetricFamily` and the kinds of series, Counter, Gauge, Histogram.
-    The app records through each kind's own methods (``inc``, ``set``, ``observe``) and
-    never calls these."""
+    """What a family, its registry and a collect need of each series (a "child"); the app
+    records through each kind's own methods (``inc``, ``set``, ``observe``), never these."""
 
     label_values: Tuple[str, ...]
 
@@ -100,10 +92,8 @@ class Series(Protocol):
         """The family the series belongs to."""
 
     def take_delta(self) -> Any:
-        """What changed since the last take (None for nothing); the collector's only. Plain
-        numbers, no object holding the series (a counter's increment, a gauge's value, a
-        histogram's ``(bucket counts, sum)``): a collect keeps them in columns next to the
-        series (see :mod:`impactagent.core.snapshot`)."""
+        """What changed since the last take, or None; the collector's only. Plain numbers (a
+        counter's increment, a gauge's value, a histogram's ``(bucket counts, sum)``)."""
 
     def give_back_delta(self, delta: Any) -> None:
         """Merge a taken delta back (a send failed or was never tried)."""
@@ -121,6 +111,12 @@ class MetricFamily(Generic[Child]):
     #: ``"counter"``, ``"gauge"`` or ``"histogram"``: the ``type`` sent to Unleash.
     kind: str = ""
     _reserved_labels: Tuple[str, ...] = ()
+    # Each kind names its classes: a series, the stand-in past the series limit, and an
+    # object with the family's recording methods that records into the series of the
+    # flags' current states (a family labelled by flags only).
+    _series_class: Callable[[Any, Tuple[str, ...], threading.Lock], Child]
+    _dropped_class: Callable[[Any, Tuple[str, ...], threading.Lock], Child]
+    _in_context_class: Callable[[Any], Any]
 
     def __init__(
         self,
@@ -148,9 +144,8 @@ class MetricFamily(Generic[Child]):
         self.caller_label_names = self.label_names[: len(self.label_names) - len(flag_labels)]
         # The name of a family's only label: labels(name=value) keys on (kwvalues[name],).
         self._sole_label = self.label_names[0] if len(self.label_names) == 1 else ""
-        # For two labels or more, the keyword values in declaration order, as a tuple,
-        # whatever order they were passed in: one C call, a KeyError for a missing name.
-        # (An itemgetter of one name returns the value itself, not a tuple.)
+        # For two labels or more, the keyword values in declaration order as a tuple: one C
+        # call, a KeyError for a missing name (an itemgetter of one name returns no tuple).
         self._label_count = len(self.label_names)
         self._keyword_key = (operator.itemgetter(*self.label_names)
                              if len(self.label_names) > 1 else None)
@@ -171,31 +166,16 @@ class MetricFamily(Generic[Child]):
         self._series: List[Child] = []
         self._overflow: Child | None = None
         # What the family's own recording methods (``checkouts.inc()``) forward to, chosen
-        # once here so that those methods are plain class attributes: a reference to
-        # ``family.inc`` taken at any time behaves like the attribute. It is the only series
-        # of an unlabelled metric, the series of the current flag states for a metric
-        # labelled by flags only, else a stand-in that says to call labels() first.
+        # once so that they stay plain class attributes: the only series of an unlabelled
+        # metric, the flags' current series, else a stand-in that says to call labels().
         self._target: Any
         if not self.label_names:
             self._default = self._create_series(())
             self._target = self._default
         elif self.flags and not self.caller_label_names:
-            self._target = self._in_flag_context()
+            self._target = self._in_context_class(self)
         else:
             self._target = _LabelsFirst(self)
-
-    # -- subclass hooks --------------------------------------------------------------------
-
-    def _new_child(self, label_values: Tuple[str, ...], lock: threading.Lock) -> Child:
-        raise NotImplementedError
-
-    def _new_overflow_child(self) -> Child:
-        raise NotImplementedError
-
-    def _in_flag_context(self) -> Any:
-        """An object with the family's recording methods, each recording into the series of
-        the flags' states in the current context (for a metric labelled by flags only)."""
-        raise NotImplementedError
 
     def _require_default(self) -> Child:
         """The only series of an unlabelled metric; a labelled one says to call labels()."""
@@ -319,16 +299,17 @@ class MetricFamily(Generic[Child]):
                 return child
             if len(self._series) >= self.max_series:
                 return self._overflow_child()
-            child = self._new_child(key, self._locks[len(self._series) % len(self._locks)])
-            # Publish in the list before the dict: a collector that copies the list never
-            # misses a series somebody could already be recording into.
+            child = self._series_class(self, key,
+                                       self._locks[len(self._series) % len(self._locks)])
+            # The list before the dict: a collect never misses a series being recorded into.
             self._series.append(child)
             self._lookup[key] = child
             return child
 
     def _overflow_child(self) -> Child:
         if self._overflow is None:
-            self._overflow = self._new_overflow_child()
+            self._overflow = self._dropped_class(self, ("<dropped>",) * len(self.label_names),
+                                                 self._locks[0])
         return self._overflow
 
     # -- introspection ---------------------------------------------------------------------
@@ -338,23 +319,17 @@ class MetricFamily(Generic[Child]):
         return list(self._series)
 
     def series_table(self) -> Sequence[Child]:
-        """Every series of this metric, as the family's own list (not a copy), for readers
-        that name a series by its position: the list is append-only (a series is never
-        removed or moved, a forked child keeps it as is, and the stand-in past the series
-        limit is never in it), so position ``i`` names the same series for the family's
-        whole life. A collect keeps positions instead of references (see
-        :mod:`impactagent.core.snapshot`). Read it; never change it."""
+        """Every series, as the family's own append-only list (read it, never change it):
+        position ``i`` names the same series for the family's whole life, so a collect
+        keeps positions instead of references (:mod:`impactagent.core.snapshot`)."""
         return self._series
 
-    def describe(self) -> Tuple[Any, ...]:
-        """Return what makes two definitions the same: kind, help, labels, buckets, flags."""
-        return (self.kind, self.help, self.label_names, (), self.flags)
+    def describe(self) -> Definition:
+        """What makes two definitions the same: kind, help, labels, buckets, flags."""
+        return Definition(self.kind, self.help, self.label_names, (), self.flags)
 
     def reset_after_fork(self) -> None:
-        """In a forked child: new locks (the parent's may be held forever) and zero counts.
-
-        Only the forking thread exists in the child at that moment, so nothing races this.
-        """
+        """In a forked child (only the forking thread runs): new locks, zero counts."""
         self._create_lock = threading.Lock()
         self._locks = tuple(threading.Lock() for _ in range(len(self._locks)))
         for index, child in enumerate(self._series):

@@ -1,8 +1,5 @@
-"""Definition-time checks for metric names, label names, help texts and label values.
-
-Every rule here mirrors what the Unleash server enforces or silently repairs, so that a
-definition the server would mangle fails loudly in the app instead.
-"""
+"""Checks of metric names, label names, help texts and label values: what the server
+refuses or silently repairs fails loudly in the app instead."""
 
 from __future__ import annotations
 
@@ -66,20 +63,14 @@ def check_label_names(metric: str, names: Iterable[Any], *, extra_reserved: Iter
 
 
 def label_value(metric: str, label: str, value: Any) -> str:
-    """Convert one label value to the string the server stores, refusing ``None`` and the
-    empty string.
-
-    Unleash refuses an empty label value, and not alone: it discards the whole
-    ``impactMetrics`` array of the body (every other metric in it) while answering 202.
-    So ``labels("")`` is an error at the call, where the mistake is, never a body sent.
-    """
+    """One label value as the string the server stores. ``None`` and ``""`` are refused at
+    the call: the server discards a body's whole ``impactMetrics`` array for an empty one."""
     if value.__class__ is str:
         if value:
             return value
         raise ValueError(_EMPTY.format(label=label, metric=metric))
     if isinstance(value, str):
-        # A str subclass (a str Enum) compares equal to its plain text, so it must become
-        # exactly that text: str.__str__ gives it (str() could give "Color.RED").
+        # A str Enum must become its plain text: str() could give "Color.RED".
         text = str.__str__(value)
         if text:
             return text

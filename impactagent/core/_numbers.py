@@ -1,24 +1,11 @@
 """The numbers an Unleash server takes, and turning what an app records into them.
 
-The server checks every impact-metric number (a counter or gauge ``value``, a histogram's
-``count``, ``sum`` and bucket counts) with Joi's ``number()``: a JSON number (``true`` is
-refused), finite, and within JavaScript's safe range, ``|x| <= 2**53 - 1``, floats included
-(a gauge at ``1e30`` is refused). One value that breaks these rules makes it discard the
-*whole* ``impactMetrics`` array of a body while still answering 202, the unrelated metrics
-with it. So every value is settled when it is recorded, never at send time:
-
-- ``int`` and ``float`` are taken as they are: the hot path checks the exact class and
-  nothing else, and only other types pay for :func:`to_number`;
-- other numbers are converted: integer-like ones (``__index__``: numpy integers, ``IntEnum``)
-  to ``int``, the rest with ``__float__`` (``Decimal``, ``Fraction``, numpy floats) to
-  ``float``;
-- ``bool`` (and numpy's bool) is refused with a ``TypeError``: ``True`` is no measurement,
-  and ``json`` would write it as ``true``;
-- anything else is refused with a ``TypeError`` that names the metric.
-
-What is a number but out of range is the caller's to decide: a gauge drops and counts a
-value beyond :data:`MAX_SAFE`, a histogram an observation that would take its sum there,
-and a counter refuses a single increment above it (see each class).
+The server takes a JSON number (not ``true``), finite, within ``|x| <= 2**53 - 1``, floats
+included; one value past these makes it discard the body's whole ``impactMetrics`` array
+while answering 202. So values are settled when recorded: ``int`` and ``float`` as they are
+(the hot path checks the exact class), other numbers converted (``__index__`` to ``int``,
+``__float__`` to ``float``), ``bool`` and non-numbers refused with a ``TypeError``. What is
+out of range is each kind's to decide (dropped and counted, or refused at the call).
 
 >>> from fractions import Fraction
 >>> to_number(Fraction(3, 2), "gauge 'g': set()")
@@ -34,8 +21,10 @@ import math
 import operator
 from typing import Any, Union
 
+from .server_limits import MAX_SAFE_INTEGER
+
 #: The largest magnitude the server accepts: JavaScript's ``Number.MAX_SAFE_INTEGER``.
-MAX_SAFE = 2**53 - 1
+MAX_SAFE = MAX_SAFE_INTEGER
 #: The same bound as a float (exact: 2**53 - 1 needs 53 bits, a double has them).
 MAX_SAFE_FLOAT = float(MAX_SAFE)
 
@@ -43,12 +32,8 @@ Number = Union[int, float]
 
 
 def to_number(value: Any, what: str) -> Number:
-    """``value`` as an exact ``int`` or ``float``, or a ``TypeError`` naming ``what``.
-
-    The slow path of every recording method: called only when ``value`` is not exactly an
-    ``int`` or a ``float``. A number too large for a float becomes an infinity (the caller
-    drops it as it drops any other).
-    """
+    """``value`` as an exact ``int`` or ``float``, or a ``TypeError`` naming ``what``: the
+    recording methods' slow path. A number too large for a float becomes an infinity."""
     cls = value.__class__
     if cls is int or cls is float:
         exact: Number = value  # its class says so

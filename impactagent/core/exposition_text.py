@@ -1,10 +1,6 @@
-"""Rules shared by the two Prometheus expositions (the agent's scrape and the receiver's
-``/metrics``): which names a family takes, and text that always encodes as UTF-8.
-
-A family takes more names than its own in OpenMetrics: a counter ``x`` (or ``x_total``) is
-the family ``x`` with samples ``x_total`` (and ``x_created``), a histogram ``h`` has
-``h_bucket``, ``h_count``, ``h_sum`` and ``h_created``. Two families whose names overlap make
-a text that parsers refuse ("Clashing name"), so an exposition shows only the first.
+"""Rules shared by the agent's and the receiver's Prometheus expositions: the names a family
+takes (a counter ``x`` also ``x_total`` and ``x_created``; two families that overlap make a
+text parsers refuse, so only the first is shown), and text that always encodes as UTF-8.
 
 >>> claimed_names("checkouts_total", "counter")
 ['checkouts_total', 'checkouts', 'checkouts_total', 'checkouts_created']
@@ -36,7 +32,6 @@ def claimed_names(name: str, kind: str) -> List[str]:
 
 
 def scrub(text: str) -> str:
-    """``text`` with lone UTF-16 surrogates (a JSON ``"\\ud800"``, a Python ``"\\udc80"`` from
-    ``surrogateescape``) as U+FFFD, as Node writes them: else encoding the whole scrape as
-    UTF-8 fails on one label value."""
+    """``text`` with lone UTF-16 surrogates as U+FFFD, as Node writes them: else encoding the
+    whole scrape as UTF-8 fails on one label value."""
     return _SURROGATE.sub("\ufffd", text)

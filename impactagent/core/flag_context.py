@@ -1,23 +1,14 @@
 """The flags seen in the current request or task, for metrics that are labelled by them.
 
-When a flag is evaluated (through ``@agent.flag``, ``agent.record_flag`` or an adapter), its
-state is noted in a :class:`contextvars.ContextVar`: the variant's name, or ``"enabled"`` /
-``"disabled"``. A metric defined with ``flags=("new-checkout",)`` reads that state when it
-records, so a checkout counted after the flag was decided is labelled with the flag's state,
-without evaluating the flag again and without counting the evaluation twice.
+An evaluation notes its flag's state (the variant's name, or ``"enabled"`` / ``"disabled"``)
+in a :class:`contextvars.ContextVar`; a metric defined with ``flags=("new-checkout",)`` reads
+it when it records, so it is labelled without evaluating or counting the flag again.
 
-Each request (or task) gets its own *scope*: a fresh mapping that the web middlewares open
-when a request starts and drop when it ends. Within a scope the mapping is shared, so a flag
-decided in a worker thread or a child task of the request (FastAPI runs sync endpoints in a
-thread pool) is seen by the middleware that records the request.
-
-Outside any scope, notes are copy-on-write: a note never changes a mapping in place, it sets
-a new one in the current context only. So each thread and each asyncio task sees its own
-notes and the ones its context started with (a task starts with a copy of its creator's
-context), never a note made since by another: a flag decided at start-up, outside any scope,
-cannot become the mapping that every later task shares. Open a :func:`flag_scope` per unit
-of work where no middleware does (a Celery task, a queue consumer), or one unit of work in a
-thread would see the flags of the one before.
+A *scope* (one per request or task, opened by the middlewares) is a mapping shared in place
+by the request's threads and child tasks. Outside a scope, notes are copy-on-write: each
+thread and task sees its own notes and those its context started with, never a note made
+since by another. Open a :func:`flag_scope` per unit of work where no middleware does (a
+Celery task, a queue consumer), or one unit would see the flags of the one before.
 
 >>> before = flag_states()
 >>> with flag_scope():
@@ -39,9 +30,8 @@ NOT_EVALUATED = "not_evaluated"
 
 
 class _Scope(Dict[str, str]):
-    """The mapping of an open scope: shared by the scope's threads and tasks, noted in place.
-    (Any other mapping in the context variable was set by a note outside a scope and is
-    never changed after it was set.)"""
+    """The mapping of an open scope, noted in place (any other mapping in the context
+    variable was set outside a scope and is never changed)."""
 
     __slots__ = ()
 

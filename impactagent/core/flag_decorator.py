@@ -8,10 +8,8 @@ What the function returns says what was decided; :func:`evaluation` reads it:
   ``name`` and ``enabled`` (``feature_enabled`` wins when present: a disabled variant of an
   enabled flag is still a yes, as the Unleash SDKs count it).
 
-The decorated function's result, signature and metadata are unchanged; ``async def``
-functions stay coroutine functions. A call that raises is neither yes nor no: nothing was
-decided, and the exception goes on. An answer is counted as ``record_flag`` counts it, its
-state noted in the current request where a metric is labelled by the flag.
+The function's result, signature and metadata are unchanged (``async def`` stays so); a
+call that raises counts nothing. An answer is counted as ``record_flag`` counts it.
 """
 
 from __future__ import annotations
@@ -84,9 +82,8 @@ def flag_decorator(name: str, record: Record) -> Callable[[F], F]:
     return decorate
 
 
-# The wrapper of a plain function, as source: `params` and `args` are filled in with the
-# function's own parameters (see _forwarder). A bool answer, the commonest, is counted
-# without a call to evaluation().
+# The wrapper of a plain function, its parameters filled in (see _forwarder). A bool answer,
+# the commonest, is counted without a call to evaluation().
 _WRAPPER = """
 def wrapper({params}):
     _ia_result = _ia_func({args})
@@ -99,16 +96,11 @@ def wrapper({params}):
 
 
 def _forwarder(func: Callable[..., Any], name: str, record: Record) -> Callable[..., Any]:
-    """A function that takes exactly ``func``'s parameters, calls it, counts the answer and
-    returns it.
+    """A function with exactly ``func``'s parameters that calls it, counts the answer and
+    returns it: no ``*args`` tuple, no ``**kwargs`` dict, most of what a wrapper costs.
 
-    Written with ``func``'s own parameter list (defaults are ``func``'s own objects) rather
-    than ``*args, **kwargs``: a call then packs no tuple and builds no dict, which is most
-    of what the wrapper would cost (see benchmarks/README.md). Only for a Python function
-    or method whose parameters are its code's own (no ``__signature__`` that could claim
-    others), and none named like the wrapper's own ``_ia_`` names; any other callable (a
-    class, a partial, a builtin) gets the ``*args, **kwargs`` form: the same behaviour, one
-    step slower.
+    Only for a Python function or method with no ``__signature__`` and no parameter named
+    like the wrapper's ``_ia_`` names; any other callable gets ``*args, **kwargs``.
     """
     params, args = ["*args", "**kwargs"], ["*args", "**kwargs"]
     defaults: Dict[str, Any] = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import threading
 from datetime import datetime, timezone
 from typing import (
@@ -18,7 +17,7 @@ from typing import (
     Tuple,
 )
 
-from ._family import ATOMIC_C_CALLS
+from ._gil import Count
 from .flag_context import flag_state, note_flag
 from .server_limits import MAX_VARIANT_COUNT, OBJECT_PROTOTYPE_PROPERTIES
 from .statistics import DropCounter
@@ -41,23 +40,18 @@ class ToggleDelta(NamedTuple):
 
 
 def counted(counts: Iterator[int]) -> int:
-    """How many times ``next()`` was called on an ``itertools.count()``, read without
-    advancing it: its ``repr`` is ``count(N)``, made by one C call (atomic under the GIL)."""
+    """How many times ``next()`` was called on a count, read from its ``repr``, ``count(N)``,
+    without advancing it."""
     return int(repr(counts)[6:-1])
 
 
 class FlagStats:
     """Cumulative counts of one flag since the agent started.
 
-    Each count is an ``itertools.count`` that an evaluation advances with ``next()``: one C
-    call, atomic under the GIL (see :data:`impactagent.core._family.ATOMIC_C_CALLS`), so
-    recording takes no lock on a GIL build. Readers use :func:`counted` under the lock.
-
-    One evaluation advances exactly one count: ``yes`` or ``no`` without a variant, or its
-    variant's count for its state (``enabled`` or ``disabled``, a count each). The yes, no
-    and variant totals are sums of these, so a collect that reads them while an evaluation
-    is being recorded sees all of it or none of it: a window never carries a variant without
-    the yes or no it came with (a window of variant counts alone is one the server ignores).
+    One evaluation advances exactly one count (:data:`impactagent.core._gil.Count`, one
+    atomic ``next()``): ``yes`` or ``no`` without a variant, else its variant's count for its
+    state. Totals are sums of these, so a collect sees an evaluation whole or not at all:
+    never a variant without its yes or no (a window the server would ignore).
     """
 
     __slots__ = ("_hour", "_hour_sent", "_hour_sent_evaluations", "_sent_no", "_sent_variants",
@@ -66,17 +60,17 @@ class FlagStats:
     def __init__(self, watched: bool = False) -> None:
         #: True when the flag labels a metric: each evaluation notes its state in the context.
         self.watched = watched
-        self.yes = itertools.count()  # enabled, without a variant
-        self.no = itertools.count()  # disabled, without a variant
-        #: A count per variant name for enabled evaluations, and one for disabled ones. New
-        #: names are added to both under the lock (new dicts, never changed), never removed.
+        self.yes = Count()  # enabled, without a variant
+        self.no = Count()  # disabled, without a variant
+        #: A count per variant name for enabled evaluations, and one for disabled ones: new
+        #: dicts under the lock, never changed in place.
         self.enabled: Dict[str, Iterator[int]] = {}
         self.disabled: Dict[str, Iterator[int]] = {}
         self._sent_yes = 0
         self._sent_no = 0
         self._sent_variants: Dict[str, int] = {}
-        #: The sent marks when ``_hour`` began: what was taken in that hour, and so put in
-        #: the server's rows of it, is the sent marks less these (see fit_hour).
+        #: The sent marks when ``_hour`` began: what went into the server's rows of that
+        #: hour is the sent marks less these (see fit_hour).
         self._hour = _NO_HOUR
         self._hour_sent: Dict[str, int] = {}
         self._hour_sent_evaluations = 0
@@ -104,14 +98,10 @@ class FlagCounts:
     >>> toggles["new-checkout"]
     ToggleDelta(yes=1, no=1, variants={'blue': 1})
 
-    A variant is counted *and* its evaluation counts as yes or no by ``enabled``, as the
-    Unleash SDKs do. The window starts when counting starts (or at the last collect) and the
-    oldest unsent start is kept when a failed collect is given back. A window never ends
-    before it starts, whatever the wall clock does: a clock stepped back gives an empty
-    window (``stop == start``) until it catches up.
-
-    A flag that labels a metric (see :meth:`watch`) also has the state of each evaluation
-    noted in the current request or task (:mod:`impactagent.core.flag_context`).
+    A variant is counted *and* its evaluation as yes or no, as the Unleash SDKs do. A window
+    runs from the last collect (or the older start of one given back) to now, and never ends
+    before it starts, whatever the wall clock does. A flag that labels a metric (:meth:`watch`)
+    also has each evaluation's state noted in the current request or task.
     """
 
     def __init__(self, *, max_flags: int = DEFAULT_MAX_FLAGS,
@@ -134,101 +124,60 @@ class FlagCounts:
                 if stats is not None:
                     stats.watched = True
 
-    if ATOMIC_C_CALLS:
-        def record(self, name: str, enabled: bool, variant: Optional[str] = None,
-                   note: bool = False) -> None:
-            """Count one evaluation of flag ``name``: yes if ``enabled``, and its ``variant``.
+    def record(self, name: str, enabled: bool, variant: Optional[str] = None,
+               note: bool = False) -> None:
+        """Count one evaluation of flag ``name``: yes if ``enabled``, and its ``variant``.
 
-            Its state is noted in the current context when the flag labels a metric, or
-            always with ``note=True`` (what ``@agent.flag`` and adapters do with the answers
-            they see).
-            """
-            # Subscripts, not .get(): no method call on the hot path (a miss is rare and
-            # a try block costs nothing until it raises).
+        Its state is noted in the current context when the flag labels a metric, or always
+        with ``note=True`` (what ``@agent.flag`` and adapters do with the answers they see).
+        """
+        # Subscripts, not .get(): no method call on the hot path.
+        try:
+            stats = self._flags[name]
+        except (KeyError, TypeError):
+            new = self._new_flag(name, variant)
+            if new is None:  # past the flag limit: not counted, but its state holds
+                if note or name in self._watched:
+                    note_flag(name, flag_state(enabled, variant))
+                return
+            stats = new
+        if variant is None:
+            next(stats.yes if enabled else stats.no)
+        else:
+            # Checked before anything is counted: a refused call counts nothing.
             try:
-                stats = self._flags[name]
-            except (KeyError, TypeError):
-                new = self._new_flag(name, variant)
-                if new is None:  # past the flag limit: not counted, but its state holds
-                    if note or name in self._watched:
-                        note_flag(name, flag_state(enabled, variant))
-                    return
-                stats = new
-            if variant is None:
-                next(stats.yes if enabled else stats.no)  # one C call: atomic under the GIL
-            else:
-                # The variant is checked before anything is counted: a refused call counts
-                # nothing. A name seen before is a str (only _new_variant adds names).
-                try:
-                    counts = (stats.enabled if enabled else stats.disabled)[variant]
-                except (KeyError, TypeError):  # new, or unhashable: not a variant name
-                    counts = self._new_variant(name, stats, variant, enabled)
-                # One count for the evaluation and its variant: a collect sees both or
-                # neither (see FlagStats).
-                next(counts)
-            if note or stats.watched:
-                note_flag(name, flag_state(enabled, variant))
-    else:  # free-threaded: the counts are advanced under the lock
-        def record(self, name: str, enabled: bool, variant: Optional[str] = None,
-                   note: bool = False) -> None:
-            """Count one evaluation of flag ``name``: yes if ``enabled``, and its ``variant``.
-
-            Its state is noted in the current context when the flag labels a metric, or
-            always with ``note=True`` (what ``@agent.flag`` and adapters do with the answers
-            they see).
-            """
-            try:
-                stats = self._flags.get(name)
-            except TypeError:  # unhashable: _new_flag says it is no flag name
-                stats = None
-            if stats is None:
-                stats = self._new_flag(name, variant)
-                if stats is None:  # past the flag limit: not counted, but its state holds
-                    if note or name in self._watched:
-                        note_flag(name, flag_state(enabled, variant))
-                    return
-            counts: Iterator[int]
-            if variant is None:
-                counts = stats.yes if enabled else stats.no
-            else:
-                try:
-                    found = (stats.enabled if enabled else stats.disabled).get(variant)
-                except TypeError:  # unhashable: not a variant name
-                    found = None
-                counts = (found if found is not None
-                          else self._new_variant(name, stats, variant, enabled))
-            with self._lock:
-                next(counts)
-            if note or stats.watched:
-                note_flag(name, flag_state(enabled, variant))
+                counts = (stats.enabled if enabled else stats.disabled)[variant]
+            except (KeyError, TypeError):  # new, or unhashable: not a variant name
+                counts = self._new_variant(name, stats, variant, enabled)
+            # One count for the evaluation and its variant: a collect sees both or neither.
+            next(counts)
+        if note or stats.watched:
+            note_flag(name, flag_state(enabled, variant))
 
     def _new_variant(self, name: str, stats: FlagStats, variant: Any,
                      enabled: bool) -> Iterator[int]:
-        """The count of a variant name not counted yet, for ``enabled``'s state (checked
-        here; both states' counts are added under the lock)."""
+        """The count of a new variant name for ``enabled``'s state (both states' counts
+        are added, under the lock)."""
         _check_variant(name, variant)
-        # A str subclass (a str Enum) is counted under its plain text, as label values
-        # are: the name the server stores, whichever spelling the app used first.
+        # A str Enum is counted under its plain text, the name the server stores.
         variant = str.__str__(variant)
         with self._lock:
             if variant not in stats.enabled:
-                # New dicts, not insertions: a reader iterating the old ones never sees them
-                # change size, and a recorder's lookup sees one or the other, both whole.
-                # ``disabled`` first: a reader walks ``enabled`` and looks each name up in
-                # ``disabled``, so a name in ``enabled`` is always in both.
-                stats.disabled = {**stats.disabled, variant: itertools.count()}
-                stats.enabled = {**stats.enabled, variant: itertools.count()}
+                # New dicts: a reader iterating the old ones never sees them change size.
+                # ``disabled`` first: a reader walks ``enabled`` and looks each name up there.
+                stats.disabled = {**stats.disabled, variant: Count()}
+                stats.enabled = {**stats.enabled, variant: Count()}
             return (stats.enabled if enabled else stats.disabled)[variant]
 
     def _new_flag(self, name: Any, variant: Any) -> Optional[FlagStats]:
-        """The stats of a flag name not counted yet, or None past the flag limit (counted
-        as dropped). The name and the variant are checked first, here, so that a call
-        refused under the limit is refused past it too, and counts nothing."""
+        """The stats of a new flag name, or None past the flag limit (counted as dropped).
+        The name and variant are checked first: a call refused under the limit is refused
+        past it too."""
         if not isinstance(name, str) or not name:
             raise TypeError(f"flag name must be a non-empty str, got {name!r}")
         if variant is not None:
             _check_variant(name, variant)
-        # A str subclass (a str Enum) is counted under its plain text (see _new_variant).
+        # A str Enum is counted under its plain text (see _new_variant).
         name = str.__str__(name)
         with self._lock:
             stats = self._flags.get(name)
@@ -260,9 +209,8 @@ class FlagCounts:
         toggles: Dict[str, ToggleDelta] = {}
         hour = _hour_of(stop)  # an int: compared once per flag
         for name, stats in flags:
-            # One flag at a time under the lock: recorders wait for one flag, not for all.
-            # The sent totals change under it too, so pending_events() never reads a flag
-            # half taken.
+            # One flag at a time, its sent totals with it: pending_events() never reads a
+            # flag half taken.
             with self._lock:
                 yes, no, variants = stats.read()
                 sent = stats._sent_variants
@@ -335,10 +283,9 @@ class FlagCounts:
         return list(self._flags)
 
 
-#: Texts Unleash does not store as a variant's name: "" (measured on unleash-server 8.2.0:
-#: the flag's yes and no are stored, that count is not) and the properties of JavaScript's
-#: ``Object.prototype`` (some dropped, some failing the write of a whole window). A name
-#: holding NUL fails the window's write too (checked apart: no set can list them).
+#: Texts Unleash does not store as a variant's name: "" and the properties of JavaScript's
+#: ``Object.prototype`` (some dropped, some failing a whole write window). A name holding
+#: NUL fails the window too (checked apart).
 NOT_VARIANT_NAMES = frozenset({"", *OBJECT_PROTOTYPE_PROPERTIES})
 
 
@@ -352,12 +299,9 @@ def variant_name(answer: Any) -> Optional[str]:
 
 
 #: The most of one variant this process puts in the server's row of an hour (app, flag,
-#: variant, hour: an ``integer`` the server adds each write window to). A quarter of the
-#: row: filled whole, the row would fail every later window of that hour, with every app's
-#: variant counts in it, as soon as another process of the app (a worker, a restart
-#: draining its own backlog) added one more; a quarter leaves them three quarters. It is
-#: 149,000 evaluations of one variant a second, far above what one process records live:
-#: what waits for a later hour is a backlog merged back after a long outage.
+#: variant, hour: an ``integer`` each write window adds to). A quarter: a row filled whole
+#: would fail the next window of any other process of the app. Live recording never
+#: reaches it (149,000 evaluations a second); a backlog after a long outage may.
 HOUR_SHARE = MAX_VARIANT_COUNT // 4
 
 
@@ -365,12 +309,9 @@ def fit_hour(delta: ToggleDelta, taken: Mapping[str, int]) -> ToggleDelta:
     """The part of ``delta`` that fits this process's share of the server's row of one
     hour, ``taken`` being what it put there already, per variant (:data:`HOUR_SHARE`).
 
-    Past :data:`MAX_VARIANT_COUNT` in a row, the server fails the window's write, and
-    every app's variant counts in it are lost. So each variant gives at most the room
-    left, and yes and no all but as many evaluations as the variant counts held back need
-    to come with later: each part carries at least as many evaluations as any of its
-    variant counts (the server ignores a window of variant counts without yes or no).
-    What is not given stays pending, for the next window, or the next hour.
+    Each variant gives at most the room left; yes and no keep back as many evaluations as
+    the held variant counts need later (the server ignores variant counts without yes or
+    no). What is not given stays pending.
 
     >>> fit_hour(ToggleDelta(5, 1, {"blue": 4}), {"blue": HOUR_SHARE - 1})
     ToggleDelta(yes=3, no=0, variants={'blue': 1})
@@ -405,8 +346,7 @@ def _hour_of(moment: datetime) -> int:
 
 
 def _check_variant(name: str, variant: Any) -> None:
-    """Refuse a variant that is no variant name (a str, or a str subclass such as a str
-    Enum, whose plain text is counted)."""
+    """Refuse a variant that is no variant name (a str, or a str Enum: its text counts)."""
     if not isinstance(variant, str):
         raise TypeError(
             f"flag {name!r}: variant must be a variant name (str) or None, "

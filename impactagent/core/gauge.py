@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, List, NamedTuple, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
-from ._family import ATOMIC_C_CALLS, MetricFamily
+from ._family import MetricFamily
 from ._numbers import MAX_SAFE_FLOAT, Number
 
 
@@ -19,24 +19,16 @@ class GaugeValue(NamedTuple):
 class GaugeChild:
     """One series of a gauge. Get it from :meth:`Gauge.labels` and keep it.
 
-    A gauge series is sent when it was set since the last successful send; an idle gauge
-    costs nothing on the wire. It holds an ``int`` or a ``float``: other numbers (``Decimal``,
-    ``Fraction``, numpy scalars) are converted when recorded, ``bool`` and non-numbers are
-    refused with a ``TypeError``. A value the server refuses is dropped and counted, never
-    sent: NaN and infinities (``non_finite_value``), and values beyond ``+/-(2**53 - 1)``
-    (``unsafe_value``), whether set or reached by ``inc()``/``dec()``.
+    Sent when it changed since the last send. It holds an ``int`` or a ``float`` (other
+    numbers are converted, ``bool`` and non-numbers refused); NaN, infinities and values
+    beyond ``+/-(2**53 - 1)`` are dropped and counted, never sent.
 
-
-    How a ``set()`` stays exact without a lock (see :data:`ATOMIC_C_CALLS`): the value lives
-    in a one-element list, the *cell*. ``set()`` stores a fresh cell, one attribute store,
-    atomic under the GIL on every CPython; it never changes a cell in place, so nothing it
-    does can be undone. ``inc()``/``dec()`` change the current cell in place under the
-    series lock (a read-modify-write); one that races a ``set()`` either changed the cell
-    before the ``set()`` replaced it (it happened before the set) or changes the new one
-    (after it): never the stale sum over a newer value. A collect takes the lock, clears
-    the in-place change mark and reads the cell; a cell it has not read yet, or a mark
-    set again, is sent at the next collect. On a free-threaded build ``set()`` stores its
-    cell under the lock too.
+    The value lives in a one-element list, the *cell*. ``set()`` stores a fresh cell without
+    a lock: one attribute store, atomic on every build (a slot store is atomic on
+    free-threaded builds too). ``inc()``/``dec()`` change the current cell in place under
+    the series lock, so one racing a ``set()`` lands before it or after it, never as a stale
+    sum over a newer value. A collect clears the in-place mark and reads the cell under the
+    lock; a cell it has not read yet, or a mark set again, goes out next time.
     """
 
     __slots__ = ("_cell", "_dirty", "_lock", "_taken", "family", "label_values")
@@ -63,11 +55,7 @@ class GaugeChild:
             if not -MAX_SAFE_FLOAT <= value <= MAX_SAFE_FLOAT:
                 self.family.rules.drop_value(value, "unsafe_value")
                 return
-        if ATOMIC_C_CALLS:
-            self._cell = [value]  # one store of a new cell: atomic under the GIL
-        else:
-            with self._lock:
-                self._cell = [value]
+        self._cell = [value]  # one store of a new cell: atomic (see the class)
 
     def inc(self, amount: Number = 1) -> None:
         """Add ``amount`` (default 1) to the gauge."""
@@ -111,8 +99,7 @@ class GaugeChild:
         return value  # None for a gauge never set: nothing to send
 
     def give_back_delta(self, value: Number) -> None:
-        # Whatever the gauge holds now is at least as new as what failed to send; flag it so
-        # it goes out next time, without overwriting a value set after the collect.
+        # What the gauge holds now is at least as new as what failed: mark it to go out.
         self._dirty = True
 
     def pending_events(self) -> int:
@@ -120,8 +107,7 @@ class GaugeChild:
         return 1 if self._dirty or (cell is not self._taken and cell[0] is not None) else 0
 
     def reset_after_fork(self, lock: threading.Lock) -> None:
-        """In a forked child, where only the forking thread runs: a new lock (the parent's
-        may be held forever) and nothing recorded yet."""
+        """In a forked child: a new lock (the parent's may be held forever), nothing recorded."""
         self._lock = lock
         self._cell = [None]
         self._dirty = False
@@ -137,12 +123,29 @@ class _DroppedGaugeChild(GaugeChild):
     __slots__ = ()
 
     def set(self, value: Number) -> None:
-        if self.family.rules.accept_number(value, "set()"):
-            self.family.rules.drop("cardinality_limit")
+        self.family.rules.drop_past_limit(value, "set()")
 
     def inc(self, amount: Number = 1) -> None:
-        if self.family.rules.accept_number(amount, "inc()"):
-            self.family.rules.drop("cardinality_limit")
+        self.family.rules.drop_past_limit(amount, "inc()")
+
+
+class _GaugeInContext:
+    """The recording methods of a gauge labelled by flags only: each call records into the
+    series of the flags' states in the current context, looked up at that moment."""
+
+    __slots__ = ("_labels",)
+
+    def __init__(self, family: Gauge) -> None:
+        self._labels = family.labels
+
+    def set(self, value: Number) -> None:
+        self._labels().set(value)
+
+    def inc(self, amount: Number = 1) -> None:
+        self._labels().inc(amount)
+
+    def dec(self, amount: Number = 1) -> None:
+        self._labels().dec(amount)
 
 
 class Gauge(MetricFamily[GaugeChild]):
@@ -155,38 +158,30 @@ class Gauge(MetricFamily[GaugeChild]):
     """
 
     kind = "gauge"
-    # What the family's own recording methods forward to (see MetricFamily.__init__; a
-    # labelled gauge's stand-in raises on every method).
+    _series_class = GaugeChild
+    _dropped_class = _DroppedGaugeChild
+    _in_context_class = _GaugeInContext
     _target: GaugeChild | _GaugeInContext
-
-    def _new_child(self, label_values: Tuple[str, ...], lock: threading.Lock) -> GaugeChild:
-        return GaugeChild(self, label_values, lock)
-
-    def _new_overflow_child(self) -> GaugeChild:
-        return _DroppedGaugeChild(self, ("<dropped>",) * len(self.label_names), self._locks[0])
-
-    def _in_flag_context(self) -> _GaugeInContext:
-        return _GaugeInContext(self)
 
     @property
     def value(self) -> Optional[Number]:
         """The last value set on an unlabelled gauge."""
         return self._require_default().value
 
-    #: The only series of an unlabelled gauge on a GIL build, else None.
+    #: The only series of an unlabelled gauge, else None.
     _only: Optional[GaugeChild] = None
 
     def _create_series(self, key: Tuple[str, ...]) -> GaugeChild:
         child = super()._create_series(key)
-        if not key and ATOMIC_C_CALLS:
+        if not key:
             self._only = child  # so that set() stores its cell without a second call
         return child
 
     def set(self, value: Number) -> None:
         """Set an unlabelled gauge (or a gauge labelled by flags only)."""
         child = self._only
-        # An int or float within the safe range is stored here as GaugeChild.set() would
-        # (one store of a fresh cell, atomic under the GIL); anything else goes through it.
+        # An int or float within the safe range is stored here as GaugeChild.set() would;
+        # anything else goes through it.
         if (child is not None and (value.__class__ is float or value.__class__ is int)
                 and -(2.0**53 - 1) <= value <= (2.0**53 - 1)):
             child._cell = [value]
@@ -200,22 +195,3 @@ class Gauge(MetricFamily[GaugeChild]):
     def dec(self, amount: Number = 1) -> None:
         """Subtract from an unlabelled gauge."""
         self._target.dec(amount)
-
-
-class _GaugeInContext:
-    """The recording methods of a gauge labelled by flags only: each call records into the
-    series of the flags' states in the current context, looked up at that moment."""
-
-    __slots__ = ("_labels",)
-
-    def __init__(self, family: Gauge) -> None:
-        self._labels = family.labels
-
-    def set(self, value: Any) -> None:
-        self._labels().set(value)
-
-    def inc(self, amount: Any = 1) -> None:
-        self._labels().inc(amount)
-
-    def dec(self, amount: Any = 1) -> None:
-        self._labels().dec(amount)

@@ -1,16 +1,10 @@
 """Histograms: observations counted into cumulative buckets, sent as deltas.
 
-What is sent for a window is each bucket's count and the *sum* of that window's
-observations. The server refuses a sum beyond ``+/-(2**53 - 1)`` (see
-:mod:`impactagent.core._numbers`), and one refused sample makes it drop the whole body's impact
-metrics, so an observation that would take its window's sum out of that range is dropped
-and counted (``unsafe_sum``) when it is recorded; the histogram stays usable and the next
-observations are sent as usual. The sum is kept per window, not as a running total minus
-what was sent: a long-lived series keeps the precision of its sums, and a window's sum can
-only leave the safe range by the observations of that window.
-
-Bucket counts are not bounded that way: reaching ``2**53`` observations in one window would
-take 28 years at ten million observations a second.
+A window sends each bucket's count and the *sum* of its observations. The server refuses a
+sum beyond ``+/-(2**53 - 1)`` (:mod:`impactagent.core._numbers`) with every impact metric of
+the body, so an observation that would take its window's sum there is dropped and counted
+(``unsafe_sum``) when recorded. The sum is kept per window, not as a running total less what
+was sent, so a long-lived series keeps the precision of its sums.
 """
 
 from __future__ import annotations
@@ -23,7 +17,7 @@ import time
 from bisect import bisect_left
 from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
-from ._family import DEFAULT_MAX_SERIES, MetricFamily
+from ._family import DEFAULT_MAX_SERIES, Definition, MetricFamily
 from ._numbers import MAX_SAFE_FLOAT, Number, is_finite
 from .statistics import DropCounter
 
@@ -114,15 +108,10 @@ class HistogramChild:
         self.family.rules.drop_value(value, "unsafe_sum")
 
     def add_counts(self, counts: Sequence[int], sum: Number) -> None:
-        """Add observations made elsewhere, already bucketed: ``counts[i]`` observations in
-        bucket ``i`` alone (not cumulative; one per boundary, then the ``+Inf`` bucket) whose
-        values add up to ``sum``.
-
-        The seam for bridges from other metric libraries, which see buckets, never single
-        observations. The same rules as :meth:`observe`: ``sum`` is a number (converted or
-        refused like an observed value), and counts that would take the sum sent for this
-        window beyond ``+/-(2**53 - 1)``, or come with a NaN or infinite sum, are dropped
-        and counted in observations. ``counts`` must be non-negative ints, one per bucket.
+        """Add observations made elsewhere, already bucketed: ``counts[i]`` non-negative
+        ints in bucket ``i`` alone (one per boundary, then ``+Inf``) whose values add up to
+        ``sum``. The seam for bridges from other metric libraries; :meth:`observe`'s rules
+        hold, and dropped counts are counted in observations.
 
         >>> h = Histogram("batch_seconds", "Batch latency", buckets=(1, 5))
         >>> h.add_counts([2, 0, 1], 7.5)
@@ -217,17 +206,15 @@ class HistogramChild:
         if fits:
             self._sent_counts = [sent - d for sent, d in zip(self._sent_counts, given_counts)]
         else:
-            # Observations recorded while it was away took the window's sum so far that the
-            # two no longer fit in one value the server takes: the older part is dropped,
-            # counted in observations (a sum of this size takes values near 2**52).
+            # Observations recorded meanwhile took the window's sum so far that the two no
+            # longer fit one value the server takes: the older part is dropped and counted.
             self.family.rules.drop("unsafe_sum", _total_of(given_counts))
 
     def pending_events(self) -> int:
         return sum(self._counts) - sum(self._sent_counts)
 
     def reset_after_fork(self, lock: threading.Lock) -> None:
-        """In a forked child, where only the forking thread runs: a new lock (the parent's
-        may be held forever) and nothing recorded yet."""
+        """In a forked child: a new lock (the parent's may be held forever), nothing recorded."""
         self._lock = lock
         self._counts = [0] * len(self._counts)
         self._sent_counts = [0] * len(self._counts)
@@ -243,14 +230,33 @@ class _DroppedHistogramChild(HistogramChild):
     __slots__ = ()
 
     def observe(self, value: Number) -> None:
-        if self.family.rules.accept_number(value, "observe()"):
-            self.family.rules.drop("cardinality_limit")
+        self.family.rules.drop_past_limit(value, "observe()")
 
     def add_counts(self, counts: Sequence[int], sum: Number) -> None:
         added = self._checked_counts(counts)
         self.family.rules.number(sum, "add_counts()")  # raises as the real series would
         if _total_of(added):
             self.family.rules.drop("cardinality_limit", _total_of(added))
+
+
+class _HistogramInContext:
+    """The recording methods of a histogram labelled by flags only: each call records into
+    the series of the flags' states in the current context, looked up at that moment."""
+
+    __slots__ = ("_labels",)
+
+    def __init__(self, family: Histogram) -> None:
+        self._labels = family.labels
+
+    def observe(self, value: Number) -> None:
+        self._labels().observe(value)
+
+    def add_counts(self, counts: Sequence[int], sum: Number) -> None:
+        self._labels().add_counts(counts, sum)
+
+    def time(self) -> Timer:
+        # The series is chosen when the timing ends: the flag is usually decided inside.
+        return Timer(self.observe)
 
 
 class Histogram(MetricFamily[HistogramChild]):
@@ -266,8 +272,9 @@ class Histogram(MetricFamily[HistogramChild]):
 
     kind = "histogram"
     _reserved_labels = ("le",)
-    # What the family's own recording methods forward to (see MetricFamily.__init__; a
-    # labelled histogram's stand-in raises on every method).
+    _series_class = HistogramChild
+    _dropped_class = _DroppedHistogramChild
+    _in_context_class = _HistogramInContext
     _target: HistogramChild | _HistogramInContext
 
     def __init__(
@@ -283,16 +290,6 @@ class Histogram(MetricFamily[HistogramChild]):
     ) -> None:
         self.buckets = check_buckets(name, buckets)
         super().__init__(name, help, labels, max_series=max_series, drops=drops, flags=flags)
-
-    def _new_child(self, label_values: Tuple[str, ...], lock: threading.Lock) -> HistogramChild:
-        return HistogramChild(self, label_values, lock)
-
-    def _new_overflow_child(self) -> HistogramChild:
-        dropped = ("<dropped>",) * len(self.label_names)
-        return _DroppedHistogramChild(self, dropped, self._locks[0])
-
-    def _in_flag_context(self) -> _HistogramInContext:
-        return _HistogramInContext(self)
 
     def observe(self, value: Number) -> None:
         """Observe a value on an unlabelled histogram (or one labelled by flags only)."""
@@ -321,28 +318,8 @@ class Histogram(MetricFamily[HistogramChild]):
         """Cumulative ``(le, count)`` pairs of an unlabelled histogram."""
         return self._require_default().cumulative_buckets()
 
-    def describe(self) -> Tuple[Any, ...]:
-        return (self.kind, self.help, self.label_names, self.buckets, self.flags)
-
-
-class _HistogramInContext:
-    """The recording methods of a histogram labelled by flags only: each call records into
-    the series of the flags' states in the current context, looked up at that moment."""
-
-    __slots__ = ("_labels",)
-
-    def __init__(self, family: Histogram) -> None:
-        self._labels = family.labels
-
-    def observe(self, value: Any) -> None:
-        self._labels().observe(value)
-
-    def add_counts(self, counts: Sequence[int], sum: Number) -> None:
-        self._labels().add_counts(counts, sum)
-
-    def time(self) -> Timer:
-        # The series is chosen when the timing ends: the flag is usually decided inside.
-        return Timer(self.observe)
+    def describe(self) -> Definition:
+        return Definition(self.kind, self.help, self.label_names, self.buckets, self.flags)
 
 
 class Timer:
@@ -362,7 +339,7 @@ class Timer:
         self._start = time.perf_counter()
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._observe(time.perf_counter() - self._start)
 
     def __call__(self, func: F) -> F:

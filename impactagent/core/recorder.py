@@ -1,7 +1,4 @@
-"""The recording core: metrics and flag counts, collected and restored as one snapshot.
-
-No threads and no sockets live here; delivery builds on ``collect`` and ``restore``.
-"""
+"""Metrics and flag counts, collected and restored as one snapshot (no threads, no I/O)."""
 
 from __future__ import annotations
 
@@ -22,14 +19,11 @@ CollectHook = Callable[[], None]
 
 
 class Recorder:
-    """Metrics and flags that are collected together into one :class:`Snapshot`.
+    """Metrics and flags collected together into one :class:`Snapshot`.
 
-    ``collect()`` takes everything recorded since the last collect and ``restore(snapshot)``
-    merges a snapshot that failed to send back in, so that
-
-    - a failed send loses nothing (the next collect carries it again),
-    - a successful send is never counted twice (collect moves a per-series "sent" mark),
-    - recording threads are never blocked by a collect for more than one series read.
+    ``collect()`` takes what was recorded since the last collect (moving each series' sent
+    mark) and ``restore(snapshot)`` merges one that failed to send back in: nothing is lost
+    or counted twice, and a recorder waits for at most one series read.
     """
 
     def __init__(self, *, max_series: int = DEFAULT_MAX_SERIES,
@@ -48,12 +42,9 @@ class Recorder:
         """Run ``hook()`` at the start of every :meth:`collect`, before the deltas are taken.
 
         The seam for metrics that live elsewhere (a ``prometheus_client`` registry): the hook
-        reads them and records what changed into native series, so they travel with
-        everything else, with every guarantee of delivery (merge-back on failure, the spool,
-        drops counted). Hooks run in the order added, under the collect lock: two collects
-        never run a hook at once. A hook that raises is logged, counted in
-        :attr:`collect_hook_errors`, and the collect goes on without it; the agent's
-        Prometheus view never runs hooks (a scrape changes nothing).
+        records what changed into native series, which then travel with every delivery
+        guarantee. Hooks run in order, under the collect lock; one that raises is logged,
+        counted in :attr:`collect_hook_errors`, and skipped. A scrape never runs them.
         """
         if not callable(hook):
             raise TypeError(f"a collect hook must be callable, got {type(hook).__name__}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypeVar
 
-from ._family import DEFAULT_MAX_SERIES, MetricFamily
+from ._family import DEFAULT_MAX_SERIES, Definition, MetricFamily
 from .counter import Counter
 from .gauge import Gauge
 from .histogram import DEFAULT_BUCKETS, Histogram
@@ -96,12 +96,9 @@ class MetricRegistry:
             family.reset_after_fork()
 
 
-_ASPECTS = ("type", "help", "labels", "buckets", "flags")
-
-
-def _difference(old: Tuple[Any, ...], new: Tuple[Any, ...]) -> str:
+def _difference(old: Definition, new: Definition) -> str:
     return ", ".join(
         f"{aspect} {a!r}, not {b!r}" if aspect != "type" else f"type {a}, not {b}"
-        for aspect, a, b in zip(_ASPECTS, old, new)
+        for (aspect, a), b in zip(old._asdict().items(), new)
         if a != b
     )

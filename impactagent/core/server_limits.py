@@ -1,18 +1,13 @@
-"""What a real Unleash server can store, named once for the agent and the receiver alike.
-
-Past these, unleash-server answers 202 and then fails the write of a whole write window,
-losing every app's counts in it, so the agent never sends them and the receiver imitates
-the failure.
-"""
+"""What a real Unleash server can store, named once for the agent and the receiver: past
+these it answers 202, then fails a whole write window, every app's counts in it."""
 
 from __future__ import annotations
 
 #: The largest integer a JSON number carries exactly (JavaScript's Number.MAX_SAFE_INTEGER).
 MAX_SAFE_INTEGER = 2**53 - 1
 
-#: The largest variant count the server's row of one app, flag, variant and hour can hold
-#: (a PostgreSQL ``integer`` column that each write window adds to): a window whose counts
-#: take a row past it fails, whether one body or the hour's earlier ones brought it there.
+#: The largest variant count the server's row of one app, flag, variant and hour holds (a
+#: PostgreSQL ``integer`` each write window adds to).
 MAX_VARIANT_COUNT = 2**31 - 1
 
 #: The longest app name the server's ``varchar(255)`` columns take. A longer one (or one
@@ -31,9 +26,7 @@ OBJECT_PROTOTYPE_PROPERTIES = frozenset({
     "toLocaleString", "toString", "valueOf",
 })
 
-#: Variant names unleash-server 8.2.0 drops without a word (measured: ``__proto__`` never
-#: becomes a key; ``constructor``, ``toString`` and the others are stored, once or twice
-#: in a window).
+#: Variant names the server drops without a word (the other properties are stored).
 DROPPED_VARIANT_NAMES = frozenset({"__proto__"})
 
 #: Impact-metric label names (once sanitised) the server stores, after which its

@@ -1,18 +1,11 @@
 """What one collect hands to delivery: a flag window and the impact-metric deltas.
 
-A metric's deltas are kept in columns, not as one object per series: the positions of the
-series that changed, their numbers, and histograms' bucket counts (flat), each an
-``array.array`` of machine numbers. A collect of 100,000 series then allocates a handful
-of objects the cyclic garbage collector knows about, and none of them holds 100,000
-references: a young collection walks every item of every young list (a list is one
-tracked object, but the collector visits each reference in it), while an ``array`` is not
-tracked at all and holds no references (measured in benchmarks/README.md). Series are
-named by their position in the family's append-only :meth:`~MetricFamily.series_table`,
-which the family keeps alive anyway.
-
-A column falls back to a plain list when a number does not fit its machine type (a
-histogram bucket count beyond 2**63, which ``add_counts()`` allows): exact first, fast
-when it can be.
+A metric's deltas are columns, not an object per series: the positions of the changed
+series in the family's append-only :meth:`~MetricFamily.series_table`, their numbers and
+histograms' bucket counts, each an ``array.array``. An array is not tracked by the cyclic
+garbage collector and holds no references, so a collect of 100,000 series leaves a young
+collection almost nothing to walk. A column falls back to a list when a number does not
+fit its machine type (a bucket count past 2**63 from ``add_counts()``).
 """
 
 from __future__ import annotations
@@ -20,34 +13,39 @@ from __future__ import annotations
 from array import array
 from datetime import datetime
 from itertools import islice
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from ._family import MetricFamily, Series
-from ._numbers import MAX_SAFE
-from .counter import CounterDelta
+from ._numbers import MAX_SAFE, Number
+from .counter import Counter, CounterChild, CounterDelta
 from .flags import ToggleDelta
-from .gauge import GaugeValue
-from .histogram import Histogram, HistogramDelta
+from .gauge import Gauge, GaugeChild, GaugeValue
+from .histogram import Histogram, HistogramChild, HistogramDelta
+
+#: A metric family of any kind, and a series of one.
+Family = Union[Counter, Gauge, Histogram]
+Child = Union[CounterChild, GaugeChild, HistogramChild]
+#: What one series' ``take_delta()`` returned: a counter's increment, a gauge's value, a
+#: histogram's ``(bucket counts, sum)``.
+Delta = Union[Number, Tuple[Tuple[int, ...], float]]
+#: One series' delta as an object (:attr:`MetricDelta.samples`).
+Sample = Union[CounterDelta, GaugeValue, HistogramDelta]
 
 
 class MetricDelta(NamedTuple):
-    """The deltas of one metric in a snapshot, as columns (series with nothing new are
-    left out).
+    """The deltas of one metric in a snapshot, as columns (unchanged series left out).
 
-    ``indexes[i]`` is the position of a series that changed in the family's
-    :meth:`series_table` and ``numbers[i]`` its number: a counter's increment (``array('q')``:
-    a collect takes at most 2**53 - 1 at a time), a histogram's sum for the window
-    (``array('d')``), a gauge's value (``array('d')``, with ``ints[i]`` 1 where the value
-    set was an int: every gauge value is within +/-(2**53 - 1), where a float holds an int
-    exactly, and an int must still be sent as ``5``, not ``5.0``). A histogram's bucket
-    counts (each bucket alone, ``+Inf`` last) are in ``counts``, ``width`` per series:
-    series ``i``'s are ``counts[i * width:(i + 1) * width]``. :attr:`children`,
-    :attr:`values` and :attr:`samples` give the same as Python objects, built when asked.
+    ``indexes[i]`` is a changed series' position in the family's :meth:`series_table` and
+    ``numbers[i]`` its number: a counter's increment (``array('q')``), a histogram's sum for
+    the window or a gauge's value (``array('d')``; ``ints[i]`` is 1 where a gauge's value is
+    an int, which must still be sent as ``5``, not ``5.0``). A histogram's bucket counts
+    (each bucket alone, ``+Inf`` last) are in ``counts``, ``width`` per series.
+    :attr:`children`, :attr:`values` and :attr:`samples` give the same as Python objects.
     """
 
-    family: MetricFamily[Any]  # a Counter, Gauge or Histogram
+    family: Family
     indexes: Sequence[int]
-    numbers: Sequence[Any]
+    numbers: Sequence[Number]
     counts: Sequence[int] = ()
     ints: Sequence[int] = ()  # gauges with an array of numbers: 1 where the value is an int
 
@@ -62,20 +60,20 @@ class MetricDelta(NamedTuple):
         return len(family.buckets) + 1 if isinstance(family, Histogram) else 0
 
     @property
-    def children(self) -> List[Any]:
+    def children(self) -> List[Child]:
         """The series that changed, in order (a list built when asked)."""
-        table = self.family.series_table()
+        table: Sequence[Child] = self.family.series_table()
         return [table[index] for index in self.indexes]
 
     @property
-    def values(self) -> List[Any]:
+    def values(self) -> List[Number]:
         """Each series' number as it was taken (an int stays an int), built when asked."""
         ints = self.ints
         if not ints:
             return list(self.numbers)
         return [int(number) if is_int else number for number, is_int in zip(self.numbers, ints)]
 
-    def value(self, index: int) -> Any:
+    def value(self, index: int) -> Number:
         """Series ``index``'s number (see :attr:`values`)."""
         number = self.numbers[index]
         return int(number) if self.ints and self.ints[index] else number
@@ -85,7 +83,7 @@ class MetricDelta(NamedTuple):
         width = self.width
         return tuple(self.counts[index * width:(index + 1) * width])
 
-    def delta(self, index: int) -> Any:
+    def delta(self, index: int) -> Delta:
         """Series ``index``'s delta as its ``take_delta()`` returned it, to give back."""
         if self.family.kind == "histogram":
             return self.bucket_counts(index), self.numbers[index]
@@ -102,16 +100,21 @@ class MetricDelta(NamedTuple):
         return 1
 
     @property
-    def samples(self) -> Tuple[Any, ...]:
+    def samples(self) -> Tuple[Sample, ...]:
         """One ``CounterDelta``, ``GaugeValue`` or ``HistogramDelta`` per series (built
         when asked: the collect itself makes none)."""
-        kind = self.family.kind
-        children = self.children
-        if kind == "histogram":
-            return tuple(HistogramDelta(child, self.bucket_counts(i), self.numbers[i])
-                         for i, child in enumerate(children))
-        sample = CounterDelta if kind == "counter" else GaugeValue
-        return tuple(sample(child, value) for child, value in zip(children, self.values))
+        family = self.family
+        if isinstance(family, Histogram):
+            series = family.series_table()
+            return tuple(HistogramDelta(series[position], self.bucket_counts(i), self.numbers[i])
+                         for i, position in enumerate(self.indexes))
+        if isinstance(family, Counter):
+            counters = family.series_table()
+            return tuple(CounterDelta(counters[position], int(value))
+                         for position, value in zip(self.indexes, self.numbers))
+        gauges = family.series_table()
+        return tuple(GaugeValue(gauges[position], value)
+                     for position, value in zip(self.indexes, self.values))
 
     def subset(self, indexes: Iterable[int]) -> MetricDelta:
         """The deltas of the series at ``indexes`` only (part of a snapshot, for a body)."""
@@ -136,20 +139,20 @@ def take_family(family: MetricFamily[Any]) -> Optional[MetricDelta]:
     """Take the delta of every series of ``family`` since the last take, as one
     :class:`MetricDelta` (``None`` when no series changed); callers serialise takes.
 
-    Series are visited in order up to the table's length when the take starts (``islice``:
-    no copy of the list): one created meanwhile is taken next time, as a copy would have
-    left it.
+    Series are visited up to the table's length when the take starts (``islice``: no copy
+    of the list); one created meanwhile is taken next time.
     """
+    if isinstance(family, Counter):
+        return _take_counters(family)
+    if isinstance(family, Gauge):
+        return _take_gauges(family)
+    if isinstance(family, Histogram):
+        return _take_histograms(family)
+    raise TypeError(f"a metric family is a Counter, Gauge or Histogram, not {family!r}")
+
+
+def _take_counters(family: Counter) -> Optional[MetricDelta]:
     table = family.series_table()
-    kind = family.kind
-    if kind == "counter":
-        return _take_counters(family, table)
-    if kind == "gauge":
-        return _take_gauges(family, table)
-    return _take_histograms(family, table)
-
-
-def _take_counters(family: MetricFamily[Any], table: Sequence[Series]) -> Optional[MetricDelta]:
     indexes = array("q")
     numbers = array("q")  # a counter's delta is an int in 1..2**53 - 1 (take_delta's cap)
     add_index, add_number = indexes.append, numbers.append
@@ -161,7 +164,8 @@ def _take_counters(family: MetricFamily[Any], table: Sequence[Series]) -> Option
     return MetricDelta(family, indexes, numbers) if indexes else None
 
 
-def _take_gauges(family: MetricFamily[Any], table: Sequence[Series]) -> Optional[MetricDelta]:
+def _take_gauges(family: Gauge) -> Optional[MetricDelta]:
+    table = family.series_table()
     indexes = array("q")
     numbers: Any = array("d")
     ints: Any = bytearray()
@@ -186,7 +190,8 @@ def _take_gauges(family: MetricFamily[Any], table: Sequence[Series]) -> Optional
     return MetricDelta(family, indexes, numbers, (), bytes(ints) if ints is not None else b"")
 
 
-def _take_histograms(family: MetricFamily[Any], table: Sequence[Series]) -> Optional[MetricDelta]:
+def _take_histograms(family: Histogram) -> Optional[MetricDelta]:
+    table = family.series_table()
     indexes = array("q")
     sums = array("d")  # a window's sum is a float (it starts at 0.0)
     counts: Any = array("q")
@@ -208,7 +213,7 @@ def _take_histograms(family: MetricFamily[Any], table: Sequence[Series]) -> Opti
 
 def give_back_family(metric: MetricDelta) -> None:
     """Merge each series' delta in ``metric`` back into that series."""
-    table = metric.family.series_table()
+    table: Sequence[Series] = metric.family.series_table()
     for i, index in enumerate(metric.indexes):
         table[index].give_back_delta(metric.delta(i))
 

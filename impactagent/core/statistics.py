@@ -1,16 +1,12 @@
-"""What the agent did with what the app recorded: the ledger behind ``Agent.statistics()``.
-
-Nothing recorded is lost silently. A value is either delivered, still pending, or counted
-here as dropped under a reason, and the first drop for each reason is logged once through
-``logging.getLogger("impactagent.core.statistics")``.
-"""
+"""The ledgers behind ``Agent.statistics()``: every value recorded is delivered, pending, or
+counted here as dropped under a reason (the first drop of each reason and metric logged)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from datetime import datetime, timezone
-from typing import Dict, Set, Tuple
+from typing import Dict, Optional, Protocol, Set, Tuple
 
 logger = logging.getLogger(__name__)
 
@@ -67,13 +63,8 @@ class DropCounter:
 
     def add(self, reason: str, n: int = 1, *, detail: str = "", explained: bool = False
             ) -> None:
-        """Count ``n`` values dropped for ``reason``; log the first for each reason and detail.
-
-        ``detail`` names where the drop happened (a metric), so each misbehaving metric is
-        named once in the logs without flooding them. ``explained``: the caller has just
-        logged this drop in full (the server's answer, the reason's key), so the generic
-        sentence would only say it again.
-        """
+        """Count ``n`` values dropped for ``reason``; log the first for each reason and
+        ``detail`` (where: a metric). ``explained``: the caller has just logged it in full."""
         with self._lock:
             self._counts[reason] = self._counts.get(reason, 0) + n
             first = (reason, detail) not in self._logged
@@ -88,8 +79,8 @@ class DropCounter:
             )
 
     def withdraw(self, reason: str, n: int) -> None:
-        """Take back ``n`` values counted under ``reason`` that turned out to be delivered
-        (a body close() took over while its POST was in flight, and the POST succeeded)."""
+        """Take back ``n`` values counted under ``reason`` that were delivered after all (a
+        body close() kept while its POST was in flight, then answered 2xx)."""
         with self._lock:
             left = self._counts.get(reason, 0) - n
             if left > 0:
@@ -118,12 +109,20 @@ def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class DeliveryLedger:
-    """Thread-safe counters of what delivery did: attempts, retries, failures by status.
+class Attempt(Protocol):
+    """What the ledger reads of one POST's outcome (delivery's ``Outcome``)."""
 
-    Failures are keyed by HTTP status (``"500"``) or, without an answer, by what went wrong
-    (``"connection refused"``, ``"read timeout"``), so a dashboard can tell them apart.
-    """
+    @property
+    def kind(self) -> str: ...
+    @property
+    def status(self) -> Optional[int]: ...
+    @property
+    def detail(self) -> str: ...
+
+
+class DeliveryLedger:
+    """Thread-safe counters of what delivery did: attempts, retries, failures keyed by HTTP
+    status (``"500"``) or, without an answer, by what went wrong (``"read timeout"``)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -142,15 +141,13 @@ class DeliveryLedger:
         with self._lock:
             self._counts[name] = self._counts.get(name, 0) + n
 
-    def attempt(self, outcome: object) -> None:
+    def attempt(self, outcome: Attempt) -> None:
         """Count one POST and, if it failed, its status or error."""
-        status = getattr(outcome, "status", None)
-        kind = getattr(outcome, "kind", "")
+        status = outcome.status
         with self._lock:
             self._counts["attempts"] += 1
-            if kind != "delivered":
-                # "500", or without an answer the kind of trouble: "connection refused".
-                detail = str(getattr(outcome, "detail", "") or "error")
+            if outcome.kind != "delivered":
+                detail = outcome.detail or "error"
                 key = str(status) if status is not None else detail.split(":")[0]
                 self._failures[key] = self._failures.get(key, 0) + 1
                 self.last_error = _now_iso()

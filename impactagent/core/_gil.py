@@ -1,0 +1,57 @@
+"""Whether one C call runs whole on this interpreter, decided once at import.
+
+With the GIL, a C function such as ``itertools.count.__next__`` holds it from start to end
+(it runs no Python code and never releases it), so ``next()`` on a count is atomic and
+recording advances counts without a lock. A free-threaded build (3.13t and later,
+``Py_GIL_DISABLED``) makes no such promise, even with the GIL switched back on at run
+time. As prometheus_client's ``values`` module picks its value class, the choice is made
+here once (the flags' count type; the amount a counter counts without a lock), and no
+recording method tests it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import sysconfig
+import threading
+from typing import Callable, Iterator
+
+
+def _atomic_c_calls() -> bool:
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return False
+    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
+    return is_gil_enabled is None or bool(is_gil_enabled())
+
+
+#: True where ``next()`` on an ``itertools.count`` runs whole (every build with the GIL).
+ATOMIC_C_CALLS = _atomic_c_calls()
+
+
+class LockedCount:
+    """``itertools.count()`` with ``next()`` under a lock of its own, for builds where one
+    C call is not atomic. Its ``repr`` is a count's, ``count(N)``, read under the lock."""
+
+    __slots__ = ("_lock", "_next")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next = 0
+
+    def __iter__(self) -> Iterator[int]:
+        return self
+
+    def __next__(self) -> int:
+        with self._lock:
+            taken = self._next
+            self._next = taken + 1
+        return taken
+
+    def __repr__(self) -> str:
+        with self._lock:
+            return f"count({self._next})"
+
+
+#: The count a flag evaluation advances: one atomic ``next()`` on any build.
+Count: Callable[[], Iterator[int]] = itertools.count if ATOMIC_C_CALLS else LockedCount
