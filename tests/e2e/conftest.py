@@ -75,7 +75,7 @@ class RealServer:
 def unleash() -> Iterator[RealServer]:
     with UnleashStack() as stack:
         assert stack.server is not None
-        admin = UnleashAdmin(stack.server.url, stack.server.admin_token)
+        admin = UnleashAdmin(stack.server.url, stack.server.admin_token, stack.postgres)
         for flag in (*FLAGS, *DEMO_FLAGS):
             admin.create_flag(flag)
         yield RealServer(stack, admin, time.monotonic() + FLAG_CACHE_SECONDS)

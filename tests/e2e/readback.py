@@ -1,11 +1,13 @@
-"""What the real server stored, read back through its own APIs, in the shape of
-``tests.workload`` totals so that a test can compare them with ``==``.
+"""What the real server stored, in the shape of ``tests.workload`` totals so that a test can
+compare them with ``==``.
 
-- Flag counts: ``GET /api/admin/client-metrics/features/{flag}/raw?hoursBack=2`` (admin
-  token), hourly rows per app and environment. Two hours back, because a row is stamped with
-  the start of its hour and ``hoursBack=1`` keeps rows stamped within the last 60 minutes: at
-  11:15 the 10:00 row, written at 10:59, is not shown. The server buffers counts and writes
-  them to the database about every 5 s, so reads poll until the numbers stop moving.
+- Flag counts: read from the server's own tables (``client_metrics_env`` and its variants),
+  as its admin API would sum them. Not through ``/api/admin/client-metrics/features/{flag}/raw``:
+  that answer holds at most 100 apps per flag (which 100 depends on the table's order: a
+  long differential run saw whole windows "lost" that the table held), and only rows stamped
+  within ``hoursBack`` of now (a row is stamped with the start of its hour: at 11:15,
+  ``hoursBack=1`` hides the 10:00 row). The server buffers counts and writes them about every
+  5 s, so reads poll until the numbers stop moving.
 - Impact metrics: ``GET /internal-backstage/impact/metrics``, Prometheus text of what the
   server ingested, with its own labels ``origin`` and ``metric_type`` added to ours.
 """
@@ -13,22 +15,57 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Tuple
 
 import requests
 
 from tests.prometheus_text import impact_totals
+
+if TYPE_CHECKING:
+    from tests.e2e.stack import Postgres
 
 #: The server's flush of buffered flag counts to the database runs every 5 s.
 SERVER_WRITE_PERIOD = 5.0
 SERVER_LABELS = {"origin", "metric_type"}
 
 
-class UnleashAdmin:
-    """The admin API calls the tests need, with the admin token."""
+_STORED_FLAGS = """
+select coalesce(json_agg(r), '[]') from (
+  select m.app_name as app, m.feature_name as flag, m.environment as env, m.timestamp as ts,
+         m.yes, m.no, v.variant, v.count
+  from client_metrics_env m left join client_metrics_env_variants v
+    on v.feature_name = m.feature_name and v.app_name = m.app_name
+   and v.environment = m.environment and v.timestamp = m.timestamp
+  where m.feature_name in ({flags})) r
+"""
 
-    def __init__(self, url: str, admin_token: str) -> None:
+
+def stored_flags(postgres: Postgres, flags: Iterable[str]) -> Dict[str, Dict[str, Any]]:
+    """Every app's stored counts of ``flags``: {app: {flag: {yes, no, variants}}}. An hourly
+    row's yes and no count once, however many variant rows join it (as the admin API sums)."""
+    quoted = ", ".join("'" + flag.replace("'", "''") + "'" for flag in flags)
+    held: Dict[str, Dict[str, Any]] = {}
+    rows_seen = set()
+    for row in postgres.query_json(_STORED_FLAGS.format(flags=quoted)):
+        total = held.setdefault(row["app"], {}).setdefault(
+            row["flag"], {"yes": 0, "no": 0, "variants": {}})
+        key = (row["app"], row["flag"], row["env"], row["ts"])
+        if key not in rows_seen:
+            rows_seen.add(key)
+            total["yes"] += row["yes"]
+            total["no"] += row["no"]
+        if row["variant"] is not None:
+            variants = total["variants"]
+            variants[row["variant"]] = variants.get(row["variant"], 0) + row["count"]
+    return held
+
+
+class UnleashAdmin:
+    """The admin API calls the tests need, with the admin token, and the stored counts."""
+
+    def __init__(self, url: str, admin_token: str, postgres: Postgres) -> None:
         self.url = url
+        self.postgres = postgres
         self.session = requests.Session()
         self.session.trust_env = False  # loopback only: no proxy from the environment
         self.session.headers["Authorization"] = admin_token
@@ -40,21 +77,8 @@ class UnleashAdmin:
 
     def flag_counts(self, flag: str, app_name: str) -> Dict[str, Any]:
         """The yes, no and variant counts the server holds for ``flag`` from ``app_name``."""
-        response = self.session.get(
-            f"{self.url}/api/admin/client-metrics/features/{flag}/raw",
-            params={"hoursBack": 2}, timeout=10)
-        response.raise_for_status()
-        total: Dict[str, Any] = {"yes": 0, "no": 0, "variants": {}}
-        answer = response.json()
-        rows = answer["data"] if isinstance(answer, dict) else answer  # 8.x wraps the rows
-        for row in rows:
-            if row["appName"] != app_name:
-                continue
-            total["yes"] += row["yes"]
-            total["no"] += row["no"]
-            for variant, n in (row.get("variants") or {}).items():
-                total["variants"][variant] = total["variants"].get(variant, 0) + n
-        return total
+        stored = stored_flags(self.postgres, [flag]).get(app_name, {})
+        return stored.get(flag, {"yes": 0, "no": 0, "variants": {}})
 
     def impact_totals(self, app_name: str) -> Dict[str, Dict[Any, Any]]:
         """Counters, gauges and histograms the server ingested from ``app_name``."""

@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import requests
 
@@ -192,6 +192,17 @@ class Postgres:
         _run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user,
               self.database], what="createdb", timeout=30,
              env={**os.environ, "PGPASSWORD": self.password})
+
+    def query_json(self, sql: str) -> Any:
+        """The one JSON value a SELECT yields, read with psql as the server's role."""
+        result = subprocess.run(
+            [str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user,
+             "-d", self.database, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql],
+            env={**os.environ, "PGPASSWORD": self.password}, capture_output=True, timeout=30,
+            check=False)
+        if result.returncode != 0:
+            raise StackError(f"psql failed: {result.stderr.decode(errors='replace')[-2000:]}")
+        return json.loads(result.stdout)
 
     def stop(self) -> None:
         _stop(self.process, signal.SIGINT, 20)  # SIGINT: PostgreSQL's fast shutdown

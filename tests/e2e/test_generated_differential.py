@@ -42,7 +42,7 @@ from impactagent.devtools.receiver import Receiver
 from tests.e2e.conftest import FLAG_CACHE_SECONDS, RealServer
 from tests.e2e.differential_corpus import FLAGS
 from tests.e2e.generated_bodies import CATEGORIES, Sent, canary, stop_ms
-from tests.e2e.readback import SERVER_WRITE_PERIOD
+from tests.e2e.readback import SERVER_WRITE_PERIOD, stored_flags
 from tests.e2e.test_differential import differences, ensure_flag, only_series, server_series
 from tests.server_rules import FLAG as RULES_FLAG
 from tests.server_rules import TRANSPORT_CASES, WINDOW_CASES, transport_request
@@ -76,19 +76,8 @@ class Differential:
         self.found.setdefault(sent.category, []).append(f"{what}: {sent.describe()}")
 
     def server_flags(self) -> Dict[str, Dict[str, Any]]:
-        """Every app's counts per known flag in the last hour: {app: {flag: counts}}."""
-        held: Dict[str, Dict[str, Any]] = {}
-        for flag in sorted({*self.flags, FLAGS[0]}):  # the canary's flag too
-            answer = self.unleash.admin.session.get(
-                f"{self.unleash.url}/api/admin/client-metrics/features/{flag}/raw",
-                params={"hoursBack": 2}, timeout=10).json()
-            for row in answer["data"] if isinstance(answer, dict) else answer:
-                total = held.setdefault(row["appName"], {}).setdefault(
-                    flag, {"yes": 0, "no": 0, "variants": {}})
-                total["yes"] += row["yes"]
-                total["no"] += row["no"]
-                for variant, n in (row.get("variants") or {}).items():
-                    total["variants"][variant] = total["variants"].get(variant, 0) + n
+        """Every app's stored counts per known flag: {app: {flag: counts}}."""
+        held = stored_flags(self.unleash.stack.postgres, sorted({*self.flags, FLAGS[0]}))
         return {app: {f: c for f, c in flags.items() if c["yes"] or c["no"]}
                 for app, flags in held.items()}
 
