@@ -72,6 +72,20 @@ class Identity(NamedTuple):
             instance_id = f"{platform.node() or 'host'}-{uuid.uuid4().hex[:8]}"
         return cls(app_name, environment, instance_id, str(uuid.uuid4()))
 
+    def fields(self) -> Dict[str, Any]:
+        """The fields naming the sender in every body: metrics and registration alike."""
+        return {
+            "appName": self.app_name,
+            "instanceId": self.instance_id,
+            "connectionId": self.connection_id,
+            "environment": self.environment,
+            "sdkVersion": self.sdk_version,
+            "platformName": self.platform_name,
+            "platformVersion": self.platform_version,
+            "yggdrasilVersion": None,
+            "specVersion": self.spec_version,
+        }
+
 
 def iso_utc(moment: datetime) -> str:
     """``2026-11-25T03:15:20.123Z``: ISO-8601 in UTC with milliseconds."""
@@ -116,16 +130,8 @@ def _sample_wire(family: Any, child: Any, value: Any, counts: Sequence[int],
 
 def _header(snapshot: Snapshot, identity: Identity) -> Dict[str, Any]:
     return {
-        "appName": identity.app_name,
-        "instanceId": identity.instance_id,
-        "connectionId": identity.connection_id,
-        "environment": identity.environment,
-        "sdkVersion": identity.sdk_version,
+        **identity.fields(),
         "sdkType": "backend",
-        "platformName": identity.platform_name,
-        "platformVersion": identity.platform_version,
-        "yggdrasilVersion": None,
-        "specVersion": identity.spec_version,
         "bucket": {"start": iso_utc(snapshot.start), "stop": iso_utc(snapshot.stop),
                    "toggles": {}},
     }

@@ -52,7 +52,7 @@ from .transport_api import (
     UNAUTHORIZED,
     Outcome,
     Transport,
-    checked_post,
+    checked,
     told,
 )
 
@@ -175,7 +175,7 @@ class Delivery:
         calls: Optional[CallThread] = None,
     ) -> None:
         self.recorder = recorder
-        #: What a transport says passes through this before it is logged (see checked_post).
+        #: What a transport says passes through this before it is logged (see ``checked``).
         self.redact = redact
         self.transport = transport
         #: Who the bodies say they come from (a forked child gets its own).
@@ -343,8 +343,8 @@ class Delivery:
         # The transport's own timeout, when it works, says more (a read timeout): it gets a
         # moment's grace before the wall-clock deadline cuts the call off.
         how, job = self.calls.call(
-            lambda: checked_post(self.transport, body, timeout, self._transport_faults,
-                                 self.redact),
+            lambda: checked(lambda: self.transport.post(body, timeout), self.transport,
+                            self._transport_faults, self.redact),
             lambda: min(own_deadline, run.deadline) + ANSWER_GRACE_SECONDS)
         if how == NOT_STARTED:
             return Outcome(RETRY, detail="not sent: an earlier request has not ended")

@@ -37,7 +37,7 @@ import logging
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional, Set
 
 from ..core.payload import Identity, iso_utc
 from .deadline import FINISHED, CallThread
@@ -45,12 +45,13 @@ from .delivery import RefusalNotice
 from .redaction import REDACTED
 from .transport_api import (
     DELIVERED,
-    KINDS,
     REJECTED,
     RETRY,
     UNAUTHORIZED,
     Outcome,
+    Redact,
     Registrar,
+    checked,
     told,
 )
 
@@ -70,7 +71,7 @@ class Registration:
     def __init__(self, transport: Registrar, *, identity: Identity, interval: float,
                  refusals: Optional[RefusalNotice] = None,
                  started: Optional[datetime] = None,
-                 redact: Callable[[str], str] = lambda text: REDACTED,
+                 redact: Redact = lambda text: REDACTED,
                  calls: Optional[CallThread] = None) -> None:
         self.transport = transport
         #: The thread the POST runs on, so that ``attempt(timeout)`` ends within timeout.
@@ -78,6 +79,7 @@ class Registration:
         #: What the transport says passes through this before it is logged: the agent's
         #: Redactor (without one, nothing the transport says is shown).
         self._redact = redact
+        self._said: Set[str] = set()  # what a faulty transport did, said once
         self.identity = identity
         self.refusals = refusals if refusals is not None else RefusalNotice()
         self.interval = interval
@@ -97,20 +99,11 @@ class Registration:
 
     def document(self) -> Dict[str, Any]:
         """The registration body, as the official SDKs send it (see the module)."""
-        identity = self.identity
         return {
-            "appName": identity.app_name,
-            "instanceId": identity.instance_id,
-            "connectionId": identity.connection_id,
-            "sdkVersion": identity.sdk_version,
+            **self.identity.fields(),
             "strategies": [],
             "started": iso_utc(self.started),
             "interval": int(self.interval * 1000),
-            "environment": identity.environment,
-            "platformName": identity.platform_name,
-            "platformVersion": identity.platform_version,
-            "yggdrasilVersion": None,
-            "specVersion": identity.spec_version,
         }
 
     def attempt(self, timeout: float) -> Optional[Outcome]:
@@ -120,40 +113,41 @@ class Registration:
         deadline = time.monotonic() + timeout
         try:
             body = json.dumps(self.document(), separators=(",", ":")).encode()
-            how, job = self._calls.call(lambda: self.transport.register(body, timeout),
-                                        lambda: deadline)
-            outcome = job.result if how == FINISHED else Outcome(
-                RETRY, detail="no answer by the deadline")
-            if not isinstance(outcome, Outcome) or outcome.kind not in KINDS:
-                raise TypeError(f"register() returned {self._redact(repr(outcome)):.100}, "
-                                "not an Outcome")
+            how, job = self._calls.call(
+                lambda: checked(lambda: self.transport.register(body, timeout),
+                                self.transport, self._said, self._redact),
+                lambda: deadline)
         except Exception as error:  # a bug must not reach the flusher's loop, nor stop it
-            # Type and redacted message, no traceback: a user's transport may put its
-            # headers, the token among them, in what it raises (a traceback repeats it).
             logger.error("registering failed unexpectedly (%s); will retry",
                          told(error, self._redact))
             self._failed("error", "error")
             return None
-        if outcome.detail:
-            outcome = outcome._replace(detail=self._redact(outcome.detail))
+        outcome = job.result
+        if how != FINISHED or outcome is None:
+            outcome = Outcome(RETRY, detail="no answer by the deadline")
         if outcome.kind == DELIVERED:
             with self._lock:
                 self.attempts += 1
                 self.registered = True
             logger.debug("registered with %s", self.transport.register_url)
-            return outcome
+        else:
+            self._refused(outcome)
+        return outcome
+
+    def _refused(self, outcome: Outcome) -> None:
+        """Count a failed attempt, and say so: once for a failure that may pass, and why
+        registering stops after 400, 401 or 403."""
         key = str(outcome.status) if outcome.status is not None else (
             outcome.detail.split(":")[0] or "error")
         first = self._failed(key, f"HTTP {outcome.status}" if outcome.status is not None
                              else key)
-        if outcome.kind == UNAUTHORIZED and not self.refusals.first_to_tell():
+        if outcome.kind in (UNAUTHORIZED, REJECTED):
             with self._lock:
                 self.stopped_by = outcome.status
+        if outcome.kind == UNAUTHORIZED and not self.refusals.first_to_tell():
             logger.warning("%s answered HTTP %s to the registration too; it is not tried "
                            "again.", self.transport.register_url, outcome.status)
         elif outcome.kind in (UNAUTHORIZED, REJECTED):
-            with self._lock:
-                self.stopped_by = outcome.status
             logger.error(
                 "%s answered HTTP %s to the registration; it is not tried again (%s). "
                 "Sending metrics does not depend on it. The server said: %s",
@@ -167,7 +161,6 @@ class Registration:
                 "it succeeds. Sending metrics does not depend on it (its failures are "
                 "logged apart).",
                 self.transport.register_url, outcome.detail or f"HTTP {outcome.status}")
-        return outcome
 
     def _failed(self, key: str, detail: str) -> bool:
         """Count a failed attempt; True if it is the first failure."""
