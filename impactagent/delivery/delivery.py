@@ -34,13 +34,12 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Callable, Deque, List, NamedTuple, Optional, Set, Tuple, Union
 
-import tenacity
-
 from ..core.payload import Payload, build_payloads, payload_from_document, split_payload
 from ..core.recorder import Recorder
 from ..core.snapshot import Snapshot
 from ..core.statistics import DeliveryLedger, DropCounter
 from ..core.threads import start_daemon
+from .backoff import Backoff
 from .deadline import NO_ANSWER, NOT_STARTED, CallThread
 from .health import Health
 from .parcels import OPEN, SENDING, TAKEN, Parcel, Parcels
@@ -62,9 +61,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Full-jitter retry waits inside a flush the app asked for: uniform(0, min(cap, base * 2**n)).
-RETRY_BASE_SECONDS = 0.5
-RETRY_CAP_SECONDS = 30.0
+#: Retry waits inside a flush the app asked for, full jitter: uniform(0, min(30, 0.5 * 2**n)).
+RETRIES = Backoff(first=0.5, most=30.0)
 
 #: How long past a POST's timeout its caller still waits for the transport's own answer.
 ANSWER_GRACE_SECONDS = 0.1
@@ -124,6 +122,14 @@ class _Run:
         run = cls(0.0, threading.Event(), 0)
         run.is_late = True
         return run
+
+    def retry_wait(self, failures: int, retry_after: Optional[float]) -> Optional[float]:
+        """The wait before the next attempt, or None when this run tries no more."""
+        wait = RETRIES.wait(failures, retry_after or 0.0)
+        if (self.stopping.is_set() or time.monotonic() + wait >= self.deadline
+                or (self.attempts is not None and failures >= self.attempts)):
+            return None
+        return wait
 
     def pause(self, seconds: float) -> None:
         """Sleep between retries, waking at once when close() sets ``stopping``."""
@@ -306,32 +312,45 @@ class Delivery:
             self._send(half, run)
 
     def _post(self, parcel: Parcel, run: _Run) -> Outcome:
-        """POST the parcel's body within the run's deadline, retrying as the run allows."""
-        events = parcel.events
-
-        def attempt() -> Outcome:
-            if time.monotonic() >= run.deadline:
-                return Outcome(RETRY, detail="flush deadline reached")
-            if parcel.claim is not None and self.spool is not None:
-                renewed = self.spool.renew(parcel.claim)
-                if renewed is None:  # the lease ran out and another process took it
-                    return Outcome(RETRY, detail="spool claim lost")
-                parcel.claim = renewed
-            outcome = self._call(parcel, run)
-            self.ledger.attempt(outcome)
-            if outcome.maybe_delivered and parcel.in_flight is None:
-                # The server may have stored it; sending it again may count it twice (a
-                # body still in flight is counted when its answer says so).
-                self.ledger.add("possibly_duplicated_events", events)
-            if outcome.kind != DELIVERED:
-                run.failure = outcome.detail or f"HTTP {outcome.status}"
-            if outcome.retry_after is not None:
-                run.retry_after = max(run.retry_after, outcome.retry_after)
-            return outcome
-
-        outcome = self._retrying(run, parcel)(attempt)
+        """POST the parcel's body within the run's deadline. Network trouble, 404, 429 and
+        5xx are retried after the :data:`RETRIES` wait until the run's deadline or attempts
+        are spent; never while an earlier attempt may still be in flight, nor after a
+        redirect (it will not go away within one flush: the body is kept for the next)."""
+        failures = 0
+        while True:
+            outcome = self._attempt(parcel, run)
+            failures += 1
+            if outcome.kind != RETRY or _is_redirect(outcome) or parcel.in_flight is not None:
+                break
+            wait = run.retry_wait(failures, outcome.retry_after)
+            if wait is None:
+                break
+            run.retries += 1
+            self.ledger.add("retries")
+            run.pause(wait)
         if outcome.kind == RETRY and time.monotonic() >= run.deadline:
             run.timed_out = True
+        return outcome
+
+    def _attempt(self, parcel: Parcel, run: _Run) -> Outcome:
+        """One attempt, counted; a spooled body's claim is renewed first."""
+        if time.monotonic() >= run.deadline:
+            return Outcome(RETRY, detail="flush deadline reached")
+        if parcel.claim is not None and self.spool is not None:
+            renewed = self.spool.renew(parcel.claim)
+            if renewed is None:  # the lease ran out and another process took it
+                return Outcome(RETRY, detail="spool claim lost")
+            parcel.claim = renewed
+        outcome = self._call(parcel, run)
+        self.ledger.attempt(outcome)
+        if outcome.maybe_delivered and parcel.in_flight is None:
+            # The server may have stored it; sending it again may count it twice (a
+            # body still in flight is counted when its answer says so).
+            self.ledger.add("possibly_duplicated_events", parcel.events)
+        if outcome.kind != DELIVERED:
+            run.failure = outcome.detail or f"HTTP {outcome.status}"
+        if outcome.retry_after is not None:
+            run.retry_after = max(run.retry_after, outcome.retry_after)
         return outcome
 
     def _call(self, parcel: Parcel, run: _Run) -> Outcome:
@@ -352,35 +371,6 @@ class Delivery:
             parcel.in_flight = job  # its answer may still come: see _settle
             return Outcome(RETRY, detail="no answer by the deadline", maybe_delivered=True)
         return job.result
-
-    def _retrying(self, run: _Run, parcel: Parcel) -> tenacity.Retrying:
-        """Network trouble, 404, 429 and 5xx are retried with full jitter, or after the
-        server's ``Retry-After``, until the run's deadline or attempts are spent; never
-        while an earlier attempt may still be in flight."""
-        jitter = tenacity.wait_random_exponential(multiplier=RETRY_BASE_SECONDS,
-                                                  max=RETRY_CAP_SECONDS)
-
-        def wait(state: tenacity.RetryCallState) -> float:
-            asked = state.outcome.result().retry_after  # type: ignore[union-attr]
-            return asked if asked is not None else jitter(state)
-
-        def stop(state: tenacity.RetryCallState) -> bool:
-            return (run.stopping.is_set() or parcel.in_flight is not None
-                    or time.monotonic() + (state.upcoming_sleep or 0) >= run.deadline
-                    or (run.attempts is not None and state.attempt_number >= run.attempts))
-
-        def count_retry(state: tenacity.RetryCallState) -> None:
-            run.retries += 1
-            self.ledger.add("retries")
-
-        return tenacity.Retrying(
-            # A redirect will not go away within one flush: keep the body for the next.
-            retry=tenacity.retry_if_result(
-                lambda outcome: outcome.kind == RETRY and not _is_redirect(outcome)),
-            wait=wait, stop=stop, sleep=run.pause,
-            before_sleep=count_retry,
-            retry_error_callback=lambda state: state.outcome.result(),  # type: ignore
-        )
 
     # -- what happens to a body after its last attempt ---------------------------------------
 
