@@ -27,17 +27,30 @@ import signal
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, Iterator, List, Optional, Protocol
 
 from ..core.threads import start_daemon
+from .settings import Settings
 
-if TYPE_CHECKING:
-    from .lifecycle import Lifecycle
+
+class Closing(Protocol):
+    """What the handler needs of an agent's lifecycle."""
+
+    settings: Settings
+
+    def hurry(self) -> None:
+        """A flush running now ends at once; a close within ``shutdown_timeout``."""
+
+    def close_by_own_deadline(self) -> None:
+        """Close within ``shutdown_timeout``."""
+
+    def abandon(self) -> None:
+        """Spool or count at once whatever delivery has not settled."""
 
 #: Environment variable that turns the SIGTERM handler off (0, false, no, off).
 ENVIRONMENT_SWITCH = "IMPACTAGENT_HANDLE_SIGTERM"
 
-_started: weakref.WeakSet[Lifecycle] = weakref.WeakSet()
+_started: weakref.WeakSet[Closing] = weakref.WeakSet()
 _guard = threading.Lock()
 _installed = False
 #: Per thread: the flushes and closes in progress (``depth``) and, on the main thread where
@@ -54,7 +67,7 @@ def handler_allowed() -> bool:
     return value not in ("0", "false", "no", "off")
 
 
-def enroll(lifecycle: Lifecycle) -> bool:
+def enroll(lifecycle: Closing) -> bool:
     """Close ``lifecycle`` on SIGTERM; install the handler if this is the main thread and
     SIGTERM has its default disposition. Returns True if the handler is ours."""
     global _installed
@@ -88,7 +101,7 @@ def leave_to_multiprocessing() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def withdraw(lifecycle: Lifecycle) -> None:
+def withdraw(lifecycle: Closing) -> None:
     """Forget a closed lifecycle (the handler stays: other agents may still run)."""
     with _guard:
         _started.discard(lifecycle)
@@ -135,7 +148,7 @@ def _close_all_and_end() -> None:
         return
     _ending.set()
     try:
-        targets: List[Lifecycle] = list(_started)
+        targets: List[Closing] = list(_started)
         closers = [_start(target.close_by_own_deadline) for target in targets]
         deadline = time.monotonic() + max((t.settings.shutdown_timeout for t in targets),
                                           default=0.0) + 1.0
