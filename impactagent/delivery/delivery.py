@@ -52,6 +52,7 @@ from .transport_api import (
     Outcome,
     Transport,
     checked,
+    is_redirect,
     told,
 )
 
@@ -63,6 +64,11 @@ logger = logging.getLogger(__name__)
 
 #: Retry waits inside a flush the app asked for, full jitter: uniform(0, min(30, 0.5 * 2**n)).
 RETRIES = Backoff(first=0.5, most=30.0)
+
+#: The ledger's count of events whose POST may have been stored without an answer saying so.
+POSSIBLY_DUPLICATED = "possibly_duplicated_events"
+#: The drop reason of events close could neither deliver nor spool.
+NOT_DELIVERED_BY_CLOSE = "not_delivered_by_close"
 
 #: How long past a POST's timeout its caller still waits for the transport's own answer.
 ANSWER_GRACE_SECONDS = 0.1
@@ -320,7 +326,7 @@ class Delivery:
         while True:
             outcome = self._attempt(parcel, run)
             failures += 1
-            if outcome.kind != RETRY or _is_redirect(outcome) or parcel.in_flight is not None:
+            if outcome.kind != RETRY or is_redirect(outcome.status) or parcel.in_flight is not None:
                 break
             wait = run.retry_wait(failures, outcome.retry_after)
             if wait is None:
@@ -346,7 +352,7 @@ class Delivery:
         if outcome.maybe_delivered and parcel.in_flight is None:
             # The server may have stored it; sending it again may count it twice (a
             # body still in flight is counted when its answer says so).
-            self.ledger.add("possibly_duplicated_events", parcel.events)
+            self.ledger.add(POSSIBLY_DUPLICATED, parcel.events)
         if outcome.kind != DELIVERED:
             run.failure = outcome.detail or f"HTTP {outcome.status}"
         if outcome.retry_after is not None:
@@ -400,7 +406,7 @@ class Delivery:
         if outcome is None:  # the late call raised
             outcome = Outcome(RETRY, detail="the request failed", maybe_delivered=True)
         if run.is_late and outcome.maybe_delivered:  # not counted by its attempt
-            self.ledger.add("possibly_duplicated_events", parcel.events)
+            self.ledger.add(POSSIBLY_DUPLICATED, parcel.events)
         kind = outcome.kind
         if kind == TOO_LARGE and run.is_late:
             kind = RETRY  # kept: the next flush meets the 413 again, and splits it then
@@ -453,7 +459,7 @@ class Delivery:
                 and not self.spool.remove(parcel.claim)):
             # Our lease ran out mid-send and another process has the file: it may send this
             # body again.
-            self.ledger.add("possibly_duplicated_events", parcel.events)
+            self.ledger.add(POSSIBLY_DUPLICATED, parcel.events)
 
     def _delivered(self, events: int, run: _Run) -> None:
         run.delivered += 1
@@ -489,7 +495,7 @@ class Delivery:
             self.recorder.restore(part)
             return None
         self._count_not_delivered(parcel.events)
-        return "not_delivered_by_close"
+        return NOT_DELIVERED_BY_CLOSE
 
     def _answer_taken(self, parcel: Parcel, outcome: Optional[Outcome], *, late: bool
                       ) -> None:
@@ -499,7 +505,7 @@ class Delivery:
         the body, else by the taker once it has (it must know where the body went)."""
         sure = outcome is not None and not outcome.maybe_delivered
         if not late and not sure:
-            self.ledger.add("possibly_duplicated_events", -parcel.events)
+            self.ledger.add(POSSIBLY_DUPLICATED, -parcel.events)
         if sure and self._parcels.hear(parcel, outcome):
             self._late_answer(parcel, outcome)
 
@@ -511,7 +517,7 @@ class Delivery:
         if delivered:
             self.ledger.delivered(parcel.events)
         if not delivered or self._undo_keeping(parcel):
-            self.ledger.add("possibly_duplicated_events", -parcel.events)  # no risk left
+            self.ledger.add(POSSIBLY_DUPLICATED, -parcel.events)  # no risk left
 
     def _undo_keeping(self, parcel: Parcel) -> bool:
         kept_as = parcel.kept_as
@@ -622,7 +628,7 @@ class Delivery:
                 self.recorder.restore(parcel.content)  # collected again by close
                 continue
             if sending:  # its POST may still reach the server
-                self.ledger.add("possibly_duplicated_events", parcel.events)
+                self.ledger.add(POSSIBLY_DUPLICATED, parcel.events)
             answer = self._parcels.kept(parcel,
                                         self._keep_body(parcel, final=close or self.closing))
             if answer is not None:  # it came while the body was being kept
@@ -635,7 +641,7 @@ class Delivery:
             later = "the next agent on it" if self.closing else "the next flushes"
             return f"spooled to {str(self.spool.directory)!r} for {later}"
         if self.closing:
-            return "counted as dropped (not_delivered_by_close)"
+            return f"counted as dropped ({NOT_DELIVERED_BY_CLOSE})"
         return "kept in memory for the next flushes"
 
     def _count_not_delivered(self, events: int) -> None:
@@ -643,11 +649,11 @@ class Delivery:
             return
         why = (f"sending was stopped by HTTP {self.unauthorized}" if self.unauthorized
                else "the server did not take them before the close deadline")
-        self.drops.add("not_delivered_by_close", events, detail=self.transport.metrics_url,
+        self.drops.add(NOT_DELIVERED_BY_CLOSE, events, detail=self.transport.metrics_url,
                        explained=True)
         logger.error("closing with %d events not delivered to %s (%s) and no spool_dir to "
-                     "keep them; they are counted as 'not_delivered_by_close'.",
-                     events, self.transport.metrics_url, why)
+                     "keep them; they are counted as %r.",
+                     events, self.transport.metrics_url, why, NOT_DELIVERED_BY_CLOSE)
 
     def _tell_refused(self, outcome: Outcome) -> None:
         """Say once that the server refused the token and sending stopped."""
@@ -702,10 +708,6 @@ class Delivery:
         except Exception as error:  # a user's transport: the child's reset must finish
             logger.error("the transport's reset_after_fork() failed in a forked child (%s); "
                          "it is used as it is", told(error, self.redact))
-
-
-def _is_redirect(outcome: Outcome) -> bool:
-    return outcome.status is not None and 300 <= outcome.status < 400
 
 
 class _BuildFailed(Exception):

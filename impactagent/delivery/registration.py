@@ -39,7 +39,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Dict, Optional, Set
 
-from ..core.payload import Identity, iso_utc
+from ..core.payload import Identity, iso_utc, milliseconds
 from .deadline import FINISHED, CallThread
 from .delivery import RefusalNotice
 from .redaction import REDACTED
@@ -103,7 +103,7 @@ class Registration:
             **self.identity.fields(),
             "strategies": [],
             "started": iso_utc(self.started),
-            "interval": int(self.interval * 1000),
+            "interval": milliseconds(self.interval),
         }
 
     def attempt(self, timeout: float) -> Optional[Outcome]:

@@ -86,6 +86,9 @@ _SUFFIX = ".json"
 _CLAIM = ".sending"
 _TEMP = ".tmp"
 _CORRUPT = "corrupt"
+#: Who may read what the spool writes: its owner only (a body names the app and its flags).
+_PRIVATE = 0o700
+_PRIVATE_FILE = 0o600
 #: ``<name>.json.<owner>.<ms>.sending``: the claim names a spool makes. A claim without a
 #: time (an earlier version's ``<name>.json.<pid>-<owner>.sending``) counts as expired.
 _CLAIMED = re.compile(
@@ -169,15 +172,15 @@ class Spool:
     def _make_directory(self) -> bool:
         """Create the directory (and missing parents) ``0700``; False if it existed."""
         try:
-            self.directory.mkdir(mode=0o700, parents=True)
+            self.directory.mkdir(mode=_PRIVATE, parents=True)
         except FileExistsError:
             return False
-        os.chmod(self.directory, 0o700)  # the umask can only have taken bits away
+        os.chmod(self.directory, _PRIVATE)  # the umask can only have taken bits away
         return True
 
     def _probe(self) -> None:
         probe = self.directory / f".probe-{ulid.new().str}{_TEMP}"
-        os.close(os.open(probe, _CREATE, 0o600))
+        os.close(os.open(probe, _CREATE, _PRIVATE_FILE))
         os.unlink(probe)
 
     def _warn_if_shared(self) -> None:
@@ -227,7 +230,7 @@ class Spool:
         name = self._next_name()
         temp = self.directory / f".{name}{_TEMP}"
         final = self.directory / f"{name}{_SUFFIX}"
-        fd = os.open(temp, _CREATE, 0o600)
+        fd = os.open(temp, _CREATE, _PRIVATE_FILE)
         try:
             try:
                 view = memoryview(body)
@@ -417,7 +420,7 @@ class Spool:
     def _corrupt_directory(self) -> Optional[Path]:
         corrupt = self.directory / _CORRUPT
         try:
-            os.mkdir(corrupt, 0o700)
+            os.mkdir(corrupt, _PRIVATE)
         except FileExistsError:
             pass
         except OSError:

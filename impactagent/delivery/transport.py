@@ -32,10 +32,11 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from .._version import __version__
-from ..core.payload import Identity
+from ..core.payload import Identity, milliseconds
 from .redaction import Redactor, redact_url
 from .transport_api import (  # re-exported: the names a transport's author needs
     DELIVERED,
+    MAX_RETRY_AFTER,
     REJECTED,
     RETRY,
     TOO_LARGE,
@@ -46,14 +47,15 @@ from .transport_api import (  # re-exported: the names a transport's author need
     Sender,
     Transport,
     as_transport,
+    is_redirect,
 )
 
 logger = logging.getLogger(__name__)
 
-# Retry-After values above this are treated as this (a misconfigured proxy can say "1 day").
-_MAX_RETRY_AFTER = 3600.0
 #: Characters of a server's answer kept in an outcome's detail (after redaction).
 _DETAIL_LIMIT = 500
+#: Characters of an exception's text kept in an outcome's detail (after redaction).
+_ERROR_TEXT_LIMIT = 200
 #: The path every metrics URL ends with, to suggest the right ``url`` from a redirect.
 _METRICS_PATH = "/client/metrics"
 #: Where an SDK registers, next to the metrics path.
@@ -77,7 +79,7 @@ def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Opti
         seconds = moment.timestamp() - (time.time() if now is None else now)
     if seconds != seconds:  # NaN
         return None
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def classify(status: int) -> str:
@@ -161,7 +163,7 @@ class HttpTransport:
             "unleash-instanceid": identity.instance_id,
             "unleash-connection-id": identity.connection_id,
             "unleash-sdk": identity.sdk_version,
-            "unleash-interval": str(int(self._flush_interval * 1000)),
+            "unleash-interval": str(milliseconds(self._flush_interval)),
             "Unleash-Client-Spec": identity.spec_version,
         }
         lowered = {k.lower() for k in fixed}
@@ -214,7 +216,7 @@ class HttpTransport:
             status = response.status_code
             kind = classify(status)
             detail = ""
-            if 300 <= status < 400:
+            if is_redirect(status):
                 detail = self._redirected(url, path, status, response.headers.get("Location"))
             elif kind != DELIVERED:
                 detail = self._answer_text(response, until)
@@ -267,7 +269,7 @@ class HttpTransport:
 
     def _short(self, error: Exception) -> str:
         """An exception's text, redacted and cut short (it may quote URLs and headers)."""
-        return self._redact.cut(str(error), 200)
+        return self._redact.cut(str(error), _ERROR_TEXT_LIMIT)
 
     def reset_after_fork(self, identity: Identity) -> None:
         """A forked child must not share the parent's sockets: new session, new identity."""

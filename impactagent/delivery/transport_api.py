@@ -165,6 +165,11 @@ _ANSWER_SHOWN = 100
 Redact = Callable[[str], str]
 
 
+def is_redirect(status: Optional[int]) -> bool:
+    """A 3xx: never followed (see :mod:`impactagent.delivery.transport`)."""
+    return status is not None and 300 <= status < 400
+
+
 def checked(call: Callable[[], Outcome], transport: object, said: Set[str],
             redact: Optional[Redact] = None) -> Outcome:
     """``call()`` (a transport's ``post`` or ``register``), held to the protocol.
@@ -264,5 +269,6 @@ __all__ = (
     "Transport",
     "as_transport",
     "checked",
+    "is_redirect",
     "told",
 )
