@@ -1,28 +1,12 @@
 """One flush: send what was recorded, and account for every count whatever the answer.
 
-A flush (on the flusher thread, or on the caller's for ``flush()`` and ``close()``):
-
-1. replays bodies left in the spool, oldest first, each claimed for the time it is sent;
-2. collects a snapshot and builds its bodies (none over the size limit); if building fails,
-   the snapshot goes back to the recorder whole. A window with nothing in it is not sent
-   (``statistics()["delivery"]["empty_windows"]`` counts it); the next body's bucket starts
-   where it ended;
-3. sends each body, each POST bounded as a whole by the flush's deadline
-   (:mod:`impactagent.delivery.deadline`). The flusher's periodic flush tries each body
-   once (a fleet must not hammer a server that is down: the flusher spaces its flushes);
-   a flush or close the app asks for retries with full jitter until its deadline;
-4. settles each body once (:mod:`impactagent.delivery.parcels`): delivered; kept (spooled,
-   or merged back into the recorder; once closing, spooled or counted as
-   ``not_delivered_by_close``); split and resent (413); or dropped and counted (400, or too
-   large even alone). The status line decides: a 2xx is delivered whatever its answer's
-   body does. A POST that got no answer may have been stored: its events are counted as
-   ``possibly_duplicated_events`` before the body is kept and sent again. A POST still
-   running at the deadline keeps its body in flight, settled by its answer whenever it
-   comes; the next flush takes back a body whose answer has still not come, to send again.
-
-``close()`` first brings a running flush's deadline forward to half its own time, so that
-flush settles its own bodies; whatever is still unsettled then (a flush stuck outside a
-POST) is taken, as is everything left at SIGTERM's end (``abandon()``).
+A flush replays the spool's backlog, then collects a snapshot and builds its bodies (an
+empty window is counted, not sent), sends each within the flush's deadline (the periodic
+flush once per body; one the app asks for retries until its deadline), and settles each
+body once (:mod:`impactagent.delivery.parcels`): delivered, kept (spooled, merged back, or
+at close counted as ``not_delivered_by_close``), split (413) or dropped and counted (400).
+A POST still running at the deadline stays in flight, settled by its answer whenever it
+comes. ``close()`` brings a running flush's deadline forward, then takes what is left.
 """
 
 from __future__ import annotations
@@ -221,11 +205,8 @@ class Delivery:
 
     def flush(self, deadline: float, interrupt: Optional[threading.Event] = None, *,
               attempts: Optional[int] = None) -> FlushResult:
-        """Run one flush that ends by ``deadline`` (a ``time.monotonic()`` value), trying
-        each body ``attempts`` times (None: until the deadline).
-
-        Setting ``interrupt`` cuts retry waits short and stops further retries; each body
-        still gets its attempt.
+        """Run one flush that ends by ``deadline`` (``time.monotonic()``), trying each body
+        ``attempts`` times (None: until the deadline); ``interrupt`` stops further retries.
         """
         if self.closed:
             return FlushResult(skipped="the agent is closed")
@@ -499,10 +480,11 @@ class Delivery:
 
     def _answer_taken(self, parcel: Parcel, outcome: Optional[Outcome], *, late: bool
                       ) -> None:
-        """The answer to a body close took while its POST was in flight. The taking counted
-        it as possibly duplicated; so did its attempt if the answer came in time and was
-        unsure: once is what is at risk. A sure answer is settled now if the taker has kept
-        the body, else by the taker once it has (it must know where the body went)."""
+        """The answer to a body close took while its POST was in flight. The taking counted it
+        as possibly duplicated, and so did its attempt if the answer came in time unsure: one
+        count goes. A sure answer is settled now if the taker has kept the body, else by the
+        taker once it has (it must know where the body went).
+        """
         sure = outcome is not None and not outcome.maybe_delivered
         if not late and not sure:
             self.ledger.add(POSSIBLY_DUPLICATED, -parcel.events)
@@ -595,10 +577,9 @@ class Delivery:
             running.stopping.set()
 
     def abandon(self) -> int:
-        """Settle everything not yet settled, now: every open body is kept (spooled or
-        counted) and the recorder's rest with it; nothing is collected after this. Called
-        at the end of close(), and by SIGTERM's handler before the process ends. Returns
-        the events set aside."""
+        """Settle everything now: every open body and the recorder's rest are kept (spooled or
+        counted) and nothing is collected after. Returns the events set aside.
+        """
         self.closing = True
         events = sum(parcel.events for parcel in self._take_all(close=True))
         pending = self.recorder.pending_events()

@@ -48,14 +48,9 @@ def interval_backoff(interval: float) -> Backoff:
 
 
 class Flusher:
-    """Runs ``delivery.flush`` every interval on a daemon thread until stopped.
-
-    The thread is a daemon so that a process never hangs on it at exit; the agent's
-    ``close()`` (also run by ``atexit``) is what makes the last window go out.
-
-    With a ``registration``, the thread registers first, then before each flush while the
-    registration is still due (it failed for a reason that may pass): the network is only
-    ever waited for here, never in ``start()``.
+    """Runs ``delivery.flush`` every interval on a daemon thread until stopped, registering
+    first and before each flush while ``registration`` is due (``start()`` never waits for
+    the network). A daemon: the agent's ``close()`` sends the last window, not this thread.
     """
 
     def __init__(self, delivery: Delivery, interval: float,

@@ -1,9 +1,5 @@
-"""Delivery health in the log: an outage is seen when it starts, while it lasts, and when it
-ends, without a line per failed POST.
-
-The first flush that keeps bodies logs a WARNING (what failed, and where the data is kept);
-while failures go on, one WARNING at most every :data:`REMIND_SECONDS` with the counts since
-the last line; the first flush that delivers again logs an INFO with what the outage cost.
+"""Delivery health in the log: an outage when it starts (a WARNING), while it lasts (one at
+most every :data:`REMIND_SECONDS`), and when it ends (an INFO), not a line per POST.
 """
 
 from __future__ import annotations

@@ -1,33 +1,12 @@
 """Registration: telling the server that this app instance exists, as the Unleash SDKs do.
 
-An Unleash SDK POSTs ``{url}/client/register`` once at start; the server then lists the
-application, and the instance under it (instance id, SDK version, when it started), in
-its admin UI and API. An app that records with impactagent and has no SDK would otherwise
-never appear there. The body is the one the official SDKs send (Node ``unleash-client``
-6.x, Python ``UnleashClient`` 6.x)::
-
-    {"appName": "shop", "instanceId": "web-1-3f2a9c1e",
-     "connectionId": "6f1c...", "sdkVersion": "impactagent:0.1.0", "strategies": [],
-     "started": "2026-11-25T03:15:20.123Z", "interval": 60000, "environment": "production",
-     "platformName": "CPython", "platformVersion": "3.11.7", "yggdrasilVersion": null,
-     "specVersion": "6.1.0"}
-
-unleash-server 8.2.0 requires ``appName``, ``started`` and ``interval`` and keeps
-``instanceId``, ``sdkVersion`` and ``strategies`` (the rest is stripped; the environment
-comes from the API token, never from the body). ``interval`` is in milliseconds, as the
-Node SDK and the ``unleash-interval`` header say it (the Python SDK sends seconds there).
-``strategies`` is empty: impactagent evaluates no flags.
-
-When and how often:
-
-- on the flusher thread when it starts (``start()`` never waits for the network), and again
-  in a forked child, whose flusher starts with a new connection id;
-- a registration that failed for a reason that may pass (no connection, a timeout, a
-  redirect, 404, 429, 5xx) is tried again at the next interval; after 400, 401 or 403 it is
-  not tried again (the body or the token is wrong, and asking again will not change that);
-- it never raises, and ``Agent.statistics()["delivery"]["registration"]`` says how it went;
-- ``register=False`` (``IMPACTAGENT_REGISTER=0``) turns it off, for apps where an Unleash SDK
-  registers already.
+``POST {url}/client/register`` with the body the official SDKs send (appName, instanceId,
+sdkVersion, started, interval in milliseconds, ...; unleash-server 8.2.0 keeps appName,
+instanceId, sdkVersion and strategies, and takes the environment from the token), so that
+an app without an SDK is listed in the admin UI. The flusher registers when it starts (a
+forked child again, with its connection id) and retries at each interval after a failure
+that may pass; never after 400, 401 or 403. It never raises; ``register=False`` turns it
+off, for apps whose SDK registers already.
 """
 
 from __future__ import annotations
@@ -59,13 +38,11 @@ logger = logging.getLogger(__name__)
 
 
 class Registration:
-    """One agent's registration with the server: its body, its attempts, and their outcome.
+    """One agent's registration: its body, its attempts and their outcome.
 
-    ``attempt()`` does one POST through ``transport`` (anything with ``register`` and
-    ``register_url``: see :mod:`impactagent.delivery.transport_api`) and never raises;
-    ``due`` says whether another is wanted. A forked child gets a new :class:`Registration`
-    with its own ``identity``, so it registers with its own connection id. ``refusals`` is
-    shared with the agent's delivery, so that a refused token is explained once.
+    ``attempt()`` does one POST through ``transport`` and never raises; ``due`` says whether
+    another is wanted. ``refusals`` is shared with the agent's delivery, so that a refused
+    token is explained once; a forked child gets a registration of its own.
     """
 
     def __init__(self, transport: Registrar, *, identity: Identity, interval: float,

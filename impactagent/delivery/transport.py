@@ -1,23 +1,11 @@
-"""One HTTP POST of one body, and what its answer means for the data in it.
+"""The default transport: one HTTP POST of one body, and what its answer means for the data.
 
-:class:`HttpTransport` is the agent's default transport. Any object with
-``post(body, timeout) -> Outcome`` can take its place (``Agent(..., transport=obj)``): see
-:mod:`impactagent.delivery.transport_api` for the protocol, the optional hooks and
-:class:`BaseTransport`, whose names are also importable from here.
-
-The transport knows HTTP and the protocol's headers; it does not retry, sleep or decide
-what to do with data. It returns an :class:`Outcome` saying which of the protocol's cases
-the answer falls in, and never raises for network trouble.
-
-Two things it guarantees whatever the server does:
-
-- **Redirects are never followed.** A POST redirected to a login page that answers 200 would
-  count as delivered while nothing was stored, and a 307/308 would send the body to another
-  origin. A 3xx is a failure (``RETRY``: the data is kept), logged once with its
-  ``Location`` so the ``url`` setting can be fixed.
-- **No secret leaves in a detail.** The answer's text and exception messages go through a
-  :class:`~impactagent.delivery.redaction.Redactor` that knows the token and the custom headers'
-  values before they become an :attr:`Outcome.detail`, which delivery logs.
+:class:`HttpTransport` knows HTTP and the protocol's headers; it does not retry, sleep or
+decide what to do with data, and never raises for network trouble. Redirects are never
+followed (a redirected POST can be answered 200 by a login page, or carry the body to
+another origin): a 3xx keeps the data and is logged once with its ``Location``. What the
+server or an exception says passes through a :class:`~.redaction.Redactor` before it
+becomes an outcome's detail.
 """
 
 from __future__ import annotations
@@ -97,13 +85,10 @@ def classify(status: int) -> str:
 
 
 class HttpTransport:
-    """POSTs bodies to ``{url}/client/metrics`` (and, to register, ``{url}/client/register``)
-    on one ``requests.Session``.
-
-    Identification headers come from the agent's identity and cannot be overridden by
-    custom ``headers``. The token is sent in ``Authorization`` and never appears in logs,
-    reprs or the ``detail`` of an outcome; nor do the values of custom headers, which may be
-    secrets too. ``metrics_url`` is the URL as it may be shown: without a password or a query.
+    """POSTs bodies to ``{url}/client/metrics`` (and registrations to ``{url}/client/register``)
+    on one ``requests.Session``. Identification headers cannot be overridden by custom
+    ``headers``; the token and custom headers' values never appear in logs, reprs or an
+    outcome's detail, and ``metrics_url`` is shown without a password or a query.
     """
 
     def __init__(

@@ -1,30 +1,11 @@
 """What a transport is: the one seam between delivery and the network.
 
-Delivery decides what to send, when to retry, and what to merge back, spool or count as
-dropped; a transport only carries one body and says what became of it. Anything with
-
-    def post(self, body: bytes, timeout: float) -> Outcome
-
-is a transport, so a test or an app can hand its own to ``Agent(..., transport=obj)``
-(bodies written to a list, a message queue, another HTTP client). The default is
-:class:`~impactagent.delivery.transport.HttpTransport` (``requests``, the protocol's
-headers, no redirects followed).
-
-``post`` must return an :class:`Outcome` and should not raise for I/O trouble: ``RETRY``
-keeps the data (merged back, or spooled) and tries again later, ``DELIVERED`` settles it,
-``REJECTED`` drops it (counted), ``UNAUTHORIZED`` stops sending, ``TOO_LARGE`` splits it.
-
-Everything else a transport may do is optional; :class:`BaseTransport` gives the defaults,
-and :func:`as_transport` wraps a bare object that has only ``post``:
-
-- ``metrics_url``: how log lines and drop reasons name where bodies go (default: the
-  class name);
-- ``close()``: called once when the agent closes;
-- ``reset_after_fork(identity)``: called in a forked child, with the child's identity
-  (its new connection id), before the child sends anything: drop sockets shared with the
-  parent there;
-- ``register(body, timeout)`` with a ``register_url``: an instance registration
-  (see :mod:`impactagent.delivery.registration`); without them the agent does not register.
+Anything with ``post(body: bytes, timeout: float) -> Outcome`` is a transport
+(``Agent(..., transport=obj)``): it carries one body and says what became of it; delivery
+decides the rest. ``RETRY`` keeps the data, ``DELIVERED`` settles it, ``REJECTED`` drops it
+(counted), ``UNAUTHORIZED`` stops sending, ``TOO_LARGE`` splits it. The optional hooks
+(``metrics_url``, ``close()``, ``reset_after_fork(identity)``, and ``register`` with
+``register_url`` to register the instance) default as in :class:`BaseTransport`.
 """
 
 from __future__ import annotations
