@@ -170,7 +170,8 @@ def checked(call: Callable[[], Outcome], transport: object, said: Set[str],
         # the sending thread into the flusher's it would end the flusher for good.
         _say_once(transport, said, "raised", f"raised {told(error, redact)}")
         return Outcome(RETRY, detail=f"the transport raised {type(error).__name__}")
-    if not isinstance(outcome, Outcome) or outcome.kind not in KINDS:
+    if not (isinstance(outcome, Outcome) and isinstance(outcome.kind, str)
+            and outcome.kind in KINDS):
         answer = (f"{redact(repr(outcome)):.{_ANSWER_SHOWN}}" if redact is not None
                   else f"a {type(outcome).__name__}")
         _say_once(transport, said, "garbage", f"returned {answer}, not an Outcome")
