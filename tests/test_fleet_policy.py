@@ -3,12 +3,16 @@ an outage. Counts of requests, never timings."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
 from collections import Counter
 
+import pytest
+
 import impactagent
+from impactagent.delivery.delivery import RETRIES
 from impactagent.delivery.flusher import MAX_STRETCH, interval_backoff, phase
 from impactagent.delivery.transport_api import DELIVERED, RETRY, BaseTransport, Outcome
 
@@ -31,6 +35,17 @@ def test_failing_waits_never_undercut_the_interval_or_pass_the_stretch():
     assert backoff.wait(0, rng=rng) == 10.0  # no failure: the interval, exactly
     assert backoff.wait(1, retry_after=120.0) == 120.0  # a server's Retry-After is never undercut
     assert backoff.wait(10**6, rng=rng) <= 10.0 * (1 + MAX_STRETCH)  # no overflow
+
+
+def test_a_flush_retries_with_full_jitter_never_before_a_retry_after():
+    rng = random.Random(3)
+    for failures in range(1, 9):
+        top = min(30.0, 0.5 * 2 ** (failures - 1))
+        waits = [RETRIES.wait(failures, rng=rng) for _ in range(500)]
+        assert min(waits) >= 0 and 0.9 * top < max(waits) <= top
+    assert RETRIES.wait(1, retry_after=7.0) == 7.0
+    with pytest.raises(dataclasses.FrozenInstanceError):  # one policy, shared: immutable
+        RETRIES.most = 60.0  # type: ignore[misc]
 
 
 class Outage(BaseTransport):
