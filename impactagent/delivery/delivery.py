@@ -168,7 +168,6 @@ class Delivery:
         build: BuildPayloads = build_payloads,
         refusals: Optional[RefusalNotice] = None,
         redact: Optional[Callable[[str], str]] = None,
-        calls: Optional[CallThread] = None,
     ) -> None:
         self.recorder = recorder
         #: What a transport says passes through this before it is logged (see ``checked``).
@@ -185,7 +184,7 @@ class Delivery:
         self.spool = spool
         self._build = build
         #: The thread every POST runs on, so that the caller's deadline holds.
-        self.calls = calls if calls is not None else CallThread("impactagent-sender")
+        self.calls = CallThread("impactagent-sender")
         self.health = Health(transport.metrics_url)
         #: Set after a 401/403: sending stops (recording goes on) until reconfigured.
         self.unauthorized: Optional[int] = None

@@ -47,12 +47,10 @@ class Registration:
 
     def __init__(self, transport: Registrar, *, identity: Identity, interval: float,
                  refusals: Optional[RefusalNotice] = None,
-                 started: Optional[datetime] = None,
-                 redact: Redact = lambda text: REDACTED,
-                 calls: Optional[CallThread] = None) -> None:
+                 redact: Redact = lambda text: REDACTED) -> None:
         self.transport = transport
         #: The thread the POST runs on, so that ``attempt(timeout)`` ends within timeout.
-        self._calls = calls if calls is not None else CallThread("impactagent-register")
+        self._calls = CallThread("impactagent-register")
         #: What the transport says passes through this before it is logged: the agent's
         #: Redactor (without one, nothing the transport says is shown).
         self._redact = redact
@@ -60,7 +58,7 @@ class Registration:
         self.identity = identity
         self.refusals = refusals if refusals is not None else RefusalNotice()
         self.interval = interval
-        self.started = started if started is not None else datetime.now(timezone.utc)
+        self.started = datetime.now(timezone.utc)
         self._lock = threading.Lock()
         self.registered = False
         #: The status after which registering stopped for good (400, 401, 403), if any.
