@@ -189,20 +189,7 @@ class Settings:
         ``UNLEASH_APP_NAME`` is required, and ``UNLEASH_API_TOKEN`` with ``UNLEASH_URL``
         (unless ``own_transport``: an agent given its own transport sends through it).
         Without ``UNLEASH_URL`` the settings are for an agent that only records."""
-        env = os.environ if environ is None else environ
-        values: Dict[str, Any] = {}
-        for setting, variable in _UNLEASH_VARIABLES.items():
-            if env.get(variable):
-                values[setting] = env[variable]
-        for setting, (variable, parse) in _AGENT_VARIABLES.items():
-            raw = env.get(variable)
-            if raw:
-                try:
-                    values[setting] = parse(raw)
-                except ValueError:
-                    raise SettingsError(f"{variable}={raw!r} is not a valid "
-                                        f"{parse.__name__.strip('_')}") from None
-        values.update(overrides)
+        values = {**_from_environment(os.environ if environ is None else environ), **overrides}
         sending = values.get("url") is not None and not own_transport
         for setting in ("api_key", "app_name") if sending else ("app_name",):
             if setting not in values:
@@ -211,14 +198,32 @@ class Settings:
         try:
             return cls(**values)
         except SettingsError as error:
-            # Name the variable the user would have to fix, not only the parameter.
-            message = str(error)
-            for setting, variable in {**_UNLEASH_VARIABLES,
-                                      **{k: v for k, (v, _) in _AGENT_VARIABLES.items()}}.items():
-                if message.startswith(setting) and setting not in overrides:
-                    message = f"{variable}: {message}"
-                    break
-            raise SettingsError(message) from None
+            raise SettingsError(_naming_the_variable(str(error), overrides)) from None
+
+
+def _from_environment(env: Mapping[str, str]) -> Dict[str, Any]:
+    """The settings the environment gives, parsed."""
+    values: Dict[str, Any] = {setting: env[variable]
+                              for setting, variable in _UNLEASH_VARIABLES.items()
+                              if env.get(variable)}
+    for setting, (variable, parse) in _AGENT_VARIABLES.items():
+        raw = env.get(variable)
+        if raw:
+            try:
+                values[setting] = parse(raw)
+            except ValueError:
+                raise SettingsError(f"{variable}={raw!r} is not a valid "
+                                    f"{parse.__name__.strip('_')}") from None
+    return values
+
+
+def _naming_the_variable(message: str, overrides: Mapping[str, Any]) -> str:
+    """``message`` led by the variable the user would have to fix, not only the setting."""
+    variables = {**_UNLEASH_VARIABLES, **{k: v for k, (v, _) in _AGENT_VARIABLES.items()}}
+    for setting, variable in variables.items():
+        if message.startswith(setting) and setting not in overrides:
+            return f"{variable}: {message}"
+    return message
 
 
 def _number(raw: str) -> float:
