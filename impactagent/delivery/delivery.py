@@ -377,6 +377,7 @@ class Delivery:
 
     def _answered(self, parcel: Parcel, outcome: Optional[Outcome], run: _Run
                   ) -> List[Parcel]:
+        """Settle a body by its answer (None: the late call raised); the halves of a 413."""
         before = self._parcels.settle(parcel)
         if before == TAKEN:  # close kept it while its POST was in flight
             self._answer_taken(parcel, outcome, late=run.is_late)
@@ -394,6 +395,11 @@ class Delivery:
             halves = split_payload(parcel.payload)
             if len(halves) > 1:
                 return self._split(parcel, halves, run)
+        self._account(parcel, kind, outcome, run)
+        return []
+
+    def _account(self, parcel: Parcel, kind: str, outcome: Outcome, run: _Run) -> None:
+        """The body's last word: delivered, dropped (400, or 413 alone) or kept."""
         if kind in (DELIVERED, REJECTED, TOO_LARGE):
             self._done_with(parcel)
         if kind == DELIVERED:
@@ -419,7 +425,6 @@ class Delivery:
             self._keep(parcel, run)
             if refused_now:
                 self._tell_refused(outcome)
-        return []
 
     def _split(self, parcel: Parcel, halves: List[Payload], run: _Run) -> List[Parcel]:
         """A 413: the halves take the body's place. A spooled body's halves are spooled
