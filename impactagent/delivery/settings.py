@@ -20,9 +20,8 @@ class SettingsError(ValueError):
 
 
 def api_url(url: str) -> str:
-    """The Unleash API base for ``url``, the server's address with or without ``/api`` and a
-    trailing ``/``: the one place where the agent and the admin commands read a base URL, so
-    that both take every spelling.
+    """The Unleash API base for ``url``, given with or without ``/api`` and a trailing ``/``:
+    the one reading of a base URL, for the agent and the admin commands alike.
 
     >>> api_url("https://unleash.example.com"), api_url("https://unleash.example.com/api/")
     ('https://unleash.example.com/api', 'https://unleash.example.com/api')
@@ -64,14 +63,11 @@ def _stored_identity(name: str, value: Optional[str], limit: Optional[int]) -> N
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything an :class:`~impactagent.Agent` can be configured with, and the only place
-    where a setting's default is written: ``Agent``'s keywords default to "not given" and
-    are passed through here, and the spool takes its size limit's default from here.
+    """Everything an :class:`~impactagent.Agent` can be configured with, and the one place a
+    default is written (``Agent``'s keywords default to "not given" and pass through here).
 
-    ``url`` is the Unleash server or Edge, with or without ``/api`` (``https://host`` and
-    ``https://host/api`` are the same; :func:`api_url`); metrics go to ``/api/client/metrics``
-    under it. Without a ``url`` the agent only records (``collect`` and ``build_payloads``
-    still work).
+    ``url`` is the Unleash server or Edge, with or without ``/api`` (:func:`api_url`); without
+    one the agent only records.
     """
 
     app_name: str

@@ -155,12 +155,12 @@ def checked(call: Callable[[], Outcome], transport: object, said: Set[str],
             redact: Optional[Redact] = None) -> Outcome:
     """``call()`` (a transport's ``post`` or ``register``), held to the protocol.
 
-    An exception (any but Ctrl-C and ``SystemExit``) or an answer that is not an
-    :class:`Outcome` is a retryable failure; a malformed status, detail or ``retry_after``
-    is left out or bounded. Each kind of problem is logged once per ``said`` (the caller's
-    set). What the transport says passes through ``redact`` (the agent's
-    :class:`~impactagent.delivery.redaction.Redactor`: a user's transport may quote the
-    token); without one only the names of types are told."""
+    An exception (but Ctrl-C and ``SystemExit``) or an answer that is not an :class:`Outcome` is
+    a retryable failure; a malformed status, detail or ``retry_after`` is left out or bounded;
+    each kind of problem is logged once per ``said``. What the transport says goes through
+    ``redact`` first (a user's transport may quote the token); without it only type names are
+    told.
+    """
     try:
         outcome = call()
     except (KeyboardInterrupt, SystemExit):
