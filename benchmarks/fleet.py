@@ -7,7 +7,7 @@ Two measurements of the same policy (:mod:`impactagent.delivery.flusher`):
   for the server (it answers 202, or 503 while "down") and notes when each POST arrives.
   Time is scaled: ``--interval`` seconds stand for 60.
 - **On paper**: 10,000 instances at a 60 s interval, the flusher's own
-  :class:`~impactagent.delivery.flusher.IntervalBackoff` driving an event simulation, seeded;
+  :func:`~impactagent.delivery.flusher.interval_backoff` driving an event simulation, seeded;
   beside it the policy before this one (retries until the interval's end inside each flush,
   ``interval x (1 + failures)`` between flushes with +-10% jitter), for the comparison.
 
@@ -33,7 +33,7 @@ from collections import Counter
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import impactagent
-from impactagent.delivery.flusher import IntervalBackoff
+from impactagent.delivery.flusher import interval_backoff, phase
 from impactagent.delivery.transport_api import DELIVERED, RETRY, BaseTransport, Outcome
 
 TARGETS = {
@@ -132,11 +132,10 @@ def on_paper(apps: int, outage_intervals: float, seed: int, *, policy: str,
     delivered: Dict[str, List[float]] = {str(i): [] for i in range(apps)}
     flush = _new_flush if policy == "new" else _old_flush
     queue = []
-    backoffs = []
+    backoff = interval_backoff(interval)
+    failures = [0] * apps
     for i in range(apps):
-        backoff = IntervalBackoff(interval, rng=rng)
-        backoffs.append(backoff)
-        first = backoff.first_delay() if policy == "new" else interval * rng.uniform(0.9, 1.1)
+        first = phase(interval, rng) if policy == "new" else interval * rng.uniform(0.9, 1.1)
         heapq.heappush(queue, (first, i))
     while queue:
         now, i = heapq.heappop(queue)
@@ -146,14 +145,12 @@ def on_paper(apps: int, outage_intervals: float, seed: int, *, policy: str,
         times.extend(sent)
         if ok:
             delivered[str(i)].append(sent[-1])
-        backoff = backoffs[i]
         if policy == "new":
-            backoff.succeeded() if ok else backoff.failed()
-            delay = backoff.next_delay()
+            failures[i] = 0 if ok else failures[i] + 1
+            delay = backoff.wait(failures[i], rng=rng)
         else:
-            backoff.failures = max(backoff.failures - 1, 0) if ok else min(
-                backoff.failures + 1, 10)
-            delay = interval * (1 + backoff.failures) * rng.uniform(0.9, 1.1)
+            failures[i] = max(failures[i] - 1, 0) if ok else min(failures[i] + 1, 10)
+            delay = interval * (1 + failures[i]) * rng.uniform(0.9, 1.1)
         heapq.heappush(queue, (now + delay, i))
     return measure(times, delivered, apps, 0.0, interval, (down, up))
 

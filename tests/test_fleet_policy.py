@@ -3,19 +3,23 @@ an outage. Counts of requests, never timings."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
 from collections import Counter
 
+import pytest
+
 import impactagent
-from impactagent.delivery.flusher import MAX_STRETCH, IntervalBackoff
+from impactagent.delivery.delivery import RETRIES
+from impactagent.delivery.flusher import MAX_STRETCH, interval_backoff, phase
 from impactagent.delivery.transport_api import DELIVERED, RETRY, BaseTransport, Outcome
 
 
 def test_a_fleet_started_together_is_spread_over_the_first_interval():
     rng = random.Random(20261205)
-    phases = [IntervalBackoff(60.0, rng=rng).first_delay() for _ in range(10_000)]
+    phases = [phase(60.0, rng) for _ in range(10_000)]
     assert min(phases) >= 30 and max(phases) < 90  # nothing in a process's first half interval
     tenths = Counter(int(phase % 60 // 6) for phase in phases)
     assert sorted(tenths) == list(range(10))
@@ -24,16 +28,24 @@ def test_a_fleet_started_together_is_spread_over_the_first_interval():
 
 def test_failing_waits_never_undercut_the_interval_or_pass_the_stretch():
     rng = random.Random(7)
-    waits = []
-    for failures in range(1, 6):
-        backoff = IntervalBackoff(10.0, rng=rng)
-        for _ in range(failures):
-            backoff.failed()
-        waits += [backoff.next_delay() for _ in range(1000)]
+    backoff = interval_backoff(10.0)
+    waits = [backoff.wait(failures, rng=rng) for failures in range(1, 6) for _ in range(1000)]
     assert min(waits) >= 10.0 and max(waits) <= 10.0 * (1 + MAX_STRETCH)
-    backoff = IntervalBackoff(10.0, rng=rng)
-    backoff.failed(retry_after=120.0)
-    assert backoff.next_delay() == 120.0  # a server's Retry-After is never undercut
+    assert max(waits) > 10.0 * MAX_STRETCH  # the stretch is reached, not only approached
+    assert backoff.wait(0, rng=rng) == 10.0  # no failure: the interval, exactly
+    assert backoff.wait(1, retry_after=120.0) == 120.0  # a server's Retry-After is never undercut
+    assert backoff.wait(10**6, rng=rng) <= 10.0 * (1 + MAX_STRETCH)  # no overflow
+
+
+def test_a_flush_retries_with_full_jitter_never_before_a_retry_after():
+    rng = random.Random(3)
+    for failures in range(1, 9):
+        top = min(30.0, 0.5 * 2 ** (failures - 1))
+        waits = [RETRIES.wait(failures, rng=rng) for _ in range(500)]
+        assert min(waits) >= 0 and 0.9 * top < max(waits) <= top
+    assert RETRIES.wait(1, retry_after=7.0) == 7.0
+    with pytest.raises(dataclasses.FrozenInstanceError):  # one policy, shared: immutable
+        RETRIES.most = 60.0  # type: ignore[misc]
 
 
 class Outage(BaseTransport):

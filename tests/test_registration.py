@@ -19,6 +19,13 @@ import pytest
 
 import impactagent
 from impactagent.delivery.settings import Settings, SettingsError
+from impactagent.delivery.transport_api import (
+    DELIVERED,
+    RETRY,
+    UNAUTHORIZED,
+    BaseTransport,
+    Outcome,
+)
 from tests.loopback import wait_until
 from tests.scripted_server import Answer, ScriptedServer, refused_url
 
@@ -260,3 +267,41 @@ def test_a_forked_child_registers_again_with_its_own_connection_id(server):
     assert second["instanceId"] == first["instanceId"]
     assert server.registrations[1].headers["unleash-connection-id"] == second["connectionId"]
     assert registration(agent)["attempts"] == 1  # the parent registered once
+
+
+class _Registrar(BaseTransport):
+    """A user's transport that registers too, and answers the registration with what
+    ``answers`` holds, one at a time: the same protocol checks as its ``post`` gets."""
+
+    register_url = "https://unleash.example/api/client/register"
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+
+    def post(self, body, timeout):
+        return Outcome(DELIVERED, 202)
+
+    def register(self, body, timeout):
+        return self.answers.pop(0)
+
+
+def test_a_registration_answer_out_of_protocol_is_held_to_it_as_a_metrics_answer(caplog):
+    # A detail that is not a str went into the redactor and raised out of attempt() (on
+    # the flusher's thread, before its loop); a status that is not an int became the
+    # statistics' stopped_by_status.
+    sink = _Registrar(Outcome(RETRY, detail=b"bytes, not a str"),
+                      Outcome(UNAUTHORIZED, status="401", retry_after=float("inf")))
+    agent = impactagent.Agent("shop", transport=sink, api_key=TOKEN, handle_sigterm=False)
+    registering = agent.lifecycle
+    with caplog.at_level(logging.ERROR, logger="impactagent"):
+        agent.start()
+        try:
+            assert wait_until(lambda: registering.registration is not None
+                              and registering.registration.attempts >= 1)
+            assert registering.registration.attempt(1.0).status == 401
+        finally:
+            agent.close(timeout=2)
+    stats = registration(agent)
+    assert stats["stopped_by_status"] == 401 and stats["registered"] is False
+    assert stats["failures"] == {"error": 1, "401": 1}
+    assert "returned an Outcome whose status (NoneType) or detail (bytes)" in caplog.text

@@ -285,8 +285,34 @@ def test_a_user_transport_that_echoes_the_token_never_gets_it_logged_or_counted(
         str(record.args) + str(record.exc_info) for record in caplog.records)
     # What it said was told (so a user can debug their transport), with the secrets out.
     assert "the transport Leaky raised RuntimeError: could not send with headers" in caplog.text
-    assert "registering failed unexpectedly (RuntimeError: could not register" in caplog.text
+    assert "the transport Leaky raised RuntimeError: could not register" in caplog.text
     assert "not an Outcome" in caplog.text and "[REDACTED]" in caplog.text
     for secret in (TOKEN, "a1b2c3d4e5f6secret", "another-secret-value"):
         assert secret not in said
     assert sink.posts >= 5 and sink.registrations >= 3
+
+
+class OddKind(ToList):
+    """Answers an Outcome whose kind is no str (a list: unhashable), then a good one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.odd = True
+
+    def post(self, body: bytes, timeout: float) -> Outcome:
+        if self.odd:
+            return Outcome(["delivered"], 200)  # type: ignore[arg-type]
+        return super().post(body, timeout)
+
+
+def test_an_outcome_whose_kind_is_not_a_str_is_a_retry_not_an_exception(caplog):
+    # Its kind was looked up in a frozenset: TypeError (unhashable), raised out of flush().
+    odd = OddKind()
+    agent = impactagent.Agent("shop", transport=odd, handle_sigterm=False)
+    agent.counter("jobs_total", "Jobs").inc(5)
+    with caplog.at_level(logging.ERROR, logger="impactagent"):
+        assert agent.flush(timeout=0.3).kept_bodies == 1
+    assert "the transport OddKind returned Outcome(kind=['delivered']" in caplog.text
+    assert agent.statistics()["pending_events"] == 5
+    odd.odd = False
+    assert agent.flush(timeout=5).ok and odd.counter_total("jobs_total") == 5

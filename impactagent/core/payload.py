@@ -1,15 +1,10 @@
 """Turning a :class:`Snapshot` into ``ClientMetrics`` request bodies for Unleash.
 
-The rules come from what real servers accept (see the project's protocol notes):
-
-- dates are ISO-8601 UTC; ``bucket`` is always present, ``toggles`` may be empty;
-- flags with ``yes == no == 0`` are left out (the server ignores them);
-- every sample carries ``appName`` and ``environment`` labels; ``labels`` is never null;
-- histogram buckets are cumulative and end with the *string* ``"+Inf"``;
-- no NaN or infinity anywhere (``allow_nan=False``), no count beyond ``2**53 - 1``, no
-  variant count beyond ``2**31 - 1``;
-- no body is larger than ``max_bytes``: a big snapshot is split across several bodies that
-  together carry every count exactly once.
+The bodies are what real servers accept (see the protocol notes): ISO-8601 UTC dates, a
+``bucket`` always, flags with counts only, ``appName`` and ``environment`` labels on every
+sample, cumulative histogram buckets ending with the string ``"+Inf"``, no NaN, infinity
+or count past the server's limits, and no body over ``max_bytes``: a big snapshot is split
+across bodies that together carry every count once.
 """
 
 from __future__ import annotations
@@ -72,6 +67,20 @@ class Identity(NamedTuple):
             instance_id = f"{platform.node() or 'host'}-{uuid.uuid4().hex[:8]}"
         return cls(app_name, environment, instance_id, str(uuid.uuid4()))
 
+    def fields(self) -> Dict[str, Any]:
+        """The fields naming the sender in every body: metrics and registration alike."""
+        return {
+            "appName": self.app_name,
+            "instanceId": self.instance_id,
+            "connectionId": self.connection_id,
+            "environment": self.environment,
+            "sdkVersion": self.sdk_version,
+            "platformName": self.platform_name,
+            "platformVersion": self.platform_version,
+            "yggdrasilVersion": None,
+            "specVersion": self.spec_version,
+        }
+
 
 def iso_utc(moment: datetime) -> str:
     """``2026-11-25T03:15:20.123Z``: ISO-8601 in UTC with milliseconds."""
@@ -79,8 +88,12 @@ def iso_utc(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-# One encoder for every call: json.dumps() with options builds a new one each time, which
-# was a sixth of the cost of building bodies for 10,000 series.
+def milliseconds(seconds: float) -> int:
+    """An interval as the protocol says it (the ``unleash-interval`` header, a registration)."""
+    return int(seconds * 1000)
+
+
+# One encoder for every call: json.dumps() with options builds a new one each time.
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 
 
@@ -95,10 +108,8 @@ def _base_labels(identity: Identity) -> Dict[str, str]:
 
 def _sample_wire(family: Any, child: Any, value: Any, counts: Sequence[int],
                  base_labels: Dict[str, str]) -> Optional[Dict[str, Any]]:
-    """The wire form of one sample, or ``None`` if it cannot be sent (an overflowed sum).
-
-    Built only to be encoded and dropped: the units keep the bytes, not this dict.
-    """
+    """The wire form of one sample, or ``None`` if it cannot be sent (an overflowed sum);
+    encoded at once and dropped: the units keep the bytes."""
     labels = dict(base_labels)
     labels.update(zip(family.label_names, child.label_values))
     if family.kind == "histogram":
@@ -116,16 +127,8 @@ def _sample_wire(family: Any, child: Any, value: Any, counts: Sequence[int],
 
 def _header(snapshot: Snapshot, identity: Identity) -> Dict[str, Any]:
     return {
-        "appName": identity.app_name,
-        "instanceId": identity.instance_id,
-        "connectionId": identity.connection_id,
-        "environment": identity.environment,
-        "sdkVersion": identity.sdk_version,
+        **identity.fields(),
         "sdkType": "backend",
-        "platformName": identity.platform_name,
-        "platformVersion": identity.platform_version,
-        "yggdrasilVersion": None,
-        "specVersion": identity.spec_version,
         "bucket": {"start": iso_utc(snapshot.start), "stop": iso_utc(snapshot.stop),
                    "toggles": {}},
     }
@@ -140,27 +143,17 @@ def _flag_json(name: str, toggle: Dict[str, Any]) -> bytes:
 
 
 class Units:
-    """The indivisible pieces of a body, a flag's counts or one sample of one metric, in
-    columns: entry ``i`` of each column describes unit ``i``.
+    """The indivisible pieces of a body (a flag's counts, or one sample), in columns: entry
+    ``i`` of each describes unit ``i``. Machine numbers in arrays, not an object per unit, so
+    that a build of 100,000 samples leaves the cyclic GC a few objects to visit.
 
-    Columns of machine numbers rather than one object (or one list entry) per unit: a
-    build of 100,000 samples then leaves the cyclic garbage collector a few small objects
-    to visit, not lists of 100,000 references (see :mod:`impactagent.core.snapshot`).
-
-    - ``data``: every unit's JSON (``"name":{...}`` for a flag), encoded once, to size it
-      and to join it as is into a body; unit ``i`` is ``data[starts[i]:ends[i]]``. Parts
-      of a build (its bodies, their halves) share the build's buffer, never change it;
-    - ``starts``, ``ends``: ``array('q')`` offsets into ``data``;
-    - ``events``: the recorded events each carries (what is lost if it is dropped), an
-      ``array('q')``, or a list once a count does not fit one (histograms' ``add_counts``);
-    - ``groups``: ``array('q')``, where unit ``i`` comes from: ``origins[groups[i]]``;
-    - ``origins``: ``(flag, metric, source)`` per flag and per run of one metric's samples
-      (a handful, shared by the parts): the flag's name or ``None``; ``(name, help,
-      type)`` of a sample's metric or ``None``; where its delta is, to merge it back if
-      the body is not delivered: the ``ToggleDelta`` of a flag, the ``MetricDelta`` of a
-      sample, ``None`` for units read back from the spool (replayed as bytes);
-    - ``indexes``: ``array('q')``, a sample's series index in its ``MetricDelta`` (-1 for
-      a flag).
+    - ``data``: every unit's JSON, encoded once (unit ``i`` is ``data[starts[i]:ends[i]]``),
+      shared by the parts of a build and never changed;
+    - ``events``: the events each carries (a list once a count passes ``2**63``);
+    - ``groups``: unit ``i`` comes from ``origins[groups[i]]``, a ``(flag, metric, source)``
+      per flag and per run of one metric's samples; ``source`` is the delta to merge back
+      (None when read back from the spool);
+    - ``indexes``: a sample's series index in its ``MetricDelta`` (-1 for a flag).
     """
 
     __slots__ = ("data", "ends", "events", "groups", "indexes", "origins", "starts")
@@ -254,8 +247,7 @@ class Units:
 
     @property
     def sources(self) -> List[Any]:
-        """Each unit's source delta (``None`` when read back from the spool), built when
-        asked."""
+        """Each unit's source delta (``None`` when read back from the spool)."""
         return [self.origins[group][2] for group in self.groups]
 
     def describe(self, i: int) -> str:
@@ -353,12 +345,11 @@ def _shell_size(metric: Tuple[str, str, str]) -> int:
 
 
 class Payload:
-    """One request body: its exact bytes, the units it carries, and its document.
+    """One request body: its exact bytes, the units it carries, and the events they hold.
 
-    ``document`` (the body as a dict) is decoded from ``body`` when asked, not kept: the
-    dicts of 100,000 samples are what made a big build pause recording threads (see
-    :mod:`impactagent.core.snapshot`). ``header`` is the body's document without its flags
-    and samples (what a split copies); ``events`` the recorded events it carries.
+    ``header`` is its document without flags and samples (what a split copies);
+    ``document`` is decoded from ``body`` when asked, not kept (a dict per sample is what
+    made big builds pause recording threads).
     """
 
     __slots__ = ("_document", "body", "events", "header", "units", "window")

@@ -1,11 +1,8 @@
 """The one way the agent starts a thread of its own.
 
-The kernel hands a process-directed signal (SIGTERM, SIGINT) to any thread that does not
-block it. One handed to an agent thread while the main thread waits in a call that only the
-signal would interrupt (a multiprocessing worker waiting on its queue's lock) leaves the
-app's handler unrun and the process running. So every agent thread is born blocking both
-(a thread inherits its creator's mask), and the app's threads get them, as in a process
-without the agent.
+The kernel hands a process-directed signal to any thread that does not block it; one
+handed to an agent thread while the main thread waits where only that signal would wake it
+leaves the app's handler unrun. So every agent thread is born blocking SIGTERM and SIGINT.
 """
 
 from __future__ import annotations

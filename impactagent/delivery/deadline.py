@@ -1,17 +1,11 @@
 """Calls that end by a deadline, whatever the other side does.
 
-A socket timeout bounds each read, not a request: a server that trickles its answer a byte
-at a time, a DNS lookup, or a user's transport can hold a call far past it. So every call
-to the network runs on a daemon thread of the agent's (one for the metrics POSTs, one for
-registering, so that neither waits for the other), and the caller waits no later than its
-deadline. The caller learns which of three things happened: the call finished (its
-result), it never started (withdrawn: an earlier call still holds the thread, so nothing
-was sent), or it started and is still running (no answer: the server may yet store it).
-
-The thread is started by :meth:`CallThread.start` (the agent's ``start()``) or on first use,
-and lives as long as the process; a forked child starts its own. It must exist before the
-interpreter's exit, where Python 3.12 starts no thread: there, without it, the call runs on
-the caller's thread, and no deadline holds.
+A socket timeout bounds each read, not a request: a trickled answer or a user's transport
+can hold a call far past it. So every network call runs on a daemon thread of the agent's
+(one for the metrics, one for registering) and the caller waits until its deadline, then
+learns whether the call finished, never started (nothing was sent), or got no answer (the
+server may yet store it). The thread starts with the agent (Python 3.12 starts no thread
+at exit), and a forked child starts its own.
 """
 
 from __future__ import annotations
@@ -102,11 +96,9 @@ class _Worker:
 class CallThread:
     """Runs calls one at a time on a daemon thread named ``name``.
 
-    A call that runs far past its deadline (an answer trickling without end) would hold the
-    thread, and every later call would be withdrawn, for good. So such a thread is retired:
-    later calls, and those already waiting behind the stuck one, go to a new one, and the
-    old one ends when its call returns. At most
-    :data:`MAX_STUCK` retired threads are kept waiting on a call; past that, calls wait.
+    A call running far past its deadline (an answer trickling without end) gets its thread
+    retired: later calls, and those queued behind it, go to a new one. At most
+    :data:`MAX_STUCK` retired threads wait on their calls; past that, calls wait.
     """
 
     def __init__(self, name: str) -> None:
@@ -177,10 +169,10 @@ class CallThread:
         return len(self._retired) < MAX_STUCK
 
     def _submit(self, job: Job[Any], queued_on: Optional[_Worker]) -> Optional[_Worker]:
-        """Queue ``job`` on the current thread unless it is queued there already; the
-        thread it is on (None where none can start). A job still waiting on a thread that
-        was retired meanwhile is queued on the new one too: whichever takes it first runs
-        it, and the other finds it started and skips it."""
+        """Queue ``job`` on the current thread unless it is there already; returns that thread
+        (None where none can start). A job left on a retired thread is queued on the new one
+        too: whichever takes it first runs it.
+        """
         with self._lock:
             worker = self._current()
             if worker is not None and worker is not queued_on:

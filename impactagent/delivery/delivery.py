@@ -1,28 +1,12 @@
 """One flush: send what was recorded, and account for every count whatever the answer.
 
-A flush (on the flusher thread, or on the caller's for ``flush()`` and ``close()``):
-
-1. replays bodies left in the spool, oldest first, each claimed for the time it is sent;
-2. collects a snapshot and builds its bodies (none over the size limit); if building fails,
-   the snapshot goes back to the recorder whole. A window with nothing in it is not sent
-   (``statistics()["delivery"]["empty_windows"]`` counts it); the next body's bucket starts
-   where it ended;
-3. sends each body, each POST bounded as a whole by the flush's deadline
-   (:mod:`impactagent.delivery.deadline`). The flusher's periodic flush tries each body
-   once (a fleet must not hammer a server that is down: the flusher spaces its flushes);
-   a flush or close the app asks for retries with full jitter until its deadline;
-4. settles each body once (:mod:`impactagent.delivery.parcels`): delivered; kept (spooled,
-   or merged back into the recorder; once closing, spooled or counted as
-   ``not_delivered_by_close``); split and resent (413); or dropped and counted (400, or too
-   large even alone). The status line decides: a 2xx is delivered whatever its answer's
-   body does. A POST that got no answer may have been stored: its events are counted as
-   ``possibly_duplicated_events`` before the body is kept and sent again. A POST still
-   running at the deadline keeps its body in flight, settled by its answer whenever it
-   comes; the next flush takes back a body whose answer has still not come, to send again.
-
-``close()`` first brings a running flush's deadline forward to half its own time, so that
-flush settles its own bodies; whatever is still unsettled then (a flush stuck outside a
-POST) is taken, as is everything left at SIGTERM's end (``abandon()``).
+A flush replays the spool's backlog, then collects a snapshot and builds its bodies (an
+empty window is counted, not sent), sends each within the flush's deadline (the periodic
+flush once per body; one the app asks for retries until its deadline), and settles each
+body once (:mod:`impactagent.delivery.parcels`): delivered, kept (spooled, merged back, or
+at close counted as ``not_delivered_by_close``), split (413) or dropped and counted (400).
+A POST still running at the deadline stays in flight, settled by its answer whenever it
+comes. ``close()`` brings a running flush's deadline forward, then takes what is left.
 """
 
 from __future__ import annotations
@@ -34,13 +18,12 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Callable, Deque, List, NamedTuple, Optional, Set, Tuple, Union
 
-import tenacity
-
 from ..core.payload import Payload, build_payloads, payload_from_document, split_payload
 from ..core.recorder import Recorder
 from ..core.snapshot import Snapshot
 from ..core.statistics import DeliveryLedger, DropCounter
 from ..core.threads import start_daemon
+from .backoff import Backoff
 from .deadline import NO_ANSWER, NOT_STARTED, CallThread
 from .health import Health
 from .parcels import OPEN, SENDING, TAKEN, Parcel, Parcels
@@ -52,7 +35,8 @@ from .transport_api import (
     UNAUTHORIZED,
     Outcome,
     Transport,
-    checked_post,
+    checked,
+    is_redirect,
     told,
 )
 
@@ -62,9 +46,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Full-jitter retry waits inside a flush the app asked for: uniform(0, min(cap, base * 2**n)).
-RETRY_BASE_SECONDS = 0.5
-RETRY_CAP_SECONDS = 30.0
+#: Retry waits inside a flush the app asked for, full jitter: uniform(0, min(30, 0.5 * 2**n)).
+RETRIES = Backoff(first=0.5, most=30.0)
+
+#: The ledger's count of events whose POST may have been stored without an answer saying so.
+POSSIBLY_DUPLICATED = "possibly_duplicated_events"
+#: The drop reason of events close could neither deliver nor spool.
+NOT_DELIVERED_BY_CLOSE = "not_delivered_by_close"
 
 #: How long past a POST's timeout its caller still waits for the transport's own answer.
 ANSWER_GRACE_SECONDS = 0.1
@@ -125,6 +113,14 @@ class _Run:
         run.is_late = True
         return run
 
+    def retry_wait(self, failures: int, retry_after: Optional[float]) -> Optional[float]:
+        """The wait before the next attempt, or None when this run tries no more."""
+        wait = RETRIES.wait(failures, retry_after or 0.0)
+        if (self.stopping.is_set() or time.monotonic() + wait >= self.deadline
+                or (self.attempts is not None and failures >= self.attempts)):
+            return None
+        return wait
+
     def pause(self, seconds: float) -> None:
         """Sleep between retries, waking at once when close() sets ``stopping``."""
         self.stopping.wait(seconds)
@@ -172,10 +168,9 @@ class Delivery:
         build: BuildPayloads = build_payloads,
         refusals: Optional[RefusalNotice] = None,
         redact: Optional[Callable[[str], str]] = None,
-        calls: Optional[CallThread] = None,
     ) -> None:
         self.recorder = recorder
-        #: What a transport says passes through this before it is logged (see checked_post).
+        #: What a transport says passes through this before it is logged (see ``checked``).
         self.redact = redact
         self.transport = transport
         #: Who the bodies say they come from (a forked child gets its own).
@@ -189,7 +184,7 @@ class Delivery:
         self.spool = spool
         self._build = build
         #: The thread every POST runs on, so that the caller's deadline holds.
-        self.calls = calls if calls is not None else CallThread("impactagent-sender")
+        self.calls = CallThread("impactagent-sender")
         self.health = Health(transport.metrics_url)
         #: Set after a 401/403: sending stops (recording goes on) until reconfigured.
         self.unauthorized: Optional[int] = None
@@ -209,11 +204,8 @@ class Delivery:
 
     def flush(self, deadline: float, interrupt: Optional[threading.Event] = None, *,
               attempts: Optional[int] = None) -> FlushResult:
-        """Run one flush that ends by ``deadline`` (a ``time.monotonic()`` value), trying
-        each body ``attempts`` times (None: until the deadline).
-
-        Setting ``interrupt`` cuts retry waits short and stops further retries; each body
-        still gets its attempt.
+        """Run one flush that ends by ``deadline`` (``time.monotonic()``), trying each body
+        ``attempts`` times (None: until the deadline); ``interrupt`` stops further retries.
         """
         if self.closed:
             return FlushResult(skipped="the agent is closed")
@@ -306,32 +298,45 @@ class Delivery:
             self._send(half, run)
 
     def _post(self, parcel: Parcel, run: _Run) -> Outcome:
-        """POST the parcel's body within the run's deadline, retrying as the run allows."""
-        events = parcel.events
-
-        def attempt() -> Outcome:
-            if time.monotonic() >= run.deadline:
-                return Outcome(RETRY, detail="flush deadline reached")
-            if parcel.claim is not None and self.spool is not None:
-                renewed = self.spool.renew(parcel.claim)
-                if renewed is None:  # the lease ran out and another process took it
-                    return Outcome(RETRY, detail="spool claim lost")
-                parcel.claim = renewed
-            outcome = self._call(parcel, run)
-            self.ledger.attempt(outcome)
-            if outcome.maybe_delivered and parcel.in_flight is None:
-                # The server may have stored it; sending it again may count it twice (a
-                # body still in flight is counted when its answer says so).
-                self.ledger.add("possibly_duplicated_events", events)
-            if outcome.kind != DELIVERED:
-                run.failure = outcome.detail or f"HTTP {outcome.status}"
-            if outcome.retry_after is not None:
-                run.retry_after = max(run.retry_after, outcome.retry_after)
-            return outcome
-
-        outcome = self._retrying(run, parcel)(attempt)
+        """POST the parcel's body within the run's deadline. Network trouble, 404, 429 and
+        5xx are retried after the :data:`RETRIES` wait until the run's deadline or attempts
+        are spent; never while an earlier attempt may still be in flight, nor after a
+        redirect (it will not go away within one flush: the body is kept for the next)."""
+        failures = 0
+        while True:
+            outcome = self._attempt(parcel, run)
+            failures += 1
+            if outcome.kind != RETRY or is_redirect(outcome.status) or parcel.in_flight is not None:
+                break
+            wait = run.retry_wait(failures, outcome.retry_after)
+            if wait is None:
+                break
+            run.retries += 1
+            self.ledger.add("retries")
+            run.pause(wait)
         if outcome.kind == RETRY and time.monotonic() >= run.deadline:
             run.timed_out = True
+        return outcome
+
+    def _attempt(self, parcel: Parcel, run: _Run) -> Outcome:
+        """One attempt, counted; a spooled body's claim is renewed first."""
+        if time.monotonic() >= run.deadline:
+            return Outcome(RETRY, detail="flush deadline reached")
+        if parcel.claim is not None and self.spool is not None:
+            renewed = self.spool.renew(parcel.claim)
+            if renewed is None:  # the lease ran out and another process took it
+                return Outcome(RETRY, detail="spool claim lost")
+            parcel.claim = renewed
+        outcome = self._call(parcel, run)
+        self.ledger.attempt(outcome)
+        if outcome.maybe_delivered and parcel.in_flight is None:
+            # The server may have stored it; sending it again may count it twice (a
+            # body still in flight is counted when its answer says so).
+            self.ledger.add(POSSIBLY_DUPLICATED, parcel.events)
+        if outcome.kind != DELIVERED:
+            run.failure = outcome.detail or f"HTTP {outcome.status}"
+        if outcome.retry_after is not None:
+            run.retry_after = max(run.retry_after, outcome.retry_after)
         return outcome
 
     def _call(self, parcel: Parcel, run: _Run) -> Outcome:
@@ -343,8 +348,8 @@ class Delivery:
         # The transport's own timeout, when it works, says more (a read timeout): it gets a
         # moment's grace before the wall-clock deadline cuts the call off.
         how, job = self.calls.call(
-            lambda: checked_post(self.transport, body, timeout, self._transport_faults,
-                                 self.redact),
+            lambda: checked(lambda: self.transport.post(body, timeout), self.transport,
+                            self._transport_faults, self.redact),
             lambda: min(own_deadline, run.deadline) + ANSWER_GRACE_SECONDS)
         if how == NOT_STARTED:
             return Outcome(RETRY, detail="not sent: an earlier request has not ended")
@@ -352,35 +357,6 @@ class Delivery:
             parcel.in_flight = job  # its answer may still come: see _settle
             return Outcome(RETRY, detail="no answer by the deadline", maybe_delivered=True)
         return job.result
-
-    def _retrying(self, run: _Run, parcel: Parcel) -> tenacity.Retrying:
-        """Network trouble, 404, 429 and 5xx are retried with full jitter, or after the
-        server's ``Retry-After``, until the run's deadline or attempts are spent; never
-        while an earlier attempt may still be in flight."""
-        jitter = tenacity.wait_random_exponential(multiplier=RETRY_BASE_SECONDS,
-                                                  max=RETRY_CAP_SECONDS)
-
-        def wait(state: tenacity.RetryCallState) -> float:
-            asked = state.outcome.result().retry_after  # type: ignore[union-attr]
-            return asked if asked is not None else jitter(state)
-
-        def stop(state: tenacity.RetryCallState) -> bool:
-            return (run.stopping.is_set() or parcel.in_flight is not None
-                    or time.monotonic() + (state.upcoming_sleep or 0) >= run.deadline
-                    or (run.attempts is not None and state.attempt_number >= run.attempts))
-
-        def count_retry(state: tenacity.RetryCallState) -> None:
-            run.retries += 1
-            self.ledger.add("retries")
-
-        return tenacity.Retrying(
-            # A redirect will not go away within one flush: keep the body for the next.
-            retry=tenacity.retry_if_result(
-                lambda outcome: outcome.kind == RETRY and not _is_redirect(outcome)),
-            wait=wait, stop=stop, sleep=run.pause,
-            before_sleep=count_retry,
-            retry_error_callback=lambda state: state.outcome.result(),  # type: ignore
-        )
 
     # -- what happens to a body after its last attempt ---------------------------------------
 
@@ -401,6 +377,7 @@ class Delivery:
 
     def _answered(self, parcel: Parcel, outcome: Optional[Outcome], run: _Run
                   ) -> List[Parcel]:
+        """Settle a body by its answer (None: the late call raised); the halves of a 413."""
         before = self._parcels.settle(parcel)
         if before == TAKEN:  # close kept it while its POST was in flight
             self._answer_taken(parcel, outcome, late=run.is_late)
@@ -410,7 +387,7 @@ class Delivery:
         if outcome is None:  # the late call raised
             outcome = Outcome(RETRY, detail="the request failed", maybe_delivered=True)
         if run.is_late and outcome.maybe_delivered:  # not counted by its attempt
-            self.ledger.add("possibly_duplicated_events", parcel.events)
+            self.ledger.add(POSSIBLY_DUPLICATED, parcel.events)
         kind = outcome.kind
         if kind == TOO_LARGE and run.is_late:
             kind = RETRY  # kept: the next flush meets the 413 again, and splits it then
@@ -418,6 +395,11 @@ class Delivery:
             halves = split_payload(parcel.payload)
             if len(halves) > 1:
                 return self._split(parcel, halves, run)
+        self._account(parcel, kind, outcome, run)
+        return []
+
+    def _account(self, parcel: Parcel, kind: str, outcome: Outcome, run: _Run) -> None:
+        """The body's last word: delivered, dropped (400, or 413 alone) or kept."""
         if kind in (DELIVERED, REJECTED, TOO_LARGE):
             self._done_with(parcel)
         if kind == DELIVERED:
@@ -443,7 +425,6 @@ class Delivery:
             self._keep(parcel, run)
             if refused_now:
                 self._tell_refused(outcome)
-        return []
 
     def _split(self, parcel: Parcel, halves: List[Payload], run: _Run) -> List[Parcel]:
         """A 413: the halves take the body's place. A spooled body's halves are spooled
@@ -463,7 +444,7 @@ class Delivery:
                 and not self.spool.remove(parcel.claim)):
             # Our lease ran out mid-send and another process has the file: it may send this
             # body again.
-            self.ledger.add("possibly_duplicated_events", parcel.events)
+            self.ledger.add(POSSIBLY_DUPLICATED, parcel.events)
 
     def _delivered(self, events: int, run: _Run) -> None:
         run.delivered += 1
@@ -499,17 +480,18 @@ class Delivery:
             self.recorder.restore(part)
             return None
         self._count_not_delivered(parcel.events)
-        return "not_delivered_by_close"
+        return NOT_DELIVERED_BY_CLOSE
 
     def _answer_taken(self, parcel: Parcel, outcome: Optional[Outcome], *, late: bool
                       ) -> None:
-        """The answer to a body close took while its POST was in flight. The taking counted
-        it as possibly duplicated; so did its attempt if the answer came in time and was
-        unsure: once is what is at risk. A sure answer is settled now if the taker has kept
-        the body, else by the taker once it has (it must know where the body went)."""
+        """The answer to a body close took while its POST was in flight. The taking counted it
+        as possibly duplicated, and so did its attempt if the answer came in time unsure: one
+        count goes. A sure answer is settled now if the taker has kept the body, else by the
+        taker once it has (it must know where the body went).
+        """
         sure = outcome is not None and not outcome.maybe_delivered
         if not late and not sure:
-            self.ledger.add("possibly_duplicated_events", -parcel.events)
+            self.ledger.add(POSSIBLY_DUPLICATED, -parcel.events)
         if sure and self._parcels.hear(parcel, outcome):
             self._late_answer(parcel, outcome)
 
@@ -521,7 +503,7 @@ class Delivery:
         if delivered:
             self.ledger.delivered(parcel.events)
         if not delivered or self._undo_keeping(parcel):
-            self.ledger.add("possibly_duplicated_events", -parcel.events)  # no risk left
+            self.ledger.add(POSSIBLY_DUPLICATED, -parcel.events)  # no risk left
 
     def _undo_keeping(self, parcel: Parcel) -> bool:
         kept_as = parcel.kept_as
@@ -599,10 +581,9 @@ class Delivery:
             running.stopping.set()
 
     def abandon(self) -> int:
-        """Settle everything not yet settled, now: every open body is kept (spooled or
-        counted) and the recorder's rest with it; nothing is collected after this. Called
-        at the end of close(), and by SIGTERM's handler before the process ends. Returns
-        the events set aside."""
+        """Settle everything now: every open body and the recorder's rest are kept (spooled or
+        counted) and nothing is collected after. Returns the events set aside.
+        """
         self.closing = True
         events = sum(parcel.events for parcel in self._take_all(close=True))
         pending = self.recorder.pending_events()
@@ -632,7 +613,7 @@ class Delivery:
                 self.recorder.restore(parcel.content)  # collected again by close
                 continue
             if sending:  # its POST may still reach the server
-                self.ledger.add("possibly_duplicated_events", parcel.events)
+                self.ledger.add(POSSIBLY_DUPLICATED, parcel.events)
             answer = self._parcels.kept(parcel,
                                         self._keep_body(parcel, final=close or self.closing))
             if answer is not None:  # it came while the body was being kept
@@ -645,7 +626,7 @@ class Delivery:
             later = "the next agent on it" if self.closing else "the next flushes"
             return f"spooled to {str(self.spool.directory)!r} for {later}"
         if self.closing:
-            return "counted as dropped (not_delivered_by_close)"
+            return f"counted as dropped ({NOT_DELIVERED_BY_CLOSE})"
         return "kept in memory for the next flushes"
 
     def _count_not_delivered(self, events: int) -> None:
@@ -653,11 +634,11 @@ class Delivery:
             return
         why = (f"sending was stopped by HTTP {self.unauthorized}" if self.unauthorized
                else "the server did not take them before the close deadline")
-        self.drops.add("not_delivered_by_close", events, detail=self.transport.metrics_url,
+        self.drops.add(NOT_DELIVERED_BY_CLOSE, events, detail=self.transport.metrics_url,
                        explained=True)
         logger.error("closing with %d events not delivered to %s (%s) and no spool_dir to "
-                     "keep them; they are counted as 'not_delivered_by_close'.",
-                     events, self.transport.metrics_url, why)
+                     "keep them; they are counted as %r.",
+                     events, self.transport.metrics_url, why, NOT_DELIVERED_BY_CLOSE)
 
     def _tell_refused(self, outcome: Outcome) -> None:
         """Say once that the server refused the token and sending stopped."""
@@ -712,10 +693,6 @@ class Delivery:
         except Exception as error:  # a user's transport: the child's reset must finish
             logger.error("the transport's reset_after_fork() failed in a forked child (%s); "
                          "it is used as it is", told(error, self.redact))
-
-
-def _is_redirect(outcome: Outcome) -> bool:
-    return outcome.status is not None and 300 <= outcome.status < 400
 
 
 class _BuildFailed(Exception):

@@ -1,19 +1,10 @@
 """Logging across ``fork()``: no handler is caught mid-write when a process forks.
 
-A log handler writes through a stream with a lock of its own (the ``BufferedWriter`` of a
-``FileHandler``, say). If another thread is inside a handler's ``emit`` at the moment of
-``fork()``, the child inherits that stream's lock held by a thread that does not exist
-there: the child's next log line through that handler waits forever, and so does its exit
-(``logging.shutdown`` flushes every handler). The agent's own threads log (a registration
-that failed, a server that is down), so an app that forks while they do (gunicorn,
-multiprocessing, a bare ``os.fork()``) could leave a worker hung on its first warning.
-``logging`` renews each handler's lock in the child, but not the stream's.
-
-So, just before a fork, the forking thread takes the lock of every handler the agent's
-logger (``impactagent``) writes through, its ancestors' included: a thread inside ``emit``
-finishes its line first, and no other thread can start one until the fork is done. The
-parent then releases them; in the child, ``logging`` has made them anew (or, where it has
-not yet, they are released). Registered once, at import.
+A thread inside a handler's ``emit`` at the fork leaves the child that stream's lock held
+for good (``logging`` renews handler locks in a child, not their streams'), and the
+child's next line, or its exit, hangs. So the forking thread holds the lock of every
+handler the ``impactagent`` logger writes through for the fork's moment. Registered once,
+at import.
 """
 
 from __future__ import annotations

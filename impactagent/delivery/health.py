@@ -1,9 +1,5 @@
-"""Delivery health in the log: an outage is seen when it starts, while it lasts, and when it
-ends, without a line per failed POST.
-
-The first flush that keeps bodies logs a WARNING (what failed, and where the data is kept);
-while failures go on, one WARNING at most every :data:`REMIND_SECONDS` with the counts since
-the last line; the first flush that delivers again logs an INFO with what the outage cost.
+"""Delivery health in the log: an outage when it starts (a WARNING), while it lasts (one at
+most every :data:`REMIND_SECONDS`), and when it ends (an INFO), not a line per POST.
 """
 
 from __future__ import annotations
@@ -11,15 +7,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Optional
-
-if TYPE_CHECKING:
-    from .delivery import FlushResult
+from typing import Callable, Optional, Protocol
 
 logger = logging.getLogger(__name__)
 
 #: The least time between two WARNING lines of one outage.
 REMIND_SECONDS = 300.0
+
+
+class Flushed(Protocol):
+    """What the log needs of one flush's result (delivery's ``FlushResult``)."""
+
+    @property
+    def kept_bodies(self) -> int: ...
+
+    @property
+    def delivered_bodies(self) -> int: ...
+
+    @property
+    def delivered_events(self) -> int: ...
 
 
 class Health:
@@ -38,7 +44,7 @@ class Health:
     def failing(self) -> bool:
         return self._since is not None
 
-    def after(self, result: FlushResult, failure: str, keeping: str) -> None:
+    def after(self, result: Flushed, failure: str, keeping: str) -> None:
         """Note one flush's result; ``failure`` is what its last failed attempt said,
         ``keeping`` where bodies not delivered go."""
         with self._lock:

@@ -1,28 +1,14 @@
 """Start, flush, close, exit, SIGTERM and fork: the agent's life, and the parts it owns.
 
-Why each hook exists:
-
-- ``atexit``: a plain ``exit`` (or the end of a script) must still send the last window.
-  The flusher thread is a daemon, so it never holds up exit; ``close`` does the final flush
-  on the exiting thread, bounded by ``shutdown_timeout``.
-- SIGTERM (``docker stop``, Kubernetes, systemd) ends a process without ``atexit``: see
-  :mod:`impactagent.delivery.shutdown`, which closes started agents first.
-- ``os.register_at_fork``: after ``fork()`` (gunicorn ``--preload``, uWSGI, Celery prefork,
-  ``multiprocessing``, a bare ``os.fork()``) the child inherits the parent's counts, locks
-  that another thread may have held at the fork, the parent's sockets, and no flusher
-  thread. Every agent, with a url or without, therefore starts the child with zero counts
-  (the parent reports what it recorded), new locks, a new session, a new connection id,
-  and, if the parent was flushing, a flusher of its own.
-- ``multiprocessing`` children end with ``os._exit``, which skips ``atexit``; its own exit
-  hooks (``multiprocessing.util.Finalize``) do run when a child ends normally, so a child
-  with a flusher registers its close there.
-- Registration (:mod:`impactagent.delivery.registration`): the flusher registers the instance when
-  it starts, so a forked child whose flusher starts again registers again, with its new
-  connection id. ``start()`` itself never waits for the network.
-- Imports: a flusher thread that imports a module lazily (``requests`` reads ``netrc`` on
-  its first request) holds that module's import lock; a ``fork()`` at that moment gives the
-  child a lock nobody will ever release, and the child's flusher hangs on it. ``start()``
-  therefore makes every import delivery needs before the thread exists.
+- ``atexit`` closes the agent, so a plain exit sends the last window (the flusher is a
+  daemon and never holds exit up); SIGTERM runs no ``atexit``: see :mod:`.shutdown`.
+- After ``fork()`` the child starts with zero counts (the parent reports what it
+  recorded), new locks, session and connection id, and its own flusher if the parent had
+  one. A ``multiprocessing`` child ends with ``os._exit``, so its close is registered with
+  multiprocessing's own exit hooks.
+- ``start()`` makes every import delivery needs before the flusher exists: a thread
+  importing lazily holds the import lock, and a fork at that moment leaves the child a
+  lock nobody releases.
 """
 
 from __future__ import annotations
@@ -55,10 +41,7 @@ logger = logging.getLogger(__name__)
 
 class Lifecycle:
     """The delivery side of one agent: transport, spool, flusher, and their hooks.
-
-    ``transport`` replaces the default :class:`HttpTransport` (any object with ``post``:
-    see :mod:`impactagent.delivery.transport_api`); with one, the agent sends without a
-    ``url``. A transport without ``post`` is refused here with a ``TypeError``.
+    ``transport`` replaces the default :class:`HttpTransport`; with one, no ``url`` is needed.
     """
 
     def __init__(self, settings: Settings, recorder: Recorder,

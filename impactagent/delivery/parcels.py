@@ -1,18 +1,16 @@
 """Who holds each body, and in what state: one owner and one state per body, changed in one
 place under one lock.
 
-A *parcel* is one request body on its way (or, for a moment, the snapshot it is built from),
-with where it came from: the recorder, or a claimed spool file. Its life::
+A *parcel* is one body on its way (or, for a moment, the snapshot it is built from)::
 
     open ──> sending ──> settled          (the flush that opened it settles it)
       │         │
       └─────────┴──> taken ──> settled    (close or SIGTERM settled it first)
 
-The flush that opened a parcel is its only owner until ``settle``. ``take_all`` (close at its
-deadline, SIGTERM at the end) takes every parcel still open or sending at once: the taker
-keeps each one (spooled or counted) and the flush finds, when it settles, that the parcel was
-taken: a body that was still sending may yet come back delivered, and only then is the
-taker's keeping undone. So every body is settled exactly once, whoever is fastest.
+``take_all`` (close at its deadline, SIGTERM at the end) takes every parcel still open or
+sending, and the taker keeps each; a body taken while sending may yet come back
+delivered, and only then is the keeping undone. So every body is settled exactly once,
+whoever is fastest.
 """
 
 from __future__ import annotations
@@ -135,12 +133,10 @@ class Parcels:
             return False
 
     def take_all(self, *, close: bool = False) -> Iterator[Tuple[Parcel, bool]]:
-        """Take every unsettled parcel: (parcel, whether its POST was in flight). With
-        ``close``, nothing is collected any more.
-
-        One at a time, as the taker keeps each: a taker cut short (Ctrl-C) leaves the
-        parcels it has not taken unsettled, for the next taker, instead of holding them
-        taken and kept by nobody."""
+        """Take every unsettled parcel: (parcel, whether its POST was in flight); with ``close``,
+        nothing is collected any more. One at a time, as the taker keeps each: a taker cut short
+        (Ctrl-C) leaves the rest unsettled for the next one.
+        """
         with self._lock:
             self.closed = self.closed or close
         while True:

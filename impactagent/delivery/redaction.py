@@ -1,10 +1,9 @@
 """Take secrets out of text before it can reach a log, a statistic or an exception message.
 
-What a server answers is not ours: an error page or a debugging proxy may echo the request's
-headers back, the ``Authorization`` token among them, and an exception may quote a proxy URL
-with a password in it. A :class:`Redactor` knows the secrets of one transport (the API token,
-the token's secret part, the values of custom headers) and the names of the headers that
-carry them, and replaces them in any text:
+A server's answer may echo the request's headers, the token among them, and an exception
+may quote a proxy URL with its password. A :class:`Redactor` knows one agent's secrets
+(the token, its secret part, custom headers' values) and the names of the headers that
+carry them:
 
 >>> redact = Redactor(["default:production.s3cr3t"], ["Authorization"])
 >>> redact('{"error": "bad body", "headers": {"authorization": "default:production.s3cr3t"}}')
@@ -14,10 +13,8 @@ carry them, and replaces them in any text:
 >>> redact("proxy http://admin:hunter2@proxy:3128 refused")
 'proxy http://[REDACTED]@proxy:3128 refused'
 
-Each secret is caught as sent and in the forms an echo commonly takes: percent-encoded,
-JSON-escaped, HTML-escaped. Secrets shorter than :data:`MIN_SECRET_LENGTH` characters are
-caught only next to their header's name (replacing every ``"1"`` in a text would hide
-everything and protect nothing).
+Each secret is caught as sent and percent-, JSON- and HTML-escaped; one shorter than
+:data:`MIN_SECRET_LENGTH` only next to its header's name.
 """
 
 from __future__ import annotations
@@ -69,11 +66,9 @@ class Redactor:
         return _USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", text)
 
     def cut(self, text: str, limit: int, *, whole: bool = True) -> str:
-        """Redact ``text`` and shorten it to about ``limit`` characters.
-
-        Redaction comes first, so a cut can never leave the start of a secret behind.
-        ``whole=False`` says that ``text`` itself was cut short (an answer whose reading
-        was stopped): a tail that may be a secret's beginning goes too.
+        """Redact ``text``, then shorten it to about ``limit`` characters (redaction first: a cut
+        never leaves a secret's start). ``whole=False``: ``text`` was itself cut short, so a tail
+        that may begin a secret goes too.
         """
         # Bound the work on a huge answer; drop what may be the start of a secret the
         # window cut through (it is beyond the limit anyway, unless redaction shrinks a lot).

@@ -1,33 +1,12 @@
 """Registration: telling the server that this app instance exists, as the Unleash SDKs do.
 
-An Unleash SDK POSTs ``{url}/client/register`` once at start; the server then lists the
-application, and the instance under it (instance id, SDK version, when it started), in
-its admin UI and API. An app that records with impactagent and has no SDK would otherwise
-never appear there. The body is the one the official SDKs send (Node ``unleash-client``
-6.x, Python ``UnleashClient`` 6.x)::
-
-    {"appName": "shop", "instanceId": "web-1-3f2a9c1e",
-     "connectionId": "6f1c...", "sdkVersion": "impactagent:0.1.0", "strategies": [],
-     "started": "2026-11-25T03:15:20.123Z", "interval": 60000, "environment": "production",
-     "platformName": "CPython", "platformVersion": "3.11.7", "yggdrasilVersion": null,
-     "specVersion": "6.1.0"}
-
-unleash-server 8.2.0 requires ``appName``, ``started`` and ``interval`` and keeps
-``instanceId``, ``sdkVersion`` and ``strategies`` (the rest is stripped; the environment
-comes from the API token, never from the body). ``interval`` is in milliseconds, as the
-Node SDK and the ``unleash-interval`` header say it (the Python SDK sends seconds there).
-``strategies`` is empty: impactagent evaluates no flags.
-
-When and how often:
-
-- on the flusher thread when it starts (``start()`` never waits for the network), and again
-  in a forked child, whose flusher starts with a new connection id;
-- a registration that failed for a reason that may pass (no connection, a timeout, a
-  redirect, 404, 429, 5xx) is tried again at the next interval; after 400, 401 or 403 it is
-  not tried again (the body or the token is wrong, and asking again will not change that);
-- it never raises, and ``Agent.statistics()["delivery"]["registration"]`` says how it went;
-- ``register=False`` (``IMPACTAGENT_REGISTER=0``) turns it off, for apps where an Unleash SDK
-  registers already.
+``POST {url}/client/register`` with the body the official SDKs send (appName, instanceId,
+sdkVersion, started, interval in milliseconds, ...; unleash-server 8.2.0 keeps appName,
+instanceId, sdkVersion and strategies, and takes the environment from the token), so that
+an app without an SDK is listed in the admin UI. The flusher registers when it starts (a
+forked child again, with its connection id) and retries at each interval after a failure
+that may pass; never after 400, 401 or 403. It never raises; ``register=False`` turns it
+off, for apps whose SDK registers already.
 """
 
 from __future__ import annotations
@@ -37,20 +16,21 @@ import logging
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional, Set
 
-from ..core.payload import Identity, iso_utc
+from ..core.payload import Identity, iso_utc, milliseconds
 from .deadline import FINISHED, CallThread
 from .delivery import RefusalNotice
 from .redaction import REDACTED
 from .transport_api import (
     DELIVERED,
-    KINDS,
     REJECTED,
     RETRY,
     UNAUTHORIZED,
     Outcome,
+    Redact,
     Registrar,
+    checked,
     told,
 )
 
@@ -58,30 +38,27 @@ logger = logging.getLogger(__name__)
 
 
 class Registration:
-    """One agent's registration with the server: its body, its attempts, and their outcome.
+    """One agent's registration: its body, its attempts and their outcome.
 
-    ``attempt()`` does one POST through ``transport`` (anything with ``register`` and
-    ``register_url``: see :mod:`impactagent.delivery.transport_api`) and never raises;
-    ``due`` says whether another is wanted. A forked child gets a new :class:`Registration`
-    with its own ``identity``, so it registers with its own connection id. ``refusals`` is
-    shared with the agent's delivery, so that a refused token is explained once.
+    ``attempt()`` does one POST through ``transport`` and never raises; ``due`` says whether
+    another is wanted. ``refusals`` is shared with the agent's delivery, so that a refused
+    token is explained once; a forked child gets a registration of its own.
     """
 
     def __init__(self, transport: Registrar, *, identity: Identity, interval: float,
                  refusals: Optional[RefusalNotice] = None,
-                 started: Optional[datetime] = None,
-                 redact: Callable[[str], str] = lambda text: REDACTED,
-                 calls: Optional[CallThread] = None) -> None:
+                 redact: Redact = lambda text: REDACTED) -> None:
         self.transport = transport
         #: The thread the POST runs on, so that ``attempt(timeout)`` ends within timeout.
-        self._calls = calls if calls is not None else CallThread("impactagent-register")
+        self._calls = CallThread("impactagent-register")
         #: What the transport says passes through this before it is logged: the agent's
         #: Redactor (without one, nothing the transport says is shown).
         self._redact = redact
+        self._said: Set[str] = set()  # what a faulty transport did, said once
         self.identity = identity
         self.refusals = refusals if refusals is not None else RefusalNotice()
         self.interval = interval
-        self.started = started if started is not None else datetime.now(timezone.utc)
+        self.started = datetime.now(timezone.utc)
         self._lock = threading.Lock()
         self.registered = False
         #: The status after which registering stopped for good (400, 401, 403), if any.
@@ -97,20 +74,11 @@ class Registration:
 
     def document(self) -> Dict[str, Any]:
         """The registration body, as the official SDKs send it (see the module)."""
-        identity = self.identity
         return {
-            "appName": identity.app_name,
-            "instanceId": identity.instance_id,
-            "connectionId": identity.connection_id,
-            "sdkVersion": identity.sdk_version,
+            **self.identity.fields(),
             "strategies": [],
             "started": iso_utc(self.started),
-            "interval": int(self.interval * 1000),
-            "environment": identity.environment,
-            "platformName": identity.platform_name,
-            "platformVersion": identity.platform_version,
-            "yggdrasilVersion": None,
-            "specVersion": identity.spec_version,
+            "interval": milliseconds(self.interval),
         }
 
     def attempt(self, timeout: float) -> Optional[Outcome]:
@@ -120,40 +88,41 @@ class Registration:
         deadline = time.monotonic() + timeout
         try:
             body = json.dumps(self.document(), separators=(",", ":")).encode()
-            how, job = self._calls.call(lambda: self.transport.register(body, timeout),
-                                        lambda: deadline)
-            outcome = job.result if how == FINISHED else Outcome(
-                RETRY, detail="no answer by the deadline")
-            if not isinstance(outcome, Outcome) or outcome.kind not in KINDS:
-                raise TypeError(f"register() returned {self._redact(repr(outcome)):.100}, "
-                                "not an Outcome")
+            how, job = self._calls.call(
+                lambda: checked(lambda: self.transport.register(body, timeout),
+                                self.transport, self._said, self._redact),
+                lambda: deadline)
         except Exception as error:  # a bug must not reach the flusher's loop, nor stop it
-            # Type and redacted message, no traceback: a user's transport may put its
-            # headers, the token among them, in what it raises (a traceback repeats it).
             logger.error("registering failed unexpectedly (%s); will retry",
                          told(error, self._redact))
             self._failed("error", "error")
             return None
-        if outcome.detail:
-            outcome = outcome._replace(detail=self._redact(outcome.detail))
+        outcome = job.result
+        if how != FINISHED or outcome is None:
+            outcome = Outcome(RETRY, detail="no answer by the deadline")
         if outcome.kind == DELIVERED:
             with self._lock:
                 self.attempts += 1
                 self.registered = True
             logger.debug("registered with %s", self.transport.register_url)
-            return outcome
+        else:
+            self._refused(outcome)
+        return outcome
+
+    def _refused(self, outcome: Outcome) -> None:
+        """Count a failed attempt, and say so: once for a failure that may pass, and why
+        registering stops after 400, 401 or 403."""
         key = str(outcome.status) if outcome.status is not None else (
             outcome.detail.split(":")[0] or "error")
         first = self._failed(key, f"HTTP {outcome.status}" if outcome.status is not None
                              else key)
-        if outcome.kind == UNAUTHORIZED and not self.refusals.first_to_tell():
+        if outcome.kind in (UNAUTHORIZED, REJECTED):
             with self._lock:
                 self.stopped_by = outcome.status
+        if outcome.kind == UNAUTHORIZED and not self.refusals.first_to_tell():
             logger.warning("%s answered HTTP %s to the registration too; it is not tried "
                            "again.", self.transport.register_url, outcome.status)
         elif outcome.kind in (UNAUTHORIZED, REJECTED):
-            with self._lock:
-                self.stopped_by = outcome.status
             logger.error(
                 "%s answered HTTP %s to the registration; it is not tried again (%s). "
                 "Sending metrics does not depend on it. The server said: %s",
@@ -167,7 +136,6 @@ class Registration:
                 "it succeeds. Sending metrics does not depend on it (its failures are "
                 "logged apart).",
                 self.transport.register_url, outcome.detail or f"HTTP {outcome.status}")
-        return outcome
 
     def _failed(self, key: str, detail: str) -> bool:
         """Count a failed attempt; True if it is the first failure."""

@@ -20,9 +20,8 @@ class SettingsError(ValueError):
 
 
 def api_url(url: str) -> str:
-    """The Unleash API base for ``url``, the server's address with or without ``/api`` and a
-    trailing ``/``: the one place where the agent and the admin commands read a base URL, so
-    that both take every spelling.
+    """The Unleash API base for ``url``, given with or without ``/api`` and a trailing ``/``:
+    the one reading of a base URL, for the agent and the admin commands alike.
 
     >>> api_url("https://unleash.example.com"), api_url("https://unleash.example.com/api/")
     ('https://unleash.example.com/api', 'https://unleash.example.com/api')
@@ -64,14 +63,11 @@ def _stored_identity(name: str, value: Optional[str], limit: Optional[int]) -> N
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything an :class:`~impactagent.Agent` can be configured with, and the only place
-    where a setting's default is written: ``Agent``'s keywords default to "not given" and
-    are passed through here, and the spool takes its size limit's default from here.
+    """Everything an :class:`~impactagent.Agent` can be configured with, and the one place a
+    default is written (``Agent``'s keywords default to "not given" and pass through here).
 
-    ``url`` is the Unleash server or Edge, with or without ``/api`` (``https://host`` and
-    ``https://host/api`` are the same; :func:`api_url`); metrics go to ``/api/client/metrics``
-    under it. Without a ``url`` the agent only records (``collect`` and ``build_payloads``
-    still work).
+    ``url`` is the Unleash server or Edge, with or without ``/api`` (:func:`api_url`); without
+    one the agent only records.
     """
 
     app_name: str
@@ -189,20 +185,7 @@ class Settings:
         ``UNLEASH_APP_NAME`` is required, and ``UNLEASH_API_TOKEN`` with ``UNLEASH_URL``
         (unless ``own_transport``: an agent given its own transport sends through it).
         Without ``UNLEASH_URL`` the settings are for an agent that only records."""
-        env = os.environ if environ is None else environ
-        values: Dict[str, Any] = {}
-        for setting, variable in _UNLEASH_VARIABLES.items():
-            if env.get(variable):
-                values[setting] = env[variable]
-        for setting, (variable, parse) in _AGENT_VARIABLES.items():
-            raw = env.get(variable)
-            if raw:
-                try:
-                    values[setting] = parse(raw)
-                except ValueError:
-                    raise SettingsError(f"{variable}={raw!r} is not a valid "
-                                        f"{parse.__name__.strip('_')}") from None
-        values.update(overrides)
+        values = {**_from_environment(os.environ if environ is None else environ), **overrides}
         sending = values.get("url") is not None and not own_transport
         for setting in ("api_key", "app_name") if sending else ("app_name",):
             if setting not in values:
@@ -211,14 +194,32 @@ class Settings:
         try:
             return cls(**values)
         except SettingsError as error:
-            # Name the variable the user would have to fix, not only the parameter.
-            message = str(error)
-            for setting, variable in {**_UNLEASH_VARIABLES,
-                                      **{k: v for k, (v, _) in _AGENT_VARIABLES.items()}}.items():
-                if message.startswith(setting) and setting not in overrides:
-                    message = f"{variable}: {message}"
-                    break
-            raise SettingsError(message) from None
+            raise SettingsError(_naming_the_variable(str(error), overrides)) from None
+
+
+def _from_environment(env: Mapping[str, str]) -> Dict[str, Any]:
+    """The settings the environment gives, parsed."""
+    values: Dict[str, Any] = {setting: env[variable]
+                              for setting, variable in _UNLEASH_VARIABLES.items()
+                              if env.get(variable)}
+    for setting, (variable, parse) in _AGENT_VARIABLES.items():
+        raw = env.get(variable)
+        if raw:
+            try:
+                values[setting] = parse(raw)
+            except ValueError:
+                raise SettingsError(f"{variable}={raw!r} is not a valid "
+                                    f"{parse.__name__.strip('_')}") from None
+    return values
+
+
+def _naming_the_variable(message: str, overrides: Mapping[str, Any]) -> str:
+    """``message`` led by the variable the user would have to fix, not only the setting."""
+    variables = {**_UNLEASH_VARIABLES, **{k: v for k, (v, _) in _AGENT_VARIABLES.items()}}
+    for setting, variable in variables.items():
+        if message.startswith(setting) and setting not in overrides:
+            return f"{variable}: {message}"
+    return message
 
 
 def _number(raw: str) -> float:

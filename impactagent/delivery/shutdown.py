@@ -1,21 +1,12 @@
 """SIGTERM: how docker, Kubernetes and systemd stop a service, and the last window with it.
 
-A process that gets SIGTERM with the default disposition dies at once: no ``atexit`` hook
-runs, so the agent's last window (up to one flush interval of counts) would be lost without a
-trace. When an agent starts in the main thread and SIGTERM still has its default
-disposition, this module installs a handler that closes every started agent within its
-``shutdown_timeout`` and then ends the process *as SIGTERM would have*: the disposition is
-put back to the default and the signal is sent again, so the exit status a supervisor sees
-is unchanged (killed by signal 15).
-
-What it never does: replace a handler the app (or its server: gunicorn, uvicorn, Celery)
-installed, or a SIGTERM the app chose to ignore. Those apps end through their own path,
-which runs ``atexit``, and the agent flushes there. ``handle_sigterm=False``, or
-``IMPACTAGENT_HANDLE_SIGTERM=0`` in the environment, turns the handler off.
-
-The closing runs on a helper thread that the handler waits for, at most the longest
-``shutdown_timeout`` plus a second: if the signal arrived while the main thread held
-something the close needs, the process still ends in bounded time.
+SIGTERM's default action runs no ``atexit`` hook. When an agent starts on the main thread
+and SIGTERM has its default disposition, a handler closes every started agent within its
+``shutdown_timeout`` and then ends the process as SIGTERM would have (default disposition,
+the signal again), so a supervisor sees the same exit status. A handler the app installed,
+or an ignored SIGTERM, is left alone (their exit runs ``atexit``); ``handle_sigterm=False``
+or ``IMPACTAGENT_HANDLE_SIGTERM=0`` turns it off. The closing runs on helper threads the
+handler waits for, boundedly.
 """
 
 from __future__ import annotations
@@ -27,17 +18,30 @@ import signal
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, Iterator, List, Optional, Protocol
 
 from ..core.threads import start_daemon
+from .settings import Settings
 
-if TYPE_CHECKING:
-    from .lifecycle import Lifecycle
+
+class Closing(Protocol):
+    """What the handler needs of an agent's lifecycle."""
+
+    settings: Settings
+
+    def hurry(self) -> None:
+        """A flush running now ends at once; a close within ``shutdown_timeout``."""
+
+    def close_by_own_deadline(self) -> None:
+        """Close within ``shutdown_timeout``."""
+
+    def abandon(self) -> None:
+        """Spool or count at once whatever delivery has not settled."""
 
 #: Environment variable that turns the SIGTERM handler off (0, false, no, off).
 ENVIRONMENT_SWITCH = "IMPACTAGENT_HANDLE_SIGTERM"
 
-_started: weakref.WeakSet[Lifecycle] = weakref.WeakSet()
+_started: weakref.WeakSet[Closing] = weakref.WeakSet()
 _guard = threading.Lock()
 _installed = False
 #: Per thread: the flushes and closes in progress (``depth``) and, on the main thread where
@@ -54,7 +58,7 @@ def handler_allowed() -> bool:
     return value not in ("0", "false", "no", "off")
 
 
-def enroll(lifecycle: Lifecycle) -> bool:
+def enroll(lifecycle: Closing) -> bool:
     """Close ``lifecycle`` on SIGTERM; install the handler if this is the main thread and
     SIGTERM has its default disposition. Returns True if the handler is ours."""
     global _installed
@@ -76,19 +80,17 @@ def enroll(lifecycle: Lifecycle) -> bool:
 def leave_to_multiprocessing() -> None:
     """In a ``multiprocessing`` child: give SIGTERM back its default action.
 
-    A Python handler runs only when the main thread comes back to the interpreter. A Pool
-    worker waits for its next task in a semaphore that a signal arriving at the wrong moment
-    does not interrupt, so ``Pool.terminate()`` (and leaving ``with Pool():``) could wait
-    forever for a worker whose handler never ran: seen about once in twenty runs. A child
-    therefore dies of SIGTERM as it would without the agent; one that ends normally closes
-    through multiprocessing's exit hooks (see :mod:`impactagent.delivery.lifecycle`).
+    A Pool worker waits for its task in a semaphore that a signal does not always interrupt,
+    so a Python handler may never run and ``Pool.terminate()`` would wait for good. A child
+    dies of SIGTERM as without the agent; one that ends normally closes through
+    multiprocessing's exit hooks (see :mod:`.lifecycle`).
     """
     if (threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGTERM) is _on_sigterm):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def withdraw(lifecycle: Lifecycle) -> None:
+def withdraw(lifecycle: Closing) -> None:
     """Forget a closed lifecycle (the handler stays: other agents may still run)."""
     with _guard:
         _started.discard(lifecycle)
@@ -125,17 +127,16 @@ def _on_sigterm(signum: int, frame: Optional[Any]) -> None:
 
 
 def _close_all_and_end() -> None:
-    """Close every started agent, each within its own ``shutdown_timeout`` and all at
-    once (one stuck on a dead server must not eat another's time), then end. An agent
-    whose close has not ended by then (stuck outside the network, which is bounded, or
-    begun elsewhere with a longer timeout) has what it holds spooled or counted at once."""
+    """Close every started agent, all at once and each within its ``shutdown_timeout``, then
+    end; what an agent still holds by then is spooled or counted at once.
+    """
     if _ending.is_set():
         # A second SIGTERM (a group kill and a forwarded one, say) interrupted the first's
         # closing on this thread: the first goes on and ends the process.
         return
     _ending.set()
     try:
-        targets: List[Lifecycle] = list(_started)
+        targets: List[Closing] = list(_started)
         closers = [_start(target.close_by_own_deadline) for target in targets]
         deadline = time.monotonic() + max((t.settings.shutdown_timeout for t in targets),
                                           default=0.0) + 1.0

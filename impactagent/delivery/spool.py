@@ -1,61 +1,20 @@
-"""Request bodies that could not be delivered, kept on disk until they can be: a queue that
-several processes (forked workers, independent processes, containers) can share.
+"""Bodies that could not be delivered, kept on disk until they can be: a queue of files
+that processes (forked workers, other processes, containers) can share.
 
-Each body is one file named by a fresh ULID (``01JD...json``): 48 bits of time, so the
-listing is the queue, oldest first, and 80 bits drawn from the OS's random source for each
-write, so that no other process, forked child or clock step produces the same name. Files
-are written atomically (a temporary file is written, fsynced and renamed, and the directory
-is fsynced): after ``kill -9`` a file is either whole or absent.
+Each body is one file named by a fresh ULID, so the listing is the queue, oldest first,
+and no process, child or clock step writes another's name; files are written atomically.
+To send one, a process claims it by renaming it to ``<name>.json.<owner>.<ms>.sending``:
+a lease, renewed before each attempt and taken back by anyone once expired (nothing is
+judged by process ids). A file is removed only once its body is settled, so a crash can
+resend a body, never lose it. Containers may share a spool while their clocks agree to
+within the lease.
 
-To send a file, a process *claims* it: renames it to ``<name>.json.<owner>.<ms>.sending``,
-where ``owner`` is drawn at random for each spool (and again in a forked child) and ``ms``
-is when the claim was made or last renewed (wall-clock milliseconds). A rename succeeds for
-one process only. A claim is a *lease*: its owner renews it before each attempt to send it,
-and a claim older than the lease is taken back into the queue by whoever sees it, because
-its owner died or stalled. Nothing is inferred from process ids, which mean nothing across
-containers. A file is removed only after its body was delivered or dropped (counted): a
-crash in between resends it, never loses it. An owner whose claim was taken back while it
-was still sending finds its claim gone when it settles the body, and counts the body as
-possibly duplicated.
-
-Sharing one directory between containers therefore promises what it promises between
-processes, as long as their clocks agree to within the lease: a clock stepped by more than
-the lease (either way) can make a live claim look abandoned, and the body may then be
-stored twice (counted by its first owner as possibly duplicated).
-
-Trust and permissions
----------------------
-A spooled body holds label values (which can be personal data), and whatever the spool
-hands out is sent with this agent's API token. So the spool trusts only what it could have
-written itself:
-
-- A directory the spool creates is ``0700``, each file ``0600``. A directory that already
-  exists keeps its mode (it is the admin's), but if it is group- or world-writable a
-  warning names it and the fix (``chmod 700``), once per spool; the spool goes on working.
-- ``spool_dir`` itself may be a symbolic link (an admin pointing it at a volume, say): it
-  is followed, and the permission check applies to the directory it leads to.
-- Nothing *inside* the directory is followed. A file is created with
-  ``O_CREAT | O_EXCL | O_NOFOLLOW`` (a planted name is never written through), and opened
-  for reading with ``O_NOFOLLOW | O_NONBLOCK`` (a FIFO never blocks the flusher). What is
-  read must be a regular file with a single link, no larger than the spool's cap. A
-  symbolic link (to another app's body, say), a FIFO, a device, a directory or a hard link
-  is never read: it is moved, as itself, to ``corrupt/`` and counted.
-- What is read must be a body this agent would send: valid by the package's own checks
-  (:mod:`impactagent.core.validation`: nothing the server would refuse or discard) and
-  convertible by :func:`~impactagent.core.payload.payload_from_document`. Anything else is moved
-  to ``corrupt/`` too.
-
-A file set aside is counted as ``spool_corrupt`` (in files, since what is in it cannot be
-trusted to say how many events it holds) and logged; the flush goes on with the next file.
-When ``corrupt/`` cannot be used (it is not a directory), the file is deleted instead.
-
-Failures never raise
---------------------
-:meth:`Spool.write` never raises, so neither does a flush or ``close()`` because of the
-disk. A body that cannot be stored (disk full, file size limit, a directory that cannot be
-created again) is dropped and counted as ``spool_error`` in events, logged once per kind of
-error, and its temporary file is removed. A directory removed while the app runs is
-created again (``0700``) and the write retried, once per write.
+A spooled body is sent with this agent's token, so the spool trusts only what it could
+have written: its directory ``0700`` and files ``0600`` (an existing directory open to
+others is warned about once), nothing inside the directory followed (``O_NOFOLLOW``, no
+FIFO, link or device read), and only a body this agent would send is read back. Anything
+else is moved to ``corrupt/`` and counted as ``spool_corrupt``. :meth:`Spool.write` never
+raises: a body the disk cannot take is counted as ``spool_error``.
 """
 
 from __future__ import annotations
@@ -86,6 +45,9 @@ _SUFFIX = ".json"
 _CLAIM = ".sending"
 _TEMP = ".tmp"
 _CORRUPT = "corrupt"
+#: Who may read what the spool writes: its owner only (a body names the app and its flags).
+_PRIVATE = 0o700
+_PRIVATE_FILE = 0o600
 #: ``<name>.json.<owner>.<ms>.sending``: the claim names a spool makes. A claim without a
 #: time (an earlier version's ``<name>.json.<pid>-<owner>.sending``) counts as expired.
 _CLAIMED = re.compile(
@@ -169,15 +131,15 @@ class Spool:
     def _make_directory(self) -> bool:
         """Create the directory (and missing parents) ``0700``; False if it existed."""
         try:
-            self.directory.mkdir(mode=0o700, parents=True)
+            self.directory.mkdir(mode=_PRIVATE, parents=True)
         except FileExistsError:
             return False
-        os.chmod(self.directory, 0o700)  # the umask can only have taken bits away
+        os.chmod(self.directory, _PRIVATE)  # the umask can only have taken bits away
         return True
 
     def _probe(self) -> None:
         probe = self.directory / f".probe-{ulid.new().str}{_TEMP}"
-        os.close(os.open(probe, _CREATE, 0o600))
+        os.close(os.open(probe, _CREATE, _PRIVATE_FILE))
         os.unlink(probe)
 
     def _warn_if_shared(self) -> None:
@@ -197,11 +159,8 @@ class Spool:
     # -- writing -----------------------------------------------------------------------------
 
     def write(self, body: bytes) -> Optional[SpoolEntry]:
-        """Store ``body`` durably; drop the oldest files if the spool would exceed its cap.
-
-        Never raises: a body that cannot be stored is counted as dropped (``spool_full``
-        when larger than the whole spool, ``spool_error`` when the disk fails) and ``None``
-        is returned.
+        """Store ``body`` durably, dropping the oldest files beyond the cap. Never raises: a body
+        that cannot be stored is counted (``spool_full``, ``spool_error``) and None returned.
         """
         if len(body) > self.max_bytes:
             self._drop_body(body, "spool_full", "a body larger than the whole spool")
@@ -227,7 +186,7 @@ class Spool:
         name = self._next_name()
         temp = self.directory / f".{name}{_TEMP}"
         final = self.directory / f"{name}{_SUFFIX}"
-        fd = os.open(temp, _CREATE, 0o600)
+        fd = os.open(temp, _CREATE, _PRIVATE_FILE)
         try:
             try:
                 view = memoryview(body)
@@ -337,11 +296,8 @@ class Spool:
         return abs(now - int(match.group("ms")) / 1000) > self.lease_seconds
 
     def read(self, entry: SpoolEntry) -> Optional[bytes]:
-        """The body of a (claimed) entry, or ``None`` if it is gone or was set aside.
-
-        What is returned is safe to send: ``payload_from_document(json.loads(body))``
-        succeeds. Anything else (not a regular file, not a valid body) is moved to
-        ``corrupt/``, counted as ``spool_corrupt`` and logged. Never raises.
+        """The body of a claimed entry, safe to send; None if it is gone or was set aside (moved to
+        ``corrupt/`` and counted as ``spool_corrupt``). Never raises.
         """
         try:
             body = self._read_regular(entry.path)
@@ -417,7 +373,7 @@ class Spool:
     def _corrupt_directory(self) -> Optional[Path]:
         corrupt = self.directory / _CORRUPT
         try:
-            os.mkdir(corrupt, 0o700)
+            os.mkdir(corrupt, _PRIVATE)
         except FileExistsError:
             pass
         except OSError:

@@ -1,23 +1,11 @@
-"""One HTTP POST of one body, and what its answer means for the data in it.
+"""The default transport: one HTTP POST of one body, and what its answer means for the data.
 
-:class:`HttpTransport` is the agent's default transport. Any object with
-``post(body, timeout) -> Outcome`` can take its place (``Agent(..., transport=obj)``): see
-:mod:`impactagent.delivery.transport_api` for the protocol, the optional hooks and
-:class:`BaseTransport`, whose names are also importable from here.
-
-The transport knows HTTP and the protocol's headers; it does not retry, sleep or decide
-what to do with data. It returns an :class:`Outcome` saying which of the protocol's cases
-the answer falls in, and never raises for network trouble.
-
-Two things it guarantees whatever the server does:
-
-- **Redirects are never followed.** A POST redirected to a login page that answers 200 would
-  count as delivered while nothing was stored, and a 307/308 would send the body to another
-  origin. A 3xx is a failure (``RETRY``: the data is kept), logged once with its
-  ``Location`` so the ``url`` setting can be fixed.
-- **No secret leaves in a detail.** The answer's text and exception messages go through a
-  :class:`~impactagent.delivery.redaction.Redactor` that knows the token and the custom headers'
-  values before they become an :attr:`Outcome.detail`, which delivery logs.
+:class:`HttpTransport` knows HTTP and the protocol's headers; it does not retry, sleep or
+decide what to do with data, and never raises for network trouble. Redirects are never
+followed (a redirected POST can be answered 200 by a login page, or carry the body to
+another origin): a 3xx keeps the data and is logged once with its ``Location``. What the
+server or an exception says passes through a :class:`~.redaction.Redactor` before it
+becomes an outcome's detail.
 """
 
 from __future__ import annotations
@@ -32,10 +20,11 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from .._version import __version__
-from ..core.payload import Identity
+from ..core.payload import Identity, milliseconds
 from .redaction import Redactor, redact_url
 from .transport_api import (  # re-exported: the names a transport's author needs
     DELIVERED,
+    MAX_RETRY_AFTER,
     REJECTED,
     RETRY,
     TOO_LARGE,
@@ -46,14 +35,15 @@ from .transport_api import (  # re-exported: the names a transport's author need
     Sender,
     Transport,
     as_transport,
+    is_redirect,
 )
 
 logger = logging.getLogger(__name__)
 
-# Retry-After values above this are treated as this (a misconfigured proxy can say "1 day").
-_MAX_RETRY_AFTER = 3600.0
 #: Characters of a server's answer kept in an outcome's detail (after redaction).
 _DETAIL_LIMIT = 500
+#: Characters of an exception's text kept in an outcome's detail (after redaction).
+_ERROR_TEXT_LIMIT = 200
 #: The path every metrics URL ends with, to suggest the right ``url`` from a redirect.
 _METRICS_PATH = "/client/metrics"
 #: Where an SDK registers, next to the metrics path.
@@ -77,7 +67,7 @@ def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Opti
         seconds = moment.timestamp() - (time.time() if now is None else now)
     if seconds != seconds:  # NaN
         return None
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def classify(status: int) -> str:
@@ -95,13 +85,10 @@ def classify(status: int) -> str:
 
 
 class HttpTransport:
-    """POSTs bodies to ``{url}/client/metrics`` (and, to register, ``{url}/client/register``)
-    on one ``requests.Session``.
-
-    Identification headers come from the agent's identity and cannot be overridden by
-    custom ``headers``. The token is sent in ``Authorization`` and never appears in logs,
-    reprs or the ``detail`` of an outcome; nor do the values of custom headers, which may be
-    secrets too. ``metrics_url`` is the URL as it may be shown: without a password or a query.
+    """POSTs bodies to ``{url}/client/metrics`` (and registrations to ``{url}/client/register``)
+    on one ``requests.Session``. Identification headers cannot be overridden by custom
+    ``headers``; the token and custom headers' values never appear in logs, reprs or an
+    outcome's detail, and ``metrics_url`` is shown without a password or a query.
     """
 
     def __init__(
@@ -161,7 +148,7 @@ class HttpTransport:
             "unleash-instanceid": identity.instance_id,
             "unleash-connection-id": identity.connection_id,
             "unleash-sdk": identity.sdk_version,
-            "unleash-interval": str(int(self._flush_interval * 1000)),
+            "unleash-interval": str(milliseconds(self._flush_interval)),
             "Unleash-Client-Spec": identity.spec_version,
         }
         lowered = {k.lower() for k in fixed}
@@ -214,7 +201,7 @@ class HttpTransport:
             status = response.status_code
             kind = classify(status)
             detail = ""
-            if 300 <= status < 400:
+            if is_redirect(status):
                 detail = self._redirected(url, path, status, response.headers.get("Location"))
             elif kind != DELIVERED:
                 detail = self._answer_text(response, until)
@@ -267,7 +254,7 @@ class HttpTransport:
 
     def _short(self, error: Exception) -> str:
         """An exception's text, redacted and cut short (it may quote URLs and headers)."""
-        return self._redact.cut(str(error), 200)
+        return self._redact.cut(str(error), _ERROR_TEXT_LIMIT)
 
     def reset_after_fork(self, identity: Identity) -> None:
         """A forked child must not share the parent's sockets: new session, new identity."""

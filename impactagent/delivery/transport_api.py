@@ -1,30 +1,11 @@
 """What a transport is: the one seam between delivery and the network.
 
-Delivery decides what to send, when to retry, and what to merge back, spool or count as
-dropped; a transport only carries one body and says what became of it. Anything with
-
-    def post(self, body: bytes, timeout: float) -> Outcome
-
-is a transport, so a test or an app can hand its own to ``Agent(..., transport=obj)``
-(bodies written to a list, a message queue, another HTTP client). The default is
-:class:`~impactagent.delivery.transport.HttpTransport` (``requests``, the protocol's
-headers, no redirects followed).
-
-``post`` must return an :class:`Outcome` and should not raise for I/O trouble: ``RETRY``
-keeps the data (merged back, or spooled) and tries again later, ``DELIVERED`` settles it,
-``REJECTED`` drops it (counted), ``UNAUTHORIZED`` stops sending, ``TOO_LARGE`` splits it.
-
-Everything else a transport may do is optional; :class:`BaseTransport` gives the defaults,
-and :func:`as_transport` wraps a bare object that has only ``post``:
-
-- ``metrics_url``: how log lines and drop reasons name where bodies go (default: the
-  class name);
-- ``close()``: called once when the agent closes;
-- ``reset_after_fork(identity)``: called in a forked child, with the child's identity
-  (its new connection id), before the child sends anything: drop sockets shared with the
-  parent there;
-- ``register(body, timeout)`` with a ``register_url``: an instance registration
-  (see :mod:`impactagent.delivery.registration`); without them the agent does not register.
+Anything with ``post(body: bytes, timeout: float) -> Outcome`` is a transport
+(``Agent(..., transport=obj)``): it carries one body and says what became of it; delivery
+decides the rest. ``RETRY`` keeps the data, ``DELIVERED`` settles it, ``REJECTED`` drops it
+(counted), ``UNAUTHORIZED`` stops sending, ``TOO_LARGE`` splits it. The optional hooks
+(``metrics_url``, ``close()``, ``reset_after_fork(identity)``, and ``register`` with
+``register_url`` to register the instance) default as in :class:`BaseTransport`.
 """
 
 from __future__ import annotations
@@ -158,77 +139,83 @@ class _Completed(BaseTransport):
 #: server's ``Retry-After``: a larger one (or infinity) from a user's transport is cut to it.
 MAX_RETRY_AFTER = 3600.0
 KINDS = frozenset({DELIVERED, RETRY, REJECTED, UNAUTHORIZED, TOO_LARGE})
+#: Characters of a wrong answer's repr that are told.
+_ANSWER_SHOWN = 100
+
+#: What a transport says is passed through this before anything logs or counts it.
+Redact = Callable[[str], str]
 
 
-def checked_post(transport: Transport, body: bytes, timeout: float,
-                 said: Optional[Set[str]] = None,
-                 redact: Optional[Callable[[str], str]] = None) -> Outcome:
-    """``transport.post(body, timeout)``, held to the protocol.
+def is_redirect(status: Optional[int]) -> bool:
+    """A 3xx: never followed (see :mod:`impactagent.delivery.transport`)."""
+    return status is not None and 300 <= status < 400
 
-    An exception (any but Ctrl-C and ``SystemExit``) or an answer that is not an
-    :class:`Outcome` of a known kind is a retryable failure, logged once per kind of problem
-    noted in ``said`` (the caller's set: once per agent). A ``retry_after`` that is not a
-    finite number of seconds from 0 to :data:`MAX_RETRY_AFTER` is cut into that range (or
-    ignored when it is not a positive number). An ``Outcome`` of a known kind whose status
-    is not an int or whose detail is not a str is taken for its kind without them
-    (``UNAUTHORIZED`` without a status stands for 401). So a transport's bug neither escapes
-    into ``flush()`` nor stops the flusher. The HTTP transport never needs this; a user's
-    may.
 
-    What the transport says (an exception's message, a wrong answer, an outcome's
-    ``detail``) is not ours and may quote the token (a user's transport that puts its
-    headers in an exception): it passes through ``redact`` (the agent's
-    :class:`~impactagent.delivery.redaction.Redactor`) before anything logs or counts it.
-    Without ``redact`` only the names of types are told."""
+def checked(call: Callable[[], Outcome], transport: object, said: Set[str],
+            redact: Optional[Redact] = None) -> Outcome:
+    """``call()`` (a transport's ``post`` or ``register``), held to the protocol.
+
+    An exception (but Ctrl-C and ``SystemExit``) or an answer that is not an :class:`Outcome` is
+    a retryable failure; a malformed status, detail or ``retry_after`` is left out or bounded;
+    each kind of problem is logged once per ``said``. What the transport says goes through
+    ``redact`` first (a user's transport may quote the token); without it only type names are
+    told.
+    """
     try:
-        outcome = transport.post(body, timeout)
+        outcome = call()
     except (KeyboardInterrupt, SystemExit):
         raise  # the app's own (Ctrl-C, a signal handler's exit): it decides
-    except BaseException as error:  # a bug in the user's transport: the body is kept
+    except BaseException as error:
         # BaseException too: gevent's and eventlet's Timeout are one, and escaping from
         # the sending thread into the flusher's it would end the flusher for good.
         _say_once(transport, said, "raised", f"raised {told(error, redact)}")
         return Outcome(RETRY, detail=f"the transport raised {type(error).__name__}")
-    if not isinstance(outcome, Outcome) or outcome.kind not in KINDS:
-        answer = (f"{redact(repr(outcome)):.100}" if redact is not None
+    if not (isinstance(outcome, Outcome) and isinstance(outcome.kind, str)
+            and outcome.kind in KINDS):
+        answer = (f"{redact(repr(outcome)):.{_ANSWER_SHOWN}}" if redact is not None
                   else f"a {type(outcome).__name__}")
         _say_once(transport, said, "garbage", f"returned {answer}, not an Outcome")
         return Outcome(RETRY, detail="the transport's answer was not an Outcome")
-    status, detail = outcome.status, outcome.detail
-    if not (status is None or type(status) is int) or not isinstance(detail, str):
-        # The kind decides what became of the body; what is malformed around it is left
-        # out (logged once), so that nothing downstream compares or formats it.
+    return _well_formed(outcome, transport, said, redact)
+
+
+def _well_formed(outcome: Outcome, transport: object, said: Set[str],
+                 redact: Optional[Redact]) -> Outcome:
+    """``outcome`` with what is malformed around its kind left out (the kind alone decides
+    what became of the body), ``retry_after`` bounded and ``detail`` redacted."""
+    status = outcome.status if type(outcome.status) is int else None
+    detail = outcome.detail if isinstance(outcome.detail, str) else ""
+    if status is not outcome.status or detail is not outcome.detail:
         _say_once(transport, said, "malformed",
-                  f"returned an Outcome whose status ({type(status).__name__}) or detail "
-                  f"({type(detail).__name__}) is malformed",
+                  f"returned an Outcome whose status ({type(outcome.status).__name__}) or "
+                  f"detail ({type(outcome.detail).__name__}) is malformed",
                   then="they are left out, and its kind taken as it is")
-        outcome = outcome._replace(status=status if type(status) is int else None,
-                                   detail=detail if isinstance(detail, str) else "")
-    if outcome.kind == UNAUTHORIZED and outcome.status is None:
-        outcome = outcome._replace(status=401)  # it stops sending, and says by what
-    wait = outcome.retry_after
-    if wait is not None and not (isinstance(wait, (int, float)) and 0 < wait <= MAX_RETRY_AFTER):
-        positive = isinstance(wait, (int, float)) and wait > 0  # NaN, <= 0: no wait asked
-        outcome = outcome._replace(retry_after=MAX_RETRY_AFTER if positive else None)
-    if outcome.detail:
-        detail = redact(outcome.detail) if redact is not None else outcome.detail
-        if detail != outcome.detail:
-            outcome = outcome._replace(detail=detail)
-    return outcome
+    if outcome.kind == UNAUTHORIZED and status is None:
+        status = 401  # it stops sending, and says by what
+    if detail and redact is not None:
+        detail = redact(detail)
+    return outcome._replace(status=status, detail=detail,
+                            retry_after=_bounded_wait(outcome.retry_after))
 
 
-def told(error: BaseException, redact: Optional[Callable[[str], str]]) -> str:
+def _bounded_wait(wait: object) -> Optional[float]:
+    """A ``retry_after`` in (0, MAX_RETRY_AFTER]; None when it asks for no wait (NaN too)."""
+    if not isinstance(wait, (int, float)) or not wait > 0:
+        return None
+    return wait if wait <= MAX_RETRY_AFTER else MAX_RETRY_AFTER
+
+
+def told(error: BaseException, redact: Optional[Redact]) -> str:
     """What a user's transport raised, safe to log: its type, and its message through
     ``redact`` (only the type without one). Never a traceback: it repeats the message."""
     message = redact(str(error)) if redact is not None else ""
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
-def _say_once(transport: object, said: Optional[Set[str]], problem: str, what: str,
+def _say_once(transport: object, said: Set[str], problem: str, what: str,
               then: str = "the body is kept and retried") -> None:
-    if said is None or problem not in said:
-        if said is not None:
-            said.add(problem)
+    if problem not in said:
+        said.add(problem)
         # The user's class, not the wrapper that completes a bare Sender.
         named = transport.sender if isinstance(transport, _Completed) else transport
         logger.error("the transport %s %s; %s (said once)", type(named).__name__, what, then)
@@ -263,6 +250,7 @@ __all__ = (
     "Sender",
     "Transport",
     "as_transport",
-    "checked_post",
+    "checked",
+    "is_redirect",
     "told",
 )

@@ -1,0 +1,37 @@
+"""When to try again after failures: one immutable policy, as urllib3's ``Retry``."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Optional
+
+#: Failures past this many double no further (2.0 ** 1024 overflows).
+_MAX_DOUBLINGS = 64
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """The wait after ``failures`` failures: drawn uniformly between ``least`` and
+    ``min(most, first * 2 ** (failures - 1))``, and never under a server's ``Retry-After``.
+
+    >>> flush_retries = Backoff(first=0.5, most=30.0)
+    >>> 0 <= flush_retries.wait(3) <= 2.0, flush_retries.wait(1, retry_after=5.0)
+    (True, 5.0)
+    >>> Backoff(first=120.0, most=180.0, least=60.0).wait(0)  # no failure: the interval
+    60.0
+    """
+
+    first: float
+    most: float
+    least: float = 0.0
+
+    def wait(self, failures: int, retry_after: float = 0.0,
+             rng: Optional[random.Random] = None) -> float:
+        top = min(self.most, self.first * 2.0 ** min(failures - 1, _MAX_DOUBLINGS))
+        uniform = rng.uniform if rng is not None else random.uniform
+        drawn = uniform(self.least, top) if top > self.least else self.least
+        return max(drawn, retry_after)
+
+
+__all__ = ("Backoff",)
