@@ -13,7 +13,6 @@ A second rule keeps the seams public: no module reads another module's private a
 from __future__ import annotations
 
 import ast
-import importlib
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Set, Tuple
 
@@ -50,11 +49,6 @@ NOT_IN: List[Tuple[str, Tuple[str, ...]]] = [
     ("impactagent.delivery", ("impactagent.prometheus", "prometheus_client")),
     ("impactagent.prometheus", ("impactagent.delivery",)),
 ]
-#: Import paths the docs once showed users, kept as pure re-exports of the module that
-#: holds the code now; each file sits in the room of the code it re-exports.
-ALIASES = {"impactagent.delivery.workers": "impactagent.prometheus.workers"}
-
-
 def module_name(path: Path) -> str:
     parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -151,24 +145,8 @@ def test_the_rules_name_modules_that_exist():
     # A rule about a module that moved would hold for nothing: move the rule with it.
     known = set(modules())
     named = [m for layer, group in NOT_IN for m in (layer, *group) if inside(m, FACADE)]
-    gone = [m for m in [*named, *ALIASES.values()] if not any(inside(k, m) for k in known)]
+    gone = [m for m in named if not any(inside(k, m) for k in known)]
     assert not gone, f"tests/test_layers.py names modules that do not exist: {gone}"
-
-
-def test_an_alias_only_re_exports_the_module_it_names():
-    pytest.importorskip("prometheus_client")  # the one alias's target needs the extra
-    for alias, target in ALIASES.items():
-        path = Path(importlib.import_module(alias).__file__ or "")
-        assert layer_of(module_name(path)) == layer_of(target), f"{alias} is in another room"
-        body = ast.parse(path.read_text()).body
-        statements = [node for node in body if not (
-            isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))]
-        assert [type(node) for node in statements] == [ast.ImportFrom, ast.Assign], alias
-        names = importlib.import_module(target).__all__
-        old = importlib.import_module(alias)
-        assert old.__all__ == names
-        assert all(getattr(old, name) is getattr(importlib.import_module(target), name)
-                   for name in names)
 
 
 def circles(graph: Dict[str, Set[str]]) -> List[List[str]]:

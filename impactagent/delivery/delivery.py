@@ -18,6 +18,8 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Callable, Deque, List, NamedTuple, Optional, Set, Tuple, Union
 
+import tenacity
+
 from ..core.payload import Payload, build_payloads, payload_from_document, split_payload
 from ..core.recorder import Recorder
 from ..core.snapshot import Snapshot
@@ -113,13 +115,10 @@ class _Run:
         run.is_late = True
         return run
 
-    def retry_wait(self, failures: int, retry_after: Optional[float]) -> Optional[float]:
-        """The wait before the next attempt, or None when this run tries no more."""
-        wait = RETRIES.wait(failures, retry_after or 0.0)
-        if (self.stopping.is_set() or time.monotonic() + wait >= self.deadline
-                or (self.attempts is not None and failures >= self.attempts)):
-            return None
-        return wait
+    def tries_no_more(self, attempts: int, wait: float) -> bool:
+        """Whether this run stops after ``attempts``, the next one ``wait`` seconds away."""
+        return (self.stopping.is_set() or time.monotonic() + wait >= self.deadline
+                or (self.attempts is not None and attempts >= self.attempts))
 
     def pause(self, seconds: float) -> None:
         """Sleep between retries, waking at once when close() sets ``stopping``."""
@@ -302,18 +301,20 @@ class Delivery:
         5xx are retried after the :data:`RETRIES` wait until the run's deadline or attempts
         are spent; never while an earlier attempt may still be in flight, nor after a
         redirect (it will not go away within one flush: the body is kept for the next)."""
-        failures = 0
-        while True:
-            outcome = self._attempt(parcel, run)
-            failures += 1
-            if outcome.kind != RETRY or is_redirect(outcome.status) or parcel.in_flight is not None:
-                break
-            wait = run.retry_wait(failures, outcome.retry_after)
-            if wait is None:
-                break
+        def count_retry(state: tenacity.RetryCallState) -> None:
             run.retries += 1
             self.ledger.add("retries")
-            run.pause(wait)
+
+        outcome: Outcome = tenacity.Retrying(
+            retry=tenacity.retry_if_result(lambda outcome: (
+                outcome.kind == RETRY and not is_redirect(outcome.status)
+                and parcel.in_flight is None)),
+            wait=lambda state: RETRIES.wait(state.attempt_number,
+                                            _last(state).retry_after or 0.0),
+            stop=lambda state: run.tries_no_more(state.attempt_number, state.upcoming_sleep),
+            sleep=run.pause, before_sleep=count_retry,
+            retry_error_callback=_last,
+        )(self._attempt, parcel, run)
         if outcome.kind == RETRY and time.monotonic() >= run.deadline:
             run.timed_out = True
         return outcome
@@ -693,6 +694,13 @@ class Delivery:
         except Exception as error:  # a user's transport: the child's reset must finish
             logger.error("the transport's reset_after_fork() failed in a forked child (%s); "
                          "it is used as it is", told(error, self.redact))
+
+
+def _last(state: tenacity.RetryCallState) -> Outcome:
+    """The outcome of the attempt tenacity just made (an attempt never raises)."""
+    assert state.outcome is not None
+    outcome: Outcome = state.outcome.result()
+    return outcome
 
 
 class _BuildFailed(Exception):
