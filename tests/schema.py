@@ -15,7 +15,7 @@ from typing import Any, Dict
 
 import yaml
 
-from impactagent.core.validation import check_document, notes
+from impactagent.server_rules.validation import check_document, notes
 
 OPENAPI = Path(__file__).parent / "data" / "client-metrics.openapi.yaml"
 SHIPPED = (Path(__file__).parents[1] / "impactagent" / "devtools" / "schemas"

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, TextIO, Tuple, Union
 
-from ..core.validation import check_request, notes, outcome_of, parse_body
+from ..server_rules.validation import check_request, notes, outcome_of, parse_body
 from .cli_support import USAGE, UsageError
 
 #: What a real server does with a body, by the worst of its problems.

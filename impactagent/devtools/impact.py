@@ -99,44 +99,63 @@ def impact(store: SeriesStore, window: Optional[float] = None,
     last = (last // resolution + 1) * resolution - 1  # points start on whole multiples
     first = last - steps + 1
     seconds = steps * store.step
-    flags: Dict[Tuple[str, str], Dict[int, Any]] = {}
-    metrics: Dict[Tuple[str, str, str], List[Tuple[Dict[str, str], Dict[int, Any]]]] = {}
-    for key, kind, cells in store.snapshot(first, last):
-        parts: Tuple[Any, ...] = key  # type: ignore[assignment]
-        if kind == "flag":
-            flags[(parts[1], parts[2])] = cells
-        else:
-            labels = dict(parts[4])
-            if selectors and not all(labels.get(k) in v for k, v in selectors.items()):
-                continue
-            metrics.setdefault((parts[1], parts[2], kind), []).append((labels, cells))
+    flags, metrics = _collected(store, first, last, selectors)
     indices = [range(i, i + resolution) for i in range(first, last + 1, resolution)]
-    frame = {"step_seconds": step, "window_seconds": seconds, "from": first * store.step,
-             "to": (last + 1) * store.step, "memory": store.size()}
     flag_views = [_exposure(app, flag, cells, indices, store.step)
                   for (app, flag), cells in sorted(flags.items())]
-    # Flags by the label the agent names after them; two flag names can give one label
-    # (new-checkout, new.checkout), so each label keeps every flag, with its groups.
+    # Two flag names can give one label (new-checkout, new.checkout): a label keeps every
+    # flag named so, with its groups.
     flags_of: Dict[Tuple[str, str], List[Tuple[str, Set[str]]]] = {}
     for view in flag_views:
         flags_of.setdefault((view["app"], view["label"]), []).append(
             (view["flag"], set(view["exposure"])))
-    metric_views = []
-    for (app, name, kind), series in sorted(metrics.items()):
-        names = sorted({n for labels, _ in series for n in labels})
-        by: List[Tuple[Optional[str], Optional[str]]] = [
-            (_flag_of(flags_of[(app, n)], {labels[n] for labels, _ in series if n in labels}),
-             n) for n in names if (app, n) in flags_of] or [(None, None)]
-        for flag, label in by:
-            groups: Dict[str, List[Dict[int, Any]]] = {}
-            for labels, cells in series:
-                group = ALL if label is None else labels.get(label, ALL)
-                groups.setdefault(group, []).append(cells)
-            metric_views.append({
-                "app": app, "name": name, "type": kind, "flag": flag, "label": label,
-                "groups": {group: _aggregate(kind, cells, indices, store.step, seconds)
-                           for group, cells in sorted(groups.items())}})
-    return {**frame, "flags": flag_views, "metrics": metric_views}
+    metric_views = [view for (app, name, kind), series in sorted(metrics.items())
+                    for view in _metric_views(app, name, kind, series, flags_of,
+                                              indices, store.step, seconds)]
+    return {"step_seconds": step, "window_seconds": seconds, "from": first * store.step,
+            "to": (last + 1) * store.step, "memory": store.size(),
+            "flags": flag_views, "metrics": metric_views}
+
+
+Cells = Dict[int, Any]
+LabelledCells = List[Tuple[Dict[str, str], Cells]]
+
+
+def _collected(store: SeriesStore, first: int, last: int,
+               selectors: Optional[Mapping[str, Sequence[str]]]
+               ) -> Tuple[Dict[Tuple[str, str], Cells], Dict[Tuple[str, str, str], LabelledCells]]:
+    """The store's cells from step ``first`` to ``last``: each flag's, and each metric's
+    series (of the selected ones) with their labels."""
+    flags: Dict[Tuple[str, str], Cells] = {}
+    metrics: Dict[Tuple[str, str, str], LabelledCells] = {}
+    for key, kind, cells in store.snapshot(first, last):
+        parts: Tuple[Any, ...] = key  # type: ignore[assignment]
+        if kind == "flag":
+            flags[(parts[1], parts[2])] = cells
+            continue
+        labels = dict(parts[4])
+        if not selectors or all(labels.get(k) in v for k, v in selectors.items()):
+            metrics.setdefault((parts[1], parts[2], kind), []).append((labels, cells))
+    return flags, metrics
+
+
+def _metric_views(app: str, name: str, kind: str, series: LabelledCells,
+                  flags_of: Dict[Tuple[str, str], List[Tuple[str, Set[str]]]],
+                  indices: List[range], step: float, seconds: float) -> List[Dict[str, Any]]:
+    """One view of a metric per flag whose label it carries (one, ``all``, for none)."""
+    names = sorted({n for labels, _ in series for n in labels})
+    by: List[Tuple[Optional[str], Optional[str]]] = [
+        (_flag_of(flags_of[(app, n)], {labels[n] for labels, _ in series if n in labels}), n)
+        for n in names if (app, n) in flags_of] or [(None, None)]
+    views = []
+    for flag, label in by:
+        groups: Dict[str, List[Cells]] = {}
+        for labels, cells in series:
+            groups.setdefault(ALL if label is None else labels.get(label, ALL), []).append(cells)
+        views.append({"app": app, "name": name, "type": kind, "flag": flag, "label": label,
+                      "groups": {group: _aggregate(kind, cells, indices, step, seconds)
+                                 for group, cells in sorted(groups.items())}})
+    return views
 
 
 def _flag_of(candidates: List[Tuple[str, Set[str]]], values: Set[str]) -> str:

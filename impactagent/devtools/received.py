@@ -30,19 +30,19 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, FrozenSet, List, Optional, Tuple
 
-from ..core._jsvalues import (
+from ..core.server_limits import DROPPED_VARIANT_NAMES
+from ..server_rules.dates import js_date_ms
+from ..server_rules.jsvalues import (
     ajv_null,
     ajv_number,
     joi_number,
-    js_date_ms,
     js_string,
     sanitize,
     valid_name,
 )
-from ..core.server_limits import DROPPED_VARIANT_NAMES
-from ..core.validation import CUT, DISCARDED, POISONED, REJECTED, Problem, cut
+from ..server_rules.validation import CUT, DISCARDED, POISONED, REJECTED, Problem, cut
 from .timeseries import SeriesStore
 from .write_window import WRITE_PERIOD, Arrival, WindowFailure, WriteWindow
 
@@ -195,53 +195,25 @@ class ReceivedMetrics:
     def _add_metric(self, metric: Dict[str, Any], app: str, at: float) -> Optional[str]:
         """Translate one metric into the registry, as the server does; a reason when the
         server's registry refuses it (and the rest of the array with it)."""
-        name = sanitize(metric["name"])
-        kind = metric["type"]
-        if not valid_name(name) or kind not in ("counter", "gauge", "histogram"):
+        name, kind, samples = sanitize(metric["name"]), metric["type"], metric["samples"]
+        if not valid_name(name) or kind not in _ADD or (kind == "histogram" and not samples):
             return None  # skipped
-        samples = metric["samples"]
-        if kind == "histogram" and not samples:
-            return None
-        label_names = {sanitize(k) for s in samples for k in (s.get("labels") or {})}
-        label_names = {k for k in label_names if valid_name(k)}
         entry = self._metrics.get(name)
         if entry is not None and entry["type"] != kind:
             return f"{name!r} is registered as a {entry['type']} already"
+        label_names = {k for k in (sanitize(k) for s in samples for k in (s.get("labels") or {}))
+                       if valid_name(k)}
         if entry is None or not label_names <= entry["labels"] or (
                 kind == "histogram" and _new_boundaries(entry, samples[0])):
             entry = self._metrics[name] = {"type": kind, "help": metric["help"],
                                            "labels": label_names, "series": {},
                                            "boundaries": set()}
-        series = entry["series"]  # the registry's key -> [labels, value]
         for sample in samples:
             key, labels = _series_key(sample, kind)
-            if kind == "counter":
-                value = joi_number(sample["value"])
-                assert value is not None  # the schema check let only numbers through
-                if value < 0:
-                    return None  # check_document reported the cut
-                # A counter keeps the labels it was first seen with.
-                series.setdefault(key, [labels, 0])[1] += value
-                self._series.add(("metric", app, name, kind, labels), kind, value, at)
-            elif kind == "gauge":
-                # A gauge keeps the labels it was last set with.
-                series[key] = [labels, joi_number(sample["value"])]
-                self._series.add(("metric", app, name, kind, labels), kind, series[key][1], at)
-            else:
-                total = series.setdefault(key, [labels, {"count": 0, "sum": 0,
-                                                         "buckets": {}}])[1]
-                buckets: Dict[Any, Any] = {}
-                delta: Dict[str, Any] = {"count": joi_number(sample["count"]),
-                                         "sum": joi_number(sample["sum"]), "buckets": buckets}
-                total["count"] += delta["count"]
-                total["sum"] += delta["sum"]
-                for bucket in sample["buckets"]:
-                    le = _le(bucket["le"])
-                    n = joi_number(bucket["count"])
-                    total["buckets"][le] = total["buckets"].get(le, 0) + n
-                    buckets[le] = buckets.get(le, 0) + n
-                    entry["boundaries"].add(le)
-                self._series.add(("metric", app, name, kind, labels), kind, delta, at)
+            delta = _ADD[kind](entry, key, labels, sample)
+            if delta is None:
+                return None  # a counter going down: check_document reported the cut
+            self._series.add(("metric", app, name, kind, labels), kind, delta, at)
         return None
 
     # -- reading ------------------------------------------------------------------------------
@@ -391,6 +363,48 @@ def _series_key(sample: Dict[str, Any], kind: str) -> Tuple[Any, Labels]:
         return tuple((name, isinstance(value, str), js_string(value))
                      for name, value in ordered), labels
     return "".join(f"{name}:{js_string(value)}," for name, value in ordered), labels
+
+
+def _add_counter(entry: Dict[str, Any], key: Any, labels: Labels,
+                 sample: Dict[str, Any]) -> Optional[float]:
+    """Add a counter's sample; None for a negative one, where the translation stops."""
+    value = joi_number(sample["value"])
+    assert value is not None  # the schema check let only numbers through
+    if value < 0:
+        return None
+    # A counter keeps the labels it was first seen with.
+    entry["series"].setdefault(key, [labels, 0])[1] += value
+    return value
+
+
+def _set_gauge(entry: Dict[str, Any], key: Any, labels: Labels,
+               sample: Dict[str, Any]) -> Optional[float]:
+    # A gauge keeps the labels it was last set with.
+    value = joi_number(sample["value"])
+    entry["series"][key] = [labels, value]
+    return value
+
+
+def _add_histogram(entry: Dict[str, Any], key: Any, labels: Labels,
+                   sample: Dict[str, Any]) -> Dict[str, Any]:
+    """Add a histogram's sample bucket by bucket; the sample as added (its delta)."""
+    total = entry["series"].setdefault(key, [labels, {"count": 0, "sum": 0, "buckets": {}}])[1]
+    buckets: Dict[Any, Any] = {}
+    delta = {"count": joi_number(sample["count"]), "sum": joi_number(sample["sum"]),
+             "buckets": buckets}
+    total["count"] += delta["count"]
+    total["sum"] += delta["sum"]
+    for bucket in sample["buckets"]:
+        le, n = _le(bucket["le"]), joi_number(bucket["count"])
+        total["buckets"][le] = total["buckets"].get(le, 0) + n
+        buckets[le] = buckets.get(le, 0) + n
+        entry["boundaries"].add(le)
+    return delta
+
+
+#: How a sample of each type adds to its series: the delta filed in the store, or None.
+_ADD: Dict[str, Callable[[Dict[str, Any], Any, Labels, Dict[str, Any]], Any]] = {
+    "counter": _add_counter, "gauge": _set_gauge, "histogram": _add_histogram}
 
 
 def _le(le: Any) -> Any:

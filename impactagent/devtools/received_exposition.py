@@ -46,10 +46,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ..core.exposition_text import claimed_names, counter_base, scrub
+from ..server_rules.jsvalues import js_number, sanitize
 from .received import ReceivedMetrics
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -76,17 +76,9 @@ class Family:
 
 # -- what the server does to names and values ---------------------------------------------------
 
-def sanitize_name(name: str) -> str:
-    """``name`` with each character outside ``[a-zA-Z0-9_]`` replaced by ``_`` per UTF-16
-    code unit, as the server's ``/[^a-zA-Z0-9_]/g`` replaces in a JavaScript string."""
-    return "".join(
-        c if c.isascii() and (c.isalnum() or c == "_") else "__" if ord(c) > 0xFFFF else "_"
-        for c in name)
-
-
 def exposed_name(name: str) -> Optional[str]:
     """The name the server exposes ``name`` under, or None if it exposes nothing for it."""
-    sanitized = sanitize_name(name)
+    sanitized = sanitize(name)
     return sanitized if _VALID_START.match(sanitized) else None
 
 
@@ -110,30 +102,6 @@ def series_labels(labels: Iterable[Tuple[str, Any]], kind: str) -> SeriesLabels:
         result.setdefault("exported_le", result["le"])
         del result["le"]
     return tuple(sorted(result.items(), key=_label_order))
-
-
-def js_number(value: Any) -> str:
-    """``value`` written as JavaScript's ``Number.prototype.toString`` writes it."""
-    number = float(value)
-    if number != number:
-        return "NaN"
-    if number in (_INF, -_INF):
-        return "Infinity" if number > 0 else "-Infinity"
-    if number == 0:
-        return "0"
-    sign, digits, exponent = Decimal(repr(number)).normalize().as_tuple()
-    text = "".join(map(str, digits))
-    k, n = len(text), len(text) + int(exponent)  # value = 0.<text> * 10**n
-    if k <= n <= 21:
-        body = text + "0" * (n - k)
-    elif 0 < n <= 21:
-        body = f"{text[:n]}.{text[n:]}"
-    elif -6 < n <= 0:
-        body = "0." + "0" * -n + text
-    else:
-        mantissa = text[0] + (f".{text[1:]}" if k > 1 else "")
-        body = f"{mantissa}e{'+' if n - 1 >= 0 else '-'}{abs(n - 1)}"
-    return ("-" if sign else "") + body
 
 
 def go_number(value: Any) -> str:

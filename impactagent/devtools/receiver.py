@@ -67,10 +67,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 from urllib.parse import parse_qs, unquote_plus
 
-from ..core._jsvalues import js_string
 from ..core.charts import ChartConfig
 from ..core.payload import environment_from_token
-from ..core.validation import MAX_BODY, REJECTED, check_document, parse_body
+from ..server_rules.jsvalues import js_string
+from ..server_rules.validation import MAX_BODY, REJECTED, check_document, parse_body
 from .declared import previews
 from .impact import impact
 from .received import ReceivedMetrics, Request

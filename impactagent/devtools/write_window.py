@@ -29,13 +29,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..core._jsvalues import YEAR_ONE_MS, hour_of
 from ..core.server_limits import (
     DROPPED_VARIANT_NAMES,
     MAX_APP_NAME_LENGTH,
     MAX_VARIANT_COUNT,
     OBJECT_PROTOTYPE_PROPERTIES,
 )
+from ..server_rules.dates import YEAR_ONE_MS, hour_of
 
 #: The names a plain JavaScript object answers from its prototype.
 _PROTOTYPE = OBJECT_PROTOTYPE_PROPERTIES - DROPPED_VARIANT_NAMES
