@@ -1,28 +1,15 @@
-"""The impact view's numbers: for each flag, each metric labelled by it, aggregated per
-variant (or ``enabled`` / ``disabled``) over a window of the last hour, as Unleash's impact
-charts aggregate them. ``GET /api/impact`` answers with :func:`impact`.
+"""The impact view's numbers (``GET /api/impact``): for each flag, each metric labelled by
+it, aggregated per variant (or ``enabled`` / ``disabled``) over a window of the last hour,
+as Unleash's impact charts aggregate them.
 
-A metric is *labelled by a flag* when it carries the label that the agent names after the
-flag (``new-checkout`` -> ``new_checkout``, see ``flags=`` on ``agent.counter``) and the
-receiver has counted evaluations of that flag from the same app. Its series are grouped by
-that label's value, every other label summed over (routes, say). A metric labelled by no flag
-is one group, ``all``. Aggregations, over the window and per step (10 s):
-
-- counters: ``increase``, the sum of the deltas received; ``rate``, increase per second
-  (increase / window seconds; Unleash's ``rps`` and ``count``);
-- gauges: ``last``, the value received last; ``average``, the mean of the values received
-  (Unleash's ``avg``); ``samples``, how many; ``total``, the last value of each series
-  added up (Unleash's ``sum``);
-- histograms: ``count``, ``sum``, ``mean`` (sum / count) and ``p50``, ``p95``, ``p99``,
-  estimated from the summed cumulative buckets as Prometheus' ``histogram_quantile``
-  does: see :func:`quantile`;
-- flags (``exposure``): evaluations per group and each group's ``share`` of all
-  evaluations, where the groups are the label values the agent gives a metric recorded after
-  an evaluation: each variant's name, ``enabled`` for yes without a variant (yes minus the
-  variants' counts) and ``disabled`` for no. (A variant named ``disabled`` is a no.)
-
-A value that nothing defines (a gauge or histogram in a step without samples, a share of
-no evaluations) is ``null``.
+A metric is labelled by a flag when it carries the label the agent names after the flag
+(``new-checkout`` -> ``new_checkout``) and the receiver counted that flag's evaluations from
+the same app; its series are grouped by that label's value, other labels summed over, and
+a metric labelled by no flag is one group, ``all``. Per window and per step: a counter's
+``increase`` and ``rate``; a gauge's ``last``, ``average``, ``samples`` and ``total`` (each
+series' last value added up: Unleash's ``sum``); a histogram's ``count``, ``sum``, ``mean``
+and ``p50``/``p95``/``p99`` (:func:`quantile`); a flag's evaluations per group and each
+group's ``share``. What nothing defines (a step without samples) is ``null``.
 """
 
 from __future__ import annotations
@@ -41,13 +28,9 @@ _INF = float("inf")
 
 def quantile(q: float, buckets: Dict[Any, float]) -> Optional[float]:
     """The ``q``-quantile of cumulative ``buckets`` (``{upper bound: count}``, ``"+Inf"``
-    or ``inf`` for the last), as Prometheus' ``histogram_quantile`` estimates it: find the
-    bucket the rank ``q x count`` falls in and interpolate linearly within it, from the
-    bound below (0 for the first bucket) to its own. The counts are first made monotonic (a
-    count below the one before it is raised to it), as Prometheus does. A rank in the
-    ``+Inf`` bucket answers the highest finite bound; a first bucket bounded at or below 0
-    answers its bound. None without observations or without a ``+Inf`` bucket (Prometheus:
-    NaN).
+    or ``inf`` last) as Prometheus' ``histogram_quantile`` estimates it: linear within the
+    bucket the rank ``q x count`` falls in, counts made monotonic first; the highest finite
+    bound for a rank in ``+Inf``; None without observations or a ``+Inf`` bucket.
 
     >>> quantile(0.5, {0.1: 2, 0.5: 6, 1.0: 8, "+Inf": 8})  # rank 4: half-way in (0.1, 0.5]
     0.30000000000000004
@@ -59,9 +42,8 @@ def quantile(q: float, buckets: Dict[Any, float]) -> Optional[float]:
     bounds: List[Tuple[float, float]] = []
     for bound, n in sorted((_INF if le == "+Inf" else float(le), n)
                            for le, n in buckets.items()):
-        # Cumulative counts never fall as the bound rises; summed over series whose bounds
-        # differ they can (a series missing a bound adds 0 there). Prometheus raises such a
-        # count to the one before it before interpolating, and so does this.
+        # Summed over series whose bounds differ, counts can fall as the bound rises (a
+        # series missing a bound adds 0 there): raised to the one before, as Prometheus does.
         bounds.append((bound, max(n, bounds[-1][1]) if bounds else n))
     if not bounds or bounds[-1][0] != _INF or bounds[-1][1] <= 0:
         return None

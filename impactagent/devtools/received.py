@@ -1,20 +1,11 @@
-"""What a development receiver holds: metrics bodies stored as unleash-server 8.2.0 stores them.
+"""What a development receiver holds: bodies stored as unleash-server 8.2.0 stores them.
 
-- Flag counts in hourly bins per app, environment and flag, keyed by the hour the body's
-  ``bucket.stop`` falls in, as the server keys them: yes, no and variant counts summed
-  (after the server's coercions: ``"3"`` is 3, ``true`` is 1, a fractional ``yes`` is
-  rounded).
-- Impact metrics as the server's registry holds them: one metric per *sanitised name*,
-  whoever sent it, with series keyed by their labels (sanitised label names, values as
-  JavaScript prints them). A series belongs to the app its ``appName`` label names; a sample
-  without one (``labels: {}``) is a series of no app, as on the server. Counters summed,
-  gauges last, histograms summed bucket by bucket. A metric whose label names grow, or whose
-  histogram boundaries change, is recreated empty; one name sent as a second type stops the
-  body's translation there, as the server's registry refuses it.
-- A log of the last requests: when, from which app, the answer, and every problem found.
-
-The environment is the token's (``project:environment.secret``), as the server takes it,
-else the body's.
+Flag counts in hourly bins per app, environment and flag (the hour of ``bucket.stop``),
+after the server's coercions. Impact metrics as its registry holds them: one metric per
+sanitised name, whoever sent it, series keyed by their labels (a sample without ``appName``
+is a series of no app); counters summed, gauges last, histograms bucket by bucket. A metric
+whose label names grow or whose boundaries change is recreated empty; a second type for a
+name stops the body's translation. And a log of the last requests.
 
 >>> received = ReceivedMetrics()
 >>> _ = received.add({"appName": "shop", "bucket": {"start": "2026-11-25T10:59:00Z",
@@ -65,23 +56,18 @@ class Request:
 class ReceivedMetrics:
     """Thread-safe aggregates of every accepted body, and a log of recent requests.
 
-    Every view returns a copy made under the lock: a test may read while the receiver's
-    threads are adding bodies (iterating the live log then would raise "deque mutated
-    during iteration", and a total read in two steps could mix two moments).
-    """
+    Every view is a copy made under the lock, so a reader never sees half a body."""
 
     def __init__(self, series: Optional[SeriesStore] = None) -> None:
         self._lock = threading.Lock()
         self._series = series if series is not None else SeriesStore()
         # (app, environment, flag, hour) -> {"yes", "no", "variants"}
         self._flags: Dict[Tuple[str, str, str, str], Dict[str, Any]] = {}
-        # sanitised name -> {"type", "help", "labels": label names, "series": {key: [labels,
-        # value]},
-        # "boundaries": histogram le values seen}: the server's registry
+        # The server's registry: sanitised name -> {"type", "help", "labels": label names,
+        # "series": {key: [labels, value]}, "boundaries": histogram le values seen}
         self._metrics: Dict[str, Dict[str, Any]] = {}
         self._log: Deque[Request] = deque(maxlen=LOG_SIZE)
         self._bodies_accepted = 0
-        # Flag counts not written yet, and the writes the server would have failed.
         self._window = WriteWindow()
         self._failures: Deque[WindowFailure] = deque(maxlen=LOG_SIZE)
 
@@ -116,13 +102,9 @@ class ReceivedMetrics:
 
     def add(self, document: Dict[str, Any], environment: str,
             problems: Optional[List[Problem]] = None) -> List[Problem]:
-        """Store one accepted body as the server would, given the problems ``check_document``
-        found in it; return the problems that depend on what earlier bodies registered (a
-        metric name already taken by another type).
-
-        Flag counts go to the write window, written as the server writes it (see
-        :mod:`.write_window`): at the next read, or when a body arrives once the window has
-        been open for the server's write period."""
+        """Store one accepted body as the server would, given what ``check_document`` found
+        in it; return the problems that depend on earlier bodies (a name taken by another
+        type). Flag counts go to the write window (:mod:`.write_window`)."""
         problems = problems or []
         if any(p.outcome == REJECTED for p in problems):
             return []
@@ -153,8 +135,7 @@ class ReceivedMetrics:
 
     def window_problems(self, document: Dict[str, Any], environment: str) -> List[Problem]:
         """Why the open write window would fail with this body's flag counts in it, where
-        neither fails alone (a variant count summed past the server's column): the body
-        that makes the server lose every app's counts."""
+        neither fails alone (a variant count summed past the server's column)."""
         with self._lock:
             reasons = self._window.failing_with(
                 _arrivals(document, environment, self._series.clock()))
@@ -163,8 +144,8 @@ class ReceivedMetrics:
                         "every app's counts in it are lost") for reason in reasons]
 
     def write(self) -> None:
-        """Write the flag counts of the open window now, as the server does every few
-        seconds (every read does it first: what a test reads has been written)."""
+        """Write the open window's flag counts now, as the server does every few seconds
+        (every read does it first)."""
         with self._lock:
             self._write()
 
@@ -231,8 +212,8 @@ class ReceivedMetrics:
             return self._metric_totals(app_name)
 
     def totals(self, app_name: Optional[str] = None) -> Dict[str, Any]:
-        """Flags and impact metrics together (the shape tests compare with ``==``), read at
-        one moment: no body is half counted in them."""
+        """Flags and impact metrics together, read at one moment (the shape tests compare
+        with ``==``)."""
         with self._lock:
             self._write()
             return {"flags": self._flag_totals(app_name), **self._metric_totals(app_name)}
@@ -298,9 +279,8 @@ class ReceivedMetrics:
                     "metrics": metrics, "requests": log, "failed_writes": failed}
 
     def metric_entries(self) -> List[Tuple[Tuple[str, str, str], Dict[str, Any]]]:
-        """Each metric's series (copies) grouped by the ``appName`` and ``environment`` labels
-        they carry (``""`` for a series without them), for the Prometheus view: a series is
-        listed once, under the app its labels name, as the server exposes it."""
+        """Each metric's series (copies) grouped by their ``appName`` and ``environment``
+        labels (``""`` without them), for the Prometheus view."""
         with self._lock:
             return self._entries()
 
@@ -345,13 +325,10 @@ def _sorted_buckets(histogram: Dict[str, Any]) -> List[Tuple[Any, int]]:
 
 
 def _series_key(sample: Dict[str, Any], kind: str) -> Tuple[Any, Labels]:
-    """A sample's series on the server: the registry's key, and the labels it shows
-    (sanitised names that start with a letter or _, values as JavaScript prints them; the
-    last of two names that sanitise alike wins).
-
-    Counters and gauges are keyed as prom-client keys them, ``name:value,`` joined in name
-    order, so ``{a: "x,b:y"}`` is the series of ``{a: "x", b: "y"}`` and ``1`` that of
-    ``"1"``; a histogram's key tells a number from a string."""
+    """A sample's series on the server: the registry's key, and the labels it shows (valid
+    sanitised names, the last of two that sanitise alike winning; values as JavaScript
+    prints them). Counters and gauges are keyed as prom-client keys them, ``name:value,``
+    joined, so ``{a: "x,b:y"}`` is ``{a: "x", b: "y"}``; a histogram's tells 1 from "1"."""
     named: Dict[str, Any] = {}
     for key, value in (sample.get("labels") or {}).items():
         name = sanitize(key)
