@@ -41,7 +41,7 @@ written itself:
   symbolic link (to another app's body, say), a FIFO, a device, a directory or a hard link
   is never read: it is moved, as itself, to ``corrupt/`` and counted.
 - What is read must be a body this agent would send: valid by the package's own checks
-  (:mod:`impactagent.core.validation`: nothing the server would refuse or discard) and
+  (:mod:`impactagent.server_rules.validation`: nothing the server would refuse or discard) and
   convertible by :func:`~impactagent.core.payload.payload_from_document`. Anything else is moved
   to ``corrupt/`` too.
 

@@ -159,11 +159,7 @@ class ReceivedMetrics:
         arrivals = self._window.arrivals
         written, failure = self._window.write()
         for key, counts in written.items():
-            total = self._flags.setdefault(key, {"yes": 0, "no": 0, "variants": {}})
-            total["yes"] += counts["yes"]
-            total["no"] += counts["no"]
-            for variant, n in counts["variants"].items():
-                total["variants"][variant] = total["variants"].get(variant, 0) + n
+            _add_counts(self._flags.setdefault(key, _no_counts()), counts)
         if failure is not None:
             self._failures.append(failure)
         for arrival in arrivals:
@@ -223,11 +219,7 @@ class ReceivedMetrics:
         for (app, _env, flag, _hour), counts in self._flags.items():
             if app_name is not None and app != app_name:
                 continue
-            total = totals.setdefault(flag, {"yes": 0, "no": 0, "variants": {}})
-            total["yes"] += counts["yes"]
-            total["no"] += counts["no"]
-            for variant, n in counts["variants"].items():
-                total["variants"][variant] = total["variants"].get(variant, 0) + n
+            _add_counts(totals.setdefault(flag, _no_counts()), counts)
         return totals
 
     def _metric_totals(self, app_name: Optional[str]) -> Dict[str, Dict[Any, Any]]:
@@ -312,6 +304,18 @@ def _arrivals(document: Dict[str, Any], environment: str, at: float) -> List[Arr
                                 int(at * 1000) if stop is None else stop,
                                 yes or 0, int(no or 0), variants))  # type: ignore[arg-type]
     return arrivals
+
+
+def _no_counts() -> Dict[str, Any]:
+    return {"yes": 0, "no": 0, "variants": {}}
+
+
+def _add_counts(total: Dict[str, Any], counts: Dict[str, Any]) -> None:
+    """Add a flag's ``counts`` (yes, no, variants) into ``total``."""
+    total["yes"] += counts["yes"]
+    total["no"] += counts["no"]
+    for variant, n in counts["variants"].items():
+        total["variants"][variant] = total["variants"].get(variant, 0) + n
 
 
 def _copy(value: Any) -> Any:

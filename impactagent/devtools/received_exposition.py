@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ..core.exposition_text import claimed_names, counter_base, scrub
-from ..server_rules.jsvalues import js_number, sanitize, valid_name
+from ..server_rules.jsvalues import js_number, js_string, sanitize, valid_name
 from .received import ReceivedMetrics
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -54,11 +54,7 @@ def exposed_name(name: str) -> Optional[str]:
 
 def label_value(value: Any) -> str:
     """A label value as the server writes it: strings as sent, numbers as JavaScript."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return js_number(value)
-    return scrub(str(value))
+    return scrub(js_string(value))
 
 
 def series_labels(labels: Iterable[Tuple[str, Any]], kind: str) -> SeriesLabels:

@@ -107,9 +107,11 @@ def check_body(raw: bytes) -> List[Problem]:
 def check_own_body(raw: bytes) -> List[Problem]:
     """:func:`check_body`, and a bucket required: impactagent always sends one, as servers
     before 8.0 answer 400 without it."""
-    problems = check_body(raw)
-    document, _ = parse_body(raw)
-    if document is not None and not isinstance(document.get("bucket"), dict):
+    document, problems = parse_body(raw)
+    if document is None:
+        return problems
+    problems = check_document(document)
+    if not isinstance(document.get("bucket"), dict):
         problems.append(Problem(REJECTED, "bucket", "missing: impactagent always sends one "
                                 "(servers before 8.0 answer 400 without it)"))
     return problems
