@@ -18,6 +18,8 @@ import re
 import reprlib
 from typing import Any, Optional, Union
 
+from ..core._naming import NAME_PATTERN
+
 Number = Union[int, float]
 
 # ASCII digits only: JavaScript's \d is [0-9] (Python's also matches other scripts' digits).
@@ -169,9 +171,9 @@ def sanitize(name: str) -> str:
 
 
 def valid_name(sanitized: str) -> bool:
-    """A sanitised name the server keeps: it starts with a letter or ``_``."""
-    return bool(sanitized) and (sanitized[0] == "_" or (sanitized[0].isascii()
-                                                        and sanitized[0].isalpha()))
+    """A sanitised name the server keeps: it starts with a letter or ``_`` (the rule the
+    agent holds its own names to)."""
+    return NAME_PATTERN.match(sanitized) is not None
 
 
 def shown(value: Any) -> str:
