@@ -21,6 +21,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import ulid
 
+from ._family import MetricFamily
+
 TIME_RANGES = ("hour", "day", "week", "month")
 AGGREGATIONS = ("rps", "count", "avg", "sum", "p50", "p95", "p99")
 Y_AXIS_MINS = ("auto", "zero")
@@ -82,7 +84,7 @@ class Chart:
         if self.flag is not None and (not isinstance(self.flag, str) or not self.flag):
             raise TypeError(f"chart flag must be a flag name, got {self.flag!r}")
 
-    def for_metric(self, metric: Any) -> ChartConfig:
+    def for_metric(self, metric: MetricFamily[Any]) -> ChartConfig:
         """The configuration of this chart for ``metric`` (a defined counter, gauge or
         histogram); raises if the chart cannot draw that metric."""
         if self.aggregation in _PERCENTILES and metric.kind != "histogram":

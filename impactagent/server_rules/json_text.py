@@ -61,6 +61,10 @@ def _without_surrogates(value: Any) -> Any:
     return root[0]
 
 
+#: What :meth:`_DeepParser._value` answers after opening a container: nothing to place yet.
+_OPENED = object()
+
+
 class _DeepParser:
     """JSON without recursion, for documents nested past the recursion limit: the open
     containers are a list, not the call stack."""
@@ -154,5 +158,3 @@ class _DeepParser:
     def _skip(self, at: int) -> int:
         return _SPACE.match(self.text, at).end()  # type: ignore[union-attr]
 
-
-_OPENED = object()
