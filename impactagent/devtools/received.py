@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, FrozenSet, List, Optional, Set, Tuple
 
 from ..core.server_limits import DROPPED_VARIANT_NAMES
 from ..server_rules.dates import js_date_ms
@@ -53,6 +53,17 @@ class Request:
     problems: List[str] = field(default_factory=list)
 
 
+@dataclass
+class _Registered:
+    """A metric in the server's registry, as it keeps one per sanitised name."""
+
+    type: str
+    help: str
+    labels: Set[str]  # the label names it was created with
+    series: Dict[Any, List[Any]] = field(default_factory=dict)  # key -> [labels, value]
+    boundaries: Set[Any] = field(default_factory=set)  # a histogram's le values seen
+
+
 class ReceivedMetrics:
     """Thread-safe aggregates of every accepted body, and a log of recent requests.
 
@@ -63,9 +74,7 @@ class ReceivedMetrics:
         self._series = series if series is not None else SeriesStore()
         # (app, environment, flag, hour) -> {"yes", "no", "variants"}
         self._flags: Dict[Tuple[str, str, str, str], Dict[str, Any]] = {}
-        # The server's registry: sanitised name -> {"type", "help", "labels": label names,
-        # "series": {key: [labels, value]}, "boundaries": histogram le values seen}
-        self._metrics: Dict[str, Dict[str, Any]] = {}
+        self._metrics: Dict[str, _Registered] = {}  # the server's registry, by sanitised name
         self._log: Deque[Request] = deque(maxlen=LOG_SIZE)
         self._bodies_accepted = 0
         self._window = WriteWindow()
@@ -176,15 +185,13 @@ class ReceivedMetrics:
         if not valid_name(name) or kind not in _ADD or (kind == "histogram" and not samples):
             return None  # skipped
         entry = self._metrics.get(name)
-        if entry is not None and entry["type"] != kind:
-            return f"{name!r} is registered as a {entry['type']} already"
+        if entry is not None and entry.type != kind:
+            return f"{name!r} is registered as a {entry.type} already"
         label_names = {k for k in (sanitize(k) for s in samples for k in (s.get("labels") or {}))
                        if valid_name(k)}
-        if entry is None or not label_names <= entry["labels"] or (
+        if entry is None or not label_names <= entry.labels or (
                 kind == "histogram" and _new_boundaries(entry, samples[0])):
-            entry = self._metrics[name] = {"type": kind, "help": metric["help"],
-                                           "labels": label_names, "series": {},
-                                           "boundaries": set()}
+            entry = self._metrics[name] = _Registered(kind, metric["help"], label_names)
         for sample in samples:
             key, labels = _series_key(sample, kind)
             delta = _ADD[kind](entry, key, labels, sample)
@@ -225,9 +232,9 @@ class ReceivedMetrics:
     def _metric_totals(self, app_name: Optional[str]) -> Dict[str, Dict[Any, Any]]:
         result: Dict[str, Dict[Any, Any]] = {"counters": {}, "gauges": {}, "histograms": {}}
         for name, entry in self._metrics.items():
-            kind = entry["type"] + "s"
+            kind = entry.type + "s"
             # Two series that print alike (a histogram's 1 and "1") read back as the later.
-            for labels, value in entry["series"].values():
+            for labels, value in entry.series.values():
                 if app_name is None or dict(labels).get("appName") == app_name:
                     result[kind][(name, labels)] = _copy(value)
         return result
@@ -237,10 +244,10 @@ class ReceivedMetrics:
         for none): ``((app, environment, name), {"type", "help", "series"})``, sorted."""
         grouped: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
         for name, entry in self._metrics.items():
-            for labels, value in entry["series"].values():
+            for labels, value in entry.series.values():
                 named = dict(labels)
                 key = (named.get("appName", ""), named.get("environment", ""), name)
-                group = grouped.setdefault(key, {"type": entry["type"], "help": entry["help"],
+                group = grouped.setdefault(key, {"type": entry.type, "help": entry.help,
                                                  "series": {}})
                 group["series"][labels] = _copy(value)
         return sorted(grouped.items())
@@ -346,7 +353,7 @@ def _series_key(sample: Dict[str, Any], kind: str) -> Tuple[Any, Labels]:
     return "".join(f"{name}:{js_string(value)}," for name, value in ordered), labels
 
 
-def _add_counter(entry: Dict[str, Any], key: Any, labels: Labels,
+def _add_counter(entry: _Registered, key: Any, labels: Labels,
                  sample: Dict[str, Any]) -> Optional[float]:
     """Add a counter's sample; None for a negative one, where the translation stops."""
     value = joi_number(sample["value"])
@@ -354,22 +361,22 @@ def _add_counter(entry: Dict[str, Any], key: Any, labels: Labels,
     if value < 0:
         return None
     # A counter keeps the labels it was first seen with.
-    entry["series"].setdefault(key, [labels, 0])[1] += value
+    entry.series.setdefault(key, [labels, 0])[1] += value
     return value
 
 
-def _set_gauge(entry: Dict[str, Any], key: Any, labels: Labels,
+def _set_gauge(entry: _Registered, key: Any, labels: Labels,
                sample: Dict[str, Any]) -> Optional[float]:
     # A gauge keeps the labels it was last set with.
     value = joi_number(sample["value"])
-    entry["series"][key] = [labels, value]
+    entry.series[key] = [labels, value]
     return value
 
 
-def _add_histogram(entry: Dict[str, Any], key: Any, labels: Labels,
+def _add_histogram(entry: _Registered, key: Any, labels: Labels,
                    sample: Dict[str, Any]) -> Dict[str, Any]:
     """Add a histogram's sample bucket by bucket; the sample as added (its delta)."""
-    total = entry["series"].setdefault(key, [labels, {"count": 0, "sum": 0, "buckets": {}}])[1]
+    total = entry.series.setdefault(key, [labels, {"count": 0, "sum": 0, "buckets": {}}])[1]
     buckets: Dict[Any, Any] = {}
     delta = {"count": joi_number(sample["count"]), "sum": joi_number(sample["sum"]),
              "buckets": buckets}
@@ -379,12 +386,12 @@ def _add_histogram(entry: Dict[str, Any], key: Any, labels: Labels,
         le, n = _le(bucket["le"]), joi_number(bucket["count"])
         total["buckets"][le] = total["buckets"].get(le, 0) + n
         buckets[le] = buckets.get(le, 0) + n
-        entry["boundaries"].add(le)
+        entry.boundaries.add(le)
     return delta
 
 
 #: How a sample of each type adds to its series: the delta filed in the store, or None.
-_ADD: Dict[str, Callable[[Dict[str, Any], Any, Labels, Dict[str, Any]], Any]] = {
+_ADD: Dict[str, Callable[[_Registered, Any, Labels, Dict[str, Any]], Any]] = {
     "counter": _add_counter, "gauge": _set_gauge, "histogram": _add_histogram}
 
 
@@ -392,12 +399,11 @@ def _le(le: Any) -> Any:
     return le if le == "+Inf" else float(joi_number(le))  # type: ignore[arg-type]
 
 
-def _new_boundaries(entry: Dict[str, Any], first: Dict[str, Any]) -> bool:
+def _new_boundaries(entry: _Registered, first: Dict[str, Any]) -> bool:
     """The server recreates a histogram when the first sample's bucket boundaries are not
     exactly the ones it has seen."""
     les = [_le(b["le"]) for b in first["buckets"]]
-    return len(entry["boundaries"]) != len(les) or any(le not in entry["boundaries"]
-                                                      for le in les)
+    return len(entry.boundaries) != len(les) or any(le not in entry.boundaries for le in les)
 
 
 def _iso(at: float) -> str:
