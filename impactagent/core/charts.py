@@ -29,8 +29,6 @@ Y_AXIS_MINS = ("auto", "zero")
 SOURCES = ("internal", "external")
 STEPS = ("1m", "15m", "3h", "1d")
 MODES = ("read", "write")
-#: The step a server derives from each time range (inferred from the seed's example).
-STEP_OF = {"hour": "1m", "day": "15m", "week": "3h", "month": "1d"}
 _PERCENTILES = ("p50", "p95", "p99")
 #: Labels every sample carries (the agent's) or the server adds; selectable on any metric.
 _ALWAYS_SELECTABLE = ("appName", "environment", "origin")

@@ -16,7 +16,8 @@ from .impact import impact
 from .impact_view import metric_figure
 from .timeseries import SeriesStore
 
-#: Unleash's step per time range, in seconds, and the range's length.
+#: The step the server derives from each time range (1m, 15m, 3h, 1d), in seconds, and the
+#: range's length.
 STEP_SECONDS = {"hour": 60, "day": 900, "week": 10_800, "month": 86_400}
 RANGE_SECONDS = {"hour": 3600, "day": 86_400, "week": 604_800, "month": 2_592_000}
 #: The number each aggregation draws, by metric type (see the module).
