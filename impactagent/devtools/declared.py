@@ -20,7 +20,7 @@ from .timeseries import SeriesStore
 #: range's length.
 STEP_SECONDS = {"hour": 60, "day": 900, "week": 10_800, "month": 86_400}
 RANGE_SECONDS = {"hour": 3600, "day": 86_400, "week": 604_800, "month": 2_592_000}
-#: The number each aggregation draws, by metric type (see the module).
+#: The impact number each chart aggregation draws, by metric type.
 FIELDS = {
     "counter": {"rps": "rate", "count": "increase", "avg": "rate", "sum": "increase"},
     "gauge": {"avg": "average", "sum": "total", "rps": "average", "count": "average"},
