@@ -10,24 +10,10 @@ Unleash server answers, with every body checked strictly and shown as it aggrega
 True
 {'beta': {'yes': 1, 'no': 0, 'variants': {}}}
 
-It answers as a real server does (the rules: :mod:`impactagent.server_rules.validation`):
-202 for a body it takes, the parts a server would drop logged, shown and dropped here too
-(``strict=True`` answers 400 instead, never for what a server stores whole); 400 for a body
-a server rejects, or a ``Content-Length`` that is not one number or not met; 401 without the
-token, when one is set; 413 over 100 kB inflated; 415 for a content type, charset or
-encoding a server refuses (:mod:`.request_body`); 408 for a body that stops arriving
-(``read_timeout``: each connection has its own thread, so a slow client holds up no other).
-
-Views: ``GET /`` the page, ``/api/received`` JSON, ``/metrics`` Prometheus text or
-OpenMetrics, ``/api/impact`` the impact view's numbers (``?window=<seconds>``),
-``/api/charts`` the charts declared in code. ``POST /api/client/register`` is taken too, and
-with ``features=`` ``GET /api/client/features`` serves them, so an app's Unleash SDK can run
-against the receiver alone.
-
-With ``token=`` every endpoint wants it: the POSTs as an SDK sends it (the whole
-``Authorization`` header, or after ``Bearer``), the views also as Bearer, HTTP Basic (the
-password: a browser asks) or ``?token=``. Tokens are compared in constant time and cut from
-every log line, however their parameter's name is percent-encoded.
+Its answers, views and token rules are ``docs/receiver.md``'s; on top of the server's body
+rules (:mod:`impactagent.server_rules`) it answers 415 and 408 as the server's HTTP layer
+does (:mod:`.request_body`), each connection on a thread of its own so that a slow client
+holds up no other, and never logs a token.
 """
 
 from __future__ import annotations
@@ -154,12 +140,11 @@ class Receiver:
 
     def allows(self, authorization: Optional[str], *, view: bool = False,
                query: str = "") -> bool:
-        """True when no token is configured or the request carries it, as the module says
-        (``view``: a view, which takes more ways of carrying it)."""
+        """True when no token is configured or the request carries it: the whole
+        ``Authorization`` header or after ``Bearer``, and for a ``view`` also as HTTP Basic's
+        password (a browser asks) or ``?token=`` in the ``query``."""
         if self.token is None:
             return True
-        # The whole header, as an SDK sends it; or, as the server also takes it, the token
-        # after a "Bearer " (any case).
         offered = [(authorization or "").strip(), _bearer(authorization)]
         if view:
             offered += [_basic_password(authorization),

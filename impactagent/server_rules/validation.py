@@ -1,13 +1,8 @@
 """Is this ``ClientMetrics`` body one a real Unleash server would take, and take whole?
 
-unleash-server 8.2.0's rules, checked body by body against a running server
-(``tests/e2e/test_differential.py``), in the order the server applies them: the JSON limit
-(:data:`TOO_LARGE`), the request schema, which Ajv checks with type coercion
-(:data:`REJECTED`), the impact-metrics schema, which Joi checks and whose failure drops the
-whole ``impactMetrics`` array behind a 202 (:data:`DISCARDED`), then the translation metric
-by metric, which skips (:data:`IGNORED`) or stops (:data:`CUT`). :data:`POISONED` is the
-worst: a 202, then a failed write that loses other apps' counts. ``docs/protocol.md`` lists
-every rule; what a server stores without complaint, however odd, is a :func:`notes` entry.
+unleash-server 8.2.0's rules (``docs/protocol.md``), checked body by body against a running
+server, in its order: the JSON limit, the request schema (Ajv, coercing), the impact-metrics
+schema (Joi), the translation metric by metric. :data:`OUTCOMES` says what each costs.
 
 >>> [p.message for p in check_body(b'{"appName": "shop", "bucket": null, "x": NaN}')]
 ['not JSON: NaN is not a JSON value (servers answer 400)']
@@ -48,7 +43,9 @@ REJECTED = "rejected"
 DISCARDED = "discarded"
 CUT = "cut"
 IGNORED = "ignored"
-#: The outcomes from worst to mildest; ``outcome_of`` picks the first that applies.
+#: From worst to mildest: a 202, then a failed write that loses other apps' counts; a 413; a
+#: 400; the whole ``impactMetrics`` array dropped behind a 202; the array stopped at a
+#: metric; a flag or metric skipped.
 OUTCOMES = (POISONED, TOO_LARGE, REJECTED, DISCARDED, CUT, IGNORED)
 
 #: unleash-server's JSON body limit: express.json's default ``100kb``, in bytes.
