@@ -15,7 +15,6 @@ are sanitised per UTF-16 code unit, so an emoji becomes two ``_``.
 from __future__ import annotations
 
 import re
-import reprlib
 from typing import Any, Optional, Union
 
 from ..core._naming import NAME_PATTERN
@@ -174,9 +173,3 @@ def valid_name(sanitized: str) -> bool:
     """A sanitised name the server keeps: it starts with a letter or ``_`` (the rule the
     agent holds its own names to)."""
     return NAME_PATTERN.match(sanitized) is not None
-
-
-def shown(value: Any) -> str:
-    """``repr(value)`` cut short, for messages: a body's values may be nested thousands
-    deep or megabytes long."""
-    return reprlib.repr(value)

@@ -14,6 +14,7 @@ schema (Joi), the translation metric by metric. :data:`OUTCOMES` says what each 
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -33,7 +34,6 @@ from .jsvalues import (
     joi_number,
     js_string,
     sanitize,
-    shown,
     valid_name,
 )
 
@@ -165,6 +165,12 @@ def _sample_notes(sample: Any, histogram: bool) -> List[Tuple[str, str]]:
     return found
 
 
+def _shown(value: Any) -> str:
+    """``repr(value)`` cut short, for messages: a body's values may be nested thousands deep
+    or megabytes long."""
+    return reprlib.repr(value)
+
+
 def _rejected(where: str, message: str) -> Problem:
     return Problem(REJECTED, where, message + " (servers answer 400)")
 
@@ -213,7 +219,7 @@ def _bucket_problems(bucket: Dict[str, Any]) -> List[Problem]:
     """A bucket's required keys and its dates."""
     problems = [_rejected(f"bucket/{key}", "missing")
                 for key in ("start", "stop", "toggles") if key not in bucket]
-    problems += [_rejected(f"bucket/{key}", f"{shown(bucket[key])} is neither an RFC 3339 "
+    problems += [_rejected(f"bucket/{key}", f"{_shown(bucket[key])} is neither an RFC 3339 "
                            "date-time nor an integer timestamp")
                  for key in ("start", "stop") if key in bucket and js_date_ms(bucket[key]) is None]
     return problems
@@ -226,10 +232,10 @@ def _toggle_problems(where: str, toggle: Any) -> Tuple[List[Problem], bool]:
     problems = []
     yes, no = _count(toggle.get("yes"), False), _count(toggle.get("no"), True)
     if yes is None:
-        problems.append(_rejected(f"{where}/yes", f"{shown(toggle.get('yes'))} is not a "
+        problems.append(_rejected(f"{where}/yes", f"{_shown(toggle.get('yes'))} is not a "
                                   "number >= 0"))
     if no is None:
-        problems.append(_rejected(f"{where}/no", f"{shown(toggle.get('no'))} is not an "
+        problems.append(_rejected(f"{where}/no", f"{_shown(toggle.get('no'))} is not an "
                                   "integer >= 0"))
     variants = toggle.get("variants")
     if not ajv_null(variants) and not isinstance(variants, dict):
@@ -245,7 +251,7 @@ def _toggle_problems(where: str, toggle: Any) -> Tuple[List[Problem], bool]:
 def _variant_problems(where: str, variant: str, n: Any, counted: bool) -> List[Problem]:
     count = _count(n, True)
     if count is None:
-        return [_rejected(where, f"{shown(n)} is not an integer >= 0")]
+        return [_rejected(where, f"{_shown(n)} is not an integer >= 0")]
     if variant == "" or variant in DROPPED_VARIANT_NAMES:
         return [Problem(IGNORED, where, f"the variant name {variant!r}: the server stores the "
                         "flag's yes and no but not this count")]
@@ -312,7 +318,7 @@ def _discarded(where: str, message: str) -> Problem:
 def _metric_schema_problems(where: str, metric: Any) -> List[Problem]:
     if not isinstance(metric, dict):
         return [_discarded(where, "not an object")]
-    problems = [_discarded(f"{where}/{key}", f"{shown(metric.get(key))} is not a non-empty "
+    problems = [_discarded(f"{where}/{key}", f"{_shown(metric.get(key))} is not a non-empty "
                            "string")
                 for key in ("name", "help", "type")
                 if not isinstance(metric.get(key), str) or not metric[key]]
@@ -332,7 +338,7 @@ def _metric_schema_problems(where: str, metric: Any) -> List[Problem]:
 def _sample_problems(sample: Any, histogram: bool) -> List[Tuple[str, str]]:
     if not isinstance(sample, dict):
         return [("", "not an object")]
-    found = [(f"/{field}", f"{shown(sample.get(field))} is not a safe number (a number or "
+    found = [(f"/{field}", f"{_shown(sample.get(field))} is not a safe number (a number or "
               "numeric string, |x| <= 2**53 - 1)")
              for field in (("count", "sum") if histogram else ("value",))
              if _joi_safe(sample.get(field)) is None]
@@ -352,19 +358,19 @@ def _histogram_bucket_problems(buckets: Any) -> List[Tuple[str, str]]:
             found.append((f"/buckets/{k}", "not an object"))
             continue
         if bucket.get("le") != "+Inf" and _joi_safe(bucket.get("le")) is None:
-            found.append((f"/buckets/{k}/le", f"{shown(bucket.get('le'))} is neither a number"
+            found.append((f"/buckets/{k}/le", f"{_shown(bucket.get('le'))} is neither a number"
                           " nor the string '+Inf'"))
         if _joi_safe(bucket.get("count")) is None:
-            found.append((f"/buckets/{k}/count", f"{shown(bucket.get('count'))} is not a "
+            found.append((f"/buckets/{k}/count", f"{_shown(bucket.get('count'))} is not a "
                           "number"))
     return found
 
 
 def _label_problems(labels: Any) -> List[Tuple[str, str]]:
     if not isinstance(labels, dict):
-        return [("/labels", f"{shown(labels)} is not an object: send {{}} or leave it out")]
+        return [("/labels", f"{_shown(labels)} is not an object: send {{}} or leave it out")]
     # A label named "" matches no label name: its value is never checked, and dropped.
-    return [(f"/labels/{name}", f"{shown(value)} is neither a non-empty string nor a number")
+    return [(f"/labels/{name}", f"{_shown(value)} is neither a non-empty string nor a number")
             for name, value in labels.items()
             if name != "" and not (isinstance(value, str) and value)
             and _joi_safe(value) is None]
