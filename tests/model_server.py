@@ -38,7 +38,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from impactagent.core.validation import DISCARDED, REJECTED, check_document, parse_body
+from impactagent.server_rules.validation import DISCARDED, REJECTED, check_document, parse_body
 from tests.loopback import LoopbackHandler, LoopbackServer
 
 #: How long a stalled answer waits; the model's agents time out after 0.2 s.

@@ -1,5 +1,6 @@
-"""The validator the tests hold bodies to: the package's own (``impactagent.core.validation``),
-and the derivation of its shipped JSON Schema from the seed's OpenAPI document.
+"""The validator the tests hold bodies to: the package's own
+(``impactagent.server_rules.validation``), and the derivation of its shipped JSON Schema from
+the seed's OpenAPI document.
 
 The schema is amended in exactly one place, as the protocol notes require: ``Bucket.le``
 accepts a number or the string ``"+Inf"`` (JSON has no infinity; every real implementation
@@ -15,7 +16,7 @@ from typing import Any, Dict
 
 import yaml
 
-from impactagent.core.validation import check_document, notes
+from impactagent.server_rules.validation import check_document, notes
 
 OPENAPI = Path(__file__).parent / "data" / "client-metrics.openapi.yaml"
 SHIPPED = (Path(__file__).parents[1] / "impactagent" / "devtools" / "schemas"

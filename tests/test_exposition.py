@@ -24,12 +24,12 @@ from prometheus_client.parser import text_string_to_metric_families as text_fami
 import impactagent
 from impactagent.devtools.received import ReceivedMetrics
 from impactagent.devtools.received_exposition import (
-    js_number,
     openmetrics_format,
     text_format,
     wants_openmetrics,
 )
 from impactagent.devtools.receiver import Receiver
+from impactagent.server_rules.jsvalues import js_number
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 #: What Prometheus 2.x sends when it scrapes (OpenMetrics first, then the text format).

@@ -18,7 +18,7 @@ agent = impactagent.Agent("shop")
 agent.counter("jobs_total", "Jobs").inc(3)
 agent.record_flag("new-checkout", True, "blue")
 (body,) = agent.build_payloads(agent.collect())
-from impactagent.core.validation import check_body
+from impactagent.server_rules.validation import check_body
 print(body.document["bucket"]["toggles"], check_body(body.body))
 """
 

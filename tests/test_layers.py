@@ -24,6 +24,7 @@ PACKAGE = ROOT / "impactagent"
 #: Lowest first. A module's layer is the first prefix that matches its dotted name.
 LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
     ("core", ("impactagent.core",)),
+    ("server_rules", ("impactagent.server_rules",)),
     ("delivery", ("impactagent.delivery",)),
     ("prometheus", ("impactagent.prometheus",)),
     ("agent", ("impactagent.agent", "impactagent.agent_statistics")),
@@ -41,9 +42,6 @@ NOT_IN: List[Tuple[str, Tuple[str, ...]]] = [
     # The core runs on the app's hot path and never waits on I/O.
     ("impactagent.core", ("requests", "urllib3", "tenacity", "socket", "http",
                           "urllib.request", "impactagent.delivery")),
-    # The server imitation (what a real server refuses, its JavaScript value rules) checks
-    # bodies, it does not record: two of its modules still sit in core/, unused by the rest.
-    ("impactagent.core", ("impactagent.core.validation", "impactagent.core._jsvalues")),
     # Push and pull are two rooms: delivery sends deltas to Unleash and knows nothing of
     # Prometheus; a scrape reads the core's running totals, never the push side.
     ("impactagent.delivery", ("impactagent.prometheus", "prometheus_client")),
@@ -190,8 +188,14 @@ def test_the_circle_check_sees_one():
     ("delivery", "import prometheus_client", test_no_layer_imports_what_it_must_not),
     ("delivery", "from ..prometheus import workers", test_no_layer_imports_what_it_must_not),
     ("prometheus", "from ..delivery import settings", test_no_layer_imports_what_it_must_not),
-    ("core", "from .validation import check_own_body", test_no_layer_imports_what_it_must_not),
-    ("core", "from . import _jsvalues", test_no_layer_imports_what_it_must_not),
+    # The core records; the server's rules and the imitation of a server sit above it.
+    ("core", "from ..server_rules.validation import check_own_body",
+     test_no_import_runs_against_the_layers),
+    ("core", "from ..server_rules import jsvalues", test_no_import_runs_against_the_layers),
+    ("core", "import impactagent.devtools.received", test_no_import_runs_against_the_layers),
+    ("server_rules", "from ..delivery.spool import Spool", test_no_import_runs_against_the_layers),
+    ("server_rules", "from ..devtools.receiver import Receiver",
+     test_no_import_runs_against_the_layers),
 ])
 def test_the_layer_test_sees_a_wrong_import(room, line, test):
     # The checker itself, on a planted module in the room.

@@ -17,8 +17,8 @@ import requests
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from impactagent.core.validation import check_request, outcome_of
 from impactagent.devtools.receiver import Receiver
+from impactagent.server_rules.validation import check_request, outcome_of
 from tests.e2e.generated_bodies import CATEGORIES, canary
 
 TOKEN = "default:development.generated"

@@ -19,7 +19,8 @@ import pytest
 import requests
 
 from impactagent.devtools.received import LOG_SIZE
-from impactagent.devtools.received_views import page, prometheus_text
+from impactagent.devtools.received_exposition import text_format
+from impactagent.devtools.received_views import page
 from impactagent.devtools.receiver import READ_TIMEOUT, Receiver
 
 TOKEN = "default:production.robustness"
@@ -217,7 +218,7 @@ def test_every_view_is_safe_and_consistent_while_threads_post():
                 assert all("idle" in problem for problem in problems)
                 assert len(receiver.received.log) <= LOG_SIZE
                 receiver.received.as_json()
-                prometheus_text(receiver.received)
+                text_format(receiver.received)
                 page(receiver.received, receiver.url)
                 assert receiver.received.bodies_accepted >= 0
         finally:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from impactagent.core.validation import check_request, outcome_of
 from impactagent.devtools.receiver import Receiver
+from impactagent.server_rules.validation import check_request, outcome_of
 from tests.server_rules import (
     APP,
     CANARY,

@@ -1,10 +1,8 @@
 """``impactagent stats`` and ``impactagent charts plan|apply``: the admin commands.
 
-Both read the admin token from an environment variable (``UNLEASH_ADMIN_TOKEN`` by
-default), never from the command line, where it would land in shell history and ``ps``.
-A server that cannot be reached, answers an error or answers something that is not the
-admin API is the user's to fix (a wrong ``--url`` or token): one line, exit 2
-(:class:`~impactagent.devtools.cli_support.UsageError`).
+The admin token comes from an environment variable (``UNLEASH_ADMIN_TOKEN`` by default),
+never the command line, where shell history and ``ps`` would show it. A server that cannot
+be reached or is not the admin API is the user's to fix: one line, exit 2.
 """
 
 from __future__ import annotations

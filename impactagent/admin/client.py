@@ -1,16 +1,10 @@
 """The Unleash admin API calls impactagent makes: chart configurations and instance statistics.
 
-``AdminClient`` needs an admin token (never a client token: those are refused) and never
-logs or prints it: what a server answers passes through the agent's redactor
-(:mod:`impactagent.delivery.redaction`) before it reaches an :class:`AdminError`, since a
-gateway may echo the request's headers, and URLs are shown without their password. TLS is
-verified unless you say otherwise.
-
-Instance statistics (``GET /api/admin/instance-admin/statistics``) carry ``sum``, a SHA-256
-checksum meant to show they were not edited after the server produced them: the hex digest
-of ``instanceId``, ``users``, ``featureToggles``, ``projects`` (the total), ``roles``,
-``groups``, ``environments`` and ``segments``, written one after the other without
-separators. :func:`statistics_checksum` recomputes it.
+``AdminClient`` needs an admin token and never logs or prints it: what a server answers
+passes through the agent's redactor before it reaches an :class:`AdminError` (a gateway may
+echo the request's headers), and URLs are shown without their password. Instance statistics
+carry ``sum``, a SHA-256 of some of their fields written one after the other, which
+:func:`statistics_checksum` recomputes to show they were not edited.
 """
 
 from __future__ import annotations
@@ -27,6 +21,7 @@ import requests
 from ..core.charts import ChartConfig, ChartScope
 from ..delivery.redaction import Redactor, redact_url
 from ..delivery.settings import api_url
+from ..server_rules.jsvalues import js_string
 
 _CHECKSUM_FIELDS = ("instanceId", "users", "featureToggles", "projects", "roles", "groups",
                     "environments", "segments")
@@ -53,19 +48,9 @@ def statistics_checksum(statistics: Mapping[str, Any]) -> str:
         value = statistics.get(name)
         if name == "projects" and isinstance(value, list):  # per-mode counts: the total
             value = sum(int(p.get("count", 0)) for p in value)
-        values.append(_js_text(value))
+        # A JavaScript template literal: a missing field writes "undefined".
+        values.append("undefined" if value is None else js_string(value))
     return hashlib.sha256("".join(values).encode()).hexdigest()
-
-
-def _js_text(value: Any) -> str:
-    """How a JavaScript template literal writes a value (the server's side of the sum)."""
-    if value is None:
-        return "undefined"
-    if value is True or value is False:
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 @dataclass(frozen=True)

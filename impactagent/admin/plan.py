@@ -1,14 +1,9 @@
 """``impactagent charts plan`` and ``apply``: make the server's charts match the code's.
 
-A plan compares each declared chart with the server's configuration of the same id (ids
-are derived from what a chart is, see :func:`impactagent.core.charts.stable_id`):
-
-- ``create``: the server has no chart with that id;
-- ``update``: it has one, drawn differently (the fields that differ are listed);
-- ``unchanged``: it has one exactly as declared; ``apply`` leaves it alone.
-
-Charts on the server that the code does not declare are listed and left alone: the tool
-never deletes what someone may have made by hand.
+Each declared chart is compared with the server's chart of the same id (derived from what
+the chart is: :func:`~impactagent.core.charts.stable_id`): ``create``, ``update`` (the
+fields that differ listed) or ``unchanged``. Charts the code does not declare are listed as
+``unmanaged`` and left alone: someone may have made them by hand.
 """
 
 from __future__ import annotations

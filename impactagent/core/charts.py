@@ -1,38 +1,15 @@
-"""Impact-metric charts as code: the seed's chart configuration, typed and checked.
+"""Impact-metric charts as code: Unleash's chart configuration, typed and checked.
 
-Unleash (Enterprise, beta) draws impact metrics in charts configured through
-``POST /api/admin/impact-metrics/config`` (instance level) and
-``POST /api/admin/projects/{project}/features/{flag}/impact-metrics/config`` (next to a
-flag). Declare the chart where the metric is defined, and ``impactagent charts apply``
-creates or updates it::
+Unleash (Enterprise, beta) draws impact metrics in charts configured through its admin API,
+on the instance or next to a flag. Declare the chart where the metric is defined, and
+``impactagent charts apply`` creates or updates it::
 
     checkouts = agent.counter("checkout_total", "Checkouts",
                               chart=Chart(time_range="day", aggregation="rps"))
 
-Every field and enum of the seed is here, checked when the chart is made, so a typo fails in
-your code rather than as a 400 at deploy time:
-
-=================  ==========================================  =======================
-request field      values                                      here
-=================  ==========================================  =======================
-``metricName``     the Prometheus series: ``unleash_<type>_<name>``  from the metric
-``timeRange``      ``hour``, ``day``, ``week``, ``month``      ``time_range``
-``aggregationMode``  ``rps``, ``count``, ``avg``, ``sum``,     ``aggregation``
-                   ``p50``, ``p95``, ``p99``
-``yAxisMin``       ``auto``, ``zero``                          ``y_axis_min``
-``labelSelectors`` ``{label: [values]}``                       ``label_selectors``
-``id``             a ULID                                      derived, stable
-``title``          text                                        ``title``
-``source``         ``internal``, ``external``                  ``source``
-=================  ==========================================  =======================
-
-The response adds ``displayName``, ``step`` (``1m``, ``15m``, ``3h``, ``1d``: derived by
-the server from the time range) and ``mode`` (``read`` when a safeguard uses the chart,
-``write`` otherwise); :class:`ChartConfig` reads those too.
-
-The id is a ULID computed from what the chart *is* (its scope, metric and title), not from
-how it is drawn: applying twice updates the same chart, and changing the aggregation
-updates it rather than adding a second one.
+Every field and enum is checked when the chart is made, so a typo fails in your code rather
+than as a 400 at deploy time. The id is derived from what the chart is (scope, metric,
+title), not how it is drawn: applying twice updates the same chart.
 """
 
 from __future__ import annotations
@@ -44,14 +21,14 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import ulid
 
+from ._family import MetricFamily
+
 TIME_RANGES = ("hour", "day", "week", "month")
 AGGREGATIONS = ("rps", "count", "avg", "sum", "p50", "p95", "p99")
 Y_AXIS_MINS = ("auto", "zero")
 SOURCES = ("internal", "external")
 STEPS = ("1m", "15m", "3h", "1d")
 MODES = ("read", "write")
-#: The step a server derives from each time range (inferred from the seed's example).
-STEP_OF = {"hour": "1m", "day": "15m", "week": "3h", "month": "1d"}
 _PERCENTILES = ("p50", "p95", "p99")
 #: Labels every sample carries (the agent's) or the server adds; selectable on any metric.
 _ALWAYS_SELECTABLE = ("appName", "environment", "origin")
@@ -105,7 +82,7 @@ class Chart:
         if self.flag is not None and (not isinstance(self.flag, str) or not self.flag):
             raise TypeError(f"chart flag must be a flag name, got {self.flag!r}")
 
-    def for_metric(self, metric: Any) -> ChartConfig:
+    def for_metric(self, metric: MetricFamily[Any]) -> ChartConfig:
         """The configuration of this chart for ``metric`` (a defined counter, gauge or
         histogram); raises if the chart cannot draw that metric."""
         if self.aggregation in _PERCENTILES and metric.kind != "histogram":

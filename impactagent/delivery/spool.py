@@ -36,7 +36,7 @@ import ulid
 
 from ..core.payload import count_events, payload_from_document
 from ..core.statistics import DropCounter
-from ..core.validation import IGNORED, check_own_body
+from ..server_rules.validation import IGNORED, check_own_body
 from .settings import Settings
 
 logger = logging.getLogger(__name__)

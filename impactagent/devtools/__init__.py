@@ -1,1 +1,3 @@
-"""Development tools: the receiver and its views, the demo, the pytest plugin."""
+"""Development tools: the server imitation (a receiver that takes, stores and shows bodies as
+unleash-server does, by :mod:`impactagent.server_rules`), ``check``, the demo, the pytest
+plugin."""

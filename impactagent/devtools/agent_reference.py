@@ -1,10 +1,7 @@
 """``MODULE:NAME``: how a command finds the app's :class:`~impactagent.Agent` (``receive
---charts``), imported from the current directory as ``python -m`` would.
-
-Every way the reference can miss (no colon, a relative module, a module that is not there,
-an import that raises or exits, a name that is missing or is not an agent) is the user's to fix, so
-each raises :class:`~impactagent.devtools.cli_support.UsageError` with one line that names
-the problem; the command line prints it and exits 2, without a traceback.
+--charts``, ``charts apply``), imported from the current directory as ``python -m`` would.
+Every way the reference can miss is the user's to fix: a
+:class:`~impactagent.devtools.cli_support.UsageError` in one line.
 """
 
 from __future__ import annotations

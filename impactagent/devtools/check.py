@@ -1,10 +1,7 @@
 """``impactagent check``: each metrics body held to unleash-server 8.2.0's rules, with a
-verdict per file.
-
-Every file gets its own verdict: one that cannot be read is named on standard error in
-one line (what is wrong, what to do), and the others are still checked. Whatever a file
-holds, the answer is a verdict, never a traceback. Exit 0: every body is stored whole;
-1: some are not; 2: a file cannot be read.
+verdict per file, never a traceback. A file that cannot be read is named on standard error
+in one line and the others are still checked. Exit 0: every body is stored whole; 1: some
+are not; 2: a file cannot be read.
 """
 
 from __future__ import annotations
@@ -14,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, TextIO, Tuple, Union
 
-from ..core.validation import check_request, notes, outcome_of, parse_body
+from ..server_rules.validation import check_request, notes, outcome_of, parse_body
 from .cli_support import USAGE, UsageError
 
 #: What a real server does with a body, by the worst of its problems.

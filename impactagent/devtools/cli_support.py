@@ -1,10 +1,8 @@
 """What every ``impactagent`` subcommand shares: how a user's mistake is reported.
 
-A mistake (a file that is not there, a port already taken, a server that does not answer,
-``--agent`` pointing nowhere) is not a bug in impactagent, so it gets no traceback: one line
-on stderr that names the problem and what to do, and exit status 2, as ``argparse`` does
-for a bad option. Commands raise :class:`UsageError`; :func:`impactagent.cli.main` prints it.
-A genuine bug still ends in a traceback, which is what a bug report needs.
+A mistake (a missing file, a port taken, ``--agent`` pointing nowhere) is not a bug, so it
+gets no traceback: commands raise :class:`UsageError`, and :func:`impactagent.cli.main`
+prints one line that names the problem and what to do, exit status 2 as ``argparse`` does.
 """
 
 from __future__ import annotations
@@ -23,11 +21,8 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line: the problem and where help is.
-
-    ``argparse`` prints the whole usage before its error; on a narrow terminal that is
-    several lines in which the one that matters comes last.
-    """
+    """An ``ArgumentParser`` whose errors are one line, the problem and where help is,
+    rather than the whole usage first."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
@@ -35,9 +30,8 @@ class Parser(argparse.ArgumentParser):
     # typeshed overloads the signature on the namespace's type; this one keeps argparse's.
     def parse_known_args(self, args: Any = None, namespace: Any = None  # type: ignore[override]
                          ) -> Tuple[argparse.Namespace, List[str]]:
-        """As argparse's, but an argument nobody knows is this parser's error: a subcommand's
-        mistyped option then points at that subcommand's ``--help`` (argparse hands it back
-        up to the top-level parser, whose help does not list it)."""
+        """As argparse's, but an argument nobody knows is this parser's error, so a
+        subcommand's mistyped option points at that subcommand's ``--help``."""
         parsed, extras = super().parse_known_args(args, namespace)
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
@@ -80,8 +74,7 @@ def _int(text: str) -> int:
 
 
 def fail(message: str) -> int:
-    """Print ``impactagent <message>`` on stderr (the message starts with the command, as
-    argparse's do), in one line whatever it quotes (a server's HTML, say); return the usage
-    exit status."""
+    """Print ``impactagent <message>`` on stderr in one line, whatever it quotes (a server's
+    HTML, say); return the usage exit status."""
     print(f"impactagent {' '.join(message.split())}", file=sys.stderr, flush=True)
     return USAGE

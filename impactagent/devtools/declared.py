@@ -1,23 +1,9 @@
 """The charts declared in code, previewed by the receiver (``impactagent receive --charts
 MODULE:NAME``) as Unleash will draw them: each :class:`~impactagent.core.charts.ChartConfig`
-with its own time range, aggregation, y axis, label selectors and title.
-
-How a configuration becomes a preview:
-
-- ``metricName`` (``unleash_<type>_<name>``) names the metric and its type;
-- ``timeRange`` sets the window and Unleash's step (hour: 1 minute, day: 15 minutes, week:
-  3 hours, month: a day). The receiver keeps one hour, so a longer range shows that hour,
-  in its own step where that fits in an hour (and says so);
-- ``aggregationMode`` picks the number per step (:data:`FIELDS`): ``rps`` a counter's rate
-  per second, ``count`` its increase, ``avg`` a gauge's average (a counter's rate, a
-  histogram's mean), ``sum`` a gauge's series added up (a counter's increase, a histogram's
-  sum), ``p50``/``p95``/``p99`` a histogram's percentiles;
-- ``labelSelectors`` keep only the series with one of the listed values for each label;
-- ``yAxisMin`` ``zero`` starts the y axis at zero, ``auto`` fits it to the values;
-- a line per variant when the metric is labelled by a flag (by the chart's own flag when it
-  is declared next to one), else one line, ``all``.
-
-A chart whose metric has not arrived (or has no series the selectors keep) says so.
+with its metric, time range (the receiver keeps an hour: a longer range shows that hour,
+and says so), aggregation (:data:`FIELDS`), label selectors, y axis and title; a line per
+variant when a flag labels the metric (the chart's own flag first), else one, ``all``. A
+chart whose metric has not arrived says so.
 """
 
 from __future__ import annotations
@@ -30,10 +16,11 @@ from .impact import impact
 from .impact_view import metric_figure
 from .timeseries import SeriesStore
 
-#: Unleash's step per time range, in seconds, and the range's length.
+#: The step the server derives from each time range (1m, 15m, 3h, 1d), in seconds, and the
+#: range's length.
 STEP_SECONDS = {"hour": 60, "day": 900, "week": 10_800, "month": 86_400}
 RANGE_SECONDS = {"hour": 3600, "day": 86_400, "week": 604_800, "month": 2_592_000}
-#: The number each aggregation draws, by metric type (see the module).
+#: The impact number each chart aggregation draws, by metric type.
 FIELDS = {
     "counter": {"rps": "rate", "count": "increase", "avg": "rate", "sum": "increase"},
     "gauge": {"avg": "average", "sum": "total", "rps": "average", "count": "average"},

@@ -1,21 +1,13 @@
 """``impactagent demo``: a simulated web shop reporting to a receiver, checked count for count.
 
-By default the demo starts a development receiver in this process (on 127.0.0.1, a free
-port), so it needs no Unleash at all. It then runs simulated requests through the public
-API, as a web app would: a flag decided by an ``@agent.flag`` function (with variants),
-another by ``record_flag``, a request counter by route, a checkout counter and a (simulated)
-checkout duration histogram labelled by the flag's state in the request, an in-flight gauge
-and a latency histogram. The variants differ on purpose (``green`` checks out more slowly),
-so that the receiver's impact view has something to show. The background
-flusher sends while it runs; the agent is closed; and the demo prints what was recorded
-next to what the receiver holds. Exit code 0 means every count arrived, once.
-
-With ``--url`` (and a token in ``$UNLEASH_API_TOKEN``) it reports to a real Unleash server or
-Edge instead, and
-compares what was recorded with what the server accepted (the agent's own ledger). A server
-that cannot be reached is said so before anything is recorded, and one that took nothing
-(a refused token, say) is named after the report: both are the user's to fix, so they end in
-:class:`~impactagent.devtools.cli_support.UsageError`, one line and exit 2 on the command line.
+It starts a development receiver in this process (no Unleash needed) and runs simulated
+requests through the public API: flags by ``@agent.flag`` (with variants) and
+``record_flag``, counters, a gauge and histograms labelled by the flag's state, the variants
+differing on purpose so the impact view has something to show. Then it closes the agent and
+prints what was recorded beside what arrived; exit 0: every count arrived, once. With
+``--url`` (and ``$UNLEASH_API_TOKEN``) it reports to a real server or Edge, compared with the
+agent's own ledger; a server that cannot be reached, or took nothing, is a
+:class:`~impactagent.devtools.cli_support.UsageError`.
 """
 
 from __future__ import annotations
@@ -124,11 +116,9 @@ def compare(tally: Dict[str, Any], totals: Dict[str, Any]) -> List[Tuple[str, An
 
 def main(requests: int = 10_000, out: TextIO = sys.stdout, *, url: Optional[str] = None,
          token: Optional[str] = None, pace: float = 0.2) -> int:
-    """Run the demo; return 0 when what arrived is exactly what was recorded.
-
-    Raises :class:`UsageError` for arguments out of range, a ``url`` that cannot be reached,
-    and a server that took nothing.
-    """
+    """Run the demo; 0 when what arrived is exactly what was recorded. Raises
+    :class:`UsageError` for arguments out of range, a ``url`` that cannot be reached, and a
+    server that took nothing."""
     if requests < 1:
         raise UsageError(f"--requests must be 1 or more, got {requests}")
     if not pace >= 0:

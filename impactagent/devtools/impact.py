@@ -1,28 +1,15 @@
-"""The impact view's numbers: for each flag, each metric labelled by it, aggregated per
-variant (or ``enabled`` / ``disabled``) over a window of the last hour, as Unleash's impact
-charts aggregate them. ``GET /api/impact`` answers with :func:`impact`.
+"""The impact view's numbers (``GET /api/impact``): for each flag, each metric labelled by
+it, aggregated per variant (or ``enabled`` / ``disabled``) over a window of the last hour,
+as Unleash's impact charts aggregate them.
 
-A metric is *labelled by a flag* when it carries the label that the agent names after the
-flag (``new-checkout`` -> ``new_checkout``, see ``flags=`` on ``agent.counter``) and the
-receiver has counted evaluations of that flag from the same app. Its series are grouped by
-that label's value, every other label summed over (routes, say). A metric labelled by no flag
-is one group, ``all``. Aggregations, over the window and per step (10 s):
-
-- counters: ``increase``, the sum of the deltas received; ``rate``, increase per second
-  (increase / window seconds; Unleash's ``rps`` and ``count``);
-- gauges: ``last``, the value received last; ``average``, the mean of the values received
-  (Unleash's ``avg``); ``samples``, how many; ``total``, the last value of each series
-  added up (Unleash's ``sum``);
-- histograms: ``count``, ``sum``, ``mean`` (sum / count) and ``p50``, ``p95``, ``p99``,
-  estimated from the summed cumulative buckets as Prometheus' ``histogram_quantile``
-  does: see :func:`quantile`;
-- flags (``exposure``): evaluations per group and each group's ``share`` of all
-  evaluations, where the groups are the label values the agent gives a metric recorded after
-  an evaluation: each variant's name, ``enabled`` for yes without a variant (yes minus the
-  variants' counts) and ``disabled`` for no. (A variant named ``disabled`` is a no.)
-
-A value that nothing defines (a gauge or histogram in a step without samples, a share of
-no evaluations) is ``null``.
+A metric is labelled by a flag when it carries the label the agent names after the flag
+(``new-checkout`` -> ``new_checkout``) and the receiver counted that flag's evaluations from
+the same app; its series are grouped by that label's value, other labels summed over, and
+a metric labelled by no flag is one group, ``all``. Per window and per step: a counter's
+``increase`` and ``rate``; a gauge's ``last``, ``average``, ``samples`` and ``total`` (each
+series' last value added up: Unleash's ``sum``); a histogram's ``count``, ``sum``, ``mean``
+and ``p50``/``p95``/``p99`` (:func:`quantile`); a flag's evaluations per group and each
+group's ``share``. What nothing defines (a step without samples) is ``null``.
 """
 
 from __future__ import annotations
@@ -41,13 +28,9 @@ _INF = float("inf")
 
 def quantile(q: float, buckets: Dict[Any, float]) -> Optional[float]:
     """The ``q``-quantile of cumulative ``buckets`` (``{upper bound: count}``, ``"+Inf"``
-    or ``inf`` for the last), as Prometheus' ``histogram_quantile`` estimates it: find the
-    bucket the rank ``q x count`` falls in and interpolate linearly within it, from the
-    bound below (0 for the first bucket) to its own. The counts are first made monotonic (a
-    count below the one before it is raised to it), as Prometheus does. A rank in the
-    ``+Inf`` bucket answers the highest finite bound; a first bucket bounded at or below 0
-    answers its bound. None without observations or without a ``+Inf`` bucket (Prometheus:
-    NaN).
+    or ``inf`` last) as Prometheus' ``histogram_quantile`` estimates it: linear within the
+    bucket the rank ``q x count`` falls in, counts made monotonic first; the highest finite
+    bound for a rank in ``+Inf``; None without observations or a ``+Inf`` bucket.
 
     >>> quantile(0.5, {0.1: 2, 0.5: 6, 1.0: 8, "+Inf": 8})  # rank 4: half-way in (0.1, 0.5]
     0.30000000000000004
@@ -59,9 +42,8 @@ def quantile(q: float, buckets: Dict[Any, float]) -> Optional[float]:
     bounds: List[Tuple[float, float]] = []
     for bound, n in sorted((_INF if le == "+Inf" else float(le), n)
                            for le, n in buckets.items()):
-        # Cumulative counts never fall as the bound rises; summed over series whose bounds
-        # differ they can (a series missing a bound adds 0 there). Prometheus raises such a
-        # count to the one before it before interpolating, and so does this.
+        # Summed over series whose bounds differ, counts can fall as the bound rises (a
+        # series missing a bound adds 0 there): raised to the one before, as Prometheus does.
         bounds.append((bound, max(n, bounds[-1][1]) if bounds else n))
     if not bounds or bounds[-1][0] != _INF or bounds[-1][1] <= 0:
         return None
@@ -99,44 +81,63 @@ def impact(store: SeriesStore, window: Optional[float] = None,
     last = (last // resolution + 1) * resolution - 1  # points start on whole multiples
     first = last - steps + 1
     seconds = steps * store.step
-    flags: Dict[Tuple[str, str], Dict[int, Any]] = {}
-    metrics: Dict[Tuple[str, str, str], List[Tuple[Dict[str, str], Dict[int, Any]]]] = {}
-    for key, kind, cells in store.snapshot(first, last):
-        parts: Tuple[Any, ...] = key  # type: ignore[assignment]
-        if kind == "flag":
-            flags[(parts[1], parts[2])] = cells
-        else:
-            labels = dict(parts[4])
-            if selectors and not all(labels.get(k) in v for k, v in selectors.items()):
-                continue
-            metrics.setdefault((parts[1], parts[2], kind), []).append((labels, cells))
+    flags, metrics = _collected(store, first, last, selectors)
     indices = [range(i, i + resolution) for i in range(first, last + 1, resolution)]
-    frame = {"step_seconds": step, "window_seconds": seconds, "from": first * store.step,
-             "to": (last + 1) * store.step, "memory": store.size()}
     flag_views = [_exposure(app, flag, cells, indices, store.step)
                   for (app, flag), cells in sorted(flags.items())]
-    # Flags by the label the agent names after them; two flag names can give one label
-    # (new-checkout, new.checkout), so each label keeps every flag, with its groups.
+    # Two flag names can give one label (new-checkout, new.checkout): a label keeps every
+    # flag named so, with its groups.
     flags_of: Dict[Tuple[str, str], List[Tuple[str, Set[str]]]] = {}
     for view in flag_views:
         flags_of.setdefault((view["app"], view["label"]), []).append(
             (view["flag"], set(view["exposure"])))
-    metric_views = []
-    for (app, name, kind), series in sorted(metrics.items()):
-        names = sorted({n for labels, _ in series for n in labels})
-        by: List[Tuple[Optional[str], Optional[str]]] = [
-            (_flag_of(flags_of[(app, n)], {labels[n] for labels, _ in series if n in labels}),
-             n) for n in names if (app, n) in flags_of] or [(None, None)]
-        for flag, label in by:
-            groups: Dict[str, List[Dict[int, Any]]] = {}
-            for labels, cells in series:
-                group = ALL if label is None else labels.get(label, ALL)
-                groups.setdefault(group, []).append(cells)
-            metric_views.append({
-                "app": app, "name": name, "type": kind, "flag": flag, "label": label,
-                "groups": {group: _aggregate(kind, cells, indices, store.step, seconds)
-                           for group, cells in sorted(groups.items())}})
-    return {**frame, "flags": flag_views, "metrics": metric_views}
+    metric_views = [view for (app, name, kind), series in sorted(metrics.items())
+                    for view in _metric_views(app, name, kind, series, flags_of,
+                                              indices, store.step, seconds)]
+    return {"step_seconds": step, "window_seconds": seconds, "from": first * store.step,
+            "to": (last + 1) * store.step, "memory": store.size(),
+            "flags": flag_views, "metrics": metric_views}
+
+
+Cells = Dict[int, Any]
+LabelledCells = List[Tuple[Dict[str, str], Cells]]
+
+
+def _collected(store: SeriesStore, first: int, last: int,
+               selectors: Optional[Mapping[str, Sequence[str]]]
+               ) -> Tuple[Dict[Tuple[str, str], Cells], Dict[Tuple[str, str, str], LabelledCells]]:
+    """The store's cells from step ``first`` to ``last``: each flag's, and each metric's
+    series (of the selected ones) with their labels."""
+    flags: Dict[Tuple[str, str], Cells] = {}
+    metrics: Dict[Tuple[str, str, str], LabelledCells] = {}
+    for key, kind, cells in store.snapshot(first, last):
+        parts: Tuple[Any, ...] = key  # type: ignore[assignment]
+        if kind == "flag":
+            flags[(parts[1], parts[2])] = cells
+            continue
+        labels = dict(parts[4])
+        if not selectors or all(labels.get(k) in v for k, v in selectors.items()):
+            metrics.setdefault((parts[1], parts[2], kind), []).append((labels, cells))
+    return flags, metrics
+
+
+def _metric_views(app: str, name: str, kind: str, series: LabelledCells,
+                  flags_of: Dict[Tuple[str, str], List[Tuple[str, Set[str]]]],
+                  indices: List[range], step: float, seconds: float) -> List[Dict[str, Any]]:
+    """One view of a metric per flag whose label it carries (one, ``all``, for none)."""
+    names = sorted({n for labels, _ in series for n in labels})
+    by: List[Tuple[Optional[str], Optional[str]]] = [
+        (_flag_of(flags_of[(app, n)], {labels[n] for labels, _ in series if n in labels}), n)
+        for n in names if (app, n) in flags_of] or [(None, None)]
+    views = []
+    for flag, label in by:
+        groups: Dict[str, List[Cells]] = {}
+        for labels, cells in series:
+            groups.setdefault(ALL if label is None else labels.get(label, ALL), []).append(cells)
+        views.append({"app": app, "name": name, "type": kind, "flag": flag, "label": label,
+                      "groups": {group: _aggregate(kind, cells, indices, step, seconds)
+                                 for group, cells in sorted(groups.items())}})
+    return views
 
 
 def _flag_of(candidates: List[Tuple[str, Set[str]]], values: Set[str]) -> str:

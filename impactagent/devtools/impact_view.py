@@ -1,18 +1,9 @@
 """The impact view on the receiver's page: per flag, its exposure and each metric labelled by
-it, one SVG chart per metric with one line per variant (or ``enabled`` / ``disabled``), and
-a table of the window's numbers under each chart (readable without JavaScript, and copyable).
-
-What each chart draws, per 10-second step (the numbers: :mod:`impactagent.devtools.impact`):
-
-- exposure: each group's share of the flag's evaluations;
-- a counter: its rate per second (the table adds the increase over the window);
-- a gauge: the average of the values set (the table adds the last one);
-- a histogram: its p95 (the table adds p50, p99 and the mean).
-
-Every chart is a ``<figure class="chart">`` with ``data-flag``, ``data-metric`` and
-``data-aggregation``; each line a ``<g class="series" data-series="<group>">``. A variant
-has one colour on every chart of the page (:func:`~impactagent.devtools.svg.colours`).
-What the store refused for want of room is said above the charts (:func:`refusals`).
+it, one SVG chart per metric with a line per variant (or ``enabled`` / ``disabled``) and a
+table of the window's numbers under it (:data:`DRAWN`). Every chart is a
+``<figure class="chart">`` with ``data-flag``, ``data-metric`` and ``data-aggregation``,
+each line a ``<g class="series" data-series="<group>">``; a variant has one colour on every
+chart of the page. What the store refused for want of room is said above the charts.
 """
 
 from __future__ import annotations

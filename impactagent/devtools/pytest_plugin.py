@@ -11,9 +11,7 @@ Installed with impactagent (a ``pytest11`` entry point), so the fixture is just 
         assert impactagent_receiver.problems() == []
 
 The receiver is strict: a body a real server would silently cut (a metric with
-``"labels": null``, say) is answered 400 rather than 202, so the test sees it. Its views
-(``totals()``, ``problems()``, ``received``) are copies taken under its lock: they may be
-read while the app's threads are still sending.
+``"labels": null``, say) is answered 400 rather than 202, so the test sees it.
 """
 
 from __future__ import annotations

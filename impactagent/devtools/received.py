@@ -1,20 +1,11 @@
-"""What a development receiver holds: metrics bodies stored as unleash-server 8.2.0 stores them.
+"""What a development receiver holds: bodies stored as unleash-server 8.2.0 stores them.
 
-- Flag counts in hourly bins per app, environment and flag, keyed by the hour the body's
-  ``bucket.stop`` falls in, as the server keys them: yes, no and variant counts summed
-  (after the server's coercions: ``"3"`` is 3, ``true`` is 1, a fractional ``yes`` is
-  rounded).
-- Impact metrics as the server's registry holds them: one metric per *sanitised name*,
-  whoever sent it, with series keyed by their labels (sanitised label names, values as
-  JavaScript prints them). A series belongs to the app its ``appName`` label names; a sample
-  without one (``labels: {}``) is a series of no app, as on the server. Counters summed,
-  gauges last, histograms summed bucket by bucket. A metric whose label names grow, or whose
-  histogram boundaries change, is recreated empty; one name sent as a second type stops the
-  body's translation there, as the server's registry refuses it.
-- A log of the last requests: when, from which app, the answer, and every problem found.
-
-The environment is the token's (``project:environment.secret``), as the server takes it,
-else the body's.
+Flag counts in hourly bins per app, environment and flag (the hour of ``bucket.stop``),
+after the server's coercions. Impact metrics as its registry holds them: one metric per
+sanitised name, whoever sent it, series keyed by their labels (a sample without ``appName``
+is a series of no app); counters summed, gauges last, histograms bucket by bucket. A metric
+whose label names grow or whose boundaries change is recreated empty; a second type for a
+name stops the body's translation. And a log of the last requests.
 
 >>> received = ReceivedMetrics()
 >>> _ = received.add({"appName": "shop", "bucket": {"start": "2026-11-25T10:59:00Z",
@@ -30,19 +21,19 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, FrozenSet, List, Optional, Set, Tuple
 
-from ..core._jsvalues import (
+from ..core.server_limits import DROPPED_VARIANT_NAMES
+from ..server_rules.dates import js_date_ms
+from ..server_rules.jsvalues import (
     ajv_null,
     ajv_number,
     joi_number,
-    js_date_ms,
     js_string,
     sanitize,
     valid_name,
 )
-from ..core.server_limits import DROPPED_VARIANT_NAMES
-from ..core.validation import CUT, DISCARDED, POISONED, REJECTED, Problem, cut
+from ..server_rules.validation import CUT, DISCARDED, POISONED, REJECTED, Problem, cut
 from .timeseries import SeriesStore
 from .write_window import WRITE_PERIOD, Arrival, WindowFailure, WriteWindow
 
@@ -62,26 +53,30 @@ class Request:
     problems: List[str] = field(default_factory=list)
 
 
+@dataclass
+class _Registered:
+    """A metric in the server's registry, as it keeps one per sanitised name."""
+
+    type: str
+    help: str
+    labels: Set[str]  # the label names it was created with
+    series: Dict[Any, List[Any]] = field(default_factory=dict)  # key -> [labels, value]
+    boundaries: Set[Any] = field(default_factory=set)  # a histogram's le values seen
+
+
 class ReceivedMetrics:
     """Thread-safe aggregates of every accepted body, and a log of recent requests.
 
-    Every view returns a copy made under the lock: a test may read while the receiver's
-    threads are adding bodies (iterating the live log then would raise "deque mutated
-    during iteration", and a total read in two steps could mix two moments).
-    """
+    Every view is a copy made under the lock, so a reader never sees half a body."""
 
     def __init__(self, series: Optional[SeriesStore] = None) -> None:
         self._lock = threading.Lock()
         self._series = series if series is not None else SeriesStore()
         # (app, environment, flag, hour) -> {"yes", "no", "variants"}
         self._flags: Dict[Tuple[str, str, str, str], Dict[str, Any]] = {}
-        # sanitised name -> {"type", "help", "labels": label names, "series": {key: [labels,
-        # value]},
-        # "boundaries": histogram le values seen}: the server's registry
-        self._metrics: Dict[str, Dict[str, Any]] = {}
+        self._metrics: Dict[str, _Registered] = {}  # the server's registry, by sanitised name
         self._log: Deque[Request] = deque(maxlen=LOG_SIZE)
         self._bodies_accepted = 0
-        # Flag counts not written yet, and the writes the server would have failed.
         self._window = WriteWindow()
         self._failures: Deque[WindowFailure] = deque(maxlen=LOG_SIZE)
 
@@ -116,13 +111,9 @@ class ReceivedMetrics:
 
     def add(self, document: Dict[str, Any], environment: str,
             problems: Optional[List[Problem]] = None) -> List[Problem]:
-        """Store one accepted body as the server would, given the problems ``check_document``
-        found in it; return the problems that depend on what earlier bodies registered (a
-        metric name already taken by another type).
-
-        Flag counts go to the write window, written as the server writes it (see
-        :mod:`.write_window`): at the next read, or when a body arrives once the window has
-        been open for the server's write period."""
+        """Store one accepted body as the server would, given what ``check_document`` found
+        in it; return the problems that depend on earlier bodies (a name taken by another
+        type). Flag counts go to the write window (:mod:`.write_window`)."""
         problems = problems or []
         if any(p.outcome == REJECTED for p in problems):
             return []
@@ -153,8 +144,7 @@ class ReceivedMetrics:
 
     def window_problems(self, document: Dict[str, Any], environment: str) -> List[Problem]:
         """Why the open write window would fail with this body's flag counts in it, where
-        neither fails alone (a variant count summed past the server's column): the body
-        that makes the server lose every app's counts."""
+        neither fails alone (a variant count summed past the server's column)."""
         with self._lock:
             reasons = self._window.failing_with(
                 _arrivals(document, environment, self._series.clock()))
@@ -163,8 +153,8 @@ class ReceivedMetrics:
                         "every app's counts in it are lost") for reason in reasons]
 
     def write(self) -> None:
-        """Write the flag counts of the open window now, as the server does every few
-        seconds (every read does it first: what a test reads has been written)."""
+        """Write the open window's flag counts now, as the server does every few seconds
+        (every read does it first)."""
         with self._lock:
             self._write()
 
@@ -178,11 +168,7 @@ class ReceivedMetrics:
         arrivals = self._window.arrivals
         written, failure = self._window.write()
         for key, counts in written.items():
-            total = self._flags.setdefault(key, {"yes": 0, "no": 0, "variants": {}})
-            total["yes"] += counts["yes"]
-            total["no"] += counts["no"]
-            for variant, n in counts["variants"].items():
-                total["variants"][variant] = total["variants"].get(variant, 0) + n
+            _add_counts(self._flags.setdefault(key, _no_counts()), counts)
         if failure is not None:
             self._failures.append(failure)
         for arrival in arrivals:
@@ -195,53 +181,23 @@ class ReceivedMetrics:
     def _add_metric(self, metric: Dict[str, Any], app: str, at: float) -> Optional[str]:
         """Translate one metric into the registry, as the server does; a reason when the
         server's registry refuses it (and the rest of the array with it)."""
-        name = sanitize(metric["name"])
-        kind = metric["type"]
-        if not valid_name(name) or kind not in ("counter", "gauge", "histogram"):
+        name, kind, samples = sanitize(metric["name"]), metric["type"], metric["samples"]
+        if not valid_name(name) or kind not in _ADD or (kind == "histogram" and not samples):
             return None  # skipped
-        samples = metric["samples"]
-        if kind == "histogram" and not samples:
-            return None
-        label_names = {sanitize(k) for s in samples for k in (s.get("labels") or {})}
-        label_names = {k for k in label_names if valid_name(k)}
         entry = self._metrics.get(name)
-        if entry is not None and entry["type"] != kind:
-            return f"{name!r} is registered as a {entry['type']} already"
-        if entry is None or not label_names <= entry["labels"] or (
+        if entry is not None and entry.type != kind:
+            return f"{name!r} is registered as a {entry.type} already"
+        label_names = {k for k in (sanitize(k) for s in samples for k in (s.get("labels") or {}))
+                       if valid_name(k)}
+        if entry is None or not label_names <= entry.labels or (
                 kind == "histogram" and _new_boundaries(entry, samples[0])):
-            entry = self._metrics[name] = {"type": kind, "help": metric["help"],
-                                           "labels": label_names, "series": {},
-                                           "boundaries": set()}
-        series = entry["series"]  # the registry's key -> [labels, value]
+            entry = self._metrics[name] = _Registered(kind, metric["help"], label_names)
         for sample in samples:
             key, labels = _series_key(sample, kind)
-            if kind == "counter":
-                value = joi_number(sample["value"])
-                assert value is not None  # the schema check let only numbers through
-                if value < 0:
-                    return None  # check_document reported the cut
-                # A counter keeps the labels it was first seen with.
-                series.setdefault(key, [labels, 0])[1] += value
-                self._series.add(("metric", app, name, kind, labels), kind, value, at)
-            elif kind == "gauge":
-                # A gauge keeps the labels it was last set with.
-                series[key] = [labels, joi_number(sample["value"])]
-                self._series.add(("metric", app, name, kind, labels), kind, series[key][1], at)
-            else:
-                total = series.setdefault(key, [labels, {"count": 0, "sum": 0,
-                                                         "buckets": {}}])[1]
-                buckets: Dict[Any, Any] = {}
-                delta: Dict[str, Any] = {"count": joi_number(sample["count"]),
-                                         "sum": joi_number(sample["sum"]), "buckets": buckets}
-                total["count"] += delta["count"]
-                total["sum"] += delta["sum"]
-                for bucket in sample["buckets"]:
-                    le = _le(bucket["le"])
-                    n = joi_number(bucket["count"])
-                    total["buckets"][le] = total["buckets"].get(le, 0) + n
-                    buckets[le] = buckets.get(le, 0) + n
-                    entry["boundaries"].add(le)
-                self._series.add(("metric", app, name, kind, labels), kind, delta, at)
+            delta = _ADD[kind](entry, key, labels, sample)
+            if delta is None:
+                return None  # a counter going down: check_document reported the cut
+            self._series.add(("metric", app, name, kind, labels), kind, delta, at)
         return None
 
     # -- reading ------------------------------------------------------------------------------
@@ -259,8 +215,8 @@ class ReceivedMetrics:
             return self._metric_totals(app_name)
 
     def totals(self, app_name: Optional[str] = None) -> Dict[str, Any]:
-        """Flags and impact metrics together (the shape tests compare with ``==``), read at
-        one moment: no body is half counted in them."""
+        """Flags and impact metrics together, read at one moment (the shape tests compare
+        with ``==``)."""
         with self._lock:
             self._write()
             return {"flags": self._flag_totals(app_name), **self._metric_totals(app_name)}
@@ -270,19 +226,15 @@ class ReceivedMetrics:
         for (app, _env, flag, _hour), counts in self._flags.items():
             if app_name is not None and app != app_name:
                 continue
-            total = totals.setdefault(flag, {"yes": 0, "no": 0, "variants": {}})
-            total["yes"] += counts["yes"]
-            total["no"] += counts["no"]
-            for variant, n in counts["variants"].items():
-                total["variants"][variant] = total["variants"].get(variant, 0) + n
+            _add_counts(totals.setdefault(flag, _no_counts()), counts)
         return totals
 
     def _metric_totals(self, app_name: Optional[str]) -> Dict[str, Dict[Any, Any]]:
         result: Dict[str, Dict[Any, Any]] = {"counters": {}, "gauges": {}, "histograms": {}}
         for name, entry in self._metrics.items():
-            kind = entry["type"] + "s"
+            kind = entry.type + "s"
             # Two series that print alike (a histogram's 1 and "1") read back as the later.
-            for labels, value in entry["series"].values():
+            for labels, value in entry.series.values():
                 if app_name is None or dict(labels).get("appName") == app_name:
                     result[kind][(name, labels)] = _copy(value)
         return result
@@ -292,10 +244,10 @@ class ReceivedMetrics:
         for none): ``((app, environment, name), {"type", "help", "series"})``, sorted."""
         grouped: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
         for name, entry in self._metrics.items():
-            for labels, value in entry["series"].values():
+            for labels, value in entry.series.values():
                 named = dict(labels)
                 key = (named.get("appName", ""), named.get("environment", ""), name)
-                group = grouped.setdefault(key, {"type": entry["type"], "help": entry["help"],
+                group = grouped.setdefault(key, {"type": entry.type, "help": entry.help,
                                                  "series": {}})
                 group["series"][labels] = _copy(value)
         return sorted(grouped.items())
@@ -326,9 +278,8 @@ class ReceivedMetrics:
                     "metrics": metrics, "requests": log, "failed_writes": failed}
 
     def metric_entries(self) -> List[Tuple[Tuple[str, str, str], Dict[str, Any]]]:
-        """Each metric's series (copies) grouped by the ``appName`` and ``environment`` labels
-        they carry (``""`` for a series without them), for the Prometheus view: a series is
-        listed once, under the app its labels name, as the server exposes it."""
+        """Each metric's series (copies) grouped by their ``appName`` and ``environment``
+        labels (``""`` without them), for the Prometheus view."""
         with self._lock:
             return self._entries()
 
@@ -362,6 +313,18 @@ def _arrivals(document: Dict[str, Any], environment: str, at: float) -> List[Arr
     return arrivals
 
 
+def _no_counts() -> Dict[str, Any]:
+    return {"yes": 0, "no": 0, "variants": {}}
+
+
+def _add_counts(total: Dict[str, Any], counts: Dict[str, Any]) -> None:
+    """Add a flag's ``counts`` (yes, no, variants) into ``total``."""
+    total["yes"] += counts["yes"]
+    total["no"] += counts["no"]
+    for variant, n in counts["variants"].items():
+        total["variants"][variant] = total["variants"].get(variant, 0) + n
+
+
 def _copy(value: Any) -> Any:
     """A series' value that the caller may read while bodies keep arriving."""
     return {**value, "buckets": dict(value["buckets"])} if isinstance(value, dict) else value
@@ -373,13 +336,10 @@ def _sorted_buckets(histogram: Dict[str, Any]) -> List[Tuple[Any, int]]:
 
 
 def _series_key(sample: Dict[str, Any], kind: str) -> Tuple[Any, Labels]:
-    """A sample's series on the server: the registry's key, and the labels it shows
-    (sanitised names that start with a letter or _, values as JavaScript prints them; the
-    last of two names that sanitise alike wins).
-
-    Counters and gauges are keyed as prom-client keys them, ``name:value,`` joined in name
-    order, so ``{a: "x,b:y"}`` is the series of ``{a: "x", b: "y"}`` and ``1`` that of
-    ``"1"``; a histogram's key tells a number from a string."""
+    """A sample's series on the server: the registry's key, and the labels it shows (valid
+    sanitised names, the last of two that sanitise alike winning; values as JavaScript
+    prints them). Counters and gauges are keyed as prom-client keys them, ``name:value,``
+    joined, so ``{a: "x,b:y"}`` is ``{a: "x", b: "y"}``; a histogram's tells 1 from "1"."""
     named: Dict[str, Any] = {}
     for key, value in (sample.get("labels") or {}).items():
         name = sanitize(key)
@@ -393,16 +353,57 @@ def _series_key(sample: Dict[str, Any], kind: str) -> Tuple[Any, Labels]:
     return "".join(f"{name}:{js_string(value)}," for name, value in ordered), labels
 
 
+def _add_counter(entry: _Registered, key: Any, labels: Labels,
+                 sample: Dict[str, Any]) -> Optional[float]:
+    """Add a counter's sample; None for a negative one, where the translation stops."""
+    value = joi_number(sample["value"])
+    assert value is not None  # the schema check let only numbers through
+    if value < 0:
+        return None
+    # A counter keeps the labels it was first seen with.
+    entry.series.setdefault(key, [labels, 0])[1] += value
+    return value
+
+
+def _set_gauge(entry: _Registered, key: Any, labels: Labels,
+               sample: Dict[str, Any]) -> Optional[float]:
+    # A gauge keeps the labels it was last set with.
+    value = joi_number(sample["value"])
+    entry.series[key] = [labels, value]
+    return value
+
+
+def _add_histogram(entry: _Registered, key: Any, labels: Labels,
+                   sample: Dict[str, Any]) -> Dict[str, Any]:
+    """Add a histogram's sample bucket by bucket; the sample as added (its delta)."""
+    total = entry.series.setdefault(key, [labels, {"count": 0, "sum": 0, "buckets": {}}])[1]
+    buckets: Dict[Any, Any] = {}
+    delta = {"count": joi_number(sample["count"]), "sum": joi_number(sample["sum"]),
+             "buckets": buckets}
+    total["count"] += delta["count"]
+    total["sum"] += delta["sum"]
+    for bucket in sample["buckets"]:
+        le, n = _le(bucket["le"]), joi_number(bucket["count"])
+        total["buckets"][le] = total["buckets"].get(le, 0) + n
+        buckets[le] = buckets.get(le, 0) + n
+        entry.boundaries.add(le)
+    return delta
+
+
+#: How a sample of each type adds to its series: the delta filed in the store, or None.
+_ADD: Dict[str, Callable[[_Registered, Any, Labels, Dict[str, Any]], Any]] = {
+    "counter": _add_counter, "gauge": _set_gauge, "histogram": _add_histogram}
+
+
 def _le(le: Any) -> Any:
     return le if le == "+Inf" else float(joi_number(le))  # type: ignore[arg-type]
 
 
-def _new_boundaries(entry: Dict[str, Any], first: Dict[str, Any]) -> bool:
+def _new_boundaries(entry: _Registered, first: Dict[str, Any]) -> bool:
     """The server recreates a histogram when the first sample's bucket boundaries are not
     exactly the ones it has seen."""
     les = [_le(b["le"]) for b in first["buckets"]]
-    return len(entry["boundaries"]) != len(les) or any(le not in entry["boundaries"]
-                                                      for le in les)
+    return len(entry.boundaries) != len(les) or any(le not in entry.boundaries for le in les)
 
 
 def _iso(at: float) -> str:

@@ -1,55 +1,26 @@
 """The receiver's ``/metrics``: what it holds, exposed as unleash-server 8.x re-exposes impact
-metrics at ``/internal-backstage/impact/metrics``, in a text every Prometheus parser accepts.
+metrics (``/internal-backstage/impact/metrics``), in a text every Prometheus parser accepts.
 
-The server (its ``MetricsTranslator`` over a prom-client ``Registry``) does this, and so does
-this module:
-
-- A metric name and each label name have every character outside ``[a-zA-Z0-9_]`` replaced
-  by ``_``, one ``_`` per UTF-16 code unit (JavaScript strings are UTF-16: ``"😀"`` becomes
-  ``"__"``). A metric whose sanitised name does not start with ``[a-zA-Z_]`` (a leading digit,
-  an empty name) is not exposed; nor is such a label.
-- Every series gets ``origin="sdk"`` and ``metric_type="<type>"``; a sample's own label of
-  the same name replaces them.
-- Series are not kept apart by app: the server adds no ``appName`` label, so two apps' samples
-  with the same labels (after sanitising) are one series, counters and histograms summed, a
-  gauge the last one set. Apps that label their samples with ``appName`` (every SDK and
-  impactagent do) stay apart through that label.
-- HELP text escapes ``\\`` and newline; label values escape ``\\``, ``"`` and newline.
-  Label values sent as numbers are written as JavaScript writes them (``200``, ``1e+21``).
-
-Where the server's output is ambiguous or invalid, this module decides, deterministically:
-
-- Label names that collide after sanitising (``a-b`` and ``a.b``) are merged into one label,
-  as on the server, where the key that comes last in the sample wins. The receiver's store
-  keeps no key order, so here the original name that sorts last (by code point) wins.
-- One metric name with two types (different apps, or names that collide after sanitising):
-  the entry that sorts last by (app, environment, original name) decides the type, as a type
-  change recreates the metric on the server; the store keeps no arrival order across apps,
-  which is also why a gauge set by two apps shows the value of the app that sorts last.
-- A histogram sample label ``le`` would clash with the bucket bound: it is exposed as
-  ``exported_le`` (Prometheus's name for a scraped label that clashes with its own).
-- Families whose sample names clash (a counter ``x`` is ``x_total`` in OpenMetrics, as a
-  gauge ``x_total`` is) are exposed once: the first by name keeps it; the flag counts
-  family comes first of all.
-- Lone UTF-16 surrogates (JSON allows ``"\\ud800"``) become U+FFFD, as Node writes them.
-
-OpenMetrics 1.0.0 differs from the text format as prom-client's OpenMetrics mode does
-(counters are ``<name>_total`` under a family without ``_total``, ``# EOF`` at the end) and
-keeps the rules its parsers check: histograms with a negative bound or a negative sum have
-no ``_sum`` and ``_count`` (the ``+Inf`` bucket is the count), and a series that breaks
-the format (a negative counter, bucket counts that are fractional, negative or
-decreasing, a ``+Inf`` bucket that differs from the count) is left out of it; the text
+As the server does: names sanitised per UTF-16 code unit, a metric or label whose name then
+starts with neither a letter nor ``_`` left out; ``origin="sdk"`` and ``metric_type`` added
+unless the sample has them; no ``appName`` added, so two apps' samples with the same labels
+are one series (apps stay apart by their own ``appName`` label); number label values as
+JavaScript writes them. Where the server is ambiguous or invalid, this decides, always the
+same way: of label names that sanitise alike, the one that sorts last wins; of two types for
+one name, the entry that sorts last by (app, environment, name); a histogram's ``le`` label
+is ``exported_le``; of families whose sample names clash, the first by name (the flag counts
+first of all); lone surrogates become U+FFFD. OpenMetrics 1.0.0 is written as prom-client
+writes it, leaving out the series and the ``_sum``/``_count`` its parsers refuse; the text
 format shows every series as held.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ..core.exposition_text import claimed_names, counter_base, scrub
+from ..server_rules.jsvalues import js_number, js_string, sanitize, valid_name
 from .received import ReceivedMetrics
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -57,7 +28,6 @@ OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset
 #: The flag counts, which the server keeps in its database, not in this exposition.
 FLAG_FAMILY = "impactagent_received_flag_evaluations_total"
 
-_VALID_START = re.compile(r"[a-zA-Z_]")
 _INF = float("inf")
 
 #: A series' labels in the order written: ``((name, value), ...)``.
@@ -76,27 +46,15 @@ class Family:
 
 # -- what the server does to names and values ---------------------------------------------------
 
-def sanitize_name(name: str) -> str:
-    """``name`` with each character outside ``[a-zA-Z0-9_]`` replaced by ``_`` per UTF-16
-    code unit, as the server's ``/[^a-zA-Z0-9_]/g`` replaces in a JavaScript string."""
-    return "".join(
-        c if c.isascii() and (c.isalnum() or c == "_") else "__" if ord(c) > 0xFFFF else "_"
-        for c in name)
-
-
 def exposed_name(name: str) -> Optional[str]:
     """The name the server exposes ``name`` under, or None if it exposes nothing for it."""
-    sanitized = sanitize_name(name)
-    return sanitized if _VALID_START.match(sanitized) else None
+    sanitized = sanitize(name)
+    return sanitized if valid_name(sanitized) else None
 
 
 def label_value(value: Any) -> str:
     """A label value as the server writes it: strings as sent, numbers as JavaScript."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return js_number(value)
-    return scrub(str(value))
+    return scrub(js_string(value))
 
 
 def series_labels(labels: Iterable[Tuple[str, Any]], kind: str) -> SeriesLabels:
@@ -110,30 +68,6 @@ def series_labels(labels: Iterable[Tuple[str, Any]], kind: str) -> SeriesLabels:
         result.setdefault("exported_le", result["le"])
         del result["le"]
     return tuple(sorted(result.items(), key=_label_order))
-
-
-def js_number(value: Any) -> str:
-    """``value`` written as JavaScript's ``Number.prototype.toString`` writes it."""
-    number = float(value)
-    if number != number:
-        return "NaN"
-    if number in (_INF, -_INF):
-        return "Infinity" if number > 0 else "-Infinity"
-    if number == 0:
-        return "0"
-    sign, digits, exponent = Decimal(repr(number)).normalize().as_tuple()
-    text = "".join(map(str, digits))
-    k, n = len(text), len(text) + int(exponent)  # value = 0.<text> * 10**n
-    if k <= n <= 21:
-        body = text + "0" * (n - k)
-    elif 0 < n <= 21:
-        body = f"{text[:n]}.{text[n:]}"
-    elif -6 < n <= 0:
-        body = "0." + "0" * -n + text
-    else:
-        mantissa = text[0] + (f".{text[1:]}" if k > 1 else "")
-        body = f"{mantissa}e{'+' if n - 1 >= 0 else '-'}{abs(n - 1)}"
-    return ("-" if sign else "") + body
 
 
 def go_number(value: Any) -> str:

@@ -1,16 +1,7 @@
-"""What a receiver holds, shown three ways: Prometheus text (or OpenMetrics), and a page that
-refreshes itself: the impact view's charts first (:mod:`impactagent.devtools.impact_view`),
-then the tables of totals and the last requests.
-
-The page reloads itself every :data:`PAGE_REFRESH` seconds. With JavaScript, a small inline
-script reloads it and puts the scroll position back (kept in the URL's fragment), so that a
-chart half-way down stays in view; without JavaScript a ``<meta>`` refresh does the
-reloading, and everything (the charts too: server-rendered SVG) is still there.
-
-(The JSON view is :meth:`ReceivedMetrics.as_json`.) The Prometheus text names series as the
-Unleash server re-exposes them, so a scrape config can be tried against the receiver
-first; flag counts appear as ``impactagent_received_flag_evaluations_total``. The rules are
-in :mod:`impactagent.devtools.received_exposition`.
+"""The receiver's page: the impact view's charts first (:mod:`.impact_view`), then the
+tables of totals and the last requests. It reloads itself every :data:`PAGE_REFRESH`
+seconds: with JavaScript, an inline script that keeps the scroll position (in the URL's
+fragment); without, a ``<meta>`` refresh, and everything (SVG drawn by the server) is there.
 """
 
 from __future__ import annotations
@@ -25,7 +16,6 @@ from .declared import declared_section
 from .impact import impact
 from .impact_view import impact_section, palette_of
 from .received import ReceivedMetrics
-from .received_exposition import openmetrics_format, text_format
 
 #: Seconds between refreshes of the page.
 PAGE_REFRESH = 2
@@ -35,24 +25,11 @@ PAGE_WINDOW = 900.0
 WINDOWS = ((300, "5 min"), (900, "15 min"), (3600, "1 hour"))
 
 
-def prometheus_text(received: ReceivedMetrics) -> str:
-    """The aggregates in the Prometheus text exposition format (version 0.0.4), named,
-    labelled and merged as the Unleash server re-exposes impact metrics (see
-    :mod:`impactagent.devtools.received_exposition`, which also writes OpenMetrics)."""
-    return text_format(received)
-
-
-def openmetrics_text(received: ReceivedMetrics) -> str:
-    """The aggregates as OpenMetrics 1.0.0 (ending with ``# EOF``)."""
-    return openmetrics_format(received)
-
-
 def page(received: ReceivedMetrics, url: str, *, window: Optional[float] = None,
          query: str = "", charts: Sequence[ChartConfig] = ()) -> str:
-    """An HTML page of everything received, reloading itself every few seconds; the impact
-    view over the last ``window`` seconds (default :data:`PAGE_WINDOW`); ``query`` is the
-    request's query string (its ``token`` is kept in the page's links); ``charts``, the
-    charts declared in code, previewed next to the impact view."""
+    """An HTML page of everything received, the impact view over the last ``window``
+    seconds and the ``charts`` declared in code; ``query``, the request's query string, is
+    kept in the page's links (its ``token`` with it)."""
     view = impact(received.series, window or PAGE_WINDOW)
     palette = palette_of(view)
     declared = declared_section(received.series, charts, palette)

@@ -10,47 +10,10 @@ Unleash server answers, with every body checked strictly and shown as it aggrega
 True
 {'beta': {'yes': 1, 'no': 0, 'variants': {}}}
 
-Answers, as a real server gives them:
-
-- 202 for a body it takes (also when a real server would silently drop part of it: the
-  problems are logged, shown on the page, and dropped here as there; ``strict=True``
-  answers 400 instead, so that tests fail loudly; it never refuses what a real server
-  stores whole, such as ``"bucket": null`` or a sample with ``labels: {}``);
-- 400 with a JSON reason for a body a server rejects (not JSON, NaN, a schema violation);
-  the rules are unleash-server 8.2.0's (:mod:`impactagent.core.validation`);
-- 401 without the configured token (when one is configured): see "The token" below;
-- 413 for a body over the limit (100 kB, the server's default JSON limit, inflated);
-- 415 for a ``Content-Type`` other than ``application/json``, a charset that is not
-  ``utf-*``, or a ``Content-Encoding`` other than gzip and deflate (which are inflated);
-  chunked bodies are read (:mod:`impactagent.devtools.request_body`);
-- 400 for a ``Content-Length`` that is not one plain number, or a body shorter than it
-  (then the connection is closed: where the next request starts is unknown);
-- 408 for a body that stops arriving: every read waits at most ``read_timeout`` seconds
-  (10 by default), and a connection idle that long is closed. Each connection has its own
-  thread, so a client that stalls (or a slowloris) never holds up the others.
-
-Views: ``GET /`` a page that reloads itself, ``GET /api/received`` JSON, ``GET /metrics``
-Prometheus text, or OpenMetrics when ``Accept`` asks for it; ``GET /api/impact`` the impact
-view's aggregations per flag and variant (:mod:`impactagent.devtools.impact`), over the
-last hour or ``?window=<seconds>``; ``GET /api/charts`` the numbers of the charts declared in
-code (``charts=``, ``impactagent receive --charts``: :mod:`impactagent.devtools.declared`).
-``POST /api/client/register`` is accepted too (SDKs register first). With ``features=``
-(an Unleash client API document: ``{"version": 1, "features": [...]}``), ``GET
-/api/client/features`` serves it, so that an app's Unleash SDK can run against the
-receiver alone: its flags' answers and counts, and impactagent's metrics, in one place.
-
-The token. With ``token=`` (``impactagent receive --token``), every endpoint answers 401
-without it, the views as well as the POSTs: what an app sends may be worth a token to read.
-
-- ``POST /api/client/metrics`` and ``/api/client/register`` take it as an SDK sends it: the
-  whole ``Authorization`` header, or after ``Bearer`` (any case), as a real server does.
-- The views also take ``Authorization: Bearer <token>`` (what scrapers such as Prometheus'
-  ``authorization`` setting send), HTTP Basic with the token as the password (a browser asks
-  for it: the 401 says ``WWW-Authenticate: Basic``; any user name), and, for a link or a
-  bookmark, ``?token=<token>`` in the URL (the page's reloads keep it).
-
-Tokens are compared in constant time and never logged: a query parameter naming a token is
-cut from every log line, however its name is percent-encoded (``?%74oken=``).
+Its answers, views and token rules are ``docs/receiver.md``'s; on top of the server's body
+rules (:mod:`impactagent.server_rules`) it answers 415 and 408 as the server's HTTP layer
+does (:mod:`.request_body`), each connection on a thread of its own so that a slow client
+holds up no other, and never logs a token.
 """
 
 from __future__ import annotations
@@ -67,10 +30,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 from urllib.parse import parse_qs, unquote_plus
 
-from ..core._jsvalues import js_string
 from ..core.charts import ChartConfig
 from ..core.payload import environment_from_token
-from ..core.validation import MAX_BODY, REJECTED, check_document, parse_body
+from ..server_rules.jsvalues import js_string
+from ..server_rules.validation import MAX_BODY, REJECTED, check_document, parse_body
 from .declared import previews
 from .impact import impact
 from .received import ReceivedMetrics, Request
@@ -103,12 +66,10 @@ class Receiver:
         self.max_body = max_body
         self.strict = strict
         self.read_timeout = read_timeout
-        # ``series``: the time series' store (its step, bound and clock); the default keeps
-        # an hour in 10-second steps.
         self.received = ReceivedMetrics(series)
         #: Charts declared in code (``agent.chart_configs()``), previewed on the page.
         self.charts = list(charts)
-        #: What ``GET /api/client/features`` serves to an SDK (None: 404, as before).
+        #: What ``GET /api/client/features`` serves to an SDK (None: 404).
         self.features = None if features is None else json.dumps(features).encode()
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
@@ -163,9 +124,7 @@ class Receiver:
         return self.received.totals(app_name)
 
     def problems(self) -> List[str]:
-        """Every problem found in the logged bodies, as text (empty: all bodies were clean).
-
-        Safe to call while bodies arrive (a copy taken under the receiver's lock)."""
+        """Every problem found in the logged bodies, as text (empty: all were clean)."""
         return self.received.problems()
 
     def wait_for(self, predicate: Callable[[Receiver], bool], timeout: float = 10.0) -> bool:
@@ -181,13 +140,11 @@ class Receiver:
 
     def allows(self, authorization: Optional[str], *, view: bool = False,
                query: str = "") -> bool:
-        """True when no token is configured or the request carries it (see the module):
-        the whole ``Authorization`` header; for a view (``view=True``) also a Bearer or Basic
-        ``Authorization``, or ``token=`` in the ``query`` string."""
+        """True when no token is configured or the request carries it: the whole
+        ``Authorization`` header or after ``Bearer``, and for a ``view`` also as HTTP Basic's
+        password (a browser asks) or ``?token=`` in the ``query``."""
         if self.token is None:
             return True
-        # The whole header, as an SDK sends it; or, as the server also takes it, the token
-        # after a "Bearer " (any case).
         offered = [(authorization or "").strip(), _bearer(authorization)]
         if view:
             offered += [_basic_password(authorization),
@@ -330,10 +287,9 @@ _QUERY_PARAMETER = re.compile(r"([?&;])([^=&;?\s]*)=([^&;?\s'\"]*)")
 
 
 def redacted(text: str) -> str:
-    """``text`` with the value of every query parameter that names a token cut out, read as
-    a server reads it: a name percent-encoded however many times (``?%74oken=``) is cut as
-    surely as ``?token=``, and when decoding reveals one hidden in another value
-    (``?a=1%26token%3D...``) the line is logged decoded, and cut."""
+    """``text`` with the value of every query parameter that names a token cut out, however
+    often its name is percent-encoded (``?%74oken=``); a line that hides one in another
+    value (``?a=1%26token%3D...``) is logged decoded, and cut."""
     cut = _QUERY_PARAMETER.sub(_cut_token, text)
     decoded = cut
     for _ in range(8):  # bounded: each pass undoes one layer of encoding

@@ -1,13 +1,8 @@
-"""A request body read as unleash-server 8.2.0 reads one (Node's HTTP parser, then Express's
-``body-parser`` JSON and the server's ``Content-Type`` check), down to the JSON text.
-
-- Framing: a ``Content-Length`` that is one plain decimal number, or
-  ``Transfer-Encoding: chunked``; anything else is ``400``.
-- ``Content-Encoding``: ``gzip`` and ``deflate`` are inflated, ``identity`` is the bytes as
-  sent; any other (``br``, ``x-gzip``) is ``415``; a body that does not inflate is ``400``.
-  The size limit holds for the inflated body (``413``).
-- ``Content-Type``: ``application/json`` (any case, any parameters) or ``415``; its
-  ``charset`` must be a ``utf-*`` one the server can decode (``utf-16`` is), else ``415``.
+"""A request body read as unleash-server 8.2.0 reads one (Node's HTTP parser, Express's
+``body-parser``, the server's ``Content-Type`` check), down to the JSON text: framed by one
+plain ``Content-Length`` or chunked, else 400; ``gzip`` and ``deflate`` inflated (a body
+that does not inflate is 400), other encodings 415, the size limit on the inflated body
+(413); ``application/json`` with no charset or a ``utf-*`` one it decodes, else 415.
 
 >>> decode_body(b'{"a": 1}', "application/json; charset=utf-8", None, 100)
 '{"a": 1}'

@@ -1,11 +1,7 @@
-"""Line charts as SVG, written on the server: no JavaScript, no library, no CDN, so the
-receiver's page draws offline and in any browser, and a test can read each chart's series
-from its markup.
-
-Each series is a ``<g class="series" data-series="<name>">`` holding one ``<polyline>`` per
-run of defined values (a step without a value breaks the line) and one ``<circle>`` per
-value (a value alone between gaps is still seen). The y axis starts at zero unless told to
-fit the values (``y_min="auto"``), and is labelled by ``label`` (a value's text for people).
+"""Line charts as SVG, written on the server: no JavaScript and no library, so the page draws
+offline, and a test reads each chart's series from its markup. A series is a
+``<g class="series" data-series="<name>">``: a ``<polyline>`` per run of defined values and
+a ``<circle>`` per value; the y axis starts at zero unless ``y_min="auto"``.
 
 >>> chart = line_chart({"blue": [(0, 1.0), (10, None), (20, 3.0)]}, (0, 30),
 ...                    {"blue": "#0072B2"}, str)

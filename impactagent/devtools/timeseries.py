@@ -1,37 +1,18 @@
 """The receiver's short-term memory: what each series received, in 10-second steps, for the
 last hour, bounded.
 
-The hourly bins of :class:`~impactagent.devtools.received.ReceivedMetrics` answer "how many
-in total"; a chart needs "how many when". So every accepted body is also filed here, at the
-moment it arrived (the receiver's clock, not the body's ``bucket``: a development session
-watches what arrives now), into the *step* that moment falls in::
+Every accepted body is filed at the moment it arrived (the receiver's clock, not the body's
+``bucket``) into the step that moment falls in, ``floor(time / step)``. A *cell* is what one
+series received in one step, added up as the server would: a counter's increase; a gauge's
+last value (with its arrival number, to tell which came last), the sum and the count of its
+values; a histogram's count, sum and cumulative bucket counts; a flag's yes, no and variants.
 
-    step index = floor(arrival time / step seconds)
-
-A *cell* is what one series received in one step, as the server would add it up:
-
-- a counter: the sum of its deltas (``increase``);
-- a gauge: the last value set with its arrival number (counted across the whole store, it
-  says which came last among a flag variant's several series), the sum of the values set
-  and how many (for the average);
-- a histogram: the sum of its ``count``, ``sum`` and of each bucket's cumulative count;
-- a flag: ``yes``, ``no`` and each variant's count.
-
-The memory bound. A metric series is a ring of ``steps`` slots (360: an hour of 10 s
-steps), allocated whole when the series first arrives: per slot the step it holds (8
-bytes) and its cell as 8-byte floats, 1 for a counter, 4 for a gauge, 2 plus one per bucket
-for a histogram. A step reuses the slot of the step an hour before it, so nothing older is
-kept, whatever arrives. A flag series keeps a small dict per step (yes, no, variants), also
-at most ``steps`` of them, and at most ``max_variants`` (32) variant names in all its steps:
-the evaluations of a variant named beyond that are left out of the variants (they count in
-the cell's ``refused``, never as ``enabled``) and in ``variants_refused``, so a flood of
-fresh variant names cannot grow a flag series past about 1.2 MB. At most ``max_series``
-series (1000) are kept: a new series beyond that first evicts one that received nothing
-for an hour, else it is not stored and counted in ``series_refused``. So the store holds
-at most ``steps x max_series`` cells (360,000): about 5.8 MB for 1000 counters, 14 MB for
-1000 gauges, 43 MB for 1000 histograms with the 11 default boundaries and ``+Inf``
-(``SeriesStore.size()`` says what is held). A histogram whose boundaries change starts
-afresh, as the server recreates it.
+The bound: a metric series is a ring of ``steps`` slots of floats, allocated whole when it
+first arrives, a step reusing the slot of the step an hour before it; a flag series keeps at
+most ``steps`` small dicts and ``max_variants`` variant names (the evaluations of the others
+count in ``refused``, never as ``enabled``). At most ``max_series`` series: a new one evicts
+one silent for an hour, else it is refused and counted. ``SeriesStore.size()`` says what is
+held. A histogram whose boundaries change starts afresh, as the server recreates it.
 
 >>> store = SeriesStore(step=10, steps=3, clock=lambda: 0)
 >>> for at in (0, 5, 12, 25, 31, 47):
@@ -102,8 +83,7 @@ class SeriesStore:
                 if kind != "flag":
                     self._allocate(series, ())
             if index <= max(series["newest"], index) - self.steps:
-                return True  # a late arrival, older than what is kept (checked first: it
-                # must not recreate a histogram either)
+                return True  # older than what is kept: first, so it recreates nothing
             if kind == "histogram" and set(value["buckets"]) != set(series["bounds"]):
                 # New bucket boundaries: the server recreates the series, so does the store.
                 self._allocate(series, tuple(value["buckets"]))
@@ -187,8 +167,8 @@ class SeriesStore:
                     for key, s in self._series.items()]
 
     def _cells(self, series: Dict[str, Any], first: int, last: int) -> Dict[int, Cell]:
-        """Copies of the cells ``series`` holds for steps ``first`` to ``last``, in the form
-        readers take (see :func:`_expanded`)."""
+        """Copies of the cells ``series`` holds for steps ``first`` to ``last``, as readers
+        take them."""
         first = max(first, series["newest"] - self.steps + 1)
         if series["kind"] == "flag":
             return {i: _merge_flag(None, c) for i, c in sorted(series["cells"].items())
@@ -201,11 +181,9 @@ class SeriesStore:
         return dict(sorted(found.items()))
 
     def size(self) -> Dict[str, int]:
-        """How much is held: ``series``, ``cells`` (steps with something in them), ``bytes``
-        (the metric series' rings and the flag series' cells), and the bounds ``max_series``
-        and ``max_cells`` (``steps x max_series``); ``series_refused`` beyond the bound, and
-        ``variants_refused``, the evaluations of variants left out of flag series beyond
-        ``max_variants`` names."""
+        """How much is held (``series``, ``cells`` with something in them, ``bytes``), the
+        bounds (``max_series``, ``max_cells``) and what they refused (``series_refused``,
+        ``variants_refused``)."""
         with self._lock:
             cells = sum(len(self._cells(s, s["newest"] - self.steps + 1, s["newest"]))
                         for s in self._series.values())

@@ -1,10 +1,6 @@
-"""Numbers for people: a metric's unit read from its name, and values rounded to what a
-person compares at a glance (``9.6 ms``, not ``0.009612923994609446``).
-
-The unit comes from the name's suffix, as Prometheus' naming conventions put it there:
-``_seconds`` is a duration (shown in µs, ms, s or min, whichever reads best), ``_bytes`` a
-size (B, kB, MB, GB, in powers of 1000), ``_total`` a count; anything else a plain number.
-A rate adds ``/s``.
+"""Numbers for people (``9.61 ms``, not ``0.009612923994609446``), the unit read from the
+metric name's suffix as Prometheus names them: ``_seconds`` a duration, ``_bytes`` a size in
+powers of 1000, ``_total`` a count; a rate adds ``/s``.
 
 >>> [human(v, "request_seconds") for v in (0.009612923994609446, 0.0000042, 2.5, 95, 0)]
 ['9.61 ms', '4.2 µs', '2.5 s', '1.58 min', '0 s']

@@ -1,19 +1,11 @@
 """The server's write window: flag counts held in memory and written in one statement.
 
-unleash-server 8.2.0 answers 202 to a metrics body, adds its flag counts to what it holds,
-and writes everything it holds about every 5 s, all apps at once. Some counts make that
-write fail, and then every app's counts of the window are lost:
-
-- yes/no rows (and the variant rows with them): an app name longer than 255 characters or
-  with NUL (``varchar(255)``), a ``stop`` before year 1;
-- variant rows: a count above 2,147,483,647 once summed over the window (an ``integer``
-  column); a variant name with NUL; or a name of JavaScript's ``Object.prototype``
-  (``toString``, ``constructor``, ...) that arrives for one app, flag and hour when the
-  counts held lack it, unless a later body without the name drops it again (see
-  ``_sums``). ``__proto__`` is always dropped.
-
-Fractional ``yes`` counts are summed over the window and rounded when written, as
-PostgreSQL casts the sum.
+unleash-server 8.2.0 answers 202 to a body, holds its flag counts, and writes all it holds,
+every app's, about every 5 s. Some counts fail that write, losing the window for every app:
+an app name over 255 characters or with NUL, or a ``stop`` before year 1 (every row); a
+variant count summed past 2,147,483,647, a variant name with NUL, or a name of JavaScript's
+``Object.prototype`` arriving where the held counts lack it (the variant rows; see
+:func:`_sums`). Fractional ``yes`` counts are summed and rounded when written.
 
 >>> window = WriteWindow()
 >>> window.add(Arrival(0.0, "shop", "production", "beta", 0, 0.5, 0, {}))
@@ -29,13 +21,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..core._jsvalues import YEAR_ONE_MS, hour_of
 from ..core.server_limits import (
     DROPPED_VARIANT_NAMES,
     MAX_APP_NAME_LENGTH,
     MAX_VARIANT_COUNT,
     OBJECT_PROTOTYPE_PROPERTIES,
 )
+from ..server_rules.dates import YEAR_ONE_MS, hour_of
 
 #: The names a plain JavaScript object answers from its prototype.
 _PROTOTYPE = OBJECT_PROTOTYPE_PROPERTIES - DROPPED_VARIANT_NAMES
@@ -122,11 +114,10 @@ class WriteWindow:
 
 
 def _sums(arrivals: List[Arrival]) -> Dict[Row, Dict[str, Any]]:
-    """The rows the arrivals add up to, yes rounded, merged as the server merges them
-    (measured on 8.2.0): every later arrival for a row merges its variants (none counts as
-    ``{}``) into those held. A name of ``Object.prototype`` held and missing from the later
-    arrival is dropped; in the later arrival and not held, its count is added to the
-    prototype's function, and the text that makes (``None`` here) stays until a later
+    """The rows the arrivals add up to, yes rounded, merged as 8.2.0 merges them: a later
+    arrival merges its variants (none: ``{}``) into those held. A name of
+    ``Object.prototype`` held and missing from it is dropped; in it and not held, its count
+    is added to the prototype's function, and that text (``None`` here) stays until an
     arrival without the name drops it, or fails the write."""
     rows: Dict[Row, Dict[str, Any]] = {}
     for arrival in arrivals:

@@ -36,9 +36,10 @@ import requests
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from impactagent.core._jsvalues import hour_of, js_string, sanitize
-from impactagent.core.validation import POISONED, check_document
 from impactagent.devtools.receiver import Receiver
+from impactagent.server_rules.dates import hour_of
+from impactagent.server_rules.jsvalues import js_string, sanitize
+from impactagent.server_rules.validation import POISONED, check_document
 from tests.e2e.conftest import FLAG_CACHE_SECONDS, RealServer
 from tests.e2e.differential_corpus import FLAGS
 from tests.e2e.generated_bodies import CATEGORIES, Sent, canary, stop_ms
