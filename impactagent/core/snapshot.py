@@ -13,7 +13,7 @@ from __future__ import annotations
 from array import array
 from datetime import datetime
 from itertools import islice
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from ._family import MetricFamily, Series
 from ._numbers import MAX_SAFE, Number
@@ -116,9 +116,18 @@ class MetricDelta(NamedTuple):
         return tuple(GaugeValue(gauges[position], value)
                      for position, value in zip(self.indexes, self.values))
 
-    def subset(self, indexes: Iterable[int]) -> MetricDelta:
-        """The deltas of the series at ``indexes`` only (part of a snapshot, for a body)."""
-        picked = list(indexes)
+    def subset(self, indexes: Sequence[int]) -> MetricDelta:
+        """The deltas of the series at ``indexes`` (increasing) only: part of a snapshot,
+        for a body. A run of consecutive indexes is sliced, the columns' kind kept."""
+        if not indexes or indexes[-1] - indexes[0] != len(indexes) - 1:
+            return self._picked(indexes)
+        start, stop = indexes[0], indexes[-1] + 1
+        width = self.width
+        return MetricDelta(self.family, self.indexes[start:stop], self.numbers[start:stop],
+                           self.counts[start * width:stop * width] if width else (),
+                           self.ints[start:stop])
+
+    def _picked(self, picked: Sequence[int]) -> MetricDelta:
         positions = array("q", [self.indexes[i] for i in picked])
         numbers = _like(self.numbers, [self.numbers[i] for i in picked])
         ints = bytes([self.ints[i] for i in picked]) if self.ints else b""
