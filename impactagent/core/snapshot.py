@@ -1,12 +1,11 @@
 """What one collect hands to delivery: a flag window and the impact-metric deltas.
 
-A metric's deltas are columns, not an object per series: the positions of the changed
+A metric's deltas are columns, the one place they are kept: the positions of the changed
 series in the family's append-only :meth:`~MetricFamily.series_table`, their numbers and
-histograms' bucket counts, each an ``array.array``. An array is not tracked by the cyclic
-garbage collector and holds no references, so a collect of 100,000 series leaves a young
-collection almost nothing to walk. A column falls back to a list when a number does not
-fit its machine type (a bucket count past 2**63 from ``add_counts()``).
-"""
+histograms' bucket counts, each an ``array.array``. An array holds numbers, not references,
+so a collect of 100,000 series leaves a young collection a few objects to visit rather than
+one per series (a list is visited item by item). A column falls back to a list when a number
+does not fit its machine type (a bucket count past 2**63 from ``add_counts()``)."""
 
 from __future__ import annotations
 
@@ -73,11 +72,6 @@ class MetricDelta(NamedTuple):
             return list(self.numbers)
         return [int(number) if is_int else number for number, is_int in zip(self.numbers, ints)]
 
-    def value(self, index: int) -> Number:
-        """Series ``index``'s number (see :attr:`values`)."""
-        number = self.numbers[index]
-        return int(number) if self.ints and self.ints[index] else number
-
     def bucket_counts(self, index: int) -> Tuple[int, ...]:
         """Series ``index``'s bucket counts (a histogram's), each bucket alone."""
         width = self.width
@@ -87,17 +81,8 @@ class MetricDelta(NamedTuple):
         """Series ``index``'s delta as its ``take_delta()`` returned it, to give back."""
         if self.family.kind == "histogram":
             return self.bucket_counts(index), self.numbers[index]
-        return self.value(index)
-
-    def events(self, index: int) -> int:
-        """The recorded events series ``index`` carries: a counter's increment, a
-        histogram's observations, one for a gauge value."""
-        kind = self.family.kind
-        if kind == "counter":
-            return int(self.numbers[index])
-        if kind == "histogram":
-            return sum(self.bucket_counts(index))
-        return 1
+        number = self.numbers[index]
+        return int(number) if self.ints and self.ints[index] else number
 
     @property
     def samples(self) -> Tuple[Sample, ...]:
