@@ -268,3 +268,30 @@ def test_counter_and_gauge_samples_are_written_as_the_encoder_writes_them():
     assert payload.body == encode(document)
     assert [type(s["value"]) for s in document["impactMetrics"][1]["samples"]] == [
         type(n) for n in (numbers * 2)[:len(awkward)]]
+
+
+def test_a_body_kept_alone_holds_its_own_bytes_not_its_whole_builds():
+    """A body kept for a retry (or waiting for its answer) holds its bytes and the indexes
+    of what it carries, not the encoding of every other body of its build: a body used to
+    share one buffer of all units, so one body kept alive kept all of them."""
+    import gc
+    import tracemalloc
+
+    agent = impactagent.Agent("shop", "production", max_series_per_metric=20_000)
+    routes = agent.counter("hits_total", "Hits", labels=("route",), max_series=20_000)
+    for i in range(20_000):
+        routes.labels(f"/route/{i:06d}").inc()
+    snapshot = agent.collect()
+    tracemalloc.start()
+    try:
+        payloads = agent.build_payloads(snapshot)
+        kept = payloads[0]
+        del payloads
+        gc.collect()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(kept.body) > 50_000 and held < 2 * len(kept.body), (held, len(kept.body))
+    part = kept.part()  # and it still gives back exactly what it carries
+    assert part is not None
+    assert sum(len(metric.indexes) for metric in part.metrics) == kept.events

@@ -121,7 +121,7 @@ def _base_labels(identity: Identity) -> Dict[str, str]:
 def _sample_wire(family: Any, child: Any, value: Any, counts: Sequence[int],
                  base_labels: Dict[str, str]) -> Optional[Dict[str, Any]]:
     """The wire form of one sample, or ``None`` if it cannot be sent (an overflowed sum);
-    encoded at once and dropped: the units keep the bytes."""
+    encoded at once and dropped: the body keeps the bytes."""
     labels = dict(base_labels)
     labels.update(zip(family.label_names, child.label_values))
     if family.kind == "histogram":
