@@ -185,9 +185,7 @@ def _number_samples(metric: MetricDelta, base: Dict[str, str]
     names = [f",{_json_string(name)}:" for name in family.label_names]
     sole = names[0] if len(names) == 1 else None  # one label: no list to join
     counting = family.kind == "counter"  # a counter's value is its events; a gauge's, one
-    numbers: Iterable[Any] = metric.numbers
-    if metric.ints:  # a gauge's ints as ints, one at a time (not a list of every value)
-        numbers = (int(n) if is_int else n for n, is_int in zip(numbers, metric.ints))
+    numbers: Iterable[Any] = metric.numbers_as_taken()  # a counter's are ints
     for index, (position, value) in enumerate(zip(metric.indexes, numbers)):
         child = table[position]
         if value.__class__ is int or (value.__class__ is float and math.isfinite(value)):

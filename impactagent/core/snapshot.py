@@ -12,7 +12,7 @@ from __future__ import annotations
 from array import array
 from datetime import datetime
 from itertools import islice
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from ._family import MetricFamily, Series
 from ._numbers import MAX_SAFE, Number
@@ -67,10 +67,15 @@ class MetricDelta(NamedTuple):
     @property
     def values(self) -> List[Number]:
         """Each series' number as it was taken (an int stays an int), built when asked."""
-        ints = self.ints
-        if not ints:
-            return list(self.numbers)
-        return [int(number) if is_int else number for number, is_int in zip(self.numbers, ints)]
+        return list(self.numbers_as_taken())
+
+    def numbers_as_taken(self) -> Iterable[Number]:
+        """Each series' number as it was taken (a gauge's int stays an int), one at a time:
+        no list of every value."""
+        if not self.ints:
+            return self.numbers
+        return (int(number) if is_int else number
+                for number, is_int in zip(self.numbers, self.ints))
 
     def bucket_counts(self, index: int) -> Tuple[int, ...]:
         """Series ``index``'s bucket counts (a histogram's), each bucket alone."""
