@@ -369,7 +369,12 @@ def build_payloads(
             continue
         bodies.flag(name, _flag_json(name, _toggle_json(delta)), delta.yes + delta.no, delta)
     base = _base_labels(identity)
+    # One metric's deltas side by side (a snapshot joined from two has each twice): a body
+    # names each metric once, and its size counts each shell once.
+    order: Dict[str, int] = {}
     for metric in snapshot.metrics:
+        order.setdefault(metric.family.name, len(order))
+    for metric in sorted(snapshot.metrics, key=lambda metric: order[metric.family.name]):
         bodies.metric(metric, _histogram_samples(metric, base, drops)
                       if metric.family.kind == "histogram" else _number_samples(metric, base))
     if bodies.units or not bodies.payloads:
