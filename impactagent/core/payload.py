@@ -342,6 +342,21 @@ class _Bodies:
             indexes.append(index)
 
 
+def _flags_to_send(snapshot: Snapshot, drops: DropCounter) -> Iterator[Tuple[str, ToggleDelta]]:
+    """The snapshot's flags a server takes; one it would lose the window for is dropped."""
+    for name, delta in snapshot.toggles.items():
+        # yes == no == 0 is a flag the server ignores; the recorder never makes one with
+        # variant counts (one count per evaluation and state: see flags.FlagStats).
+        if not (delta.yes or delta.no):
+            continue
+        if any(n > MAX_VARIANT_COUNT for n in delta.variants.values()):
+            # Never from the recorder, which fits each hour (flags.fit_hour): a snapshot
+            # made otherwise, which cannot be split here (nothing to give the rest back to).
+            drops.add("variant_count_limit", delta.yes + delta.no, detail=f"flag {name!r}")
+            continue
+        yield name, delta
+
+
 def build_payloads(
     snapshot: Snapshot,
     identity: Identity,
@@ -357,16 +372,7 @@ def build_payloads(
     """
     drops = drops if drops is not None else DropCounter()
     bodies = _Bodies(_header(snapshot, identity), snapshot, max_bytes, drops)
-    for name, delta in snapshot.toggles.items():
-        # yes == no == 0 is a flag the server ignores; the recorder never makes one with
-        # variant counts (one count per evaluation and state: see flags.FlagStats).
-        if not (delta.yes or delta.no):
-            continue
-        if any(n > MAX_VARIANT_COUNT for n in delta.variants.values()):
-            # Never from the recorder, which fits each hour (flags.fit_hour): a snapshot
-            # made otherwise, which cannot be split here (nothing to give the rest back to).
-            drops.add("variant_count_limit", delta.yes + delta.no, detail=f"flag {name!r}")
-            continue
+    for name, delta in _flags_to_send(snapshot, drops):
         bodies.flag(name, _flag_json(name, _toggle_json(delta)), delta.yes + delta.no, delta)
     base = _base_labels(identity)
     # One metric's deltas side by side (a snapshot joined from two has each twice): a body
