@@ -212,9 +212,9 @@ Picked = Tuple[Tuple[MetricDelta, Sequence[int]], ...]
 
 
 class Payload:
-    """One request body: its exact bytes, the units it carries (each flag's counts and each
-    sample, indivisible), the recorded events they hold, and where in the snapshot they
-    came from, to give back if the body is not delivered (none for a spooled body).
+    """One request body: its exact bytes, how many units it carries (each flag's counts
+    and each sample, indivisible), the recorded events they hold, and where in the
+    snapshot they came from, to give back if it is not delivered (none for a spooled body).
 
     ``document`` is decoded from ``body`` when asked, not kept (a dict per sample is what
     made big builds pause recording threads).
