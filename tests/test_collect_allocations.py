@@ -179,3 +179,28 @@ def test_columns_keep_every_number_exact():
     assert "h" not in again  # dropped and counted: not given back, never counted twice
     assert again["g"].values == [5, 5.0, -0.0, 2**53 - 1]
     assert agent.collect().metrics[0].values == [2**53 - 1]  # the second window's worth
+
+
+def _young_after_collect(series: int) -> Tuple[int, int]:
+    """Objects a young collection would walk right after a collect + build_payloads (the
+    tracked objects made since the last collection and still alive), and the bodies."""
+    agent, children = _agent(series)
+    _record(agent, children)
+    agent.build_payloads(agent.collect())  # one-off costs (caches, lazy imports) first
+    _record(agent, children)
+    gc.collect()
+    gc.disable()  # nothing is promoted out of the young generation meanwhile
+    try:
+        payloads = agent.build_payloads(agent.collect())
+        return len(gc.get_objects(generation=0)), len(payloads)
+    finally:
+        gc.enable()
+
+
+def test_a_collect_leaves_the_next_young_collection_nothing_per_series():
+    # What a collect replaces must not outlive it as a new object per series: a histogram
+    # series that kept its sent counts as a new list each collect left 10,000 young lists
+    # here, walked (with the GIL held) by the next young collection.
+    small, small_bodies = _young_after_collect(1_000)
+    large, large_bodies = _young_after_collect(10_000)
+    assert large - small <= 20 * (large_bodies - small_bodies) + 50, (small, large)

@@ -268,3 +268,59 @@ def test_counter_and_gauge_samples_are_written_as_the_encoder_writes_them():
     assert payload.body == encode(document)
     assert [type(s["value"]) for s in document["impactMetrics"][1]["samples"]] == [
         type(n) for n in (numbers * 2)[:len(awkward)]]
+
+
+def test_a_body_kept_alone_holds_its_own_bytes_not_its_whole_builds():
+    """A body kept for a retry (or waiting for its answer) holds its bytes and the indexes
+    of what it carries, not the encoding of every other body of its build: a body used to
+    share one buffer of all units, so one body kept alive kept all of them."""
+    import gc
+    import tracemalloc
+
+    agent = impactagent.Agent("shop", "production", max_series_per_metric=20_000)
+    routes = agent.counter("hits_total", "Hits", labels=("route",), max_series=20_000)
+    for i in range(20_000):
+        routes.labels(f"/route/{i:06d}").inc()
+    snapshot = agent.collect()
+    tracemalloc.start()
+    try:
+        payloads = agent.build_payloads(snapshot)
+        kept = payloads[0]
+        del payloads
+        gc.collect()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(kept.body) > 50_000 and held < 2 * len(kept.body), (held, len(kept.body))
+    part = kept.part()  # and it still gives back exactly what it carries
+    assert part is not None
+    assert sum(len(metric.indexes) for metric in part.metrics) == kept.events
+
+
+def test_a_snapshot_joined_from_two_names_each_metric_once_per_body():
+    """Two windows joined into one snapshot by hand carry each metric twice; every body
+    still names each metric once, stays under its bound, and carries every count once."""
+    from impactagent.core.payload import encode
+
+    agent = impactagent.Agent("shop", "production")
+    hits = agent.counter("hits_total", "Hits", labels=("route",))
+    level = agent.gauge("level", "Level", labels=("route",))
+    for window in range(2):
+        for i in range(300):
+            hits.labels(f"/r/{i}").inc(window + 1)
+            level.labels(f"/r/{i}").set(window)
+        if window == 0:
+            first = agent.collect()
+    second = agent.collect()
+    joined = impactagent.Snapshot(first.start, second.stop, {},
+                                  first.metrics + second.metrics)
+    for max_bytes in (95_000, 6_000):
+        payloads = impactagent.build_payloads(joined, agent.identity, max_bytes=max_bytes)
+        names = [[m["name"] for m in p.document["impactMetrics"]] for p in payloads]
+        assert all(len(n) == len(set(n)) for n in names), names
+        assert all(len(p.body) <= max_bytes and p.body == encode(p.document)
+                   for p in payloads)
+        hits_sent = sum(s["value"] for p in payloads for m in p.document["impactMetrics"]
+                        if m["name"] == "hits_total" for s in m["samples"])
+        assert hits_sent == 300 * 1 + 300 * 2
+        assert sum(p.events for p in payloads) == 900 + 600  # and one per gauge value

@@ -193,7 +193,9 @@ class HistogramChild:
         deltas = tuple(now - sent for now, sent in zip(counts, self._sent_counts))
         if not any(deltas):
             return None  # no observation, so the window's sum is 0.0 too
-        self._sent_counts = counts
+        # In place: a new list per series would leave the next young collection one list
+        # per series to walk, with the GIL held (recorders stall for it).
+        self._sent_counts[:] = counts
         return deltas, window_sum
 
     def give_back_delta(self, delta: Tuple[Sequence[int], float]) -> None:
@@ -204,7 +206,7 @@ class HistogramChild:
             if fits:
                 self._window_sum = merged
         if fits:
-            self._sent_counts = [sent - d for sent, d in zip(self._sent_counts, given_counts)]
+            self._sent_counts[:] = [sent - d for sent, d in zip(self._sent_counts, given_counts)]
         else:
             # Observations recorded meanwhile took the window's sum so far that the two no
             # longer fit one value the server takes: the older part is dropped and counted.

@@ -1,12 +1,11 @@
 """What one collect hands to delivery: a flag window and the impact-metric deltas.
 
-A metric's deltas are columns, not an object per series: the positions of the changed
+A metric's deltas are columns, the one place they are kept: the positions of the changed
 series in the family's append-only :meth:`~MetricFamily.series_table`, their numbers and
-histograms' bucket counts, each an ``array.array``. An array is not tracked by the cyclic
-garbage collector and holds no references, so a collect of 100,000 series leaves a young
-collection almost nothing to walk. A column falls back to a list when a number does not
-fit its machine type (a bucket count past 2**63 from ``add_counts()``).
-"""
+histograms' bucket counts, each an ``array.array``. An array holds numbers, not references,
+so a collect of 100,000 series leaves a young collection a few objects to visit rather than
+one per series (a list is visited item by item). A column falls back to a list when a number
+does not fit its machine type (a bucket count past 2**63 from ``add_counts()``)."""
 
 from __future__ import annotations
 
@@ -68,15 +67,15 @@ class MetricDelta(NamedTuple):
     @property
     def values(self) -> List[Number]:
         """Each series' number as it was taken (an int stays an int), built when asked."""
-        ints = self.ints
-        if not ints:
-            return list(self.numbers)
-        return [int(number) if is_int else number for number, is_int in zip(self.numbers, ints)]
+        return list(self.numbers_as_taken())
 
-    def value(self, index: int) -> Number:
-        """Series ``index``'s number (see :attr:`values`)."""
-        number = self.numbers[index]
-        return int(number) if self.ints and self.ints[index] else number
+    def numbers_as_taken(self) -> Iterable[Number]:
+        """Each series' number as it was taken (a gauge's int stays an int), one at a time:
+        no list of every value."""
+        if not self.ints:
+            return self.numbers
+        return (int(number) if is_int else number
+                for number, is_int in zip(self.numbers, self.ints))
 
     def bucket_counts(self, index: int) -> Tuple[int, ...]:
         """Series ``index``'s bucket counts (a histogram's), each bucket alone."""
@@ -87,17 +86,8 @@ class MetricDelta(NamedTuple):
         """Series ``index``'s delta as its ``take_delta()`` returned it, to give back."""
         if self.family.kind == "histogram":
             return self.bucket_counts(index), self.numbers[index]
-        return self.value(index)
-
-    def events(self, index: int) -> int:
-        """The recorded events series ``index`` carries: a counter's increment, a
-        histogram's observations, one for a gauge value."""
-        kind = self.family.kind
-        if kind == "counter":
-            return int(self.numbers[index])
-        if kind == "histogram":
-            return sum(self.bucket_counts(index))
-        return 1
+        number = self.numbers[index]
+        return int(number) if self.ints and self.ints[index] else number
 
     @property
     def samples(self) -> Tuple[Sample, ...]:
@@ -116,9 +106,18 @@ class MetricDelta(NamedTuple):
         return tuple(GaugeValue(gauges[position], value)
                      for position, value in zip(self.indexes, self.values))
 
-    def subset(self, indexes: Iterable[int]) -> MetricDelta:
-        """The deltas of the series at ``indexes`` only (part of a snapshot, for a body)."""
-        picked = list(indexes)
+    def subset(self, indexes: Sequence[int]) -> MetricDelta:
+        """The deltas of the series at ``indexes`` (increasing) only: part of a snapshot,
+        for a body. A run of consecutive indexes is sliced, the columns' kind kept."""
+        if not indexes or indexes[-1] - indexes[0] != len(indexes) - 1:
+            return self._picked(indexes)
+        start, stop = indexes[0], indexes[-1] + 1
+        width = self.width
+        return MetricDelta(self.family, self.indexes[start:stop], self.numbers[start:stop],
+                           self.counts[start * width:stop * width] if width else (),
+                           self.ints[start:stop])
+
+    def _picked(self, picked: Sequence[int]) -> MetricDelta:
         positions = array("q", [self.indexes[i] for i in picked])
         numbers = _like(self.numbers, [self.numbers[i] for i in picked])
         ints = bytes([self.ints[i] for i in picked]) if self.ints else b""
