@@ -58,13 +58,13 @@ def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Opti
     try:
         seconds = float(value)
     except ValueError:
-        try:
+        try:  # a date whose year or zone overflows is garbage too, never an error
             moment = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+            if moment is None:
+                return None
+            seconds = moment.timestamp() - (time.time() if now is None else now)
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
-        if moment is None:
-            return None
-        seconds = moment.timestamp() - (time.time() if now is None else now)
     if seconds != seconds:  # NaN
         return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)

@@ -1,0 +1,120 @@
+"""Attacks on the delivery's promise at its in-flight edges: bodies whose answer comes late
+(or never), close and SIGTERM racing that answer, forks and other processes meeting such a
+body, and the one backoff policy's ``Retry-After``. After each the ledger must balance:
+``recorded == delivered + dropped + pending`` (plus what is on disk), with any excess inside
+``possibly_duplicated_events``.
+
+The servers are real (``ScriptedServer`` on loopback), and so are the users' transports, the
+threads, the processes and the signals.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import impactagent
+from impactagent.delivery.transport import Outcome
+from tests.scripted_server import Answer, ScriptedServer
+
+
+def in_process_ledger(agent):
+    s = agent.statistics()
+    return {"recorded": sum(s["recorded"].values()), "pending": s["pending_events"],
+            "delivered": s["delivery"]["delivered_events"], "dropped": s["dropped"],
+            "duplicated": s["delivery"]["possibly_duplicated_events"]}
+
+
+def balanced(ledger, on_disk=0):
+    """recorded == delivered + dropped + pending + on disk, the excess inside duplicated."""
+    accounted = (ledger["delivered"] + sum(ledger["dropped"].values()) + ledger["pending"]
+                 + on_disk)
+    return accounted - ledger["duplicated"] <= ledger["recorded"] <= accounted
+
+
+# -- the status line decides, whatever a Retry-After says -------------------------------------
+
+#: Dates whose year or zone overflows a C int when turned into a moment.
+OVERFLOWING_DATES = ["Thu, 01 Jan 99999999999 00:00:00 GMT",
+                     "Sun, 06 Nov 1994 08:49:37 +99999999999999999999"]
+
+
+@pytest.mark.parametrize("retry_after", OVERFLOWING_DATES)
+def test_a_2xx_with_an_overflowing_retry_after_date_is_delivered_once(retry_after):
+    """The server stores the body and answers 202 with a Retry-After date that overflows
+    (a proxy's garbage). The status line decides: delivered, once. The parse raised out of
+    the transport, so the stored body counted as a failed send, was sent again until the
+    flush's deadline, and stored several times with ``possibly_duplicated_events`` at 0."""
+    with ScriptedServer() as server:
+        server.default = Answer(202, headers={"Retry-After": retry_after})
+        agent = impactagent.Agent("shop", url=server.api_url, api_key="default:development.x",
+                                  register=False)
+        agent.counter("jobs_total", "Jobs").inc(7)
+        result = agent.flush(timeout=3)
+        agent.close(timeout=1)
+        assert server.counter_total("jobs_total") == 7, len(server.requests)
+    assert result.ok and result.delivered_events == 7, result
+    ledger = in_process_ledger(agent)
+    assert ledger["delivered"] == 7 and ledger["duplicated"] == 0, ledger
+
+
+# -- a late answer that is an exception proves nothing ----------------------------------------
+
+
+class Timeout(BaseException):
+    """gevent's and eventlet's Timeout derive from BaseException."""
+
+
+class StoresThenRaises:
+    """A user's transport that stores every body (the server's side), and whose first
+    call, held until ``release``, raises ``error`` after storing: a client library that
+    failed reading the answer, or a green thread's timeout."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+        self.stored: list = []
+        self.release = threading.Event()
+        self.answered = threading.Event()
+
+    def post(self, body, timeout):
+        self.stored.append(body)
+        if len(self.stored) > 1:
+            return Outcome("delivered", 202)
+        self.release.wait(10)
+        try:
+            raise self.error
+        finally:
+            self.answered.set()
+
+
+@pytest.mark.parametrize("error", [RuntimeError("answer unreadable"), Timeout()],
+                         ids=["RuntimeError", "BaseException"])
+def test_a_late_exception_for_a_body_close_spooled_leaves_it_possibly_duplicated(
+        tmp_path, error):
+    """close() spools a body whose POST is still in flight (counted as possibly duplicated);
+    the call then raises, after the server stored it. An exception says nothing about
+    whether the body arrived, so the doubt must stay: it was withdrawn as if a 503 had
+    answered, and the next agent on the spool sent the body again (stored twice, counted
+    0 times as possibly duplicated in either process)."""
+    spool = tmp_path / "spool"
+    sink = StoresThenRaises(error)
+    agent = impactagent.Agent("shop", transport=sink, register=False, spool_dir=str(spool))
+    agent.counter("jobs_total", "Jobs").inc(7)
+    try:
+        agent.close(timeout=0.5)  # no answer by close's deadline: spooled
+    finally:
+        sink.release.set()
+    assert sink.answered.wait(5)
+    time.sleep(0.2)  # the late answer is settled on the sending thread
+    first = in_process_ledger(agent)
+    files = len(list(spool.glob("*.json")))
+    assert files == 1, files
+
+    successor = impactagent.Agent("shop", transport=sink, register=False,
+                                  spool_dir=str(spool))
+    successor.flush(timeout=2)  # replays the spooled body
+    successor.close(timeout=1)
+    assert len(sink.stored) == 2  # the server has the 7 twice
+    assert first["duplicated"] + in_process_ledger(successor)["duplicated"] >= 7, first
