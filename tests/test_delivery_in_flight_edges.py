@@ -118,3 +118,51 @@ def test_a_late_exception_for_a_body_close_spooled_leaves_it_possibly_duplicated
     successor.close(timeout=1)
     assert len(sink.stored) == 2  # the server has the 7 twice
     assert first["duplicated"] + in_process_ledger(successor)["duplicated"] >= 7, first
+
+
+# -- Retry-After: the least wait, never a reason to hang or to hammer --------------------------
+
+
+@pytest.mark.parametrize("retry_after, posts", [
+    ("0", 2), ("-5", 2), ("Wed, 21 Oct 2015 07:28:00 GMT", 2),  # no wait: retried at once
+    ("3600", 1), ("1e309", 1), ("Fri, 31 Dec 9999 23:59:59 GMT", 1),  # past the deadline
+])
+def test_a_retry_after_inside_a_flush_is_its_least_wait(retry_after, posts):
+    """A 503 with a Retry-After inside a flush the app asked for: a wait of none (0, a
+    negative one, a date past) lets the retry come at once and deliver; one past the
+    flush's deadline (huge, infinite, a date far ahead) is never undercut: the flush stops
+    trying, keeps the body, and the next flush delivers it."""
+    with ScriptedServer() as server:
+        server.script(Answer(503, headers={"Retry-After": retry_after}))
+        agent = impactagent.Agent("shop", url=server.api_url, api_key="default:development.x",
+                                  register=False)
+        agent.counter("jobs_total", "Jobs").inc(7)
+        first = agent.flush(timeout=5)
+        assert len(server.requests) == posts, server.requests
+        assert first.ok == (posts == 2), first
+        agent.flush(timeout=2)
+        agent.close(timeout=1)
+        assert server.counter_total("jobs_total") == 7
+    ledger = in_process_ledger(agent)
+    assert ledger["delivered"] == 7 and ledger["duplicated"] == 0, ledger
+
+
+def test_a_registration_never_undercuts_the_servers_retry_after():
+    """The server answers the registration 429 with ``Retry-After: 3600``; the metrics go
+    through. The flusher registers again before each flush: every 0.2 s it came back, an
+    agent hammering the server that asked it to wait an hour (the metrics' own Retry-After is
+    never undercut)."""
+    with ScriptedServer() as server:
+        server.script_register(Answer(429, headers={"Retry-After": "3600"}))
+        agent = impactagent.Agent("shop", url=server.api_url, api_key="default:development.x",
+                                  flush_interval=0.2)
+        counter = agent.counter("jobs_total", "Jobs")
+        agent.start()
+        try:
+            for _ in range(10):  # bounded: a few intervals, with metrics going through
+                counter.inc()
+                time.sleep(0.2)
+            assert server.wait_for(lambda s: s.counter_total("jobs_total") > 0)
+        finally:
+            agent.close(timeout=1)
+        assert [r.status for r in server.registrations] == [429]
