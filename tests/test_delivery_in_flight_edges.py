@@ -10,6 +10,7 @@ threads, the processes and the signals.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -166,3 +167,97 @@ def test_a_registration_never_undercuts_the_servers_retry_after():
         finally:
             agent.close(timeout=1)
         assert [r.status for r in server.registrations] == [429]
+
+
+# -- a late answer of every kind, before, during and after close() ----------------------------
+
+
+def events_in(body: bytes) -> int:
+    """What a body of the ``jobs_total`` counter carries."""
+    document = json.loads(body)
+    return sum(s["value"] for m in document.get("impactMetrics", []) for s in m["samples"])
+
+
+#: late answer -> (stored before answering, what the call then does)
+LATE_ANSWERS = {
+    "202": (True, Outcome("delivered", 202)),
+    "400": (False, Outcome("rejected", 400, detail="bad body")),
+    "401": (False, Outcome("unauthorized", 401)),
+    "413": (False, Outcome("too_large", 413)),
+    "503": (False, Outcome("retry", 503)),
+    "cut": (True, Outcome("retry", detail="connection lost", maybe_delivered=True)),
+    "raise": (True, RuntimeError("answer unreadable")),
+    "base": (True, Timeout()),
+}
+
+
+class LateFirst:
+    """A server behind a user's transport: the first POST is held until ``release``, then
+    stored or not and answered as ``late`` says; every later one is stored and answered 202.
+    ``stored`` is the server's truth: the events it has, duplicates included."""
+
+    def __init__(self, late: str) -> None:
+        self.store_first, self.answer = LATE_ANSWERS[late]
+        self.stored = 0
+        self.calls = 0
+        self.release = threading.Event()
+        self.answered = threading.Event()
+        self.lock = threading.Lock()
+
+    def post(self, body, timeout):
+        with self.lock:
+            self.calls += 1
+            first = self.calls == 1
+        if not first:
+            with self.lock:
+                self.stored += events_in(body)
+            return Outcome("delivered", 202)
+        self.release.wait(10)
+        try:
+            if self.store_first:
+                with self.lock:
+                    self.stored += events_in(body)
+            if isinstance(self.answer, BaseException):
+                raise self.answer
+            return self.answer
+        finally:
+            self.answered.set()
+
+
+def spooled_events(spool) -> int:
+    return sum(events_in(path.read_bytes()) for path in spool.glob("*.json"))
+
+
+@pytest.mark.parametrize("late", sorted(LATE_ANSWERS))
+@pytest.mark.parametrize("when", ["before_close", "during_close", "after_close"])
+@pytest.mark.parametrize("spooled", [False, True], ids=["memory", "spool"])
+def test_a_late_answer_of_every_kind_leaves_the_ledger_balanced(tmp_path, late, when,
+                                                                spooled):
+    """A flush's deadline cuts the wait for a POST; its answer (of every kind) comes before
+    close(), while close() waits, or after it returned. Once everything is settled: every
+    event recorded is delivered, dropped with a reason, pending or on disk; an excess is
+    inside ``possibly_duplicated_events``; and what the server stored (duplicates included)
+    is delivered or possibly duplicated, never dropped while stored."""
+    spool = tmp_path / "spool"
+    server = LateFirst(late)
+    agent = impactagent.Agent("shop", transport=server, register=False,
+                              spool_dir=str(spool) if spooled else None)
+    agent.counter("jobs_total", "Jobs").inc(7)
+    try:
+        assert not agent.flush(timeout=0.3).ok  # no answer by the deadline
+        if when == "before_close":
+            server.release.set()
+            assert server.answered.wait(5)
+            time.sleep(0.2)  # settled on the sending thread
+        elif when == "during_close":
+            threading.Timer(0.3, server.release.set).start()
+        agent.close(timeout=1.5)
+    finally:
+        server.release.set()
+    assert server.answered.wait(5)
+    time.sleep(0.2)
+    ledger = in_process_ledger(agent)
+    on_disk = spooled_events(spool) if spooled else 0
+    assert ledger["recorded"] == 7 and ledger["pending"] == 0, ledger
+    assert balanced(ledger, on_disk), (ledger, on_disk)
+    assert server.stored <= ledger["delivered"] + ledger["duplicated"], (server.stored, ledger)
