@@ -261,3 +261,42 @@ def test_a_late_answer_of_every_kind_leaves_the_ledger_balanced(tmp_path, late, 
     assert ledger["recorded"] == 7 and ledger["pending"] == 0, ledger
     assert balanced(ledger, on_disk), (ledger, on_disk)
     assert server.stored <= ledger["delivered"] + ledger["duplicated"], (server.stored, ledger)
+
+
+# -- what the sending thread raises cannot end the flusher ------------------------------------
+
+
+@pytest.mark.parametrize("error", [SystemExit(3), KeyboardInterrupt()],
+                         ids=["SystemExit", "KeyboardInterrupt"])
+def test_a_transport_raising_systemexit_on_the_sending_thread_does_not_end_the_flusher(
+        error):
+    """A user's transport calls ``sys.exit()`` (or raises KeyboardInterrupt) once, on the
+    agent's sending thread: no app decided to exit, no Ctrl-C came (signals reach the main
+    thread only). It was handed to the flusher's thread, which ended for good and silently:
+    nothing was sent again until close()."""
+    class ExitsOnce:
+        def __init__(self):
+            self.calls = 0
+            self.delivered = threading.Event()
+
+        def post(self, body, timeout):
+            self.calls += 1
+            if self.calls == 1:
+                raise error
+            self.delivered.set()
+            return Outcome("delivered", 202)
+
+    sink = ExitsOnce()
+    agent = impactagent.Agent("shop", transport=sink, register=False, flush_interval=0.2)
+    counter = agent.counter("jobs_total", "Jobs")
+    agent.start()
+    try:
+        for _ in range(30):  # bounded: until the flusher delivers again
+            counter.inc()
+            if sink.delivered.wait(0.1):
+                break
+        assert sink.delivered.is_set(), "the flusher stopped after the transport's exit"
+    finally:
+        agent.close(timeout=1)
+    ledger = in_process_ledger(agent)
+    assert balanced(ledger), ledger

@@ -92,7 +92,9 @@ class Flusher:
             try:
                 self._register()
                 result = self.delivery.flush(deadline, interrupt=self.stopping, attempts=1)
-            except Exception:  # a bug must not kill the loop: log it, count it, go on
+            # BaseException too: no Ctrl-C or app's exit reaches this thread (signals go to
+            # the main one), so a SystemExit here is a transport's, and must not end the loop.
+            except BaseException:  # a bug must not kill the loop: log it, count it, go on
                 logger.exception("flush failed unexpectedly; will retry")
                 self.delivery.ledger.add("flush_errors")
                 self._failed(0.0)
