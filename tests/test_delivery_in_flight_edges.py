@@ -300,3 +300,109 @@ def test_a_transport_raising_systemexit_on_the_sending_thread_does_not_end_the_f
         agent.close(timeout=1)
     ledger = in_process_ledger(agent)
     assert balanced(ledger), ledger
+
+
+# -- fork while a body is in flight ------------------------------------------------------------
+
+FORK_WHILE_IN_FLIGHT = """
+    import json, os, threading, time
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    def ledger(agent):
+        s = agent.statistics()
+        return {{"recorded": sum(s["recorded"].values()), "pending": s["pending_events"],
+                "delivered": s["delivery"]["delivered_events"], "dropped": s["dropped"],
+                "duplicated": s["delivery"]["possibly_duplicated_events"]}}
+
+    class Server:
+        # The first POST of the parent fails (503) when spooling, so that the body in
+        # flight is a spool file the parent has claimed; the next is held until released.
+        def __init__(self):
+            self.calls = 0
+            self.release = threading.Event()
+        def post(self, body, timeout):
+            self.calls += 1
+            if self.calls == 1 and {spooled}:
+                return Outcome("retry", 503)
+            if self.calls == 1 + {spooled}:
+                self.release.wait(10)
+            with open({stored!r}, "a") as out:
+                out.write(f"{{os.getpid()}} {{body.decode()}}\\n")
+            return Outcome("delivered", 202)
+
+    server = Server()
+    agent = impactagent.Agent("shop", transport=server, register=False, flush_interval=3600,
+                              spool_dir={spool!r} or None)
+    agent.start()
+    jobs = agent.counter("jobs_total", "Jobs")
+    jobs.inc(7)
+    if {spooled}:
+        agent.flush(timeout=1)  # 503: spooled
+    agent.flush(timeout=0.3)  # no answer by the deadline: in flight
+    pid = os.fork()
+    if pid == 0:
+        jobs.inc(5)
+        agent.close(timeout=2)
+        print("child", json.dumps(ledger(agent)), flush=True)
+        os._exit(0)
+    server.release.set()
+    os.waitpid(pid, 0)
+    time.sleep(0.3)  # the late answer is settled on the sending thread
+    agent.close(timeout=2)
+    print("parent", json.dumps(ledger(agent)), flush=True)
+"""
+
+
+@pytest.mark.parametrize("spooled", [False, True], ids=["memory", "spool"])
+def test_fork_while_a_body_is_in_flight_leaves_it_to_the_parent(tmp_path, spooled):
+    """A real fork() while the parent's POST is in flight (a collected body, or a spool file
+    the parent claimed): the child neither sends nor counts the parent's body, and sends its
+    own counts; the parent's late 2xx settles its body once. The server has 7 once and 5
+    once; each process's ledger balances with nothing possibly duplicated."""
+    from tests import child
+
+    stored = tmp_path / "stored"
+    spool = tmp_path / "spool"
+    done = child.run(FORK_WHILE_IN_FLIGHT.format(
+        spooled=spooled, stored=str(stored), spool=str(spool) if spooled else ""), timeout=30)
+    assert done.returncode == 0, done.stderr
+    ledgers = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    parent, forked = json.loads(ledgers["parent"]), json.loads(ledgers["child"])
+    assert parent["delivered"] == 7 and parent["duplicated"] == 0, parent
+    assert forked["recorded"] == 5 and forked["delivered"] == 5, forked
+    assert forked["duplicated"] == 0 and forked["dropped"] == {}, forked
+    bodies = [line.split(" ", 1)[1] for line in stored.read_text().splitlines()]
+    assert sorted(events_in(body.encode()) for body in bodies) == [5, 7]
+    if spooled:
+        assert not list(spool.glob("*.json*")), list(spool.iterdir())
+
+
+# -- close() and an answer due within its deadline ---------------------------------------------
+
+
+@pytest.mark.parametrize("spooled", [False, True], ids=["memory", "spool"])
+def test_close_hears_an_answer_that_comes_within_its_deadline(tmp_path, spooled):
+    """A flush's deadline cut the wait for a POST; close(timeout=3) follows, and the answer
+    (202: stored) comes 0.5 s into it. Close had the time to hear it. Without a spool it
+    returned at once with the 7 counted as not delivered (an app that exits then never
+    hears the 202: the server has the 7, the ledger says dropped); with one, it spooled the
+    body, replayed it behind the POST in flight, and the server stored it twice."""
+    spool = tmp_path / "spool"
+    server = LateFirst("202")
+    agent = impactagent.Agent("shop", transport=server, register=False,
+                              spool_dir=str(spool) if spooled else None)
+    agent.counter("jobs_total", "Jobs").inc(7)
+    releasing = threading.Timer(0.5, server.release.set)
+    try:
+        assert not agent.flush(timeout=0.3).ok  # no answer by the deadline
+        releasing.start()
+        agent.close(timeout=3)
+        ledger = in_process_ledger(agent)  # what the app sees as it exits
+    finally:
+        releasing.cancel()
+        server.release.set()
+    assert server.answered.wait(5)
+    assert server.stored == 7
+    assert ledger["delivered"] == 7 and ledger["dropped"] == {}, ledger
+    assert ledger["duplicated"] == 0, ledger

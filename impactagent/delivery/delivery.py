@@ -528,6 +528,9 @@ class Delivery:
             running.stopping.set()
         got_lock = self._lock.acquire(timeout=max(halfway - time.monotonic(), 0))
         try:
+            # An answer that comes by halfway settles its body once; one taken in flight is
+            # kept in doubt, and resent from the spool while its answer may still come.
+            self._parcels.wait_answered(lambda: time.monotonic() if self.ending else halfway)
             taken = self._take_all(close=False)
             last = self._running = _Run(deadline, threading.Event(), None)  # hurry() cuts it
             try:
