@@ -406,3 +406,45 @@ def test_close_hears_an_answer_that_comes_within_its_deadline(tmp_path, spooled)
     assert server.stored == 7
     assert ledger["delivered"] == 7 and ledger["dropped"] == {}, ledger
     assert ledger["duplicated"] == 0, ledger
+
+
+# -- SIGTERM while a POST is in flight ---------------------------------------------------------
+
+SIGTERM_WHILE_IN_FLIGHT = """
+    import os, signal
+    import impactagent
+    agent = impactagent.Agent("shop", url={url!r}, api_key="default:development.x",
+                              flush_interval=3600, shutdown_timeout=4, register=False,
+                              spool_dir={spool!r})
+    agent.start()
+    agent.counter("jobs_total", "Jobs").inc(42)
+    agent.flush(timeout=0.3)  # the server stores it and answers later: in flight
+    os.kill(os.getpid(), signal.SIGTERM)
+    print("survived SIGTERM", flush=True)
+"""
+
+
+@pytest.mark.parametrize("trickle, spooled", [
+    (0.012, 0),  # the answer (88 bytes) ends in ~1 s, within the SIGTERM close's time
+    (0.2, 42),  # it would end after ~18 s, long after the process: kept on disk
+])
+def test_sigterm_while_a_post_is_in_flight(tmp_path, trickle, spooled):
+    """``docker stop`` while a real HTTP POST is in flight: the server stored the body and
+    trickles its 202 (every read gets a byte in time, so only the flush's deadline cut the
+    wait). An answer that ends within the shutdown's time settles the body, stored once and
+    not spooled; one that would end after the process leaves it spooled for the next agent
+    (the server, down meanwhile, took nothing else). The process ends as SIGTERM would."""
+    import signal
+
+    from tests import child
+
+    spool = tmp_path / "spool"
+    with ScriptedServer() as server:
+        server.script(Answer(202, trickle=trickle))
+        server.default = 503
+        done = child.run(SIGTERM_WHILE_IN_FLIGHT.format(url=server.api_url, spool=str(spool)),
+                         timeout=30)
+        assert done.returncode == -signal.SIGTERM, done.stderr
+        assert "survived SIGTERM" not in done.stdout
+        assert server.counter_total("jobs_total") == 42, len(server.requests)
+    assert sum(events_in(path.read_bytes()) for path in spool.glob("*.json*")) == spooled
