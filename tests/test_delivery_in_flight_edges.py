@@ -448,3 +448,77 @@ def test_sigterm_while_a_post_is_in_flight(tmp_path, trickle, spooled):
         assert "survived SIGTERM" not in done.stdout
         assert server.counter_total("jobs_total") == 42, len(server.requests)
     assert sum(events_in(path.read_bytes()) for path in spool.glob("*.json*")) == spooled
+
+
+# -- many flushes, several bodies in flight at once ---------------------------------------------
+
+
+class HangsEach:
+    """The first ``len(answers)`` POSTs each hang until released, then are stored (or not)
+    and answered as ``answers`` says; later ones are stored and answered 202. Several bodies
+    in many bodies (``max_payload_bytes`` small) go out per flush."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.held = [threading.Event() for _ in answers]
+        self.lock = threading.Lock()
+        self.calls = 0
+        self.stored = 0
+        self.finished = 0
+
+    def post(self, body, timeout):
+        with self.lock:
+            index = self.calls
+            self.calls += 1
+        if index < len(self.answers):
+            self.held[index].wait(20)
+        stored, answer = LATE_ANSWERS[self.answers[index]] if index < len(self.answers) else (
+            True, Outcome("delivered", 202))
+        try:
+            if stored:
+                with self.lock:
+                    self.stored += events_in(body)
+            if isinstance(answer, BaseException):
+                raise answer
+            return answer
+        finally:
+            with self.lock:
+                self.finished += 1
+
+
+@pytest.mark.parametrize("spooled", [False, True], ids=["memory", "spool"])
+def test_many_flushes_with_bodies_hung_in_flight_balance_once_all_answer(tmp_path, spooled):
+    """Three flushes, each leaving a POST hung (one per sending thread: the thread is
+    retired and the next call gets a new one, until two are retired), with new counts
+    recorded between them and several bodies per window; then the hung calls answer in
+    reverse order (202, a cut, 503) and close() runs. The ledger balances, and what the
+    server stored is delivered or possibly duplicated."""
+    spool = tmp_path / "spool"
+    server = HangsEach(["202", "cut", "503"])
+    agent = impactagent.Agent("shop", transport=server, register=False,
+                              max_payload_bytes=600,
+                              spool_dir=str(spool) if spooled else None)
+    counters = [agent.counter(f"jobs_{n}_total", "Jobs") for n in range(4)]
+    try:
+        for round_ in range(3):
+            for counter in counters:
+                counter.inc(round_ + 1)
+            agent.flush(timeout=0.3)
+            time.sleep(1.2)  # past the hung call's deadline and the time it may be stuck
+        for held in reversed(server.held):
+            held.set()
+            time.sleep(0.1)
+        agent.close(timeout=3)
+    finally:
+        for held in server.held:
+            held.set()
+    deadline = time.monotonic() + 5
+    while server.finished < server.calls and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)  # the last late answer is settled on its thread
+    ledger = in_process_ledger(agent)
+    on_disk = (sum(events_in(p.read_bytes()) for p in spool.glob("*.json*")) if spooled
+               else 0)
+    assert ledger["recorded"] == 4 * (1 + 2 + 3), ledger
+    assert balanced(ledger, on_disk), (ledger, on_disk)
+    assert server.stored <= ledger["delivered"] + ledger["duplicated"], (server.stored, ledger)
