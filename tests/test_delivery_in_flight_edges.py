@@ -522,3 +522,59 @@ def test_many_flushes_with_bodies_hung_in_flight_balance_once_all_answer(tmp_pat
     assert ledger["recorded"] == 4 * (1 + 2 + 3), ledger
     assert balanced(ledger, on_disk), (ledger, on_disk)
     assert server.stored <= ledger["delivered"] + ledger["duplicated"], (server.stored, ledger)
+
+
+# -- tokens in what a transport says, early or late ---------------------------------------------
+
+TOKEN = "default:production.5ecre7t0ken5ecre7t0ken"
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["in_time", "late"])
+@pytest.mark.parametrize("says", ["detail_400", "detail_503", "raises", "exits"])
+def test_a_token_a_transport_says_is_never_logged(caplog, late, says):
+    """A user's transport quotes the token (or its secret part) in an answer's detail, an
+    exception's text, or a ``SystemExit`` on the flusher's thread; in time or after the
+    flush's deadline, with close() following. No log line carries it."""
+    import logging
+
+    secret = TOKEN.split(".", 1)[1]
+    release = threading.Event()
+    said = {
+        "detail_400": Outcome("rejected", 400, detail=f"bad body from {TOKEN}"),
+        "detail_503": Outcome("retry", 503, detail=f"down; Authorization: {TOKEN}"),
+        "raises": RuntimeError(f"refused {secret}"),
+        "exits": SystemExit(f"fatal: token {TOKEN}"),
+    }[says]
+    answered = threading.Event()
+
+    class Quoting:
+        calls = 0
+
+        def post(self, body, timeout):
+            self.calls += 1
+            if self.calls > 1:
+                return Outcome("delivered", 202)
+            if late:
+                release.wait(10)
+            answered.set()
+            if isinstance(said, BaseException):
+                raise said
+            return said
+
+    caplog.set_level(logging.DEBUG)
+    agent = impactagent.Agent("shop", transport=Quoting(), register=False, api_key=TOKEN,
+                              flush_interval=0.2 if says == "exits" else 3600)
+    agent.counter("jobs_total", "Jobs").inc(7)
+    try:
+        if says == "exits":
+            agent.start()  # the flusher's thread meets it
+            threading.Timer(0.8, release.set).start()
+        else:
+            agent.flush(timeout=0.3 if late else 2)
+        release.set()
+        assert answered.wait(5)
+        time.sleep(0.3)
+    finally:
+        release.set()
+        agent.close(timeout=1)
+    assert secret not in caplog.text, caplog.text  # tracebacks included
