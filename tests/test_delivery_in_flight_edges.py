@@ -578,3 +578,37 @@ def test_a_token_a_transport_says_is_never_logged(caplog, late, says):
         release.set()
         agent.close(timeout=1)
     assert secret not in caplog.text, caplog.text  # tracebacks included
+
+
+# -- the status line decides, whatever follows it ------------------------------------------------
+
+
+@pytest.mark.parametrize("status, headers, then", [
+    (302, {"Location": "http://[::1"}, "kept"),  # a Location urljoin cannot parse
+    (400, {"Content-Type": "text/plain; charset=no-such-codec"}, "rejected_by_server"),
+    (401, {"Content-Type": "text/plain; charset=no-such-codec"}, "stopped"),
+    (503, {"Content-Type": "text/plain; charset=no-such-codec"}, "kept"),
+])
+def test_what_follows_the_status_line_cannot_change_what_it_decided(caplog, status, headers,
+                                                                    then):
+    """A server (or a proxy) answers a status whose headers the transport then fails to
+    read: a Location ``urljoin`` refuses, a charset no codec has. The status line decides:
+    a 400 drops the body (counted), a 401 stops sending, a 3xx or 503 keeps it, and none of
+    them is a body possibly stored. They were 'the transport raised': a 400 kept and resent
+    forever, a 401 never stopping, each attempt counted as possibly duplicated."""
+    with ScriptedServer() as server:
+        server.default = Answer(status, headers=headers, body=b"not today")
+        agent = impactagent.Agent("shop", url=server.api_url, api_key="default:development.x",
+                                  register=False)
+        agent.counter("jobs_total", "Jobs").inc(7)
+        result = agent.flush(timeout=1)
+        statistics = agent.statistics()
+        agent.close(timeout=1)
+    assert "raised" not in caplog.text, caplog.text
+    assert statistics["delivery"]["possibly_duplicated_events"] == 0, statistics
+    if then == "rejected_by_server":
+        assert statistics["dropped"] == {"rejected_by_server": 7}, statistics
+    elif then == "stopped":
+        assert statistics["sending_stopped_by_status"] == 401, statistics
+    else:
+        assert result.kept_bodies == 1 and statistics["pending_events"] == 7, statistics
