@@ -612,3 +612,41 @@ def test_what_follows_the_status_line_cannot_change_what_it_decided(caplog, stat
         assert statistics["sending_stopped_by_status"] == 401, statistics
     else:
         assert result.kept_bodies == 1 and statistics["pending_events"] == 7, statistics
+
+
+# -- close() racing a late answer at the moment it takes the body -------------------------------
+
+
+@pytest.mark.parametrize("late", ["202", "cut", "503"])
+@pytest.mark.parametrize("spooled", [False, True], ids=["memory", "spool"])
+def test_close_racing_a_late_answer_around_its_take_balances(tmp_path, late, spooled):
+    """close(timeout=0.4) waits for the answer in flight until 0.2 s, then takes the body;
+    the answer is released around that moment (0.15 to 0.25 s, seeded), so it lands before,
+    during or after the take and the keeping (spool write or drop count) that follows. Each
+    time, once settled, the ledger balances and what the server stored is delivered or
+    possibly duplicated."""
+    import random
+
+    rng = random.Random(f"{late}-{spooled}")
+    for attempt in range(8):
+        spool = tmp_path / f"spool-{attempt}"
+        server = LateFirst(late)
+        agent = impactagent.Agent("shop", transport=server, register=False,
+                                  spool_dir=str(spool) if spooled else None)
+        agent.counter("jobs_total", "Jobs").inc(7)
+        releasing = threading.Timer(0, server.release.set)
+        try:
+            agent.flush(timeout=0.1)  # no answer by the deadline
+            releasing.interval = rng.uniform(0.15, 0.25)
+            releasing.start()
+            agent.close(timeout=0.4)
+        finally:
+            releasing.cancel()
+            server.release.set()
+        assert server.answered.wait(5)
+        time.sleep(0.1)
+        ledger = in_process_ledger(agent)
+        on_disk = spooled_events(spool) if spooled else 0
+        assert balanced(ledger, on_disk), (attempt, ledger, on_disk)
+        assert server.stored <= ledger["delivered"] + ledger["duplicated"], (
+            attempt, server.stored, ledger)
