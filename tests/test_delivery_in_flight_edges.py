@@ -650,3 +650,70 @@ def test_close_racing_a_late_answer_around_its_take_balances(tmp_path, late, spo
         assert balanced(ledger, on_disk), (attempt, ledger, on_disk)
         assert server.stored <= ledger["delivered"] + ledger["duplicated"], (
             attempt, server.stored, ledger)
+
+
+# -- a spooled body in flight whose file another process takes ----------------------------------
+
+TAKES_EXPIRED_CLAIMS = """
+    import sys
+    from impactagent.delivery.spool import Spool
+
+    # A process whose lease is 1 ms: every claim looks abandoned to it (a clock stepped
+    # forward past the lease does the same), and its start-up puts them back in the queue.
+    spool = Spool({spool!r}, lease_seconds=0.001)
+    sent = 0
+    for entry in spool.entries():
+        claimed = spool.claim(entry)
+        body = spool.read(claimed) if claimed is not None else None
+        if body is None:
+            continue
+        with open({stored!r}, "ab") as out:
+            out.write(body + b"\\n")
+        spool.remove(claimed)
+    print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("late", ["202", "503", "cut", "raise"])
+def test_a_late_answer_for_a_spool_file_another_process_took(tmp_path, late):
+    """Process A replays a spooled body; its POST gets no answer by the flush's deadline.
+    Another process (a real one) finds A's claim expired, takes the file and delivers it.
+    Then A's late answer comes. Across both processes: every event is delivered, dropped,
+    pending or on disk, the excess inside A's ``possibly_duplicated_events``, and what the
+    server stored (A's POST and B's) is delivered or possibly duplicated."""
+    from tests import child
+
+    spool = tmp_path / "spool"
+    stored_by_b = tmp_path / "stored"
+
+    class DownThenLate(LateFirst):
+        def post(self, body, timeout):
+            if not self.calls_503:
+                self.calls_503 = 1
+                return Outcome("retry", 503)
+            return super().post(body, timeout)
+
+    server = DownThenLate(late)
+    server.calls_503 = 0
+    agent = impactagent.Agent("shop", transport=server, register=False,
+                              spool_dir=str(spool))
+    agent.counter("jobs_total", "Jobs").inc(7)
+    try:
+        assert agent.flush(timeout=1).kept_bodies == 1  # 503: spooled
+        assert not agent.flush(timeout=0.3).ok  # replayed, no answer by the deadline
+        done = child.run(TAKES_EXPIRED_CLAIMS.format(spool=str(spool),
+                                                     stored=str(stored_by_b)), timeout=30)
+        assert done.stdout.strip() == "done", done.stderr
+    finally:
+        server.release.set()
+    assert server.answered.wait(5)
+    time.sleep(0.2)
+    agent.close(timeout=1)
+    by_b = sum(events_in(line) for line in stored_by_b.read_bytes().splitlines() if line)
+    assert by_b == 7  # B delivered the file it took
+    ledger = in_process_ledger(agent)
+    accounted = (ledger["delivered"] + sum(ledger["dropped"].values()) + ledger["pending"]
+                 + spooled_events(spool) + by_b)
+    assert accounted - ledger["duplicated"] <= 7 <= accounted, (ledger, by_b)
+    assert server.stored + by_b <= ledger["delivered"] + ledger["duplicated"] + by_b, (
+        server.stored, ledger)
