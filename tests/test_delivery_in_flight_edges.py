@@ -717,3 +717,53 @@ def test_a_late_answer_for_a_spool_file_another_process_took(tmp_path, late):
     assert accounted - ledger["duplicated"] <= 7 <= accounted, (ledger, by_b)
     assert server.stored + by_b <= ledger["delivered"] + ledger["duplicated"] + by_b, (
         server.stored, ledger)
+
+
+# -- SIGTERM while close() waits for an answer in flight ----------------------------------------
+
+SIGTERM_WHILE_CLOSE_WAITS = """
+    import os, signal, threading
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    class HungThenDown:
+        def __init__(self):
+            self.calls = 0
+        def post(self, body, timeout):
+            self.calls += 1
+            if self.calls == 1:
+                threading.Event().wait()  # hangs for good: its thread is retired
+            return Outcome("retry", 503)
+
+    agent = impactagent.Agent("shop", transport=HungThenDown(), register=False,
+                              flush_interval=3600, shutdown_timeout=1, spool_dir={spool!r})
+    agent.start()
+    jobs = agent.counter("jobs_total", "Jobs")
+    jobs.inc(7)
+    agent.flush(timeout=0.3)  # no answer, ever
+    jobs.inc(5)
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    agent.close(timeout=60)  # the app's own shutdown, generous: it waits for the answer
+    print("close returned", flush=True)
+"""
+
+
+def test_sigterm_while_close_waits_for_an_answer_ends_within_the_shutdown_timeout(tmp_path):
+    """The app closes with a generous timeout while a POST hangs for good; close waits for
+    its answer, and SIGTERM comes meanwhile. The last flush close then runs must be bounded
+    by ``shutdown_timeout`` like any SIGTERM'd close: it got close's own 60 s (hurried
+    before it existed), retrying a server that answers 503 for a minute after SIGTERM.
+    Both windows end up spooled, and the process ends as SIGTERM would."""
+    import signal
+    import subprocess
+
+    from tests import child
+
+    spool = tmp_path / "spool"
+    try:
+        done = child.run(SIGTERM_WHILE_CLOSE_WAITS.format(spool=str(spool)), timeout=15)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the process outlived SIGTERM by more than 15 s")
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert "close returned" not in done.stdout
+    assert spooled_events(spool) == 12, done.stderr
