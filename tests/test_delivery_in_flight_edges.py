@@ -767,3 +767,37 @@ def test_sigterm_while_close_waits_for_an_answer_ends_within_the_shutdown_timeou
     assert done.returncode == -signal.SIGTERM, done.stderr
     assert "close returned" not in done.stdout
     assert spooled_events(spool) == 12, done.stderr
+
+
+# -- a call that hangs for good ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spooled", [False, True], ids=["memory", "spool"])
+def test_close_keeps_its_deadline_when_a_post_hangs_for_good(tmp_path, spooled):
+    """A POST hangs for good (its thread is retired); close(timeout=1) waits for its answer
+    only until halfway, then keeps the body (counted as not delivered, or spooled and sent
+    again on a new thread once the hung one is retired) in doubt, and returns by its
+    deadline. When the call finally answers 503, the doubt goes and the keeping stays:
+    nothing is both stored and dropped."""
+    spool = tmp_path / "spool"
+    server = LateFirst("503")
+    agent = impactagent.Agent("shop", transport=server, register=False,
+                              spool_dir=str(spool) if spooled else None)
+    agent.counter("jobs_total", "Jobs").inc(7)
+    try:
+        agent.flush(timeout=0.3)
+        started = time.monotonic()
+        agent.close(timeout=1)
+        took = time.monotonic() - started
+        before = in_process_ledger(agent)
+    finally:
+        server.release.set()
+    assert took < 2, took  # the deadline, plus the transport's close grace and a margin
+    assert before["duplicated"] == 7, before
+    assert server.answered.wait(5)
+    time.sleep(0.2)
+    after = in_process_ledger(agent)
+    on_disk = spooled_events(spool) if spooled else 0
+    assert after["duplicated"] == 0, after
+    assert server.stored == after["delivered"], (server.stored, after)  # the spool's replay
+    assert after["delivered"] + sum(after["dropped"].values()) + on_disk == 7, (after, on_disk)
