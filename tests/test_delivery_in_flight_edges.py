@@ -801,3 +801,61 @@ def test_close_keeps_its_deadline_when_a_post_hangs_for_good(tmp_path, spooled):
     assert after["duplicated"] == 0, after
     assert server.stored == after["delivered"], (server.stored, after)  # the spool's replay
     assert after["delivered"] + sum(after["dropped"].values()) + on_disk == 7, (after, on_disk)
+
+
+# -- fork while another thread closes the agent --------------------------------------------------
+
+FORK_WHILE_CLOSING = """
+    import json, os, threading, time
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    def ledger(agent):
+        s = agent.statistics()
+        return {{"recorded": sum(s["recorded"].values()), "pending": s["pending_events"],
+                "delivered": s["delivery"]["delivered_events"], "dropped": s["dropped"],
+                "duplicated": s["delivery"]["possibly_duplicated_events"]}}
+
+    class SlowFirst:
+        calls = 0
+        def post(self, body, timeout):
+            self.calls += 1
+            if self.calls == 1:
+                time.sleep(1.0)  # in flight when close() begins: close waits for it
+            return Outcome("delivered", 202)
+
+    agent = impactagent.Agent("shop", transport=SlowFirst(), register=False,
+                              flush_interval=3600)
+    agent.start()
+    jobs = agent.counter("jobs_total", "Jobs")
+    jobs.inc(7)
+    agent.flush(timeout=0.3)
+    threading.Thread(target=agent.close, args=(3,)).start()  # the app's shutdown thread
+    time.sleep(0.2)
+    pid = os.fork()  # a worker forked meanwhile
+    if pid == 0:
+        jobs.inc(5)
+        agent.close(timeout=1)
+        print("child", json.dumps(ledger(agent)), flush=True)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    time.sleep(1.5)
+    print("parent", json.dumps(ledger(agent)), flush=True)
+"""
+
+
+def test_a_child_forked_while_the_parent_closes_sends_its_own_counts():
+    """A child forked while another thread of the parent runs close() (waiting for an
+    answer in flight): that close is the parent's, as a SIGTERM the parent got is. The
+    child inherited 'closing' and the close's 'interrupted' placeholder, so its close()
+    returned at once and the 5 it recorded stayed pending for good: neither delivered nor
+    counted."""
+    from tests import child
+
+    done = child.run(FORK_WHILE_CLOSING.format(), timeout=30)
+    assert done.returncode == 0, done.stderr
+    ledgers = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    parent, forked = json.loads(ledgers["parent"]), json.loads(ledgers["child"])
+    assert parent["delivered"] == 7 and parent["pending"] == 0, parent
+    assert forked["recorded"] == 5 and forked["pending"] == 0, forked
+    assert forked["delivered"] + sum(forked["dropped"].values()) == 5, forked

@@ -694,6 +694,7 @@ class Delivery:
         self._parcels = Parcels()
         self._running = None
         self.ending = None  # a SIGTERM the parent got is the parent's
+        self.closing = self.closed  # and so is a close another of its threads was running
         self.calls.reset_after_fork()
         self.ledger = ledger
         self.identity = identity
