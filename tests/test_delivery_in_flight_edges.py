@@ -425,7 +425,7 @@ SIGTERM_WHILE_IN_FLIGHT = """
 
 
 @pytest.mark.parametrize("trickle, spooled", [
-    (0.012, 0),  # the answer (88 bytes) ends in ~1 s, within the SIGTERM close's time
+    (0.008, 0),  # the answer (88 bytes) ends in ~0.7 s, within the SIGTERM close's time
     (0.2, 42),  # it would end after ~18 s, long after the process: kept on disk
 ])
 def test_sigterm_while_a_post_is_in_flight(tmp_path, trickle, spooled):
@@ -859,3 +859,32 @@ def test_a_child_forked_while_the_parent_closes_sends_its_own_counts():
     assert parent["delivered"] == 7 and parent["pending"] == 0, parent
     assert forked["recorded"] == 5 and forked["pending"] == 0, forked
     assert forked["delivered"] + sum(forked["dropped"].values()) == 5, forked
+
+
+# -- the next flush and an answer about to come ----------------------------------------------------
+
+
+def test_the_next_flush_hears_an_answer_due_before_its_call_would_be_stuck():
+    """A flush's deadline cut the wait for a POST whose 202 comes 0.3 s later; the app
+    flushes again at once. That flush's own POST queues behind the one in flight anyway
+    (one sending thread, until a call is stuck a second past its deadline), so it can hear
+    the answer first. It took the body back at once instead and sent it again behind the
+    first: the server stored the 7 twice (counted as possibly duplicated)."""
+    server = LateFirst("202")
+    agent = impactagent.Agent("shop", transport=server, register=False)
+    jobs = agent.counter("jobs_total", "Jobs")
+    jobs.inc(7)
+    releasing = threading.Timer(0.6, server.release.set)
+    try:
+        releasing.start()
+        assert not agent.flush(timeout=0.3).ok  # no answer by the deadline
+        jobs.inc(5)
+        result = agent.flush(timeout=3)
+    finally:
+        releasing.cancel()
+        server.release.set()
+    agent.close(timeout=1)
+    assert result.ok, result
+    assert server.stored == 12, server.stored
+    ledger = in_process_ledger(agent)
+    assert ledger["delivered"] == 12 and ledger["duplicated"] == 0, ledger

@@ -243,8 +243,11 @@ class Delivery:
         if self.unauthorized is not None:
             return run.result(skipped=f"stopped after HTTP {self.unauthorized}")
         try:
-            # A body whose POST an earlier flush left in flight and that still has no
-            # answer is taken back, to be sent again (possibly duplicated).
+            # A body whose POST an earlier flush left in flight is taken back, to be sent
+            # again (possibly duplicated), once its call is stuck: until then this flush's
+            # POSTs would queue behind it anyway, so its answer is heard first.
+            self._parcels.wait_answered(
+                lambda: time.monotonic() if run.stopping.is_set() else run.deadline)
             self._take_all(close=False)
             # If the server is not taking the spool's backlog, keep the new window as well.
             backlog_sent = self.spool is None or self._replay_spool(run)
@@ -372,7 +375,6 @@ class Delivery:
         whenever it comes, so a late 2xx is a delivery, not a body kept and sent again."""
         job = parcel.in_flight
         if job is not None:
-            parcel.in_flight = None
             run.kept += 1
             job.when_done(lambda answer: self._answer_late(parcel, answer))
             return []

@@ -51,7 +51,8 @@ class Parcel:
         #: How it was kept while its POST was in flight: the spool file written, the drop
         #: reason counted, or None (merged back into the recorder).
         self.kept_as: Union[SpoolEntry, str, None] = None
-        #: Its POST, when the deadline cut the wait for its answer short.
+        #: Its POST, when the deadline cut the wait for its answer short (kept until it
+        #: settles: whether its call is stuck says whether its answer is worth waiting for).
         self.in_flight: Optional[Job[Outcome]] = None
         #: Taken: whether the taker has kept it yet, and an answer that came before then
         #: (a 1-tuple: the answer may be None, a call that raised).
@@ -122,11 +123,14 @@ class Parcels:
             return before
 
     def wait_answered(self, until: Callable[[], float]) -> None:
-        """Wait until no parcel is sending, or ``until()`` (a monotonic time, read again
-        while waiting: it may move closer): an answer heard is a body settled for sure,
-        where a body taken in flight stays in doubt (kept, and possibly duplicated)."""
+        """Wait until no parcel is sending but those whose call is stuck (hung: its thread
+        retired), or ``until()`` (a monotonic time, read again while waiting: it may move
+        closer): an answer heard is a body settled for sure, where a body taken in flight
+        stays in doubt (kept, and possibly duplicated)."""
         with self._settled:
-            while any(parcel.state == SENDING for parcel in self._unsettled):
+            while any(parcel.state == SENDING
+                      and not (parcel.in_flight is not None and parcel.in_flight.stuck())
+                      for parcel in self._unsettled):
                 left = until() - time.monotonic()
                 if left <= 0:
                     return
