@@ -47,6 +47,11 @@ class Job(Generic[T]):
         self.error: Optional[BaseException] = None
         self.late: Optional[Callable[[Optional[T]], None]] = None
 
+    def stuck(self) -> bool:
+        """Whether the call has run :data:`STUCK_SECONDS` past its deadline without ending:
+        its thread is retired, and its answer no longer worth waiting for."""
+        return self.state != FINISHED and time.monotonic() >= self.deadline() + STUCK_SECONDS
+
     def when_done(self, callback: Callable[[Optional[T]], None]) -> None:
         """Call ``callback(result)`` when the call ends (now, if it has; on the call's
         thread otherwise). The result is None if the call raised."""

@@ -115,6 +115,11 @@ class _Run:
         run.is_late = True
         return run
 
+    def hurry(self, until: float) -> None:
+        """End by ``until`` at the latest, retrying nothing more."""
+        self.deadline = min(self.deadline, until)
+        self.stopping.set()
+
     def tries_no_more(self, attempts: int, wait: float) -> bool:
         """Whether this run stops after ``attempts``, the next one ``wait`` seconds away."""
         return (self.stopping.is_set() or time.monotonic() + wait >= self.deadline
@@ -192,9 +197,9 @@ class Delivery:
         #: merged back into the recorder.
         self.closing = False
         self.closed = False
-        #: True once SIGTERM came (see :meth:`hurry`): a flush that begins after it, or
-        #: that waited for its turn meanwhile, sends nothing; the close that follows does.
-        self.ending = False
+        #: Once SIGTERM came (see :meth:`hurry`), the time by which close's last flush ends:
+        #: a flush that begins after it, or that waited for its turn meanwhile, sends nothing.
+        self.ending: Optional[float] = None
         self._lock = threading.Lock()  # one flush at a time
         self._parcels = Parcels()
         self._running: Optional[_Run] = None
@@ -212,12 +217,12 @@ class Delivery:
         # yet, and the process must not wait for it.
         while not self._lock.acquire(timeout=min(max(deadline - time.monotonic(), 0),
                                                  _TURN_RECHECK_SECONDS)):
-            if self.ending or time.monotonic() >= deadline:
+            if self.ending is not None or time.monotonic() >= deadline:
                 return FlushResult(timed_out=True, skipped="another flush is still running")
         try:
             if self.closing:  # close() began while this flush waited for its turn
                 return FlushResult(skipped="the agent is closed")
-            if self.ending:
+            if self.ending is not None:
                 return FlushResult(timed_out=True, skipped="the process is ending")
             run = _Run(deadline, interrupt or threading.Event(), attempts)
             self._running = run
@@ -238,8 +243,11 @@ class Delivery:
         if self.unauthorized is not None:
             return run.result(skipped=f"stopped after HTTP {self.unauthorized}")
         try:
-            # A body whose POST an earlier flush left in flight and that still has no
-            # answer is taken back, to be sent again (possibly duplicated).
+            # A body whose POST an earlier flush left in flight is taken back, to be sent
+            # again (possibly duplicated), once its call is stuck: until then this flush's
+            # POSTs would queue behind it anyway, so its answer is heard first.
+            self._parcels.wait_answered(
+                lambda: time.monotonic() if run.stopping.is_set() else run.deadline)
             self._take_all(close=False)
             # If the server is not taking the spool's backlog, keep the new window as well.
             backlog_sent = self.spool is None or self._replay_spool(run)
@@ -367,7 +375,6 @@ class Delivery:
         whenever it comes, so a late 2xx is a delivery, not a body kept and sent again."""
         job = parcel.in_flight
         if job is not None:
-            parcel.in_flight = None
             run.kept += 1
             job.when_done(lambda answer: self._answer_late(parcel, answer))
             return []
@@ -524,12 +531,17 @@ class Delivery:
         halfway = time.monotonic() + max(deadline - time.monotonic(), 0) / 2
         running = self._running
         if running is not None:
-            running.deadline = min(running.deadline, halfway)
-            running.stopping.set()
+            running.hurry(halfway)
         got_lock = self._lock.acquire(timeout=max(halfway - time.monotonic(), 0))
         try:
+            # An answer that comes by halfway settles its body once; one taken in flight is
+            # kept in doubt, and resent from the spool while its answer may still come.
+            self._parcels.wait_answered(
+                lambda: time.monotonic() if self.ending is not None else halfway)
             taken = self._take_all(close=False)
             last = self._running = _Run(deadline, threading.Event(), None)  # hurry() cuts it
+            if self.ending is not None:  # SIGTERM came while close waited: it cut nothing yet
+                last.hurry(self.ending)
             try:
                 result = self._flush_and_tell(last)
             except Exception:  # a bug: what it held was kept above
@@ -574,12 +586,12 @@ class Delivery:
         """The process is ending: a flush running now stops retrying and ends at once, or,
         if it is close's last one (nothing follows it), within ``grace`` seconds; a flush
         that begins later returns at once."""
-        self.ending = True
+        now = time.monotonic()
+        until = now + grace
+        self.ending = until if self.ending is None else min(self.ending, until)
         running = self._running
         if running is not None:
-            running.deadline = min(running.deadline,
-                                   time.monotonic() + (grace if self.closing else 0.0))
-            running.stopping.set()
+            running.hurry(self.ending if self.closing else now)
 
     def abandon(self) -> int:
         """Settle everything now: every open body and the recorder's rest are kept (spooled or
@@ -683,7 +695,8 @@ class Delivery:
         self._lock = threading.Lock()
         self._parcels = Parcels()
         self._running = None
-        self.ending = False  # a SIGTERM the parent got is the parent's
+        self.ending = None  # a SIGTERM the parent got is the parent's
+        self.closing = self.closed  # and so is a close another of its threads was running
         self.calls.reset_after_fork()
         self.ledger = ledger
         self.identity = identity

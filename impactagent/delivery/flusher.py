@@ -26,6 +26,7 @@ from ..core.threads import start_daemon
 from .backoff import Backoff
 from .delivery import Delivery, FlushResult
 from .registration import Registration
+from .transport_api import told
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +93,13 @@ class Flusher:
             try:
                 self._register()
                 result = self.delivery.flush(deadline, interrupt=self.stopping, attempts=1)
-            except Exception:  # a bug must not kill the loop: log it, count it, go on
-                logger.exception("flush failed unexpectedly; will retry")
+            # BaseException too: no Ctrl-C or app's exit reaches this thread (signals go to
+            # the main one), so a SystemExit here is a transport's, and must not end the loop.
+            # Its text is the transport's (redacted); a bug's traceback is ours.
+            except BaseException as error:  # a bug must not kill the loop: log, count, go on
+                logger.error("flush failed unexpectedly (%s); will retry",
+                             told(error, self.delivery.redact),
+                             exc_info=isinstance(error, Exception))
                 self.delivery.ledger.add("flush_errors")
                 self._failed(0.0)
             else:

@@ -219,6 +219,10 @@ class Lifecycle:
         if self.delivery is None:
             return
         self.delivery.reset_after_fork(self.ledger, self.identity)
+        if not self.delivery.closed:
+            # A close another thread of the parent was running is the parent's; the child's
+            # agent is as open as that close found it.
+            self._closed = None
         if self.spool is not None:
             self.spool.reset_after_fork()
         was_flushing = self.flusher is not None and self._closed is None

@@ -10,12 +10,14 @@ A *parcel* is one body on its way (or, for a moment, the snapshot it is built fr
 ``take_all`` (close at its deadline, SIGTERM at the end) takes every parcel still open or
 sending, and the taker keeps each; a body taken while sending may yet come back
 delivered, and only then is the keeping undone. So every body is settled exactly once,
-whoever is fastest.
+whoever is fastest. Close first gives the answers in flight until halfway to its deadline
+(``wait_answered``): a body its answer settles is not left in doubt.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Set, Tuple, Union
 
 if TYPE_CHECKING:
@@ -24,6 +26,9 @@ if TYPE_CHECKING:
     from .deadline import Job
     from .spool import SpoolEntry
     from .transport_api import Outcome
+
+#: How often a wait for answers looks again at a deadline that may have moved closer.
+_RECHECK_SECONDS = 0.05
 
 OPEN = "open"
 SENDING = "sending"
@@ -46,7 +51,8 @@ class Parcel:
         #: How it was kept while its POST was in flight: the spool file written, the drop
         #: reason counted, or None (merged back into the recorder).
         self.kept_as: Union[SpoolEntry, str, None] = None
-        #: Its POST, when the deadline cut the wait for its answer short.
+        #: Its POST, when the deadline cut the wait for its answer short (kept until it
+        #: settles: whether its call is stuck says whether its answer is worth waiting for).
         self.in_flight: Optional[Job[Outcome]] = None
         #: Taken: whether the taker has kept it yet, and an answer that came before then
         #: (a 1-tuple: the answer may be None, a call that raised).
@@ -66,6 +72,7 @@ class Parcels:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)  # notified as each parcel settles
         self._unsettled: Set[Parcel] = set()
         self.closed = False
 
@@ -112,7 +119,22 @@ class Parcels:
             before = parcel.state
             parcel.state = SETTLED
             self._unsettled.discard(parcel)
+            self._settled.notify_all()
             return before
+
+    def wait_answered(self, until: Callable[[], float]) -> None:
+        """Wait until no parcel is sending but those whose call is stuck (hung: its thread
+        retired), or ``until()`` (a monotonic time, read again while waiting: it may move
+        closer): an answer heard is a body settled for sure, where a body taken in flight
+        stays in doubt (kept, and possibly duplicated)."""
+        with self._settled:
+            while any(parcel.state == SENDING
+                      and not (parcel.in_flight is not None and parcel.in_flight.stuck())
+                      for parcel in self._unsettled):
+                left = until() - time.monotonic()
+                if left <= 0:
+                    return
+                self._settled.wait(min(left, _RECHECK_SECONDS))
 
     def kept(self, parcel: Parcel, kept_as: Union[SpoolEntry, str, None]
              ) -> Optional[Tuple[Optional[Outcome]]]:

@@ -66,11 +66,15 @@ class Registration:
         self.attempts = 0
         self.failures: Dict[str, int] = {}
         self.last_error_detail: Optional[str] = None
+        #: No attempt before this ``time.monotonic()``: the server's Retry-After.
+        self.not_before = 0.0
 
     @property
     def due(self) -> bool:
-        """True while a registration is still wanted: not yet taken, and not refused for good."""
-        return not self.registered and self.stopped_by is None
+        """True while a registration is wanted now: not yet taken, not refused for good, and
+        no Retry-After of the server's still running."""
+        return (not self.registered and self.stopped_by is None
+                and time.monotonic() >= self.not_before)
 
     def document(self) -> Dict[str, Any]:
         """The registration body, as the official SDKs send it (see the module)."""
@@ -100,6 +104,8 @@ class Registration:
         outcome = job.result
         if how != FINISHED or outcome is None:
             outcome = Outcome(RETRY, detail="no answer by the deadline")
+        if outcome.retry_after is not None:
+            self.not_before = time.monotonic() + outcome.retry_after
         if outcome.kind == DELIVERED:
             with self._lock:
                 self.attempts += 1

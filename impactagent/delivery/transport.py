@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from email.utils import parsedate_to_datetime
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 from urllib.parse import urljoin
 
 import requests
@@ -58,13 +58,13 @@ def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Opti
     try:
         seconds = float(value)
     except ValueError:
-        try:
+        try:  # a date whose year or zone overflows is garbage too, never an error
             moment = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+            if moment is None:
+                return None
+            seconds = moment.timestamp() - (time.time() if now is None else now)
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
-        if moment is None:
-            return None
-        seconds = moment.timestamp() - (time.time() if now is None else now)
     if seconds != seconds:  # NaN
         return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
@@ -121,7 +121,7 @@ class HttpTransport:
         self._session = self._new_session()
 
     def _new_session(self) -> requests.Session:
-        session = requests.Session()
+        session = _NeverRedirected()
         session.verify = self._verify
         # The token is ours to send: a ~/.netrc entry for the host must not replace it with
         # Basic credentials (requests consults netrc only when no auth is set).
@@ -199,14 +199,22 @@ class HttpTransport:
             return Outcome(RETRY, detail=f"{type(error).__name__}: {self._short(error)}")
         with response:
             status = response.status_code
-            kind = classify(status)
-            detail = ""
-            if is_redirect(status):
-                detail = self._redirected(url, path, status, response.headers.get("Location"))
-            elif kind != DELIVERED:
-                detail = self._answer_text(response, until)
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return Outcome(kind, status, retry_after, detail)
+            try:  # the status line decided: what follows it is only told, and cannot undo it
+                detail, retry_after = self._answer_says(url, path, response, until)
+            except Exception as error:
+                detail, retry_after = f"unreadable answer ({type(error).__name__})", None
+        return Outcome(classify(status), status, retry_after, detail)
+
+    def _answer_says(self, url: str, path: str, response: requests.Response, until: float
+                     ) -> Tuple[str, Optional[float]]:
+        """What an answer says besides its status: a failure's detail, and a Retry-After."""
+        status = response.status_code
+        detail = ""
+        if is_redirect(status):
+            detail = self._redirected(url, path, status, response.headers.get("Location"))
+        elif classify(status) != DELIVERED:
+            detail = self._answer_text(response, until)
+        return detail, parse_retry_after(response.headers.get("Retry-After"))
 
     def _answer_text(self, response: requests.Response, until: float) -> str:
         """A failure's answer, redacted and cut short: what arrives by ``until`` (a
@@ -230,13 +238,16 @@ class HttpTransport:
         except Exception:
             pass  # what came before is the detail
         text = b"".join(chunks)
+        try:
+            decoded = text.decode(response.encoding or "utf-8", "replace")
+        except LookupError:  # a charset no codec has: the text is still worth showing
+            decoded = text.decode("utf-8", "replace")
         # Cut short (by the deadline, the size, an error): it may end inside a secret.
-        return self._redact.cut(text.decode(response.encoding or "utf-8", "replace"),
-                                _DETAIL_LIMIT, whole=ended)
+        return self._redact.cut(decoded, _DETAIL_LIMIT, whole=ended)
 
     def _redirected(self, url: str, path: str, status: int, location: Optional[str]) -> str:
         """The detail of a 3xx, logged the first time: the ``url`` setting needs fixing."""
-        target = (self._redact(redact_url(urljoin(url, location))) if location
+        target = (self._redact(redact_url(_joined(url, location))) if location
                   else "(no Location header)")
         if not self._redirect_logged:
             self._redirect_logged = True
@@ -268,6 +279,23 @@ class HttpTransport:
         return f"<HttpTransport {self.metrics_url}>"
 
     __str__ = __repr__
+
+
+class _NeverRedirected(requests.Session):
+    """A session that never follows a redirect (see the module), so never reads where one
+    points: requests parses a ``Location`` even when not following it, and raised on one
+    that is no URL (``http://[``) after the status line had come."""
+
+    def get_redirect_target(self, resp: requests.Response) -> Optional[str]:
+        return None
+
+
+def _joined(url: str, location: str) -> str:
+    """Where a ``Location`` points from ``url``; as it is when it is no URL (``http://[``)."""
+    try:
+        return urljoin(url, location)
+    except ValueError:
+        return location
 
 
 def _never_sent(error: Exception) -> bool:

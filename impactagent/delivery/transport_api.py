@@ -155,8 +155,9 @@ def checked(call: Callable[[], Outcome], transport: object, said: Set[str],
             redact: Optional[Redact] = None) -> Outcome:
     """``call()`` (a transport's ``post`` or ``register``), held to the protocol.
 
-    An exception (but Ctrl-C and ``SystemExit``) or an answer that is not an :class:`Outcome` is
-    a retryable failure; a malformed status, detail or ``retry_after`` is left out or bounded;
+    An exception (but Ctrl-C and ``SystemExit``) is a retryable failure that may have been
+    delivered (it may come after the body left), an answer that is not an :class:`Outcome` a
+    retryable failure; a malformed status, detail or ``retry_after`` is left out or bounded;
     each kind of problem is logged once per ``said``. What the transport says goes through
     ``redact`` first (a user's transport may quote the token); without it only type names are
     told.
@@ -169,7 +170,8 @@ def checked(call: Callable[[], Outcome], transport: object, said: Set[str],
         # BaseException too: gevent's and eventlet's Timeout are one, and escaping from
         # the sending thread into the flusher's it would end the flusher for good.
         _say_once(transport, said, "raised", f"raised {told(error, redact)}")
-        return Outcome(RETRY, detail=f"the transport raised {type(error).__name__}")
+        return Outcome(RETRY, detail=f"the transport raised {type(error).__name__}",
+                       maybe_delivered=True)
     if not (isinstance(outcome, Outcome) and isinstance(outcome.kind, str)
             and outcome.kind in KINDS):
         answer = (f"{redact(repr(outcome)):.{_ANSWER_SHOWN}}" if redact is not None
