@@ -893,10 +893,6 @@ def test_the_next_flush_hears_an_answer_due_before_its_call_would_be_stuck():
 # -- a late answer's Retry-After -------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a late answer is settled in _Run.late(), whose retry_after nothing reads: honouring it "
-    "needs the server's wait to live on the Delivery (a time before which no flush sends), "
-    "read by every flush and by the flusher, instead of on the run"))
 def test_a_late_429s_retry_after_is_not_undercut_by_the_next_flushes():
     """A periodic flush's POST gets its answer after the flush's deadline: 429 with
     ``Retry-After: 3600``. The server asked for an hour; the next periodic flushes sent the

@@ -102,7 +102,6 @@ class _Run:
         self.attempts = attempts
         self.delivered = self.kept = self.dropped = self.events = self.retries = 0
         self.timed_out = False
-        self.retry_after = 0.0
         self.empty_window = False
         self.failure = ""  # what the last failed attempt said
         self.is_late = False
@@ -192,7 +191,9 @@ class Delivery:
         self.health = Health(transport.metrics_url)
         #: Set after a 401/403: sending stops (recording goes on) until reconfigured.
         self.unauthorized: Optional[int] = None
-        self.last_retry_after = 0.0
+        #: No paced flush sends before this ``time.monotonic()``: the server's Retry-After,
+        #: from any answer, late ones too.
+        self.not_before = 0.0
         #: True once close() began: what is not delivered is spooled or counted, never
         #: merged back into the recorder.
         self.closing = False
@@ -249,8 +250,11 @@ class Delivery:
             self._parcels.wait_answered(
                 lambda: time.monotonic() if run.stopping.is_set() else run.deadline)
             self._take_all(close=False)
+            # The flusher's flushes (a limit on attempts) keep to the server's Retry-After,
+            # one heard while waiting for a late answer too; an app's flush is its call.
+            paced_out = run.attempts is not None and time.monotonic() < self.not_before
             # If the server is not taking the spool's backlog, keep the new window as well.
-            backlog_sent = self.spool is None or self._replay_spool(run)
+            backlog_sent = not paced_out and (self.spool is None or self._replay_spool(run))
             for parcel in self._collect(run):
                 if not backlog_sent or run.kept or self.unauthorized is not None:
                     self._keep_own(parcel, run)  # it failed a moment ago: do not hammer it
@@ -264,7 +268,6 @@ class Delivery:
             # duplicated), then it goes on.
             self._take_all(close=False)
             raise
-        self.last_retry_after = run.retry_after  # the flusher never undercuts it
         return run.result()
 
     def _collect(self, run: _Run) -> List[Parcel]:
@@ -344,9 +347,13 @@ class Delivery:
             self.ledger.add(POSSIBLY_DUPLICATED, parcel.events)
         if outcome.kind != DELIVERED:
             run.failure = outcome.detail or f"HTTP {outcome.status}"
-        if outcome.retry_after is not None:
-            run.retry_after = max(run.retry_after, outcome.retry_after)
+        self._heed(outcome)
         return outcome
+
+    def _heed(self, outcome: Optional[Outcome]) -> None:
+        """Remember the server's Retry-After: no paced flush sends before it has passed."""
+        if outcome is not None and outcome.retry_after is not None:
+            self.not_before = max(self.not_before, time.monotonic() + outcome.retry_after)
 
     def _call(self, parcel: Parcel, run: _Run) -> Outcome:
         """One POST that ends by ``request_timeout`` and by the run's deadline, whichever
@@ -381,6 +388,7 @@ class Delivery:
         return self._answered(parcel, outcome, run)
 
     def _answer_late(self, parcel: Parcel, outcome: Optional[Outcome]) -> None:
+        self._heed(outcome)
         self._answered(parcel, outcome, _Run.late())
 
     def _answered(self, parcel: Parcel, outcome: Optional[Outcome], run: _Run

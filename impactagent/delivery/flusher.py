@@ -116,7 +116,7 @@ class Flusher:
 
     def _after(self, result: FlushResult) -> None:
         if result.server_unavailable:
-            self._failed(self.delivery.last_retry_after)
+            self._failed(max(self.delivery.not_before - time.monotonic(), 0.0))
         elif result.delivered_bodies or result.empty_window:
             self.failures, self.retry_after = 0, 0.0
 
