@@ -17,6 +17,7 @@ import time
 import pytest
 
 from tests import child
+from tests.workload import in_process_ledger
 
 #: Prints what the agent's statistics say became of what it recorded, as one JSON line.
 LEDGER = """
@@ -226,13 +227,6 @@ def test_close_at_exit_keeps_its_deadline_where_no_thread_can_start(python):
 
 
 # -- a user's transport that answers garbage ---------------------------------------------------
-
-
-def in_process_ledger(agent):
-    s = agent.statistics()
-    return {"recorded": sum(s["recorded"].values()), "pending": s["pending_events"],
-            "delivered": s["delivery"]["delivered_events"], "dropped": s["dropped"],
-            "duplicated": s["delivery"]["possibly_duplicated_events"]}
 
 
 @pytest.mark.parametrize("garbage", [

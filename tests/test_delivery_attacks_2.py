@@ -16,6 +16,7 @@ import time
 import pytest
 
 from tests import child
+from tests.workload import in_process_ledger
 
 # -- SIGTERM deferred by a main-thread flush, while another thread flushes too ----------------
 
@@ -62,13 +63,6 @@ def test_sigterm_deferred_by_a_main_thread_flush_ends_the_process_whoever_ends_f
 
 
 # -- a late 2xx for a body merged back into the recorder ---------------------------------------
-
-
-def in_process_ledger(agent):
-    s = agent.statistics()
-    return {"recorded": sum(s["recorded"].values()), "pending": s["pending_events"],
-            "delivered": s["delivery"]["delivered_events"], "dropped": s["dropped"],
-            "duplicated": s["delivery"]["possibly_duplicated_events"]}
 
 
 def test_a_late_2xx_for_a_body_in_flight_is_delivered_not_also_dropped_by_close():

@@ -19,13 +19,7 @@ import pytest
 import impactagent
 from impactagent.delivery.transport import Outcome
 from tests.scripted_server import Answer, ScriptedServer
-
-
-def in_process_ledger(agent):
-    s = agent.statistics()
-    return {"recorded": sum(s["recorded"].values()), "pending": s["pending_events"],
-            "delivered": s["delivery"]["delivered_events"], "dropped": s["dropped"],
-            "duplicated": s["delivery"]["possibly_duplicated_events"]}
+from tests.workload import in_process_ledger
 
 
 def balanced(ledger, on_disk=0):

@@ -124,3 +124,12 @@ def series(totals: Dict[str, Any], kind: str, name: str) -> Dict[Any, Any]:
     (``ScriptedServer.totals()``, or the real server's as read back in tests/e2e)."""
     return {frozenset((k, v) for k, v in labels if k not in ("appName", "environment")): value
             for (metric, labels), value in totals[kind].items() if metric == name}
+
+
+def in_process_ledger(agent: Any) -> Dict[str, Any]:
+    """One agent's ledger from its own statistics: recorded, pending, delivered, dropped
+    (by reason) and possibly duplicated events."""
+    s = agent.statistics()
+    return {"recorded": sum(s["recorded"].values()), "pending": s["pending_events"],
+            "delivered": s["delivery"]["delivered_events"], "dropped": s["dropped"],
+            "duplicated": s["delivery"]["possibly_duplicated_events"]}
