@@ -310,16 +310,18 @@ FORK_WHILE_IN_FLIGHT = """
                 "duplicated": s["delivery"]["possibly_duplicated_events"]}}
 
     class Server:
-        # The first POST of the parent fails (503) when spooling, so that the body in
-        # flight is a spool file the parent has claimed; the next is held until released.
+        # When spooling, every POST of the first flush fails (503: its retries too), so that
+        # the body in flight is a spool file the parent has claimed; the first POST after
+        # that is held until released.
         def __init__(self):
-            self.calls = 0
+            self.failing = {spooled}
+            self.held = False
             self.release = threading.Event()
         def post(self, body, timeout):
-            self.calls += 1
-            if self.calls == 1 and {spooled}:
+            if self.failing:
                 return Outcome("retry", 503)
-            if self.calls == 1 + {spooled}:
+            if not self.held:
+                self.held = True
                 self.release.wait(10)
             with open({stored!r}, "a") as out:
                 out.write(f"{{os.getpid()}} {{body.decode()}}\\n")
@@ -333,6 +335,7 @@ FORK_WHILE_IN_FLIGHT = """
     jobs.inc(7)
     if {spooled}:
         agent.flush(timeout=1)  # 503: spooled
+        server.failing = False
     agent.flush(timeout=0.3)  # no answer by the deadline: in flight
     pid = os.fork()
     if pid == 0:
