@@ -68,6 +68,20 @@ class Differential:
         self.found: Dict[str, List[str]] = {}
         self.windows = 0
         self.lost_windows = 0
+        # The session's earlier tests left series on the server, under names the corpus may
+        # draw again (a mutation's fixed name): those series are not this comparison's.
+        self.earlier = self.exposition()
+
+    def new_series(self, found: Dict[str, Dict[Any, Any]], names: Set[str]
+                   ) -> Dict[str, Dict[Any, Any]]:
+        """``found`` without the series the server held before this comparison began."""
+        earlier = server_series(self.earlier, names)
+        return {kind: {key: value for key, value in series.items() if key not in earlier[kind]}
+                for kind, series in found.items()}
+
+    def exposition(self) -> str:
+        return self.session.get(f"{self.unleash.url}/internal-backstage/impact/metrics",
+                                timeout=10).text
 
     def post(self, url: str, sent: Sent) -> int:
         return self.session.post(f"{url}/api/client/metrics", timeout=10,
@@ -118,10 +132,10 @@ class Differential:
             same_hour = stop is None or hour_of(stop) == hour
             (readable if same_hour else unreadable).add(app)
             names |= _metric_names(sent.document)
-            text = self.session.get(f"{self.unleash.url}/internal-backstage/impact/metrics",
-                                    timeout=10).text
-            for line in differences(server_series(text, names),
-                                    only_series(self.receiver.received.metrics(), names)):
+            for line in differences(
+                    self.new_series(server_series(self.exposition(), names), names),
+                    self.new_series(only_series(self.receiver.received.metrics(), names),
+                                    names)):
                 self.disagree(sent, line)
                 names.discard(line.split(" ")[1])  # one report per metric
         guard = canary(f"gen{number}-canary")
