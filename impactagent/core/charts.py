@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Mapping, Sequence
 
 import ulid
 
@@ -60,9 +60,9 @@ class Chart:
     aggregation: str = "rps"
     y_axis_min: str = "auto"
     label_selectors: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    title: Optional[str] = None
+    title: str | None = None
     source: str = "internal"
-    flag: Optional[str] = None
+    flag: str | None = None
     project: str = "default"
 
     def __post_init__(self) -> None:
@@ -108,8 +108,8 @@ class Chart:
 class ChartScope:
     """Where a chart lives: the instance (``flag`` None) or next to one flag."""
 
-    project: Optional[str] = None
-    flag: Optional[str] = None
+    project: str | None = None
+    flag: str | None = None
 
     @property
     def path(self) -> str:
@@ -133,19 +133,19 @@ class ChartConfig:
     time_range: str
     aggregation: str
     y_axis_min: str = "auto"
-    label_selectors: Mapping[str, List[str]] = field(default_factory=dict)
-    title: Optional[str] = None
+    label_selectors: Mapping[str, list[str]] = field(default_factory=dict)
+    title: str | None = None
     source: str = "internal"
-    id: Optional[str] = None
+    id: str | None = None
     scope: ChartScope = INSTANCE
     # Only in answers:
-    display_name: Optional[str] = None
-    step: Optional[str] = None
-    mode: Optional[str] = None
+    display_name: str | None = None
+    step: str | None = None
+    mode: str | None = None
 
-    def request(self) -> Dict[str, Any]:
+    def request(self) -> dict[str, Any]:
         """The JSON body of ``POST .../impact-metrics/config``."""
-        body: Dict[str, Any] = {
+        body: dict[str, Any] = {
             "metricName": self.metric_name, "timeRange": self.time_range,
             "yAxisMin": self.y_axis_min, "aggregationMode": self.aggregation,
             "labelSelectors": {k: list(v) for k, v in self.label_selectors.items()},
@@ -183,14 +183,14 @@ class ChartConfig:
             raise ValueError(f"chart configuration without {missing}: {dict(answer)!r}"
                              ) from None
 
-    def differences(self, other: ChartConfig) -> List[Tuple[str, Any, Any]]:
+    def differences(self, other: ChartConfig) -> list[tuple[str, Any, Any]]:
         """``(field, ours, theirs)`` for every request field that differs from ``other``."""
         ours, theirs = self.request(), other.request()
         return [(key, ours.get(key), theirs.get(key)) for key in ours
                 if key != "id" and ours.get(key) != theirs.get(key)]
 
 
-def stable_id(scope: ChartScope, metric_name: str, title: Optional[str]) -> str:
+def stable_id(scope: ChartScope, metric_name: str, title: str | None) -> str:
     """A ULID computed from what a chart is: the same chart gets the same id every time.
 
     >>> a = stable_id(INSTANCE, "unleash_counter_checkout_total", None)

@@ -21,9 +21,6 @@ from typing import (
     Literal,
     NamedTuple,
     NoReturn,
-    Optional,
-    Tuple,
-    Type,
     TypeVar,
     Union,
     cast,
@@ -41,7 +38,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _LOCK_FREE_ONE: object = 1 if ATOMIC_C_CALLS else object()
 
 #: What ``count_exceptions()`` counts: an exception class or a tuple of them.
-ExceptionTypes = Union[Type[BaseException], Tuple[Type[BaseException], ...]]
+ExceptionTypes = Union[type[BaseException], tuple[type[BaseException], ...]]
 
 if TYPE_CHECKING:
     _Count = itertools.count[int]  # generic to the type checker only
@@ -93,12 +90,12 @@ class CounterChild(_Count):
 
     __slots__ = ("_adjust", "_lock", "_sent", "family", "label_values")
     family: Counter
-    label_values: Tuple[str, ...]
+    label_values: tuple[str, ...]
     _lock: threading.Lock
     _adjust: int
     _sent: int
 
-    def __new__(cls, family: Counter, label_values: Tuple[str, ...],
+    def __new__(cls, family: Counter, label_values: tuple[str, ...],
                 lock: threading.Lock) -> CounterChild:
         self = cast(CounterChild, super().__new__(cls))
         self.family = family
@@ -219,7 +216,7 @@ class Counter(MetricFamily[CounterChild]):
     _in_context_class = _CounterInContext
     _target: CounterChild | _CounterInContext
 
-    def _create_series(self, key: Tuple[str, ...]) -> CounterChild:
+    def _create_series(self, key: tuple[str, ...]) -> CounterChild:
         child = super()._create_series(key)
         if not key:
             # The family's own inc() of 1 then advances the count itself: one call, not two.
@@ -233,7 +230,7 @@ class Counter(MetricFamily[CounterChild]):
         return self._require_default().value
 
     #: The only series of an unlabelled counter, else None.
-    _ticks: Optional[Iterator[int]] = None
+    _ticks: Iterator[int] | None = None
 
     def inc(self, amount: int = 1) -> None:
         """Add ``amount`` to an unlabelled counter (or a counter labelled by flags only)."""
@@ -261,8 +258,8 @@ class _ExceptionCounter:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
-                 tb: Optional[TracebackType]) -> Literal[False]:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
         if exc_type is not None and issubclass(exc_type, self._exception):
             self._inc()
         return False

@@ -11,7 +11,6 @@ text parsers refuse, so only the first is shown), and text that always encodes a
 from __future__ import annotations
 
 import re
-from typing import List
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -21,7 +20,7 @@ def counter_base(name: str) -> str:
     return name[:-6] if name.endswith("_total") and len(name) > 6 else name
 
 
-def claimed_names(name: str, kind: str) -> List[str]:
+def claimed_names(name: str, kind: str) -> list[str]:
     """The family and sample names a family of type ``kind`` takes, in either format."""
     if kind == "counter":
         base = counter_base(name)

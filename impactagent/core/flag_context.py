@@ -23,27 +23,27 @@ from __future__ import annotations
 
 import contextlib
 from contextvars import ContextVar, Token
-from typing import Dict, Iterator, Optional
+from typing import Iterator
 
 #: The label value of a flag that was not evaluated in the current request or task.
 NOT_EVALUATED = "not_evaluated"
 
 
-class _Scope(Dict[str, str]):
+class _Scope(dict[str, str]):
     """The mapping of an open scope, noted in place (any other mapping in the context
     variable was set outside a scope and is never changed)."""
 
     __slots__ = ()
 
 
-_states: ContextVar[Optional[Dict[str, str]]] = ContextVar("impactagent_flag_states",
+_states: ContextVar[dict[str, str] | None] = ContextVar("impactagent_flag_states",
                                                           default=None)
 
 #: What :func:`open_scope` returns and :func:`close_scope` takes.
-ScopeToken = Token[Optional[Dict[str, str]]]
+ScopeToken = Token[dict[str, str] | None]
 
 
-def flag_state(enabled: bool, variant: Optional[str] = None) -> str:
+def flag_state(enabled: bool, variant: str | None = None) -> str:
     """The label value for one evaluation: the variant's name if it has a real one, else
     ``"enabled"`` or ``"disabled"`` (Unleash calls a flag without variants ``"disabled"``)."""
     if variant and variant != "disabled" and enabled:
@@ -72,7 +72,7 @@ def state_of(name: str) -> str:
     return NOT_EVALUATED if states is None else states.get(name, NOT_EVALUATED)
 
 
-def flag_states() -> Dict[str, str]:
+def flag_states() -> dict[str, str]:
     """Every flag state noted in the current context (a copy)."""
     return dict(_states.get() or {})
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Dict, Optional, Protocol, Tuple, TypeVar
+from typing import Any, Callable, Protocol, TypeVar
 
 from .flags import NOT_VARIANT_NAMES, variant_name
 
@@ -26,10 +26,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Record(Protocol):
     """Counts one evaluation (``FlagCounts.record``)."""
 
-    def __call__(self, name: str, enabled: bool, variant: Optional[str] = None) -> None: ...
+    def __call__(self, name: str, enabled: bool, variant: str | None = None) -> None: ...
 
 
-def evaluation(result: Any) -> Tuple[bool, Optional[str]]:
+def evaluation(result: Any) -> tuple[bool, str | None]:
     """``(enabled, variant)`` for what a flag function returned.
 
     >>> evaluation(True), evaluation(None), evaluation("blue"), evaluation("disabled")
@@ -103,7 +103,7 @@ def _forwarder(func: Callable[..., Any], name: str, record: Record) -> Callable[
     like the wrapper's ``_ia_`` names; any other callable gets ``*args, **kwargs``.
     """
     params, args = ["*args", "**kwargs"], ["*args", "**kwargs"]
-    defaults: Dict[str, Any] = {}
+    defaults: dict[str, Any] = {}
     signature = None
     if ((inspect.isfunction(func) or inspect.ismethod(func))
             and getattr(func, "__signature__", None) is None):

@@ -4,18 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timezone
-from typing import (
-    Any,
-    Dict,
-    FrozenSet,
-    Iterable,
-    Iterator,
-    List,
-    Mapping,
-    NamedTuple,
-    Optional,
-    Tuple,
-)
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
 from ._gil import Count
 from .flag_context import flag_state, note_flag
@@ -36,7 +25,7 @@ class ToggleDelta(NamedTuple):
 
     yes: int
     no: int
-    variants: Dict[str, int]
+    variants: dict[str, int]
 
 
 def counted(counts: Iterator[int]) -> int:
@@ -64,18 +53,18 @@ class FlagStats:
         self.no = Count()  # disabled, without a variant
         #: A count per variant name for enabled evaluations, and one for disabled ones: new
         #: dicts under the lock, never changed in place.
-        self.enabled: Dict[str, Iterator[int]] = {}
-        self.disabled: Dict[str, Iterator[int]] = {}
+        self.enabled: dict[str, Iterator[int]] = {}
+        self.disabled: dict[str, Iterator[int]] = {}
         self._sent_yes = 0
         self._sent_no = 0
-        self._sent_variants: Dict[str, int] = {}
+        self._sent_variants: dict[str, int] = {}
         #: The sent marks when ``_hour`` began: what went into the server's rows of that
         #: hour is the sent marks less these (see fit_hour).
         self._hour = _NO_HOUR
-        self._hour_sent: Dict[str, int] = {}
+        self._hour_sent: dict[str, int] = {}
         self._hour_sent_evaluations = 0
 
-    def read(self) -> Tuple[int, int, Dict[str, int]]:
+    def read(self) -> tuple[int, int, dict[str, int]]:
         """``(yes, no, variants)`` since start (the caller holds the lock)."""
         yes, no = counted(self.yes), counted(self.no)
         variants = {}
@@ -105,14 +94,14 @@ class FlagCounts:
     """
 
     def __init__(self, *, max_flags: int = DEFAULT_MAX_FLAGS,
-                 drops: Optional[DropCounter] = None) -> None:
+                 drops: DropCounter | None = None) -> None:
         if not isinstance(max_flags, int) or max_flags < 1:
             raise ValueError(f"max_flags must be a positive int, got {max_flags!r}")
         self.max_flags = max_flags
         self._drops = drops if drops is not None else DropCounter()
         self._lock = threading.Lock()
-        self._flags: Dict[str, FlagStats] = {}
-        self._watched: FrozenSet[str] = frozenset()
+        self._flags: dict[str, FlagStats] = {}
+        self._watched: frozenset[str] = frozenset()
         self._window_start = utcnow()
 
     def watch(self, names: Iterable[str]) -> None:
@@ -124,7 +113,7 @@ class FlagCounts:
                 if stats is not None:
                     stats.watched = True
 
-    def record(self, name: str, enabled: bool, variant: Optional[str] = None,
+    def record(self, name: str, enabled: bool, variant: str | None = None,
                note: bool = False) -> None:
         """Count one evaluation of flag ``name``: yes if ``enabled``, and its ``variant``.
 
@@ -169,7 +158,7 @@ class FlagCounts:
                 stats.enabled = {**stats.enabled, variant: Count()}
             return (stats.enabled if enabled else stats.disabled)[variant]
 
-    def _new_flag(self, name: Any, variant: Any) -> Optional[FlagStats]:
+    def _new_flag(self, name: Any, variant: Any) -> FlagStats | None:
         """The stats of a new flag name, or None past the flag limit (counted as dropped).
         The name and variant are checked first: a call refused under the limit is refused
         past it too."""
@@ -188,7 +177,7 @@ class FlagCounts:
                 stats = self._flags[name] = FlagStats(name in self._watched)
             return stats
 
-    def cumulative(self) -> Dict[str, ToggleDelta]:
+    def cumulative(self) -> dict[str, ToggleDelta]:
         """Every flag's counts since the agent started (reading them changes nothing)."""
         result = {}
         for name, stats in list(self._flags.items()):
@@ -198,7 +187,7 @@ class FlagCounts:
 
     # -- collector side: serialised by the registry's collect lock --------------------------
 
-    def take(self) -> Tuple[datetime, datetime, Dict[str, ToggleDelta]]:
+    def take(self) -> tuple[datetime, datetime, dict[str, ToggleDelta]]:
         """Return ``(start, stop, deltas)`` for the window ending now, and open the next one."""
         now = utcnow()
         with self._lock:
@@ -206,7 +195,7 @@ class FlagCounts:
             # A wall clock stepped back must not give a window that ends before it starts.
             stop = self._window_start = now if now > start else start
             flags = list(self._flags.items())
-        toggles: Dict[str, ToggleDelta] = {}
+        toggles: dict[str, ToggleDelta] = {}
         hour = _hour_of(stop)  # an int: compared once per flag
         for name, stats in flags:
             # One flag at a time, its sent totals with it: pending_events() never reads a
@@ -239,7 +228,7 @@ class FlagCounts:
         return start, stop, toggles
 
     def give_back(self, start: datetime, stop: datetime,
-                  toggles: Dict[str, ToggleDelta]) -> None:
+                  toggles: dict[str, ToggleDelta]) -> None:
         """Merge a window that failed to send back in; its start wins if it is older. Its
         variant counts no longer fill the server's row of its hour (``stop``'s)."""
         with self._lock:
@@ -278,7 +267,7 @@ class FlagCounts:
                 pending += yes + no - stats._sent_yes - stats._sent_no
         return pending
 
-    def names(self) -> List[str]:
+    def names(self) -> list[str]:
         """The names of every flag counted so far."""
         return list(self._flags)
 
@@ -289,7 +278,7 @@ class FlagCounts:
 NOT_VARIANT_NAMES = frozenset({"", *OBJECT_PROTOTYPE_PROPERTIES})
 
 
-def variant_name(answer: Any) -> Optional[str]:
+def variant_name(answer: Any) -> str | None:
     """``answer`` as the variant to count, or None when it names none: not a str, or a
     text Unleash does not store as a variant's name (:data:`NOT_VARIANT_NAMES`)."""
     if (not isinstance(answer, str) or str.__str__(answer) in NOT_VARIANT_NAMES
@@ -328,7 +317,7 @@ def fit_hour(delta: ToggleDelta, taken: Mapping[str, int]) -> ToggleDelta:
                        {v: n for v, n in variants.items() if n})
 
 
-def _added(counts: Mapping[str, int], more: Mapping[str, int]) -> Dict[str, int]:
+def _added(counts: Mapping[str, int], more: Mapping[str, int]) -> dict[str, int]:
     """A new dict: ``counts`` plus ``more`` per name (readers may hold the old one)."""
     result = dict(counts)
     for name, n in more.items():

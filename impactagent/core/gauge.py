@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import List, NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional
 
 from ._family import MetricFamily
 from ._numbers import MAX_SAFE_FLOAT, Number
@@ -33,12 +33,12 @@ class GaugeChild:
 
     __slots__ = ("_cell", "_dirty", "_lock", "_taken", "family", "label_values")
 
-    def __init__(self, family: Gauge, label_values: Tuple[str, ...], lock: threading.Lock):
+    def __init__(self, family: Gauge, label_values: tuple[str, ...], lock: threading.Lock):
         self.family = family
         self._lock = lock
-        self._cell: List[Optional[Number]] = [None]  # replaced by set(), changed by inc()
+        self._cell: list[Number | None] = [None]  # replaced by set(), changed by inc()
         self._dirty = False  # changed in place by inc()/dec() since the last collect
-        self._taken: Optional[List[Optional[Number]]] = None  # the cell the last collect read
+        self._taken: Optional[list[Number | None]] = None  # the cell the last collect read
         self.label_values = label_values
 
     def set(self, value: Number) -> None:
@@ -83,7 +83,7 @@ class GaugeChild:
         self.inc(-amount)
 
     @property
-    def value(self) -> Optional[Number]:
+    def value(self) -> Number | None:
         """The last value set, or ``None`` if the gauge was never set."""
         return self._cell[0]
 
@@ -164,14 +164,14 @@ class Gauge(MetricFamily[GaugeChild]):
     _target: GaugeChild | _GaugeInContext
 
     @property
-    def value(self) -> Optional[Number]:
+    def value(self) -> Number | None:
         """The last value set on an unlabelled gauge."""
         return self._require_default().value
 
     #: The only series of an unlabelled gauge, else None.
-    _only: Optional[GaugeChild] = None
+    _only: GaugeChild | None = None
 
-    def _create_series(self, key: Tuple[str, ...]) -> GaugeChild:
+    def _create_series(self, key: tuple[str, ...]) -> GaugeChild:
         child = super()._create_series(key)
         if not key:
             self._only = child  # so that set() stores its cell without a second call

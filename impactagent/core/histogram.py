@@ -15,7 +15,7 @@ import math
 import threading
 import time
 from bisect import bisect_left
-from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, NamedTuple, Sequence, TypeVar
 
 from ._family import DEFAULT_MAX_SERIES, Definition, MetricFamily
 from ._numbers import MAX_SAFE_FLOAT, Number, is_finite
@@ -24,14 +24,14 @@ from .statistics import DropCounter
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: The boundaries Unleash SDKs use when none are given (seconds, for latencies).
-DEFAULT_BUCKETS: Tuple[float, ...] = (
+DEFAULT_BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )
 
 _INF = float("inf")
 
 
-def check_buckets(metric: str, buckets: Sequence[float]) -> Tuple[float, ...]:
+def check_buckets(metric: str, buckets: Sequence[float]) -> tuple[float, ...]:
     """Return finite, strictly increasing bucket boundaries within the range the server
     takes (``+/-(2**53 - 1)``); a trailing +Inf is implied."""
     try:
@@ -63,7 +63,7 @@ class HistogramDelta(NamedTuple):
     """
 
     child: HistogramChild
-    counts: Tuple[int, ...]
+    counts: tuple[int, ...]
     sum: float
 
     @property
@@ -78,14 +78,14 @@ class HistogramChild:
     __slots__ = ("_bounds", "_counts", "_lock", "_sent_counts", "_sum", "_window_sum", "family",
                  "label_values")
 
-    def __init__(self, family: Histogram, label_values: Tuple[str, ...], lock: threading.Lock):
+    def __init__(self, family: Histogram, label_values: tuple[str, ...], lock: threading.Lock):
         self.family = family
         self._bounds = family.buckets
         self._lock = lock
-        self._counts: List[int] = [0] * (len(family.buckets) + 1)  # per bucket, not cumulative
+        self._counts: list[int] = [0] * (len(family.buckets) + 1)  # per bucket, not cumulative
         self._sum = 0.0  # since start, for the Prometheus view
         self._window_sum = 0.0  # since the last collect (plus what was given back): sent
-        self._sent_counts: List[int] = [0] * (len(family.buckets) + 1)
+        self._sent_counts: list[int] = [0] * (len(family.buckets) + 1)
         self.label_values = label_values
 
     def observe(self, value: Number) -> None:
@@ -138,7 +138,7 @@ class HistogramChild:
             pass
         self.family.rules.drop("non_finite_value" if not is_finite(sum) else "unsafe_sum", total)
 
-    def _checked_counts(self, counts: Sequence[int]) -> Tuple[int, ...]:
+    def _checked_counts(self, counts: Sequence[int]) -> tuple[int, ...]:
         """``counts`` as a tuple of non-negative ints, one per bucket, or a clear error."""
         name = self.family.name
         try:
@@ -173,7 +173,7 @@ class HistogramChild:
         """The sum of all observations since the agent started."""
         return self._sum
 
-    def cumulative_buckets(self) -> List[Tuple[float, int]]:
+    def cumulative_buckets(self) -> list[tuple[float, int]]:
         """Return ``[(le, count of observations <= le), ...]`` ending with ``(inf, count)``."""
         with self._lock:
             counts = list(self._counts)
@@ -183,7 +183,7 @@ class HistogramChild:
             result.append((le, running))
         return result
 
-    def take_delta(self) -> Tuple[Tuple[int, ...], float] | None:
+    def take_delta(self) -> tuple[tuple[int, ...], float] | None:
         """``(counts of each bucket alone, sum)`` since the last take, or None; a collect
         copies both into its columns (see impactagent.core.snapshot)."""
         with self._lock:  # one consistent read of counts and the window's sum
@@ -198,7 +198,7 @@ class HistogramChild:
         self._sent_counts[:] = counts
         return deltas, window_sum
 
-    def give_back_delta(self, delta: Tuple[Sequence[int], float]) -> None:
+    def give_back_delta(self, delta: tuple[Sequence[int], float]) -> None:
         given_counts, given_sum = delta
         with self._lock:
             merged = self._window_sum + given_sum
@@ -287,7 +287,7 @@ class Histogram(MetricFamily[HistogramChild]):
         *,
         buckets: Sequence[float] = DEFAULT_BUCKETS,
         max_series: int = DEFAULT_MAX_SERIES,
-        drops: Optional[DropCounter] = None,
+        drops: DropCounter | None = None,
         flags: Sequence[str] = (),
     ) -> None:
         self.buckets = check_buckets(name, buckets)
@@ -316,7 +316,7 @@ class Histogram(MetricFamily[HistogramChild]):
         """The sum of the observations of an unlabelled histogram."""
         return self._require_default().sum
 
-    def cumulative_buckets(self) -> List[Tuple[float, int]]:
+    def cumulative_buckets(self) -> list[tuple[float, int]]:
         """Cumulative ``(le, count)`` pairs of an unlabelled histogram."""
         return self._require_default().cumulative_buckets()
 

@@ -17,18 +17,7 @@ import uuid
 from array import array
 from datetime import datetime, timezone
 from json.encoder import encode_basestring_ascii as _json_string  # what _ENCODER uses
-from typing import (
-    Any,
-    Dict,
-    Iterable,
-    Iterator,
-    List,
-    NamedTuple,
-    Optional,
-    Sequence,
-    Set,
-    Tuple,
-)
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 from .._version import __version__
 from ._numbers import MAX_SAFE
@@ -44,7 +33,7 @@ SDK_NAME = "impactagent"
 DEFAULT_MAX_BYTES = 95_000
 
 
-def environment_from_token(token: Optional[str], default: str) -> str:
+def environment_from_token(token: str | None, default: str) -> str:
     """Return the environment of a ``project:environment.secret`` token, else ``default``."""
     if token:
         head = token.split(".", 1)[0]
@@ -69,7 +58,7 @@ class Identity(NamedTuple):
 
     @classmethod
     def create(cls, app_name: str, environment: str = "default",
-               instance_id: Optional[str] = None) -> Identity:
+               instance_id: str | None = None) -> Identity:
         """An identity with a generated instance id (host-pid-random) and connection id."""
         if not isinstance(app_name, str) or not app_name.strip():
             raise ValueError(f"app_name must be a non-empty str, got {app_name!r}")
@@ -79,7 +68,7 @@ class Identity(NamedTuple):
             instance_id = f"{platform.node() or 'host'}-{uuid.uuid4().hex[:8]}"
         return cls(app_name, environment, instance_id, str(uuid.uuid4()))
 
-    def fields(self) -> Dict[str, Any]:
+    def fields(self) -> dict[str, Any]:
         """The fields naming the sender in every body: metrics and registration alike."""
         return {
             "appName": self.app_name,
@@ -109,17 +98,17 @@ def milliseconds(seconds: float) -> int:
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 
 
-def encode(document: Dict[str, Any]) -> bytes:
+def encode(document: dict[str, Any]) -> bytes:
     """Compact JSON, refusing NaN and infinities (which these servers cannot parse)."""
     return _ENCODER.encode(document).encode("ascii")
 
 
-def _base_labels(identity: Identity) -> Dict[str, str]:
+def _base_labels(identity: Identity) -> dict[str, str]:
     return {"appName": identity.app_name, "environment": identity.environment}
 
 
 def _sample_wire(family: Any, child: Any, value: Any, counts: Sequence[int],
-                 base_labels: Dict[str, str]) -> Optional[Dict[str, Any]]:
+                 base_labels: dict[str, str]) -> dict[str, Any] | None:
     """The wire form of one sample, or ``None`` if it cannot be sent (an overflowed sum);
     encoded at once and dropped: the body keeps the bytes."""
     labels = dict(base_labels)
@@ -137,7 +126,7 @@ def _sample_wire(family: Any, child: Any, value: Any, counts: Sequence[int],
     return {"labels": labels, "value": value}
 
 
-def _header(snapshot: Snapshot, identity: Identity) -> Dict[str, Any]:
+def _header(snapshot: Snapshot, identity: Identity) -> dict[str, Any]:
     return {
         **identity.fields(),
         "sdkType": "backend",
@@ -146,16 +135,16 @@ def _header(snapshot: Snapshot, identity: Identity) -> Dict[str, Any]:
     }
 
 
-def _toggle_json(delta: Any) -> Dict[str, Any]:
+def _toggle_json(delta: Any) -> dict[str, Any]:
     return {"yes": delta.yes, "no": delta.no, "variants": dict(delta.variants)}
 
 
-def _flag_json(name: str, toggle: Dict[str, Any]) -> bytes:
+def _flag_json(name: str, toggle: dict[str, Any]) -> bytes:
     return json.dumps(name).encode("ascii") + b":" + encode(toggle)
 
 
-def _histogram_samples(metric: MetricDelta, base: Dict[str, str], drops: DropCounter
-                       ) -> Iterator[Tuple[int, bytes, int]]:
+def _histogram_samples(metric: MetricDelta, base: dict[str, str], drops: DropCounter
+                       ) -> Iterator[tuple[int, bytes, int]]:
     """``(index, JSON, observations)`` of each histogram sample the server takes; one whose
     sum overflowed, or whose count is past what it takes (``add_counts()``), is counted as
     dropped instead."""
@@ -172,8 +161,8 @@ def _histogram_samples(metric: MetricDelta, base: Dict[str, str], drops: DropCou
             yield index, encode(wire), wire["count"]
 
 
-def _number_samples(metric: MetricDelta, base: Dict[str, str]
-                    ) -> Iterator[Tuple[int, bytes, int]]:
+def _number_samples(metric: MetricDelta, base: dict[str, str]
+                    ) -> Iterator[tuple[int, bytes, int]]:
     """``(index, JSON, events)`` of each counter or gauge sample, its JSON written directly
     rather than through a dict per sample: byte for byte what ``encode(_sample_wire(...))``
     gives (labels ``base`` then the family's in order; a str escaped by the encoder's own C
@@ -201,14 +190,14 @@ def _number_samples(metric: MetricDelta, base: Dict[str, str]
 
 
 @functools.lru_cache(maxsize=1024)
-def _shell_json(metric: Tuple[str, str, str]) -> bytes:
+def _shell_json(metric: tuple[str, str, str]) -> bytes:
     """``{"name":..,"help":..,"type":..,"samples":[`` for a metric (its samples follow)."""
     name, help_text, kind = metric
     return encode({"name": name, "help": help_text, "type": kind, "samples": []})[:-2]
 
 
 #: The samples a body carries: each metric's deltas, and the indexes of its samples there.
-Picked = Tuple[Tuple[MetricDelta, Sequence[int]], ...]
+Picked = tuple[tuple[MetricDelta, Sequence[int]], ...]
 
 
 class Payload:
@@ -223,8 +212,8 @@ class Payload:
     __slots__ = ("_picked", "_toggles", "_window", "body", "events", "units")
 
     def __init__(self, body: bytes, units: int, events: int,
-                 window: Optional[Tuple[datetime, datetime]] = None,
-                 toggles: Optional[Dict[str, ToggleDelta]] = None, picked: Picked = ()) -> None:
+                 window: tuple[datetime, datetime] | None = None,
+                 toggles: dict[str, ToggleDelta] | None = None, picked: Picked = ()) -> None:
         self.body = body
         self.units = units
         self.events = events
@@ -233,12 +222,12 @@ class Payload:
         self._picked = picked
 
     @property
-    def document(self) -> Dict[str, Any]:
+    def document(self) -> dict[str, Any]:
         """The ClientMetrics body as a dict, decoded from ``body``."""
-        decoded: Dict[str, Any] = json.loads(self.body)
+        decoded: dict[str, Any] = json.loads(self.body)
         return decoded
 
-    def part(self) -> Optional[Snapshot]:
+    def part(self) -> Snapshot | None:
         """The slice of the snapshot this body carries, to restore if it is not delivered.
 
         ``None`` for a body without recorder deltas (one replayed from the spool).
@@ -259,7 +248,7 @@ class _Bodies:
     any body is dropped and counted (``oversize_item``).
     """
 
-    def __init__(self, header: Dict[str, Any], snapshot: Snapshot, max_bytes: int,
+    def __init__(self, header: dict[str, Any], snapshot: Snapshot, max_bytes: int,
                  drops: DropCounter) -> None:
         # '..,"bucket":{..,"toggles":{': what every body starts with, its flags next.
         self.head = encode(header)[:-3]
@@ -268,24 +257,24 @@ class _Bodies:
         self.max_bytes = max_bytes
         self.drops = drops
         self.window = snapshot.start, snapshot.stop
-        self.payloads: List[Payload] = []
+        self.payloads: list[Payload] = []
         self._open()
 
     def _open(self) -> None:
         self.data = bytearray(self.head)
         self.used = self.base
         self.units = self.events = 0
-        self.toggles: Dict[str, ToggleDelta] = {}
-        self.picked: List[Tuple[MetricDelta, Any]] = []  # each metric's sample indexes
-        self.names: Set[str] = set()  # the metrics with a shell in this body
-        self.shell: Optional[bytes] = None  # the shell whose samples are being written
+        self.toggles: dict[str, ToggleDelta] = {}
+        self.picked: list[tuple[MetricDelta, Any]] = []  # each metric's sample indexes
+        self.names: set[str] = set()  # the metrics with a shell in this body
+        self.shell: bytes | None = None  # the shell whose samples are being written
 
     def close(self) -> None:
         self.data += b"]}]}" if self.shell is not None else b"}}}"
         self.payloads.append(Payload(bytes(self.data), self.units, self.events, self.window,
                                      self.toggles, tuple(self.picked)))
 
-    def _fits(self, size: int, weight: int, name: Optional[str], what: str,
+    def _fits(self, size: int, weight: int, name: str | None, what: str,
               events: int) -> bool:
         """Whether a unit of ``size`` bytes goes in, here or in a new body; ``weight`` is
         its metric's shell, counted once per body (``name``: None for a flag)."""
@@ -309,7 +298,7 @@ class _Bodies:
             self.events += events
             self.toggles[name] = delta
 
-    def metric(self, metric: MetricDelta, samples: Iterator[Tuple[int, bytes, int]]) -> None:
+    def metric(self, metric: MetricDelta, samples: Iterator[tuple[int, bytes, int]]) -> None:
         family = metric.family
         name = family.name
         shell = _shell_json((name, family.help, family.kind))
@@ -342,7 +331,7 @@ class _Bodies:
             indexes.append(index)
 
 
-def _flags_to_send(snapshot: Snapshot, drops: DropCounter) -> Iterator[Tuple[str, ToggleDelta]]:
+def _flags_to_send(snapshot: Snapshot, drops: DropCounter) -> Iterator[tuple[str, ToggleDelta]]:
     """The snapshot's flags a server takes; one it would lose the window for is dropped."""
     for name, delta in snapshot.toggles.items():
         # yes == no == 0 is a flag the server ignores; the recorder never makes one with
@@ -362,8 +351,8 @@ def build_payloads(
     identity: Identity,
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
-    drops: Optional[DropCounter] = None,
-) -> List[Payload]:
+    drops: DropCounter | None = None,
+) -> list[Payload]:
     """Build the ``ClientMetrics`` bodies for a snapshot, none larger than ``max_bytes``.
 
     Always returns at least one body (an empty window still tells the server the instance
@@ -377,7 +366,7 @@ def build_payloads(
     base = _base_labels(identity)
     # One metric's deltas side by side (a snapshot joined from two has each twice): a body
     # names each metric once, and its size counts each shell once.
-    order: Dict[str, int] = {}
+    order: dict[str, int] = {}
     for metric in snapshot.metrics:
         order.setdefault(metric.family.name, len(order))
     for metric in sorted(snapshot.metrics, key=lambda metric: order[metric.family.name]):
@@ -390,12 +379,12 @@ def build_payloads(
 
 #: One unit of a document: ``(flag, toggle, None, events)`` for a flag's counts, or
 #: ``(None, sample, (name, help, type), events)`` for a sample.
-_Unit = Tuple[Optional[str], Dict[str, Any], Optional[Tuple[str, str, str]], int]
+_Unit = tuple[str | None, dict[str, Any], tuple[str, str, str] | None, int]
 
 
-def _units_of(document: Dict[str, Any]) -> List[_Unit]:
+def _units_of(document: dict[str, Any]) -> list[_Unit]:
     """The units of a document, in the order its body writes them."""
-    units: List[_Unit] = [(name, toggle, None, int(toggle["yes"]) + int(toggle["no"]))
+    units: list[_Unit] = [(name, toggle, None, int(toggle["yes"]) + int(toggle["no"]))
                           for name, toggle in document.get("bucket", {}).get("toggles", {})
                           .items()]
     for metric in document.get("impactMetrics") or []:
@@ -405,13 +394,13 @@ def _units_of(document: Dict[str, Any]) -> List[_Unit]:
     return units
 
 
-def payload_from_document(document: Dict[str, Any]) -> Payload:
+def payload_from_document(document: dict[str, Any]) -> Payload:
     """A :class:`Payload` for a document read back (from the spool), splittable as usual."""
     units = _units_of(document)
     return Payload(encode(document), len(units), sum(unit[3] for unit in units))
 
 
-def split_payload(payload: Payload) -> List[Payload]:
+def split_payload(payload: Payload) -> list[Payload]:
     """Split one body in two halves that together carry the same counts (for a 413): its
     document's units cut in the middle, and the snapshot's deltas they came from with them.
 
@@ -424,8 +413,8 @@ def split_payload(payload: Payload) -> List[Payload]:
     middle = len(units) // 2
     flags = list(payload._toggles.items())
     rest = middle - len(flags)  # the samples that go in the first half
-    first: List[Tuple[MetricDelta, Sequence[int]]] = []
-    second: List[Tuple[MetricDelta, Sequence[int]]] = []
+    first: list[tuple[MetricDelta, Sequence[int]]] = []
+    second: list[tuple[MetricDelta, Sequence[int]]] = []
     for metric, indexes in payload._picked:
         cut = min(max(rest, 0), len(indexes))
         rest -= len(indexes)
@@ -439,12 +428,12 @@ def split_payload(payload: Payload) -> List[Payload]:
                                           (units[middle:], flags[middle:], second))]
 
 
-def _document_of(document: Dict[str, Any], units: List[_Unit]) -> Dict[str, Any]:
+def _document_of(document: dict[str, Any], units: list[_Unit]) -> dict[str, Any]:
     """``document`` carrying ``units`` instead of its own flags and samples."""
     half = {k: v for k, v in document.items() if k != "impactMetrics"}
-    toggles: Dict[str, Any] = {}
+    toggles: dict[str, Any] = {}
     half["bucket"] = dict(document["bucket"], toggles=toggles)
-    metrics: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
+    metrics: dict[tuple[str, str, str], dict[str, Any]] = {}
     for flag, item, shell, _ in units:
         if shell is None:
             toggles[flag] = item  # type: ignore[index]
@@ -460,7 +449,7 @@ def _document_of(document: Dict[str, Any], units: List[_Unit]) -> Dict[str, Any]
     return half
 
 
-def count_events(document: Dict[str, Any]) -> int:
+def count_events(document: dict[str, Any]) -> int:
     """The recorded events a body carries: flag evaluations, counter increments,
     histogram observations and gauge values (one per sample)."""
     events: int = sum(t["yes"] + t["no"] for t in document.get("bucket", {}).get("toggles", {})
@@ -471,7 +460,7 @@ def count_events(document: Dict[str, Any]) -> int:
     return events
 
 
-def _sample_events(kind: str, sample: Dict[str, Any]) -> int:
+def _sample_events(kind: str, sample: dict[str, Any]) -> int:
     if kind == "counter":
         return int(sample["value"])
     if kind == "histogram":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Callable
 
 from ._family import DEFAULT_MAX_SERIES
 from .flags import DEFAULT_MAX_FLAGS, FlagCounts
@@ -28,15 +28,15 @@ class Recorder:
 
     def __init__(self, *, max_series: int = DEFAULT_MAX_SERIES,
                  max_flags: int = DEFAULT_MAX_FLAGS,
-                 drops: Optional[DropCounter] = None) -> None:
+                 drops: DropCounter | None = None) -> None:
         self.drops = drops if drops is not None else DropCounter()
         self.metrics = MetricRegistry(max_series=max_series, drops=self.drops)
         self.flags = FlagCounts(max_flags=max_flags, drops=self.drops)
         self._collect_lock = threading.Lock()
-        self._hooks: List[CollectHook] = []
+        self._hooks: list[CollectHook] = []
         #: Calls of a collect hook that raised (each is logged once per hook and type).
         self.collect_hook_errors = 0
-        self._hook_errors_logged: Set[Tuple[int, str]] = set()
+        self._hook_errors_logged: set[tuple[int, str]] = set()
 
     def add_collect_hook(self, hook: CollectHook) -> None:
         """Run ``hook()`` at the start of every :meth:`collect`, before the deltas are taken.
@@ -98,7 +98,7 @@ class Recorder:
                 pending += child.pending_events()
         return pending + self.flags.pending_events()
 
-    def recorded(self) -> Dict[str, int]:
+    def recorded(self) -> dict[str, int]:
         """Totals recorded since start: counter increments, observations, flag evaluations."""
         totals = {"counter_increments": 0, "histogram_observations": 0, "gauge_series": 0,
                   "flag_evaluations": 0}

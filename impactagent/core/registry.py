@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypeVar
+from typing import Any, Sequence, TypeVar
 
 from ._family import DEFAULT_MAX_SERIES, Definition, MetricFamily
 from .counter import Counter
@@ -28,31 +28,31 @@ class MetricRegistry:
     """
 
     def __init__(self, *, max_series: int = DEFAULT_MAX_SERIES,
-                 drops: Optional[DropCounter] = None) -> None:
+                 drops: DropCounter | None = None) -> None:
         self.max_series = max_series
         self.drops = drops if drops is not None else DropCounter()
         self._lock = threading.Lock()
-        self._families: Dict[str, MetricFamily[Any]] = {}
+        self._families: dict[str, MetricFamily[Any]] = {}
 
     def counter(self, name: str, help: str, labels: Sequence[str] = (), *,
-                max_series: Optional[int] = None, flags: Sequence[str] = ()) -> Counter:
+                max_series: int | None = None, flags: Sequence[str] = ()) -> Counter:
         """Define (or get) a counter."""
         return self._define(Counter, name, help, labels, max_series, flags=flags)
 
     def gauge(self, name: str, help: str, labels: Sequence[str] = (), *,
-              max_series: Optional[int] = None, flags: Sequence[str] = ()) -> Gauge:
+              max_series: int | None = None, flags: Sequence[str] = ()) -> Gauge:
         """Define (or get) a gauge."""
         return self._define(Gauge, name, help, labels, max_series, flags=flags)
 
     def histogram(self, name: str, help: str, labels: Sequence[str] = (), *,
                   buckets: Sequence[float] = DEFAULT_BUCKETS,
-                  max_series: Optional[int] = None, flags: Sequence[str] = ()) -> Histogram:
+                  max_series: int | None = None, flags: Sequence[str] = ()) -> Histogram:
         """Define (or get) a histogram with the given bucket boundaries."""
         return self._define(Histogram, name, help, labels, max_series, buckets=buckets,
                             flags=flags)
 
-    def _define(self, cls: Type[M], name: str, help: str, labels: Sequence[str],
-                max_series: Optional[int], **extra: Any) -> M:
+    def _define(self, cls: type[M], name: str, help: str, labels: Sequence[str],
+                max_series: int | None, **extra: Any) -> M:
         # Build first, outside the lock: it validates every argument and raises clearly.
         candidate = cls(name, help, labels, drops=self.drops,
                         max_series=max_series or self.max_series, **extra)
@@ -66,16 +66,16 @@ class MetricRegistry:
             raise ValueError(f"metric {name!r} is already defined differently: {difference}")
         return existing  # type: ignore[return-value]
 
-    def get(self, name: str) -> Optional[MetricFamily[Any]]:
+    def get(self, name: str) -> MetricFamily[Any] | None:
         """The metric called ``name``, or ``None``."""
         return self._families.get(name)
 
-    def families(self) -> List[MetricFamily[Any]]:
+    def families(self) -> list[MetricFamily[Any]]:
         """Every metric defined, in definition order."""
         with self._lock:
             return list(self._families.values())
 
-    def take(self) -> Tuple[MetricDelta, ...]:
+    def take(self) -> tuple[MetricDelta, ...]:
         """Take every series' delta since the last take (callers serialise take/give_back)."""
         taken = []
         for family in self.families():
@@ -84,7 +84,7 @@ class MetricRegistry:
                 taken.append(delta)
         return tuple(taken)
 
-    def give_back(self, metrics: Tuple[MetricDelta, ...]) -> None:
+    def give_back(self, metrics: tuple[MetricDelta, ...]) -> None:
         """Merge deltas that failed to send back into their series."""
         for metric in metrics:
             give_back_family(metric)

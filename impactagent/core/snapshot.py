@@ -12,7 +12,7 @@ from __future__ import annotations
 from array import array
 from datetime import datetime
 from itertools import islice
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Iterable, NamedTuple, Sequence, Union
 
 from ._family import MetricFamily, Series
 from ._numbers import MAX_SAFE, Number
@@ -26,7 +26,7 @@ Family = Union[Counter, Gauge, Histogram]
 Child = Union[CounterChild, GaugeChild, HistogramChild]
 #: What one series' ``take_delta()`` returned: a counter's increment, a gauge's value, a
 #: histogram's ``(bucket counts, sum)``.
-Delta = Union[Number, Tuple[Tuple[int, ...], float]]
+Delta = Union[Number, tuple[tuple[int, ...], float]]
 #: One series' delta as an object (:attr:`MetricDelta.samples`).
 Sample = Union[CounterDelta, GaugeValue, HistogramDelta]
 
@@ -59,13 +59,13 @@ class MetricDelta(NamedTuple):
         return len(family.buckets) + 1 if isinstance(family, Histogram) else 0
 
     @property
-    def children(self) -> List[Child]:
+    def children(self) -> list[Child]:
         """The series that changed, in order (a list built when asked)."""
         table: Sequence[Child] = self.family.series_table()
         return [table[index] for index in self.indexes]
 
     @property
-    def values(self) -> List[Number]:
+    def values(self) -> list[Number]:
         """Each series' number as it was taken (an int stays an int), built when asked."""
         return list(self.numbers_as_taken())
 
@@ -77,7 +77,7 @@ class MetricDelta(NamedTuple):
         return (int(number) if is_int else number
                 for number, is_int in zip(self.numbers, self.ints))
 
-    def bucket_counts(self, index: int) -> Tuple[int, ...]:
+    def bucket_counts(self, index: int) -> tuple[int, ...]:
         """Series ``index``'s bucket counts (a histogram's), each bucket alone."""
         width = self.width
         return tuple(self.counts[index * width:(index + 1) * width])
@@ -90,7 +90,7 @@ class MetricDelta(NamedTuple):
         return int(number) if self.ints and self.ints[index] else number
 
     @property
-    def samples(self) -> Tuple[Sample, ...]:
+    def samples(self) -> tuple[Sample, ...]:
         """One ``CounterDelta``, ``GaugeValue`` or ``HistogramDelta`` per series (built
         when asked: the collect itself makes none)."""
         family = self.family
@@ -129,12 +129,12 @@ class MetricDelta(NamedTuple):
         return MetricDelta(self.family, positions, numbers, counts)
 
 
-def _like(column: Sequence[Any], items: List[Any]) -> Sequence[Any]:
+def _like(column: Sequence[Any], items: list[Any]) -> Sequence[Any]:
     """``items`` in a column of the same kind as ``column`` (an array of its type, or a list)."""
     return array(column.typecode, items) if isinstance(column, array) else items
 
 
-def take_family(family: MetricFamily[Any]) -> Optional[MetricDelta]:
+def take_family(family: MetricFamily[Any]) -> MetricDelta | None:
     """Take the delta of every series of ``family`` since the last take, as one
     :class:`MetricDelta` (``None`` when no series changed); callers serialise takes.
 
@@ -150,7 +150,7 @@ def take_family(family: MetricFamily[Any]) -> Optional[MetricDelta]:
     raise TypeError(f"a metric family is a Counter, Gauge or Histogram, not {family!r}")
 
 
-def _take_counters(family: Counter) -> Optional[MetricDelta]:
+def _take_counters(family: Counter) -> MetricDelta | None:
     table = family.series_table()
     indexes = array("q")
     numbers = array("q")  # a counter's delta is an int in 1..2**53 - 1 (take_delta's cap)
@@ -163,7 +163,7 @@ def _take_counters(family: Counter) -> Optional[MetricDelta]:
     return MetricDelta(family, indexes, numbers) if indexes else None
 
 
-def _take_gauges(family: Gauge) -> Optional[MetricDelta]:
+def _take_gauges(family: Gauge) -> MetricDelta | None:
     table = family.series_table()
     indexes = array("q")
     numbers: Any = array("d")
@@ -189,7 +189,7 @@ def _take_gauges(family: Gauge) -> Optional[MetricDelta]:
     return MetricDelta(family, indexes, numbers, (), bytes(ints) if ints is not None else b"")
 
 
-def _take_histograms(family: Histogram) -> Optional[MetricDelta]:
+def _take_histograms(family: Histogram) -> MetricDelta | None:
     table = family.series_table()
     indexes = array("q")
     sums = array("d")  # a window's sum is a float (it starts at 0.0)
@@ -226,8 +226,8 @@ class Snapshot(NamedTuple):
 
     start: datetime
     stop: datetime
-    toggles: Dict[str, ToggleDelta]
-    metrics: Tuple[MetricDelta, ...]
+    toggles: dict[str, ToggleDelta]
+    metrics: tuple[MetricDelta, ...]
 
     @property
     def is_empty(self) -> bool:

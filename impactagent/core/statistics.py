@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime, timezone
-from typing import Dict, Optional, Protocol, Set, Tuple
+from typing import Protocol
 
 logger = logging.getLogger(__name__)
 
 #: Reasons a recorded value can be dropped, with the sentence logged the first time.
-DROP_REASONS: Dict[str, str] = {
+DROP_REASONS: dict[str, str] = {
     "non_finite_value": "a NaN or infinite gauge or histogram value was dropped",
     "unsafe_value": "a gauge value beyond +/-(2**53 - 1), which Unleash refuses, was dropped",
     "unsafe_sum": "a histogram observation that would take the sum sent for its window "
@@ -57,9 +57,9 @@ class DropCounter:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: Dict[str, int] = {}
+        self._counts: dict[str, int] = {}
         # (reason, detail) pairs already logged; details name a metric, so this stays small.
-        self._logged: Set[Tuple[str, str]] = set()
+        self._logged: set[tuple[str, str]] = set()
 
     def add(self, reason: str, n: int = 1, *, detail: str = "", explained: bool = False
             ) -> None:
@@ -94,7 +94,7 @@ class DropCounter:
         self._counts = {}
         self._logged = set()
 
-    def as_dict(self) -> Dict[str, int]:
+    def as_dict(self) -> dict[str, int]:
         """Return a copy of the counts by reason."""
         with self._lock:
             return dict(self._counts)
@@ -115,7 +115,7 @@ class Attempt(Protocol):
     @property
     def kind(self) -> str: ...
     @property
-    def status(self) -> Optional[int]: ...
+    def status(self) -> int | None: ...
     @property
     def detail(self) -> str: ...
 
@@ -126,12 +126,12 @@ class DeliveryLedger:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: Dict[str, int] = {
+        self._counts: dict[str, int] = {
             "attempts": 0, "retries": 0, "delivered_bodies": 0, "delivered_events": 0,
             "possibly_duplicated_events": 0,
             "empty_windows": 0,  # flushes whose window held nothing, so sent nothing
         }
-        self._failures: Dict[str, int] = {}
+        self._failures: dict[str, int] = {}
         self.last_success: str | None = None
         self.last_error: str | None = None
         self.last_error_detail: str | None = None
@@ -160,10 +160,10 @@ class DeliveryLedger:
             self._counts["delivered_events"] += events
             self.last_success = _now_iso()
 
-    def as_dict(self) -> Dict[str, object]:
+    def as_dict(self) -> dict[str, object]:
         """A copy of every counter, failures by status, and the last success and error."""
         with self._lock:
-            result: Dict[str, object] = dict(self._counts)
+            result: dict[str, object] = dict(self._counts)
             result["failures"] = dict(self._failures)
             result["last_success"] = self.last_success
             result["last_error"] = self.last_error

@@ -8,7 +8,7 @@ the hour it files flag counts under.
 from __future__ import annotations
 
 import re
-from typing import Any, Optional, Tuple
+from typing import Any
 
 from .jsvalues import JS_SPACE, ajv_number, is_number
 
@@ -23,7 +23,7 @@ YEAR_ONE_MS = -62_135_596_800_000
 _HOUR_MS = 3_600_000
 
 
-def js_date_ms(value: Any) -> Optional[int]:
+def js_date_ms(value: Any) -> int | None:
     """Milliseconds since 1970 of a bucket date (a date-time string, or an integer
     timestamp, also as a numeric string), or None where the server answers 400."""
     if isinstance(value, str):
@@ -37,7 +37,7 @@ def js_date_ms(value: Any) -> Optional[int]:
     return None
 
 
-def _date_time_ms(match: re.Match[str]) -> Optional[int]:
+def _date_time_ms(match: re.Match[str]) -> int | None:
     year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
     if not (1 <= month <= 12 and 1 <= day <= _days_in_month(year, month)
             and hour <= 23 and minute <= 59 and second <= 59):
@@ -80,7 +80,7 @@ def _days_from_civil(year: int, month: int, day: int) -> int:
     return era * 146097 + day_of_era - 719468
 
 
-def _civil_from_days(days: int) -> Tuple[int, int, int]:
+def _civil_from_days(days: int) -> tuple[int, int, int]:
     days += 719468
     era = days // 146097
     day_of_era = days - era * 146097

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, Union
 
 _SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 _SPACE = re.compile(r"[ \t\n\r]*")
@@ -43,8 +43,8 @@ def _without_surrogates(value: Any) -> Any:
     def clean(text: str) -> str:
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
-    root: List[Any] = [value]
-    stack: List[Tuple[Any, Any]] = [(root, 0)]
+    root: list[Any] = [value]
+    stack: list[tuple[Any, Any]] = [(root, 0)]
     while stack:
         container, key = stack.pop()
         item = container[key]
@@ -72,8 +72,8 @@ class _DeepParser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.at = self._skip(0)
-        self.open: List[Any] = []  # the containers not yet closed, innermost last
-        self.keys: List[Optional[str]] = []  # beside each, an object's pending key
+        self.open: list[Any] = []  # the containers not yet closed, innermost last
+        self.keys: list[str | None] = []  # beside each, an object's pending key
 
     def parse(self) -> Any:
         while True:

@@ -15,7 +15,7 @@ are sanitised per UTF-16 code unit, so an emoji becomes two ``_``.
 from __future__ import annotations
 
 import re
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 from ..core._naming import NAME_PATTERN
 
@@ -38,7 +38,7 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def joi_number(value: Any) -> Optional[Number]:
+def joi_number(value: Any) -> Number | None:
     """Joi's ``number()`` with conversion: the number, or None where it refuses ``value``.
 
     A string converts only when the number keeps every digit it spells (Joi's "unsafe"
@@ -78,7 +78,7 @@ def _normalized_decimal(text: str) -> str:
     return "0" if text == "-0" else text
 
 
-def js_to_number(text: str) -> Optional[float]:
+def js_to_number(text: str) -> float | None:
     """JavaScript's ``Number(text)``: ``" "`` is 0, ``"0x10"`` 16, ``"0b11"`` 3; None where
     JavaScript gets NaN (``"1_000"``, other scripts' digits)."""
     text = text.strip(JS_SPACE)
@@ -94,7 +94,7 @@ def js_to_number(text: str) -> Optional[float]:
     return float(text) if _JS_DECIMAL.match(text) else None
 
 
-def ajv_number(value: Any) -> Optional[Number]:
+def ajv_number(value: Any) -> Number | None:
     """Ajv's coercion where a number belongs: ``null`` 0, ``true`` 1, a non-empty string its
     ``Number()``; None for the rest."""
     if value is None:
