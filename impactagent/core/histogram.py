@@ -1,10 +1,8 @@
 """Histograms: observations counted into cumulative buckets, sent as deltas.
 
-A window sends each bucket's count and the *sum* of its observations. The server refuses a
-sum beyond ``+/-(2**53 - 1)`` (:mod:`impactagent.core._numbers`) with every impact metric of
-the body, so an observation that would take its window's sum there is dropped and counted
-(``unsafe_sum``) when recorded. The sum is kept per window, not as a running total less what
-was sent, so a long-lived series keeps the precision of its sums.
+The server refuses a sum beyond ``+/-(2**53 - 1)``, so an observation that would take its
+window's sum there is dropped and counted (``unsafe_sum``). The sum is kept per window, so a
+long-lived series keeps the precision of its sums.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ from .statistics import DropCounter
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: The boundaries Unleash SDKs use when none are given (seconds, for latencies).
+#: The boundaries Unleash SDKs use when none are given (seconds).
 DEFAULT_BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )
@@ -32,14 +30,13 @@ _INF = float("inf")
 
 
 def check_buckets(metric: str, buckets: Sequence[float]) -> tuple[float, ...]:
-    """Return finite, strictly increasing bucket boundaries within the range the server
-    takes (``+/-(2**53 - 1)``); a trailing +Inf is implied."""
+    """Finite, strictly increasing boundaries within ``+/-(2**53 - 1)``; +Inf is implied."""
     try:
         bounds = [float(b) for b in buckets]
     except (TypeError, ValueError):
         raise TypeError(f"buckets of {metric!r} must be numbers, got {buckets!r}") from None
     if bounds and bounds[-1] == _INF:
-        bounds.pop()  # "+Inf" is always appended on the wire
+        bounds.pop()
     if not bounds:
         raise ValueError(f"histogram {metric!r} needs at least one finite bucket boundary")
     if not all(math.isfinite(b) for b in bounds):
@@ -56,11 +53,8 @@ _total_of = sum  # the builtin, under a name that add_counts()'s ``sum`` does no
 
 
 class HistogramDelta(NamedTuple):
-    """What one histogram series gained since the last send: per-bucket counts and sum.
-
-    ``counts[i]`` counts observations in bucket ``i`` alone (not cumulative); the last entry
-    is the ``+Inf`` bucket. The payload builder turns them into cumulative ``le`` buckets.
-    """
+    """What one histogram series gained since the last send: each bucket's count alone
+    (``+Inf`` last) and the sum."""
 
     child: HistogramChild
     counts: tuple[int, ...]
@@ -68,7 +62,6 @@ class HistogramDelta(NamedTuple):
 
     @property
     def count(self) -> int:  # type: ignore[override]  # shadows tuple.count on purpose
-        """The number of observations in this delta."""
         return sum(self.counts)
 
 
@@ -82,22 +75,21 @@ class HistogramChild:
         self.family = family
         self._bounds = family.buckets
         self._lock = lock
-        self._counts: list[int] = [0] * (len(family.buckets) + 1)  # per bucket, not cumulative
+        self._counts: list[int] = [0] * (len(family.buckets) + 1)  # each bucket alone
         self._sum = 0.0  # since start, for the Prometheus view
-        self._window_sum = 0.0  # since the last collect (plus what was given back): sent
+        self._window_sum = 0.0  # what the next collect sends
         self._sent_counts: list[int] = [0] * (len(family.buckets) + 1)
         self.label_values = label_values
 
     def observe(self, value: Number) -> None:
-        """Count one observation of ``value`` (a finite number; see the module docstring)."""
+        """Count one observation of ``value`` (a finite number)."""
         if value.__class__ is not float and value.__class__ is not int:
             value = self.family.rules.number(value, "observe()")
         index = bisect_left(self._bounds, value)  # first bucket with value <= le
         try:
             with self._lock:  # no call inside: see CounterChild.inc
                 window = self._window_sum + value
-                # The safe range written out (cheaper than a global); NaN fails it too. The
-                # running total cannot overflow: each observation kept adds under 2**54.
+                # The safe range written out; NaN fails it too.
                 if -(2.0**53 - 1) <= window <= (2.0**53 - 1):
                     self._counts[index] += 1
                     self._window_sum = window
@@ -108,10 +100,8 @@ class HistogramChild:
         self.family.rules.drop_value(value, "unsafe_sum")
 
     def add_counts(self, counts: Sequence[int], sum: Number) -> None:
-        """Add observations made elsewhere, already bucketed: ``counts[i]`` non-negative
-        ints in bucket ``i`` alone (one per boundary, then ``+Inf``) whose values add up to
-        ``sum``. The seam for bridges from other metric libraries; :meth:`observe`'s rules
-        hold, and dropped counts are counted in observations.
+        """Add observations made elsewhere (bridges): ``counts[i]`` in bucket ``i`` alone,
+        ``+Inf`` last, adding up to ``sum``; :meth:`observe`'s rules hold.
 
         >>> h = Histogram("batch_seconds", "Batch latency", buckets=(1, 5))
         >>> h.add_counts([2, 0, 1], 7.5)
@@ -123,7 +113,7 @@ class HistogramChild:
             sum = self.family.rules.number(sum, "add_counts()")
         total = _total_of(added)
         if not total:
-            return  # nothing observed; a sum alone would be no observation (and is dropped)
+            return  # a sum alone is no observation
         try:
             with self._lock:
                 window = self._window_sum + sum
@@ -139,7 +129,6 @@ class HistogramChild:
         self.family.rules.drop("non_finite_value" if not is_finite(sum) else "unsafe_sum", total)
 
     def _checked_counts(self, counts: Sequence[int]) -> tuple[int, ...]:
-        """``counts`` as a tuple of non-negative ints, one per bucket, or a clear error."""
         name = self.family.name
         try:
             added = tuple(counts)
@@ -160,7 +149,7 @@ class HistogramChild:
         return tuple(int(n) for n in added)
 
     def time(self) -> Timer:
-        """Observe the seconds a block or a decorated function (sync or async) takes."""
+        """Observe the seconds a block or a decorated function takes."""
         return Timer(self.observe)
 
     @property
@@ -174,7 +163,7 @@ class HistogramChild:
         return self._sum
 
     def cumulative_buckets(self) -> list[tuple[float, int]]:
-        """Return ``[(le, count of observations <= le), ...]`` ending with ``(inf, count)``."""
+        """``[(le, observations <= le), ...]`` ending with ``(inf, count)``."""
         with self._lock:
             counts = list(self._counts)
         result, running = [], 0
@@ -184,17 +173,14 @@ class HistogramChild:
         return result
 
     def take_delta(self) -> tuple[tuple[int, ...], float] | None:
-        """``(counts of each bucket alone, sum)`` since the last take, or None; a collect
-        copies both into its columns (see impactagent.core.snapshot)."""
         with self._lock:  # one consistent read of counts and the window's sum
             counts = list(self._counts)
             window_sum = self._window_sum
             self._window_sum = 0.0
         deltas = tuple(now - sent for now, sent in zip(counts, self._sent_counts))
         if not any(deltas):
-            return None  # no observation, so the window's sum is 0.0 too
-        # In place: a new list per series would leave the next young collection one list
-        # per series to walk, with the GIL held (recorders stall for it).
+            return None
+        # In place: a new list per series would leave the collector one per series to walk.
         self._sent_counts[:] = counts
         return deltas, window_sum
 
@@ -208,15 +194,13 @@ class HistogramChild:
         if fits:
             self._sent_counts[:] = [sent - d for sent, d in zip(self._sent_counts, given_counts)]
         else:
-            # Observations recorded meanwhile took the window's sum so far that the two no
-            # longer fit one value the server takes: the older part is dropped and counted.
+            # With what was recorded meanwhile, the sum no longer fits: the older part goes.
             self.family.rules.drop("unsafe_sum", _total_of(given_counts))
 
     def pending_events(self) -> int:
         return sum(self._counts) - sum(self._sent_counts)
 
     def reset_after_fork(self, lock: threading.Lock) -> None:
-        """In a forked child: a new lock (the parent's may be held forever), nothing recorded."""
         self._lock = lock
         self._counts = [0] * len(self._counts)
         self._sent_counts = [0] * len(self._counts)
@@ -227,7 +211,7 @@ class HistogramChild:
 
 
 class _DroppedHistogramChild(HistogramChild):
-    """Stands in for label sets past the series limit: validates, then counts the drop."""
+    """Past the series limit: validates, then counts the drop."""
 
     __slots__ = ()
 
@@ -242,8 +226,7 @@ class _DroppedHistogramChild(HistogramChild):
 
 
 class _HistogramInContext:
-    """The recording methods of a histogram labelled by flags only: each call records into
-    the series of the flags' states in the current context, looked up at that moment."""
+    """A histogram labelled by flags only: each call records into the current flags' series."""
 
     __slots__ = ("_labels",)
 
@@ -294,12 +277,11 @@ class Histogram(MetricFamily[HistogramChild]):
         super().__init__(name, help, labels, max_series=max_series, drops=drops, flags=flags)
 
     def observe(self, value: Number) -> None:
-        """Observe a value on an unlabelled histogram (or one labelled by flags only)."""
+        """Observe a value on an unlabelled histogram."""
         self._target.observe(value)
 
     def add_counts(self, counts: Sequence[int], sum: Number) -> None:
-        """Add bucketed observations to an unlabelled histogram (see
-        :meth:`HistogramChild.add_counts`)."""
+        """Add bucketed observations to an unlabelled histogram."""
         self._target.add_counts(counts, sum)
 
     def time(self) -> Timer:
@@ -325,11 +307,8 @@ class Histogram(MetricFamily[HistogramChild]):
 
 
 class Timer:
-    """Measures elapsed seconds with ``time.perf_counter`` and hands them to ``observe``.
-
-    Works as ``with histogram.time():`` and as ``@histogram.time()`` on ``def`` and
-    ``async def`` functions alike; each call or block is one observation.
-    """
+    """``with histogram.time():`` or ``@histogram.time()`` (``def`` or ``async def``): each
+    block or call observes its seconds."""
 
     __slots__ = ("_observe", "_start")
 
