@@ -1,10 +1,7 @@
 """Turning a :class:`Snapshot` into ``ClientMetrics`` request bodies for Unleash.
 
-The bodies are what real servers accept (see the protocol notes): ISO-8601 UTC dates, a
-``bucket`` always, flags with counts only, ``appName`` and ``environment`` labels on every
-sample, cumulative histogram buckets ending with the string ``"+Inf"``, no NaN, infinity
-or count past the server's limits, and no body over ``max_bytes``: a big snapshot is split
-across bodies that together carry every count once.
+The bodies are what real servers accept (``docs/protocol.md``), none over ``max_bytes``: a
+big snapshot is split across bodies that together carry every count once.
 """
 
 from __future__ import annotations
@@ -34,7 +31,7 @@ DEFAULT_MAX_BYTES = 95_000
 
 
 def environment_from_token(token: str | None, default: str) -> str:
-    """Return the environment of a ``project:environment.secret`` token, else ``default``."""
+    """The environment of a ``project:environment.secret`` token, else ``default``."""
     if token:
         head = token.split(".", 1)[0]
         if "." in token and ":" in head:
@@ -45,7 +42,7 @@ def environment_from_token(token: str | None, default: str) -> str:
 
 
 class Identity(NamedTuple):
-    """Who is sending: the fields that identify an app instance in every body."""
+    """The fields that identify an app instance in every body."""
 
     app_name: str
     environment: str = "default"
@@ -59,7 +56,7 @@ class Identity(NamedTuple):
     @classmethod
     def create(cls, app_name: str, environment: str = "default",
                instance_id: str | None = None) -> Identity:
-        """An identity with a generated instance id (host-pid-random) and connection id."""
+        """An identity with a generated instance id and connection id."""
         if not isinstance(app_name, str) or not app_name.strip():
             raise ValueError(f"app_name must be a non-empty str, got {app_name!r}")
         if not isinstance(environment, str) or not environment.strip():
@@ -69,7 +66,7 @@ class Identity(NamedTuple):
         return cls(app_name, environment, instance_id, str(uuid.uuid4()))
 
     def fields(self) -> dict[str, Any]:
-        """The fields naming the sender in every body: metrics and registration alike."""
+        """The fields naming the sender in every body, registration's too."""
         return {
             "appName": self.app_name,
             "instanceId": self.instance_id,
@@ -94,23 +91,18 @@ def milliseconds(seconds: float) -> int:
     return int(seconds * 1000)
 
 
-# One encoder for every call: json.dumps() with options builds a new one each time.
+# One encoder: json.dumps() with options builds a new one each call.
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 
 
 def encode(document: dict[str, Any]) -> bytes:
-    """Compact JSON, refusing NaN and infinities (which these servers cannot parse)."""
+    """Compact JSON, refusing NaN and infinities."""
     return _ENCODER.encode(document).encode("ascii")
-
-
-def _base_labels(identity: Identity) -> dict[str, str]:
-    return {"appName": identity.app_name, "environment": identity.environment}
 
 
 def _sample_wire(family: Any, child: Any, value: Any, counts: Sequence[int],
                  base_labels: dict[str, str]) -> dict[str, Any] | None:
-    """The wire form of one sample, or ``None`` if it cannot be sent (an overflowed sum);
-    encoded at once and dropped: the body keeps the bytes."""
+    """The wire form of one sample, or ``None`` for an overflowed sum."""
     labels = dict(base_labels)
     labels.update(zip(family.label_names, child.label_values))
     if family.kind == "histogram":
@@ -126,28 +118,10 @@ def _sample_wire(family: Any, child: Any, value: Any, counts: Sequence[int],
     return {"labels": labels, "value": value}
 
 
-def _header(snapshot: Snapshot, identity: Identity) -> dict[str, Any]:
-    return {
-        **identity.fields(),
-        "sdkType": "backend",
-        "bucket": {"start": iso_utc(snapshot.start), "stop": iso_utc(snapshot.stop),
-                   "toggles": {}},
-    }
-
-
-def _toggle_json(delta: Any) -> dict[str, Any]:
-    return {"yes": delta.yes, "no": delta.no, "variants": dict(delta.variants)}
-
-
-def _flag_json(name: str, toggle: dict[str, Any]) -> bytes:
-    return json.dumps(name).encode("ascii") + b":" + encode(toggle)
-
-
 def _histogram_samples(metric: MetricDelta, base: dict[str, str], drops: DropCounter
                        ) -> Iterator[tuple[int, bytes, int]]:
-    """``(index, JSON, observations)`` of each histogram sample the server takes; one whose
-    sum overflowed, or whose count is past what it takes (``add_counts()``), is counted as
-    dropped instead."""
+    """``(index, JSON, observations)`` of each histogram sample the server takes; the rest
+    are counted as dropped."""
     family = metric.family
     table = family.series_table()
     for index, position in enumerate(metric.indexes):
@@ -163,18 +137,15 @@ def _histogram_samples(metric: MetricDelta, base: dict[str, str], drops: DropCou
 
 def _number_samples(metric: MetricDelta, base: dict[str, str]
                     ) -> Iterator[tuple[int, bytes, int]]:
-    """``(index, JSON, events)`` of each counter or gauge sample, its JSON written directly
-    rather than through a dict per sample: byte for byte what ``encode(_sample_wire(...))``
-    gives (labels ``base`` then the family's in order; a str escaped by the encoder's own C
-    function; an int or a finite float as its repr, as the encoder writes them). Anything
-    else (a NaN the encoder refuses) goes through the encoder."""
+    """``(index, JSON, events)`` of each counter or gauge sample, written directly: byte for
+    byte what ``encode(_sample_wire(...))`` gives, without a dict per sample."""
     family = metric.family
     table = family.series_table()
     head = _ENCODER.encode({"labels": base})[:-2]  # '{"labels":{"appName":..,"environment":..'
     names = [f",{_json_string(name)}:" for name in family.label_names]
-    sole = names[0] if len(names) == 1 else None  # one label: no list to join
+    sole = names[0] if len(names) == 1 else None
     counting = family.kind == "counter"  # a counter's value is its events; a gauge's, one
-    numbers: Iterable[Any] = metric.numbers_as_taken()  # a counter's are ints
+    numbers: Iterable[Any] = metric.numbers_as_taken()
     for index, (position, value) in enumerate(zip(metric.indexes, numbers)):
         child = table[position]
         if value.__class__ is int or (value.__class__ is float and math.isfinite(value)):
@@ -196,18 +167,14 @@ def _shell_json(metric: tuple[str, str, str]) -> bytes:
     return encode({"name": name, "help": help_text, "type": kind, "samples": []})[:-2]
 
 
-#: The samples a body carries: each metric's deltas, and the indexes of its samples there.
+#: Each metric's deltas, and the indexes of the samples a body carries.
 Picked = tuple[tuple[MetricDelta, Sequence[int]], ...]
 
 
 class Payload:
-    """One request body: its exact bytes, how many units it carries (each flag's counts
-    and each sample, indivisible), the recorded events they hold, and where in the
-    snapshot they came from, to give back if it is not delivered (none for a spooled body).
-
-    ``document`` is decoded from ``body`` when asked, not kept (a dict per sample is what
-    made big builds pause recording threads).
-    """
+    """One request body: its bytes, its units (each flag's counts and each sample), the
+    recorded events they hold, and the part of the snapshot to give back if it is not
+    delivered (none for a spooled body)."""
 
     __slots__ = ("_picked", "_toggles", "_window", "body", "events", "units")
 
@@ -228,10 +195,7 @@ class Payload:
         return decoded
 
     def part(self) -> Snapshot | None:
-        """The slice of the snapshot this body carries, to restore if it is not delivered.
-
-        ``None`` for a body without recorder deltas (one replayed from the spool).
-        """
+        """The slice of the snapshot this body carries, or ``None`` (a spooled body)."""
         if self._window is None:
             return None
         return Snapshot(*self._window, dict(self._toggles),
@@ -239,20 +203,15 @@ class Payload:
 
 
 class _Bodies:
-    """Packs units greedily, in order, into bodies of at most ``max_bytes``, writing each
-    body's bytes as its units come: flags first, then each metric's samples after its
-    shell (name, help and type), a metric that does not fit continued in the next body.
-
-    The size kept per body counts a separator for every unit and a whole shell for each
-    metric, so a body never outgrows its bound while it is written; a unit too big for
-    any body is dropped and counted (``oversize_item``).
+    """Packs units greedily, in order, into bodies of at most ``max_bytes``, written as the
+    units come: flags, then each metric's samples after its shell (name, help, type). The
+    size kept counts a separator per unit and a whole shell per metric, so a body never
+    outgrows its bound; a unit too big for any body is dropped (``oversize_item``).
     """
 
     def __init__(self, header: dict[str, Any], snapshot: Snapshot, max_bytes: int,
                  drops: DropCounter) -> None:
-        # '..,"bucket":{..,"toggles":{': what every body starts with, its flags next.
         self.head = encode(header)[:-3]
-        #: What a body weighs before its units ("impactMetrics" may be added to any).
         self.base = len(encode(header)) + len(',"impactMetrics":[]')
         self.max_bytes = max_bytes
         self.drops = drops
@@ -276,8 +235,7 @@ class _Bodies:
 
     def _fits(self, size: int, weight: int, name: str | None, what: str,
               events: int) -> bool:
-        """Whether a unit of ``size`` bytes goes in, here or in a new body; ``weight`` is
-        its metric's shell, counted once per body (``name``: None for a flag)."""
+        """Whether a unit goes in, here or in a new body; ``weight``: its metric's shell."""
         if self.base + weight + size > self.max_bytes:
             self.drops.add("oversize_item", events, detail=what[:200])
             return False
@@ -309,7 +267,6 @@ class _Bodies:
         for index, encoded, events in samples:
             size = len(encoded) + 1
             if indexes is not None and self.used + size <= self.max_bytes:
-                # Most samples: the next of this metric in the body it is being written in.
                 self.used += size
                 data += b","
             elif not self._fits(size, weight, name, what, events):
@@ -334,13 +291,10 @@ class _Bodies:
 def _flags_to_send(snapshot: Snapshot, drops: DropCounter) -> Iterator[tuple[str, ToggleDelta]]:
     """The snapshot's flags a server takes; one it would lose the window for is dropped."""
     for name, delta in snapshot.toggles.items():
-        # yes == no == 0 is a flag the server ignores; the recorder never makes one with
-        # variant counts (one count per evaluation and state: see flags.FlagStats).
-        if not (delta.yes or delta.no):
+        if not (delta.yes or delta.no):  # the server ignores it
             continue
         if any(n > MAX_VARIANT_COUNT for n in delta.variants.values()):
-            # Never from the recorder, which fits each hour (flags.fit_hour): a snapshot
-            # made otherwise, which cannot be split here (nothing to give the rest back to).
+            # Never from the recorder (flags.fit_hour); nothing to give the rest back to.
             drops.add("variant_count_limit", delta.yes + delta.no, detail=f"flag {name!r}")
             continue
         yield name, delta
@@ -353,19 +307,19 @@ def build_payloads(
     max_bytes: int = DEFAULT_MAX_BYTES,
     drops: DropCounter | None = None,
 ) -> list[Payload]:
-    """Build the ``ClientMetrics`` bodies for a snapshot, none larger than ``max_bytes``.
-
-    Always returns at least one body (an empty window still tells the server the instance
-    is alive). Flags and samples are packed greedily in order; a metric whose samples do not
-    fit in one body is continued, with the same name, help and type, in the next.
-    """
+    """The ``ClientMetrics`` bodies for a snapshot, none larger than ``max_bytes``; at least
+    one (an empty window still tells the server the instance is alive)."""
     drops = drops if drops is not None else DropCounter()
-    bodies = _Bodies(_header(snapshot, identity), snapshot, max_bytes, drops)
+    header = {**identity.fields(), "sdkType": "backend",
+              "bucket": {"start": iso_utc(snapshot.start), "stop": iso_utc(snapshot.stop),
+                         "toggles": {}}}
+    bodies = _Bodies(header, snapshot, max_bytes, drops)
     for name, delta in _flags_to_send(snapshot, drops):
-        bodies.flag(name, _flag_json(name, _toggle_json(delta)), delta.yes + delta.no, delta)
-    base = _base_labels(identity)
-    # One metric's deltas side by side (a snapshot joined from two has each twice): a body
-    # names each metric once, and its size counts each shell once.
+        toggle = {"yes": delta.yes, "no": delta.no, "variants": dict(delta.variants)}
+        encoded = json.dumps(name).encode("ascii") + b":" + encode(toggle)
+        bodies.flag(name, encoded, delta.yes + delta.no, delta)
+    base = {"appName": identity.app_name, "environment": identity.environment}
+    # One metric's deltas side by side (a snapshot joined from two has each twice).
     order: dict[str, int] = {}
     for metric in snapshot.metrics:
         order.setdefault(metric.family.name, len(order))
@@ -395,17 +349,14 @@ def _units_of(document: dict[str, Any]) -> list[_Unit]:
 
 
 def payload_from_document(document: dict[str, Any]) -> Payload:
-    """A :class:`Payload` for a document read back (from the spool), splittable as usual."""
+    """A :class:`Payload` for a document read back from the spool."""
     units = _units_of(document)
     return Payload(encode(document), len(units), sum(unit[3] for unit in units))
 
 
 def split_payload(payload: Payload) -> list[Payload]:
-    """Split one body in two halves that together carry the same counts (for a 413): its
-    document's units cut in the middle, and the snapshot's deltas they came from with them.
-
-    Returns ``[payload]`` unchanged when it holds a single unit and cannot be split.
-    """
+    """Split one body (a 413) in two halves that together carry the same counts, and the
+    snapshot's deltas with them; ``[payload]`` when it holds a single unit."""
     if payload.units < 2:
         return [payload]
     document = payload.document
@@ -450,8 +401,7 @@ def _document_of(document: dict[str, Any], units: list[_Unit]) -> dict[str, Any]
 
 
 def count_events(document: dict[str, Any]) -> int:
-    """The recorded events a body carries: flag evaluations, counter increments,
-    histogram observations and gauge values (one per sample)."""
+    """The recorded events a body carries (a gauge sample is one)."""
     events: int = sum(t["yes"] + t["no"] for t in document.get("bucket", {}).get("toggles", {})
                  .values())
     for metric in document.get("impactMetrics") or []:
