@@ -16,7 +16,7 @@ M = TypeVar("M", bound="MetricFamily[Any]")
 
 
 class MetricRegistry:
-    """Holds metrics by name. Defining a metric twice the same way returns the first one.
+    """Metrics by name; defining one twice the same way returns the first.
 
     >>> registry = MetricRegistry()
     >>> a = registry.counter("jobs_total", "Jobs done")
@@ -53,7 +53,6 @@ class MetricRegistry:
 
     def _define(self, cls: type[M], name: str, help: str, labels: Sequence[str],
                 max_series: int | None, **extra: Any) -> M:
-        # Build first, outside the lock: it validates every argument and raises clearly.
         candidate = cls(name, help, labels, drops=self.drops,
                         max_series=max_series or self.max_series, **extra)
         with self._lock:
@@ -76,21 +75,21 @@ class MetricRegistry:
             return list(self._families.values())
 
     def take(self) -> tuple[MetricDelta, ...]:
-        """Take every series' delta since the last take (callers serialise take/give_back)."""
+        """Every series' delta since the last take (callers serialise take and give_back)."""
         taken = []
         for family in self.families():
-            delta = take_family(family)  # columns: O(1) tracked objects per family
+            delta = take_family(family)
             if delta is not None:
                 taken.append(delta)
         return tuple(taken)
 
     def give_back(self, metrics: tuple[MetricDelta, ...]) -> None:
-        """Merge deltas that failed to send back into their series."""
+        """Merge back deltas that failed to send."""
         for metric in metrics:
             give_back_family(metric)
 
     def reset_after_fork(self) -> None:
-        """In a forked child: new locks and zero counts (definitions and series are kept)."""
+        """In a forked child: new locks, zero counts, the same definitions."""
         self._lock = threading.Lock()
         for family in self._families.values():
             family.reset_after_fork()
