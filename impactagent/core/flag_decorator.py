@@ -1,15 +1,8 @@
 """``@agent.flag(name)``: count every call of the function that decides a flag.
 
-What the function returns says what was decided; :func:`evaluation` reads it:
-
-- a bool, or anything else truthy or falsy (``None`` is "no"): yes or no, no variant;
-- a variant's name (``str``): that variant, and yes unless it is ``"disabled"``;
-- an Unleash variant dict ``{"name", "enabled", "feature_enabled"}`` or an object with
-  ``name`` and ``enabled`` (``feature_enabled`` wins when present: a disabled variant of an
-  enabled flag is still a yes, as the Unleash SDKs count it).
-
-The function's result, signature and metadata are unchanged (``async def`` stays so); a
-call that raises counts nothing. An answer is counted as ``record_flag`` counts it.
+What the function returns says what was decided (:func:`evaluation`): a truthy or falsy
+value, a variant's name, or an Unleash variant (dict or object). The function's result,
+signature and metadata are unchanged; a call that raises counts nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +17,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Record(Protocol):
-    """Counts one evaluation (``FlagCounts.record``)."""
 
     def __call__(self, name: str, enabled: bool, variant: str | None = None) -> None: ...
 
@@ -42,9 +34,8 @@ def evaluation(result: Any) -> tuple[bool, str | None]:
     if result is True or result is False:
         return result, None
     if isinstance(result, str):
-        if result.__class__ is not str:  # a str Enum: its text, which record_flag counts
+        if result.__class__ is not str:  # a str Enum counts as its text
             result = str.__str__(result)
-        # "" is falsy; it and the names Unleash does not store as a variant's name none.
         if not result:
             return False, None
         return result != "disabled", (None if result in NOT_VARIANT_NAMES or "\x00" in result
@@ -60,7 +51,7 @@ def evaluation(result: Any) -> tuple[bool, str | None]:
 
 def flag_decorator(name: str, record: Record) -> Callable[[F], F]:
     """The decorator behind ``agent.flag(name)``: ``record(name, enabled, variant)`` counts
-    each answer (and notes its state where a metric is labelled by the flag)."""
+    each answer."""
     if not isinstance(name, str) or not name:
         raise TypeError(f"@flag() takes a non-empty flag name, got {name!r}")
 
@@ -82,8 +73,7 @@ def flag_decorator(name: str, record: Record) -> Callable[[F], F]:
     return decorate
 
 
-# The wrapper of a plain function, its parameters filled in (see _forwarder). A bool answer,
-# the commonest, is counted without a call to evaluation().
+# A bool answer, the commonest, is counted without a call to evaluation().
 _WRAPPER = """
 def wrapper({params}):
     _ia_result = _ia_func({args})
@@ -96,12 +86,9 @@ def wrapper({params}):
 
 
 def _forwarder(func: Callable[..., Any], name: str, record: Record) -> Callable[..., Any]:
-    """A function with exactly ``func``'s parameters that calls it, counts the answer and
-    returns it: no ``*args`` tuple, no ``**kwargs`` dict, most of what a wrapper costs.
-
-    Only for a Python function or method with no ``__signature__`` and no parameter named
-    like the wrapper's ``_ia_`` names; any other callable gets ``*args, **kwargs``.
-    """
+    """A function with exactly ``func``'s parameters (no ``*args`` tuple, no ``**kwargs``
+    dict: most of what a wrapper costs) that counts its answer; other callables, or one with
+    an ``_ia_`` parameter, get ``*args, **kwargs``."""
     params, args = ["*args", "**kwargs"], ["*args", "**kwargs"]
     defaults: dict[str, Any] = {}
     signature = None
