@@ -268,11 +268,7 @@ HOUR_SHARE = MAX_VARIANT_COUNT // 4
 def fit_hour(delta: ToggleDelta, taken: Mapping[str, int]) -> ToggleDelta:
     """The part of ``delta`` that fits this process's share of an hour's row, ``taken``
     being what it put there already; yes and no keep back the evaluations the held variant
-    counts need later. What is not given stays pending.
-
-    >>> fit_hour(ToggleDelta(5, 1, {"blue": 4}), {"blue": HOUR_SHARE - 1})
-    ToggleDelta(yes=3, no=0, variants={'blue': 1})
-    """
+    counts need later. What is not given stays pending."""
     room = {v: min(n, max(HOUR_SHARE - taken.get(v, 0), 0)) for v, n in delta.variants.items()}
     if room == delta.variants:
         return delta

@@ -101,13 +101,7 @@ class HistogramChild:
 
     def add_counts(self, counts: Sequence[int], sum: Number) -> None:
         """Add observations made elsewhere (bridges): ``counts[i]`` in bucket ``i`` alone,
-        ``+Inf`` last, adding up to ``sum``; :meth:`observe`'s rules hold.
-
-        >>> h = Histogram("batch_seconds", "Batch latency", buckets=(1, 5))
-        >>> h.add_counts([2, 0, 1], 7.5)
-        >>> h.cumulative_buckets(), h.sum
-        ([(1.0, 2), (5.0, 2), (inf, 3)], 7.5)
-        """
+        ``+Inf`` last, adding up to ``sum``; :meth:`observe`'s rules hold."""
         added = self._checked_counts(counts)
         if sum.__class__ is not float and sum.__class__ is not int:
             sum = self.family.rules.number(sum, "add_counts()")

@@ -2,13 +2,6 @@
 
 Numbers written the JavaScript way, read as Joi and Ajv read them; names sanitised per
 UTF-16 code unit (an emoji becomes two ``_``).
-
->>> js_string(1e-7), js_string(2.5), js_string(3.0), js_string(True), js_string(2**53 + 1)
-('1e-7', '2.5', '3', 'true', '9007199254740992')
->>> joi_number(" 1e3 "), joi_number("0x10"), joi_number(True)
-(1000.0, None, None)
->>> sanitize("émoji😀-x")
-'_moji___x'
 """
 
 from __future__ import annotations
