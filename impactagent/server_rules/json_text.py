@@ -60,11 +60,9 @@ def _deep_document(text: str) -> Any:
     keys: list[str | None] = []  # beside each, an object's pending key
     at = _skip(text, 0)
     while True:
-        if at >= len(text):
-            raise ValueError("unexpected end of JSON")
-        char = text[at]
         value: Any
-        if char in "[{":
+        if text.startswith(("[", "{"), at):
+            char = text[at]
             at = _skip(text, at + 1)
             if not text.startswith("]" if char == "[" else "}", at):
                 containers.append([] if char == "[" else {})
@@ -73,16 +71,8 @@ def _deep_document(text: str) -> Any:
                     keys[-1], at = _key(text, at)
                 continue
             value, at = ([] if char == "[" else {}), at + 1
-        elif char == '"':
-            value, at = _scanstring(text, at + 1)
-        elif (number := _NUMBER.match(text, at)) is not None:
-            digits, at = number.group(0), number.end()
-            value = float(digits) if number.group(1) or number.group(2) else _json_int(digits)
         else:
-            literal = next((word for word in _LITERALS if text.startswith(word, at)), None)
-            if literal is None:
-                raise ValueError(f"unexpected {char!r} at {at}")
-            value, at = _LITERALS[literal], at + len(literal)
+            value, at = _scalar(text, at)
         # Place the value, then close every container that ends here.
         while True:
             at = _skip(text, at)
@@ -106,6 +96,24 @@ def _deep_document(text: str) -> Any:
             at += 1
             keys.pop()
             value = containers.pop()
+
+
+def _scalar(text: str, at: int) -> tuple[Any, int]:
+    """The string, number or literal at ``at``, and where it ends."""
+    if at >= len(text):
+        raise ValueError("unexpected end of JSON")
+    if text[at] == '"':
+        value: tuple[Any, int] = _scanstring(text, at + 1)
+        return value
+    number = _NUMBER.match(text, at)
+    if number is not None:
+        digits = number.group(0)
+        return (float(digits) if number.group(1) or number.group(2) else _json_int(digits),
+                number.end())
+    for literal, meaning in _LITERALS.items():
+        if text.startswith(literal, at):
+            return meaning, at + len(literal)
+    raise ValueError(f"unexpected {text[at]!r} at {at}")
 
 
 def _key(text: str, at: int) -> tuple[str, int]:
