@@ -261,19 +261,16 @@ class MetricFamily(Generic[Child]):
             if child is not None:
                 return child
             if len(self._series) >= self.max_series:
-                return self._overflow_child()
+                if self._overflow is None:
+                    self._overflow = self._dropped_class(
+                        self, ("<dropped>",) * len(self.label_names), self._locks[0])
+                return self._overflow
             child = self._series_class(self, key,
                                        self._locks[len(self._series) % len(self._locks)])
             # The list before the dict: a collect never misses a series being recorded into.
             self._series.append(child)
             self._lookup[key] = child
             return child
-
-    def _overflow_child(self) -> Child:
-        if self._overflow is None:
-            self._overflow = self._dropped_class(self, ("<dropped>",) * len(self.label_names),
-                                                 self._locks[0])
-        return self._overflow
 
     def series(self) -> list[Child]:
         """Every series of this metric (a copy)."""

@@ -13,16 +13,9 @@ import sysconfig
 import threading
 from typing import Callable, Iterator
 
-
-def _atomic_c_calls() -> bool:
-    if sysconfig.get_config_var("Py_GIL_DISABLED"):
-        return False
-    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
-    return is_gil_enabled is None or bool(is_gil_enabled())
-
-
 #: True where ``next()`` on an ``itertools.count`` runs whole (every build with the GIL).
-ATOMIC_C_CALLS = _atomic_c_calls()
+ATOMIC_C_CALLS = (not sysconfig.get_config_var("Py_GIL_DISABLED")
+                  and bool(getattr(sys, "_is_gil_enabled", lambda: True)()))
 
 
 class LockedCount:
