@@ -7,9 +7,12 @@ and the series limit run only the first time a key is seen.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import operator
 import threading
-from typing import Any, Callable, Generic, NamedTuple, Protocol, Sequence, TypeVar
+import time
+from typing import Any, Callable, Generic, Literal, NamedTuple, Protocol, Sequence, TypeVar
 
 from ._naming import check_help, check_label_names, check_metric_name, flag_label_name, label_value
 from ._numbers import MAX_SAFE_FLOAT, Number, is_finite, to_number
@@ -24,6 +27,7 @@ DEFAULT_MAX_SERIES = 1000
 _ALIAS_FACTOR = 4
 
 Child = TypeVar("Child", bound="Series")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Definition(NamedTuple):
@@ -91,11 +95,9 @@ class MetricFamily(Generic[Child]):
     #: ``"counter"``, ``"gauge"`` or ``"histogram"``: the ``type`` sent to Unleash.
     kind: str = ""
     _reserved_labels: tuple[str, ...] = ()
-    # A series, the stand-in past the series limit, and the recording methods of a family
-    # labelled by flags only.
+    # A series, and the stand-in past the series limit.
     _series_class: Callable[[Any, tuple[str, ...], threading.Lock], Child]
     _dropped_class: Callable[[Any, tuple[str, ...], threading.Lock], Child]
-    _in_context_class: Callable[[Any], Any]
 
     def __init__(
         self,
@@ -147,7 +149,7 @@ class MetricFamily(Generic[Child]):
             self._default = self._create_series(())
             self._target = self._default
         elif self.flags and not self.caller_label_names:
-            self._target = self._in_context_class(self)
+            self._target = InContext(self)
         else:
             self._target = _LabelsFirst(self)
 
@@ -312,3 +314,116 @@ class _LabelsFirst:
         family = self._family
         raise ValueError(f"{family.kind} {family.name!r} has labels {family.caller_label_names}"
                          f": call .labels(...).{method}()")
+
+
+ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]
+
+
+class InContext:
+    """The recording methods of a family labelled by flags only: each call records into the
+    series of the flags' states in the current context, looked up at that moment."""
+
+    __slots__ = ("_labels",)
+
+    def __init__(self, family: MetricFamily[Any]) -> None:
+        self._labels: Callable[[], Any] = family.labels
+
+    def inc(self, amount: Number = 1) -> None:
+        self._labels().inc(amount)
+
+    def dec(self, amount: Number = 1) -> None:
+        self._labels().dec(amount)
+
+    def set(self, value: Number) -> None:
+        self._labels().set(value)
+
+    def observe(self, value: Number) -> None:
+        self._labels().observe(value)
+
+    def add_counts(self, counts: Sequence[int], sum: Number) -> None:
+        self._labels().add_counts(counts, sum)
+
+    # The series is chosen when the exception is counted or the timing ends: the flag is
+    # usually decided inside.
+    def count_exceptions(self, exception: ExceptionTypes = Exception) -> ExceptionCounter:
+        return ExceptionCounter(self.inc, exception)
+
+    def time(self) -> Timer:
+        return Timer(self.observe)
+
+
+class ExceptionCounter:
+    """Context manager and decorator (sync and ``async def``) that counts exceptions."""
+
+    __slots__ = ("_exception", "_inc")
+
+    def __init__(self, inc: Callable[[], None], exception: ExceptionTypes) -> None:
+        self._inc = inc
+        self._exception = exception
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> Literal[False]:
+        if exc_type is not None and issubclass(exc_type, self._exception):
+            self._inc()
+        return False
+
+    def __call__(self, func: F) -> F:
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with self:
+                    return await func(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self:
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+
+class Timer:
+    """``with histogram.time():`` or ``@histogram.time()`` (``def`` or ``async def``): each
+    block or call observes its seconds."""
+
+    __slots__ = ("_observe", "_start")
+
+    def __init__(self, observe: Callable[[float], None]) -> None:
+        self._observe = observe
+        self._start = 0.0
+
+    def __enter__(self) -> Timer:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._observe(time.perf_counter() - self._start)
+
+    def __call__(self, func: F) -> F:
+        observe = self._observe
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return await func(*args, **kwargs)
+                finally:
+                    observe(time.perf_counter() - start)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                observe(time.perf_counter() - start)
+
+        return wrapper  # type: ignore[return-value]

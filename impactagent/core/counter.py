@@ -6,25 +6,19 @@ increments past it are left pending for the next collect.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import itertools
 import operator
 import threading
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, NoReturn, TypeVar, cast
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, cast
 
-from ._family import MetricFamily
+from ._family import ExceptionCounter, ExceptionTypes, InContext, MetricFamily
 from ._gil import ATOMIC_C_CALLS
 from ._numbers import MAX_SAFE
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 #: What ``inc()`` counts with one ``next()`` and no lock: the int 1 where that call is
 #: atomic (see _gil), else an object no caller holds, so every increment takes the lock.
 _LOCK_FREE_ONE: object = 1 if ATOMIC_C_CALLS else object()
-
-ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]
 
 if TYPE_CHECKING:
     _Count = itertools.count[int]
@@ -116,9 +110,9 @@ class CounterChild(_Count):
         """The cumulative count since the agent started (reading it changes nothing)."""
         return self._total()
 
-    def count_exceptions(self, exception: ExceptionTypes = Exception) -> _ExceptionCounter:
+    def count_exceptions(self, exception: ExceptionTypes = Exception) -> ExceptionCounter:
         """Count exceptions of type ``exception`` raised in a block or decorated function."""
-        return _ExceptionCounter(self.inc, exception)
+        return ExceptionCounter(self.inc, exception)
 
     # The Series protocol, serialised by the recorder's collect lock.
     def take_delta(self) -> int | None:
@@ -154,22 +148,6 @@ class _DroppedCounterChild(CounterChild):
         self.family.rules.drop("cardinality_limit", amount)
 
 
-class _CounterInContext:
-    """A counter labelled by flags only: each call records into the current flags' series."""
-
-    __slots__ = ("_labels",)
-
-    def __init__(self, family: Counter) -> None:
-        self._labels = family.labels
-
-    def inc(self, amount: int = 1) -> None:
-        self._labels().inc(amount)
-
-    def count_exceptions(self, exception: ExceptionTypes = Exception) -> _ExceptionCounter:
-        # The series is chosen when the exception is counted: the flag is decided inside.
-        return _ExceptionCounter(self.inc, exception)
-
-
 class Counter(MetricFamily[CounterChild]):
     """A count of events, reported to Unleash as the increase since the last send.
 
@@ -185,8 +163,7 @@ class Counter(MetricFamily[CounterChild]):
     kind = "counter"
     _series_class = CounterChild
     _dropped_class = _DroppedCounterChild
-    _in_context_class = _CounterInContext
-    _target: CounterChild | _CounterInContext
+    _target: CounterChild | InContext
 
     def _create_series(self, key: tuple[str, ...]) -> CounterChild:
         child = super()._create_series(key)
@@ -210,41 +187,6 @@ class Counter(MetricFamily[CounterChild]):
                 return
         self._target.inc(amount)
 
-    def count_exceptions(self, exception: ExceptionTypes = Exception) -> _ExceptionCounter:
+    def count_exceptions(self, exception: ExceptionTypes = Exception) -> ExceptionCounter:
         """Count exceptions raised in a block or decorated function (unlabelled counters)."""
         return self._target.count_exceptions(exception)
-
-
-class _ExceptionCounter:
-    """Context manager and decorator (sync and ``async def``) that counts exceptions."""
-
-    __slots__ = ("_exception", "_inc")
-
-    def __init__(self, inc: Callable[[], None], exception: ExceptionTypes) -> None:
-        self._inc = inc
-        self._exception = exception
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> Literal[False]:
-        if exc_type is not None and issubclass(exc_type, self._exception):
-            self._inc()
-        return False
-
-    def __call__(self, func: F) -> F:
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with self:
-                    return await func(*args, **kwargs)
-
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with self:
-                return func(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]

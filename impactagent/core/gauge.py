@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import NamedTuple
 
-from ._family import MetricFamily
+from ._family import InContext, MetricFamily
 from ._numbers import MAX_SAFE_FLOAT, Number
 
 
@@ -119,24 +119,6 @@ class _DroppedGaugeChild(GaugeChild):
         self.family.rules.drop_past_limit(amount, "inc()")
 
 
-class _GaugeInContext:
-    """A gauge labelled by flags only: each call records into the current flags' series."""
-
-    __slots__ = ("_labels",)
-
-    def __init__(self, family: Gauge) -> None:
-        self._labels = family.labels
-
-    def set(self, value: Number) -> None:
-        self._labels().set(value)
-
-    def inc(self, amount: Number = 1) -> None:
-        self._labels().inc(amount)
-
-    def dec(self, amount: Number = 1) -> None:
-        self._labels().dec(amount)
-
-
 class Gauge(MetricFamily[GaugeChild]):
     """A value that can go up and down, such as a queue depth or a pool size.
 
@@ -149,8 +131,7 @@ class Gauge(MetricFamily[GaugeChild]):
     kind = "gauge"
     _series_class = GaugeChild
     _dropped_class = _DroppedGaugeChild
-    _in_context_class = _GaugeInContext
-    _target: GaugeChild | _GaugeInContext
+    _target: GaugeChild | InContext
 
     @property
     def value(self) -> Number | None:

@@ -7,19 +7,14 @@ long-lived series keeps the precision of its sums.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 import threading
-import time
 from bisect import bisect_left
-from typing import Any, Callable, NamedTuple, Sequence, TypeVar
+from typing import NamedTuple, Sequence
 
-from ._family import DEFAULT_MAX_SERIES, Definition, MetricFamily
+from ._family import DEFAULT_MAX_SERIES, Definition, InContext, MetricFamily, Timer
 from ._numbers import MAX_SAFE_FLOAT, Number, is_finite
 from .statistics import DropCounter
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 #: The boundaries Unleash SDKs use when none are given (seconds).
 DEFAULT_BUCKETS: tuple[float, ...] = (
@@ -219,25 +214,6 @@ class _DroppedHistogramChild(HistogramChild):
             self.family.rules.drop("cardinality_limit", _total_of(added))
 
 
-class _HistogramInContext:
-    """A histogram labelled by flags only: each call records into the current flags' series."""
-
-    __slots__ = ("_labels",)
-
-    def __init__(self, family: Histogram) -> None:
-        self._labels = family.labels
-
-    def observe(self, value: Number) -> None:
-        self._labels().observe(value)
-
-    def add_counts(self, counts: Sequence[int], sum: Number) -> None:
-        self._labels().add_counts(counts, sum)
-
-    def time(self) -> Timer:
-        # The series is chosen when the timing ends: the flag is usually decided inside.
-        return Timer(self.observe)
-
-
 class Histogram(MetricFamily[HistogramChild]):
     """The distribution of a measurement, such as a latency, in cumulative buckets.
 
@@ -253,8 +229,7 @@ class Histogram(MetricFamily[HistogramChild]):
     _reserved_labels = ("le",)
     _series_class = HistogramChild
     _dropped_class = _DroppedHistogramChild
-    _in_context_class = _HistogramInContext
-    _target: HistogramChild | _HistogramInContext
+    _target: HistogramChild | InContext
 
     def __init__(
         self,
@@ -298,45 +273,3 @@ class Histogram(MetricFamily[HistogramChild]):
 
     def describe(self) -> Definition:
         return Definition(self.kind, self.help, self.label_names, self.buckets, self.flags)
-
-
-class Timer:
-    """``with histogram.time():`` or ``@histogram.time()`` (``def`` or ``async def``): each
-    block or call observes its seconds."""
-
-    __slots__ = ("_observe", "_start")
-
-    def __init__(self, observe: Callable[[float], None]) -> None:
-        self._observe = observe
-        self._start = 0.0
-
-    def __enter__(self) -> Timer:
-        self._start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._observe(time.perf_counter() - self._start)
-
-    def __call__(self, func: F) -> F:
-        observe = self._observe
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                start = time.perf_counter()
-                try:
-                    return await func(*args, **kwargs)
-                finally:
-                    observe(time.perf_counter() - start)
-
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return func(*args, **kwargs)
-            finally:
-                observe(time.perf_counter() - start)
-
-        return wrapper  # type: ignore[return-value]
