@@ -85,38 +85,39 @@ def _forwarder(func: Callable[..., Any], name: str, record: Record) -> Callable[
     """A function with exactly ``func``'s parameters (no ``*args`` tuple, no ``**kwargs``
     dict: most of what a wrapper costs) that counts its answer; other callables, or one with
     an ``_ia_`` parameter, get ``*args, **kwargs``."""
-    params, args = ["*args", "**kwargs"], ["*args", "**kwargs"]
+    params, args = "*args, **kwargs", ["*args", "**kwargs"]
     defaults: dict[str, Any] = {}
     signature = None
     if ((inspect.isfunction(func) or inspect.ismethod(func))
             and getattr(func, "__signature__", None) is None):
         signature = inspect.signature(func, follow_wrapped=False)
     if signature is not None and not any(p.startswith("_ia_") for p in signature.parameters):
-        params, args = [], []
-        star = slash = False
+        # inspect writes the parameter list; each default is named, so it stays func's own.
+        parameters = []
         for index, p in enumerate(signature.parameters.values()):
-            if p.kind is not p.POSITIONAL_ONLY and slash:
-                params.append("/")
-                slash = False
-            if p.kind is p.KEYWORD_ONLY and not star:
-                params.append("*")
-                star = True
-            text = p.name
             if p.default is not p.empty:
                 defaults[f"_ia_default_{index}"] = p.default
-                text += f"=_ia_default_{index}"
-            if p.kind is p.VAR_POSITIONAL:
-                text, star = "*" + p.name, True
-            elif p.kind is p.VAR_KEYWORD:
-                text = "**" + p.name
-            params.append(text)
-            slash = p.kind is p.POSITIONAL_ONLY
-            args.append(f"{p.name}={p.name}" if p.kind is p.KEYWORD_ONLY else text.split("=")[0])
-        if slash:
-            params.append("/")
+                p = p.replace(default=_Named(f"_ia_default_{index}"))
+            parameters.append(p.replace(annotation=p.empty))
+        params = str(signature.replace(parameters=parameters,
+                                          return_annotation=signature.empty))[1:-1]
+        stars: dict[Any, str] = {inspect.Parameter.VAR_POSITIONAL: "*",
+                                 inspect.Parameter.VAR_KEYWORD: "**"}
+        args = [f"{p.name}={p.name}" if p.kind is p.KEYWORD_ONLY else stars.get(p.kind, "") + p.name
+                for p in parameters]
     namespace = {"_ia_func": func, "_ia_name": name, "_ia_record": record,
                  "_ia_evaluation": evaluation, **defaults}
-    source = _WRAPPER.format(params=", ".join(params), args=", ".join(args))
+    source = _WRAPPER.format(params=params, args=", ".join(args))
     exec(compile(source, f"<@flag({name!r}) wrapper>", "exec"), namespace)
     wrapper: Callable[..., Any] = namespace["wrapper"]
     return wrapper
+
+
+class _Named:
+    """A default written by its name in the wrapper's source."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
