@@ -113,11 +113,7 @@ def _forwarder(func: Callable[..., Any], name: str, record: Record) -> Callable[
     return wrapper
 
 
-class _Named:
+class _Named(str):
     """A default written by its name in the wrapper's source."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
+    __repr__ = str.__str__
