@@ -135,7 +135,6 @@ class ChartConfig:
     mode: str | None = None
 
     def request(self) -> dict[str, Any]:
-        """The JSON body of ``POST .../impact-metrics/config``."""
         body: dict[str, Any] = {
             "metricName": self.metric_name, "timeRange": self.time_range,
             "yAxisMin": self.y_axis_min, "aggregationMode": self.aggregation,

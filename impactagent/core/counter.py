@@ -107,7 +107,7 @@ class CounterChild(_Count):
 
     @property
     def value(self) -> int:
-        """The cumulative count since the agent started (reading it changes nothing)."""
+        """The cumulative count since the agent started."""
         return self._total()
 
     def count_exceptions(self, exception: ExceptionTypes = Exception) -> ExceptionCounter:

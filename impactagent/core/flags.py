@@ -59,7 +59,7 @@ class FlagStats:
         self._hour_sent_evaluations = 0
 
     def read(self) -> tuple[int, int, dict[str, int]]:
-        """``(yes, no, variants)`` since start (the caller holds the lock)."""
+        """``(yes, no, variants)`` since start, under the caller's lock."""
         yes, no = counted(self.yes), counted(self.no)
         variants = {}
         disabled = self.disabled
@@ -97,7 +97,7 @@ class FlagCounts:
         self._window_start = utcnow()
 
     def watch(self, names: Iterable[str]) -> None:
-        """From now on, note the state of each evaluation of these flags in the context."""
+        """Note the state of each evaluation of these flags in the context from now on."""
         with self._lock:
             self._watched = self._watched.union(names)
             for name in self._watched:
@@ -159,7 +159,7 @@ class FlagCounts:
             return stats
 
     def cumulative(self) -> dict[str, ToggleDelta]:
-        """Every flag's counts since the agent started (reading them changes nothing)."""
+        """Every flag's counts since the agent started."""
         result = {}
         for name, stats in list(self._flags.items()):
             with self._lock:

@@ -162,7 +162,6 @@ def _number_samples(metric: MetricDelta, base: dict[str, str]
 
 @functools.lru_cache(maxsize=1024)
 def _shell_json(metric: tuple[str, str, str]) -> bytes:
-    """``{"name":..,"help":..,"type":..,"samples":[`` for a metric (its samples follow)."""
     name, help_text, kind = metric
     return encode({"name": name, "help": help_text, "type": kind, "samples": []})[:-2]
 
@@ -172,9 +171,8 @@ Picked = tuple[tuple[MetricDelta, Sequence[int]], ...]
 
 
 class Payload:
-    """One request body: its bytes, its units (each flag's counts and each sample), the
-    recorded events they hold, and the part of the snapshot to give back if it is not
-    delivered (none for a spooled body)."""
+    """One request body: its bytes, its units (each flag's counts and each sample), their
+    events, and the part of the snapshot to give back if it is not delivered."""
 
     __slots__ = ("_picked", "_toggles", "_window", "body", "events", "units")
 
@@ -190,7 +188,6 @@ class Payload:
 
     @property
     def document(self) -> dict[str, Any]:
-        """The ClientMetrics body as a dict, decoded from ``body``."""
         decoded: dict[str, Any] = json.loads(self.body)
         return decoded
 
@@ -331,13 +328,11 @@ def build_payloads(
     return bodies.payloads
 
 
-#: One unit of a document: ``(flag, toggle, None, events)`` for a flag's counts, or
-#: ``(None, sample, (name, help, type), events)`` for a sample.
+#: ``(flag, toggle, None, events)`` or ``(None, sample, (name, help, type), events)``.
 _Unit = tuple[str | None, dict[str, Any], tuple[str, str, str] | None, int]
 
 
 def _units_of(document: dict[str, Any]) -> list[_Unit]:
-    """The units of a document, in the order its body writes them."""
     units: list[_Unit] = [(name, toggle, None, int(toggle["yes"]) + int(toggle["no"]))
                           for name, toggle in document.get("bucket", {}).get("toggles", {})
                           .items()]
@@ -380,7 +375,6 @@ def split_payload(payload: Payload) -> list[Payload]:
 
 
 def _document_of(document: dict[str, Any], units: list[_Unit]) -> dict[str, Any]:
-    """``document`` carrying ``units`` instead of its own flags and samples."""
     half = {k: v for k, v in document.items() if k != "impactMetrics"}
     toggles: dict[str, Any] = {}
     half["bucket"] = dict(document["bucket"], toggles=toggles)

@@ -119,8 +119,7 @@ def _like(column: Sequence[Any], items: list[Any]) -> Sequence[Any]:
 
 
 def take_family(family: MetricFamily[Any]) -> MetricDelta | None:
-    """Every series' delta since the last take, or ``None``; callers serialise takes. A
-    series created meanwhile is taken next time."""
+    """Every series' delta since the last take, or ``None``; callers serialise takes."""
     if isinstance(family, Counter):
         return _take_counters(family)
     if isinstance(family, Gauge):
@@ -191,7 +190,6 @@ def _take_histograms(family: Histogram) -> MetricDelta | None:
 
 
 def give_back_family(metric: MetricDelta) -> None:
-    """Merge each series' delta in ``metric`` back into that series."""
     table: Sequence[Series] = metric.family.series_table()
     for i, index in enumerate(metric.indexes):
         table[index].give_back_delta(metric.delta(i))

@@ -132,7 +132,6 @@ class DeliveryLedger:
             self._counts[name] = self._counts.get(name, 0) + n
 
     def attempt(self, outcome: Attempt) -> None:
-        """Count one POST and, if it failed, its status or error."""
         status = outcome.status
         with self._lock:
             self._counts["attempts"] += 1
@@ -144,7 +143,6 @@ class DeliveryLedger:
                 self.last_error_detail = f"HTTP {status}" if status is not None else key
 
     def delivered(self, events: int) -> None:
-        """Count one body the server accepted, carrying ``events`` recorded events."""
         with self._lock:
             self._counts["delivered_bodies"] += 1
             self._counts["delivered_events"] += events
