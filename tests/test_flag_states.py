@@ -215,3 +215,23 @@ def test_recording_on_a_labelled_family_still_says_to_call_labels():
         latency.time()
     with pytest.raises(ValueError, match=r"call .labels\(...\).set\(\)"):
         agent.gauge("g", "G", labels=("x",)).set(1)
+
+
+def test_a_family_labelled_by_flags_only_records_each_call_into_the_states_of_that_moment():
+    agent = impactagent.Agent("shop")
+    failures = agent.counter("failures_total", "Failures", flags=("beta",))
+    depth = agent.gauge("depth", "Depth", flags=("beta",))
+    latency = agent.histogram("latency", "Latency", buckets=(1.0,), flags=("beta",))
+    with flag_scope():
+        counting = failures.count_exceptions(KeyError)  # the series is chosen at the raise
+        with pytest.raises(KeyError), counting:
+            note_flag("beta", "on")
+            raise KeyError("boom")
+        depth.set(3)
+        depth.inc(2)
+        note_flag("beta", "off")
+        depth.dec(1)
+        latency.add_counts([1, 1], 2.5)
+    assert series_counts(failures) == {("on",): 1}
+    assert {c.label_values: c.value for c in depth.series()} == {("on",): 5, ("off",): -1}
+    assert {c.label_values: c.count for c in latency.series()} == {("off",): 2}

@@ -13,7 +13,9 @@ import pytest
 import requests
 
 from impactagent.devtools.receiver import Receiver
-from impactagent.server_rules.validation import check_request, outcome_of
+from impactagent.server_rules.json_text import json_document
+from impactagent.server_rules.jsvalues import joi_number, js_string, sanitize
+from impactagent.server_rules.validation import check_body, check_request, outcome_of
 from tests.server_rules import (
     APP,
     CANARY,
@@ -214,3 +216,13 @@ def test_an_integer_app_name_past_2_53_is_the_double_javascript_reads() -> None:
         assert post(receiver, raw).status_code == 202
         assert [row["appName"] for row in receiver.received.as_json()["flags"]] == \
             ["9007199254740992"]
+
+
+def test_values_are_written_and_read_as_the_servers_javascript_does() -> None:
+    assert [js_string(v) for v in (1e-7, 2.5, 3.0, True, 2**53 + 1)] == [
+        "1e-7", "2.5", "3", "true", "9007199254740992"]
+    assert [joi_number(v) for v in (" 1e3 ", "0x10", True)] == [1000.0, None, None]
+    assert sanitize("émoji😀-x") == "_moji___x"
+    assert json_document('{"a": [1, 2.5, "\\ud800"]}') == {"a": [1, 2.5, "\ufffd"]}
+    assert [problem.message for problem in check_body(b'{"appName": "s", "x": NaN}')] == [
+        "not JSON: NaN is not a JSON value (servers answer 400)"]

@@ -2,25 +2,17 @@
 
 A *family* is one metric name with its help text and label names; each set of label values
 is a *series*. ``labels(...)`` looks the caller's tuple up in one dict; canonicalisation
-(string conversion, validation, the series limit) runs only the first time a key is seen.
+and the series limit run only the first time a key is seen.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import operator
 import threading
-from typing import (
-    Any,
-    Callable,
-    Dict,
-    Generic,
-    List,
-    NamedTuple,
-    Protocol,
-    Sequence,
-    Tuple,
-    TypeVar,
-)
+import time
+from typing import Any, Callable, Generic, Literal, NamedTuple, Protocol, Sequence, TypeVar
 
 from ._naming import check_help, check_label_names, check_metric_name, flag_label_name, label_value
 from ._numbers import MAX_SAFE_FLOAT, Number, is_finite, to_number
@@ -30,26 +22,27 @@ from .statistics import DropCounter
 #: Default number of distinct label sets per metric before new ones are dropped.
 DEFAULT_MAX_SERIES = 1000
 
-# Raw keys that differ from the canonical one (``labels(status=200)``) are cached too, up to
-# this multiple of the series limit.
+# Raw keys other than the canonical one (``labels(status=200)``) are cached up to this
+# multiple of the series limit.
 _ALIAS_FACTOR = 4
 
 Child = TypeVar("Child", bound="Series")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Definition(NamedTuple):
-    """What makes two definitions of a metric the same (see :meth:`MetricFamily.describe`)."""
+    """What makes two definitions of a metric the same."""
 
     type: str
     help: str
-    labels: Tuple[str, ...]
-    buckets: Tuple[float, ...]
-    flags: Tuple[str, ...]
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...]
+    flags: tuple[str, ...]
 
 
 class RecordingRules:
-    """What a family's series consult on their slow paths: the number rules of
-    :mod:`impactagent.core._numbers` and the drop counter, both naming the metric."""
+    """The number rules and the drop counter a family's series consult on their slow
+    paths, both naming the metric."""
 
     __slots__ = ("_drops", "_what")
 
@@ -58,22 +51,17 @@ class RecordingRules:
         self._drops = drops
 
     def drop(self, reason: str, events: int = 1) -> None:
-        """Count ``events`` recorded events (increments, observations, values) as dropped."""
         self._drops.add(reason, events, detail=self._what)
 
     def number(self, value: Any, method: str) -> Number:
-        """``value`` as an exact int or float (the recording methods' slow path), or a
-        TypeError that names this metric (see :mod:`impactagent.core._numbers`)."""
         return to_number(value, f"{self._what}: {method}")
 
     def drop_value(self, value: Number, beyond_range: str) -> None:
-        """Count a value that cannot be sent: NaN or infinite, else out of the safe range
-        (counted under ``beyond_range``)."""
+        """Count a value that cannot be sent: NaN or infinite, else ``beyond_range``."""
         self.drop("non_finite_value" if not is_finite(value) else beyond_range)
 
     def drop_past_limit(self, value: Any, method: str) -> None:
-        """What a stand-in series past the series limit records: ``value`` checked as the
-        real series would (an error it would raise still raises), then counted as dropped."""
+        """Past the series limit: ``value`` checked as a real series would, then dropped."""
         value = self.number(value, method)
         if -MAX_SAFE_FLOAT <= value <= MAX_SAFE_FLOAT:
             self.drop("cardinality_limit")
@@ -82,24 +70,20 @@ class RecordingRules:
 
 
 class Series(Protocol):
-    """What a family, its registry and a collect need of each series (a "child"); the app
-    records through each kind's own methods (``inc``, ``set``, ``observe``), never these."""
+    """What a family, its registry and a collect need of each series (a "child")."""
 
-    label_values: Tuple[str, ...]
+    label_values: tuple[str, ...]
 
     @property
-    def family(self) -> MetricFamily[Any]:
-        """The family the series belongs to."""
+    def family(self) -> MetricFamily[Any]: ...
 
     def take_delta(self) -> Any:
-        """What changed since the last take, or None; the collector's only. Plain numbers (a
-        counter's increment, a gauge's value, a histogram's ``(bucket counts, sum)``)."""
+        """What changed since the last take, or None (the collector's only)."""
 
     def give_back_delta(self, delta: Any) -> None:
         """Merge a taken delta back (a send failed or was never tried)."""
 
-    def pending_events(self) -> int:
-        """Events recorded and not yet taken."""
+    def pending_events(self) -> int: ...
 
     def reset_after_fork(self, lock: threading.Lock) -> None:
         """In a forked child: use ``lock`` and forget what the parent recorded."""
@@ -110,13 +94,10 @@ class MetricFamily(Generic[Child]):
 
     #: ``"counter"``, ``"gauge"`` or ``"histogram"``: the ``type`` sent to Unleash.
     kind: str = ""
-    _reserved_labels: Tuple[str, ...] = ()
-    # Each kind names its classes: a series, the stand-in past the series limit, and an
-    # object with the family's recording methods that records into the series of the
-    # flags' current states (a family labelled by flags only).
-    _series_class: Callable[[Any, Tuple[str, ...], threading.Lock], Child]
-    _dropped_class: Callable[[Any, Tuple[str, ...], threading.Lock], Child]
-    _in_context_class: Callable[[Any], Any]
+    _reserved_labels: tuple[str, ...] = ()
+    # A series, and the stand-in past the series limit.
+    _series_class: Callable[[Any, tuple[str, ...], threading.Lock], Child]
+    _dropped_class: Callable[[Any, tuple[str, ...], threading.Lock], Child]
 
     def __init__(
         self,
@@ -134,51 +115,45 @@ class MetricFamily(Generic[Child]):
             raise TypeError(f"flags of {name!r} must be a sequence of flag names, not the "
                             f"string {flags!r}; write flags=({flags!r},)")
         #: Flags whose state in the current request labels every sample (see flag_context).
-        self.flags: Tuple[str, ...] = tuple(flags)
+        self.flags: tuple[str, ...] = tuple(flags)
         flag_labels = tuple(flag_label_name(name, flag) for flag in self.flags)
-        self.label_names: Tuple[str, ...] = check_label_names(
+        self.label_names: tuple[str, ...] = check_label_names(
             name, labels if isinstance(labels, str) else tuple(labels) + flag_labels,
             extra_reserved=self._reserved_labels
         )
         #: The label names the caller passes values for (the flags' are filled in).
         self.caller_label_names = self.label_names[: len(self.label_names) - len(flag_labels)]
-        # The name of a family's only label: labels(name=value) keys on (kwvalues[name],).
         self._sole_label = self.label_names[0] if len(self.label_names) == 1 else ""
-        # For two labels or more, the keyword values in declaration order as a tuple: one C
-        # call, a KeyError for a missing name (an itemgetter of one name returns no tuple).
+        # Two labels or more: the keyword values in declaration order as a tuple, in one C
+        # call (an itemgetter of one name returns no tuple).
         self._label_count = len(self.label_names)
         self._keyword_key = (operator.itemgetter(*self.label_names)
                              if len(self.label_names) > 1 else None)
         if not isinstance(max_series, int) or max_series < 1:
             raise ValueError(f"max_series of {name!r} must be a positive int, got {max_series!r}")
         self.max_series = max_series
-        #: The number rules and the drop counter its series consult on their slow paths.
         self.rules = RecordingRules(self.kind, self.name,
                                     drops if drops is not None else DropCounter())
         self._create_lock = threading.Lock()
-        # Recording takes a lock shared by a few series (striping keeps memory per series at
-        # one reference while spreading contention on free-threaded builds).
+        # Striped: one reference per series, contention spread on free-threaded builds.
         self._locks = tuple(threading.Lock() for _ in range(8))
         # Canonical keys only (tuples of exact str): the hot path's one dict lookup.
-        self._lookup: Dict[Tuple[Any, ...], Child] = {}
+        self._lookup: dict[tuple[Any, ...], Child] = {}
         # Every other raw key seen (ints, enums, label sets past the limit), by type and value.
-        self._aliases: Dict[Any, Child] = {}
-        self._series: List[Child] = []
+        self._aliases: dict[Any, Child] = {}
+        self._series: list[Child] = []
         self._overflow: Child | None = None
-        # What the family's own recording methods (``checkouts.inc()``) forward to, chosen
-        # once so that they stay plain class attributes: the only series of an unlabelled
-        # metric, the flags' current series, else a stand-in that says to call labels().
+        # What the family's own recording methods (``checkouts.inc()``) forward to.
         self._target: Any
         if not self.label_names:
             self._default = self._create_series(())
             self._target = self._default
         elif self.flags and not self.caller_label_names:
-            self._target = self._in_context_class(self)
+            self._target = InContext(self)
         else:
             self._target = _LabelsFirst(self)
 
     def _require_default(self) -> Child:
-        """The only series of an unlabelled metric; a labelled one says to call labels()."""
         try:
             return self._default
         except AttributeError:
@@ -187,21 +162,16 @@ class MetricFamily(Generic[Child]):
                 "call .labels(...) first"
             ) from None
 
-    # -- label lookup ----------------------------------------------------------------------
-
     def labels(self, *values: Any, **kwvalues: Any) -> Child:
-        """Return the series for these label values, by position or by name (cached).
+        """The series for these label values, by position or by name (cached; keep it).
 
-        ``checkouts.labels("/cart")`` and ``checkouts.labels(route="/cart")`` return the same
-        object; keep it in a variable when you record into it in a loop. A metric defined
-        with ``flags=`` takes the values of its own labels only: each flag's state in the
-        current request or task is read now and filled in.
+        A metric defined with ``flags=`` takes its own labels only: the flags' states in the
+        current request or task are filled in.
         """
-        if self.flags:  # one test on the plain path; flag-aware metrics add their states
+        if self.flags:
             values, kwvalues = self._with_flag_states(values, kwvalues)
         if kwvalues:
-            # Keyword calls, in any order, share the positional cache entry. A name that is
-            # missing, or one too many, goes to _resolve, which explains.
+            # Keyword calls, in any order, share the positional cache entry.
             if values or len(kwvalues) != self._label_count:
                 return self._resolve(values, kwvalues)
             try:
@@ -220,9 +190,7 @@ class MetricFamily(Generic[Child]):
         return child
 
     def series_of(self, *values: Any) -> Child:
-        """The series for a full set of label values, flag labels included, as given: what
-        :meth:`labels` looks up once it has read the flag states, for callers that read
-        them themselves (the web middlewares read them once for two metrics)."""
+        """The series for a full set of label values, flag states included, as given."""
         try:
             child = self._lookup.get(values)
         except TypeError:  # an unhashable label value: let _resolve explain
@@ -231,10 +199,8 @@ class MetricFamily(Generic[Child]):
             child = self._resolve(values, {})
         return child
 
-    def _with_flag_states(self, values: Tuple[Any, ...], kwvalues: Dict[str, Any]
-                          ) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
-        """The caller's label values followed by each flag's state in the current request
-        or task (read now, when the series is looked up)."""
+    def _with_flag_states(self, values: tuple[Any, ...], kwvalues: dict[str, Any]
+                          ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         states = tuple(state_of(flag) for flag in self.flags)
         if kwvalues:
             names = self.label_names[len(self.caller_label_names):]
@@ -251,7 +217,7 @@ class MetricFamily(Generic[Child]):
                 f"{len(values)}: {values!r}")
         return values + states, kwvalues
 
-    def _resolve(self, values: Tuple[Any, ...], kwvalues: Dict[str, Any]) -> Child:
+    def _resolve(self, values: tuple[Any, ...], kwvalues: dict[str, Any]) -> Child:
         names = self.label_names
         if not names:
             raise ValueError(f"{self.kind} {self.name!r} has no labels; record on it directly")
@@ -274,8 +240,7 @@ class MetricFamily(Generic[Child]):
                 f"{self.kind} {self.name!r} takes {len(names)} label values {names}, "
                 f"got {len(values)}: {values!r}"
             )
-        # Raw keys that are not the canonical strings are cached apart, keyed with their
-        # types: 1, 1.0 and True are equal as dict keys but are different label values.
+        # Keyed with their types: 1, 1.0 and True are equal keys but different label values.
         alias: Any = (tuple(map(type, values)), values)
         try:
             child = self._aliases.get(alias)
@@ -292,13 +257,16 @@ class MetricFamily(Generic[Child]):
             self._aliases[alias] = child
         return child
 
-    def _create_series(self, key: Tuple[str, ...]) -> Child:
+    def _create_series(self, key: tuple[str, ...]) -> Child:
         with self._create_lock:
             child = self._lookup.get(key)
             if child is not None:
                 return child
             if len(self._series) >= self.max_series:
-                return self._overflow_child()
+                if self._overflow is None:
+                    self._overflow = self._dropped_class(
+                        self, ("<dropped>",) * len(self.label_names), self._locks[0])
+                return self._overflow
             child = self._series_class(self, key,
                                        self._locks[len(self._series) % len(self._locks)])
             # The list before the dict: a collect never misses a series being recorded into.
@@ -306,26 +274,16 @@ class MetricFamily(Generic[Child]):
             self._lookup[key] = child
             return child
 
-    def _overflow_child(self) -> Child:
-        if self._overflow is None:
-            self._overflow = self._dropped_class(self, ("<dropped>",) * len(self.label_names),
-                                                 self._locks[0])
-        return self._overflow
-
-    # -- introspection ---------------------------------------------------------------------
-
-    def series(self) -> List[Child]:
-        """Return every series of this metric (a copy; new series may appear at any time)."""
+    def series(self) -> list[Child]:
+        """Every series of this metric (a copy)."""
         return list(self._series)
 
     def series_table(self) -> Sequence[Child]:
-        """Every series, as the family's own append-only list (read it, never change it):
-        position ``i`` names the same series for the family's whole life, so a collect
-        keeps positions instead of references (:mod:`impactagent.core.snapshot`)."""
+        """The family's own append-only list of series (read only): a position names the
+        same series for the family's whole life."""
         return self._series
 
     def describe(self) -> Definition:
-        """What makes two definitions the same: kind, help, labels, buckets, flags."""
         return Definition(self.kind, self.help, self.label_names, (), self.flags)
 
     def reset_after_fork(self) -> None:
@@ -340,8 +298,7 @@ class MetricFamily(Generic[Child]):
 
 
 class _LabelsFirst:
-    """Stands in for the series of a labelled metric: recording on the family itself
-    (``checkouts.inc()``) raises a ValueError that says to call ``labels(...)`` first."""
+    """Recording on a labelled family itself raises: call ``labels(...)`` first."""
 
     __slots__ = ("_family",)
 
@@ -357,3 +314,116 @@ class _LabelsFirst:
         family = self._family
         raise ValueError(f"{family.kind} {family.name!r} has labels {family.caller_label_names}"
                          f": call .labels(...).{method}()")
+
+
+ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]
+
+
+class InContext:
+    """The recording methods of a family labelled by flags only: each call records into the
+    series of the flags' states in the current context, looked up at that moment."""
+
+    __slots__ = ("_labels",)
+
+    def __init__(self, family: MetricFamily[Any]) -> None:
+        self._labels: Callable[[], Any] = family.labels
+
+    def inc(self, amount: Number = 1) -> None:
+        self._labels().inc(amount)
+
+    def dec(self, amount: Number = 1) -> None:
+        self._labels().dec(amount)
+
+    def set(self, value: Number) -> None:
+        self._labels().set(value)
+
+    def observe(self, value: Number) -> None:
+        self._labels().observe(value)
+
+    def add_counts(self, counts: Sequence[int], sum: Number) -> None:
+        self._labels().add_counts(counts, sum)
+
+    # The series is chosen when the exception is counted or the timing ends: the flag is
+    # usually decided inside.
+    def count_exceptions(self, exception: ExceptionTypes = Exception) -> ExceptionCounter:
+        return ExceptionCounter(self.inc, exception)
+
+    def time(self) -> Timer:
+        return Timer(self.observe)
+
+
+class ExceptionCounter:
+    """Context manager and decorator (sync and ``async def``) that counts exceptions."""
+
+    __slots__ = ("_exception", "_inc")
+
+    def __init__(self, inc: Callable[[], None], exception: ExceptionTypes) -> None:
+        self._inc = inc
+        self._exception = exception
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> Literal[False]:
+        if exc_type is not None and issubclass(exc_type, self._exception):
+            self._inc()
+        return False
+
+    def __call__(self, func: F) -> F:
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with self:
+                    return await func(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self:
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+
+class Timer:
+    """``with histogram.time():`` or ``@histogram.time()`` (``def`` or ``async def``): each
+    block or call observes its seconds."""
+
+    __slots__ = ("_observe", "_start")
+
+    def __init__(self, observe: Callable[[float], None]) -> None:
+        self._observe = observe
+        self._start = 0.0
+
+    def __enter__(self) -> Timer:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._observe(time.perf_counter() - self._start)
+
+    def __call__(self, func: F) -> F:
+        observe = self._observe
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return await func(*args, **kwargs)
+                finally:
+                    observe(time.perf_counter() - start)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                observe(time.perf_counter() - start)
+
+        return wrapper  # type: ignore[return-value]

@@ -1,12 +1,8 @@
 """Whether one C call runs whole on this interpreter, decided once at import.
 
-With the GIL, a C function such as ``itertools.count.__next__`` holds it from start to end
-(it runs no Python code and never releases it), so ``next()`` on a count is atomic and
-recording advances counts without a lock. A free-threaded build (3.13t and later,
-``Py_GIL_DISABLED``) makes no such promise, even with the GIL switched back on at run
-time. As prometheus_client's ``values`` module picks its value class, the choice is made
-here once (the flags' count type; the amount a counter counts without a lock), and no
-recording method tests it.
+With the GIL, ``next()`` on an ``itertools.count`` is atomic, so recording advances counts
+without a lock; a free-threaded build makes no such promise, even with the GIL switched back
+on. The choice is made here once, and no recording method tests it.
 """
 
 from __future__ import annotations
@@ -17,21 +13,13 @@ import sysconfig
 import threading
 from typing import Callable, Iterator
 
-
-def _atomic_c_calls() -> bool:
-    if sysconfig.get_config_var("Py_GIL_DISABLED"):
-        return False
-    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
-    return is_gil_enabled is None or bool(is_gil_enabled())
-
-
 #: True where ``next()`` on an ``itertools.count`` runs whole (every build with the GIL).
-ATOMIC_C_CALLS = _atomic_c_calls()
+ATOMIC_C_CALLS = (not sysconfig.get_config_var("Py_GIL_DISABLED")
+                  and bool(getattr(sys, "_is_gil_enabled", lambda: True)()))
 
 
 class LockedCount:
-    """``itertools.count()`` with ``next()`` under a lock of its own, for builds where one
-    C call is not atomic. Its ``repr`` is a count's, ``count(N)``, read under the lock."""
+    """``itertools.count()`` with ``next()`` under a lock, for builds without the GIL."""
 
     __slots__ = ("_lock", "_next")
 

@@ -1,5 +1,5 @@
 """Checks of metric names, label names, help texts and label values: what the server
-refuses or silently repairs fails loudly in the app instead."""
+refuses or silently repairs fails loudly in the app."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ RESERVED_LABELS = frozenset({"appName", "environment", "origin", "metric_type"})
 
 
 def check_metric_name(name: Any) -> str:
-    """Return ``name`` if it is a valid metric name, else raise with the rule it broke."""
+    """``name`` if it is a valid metric name, else raise with the rule it broke."""
     if not isinstance(name, str):
         raise TypeError(f"metric name must be a str, got {type(name).__name__}")
     if not NAME_PATTERN.match(name):
@@ -26,7 +26,6 @@ def check_metric_name(name: Any) -> str:
 
 
 def check_help(metric: str, help_text: Any) -> str:
-    """Return ``help_text`` if it is a non-empty string."""
     if not isinstance(help_text, str):
         raise TypeError(f"help text of {metric!r} must be a str, got {type(help_text).__name__}")
     if not help_text.strip():
@@ -36,7 +35,7 @@ def check_help(metric: str, help_text: Any) -> str:
 
 def check_label_names(metric: str, names: Iterable[Any], *, extra_reserved: Iterable[str] = ()
                       ) -> tuple[str, ...]:
-    """Return the label names as a tuple, refusing invalid, reserved and repeated names."""
+    """The label names as a tuple, refusing invalid, reserved and repeated names."""
     if isinstance(names, str):
         raise TypeError(
             f"labels of {metric!r} must be a sequence of names, not the string {names!r}; "
@@ -63,15 +62,13 @@ def check_label_names(metric: str, names: Iterable[Any], *, extra_reserved: Iter
 
 
 def label_value(metric: str, label: str, value: Any) -> str:
-    """One label value as the string the server stores. ``None`` and ``""`` are refused at
-    the call: the server discards a body's whole ``impactMetrics`` array for an empty one."""
+    """One label value as the string the server stores; ``None`` and ``""`` refused."""
     if value.__class__ is str:
         if value:
             return value
         raise ValueError(_EMPTY.format(label=label, metric=metric))
     if isinstance(value, str):
-        # A str Enum must become its plain text: str() could give "Color.RED".
-        text = str.__str__(value)
+        text = str.__str__(value)  # a str Enum's plain text, not "Color.RED"
         if text:
             return text
         raise ValueError(_EMPTY.format(label=label, metric=metric))
@@ -83,7 +80,6 @@ def label_value(metric: str, label: str, value: Any) -> str:
     text = str(value)
     if text:
         return text
-    # An object whose text is empty (a UserString(""), a blank __str__) would send "".
     raise ValueError(_EMPTY.format(label=label, metric=metric))
 
 
@@ -93,8 +89,7 @@ _EMPTY = ("label {label!r} of {metric!r} needs a non-empty value: Unleash discar
 
 
 def flag_label_name(metric: str, flag: Any) -> str:
-    """The label name that carries flag ``flag``'s state: the flag's name with every
-    character outside ``[a-zA-Z0-9_]`` made ``_`` (``new-checkout`` -> ``new_checkout``)."""
+    """The label name that carries ``flag``'s state (``new-checkout`` -> ``new_checkout``)."""
     if not isinstance(flag, str) or not flag:
         raise TypeError(f"flags of {metric!r} must be non-empty flag names, got {flag!r}")
     label = re.sub(r"[^a-zA-Z0-9_]", "_", flag)

@@ -1,11 +1,9 @@
 """The numbers an Unleash server takes, and turning what an app records into them.
 
-The server takes a JSON number (not ``true``), finite, within ``|x| <= 2**53 - 1``, floats
-included; one value past these makes it discard the body's whole ``impactMetrics`` array
-while answering 202. So values are settled when recorded: ``int`` and ``float`` as they are
-(the hot path checks the exact class), other numbers converted (``__index__`` to ``int``,
-``__float__`` to ``float``), ``bool`` and non-numbers refused with a ``TypeError``. What is
-out of range is each kind's to decide (dropped and counted, or refused at the call).
+The server takes a finite JSON number within ``|x| <= 2**53 - 1``; one value past these
+makes it discard the body's whole ``impactMetrics`` array. So values are settled when
+recorded: ``int`` and ``float`` as they are, other numbers converted, ``bool`` and
+non-numbers refused. What is out of range is each kind's to decide.
 
 >>> from fractions import Fraction
 >>> to_number(Fraction(3, 2), "gauge 'g': set()")
@@ -23,25 +21,23 @@ from typing import Any, Union
 
 from .server_limits import MAX_SAFE_INTEGER
 
-#: The largest magnitude the server accepts: JavaScript's ``Number.MAX_SAFE_INTEGER``.
 MAX_SAFE = MAX_SAFE_INTEGER
-#: The same bound as a float (exact: 2**53 - 1 needs 53 bits, a double has them).
 MAX_SAFE_FLOAT = float(MAX_SAFE)
 
 Number = Union[int, float]
 
 
 def to_number(value: Any, what: str) -> Number:
-    """``value`` as an exact ``int`` or ``float``, or a ``TypeError`` naming ``what``: the
-    recording methods' slow path. A number too large for a float becomes an infinity."""
+    """``value`` as an exact ``int`` or ``float`` (too large for a float: an infinity), or a
+    ``TypeError`` naming ``what``."""
     cls = value.__class__
     if cls is int or cls is float:
-        exact: Number = value  # its class says so
+        exact: Number = value
         return exact
     if isinstance(value, bool) or (cls.__module__ == "numpy" and cls.__name__ in ("bool_", "bool")):
         raise TypeError(f"{what} takes a number, got a bool ({value!r}): record 1 or 0")
     if hasattr(cls, "__index__"):
-        return operator.index(value)  # an exact int since Python 3.10
+        return operator.index(value)
     if hasattr(cls, "__float__"):
         try:
             return float(value)
@@ -53,5 +49,4 @@ def to_number(value: Any, what: str) -> Number:
 
 
 def is_finite(value: Number) -> bool:
-    """True unless ``value`` is a NaN or an infinity (any ``int`` is finite)."""
     return value.__class__ is int or math.isfinite(value)

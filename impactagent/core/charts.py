@@ -1,15 +1,9 @@
 """Impact-metric charts as code: Unleash's chart configuration, typed and checked.
 
-Unleash (Enterprise, beta) draws impact metrics in charts configured through its admin API,
-on the instance or next to a flag. Declare the chart where the metric is defined, and
-``impactagent charts apply`` creates or updates it::
-
-    checkouts = agent.counter("checkout_total", "Checkouts",
-                              chart=Chart(time_range="day", aggregation="rps"))
-
-Every field and enum is checked when the chart is made, so a typo fails in your code rather
-than as a 400 at deploy time. The id is derived from what the chart is (scope, metric,
-title), not how it is drawn: applying twice updates the same chart.
+Declare the chart where the metric is defined, and ``impactagent charts apply`` creates or
+updates it through the admin API. Every field is checked when the chart is made (a typo fails
+in your code, not as a 400 at deploy time); the id is derived from what the chart is (scope,
+metric, title), not how it is drawn, so applying twice updates the same chart.
 """
 
 from __future__ import annotations
@@ -17,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Mapping, Sequence
 
 import ulid
 
@@ -38,13 +32,13 @@ def _choice(field_name: str, value: Any, allowed: Sequence[str]) -> str:
     if value not in allowed:
         raise ValueError(f"chart {field_name} must be one of {', '.join(allowed)}; "
                          f"got {value!r}")
-    chosen: str = value  # one of ``allowed``
+    chosen: str = value
     return chosen
 
 
 @dataclass(frozen=True)
 class Chart:
-    """How to draw one metric: what ``agent.counter(..., chart=Chart(...))`` takes.
+    """How to draw one metric: ``agent.counter(..., chart=Chart(...))``.
 
     >>> Chart(time_range="day", aggregation="p95").aggregation
     'p95'
@@ -52,17 +46,16 @@ class Chart:
     Traceback (most recent call last):
     ValueError: chart time_range must be one of hour, day, week, month; got 'year'
 
-    ``flag`` (with ``project``) puts the chart next to that flag instead of on the instance's
-    impact-metrics page.
+    ``flag`` (with ``project``) puts the chart next to that flag.
     """
 
     time_range: str = "day"
     aggregation: str = "rps"
     y_axis_min: str = "auto"
     label_selectors: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    title: Optional[str] = None
+    title: str | None = None
     source: str = "internal"
-    flag: Optional[str] = None
+    flag: str | None = None
     project: str = "default"
 
     def __post_init__(self) -> None:
@@ -83,8 +76,7 @@ class Chart:
             raise TypeError(f"chart flag must be a flag name, got {self.flag!r}")
 
     def for_metric(self, metric: MetricFamily[Any]) -> ChartConfig:
-        """The configuration of this chart for ``metric`` (a defined counter, gauge or
-        histogram); raises if the chart cannot draw that metric."""
+        """The configuration of this chart for ``metric``; raises if it cannot draw it."""
         if self.aggregation in _PERCENTILES and metric.kind != "histogram":
             raise ValueError(f"chart of {metric.kind} {metric.name!r}: {self.aggregation} is a "
                              "percentile, which only a histogram has; use rps or count for a "
@@ -108,12 +100,11 @@ class Chart:
 class ChartScope:
     """Where a chart lives: the instance (``flag`` None) or next to one flag."""
 
-    project: Optional[str] = None
-    flag: Optional[str] = None
+    project: str | None = None
+    flag: str | None = None
 
     @property
     def path(self) -> str:
-        """The admin API path of this scope's chart configurations."""
         if self.flag is None:
             return "/api/admin/impact-metrics/config"
         return f"/api/admin/projects/{self.project}/features/{self.flag}/impact-metrics/config"
@@ -133,19 +124,18 @@ class ChartConfig:
     time_range: str
     aggregation: str
     y_axis_min: str = "auto"
-    label_selectors: Mapping[str, List[str]] = field(default_factory=dict)
-    title: Optional[str] = None
+    label_selectors: Mapping[str, list[str]] = field(default_factory=dict)
+    title: str | None = None
     source: str = "internal"
-    id: Optional[str] = None
+    id: str | None = None
     scope: ChartScope = INSTANCE
     # Only in answers:
-    display_name: Optional[str] = None
-    step: Optional[str] = None
-    mode: Optional[str] = None
+    display_name: str | None = None
+    step: str | None = None
+    mode: str | None = None
 
-    def request(self) -> Dict[str, Any]:
-        """The JSON body of ``POST .../impact-metrics/config``."""
-        body: Dict[str, Any] = {
+    def request(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
             "metricName": self.metric_name, "timeRange": self.time_range,
             "yAxisMin": self.y_axis_min, "aggregationMode": self.aggregation,
             "labelSelectors": {k: list(v) for k, v in self.label_selectors.items()},
@@ -183,20 +173,15 @@ class ChartConfig:
             raise ValueError(f"chart configuration without {missing}: {dict(answer)!r}"
                              ) from None
 
-    def differences(self, other: ChartConfig) -> List[Tuple[str, Any, Any]]:
+    def differences(self, other: ChartConfig) -> list[tuple[str, Any, Any]]:
         """``(field, ours, theirs)`` for every request field that differs from ``other``."""
         ours, theirs = self.request(), other.request()
         return [(key, ours.get(key), theirs.get(key)) for key in ours
                 if key != "id" and ours.get(key) != theirs.get(key)]
 
 
-def stable_id(scope: ChartScope, metric_name: str, title: Optional[str]) -> str:
-    """A ULID computed from what a chart is: the same chart gets the same id every time.
-
-    >>> a = stable_id(INSTANCE, "unleash_counter_checkout_total", None)
-    >>> a == stable_id(INSTANCE, "unleash_counter_checkout_total", None), len(a)
-    (True, 26)
-    """
+def stable_id(scope: ChartScope, metric_name: str, title: str | None) -> str:
+    """A ULID computed from what a chart is: the same chart gets the same id every time."""
     what = json.dumps([scope.project, scope.flag, metric_name, title or ""])
     digest = hashlib.sha256(what.encode()).digest()
     return str(ulid.from_bytes(digest[:16]))

@@ -1,6 +1,5 @@
 """Rules shared by the agent's and the receiver's Prometheus expositions: the names a family
-takes (a counter ``x`` also ``x_total`` and ``x_created``; two families that overlap make a
-text parsers refuse, so only the first is shown), and text that always encodes as UTF-8.
+takes (two that overlap make parsers refuse the text), and text that encodes as UTF-8.
 
 >>> claimed_names("checkouts_total", "counter")
 ['checkouts_total', 'checkouts', 'checkouts_total', 'checkouts_created']
@@ -11,7 +10,6 @@ text parsers refuse, so only the first is shown), and text that always encodes a
 from __future__ import annotations
 
 import re
-from typing import List
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -21,7 +19,7 @@ def counter_base(name: str) -> str:
     return name[:-6] if name.endswith("_total") and len(name) > 6 else name
 
 
-def claimed_names(name: str, kind: str) -> List[str]:
+def claimed_names(name: str, kind: str) -> list[str]:
     """The family and sample names a family of type ``kind`` takes, in either format."""
     if kind == "counter":
         base = counter_base(name)
@@ -32,6 +30,5 @@ def claimed_names(name: str, kind: str) -> List[str]:
 
 
 def scrub(text: str) -> str:
-    """``text`` with lone UTF-16 surrogates as U+FFFD, as Node writes them: else encoding the
-    whole scrape as UTF-8 fails on one label value."""
+    """``text`` with lone surrogates as U+FFFD, as Node writes them."""
     return _SURROGATE.sub("\ufffd", text)

@@ -1,14 +1,9 @@
 """The flags seen in the current request or task, for metrics that are labelled by them.
 
-An evaluation notes its flag's state (the variant's name, or ``"enabled"`` / ``"disabled"``)
-in a :class:`contextvars.ContextVar`; a metric defined with ``flags=("new-checkout",)`` reads
-it when it records, so it is labelled without evaluating or counting the flag again.
-
-A *scope* (one per request or task, opened by the middlewares) is a mapping shared in place
-by the request's threads and child tasks. Outside a scope, notes are copy-on-write: each
-thread and task sees its own notes and those its context started with, never a note made
-since by another. Open a :func:`flag_scope` per unit of work where no middleware does (a
-Celery task, a queue consumer), or one unit would see the flags of the one before.
+An evaluation notes its flag's state in a ``ContextVar``; a metric defined with ``flags=``
+reads it when it records. A *scope* (one per request or task) is a mapping shared in place by
+its threads and child tasks; outside one, notes are copy-on-write. Open a :func:`flag_scope`
+per unit of work where no middleware does, or one unit would see the flags of the one before.
 
 >>> before = flag_states()
 >>> with flag_scope():
@@ -23,29 +18,27 @@ from __future__ import annotations
 
 import contextlib
 from contextvars import ContextVar, Token
-from typing import Dict, Iterator, Optional
+from typing import Iterator
 
 #: The label value of a flag that was not evaluated in the current request or task.
 NOT_EVALUATED = "not_evaluated"
 
 
-class _Scope(Dict[str, str]):
-    """The mapping of an open scope, noted in place (any other mapping in the context
-    variable was set outside a scope and is never changed)."""
+class _Scope(dict[str, str]):
+    """The mapping of an open scope, noted in place (any other is never changed)."""
 
     __slots__ = ()
 
 
-_states: ContextVar[Optional[Dict[str, str]]] = ContextVar("impactagent_flag_states",
+_states: ContextVar[dict[str, str] | None] = ContextVar("impactagent_flag_states",
                                                           default=None)
 
-#: What :func:`open_scope` returns and :func:`close_scope` takes.
-ScopeToken = Token[Optional[Dict[str, str]]]
+ScopeToken = Token[dict[str, str] | None]
 
 
-def flag_state(enabled: bool, variant: Optional[str] = None) -> str:
-    """The label value for one evaluation: the variant's name if it has a real one, else
-    ``"enabled"`` or ``"disabled"`` (Unleash calls a flag without variants ``"disabled"``)."""
+def flag_state(enabled: bool, variant: str | None = None) -> str:
+    """The label value for one evaluation: the variant's real name, else ``"enabled"`` or
+    ``"disabled"``."""
     if variant and variant != "disabled" and enabled:
         return variant
     return "enabled" if enabled else "disabled"
@@ -55,12 +48,11 @@ def note_flag(name: str, state: str) -> None:
     """Remember ``name``'s state in the current context; the last evaluation wins."""
     states = _states.get()
     if states.__class__ is _Scope:
-        states[name] = state  # in place: the whole scope (threads, child tasks) sees it
+        states[name] = state
     elif states is None:
         _states.set({name: state})
     elif states.get(name) != state:
-        # Copy-on-write: other contexts (tasks created since, a thread pool's copies of this
-        # context) may hold this mapping; they must not see this note.
+        # Copy-on-write: other contexts may hold this mapping.
         states = dict(states)
         states[name] = state
         _states.set(states)
@@ -72,7 +64,7 @@ def state_of(name: str) -> str:
     return NOT_EVALUATED if states is None else states.get(name, NOT_EVALUATED)
 
 
-def flag_states() -> Dict[str, str]:
+def flag_states() -> dict[str, str]:
     """Every flag state noted in the current context (a copy)."""
     return dict(_states.get() or {})
 
@@ -88,10 +80,9 @@ def flag_scope() -> Iterator[None]:
 
 
 def open_scope() -> ScopeToken:
-    """Start a scope; pass the result to :func:`close_scope` (for middlewares' hot path)."""
+    """Start a scope; pass the result to :func:`close_scope`."""
     return _states.set(_Scope())
 
 
 def close_scope(token: ScopeToken) -> None:
-    """End the scope ``token`` opened, in the context that opened it."""
     _states.reset(token)

@@ -1,22 +1,15 @@
 """``@agent.flag(name)``: count every call of the function that decides a flag.
 
-What the function returns says what was decided; :func:`evaluation` reads it:
-
-- a bool, or anything else truthy or falsy (``None`` is "no"): yes or no, no variant;
-- a variant's name (``str``): that variant, and yes unless it is ``"disabled"``;
-- an Unleash variant dict ``{"name", "enabled", "feature_enabled"}`` or an object with
-  ``name`` and ``enabled`` (``feature_enabled`` wins when present: a disabled variant of an
-  enabled flag is still a yes, as the Unleash SDKs count it).
-
-The function's result, signature and metadata are unchanged (``async def`` stays so); a
-call that raises counts nothing. An answer is counted as ``record_flag`` counts it.
+What the function returns says what was decided (:func:`evaluation`): a truthy or falsy
+value, a variant's name, or an Unleash variant (dict or object). The function's result,
+signature and metadata are unchanged; a call that raises counts nothing.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Dict, Optional, Protocol, Tuple, TypeVar
+from typing import Any, Callable, Protocol, TypeVar
 
 from .flags import NOT_VARIANT_NAMES, variant_name
 
@@ -24,27 +17,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Record(Protocol):
-    """Counts one evaluation (``FlagCounts.record``)."""
 
-    def __call__(self, name: str, enabled: bool, variant: Optional[str] = None) -> None: ...
+    def __call__(self, name: str, enabled: bool, variant: str | None = None) -> None: ...
 
 
-def evaluation(result: Any) -> Tuple[bool, Optional[str]]:
+def evaluation(result: Any) -> tuple[bool, str | None]:
     """``(enabled, variant)`` for what a flag function returned.
 
-    >>> evaluation(True), evaluation(None), evaluation("blue"), evaluation("disabled")
-    ((True, None), (False, None), (True, 'blue'), (False, 'disabled'))
-    >>> evaluation({"name": "disabled", "enabled": False, "feature_enabled": True})
-    (True, 'disabled')
-    >>> evaluation(""), evaluation({"name": "", "enabled": True}), evaluation("toString")
-    ((False, None), (True, None), (True, None))
+    >>> evaluation("blue"), evaluation({"name": "blue", "enabled": False, "feature_enabled": True})
+    ((True, 'blue'), (True, 'blue'))
     """
     if result is True or result is False:
         return result, None
     if isinstance(result, str):
-        if result.__class__ is not str:  # a str Enum: its text, which record_flag counts
+        if result.__class__ is not str:  # a str Enum counts as its text
             result = str.__str__(result)
-        # "" is falsy; it and the names Unleash does not store as a variant's name none.
         if not result:
             return False, None
         return result != "disabled", (None if result in NOT_VARIANT_NAMES or "\x00" in result
@@ -60,7 +47,7 @@ def evaluation(result: Any) -> Tuple[bool, Optional[str]]:
 
 def flag_decorator(name: str, record: Record) -> Callable[[F], F]:
     """The decorator behind ``agent.flag(name)``: ``record(name, enabled, variant)`` counts
-    each answer (and notes its state where a metric is labelled by the flag)."""
+    each answer."""
     if not isinstance(name, str) or not name:
         raise TypeError(f"@flag() takes a non-empty flag name, got {name!r}")
 
@@ -82,8 +69,7 @@ def flag_decorator(name: str, record: Record) -> Callable[[F], F]:
     return decorate
 
 
-# The wrapper of a plain function, its parameters filled in (see _forwarder). A bool answer,
-# the commonest, is counted without a call to evaluation().
+# A bool answer, the commonest, is counted without a call to evaluation().
 _WRAPPER = """
 def wrapper({params}):
     _ia_result = _ia_func({args})
@@ -96,44 +82,38 @@ def wrapper({params}):
 
 
 def _forwarder(func: Callable[..., Any], name: str, record: Record) -> Callable[..., Any]:
-    """A function with exactly ``func``'s parameters that calls it, counts the answer and
-    returns it: no ``*args`` tuple, no ``**kwargs`` dict, most of what a wrapper costs.
-
-    Only for a Python function or method with no ``__signature__`` and no parameter named
-    like the wrapper's ``_ia_`` names; any other callable gets ``*args, **kwargs``.
-    """
-    params, args = ["*args", "**kwargs"], ["*args", "**kwargs"]
-    defaults: Dict[str, Any] = {}
+    """A function with exactly ``func``'s parameters (no ``*args`` tuple, no ``**kwargs``
+    dict: most of what a wrapper costs) that counts its answer; other callables, or one with
+    an ``_ia_`` parameter, get ``*args, **kwargs``."""
+    params, args = "*args, **kwargs", ["*args", "**kwargs"]
+    defaults: dict[str, Any] = {}
     signature = None
     if ((inspect.isfunction(func) or inspect.ismethod(func))
             and getattr(func, "__signature__", None) is None):
         signature = inspect.signature(func, follow_wrapped=False)
     if signature is not None and not any(p.startswith("_ia_") for p in signature.parameters):
-        params, args = [], []
-        star = slash = False
+        # inspect writes the parameter list; each default is named, so it stays func's own.
+        parameters = []
         for index, p in enumerate(signature.parameters.values()):
-            if p.kind is not p.POSITIONAL_ONLY and slash:
-                params.append("/")
-                slash = False
-            if p.kind is p.KEYWORD_ONLY and not star:
-                params.append("*")
-                star = True
-            text = p.name
             if p.default is not p.empty:
                 defaults[f"_ia_default_{index}"] = p.default
-                text += f"=_ia_default_{index}"
-            if p.kind is p.VAR_POSITIONAL:
-                text, star = "*" + p.name, True
-            elif p.kind is p.VAR_KEYWORD:
-                text = "**" + p.name
-            params.append(text)
-            slash = p.kind is p.POSITIONAL_ONLY
-            args.append(f"{p.name}={p.name}" if p.kind is p.KEYWORD_ONLY else text.split("=")[0])
-        if slash:
-            params.append("/")
+                p = p.replace(default=_Named(f"_ia_default_{index}"))
+            parameters.append(p.replace(annotation=p.empty))
+        params = str(signature.replace(parameters=parameters,
+                                          return_annotation=signature.empty))[1:-1]
+        stars: dict[Any, str] = {inspect.Parameter.VAR_POSITIONAL: "*",
+                                 inspect.Parameter.VAR_KEYWORD: "**"}
+        args = [f"{p.name}={p.name}" if p.kind is p.KEYWORD_ONLY else stars.get(p.kind, "") + p.name
+                for p in parameters]
     namespace = {"_ia_func": func, "_ia_name": name, "_ia_record": record,
                  "_ia_evaluation": evaluation, **defaults}
-    source = _WRAPPER.format(params=", ".join(params), args=", ".join(args))
+    source = _WRAPPER.format(params=params, args=", ".join(args))
     exec(compile(source, f"<@flag({name!r}) wrapper>", "exec"), namespace)
     wrapper: Callable[..., Any] = namespace["wrapper"]
     return wrapper
+
+
+class _Named(str):
+    """A default written by its name in the wrapper's source."""
+
+    __repr__ = str.__str__

@@ -4,18 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timezone
-from typing import (
-    Any,
-    Dict,
-    FrozenSet,
-    Iterable,
-    Iterator,
-    List,
-    Mapping,
-    NamedTuple,
-    Optional,
-    Tuple,
-)
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
 from ._gil import Count
 from .flag_context import flag_state, note_flag
@@ -27,7 +16,7 @@ DEFAULT_MAX_FLAGS = 10_000
 
 
 def utcnow() -> datetime:
-    """The current time in UTC (one place to read the clock; ``freezegun`` patches it)."""
+    """The current time in UTC (the one place that reads the clock)."""
     return datetime.now(timezone.utc)
 
 
@@ -36,47 +25,41 @@ class ToggleDelta(NamedTuple):
 
     yes: int
     no: int
-    variants: Dict[str, int]
+    variants: dict[str, int]
 
 
 def counted(counts: Iterator[int]) -> int:
-    """How many times ``next()`` was called on a count, read from its ``repr``, ``count(N)``,
-    without advancing it."""
+    """How many times ``next()`` was called on a count, read from its ``repr``."""
     return int(repr(counts)[6:-1])
 
 
 class FlagStats:
     """Cumulative counts of one flag since the agent started.
 
-    One evaluation advances exactly one count (:data:`impactagent.core._gil.Count`, one
-    atomic ``next()``): ``yes`` or ``no`` without a variant, else its variant's count for its
-    state. Totals are sums of these, so a collect sees an evaluation whole or not at all:
-    never a variant without its yes or no (a window the server would ignore).
+    One evaluation advances exactly one count (``yes``, ``no``, or its variant's for its
+    state), so a collect never sees a variant without its yes or no.
     """
 
     __slots__ = ("_hour", "_hour_sent", "_hour_sent_evaluations", "_sent_no", "_sent_variants",
                  "_sent_yes", "disabled", "enabled", "no", "watched", "yes")
 
     def __init__(self, watched: bool = False) -> None:
-        #: True when the flag labels a metric: each evaluation notes its state in the context.
-        self.watched = watched
+        self.watched = watched  # the flag labels a metric: evaluations note their state
         self.yes = Count()  # enabled, without a variant
-        self.no = Count()  # disabled, without a variant
-        #: A count per variant name for enabled evaluations, and one for disabled ones: new
-        #: dicts under the lock, never changed in place.
-        self.enabled: Dict[str, Iterator[int]] = {}
-        self.disabled: Dict[str, Iterator[int]] = {}
+        self.no = Count()
+        # A count per variant name and state: new dicts under the lock, never changed.
+        self.enabled: dict[str, Iterator[int]] = {}
+        self.disabled: dict[str, Iterator[int]] = {}
         self._sent_yes = 0
         self._sent_no = 0
-        self._sent_variants: Dict[str, int] = {}
-        #: The sent marks when ``_hour`` began: what went into the server's rows of that
-        #: hour is the sent marks less these (see fit_hour).
+        self._sent_variants: dict[str, int] = {}
+        # The sent marks when ``_hour`` began (see fit_hour).
         self._hour = _NO_HOUR
-        self._hour_sent: Dict[str, int] = {}
+        self._hour_sent: dict[str, int] = {}
         self._hour_sent_evaluations = 0
 
-    def read(self) -> Tuple[int, int, Dict[str, int]]:
-        """``(yes, no, variants)`` since start (the caller holds the lock)."""
+    def read(self) -> tuple[int, int, dict[str, int]]:
+        """``(yes, no, variants)`` since start, under the caller's lock."""
         yes, no = counted(self.yes), counted(self.no)
         variants = {}
         disabled = self.disabled
@@ -99,24 +82,22 @@ class FlagCounts:
     ToggleDelta(yes=1, no=1, variants={'blue': 1})
 
     A variant is counted *and* its evaluation as yes or no, as the Unleash SDKs do. A window
-    runs from the last collect (or the older start of one given back) to now, and never ends
-    before it starts, whatever the wall clock does. A flag that labels a metric (:meth:`watch`)
-    also has each evaluation's state noted in the current request or task.
+    never ends before it starts, whatever the wall clock does.
     """
 
     def __init__(self, *, max_flags: int = DEFAULT_MAX_FLAGS,
-                 drops: Optional[DropCounter] = None) -> None:
+                 drops: DropCounter | None = None) -> None:
         if not isinstance(max_flags, int) or max_flags < 1:
             raise ValueError(f"max_flags must be a positive int, got {max_flags!r}")
         self.max_flags = max_flags
         self._drops = drops if drops is not None else DropCounter()
         self._lock = threading.Lock()
-        self._flags: Dict[str, FlagStats] = {}
-        self._watched: FrozenSet[str] = frozenset()
+        self._flags: dict[str, FlagStats] = {}
+        self._watched: frozenset[str] = frozenset()
         self._window_start = utcnow()
 
     def watch(self, names: Iterable[str]) -> None:
-        """From now on, note the state of each evaluation of these flags in the context."""
+        """Note the state of each evaluation of these flags in the context from now on."""
         with self._lock:
             self._watched = self._watched.union(names)
             for name in self._watched:
@@ -124,14 +105,12 @@ class FlagCounts:
                 if stats is not None:
                     stats.watched = True
 
-    def record(self, name: str, enabled: bool, variant: Optional[str] = None,
+    def record(self, name: str, enabled: bool, variant: str | None = None,
                note: bool = False) -> None:
         """Count one evaluation of flag ``name``: yes if ``enabled``, and its ``variant``.
 
-        Its state is noted in the current context when the flag labels a metric, or always
-        with ``note=True`` (what ``@agent.flag`` and adapters do with the answers they see).
+        Its state is noted in the context when the flag labels a metric, or with ``note``.
         """
-        # Subscripts, not .get(): no method call on the hot path.
         try:
             stats = self._flags[name]
         except (KeyError, TypeError):
@@ -144,40 +123,31 @@ class FlagCounts:
         if variant is None:
             next(stats.yes if enabled else stats.no)
         else:
-            # Checked before anything is counted: a refused call counts nothing.
             try:
                 counts = (stats.enabled if enabled else stats.disabled)[variant]
             except (KeyError, TypeError):  # new, or unhashable: not a variant name
                 counts = self._new_variant(name, stats, variant, enabled)
-            # One count for the evaluation and its variant: a collect sees both or neither.
             next(counts)
         if note or stats.watched:
             note_flag(name, flag_state(enabled, variant))
 
     def _new_variant(self, name: str, stats: FlagStats, variant: Any,
                      enabled: bool) -> Iterator[int]:
-        """The count of a new variant name for ``enabled``'s state (both states' counts
-        are added, under the lock)."""
         _check_variant(name, variant)
-        # A str Enum is counted under its plain text, the name the server stores.
-        variant = str.__str__(variant)
+        variant = str.__str__(variant)  # a str Enum counts as its plain text
         with self._lock:
             if variant not in stats.enabled:
-                # New dicts: a reader iterating the old ones never sees them change size.
                 # ``disabled`` first: a reader walks ``enabled`` and looks each name up there.
                 stats.disabled = {**stats.disabled, variant: Count()}
                 stats.enabled = {**stats.enabled, variant: Count()}
             return (stats.enabled if enabled else stats.disabled)[variant]
 
-    def _new_flag(self, name: Any, variant: Any) -> Optional[FlagStats]:
-        """The stats of a new flag name, or None past the flag limit (counted as dropped).
-        The name and variant are checked first: a call refused under the limit is refused
-        past it too."""
+    def _new_flag(self, name: Any, variant: Any) -> FlagStats | None:
+        """The stats of a new flag name, or None past the flag limit (counted as dropped)."""
         if not isinstance(name, str) or not name:
             raise TypeError(f"flag name must be a non-empty str, got {name!r}")
         if variant is not None:
             _check_variant(name, variant)
-        # A str Enum is counted under its plain text (see _new_variant).
         name = str.__str__(name)
         with self._lock:
             stats = self._flags.get(name)
@@ -188,30 +158,26 @@ class FlagCounts:
                 stats = self._flags[name] = FlagStats(name in self._watched)
             return stats
 
-    def cumulative(self) -> Dict[str, ToggleDelta]:
-        """Every flag's counts since the agent started (reading them changes nothing)."""
+    def cumulative(self) -> dict[str, ToggleDelta]:
+        """Every flag's counts since the agent started."""
         result = {}
         for name, stats in list(self._flags.items()):
             with self._lock:
                 result[name] = ToggleDelta(*stats.read())
         return result
 
-    # -- collector side: serialised by the registry's collect lock --------------------------
-
-    def take(self) -> Tuple[datetime, datetime, Dict[str, ToggleDelta]]:
-        """Return ``(start, stop, deltas)`` for the window ending now, and open the next one."""
+    # The collector's side, serialised by the recorder's collect lock.
+    def take(self) -> tuple[datetime, datetime, dict[str, ToggleDelta]]:
+        """``(start, stop, deltas)`` of the window ending now; the next one opens."""
         now = utcnow()
         with self._lock:
             start = self._window_start
-            # A wall clock stepped back must not give a window that ends before it starts.
             stop = self._window_start = now if now > start else start
             flags = list(self._flags.items())
-        toggles: Dict[str, ToggleDelta] = {}
-        hour = _hour_of(stop)  # an int: compared once per flag
+        toggles: dict[str, ToggleDelta] = {}
+        hour = _hour_of(stop)
         for name, stats in flags:
-            # One flag at a time, its sent totals with it: pending_events() never reads a
-            # flag half taken.
-            with self._lock:
+            with self._lock:  # one flag at a time, its sent totals with it
                 yes, no, variants = stats.read()
                 sent = stats._sent_variants
                 if hour > stats._hour:  # sent before this hour: in no row of it
@@ -239,9 +205,9 @@ class FlagCounts:
         return start, stop, toggles
 
     def give_back(self, start: datetime, stop: datetime,
-                  toggles: Dict[str, ToggleDelta]) -> None:
-        """Merge a window that failed to send back in; its start wins if it is older. Its
-        variant counts no longer fill the server's row of its hour (``stop``'s)."""
+                  toggles: dict[str, ToggleDelta]) -> None:
+        """Merge back a window that failed to send; its start wins if older, and its
+        variant counts free their room in the row of its hour."""
         with self._lock:
             if start < self._window_start:
                 self._window_start = start
@@ -264,13 +230,13 @@ class FlagCounts:
                                                        stats._sent_yes + stats._sent_no)
 
     def reset_after_fork(self) -> None:
-        """Start over in a forked child: what the parent counted is the parent's to send."""
+        """Start over in a forked child: the parent sends what it counted."""
         self._lock = threading.Lock()
         self._flags = {}
         self._window_start = utcnow()
 
     def pending_events(self) -> int:
-        """Evaluations counted but not yet taken by a collect (or given back after one)."""
+        """Evaluations counted but not yet taken."""
         pending = 0
         for stats in list(self._flags.values()):
             with self._lock:
@@ -278,44 +244,31 @@ class FlagCounts:
                 pending += yes + no - stats._sent_yes - stats._sent_no
         return pending
 
-    def names(self) -> List[str]:
-        """The names of every flag counted so far."""
+    def names(self) -> list[str]:
         return list(self._flags)
 
 
-#: Texts Unleash does not store as a variant's name: "" and the properties of JavaScript's
-#: ``Object.prototype`` (some dropped, some failing a whole write window). A name holding
-#: NUL fails the window too (checked apart).
+#: Texts Unleash does not store as a variant's name (NUL is checked apart).
 NOT_VARIANT_NAMES = frozenset({"", *OBJECT_PROTOTYPE_PROPERTIES})
 
 
-def variant_name(answer: Any) -> Optional[str]:
-    """``answer`` as the variant to count, or None when it names none: not a str, or a
-    text Unleash does not store as a variant's name (:data:`NOT_VARIANT_NAMES`)."""
+def variant_name(answer: Any) -> str | None:
+    """``answer`` as the variant to count, or None when it names none."""
     if (not isinstance(answer, str) or str.__str__(answer) in NOT_VARIANT_NAMES
             or "\x00" in answer):
         return None
     return answer
 
 
-#: The most of one variant this process puts in the server's row of an hour (app, flag,
-#: variant, hour: an ``integer`` each write window adds to). A quarter: a row filled whole
-#: would fail the next window of any other process of the app. Live recording never
-#: reaches it (149,000 evaluations a second); a backlog after a long outage may.
+#: The most of one variant this process puts in the server's row of an hour: a quarter,
+#: as a row filled whole would fail the next window of any other process of the app.
 HOUR_SHARE = MAX_VARIANT_COUNT // 4
 
 
 def fit_hour(delta: ToggleDelta, taken: Mapping[str, int]) -> ToggleDelta:
-    """The part of ``delta`` that fits this process's share of the server's row of one
-    hour, ``taken`` being what it put there already, per variant (:data:`HOUR_SHARE`).
-
-    Each variant gives at most the room left; yes and no keep back as many evaluations as
-    the held variant counts need later (the server ignores variant counts without yes or
-    no). What is not given stays pending.
-
-    >>> fit_hour(ToggleDelta(5, 1, {"blue": 4}), {"blue": HOUR_SHARE - 1})
-    ToggleDelta(yes=3, no=0, variants={'blue': 1})
-    """
+    """The part of ``delta`` that fits this process's share of an hour's row, ``taken``
+    being what it put there already; yes and no keep back the evaluations the held variant
+    counts need later. What is not given stays pending."""
     room = {v: min(n, max(HOUR_SHARE - taken.get(v, 0), 0)) for v, n in delta.variants.items()}
     if room == delta.variants:
         return delta
@@ -328,25 +281,23 @@ def fit_hour(delta: ToggleDelta, taken: Mapping[str, int]) -> ToggleDelta:
                        {v: n for v, n in variants.items() if n})
 
 
-def _added(counts: Mapping[str, int], more: Mapping[str, int]) -> Dict[str, int]:
-    """A new dict: ``counts`` plus ``more`` per name (readers may hold the old one)."""
+def _added(counts: Mapping[str, int], more: Mapping[str, int]) -> dict[str, int]:
+    """A new dict (readers may hold the old one): ``counts`` plus ``more``."""
     result = dict(counts)
     for name, n in more.items():
         result[name] = result.get(name, 0) + n
     return result
 
 
-#: Before any hour: a flag's share starts with its first take.
 _NO_HOUR = -(2**62)
 
 
 def _hour_of(moment: datetime) -> int:
-    """The hour the server files a window under (``stop``'s), as hours since 1970."""
+    """The hour the server files a window under, in hours since 1970."""
     return int(moment.timestamp()) // 3600
 
 
 def _check_variant(name: str, variant: Any) -> None:
-    """Refuse a variant that is no variant name (a str, or a str Enum: its text counts)."""
     if not isinstance(variant, str):
         raise TypeError(
             f"flag {name!r}: variant must be a variant name (str) or None, "

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-from typing import List, NamedTuple, Optional, Tuple
+from typing import NamedTuple
 
-from ._family import MetricFamily
+from ._family import InContext, MetricFamily
 from ._numbers import MAX_SAFE_FLOAT, Number
 
 
@@ -19,43 +19,35 @@ class GaugeValue(NamedTuple):
 class GaugeChild:
     """One series of a gauge. Get it from :meth:`Gauge.labels` and keep it.
 
-    Sent when it changed since the last send. It holds an ``int`` or a ``float`` (other
-    numbers are converted, ``bool`` and non-numbers refused); NaN, infinities and values
-    beyond ``+/-(2**53 - 1)`` are dropped and counted, never sent.
-
-    The value lives in a one-element list, the *cell*. ``set()`` stores a fresh cell without
-    a lock: one attribute store, atomic on every build (a slot store is atomic on
-    free-threaded builds too). ``inc()``/``dec()`` change the current cell in place under
-    the series lock, so one racing a ``set()`` lands before it or after it, never as a stale
-    sum over a newer value. A collect clears the in-place mark and reads the cell under the
-    lock; a cell it has not read yet, or a mark set again, goes out next time.
+    Sent when it changed since the last send; NaN, infinities and values beyond
+    ``+/-(2**53 - 1)`` are dropped and counted. The value lives in a one-element list, the
+    *cell*: ``set()`` stores a fresh cell without a lock (one atomic store), ``inc()`` changes
+    the current one in place under the lock, so it never lands as a stale sum over a newer set.
     """
 
     __slots__ = ("_cell", "_dirty", "_lock", "_taken", "family", "label_values")
 
-    def __init__(self, family: Gauge, label_values: Tuple[str, ...], lock: threading.Lock):
+    def __init__(self, family: Gauge, label_values: tuple[str, ...], lock: threading.Lock):
         self.family = family
         self._lock = lock
-        self._cell: List[Optional[Number]] = [None]  # replaced by set(), changed by inc()
-        self._dirty = False  # changed in place by inc()/dec() since the last collect
-        self._taken: Optional[List[Optional[Number]]] = None  # the cell the last collect read
+        self._cell: list[Number | None] = [None]
+        self._dirty = False  # changed in place since the last collect
+        self._taken: list[Number | None] | None = None  # the cell the last collect read
         self.label_values = label_values
 
     def set(self, value: Number) -> None:
         """Set the gauge to ``value`` (a finite number within ``+/-(2**53 - 1)``)."""
-        # The safe range is written out (a constant costs less than a global), compared with
-        # a constant of the value's own type (the cheapest comparison); NaN fails it too.
+        # The safe range written out, against a constant of the value's type; NaN fails it.
         if value.__class__ is float:
             if not -(2.0**53 - 1) <= value <= (2.0**53 - 1):
                 self.family.rules.drop_value(value, "unsafe_value")
                 return
         elif value.__class__ is not int or not -(2**53 - 1) <= value <= (2**53 - 1):
-            # The slow path: any other type is converted or refused, then checked alike.
             value = self.family.rules.number(value, "set()")
             if not -MAX_SAFE_FLOAT <= value <= MAX_SAFE_FLOAT:
                 self.family.rules.drop_value(value, "unsafe_value")
                 return
-        self._cell = [value]  # one store of a new cell: atomic (see the class)
+        self._cell = [value]
 
     def inc(self, amount: Number = 1) -> None:
         """Add ``amount`` (default 1) to the gauge."""
@@ -66,7 +58,6 @@ class GaugeChild:
                 cell = self._cell
                 value = cell[0]
                 value = amount if value is None else value + amount
-                # The safe range, against a constant of the value's type (see set()).
                 if (-(2**53 - 1) <= value <= (2**53 - 1) if value.__class__ is int
                         else -(2.0**53 - 1) <= value <= (2.0**53 - 1)):
                     cell[0] = value  # in place: a set() since replaced the cell and wins
@@ -83,8 +74,8 @@ class GaugeChild:
         self.inc(-amount)
 
     @property
-    def value(self) -> Optional[Number]:
-        """The last value set, or ``None`` if the gauge was never set."""
+    def value(self) -> Number | None:
+        """The last value set, or ``None``."""
         return self._cell[0]
 
     def take_delta(self) -> Number | None:
@@ -99,7 +90,7 @@ class GaugeChild:
         return value  # None for a gauge never set: nothing to send
 
     def give_back_delta(self, value: Number) -> None:
-        # What the gauge holds now is at least as new as what failed: mark it to go out.
+        # What it holds now is at least as new as what failed: it goes out.
         self._dirty = True
 
     def pending_events(self) -> int:
@@ -107,7 +98,6 @@ class GaugeChild:
         return 1 if self._dirty or (cell is not self._taken and cell[0] is not None) else 0
 
     def reset_after_fork(self, lock: threading.Lock) -> None:
-        """In a forked child: a new lock (the parent's may be held forever), nothing recorded."""
         self._lock = lock
         self._cell = [None]
         self._dirty = False
@@ -118,7 +108,7 @@ class GaugeChild:
 
 
 class _DroppedGaugeChild(GaugeChild):
-    """Stands in for label sets past the series limit: validates, then counts the drop."""
+    """Past the series limit: validates, then counts the drop."""
 
     __slots__ = ()
 
@@ -127,25 +117,6 @@ class _DroppedGaugeChild(GaugeChild):
 
     def inc(self, amount: Number = 1) -> None:
         self.family.rules.drop_past_limit(amount, "inc()")
-
-
-class _GaugeInContext:
-    """The recording methods of a gauge labelled by flags only: each call records into the
-    series of the flags' states in the current context, looked up at that moment."""
-
-    __slots__ = ("_labels",)
-
-    def __init__(self, family: Gauge) -> None:
-        self._labels = family.labels
-
-    def set(self, value: Number) -> None:
-        self._labels().set(value)
-
-    def inc(self, amount: Number = 1) -> None:
-        self._labels().inc(amount)
-
-    def dec(self, amount: Number = 1) -> None:
-        self._labels().dec(amount)
 
 
 class Gauge(MetricFamily[GaugeChild]):
@@ -160,28 +131,25 @@ class Gauge(MetricFamily[GaugeChild]):
     kind = "gauge"
     _series_class = GaugeChild
     _dropped_class = _DroppedGaugeChild
-    _in_context_class = _GaugeInContext
-    _target: GaugeChild | _GaugeInContext
+    _target: GaugeChild | InContext
 
     @property
-    def value(self) -> Optional[Number]:
+    def value(self) -> Number | None:
         """The last value set on an unlabelled gauge."""
         return self._require_default().value
 
-    #: The only series of an unlabelled gauge, else None.
-    _only: Optional[GaugeChild] = None
+    _only: GaugeChild | None = None
 
-    def _create_series(self, key: Tuple[str, ...]) -> GaugeChild:
+    def _create_series(self, key: tuple[str, ...]) -> GaugeChild:
         child = super()._create_series(key)
         if not key:
-            self._only = child  # so that set() stores its cell without a second call
+            self._only = child
         return child
 
     def set(self, value: Number) -> None:
         """Set an unlabelled gauge (or a gauge labelled by flags only)."""
         child = self._only
-        # An int or float within the safe range is stored here as GaugeChild.set() would;
-        # anything else goes through it.
+        # As GaugeChild.set() stores it, without a second call; anything else goes there.
         if (child is not None and (value.__class__ is float or value.__class__ is int)
                 and -(2.0**53 - 1) <= value <= (2.0**53 - 1)):
             child._cell = [value]

@@ -1,45 +1,37 @@
 """Histograms: observations counted into cumulative buckets, sent as deltas.
 
-A window sends each bucket's count and the *sum* of its observations. The server refuses a
-sum beyond ``+/-(2**53 - 1)`` (:mod:`impactagent.core._numbers`) with every impact metric of
-the body, so an observation that would take its window's sum there is dropped and counted
-(``unsafe_sum``) when recorded. The sum is kept per window, not as a running total less what
-was sent, so a long-lived series keeps the precision of its sums.
+The server refuses a sum beyond ``+/-(2**53 - 1)``, so an observation that would take its
+window's sum there is dropped and counted (``unsafe_sum``). The sum is kept per window, so a
+long-lived series keeps the precision of its sums.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 import threading
-import time
 from bisect import bisect_left
-from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
+from typing import NamedTuple, Sequence
 
-from ._family import DEFAULT_MAX_SERIES, Definition, MetricFamily
+from ._family import DEFAULT_MAX_SERIES, Definition, InContext, MetricFamily, Timer
 from ._numbers import MAX_SAFE_FLOAT, Number, is_finite
 from .statistics import DropCounter
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-#: The boundaries Unleash SDKs use when none are given (seconds, for latencies).
-DEFAULT_BUCKETS: Tuple[float, ...] = (
+#: The boundaries Unleash SDKs use when none are given (seconds).
+DEFAULT_BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )
 
 _INF = float("inf")
 
 
-def check_buckets(metric: str, buckets: Sequence[float]) -> Tuple[float, ...]:
-    """Return finite, strictly increasing bucket boundaries within the range the server
-    takes (``+/-(2**53 - 1)``); a trailing +Inf is implied."""
+def check_buckets(metric: str, buckets: Sequence[float]) -> tuple[float, ...]:
+    """Finite, strictly increasing boundaries within ``+/-(2**53 - 1)``; +Inf is implied."""
     try:
         bounds = [float(b) for b in buckets]
     except (TypeError, ValueError):
         raise TypeError(f"buckets of {metric!r} must be numbers, got {buckets!r}") from None
     if bounds and bounds[-1] == _INF:
-        bounds.pop()  # "+Inf" is always appended on the wire
+        bounds.pop()
     if not bounds:
         raise ValueError(f"histogram {metric!r} needs at least one finite bucket boundary")
     if not all(math.isfinite(b) for b in bounds):
@@ -56,19 +48,15 @@ _total_of = sum  # the builtin, under a name that add_counts()'s ``sum`` does no
 
 
 class HistogramDelta(NamedTuple):
-    """What one histogram series gained since the last send: per-bucket counts and sum.
-
-    ``counts[i]`` counts observations in bucket ``i`` alone (not cumulative); the last entry
-    is the ``+Inf`` bucket. The payload builder turns them into cumulative ``le`` buckets.
-    """
+    """What one histogram series gained since the last send: each bucket's count alone
+    (``+Inf`` last) and the sum."""
 
     child: HistogramChild
-    counts: Tuple[int, ...]
+    counts: tuple[int, ...]
     sum: float
 
     @property
     def count(self) -> int:  # type: ignore[override]  # shadows tuple.count on purpose
-        """The number of observations in this delta."""
         return sum(self.counts)
 
 
@@ -78,26 +66,25 @@ class HistogramChild:
     __slots__ = ("_bounds", "_counts", "_lock", "_sent_counts", "_sum", "_window_sum", "family",
                  "label_values")
 
-    def __init__(self, family: Histogram, label_values: Tuple[str, ...], lock: threading.Lock):
+    def __init__(self, family: Histogram, label_values: tuple[str, ...], lock: threading.Lock):
         self.family = family
         self._bounds = family.buckets
         self._lock = lock
-        self._counts: List[int] = [0] * (len(family.buckets) + 1)  # per bucket, not cumulative
+        self._counts: list[int] = [0] * (len(family.buckets) + 1)  # each bucket alone
         self._sum = 0.0  # since start, for the Prometheus view
-        self._window_sum = 0.0  # since the last collect (plus what was given back): sent
-        self._sent_counts: List[int] = [0] * (len(family.buckets) + 1)
+        self._window_sum = 0.0  # what the next collect sends
+        self._sent_counts: list[int] = [0] * (len(family.buckets) + 1)
         self.label_values = label_values
 
     def observe(self, value: Number) -> None:
-        """Count one observation of ``value`` (a finite number; see the module docstring)."""
+        """Count one observation of ``value`` (a finite number)."""
         if value.__class__ is not float and value.__class__ is not int:
             value = self.family.rules.number(value, "observe()")
         index = bisect_left(self._bounds, value)  # first bucket with value <= le
         try:
             with self._lock:  # no call inside: see CounterChild.inc
                 window = self._window_sum + value
-                # The safe range written out (cheaper than a global); NaN fails it too. The
-                # running total cannot overflow: each observation kept adds under 2**54.
+                # The safe range written out; NaN fails it too.
                 if -(2.0**53 - 1) <= window <= (2.0**53 - 1):
                     self._counts[index] += 1
                     self._window_sum = window
@@ -108,22 +95,14 @@ class HistogramChild:
         self.family.rules.drop_value(value, "unsafe_sum")
 
     def add_counts(self, counts: Sequence[int], sum: Number) -> None:
-        """Add observations made elsewhere, already bucketed: ``counts[i]`` non-negative
-        ints in bucket ``i`` alone (one per boundary, then ``+Inf``) whose values add up to
-        ``sum``. The seam for bridges from other metric libraries; :meth:`observe`'s rules
-        hold, and dropped counts are counted in observations.
-
-        >>> h = Histogram("batch_seconds", "Batch latency", buckets=(1, 5))
-        >>> h.add_counts([2, 0, 1], 7.5)
-        >>> h.cumulative_buckets(), h.sum
-        ([(1.0, 2), (5.0, 2), (inf, 3)], 7.5)
-        """
+        """Add observations made elsewhere (bridges): ``counts[i]`` in bucket ``i`` alone,
+        ``+Inf`` last, adding up to ``sum``; :meth:`observe`'s rules hold."""
         added = self._checked_counts(counts)
         if sum.__class__ is not float and sum.__class__ is not int:
             sum = self.family.rules.number(sum, "add_counts()")
         total = _total_of(added)
         if not total:
-            return  # nothing observed; a sum alone would be no observation (and is dropped)
+            return  # a sum alone is no observation
         try:
             with self._lock:
                 window = self._window_sum + sum
@@ -138,8 +117,7 @@ class HistogramChild:
             pass
         self.family.rules.drop("non_finite_value" if not is_finite(sum) else "unsafe_sum", total)
 
-    def _checked_counts(self, counts: Sequence[int]) -> Tuple[int, ...]:
-        """``counts`` as a tuple of non-negative ints, one per bucket, or a clear error."""
+    def _checked_counts(self, counts: Sequence[int]) -> tuple[int, ...]:
         name = self.family.name
         try:
             added = tuple(counts)
@@ -160,7 +138,7 @@ class HistogramChild:
         return tuple(int(n) for n in added)
 
     def time(self) -> Timer:
-        """Observe the seconds a block or a decorated function (sync or async) takes."""
+        """Observe the seconds a block or a decorated function takes."""
         return Timer(self.observe)
 
     @property
@@ -173,8 +151,8 @@ class HistogramChild:
         """The sum of all observations since the agent started."""
         return self._sum
 
-    def cumulative_buckets(self) -> List[Tuple[float, int]]:
-        """Return ``[(le, count of observations <= le), ...]`` ending with ``(inf, count)``."""
+    def cumulative_buckets(self) -> list[tuple[float, int]]:
+        """``[(le, observations <= le), ...]`` ending with ``(inf, count)``."""
         with self._lock:
             counts = list(self._counts)
         result, running = [], 0
@@ -183,22 +161,19 @@ class HistogramChild:
             result.append((le, running))
         return result
 
-    def take_delta(self) -> Tuple[Tuple[int, ...], float] | None:
-        """``(counts of each bucket alone, sum)`` since the last take, or None; a collect
-        copies both into its columns (see impactagent.core.snapshot)."""
+    def take_delta(self) -> tuple[tuple[int, ...], float] | None:
         with self._lock:  # one consistent read of counts and the window's sum
             counts = list(self._counts)
             window_sum = self._window_sum
             self._window_sum = 0.0
         deltas = tuple(now - sent for now, sent in zip(counts, self._sent_counts))
         if not any(deltas):
-            return None  # no observation, so the window's sum is 0.0 too
-        # In place: a new list per series would leave the next young collection one list
-        # per series to walk, with the GIL held (recorders stall for it).
+            return None
+        # In place: a new list per series would leave the collector one per series to walk.
         self._sent_counts[:] = counts
         return deltas, window_sum
 
-    def give_back_delta(self, delta: Tuple[Sequence[int], float]) -> None:
+    def give_back_delta(self, delta: tuple[Sequence[int], float]) -> None:
         given_counts, given_sum = delta
         with self._lock:
             merged = self._window_sum + given_sum
@@ -208,15 +183,13 @@ class HistogramChild:
         if fits:
             self._sent_counts[:] = [sent - d for sent, d in zip(self._sent_counts, given_counts)]
         else:
-            # Observations recorded meanwhile took the window's sum so far that the two no
-            # longer fit one value the server takes: the older part is dropped and counted.
+            # With what was recorded meanwhile, the sum no longer fits: the older part goes.
             self.family.rules.drop("unsafe_sum", _total_of(given_counts))
 
     def pending_events(self) -> int:
         return sum(self._counts) - sum(self._sent_counts)
 
     def reset_after_fork(self, lock: threading.Lock) -> None:
-        """In a forked child: a new lock (the parent's may be held forever), nothing recorded."""
         self._lock = lock
         self._counts = [0] * len(self._counts)
         self._sent_counts = [0] * len(self._counts)
@@ -227,7 +200,7 @@ class HistogramChild:
 
 
 class _DroppedHistogramChild(HistogramChild):
-    """Stands in for label sets past the series limit: validates, then counts the drop."""
+    """Past the series limit: validates, then counts the drop."""
 
     __slots__ = ()
 
@@ -239,26 +212,6 @@ class _DroppedHistogramChild(HistogramChild):
         self.family.rules.number(sum, "add_counts()")  # raises as the real series would
         if _total_of(added):
             self.family.rules.drop("cardinality_limit", _total_of(added))
-
-
-class _HistogramInContext:
-    """The recording methods of a histogram labelled by flags only: each call records into
-    the series of the flags' states in the current context, looked up at that moment."""
-
-    __slots__ = ("_labels",)
-
-    def __init__(self, family: Histogram) -> None:
-        self._labels = family.labels
-
-    def observe(self, value: Number) -> None:
-        self._labels().observe(value)
-
-    def add_counts(self, counts: Sequence[int], sum: Number) -> None:
-        self._labels().add_counts(counts, sum)
-
-    def time(self) -> Timer:
-        # The series is chosen when the timing ends: the flag is usually decided inside.
-        return Timer(self.observe)
 
 
 class Histogram(MetricFamily[HistogramChild]):
@@ -276,8 +229,7 @@ class Histogram(MetricFamily[HistogramChild]):
     _reserved_labels = ("le",)
     _series_class = HistogramChild
     _dropped_class = _DroppedHistogramChild
-    _in_context_class = _HistogramInContext
-    _target: HistogramChild | _HistogramInContext
+    _target: HistogramChild | InContext
 
     def __init__(
         self,
@@ -287,19 +239,18 @@ class Histogram(MetricFamily[HistogramChild]):
         *,
         buckets: Sequence[float] = DEFAULT_BUCKETS,
         max_series: int = DEFAULT_MAX_SERIES,
-        drops: Optional[DropCounter] = None,
+        drops: DropCounter | None = None,
         flags: Sequence[str] = (),
     ) -> None:
         self.buckets = check_buckets(name, buckets)
         super().__init__(name, help, labels, max_series=max_series, drops=drops, flags=flags)
 
     def observe(self, value: Number) -> None:
-        """Observe a value on an unlabelled histogram (or one labelled by flags only)."""
+        """Observe a value on an unlabelled histogram."""
         self._target.observe(value)
 
     def add_counts(self, counts: Sequence[int], sum: Number) -> None:
-        """Add bucketed observations to an unlabelled histogram (see
-        :meth:`HistogramChild.add_counts`)."""
+        """Add bucketed observations to an unlabelled histogram."""
         self._target.add_counts(counts, sum)
 
     def time(self) -> Timer:
@@ -316,54 +267,9 @@ class Histogram(MetricFamily[HistogramChild]):
         """The sum of the observations of an unlabelled histogram."""
         return self._require_default().sum
 
-    def cumulative_buckets(self) -> List[Tuple[float, int]]:
+    def cumulative_buckets(self) -> list[tuple[float, int]]:
         """Cumulative ``(le, count)`` pairs of an unlabelled histogram."""
         return self._require_default().cumulative_buckets()
 
     def describe(self) -> Definition:
         return Definition(self.kind, self.help, self.label_names, self.buckets, self.flags)
-
-
-class Timer:
-    """Measures elapsed seconds with ``time.perf_counter`` and hands them to ``observe``.
-
-    Works as ``with histogram.time():`` and as ``@histogram.time()`` on ``def`` and
-    ``async def`` functions alike; each call or block is one observation.
-    """
-
-    __slots__ = ("_observe", "_start")
-
-    def __init__(self, observe: Callable[[float], None]) -> None:
-        self._observe = observe
-        self._start = 0.0
-
-    def __enter__(self) -> Timer:
-        self._start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._observe(time.perf_counter() - self._start)
-
-    def __call__(self, func: F) -> F:
-        observe = self._observe
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                start = time.perf_counter()
-                try:
-                    return await func(*args, **kwargs)
-                finally:
-                    observe(time.perf_counter() - start)
-
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return func(*args, **kwargs)
-            finally:
-                observe(time.perf_counter() - start)
-
-        return wrapper  # type: ignore[return-value]

@@ -1,10 +1,7 @@
 """Turning a :class:`Snapshot` into ``ClientMetrics`` request bodies for Unleash.
 
-The bodies are what real servers accept (see the protocol notes): ISO-8601 UTC dates, a
-``bucket`` always, flags with counts only, ``appName`` and ``environment`` labels on every
-sample, cumulative histogram buckets ending with the string ``"+Inf"``, no NaN, infinity
-or count past the server's limits, and no body over ``max_bytes``: a big snapshot is split
-across bodies that together carry every count once.
+The bodies are what real servers accept (``docs/protocol.md``), none over ``max_bytes``: a
+big snapshot is split across bodies that together carry every count once.
 """
 
 from __future__ import annotations
@@ -17,18 +14,7 @@ import uuid
 from array import array
 from datetime import datetime, timezone
 from json.encoder import encode_basestring_ascii as _json_string  # what _ENCODER uses
-from typing import (
-    Any,
-    Dict,
-    Iterable,
-    Iterator,
-    List,
-    NamedTuple,
-    Optional,
-    Sequence,
-    Set,
-    Tuple,
-)
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 from .._version import __version__
 from ._numbers import MAX_SAFE
@@ -44,8 +30,8 @@ SDK_NAME = "impactagent"
 DEFAULT_MAX_BYTES = 95_000
 
 
-def environment_from_token(token: Optional[str], default: str) -> str:
-    """Return the environment of a ``project:environment.secret`` token, else ``default``."""
+def environment_from_token(token: str | None, default: str) -> str:
+    """The environment of a ``project:environment.secret`` token, else ``default``."""
     if token:
         head = token.split(".", 1)[0]
         if "." in token and ":" in head:
@@ -56,7 +42,7 @@ def environment_from_token(token: Optional[str], default: str) -> str:
 
 
 class Identity(NamedTuple):
-    """Who is sending: the fields that identify an app instance in every body."""
+    """The fields that identify an app instance in every body."""
 
     app_name: str
     environment: str = "default"
@@ -69,8 +55,8 @@ class Identity(NamedTuple):
 
     @classmethod
     def create(cls, app_name: str, environment: str = "default",
-               instance_id: Optional[str] = None) -> Identity:
-        """An identity with a generated instance id (host-pid-random) and connection id."""
+               instance_id: str | None = None) -> Identity:
+        """An identity with a generated instance id and connection id."""
         if not isinstance(app_name, str) or not app_name.strip():
             raise ValueError(f"app_name must be a non-empty str, got {app_name!r}")
         if not isinstance(environment, str) or not environment.strip():
@@ -79,8 +65,8 @@ class Identity(NamedTuple):
             instance_id = f"{platform.node() or 'host'}-{uuid.uuid4().hex[:8]}"
         return cls(app_name, environment, instance_id, str(uuid.uuid4()))
 
-    def fields(self) -> Dict[str, Any]:
-        """The fields naming the sender in every body: metrics and registration alike."""
+    def fields(self) -> dict[str, Any]:
+        """The fields naming the sender in every body, registration's too."""
         return {
             "appName": self.app_name,
             "instanceId": self.instance_id,
@@ -105,23 +91,18 @@ def milliseconds(seconds: float) -> int:
     return int(seconds * 1000)
 
 
-# One encoder for every call: json.dumps() with options builds a new one each time.
+# One encoder: json.dumps() with options builds a new one each call.
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 
 
-def encode(document: Dict[str, Any]) -> bytes:
-    """Compact JSON, refusing NaN and infinities (which these servers cannot parse)."""
+def encode(document: dict[str, Any]) -> bytes:
+    """Compact JSON, refusing NaN and infinities."""
     return _ENCODER.encode(document).encode("ascii")
 
 
-def _base_labels(identity: Identity) -> Dict[str, str]:
-    return {"appName": identity.app_name, "environment": identity.environment}
-
-
 def _sample_wire(family: Any, child: Any, value: Any, counts: Sequence[int],
-                 base_labels: Dict[str, str]) -> Optional[Dict[str, Any]]:
-    """The wire form of one sample, or ``None`` if it cannot be sent (an overflowed sum);
-    encoded at once and dropped: the body keeps the bytes."""
+                 base_labels: dict[str, str]) -> dict[str, Any] | None:
+    """The wire form of one sample, or ``None`` for an overflowed sum."""
     labels = dict(base_labels)
     labels.update(zip(family.label_names, child.label_values))
     if family.kind == "histogram":
@@ -137,28 +118,10 @@ def _sample_wire(family: Any, child: Any, value: Any, counts: Sequence[int],
     return {"labels": labels, "value": value}
 
 
-def _header(snapshot: Snapshot, identity: Identity) -> Dict[str, Any]:
-    return {
-        **identity.fields(),
-        "sdkType": "backend",
-        "bucket": {"start": iso_utc(snapshot.start), "stop": iso_utc(snapshot.stop),
-                   "toggles": {}},
-    }
-
-
-def _toggle_json(delta: Any) -> Dict[str, Any]:
-    return {"yes": delta.yes, "no": delta.no, "variants": dict(delta.variants)}
-
-
-def _flag_json(name: str, toggle: Dict[str, Any]) -> bytes:
-    return json.dumps(name).encode("ascii") + b":" + encode(toggle)
-
-
-def _histogram_samples(metric: MetricDelta, base: Dict[str, str], drops: DropCounter
-                       ) -> Iterator[Tuple[int, bytes, int]]:
-    """``(index, JSON, observations)`` of each histogram sample the server takes; one whose
-    sum overflowed, or whose count is past what it takes (``add_counts()``), is counted as
-    dropped instead."""
+def _histogram_samples(metric: MetricDelta, base: dict[str, str], drops: DropCounter
+                       ) -> Iterator[tuple[int, bytes, int]]:
+    """``(index, JSON, observations)`` of each histogram sample the server takes; the rest
+    are counted as dropped."""
     family = metric.family
     table = family.series_table()
     for index, position in enumerate(metric.indexes):
@@ -172,20 +135,17 @@ def _histogram_samples(metric: MetricDelta, base: Dict[str, str], drops: DropCou
             yield index, encode(wire), wire["count"]
 
 
-def _number_samples(metric: MetricDelta, base: Dict[str, str]
-                    ) -> Iterator[Tuple[int, bytes, int]]:
-    """``(index, JSON, events)`` of each counter or gauge sample, its JSON written directly
-    rather than through a dict per sample: byte for byte what ``encode(_sample_wire(...))``
-    gives (labels ``base`` then the family's in order; a str escaped by the encoder's own C
-    function; an int or a finite float as its repr, as the encoder writes them). Anything
-    else (a NaN the encoder refuses) goes through the encoder."""
+def _number_samples(metric: MetricDelta, base: dict[str, str]
+                    ) -> Iterator[tuple[int, bytes, int]]:
+    """``(index, JSON, events)`` of each counter or gauge sample, written directly: byte for
+    byte what ``encode(_sample_wire(...))`` gives, without a dict per sample."""
     family = metric.family
     table = family.series_table()
     head = _ENCODER.encode({"labels": base})[:-2]  # '{"labels":{"appName":..,"environment":..'
     names = [f",{_json_string(name)}:" for name in family.label_names]
-    sole = names[0] if len(names) == 1 else None  # one label: no list to join
+    sole = names[0] if len(names) == 1 else None
     counting = family.kind == "counter"  # a counter's value is its events; a gauge's, one
-    numbers: Iterable[Any] = metric.numbers_as_taken()  # a counter's are ints
+    numbers: Iterable[Any] = metric.numbers_as_taken()
     for index, (position, value) in enumerate(zip(metric.indexes, numbers)):
         child = table[position]
         if value.__class__ is int or (value.__class__ is float and math.isfinite(value)):
@@ -201,30 +161,24 @@ def _number_samples(metric: MetricDelta, base: Dict[str, str]
 
 
 @functools.lru_cache(maxsize=1024)
-def _shell_json(metric: Tuple[str, str, str]) -> bytes:
-    """``{"name":..,"help":..,"type":..,"samples":[`` for a metric (its samples follow)."""
+def _shell_json(metric: tuple[str, str, str]) -> bytes:
     name, help_text, kind = metric
     return encode({"name": name, "help": help_text, "type": kind, "samples": []})[:-2]
 
 
-#: The samples a body carries: each metric's deltas, and the indexes of its samples there.
-Picked = Tuple[Tuple[MetricDelta, Sequence[int]], ...]
+#: Each metric's deltas, and the indexes of the samples a body carries.
+Picked = tuple[tuple[MetricDelta, Sequence[int]], ...]
 
 
 class Payload:
-    """One request body: its exact bytes, how many units it carries (each flag's counts
-    and each sample, indivisible), the recorded events they hold, and where in the
-    snapshot they came from, to give back if it is not delivered (none for a spooled body).
-
-    ``document`` is decoded from ``body`` when asked, not kept (a dict per sample is what
-    made big builds pause recording threads).
-    """
+    """One request body: its bytes, its units (each flag's counts and each sample), their
+    events, and the part of the snapshot to give back if it is not delivered."""
 
     __slots__ = ("_picked", "_toggles", "_window", "body", "events", "units")
 
     def __init__(self, body: bytes, units: int, events: int,
-                 window: Optional[Tuple[datetime, datetime]] = None,
-                 toggles: Optional[Dict[str, ToggleDelta]] = None, picked: Picked = ()) -> None:
+                 window: tuple[datetime, datetime] | None = None,
+                 toggles: dict[str, ToggleDelta] | None = None, picked: Picked = ()) -> None:
         self.body = body
         self.units = units
         self.events = events
@@ -233,16 +187,12 @@ class Payload:
         self._picked = picked
 
     @property
-    def document(self) -> Dict[str, Any]:
-        """The ClientMetrics body as a dict, decoded from ``body``."""
-        decoded: Dict[str, Any] = json.loads(self.body)
+    def document(self) -> dict[str, Any]:
+        decoded: dict[str, Any] = json.loads(self.body)
         return decoded
 
-    def part(self) -> Optional[Snapshot]:
-        """The slice of the snapshot this body carries, to restore if it is not delivered.
-
-        ``None`` for a body without recorder deltas (one replayed from the spool).
-        """
+    def part(self) -> Snapshot | None:
+        """The slice of the snapshot this body carries, or ``None`` (a spooled body)."""
         if self._window is None:
             return None
         return Snapshot(*self._window, dict(self._toggles),
@@ -250,45 +200,39 @@ class Payload:
 
 
 class _Bodies:
-    """Packs units greedily, in order, into bodies of at most ``max_bytes``, writing each
-    body's bytes as its units come: flags first, then each metric's samples after its
-    shell (name, help and type), a metric that does not fit continued in the next body.
-
-    The size kept per body counts a separator for every unit and a whole shell for each
-    metric, so a body never outgrows its bound while it is written; a unit too big for
-    any body is dropped and counted (``oversize_item``).
+    """Packs units greedily, in order, into bodies of at most ``max_bytes``, written as the
+    units come: flags, then each metric's samples after its shell (name, help, type). The
+    size kept counts a separator per unit and a whole shell per metric, so a body never
+    outgrows its bound; a unit too big for any body is dropped (``oversize_item``).
     """
 
-    def __init__(self, header: Dict[str, Any], snapshot: Snapshot, max_bytes: int,
+    def __init__(self, header: dict[str, Any], snapshot: Snapshot, max_bytes: int,
                  drops: DropCounter) -> None:
-        # '..,"bucket":{..,"toggles":{': what every body starts with, its flags next.
         self.head = encode(header)[:-3]
-        #: What a body weighs before its units ("impactMetrics" may be added to any).
         self.base = len(encode(header)) + len(',"impactMetrics":[]')
         self.max_bytes = max_bytes
         self.drops = drops
         self.window = snapshot.start, snapshot.stop
-        self.payloads: List[Payload] = []
+        self.payloads: list[Payload] = []
         self._open()
 
     def _open(self) -> None:
         self.data = bytearray(self.head)
         self.used = self.base
         self.units = self.events = 0
-        self.toggles: Dict[str, ToggleDelta] = {}
-        self.picked: List[Tuple[MetricDelta, Any]] = []  # each metric's sample indexes
-        self.names: Set[str] = set()  # the metrics with a shell in this body
-        self.shell: Optional[bytes] = None  # the shell whose samples are being written
+        self.toggles: dict[str, ToggleDelta] = {}
+        self.picked: list[tuple[MetricDelta, Any]] = []  # each metric's sample indexes
+        self.names: set[str] = set()  # the metrics with a shell in this body
+        self.shell: bytes | None = None  # the shell whose samples are being written
 
     def close(self) -> None:
         self.data += b"]}]}" if self.shell is not None else b"}}}"
         self.payloads.append(Payload(bytes(self.data), self.units, self.events, self.window,
                                      self.toggles, tuple(self.picked)))
 
-    def _fits(self, size: int, weight: int, name: Optional[str], what: str,
+    def _fits(self, size: int, weight: int, name: str | None, what: str,
               events: int) -> bool:
-        """Whether a unit of ``size`` bytes goes in, here or in a new body; ``weight`` is
-        its metric's shell, counted once per body (``name``: None for a flag)."""
+        """Whether a unit goes in, here or in a new body; ``weight``: its metric's shell."""
         if self.base + weight + size > self.max_bytes:
             self.drops.add("oversize_item", events, detail=what[:200])
             return False
@@ -309,7 +253,7 @@ class _Bodies:
             self.events += events
             self.toggles[name] = delta
 
-    def metric(self, metric: MetricDelta, samples: Iterator[Tuple[int, bytes, int]]) -> None:
+    def metric(self, metric: MetricDelta, samples: Iterator[tuple[int, bytes, int]]) -> None:
         family = metric.family
         name = family.name
         shell = _shell_json((name, family.help, family.kind))
@@ -320,7 +264,6 @@ class _Bodies:
         for index, encoded, events in samples:
             size = len(encoded) + 1
             if indexes is not None and self.used + size <= self.max_bytes:
-                # Most samples: the next of this metric in the body it is being written in.
                 self.used += size
                 data += b","
             elif not self._fits(size, weight, name, what, events):
@@ -342,16 +285,13 @@ class _Bodies:
             indexes.append(index)
 
 
-def _flags_to_send(snapshot: Snapshot, drops: DropCounter) -> Iterator[Tuple[str, ToggleDelta]]:
+def _flags_to_send(snapshot: Snapshot, drops: DropCounter) -> Iterator[tuple[str, ToggleDelta]]:
     """The snapshot's flags a server takes; one it would lose the window for is dropped."""
     for name, delta in snapshot.toggles.items():
-        # yes == no == 0 is a flag the server ignores; the recorder never makes one with
-        # variant counts (one count per evaluation and state: see flags.FlagStats).
-        if not (delta.yes or delta.no):
+        if not (delta.yes or delta.no):  # the server ignores it
             continue
         if any(n > MAX_VARIANT_COUNT for n in delta.variants.values()):
-            # Never from the recorder, which fits each hour (flags.fit_hour): a snapshot
-            # made otherwise, which cannot be split here (nothing to give the rest back to).
+            # Never from the recorder (flags.fit_hour); nothing to give the rest back to.
             drops.add("variant_count_limit", delta.yes + delta.no, detail=f"flag {name!r}")
             continue
         yield name, delta
@@ -362,22 +302,22 @@ def build_payloads(
     identity: Identity,
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
-    drops: Optional[DropCounter] = None,
-) -> List[Payload]:
-    """Build the ``ClientMetrics`` bodies for a snapshot, none larger than ``max_bytes``.
-
-    Always returns at least one body (an empty window still tells the server the instance
-    is alive). Flags and samples are packed greedily in order; a metric whose samples do not
-    fit in one body is continued, with the same name, help and type, in the next.
-    """
+    drops: DropCounter | None = None,
+) -> list[Payload]:
+    """The ``ClientMetrics`` bodies for a snapshot, none larger than ``max_bytes``; at least
+    one (an empty window still tells the server the instance is alive)."""
     drops = drops if drops is not None else DropCounter()
-    bodies = _Bodies(_header(snapshot, identity), snapshot, max_bytes, drops)
+    header = {**identity.fields(), "sdkType": "backend",
+              "bucket": {"start": iso_utc(snapshot.start), "stop": iso_utc(snapshot.stop),
+                         "toggles": {}}}
+    bodies = _Bodies(header, snapshot, max_bytes, drops)
     for name, delta in _flags_to_send(snapshot, drops):
-        bodies.flag(name, _flag_json(name, _toggle_json(delta)), delta.yes + delta.no, delta)
-    base = _base_labels(identity)
-    # One metric's deltas side by side (a snapshot joined from two has each twice): a body
-    # names each metric once, and its size counts each shell once.
-    order: Dict[str, int] = {}
+        toggle = {"yes": delta.yes, "no": delta.no, "variants": dict(delta.variants)}
+        encoded = json.dumps(name).encode("ascii") + b":" + encode(toggle)
+        bodies.flag(name, encoded, delta.yes + delta.no, delta)
+    base = {"appName": identity.app_name, "environment": identity.environment}
+    # One metric's deltas side by side (a snapshot joined from two has each twice).
+    order: dict[str, int] = {}
     for metric in snapshot.metrics:
         order.setdefault(metric.family.name, len(order))
     for metric in sorted(snapshot.metrics, key=lambda metric: order[metric.family.name]):
@@ -388,14 +328,12 @@ def build_payloads(
     return bodies.payloads
 
 
-#: One unit of a document: ``(flag, toggle, None, events)`` for a flag's counts, or
-#: ``(None, sample, (name, help, type), events)`` for a sample.
-_Unit = Tuple[Optional[str], Dict[str, Any], Optional[Tuple[str, str, str]], int]
+#: ``(flag, toggle, None, events)`` or ``(None, sample, (name, help, type), events)``.
+_Unit = tuple[str | None, dict[str, Any], tuple[str, str, str] | None, int]
 
 
-def _units_of(document: Dict[str, Any]) -> List[_Unit]:
-    """The units of a document, in the order its body writes them."""
-    units: List[_Unit] = [(name, toggle, None, int(toggle["yes"]) + int(toggle["no"]))
+def _units_of(document: dict[str, Any]) -> list[_Unit]:
+    units: list[_Unit] = [(name, toggle, None, int(toggle["yes"]) + int(toggle["no"]))
                           for name, toggle in document.get("bucket", {}).get("toggles", {})
                           .items()]
     for metric in document.get("impactMetrics") or []:
@@ -405,18 +343,15 @@ def _units_of(document: Dict[str, Any]) -> List[_Unit]:
     return units
 
 
-def payload_from_document(document: Dict[str, Any]) -> Payload:
-    """A :class:`Payload` for a document read back (from the spool), splittable as usual."""
+def payload_from_document(document: dict[str, Any]) -> Payload:
+    """A :class:`Payload` for a document read back from the spool."""
     units = _units_of(document)
     return Payload(encode(document), len(units), sum(unit[3] for unit in units))
 
 
-def split_payload(payload: Payload) -> List[Payload]:
-    """Split one body in two halves that together carry the same counts (for a 413): its
-    document's units cut in the middle, and the snapshot's deltas they came from with them.
-
-    Returns ``[payload]`` unchanged when it holds a single unit and cannot be split.
-    """
+def split_payload(payload: Payload) -> list[Payload]:
+    """Split one body (a 413) in two halves that together carry the same counts, and the
+    snapshot's deltas with them; ``[payload]`` when it holds a single unit."""
     if payload.units < 2:
         return [payload]
     document = payload.document
@@ -424,8 +359,8 @@ def split_payload(payload: Payload) -> List[Payload]:
     middle = len(units) // 2
     flags = list(payload._toggles.items())
     rest = middle - len(flags)  # the samples that go in the first half
-    first: List[Tuple[MetricDelta, Sequence[int]]] = []
-    second: List[Tuple[MetricDelta, Sequence[int]]] = []
+    first: list[tuple[MetricDelta, Sequence[int]]] = []
+    second: list[tuple[MetricDelta, Sequence[int]]] = []
     for metric, indexes in payload._picked:
         cut = min(max(rest, 0), len(indexes))
         rest -= len(indexes)
@@ -439,12 +374,11 @@ def split_payload(payload: Payload) -> List[Payload]:
                                           (units[middle:], flags[middle:], second))]
 
 
-def _document_of(document: Dict[str, Any], units: List[_Unit]) -> Dict[str, Any]:
-    """``document`` carrying ``units`` instead of its own flags and samples."""
+def _document_of(document: dict[str, Any], units: list[_Unit]) -> dict[str, Any]:
     half = {k: v for k, v in document.items() if k != "impactMetrics"}
-    toggles: Dict[str, Any] = {}
+    toggles: dict[str, Any] = {}
     half["bucket"] = dict(document["bucket"], toggles=toggles)
-    metrics: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
+    metrics: dict[tuple[str, str, str], dict[str, Any]] = {}
     for flag, item, shell, _ in units:
         if shell is None:
             toggles[flag] = item  # type: ignore[index]
@@ -460,9 +394,8 @@ def _document_of(document: Dict[str, Any], units: List[_Unit]) -> Dict[str, Any]
     return half
 
 
-def count_events(document: Dict[str, Any]) -> int:
-    """The recorded events a body carries: flag evaluations, counter increments,
-    histogram observations and gauge values (one per sample)."""
+def count_events(document: dict[str, Any]) -> int:
+    """The recorded events a body carries (a gauge sample is one)."""
     events: int = sum(t["yes"] + t["no"] for t in document.get("bucket", {}).get("toggles", {})
                  .values())
     for metric in document.get("impactMetrics") or []:
@@ -471,7 +404,7 @@ def count_events(document: Dict[str, Any]) -> int:
     return events
 
 
-def _sample_events(kind: str, sample: Dict[str, Any]) -> int:
+def _sample_events(kind: str, sample: dict[str, Any]) -> int:
     if kind == "counter":
         return int(sample["value"])
     if kind == "histogram":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Callable
 
 from ._family import DEFAULT_MAX_SERIES
 from .flags import DEFAULT_MAX_FLAGS, FlagCounts
@@ -14,45 +14,34 @@ from .statistics import DropCounter
 
 logger = logging.getLogger(__name__)
 
-#: A callable run at the start of every collect (see :meth:`Recorder.add_collect_hook`).
 CollectHook = Callable[[], None]
 
 
 class Recorder:
-    """Metrics and flags collected together into one :class:`Snapshot`.
-
-    ``collect()`` takes what was recorded since the last collect (moving each series' sent
-    mark) and ``restore(snapshot)`` merges one that failed to send back in: nothing is lost
-    or counted twice, and a recorder waits for at most one series read.
-    """
+    """Metrics and flags collected together into one :class:`Snapshot`, and restored when
+    it was not delivered: nothing lost or counted twice."""
 
     def __init__(self, *, max_series: int = DEFAULT_MAX_SERIES,
                  max_flags: int = DEFAULT_MAX_FLAGS,
-                 drops: Optional[DropCounter] = None) -> None:
+                 drops: DropCounter | None = None) -> None:
         self.drops = drops if drops is not None else DropCounter()
         self.metrics = MetricRegistry(max_series=max_series, drops=self.drops)
         self.flags = FlagCounts(max_flags=max_flags, drops=self.drops)
         self._collect_lock = threading.Lock()
-        self._hooks: List[CollectHook] = []
-        #: Calls of a collect hook that raised (each is logged once per hook and type).
+        self._hooks: list[CollectHook] = []
         self.collect_hook_errors = 0
-        self._hook_errors_logged: Set[Tuple[int, str]] = set()
+        self._hook_errors_logged: set[tuple[int, str]] = set()
 
     def add_collect_hook(self, hook: CollectHook) -> None:
-        """Run ``hook()`` at the start of every :meth:`collect`, before the deltas are taken.
-
-        The seam for metrics that live elsewhere (a ``prometheus_client`` registry): the hook
-        records what changed into native series, which then travel with every delivery
-        guarantee. Hooks run in order, under the collect lock; one that raises is logged,
-        counted in :attr:`collect_hook_errors`, and skipped. A scrape never runs them.
-        """
+        """Run ``hook()`` at the start of every :meth:`collect`, under its lock: the seam for
+        bridged metrics. One that raises is logged, counted and skipped."""
         if not callable(hook):
             raise TypeError(f"a collect hook must be callable, got {type(hook).__name__}")
         with self._collect_lock:
             self._hooks.append(hook)
 
     def remove_collect_hook(self, hook: CollectHook) -> None:
-        """Stop running ``hook`` (a ValueError if it was never added)."""
+        """Stop running ``hook``."""
         with self._collect_lock:
             self._hooks.remove(hook)
 
@@ -70,15 +59,14 @@ class Recorder:
                                      hook)
 
     def collect(self) -> Snapshot:
-        """Run the collect hooks, then take the deltas since the last collect and the flag
-        window ending now."""
+        """Run the hooks, then take the deltas and the flag window ending now."""
         with self._collect_lock:
             self._run_hooks()
             start, stop, toggles = self.flags.take()
             return Snapshot(start, stop, toggles, self.metrics.take())
 
     def restore(self, snapshot: Snapshot) -> None:
-        """Merge a snapshot that was not delivered back in (add deltas, keep newer gauges)."""
+        """Merge back a snapshot that was not delivered."""
         with self._collect_lock:
             self.flags.give_back(snapshot.start, snapshot.stop, snapshot.toggles)
             self.metrics.give_back(snapshot.metrics)
@@ -91,14 +79,14 @@ class Recorder:
         self.metrics.reset_after_fork()
 
     def pending_events(self) -> int:
-        """Events recorded but not yet handed to a collect (or given back after a failure)."""
+        """Events recorded and not yet taken."""
         pending = 0
         for family in self.metrics.families():
             for child in family.series():
                 pending += child.pending_events()
         return pending + self.flags.pending_events()
 
-    def recorded(self) -> Dict[str, int]:
+    def recorded(self) -> dict[str, int]:
         """Totals recorded since start: counter increments, observations, flag evaluations."""
         totals = {"counter_increments": 0, "histogram_observations": 0, "gauge_series": 0,
                   "flag_evaluations": 0}

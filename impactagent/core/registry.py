@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypeVar
+from typing import Any, Sequence, TypeVar
 
 from ._family import DEFAULT_MAX_SERIES, Definition, MetricFamily
 from .counter import Counter
@@ -16,7 +16,7 @@ M = TypeVar("M", bound="MetricFamily[Any]")
 
 
 class MetricRegistry:
-    """Holds metrics by name. Defining a metric twice the same way returns the first one.
+    """Metrics by name; defining one twice the same way returns the first.
 
     >>> registry = MetricRegistry()
     >>> a = registry.counter("jobs_total", "Jobs done")
@@ -28,32 +28,31 @@ class MetricRegistry:
     """
 
     def __init__(self, *, max_series: int = DEFAULT_MAX_SERIES,
-                 drops: Optional[DropCounter] = None) -> None:
+                 drops: DropCounter | None = None) -> None:
         self.max_series = max_series
         self.drops = drops if drops is not None else DropCounter()
         self._lock = threading.Lock()
-        self._families: Dict[str, MetricFamily[Any]] = {}
+        self._families: dict[str, MetricFamily[Any]] = {}
 
     def counter(self, name: str, help: str, labels: Sequence[str] = (), *,
-                max_series: Optional[int] = None, flags: Sequence[str] = ()) -> Counter:
+                max_series: int | None = None, flags: Sequence[str] = ()) -> Counter:
         """Define (or get) a counter."""
         return self._define(Counter, name, help, labels, max_series, flags=flags)
 
     def gauge(self, name: str, help: str, labels: Sequence[str] = (), *,
-              max_series: Optional[int] = None, flags: Sequence[str] = ()) -> Gauge:
+              max_series: int | None = None, flags: Sequence[str] = ()) -> Gauge:
         """Define (or get) a gauge."""
         return self._define(Gauge, name, help, labels, max_series, flags=flags)
 
     def histogram(self, name: str, help: str, labels: Sequence[str] = (), *,
                   buckets: Sequence[float] = DEFAULT_BUCKETS,
-                  max_series: Optional[int] = None, flags: Sequence[str] = ()) -> Histogram:
+                  max_series: int | None = None, flags: Sequence[str] = ()) -> Histogram:
         """Define (or get) a histogram with the given bucket boundaries."""
         return self._define(Histogram, name, help, labels, max_series, buckets=buckets,
                             flags=flags)
 
-    def _define(self, cls: Type[M], name: str, help: str, labels: Sequence[str],
-                max_series: Optional[int], **extra: Any) -> M:
-        # Build first, outside the lock: it validates every argument and raises clearly.
+    def _define(self, cls: type[M], name: str, help: str, labels: Sequence[str],
+                max_series: int | None, **extra: Any) -> M:
         candidate = cls(name, help, labels, drops=self.drops,
                         max_series=max_series or self.max_series, **extra)
         with self._lock:
@@ -66,31 +65,31 @@ class MetricRegistry:
             raise ValueError(f"metric {name!r} is already defined differently: {difference}")
         return existing  # type: ignore[return-value]
 
-    def get(self, name: str) -> Optional[MetricFamily[Any]]:
+    def get(self, name: str) -> MetricFamily[Any] | None:
         """The metric called ``name``, or ``None``."""
         return self._families.get(name)
 
-    def families(self) -> List[MetricFamily[Any]]:
+    def families(self) -> list[MetricFamily[Any]]:
         """Every metric defined, in definition order."""
         with self._lock:
             return list(self._families.values())
 
-    def take(self) -> Tuple[MetricDelta, ...]:
-        """Take every series' delta since the last take (callers serialise take/give_back)."""
+    def take(self) -> tuple[MetricDelta, ...]:
+        """Every series' delta since the last take (callers serialise take and give_back)."""
         taken = []
         for family in self.families():
-            delta = take_family(family)  # columns: O(1) tracked objects per family
+            delta = take_family(family)
             if delta is not None:
                 taken.append(delta)
         return tuple(taken)
 
-    def give_back(self, metrics: Tuple[MetricDelta, ...]) -> None:
-        """Merge deltas that failed to send back into their series."""
+    def give_back(self, metrics: tuple[MetricDelta, ...]) -> None:
+        """Merge back deltas that failed to send."""
         for metric in metrics:
             give_back_family(metric)
 
     def reset_after_fork(self) -> None:
-        """In a forked child: new locks and zero counts (definitions and series are kept)."""
+        """In a forked child: new locks, zero counts, the same definitions."""
         self._lock = threading.Lock()
         for family in self._families.values():
             family.reset_after_fork()

@@ -1,18 +1,16 @@
 """What one collect hands to delivery: a flag window and the impact-metric deltas.
 
-A metric's deltas are columns, the one place they are kept: the positions of the changed
-series in the family's append-only :meth:`~MetricFamily.series_table`, their numbers and
-histograms' bucket counts, each an ``array.array``. An array holds numbers, not references,
-so a collect of 100,000 series leaves a young collection a few objects to visit rather than
-one per series (a list is visited item by item). A column falls back to a list when a number
-does not fit its machine type (a bucket count past 2**63 from ``add_counts()``)."""
+A metric's deltas are columns (``array.array``): the positions of the changed series in the
+family's :meth:`~MetricFamily.series_table`, their numbers and bucket counts. An array is
+one object for the garbage collector, not one per series; a column falls back to a list
+when a number does not fit its machine type."""
 
 from __future__ import annotations
 
 from array import array
 from datetime import datetime
 from itertools import islice
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Iterable, NamedTuple, Sequence, Union
 
 from ._family import MetricFamily, Series
 from ._numbers import MAX_SAFE, Number
@@ -21,25 +19,19 @@ from .flags import ToggleDelta
 from .gauge import Gauge, GaugeChild, GaugeValue
 from .histogram import Histogram, HistogramChild, HistogramDelta
 
-#: A metric family of any kind, and a series of one.
 Family = Union[Counter, Gauge, Histogram]
 Child = Union[CounterChild, GaugeChild, HistogramChild]
-#: What one series' ``take_delta()`` returned: a counter's increment, a gauge's value, a
-#: histogram's ``(bucket counts, sum)``.
-Delta = Union[Number, Tuple[Tuple[int, ...], float]]
-#: One series' delta as an object (:attr:`MetricDelta.samples`).
+#: What one series' ``take_delta()`` returned.
+Delta = Union[Number, tuple[tuple[int, ...], float]]
 Sample = Union[CounterDelta, GaugeValue, HistogramDelta]
 
 
 class MetricDelta(NamedTuple):
     """The deltas of one metric in a snapshot, as columns (unchanged series left out).
 
-    ``indexes[i]`` is a changed series' position in the family's :meth:`series_table` and
-    ``numbers[i]`` its number: a counter's increment (``array('q')``), a histogram's sum for
-    the window or a gauge's value (``array('d')``; ``ints[i]`` is 1 where a gauge's value is
-    an int, which must still be sent as ``5``, not ``5.0``). A histogram's bucket counts
-    (each bucket alone, ``+Inf`` last) are in ``counts``, ``width`` per series.
-    :attr:`children`, :attr:`values` and :attr:`samples` give the same as Python objects.
+    ``indexes[i]`` is a series' position in the family's :meth:`series_table`, ``numbers[i]``
+    its increment, value or sum (``ints[i]`` is 1 where a gauge's value is an int, sent as
+    ``5``, not ``5.0``); a histogram's bucket counts are in ``counts``, ``width`` per series.
     """
 
     family: Family
@@ -54,45 +46,39 @@ class MetricDelta(NamedTuple):
 
     @property
     def width(self) -> int:
-        """Bucket counts per series (histograms; 0 for other kinds)."""
         family = self.family
         return len(family.buckets) + 1 if isinstance(family, Histogram) else 0
 
     @property
-    def children(self) -> List[Child]:
-        """The series that changed, in order (a list built when asked)."""
+    def children(self) -> list[Child]:
         table: Sequence[Child] = self.family.series_table()
         return [table[index] for index in self.indexes]
 
     @property
-    def values(self) -> List[Number]:
-        """Each series' number as it was taken (an int stays an int), built when asked."""
+    def values(self) -> list[Number]:
         return list(self.numbers_as_taken())
 
     def numbers_as_taken(self) -> Iterable[Number]:
-        """Each series' number as it was taken (a gauge's int stays an int), one at a time:
-        no list of every value."""
+        """Each series' number as it was taken (a gauge's int stays an int)."""
         if not self.ints:
             return self.numbers
         return (int(number) if is_int else number
                 for number, is_int in zip(self.numbers, self.ints))
 
-    def bucket_counts(self, index: int) -> Tuple[int, ...]:
-        """Series ``index``'s bucket counts (a histogram's), each bucket alone."""
+    def bucket_counts(self, index: int) -> tuple[int, ...]:
         width = self.width
         return tuple(self.counts[index * width:(index + 1) * width])
 
     def delta(self, index: int) -> Delta:
-        """Series ``index``'s delta as its ``take_delta()`` returned it, to give back."""
+        """Series ``index``'s delta as its ``take_delta()`` returned it."""
         if self.family.kind == "histogram":
             return self.bucket_counts(index), self.numbers[index]
         number = self.numbers[index]
         return int(number) if self.ints and self.ints[index] else number
 
     @property
-    def samples(self) -> Tuple[Sample, ...]:
-        """One ``CounterDelta``, ``GaugeValue`` or ``HistogramDelta`` per series (built
-        when asked: the collect itself makes none)."""
+    def samples(self) -> tuple[Sample, ...]:
+        """One ``CounterDelta``, ``GaugeValue`` or ``HistogramDelta`` per series."""
         family = self.family
         if isinstance(family, Histogram):
             series = family.series_table()
@@ -107,8 +93,7 @@ class MetricDelta(NamedTuple):
                      for position, value in zip(self.indexes, self.values))
 
     def subset(self, indexes: Sequence[int]) -> MetricDelta:
-        """The deltas of the series at ``indexes`` (increasing) only: part of a snapshot,
-        for a body. A run of consecutive indexes is sliced, the columns' kind kept."""
+        """The deltas of the series at ``indexes`` (increasing) only."""
         if not indexes or indexes[-1] - indexes[0] != len(indexes) - 1:
             return self._picked(indexes)
         start, stop = indexes[0], indexes[-1] + 1
@@ -129,18 +114,12 @@ class MetricDelta(NamedTuple):
         return MetricDelta(self.family, positions, numbers, counts)
 
 
-def _like(column: Sequence[Any], items: List[Any]) -> Sequence[Any]:
-    """``items`` in a column of the same kind as ``column`` (an array of its type, or a list)."""
+def _like(column: Sequence[Any], items: list[Any]) -> Sequence[Any]:
     return array(column.typecode, items) if isinstance(column, array) else items
 
 
-def take_family(family: MetricFamily[Any]) -> Optional[MetricDelta]:
-    """Take the delta of every series of ``family`` since the last take, as one
-    :class:`MetricDelta` (``None`` when no series changed); callers serialise takes.
-
-    Series are visited up to the table's length when the take starts (``islice``: no copy
-    of the list); one created meanwhile is taken next time.
-    """
+def take_family(family: MetricFamily[Any]) -> MetricDelta | None:
+    """Every series' delta since the last take, or ``None``; callers serialise takes."""
     if isinstance(family, Counter):
         return _take_counters(family)
     if isinstance(family, Gauge):
@@ -150,10 +129,10 @@ def take_family(family: MetricFamily[Any]) -> Optional[MetricDelta]:
     raise TypeError(f"a metric family is a Counter, Gauge or Histogram, not {family!r}")
 
 
-def _take_counters(family: Counter) -> Optional[MetricDelta]:
+def _take_counters(family: Counter) -> MetricDelta | None:
     table = family.series_table()
     indexes = array("q")
-    numbers = array("q")  # a counter's delta is an int in 1..2**53 - 1 (take_delta's cap)
+    numbers = array("q")
     add_index, add_number = indexes.append, numbers.append
     for index, child in enumerate(islice(table, len(table))):
         value = child.take_delta()
@@ -163,7 +142,7 @@ def _take_counters(family: Counter) -> Optional[MetricDelta]:
     return MetricDelta(family, indexes, numbers) if indexes else None
 
 
-def _take_gauges(family: Gauge) -> Optional[MetricDelta]:
+def _take_gauges(family: Gauge) -> MetricDelta | None:
     table = family.series_table()
     indexes = array("q")
     numbers: Any = array("d")
@@ -173,7 +152,7 @@ def _take_gauges(family: Gauge) -> Optional[MetricDelta]:
         if value is None:
             continue
         indexes.append(index)
-        if ints is None:  # a list already (see below)
+        if ints is None:
             numbers.append(value)
         elif value.__class__ is float:
             numbers.append(value)
@@ -181,7 +160,7 @@ def _take_gauges(family: Gauge) -> Optional[MetricDelta]:
         elif value.__class__ is int and -MAX_SAFE <= value <= MAX_SAFE:  # exact as a float
             numbers.append(value)
             ints.append(1)
-        else:  # not expected (set() and inc() keep the range): keep it exact in a list
+        else:  # out of the range set() and inc() keep: exact, in a list
             numbers = [int(n) if i else n for n, i in zip(numbers, ints)] + [value]
             ints = None
     if not indexes:
@@ -189,10 +168,10 @@ def _take_gauges(family: Gauge) -> Optional[MetricDelta]:
     return MetricDelta(family, indexes, numbers, (), bytes(ints) if ints is not None else b"")
 
 
-def _take_histograms(family: Histogram) -> Optional[MetricDelta]:
+def _take_histograms(family: Histogram) -> MetricDelta | None:
     table = family.series_table()
     indexes = array("q")
-    sums = array("d")  # a window's sum is a float (it starts at 0.0)
+    sums = array("d")
     counts: Any = array("q")
     for index, child in enumerate(islice(table, len(table))):
         taken = child.take_delta()
@@ -203,7 +182,7 @@ def _take_histograms(family: Histogram) -> Optional[MetricDelta]:
         try:
             counts.extend(taken[0])
         except OverflowError:  # a count beyond 2**63 (add_counts): a list from now on
-            del counts[before:]  # the counts of this series that did fit
+            del counts[before:]
             counts = counts.tolist()
             counts.extend(taken[0])
         sums.append(taken[1])
@@ -211,25 +190,20 @@ def _take_histograms(family: Histogram) -> Optional[MetricDelta]:
 
 
 def give_back_family(metric: MetricDelta) -> None:
-    """Merge each series' delta in ``metric`` back into that series."""
     table: Sequence[Series] = metric.family.series_table()
     for i, index in enumerate(metric.indexes):
         table[index].give_back_delta(metric.delta(i))
 
 
 class Snapshot(NamedTuple):
-    """Everything recorded since the last successful send, as deltas.
-
-    Build request bodies from it with :func:`impactagent.build_payloads`; if sending fails,
-    give it back with ``restore`` so its counts go out with the next one.
-    """
+    """Everything recorded since the last collect, as deltas: bodies are built from it
+    (:func:`impactagent.build_payloads`), and it is restored if they are not delivered."""
 
     start: datetime
     stop: datetime
-    toggles: Dict[str, ToggleDelta]
-    metrics: Tuple[MetricDelta, ...]
+    toggles: dict[str, ToggleDelta]
+    metrics: tuple[MetricDelta, ...]
 
     @property
     def is_empty(self) -> bool:
-        """True when there is nothing to send."""
         return not self.toggles and not self.metrics

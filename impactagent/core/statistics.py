@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime, timezone
-from typing import Dict, Optional, Protocol, Set, Tuple
+from typing import Protocol
 
 logger = logging.getLogger(__name__)
 
 #: Reasons a recorded value can be dropped, with the sentence logged the first time.
-DROP_REASONS: Dict[str, str] = {
+DROP_REASONS: dict[str, str] = {
     "non_finite_value": "a NaN or infinite gauge or histogram value was dropped",
     "unsafe_value": "a gauge value beyond +/-(2**53 - 1), which Unleash refuses, was dropped",
     "unsafe_sum": "a histogram observation that would take the sum sent for its window "
@@ -19,13 +19,9 @@ DROP_REASONS: Dict[str, str] = {
     "cardinality_limit": "a new label set past the metric's series limit was dropped",
     "flag_limit": "a flag count past the limit on distinct flag names was dropped",
     "oversize_item": "a single series too large for any request body was dropped",
-    # Recording keeps sums in range (unsafe_sum); this guards bodies built any other way.
     "non_finite_sum": "a histogram whose sum overflowed to infinity was dropped",
-    # add_counts() takes any count; a window's past 2**53 - 1 would cost the whole body.
     "unsafe_count": "a histogram window whose observations add up past 2**53 - 1, which "
                     "Unleash refuses, was dropped",
-    # The recorder fits each hour's variant counts (FlagCounts.take); this guards bodies
-    # built from snapshots made any other way.
     "variant_count_limit": "a flag whose variant count is past 2**31 - 1, which makes "
                            "Unleash lose every app's variant counts of a write window, was "
                            "dropped",
@@ -47,7 +43,7 @@ DROP_REASONS: Dict[str, str] = {
 
 
 class DropCounter:
-    """Thread-safe counts of dropped values by reason; drops are rare, so a lock is fine.
+    """Thread-safe counts of dropped values by reason (drops are rare: a lock is fine).
 
     >>> drops = DropCounter()
     >>> drops.add("non_finite_value", detail="gauge 'queue_depth'")
@@ -57,14 +53,13 @@ class DropCounter:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: Dict[str, int] = {}
-        # (reason, detail) pairs already logged; details name a metric, so this stays small.
-        self._logged: Set[Tuple[str, str]] = set()
+        self._counts: dict[str, int] = {}
+        self._logged: set[tuple[str, str]] = set()
 
     def add(self, reason: str, n: int = 1, *, detail: str = "", explained: bool = False
             ) -> None:
-        """Count ``n`` values dropped for ``reason``; log the first for each reason and
-        ``detail`` (where: a metric). ``explained``: the caller has just logged it in full."""
+        """Count ``n`` values dropped for ``reason``; log the first per reason and ``detail``
+        unless the caller ``explained`` it."""
         with self._lock:
             self._counts[reason] = self._counts.get(reason, 0) + n
             first = (reason, detail) not in self._logged
@@ -79,8 +74,7 @@ class DropCounter:
             )
 
     def withdraw(self, reason: str, n: int) -> None:
-        """Take back ``n`` values counted under ``reason`` that were delivered after all (a
-        body close() kept while its POST was in flight, then answered 2xx)."""
+        """Take back ``n`` values counted under ``reason`` that were delivered after all."""
         with self._lock:
             left = self._counts.get(reason, 0) - n
             if left > 0:
@@ -89,18 +83,15 @@ class DropCounter:
                 self._counts.pop(reason, None)
 
     def reset_after_fork(self) -> None:
-        """A forked child counts its own drops, with a lock no other thread can hold."""
         self._lock = threading.Lock()
         self._counts = {}
         self._logged = set()
 
-    def as_dict(self) -> Dict[str, int]:
-        """Return a copy of the counts by reason."""
+    def as_dict(self) -> dict[str, int]:
         with self._lock:
             return dict(self._counts)
 
     def total(self) -> int:
-        """Return the number of dropped values over all reasons."""
         with self._lock:
             return sum(self._counts.values())
 
@@ -115,34 +106,32 @@ class Attempt(Protocol):
     @property
     def kind(self) -> str: ...
     @property
-    def status(self) -> Optional[int]: ...
+    def status(self) -> int | None: ...
     @property
     def detail(self) -> str: ...
 
 
 class DeliveryLedger:
-    """Thread-safe counters of what delivery did: attempts, retries, failures keyed by HTTP
-    status (``"500"``) or, without an answer, by what went wrong (``"read timeout"``)."""
+    """Thread-safe counters of what delivery did; failures keyed by HTTP status or, without
+    an answer, by what went wrong."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: Dict[str, int] = {
+        self._counts: dict[str, int] = {
             "attempts": 0, "retries": 0, "delivered_bodies": 0, "delivered_events": 0,
             "possibly_duplicated_events": 0,
-            "empty_windows": 0,  # flushes whose window held nothing, so sent nothing
+            "empty_windows": 0,
         }
-        self._failures: Dict[str, int] = {}
+        self._failures: dict[str, int] = {}
         self.last_success: str | None = None
         self.last_error: str | None = None
         self.last_error_detail: str | None = None
 
     def add(self, name: str, n: int = 1) -> None:
-        """Add ``n`` to the counter ``name``."""
         with self._lock:
             self._counts[name] = self._counts.get(name, 0) + n
 
     def attempt(self, outcome: Attempt) -> None:
-        """Count one POST and, if it failed, its status or error."""
         status = outcome.status
         with self._lock:
             self._counts["attempts"] += 1
@@ -154,16 +143,14 @@ class DeliveryLedger:
                 self.last_error_detail = f"HTTP {status}" if status is not None else key
 
     def delivered(self, events: int) -> None:
-        """Count one body the server accepted, carrying ``events`` recorded events."""
         with self._lock:
             self._counts["delivered_bodies"] += 1
             self._counts["delivered_events"] += events
             self.last_success = _now_iso()
 
-    def as_dict(self) -> Dict[str, object]:
-        """A copy of every counter, failures by status, and the last success and error."""
+    def as_dict(self) -> dict[str, object]:
         with self._lock:
-            result: Dict[str, object] = dict(self._counts)
+            result: dict[str, object] = dict(self._counts)
             result["failures"] = dict(self._failures)
             result["last_success"] = self.last_success
             result["last_error"] = self.last_error

@@ -1,3 +1,2 @@
 """What a real unleash-server accepts, refuses and silently drops, read as its JavaScript
-reads a body. The agent's spool trusts only bodies that meet these rules, and the
-development receiver (``impactagent.devtools``) holds every body to them."""
+reads a body: for the spool's trust and the development receiver."""

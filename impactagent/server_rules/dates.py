@@ -8,12 +8,11 @@ the hour it files flag counts under.
 from __future__ import annotations
 
 import re
-from typing import Any, Optional, Tuple
+from typing import Any
 
 from .jsvalues import JS_SPACE, ajv_number, is_number
 
-#: RFC 3339 as ajv-formats checks it: ``T``, ``t`` or a space between date and time, an
-#: offset of hours and minutes (or none: UTC).
+#: RFC 3339 as ajv-formats checks it.
 _DATE_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[tT ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
                         r"(?:\.([0-9]+))?(?:([zZ])|([+-])([0-9]{2}):?([0-9]{2}))?\Z")
 #: JavaScript's dates end 8.64e15 ms either side of 1970.
@@ -23,9 +22,9 @@ YEAR_ONE_MS = -62_135_596_800_000
 _HOUR_MS = 3_600_000
 
 
-def js_date_ms(value: Any) -> Optional[int]:
-    """Milliseconds since 1970 of a bucket date (a date-time string, or an integer
-    timestamp, also as a numeric string), or None where the server answers 400."""
+def js_date_ms(value: Any) -> int | None:
+    """Milliseconds since 1970 of a bucket date (a date-time, or an integer timestamp), or
+    None where the server answers 400."""
     if isinstance(value, str):
         match = _DATE_TIME.match(value)
         if match is None:
@@ -37,7 +36,7 @@ def js_date_ms(value: Any) -> Optional[int]:
     return None
 
 
-def _date_time_ms(match: re.Match[str]) -> Optional[int]:
+def _date_time_ms(match: re.Match[str]) -> int | None:
     year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
     if not (1 <= month <= 12 and 1 <= day <= _days_in_month(year, month)
             and hour <= 23 and minute <= 59 and second <= 59):
@@ -55,8 +54,7 @@ def _date_time_ms(match: re.Match[str]) -> Optional[int]:
 
 
 def hour_of(ms: int) -> str:
-    """The hour ``ms`` falls in, as ``toISOString()`` writes it (without milliseconds):
-    years past 9999 and before 0 with a sign and six digits."""
+    """The hour ``ms`` falls in, as ``toISOString()`` writes it (without milliseconds)."""
     hour = ms // _HOUR_MS
     days, hour_of_day = divmod(hour, 24)
     year, month, day = _civil_from_days(days)
@@ -71,7 +69,6 @@ def _days_in_month(year: int, month: int) -> int:
 
 
 def _days_from_civil(year: int, month: int, day: int) -> int:
-    """Days since 1970-01-01 of a proleptic Gregorian date (any year, 0 and below too)."""
     year -= month <= 2
     era = year // 400
     year_of_era = year - era * 400
@@ -80,7 +77,7 @@ def _days_from_civil(year: int, month: int, day: int) -> int:
     return era * 146097 + day_of_era - 719468
 
 
-def _civil_from_days(days: int) -> Tuple[int, int, int]:
+def _civil_from_days(days: int) -> tuple[int, int, int]:
     days += 719468
     era = days // 146097
     day_of_era = days - era * 146097

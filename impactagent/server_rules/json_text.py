@@ -1,16 +1,10 @@
-"""A request body's text read as the server's ``JSON.parse`` reads it.
-
->>> json_document('{"a": [1, 2.5, "\\\\ud800"]}')
-{'a': [1, 2.5, '\\ufffd']}
->>> len(json_document("[" * 100_000 + "]" * 100_000))  # past the recursion limit
-1
-"""
+"""A request body's text read as the server's ``JSON.parse`` reads it."""
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any
 
 _SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 _SPACE = re.compile(r"[ \t\n\r]*")
@@ -29,22 +23,21 @@ def json_document(text: str) -> Any:
     try:
         document = json.loads(text, parse_constant=refuse, parse_int=_json_int)
     except RecursionError:
-        document = _DeepParser(text).parse()
+        document = _deep_document(text)
     return _without_surrogates(document) if _SURROGATE.search(text) else document
 
 
-def _json_int(digits: str) -> Union[int, float]:
+def _json_int(digits: str) -> int | float:
     return int(digits) if len(digits) < 4000 else float(digits)
 
 
 def _without_surrogates(value: Any) -> Any:
-    """``value`` with every lone surrogate in its strings (keys too) replaced by U+FFFD;
-    iterative, as the document may be deeper than Python's recursion limit."""
+    """``value`` with every lone surrogate in its strings (keys too) as U+FFFD, iteratively."""
     def clean(text: str) -> str:
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
-    root: List[Any] = [value]
-    stack: List[Tuple[Any, Any]] = [(root, 0)]
+    root: list[Any] = [value]
+    stack: list[tuple[Any, Any]] = [(root, 0)]
     while stack:
         container, key = stack.pop()
         item = container[key]
@@ -61,100 +54,78 @@ def _without_surrogates(value: Any) -> Any:
     return root[0]
 
 
-#: What :meth:`_DeepParser._value` answers after opening a container: nothing to place yet.
-_OPENED = object()
-
-
-class _DeepParser:
-    """JSON without recursion, for documents nested past the recursion limit: the open
-    containers are a list, not the call stack."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.at = self._skip(0)
-        self.open: List[Any] = []  # the containers not yet closed, innermost last
-        self.keys: List[Optional[str]] = []  # beside each, an object's pending key
-
-    def parse(self) -> Any:
-        while True:
-            value = self._value()
-            if value is _OPENED:
+def _deep_document(text: str) -> Any:
+    """JSON past the recursion limit: the open containers are a list, not the call stack."""
+    containers: list[Any] = []  # innermost last
+    keys: list[str | None] = []  # beside each, an object's pending key
+    at = _skip(text, 0)
+    while True:
+        value: Any
+        if text.startswith(("[", "{"), at):
+            char = text[at]
+            at = _skip(text, at + 1)
+            if not text.startswith("]" if char == "[" else "}", at):
+                containers.append([] if char == "[" else {})
+                keys.append(None)
+                if char == "{":
+                    keys[-1], at = _key(text, at)
                 continue
-            # Place the value, then close every container that ends here.
-            while True:
-                self.at = self._skip(self.at)
-                if not self.open:
-                    if self.at != len(self.text):
-                        raise ValueError(f"extra data at {self.at}")
-                    return value
-                if not self._place(value):
-                    break
-                value = self._close()
-
-    def _value(self) -> Any:
-        """The scalar or empty container at ``at``, or ``_OPENED`` after opening one that
-        holds values."""
-        if self.at >= len(self.text):
-            raise ValueError("unexpected end of JSON")
-        char = self.text[self.at]
-        if char in "{[":
-            return self._open(char)
-        if char == '"':
-            value, self.at = _scanstring(self.text, self.at + 1)
-            return value
-        number = _NUMBER.match(self.text, self.at)
-        if number is not None:
-            self.at = number.end()
-            digits = number.group(0)
-            return float(digits) if number.group(1) or number.group(2) else _json_int(digits)
-        for literal, meaning in _LITERALS.items():
-            if self.text.startswith(literal, self.at):
-                self.at += len(literal)
-                return meaning
-        raise ValueError(f"unexpected {char!r} at {self.at}")
-
-    def _open(self, char: str) -> Any:
-        self.open.append({} if char == "{" else [])
-        self.keys.append(None)
-        self.at = self._skip(self.at + 1)
-        if self.text.startswith("}" if char == "{" else "]", self.at):
-            return self._close()
-        if char == "{":
-            self._key()
-        return _OPENED
-
-    def _place(self, value: Any) -> bool:
-        """Put ``value`` into the innermost container; True if that container ends here."""
-        container = self.open[-1]
-        if isinstance(container, dict):
-            container[self.keys[-1]] = value
+            value, at = ([] if char == "[" else {}), at + 1
         else:
-            container.append(value)
-        closer = "}" if isinstance(container, dict) else "]"
-        if self.text.startswith(closer, self.at):
-            return True
-        if not self.text.startswith(",", self.at):
-            raise ValueError(f"',' or {closer!r} is expected at {self.at}")
-        self.at = self._skip(self.at + 1)
-        if isinstance(container, dict):
-            self._key()
-        return False
+            value, at = _scalar(text, at)
+        # Place the value, then close every container that ends here.
+        while True:
+            at = _skip(text, at)
+            if not containers:
+                if at != len(text):
+                    raise ValueError(f"extra data at {at}")
+                return value
+            container = containers[-1]
+            closer = "}" if isinstance(container, dict) else "]"
+            if closer == "}":
+                container[keys[-1]] = value
+            else:
+                container.append(value)
+            if text.startswith(",", at):
+                at = _skip(text, at + 1)
+                if closer == "}":
+                    keys[-1], at = _key(text, at)
+                break
+            if not text.startswith(closer, at):
+                raise ValueError(f"',' or {closer!r} is expected at {at}")
+            at += 1
+            keys.pop()
+            value = containers.pop()
 
-    def _close(self) -> Any:
-        self.keys.pop()
-        self.at += 1
-        return self.open.pop()
 
-    def _key(self) -> None:
-        """Read an object's key and its colon, up to where its value starts."""
-        if not self.text.startswith('"', self.at):
-            raise ValueError(f"a key is expected at {self.at}")
-        self.keys[-1], at = _scanstring(self.text, self.at + 1)
-        at = self._skip(at)
-        if not self.text.startswith(":", at):
-            raise ValueError(f"':' is expected at {at}")
-        self.at = self._skip(at + 1)
+def _scalar(text: str, at: int) -> tuple[Any, int]:
+    """The string, number or literal at ``at``, and where it ends."""
+    if at >= len(text):
+        raise ValueError("unexpected end of JSON")
+    if text[at] == '"':
+        value: tuple[Any, int] = _scanstring(text, at + 1)
+        return value
+    number = _NUMBER.match(text, at)
+    if number is not None:
+        digits = number.group(0)
+        return (float(digits) if number.group(1) or number.group(2) else _json_int(digits),
+                number.end())
+    for literal, meaning in _LITERALS.items():
+        if text.startswith(literal, at):
+            return meaning, at + len(literal)
+    raise ValueError(f"unexpected {text[at]!r} at {at}")
 
-    def _skip(self, at: int) -> int:
-        return _SPACE.match(self.text, at).end()  # type: ignore[union-attr]
 
+def _key(text: str, at: int) -> tuple[str, int]:
+    """An object's key at ``at``, and where its value starts."""
+    if not text.startswith('"', at):
+        raise ValueError(f"a key is expected at {at}")
+    key, at = _scanstring(text, at + 1)
+    at = _skip(text, at)
+    if not text.startswith(":", at):
+        raise ValueError(f"':' is expected at {at}")
+    return key, _skip(text, at + 1)
+
+
+def _skip(text: str, at: int) -> int:
+    return _SPACE.match(text, at).end()  # type: ignore[union-attr]

@@ -1,27 +1,19 @@
 """Values as unleash-server's JavaScript reads and writes them.
 
-``String(x)`` writes a number the JavaScript way (``1e-7``, ``3``, ``1e+21``); Joi's
-``number()`` and Ajv's coercion read numeric strings as numbers, ``true`` differently; names
-are sanitised per UTF-16 code unit, so an emoji becomes two ``_``.
-
->>> js_string(1e-7), js_string(2.5), js_string(3.0), js_string(True), js_string(2**53 + 1)
-('1e-7', '2.5', '3', 'true', '9007199254740992')
->>> joi_number(" 1e3 "), joi_number("0x10"), joi_number(True)
-(1000.0, None, None)
->>> sanitize("émoji😀-x")
-'_moji___x'
+Numbers written the JavaScript way, read as Joi and Ajv read them; names sanitised per
+UTF-16 code unit (an emoji becomes two ``_``).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Optional, Union
+from typing import Any
 
 from ..core._naming import NAME_PATTERN
 
-Number = Union[int, float]
+Number = int | float
 
-# ASCII digits only: JavaScript's \d is [0-9] (Python's also matches other scripts' digits).
+# [0-9], not \d: Python's \d also matches other scripts' digits.
 _JOI_NUMBER = re.compile(r"\s*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:e[+-]?[0-9]+)?\s*\Z",
                          re.IGNORECASE)
 #: What JavaScript's ``Number(text)`` trims.
@@ -34,15 +26,12 @@ _NAME_CHAR = re.compile(r"[a-zA-Z0-9_]")
 
 
 def is_number(value: Any) -> bool:
-    """A JSON number (``true`` and ``false`` are not)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def joi_number(value: Any) -> Optional[Number]:
-    """Joi's ``number()`` with conversion: the number, or None where it refuses ``value``.
-
-    A string converts only when the number keeps every digit it spells (Joi's "unsafe"
-    check): ``"1.5"`` is 1.5, ``"1.0000000000000001"`` and ``"1.50"`` are refused."""
+def joi_number(value: Any) -> Number | None:
+    """Joi's ``number()`` with conversion, or None where it refuses ``value`` (a string
+    whose number does not keep every digit it spells, ``"1.50"``, included)."""
     if is_number(value):
         number: Number = value
         return number
@@ -62,13 +51,11 @@ def joi_number(value: Any) -> Optional[Number]:
 
 
 def _significant(text: str) -> str:
-    """Joi's significant digits of a number's text: no exponent, point, sign or padding."""
     text = re.sub(r"[eE][+-]?[0-9]+\Z", "", text).replace(".", "", 1)
     return re.sub(r"\A[+-]?0*", "", text.rstrip("0"))
 
 
 def _normalized_decimal(text: str) -> str:
-    """Joi's normal form of a decimal string, to compare with how JavaScript prints it."""
     text = re.sub(r"\A\+", "", text)
     text = re.sub(r"\.0*\Z", "", text)
     text = re.sub(r"\A(-?)\.([^.]*)\Z", r"\g<1>0.\2", text)
@@ -78,9 +65,8 @@ def _normalized_decimal(text: str) -> str:
     return "0" if text == "-0" else text
 
 
-def js_to_number(text: str) -> Optional[float]:
-    """JavaScript's ``Number(text)``: ``" "`` is 0, ``"0x10"`` 16, ``"0b11"`` 3; None where
-    JavaScript gets NaN (``"1_000"``, other scripts' digits)."""
+def js_to_number(text: str) -> float | None:
+    """JavaScript's ``Number(text)`` (``" "`` is 0, ``"0x10"`` 16), or None for NaN."""
     text = text.strip(JS_SPACE)
     if not text:
         return 0.0
@@ -94,9 +80,8 @@ def js_to_number(text: str) -> Optional[float]:
     return float(text) if _JS_DECIMAL.match(text) else None
 
 
-def ajv_number(value: Any) -> Optional[Number]:
-    """Ajv's coercion where a number belongs: ``null`` 0, ``true`` 1, a non-empty string its
-    ``Number()``; None for the rest."""
+def ajv_number(value: Any) -> Number | None:
+    """Ajv's coercion where a number belongs, or None."""
     if value is None:
         return 0
     if isinstance(value, bool):
@@ -113,8 +98,7 @@ def ajv_number(value: Any) -> Optional[Number]:
 
 
 def ajv_null(value: Any) -> bool:
-    """Ajv's coercion to ``null`` where a field is nullable: ``null``, ``""``, ``0``,
-    ``false``."""
+    """Whether Ajv coerces ``value`` to ``null``: ``null``, ``""``, ``0``, ``false``."""
     return value is None or value is False or (value == "" and isinstance(value, str)) or (
         is_number(value) and value == 0)
 
@@ -126,7 +110,7 @@ def js_string(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
-        # JSON.parse reads an integer as a double: past 2**53 it is the nearest one.
+        # JSON.parse reads an integer as a double.
         return js_number(float(value)) if abs(value) > 2**53 else str(value)
     if isinstance(value, float):
         return js_number(value)
@@ -134,8 +118,7 @@ def js_string(value: Any) -> str:
 
 
 def js_number(value: Number) -> str:
-    """``Number.prototype.toString()`` of ``value`` as a double: the shortest round-trip
-    digits, with an exponent only below ``1e-6`` and from ``1e21`` on."""
+    """``Number.prototype.toString()`` of ``value`` as a double."""
     x = float(value)
     if x != x:
         return "NaN"
@@ -170,6 +153,5 @@ def sanitize(name: str) -> str:
 
 
 def valid_name(sanitized: str) -> bool:
-    """A sanitised name the server keeps: it starts with a letter or ``_`` (the rule the
-    agent holds its own names to)."""
+    """A sanitised name the server keeps: it starts with a letter or ``_``."""
     return NAME_PATTERN.match(sanitized) is not None

@@ -1,22 +1,17 @@
-"""Is this ``ClientMetrics`` body one a real Unleash server would take, and take whole?
+"""Would a real Unleash server take this ``ClientMetrics`` body, and take it whole?
 
-unleash-server 8.2.0's rules (``docs/protocol.md``), checked body by body against a running
-server, in its order: the JSON limit, the request schema (Ajv, coercing), the impact-metrics
-schema (Joi), the translation metric by metric. :data:`OUTCOMES` says what each costs.
+unleash-server 8.2.0's rules (``docs/protocol.md``) in its order: the JSON limit, the request
+schema (Ajv, coercing), the impact-metrics schema (Joi), the translation metric by metric.
 
->>> [p.message for p in check_body(b'{"appName": "shop", "bucket": null, "x": NaN}')]
-['not JSON: NaN is not a JSON value (servers answer 400)']
->>> check_body(b'{"appName": "shop", "bucket": null}')
-[]
 >>> [(p.outcome, p.where) for p in check_body(b'{"appName": ""}')]
 [('rejected', 'appName')]
 """
 
 from __future__ import annotations
 
-import reprlib
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple, Union
+from reprlib import repr as _shown  # cut short: a body's values may be huge or deep
+from typing import Any
 
 from ..core._numbers import MAX_SAFE
 from ..core.server_limits import (
@@ -27,15 +22,7 @@ from ..core.server_limits import (
 )
 from .dates import YEAR_ONE_MS, js_date_ms
 from .json_text import json_document
-from .jsvalues import (
-    ajv_null,
-    ajv_number,
-    is_number,
-    joi_number,
-    js_string,
-    sanitize,
-    valid_name,
-)
+from .jsvalues import ajv_null, ajv_number, is_number, joi_number, js_string, sanitize, valid_name
 
 POISONED = "poisoned"
 TOO_LARGE = "too large"
@@ -43,17 +30,14 @@ REJECTED = "rejected"
 DISCARDED = "discarded"
 CUT = "cut"
 IGNORED = "ignored"
-#: From worst to mildest: a 202, then a failed write that loses other apps' counts; a 413; a
-#: 400; the whole ``impactMetrics`` array dropped behind a 202; the array stopped at a
-#: metric; a flag or metric skipped.
+#: From worst to mildest.
 OUTCOMES = (POISONED, TOO_LARGE, REJECTED, DISCARDED, CUT, IGNORED)
 
 #: unleash-server's JSON body limit: express.json's default ``100kb``, in bytes.
 MAX_BODY = 100 * 1024
 
 _TYPES = ("counter", "gauge", "histogram")
-#: String fields of the request schema and their length limits; an object or array there
-#: is a 400.
+#: String fields of the request schema and their length limits.
 _STRINGS = {"instanceId": None, "sdkVersion": None, "platformName": None,
             "platformVersion": None, "yggdrasilVersion": None, "specVersion": None,
             "sdkFlavor": 256, "sdkFlavorVersion": 32}
@@ -72,11 +56,9 @@ class Problem:
         return f"{self.outcome}: {self.where or '<body>'}: {self.message}"
 
 
-def parse_body(raw: Union[bytes, str]) -> Tuple[Optional[Dict[str, Any]], List[Problem]]:
-    """The JSON object in ``raw`` (bytes as sent, or text), or why a server cannot read it.
-
-    As the server reads it: invalid UTF-8 replaced, a leading byte-order mark dropped, no
-    depth limit, a lone surrogate stored as U+FFFD."""
+def parse_body(raw: bytes | str) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """The JSON object in ``raw`` as the server reads it (invalid UTF-8 replaced, a leading
+    BOM dropped), or why a server cannot read it."""
     text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
     try:
         document = json_document(text.removeprefix("\ufeff"))
@@ -87,7 +69,7 @@ def parse_body(raw: Union[bytes, str]) -> Tuple[Optional[Dict[str, Any]], List[P
     return document, []
 
 
-def check_request(raw: bytes, max_body: int = MAX_BODY) -> List[Problem]:
+def check_request(raw: bytes, max_body: int = MAX_BODY) -> list[Problem]:
     """Every problem with the request body ``raw``, its size included."""
     if len(raw) > max_body:
         return [Problem(TOO_LARGE, "", f"{len(raw)} bytes, over the server's JSON limit of "
@@ -95,15 +77,14 @@ def check_request(raw: bytes, max_body: int = MAX_BODY) -> List[Problem]:
     return check_body(raw)
 
 
-def check_body(raw: bytes) -> List[Problem]:
+def check_body(raw: bytes) -> list[Problem]:
     """Every problem with the request body ``raw`` (its size aside); empty: stored whole."""
     document, problems = parse_body(raw)
     return problems if document is None else check_document(document)
 
 
-def check_own_body(raw: bytes) -> List[Problem]:
-    """:func:`check_body`, and a bucket required: impactagent always sends one, as servers
-    before 8.0 answer 400 without it."""
+def check_own_body(raw: bytes) -> list[Problem]:
+    """:func:`check_body`, and a bucket required: impactagent always sends one."""
     document, problems = parse_body(raw)
     if document is None:
         return problems
@@ -114,7 +95,7 @@ def check_own_body(raw: bytes) -> List[Problem]:
     return problems
 
 
-def check_document(document: Dict[str, Any]) -> List[Problem]:
+def check_document(document: dict[str, Any]) -> list[Problem]:
     """Every problem with a parsed ``ClientMetrics`` document."""
     problems = _request_problems(document)
     if any(p.outcome == REJECTED for p in problems):
@@ -126,18 +107,16 @@ def check_document(document: Dict[str, Any]) -> List[Problem]:
     return problems
 
 
-def outcome_of(problems: List[Problem]) -> str:
-    """What a real server does with a body with these problems: the worst outcome, or
-    ``"stored"``."""
+def outcome_of(problems: list[Problem]) -> str:
+    """The worst outcome among ``problems``, or ``"stored"``."""
     for outcome in OUTCOMES:
         if any(p.outcome == outcome for p in problems):
             return outcome
     return "stored"
 
 
-def notes(document: Dict[str, Any]) -> List[str]:
-    """What a real server stores without complaint but is worth knowing: not problems, and
-    ``check --strict`` does not refuse them."""
+def notes(document: dict[str, Any]) -> list[str]:
+    """What a real server stores without complaint but is worth knowing."""
     found = []
     if ajv_null(document.get("bucket")):
         found.append("bucket: null or missing: 8.x stores the rest; servers before 8.0 "
@@ -152,7 +131,7 @@ def notes(document: Dict[str, Any]) -> List[str]:
     return found
 
 
-def _sample_notes(sample: Any, histogram: bool) -> List[Tuple[str, str]]:
+def _sample_notes(sample: Any, histogram: bool) -> list[tuple[str, str]]:
     labels = sample.get("labels") if isinstance(sample, dict) else None
     found = []
     if isinstance(labels, dict) and "appName" not in labels:
@@ -165,19 +144,13 @@ def _sample_notes(sample: Any, histogram: bool) -> List[Tuple[str, str]]:
     return found
 
 
-def _shown(value: Any) -> str:
-    """``repr(value)`` cut short, for messages: a body's values may be nested thousands deep
-    or megabytes long."""
-    return reprlib.repr(value)
-
-
 def _rejected(where: str, message: str) -> Problem:
     return Problem(REJECTED, where, message + " (servers answer 400)")
 
 
 # -- the request schema (Ajv, coercing) ---------------------------------------------------------
 
-def _request_problems(document: Dict[str, Any]) -> List[Problem]:
+def _request_problems(document: dict[str, Any]) -> list[Problem]:
     problems = _field_problems(document)
     bucket = document.get("bucket")
     if ajv_null(bucket):  # Ajv coerces "", 0 and false to null where null is allowed
@@ -198,8 +171,7 @@ def _request_problems(document: Dict[str, Any]) -> List[Problem]:
     return problems
 
 
-def _field_problems(document: Dict[str, Any]) -> List[Problem]:
-    """``appName`` and the other strings of the request."""
+def _field_problems(document: dict[str, Any]) -> list[Problem]:
     problems = []
     app = document.get("appName")
     if app is None or app == "":
@@ -215,8 +187,7 @@ def _field_problems(document: Dict[str, Any]) -> List[Problem]:
     return problems
 
 
-def _bucket_problems(bucket: Dict[str, Any]) -> List[Problem]:
-    """A bucket's required keys and its dates."""
+def _bucket_problems(bucket: dict[str, Any]) -> list[Problem]:
     problems = [_rejected(f"bucket/{key}", "missing")
                 for key in ("start", "stop", "toggles") if key not in bucket]
     problems += [_rejected(f"bucket/{key}", f"{_shown(bucket[key])} is neither an RFC 3339 "
@@ -225,7 +196,7 @@ def _bucket_problems(bucket: Dict[str, Any]) -> List[Problem]:
     return problems
 
 
-def _toggle_problems(where: str, toggle: Any) -> Tuple[List[Problem], bool]:
+def _toggle_problems(where: str, toggle: Any) -> tuple[list[Problem], bool]:
     """One flag's problems, and whether it writes a row of counts (yes or no above 0)."""
     if not isinstance(toggle, dict):
         return [_rejected(where, "not an object")], False
@@ -248,7 +219,7 @@ def _toggle_problems(where: str, toggle: Any) -> Tuple[List[Problem], bool]:
     return problems, counted
 
 
-def _variant_problems(where: str, variant: str, n: Any, counted: bool) -> List[Problem]:
+def _variant_problems(where: str, variant: str, n: Any, counted: bool) -> list[Problem]:
     count = _count(n, True)
     if count is None:
         return [_rejected(where, f"{_shown(n)} is not an integer >= 0")]
@@ -264,7 +235,7 @@ def _variant_problems(where: str, variant: str, n: Any, counted: bool) -> List[P
     return []
 
 
-def _tally_problems(where: str, yes: float, no: float) -> List[Problem]:
+def _tally_problems(where: str, yes: float, no: float) -> list[Problem]:
     if yes == 0 and no == 0:
         return [Problem(IGNORED, where, "yes == no == 0: the server skips the flag, variants "
                         "included")]
@@ -274,9 +245,8 @@ def _tally_problems(where: str, yes: float, no: float) -> List[Problem]:
     return []
 
 
-def _row_problems(document: Dict[str, Any], bucket: Dict[str, Any]) -> List[Problem]:
-    """What fails the write of a flag's row, losing every app's counts of that write window
-    (the body alone tells; the receiver also sees the window's sums)."""
+def _row_problems(document: dict[str, Any], bucket: dict[str, Any]) -> list[Problem]:
+    """What fails the write of a flag's row (the receiver also checks the window's sums)."""
     lost = f"{_LOST_WINDOW} flag counts in it"
     app = js_string(document["appName"])
     found = []
@@ -289,9 +259,8 @@ def _row_problems(document: Dict[str, Any], bucket: Dict[str, Any]) -> List[Prob
     return found
 
 
-def _count(value: Any, whole: bool) -> Optional[float]:
-    """A flag count after Ajv's coercion (``null`` 0, ``true`` 1, ``"0x10"`` 16), or None
-    where the server refuses it: negative, past ``MAX_SAFE``, or (``whole``) fractional."""
+def _count(value: Any, whole: bool) -> float | None:
+    """A flag count after Ajv's coercion, or None where the server refuses it."""
     value = ajv_number(value)
     if value is None or not 0 <= value <= MAX_SAFE:
         return None
@@ -303,7 +272,7 @@ def _count(value: Any, whole: bool) -> Optional[float]:
 
 # -- the impact-metrics schema (Joi, converting) ------------------------------------------------
 
-def _impact_schema_problems(metrics: Any) -> List[Problem]:
+def _impact_schema_problems(metrics: Any) -> list[Problem]:
     if not isinstance(metrics, list):
         return [_discarded("impactMetrics", "not an array")]
     return [problem for i, metric in enumerate(metrics)
@@ -315,7 +284,7 @@ def _discarded(where: str, message: str) -> Problem:
                    "array)")
 
 
-def _metric_schema_problems(where: str, metric: Any) -> List[Problem]:
+def _metric_schema_problems(where: str, metric: Any) -> list[Problem]:
     if not isinstance(metric, dict):
         return [_discarded(where, "not an object")]
     problems = [_discarded(f"{where}/{key}", f"{_shown(metric.get(key))} is not a non-empty "
@@ -335,7 +304,7 @@ def _metric_schema_problems(where: str, metric: Any) -> List[Problem]:
                        for path, message in _sample_problems(sample, histogram)]
 
 
-def _sample_problems(sample: Any, histogram: bool) -> List[Tuple[str, str]]:
+def _sample_problems(sample: Any, histogram: bool) -> list[tuple[str, str]]:
     if not isinstance(sample, dict):
         return [("", "not an object")]
     found = [(f"/{field}", f"{_shown(sample.get(field))} is not a safe number (a number or "
@@ -349,7 +318,7 @@ def _sample_problems(sample: Any, histogram: bool) -> List[Tuple[str, str]]:
     return found
 
 
-def _histogram_bucket_problems(buckets: Any) -> List[Tuple[str, str]]:
+def _histogram_bucket_problems(buckets: Any) -> list[tuple[str, str]]:
     if not isinstance(buckets, list):
         return [("/buckets", "missing or not an array")]
     found = []
@@ -366,7 +335,7 @@ def _histogram_bucket_problems(buckets: Any) -> List[Tuple[str, str]]:
     return found
 
 
-def _label_problems(labels: Any) -> List[Tuple[str, str]]:
+def _label_problems(labels: Any) -> list[tuple[str, str]]:
     if not isinstance(labels, dict):
         return [("/labels", f"{_shown(labels)} is not an object: send {{}} or leave it out")]
     # A label named "" matches no label name: its value is never checked, and dropped.
@@ -376,18 +345,17 @@ def _label_problems(labels: Any) -> List[Tuple[str, str]]:
             and _joi_safe(value) is None]
 
 
-def _joi_safe(value: Any) -> Optional[float]:
+def _joi_safe(value: Any) -> float | None:
     number = joi_number(value)
     return number if number is not None and -MAX_SAFE <= number <= MAX_SAFE else None
 
 
 # -- the translation, metric by metric ----------------------------------------------------------
 
-def _translation_problems(metrics: List[Dict[str, Any]]) -> List[Problem]:
-    """What the server's translation skips or cuts, as far as the body alone tells (the
-    receiver adds what depends on metrics registered by earlier bodies)."""
+def _translation_problems(metrics: list[dict[str, Any]]) -> list[Problem]:
+    """What the server's translation skips or cuts, as far as the body alone tells."""
     problems = []
-    kinds: Dict[str, str] = {}
+    kinds: dict[str, str] = {}
     for i, metric in enumerate(metrics):
         where = f"impactMetrics/{i}"
         name = sanitize(metric["name"])
@@ -409,8 +377,7 @@ def _translation_problems(metrics: List[Dict[str, Any]]) -> List[Problem]:
     return problems
 
 
-def _sample_translation_problems(where: str, kind: str, samples: List[Any]) -> List[Problem]:
-    """A metric's labels that break the server's exposition, up to a counter going down."""
+def _sample_translation_problems(where: str, kind: str, samples: list[Any]) -> list[Problem]:
     problems = []
     for j, sample in enumerate(samples):
         for label in sample.get("labels") or {}:
@@ -430,7 +397,7 @@ def cut(where: str, reason: str) -> Problem:
                    "and loses this metric and every one after it")
 
 
-def _histogram_oddities(sample: Any) -> List[str]:
+def _histogram_oddities(sample: Any) -> list[str]:
     buckets = sample.get("buckets") if isinstance(sample, dict) else None
     if not isinstance(buckets, list) or not all(isinstance(b, dict) for b in buckets):
         return []
