@@ -1,11 +1,8 @@
 """What a development receiver holds: bodies stored as unleash-server 8.2.0 stores them.
 
-Flag counts in hourly bins per app, environment and flag (the hour of ``bucket.stop``),
-after the server's coercions. Impact metrics as its registry holds them: one metric per
-sanitised name, whoever sent it, series keyed by their labels (a sample without ``appName``
-is a series of no app); counters summed, gauges last, histograms bucket by bucket. A metric
-whose label names grow or whose boundaries change is recreated empty; a second type for a
-name stops the body's translation. And a log of the last requests.
+Flag counts in hourly bins per app, environment and flag; impact metrics as the server's
+registry holds them, one per sanitised name, whoever sent it (recreated empty when its label
+names grow or its boundaries change); and a log of the last requests.
 
 >>> received = ReceivedMetrics()
 >>> _ = received.add({"appName": "shop", "bucket": {"start": "2026-11-25T10:59:00Z",
@@ -38,7 +35,6 @@ from .timeseries import SeriesStore
 from .write_window import WRITE_PERIOD, Arrival, WindowFailure, WriteWindow
 
 Labels = FrozenSet[Tuple[str, str]]
-#: Requests kept in the log for the page and the JSON view.
 LOG_SIZE = 200
 
 
@@ -55,7 +51,7 @@ class Request:
 
 @dataclass
 class _Registered:
-    """A metric in the server's registry, as it keeps one per sanitised name."""
+    """A metric in the server's registry."""
 
     type: str
     help: str
@@ -65,9 +61,8 @@ class _Registered:
 
 
 class ReceivedMetrics:
-    """Thread-safe aggregates of every accepted body, and a log of recent requests.
-
-    Every view is a copy made under the lock, so a reader never sees half a body."""
+    """Thread-safe aggregates of every accepted body; every view is a copy made under the
+    lock, so a reader never sees half a body."""
 
     def __init__(self, series: Optional[SeriesStore] = None) -> None:
         self._lock = threading.Lock()
@@ -82,30 +77,29 @@ class ReceivedMetrics:
 
     @property
     def series(self) -> SeriesStore:
-        """The last hour in 10-second steps, filed at arrival (for the impact view); flag
-        counts are in it once written (reading it writes the open window)."""
+        """The last hour in 10-second steps, for the impact view (the open window written
+        first)."""
         self.write()
         return self._series
 
     @property
     def log(self) -> List[Request]:
-        """The last requests, oldest first (a copy)."""
+        """The last requests, oldest first."""
         with self._lock:
             return list(self._log)
 
     @property
     def bodies_accepted(self) -> int:
-        """How many bodies were taken (answered 202) so far."""
+        """How many bodies were answered 202."""
         with self._lock:
             return self._bodies_accepted
 
     def problems(self) -> List[str]:
-        """Every problem found in the logged requests, oldest first, as text."""
+        """Every problem found in the logged requests, oldest first."""
         with self._lock:
             return [p for request in self._log for p in request.problems]
 
     def note(self, request: Request) -> None:
-        """Log one request, whatever was answered."""
         with self._lock:
             self._log.append(request)
 
@@ -113,7 +107,7 @@ class ReceivedMetrics:
             problems: Optional[List[Problem]] = None) -> List[Problem]:
         """Store one accepted body as the server would, given what ``check_document`` found
         in it; return the problems that depend on earlier bodies (a name taken by another
-        type). Flag counts go to the write window (:mod:`.write_window`)."""
+        type)."""
         problems = problems or []
         if any(p.outcome == REJECTED for p in problems):
             return []
@@ -133,10 +127,8 @@ class ReceivedMetrics:
                 return []  # one bad metric: the server drops the whole array
             for index, metric in enumerate(document["impactMetrics"]):
                 refused = self._add_metric(metric, app, at)
-                # check_document said where the translation stops, if the body alone tells.
-                known = any(p.outcome == CUT and p.where.startswith(f"impactMetrics/{index}/")
-                            for p in problems)
-                if known:
+                if any(p.outcome == CUT and p.where.startswith(f"impactMetrics/{index}/")
+                       for p in problems):
                     return []
                 if refused:
                     return [cut(f"impactMetrics/{index}/type", refused)]
@@ -144,7 +136,7 @@ class ReceivedMetrics:
 
     def window_problems(self, document: Dict[str, Any], environment: str) -> List[Problem]:
         """Why the open write window would fail with this body's flag counts in it, where
-        neither fails alone (a variant count summed past the server's column)."""
+        neither fails alone."""
         with self._lock:
             reasons = self._window.failing_with(
                 _arrivals(document, environment, self._series.clock()))
@@ -153,13 +145,12 @@ class ReceivedMetrics:
                         "every app's counts in it are lost") for reason in reasons]
 
     def write(self) -> None:
-        """Write the open window's flag counts now, as the server does every few seconds
-        (every read does it first)."""
+        """Write the open window's flag counts now, as the server does every few seconds."""
         with self._lock:
             self._write()
 
     def failures(self) -> List[WindowFailure]:
-        """The writes the server would have failed, and what each lost, oldest first."""
+        """The writes the server would have failed, oldest first."""
         with self._lock:
             self._write()
             return list(self._failures)
@@ -179,8 +170,8 @@ class ReceivedMetrics:
                                 arrival.at)
 
     def _add_metric(self, metric: Dict[str, Any], app: str, at: float) -> Optional[str]:
-        """Translate one metric into the registry, as the server does; a reason when the
-        server's registry refuses it (and the rest of the array with it)."""
+        """Translate one metric into the registry; a reason when the registry refuses it
+        (and the rest of the array with it)."""
         name, kind, samples = sanitize(metric["name"]), metric["type"], metric["samples"]
         if not valid_name(name) or kind not in _ADD or (kind == "histogram" and not samples):
             return None  # skipped
@@ -196,11 +187,9 @@ class ReceivedMetrics:
             key, labels = _series_key(sample, kind)
             delta = _ADD[kind](entry, key, labels, sample)
             if delta is None:
-                return None  # a counter going down: check_document reported the cut
+                return None  # a counter going down: check_document reported it
             self._series.add(("metric", app, name, kind, labels), kind, delta, at)
         return None
-
-    # -- reading ------------------------------------------------------------------------------
 
     def flags(self, app_name: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
         """Flag counts summed over hours and environments (of one app, if given)."""
@@ -215,8 +204,7 @@ class ReceivedMetrics:
             return self._metric_totals(app_name)
 
     def totals(self, app_name: Optional[str] = None) -> Dict[str, Any]:
-        """Flags and impact metrics together, read at one moment (the shape tests compare
-        with ``==``)."""
+        """Flags and impact metrics together, read at one moment."""
         with self._lock:
             self._write()
             return {"flags": self._flag_totals(app_name), **self._metric_totals(app_name)}
@@ -240,8 +228,8 @@ class ReceivedMetrics:
         return result
 
     def _entries(self) -> List[Tuple[Tuple[str, str, str], Dict[str, Any]]]:
-        """Each metric's series grouped by the app and environment their labels name (``""``
-        for none): ``((app, environment, name), {"type", "help", "series"})``, sorted."""
+        """``((app, environment, name), {"type", "help", "series"})``, sorted; app and
+        environment from the series' labels (``""`` without)."""
         grouped: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
         for name, entry in self._metrics.items():
             for labels, value in entry.series.values():
@@ -253,8 +241,8 @@ class ReceivedMetrics:
         return sorted(grouped.items())
 
     def as_json(self) -> Dict[str, Any]:
-        """Everything, in JSON-ready form: hourly flag bins, metrics, the request log, and the
-        writes the server would have failed (``failed_writes``)."""
+        """Everything, JSON-ready: hourly flag bins, metrics, the request log and the failed
+        writes."""
         with self._lock:
             self._write()
             flags = [{"appName": app, "environment": env, "flag": flag, "hour": hour,
@@ -266,8 +254,10 @@ class ReceivedMetrics:
                     sample: Dict[str, Any] = {"appName": app, "environment": env, "name": name,
                                               "type": entry["type"], "labels": dict(labels)}
                     if entry["type"] == "histogram":
+                        buckets = sorted(value["buckets"].items(), key=lambda item: (
+                            float("inf") if item[0] == "+Inf" else item[0]))
                         sample.update(count=value["count"], sum=value["sum"], buckets=[
-                            {"le": le, "count": n} for le, n in _sorted_buckets(value)])
+                            {"le": le, "count": n} for le, n in buckets])
                     else:
                         sample["value"] = value
                     metrics.append(sample)
@@ -278,13 +268,12 @@ class ReceivedMetrics:
                     "metrics": metrics, "requests": log, "failed_writes": failed}
 
     def metric_entries(self) -> List[Tuple[Tuple[str, str, str], Dict[str, Any]]]:
-        """Each metric's series (copies) grouped by their ``appName`` and ``environment``
-        labels (``""`` without them), for the Prometheus view."""
+        """Each metric's series (copies) by app and environment, for the Prometheus view."""
         with self._lock:
             return self._entries()
 
     def flag_bins(self) -> List[Tuple[Tuple[str, str, str, str], Dict[str, Any]]]:
-        """Each hourly flag bin (copies), for the Prometheus view and the page."""
+        """Each hourly flag bin (copies), for the Prometheus view."""
         with self._lock:
             self._write()
             return [(key, {**c, "variants": dict(c["variants"])})
@@ -292,8 +281,7 @@ class ReceivedMetrics:
 
 
 def _arrivals(document: Dict[str, Any], environment: str, at: float) -> List[Arrival]:
-    """The flag counts of an accepted body as the server buffers them: flags with yes or no
-    only, coerced, without the variant names it drops."""
+    """The flag counts of an accepted body as the server buffers them."""
     app = js_string(document["appName"])
     bucket = document.get("bucket")
     bucket = bucket if isinstance(bucket, dict) else {}
@@ -318,7 +306,6 @@ def _no_counts() -> Dict[str, Any]:
 
 
 def _add_counts(total: Dict[str, Any], counts: Dict[str, Any]) -> None:
-    """Add a flag's ``counts`` (yes, no, variants) into ``total``."""
     total["yes"] += counts["yes"]
     total["no"] += counts["no"]
     for variant, n in counts["variants"].items():
@@ -326,20 +313,13 @@ def _add_counts(total: Dict[str, Any], counts: Dict[str, Any]) -> None:
 
 
 def _copy(value: Any) -> Any:
-    """A series' value that the caller may read while bodies keep arriving."""
     return {**value, "buckets": dict(value["buckets"])} if isinstance(value, dict) else value
 
 
-def _sorted_buckets(histogram: Dict[str, Any]) -> List[Tuple[Any, int]]:
-    return sorted(histogram["buckets"].items(),
-                  key=lambda item: float("inf") if item[0] == "+Inf" else item[0])
-
-
 def _series_key(sample: Dict[str, Any], kind: str) -> Tuple[Any, Labels]:
-    """A sample's series on the server: the registry's key, and the labels it shows (valid
-    sanitised names, the last of two that sanitise alike winning; values as JavaScript
-    prints them). Counters and gauges are keyed as prom-client keys them, ``name:value,``
-    joined, so ``{a: "x,b:y"}`` is ``{a: "x", b: "y"}``; a histogram's tells 1 from "1"."""
+    """The registry's key of a sample's series, and the labels it shows. Counters and gauges
+    are keyed as prom-client keys them, ``name:value,`` joined, so ``{a: "x,b:y"}`` is
+    ``{a: "x", b: "y"}``; a histogram's tells 1 from "1"."""
     named: Dict[str, Any] = {}
     for key, value in (sample.get("labels") or {}).items():
         name = sanitize(key)
@@ -355,27 +335,25 @@ def _series_key(sample: Dict[str, Any], kind: str) -> Tuple[Any, Labels]:
 
 def _add_counter(entry: _Registered, key: Any, labels: Labels,
                  sample: Dict[str, Any]) -> Optional[float]:
-    """Add a counter's sample; None for a negative one, where the translation stops."""
+    """Add a counter's sample, keeping the labels first seen; None for a negative one."""
     value = joi_number(sample["value"])
     assert value is not None  # the schema check let only numbers through
     if value < 0:
         return None
-    # A counter keeps the labels it was first seen with.
     entry.series.setdefault(key, [labels, 0])[1] += value
     return value
 
 
 def _set_gauge(entry: _Registered, key: Any, labels: Labels,
                sample: Dict[str, Any]) -> Optional[float]:
-    # A gauge keeps the labels it was last set with.
-    value = joi_number(sample["value"])
+    value = joi_number(sample["value"])  # with the labels last set
     entry.series[key] = [labels, value]
     return value
 
 
 def _add_histogram(entry: _Registered, key: Any, labels: Labels,
                    sample: Dict[str, Any]) -> Dict[str, Any]:
-    """Add a histogram's sample bucket by bucket; the sample as added (its delta)."""
+    """Add a histogram's sample bucket by bucket; return it as added."""
     total = entry.series.setdefault(key, [labels, {"count": 0, "sum": 0, "buckets": {}}])[1]
     buckets: Dict[Any, Any] = {}
     delta = {"count": joi_number(sample["count"]), "sum": joi_number(sample["sum"]),
@@ -390,7 +368,6 @@ def _add_histogram(entry: _Registered, key: Any, labels: Labels,
     return delta
 
 
-#: How a sample of each type adds to its series: the delta filed in the store, or None.
 _ADD: Dict[str, Callable[[_Registered, Any, Labels, Dict[str, Any]], Any]] = {
     "counter": _add_counter, "gauge": _set_gauge, "histogram": _add_histogram}
 
@@ -400,8 +377,7 @@ def _le(le: Any) -> Any:
 
 
 def _new_boundaries(entry: _Registered, first: Dict[str, Any]) -> bool:
-    """The server recreates a histogram when the first sample's bucket boundaries are not
-    exactly the ones it has seen."""
+    """True when the server recreates the histogram: boundaries other than the ones seen."""
     les = [_le(b["le"]) for b in first["buckets"]]
     return len(entry.boundaries) != len(les) or any(le not in entry.boundaries for le in les)
 
