@@ -1,7 +1,5 @@
-"""``impactagent check``: each metrics body held to unleash-server 8.2.0's rules, with a
-verdict per file, never a traceback. A file that cannot be read is named on standard error
-in one line and the others are still checked. Exit 0: every body is stored whole; 1: some
-are not; 2: a file cannot be read.
+"""``impactagent check``: each metrics body held to unleash-server 8.2.0's rules, a verdict
+per file. Exit 0: every body is stored whole; 1: some are not; 2: a file cannot be read.
 """
 
 from __future__ import annotations
@@ -27,8 +25,8 @@ VERDICTS = {
 
 
 def check_files(files: List[str], max_body: int, out: TextIO, err: TextIO) -> int:
-    """Print a verdict for each file in ``files`` (``-``: standard input) on ``out``, and
-    one line on ``err`` for each that cannot be read; return the exit status."""
+    """Print a verdict for each file (``-``: standard input) on ``out``, and one line on
+    ``err`` for each that cannot be read; return the exit status."""
     if files.count("-") > 1:
         raise UsageError("'-' is given more than once; standard input holds one body")
     bodies = [(name, _read(name)) for name in files]
@@ -62,7 +60,7 @@ def _verdict(name: str, raw: bytes, max_body: int, out: TextIO) -> bool:
 
 
 def _read(name: str) -> Union[bytes, UsageError]:
-    """The file's bytes (``-``: standard input, read once), or the mistake to report."""
+    """The file's bytes, or the mistake to report."""
     if name == "-":
         if sys.stdin is None:
             return UsageError("'-' reads standard input, and there is none; give a file "
