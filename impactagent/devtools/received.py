@@ -17,8 +17,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, FrozenSet, List, Optional, Set, Tuple
+from dataclasses import asdict, dataclass, field
+from typing import Any, Deque, Dict, FrozenSet, List, Optional, Set, Tuple
 
 from ..core.server_limits import DROPPED_VARIANT_NAMES
 from ..server_rules.dates import js_date_ms
@@ -36,6 +36,7 @@ from .write_window import WRITE_PERIOD, Arrival, WindowFailure, WriteWindow
 
 Labels = FrozenSet[Tuple[str, str]]
 LOG_SIZE = 200
+_KINDS = ("counter", "gauge", "histogram")
 
 
 @dataclass
@@ -58,6 +59,39 @@ class _Registered:
     labels: Set[str]  # the label names it was created with
     series: Dict[Any, List[Any]] = field(default_factory=dict)  # key -> [labels, value]
     boundaries: Set[Any] = field(default_factory=set)  # a histogram's le values seen
+
+    def new_boundaries(self, first: Dict[str, Any]) -> bool:
+        """True when the server recreates the histogram: boundaries other than the ones
+        seen."""
+        les = [_le(b["le"]) for b in first["buckets"]]
+        return len(self.boundaries) != len(les) or any(le not in self.boundaries for le in les)
+
+    def add(self, key: Any, labels: Labels, sample: Dict[str, Any]) -> Any:
+        """Add a sample to its series (a counter keeps the labels first seen, a gauge the
+        last); return what the store files, None for a counter going down."""
+        if self.type == "gauge":
+            value = joi_number(sample["value"])
+            self.series[key] = [labels, value]
+            return value
+        if self.type == "counter":
+            value = joi_number(sample["value"])
+            assert value is not None  # the schema check let only numbers through
+            if value < 0:
+                return None
+            self.series.setdefault(key, [labels, 0])[1] += value
+            return value
+        total = self.series.setdefault(key, [labels, {"count": 0, "sum": 0, "buckets": {}}])[1]
+        buckets: Dict[Any, Any] = {}
+        delta = {"count": joi_number(sample["count"]), "sum": joi_number(sample["sum"]),
+                 "buckets": buckets}
+        total["count"] += delta["count"]
+        total["sum"] += delta["sum"]
+        for bucket in sample["buckets"]:
+            le, n = _le(bucket["le"]), joi_number(bucket["count"])
+            total["buckets"][le] = total["buckets"].get(le, 0) + n
+            buckets[le] = buckets.get(le, 0) + n
+            self.boundaries.add(le)
+        return delta
 
 
 class ReceivedMetrics:
@@ -173,7 +207,7 @@ class ReceivedMetrics:
         """Translate one metric into the registry; a reason when the registry refuses it
         (and the rest of the array with it)."""
         name, kind, samples = sanitize(metric["name"]), metric["type"], metric["samples"]
-        if not valid_name(name) or kind not in _ADD or (kind == "histogram" and not samples):
+        if not valid_name(name) or kind not in _KINDS or (kind == "histogram" and not samples):
             return None  # skipped
         entry = self._metrics.get(name)
         if entry is not None and entry.type != kind:
@@ -181,11 +215,11 @@ class ReceivedMetrics:
         label_names = {k for k in (sanitize(k) for s in samples for k in (s.get("labels") or {}))
                        if valid_name(k)}
         if entry is None or not label_names <= entry.labels or (
-                kind == "histogram" and _new_boundaries(entry, samples[0])):
+                kind == "histogram" and entry.new_boundaries(samples[0])):
             entry = self._metrics[name] = _Registered(kind, metric["help"], label_names)
         for sample in samples:
             key, labels = _series_key(sample, kind)
-            delta = _ADD[kind](entry, key, labels, sample)
+            delta = entry.add(key, labels, sample)
             if delta is None:
                 return None  # a counter going down: check_document reported it
             self._series.add(("metric", app, name, kind, labels), kind, delta, at)
@@ -263,7 +297,7 @@ class ReceivedMetrics:
                     metrics.append(sample)
             log = [{"at": _iso(r.at), "appName": r.app_name, "status": r.status,
                     "bytes": r.size, "problems": list(r.problems)} for r in reversed(self._log)]
-            failed = [{"at": _iso(f.at), **f.as_json()} for f in reversed(self._failures)]
+            failed = [{**asdict(f), "at": _iso(f.at)} for f in reversed(self._failures)]
             return {"bodies_accepted": self._bodies_accepted, "flags": flags,
                     "metrics": metrics, "requests": log, "failed_writes": failed}
 
@@ -333,53 +367,8 @@ def _series_key(sample: Dict[str, Any], kind: str) -> Tuple[Any, Labels]:
     return "".join(f"{name}:{js_string(value)}," for name, value in ordered), labels
 
 
-def _add_counter(entry: _Registered, key: Any, labels: Labels,
-                 sample: Dict[str, Any]) -> Optional[float]:
-    """Add a counter's sample, keeping the labels first seen; None for a negative one."""
-    value = joi_number(sample["value"])
-    assert value is not None  # the schema check let only numbers through
-    if value < 0:
-        return None
-    entry.series.setdefault(key, [labels, 0])[1] += value
-    return value
-
-
-def _set_gauge(entry: _Registered, key: Any, labels: Labels,
-               sample: Dict[str, Any]) -> Optional[float]:
-    value = joi_number(sample["value"])  # with the labels last set
-    entry.series[key] = [labels, value]
-    return value
-
-
-def _add_histogram(entry: _Registered, key: Any, labels: Labels,
-                   sample: Dict[str, Any]) -> Dict[str, Any]:
-    """Add a histogram's sample bucket by bucket; return it as added."""
-    total = entry.series.setdefault(key, [labels, {"count": 0, "sum": 0, "buckets": {}}])[1]
-    buckets: Dict[Any, Any] = {}
-    delta = {"count": joi_number(sample["count"]), "sum": joi_number(sample["sum"]),
-             "buckets": buckets}
-    total["count"] += delta["count"]
-    total["sum"] += delta["sum"]
-    for bucket in sample["buckets"]:
-        le, n = _le(bucket["le"]), joi_number(bucket["count"])
-        total["buckets"][le] = total["buckets"].get(le, 0) + n
-        buckets[le] = buckets.get(le, 0) + n
-        entry.boundaries.add(le)
-    return delta
-
-
-_ADD: Dict[str, Callable[[_Registered, Any, Labels, Dict[str, Any]], Any]] = {
-    "counter": _add_counter, "gauge": _set_gauge, "histogram": _add_histogram}
-
-
 def _le(le: Any) -> Any:
     return le if le == "+Inf" else float(joi_number(le))  # type: ignore[arg-type]
-
-
-def _new_boundaries(entry: _Registered, first: Dict[str, Any]) -> bool:
-    """True when the server recreates the histogram: boundaries other than the ones seen."""
-    les = [_le(b["le"]) for b in first["buckets"]]
-    return len(entry.boundaries) != len(les) or any(le not in entry.boundaries for le in les)
 
 
 def _iso(at: float) -> str:

@@ -59,10 +59,6 @@ class WindowFailure:
     lost: Dict[str, int] = field(default_factory=dict)  # "yes", "no", "variants": counts
     variants_only: bool = False  # the yes/no rows were written
 
-    def as_json(self) -> Dict[str, Any]:
-        return {"reasons": list(self.reasons), "apps": list(self.apps), "lost": dict(self.lost),
-                "variants_only": self.variants_only}
-
 
 class WriteWindow:
     """Flag counts arrived since the last write (not thread-safe: the caller's lock)."""
