@@ -3,13 +3,6 @@
 Flag counts in hourly bins per app, environment and flag; impact metrics as the server's
 registry holds them, one per sanitised name, whoever sent it (recreated empty when its label
 names grow or its boundaries change); and a log of the last requests.
-
->>> received = ReceivedMetrics()
->>> _ = received.add({"appName": "shop", "bucket": {"start": "2026-11-25T10:59:00Z",
-...     "stop": "2026-11-25T11:00:30Z", "toggles": {"beta": {"yes": 2, "no": 1,
-...     "variants": {"v2": 2}}}}}, environment="production")
->>> received.flags("shop")
-{'beta': {'yes': 2, 'no': 1, 'variants': {'v2': 2}}}
 """
 
 from __future__ import annotations

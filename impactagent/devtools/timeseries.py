@@ -6,12 +6,6 @@ step)``. A metric series is a ring of ``steps`` slots of floats, allocated whole
 series keeps at most ``steps`` small dicts and ``max_variants`` variant names (the others'
 evaluations count in ``refused``). At most ``max_series`` series: a new one evicts one silent
 for an hour, else it is refused and counted.
-
->>> store = SeriesStore(step=10, steps=3, clock=lambda: 0)
->>> for at in (0, 5, 12, 25, 31, 47):
-...     _ = store.add(("metric", "shop", "jobs_total", "counter", frozenset()), "counter", 1, at)
->>> store.cells(("metric", "shop", "jobs_total", "counter", frozenset()))
-{2: 1, 3: 1, 4: 1}
 """
 
 from __future__ import annotations

@@ -1,13 +1,6 @@
 """The server's write window: unleash-server 8.2.0 answers 202 to a body, holds its flag
 counts, and writes all it holds, every app's, about every 5 s, in one statement. Some counts
 fail that write, losing the window for every app.
-
->>> window = WriteWindow()
->>> window.add(Arrival(0.0, "shop", "production", "beta", 0, 0.5, 0, {}))
->>> window.add(Arrival(0.0, "shop", "production", "beta", 0, 0.5, 0, {}))
->>> written, failure = window.write()
->>> written[("shop", "production", "beta", "1970-01-01T00:00:00Z")]["yes"], failure
-(1, None)
 """
 
 from __future__ import annotations
