@@ -53,8 +53,7 @@ def _asking(args: argparse.Namespace, client: AdminClient) -> Iterator[None]:
         raise UsageError(f"cannot reach {url}: {_why(error)}; is the server "
                          "running, and --url right?") from None
     except requests.exceptions.Timeout:
-        raise UsageError(f"{url} did not answer in time; is --url right?"
-                         ) from None
+        raise UsageError(f"{url} did not answer in time; is --url right?") from None
     except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
             requests.exceptions.InvalidSchema):
         raise UsageError(f"--url {url!r} is not an http(s) URL such as "

@@ -45,8 +45,7 @@ def _preview(store: SeriesStore, config: ChartConfig, now: Optional[float]
         "arrived": False, "flag": None, "groups": {}}
     if field is None:
         return result, None
-    view = impact(store, shown, now, resolution=resolution,
-                  selectors=config.label_selectors)
+    view = impact(store, shown, now, resolution=resolution, selectors=config.label_selectors)
     found = [m for m in view["metrics"] if m["name"] == name and m["type"] == kind]
     if config.scope.flag is not None:
         found = [m for m in found if m["flag"] == config.scope.flag] or found

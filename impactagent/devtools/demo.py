@@ -35,8 +35,7 @@ class Shop:
     def __init__(self, agent: Agent, seed: int = 1) -> None:
         self.agent = agent
         self.rng = random.Random(seed)
-        self.requests = agent.counter("http_requests_total", "Requests handled",
-                                      labels=("route",))
+        self.requests = agent.counter("http_requests_total", "Requests handled", labels=("route",))
         self.checkouts = agent.counter("checkout_total", "Completed checkouts",
                                        flags=("new-checkout",))
         self.in_flight = agent.gauge("in_flight_requests", "Requests being handled")
@@ -157,8 +156,7 @@ def main(requests: int = 10_000, out: TextIO = sys.stdout, *, url: Optional[str]
         code = report(rows, result.ok and not statistics["dropped"], problems, out)
         if url is not None and not delivery["delivered_bodies"]:
             out.flush()
-            raise UsageError(f"{redact_url(url)} took nothing: "
-                             f"{_why_nothing(statistics)}")
+            raise UsageError(f"{redact_url(url)} took nothing: {_why_nothing(statistics)}")
         return code
     finally:
         if receiver is not None:

@@ -30,8 +30,7 @@ def quantile(q: float, buckets: Dict[Any, float]) -> Optional[float]:
     0.30000000000000004
     """
     bounds: List[Tuple[float, float]] = []
-    for bound, n in sorted((_INF if le == "+Inf" else float(le), n)
-                           for le, n in buckets.items()):
+    for bound, n in sorted((_INF if le == "+Inf" else float(le), n) for le, n in buckets.items()):
         # Series whose bounds differ can sum to falling counts: made monotonic, as Prometheus.
         bounds.append((bound, max(n, bounds[-1][1]) if bounds else n))
     if not bounds or bounds[-1][0] != _INF or bounds[-1][1] <= 0:

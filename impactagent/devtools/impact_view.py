@@ -37,8 +37,7 @@ def impact_section(view: Dict[str, Any], palette: Optional[Dict[str, str]] = Non
                      f'data-app="{_e(flag["app"])}"><h3>{_e(flag["flag"])} '
                      f'<small>({_e(flag["app"])}, {flag["evaluations"]:,} evaluations)</small>'
                      f'</h3><div class="charts">{"".join(charts)}</div></section>')
-    unflagged = [metric_figure(m, x_range, palette) for m in view["metrics"]
-                 if m["flag"] is None]
+    unflagged = [metric_figure(m, x_range, palette) for m in view["metrics"] if m["flag"] is None]
     if unflagged:
         parts.append('<section class="flag" data-flag=""><h3>Metrics labelled by no flag</h3>'
                      f'<div class="charts">{"".join(unflagged)}</div></section>')

@@ -149,8 +149,7 @@ class ReceivedMetrics:
             for problem in problems:
                 if problem.outcome == POISONED and problem.where.startswith("impactMetrics"):
                     self._failures.append(WindowFailure(at, [problem.message], [app]))
-            if any(p.outcome == DISCARDED for p in problems) or not document.get(
-                    "impactMetrics"):
+            if any(p.outcome == DISCARDED for p in problems) or not document.get("impactMetrics"):
                 return []  # one bad metric: the server drops the whole array
             for index, metric in enumerate(document["impactMetrics"]):
                 refused = self._add_metric(metric, app, at)

@@ -73,8 +73,7 @@ class Receiver:
     def start(self) -> Receiver:
         """Start serving (idempotent); port 0 picks a free port."""
         if self._server is None:
-            handler = type("Handler", (_Handler,), {"receiver": self,
-                                                    "timeout": self.read_timeout})
+            handler = type("Handler", (_Handler,), {"receiver": self, "timeout": self.read_timeout})
             self._server = ThreadingHTTPServer((self.host, self.port), handler)
             self._server.daemon_threads = True
             self.port = self._server.server_address[1]
@@ -125,8 +124,7 @@ class Receiver:
             time.sleep(0.02)
         return predicate(self)
 
-    def allows(self, authorization: Optional[str], *, view: bool = False,
-               query: str = "") -> bool:
+    def allows(self, authorization: Optional[str], *, view: bool = False, query: str = "") -> bool:
         """True when no token is configured or the request carries it: the whole
         ``Authorization`` header or after ``Bearer``, and for a ``view`` also as HTTP Basic's
         password or ``?token=`` in the ``query``."""
@@ -134,8 +132,7 @@ class Receiver:
             return True
         offered = [(authorization or "").strip(), _bearer(authorization)]
         if view:
-            offered += [_basic_password(authorization),
-                        *parse_qs(query).get("token", [])]
+            offered += [_basic_password(authorization), *parse_qs(query).get("token", [])]
         expected = self.token.encode()
         # No early exit: the answer's timing says nothing.
         matches = [hmac.compare_digest(candidate.encode(), expected) for candidate in offered]

@@ -122,8 +122,7 @@ def _sums(arrivals: List[Arrival]) -> Dict[Row, Dict[str, Any]]:
     return rows
 
 
-def _failures(arrivals: List[Arrival], rows: Dict[Row, Dict[str, Any]]
-              ) -> Tuple[List[str], bool]:
+def _failures(arrivals: List[Arrival], rows: Dict[Row, Dict[str, Any]]) -> Tuple[List[str], bool]:
     """Why the write of these arrivals fails, and whether only the variant rows fail."""
     failing = _row_failures(arrivals)
     if failing:
