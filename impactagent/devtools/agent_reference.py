@@ -26,14 +26,11 @@ def load_agent(where: str, option: str = "--agent") -> Agent:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        missing = error.name or ""
+    except Exception as error:  # the app's code raised: where, in one line
+        missing = (error.name or "") if isinstance(error, ModuleNotFoundError) else ""
         if missing and (module_name == missing or module_name.startswith(missing + ".")):
             raise UsageError(f"{option} {where}: no module named {missing!r} here; run from "
                              "your app's directory, or add it to PYTHONPATH") from None
-        raise UsageError(f"{option} {where}: importing {module_name} failed: "
-                         f"{one_line(error)}") from None
-    except Exception as error:  # the app's code raised: where, in one line
         raise UsageError(f"{option} {where}: importing {module_name} failed: "
                          f"{one_line(error)}") from None
     except SystemExit as error:  # the module exits on import (a script, not a module)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional, TextIO, Tuple, Union
+from typing import List, TextIO, Tuple, Union
 
 from ..server_rules.validation import check_request, notes, outcome_of, parse_body
 from .cli_support import USAGE, UsageError
@@ -69,19 +69,17 @@ def _read(name: str) -> Union[bytes, UsageError]:
             return UsageError("'-' reads a body from standard input, which is a terminal; "
                               "pipe one in (... | impactagent check -) or give a file")
         return sys.stdin.buffer.read()
-    problem: Optional[str] = None
     try:
         return Path(name).read_bytes()
     except FileNotFoundError:
-        problem = f"{name}: no such file; give the path of a JSON metrics body"
+        return UsageError(f"{name}: no such file; give the path of a JSON metrics body")
     except IsADirectoryError:
-        problem = (f"{name} is a directory; give the JSON files in it "
-                   f"(e.g. {os.path.join(name, '*.json')})")
+        return UsageError(f"{name} is a directory; give the JSON files in it "
+                          f"(e.g. {os.path.join(name, '*.json')})")
     except PermissionError:
-        problem = f"{name}: permission denied; give a file you can read"
+        return UsageError(f"{name}: permission denied; give a file you can read")
     except OSError as error:
-        problem = f"{name}: cannot be read ({error.strerror or error})"
-    return UsageError(problem)
+        return UsageError(f"{name}: cannot be read ({error.strerror or error})")
 
 
 __all__: Tuple[str, ...] = ("VERDICTS", "check_files")
