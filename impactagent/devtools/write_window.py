@@ -45,6 +45,7 @@ class Arrival:
 
 @dataclass
 class WindowFailure:
+    """A write the server fails: when, why, whose, and what was lost."""
 
     at: float
     reasons: List[str]
