@@ -77,9 +77,8 @@ def exposure_figure(flag: Dict[str, Any], x_range: Tuple[float, float],
         ("evaluations", "share"), rows, palette)
 
 
-def metric_figure(metric: Dict[str, Any], x_range: Tuple[float, float],
-                  palette: Dict[str, str], *, drawn: Optional[str] = None,
-                  y_min: str = "zero", title: Optional[str] = None,
+def metric_figure(metric: Dict[str, Any], x_range: Tuple[float, float], palette: Dict[str, str],
+                  *, drawn: Optional[str] = None, y_min: str = "zero", title: Optional[str] = None,
                   extra: Optional[Dict[str, str]] = None) -> str:
     """The chart of one metric's groups (drawing ``drawn``, by default what its type
     draws), with its table."""

@@ -52,10 +52,8 @@ class Receiver:
     """The receiver's HTTP server, run on a daemon thread; a context manager."""
 
     def __init__(self, *, port: int = 0, host: str = "127.0.0.1", token: Optional[str] = None,
-                 max_body: int = MAX_BODY, strict: bool = False,
-                 read_timeout: float = READ_TIMEOUT,
-                 series: Optional[SeriesStore] = None,
-                 charts: Sequence[ChartConfig] = (),
+                 max_body: int = MAX_BODY, strict: bool = False, read_timeout: float = READ_TIMEOUT,
+                 series: Optional[SeriesStore] = None, charts: Sequence[ChartConfig] = (),
                  features: Optional[Dict[str, Any]] = None) -> None:
         self.host = host
         self.port = port

@@ -30,23 +30,16 @@ class Refused(Exception):
 def read_body(rfile: BufferedIOBase, lengths: List[str], transfer_encoding: Optional[str],
               limit: int, drain: int) -> bytes:
     """The body's bytes as sent (at most ``drain``); raises :class:`Refused`."""
-    if transfer_encoding is not None:
+    try:
+        if transfer_encoding is None:
+            return _read_framed(rfile, lengths, limit, drain)
         codings = [c.strip().lower() for c in transfer_encoding.split(",")]
         if codings[-1] != "chunked":
             raise Refused(400, f"Transfer-Encoding {transfer_encoding!r} is not chunked",
                           close=True)
         return _read_chunked(rfile, limit, drain)
-    length = content_length(lengths)
-    if length is None:
-        raise Refused(400, f"invalid Content-Length: {lengths}", close=True)
-    body = _read(rfile, min(length, drain))
-    if len(body) < min(length, drain):
-        raise Refused(400, f"body shorter than its Content-Length: {len(body)} of {length} "
-                      "bytes", close=True)
-    if length > limit:
-        raise Refused(413, f"request entity too large: {length} bytes, limit {limit}",
-                      close=length > drain)
-    return body
+    except TimeoutError:
+        raise Refused(408, "the body did not arrive in time", close=True) from None
 
 
 def decode_body(raw: bytes, content_type: Optional[str], content_encoding: Optional[str],
@@ -82,11 +75,18 @@ def content_length(values: List[str]) -> Optional[int]:
     return int(digits) if len(digits) <= 18 else 10 ** 18
 
 
-def _read(rfile: BufferedIOBase, n: int) -> bytes:
-    try:
-        return rfile.read(n)
-    except TimeoutError:
-        raise Refused(408, "the body did not arrive in time", close=True) from None
+def _read_framed(rfile: BufferedIOBase, lengths: List[str], limit: int, drain: int) -> bytes:
+    length = content_length(lengths)
+    if length is None:
+        raise Refused(400, f"invalid Content-Length: {lengths}", close=True)
+    body = rfile.read(min(length, drain))
+    if len(body) < min(length, drain):
+        raise Refused(400, f"body shorter than its Content-Length: {len(body)} of {length} "
+                      "bytes", close=True)
+    if length > limit:
+        raise Refused(413, f"request entity too large: {length} bytes, limit {limit}",
+                      close=length > drain)
+    return body
 
 
 def _read_chunked(rfile: BufferedIOBase, limit: int, drain: int) -> bytes:
@@ -102,7 +102,7 @@ def _read_chunked(rfile: BufferedIOBase, limit: int, drain: int) -> bytes:
             break
         if size + n > drain:
             raise Refused(413, f"request entity too large: over {drain} bytes", close=True)
-        chunk = _read(rfile, n)
+        chunk = rfile.read(n)
         if len(chunk) < n or _readline(rfile).strip():
             raise Refused(400, "a chunk is shorter than its size", close=True)
         chunks.append(chunk)
@@ -115,10 +115,7 @@ def _read_chunked(rfile: BufferedIOBase, limit: int, drain: int) -> bytes:
 
 
 def _readline(rfile: BufferedIOBase) -> bytes:
-    try:
-        line = rfile.readline(65537)
-    except TimeoutError:
-        raise Refused(408, "the body did not arrive in time", close=True) from None
+    line = rfile.readline(65537)
     if not line or len(line) > 65536:
         raise Refused(400, "the chunked body ends early", close=True)
     return line
