@@ -60,7 +60,6 @@ def _verdict(name: str, raw: bytes, max_body: int, out: TextIO) -> bool:
 
 
 def _read(name: str) -> Union[bytes, UsageError]:
-    """The file's bytes, or the mistake to report."""
     if name == "-":
         if sys.stdin is None:
             return UsageError("'-' reads standard input, and there is none; give a file "

@@ -27,8 +27,7 @@ FIELDS = {
 
 def _preview(store: SeriesStore, config: ChartConfig, now: Optional[float]
              ) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
-    """One declared chart's preview (``arrived`` False until its metric, as selected, is
-    there), and the impact view's metric it draws."""
+    """One declared chart's preview, and the impact view's metric it draws (None: none yet)."""
     kind, _, name = config.metric_name.removeprefix("unleash_").partition("_")
     kept = store.steps * store.step
     step = min(STEP_SECONDS[config.time_range], kept)

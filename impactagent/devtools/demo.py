@@ -221,7 +221,6 @@ def report(rows: List[Tuple[str, Any, Any]], delivered: bool, problems: List[str
 
 
 def _difference(what: str, recorded: Any, received: Any) -> str:
-    """What did not match, in words."""
     if received is None:
         return "nothing of it arrived"
     if recorded is None:

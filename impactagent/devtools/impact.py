@@ -89,8 +89,6 @@ LabelledCells = List[Tuple[Dict[str, str], Cells]]
 def _collected(store: SeriesStore, first: int, last: int,
                selectors: Optional[Mapping[str, Sequence[str]]]
                ) -> Tuple[Dict[Tuple[str, str], Cells], Dict[Tuple[str, str, str], LabelledCells]]:
-    """The store's cells from step ``first`` to ``last``: by flag, and by metric with their
-    labels."""
     flags: Dict[Tuple[str, str], Cells] = {}
     metrics: Dict[Tuple[str, str, str], LabelledCells] = {}
     for key, kind, cells in store.snapshot(first, last):
@@ -163,7 +161,6 @@ def _values(kind: str, series: List[List[Any]], seconds: float) -> Dict[str, Any
 
 def _exposure(app: str, flag: str, cells: Dict[int, Any], indices: Iterable[range],
               step: float) -> Dict[str, Any]:
-    """A flag's evaluations per group and their shares."""
     def shares(counted: List[Dict[str, Any]]) -> Dict[str, Any]:
         groups: Dict[str, float] = {}
         for cell in counted:

@@ -196,8 +196,7 @@ class ReceivedMetrics:
                                 arrival.at)
 
     def _add_metric(self, metric: Dict[str, Any], app: str, at: float) -> Optional[str]:
-        """Translate one metric into the registry; a reason when the registry refuses it
-        (and the rest of the array with it)."""
+        """Translate one metric into the registry; a reason when the registry refuses it."""
         name, kind, samples = sanitize(metric["name"]), metric["type"], metric["samples"]
         if not valid_name(name) or kind not in _KINDS or (kind == "histogram" and not samples):
             return None  # skipped
@@ -254,8 +253,7 @@ class ReceivedMetrics:
         return result
 
     def _entries(self) -> List[Tuple[Tuple[str, str, str], Dict[str, Any]]]:
-        """``((app, environment, name), {"type", "help", "series"})``, sorted; app and
-        environment from the series' labels (``""`` without)."""
+        """``((app, environment, name), {"type", "help", "series"})``, sorted."""
         grouped: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
         for name, entry in self._metrics.items():
             for labels, value in entry.series.values():

@@ -74,8 +74,7 @@ class SeriesStore:
         return True
 
     def _bounded(self, series: Dict[str, Any], value: Dict[str, Any]) -> Dict[str, Any]:
-        """A flag's ``value`` with the variants past ``max_variants`` names moved to
-        ``refused``."""
+        """A flag's ``value``, the variants past ``max_variants`` names moved to ``refused``."""
         names = series.setdefault("variant_names", set())
         kept: Dict[str, Any] = {}
         refused = 0
@@ -94,8 +93,7 @@ class SeriesStore:
                       values=array("d", [0.0]) * (self.steps * width))
 
     def _merge(self, series: Dict[str, Any], index: int, kind: str, value: Any) -> None:
-        """Add ``value`` into the slot of step ``index``, emptied first if it held an older
-        step."""
+        """Add ``value`` into the slot of step ``index``, emptied if it held an older step."""
         slot, width = index % self.steps, series["width"]
         values, base = series["values"], slot * width
         if series["held"][slot] != index:
@@ -171,7 +169,6 @@ _EMPTY = -(2 ** 62)
 
 
 def _merge_flag(cell: Optional[Dict[str, Any]], value: Dict[str, Any]) -> Dict[str, Any]:
-    """A new flag cell: ``cell`` with ``value`` added."""
     cell = cell or {"yes": 0, "no": 0, "variants": {}, "refused": 0}
     variants = dict(cell["variants"])
     for name, n in value.get("variants", {}).items():
