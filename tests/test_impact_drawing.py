@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from impactagent.devtools.receiver import Receiver
-from impactagent.devtools.svg import colours, line_chart
+from impactagent.devtools.svg import colours, line_chart, nice
 from impactagent.devtools.units import human, unit_of
 
 
@@ -28,6 +28,13 @@ from impactagent.devtools.units import human, unit_of
     (0.00123, "checkout_total", {"rate": True}, "0.00123/s"),
     (1234.5, "checkout_total", {}, "1,234"),
     (0.5, "", {"percent": True}, "50%"),
+    (0.3333, "", {"percent": True}, "33.3%"),
+    (0.0000042, "request_seconds", {}, "4.2 µs"),
+    (95, "request_seconds", {}, "1.58 min"),
+    (1536000, "body_bytes", {}, "1.54 MB"),
+    (12345.6, "queue_depth", {}, "12,346"),
+    (999.95, "queue_depth", {}, "1,000"),
+    (0.000123456, "queue_depth", {}, "0.000123"),
     (None, "request_seconds", {}, "-"),
     (math.nan, "request_seconds", {}, "-"),
 ])
@@ -38,6 +45,10 @@ def test_values_read_as_people_write_them(value, name, options, text):
 def test_the_unit_comes_from_the_name_s_suffix():
     assert [unit_of(n) for n in ("a_seconds", "a_bytes", "a_total", "queue_depth",
                                  "seconds_total")] == ["seconds", "bytes", "count", "", "count"]
+
+
+def test_axis_steps_are_round():
+    assert [nice(s) for s in (0.7, 2.1, 0.0024, 30, 1)] == [1.0, 2.5, 0.0025, 50.0, 1.0]
 
 
 def test_a_chart_without_values_still_has_its_axes_and_no_points():

@@ -175,3 +175,11 @@ def test_a_charts_reference_whose_import_exits_is_a_usage_error(tmp_path: Path,
             load_agent("attack_exiting_app:agent", "--charts")
     finally:
         sys.modules.pop("attack_exiting_app", None)
+
+
+def test_a_series_keeps_its_last_steps_a_step_reusing_the_slot_of_one_a_ring_before():
+    store = SeriesStore(step=10, steps=3, clock=lambda: 0)
+    key = ("metric", "shop", "jobs_total", "counter", frozenset())
+    for at in (0, 5, 12, 25, 31, 47):
+        store.add(key, "counter", 1, at)
+    assert store.cells(key) == {2: 1, 3: 1, 4: 1}

@@ -1,8 +1,5 @@
-"""``impactagent stats`` and ``impactagent charts plan|apply``: the admin commands.
-
-The admin token comes from an environment variable (``UNLEASH_ADMIN_TOKEN`` by default),
-never the command line, where shell history and ``ps`` would show it. A server that cannot
-be reached or is not the admin API is the user's to fix: one line, exit 2.
+"""``impactagent stats`` and ``impactagent charts plan|apply``: the admin commands. The token
+comes from an environment variable, never the command line, where ``ps`` would show it.
 """
 
 from __future__ import annotations
@@ -40,8 +37,7 @@ def _client(args: argparse.Namespace) -> AdminClient:
 
 @contextmanager
 def _asking(args: argparse.Namespace, client: AdminClient) -> Iterator[None]:
-    """Turn what a wrong ``--url`` or token makes the admin API calls raise into one line,
-    with nothing secret in it."""
+    """What a wrong ``--url`` or token makes the calls raise, as one line without secrets."""
     url = redact_url(args.url or "")
     try:
         yield
@@ -57,8 +53,7 @@ def _asking(args: argparse.Namespace, client: AdminClient) -> Iterator[None]:
         raise UsageError(f"cannot reach {url}: {_why(error)}; is the server "
                          "running, and --url right?") from None
     except requests.exceptions.Timeout:
-        raise UsageError(f"{url} did not answer in time; is --url right?"
-                         ) from None
+        raise UsageError(f"{url} did not answer in time; is --url right?") from None
     except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
             requests.exceptions.InvalidSchema):
         raise UsageError(f"--url {url!r} is not an http(s) URL such as "
@@ -70,7 +65,6 @@ def _asking(args: argparse.Namespace, client: AdminClient) -> Iterator[None]:
 
 
 def _why(error: requests.exceptions.ConnectionError) -> str:
-    """The cause a person can act on, out of requests' nested connection errors."""
     text = str(error)
     for cause in ("Connection refused", "Name or service not known", "No route to host",
                   "Network is unreachable", "nodename nor servname", "getaddrinfo failed"):
@@ -80,8 +74,7 @@ def _why(error: requests.exceptions.ConnectionError) -> str:
 
 
 def stats_command(args: argparse.Namespace) -> int:
-    """Print the instance statistics (their key figures, JSON or the server's CSV) and whether
-    their checksum holds."""
+    """Print the instance statistics and whether their checksum holds."""
     client = _client(args)
     form = "json" if args.json else args.format
     with _asking(args, client):
@@ -96,7 +89,6 @@ def stats_command(args: argparse.Namespace) -> int:
         for key in ("instanceId", "versionOSS", "users", "featureToggles", "projects", "roles",
                     "groups", "environments", "segments"):
             print(client.redact(f"{key:<16}{data.get(key)}"))
-    # The CSV is for a program to read: the verdict goes to stderr there.
     verdict = sys.stderr if form == "csv" else sys.stdout
     if statistics.verified:
         print(f"checksum        ok ({statistics.checksum})", file=verdict)

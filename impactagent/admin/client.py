@@ -1,10 +1,7 @@
 """The Unleash admin API calls impactagent makes: chart configurations and instance statistics.
 
-``AdminClient`` needs an admin token and never logs or prints it: what a server answers
-passes through the agent's redactor before it reaches an :class:`AdminError` (a gateway may
-echo the request's headers), and URLs are shown without their password. Instance statistics
-carry ``sum``, a SHA-256 of some of their fields written one after the other, which
-:func:`statistics_checksum` recomputes to show they were not edited.
+The admin token is never logged or shown: what a server answers is redacted first (a gateway
+may echo the request's headers).
 """
 
 from __future__ import annotations
@@ -36,7 +33,7 @@ class AdminError(RuntimeError):
 
 
 def statistics_checksum(statistics: Mapping[str, Any]) -> str:
-    """The ``sum`` a server computes for these statistics.
+    """The ``sum`` (a SHA-256 of some fields) a server computes for these statistics.
 
     >>> statistics_checksum({"instanceId": "i", "users": 1, "featureToggles": 2,
     ...                      "projects": 3, "roles": 4, "groups": 5, "environments": 6,
@@ -48,7 +45,7 @@ def statistics_checksum(statistics: Mapping[str, Any]) -> str:
         value = statistics.get(name)
         if name == "projects" and isinstance(value, list):  # per-mode counts: the total
             value = sum(int(p.get("count", 0)) for p in value)
-        # A JavaScript template literal: a missing field writes "undefined".
+        # A JavaScript template literal writes a missing field as "undefined".
         values.append("undefined" if value is None else js_string(value))
     return hashlib.sha256("".join(values).encode()).hexdigest()
 
@@ -60,8 +57,7 @@ class InstanceStatistics:
     data: Dict[str, Any]
     checksum: Optional[str]
     recomputed: str
-    #: The answer as the server wrote it, when fetched as CSV (``data`` then holds its
-    #: values as text, which give the same checksum).
+    #: The answer as the server wrote it, when fetched as CSV.
     csv: Optional[str] = None
 
     @property
@@ -77,20 +73,17 @@ class AdminClient:
                  timeout: float = 10.0) -> None:
         parts = urlsplit(api_url(url))
         if parts.username is not None or parts.password is not None:
-            # requests would send them as Basic credentials in place of the token.
             raise ValueError(f"the url {redact_url(url)} has a user name or password in it, "
                              "which would replace the admin token in the Authorization "
                              "header: give the url without them")
-        #: The server's base URL, without ``/api`` (a query or fragment is no part of it).
+        #: The server's base URL, without ``/api``.
         self.url = urlunsplit(parts._replace(path=parts.path[: -len("/api")], query="",
                                              fragment=""))
         self.timeout = timeout
-        #: What the server answers passes through this before it is shown.
         self.redact = Redactor.for_credentials(token, {})
         self.session = requests.Session()
         self.session.verify = verify
-        # The token is ours to send: a ~/.netrc entry for the host must not replace it with
-        # Basic credentials (requests consults netrc only when no auth is set).
+        # With an auth set, requests reads no ~/.netrc, whose entry would replace the token.
         self.session.auth = _as_set
         self.session.headers.update({"Authorization": token, "Accept": "application/json",
                                      "User-Agent": "impactagent-admin"})
@@ -112,8 +105,6 @@ class AdminClient:
         response = self._request(method, path, body)
         return response.json() if response.content else None
 
-    # -- instance statistics ------------------------------------------------------------------
-
     def instance_statistics(self) -> InstanceStatistics:
         """Fetch the instance statistics and check their checksum."""
         data = self._call("GET", "/api/admin/instance-admin/statistics")
@@ -123,9 +114,8 @@ class AdminClient:
         return InstanceStatistics(data, data.get("sum"), statistics_checksum(data))
 
     def instance_statistics_csv(self) -> InstanceStatistics:
-        """Fetch the instance statistics in CSV (``GET
-        /api/admin/instance-admin/statistics/csv``: a header line and one line of values,
-        kept in ``csv`` as sent) and check their checksum."""
+        """Fetch the instance statistics in CSV (kept in ``csv`` as sent) and check their
+        checksum."""
         response = self._request("GET", "/api/admin/instance-admin/statistics/csv",
                                  accept="text/csv")
         kind = response.headers.get("Content-Type", "")
@@ -138,12 +128,10 @@ class AdminClient:
         return InstanceStatistics(data, data.get("sum"), statistics_checksum(data),
                                   csv=response.text)
 
-    # -- chart configurations -----------------------------------------------------------------
-
     def charts(self, scope: ChartScope) -> List[ChartConfig]:
         """The chart configurations in ``scope`` (the instance, or one flag's)."""
         answer = self._call("GET", scope.path)
-        # The seed documents the POST; its GET answers a list, plain or as {"configs": [...]}.
+        # A list, plain or as {"configs": [...]}.
         items = answer.get("configs", []) if isinstance(answer, dict) else (answer or [])
         return [ChartConfig.from_answer(item, scope) for item in items]
 
@@ -158,5 +146,5 @@ class AdminClient:
 
 
 def _as_set(request: requests.PreparedRequest) -> requests.PreparedRequest:
-    """An auth that changes nothing: the ``Authorization`` header is already set."""
+    """An auth that changes nothing: the ``Authorization`` header is set."""
     return request

@@ -1,9 +1,5 @@
-"""``impactagent charts plan`` and ``apply``: make the server's charts match the code's.
-
-Each declared chart is compared with the server's chart of the same id (derived from what
-the chart is: :func:`~impactagent.core.charts.stable_id`): ``create``, ``update`` (the
-fields that differ listed) or ``unchanged``. Charts the code does not declare are listed as
-``unmanaged`` and left alone: someone may have made them by hand.
+"""``impactagent charts plan`` and ``apply``: make the server's charts match the code's, by
+id; a chart the code does not declare is ``unmanaged`` and left alone.
 """
 
 from __future__ import annotations
@@ -17,7 +13,6 @@ from .client import AdminClient
 
 @dataclass(frozen=True)
 class Change:
-    """What ``apply`` would do to one chart."""
 
     action: str  # "create", "update", "unchanged" or "unmanaged"
     config: ChartConfig

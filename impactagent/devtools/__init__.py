@@ -1,3 +1,2 @@
-"""Development tools: the server imitation (a receiver that takes, stores and shows bodies as
-unleash-server does, by :mod:`impactagent.server_rules`), ``check``, the demo, the pytest
+"""Development tools: the receiver (a server imitation), ``check``, the demo, the pytest
 plugin."""

@@ -1,7 +1,5 @@
-"""``MODULE:NAME``: how a command finds the app's :class:`~impactagent.Agent` (``receive
---charts``, ``charts apply``), imported from the current directory as ``python -m`` would.
-Every way the reference can miss is the user's to fix: a
-:class:`~impactagent.devtools.cli_support.UsageError` in one line.
+"""``MODULE:NAME``: how a command finds the app's :class:`~impactagent.Agent`, imported from
+the current directory as ``python -m`` would; every miss is a one-line ``UsageError``.
 """
 
 from __future__ import annotations
@@ -16,8 +14,7 @@ from .cli_support import UsageError
 
 
 def load_agent(where: str, option: str = "--agent") -> Agent:
-    """The agent that ``where`` (``package.module:name``) names; ``option`` is the command
-    line option it came from, for the messages."""
+    """The agent that ``where`` (``package.module:name``) names; ``option`` for the messages."""
     module_name, colon, attribute = where.partition(":")
     if not colon or not module_name or not attribute:
         raise UsageError(f"{option} takes MODULE:NAME, such as myapp.metrics:agent; "
@@ -26,17 +23,14 @@ def load_agent(where: str, option: str = "--agent") -> Agent:
         raise UsageError(f"{option} needs an absolute module name such as myapp.metrics; "
                          f"got {module_name!r}")
     if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # the app's own modules, found as `python -m` does
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        missing = error.name or ""
+    except Exception as error:  # the app's code raised: where, in one line
+        missing = (error.name or "") if isinstance(error, ModuleNotFoundError) else ""
         if missing and (module_name == missing or module_name.startswith(missing + ".")):
             raise UsageError(f"{option} {where}: no module named {missing!r} here; run from "
                              "your app's directory, or add it to PYTHONPATH") from None
-        raise UsageError(f"{option} {where}: importing {module_name} failed: "
-                         f"{one_line(error)}") from None
-    except Exception as error:  # the app's code raised: where, in one line
         raise UsageError(f"{option} {where}: importing {module_name} failed: "
                          f"{one_line(error)}") from None
     except SystemExit as error:  # the module exits on import (a script, not a module)
@@ -55,8 +49,7 @@ def load_agent(where: str, option: str = "--agent") -> Agent:
 
 
 def one_line(error: BaseException) -> str:
-    """``Type: message (file, line n)``, at the innermost frame under the current directory
-    (the app's line to look at) or else the innermost of all."""
+    """``Type: message (file, line n)``, at the innermost frame of the app's own code."""
     frames = traceback.extract_tb(error.__traceback__)
     here = os.getcwd() + os.sep
     mine = [f for f in frames if f.filename.startswith(here)] or frames[-1:]

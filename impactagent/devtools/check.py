@@ -1,7 +1,5 @@
-"""``impactagent check``: each metrics body held to unleash-server 8.2.0's rules, with a
-verdict per file, never a traceback. A file that cannot be read is named on standard error
-in one line and the others are still checked. Exit 0: every body is stored whole; 1: some
-are not; 2: a file cannot be read.
+"""``impactagent check``: each metrics body held to unleash-server 8.2.0's rules, a verdict
+per file. Exit 0: every body is stored whole; 1: some are not; 2: a file cannot be read.
 """
 
 from __future__ import annotations
@@ -9,7 +7,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional, TextIO, Tuple, Union
+from typing import List, TextIO, Tuple, Union
 
 from ..server_rules.validation import check_request, notes, outcome_of, parse_body
 from .cli_support import USAGE, UsageError
@@ -27,8 +25,8 @@ VERDICTS = {
 
 
 def check_files(files: List[str], max_body: int, out: TextIO, err: TextIO) -> int:
-    """Print a verdict for each file in ``files`` (``-``: standard input) on ``out``, and
-    one line on ``err`` for each that cannot be read; return the exit status."""
+    """Print a verdict for each file (``-``: standard input) on ``out``, and one line on
+    ``err`` for each that cannot be read; return the exit status."""
     if files.count("-") > 1:
         raise UsageError("'-' is given more than once; standard input holds one body")
     bodies = [(name, _read(name)) for name in files]
@@ -62,7 +60,6 @@ def _verdict(name: str, raw: bytes, max_body: int, out: TextIO) -> bool:
 
 
 def _read(name: str) -> Union[bytes, UsageError]:
-    """The file's bytes (``-``: standard input, read once), or the mistake to report."""
     if name == "-":
         if sys.stdin is None:
             return UsageError("'-' reads standard input, and there is none; give a file "
@@ -71,19 +68,17 @@ def _read(name: str) -> Union[bytes, UsageError]:
             return UsageError("'-' reads a body from standard input, which is a terminal; "
                               "pipe one in (... | impactagent check -) or give a file")
         return sys.stdin.buffer.read()
-    problem: Optional[str] = None
     try:
         return Path(name).read_bytes()
     except FileNotFoundError:
-        problem = f"{name}: no such file; give the path of a JSON metrics body"
+        return UsageError(f"{name}: no such file; give the path of a JSON metrics body")
     except IsADirectoryError:
-        problem = (f"{name} is a directory; give the JSON files in it "
-                   f"(e.g. {os.path.join(name, '*.json')})")
+        return UsageError(f"{name} is a directory; give the JSON files in it "
+                          f"(e.g. {os.path.join(name, '*.json')})")
     except PermissionError:
-        problem = f"{name}: permission denied; give a file you can read"
+        return UsageError(f"{name}: permission denied; give a file you can read")
     except OSError as error:
-        problem = f"{name}: cannot be read ({error.strerror or error})"
-    return UsageError(problem)
+        return UsageError(f"{name}: cannot be read ({error.strerror or error})")
 
 
 __all__: Tuple[str, ...] = ("VERDICTS", "check_files")

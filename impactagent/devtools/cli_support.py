@@ -1,8 +1,5 @@
-"""What every ``impactagent`` subcommand shares: how a user's mistake is reported.
-
-A mistake (a missing file, a port taken, ``--agent`` pointing nowhere) is not a bug, so it
-gets no traceback: commands raise :class:`UsageError`, and :func:`impactagent.cli.main`
-prints one line that names the problem and what to do, exit status 2 as ``argparse`` does.
+"""What every ``impactagent`` subcommand shares: a user's mistake is not a bug, so it gets one
+line (:class:`UsageError`) and exit status 2, as ``argparse`` does, never a traceback.
 """
 
 from __future__ import annotations
@@ -11,18 +8,15 @@ import argparse
 import sys
 from typing import Any, List, NoReturn, Tuple
 
-#: The exit status of a user's mistake (argparse's own, for a bad option).
 USAGE = 2
 
 
 class UsageError(Exception):
-    """A mistake in how a command was called or where it points; the message says which, and
-    what to do about it, in one line."""
+    """A mistake in how a command was called; the message says what to do, in one line."""
 
 
 class Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line, the problem and where help is,
-    rather than the whole usage first."""
+    """An ``ArgumentParser`` whose errors are one line: the problem and where help is."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
@@ -30,8 +24,8 @@ class Parser(argparse.ArgumentParser):
     # typeshed overloads the signature on the namespace's type; this one keeps argparse's.
     def parse_known_args(self, args: Any = None, namespace: Any = None  # type: ignore[override]
                          ) -> Tuple[argparse.Namespace, List[str]]:
-        """As argparse's, but an argument nobody knows is this parser's error, so a
-        subcommand's mistyped option points at that subcommand's ``--help``."""
+        """An argument nobody knows is this parser's error, so a subcommand's mistyped option
+        points at that subcommand's ``--help``."""
         parsed, extras = super().parse_known_args(args, namespace)
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
@@ -39,7 +33,6 @@ class Parser(argparse.ArgumentParser):
 
 
 def positive_int(text: str) -> int:
-    """An argument that must be a whole number above zero."""
     value = _int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
@@ -47,7 +40,6 @@ def positive_int(text: str) -> int:
 
 
 def port_number(text: str) -> int:
-    """A TCP port: 0 (any free port) to 65535."""
     value = _int(text)
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535; 0: any free "
@@ -56,7 +48,6 @@ def port_number(text: str) -> int:
 
 
 def seconds(text: str) -> float:
-    """A duration in seconds: a finite number, zero or more."""
     try:
         value = float(text)
     except ValueError:
@@ -74,7 +65,6 @@ def _int(text: str) -> int:
 
 
 def fail(message: str) -> int:
-    """Print ``impactagent <message>`` on stderr in one line, whatever it quotes (a server's
-    HTML, say); return the usage exit status."""
+    """Print ``impactagent <message>`` on stderr in one line; return the usage exit status."""
     print(f"impactagent {' '.join(message.split())}", file=sys.stderr, flush=True)
     return USAGE

@@ -1,23 +1,19 @@
 """The charts declared in code, previewed by the receiver (``impactagent receive --charts
-MODULE:NAME``) as Unleash will draw them: each :class:`~impactagent.core.charts.ChartConfig`
-with its metric, time range (the receiver keeps an hour: a longer range shows that hour,
-and says so), aggregation (:data:`FIELDS`), label selectors, y axis and title; a line per
-variant when a flag labels the metric (the chart's own flag first), else one, ``all``. A
-chart whose metric has not arrived says so.
+MODULE:NAME``) as Unleash will draw them: a line per variant when a flag labels the metric,
+else one, ``all``; a range longer than the hour the receiver keeps shows that hour.
 """
 
 from __future__ import annotations
 
 import html
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..core.charts import ChartConfig
 from .impact import impact
 from .impact_view import metric_figure
 from .timeseries import SeriesStore
 
-#: The step the server derives from each time range (1m, 15m, 3h, 1d), in seconds, and the
-#: range's length.
+#: The step the server derives from each time range, in seconds, and the range's length.
 STEP_SECONDS = {"hour": 60, "day": 900, "week": 10_800, "month": 86_400}
 RANGE_SECONDS = {"hour": 3600, "day": 86_400, "week": 604_800, "month": 2_592_000}
 #: The impact number each chart aggregation draws, by metric type.
@@ -29,11 +25,9 @@ FIELDS = {
 }
 
 
-def preview(store: SeriesStore, config: ChartConfig, now: Optional[float] = None
-            ) -> Dict[str, Any]:
-    """What the receiver holds for one declared chart: the configuration, the window shown,
-    and per line (variant) the points of the aggregation; ``arrived`` False when nothing
-    of the metric (as selected) is there yet."""
+def _preview(store: SeriesStore, config: ChartConfig, now: Optional[float]
+             ) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
+    """One declared chart's preview, and the impact view's metric it draws (None: none yet)."""
     kind, _, name = config.metric_name.removeprefix("unleash_").partition("_")
     kept = store.steps * store.step
     step = min(STEP_SECONDS[config.time_range], kept)
@@ -49,30 +43,26 @@ def preview(store: SeriesStore, config: ChartConfig, now: Optional[float] = None
         "window_seconds": RANGE_SECONDS[config.time_range], "shown_seconds": shown,
         "arrived": False, "flag": None, "groups": {}}
     if field is None:
-        return result
-    view = impact(store, shown, now, resolution=resolution,
-                  selectors=config.label_selectors)
+        return result, None
+    view = impact(store, shown, now, resolution=resolution, selectors=config.label_selectors)
     found = [m for m in view["metrics"] if m["name"] == name and m["type"] == kind]
     if config.scope.flag is not None:
         found = [m for m in found if m["flag"] == config.scope.flag] or found
-    if found:
-        metric = found[0]
-        result.update(arrived=True, flag=metric["flag"], groups={
-            group: {"value": aggregation[field],
-                    "points": [[p["t"], p[field]] for p in aggregation["points"]]}
-            for group, aggregation in metric["groups"].items()},
-            **{"from": view["from"], "to": view["to"]})
-        result["_metric"] = metric
-    return result
+    if not found:
+        return result, None
+    metric = found[0]
+    result.update(arrived=True, flag=metric["flag"], groups={
+        group: {"value": aggregation[field],
+                "points": [[p["t"], p[field]] for p in aggregation["points"]]}
+        for group, aggregation in metric["groups"].items()},
+        **{"from": view["from"], "to": view["to"]})
+    return result, metric
 
 
 def previews(store: SeriesStore, configs: Sequence[ChartConfig],
              now: Optional[float] = None) -> List[Dict[str, Any]]:
     """Every declared chart's preview (for ``GET /api/charts``)."""
-    answers = [preview(store, config, now) for config in configs]
-    for answer in answers:
-        answer.pop("_metric", None)
-    return answers
+    return [_preview(store, config, now)[0] for config in configs]
 
 
 def declared_section(store: SeriesStore, configs: Sequence[ChartConfig],
@@ -82,14 +72,14 @@ def declared_section(store: SeriesStore, configs: Sequence[ChartConfig],
         return ""
     figures = []
     for config in configs:
-        shown = preview(store, config, now)
+        shown, metric = _preview(store, config, now)
         attributes = {"chart": "declared", "metric-name": config.metric_name,
                       "time-range": config.time_range,
                       "aggregation-mode": config.aggregation,
                       "y-axis-min": config.y_axis_min,
                       "arrived": "true" if shown["arrived"] else "false"}
         note = _note(shown)
-        if not shown["arrived"]:
+        if metric is None:
             data = "".join(f' data-{k}="{html.escape(v)}"' for k, v in attributes.items())
             why = (f"no sample of {shown['type']} {shown['metric']!r} has arrived yet"
                    if shown["field"] else f"{config.aggregation} cannot be drawn for a "
@@ -101,7 +91,7 @@ def declared_section(store: SeriesStore, configs: Sequence[ChartConfig],
                            f"{html.escape(why)}.</p>{note}</figure>")
             continue
         figure = metric_figure(
-            shown["_metric"], (shown["from"], shown["to"]), palette, drawn=shown["field"],
+            metric, (shown["from"], shown["to"]), palette, drawn=shown["field"],
             y_min=config.y_axis_min, title=f"{shown['title']}: {config.aggregation}",
             extra=attributes)
         figures.append(figure.replace("</figure>", note + "</figure>"))
@@ -110,17 +100,15 @@ def declared_section(store: SeriesStore, configs: Sequence[ChartConfig],
 
 
 def _note(shown: Dict[str, Any]) -> str:
-    """What the preview shows of the configured range, and the configuration in words."""
+    """The configuration in words, and how much of its range is shown."""
     parts = [f"{shown['time_range']} ({shown['scope']}), {shown['aggregation']}, "
              f"y from {shown['y_axis_min']}"]
     if shown["label_selectors"]:
         parts.append("labels " + ", ".join(f"{k} in {v}" for k, v in
                                            sorted(shown["label_selectors"].items())))
     if shown["shown_seconds"] < shown["window_seconds"]:
-        parts.append(f"the receiver keeps the last hour: shown in "
-                     f"{_duration(shown['step_seconds'])} steps")
+        step = shown["step_seconds"]
+        parts.append("the receiver keeps the last hour: shown in "
+                     + (f"{step / 60:g}-minute" if step >= 60 else f"{step:g}-second")
+                     + " steps")
     return f'<p class="note">{html.escape("; ".join(parts))}</p>'
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds / 60:g}-minute" if seconds >= 60 else f"{seconds:g}-second"

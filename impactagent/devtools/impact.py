@@ -2,14 +2,10 @@
 it, aggregated per variant (or ``enabled`` / ``disabled``) over a window of the last hour,
 as Unleash's impact charts aggregate them.
 
-A metric is labelled by a flag when it carries the label the agent names after the flag
-(``new-checkout`` -> ``new_checkout``) and the receiver counted that flag's evaluations from
-the same app; its series are grouped by that label's value, other labels summed over, and
-a metric labelled by no flag is one group, ``all``. Per window and per step: a counter's
-``increase`` and ``rate``; a gauge's ``last``, ``average``, ``samples`` and ``total`` (each
-series' last value added up: Unleash's ``sum``); a histogram's ``count``, ``sum``, ``mean``
-and ``p50``/``p95``/``p99`` (:func:`quantile`); a flag's evaluations per group and each
-group's ``share``. What nothing defines (a step without samples) is ``null``.
+A metric is labelled by a flag when it carries the label the agent names after the flag and
+the receiver counted that flag's evaluations from the same app; its series are grouped by
+that label's value (a metric labelled by no flag is one group, ``all``). A step without
+samples is ``null``.
 """
 
 from __future__ import annotations
@@ -28,22 +24,14 @@ _INF = float("inf")
 
 def quantile(q: float, buckets: Dict[Any, float]) -> Optional[float]:
     """The ``q``-quantile of cumulative ``buckets`` (``{upper bound: count}``, ``"+Inf"``
-    or ``inf`` last) as Prometheus' ``histogram_quantile`` estimates it: linear within the
-    bucket the rank ``q x count`` falls in, counts made monotonic first; the highest finite
-    bound for a rank in ``+Inf``; None without observations or a ``+Inf`` bucket.
+    last) as Prometheus' ``histogram_quantile`` estimates it; None without observations.
 
     >>> quantile(0.5, {0.1: 2, 0.5: 6, 1.0: 8, "+Inf": 8})  # rank 4: half-way in (0.1, 0.5]
     0.30000000000000004
-    >>> quantile(0.99, {0.1: 0, "+Inf": 4})
-    0.1
-    >>> quantile(0.5, {0.1: 4, 1: 0, 2: 6, "+Inf": 10})  # 1: 0 counts as 4; rank 5 in (1, 2]
-    1.5
     """
     bounds: List[Tuple[float, float]] = []
-    for bound, n in sorted((_INF if le == "+Inf" else float(le), n)
-                           for le, n in buckets.items()):
-        # Summed over series whose bounds differ, counts can fall as the bound rises (a
-        # series missing a bound adds 0 there): raised to the one before, as Prometheus does.
+    for bound, n in sorted((_INF if le == "+Inf" else float(le), n) for le, n in buckets.items()):
+        # Series whose bounds differ can sum to falling counts: made monotonic, as Prometheus.
         bounds.append((bound, max(n, bounds[-1][1]) if bounds else n))
     if not bounds or bounds[-1][0] != _INF or bounds[-1][1] <= 0:
         return None
@@ -66,13 +54,9 @@ def quantile(q: float, buckets: Dict[Any, float]) -> Optional[float]:
 def impact(store: SeriesStore, window: Optional[float] = None,
            now: Optional[float] = None, *, resolution: int = 1,
            selectors: Optional[Mapping[str, Sequence[str]]] = None) -> Dict[str, Any]:
-    """The aggregations of the last ``window`` seconds (default and most: what the store
-    keeps, an hour), rounded up to whole points, ending with the step ``now`` is in.
-
-    A point covers ``resolution`` of the store's steps (6: a minute, as Unleash's charts of
-    an hour draw). With ``selectors`` (``{label: [values]}``, as a chart's
-    ``label_selectors``), only the series whose labels have one of the values listed for
-    each label are aggregated."""
+    """The aggregations of the last ``window`` seconds (at most the hour kept), ending with
+    the step ``now`` is in; a point covers ``resolution`` steps. With ``selectors``
+    (``{label: [values]}``) only the series whose labels match are aggregated."""
     step = store.step * resolution
     count = store.steps // resolution if window is None else math.ceil(window / step)
     count = max(1, min(store.steps // resolution, count))
@@ -85,8 +69,7 @@ def impact(store: SeriesStore, window: Optional[float] = None,
     indices = [range(i, i + resolution) for i in range(first, last + 1, resolution)]
     flag_views = [_exposure(app, flag, cells, indices, store.step)
                   for (app, flag), cells in sorted(flags.items())]
-    # Two flag names can give one label (new-checkout, new.checkout): a label keeps every
-    # flag named so, with its groups.
+    # Two flag names can give one label (new-checkout, new.checkout): a label keeps both.
     flags_of: Dict[Tuple[str, str], List[Tuple[str, Set[str]]]] = {}
     for view in flag_views:
         flags_of.setdefault((view["app"], view["label"]), []).append(
@@ -106,8 +89,6 @@ LabelledCells = List[Tuple[Dict[str, str], Cells]]
 def _collected(store: SeriesStore, first: int, last: int,
                selectors: Optional[Mapping[str, Sequence[str]]]
                ) -> Tuple[Dict[Tuple[str, str], Cells], Dict[Tuple[str, str, str], LabelledCells]]:
-    """The store's cells from step ``first`` to ``last``: each flag's, and each metric's
-    series (of the selected ones) with their labels."""
     flags: Dict[Tuple[str, str], Cells] = {}
     metrics: Dict[Tuple[str, str, str], LabelledCells] = {}
     for key, kind, cells in store.snapshot(first, last):
@@ -141,17 +122,13 @@ def _metric_views(app: str, name: str, kind: str, series: LabelledCells,
 
 
 def _flag_of(candidates: List[Tuple[str, Set[str]]], values: Set[str]) -> str:
-    """Of the flags whose label a metric carries, the one whose groups (variants, enabled,
-    disabled) hold most of the label's values (the first by name on a tie)."""
+    """Of the flags named alike, the one whose groups hold most of the label's values."""
     return max(candidates, key=lambda flag: len(flag[1] & values))[0]
 
 
-# -- one group --------------------------------------------------------------------------------
-
 def _aggregate(kind: str, series: List[Dict[int, Any]], indices: Iterable[range],
                step: float, seconds: float) -> Dict[str, Any]:
-    """The window's aggregation of one group's series, and one point per run of steps
-    (``step``: the seconds of one of the store's steps)."""
+    """The window's aggregation of one group's series, and one point per run of steps."""
     points = [{"t": run[0] * step,
                **_values(kind, [[s[i] for i in run if i in s] for s in series],
                          len(run) * step)}
@@ -160,8 +137,6 @@ def _aggregate(kind: str, series: List[Dict[int, Any]], indices: Iterable[range]
 
 
 def _values(kind: str, series: List[List[Any]], seconds: float) -> Dict[str, Any]:
-    """One aggregation of each series' ``cells`` (of a point, or of the whole window of
-    ``seconds``)."""
     cells = [cell for one in series for cell in one]
     if kind == "counter":
         increase = sum(cells)
@@ -186,7 +161,6 @@ def _values(kind: str, series: List[List[Any]], seconds: float) -> Dict[str, Any
 
 def _exposure(app: str, flag: str, cells: Dict[int, Any], indices: Iterable[range],
               step: float) -> Dict[str, Any]:
-    """A flag's evaluations per group (variant, enabled, disabled) and their shares."""
     def shares(counted: List[Dict[str, Any]]) -> Dict[str, Any]:
         groups: Dict[str, float] = {}
         for cell in counted:
@@ -199,7 +173,7 @@ def _exposure(app: str, flag: str, cells: Dict[int, Any], indices: Iterable[rang
 
     points = [{"t": run[0] * step, **shares([cells[i] for i in run if i in cells])}
               for run in indices]
-    return {"app": app, "flag": flag, "label": _label(flag),
+    return {"app": app, "flag": flag, "label": flag_label_name(flag, flag) if flag else "",
             **shares(list(cells.values())), "points": points}
 
 
@@ -207,16 +181,10 @@ def exposure_groups(counts: Dict[str, Any]) -> Dict[str, float]:
     """One flag cell's evaluations by the label value a metric recorded after them gets."""
     variants = {name: n for name, n in counts["variants"].items() if name != "disabled" and n}
     groups = dict(variants)
-    # Evaluations of variants the store left out (beyond its bound of names) are no one's
-    # group: not "enabled", which they were not.
+    # Evaluations of variants the store refused are no one's group, not "enabled".
     enabled = counts["yes"] - sum(variants.values()) - counts.get("refused", 0)
     if enabled > 0:
         groups["enabled"] = enabled
     if counts["no"]:
         groups["disabled"] = counts["no"]
     return groups
-
-
-def _label(flag: str) -> str:
-    """The label the agent names after ``flag`` ("" for a flag without a name)."""
-    return flag_label_name(flag, flag) if flag else ""

@@ -1,9 +1,7 @@
 """The impact view on the receiver's page: per flag, its exposure and each metric labelled by
-it, one SVG chart per metric with a line per variant (or ``enabled`` / ``disabled``) and a
-table of the window's numbers under it (:data:`DRAWN`). Every chart is a
-``<figure class="chart">`` with ``data-flag``, ``data-metric`` and ``data-aggregation``,
-each line a ``<g class="series" data-series="<group>">``; a variant has one colour on every
-chart of the page. What the store refused for want of room is said above the charts.
+it, one SVG chart per metric with a line per variant and a table of the window's numbers.
+Every chart is a ``<figure class="chart">`` with ``data-flag``, ``data-metric`` and
+``data-aggregation``.
 """
 
 from __future__ import annotations
@@ -27,8 +25,7 @@ def palette_of(view: Dict[str, Any]) -> Dict[str, str]:
 
 
 def impact_section(view: Dict[str, Any], palette: Optional[Dict[str, str]] = None) -> str:
-    """The HTML of the impact view for ``view`` (what :func:`~impactagent.devtools.impact.
-    impact` answers), coloured by ``palette`` (default: :func:`palette_of` the view)."""
+    """The HTML of the impact view for ``view`` (what :func:`.impact.impact` answers)."""
     palette = palette or palette_of(view)
     x_range = (view["from"], view["to"])
     parts: List[str] = [refusals(view.get("memory", {}))]
@@ -40,8 +37,7 @@ def impact_section(view: Dict[str, Any], palette: Optional[Dict[str, str]] = Non
                      f'data-app="{_e(flag["app"])}"><h3>{_e(flag["flag"])} '
                      f'<small>({_e(flag["app"])}, {flag["evaluations"]:,} evaluations)</small>'
                      f'</h3><div class="charts">{"".join(charts)}</div></section>')
-    unflagged = [metric_figure(m, x_range, palette) for m in view["metrics"]
-                 if m["flag"] is None]
+    unflagged = [metric_figure(m, x_range, palette) for m in view["metrics"] if m["flag"] is None]
     if unflagged:
         parts.append('<section class="flag" data-flag=""><h3>Metrics labelled by no flag</h3>'
                      f'<div class="charts">{"".join(unflagged)}</div></section>')
@@ -49,9 +45,8 @@ def impact_section(view: Dict[str, Any], palette: Optional[Dict[str, str]] = Non
 
 
 def refusals(memory: Dict[str, Any]) -> str:
-    """A warning of what the store refused (``memory``: its ``size()``), or "": a series
-    refused is missing from every chart, and a flag refused this way leaves its metrics
-    drawn as one ``all`` line, so the page must say so rather than look complete."""
+    """A warning of what the store refused (``memory``: its ``size()``), or "", so that the
+    page does not look complete when it is not."""
     said = []
     if memory.get("series_refused"):
         said.append(f"{memory['series_refused']:,} new series refused (the receiver keeps "
@@ -82,12 +77,11 @@ def exposure_figure(flag: Dict[str, Any], x_range: Tuple[float, float],
         ("evaluations", "share"), rows, palette)
 
 
-def metric_figure(metric: Dict[str, Any], x_range: Tuple[float, float],
-                  palette: Dict[str, str], *, drawn: Optional[str] = None,
-                  y_min: str = "zero", title: Optional[str] = None,
+def metric_figure(metric: Dict[str, Any], x_range: Tuple[float, float], palette: Dict[str, str],
+                  *, drawn: Optional[str] = None, y_min: str = "zero", title: Optional[str] = None,
                   extra: Optional[Dict[str, str]] = None) -> str:
     """The chart of one metric's groups (drawing ``drawn``, by default what its type
-    draws), with a table of the window's numbers."""
+    draws), with its table."""
     name, kind = metric["name"], metric["type"]
     aggregation, columns = DRAWN[kind]
     aggregation = drawn or aggregation
@@ -106,7 +100,7 @@ def metric_figure(metric: Dict[str, Any], x_range: Tuple[float, float],
 
 def figure(svg: str, caption: str, attributes: Dict[str, str], columns: Sequence[str],
            rows: List[Tuple[str, List[str]]], palette: Dict[str, str]) -> str:
-    """A chart, its caption, and its table (one row per series, a colour swatch first)."""
+    """A chart, its caption, and its table (a row per series, a colour swatch first)."""
     data = "".join(f' data-{k}="{_e(v)}"' for k, v in attributes.items())
     head = "".join(f"<th>{_e(c)}</th>" for c in ("", *columns))
     body = "".join(

@@ -1,6 +1,4 @@
-"""A pytest fixture for your own tests: assert what your app reports to Unleash.
-
-Installed with impactagent (a ``pytest11`` entry point), so the fixture is just there::
+"""A pytest fixture (a ``pytest11`` entry point) for your own tests::
 
     def test_checkout_reports_the_flag(impactagent_receiver):
         agent = impactagent.Agent("shop", url=impactagent_receiver.api_url,
@@ -9,9 +7,6 @@ Installed with impactagent (a ``pytest11`` entry point), so the fixture is just 
         agent.flush()
         assert impactagent_receiver.totals("shop")["flags"]["new-checkout"]["yes"] == 1
         assert impactagent_receiver.problems() == []
-
-The receiver is strict: a body a real server would silently cut (a metric with
-``"labels": null``, say) is answered 400 rather than 202, so the test sees it.
 """
 
 from __future__ import annotations
@@ -25,6 +20,6 @@ from .receiver import Receiver
 
 @pytest.fixture
 def impactagent_receiver() -> Iterator[Receiver]:
-    """A strict development receiver on 127.0.0.1 (a free port), for one test."""
+    """A strict receiver (a body a real server would cut is answered 400), for one test."""
     with Receiver(strict=True) as receiver:
         yield receiver

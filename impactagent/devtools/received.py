@@ -1,18 +1,8 @@
 """What a development receiver holds: bodies stored as unleash-server 8.2.0 stores them.
 
-Flag counts in hourly bins per app, environment and flag (the hour of ``bucket.stop``),
-after the server's coercions. Impact metrics as its registry holds them: one metric per
-sanitised name, whoever sent it, series keyed by their labels (a sample without ``appName``
-is a series of no app); counters summed, gauges last, histograms bucket by bucket. A metric
-whose label names grow or whose boundaries change is recreated empty; a second type for a
-name stops the body's translation. And a log of the last requests.
-
->>> received = ReceivedMetrics()
->>> _ = received.add({"appName": "shop", "bucket": {"start": "2026-11-25T10:59:00Z",
-...     "stop": "2026-11-25T11:00:30Z", "toggles": {"beta": {"yes": 2, "no": 1,
-...     "variants": {"v2": 2}}}}}, environment="production")
->>> received.flags("shop")
-{'beta': {'yes': 2, 'no': 1, 'variants': {'v2': 2}}}
+Flag counts in hourly bins per app, environment and flag; impact metrics as the server's
+registry holds them, one per sanitised name, whoever sent it (recreated empty when its label
+names grow or its boundaries change); and a log of the last requests.
 """
 
 from __future__ import annotations
@@ -20,8 +10,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, FrozenSet, List, Optional, Set, Tuple
+from dataclasses import asdict, dataclass, field
+from typing import Any, Deque, Dict, FrozenSet, List, Optional, Set, Tuple
 
 from ..core.server_limits import DROPPED_VARIANT_NAMES
 from ..server_rules.dates import js_date_ms
@@ -38,8 +28,8 @@ from .timeseries import SeriesStore
 from .write_window import WRITE_PERIOD, Arrival, WindowFailure, WriteWindow
 
 Labels = FrozenSet[Tuple[str, str]]
-#: Requests kept in the log for the page and the JSON view.
 LOG_SIZE = 200
+_KINDS = ("counter", "gauge", "histogram")
 
 
 @dataclass
@@ -55,7 +45,7 @@ class Request:
 
 @dataclass
 class _Registered:
-    """A metric in the server's registry, as it keeps one per sanitised name."""
+    """A metric in the server's registry."""
 
     type: str
     help: str
@@ -63,11 +53,43 @@ class _Registered:
     series: Dict[Any, List[Any]] = field(default_factory=dict)  # key -> [labels, value]
     boundaries: Set[Any] = field(default_factory=set)  # a histogram's le values seen
 
+    def new_boundaries(self, first: Dict[str, Any]) -> bool:
+        """True when the server recreates the histogram: boundaries other than the ones
+        seen."""
+        les = [_le(b["le"]) for b in first["buckets"]]
+        return len(self.boundaries) != len(les) or any(le not in self.boundaries for le in les)
+
+    def add(self, key: Any, labels: Labels, sample: Dict[str, Any]) -> Any:
+        """Add a sample to its series (a counter keeps the labels first seen, a gauge the
+        last); return what the store files, None for a counter going down."""
+        if self.type == "gauge":
+            value = joi_number(sample["value"])
+            self.series[key] = [labels, value]
+            return value
+        if self.type == "counter":
+            value = joi_number(sample["value"])
+            assert value is not None  # the schema check let only numbers through
+            if value < 0:
+                return None
+            self.series.setdefault(key, [labels, 0])[1] += value
+            return value
+        total = self.series.setdefault(key, [labels, {"count": 0, "sum": 0, "buckets": {}}])[1]
+        buckets: Dict[Any, Any] = {}
+        delta = {"count": joi_number(sample["count"]), "sum": joi_number(sample["sum"]),
+                 "buckets": buckets}
+        total["count"] += delta["count"]
+        total["sum"] += delta["sum"]
+        for bucket in sample["buckets"]:
+            le, n = _le(bucket["le"]), joi_number(bucket["count"])
+            total["buckets"][le] = total["buckets"].get(le, 0) + n
+            buckets[le] = buckets.get(le, 0) + n
+            self.boundaries.add(le)
+        return delta
+
 
 class ReceivedMetrics:
-    """Thread-safe aggregates of every accepted body, and a log of recent requests.
-
-    Every view is a copy made under the lock, so a reader never sees half a body."""
+    """Thread-safe aggregates of every accepted body; every view is a copy made under the
+    lock, so a reader never sees half a body."""
 
     def __init__(self, series: Optional[SeriesStore] = None) -> None:
         self._lock = threading.Lock()
@@ -82,30 +104,29 @@ class ReceivedMetrics:
 
     @property
     def series(self) -> SeriesStore:
-        """The last hour in 10-second steps, filed at arrival (for the impact view); flag
-        counts are in it once written (reading it writes the open window)."""
+        """The last hour in 10-second steps, for the impact view (the open window written
+        first)."""
         self.write()
         return self._series
 
     @property
     def log(self) -> List[Request]:
-        """The last requests, oldest first (a copy)."""
+        """The last requests, oldest first."""
         with self._lock:
             return list(self._log)
 
     @property
     def bodies_accepted(self) -> int:
-        """How many bodies were taken (answered 202) so far."""
+        """How many bodies were answered 202."""
         with self._lock:
             return self._bodies_accepted
 
     def problems(self) -> List[str]:
-        """Every problem found in the logged requests, oldest first, as text."""
+        """Every problem found in the logged requests, oldest first."""
         with self._lock:
             return [p for request in self._log for p in request.problems]
 
     def note(self, request: Request) -> None:
-        """Log one request, whatever was answered."""
         with self._lock:
             self._log.append(request)
 
@@ -113,7 +134,7 @@ class ReceivedMetrics:
             problems: Optional[List[Problem]] = None) -> List[Problem]:
         """Store one accepted body as the server would, given what ``check_document`` found
         in it; return the problems that depend on earlier bodies (a name taken by another
-        type). Flag counts go to the write window (:mod:`.write_window`)."""
+        type)."""
         problems = problems or []
         if any(p.outcome == REJECTED for p in problems):
             return []
@@ -128,15 +149,12 @@ class ReceivedMetrics:
             for problem in problems:
                 if problem.outcome == POISONED and problem.where.startswith("impactMetrics"):
                     self._failures.append(WindowFailure(at, [problem.message], [app]))
-            if any(p.outcome == DISCARDED for p in problems) or not document.get(
-                    "impactMetrics"):
+            if any(p.outcome == DISCARDED for p in problems) or not document.get("impactMetrics"):
                 return []  # one bad metric: the server drops the whole array
             for index, metric in enumerate(document["impactMetrics"]):
                 refused = self._add_metric(metric, app, at)
-                # check_document said where the translation stops, if the body alone tells.
-                known = any(p.outcome == CUT and p.where.startswith(f"impactMetrics/{index}/")
-                            for p in problems)
-                if known:
+                if any(p.outcome == CUT and p.where.startswith(f"impactMetrics/{index}/")
+                       for p in problems):
                     return []
                 if refused:
                     return [cut(f"impactMetrics/{index}/type", refused)]
@@ -144,7 +162,7 @@ class ReceivedMetrics:
 
     def window_problems(self, document: Dict[str, Any], environment: str) -> List[Problem]:
         """Why the open write window would fail with this body's flag counts in it, where
-        neither fails alone (a variant count summed past the server's column)."""
+        neither fails alone."""
         with self._lock:
             reasons = self._window.failing_with(
                 _arrivals(document, environment, self._series.clock()))
@@ -153,13 +171,12 @@ class ReceivedMetrics:
                         "every app's counts in it are lost") for reason in reasons]
 
     def write(self) -> None:
-        """Write the open window's flag counts now, as the server does every few seconds
-        (every read does it first)."""
+        """Write the open window's flag counts now, as the server does every few seconds."""
         with self._lock:
             self._write()
 
     def failures(self) -> List[WindowFailure]:
-        """The writes the server would have failed, and what each lost, oldest first."""
+        """The writes the server would have failed, oldest first."""
         with self._lock:
             self._write()
             return list(self._failures)
@@ -179,10 +196,9 @@ class ReceivedMetrics:
                                 arrival.at)
 
     def _add_metric(self, metric: Dict[str, Any], app: str, at: float) -> Optional[str]:
-        """Translate one metric into the registry, as the server does; a reason when the
-        server's registry refuses it (and the rest of the array with it)."""
+        """Translate one metric into the registry; a reason when the registry refuses it."""
         name, kind, samples = sanitize(metric["name"]), metric["type"], metric["samples"]
-        if not valid_name(name) or kind not in _ADD or (kind == "histogram" and not samples):
+        if not valid_name(name) or kind not in _KINDS or (kind == "histogram" and not samples):
             return None  # skipped
         entry = self._metrics.get(name)
         if entry is not None and entry.type != kind:
@@ -190,17 +206,15 @@ class ReceivedMetrics:
         label_names = {k for k in (sanitize(k) for s in samples for k in (s.get("labels") or {}))
                        if valid_name(k)}
         if entry is None or not label_names <= entry.labels or (
-                kind == "histogram" and _new_boundaries(entry, samples[0])):
+                kind == "histogram" and entry.new_boundaries(samples[0])):
             entry = self._metrics[name] = _Registered(kind, metric["help"], label_names)
         for sample in samples:
             key, labels = _series_key(sample, kind)
-            delta = _ADD[kind](entry, key, labels, sample)
+            delta = entry.add(key, labels, sample)
             if delta is None:
-                return None  # a counter going down: check_document reported the cut
+                return None  # a counter going down: check_document reported it
             self._series.add(("metric", app, name, kind, labels), kind, delta, at)
         return None
-
-    # -- reading ------------------------------------------------------------------------------
 
     def flags(self, app_name: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
         """Flag counts summed over hours and environments (of one app, if given)."""
@@ -215,8 +229,7 @@ class ReceivedMetrics:
             return self._metric_totals(app_name)
 
     def totals(self, app_name: Optional[str] = None) -> Dict[str, Any]:
-        """Flags and impact metrics together, read at one moment (the shape tests compare
-        with ``==``)."""
+        """Flags and impact metrics together, read at one moment."""
         with self._lock:
             self._write()
             return {"flags": self._flag_totals(app_name), **self._metric_totals(app_name)}
@@ -240,8 +253,7 @@ class ReceivedMetrics:
         return result
 
     def _entries(self) -> List[Tuple[Tuple[str, str, str], Dict[str, Any]]]:
-        """Each metric's series grouped by the app and environment their labels name (``""``
-        for none): ``((app, environment, name), {"type", "help", "series"})``, sorted."""
+        """``((app, environment, name), {"type", "help", "series"})``, sorted."""
         grouped: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
         for name, entry in self._metrics.items():
             for labels, value in entry.series.values():
@@ -253,8 +265,8 @@ class ReceivedMetrics:
         return sorted(grouped.items())
 
     def as_json(self) -> Dict[str, Any]:
-        """Everything, in JSON-ready form: hourly flag bins, metrics, the request log, and the
-        writes the server would have failed (``failed_writes``)."""
+        """Everything, JSON-ready: hourly flag bins, metrics, the request log and the failed
+        writes."""
         with self._lock:
             self._write()
             flags = [{"appName": app, "environment": env, "flag": flag, "hour": hour,
@@ -266,25 +278,26 @@ class ReceivedMetrics:
                     sample: Dict[str, Any] = {"appName": app, "environment": env, "name": name,
                                               "type": entry["type"], "labels": dict(labels)}
                     if entry["type"] == "histogram":
+                        buckets = sorted(value["buckets"].items(), key=lambda item: (
+                            float("inf") if item[0] == "+Inf" else item[0]))
                         sample.update(count=value["count"], sum=value["sum"], buckets=[
-                            {"le": le, "count": n} for le, n in _sorted_buckets(value)])
+                            {"le": le, "count": n} for le, n in buckets])
                     else:
                         sample["value"] = value
                     metrics.append(sample)
             log = [{"at": _iso(r.at), "appName": r.app_name, "status": r.status,
                     "bytes": r.size, "problems": list(r.problems)} for r in reversed(self._log)]
-            failed = [{"at": _iso(f.at), **f.as_json()} for f in reversed(self._failures)]
+            failed = [{**asdict(f), "at": _iso(f.at)} for f in reversed(self._failures)]
             return {"bodies_accepted": self._bodies_accepted, "flags": flags,
                     "metrics": metrics, "requests": log, "failed_writes": failed}
 
     def metric_entries(self) -> List[Tuple[Tuple[str, str, str], Dict[str, Any]]]:
-        """Each metric's series (copies) grouped by their ``appName`` and ``environment``
-        labels (``""`` without them), for the Prometheus view."""
+        """Each metric's series (copies) by app and environment, for the Prometheus view."""
         with self._lock:
             return self._entries()
 
     def flag_bins(self) -> List[Tuple[Tuple[str, str, str, str], Dict[str, Any]]]:
-        """Each hourly flag bin (copies), for the Prometheus view and the page."""
+        """Each hourly flag bin (copies), for the Prometheus view."""
         with self._lock:
             self._write()
             return [(key, {**c, "variants": dict(c["variants"])})
@@ -292,8 +305,7 @@ class ReceivedMetrics:
 
 
 def _arrivals(document: Dict[str, Any], environment: str, at: float) -> List[Arrival]:
-    """The flag counts of an accepted body as the server buffers them: flags with yes or no
-    only, coerced, without the variant names it drops."""
+    """The flag counts of an accepted body as the server buffers them."""
     app = js_string(document["appName"])
     bucket = document.get("bucket")
     bucket = bucket if isinstance(bucket, dict) else {}
@@ -318,7 +330,6 @@ def _no_counts() -> Dict[str, Any]:
 
 
 def _add_counts(total: Dict[str, Any], counts: Dict[str, Any]) -> None:
-    """Add a flag's ``counts`` (yes, no, variants) into ``total``."""
     total["yes"] += counts["yes"]
     total["no"] += counts["no"]
     for variant, n in counts["variants"].items():
@@ -326,20 +337,13 @@ def _add_counts(total: Dict[str, Any], counts: Dict[str, Any]) -> None:
 
 
 def _copy(value: Any) -> Any:
-    """A series' value that the caller may read while bodies keep arriving."""
     return {**value, "buckets": dict(value["buckets"])} if isinstance(value, dict) else value
 
 
-def _sorted_buckets(histogram: Dict[str, Any]) -> List[Tuple[Any, int]]:
-    return sorted(histogram["buckets"].items(),
-                  key=lambda item: float("inf") if item[0] == "+Inf" else item[0])
-
-
 def _series_key(sample: Dict[str, Any], kind: str) -> Tuple[Any, Labels]:
-    """A sample's series on the server: the registry's key, and the labels it shows (valid
-    sanitised names, the last of two that sanitise alike winning; values as JavaScript
-    prints them). Counters and gauges are keyed as prom-client keys them, ``name:value,``
-    joined, so ``{a: "x,b:y"}`` is ``{a: "x", b: "y"}``; a histogram's tells 1 from "1"."""
+    """The registry's key of a sample's series, and the labels it shows. Counters and gauges
+    are keyed as prom-client keys them, ``name:value,`` joined, so ``{a: "x,b:y"}`` is
+    ``{a: "x", b: "y"}``; a histogram's tells 1 from "1"."""
     named: Dict[str, Any] = {}
     for key, value in (sample.get("labels") or {}).items():
         name = sanitize(key)
@@ -353,57 +357,8 @@ def _series_key(sample: Dict[str, Any], kind: str) -> Tuple[Any, Labels]:
     return "".join(f"{name}:{js_string(value)}," for name, value in ordered), labels
 
 
-def _add_counter(entry: _Registered, key: Any, labels: Labels,
-                 sample: Dict[str, Any]) -> Optional[float]:
-    """Add a counter's sample; None for a negative one, where the translation stops."""
-    value = joi_number(sample["value"])
-    assert value is not None  # the schema check let only numbers through
-    if value < 0:
-        return None
-    # A counter keeps the labels it was first seen with.
-    entry.series.setdefault(key, [labels, 0])[1] += value
-    return value
-
-
-def _set_gauge(entry: _Registered, key: Any, labels: Labels,
-               sample: Dict[str, Any]) -> Optional[float]:
-    # A gauge keeps the labels it was last set with.
-    value = joi_number(sample["value"])
-    entry.series[key] = [labels, value]
-    return value
-
-
-def _add_histogram(entry: _Registered, key: Any, labels: Labels,
-                   sample: Dict[str, Any]) -> Dict[str, Any]:
-    """Add a histogram's sample bucket by bucket; the sample as added (its delta)."""
-    total = entry.series.setdefault(key, [labels, {"count": 0, "sum": 0, "buckets": {}}])[1]
-    buckets: Dict[Any, Any] = {}
-    delta = {"count": joi_number(sample["count"]), "sum": joi_number(sample["sum"]),
-             "buckets": buckets}
-    total["count"] += delta["count"]
-    total["sum"] += delta["sum"]
-    for bucket in sample["buckets"]:
-        le, n = _le(bucket["le"]), joi_number(bucket["count"])
-        total["buckets"][le] = total["buckets"].get(le, 0) + n
-        buckets[le] = buckets.get(le, 0) + n
-        entry.boundaries.add(le)
-    return delta
-
-
-#: How a sample of each type adds to its series: the delta filed in the store, or None.
-_ADD: Dict[str, Callable[[_Registered, Any, Labels, Dict[str, Any]], Any]] = {
-    "counter": _add_counter, "gauge": _set_gauge, "histogram": _add_histogram}
-
-
 def _le(le: Any) -> Any:
     return le if le == "+Inf" else float(joi_number(le))  # type: ignore[arg-type]
-
-
-def _new_boundaries(entry: _Registered, first: Dict[str, Any]) -> bool:
-    """The server recreates a histogram when the first sample's bucket boundaries are not
-    exactly the ones it has seen."""
-    les = [_le(b["le"]) for b in first["buckets"]]
-    return len(entry.boundaries) != len(les) or any(le not in entry.boundaries for le in les)
 
 
 def _iso(at: float) -> str:

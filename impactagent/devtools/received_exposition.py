@@ -1,17 +1,10 @@
 """The receiver's ``/metrics``: what it holds, exposed as unleash-server 8.x re-exposes impact
 metrics (``/internal-backstage/impact/metrics``), in a text every Prometheus parser accepts.
 
-As the server does: names sanitised per UTF-16 code unit, a metric or label whose name then
-starts with neither a letter nor ``_`` left out; ``origin="sdk"`` and ``metric_type`` added
-unless the sample has them; no ``appName`` added, so two apps' samples with the same labels
-are one series (apps stay apart by their own ``appName`` label); number label values as
-JavaScript writes them. Where the server is ambiguous or invalid, this decides, always the
-same way: of label names that sanitise alike, the one that sorts last wins; of two types for
-one name, the entry that sorts last by (app, environment, name); a histogram's ``le`` label
-is ``exported_le``; of families whose sample names clash, the first by name (the flag counts
-first of all); lone surrogates become U+FFFD. OpenMetrics 1.0.0 is written as prom-client
-writes it, leaving out the series and the ``_sum``/``_count`` its parsers refuse; the text
-format shows every series as held.
+Names are sanitised as the server does, and ``origin="sdk"`` and ``metric_type`` added; no
+``appName`` is added, so two apps' samples with the same labels are one series. Where the
+server is ambiguous, this decides the same way every time (the later name by sort order wins).
+OpenMetrics leaves out the series and ``_sum``/``_count`` its parsers refuse.
 """
 
 from __future__ import annotations
@@ -44,17 +37,10 @@ class Family:
     series: Dict[SeriesLabels, Any] = field(default_factory=dict)
 
 
-# -- what the server does to names and values ---------------------------------------------------
-
 def exposed_name(name: str) -> Optional[str]:
     """The name the server exposes ``name`` under, or None if it exposes nothing for it."""
     sanitized = sanitize(name)
     return sanitized if valid_name(sanitized) else None
-
-
-def label_value(value: Any) -> str:
-    """A label value as the server writes it: strings as sent, numbers as JavaScript."""
-    return scrub(js_string(value))
 
 
 def series_labels(labels: Iterable[Tuple[str, Any]], kind: str) -> SeriesLabels:
@@ -63,7 +49,7 @@ def series_labels(labels: Iterable[Tuple[str, Any]], kind: str) -> SeriesLabels:
     for key, value in sorted(labels, key=lambda item: str(item[0])):
         name = exposed_name(str(key))
         if name is not None:
-            result[name] = label_value(value)  # a later key with the same name wins
+            result[name] = scrub(js_string(value))  # a later key with the same name wins
     if kind == "histogram" and "le" in result:
         result.setdefault("exported_le", result["le"])
         del result["le"]
@@ -87,15 +73,13 @@ def go_number(value: Any) -> str:
     return text
 
 
-# -- one series per label set -------------------------------------------------------------------
-
 def families(received: ReceivedMetrics) -> List[Family]:
     """Every exposed impact metric family, by name, series merged across apps."""
     by_name: Dict[str, Family] = {}
     for (_app, _env, original), entry in sorted(received.metric_entries(), key=lambda e: e[0]):
         name = exposed_name(original)
         if name is None:
-            continue  # the server exposes nothing for it
+            continue
         kind = entry["type"]
         family = by_name.get(name)
         if family is None or family.kind != kind:
@@ -132,6 +116,7 @@ def flag_series(received: ReceivedMetrics) -> Dict[SeriesLabels, int]:
 
 
 def _without_clashes(found: List[Family]) -> List[Family]:
+    """Of families whose sample names clash, the first by name (the flag counts first)."""
     taken = set(claimed_names(FLAG_FAMILY, "counter"))
     kept = []
     for family in found:
@@ -142,13 +127,11 @@ def _without_clashes(found: List[Family]) -> List[Family]:
     return kept
 
 
-# -- the two formats ----------------------------------------------------------------------------
-
 def text_format(received: ReceivedMetrics) -> str:
     """The Prometheus text format, version 0.0.4, as the server writes it."""
     lines: List[str] = []
     for family in _without_clashes(families(received)):
-        lines.append(f"# HELP {family.name} {_escape_help(family.help)}")
+        lines.append(f"# HELP {family.name} {_escaped(family.help)}")
         lines.append(f"# TYPE {family.name} {family.kind}")
         for labels, value in family.series.items():
             if family.kind != "histogram":
@@ -160,11 +143,7 @@ def text_format(received: ReceivedMetrics) -> str:
                              f"{js_number(n)}")
             lines.append(f"{family.name}_sum{_labels(labels)} {js_number(value['sum'])}")
             lines.append(f"{family.name}_count{_labels(labels)} {js_number(value['count'])}")
-    lines.append(f"# HELP {FLAG_FAMILY} Flag evaluations received, by app, environment and "
-                 "result")
-    lines.append(f"# TYPE {FLAG_FAMILY} counter")
-    for labels, n in flag_series(received).items():
-        lines.append(f"{FLAG_FAMILY}{_labels(labels)} {n}")
+    lines += _flag_lines(received, FLAG_FAMILY, FLAG_FAMILY)
     return "\n".join(lines) + "\n"
 
 
@@ -173,7 +152,7 @@ def openmetrics_format(received: ReceivedMetrics) -> str:
     lines: List[str] = []
     for family in _without_clashes(families(received)):
         name = counter_base(family.name) if family.kind == "counter" else family.name
-        lines.append(f"# HELP {name} {_escape_help(family.help, quotes=True)}")
+        lines.append(f"# HELP {name} {_escaped(family.help, quotes=True)}")
         lines.append(f"# TYPE {name} {family.kind}")
         for labels, value in family.series.items():
             if family.kind == "gauge":
@@ -184,12 +163,15 @@ def openmetrics_format(received: ReceivedMetrics) -> str:
             else:
                 lines.extend(_openmetrics_histogram(name, labels, value))
     flags = counter_base(FLAG_FAMILY)
-    lines.append(f"# HELP {flags} Flag evaluations received, by app, environment and result")
-    lines.append(f"# TYPE {flags} counter")
-    for labels, n in flag_series(received).items():
-        lines.append(f"{flags}_total{_labels(labels)} {n}")
+    lines += _flag_lines(received, flags, flags + "_total")
     lines.append("# EOF")
     return "\n".join(lines) + "\n"
+
+
+def _flag_lines(received: ReceivedMetrics, name: str, sample: str) -> List[str]:
+    return [f"# HELP {name} Flag evaluations received, by app, environment and result",
+            f"# TYPE {name} counter",
+            *(f"{sample}{_labels(labels)} {n}" for labels, n in flag_series(received).items())]
 
 
 def _openmetrics_histogram(name: str, labels: SeriesLabels, value: Dict[str, Any]) -> List[str]:
@@ -215,9 +197,8 @@ def exposition(received: ReceivedMetrics, accept: Optional[str]) -> Tuple[bytes,
 
 
 def wants_openmetrics(accept: Optional[str]) -> bool:
-    """True if ``accept`` asks for OpenMetrics, read as ``prometheus_client`` reads it: the
-    first ``application/openmetrics-text`` entry without a version or with a version of
-    1.0.0 or later (q-values are not weighed). Anything else gets the text format."""
+    """True if ``accept`` asks for OpenMetrics 1.0.0 or later, read as ``prometheus_client``
+    reads it (the first ``application/openmetrics-text`` entry decides; no q-values)."""
     for entry in (accept or "").split(","):
         parts = [part.strip() for part in entry.split(";")]
         if parts[0] != "application/openmetrics-text":
@@ -227,8 +208,6 @@ def wants_openmetrics(accept: Optional[str]) -> bool:
             return True
     return False
 
-
-# -- helpers ------------------------------------------------------------------------------------
 
 def _version(text: str) -> Tuple[int, ...]:
     numbers = []
@@ -244,7 +223,7 @@ def _label_order(item: Tuple[str, str]) -> Tuple[int, str]:
             else 2, item[0])
 
 
-def _escape_help(text: str, *, quotes: bool = False) -> str:
+def _escaped(text: str, *, quotes: bool = False) -> str:
     escaped = text.replace("\\", "\\\\").replace("\n", "\\n")
     return escaped.replace('"', '\\"') if quotes else escaped
 
@@ -252,8 +231,5 @@ def _escape_help(text: str, *, quotes: bool = False) -> str:
 def _labels(labels: SeriesLabels) -> str:
     if not labels:
         return ""
-    return "{" + ",".join(f'{name}="{_escape_value(value)}"' for name, value in labels) + "}"
-
-
-def _escape_value(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return "{" + ",".join(f'{name}="{_escaped(value, quotes=True)}"'
+                          for name, value in labels) + "}"

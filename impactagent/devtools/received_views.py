@@ -1,7 +1,6 @@
-"""The receiver's page: the impact view's charts first (:mod:`.impact_view`), then the
-tables of totals and the last requests. It reloads itself every :data:`PAGE_REFRESH`
-seconds: with JavaScript, an inline script that keeps the scroll position (in the URL's
-fragment); without, a ``<meta>`` refresh, and everything (SVG drawn by the server) is there.
+"""The receiver's page: the impact view's charts, then the tables of totals and the last
+requests. It reloads itself every :data:`PAGE_REFRESH` seconds, keeping the scroll position
+(a ``<meta>`` refresh without JavaScript).
 """
 
 from __future__ import annotations
@@ -17,19 +16,16 @@ from .impact import impact
 from .impact_view import impact_section, palette_of
 from .received import ReceivedMetrics
 
-#: Seconds between refreshes of the page.
 PAGE_REFRESH = 2
 #: The impact view's window on the page, unless ``?window=`` says otherwise.
 PAGE_WINDOW = 900.0
-#: The windows the page links to, in seconds, with their names.
 WINDOWS = ((300, "5 min"), (900, "15 min"), (3600, "1 hour"))
 
 
 def page(received: ReceivedMetrics, url: str, *, window: Optional[float] = None,
          query: str = "", charts: Sequence[ChartConfig] = ()) -> str:
-    """An HTML page of everything received, the impact view over the last ``window``
-    seconds and the ``charts`` declared in code; ``query``, the request's query string, is
-    kept in the page's links (its ``token`` with it)."""
+    """An HTML page of everything received, the impact view over the last ``window`` seconds
+    and the ``charts`` declared in code; the page's links keep ``query`` (its token)."""
     view = impact(received.series, window or PAGE_WINDOW)
     palette = palette_of(view)
     declared = declared_section(received.series, charts, palette)
@@ -87,8 +83,6 @@ point every step while developing, set <code>IMPACTAGENT_FLUSH_INTERVAL=10</code
 
 
 def _failed_writes(failures: List[Dict[str, Any]]) -> str:
-    """The writes a real server would have failed, first on the page: bodies it answered
-    202 that cost every app its counts (or its impact-metrics exposition)."""
     if not failures:
         return ""
     rows = _table(("time (UTC)", "apps in the window", "lost", "why"),
@@ -100,10 +94,8 @@ def _failed_writes(failures: List[Dict[str, Any]]) -> str:
             f"app's counts of that write window are lost.</p>{rows}")
 
 
-#: Reloads the page and puts its scroll position back. The position travels in the URL's
-#: fragment (``#scroll=<pixels>``, which names no element, so the browser does not jump),
-#: where a test can give it too; the position restored is noted in
-#: ``<html data-restored-scroll>``.
+#: Reloads the page and puts its scroll position back, kept in the URL's fragment
+#: (``#scroll=<pixels>`` names no element, so the browser does not jump).
 _KEEP_SCROLL = f"""
 (function () {{
   history.scrollRestoration = "manual";
@@ -122,7 +114,6 @@ _KEEP_SCROLL = f"""
 
 
 def _with(query: str, **changes: str) -> str:
-    """``query`` with ``changes`` made (the token, say, kept)."""
     values = {k: v[-1] for k, v in parse_qs(query).items()}
     return urlencode({**values, **changes})
 
@@ -150,8 +141,7 @@ def _value_text(metric: Dict[str, Any]) -> str:
 
 
 def _number(value: Any) -> str:
-    """A value for people: whole numbers whole, others to six significant digits (a sum of
-    float observations carries binary noise, ``1.89200000022538e-06``, that means nothing).
+    """A value for people: whole numbers whole, others to six significant digits.
 
     >>> [_number(v) for v in (3, 2.0, 0.1 + 0.2, 3.14159265, 1234567.5, 1.89200000022538e-06)]
     ['3', '2', '0.3', '3.14159', '1234568', '1.892e-06']

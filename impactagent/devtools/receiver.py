@@ -10,10 +10,8 @@ Unleash server answers, with every body checked strictly and shown as it aggrega
 True
 {'beta': {'yes': 1, 'no': 0, 'variants': {}}}
 
-Its answers, views and token rules are ``docs/receiver.md``'s; on top of the server's body
-rules (:mod:`impactagent.server_rules`) it answers 415 and 408 as the server's HTTP layer
-does (:mod:`.request_body`), each connection on a thread of its own so that a slow client
-holds up no other, and never logs a token.
+Each connection has a thread of its own, so a slow client holds up no other; no token is
+ever logged.
 """
 
 from __future__ import annotations
@@ -44,10 +42,9 @@ from .timeseries import SeriesStore
 
 logger = logging.getLogger("impactagent.devtools.receiver")
 
-#: Bodies over the limit are still read up to this size before the 413, so that the client
-#: reads the answer rather than a reset.
+#: Bodies over the limit are still read up to this size, so the client reads the 413, not a
+#: reset.
 DRAIN_LIMIT = 16 * 1024 * 1024
-#: Seconds a connection may wait for the next bytes of a request before it is closed.
 READ_TIMEOUT = 10.0
 
 
@@ -55,10 +52,8 @@ class Receiver:
     """The receiver's HTTP server, run on a daemon thread; a context manager."""
 
     def __init__(self, *, port: int = 0, host: str = "127.0.0.1", token: Optional[str] = None,
-                 max_body: int = MAX_BODY, strict: bool = False,
-                 read_timeout: float = READ_TIMEOUT,
-                 series: Optional[SeriesStore] = None,
-                 charts: Sequence[ChartConfig] = (),
+                 max_body: int = MAX_BODY, strict: bool = False, read_timeout: float = READ_TIMEOUT,
+                 series: Optional[SeriesStore] = None, charts: Sequence[ChartConfig] = (),
                  features: Optional[Dict[str, Any]] = None) -> None:
         self.host = host
         self.port = port
@@ -67,21 +62,16 @@ class Receiver:
         self.strict = strict
         self.read_timeout = read_timeout
         self.received = ReceivedMetrics(series)
-        #: Charts declared in code (``agent.chart_configs()``), previewed on the page.
         self.charts = list(charts)
-        #: What ``GET /api/client/features`` serves to an SDK (None: 404).
+        #: What ``GET /api/client/features`` serves (None: 404).
         self.features = None if features is None else json.dumps(features).encode()
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
 
-    # -- running ------------------------------------------------------------------------------
-
     def start(self) -> Receiver:
         """Start serving (idempotent); port 0 picks a free port."""
         if self._server is None:
-            # ``timeout`` is the socket timeout of each connection, reads and writes.
-            handler = type("Handler", (_Handler,), {"receiver": self,
-                                                    "timeout": self.read_timeout})
+            handler = type("Handler", (_Handler,), {"receiver": self, "timeout": self.read_timeout})
             self._server = ThreadingHTTPServer((self.host, self.port), handler)
             self._server.daemon_threads = True
             self.port = self._server.server_address[1]
@@ -92,7 +82,6 @@ class Receiver:
         return self
 
     def stop(self) -> None:
-        """Stop serving and release the port."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -108,15 +97,12 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>``: the page; the views are under it."""
         return f"http://{self.host}:{self.port}"
 
     @property
     def api_url(self) -> str:
-        """The ``url`` to give an agent (or any Unleash SDK)."""
+        """The ``url`` to give an agent or an SDK."""
         return self.url + "/api"
-
-    # -- for tests ----------------------------------------------------------------------------
 
     def totals(self, app_name: Optional[str] = None) -> Dict[str, Any]:
         """What was received (of one app, if given): ``flags``, ``counters``, ``gauges`` and
@@ -124,7 +110,7 @@ class Receiver:
         return self.received.totals(app_name)
 
     def problems(self) -> List[str]:
-        """Every problem found in the logged bodies, as text (empty: all were clean)."""
+        """Every problem found in the logged bodies (empty: all were clean)."""
         return self.received.problems()
 
     def wait_for(self, predicate: Callable[[Receiver], bool], timeout: float = 10.0) -> bool:
@@ -136,28 +122,24 @@ class Receiver:
             time.sleep(0.02)
         return predicate(self)
 
-    # -- one metrics POST ---------------------------------------------------------------------
-
-    def allows(self, authorization: Optional[str], *, view: bool = False,
-               query: str = "") -> bool:
+    def allows(self, authorization: Optional[str], *, view: bool = False, query: str = "") -> bool:
         """True when no token is configured or the request carries it: the whole
         ``Authorization`` header or after ``Bearer``, and for a ``view`` also as HTTP Basic's
-        password (a browser asks) or ``?token=`` in the ``query``."""
+        password or ``?token=`` in the ``query``."""
         if self.token is None:
             return True
         offered = [(authorization or "").strip(), _bearer(authorization)]
         if view:
-            offered += [_basic_password(authorization),
-                        *parse_qs(query).get("token", [])]
+            offered += [_basic_password(authorization), *parse_qs(query).get("token", [])]
         expected = self.token.encode()
-        # Every candidate is compared (no early exit): the answer's timing says nothing.
+        # No early exit: the answer's timing says nothing.
         matches = [hmac.compare_digest(candidate.encode(), expected) for candidate in offered]
         return any(matches)
 
     def answer_metrics(self, body: Union[bytes, str], authorization: Optional[str], *,
                        size: Optional[int] = None) -> tuple[int, Dict[str, Any]]:
-        """Decide the answer to one body (its bytes, or its text once decoded; ``size``: its
-        length as sent): ``(status, JSON answer)``; aggregate it if taken."""
+        """``(status, JSON answer)`` to one body (``size``: its length as sent); aggregate it
+        if taken."""
         if not self.allows(authorization):
             return 401, {"error": "a valid client token is required in Authorization"}
         document, problems = parse_body(body)
@@ -168,11 +150,9 @@ class Receiver:
         environment = environment_from_token(_bearer(authorization) or authorization,
                                              (document or {}).get("environment") or "default")
         if document is not None and not rejected:
-            # Failures two bodies make together in one write window: known only now.
             problems += self.received.window_problems(document, environment)
         status = 400 if rejected or (self.strict and problems) else 202
         if status == 202 and document is not None:
-            # What the server's registry refuses depends on earlier bodies: known only now.
             problems += self.received.add(document, environment, problems)
         texts = [str(p) for p in problems]
         self.received.note(Request(time.time(), app, status,
@@ -194,7 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
         logger.debug("%s %s", self.address_string(), redacted(format % args))
 
     def _allowed(self, *, view: bool) -> bool:
-        """The token check every route goes through; answers 401 itself when it fails."""
+        """The token check of every route; answers 401 itself when it fails."""
         _, _, query = self.path.partition("?")
         if self.receiver.allows(self.headers.get("Authorization"), view=view, query=query):
             return True
@@ -237,25 +217,21 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if not self._allowed(view=True):
             return None
-        if path in ("/", "/index.html"):
+        if path in ("/", "/index.html", "/api/impact"):
             query = self.path.partition("?")[2]
             window = _window(query)
             if isinstance(window, str):
                 return self._json(400, {"error": window})
+            if path == "/api/impact":
+                return self._json(200, impact(received.series, window))
             return self._send(200, page(received, self.receiver.url, window=window,
                                         query=query, charts=self.receiver.charts).encode(),
                               "text/html; charset=utf-8")
         if path == "/api/received":
             return self._json(200, received.as_json())
-        if path == "/api/impact":
-            window = _window(self.path.partition("?")[2])
-            if isinstance(window, str):
-                return self._json(400, {"error": window})
-            return self._json(200, impact(received.series, window))
         if path == "/api/charts":
             return self._json(200, {"charts": previews(received.series, self.receiver.charts)})
         if path == "/metrics":
-            # The text format, or OpenMetrics when Accept asks for it (as prometheus_client).
             return self._send(200, *exposition(received, self.headers.get("Accept")))
         self._json(404, {"error": f"no such page: {path}"})
 
@@ -281,8 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-#: A query parameter, wherever a URL appears in a log line (a request line, or an error
-#: that quotes one): its name, and its value up to the next separator.
+#: A query parameter wherever a URL appears in a log line: its name, and its value.
 _QUERY_PARAMETER = re.compile(r"([?&;])([^=&;?\s]*)=([^&;?\s'\"]*)")
 
 
@@ -291,26 +266,24 @@ def redacted(text: str) -> str:
     often its name is percent-encoded (``?%74oken=``); a line that hides one in another
     value (``?a=1%26token%3D...``) is logged decoded, and cut."""
     cut = _QUERY_PARAMETER.sub(_cut_token, text)
-    decoded = cut
-    for _ in range(8):  # bounded: each pass undoes one layer of encoding
-        once = unquote_plus(decoded)
-        if once == decoded:
-            break
-        decoded = once
+    decoded = _decoded(cut)
     recut = _QUERY_PARAMETER.sub(_cut_token, decoded)
     return recut if recut != decoded else cut
 
 
 def _cut_token(match: re.Match[str]) -> str:
-    name = match.group(2)
-    for _ in range(8):
-        decoded = unquote_plus(name)
-        if decoded == name:
-            break
-        name = decoded
-    if "token" not in name.lower():
+    if "token" not in _decoded(match.group(2)).lower():
         return match.group(0)
     return f"{match.group(1)}{match.group(2)}=[REDACTED]"
+
+
+def _decoded(text: str) -> str:
+    for _ in range(8):  # bounded: each pass undoes one layer of encoding
+        once = unquote_plus(text)
+        if once == text:
+            break
+        text = once
+    return text
 
 
 def _window(query: str) -> Union[float, str, None]:
@@ -328,13 +301,12 @@ def _window(query: str) -> Union[float, str, None]:
 
 
 def _bearer(authorization: Optional[str]) -> str:
-    """The token of ``Bearer <token>``, else ""."""
     scheme, _, token = (authorization or "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
 def _basic_password(authorization: Optional[str]) -> str:
-    """The password of ``Basic base64(user:password)`` (what a browser sends), else ""."""
+    """The password of HTTP Basic (what a browser sends), else ""."""
     scheme, _, encoded = (authorization or "").partition(" ")
     if scheme.lower() != "basic":
         return ""

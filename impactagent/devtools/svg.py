@@ -1,7 +1,5 @@
-"""Line charts as SVG, written on the server: no JavaScript and no library, so the page draws
-offline, and a test reads each chart's series from its markup. A series is a
-``<g class="series" data-series="<name>">``: a ``<polyline>`` per run of defined values and
-a ``<circle>`` per value; the y axis starts at zero unless ``y_min="auto"``.
+"""Line charts as SVG, written on the server: no JavaScript, so the page draws offline and a
+test reads each series (``<g class="series" data-series="<name>">``) from the markup.
 
 >>> chart = line_chart({"blue": [(0, 1.0), (10, None), (20, 3.0)]}, (0, 30),
 ...                    {"blue": "#0072B2"}, str)
@@ -20,15 +18,13 @@ Point = Tuple[float, Optional[float]]
 
 WIDTH, HEIGHT = 560, 190
 LEFT, RIGHT, TOP, BOTTOM = 70, 12, 10, 26
-#: Colours told apart by most colour-blind people too (Okabe and Ito's palette).
+#: Okabe and Ito's palette: told apart by most colour-blind people too.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000")
-#: Colours of the states that are not variants, the same on every chart.
 FIXED = {"disabled": "#999999", "not_evaluated": "#cccccc", "all": "#0072B2"}
 
 
 def colours(names: Sequence[str]) -> Dict[str, str]:
-    """A colour per series name: ``disabled`` grey everywhere, the others from the palette in
-    sorted order, so that one variant has one colour on every chart of a page."""
+    """A colour per series name, so that one variant has one colour on every chart."""
     chosen = {n: FIXED[n] for n in names if n in FIXED}
     others = sorted(n for n in set(names) if n not in FIXED)
     chosen.update({n: PALETTE[i % len(PALETTE)] for i, n in enumerate(others)})
@@ -38,8 +34,8 @@ def colours(names: Sequence[str]) -> Dict[str, str]:
 def line_chart(series: Dict[str, List[Point]], x_range: Tuple[float, float],
                colour: Dict[str, str], label: Callable[[float], str], *,
                y_min: str = "zero", title: str = "") -> str:
-    """An SVG chart of ``series`` (``{name: [(time, value or None)]}``) over ``x_range``
-    (seconds since 1970), coloured by ``colour``, y ticks labelled by ``label``."""
+    """An SVG chart of ``series`` (``{name: [(time, value or None)]}``) over ``x_range``,
+    y ticks labelled by ``label``; the y axis starts at zero unless ``y_min="auto"``."""
     values = [v for points in series.values() for _, v in points if v is not None]
     low = min(values, default=0.0) if y_min == "auto" else min([0.0, *values])
     high = max(values, default=1.0)
@@ -88,11 +84,7 @@ def line_chart(series: Dict[str, List[Point]], x_range: Tuple[float, float],
 
 
 def nice(step: float) -> float:
-    """The smallest round step (1, 2, 2.5 or 5 times a power of ten) of at least ``step``.
-
-    >>> [nice(s) for s in (0.7, 2.1, 0.0024, 30, 1)]
-    [1.0, 2.5, 0.0025, 50.0, 1.0]
-    """
+    """The smallest round step (1, 2, 2.5 or 5 times a power of ten) of at least ``step``."""
     power = 10.0 ** math.floor(math.log10(step))
     for factor in (1.0, 2.0, 2.5, 5.0, 10.0):
         if factor * power >= step * (1 - 1e-9):
@@ -101,7 +93,6 @@ def nice(step: float) -> float:
 
 
 def _runs(points: List[Point]) -> List[List[Tuple[float, float]]]:
-    """The runs of consecutive defined values."""
     runs: List[List[Tuple[float, float]]] = [[]]
     for t, v in points:
         if v is None:
@@ -113,5 +104,4 @@ def _runs(points: List[Point]) -> List[List[Tuple[float, float]]]:
 
 
 def _n(value: float) -> str:
-    """A coordinate, short: two decimals at most."""
     return f"{value:.2f}".rstrip("0").rstrip(".") if math.isfinite(value) else "0"

@@ -1,24 +1,11 @@
 """The receiver's short-term memory: what each series received, in 10-second steps, for the
 last hour, bounded.
 
-Every accepted body is filed at the moment it arrived (the receiver's clock, not the body's
-``bucket``) into the step that moment falls in, ``floor(time / step)``. A *cell* is what one
-series received in one step, added up as the server would: a counter's increase; a gauge's
-last value (with its arrival number, to tell which came last), the sum and the count of its
-values; a histogram's count, sum and cumulative bucket counts; a flag's yes, no and variants.
-
-The bound: a metric series is a ring of ``steps`` slots of floats, allocated whole when it
-first arrives, a step reusing the slot of the step an hour before it; a flag series keeps at
-most ``steps`` small dicts and ``max_variants`` variant names (the evaluations of the others
-count in ``refused``, never as ``enabled``). At most ``max_series`` series: a new one evicts
-one silent for an hour, else it is refused and counted. ``SeriesStore.size()`` says what is
-held. A histogram whose boundaries change starts afresh, as the server recreates it.
-
->>> store = SeriesStore(step=10, steps=3, clock=lambda: 0)
->>> for at in (0, 5, 12, 25, 31, 47):
-...     _ = store.add(("metric", "shop", "jobs_total", "counter", frozenset()), "counter", 1, at)
->>> store.cells(("metric", "shop", "jobs_total", "counter", frozenset()))
-{2: 1, 3: 1, 4: 1}
+A body is filed at the moment it arrived (not by its ``bucket``) in step ``floor(time /
+step)``. A metric series is a ring of ``steps`` slots of floats, allocated whole; a flag
+series keeps at most ``steps`` small dicts and ``max_variants`` variant names (the others'
+evaluations count in ``refused``). At most ``max_series`` series: a new one evicts one silent
+for an hour, else it is refused and counted.
 """
 
 from __future__ import annotations
@@ -30,24 +17,12 @@ import time
 from array import array
 from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 
-#: Seconds per step.
-STEP = 10.0
-#: Steps kept per series: one hour of 10-second steps.
-STEPS = 360
-#: Series kept at most (flags and metrics together).
-MAX_SERIES = 1000
-#: Variant names one flag series keeps at most, over all its steps.
-MAX_VARIANTS = 32
-
-Cell = Any
-
 
 class SeriesStore:
     """Cells per series and step, thread-safe; see the module for the bound."""
 
-    def __init__(self, *, step: float = STEP, steps: int = STEPS,
-                 max_series: int = MAX_SERIES, max_variants: int = MAX_VARIANTS,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, step: float = 10.0, steps: int = 360, max_series: int = 1000,
+                 max_variants: int = 32, clock: Callable[[], float] = time.time) -> None:
         if step <= 0 or steps < 1 or max_series < 1 or max_variants < 1:
             raise ValueError("step must be above 0 seconds, steps, max_series and "
                              "max_variants 1 or more")
@@ -57,9 +32,8 @@ class SeriesStore:
         self.max_variants = max_variants
         self.clock = clock
         self._lock = threading.Lock()
-        self._series: Dict[Hashable, Dict[str, Any]] = {}  # key -> {"kind", "cells"}
+        self._series: Dict[Hashable, Dict[str, Any]] = {}
         self.series_refused = 0
-        #: Evaluations of variants left out of a flag series beyond ``max_variants`` names.
         self.variants_refused = 0
         self._arrivals = 0
 
@@ -100,8 +74,7 @@ class SeriesStore:
         return True
 
     def _bounded(self, series: Dict[str, Any], value: Dict[str, Any]) -> Dict[str, Any]:
-        """A flag's ``value`` with the variants beyond the series' ``max_variants`` names
-        moved to ``refused`` (and counted in ``variants_refused``)."""
+        """A flag's ``value``, the variants past ``max_variants`` names moved to ``refused``."""
         names = series.setdefault("variant_names", set())
         kept: Dict[str, Any] = {}
         refused = 0
@@ -115,14 +88,12 @@ class SeriesStore:
         return {**value, "variants": kept, "refused": value.get("refused", 0) + refused}
 
     def _allocate(self, series: Dict[str, Any], bounds: Tuple[Any, ...]) -> None:
-        """Give a metric series its ring of empty slots (``bounds``: a histogram's)."""
         width = {"counter": 1, "gauge": 4}.get(series["kind"], 2 + len(bounds))
         series.update(bounds=bounds, width=width, held=array("q", [_EMPTY]) * self.steps,
                       values=array("d", [0.0]) * (self.steps * width))
 
     def _merge(self, series: Dict[str, Any], index: int, kind: str, value: Any) -> None:
-        """Add ``value`` into the slot of step ``index`` (emptied first if it held an older
-        step)."""
+        """Add ``value`` into the slot of step ``index``, emptied if it held an older step."""
         slot, width = index % self.steps, series["width"]
         values, base = series["values"], slot * width
         if series["held"][slot] != index:
@@ -148,9 +119,7 @@ class SeriesStore:
                 return True
         return False
 
-    # -- reading ------------------------------------------------------------------------------
-
-    def cells(self, key: Hashable) -> Dict[int, Cell]:
+    def cells(self, key: Hashable) -> Dict[int, Any]:
         """A copy of ``key``'s cells by step index (empty for an unknown series)."""
         with self._lock:
             series = self._series.get(key)
@@ -158,17 +127,14 @@ class SeriesStore:
                 return {}
             return self._cells(series, series["newest"] - self.steps + 1, series["newest"])
 
-    def snapshot(self, first: int, last: int
-                 ) -> List[Tuple[Hashable, str, Dict[int, Cell]]]:
-        """Every series with its cells of steps ``first`` to ``last`` (inclusive), copied at
-        one moment: ``(key, kind, {step index: cell})``."""
+    def snapshot(self, first: int, last: int) -> List[Tuple[Hashable, str, Dict[int, Any]]]:
+        """``(key, kind, {step index: cell})`` of every series for steps ``first`` to
+        ``last``, copied at one moment."""
         with self._lock:
             return [(key, s["kind"], self._cells(s, first, last))
                     for key, s in self._series.items()]
 
-    def _cells(self, series: Dict[str, Any], first: int, last: int) -> Dict[int, Cell]:
-        """Copies of the cells ``series`` holds for steps ``first`` to ``last``, as readers
-        take them."""
+    def _cells(self, series: Dict[str, Any], first: int, last: int) -> Dict[int, Any]:
         first = max(first, series["newest"] - self.steps + 1)
         if series["kind"] == "flag":
             return {i: _merge_flag(None, c) for i, c in sorted(series["cells"].items())
@@ -181,9 +147,8 @@ class SeriesStore:
         return dict(sorted(found.items()))
 
     def size(self) -> Dict[str, int]:
-        """How much is held (``series``, ``cells`` with something in them, ``bytes``), the
-        bounds (``max_series``, ``max_cells``) and what they refused (``series_refused``,
-        ``variants_refused``)."""
+        """What is held (``series``, ``cells``, ``bytes``), the bounds and what they
+        refused."""
         with self._lock:
             cells = sum(len(self._cells(s, s["newest"] - self.steps + 1, s["newest"]))
                         for s in self._series.values())
@@ -204,8 +169,6 @@ _EMPTY = -(2 ** 62)
 
 
 def _merge_flag(cell: Optional[Dict[str, Any]], value: Dict[str, Any]) -> Dict[str, Any]:
-    """A flag's cell with ``value`` (``{"yes", "no", "variants"}``, and ``refused``: the
-    evaluations of variants left out) added (a new dict)."""
     cell = cell or {"yes": 0, "no": 0, "variants": {}, "refused": 0}
     variants = dict(cell["variants"])
     for name, n in value.get("variants", {}).items():
@@ -215,16 +178,12 @@ def _merge_flag(cell: Optional[Dict[str, Any]], value: Dict[str, Any]) -> Dict[s
 
 
 def _expanded(kind: str, cell: Any, bounds: Tuple[Any, ...]) -> Any:
-    """A slot's floats as readers take them: a counter's increase; a gauge's ``{"last":
-    [arrival, value], "sum", "samples"}``; a histogram's ``{"count", "sum", "buckets":
-    {le: n}}``. Whole numbers come back as ints (counts are counts)."""
-    numbers = [_whole(v) for v in cell]
+    """A slot's floats as readers take them, whole numbers as ints: a counter's increase; a
+    gauge's ``{"last": [arrival, value], "sum", "samples"}``; a histogram's ``{"count",
+    "sum", "buckets"}``."""
+    numbers = [int(v) if v.is_integer() else v for v in cell]
     if kind == "counter":
         return numbers[0]
     if kind == "gauge":
         return {"last": [numbers[0], numbers[1]], "sum": numbers[2], "samples": numbers[3]}
     return {"count": numbers[0], "sum": numbers[1], "buckets": dict(zip(bounds, numbers[2:]))}
-
-
-def _whole(value: float) -> Any:
-    return int(value) if value.is_integer() else value

@@ -1,18 +1,6 @@
-"""The server's write window: flag counts held in memory and written in one statement.
-
-unleash-server 8.2.0 answers 202 to a body, holds its flag counts, and writes all it holds,
-every app's, about every 5 s. Some counts fail that write, losing the window for every app:
-an app name over 255 characters or with NUL, or a ``stop`` before year 1 (every row); a
-variant count summed past 2,147,483,647, a variant name with NUL, or a name of JavaScript's
-``Object.prototype`` arriving where the held counts lack it (the variant rows; see
-:func:`_sums`). Fractional ``yes`` counts are summed and rounded when written.
-
->>> window = WriteWindow()
->>> window.add(Arrival(0.0, "shop", "production", "beta", 0, 0.5, 0, {}))
->>> window.add(Arrival(0.0, "shop", "production", "beta", 0, 0.5, 0, {}))
->>> written, failure = window.write()
->>> written[("shop", "production", "beta", "1970-01-01T00:00:00Z")]["yes"], failure
-(1, None)
+"""The server's write window: unleash-server 8.2.0 answers 202 to a body, holds its flag
+counts, and writes all it holds, every app's, about every 5 s, in one statement. Some counts
+fail that write, losing the window for every app.
 """
 
 from __future__ import annotations
@@ -32,7 +20,6 @@ from ..server_rules.dates import YEAR_ONE_MS, hour_of
 #: The names a plain JavaScript object answers from its prototype.
 _PROTOTYPE = OBJECT_PROTOTYPE_PROPERTIES - DROPPED_VARIANT_NAMES
 
-#: Seconds between two writes of the server's buffered flag counts.
 WRITE_PERIOD = 5.0
 
 Row = Tuple[str, str, str, str]  # app, environment, flag, hour
@@ -58,17 +45,13 @@ class Arrival:
 
 @dataclass
 class WindowFailure:
-    """A write the server fails: what was lost, whose, and why."""
+    """A write the server fails: when, why, whose, and what was lost."""
 
     at: float
     reasons: List[str]
     apps: List[str]  # every app with counts in the window
     lost: Dict[str, int] = field(default_factory=dict)  # "yes", "no", "variants": counts
     variants_only: bool = False  # the yes/no rows were written
-
-    def as_json(self) -> Dict[str, Any]:
-        return {"reasons": list(self.reasons), "apps": list(self.apps), "lost": dict(self.lost),
-                "variants_only": self.variants_only}
 
 
 class WriteWindow:
@@ -84,8 +67,7 @@ class WriteWindow:
         self.arrivals.append(arrival)
 
     def failing_with(self, arrivals: List[Arrival]) -> List[str]:
-        """Why the window would fail once ``arrivals`` join it, where neither the window as
-        it is nor ``arrivals`` alone fail it: a failure that two bodies make together."""
+        """Why the window would fail once ``arrivals`` join it, where neither fails alone."""
         before = set(_failures(self.arrivals, _sums(self.arrivals))[0])
         alone = set(_failures(arrivals, _sums(arrivals))[0])
         joined = self.arrivals + arrivals
@@ -93,8 +75,7 @@ class WriteWindow:
                 if reason not in before and reason not in alone]
 
     def write(self) -> Tuple[Dict[Row, Dict[str, Any]], Optional[WindowFailure]]:
-        """Empty the window: the rows the server writes (yes rounded), and the failure that
-        lost the rest, if any."""
+        """Empty the window: the rows the server writes, and the failure, if any."""
         arrivals, self.arrivals, self.opened = self.arrivals, [], None
         rows = _sums(arrivals)
         failing, variants_only = _failures(arrivals, rows)
@@ -114,16 +95,14 @@ class WriteWindow:
 
 
 def _sums(arrivals: List[Arrival]) -> Dict[Row, Dict[str, Any]]:
-    """The rows the arrivals add up to, yes rounded, merged as 8.2.0 merges them: a later
-    arrival merges its variants (none: ``{}``) into those held. A name of
-    ``Object.prototype`` held and missing from it is dropped; in it and not held, its count
-    is added to the prototype's function, and that text (``None`` here) stays until an
-    arrival without the name drops it, or fails the write."""
+    """The rows the arrivals add up to, yes rounded, merged as 8.2.0 merges them. A name of
+    ``Object.prototype`` not held adds its count to the prototype's function, whose text
+    (``None`` here) fails the write unless a later arrival without the name drops it."""
     rows: Dict[Row, Dict[str, Any]] = {}
     for arrival in arrivals:
         row = rows.get(arrival.row)
         later = arrival.variants or {}
-        if row is None:  # the first arrival is taken as it is: nothing merged
+        if row is None:
             rows[arrival.row] = {"yes": arrival.yes, "no": arrival.no, "variants": dict(later)}
             continue
         row["yes"] += arrival.yes
@@ -144,8 +123,7 @@ def _sums(arrivals: List[Arrival]) -> Dict[Row, Dict[str, Any]]:
     return rows
 
 
-def _failures(arrivals: List[Arrival], rows: Dict[Row, Dict[str, Any]]
-              ) -> Tuple[List[str], bool]:
+def _failures(arrivals: List[Arrival], rows: Dict[Row, Dict[str, Any]]) -> Tuple[List[str], bool]:
     """Why the write of these arrivals fails, and whether only the variant rows fail."""
     failing = _row_failures(arrivals)
     if failing:
@@ -157,9 +135,8 @@ def _row_failures(arrivals: List[Arrival]) -> List[str]:
     reasons = []
     for app in sorted({a.app for a in arrivals}):
         if len(app) > MAX_APP_NAME_LENGTH or "\0" in app:
-            reasons.append(f"appName {app[:40]!r}... is longer than {MAX_APP_NAME_LENGTH} "
-                           "characters or holds NUL" if len(app) > 40 else
-                           f"appName {app!r} is longer than {MAX_APP_NAME_LENGTH} characters "
+            shown = f"{app[:40]!r}..." if len(app) > 40 else repr(app)
+            reasons.append(f"appName {shown} is longer than {MAX_APP_NAME_LENGTH} characters "
                            "or holds NUL")
     if any(a.stop_ms < YEAR_ONE_MS for a in arrivals):
         reasons.append("a bucket's stop is before year 1")
