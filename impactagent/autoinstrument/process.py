@@ -16,13 +16,7 @@ import weakref
 from typing import Dict, FrozenSet, Optional, Protocol, Set, Tuple
 
 from ..agent import Agent
-from .config import (
-    INSTRUMENTATIONS,
-    disabled_names,
-    listed_flags,
-    settings_from_env,
-    usable_flags,
-)
+from .config import INSTRUMENTATIONS, disabled_names, listed_flags, settings_from_env, usable_flags
 
 log = logging.getLogger("impactagent.autoinstrument")
 

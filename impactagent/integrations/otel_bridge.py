@@ -1,20 +1,13 @@
-"""Ship OpenTelemetry metrics to Unleash: a ``MetricExporter`` that records into an agent.
-
-Give :class:`ImpactMetricExporter` to a ``PeriodicExportingMetricReader``; every export
-records what the SDK aggregated into native agent metrics, delivered like any other::
+"""Ship OpenTelemetry metrics to Unleash: a ``MetricExporter`` that records into an agent::
 
     reader = PeriodicExportingMetricReader(ImpactMetricExporter(agent),
                                            export_interval_millis=15_000)
     provider = MeterProvider(metric_readers=[reader])
 
-A monotonic sum becomes a counter of the increase (delta temporality asked for, cumulative
-handled with restarts detected); a non-monotonic sum or a gauge a gauge of the current value;
-an explicit-bucket histogram a histogram with the same boundaries. An exponential histogram
-is refused (its boundaries move with its scale; Unleash stores fixed ones) and listed in
-:attr:`ImpactMetricExporter.refused`. A point without one of its metric's attributes cannot
-be sent (Unleash refuses an empty label value): its events are dropped as
-``empty_label_value``. Shut the ``MeterProvider`` down before closing the agent, so that its
-last export is sent.
+A monotonic sum becomes a counter of the increase, a non-monotonic sum or a gauge a gauge, an
+explicit-bucket histogram a histogram with the same bounds. An exponential histogram is
+refused: its bounds move with its scale, Unleash stores fixed ones. Shut the
+``MeterProvider`` down before closing the agent, so that its last export is sent.
 """
 
 from __future__ import annotations
@@ -52,13 +45,11 @@ else:
 if TYPE_CHECKING:
     from ..agent import Agent
 
-class ImpactMetricExporter(MetricExporter):
-    """An OpenTelemetry metric exporter that records into ``agent``.
 
-    ``metrics`` chooses metrics by name (all unless given); ``labels`` is an allowlist of
-    attribute names (the rest are added up); ``prefix`` goes before every name;
-    ``preferred_temporality`` overrides the one asked for (both are handled).
-    """
+class ImpactMetricExporter(MetricExporter):
+    """An OpenTelemetry metric exporter that records into ``agent``: ``metrics`` chooses by
+    name (all unless given), ``labels`` is an allowlist of attribute names, ``prefix`` goes
+    before every name; both temporalities are handled, delta asked for counts."""
 
     def __init__(self, agent: Agent, *, metrics: Optional[Callable[[str], bool]] = None,
                  labels: Optional[Iterable[str]] = None, prefix: str = "",
@@ -95,7 +86,7 @@ class ImpactMetricExporter(MetricExporter):
 
     def export(self, metrics_data: Any, timeout_millis: float = 10_000,
                **kwargs: Any) -> Any:
-        """Record one export's data points into the agent (delivery sends them later)."""
+        """Record one export's data points into the agent."""
         with self._lock:
             gauges: Dict[Any, float] = {}
             for resource_metrics in metrics_data.resource_metrics:
@@ -112,8 +103,6 @@ class ImpactMetricExporter(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         """Nothing to release (close the agent to send what is left)."""
-
-    # -- one metric ------------------------------------------------------------------------
 
     def _metric(self, metric: Any, gauges: Dict[Any, float]) -> None:
         data = metric.data
@@ -141,7 +130,7 @@ class ImpactMetricExporter(MetricExporter):
             delta = self._counters.delta(key, self._running_total(key, point.value))
         else:
             delta = self._counters.delta(key, point.value, point.start_time_unix_nano)
-        bridged = self._native.counter(metric.name, metric.description, names)
+        bridged = self._native.family("counter", metric.name, metric.description, names)
         if bridged is not None and delta:
             child = self._series(metric.name, bridged, names, values, delta)
             if child is not None:
@@ -152,7 +141,7 @@ class ImpactMetricExporter(MetricExporter):
         total = float(point.value)
         if isinstance(data, Sum) and _is_delta(data):
             total = self._running_total(key, total)
-        bridged = self._native.gauge(metric.name, metric.description, names)
+        bridged = self._native.family("gauge", metric.name, metric.description, names)
         if bridged is None:
             return
         # A value that cannot be set is one dropped event when it is new.
@@ -164,9 +153,9 @@ class ImpactMetricExporter(MetricExporter):
             self._gauges_dropped[key] = total
 
     def _running_total(self, key: Any, delta: float) -> float:
-        """The total of a delta-temporality sum: what it added up to so far."""
-        total = self._running[key] = self._running.get(key, 0.0) + delta
-        return total
+        """What a delta-temporality sum added up to so far."""
+        self._running[key] = self._running.get(key, 0.0) + delta
+        return self._running[key]
 
     def _histogram(self, metric: Any, data: Any, point: Any, key: Any,
                    names: Tuple[str, ...], values: Tuple[str, ...]) -> None:
@@ -176,8 +165,8 @@ class ImpactMetricExporter(MetricExporter):
                 (tuple(counts), point.sum) if any(counts) else None)
         else:
             added = self._histograms.delta(key, counts, point.sum, point.start_time_unix_nano)
-        bridged = self._native.histogram(metric.name, metric.description, names,
-                                         tuple(point.explicit_bounds))
+        bridged = self._native.family("histogram", metric.name, metric.description, names,
+                                      buckets=tuple(point.explicit_bounds))
         if bridged is None:
             return
         expected = getattr(bridged.family, "buckets", ())

@@ -1,16 +1,8 @@
 """A WSGI middleware that counts and times every request, and scopes its flags.
 
->>> from impactagent import Agent
->>> def app(environ, start_response):
-...     start_response("200 OK", [("Content-Type", "text/plain")])
-...     return [b"hello"]
->>> agent = Agent("shop")
->>> app = ImpactMiddleware(app, agent)
-
-The route label is the route template: a framework hook (or the app) sets
-``environ["impactagent.route"]``, or ``route=lambda environ: ...`` says it; else
-``unmatched``. Each request has its own flag scope. A streamed body is timed until the
-server closes it; a whole one (a list) is recorded at once and passed on untouched.
+The route label is ``environ["impactagent.route"]`` (set by a framework hook or the app) or
+``route=lambda environ: ...``; else ``unmatched``. A streamed body is timed until the server
+closes it; a whole one (a list) is recorded at once and passed on untouched.
 """
 
 from __future__ import annotations
@@ -18,15 +10,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    Dict,
-    Iterable,
-    Iterator,
-    List,
-)
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List
 
 from ..core.flag_context import close_scope, open_scope
 from .http_metrics import ROUTE_KEY, Middleware
@@ -34,7 +18,6 @@ from .http_metrics import ROUTE_KEY, Middleware
 if TYPE_CHECKING:
     from ..core.flag_context import ScopeToken
 
-#: A WSGI environ (PEP 3333): the request's CGI-style variables and the server's.
 Environ = Dict[str, Any]
 
 _perf_counter = time.perf_counter
@@ -89,7 +72,7 @@ class _Response:
                  environ: Environ, status: List[int], start: float, token: ScopeToken
                  ) -> None:
         self._body = body
-        self._record = record  # the middleware's: records the request once it is over
+        self._record = record
         self._environ = environ
         self._status = status
         self._start = start
