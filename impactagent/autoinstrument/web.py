@@ -1,9 +1,6 @@
-"""The request middlewares of :mod:`impactagent.integrations`, put in place by themselves.
-
-Each is made at the process's first request, not when the app is built: by then the
-process is the one that serves (a gunicorn worker, not its preloading parent), and its
-``UnleashClient`` knows the flags that label the metrics.
-"""
+"""The request middlewares of :mod:`impactagent.integrations`, put in place by themselves,
+each made at the process's first request: by then the process is the one that serves (not a
+preloading parent) and its ``UnleashClient`` knows the flags that label the metrics."""
 
 from __future__ import annotations
 
@@ -14,15 +11,14 @@ from ..integrations import asgi, wsgi
 from ..integrations.wsgi import Environ
 from .process import PROCESS
 
-#: Set in the ASGI scope by the outermost instrumented app: an app mounted inside it (a
-#: Starlette app in a FastAPI app) passes the request on instead of counting it again.
+# Set in the ASGI scope by the outermost instrumented app: an app mounted inside it passes
+# the request on instead of counting it again.
 TIMED = "impactagent.timed"
 
 
 class MadeAtFirstCall:
-    """Serves through ``make()``'s callable, made once at the first call; through
-    ``fallback`` when ``make`` gives None or fails, or instrumentation ``name`` is off.
-    Subclasses spell ``__call__`` with their protocol's parameters: no ``*args`` per call."""
+    """Serves through ``make()``'s callable, made at the first call; through ``fallback``
+    when ``make`` gives None or fails, or instrumentation ``name`` is off."""
 
     def __init__(self, fallback: Callable[..., Any], name: str,
                  make: Callable[[], Optional[Callable[..., Any]]]) -> None:
@@ -56,9 +52,8 @@ def wsgi_middleware(app: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class Outermost:
-    """The ASGI request middleware around an app's stack: counts each request once however
-    many instrumented apps it passes, and closes the agent at the lifespan's shutdown
-    (uvicorn ends by raising SIGTERM again with the default action: no exit hook runs)."""
+    """The ASGI request middleware around an app's stack: counts each request once, and
+    closes the agent at the lifespan's shutdown (uvicorn's exit runs no exit hook)."""
 
     def __init__(self, stack: Any) -> None:
         self.stack = stack
@@ -84,8 +79,8 @@ def _closing_at_shutdown(send: Any) -> Any:
 
 
 class DjangoMiddleware(MadeAtFirstCall):
-    """First in ``MIDDLEWARE``: the Django integration's middleware, made at the first
-    request with the process's agent and flags unless ``settings.IMPACTAGENT`` is set."""
+    """First in ``MIDDLEWARE``: the Django integration's middleware, with the process's
+    agent and flags unless ``settings.IMPACTAGENT`` is set."""
 
     sync_capable = True
     async_capable = False

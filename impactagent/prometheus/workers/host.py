@@ -88,12 +88,10 @@ class Host:
 
     def _join(self, here: process.Stamp) -> None:
         with files.locked(self.path):
-            departed = self._departed()
-            published = self._workers(here, departed.absorbed)
-            judged = [p for p in published if process.judgeable(p.stamp, here)]
-            if (any(process.alive(p.stamp, here) or process.runs(process.parent(p.stamp), here)
-                    for p in judged)
-                    or any(process.runs(parent, here) for parent in departed.parents)):
+            departed, _, judged = self._read(here)
+            parents = departed.parents + [process.parent(p.stamp) for p in judged]
+            if (any(process.alive(p.stamp, here) for p in judged)
+                    or any(process.runs(parent, here) for parent in parents)):
                 self._fold(here, departed, judged)
                 return
             for p in judged:
@@ -107,9 +105,7 @@ class Host:
 
     def _gather(self, here: process.Stamp) -> Gathered:
         with files.locked(self.path):
-            departed = self._departed()
-            published = self._workers(here, departed.absorbed)
-            judged = [p for p in published if process.judgeable(p.stamp, here)]
+            departed, published, judged = self._read(here)
             if len(judged) < len(published) and not self._warned_foreign:
                 self._warned_foreign = True
                 logger.warning("impactagent: %s holds files from another pid namespace "
@@ -122,6 +118,15 @@ class Host:
             counts.add(p.counts)
             health.add(p.health, extra=(("pid", str(p.stamp.pid)),))
         return Gathered(counts, health)
+
+    def _read(self, here: process.Stamp
+              ) -> Tuple[Departed, List[Published], List[Published]]:
+        """``departed.json``, the worker files not folded into it, and those this process
+        can judge (call under the lock)."""
+        departed = self._departed()
+        published = self._workers(departed.absorbed)
+        return departed, published, [p for p in published
+                                     if process.judgeable(p.stamp, here)]
 
     def _in_directory(self, action: Callable[[], _T]) -> _T:
         """Do ``action``; if the directory is gone (a cleaner of /tmp), make it again and do
@@ -146,7 +151,9 @@ class Host:
         dead = [p for p in judged if p not in live]
         if not dead and not departed.absorbed:
             return live, departed.counts
-        totals = _departed_totals(departed, dead)
+        totals = Totals()
+        for counts in [departed.counts, *(p.counts for p in dead)]:
+            totals.add(counts, gauges=False)
         names = [p.path.name for p in dead]
         # Names whose files are gone need no remembering: nobody can read them twice.
         kept = [n for n in departed.absorbed if (self.path / n).exists()] + names
@@ -182,7 +189,7 @@ class Host:
             [a for a in absorbed if isinstance(a, str)] if isinstance(absorbed, list) else [],
             _parents(document.get("parents")))
 
-    def _workers(self, here: process.Stamp, absorbed: List[str]) -> List[Published]:
+    def _workers(self, absorbed: List[str]) -> List[Published]:
         published = []
         for path in sorted(self.path.iterdir()):
             if not _WORKER.match(path.name) or path.name in absorbed:
@@ -212,15 +219,6 @@ class Host:
             pid = match.group("pid")
             if pid is None or (int(pid) != here.pid and not _pid_runs(int(pid))):
                 files.remove(path)
-
-
-def _departed_totals(departed: Departed, dead: List[Published]) -> Totals:
-    """The departed counts plus the newly dead's, without gauges."""
-    totals = Totals()
-    totals.add(departed.counts, gauges=False)
-    for p in dead:
-        totals.add(p.counts, gauges=False)
-    return totals
 
 
 def _running_parents(here: process.Stamp, departed: Departed, dead: List[Published]
