@@ -12,7 +12,17 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    Iterable,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 from ..core._family import MetricFamily
 from ..core._naming import RESERVED_LABELS
@@ -63,32 +73,12 @@ def increment(child: Any, amount: int) -> None:
         amount -= step
 
 
-class Bridged:
-    """One source metric as a native family, and which of its labels are kept."""
+class Bridged(NamedTuple):
+    """One source metric as a native family, and the positions of its kept labels."""
 
-    __slots__ = ("_keep", "family", "source_labels")
-
-    def __init__(self, family: MetricFamily[Any], source_labels: Tuple[str, ...],
-                 keep: Tuple[int, ...]) -> None:
-        self.family = family
-        self.source_labels = source_labels
-        self._keep = keep
-
-    def series_for(self, labels: Mapping[str, str]) -> Optional[Any]:
-        """The native series of a source series ``{label name: value}``, or None when its
-        label names are not the bridged ones or a kept label's value is empty."""
-        names = self.source_labels
-        if len(labels) != len(names) or any(name not in labels for name in names):
-            return None
-        values = [labels[names[i]] for i in self._keep]
-        if "" in values:
-            return None
-        return self.family.series_of(*values)
-
-    def empty_labels(self, labels: Mapping[str, str]) -> List[str]:
-        """The kept labels whose value in ``labels`` is empty (or missing)."""
-        names = self.source_labels
-        return [names[i] for i in self._keep if not labels.get(names[i])]
+    family: MetricFamily[Any]
+    source_labels: Tuple[str, ...]
+    keep: Tuple[int, ...]
 
 
 class BridgedFamilies:
@@ -117,23 +107,28 @@ class BridgedFamilies:
             logger.warning("%s metric %r is not sent to Unleash: %s",
                            self._source, name, reason)
 
-    def drop_unmapped(self, name: str, events: int, labels: Mapping[str, str],
-                      bridged: Bridged) -> None:
-        """Count ``events`` of a series :meth:`Bridged.series_for` could not map as dropped."""
-        if events <= 0:
-            return
-        if sorted(labels) != sorted(bridged.source_labels):
-            self._agent.recorder.drops.add(
-                "bridged_labels_changed", events,
-                detail=f"{self._source} metric {name!r} has labels {sorted(labels)}, "
-                       f"bridged with {list(bridged.source_labels)}")
-            return
-        empty = bridged.empty_labels(labels)
-        self._agent.recorder.drops.add(
-            "empty_label_value", events,
-            detail=f"{self._source} metric {name!r} has series with an empty {empty[0]!r}, "
-                   f"which Unleash refuses: give it a value at the source, or leave the "
-                   f"label out with labels=[...]")
+    def series(self, name: str, bridged: Bridged, labels: Mapping[str, str], events: int
+               ) -> Optional[Any]:
+        """The native series of a source series ``{label name: value}``, or None with its
+        ``events`` counted as dropped: other label names, or an empty kept label."""
+        names = bridged.source_labels
+        if len(labels) != len(names) or any(label not in labels for label in names):
+            self._drop("bridged_labels_changed", events,
+                       f"{self._source} metric {name!r} has labels {sorted(labels)}, "
+                       f"bridged with {list(names)}")
+            return None
+        values = [labels[names[i]] for i in bridged.keep]
+        if "" not in values:
+            return bridged.family.series_of(*values)
+        self._drop("empty_label_value", events,
+                   f"{self._source} metric {name!r} has series with an empty "
+                   f"{names[bridged.keep[values.index('')]]!r}, which Unleash refuses: give "
+                   f"it a value at the source, or leave the label out with labels=[...]")
+        return None
+
+    def _drop(self, reason: str, events: int, detail: str) -> None:
+        if events > 0:
+            self._agent.recorder.drops.add(reason, events, detail=detail)
 
     def family(self, kind: str, name: str, help: str, label_names: Sequence[str], *,
                buckets: Sequence[float] = (), native: Optional[str] = None

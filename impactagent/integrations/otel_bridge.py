@@ -184,10 +184,7 @@ class ImpactMetricExporter(MetricExporter):
         """The native series of a point, or None with its ``events`` counted as dropped."""
         by_name = dict(zip(names, values))
         labels = {n: by_name.get(n, "") for n in bridged.source_labels}
-        child = bridged.series_for(labels)
-        if child is None:
-            self._native.drop_unmapped(name, events, labels, bridged)
-        return child
+        return self._native.series(name, bridged, labels, events)
 
 
 def _is_delta(data: Any) -> bool:

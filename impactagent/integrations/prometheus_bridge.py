@@ -131,10 +131,8 @@ class PrometheusBridge:
             delta = readings.delta((metric.name, key), total, created.get(key))
             if bridged is None or not delta:
                 continue
-            child = bridged.series_for(dict(key))
-            if child is None:
-                self._native.drop_unmapped(metric.name, delta, dict(key), bridged)
-            else:
+            child = self._native.series(metric.name, bridged, dict(key), delta)
+            if child is not None:
                 increment(child, delta)
 
     def _histogram(self, metric: Any, readings: HistogramReadings, record: bool) -> None:
@@ -177,10 +175,8 @@ class PrometheusBridge:
                 continue
             if added is None:
                 continue
-            child = bridged.series_for(dict(key))
-            if child is None:
-                self._native.drop_unmapped(metric.name, sum(added[0]), dict(key), bridged)
-            else:
+            child = self._native.series(metric.name, bridged, dict(key), sum(added[0]))
+            if child is not None:
                 child.add_counts(*added)
 
     def _gauge(self, metric: Any, gauges: Dict[Any, float]) -> None:
@@ -194,13 +190,13 @@ class PrometheusBridge:
             if bridged is None:
                 return
             key = _label_key(sample.labels)
-            child = bridged.series_for(dict(key))
+            # Each new value that cannot be set is one dropped event (as a set would be).
+            new = not same(self._gauges_dropped.get((metric.name, key)), sample.value)
+            child = self._native.series(metric.name, bridged, dict(key), int(new))
             if child is not None:
                 gauges[child] = gauges.get(child, 0.0) + sample.value
-            elif not same(self._gauges_dropped.get((metric.name, key)), sample.value):
-                # Each new value that cannot be set is one dropped event (as a set would be).
+            elif new:
                 self._gauges_dropped[(metric.name, key)] = sample.value
-                self._native.drop_unmapped(metric.name, 1, dict(key), bridged)
 
     def _before_fork(self) -> None:
         # Held across the fork (released in both processes after it): no read in between.
