@@ -344,7 +344,6 @@ class Agent:
 
 
 def _prometheus() -> Any:
-    """The collector module, or an ImportError saying which extra to install."""
     try:
         from .prometheus import collector
     except ImportError as error:  # prometheus_client is an optional extra

@@ -31,7 +31,13 @@ class MadeAtFirstCall:
     def _first(self, *args: Any) -> Any:
         with self._lock:
             if self._serve == self._first:
-                self._serve = _made(self.name, self._make) or self._fallback
+                made = None
+                if PROCESS.enabled(self.name):
+                    try:
+                        made = self._make()
+                    except Exception as error:
+                        PROCESS.failed(self.name, error)
+                self._serve = made or self._fallback
         return self._serve(*args)
 
 
@@ -101,13 +107,3 @@ class DjangoMiddleware(MadeAtFirstCall):
             settings.IMPACTAGENT = {"agent": PROCESS.agent(), "flags": list(PROCESS.flags())}
         return django.ImpactMiddleware(self.get_response)
 
-
-def _made(name: str, make: Callable[[], Any]) -> Any:
-    """``make()``, or None when instrumentation ``name`` is off or fails (then logged)."""
-    if not PROCESS.enabled(name):
-        return None
-    try:
-        return make()
-    except Exception as error:
-        PROCESS.failed(name, error)
-        return None

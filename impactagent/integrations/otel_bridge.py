@@ -192,7 +192,6 @@ def _is_delta(data: Any) -> bool:
 
 
 def _labels(attributes: Any) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
-    """Attribute names (sorted) and their values as strings."""
     items = sorted((attributes or {}).items())
     return tuple(k for k, _ in items), tuple(_text(v) for _, v in items)
 

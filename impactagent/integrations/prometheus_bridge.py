@@ -202,9 +202,7 @@ class PrometheusBridge:
         # Held across the fork (released in both processes after it): no read in between.
         self._lock.acquire()
         try:
-            counters, histograms = self._counters.copy(), self._histograms.copy()
-            self._read(counters, histograms, record=False)
-            self._fork_baseline = (counters, histograms)
+            self._fork_baseline = self._baseline()
         except Exception:  # the fork goes on; the child then starts from the last read
             self._fork_baseline = None
 
@@ -233,14 +231,17 @@ class PrometheusBridge:
         self._fork_baseline = None
         self._start_child()
         with self._lock:
-            counters, histograms = self._counters.copy(), self._histograms.copy()
             try:
-                self._read(counters, histograms, record=False)
+                self._counters, self._histograms = self._baseline()
             except Exception:  # the child then starts from the parent's last read
                 logger.exception("reading the prometheus_client registry "
                                   "after fork failed")
-                return
-            self._counters, self._histograms = counters, histograms
+
+    def _baseline(self) -> Tuple[CounterReadings, HistogramReadings]:
+        """The readings as of the registry's totals now, recording nothing."""
+        counters, histograms = self._counters.copy(), self._histograms.copy()
+        self._read(counters, histograms, record=False)
+        return counters, histograms
 
 
 def bridge_prometheus(agent: Agent, *, families: Choice, registry: Any = None,

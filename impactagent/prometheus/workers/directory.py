@@ -25,11 +25,8 @@ logger = logging.getLogger("impactagent")
 
 MAX_BYTES = 16_000_000
 
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
-_OPEN = os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _CLOEXEC
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 TEMP = ".tmp"
 _LOCK = ".lock"
 
@@ -105,7 +102,7 @@ def _make_private(path: Path) -> None:
     """Check that ``path`` is a private directory of this user's and make it ``0700``,
     through one descriptor opened without following a symlink."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW | _CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as error:
         if error.errno in (errno.ELOOP, errno.ENOTDIR):
             raise NotADirectoryError(errno.ENOTDIR, "not a directory (a symlink?): "
@@ -165,7 +162,8 @@ def remove(path: Path) -> None:
 def locked(directory: Path, timeout: float = 5.0) -> Iterator[None]:
     """Hold the directory's lock across processes; TimeoutError after ``timeout`` (a holder
     stopped with SIGSTOP must not hang every scrape). Opened anew: a fork shares the file."""
-    fd = os.open(directory / _LOCK, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o600)
+    fd = os.open(directory / _LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
     try:
         deadline = time.monotonic() + timeout
         while True:

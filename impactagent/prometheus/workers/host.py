@@ -121,8 +121,7 @@ class Host:
 
     def _read(self, here: process.Stamp
               ) -> Tuple[Departed, List[Published], List[Published]]:
-        """``departed.json``, the worker files not folded into it, and those this process
-        can judge (call under the lock)."""
+        """``departed.json``, the files not folded into it, and those this process can judge."""
         departed = self._departed()
         published = self._workers(departed.absorbed)
         return departed, published, [p for p in published
@@ -168,7 +167,6 @@ class Host:
 
     def _write_departed(self, absorbed: List[str], totals: Totals,
                         parents: List[process.Parent]) -> bool:
-        """Replace ``departed.json``; False (and a warning) if it could not."""
         try:
             files.replace(self.path / DEPARTED, json.dumps(
                 {"v": VERSION, "absorbed": absorbed, "counts": totals.plain(),

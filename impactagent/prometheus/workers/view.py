@@ -136,7 +136,6 @@ class WorkersView:
             self._start_in_this_process()
 
     def _publish_when_child_ends(self) -> None:
-        """Publish once more when this multiprocessing child ends normally."""
         multiprocessing.util.Finalize(None, _call, args=(weakref.ref(self), "stop"),
                                       exitpriority=100)
 
