@@ -113,31 +113,32 @@ class ImpactMetricExporter(MetricExporter):
                                       "explicit-bucket aggregation)")
             return
         for point in data.data_points:
-            names, values = _labels(point.attributes)
-            key = (name, tuple(zip(names, values)))
+            labels = tuple(sorted((k, _text(v)) for k, v in (point.attributes or {}).items()))
+            names = tuple(k for k, _ in labels)
+            key = (name, labels)
             if isinstance(data, Sum) and data.is_monotonic:
-                self._sum(metric, data, point, key, names, values)
+                self._sum(metric, data, point, key, names)
             elif isinstance(data, (Sum, Gauge)):
-                self._gauge(metric, data, point, key, names, values, gauges)
+                self._gauge(metric, data, point, key, names, gauges)
             elif isinstance(data, HistogramData):
-                self._histogram(metric, data, point, key, names, values)
+                self._histogram(metric, data, point, key, names)
             else:
                 self._native.refuse(name, f"{type(data).__name__} is no kind the agent knows")
 
-    def _sum(self, metric: Any, data: Any, point: Any, key: Any,
-             names: Tuple[str, ...], values: Tuple[str, ...]) -> None:
+    def _sum(self, metric: Any, data: Any, point: Any, key: Any, names: Tuple[str, ...]
+             ) -> None:
         if _is_delta(data):
             delta = self._counters.delta(key, self._running_total(key, point.value))
         else:
             delta = self._counters.delta(key, point.value, point.start_time_unix_nano)
         bridged = self._native.family("counter", metric.name, metric.description, names)
         if bridged is not None and delta:
-            child = self._series(metric.name, bridged, names, values, delta)
+            child = self._series(metric.name, bridged, key, delta)
             if child is not None:
                 increment(child, delta)
 
     def _gauge(self, metric: Any, data: Any, point: Any, key: Any, names: Tuple[str, ...],
-               values: Tuple[str, ...], gauges: Dict[Any, float]) -> None:
+               gauges: Dict[Any, float]) -> None:
         total = float(point.value)
         if isinstance(data, Sum) and _is_delta(data):
             total = self._running_total(key, total)
@@ -146,7 +147,7 @@ class ImpactMetricExporter(MetricExporter):
             return
         # A value that cannot be set is one dropped event when it is new.
         new = self._gauges_dropped.get(key) != total
-        child = self._series(metric.name, bridged, names, values, 1 if new else 0)
+        child = self._series(metric.name, bridged, key, 1 if new else 0)
         if child is not None:
             gauges[child] = gauges.get(child, 0.0) + total
         else:
@@ -158,7 +159,7 @@ class ImpactMetricExporter(MetricExporter):
         return self._running[key]
 
     def _histogram(self, metric: Any, data: Any, point: Any, key: Any,
-                   names: Tuple[str, ...], values: Tuple[str, ...]) -> None:
+                   names: Tuple[str, ...]) -> None:
         counts = [int(n) for n in point.bucket_counts]
         if _is_delta(data):
             added: Optional[Tuple[Tuple[int, ...], float]] = (
@@ -175,25 +176,19 @@ class ImpactMetricExporter(MetricExporter):
                                              f"not {expected}")
             return
         if added is not None:
-            child = self._series(metric.name, bridged, names, values, sum(added[0]))
+            child = self._series(metric.name, bridged, key, sum(added[0]))
             if child is not None:
                 child.add_counts(*added)
 
-    def _series(self, name: str, bridged: Bridged, names: Tuple[str, ...],
-                values: Tuple[str, ...], events: int) -> Any:
+    def _series(self, name: str, bridged: Bridged, key: Any, events: int) -> Any:
         """The native series of a point, or None with its ``events`` counted as dropped."""
-        by_name = dict(zip(names, values))
+        by_name = dict(key[1])
         labels = {n: by_name.get(n, "") for n in bridged.source_labels}
         return self._native.series(name, bridged, labels, events)
 
 
 def _is_delta(data: Any) -> bool:
     return bool(data.aggregation_temporality == AggregationTemporality.DELTA)
-
-
-def _labels(attributes: Any) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
-    items = sorted((attributes or {}).items())
-    return tuple(k for k, _ in items), tuple(_text(v) for _, v in items)
 
 
 def _text(value: Any) -> str:
