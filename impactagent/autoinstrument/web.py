@@ -70,18 +70,16 @@ class Outermost:
             await self.stack(scope, receive, send)
             return
         scope[TIMED] = True
-        if scope["type"] == "lifespan":
-            await self.stack(scope, receive, _closing_at_shutdown(send))
+        if scope["type"] != "lifespan":
+            await self.middleware(scope, receive, send)
             return
-        await self.middleware(scope, receive, send)
 
+        async def send_after_closing(message: Any) -> None:
+            if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                PROCESS.close()  # the requests are over; the server waits for this answer
+            await send(message)
 
-def _closing_at_shutdown(send: Any) -> Any:
-    async def send_after_closing(message: Any) -> None:
-        if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-            PROCESS.close()  # the requests are over; the server waits for this answer
-        await send(message)
-    return send_after_closing
+        await self.stack(scope, receive, send_after_closing)
 
 
 class DjangoMiddleware(MadeAtFirstCall):
