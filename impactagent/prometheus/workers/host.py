@@ -156,7 +156,10 @@ class Host:
         names = [p.path.name for p in dead]
         # Names whose files are gone need no remembering: nobody can read them twice.
         kept = [n for n in departed.absorbed if (self.path / n).exists()] + names
-        parents = _running_parents(here, departed, dead)
+        # The parents that still run (a gunicorn master): while one does, a join continues.
+        parents = [parent for parent in dict.fromkeys(
+            departed.parents + [process.parent(p.stamp) for p in dead])
+            if process.runs(parent, here)]
         if (dead or kept != departed.absorbed) and not self._write_departed(kept, totals,
                                                                               parents):
             return judged, departed.counts
@@ -217,16 +220,6 @@ class Host:
             pid = match.group("pid")
             if pid is None or (int(pid) != here.pid and not _pid_runs(int(pid))):
                 files.remove(path)
-
-
-def _running_parents(here: process.Stamp, departed: Departed, dead: List[Published]
-                     ) -> List[process.Parent]:
-    """The parents of the departed and the newly dead that still run."""
-    parents: List[process.Parent] = []
-    for parent in departed.parents + [process.parent(p.stamp) for p in dead]:
-        if parent not in parents and process.runs(parent, here):
-            parents.append(parent)
-    return parents
 
 
 def _parents(recorded: Any) -> List[process.Parent]:
