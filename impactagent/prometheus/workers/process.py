@@ -33,18 +33,11 @@ def _stat_fields(pid: int) -> Optional[List[str]]:
     return stat[stat.rindex(")") + 2:].split()
 
 
-def _started(pid: int) -> Optional[int]:
-    fields = _stat_fields(pid)
+def _started(fields: Optional[List[str]]) -> Optional[int]:
     try:
         return int(fields[19]) if fields is not None else None  # field 22: starttime
     except (IndexError, ValueError):
         return None
-
-
-def _ended(pid: int) -> bool:
-    """A zombie or dead process: its pid still answers ``kill(pid, 0)``, but it is gone."""
-    fields = _stat_fields(pid)
-    return fields is not None and bool(fields) and fields[0] in ("Z", "X")
 
 
 def _boot() -> str:
@@ -64,7 +57,8 @@ def _namespace() -> str:
 def current() -> Stamp:
     """This process's stamp (read again after a fork: the pid and start time change)."""
     pid, parent = os.getpid(), os.getppid()
-    return Stamp(pid, _started(pid), parent, _started(parent), _boot(), _namespace())
+    return Stamp(pid, _started(_stat_fields(pid)), parent, _started(_stat_fields(parent)),
+                 _boot(), _namespace())
 
 
 def judgeable(stamp: Stamp, here: Stamp) -> bool:
@@ -109,9 +103,10 @@ def _runs(pid: int, started: Optional[int]) -> bool:
         return False
     except PermissionError:
         pass  # another user's process has that pid now: the start time tells
-    if _ended(pid):
-        return False
+    fields = _stat_fields(pid)
+    if fields and fields[0] in ("Z", "X"):
+        return False  # a zombie or dead process still answers kill(pid, 0)
     if started is None:
         return True
-    now = _started(pid)
+    now = _started(fields)
     return now is None or now == started
