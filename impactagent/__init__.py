@@ -31,9 +31,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name is import
     from .core.snapshot import MetricDelta, Snapshot
     from .core.statistics import DropCounter
 
-#: Where each public name lives. Importing the package imports none of them: the
-#: ``impactagent`` command (``impactagent run`` above all) starts without the agent, its
-#: delivery and ``requests``; ``impactagent.Agent`` imports them on first use.
+# Where each public name lives, imported on first use: the ``impactagent`` command starts
+# without the agent, its delivery and ``requests``.
 _WHERE: Dict[str, str] = {
     "Agent": ".agent",
     "Statistics": ".agent_statistics",
@@ -71,32 +70,9 @@ def __dir__() -> List[str]:
 
 
 __all__ = [
-    "DEFAULT_BUCKETS",
-    "NOT_EVALUATED",
-    "Agent",
-    "Chart",
-    "ChartConfig",
-    "Counter",
-    "CounterChild",
-    "DropCounter",
-    "FlagCounts",
-    "Gauge",
-    "GaugeChild",
-    "Histogram",
-    "HistogramChild",
-    "Identity",
-    "MetricDelta",
-    "MetricRegistry",
-    "Payload",
-    "Recorder",
-    "Snapshot",
-    "Statistics",
-    "ToggleDelta",
-    "__version__",
-    "build_payloads",
-    "count_events",
-    "environment_from_token",
-    "flag_scope",
-    "flag_states",
-    "split_payload",
+    "DEFAULT_BUCKETS", "NOT_EVALUATED", "Agent", "Chart", "ChartConfig", "Counter", "CounterChild",
+    "DropCounter", "FlagCounts", "Gauge", "GaugeChild", "Histogram", "HistogramChild", "Identity",
+    "MetricDelta", "MetricRegistry", "Payload", "Recorder", "Snapshot", "Statistics",
+    "ToggleDelta", "__version__", "build_payloads", "count_events", "environment_from_token",
+    "flag_scope", "flag_states", "split_payload"
 ]

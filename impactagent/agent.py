@@ -1,7 +1,5 @@
-"""The ``Agent``: one object an app creates to define metrics and count flags.
-
-It wires the recording core to payload building and holds no logic of its own.
-"""
+"""The ``Agent``: one object an app creates to define metrics and count flags. It wires the
+recording core to delivery and holds no logic of its own."""
 
 from __future__ import annotations
 
@@ -37,20 +35,19 @@ from .delivery.lifecycle import Lifecycle
 from .delivery.settings import Settings
 from .delivery.transport_api import Sender
 
-if TYPE_CHECKING:  # imports prometheus_client, an optional extra: only for the type
+if TYPE_CHECKING:  # imports prometheus_client, an optional extra
     from .prometheus.workers import WorkersView
 
 logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound="MetricFamily[Any]")
 Charts = Union[Chart, Sequence[Chart], None]
-#: Label values by name, or UnleashClient's ``MetricFlagContext`` (anything with
-#: ``flag_names``), for the SDK-style recording methods.
+#: Label values by name, or UnleashClient's ``MetricFlagContext`` (it has ``flag_names``).
 LabelsOrFlagContext = Union[Mapping[str, Any], Any, None]
 
 
 class _Unset:
-    """The default of every setting keyword of :class:`Agent`: "not given, use Settings'"."""
+    """The default of every setting keyword of :class:`Agent`: not given, use Settings'."""
 
     def __repr__(self) -> str:
         return "<from Settings>"
@@ -68,13 +65,9 @@ class Agent:
     >>> checkouts = agent.counter("checkout_total", "Completed checkouts", labels=("route",))
     >>> checkouts.labels(route="/cart").inc()
     >>> agent.record_flag("new-checkout", enabled=True, variant="blue")
-    >>> snapshot = agent.collect()
-    >>> [body] = agent.build_payloads(snapshot)
+    >>> [body] = agent.build_payloads(agent.collect())
     >>> body.document.get("bucket")["toggles"]
     {'new-checkout': {'yes': 1, 'no': 0, 'variants': {'blue': 1}}}
-
-    ``collect()`` takes what was recorded since the last collect; if sending it fails,
-    ``restore(snapshot)`` merges it back so nothing is lost.
     """
 
     def __init__(
@@ -101,10 +94,8 @@ class Agent:
         settings: Optional[Settings] = None,
         transport: Optional[Sender] = None,
     ) -> None:
-        """Each keyword is a field of :class:`~impactagent.delivery.settings.Settings`
-        (meaning, check and default); keywords override a given ``settings=``.
-        ``transport=`` replaces the HTTP transport (``post(body, timeout) -> Outcome``)."""
-        # Keyword names are Settings' field names (a test holds them equal): no default here.
+        """Each keyword is a field of :class:`~impactagent.delivery.settings.Settings`;
+        keywords override a given ``settings=``. ``transport=`` replaces the HTTP transport."""
         given = {name: value for name, value in locals().items()
                  if name in _SETTING_NAMES and value is not UNSET}
         if settings is None:
@@ -117,24 +108,19 @@ class Agent:
         elif given:
             settings = dataclasses.replace(settings, **given)
         self.settings = settings
-        #: The recording side: the metric registry, the flag counts, the drop counter.
         self.recorder = Recorder(max_series=settings.max_series_per_metric,
                                  max_flags=settings.max_flags)
         self.metrics = self.recorder.metrics
-        self._flags = self.recorder.flags  # record_flag's one hop to the counts
+        self._flags = self.recorder.flags
         self._charts: Dict[str, ChartConfig] = {}
-        # What after_fork() by hand also resets (follow_fork): workers views, bridges.
         self._fork_followers: List[weakref.ReferenceType[Any]] = []
-        #: The delivery side: transport, spool, flusher, and the start/close/fork hooks.
         self.lifecycle = Lifecycle(self.settings, self.recorder, transport)
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None, *,
                  transport: Optional[Sender] = None, **overrides: Any) -> Agent:
-        """An agent configured by the ``UNLEASH_*`` and ``IMPACTAGENT_*`` variables.
-
-        Without ``UNLEASH_URL`` it only records, so an app runs unchanged in development and
-        CI; one INFO line says so."""
+        """An agent configured by the ``UNLEASH_*`` and ``IMPACTAGENT_*`` variables; without
+        ``UNLEASH_URL`` it only records."""
         agent = cls(settings=Settings.from_env(environ, own_transport=transport is not None,
                                                **overrides), transport=transport)
         if agent.lifecycle.delivery is None:
@@ -146,8 +132,6 @@ class Agent:
     def identity(self) -> Identity:
         """Who this agent reports as (a forked child gets a new connection id)."""
         return self.lifecycle.identity
-
-    # -- defining metrics --------------------------------------------------------------------
 
     # ``flags=("new-checkout",)`` adds a label ``new_checkout``: the flag's state in the
     # current request or task. ``chart=`` declares how Unleash draws the metric.
@@ -179,23 +163,17 @@ class Agent:
         for one in ([chart] if isinstance(chart, Chart) else list(chart or ())):
             config = one.for_metric(family)
             self._charts.setdefault(config.id, config)  # type: ignore[arg-type]
-        return self._watch(family)
+        if family.flags:  # record_flag notes the states of the flags that label a metric
+            self._flags.watch(family.flags)
+        return family
 
     def chart_configs(self) -> List[ChartConfig]:
         """Every chart declared with ``chart=`` on this agent's metrics."""
         return list(self._charts.values())
 
-    def _watch(self, family: M) -> M:
-        """Have ``record_flag`` note the states of the flags that label ``family``."""
-        if family.flags:
-            self._flags.watch(family.flags)
-        return family
-
     def flag(self, name: str) -> Callable[[F], F]:
-        """Decorate the function that decides flag ``name``; each call is one evaluation.
-
-        Its result (a bool, a variant's name, an Unleash variant) is returned unchanged; a
-        call that raises counts as neither yes nor no.
+        """Decorate the function that decides flag ``name``; each call is one evaluation (a
+        call that raises counts as neither yes nor no).
 
         >>> agent = Agent("shop")
         >>> @agent.flag("new-checkout")
@@ -208,8 +186,6 @@ class Agent:
         """
         return flag_decorator(name, self._flags.record)
 
-    # -- counting flags ----------------------------------------------------------------------
-
     def record_flag(self, name: str, enabled: bool, variant: Optional[str] = None) -> None:
         """Count one evaluation of flag ``name``; where it labels a metric, note its state."""
         self._flags.record(name, enabled, variant)
@@ -217,10 +193,8 @@ class Agent:
     #: What an integration that saw an evaluation calls (the OpenFeature hook, the SDK's).
     count_evaluation = record_flag
 
-    # -- the names of the Unleash SDKs' impact-metrics API -----------------------------------
-
-    # UnleashClient's ``MetricFlagContext`` is accepted as labels when the metric is defined
-    # with every flag it names: the states come from the current request.
+    # The Unleash SDKs' names. A ``MetricFlagContext`` is accepted as labels when the metric
+    # is labelled by every flag it names.
 
     def define_counter(self, name: str, help: str, labels: Sequence[str] = (), *,
                        flags: Sequence[str] = ()) -> Counter:
@@ -276,20 +250,17 @@ class Agent:
                 f"labelled by the flags' states in the current request")
         return family
 
-    # -- Prometheus (needs the "prometheus" extra: pip install impactagent[prometheus]) --------
-
     def serve_prometheus(self, port: int, addr: str = "127.0.0.1") -> Any:
-        """Serve ``/metrics`` on ``addr:port`` from a daemon thread; returns the server
-        (``server.server_port``, ``server.shutdown()``). A scrape changes nothing sent."""
+        """Serve ``/metrics`` on ``addr:port`` from a daemon thread; returns the server."""
         server, _thread = _prometheus().serve(self, port, addr)
         return server
 
     def prometheus_wsgi_app(self) -> Any:
-        """A WSGI app that serves the scrape, to mount in your own server."""
+        """A WSGI app serving the scrape."""
         return _prometheus().wsgi_app(self)
 
     def prometheus_asgi_app(self) -> Any:
-        """An ASGI app that serves the scrape, to mount in your own server."""
+        """An ASGI app serving the scrape."""
         return _prometheus().asgi_app(self)
 
     def prometheus_workers(self, directory: Optional[str] = None, *,
@@ -307,15 +278,12 @@ class Agent:
         return view
 
     def follow_fork(self, follower: Any) -> None:
-        """Have :meth:`after_fork` also call ``follower.after_fork()`` (held weakly), which
-        must be a no-op where Python's fork hook already ran it."""
+        """Have :meth:`after_fork` also call ``follower.after_fork()`` (held weakly)."""
         alive = [ref for ref in self._fork_followers if ref() is not None]
         self._fork_followers = [*alive, weakref.ref(follower)]
 
-    # -- collecting --------------------------------------------------------------------------
-
     def collect(self) -> Snapshot:
-        """Take everything recorded since the last collect (the deltas and the flag window)."""
+        """Take everything recorded since the last collect."""
         return self.recorder.collect()
 
     def restore(self, snapshot: Snapshot) -> None:
@@ -328,8 +296,6 @@ class Agent:
                               max_bytes=self.settings.max_payload_bytes,
                               drops=self.recorder.drops)
 
-    # -- delivery ----------------------------------------------------------------------------
-
     def start(self) -> Agent:
         """Start the background flusher (idempotent); without a url it only records."""
         if self.lifecycle.delivery is not None:
@@ -337,15 +303,12 @@ class Agent:
         return self
 
     def flush(self, timeout: float = 10.0) -> FlushResult:
-        """Send everything recorded so far now, within ``timeout`` seconds; say what happened."""
+        """Send everything recorded so far, within ``timeout`` seconds."""
         return self.lifecycle.flush(timeout)
 
     def close(self, timeout: Optional[float] = None) -> FlushResult:
-        """Stop the flusher and send the last window, all within ``timeout`` seconds.
-
-        Idempotent, thread-safe, never hangs: what is unsent at the deadline is spooled or
-        counted as dropped. Recording after ``close()`` is accepted but not sent.
-        """
+        """Stop the flusher and send the last window within ``timeout`` seconds; what is
+        unsent then is spooled or counted as dropped. Idempotent and thread-safe."""
         return self.lifecycle.close(self.settings.shutdown_timeout if timeout is None
                                      else timeout)
 
@@ -355,7 +318,7 @@ class Agent:
         for ref in list(self._fork_followers):
             follower = ref()
             if follower is not None:
-                follower.after_fork()  # a no-op if Python's fork hook already ran it
+                follower.after_fork()  # a no-op where Python's fork hook ran it
 
     def __enter__(self) -> Agent:
         return self.start()
@@ -381,7 +344,6 @@ class Agent:
 
 
 def _prometheus() -> Any:
-    """The collector module, or an ImportError saying which extra to install."""
     try:
         from .prometheus import collector
     except ImportError as error:  # prometheus_client is an optional extra

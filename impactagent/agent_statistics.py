@@ -1,5 +1,4 @@
-"""The shape of :meth:`impactagent.Agent.statistics`: plain values, ready for JSON, each key
-described once (a test holds them equal to what a full agent returns)."""
+"""The shape of :meth:`impactagent.Agent.statistics`: plain values, ready for JSON."""
 
 from __future__ import annotations
 
@@ -12,9 +11,7 @@ class RecordedStatistics(TypedDict):
     counter_increments: int
     """The sum of every counter's increments (``inc(5)`` adds 5)."""
     histogram_observations: int
-    """Histogram observations."""
     gauge_series: int
-    """Gauge series that exist."""
     flag_evaluations: int
     """Flag evaluations counted (yes and no)."""
 
@@ -25,7 +22,6 @@ class RegistrationStatistics(TypedDict):
     enabled: bool
     """Whether the agent registers at all (``register=True`` and a transport that can)."""
     registered: bool
-    """Whether a registration was accepted."""
     attempts: int
     """Registration POSTs made."""
     failures: Dict[str, int]
@@ -33,7 +29,6 @@ class RegistrationStatistics(TypedDict):
     stopped_by_status: Optional[int]
     """The status (400, 401 or 403) after which registering was given up, or ``None``."""
     last_error_detail: Optional[str]
-    """The last failure, or ``None``."""
 
 
 class DeliveryStatistics(TypedDict):
@@ -60,7 +55,6 @@ class DeliveryStatistics(TypedDict):
     last_error_detail: Optional[str]
     """The last failure (``"HTTP 503"``, ``"connection refused"``), or ``None``."""
     registration: RegistrationStatistics
-    """The instance's registration."""
 
 
 class SpoolStatistics(TypedDict):
@@ -69,12 +63,10 @@ class SpoolStatistics(TypedDict):
     files: int
     """Bodies in the spool."""
     bytes: int
-    """Their size on disk."""
 
 
 class _EveryAgent(TypedDict):
     recorded: RecordedStatistics
-    """What was recorded since the agent was made."""
     pending_events: int
     """Events recorded and not yet taken by a flush, or given back by one that failed."""
     dropped: Dict[str, int]
@@ -83,11 +75,9 @@ class _EveryAgent(TypedDict):
     series: int
     """Impact-metric series that exist now."""
     flags: int
-    """Flags counted."""
     collect_hook_errors: int
     """Times a collect hook (a bridge) raised; each is logged, the collect goes on."""
     delivery: DeliveryStatistics
-    """How sending went."""
 
 
 class Statistics(_EveryAgent, total=False):
@@ -97,7 +87,6 @@ class Statistics(_EveryAgent, total=False):
     sending_stopped_by_status: Optional[int]
     """With a url or a transport: the status (401 or 403) that stopped sending, or None."""
     spool: SpoolStatistics
-    """With a ``spool_dir``: the unsent bodies kept on disk."""
 
 
 __all__ = ["DeliveryStatistics", "RecordedStatistics", "RegistrationStatistics",

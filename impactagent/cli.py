@@ -187,7 +187,6 @@ def _receive(args: argparse.Namespace) -> int:
 
 
 def _features(path: str) -> Dict[str, Any]:
-    """The features document in ``path``, or a one-line mistake."""
     import json
 
     try:
@@ -225,7 +224,6 @@ def bind_problem(error: OSError, host: str, port: int) -> str:
 
 
 def _check(files: List[str], max_body: int) -> int:
-    """Hold each body to the rules the receiver answers by (unleash-server 8.2.0's)."""
     from .devtools.check import check_files
 
     return check_files(files, max_body, sys.stdout, sys.stderr)

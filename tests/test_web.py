@@ -231,6 +231,33 @@ def test_a_body_that_fails_while_streaming_counts_as_a_5xx():
     assert request_counts(agent) == {("GET", "/report", "5xx"): 1}
 
 
+def test_a_streamed_body_closed_twice_is_one_request_even_when_its_close_raises():
+    agent = impactagent.Agent("shop")
+    closes = []
+
+    class Body:
+        def __iter__(self):
+            yield b"ok"
+
+        def close(self):
+            closes.append(1)
+            if len(closes) == 1:
+                raise OSError("the client went away")
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return Body()
+
+    middleware = wsgi.ImpactMiddleware(app, agent, route=lambda environ: "/feed")
+    response = middleware({"REQUEST_METHOD": "GET"}, lambda status, headers, exc_info=None: None)
+    assert list(response) == [b"ok"]
+    with pytest.raises(OSError):
+        response.close()
+    response.close()
+    assert closes == [1, 1]  # each close reaches the app's body
+    assert request_counts(agent) == {("GET", "/feed", "5xx"): 1}
+
+
 def test_asgi_route_callable_for_apps_without_a_router():
     agent = impactagent.Agent("shop")
 

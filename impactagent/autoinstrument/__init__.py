@@ -1,6 +1,3 @@
-"""Zero-code instrumentation: ``impactagent run [--dry-run] -- <command> [args...]``.
-
-The command runs with :mod:`bootstrap <impactagent.autoinstrument.bootstrap>` first on
-``PYTHONPATH``; each Python process it starts instruments the libraries the app imports,
-with one agent per process from the environment. See ``docs/zero-code.md``.
-"""
+"""Zero-code instrumentation: ``impactagent run [--dry-run] -- <command> [args...]``. Each
+Python process the command starts instruments the libraries the app imports, with one agent
+per process from the environment (``docs/zero-code.md``)."""

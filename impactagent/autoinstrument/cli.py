@@ -1,5 +1,5 @@
 """``impactagent run``: start a command with the bootstrap on its path, or say what it would
-instrument (``--dry-run``). Every mistake is one line and exit status 2."""
+instrument (``--dry-run``)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from .config import (
     usable_flags,
 )
 
-#: The folder whose ``sitecustomize.py`` every Python process of the command imports.
 BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
 
 

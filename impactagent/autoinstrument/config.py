@@ -8,7 +8,6 @@ from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple
 from ..core._naming import flag_label_name
 from ..delivery.settings import Settings, SettingsError
 
-#: Each instrumentation by the name ``IMPACTAGENT_DISABLED`` knows it by, and what it covers.
 INSTRUMENTATIONS: Dict[str, str] = {
     "flask": "Flask apps: requests by URL rule",
     "django": "Django: requests by URL pattern (gunicorn, runserver, any WSGI server)",
@@ -18,15 +17,13 @@ INSTRUMENTATIONS: Dict[str, str] = {
     "gunicorn": "any other WSGI app gunicorn serves: requests, route 'unmatched'",
     "unleash": "UnleashClient: is_enabled and get_variant answers label the metrics",
 }
-#: The library each instrumentation needs, to say whether it is installed.
 LIBRARIES = {"flask": "flask", "django": "django", "fastapi": "fastapi",
              "starlette": "starlette", "celery": "celery", "gunicorn": "gunicorn",
              "unleash": "UnleashClient"}
 
 
 def disabled_names(environ: Optional[Mapping[str, str]] = None) -> FrozenSet[str]:
-    """The instrumentations ``IMPACTAGENT_DISABLED`` turns off; ValueError for an unknown one
-    (a typo must not leave an instrumentation on)."""
+    """The instrumentations ``IMPACTAGENT_DISABLED`` turns off; ValueError for an unknown one."""
     raw = (os.environ if environ is None else environ).get("IMPACTAGENT_DISABLED", "")
     names = {name.strip().lower() for name in raw.split(",") if name.strip()}
     if "all" in names:
@@ -47,7 +44,7 @@ def listed_flags(environ: Optional[Mapping[str, str]] = None) -> Optional[Tuple[
 
 
 def settings_from_env(environ: Optional[Mapping[str, str]] = None) -> Settings:
-    """The agent's settings: as ``Agent.from_env`` reads them, record-only without a URL."""
+    """The agent's settings, as ``Agent.from_env`` reads them."""
     env = os.environ if environ is None else environ
     try:
         return Settings.from_env(env)
@@ -58,13 +55,12 @@ def settings_from_env(environ: Optional[Mapping[str, str]] = None) -> Settings:
         return Settings.from_env(env, own_transport=True)
 
 
-#: The labels the request and task metrics have of their own, which no flag's can be.
 OWN_LABELS = ("method", "route", "status_class", "task", "state")
 
 
 def usable_flags(flags: Iterable[str]) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
-    """``flags`` split into those that can label the metrics, in order, and those whose
-    label is taken (``route``, or ``new_checkout`` after ``new-checkout``)."""
+    """``flags`` split into those that can label the metrics and those whose label is taken
+    (``route``, or ``new_checkout`` after ``new-checkout``)."""
     taken = set(OWN_LABELS)
     usable: List[str] = []
     clashing: List[str] = []

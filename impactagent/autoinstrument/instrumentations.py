@@ -1,9 +1,6 @@
 """What happens when a watched library is imported: the bootstrap calls :func:`instrument`
-with the module once it has run. Each installer patches as little as it can, where the
-library builds the thing to wrap (``Flask.__init__``, ``django.setup()``,
-``build_middleware_stack()``, Celery's first ``task_prerun``, gunicorn's
-``BaseApplication.wsgi()``, the ``UnleashClient`` class); one that raises leaves that
-instrumentation off, logged once, and the app runs on.
+with the module once it has run. Each installer patches where the library builds the thing
+to wrap; one that raises leaves that instrumentation off, logged once, and the app runs on.
 """
 
 from __future__ import annotations
@@ -30,8 +27,8 @@ def instrument(module_name: str, module: Any) -> None:
     try:
         install(module)
         if threading.current_thread() is threading.main_thread():
-            # Now, not at the first request (often on a server's thread): an agent started
-            # in the main thread closes on SIGTERM when the app has no handler of its own.
+            # Now, not at the first request: an agent started in the main thread closes on
+            # SIGTERM when the app has no handler of its own.
             PROCESS.agent()
     except Exception as error:
         PROCESS.failed(name, error)
@@ -152,8 +149,8 @@ def _gunicorn(module: Any) -> None:
 
 
 def _served_by_another(app: Any) -> bool:
-    """Whether another instrumentation counts ``app``'s requests (with their routes), or
-    ``app`` is not a WSGI app at all (an ASGI app under a uvicorn worker)."""
+    """Whether another instrumentation counts ``app``'s requests, or ``app`` is not a WSGI
+    app at all (an ASGI app under a uvicorn worker)."""
     call = type(app).__call__ if not inspect.isfunction(app) else app
     if inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(call):
         return True
@@ -171,8 +168,7 @@ def _unleash(module: Any) -> None:
     wire(module.UnleashClient)
 
 
-#: The module whose import triggers each installer, with the instrumentation's name (a
-#: test holds the bootstrap's list equal to this one).
+# The module whose import triggers each installer, with the instrumentation's name.
 INSTALLERS: Dict[str, Any] = {
     "flask": ("flask", _flask),
     "django": ("django", _django),

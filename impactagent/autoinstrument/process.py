@@ -1,10 +1,6 @@
-"""What the instrumentations of one process share: its agent, the flags that label its
-metrics, and which instrumentations are on.
-
-The agent is built from the environment at first use and started when it has a URL. The
-flags are ``IMPACTAGENT_FLAGS``, or every flag the process's ``UnleashClient`` knows at its
-first request or task (a metric's labels are fixed once defined). ``IMPACTAGENT_DISABLED``
-turns instrumentations off; one that fails is off for the rest of the process.
+"""What the instrumentations of one process share: its agent (built from the environment at
+first use), the flags that label its metrics (``IMPACTAGENT_FLAGS``, or every flag its
+``UnleashClient`` knows at the first request or task), and which instrumentations are on.
 """
 
 from __future__ import annotations
@@ -16,13 +12,7 @@ import weakref
 from typing import Dict, FrozenSet, Optional, Protocol, Set, Tuple
 
 from ..agent import Agent
-from .config import (
-    INSTRUMENTATIONS,
-    disabled_names,
-    listed_flags,
-    settings_from_env,
-    usable_flags,
-)
+from .config import INSTRUMENTATIONS, disabled_names, listed_flags, settings_from_env, usable_flags
 
 log = logging.getLogger("impactagent.autoinstrument")
 
@@ -45,12 +35,12 @@ class Process:
         self._flags: Optional[Tuple[str, ...]] = None
         self._failed: Set[str] = set()
         self._disabled: Optional[FrozenSet[str]] = None
-        self.clients: weakref.WeakSet[FlagSource] = weakref.WeakSet()  # UnleashClients made here
+        self.clients: weakref.WeakSet[FlagSource] = weakref.WeakSet()
         os.register_at_fork(after_in_child=self._forget_flags)
 
     def _forget_flags(self) -> None:
-        # A forked worker decides from what its own clients know. A new lock: another
-        # thread may have held the parent's at the fork.
+        # A forked worker decides from its own clients; a new lock, as another thread may
+        # have held the parent's at the fork.
         self._lock = threading.RLock()
         self._flags = None
 

@@ -1,8 +1,6 @@
-"""The official ``UnleashClient``, wired by itself: each ``is_enabled`` and ``get_variant``
-answer is noted in the flag scope, and the clients are known, so their flags can label the
-metrics. The SDK counts and sends its own evaluations, so the agent counts them only for a
-client made with ``disable_metrics=True``.
-"""
+"""The ``UnleashClient``, wired by itself: each answer is noted in the flag scope, and the
+clients are known, so their flags can label the metrics. The SDK counts its own evaluations,
+so the agent counts them only for a client made with ``disable_metrics=True``."""
 
 from __future__ import annotations
 
@@ -47,8 +45,7 @@ def wire(client_class: Any) -> None:
 
 
 def _note(client: Any, name: str, enabled: bool, variant: Optional[str]) -> None:
-    """Note (or, for a client that sends no metrics, count) one answer; a failure turns
-    this instrumentation off, never reaching the app."""
+    """Note (or, for a client that sends no metrics, count) one answer."""
     if not PROCESS.enabled(NAME):
         return
     try:

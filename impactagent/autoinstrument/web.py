@@ -1,9 +1,6 @@
-"""The request middlewares of :mod:`impactagent.integrations`, put in place by themselves.
-
-Each is made at the process's first request, not when the app is built: by then the
-process is the one that serves (a gunicorn worker, not its preloading parent), and its
-``UnleashClient`` knows the flags that label the metrics.
-"""
+"""The request middlewares of :mod:`impactagent.integrations`, put in place by themselves,
+each made at the process's first request: by then the process is the one that serves (not a
+preloading parent) and its ``UnleashClient`` knows the flags that label the metrics."""
 
 from __future__ import annotations
 
@@ -14,15 +11,14 @@ from ..integrations import asgi, wsgi
 from ..integrations.wsgi import Environ
 from .process import PROCESS
 
-#: Set in the ASGI scope by the outermost instrumented app: an app mounted inside it (a
-#: Starlette app in a FastAPI app) passes the request on instead of counting it again.
+# Set in the ASGI scope by the outermost instrumented app: an app mounted inside it passes
+# the request on instead of counting it again.
 TIMED = "impactagent.timed"
 
 
 class MadeAtFirstCall:
-    """Serves through ``make()``'s callable, made once at the first call; through
-    ``fallback`` when ``make`` gives None or fails, or instrumentation ``name`` is off.
-    Subclasses spell ``__call__`` with their protocol's parameters: no ``*args`` per call."""
+    """Serves through ``make()``'s callable, made at the first call; through ``fallback``
+    when ``make`` gives None or fails, or instrumentation ``name`` is off."""
 
     def __init__(self, fallback: Callable[..., Any], name: str,
                  make: Callable[[], Optional[Callable[..., Any]]]) -> None:
@@ -35,7 +31,13 @@ class MadeAtFirstCall:
     def _first(self, *args: Any) -> Any:
         with self._lock:
             if self._serve == self._first:
-                self._serve = _made(self.name, self._make) or self._fallback
+                made = None
+                if PROCESS.enabled(self.name):
+                    try:
+                        made = self._make()
+                    except Exception as error:
+                        PROCESS.failed(self.name, error)
+                self._serve = made or self._fallback
         return self._serve(*args)
 
 
@@ -56,9 +58,8 @@ def wsgi_middleware(app: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class Outermost:
-    """The ASGI request middleware around an app's stack: counts each request once however
-    many instrumented apps it passes, and closes the agent at the lifespan's shutdown
-    (uvicorn ends by raising SIGTERM again with the default action: no exit hook runs)."""
+    """The ASGI request middleware around an app's stack: counts each request once, and
+    closes the agent at the lifespan's shutdown (uvicorn's exit runs no exit hook)."""
 
     def __init__(self, stack: Any) -> None:
         self.stack = stack
@@ -69,23 +70,21 @@ class Outermost:
             await self.stack(scope, receive, send)
             return
         scope[TIMED] = True
-        if scope["type"] == "lifespan":
-            await self.stack(scope, receive, _closing_at_shutdown(send))
+        if scope["type"] != "lifespan":
+            await self.middleware(scope, receive, send)
             return
-        await self.middleware(scope, receive, send)
 
+        async def send_after_closing(message: Any) -> None:
+            if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                PROCESS.close()  # the requests are over; the server waits for this answer
+            await send(message)
 
-def _closing_at_shutdown(send: Any) -> Any:
-    async def send_after_closing(message: Any) -> None:
-        if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-            PROCESS.close()  # the requests are over; the server waits for this answer
-        await send(message)
-    return send_after_closing
+        await self.stack(scope, receive, send_after_closing)
 
 
 class DjangoMiddleware(MadeAtFirstCall):
-    """First in ``MIDDLEWARE``: the Django integration's middleware, made at the first
-    request with the process's agent and flags unless ``settings.IMPACTAGENT`` is set."""
+    """First in ``MIDDLEWARE``: the Django integration's middleware, with the process's
+    agent and flags unless ``settings.IMPACTAGENT`` is set."""
 
     sync_capable = True
     async_capable = False
@@ -106,13 +105,3 @@ class DjangoMiddleware(MadeAtFirstCall):
             settings.IMPACTAGENT = {"agent": PROCESS.agent(), "flags": list(PROCESS.flags())}
         return django.ImpactMiddleware(self.get_response)
 
-
-def _made(name: str, make: Callable[[], Any]) -> Any:
-    """``make()``, or None when instrumentation ``name`` is off or fails (then logged)."""
-    if not PROCESS.enabled(name):
-        return None
-    try:
-        return make()
-    except Exception as error:
-        PROCESS.failed(name, error)
-        return None

@@ -1,17 +1,11 @@
-"""The native side of a bridge: metrics read from another library, as agent metrics.
+"""The native side of a bridge: each metric read from another library becomes a native
+family on the agent, defined at first sight, delivered with every guarantee and the same
+series limit.
 
-Each source metric becomes a native family on the agent, defined at first sight, so it is
-delivered with every guarantee and the same series limit. Names become what the server
-takes (``[a-zA-Z0-9_]``, no leading digit, ``prefix`` first); a reserved label name (or
-``le`` on a histogram) is sent as ``exported_<name>``, as Prometheus renames a clash. The
-``labels`` allowlist keeps only those labels and adds up the series that differ in the rest.
-A metric that cannot be mapped is refused: logged once, listed in
-:attr:`BridgedFamilies.refused`.
-
-Series are mapped by label name, never position: a source re-defined with its labels
-reordered keeps each value on its label. One re-defined with other label names, or with an
-empty value for a kept label (which Unleash refuses), has its events dropped and counted
-(``bridged_labels_changed``, ``empty_label_value``).
+Names become what the server takes; a reserved label name (or ``le`` on a histogram) is sent
+as ``exported_<name>``, as Prometheus renames a clash. Series are mapped by label name, never
+position. A metric that cannot be mapped is refused, logged once; a series whose label names
+changed, or with an empty kept label, has its events dropped and counted.
 """
 
 from __future__ import annotations
@@ -21,11 +15,10 @@ import re
 from typing import (
     TYPE_CHECKING,
     Any,
-    Callable,
     Dict,
     Iterable,
-    List,
     Mapping,
+    NamedTuple,
     Optional,
     Sequence,
     Tuple,
@@ -44,21 +37,14 @@ _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 
 
 def native_name(name: str, prefix: str = "") -> str:
-    """``name`` as a metric or label name the server takes.
-
-    >>> native_name("http.server.duration"), native_name("job:rate5m", "app_")
-    ('http_server_duration', 'app_job_rate5m')
-    """
+    """``name`` as a metric or label name the server takes (``[a-zA-Z0-9_]``, no leading
+    digit, ``prefix`` first)."""
     mapped = _INVALID.sub("_", prefix + name) or "_"
     return "_" + mapped if mapped[0].isdigit() else mapped
 
 
 def native_label(name: str, histogram: bool = False) -> str:
-    """A source label name as one the agent may send (reserved names are renamed).
-
-    >>> native_label("environment"), native_label("le", histogram=True), native_label("route")
-    ('exported_environment', 'exported_le', 'route')
-    """
+    """A source label name as one the agent may send (reserved names are renamed)."""
     mapped = native_name(name).lstrip("_") or "label"
     if mapped in RESERVED_LABELS or (histogram and mapped == "le"):
         return "exported_" + mapped
@@ -71,8 +57,8 @@ def same(last: Optional[float], value: float) -> bool:
 
 
 def set_changed(values: Mapping[Any, float], last_set: Dict[Any, float]) -> None:
-    """Set each native gauge series to its value where it changed since it was last set:
-    a gauge read again unchanged (at close, say) is no new event."""
+    """Set each native gauge series whose value changed since it was last set: a gauge read
+    again unchanged is no new event."""
     for child, value in values.items():
         if not same(last_set.get(child), value):
             last_set[child] = value
@@ -87,37 +73,17 @@ def increment(child: Any, amount: int) -> None:
         amount -= step
 
 
-class Bridged:
-    """One source metric as a native family: picks the kept labels out of a source series."""
+class Bridged(NamedTuple):
+    """One source metric as a native family, and the positions of its kept labels."""
 
-    __slots__ = ("_keep", "family", "source_labels")
-
-    def __init__(self, family: MetricFamily[Any], source_labels: Tuple[str, ...],
-                 keep: Tuple[int, ...]) -> None:
-        self.family = family
-        #: The source's label names, in the order :meth:`series` takes their values.
-        self.source_labels = source_labels
-        self._keep = keep
-
-    def series_for(self, labels: Mapping[str, str]) -> Optional[Any]:
-        """The native series of a source series ``{label name: value}``, or None when its
-        label names are not the bridged ones or a kept label's value is empty."""
-        names = self.source_labels
-        if len(labels) != len(names) or any(name not in labels for name in names):
-            return None
-        values = [labels[names[i]] for i in self._keep]
-        if "" in values:
-            return None
-        return self.family.series_of(*values)
-
-    def empty_labels(self, labels: Mapping[str, str]) -> List[str]:
-        """The kept labels whose value in ``labels`` is empty (or missing)."""
-        names = self.source_labels
-        return [names[i] for i in self._keep if not labels.get(names[i])]
+    family: MetricFamily[Any]
+    source_labels: Tuple[str, ...]
+    keep: Tuple[int, ...]
 
 
 class BridgedFamilies:
-    """The native families of one bridge, defined on first sight, by source name and kind."""
+    """The native families of one bridge, by source name and kind; ``labels`` is an
+    allowlist (the series that differ only in the rest are added up)."""
 
     def __init__(self, agent: Agent, *, source: str, prefix: str = "",
                  labels: Optional[Iterable[str]] = None,
@@ -141,44 +107,34 @@ class BridgedFamilies:
             logger.warning("%s metric %r is not sent to Unleash: %s",
                            self._source, name, reason)
 
-    def drop_unmapped(self, name: str, events: int, labels: Mapping[str, str],
-                      bridged: Bridged) -> None:
-        """Count ``events`` of a series that :meth:`Bridged.series_for` could not map as
-        dropped, with the reason."""
-        if events <= 0:
-            return
-        if sorted(labels) != sorted(bridged.source_labels):
-            self._agent.recorder.drops.add(
-                "bridged_labels_changed", events,
-                detail=f"{self._source} metric {name!r} has labels {sorted(labels)}, "
-                       f"bridged with {list(bridged.source_labels)}")
-            return
-        empty = bridged.empty_labels(labels)
-        self._agent.recorder.drops.add(
-            "empty_label_value", events,
-            detail=f"{self._source} metric {name!r} has series with an empty {empty[0]!r}, "
-                   f"which Unleash refuses: give it a value at the source, or leave the "
-                   f"label out with labels=[...]")
+    def series(self, name: str, bridged: Bridged, labels: Mapping[str, str], events: int
+               ) -> Optional[Any]:
+        """The native series of a source series ``{label name: value}``, or None with its
+        ``events`` counted as dropped: other label names, or an empty kept label."""
+        names = bridged.source_labels
+        if len(labels) != len(names) or any(label not in labels for label in names):
+            self._drop("bridged_labels_changed", events,
+                       f"{self._source} metric {name!r} has labels {sorted(labels)}, "
+                       f"bridged with {list(names)}")
+            return None
+        values = [labels[names[i]] for i in bridged.keep]
+        if "" not in values:
+            return bridged.family.series_of(*values)
+        self._drop("empty_label_value", events,
+                   f"{self._source} metric {name!r} has series with an empty "
+                   f"{names[bridged.keep[values.index('')]]!r}, which Unleash refuses: give "
+                   f"it a value at the source, or leave the label out with labels=[...]")
+        return None
 
-    def counter(self, name: str, help: str, label_names: Sequence[str],
-                native: Optional[str] = None) -> Optional[Bridged]:
-        """The native counter of a source counter (None when refused)."""
-        return self._get("counter", name, help, label_names, native, self._agent.counter)
+    def _drop(self, reason: str, events: int, detail: str) -> None:
+        if events > 0:
+            self._agent.recorder.drops.add(reason, events, detail=detail)
 
-    def gauge(self, name: str, help: str, label_names: Sequence[str],
-              native: Optional[str] = None) -> Optional[Bridged]:
-        """The native gauge of a source gauge (None when refused)."""
-        return self._get("gauge", name, help, label_names, native, self._agent.gauge)
-
-    def histogram(self, name: str, help: str, label_names: Sequence[str],
-                  buckets: Sequence[float], native: Optional[str] = None) -> Optional[Bridged]:
-        """The native histogram of a source histogram with these finite bounds (or None)."""
-        def define(*args: Any, **kwargs: Any) -> Any:
-            return self._agent.histogram(*args, buckets=buckets, **kwargs)
-        return self._get("histogram", name, help, label_names, native, define)
-
-    def _get(self, kind: str, name: str, help: str, label_names: Sequence[str],
-             native: Optional[str], define: Callable[..., Any]) -> Optional[Bridged]:
+    def family(self, kind: str, name: str, help: str, label_names: Sequence[str], *,
+               buckets: Sequence[float] = (), native: Optional[str] = None
+               ) -> Optional[Bridged]:
+        """The native ``kind`` family of a source metric (None when refused); a histogram
+        has the source's finite ``buckets``."""
         key = (kind, name)
         if key in self._known:
             return self._known[key]
@@ -194,9 +150,13 @@ class BridgedFamilies:
             if self._agent.metrics.get(target) is not None:
                 # Defined by the app: bridging it would count it twice.
                 raise ValueError(f"{target!r} is already a metric of this agent")
-            family = define(target,
-                            help.strip() or f"{name} (from {self._source})", mapped,
-                            max_series=self._max_series)
+            help_text = help.strip() or f"{name} (from {self._source})"
+            if kind == "histogram":
+                family: MetricFamily[Any] = self._agent.histogram(
+                    target, help_text, mapped, buckets=buckets, max_series=self._max_series)
+            else:
+                define = self._agent.counter if kind == "counter" else self._agent.gauge
+                family = define(target, help_text, mapped, max_series=self._max_series)
             bridged = Bridged(family, tuple(label_names), keep)
         except (TypeError, ValueError) as error:
             self.refuse(name, str(error))

@@ -1,13 +1,4 @@
-"""One settings mapping for the Django and Flask integrations: Agent settings and options.
-
->>> options = IntegrationOptions.split({"app_name": "shop", "flags": ["new-checkout"]})
->>> options.agent_settings, options.flags
-({'app_name': 'shop'}, ('new-checkout',))
->>> IntegrationOptions.split({"app_nmae": "shop"})  # doctest: +ELLIPSIS
-Traceback (most recent call last):
-...
-impactagent.delivery.settings.SettingsError: IMPACTAGENT: unknown setting 'app_nmae' (an Agent ...
-"""
+"""One settings mapping for the Django and Flask integrations: Agent settings and options."""
 
 from __future__ import annotations
 
@@ -25,9 +16,10 @@ _SETTING_KEYS = tuple(field.name for field in dataclasses.fields(Settings))
 
 
 class IntegrationOptions(NamedTuple):
-    """What a settings mapping says: how to get the agent, and how to label requests."""
+    """What a settings mapping says: the agent (an Agent, ``"module:attribute"`` naming one,
+    or None: build it from ``agent_settings``), and how to label requests."""
 
-    agent: Any  # an Agent, "package.module:attribute" naming one, or None: build it
+    agent: Any
     agent_settings: Dict[str, Any]
     flags: Tuple[str, ...] = ()
     prefix: str = "http_server"

@@ -3,20 +3,15 @@
 A bridge keeps the last reading of each source series and records the difference. A lower
 total or a new start time is a restart: the reading counts in full, never negative. Counters
 send whole units, the fraction carried until it completes one.
-
->>> readings = CounterReadings()
->>> readings.delta("a", 3.0), readings.delta("a", 5.5), readings.delta("a", 6.0)
-(3, 2, 1)
->>> readings.delta("a", 2.0)  # lower: restarted, so 2 since the restart
-2
->>> readings.delta("a", 4.0, start=99.0), readings.delta("a", 4.0, start=99.0)
-(4, 0)
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Hashable, Optional, Sequence, Tuple
+from typing import Any, Dict, Generic, Hashable, Optional, Sequence, Tuple, TypeVar
+
+_Last = TypeVar("_Last")
+_Self = TypeVar("_Self", bound="_Readings[Any]")
 
 
 def _whole(value: float) -> int:
@@ -24,13 +19,23 @@ def _whole(value: float) -> int:
     return math.floor(value) if math.isfinite(value) and value > 0 else 0
 
 
-class CounterReadings:
-    """The last cumulative reading of each source counter series, by key."""
-
+class _Readings(Generic[_Last]):
     __slots__ = ("_last",)
 
     def __init__(self) -> None:
-        self._last: Dict[Hashable, Tuple[Any, float]] = {}
+        self._last: Dict[Hashable, _Last] = {}
+
+    def copy(self: _Self) -> _Self:
+        """An independent copy (a forked child's starting point)."""
+        other = type(self)()
+        other._last = dict(self._last)
+        return other
+
+
+class CounterReadings(_Readings[Tuple[Any, float]]):
+    """The last cumulative reading of each source counter series, by key."""
+
+    __slots__ = ()
 
     def delta(self, key: Hashable, total: float, start: Any = None) -> int:
         """The whole units counted since the last reading of ``key`` (all for a new or
@@ -43,20 +48,11 @@ class CounterReadings:
             return _whole(total)
         return _whole(total) - _whole(last[1])
 
-    def copy(self) -> CounterReadings:
-        """An independent copy (a forked child's starting point)."""
-        other = CounterReadings()
-        other._last = dict(self._last)
-        return other
 
-
-class HistogramReadings:
+class HistogramReadings(_Readings[Tuple[Any, Tuple[int, ...], float]]):
     """The last cumulative reading (per-bucket counts and sum) of each source histogram."""
 
-    __slots__ = ("_last",)
-
-    def __init__(self) -> None:
-        self._last: Dict[Hashable, Tuple[Any, Tuple[int, ...], float]] = {}
+    __slots__ = ()
 
     def delta(self, key: Hashable, counts: Sequence[int], total: float, start: Any = None
               ) -> Optional[Tuple[Tuple[int, ...], float]]:
@@ -74,9 +70,3 @@ class HistogramReadings:
         if not any(added):
             return None
         return added, added_sum
-
-    def copy(self) -> HistogramReadings:
-        """An independent copy (a forked child's starting point)."""
-        other = HistogramReadings()
-        other._last = dict(self._last)
-        return other

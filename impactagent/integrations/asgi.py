@@ -1,15 +1,8 @@
 """An ASGI middleware that counts and times every HTTP request, and scopes its flags.
 
->>> from impactagent import Agent
->>> async def app(scope, receive, send):
-...     await send({"type": "http.response.start", "status": 204, "headers": []})
-...     await send({"type": "http.response.body", "body": b""})
->>> app = ImpactMiddleware(app, Agent("shop"))
-
-The route label is the route template: ``scope["route"]`` as Starlette and FastAPI leave
-it, ``scope["impactagent.route"]``, or ``route=lambda scope: ...``; else ``unmatched``.
-Lifespan and websocket traffic pass through. Each request has its own flag scope, shared
-with the tasks and threads the framework runs it in.
+The route label is ``scope["impactagent.route"]``, ``scope["route"]`` as Starlette and
+FastAPI leave it, or ``route=lambda scope: ...``; else ``unmatched``. Lifespan and websocket
+traffic pass through.
 """
 
 from __future__ import annotations

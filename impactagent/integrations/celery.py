@@ -5,10 +5,9 @@ In the module that makes your Celery app (the worker imports it)::
     agent = impactagent.Agent("shop-worker", url=..., api_key=...).start()
     instrument_celery(agent, flags=["new-checkout"])
 
-Each task runs in its own flag scope and is counted in ``celery_tasks_total`` and timed in
-``celery_task_duration_seconds`` by ``task`` (its name) and ``state``, for every pool and for
-eager tasks. A prefork child starts its agent at ``worker_process_init`` and closes it at
-``worker_process_shutdown``: a child ends with ``os._exit``, which skips ``atexit``.
+Each task is counted in ``celery_tasks_total`` and timed in ``celery_task_duration_seconds``
+by ``task`` and ``state``. A prefork child closes its agent at ``worker_process_shutdown``: it
+ends with ``os._exit``, which skips ``atexit``.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from ..core.flag_context import ScopeToken, close_scope, open_scope
 
 __all__ = ["TASK_BUCKETS", "CeleryInstrumentation", "instrument_celery"]
 
-#: Task durations in seconds, from a cache refresh to a long report.
 TASK_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 _LABELS = ("task", "state")
 _perf_counter = time.perf_counter
@@ -69,8 +67,6 @@ class CeleryInstrumentation:
         signals.worker_process_shutdown.disconnect(self.worker_process_shutdown)
         self._connected = False
 
-    # -- per task ----------------------------------------------------------------------------
-
     def task_prerun(self, sender: Any = None, task_id: Optional[str] = None,
                     **extra: Any) -> None:
         entry = (open_scope(), _perf_counter())
@@ -94,10 +90,8 @@ class CeleryInstrumentation:
             with contextlib.suppress(ValueError):
                 close_scope(token)
 
-    # -- per worker process --------------------------------------------------------------------
-
     def worker_process_init(self, **extra: Any) -> None:
-        self.agent.after_fork()  # a no-op if the fork hook has done it, as it should have
+        self.agent.after_fork()  # a no-op where the fork hook ran
         if self.agent.settings.url is not None:
             self.agent.start()
 

@@ -9,12 +9,9 @@ In ``settings.py``::
     IMPACTAGENT = {"app_name": "shop", "url": os.environ.get("UNLEASH_URL"),
                    "api_key": os.environ.get("UNLEASH_API_TOKEN"), "flags": ["new-checkout"]}
 
-``IMPACTAGENT`` takes every Agent setting by name, ``flags``, ``prefix`` and ``buckets``, or
-``"agent": "shop.metrics:agent"`` instead of the settings; a misspelt key is an error. The
-agent is built once per process (:func:`get_agent`). The route is the pattern as written in
-``urls.py`` (``/`` for the root pattern), ``unmatched`` when nothing resolved; a view that
-raises counts as the 500 Django answers with. ``path("metrics", metrics_view)`` serves the
-Prometheus scrape.
+``IMPACTAGENT`` takes every Agent setting, ``flags``, ``prefix`` and ``buckets``, or
+``"agent": "shop.metrics:agent"``. The route is the pattern as written in ``urls.py``;
+``path("metrics", metrics_view)`` serves the Prometheus scrape.
 """
 
 from __future__ import annotations
@@ -32,7 +29,7 @@ __all__ = ["ImpactMiddleware", "get_agent", "metrics_view"]
 
 _perf_counter = time.perf_counter
 _lock = threading.Lock()
-_built: Optional[Tuple[Agent, IntegrationOptions]] = None  # once per process
+_built: Optional[Tuple[Agent, IntegrationOptions]] = None
 
 
 def _options_and_agent() -> Tuple[Agent, IntegrationOptions]:

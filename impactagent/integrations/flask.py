@@ -9,9 +9,7 @@
 
 With an app factory, ``impact = ImpactAgent(agent=agent)`` at module level and
 ``impact.init_app(app)`` in the factory. Settings come from ``app.config["IMPACTAGENT"]``
-updated by the keywords, as for Django. Requests are recorded by the WSGI middleware wrapping
-``app.wsgi_app``, with ``request.url_rule.rule`` as the route (``unmatched`` for a 404 or
-405). ``metrics_path`` adds a route serving the Prometheus scrape.
+updated by the keywords, as for Django; the route is ``request.url_rule.rule``.
 """
 
 from __future__ import annotations
@@ -41,7 +39,7 @@ class ImpactAgent:
     def __init__(self, app: Any = None, agent: Optional[Agent] = None, *,
                  metrics_path: Optional[str] = None, **settings: Any) -> None:
         self._agent = agent
-        self._first: Optional[Agent] = None  # the agent of the first app bound
+        self._first: Optional[Agent] = None
         self.metrics_path = metrics_path
         self.settings = settings
         if app is not None:
@@ -82,8 +80,7 @@ class ImpactAgent:
 
     @property
     def agent(self) -> Agent:
-        """The agent given; else the current app's (in an app context), else the first
-        bound app's (the usual one-app case, at import time)."""
+        """The agent given; else the current app's, else the first bound app's."""
         if self._agent is not None:
             return self._agent
         from flask import current_app, has_app_context

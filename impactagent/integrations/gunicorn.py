@@ -1,7 +1,4 @@
-"""gunicorn: close each worker's agent as the worker leaves.
-
-Each worker's agent resets itself at the fork; :func:`worker_exit` closes it when the worker
-leaves and logs what it delivered. Name the agent in ``IMPACTAGENT_AGENT``::
+"""gunicorn: :func:`worker_exit` closes each worker's agent as the worker leaves::
 
     IMPACTAGENT_AGENT=shop:agent gunicorn -c python:impactagent.integrations.gunicorn shop:app
 
@@ -22,8 +19,8 @@ AGENT_VARIABLE = "IMPACTAGENT_AGENT"
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """gunicorn's ``worker_exit`` hook: close the worker's agent and log what it delivered.
-    Only modules already imported are searched: nothing is imported at exit."""
+    """gunicorn's ``worker_exit`` hook: close the worker's agent and log what it delivered
+    (found among modules already imported: nothing is imported at exit)."""
     reference = os.environ.get(AGENT_VARIABLE, "")
     module_name, _, attribute = reference.partition(":")
     if not module_name or not attribute:

@@ -1,24 +1,11 @@
-"""The two metrics every web middleware records, and how a request becomes their labels.
-
-``http_server_requests_total`` and ``http_server_request_duration_seconds``, labelled by
-``method`` (``other`` for a non-standard one), ``route`` (the template, never the raw path,
-which would make a series per URL; ``unmatched`` when unknown) and ``status_class``
-(``2xx``...; ``5xx`` when the app raised), and by the request's flags when ``flags=``.
-"""
+"""The two metrics every web middleware records, ``http_server_requests_total`` and
+``http_server_request_duration_seconds``, by ``method``, ``route`` (the template, never the
+raw path, which would make a series per URL) and ``status_class``, and by the request's
+flags when ``flags=``."""
 
 from __future__ import annotations
 
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    Dict,
-    Generic,
-    Optional,
-    Sequence,
-    Tuple,
-    TypeVar,
-)
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, Optional, Sequence, Tuple, TypeVar
 
 from ..core.flag_context import state_of
 
@@ -32,7 +19,6 @@ App = TypeVar("App")
 ROUTE_KEY = "impactagent.route"
 UNMATCHED = "unmatched"
 
-#: Latency buckets in seconds, from a cache hit to a slow page.
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 _METHODS = {m: m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS",
@@ -60,11 +46,9 @@ class HttpMetrics:
         key: Tuple[str, ...] = (_METHODS.get(method, "other"), route or UNMATCHED,
                                 _STATUS_CLASSES.get(status, "other"))
         if self.flags:
-            # The request's flag states, read once for both metrics.
             key += tuple([state_of(flag) for flag in self.flags])
         pair = self._pairs.get(key)
         if pair is None:
-            # The plain lookup: the flag states are in the key already.
             pair = (self.requests.series_of(*key), self.duration.series_of(*key))
             if len(self._pairs) < 4 * self.requests.max_series:
                 self._pairs[key] = pair
@@ -73,8 +57,7 @@ class HttpMetrics:
 
 
 class Middleware(Generic[App]):
-    """What the WSGI and ASGI middlewares share: the app, the ``route=`` rule, the metrics.
-    Each looks the route up inline, on the request's path: a hook's ``ROUTE_KEY`` first."""
+    """What the WSGI and ASGI middlewares share: the app, the ``route=`` rule, the metrics."""
 
     def __init__(self, app: App, agent: Agent, *,
                  route: Optional[Callable[[Any], Optional[str]]] = None,

@@ -1,12 +1,6 @@
-"""An OpenFeature hook that counts every flag evaluation for Unleash and notes its state.
-
->>> from openfeature import api
->>> from impactagent import Agent
->>> api.add_hooks([ImpactHook(Agent("shop"))])  # doctest: +SKIP
-
-Whatever the provider, each completed evaluation is counted with its variant; one that ends
-in an error (the default value returned) is not.
-"""
+"""An OpenFeature hook that counts every completed flag evaluation, with its variant, for
+Unleash and notes its state: ``api.add_hooks([ImpactHook(agent)])``. An evaluation that ends
+in an error (the default value returned) is not counted."""
 
 from __future__ import annotations
 
@@ -33,5 +27,4 @@ class ImpactHook(Hook):
         value = details.value
         # A boolean flag's value is its answer; any other type is on unless disabled.
         enabled = value if isinstance(value, bool) else details.reason != Reason.DISABLED
-        # No name Unleash would store as a variant's (variant_name), no variant.
         self.agent.count_evaluation(details.flag_key, enabled, variant_name(details.variant))

@@ -1,20 +1,13 @@
-"""Ship OpenTelemetry metrics to Unleash: a ``MetricExporter`` that records into an agent.
-
-Give :class:`ImpactMetricExporter` to a ``PeriodicExportingMetricReader``; every export
-records what the SDK aggregated into native agent metrics, delivered like any other::
+"""Ship OpenTelemetry metrics to Unleash: a ``MetricExporter`` that records into an agent::
 
     reader = PeriodicExportingMetricReader(ImpactMetricExporter(agent),
                                            export_interval_millis=15_000)
     provider = MeterProvider(metric_readers=[reader])
 
-A monotonic sum becomes a counter of the increase (delta temporality asked for, cumulative
-handled with restarts detected); a non-monotonic sum or a gauge a gauge of the current value;
-an explicit-bucket histogram a histogram with the same boundaries. An exponential histogram
-is refused (its boundaries move with its scale; Unleash stores fixed ones) and listed in
-:attr:`ImpactMetricExporter.refused`. A point without one of its metric's attributes cannot
-be sent (Unleash refuses an empty label value): its events are dropped as
-``empty_label_value``. Shut the ``MeterProvider`` down before closing the agent, so that its
-last export is sent.
+A monotonic sum becomes a counter of the increase, a non-monotonic sum or a gauge a gauge, an
+explicit-bucket histogram a histogram with the same bounds. An exponential histogram is
+refused: its bounds move with its scale, Unleash stores fixed ones. Shut the
+``MeterProvider`` down before closing the agent, so that its last export is sent.
 """
 
 from __future__ import annotations
@@ -52,13 +45,11 @@ else:
 if TYPE_CHECKING:
     from ..agent import Agent
 
-class ImpactMetricExporter(MetricExporter):
-    """An OpenTelemetry metric exporter that records into ``agent``.
 
-    ``metrics`` chooses metrics by name (all unless given); ``labels`` is an allowlist of
-    attribute names (the rest are added up); ``prefix`` goes before every name;
-    ``preferred_temporality`` overrides the one asked for (both are handled).
-    """
+class ImpactMetricExporter(MetricExporter):
+    """An OpenTelemetry metric exporter that records into ``agent``: ``metrics`` chooses by
+    name (all unless given), ``labels`` is an allowlist of attribute names, ``prefix`` goes
+    before every name; both temporalities are handled, delta asked for counts."""
 
     def __init__(self, agent: Agent, *, metrics: Optional[Callable[[str], bool]] = None,
                  labels: Optional[Iterable[str]] = None, prefix: str = "",
@@ -95,7 +86,7 @@ class ImpactMetricExporter(MetricExporter):
 
     def export(self, metrics_data: Any, timeout_millis: float = 10_000,
                **kwargs: Any) -> Any:
-        """Record one export's data points into the agent (delivery sends them later)."""
+        """Record one export's data points into the agent."""
         with self._lock:
             gauges: Dict[Any, float] = {}
             for resource_metrics in metrics_data.resource_metrics:
@@ -113,8 +104,6 @@ class ImpactMetricExporter(MetricExporter):
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         """Nothing to release (close the agent to send what is left)."""
 
-    # -- one metric ------------------------------------------------------------------------
-
     def _metric(self, metric: Any, gauges: Dict[Any, float]) -> None:
         data = metric.data
         name = metric.name
@@ -124,60 +113,61 @@ class ImpactMetricExporter(MetricExporter):
                                       "explicit-bucket aggregation)")
             return
         for point in data.data_points:
-            names, values = _labels(point.attributes)
-            key = (name, tuple(zip(names, values)))
+            labels = tuple(sorted((k, _text(v)) for k, v in (point.attributes or {}).items()))
+            names = tuple(k for k, _ in labels)
+            key = (name, labels)
             if isinstance(data, Sum) and data.is_monotonic:
-                self._sum(metric, data, point, key, names, values)
+                self._sum(metric, data, point, key, names)
             elif isinstance(data, (Sum, Gauge)):
-                self._gauge(metric, data, point, key, names, values, gauges)
+                self._gauge(metric, data, point, key, names, gauges)
             elif isinstance(data, HistogramData):
-                self._histogram(metric, data, point, key, names, values)
+                self._histogram(metric, data, point, key, names)
             else:
                 self._native.refuse(name, f"{type(data).__name__} is no kind the agent knows")
 
-    def _sum(self, metric: Any, data: Any, point: Any, key: Any,
-             names: Tuple[str, ...], values: Tuple[str, ...]) -> None:
+    def _sum(self, metric: Any, data: Any, point: Any, key: Any, names: Tuple[str, ...]
+             ) -> None:
         if _is_delta(data):
             delta = self._counters.delta(key, self._running_total(key, point.value))
         else:
             delta = self._counters.delta(key, point.value, point.start_time_unix_nano)
-        bridged = self._native.counter(metric.name, metric.description, names)
+        bridged = self._native.family("counter", metric.name, metric.description, names)
         if bridged is not None and delta:
-            child = self._series(metric.name, bridged, names, values, delta)
+            child = self._series(metric.name, bridged, key, delta)
             if child is not None:
                 increment(child, delta)
 
     def _gauge(self, metric: Any, data: Any, point: Any, key: Any, names: Tuple[str, ...],
-               values: Tuple[str, ...], gauges: Dict[Any, float]) -> None:
+               gauges: Dict[Any, float]) -> None:
         total = float(point.value)
         if isinstance(data, Sum) and _is_delta(data):
             total = self._running_total(key, total)
-        bridged = self._native.gauge(metric.name, metric.description, names)
+        bridged = self._native.family("gauge", metric.name, metric.description, names)
         if bridged is None:
             return
         # A value that cannot be set is one dropped event when it is new.
         new = self._gauges_dropped.get(key) != total
-        child = self._series(metric.name, bridged, names, values, 1 if new else 0)
+        child = self._series(metric.name, bridged, key, 1 if new else 0)
         if child is not None:
             gauges[child] = gauges.get(child, 0.0) + total
         else:
             self._gauges_dropped[key] = total
 
     def _running_total(self, key: Any, delta: float) -> float:
-        """The total of a delta-temporality sum: what it added up to so far."""
-        total = self._running[key] = self._running.get(key, 0.0) + delta
-        return total
+        """What a delta-temporality sum added up to so far."""
+        self._running[key] = self._running.get(key, 0.0) + delta
+        return self._running[key]
 
     def _histogram(self, metric: Any, data: Any, point: Any, key: Any,
-                   names: Tuple[str, ...], values: Tuple[str, ...]) -> None:
+                   names: Tuple[str, ...]) -> None:
         counts = [int(n) for n in point.bucket_counts]
         if _is_delta(data):
             added: Optional[Tuple[Tuple[int, ...], float]] = (
                 (tuple(counts), point.sum) if any(counts) else None)
         else:
             added = self._histograms.delta(key, counts, point.sum, point.start_time_unix_nano)
-        bridged = self._native.histogram(metric.name, metric.description, names,
-                                         tuple(point.explicit_bounds))
+        bridged = self._native.family("histogram", metric.name, metric.description, names,
+                                      buckets=tuple(point.explicit_bounds))
         if bridged is None:
             return
         expected = getattr(bridged.family, "buckets", ())
@@ -186,29 +176,19 @@ class ImpactMetricExporter(MetricExporter):
                                              f"not {expected}")
             return
         if added is not None:
-            child = self._series(metric.name, bridged, names, values, sum(added[0]))
+            child = self._series(metric.name, bridged, key, sum(added[0]))
             if child is not None:
                 child.add_counts(*added)
 
-    def _series(self, name: str, bridged: Bridged, names: Tuple[str, ...],
-                values: Tuple[str, ...], events: int) -> Any:
+    def _series(self, name: str, bridged: Bridged, key: Any, events: int) -> Any:
         """The native series of a point, or None with its ``events`` counted as dropped."""
-        by_name = dict(zip(names, values))
+        by_name = dict(key[1])
         labels = {n: by_name.get(n, "") for n in bridged.source_labels}
-        child = bridged.series_for(labels)
-        if child is None:
-            self._native.drop_unmapped(name, events, labels, bridged)
-        return child
+        return self._native.series(name, bridged, labels, events)
 
 
 def _is_delta(data: Any) -> bool:
     return bool(data.aggregation_temporality == AggregationTemporality.DELTA)
-
-
-def _labels(attributes: Any) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
-    """Attribute names (sorted) and their values as strings."""
-    items = sorted((attributes or {}).items())
-    return tuple(k for k, _ in items), tuple(_text(v) for _, v in items)
 
 
 def _text(value: Any) -> str:

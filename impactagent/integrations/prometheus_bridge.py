@@ -1,23 +1,13 @@
-"""Ship chosen ``prometheus_client`` metrics to Unleash as impact metrics.
+"""Ship chosen ``prometheus_client`` metrics to Unleash as impact metrics::
 
-:func:`bridge_prometheus` reads the chosen families of a registry at the start of every
-agent collect into native agent metrics, which are then delivered like any other::
-
-    REQUESTS = Counter("http_requests", "Requests served", ["route", "status"])
     bridge_prometheus(agent, families=["http_requests"])        # by name
     bridge_prometheus(agent, families=lambda name: name.startswith("shop_"),
                       labels=["route"])                          # by predicate, one label
 
-A counter sends the increase of each series' total (a lower total or a new ``_created`` is a
-restart, never a negative delta); a gauge its value when it changed; a histogram the bucket
-counts and sum added. Summaries, infos, enums, state sets, gauge histograms and untyped
-metrics are refused and listed in :attr:`PrometheusBridge.refused`. The agent's own views
-and names the app already defined natively are skipped, so nothing is counted twice.
-Bridged metrics cannot carry the request's flag state: use a native metric with ``flags=``.
-
-After ``fork()`` the child starts from the totals read just before the fork, so the parent
-alone sends what it counted; without Python's fork hooks, ``Agent.after_fork()`` reaches
-:meth:`PrometheusBridge.after_fork`.
+Every agent collect first reads the chosen families into native metrics: a counter's
+increase, a gauge's value when it changed, a histogram's added bucket counts and sum. Other
+types are refused. The agent's own views and names it already defines are skipped, so
+nothing is counted twice. A forked child starts from the totals read at the fork.
 """
 
 from __future__ import annotations
@@ -39,7 +29,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Which families to ship: their names, or a predicate on the family name.
 Choice = Union[Iterable[str], Callable[[str], bool]]
 #: A source series' labels, by name, in name order: ``(("kind", "send"), ("queue", "mail"))``.
 LabelKey = Tuple[Tuple[str, str], ...]
@@ -55,8 +44,8 @@ _REFUSED_TYPES = {
 
 
 class PrometheusBridge:
-    """Reads chosen families of a ``prometheus_client`` registry into an agent's metrics
-    at the start of every collect, until :meth:`close`."""
+    """Reads chosen families of a ``prometheus_client`` registry into an agent's metrics at
+    the start of every collect, until :meth:`close`."""
 
     def __init__(self, agent: Agent, *, families: Choice, registry: Any = None,
                  labels: Optional[Iterable[str]] = None, prefix: str = "",
@@ -72,13 +61,13 @@ class PrometheusBridge:
         self._counters = CounterReadings()
         self._histograms = HistogramReadings()
         self._lock = threading.Lock()
-        self._gauges_set: Dict[Any, float] = {}  # the value last set on each native gauge
+        self._gauges_set: Dict[Any, float] = {}
         # The value last counted as dropped, per gauge series that cannot be mapped.
         self._gauges_dropped: Dict[Tuple[str, LabelKey], float] = {}
-        self._pid = os.getpid()  # the process whose readings these are (see after_fork)
+        self._pid = os.getpid()
         self._fork_baseline: Optional[Tuple[CounterReadings, HistogramReadings]] = None
         agent.recorder.add_collect_hook(self.read)
-        agent.follow_fork(self)  # Agent.after_fork() by hand reaches after_fork() below
+        agent.follow_fork(self)
         me = weakref.ref(self)
         os.register_at_fork(before=lambda: _call(me, PrometheusBridge._before_fork),
                             after_in_parent=lambda: _call(me, PrometheusBridge._after_fork),
@@ -90,7 +79,7 @@ class PrometheusBridge:
         return dict(self._native.refused)
 
     def read(self) -> None:
-        """Record what changed in the chosen families since the last read (the collect hook)."""
+        """Record what changed in the chosen families since the last read."""
         with self._lock:
             self._read(self._counters, self._histograms, record=True)
 
@@ -98,8 +87,6 @@ class PrometheusBridge:
         """Stop reading: what was read is still sent; later changes are not."""
         with contextlib.suppress(ValueError):  # already closed
             self._agent.recorder.remove_collect_hook(self.read)
-
-    # -- reading ---------------------------------------------------------------------------
 
     def _read(self, counters: CounterReadings, histograms: HistogramReadings, *,
               record: bool) -> None:
@@ -138,16 +125,14 @@ class PrometheusBridge:
                 totals[key] = sample.value
         if names is None:
             return  # no series yet
-        bridged = self._native.counter(metric.name, metric.documentation, names,
-                                       native=metric.name + "_total") if record else None
+        bridged = self._native.family("counter", metric.name, metric.documentation, names,
+                                      native=metric.name + "_total") if record else None
         for key, total in totals.items():
             delta = readings.delta((metric.name, key), total, created.get(key))
             if bridged is None or not delta:
                 continue
-            child = bridged.series_for(dict(key))
-            if child is None:
-                self._native.drop_unmapped(metric.name, delta, dict(key), bridged)
-            else:
+            child = self._native.series(metric.name, bridged, dict(key), delta)
+            if child is not None:
                 increment(child, delta)
 
     def _histogram(self, metric: Any, readings: HistogramReadings, record: bool) -> None:
@@ -178,8 +163,8 @@ class PrometheusBridge:
             if not record:
                 continue
             if bridged is None:
-                bridged = self._native.histogram(metric.name, metric.documentation, names,
-                                                 bounds)
+                bridged = self._native.family("histogram", metric.name,
+                                              metric.documentation, names, buckets=bounds)
                 if bridged is None:
                     return
             expected = getattr(bridged.family, "buckets", ())
@@ -190,10 +175,8 @@ class PrometheusBridge:
                 continue
             if added is None:
                 continue
-            child = bridged.series_for(dict(key))
-            if child is None:
-                self._native.drop_unmapped(metric.name, sum(added[0]), dict(key), bridged)
-            else:
+            child = self._native.series(metric.name, bridged, dict(key), sum(added[0]))
+            if child is not None:
                 child.add_counts(*added)
 
     def _gauge(self, metric: Any, gauges: Dict[Any, float]) -> None:
@@ -202,27 +185,24 @@ class PrometheusBridge:
         for sample in metric.samples:
             if names is None:
                 names = list(sample.labels)
-                bridged = self._native.gauge(metric.name, metric.documentation, names)
+                bridged = self._native.family("gauge", metric.name, metric.documentation,
+                                              names)
             if bridged is None:
                 return
             key = _label_key(sample.labels)
-            child = bridged.series_for(dict(key))
+            # Each new value that cannot be set is one dropped event (as a set would be).
+            new = not same(self._gauges_dropped.get((metric.name, key)), sample.value)
+            child = self._native.series(metric.name, bridged, dict(key), int(new))
             if child is not None:
                 gauges[child] = gauges.get(child, 0.0) + sample.value
-            elif not same(self._gauges_dropped.get((metric.name, key)), sample.value):
-                # Each new value that cannot be set is one dropped event (as a set would be).
+            elif new:
                 self._gauges_dropped[(metric.name, key)] = sample.value
-                self._native.drop_unmapped(metric.name, 1, dict(key), bridged)
-
-    # -- fork ------------------------------------------------------------------------------
 
     def _before_fork(self) -> None:
         # Held across the fork (released in both processes after it): no read in between.
         self._lock.acquire()
         try:
-            counters, histograms = self._counters.copy(), self._histograms.copy()
-            self._read(counters, histograms, record=False)
-            self._fork_baseline = (counters, histograms)
+            self._fork_baseline = self._baseline()
         except Exception:  # the fork goes on; the child then starts from the last read
             self._fork_baseline = None
 
@@ -244,29 +224,32 @@ class PrometheusBridge:
         self._pid = os.getpid()
 
     def after_fork(self) -> None:
-        """In a child forked without Python's hooks: start from the registry's totals now,
-        so the parent alone sends what it counted. A no-op where the fork hook ran."""
+        """In a child forked without Python's hooks: start from the registry's totals now
+        (a no-op where the fork hook ran)."""
         if os.getpid() == self._pid:
             return
         self._fork_baseline = None
         self._start_child()
         with self._lock:
-            counters, histograms = self._counters.copy(), self._histograms.copy()
             try:
-                self._read(counters, histograms, record=False)
+                self._counters, self._histograms = self._baseline()
             except Exception:  # the child then starts from the parent's last read
                 logger.exception("reading the prometheus_client registry "
                                   "after fork failed")
-                return
-            self._counters, self._histograms = counters, histograms
+
+    def _baseline(self) -> Tuple[CounterReadings, HistogramReadings]:
+        """The readings as of the registry's totals now, recording nothing."""
+        counters, histograms = self._counters.copy(), self._histograms.copy()
+        self._read(counters, histograms, record=False)
+        return counters, histograms
 
 
 def bridge_prometheus(agent: Agent, *, families: Choice, registry: Any = None,
                       labels: Optional[Iterable[str]] = None, prefix: str = "",
                       max_series: Optional[int] = None) -> PrometheusBridge:
     """Ship the chosen families of ``registry`` (the default one unless given) through
-    ``agent``: ``families`` are names or a predicate; ``labels`` an allowlist of label names
-    (the rest are added up); ``prefix`` goes before every name; ``max_series`` as native."""
+    ``agent``: ``families`` are names or a predicate, ``labels`` an allowlist of label names,
+    ``prefix`` goes before every name."""
     return PrometheusBridge(agent, families=families, registry=registry, labels=labels,
                             prefix=prefix, max_series=max_series)
 

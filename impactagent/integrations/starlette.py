@@ -1,5 +1,4 @@
-"""Starlette: the ASGI middleware, which reads the route template Starlette leaves in the
-scope (``/users/{id}``), and a route serving the Prometheus scrape::
+"""Starlette: the ASGI middleware and a route serving the Prometheus scrape::
 
     app = Starlette(routes=[...], middleware=[Middleware(ImpactMiddleware, agent=agent)])
     app.router.routes.append(metrics_route(agent))  # GET /metrics, no redirect
@@ -17,8 +16,7 @@ __all__ = ["ImpactMiddleware", "metrics_route"]
 
 
 class _ScrapeApp:
-    """An ASGI app serving the Prometheus scrape (an object: Starlette hands a function
-    endpoint a Request, an ASGI app the raw scope)."""
+    """The scrape as an ASGI app (Starlette hands a function endpoint a Request instead)."""
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent

@@ -1,7 +1,5 @@
-"""Impact metrics beside an existing ``UnleashClient``, without counting its flags twice.
-
-The SDK counts and sends its own evaluations; :class:`FlagAwareClient` only notes each answer
-in the request's flag scope, for the metrics that flag labels::
+"""Impact metrics beside an ``UnleashClient``: the SDK counts its own evaluations, so
+:class:`FlagAwareClient` only notes each answer in the request's flag scope::
 
     unleash = FlagAwareClient(UnleashClient(url, "shop", custom_headers=...))
 """

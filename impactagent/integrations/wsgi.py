@@ -1,32 +1,17 @@
 """A WSGI middleware that counts and times every request, and scopes its flags.
 
->>> from impactagent import Agent
->>> def app(environ, start_response):
-...     start_response("200 OK", [("Content-Type", "text/plain")])
-...     return [b"hello"]
->>> agent = Agent("shop")
->>> app = ImpactMiddleware(app, agent)
-
-The route label is the route template: a framework hook (or the app) sets
-``environ["impactagent.route"]``, or ``route=lambda environ: ...`` says it; else
-``unmatched``. Each request has its own flag scope. A streamed body is timed until the
-server closes it; a whole one (a list) is recorded at once and passed on untouched.
+The route label is ``environ["impactagent.route"]`` (set by a framework hook or the app) or
+``route=lambda environ: ...``; else ``unmatched``. A streamed body is timed until the server
+closes it; a whole one (a list) is recorded at once and passed on untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import time
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    Dict,
-    Iterable,
-    Iterator,
-    List,
-)
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 from ..core.flag_context import close_scope, open_scope
 from .http_metrics import ROUTE_KEY, Middleware
@@ -34,7 +19,6 @@ from .http_metrics import ROUTE_KEY, Middleware
 if TYPE_CHECKING:
     from ..core.flag_context import ScopeToken
 
-#: A WSGI environ (PEP 3333): the request's CGI-style variables and the server's.
 Environ = Dict[str, Any]
 
 _perf_counter = time.perf_counter
@@ -56,15 +40,15 @@ class ImpactMiddleware(Middleware[Callable[..., Iterable[bytes]]]):
         try:
             body = self.app(environ, recording_start_response)
         except BaseException:
-            self._record(environ, 500, start, token)
+            self._record(environ, start, token, 500)
             raise
         if body.__class__ is list or body.__class__ is tuple:
             # Whole: the request is over. Returned as is, so the server can send its length.
-            self._record(environ, status[0], start, token)
+            self._record(environ, start, token, status[0])
             return body
-        return _Response(body, self._record, environ, status, start, token)
+        return _Response(body, functools.partial(self._record, environ, start, token), status)
 
-    def _record(self, environ: Environ, status: int, start: float, token: ScopeToken
+    def _record(self, environ: Environ, start: float, token: ScopeToken, status: int
                 ) -> None:
         route = environ.get(ROUTE_KEY)
         if route is None and self.route is not None:
@@ -81,20 +65,13 @@ class ImpactMiddleware(Middleware[Callable[..., Iterable[bytes]]]):
 class _Response:
     """The app's body, passed through; the request is recorded when the server closes it."""
 
-    __slots__ = ("_body", "_environ", "_record", "_recorded", "_start", "_status",
-                 "_token")
+    __slots__ = ("_body", "_record", "_status")
 
-    def __init__(self, body: Iterable[bytes],
-                 record: Callable[[Environ, int, float, ScopeToken], None],
-                 environ: Environ, status: List[int], start: float, token: ScopeToken
-                 ) -> None:
+    def __init__(self, body: Iterable[bytes], record: Callable[[int], None],
+                 status: List[int]) -> None:
         self._body = body
-        self._record = record  # the middleware's: records the request once it is over
-        self._environ = environ
+        self._record: Optional[Callable[[int], None]] = record  # None once recorded
         self._status = status
-        self._start = start
-        self._token = token
-        self._recorded = False
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._body)
@@ -105,8 +82,7 @@ class _Response:
             if close is not None:
                 close()
         finally:
-            if not self._recorded:
-                self._recorded = True
+            record, self._record = self._record, None
+            if record is not None:
                 # An exception while streaming means the client did not get a whole answer.
-                status = 500 if sys.exc_info()[0] is not None else self._status[0]
-                self._record(self._environ, status, self._start, self._token)
+                record(500 if sys.exc_info()[0] is not None else self._status[0])

@@ -1,25 +1,9 @@
 """The agent as a Prometheus target: a ``prometheus_client`` collector over its cumulative view.
 
-A scrape reads the running totals every series keeps and never takes a delta, so scraping
-and sending to Unleash never change what the other sees. It shows every impact metric under
-its own name with ``appName`` and ``environment`` first (as the Unleash server re-exposes
-them), the flag counts (``impactagent_flag_evaluations_total{feature, enabled}`` and
-``impactagent_flag_variants_total{feature, variant}``: the protocol counts yes/no and
-variants apart) and the agent's health. Every family yielded is marked
-(:func:`mark_agent_view`) so that a bridge reading the same registry skips it.
-
-The endpoints answer in the text format, or OpenMetrics when ``Accept`` asks for it; both
-parse: an app metric whose names clash with one before it is left out, and a histogram with
-a negative sum has no ``_sum``/``_count``.
-
->>> from impactagent import Agent
->>> agent = Agent("shop", "production")
->>> agent.counter("checkout_total", "Checkouts").inc(3)
->>> from prometheus_client import CollectorRegistry, generate_latest
->>> registry = CollectorRegistry()
->>> registry.register(AgentCollector(agent))
->>> print(generate_latest(registry).decode().splitlines()[2])
-checkout_total{appName="shop",environment="production"} 3.0
+A scrape reads the running totals and never takes a delta, so scraping and sending to Unleash
+never change what the other sees. It shows every impact metric with ``appName`` and
+``environment`` first (as the Unleash server re-exposes them), the flag counts and the
+agent's health.
 """
 
 from __future__ import annotations
@@ -45,7 +29,6 @@ from ..core.registry import MetricRegistry
 from ..core.threads import start_daemon
 
 _IDENTITY = ("appName", "environment")
-#: The agent's own families, (kind, name): their names are never an app metric's.
 _OWN_FAMILIES = (
     ("counter", "impactagent_flag_evaluations"), ("counter", "impactagent_flag_variants"),
     ("counter", "impactagent_recorded_events"), ("counter", "impactagent_dropped_events"),
@@ -55,20 +38,18 @@ _OWN_FAMILIES = (
     ("gauge", "impactagent_pending_events"),
 )
 
-
-#: Marks a family as the agent's own view: an attribute, so that any family type can carry it.
 AGENT_VIEW_MARK = "impactagent_agent_view"
 
 
 def mark_agent_view(metric: Metric) -> Metric:
-    """Mark ``metric`` as the agent's own view (returned, for ``yield``): the bridge
-    skips it, as reading the agent's totals back would send every count again."""
+    """Mark ``metric`` as the agent's own view: a bridge reading it back would send every
+    count again."""
     setattr(metric, AGENT_VIEW_MARK, True)
     return metric
 
 
 def is_agent_view(metric: Any) -> bool:
-    """Whether ``metric`` was yielded by the agent's own view (:func:`mark_agent_view`)."""
+    """Whether ``metric`` was marked by :func:`mark_agent_view`."""
     return getattr(metric, AGENT_VIEW_MARK, False) is True
 
 
@@ -97,10 +78,10 @@ class AgentCollector:
             yield mark_agent_view(metric)
 
     def counts(self) -> Iterator[Metric]:
-        """What the app counted: its impact metrics and the flag counts (summed across workers)."""
+        """What the app counted: its impact metrics and the flag counts."""
         identity = (scrub(self.agent.identity.app_name), scrub(self.agent.identity.environment))
-        # An app metric whose names clash with one shown before it (a gauge "x_total" after
-        # a counter "x") is left out, or OpenMetrics parsers would refuse the whole scrape.
+        # An app metric whose names clash with one shown before it is left out, or
+        # OpenMetrics parsers would refuse the whole scrape.
         taken = {name for kind, own in _OWN_FAMILIES for name in claimed_names(own, kind)}
         for family in self.agent.metrics.families():
             claims = claimed_names(family.name, family.kind)
@@ -173,8 +154,7 @@ def _family(family: Any, identity: Tuple[str, str]) -> Metric:
     histogram = HistogramMetricFamily(family.name, help_text, labels=labels)
     for child in family.series():
         buckets = child.cumulative_buckets()
-        # OpenMetrics forbids a negative _sum (and with it _count; the +Inf bucket says how
-        # many), as prometheus_client leaves both out when a bucket bound is negative.
+        # OpenMetrics forbids a negative _sum (and with it _count), as prometheus_client.
         total = child.sum if child.sum >= 0 else None
         histogram.add_metric(_values(identity, child), [(_le(le), n) for le, n in buckets],
                              total)
@@ -203,8 +183,8 @@ class _QuietHandler(WSGIRequestHandler):
 
 def serve_registry(registry: CollectorRegistry, port: int, addr: str = "127.0.0.1"
                    ) -> Tuple[WSGIServer, threading.Thread]:
-    """Serve ``registry`` as ``start_http_server`` does, from an agent thread: it and the
-    thread of each scrape leave SIGTERM and SIGINT to the app. Returns ``(server, thread)``."""
+    """Serve ``registry`` as ``start_http_server`` does, from agent threads, which leave
+    SIGTERM and SIGINT to the app."""
     family, _, _, _, address = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM,
                                                   flags=socket.AI_PASSIVE)[0]
 
@@ -218,8 +198,7 @@ def serve_registry(registry: CollectorRegistry, port: int, addr: str = "127.0.0.
 
 def serve(agent: Scraped, port: int, addr: str = "127.0.0.1"
           ) -> Tuple[WSGIServer, threading.Thread]:
-    """Serve ``/metrics`` for ``agent`` on ``addr:port`` (loopback by default; port 0 picks
-    a free one). Returns ``(server, thread)``; ``server.shutdown()`` stops it."""
+    """Serve ``/metrics`` for ``agent`` on ``addr:port`` (port 0 picks a free one)."""
     return serve_registry(registry_for(agent), port, addr)
 
 

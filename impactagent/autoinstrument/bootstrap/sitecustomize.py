@@ -1,10 +1,7 @@
-"""The bootstrap ``impactagent run`` puts first on ``PYTHONPATH``, imported at start-up by
-every Python process that inherits the variable.
-
-It imports only ``sys`` and ``os`` and adds one finder to ``sys.meta_path`` that does a set
-lookup per import until a watched library is imported, then hands it, once it has run, to
-:mod:`impactagent.autoinstrument.instrumentations`. A process that imports none of them
-never imports impactagent. A ``sitecustomize`` further on the path still runs.
+"""The bootstrap ``impactagent run`` puts first on ``PYTHONPATH``: one finder on
+``sys.meta_path`` hands each watched library, once imported, to
+:mod:`impactagent.autoinstrument.instrumentations`. A process that imports none of them never
+imports impactagent. A ``sitecustomize`` further on the path still runs.
 """
 
 import os
@@ -32,7 +29,6 @@ class _Loader:
 
     def exec_module(self, module: "ModuleType") -> None:
         self.loader.exec_module(module)
-        # The module is the library's own again, as if this loader had never been there.
         module.__loader__ = self.loader
         spec = getattr(module, "__spec__", None)
         if spec is not None:

@@ -1,11 +1,8 @@
 """The per-host directory the workers share: safe files, atomic replaces, one lock file.
 
-The spool's rules, for the same reason (a file here is summed into every scrape, so a planted
-one would lie): directories are ``0700`` and must be this user's; files are created ``0600``
-with ``O_EXCL | O_NOFOLLOW`` and renamed over the old one, so a reader sees a whole file;
-a file is read only when it is a regular file with one link, this user's, below
-:data:`MAX_BYTES`; :func:`locked` holds ``flock`` on ``.lock``, which the kernel releases
-when its holder dies.
+The spool's rules, as a planted file would be summed into every scrape: directories are
+``0700`` and this user's; files are created ``0600`` with ``O_EXCL | O_NOFOLLOW`` and renamed
+over the old one; a file is read only when it is a regular file with one link, this user's.
 """
 
 from __future__ import annotations
@@ -26,22 +23,17 @@ from typing import Iterator, Optional, Union
 
 logger = logging.getLogger("impactagent")
 
-#: A worker's published view is a few kB; a file far larger was not written by one.
 MAX_BYTES = 16_000_000
 
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
-_OPEN = os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _CLOEXEC
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 TEMP = ".tmp"
 _LOCK = ".lock"
 
 
 def default_directory(app_name: str, environment: str) -> Path:
     """``<tmp>/impactagent-<uid>/prometheus-<hint>-<digest>``: one per user, app and
-    environment on the host. The per-user folder must be a private directory of this
-    user's (another user could have made it first in a shared ``/tmp``): else OSError."""
+    environment. OSError unless the per-user folder is private (in a shared ``/tmp``)."""
     mine = Path(tempfile.gettempdir()) / f"impactagent-{os.geteuid()}"
     try:
         mine.mkdir(mode=0o700)
@@ -56,8 +48,7 @@ def default_directory(app_name: str, environment: str) -> Path:
 
 
 def folder_key(app_name: str, environment: str) -> str:
-    """``<hint>-<digest>``: a file name that only this app and environment give (the hint,
-    for people listing the folder, may be shared; the digest tells pairs apart)."""
+    """``<hint>-<digest>``: a file name that only this app and environment give."""
     def hint(text: str, length: int) -> str:
         return "".join(c if c.isascii() and (c.isalnum() or c in "_.") else "_"
                        for c in text[:length])
@@ -70,7 +61,7 @@ def folder_key(app_name: str, environment: str) -> str:
 
 def prepare(directory: Union[str, os.PathLike[str]]) -> Path:
     """Create ``directory`` (and missing parents) ``0700``, or check the one there: OSError
-    when it is not this user's (another could have made it, to feed every scrape)."""
+    when it is not this user's."""
     path = Path(directory)
     try:
         path.mkdir(mode=0o700, parents=True)
@@ -94,9 +85,8 @@ def prepare(directory: Union[str, os.PathLike[str]]) -> Path:
 
 
 def recreate(directory: Path) -> None:
-    """Make ``directory`` and its missing parents again (``0700``) after it was removed
-    while in use. Stricter than :func:`prepare`, as no admin chose what is there now: each
-    must be a real private directory of this user's, or OSError."""
+    """Make ``directory`` and its missing parents again after it was removed while in use;
+    stricter than :func:`prepare`, as no admin chose what is there now."""
     missing = []
     path = directory
     while not os.path.lexists(path) and path != path.parent:
@@ -110,9 +100,9 @@ def recreate(directory: Path) -> None:
 
 def _make_private(path: Path) -> None:
     """Check that ``path`` is a private directory of this user's and make it ``0700``,
-    through one descriptor opened without following a symlink: what is checked is changed."""
+    through one descriptor opened without following a symlink."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW | _CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as error:
         if error.errno in (errno.ELOOP, errno.ENOTDIR):
             raise NotADirectoryError(errno.ENOTDIR, "not a directory (a symlink?): "
@@ -171,9 +161,9 @@ def remove(path: Path) -> None:
 @contextlib.contextmanager
 def locked(directory: Path, timeout: float = 5.0) -> Iterator[None]:
     """Hold the directory's lock across processes; TimeoutError after ``timeout`` (a holder
-    stopped with SIGSTOP must not hang every scrape). Opened anew each time: ``flock``
-    belongs to an open file, which a fork would share with the child."""
-    fd = os.open(directory / _LOCK, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o600)
+    stopped with SIGSTOP must not hang every scrape). Opened anew: a fork shares the file."""
+    fd = os.open(directory / _LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
     try:
         deadline = time.monotonic() + timeout
         while True:

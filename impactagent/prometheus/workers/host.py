@@ -1,15 +1,10 @@
-"""The directory's bookkeeping: worker files, the departed total, joins and folds.
-
-``w-<pid>-<token>.json`` is one live process's view, replaced whole by it alone (a fresh
-token per process: a reused pid never writes over a dead worker's file); ``departed.json``
-holds what the dead counted, the names of the files folded into it, and the parents that
-still ran; ``.lock`` is held while the directory is joined, folded or read.
+"""The directory's bookkeeping: ``w-<pid>-<token>.json`` per live process, ``departed.json``
+(what the dead counted, the files folded into it, their parents that still ran), ``.lock``.
 
 A **fold** adds the dead writers' files to ``departed.json``, writes it, then removes them;
-readers skip the names it lists, so an interrupted fold never counts a file twice. A
-**join** (a process's first publish) starts a new generation, removing the files, when no
-writer and no writer's parent still runs (a previous deploy's files); otherwise it folds
-and the totals continue.
+readers skip the names it lists, so an interrupted fold never counts a file twice. A **join**
+(a process's first publish) starts a new generation when no writer and no writer's parent
+still runs (a previous deploy's files); otherwise it folds and the totals continue.
 """
 
 from __future__ import annotations
@@ -61,7 +56,8 @@ class Gathered(NamedTuple):
 
 
 def worker_name(pid: int) -> str:
-    """A new file name for process ``pid`` (a fresh token each time)."""
+    """A new file name for process ``pid`` (a fresh token: a reused pid never writes over a
+    dead worker's file)."""
     return f"w-{pid}-{secrets.token_hex(6)}.json"
 
 
@@ -71,21 +67,19 @@ def encode(stamp: process.Stamp, counts: List[Plain], health: List[Plain]) -> by
 
 
 class Host:
-    """One shared directory (see the module docstring)."""
+    """One shared directory."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._warned_foreign = False
         self._warned_removed = False
 
-    # -- one process's own file --------------------------------------------------------------
-
     def publish(self, name: str, data: bytes) -> None:
-        """Replace this process's file (raises :class:`OSError`: the caller counts it)."""
+        """Replace this process's file."""
         self._in_directory(lambda: files.replace(self.path / name, data))
 
     def has(self, name: str) -> bool:
-        """Whether this process's file is there (a cleaner of /tmp may have removed it)."""
+        """Whether this process's file is there (a cleaner of /tmp may remove it)."""
         return os.path.lexists(self.path / name)
 
     def join(self, here: process.Stamp) -> None:
@@ -94,12 +88,10 @@ class Host:
 
     def _join(self, here: process.Stamp) -> None:
         with files.locked(self.path):
-            departed = self._departed()
-            published = self._workers(here, departed.absorbed)
-            judged = [p for p in published if process.judgeable(p.stamp, here)]
-            if (any(process.alive(p.stamp, here) or process.parent_alive(p.stamp, here)
-                    for p in judged)
-                    or any(process.runs(parent, here) for parent in departed.parents)):
+            departed, _, judged = self._read(here)
+            parents = departed.parents + [process.parent(p.stamp) for p in judged]
+            if (any(process.alive(p.stamp, here) for p in judged)
+                    or any(process.runs(parent, here) for parent in parents)):
                 self._fold(here, departed, judged)
                 return
             for p in judged:
@@ -107,17 +99,13 @@ class Host:
             files.remove(self.path / DEPARTED)
             self._remove_orphaned_temporaries(here)
 
-    # -- a scrape ----------------------------------------------------------------------------
-
     def gather(self, here: process.Stamp) -> Gathered:
         """Fold what is dead, then add up the departed total and every live file."""
         return self._in_directory(lambda: self._gather(here))
 
     def _gather(self, here: process.Stamp) -> Gathered:
         with files.locked(self.path):
-            departed = self._departed()
-            published = self._workers(here, departed.absorbed)
-            judged = [p for p in published if process.judgeable(p.stamp, here)]
+            departed, published, judged = self._read(here)
             if len(judged) < len(published) and not self._warned_foreign:
                 self._warned_foreign = True
                 logger.warning("impactagent: %s holds files from another pid namespace "
@@ -131,11 +119,17 @@ class Host:
             health.add(p.health, extra=(("pid", str(p.stamp.pid)),))
         return Gathered(counts, health)
 
-    # -- the directory itself ----------------------------------------------------------------
+    def _read(self, here: process.Stamp
+              ) -> Tuple[Departed, List[Published], List[Published]]:
+        """``departed.json``, the files not folded into it, and those this process can judge."""
+        departed = self._departed()
+        published = self._workers(departed.absorbed)
+        return departed, published, [p for p in published
+                                     if process.judgeable(p.stamp, here)]
 
     def _in_directory(self, action: Callable[[], _T]) -> _T:
         """Do ``action``; if the directory is gone (a cleaner of /tmp), make it again and do
-        it once more: live workers publish again, the departed total starts from zero."""
+        it once more."""
         try:
             return action()
         except FileNotFoundError:
@@ -149,21 +143,23 @@ class Host:
                            "counters may go down once)", self.path)
         return action()
 
-    # -- the departed total ------------------------------------------------------------------
-
     def _fold(self, here: process.Stamp, departed: Departed, judged: List[Published]
               ) -> Tuple[List[Published], List[Plain]]:
-        """Fold the dead among ``judged`` into ``departed.json``; return the live files and
-        the departed counts to add (the old ones, if the write failed)."""
+        """Fold the dead among ``judged``; return the live files and the departed counts."""
         live = [p for p in judged if process.alive(p.stamp, here)]
         dead = [p for p in judged if p not in live]
         if not dead and not departed.absorbed:
             return live, departed.counts
-        totals = _departed_totals(departed, dead)
+        totals = Totals()
+        for counts in [departed.counts, *(p.counts for p in dead)]:
+            totals.add(counts, gauges=False)
         names = [p.path.name for p in dead]
         # Names whose files are gone need no remembering: nobody can read them twice.
         kept = [n for n in departed.absorbed if (self.path / n).exists()] + names
-        parents = _running_parents(here, departed, dead)
+        # The parents that still run (a gunicorn master): while one does, a join continues.
+        parents = [parent for parent in dict.fromkeys(
+            departed.parents + [process.parent(p.stamp) for p in dead])
+            if process.runs(parent, here)]
         if (dead or kept != departed.absorbed) and not self._write_departed(kept, totals,
                                                                               parents):
             return judged, departed.counts
@@ -174,7 +170,6 @@ class Host:
 
     def _write_departed(self, absorbed: List[str], totals: Totals,
                         parents: List[process.Parent]) -> bool:
-        """Replace ``departed.json``; False (and a warning) if it could not be written."""
         try:
             files.replace(self.path / DEPARTED, json.dumps(
                 {"v": VERSION, "absorbed": absorbed, "counts": totals.plain(),
@@ -195,7 +190,7 @@ class Host:
             [a for a in absorbed if isinstance(a, str)] if isinstance(absorbed, list) else [],
             _parents(document.get("parents")))
 
-    def _workers(self, here: process.Stamp, absorbed: List[str]) -> List[Published]:
+    def _workers(self, absorbed: List[str]) -> List[Published]:
         published = []
         for path in sorted(self.path.iterdir()):
             if not _WORKER.match(path.name) or path.name in absorbed:
@@ -217,8 +212,7 @@ class Host:
         return published
 
     def _remove_orphaned_temporaries(self, here: process.Stamp) -> None:
-        """Remove temporary files a killed writer left: the departed total's, and those of a
-        worker whose pid no longer runs (call under the lock)."""
+        """Remove the temporary files of killed writers (call under the lock)."""
         for path in self.path.iterdir():
             match = _TEMPORARY.match(path.name)
             if match is None:
@@ -228,28 +222,7 @@ class Host:
                 files.remove(path)
 
 
-def _departed_totals(departed: Departed, dead: List[Published]) -> Totals:
-    """The departed counts plus those of the workers just found dead, without gauges."""
-    totals = Totals()
-    totals.add(departed.counts, gauges=False)
-    for p in dead:
-        totals.add(p.counts, gauges=False)
-    return totals
-
-
-def _running_parents(here: process.Stamp, departed: Departed, dead: List[Published]
-                     ) -> List[process.Parent]:
-    """Parents that still run (a gunicorn master), of the departed and the newly dead: while
-    one does, a join continues the totals."""
-    parents: List[process.Parent] = []
-    for parent in departed.parents + [process.parent(p.stamp) for p in dead]:
-        if parent not in parents and process.runs(parent, here):
-            parents.append(parent)
-    return parents
-
-
 def _parents(recorded: Any) -> List[process.Parent]:
-    """The well-formed parents a ``departed.json`` remembers."""
     parents = []
     for entry in recorded if isinstance(recorded, list) else []:
         if (isinstance(entry, list) and len(entry) == 4

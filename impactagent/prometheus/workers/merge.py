@@ -1,9 +1,6 @@
-"""Families as plain data, and their sum: what a worker's file holds and what a scrape adds.
-
-A family is written as ``[name, type, help, [[sample name, {labels}, value], ...]]`` and
-summed sample by sample. The first worker read decides a family's type and help; one that
-disagrees (a rolling deploy) has that family left out. A histogram series whose ``_count``
-is not its ``+Inf`` bucket (a worker left both out, for a negative sum) shows neither.
+"""Families as plain data, ``[name, type, help, [[sample, {labels}, value], ...]]``, and
+their sum sample by sample. The first worker read decides a family's type and help; one that
+disagrees (a rolling deploy) has that family left out.
 """
 
 from __future__ import annotations
@@ -12,7 +9,6 @@ from typing import Any, Dict, Iterable, Iterator, List, Set, Tuple
 
 from prometheus_client.metrics_core import Metric
 
-#: One family as written to a file: name, type, help, samples.
 Plain = List[Any]
 _Key = Tuple[str, Tuple[Tuple[str, str], ...]]
 _KINDS = ("counter", "gauge", "histogram")
@@ -25,22 +21,15 @@ def to_plain(metrics: Iterable[Metric]) -> List[Plain]:
 
 
 class Totals:
-    """Families added up, in the order first seen.
-
-    >>> totals = Totals()
-    >>> totals.add([["hits", "counter", "Hits", [["hits_total", {"route": "/"}, 2]]]])
-    >>> totals.add([["hits", "counter", "Hits", [["hits_total", {"route": "/"}, 3]]]])
-    >>> [(s.name, s.labels, s.value) for m in totals.metrics() for s in m.samples]
-    [('hits_total', {'route': '/'}, 5.0)]
-    """
+    """Families added up, in the order first seen."""
 
     def __init__(self) -> None:
         self._families: Dict[str, Tuple[str, str, Dict[_Key, float]]] = {}
 
     def add(self, families: Iterable[Plain], *, gauges: bool = True,
             extra: Tuple[Tuple[str, str], ...] = ()) -> None:
-        """Add one worker's families (``gauges=False``: without gauges; ``extra``: labels for
-        each sample, as a ``pid``). Malformed entries are skipped: a file is never trusted."""
+        """Add one worker's families (``extra``: labels for each sample, as a ``pid``).
+        Malformed entries are skipped: a file is never trusted."""
         for family in families:
             try:
                 name, kind, help_text, samples = family
@@ -75,7 +64,8 @@ class Totals:
 
 
 def _unsound_counts(values: Dict[_Key, float]) -> Set[_Key]:
-    """The ``_sum``/``_count`` samples of series whose count is not the +Inf bucket's."""
+    """The ``_sum``/``_count`` samples of series whose count is not the +Inf bucket's (a
+    worker left both out, for a negative sum)."""
     infinite: Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float] = {}
     for (sample, labels), value in values.items():
         if sample.endswith("_bucket") and ("le", "+Inf") in labels:

@@ -1,10 +1,8 @@
-"""Who wrote a file, and whether that process still runs: the test a fold depends on.
+"""Who wrote a file, and whether that process still runs.
 
-Pids are reused, so a file is stamped with its writer's start time (``/proc/<pid>/stat``)
-and the boot id: a pid that runs now but started at another time, or a file from an earlier
-boot, is a dead writer's. Without ``/proc`` a live pid is taken at its word (a reused pid
-only delays a fold). A file from another pid namespace cannot be judged here: it is never
-folded or removed.
+Pids are reused, so a file is stamped with its writer's start time and the boot id. Without
+``/proc`` a live pid is taken at its word (a reused pid only delays a fold). A file from
+another pid namespace cannot be judged here: it is never folded or removed.
 """
 
 from __future__ import annotations
@@ -19,20 +17,15 @@ class Stamp(NamedTuple):
     """What a file says about the process that wrote it."""
 
     pid: int
-    #: Clock ticks since boot when the process started; None where unknown.
-    started: Optional[int]
-    #: The process that started it (the gunicorn master, say), and when that started.
-    parent: int
+    started: Optional[int]  # clock ticks since boot; None where unknown
+    parent: int  # the process that started it (the gunicorn master, say)
     parent_started: Optional[int]
-    #: The boot this process runs in (Linux ``boot_id``; the host name elsewhere).
-    boot: str
-    #: The pid namespace the pid means something in ("" where unknown).
-    namespace: str
+    boot: str  # Linux ``boot_id``; the host name elsewhere
+    namespace: str  # the pid namespace ("" where unknown)
 
 
 def _stat_fields(pid: int) -> Optional[List[str]]:
-    """``/proc/<pid>/stat`` from field 3 (the state) on, or None; split after the command
-    name, which may hold spaces."""
+    """``/proc/<pid>/stat`` from field 3 (the state) on, or None."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -40,18 +33,11 @@ def _stat_fields(pid: int) -> Optional[List[str]]:
     return stat[stat.rindex(")") + 2:].split()
 
 
-def _started(pid: int) -> Optional[int]:
-    fields = _stat_fields(pid)
+def _started(fields: Optional[List[str]]) -> Optional[int]:
     try:
         return int(fields[19]) if fields is not None else None  # field 22: starttime
     except (IndexError, ValueError):
         return None
-
-
-def _ended(pid: int) -> bool:
-    """A zombie or dead process: its pid still answers ``kill(pid, 0)``, but it is gone."""
-    fields = _stat_fields(pid)
-    return fields is not None and bool(fields) and fields[0] in ("Z", "X")
 
 
 def _boot() -> str:
@@ -71,12 +57,12 @@ def _namespace() -> str:
 def current() -> Stamp:
     """This process's stamp (read again after a fork: the pid and start time change)."""
     pid, parent = os.getpid(), os.getppid()
-    return Stamp(pid, _started(pid), parent, _started(parent), _boot(), _namespace())
+    return Stamp(pid, _started(_stat_fields(pid)), parent, _started(_stat_fields(parent)),
+                 _boot(), _namespace())
 
 
 def judgeable(stamp: Stamp, here: Stamp) -> bool:
-    """Whether this process can tell if ``stamp``'s writer lives: same pid namespace, or an
-    earlier boot."""
+    """Whether this process can tell if ``stamp``'s writer lives."""
     return stamp.boot != here.boot or stamp.namespace == here.namespace
 
 
@@ -88,8 +74,8 @@ def alive(stamp: Stamp, here: Stamp) -> bool:
 
 
 class Parent(NamedTuple):
-    """The process that started a writer (a gunicorn master): while it runs, its next
-    worker continues the totals."""
+    """The process that started a writer: while it runs, its next worker continues the
+    totals."""
 
     pid: int
     started: Optional[int]
@@ -98,18 +84,12 @@ class Parent(NamedTuple):
 
 
 def parent(stamp: Stamp) -> Parent:
-    """The parent of ``stamp``'s writer (its pid means something in the writer's namespace)."""
     return Parent(stamp.parent, stamp.parent_started, stamp.boot, stamp.namespace)
 
 
-def parent_alive(stamp: Stamp, here: Stamp) -> bool:
-    """Whether the process that started ``stamp``'s writer still runs."""
-    return runs(parent(stamp), here)
-
-
 def runs(started_by: Parent, here: Stamp) -> bool:
-    """Whether a remembered parent still runs: never one of another boot or pid namespace,
-    nor init or a container's first process, which outlive every deploy."""
+    """Whether a remembered parent still runs: never init or a container's first process,
+    which outlive every deploy."""
     if (started_by.boot != here.boot or started_by.namespace != here.namespace
             or started_by.pid <= 1):
         return False
@@ -122,10 +102,11 @@ def _runs(pid: int, started: Optional[int]) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        pass  # another user's process has that pid now: the start time below tells
-    if _ended(pid):
-        return False
+        pass  # another user's process has that pid now: the start time tells
+    fields = _stat_fields(pid)
+    if fields and fields[0] in ("Z", "X"):
+        return False  # a zombie or dead process still answers kill(pid, 0)
     if started is None:
         return True
-    now = _started(pid)
+    now = _started(fields)
     return now is None or now == started

@@ -1,12 +1,8 @@
 """One worker's part in the shared view: publish its counts, answer scrapes with the sum.
 
-:class:`WorkersView` publishes its agent's cumulative view to its file in the shared
-directory every ``publish_interval`` seconds (when it changed), at every scrape it answers,
-and at a normal exit. A scrape shows the answering worker as of now and the others as of
-their last publish; every file only grows, so no scrape shows a counter lower than before.
-:class:`DirectoryCollector` reads the directory without an agent (the gunicorn master, a
-sidecar). A server that forks without Python's hooks must call
-:meth:`WorkersView.after_fork` in the child, as it calls ``Agent.after_fork``.
+A worker publishes every ``publish_interval`` seconds (when its counts changed), at every
+scrape it answers and at a normal exit. :class:`DirectoryCollector` reads the directory
+without an agent (the gunicorn master, a sidecar).
 """
 
 from __future__ import annotations
@@ -34,13 +30,12 @@ from .merge import to_plain
 
 logger = logging.getLogger("impactagent")
 
-#: Even unchanged, a file is rewritten this often, so that a cleaner of /tmp never takes it.
+# Even unchanged, a file is rewritten this often, so that a cleaner of /tmp never takes it.
 _REFRESH_SECONDS = 3600.0
 
 
 class DirectoryCollector:
-    """A ``prometheus_client`` collector over a shared directory: the sum over its workers,
-    the files of those gone folded into the departed total first."""
+    """A ``prometheus_client`` collector over a shared directory: the sum over its workers."""
 
     def __init__(self, directory: Union[str, os.PathLike[str]]) -> None:
         self.host = Host(files.prepare(directory))
@@ -51,7 +46,6 @@ class DirectoryCollector:
 
     def collect(self) -> Iterator[Metric]:
         gathered = self.host.gather(process.current())
-        # Marked as the agent's own view: a bridge on the same registry must skip them.
         for metric in gathered.counts.metrics():
             yield mark_agent_view(metric)
         for metric in gathered.health.metrics():
@@ -84,8 +78,6 @@ class WorkersView:
     def directory(self) -> Path:
         return self.collector.directory
 
-    # -- publishing --------------------------------------------------------------------------
-
     def _start_in_this_process(self) -> None:
         self._pid = os.getpid()
         self._stamp = process.current()
@@ -99,7 +91,7 @@ class WorkersView:
 
     def publish(self) -> bool:
         """Write this process's counts to its file now; False (logged once) if the disk
-        refused: the file keeps its earlier counts until a publish succeeds."""
+        refused."""
         if os.getpid() != self._pid:
             self.after_fork()  # forked without Python's hooks
         with self._lock:
@@ -134,21 +126,18 @@ class WorkersView:
                 logger.exception("impactagent: publishing the workers' view failed")
 
     def stop(self) -> None:
-        """Stop the thread and publish one last time; the next scrape folds the file."""
+        """Stop the thread and publish one last time."""
         self._stopping.set()
         self.publish()
 
     def after_fork(self) -> None:
-        """In a forked child: a file and a thread of its own (the counts are the child's)."""
+        """In a child forked without Python's hooks: a file and a thread of its own."""
         if os.getpid() != self._pid:
             self._start_in_this_process()
 
     def _publish_when_child_ends(self) -> None:
-        """Publish once more when this multiprocessing child ends normally."""
         multiprocessing.util.Finalize(None, _call, args=(weakref.ref(self), "stop"),
                                       exitpriority=100)
-
-    # -- scraping ----------------------------------------------------------------------------
 
     def collect(self) -> Iterator[Metric]:
         """The sum over the workers, this one's counts as of now."""
@@ -177,7 +166,7 @@ class WorkersView:
 def serve_directory(directory: Union[str, os.PathLike[str]], port: int, addr: str = "127.0.0.1"
                     ) -> Any:
     """Serve the sum over a directory's workers on ``addr:port`` from a process with no
-    agent (the gunicorn master, in ``when_ready``; a sidecar). Returns the server."""
+    agent (the gunicorn master, in ``when_ready``; a sidecar)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DirectoryCollector(directory))
     server, _thread = serve_registry(registry, port, addr)
