@@ -6,8 +6,7 @@ import random
 from dataclasses import dataclass
 from typing import Optional
 
-#: Failures past this many double no further (2.0 ** 1024 overflows).
-_MAX_DOUBLINGS = 64
+_MAX_DOUBLINGS = 64  # 2.0 ** 1024 overflows
 
 
 @dataclass(frozen=True)
