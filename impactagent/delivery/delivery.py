@@ -13,8 +13,7 @@ import json
 import logging
 import threading
 import time
-from collections import deque
-from typing import TYPE_CHECKING, Callable, Deque, List, NamedTuple, Optional, Set, Tuple, Union
+from typing import TYPE_CHECKING, Callable, List, NamedTuple, Optional, Set, Tuple, Union
 
 import tenacity
 
@@ -86,8 +85,8 @@ class _Run:
     """One flush in progress: its deadline (close may bring it forward), its attempts per
     body (None: until the deadline), and its counts."""
 
-    def __init__(self, deadline: float, interrupt: threading.Event,
-                 attempts: Optional[int]) -> None:
+    def __init__(self, deadline: float, interrupt: threading.Event, attempts: Optional[int]
+                 ) -> None:
         self.deadline = deadline
         self.stopping = interrupt
         self.attempts = attempts
@@ -110,12 +109,10 @@ class _Run:
         self.stopping.set()
 
     def tries_no_more(self, attempts: int, wait: float) -> bool:
-        """Whether this run stops after ``attempts``, the next one ``wait`` seconds away."""
         return (self.stopping.is_set() or time.monotonic() + wait >= self.deadline
                 or (self.attempts is not None and attempts >= self.attempts))
 
     def pause(self, seconds: float) -> None:
-        """Sleep between retries, waking at once when close() sets ``stopping``."""
         self.stopping.wait(seconds)
 
     def result(self, skipped: str = "") -> FlushResult:
@@ -128,16 +125,10 @@ class RefusalNotice:
     registration) explains it at length, the other says briefly it was refused too."""
 
     def __init__(self) -> None:
-        self._told = False
-        self._lock = threading.Lock()
+        self._told = threading.Lock()  # held once told: an atomic test-and-set
 
     def first_to_tell(self) -> bool:
-        with self._lock:
-            first, self._told = not self._told, True
-            return first
-
-    def reset_after_fork(self) -> None:
-        self._lock = threading.Lock()
+        return self._told.acquire(blocking=False)
 
 
 class Delivery:
@@ -163,14 +154,10 @@ class Delivery:
         self.calls = CallThread("impactagent-sender")  # every POST, so that deadlines hold
         self.health = Health(transport.metrics_url)
         self.unauthorized: Optional[int] = None  # 401/403: sending stops until reconfigured
-        #: No paced flush sends before this ``time.monotonic()``: the server's Retry-After,
-        #: from any answer, late ones too.
-        self.not_before = 0.0
-        #: Once close() began, what is not delivered is spooled or counted, never merged back.
-        self.closing = False
+        self.not_before = 0.0  # no paced flush sends before this: the server's Retry-After
+        self.closing = False  # once set, nothing is merged back into the recorder
         self.closed = False
-        #: Once SIGTERM came, the time by which close's last flush ends: a flush that begins
-        #: after it, or that waited for its turn meanwhile, sends nothing.
+        #: Once SIGTERM came, the time by which close's last flush ends.
         self.ending: Optional[float] = None
         self._lock = threading.Lock()  # one flush at a time
         self._parcels = Parcels()
@@ -179,14 +166,12 @@ class Delivery:
     def flush(self, deadline: float, interrupt: Optional[threading.Event] = None, *,
               attempts: Optional[int] = None) -> FlushResult:
         """Run one flush that ends by ``deadline`` (``time.monotonic()``), trying each body
-        ``attempts`` times (None: until the deadline); ``interrupt`` stops further retries.
-        """
+        ``attempts`` times (None: until the deadline); ``interrupt`` stops further retries."""
         if self.closed:
             return FlushResult(skipped="the agent is closed")
-        # Waiting for the turn ends with SIGTERM too: this flush holds nothing yet.
         while not self._lock.acquire(timeout=min(max(deadline - time.monotonic(), 0),
                                                  _TURN_RECHECK_SECONDS)):
-            if self.ending is not None or time.monotonic() >= deadline:
+            if self.ending is not None or time.monotonic() >= deadline:  # SIGTERM ends it too
                 return FlushResult(timed_out=True, skipped="another flush is still running")
         try:
             if self.closing:  # close() began while this flush waited for its turn
@@ -212,20 +197,17 @@ class Delivery:
         if self.unauthorized is not None:
             return run.result(skipped=f"stopped after HTTP {self.unauthorized}")
         try:
-            # A body an earlier flush left in flight is taken back (possibly duplicated) once
-            # its call is stuck: until then this flush's POSTs would queue behind it anyway.
+            # A body left in flight is taken back once its call is stuck: until then this
+            # flush's POSTs would queue behind it anyway.
             self._parcels.wait_answered(
                 lambda: time.monotonic() if run.stopping.is_set() else run.deadline)
             self._take_all(close=False)
-            # The flusher's flushes (a limit on attempts) keep to the server's Retry-After;
-            # an app's flush is its call.
+            # The flusher's flushes (a limit on attempts) keep to the server's Retry-After.
             paced_out = run.attempts is not None and time.monotonic() < self.not_before
-            # If the server is not taking the spool's backlog, keep the new window as well.
             backlog_sent = not paced_out and (self.spool is None or self._replay_spool(run))
             for parcel in self._collect(run):
                 if not backlog_sent or run.kept or self.unauthorized is not None:
-                    # It failed a moment ago: do not hammer it.
-                    if self._parcels.settle(parcel) in (OPEN, SENDING):  # unless taken
+                    if self._parcels.settle(parcel) in (OPEN, SENDING):  # not taken by close
                         self._keep(parcel, run)
                 else:
                     self._send(parcel, run)
@@ -237,7 +219,6 @@ class Delivery:
         return run.result()
 
     def _collect(self, run: _Run) -> List[Parcel]:
-        """Collect and build the bodies; if building fails, the snapshot goes back whole."""
         collected = self._parcels.collect(self.recorder.collect)
         if collected is None:
             return []  # closed meanwhile: close() sets the rest aside
@@ -272,9 +253,8 @@ class Delivery:
             self._send(half, run)
 
     def _post(self, parcel: Parcel, run: _Run) -> Outcome:
-        """POST the parcel's body within the run's deadline, retrying a ``RETRY`` until the
-        run's deadline or attempts are spent; never while an earlier attempt may still be
-        in flight, nor after a redirect (it will not go away within one flush)."""
+        """POST the parcel's body, retrying until the run's deadline or attempts are spent;
+        never while an earlier attempt may be in flight, nor after a redirect."""
         def count_retry(state: tenacity.RetryCallState) -> None:
             run.retries += 1
             self.ledger.add("retries")
@@ -283,18 +263,15 @@ class Delivery:
             retry=tenacity.retry_if_result(lambda outcome: (
                 outcome.kind == RETRY and not is_redirect(outcome.status)
                 and parcel.in_flight is None)),
-            wait=lambda state: RETRIES.wait(state.attempt_number,
-                                            _last(state).retry_after or 0.0),
+            wait=lambda state: RETRIES.wait(state.attempt_number, _last(state).retry_after or 0.0),
             stop=lambda state: run.tries_no_more(state.attempt_number, state.upcoming_sleep),
-            sleep=run.pause, before_sleep=count_retry,
-            retry_error_callback=_last,
+            sleep=run.pause, before_sleep=count_retry, retry_error_callback=_last,
         )(self._attempt, parcel, run)
         if outcome.kind == RETRY and time.monotonic() >= run.deadline:
             run.timed_out = True
         return outcome
 
     def _attempt(self, parcel: Parcel, run: _Run) -> Outcome:
-        """One attempt, counted; a spooled body's claim is renewed first."""
         if time.monotonic() >= run.deadline:
             return Outcome(RETRY, detail="flush deadline reached")
         if parcel.claim is not None and self.spool is not None:
@@ -316,12 +293,10 @@ class Delivery:
             self.not_before = max(self.not_before, time.monotonic() + outcome.retry_after)
 
     def _call(self, parcel: Parcel, run: _Run) -> Outcome:
-        """One POST that ends by ``request_timeout`` and by the run's deadline."""
         body = parcel.payload.body
         own_deadline = time.monotonic() + self.request_timeout
         timeout = max(min(own_deadline, run.deadline) - time.monotonic(), 0.001)
-        # The transport's own timeout says more (a read timeout): it gets a moment's grace.
-        how, job = self.calls.call(
+        how, job = self.calls.call(  # the transport's own timeout, saying more, comes first
             lambda: checked(lambda: self.transport.post(body, timeout), self.transport,
                             self._transport_faults, self.redact),
             lambda: min(own_deadline, run.deadline) + ANSWER_GRACE_SECONDS)
@@ -333,9 +308,8 @@ class Delivery:
         return job.result
 
     def _settle(self, parcel: Parcel, outcome: Outcome, run: _Run) -> List[Parcel]:
-        """Account for ``parcel`` after ``outcome``; return the halves to send (413). A body
-        whose POST got no answer by the deadline stays in flight: a late 2xx is a delivery,
-        not a body kept and sent again."""
+        """Account for ``parcel``; the halves to send (413). A body with no answer by the
+        deadline stays in flight: a late 2xx is a delivery, not a body kept and resent."""
         job = parcel.in_flight
         if job is not None:
             run.kept += 1
@@ -347,8 +321,7 @@ class Delivery:
         self._heed(outcome)
         self._answered(parcel, outcome, _Run.late())
 
-    def _answered(self, parcel: Parcel, outcome: Optional[Outcome], run: _Run
-                  ) -> List[Parcel]:
+    def _answered(self, parcel: Parcel, outcome: Optional[Outcome], run: _Run) -> List[Parcel]:
         """Settle a body by its answer (None: the late call raised); the halves of a 413."""
         before = self._parcels.settle(parcel)
         if before == TAKEN:  # close kept it while its POST was in flight
@@ -371,7 +344,6 @@ class Delivery:
         return []
 
     def _account(self, parcel: Parcel, kind: str, outcome: Outcome, run: _Run) -> None:
-        """The body's last word: delivered, dropped (400, or 413 alone) or kept."""
         if kind in (DELIVERED, REJECTED, TOO_LARGE):
             self._done_with(parcel)
         if kind == DELIVERED:
@@ -379,8 +351,7 @@ class Delivery:
             run.events += parcel.events
             self.ledger.delivered(parcel.events)
         elif kind == REJECTED:
-            # Counted before it is logged: a signal can arrive while a line is written.
-            run.dropped += 1
+            run.dropped += 1  # counted before it is logged: a signal may come meanwhile
             self.drops.add("rejected_by_server", parcel.events,
                            detail=self.transport.metrics_url, explained=True)
             logger.error(
@@ -400,8 +371,7 @@ class Delivery:
                 self._tell_refused(outcome)
 
     def _split(self, parcel: Parcel, halves: List[Payload], run: _Run) -> List[Parcel]:
-        """A 413: the halves take the body's place. A spooled body's halves are spooled
-        (then its file removed), to be sent by the next replay; others are sent now."""
+        """A 413: the halves take the body's place (a spooled body's go to the spool)."""
         if parcel.claim is None:
             return [self._parcels.open(half) for half in halves]
         assert self.spool is not None
@@ -412,14 +382,11 @@ class Delivery:
         return []
 
     def _done_with(self, parcel: Parcel) -> None:
-        """A spooled body that was delivered or dropped leaves the spool."""
         if (parcel.claim is not None and self.spool is not None
-                and not self.spool.remove(parcel.claim)):
-            # Our lease ran out mid-send: another process may send this body again.
+                and not self.spool.remove(parcel.claim)):  # our lease ran out mid-send
             self.ledger.add(POSSIBLY_DUPLICATED, parcel.events)
 
     def _keep(self, parcel: Parcel, run: Optional[_Run]) -> None:
-        """Hold on to a body that was not delivered (see :meth:`_keep_body`)."""
         kept_as = parcel.kept_as = self._keep_body(parcel, final=self.closing)
         if run is not None:
             if kept_as is None and parcel.claim is None and self.spool is not None:
@@ -428,8 +395,7 @@ class Delivery:
                 run.kept += 1
 
     def _keep_body(self, parcel: Parcel, *, final: bool) -> Union[SpoolEntry, str, None]:
-        """Spool the body (a spool file goes back in the queue), or merge it back into the
-        recorder; ``final`` (closing): spool it or count it as not delivered."""
+        """Spool the body, or merge it back into the recorder (``final``: count it)."""
         if parcel.claim is not None and self.spool is not None:
             return self.spool.release(parcel.claim)
         payload = parcel.payload
@@ -442,11 +408,9 @@ class Delivery:
         self._count_not_delivered(parcel.events)
         return NOT_DELIVERED_BY_CLOSE
 
-    def _answer_taken(self, parcel: Parcel, outcome: Optional[Outcome], *, late: bool
-                      ) -> None:
-        """The answer to a body taken while its POST was in flight. The taking counted it as
-        possibly duplicated, and so did its attempt if the answer came in time unsure: one
-        count goes. A sure answer is settled once the taker has kept the body."""
+    def _answer_taken(self, parcel: Parcel, outcome: Optional[Outcome], *, late: bool) -> None:
+        """The answer to a body taken in flight: the taking and an unsure attempt both
+        counted it as possibly duplicated, so one count goes; a sure answer is settled."""
         sure = outcome is not None and not outcome.maybe_delivered
         if not late and not sure:
             self.ledger.add(POSSIBLY_DUPLICATED, -parcel.events)
@@ -454,8 +418,7 @@ class Delivery:
             self._late_answer(parcel, outcome)
 
     def _late_answer(self, parcel: Parcel, outcome: Optional[Outcome]) -> None:
-        """The answer to a body already kept. Delivered: the keeping is undone where it can
-        be; where not, the body goes out again, counted as possibly duplicated."""
+        """The answer to a body already kept: a delivery undoes the keeping where it can."""
         delivered = outcome is not None and outcome.kind == DELIVERED
         if delivered:
             self.ledger.delivered(parcel.events)
@@ -481,19 +444,17 @@ class Delivery:
             running.hurry(halfway)
         got_lock = self._lock.acquire(timeout=max(halfway - time.monotonic(), 0))
         try:
-            # An answer that comes by halfway settles its body for sure.
-            self._parcels.wait_answered(
+            self._parcels.wait_answered(  # an answer heard by halfway settles its body
                 lambda: time.monotonic() if self.ending is not None else halfway)
             taken = self._take_all(close=False)
-            last = self._running = _Run(deadline, threading.Event(), None)  # hurry() cuts it
-            if self.ending is not None:  # SIGTERM came while close waited: it cut nothing yet
+            last = self._running = _Run(deadline, threading.Event(), None)
+            if self.ending is not None:  # SIGTERM came while close waited
                 last.hurry(self.ending)
             try:
                 result = self._flush_and_tell(last)
             except Exception:  # a bug: what it held was kept above
                 logger.exception("the last flush failed unexpectedly")
                 result = FlushResult(skipped="the last flush failed (see the log)")
-            # What the flush close cut short, or took from, could not deliver counts too.
             cut = running.result() if running is not None else FlushResult()
             if taken or cut.kept_bodies or cut.dropped_bodies:
                 result = result._replace(
@@ -511,7 +472,6 @@ class Delivery:
 
     def _close_transport(self, deadline: float) -> None:
         """The transport's ``close()``, waited for until ``deadline``: a user's may block."""
-
         def close() -> None:
             try:
                 self.transport.close()
@@ -551,14 +511,12 @@ class Delivery:
             if payload.events:  # an empty window: nothing was recorded, nothing to keep
                 events += payload.events
                 self._keep_body(Parcel(payload, None), final=True)
-        # What a collect leaves pending (flag counts held for a later hour) has no body.
-        held = self.recorder.pending_events()
+        held = self.recorder.pending_events()  # flag counts held for a later hour
         self._count_not_delivered(held)
         return events + held
 
     def _take_all(self, *, close: bool) -> List[Parcel]:
-        """Keep every parcel still open or sending; return them. Once closing, a body is
-        kept where a late 2xx can undo the keeping, never merged back."""
+        """Keep every parcel still open or sending; return them."""
         taken = []
         for parcel, sending in self._parcels.take_all(close=close):
             taken.append(parcel)
@@ -567,14 +525,13 @@ class Delivery:
                 continue
             if sending:  # its POST may still reach the server
                 self.ledger.add(POSSIBLY_DUPLICATED, parcel.events)
-            answer = self._parcels.kept(parcel,
-                                        self._keep_body(parcel, final=close or self.closing))
+            kept_as = self._keep_body(parcel, final=close or self.closing)
+            answer = self._parcels.kept(parcel, kept_as)
             if answer is not None:  # it came while the body was being kept
                 self._late_answer(parcel, answer[0])
         return taken
 
     def _keeping(self) -> str:
-        """Where bodies not delivered go now, for the log."""
         if self.spool is not None:
             later = "the next agent on it" if self.closing else "the next flushes"
             return f"spooled to {str(self.spool.directory)!r} for {later}"
@@ -594,27 +551,24 @@ class Delivery:
                      events, self.transport.metrics_url, why, NOT_DELIVERED_BY_CLOSE)
 
     def _tell_refused(self, outcome: Outcome) -> None:
-        """Say once that the server refused the token and sending stopped."""
         if not self.refusals.first_to_tell():
             logger.warning("%s answered HTTP %s too: sending stops (recording goes on) until "
                            "the agent is restarted with a valid token.",
                            self.transport.metrics_url, outcome.status)
         else:
-            logger.error(
-                "%s answered HTTP %s: the API token is missing, unknown or not a "
-                "client/backend token. Sending stops (recording goes on) until the agent is "
-                "restarted with a valid token.",
-                self.transport.metrics_url, outcome.status)
+            logger.error("%s answered HTTP %s: the API token is missing, unknown or not a "
+                         "client/backend token. Sending stops (recording goes on) until the "
+                         "agent is restarted with a valid token.",
+                         self.transport.metrics_url, outcome.status)
 
     def _replay_spool(self, run: _Run) -> bool:
         """Send spooled bodies oldest first; False if the server did not take one."""
         assert self.spool is not None
-        queue: Deque[SpoolEntry] = deque(self.spool.entries())
-        while queue:
+        for entry in self.spool.entries():
             if time.monotonic() >= run.deadline or run.stopping.is_set():
                 run.timed_out = time.monotonic() >= run.deadline
                 return False
-            claimed = self.spool.claim(queue.popleft())
+            claimed = self.spool.claim(entry)
             if claimed is None:
                 continue  # another process is sending it
             body = self.spool.read(claimed)
@@ -626,8 +580,7 @@ class Delivery:
         return True
 
     def reset_after_fork(self, ledger: DeliveryLedger, identity: Identity) -> None:
-        """In a forked child: new locks, no flush in progress, its own ledger and connection
-        (what the parent's flush held is the parent's to settle)."""
+        """In a forked child: new locks, no flush, its own ledger and connection."""
         self._lock = threading.Lock()
         self._parcels = Parcels()
         self._running = None
@@ -637,7 +590,6 @@ class Delivery:
         self.ledger = ledger
         self.identity = identity
         self.health = Health(self.transport.metrics_url)
-        self.refusals.reset_after_fork()
         try:
             self.transport.reset_after_fork(identity)
         except Exception as error:  # a user's transport: the child's reset must finish
@@ -652,7 +604,7 @@ def _last(state: tenacity.RetryCallState) -> Outcome:
 
 
 class _BuildFailed(Exception):
-    """Building bodies failed; the snapshot was restored. The message says so."""
+    """Building bodies failed; the snapshot was restored."""
 
 
 __all__: Tuple[str, ...] = ("Delivery", "FlushResult")

@@ -1,11 +1,8 @@
 """Start, flush, close, exit, SIGTERM and fork: the agent's life, and the parts it owns.
 
-``atexit`` closes the agent, so a plain exit sends the last window. After ``fork()`` the
-child starts with zero counts, new locks, session and connection id, and its own flusher if
-the parent had one; a ``multiprocessing`` child ends with ``os._exit``, so its close is
-registered with multiprocessing's own exit hooks. ``start()`` makes every import delivery
-needs before any thread of the agent's: a fork while a thread imports leaves the child an
-import lock nobody releases.
+``atexit`` closes the agent; a ``multiprocessing`` child, which ends with ``os._exit``,
+closes through multiprocessing's own exit hooks. After ``fork()`` the child starts with zero
+counts, new locks, session and connection id, and its own flusher if the parent had one.
 """
 
 from __future__ import annotations
@@ -42,8 +39,7 @@ class Lifecycle:
 
     def __init__(self, settings: Settings, recorder: Recorder,
                  transport: Optional[object] = None) -> None:
-        # Checked first, so that a wrong transport fails before any hook is registered.
-        supplied = None if transport is None else as_transport(transport)
+        supplied = None if transport is None else as_transport(transport)  # before any hook
         self.settings = settings
         self.recorder = recorder
         environment = environment_from_token(settings.api_key, settings.environment)
@@ -59,15 +55,14 @@ class Lifecycle:
         self.refusals = RefusalNotice()
         self.redact = Redactor.for_credentials(settings.api_key, settings.headers)
         self.registrar: Optional[Registrar] = None
-        self_ref = weakref.ref(self)
         # Every agent, with a url or not: a child must never report its parent's counts.
-        os.register_at_fork(after_in_child=_call_on(self_ref, Lifecycle.after_fork_in_child))
+        os.register_at_fork(
+            after_in_child=_call_on(weakref.ref(self), Lifecycle.after_fork_in_child))
         if settings.metrics_url is None and supplied is None:
             return
         if settings.spool_dir is not None:
             from .spool import DEFAULT_LEASE_SECONDS, Spool
 
-            # A claim outlives the longest POST many times.
             lease = max(DEFAULT_LEASE_SECONDS, 4 * settings.request_timeout)
             self.spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes,
                                drops=recorder.drops, lease_seconds=lease)
@@ -86,10 +81,7 @@ class Lifecycle:
             recorder, chosen, identity=self.identity, request_timeout=settings.request_timeout,
             max_payload_bytes=settings.max_payload_bytes, ledger=self.ledger, drops=recorder.drops,
             spool=self.spool, refusals=self.refusals, redact=self.redact)
-        # Run in a multiprocessing child after it clears its exit hooks.
         multiprocessing.util.register_after_fork(self, Lifecycle._close_when_child_ends)
-
-    # -- start / flush / close ---------------------------------------------------------------
 
     def start(self) -> None:
         if self.delivery is None:
@@ -178,8 +170,6 @@ class Lifecycle:
         if self.flusher is not None:
             self.close(self.settings.shutdown_timeout)
 
-    # -- fork --------------------------------------------------------------------------------
-
     def after_fork_in_child(self) -> None:
         """Reset everything a forked child must not share with its parent."""
         if os.getpid() == self._pid:
@@ -234,8 +224,8 @@ def _check_timeout(timeout: object) -> None:
 
 
 def _import_what_delivery_needs(url: str) -> None:
-    """Make on this thread the imports a first request would make lazily on another (see
-    the module): ``requests`` reads ``netrc`` (with ``shlex``), IDNA hosts need their codec."""
+    """Make here the imports a first request would make lazily on the agent's thread: a fork
+    while a thread imports leaves the child an import lock nobody releases."""
     import encodings.idna  # noqa: F401
     import netrc  # noqa: F401
     import shlex  # noqa: F401

@@ -1,10 +1,6 @@
 """Registration: ``POST {url}/client/register`` with the body the official SDKs send, so
-that an app without an SDK is listed in the admin UI.
-
-The flusher registers when it starts (a forked child again) and retries at each interval
-after a failure that may pass; never after 400, 401 or 403. It never raises;
-``register=False`` turns it off, for apps whose SDK registers already.
-"""
+that an app without an SDK is listed in the admin UI. The flusher registers when it starts
+and retries at each interval after a failure that may pass; never after 400, 401 or 403."""
 
 from __future__ import annotations
 
@@ -65,12 +61,8 @@ class Registration:
 
     def document(self) -> Dict[str, Any]:
         """The registration body, as the official SDKs send it."""
-        return {
-            **self.identity.fields(),
-            "strategies": [],
-            "started": iso_utc(self.started),
-            "interval": milliseconds(self.interval),
-        }
+        return {**self.identity.fields(), "strategies": [], "started": iso_utc(self.started),
+                "interval": milliseconds(self.interval)}
 
     def attempt(self, timeout: float) -> Optional[Outcome]:
         """POST the registration once, within ``timeout`` seconds; never raises. None when a
@@ -103,10 +95,9 @@ class Registration:
 
     def _refused(self, outcome: Outcome) -> None:
         """Count a failed attempt, and say so: once for a failure that may pass."""
-        key = str(outcome.status) if outcome.status is not None else (
-            outcome.detail.split(":")[0] or "error")
-        first = self._failed(key, f"HTTP {outcome.status}" if outcome.status is not None
-                             else key)
+        key = (str(outcome.status) if outcome.status is not None
+               else outcome.detail.split(":")[0] or "error")
+        first = self._failed(key, key if outcome.status is None else f"HTTP {outcome.status}")
         if outcome.kind in (UNAUTHORIZED, REJECTED):
             with self._lock:
                 self.stopped_by = outcome.status
@@ -123,13 +114,11 @@ class Registration:
                 outcome.detail or "(nothing)")
         elif first:
             logger.warning(
-                "registering with %s failed (%s); it is tried again at each interval until "
-                "it succeeds. Sending metrics does not depend on it (its failures are "
-                "logged apart).",
+                "registering with %s failed (%s); it is tried again at each interval until it "
+                "succeeds. Sending metrics does not depend on it (its failures are logged apart).",
                 self.transport.register_url, outcome.detail or f"HTTP {outcome.status}")
 
     def _failed(self, key: str, detail: str) -> bool:
-        """Count a failed attempt; True if it is the first."""
         with self._lock:
             first = not self.failures
             self.attempts += 1
@@ -145,7 +134,6 @@ class Registration:
 
 
 def not_registering(enabled: bool) -> Dict[str, Any]:
-    """The statistics of an agent that has not started registering (or never will)."""
     return {"enabled": enabled, "registered": False, "attempts": 0, "failures": {},
             "stopped_by_status": None, "last_error_detail": None}
 

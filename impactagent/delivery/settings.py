@@ -161,8 +161,7 @@ class Settings:
         sending = values.get("url") is not None and not own_transport
         for setting in ("api_key", "app_name") if sending else ("app_name",):
             if setting not in values:
-                variable = _UNLEASH_VARIABLES[setting]
-                raise SettingsError(f"{variable} is not set (needed for {setting})")
+                raise SettingsError(f"{_VARIABLES[setting][0]} is not set (needed for {setting})")
         try:
             return cls(**values)
         except SettingsError as error:
@@ -170,10 +169,8 @@ class Settings:
 
 
 def _from_environment(env: Mapping[str, str]) -> Dict[str, Any]:
-    values: Dict[str, Any] = {setting: env[variable]
-                              for setting, variable in _UNLEASH_VARIABLES.items()
-                              if env.get(variable)}
-    for setting, (variable, parse) in _AGENT_VARIABLES.items():
+    values: Dict[str, Any] = {}
+    for setting, (variable, parse) in _VARIABLES.items():
         raw = env.get(variable)
         if raw:
             try:
@@ -186,8 +183,7 @@ def _from_environment(env: Mapping[str, str]) -> Dict[str, Any]:
 
 def _naming_the_variable(message: str, overrides: Mapping[str, Any]) -> str:
     """``message`` led by the variable the user would have to fix, not only the setting."""
-    variables = {**_UNLEASH_VARIABLES, **{k: v for k, (v, _) in _AGENT_VARIABLES.items()}}
-    for setting, variable in variables.items():
+    for setting, (variable, _) in _VARIABLES.items():
         if message.startswith(setting) and setting not in overrides:
             return f"{variable}: {message}"
     return message
@@ -217,15 +213,12 @@ def _boolean_or_path(raw: str) -> Union[bool, str]:
     return raw
 
 
-_UNLEASH_VARIABLES = {
-    "url": "UNLEASH_URL",
-    "api_key": "UNLEASH_API_TOKEN",
-    "app_name": "UNLEASH_APP_NAME",
-    "environment": "UNLEASH_ENVIRONMENT",
-    "instance_id": "UNLEASH_INSTANCE_ID",
-}
-
-_AGENT_VARIABLES: Dict[str, Tuple[str, Callable[[str], Any]]] = {
+_VARIABLES: Dict[str, Tuple[str, Callable[[str], Any]]] = {
+    "url": ("UNLEASH_URL", str),
+    "api_key": ("UNLEASH_API_TOKEN", str),
+    "app_name": ("UNLEASH_APP_NAME", str),
+    "environment": ("UNLEASH_ENVIRONMENT", str),
+    "instance_id": ("UNLEASH_INSTANCE_ID", str),
     "flush_interval": ("IMPACTAGENT_FLUSH_INTERVAL", _number),
     "request_timeout": ("IMPACTAGENT_REQUEST_TIMEOUT", _number),
     "shutdown_timeout": ("IMPACTAGENT_SHUTDOWN_TIMEOUT", _number),

@@ -66,22 +66,10 @@ class _Untrusted(Exception):
 
 
 class Spool:
-    """Unsent request bodies on disk, oldest first, within ``max_bytes``.
-
-    >>> import tempfile
-    >>> spool = Spool(tempfile.mkdtemp())
-    >>> body = (b'{"appName": "shop", "bucket": {"start": "2026-11-25T10:00:00Z", '
-    ...         b'"stop": "2026-11-25T10:01:00Z", "toggles": {}}}')
-    >>> entry = spool.write(body)
-    >>> oct(entry.path.stat().st_mode & 0o777)
-    '0o600'
-    >>> [spool.read(e) == body for e in spool.entries()]
-    [True]
-    """
+    """Unsent request bodies on disk, oldest first, within ``max_bytes``."""
 
     def __init__(self, directory: Union[str, os.PathLike[str]], *,
-                 max_bytes: int = Settings.spool_max_bytes,
-                 drops: Optional[DropCounter] = None,
+                 max_bytes: int = Settings.spool_max_bytes, drops: Optional[DropCounter] = None,
                  lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
@@ -92,7 +80,9 @@ class Spool:
         self._last = ulid.new()
         try:
             created = self._make_directory()
-            self._probe()
+            probe = self.directory / f".probe-{ulid.new().str}{_TEMP}"
+            os.close(os.open(probe, _CREATE, _PRIVATE_FILE))
+            os.unlink(probe)
         except OSError as error:
             raise OSError(f"spool_dir {str(self.directory)!r} is not a writable directory: "
                           f"{error.strerror or error}") from None
@@ -112,11 +102,6 @@ class Spool:
         os.chmod(self.directory, _PRIVATE)  # the umask can only have taken bits away
         return True
 
-    def _probe(self) -> None:
-        probe = self.directory / f".probe-{ulid.new().str}{_TEMP}"
-        os.close(os.open(probe, _CREATE, _PRIVATE_FILE))
-        os.unlink(probe)
-
     def _warn_if_shared(self) -> None:
         mode = os.stat(self.directory).st_mode
         if not mode & (stat.S_IWGRP | stat.S_IWOTH):
@@ -125,11 +110,10 @@ class Spool:
         link = (f" (a symlink to {os.path.realpath(self.directory)!r})"
                 if self.directory.is_symlink() else "")
         logger.warning(
-            "spool_dir %r%s is %s-writable (mode %s): another user could plant "
-            "files there for this agent to send with its token, or remove what it spooled. "
-            "The spool keeps working; make it private with: chmod 700 %s",
-            str(self.directory), link, who, oct(stat.S_IMODE(mode)), self.directory,
-        )
+            "spool_dir %r%s is %s-writable (mode %s): another user could plant files there for "
+            "this agent to send with its token, or remove what it spooled. The spool keeps "
+            "working; make it private with: chmod 700 %s",
+            str(self.directory), link, who, oct(stat.S_IMODE(mode)), self.directory)
 
     def write(self, body: bytes) -> Optional[SpoolEntry]:
         """Store ``body`` durably, dropping the oldest files beyond the cap. Never raises: a body
@@ -171,7 +155,12 @@ class Spool:
             with contextlib.suppress(OSError):  # no half-written file left behind
                 os.unlink(temp)
             raise
-        self._fsync_directory()
+        with contextlib.suppress(OSError):  # not every platform can fsync a directory
+            fd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         return SpoolEntry(final, len(body))
 
     def _next_name(self) -> str:
@@ -206,14 +195,6 @@ class Spool:
             events = 1
         if events:
             self.drops.add(reason, events, detail=f"{what}; spool {str(self.directory)!r}")
-
-    def _fsync_directory(self) -> None:
-        with contextlib.suppress(OSError):  # not every platform can fsync a directory
-            fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
 
     def entries(self) -> List[SpoolEntry]:
         """The queue, oldest first: unclaimed files, and claims whose lease ran out."""
@@ -276,7 +257,7 @@ class Spool:
 
     def _read_regular(self, path: Path) -> bytes:
         """The bytes of ``path`` if it is a regular file of ours; never follows or blocks."""
-        _require_regular(os.lstat(path))  # refuse before opening: opening a device can act
+        _require_regular(os.lstat(path))  # before opening: opening a device can act
         fd = os.open(path, _OPEN)  # and again on what was opened, in case it was swapped
         try:
             info = os.fstat(fd)
@@ -311,7 +292,7 @@ class Spool:
                              f"{error}") from None
 
     def _set_aside(self, path: Path, why: str) -> None:
-        """Move an untrusted entry, as itself, to ``corrupt/`` (or delete it); count it."""
+        """Move an untrusted entry to ``corrupt/`` (or delete it); count it."""
         name = self._original(path).name
         corrupt = self._corrupt_directory()
         where = "deleted"
@@ -334,12 +315,8 @@ class Spool:
     def _corrupt_directory(self) -> Optional[Path]:
         corrupt = self.directory / _CORRUPT
         try:
-            os.mkdir(corrupt, _PRIVATE)
-        except FileExistsError:
-            pass
-        except OSError:
-            return None
-        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(corrupt, _PRIVATE)
             return corrupt if stat.S_ISDIR(os.lstat(corrupt).st_mode) else None
         except OSError:
             return None

@@ -156,10 +156,8 @@ class HttpTransport:
             # session's. max_redirects=0 would raise on a 3xx even unfollowed. stream=True:
             # the status line decides, so a 2xx whose body then breaks is still delivered.
             response = self._session.post(
-                url, data=body, headers=self.headers(), allow_redirects=False,
-                timeout=(timeout, timeout), verify=self._verify, proxies=self._proxies or None,
-                stream=True,
-            )
+                url, data=body, headers=self.headers(), allow_redirects=False, stream=True,
+                timeout=(timeout, timeout), verify=self._verify, proxies=self._proxies or None)
         except requests.exceptions.ConnectTimeout:
             return Outcome(RETRY, detail="connect timeout")
         except requests.exceptions.ReadTimeout:
@@ -228,12 +226,10 @@ class HttpTransport:
             if location and target.endswith(path):
                 suggestion = f"url={target[:-len(path)]!r}"
             logger.error(
-                "%s answered HTTP %d redirecting to %s. Redirects are not "
-                "followed (a redirected POST is lost, or sent where it should not go), so "
-                "nothing is delivered; the data is kept and retried. Fix the agent's url "
-                "(http:// to https://, or a missing /api, say): %s.",
-                redact_url(url), status, target, suggestion,
-            )
+                "%s answered HTTP %d redirecting to %s. Redirects are not followed (a redirected "
+                "POST is lost, or sent where it should not go), so nothing is delivered; the data "
+                "is kept and retried. Fix the agent's url (http:// to https://, or a missing "
+                "/api, say): %s.", redact_url(url), status, target, suggestion)
         return f"redirect to {target}"
 
     def _short(self, error: Exception) -> str:
