@@ -23,10 +23,8 @@ NOT_STARTED = "not started"
 NO_ANSWER = "no answer"
 
 _RECHECK_SECONDS = 0.05  # a deadline may move closer while a caller waits
-#: How long past its deadline a call may hold the thread before later calls get another,
-#: and how many threads at most are left waiting on such calls.
-STUCK_SECONDS = 1.0
-MAX_STUCK = 2
+STUCK_SECONDS = 1.0  # past its deadline, a call's thread is retired for later calls
+MAX_STUCK = 2  # retired threads left waiting on their calls, at most
 
 
 class Job(Generic[T]):
@@ -105,8 +103,7 @@ class CallThread:
         self._retired: List[_Worker] = []
         self._lock = threading.Lock()
 
-    def call(self, function: Callable[[], T], deadline: Callable[[], float]
-             ) -> Tuple[str, Job[T]]:
+    def call(self, function: Callable[[], T], deadline: Callable[[], float]) -> Tuple[str, Job[T]]:
         """Run ``function`` and wait until it ends or ``deadline()`` passes. Returns what
         happened and the job; an exception from ``function`` is raised here."""
         job = Job(function, deadline)

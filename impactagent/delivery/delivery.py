@@ -45,14 +45,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Retry waits inside a flush the app asked for, full jitter.
-RETRIES = Backoff(first=0.5, most=30.0)
-
+RETRIES = Backoff(first=0.5, most=30.0)  # in a flush the app asked for: full jitter
 POSSIBLY_DUPLICATED = "possibly_duplicated_events"
 NOT_DELIVERED_BY_CLOSE = "not_delivered_by_close"
-
-#: How long past a POST's timeout its caller still waits for the transport's own answer.
-ANSWER_GRACE_SECONDS = 0.1
+ANSWER_GRACE_SECONDS = 0.1  # past a POST's timeout, for the transport's own answer
 _TURN_RECHECK_SECONDS = 0.05  # a flush waiting for its turn looks whether the process ends
 
 BuildPayloads = Callable[..., List[Payload]]

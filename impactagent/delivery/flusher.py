@@ -23,8 +23,7 @@ from .transport_api import told
 
 logger = logging.getLogger(__name__)
 
-#: The most intervals a failing agent waits between two flushes.
-MAX_STRETCH = 2
+MAX_STRETCH = 2  # the most intervals a failing agent waits between two flushes
 MAX_WAIT_SECONDS = 24 * 3600.0  # Event.wait overflows on infinity
 
 

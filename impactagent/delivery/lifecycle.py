@@ -197,16 +197,14 @@ class Lifecycle:
         ``os._exit``, so atexit alone would never close this agent)."""
         shutdown.leave_to_multiprocessing()
         if self.flusher is not None and self._closed is None:
-            multiprocessing.util.Finalize(None, _call_on(weakref.ref(self),
-                                                         Lifecycle.close_at_exit),
-                                          exitpriority=100)
+            hook = _call_on(weakref.ref(self), Lifecycle.close_at_exit)
+            multiprocessing.util.Finalize(None, hook, exitpriority=100)
 
     def statistics(self) -> Dict[str, Any]:
         result: Dict[str, Any] = {"delivery": self.ledger.as_dict()}
         registration = self.registration
-        result["delivery"]["registration"] = (
-            registration.as_dict() if registration is not None
-            else not_registering(self.registrar is not None))
+        result["delivery"]["registration"] = (registration.as_dict() if registration is not None
+                                              else not_registering(self.registrar is not None))
         if self.delivery is not None:
             result["sending_stopped_by_status"] = self.delivery.unauthorized
         if self.spool is not None:
@@ -237,14 +235,10 @@ def _import_what_delivery_needs(url: str) -> None:
         session.merge_environment_settings(request.url, {}, None, None, None)
 
 
-def _call_on(ref: weakref.ref[Lifecycle], method: Callable[[Lifecycle], Any]
-             ) -> Callable[[], None]:
-    """A hook that calls ``method`` on the object if it still exists (a hook must not keep
-    an agent alive)."""
-
+def _call_on(ref: weakref.ref[Lifecycle], method: Callable[[Lifecycle], Any]) -> Callable[[], None]:
+    """A hook that calls ``method`` on the object if it still exists: it keeps none alive."""
     def hook() -> None:
         target = ref()
         if target is not None:
             method(target)
-
     return hook

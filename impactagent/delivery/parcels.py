@@ -40,8 +40,7 @@ class Parcel:
     __slots__ = ("answer", "claim", "content", "events", "in_flight", "kept", "kept_as",
                  "state")
 
-    def __init__(self, content: Union[Payload, Snapshot], claim: Optional[SpoolEntry]
-                 ) -> None:
+    def __init__(self, content: Union[Payload, Snapshot], claim: Optional[SpoolEntry]) -> None:
         self.content = content
         self.claim = claim  # the spool file it was read from, claimed by this process
         self.events = getattr(content, "events", 0)
@@ -74,17 +73,13 @@ class Parcels:
         """Open a parcel for ``take()`` (the recorder's collect), atomically with respect to
         ``take_all``; None once closed."""
         with self._lock:
-            if self.closed:
-                return None
-            return self._open(take(), None)
+            return None if self.closed else self._open(take(), None)
 
-    def open(self, content: Union[Payload, Snapshot], claim: Optional[SpoolEntry] = None
-             ) -> Parcel:
+    def open(self, content: Union[Payload, Snapshot], claim: Optional[SpoolEntry] = None) -> Parcel:
         with self._lock:
             return self._open(content, claim)
 
-    def _open(self, content: Union[Payload, Snapshot], claim: Optional[SpoolEntry]
-              ) -> Parcel:
+    def _open(self, content: Union[Payload, Snapshot], claim: Optional[SpoolEntry]) -> Parcel:
         parcel = Parcel(content, claim)
         self._unsettled.add(parcel)
         return parcel

@@ -22,10 +22,8 @@ from typing import Iterable, List, Mapping, Optional, Set
 from urllib.parse import quote, quote_plus
 
 REDACTED = "[REDACTED]"
-#: Shorter secrets are redacted only where their header's name shows them.
-MIN_SECRET_LENGTH = 4
-#: Headers whose values are secret whoever sends them.
-SECRET_HEADERS = ("authorization", "proxy-authorization")
+MIN_SECRET_LENGTH = 4  # shorter secrets are redacted only where their header's name shows
+SECRET_HEADERS = ("authorization", "proxy-authorization")  # whoever sends them
 
 # "scheme://user:password@host": the userinfo goes, the rest stays readable.
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@?#]*@")

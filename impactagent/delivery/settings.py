@@ -113,8 +113,7 @@ class Settings:
             shown = redact_url(self.url) if parts is not None else self.url
             raise SettingsError(  # paths are appended to it: a query would swallow them
                 f"url must be an http(s) URL without a query, such as "
-                f"https://unleash.example.com, got {shown!r}"
-            )
+                f"https://unleash.example.com, got {shown!r}")
         if self.api_key is None:
             raise SettingsError("api_key is required when url is set (a client token)")
         object.__setattr__(self, "url", api_url(self.url))
@@ -125,13 +124,11 @@ class Settings:
             raise SettingsError("api_key must be a non-empty string")
         for name in ("flush_interval", "request_timeout", "shutdown_timeout"):
             _positive(name, getattr(self, name))
-        for name in ("spool_max_bytes", "max_series_per_metric", "max_flags",
-                     "max_payload_bytes"):
+        for name in ("spool_max_bytes", "max_series_per_metric", "max_flags", "max_payload_bytes"):
             _positive(name, getattr(self, name), integer=True)
         for name in ("handle_sigterm", "register"):
             if not isinstance(getattr(self, name), bool):
-                raise SettingsError(f"{name} must be True or False, "
-                                    f"got {getattr(self, name)!r}")
+                raise SettingsError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
     def _check_tls_and_headers(self) -> None:
         if not isinstance(self.verify, (bool, str)):

@@ -120,7 +120,9 @@ def _close_all_and_end() -> None:
         for abandoning in late:
             if abandoning is not None:
                 abandoning.join(_ABANDON_SECONDS)
-        _end_as_sigterm()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # end as SIGTERM would have
+        os.kill(os.getpid(), signal.SIGTERM)
+        os._exit(128 + signal.SIGTERM)  # not reached: the default action ends the process
     finally:  # reached only when cut short (Ctrl-C): a later SIGTERM is handled anew
         _ending.clear()
 
@@ -132,12 +134,6 @@ def _start(work: Callable[[], object]) -> Optional[threading.Thread]:
     except RuntimeError:
         work()
         return None
-
-
-def _end_as_sigterm() -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
-    os._exit(128 + signal.SIGTERM)  # not reached: the default action ends the process
 
 
 def _reset_after_fork() -> None:

@@ -185,8 +185,7 @@ class Spool:
             body = self.read(claimed)  # what is not a body is set aside (and counted) here
             if body is not None:
                 self.remove(claimed)
-                self._drop_body(body, "spool_full",
-                                "the oldest body, to stay under the size cap")
+                self._drop_body(body, "spool_full", "the oldest body, to stay under the size cap")
 
     def _drop_body(self, body: bytes, reason: str, what: str) -> None:
         try:

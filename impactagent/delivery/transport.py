@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from email.utils import parsedate_to_datetime
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Dict, Mapping, Optional, Tuple, Union
 from urllib.parse import urljoin
 
 import requests
@@ -38,9 +38,8 @@ from .transport_api import (  # re-exported: the names a transport's author need
 
 logger = logging.getLogger(__name__)
 
-#: Characters of a server's answer, and of an exception's text, kept in a detail.
-_DETAIL_LIMIT = 500
-_ERROR_TEXT_LIMIT = 200
+_DETAIL_LIMIT = 500  # characters of a server's answer kept in a detail
+_ERROR_TEXT_LIMIT = 200  # and of an exception's text
 _METRICS_PATH = "/client/metrics"
 _REGISTER_PATH = "/client/register"
 
@@ -106,9 +105,9 @@ class HttpTransport:
     def _new_session(self) -> requests.Session:
         session = _NeverRedirected()
         session.verify = self._verify
-        # requests consults ~/.netrc, whose Basic credentials would replace the token, only
-        # when no auth is set.
-        session.auth = _keep_headers
+        # An auth that changes nothing: requests consults ~/.netrc, whose Basic credentials
+        # would replace the token, only when no auth is set.
+        session.auth = lambda request: request
         if self._proxies:
             session.proxies.update(self._proxies)
         # Retries are ours (bounded by the flush deadline), not urllib3's.
@@ -278,11 +277,6 @@ def _header_value(value: str) -> Union[str, bytes]:
     except UnicodeEncodeError:
         return value.encode()
     return value
-
-
-def _keep_headers(request: Any) -> Any:
-    """An auth that changes nothing: the ``Authorization`` header is set already."""
-    return request
 
 
 __all__ = ("DELIVERED", "REJECTED", "RETRY", "TOO_LARGE", "UNAUTHORIZED", "BaseTransport",

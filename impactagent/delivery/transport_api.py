@@ -24,10 +24,8 @@ UNAUTHORIZED = "unauthorized"  # 401/403: stop sending until reconfigured
 TOO_LARGE = "too_large"  # 413: split it and send the halves
 KINDS = frozenset({DELIVERED, RETRY, REJECTED, UNAUTHORIZED, TOO_LARGE})
 
-#: The longest wait a ``retry_after`` may ask for (a server's or a user's transport's).
-MAX_RETRY_AFTER = 3600.0
-#: Characters of a wrong answer's repr that are told.
-_ANSWER_SHOWN = 100
+MAX_RETRY_AFTER = 3600.0  # the longest wait a server's or a transport's retry_after gets
+_ANSWER_SHOWN = 100  # characters of a wrong answer's repr that are told
 
 #: What a transport says is passed through this before anything logs or counts it.
 Redact = Callable[[str], str]
