@@ -1,10 +1,9 @@
 """One flush: send what was recorded, and account for every count whatever the answer.
 
-A flush replays the spool's backlog, then collects and builds bodies, sends each within
-the flush's deadline, and settles each once (:mod:`.parcels`): delivered, kept (spooled,
-merged back, or at close counted as ``not_delivered_by_close``), split (413) or dropped
-and counted (400). A POST still running at the deadline stays in flight, settled by its
-answer whenever it comes. ``close()`` brings a running flush's deadline forward.
+The spool's backlog first, then the new window; each body sent within the flush's deadline
+and settled once (:mod:`.parcels`): delivered, kept (spooled, merged back, or at close
+counted as ``not_delivered_by_close``), split (413) or dropped and counted (400). A POST
+still running at the deadline stays in flight, settled by its answer whenever it comes.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
-"""The background thread that flushes on an interval, and how a fleet of them behaves.
-
-No lockstep: the first flush comes at a random :func:`phase`, later ones every interval
-from there. No retry storm: a periodic flush tries each body once, and after one that kept
-bodies the next waits longer (:func:`interval_backoff`), never less than a server's
-``Retry-After``, so failing agents send less and drift apart. No recovery spike: those
-random waits reach the recovered server spread out, each agent's backlog in one window.
-"""
+"""The background thread that flushes on an interval, and how a fleet of them behaves: no
+lockstep (the first flush at a random :func:`phase`), no retry storm (one try per body, and
+after a failure a longer random wait, :func:`interval_backoff`, never under a server's
+``Retry-After``), so no recovery spike either."""
 
 from __future__ import annotations
 

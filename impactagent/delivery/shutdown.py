@@ -1,10 +1,8 @@
 """SIGTERM (how docker, Kubernetes and systemd stop a service) runs no ``atexit`` hook.
 
 When an agent starts on the main thread and SIGTERM has its default disposition, a handler
-closes every started agent within its ``shutdown_timeout`` on helper threads, then ends the
-process as SIGTERM would have, so a supervisor sees the same exit status. An app's own
-handler, or an ignored SIGTERM, is left alone; ``handle_sigterm=False`` or
-``IMPACTAGENT_HANDLE_SIGTERM=0`` turns it off.
+closes every started agent within its ``shutdown_timeout``, then ends the process as
+SIGTERM would have. An app's own handler, or an ignored SIGTERM, is left alone.
 """
 
 from __future__ import annotations

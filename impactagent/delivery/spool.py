@@ -1,11 +1,10 @@
 """Bodies not yet delivered, on disk: a queue of files processes and containers can share.
 
-Each body is one file named by a fresh ULID written atomically, so the listing is the queue,
-oldest first. A process claims a file to send it by renaming it: a lease, renewed before
-each attempt and taken back by anyone once expired; the file goes only once its body is
-settled, so a crash can resend a body, never lose it. A spooled body is sent with this
-agent's token, so the spool trusts only what it could have written (``0700``/``0600``,
-no link, FIFO or device followed, a valid body); anything else goes to ``corrupt/``.
+Each body is one file named by a fresh ULID, so the listing is the queue, oldest first. A
+process claims a file by renaming it: a lease, renewed before each attempt, taken back by
+anyone once expired; the file goes once its body is settled, so a crash can resend a body,
+never lose it. The spool trusts only what it could have written (it is sent with this
+agent's token); anything else goes to ``corrupt/``.
 """
 
 from __future__ import annotations
