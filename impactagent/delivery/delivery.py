@@ -80,8 +80,8 @@ class _Run:
     """One flush in progress: its deadline (close may bring it forward), its attempts per
     body (None: until the deadline), and its counts."""
 
-    def __init__(self, deadline: float, interrupt: threading.Event, attempts: Optional[int]
-                 ) -> None:
+    def __init__(self, deadline: float, interrupt: threading.Event,
+                 attempts: Optional[int]) -> None:
         self.deadline = deadline
         self.stopping = interrupt
         self.attempts = attempts
