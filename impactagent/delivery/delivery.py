@@ -200,7 +200,7 @@ class Delivery:
             # The flusher's flushes (a limit on attempts) keep to the server's Retry-After.
             paced_out = run.attempts is not None and time.monotonic() < self.not_before
             backlog_sent = not paced_out and (self.spool is None or self._replay_spool(run))
-            for parcel in self._collect(run):
+            for parcel in self._collect(run):  # kept, not sent, if the server just failed
                 if not backlog_sent or run.kept or self.unauthorized is not None:
                     if self._parcels.settle(parcel) in (OPEN, SENDING):  # not taken by close
                         self._keep(parcel, run)
@@ -291,7 +291,7 @@ class Delivery:
         body = parcel.payload.body
         own_deadline = time.monotonic() + self.request_timeout
         timeout = max(min(own_deadline, run.deadline) - time.monotonic(), 0.001)
-        how, job = self.calls.call(  # the transport's own timeout, saying more, comes first
+        how, job = self.calls.call(  # a grace: the transport's own timeout says more
             lambda: checked(lambda: self.transport.post(body, timeout), self.transport,
                             self._transport_faults, self.redact),
             lambda: min(own_deadline, run.deadline) + ANSWER_GRACE_SECONDS)
