@@ -6,21 +6,13 @@ import random
 from dataclasses import dataclass
 from typing import Optional
 
-#: Failures past this many double no further (2.0 ** 1024 overflows).
-_MAX_DOUBLINGS = 64
+_MAX_DOUBLINGS = 64  # 2.0 ** 1024 overflows
 
 
 @dataclass(frozen=True)
 class Backoff:
     """The wait after ``failures`` failures: drawn uniformly between ``least`` and
-    ``min(most, first * 2 ** (failures - 1))``, and never under a server's ``Retry-After``.
-
-    >>> flush_retries = Backoff(first=0.5, most=30.0)
-    >>> 0 <= flush_retries.wait(3) <= 2.0, flush_retries.wait(1, retry_after=5.0)
-    (True, 5.0)
-    >>> Backoff(first=120.0, most=180.0, least=60.0).wait(0)  # no failure: the interval
-    60.0
-    """
+    ``min(most, first * 2 ** (failures - 1))``, and never under a server's ``Retry-After``."""
 
     first: float
     most: float

@@ -1,11 +1,9 @@
 """Calls that end by a deadline, whatever the other side does.
 
 A socket timeout bounds each read, not a request: a trickled answer or a user's transport
-can hold a call far past it. So every network call runs on a daemon thread of the agent's
-(one for the metrics, one for registering) and the caller waits until its deadline, then
-learns whether the call finished, never started (nothing was sent), or got no answer (the
-server may yet store it). The thread starts with the agent (Python 3.12 starts no thread
-at exit), and a forked child starts its own.
+can hold a call far past it. So every network call runs on a daemon thread and the caller
+waits until its deadline, then learns whether the call finished, never started (nothing
+was sent), or got no answer (the server may yet store it).
 """
 
 from __future__ import annotations
@@ -24,12 +22,9 @@ FINISHED = "finished"
 NOT_STARTED = "not started"
 NO_ANSWER = "no answer"
 
-#: How often a waiting caller looks again at a deadline that may have been moved closer.
-_RECHECK_SECONDS = 0.05
-#: How long past its deadline a call may hold the thread before later calls get another.
-STUCK_SECONDS = 1.0
-#: How many threads at most are left waiting on such calls.
-MAX_STUCK = 2
+_RECHECK_SECONDS = 0.05  # a deadline may move closer while a caller waits
+STUCK_SECONDS = 1.0  # past its deadline, a call's thread is retired for later calls
+MAX_STUCK = 2  # retired threads left waiting on their calls, at most
 
 
 class Job(Generic[T]):
@@ -48,13 +43,11 @@ class Job(Generic[T]):
         self.late: Optional[Callable[[Optional[T]], None]] = None
 
     def stuck(self) -> bool:
-        """Whether the call has run :data:`STUCK_SECONDS` past its deadline without ending:
-        its thread is retired, and its answer no longer worth waiting for."""
+        """Whether the call has run :data:`STUCK_SECONDS` past its deadline without ending."""
         return self.state != FINISHED and time.monotonic() >= self.deadline() + STUCK_SECONDS
 
     def when_done(self, callback: Callable[[Optional[T]], None]) -> None:
-        """Call ``callback(result)`` when the call ends (now, if it has; on the call's
-        thread otherwise). The result is None if the call raised."""
+        """Call ``callback(result)`` when the call ends (None if it raised)."""
         with self.lock:
             if self.state != FINISHED:
                 self.late = callback
@@ -99,12 +92,9 @@ class _Worker:
 
 
 class CallThread:
-    """Runs calls one at a time on a daemon thread named ``name``.
-
-    A call running far past its deadline (an answer trickling without end) gets its thread
-    retired: later calls, and those queued behind it, go to a new one. At most
-    :data:`MAX_STUCK` retired threads wait on their calls; past that, calls wait.
-    """
+    """Runs calls one at a time on a daemon thread named ``name``. A call running far past
+    its deadline gets its thread retired: later calls, and those queued behind it, go to a
+    new one (at most :data:`MAX_STUCK` retired threads; past that, calls wait)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -113,11 +103,9 @@ class CallThread:
         self._retired: List[_Worker] = []
         self._lock = threading.Lock()
 
-    def call(self, function: Callable[[], T], deadline: Callable[[], float]
-             ) -> Tuple[str, Job[T]]:
-        """Run ``function`` and wait until it ends or ``deadline()`` (a monotonic time,
-        read again while waiting: it may move closer) passes. Returns what happened and the
-        job (its ``result`` if it finished); an exception from ``function`` is raised here."""
+    def call(self, function: Callable[[], T], deadline: Callable[[], float]) -> Tuple[str, Job[T]]:
+        """Run ``function`` and wait until it ends or ``deadline()`` passes. Returns what
+        happened and the job; an exception from ``function`` is raised here."""
         job = Job(function, deadline)
         worker = self._submit(job, None)
         if worker is None:
@@ -138,12 +126,11 @@ class CallThread:
         return FINISHED, job
 
     def reset_after_fork(self) -> None:
-        """In a forked child: no thread yet, and a lock no parent thread holds."""
         self._lock = threading.Lock()
         self._pid = -1
 
     def start(self) -> bool:
-        """Start this process's thread now, if it has none; False where none can start."""
+        """Start this process's thread now (Python 3.12 starts none at exit)."""
         with self._lock:
             return self._current() is not None
 
@@ -174,10 +161,8 @@ class CallThread:
         return len(self._retired) < MAX_STUCK
 
     def _submit(self, job: Job[Any], queued_on: Optional[_Worker]) -> Optional[_Worker]:
-        """Queue ``job`` on the current thread unless it is there already; returns that thread
-        (None where none can start). A job left on a retired thread is queued on the new one
-        too: whichever takes it first runs it.
-        """
+        """Queue ``job`` on the current thread unless it is there already (one left on a
+        retired thread is queued again: the first to take it runs it)."""
         with self._lock:
             worker = self._current()
             if worker is not None and worker is not queued_on:

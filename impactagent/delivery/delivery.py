@@ -1,12 +1,9 @@
 """One flush: send what was recorded, and account for every count whatever the answer.
 
-A flush replays the spool's backlog, then collects a snapshot and builds its bodies (an
-empty window is counted, not sent), sends each within the flush's deadline (the periodic
-flush once per body; one the app asks for retries until its deadline), and settles each
-body once (:mod:`impactagent.delivery.parcels`): delivered, kept (spooled, merged back, or
-at close counted as ``not_delivered_by_close``), split (413) or dropped and counted (400).
-A POST still running at the deadline stays in flight, settled by its answer whenever it
-comes. ``close()`` brings a running flush's deadline forward, then takes what is left.
+The spool's backlog first, then the new window; each body sent within the flush's deadline
+and settled once (:mod:`.parcels`): delivered, kept (spooled, merged back, or at close
+counted as ``not_delivered_by_close``), split (413) or dropped and counted (400). A POST
+still running at the deadline stays in flight, settled by its answer whenever it comes.
 """
 
 from __future__ import annotations
@@ -15,8 +12,7 @@ import json
 import logging
 import threading
 import time
-from collections import deque
-from typing import TYPE_CHECKING, Callable, Deque, List, NamedTuple, Optional, Set, Tuple, Union
+from typing import TYPE_CHECKING, Callable, List, NamedTuple, Optional, Set, Tuple, Union
 
 import tenacity
 
@@ -48,21 +44,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Retry waits inside a flush the app asked for, full jitter: uniform(0, min(30, 0.5 * 2**n)).
-RETRIES = Backoff(first=0.5, most=30.0)
-
-#: The ledger's count of events whose POST may have been stored without an answer saying so.
+RETRIES = Backoff(first=0.5, most=30.0)  # in a flush the app asked for: full jitter
 POSSIBLY_DUPLICATED = "possibly_duplicated_events"
-#: The drop reason of events close could neither deliver nor spool.
 NOT_DELIVERED_BY_CLOSE = "not_delivered_by_close"
+ANSWER_GRACE_SECONDS = 0.1  # past a POST's timeout, for the transport's own answer
+_TURN_RECHECK_SECONDS = 0.05  # a flush waiting for its turn looks whether the process ends
 
-#: How long past a POST's timeout its caller still waits for the transport's own answer.
-ANSWER_GRACE_SECONDS = 0.1
-
-#: How often a flush waiting for its turn looks whether the process is ending.
-_TURN_RECHECK_SECONDS = 0.05
-
-#: What turns a snapshot into bodies; a parameter so that a test can inject a failing one.
 BuildPayloads = Callable[..., List[Payload]]
 
 
@@ -76,9 +63,7 @@ class FlushResult(NamedTuple):
     retries: int = 0
     timed_out: bool = False  # the deadline ran out before everything was tried
     skipped: str = ""  # why nothing was sent, if nothing was
-    #: The window collected held nothing to send, so no body was built for it (not an
-    #: error: ``ok`` stays True; bodies from the spool may still have been sent).
-    empty_window: bool = False
+    empty_window: bool = False  # nothing was recorded: not an error
 
     @property
     def ok(self) -> bool:
@@ -108,8 +93,7 @@ class _Run:
 
     @classmethod
     def late(cls) -> _Run:
-        """The run an answer that came after its flush ended is settled in: nothing reads
-        its counts, and nothing is sent from it (it runs on the sending thread)."""
+        """The run a late answer is settled in: nothing reads its counts or sends from it."""
         run = cls(0.0, threading.Event(), 0)
         run.is_late = True
         return run
@@ -120,12 +104,10 @@ class _Run:
         self.stopping.set()
 
     def tries_no_more(self, attempts: int, wait: float) -> bool:
-        """Whether this run stops after ``attempts``, the next one ``wait`` seconds away."""
         return (self.stopping.is_set() or time.monotonic() + wait >= self.deadline
                 or (self.attempts is not None and attempts >= self.attempts))
 
     def pause(self, seconds: float) -> None:
-        """Sleep between retries, waking at once when close() sets ``stopping``."""
         self.stopping.wait(seconds)
 
     def result(self, skipped: str = "") -> FlushResult:
@@ -134,49 +116,27 @@ class _Run:
 
 
 class RefusalNotice:
-    """Who explains a refused token: the first of the agent's senders (the metrics POSTs or
-    the registration) that the server refused explains it at length; the other then says
-    briefly that it was refused too. One per agent, shared by both."""
+    """Who explains a refused token: the first of the agent's senders (metrics or
+    registration) explains it at length, the other says briefly it was refused too."""
 
     def __init__(self) -> None:
-        self._told = False
-        self._lock = threading.Lock()
+        self._told = threading.Lock()  # held once told: an atomic test-and-set
 
     def first_to_tell(self) -> bool:
-        """True once: for the first caller."""
-        with self._lock:
-            first, self._told = not self._told, True
-            return first
-
-    def reset_after_fork(self) -> None:
-        """Another thread may have held the lock at the fork."""
-        self._lock = threading.Lock()
+        return self._told.acquire(blocking=False)
 
 
 class Delivery:
-    """Sends snapshots of a :class:`Recorder` through a :class:`Transport` (any object
-    with its protocol: see :mod:`impactagent.delivery.transport_api`), as ``identity``."""
+    """Sends snapshots of a :class:`Recorder` through a :class:`Transport`, as ``identity``."""
 
-    def __init__(
-        self,
-        recorder: Recorder,
-        transport: Transport,
-        *,
-        identity: Identity,
-        request_timeout: float,
-        max_payload_bytes: int,
-        ledger: DeliveryLedger,
-        drops: DropCounter,
-        spool: Optional[Spool] = None,
-        build: BuildPayloads = build_payloads,
-        refusals: Optional[RefusalNotice] = None,
-        redact: Optional[Callable[[str], str]] = None,
-    ) -> None:
+    def __init__(self, recorder: Recorder, transport: Transport, *, identity: Identity,
+                 request_timeout: float, max_payload_bytes: int, ledger: DeliveryLedger,
+                 drops: DropCounter, spool: Optional[Spool] = None,
+                 build: BuildPayloads = build_payloads, refusals: Optional[RefusalNotice] = None,
+                 redact: Optional[Callable[[str], str]] = None) -> None:
         self.recorder = recorder
-        #: What a transport says passes through this before it is logged (see ``checked``).
-        self.redact = redact
+        self.redact = redact  # what a transport says, before it is logged
         self.transport = transport
-        #: Who the bodies say they come from (a forked child gets its own).
         self.identity = identity
         self.refusals = refusals if refusals is not None else RefusalNotice()
         self._transport_faults: Set[str] = set()  # what a faulty transport did, said once
@@ -186,39 +146,27 @@ class Delivery:
         self.drops = drops
         self.spool = spool
         self._build = build
-        #: The thread every POST runs on, so that the caller's deadline holds.
-        self.calls = CallThread("impactagent-sender")
+        self.calls = CallThread("impactagent-sender")  # every POST, so that deadlines hold
         self.health = Health(transport.metrics_url)
-        #: Set after a 401/403: sending stops (recording goes on) until reconfigured.
-        self.unauthorized: Optional[int] = None
-        #: No paced flush sends before this ``time.monotonic()``: the server's Retry-After,
-        #: from any answer, late ones too.
-        self.not_before = 0.0
-        #: True once close() began: what is not delivered is spooled or counted, never
-        #: merged back into the recorder.
-        self.closing = False
+        self.unauthorized: Optional[int] = None  # 401/403: sending stops until reconfigured
+        self.not_before = 0.0  # no paced flush sends before this: the server's Retry-After
+        self.closing = False  # once set, nothing is merged back into the recorder
         self.closed = False
-        #: Once SIGTERM came (see :meth:`hurry`), the time by which close's last flush ends:
-        #: a flush that begins after it, or that waited for its turn meanwhile, sends nothing.
+        #: Once SIGTERM came, the time by which close's last flush ends.
         self.ending: Optional[float] = None
         self._lock = threading.Lock()  # one flush at a time
         self._parcels = Parcels()
         self._running: Optional[_Run] = None
 
-    # -- flushing ----------------------------------------------------------------------------
-
     def flush(self, deadline: float, interrupt: Optional[threading.Event] = None, *,
               attempts: Optional[int] = None) -> FlushResult:
         """Run one flush that ends by ``deadline`` (``time.monotonic()``), trying each body
-        ``attempts`` times (None: until the deadline); ``interrupt`` stops further retries.
-        """
+        ``attempts`` times (None: until the deadline); ``interrupt`` stops further retries."""
         if self.closed:
             return FlushResult(skipped="the agent is closed")
-        # Waiting for the turn ends with SIGTERM too (see hurry): this flush holds nothing
-        # yet, and the process must not wait for it.
         while not self._lock.acquire(timeout=min(max(deadline - time.monotonic(), 0),
                                                  _TURN_RECHECK_SECONDS)):
-            if self.ending is not None or time.monotonic() >= deadline:
+            if self.ending is not None or time.monotonic() >= deadline:  # SIGTERM ends it too
                 return FlushResult(timed_out=True, skipped="another flush is still running")
         try:
             if self.closing:  # close() began while this flush waited for its turn
@@ -244,34 +192,28 @@ class Delivery:
         if self.unauthorized is not None:
             return run.result(skipped=f"stopped after HTTP {self.unauthorized}")
         try:
-            # A body whose POST an earlier flush left in flight is taken back, to be sent
-            # again (possibly duplicated), once its call is stuck: until then this flush's
-            # POSTs would queue behind it anyway, so its answer is heard first.
+            # A body left in flight is taken back once its call is stuck: until then this
+            # flush's POSTs would queue behind it anyway.
             self._parcels.wait_answered(
                 lambda: time.monotonic() if run.stopping.is_set() else run.deadline)
             self._take_all(close=False)
-            # The flusher's flushes (a limit on attempts) keep to the server's Retry-After,
-            # one heard while waiting for a late answer too; an app's flush is its call.
+            # The flusher's flushes (a limit on attempts) keep to the server's Retry-After.
             paced_out = run.attempts is not None and time.monotonic() < self.not_before
-            # If the server is not taking the spool's backlog, keep the new window as well.
             backlog_sent = not paced_out and (self.spool is None or self._replay_spool(run))
-            for parcel in self._collect(run):
+            for parcel in self._collect(run):  # kept, not sent, if the server just failed
                 if not backlog_sent or run.kept or self.unauthorized is not None:
-                    self._keep_own(parcel, run)  # it failed a moment ago: do not hammer it
+                    if self._parcels.settle(parcel) in (OPEN, SENDING):  # not taken by close
+                        self._keep(parcel, run)
                 else:
                     self._send(parcel, run)
         except _BuildFailed as failure:
             return run.result(skipped=str(failure))
-        except BaseException:
-            # A bug, Ctrl-C or a handler's SystemExit must not lose what was collected:
-            # every body not yet settled is kept (one in flight counted as possibly
-            # duplicated), then it goes on.
+        except BaseException:  # a bug, Ctrl-C or SystemExit: nothing collected is lost
             self._take_all(close=False)
             raise
         return run.result()
 
     def _collect(self, run: _Run) -> List[Parcel]:
-        """Collect and build the bodies; if building fails, the snapshot goes back whole."""
         collected = self._parcels.collect(self.recorder.collect)
         if collected is None:
             return []  # closed meanwhile: close() sets the rest aside
@@ -298,8 +240,6 @@ class Delivery:
         return self._build(snapshot, self.identity, max_bytes=self.max_payload_bytes,
                            drops=self.drops)
 
-    # -- sending one body --------------------------------------------------------------------
-
     def _send(self, parcel: Parcel, run: _Run) -> None:
         if not self._parcels.start_sending(parcel):
             return  # taken by close before it was sent
@@ -308,10 +248,8 @@ class Delivery:
             self._send(half, run)
 
     def _post(self, parcel: Parcel, run: _Run) -> Outcome:
-        """POST the parcel's body within the run's deadline. Network trouble, 404, 429 and
-        5xx are retried after the :data:`RETRIES` wait until the run's deadline or attempts
-        are spent; never while an earlier attempt may still be in flight, nor after a
-        redirect (it will not go away within one flush: the body is kept for the next)."""
+        """POST the parcel's body, retrying until the run's deadline or attempts are spent;
+        never while an earlier attempt may be in flight, nor after a redirect."""
         def count_retry(state: tenacity.RetryCallState) -> None:
             run.retries += 1
             self.ledger.add("retries")
@@ -320,18 +258,15 @@ class Delivery:
             retry=tenacity.retry_if_result(lambda outcome: (
                 outcome.kind == RETRY and not is_redirect(outcome.status)
                 and parcel.in_flight is None)),
-            wait=lambda state: RETRIES.wait(state.attempt_number,
-                                            _last(state).retry_after or 0.0),
+            wait=lambda state: RETRIES.wait(state.attempt_number, _last(state).retry_after or 0.0),
             stop=lambda state: run.tries_no_more(state.attempt_number, state.upcoming_sleep),
-            sleep=run.pause, before_sleep=count_retry,
-            retry_error_callback=_last,
+            sleep=run.pause, before_sleep=count_retry, retry_error_callback=_last,
         )(self._attempt, parcel, run)
         if outcome.kind == RETRY and time.monotonic() >= run.deadline:
             run.timed_out = True
         return outcome
 
     def _attempt(self, parcel: Parcel, run: _Run) -> Outcome:
-        """One attempt, counted; a spooled body's claim is renewed first."""
         if time.monotonic() >= run.deadline:
             return Outcome(RETRY, detail="flush deadline reached")
         if parcel.claim is not None and self.spool is not None:
@@ -341,9 +276,7 @@ class Delivery:
             parcel.claim = renewed
         outcome = self._call(parcel, run)
         self.ledger.attempt(outcome)
-        if outcome.maybe_delivered and parcel.in_flight is None:
-            # The server may have stored it; sending it again may count it twice (a
-            # body still in flight is counted when its answer says so).
+        if outcome.maybe_delivered and parcel.in_flight is None:  # in flight: counted later
             self.ledger.add(POSSIBLY_DUPLICATED, parcel.events)
         if outcome.kind != DELIVERED:
             run.failure = outcome.detail or f"HTTP {outcome.status}"
@@ -351,19 +284,14 @@ class Delivery:
         return outcome
 
     def _heed(self, outcome: Optional[Outcome]) -> None:
-        """Remember the server's Retry-After: no paced flush sends before it has passed."""
         if outcome is not None and outcome.retry_after is not None:
             self.not_before = max(self.not_before, time.monotonic() + outcome.retry_after)
 
     def _call(self, parcel: Parcel, run: _Run) -> Outcome:
-        """One POST that ends by ``request_timeout`` and by the run's deadline, whichever
-        comes first, whatever the server does."""
         body = parcel.payload.body
         own_deadline = time.monotonic() + self.request_timeout
         timeout = max(min(own_deadline, run.deadline) - time.monotonic(), 0.001)
-        # The transport's own timeout, when it works, says more (a read timeout): it gets a
-        # moment's grace before the wall-clock deadline cuts the call off.
-        how, job = self.calls.call(
+        how, job = self.calls.call(  # a grace: the transport's own timeout says more
             lambda: checked(lambda: self.transport.post(body, timeout), self.transport,
                             self._transport_faults, self.redact),
             lambda: min(own_deadline, run.deadline) + ANSWER_GRACE_SECONDS)
@@ -374,12 +302,9 @@ class Delivery:
             return Outcome(RETRY, detail="no answer by the deadline", maybe_delivered=True)
         return job.result
 
-    # -- what happens to a body after its last attempt ---------------------------------------
-
     def _settle(self, parcel: Parcel, outcome: Outcome, run: _Run) -> List[Parcel]:
-        """Account for ``parcel`` after ``outcome``; return the halves to send (413). A body
-        whose POST got no answer by the deadline stays in flight: its answer settles it
-        whenever it comes, so a late 2xx is a delivery, not a body kept and sent again."""
+        """Account for ``parcel``; the halves to send (413). A body with no answer by the
+        deadline stays in flight: a late 2xx is a delivery, not a body kept and resent."""
         job = parcel.in_flight
         if job is not None:
             run.kept += 1
@@ -391,8 +316,7 @@ class Delivery:
         self._heed(outcome)
         self._answered(parcel, outcome, _Run.late())
 
-    def _answered(self, parcel: Parcel, outcome: Optional[Outcome], run: _Run
-                  ) -> List[Parcel]:
+    def _answered(self, parcel: Parcel, outcome: Optional[Outcome], run: _Run) -> List[Parcel]:
         """Settle a body by its answer (None: the late call raised); the halves of a 413."""
         before = self._parcels.settle(parcel)
         if before == TAKEN:  # close kept it while its POST was in flight
@@ -407,7 +331,7 @@ class Delivery:
         kind = outcome.kind
         if kind == TOO_LARGE and run.is_late:
             kind = RETRY  # kept: the next flush meets the 413 again, and splits it then
-        if kind == TOO_LARGE:
+        elif kind == TOO_LARGE:
             halves = split_payload(parcel.payload)
             if len(halves) > 1:
                 return self._split(parcel, halves, run)
@@ -415,15 +339,14 @@ class Delivery:
         return []
 
     def _account(self, parcel: Parcel, kind: str, outcome: Outcome, run: _Run) -> None:
-        """The body's last word: delivered, dropped (400, or 413 alone) or kept."""
         if kind in (DELIVERED, REJECTED, TOO_LARGE):
             self._done_with(parcel)
         if kind == DELIVERED:
-            self._delivered(parcel.events, run)
+            run.delivered += 1
+            run.events += parcel.events
+            self.ledger.delivered(parcel.events)
         elif kind == REJECTED:
-            # Counted before it is logged, here and below: a signal can arrive while a
-            # line is written, and the body is settled already.
-            run.dropped += 1
+            run.dropped += 1  # counted before it is logged: a signal may come meanwhile
             self.drops.add("rejected_by_server", parcel.events,
                            detail=self.transport.metrics_url, explained=True)
             logger.error(
@@ -443,8 +366,7 @@ class Delivery:
                 self._tell_refused(outcome)
 
     def _split(self, parcel: Parcel, halves: List[Payload], run: _Run) -> List[Parcel]:
-        """A 413: the halves take the body's place. A spooled body's halves are spooled
-        (then its file removed), to be sent by the next replay; others are sent now."""
+        """A 413: the halves take the body's place (a spooled body's go to the spool)."""
         if parcel.claim is None:
             return [self._parcels.open(half) for half in halves]
         assert self.spool is not None
@@ -455,27 +377,11 @@ class Delivery:
         return []
 
     def _done_with(self, parcel: Parcel) -> None:
-        """A spooled body that was delivered or dropped leaves the spool."""
         if (parcel.claim is not None and self.spool is not None
-                and not self.spool.remove(parcel.claim)):
-            # Our lease ran out mid-send and another process has the file: it may send this
-            # body again.
+                and not self.spool.remove(parcel.claim)):  # our lease ran out mid-send
             self.ledger.add(POSSIBLY_DUPLICATED, parcel.events)
 
-    def _delivered(self, events: int, run: _Run) -> None:
-        run.delivered += 1
-        run.events += events
-        self.ledger.delivered(events)
-
-    def _keep_own(self, parcel: Parcel, run: _Run) -> None:
-        """Keep a body this flush opened and did not send (unless it was taken)."""
-        if self._parcels.settle(parcel) in (OPEN, SENDING):
-            self._keep(parcel, run)
-
     def _keep(self, parcel: Parcel, run: Optional[_Run]) -> None:
-        """Hold on to a body that was not delivered: a spool file goes back in the queue;
-        a collected body goes to the spool, or back into the recorder (once closing, to the
-        spool or counted as dropped)."""
         kept_as = parcel.kept_as = self._keep_body(parcel, final=self.closing)
         if run is not None:
             if kept_as is None and parcel.claim is None and self.spool is not None:
@@ -484,8 +390,7 @@ class Delivery:
                 run.kept += 1
 
     def _keep_body(self, parcel: Parcel, *, final: bool) -> Union[SpoolEntry, str, None]:
-        """Spool the body, or merge it back into the recorder; ``final`` (closing): spool
-        it or count it as not delivered."""
+        """Spool the body, or merge it back into the recorder (``final``: count it)."""
         if parcel.claim is not None and self.spool is not None:
             return self.spool.release(parcel.claim)
         payload = parcel.payload
@@ -498,13 +403,9 @@ class Delivery:
         self._count_not_delivered(parcel.events)
         return NOT_DELIVERED_BY_CLOSE
 
-    def _answer_taken(self, parcel: Parcel, outcome: Optional[Outcome], *, late: bool
-                      ) -> None:
-        """The answer to a body close took while its POST was in flight. The taking counted it
-        as possibly duplicated, and so did its attempt if the answer came in time unsure: one
-        count goes. A sure answer is settled now if the taker has kept the body, else by the
-        taker once it has (it must know where the body went).
-        """
+    def _answer_taken(self, parcel: Parcel, outcome: Optional[Outcome], *, late: bool) -> None:
+        """The answer to a body taken in flight: the taking and an unsure attempt both
+        counted it as possibly duplicated, so one count goes; a sure answer is settled."""
         sure = outcome is not None and not outcome.maybe_delivered
         if not late and not sure:
             self.ledger.add(POSSIBLY_DUPLICATED, -parcel.events)
@@ -512,9 +413,7 @@ class Delivery:
             self._late_answer(parcel, outcome)
 
     def _late_answer(self, parcel: Parcel, outcome: Optional[Outcome]) -> None:
-        """The answer to a body already kept. Delivered: the keeping is undone where it
-        can be; where it cannot (merged back, or the spooled copy is already another
-        process's), the body goes out again and stays counted as possibly duplicated."""
+        """The answer to a body already kept: a delivery undoes the keeping where it can."""
         delivered = outcome is not None and outcome.kind == DELIVERED
         if delivered:
             self.ledger.delivered(parcel.events)
@@ -531,8 +430,6 @@ class Delivery:
         claimed = self.spool.claim(kept_as)
         return claimed is not None and self.spool.remove(claimed)
 
-    # -- closing -----------------------------------------------------------------------------
-
     def close(self, deadline: float) -> FlushResult:
         """The last flush, by ``deadline``; then what is left is spooled or counted."""
         self.closing = True
@@ -542,20 +439,17 @@ class Delivery:
             running.hurry(halfway)
         got_lock = self._lock.acquire(timeout=max(halfway - time.monotonic(), 0))
         try:
-            # An answer that comes by halfway settles its body once; one taken in flight is
-            # kept in doubt, and resent from the spool while its answer may still come.
-            self._parcels.wait_answered(
+            self._parcels.wait_answered(  # an answer heard by halfway settles its body
                 lambda: time.monotonic() if self.ending is not None else halfway)
             taken = self._take_all(close=False)
-            last = self._running = _Run(deadline, threading.Event(), None)  # hurry() cuts it
-            if self.ending is not None:  # SIGTERM came while close waited: it cut nothing yet
+            last = self._running = _Run(deadline, threading.Event(), None)
+            if self.ending is not None:  # SIGTERM came while close waited
                 last.hurry(self.ending)
             try:
                 result = self._flush_and_tell(last)
             except Exception:  # a bug: what it held was kept above
                 logger.exception("the last flush failed unexpectedly")
                 result = FlushResult(skipped="the last flush failed (see the log)")
-            # What the flush close cut short, or took from, could not deliver counts too.
             cut = running.result() if running is not None else FlushResult()
             if taken or cut.kept_bodies or cut.dropped_bodies:
                 result = result._replace(
@@ -563,9 +457,7 @@ class Delivery:
                     dropped_bodies=result.dropped_bodies + cut.dropped_bodies, timed_out=True)
             return result
         finally:
-            # Even when Ctrl-C or a SystemExit cuts the last flush short: what is left is
-            # spooled or counted before close() gives up.
-            try:
+            try:  # even when Ctrl-C cuts the last flush short
                 self.abandon()
             finally:
                 self.closed = True
@@ -574,9 +466,7 @@ class Delivery:
                 self._close_transport(deadline)
 
     def _close_transport(self, deadline: float) -> None:
-        """The transport's ``close()``, waited for no later than ``deadline`` (plus the
-        answer's grace): a user's may block, and the agent's close() must still return."""
-
+        """The transport's ``close()``, waited for until ``deadline``: a user's may block."""
         def close() -> None:
             try:
                 self.transport.close()
@@ -591,9 +481,8 @@ class Delivery:
         closing.join(max(deadline - time.monotonic(), 0) + ANSWER_GRACE_SECONDS)
 
     def hurry(self, grace: float) -> None:
-        """The process is ending: a flush running now stops retrying and ends at once, or,
-        if it is close's last one (nothing follows it), within ``grace`` seconds; a flush
-        that begins later returns at once."""
+        """The process is ending: a flush running now ends at once (close's last one within
+        ``grace`` seconds); a flush that begins later returns at once."""
         now = time.monotonic()
         until = now + grace
         self.ending = until if self.ending is None else min(self.ending, until)
@@ -602,9 +491,8 @@ class Delivery:
             running.hurry(self.ending if self.closing else now)
 
     def abandon(self) -> int:
-        """Settle everything now: every open body and the recorder's rest are kept (spooled or
-        counted) and nothing is collected after. Returns the events set aside.
-        """
+        """Settle everything now: every open body and the recorder's rest are spooled or
+        counted, and nothing is collected after. Returns the events set aside."""
         self.closing = True
         events = sum(parcel.events for parcel in self._take_all(close=True))
         pending = self.recorder.pending_events()
@@ -618,15 +506,12 @@ class Delivery:
             if payload.events:  # an empty window: nothing was recorded, nothing to keep
                 events += payload.events
                 self._keep_body(Parcel(payload, None), final=True)
-        # What a collect leaves pending (flag counts held for a later hour) has no body.
-        held = self.recorder.pending_events()
+        held = self.recorder.pending_events()  # flag counts held for a later hour
         self._count_not_delivered(held)
         return events + held
 
     def _take_all(self, *, close: bool) -> List[Parcel]:
-        """Keep every parcel still open or sending (see :mod:`.parcels`); return them.
-        Once closing, a body is kept where a late 2xx can undo the keeping (spooled, or
-        counted as not delivered), never merged back to be sent again."""
+        """Keep every parcel still open or sending; return them."""
         taken = []
         for parcel, sending in self._parcels.take_all(close=close):
             taken.append(parcel)
@@ -635,14 +520,13 @@ class Delivery:
                 continue
             if sending:  # its POST may still reach the server
                 self.ledger.add(POSSIBLY_DUPLICATED, parcel.events)
-            answer = self._parcels.kept(parcel,
-                                        self._keep_body(parcel, final=close or self.closing))
+            kept_as = self._keep_body(parcel, final=close or self.closing)
+            answer = self._parcels.kept(parcel, kept_as)
             if answer is not None:  # it came while the body was being kept
                 self._late_answer(parcel, answer[0])
         return taken
 
     def _keeping(self) -> str:
-        """Where bodies not delivered go now, for the log."""
         if self.spool is not None:
             later = "the next agent on it" if self.closing else "the next flushes"
             return f"spooled to {str(self.spool.directory)!r} for {later}"
@@ -662,29 +546,24 @@ class Delivery:
                      events, self.transport.metrics_url, why, NOT_DELIVERED_BY_CLOSE)
 
     def _tell_refused(self, outcome: Outcome) -> None:
-        """Say once that the server refused the token and sending stopped."""
         if not self.refusals.first_to_tell():
             logger.warning("%s answered HTTP %s too: sending stops (recording goes on) until "
                            "the agent is restarted with a valid token.",
                            self.transport.metrics_url, outcome.status)
         else:
-            logger.error(
-                "%s answered HTTP %s: the API token is missing, unknown or not a "
-                "client/backend token. Sending stops (recording goes on) until the agent is "
-                "restarted with a valid token.",
-                self.transport.metrics_url, outcome.status)
-
-    # -- the spool's backlog -----------------------------------------------------------------
+            logger.error("%s answered HTTP %s: the API token is missing, unknown or not a "
+                         "client/backend token. Sending stops (recording goes on) until the "
+                         "agent is restarted with a valid token.",
+                         self.transport.metrics_url, outcome.status)
 
     def _replay_spool(self, run: _Run) -> bool:
         """Send spooled bodies oldest first; False if the server did not take one."""
         assert self.spool is not None
-        queue: Deque[SpoolEntry] = deque(self.spool.entries())
-        while queue:
+        for entry in self.spool.entries():
             if time.monotonic() >= run.deadline or run.stopping.is_set():
                 run.timed_out = time.monotonic() >= run.deadline
                 return False
-            claimed = self.spool.claim(queue.popleft())
+            claimed = self.spool.claim(entry)
             if claimed is None:
                 continue  # another process is sending it
             body = self.spool.read(claimed)
@@ -695,11 +574,8 @@ class Delivery:
                 return False
         return True
 
-    # -- fork --------------------------------------------------------------------------------
-
     def reset_after_fork(self, ledger: DeliveryLedger, identity: Identity) -> None:
-        """In a forked child: new locks, no flush in progress, the child's own ledger and
-        connection (what the parent's flush held is the parent's to settle)."""
+        """In a forked child: new locks, no flush, its own ledger and connection."""
         self._lock = threading.Lock()
         self._parcels = Parcels()
         self._running = None
@@ -709,7 +585,6 @@ class Delivery:
         self.ledger = ledger
         self.identity = identity
         self.health = Health(self.transport.metrics_url)
-        self.refusals.reset_after_fork()
         try:
             self.transport.reset_after_fork(identity)
         except Exception as error:  # a user's transport: the child's reset must finish
@@ -718,14 +593,13 @@ class Delivery:
 
 
 def _last(state: tenacity.RetryCallState) -> Outcome:
-    """The outcome of the attempt tenacity just made (an attempt never raises)."""
     assert state.outcome is not None
     outcome: Outcome = state.outcome.result()
     return outcome
 
 
 class _BuildFailed(Exception):
-    """Building bodies failed; the snapshot was restored. The message says so."""
+    """Building bodies failed; the snapshot was restored."""
 
 
 __all__: Tuple[str, ...] = ("Delivery", "FlushResult")

@@ -1,10 +1,8 @@
 """Logging across ``fork()``: no handler is caught mid-write when a process forks.
 
 A thread inside a handler's ``emit`` at the fork leaves the child that stream's lock held
-for good (``logging`` renews handler locks in a child, not their streams'), and the
-child's next line, or its exit, hangs. So the forking thread holds the lock of every
-handler the ``impactagent`` logger writes through for the fork's moment. Registered once,
-at import.
+for good (``logging`` renews handler locks in a child, not their streams'), and the child
+hangs. So the forking thread holds every handler the agent logs through for the moment.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ def handlers_of(logger: logging.Logger) -> List[logging.Handler]:
 
 
 def hold_handlers() -> None:
-    """Before a fork: hold the lock of every handler the agent logs through."""
     held = []
     for handler in handlers_of(logging.getLogger("impactagent")):
         if handler.lock is not None:
@@ -40,10 +37,8 @@ def hold_handlers() -> None:
 
 
 def release_handlers() -> None:
-    """After a fork (parent and child): let the handlers go again."""
     for handler in reversed(_held):
-        # In the child, logging may already have made this handler's lock anew.
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(RuntimeError):  # the child's logging may have renewed it
             handler.release()
     _held.clear()
 

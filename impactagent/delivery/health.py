@@ -1,6 +1,5 @@
 """Delivery health in the log: an outage when it starts (a WARNING), while it lasts (one at
-most every :data:`REMIND_SECONDS`), and when it ends (an INFO), not a line per POST.
-"""
+most every :data:`REMIND_SECONDS`), and when it ends (an INFO), not a line per POST."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ from typing import Callable, Optional, Protocol
 
 logger = logging.getLogger(__name__)
 
-#: The least time between two WARNING lines of one outage.
 REMIND_SECONDS = 300.0
 
 
@@ -37,16 +35,11 @@ class Health:
         self._lock = threading.Lock()
         self._since: Optional[float] = None  # when the outage began
         self._last_line = 0.0
-        self._failed_flushes = 0  # since the last line
-        self._kept = 0  # bodies kept since the last line
-
-    @property
-    def failing(self) -> bool:
-        return self._since is not None
+        self._failed_flushes = self._kept = 0  # since the last line
 
     def after(self, result: Flushed, failure: str, keeping: str) -> None:
-        """Note one flush's result; ``failure`` is what its last failed attempt said,
-        ``keeping`` where bodies not delivered go."""
+        """Note one flush's result, what its last failed attempt said, and where bodies not
+        delivered go."""
         with self._lock:
             now = self._clock()
             if result.kept_bodies:

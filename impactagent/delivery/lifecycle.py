@@ -1,14 +1,8 @@
 """Start, flush, close, exit, SIGTERM and fork: the agent's life, and the parts it owns.
 
-- ``atexit`` closes the agent, so a plain exit sends the last window (the flusher is a
-  daemon and never holds exit up); SIGTERM runs no ``atexit``: see :mod:`.shutdown`.
-- After ``fork()`` the child starts with zero counts (the parent reports what it
-  recorded), new locks, session and connection id, and its own flusher if the parent had
-  one. A ``multiprocessing`` child ends with ``os._exit``, so its close is registered with
-  multiprocessing's own exit hooks.
-- ``start()`` makes every import delivery needs before the flusher exists: a thread
-  importing lazily holds the import lock, and a fork at that moment leaves the child a
-  lock nobody releases.
+``atexit`` closes the agent; a ``multiprocessing`` child, which ends with ``os._exit``,
+closes through multiprocessing's own exit hooks. After ``fork()`` the child starts with zero
+counts, new locks, session and connection id, and its own flusher if the parent had one.
 """
 
 from __future__ import annotations
@@ -34,20 +28,18 @@ from .redaction import Redactor
 from .registration import Registration, not_registering
 from .settings import Settings
 from .transport import HttpTransport
-from .transport_api import Registrar, Transport, as_transport
+from .transport_api import Registrar, as_transport
 
 logger = logging.getLogger(__name__)
 
 
 class Lifecycle:
     """The delivery side of one agent: transport, spool, flusher, and their hooks.
-    ``transport`` replaces the default :class:`HttpTransport`; with one, no ``url`` is needed.
-    """
+    ``transport`` replaces the default :class:`HttpTransport` (then no ``url`` is needed)."""
 
     def __init__(self, settings: Settings, recorder: Recorder,
                  transport: Optional[object] = None) -> None:
-        # Checked first, so that a wrong transport fails before any hook is registered.
-        supplied = None if transport is None else as_transport(transport)
+        supplied = None if transport is None else as_transport(transport)  # before any hook
         self.settings = settings
         self.recorder = recorder
         environment = environment_from_token(settings.api_key, settings.environment)
@@ -61,49 +53,35 @@ class Lifecycle:
         self.flusher: Optional[Flusher] = None
         self.registration: Optional[Registration] = None
         self.refusals = RefusalNotice()
-        #: What a transport says passes through this before anything logs it.
         self.redact = Redactor.for_credentials(settings.api_key, settings.headers)
-        #: The registration-capable transport, when the settings ask for registering.
         self.registrar: Optional[Registrar] = None
-        self_ref = weakref.ref(self)
         # Every agent, with a url or not: a child must never report its parent's counts.
-        os.register_at_fork(after_in_child=_call_on(self_ref, Lifecycle.after_fork_in_child))
+        os.register_at_fork(
+            after_in_child=_call_on(weakref.ref(self), Lifecycle.after_fork_in_child))
         if settings.metrics_url is None and supplied is None:
             return
         if settings.spool_dir is not None:
             from .spool import DEFAULT_LEASE_SECONDS, Spool
 
-            # A claim outlives the longest POST (each ends by request_timeout) many times.
+            lease = max(DEFAULT_LEASE_SECONDS, 4 * settings.request_timeout)
             self.spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes,
-                               drops=recorder.drops,
-                               lease_seconds=max(DEFAULT_LEASE_SECONDS,
-                                                 4 * settings.request_timeout))
-        chosen: Transport
-        if supplied is not None:
-            chosen = supplied
-        else:
+                               drops=recorder.drops, lease_seconds=lease)
+        chosen = supplied
+        if chosen is None:
             assert settings.metrics_url is not None  # checked above
             chosen = HttpTransport(
                 settings.metrics_url, settings.api_key or "", self.identity,
                 flush_interval=settings.flush_interval, headers=settings.headers,
                 verify=settings.verify, proxies=settings.proxies,
-                register_url=settings.register_url,
-            )
+                register_url=settings.register_url)
         if (settings.register and isinstance(chosen, Registrar)
                 and chosen.register_url is not None):
             self.registrar = chosen
         self.delivery = Delivery(
-            recorder, chosen, identity=self.identity,
-            request_timeout=settings.request_timeout,
-            max_payload_bytes=settings.max_payload_bytes, ledger=self.ledger,
-            drops=recorder.drops, spool=self.spool, refusals=self.refusals,
-            redact=self.redact,
-        )
-        # multiprocessing runs these in a child after it clears its exit hooks, so the
-        # close registered there survives into the child's normal end.
+            recorder, chosen, identity=self.identity, request_timeout=settings.request_timeout,
+            max_payload_bytes=settings.max_payload_bytes, ledger=self.ledger, drops=recorder.drops,
+            spool=self.spool, refusals=self.refusals, redact=self.redact)
         multiprocessing.util.register_after_fork(self, Lifecycle._close_when_child_ends)
-
-    # -- start / flush / close ---------------------------------------------------------------
 
     def start(self) -> None:
         if self.delivery is None:
@@ -115,24 +93,19 @@ class Lifecycle:
                 if self.settings.metrics_url is not None:
                     _import_what_delivery_needs(self.settings.metrics_url)
                 if self.registrar is not None:
-                    # On a thread of its own (it starts one): a slow registration must
-                    # not hold the metrics POSTs, close's last one above all.
                     self.registration = Registration(
                         self.registrar, identity=self.identity,
                         interval=self.settings.flush_interval, refusals=self.refusals,
                         redact=self.redact)
                 self.flusher = Flusher(self.delivery, self.settings.flush_interval,
                                        self.registration)
-                # The sending thread too, now: the close at exit needs it for its deadline,
-                # and Python 3.12 starts no thread at exit.
+                # Now: the close at exit needs it, and Python 3.12 starts no thread at exit.
                 self.delivery.calls.start()
                 self.flusher.start()
                 atexit.register(_call_on(weakref.ref(self), Lifecycle.close_at_exit))
-                if self.settings.handle_sigterm and shutdown.handler_allowed():
+                if self.settings.handle_sigterm:
                     shutdown.enroll(self)
                 if multiprocessing.parent_process() is not None:
-                    # Started inside a multiprocessing child (a Pool initializer, say): it
-                    # ends with os._exit, so atexit alone would never close this agent.
                     self._close_when_child_ends()
 
     def flush(self, timeout: float) -> FlushResult:
@@ -143,8 +116,7 @@ class Lifecycle:
             return self.delivery.flush(time.monotonic() + timeout)
 
     def hurry(self) -> None:
-        """SIGTERM came: a flush running now ends at once, settling what it holds; a close
-        running now within ``shutdown_timeout``, as SIGTERM's own close would."""
+        """SIGTERM came: a flush running now ends at once; a close within its timeout."""
         if self.delivery is not None:
             self.delivery.hurry(self.settings.shutdown_timeout)
 
@@ -176,41 +148,32 @@ class Lifecycle:
                              "or counted as dropped", type(interruption).__name__)
                 raise
             if self.flusher is not None:
-                # Its registration or an orphaned flush may still be waiting on the server:
-                # let it end (within the deadline) so that nothing it logs or settles comes
-                # after close() has returned.
+                # Nothing its registration logs or settles comes after close() returns.
                 self.flusher.stop(deadline - time.monotonic())
             self._closed = result
             return result
         finally:
-            # Only now: a SIGTERM while this close runs on another thread must wait for it
-            # (its closer's close() waits for this lock) before it ends the process.
+            # Only now: SIGTERM's closer waits for this lock before it ends the process.
             shutdown.withdraw(self)
             self._lock.release()
 
     def close_by_own_deadline(self) -> None:
-        """Close within ``shutdown_timeout`` (SIGTERM's closing, on a thread of its own)."""
         self.close(self.settings.shutdown_timeout)
 
     def abandon(self) -> None:
-        """The process ends now (SIGTERM after close ran out of time): whatever delivery
-        has not settled is spooled or counted, at once."""
+        """The process ends now: what delivery has not settled is spooled or counted."""
         if self.delivery is not None:
             self.delivery.abandon()
 
     def close_at_exit(self) -> None:
-        # Even when a close has begun: one on another thread (SIGTERM's, cut short on the
-        # main thread by a Ctrl-C) would be ended mid-way with the interpreter, so the exit
-        # waits for it (close() is idempotent and bounded).
+        # Even when a close has begun on another thread: the exit waits for it (bounded).
         if self.flusher is not None:
             self.close(self.settings.shutdown_timeout)
 
-    # -- fork --------------------------------------------------------------------------------
-
     def after_fork_in_child(self) -> None:
-        """Reset everything a forked child must not share with its parent (see module doc)."""
+        """Reset everything a forked child must not share with its parent."""
         if os.getpid() == self._pid:
-            return  # already done (after_fork() called by hand as well as by the hook)
+            return  # already done (by hand as well as by the hook)
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self.recorder.reset_after_fork()
@@ -219,9 +182,7 @@ class Lifecycle:
         if self.delivery is None:
             return
         self.delivery.reset_after_fork(self.ledger, self.identity)
-        if not self.delivery.closed:
-            # A close another thread of the parent was running is the parent's; the child's
-            # agent is as open as that close found it.
+        if not self.delivery.closed:  # a close another thread was running is the parent's
             self._closed = None
         if self.spool is not None:
             self.spool.reset_after_fork()
@@ -232,20 +193,18 @@ class Lifecycle:
             self.start()
 
     def _close_when_child_ends(self) -> None:
-        """In a ``multiprocessing`` child: close when the child ends normally (SIGTERM keeps
-        its default there: see :func:`impactagent.delivery.shutdown.leave_to_multiprocessing`)."""
+        """In a ``multiprocessing`` child: close when it ends normally (it ends with
+        ``os._exit``, so atexit alone would never close this agent)."""
         shutdown.leave_to_multiprocessing()
         if self.flusher is not None and self._closed is None:
-            multiprocessing.util.Finalize(None, _call_on(weakref.ref(self),
-                                                         Lifecycle.close_at_exit),
-                                          exitpriority=100)
+            hook = _call_on(weakref.ref(self), Lifecycle.close_at_exit)
+            multiprocessing.util.Finalize(None, hook, exitpriority=100)
 
     def statistics(self) -> Dict[str, Any]:
         result: Dict[str, Any] = {"delivery": self.ledger.as_dict()}
         registration = self.registration
-        result["delivery"]["registration"] = (
-            registration.as_dict() if registration is not None
-            else not_registering(self.registrar is not None))
+        result["delivery"]["registration"] = (registration.as_dict() if registration is not None
+                                              else not_registering(self.registrar is not None))
         if self.delivery is not None:
             result["sending_stopped_by_status"] = self.delivery.unauthorized
         if self.spool is not None:
@@ -254,8 +213,7 @@ class Lifecycle:
 
 
 def _check_timeout(timeout: object) -> None:
-    """Refuse, at the call, a timeout that is not a number of seconds a lock can wait (one
-    below zero, a budget computed a moment too late, means 'now')."""
+    """Refuse a timeout a lock cannot wait (one below zero means 'now')."""
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
     if not timeout <= threading.TIMEOUT_MAX:  # NaN and infinity fail this too
@@ -264,9 +222,8 @@ def _check_timeout(timeout: object) -> None:
 
 
 def _import_what_delivery_needs(url: str) -> None:
-    """Make, on this thread, the imports that a first request would make lazily on the
-    flusher's (see the module docstring): ``requests`` reads ``netrc`` (with ``shlex``)
-    while it prepares a request, and IDNA host names need their codec."""
+    """Make here the imports a first request would make lazily on the agent's thread: a fork
+    while a thread imports leaves the child an import lock nobody releases."""
     import encodings.idna  # noqa: F401
     import netrc  # noqa: F401
     import shlex  # noqa: F401
@@ -278,14 +235,10 @@ def _import_what_delivery_needs(url: str) -> None:
         session.merge_environment_settings(request.url, {}, None, None, None)
 
 
-def _call_on(ref: weakref.ref[Lifecycle], method: Callable[[Lifecycle], Any]
-             ) -> Callable[[], None]:
-    """A hook that calls ``method`` on the object if it still exists (hooks can't be removed,
-    and must not keep an agent alive)."""
-
+def _call_on(ref: weakref.ref[Lifecycle], method: Callable[[Lifecycle], Any]) -> Callable[[], None]:
+    """A hook that calls ``method`` on the object if it still exists: it keeps none alive."""
     def hook() -> None:
         target = ref()
         if target is not None:
             method(target)
-
     return hook

@@ -7,11 +7,9 @@ A *parcel* is one body on its way (or, for a moment, the snapshot it is built fr
       │         │
       └─────────┴──> taken ──> settled    (close or SIGTERM settled it first)
 
-``take_all`` (close at its deadline, SIGTERM at the end) takes every parcel still open or
-sending, and the taker keeps each; a body taken while sending may yet come back
-delivered, and only then is the keeping undone. So every body is settled exactly once,
-whoever is fastest. Close first gives the answers in flight until halfway to its deadline
-(``wait_answered``): a body its answer settles is not left in doubt.
+``take_all`` (close, SIGTERM) takes every parcel still open or sending, and the taker keeps
+each; a body taken while sending may yet come back delivered, and only then is the keeping
+undone. So every body is settled exactly once, whoever is fastest.
 """
 
 from __future__ import annotations
@@ -20,15 +18,15 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Set, Tuple, Union
 
+from ..core.payload import Payload
+
 if TYPE_CHECKING:
-    from ..core.payload import Payload
     from ..core.snapshot import Snapshot
     from .deadline import Job
     from .spool import SpoolEntry
     from .transport_api import Outcome
 
-#: How often a wait for answers looks again at a deadline that may have moved closer.
-_RECHECK_SECONDS = 0.05
+_RECHECK_SECONDS = 0.05  # a deadline may move closer while one waits
 
 OPEN = "open"
 SENDING = "sending"
@@ -42,18 +40,15 @@ class Parcel:
     __slots__ = ("answer", "claim", "content", "events", "in_flight", "kept", "kept_as",
                  "state")
 
-    def __init__(self, content: Union[Payload, Snapshot], claim: Optional[SpoolEntry]
-                 ) -> None:
+    def __init__(self, content: Union[Payload, Snapshot], claim: Optional[SpoolEntry]) -> None:
         self.content = content
         self.claim = claim  # the spool file it was read from, claimed by this process
         self.events = getattr(content, "events", 0)
         self.state = OPEN
-        #: How it was kept while its POST was in flight: the spool file written, the drop
-        #: reason counted, or None (merged back into the recorder).
+        #: How it was kept: the spool file written, the drop reason counted, or None
+        #: (merged back into the recorder).
         self.kept_as: Union[SpoolEntry, str, None] = None
-        #: Its POST, when the deadline cut the wait for its answer short (kept until it
-        #: settles: whether its call is stuck says whether its answer is worth waiting for).
-        self.in_flight: Optional[Job[Outcome]] = None
+        self.in_flight: Optional[Job[Outcome]] = None  # its POST, when no answer came in time
         #: Taken: whether the taker has kept it yet, and an answer that came before then
         #: (a 1-tuple: the answer may be None, a call that raised).
         self.kept = False
@@ -61,8 +56,6 @@ class Parcel:
 
     @property
     def payload(self) -> Payload:
-        from ..core.payload import Payload
-
         assert isinstance(self.content, Payload)
         return self.content
 
@@ -78,19 +71,15 @@ class Parcels:
 
     def collect(self, take: Callable[[], Snapshot]) -> Optional[Parcel]:
         """Open a parcel for ``take()`` (the recorder's collect), atomically with respect to
-        ``take_all``; None once closed (nothing is collected then)."""
+        ``take_all``; None once closed."""
         with self._lock:
-            if self.closed:
-                return None
-            return self._open(take(), None)
+            return None if self.closed else self._open(take(), None)
 
-    def open(self, content: Union[Payload, Snapshot], claim: Optional[SpoolEntry] = None
-             ) -> Parcel:
+    def open(self, content: Union[Payload, Snapshot], claim: Optional[SpoolEntry] = None) -> Parcel:
         with self._lock:
             return self._open(content, claim)
 
-    def _open(self, content: Union[Payload, Snapshot], claim: Optional[SpoolEntry]
-              ) -> Parcel:
+    def _open(self, content: Union[Payload, Snapshot], claim: Optional[SpoolEntry]) -> Parcel:
         parcel = Parcel(content, claim)
         self._unsettled.add(parcel)
         return parcel
@@ -105,7 +94,7 @@ class Parcels:
             return [self._open(payload, None) for payload in payloads]
 
     def start_sending(self, parcel: Parcel) -> bool:
-        """open -> sending; False if it was taken (then it must not be sent)."""
+        """open -> sending; False if it was taken (it must not be sent)."""
         with self._lock:
             if parcel.state != OPEN:
                 return False
@@ -114,7 +103,7 @@ class Parcels:
 
     def settle(self, parcel: Parcel) -> str:
         """Mark settled by its owner; returns the state it was in (``TAKEN``: the taker
-        kept it, and only a delivery undoes that; ``SETTLED``: taken before it was sent)."""
+        kept it; ``SETTLED``: taken before it was sent)."""
         with self._lock:
             before = parcel.state
             parcel.state = SETTLED
@@ -123,10 +112,8 @@ class Parcels:
             return before
 
     def wait_answered(self, until: Callable[[], float]) -> None:
-        """Wait until no parcel is sending but those whose call is stuck (hung: its thread
-        retired), or ``until()`` (a monotonic time, read again while waiting: it may move
-        closer): an answer heard is a body settled for sure, where a body taken in flight
-        stays in doubt (kept, and possibly duplicated)."""
+        """Wait until no parcel is sending but those whose call is stuck, or ``until()``: an
+        answer heard settles a body for sure, where one taken in flight stays in doubt."""
         with self._settled:
             while any(parcel.state == SENDING
                       and not (parcel.in_flight is not None and parcel.in_flight.stuck())
@@ -139,7 +126,7 @@ class Parcels:
     def kept(self, parcel: Parcel, kept_as: Union[SpoolEntry, str, None]
              ) -> Optional[Tuple[Optional[Outcome]]]:
         """The taker has kept ``parcel`` as ``kept_as``; returns the answer that came
-        meanwhile, if one did, for the taker to settle."""
+        meanwhile, for the taker to settle."""
         with self._lock:
             parcel.kept_as, parcel.kept = kept_as, True
             answer, parcel.answer = parcel.answer, None
@@ -155,10 +142,9 @@ class Parcels:
             return False
 
     def take_all(self, *, close: bool = False) -> Iterator[Tuple[Parcel, bool]]:
-        """Take every unsettled parcel: (parcel, whether its POST was in flight); with ``close``,
-        nothing is collected any more. One at a time, as the taker keeps each: a taker cut short
-        (Ctrl-C) leaves the rest unsettled for the next one.
-        """
+        """Take every unsettled parcel: (parcel, whether its POST was in flight), one at a
+        time, so that a taker cut short leaves the rest for the next; ``close``: collect no
+        more."""
         with self._lock:
             self.closed = self.closed or close
         while True:

@@ -1,15 +1,9 @@
-"""Take secrets out of text before it can reach a log, a statistic or an exception message.
-
-A server's answer may echo the request's headers, the token among them, and an exception
-may quote a proxy URL with its password. A :class:`Redactor` knows one agent's secrets
-(the token, its secret part, custom headers' values) and the names of the headers that
-carry them:
+"""Take secrets out of text before it can reach a log, a statistic or an exception message:
+a server's answer may echo the token, an exception quote a proxy URL with its password.
 
 >>> redact = Redactor(["default:production.s3cr3t"], ["Authorization"])
 >>> redact('{"error": "bad body", "headers": {"authorization": "default:production.s3cr3t"}}')
 '{"error": "bad body", "headers": {"authorization": "[REDACTED]"}}'
->>> redact("Authorization: default:produc")  # an echo the server cut short: by its name
-'Authorization: [REDACTED]'
 >>> redact("proxy http://admin:hunter2@proxy:3128 refused")
 'proxy http://[REDACTED]@proxy:3128 refused'
 
@@ -25,19 +19,16 @@ import re
 from typing import Iterable, List, Mapping, Optional, Set
 from urllib.parse import quote, quote_plus
 
-#: What a secret is replaced with.
 REDACTED = "[REDACTED]"
-#: Shorter secrets are redacted only where their header's name shows them.
-MIN_SECRET_LENGTH = 4
-#: Headers whose values are secret whoever sends them.
-SECRET_HEADERS = ("authorization", "proxy-authorization")
+MIN_SECRET_LENGTH = 4  # shorter secrets are redacted only where their header's name shows
+SECRET_HEADERS = ("authorization", "proxy-authorization")  # whoever sends them
 
-# "scheme://user:password@host": the userinfo goes, the rest of the URL stays readable.
+# "scheme://user:password@host": the userinfo goes, the rest stays readable.
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@?#]*@")
 
 
 class Redactor:
-    """Replaces known secrets, and the values of named headers, in text; see the module."""
+    """Replaces known secrets, and the values of named headers, in text."""
 
     def __init__(self, secrets: Iterable[str], header_names: Iterable[str] = ()) -> None:
         forms: Set[str] = set()
@@ -52,26 +43,21 @@ class Redactor:
 
     @classmethod
     def for_credentials(cls, api_key: Optional[str], headers: Mapping[str, str]) -> Redactor:
-        """The redactor of one agent's credentials: the API token, its secret part, and the
-        custom headers' values (a custom header may carry a second secret)."""
+        """The redactor of one agent's token, its secret part and custom headers' values."""
         secret = secret_part(api_key) if api_key else None
         return cls([*([api_key] if api_key else []), *([secret] if secret else []),
                     *headers.values()], ["Authorization", *headers])
 
     def __call__(self, text: str) -> str:
-        """``text`` with every known secret, header value and URL password replaced."""
         if self._secrets is not None:
             text = self._secrets.sub(REDACTED, text)
         text = self._headers.sub(_redact_value, text)
         return _USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", text)
 
     def cut(self, text: str, limit: int, *, whole: bool = True) -> str:
-        """Redact ``text``, then shorten it to about ``limit`` characters (redaction first: a cut
-        never leaves a secret's start). ``whole=False``: ``text`` was itself cut short, so a tail
-        that may begin a secret goes too.
-        """
-        # Bound the work on a huge answer; drop what may be the start of a secret the
-        # window cut through (it is beyond the limit anyway, unless redaction shrinks a lot).
+        """Redact ``text``, then shorten it to about ``limit`` characters. ``whole=False``:
+        ``text`` was cut short already, so a tail that may begin a secret goes too."""
+        # Bounded work on a huge answer; the window may cut through a secret too.
         window = text[:max(limit * 64, 65536)]
         if len(window) < len(text) or not whole:
             window = self._without_partial_tail(window)

@@ -1,13 +1,6 @@
-"""Registration: telling the server that this app instance exists, as the Unleash SDKs do.
-
-``POST {url}/client/register`` with the body the official SDKs send (appName, instanceId,
-sdkVersion, started, interval in milliseconds, ...; unleash-server 8.2.0 keeps appName,
-instanceId, sdkVersion and strategies, and takes the environment from the token), so that
-an app without an SDK is listed in the admin UI. The flusher registers when it starts (a
-forked child again, with its connection id) and retries at each interval after a failure
-that may pass; never after 400, 401 or 403. It never raises; ``register=False`` turns it
-off, for apps whose SDK registers already.
-"""
+"""Registration: ``POST {url}/client/register`` with the body the official SDKs send, so
+that an app without an SDK is listed in the admin UI. The flusher registers when it starts
+and retries at each interval after a failure that may pass; never after 400, 401 or 403."""
 
 from __future__ import annotations
 
@@ -38,21 +31,14 @@ logger = logging.getLogger(__name__)
 
 
 class Registration:
-    """One agent's registration: its body, its attempts and their outcome.
-
-    ``attempt()`` does one POST through ``transport`` and never raises; ``due`` says whether
-    another is wanted. ``refusals`` is shared with the agent's delivery, so that a refused
-    token is explained once; a forked child gets a registration of its own.
-    """
+    """One agent's registration: its body, its attempts and their outcome. ``refusals`` is
+    shared with the agent's delivery, so that a refused token is explained once."""
 
     def __init__(self, transport: Registrar, *, identity: Identity, interval: float,
                  refusals: Optional[RefusalNotice] = None,
                  redact: Redact = lambda text: REDACTED) -> None:
         self.transport = transport
-        #: The thread the POST runs on, so that ``attempt(timeout)`` ends within timeout.
-        self._calls = CallThread("impactagent-register")
-        #: What the transport says passes through this before it is logged: the agent's
-        #: Redactor (without one, nothing the transport says is shown).
+        self._calls = CallThread("impactagent-register")  # attempt() ends by its timeout
         self._redact = redact
         self._said: Set[str] = set()  # what a faulty transport did, said once
         self.identity = identity
@@ -61,34 +47,26 @@ class Registration:
         self.started = datetime.now(timezone.utc)
         self._lock = threading.Lock()
         self.registered = False
-        #: The status after which registering stopped for good (400, 401, 403), if any.
         self.stopped_by: Optional[int] = None
         self.attempts = 0
         self.failures: Dict[str, int] = {}
         self.last_error_detail: Optional[str] = None
-        #: No attempt before this ``time.monotonic()``: the server's Retry-After.
-        self.not_before = 0.0
+        self.not_before = 0.0  # the server's Retry-After, as a time.monotonic()
 
     @property
     def due(self) -> bool:
-        """True while a registration is wanted now: not yet taken, not refused for good, and
-        no Retry-After of the server's still running."""
+        """Whether a registration is wanted now."""
         return (not self.registered and self.stopped_by is None
                 and time.monotonic() >= self.not_before)
 
     def document(self) -> Dict[str, Any]:
-        """The registration body, as the official SDKs send it (see the module)."""
-        return {
-            **self.identity.fields(),
-            "strategies": [],
-            "started": iso_utc(self.started),
-            "interval": milliseconds(self.interval),
-        }
+        """The registration body, as the official SDKs send it."""
+        return {**self.identity.fields(), "strategies": [], "started": iso_utc(self.started),
+                "interval": milliseconds(self.interval)}
 
     def attempt(self, timeout: float) -> Optional[Outcome]:
-        """POST the registration once, ending within ``timeout`` seconds; never raises.
-
-        Returns the outcome (None when a bug got in the way: it is logged and counted)."""
+        """POST the registration once, within ``timeout`` seconds; never raises. None when a
+        bug got in the way (logged and counted)."""
         deadline = time.monotonic() + timeout
         try:
             body = json.dumps(self.document(), separators=(",", ":")).encode()
@@ -116,12 +94,10 @@ class Registration:
         return outcome
 
     def _refused(self, outcome: Outcome) -> None:
-        """Count a failed attempt, and say so: once for a failure that may pass, and why
-        registering stops after 400, 401 or 403."""
-        key = str(outcome.status) if outcome.status is not None else (
-            outcome.detail.split(":")[0] or "error")
-        first = self._failed(key, f"HTTP {outcome.status}" if outcome.status is not None
-                             else key)
+        """Count a failed attempt, and say so: once for a failure that may pass."""
+        key = (str(outcome.status) if outcome.status is not None
+               else outcome.detail.split(":")[0] or "error")
+        first = self._failed(key, key if outcome.status is None else f"HTTP {outcome.status}")
         if outcome.kind in (UNAUTHORIZED, REJECTED):
             with self._lock:
                 self.stopped_by = outcome.status
@@ -138,13 +114,11 @@ class Registration:
                 outcome.detail or "(nothing)")
         elif first:
             logger.warning(
-                "registering with %s failed (%s); it is tried again at each interval until "
-                "it succeeds. Sending metrics does not depend on it (its failures are "
-                "logged apart).",
+                "registering with %s failed (%s); it is tried again at each interval until it "
+                "succeeds. Sending metrics does not depend on it (its failures are logged apart).",
                 self.transport.register_url, outcome.detail or f"HTTP {outcome.status}")
 
     def _failed(self, key: str, detail: str) -> bool:
-        """Count a failed attempt; True if it is the first failure."""
         with self._lock:
             first = not self.failures
             self.attempts += 1
@@ -153,7 +127,6 @@ class Registration:
         return first
 
     def as_dict(self) -> Dict[str, Any]:
-        """How registration went, for ``statistics()``."""
         with self._lock:
             return {"enabled": True, "registered": self.registered, "attempts": self.attempts,
                     "failures": dict(self.failures), "stopped_by_status": self.stopped_by,
@@ -161,7 +134,6 @@ class Registration:
 
 
 def not_registering(enabled: bool) -> Dict[str, Any]:
-    """The statistics of an agent that has not started registering (or never will)."""
     return {"enabled": enabled, "registered": False, "attempts": 0, "failures": {},
             "stopped_by_status": None, "last_error_detail": None}
 

@@ -20,8 +20,7 @@ class SettingsError(ValueError):
 
 
 def api_url(url: str) -> str:
-    """The Unleash API base for ``url``, given with or without ``/api`` and a trailing ``/``:
-    the one reading of a base URL, for the agent and the admin commands alike.
+    """The Unleash API base for ``url``, given with or without ``/api`` and a trailing ``/``.
 
     >>> api_url("https://unleash.example.com"), api_url("https://unleash.example.com/api/")
     ('https://unleash.example.com/api', 'https://unleash.example.com/api')
@@ -44,10 +43,8 @@ def _positive(name: str, value: Any, *, integer: bool = False) -> Any:
 
 
 def _stored_identity(name: str, value: Optional[str], limit: Optional[int]) -> None:
-    """Refuse what the server's column of ``name`` cannot hold: it answers 202 and then
-    loses the counts (or registrations) of every app written with it. ``environment`` has
-    no column (the server takes it from the token), but it labels every impact metric: a
-    sample whose label holds NUL is dropped from the server's view."""
+    """Refuse what the server's column of ``name`` cannot hold: it answers 202, then loses
+    the counts of every app written with it (``environment`` labels every impact metric)."""
     if value is None:
         return
     if limit is not None and len(value) > limit:
@@ -64,11 +61,8 @@ def _stored_identity(name: str, value: Optional[str], limit: Optional[int]) -> N
 @dataclass(frozen=True)
 class Settings:
     """Everything an :class:`~impactagent.Agent` can be configured with, and the one place a
-    default is written (``Agent``'s keywords default to "not given" and pass through here).
-
-    ``url`` is the Unleash server or Edge, with or without ``/api`` (:func:`api_url`); without
-    one the agent only records.
-    """
+    default is written. ``url`` is the Unleash server or Edge, with or without ``/api``;
+    without one the agent only records."""
 
     app_name: str
     environment: str = "default"
@@ -86,32 +80,20 @@ class Settings:
     max_series_per_metric: int = DEFAULT_MAX_SERIES
     max_flags: int = DEFAULT_MAX_FLAGS
     max_payload_bytes: int = DEFAULT_MAX_BYTES
-    #: On start() in the main thread, close on SIGTERM when the app has no handler of its
-    #: own (see impactagent.delivery.shutdown); IMPACTAGENT_HANDLE_SIGTERM=0 also turns it off.
-    handle_sigterm: bool = True
-    #: Register the instance (``POST {url}/client/register``) when the flusher starts, as
-    #: the Unleash SDKs do; False for apps where an SDK registers already
-    #: (IMPACTAGENT_REGISTER=0). See impactagent.delivery.registration.
-    register: bool = True
+    handle_sigterm: bool = True  # see impactagent.delivery.shutdown
+    register: bool = True  # see impactagent.delivery.registration
 
     def __post_init__(self) -> None:
-        self._copy_mappings()
+        # Copies: the caller's dict changed later must not change the frozen settings.
+        object.__setattr__(self, "headers", dict(self.headers or {}))
+        if self.proxies is not None:
+            object.__setattr__(self, "proxies", dict(self.proxies))
         self._check_identity()
         self._check_url()
-        self._check_api_key()
-        self._check_numbers()
-        self._check_switches()
+        self._check_values()
         self._check_tls_and_headers()
 
-    def _copy_mappings(self) -> None:
-        # ``headers=None`` means none (as Agent always took it); a copy, so that the
-        # caller's dict changed later does not change the frozen settings.
-        object.__setattr__(self, "headers", dict(self.headers or {}))
-        if self.proxies is not None:  # likewise
-            object.__setattr__(self, "proxies", dict(self.proxies))
-
     def _check_identity(self) -> None:
-        """``app_name``, ``environment`` and ``instance_id``: strings the server stores."""
         for name in ("app_name", "environment"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
@@ -123,7 +105,6 @@ class Settings:
             _stored_identity(name, getattr(self, name), limit)
 
     def _check_url(self) -> None:
-        """An http(s) URL with a token to go with it, stored as the API's root."""
         if self.url is None:
             return
         parts = urlsplit(self.url) if isinstance(self.url, str) else None
@@ -132,31 +113,22 @@ class Settings:
             shown = redact_url(self.url) if parts is not None else self.url
             raise SettingsError(  # paths are appended to it: a query would swallow them
                 f"url must be an http(s) URL without a query, such as "
-                f"https://unleash.example.com, got {shown!r}"
-            )
+                f"https://unleash.example.com, got {shown!r}")
         if self.api_key is None:
             raise SettingsError("api_key is required when url is set (a client token)")
         object.__setattr__(self, "url", api_url(self.url))
 
-    def _check_api_key(self) -> None:
+    def _check_values(self) -> None:
         if self.api_key is not None and (not isinstance(self.api_key, str)
                                          or not self.api_key.strip()):
             raise SettingsError("api_key must be a non-empty string")
-
-    def _check_numbers(self) -> None:
-        _positive("flush_interval", self.flush_interval)
-        _positive("request_timeout", self.request_timeout)
-        _positive("shutdown_timeout", self.shutdown_timeout)
-        _positive("spool_max_bytes", self.spool_max_bytes, integer=True)
-        _positive("max_series_per_metric", self.max_series_per_metric, integer=True)
-        _positive("max_flags", self.max_flags, integer=True)
-        _positive("max_payload_bytes", self.max_payload_bytes, integer=True)
-
-    def _check_switches(self) -> None:
+        for name in ("flush_interval", "request_timeout", "shutdown_timeout"):
+            _positive(name, getattr(self, name))
+        for name in ("spool_max_bytes", "max_series_per_metric", "max_flags", "max_payload_bytes"):
+            _positive(name, getattr(self, name), integer=True)
         for name in ("handle_sigterm", "register"):
             if not isinstance(getattr(self, name), bool):
-                raise SettingsError(f"{name} must be True or False, "
-                                    f"got {getattr(self, name)!r}")
+                raise SettingsError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
     def _check_tls_and_headers(self) -> None:
         if not isinstance(self.verify, (bool, str)):
@@ -181,16 +153,12 @@ class Settings:
     def from_env(cls, environ: Optional[Mapping[str, str]] = None, *,
                  own_transport: bool = False, **overrides: Any) -> Settings:
         """Read ``UNLEASH_*`` and ``IMPACTAGENT_*`` variables; ``overrides`` win over them.
-
-        ``UNLEASH_APP_NAME`` is required, and ``UNLEASH_API_TOKEN`` with ``UNLEASH_URL``
-        (unless ``own_transport``: an agent given its own transport sends through it).
-        Without ``UNLEASH_URL`` the settings are for an agent that only records."""
+        ``UNLEASH_API_TOKEN`` is required with ``UNLEASH_URL`` unless ``own_transport``."""
         values = {**_from_environment(os.environ if environ is None else environ), **overrides}
         sending = values.get("url") is not None and not own_transport
         for setting in ("api_key", "app_name") if sending else ("app_name",):
             if setting not in values:
-                variable = _UNLEASH_VARIABLES[setting]
-                raise SettingsError(f"{variable} is not set (needed for {setting})")
+                raise SettingsError(f"{_VARIABLES[setting][0]} is not set (needed for {setting})")
         try:
             return cls(**values)
         except SettingsError as error:
@@ -198,11 +166,8 @@ class Settings:
 
 
 def _from_environment(env: Mapping[str, str]) -> Dict[str, Any]:
-    """The settings the environment gives, parsed."""
-    values: Dict[str, Any] = {setting: env[variable]
-                              for setting, variable in _UNLEASH_VARIABLES.items()
-                              if env.get(variable)}
-    for setting, (variable, parse) in _AGENT_VARIABLES.items():
+    values: Dict[str, Any] = {}
+    for setting, (variable, parse) in _VARIABLES.items():
         raw = env.get(variable)
         if raw:
             try:
@@ -215,8 +180,7 @@ def _from_environment(env: Mapping[str, str]) -> Dict[str, Any]:
 
 def _naming_the_variable(message: str, overrides: Mapping[str, Any]) -> str:
     """``message`` led by the variable the user would have to fix, not only the setting."""
-    variables = {**_UNLEASH_VARIABLES, **{k: v for k, (v, _) in _AGENT_VARIABLES.items()}}
-    for setting, variable in variables.items():
+    for setting, (variable, _) in _VARIABLES.items():
         if message.startswith(setting) and setting not in overrides:
             return f"{variable}: {message}"
     return message
@@ -246,15 +210,12 @@ def _boolean_or_path(raw: str) -> Union[bool, str]:
     return raw
 
 
-_UNLEASH_VARIABLES = {
-    "url": "UNLEASH_URL",
-    "api_key": "UNLEASH_API_TOKEN",
-    "app_name": "UNLEASH_APP_NAME",
-    "environment": "UNLEASH_ENVIRONMENT",
-    "instance_id": "UNLEASH_INSTANCE_ID",
-}
-
-_AGENT_VARIABLES: Dict[str, Tuple[str, Callable[[str], Any]]] = {
+_VARIABLES: Dict[str, Tuple[str, Callable[[str], Any]]] = {
+    "url": ("UNLEASH_URL", str),
+    "api_key": ("UNLEASH_API_TOKEN", str),
+    "app_name": ("UNLEASH_APP_NAME", str),
+    "environment": ("UNLEASH_ENVIRONMENT", str),
+    "instance_id": ("UNLEASH_INSTANCE_ID", str),
     "flush_interval": ("IMPACTAGENT_FLUSH_INTERVAL", _number),
     "request_timeout": ("IMPACTAGENT_REQUEST_TIMEOUT", _number),
     "shutdown_timeout": ("IMPACTAGENT_SHUTDOWN_TIMEOUT", _number),

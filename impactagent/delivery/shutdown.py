@@ -1,12 +1,8 @@
-"""SIGTERM: how docker, Kubernetes and systemd stop a service, and the last window with it.
+"""SIGTERM (how docker, Kubernetes and systemd stop a service) runs no ``atexit`` hook.
 
-SIGTERM's default action runs no ``atexit`` hook. When an agent starts on the main thread
-and SIGTERM has its default disposition, a handler closes every started agent within its
-``shutdown_timeout`` and then ends the process as SIGTERM would have (default disposition,
-the signal again), so a supervisor sees the same exit status. A handler the app installed,
-or an ignored SIGTERM, is left alone (their exit runs ``atexit``); ``handle_sigterm=False``
-or ``IMPACTAGENT_HANDLE_SIGTERM=0`` turns it off. The closing runs on helper threads the
-handler waits for, boundedly.
+When an agent starts on the main thread and SIGTERM has its default disposition, a handler
+closes every started agent within its ``shutdown_timeout``, then ends the process as
+SIGTERM would have. An app's own handler, or an ignored SIGTERM, is left alone.
 """
 
 from __future__ import annotations
@@ -29,17 +25,12 @@ class Closing(Protocol):
 
     settings: Settings
 
-    def hurry(self) -> None:
-        """A flush running now ends at once; a close within ``shutdown_timeout``."""
+    def hurry(self) -> None: ...
 
-    def close_by_own_deadline(self) -> None:
-        """Close within ``shutdown_timeout``."""
+    def close_by_own_deadline(self) -> None: ...
 
-    def abandon(self) -> None:
-        """Spool or count at once whatever delivery has not settled."""
+    def abandon(self) -> None: ...
 
-#: Environment variable that turns the SIGTERM handler off (0, false, no, off).
-ENVIRONMENT_SWITCH = "IMPACTAGENT_HANDLE_SIGTERM"
 
 _started: weakref.WeakSet[Closing] = weakref.WeakSet()
 _guard = threading.Lock()
@@ -48,43 +39,30 @@ _installed = False
 #: the handler runs, whether a SIGTERM waits for them to end (``deferred``).
 _local = threading.local()
 _ending = threading.Event()  # the handler is closing everything: a second SIGTERM waits
-#: How long the end waits for an agent's stuck state to be spooled or counted.
-_ABANDON_SECONDS = 1.0
+_ABANDON_SECONDS = 1.0  # for an agent's stuck state to be spooled or counted
 
 
-def handler_allowed() -> bool:
-    """False when the environment turns the handler off."""
-    value = os.environ.get(ENVIRONMENT_SWITCH, "").strip().lower()
-    return value not in ("0", "false", "no", "off")
-
-
-def enroll(lifecycle: Closing) -> bool:
-    """Close ``lifecycle`` on SIGTERM; install the handler if this is the main thread and
-    SIGTERM has its default disposition. Returns True if the handler is ours."""
+def enroll(lifecycle: Closing) -> None:
+    """Close ``lifecycle`` on SIGTERM, unless IMPACTAGENT_HANDLE_SIGTERM turns it off;
+    install the handler if this is the main thread and SIGTERM has its default action."""
     global _installed
+    if os.environ.get("IMPACTAGENT_HANDLE_SIGTERM", "").strip().lower() in ("0", "false",
+                                                                            "no", "off"):
+        return
     with _guard:
         _started.add(lifecycle)
-        if _installed:
-            return signal.getsignal(signal.SIGTERM) is _on_sigterm
-        if threading.current_thread() is not threading.main_thread():
-            return False  # signal.signal() works in the main thread only
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-            return False  # the app's own handler, or SIG_IGN: theirs to keep
-        if multiprocessing.parent_process() is not None:
-            return False  # see leave_to_multiprocessing()
+        if (_installed or threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+                or multiprocessing.parent_process() is not None):
+            return  # an app's handler or SIG_IGN is theirs; see leave_to_multiprocessing()
         signal.signal(signal.SIGTERM, _on_sigterm)
         _installed = True
-        return True
 
 
 def leave_to_multiprocessing() -> None:
-    """In a ``multiprocessing`` child: give SIGTERM back its default action.
-
-    A Pool worker waits for its task in a semaphore that a signal does not always interrupt,
-    so a Python handler may never run and ``Pool.terminate()`` would wait for good. A child
-    dies of SIGTERM as without the agent; one that ends normally closes through
-    multiprocessing's exit hooks (see :mod:`.lifecycle`).
-    """
+    """In a ``multiprocessing`` child: give SIGTERM back its default action. A Pool worker
+    waits in a semaphore a signal does not always interrupt, so a Python handler may never
+    run and ``Pool.terminate()`` would wait for good."""
     if (threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGTERM) is _on_sigterm):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -99,26 +77,21 @@ def withdraw(lifecycle: Closing) -> None:
 @contextlib.contextmanager
 def deferring() -> Iterator[None]:
     """Mark a flush or a close in progress on this thread: a SIGTERM that interrupts it
-    waits for it (cut short) to end, instead of ending the process in its middle with the
-    body it holds (see :func:`_on_sigterm`)."""
+    waits for it (cut short) to end, not ending the process with the body it holds."""
     _local.depth = getattr(_local, "depth", 0) + 1
     try:
         yield
     finally:
         _local.depth -= 1
-        # Only the thread the SIGTERM interrupted ends the process: another thread's flush,
-        # cut short and ending first, can neither put the disposition back nor let the main
-        # thread go on as if no SIGTERM had come.
+        # Only the thread the SIGTERM interrupted ends the process.
         if _local.depth == 0 and getattr(_local, "deferred", False):
-            _close_all_and_end()  # the SIGTERM this close deferred: now for every agent
+            _close_all_and_end()
 
 
 def _on_sigterm(signum: int, frame: Optional[Any]) -> None:
     if getattr(_local, "depth", 0):
-        # The signal interrupted a flush or a close on this very thread (a multiprocessing
-        # child closing at its end when Pool.terminate() sends SIGTERM, say): a close on
-        # another thread would wait for what this thread holds. Cut it short, let it finish
-        # and settle what it holds, then close every agent and end.
+        # A close on another thread would wait for what this flush or close holds: cut it
+        # short, let it settle what it holds, then close every agent and end.
         _local.deferred = True
         for target in list(_started):
             target.hurry()
@@ -127,12 +100,9 @@ def _on_sigterm(signum: int, frame: Optional[Any]) -> None:
 
 
 def _close_all_and_end() -> None:
-    """Close every started agent, all at once and each within its ``shutdown_timeout``, then
-    end; what an agent still holds by then is spooled or counted at once.
-    """
-    if _ending.is_set():
-        # A second SIGTERM (a group kill and a forwarded one, say) interrupted the first's
-        # closing on this thread: the first goes on and ends the process.
+    """Close every started agent, each within its ``shutdown_timeout``, then end; what an
+    agent still holds by then is spooled or counted at once."""
+    if _ending.is_set():  # a second SIGTERM interrupted the first's closing: it goes on
         return
     _ending.set()
     try:
@@ -143,22 +113,20 @@ def _close_all_and_end() -> None:
         for closer in closers:
             if closer is not None:
                 closer.join(max(deadline - time.monotonic(), 0.0))
-        # Every agent, not only those whose closer is still running: a close already
-        # running on another thread (the app's, or one an earlier SIGTERM began) may
-        # outlast the closer that gave up waiting for it. Abandoning an agent whose close
-        # has ended does nothing.
+        # Every agent: a close running on another thread may outlast its closer.
         late = [_start(target.abandon) for target in targets]
         for abandoning in late:
             if abandoning is not None:
                 abandoning.join(_ABANDON_SECONDS)
-        _end_as_sigterm()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # end as SIGTERM would have
+        os.kill(os.getpid(), signal.SIGTERM)
+        os._exit(128 + signal.SIGTERM)  # not reached: the default action ends the process
     finally:  # reached only when cut short (Ctrl-C): a later SIGTERM is handled anew
         _ending.clear()
 
 
 def _start(work: Callable[[], object]) -> Optional[threading.Thread]:
-    """``work`` on a thread of its own; done on this one (None) at the interpreter's exit,
-    where Python 3.12 starts no thread (a SIGTERM deferred by the exit's close)."""
+    """``work`` on a thread of its own; on this one (None) at exit, where no thread starts."""
     try:
         return start_daemon(work, "impactagent-sigterm")
     except RuntimeError:
@@ -166,16 +134,8 @@ def _start(work: Callable[[], object]) -> Optional[threading.Thread]:
         return None
 
 
-def _end_as_sigterm() -> None:
-    """End as SIGTERM would have: the default disposition, and the signal again."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
-    os._exit(128 + signal.SIGTERM)  # not reached: the default action ends the process
-
-
 def _reset_after_fork() -> None:
-    """A forked child starts with no close in progress, no deferred signal, and a guard no
-    other thread holds (the handler itself is inherited, as it should be)."""
+    """A forked child starts with no close in progress, no deferred signal, a free guard."""
     global _guard, _local, _ending
     _guard = threading.Lock()
     _local = threading.local()

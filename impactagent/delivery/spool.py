@@ -1,20 +1,10 @@
-"""Bodies that could not be delivered, kept on disk until they can be: a queue of files
-that processes (forked workers, other processes, containers) can share.
+"""Bodies not yet delivered, on disk: a queue of files processes and containers can share.
 
-Each body is one file named by a fresh ULID, so the listing is the queue, oldest first,
-and no process, child or clock step writes another's name; files are written atomically.
-To send one, a process claims it by renaming it to ``<name>.json.<owner>.<ms>.sending``:
-a lease, renewed before each attempt and taken back by anyone once expired (nothing is
-judged by process ids). A file is removed only once its body is settled, so a crash can
-resend a body, never lose it. Containers may share a spool while their clocks agree to
-within the lease.
-
-A spooled body is sent with this agent's token, so the spool trusts only what it could
-have written: its directory ``0700`` and files ``0600`` (an existing directory open to
-others is warned about once), nothing inside the directory followed (``O_NOFOLLOW``, no
-FIFO, link or device read), and only a body this agent would send is read back. Anything
-else is moved to ``corrupt/`` and counted as ``spool_corrupt``. :meth:`Spool.write` never
-raises: a body the disk cannot take is counted as ``spool_error``.
+Each body is one file named by a fresh ULID, so the listing is the queue, oldest first. A
+process claims a file by renaming it: a lease, renewed before each attempt, taken back by
+anyone once expired; the file goes once its body is settled, so a crash can resend a body,
+never lose it. The spool trusts only what it could have written (it is sent with this
+agent's token); anything else goes to ``corrupt/``.
 """
 
 from __future__ import annotations
@@ -45,19 +35,15 @@ _SUFFIX = ".json"
 _CLAIM = ".sending"
 _TEMP = ".tmp"
 _CORRUPT = "corrupt"
-#: Who may read what the spool writes: its owner only (a body names the app and its flags).
 _PRIVATE = 0o700
 _PRIVATE_FILE = 0o600
-#: ``<name>.json.<owner>.<ms>.sending``: the claim names a spool makes. A claim without a
-#: time (an earlier version's ``<name>.json.<pid>-<owner>.sending``) counts as expired.
+#: ``<name>.json.<owner>.<ms>.sending``; a claim without a time (an earlier version's
+#: ``<name>.json.<pid>-<owner>.sending``) counts as expired.
 _CLAIMED = re.compile(
     r"(?P<name>.+?\.json)\.(?:(?P<owner>[0-9a-f]+)\.(?P<ms>[0-9]+)|[0-9]+(?:-[0-9a-f]+)?)"
     r"\.sending\Z")
 
-#: Random bits of the step between two names written in one millisecond.
-_STEP_BITS = 48
-
-#: How long a claim lasts without renewal, by default.
+_STEP_BITS = 48  # of the step between two names written in one millisecond
 DEFAULT_LEASE_SECONDS = 120.0
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -79,32 +65,10 @@ class _Untrusted(Exception):
 
 
 class Spool:
-    """Unsent request bodies on disk, oldest first, within ``max_bytes``.
+    """Unsent request bodies on disk, oldest first, within ``max_bytes``."""
 
-    >>> import tempfile
-    >>> spool = Spool(tempfile.mkdtemp())
-    >>> body = (b'{"appName": "shop", "bucket": {"start": "2026-11-25T10:00:00Z", '
-    ...         b'"stop": "2026-11-25T10:01:00Z", "toggles": {}}}')
-    >>> entry = spool.write(body)
-    >>> oct(entry.path.stat().st_mode & 0o777)
-    '0o600'
-    >>> [spool.read(e) == body for e in spool.entries()]
-    [True]
-
-    What is not a body this agent would send is set aside, and counted:
-
-    >>> planted = spool.directory / "0.json"
-    >>> _ = planted.write_bytes(b'{"appName": "shop", "bucket": "x"}')
-    >>> [spool.read(e) == body for e in spool.entries()]
-    [False, True]
-    >>> spool.drops.as_dict(), [p.name for p in (spool.directory / "corrupt").iterdir()]
-    ({'spool_corrupt': 1}, ['0.json'])
-    """
-
-    # The default is the agent's setting's (written once, in Settings).
     def __init__(self, directory: Union[str, os.PathLike[str]], *,
-                 max_bytes: int = Settings.spool_max_bytes,
-                 drops: Optional[DropCounter] = None,
+                 max_bytes: int = Settings.spool_max_bytes, drops: Optional[DropCounter] = None,
                  lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
@@ -115,18 +79,18 @@ class Spool:
         self._last = ulid.new()
         try:
             created = self._make_directory()
-            self._probe()
+            probe = self.directory / f".probe-{ulid.new().str}{_TEMP}"
+            os.close(os.open(probe, _CREATE, _PRIVATE_FILE))
+            os.unlink(probe)
         except OSError as error:
             raise OSError(f"spool_dir {str(self.directory)!r} is not a writable directory: "
                           f"{error.strerror or error}") from None
         if not created:
             self._warn_if_shared()
-        # Load the validator now, on the caller's thread: a lazy import on the flusher
-        # thread could hold the import lock at the moment the app forks.
+        # Import the validator now: a lazy import on another thread could hold the import
+        # lock when the app forks.
         check_own_body(b"{}")
         self._recover()
-
-    # -- the directory -----------------------------------------------------------------------
 
     def _make_directory(self) -> bool:
         """Create the directory (and missing parents) ``0700``; False if it existed."""
@@ -137,11 +101,6 @@ class Spool:
         os.chmod(self.directory, _PRIVATE)  # the umask can only have taken bits away
         return True
 
-    def _probe(self) -> None:
-        probe = self.directory / f".probe-{ulid.new().str}{_TEMP}"
-        os.close(os.open(probe, _CREATE, _PRIVATE_FILE))
-        os.unlink(probe)
-
     def _warn_if_shared(self) -> None:
         mode = os.stat(self.directory).st_mode
         if not mode & (stat.S_IWGRP | stat.S_IWOTH):
@@ -150,18 +109,14 @@ class Spool:
         link = (f" (a symlink to {os.path.realpath(self.directory)!r})"
                 if self.directory.is_symlink() else "")
         logger.warning(
-            "spool_dir %r%s is %s-writable (mode %s): another user could plant "
-            "files there for this agent to send with its token, or remove what it spooled. "
-            "The spool keeps working; make it private with: chmod 700 %s",
-            str(self.directory), link, who, oct(stat.S_IMODE(mode)), self.directory,
-        )
-
-    # -- writing -----------------------------------------------------------------------------
+            "spool_dir %r%s is %s-writable (mode %s): another user could plant files there for "
+            "this agent to send with its token, or remove what it spooled. The spool keeps "
+            "working; make it private with: chmod 700 %s",
+            str(self.directory), link, who, oct(stat.S_IMODE(mode)), self.directory)
 
     def write(self, body: bytes) -> Optional[SpoolEntry]:
         """Store ``body`` durably, dropping the oldest files beyond the cap. Never raises: a body
-        that cannot be stored is counted (``spool_full``, ``spool_error``) and None returned.
-        """
+        that cannot be stored is counted (``spool_full``, ``spool_error``)."""
         if len(body) > self.max_bytes:
             self._drop_body(body, "spool_full", "a body larger than the whole spool")
             return None
@@ -172,8 +127,7 @@ class Spool:
                 except OSError:
                     if self.directory.is_dir():
                         raise
-                    # Removed while running (a cleanup job, say): create it again, once.
-                    self._make_directory()
+                    self._make_directory()  # removed while running: created again, once
                     return self._store(body)
             except Exception as error:  # never out of flush() or close(): counted instead
                 what = (error.strerror or str(error) if isinstance(error, OSError)
@@ -200,13 +154,17 @@ class Spool:
             with contextlib.suppress(OSError):  # no half-written file left behind
                 os.unlink(temp)
             raise
-        self._fsync_directory()
+        with contextlib.suppress(OSError):  # not every platform can fsync a directory
+            fd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         return SpoolEntry(final, len(body))
 
     def _next_name(self) -> str:
-        """A fresh ULID; within one millisecond, one above the last by a fresh random step,
-        so that this process's files keep their write order and a forked child's (which
-        starts from the same last name) still differ."""
+        """A fresh ULID; within one millisecond, one above the last by a random step, so that
+        files keep their write order and a forked child's still differ."""
         candidate = ulid.new()
         if candidate.int <= self._last.int:
             candidate = ulid.from_int(self._last.int + 1 + secrets.randbits(_STEP_BITS))
@@ -226,8 +184,7 @@ class Spool:
             body = self.read(claimed)  # what is not a body is set aside (and counted) here
             if body is not None:
                 self.remove(claimed)
-                self._drop_body(body, "spool_full",
-                                "the oldest body, to stay under the size cap")
+                self._drop_body(body, "spool_full", "the oldest body, to stay under the size cap")
 
     def _drop_body(self, body: bytes, reason: str, what: str) -> None:
         try:
@@ -237,19 +194,8 @@ class Spool:
         if events:
             self.drops.add(reason, events, detail=f"{what}; spool {str(self.directory)!r}")
 
-    def _fsync_directory(self) -> None:
-        with contextlib.suppress(OSError):  # not every platform can fsync a directory
-            fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-    # -- reading, claiming, removing ---------------------------------------------------------
-
     def entries(self) -> List[SpoolEntry]:
-        """The queue, oldest first: unclaimed files, and claims whose lease ran out (whatever
-        they are: :meth:`read` checks)."""
+        """The queue, oldest first: unclaimed files, and claims whose lease ran out."""
         result = []
         now = time.time()
         with contextlib.suppress(OSError):  # a directory removed while running is empty
@@ -262,17 +208,14 @@ class Spool:
         return result
 
     def claim(self, entry: SpoolEntry) -> Optional[SpoolEntry]:
-        """Take ``entry`` (or an expired claim) for sending; ``None`` if another process
-        took it first."""
+        """Take ``entry`` for sending, or renew the lease of a claim of ours; ``None`` if
+        another process took it first."""
         return self._rename(entry, self._claim_name(entry.path))
 
-    def renew(self, claimed: SpoolEntry) -> Optional[SpoolEntry]:
-        """Extend the lease of a claim of ours; ``None`` if it was taken from us."""
-        return self._rename(claimed, self._claim_name(claimed.path))
+    renew = claim
 
     def release(self, claimed: SpoolEntry) -> Optional[SpoolEntry]:
-        """Put a claimed body back in the queue, at its original (old) place; the entry
-        it is under again (None if it was no longer ours)."""
+        """Put a claimed body back in the queue, at its old place (None if no longer ours)."""
         return self._rename(claimed, self._original(claimed.path))
 
     def _claim_name(self, path: Path) -> Path:
@@ -291,19 +234,17 @@ class Spool:
         match = _CLAIMED.match(name)
         if match is None or match.group("ms") is None:
             return True  # not a claim this version makes: nobody renews it
-        # A claim from more than a lease ahead was made on a clock that disagreed with
-        # ours by more than the lease (or ours stepped back): no owner renews it in time.
+        # One from more than a lease ahead was made on a clock no owner renews it by.
         return abs(now - int(match.group("ms")) / 1000) > self.lease_seconds
 
     def read(self, entry: SpoolEntry) -> Optional[bytes]:
-        """The body of a claimed entry, safe to send; None if it is gone or was set aside (moved to
-        ``corrupt/`` and counted as ``spool_corrupt``). Never raises.
-        """
+        """The body of a claimed entry, safe to send; None if it is gone or was set aside
+        (counted as ``spool_corrupt``). Never raises."""
         try:
             body = self._read_regular(entry.path)
             self._check(body)
         except FileNotFoundError:
-            return None  # removed by someone else: nothing to send, nothing to count
+            return None  # removed by someone else
         except (_Untrusted, OSError) as error:
             why = str(error) if isinstance(error, _Untrusted) else (
                 "a symbolic link" if _is_link_error(error) else
@@ -314,7 +255,7 @@ class Spool:
 
     def _read_regular(self, path: Path) -> bytes:
         """The bytes of ``path`` if it is a regular file of ours; never follows or blocks."""
-        _require_regular(os.lstat(path))  # refuse before opening: opening a device can act
+        _require_regular(os.lstat(path))  # before opening: opening a device can act
         fd = os.open(path, _OPEN)  # and again on what was opened, in case it was swapped
         try:
             info = os.fstat(fd)
@@ -336,7 +277,6 @@ class Spool:
 
     @staticmethod
     def _check(body: bytes) -> None:
-        """Raise :class:`_Untrusted` unless ``body`` is one this agent would send."""
         problems = [p for p in check_own_body(body) if p.outcome != IGNORED]
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -345,12 +285,12 @@ class Spool:
             document = json.loads(body)
             payload_from_document(document)
             count_events(document)
-        except Exception as error:  # what the delivery will do with it must not fail
+        except Exception as error:  # what delivery does with it must not fail
             raise _Untrusted(f"not a body the agent can send: {type(error).__name__}: "
                              f"{error}") from None
 
     def _set_aside(self, path: Path, why: str) -> None:
-        """Move an untrusted entry, as itself, to ``corrupt/`` (or delete it); count it."""
+        """Move an untrusted entry to ``corrupt/`` (or delete it); count it."""
         name = self._original(path).name
         corrupt = self._corrupt_directory()
         where = "deleted"
@@ -373,19 +313,14 @@ class Spool:
     def _corrupt_directory(self) -> Optional[Path]:
         corrupt = self.directory / _CORRUPT
         try:
-            os.mkdir(corrupt, _PRIVATE)
-        except FileExistsError:
-            pass
-        except OSError:
-            return None
-        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(corrupt, _PRIVATE)
             return corrupt if stat.S_ISDIR(os.lstat(corrupt).st_mode) else None
         except OSError:
             return None
 
     def remove(self, entry: SpoolEntry) -> bool:
-        """Delete a body that was delivered or dropped; False if the file was no longer
-        ours (its lease ran out and another process took it)."""
+        """Delete a settled body; False if the file was no longer ours."""
         try:
             entry.path.unlink()
         except FileNotFoundError:
@@ -398,17 +333,14 @@ class Spool:
     def __len__(self) -> int:
         return len(self.entries())
 
-    # -- recovery ----------------------------------------------------------------------------
-
     def reset_after_fork(self) -> None:
-        """A forked child gets its own lock (the parent's may be held by another thread) and
-        its own owner name, so that its claims are never mistaken for the parent's."""
+        """A forked child gets its own lock, and an owner name of its own for its claims."""
         self._lock = threading.Lock()
         self._owner = secrets.token_hex(8)
 
     def _recover(self) -> None:
-        """Put expired claims back in the queue and set aside claim names this spool cannot
-        make; delete temporary files older than a minute."""
+        """Requeue expired claims, set aside claim names no spool makes, and delete temporary
+        files older than a minute."""
         now = time.time()
         for path in self.directory.glob(f"*{_CLAIM}"):
             if _CLAIMED.match(path.name) is None:

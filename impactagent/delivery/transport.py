@@ -1,11 +1,9 @@
 """The default transport: one HTTP POST of one body, and what its answer means for the data.
 
-:class:`HttpTransport` knows HTTP and the protocol's headers; it does not retry, sleep or
-decide what to do with data, and never raises for network trouble. Redirects are never
-followed (a redirected POST can be answered 200 by a login page, or carry the body to
-another origin): a 3xx keeps the data and is logged once with its ``Location``. What the
-server or an exception says passes through a :class:`~.redaction.Redactor` before it
-becomes an outcome's detail.
+It does not retry, sleep or decide what to do with data, and never raises for network
+trouble. Redirects are never followed (a redirected POST can be answered 200 by a login
+page, or carry the body to another origin): a 3xx keeps the data and is logged once. What
+the server or an exception says is redacted before it becomes an outcome's detail.
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from email.utils import parsedate_to_datetime
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Dict, Mapping, Optional, Tuple, Union
 from urllib.parse import urljoin
 
 import requests
@@ -40,13 +38,9 @@ from .transport_api import (  # re-exported: the names a transport's author need
 
 logger = logging.getLogger(__name__)
 
-#: Characters of a server's answer kept in an outcome's detail (after redaction).
-_DETAIL_LIMIT = 500
-#: Characters of an exception's text kept in an outcome's detail (after redaction).
-_ERROR_TEXT_LIMIT = 200
-#: The path every metrics URL ends with, to suggest the right ``url`` from a redirect.
+_DETAIL_LIMIT = 500  # characters of a server's answer kept in a detail
+_ERROR_TEXT_LIMIT = 200  # and of an exception's text
 _METRICS_PATH = "/client/metrics"
-#: Where an SDK registers, next to the metrics path.
 _REGISTER_PATH = "/client/register"
 
 
@@ -71,7 +65,7 @@ def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Opti
 
 
 def classify(status: int) -> str:
-    """Map an HTTP status to what to do with the body."""
+    """What to do with the body after an HTTP status (a 3xx is never followed)."""
     if 200 <= status < 300:
         return DELIVERED
     if status == 400:
@@ -80,35 +74,23 @@ def classify(status: int) -> str:
         return UNAUTHORIZED
     if status == 413:
         return TOO_LARGE
-    # 3xx (never followed: see the module), 404, 408, 429, 5xx and anything unexpected.
     return RETRY
 
 
 class HttpTransport:
     """POSTs bodies to ``{url}/client/metrics`` (and registrations to ``{url}/client/register``)
-    on one ``requests.Session``. Identification headers cannot be overridden by custom
-    ``headers``; the token and custom headers' values never appear in logs, reprs or an
-    outcome's detail, and ``metrics_url`` is shown without a password or a query.
-    """
+    on one ``requests.Session``. Custom ``headers`` cannot override the identification ones;
+    the token and their values never appear in logs, reprs or an outcome's detail."""
 
-    def __init__(
-        self,
-        metrics_url: str,
-        api_key: str,
-        identity: Identity,
-        *,
-        flush_interval: float,
-        headers: Optional[Mapping[str, str]] = None,
-        verify: Union[bool, str] = True,
-        proxies: Optional[Mapping[str, str]] = None,
-        register_url: Optional[str] = None,
-    ) -> None:
+    def __init__(self, metrics_url: str, api_key: str, identity: Identity, *,
+                 flush_interval: float, headers: Optional[Mapping[str, str]] = None,
+                 verify: Union[bool, str] = True, proxies: Optional[Mapping[str, str]] = None,
+                 register_url: Optional[str] = None) -> None:
         self._url = metrics_url
         self.metrics_url = redact_url(metrics_url)
         if register_url is None and metrics_url.endswith(_METRICS_PATH):
             register_url = metrics_url[:-len(_METRICS_PATH)] + _REGISTER_PATH
         self._register_url = register_url
-        #: The registration URL as it may be shown (None: this transport cannot register).
         self.register_url = None if register_url is None else redact_url(register_url)
         self._api_key = api_key
         self._custom_headers = dict(headers or {})
@@ -123,9 +105,9 @@ class HttpTransport:
     def _new_session(self) -> requests.Session:
         session = _NeverRedirected()
         session.verify = self._verify
-        # The token is ours to send: a ~/.netrc entry for the host must not replace it with
-        # Basic credentials (requests consults netrc only when no auth is set).
-        session.auth = _keep_headers
+        # An auth that changes nothing: requests consults ~/.netrc, whose Basic credentials
+        # would replace the token, only when no auth is set.
+        session.auth = lambda request: request
         if self._proxies:
             session.proxies.update(self._proxies)
         # Retries are ours (bounded by the flush deadline), not urllib3's.
@@ -135,11 +117,9 @@ class HttpTransport:
         return session
 
     def headers(self) -> Dict[str, Union[str, bytes]]:
-        """The headers of every request (with the token: do not log this). A value that
-        latin-1 cannot carry (an app name in Japanese) goes as its UTF-8 bytes."""
+        """The headers of every request (with the token: do not log this); a value latin-1
+        cannot carry goes as its UTF-8 bytes."""
         identity = self.identity
-        headers = dict(self._custom_headers)
-        # Identification last: custom headers cannot override them (case-insensitively).
         fixed = {
             "Authorization": self._api_key,
             "Content-Type": "application/json",
@@ -153,18 +133,16 @@ class HttpTransport:
         }
         lowered = {k.lower() for k in fixed}
         result: Dict[str, Union[str, bytes]] = {
-            k: v for k, v in headers.items() if k.lower() not in lowered}
+            k: v for k, v in self._custom_headers.items() if k.lower() not in lowered}
         result.update((k, _header_value(v)) for k, v in fixed.items())
         return result
 
     def post(self, body: bytes, timeout: float) -> Outcome:
-        """Send one metrics body, waiting at most about ``timeout`` seconds; never raises
-        for I/O."""
+        """Send one metrics body within about ``timeout`` seconds; never raises for I/O."""
         return self._post(self._url, _METRICS_PATH, body, timeout)
 
     def register(self, body: bytes, timeout: float) -> Outcome:
-        """Send one registration body to ``{url}/client/register``, as :meth:`post` sends
-        metrics: the same headers, no redirect followed, nothing secret in the detail."""
+        """Send one registration body, as :meth:`post` sends metrics."""
         if self._register_url is None:
             return Outcome(RETRY, detail="no registration URL")
         return self._post(self._register_url, _REGISTER_PATH, body, timeout)
@@ -173,17 +151,12 @@ class HttpTransport:
         timeout = max(timeout, 0.001)
         until = time.monotonic() + timeout
         try:
-            # verify and proxies go on the request, not only the session: requests lets
-            # REQUESTS_CA_BUNDLE and *_PROXY variables override session-level values.
-            # allow_redirects=False: a 3xx comes back as it is (see the module). (Not
-            # max_redirects=0: requests raises TooManyRedirects on a 3xx even unfollowed.)
-            # stream=True: the status line decides; the answer's body is read only for a
-            # failure's detail, so a 2xx whose body then breaks is still delivered.
+            # verify and proxies on the request: REQUESTS_CA_BUNDLE and *_PROXY override the
+            # session's. max_redirects=0 would raise on a 3xx even unfollowed. stream=True:
+            # the status line decides, so a 2xx whose body then breaks is still delivered.
             response = self._session.post(
-                url, data=body, headers=self.headers(), allow_redirects=False,
-                timeout=(timeout, timeout), verify=self._verify, proxies=self._proxies or None,
-                stream=True,
-            )
+                url, data=body, headers=self.headers(), allow_redirects=False, stream=True,
+                timeout=(timeout, timeout), verify=self._verify, proxies=self._proxies or None)
         except requests.exceptions.ConnectTimeout:
             return Outcome(RETRY, detail="connect timeout")
         except requests.exceptions.ReadTimeout:
@@ -199,7 +172,7 @@ class HttpTransport:
             return Outcome(RETRY, detail=f"{type(error).__name__}: {self._short(error)}")
         with response:
             status = response.status_code
-            try:  # the status line decided: what follows it is only told, and cannot undo it
+            try:  # the status line decided: what follows cannot undo it
                 detail, retry_after = self._answer_says(url, path, response, until)
             except Exception as error:
                 detail, retry_after = f"unreadable answer ({type(error).__name__})", None
@@ -217,10 +190,8 @@ class HttpTransport:
         return detail, parse_retry_after(response.headers.get("Retry-After"))
 
     def _answer_text(self, response: requests.Response, until: float) -> str:
-        """A failure's answer, redacted and cut short: what arrives by ``until`` (a
-        ``time.monotonic()`` value), read a piece at a time, so that an answer that
-        trickles cannot outlast the request's deadline and turn the status the server gave
-        into no answer at all. The status line has already said what became of the body."""
+        """A failure's answer, redacted and cut short: what arrives by ``until``, read a piece
+        at a time, so that a trickling answer cannot turn the status into no answer."""
         raw, chunks, size, ended = response.raw, [], 0, False
         sock = getattr(getattr(raw, "connection", None), "sock", None)
         one_read = hasattr(raw, "read1")  # urllib3 2; with 1.26, a byte at a time
@@ -242,7 +213,6 @@ class HttpTransport:
             decoded = text.decode(response.encoding or "utf-8", "replace")
         except LookupError:  # a charset no codec has: the text is still worth showing
             decoded = text.decode("utf-8", "replace")
-        # Cut short (by the deadline, the size, an error): it may end inside a secret.
         return self._redact.cut(decoded, _DETAIL_LIMIT, whole=ended)
 
     def _redirected(self, url: str, path: str, status: int, location: Optional[str]) -> str:
@@ -255,20 +225,17 @@ class HttpTransport:
             if location and target.endswith(path):
                 suggestion = f"url={target[:-len(path)]!r}"
             logger.error(
-                "%s answered HTTP %d redirecting to %s. Redirects are not "
-                "followed (a redirected POST is lost, or sent where it should not go), so "
-                "nothing is delivered; the data is kept and retried. Fix the agent's url "
-                "(http:// to https://, or a missing /api, say): %s.",
-                redact_url(url), status, target, suggestion,
-            )
+                "%s answered HTTP %d redirecting to %s. Redirects are not followed (a redirected "
+                "POST is lost, or sent where it should not go), so nothing is delivered; the data "
+                "is kept and retried. Fix the agent's url (http:// to https://, or a missing "
+                "/api, say): %s.", redact_url(url), status, target, suggestion)
         return f"redirect to {target}"
 
     def _short(self, error: Exception) -> str:
-        """An exception's text, redacted and cut short (it may quote URLs and headers)."""
         return self._redact.cut(str(error), _ERROR_TEXT_LIMIT)
 
     def reset_after_fork(self, identity: Identity) -> None:
-        """A forked child must not share the parent's sockets: new session, new identity."""
+        """A forked child must not share the parent's sockets."""
         self.identity = identity
         self._session = self._new_session()
 
@@ -282,16 +249,15 @@ class HttpTransport:
 
 
 class _NeverRedirected(requests.Session):
-    """A session that never follows a redirect (see the module), so never reads where one
-    points: requests parses a ``Location`` even when not following it, and raised on one
-    that is no URL (``http://[``) after the status line had come."""
+    """A session that never reads where a redirect points: requests parses a ``Location``
+    even unfollowed, and raised on one that is no URL (``http://[``)."""
 
     def get_redirect_target(self, resp: requests.Response) -> Optional[str]:
         return None
 
 
 def _joined(url: str, location: str) -> str:
-    """Where a ``Location`` points from ``url``; as it is when it is no URL (``http://[``)."""
+    """Where a ``Location`` points from ``url``; as it is when it is no URL."""
     try:
         return urljoin(url, location)
     except ValueError:
@@ -311,11 +277,6 @@ def _header_value(value: str) -> Union[str, bytes]:
     except UnicodeEncodeError:
         return value.encode()
     return value
-
-
-def _keep_headers(request: Any) -> Any:
-    """An auth that changes nothing: the ``Authorization`` header is already set."""
-    return request
 
 
 __all__ = ("DELIVERED", "REJECTED", "RETRY", "TOO_LARGE", "UNAUTHORIZED", "BaseTransport",
