@@ -1,6 +1,6 @@
-"""Attacks on the delivery's promise: every count recorded is delivered once, or kept
-(merged back, spooled), or counted as dropped with a reason; a body that may be stored twice
-is inside ``possibly_duplicated_events``.
+"""The delivery's promise under signals, exits, faulty transports and servers: every count
+recorded is delivered once, or kept (merged back, spooled), or counted as dropped with a
+reason; a body that may be stored twice is inside ``possibly_duplicated_events``.
 
 Signals are real (``signal.raise_signal`` or ``kill`` of a real child process, handled by
 the real handlers), interpreters are real (including Python 3.12 and later where a pyenv

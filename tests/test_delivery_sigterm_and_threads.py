@@ -1,6 +1,6 @@
-"""A second round of attacks on the delivery's promise: every count recorded is delivered
-once, or kept (merged back, spooled), or counted as dropped with a reason; a body that may
-be stored twice is inside ``possibly_duplicated_events``; no process hangs; SIGTERM ends
+"""The delivery's promise where SIGTERM, fork and threads meet: every count recorded is
+delivered once, or kept (merged back, spooled), or counted as dropped with a reason; a body
+that may be stored twice is inside ``possibly_duplicated_events``; no process hangs; SIGTERM ends
 the process with the status SIGTERM gives.
 
 Signals are real (``kill`` of a real child process, handled by the real handlers), and so
@@ -413,7 +413,7 @@ SIGTERM_DURING_THE_EXIT_S_CLOSE = """
 
 
 def exit_interpreters():
-    from tests.test_delivery_attacks import interpreters_without_threads_at_exit
+    from tests.test_delivery_under_faults import interpreters_without_threads_at_exit
 
     return ["simulated"] + [python for python, _ in interpreters_without_threads_at_exit()]
 
@@ -430,7 +430,7 @@ def test_sigterm_during_the_exit_s_close_closes_the_other_agent_without_a_thread
     import sys
     import textwrap
 
-    from tests.test_delivery_attacks import interpreters_without_threads_at_exit
+    from tests.test_delivery_under_faults import interpreters_without_threads_at_exit
 
     first, second = tmp_path / "first", tmp_path / "second"
     script = textwrap.dedent(SIGTERM_DURING_THE_EXIT_S_CLOSE.format(
