@@ -77,14 +77,14 @@ class FlushResult(NamedTuple):
 
 
 class _Run:
-    """One flush in progress: its deadline (close may bring it forward), its attempts per
-    body (None: until the deadline), and its counts."""
+    """One flush in progress: its deadline (close may bring it forward), whether it is paced
+    (the flusher's: each body tried once, nothing sent before the server's Retry-After), and
+    its counts."""
 
-    def __init__(self, deadline: float, interrupt: threading.Event,
-                 attempts: Optional[int]) -> None:
+    def __init__(self, deadline: float, interrupt: threading.Event, paced: bool) -> None:
         self.deadline = deadline
         self.stopping = interrupt
-        self.attempts = attempts
+        self.paced = paced
         self.delivered = self.kept = self.dropped = self.events = self.retries = 0
         self.timed_out = False
         self.empty_window = False
@@ -94,7 +94,7 @@ class _Run:
     @classmethod
     def late(cls) -> _Run:
         """The run a late answer is settled in: nothing reads its counts or sends from it."""
-        run = cls(0.0, threading.Event(), 0)
+        run = cls(0.0, threading.Event(), paced=True)
         run.is_late = True
         return run
 
@@ -105,7 +105,7 @@ class _Run:
 
     def tries_no_more(self, attempts: int, wait: float) -> bool:
         return (self.stopping.is_set() or time.monotonic() + wait >= self.deadline
-                or (self.attempts is not None and attempts >= self.attempts))
+                or (self.paced and attempts >= 1))
 
     def pause(self, seconds: float) -> None:
         self.stopping.wait(seconds)
@@ -159,9 +159,10 @@ class Delivery:
         self._running: Optional[_Run] = None
 
     def flush(self, deadline: float, interrupt: Optional[threading.Event] = None, *,
-              attempts: Optional[int] = None) -> FlushResult:
-        """Run one flush that ends by ``deadline`` (``time.monotonic()``), trying each body
-        ``attempts`` times (None: until the deadline); ``interrupt`` stops further retries."""
+              paced: bool = False) -> FlushResult:
+        """Run one flush that ends by ``deadline`` (``time.monotonic()``); ``interrupt`` stops
+        further retries. An app's flush retries each body until the deadline; a ``paced`` one
+        (the flusher's) tries each once and sends nothing before the server's Retry-After."""
         if self.closed:
             return FlushResult(skipped="the agent is closed")
         while not self._lock.acquire(timeout=min(max(deadline - time.monotonic(), 0),
@@ -173,7 +174,7 @@ class Delivery:
                 return FlushResult(skipped="the agent is closed")
             if self.ending is not None:
                 return FlushResult(timed_out=True, skipped="the process is ending")
-            run = _Run(deadline, interrupt or threading.Event(), attempts)
+            run = _Run(deadline, interrupt or threading.Event(), paced)
             self._running = run
             try:
                 return self._flush_and_tell(run)
@@ -197,8 +198,7 @@ class Delivery:
             self._parcels.wait_answered(
                 lambda: time.monotonic() if run.stopping.is_set() else run.deadline)
             self._take_all(close=False)
-            # The flusher's flushes (a limit on attempts) keep to the server's Retry-After.
-            paced_out = run.attempts is not None and time.monotonic() < self.not_before
+            paced_out = run.paced and time.monotonic() < self.not_before
             backlog_sent = not paced_out and (self.spool is None or self._replay_spool(run))
             for parcel in self._collect(run):  # kept, not sent, if the server just failed
                 if not backlog_sent or run.kept or self.unauthorized is not None:
@@ -248,7 +248,7 @@ class Delivery:
             self._send(half, run)
 
     def _post(self, parcel: Parcel, run: _Run) -> Outcome:
-        """POST the parcel's body, retrying until the run's deadline or attempts are spent;
+        """POST the parcel's body, retrying until the run ends (a paced run tries once);
         never while an earlier attempt may be in flight, nor after a redirect."""
         def count_retry(state: tenacity.RetryCallState) -> None:
             run.retries += 1
@@ -442,7 +442,7 @@ class Delivery:
             self._parcels.wait_answered(  # an answer heard by halfway settles its body
                 lambda: time.monotonic() if self.ending is not None else halfway)
             taken = self._take_all(close=False)
-            last = self._running = _Run(deadline, threading.Event(), None)
+            last = self._running = _Run(deadline, threading.Event(), paced=False)
             if self.ending is not None:  # SIGTERM came while close waited
                 last.hurry(self.ending)
             try:

@@ -75,7 +75,7 @@ class Flusher:
             deadline = time.monotonic() + self.interval
             try:
                 self._register()
-                result = self.delivery.flush(deadline, interrupt=self.stopping, attempts=1)
+                result = self.delivery.flush(deadline, interrupt=self.stopping, paced=True)
             # BaseException too: signals go to the main thread, so a SystemExit here is a
             # transport's, and must not end the loop. A bug's traceback is ours to show.
             except BaseException as error:
