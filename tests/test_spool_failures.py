@@ -172,3 +172,37 @@ def test_spool_write_never_raises_and_logs_each_kind_of_failure_once(tmp_path, c
     logged = [r.getMessage() for r in caplog.records if "spool_error" in r.getMessage()]
     assert len(logged) == 1 and str(spool.directory) in logged[0]
 
+
+
+def test_a_sent_body_whose_file_cannot_be_removed_is_counted_not_raised(tmp_path):
+    """The spooled body is delivered, but its claimed file cannot be removed (here another
+    hand put a directory in its place, so unlink fails with EISDIR): flush() returns, and the
+    body is counted as possibly duplicated, since whoever finds the file may send it again."""
+    from impactagent.delivery.transport import Outcome
+
+    spool_dir = tmp_path / "spool"
+
+    class ReplacingTransport:
+        metrics_url = "user transport"
+        failing = True
+
+        def post(self, body, timeout):
+            if self.failing:
+                return Outcome("retry", 503)
+            for claimed in spool_dir.glob("*.sending"):
+                claimed.unlink()
+                claimed.mkdir()
+            return Outcome("delivered", 202)
+
+    transport = ReplacingTransport()
+    agent = impactagent.Agent("shop", transport=transport, register=False,
+                              spool_dir=str(spool_dir))
+    agent.counter("jobs_total", "Jobs").inc(3)
+    agent.flush(timeout=1)  # 503: spooled
+    transport.failing = False
+    result = agent.flush(timeout=2)
+    delivery = agent.statistics()["delivery"]
+    assert result.delivered_bodies == 1, result
+    assert delivery["delivered_events"] == 3
+    assert delivery["possibly_duplicated_events"] == 3
+    agent.close(timeout=1)

@@ -320,10 +320,15 @@ class Spool:
             return None
 
     def remove(self, entry: SpoolEntry) -> bool:
-        """Delete a settled body; False if the file was no longer ours."""
+        """Delete a settled body; False if the file was no longer ours, or stays (then
+        whoever finds it may send it again)."""
         try:
             entry.path.unlink()
         except FileNotFoundError:
+            return False
+        except OSError as error:
+            logger.warning("could not remove the spooled body %s (%s): it may be sent again",
+                           entry.path.name, error.strerror or error)
             return False
         return True
 
