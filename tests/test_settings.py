@@ -75,6 +75,10 @@ def test_missing_or_malformed_settings_name_the_variable(change, message):
         ({"request_timeout": float("nan")}, "request_timeout must be positive"),
         ({"max_flags": 1.5}, "max_flags must be a positive int"),
         ({"headers": {"x": 1}}, "headers must map"),
+        ({"headers": 1.5}, r"headers must map names \(str\) to values \(str\), got float"),
+        ({"headers": [("x", "y")]}, "headers must map"),
+        ({"proxies": ["http://p"]}, "proxies must map"),
+        ({"proxies": {"https": 5}}, "proxies must map"),
         ({"verify": "maybe"}, "does not exist"),
     ],
 )
@@ -149,3 +153,10 @@ def test_identities_at_the_limit_are_taken_and_the_variable_is_named():
         impactagent.Agent.from_env(dict(ENV, UNLEASH_APP_NAME="a" * 300))
     with pytest.raises(SettingsError, match=r"^UNLEASH_INSTANCE_ID: instance_id must not"):
         impactagent.Agent.from_env(dict(ENV, UNLEASH_INSTANCE_ID="pod\n1"))
+
+
+def test_a_wrong_header_value_is_refused_without_showing_it():
+    """The headers carry the token: a mistake in them is told without their values."""
+    with pytest.raises(SettingsError) as refused:
+        impactagent.Agent("shop", headers={"Authorization": "s3cr3t", "X-Retries": 3})
+    assert "s3cr3t" not in str(refused.value)

@@ -58,6 +58,18 @@ def _stored_identity(name: str, value: Optional[str], limit: Optional[int]) -> N
                             f"{bad!r} in {value!r}")
 
 
+
+def _copied_map(name: str, value: object) -> Optional[Dict[str, str]]:
+    """A copy of a str-to-str mapping (the caller's dict may change later), or None. The
+    message never shows the value: a header or a proxy URL may hold a secret."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise SettingsError(f"{name} must map names (str) to values (str), "
+                            f"got {type(value).__name__}")
+    return dict(value)
+
 @dataclass(frozen=True)
 class Settings:
     """Everything an :class:`~impactagent.Agent` can be configured with, and the one place a
@@ -85,9 +97,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         # Copies: the caller's dict changed later must not change the frozen settings.
-        object.__setattr__(self, "headers", dict(self.headers or {}))
-        if self.proxies is not None:
-            object.__setattr__(self, "proxies", dict(self.proxies))
+        object.__setattr__(self, "headers", _copied_map("headers", self.headers) or {})
+        object.__setattr__(self, "proxies", _copied_map("proxies", self.proxies))
         self._check_identity()
         self._check_url()
         self._check_values()
@@ -136,8 +147,6 @@ class Settings:
                                 f"got {self.verify!r}")
         if isinstance(self.verify, str) and not os.path.exists(self.verify):
             raise SettingsError(f"verify: CA bundle {self.verify!r} does not exist")
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items()):
-            raise SettingsError("headers must map header names (str) to values (str)")
 
     @property
     def metrics_url(self) -> Optional[str]:
