@@ -314,3 +314,15 @@ def test_flag_decorator_on_methods_in_a_class_body_and_on_partials(agent):
         == (True, False, False)
     assert agent.flag("by-partial")(functools.partial(decide, 5))(user=9) == "blue"
     assert toggles(agent) == {"by-method": (1, 2, {}), "by-partial": (1, 0, {"blue": 1})}
+
+
+@pytest.mark.parametrize("wrong", ["ValueError", ValueError("x"), (ValueError, "KeyError"), int])
+def test_count_exceptions_refuses_what_is_not_an_exception_class_when_defined(wrong):
+    """A mistake is told where it is written, not when an exception passes through later."""
+    agent = impactagent.Agent("shop")
+    errors = agent.counter("errors_total", "Errors")
+    with pytest.raises(TypeError, match="exception class or a tuple"):
+        errors.count_exceptions(wrong)
+    with pytest.raises(TypeError, match="exception class or a tuple"):
+        agent.counter("failures_total", "Failures", labels=["route"]).labels(
+            route="/a").count_exceptions(wrong)
