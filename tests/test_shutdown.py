@@ -214,3 +214,64 @@ def test_interpreter_exit_during_a_hanging_post_counts_the_window(server):
     done = child.run(EXIT_APP.format(url=server.api_url, options=""))
     assert done.returncode == 0, done.stderr
     assert "closing with 700 events not delivered" in done.stderr
+
+
+RECORDED_AFTER_CLOSE = """
+    import os, signal, time
+    import impactagent
+    agent = impactagent.Agent("shop", url={url!r}, api_key={token!r}, flush_interval=3600,
+                              spool_dir={spool!r} or None)
+    agent.start()
+    jobs = agent.counter("jobs_total", "Jobs")
+    jobs.inc(1000)
+    agent.close(timeout=5)
+    jobs.inc(5)  # after close(): no flush sends it any more
+    print("pending", agent.statistics()["pending_events"], flush=True)
+    if {sigterm}:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+"""
+
+
+@pytest.mark.parametrize("sigterm", [False, True], ids=["exit", "sigterm"])
+@pytest.mark.parametrize("spooled", [True, False], ids=["spool", "no_spool"])
+def test_what_is_recorded_after_close_is_settled_when_the_process_ends(
+        server, tmp_path, spooled, sigterm):
+    """close() has delivered everything; the app records 5 more and ends (normally, or by
+    SIGTERM): the 5 are spooled for the next agent, or counted as not delivered and said so,
+    never left to vanish with the process."""
+    from impactagent.core.payload import count_events
+
+    spool = tmp_path / "spool"
+    done = child.run(RECORDED_AFTER_CLOSE.format(
+        url=server.api_url, token=TOKEN, spool=str(spool) if spooled else "",
+        sigterm=sigterm), timeout=30)
+    assert done.returncode == (-signal.SIGTERM if sigterm else 0), done.stderr
+    assert done.stdout.split() == ["pending", "5"]
+    assert jobs_delivered(server) == 1000
+    if spooled:
+        spooled_events = [count_events(json.loads(p.read_bytes())) for p in spool.glob("*.json")]
+        assert sum(spooled_events) == 5, spooled_events
+    else:
+        assert "closing with 5 events not delivered" in done.stderr, done.stderr
+        assert "they were recorded after close()" in done.stderr
+    assert TOKEN not in done.stderr
+
+
+def test_a_second_close_settles_what_was_recorded_since_the_first():
+    from impactagent.delivery.transport import Outcome
+
+    class Refusing:
+        def post(self, body, timeout):
+            return Outcome("retry", 503)
+
+    agent = impactagent.Agent("shop", transport=Refusing(), register=False)
+    jobs = agent.counter("jobs_total", "Jobs")
+    jobs.inc(3)
+    agent.close(timeout=0.5)
+    jobs.inc(4)
+    assert agent.statistics()["pending_events"] == 4
+    agent.close(timeout=0.5)
+    stats = agent.statistics()
+    assert stats["pending_events"] == 0
+    assert stats["dropped"]["not_delivered_by_close"] == 7

@@ -538,6 +538,7 @@ class Delivery:
         if not events:
             return
         why = (f"sending was stopped by HTTP {self.unauthorized}" if self.unauthorized
+               else "they were recorded after close()" if self.closed
                else "the server did not take them before the close deadline")
         self.drops.add(NOT_DELIVERED_BY_CLOSE, events, detail=self.transport.metrics_url,
                        explained=True)

@@ -131,6 +131,8 @@ class Lifecycle:
             return FlushResult(timed_out=True, skipped="another close is still running")
         try:
             if self._closed is not None:
+                if self.delivery is not None:  # what was recorded since: spooled or counted
+                    self.delivery.abandon()
                 return self._closed
             if self.delivery is None:
                 self._closed = FlushResult(skipped="no url configured")
@@ -153,8 +155,6 @@ class Lifecycle:
             self._closed = result
             return result
         finally:
-            # Only now: SIGTERM's closer waits for this lock before it ends the process.
-            shutdown.withdraw(self)
             self._lock.release()
 
     def close_by_own_deadline(self) -> None:

@@ -68,12 +68,6 @@ def leave_to_multiprocessing() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def withdraw(lifecycle: Closing) -> None:
-    """Forget a closed lifecycle (the handler stays: other agents may still run)."""
-    with _guard:
-        _started.discard(lifecycle)
-
-
 @contextlib.contextmanager
 def deferring() -> Iterator[None]:
     """Mark a flush or a close in progress on this thread: a SIGTERM that interrupts it
