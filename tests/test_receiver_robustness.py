@@ -269,3 +269,28 @@ def test_a_chunk_size_past_every_limit_is_refused_without_reading_it(receiver):
                      b"fffffffffffffff\r\n{}")
         status, _ = status_and_body(read_until_closed(sock))
     assert status == 413
+
+
+#: Measured against unleash-server 8.2.0 (raw requests, one chunk): a transfer coding before
+#: ``chunked`` is not undone (the body is read as it came), and ``chunked`` not last is 400.
+TRANSFER_CODINGS = [
+    ("gzip, chunked", False, 202),
+    ("gzip, chunked", True, 400),  # gzipped bytes, read as they came: not JSON
+    ("deflate, chunked", False, 202),
+    ("identity, chunked", False, 202),
+    ("chunked, gzip", False, 400),
+]
+
+
+@pytest.mark.parametrize("coding, gzipped, status", TRANSFER_CODINGS)
+def test_transfer_codings_are_answered_as_the_server_answers_them(receiver, coding, gzipped,
+                                                                  status):
+    body = b'{"appName": "coded", "bucket": null}'
+    payload = gzip.compress(body) if gzipped else body
+    with connect(receiver) as sock:
+        sock.sendall(b"POST /api/client/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     b"Content-Type: application/json\r\nTransfer-Encoding: "
+                     + coding.encode() + b"\r\n\r\n"
+                     + f"{len(payload):x}".encode() + b"\r\n" + payload + b"\r\n0\r\n\r\n")
+        answer, _ = status_and_body(read_until_closed(sock))
+    assert answer == status
