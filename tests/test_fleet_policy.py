@@ -92,7 +92,10 @@ def test_a_failing_agent_tries_each_body_once_per_flush_and_loses_nothing():
         assert agent.statistics()["delivery"]["retries"] == 0
     server.heal()
     for agent in agents:
-        agent.close(timeout=5)
+        # A generous budget: a POST its 0.05 s flush left in flight before heal() is waited
+        # for until halfway; on a loaded machine its late 503 can come later, and the body is
+        # then counted as not delivered by close (balanced, but not this test's point).
+        agent.close(timeout=30)
     delivered = sum(a.statistics()["delivery"]["delivered_events"] for a in agents)
     dropped = sum(sum(a.statistics()["dropped"].values()) for a in agents)
     assert delivered + dropped == recorded and dropped == 0
