@@ -358,8 +358,10 @@ class ExceptionCounter:
     __slots__ = ("_exception", "_inc")
 
     def __init__(self, inc: Callable[[], None], exception: ExceptionTypes) -> None:
-        kinds = exception if isinstance(exception, tuple) else (exception,)
-        if not all(isinstance(kind, type) and issubclass(kind, BaseException) for kind in kinds):
+        if not (isinstance(exception, type) and issubclass(exception, BaseException)) and not (
+                isinstance(exception, tuple) and all(
+                    isinstance(kind, type) and issubclass(kind, BaseException)
+                    for kind in exception)):
             raise TypeError("count_exceptions() takes an exception class or a tuple of them, "
                             f"got {exception!r}")
         self._inc = inc
