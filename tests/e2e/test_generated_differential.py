@@ -72,13 +72,6 @@ class Differential:
         # draw again (a mutation's fixed name): those series are not this comparison's.
         self.earlier = self.exposition()
 
-    def new_series(self, found: Dict[str, Dict[Any, Any]], names: Set[str]
-                   ) -> Dict[str, Dict[Any, Any]]:
-        """``found`` without the series the server held before this comparison began."""
-        earlier = server_series(self.earlier, names)
-        return {kind: {key: value for key, value in series.items() if key not in earlier[kind]}
-                for kind, series in found.items()}
-
     def exposition(self) -> str:
         return self.session.get(f"{self.unleash.url}/internal-backstage/impact/metrics",
                                 timeout=10).text
@@ -132,10 +125,10 @@ class Differential:
             same_hour = stop is None or hour_of(stop) == hour
             (readable if same_hour else unreadable).add(app)
             names |= _metric_names(sent.document)
+            earlier = server_series(self.earlier, names)
             for line in differences(
-                    self.new_series(server_series(self.exposition(), names), names),
-                    self.new_series(only_series(self.receiver.received.metrics(), names),
-                                    names)):
+                    new_series(server_series(self.exposition(), names), earlier),
+                    new_series(only_series(self.receiver.received.metrics(), names), earlier)):
                 self.disagree(sent, line)
                 names.discard(line.split(" ")[1])  # one report per metric
         guard = canary(f"gen{number}-canary")
@@ -196,6 +189,13 @@ def test_generated_requests_get_the_servers_answer_and_totals(unleash: RealServe
 
 def _problems(document: Any) -> List[Any]:
     return check_document(document) if isinstance(document, dict) else []
+
+
+def new_series(found: Dict[str, Dict[Any, Any]], earlier: Dict[str, Dict[Any, Any]]
+               ) -> Dict[str, Dict[Any, Any]]:
+    """``found`` without the series the server held before the comparison began."""
+    return {kind: {key: value for key, value in series.items() if key not in earlier[kind]}
+            for kind, series in found.items()}
 
 
 def _app(sent: Sent) -> str:
