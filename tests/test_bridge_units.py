@@ -3,9 +3,13 @@
 import pytest
 
 from impactagent.delivery.settings import SettingsError
-from impactagent.integrations._bridged import native_label, native_name
+from impactagent.integrations._bridged import (
+    CounterReadings,
+    HistogramReadings,
+    native_label,
+    native_name,
+)
 from impactagent.integrations._config import IntegrationOptions
-from impactagent.integrations._cumulative import CounterReadings, HistogramReadings
 
 
 def test_a_counter_reading_sends_whole_units_and_carries_the_fraction():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Mapping, NamedTuple, Tuple
 
 from ..agent import Agent
 from ..delivery.settings import Settings, SettingsError
@@ -55,7 +55,14 @@ class IntegrationOptions(NamedTuple):
         """The agent these options name, or a new one, started when it has a ``url``."""
         agent = self.agent
         if isinstance(agent, str):
-            agent = load_agent(agent, where)
+            module_name, _, attribute = agent.partition(":")
+            if not module_name or not attribute:
+                raise SettingsError(f"{where}: 'agent' must look like "
+                                    f"'package.module:attribute', got {agent!r}")
+            found = getattr(importlib.import_module(module_name), attribute, None)
+            if not isinstance(found, Agent):
+                raise SettingsError(f"{where}: {agent!r} is not an Agent ({found!r})")
+            agent = found
         elif agent is None:
             agent = Agent(**self.agent_settings)
         elif not isinstance(agent, Agent):
@@ -64,18 +71,6 @@ class IntegrationOptions(NamedTuple):
         if agent.settings.url is not None:
             agent.start()  # idempotent: an agent the app started already stays as it is
         return agent
-
-
-def load_agent(where_it_is: str, where: str = "IMPACTAGENT") -> Agent:
-    """Import ``"package.module:attribute"`` and check that it is an Agent."""
-    module_name, _, attribute = where_it_is.partition(":")
-    if not module_name or not attribute:
-        raise SettingsError(f"{where}: 'agent' must look like 'package.module:attribute', "
-                            f"got {where_it_is!r}")
-    agent: Optional[Any] = getattr(importlib.import_module(module_name), attribute, None)
-    if not isinstance(agent, Agent):
-        raise SettingsError(f"{where}: {where_it_is!r} is not an Agent ({agent!r})")
-    return agent
 
 
 def scrape(agent: Agent, accept: str) -> Tuple[bytes, str]:

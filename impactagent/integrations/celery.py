@@ -24,6 +24,8 @@ __all__ = ["TASK_BUCKETS", "CeleryInstrumentation", "instrument_celery"]
 
 TASK_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 _LABELS = ("task", "state")
+#: The Celery signals received, each by the method of the same name.
+_SIGNALS = ("task_prerun", "task_postrun", "worker_process_init", "worker_process_shutdown")
 _perf_counter = time.perf_counter
 
 
@@ -48,12 +50,8 @@ class CeleryInstrumentation:
         from celery import signals
 
         if not self._connected:
-            # weak=False: bound methods of an object nobody else may hold.
-            signals.task_prerun.connect(self.task_prerun, weak=False)
-            signals.task_postrun.connect(self.task_postrun, weak=False)
-            signals.worker_process_init.connect(self.worker_process_init, weak=False)
-            signals.worker_process_shutdown.connect(self.worker_process_shutdown,
-                                                    weak=False)
+            for name in _SIGNALS:  # weak=False: bound methods of an object nobody else holds
+                getattr(signals, name).connect(getattr(self, name), weak=False)
             self._connected = True
         return self
 
@@ -61,10 +59,8 @@ class CeleryInstrumentation:
         """Remove the receivers."""
         from celery import signals
 
-        signals.task_prerun.disconnect(self.task_prerun)
-        signals.task_postrun.disconnect(self.task_postrun)
-        signals.worker_process_init.disconnect(self.worker_process_init)
-        signals.worker_process_shutdown.disconnect(self.worker_process_shutdown)
+        for name in _SIGNALS:
+            getattr(signals, name).disconnect(getattr(self, name))
         self._connected = False
 
     def task_prerun(self, sender: Any = None, task_id: Optional[str] = None,

@@ -15,8 +15,13 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Tuple
 
-from ._bridged import Bridged, BridgedFamilies, increment, set_changed
-from ._cumulative import CounterReadings, HistogramReadings
+from ._bridged import (
+    Bridged,
+    BridgedFamilies,
+    CounterReadings,
+    HistogramReadings,
+    set_changed,
+)
 
 try:
     from opentelemetry.sdk.metrics import (
@@ -133,9 +138,7 @@ class ImpactMetricExporter(MetricExporter):
             delta = self._counters.delta(key, point.value, point.start_time_unix_nano)
         bridged = self._native.family("counter", metric.name, metric.description, names)
         if bridged is not None and delta:
-            child = self._series(metric.name, bridged, key, delta)
-            if child is not None:
-                increment(child, delta)
+            self._native.count(metric.name, bridged, _labels(key, bridged), delta)
 
     def _gauge(self, metric: Any, data: Any, point: Any, key: Any, names: Tuple[str, ...],
                gauges: Dict[Any, float]) -> None:
@@ -147,7 +150,7 @@ class ImpactMetricExporter(MetricExporter):
             return
         # A value that cannot be set is one dropped event when it is new.
         new = self._gauges_dropped.get(key) != total
-        child = self._series(metric.name, bridged, key, 1 if new else 0)
+        child = self._native.series(metric.name, bridged, _labels(key, bridged), int(new))
         if child is not None:
             gauges[child] = gauges.get(child, 0.0) + total
         else:
@@ -168,23 +171,16 @@ class ImpactMetricExporter(MetricExporter):
             added = self._histograms.delta(key, counts, point.sum, point.start_time_unix_nano)
         bridged = self._native.family("histogram", metric.name, metric.description, names,
                                       buckets=tuple(point.explicit_bounds))
-        if bridged is None:
-            return
-        expected = getattr(bridged.family, "buckets", ())
-        if tuple(float(b) for b in point.explicit_bounds) != expected:
-            self._native.refuse(metric.name, f"a point has buckets {point.explicit_bounds}, "
-                                             f"not {expected}")
-            return
-        if added is not None:
-            child = self._series(metric.name, bridged, key, sum(added[0]))
-            if child is not None:
-                child.add_counts(*added)
+        if (bridged is not None and self._native.fits(metric.name, bridged,
+                                                      point.explicit_bounds, "a point")
+                and added is not None):
+            self._native.add_counts(metric.name, bridged, _labels(key, bridged), added)
 
-    def _series(self, name: str, bridged: Bridged, key: Any, events: int) -> Any:
-        """The native series of a point, or None with its ``events`` counted as dropped."""
-        by_name = dict(key[1])
-        labels = {n: by_name.get(n, "") for n in bridged.source_labels}
-        return self._native.series(name, bridged, labels, events)
+
+def _labels(key: Any, bridged: Bridged) -> Dict[str, str]:
+    """A point's attributes by the bridged label names (a missing one is empty)."""
+    by_name = dict(key[1])
+    return {n: by_name.get(n, "") for n in bridged.source_labels}
 
 
 def _is_delta(data: Any) -> bool:

@@ -21,8 +21,14 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from ..prometheus.collector import is_agent_view
-from ._bridged import Bridged, BridgedFamilies, increment, same, set_changed
-from ._cumulative import CounterReadings, HistogramReadings
+from ._bridged import (
+    Bridged,
+    BridgedFamilies,
+    CounterReadings,
+    HistogramReadings,
+    same,
+    set_changed,
+)
 
 if TYPE_CHECKING:
     from ..agent import Agent
@@ -129,11 +135,8 @@ class PrometheusBridge:
                                       native=metric.name + "_total") if record else None
         for key, total in totals.items():
             delta = readings.delta((metric.name, key), total, created.get(key))
-            if bridged is None or not delta:
-                continue
-            child = self._native.series(metric.name, bridged, dict(key), delta)
-            if child is not None:
-                increment(child, delta)
+            if bridged is not None and delta:
+                self._native.count(metric.name, bridged, dict(key), delta)
 
     def _histogram(self, metric: Any, readings: HistogramReadings, record: bool) -> None:
         buckets: Dict[LabelKey, List[Tuple[float, float]]] = {}
@@ -167,17 +170,9 @@ class PrometheusBridge:
                                               metric.documentation, names, buckets=bounds)
                 if bridged is None:
                     return
-            expected = getattr(bridged.family, "buckets", ())
-            if expected != bounds:
-                values = tuple(value for _, value in key)
-                self._native.refuse(metric.name, f"series {values} has buckets {bounds}, "
-                                                 f"not {expected}")
-                continue
-            if added is None:
-                continue
-            child = self._native.series(metric.name, bridged, dict(key), sum(added[0]))
-            if child is not None:
-                child.add_counts(*added)
+            values = tuple(value for _, value in key)
+            if self._native.fits(metric.name, bridged, bounds, f"series {values}") and added:
+                self._native.add_counts(metric.name, bridged, dict(key), added)
 
     def _gauge(self, metric: Any, gauges: Dict[Any, float]) -> None:
         names: Optional[List[str]] = None
