@@ -169,11 +169,16 @@ def _le(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(float(bound))
 
 
-def registry_for(agent: Scraped) -> CollectorRegistry:
-    """A registry holding only this agent's collector (not the process-wide default)."""
+def registry_of(collector: Any) -> CollectorRegistry:
+    """A registry holding only ``collector`` (not the process-wide default)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(AgentCollector(agent))
+    registry.register(collector)
     return registry
+
+
+def registry_for(agent: Scraped) -> CollectorRegistry:
+    """A registry holding only this agent's collector."""
+    return registry_of(AgentCollector(agent))
 
 
 class _QuietHandler(WSGIRequestHandler):

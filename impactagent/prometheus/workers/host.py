@@ -48,13 +48,6 @@ class Departed(NamedTuple):
     parents: List[process.Parent]
 
 
-class Gathered(NamedTuple):
-    """What a scrape shows: the sum of counts, and each live worker's health."""
-
-    counts: Totals
-    health: Totals
-
-
 def worker_name(pid: int) -> str:
     """A new file name for process ``pid`` (a fresh token: a reused pid never writes over a
     dead worker's file)."""
@@ -89,7 +82,7 @@ class Host:
     def _join(self, here: process.Stamp) -> None:
         with files.locked(self.path):
             departed, _, judged = self._read(here)
-            parents = departed.parents + [process.parent(p.stamp) for p in judged]
+            parents = departed.parents + [p.stamp.started_by for p in judged]
             if (any(process.alive(p.stamp, here) for p in judged)
                     or any(process.runs(parent, here) for parent in parents)):
                 self._fold(here, departed, judged)
@@ -99,11 +92,12 @@ class Host:
             files.remove(self.path / DEPARTED)
             self._remove_orphaned_temporaries(here)
 
-    def gather(self, here: process.Stamp) -> Gathered:
-        """Fold what is dead, then add up the departed total and every live file."""
+    def gather(self, here: process.Stamp) -> Tuple[Totals, Totals]:
+        """Fold what is dead, then add up the departed total and every live file: the sum of
+        counts, and each live worker's health."""
         return self._in_directory(lambda: self._gather(here))
 
-    def _gather(self, here: process.Stamp) -> Gathered:
+    def _gather(self, here: process.Stamp) -> Tuple[Totals, Totals]:
         with files.locked(self.path):
             departed, published, judged = self._read(here)
             if len(judged) < len(published) and not self._warned_foreign:
@@ -117,7 +111,7 @@ class Host:
         for p in sorted(live, key=lambda p: p.stamp.pid):
             counts.add(p.counts)
             health.add(p.health, extra=(("pid", str(p.stamp.pid)),))
-        return Gathered(counts, health)
+        return counts, health
 
     def _read(self, here: process.Stamp
               ) -> Tuple[Departed, List[Published], List[Published]]:
@@ -158,7 +152,7 @@ class Host:
         kept = [n for n in departed.absorbed if (self.path / n).exists()] + names
         # The parents that still run (a gunicorn master): while one does, a join continues.
         parents = [parent for parent in dict.fromkeys(
-            departed.parents + [process.parent(p.stamp) for p in dead])
+            departed.parents + [p.stamp.started_by for p in dead])
             if process.runs(parent, here)]
         if (dead or kept != departed.absorbed) and not self._write_departed(kept, totals,
                                                                               parents):
@@ -218,7 +212,7 @@ class Host:
             if match is None:
                 continue
             pid = match.group("pid")
-            if pid is None or (int(pid) != here.pid and not _pid_runs(int(pid))):
+            if pid is None or (int(pid) != here.pid and not process.pid_runs(int(pid))):
                 files.remove(path)
 
 
@@ -230,16 +224,6 @@ def _parents(recorded: Any) -> List[process.Parent]:
                 and isinstance(entry[2], str) and isinstance(entry[3], str)):
             parents.append(process.Parent(*entry))
     return parents
-
-
-def _pid_runs(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        pass
-    return True
 
 
 def _load(path: Path) -> Optional[Dict[str, Any]]:
