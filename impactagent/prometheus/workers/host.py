@@ -15,7 +15,7 @@ import os
 import re
 import secrets
 from pathlib import Path
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, TypeGuard, TypeVar
 
 from . import directory as files
 from . import process
@@ -25,10 +25,13 @@ logger = logging.getLogger("impactagent")
 
 DEPARTED = "departed.json"
 _WORKER = re.compile(r"w-(?P<pid>[0-9]+)-[0-9a-f]+\.json\Z")
-_TEMPORARY = re.compile(r"(?P<base>w-(?P<pid>[0-9]+)-[0-9a-f]+\.json|departed\.json)"
-                        r"\.[0-9a-f]+\.tmp\Z")
+_TEMPORARY = re.compile(r"(w-(?P<pid>[0-9]+)-[0-9a-f]+\.json|departed\.json)\.[0-9a-f]+\.tmp\Z")
 VERSION = 1
 _T = TypeVar("_T")
+_MAYBE_INT = (int, type(None))
+#: The types of a stamp's and a parent's fields, as a file must hold them.
+_STAMP = (int, _MAYBE_INT, int, _MAYBE_INT, object, object)
+_PARENT = (int, _MAYBE_INT, str, str)
 
 
 class Published(NamedTuple):
@@ -55,8 +58,11 @@ def worker_name(pid: int) -> str:
 
 
 def encode(stamp: process.Stamp, counts: List[Plain], health: List[Plain]) -> bytes:
-    return json.dumps({"v": VERSION, "stamp": list(stamp), "counts": counts,
-                       "health": health}, separators=(",", ":")).encode()
+    return _dump(stamp=list(stamp), counts=counts, health=health)
+
+
+def _dump(**document: Any) -> bytes:
+    return json.dumps({"v": VERSION, **document}, separators=(",", ":")).encode()
 
 
 class Host:
@@ -165,10 +171,8 @@ class Host:
     def _write_departed(self, absorbed: List[str], totals: Totals,
                         parents: List[process.Parent]) -> bool:
         try:
-            files.replace(self.path / DEPARTED, json.dumps(
-                {"v": VERSION, "absorbed": absorbed, "counts": totals.plain(),
-                 "parents": [list(parent) for parent in parents]},
-                separators=(",", ":")).encode())
+            files.replace(self.path / DEPARTED, _dump(
+                absorbed=absorbed, counts=totals.plain(), parents=[list(p) for p in parents]))
         except OSError as error:
             logger.warning("impactagent: could not fold departed workers into %s (%s); "
                            "their files stay, and are counted as if they lived",
@@ -178,31 +182,22 @@ class Host:
 
     def _departed(self) -> Departed:
         document = _load(self.path / DEPARTED) or {}
-        counts, absorbed = document.get("counts"), document.get("absorbed")
+        counts, absorbed, parents = (document.get(k) for k in ("counts", "absorbed", "parents"))
         return Departed(
             counts if isinstance(counts, list) else [],
             [a for a in absorbed if isinstance(a, str)] if isinstance(absorbed, list) else [],
-            _parents(document.get("parents")))
+            [process.Parent(*p) for p in parents if _shaped(p, _PARENT)]
+            if isinstance(parents, list) else [])
 
     def _workers(self, absorbed: List[str]) -> List[Published]:
         published = []
         for path in sorted(self.path.iterdir()):
             if not _WORKER.match(path.name) or path.name in absorbed:
                 continue
-            document = _load(path)
-            if document is None:
-                continue
-            try:
-                stamp = process.Stamp(*document["stamp"])
-                counts, health = document["counts"], document["health"]
-            except (KeyError, TypeError):
-                continue
-            if not (isinstance(stamp.pid, int) and isinstance(stamp.parent, int)
-                    and all(isinstance(t, (int, type(None)))
-                            for t in (stamp.started, stamp.parent_started))):
-                continue
-            if isinstance(counts, list) and isinstance(health, list):
-                published.append(Published(path, stamp, counts, health))
+            document = _load(path) or {}
+            stamp, counts, health = (document.get(k) for k in ("stamp", "counts", "health"))
+            if _shaped(stamp, _STAMP) and isinstance(counts, list) and isinstance(health, list):
+                published.append(Published(path, process.Stamp(*stamp), counts, health))
         return published
 
     def _remove_orphaned_temporaries(self, here: process.Stamp) -> None:
@@ -216,24 +211,15 @@ class Host:
                 files.remove(path)
 
 
-def _parents(recorded: Any) -> List[process.Parent]:
-    parents = []
-    for entry in recorded if isinstance(recorded, list) else []:
-        if (isinstance(entry, list) and len(entry) == 4
-                and isinstance(entry[0], int) and isinstance(entry[1], (int, type(None)))
-                and isinstance(entry[2], str) and isinstance(entry[3], str)):
-            parents.append(process.Parent(*entry))
-    return parents
+def _shaped(entry: Any, types: Tuple[Any, ...]) -> TypeGuard[List[Any]]:
+    """Whether ``entry`` is a list of one value of each of ``types`` (no file is trusted)."""
+    return (isinstance(entry, list) and len(entry) == len(types)
+            and all(isinstance(value, kind) for value, kind in zip(entry, types)))
 
 
 def _load(path: Path) -> Optional[Dict[str, Any]]:
-    data = files.read(path)
-    if data is None:
-        return None
     try:
-        document = json.loads(data)
+        document = json.loads(files.read(path) or b"null")
     except ValueError:
         return None
-    if not isinstance(document, dict) or document.get("v") != VERSION:
-        return None
-    return document
+    return document if isinstance(document, dict) and document.get("v") == VERSION else None
