@@ -15,19 +15,8 @@ from __future__ import annotations
 import logging
 import math
 import re
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Dict,
-    Hashable,
-    Iterable,
-    Mapping,
-    NamedTuple,
-    Optional,
-    Sequence,
-    Tuple,
-    TypeVar,
-)
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, TypeVar
 
 from ..core._family import MetricFamily
 from ..core._naming import RESERVED_LABELS
@@ -61,7 +50,7 @@ def same(last: Optional[float], value: float) -> bool:
     return last is not None and (last == value or (last != last and value != value))
 
 
-def set_changed(values: Mapping[Any, float], last_set: Dict[Any, float]) -> None:
+def set_changed(values: Mapping[Any, float], last_set: dict[Any, float]) -> None:
     """Set each native gauge series whose value changed since it was last set: a gauge read
     again unchanged is no new event."""
     for child, value in values.items():
@@ -79,13 +68,13 @@ _Last = TypeVar("_Last")
 _Self = TypeVar("_Self", bound="_Readings[Any]")
 
 
-class _Readings(Dict[Hashable, _Last]):
+class _Readings(dict[Hashable, _Last]):
     def copy(self: _Self) -> _Self:
         """An independent copy (a forked child's starting point)."""
         return type(self)(self)
 
 
-class CounterReadings(_Readings[Tuple[Any, float]]):
+class CounterReadings(_Readings[tuple[Any, float]]):
     """The last cumulative reading of each source counter series, by key."""
 
     def delta(self, key: Hashable, total: float, start: Any = None) -> int:
@@ -100,11 +89,11 @@ class CounterReadings(_Readings[Tuple[Any, float]]):
         return _whole(total) - _whole(last[1])
 
 
-class HistogramReadings(_Readings[Tuple[Any, Tuple[int, ...], float]]):
+class HistogramReadings(_Readings[tuple[Any, tuple[int, ...], float]]):
     """The last cumulative reading (per-bucket counts and sum) of each source histogram."""
 
     def delta(self, key: Hashable, counts: Sequence[int], total: float, start: Any = None
-              ) -> Optional[Tuple[Tuple[int, ...], float]]:
+              ) -> Optional[tuple[tuple[int, ...], float]]:
         """The per-bucket counts and sum added since the last reading of ``key``, or None.
         A restart is a new ``start`` or a lower bucket (a sum may go down)."""
         now = tuple(counts)
@@ -123,8 +112,8 @@ class Bridged(NamedTuple):
     """One source metric as a native family, and the positions of its kept labels."""
 
     family: MetricFamily[Any]
-    source_labels: Tuple[str, ...]
-    keep: Tuple[int, ...]
+    source_labels: tuple[str, ...]
+    keep: tuple[int, ...]
 
 
 class BridgedFamilies:
@@ -142,9 +131,9 @@ class BridgedFamilies:
         self._prefix = prefix
         self._allowed = None if labels is None else frozenset(labels)
         self._max_series = max_series
-        self._known: Dict[Tuple[str, str], Optional[Bridged]] = {}
+        self._known: dict[tuple[str, str], Optional[Bridged]] = {}
         #: Source metrics that are not sent, by name, with the reason (each logged once).
-        self.refused: Dict[str, str] = {}
+        self.refused: dict[str, str] = {}
 
     def refuse(self, name: str, reason: str) -> None:
         """Note (and log once) that source metric ``name`` is not sent, and why."""
@@ -187,7 +176,7 @@ class BridgedFamilies:
             amount -= step
 
     def add_counts(self, name: str, bridged: Bridged, labels: Mapping[str, str],
-                   added: Tuple[Tuple[int, ...], float]) -> None:
+                   added: tuple[tuple[int, ...], float]) -> None:
         """Add per-bucket counts and a sum to a native histogram series, or count them dropped."""
         child = self.series(name, bridged, labels, sum(added[0]))
         if child is not None:

@@ -8,6 +8,7 @@ agent's health.
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 from typing import Any, Iterator, Mapping, Protocol, Tuple
@@ -29,14 +30,12 @@ from ..core.registry import MetricRegistry
 from ..core.threads import start_daemon
 
 _IDENTITY = ("appName", "environment")
-_OWN_FAMILIES = (
-    ("counter", "impactagent_flag_evaluations"), ("counter", "impactagent_flag_variants"),
-    ("counter", "impactagent_recorded_events"), ("counter", "impactagent_dropped_events"),
-    ("counter", "impactagent_delivery_failures"), ("counter", "impactagent_delivered_events"),
-    ("counter", "impactagent_delivery_attempts"),
-    ("counter", "impactagent_possibly_duplicated_events"),
-    ("gauge", "impactagent_pending_events"),
-)
+#: The names the agent's own families take (every one a counter but the pending gauge).
+_TAKEN = frozenset(["impactagent_pending_events", *(
+    name for own in ("flag_evaluations", "flag_variants", "recorded_events", "dropped_events",
+                     "delivery_failures", "delivered_events", "delivery_attempts",
+                     "possibly_duplicated_events")
+    for name in claimed_names(f"impactagent_{own}", "counter"))])
 
 AGENT_VIEW_MARK = "impactagent_agent_view"
 
@@ -72,17 +71,14 @@ class AgentCollector:
         self.agent = agent
 
     def collect(self) -> Iterator[Metric]:
-        for metric in self.counts():
-            yield mark_agent_view(metric)
-        for metric in self.health():
-            yield mark_agent_view(metric)
+        yield from map(mark_agent_view, itertools.chain(self.counts(), self.health()))
 
     def counts(self) -> Iterator[Metric]:
         """What the app counted: its impact metrics and the flag counts."""
         identity = (scrub(self.agent.identity.app_name), scrub(self.agent.identity.environment))
         # An app metric whose names clash with one shown before it is left out, or
         # OpenMetrics parsers would refuse the whole scrape.
-        taken = {name for kind, own in _OWN_FAMILIES for name in claimed_names(own, kind)}
+        taken = set(_TAKEN)
         for family in self.agent.metrics.families():
             claims = claimed_names(family.name, family.kind)
             if taken.isdisjoint(claims):
