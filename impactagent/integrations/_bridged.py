@@ -1,13 +1,8 @@
-"""The native side of a bridge: each metric read from another library becomes a native
-family on the agent, defined at first sight, delivered with every guarantee and the same
-series limit.
-
-Names become what the server takes; a reserved label name (or ``le`` on a histogram) is sent
-as ``exported_<name>``, as Prometheus renames a clash. Series are mapped by label name, never
-position. A metric that cannot be mapped is refused, logged once; a series whose label names
-changed, or with an empty kept label, has its events dropped and counted. Cumulative readings
-become deltas: a lower total or a new start time is a restart, counted in full, never negative;
-counters send whole units, the fraction carried until it completes one.
+"""The native side of a bridge: each source metric becomes a native family, defined at first
+sight; a reserved label name (or a histogram's ``le``) is sent as ``exported_<name>``. A metric
+that cannot be mapped is refused, logged once; a series with other label names or an empty kept
+label has its events dropped and counted. Cumulative readings become deltas: a lower total or a
+new start is a restart, counted in full; counters send whole units, carrying the fraction.
 """
 
 from __future__ import annotations

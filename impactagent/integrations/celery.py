@@ -1,12 +1,7 @@
 """Celery: a flag scope and a count per task, and the agent in every worker process.
 
-In the module that makes your Celery app (the worker imports it)::
-
-    agent = impactagent.Agent("shop-worker", url=..., api_key=...).start()
-    instrument_celery(agent, flags=["new-checkout"])
-
-Each task is counted in ``celery_tasks_total`` and timed in ``celery_task_duration_seconds``
-by ``task`` and ``state``. A prefork child closes its agent at ``worker_process_shutdown``: it
+Call :func:`instrument_celery` where the Celery app is made. Each task is counted and timed by
+``task`` and ``state``. A prefork child closes its agent at ``worker_process_shutdown``: it
 ends with ``os._exit``, which skips ``atexit``.
 """
 

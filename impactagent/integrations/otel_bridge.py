@@ -4,9 +4,8 @@
                                            export_interval_millis=15_000)
     provider = MeterProvider(metric_readers=[reader])
 
-A monotonic sum becomes a counter of the increase, a non-monotonic sum or a gauge a gauge, an
-explicit-bucket histogram a histogram with the same bounds. An exponential histogram is
-refused: its bounds move with its scale, Unleash stores fixed ones. Shut the
+A monotonic sum becomes a counter, other sums and gauges a gauge, an explicit-bucket
+histogram a histogram (an exponential one is refused: Unleash stores fixed bounds). Shut the
 ``MeterProvider`` down before closing the agent, so that its last export is sent.
 """
 

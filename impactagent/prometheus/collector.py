@@ -1,9 +1,8 @@
 """The agent as a Prometheus target: a ``prometheus_client`` collector over its cumulative view.
 
 A scrape reads the running totals and never takes a delta, so scraping and sending to Unleash
-never change what the other sees. It shows every impact metric with ``appName`` and
-``environment`` first (as the Unleash server re-exposes them), the flag counts and the
-agent's health.
+never change what the other sees. Impact metrics get ``appName`` and ``environment`` first (as
+the Unleash server re-exposes them); then the flag counts and the agent's health.
 """
 
 from __future__ import annotations

@@ -4,10 +4,8 @@ of its own in one directory per host, and whoever scrapes adds the files up::
     view = agent.prometheus_workers()          # in the module every worker imports
     app.mount("/metrics", view.wsgi_app())     # any worker answers with the sum
 
-Counters, histograms and flag counts include what departed workers counted, so they never go
-down; gauges are summed over live workers; health series are per worker, by ``pid``. A worker
-publishes every ``publish_interval`` seconds (when its counts changed), at every scrape it
-answers and at a normal exit. :class:`DirectoryCollector` reads the directory without an agent.
+Counters, histograms and flag counts keep what departed workers counted; gauges are summed
+over live workers; health series are per worker, by ``pid``.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """The directory's bookkeeping: ``w-<pid>-<token>.json`` per live process, ``departed.json``
-(what the dead counted, the files folded into it, their parents that still ran), ``.lock``.
-
-A **fold** adds the dead writers' files to ``departed.json``, writes it, then removes them;
-readers skip the names it lists, so an interrupted fold never counts a file twice. A **join**
-(a process's first publish) starts a new generation when no writer and no writer's parent
-still runs (a previous deploy's files); otherwise it folds and the totals continue.
+(what the dead counted, the files folded into it, their parents that still run), ``.lock``.
+A **fold** writes the dead writers' files into ``departed.json``, then removes them (readers
+skip the names it lists). A **join** (a first publish) starts a new generation when no writer
+and no writer's parent still runs; otherwise it folds and the totals continue.
 """
 
 from __future__ import annotations
