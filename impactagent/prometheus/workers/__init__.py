@@ -28,8 +28,7 @@ from ...core.threads import start_daemon
 from ..collector import AgentCollector, Scraped, mark_agent_view, registry_of, serve_registry
 from . import directory as files
 from . import process
-from .host import Host, encode, worker_name
-from .merge import to_plain
+from .host import Host, encode, to_plain, worker_name
 
 __all__ = ["DirectoryCollector", "WorkersView", "serve_directory"]
 

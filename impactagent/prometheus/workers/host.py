@@ -2,7 +2,8 @@
 (what the dead counted, the files folded into it, their parents that still run), ``.lock``.
 A **fold** writes the dead writers' files into ``departed.json``, then removes them (readers
 skip the names it lists). A **join** (a first publish) starts a new generation when no writer
-and no writer's parent still runs; otherwise it folds and the totals continue.
+and no writer's parent still runs; otherwise it folds and the totals continue. Families are
+summed sample by sample; the first file read decides a family's type and help.
 """
 
 from __future__ import annotations
@@ -12,14 +13,21 @@ import logging
 import os
 import re
 import secrets
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, TypeGuard, TypeVar
+from typing import Any, NamedTuple, Optional, TypeGuard, TypeVar
+
+from prometheus_client.metrics_core import Metric
 
 from . import directory as files
 from . import process
-from .merge import Plain, Totals
 
 logger = logging.getLogger("impactagent")
+
+#: A family as plain data, ``[name, type, help, [[sample, {labels}, value], ...]]``.
+Plain = list[Any]
+_Key = tuple[str, tuple[tuple[str, str], ...]]
+_KINDS = ("counter", "gauge", "histogram")
 
 DEPARTED = "departed.json"
 _WORKER = re.compile(r"w-(?P<pid>[0-9]+)-[0-9a-f]+\.json\Z")
@@ -32,21 +40,88 @@ _STAMP = (int, _MAYBE_INT, int, _MAYBE_INT, object, object)
 _PARENT = (int, _MAYBE_INT, str, str)
 
 
+def to_plain(metrics: Iterable[Metric]) -> list[Plain]:
+    """Families as JSON-ready lists."""
+    return [[m.name, m.type, m.documentation,
+             [[s.name, dict(s.labels), s.value] for s in m.samples]] for m in metrics]
+
+
+class Totals:
+    """Families added up, in the order first seen."""
+
+    def __init__(self) -> None:
+        self._families: dict[str, tuple[str, str, dict[_Key, float]]] = {}
+
+    def add(self, families: Iterable[Plain], *, gauges: bool = True,
+            extra: tuple[tuple[str, str], ...] = ()) -> None:
+        """Add one worker's families (``extra``: labels for each sample, as a ``pid``).
+        Malformed entries are skipped: a file is never trusted."""
+        for family in families:
+            try:
+                name, kind, help_text, samples = family
+                if kind not in _KINDS or (kind == "gauge" and not gauges):
+                    continue
+                known = self._families.setdefault(name, (kind, help_text, {}))
+                if known[0] != kind:
+                    continue
+                values = known[2]
+                for sample_name, labels, value in samples:
+                    key = (str(sample_name),
+                           tuple((str(k), str(v)) for k, v in labels.items()) + extra)
+                    values[key] = values.get(key, 0) + float(value)
+            except (TypeError, ValueError, AttributeError):
+                continue
+
+    def plain(self) -> list[Plain]:
+        """The totals as plain families again (what the departed file keeps)."""
+        return [[name, kind, help_text,
+                 [[sample, dict(labels), value] for (sample, labels), value in values.items()]]
+                for name, (kind, help_text, values) in self._families.items()]
+
+    def metrics(self) -> Iterator[Metric]:
+        for name, (kind, help_text, values) in self._families.items():
+            metric = Metric(name, help_text, kind)
+            hidden = _unsound_counts(values) if kind == "histogram" else set()
+            for (sample, labels), value in values.items():
+                if (sample, labels) not in hidden:
+                    metric.add_sample(sample, dict(labels), value)
+            if metric.samples:
+                yield metric
+
+
+def _unsound_counts(values: dict[_Key, float]) -> set[_Key]:
+    """The ``_sum``/``_count`` samples of series whose count is not the +Inf bucket's (a
+    worker left both out, for a negative sum)."""
+    infinite: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for (sample, labels), value in values.items():
+        if sample.endswith("_bucket") and ("le", "+Inf") in labels:
+            base = sample[:-len("_bucket")]
+            infinite[(base, tuple(kv for kv in labels if kv[0] != "le"))] = value
+    hidden = set()
+    for (sample, labels), value in values.items():
+        if sample.endswith("_count"):
+            base = sample[:-len("_count")]
+            if infinite.get((base, labels)) != value:
+                hidden.add((sample, labels))
+                hidden.add((base + "_sum", labels))
+    return hidden
+
+
 class Published(NamedTuple):
     """One worker file, read."""
 
     path: Path
     stamp: process.Stamp
-    counts: List[Plain]
-    health: List[Plain]
+    counts: list[Plain]
+    health: list[Plain]
 
 
 class Departed(NamedTuple):
     """``departed.json``, read (empty when there is none)."""
 
-    counts: List[Plain]
-    absorbed: List[str]
-    parents: List[process.Parent]
+    counts: list[Plain]
+    absorbed: list[str]
+    parents: list[process.Parent]
 
 
 def worker_name(pid: int) -> str:
@@ -55,7 +130,7 @@ def worker_name(pid: int) -> str:
     return f"w-{pid}-{secrets.token_hex(6)}.json"
 
 
-def encode(stamp: process.Stamp, counts: List[Plain], health: List[Plain]) -> bytes:
+def encode(stamp: process.Stamp, counts: list[Plain], health: list[Plain]) -> bytes:
     return _dump(stamp=list(stamp), counts=counts, health=health)
 
 
@@ -96,12 +171,12 @@ class Host:
             files.remove(self.path / DEPARTED)
             self._remove_orphaned_temporaries(here)
 
-    def gather(self, here: process.Stamp) -> Tuple[Totals, Totals]:
+    def gather(self, here: process.Stamp) -> tuple[Totals, Totals]:
         """Fold what is dead, then add up the departed total and every live file: the sum of
         counts, and each live worker's health."""
         return self._in_directory(lambda: self._gather(here))
 
-    def _gather(self, here: process.Stamp) -> Tuple[Totals, Totals]:
+    def _gather(self, here: process.Stamp) -> tuple[Totals, Totals]:
         with files.locked(self.path):
             departed, published, judged = self._read(here)
             if len(judged) < len(published) and not self._warned_foreign:
@@ -118,7 +193,7 @@ class Host:
         return counts, health
 
     def _read(self, here: process.Stamp
-              ) -> Tuple[Departed, List[Published], List[Published]]:
+              ) -> tuple[Departed, list[Published], list[Published]]:
         """``departed.json``, the files not folded into it, and those this process can judge."""
         departed = self._departed()
         published = self._workers(departed.absorbed)
@@ -141,8 +216,8 @@ class Host:
                            "counters may go down once)", self.path)
         return action()
 
-    def _fold(self, here: process.Stamp, departed: Departed, judged: List[Published]
-              ) -> Tuple[List[Published], List[Plain]]:
+    def _fold(self, here: process.Stamp, departed: Departed, judged: list[Published]
+              ) -> tuple[list[Published], list[Plain]]:
         """Fold the dead among ``judged``; return the live files and the departed counts."""
         live = [p for p in judged if process.alive(p.stamp, here)]
         dead = [p for p in judged if p not in live]
@@ -166,8 +241,8 @@ class Host:
         self._remove_orphaned_temporaries(here)
         return live, totals.plain()
 
-    def _write_departed(self, absorbed: List[str], totals: Totals,
-                        parents: List[process.Parent]) -> bool:
+    def _write_departed(self, absorbed: list[str], totals: Totals,
+                        parents: list[process.Parent]) -> bool:
         try:
             files.replace(self.path / DEPARTED, _dump(
                 absorbed=absorbed, counts=totals.plain(), parents=[list(p) for p in parents]))
@@ -187,7 +262,7 @@ class Host:
             [process.Parent(*p) for p in parents if _shaped(p, _PARENT)]
             if isinstance(parents, list) else [])
 
-    def _workers(self, absorbed: List[str]) -> List[Published]:
+    def _workers(self, absorbed: list[str]) -> list[Published]:
         published = []
         for path in sorted(self.path.iterdir()):
             if not _WORKER.match(path.name) or path.name in absorbed:
@@ -209,13 +284,13 @@ class Host:
                 files.remove(path)
 
 
-def _shaped(entry: Any, types: Tuple[Any, ...]) -> TypeGuard[List[Any]]:
+def _shaped(entry: Any, types: tuple[Any, ...]) -> TypeGuard[list[Any]]:
     """Whether ``entry`` is a list of one value of each of ``types`` (no file is trusted)."""
     return (isinstance(entry, list) and len(entry) == len(types)
             and all(isinstance(value, kind) for value, kind in zip(entry, types)))
 
 
-def _load(path: Path) -> Optional[Dict[str, Any]]:
+def _load(path: Path) -> Optional[dict[str, Any]]:
     try:
         document = json.loads(files.read(path) or b"null")
     except ValueError:
