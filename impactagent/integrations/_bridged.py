@@ -134,8 +134,7 @@ class BridgedFamilies:
         """Note (and log once) that source metric ``name`` is not sent, and why."""
         if name not in self.refused:
             self.refused[name] = reason
-            logger.warning("%s metric %r is not sent to Unleash: %s",
-                           self._source, name, reason)
+            logger.warning("%s metric %r is not sent to Unleash: %s", self._source, name, reason)
 
     def series(self, name: str, bridged: Bridged, labels: Mapping[str, str], events: int
                ) -> Optional[Any]:

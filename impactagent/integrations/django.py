@@ -71,8 +71,7 @@ class ImpactMiddleware:
                 route = getattr(match, "route", None)
                 if match is not None and route == "":
                     route = "/"  # the root pattern, path("", ...): it matched
-                self.metrics.record(request.method or "", route, status,
-                                    _perf_counter() - start)
+                self.metrics.record(request.method or "", route, status, _perf_counter() - start)
             finally:
                 close_scope(token)
 

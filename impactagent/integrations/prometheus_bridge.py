@@ -111,8 +111,7 @@ class PrometheusBridge:
                 if record:
                     self._gauge(metric, gauges)
             else:
-                self._native.refuse(name, _REFUSED_TYPES.get(metric.type,
-                                                             f"type {metric.type!r}"))
+                self._native.refuse(name, _REFUSED_TYPES.get(metric.type, f"type {metric.type!r}"))
         set_changed(gauges, self._gauges_set)
 
     def _counter(self, metric: Any, readings: CounterReadings, record: bool) -> None:
@@ -158,8 +157,7 @@ class PrometheusBridge:
         for sample in metric.samples:
             if names is None:
                 names = list(sample.labels)
-                bridged = self._native.family("gauge", metric.name, metric.documentation,
-                                              names)
+                bridged = self._native.family("gauge", metric.name, metric.documentation, names)
             if bridged is None:
                 return
             key = _label_key(sample.labels)
@@ -207,8 +205,7 @@ class PrometheusBridge:
             try:
                 self._counters, self._histograms = self._baseline()
             except Exception:  # the child then starts from the parent's last read
-                logger.exception("reading the prometheus_client registry "
-                                  "after fork failed")
+                logger.exception("reading the prometheus_client registry after fork failed")
 
     def _baseline(self) -> Tuple[CounterReadings, HistogramReadings]:
         """The readings as of the registry's totals now, recording nothing."""
@@ -239,13 +236,11 @@ def _chooser(families: Choice) -> Callable[[str], bool]:
 
 def _label_key(labels: Dict[str, Any], without: str = "") -> LabelKey:
     """A sample's labels (all but ``without``) as a key independent of their order."""
-    return tuple(sorted((name, str(value)) for name, value in labels.items()
-                        if name != without))
+    return tuple(sorted((name, str(value)) for name, value in labels.items() if name != without))
 
 
 def _by_series(metric: Any, without: str = "") -> Tuple[Optional[List[str]], Dict[LabelKey, Any]]:
-    """A family's label names (its first sample's) and its samples by series, then by suffix
-    (``_bucket`` holds the ``(le, count)`` pairs)."""
+    """A family's label names (its first sample's) and its samples by series, then suffix."""
     names: Optional[List[str]] = None
     series: Dict[LabelKey, Dict[str, Any]] = {}
     for sample in metric.samples:

@@ -151,8 +151,7 @@ def _family(family: Any, identity: Tuple[str, str]) -> Metric:
         buckets = child.cumulative_buckets()
         # OpenMetrics forbids a negative _sum (and with it _count), as prometheus_client.
         total = child.sum if child.sum >= 0 else None
-        histogram.add_metric(_values(identity, child), [(_le(le), n) for le, n in buckets],
-                             total)
+        histogram.add_metric(_values(identity, child), [(_le(le), n) for le, n in buckets], total)
     return histogram
 
 

@@ -97,8 +97,7 @@ class WorkersView:
         if os.getpid() != self._pid:
             self.after_fork()  # forked without Python's hooks
         with self._lock:
-            data = encode(self._stamp, to_plain(self._own.counts()),
-                          to_plain(self._own.health()))
+            data = encode(self._stamp, to_plain(self._own.counts()), to_plain(self._own.health()))
             now = time.monotonic()
             if (self._last is not None and self._last[0] == data
                     and now - self._last[1] < _REFRESH_SECONDS

@@ -99,8 +99,7 @@ def recreate(directory: Path) -> None:
 
 
 def _make_private(path: Path) -> None:
-    """Check that ``path`` is a private directory of this user's and make it ``0700``,
-    through one descriptor opened without following a symlink."""
+    """Check ``path`` is this user's private directory and make it ``0700`` (no symlink)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as error:
@@ -162,8 +161,7 @@ def remove(path: Path) -> None:
 def locked(directory: Path, timeout: float = 5.0) -> Iterator[None]:
     """Hold the directory's lock across processes; TimeoutError after ``timeout`` (a holder
     stopped with SIGSTOP must not hang every scrape). Opened anew: a fork shares the file."""
-    fd = os.open(directory / _LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600)
+    fd = os.open(directory / _LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         deadline = time.monotonic() + timeout
         while True:

@@ -90,8 +90,7 @@ class Totals:
 
 
 def _unsound_counts(values: dict[_Key, float]) -> set[_Key]:
-    """The ``_sum``/``_count`` samples of series whose count is not the +Inf bucket's (a
-    worker left both out, for a negative sum)."""
+    """The ``_sum``/``_count`` samples of series whose count is not the +Inf bucket's."""
     infinite: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     for (sample, labels), value in values.items():
         if sample.endswith("_bucket") and ("le", "+Inf") in labels:
@@ -197,12 +196,10 @@ class Host:
         """``departed.json``, the files not folded into it, and those this process can judge."""
         departed = self._departed()
         published = self._workers(departed.absorbed)
-        return departed, published, [p for p in published
-                                     if process.judgeable(p.stamp, here)]
+        return departed, published, [p for p in published if process.judgeable(p.stamp, here)]
 
     def _in_directory(self, action: Callable[[], _T]) -> _T:
-        """Do ``action``; if the directory is gone (a cleaner of /tmp), make it again and do
-        it once more."""
+        """Do ``action``, once more after making the directory again if it is gone."""
         try:
             return action()
         except FileNotFoundError:
