@@ -15,7 +15,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple, Optional, TypeGuard, TypeVar
+from typing import Any, Concatenate, NamedTuple, Optional, ParamSpec, TypeGuard, TypeVar
 
 from prometheus_client.metrics_core import Metric
 
@@ -34,6 +34,7 @@ _WORKER = re.compile(r"w-(?P<pid>[0-9]+)-[0-9a-f]+\.json\Z")
 _TEMPORARY = re.compile(r"(w-(?P<pid>[0-9]+)-[0-9a-f]+\.json|departed\.json)\.[0-9a-f]+\.tmp\Z")
 VERSION = 1
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 _MAYBE_INT = (int, type(None))
 #: The types of a stamp's and a parent's fields, as a file must hold them.
 _STAMP = (int, _MAYBE_INT, int, _MAYBE_INT, object, object)
@@ -137,6 +138,26 @@ def _dump(**document: Any) -> bytes:
     return json.dumps({"v": VERSION, **document}, separators=(",", ":")).encode()
 
 
+def _in_directory(method: Callable[Concatenate[Host, _P], _T]
+                  ) -> Callable[Concatenate[Host, _P], _T]:
+    """``method``, once more after making the directory again if it is gone (a /tmp cleaner)."""
+    def again(host: Host, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return method(host, *args, **kwargs)
+        except FileNotFoundError:
+            if os.path.lexists(host.path):
+                raise  # something else was missing
+        files.recreate(host.path)
+        if not host._warned_removed:
+            host._warned_removed = True
+            logger.warning("impactagent: the workers' directory %s was removed; made again "
+                           "(the counts of workers gone before are lost: the summed "
+                           "counters may go down once)", host.path)
+        return method(host, *args, **kwargs)
+
+    return again
+
+
 class Host:
     """One shared directory."""
 
@@ -145,19 +166,18 @@ class Host:
         self._warned_foreign = False
         self._warned_removed = False
 
+    @_in_directory
     def publish(self, name: str, data: bytes) -> None:
         """Replace this process's file."""
-        self._in_directory(lambda: files.replace(self.path / name, data))
+        files.replace(self.path / name, data)
 
     def has(self, name: str) -> bool:
         """Whether this process's file is there (a cleaner of /tmp may remove it)."""
         return os.path.lexists(self.path / name)
 
+    @_in_directory
     def join(self, here: process.Stamp) -> None:
         """Start a new generation if every writer here is gone, else fold the dead."""
-        self._in_directory(lambda: self._join(here))
-
-    def _join(self, here: process.Stamp) -> None:
         with files.locked(self.path):
             departed, _, judged = self._read(here)
             parents = departed.parents + [p.stamp.started_by for p in judged]
@@ -170,12 +190,10 @@ class Host:
             files.remove(self.path / DEPARTED)
             self._remove_orphaned_temporaries(here)
 
+    @_in_directory
     def gather(self, here: process.Stamp) -> tuple[Totals, Totals]:
         """Fold what is dead, then add up the departed total and every live file: the sum of
         counts, and each live worker's health."""
-        return self._in_directory(lambda: self._gather(here))
-
-    def _gather(self, here: process.Stamp) -> tuple[Totals, Totals]:
         with files.locked(self.path):
             departed, published, judged = self._read(here)
             if len(judged) < len(published) and not self._warned_foreign:
@@ -197,21 +215,6 @@ class Host:
         departed = self._departed()
         published = self._workers(departed.absorbed)
         return departed, published, [p for p in published if process.judgeable(p.stamp, here)]
-
-    def _in_directory(self, action: Callable[[], _T]) -> _T:
-        """Do ``action``, once more after making the directory again if it is gone."""
-        try:
-            return action()
-        except FileNotFoundError:
-            if os.path.lexists(self.path):
-                raise  # something else was missing
-        files.recreate(self.path)
-        if not self._warned_removed:
-            self._warned_removed = True
-            logger.warning("impactagent: the workers' directory %s was removed; made again "
-                           "(the counts of workers gone before are lost: the summed "
-                           "counters may go down once)", self.path)
-        return action()
 
     def _fold(self, here: process.Stamp, departed: Departed, judged: list[Published]
               ) -> tuple[list[Published], list[Plain]]:
