@@ -159,8 +159,7 @@ class BridgedFamilies:
         if events > 0:
             self._agent.recorder.drops.add(reason, events, detail=detail)
 
-    def count(self, name: str, bridged: Bridged, labels: Mapping[str, str], amount: int
-              ) -> None:
+    def count(self, name: str, bridged: Bridged, labels: Mapping[str, str], amount: int) -> None:
         """Add ``amount`` to a native counter series (in steps of at most ``MAX_SAFE``), or
         count it dropped."""
         child = self.series(name, bridged, labels, amount)

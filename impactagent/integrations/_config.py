@@ -26,17 +26,16 @@ class IntegrationOptions(NamedTuple):
     buckets: Tuple[float, ...] = HTTP_BUCKETS
 
     @classmethod
-    def split(cls, mapping: Mapping[str, Any], where: str = "IMPACTAGENT"
-              ) -> IntegrationOptions:
+    def split(cls, mapping: Mapping[str, Any], where: str = "IMPACTAGENT") -> IntegrationOptions:
         """Check every key (a typo must not pass silently) and split the mapping."""
         settings: Dict[str, Any] = {}
         for key, value in mapping.items():
-            if key not in _SETTING_KEYS and key not in OPTION_KEYS:
+            if key in _SETTING_KEYS:
+                settings[key] = value
+            elif key not in OPTION_KEYS:
                 raise SettingsError(
                     f"{where}: unknown setting {key!r} (an Agent setting: "
                     f"{', '.join(_SETTING_KEYS[:2])}, ...; or {', '.join(OPTION_KEYS)})")
-            if key in _SETTING_KEYS:
-                settings[key] = value
         agent = mapping.get("agent")
         if agent is not None and settings:
             raise SettingsError(f"{where}: give either 'agent' or the agent's settings "

@@ -58,8 +58,7 @@ class CeleryInstrumentation:
             getattr(signals, name).disconnect(getattr(self, name))
         self._connected = False
 
-    def task_prerun(self, sender: Any = None, task_id: Optional[str] = None,
-                    **extra: Any) -> None:
+    def task_prerun(self, sender: Any = None, task_id: Optional[str] = None, **extra: Any) -> None:
         entry = (open_scope(), _perf_counter())
         with self._lock:
             self._running[str(task_id)] = entry

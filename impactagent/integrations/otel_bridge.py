@@ -63,8 +63,7 @@ class ImpactMetricExporter(MetricExporter):
         """Metrics that are not sent, by name, with the reason."""
         return dict(self._native.refused)
 
-    def export(self, metrics_data: Any, timeout_millis: float = 10_000,
-               **kwargs: Any) -> Any:
+    def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> Any:
         """Record one export's data points into the agent."""
         with self._lock:
             gauges: dict[Any, float] = {}

@@ -209,8 +209,7 @@ class Host:
             health.add(p.health, extra=(("pid", str(p.stamp.pid)),))
         return counts, health
 
-    def _read(self, here: process.Stamp
-              ) -> tuple[Departed, list[Published], list[Published]]:
+    def _read(self, here: process.Stamp) -> tuple[Departed, list[Published], list[Published]]:
         """``departed.json``, the files not folded into it, and those this process can judge."""
         departed = self._departed()
         published = self._workers(departed.absorbed)

@@ -14,8 +14,7 @@ from typing import List, NamedTuple, Optional
 
 
 class Parent(NamedTuple):
-    """The process that started a writer: while it runs, its next worker continues the
-    totals."""
+    """A writer's parent: while it runs, its next worker continues the totals."""
 
     pid: int
     started: Optional[int]
