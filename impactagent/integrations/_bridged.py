@@ -11,7 +11,7 @@ import logging
 import math
 import re
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from ..core._family import MetricFamily
 from ..core._naming import RESERVED_LABELS
@@ -59,18 +59,9 @@ def _whole(value: float) -> int:
     return math.floor(value) if math.isfinite(value) and value > 0 else 0
 
 
-_Last = TypeVar("_Last")
-_Self = TypeVar("_Self", bound="_Readings[Any]")
-
-
-class _Readings(dict[Hashable, _Last]):
-    def copy(self: _Self) -> _Self:
-        """An independent copy (a forked child's starting point)."""
-        return type(self)(self)
-
-
-class CounterReadings(_Readings[tuple[Any, float]]):
-    """The last cumulative reading of each source counter series, by key."""
+class CounterReadings(dict[Hashable, tuple[Any, float]]):
+    """The last cumulative reading of each source counter series, by key
+    (``CounterReadings(other)`` is an independent copy)."""
 
     def delta(self, key: Hashable, total: float, start: Any = None) -> int:
         """The whole units counted since the last reading of ``key`` (all for a new or
@@ -84,7 +75,7 @@ class CounterReadings(_Readings[tuple[Any, float]]):
         return _whole(total) - _whole(last[1])
 
 
-class HistogramReadings(_Readings[tuple[Any, tuple[int, ...], float]]):
+class HistogramReadings(dict[Hashable, tuple[Any, tuple[int, ...], float]]):
     """The last cumulative reading (per-bucket counts and sum) of each source histogram."""
 
     def delta(self, key: Hashable, counts: Sequence[int], total: float, start: Any = None

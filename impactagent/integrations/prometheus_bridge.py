@@ -209,7 +209,7 @@ class PrometheusBridge:
 
     def _baseline(self) -> Tuple[CounterReadings, HistogramReadings]:
         """The readings as of the registry's totals now, recording nothing."""
-        counters, histograms = self._counters.copy(), self._histograms.copy()
+        counters, histograms = CounterReadings(self._counters), HistogramReadings(self._histograms)
         self._read(counters, histograms, record=False)
         return counters, histograms
 
