@@ -55,8 +55,7 @@ class ImpactAgent:
         app.extensions[EXTENSION_KEY] = ImpactState(agent, middleware)
         if self._first is None:
             self._first = agent
-        wrapped: Any = app  # Flask's own recipe for WSGI middleware: replace wsgi_app
-        wrapped.wsgi_app = middleware
+        app.wsgi_app = middleware  # Flask's own recipe for WSGI middleware
 
         def note_the_rule(sender: Any, **extra: Any) -> None:
             # Sent after URL matching and before any before_request function (which may
