@@ -3,9 +3,13 @@
 import pytest
 
 from impactagent.delivery.settings import SettingsError
-from impactagent.integrations._bridged import native_label, native_name
+from impactagent.integrations._bridged import (
+    CounterReadings,
+    HistogramReadings,
+    native_label,
+    native_name,
+)
 from impactagent.integrations._config import IntegrationOptions
-from impactagent.integrations._cumulative import CounterReadings, HistogramReadings
 
 
 def test_a_counter_reading_sends_whole_units_and_carries_the_fraction():
@@ -29,13 +33,13 @@ def test_a_new_start_is_a_restart_whatever_the_total():
 def test_a_copy_of_readings_is_independent():
     readings = CounterReadings()
     readings.delta("a", 3.0)
-    copy = readings.copy()
+    copy = CounterReadings(readings)
     assert type(copy) is CounterReadings
     assert copy.delta("a", 5.0) == 2
     assert readings.delta("a", 4.0) == 1
     histograms = HistogramReadings()
     histograms.delta("h", [1, 0], 0.5)
-    other = histograms.copy()
+    other = HistogramReadings(histograms)
     assert type(other) is HistogramReadings
     assert other.delta("h", [1, 2], 1.5) == ((0, 2), 1.0)
     assert histograms.delta("h", [1, 1], 1.0) == ((0, 1), 0.5)

@@ -1,28 +1,17 @@
-"""The native side of a bridge: each metric read from another library becomes a native
-family on the agent, defined at first sight, delivered with every guarantee and the same
-series limit.
-
-Names become what the server takes; a reserved label name (or ``le`` on a histogram) is sent
-as ``exported_<name>``, as Prometheus renames a clash. Series are mapped by label name, never
-position. A metric that cannot be mapped is refused, logged once; a series whose label names
-changed, or with an empty kept label, has its events dropped and counted.
+"""The native side of a bridge: each source metric becomes a native family, defined at first
+sight; a reserved label name (or a histogram's ``le``) is sent as ``exported_<name>``. A metric
+that cannot be mapped is refused, logged once; a series with other label names or an empty kept
+label has its events dropped and counted. Cumulative readings become deltas: a lower total or a
+new start is a restart, counted in full; counters send whole units, carrying the fraction.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Dict,
-    Iterable,
-    Mapping,
-    NamedTuple,
-    Optional,
-    Sequence,
-    Tuple,
-)
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from ..core._family import MetricFamily
 from ..core._naming import RESERVED_LABELS
@@ -56,7 +45,7 @@ def same(last: Optional[float], value: float) -> bool:
     return last is not None and (last == value or (last != last and value != value))
 
 
-def set_changed(values: Mapping[Any, float], last_set: Dict[Any, float]) -> None:
+def set_changed(values: Mapping[Any, float], last_set: dict[Any, float]) -> None:
     """Set each native gauge series whose value changed since it was last set: a gauge read
     again unchanged is no new event."""
     for child, value in values.items():
@@ -65,20 +54,52 @@ def set_changed(values: Mapping[Any, float], last_set: Dict[Any, float]) -> None
             child.set(value)
 
 
-def increment(child: Any, amount: int) -> None:
-    """Add ``amount`` to a native counter series in steps of at most ``MAX_SAFE``."""
-    while amount > 0:
-        step = min(amount, MAX_SAFE)
-        child.inc(step)
-        amount -= step
+def _whole(value: float) -> int:
+    """The whole units of a total (0 for what no counter can hold: negative, NaN, inf)."""
+    return math.floor(value) if math.isfinite(value) and value > 0 else 0
+
+
+class CounterReadings(dict[Hashable, tuple[Any, float]]):
+    """The last cumulative reading of each source counter series, by key
+    (``CounterReadings(other)`` is an independent copy)."""
+
+    def delta(self, key: Hashable, total: float, start: Any = None) -> int:
+        """The whole units counted since the last reading of ``key`` (all for a new or
+        restarted series); a different ``start`` is a restart whatever the total."""
+        if not math.isfinite(total):
+            return 0  # no counter holds this; keep the last good reading
+        last = self.get(key)
+        self[key] = (start, total)
+        if last is None or last[0] != start or total < last[1]:
+            return _whole(total)
+        return _whole(total) - _whole(last[1])
+
+
+class HistogramReadings(dict[Hashable, tuple[Any, tuple[int, ...], float]]):
+    """The last cumulative reading (per-bucket counts and sum) of each source histogram."""
+
+    def delta(self, key: Hashable, counts: Sequence[int], total: float, start: Any = None
+              ) -> Optional[tuple[tuple[int, ...], float]]:
+        """The per-bucket counts and sum added since the last reading of ``key``, or None.
+        A restart is a new ``start`` or a lower bucket (a sum may go down)."""
+        now = tuple(counts)
+        last = self.get(key)
+        self[key] = (start, now, total)
+        if (last is None or last[0] != start or len(last[1]) != len(now)
+                or any(n < o for n, o in zip(now, last[1]))):
+            added, added_sum = now, total
+        else:
+            added = tuple(n - o for n, o in zip(now, last[1]))
+            added_sum = total - last[2]
+        return (added, added_sum) if any(added) else None
 
 
 class Bridged(NamedTuple):
     """One source metric as a native family, and the positions of its kept labels."""
 
     family: MetricFamily[Any]
-    source_labels: Tuple[str, ...]
-    keep: Tuple[int, ...]
+    source_labels: tuple[str, ...]
+    keep: tuple[int, ...]
 
 
 class BridgedFamilies:
@@ -96,16 +117,15 @@ class BridgedFamilies:
         self._prefix = prefix
         self._allowed = None if labels is None else frozenset(labels)
         self._max_series = max_series
-        self._known: Dict[Tuple[str, str], Optional[Bridged]] = {}
+        self._known: dict[tuple[str, str], Optional[Bridged]] = {}
         #: Source metrics that are not sent, by name, with the reason (each logged once).
-        self.refused: Dict[str, str] = {}
+        self.refused: dict[str, str] = {}
 
     def refuse(self, name: str, reason: str) -> None:
         """Note (and log once) that source metric ``name`` is not sent, and why."""
         if name not in self.refused:
             self.refused[name] = reason
-            logger.warning("%s metric %r is not sent to Unleash: %s",
-                           self._source, name, reason)
+            logger.warning("%s metric %r is not sent to Unleash: %s", self._source, name, reason)
 
     def series(self, name: str, bridged: Bridged, labels: Mapping[str, str], events: int
                ) -> Optional[Any]:
@@ -129,6 +149,30 @@ class BridgedFamilies:
     def _drop(self, reason: str, events: int, detail: str) -> None:
         if events > 0:
             self._agent.recorder.drops.add(reason, events, detail=detail)
+
+    def count(self, name: str, bridged: Bridged, labels: Mapping[str, str], amount: int) -> None:
+        """Add ``amount`` to a native counter series (in steps of at most ``MAX_SAFE``), or
+        count it dropped."""
+        child = self.series(name, bridged, labels, amount)
+        while child is not None and amount > 0:
+            step = min(amount, MAX_SAFE)
+            child.inc(step)
+            amount -= step
+
+    def add_counts(self, name: str, bridged: Bridged, labels: Mapping[str, str],
+                   added: tuple[tuple[int, ...], float]) -> None:
+        """Add per-bucket counts and a sum to a native histogram series, or count them dropped."""
+        child = self.series(name, bridged, labels, sum(added[0]))
+        if child is not None:
+            child.add_counts(*added)
+
+    def fits(self, name: str, bridged: Bridged, bounds: Sequence[float], what: str) -> bool:
+        """Whether ``bounds`` are the native histogram's buckets; else ``name`` is refused."""
+        expected = getattr(bridged.family, "buckets", ())
+        if tuple(float(b) for b in bounds) == expected:
+            return True
+        self.refuse(name, f"{what} has buckets {bounds}, not {expected}")
+        return False
 
     def family(self, kind: str, name: str, help: str, label_names: Sequence[str], *,
                buckets: Sequence[float] = (), native: Optional[str] = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Mapping, NamedTuple, Tuple
 
 from ..agent import Agent
 from ..delivery.settings import Settings, SettingsError
@@ -26,17 +26,16 @@ class IntegrationOptions(NamedTuple):
     buckets: Tuple[float, ...] = HTTP_BUCKETS
 
     @classmethod
-    def split(cls, mapping: Mapping[str, Any], where: str = "IMPACTAGENT"
-              ) -> IntegrationOptions:
+    def split(cls, mapping: Mapping[str, Any], where: str = "IMPACTAGENT") -> IntegrationOptions:
         """Check every key (a typo must not pass silently) and split the mapping."""
         settings: Dict[str, Any] = {}
         for key, value in mapping.items():
-            if key not in _SETTING_KEYS and key not in OPTION_KEYS:
+            if key in _SETTING_KEYS:
+                settings[key] = value
+            elif key not in OPTION_KEYS:
                 raise SettingsError(
                     f"{where}: unknown setting {key!r} (an Agent setting: "
                     f"{', '.join(_SETTING_KEYS[:2])}, ...; or {', '.join(OPTION_KEYS)})")
-            if key in _SETTING_KEYS:
-                settings[key] = value
         agent = mapping.get("agent")
         if agent is not None and settings:
             raise SettingsError(f"{where}: give either 'agent' or the agent's settings "
@@ -55,7 +54,14 @@ class IntegrationOptions(NamedTuple):
         """The agent these options name, or a new one, started when it has a ``url``."""
         agent = self.agent
         if isinstance(agent, str):
-            agent = load_agent(agent, where)
+            module_name, _, attribute = agent.partition(":")
+            if not module_name or not attribute:
+                raise SettingsError(f"{where}: 'agent' must look like "
+                                    f"'package.module:attribute', got {agent!r}")
+            found = getattr(importlib.import_module(module_name), attribute, None)
+            if not isinstance(found, Agent):
+                raise SettingsError(f"{where}: {agent!r} is not an Agent ({found!r})")
+            agent = found
         elif agent is None:
             agent = Agent(**self.agent_settings)
         elif not isinstance(agent, Agent):
@@ -64,18 +70,6 @@ class IntegrationOptions(NamedTuple):
         if agent.settings.url is not None:
             agent.start()  # idempotent: an agent the app started already stays as it is
         return agent
-
-
-def load_agent(where_it_is: str, where: str = "IMPACTAGENT") -> Agent:
-    """Import ``"package.module:attribute"`` and check that it is an Agent."""
-    module_name, _, attribute = where_it_is.partition(":")
-    if not module_name or not attribute:
-        raise SettingsError(f"{where}: 'agent' must look like 'package.module:attribute', "
-                            f"got {where_it_is!r}")
-    agent: Optional[Any] = getattr(importlib.import_module(module_name), attribute, None)
-    if not isinstance(agent, Agent):
-        raise SettingsError(f"{where}: {where_it_is!r} is not an Agent ({agent!r})")
-    return agent
 
 
 def scrape(agent: Agent, accept: str) -> Tuple[bytes, str]:

@@ -8,7 +8,7 @@ traffic pass through.
 from __future__ import annotations
 
 import time
-from typing import Any, Awaitable, Callable, MutableMapping, Optional
+from typing import Any, Awaitable, Callable, MutableMapping
 
 from ..core.flag_context import close_scope, open_scope
 from .http_metrics import ROUTE_KEY, Middleware
@@ -44,15 +44,11 @@ class ImpactMiddleware(Middleware[ASGIApp]):
             await self.app(scope, receive, recording_send)
         finally:
             try:
-                self.metrics.record(scope.get("method", ""), self._route_of(scope), status,
-                                    _perf_counter() - start)
+                route = scope.get(ROUTE_KEY)
+                if route is None:
+                    route = getattr(scope.get("route"), "path", None)  # Starlette, FastAPI
+                if route is None and self.route is not None:
+                    route = self.route(scope)
+                self.metrics.record(scope.get("method", ""), route, status, _perf_counter() - start)
             finally:
                 close_scope(token)
-
-    def _route_of(self, scope: Scope) -> Optional[str]:
-        route = scope.get(ROUTE_KEY)
-        if route is None:
-            route = getattr(scope.get("route"), "path", None)  # Starlette, FastAPI
-        if route is None and self.route is not None:
-            route = self.route(scope)
-        return route

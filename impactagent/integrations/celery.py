@@ -1,12 +1,7 @@
 """Celery: a flag scope and a count per task, and the agent in every worker process.
 
-In the module that makes your Celery app (the worker imports it)::
-
-    agent = impactagent.Agent("shop-worker", url=..., api_key=...).start()
-    instrument_celery(agent, flags=["new-checkout"])
-
-Each task is counted in ``celery_tasks_total`` and timed in ``celery_task_duration_seconds``
-by ``task`` and ``state``. A prefork child closes its agent at ``worker_process_shutdown``: it
+Call :func:`instrument_celery` where the Celery app is made. Each task is counted and timed by
+``task`` and ``state``. A prefork child closes its agent at ``worker_process_shutdown``: it
 ends with ``os._exit``, which skips ``atexit``.
 """
 
@@ -24,6 +19,8 @@ __all__ = ["TASK_BUCKETS", "CeleryInstrumentation", "instrument_celery"]
 
 TASK_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 _LABELS = ("task", "state")
+#: The Celery signals received, each by the method of the same name.
+_SIGNALS = ("task_prerun", "task_postrun", "worker_process_init", "worker_process_shutdown")
 _perf_counter = time.perf_counter
 
 
@@ -48,12 +45,8 @@ class CeleryInstrumentation:
         from celery import signals
 
         if not self._connected:
-            # weak=False: bound methods of an object nobody else may hold.
-            signals.task_prerun.connect(self.task_prerun, weak=False)
-            signals.task_postrun.connect(self.task_postrun, weak=False)
-            signals.worker_process_init.connect(self.worker_process_init, weak=False)
-            signals.worker_process_shutdown.connect(self.worker_process_shutdown,
-                                                    weak=False)
+            for name in _SIGNALS:  # weak=False: bound methods of an object nobody else holds
+                getattr(signals, name).connect(getattr(self, name), weak=False)
             self._connected = True
         return self
 
@@ -61,14 +54,11 @@ class CeleryInstrumentation:
         """Remove the receivers."""
         from celery import signals
 
-        signals.task_prerun.disconnect(self.task_prerun)
-        signals.task_postrun.disconnect(self.task_postrun)
-        signals.worker_process_init.disconnect(self.worker_process_init)
-        signals.worker_process_shutdown.disconnect(self.worker_process_shutdown)
+        for name in _SIGNALS:
+            getattr(signals, name).disconnect(getattr(self, name))
         self._connected = False
 
-    def task_prerun(self, sender: Any = None, task_id: Optional[str] = None,
-                    **extra: Any) -> None:
+    def task_prerun(self, sender: Any = None, task_id: Optional[str] = None, **extra: Any) -> None:
         entry = (open_scope(), _perf_counter())
         with self._lock:
             self._running[str(task_id)] = entry

@@ -1,17 +1,8 @@
 """Django: request metrics by URL pattern, a flag scope per request, and the agent built once.
 
-In ``settings.py``::
-
-    MIDDLEWARE = [
-        "impactagent.integrations.django.ImpactMiddleware",  # first: it times the others too
-        # ... Django's own middleware ...
-    ]
-    IMPACTAGENT = {"app_name": "shop", "url": os.environ.get("UNLEASH_URL"),
-                   "api_key": os.environ.get("UNLEASH_API_TOKEN"), "flags": ["new-checkout"]}
-
-``IMPACTAGENT`` takes every Agent setting, ``flags``, ``prefix`` and ``buckets``, or
-``"agent": "shop.metrics:agent"``. The route is the pattern as written in ``urls.py``;
-``path("metrics", metrics_view)`` serves the Prometheus scrape.
+Put ``ImpactMiddleware`` first in ``MIDDLEWARE``. ``settings.IMPACTAGENT`` takes every Agent
+setting, ``flags``, ``prefix`` and ``buckets``, or ``"agent": "shop.metrics:agent"``. The route
+is the pattern as written in ``urls.py``; ``path("metrics", metrics_view)`` serves the scrape.
 """
 
 from __future__ import annotations
@@ -80,8 +71,7 @@ class ImpactMiddleware:
                 route = getattr(match, "route", None)
                 if match is not None and route == "":
                     route = "/"  # the root pattern, path("", ...): it matched
-                self.metrics.record(request.method or "", route, status,
-                                    _perf_counter() - start)
+                self.metrics.record(request.method or "", route, status, _perf_counter() - start)
             finally:
                 close_scope(token)
 

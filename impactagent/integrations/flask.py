@@ -1,15 +1,8 @@
 """Flask: an extension that counts, times and flag-scopes every request by its URL rule.
 
-::
-
-    impact = ImpactAgent(app, app_name="shop", url=os.environ.get("UNLEASH_URL"),
-                         api_key=os.environ.get("UNLEASH_API_TOKEN"),
-                         flags=["new-checkout"], metrics_path="/metrics")
-    checkouts = impact.agent.counter("checkout_total", "Completed checkouts")
-
-With an app factory, ``impact = ImpactAgent(agent=agent)`` at module level and
-``impact.init_app(app)`` in the factory. Settings come from ``app.config["IMPACTAGENT"]``
-updated by the keywords, as for Django; the route is ``request.url_rule.rule``.
+``ImpactAgent(app, app_name=..., flags=[...], metrics_path="/metrics")``, or with an app
+factory ``ImpactAgent(agent=agent)`` and ``init_app(app)``. Settings come from
+``app.config["IMPACTAGENT"]`` updated by the keywords, as for Django.
 """
 
 from __future__ import annotations
@@ -62,8 +55,7 @@ class ImpactAgent:
         app.extensions[EXTENSION_KEY] = ImpactState(agent, middleware)
         if self._first is None:
             self._first = agent
-        wrapped: Any = app  # Flask's own recipe for WSGI middleware: replace wsgi_app
-        wrapped.wsgi_app = middleware
+        app.wsgi_app = middleware  # Flask's own recipe for WSGI middleware
 
         def note_the_rule(sender: Any, **extra: Any) -> None:
             # Sent after URL matching and before any before_request function (which may

@@ -4,38 +4,22 @@
                                            export_interval_millis=15_000)
     provider = MeterProvider(metric_readers=[reader])
 
-A monotonic sum becomes a counter of the increase, a non-monotonic sum or a gauge a gauge, an
-explicit-bucket histogram a histogram with the same bounds. An exponential histogram is
-refused: its bounds move with its scale, Unleash stores fixed ones. Shut the
+A monotonic sum becomes a counter, other sums and gauges a gauge, an explicit-bucket
+histogram a histogram (an exponential one is refused: Unleash stores fixed bounds). Shut the
 ``MeterProvider`` down before closing the agent, so that its last export is sent.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
-from ._bridged import Bridged, BridgedFamilies, increment, set_changed
-from ._cumulative import CounterReadings, HistogramReadings
+from ._bridged import Bridged, BridgedFamilies, CounterReadings, HistogramReadings, set_changed
 
 try:
-    from opentelemetry.sdk.metrics import (
-        Counter,
-        Histogram,
-        ObservableCounter,
-        ObservableGauge,
-        ObservableUpDownCounter,
-        UpDownCounter,
-    )
-    from opentelemetry.sdk.metrics.export import (
-        AggregationTemporality,
-        ExponentialHistogram,
-        Gauge,
-        MetricExporter,
-        MetricExportResult,
-        Sum,
-    )
-    from opentelemetry.sdk.metrics.export import Histogram as HistogramData
+    from opentelemetry.sdk import metrics as sdk
+    from opentelemetry.sdk.metrics import export
+    from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, Sum
 except ImportError:  # pragma: no cover - the module imports (docs, doctests) without OTel
     MetricExporter = object  # type: ignore[assignment,misc]
     _OTEL = False
@@ -54,20 +38,15 @@ class ImpactMetricExporter(MetricExporter):
     def __init__(self, agent: Agent, *, metrics: Optional[Callable[[str], bool]] = None,
                  labels: Optional[Iterable[str]] = None, prefix: str = "",
                  max_series: Optional[int] = None,
-                 preferred_temporality: Optional[Dict[type, Any]] = None) -> None:
+                 preferred_temporality: Optional[dict[type, Any]] = None) -> None:
         if not _OTEL:
             raise ImportError("ImpactMetricExporter needs the OpenTelemetry SDK: "
                               "pip install 'impactagent[opentelemetry]'")
-        temporality: Dict[type, Any] = {
-            Counter: AggregationTemporality.DELTA,
-            ObservableCounter: AggregationTemporality.DELTA,
-            Histogram: AggregationTemporality.DELTA,
-            UpDownCounter: AggregationTemporality.CUMULATIVE,
-            ObservableUpDownCounter: AggregationTemporality.CUMULATIVE,
-            ObservableGauge: AggregationTemporality.CUMULATIVE,
-        }
-        temporality.update(preferred_temporality or {})
-        super().__init__(preferred_temporality=temporality)
+        delta, cumulative = AggregationTemporality.DELTA, AggregationTemporality.CUMULATIVE
+        super().__init__(preferred_temporality={
+            sdk.Counter: delta, sdk.ObservableCounter: delta, sdk.Histogram: delta,
+            sdk.UpDownCounter: cumulative, sdk.ObservableUpDownCounter: cumulative,
+            sdk.ObservableGauge: cumulative, **(preferred_temporality or {})})
         self._agent = agent
         self._chosen = metrics
         self._native = BridgedFamilies(agent, source="OpenTelemetry", prefix=prefix,
@@ -75,27 +54,26 @@ class ImpactMetricExporter(MetricExporter):
         self._lock = threading.Lock()
         self._counters = CounterReadings()
         self._histograms = HistogramReadings()
-        self._running: Dict[Any, float] = {}  # totals of delta sums, by source series
-        self._gauges_set: Dict[Any, float] = {}
-        self._gauges_dropped: Dict[Any, float] = {}  # last unsettable value, by series
+        self._running: dict[Any, float] = {}  # totals of delta sums, by source series
+        self._gauges_set: dict[Any, float] = {}
+        self._gauges_dropped: dict[Any, float] = {}  # last unsettable value, by series
 
     @property
-    def refused(self) -> Dict[str, str]:
+    def refused(self) -> dict[str, str]:
         """Metrics that are not sent, by name, with the reason."""
         return dict(self._native.refused)
 
-    def export(self, metrics_data: Any, timeout_millis: float = 10_000,
-               **kwargs: Any) -> Any:
+    def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> Any:
         """Record one export's data points into the agent."""
         with self._lock:
-            gauges: Dict[Any, float] = {}
+            gauges: dict[Any, float] = {}
             for resource_metrics in metrics_data.resource_metrics:
                 for scope_metrics in resource_metrics.scope_metrics:
                     for metric in scope_metrics.metrics:
                         if self._chosen is None or self._chosen(metric.name):
                             self._metric(metric, gauges)
             set_changed(gauges, self._gauges_set)
-        return MetricExportResult.SUCCESS
+        return export.MetricExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         """Nothing is buffered here."""
@@ -104,10 +82,9 @@ class ImpactMetricExporter(MetricExporter):
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         """Nothing to release (close the agent to send what is left)."""
 
-    def _metric(self, metric: Any, gauges: Dict[Any, float]) -> None:
-        data = metric.data
-        name = metric.name
-        if isinstance(data, ExponentialHistogram):
+    def _metric(self, metric: Any, gauges: dict[Any, float]) -> None:
+        data, name = metric.data, metric.name
+        if isinstance(data, export.ExponentialHistogram):
             self._native.refuse(name, "an exponential histogram's bucket boundaries move "
                                       "with its scale; Unleash stores fixed ones (use the "
                                       "explicit-bucket aggregation)")
@@ -118,27 +95,24 @@ class ImpactMetricExporter(MetricExporter):
             key = (name, labels)
             if isinstance(data, Sum) and data.is_monotonic:
                 self._sum(metric, data, point, key, names)
-            elif isinstance(data, (Sum, Gauge)):
+            elif isinstance(data, (Sum, export.Gauge)):
                 self._gauge(metric, data, point, key, names, gauges)
-            elif isinstance(data, HistogramData):
+            elif isinstance(data, export.Histogram):
                 self._histogram(metric, data, point, key, names)
             else:
                 self._native.refuse(name, f"{type(data).__name__} is no kind the agent knows")
 
-    def _sum(self, metric: Any, data: Any, point: Any, key: Any, names: Tuple[str, ...]
-             ) -> None:
+    def _sum(self, metric: Any, data: Any, point: Any, key: Any, names: tuple[str, ...]) -> None:
         if _is_delta(data):
             delta = self._counters.delta(key, self._running_total(key, point.value))
         else:
             delta = self._counters.delta(key, point.value, point.start_time_unix_nano)
         bridged = self._native.family("counter", metric.name, metric.description, names)
         if bridged is not None and delta:
-            child = self._series(metric.name, bridged, key, delta)
-            if child is not None:
-                increment(child, delta)
+            self._native.count(metric.name, bridged, _labels(key, bridged), delta)
 
-    def _gauge(self, metric: Any, data: Any, point: Any, key: Any, names: Tuple[str, ...],
-               gauges: Dict[Any, float]) -> None:
+    def _gauge(self, metric: Any, data: Any, point: Any, key: Any, names: tuple[str, ...],
+               gauges: dict[Any, float]) -> None:
         total = float(point.value)
         if isinstance(data, Sum) and _is_delta(data):
             total = self._running_total(key, total)
@@ -147,7 +121,7 @@ class ImpactMetricExporter(MetricExporter):
             return
         # A value that cannot be set is one dropped event when it is new.
         new = self._gauges_dropped.get(key) != total
-        child = self._series(metric.name, bridged, key, 1 if new else 0)
+        child = self._native.series(metric.name, bridged, _labels(key, bridged), int(new))
         if child is not None:
             gauges[child] = gauges.get(child, 0.0) + total
         else:
@@ -158,33 +132,25 @@ class ImpactMetricExporter(MetricExporter):
         self._running[key] = self._running.get(key, 0.0) + delta
         return self._running[key]
 
-    def _histogram(self, metric: Any, data: Any, point: Any, key: Any,
-                   names: Tuple[str, ...]) -> None:
+    def _histogram(self, metric: Any, data: Any, point: Any, key: Any, names: tuple[str, ...]
+                   ) -> None:
         counts = [int(n) for n in point.bucket_counts]
         if _is_delta(data):
-            added: Optional[Tuple[Tuple[int, ...], float]] = (
-                (tuple(counts), point.sum) if any(counts) else None)
+            added = (tuple(counts), point.sum) if any(counts) else None
         else:
             added = self._histograms.delta(key, counts, point.sum, point.start_time_unix_nano)
         bridged = self._native.family("histogram", metric.name, metric.description, names,
                                       buckets=tuple(point.explicit_bounds))
-        if bridged is None:
-            return
-        expected = getattr(bridged.family, "buckets", ())
-        if tuple(float(b) for b in point.explicit_bounds) != expected:
-            self._native.refuse(metric.name, f"a point has buckets {point.explicit_bounds}, "
-                                             f"not {expected}")
-            return
-        if added is not None:
-            child = self._series(metric.name, bridged, key, sum(added[0]))
-            if child is not None:
-                child.add_counts(*added)
+        if (bridged is not None and self._native.fits(metric.name, bridged,
+                                                      point.explicit_bounds, "a point")
+                and added is not None):
+            self._native.add_counts(metric.name, bridged, _labels(key, bridged), added)
 
-    def _series(self, name: str, bridged: Bridged, key: Any, events: int) -> Any:
-        """The native series of a point, or None with its ``events`` counted as dropped."""
-        by_name = dict(key[1])
-        labels = {n: by_name.get(n, "") for n in bridged.source_labels}
-        return self._native.series(name, bridged, labels, events)
+
+def _labels(key: Any, bridged: Bridged) -> dict[str, str]:
+    """A point's attributes by the bridged label names (a missing one is empty)."""
+    by_name = dict(key[1])
+    return {n: by_name.get(n, "") for n in bridged.source_labels}
 
 
 def _is_delta(data: Any) -> bool:

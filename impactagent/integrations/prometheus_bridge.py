@@ -4,10 +4,8 @@
     bridge_prometheus(agent, families=lambda name: name.startswith("shop_"),
                       labels=["route"])                          # by predicate, one label
 
-Every agent collect first reads the chosen families into native metrics: a counter's
-increase, a gauge's value when it changed, a histogram's added bucket counts and sum. Other
-types are refused. The agent's own views and names it already defines are skipped, so
-nothing is counted twice. A forked child starts from the totals read at the fork.
+Every agent collect first records a counter's increase, a gauge's value when it changed and
+a histogram's added counts; other types, the agent's own views and its names are skipped.
 """
 
 from __future__ import annotations
@@ -21,8 +19,14 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from ..prometheus.collector import is_agent_view
-from ._bridged import Bridged, BridgedFamilies, increment, same, set_changed
-from ._cumulative import CounterReadings, HistogramReadings
+from ._bridged import (
+    Bridged,
+    BridgedFamilies,
+    CounterReadings,
+    HistogramReadings,
+    same,
+    set_changed,
+)
 
 if TYPE_CHECKING:
     from ..agent import Agent
@@ -107,59 +111,35 @@ class PrometheusBridge:
                 if record:
                     self._gauge(metric, gauges)
             else:
-                self._native.refuse(name, _REFUSED_TYPES.get(metric.type,
-                                                             f"type {metric.type!r}"))
+                self._native.refuse(name, _REFUSED_TYPES.get(metric.type, f"type {metric.type!r}"))
         set_changed(gauges, self._gauges_set)
 
     def _counter(self, metric: Any, readings: CounterReadings, record: bool) -> None:
-        totals: Dict[LabelKey, float] = {}
-        created: Dict[LabelKey, float] = {}
-        names: Optional[List[str]] = None
-        for sample in metric.samples:
-            if names is None:
-                names = list(sample.labels)
-            key = _label_key(sample.labels)
-            if sample.name.endswith("_created"):
-                created[key] = sample.value
-            elif sample.name.endswith("_total"):
-                totals[key] = sample.value
+        names, series = _by_series(metric)
         if names is None:
             return  # no series yet
         bridged = self._native.family("counter", metric.name, metric.documentation, names,
                                       native=metric.name + "_total") if record else None
-        for key, total in totals.items():
-            delta = readings.delta((metric.name, key), total, created.get(key))
-            if bridged is None or not delta:
+        for key, found in series.items():
+            if "_total" not in found:
                 continue
-            child = self._native.series(metric.name, bridged, dict(key), delta)
-            if child is not None:
-                increment(child, delta)
+            delta = readings.delta((metric.name, key), found["_total"], found.get("_created"))
+            if bridged is not None and delta:
+                self._native.count(metric.name, bridged, dict(key), delta)
 
     def _histogram(self, metric: Any, readings: HistogramReadings, record: bool) -> None:
-        buckets: Dict[LabelKey, List[Tuple[float, float]]] = {}
-        sums: Dict[LabelKey, float] = {}
-        created: Dict[LabelKey, float] = {}
-        names: Optional[List[str]] = None
-        for sample in metric.samples:
-            if names is None:
-                names = [n for n in sample.labels if n != "le"]
-            key = _label_key(sample.labels, without="le")
-            if sample.name.endswith("_bucket"):
-                le = float(sample.labels["le"])
-                buckets.setdefault(key, []).append((le, sample.value))
-            elif sample.name.endswith("_sum"):
-                sums[key] = sample.value
-            elif sample.name.endswith("_created"):
-                created[key] = sample.value
+        names, series = _by_series(metric, without="le")
         if names is None:
             return
         bridged: Optional[Bridged] = None
-        for key, cumulative in buckets.items():
-            cumulative.sort()
+        for key, found in series.items():
+            cumulative = sorted(found.get("_bucket", ()))
+            if not cumulative:
+                continue
             bounds = tuple(le for le, _ in cumulative if not math.isinf(le))
             counts = _per_bucket([c for _, c in cumulative])
-            added = readings.delta((metric.name, key), counts, sums.get(key, 0.0),
-                                   created.get(key))
+            added = readings.delta((metric.name, key), counts, found.get("_sum", 0.0),
+                                   found.get("_created"))
             if not record:
                 continue
             if bridged is None:
@@ -167,17 +147,9 @@ class PrometheusBridge:
                                               metric.documentation, names, buckets=bounds)
                 if bridged is None:
                     return
-            expected = getattr(bridged.family, "buckets", ())
-            if expected != bounds:
-                values = tuple(value for _, value in key)
-                self._native.refuse(metric.name, f"series {values} has buckets {bounds}, "
-                                                 f"not {expected}")
-                continue
-            if added is None:
-                continue
-            child = self._native.series(metric.name, bridged, dict(key), sum(added[0]))
-            if child is not None:
-                child.add_counts(*added)
+            values = tuple(value for _, value in key)
+            if self._native.fits(metric.name, bridged, bounds, f"series {values}") and added:
+                self._native.add_counts(metric.name, bridged, dict(key), added)
 
     def _gauge(self, metric: Any, gauges: Dict[Any, float]) -> None:
         names: Optional[List[str]] = None
@@ -185,8 +157,7 @@ class PrometheusBridge:
         for sample in metric.samples:
             if names is None:
                 names = list(sample.labels)
-                bridged = self._native.family("gauge", metric.name, metric.documentation,
-                                              names)
+                bridged = self._native.family("gauge", metric.name, metric.documentation, names)
             if bridged is None:
                 return
             key = _label_key(sample.labels)
@@ -234,12 +205,11 @@ class PrometheusBridge:
             try:
                 self._counters, self._histograms = self._baseline()
             except Exception:  # the child then starts from the parent's last read
-                logger.exception("reading the prometheus_client registry "
-                                  "after fork failed")
+                logger.exception("reading the prometheus_client registry after fork failed")
 
     def _baseline(self) -> Tuple[CounterReadings, HistogramReadings]:
         """The readings as of the registry's totals now, recording nothing."""
-        counters, histograms = self._counters.copy(), self._histograms.copy()
+        counters, histograms = CounterReadings(self._counters), HistogramReadings(self._histograms)
         self._read(counters, histograms, record=False)
         return counters, histograms
 
@@ -266,8 +236,23 @@ def _chooser(families: Choice) -> Callable[[str], bool]:
 
 def _label_key(labels: Dict[str, Any], without: str = "") -> LabelKey:
     """A sample's labels (all but ``without``) as a key independent of their order."""
-    return tuple(sorted((name, str(value)) for name, value in labels.items()
-                        if name != without))
+    return tuple(sorted((name, str(value)) for name, value in labels.items() if name != without))
+
+
+def _by_series(metric: Any, without: str = "") -> Tuple[Optional[List[str]], Dict[LabelKey, Any]]:
+    """A family's label names (its first sample's) and its samples by series, then suffix."""
+    names: Optional[List[str]] = None
+    series: Dict[LabelKey, Dict[str, Any]] = {}
+    for sample in metric.samples:
+        if names is None:
+            names = [n for n in sample.labels if n != without]
+        found = series.setdefault(_label_key(sample.labels, without), {})
+        suffix = sample.name[sample.name.rfind("_"):]
+        if suffix == "_bucket":
+            found.setdefault(suffix, []).append((float(sample.labels["le"]), sample.value))
+        else:
+            found[suffix] = sample.value
+    return names, series
 
 
 def _per_bucket(cumulative: List[float]) -> List[int]:

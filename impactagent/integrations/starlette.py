@@ -15,27 +15,14 @@ from .asgi import ImpactMiddleware
 __all__ = ["ImpactMiddleware", "metrics_route"]
 
 
-class _ScrapeApp:
-    """The scrape as an ASGI app (Starlette hands a function endpoint a Request instead)."""
-
-    def __init__(self, agent: Agent) -> None:
-        self.agent = agent
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        accept = b""
-        for name, value in scope.get("headers", ()):
-            if name == b"accept":
-                accept = value
-        body, content_type = scrape(self.agent, accept.decode("latin-1"))
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", content_type.encode("latin-1")),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
-
-
 def metrics_route(agent: Agent, path: str = "/metrics") -> Any:
     """A route serving the Prometheus scrape at exactly ``path`` (``app.mount`` would
     redirect ``/metrics`` to ``/metrics/``)."""
+    from starlette.responses import Response
     from starlette.routing import Route
 
-    return Route(path, _ScrapeApp(agent), methods=["GET"], include_in_schema=False)
+    async def metrics(request: Any) -> Any:
+        body, content_type = scrape(agent, request.headers.get("accept", ""))
+        return Response(body, media_type=content_type)
+
+    return Route(path, metrics, methods=["GET"], include_in_schema=False)

@@ -6,38 +6,28 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Protocol
+from typing import Any, Callable, Dict, Optional
 
 from ..core.flag_context import flag_state, note_flag
 from ..core.flag_decorator import evaluation
 
 
-class FlagClient(Protocol):
-    """The two methods of an ``UnleashClient`` that answer for a flag."""
-
-    def is_enabled(self, feature_name: str, context: Optional[Dict[str, Any]] = None,
-                   fallback_function: Optional[Callable[..., bool]] = None) -> bool: ...
-
-    def get_variant(self, feature_name: str, context: Optional[Dict[str, Any]] = None
-                    ) -> Dict[str, Any]: ...
-
-
 class FlagAwareClient:
     """Delegates to an ``UnleashClient`` and notes each answer in the flag scope."""
 
-    def __init__(self, client: FlagClient) -> None:
+    def __init__(self, client: Any) -> None:
         self.client = client
 
     def is_enabled(self, feature_name: str, context: Optional[Dict[str, Any]] = None,
                    fallback_function: Optional[Callable[..., bool]] = None) -> bool:
-        enabled = self.client.is_enabled(feature_name, context,
+        enabled: bool = self.client.is_enabled(feature_name, context,
                                          fallback_function=fallback_function)
         note_flag(feature_name, flag_state(bool(enabled)))
         return enabled
 
     def get_variant(self, feature_name: str, context: Optional[Dict[str, Any]] = None
                     ) -> Dict[str, Any]:
-        variant = self.client.get_variant(feature_name, context)
+        variant: Dict[str, Any] = self.client.get_variant(feature_name, context)
         note_flag(feature_name, flag_state(*evaluation(variant)))
         return variant
 

@@ -32,8 +32,7 @@ class ImpactMiddleware(Middleware[Callable[..., Iterable[bytes]]]):
         token = open_scope()
         status: List[int] = [500]
 
-        def recording_start_response(status_line: str, headers: Any, exc_info: Any = None
-                                     ) -> Any:
+        def recording_start_response(status_line: str, headers: Any, exc_info: Any = None) -> Any:
             status[0] = int(status_line[:3])
             return start_response(status_line, headers, exc_info)
 
@@ -48,8 +47,7 @@ class ImpactMiddleware(Middleware[Callable[..., Iterable[bytes]]]):
             return body
         return _Response(body, functools.partial(self._record, environ, start, token), status)
 
-    def _record(self, environ: Environ, start: float, token: ScopeToken, status: int
-                ) -> None:
+    def _record(self, environ: Environ, start: float, token: ScopeToken, status: int) -> None:
         route = environ.get(ROUTE_KEY)
         if route is None and self.route is not None:
             route = self.route(environ)

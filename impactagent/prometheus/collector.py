@@ -1,13 +1,13 @@
 """The agent as a Prometheus target: a ``prometheus_client`` collector over its cumulative view.
 
 A scrape reads the running totals and never takes a delta, so scraping and sending to Unleash
-never change what the other sees. It shows every impact metric with ``appName`` and
-``environment`` first (as the Unleash server re-exposes them), the flag counts and the
-agent's health.
+never change what the other sees. Impact metrics get ``appName`` and ``environment`` first (as
+the Unleash server re-exposes them); then the flag counts and the agent's health.
 """
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 from typing import Any, Iterator, Mapping, Protocol, Tuple
@@ -29,14 +29,12 @@ from ..core.registry import MetricRegistry
 from ..core.threads import start_daemon
 
 _IDENTITY = ("appName", "environment")
-_OWN_FAMILIES = (
-    ("counter", "impactagent_flag_evaluations"), ("counter", "impactagent_flag_variants"),
-    ("counter", "impactagent_recorded_events"), ("counter", "impactagent_dropped_events"),
-    ("counter", "impactagent_delivery_failures"), ("counter", "impactagent_delivered_events"),
-    ("counter", "impactagent_delivery_attempts"),
-    ("counter", "impactagent_possibly_duplicated_events"),
-    ("gauge", "impactagent_pending_events"),
-)
+#: The names the agent's own families take (every one a counter but the pending gauge).
+_TAKEN = frozenset(["impactagent_pending_events", *(
+    name for own in ("flag_evaluations", "flag_variants", "recorded_events", "dropped_events",
+                     "delivery_failures", "delivered_events", "delivery_attempts",
+                     "possibly_duplicated_events")
+    for name in claimed_names(f"impactagent_{own}", "counter"))])
 
 AGENT_VIEW_MARK = "impactagent_agent_view"
 
@@ -72,17 +70,14 @@ class AgentCollector:
         self.agent = agent
 
     def collect(self) -> Iterator[Metric]:
-        for metric in self.counts():
-            yield mark_agent_view(metric)
-        for metric in self.health():
-            yield mark_agent_view(metric)
+        yield from map(mark_agent_view, itertools.chain(self.counts(), self.health()))
 
     def counts(self) -> Iterator[Metric]:
         """What the app counted: its impact metrics and the flag counts."""
         identity = (scrub(self.agent.identity.app_name), scrub(self.agent.identity.environment))
         # An app metric whose names clash with one shown before it is left out, or
         # OpenMetrics parsers would refuse the whole scrape.
-        taken = {name for kind, own in _OWN_FAMILIES for name in claimed_names(own, kind)}
+        taken = set(_TAKEN)
         for family in self.agent.metrics.families():
             claims = claimed_names(family.name, family.kind)
             if taken.isdisjoint(claims):
@@ -156,8 +151,7 @@ def _family(family: Any, identity: Tuple[str, str]) -> Metric:
         buckets = child.cumulative_buckets()
         # OpenMetrics forbids a negative _sum (and with it _count), as prometheus_client.
         total = child.sum if child.sum >= 0 else None
-        histogram.add_metric(_values(identity, child), [(_le(le), n) for le, n in buckets],
-                             total)
+        histogram.add_metric(_values(identity, child), [(_le(le), n) for le, n in buckets], total)
     return histogram
 
 
@@ -169,11 +163,16 @@ def _le(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(float(bound))
 
 
-def registry_for(agent: Scraped) -> CollectorRegistry:
-    """A registry holding only this agent's collector (not the process-wide default)."""
+def registry_of(collector: Any) -> CollectorRegistry:
+    """A registry holding only ``collector`` (not the process-wide default)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(AgentCollector(agent))
+    registry.register(collector)
     return registry
+
+
+def registry_for(agent: Scraped) -> CollectorRegistry:
+    """A registry holding only this agent's collector."""
+    return registry_of(AgentCollector(agent))
 
 
 class _QuietHandler(WSGIRequestHandler):

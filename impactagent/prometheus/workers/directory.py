@@ -27,8 +27,8 @@ MAX_BYTES = 16_000_000
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-TEMP = ".tmp"
 _LOCK = ".lock"
+_SHARED = stat.S_IWGRP | stat.S_IWOTH  # a directory others may write into
 
 
 def default_directory(app_name: str, environment: str) -> Path:
@@ -40,8 +40,7 @@ def default_directory(app_name: str, environment: str) -> Path:
         os.chmod(mine, 0o700)
     except FileExistsError:
         info = os.lstat(mine)
-        if (not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid()
-                or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & _SHARED:
             raise PermissionError(errno.EPERM, "not a private directory of this user's: "
                                   "pass a directory of your own", str(mine)) from None
     return mine / f"prometheus-{folder_key(app_name, environment)}"
@@ -76,7 +75,7 @@ def prepare(directory: Union[str, os.PathLike[str]]) -> Path:
         raise PermissionError(errno.EPERM, f"owned by uid {info.st_uid}, not by this user "
                               f"(uid {os.geteuid()}): choose a directory of your own",
                               str(path))
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    if info.st_mode & _SHARED:
         logger.warning("impactagent: the workers' Prometheus directory %r is group- or "
                        "world-writable (mode %s): another user could plant counts there. "
                        "Make it private with: chmod 700 %s", str(path),
@@ -95,32 +94,26 @@ def recreate(directory: Path) -> None:
     for path in reversed(missing):
         with contextlib.suppress(FileExistsError):
             os.mkdir(path, 0o700)
-        _make_private(path)
-
-
-def _make_private(path: Path) -> None:
-    """Check that ``path`` is a private directory of this user's and make it ``0700``,
-    through one descriptor opened without following a symlink."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as error:
-        if error.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise NotADirectoryError(errno.ENOTDIR, "not a directory (a symlink?): "
-                                     "refused", str(path)) from None
-        raise
-    try:
-        info = os.fstat(fd)
-        if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise PermissionError(errno.EPERM, "not a private directory of this user's: "
-                                  "refused", str(path))
-        os.fchmod(fd, 0o700)
-    finally:
-        os.close(fd)
+        try:  # one descriptor, opened without following a symlink, checked and made 0700
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as error:
+            if error.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise NotADirectoryError(errno.ENOTDIR, "not a directory (a symlink?): "
+                                         "refused", str(path)) from None
+            raise
+        try:
+            info = os.fstat(fd)
+            if info.st_uid != os.geteuid() or info.st_mode & _SHARED:
+                raise PermissionError(errno.EPERM, "not a private directory of this user's: "
+                                      "refused", str(path))
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
 
 
 def replace(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (``0600``); on OSError the old file stays whole."""
-    temporary = path.with_name(f"{path.name}.{secrets.token_hex(4)}{TEMP}")
+    temporary = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(temporary, _CREATE, 0o600)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -162,8 +155,7 @@ def remove(path: Path) -> None:
 def locked(directory: Path, timeout: float = 5.0) -> Iterator[None]:
     """Hold the directory's lock across processes; TimeoutError after ``timeout`` (a holder
     stopped with SIGSTOP must not hang every scrape). Opened anew: a fork shares the file."""
-    fd = os.open(directory / _LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600)
+    fd = os.open(directory / _LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         deadline = time.monotonic() + timeout
         while True:

@@ -1,10 +1,9 @@
 """The directory's bookkeeping: ``w-<pid>-<token>.json`` per live process, ``departed.json``
-(what the dead counted, the files folded into it, their parents that still ran), ``.lock``.
-
-A **fold** adds the dead writers' files to ``departed.json``, writes it, then removes them;
-readers skip the names it lists, so an interrupted fold never counts a file twice. A **join**
-(a process's first publish) starts a new generation when no writer and no writer's parent
-still runs (a previous deploy's files); otherwise it folds and the totals continue.
+(what the dead counted, the files folded into it, their parents that still run), ``.lock``.
+A **fold** writes the dead writers' files into ``departed.json``, then removes them (readers
+skip the names it lists). A **join** (a first publish) starts a new generation when no writer
+and no writer's parent still runs; otherwise it folds and the totals continue. Families are
+summed sample by sample; the first file read decides a family's type and help.
 """
 
 from __future__ import annotations
@@ -14,21 +13,98 @@ import logging
 import os
 import re
 import secrets
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, TypeVar
+from typing import Any, Concatenate, NamedTuple, Optional, ParamSpec, TypeGuard, TypeVar
+
+from prometheus_client.metrics_core import Metric
 
 from . import directory as files
 from . import process
-from .merge import Plain, Totals
 
 logger = logging.getLogger("impactagent")
 
+#: A family as plain data, ``[name, type, help, [[sample, {labels}, value], ...]]``.
+Plain = list[Any]
+_Key = tuple[str, tuple[tuple[str, str], ...]]
+_KINDS = ("counter", "gauge", "histogram")
+
 DEPARTED = "departed.json"
 _WORKER = re.compile(r"w-(?P<pid>[0-9]+)-[0-9a-f]+\.json\Z")
-_TEMPORARY = re.compile(r"(?P<base>w-(?P<pid>[0-9]+)-[0-9a-f]+\.json|departed\.json)"
-                        r"\.[0-9a-f]+\.tmp\Z")
+_TEMPORARY = re.compile(r"(w-(?P<pid>[0-9]+)-[0-9a-f]+\.json|departed\.json)\.[0-9a-f]+\.tmp\Z")
 VERSION = 1
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
+_MAYBE_INT = (int, type(None))
+#: The types of a stamp's and a parent's fields, as a file must hold them.
+_STAMP = (int, _MAYBE_INT, int, _MAYBE_INT, object, object)
+_PARENT = (int, _MAYBE_INT, str, str)
+
+
+def to_plain(metrics: Iterable[Metric]) -> list[Plain]:
+    """Families as JSON-ready lists."""
+    return [[m.name, m.type, m.documentation,
+             [[s.name, dict(s.labels), s.value] for s in m.samples]] for m in metrics]
+
+
+class Totals:
+    """Families added up, in the order first seen."""
+
+    def __init__(self) -> None:
+        self._families: dict[str, tuple[str, str, dict[_Key, float]]] = {}
+
+    def add(self, families: Iterable[Plain], *, gauges: bool = True,
+            extra: tuple[tuple[str, str], ...] = ()) -> None:
+        """Add one worker's families (``extra``: labels for each sample, as a ``pid``).
+        Malformed entries are skipped: a file is never trusted."""
+        for family in families:
+            try:
+                name, kind, help_text, samples = family
+                if kind not in _KINDS or (kind == "gauge" and not gauges):
+                    continue
+                known = self._families.setdefault(name, (kind, help_text, {}))
+                if known[0] != kind:
+                    continue
+                values = known[2]
+                for sample_name, labels, value in samples:
+                    key = (str(sample_name),
+                           tuple((str(k), str(v)) for k, v in labels.items()) + extra)
+                    values[key] = values.get(key, 0) + float(value)
+            except (TypeError, ValueError, AttributeError):
+                continue
+
+    def plain(self) -> list[Plain]:
+        """The totals as plain families again (what the departed file keeps)."""
+        return [[name, kind, help_text,
+                 [[sample, dict(labels), value] for (sample, labels), value in values.items()]]
+                for name, (kind, help_text, values) in self._families.items()]
+
+    def metrics(self) -> Iterator[Metric]:
+        for name, (kind, help_text, values) in self._families.items():
+            metric = Metric(name, help_text, kind)
+            hidden = _unsound_counts(values) if kind == "histogram" else set()
+            for (sample, labels), value in values.items():
+                if (sample, labels) not in hidden:
+                    metric.add_sample(sample, dict(labels), value)
+            if metric.samples:
+                yield metric
+
+
+def _unsound_counts(values: dict[_Key, float]) -> set[_Key]:
+    """The ``_sum``/``_count`` samples of series whose count is not the +Inf bucket's."""
+    infinite: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for (sample, labels), value in values.items():
+        if sample.endswith("_bucket") and ("le", "+Inf") in labels:
+            base = sample[:-len("_bucket")]
+            infinite[(base, tuple(kv for kv in labels if kv[0] != "le"))] = value
+    hidden = set()
+    for (sample, labels), value in values.items():
+        if sample.endswith("_count"):
+            base = sample[:-len("_count")]
+            if infinite.get((base, labels)) != value:
+                hidden.add((sample, labels))
+                hidden.add((base + "_sum", labels))
+    return hidden
 
 
 class Published(NamedTuple):
@@ -36,23 +112,16 @@ class Published(NamedTuple):
 
     path: Path
     stamp: process.Stamp
-    counts: List[Plain]
-    health: List[Plain]
+    counts: list[Plain]
+    health: list[Plain]
 
 
 class Departed(NamedTuple):
     """``departed.json``, read (empty when there is none)."""
 
-    counts: List[Plain]
-    absorbed: List[str]
-    parents: List[process.Parent]
-
-
-class Gathered(NamedTuple):
-    """What a scrape shows: the sum of counts, and each live worker's health."""
-
-    counts: Totals
-    health: Totals
+    counts: list[Plain]
+    absorbed: list[str]
+    parents: list[process.Parent]
 
 
 def worker_name(pid: int) -> str:
@@ -61,9 +130,32 @@ def worker_name(pid: int) -> str:
     return f"w-{pid}-{secrets.token_hex(6)}.json"
 
 
-def encode(stamp: process.Stamp, counts: List[Plain], health: List[Plain]) -> bytes:
-    return json.dumps({"v": VERSION, "stamp": list(stamp), "counts": counts,
-                       "health": health}, separators=(",", ":")).encode()
+def encode(stamp: process.Stamp, counts: list[Plain], health: list[Plain]) -> bytes:
+    return _dump(stamp=list(stamp), counts=counts, health=health)
+
+
+def _dump(**document: Any) -> bytes:
+    return json.dumps({"v": VERSION, **document}, separators=(",", ":")).encode()
+
+
+def _in_directory(method: Callable[Concatenate[Host, _P], _T]
+                  ) -> Callable[Concatenate[Host, _P], _T]:
+    """``method``, once more after making the directory again if it is gone (a /tmp cleaner)."""
+    def again(host: Host, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return method(host, *args, **kwargs)
+        except FileNotFoundError:
+            if os.path.lexists(host.path):
+                raise  # something else was missing
+        files.recreate(host.path)
+        if not host._warned_removed:
+            host._warned_removed = True
+            logger.warning("impactagent: the workers' directory %s was removed; made again "
+                           "(the counts of workers gone before are lost: the summed "
+                           "counters may go down once)", host.path)
+        return method(host, *args, **kwargs)
+
+    return again
 
 
 class Host:
@@ -74,22 +166,21 @@ class Host:
         self._warned_foreign = False
         self._warned_removed = False
 
+    @_in_directory
     def publish(self, name: str, data: bytes) -> None:
         """Replace this process's file."""
-        self._in_directory(lambda: files.replace(self.path / name, data))
+        files.replace(self.path / name, data)
 
     def has(self, name: str) -> bool:
         """Whether this process's file is there (a cleaner of /tmp may remove it)."""
         return os.path.lexists(self.path / name)
 
+    @_in_directory
     def join(self, here: process.Stamp) -> None:
         """Start a new generation if every writer here is gone, else fold the dead."""
-        self._in_directory(lambda: self._join(here))
-
-    def _join(self, here: process.Stamp) -> None:
         with files.locked(self.path):
             departed, _, judged = self._read(here)
-            parents = departed.parents + [process.parent(p.stamp) for p in judged]
+            parents = departed.parents + [p.stamp.started_by for p in judged]
             if (any(process.alive(p.stamp, here) for p in judged)
                     or any(process.runs(parent, here) for parent in parents)):
                 self._fold(here, departed, judged)
@@ -99,11 +190,10 @@ class Host:
             files.remove(self.path / DEPARTED)
             self._remove_orphaned_temporaries(here)
 
-    def gather(self, here: process.Stamp) -> Gathered:
-        """Fold what is dead, then add up the departed total and every live file."""
-        return self._in_directory(lambda: self._gather(here))
-
-    def _gather(self, here: process.Stamp) -> Gathered:
+    @_in_directory
+    def gather(self, here: process.Stamp) -> tuple[Totals, Totals]:
+        """Fold what is dead, then add up the departed total and every live file: the sum of
+        counts, and each live worker's health."""
         with files.locked(self.path):
             departed, published, judged = self._read(here)
             if len(judged) < len(published) and not self._warned_foreign:
@@ -117,34 +207,16 @@ class Host:
         for p in sorted(live, key=lambda p: p.stamp.pid):
             counts.add(p.counts)
             health.add(p.health, extra=(("pid", str(p.stamp.pid)),))
-        return Gathered(counts, health)
+        return counts, health
 
-    def _read(self, here: process.Stamp
-              ) -> Tuple[Departed, List[Published], List[Published]]:
+    def _read(self, here: process.Stamp) -> tuple[Departed, list[Published], list[Published]]:
         """``departed.json``, the files not folded into it, and those this process can judge."""
         departed = self._departed()
         published = self._workers(departed.absorbed)
-        return departed, published, [p for p in published
-                                     if process.judgeable(p.stamp, here)]
+        return departed, published, [p for p in published if process.judgeable(p.stamp, here)]
 
-    def _in_directory(self, action: Callable[[], _T]) -> _T:
-        """Do ``action``; if the directory is gone (a cleaner of /tmp), make it again and do
-        it once more."""
-        try:
-            return action()
-        except FileNotFoundError:
-            if os.path.lexists(self.path):
-                raise  # something else was missing
-        files.recreate(self.path)
-        if not self._warned_removed:
-            self._warned_removed = True
-            logger.warning("impactagent: the workers' directory %s was removed; made again "
-                           "(the counts of workers gone before are lost: the summed "
-                           "counters may go down once)", self.path)
-        return action()
-
-    def _fold(self, here: process.Stamp, departed: Departed, judged: List[Published]
-              ) -> Tuple[List[Published], List[Plain]]:
+    def _fold(self, here: process.Stamp, departed: Departed, judged: list[Published]
+              ) -> tuple[list[Published], list[Plain]]:
         """Fold the dead among ``judged``; return the live files and the departed counts."""
         live = [p for p in judged if process.alive(p.stamp, here)]
         dead = [p for p in judged if p not in live]
@@ -158,7 +230,7 @@ class Host:
         kept = [n for n in departed.absorbed if (self.path / n).exists()] + names
         # The parents that still run (a gunicorn master): while one does, a join continues.
         parents = [parent for parent in dict.fromkeys(
-            departed.parents + [process.parent(p.stamp) for p in dead])
+            departed.parents + [p.stamp.started_by for p in dead])
             if process.runs(parent, here)]
         if (dead or kept != departed.absorbed) and not self._write_departed(kept, totals,
                                                                               parents):
@@ -168,13 +240,11 @@ class Host:
         self._remove_orphaned_temporaries(here)
         return live, totals.plain()
 
-    def _write_departed(self, absorbed: List[str], totals: Totals,
-                        parents: List[process.Parent]) -> bool:
+    def _write_departed(self, absorbed: list[str], totals: Totals,
+                        parents: list[process.Parent]) -> bool:
         try:
-            files.replace(self.path / DEPARTED, json.dumps(
-                {"v": VERSION, "absorbed": absorbed, "counts": totals.plain(),
-                 "parents": [list(parent) for parent in parents]},
-                separators=(",", ":")).encode())
+            files.replace(self.path / DEPARTED, _dump(
+                absorbed=absorbed, counts=totals.plain(), parents=[list(p) for p in parents]))
         except OSError as error:
             logger.warning("impactagent: could not fold departed workers into %s (%s); "
                            "their files stay, and are counted as if they lived",
@@ -184,31 +254,22 @@ class Host:
 
     def _departed(self) -> Departed:
         document = _load(self.path / DEPARTED) or {}
-        counts, absorbed = document.get("counts"), document.get("absorbed")
+        counts, absorbed, parents = (document.get(k) for k in ("counts", "absorbed", "parents"))
         return Departed(
             counts if isinstance(counts, list) else [],
             [a for a in absorbed if isinstance(a, str)] if isinstance(absorbed, list) else [],
-            _parents(document.get("parents")))
+            [process.Parent(*p) for p in parents if _shaped(p, _PARENT)]
+            if isinstance(parents, list) else [])
 
-    def _workers(self, absorbed: List[str]) -> List[Published]:
+    def _workers(self, absorbed: list[str]) -> list[Published]:
         published = []
         for path in sorted(self.path.iterdir()):
             if not _WORKER.match(path.name) or path.name in absorbed:
                 continue
-            document = _load(path)
-            if document is None:
-                continue
-            try:
-                stamp = process.Stamp(*document["stamp"])
-                counts, health = document["counts"], document["health"]
-            except (KeyError, TypeError):
-                continue
-            if not (isinstance(stamp.pid, int) and isinstance(stamp.parent, int)
-                    and all(isinstance(t, (int, type(None)))
-                            for t in (stamp.started, stamp.parent_started))):
-                continue
-            if isinstance(counts, list) and isinstance(health, list):
-                published.append(Published(path, stamp, counts, health))
+            document = _load(path) or {}
+            stamp, counts, health = (document.get(k) for k in ("stamp", "counts", "health"))
+            if _shaped(stamp, _STAMP) and isinstance(counts, list) and isinstance(health, list):
+                published.append(Published(path, process.Stamp(*stamp), counts, health))
         return published
 
     def _remove_orphaned_temporaries(self, here: process.Stamp) -> None:
@@ -218,38 +279,19 @@ class Host:
             if match is None:
                 continue
             pid = match.group("pid")
-            if pid is None or (int(pid) != here.pid and not _pid_runs(int(pid))):
+            if pid is None or (int(pid) != here.pid and not process.pid_runs(int(pid))):
                 files.remove(path)
 
 
-def _parents(recorded: Any) -> List[process.Parent]:
-    parents = []
-    for entry in recorded if isinstance(recorded, list) else []:
-        if (isinstance(entry, list) and len(entry) == 4
-                and isinstance(entry[0], int) and isinstance(entry[1], (int, type(None)))
-                and isinstance(entry[2], str) and isinstance(entry[3], str)):
-            parents.append(process.Parent(*entry))
-    return parents
+def _shaped(entry: Any, types: tuple[Any, ...]) -> TypeGuard[list[Any]]:
+    """Whether ``entry`` is a list of one value of each of ``types`` (no file is trusted)."""
+    return (isinstance(entry, list) and len(entry) == len(types)
+            and all(isinstance(value, kind) for value, kind in zip(entry, types)))
 
 
-def _pid_runs(pid: int) -> bool:
+def _load(path: Path) -> Optional[dict[str, Any]]:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        pass
-    return True
-
-
-def _load(path: Path) -> Optional[Dict[str, Any]]:
-    data = files.read(path)
-    if data is None:
-        return None
-    try:
-        document = json.loads(data)
+        document = json.loads(files.read(path) or b"null")
     except ValueError:
         return None
-    if not isinstance(document, dict) or document.get("v") != VERSION:
-        return None
-    return document
+    return document if isinstance(document, dict) and document.get("v") == VERSION else None

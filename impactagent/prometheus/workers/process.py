@@ -13,6 +13,15 @@ from pathlib import Path
 from typing import List, NamedTuple, Optional
 
 
+class Parent(NamedTuple):
+    """A writer's parent: while it runs, its next worker continues the totals."""
+
+    pid: int
+    started: Optional[int]
+    boot: str
+    namespace: str
+
+
 class Stamp(NamedTuple):
     """What a file says about the process that wrote it."""
 
@@ -23,9 +32,13 @@ class Stamp(NamedTuple):
     boot: str  # Linux ``boot_id``; the host name elsewhere
     namespace: str  # the pid namespace ("" where unknown)
 
+    @property
+    def started_by(self) -> Parent:
+        return Parent(self.parent, self.parent_started, self.boot, self.namespace)
+
 
 def _stat_fields(pid: int) -> Optional[List[str]]:
-    """``/proc/<pid>/stat`` from field 3 (the state) on, or None."""
+    """``/proc/<pid>/stat`` from field 3 (the state) on."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -68,35 +81,18 @@ def judgeable(stamp: Stamp, here: Stamp) -> bool:
 
 def alive(stamp: Stamp, here: Stamp) -> bool:
     """Whether the process that wrote ``stamp`` still runs (call only when judgeable)."""
-    if stamp.boot != here.boot:
-        return False
-    return _runs(stamp.pid, stamp.started)
-
-
-class Parent(NamedTuple):
-    """The process that started a writer: while it runs, its next worker continues the
-    totals."""
-
-    pid: int
-    started: Optional[int]
-    boot: str
-    namespace: str
-
-
-def parent(stamp: Stamp) -> Parent:
-    return Parent(stamp.parent, stamp.parent_started, stamp.boot, stamp.namespace)
+    return stamp.boot == here.boot and pid_runs(stamp.pid, stamp.started)
 
 
 def runs(started_by: Parent, here: Stamp) -> bool:
     """Whether a remembered parent still runs: never init or a container's first process,
     which outlive every deploy."""
-    if (started_by.boot != here.boot or started_by.namespace != here.namespace
-            or started_by.pid <= 1):
-        return False
-    return _runs(started_by.pid, started_by.started)
+    return (started_by.boot == here.boot and started_by.namespace == here.namespace
+            and started_by.pid > 1 and pid_runs(started_by.pid, started_by.started))
 
 
-def _runs(pid: int, started: Optional[int]) -> bool:
+def pid_runs(pid: int, started: Optional[int] = None) -> bool:
+    """Whether ``pid`` runs (and started at ``started`` when that is known)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
