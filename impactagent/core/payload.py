@@ -6,7 +6,6 @@ big snapshot is split across bodies that together carry every count once.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import platform
@@ -100,70 +99,43 @@ def encode(document: dict[str, Any]) -> bytes:
     return _ENCODER.encode(document).encode("ascii")
 
 
-def _sample_wire(family: Any, child: Any, value: Any, counts: Sequence[int],
-                 base_labels: dict[str, str]) -> dict[str, Any] | None:
-    """The wire form of one sample, or ``None`` for an overflowed sum."""
-    labels = dict(base_labels)
-    labels.update(zip(family.label_names, child.label_values))
-    if family.kind == "histogram":
-        if not math.isfinite(value):
-            return None
-        buckets, running = [], 0
-        for le, n in zip(family.buckets, counts):
-            running += n
-            buckets.append({"le": le, "count": running})
-        total = running + counts[-1]
-        buckets.append({"le": "+Inf", "count": total})
-        return {"labels": labels, "count": total, "sum": value, "buckets": buckets}
-    return {"labels": labels, "value": value}
-
-
-def _histogram_samples(metric: MetricDelta, base: dict[str, str], drops: DropCounter
-                       ) -> Iterator[tuple[int, bytes, int]]:
-    """``(index, JSON, observations)`` of each histogram sample the server takes; the rest
-    are counted as dropped."""
-    family = metric.family
-    table = family.series_table()
-    for index, position in enumerate(metric.indexes):
-        counts = metric.bucket_counts(index)
-        wire = _sample_wire(family, table[position], metric.numbers[index], counts, base)
-        if wire is None:
-            drops.add("non_finite_sum", sum(counts), detail=f"histogram {family.name!r}")
-        elif wire["count"] > MAX_SAFE:
-            drops.add("unsafe_count", wire["count"], detail=f"histogram {family.name!r}")
-        else:
-            yield index, encode(wire), wire["count"]
-
-
-def _number_samples(metric: MetricDelta, base: dict[str, str]
-                    ) -> Iterator[tuple[int, bytes, int]]:
-    """``(index, JSON, events)`` of each counter or gauge sample, written directly: byte for
-    byte what ``encode(_sample_wire(...))`` gives, without a dict per sample."""
+def _samples(metric: MetricDelta, base: dict[str, str], drops: DropCounter
+             ) -> Iterator[tuple[int, bytes, int]]:
+    """``(index, JSON, events)`` of each sample the server takes, written directly (no dict
+    per sample); a histogram whose sum or count it would refuse is counted as dropped."""
     family = metric.family
     table = family.series_table()
     head = _ENCODER.encode({"labels": base})[:-2]  # '{"labels":{"appName":..,"environment":..'
     names = [f",{_json_string(name)}:" for name in family.label_names]
     sole = names[0] if len(names) == 1 else None
-    counting = family.kind == "counter"  # a counter's value is its events; a gauge's, one
+    kind = family.kind
+    width = metric.width
+    les = [f'{{"le":{le!r},"count":' for le in getattr(family, "buckets", ())]
     numbers: Iterable[Any] = metric.numbers_as_taken()
     for index, (position, value) in enumerate(zip(metric.indexes, numbers)):
-        child = table[position]
-        if value.__class__ is int or (value.__class__ is float and math.isfinite(value)):
-            if sole is not None:
-                labels = sole + _json_string(child.label_values[0])
-            else:
-                labels = "".join([name + _json_string(label)
-                                  for name, label in zip(names, child.label_values)])
-            encoded = f'{head}{labels}}},"value":{value!r}}}'.encode("ascii")
+        values = table[position].label_values
+        if sole is not None:
+            labels = sole + _json_string(values[0])
         else:
-            encoded = encode(_sample_wire(family, child, value, (), base))  # type: ignore[arg-type]
-        yield index, encoded, value if counting else 1
-
-
-@functools.lru_cache(maxsize=1024)
-def _shell_json(metric: tuple[str, str, str]) -> bytes:
-    name, help_text, kind = metric
-    return encode({"name": name, "help": help_text, "type": kind, "samples": []})[:-2]
+            labels = "".join([name + _json_string(label) for name, label in zip(names, values)])
+        if kind != "histogram":
+            encoded = f'{head}{labels}}},"value":{value!r}}}'
+            yield index, encoded.encode("ascii"), value if kind == "counter" else 1
+            continue
+        counts = metric.counts[index * width:(index + 1) * width]
+        total = sum(counts)
+        if not math.isfinite(value):
+            drops.add("non_finite_sum", total, detail=f"histogram {family.name!r}")
+        elif total > MAX_SAFE:
+            drops.add("unsafe_count", total, detail=f"histogram {family.name!r}")
+        else:
+            buckets, running = [], 0
+            for le, n in zip(les, counts):
+                running += n
+                buckets.append(f"{le}{running}}}")
+            encoded = (f'{head}{labels}}},"count":{total},"sum":{value!r},"buckets":['
+                       f'{",".join(buckets)},{{"le":"+Inf","count":{total}}}]}}')
+            yield index, encoded.encode("ascii"), total
 
 
 #: Each metric's deltas, and the indexes of the samples a body carries.
@@ -256,7 +228,7 @@ class _Bodies:
     def metric(self, metric: MetricDelta, samples: Iterator[tuple[int, bytes, int]]) -> None:
         family = metric.family
         name = family.name
-        shell = _shell_json((name, family.help, family.kind))
+        shell = encode({"name": name, "help": family.help, "type": family.kind, "samples": []})[:-2]
         weight = len(shell) + len(b"]},")
         what = f"{family.kind} {name!r}"
         data = self.data
@@ -321,8 +293,7 @@ def build_payloads(
     for metric in snapshot.metrics:
         order.setdefault(metric.family.name, len(order))
     for metric in sorted(snapshot.metrics, key=lambda metric: order[metric.family.name]):
-        bodies.metric(metric, _histogram_samples(metric, base, drops)
-                      if metric.family.kind == "histogram" else _number_samples(metric, base))
+        bodies.metric(metric, _samples(metric, base, drops))
     if bodies.units or not bodies.payloads:
         bodies.close()
     return bodies.payloads
