@@ -1,7 +1,5 @@
-"""Counters: integers that only go up, sent to Unleash as deltas since the last send.
-
-An ``inc()`` above ``2**53 - 1``, the most the server takes, is refused; a window's
-increments past it are left pending for the next collect.
+"""Counters: integers that only go up, sent as deltas; an ``inc()`` above ``2**53 - 1`` (the
+most the server takes) is refused, and a window's increments past it wait for the next collect.
 """
 
 from __future__ import annotations
@@ -10,7 +8,7 @@ import itertools
 import operator
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from ._family import ExceptionCounter, ExceptionTypes, InContext, MetricFamily
 from ._gil import ATOMIC_C_CALLS
@@ -27,35 +25,21 @@ else:
 
 
 def _checked_increment(metric: str, amount: Any) -> int:
+    takes = f"counter {metric!r}: inc() takes a non-negative int, got"
     if isinstance(amount, (bool, float)):
-        raise TypeError(
-            f"counter {metric!r}: inc() takes a non-negative int, got {amount!r}; "
-            "a counter counts events, use a gauge or histogram for measurements"
-        )
+        raise TypeError(f"{takes} {amount!r}; a counter counts events, use a gauge or "
+                        "histogram for measurements")
     try:
         exact = operator.index(amount)
     except TypeError:
-        raise TypeError(
-            f"counter {metric!r}: inc() takes a non-negative int, got {type(amount).__name__}"
-        ) from None
+        raise TypeError(f"{takes} {type(amount).__name__}") from None
     if exact < 0:
-        raise ValueError(
-            f"counter {metric!r}: inc() takes a non-negative int, got {exact}; "
-            "counters never go down, use a gauge for values that do"
-        )
+        raise ValueError(f"{takes} {exact}; counters never go down, use a gauge for values "
+                         "that do")
     if exact > MAX_SAFE:
-        raise ValueError(
-            f"counter {metric!r}: inc() takes at most 2**53 - 1 at a time, got {exact}; "
-            "Unleash refuses larger values"
-        )
+        raise ValueError(f"counter {metric!r}: inc() takes at most 2**53 - 1 at a time, got "
+                         f"{exact}; Unleash refuses larger values")
     return exact
-
-
-class CounterDelta(NamedTuple):
-    """What one counter series gained since the last send."""
-
-    child: CounterChild
-    value: int
 
 
 class CounterChild(_Count):
@@ -73,8 +57,8 @@ class CounterChild(_Count):
     _adjust: int
     _sent: int
 
-    def __new__(cls, family: Counter, label_values: tuple[str, ...],
-                lock: threading.Lock) -> CounterChild:
+    def __new__(cls, family: Counter, label_values: tuple[str, ...], lock: threading.Lock
+                ) -> CounterChild:
         self = cast(CounterChild, super().__new__(cls))
         self.family = family
         self._lock = lock
@@ -99,16 +83,13 @@ class CounterChild(_Count):
         with self._lock:
             self._adjust += amount
 
-    def _total(self) -> int:
+    @property
+    def value(self) -> int:
+        """The cumulative count since the agent started."""
         with self._lock:
             total = next(self) + self._adjust
             self._adjust -= 1
             return total
-
-    @property
-    def value(self) -> int:
-        """The cumulative count since the agent started."""
-        return self._total()
 
     def count_exceptions(self, exception: ExceptionTypes = Exception) -> ExceptionCounter:
         """Count exceptions of type ``exception`` raised in a block or decorated function."""
@@ -116,7 +97,7 @@ class CounterChild(_Count):
 
     # The Series protocol, serialised by the recorder's collect lock.
     def take_delta(self) -> int | None:
-        delta = self._total() - self._sent
+        delta = self.value - self._sent
         if not delta:
             return None
         delta = min(delta, MAX_SAFE)
@@ -127,7 +108,7 @@ class CounterChild(_Count):
         self._sent -= delta
 
     def pending_events(self) -> int:
-        return self._total() - self._sent
+        return self.value - self._sent
 
     def reset_after_fork(self, lock: threading.Lock) -> None:
         self._lock = lock
@@ -135,7 +116,7 @@ class CounterChild(_Count):
         self._sent = 0
 
     def __repr__(self) -> str:
-        return f"<CounterChild {self.family.name}{self.label_values} value={self._total()}>"
+        return f"<CounterChild {self.family.name}{self.label_values} value={self.value}>"
 
 
 class _DroppedCounterChild(CounterChild):

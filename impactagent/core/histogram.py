@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 from bisect import bisect_left
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 from ._family import DEFAULT_MAX_SERIES, Definition, InContext, MetricFamily, Timer
 from ._numbers import MAX_SAFE_FLOAT, Number, is_finite
@@ -45,19 +45,6 @@ def check_buckets(metric: str, buckets: Sequence[float]) -> tuple[float, ...]:
 
 
 _total_of = sum  # the builtin, under a name that add_counts()'s ``sum`` does not hide
-
-
-class HistogramDelta(NamedTuple):
-    """What one histogram series gained since the last send: each bucket's count alone
-    (``+Inf`` last) and the sum."""
-
-    child: HistogramChild
-    counts: tuple[int, ...]
-    sum: float
-
-    @property
-    def count(self) -> int:  # type: ignore[override]  # shadows tuple.count on purpose
-        return sum(self.counts)
 
 
 class HistogramChild:
