@@ -93,6 +93,8 @@ class MetricFamily(Generic[Child]):
     # A series, and the stand-in past the series limit.
     _series_class: Callable[[Any, tuple[str, ...], threading.Lock], Child]
     _dropped_class: Callable[[Any, tuple[str, ...], threading.Lock], Child]
+    #: The one series of an unlabelled family.
+    _default: Child | None = None
 
     def __init__(self, name: str, help: str, labels: Sequence[str] = (), *,
                  max_series: int = DEFAULT_MAX_SERIES, drops: DropCounter | None = None,
@@ -141,11 +143,10 @@ class MetricFamily(Generic[Child]):
             self._target = _LabelsFirst(self)
 
     def _require_default(self) -> Child:
-        try:
-            return self._default
-        except AttributeError:
+        if self._default is None:
             raise ValueError(f"{self.kind} {self.name!r} has labels {self.label_names}: "
-                             "call .labels(...) first") from None
+                             "call .labels(...) first")
+        return self._default
 
     def labels(self, *values: Any, **kwvalues: Any) -> Child:
         """The series for these label values, by position or by name (cached; keep it); the
@@ -259,7 +260,8 @@ class MetricFamily(Generic[Child]):
         return self._series
 
     def describe(self) -> Definition:
-        return Definition(self.kind, self.help, self.label_names, (), self.flags)
+        return Definition(self.kind, self.help, self.label_names, getattr(self, "buckets", ()),
+                          self.flags)
 
     def reset_after_fork(self) -> None:
         """In a forked child (only the forking thread runs): new locks, zero counts."""

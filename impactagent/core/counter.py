@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import operator
 import threading
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from ._family import ExceptionCounter, ExceptionTypes, InContext, MetricFamily
@@ -146,23 +145,15 @@ class Counter(MetricFamily[CounterChild]):
     _dropped_class = _DroppedCounterChild
     _target: CounterChild | InContext
 
-    def _create_series(self, key: tuple[str, ...]) -> CounterChild:
-        child = super()._create_series(key)
-        if not key:
-            self._ticks = child
-        return child
-
     @property
     def value(self) -> int:
         """The cumulative count of an unlabelled counter since the agent started."""
         return self._require_default().value
 
-    _ticks: Iterator[int] | None = None
-
     def inc(self, amount: int = 1) -> None:
         """Add ``amount`` to an unlabelled counter (or a counter labelled by flags only)."""
         if amount is _LOCK_FREE_ONE:
-            ticks = self._ticks
+            ticks = self._default
             if ticks is not None:
                 next(ticks)
                 return

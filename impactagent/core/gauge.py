@@ -129,17 +129,9 @@ class Gauge(MetricFamily[GaugeChild]):
         """The last value set on an unlabelled gauge."""
         return self._require_default().value
 
-    _only: GaugeChild | None = None
-
-    def _create_series(self, key: tuple[str, ...]) -> GaugeChild:
-        child = super()._create_series(key)
-        if not key:
-            self._only = child
-        return child
-
     def set(self, value: Number) -> None:
         """Set an unlabelled gauge (or a gauge labelled by flags only)."""
-        child = self._only
+        child = self._default
         # As GaugeChild.set() stores it, without a second call; anything else goes there.
         if (child is not None and (value.__class__ is float or value.__class__ is int)
                 and -(2.0**53 - 1) <= value <= (2.0**53 - 1)):

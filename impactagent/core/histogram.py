@@ -9,7 +9,7 @@ import threading
 from bisect import bisect_left
 from typing import Sequence
 
-from ._family import DEFAULT_MAX_SERIES, Definition, InContext, MetricFamily, Timer
+from ._family import DEFAULT_MAX_SERIES, InContext, MetricFamily, Timer
 from ._numbers import MAX_SAFE_FLOAT, Number, is_finite
 from .statistics import DropCounter
 
@@ -241,6 +241,3 @@ class Histogram(MetricFamily[HistogramChild]):
     def cumulative_buckets(self) -> list[tuple[float, int]]:
         """Cumulative ``(le, count)`` pairs of an unlabelled histogram."""
         return self._require_default().cumulative_buckets()
-
-    def describe(self) -> Definition:
-        return Definition(self.kind, self.help, self.label_names, self.buckets, self.flags)
