@@ -1,8 +1,6 @@
-"""Turning a :class:`Snapshot` into ``ClientMetrics`` request bodies for Unleash.
-
-The bodies are what real servers accept (``docs/protocol.md``), none over ``max_bytes``: a
-big snapshot is split across bodies that together carry every count once.
-"""
+"""Turning a :class:`Snapshot` into ``ClientMetrics`` request bodies that real servers accept
+(``docs/protocol.md``), none over ``max_bytes``: a big snapshot is split across bodies that
+together carry every count once."""
 
 from __future__ import annotations
 
@@ -172,11 +170,10 @@ class Payload:
 
 
 class _Bodies:
-    """Packs units greedily, in order, into bodies of at most ``max_bytes``, written as the
-    units come: flags, then each metric's samples after its shell (name, help, type). The
-    size kept counts a separator per unit and a whole shell per metric, so a body never
-    outgrows its bound; a unit too big for any body is dropped (``oversize_item``).
-    """
+    """Packs units greedily, in order, into bodies of at most ``max_bytes``, written as they
+    come: flags, then each metric's samples after its shell (name, help, type). The size kept
+    counts a separator per unit and a whole shell per metric, so a body never outgrows its
+    bound; a unit too big for any body is dropped (``oversize_item``)."""
 
     def __init__(self, header: dict[str, Any], snapshot: Snapshot, max_bytes: int,
                  drops: DropCounter) -> None:
@@ -202,8 +199,7 @@ class _Bodies:
         self.payloads.append(Payload(bytes(self.data), self.units, self.events, self.window,
                                      self.toggles, tuple(self.picked)))
 
-    def _fits(self, size: int, weight: int, name: str | None, what: str,
-              events: int) -> bool:
+    def _fits(self, size: int, weight: int, name: str | None, what: str, events: int) -> bool:
         """Whether a unit goes in, here or in a new body; ``weight``: its metric's shell."""
         if self.base + weight + size > self.max_bytes:
             self.drops.add("oversize_item", events, detail=what[:200])
@@ -269,13 +265,8 @@ def _flags_to_send(snapshot: Snapshot, drops: DropCounter) -> Iterator[tuple[str
         yield name, delta
 
 
-def build_payloads(
-    snapshot: Snapshot,
-    identity: Identity,
-    *,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    drops: DropCounter | None = None,
-) -> list[Payload]:
+def build_payloads(snapshot: Snapshot, identity: Identity, *, max_bytes: int = DEFAULT_MAX_BYTES,
+                   drops: DropCounter | None = None) -> list[Payload]:
     """The ``ClientMetrics`` bodies for a snapshot, none larger than ``max_bytes``; at least
     one (an empty window still tells the server the instance is alive)."""
     drops = drops if drops is not None else DropCounter()
@@ -367,12 +358,7 @@ def _document_of(document: dict[str, Any], units: list[_Unit]) -> dict[str, Any]
 
 def count_events(document: dict[str, Any]) -> int:
     """The recorded events a body carries (a gauge sample is one)."""
-    events: int = sum(t["yes"] + t["no"] for t in document.get("bucket", {}).get("toggles", {})
-                 .values())
-    for metric in document.get("impactMetrics") or []:
-        for sample in metric["samples"]:
-            events += _sample_events(metric["type"], sample)
-    return events
+    return sum(unit[3] for unit in _units_of(document))
 
 
 def _sample_events(kind: str, sample: dict[str, Any]) -> int:
