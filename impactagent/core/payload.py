@@ -29,13 +29,8 @@ DEFAULT_MAX_BYTES = 95_000
 
 def environment_from_token(token: str | None, default: str) -> str:
     """The environment of a ``project:environment.secret`` token, else ``default``."""
-    if token:
-        head = token.split(".", 1)[0]
-        if "." in token and ":" in head:
-            environment = head.split(":", 1)[1]
-            if environment:
-                return environment
-    return default
+    head, dot, _ = (token or "").partition(".")
+    return (head.partition(":")[2] if dot else "") or default
 
 
 class Identity(NamedTuple):
@@ -54,10 +49,9 @@ class Identity(NamedTuple):
     def create(cls, app_name: str, environment: str = "default",
                instance_id: str | None = None) -> Identity:
         """An identity with a generated instance id and connection id."""
-        if not isinstance(app_name, str) or not app_name.strip():
-            raise ValueError(f"app_name must be a non-empty str, got {app_name!r}")
-        if not isinstance(environment, str) or not environment.strip():
-            raise ValueError(f"environment must be a non-empty str, got {environment!r}")
+        for field, value in (("app_name", app_name), ("environment", environment)):
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{field} must be a non-empty str, got {value!r}")
         if instance_id is None:
             instance_id = f"{platform.node() or 'host'}-{uuid.uuid4().hex[:8]}"
         return cls(app_name, environment, instance_id, str(uuid.uuid4()))
