@@ -82,13 +82,16 @@ class CounterChild(_Count):
         with self._lock:
             self._adjust += amount
 
-    @property
-    def value(self) -> int:
-        """The cumulative count since the agent started."""
+    def _total(self) -> int:
         with self._lock:
             total = next(self) + self._adjust
             self._adjust -= 1
             return total
+
+    @property
+    def value(self) -> int:
+        """The cumulative count since the agent started."""
+        return self._total()
 
     def count_exceptions(self, exception: ExceptionTypes = Exception) -> ExceptionCounter:
         """Count exceptions of type ``exception`` raised in a block or decorated function."""
@@ -96,7 +99,7 @@ class CounterChild(_Count):
 
     # The Series protocol, serialised by the recorder's collect lock.
     def take_delta(self) -> int | None:
-        delta = self.value - self._sent
+        delta = self._total() - self._sent
         if not delta:
             return None
         delta = min(delta, MAX_SAFE)
@@ -107,7 +110,7 @@ class CounterChild(_Count):
         self._sent -= delta
 
     def pending_events(self) -> int:
-        return self.value - self._sent
+        return self._total() - self._sent
 
     def reset_after_fork(self, lock: threading.Lock) -> None:
         self._lock = lock
@@ -115,7 +118,7 @@ class CounterChild(_Count):
         self._sent = 0
 
     def __repr__(self) -> str:
-        return f"<CounterChild {self.family.name}{self.label_values} value={self.value}>"
+        return f"<CounterChild {self.family.name}{self.label_values} value={self._total()}>"
 
 
 class _DroppedCounterChild(CounterChild):
