@@ -303,10 +303,8 @@ def _hour_of(moment: datetime) -> int:
 
 def _check_variant(name: str, variant: Any) -> None:
     if not isinstance(variant, str):
-        raise TypeError(
-            f"flag {name!r}: variant must be a variant name (str) or None, "
-            f"got {type(variant).__name__}"
-        )
+        raise TypeError(f"flag {name!r}: variant must be a variant name (str) or None, "
+                        f"got {type(variant).__name__}")
     text = str.__str__(variant)
     if not text:
         raise ValueError(f"flag {name!r}: a variant needs a name (Unleash does not store a "

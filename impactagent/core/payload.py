@@ -58,17 +58,11 @@ class Identity(NamedTuple):
 
     def fields(self) -> dict[str, Any]:
         """The fields naming the sender in every body, registration's too."""
-        return {
-            "appName": self.app_name,
-            "instanceId": self.instance_id,
-            "connectionId": self.connection_id,
-            "environment": self.environment,
-            "sdkVersion": self.sdk_version,
-            "platformName": self.platform_name,
-            "platformVersion": self.platform_version,
-            "yggdrasilVersion": None,
-            "specVersion": self.spec_version,
-        }
+        return {"appName": self.app_name, "instanceId": self.instance_id,
+                "connectionId": self.connection_id, "environment": self.environment,
+                "sdkVersion": self.sdk_version, "platformName": self.platform_name,
+                "platformVersion": self.platform_version, "yggdrasilVersion": None,
+                "specVersion": self.spec_version}
 
 
 def iso_utc(moment: datetime) -> str:
