@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import threading
 from bisect import bisect_left
+from itertools import accumulate
 from typing import Sequence
 
 from ._family import DEFAULT_MAX_SERIES, InContext, MetricFamily, Timer
@@ -134,11 +135,7 @@ class HistogramChild:
         """``[(le, observations <= le), ...]`` ending with ``(inf, count)``."""
         with self._lock:
             counts = list(self._counts)
-        result, running = [], 0
-        for le, n in zip((*self._bounds, _INF), counts):
-            running += n
-            result.append((le, running))
-        return result
+        return list(zip((*self._bounds, _INF), accumulate(counts)))
 
     def take_delta(self) -> tuple[tuple[int, ...], float] | None:
         with self._lock:  # one consistent read of counts and the window's sum

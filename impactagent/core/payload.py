@@ -10,6 +10,7 @@ import platform
 import uuid
 from array import array
 from datetime import datetime, timezone
+from itertools import accumulate
 from json.encoder import encode_basestring_ascii as _json_string  # what _ENCODER uses
 from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
@@ -115,10 +116,7 @@ def _samples(metric: MetricDelta, base: dict[str, str], drops: DropCounter
         elif total > MAX_SAFE:
             drops.add("unsafe_count", total, detail=f"histogram {family.name!r}")
         else:
-            buckets, running = [], 0
-            for le, n in zip(les, counts):
-                running += n
-                buckets.append(f"{le}{running}}}")
+            buckets = [f"{le}{n}}}" for le, n in zip(les, accumulate(counts))]
             encoded = (f'{head}{labels}}},"count":{total},"sum":{value!r},"buckets":['
                        f'{",".join(buckets)},{{"le":"+Inf","count":{total}}}]}}')
             yield index, encoded.encode("ascii"), total
