@@ -1,9 +1,6 @@
-"""What counters, gauges and histograms share: label lookup and the series limit.
-
-A *family* is one metric name with its help text and label names; each set of label values
-is a *series*. ``labels(...)`` looks the caller's tuple up in one dict; canonicalisation
-and the series limit run only the first time a key is seen.
-"""
+"""What counters, gauges and histograms share: a *family* (one metric name, its help and label
+names) and its *series* (one per set of label values), looked up in one dict; canonicalisation
+and the series limit run only the first time a key is seen."""
 
 from __future__ import annotations
 
@@ -12,6 +9,7 @@ import inspect
 import operator
 import threading
 import time
+from contextlib import AbstractContextManager
 from typing import Any, Callable, Generic, Literal, NamedTuple, Protocol, Sequence, TypeVar
 
 from ._naming import check_help, check_label_names, check_metric_name, flag_label_name, label_value
@@ -41,8 +39,7 @@ class Definition(NamedTuple):
 
 
 class RecordingRules:
-    """The number rules and the drop counter a family's series consult on their slow
-    paths, both naming the metric."""
+    """The number rules and drop counter a family's series consult on their slow paths."""
 
     __slots__ = ("_drops", "_what")
 
@@ -80,13 +77,11 @@ class Series(Protocol):
     def take_delta(self) -> Any:
         """What changed since the last take, or None (the collector's only)."""
 
-    def give_back_delta(self, delta: Any) -> None:
-        """Merge a taken delta back (a send failed or was never tried)."""
+    def give_back_delta(self, delta: Any) -> None: ...
 
     def pending_events(self) -> int: ...
 
-    def reset_after_fork(self, lock: threading.Lock) -> None:
-        """In a forked child: use ``lock`` and forget what the parent recorded."""
+    def reset_after_fork(self, lock: threading.Lock) -> None: ...
 
 
 class MetricFamily(Generic[Child]):
@@ -98,17 +93,12 @@ class MetricFamily(Generic[Child]):
     # A series, and the stand-in past the series limit.
     _series_class: Callable[[Any, tuple[str, ...], threading.Lock], Child]
     _dropped_class: Callable[[Any, tuple[str, ...], threading.Lock], Child]
+    #: The one series of an unlabelled family.
+    _default: Child | None = None
 
-    def __init__(
-        self,
-        name: str,
-        help: str,
-        labels: Sequence[str] = (),
-        *,
-        max_series: int = DEFAULT_MAX_SERIES,
-        drops: DropCounter | None = None,
-        flags: Sequence[str] = (),
-    ) -> None:
+    def __init__(self, name: str, help: str, labels: Sequence[str] = (), *,
+                 max_series: int = DEFAULT_MAX_SERIES, drops: DropCounter | None = None,
+                 flags: Sequence[str] = ()) -> None:
         self.name = check_metric_name(name)
         self.help = check_help(name, help)
         if isinstance(flags, str):
@@ -119,8 +109,7 @@ class MetricFamily(Generic[Child]):
         flag_labels = tuple(flag_label_name(name, flag) for flag in self.flags)
         self.label_names: tuple[str, ...] = check_label_names(
             name, labels if isinstance(labels, str) else tuple(labels) + flag_labels,
-            extra_reserved=self._reserved_labels
-        )
+            extra_reserved=self._reserved_labels)
         #: The label names the caller passes values for (the flags' are filled in).
         self.caller_label_names = self.label_names[: len(self.label_names) - len(flag_labels)]
         self._sole_label = self.label_names[0] if len(self.label_names) == 1 else ""
@@ -154,20 +143,14 @@ class MetricFamily(Generic[Child]):
             self._target = _LabelsFirst(self)
 
     def _require_default(self) -> Child:
-        try:
-            return self._default
-        except AttributeError:
-            raise ValueError(
-                f"{self.kind} {self.name!r} has labels {self.label_names}: "
-                "call .labels(...) first"
-            ) from None
+        if self._default is None:
+            raise ValueError(f"{self.kind} {self.name!r} has labels {self.label_names}: "
+                             "call .labels(...) first")
+        return self._default
 
     def labels(self, *values: Any, **kwvalues: Any) -> Child:
-        """The series for these label values, by position or by name (cached; keep it).
-
-        A metric defined with ``flags=`` takes its own labels only: the flags' states in the
-        current request or task are filled in.
-        """
+        """The series for these label values, by position or by name (cached; keep it); the
+        states of a metric's ``flags=`` in the current request or task are filled in."""
         if self.flags:
             values, kwvalues = self._with_flag_states(values, kwvalues)
         if kwvalues:
@@ -211,10 +194,9 @@ class MetricFamily(Generic[Child]):
             kwvalues.update(zip(names, states))
             return values, kwvalues
         if len(values) != len(self.caller_label_names):
-            raise ValueError(
-                f"{self.kind} {self.name!r} takes {len(self.caller_label_names)} label values "
-                f"{self.caller_label_names} (its flags' states are filled in), got "
-                f"{len(values)}: {values!r}")
+            raise ValueError(f"{self.kind} {self.name!r} takes {len(self.caller_label_names)} label"
+                             f" values {self.caller_label_names} (its flags' states are filled "
+                             f"in), got {len(values)}: {values!r}")
         return values + states, kwvalues
 
     def _resolve(self, values: tuple[Any, ...], kwvalues: dict[str, Any]) -> Child:
@@ -223,23 +205,17 @@ class MetricFamily(Generic[Child]):
             raise ValueError(f"{self.kind} {self.name!r} has no labels; record on it directly")
         if kwvalues:
             if values:
-                raise TypeError(
-                    f"{self.kind} {self.name!r}: pass label values by position or by name, "
-                    "not both"
-                )
+                raise TypeError(f"{self.kind} {self.name!r}: pass label values by position or "
+                                "by name, not both")
             missing = [n for n in names if n not in kwvalues]
             unexpected = sorted(set(kwvalues) - set(names))
             if missing or unexpected:
-                raise ValueError(
-                    f"{self.kind} {self.name!r} takes labels {names}; "
-                    f"missing {missing}, unexpected {unexpected}"
-                )
+                raise ValueError(f"{self.kind} {self.name!r} takes labels {names}; "
+                                 f"missing {missing}, unexpected {unexpected}")
             values = tuple(kwvalues[n] for n in names)
         elif len(values) != len(names):
-            raise ValueError(
-                f"{self.kind} {self.name!r} takes {len(names)} label values {names}, "
-                f"got {len(values)}: {values!r}"
-            )
+            raise ValueError(f"{self.kind} {self.name!r} takes {len(names)} label values "
+                             f"{names}, got {len(values)}: {values!r}")
         # Keyed with their types: 1, 1.0 and True are equal keys but different label values.
         alias: Any = (tuple(map(type, values)), values)
         try:
@@ -279,12 +255,13 @@ class MetricFamily(Generic[Child]):
         return list(self._series)
 
     def series_table(self) -> Sequence[Child]:
-        """The family's own append-only list of series (read only): a position names the
-        same series for the family's whole life."""
+        """The family's own append-only list of series (read only): a position names a series
+        for the family's whole life."""
         return self._series
 
     def describe(self) -> Definition:
-        return Definition(self.kind, self.help, self.label_names, (), self.flags)
+        return Definition(self.kind, self.help, self.label_names, getattr(self, "buckets", ()),
+                          self.flags)
 
     def reset_after_fork(self) -> None:
         """In a forked child (only the forking thread runs): new locks, zero counts."""
@@ -376,21 +353,7 @@ class ExceptionCounter:
         return False
 
     def __call__(self, func: F) -> F:
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with self:
-                    return await func(*args, **kwargs)
-
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with self:
-                return func(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
+        return _each_call_in(func, lambda: self)
 
 
 class Timer:
@@ -411,25 +374,23 @@ class Timer:
         self._observe(time.perf_counter() - self._start)
 
     def __call__(self, func: F) -> F:
-        observe = self._observe
-        if inspect.iscoroutinefunction(func):
+        return _each_call_in(func, lambda: Timer(self._observe))
 
-            @functools.wraps(func)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                start = time.perf_counter()
-                try:
-                    return await func(*args, **kwargs)
-                finally:
-                    observe(time.perf_counter() - start)
 
-            return async_wrapper  # type: ignore[return-value]
+def _each_call_in(func: F, block: Callable[[], AbstractContextManager[Any]]) -> F:
+    """``func`` (``def`` or ``async def``) with each call run in ``with block():``."""
+    if inspect.iscoroutinefunction(func):
 
         @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return func(*args, **kwargs)
-            finally:
-                observe(time.perf_counter() - start)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            with block():
+                return await func(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return async_wrapper  # type: ignore[return-value]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with block():
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

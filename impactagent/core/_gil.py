@@ -1,9 +1,6 @@
-"""Whether one C call runs whole on this interpreter, decided once at import.
-
-With the GIL, ``next()`` on an ``itertools.count`` is atomic, so recording advances counts
-without a lock; a free-threaded build makes no such promise, even with the GIL switched back
-on. The choice is made here once, and no recording method tests it.
-"""
+"""Whether one C call runs whole on this interpreter, decided once at import: with the GIL,
+``next()`` on an ``itertools.count`` is atomic, so recording advances counts without a lock; a
+free-threaded build makes no such promise, even with the GIL switched back on."""
 
 from __future__ import annotations
 

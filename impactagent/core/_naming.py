@@ -18,10 +18,8 @@ def check_metric_name(name: Any) -> str:
     if not isinstance(name, str):
         raise TypeError(f"metric name must be a str, got {type(name).__name__}")
     if not NAME_PATTERN.match(name):
-        raise ValueError(
-            f"invalid metric name {name!r}: expected [a-zA-Z_][a-zA-Z0-9_]* "
-            "(a letter or '_' first, then letters, digits or '_')"
-        )
+        raise ValueError(f"invalid metric name {name!r}: expected [a-zA-Z_][a-zA-Z0-9_]* "
+                         "(a letter or '_' first, then letters, digits or '_')")
     return name
 
 
@@ -37,25 +35,19 @@ def check_label_names(metric: str, names: Iterable[Any], *, extra_reserved: Iter
                       ) -> tuple[str, ...]:
     """The label names as a tuple, refusing invalid, reserved and repeated names."""
     if isinstance(names, str):
-        raise TypeError(
-            f"labels of {metric!r} must be a sequence of names, not the string {names!r}; "
-            f"write labels=({names!r},)"
-        )
+        raise TypeError(f"labels of {metric!r} must be a sequence of names, not the string "
+                        f"{names!r}; write labels=({names!r},)")
     reserved = RESERVED_LABELS.union(extra_reserved)
     result = tuple(names)
     for label in result:
         if not isinstance(label, str):
             raise TypeError(f"label name of {metric!r} must be a str, got {type(label).__name__}")
         if not NAME_PATTERN.match(label) or label.startswith("__"):
-            raise ValueError(
-                f"invalid label name {label!r} for {metric!r}: expected [a-zA-Z_][a-zA-Z0-9_]* "
-                "not starting with '__'"
-            )
+            raise ValueError(f"invalid label name {label!r} for {metric!r}: expected "
+                             "[a-zA-Z_][a-zA-Z0-9_]* not starting with '__'")
         if label in reserved:
-            raise ValueError(
-                f"label name {label!r} of {metric!r} is reserved: the agent or the server sets "
-                f"it ({', '.join(sorted(reserved))})"
-            )
+            raise ValueError(f"label name {label!r} of {metric!r} is reserved: the agent or the "
+                             f"server sets it ({', '.join(sorted(reserved))})")
     if len(set(result)) != len(result):
         raise ValueError(f"label names of {metric!r} repeat a name: {result}")
     return result
@@ -63,29 +55,18 @@ def check_label_names(metric: str, names: Iterable[Any], *, extra_reserved: Iter
 
 def label_value(metric: str, label: str, value: Any) -> str:
     """One label value as the string the server stores; ``None`` and ``""`` refused."""
-    if value.__class__ is str:
-        if value:
-            return value
-        raise ValueError(_EMPTY.format(label=label, metric=metric))
     if isinstance(value, str):
         text = str.__str__(value)  # a str Enum's plain text, not "Color.RED"
-        if text:
-            return text
-        raise ValueError(_EMPTY.format(label=label, metric=metric))
-    if value is None or isinstance(value, (tuple, list, dict, set)):
-        raise TypeError(
-            f"label {label!r} of {metric!r} needs a string value (or a number), "
-            f"got {type(value).__name__}"
-        )
-    text = str(value)
-    if text:
-        return text
-    raise ValueError(_EMPTY.format(label=label, metric=metric))
-
-
-_EMPTY = ("label {label!r} of {metric!r} needs a non-empty value: Unleash discards every "
-          "impact metric of a body that has an empty one; use a value that says it, such "
-          "as 'none' or 'unknown'")
+    elif value is None or isinstance(value, (tuple, list, dict, set)):
+        raise TypeError(f"label {label!r} of {metric!r} needs a string value (or a number), "
+                        f"got {type(value).__name__}")
+    else:
+        text = str(value)
+    if not text:
+        raise ValueError(f"label {label!r} of {metric!r} needs a non-empty value: Unleash "
+                         "discards every impact metric of a body that has an empty one; use a "
+                         "value that says it, such as 'none' or 'unknown'")
+    return text
 
 
 def flag_label_name(metric: str, flag: Any) -> str:

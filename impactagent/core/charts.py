@@ -1,16 +1,13 @@
-"""Impact-metric charts as code: Unleash's chart configuration, typed and checked.
-
-Declare the chart where the metric is defined, and ``impactagent charts apply`` creates or
-updates it through the admin API. Every field is checked when the chart is made (a typo fails
-in your code, not as a 400 at deploy time); the id is derived from what the chart is (scope,
-metric, title), not how it is drawn, so applying twice updates the same chart.
-"""
+"""Impact-metric charts as code, declared where the metric is defined and created or updated
+by ``impactagent charts apply``. Every field is checked when the chart is made (a typo fails in
+your code, not as a 400 at deploy time); the id is derived from what the chart is (scope,
+metric, title), not how it is drawn, so applying twice updates the same chart."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import ulid
@@ -88,12 +85,12 @@ class Chart:
                              f"{unknown}; it has {sorted(selectable)}")
         scope = ChartScope(self.project, self.flag) if self.flag else INSTANCE
         metric_name = f"unleash_{metric.kind}_{metric.name}"
-        config = ChartConfig(
-            metric_name=metric_name, time_range=self.time_range,
-            aggregation=self.aggregation, y_axis_min=self.y_axis_min,
+        return ChartConfig(
+            metric_name=metric_name, time_range=self.time_range, aggregation=self.aggregation,
+            y_axis_min=self.y_axis_min,
             label_selectors={k: list(v) for k, v in sorted(self.label_selectors.items())},
-            title=self.title, source=self.source, scope=scope)
-        return replace(config, id=stable_id(scope, metric_name, self.title))
+            title=self.title, source=self.source, scope=scope,
+            id=stable_id(scope, metric_name, self.title))
 
 
 @dataclass(frozen=True)

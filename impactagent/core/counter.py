@@ -1,7 +1,5 @@
-"""Counters: integers that only go up, sent to Unleash as deltas since the last send.
-
-An ``inc()`` above ``2**53 - 1``, the most the server takes, is refused; a window's
-increments past it are left pending for the next collect.
+"""Counters: integers that only go up, sent as deltas; an ``inc()`` above ``2**53 - 1`` (the
+most the server takes) is refused, and a window's increments past it wait for the next collect.
 """
 
 from __future__ import annotations
@@ -9,8 +7,7 @@ from __future__ import annotations
 import itertools
 import operator
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from ._family import ExceptionCounter, ExceptionTypes, InContext, MetricFamily
 from ._gil import ATOMIC_C_CALLS
@@ -27,35 +24,21 @@ else:
 
 
 def _checked_increment(metric: str, amount: Any) -> int:
+    takes = f"counter {metric!r}: inc() takes a non-negative int, got"
     if isinstance(amount, (bool, float)):
-        raise TypeError(
-            f"counter {metric!r}: inc() takes a non-negative int, got {amount!r}; "
-            "a counter counts events, use a gauge or histogram for measurements"
-        )
+        raise TypeError(f"{takes} {amount!r}; a counter counts events, use a gauge or "
+                        "histogram for measurements")
     try:
         exact = operator.index(amount)
     except TypeError:
-        raise TypeError(
-            f"counter {metric!r}: inc() takes a non-negative int, got {type(amount).__name__}"
-        ) from None
+        raise TypeError(f"{takes} {type(amount).__name__}") from None
     if exact < 0:
-        raise ValueError(
-            f"counter {metric!r}: inc() takes a non-negative int, got {exact}; "
-            "counters never go down, use a gauge for values that do"
-        )
+        raise ValueError(f"{takes} {exact}; counters never go down, use a gauge for values "
+                         "that do")
     if exact > MAX_SAFE:
-        raise ValueError(
-            f"counter {metric!r}: inc() takes at most 2**53 - 1 at a time, got {exact}; "
-            "Unleash refuses larger values"
-        )
+        raise ValueError(f"counter {metric!r}: inc() takes at most 2**53 - 1 at a time, got "
+                         f"{exact}; Unleash refuses larger values")
     return exact
-
-
-class CounterDelta(NamedTuple):
-    """What one counter series gained since the last send."""
-
-    child: CounterChild
-    value: int
 
 
 class CounterChild(_Count):
@@ -73,8 +56,8 @@ class CounterChild(_Count):
     _adjust: int
     _sent: int
 
-    def __new__(cls, family: Counter, label_values: tuple[str, ...],
-                lock: threading.Lock) -> CounterChild:
+    def __new__(cls, family: Counter, label_values: tuple[str, ...], lock: threading.Lock
+                ) -> CounterChild:
         self = cast(CounterChild, super().__new__(cls))
         self.family = family
         self._lock = lock
@@ -165,23 +148,15 @@ class Counter(MetricFamily[CounterChild]):
     _dropped_class = _DroppedCounterChild
     _target: CounterChild | InContext
 
-    def _create_series(self, key: tuple[str, ...]) -> CounterChild:
-        child = super()._create_series(key)
-        if not key:
-            self._ticks = child
-        return child
-
     @property
     def value(self) -> int:
         """The cumulative count of an unlabelled counter since the agent started."""
         return self._require_default().value
 
-    _ticks: Iterator[int] | None = None
-
     def inc(self, amount: int = 1) -> None:
         """Add ``amount`` to an unlabelled counter (or a counter labelled by flags only)."""
         if amount is _LOCK_FREE_ONE:
-            ticks = self._ticks
+            ticks = self._default
             if ticks is not None:
                 next(ticks)
                 return

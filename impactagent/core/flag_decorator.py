@@ -1,24 +1,19 @@
-"""``@agent.flag(name)``: count every call of the function that decides a flag.
-
-What the function returns says what was decided (:func:`evaluation`): a truthy or falsy
-value, a variant's name, or an Unleash variant (dict or object). The function's result,
-signature and metadata are unchanged; a call that raises counts nothing.
-"""
+"""``@agent.flag(name)``: count every call of the function that decides a flag, by what it
+returns (:func:`evaluation`): a truthy or falsy value, a variant's name, or an Unleash variant
+(dict or object). Its result, signature and metadata are unchanged; a call that raises counts
+nothing."""
 
 from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Callable, TypeVar
 
 from .flags import NOT_VARIANT_NAMES, variant_name
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Record(Protocol):
-
-    def __call__(self, name: str, enabled: bool, variant: str | None = None) -> None: ...
+#: ``record(name, enabled, variant=None)``, as ``Agent.record_flag``.
+Record = Callable[..., None]
 
 
 def evaluation(result: Any) -> tuple[bool, str | None]:

@@ -34,11 +34,9 @@ def counted(counts: Iterator[int]) -> int:
 
 
 class FlagStats:
-    """Cumulative counts of one flag since the agent started.
-
-    One evaluation advances exactly one count (``yes``, ``no``, or its variant's for its
-    state), so a collect never sees a variant without its yes or no.
-    """
+    """One flag's cumulative counts and sent marks; every method but the counts' ``next()``
+    runs under the caller's lock. An evaluation advances exactly one count (``yes``, ``no``,
+    or its variant's for its state), so a take never sees a variant without its yes or no."""
 
     __slots__ = ("_hour", "_hour_sent", "_hour_sent_evaluations", "_sent_no", "_sent_variants",
                  "_sent_yes", "disabled", "enabled", "no", "watched", "yes")
@@ -59,7 +57,7 @@ class FlagStats:
         self._hour_sent_evaluations = 0
 
     def read(self) -> tuple[int, int, dict[str, int]]:
-        """``(yes, no, variants)`` since start, under the caller's lock."""
+        """``(yes, no, variants)`` since start."""
         yes, no = counted(self.yes), counted(self.no)
         variants = {}
         disabled = self.disabled
@@ -69,6 +67,46 @@ class FlagStats:
             no += off
             variants[variant] = on + off
         return yes, no, variants
+
+    def pending(self) -> int:
+        yes, no, _ = self.read()
+        return yes + no - self._sent_yes - self._sent_no
+
+    def take(self, hour: int) -> ToggleDelta | None:
+        """The counts since the last take that fit the row of ``hour`` (see fit_hour)."""
+        yes, no, variants = self.read()
+        sent = self._sent_variants
+        if hour > self._hour:  # sent before this hour: in no row of it
+            self._hour, self._hour_sent = hour, sent
+            self._hour_sent_evaluations = self._sent_yes + self._sent_no
+        delta = ToggleDelta(yes - self._sent_yes, no - self._sent_no, {
+            v: n - sent.get(v, 0) for v, n in variants.items() if n != sent.get(v, 0)})
+        # No variant can have grown more than the evaluations since the hour began: while
+        # those fit this process's share of a row, the whole window does.
+        if yes + no - self._hour_sent_evaluations > HOUR_SHARE:
+            base = self._hour_sent
+            delta = fit_hour(delta, {v: max(sent.get(v, 0) - base.get(v, 0), 0)
+                                     for v in delta.variants})
+        if not (delta.yes or delta.no):  # what is not taken stays pending
+            return None
+        self._sent_yes += delta.yes
+        self._sent_no += delta.no
+        self._sent_variants = _added(sent, delta.variants)
+        return delta
+
+    def give_back(self, delta: ToggleDelta, hour: int) -> None:
+        taken_back = {v: -n for v, n in delta.variants.items()}
+        self._sent_yes -= delta.yes
+        self._sent_no -= delta.no
+        self._sent_variants = _added(self._sent_variants, taken_back)
+        if hour < self._hour:  # taken before this hour: it frees no room in it
+            self._hour_sent = _added(self._hour_sent, taken_back)
+            self._hour_sent_evaluations -= delta.yes + delta.no
+        else:  # its room comes back, but no more than the hour's takes filled
+            base = self._hour_sent
+            self._hour_sent = {v: min(base.get(v, 0), n) for v, n in self._sent_variants.items()}
+            self._hour_sent_evaluations = min(self._hour_sent_evaluations,
+                                              self._sent_yes + self._sent_no)
 
 
 class FlagCounts:
@@ -178,29 +216,8 @@ class FlagCounts:
         hour = _hour_of(stop)
         for name, stats in flags:
             with self._lock:  # one flag at a time, its sent totals with it
-                yes, no, variants = stats.read()
-                sent = stats._sent_variants
-                if hour > stats._hour:  # sent before this hour: in no row of it
-                    stats._hour, stats._hour_sent = hour, sent
-                    stats._hour_sent_evaluations = stats._sent_yes + stats._sent_no
-                delta_yes, delta_no = yes - stats._sent_yes, no - stats._sent_no
-                if not (delta_yes or delta_no):
-                    continue
-                delta = ToggleDelta(delta_yes, delta_no, {
-                    v: n - sent.get(v, 0) for v, n in variants.items() if n != sent.get(v, 0)})
-                # No variant can have grown more than the evaluations since the hour began:
-                # while those fit this process's share of a row, the whole window does.
-                if yes + no - stats._hour_sent_evaluations <= HOUR_SHARE:
-                    stats._sent_yes, stats._sent_no, stats._sent_variants = yes, no, variants
-                else:
-                    base = stats._hour_sent
-                    delta = fit_hour(delta, {v: max(sent.get(v, 0) - base.get(v, 0), 0)
-                                             for v in delta.variants})
-                    if not (delta.yes or delta.no):  # what is not taken stays pending
-                        continue
-                    stats._sent_yes += delta.yes
-                    stats._sent_no += delta.no
-                    stats._sent_variants = _added(sent, delta.variants)
+                delta = stats.take(hour)
+            if delta is not None:
                 toggles[name] = delta
         return start, stop, toggles
 
@@ -214,20 +231,8 @@ class FlagCounts:
         hour = _hour_of(stop)
         for name, delta in toggles.items():
             stats = self._flags[name]
-            taken_back = {v: -n for v, n in delta.variants.items()}
             with self._lock:  # see take()
-                stats._sent_yes -= delta.yes
-                stats._sent_no -= delta.no
-                stats._sent_variants = _added(stats._sent_variants, taken_back)
-                if hour < stats._hour:  # taken before this hour: it frees no room in it
-                    stats._hour_sent = _added(stats._hour_sent, taken_back)
-                    stats._hour_sent_evaluations -= delta.yes + delta.no
-                else:  # its room comes back, but no more than the hour's takes filled
-                    base = stats._hour_sent
-                    stats._hour_sent = {v: min(base.get(v, 0), n)
-                                        for v, n in stats._sent_variants.items()}
-                    stats._hour_sent_evaluations = min(stats._hour_sent_evaluations,
-                                                       stats._sent_yes + stats._sent_no)
+                stats.give_back(delta, hour)
 
     def reset_after_fork(self) -> None:
         """Start over in a forked child: the parent sends what it counted."""
@@ -240,8 +245,7 @@ class FlagCounts:
         pending = 0
         for stats in list(self._flags.values()):
             with self._lock:
-                yes, no, _ = stats.read()
-                pending += yes + no - stats._sent_yes - stats._sent_no
+                pending += stats.pending()
         return pending
 
     def names(self) -> list[str]:
@@ -299,10 +303,8 @@ def _hour_of(moment: datetime) -> int:
 
 def _check_variant(name: str, variant: Any) -> None:
     if not isinstance(variant, str):
-        raise TypeError(
-            f"flag {name!r}: variant must be a variant name (str) or None, "
-            f"got {type(variant).__name__}"
-        )
+        raise TypeError(f"flag {name!r}: variant must be a variant name (str) or None, "
+                        f"got {type(variant).__name__}")
     text = str.__str__(variant)
     if not text:
         raise ValueError(f"flag {name!r}: a variant needs a name (Unleash does not store a "

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import threading
-from typing import NamedTuple
 
 from ._family import InContext, MetricFamily
 from ._numbers import MAX_SAFE_FLOAT, Number
 
 
-class GaugeValue(NamedTuple):
-    """The value of one gauge series to send: the last one set."""
-
-    child: GaugeChild
-    value: float
-
-
 class GaugeChild:
-    """One series of a gauge. Get it from :meth:`Gauge.labels` and keep it.
+    """One series of a gauge (from :meth:`Gauge.labels`; keep it), sent when it changed.
 
-    Sent when it changed since the last send; NaN, infinities and values beyond
-    ``+/-(2**53 - 1)`` are dropped and counted. The value lives in a one-element list, the
-    *cell*: ``set()`` stores a fresh cell without a lock (one atomic store), ``inc()`` changes
-    the current one in place under the lock, so it never lands as a stale sum over a newer set.
+    The value lives in a one-element list, the *cell*: ``set()`` stores a fresh cell without a
+    lock (one atomic store), ``inc()`` changes the current one in place under the lock, so it
+    never lands as a stale sum over a newer set.
     """
 
     __slots__ = ("_cell", "_dirty", "_lock", "_taken", "family", "label_values")
@@ -138,17 +129,9 @@ class Gauge(MetricFamily[GaugeChild]):
         """The last value set on an unlabelled gauge."""
         return self._require_default().value
 
-    _only: GaugeChild | None = None
-
-    def _create_series(self, key: tuple[str, ...]) -> GaugeChild:
-        child = super()._create_series(key)
-        if not key:
-            self._only = child
-        return child
-
     def set(self, value: Number) -> None:
         """Set an unlabelled gauge (or a gauge labelled by flags only)."""
-        child = self._only
+        child = self._default
         # As GaugeChild.set() stores it, without a second call; anything else goes there.
         if (child is not None and (value.__class__ is float or value.__class__ is int)
                 and -(2.0**53 - 1) <= value <= (2.0**53 - 1)):

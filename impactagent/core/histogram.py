@@ -1,25 +1,21 @@
-"""Histograms: observations counted into cumulative buckets, sent as deltas.
-
-The server refuses a sum beyond ``+/-(2**53 - 1)``, so an observation that would take its
-window's sum there is dropped and counted (``unsafe_sum``). The sum is kept per window, so a
-long-lived series keeps the precision of its sums.
-"""
+"""Histograms: observations counted into cumulative buckets, sent as deltas. The sum is kept
+per window (a long-lived series keeps its precision); an observation that would take it past
+``+/-(2**53 - 1)``, which the server refuses, is dropped and counted (``unsafe_sum``)."""
 
 from __future__ import annotations
 
 import math
 import threading
 from bisect import bisect_left
-from typing import NamedTuple, Sequence
+from itertools import accumulate
+from typing import Sequence
 
-from ._family import DEFAULT_MAX_SERIES, Definition, InContext, MetricFamily, Timer
+from ._family import DEFAULT_MAX_SERIES, InContext, MetricFamily, Timer
 from ._numbers import MAX_SAFE_FLOAT, Number, is_finite
 from .statistics import DropCounter
 
 #: The boundaries Unleash SDKs use when none are given (seconds).
-DEFAULT_BUCKETS: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-)
+DEFAULT_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 _INF = float("inf")
 
@@ -45,19 +41,6 @@ def check_buckets(metric: str, buckets: Sequence[float]) -> tuple[float, ...]:
 
 
 _total_of = sum  # the builtin, under a name that add_counts()'s ``sum`` does not hide
-
-
-class HistogramDelta(NamedTuple):
-    """What one histogram series gained since the last send: each bucket's count alone
-    (``+Inf`` last) and the sum."""
-
-    child: HistogramChild
-    counts: tuple[int, ...]
-    sum: float
-
-    @property
-    def count(self) -> int:  # type: ignore[override]  # shadows tuple.count on purpose
-        return sum(self.counts)
 
 
 class HistogramChild:
@@ -96,7 +79,7 @@ class HistogramChild:
 
     def add_counts(self, counts: Sequence[int], sum: Number) -> None:
         """Add observations made elsewhere (bridges): ``counts[i]`` in bucket ``i`` alone,
-        ``+Inf`` last, adding up to ``sum``; :meth:`observe`'s rules hold."""
+        ``+Inf`` last, adding up to ``sum``."""
         added = self._checked_counts(counts)
         if sum.__class__ is not float and sum.__class__ is not int:
             sum = self.family.rules.number(sum, "add_counts()")
@@ -118,23 +101,20 @@ class HistogramChild:
         self.family.rules.drop("non_finite_value" if not is_finite(sum) else "unsafe_sum", total)
 
     def _checked_counts(self, counts: Sequence[int]) -> tuple[int, ...]:
-        name = self.family.name
+        takes = f"histogram {self.family.name!r}: add_counts() takes"
         try:
             added = tuple(counts)
         except TypeError:
-            raise TypeError(f"histogram {name!r}: add_counts() takes a sequence of counts, "
-                            f"got {type(counts).__name__}") from None
+            raise TypeError(f"{takes} a sequence of counts, got {type(counts).__name__}") from None
         if len(added) != len(self._counts):
-            raise ValueError(f"histogram {name!r}: add_counts() takes {len(self._counts)} "
-                             f"counts (one per bucket, +Inf last), got {len(added)}")
+            raise ValueError(f"{takes} {len(self._counts)} counts (one per bucket, +Inf last), "
+                             f"got {len(added)}")
         for n in added:
             if n.__class__ is not int and (isinstance(n, (bool, float))
                                            or not hasattr(n, "__index__")):
-                raise TypeError(f"histogram {name!r}: add_counts() takes int counts, got "
-                                f"{n!r}")
+                raise TypeError(f"{takes} int counts, got {n!r}")
             if n < 0:
-                raise ValueError(f"histogram {name!r}: add_counts() takes counts >= 0, "
-                                 f"got {n}")
+                raise ValueError(f"{takes} counts >= 0, got {n}")
         return tuple(int(n) for n in added)
 
     def time(self) -> Timer:
@@ -155,11 +135,7 @@ class HistogramChild:
         """``[(le, observations <= le), ...]`` ending with ``(inf, count)``."""
         with self._lock:
             counts = list(self._counts)
-        result, running = [], 0
-        for le, n in zip((*self._bounds, _INF), counts):
-            running += n
-            result.append((le, running))
-        return result
+        return list(zip((*self._bounds, _INF), accumulate(counts)))
 
     def take_delta(self) -> tuple[tuple[int, ...], float] | None:
         with self._lock:  # one consistent read of counts and the window's sum
@@ -231,17 +207,9 @@ class Histogram(MetricFamily[HistogramChild]):
     _dropped_class = _DroppedHistogramChild
     _target: HistogramChild | InContext
 
-    def __init__(
-        self,
-        name: str,
-        help: str,
-        labels: Sequence[str] = (),
-        *,
-        buckets: Sequence[float] = DEFAULT_BUCKETS,
-        max_series: int = DEFAULT_MAX_SERIES,
-        drops: DropCounter | None = None,
-        flags: Sequence[str] = (),
-    ) -> None:
+    def __init__(self, name: str, help: str, labels: Sequence[str] = (), *,
+                 buckets: Sequence[float] = DEFAULT_BUCKETS, max_series: int = DEFAULT_MAX_SERIES,
+                 drops: DropCounter | None = None, flags: Sequence[str] = ()) -> None:
         self.buckets = check_buckets(name, buckets)
         super().__init__(name, help, labels, max_series=max_series, drops=drops, flags=flags)
 
@@ -270,6 +238,3 @@ class Histogram(MetricFamily[HistogramChild]):
     def cumulative_buckets(self) -> list[tuple[float, int]]:
         """Cumulative ``(le, count)`` pairs of an unlabelled histogram."""
         return self._require_default().cumulative_buckets()
-
-    def describe(self) -> Definition:
-        return Definition(self.kind, self.help, self.label_names, self.buckets, self.flags)

@@ -1,18 +1,16 @@
-"""Turning a :class:`Snapshot` into ``ClientMetrics`` request bodies for Unleash.
-
-The bodies are what real servers accept (``docs/protocol.md``), none over ``max_bytes``: a
-big snapshot is split across bodies that together carry every count once.
-"""
+"""Turning a :class:`Snapshot` into ``ClientMetrics`` request bodies that real servers accept
+(``docs/protocol.md``), none over ``max_bytes``: a big snapshot is split across bodies that
+together carry every count once."""
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import platform
 import uuid
 from array import array
 from datetime import datetime, timezone
+from itertools import accumulate
 from json.encoder import encode_basestring_ascii as _json_string  # what _ENCODER uses
 from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
@@ -32,13 +30,8 @@ DEFAULT_MAX_BYTES = 95_000
 
 def environment_from_token(token: str | None, default: str) -> str:
     """The environment of a ``project:environment.secret`` token, else ``default``."""
-    if token:
-        head = token.split(".", 1)[0]
-        if "." in token and ":" in head:
-            environment = head.split(":", 1)[1]
-            if environment:
-                return environment
-    return default
+    head, dot, _ = (token or "").partition(".")
+    return (head.partition(":")[2] if dot else "") or default
 
 
 class Identity(NamedTuple):
@@ -57,27 +50,20 @@ class Identity(NamedTuple):
     def create(cls, app_name: str, environment: str = "default",
                instance_id: str | None = None) -> Identity:
         """An identity with a generated instance id and connection id."""
-        if not isinstance(app_name, str) or not app_name.strip():
-            raise ValueError(f"app_name must be a non-empty str, got {app_name!r}")
-        if not isinstance(environment, str) or not environment.strip():
-            raise ValueError(f"environment must be a non-empty str, got {environment!r}")
+        for field, value in (("app_name", app_name), ("environment", environment)):
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{field} must be a non-empty str, got {value!r}")
         if instance_id is None:
             instance_id = f"{platform.node() or 'host'}-{uuid.uuid4().hex[:8]}"
         return cls(app_name, environment, instance_id, str(uuid.uuid4()))
 
     def fields(self) -> dict[str, Any]:
         """The fields naming the sender in every body, registration's too."""
-        return {
-            "appName": self.app_name,
-            "instanceId": self.instance_id,
-            "connectionId": self.connection_id,
-            "environment": self.environment,
-            "sdkVersion": self.sdk_version,
-            "platformName": self.platform_name,
-            "platformVersion": self.platform_version,
-            "yggdrasilVersion": None,
-            "specVersion": self.spec_version,
-        }
+        return {"appName": self.app_name, "instanceId": self.instance_id,
+                "connectionId": self.connection_id, "environment": self.environment,
+                "sdkVersion": self.sdk_version, "platformName": self.platform_name,
+                "platformVersion": self.platform_version, "yggdrasilVersion": None,
+                "specVersion": self.spec_version}
 
 
 def iso_utc(moment: datetime) -> str:
@@ -100,70 +86,40 @@ def encode(document: dict[str, Any]) -> bytes:
     return _ENCODER.encode(document).encode("ascii")
 
 
-def _sample_wire(family: Any, child: Any, value: Any, counts: Sequence[int],
-                 base_labels: dict[str, str]) -> dict[str, Any] | None:
-    """The wire form of one sample, or ``None`` for an overflowed sum."""
-    labels = dict(base_labels)
-    labels.update(zip(family.label_names, child.label_values))
-    if family.kind == "histogram":
-        if not math.isfinite(value):
-            return None
-        buckets, running = [], 0
-        for le, n in zip(family.buckets, counts):
-            running += n
-            buckets.append({"le": le, "count": running})
-        total = running + counts[-1]
-        buckets.append({"le": "+Inf", "count": total})
-        return {"labels": labels, "count": total, "sum": value, "buckets": buckets}
-    return {"labels": labels, "value": value}
-
-
-def _histogram_samples(metric: MetricDelta, base: dict[str, str], drops: DropCounter
-                       ) -> Iterator[tuple[int, bytes, int]]:
-    """``(index, JSON, observations)`` of each histogram sample the server takes; the rest
-    are counted as dropped."""
-    family = metric.family
-    table = family.series_table()
-    for index, position in enumerate(metric.indexes):
-        counts = metric.bucket_counts(index)
-        wire = _sample_wire(family, table[position], metric.numbers[index], counts, base)
-        if wire is None:
-            drops.add("non_finite_sum", sum(counts), detail=f"histogram {family.name!r}")
-        elif wire["count"] > MAX_SAFE:
-            drops.add("unsafe_count", wire["count"], detail=f"histogram {family.name!r}")
-        else:
-            yield index, encode(wire), wire["count"]
-
-
-def _number_samples(metric: MetricDelta, base: dict[str, str]
-                    ) -> Iterator[tuple[int, bytes, int]]:
-    """``(index, JSON, events)`` of each counter or gauge sample, written directly: byte for
-    byte what ``encode(_sample_wire(...))`` gives, without a dict per sample."""
+def _samples(metric: MetricDelta, base: dict[str, str], drops: DropCounter
+             ) -> Iterator[tuple[int, bytes, int]]:
+    """``(index, JSON, events)`` of each sample the server takes, written directly (no dict
+    per sample); a histogram whose sum or count it would refuse is counted as dropped."""
     family = metric.family
     table = family.series_table()
     head = _ENCODER.encode({"labels": base})[:-2]  # '{"labels":{"appName":..,"environment":..'
     names = [f",{_json_string(name)}:" for name in family.label_names]
     sole = names[0] if len(names) == 1 else None
-    counting = family.kind == "counter"  # a counter's value is its events; a gauge's, one
+    kind = family.kind
+    width = metric.width
+    les = [f'{{"le":{le!r},"count":' for le in getattr(family, "buckets", ())]
     numbers: Iterable[Any] = metric.numbers_as_taken()
     for index, (position, value) in enumerate(zip(metric.indexes, numbers)):
-        child = table[position]
-        if value.__class__ is int or (value.__class__ is float and math.isfinite(value)):
-            if sole is not None:
-                labels = sole + _json_string(child.label_values[0])
-            else:
-                labels = "".join([name + _json_string(label)
-                                  for name, label in zip(names, child.label_values)])
-            encoded = f'{head}{labels}}},"value":{value!r}}}'.encode("ascii")
+        values = table[position].label_values
+        if sole is not None:
+            labels = sole + _json_string(values[0])
         else:
-            encoded = encode(_sample_wire(family, child, value, (), base))  # type: ignore[arg-type]
-        yield index, encoded, value if counting else 1
-
-
-@functools.lru_cache(maxsize=1024)
-def _shell_json(metric: tuple[str, str, str]) -> bytes:
-    name, help_text, kind = metric
-    return encode({"name": name, "help": help_text, "type": kind, "samples": []})[:-2]
+            labels = "".join([name + _json_string(label) for name, label in zip(names, values)])
+        if kind != "histogram":
+            encoded = f'{head}{labels}}},"value":{value!r}}}'
+            yield index, encoded.encode("ascii"), value if kind == "counter" else 1
+            continue
+        counts = metric.counts[index * width:(index + 1) * width]
+        total = sum(counts)
+        if not math.isfinite(value):
+            drops.add("non_finite_sum", total, detail=f"histogram {family.name!r}")
+        elif total > MAX_SAFE:
+            drops.add("unsafe_count", total, detail=f"histogram {family.name!r}")
+        else:
+            buckets = [f"{le}{n}}}" for le, n in zip(les, accumulate(counts))]
+            encoded = (f'{head}{labels}}},"count":{total},"sum":{value!r},"buckets":['
+                       f'{",".join(buckets)},{{"le":"+Inf","count":{total}}}]}}')
+            yield index, encoded.encode("ascii"), total
 
 
 #: Each metric's deltas, and the indexes of the samples a body carries.
@@ -200,11 +156,10 @@ class Payload:
 
 
 class _Bodies:
-    """Packs units greedily, in order, into bodies of at most ``max_bytes``, written as the
-    units come: flags, then each metric's samples after its shell (name, help, type). The
-    size kept counts a separator per unit and a whole shell per metric, so a body never
-    outgrows its bound; a unit too big for any body is dropped (``oversize_item``).
-    """
+    """Packs units greedily, in order, into bodies of at most ``max_bytes``, written as they
+    come: flags, then each metric's samples after its shell (name, help, type). The size kept
+    counts a separator per unit and a whole shell per metric, so a body never outgrows its
+    bound; a unit too big for any body is dropped (``oversize_item``)."""
 
     def __init__(self, header: dict[str, Any], snapshot: Snapshot, max_bytes: int,
                  drops: DropCounter) -> None:
@@ -230,8 +185,7 @@ class _Bodies:
         self.payloads.append(Payload(bytes(self.data), self.units, self.events, self.window,
                                      self.toggles, tuple(self.picked)))
 
-    def _fits(self, size: int, weight: int, name: str | None, what: str,
-              events: int) -> bool:
+    def _fits(self, size: int, weight: int, name: str | None, what: str, events: int) -> bool:
         """Whether a unit goes in, here or in a new body; ``weight``: its metric's shell."""
         if self.base + weight + size > self.max_bytes:
             self.drops.add("oversize_item", events, detail=what[:200])
@@ -256,7 +210,7 @@ class _Bodies:
     def metric(self, metric: MetricDelta, samples: Iterator[tuple[int, bytes, int]]) -> None:
         family = metric.family
         name = family.name
-        shell = _shell_json((name, family.help, family.kind))
+        shell = encode({"name": name, "help": family.help, "type": family.kind, "samples": []})[:-2]
         weight = len(shell) + len(b"]},")
         what = f"{family.kind} {name!r}"
         data = self.data
@@ -297,13 +251,8 @@ def _flags_to_send(snapshot: Snapshot, drops: DropCounter) -> Iterator[tuple[str
         yield name, delta
 
 
-def build_payloads(
-    snapshot: Snapshot,
-    identity: Identity,
-    *,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    drops: DropCounter | None = None,
-) -> list[Payload]:
+def build_payloads(snapshot: Snapshot, identity: Identity, *, max_bytes: int = DEFAULT_MAX_BYTES,
+                   drops: DropCounter | None = None) -> list[Payload]:
     """The ``ClientMetrics`` bodies for a snapshot, none larger than ``max_bytes``; at least
     one (an empty window still tells the server the instance is alive)."""
     drops = drops if drops is not None else DropCounter()
@@ -321,8 +270,7 @@ def build_payloads(
     for metric in snapshot.metrics:
         order.setdefault(metric.family.name, len(order))
     for metric in sorted(snapshot.metrics, key=lambda metric: order[metric.family.name]):
-        bodies.metric(metric, _histogram_samples(metric, base, drops)
-                      if metric.family.kind == "histogram" else _number_samples(metric, base))
+        bodies.metric(metric, _samples(metric, base, drops))
     if bodies.units or not bodies.payloads:
         bodies.close()
     return bodies.payloads
@@ -396,12 +344,7 @@ def _document_of(document: dict[str, Any], units: list[_Unit]) -> dict[str, Any]
 
 def count_events(document: dict[str, Any]) -> int:
     """The recorded events a body carries (a gauge sample is one)."""
-    events: int = sum(t["yes"] + t["no"] for t in document.get("bucket", {}).get("toggles", {})
-                 .values())
-    for metric in document.get("impactMetrics") or []:
-        for sample in metric["samples"]:
-            events += _sample_events(metric["type"], sample)
-    return events
+    return sum(unit[3] for unit in _units_of(document))
 
 
 def _sample_events(kind: str, sample: dict[str, Any]) -> int:

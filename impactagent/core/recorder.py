@@ -22,8 +22,7 @@ class Recorder:
     it was not delivered: nothing lost or counted twice."""
 
     def __init__(self, *, max_series: int = DEFAULT_MAX_SERIES,
-                 max_flags: int = DEFAULT_MAX_FLAGS,
-                 drops: DropCounter | None = None) -> None:
+                 max_flags: int = DEFAULT_MAX_FLAGS, drops: DropCounter | None = None) -> None:
         self.drops = drops if drops is not None else DropCounter()
         self.metrics = MetricRegistry(max_series=max_series, drops=self.drops)
         self.flags = FlagCounts(max_flags=max_flags, drops=self.drops)
@@ -54,9 +53,8 @@ class Recorder:
                 key = (id(hook), type(error).__name__)
                 if key not in self._hook_errors_logged:
                     self._hook_errors_logged.add(key)
-                    logger.exception("collect hook %r raised; the collect goes "
-                                     "on without it (later errors like it are only counted)",
-                                     hook)
+                    logger.exception("collect hook %r raised; the collect goes on without it "
+                                     "(later errors like it are only counted)", hook)
 
     def collect(self) -> Snapshot:
         """Run the hooks, then take the deltas and the flag window ending now."""
@@ -80,10 +78,8 @@ class Recorder:
 
     def pending_events(self) -> int:
         """Events recorded and not yet taken."""
-        pending = 0
-        for family in self.metrics.families():
-            for child in family.series():
-                pending += child.pending_events()
+        pending: int = sum(child.pending_events() for family in self.metrics.families()
+                           for child in family.series())
         return pending + self.flags.pending_events()
 
     def recorded(self) -> dict[str, int]:
@@ -98,6 +94,5 @@ class Recorder:
                     totals["histogram_observations"] += child.count
                 else:
                     totals["gauge_series"] += 1
-        for stats in self.flags.cumulative().values():
-            totals["flag_evaluations"] += stats.yes + stats.no
+        totals["flag_evaluations"] = sum(t.yes + t.no for t in self.flags.cumulative().values())
         return totals

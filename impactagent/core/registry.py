@@ -27,8 +27,8 @@ class MetricRegistry:
     ValueError: metric 'jobs_total' is already defined differently: type counter, not gauge
     """
 
-    def __init__(self, *, max_series: int = DEFAULT_MAX_SERIES,
-                 drops: DropCounter | None = None) -> None:
+    def __init__(self, *, max_series: int = DEFAULT_MAX_SERIES, drops: DropCounter | None = None
+                 ) -> None:
         self.max_series = max_series
         self.drops = drops if drops is not None else DropCounter()
         self._lock = threading.Lock()
@@ -48,8 +48,7 @@ class MetricRegistry:
                   buckets: Sequence[float] = DEFAULT_BUCKETS,
                   max_series: int | None = None, flags: Sequence[str] = ()) -> Histogram:
         """Define (or get) a histogram with the given bucket boundaries."""
-        return self._define(Histogram, name, help, labels, max_series, buckets=buckets,
-                            flags=flags)
+        return self._define(Histogram, name, help, labels, max_series, buckets=buckets, flags=flags)
 
     def _define(self, cls: type[M], name: str, help: str, labels: Sequence[str],
                 max_series: int | None, **extra: Any) -> M:
@@ -76,12 +75,7 @@ class MetricRegistry:
 
     def take(self) -> tuple[MetricDelta, ...]:
         """Every series' delta since the last take (callers serialise take and give_back)."""
-        taken = []
-        for family in self.families():
-            delta = take_family(family)
-            if delta is not None:
-                taken.append(delta)
-        return tuple(taken)
+        return tuple(delta for delta in map(take_family, self.families()) if delta is not None)
 
     def give_back(self, metrics: tuple[MetricDelta, ...]) -> None:
         """Merge back deltas that failed to send."""
@@ -96,8 +90,5 @@ class MetricRegistry:
 
 
 def _difference(old: Definition, new: Definition) -> str:
-    return ", ".join(
-        f"{aspect} {a!r}, not {b!r}" if aspect != "type" else f"type {a}, not {b}"
-        for (aspect, a), b in zip(old._asdict().items(), new)
-        if a != b
-    )
+    return ", ".join(f"{aspect} {a!r}, not {b!r}" if aspect != "type" else f"type {a}, not {b}"
+                     for (aspect, a), b in zip(old._asdict().items(), new) if a != b)

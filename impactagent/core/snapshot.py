@@ -1,9 +1,6 @@
-"""What one collect hands to delivery: a flag window and the impact-metric deltas.
-
-A metric's deltas are columns (``array.array``): the positions of the changed series in the
-family's :meth:`~MetricFamily.series_table`, their numbers and bucket counts. An array is
-one object for the garbage collector, not one per series; a column falls back to a list
-when a number does not fit its machine type."""
+"""What one collect hands to delivery: a flag window and each metric's deltas as columns
+(``array.array``: one object for the garbage collector, not one per series), a column falling
+back to a list when a number does not fit its machine type."""
 
 from __future__ import annotations
 
@@ -13,17 +10,28 @@ from itertools import islice
 from typing import Any, Iterable, NamedTuple, Sequence, Union
 
 from ._family import MetricFamily, Series
-from ._numbers import MAX_SAFE, Number
-from .counter import Counter, CounterChild, CounterDelta
+from ._numbers import Number
+from .counter import Counter, CounterChild
 from .flags import ToggleDelta
-from .gauge import Gauge, GaugeChild, GaugeValue
-from .histogram import Histogram, HistogramChild, HistogramDelta
+from .gauge import Gauge, GaugeChild
+from .histogram import Histogram, HistogramChild
 
 Family = Union[Counter, Gauge, Histogram]
 Child = Union[CounterChild, GaugeChild, HistogramChild]
-#: What one series' ``take_delta()`` returned.
-Delta = Union[Number, tuple[tuple[int, ...], float]]
-Sample = Union[CounterDelta, GaugeValue, HistogramDelta]
+
+
+class Sample(NamedTuple):
+    """One series' delta, built when asked: a counter's increment or a gauge's value, or a
+    histogram's observations with each bucket's count alone (``+Inf`` last) and their sum."""
+
+    child: Child
+    value: Number
+    counts: tuple[int, ...] = ()
+    sum: float = 0.0
+
+    @property
+    def count(self) -> Number:  # type: ignore[override]  # shadows tuple.count on purpose
+        return self.value
 
 
 class MetricDelta(NamedTuple):
@@ -38,7 +46,7 @@ class MetricDelta(NamedTuple):
     indexes: Sequence[int]
     numbers: Sequence[Number]
     counts: Sequence[int] = ()
-    ints: Sequence[int] = ()  # gauges with an array of numbers: 1 where the value is an int
+    ints: Sequence[int] = ()
 
     @property
     def name(self) -> str:
@@ -69,28 +77,14 @@ class MetricDelta(NamedTuple):
         width = self.width
         return tuple(self.counts[index * width:(index + 1) * width])
 
-    def delta(self, index: int) -> Delta:
-        """Series ``index``'s delta as its ``take_delta()`` returned it."""
-        if self.family.kind == "histogram":
-            return self.bucket_counts(index), self.numbers[index]
-        number = self.numbers[index]
-        return int(number) if self.ints and self.ints[index] else number
-
     @property
     def samples(self) -> tuple[Sample, ...]:
-        """One ``CounterDelta``, ``GaugeValue`` or ``HistogramDelta`` per series."""
-        family = self.family
-        if isinstance(family, Histogram):
-            series = family.series_table()
-            return tuple(HistogramDelta(series[position], self.bucket_counts(i), self.numbers[i])
-                         for i, position in enumerate(self.indexes))
-        if isinstance(family, Counter):
-            counters = family.series_table()
-            return tuple(CounterDelta(counters[position], int(value))
-                         for position, value in zip(self.indexes, self.numbers))
-        gauges = family.series_table()
-        return tuple(GaugeValue(gauges[position], value)
-                     for position, value in zip(self.indexes, self.values))
+        """One :class:`Sample` per series."""
+        if not self.width:
+            return tuple(map(Sample, self.children, self.values))
+        return tuple(Sample(child, sum(counts), counts, number) for child, counts, number in
+                     zip(self.children, map(self.bucket_counts, range(len(self.indexes))),
+                         self.numbers))
 
     def subset(self, indexes: Sequence[int]) -> MetricDelta:
         """The deltas of the series at ``indexes`` (increasing) only."""
@@ -99,19 +93,16 @@ class MetricDelta(NamedTuple):
         start, stop = indexes[0], indexes[-1] + 1
         width = self.width
         return MetricDelta(self.family, self.indexes[start:stop], self.numbers[start:stop],
-                           self.counts[start * width:stop * width] if width else (),
-                           self.ints[start:stop])
+                           self.counts[start * width:stop * width], self.ints[start:stop])
 
     def _picked(self, picked: Sequence[int]) -> MetricDelta:
-        positions = array("q", [self.indexes[i] for i in picked])
-        numbers = _like(self.numbers, [self.numbers[i] for i in picked])
-        ints = bytes([self.ints[i] for i in picked]) if self.ints else b""
-        if self.family.kind != "histogram":
-            return MetricDelta(self.family, positions, numbers, (), ints)
         width = self.width
-        counts = _like(self.counts, [n for i in picked
-                                     for n in self.counts[i * width:(i + 1) * width]])
-        return MetricDelta(self.family, positions, numbers, counts)
+        return MetricDelta(self.family, array("q", [self.indexes[i] for i in picked]),
+                           _like(self.numbers, [self.numbers[i] for i in picked]),
+                           _like(self.counts, [n for i in picked for n in
+                                               self.counts[i * width:(i + 1) * width]]
+                                 ) if width else (),
+                           bytes([self.ints[i] for i in picked]) if self.ints else b"")
 
 
 def _like(column: Sequence[Any], items: list[Any]) -> Sequence[Any]:
@@ -121,48 +112,28 @@ def _like(column: Sequence[Any], items: list[Any]) -> Sequence[Any]:
 def take_family(family: MetricFamily[Any]) -> MetricDelta | None:
     """Every series' delta since the last take, or ``None``; callers serialise takes."""
     if isinstance(family, Counter):
-        return _take_counters(family)
+        return _take_numbers(family, array("q"), None)
     if isinstance(family, Gauge):
-        return _take_gauges(family)
+        return _take_numbers(family, array("d"), bytearray())
     if isinstance(family, Histogram):
         return _take_histograms(family)
     raise TypeError(f"a metric family is a Counter, Gauge or Histogram, not {family!r}")
 
 
-def _take_counters(family: Counter) -> MetricDelta | None:
-    table = family.series_table()
+def _take_numbers(family: Counter | Gauge, numbers: array[Any], ints: bytearray | None
+                  ) -> MetricDelta | None:
+    """A counter's increments, or a gauge's values with ``ints`` marking the ints (within
+    ``+/-(2**53 - 1)`` by construction: exact as floats)."""
+    table: Sequence[Series] = family.series_table()
     indexes = array("q")
-    numbers = array("q")
     add_index, add_number = indexes.append, numbers.append
     for index, child in enumerate(islice(table, len(table))):
         value = child.take_delta()
         if value is not None:
             add_index(index)
             add_number(value)
-    return MetricDelta(family, indexes, numbers) if indexes else None
-
-
-def _take_gauges(family: Gauge) -> MetricDelta | None:
-    table = family.series_table()
-    indexes = array("q")
-    numbers: Any = array("d")
-    ints: Any = bytearray()
-    for index, child in enumerate(islice(table, len(table))):
-        value = child.take_delta()
-        if value is None:
-            continue
-        indexes.append(index)
-        if ints is None:
-            numbers.append(value)
-        elif value.__class__ is float:
-            numbers.append(value)
-            ints.append(0)
-        elif value.__class__ is int and -MAX_SAFE <= value <= MAX_SAFE:  # exact as a float
-            numbers.append(value)
-            ints.append(1)
-        else:  # out of the range set() and inc() keep: exact, in a list
-            numbers = [int(n) if i else n for n, i in zip(numbers, ints)] + [value]
-            ints = None
+            if ints is not None:
+                ints.append(value.__class__ is int)
     if not indexes:
         return None
     return MetricDelta(family, indexes, numbers, (), bytes(ints) if ints is not None else b"")
@@ -191,8 +162,11 @@ def _take_histograms(family: Histogram) -> MetricDelta | None:
 
 def give_back_family(metric: MetricDelta) -> None:
     table: Sequence[Series] = metric.family.series_table()
-    for i, index in enumerate(metric.indexes):
-        table[index].give_back_delta(metric.delta(i))
+    deltas: Iterable[Any] = metric.numbers_as_taken()
+    if metric.width:
+        deltas = zip(map(metric.bucket_counts, range(len(metric.indexes))), deltas)
+    for index, delta in zip(metric.indexes, deltas):
+        table[index].give_back_delta(delta)
 
 
 class Snapshot(NamedTuple):

@@ -1,5 +1,5 @@
 """The ledgers behind ``Agent.statistics()``: every value recorded is delivered, pending, or
-counted here as dropped under a reason (the first drop of each reason and metric logged)."""
+counted here as dropped under a reason (the first of each reason and metric logged)."""
 
 from __future__ import annotations
 
@@ -56,8 +56,7 @@ class DropCounter:
         self._counts: dict[str, int] = {}
         self._logged: set[tuple[str, str]] = set()
 
-    def add(self, reason: str, n: int = 1, *, detail: str = "", explained: bool = False
-            ) -> None:
+    def add(self, reason: str, n: int = 1, *, detail: str = "", explained: bool = False) -> None:
         """Count ``n`` values dropped for ``reason``; log the first per reason and ``detail``
         unless the caller ``explained`` it."""
         with self._lock:
@@ -67,11 +66,9 @@ class DropCounter:
                 self._logged.add((reason, detail))
         if first and not explained:
             sentence = DROP_REASONS.get(reason, f"values were dropped ({reason})")
-            logger.warning(
-                "%s%s; later drops like it are only counted in "
-                "Agent.statistics()['dropped'][%r]",
-                sentence, f" ({detail})" if detail else "", reason,
-            )
+            logger.warning("%s%s; later drops like it are only counted in "
+                           "Agent.statistics()['dropped'][%r]",
+                           sentence, f" ({detail})" if detail else "", reason)
 
     def withdraw(self, reason: str, n: int) -> None:
         """Take back ``n`` values counted under ``reason`` that were delivered after all."""
@@ -119,9 +116,7 @@ class DeliveryLedger:
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {
             "attempts": 0, "retries": 0, "delivered_bodies": 0, "delivered_events": 0,
-            "possibly_duplicated_events": 0,
-            "empty_windows": 0,
-        }
+            "possibly_duplicated_events": 0, "empty_windows": 0}
         self._failures: dict[str, int] = {}
         self.last_success: str | None = None
         self.last_error: str | None = None
@@ -150,9 +145,6 @@ class DeliveryLedger:
 
     def as_dict(self) -> dict[str, object]:
         with self._lock:
-            result: dict[str, object] = dict(self._counts)
-            result["failures"] = dict(self._failures)
-            result["last_success"] = self.last_success
-            result["last_error"] = self.last_error
-            result["last_error_detail"] = self.last_error_detail
-            return result
+            return {**self._counts, "failures": dict(self._failures),
+                    "last_success": self.last_success, "last_error": self.last_error,
+                    "last_error_detail": self.last_error_detail}
