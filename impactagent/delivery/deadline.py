@@ -168,3 +168,12 @@ class CallThread:
             if worker is not None and worker is not queued_on:
                 worker.jobs.put(job)
             return worker
+
+
+def start_or_run(work: Callable[[], object], name: str) -> Optional[threading.Thread]:
+    """``work`` on a daemon thread; on this one (None) at exit, where no thread starts."""
+    try:
+        return start_daemon(work, name)
+    except RuntimeError:
+        work()
+        return None

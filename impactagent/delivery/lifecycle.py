@@ -25,8 +25,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 from ..core.payload import Identity, environment_from_token
 from ..core.recorder import Recorder
 from ..core.statistics import DeliveryLedger
-from ..core.threads import start_daemon
-from .delivery import Delivery, FlushResult, RefusalNotice
+from .deadline import start_or_run
+from .delivery import Delivery, FlushResult
 from .flusher import Flusher
 from .redaction import Redactor
 from .registration import Registration, not_registering
@@ -56,7 +56,7 @@ class Lifecycle:
         self.delivery: Optional[Delivery] = None
         self.flusher: Optional[Flusher] = None
         self.registration: Optional[Registration] = None
-        self.refusals = RefusalNotice()
+        self.refusals = threading.Lock()  # held once a refused token was explained
         self.redact = Redactor.for_credentials(settings.api_key, settings.headers)
         self.registrar: Optional[Registrar] = None
         # Every agent, with a url or not: a child must never report its parent's counts.
@@ -76,8 +76,7 @@ class Lifecycle:
             chosen = HttpTransport(
                 settings.metrics_url, settings.api_key or "", self.identity,
                 flush_interval=settings.flush_interval, headers=settings.headers,
-                verify=settings.verify, proxies=settings.proxies,
-                register_url=settings.register_url)
+                verify=settings.verify, proxies=settings.proxies)
         if (settings.register and isinstance(chosen, Registrar)
                 and chosen.register_url is not None):
             self.registrar = chosen
@@ -290,6 +289,7 @@ _installed = False
 #: the handler runs, whether a SIGTERM waits for them to end (``deferred``).
 _local = threading.local()
 _ending = threading.Event()  # the handler is closing everything: a second SIGTERM waits
+SIGTERM_THREAD = "impactagent-sigterm"
 _ABANDON_SECONDS = 1.0  # for an agent's stuck state to be spooled or counted
 
 
@@ -352,14 +352,15 @@ def _close_all_and_end() -> None:
     _ending.set()
     try:
         targets: List[Lifecycle] = list(_started)
-        closers = [_start(target.close_by_own_deadline) for target in targets]
+        closers = [start_or_run(target.close_by_own_deadline, SIGTERM_THREAD)
+                   for target in targets]
         deadline = time.monotonic() + max((t.settings.shutdown_timeout for t in targets),
                                           default=0.0) + 1.0
         for closer in closers:
             if closer is not None:
                 closer.join(max(deadline - time.monotonic(), 0.0))
         # Every agent: a close running on another thread may outlast its closer.
-        late = [_start(target.abandon) for target in targets]
+        late = [start_or_run(target.abandon, SIGTERM_THREAD) for target in targets]
         for abandoning in late:
             if abandoning is not None:
                 abandoning.join(_ABANDON_SECONDS)
@@ -368,15 +369,6 @@ def _close_all_and_end() -> None:
         os._exit(128 + signal.SIGTERM)  # not reached: the default action ends the process
     finally:  # reached only when cut short (Ctrl-C): a later SIGTERM is handled anew
         _ending.clear()
-
-
-def _start(work: Callable[[], object]) -> Optional[threading.Thread]:
-    """``work`` on a thread of its own; on this one (None) at exit, where no thread starts."""
-    try:
-        return start_daemon(work, "impactagent-sigterm")
-    except RuntimeError:
-        work()
-        return None
 
 
 def _reset_after_fork() -> None:
