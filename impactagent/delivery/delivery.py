@@ -366,13 +366,12 @@ class Delivery:
                 and not self.spool.remove(parcel.claim)):  # our lease ran out mid-send
             self.ledger.add(POSSIBLY_DUPLICATED, parcel.events)
 
-    def _keep(self, parcel: Parcel, run: Optional[_Run]) -> None:
+    def _keep(self, parcel: Parcel, run: _Run) -> None:
         kept_as = parcel.kept_as = self._keep_body(parcel, final=self.closing)
-        if run is not None:
-            if kept_as is None and parcel.claim is None and self.spool is not None:
-                run.dropped += 1  # the spool could not store it: it counted the drop
-            else:
-                run.kept += 1
+        if kept_as is None and parcel.claim is None and self.spool is not None:
+            run.dropped += 1  # the spool could not store it: it counted the drop
+        else:
+            run.kept += 1
 
     def _keep_body(self, parcel: Parcel, *, final: bool) -> Union[SpoolEntry, str, None]:
         """Spool the body, or merge it back into the recorder (``final``: count it)."""
