@@ -119,14 +119,14 @@ class Delivery:
     def __init__(self, recorder: Recorder, transport: Transport, *, identity: Identity,
                  request_timeout: float, max_payload_bytes: int, ledger: DeliveryLedger,
                  drops: DropCounter, spool: Optional[Spool] = None,
-                 build: BuildPayloads = build_payloads, redact: Optional[Redact] = None,
-                 refusals: Optional[threading.Lock] = None) -> None:
+                 build: BuildPayloads = build_payloads, redact: Optional[Redact] = None
+                 ) -> None:
         self.recorder = recorder
         self.redact = redact  # what a transport says, before it is logged
         self.transport = transport
         self.identity = identity
-        #: Held once a refused token was explained: the agent's other sender says less.
-        self.refusals = refusals if refusals is not None else threading.Lock()
+        #: Held once a refused token was explained: the registration then says less.
+        self.refusals = threading.Lock()
         self._transport_faults: Set[str] = set()  # what a faulty transport did, said once
         self.request_timeout = request_timeout
         self.max_payload_bytes = max_payload_bytes

@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 import weakref
+from functools import partial
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from ..core.payload import Identity, environment_from_token
@@ -56,7 +57,6 @@ class Lifecycle:
         self.delivery: Optional[Delivery] = None
         self.flusher: Optional[Flusher] = None
         self.registration: Optional[Registration] = None
-        self.refusals = threading.Lock()  # held once a refused token was explained
         self.redact = Redactor.for_credentials(settings.api_key, settings.headers)
         self.registrar: Optional[Registrar] = None
         # Every agent, with a url or not: a child must never report its parent's counts.
@@ -83,7 +83,7 @@ class Lifecycle:
         self.delivery = Delivery(
             recorder, chosen, identity=self.identity, request_timeout=settings.request_timeout,
             max_payload_bytes=settings.max_payload_bytes, ledger=self.ledger, drops=recorder.drops,
-            spool=self.spool, refusals=self.refusals, redact=self.redact)
+            spool=self.spool, redact=self.redact)
         multiprocessing.util.register_after_fork(self, Lifecycle._close_when_child_ends)
 
     def start(self) -> None:
@@ -98,7 +98,7 @@ class Lifecycle:
                 if self.registrar is not None:
                     self.registration = Registration(
                         self.registrar, identity=self.identity,
-                        interval=self.settings.flush_interval, refusals=self.refusals,
+                        interval=self.settings.flush_interval, refusals=self.delivery.refusals,
                         redact=self.redact)
                 self.flusher = Flusher(self.delivery, self.settings.flush_interval,
                                        self.registration)
@@ -159,9 +159,6 @@ class Lifecycle:
             return result
         finally:
             self._lock.release()
-
-    def close_by_own_deadline(self) -> None:
-        self.close(self.settings.shutdown_timeout)
 
     def abandon(self) -> None:
         """The process ends now: what delivery has not settled is spooled or counted."""
@@ -352,8 +349,8 @@ def _close_all_and_end() -> None:
     _ending.set()
     try:
         targets: List[Lifecycle] = list(_started)
-        closers = [start_or_run(target.close_by_own_deadline, SIGTERM_THREAD)
-                   for target in targets]
+        closers = [start_or_run(partial(t.close, t.settings.shutdown_timeout), SIGTERM_THREAD)
+                   for t in targets]
         deadline = time.monotonic() + max((t.settings.shutdown_timeout for t in targets),
                                           default=0.0) + 1.0
         for closer in closers:
