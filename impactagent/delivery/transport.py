@@ -53,9 +53,7 @@ def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Opti
         seconds = float(value)
     except ValueError:
         try:  # a date whose year or zone overflows is garbage too, never an error
-            moment = parsedate_to_datetime(value)
-            if moment is None:
-                return None
+            moment = parsedate_to_datetime(value)  # raises on garbage since Python 3.10
             seconds = moment.timestamp() - (time.time() if now is None else now)
         except (TypeError, ValueError, IndexError, OverflowError):
             return None
