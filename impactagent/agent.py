@@ -6,19 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import weakref
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    Dict,
-    List,
-    Mapping,
-    Optional,
-    Sequence,
-    TypeVar,
-    Union,
-    cast,
-)
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, TypeVar, Union, cast
 
 from .agent_statistics import Statistics
 from .core._family import MetricFamily
@@ -71,28 +59,16 @@ class Agent:
     """
 
     def __init__(
-        self,
-        app_name: str = UNSET,
-        environment: str = UNSET,
-        *,
-        url: Optional[str] = UNSET,
-        api_key: Optional[str] = UNSET,
-        instance_id: Optional[str] = UNSET,
-        flush_interval: float = UNSET,
-        request_timeout: float = UNSET,
-        shutdown_timeout: float = UNSET,
-        headers: Optional[Mapping[str, str]] = UNSET,
-        verify: Union[bool, str] = UNSET,
-        proxies: Optional[Mapping[str, str]] = UNSET,
-        spool_dir: Optional[str] = UNSET,
-        spool_max_bytes: int = UNSET,
-        max_series_per_metric: int = UNSET,
-        max_flags: int = UNSET,
-        max_payload_bytes: int = UNSET,
-        handle_sigterm: bool = UNSET,
-        register: bool = UNSET,
-        settings: Optional[Settings] = None,
-        transport: Optional[Sender] = None,
+        self, app_name: str = UNSET, environment: str = UNSET, *,
+        url: Optional[str] = UNSET, api_key: Optional[str] = UNSET,
+        instance_id: Optional[str] = UNSET, flush_interval: float = UNSET,
+        request_timeout: float = UNSET, shutdown_timeout: float = UNSET,
+        headers: Optional[Mapping[str, str]] = UNSET, verify: Union[bool, str] = UNSET,
+        proxies: Optional[Mapping[str, str]] = UNSET, spool_dir: Optional[str] = UNSET,
+        spool_max_bytes: int = UNSET, max_series_per_metric: int = UNSET,
+        max_flags: int = UNSET, max_payload_bytes: int = UNSET,
+        handle_sigterm: bool = UNSET, register: bool = UNSET,
+        settings: Optional[Settings] = None, transport: Optional[Sender] = None,
     ) -> None:
         """Each keyword is a field of :class:`~impactagent.delivery.settings.Settings`;
         keywords override a given ``settings=``. ``transport=`` replaces the HTTP transport."""
@@ -112,8 +88,8 @@ class Agent:
                                  max_flags=settings.max_flags)
         self.metrics = self.recorder.metrics
         self._flags = self.recorder.flags
-        self._charts: Dict[str, ChartConfig] = {}
-        self._fork_followers: List[weakref.ReferenceType[Any]] = []
+        self._charts: dict[str, ChartConfig] = {}
+        self._fork_followers: list[weakref.ReferenceType[Any]] = []
         self.lifecycle = Lifecycle(self.settings, self.recorder, transport)
 
     @classmethod
@@ -167,7 +143,7 @@ class Agent:
             self._flags.watch(family.flags)
         return family
 
-    def chart_configs(self) -> List[ChartConfig]:
+    def chart_configs(self) -> list[ChartConfig]:
         """Every chart declared with ``chart=`` on this agent's metrics."""
         return list(self._charts.values())
 
@@ -290,7 +266,7 @@ class Agent:
         """Merge back a snapshot that was not delivered: nothing is lost or counted twice."""
         self.recorder.restore(snapshot)
 
-    def build_payloads(self, snapshot: Snapshot) -> List[Payload]:
+    def build_payloads(self, snapshot: Snapshot) -> list[Payload]:
         """The request bodies for a snapshot, for this agent's identity and size limit."""
         return build_payloads(snapshot, self.identity,
                               max_bytes=self.settings.max_payload_bytes,

@@ -16,7 +16,7 @@ import os
 
 import pytest
 
-from impactagent.delivery import fork_logging
+from impactagent.delivery import lifecycle as fork_logging
 from tests import child
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")

@@ -1,9 +1,7 @@
-"""Calls that end by a deadline, whatever the other side does.
-
-A socket timeout bounds each read, not a request: a trickled answer or a user's transport
-can hold a call far past it. So every network call runs on a daemon thread and the caller
-waits until its deadline, then learns whether the call finished, never started (nothing
-was sent), or got no answer (the server may yet store it).
+"""Calls that end by a deadline, whatever the other side does (a socket timeout bounds each
+read, not a request). Every network call runs on a daemon thread; its caller waits until its
+deadline, then learns whether the call finished, never started (nothing was sent), or got no
+answer (the server may yet store it).
 """
 
 from __future__ import annotations
@@ -161,10 +159,18 @@ class CallThread:
         return len(self._retired) < MAX_STUCK
 
     def _submit(self, job: Job[Any], queued_on: Optional[_Worker]) -> Optional[_Worker]:
-        """Queue ``job`` on the current thread unless it is there already (one left on a
-        retired thread is queued again: the first to take it runs it)."""
+        """Queue ``job`` on the current thread unless there already (the first taker runs it)."""
         with self._lock:
             worker = self._current()
             if worker is not None and worker is not queued_on:
                 worker.jobs.put(job)
             return worker
+
+
+def start_or_run(work: Callable[[], object], name: str) -> Optional[threading.Thread]:
+    """``work`` on a daemon thread; on this one (None) at exit, where no thread starts."""
+    try:
+        return start_daemon(work, name)
+    except RuntimeError:
+        work()
+        return None

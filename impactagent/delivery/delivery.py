@@ -1,9 +1,9 @@
 """One flush: send what was recorded, and account for every count whatever the answer.
 
-The spool's backlog first, then the new window; each body sent within the flush's deadline
-and settled once (:mod:`.parcels`): delivered, kept (spooled, merged back, or at close
-counted as ``not_delivered_by_close``), split (413) or dropped and counted (400). A POST
-still running at the deadline stays in flight, settled by its answer whenever it comes.
+The spool's backlog first, then the new window; each body settled once (:mod:`.parcels`):
+delivered, kept (spooled, merged back, or at close counted as ``not_delivered_by_close``),
+split (413) or dropped and counted (400). A POST still running at the deadline stays in
+flight, settled by its answer whenever it comes.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from ..core.payload import Payload, build_payloads, payload_from_document, split
 from ..core.recorder import Recorder
 from ..core.snapshot import Snapshot
 from ..core.statistics import DeliveryLedger, DropCounter
-from ..core.threads import start_daemon
 from .backoff import Backoff
-from .deadline import NO_ANSWER, NOT_STARTED, CallThread
+from .deadline import NO_ANSWER, NOT_STARTED, CallThread, start_or_run
 from .health import Health
 from .parcels import OPEN, SENDING, TAKEN, Parcel, Parcels
 from .transport_api import (
@@ -32,6 +31,7 @@ from .transport_api import (
     TOO_LARGE,
     UNAUTHORIZED,
     Outcome,
+    Redact,
     Transport,
     checked,
     is_redirect,
@@ -77,9 +77,7 @@ class FlushResult(NamedTuple):
 
 
 class _Run:
-    """One flush in progress: its deadline (close may bring it forward), whether it is paced
-    (the flusher's: each body tried once, nothing sent before the server's Retry-After), and
-    its counts."""
+    """One flush in progress: its deadline (close may bring it forward), pace and counts."""
 
     def __init__(self, deadline: float, interrupt: threading.Event, paced: bool) -> None:
         self.deadline = deadline
@@ -115,30 +113,20 @@ class _Run:
                            self.timed_out, skipped, self.empty_window)
 
 
-class RefusalNotice:
-    """Who explains a refused token: the first of the agent's senders (metrics or
-    registration) explains it at length, the other says briefly it was refused too."""
-
-    def __init__(self) -> None:
-        self._told = threading.Lock()  # held once told: an atomic test-and-set
-
-    def first_to_tell(self) -> bool:
-        return self._told.acquire(blocking=False)
-
-
 class Delivery:
     """Sends snapshots of a :class:`Recorder` through a :class:`Transport`, as ``identity``."""
 
     def __init__(self, recorder: Recorder, transport: Transport, *, identity: Identity,
                  request_timeout: float, max_payload_bytes: int, ledger: DeliveryLedger,
                  drops: DropCounter, spool: Optional[Spool] = None,
-                 build: BuildPayloads = build_payloads, refusals: Optional[RefusalNotice] = None,
-                 redact: Optional[Callable[[str], str]] = None) -> None:
+                 build: BuildPayloads = build_payloads, redact: Optional[Redact] = None
+                 ) -> None:
         self.recorder = recorder
         self.redact = redact  # what a transport says, before it is logged
         self.transport = transport
         self.identity = identity
-        self.refusals = refusals if refusals is not None else RefusalNotice()
+        #: Held once a refused token was explained: the registration then says less.
+        self.refusals = threading.Lock()
         self._transport_faults: Set[str] = set()  # what a faulty transport did, said once
         self.request_timeout = request_timeout
         self.max_payload_bytes = max_payload_bytes
@@ -185,13 +173,12 @@ class Delivery:
             self._lock.release()
 
     def _flush_and_tell(self, run: _Run) -> FlushResult:
-        result = self._flush(run)
+        result = self._flush(run) if self.unauthorized is None else run.result(
+            skipped=f"stopped after HTTP {self.unauthorized}")
         self.health.after(result, run.failure, self._keeping())
         return result
 
     def _flush(self, run: _Run) -> FlushResult:
-        if self.unauthorized is not None:
-            return run.result(skipped=f"stopped after HTTP {self.unauthorized}")
         try:
             # A body left in flight is taken back once its call is stuck: until then this
             # flush's POSTs would queue behind it anyway.
@@ -248,8 +235,7 @@ class Delivery:
             self._send(half, run)
 
     def _post(self, parcel: Parcel, run: _Run) -> Outcome:
-        """POST the parcel's body, retrying until the run ends (a paced run tries once);
-        never while an earlier attempt may be in flight, nor after a redirect."""
+        """POST, retrying until the run ends; never past a redirect or a call in flight."""
         def count_retry(state: tenacity.RetryCallState) -> None:
             run.retries += 1
             self.ledger.add("retries")
@@ -283,7 +269,7 @@ class Delivery:
         self._heed(outcome)
         return outcome
 
-    def _heed(self, outcome: Optional[Outcome]) -> None:
+    def _heed(self, outcome: Optional[Outcome]) -> None:  # the server's Retry-After
         if outcome is not None and outcome.retry_after is not None:
             self.not_before = max(self.not_before, time.monotonic() + outcome.retry_after)
 
@@ -303,8 +289,7 @@ class Delivery:
         return job.result
 
     def _settle(self, parcel: Parcel, outcome: Outcome, run: _Run) -> List[Parcel]:
-        """Account for ``parcel``; the halves to send (413). A body with no answer by the
-        deadline stays in flight: a late 2xx is a delivery, not a body kept and resent."""
+        """Account for ``parcel``, or leave it to a late answer; the halves to send (413)."""
         job = parcel.in_flight
         if job is not None:
             run.kept += 1
@@ -381,13 +366,12 @@ class Delivery:
                 and not self.spool.remove(parcel.claim)):  # our lease ran out mid-send
             self.ledger.add(POSSIBLY_DUPLICATED, parcel.events)
 
-    def _keep(self, parcel: Parcel, run: Optional[_Run]) -> None:
+    def _keep(self, parcel: Parcel, run: _Run) -> None:
         kept_as = parcel.kept_as = self._keep_body(parcel, final=self.closing)
-        if run is not None:
-            if kept_as is None and parcel.claim is None and self.spool is not None:
-                run.dropped += 1  # the spool could not store it: it counted the drop
-            else:
-                run.kept += 1
+        if kept_as is None and parcel.claim is None and self.spool is not None:
+            run.dropped += 1  # the spool could not store it: it counted the drop
+        else:
+            run.kept += 1
 
     def _keep_body(self, parcel: Parcel, *, final: bool) -> Union[SpoolEntry, str, None]:
         """Spool the body, or merge it back into the recorder (``final``: count it)."""
@@ -404,8 +388,7 @@ class Delivery:
         return NOT_DELIVERED_BY_CLOSE
 
     def _answer_taken(self, parcel: Parcel, outcome: Optional[Outcome], *, late: bool) -> None:
-        """The answer to a body taken in flight: the taking and an unsure attempt both
-        counted it as possibly duplicated, so one count goes; a sure answer is settled."""
+        """The answer to a body taken in flight (its taking counted it possibly duplicated)."""
         sure = outcome is not None and not outcome.maybe_delivered
         if not late and not sure:
             self.ledger.add(POSSIBLY_DUPLICATED, -parcel.events)
@@ -473,12 +456,9 @@ class Delivery:
             except Exception as error:  # a user's transport: close() still returns
                 logger.error("the transport's close() failed (%s)", told(error, self.redact))
 
-        try:
-            closing = start_daemon(close, "impactagent-close")
-        except RuntimeError:  # at interpreter exit, where no thread starts
-            close()
-            return
-        closing.join(max(deadline - time.monotonic(), 0) + ANSWER_GRACE_SECONDS)
+        closing = start_or_run(close, "impactagent-close")
+        if closing is not None:
+            closing.join(max(deadline - time.monotonic(), 0) + ANSWER_GRACE_SECONDS)
 
     def hurry(self, grace: float) -> None:
         """The process is ending: a flush running now ends at once (close's last one within
@@ -547,7 +527,7 @@ class Delivery:
                      events, self.transport.metrics_url, why, NOT_DELIVERED_BY_CLOSE)
 
     def _tell_refused(self, outcome: Outcome) -> None:
-        if not self.refusals.first_to_tell():
+        if not self.refusals.acquire(blocking=False):
             logger.warning("%s answered HTTP %s too: sending stops (recording goes on) until "
                            "the agent is restarted with a valid token.",
                            self.transport.metrics_url, outcome.status)

@@ -1,28 +1,33 @@
 """Start, flush, close, exit, SIGTERM and fork: the agent's life, and the parts it owns.
 
-``atexit`` closes the agent; a ``multiprocessing`` child, which ends with ``os._exit``,
-closes through multiprocessing's own exit hooks. After ``fork()`` the child starts with zero
-counts, new locks, session and connection id, and its own flusher if the parent had one.
+``atexit`` closes the agent (a ``multiprocessing`` child through multiprocessing's exit
+hooks); SIGTERM, which runs no ``atexit`` hook, closes every started agent within its
+``shutdown_timeout`` and then ends the process as it would have (an app's own handler is left
+alone). After ``fork()`` the child starts with zero counts, new locks, session and connection
+id, and its own flusher if the parent had one; no log handler is held mid-write across it.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.util
 import os
+import signal
 import threading
 import time
 import uuid
 import weakref
-from typing import Any, Callable, Dict, Optional
+from functools import partial
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from ..core.payload import Identity, environment_from_token
 from ..core.recorder import Recorder
 from ..core.statistics import DeliveryLedger
-from . import fork_logging, shutdown  # noqa: F401 (fork_logging: its fork hooks)
-from .delivery import Delivery, FlushResult, RefusalNotice
+from .deadline import start_or_run
+from .delivery import Delivery, FlushResult
 from .flusher import Flusher
 from .redaction import Redactor
 from .registration import Registration, not_registering
@@ -52,7 +57,6 @@ class Lifecycle:
         self.delivery: Optional[Delivery] = None
         self.flusher: Optional[Flusher] = None
         self.registration: Optional[Registration] = None
-        self.refusals = RefusalNotice()
         self.redact = Redactor.for_credentials(settings.api_key, settings.headers)
         self.registrar: Optional[Registrar] = None
         # Every agent, with a url or not: a child must never report its parent's counts.
@@ -72,15 +76,14 @@ class Lifecycle:
             chosen = HttpTransport(
                 settings.metrics_url, settings.api_key or "", self.identity,
                 flush_interval=settings.flush_interval, headers=settings.headers,
-                verify=settings.verify, proxies=settings.proxies,
-                register_url=settings.register_url)
+                verify=settings.verify, proxies=settings.proxies)
         if (settings.register and isinstance(chosen, Registrar)
                 and chosen.register_url is not None):
             self.registrar = chosen
         self.delivery = Delivery(
             recorder, chosen, identity=self.identity, request_timeout=settings.request_timeout,
             max_payload_bytes=settings.max_payload_bytes, ledger=self.ledger, drops=recorder.drops,
-            spool=self.spool, refusals=self.refusals, redact=self.redact)
+            spool=self.spool, redact=self.redact)
         multiprocessing.util.register_after_fork(self, Lifecycle._close_when_child_ends)
 
     def start(self) -> None:
@@ -95,7 +98,7 @@ class Lifecycle:
                 if self.registrar is not None:
                     self.registration = Registration(
                         self.registrar, identity=self.identity,
-                        interval=self.settings.flush_interval, refusals=self.refusals,
+                        interval=self.settings.flush_interval, refusals=self.delivery.refusals,
                         redact=self.redact)
                 self.flusher = Flusher(self.delivery, self.settings.flush_interval,
                                        self.registration)
@@ -104,7 +107,7 @@ class Lifecycle:
                 self.flusher.start()
                 atexit.register(_call_on(weakref.ref(self), Lifecycle.close_at_exit))
                 if self.settings.handle_sigterm:
-                    shutdown.enroll(self)
+                    _enroll(self)
                 if multiprocessing.parent_process() is not None:
                     self._close_when_child_ends()
 
@@ -112,7 +115,7 @@ class Lifecycle:
         _check_timeout(timeout)
         if self.delivery is None:
             return FlushResult(skipped="no url configured")
-        with shutdown.deferring():
+        with _deferring():
             return self.delivery.flush(time.monotonic() + timeout)
 
     def hurry(self) -> None:
@@ -122,7 +125,7 @@ class Lifecycle:
 
     def close(self, timeout: float) -> FlushResult:
         _check_timeout(timeout)
-        with shutdown.deferring():
+        with _deferring():
             return self._close(timeout)
 
     def _close(self, timeout: float) -> FlushResult:
@@ -156,9 +159,6 @@ class Lifecycle:
             return result
         finally:
             self._lock.release()
-
-    def close_by_own_deadline(self) -> None:
-        self.close(self.settings.shutdown_timeout)
 
     def abandon(self) -> None:
         """The process ends now: what delivery has not settled is spooled or counted."""
@@ -195,7 +195,7 @@ class Lifecycle:
     def _close_when_child_ends(self) -> None:
         """In a ``multiprocessing`` child: close when it ends normally (it ends with
         ``os._exit``, so atexit alone would never close this agent)."""
-        shutdown.leave_to_multiprocessing()
+        _leave_to_multiprocessing()
         if self.flusher is not None and self._closed is None:
             hook = _call_on(weakref.ref(self), Lifecycle.close_at_exit)
             multiprocessing.util.Finalize(None, hook, exitpriority=100)
@@ -242,3 +242,138 @@ def _call_on(ref: weakref.ref[Lifecycle], method: Callable[[Lifecycle], Any]) ->
         if target is not None:
             method(target)
     return hook
+
+
+_held: List[logging.Handler] = []  # held by the forking thread: none is caught mid-write
+
+
+def handlers_of(logger: logging.Logger) -> List[logging.Handler]:
+    """Every handler a record logged on ``logger`` reaches (ancestors while propagating)."""
+    found: List[logging.Handler] = []
+    current: Optional[logging.Logger] = logger
+    while current is not None:
+        found.extend(h for h in current.handlers if h not in found)
+        if not current.propagate:
+            break
+        current = current.parent
+    return found
+
+
+def hold_handlers() -> None:
+    held = []
+    for handler in handlers_of(logging.getLogger("impactagent")):
+        if handler.lock is not None:
+            handler.acquire()
+            held.append(handler)
+    _held[:] = held
+
+
+def release_handlers() -> None:
+    for handler in reversed(_held):
+        with contextlib.suppress(RuntimeError):  # the child's logging may have renewed it
+            handler.release()
+    _held.clear()
+
+
+os.register_at_fork(before=hold_handlers, after_in_parent=release_handlers,
+                    after_in_child=release_handlers)
+
+
+_started: weakref.WeakSet[Lifecycle] = weakref.WeakSet()
+_guard = threading.Lock()
+_installed = False
+#: Per thread: the flushes and closes in progress (``depth``) and, on the main thread where
+#: the handler runs, whether a SIGTERM waits for them to end (``deferred``).
+_local = threading.local()
+_ending = threading.Event()  # the handler is closing everything: a second SIGTERM waits
+SIGTERM_THREAD = "impactagent-sigterm"
+_ABANDON_SECONDS = 1.0  # for an agent's stuck state to be spooled or counted
+
+
+def _enroll(lifecycle: Lifecycle) -> None:
+    """Close ``lifecycle`` on SIGTERM, unless IMPACTAGENT_HANDLE_SIGTERM turns it off;
+    install the handler if this is the main thread and SIGTERM has its default action."""
+    global _installed
+    if os.environ.get("IMPACTAGENT_HANDLE_SIGTERM", "").strip().lower() in ("0", "false",
+                                                                            "no", "off"):
+        return
+    with _guard:
+        _started.add(lifecycle)
+        if (_installed or threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+                or multiprocessing.parent_process() is not None):
+            return  # an app's handler or SIG_IGN is theirs; see _leave_to_multiprocessing()
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        _installed = True
+
+
+def _leave_to_multiprocessing() -> None:
+    """In a ``multiprocessing`` child: give SIGTERM back its default action. A Pool worker
+    waits in a semaphore a signal does not always interrupt, so a Python handler may never
+    run and ``Pool.terminate()`` would wait for good."""
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is _on_sigterm):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def _deferring() -> Iterator[None]:
+    """Mark a flush or a close in progress on this thread: a SIGTERM that interrupts it
+    waits for it (cut short) to end, not ending the process with the body it holds."""
+    _local.depth = getattr(_local, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _local.depth -= 1
+        # Only the thread the SIGTERM interrupted ends the process.
+        if _local.depth == 0 and getattr(_local, "deferred", False):
+            _close_all_and_end()
+
+
+def _on_sigterm(signum: int, frame: Optional[Any]) -> None:
+    if getattr(_local, "depth", 0):
+        # A close on another thread would wait for what this flush or close holds: cut it
+        # short, let it settle what it holds, then close every agent and end.
+        _local.deferred = True
+        for target in list(_started):
+            target.hurry()
+        return
+    _close_all_and_end()
+
+
+def _close_all_and_end() -> None:
+    """Close every started agent, each within its ``shutdown_timeout``, then end; what an
+    agent still holds by then is spooled or counted at once."""
+    if _ending.is_set():  # a second SIGTERM interrupted the first's closing: it goes on
+        return
+    _ending.set()
+    try:
+        targets: List[Lifecycle] = list(_started)
+        closers = [start_or_run(partial(t.close, t.settings.shutdown_timeout), SIGTERM_THREAD)
+                   for t in targets]
+        deadline = time.monotonic() + max((t.settings.shutdown_timeout for t in targets),
+                                          default=0.0) + 1.0
+        for closer in closers:
+            if closer is not None:
+                closer.join(max(deadline - time.monotonic(), 0.0))
+        # Every agent: a close running on another thread may outlast its closer.
+        late = [start_or_run(target.abandon, SIGTERM_THREAD) for target in targets]
+        for abandoning in late:
+            if abandoning is not None:
+                abandoning.join(_ABANDON_SECONDS)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # end as SIGTERM would have
+        os.kill(os.getpid(), signal.SIGTERM)
+        os._exit(128 + signal.SIGTERM)  # not reached: the default action ends the process
+    finally:  # reached only when cut short (Ctrl-C): a later SIGTERM is handled anew
+        _ending.clear()
+
+
+def _reset_after_fork() -> None:
+    """A forked child starts with no close in progress, no deferred signal, a free guard."""
+    global _guard, _local, _ending
+    _guard = threading.Lock()
+    _local = threading.local()
+    _ending = threading.Event()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

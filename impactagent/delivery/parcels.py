@@ -1,15 +1,9 @@
-"""Who holds each body, and in what state: one owner and one state per body, changed in one
-place under one lock.
-
-A *parcel* is one body on its way (or, for a moment, the snapshot it is built from)::
+"""One owner and one state per body (a *parcel*: a body, or for a moment its snapshot),
+changed in one place under one lock, so every body is settled exactly once::
 
     open ──> sending ──> settled          (the flush that opened it settles it)
       │         │
-      └─────────┴──> taken ──> settled    (close or SIGTERM settled it first)
-
-``take_all`` (close, SIGTERM) takes every parcel still open or sending, and the taker keeps
-each; a body taken while sending may yet come back delivered, and only then is the keeping
-undone. So every body is settled exactly once, whoever is fastest.
+      └─────────┴──> taken ──> settled    (close or SIGTERM kept it first; a late 2xx undoes that)
 """
 
 from __future__ import annotations
@@ -142,9 +136,8 @@ class Parcels:
             return False
 
     def take_all(self, *, close: bool = False) -> Iterator[Tuple[Parcel, bool]]:
-        """Take every unsettled parcel: (parcel, whether its POST was in flight), one at a
-        time, so that a taker cut short leaves the rest for the next; ``close``: collect no
-        more."""
+        """Take each unsettled parcel, one at a time (a taker cut short leaves the rest):
+        (parcel, whether its POST was in flight); ``close``: collect no more."""
         with self._lock:
             self.closed = self.closed or close
         while True:

@@ -13,7 +13,6 @@ from typing import Any, Dict, Optional, Set
 
 from ..core.payload import Identity, iso_utc, milliseconds
 from .deadline import FINISHED, CallThread
-from .delivery import RefusalNotice
 from .redaction import REDACTED
 from .transport_api import (
     DELIVERED,
@@ -35,14 +34,14 @@ class Registration:
     shared with the agent's delivery, so that a refused token is explained once."""
 
     def __init__(self, transport: Registrar, *, identity: Identity, interval: float,
-                 refusals: Optional[RefusalNotice] = None,
+                 refusals: Optional[threading.Lock] = None,
                  redact: Redact = lambda text: REDACTED) -> None:
         self.transport = transport
         self._calls = CallThread("impactagent-register")  # attempt() ends by its timeout
         self._redact = redact
         self._said: Set[str] = set()  # what a faulty transport did, said once
         self.identity = identity
-        self.refusals = refusals if refusals is not None else RefusalNotice()
+        self.refusals = refusals if refusals is not None else threading.Lock()
         self.interval = interval
         self.started = datetime.now(timezone.utc)
         self._lock = threading.Lock()
@@ -101,7 +100,7 @@ class Registration:
         if outcome.kind in (UNAUTHORIZED, REJECTED):
             with self._lock:
                 self.stopped_by = outcome.status
-        if outcome.kind == UNAUTHORIZED and not self.refusals.first_to_tell():
+        if outcome.kind == UNAUTHORIZED and not self.refusals.acquire(blocking=False):
             logger.warning("%s answered HTTP %s to the registration too; it is not tried "
                            "again.", self.transport.register_url, outcome.status)
         elif outcome.kind in (UNAUTHORIZED, REJECTED):

@@ -32,14 +32,13 @@ def api_url(url: str) -> str:
     return urlunsplit(parts._replace(path=path))
 
 
-def _positive(name: str, value: Any, *, integer: bool = False) -> Any:
+def _positive(name: str, value: Any, *, integer: bool = False) -> None:
     kind = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind):
         raise SettingsError(f"{name} must be a positive {'int' if integer else 'number'}, "
                             f"got {value!r}")
     if not (value > 0 and math.isfinite(value)):
         raise SettingsError(f"{name} must be positive, got {value!r}")
-    return value
 
 
 def _stored_identity(name: str, value: Optional[str], limit: Optional[int]) -> None:
@@ -58,7 +57,6 @@ def _stored_identity(name: str, value: Optional[str], limit: Optional[int]) -> N
                             f"{bad!r} in {value!r}")
 
 
-
 def _copied_map(name: str, value: object) -> Optional[Dict[str, str]]:
     """A copy of a str-to-str mapping (the caller's dict may change later), or None. The
     message never shows the value: a header or a proxy URL may hold a secret."""
@@ -69,6 +67,7 @@ def _copied_map(name: str, value: object) -> Optional[Dict[str, str]]:
         raise SettingsError(f"{name} must map names (str) to values (str), "
                             f"got {type(value).__name__}")
     return dict(value)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -102,7 +101,6 @@ class Settings:
         self._check_identity()
         self._check_url()
         self._check_values()
-        self._check_tls_and_headers()
 
     def _check_identity(self) -> None:
         for name in ("app_name", "environment"):
@@ -140,8 +138,6 @@ class Settings:
         for name in ("handle_sigterm", "register"):
             if not isinstance(getattr(self, name), bool):
                 raise SettingsError(f"{name} must be True or False, got {getattr(self, name)!r}")
-
-    def _check_tls_and_headers(self) -> None:
         if not isinstance(self.verify, (bool, str)):
             raise SettingsError(f"verify must be True, False or a CA bundle path, "
                                 f"got {self.verify!r}")
@@ -152,11 +148,6 @@ class Settings:
     def metrics_url(self) -> Optional[str]:
         """Where bodies are POSTed: ``{url}/client/metrics``."""
         return None if self.url is None else self.url.rstrip("/") + "/client/metrics"
-
-    @property
-    def register_url(self) -> Optional[str]:
-        """Where the instance registers: ``{url}/client/register``."""
-        return None if self.url is None else self.url.rstrip("/") + "/client/register"
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None, *,
@@ -183,7 +174,7 @@ def _from_environment(env: Mapping[str, str]) -> Dict[str, Any]:
                 values[setting] = parse(raw)
             except ValueError:
                 raise SettingsError(f"{variable}={raw!r} is not a valid "
-                                    f"{parse.__name__.strip('_')}") from None
+                                    f"{_KINDS[parse]}") from None
     return values
 
 
@@ -193,14 +184,6 @@ def _naming_the_variable(message: str, overrides: Mapping[str, Any]) -> str:
         if message.startswith(setting) and setting not in overrides:
             return f"{variable}: {message}"
     return message
-
-
-def _number(raw: str) -> float:
-    return float(raw)
-
-
-def _integer(raw: str) -> int:
-    return int(raw)
 
 
 def _boolean(raw: str) -> bool:
@@ -219,21 +202,22 @@ def _boolean_or_path(raw: str) -> Union[bool, str]:
     return raw
 
 
+_KINDS: Dict[Callable[[str], Any], str] = {float: "number", int: "integer", _boolean: "boolean"}
 _VARIABLES: Dict[str, Tuple[str, Callable[[str], Any]]] = {
     "url": ("UNLEASH_URL", str),
     "api_key": ("UNLEASH_API_TOKEN", str),
     "app_name": ("UNLEASH_APP_NAME", str),
     "environment": ("UNLEASH_ENVIRONMENT", str),
     "instance_id": ("UNLEASH_INSTANCE_ID", str),
-    "flush_interval": ("IMPACTAGENT_FLUSH_INTERVAL", _number),
-    "request_timeout": ("IMPACTAGENT_REQUEST_TIMEOUT", _number),
-    "shutdown_timeout": ("IMPACTAGENT_SHUTDOWN_TIMEOUT", _number),
+    "flush_interval": ("IMPACTAGENT_FLUSH_INTERVAL", float),
+    "request_timeout": ("IMPACTAGENT_REQUEST_TIMEOUT", float),
+    "shutdown_timeout": ("IMPACTAGENT_SHUTDOWN_TIMEOUT", float),
     "verify": ("IMPACTAGENT_VERIFY", _boolean_or_path),
     "spool_dir": ("IMPACTAGENT_SPOOL_DIR", str),
-    "spool_max_bytes": ("IMPACTAGENT_SPOOL_MAX_BYTES", _integer),
-    "max_series_per_metric": ("IMPACTAGENT_MAX_SERIES", _integer),
-    "max_flags": ("IMPACTAGENT_MAX_FLAGS", _integer),
-    "max_payload_bytes": ("IMPACTAGENT_MAX_PAYLOAD_BYTES", _integer),
+    "spool_max_bytes": ("IMPACTAGENT_SPOOL_MAX_BYTES", int),
+    "max_series_per_metric": ("IMPACTAGENT_MAX_SERIES", int),
+    "max_flags": ("IMPACTAGENT_MAX_FLAGS", int),
+    "max_payload_bytes": ("IMPACTAGENT_MAX_PAYLOAD_BYTES", int),
     "handle_sigterm": ("IMPACTAGENT_HANDLE_SIGTERM", _boolean),
     "register": ("IMPACTAGENT_REGISTER", _boolean),
 }

@@ -199,7 +199,8 @@ class Spool:
         result = []
         now = time.time()
         with contextlib.suppress(OSError):  # a directory removed while running is empty
-            for name in sorted(os.listdir(self.directory), key=_queue_order):
+            # A file and its claims sort by the name it was written under (its age).
+            for name in sorted(os.listdir(self.directory), key=lambda n: n.split(".", 1)[0]):
                 if name.endswith(_SUFFIX) or (name.endswith(_CLAIM)
                                               and self._expired(name, now)):
                     path = self.directory / name
@@ -247,7 +248,8 @@ class Spool:
             return None  # removed by someone else
         except (_Untrusted, OSError) as error:
             why = str(error) if isinstance(error, _Untrusted) else (
-                "a symbolic link" if _is_link_error(error) else
+                # O_NOFOLLOW on a link: ELOOP (EMLINK on BSD)
+                "a symbolic link" if error.errno in (errno.ELOOP, errno.EMLINK) else
                 f"unreadable: {error.strerror or error}")
             self._set_aside(entry.path, why)
             return None
@@ -376,12 +378,3 @@ def _require_regular(info: os.stat_result) -> None:
                          "not a file the spool wrote")
     if info.st_nlink != 1:
         raise _Untrusted(f"a hard link ({info.st_nlink} names), not a file the spool wrote")
-
-
-def _queue_order(name: str) -> str:
-    """A file and its claims sort by the name it was written under (its age)."""
-    return name.split(".", 1)[0]
-
-
-def _is_link_error(error: OSError) -> bool:
-    return error.errno in (errno.ELOOP, errno.EMLINK)  # O_NOFOLLOW on a link (EMLINK: BSD)

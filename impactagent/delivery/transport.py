@@ -53,9 +53,7 @@ def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Opti
         seconds = float(value)
     except ValueError:
         try:  # a date whose year or zone overflows is garbage too, never an error
-            moment = parsedate_to_datetime(value)
-            if moment is None:
-                return None
+            moment = parsedate_to_datetime(value)  # raises on garbage since Python 3.10
             seconds = moment.timestamp() - (time.time() if now is None else now)
         except (TypeError, ValueError, IndexError, OverflowError):
             return None
@@ -84,12 +82,12 @@ class HttpTransport:
 
     def __init__(self, metrics_url: str, api_key: str, identity: Identity, *,
                  flush_interval: float, headers: Optional[Mapping[str, str]] = None,
-                 verify: Union[bool, str] = True, proxies: Optional[Mapping[str, str]] = None,
-                 register_url: Optional[str] = None) -> None:
+                 verify: Union[bool, str] = True, proxies: Optional[Mapping[str, str]] = None
+                 ) -> None:
         self._url = metrics_url
         self.metrics_url = redact_url(metrics_url)
-        if register_url is None and metrics_url.endswith(_METRICS_PATH):
-            register_url = metrics_url[:-len(_METRICS_PATH)] + _REGISTER_PATH
+        register_url = (metrics_url[:-len(_METRICS_PATH)] + _REGISTER_PATH
+                        if metrics_url.endswith(_METRICS_PATH) else None)
         self._register_url = register_url
         self.register_url = None if register_url is None else redact_url(register_url)
         self._api_key = api_key
@@ -244,8 +242,6 @@ class HttpTransport:
 
     def __repr__(self) -> str:
         return f"<HttpTransport {self.metrics_url}>"
-
-    __str__ = __repr__
 
 
 class _NeverRedirected(requests.Session):

@@ -1,11 +1,8 @@
-"""What a transport is: the one seam between delivery and the network.
-
-Anything with ``post(body: bytes, timeout: float) -> Outcome`` is a transport
-(``Agent(..., transport=obj)``): it carries one body and says what became of it; delivery
-decides the rest. ``RETRY`` keeps the data, ``DELIVERED`` settles it, ``REJECTED`` drops it
-(counted), ``UNAUTHORIZED`` stops sending, ``TOO_LARGE`` splits it. The optional hooks
-(``metrics_url``, ``close()``, ``reset_after_fork(identity)``, and ``register`` with
-``register_url`` to register the instance) default as in :class:`BaseTransport`.
+"""What a transport is: anything with ``post(body: bytes, timeout: float) -> Outcome``
+(``Agent(..., transport=obj)``) carries one body and says what became of it; delivery
+decides the rest. The optional hooks (``metrics_url``, ``close()``,
+``reset_after_fork(identity)``, and ``register`` with ``register_url`` to register the
+instance) default as in :class:`BaseTransport`.
 """
 
 from __future__ import annotations
@@ -141,9 +138,9 @@ def is_redirect(status: Optional[int]) -> bool:
 
 def checked(call: Callable[[], Outcome], transport: object, said: Set[str],
             redact: Optional[Redact] = None) -> Outcome:
-    """``call()`` (a transport's ``post`` or ``register``) held to the protocol: what it
-    raises or returns amiss becomes a retryable outcome, logged once per kind in ``said``;
-    what it says goes through ``redact`` (without it, only type names are told)."""
+    """``call()`` (a transport's ``post`` or ``register``) held to the protocol: a raise or a
+    wrong answer becomes a retryable outcome, logged once per kind in ``said``; what it says
+    goes through ``redact`` (without it, only type names are told)."""
     try:
         outcome = call()
     except (KeyboardInterrupt, SystemExit):
