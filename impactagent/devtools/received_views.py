@@ -1,20 +1,21 @@
-"""The receiver's page: the impact view's charts, then the tables of totals and the last
-requests. It reloads itself every :data:`PAGE_REFRESH` seconds, keeping the scroll position
-(a ``<meta>`` refresh without JavaScript).
+"""The receiver's page: the charts declared in code (previewed as Unleash draws them), the
+impact view (per flag, its exposure and a chart per metric labelled by it, each a ``<figure
+class="chart">`` with ``data-flag``, ``data-metric`` and ``data-aggregation``), then the tables
+of totals and the last requests. It reloads itself every :data:`PAGE_REFRESH` seconds.
 """
 
 from __future__ import annotations
 
 import html
 import math
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlencode
 
 from ..core.charts import ChartConfig
-from .declared import declared_section
 from .impact import impact
-from .impact_view import impact_section, palette_of
 from .received import ReceivedMetrics
+from .svg import colours, human, line_chart
+from .timeseries import SeriesStore
 
 PAGE_REFRESH = 2
 #: The impact view's window on the page, unless ``?window=`` says otherwise.
@@ -155,3 +156,221 @@ def _number(value: Any) -> str:
         return f"{number:.4g}"
     decimals = max(0, 5 - math.floor(math.log10(abs(number))))
     return f"{number:.{decimals}f}".rstrip("0").rstrip(".")
+
+
+#: What each chart draws, by metric type: (aggregation drawn, columns of its table).
+DRAWN = {"counter": ("rate", ("increase", "rate")),
+         "gauge": ("average", ("last", "average")),
+         "histogram": ("p95", ("p50", "p95", "p99", "mean", "count"))}
+
+
+def palette_of(view: Dict[str, Any]) -> Dict[str, str]:
+    """A colour for every group (variant, enabled, disabled, all) in ``view``."""
+    return colours(sorted({g for f in view["flags"] for g in f["exposure"]}
+                          | {g for m in view["metrics"] for g in m["groups"]}))
+
+
+def impact_section(view: Dict[str, Any], palette: Optional[Dict[str, str]] = None) -> str:
+    """The HTML of the impact view for ``view`` (what :func:`.impact.impact` answers)."""
+    palette = palette or palette_of(view)
+    x_range = (view["from"], view["to"])
+    parts: List[str] = [refusals(view.get("memory", {}))]
+    for flag in view["flags"]:
+        charts = [exposure_figure(flag, x_range, palette)]
+        charts += [metric_figure(m, x_range, palette) for m in view["metrics"]
+                   if m["flag"] == flag["flag"] and m["app"] == flag["app"]]
+        parts.append(f'<section class="flag" data-flag="{_e(flag["flag"])}" '
+                     f'data-app="{_e(flag["app"])}"><h3>{_e(flag["flag"])} '
+                     f'<small>({_e(flag["app"])}, {flag["evaluations"]:,} evaluations)</small>'
+                     f'</h3><div class="charts">{"".join(charts)}</div></section>')
+    unflagged = [metric_figure(m, x_range, palette) for m in view["metrics"] if m["flag"] is None]
+    if unflagged:
+        parts.append('<section class="flag" data-flag=""><h3>Metrics labelled by no flag</h3>'
+                     f'<div class="charts">{"".join(unflagged)}</div></section>')
+    return "".join(parts) or "<p>Nothing received in this window yet.</p>"
+
+
+def refusals(memory: Dict[str, Any]) -> str:
+    """A warning of what the store refused (``memory``: its ``size()``), or "", so that the
+    page does not look complete when it is not."""
+    said = []
+    if memory.get("series_refused"):
+        said.append(f"{memory['series_refused']:,} new series refused (the receiver keeps "
+                    f"{memory.get('max_series', 0):,}, and none had been idle for an hour): "
+                    "they are missing from these charts, and a metric whose flag was refused "
+                    "is drawn as one line, \u2018all\u2019")
+    if memory.get("variants_refused"):
+        said.append(f"{memory['variants_refused']:,} evaluations of variants refused (past "
+                    "the variant names kept per flag): they are in no flag's exposure")
+    if not said:
+        return ""
+    return (f'<p class="bad refused"><strong>Memory full:</strong> {_e("; ".join(said))}. '
+            "Restart the receiver to start afresh.</p>")
+
+
+def exposure_figure(flag: Dict[str, Any], x_range: Tuple[float, float],
+                    palette: Dict[str, str]) -> str:
+    """The chart of each group's share of a flag's evaluations, and its table."""
+    groups = sorted(flag["exposure"])
+    series = {g: [(p["t"], p["exposure"].get(g, {}).get("share")) for p in flag["points"]]
+              for g in groups}
+    svg = line_chart(series, x_range, palette, lambda v: human(v, percent=True),
+                     title=f"exposure of {flag['flag']}")
+    rows = [(g, [f"{flag['exposure'][g]['evaluations']:,}",
+                 human(flag["exposure"][g]["share"], percent=True)]) for g in groups]
+    return figure(svg, "exposure: share of evaluations", {
+        "flag": flag["flag"], "metric": "", "aggregation": "share"},
+        ("evaluations", "share"), rows, palette)
+
+
+def metric_figure(metric: Dict[str, Any], x_range: Tuple[float, float], palette: Dict[str, str],
+                  *, drawn: Optional[str] = None, y_min: str = "zero", title: Optional[str] = None,
+                  extra: Optional[Dict[str, str]] = None) -> str:
+    """The chart of one metric's groups (drawing ``drawn``, by default what its type
+    draws), with its table."""
+    name, kind = metric["name"], metric["type"]
+    aggregation, columns = DRAWN[kind]
+    aggregation = drawn or aggregation
+    rate = aggregation == "rate"
+    series = {g: [(p["t"], p.get(aggregation)) for p in a["points"]]
+              for g, a in metric["groups"].items()}
+    svg = line_chart(series, x_range, palette, lambda v: human(v, name, rate=rate),
+                     y_min=y_min, title=title or name)
+    rows = [(g, [_cell(name, column, a.get(column)) for column in columns])
+            for g, a in sorted(metric["groups"].items())]
+    caption = title or f"{name}: {_described(aggregation)}"
+    attributes = {"flag": metric["flag"] or "", "metric": name, "aggregation": aggregation,
+                  **(extra or {})}
+    return figure(svg, caption, attributes, columns, rows, palette)
+
+
+def figure(svg: str, caption: str, attributes: Dict[str, str], columns: Sequence[str],
+           rows: List[Tuple[str, List[str]]], palette: Dict[str, str]) -> str:
+    """A chart, its caption, and its table (a row per series, a colour swatch first)."""
+    data = "".join(f' data-{k}="{_e(v)}"' for k, v in attributes.items())
+    head = "".join(f"<th>{_e(c)}</th>" for c in ("", *columns))
+    body = "".join(
+        f'<tr data-series="{_e(group)}"><td><span class="swatch" style="background:'
+        f'{palette.get(group, "#333")}"></span>{_e(group)}</td>'
+        + "".join(f"<td class=n>{_e(v)}</td>" for v in values) + "</tr>"
+        for group, values in rows)
+    return (f'<figure class="chart"{data}><figcaption>{_e(caption)}</figcaption>{svg}'
+            f'<table class="values"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+            "</table></figure>")
+
+
+def _cell(name: str, column: str, value: Any) -> str:
+    if column in ("increase", "count"):
+        return human(value, "" if column == "count" else name)
+    return human(value, name, rate=column == "rate")
+
+
+def _described(aggregation: str) -> str:
+    return {"rate": "rate per second", "average": "average", "share": "share",
+            "increase": "increase per step", "last": "last value"}.get(
+                aggregation, aggregation)
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+#: The step the server derives from each time range, in seconds, and the range's length.
+STEP_SECONDS = {"hour": 60, "day": 900, "week": 10_800, "month": 86_400}
+RANGE_SECONDS = {"hour": 3600, "day": 86_400, "week": 604_800, "month": 2_592_000}
+#: The impact number each chart aggregation draws, by metric type.
+FIELDS = {
+    "counter": {"rps": "rate", "count": "increase", "avg": "rate", "sum": "increase"},
+    "gauge": {"avg": "average", "sum": "total", "rps": "average", "count": "average"},
+    "histogram": {"p50": "p50", "p95": "p95", "p99": "p99", "avg": "mean", "sum": "sum",
+                  "count": "count", "rps": "count"},
+}
+
+
+def _preview(store: SeriesStore, config: ChartConfig, now: Optional[float]
+             ) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
+    """One declared chart's preview, and the impact view's metric it draws (None: none yet)."""
+    kind, _, name = config.metric_name.removeprefix("unleash_").partition("_")
+    kept = store.steps * store.step
+    step = min(STEP_SECONDS[config.time_range], kept)
+    shown = min(RANGE_SECONDS[config.time_range], kept)
+    resolution = max(1, round(step / store.step))
+    field = FIELDS.get(kind, {}).get(config.aggregation)
+    result: Dict[str, Any] = {
+        "id": config.id, "title": config.title or name, "metric_name": config.metric_name,
+        "metric": name, "type": kind, "time_range": config.time_range,
+        "aggregation": config.aggregation, "field": field, "y_axis_min": config.y_axis_min,
+        "label_selectors": {k: list(v) for k, v in config.label_selectors.items()},
+        "scope": str(config.scope), "step_seconds": resolution * store.step,
+        "window_seconds": RANGE_SECONDS[config.time_range], "shown_seconds": shown,
+        "arrived": False, "flag": None, "groups": {}}
+    if field is None:
+        return result, None
+    view = impact(store, shown, now, resolution=resolution, selectors=config.label_selectors)
+    found = [m for m in view["metrics"] if m["name"] == name and m["type"] == kind]
+    if config.scope.flag is not None:
+        found = [m for m in found if m["flag"] == config.scope.flag] or found
+    if not found:
+        return result, None
+    metric = found[0]
+    result.update(arrived=True, flag=metric["flag"], groups={
+        group: {"value": aggregation[field],
+                "points": [[p["t"], p[field]] for p in aggregation["points"]]}
+        for group, aggregation in metric["groups"].items()},
+        **{"from": view["from"], "to": view["to"]})
+    return result, metric
+
+
+def previews(store: SeriesStore, configs: Sequence[ChartConfig],
+             now: Optional[float] = None) -> List[Dict[str, Any]]:
+    """Every declared chart's preview (for ``GET /api/charts``)."""
+    return [_preview(store, config, now)[0] for config in configs]
+
+
+def declared_section(store: SeriesStore, configs: Sequence[ChartConfig],
+                     palette: Dict[str, str], now: Optional[float] = None) -> str:
+    """The page's section of declared charts (empty without any)."""
+    if not configs:
+        return ""
+    figures = []
+    for config in configs:
+        shown, metric = _preview(store, config, now)
+        attributes = {"chart": "declared", "metric-name": config.metric_name,
+                      "time-range": config.time_range,
+                      "aggregation-mode": config.aggregation,
+                      "y-axis-min": config.y_axis_min,
+                      "arrived": "true" if shown["arrived"] else "false"}
+        note = _note(shown)
+        if metric is None:
+            data = "".join(f' data-{k}="{html.escape(v)}"' for k, v in attributes.items())
+            why = (f"no sample of {shown['type']} {shown['metric']!r} has arrived yet"
+                   if shown["field"] else f"{config.aggregation} cannot be drawn for a "
+                   f"{shown['type']}")
+            if shown["field"] and config.label_selectors:
+                why += f" with labels {shown['label_selectors']}"
+            figures.append(f'<figure class="chart"{data}><figcaption>'
+                           f'{html.escape(shown["title"])}</figcaption><p class="missing">'
+                           f"{html.escape(why)}.</p>{note}</figure>")
+            continue
+        figure = metric_figure(
+            metric, (shown["from"], shown["to"]), palette, drawn=shown["field"],
+            y_min=config.y_axis_min, title=f"{shown['title']}: {config.aggregation}",
+            extra=attributes)
+        figures.append(figure.replace("</figure>", note + "</figure>"))
+    return ('<h2 id="declared">Charts declared in code</h2><div class="charts">'
+            + "".join(figures) + "</div>")
+
+
+def _note(shown: Dict[str, Any]) -> str:
+    """The configuration in words, and how much of its range is shown."""
+    parts = [f"{shown['time_range']} ({shown['scope']}), {shown['aggregation']}, "
+             f"y from {shown['y_axis_min']}"]
+    if shown["label_selectors"]:
+        parts.append("labels " + ", ".join(f"{k} in {v}" for k, v in
+                                           sorted(shown["label_selectors"].items())))
+    if shown["shown_seconds"] < shown["window_seconds"]:
+        step = shown["step_seconds"]
+        parts.append("the receiver keeps the last hour: shown in "
+                     + (f"{step / 60:g}-minute" if step >= 60 else f"{step:g}-second")
+                     + " steps")
+    return f'<p class="note">{html.escape("; ".join(parts))}</p>'

@@ -20,9 +20,18 @@ from ..core.server_limits import (
     MAX_APP_NAME_LENGTH,
     MAX_VARIANT_COUNT,
 )
-from .dates import YEAR_ONE_MS, js_date_ms
-from .json_text import json_document
-from .jsvalues import ajv_null, ajv_number, is_number, joi_number, js_string, sanitize, valid_name
+from .jsvalues import (
+    YEAR_ONE_MS,
+    ajv_null,
+    ajv_number,
+    is_number,
+    joi_number,
+    js_date_ms,
+    js_string,
+    json_document,
+    sanitize,
+    valid_name,
+)
 
 POISONED = "poisoned"
 TOO_LARGE = "too large"
