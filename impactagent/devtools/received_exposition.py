@@ -107,10 +107,11 @@ def _merge(family: Family, labels: SeriesLabels, value: Any) -> None:
 def flag_series(received: ReceivedMetrics) -> Dict[SeriesLabels, int]:
     """Flag evaluations summed over hours, by app, environment, flag and result."""
     totals: Dict[SeriesLabels, int] = {}
-    for (app, env, name, _hour), counts in received.flag_bins():
+    for counts in received.as_json()["flags"]:
         for enabled, n in (("true", counts["yes"]), ("false", counts["no"])):
-            labels = (("appName", scrub(app)), ("environment", scrub(env)),
-                      ("feature", scrub(name)), ("enabled", enabled))
+            labels = (("appName", scrub(counts["appName"])), ("environment",
+                      scrub(counts["environment"])), ("feature", scrub(counts["flag"])),
+                      ("enabled", enabled))
             totals[labels] = totals.get(labels, 0) + n
     return dict(sorted(totals.items()))
 
