@@ -27,6 +27,7 @@ import re
 import threading
 import time
 import zlib
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BufferedIOBase
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
@@ -44,8 +45,7 @@ from .timeseries import SeriesStore
 
 logger = logging.getLogger("impactagent.devtools.receiver")
 
-#: Bodies over the limit are still read up to this size, so the client reads the 413, not a
-#: reset.
+#: Bodies over the limit are still read up to this size: the client reads the 413, not a reset.
 DRAIN_LIMIT = 16 * 1024 * 1024
 READ_TIMEOUT = 10.0
 
@@ -107,7 +107,7 @@ class Receiver:
         return self.url + "/api"
 
     def totals(self, app_name: Optional[str] = None) -> Dict[str, Any]:
-        """What was received (of one app, if given): ``flags``, ``counters``, ``gauges`` and
+        """What was received (of one app, if given): ``flags``, ``counters``, ``gauges``,
         ``histograms``, each series keyed by ``(metric name, frozenset of labels)``."""
         return self.received.totals(app_name)
 
@@ -133,10 +133,8 @@ class Receiver:
         offered = [(authorization or "").strip(), _bearer(authorization)]
         if view:
             offered += [_basic_password(authorization), *parse_qs(query).get("token", [])]
-        expected = self.token.encode()
         # No early exit: the answer's timing says nothing.
-        matches = [hmac.compare_digest(candidate.encode(), expected) for candidate in offered]
-        return any(matches)
+        return any([hmac.compare_digest(c.encode(), self.token.encode()) for c in offered])
 
     def answer_metrics(self, body: Union[bytes, str], authorization: Optional[str], *,
                        size: Optional[int] = None) -> tuple[int, Dict[str, Any]]:
@@ -177,7 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _allowed(self, *, view: bool) -> bool:
         """The token check of every route; answers 401 itself when it fails."""
-        _, _, query = self.path.partition("?")
+        query = self.path.partition("?")[2]
         if self.receiver.allows(self.headers.get("Authorization"), view=view, query=query):
             return True
         self._json(401, {"error": "a valid token is required in Authorization"
@@ -187,25 +185,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = self.path.split("?")[0]
-        receiver = self.receiver
         try:
-            raw = read_body(self.rfile, self.headers.get_all("Content-Length") or [],
-                            self.headers.get("Transfer-Encoding"), receiver.max_body,
-                            DRAIN_LIMIT)
+            raw = read_body(self.rfile, self.headers, self.receiver.max_body)
+            if not self._allowed(view=False):
+                return None
+            if path == "/api/client/metrics":
+                text = decode_body(raw, self.headers, self.receiver.max_body)
+                status, answer = self.receiver.answer_metrics(
+                    text, self.headers.get("Authorization"), size=len(raw))
+                return self._json(status, answer)
         except Refused as refused:
             self.close_connection = self.close_connection or refused.close
             return self._json(refused.status, {"error": refused.message})
-        if not self._allowed(view=False):
-            return None
-        if path == "/api/client/metrics":
-            try:
-                text = decode_body(raw, self.headers.get("Content-Type"),
-                                   self.headers.get("Content-Encoding"), receiver.max_body)
-            except Refused as refused:
-                return self._json(refused.status, {"error": refused.message})
-            status, answer = receiver.answer_metrics(text, self.headers.get("Authorization"),
-                                                     size=len(raw))
-            return self._json(status, answer)
         if path == "/api/client/register":
             return self._json(202, {})
         self._json(404, {"error": f"no such endpoint: POST {path}"})
@@ -328,29 +319,26 @@ class Refused(Exception):
 
     def __init__(self, status: int, message: str, close: bool = False) -> None:
         super().__init__(f"{status}: {message}")
-        self.status = status
-        self.message = message
-        self.close = close
+        self.status, self.message, self.close = status, message, close
 
 
-def read_body(rfile: BufferedIOBase, lengths: List[str], transfer_encoding: Optional[str],
-              limit: int, drain: int) -> bytes:
-    """The body's bytes as sent (at most ``drain``); raises :class:`Refused`."""
+def read_body(rfile: BufferedIOBase, headers: Message, limit: int) -> bytes:
+    """The body's bytes as sent (at most :data:`DRAIN_LIMIT`); raises :class:`Refused`."""
+    transfer_encoding = headers.get("Transfer-Encoding")
     try:
         if transfer_encoding is None:
-            return _read_framed(rfile, lengths, limit, drain)
-        codings = [c.strip().lower() for c in transfer_encoding.split(",")]
-        if codings[-1] != "chunked":
+            return _read_framed(rfile, headers.get_all("Content-Length") or [], limit)
+        if transfer_encoding.split(",")[-1].strip().lower() != "chunked":
             raise Refused(400, f"Transfer-Encoding {transfer_encoding!r} is not chunked",
                           close=True)
-        return _read_chunked(rfile, limit, drain)
+        return _read_chunked(rfile, limit)
     except TimeoutError:
         raise Refused(408, "the body did not arrive in time", close=True) from None
 
 
-def decode_body(raw: bytes, content_type: Optional[str], content_encoding: Optional[str],
-                limit: int) -> str:
+def decode_body(raw: bytes, headers: Message, limit: int) -> str:
     """The JSON text of a body read by :func:`read_body`; raises :class:`Refused`."""
+    content_type = headers.get("Content-Type")
     media_type, _, parameters = (content_type or "").partition(";")
     if media_type.strip().lower() != "application/json":
         raise Refused(415, f"Content-Type {content_type!r} is not application/json")
@@ -361,30 +349,20 @@ def decode_body(raw: bytes, content_type: Optional[str], content_encoding: Optio
         codec = codecs.lookup(charset)
     except LookupError:
         raise Refused(415, f"unsupported charset {charset!r}: send UTF-8") from None
-    inflated = _inflated(raw, (content_encoding or "identity").strip().lower(), limit)
+    inflated = _inflated(raw, headers.get("Content-Encoding") or "identity", limit)
     # As iconv-lite: invalid sequences replaced, a byte-order mark dropped.
     return codec.decode(inflated, "replace")[0].removeprefix("\ufeff")
 
 
-def content_length(values: List[str]) -> Optional[int]:
-    """The body's length; None unless every ``Content-Length`` is the same plain decimal."""
-    lengths = {value.strip() for value in values}
-    if not lengths:
-        return 0
-    if len(lengths) != 1:
-        return None
-    (length,) = lengths
-    if not _DIGITS.fullmatch(length):
-        return None
-    digits = length.lstrip("0") or "0"
-    # Past any limit anyway, and int() refuses thousands of digits.
-    return int(digits) if len(digits) <= 18 else 10 ** 18
-
-
-def _read_framed(rfile: BufferedIOBase, lengths: List[str], limit: int, drain: int) -> bytes:
-    length = content_length(lengths)
-    if length is None:
+def _read_framed(rfile: BufferedIOBase, lengths: List[str], limit: int) -> bytes:
+    """A body framed by its ``Content-Length``: every one given the same plain decimal."""
+    given = {value.strip() for value in lengths} or {"0"}
+    if len(given) != 1 or not _DIGITS.fullmatch(min(given)):
         raise Refused(400, f"invalid Content-Length: {lengths}", close=True)
+    digits = min(given).lstrip("0") or "0"
+    # Past any limit anyway, and int() refuses thousands of digits.
+    length = int(digits) if len(digits) <= 18 else 10 ** 18
+    drain = DRAIN_LIMIT
     body = rfile.read(min(length, drain))
     if len(body) < min(length, drain):
         raise Refused(400, f"body shorter than its Content-Length: {len(body)} of {length} "
@@ -395,7 +373,7 @@ def _read_framed(rfile: BufferedIOBase, lengths: List[str], limit: int, drain: i
     return body
 
 
-def _read_chunked(rfile: BufferedIOBase, limit: int, drain: int) -> bytes:
+def _read_chunked(rfile: BufferedIOBase, limit: int) -> bytes:
     chunks: List[bytes] = []
     size = 0
     while True:
@@ -406,8 +384,8 @@ def _read_chunked(rfile: BufferedIOBase, limit: int, drain: int) -> bytes:
         n = int(match.group(1), 16)
         if n == 0:
             break
-        if size + n > drain:
-            raise Refused(413, f"request entity too large: over {drain} bytes", close=True)
+        if size + n > DRAIN_LIMIT:
+            raise Refused(413, f"request entity too large: over {DRAIN_LIMIT} bytes", close=True)
         chunk = rfile.read(n)
         if len(chunk) < n or _readline(rfile).strip():
             raise Refused(400, "a chunk is shorter than its size", close=True)
@@ -437,6 +415,7 @@ def _charset(parameters: str) -> str:
 
 def _inflated(raw: bytes, encoding: str, limit: int) -> bytes:
     """``raw`` inflated, never past ``limit + 1`` bytes (a small body may inflate to GB)."""
+    encoding = encoding.strip().lower()
     if encoding == "identity":
         return raw
     if encoding not in ("gzip", "deflate"):
