@@ -13,34 +13,13 @@ from dataclasses import dataclass
 from reprlib import repr as _shown  # cut short: a body's values may be huge or deep
 from typing import Any
 
+from ..core import server_limits as limits
 from ..core._numbers import MAX_SAFE
-from ..core.server_limits import (
-    DROPPED_VARIANT_NAMES,
-    EXPOSITION_BREAKING_LABELS,
-    MAX_APP_NAME_LENGTH,
-    MAX_VARIANT_COUNT,
-)
-from .jsvalues import (
-    YEAR_ONE_MS,
-    ajv_null,
-    ajv_number,
-    is_number,
-    joi_number,
-    js_date_ms,
-    js_string,
-    json_document,
-    sanitize,
-    valid_name,
-)
+from . import jsvalues as js
 
-POISONED = "poisoned"
-TOO_LARGE = "too large"
-REJECTED = "rejected"
-DISCARDED = "discarded"
-CUT = "cut"
-IGNORED = "ignored"
 #: From worst to mildest.
-OUTCOMES = (POISONED, TOO_LARGE, REJECTED, DISCARDED, CUT, IGNORED)
+OUTCOMES = POISONED, TOO_LARGE, REJECTED, DISCARDED, CUT, IGNORED = (
+    "poisoned", "too large", "rejected", "discarded", "cut", "ignored")
 
 #: unleash-server's JSON body limit: express.json's default ``100kb``, in bytes.
 MAX_BODY = 100 * 1024
@@ -70,7 +49,7 @@ def parse_body(raw: bytes | str) -> tuple[dict[str, Any] | None, list[Problem]]:
     BOM dropped), or why a server cannot read it."""
     text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
     try:
-        document = json_document(text.removeprefix("\ufeff"))
+        document = js.json_document(text.removeprefix("\ufeff"))
     except ValueError as error:
         return None, [_rejected("", f"not JSON: {error}")]
     if not isinstance(document, dict):
@@ -95,12 +74,11 @@ def check_body(raw: bytes) -> list[Problem]:
 def check_own_body(raw: bytes) -> list[Problem]:
     """:func:`check_body`, and a bucket required: impactagent always sends one."""
     document, problems = parse_body(raw)
-    if document is None:
-        return problems
-    problems = check_document(document)
-    if not isinstance(document.get("bucket"), dict):
-        problems.append(Problem(REJECTED, "bucket", "missing: impactagent always sends one "
-                                "(servers before 8.0 answer 400 without it)"))
+    if document is not None:
+        problems = check_document(document)
+        if not isinstance(document.get("bucket"), dict):
+            problems.append(Problem(REJECTED, "bucket", "missing: impactagent always sends one "
+                                    "(servers before 8.0 answer 400 without it)"))
     return problems
 
 
@@ -127,7 +105,7 @@ def outcome_of(problems: list[Problem]) -> str:
 def notes(document: dict[str, Any]) -> list[str]:
     """What a real server stores without complaint but is worth knowing."""
     found = []
-    if ajv_null(document.get("bucket")):
+    if js.ajv_null(document.get("bucket")):
         found.append("bucket: null or missing: 8.x stores the rest; servers before 8.0 "
                      "answer 400")
     metrics = document.get("impactMetrics")
@@ -144,8 +122,7 @@ def _sample_notes(sample: Any, histogram: bool) -> list[tuple[str, str]]:
     labels = sample.get("labels") if isinstance(sample, dict) else None
     found = []
     if isinstance(labels, dict) and "appName" not in labels:
-        found.append(("/labels", "no appName label: the server stores the series without an "
-                      "app"))
+        found.append(("/labels", "no appName label: the server stores the series without an app"))
     if isinstance(labels, dict) and "" in labels:
         found.append(("/labels", "a label named '': the server stores the series without it"))
     if histogram:
@@ -162,7 +139,7 @@ def _rejected(where: str, message: str) -> Problem:
 def _request_problems(document: dict[str, Any]) -> list[Problem]:
     problems = _field_problems(document)
     bucket = document.get("bucket")
-    if ajv_null(bucket):  # Ajv coerces "", 0 and false to null where null is allowed
+    if js.ajv_null(bucket):  # Ajv coerces "", 0 and false to null where null is allowed
         return problems
     if not isinstance(bucket, dict):
         return [*problems, _rejected("bucket", "not an object (send null, or leave it out)")]
@@ -199,10 +176,10 @@ def _field_problems(document: dict[str, Any]) -> list[Problem]:
 def _bucket_problems(bucket: dict[str, Any]) -> list[Problem]:
     problems = [_rejected(f"bucket/{key}", "missing")
                 for key in ("start", "stop", "toggles") if key not in bucket]
-    problems += [_rejected(f"bucket/{key}", f"{_shown(bucket[key])} is neither an RFC 3339 "
-                           "date-time nor an integer timestamp")
-                 for key in ("start", "stop") if key in bucket and js_date_ms(bucket[key]) is None]
-    return problems
+    return problems + [_rejected(f"bucket/{key}", f"{_shown(bucket[key])} is neither an RFC "
+                                 "3339 date-time nor an integer timestamp")
+                       for key in ("start", "stop")
+                       if key in bucket and js.js_date_ms(bucket[key]) is None]
 
 
 def _toggle_problems(where: str, toggle: Any) -> tuple[list[Problem], bool]:
@@ -218,7 +195,7 @@ def _toggle_problems(where: str, toggle: Any) -> tuple[list[Problem], bool]:
         problems.append(_rejected(f"{where}/no", f"{_shown(toggle.get('no'))} is not an "
                                   "integer >= 0"))
     variants = toggle.get("variants")
-    if not ajv_null(variants) and not isinstance(variants, dict):
+    if not js.ajv_null(variants) and not isinstance(variants, dict):
         problems.append(_rejected(f"{where}/variants", "not an object"))
     counted = yes is not None and no is not None and bool(yes or no)
     for variant, n in (variants.items() if isinstance(variants, dict) else ()):
@@ -232,14 +209,14 @@ def _variant_problems(where: str, variant: str, n: Any, counted: bool) -> list[P
     count = _count(n, True)
     if count is None:
         return [_rejected(where, f"{_shown(n)} is not an integer >= 0")]
-    if variant == "" or variant in DROPPED_VARIANT_NAMES:
+    if variant == "" or variant in limits.DROPPED_VARIANT_NAMES:
         return [Problem(IGNORED, where, f"the variant name {variant!r}: the server stores the "
                         "flag's yes and no but not this count")]
     if counted and "\0" in variant:
         return [Problem(POISONED, where, f"a variant name with NUL: {_LOST_WINDOW} variant "
                         "counts in it")]
-    if counted and count > MAX_VARIANT_COUNT:
-        return [Problem(POISONED, where, f"{count:.0f} is over {MAX_VARIANT_COUNT}: "
+    if counted and count > limits.MAX_VARIANT_COUNT:
+        return [Problem(POISONED, where, f"{count:.0f} is over {limits.MAX_VARIANT_COUNT}: "
                         f"{_LOST_WINDOW} variant counts in it")]
     return []
 
@@ -257,23 +234,21 @@ def _tally_problems(where: str, yes: float, no: float) -> list[Problem]:
 def _row_problems(document: dict[str, Any], bucket: dict[str, Any]) -> list[Problem]:
     """What fails the write of a flag's row (the receiver also checks the window's sums)."""
     lost = f"{_LOST_WINDOW} flag counts in it"
-    app = js_string(document["appName"])
+    app = js.js_string(document["appName"])
     found = []
-    if len(app) > MAX_APP_NAME_LENGTH or "\0" in app:
-        found.append(Problem(POISONED, "appName", f"longer than {MAX_APP_NAME_LENGTH} "
+    if len(app) > limits.MAX_APP_NAME_LENGTH or "\0" in app:
+        found.append(Problem(POISONED, "appName", f"longer than {limits.MAX_APP_NAME_LENGTH} "
                              f"characters or holding NUL ({len(app)} characters): {lost}"))
-    stop = js_date_ms(bucket.get("stop"))
-    if stop is not None and stop < YEAR_ONE_MS:
+    stop = js.js_date_ms(bucket.get("stop"))
+    if stop is not None and stop < js.YEAR_ONE_MS:
         found.append(Problem(POISONED, "bucket/stop", f"before year 1: {lost}"))
     return found
 
 
 def _count(value: Any, whole: bool) -> float | None:
     """A flag count after Ajv's coercion, or None where the server refuses it."""
-    value = ajv_number(value)
-    if value is None or not 0 <= value <= MAX_SAFE:
-        return None
-    if whole and value != int(value):
+    value = js.ajv_number(value)
+    if value is None or not 0 <= value <= MAX_SAFE or (whole and value != int(value)):
         return None
     number: float = value
     return number
@@ -355,7 +330,7 @@ def _label_problems(labels: Any) -> list[tuple[str, str]]:
 
 
 def _joi_safe(value: Any) -> float | None:
-    number = joi_number(value)
+    number = js.joi_number(value)
     return number if number is not None and -MAX_SAFE <= number <= MAX_SAFE else None
 
 
@@ -367,8 +342,8 @@ def _translation_problems(metrics: list[dict[str, Any]]) -> list[Problem]:
     kinds: dict[str, str] = {}
     for i, metric in enumerate(metrics):
         where = f"impactMetrics/{i}"
-        name = sanitize(metric["name"])
-        if not valid_name(name):
+        name = js.sanitize(metric["name"])
+        if not js.valid_name(name):
             problems.append(Problem(IGNORED, f"{where}/name", f"{metric['name']!r} does not "
                                     "start with a letter or _: the server skips this metric"))
             continue
@@ -390,12 +365,12 @@ def _sample_translation_problems(where: str, kind: str, samples: list[Any]) -> l
     problems = []
     for j, sample in enumerate(samples):
         for label in sample.get("labels") or {}:
-            if sanitize(label) in EXPOSITION_BREAKING_LABELS:
+            if js.sanitize(label) in limits.EXPOSITION_BREAKING_LABELS:
                 problems.append(Problem(POISONED, f"{where}/samples/{j}/labels/{label}",
                                         "a label the server stores, after which its "
                                         "impact-metrics exposition fails to parse, for every "
                                         "app"))
-        if kind == "counter" and (joi_number(sample["value"]) or 0) < 0:
+        if kind == "counter" and (js.joi_number(sample["value"]) or 0) < 0:
             return [*problems, cut(f"{where}/samples/{j}/value", "a counter cannot go down")]
     return problems
 
@@ -413,11 +388,11 @@ def _histogram_oddities(sample: Any) -> list[str]:
     found = []
     if not buckets or buckets[-1].get("le") != "+Inf":
         found.append("buckets do not end with the string '+Inf'")
-    bounds = [joi_number(b.get("le")) for b in buckets if b.get("le") != "+Inf"]
+    bounds = [js.joi_number(b.get("le")) for b in buckets if b.get("le") != "+Inf"]
     if None not in bounds and bounds != sorted(bounds):  # type: ignore[type-var]
         found.append("le values are not increasing")
     counts = [b.get("count") for b in buckets]
-    if all(is_number(c) for c in counts):
+    if all(js.is_number(c) for c in counts):
         if counts != sorted(counts):
             found.append("bucket counts are not cumulative")
         if buckets and buckets[-1].get("le") == "+Inf" and counts[-1] != sample.get("count"):
