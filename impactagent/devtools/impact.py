@@ -1,11 +1,8 @@
 """The impact view's numbers (``GET /api/impact``): for each flag, each metric labelled by
-it, aggregated per variant (or ``enabled`` / ``disabled``) over a window of the last hour,
-as Unleash's impact charts aggregate them.
-
-A metric is labelled by a flag when it carries the label the agent names after the flag and
-the receiver counted that flag's evaluations from the same app; its series are grouped by
-that label's value (a metric labelled by no flag is one group, ``all``). A step without
-samples is ``null``.
+it (it carries the label the agent names after the flag, and the flag's evaluations came from
+the same app), aggregated per variant (or ``enabled`` / ``disabled``) over a window of the last
+hour, as Unleash's impact charts aggregate them. A metric labelled by no flag is one group,
+``all``; a step without samples is ``null``.
 """
 
 from __future__ import annotations
@@ -164,7 +161,15 @@ def _exposure(app: str, flag: str, cells: Dict[int, Any], indices: Iterable[rang
     def shares(counted: List[Dict[str, Any]]) -> Dict[str, Any]:
         groups: Dict[str, float] = {}
         for cell in counted:
-            for group, n in exposure_groups(cell).items():
+            # By the label value a metric recorded after them gets.
+            variants = {k: n for k, n in cell["variants"].items() if k != "disabled" and n}
+            # Evaluations of variants the store refused are no one's group, not "enabled".
+            enabled = cell["yes"] - sum(variants.values()) - cell.get("refused", 0)
+            if enabled > 0:
+                variants["enabled"] = enabled
+            if cell["no"]:
+                variants["disabled"] = cell["no"]
+            for group, n in variants.items():
                 groups[group] = groups.get(group, 0) + n
         total = sum(groups.values())
         return {"evaluations": total, "exposure": {
@@ -176,15 +181,3 @@ def _exposure(app: str, flag: str, cells: Dict[int, Any], indices: Iterable[rang
     return {"app": app, "flag": flag, "label": flag_label_name(flag, flag) if flag else "",
             **shares(list(cells.values())), "points": points}
 
-
-def exposure_groups(counts: Dict[str, Any]) -> Dict[str, float]:
-    """One flag cell's evaluations by the label value a metric recorded after them gets."""
-    variants = {name: n for name, n in counts["variants"].items() if name != "disabled" and n}
-    groups = dict(variants)
-    # Evaluations of variants the store refused are no one's group, not "enabled".
-    enabled = counts["yes"] - sum(variants.values()) - counts.get("refused", 0)
-    if enabled > 0:
-        groups["enabled"] = enabled
-    if counts["no"]:
-        groups["disabled"] = counts["no"]
-    return groups

@@ -1,11 +1,8 @@
-"""The receiver's short-term memory: what each series received, in 10-second steps, for the
-last hour, bounded.
-
-A body is filed at the moment it arrived (not by its ``bucket``) in step ``floor(time /
-step)``. A metric series is a ring of ``steps`` slots of floats, allocated whole; a flag
-series keeps at most ``steps`` small dicts and ``max_variants`` variant names (the others'
-evaluations count in ``refused``). At most ``max_series`` series: a new one evicts one silent
-for an hour, else it is refused and counted.
+"""The receiver's short-term memory: what each series received, in 10-second steps (a body
+filed when it arrived, not by its ``bucket``), for the last hour, bounded. A metric series is a
+ring of ``steps`` slots of floats, allocated whole; a flag series keeps at most ``steps`` small
+dicts and ``max_variants`` variant names (the others' evaluations count in ``refused``). At most
+``max_series`` series: a new one evicts one silent for an hour, else it is refused and counted.
 """
 
 from __future__ import annotations
@@ -123,9 +120,7 @@ class SeriesStore:
         """A copy of ``key``'s cells by step index (empty for an unknown series)."""
         with self._lock:
             series = self._series.get(key)
-            if series is None:
-                return {}
-            return self._cells(series, series["newest"] - self.steps + 1, series["newest"])
+            return {} if series is None else self._cells(series)
 
     def snapshot(self, first: int, last: int) -> List[Tuple[Hashable, str, Dict[int, Any]]]:
         """``(key, kind, {step index: cell})`` of every series for steps ``first`` to
@@ -134,7 +129,8 @@ class SeriesStore:
             return [(key, s["kind"], self._cells(s, first, last))
                     for key, s in self._series.items()]
 
-    def _cells(self, series: Dict[str, Any], first: int, last: int) -> Dict[int, Any]:
+    def _cells(self, series: Dict[str, Any], first: float = -math.inf,
+               last: float = math.inf) -> Dict[int, Any]:
         first = max(first, series["newest"] - self.steps + 1)
         if series["kind"] == "flag":
             return {i: _merge_flag(None, c) for i, c in sorted(series["cells"].items())
@@ -150,8 +146,7 @@ class SeriesStore:
         """What is held (``series``, ``cells``, ``bytes``), the bounds and what they
         refused."""
         with self._lock:
-            cells = sum(len(self._cells(s, s["newest"] - self.steps + 1, s["newest"]))
-                        for s in self._series.values())
+            cells = sum(len(self._cells(s)) for s in self._series.values())
             rings = sum(len(s["values"]) * 8 + len(s["held"]) * 8
                         for s in self._series.values() if "values" in s)
             flags = sum(sys.getsizeof(c) + sys.getsizeof(c["variants"])
