@@ -25,8 +25,7 @@ VERDICTS = {
 
 
 def check_files(files: List[str], max_body: int, out: TextIO, err: TextIO) -> int:
-    """Print a verdict for each file (``-``: standard input) on ``out``, and one line on
-    ``err`` for each that cannot be read; return the exit status."""
+    """Print a verdict per file (``-``: stdin) on ``out``, a line on ``err`` per unreadable one."""
     if files.count("-") > 1:
         raise UsageError("'-' is given more than once; standard input holds one body")
     bodies = [(name, _read(name)) for name in files]

@@ -102,9 +102,7 @@ def compare(tally: Dict[str, Any], totals: Dict[str, Any]) -> List[Tuple[str, An
 
 def main(requests: int = 10_000, out: TextIO = sys.stdout, *, url: Optional[str] = None,
          token: Optional[str] = None, pace: float = 0.2) -> int:
-    """Run the demo; 0 when what arrived is exactly what was recorded. Raises
-    :class:`UsageError` for bad arguments, a ``url`` not reached or a server that took
-    nothing."""
+    """Run the demo; 0 when exactly what was recorded arrived. Raises :class:`UsageError`."""
     if requests < 1:
         raise UsageError(f"--requests must be 1 or more, got {requests}")
     if not pace >= 0:

@@ -107,8 +107,7 @@ class _Registered:
 
 
 class ReceivedMetrics:
-    """Thread-safe aggregates of every accepted body; every view is a copy made under the
-    lock, so a reader never sees half a body."""
+    """Thread-safe aggregates of every accepted body; every view a copy made at one moment."""
 
     def __init__(self, series: Optional[SeriesStore] = None) -> None:
         self._lock = threading.RLock()
@@ -122,8 +121,7 @@ class ReceivedMetrics:
 
     @property
     def series(self) -> SeriesStore:
-        """The last hour in 10-second steps, for the impact view (the open window written
-        first)."""
+        """The last hour in 10-second steps (the open window written first)."""
         self.write()
         return self._series
 
@@ -178,8 +176,7 @@ class ReceivedMetrics:
         return []
 
     def window_problems(self, document: Dict[str, Any], environment: str) -> List[Problem]:
-        """Why the open write window would fail with this body's flag counts in it, where
-        neither fails alone."""
+        """Why the open write window would fail with this body's flag counts in it."""
         with self._lock:
             arrivals = _arrivals(document, environment, self._series.clock())
             known = set(_failures(self._window)[0]) | set(_failures(arrivals)[0])
@@ -287,8 +284,7 @@ class ReceivedMetrics:
         return sorted(grouped.items())
 
     def as_json(self) -> Dict[str, Any]:
-        """Everything, JSON-ready: hourly flag bins, metrics, the request log and the failed
-        writes."""
+        """Everything, JSON-ready: flag bins, metrics, the request log, the failed writes."""
         with self._lock:
             self._write()
             flags = [{"appName": app, "environment": env, "flag": flag, "hour": hour,

@@ -191,8 +191,7 @@ def impact_section(view: Dict[str, Any], palette: Optional[Dict[str, str]] = Non
 
 
 def refusals(memory: Dict[str, Any]) -> str:
-    """A warning of what the store refused (``memory``: its ``size()``), or "", so that the
-    page does not look complete when it is not."""
+    """A warning of what the store refused (``memory``: its ``size()``), or ""."""
     said = []
     if memory.get("series_refused"):
         said.append(f"{memory['series_refused']:,} new series refused (the receiver keeps "
@@ -226,8 +225,7 @@ def exposure_figure(flag: Dict[str, Any], x_range: Tuple[float, float],
 def metric_figure(metric: Dict[str, Any], x_range: Tuple[float, float], palette: Dict[str, str],
                   *, drawn: Optional[str] = None, y_min: str = "zero", title: Optional[str] = None,
                   extra: Optional[Dict[str, str]] = None) -> str:
-    """The chart of one metric's groups (drawing ``drawn``, by default what its type
-    draws), with its table."""
+    """The chart of one metric's groups (``drawn``, else its type's), with its table."""
     name, kind = metric["name"], metric["type"]
     aggregation, columns = DRAWN[kind]
     aggregation = drawn or aggregation

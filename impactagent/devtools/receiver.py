@@ -138,8 +138,7 @@ class Receiver:
 
     def answer_metrics(self, body: Union[bytes, str], authorization: Optional[str], *,
                        size: Optional[int] = None) -> tuple[int, Dict[str, Any]]:
-        """``(status, JSON answer)`` to one body (``size``: its length as sent); aggregate it
-        if taken."""
+        """``(status, JSON answer)`` to a body (``size``: as sent), aggregated if taken."""
         if not self.allows(authorization):
             return 401, {"error": "a valid client token is required in Authorization"}
         document, problems = parse_body(body)

@@ -123,8 +123,7 @@ class SeriesStore:
             return {} if series is None else self._cells(series)
 
     def snapshot(self, first: int, last: int) -> List[Tuple[Hashable, str, Dict[int, Any]]]:
-        """``(key, kind, {step index: cell})`` of every series for steps ``first`` to
-        ``last``, copied at one moment."""
+        """``(key, kind, {step index: cell})`` of every series for steps ``first`` to ``last``."""
         with self._lock:
             return [(key, s["kind"], self._cells(s, first, last))
                     for key, s in self._series.items()]
@@ -143,8 +142,7 @@ class SeriesStore:
         return dict(sorted(found.items()))
 
     def size(self) -> Dict[str, int]:
-        """What is held (``series``, ``cells``, ``bytes``), the bounds and what they
-        refused."""
+        """What is held (``series``, ``cells``, ``bytes``), the bounds and what they refused."""
         with self._lock:
             cells = sum(len(self._cells(s)) for s in self._series.values())
             rings = sum(len(s["values"]) * 8 + len(s["held"]) * 8

@@ -88,10 +88,13 @@ def check_document(document: dict[str, Any]) -> list[Problem]:
     if any(p.outcome == REJECTED for p in problems):
         return problems
     metrics = document.get("impactMetrics")
-    if metrics:  # the server skips a falsy impactMetrics: null, [], 0, ""
-        schema = _impact_schema_problems(metrics)
-        problems += schema or _translation_problems(metrics)
-    return problems
+    if not metrics:  # the server skips a falsy impactMetrics: null, [], 0, ""
+        return problems
+    if not isinstance(metrics, list):
+        return [*problems, _discarded("impactMetrics", "not an array")]
+    schema = [p for i, metric in enumerate(metrics)
+              for p in _metric_schema_problems(f"impactMetrics/{i}", metric)]
+    return problems + (schema or _translation_problems(metrics))
 
 
 def outcome_of(problems: list[Problem]) -> str:
@@ -200,8 +203,13 @@ def _toggle_problems(where: str, toggle: Any) -> tuple[list[Problem], bool]:
     counted = yes is not None and no is not None and bool(yes or no)
     for variant, n in (variants.items() if isinstance(variants, dict) else ()):
         problems += _variant_problems(f"{where}/variants/{variant}", variant, n, counted)
-    if yes is not None and no is not None:
-        problems += _tally_problems(where, yes, no)
+    if yes == no == 0:
+        problems.append(Problem(IGNORED, where, "yes == no == 0: the server skips the flag, "
+                                "variants included"))
+    elif yes is not None and no is not None and yes != int(yes):
+        problems.append(Problem(IGNORED, f"{where}/yes", f"{yes!r} is not a whole count: the "
+                                "server adds the window's counts and rounds the sum when it "
+                                "writes it"))
     return problems, counted
 
 
@@ -218,16 +226,6 @@ def _variant_problems(where: str, variant: str, n: Any, counted: bool) -> list[P
     if counted and count > limits.MAX_VARIANT_COUNT:
         return [Problem(POISONED, where, f"{count:.0f} is over {limits.MAX_VARIANT_COUNT}: "
                         f"{_LOST_WINDOW} variant counts in it")]
-    return []
-
-
-def _tally_problems(where: str, yes: float, no: float) -> list[Problem]:
-    if yes == 0 and no == 0:
-        return [Problem(IGNORED, where, "yes == no == 0: the server skips the flag, variants "
-                        "included")]
-    if yes != int(yes):
-        return [Problem(IGNORED, f"{where}/yes", f"{yes!r} is not a whole count: the server "
-                        "adds the window's counts and rounds the sum when it writes it")]
     return []
 
 
@@ -255,13 +253,6 @@ def _count(value: Any, whole: bool) -> float | None:
 
 
 # -- the impact-metrics schema (Joi, converting) ------------------------------------------------
-
-def _impact_schema_problems(metrics: Any) -> list[Problem]:
-    if not isinstance(metrics, list):
-        return [_discarded("impactMetrics", "not an array")]
-    return [problem for i, metric in enumerate(metrics)
-            for problem in _metric_schema_problems(f"impactMetrics/{i}", metric)]
-
 
 def _discarded(where: str, message: str) -> Problem:
     return Problem(DISCARDED, where, message + " (the server drops the whole impactMetrics "
