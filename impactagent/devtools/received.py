@@ -176,7 +176,7 @@ class ReceivedMetrics:
         return []
 
     def window_problems(self, document: Dict[str, Any], environment: str) -> List[Problem]:
-        """Why the open write window would fail with this body's flag counts in it."""
+        """Why the write window would fail with this body's flag counts (neither failing alone)."""
         with self._lock:
             arrivals = _arrivals(document, environment, self._series.clock())
             known = set(_failures(self._window)[0]) | set(_failures(arrivals)[0])
