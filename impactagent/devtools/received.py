@@ -14,15 +14,15 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any, Deque, Dict, FrozenSet, List, Optional, Set, Tuple
+from typing import Any
 
 from ..core import server_limits as limits
 from ..server_rules import jsvalues as js
 from ..server_rules.validation import CUT, DISCARDED, POISONED, REJECTED, Problem, cut
 from .timeseries import SeriesStore
 
-Labels = FrozenSet[Tuple[str, str]]
-Row = Tuple[str, str, str, str]  # app, environment, flag, hour
+Labels = frozenset[tuple[str, str]]
+Row = tuple[str, str, str, str]  # app, environment, flag, hour
 LOG_SIZE = 200
 WRITE_PERIOD = 5.0
 _KINDS = ("counter", "gauge", "histogram")
@@ -38,7 +38,7 @@ class Request:
     app_name: str
     status: int
     size: int
-    problems: List[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Arrival:
     stop_ms: int  # the bucket's stop, milliseconds since 1970
     yes: float
     no: int
-    variants: Optional[Dict[str, int]]  # None: the body has none (or null, "", 0, false)
+    variants: dict[str, int] | None  # None: the body has none (or null, "", 0, false)
 
     @property
     def row(self) -> Row:
@@ -64,9 +64,9 @@ class WindowFailure:
     """A write the server fails: when, why, whose, and what was lost."""
 
     at: float
-    reasons: List[str]
-    apps: List[str]  # every app with counts in the window
-    lost: Dict[str, int] = field(default_factory=dict)  # "yes", "no", "variants": counts
+    reasons: list[str]
+    apps: list[str]  # every app with counts in the window
+    lost: dict[str, int] = field(default_factory=dict)  # "yes", "no", "variants": counts
     variants_only: bool = False  # the yes/no rows were written
 
 
@@ -76,11 +76,11 @@ class _Registered:
 
     type: str
     help: str
-    labels: Set[str]  # the label names it was created with
-    series: Dict[Any, List[Any]] = field(default_factory=dict)  # key -> [labels, value]
-    boundaries: Set[Any] = field(default_factory=set)  # a histogram's le values seen
+    labels: set[str]  # the label names it was created with
+    series: dict[Any, list[Any]] = field(default_factory=dict)  # key -> [labels, value]
+    boundaries: set[Any] = field(default_factory=set)  # a histogram's le values seen
 
-    def add(self, key: Any, labels: Labels, sample: Dict[str, Any]) -> Any:
+    def add(self, key: Any, labels: Labels, sample: dict[str, Any]) -> Any:
         """Add a sample to its series (a counter keeps the labels first seen, a gauge the
         last); return what the store files, None for a counter going down."""
         if self.type != "histogram":
@@ -94,7 +94,7 @@ class _Registered:
             self.series.setdefault(key, [labels, 0])[1] += value
             return value
         total = self.series.setdefault(key, [labels, {"count": 0, "sum": 0, "buckets": {}}])[1]
-        delta: Dict[str, Any] = {"count": js.joi_number(sample["count"]),
+        delta: dict[str, Any] = {"count": js.joi_number(sample["count"]),
                                  "sum": js.joi_number(sample["sum"]), "buckets": {}}
         total["count"] += delta["count"]
         total["sum"] += delta["sum"]
@@ -109,15 +109,15 @@ class _Registered:
 class ReceivedMetrics:
     """Thread-safe aggregates of every accepted body; every view a copy made at one moment."""
 
-    def __init__(self, series: Optional[SeriesStore] = None) -> None:
+    def __init__(self, series: SeriesStore | None = None) -> None:
         self._lock = threading.RLock()
         self._series = series if series is not None else SeriesStore()
-        self._flags: Dict[Row, Dict[str, Any]] = {}  # {"yes", "no", "variants"}
-        self._metrics: Dict[str, _Registered] = {}  # the server's registry, by sanitised name
-        self._log: Deque[Request] = deque(maxlen=LOG_SIZE)
+        self._flags: dict[Row, dict[str, Any]] = {}  # {"yes", "no", "variants"}
+        self._metrics: dict[str, _Registered] = {}  # the server's registry, by sanitised name
+        self._log: deque[Request] = deque(maxlen=LOG_SIZE)
         self._bodies_accepted = 0
-        self._window: List[Arrival] = []  # flag counts arrived since the last write
-        self._failures: Deque[WindowFailure] = deque(maxlen=LOG_SIZE)
+        self._window: list[Arrival] = []  # flag counts arrived since the last write
+        self._failures: deque[WindowFailure] = deque(maxlen=LOG_SIZE)
 
     @property
     def series(self) -> SeriesStore:
@@ -126,7 +126,7 @@ class ReceivedMetrics:
         return self._series
 
     @property
-    def log(self) -> List[Request]:
+    def log(self) -> list[Request]:
         """The last requests, oldest first."""
         with self._lock:
             return list(self._log)
@@ -137,7 +137,7 @@ class ReceivedMetrics:
         with self._lock:
             return self._bodies_accepted
 
-    def problems(self) -> List[str]:
+    def problems(self) -> list[str]:
         """Every problem found in the logged requests, oldest first."""
         with self._lock:
             return [p for request in self._log for p in request.problems]
@@ -146,8 +146,8 @@ class ReceivedMetrics:
         with self._lock:
             self._log.append(request)
 
-    def add(self, document: Dict[str, Any], environment: str,
-            problems: Optional[List[Problem]] = None) -> List[Problem]:
+    def add(self, document: dict[str, Any], environment: str,
+            problems: list[Problem] | None = None) -> list[Problem]:
         """Store one accepted body as the server would, given what ``check_document`` found
         in it; return the problems that depend on earlier bodies (a name taken by another
         type)."""
@@ -175,7 +175,7 @@ class ReceivedMetrics:
                     return [cut(f"impactMetrics/{index}/type", refused)]
         return []
 
-    def window_problems(self, document: Dict[str, Any], environment: str) -> List[Problem]:
+    def window_problems(self, document: dict[str, Any], environment: str) -> list[Problem]:
         """Why the write window would fail with this body's flag counts (neither failing alone)."""
         with self._lock:
             arrivals = _arrivals(document, environment, self._series.clock())
@@ -191,7 +191,7 @@ class ReceivedMetrics:
         with self._lock:
             self._write()
 
-    def failures(self) -> List[WindowFailure]:
+    def failures(self) -> list[WindowFailure]:
         """The writes the server would have failed, oldest first."""
         with self._lock:
             self._write()
@@ -222,7 +222,7 @@ class ReceivedMetrics:
                              {"yes": arrival.yes, "no": arrival.no, "variants": variants},
                              arrival.at)
 
-    def _add_metric(self, metric: Dict[str, Any], app: str, at: float) -> Optional[str]:
+    def _add_metric(self, metric: dict[str, Any], app: str, at: float) -> str | None:
         """Translate one metric into the registry; a reason when the registry refuses it."""
         name, kind, samples = js.sanitize(metric["name"]), metric["type"], metric["samples"]
         if not js.valid_name(name) or kind not in _KINDS or (kind == "histogram" and not samples):
@@ -243,15 +243,15 @@ class ReceivedMetrics:
             self._series.add(("metric", app, name, kind, labels), kind, delta, at)
         return None
 
-    def flags(self, app_name: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
+    def flags(self, app_name: str | None = None) -> dict[str, dict[str, Any]]:
         """Flag counts summed over hours and environments (of one app, if given)."""
-        flags: Dict[str, Dict[str, Any]] = self.totals(app_name)["flags"]
+        flags: dict[str, dict[str, Any]] = self.totals(app_name)["flags"]
         return flags
 
-    def metrics(self, app_name: Optional[str] = None) -> Dict[str, Dict[Any, Any]]:
+    def metrics(self, app_name: str | None = None) -> dict[str, dict[Any, Any]]:
         """Impact metric totals as ``{"counters", "gauges", "histograms"}``, each keyed by
         ``(metric name, frozenset of labels)`` (of one app, if given)."""
-        result: Dict[str, Dict[Any, Any]] = {"counters": {}, "gauges": {}, "histograms": {}}
+        result: dict[str, dict[Any, Any]] = {"counters": {}, "gauges": {}, "histograms": {}}
         with self._lock:
             for name, entry in self._metrics.items():
                 # Two series that print alike (a histogram's 1 and "1") read back as the later.
@@ -260,19 +260,19 @@ class ReceivedMetrics:
                         result[entry.type + "s"][(name, labels)] = _copy(value)
         return result
 
-    def totals(self, app_name: Optional[str] = None) -> Dict[str, Any]:
+    def totals(self, app_name: str | None = None) -> dict[str, Any]:
         """Flags and impact metrics together, read at one moment."""
         with self._lock:
             self._write()
-            flags: Dict[str, Dict[str, Any]] = {}
+            flags: dict[str, dict[str, Any]] = {}
             for (app, _env, flag, _hour), counts in self._flags.items():
                 if app_name is None or app == app_name:
                     _add_counts(flags.setdefault(flag, _no_counts()), counts)
             return {"flags": flags, **self.metrics(app_name)}
 
-    def metric_entries(self) -> List[Tuple[Tuple[str, str, str], Dict[str, Any]]]:
+    def metric_entries(self) -> list[tuple[tuple[str, str, str], dict[str, Any]]]:
         """``((app, environment, name), {"type", "help", "series"})``, sorted, series copied."""
-        grouped: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
+        grouped: dict[tuple[str, str, str], dict[str, Any]] = {}
         with self._lock:
             for name, entry in self._metrics.items():
                 for labels, value in entry.series.values():
@@ -283,7 +283,7 @@ class ReceivedMetrics:
                     group["series"][labels] = _copy(value)
         return sorted(grouped.items())
 
-    def as_json(self) -> Dict[str, Any]:
+    def as_json(self) -> dict[str, Any]:
         """Everything, JSON-ready: flag bins, metrics, the request log, the failed writes."""
         with self._lock:
             self._write()
@@ -302,8 +302,8 @@ class ReceivedMetrics:
 
 
 def _sample_json(app: str, env: str, name: str, kind: str, labels: Labels,
-                 value: Any) -> Dict[str, Any]:
-    sample: Dict[str, Any] = {"appName": app, "environment": env, "name": name, "type": kind,
+                 value: Any) -> dict[str, Any]:
+    sample: dict[str, Any] = {"appName": app, "environment": env, "name": name, "type": kind,
                               "labels": dict(labels)}
     if kind != "histogram":
         return {**sample, "value": value}
@@ -313,7 +313,7 @@ def _sample_json(app: str, env: str, name: str, kind: str, labels: Labels,
             "buckets": [{"le": le, "count": n} for le, n in buckets]}
 
 
-def _arrivals(document: Dict[str, Any], environment: str, at: float) -> List[Arrival]:
+def _arrivals(document: dict[str, Any], environment: str, at: float) -> list[Arrival]:
     """The flag counts of an accepted body as the server buffers them."""
     app = js.js_string(document["appName"])
     bucket = document.get("bucket")
@@ -334,11 +334,11 @@ def _arrivals(document: Dict[str, Any], environment: str, at: float) -> List[Arr
     return arrivals
 
 
-def _sums(arrivals: List[Arrival]) -> Dict[Row, Dict[str, Any]]:
+def _sums(arrivals: list[Arrival]) -> dict[Row, dict[str, Any]]:
     """The rows the arrivals add up to, yes rounded, merged as 8.2.0 merges them. A name of
     ``Object.prototype`` not held adds its count to the prototype's function, whose text
     (``None`` here) fails the write unless a later arrival without the name drops it."""
-    rows: Dict[Row, Dict[str, Any]] = {}
+    rows: dict[Row, dict[str, Any]] = {}
     for arrival in arrivals:
         row = rows.get(arrival.row)
         later = arrival.variants or {}
@@ -348,7 +348,7 @@ def _sums(arrivals: List[Arrival]) -> Dict[Row, Dict[str, Any]]:
         row["yes"] += arrival.yes
         row["no"] += arrival.no
         held = row["variants"]
-        merged: Dict[str, Optional[int]] = {}
+        merged: dict[str, int | None] = {}
         for name, n in later.items():
             if name in held:
                 merged[name] = None if held[name] is None else held[name] + n
@@ -365,7 +365,7 @@ def _sums(arrivals: List[Arrival]) -> Dict[Row, Dict[str, Any]]:
     return rows
 
 
-def _failures(arrivals: List[Arrival]) -> Tuple[List[str], bool]:
+def _failures(arrivals: list[Arrival]) -> tuple[list[str], bool]:
     """Why the write of these arrivals fails, and whether only the variant rows fail."""
     reasons = []
     for app in sorted({a.app for a in arrivals}):
@@ -392,11 +392,11 @@ def _failures(arrivals: List[Arrival]) -> Tuple[List[str], bool]:
     return reasons, True
 
 
-def _no_counts() -> Dict[str, Any]:
+def _no_counts() -> dict[str, Any]:
     return {"yes": 0, "no": 0, "variants": {}}
 
 
-def _add_counts(total: Dict[str, Any], counts: Dict[str, Any]) -> None:
+def _add_counts(total: dict[str, Any], counts: dict[str, Any]) -> None:
     total["yes"] += counts["yes"]
     total["no"] += counts["no"]
     for variant, n in counts["variants"].items():
@@ -407,7 +407,7 @@ def _copy(value: Any) -> Any:
     return {**value, "buckets": dict(value["buckets"])} if isinstance(value, dict) else value
 
 
-def _series_key(sample: Dict[str, Any], kind: str) -> Tuple[Any, Labels]:
+def _series_key(sample: dict[str, Any], kind: str) -> tuple[Any, Labels]:
     """The registry's key of a sample's series, and the labels it shows. Counters and gauges
     are keyed as prom-client keys them, ``name:value,`` joined, so ``{a: "x,b:y"}`` is
     ``{a: "x", b: "y"}``; a histogram's tells 1 from "1"."""
@@ -420,7 +420,7 @@ def _series_key(sample: Dict[str, Any], kind: str) -> Tuple[Any, Labels]:
     return "".join(f"{name}:{js.js_string(value)}," for name, value in ordered), labels
 
 
-def _new_boundaries(seen: Set[Any], first: Dict[str, Any]) -> bool:
+def _new_boundaries(seen: set[Any], first: dict[str, Any]) -> bool:
     """True when the server recreates the histogram: boundaries other than the ones seen."""
     les = [_le(b["le"]) for b in first["buckets"]]
     return len(seen) != len(les) or any(le not in seen for le in les)

@@ -8,7 +8,7 @@ refuse.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Iterable
 
 from ..core.exposition_text import claimed_names, counter_base, scrub
 from ..server_rules.jsvalues import js_number
@@ -22,12 +22,12 @@ FLAG_FAMILY = "impactagent_received_flag_evaluations_total"
 _INF = float("inf")
 
 #: A series' labels in the order written: ``((name, value), ...)``.
-SeriesLabels = Tuple[Tuple[str, str], ...]
+SeriesLabels = tuple[tuple[str, str], ...]
 #: An exposed metric: its name, type, help text and series merged across apps.
-Family = Tuple[str, str, str, Dict[SeriesLabels, Any]]
+Family = tuple[str, str, str, dict[SeriesLabels, Any]]
 
 
-def series_labels(labels: Iterable[Tuple[str, str]], kind: str) -> SeriesLabels:
+def series_labels(labels: Iterable[tuple[str, str]], kind: str) -> SeriesLabels:
     """The labels the server gives a sample with (sanitised) ``labels`` of type ``kind``."""
     result = {"origin": "sdk", "metric_type": kind, **{k: scrub(v) for k, v in labels}}
     if kind == "histogram" and "le" in result:
@@ -49,10 +49,10 @@ def go_number(value: Any) -> str:
     return text
 
 
-def families(received: ReceivedMetrics) -> List[Family]:
+def families(received: ReceivedMetrics) -> list[Family]:
     """Every exposed impact metric family, by name, series merged across apps; of families
     whose sample names clash, the first by name (the flag counts first)."""
-    by_name: Dict[str, Family] = {}
+    by_name: dict[str, Family] = {}
     for (_app, _env, name), entry in received.metric_entries():
         kind = entry["type"]
         series = by_name.setdefault(name, (name, kind, scrub(str(entry["help"])), {}))[3]
@@ -79,9 +79,9 @@ def families(received: ReceivedMetrics) -> List[Family]:
     return kept
 
 
-def flag_series(received: ReceivedMetrics) -> Dict[SeriesLabels, int]:
+def flag_series(received: ReceivedMetrics) -> dict[SeriesLabels, int]:
     """Flag evaluations summed over hours, by app, environment, flag and result."""
-    totals: Dict[SeriesLabels, int] = {}
+    totals: dict[SeriesLabels, int] = {}
     for counts in received.as_json()["flags"]:
         for enabled, n in (("true", counts["yes"]), ("false", counts["no"])):
             labels = (("appName", scrub(counts["appName"])), ("environment",
@@ -93,7 +93,7 @@ def flag_series(received: ReceivedMetrics) -> Dict[SeriesLabels, int]:
 
 def text_format(received: ReceivedMetrics) -> str:
     """The Prometheus text format, version 0.0.4, as the server writes it."""
-    lines: List[str] = []
+    lines: list[str] = []
     for name, kind, help_text, series in families(received):
         lines += [f"# HELP {name} {_escaped(help_text)}", f"# TYPE {name} {kind}"]
         for labels, value in series.items():
@@ -111,7 +111,7 @@ def text_format(received: ReceivedMetrics) -> str:
 
 def openmetrics_format(received: ReceivedMetrics) -> str:
     """OpenMetrics 1.0.0: counters as ``_total`` samples, ``# EOF`` at the end."""
-    lines: List[str] = []
+    lines: list[str] = []
     for name, kind, help_text, series in families(received):
         name = counter_base(name) if kind == "counter" else name
         lines += [f"# HELP {name} {_escaped(help_text, quotes=True)}", f"# TYPE {name} {kind}"]
@@ -127,13 +127,13 @@ def openmetrics_format(received: ReceivedMetrics) -> str:
     return "\n".join([*lines, *_flag_lines(received, flags, flags + "_total"), "# EOF"]) + "\n"
 
 
-def _flag_lines(received: ReceivedMetrics, name: str, sample: str) -> List[str]:
+def _flag_lines(received: ReceivedMetrics, name: str, sample: str) -> list[str]:
     return [f"# HELP {name} Flag evaluations received, by app, environment and result",
             f"# TYPE {name} counter",
             *(f"{sample}{_labels(labels)} {n}" for labels, n in flag_series(received).items())]
 
 
-def _openmetrics_histogram(name: str, labels: SeriesLabels, value: Dict[str, Any]) -> List[str]:
+def _openmetrics_histogram(name: str, labels: SeriesLabels, value: dict[str, Any]) -> list[str]:
     buckets = sorted(value["buckets"].items())
     counts = [n for _, n in buckets]
     whole = all(float(n).is_integer() and n >= 0 for n in [*counts, value["count"]])
@@ -148,14 +148,14 @@ def _openmetrics_histogram(name: str, labels: SeriesLabels, value: Dict[str, Any
     return lines
 
 
-def exposition(received: ReceivedMetrics, accept: Optional[str]) -> Tuple[bytes, str]:
+def exposition(received: ReceivedMetrics, accept: str | None) -> tuple[bytes, str]:
     """The body and Content-Type answering a scrape with this ``Accept`` header."""
     if wants_openmetrics(accept):
         return openmetrics_format(received).encode(), OPENMETRICS_CONTENT_TYPE
     return text_format(received).encode(), TEXT_CONTENT_TYPE
 
 
-def wants_openmetrics(accept: Optional[str]) -> bool:
+def wants_openmetrics(accept: str | None) -> bool:
     """True if ``accept`` asks for OpenMetrics 1.0.0 or later, read as ``prometheus_client``
     reads it (the first ``application/openmetrics-text`` entry decides; no q-values)."""
     for entry in (accept or "").split(","):
@@ -168,7 +168,7 @@ def wants_openmetrics(accept: Optional[str]) -> bool:
     return False
 
 
-def _version(text: str) -> Tuple[int, ...]:
+def _version(text: str) -> tuple[int, ...]:
     numbers = []
     for part in text.strip().split("."):
         if not part.isdigit():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Iterable, Sequence
 from urllib.parse import parse_qs, urlencode
 
 from ..core.charts import ChartConfig
@@ -23,7 +23,7 @@ PAGE_WINDOW = 900.0
 WINDOWS = ((300, "5 min"), (900, "15 min"), (3600, "1 hour"))
 
 
-def page(received: ReceivedMetrics, url: str, *, window: Optional[float] = None,
+def page(received: ReceivedMetrics, url: str, *, window: float | None = None,
          query: str = "", charts: Sequence[ChartConfig] = ()) -> str:
     """An HTML page of everything received, the impact view over the last ``window`` seconds
     and the ``charts`` declared in code; the page's links keep ``query`` (its token)."""
@@ -83,7 +83,7 @@ point every step while developing, set <code>IMPACTAGENT_FLUSH_INTERVAL=10</code
 """
 
 
-def _failed_writes(failures: List[Dict[str, Any]]) -> str:
+def _failed_writes(failures: list[dict[str, Any]]) -> str:
     if not failures:
         return ""
     rows = _table(("time (UTC)", "apps in the window", "lost", "why"),
@@ -130,12 +130,12 @@ def _table(headers: Iterable[str], rows: Iterable[Iterable[Any]], name: str) -> 
             f"<tbody>{body or '<tr><td>nothing yet</td></tr>'}</tbody></table>")
 
 
-def _label_text(labels: Dict[str, str]) -> str:
+def _label_text(labels: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(labels.items())
                      if k not in ("appName", "environment"))
 
 
-def _value_text(metric: Dict[str, Any]) -> str:
+def _value_text(metric: dict[str, Any]) -> str:
     if metric["type"] != "histogram":
         return _number(metric["value"])
     return f"count {metric['count']}, sum {_number(metric['sum'])}"
@@ -164,17 +164,17 @@ DRAWN = {"counter": ("rate", ("increase", "rate")),
          "histogram": ("p95", ("p50", "p95", "p99", "mean", "count"))}
 
 
-def palette_of(view: Dict[str, Any]) -> Dict[str, str]:
+def palette_of(view: dict[str, Any]) -> dict[str, str]:
     """A colour for every group (variant, enabled, disabled, all) in ``view``."""
     return colours(sorted({g for f in view["flags"] for g in f["exposure"]}
                           | {g for m in view["metrics"] for g in m["groups"]}))
 
 
-def impact_section(view: Dict[str, Any], palette: Optional[Dict[str, str]] = None) -> str:
+def impact_section(view: dict[str, Any], palette: dict[str, str] | None = None) -> str:
     """The HTML of the impact view for ``view`` (what :func:`.impact.impact` answers)."""
     palette = palette or palette_of(view)
     x_range = (view["from"], view["to"])
-    parts: List[str] = [refusals(view.get("memory", {}))]
+    parts: list[str] = [refusals(view.get("memory", {}))]
     for flag in view["flags"]:
         charts = [exposure_figure(flag, x_range, palette)]
         charts += [metric_figure(m, x_range, palette) for m in view["metrics"]
@@ -190,7 +190,7 @@ def impact_section(view: Dict[str, Any], palette: Optional[Dict[str, str]] = Non
     return "".join(parts) or "<p>Nothing received in this window yet.</p>"
 
 
-def refusals(memory: Dict[str, Any]) -> str:
+def refusals(memory: dict[str, Any]) -> str:
     """A warning of what the store refused (``memory``: its ``size()``), or ""."""
     said = []
     if memory.get("series_refused"):
@@ -207,8 +207,8 @@ def refusals(memory: Dict[str, Any]) -> str:
             "Restart the receiver to start afresh.</p>")
 
 
-def exposure_figure(flag: Dict[str, Any], x_range: Tuple[float, float],
-                    palette: Dict[str, str]) -> str:
+def exposure_figure(flag: dict[str, Any], x_range: tuple[float, float],
+                    palette: dict[str, str]) -> str:
     """The chart of each group's share of a flag's evaluations, and its table."""
     groups = sorted(flag["exposure"])
     series = {g: [(p["t"], p["exposure"].get(g, {}).get("share")) for p in flag["points"]]
@@ -222,9 +222,9 @@ def exposure_figure(flag: Dict[str, Any], x_range: Tuple[float, float],
         ("evaluations", "share"), rows, palette)
 
 
-def metric_figure(metric: Dict[str, Any], x_range: Tuple[float, float], palette: Dict[str, str],
-                  *, drawn: Optional[str] = None, y_min: str = "zero", title: Optional[str] = None,
-                  extra: Optional[Dict[str, str]] = None) -> str:
+def metric_figure(metric: dict[str, Any], x_range: tuple[float, float], palette: dict[str, str],
+                  *, drawn: str | None = None, y_min: str = "zero", title: str | None = None,
+                  extra: dict[str, str] | None = None) -> str:
     """The chart of one metric's groups (``drawn``, else its type's), with its table."""
     name, kind = metric["name"], metric["type"]
     aggregation, columns = DRAWN[kind]
@@ -242,8 +242,8 @@ def metric_figure(metric: Dict[str, Any], x_range: Tuple[float, float], palette:
     return figure(svg, caption, attributes, columns, rows, palette)
 
 
-def figure(svg: str, caption: str, attributes: Dict[str, str], columns: Sequence[str],
-           rows: List[Tuple[str, List[str]]], palette: Dict[str, str]) -> str:
+def figure(svg: str, caption: str, attributes: dict[str, str], columns: Sequence[str],
+           rows: list[tuple[str, list[str]]], palette: dict[str, str]) -> str:
     """A chart, its caption, and its table (a row per series, a colour swatch first)."""
     data = "".join(f' data-{k}="{_e(v)}"' for k, v in attributes.items())
     head = "".join(f"<th>{_e(c)}</th>" for c in ("", *columns))
@@ -285,8 +285,8 @@ FIELDS = {
 }
 
 
-def _preview(store: SeriesStore, config: ChartConfig, now: Optional[float]
-             ) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
+def _preview(store: SeriesStore, config: ChartConfig, now: float | None
+             ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """One declared chart's preview, and the impact view's metric it draws (None: none yet)."""
     kind, _, name = config.metric_name.removeprefix("unleash_").partition("_")
     kept = store.steps * store.step
@@ -294,7 +294,7 @@ def _preview(store: SeriesStore, config: ChartConfig, now: Optional[float]
     shown = min(RANGE_SECONDS[config.time_range], kept)
     resolution = max(1, round(step / store.step))
     field = FIELDS.get(kind, {}).get(config.aggregation)
-    result: Dict[str, Any] = {
+    result: dict[str, Any] = {
         "id": config.id, "title": config.title or name, "metric_name": config.metric_name,
         "metric": name, "type": kind, "time_range": config.time_range,
         "aggregation": config.aggregation, "field": field, "y_axis_min": config.y_axis_min,
@@ -320,13 +320,13 @@ def _preview(store: SeriesStore, config: ChartConfig, now: Optional[float]
 
 
 def previews(store: SeriesStore, configs: Sequence[ChartConfig],
-             now: Optional[float] = None) -> List[Dict[str, Any]]:
+             now: float | None = None) -> list[dict[str, Any]]:
     """Every declared chart's preview (for ``GET /api/charts``)."""
     return [_preview(store, config, now)[0] for config in configs]
 
 
 def declared_section(store: SeriesStore, configs: Sequence[ChartConfig],
-                     palette: Dict[str, str], now: Optional[float] = None) -> str:
+                     palette: dict[str, str], now: float | None = None) -> str:
     """The page's section of declared charts (empty without any)."""
     if not configs:
         return ""
@@ -359,7 +359,7 @@ def declared_section(store: SeriesStore, configs: Sequence[ChartConfig],
             + "".join(figures) + "</div>")
 
 
-def _note(shown: Dict[str, Any]) -> str:
+def _note(shown: dict[str, Any]) -> str:
     """The configuration in words, and how much of its range is shown."""
     parts = [f"{shown['time_range']} ({shown['scope']}), {shown['aggregation']}, "
              f"y from {shown['y_axis_min']}"]

@@ -30,7 +30,7 @@ import zlib
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BufferedIOBase
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Sequence
 from urllib.parse import parse_qs, unquote_plus
 
 from ..core.charts import ChartConfig
@@ -53,10 +53,10 @@ READ_TIMEOUT = 10.0
 class Receiver:
     """The receiver's HTTP server, run on a daemon thread; a context manager."""
 
-    def __init__(self, *, port: int = 0, host: str = "127.0.0.1", token: Optional[str] = None,
+    def __init__(self, *, port: int = 0, host: str = "127.0.0.1", token: str | None = None,
                  max_body: int = MAX_BODY, strict: bool = False, read_timeout: float = READ_TIMEOUT,
-                 series: Optional[SeriesStore] = None, charts: Sequence[ChartConfig] = (),
-                 features: Optional[Dict[str, Any]] = None) -> None:
+                 series: SeriesStore | None = None, charts: Sequence[ChartConfig] = (),
+                 features: dict[str, Any] | None = None) -> None:
         self.host = host
         self.port = port
         self.token = token
@@ -67,8 +67,8 @@ class Receiver:
         self.charts = list(charts)
         #: What ``GET /api/client/features`` serves (None: 404).
         self.features = None if features is None else json.dumps(features).encode()
-        self._server: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> Receiver:
         """Start serving (idempotent); port 0 picks a free port."""
@@ -106,12 +106,12 @@ class Receiver:
         """The ``url`` to give an agent or an SDK."""
         return self.url + "/api"
 
-    def totals(self, app_name: Optional[str] = None) -> Dict[str, Any]:
+    def totals(self, app_name: str | None = None) -> dict[str, Any]:
         """What was received (of one app, if given): ``flags``, ``counters``, ``gauges``,
         ``histograms``, each series keyed by ``(metric name, frozenset of labels)``."""
         return self.received.totals(app_name)
 
-    def problems(self) -> List[str]:
+    def problems(self) -> list[str]:
         """Every problem found in the logged bodies (empty: all were clean)."""
         return self.received.problems()
 
@@ -124,7 +124,7 @@ class Receiver:
             time.sleep(0.02)
         return predicate(self)
 
-    def allows(self, authorization: Optional[str], *, view: bool = False, query: str = "") -> bool:
+    def allows(self, authorization: str | None, *, view: bool = False, query: str = "") -> bool:
         """True when no token is configured or the request carries it: the whole
         ``Authorization`` header or after ``Bearer``, and for a ``view`` also as HTTP Basic's
         password or ``?token=`` in the ``query``."""
@@ -136,8 +136,8 @@ class Receiver:
         # No early exit: the answer's timing says nothing.
         return any([hmac.compare_digest(c.encode(), self.token.encode()) for c in offered])
 
-    def answer_metrics(self, body: Union[bytes, str], authorization: Optional[str], *,
-                       size: Optional[int] = None) -> tuple[int, Dict[str, Any]]:
+    def answer_metrics(self, body: bytes | str, authorization: str | None, *,
+                       size: int | None = None) -> tuple[int, dict[str, Any]]:
         """``(status, JSON answer)`` to a body (``size``: as sent), aggregated if taken."""
         if not self.allows(authorization):
             return 401, {"error": "a valid client token is required in Authorization"}
@@ -227,13 +227,13 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, *exposition(received, self.headers.get("Accept")))
         self._json(404, {"error": f"no such page: {path}"})
 
-    def _json(self, status: int, answer: Dict[str, Any],
-              headers: Optional[Dict[str, str]] = None) -> None:
+    def _json(self, status: int, answer: dict[str, Any],
+              headers: dict[str, str] | None = None) -> None:
         body = json.dumps(answer).encode() if answer or status != 202 else b""
         self._send(status, body, "application/json", headers)
 
     def _send(self, status: int, body: bytes, content_type: str,
-              headers: Optional[Dict[str, str]] = None) -> None:
+              headers: dict[str, str] | None = None) -> None:
         try:
             self.send_response(status)
             for name, value in (headers or {}).items():
@@ -278,7 +278,7 @@ def _decoded(text: str) -> str:
     return text
 
 
-def _window(query: str) -> Union[float, str, None]:
+def _window(query: str) -> float | str | None:
     """``?window=<seconds>`` of ``/api/impact`` (None: the whole kept hour), or why not."""
     values = parse_qs(query).get("window")
     if not values:
@@ -292,12 +292,12 @@ def _window(query: str) -> Union[float, str, None]:
     return window
 
 
-def _bearer(authorization: Optional[str]) -> str:
+def _bearer(authorization: str | None) -> str:
     scheme, _, token = (authorization or "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def _basic_password(authorization: Optional[str]) -> str:
+def _basic_password(authorization: str | None) -> str:
     """The password of HTTP Basic (what a browser sends), else ""."""
     scheme, _, encoded = (authorization or "").partition(" ")
     if scheme.lower() != "basic":
@@ -353,7 +353,7 @@ def decode_body(raw: bytes, headers: Message, limit: int) -> str:
     return codec.decode(inflated, "replace")[0].removeprefix("\ufeff")
 
 
-def _read_framed(rfile: BufferedIOBase, lengths: List[str], limit: int) -> bytes:
+def _read_framed(rfile: BufferedIOBase, lengths: list[str], limit: int) -> bytes:
     """A body framed by its ``Content-Length``: every one given the same plain decimal."""
     given = {value.strip() for value in lengths} or {"0"}
     if len(given) != 1 or not _DIGITS.fullmatch(min(given)):
@@ -373,7 +373,7 @@ def _read_framed(rfile: BufferedIOBase, lengths: List[str], limit: int) -> bytes
 
 
 def _read_chunked(rfile: BufferedIOBase, limit: int) -> bytes:
-    chunks: List[bytes] = []
+    chunks: list[bytes] = []
     size = 0
     while True:
         line = _readline(rfile)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import html
 import math
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Sequence
 
-Point = Tuple[float, Optional[float]]
+Point = tuple[float, float | None]
 
 WIDTH, HEIGHT = 560, 190
 LEFT, RIGHT, TOP, BOTTOM = 70, 12, 10, 26
@@ -27,7 +27,7 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#0
 FIXED = {"disabled": "#999999", "not_evaluated": "#cccccc", "all": "#0072B2"}
 
 
-def colours(names: Sequence[str]) -> Dict[str, str]:
+def colours(names: Sequence[str]) -> dict[str, str]:
     """A colour per series name, so that one variant has one colour on every chart."""
     chosen = {n: FIXED[n] for n in names if n in FIXED}
     others = sorted(n for n in set(names) if n not in FIXED)
@@ -35,8 +35,8 @@ def colours(names: Sequence[str]) -> Dict[str, str]:
     return chosen
 
 
-def line_chart(series: Dict[str, List[Point]], x_range: Tuple[float, float],
-               colour: Dict[str, str], label: Callable[[float], str], *,
+def line_chart(series: dict[str, list[Point]], x_range: tuple[float, float],
+               colour: dict[str, str], label: Callable[[float], str], *,
                y_min: str = "zero", title: str = "") -> str:
     """An SVG chart of ``series`` (``{name: [(time, value or None)]}``) over ``x_range``,
     y ticks labelled by ``label``; the y axis starts at zero unless ``y_min="auto"``."""
@@ -96,8 +96,8 @@ def nice(step: float) -> float:
     return 10 * power
 
 
-def _runs(points: List[Point]) -> List[List[Tuple[float, float]]]:
-    runs: List[List[Tuple[float, float]]] = [[]]
+def _runs(points: list[Point]) -> list[list[tuple[float, float]]]:
+    runs: list[list[tuple[float, float]]] = [[]]
     for t, v in points:
         if v is None:
             if runs[-1]:
@@ -123,15 +123,14 @@ def unit_of(name: str) -> str:
     return "count" if name.endswith("_total") else ""
 
 
-def human(value: Optional[float], name: str = "", *, rate: bool = False,
-          percent: bool = False) -> str:
+def human(value: float | None, name: str = "", *, rate: bool = False, percent: bool = False) -> str:
     """``value`` of metric ``name`` for people, with its unit (``-`` for no value)."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     if percent:
         return rounded(value * 100) + "%"
     unit = unit_of(name)
-    scales: Tuple[Tuple[float, str], ...] = (
+    scales: tuple[tuple[float, str], ...] = (
         _DURATIONS if unit == "seconds" else _SIZES if unit == "bytes" else ())
     suffix = "/s" if rate else ""
     for size, symbol in scales:
