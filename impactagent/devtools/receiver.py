@@ -67,29 +67,28 @@ class Receiver:
         self.charts = list(charts)
         #: What ``GET /api/client/features`` serves (None: 404).
         self.features = None if features is None else json.dumps(features).encode()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._running: tuple[ThreadingHTTPServer, threading.Thread] | None = None
 
     def start(self) -> Receiver:
         """Start serving (idempotent); port 0 picks a free port."""
-        if self._server is None:
+        if self._running is None:
             handler = type("Handler", (_Handler,), {"receiver": self, "timeout": self.read_timeout})
-            self._server = ThreadingHTTPServer((self.host, self.port), handler)
-            self._server.daemon_threads = True
-            self.port = self._server.server_address[1]
-            self._thread = threading.Thread(target=self._server.serve_forever,
-                                            kwargs={"poll_interval": 0.1},
-                                            name="impactagent-receiver", daemon=True)
-            self._thread.start()
+            server = ThreadingHTTPServer((self.host, self.port), handler)
+            server.daemon_threads = True
+            self.port = server.server_address[1]
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                                      name="impactagent-receiver", daemon=True)
+            thread.start()
+            self._running = server, thread
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            if self._thread is not None:
-                self._thread.join(5)
-            self._server = self._thread = None
+        if self._running is not None:
+            server, thread = self._running
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+            self._running = None
 
     def __enter__(self) -> Receiver:
         return self.start()

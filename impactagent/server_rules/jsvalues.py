@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 from ..core._naming import NAME_PATTERN
@@ -131,14 +132,10 @@ def js_number(value: Number) -> str:
     if x == 0:
         return "0"
     sign = "-" if x < 0 else ""
-    mantissa, _, exponent = f"{abs(x)!r}".partition("e")
-    whole, _, fraction = mantissa.partition(".")
-    digits = (whole + fraction).lstrip("0")
-    # The position of the decimal point relative to the start of ``digits``.
-    point = len(whole.lstrip("0")) if whole.strip("0") else -(len(fraction) - len(
-        fraction.lstrip("0")))
-    point += int(exponent or 0)
-    digits = digits.rstrip("0") or "0"
+    # repr's shortest digits that read back as x, and where the decimal point falls in them.
+    _, numerals, exponent = Decimal(repr(abs(x))).normalize().as_tuple()
+    digits = "".join(map(str, numerals))
+    point = len(digits) + int(exponent)
     if -6 < point <= 21:
         if point <= 0:
             return f"{sign}0.{'0' * -point}{digits}"
