@@ -30,9 +30,10 @@ def page(received: ReceivedMetrics, url: str, *, window: float | None = None,
     view = impact(received.series, window or PAGE_WINDOW)
     palette = palette_of(view)
     declared = declared_section(received.series, charts, palette)
+    kept = {k: v[-1] for k, v in parse_qs(query).items()}
     links = " · ".join(
         f"<b>{name}</b>" if seconds == view["window_seconds"] else
-        f'<a href="/?{html.escape(_with(query, window=str(seconds)))}">{name}</a>'
+        f'<a href="/?{_e(urlencode({**kept, "window": seconds}))}">{name}</a>'
         for seconds, name in WINDOWS)
     data = received.as_json()
     flags = _table(("app", "environment", "hour (UTC)", "flag", "yes", "no", "variants"),
@@ -66,7 +67,7 @@ section.flag h3 small {{ font-weight: normal; color: #666; }}
 </style></head>
 <body>
 <h1>impactagent receiver</h1>
-<p>Send metrics to <code>{html.escape(url)}/api</code>. {accepted} accepted.
+<p>Send metrics to <code>{_e(url)}/api</code>. {accepted} accepted.
 Also as <a href="/api/received">JSON</a> and <a href="/metrics">Prometheus text</a>.
 This page reloads every {PAGE_REFRESH} s.</p>
 {failed}{declared}
@@ -114,17 +115,12 @@ _KEEP_SCROLL = f"""
 }})();"""
 
 
-def _with(query: str, **changes: str) -> str:
-    values = {k: v[-1] for k, v in parse_qs(query).items()}
-    return urlencode({**values, **changes})
-
-
 def _table(headers: Iterable[str], rows: Iterable[Iterable[Any]], name: str) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = "".join(
         "<tr>" + "".join(
             f"<td class=n>{v}</td>" if isinstance(v, (int, float)) else
-            f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+            f"<td>{_e(str(v))}</td>" for v in row) + "</tr>"
         for row in rows)
     return (f'<table id="{name}"><thead><tr>{head}</tr></thead>'
             f"<tbody>{body or '<tr><td>nothing yet</td></tr>'}</tbody></table>")
@@ -158,6 +154,8 @@ def _number(value: Any) -> str:
     return f"{number:.{decimals}f}".rstrip("0").rstrip(".")
 
 
+_DESCRIBED = {"rate": "rate per second", "average": "average", "share": "share",
+              "increase": "increase per step", "last": "last value"}
 #: What each chart draws, by metric type: (aggregation drawn, columns of its table).
 DRAWN = {"counter": ("rate", ("increase", "rate")),
          "gauge": ("average", ("last", "average")),
@@ -170,9 +168,8 @@ def palette_of(view: dict[str, Any]) -> dict[str, str]:
                           | {g for m in view["metrics"] for g in m["groups"]}))
 
 
-def impact_section(view: dict[str, Any], palette: dict[str, str] | None = None) -> str:
+def impact_section(view: dict[str, Any], palette: dict[str, str]) -> str:
     """The HTML of the impact view for ``view`` (what :func:`.impact.impact` answers)."""
-    palette = palette or palette_of(view)
     x_range = (view["from"], view["to"])
     parts: list[str] = [refusals(view.get("memory", {}))]
     for flag in view["flags"]:
@@ -236,7 +233,7 @@ def metric_figure(metric: dict[str, Any], x_range: tuple[float, float], palette:
                      y_min=y_min, title=title or name)
     rows = [(g, [_cell(name, column, a.get(column)) for column in columns])
             for g, a in sorted(metric["groups"].items())]
-    caption = title or f"{name}: {_described(aggregation)}"
+    caption = title or f"{name}: {_DESCRIBED.get(aggregation, aggregation)}"
     attributes = {"flag": metric["flag"] or "", "metric": name, "aggregation": aggregation,
                   **(extra or {})}
     return figure(svg, caption, attributes, columns, rows, palette)
@@ -261,12 +258,6 @@ def _cell(name: str, column: str, value: Any) -> str:
     if column in ("increase", "count"):
         return human(value, "" if column == "count" else name)
     return human(value, name, rate=column == "rate")
-
-
-def _described(aggregation: str) -> str:
-    return {"rate": "rate per second", "average": "average", "share": "share",
-            "increase": "increase per step", "last": "last value"}.get(
-                aggregation, aggregation)
 
 
 def _e(value: Any) -> str:
@@ -340,15 +331,15 @@ def declared_section(store: SeriesStore, configs: Sequence[ChartConfig],
                       "arrived": "true" if shown["arrived"] else "false"}
         note = _note(shown)
         if metric is None:
-            data = "".join(f' data-{k}="{html.escape(v)}"' for k, v in attributes.items())
+            data = "".join(f' data-{k}="{_e(v)}"' for k, v in attributes.items())
             why = (f"no sample of {shown['type']} {shown['metric']!r} has arrived yet"
                    if shown["field"] else f"{config.aggregation} cannot be drawn for a "
                    f"{shown['type']}")
             if shown["field"] and config.label_selectors:
                 why += f" with labels {shown['label_selectors']}"
             figures.append(f'<figure class="chart"{data}><figcaption>'
-                           f'{html.escape(shown["title"])}</figcaption><p class="missing">'
-                           f"{html.escape(why)}.</p>{note}</figure>")
+                           f'{_e(shown["title"])}</figcaption><p class="missing">'
+                           f"{_e(why)}.</p>{note}</figure>")
             continue
         figure = metric_figure(
             metric, (shown["from"], shown["to"]), palette, drawn=shown["field"],
@@ -371,4 +362,4 @@ def _note(shown: dict[str, Any]) -> str:
         parts.append("the receiver keeps the last hour: shown in "
                      + (f"{step / 60:g}-minute" if step >= 60 else f"{step:g}-second")
                      + " steps")
-    return f'<p class="note">{html.escape("; ".join(parts))}</p>'
+    return f'<p class="note">{_e("; ".join(parts))}</p>'
