@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import math
 import time
+from itertools import groupby
 from typing import Callable, Sequence
 
 Point = tuple[float, float | None]
@@ -90,21 +91,14 @@ def line_chart(series: dict[str, list[Point]], x_range: tuple[float, float],
 def nice(step: float) -> float:
     """The smallest round step (1, 2, 2.5 or 5 times a power of ten) of at least ``step``."""
     power = 10.0 ** math.floor(math.log10(step))
-    for factor in (1.0, 2.0, 2.5, 5.0, 10.0):
-        if factor * power >= step * (1 - 1e-9):
-            return factor * power
-    return 10 * power
+    return next((f * power for f in (1.0, 2.0, 2.5, 5.0) if f * power >= step * (1 - 1e-9)),
+                10 * power)
 
 
 def _runs(points: list[Point]) -> list[list[tuple[float, float]]]:
-    runs: list[list[tuple[float, float]]] = [[]]
-    for t, v in points:
-        if v is None:
-            if runs[-1]:
-                runs.append([])
-        else:
-            runs[-1].append((t, v))
-    return [run for run in runs if run]
+    """The runs of points with a value, split where one has none."""
+    return [[(t, v) for t, v in run if v is not None]
+            for gap, run in groupby(points, key=lambda point: point[1] is None) if not gap]
 
 
 def _n(value: float) -> str:
