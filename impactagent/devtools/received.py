@@ -245,8 +245,7 @@ class ReceivedMetrics:
 
     def flags(self, app_name: str | None = None) -> dict[str, dict[str, Any]]:
         """Flag counts summed over hours and environments (of one app, if given)."""
-        flags: dict[str, dict[str, Any]] = self.totals(app_name)["flags"]
-        return flags
+        return dict(self.totals(app_name)["flags"])
 
     def metrics(self, app_name: str | None = None) -> dict[str, dict[Any, Any]]:
         """Impact metric totals as ``{"counters", "gauges", "histograms"}``, each keyed by

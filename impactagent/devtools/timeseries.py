@@ -110,11 +110,10 @@ class SeriesStore:
 
     def _evict(self, now: int) -> bool:
         """Forget one series that received nothing within the kept steps; False if none."""
-        for key, series in self._series.items():
-            if series["newest"] <= now - self.steps:
-                del self._series[key]
-                return True
-        return False
+        idle = [key for key, series in self._series.items() if series["newest"] <= now - self.steps]
+        if idle:
+            del self._series[idle[0]]
+        return bool(idle)
 
     def cells(self, key: Hashable) -> dict[int, Any]:
         """A copy of ``key``'s cells by step index (empty for an unknown series)."""
