@@ -210,7 +210,8 @@ def report(rows: list[tuple[str, Any, Any]], delivered: bool, problems: list[str
     for what, recorded, received in rows:
         mark = ("" if recorded == received
                 else f"   MISMATCH: {_difference(what, recorded, received)}")
-        out.write(f"{what:<26}{_fmt(recorded):>12}{_fmt(received):>12}{mark}\n")
+        shown = ["-" if value is None else f"{value:,}" for value in (recorded, received)]
+        out.write(f"{what:<26}{shown[0]:>12}{shown[1]:>12}{mark}\n")
     for problem in problems:
         out.write(f"problem: {problem}\n")
     ok = delivered and not problems and all(a == b for _, a, b in rows)
@@ -230,7 +231,3 @@ def _difference(what: str, recorded: Any, received: Any) -> str:
             return f"{recorded - received:,} recorded did not arrive"
         return f"{received - recorded:,} more arrived than were recorded (sent twice?)"
     return f"{received!r} arrived, {recorded!r} was recorded"
-
-
-def _fmt(value: Any) -> str:
-    return "-" if value is None else f"{value:,}"

@@ -276,7 +276,7 @@ FIELDS = {
 }
 
 
-def _preview(store: SeriesStore, config: ChartConfig, now: float | None
+def _preview(store: SeriesStore, config: ChartConfig
              ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """One declared chart's preview, and the impact view's metric it draws (None: none yet)."""
     kind, _, name = config.metric_name.removeprefix("unleash_").partition("_")
@@ -295,7 +295,7 @@ def _preview(store: SeriesStore, config: ChartConfig, now: float | None
         "arrived": False, "flag": None, "groups": {}}
     if field is None:
         return result, None
-    view = impact(store, shown, now, resolution=resolution, selectors=config.label_selectors)
+    view = impact(store, shown, resolution=resolution, selectors=config.label_selectors)
     found = [m for m in view["metrics"] if m["name"] == name and m["type"] == kind]
     if config.scope.flag is not None:
         found = [m for m in found if m["flag"] == config.scope.flag] or found
@@ -310,23 +310,21 @@ def _preview(store: SeriesStore, config: ChartConfig, now: float | None
     return result, metric
 
 
-def previews(store: SeriesStore, configs: Sequence[ChartConfig],
-             now: float | None = None) -> list[dict[str, Any]]:
+def previews(store: SeriesStore, configs: Sequence[ChartConfig]) -> list[dict[str, Any]]:
     """Every declared chart's preview (for ``GET /api/charts``)."""
-    return [_preview(store, config, now)[0] for config in configs]
+    return [_preview(store, config)[0] for config in configs]
 
 
 def declared_section(store: SeriesStore, configs: Sequence[ChartConfig],
-                     palette: dict[str, str], now: float | None = None) -> str:
+                     palette: dict[str, str]) -> str:
     """The page's section of declared charts (empty without any)."""
     if not configs:
         return ""
     figures = []
     for config in configs:
-        shown, metric = _preview(store, config, now)
+        shown, metric = _preview(store, config)
         attributes = {"chart": "declared", "metric-name": config.metric_name,
-                      "time-range": config.time_range,
-                      "aggregation-mode": config.aggregation,
+                      "time-range": config.time_range, "aggregation-mode": config.aggregation,
                       "y-axis-min": config.y_axis_min,
                       "arrived": "true" if shown["arrived"] else "false"}
         note = _note(shown)
@@ -341,10 +339,9 @@ def declared_section(store: SeriesStore, configs: Sequence[ChartConfig],
                            f'{_e(shown["title"])}</figcaption><p class="missing">'
                            f"{_e(why)}.</p>{note}</figure>")
             continue
-        figure = metric_figure(
-            metric, (shown["from"], shown["to"]), palette, drawn=shown["field"],
-            y_min=config.y_axis_min, title=f"{shown['title']}: {config.aggregation}",
-            extra=attributes)
+        figure = metric_figure(metric, (shown["from"], shown["to"]), palette, drawn=shown["field"],
+                               y_min=config.y_axis_min, extra=attributes,
+                               title=f"{shown['title']}: {config.aggregation}")
         figures.append(figure.replace("</figure>", note + "</figure>"))
     return ('<h2 id="declared">Charts declared in code</h2><div class="charts">'
             + "".join(figures) + "</div>")
