@@ -12,8 +12,7 @@ import pytest
 import requests
 
 from impactagent.devtools.receiver import Receiver
-from impactagent.devtools.svg import colours, line_chart, nice
-from impactagent.devtools.units import human, unit_of
+from impactagent.devtools.svg import colours, human, line_chart, nice, unit_of
 
 
 @pytest.mark.parametrize(("value", "name", "options", "text"), [

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from impactagent.server_rules.json_text import json_document
+from impactagent.server_rules.jsvalues import json_document
 
 
 def _past_json_loads() -> int:

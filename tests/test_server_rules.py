@@ -13,8 +13,7 @@ import pytest
 import requests
 
 from impactagent.devtools.receiver import Receiver
-from impactagent.server_rules.json_text import json_document
-from impactagent.server_rules.jsvalues import joi_number, js_string, sanitize
+from impactagent.server_rules.jsvalues import joi_number, js_string, json_document, sanitize
 from impactagent.server_rules.validation import check_body, check_request, outcome_of
 from tests.server_rules import (
     APP,

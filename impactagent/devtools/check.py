@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import List, TextIO, Tuple, Union
+from typing import TextIO
 
 from ..server_rules.validation import check_request, notes, outcome_of, parse_body
 from .cli_support import USAGE, UsageError
@@ -24,9 +24,8 @@ VERDICTS = {
 }
 
 
-def check_files(files: List[str], max_body: int, out: TextIO, err: TextIO) -> int:
-    """Print a verdict for each file (``-``: standard input) on ``out``, and one line on
-    ``err`` for each that cannot be read; return the exit status."""
+def check_files(files: list[str], max_body: int, out: TextIO, err: TextIO) -> int:
+    """Print a verdict per file (``-``: stdin) on ``out``, a line on ``err`` per unreadable one."""
     if files.count("-") > 1:
         raise UsageError("'-' is given more than once; standard input holds one body")
     bodies = [(name, _read(name)) for name in files]
@@ -59,7 +58,7 @@ def _verdict(name: str, raw: bytes, max_body: int, out: TextIO) -> bool:
     return outcome == "stored"
 
 
-def _read(name: str) -> Union[bytes, UsageError]:
+def _read(name: str) -> bytes | UsageError:
     if name == "-":
         if sys.stdin is None:
             return UsageError("'-' reads standard input, and there is none; give a file "
@@ -81,4 +80,4 @@ def _read(name: str) -> Union[bytes, UsageError]:
         return UsageError(f"{name}: cannot be read ({error.strerror or error})")
 
 
-__all__: Tuple[str, ...] = ("VERDICTS", "check_files")
+__all__: tuple[str, ...] = ("VERDICTS", "check_files")

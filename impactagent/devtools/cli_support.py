@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, List, NoReturn, Tuple
+from typing import Any, NoReturn
 
 USAGE = 2
 
@@ -23,7 +23,7 @@ class Parser(argparse.ArgumentParser):
 
     # typeshed overloads the signature on the namespace's type; this one keeps argparse's.
     def parse_known_args(self, args: Any = None, namespace: Any = None  # type: ignore[override]
-                         ) -> Tuple[argparse.Namespace, List[str]]:
+                         ) -> tuple[argparse.Namespace, list[str]]:
         """An argument nobody knows is this parser's error, so a subcommand's mistyped option
         points at that subcommand's ``--help``."""
         parsed, extras = super().parse_known_args(args, namespace)

@@ -11,7 +11,7 @@ import random
 import socket
 import sys
 import time
-from typing import Any, Dict, List, Optional, TextIO, Tuple
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 from urllib.request import getproxies, proxy_bypass
 
@@ -43,10 +43,10 @@ class Shop:
         self.checkout_time = agent.histogram("checkout_seconds", "Checkout duration (simulated)",
                                              flags=("new-checkout",))
         self.new_checkout = agent.flag("new-checkout")(self._decide_checkout)
-        self.tally: Dict[str, Any] = {"new-checkout": [0, 0], "dark-mode": [0, 0],
+        self.tally: dict[str, Any] = {"new-checkout": [0, 0], "dark-mode": [0, 0],
                                       "requests": 0, "checkouts": 0, "in_flight": None}
 
-    def _decide_checkout(self, user: int) -> Dict[str, Any]:
+    def _decide_checkout(self, user: int) -> dict[str, Any]:
         """What an Unleash SDK's get_variant would answer."""
         variant = ("blue", "green", "disabled")[user % 3]
         return {"name": variant, "enabled": variant != "disabled",
@@ -74,14 +74,14 @@ class Shop:
             self.tally["requests"] += 1  # and a latency observation; a checkout, a duration
 
 
-def compare(tally: Dict[str, Any], totals: Dict[str, Any]) -> List[Tuple[str, Any, Any]]:
+def compare(tally: dict[str, Any], totals: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """Rows of (what, recorded, received) from the shop's tally and a receiver's totals."""
     flags = totals["flags"]
 
     def counted(flag: str, key: str) -> int:
         return int(flags.get(flag, {}).get(key, 0))
 
-    def summed(kind: str, name: str, field: Optional[str] = None) -> Any:
+    def summed(kind: str, name: str, field: str | None = None) -> Any:
         values = [v if field is None else v[field]
                   for (metric, _labels), v in totals[kind].items() if metric == name]
         return sum(values) if values else None
@@ -100,11 +100,9 @@ def compare(tally: Dict[str, Any], totals: Dict[str, Any]) -> List[Tuple[str, An
     ]
 
 
-def main(requests: int = 10_000, out: TextIO = sys.stdout, *, url: Optional[str] = None,
-         token: Optional[str] = None, pace: float = 0.2) -> int:
-    """Run the demo; 0 when what arrived is exactly what was recorded. Raises
-    :class:`UsageError` for bad arguments, a ``url`` not reached or a server that took
-    nothing."""
+def main(requests: int = 10_000, out: TextIO = sys.stdout, *, url: str | None = None,
+         token: str | None = None, pace: float = 0.2) -> int:
+    """Run the demo; 0 when exactly what was recorded arrived. Raises :class:`UsageError`."""
     if requests < 1:
         raise UsageError(f"--requests must be 1 or more, got {requests}")
     if not pace >= 0:
@@ -205,14 +203,15 @@ def _count(n: int, one: str, many: str) -> str:
     return f"{n:,} {one if n == 1 else many}"
 
 
-def report(rows: List[Tuple[str, Any, Any]], delivered: bool, problems: List[str],
+def report(rows: list[tuple[str, Any, Any]], delivered: bool, problems: list[str],
            out: TextIO) -> int:
     """Write what was recorded beside what arrived; 0 when all matched and was delivered."""
     out.write(f"{'what':<26}{'recorded':>12}{'received':>12}\n")
     for what, recorded, received in rows:
         mark = ("" if recorded == received
                 else f"   MISMATCH: {_difference(what, recorded, received)}")
-        out.write(f"{what:<26}{_fmt(recorded):>12}{_fmt(received):>12}{mark}\n")
+        shown = ["-" if value is None else f"{value:,}" for value in (recorded, received)]
+        out.write(f"{what:<26}{shown[0]:>12}{shown[1]:>12}{mark}\n")
     for problem in problems:
         out.write(f"problem: {problem}\n")
     ok = delivered and not problems and all(a == b for _, a, b in rows)
@@ -232,7 +231,3 @@ def _difference(what: str, recorded: Any, received: Any) -> str:
             return f"{recorded - received:,} recorded did not arrive"
         return f"{received - recorded:,} more arrived than were recorded (sent twice?)"
     return f"{received!r} arrived, {recorded!r} was recorded"
-
-
-def _fmt(value: Any) -> str:
-    return "-" if value is None else f"{value:,}"

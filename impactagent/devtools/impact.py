@@ -1,17 +1,14 @@
 """The impact view's numbers (``GET /api/impact``): for each flag, each metric labelled by
-it, aggregated per variant (or ``enabled`` / ``disabled``) over a window of the last hour,
-as Unleash's impact charts aggregate them.
-
-A metric is labelled by a flag when it carries the label the agent names after the flag and
-the receiver counted that flag's evaluations from the same app; its series are grouped by
-that label's value (a metric labelled by no flag is one group, ``all``). A step without
-samples is ``null``.
+it (it carries the label the agent names after the flag, and the flag's evaluations came from
+the same app), aggregated per variant (or ``enabled`` / ``disabled``) over a window of the last
+hour, as Unleash's impact charts aggregate them. A metric labelled by no flag is one group,
+``all``; a step without samples is ``null``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..core._naming import flag_label_name
 from .timeseries import SeriesStore
@@ -22,14 +19,14 @@ ALL = "all"
 _INF = float("inf")
 
 
-def quantile(q: float, buckets: Dict[Any, float]) -> Optional[float]:
+def quantile(q: float, buckets: dict[Any, float]) -> float | None:
     """The ``q``-quantile of cumulative ``buckets`` (``{upper bound: count}``, ``"+Inf"``
     last) as Prometheus' ``histogram_quantile`` estimates it; None without observations.
 
     >>> quantile(0.5, {0.1: 2, 0.5: 6, 1.0: 8, "+Inf": 8})  # rank 4: half-way in (0.1, 0.5]
     0.30000000000000004
     """
-    bounds: List[Tuple[float, float]] = []
+    bounds: list[tuple[float, float]] = []
     for bound, n in sorted((_INF if le == "+Inf" else float(le), n) for le, n in buckets.items()):
         # Series whose bounds differ can sum to falling counts: made monotonic, as Prometheus.
         bounds.append((bound, max(n, bounds[-1][1]) if bounds else n))
@@ -51,9 +48,9 @@ def quantile(q: float, buckets: Dict[Any, float]) -> Optional[float]:
     return None
 
 
-def impact(store: SeriesStore, window: Optional[float] = None,
-           now: Optional[float] = None, *, resolution: int = 1,
-           selectors: Optional[Mapping[str, Sequence[str]]] = None) -> Dict[str, Any]:
+def impact(store: SeriesStore, window: float | None = None,
+           now: float | None = None, *, resolution: int = 1,
+           selectors: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
     """The aggregations of the last ``window`` seconds (at most the hour kept), ending with
     the step ``now`` is in; a point covers ``resolution`` steps. With ``selectors``
     (``{label: [values]}``) only the series whose labels match are aggregated."""
@@ -70,7 +67,7 @@ def impact(store: SeriesStore, window: Optional[float] = None,
     flag_views = [_exposure(app, flag, cells, indices, store.step)
                   for (app, flag), cells in sorted(flags.items())]
     # Two flag names can give one label (new-checkout, new.checkout): a label keeps both.
-    flags_of: Dict[Tuple[str, str], List[Tuple[str, Set[str]]]] = {}
+    flags_of: dict[tuple[str, str], list[tuple[str, set[str]]]] = {}
     for view in flag_views:
         flags_of.setdefault((view["app"], view["label"]), []).append(
             (view["flag"], set(view["exposure"])))
@@ -82,17 +79,17 @@ def impact(store: SeriesStore, window: Optional[float] = None,
             "flags": flag_views, "metrics": metric_views}
 
 
-Cells = Dict[int, Any]
-LabelledCells = List[Tuple[Dict[str, str], Cells]]
+Cells = dict[int, Any]
+LabelledCells = list[tuple[dict[str, str], Cells]]
 
 
 def _collected(store: SeriesStore, first: int, last: int,
-               selectors: Optional[Mapping[str, Sequence[str]]]
-               ) -> Tuple[Dict[Tuple[str, str], Cells], Dict[Tuple[str, str, str], LabelledCells]]:
-    flags: Dict[Tuple[str, str], Cells] = {}
-    metrics: Dict[Tuple[str, str, str], LabelledCells] = {}
+               selectors: Mapping[str, Sequence[str]] | None
+               ) -> tuple[dict[tuple[str, str], Cells], dict[tuple[str, str, str], LabelledCells]]:
+    flags: dict[tuple[str, str], Cells] = {}
+    metrics: dict[tuple[str, str, str], LabelledCells] = {}
     for key, kind, cells in store.snapshot(first, last):
-        parts: Tuple[Any, ...] = key  # type: ignore[assignment]
+        parts: tuple[Any, ...] = key  # type: ignore[assignment]
         if kind == "flag":
             flags[(parts[1], parts[2])] = cells
             continue
@@ -103,16 +100,16 @@ def _collected(store: SeriesStore, first: int, last: int,
 
 
 def _metric_views(app: str, name: str, kind: str, series: LabelledCells,
-                  flags_of: Dict[Tuple[str, str], List[Tuple[str, Set[str]]]],
-                  indices: List[range], step: float, seconds: float) -> List[Dict[str, Any]]:
+                  flags_of: dict[tuple[str, str], list[tuple[str, set[str]]]],
+                  indices: list[range], step: float, seconds: float) -> list[dict[str, Any]]:
     """One view of a metric per flag whose label it carries (one, ``all``, for none)."""
     names = sorted({n for labels, _ in series for n in labels})
-    by: List[Tuple[Optional[str], Optional[str]]] = [
+    by: list[tuple[str | None, str | None]] = [
         (_flag_of(flags_of[(app, n)], {labels[n] for labels, _ in series if n in labels}), n)
         for n in names if (app, n) in flags_of] or [(None, None)]
     views = []
     for flag, label in by:
-        groups: Dict[str, List[Cells]] = {}
+        groups: dict[str, list[Cells]] = {}
         for labels, cells in series:
             groups.setdefault(ALL if label is None else labels.get(label, ALL), []).append(cells)
         views.append({"app": app, "name": name, "type": kind, "flag": flag, "label": label,
@@ -121,13 +118,13 @@ def _metric_views(app: str, name: str, kind: str, series: LabelledCells,
     return views
 
 
-def _flag_of(candidates: List[Tuple[str, Set[str]]], values: Set[str]) -> str:
+def _flag_of(candidates: list[tuple[str, set[str]]], values: set[str]) -> str:
     """Of the flags named alike, the one whose groups hold most of the label's values."""
     return max(candidates, key=lambda flag: len(flag[1] & values))[0]
 
 
-def _aggregate(kind: str, series: List[Dict[int, Any]], indices: Iterable[range],
-               step: float, seconds: float) -> Dict[str, Any]:
+def _aggregate(kind: str, series: list[dict[int, Any]], indices: Iterable[range],
+               step: float, seconds: float) -> dict[str, Any]:
     """The window's aggregation of one group's series, and one point per run of steps."""
     points = [{"t": run[0] * step,
                **_values(kind, [[s[i] for i in run if i in s] for s in series],
@@ -136,7 +133,7 @@ def _aggregate(kind: str, series: List[Dict[int, Any]], indices: Iterable[range]
     return {**_values(kind, [list(s.values()) for s in series], seconds), "points": points}
 
 
-def _values(kind: str, series: List[List[Any]], seconds: float) -> Dict[str, Any]:
+def _values(kind: str, series: list[list[Any]], seconds: float) -> dict[str, Any]:
     cells = [cell for one in series for cell in one]
     if kind == "counter":
         increase = sum(cells)
@@ -151,7 +148,7 @@ def _values(kind: str, series: List[List[Any]], seconds: float) -> Dict[str, Any
                 "total": sum(last[1] for last in lasts) if lasts else None}
     count = sum(c["count"] for c in cells)
     total = sum(c["sum"] for c in cells)
-    buckets: Dict[Any, float] = {}
+    buckets: dict[Any, float] = {}
     for cell in cells:
         for le, n in cell["buckets"].items():
             buckets[le] = buckets.get(le, 0) + n
@@ -159,12 +156,20 @@ def _values(kind: str, series: List[List[Any]], seconds: float) -> Dict[str, Any
             **{name: quantile(q, buckets) for name, q in QUANTILES}}
 
 
-def _exposure(app: str, flag: str, cells: Dict[int, Any], indices: Iterable[range],
-              step: float) -> Dict[str, Any]:
-    def shares(counted: List[Dict[str, Any]]) -> Dict[str, Any]:
-        groups: Dict[str, float] = {}
+def _exposure(app: str, flag: str, cells: dict[int, Any], indices: Iterable[range],
+              step: float) -> dict[str, Any]:
+    def shares(counted: list[dict[str, Any]]) -> dict[str, Any]:
+        groups: dict[str, float] = {}
         for cell in counted:
-            for group, n in exposure_groups(cell).items():
+            # By the label value a metric recorded after them gets.
+            variants = {k: n for k, n in cell["variants"].items() if k != "disabled" and n}
+            # Evaluations of variants the store refused are no one's group, not "enabled".
+            enabled = cell["yes"] - sum(variants.values()) - cell.get("refused", 0)
+            if enabled > 0:
+                variants["enabled"] = enabled
+            if cell["no"]:
+                variants["disabled"] = cell["no"]
+            for group, n in variants.items():
                 groups[group] = groups.get(group, 0) + n
         total = sum(groups.values())
         return {"evaluations": total, "exposure": {
@@ -176,15 +181,3 @@ def _exposure(app: str, flag: str, cells: Dict[int, Any], indices: Iterable[rang
     return {"app": app, "flag": flag, "label": flag_label_name(flag, flag) if flag else "",
             **shares(list(cells.values())), "points": points}
 
-
-def exposure_groups(counts: Dict[str, Any]) -> Dict[str, float]:
-    """One flag cell's evaluations by the label value a metric recorded after them gets."""
-    variants = {name: n for name, n in counts["variants"].items() if name != "disabled" and n}
-    groups = dict(variants)
-    # Evaluations of variants the store refused are no one's group, not "enabled".
-    enabled = counts["yes"] - sum(variants.values()) - counts.get("refused", 0)
-    if enabled > 0:
-        groups["enabled"] = enabled
-    if counts["no"]:
-        groups["disabled"] = counts["no"]
-    return groups

@@ -1,19 +1,17 @@
 """The receiver's ``/metrics``: what it holds, exposed as unleash-server 8.x re-exposes impact
 metrics (``/internal-backstage/impact/metrics``), in a text every Prometheus parser accepts.
 
-Names are sanitised as the server does, and ``origin="sdk"`` and ``metric_type`` added; no
-``appName`` is added, so two apps' samples with the same labels are one series. Where the
-server is ambiguous, this decides the same way every time (the later name by sort order wins).
-OpenMetrics leaves out the series and ``_sum``/``_count`` its parsers refuse.
+``origin="sdk"`` and ``metric_type`` are added, no ``appName``: two apps' samples with the same
+labels are one series. OpenMetrics leaves out the series and ``_sum``/``_count`` its parsers
+refuse.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Iterable
 
 from ..core.exposition_text import claimed_names, counter_base, scrub
-from ..server_rules.jsvalues import js_number, js_string, sanitize, valid_name
+from ..server_rules.jsvalues import js_number
 from .received import ReceivedMetrics
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -24,47 +22,25 @@ FLAG_FAMILY = "impactagent_received_flag_evaluations_total"
 _INF = float("inf")
 
 #: A series' labels in the order written: ``((name, value), ...)``.
-SeriesLabels = Tuple[Tuple[str, str], ...]
+SeriesLabels = tuple[tuple[str, str], ...]
+#: An exposed metric: its name, type, help text and series merged across apps.
+Family = tuple[str, str, str, dict[SeriesLabels, Any]]
 
 
-@dataclass
-class Family:
-    """One exposed metric: its sanitised name, type, help text and merged series."""
-
-    name: str
-    kind: str
-    help: str
-    series: Dict[SeriesLabels, Any] = field(default_factory=dict)
-
-
-def exposed_name(name: str) -> Optional[str]:
-    """The name the server exposes ``name`` under, or None if it exposes nothing for it."""
-    sanitized = sanitize(name)
-    return sanitized if valid_name(sanitized) else None
-
-
-def series_labels(labels: Iterable[Tuple[str, Any]], kind: str) -> SeriesLabels:
-    """The labels the server gives a sample with ``labels`` of a metric of type ``kind``."""
-    result = {"origin": "sdk", "metric_type": kind}
-    for key, value in sorted(labels, key=lambda item: str(item[0])):
-        name = exposed_name(str(key))
-        if name is not None:
-            result[name] = scrub(js_string(value))  # a later key with the same name wins
+def series_labels(labels: Iterable[tuple[str, str]], kind: str) -> SeriesLabels:
+    """The labels the server gives a sample with (sanitised) ``labels`` of type ``kind``."""
+    result = {"origin": "sdk", "metric_type": kind, **{k: scrub(v) for k, v in labels}}
     if kind == "histogram" and "le" in result:
-        result.setdefault("exported_le", result["le"])
-        del result["le"]
-    return tuple(sorted(result.items(), key=_label_order))
+        result.setdefault("exported_le", result.pop("le"))
+    order = {"origin": 0, "metric_type": 1}
+    return tuple(sorted(result.items(), key=lambda item: (order.get(item[0], 2), item[0])))
 
 
 def go_number(value: Any) -> str:
     """``value`` as prometheus_client (and Go) write a float: the canonical ``le`` form."""
     number = float(value)
-    if number == _INF:
-        return "+Inf"
-    if number == -_INF:
-        return "-Inf"
-    if number != number:
-        return "NaN"
+    if number in (_INF, -_INF) or number != number:
+        return {_INF: "+Inf", -_INF: "-Inf"}.get(number, "NaN")
     text = repr(number)
     dot = text.find(".")
     if number > 0 and dot > 6:  # Go switches to an exponent sooner than Python
@@ -73,108 +49,91 @@ def go_number(value: Any) -> str:
     return text
 
 
-def families(received: ReceivedMetrics) -> List[Family]:
-    """Every exposed impact metric family, by name, series merged across apps."""
-    by_name: Dict[str, Family] = {}
-    for (_app, _env, original), entry in sorted(received.metric_entries(), key=lambda e: e[0]):
-        name = exposed_name(original)
-        if name is None:
-            continue
+def families(received: ReceivedMetrics) -> list[Family]:
+    """Every exposed impact metric family, by name, series merged across apps; of families
+    whose sample names clash, the first by name (the flag counts first)."""
+    by_name: dict[str, Family] = {}
+    for (_app, _env, name), entry in received.metric_entries():
         kind = entry["type"]
-        family = by_name.get(name)
-        if family is None or family.kind != kind:
-            family = by_name[name] = Family(name, kind, scrub(str(entry.get("help", ""))))
-        for labels, value in entry["series"].items():
-            _merge(family, series_labels(labels, kind), value)
-    return [family for _, family in sorted(by_name.items())]
-
-
-def _merge(family: Family, labels: SeriesLabels, value: Any) -> None:
-    series = family.series
-    if family.kind == "gauge":
-        series[labels] = value
-    elif family.kind == "counter":
-        series[labels] = series.get(labels, 0) + value
-    else:
-        total = series.setdefault(labels, {"count": 0, "sum": 0, "buckets": {}})
-        total["count"] += value["count"]
-        total["sum"] += value["sum"]
-        for le, n in value["buckets"].items():
-            bound = _INF if le == "+Inf" else float(le)
-            total["buckets"][bound] = total["buckets"].get(bound, 0) + n
-
-
-def flag_series(received: ReceivedMetrics) -> Dict[SeriesLabels, int]:
-    """Flag evaluations summed over hours, by app, environment, flag and result."""
-    totals: Dict[SeriesLabels, int] = {}
-    for (app, env, name, _hour), counts in received.flag_bins():
-        for enabled, n in (("true", counts["yes"]), ("false", counts["no"])):
-            labels = (("appName", scrub(app)), ("environment", scrub(env)),
-                      ("feature", scrub(name)), ("enabled", enabled))
-            totals[labels] = totals.get(labels, 0) + n
-    return dict(sorted(totals.items()))
-
-
-def _without_clashes(found: List[Family]) -> List[Family]:
-    """Of families whose sample names clash, the first by name (the flag counts first)."""
+        series = by_name.setdefault(name, (name, kind, scrub(str(entry["help"])), {}))[3]
+        for raw_labels, value in entry["series"].items():
+            labels = series_labels(raw_labels, kind)
+            if kind == "gauge":
+                series[labels] = value
+            elif kind == "counter":
+                series[labels] = series.get(labels, 0) + value
+            else:
+                total = series.setdefault(labels, {"count": 0, "sum": 0, "buckets": {}})
+                total["count"] += value["count"]
+                total["sum"] += value["sum"]
+                for le, n in value["buckets"].items():
+                    bound = _INF if le == "+Inf" else float(le)
+                    total["buckets"][bound] = total["buckets"].get(bound, 0) + n
     taken = set(claimed_names(FLAG_FAMILY, "counter"))
     kept = []
-    for family in found:
-        claims = claimed_names(family.name, family.kind)
+    for name, family in sorted(by_name.items()):
+        claims = claimed_names(name, family[1])
         if taken.isdisjoint(claims):
             taken.update(claims)
             kept.append(family)
     return kept
 
 
+def flag_series(received: ReceivedMetrics) -> dict[SeriesLabels, int]:
+    """Flag evaluations summed over hours, by app, environment, flag and result."""
+    totals: dict[SeriesLabels, int] = {}
+    for counts in received.as_json()["flags"]:
+        for enabled, n in (("true", counts["yes"]), ("false", counts["no"])):
+            labels = (("appName", scrub(counts["appName"])), ("environment",
+                      scrub(counts["environment"])), ("feature", scrub(counts["flag"])),
+                      ("enabled", enabled))
+            totals[labels] = totals.get(labels, 0) + n
+    return dict(sorted(totals.items()))
+
+
 def text_format(received: ReceivedMetrics) -> str:
     """The Prometheus text format, version 0.0.4, as the server writes it."""
-    lines: List[str] = []
-    for family in _without_clashes(families(received)):
-        lines.append(f"# HELP {family.name} {_escaped(family.help)}")
-        lines.append(f"# TYPE {family.name} {family.kind}")
-        for labels, value in family.series.items():
-            if family.kind != "histogram":
-                lines.append(f"{family.name}{_labels(labels)} {js_number(value)}")
+    lines: list[str] = []
+    for name, kind, help_text, series in families(received):
+        lines += [f"# HELP {name} {_escaped(help_text)}", f"# TYPE {name} {kind}"]
+        for labels, value in series.items():
+            if kind != "histogram":
+                lines.append(f"{name}{_labels(labels)} {js_number(value)}")
                 continue
             for bound, n in sorted(value["buckets"].items()):
                 le = "+Inf" if bound == _INF else js_number(bound)
-                lines.append(f"{family.name}_bucket{_labels((*labels, ('le', le)))} "
-                             f"{js_number(n)}")
-            lines.append(f"{family.name}_sum{_labels(labels)} {js_number(value['sum'])}")
-            lines.append(f"{family.name}_count{_labels(labels)} {js_number(value['count'])}")
+                lines.append(f"{name}_bucket{_labels((*labels, ('le', le)))} {js_number(n)}")
+            lines.append(f"{name}_sum{_labels(labels)} {js_number(value['sum'])}")
+            lines.append(f"{name}_count{_labels(labels)} {js_number(value['count'])}")
     lines += _flag_lines(received, FLAG_FAMILY, FLAG_FAMILY)
     return "\n".join(lines) + "\n"
 
 
 def openmetrics_format(received: ReceivedMetrics) -> str:
     """OpenMetrics 1.0.0: counters as ``_total`` samples, ``# EOF`` at the end."""
-    lines: List[str] = []
-    for family in _without_clashes(families(received)):
-        name = counter_base(family.name) if family.kind == "counter" else family.name
-        lines.append(f"# HELP {name} {_escaped(family.help, quotes=True)}")
-        lines.append(f"# TYPE {name} {family.kind}")
-        for labels, value in family.series.items():
-            if family.kind == "gauge":
+    lines: list[str] = []
+    for name, kind, help_text, series in families(received):
+        name = counter_base(name) if kind == "counter" else name
+        lines += [f"# HELP {name} {_escaped(help_text, quotes=True)}", f"# TYPE {name} {kind}"]
+        for labels, value in series.items():
+            if kind == "gauge":
                 lines.append(f"{name}{_labels(labels)} {go_number(value)}")
-            elif family.kind == "counter":
+            elif kind == "counter":
                 if value >= 0:  # a counter below zero is not a counter to a parser
                     lines.append(f"{name}_total{_labels(labels)} {go_number(value)}")
             else:
                 lines.extend(_openmetrics_histogram(name, labels, value))
     flags = counter_base(FLAG_FAMILY)
-    lines += _flag_lines(received, flags, flags + "_total")
-    lines.append("# EOF")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *_flag_lines(received, flags, flags + "_total"), "# EOF"]) + "\n"
 
 
-def _flag_lines(received: ReceivedMetrics, name: str, sample: str) -> List[str]:
+def _flag_lines(received: ReceivedMetrics, name: str, sample: str) -> list[str]:
     return [f"# HELP {name} Flag evaluations received, by app, environment and result",
             f"# TYPE {name} counter",
             *(f"{sample}{_labels(labels)} {n}" for labels, n in flag_series(received).items())]
 
 
-def _openmetrics_histogram(name: str, labels: SeriesLabels, value: Dict[str, Any]) -> List[str]:
+def _openmetrics_histogram(name: str, labels: SeriesLabels, value: dict[str, Any]) -> list[str]:
     buckets = sorted(value["buckets"].items())
     counts = [n for _, n in buckets]
     whole = all(float(n).is_integer() and n >= 0 for n in [*counts, value["count"]])
@@ -189,14 +148,14 @@ def _openmetrics_histogram(name: str, labels: SeriesLabels, value: Dict[str, Any
     return lines
 
 
-def exposition(received: ReceivedMetrics, accept: Optional[str]) -> Tuple[bytes, str]:
+def exposition(received: ReceivedMetrics, accept: str | None) -> tuple[bytes, str]:
     """The body and Content-Type answering a scrape with this ``Accept`` header."""
     if wants_openmetrics(accept):
         return openmetrics_format(received).encode(), OPENMETRICS_CONTENT_TYPE
     return text_format(received).encode(), TEXT_CONTENT_TYPE
 
 
-def wants_openmetrics(accept: Optional[str]) -> bool:
+def wants_openmetrics(accept: str | None) -> bool:
     """True if ``accept`` asks for OpenMetrics 1.0.0 or later, read as ``prometheus_client``
     reads it (the first ``application/openmetrics-text`` entry decides; no q-values)."""
     for entry in (accept or "").split(","):
@@ -209,18 +168,13 @@ def wants_openmetrics(accept: Optional[str]) -> bool:
     return False
 
 
-def _version(text: str) -> Tuple[int, ...]:
+def _version(text: str) -> tuple[int, ...]:
     numbers = []
     for part in text.strip().split("."):
         if not part.isdigit():
             break
         numbers.append(int(part))
     return tuple(numbers)
-
-
-def _label_order(item: Tuple[str, str]) -> Tuple[int, str]:
-    return (("origin", "metric_type").index(item[0]) if item[0] in ("origin", "metric_type")
-            else 2, item[0])
 
 
 def _escaped(text: str, *, quotes: bool = False) -> str:

@@ -11,39 +11,41 @@ True
 {'beta': {'yes': 1, 'no': 0, 'variants': {}}}
 
 Each connection has a thread of its own, so a slow client holds up no other; no token is
-ever logged.
+ever logged. A body is read as Node's HTTP parser and Express's ``body-parser`` read it, or
+refused with the status they answer.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import hmac
 import json
 import logging
 import re
 import threading
 import time
+import zlib
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from io import BufferedIOBase
+from typing import Any, Callable, Sequence
 from urllib.parse import parse_qs, unquote_plus
 
 from ..core.charts import ChartConfig
 from ..core.payload import environment_from_token
 from ..server_rules.jsvalues import js_string
 from ..server_rules.validation import MAX_BODY, REJECTED, check_document, parse_body
-from .declared import previews
 from .impact import impact
 from .received import ReceivedMetrics, Request
 from .received_exposition import exposition
-from .received_views import page
-from .request_body import Refused, decode_body, read_body
+from .received_views import page, previews
 from .timeseries import SeriesStore
 
 logger = logging.getLogger("impactagent.devtools.receiver")
 
-#: Bodies over the limit are still read up to this size, so the client reads the 413, not a
-#: reset.
+#: Bodies over the limit are still read up to this size: the client reads the 413, not a reset.
 DRAIN_LIMIT = 16 * 1024 * 1024
 READ_TIMEOUT = 10.0
 
@@ -51,10 +53,10 @@ READ_TIMEOUT = 10.0
 class Receiver:
     """The receiver's HTTP server, run on a daemon thread; a context manager."""
 
-    def __init__(self, *, port: int = 0, host: str = "127.0.0.1", token: Optional[str] = None,
+    def __init__(self, *, port: int = 0, host: str = "127.0.0.1", token: str | None = None,
                  max_body: int = MAX_BODY, strict: bool = False, read_timeout: float = READ_TIMEOUT,
-                 series: Optional[SeriesStore] = None, charts: Sequence[ChartConfig] = (),
-                 features: Optional[Dict[str, Any]] = None) -> None:
+                 series: SeriesStore | None = None, charts: Sequence[ChartConfig] = (),
+                 features: dict[str, Any] | None = None) -> None:
         self.host = host
         self.port = port
         self.token = token
@@ -65,29 +67,28 @@ class Receiver:
         self.charts = list(charts)
         #: What ``GET /api/client/features`` serves (None: 404).
         self.features = None if features is None else json.dumps(features).encode()
-        self._server: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._running: tuple[ThreadingHTTPServer, threading.Thread] | None = None
 
     def start(self) -> Receiver:
         """Start serving (idempotent); port 0 picks a free port."""
-        if self._server is None:
+        if self._running is None:
             handler = type("Handler", (_Handler,), {"receiver": self, "timeout": self.read_timeout})
-            self._server = ThreadingHTTPServer((self.host, self.port), handler)
-            self._server.daemon_threads = True
-            self.port = self._server.server_address[1]
-            self._thread = threading.Thread(target=self._server.serve_forever,
-                                            kwargs={"poll_interval": 0.1},
-                                            name="impactagent-receiver", daemon=True)
-            self._thread.start()
+            server = ThreadingHTTPServer((self.host, self.port), handler)
+            server.daemon_threads = True
+            self.port = server.server_address[1]
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                                      name="impactagent-receiver", daemon=True)
+            thread.start()
+            self._running = server, thread
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            if self._thread is not None:
-                self._thread.join(5)
-            self._server = self._thread = None
+        if self._running is not None:
+            server, thread = self._running
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+            self._running = None
 
     def __enter__(self) -> Receiver:
         return self.start()
@@ -104,12 +105,12 @@ class Receiver:
         """The ``url`` to give an agent or an SDK."""
         return self.url + "/api"
 
-    def totals(self, app_name: Optional[str] = None) -> Dict[str, Any]:
-        """What was received (of one app, if given): ``flags``, ``counters``, ``gauges`` and
+    def totals(self, app_name: str | None = None) -> dict[str, Any]:
+        """What was received (of one app, if given): ``flags``, ``counters``, ``gauges``,
         ``histograms``, each series keyed by ``(metric name, frozenset of labels)``."""
         return self.received.totals(app_name)
 
-    def problems(self) -> List[str]:
+    def problems(self) -> list[str]:
         """Every problem found in the logged bodies (empty: all were clean)."""
         return self.received.problems()
 
@@ -122,7 +123,7 @@ class Receiver:
             time.sleep(0.02)
         return predicate(self)
 
-    def allows(self, authorization: Optional[str], *, view: bool = False, query: str = "") -> bool:
+    def allows(self, authorization: str | None, *, view: bool = False, query: str = "") -> bool:
         """True when no token is configured or the request carries it: the whole
         ``Authorization`` header or after ``Bearer``, and for a ``view`` also as HTTP Basic's
         password or ``?token=`` in the ``query``."""
@@ -131,15 +132,12 @@ class Receiver:
         offered = [(authorization or "").strip(), _bearer(authorization)]
         if view:
             offered += [_basic_password(authorization), *parse_qs(query).get("token", [])]
-        expected = self.token.encode()
         # No early exit: the answer's timing says nothing.
-        matches = [hmac.compare_digest(candidate.encode(), expected) for candidate in offered]
-        return any(matches)
+        return any([hmac.compare_digest(c.encode(), self.token.encode()) for c in offered])
 
-    def answer_metrics(self, body: Union[bytes, str], authorization: Optional[str], *,
-                       size: Optional[int] = None) -> tuple[int, Dict[str, Any]]:
-        """``(status, JSON answer)`` to one body (``size``: its length as sent); aggregate it
-        if taken."""
+    def answer_metrics(self, body: bytes | str, authorization: str | None, *,
+                       size: int | None = None) -> tuple[int, dict[str, Any]]:
+        """``(status, JSON answer)`` to a body (``size``: as sent), aggregated if taken."""
         if not self.allows(authorization):
             return 401, {"error": "a valid client token is required in Authorization"}
         document, problems = parse_body(body)
@@ -175,7 +173,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _allowed(self, *, view: bool) -> bool:
         """The token check of every route; answers 401 itself when it fails."""
-        _, _, query = self.path.partition("?")
+        query = self.path.partition("?")[2]
         if self.receiver.allows(self.headers.get("Authorization"), view=view, query=query):
             return True
         self._json(401, {"error": "a valid token is required in Authorization"
@@ -185,25 +183,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = self.path.split("?")[0]
-        receiver = self.receiver
         try:
-            raw = read_body(self.rfile, self.headers.get_all("Content-Length") or [],
-                            self.headers.get("Transfer-Encoding"), receiver.max_body,
-                            DRAIN_LIMIT)
+            raw = read_body(self.rfile, self.headers, self.receiver.max_body)
+            if not self._allowed(view=False):
+                return None
+            if path == "/api/client/metrics":
+                text = decode_body(raw, self.headers, self.receiver.max_body)
+                status, answer = self.receiver.answer_metrics(
+                    text, self.headers.get("Authorization"), size=len(raw))
+                return self._json(status, answer)
         except Refused as refused:
             self.close_connection = self.close_connection or refused.close
             return self._json(refused.status, {"error": refused.message})
-        if not self._allowed(view=False):
-            return None
-        if path == "/api/client/metrics":
-            try:
-                text = decode_body(raw, self.headers.get("Content-Type"),
-                                   self.headers.get("Content-Encoding"), receiver.max_body)
-            except Refused as refused:
-                return self._json(refused.status, {"error": refused.message})
-            status, answer = receiver.answer_metrics(text, self.headers.get("Authorization"),
-                                                     size=len(raw))
-            return self._json(status, answer)
         if path == "/api/client/register":
             return self._json(202, {})
         self._json(404, {"error": f"no such endpoint: POST {path}"})
@@ -235,13 +226,13 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, *exposition(received, self.headers.get("Accept")))
         self._json(404, {"error": f"no such page: {path}"})
 
-    def _json(self, status: int, answer: Dict[str, Any],
-              headers: Optional[Dict[str, str]] = None) -> None:
+    def _json(self, status: int, answer: dict[str, Any],
+              headers: dict[str, str] | None = None) -> None:
         body = json.dumps(answer).encode() if answer or status != 202 else b""
         self._send(status, body, "application/json", headers)
 
     def _send(self, status: int, body: bytes, content_type: str,
-              headers: Optional[Dict[str, str]] = None) -> None:
+              headers: dict[str, str] | None = None) -> None:
         try:
             self.send_response(status)
             for name, value in (headers or {}).items():
@@ -286,7 +277,7 @@ def _decoded(text: str) -> str:
     return text
 
 
-def _window(query: str) -> Union[float, str, None]:
+def _window(query: str) -> float | str | None:
     """``?window=<seconds>`` of ``/api/impact`` (None: the whole kept hour), or why not."""
     values = parse_qs(query).get("window")
     if not values:
@@ -300,12 +291,12 @@ def _window(query: str) -> Union[float, str, None]:
     return window
 
 
-def _bearer(authorization: Optional[str]) -> str:
+def _bearer(authorization: str | None) -> str:
     scheme, _, token = (authorization or "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def _basic_password(authorization: Optional[str]) -> str:
+def _basic_password(authorization: str | None) -> str:
     """The password of HTTP Basic (what a browser sends), else ""."""
     scheme, _, encoded = (authorization or "").partition(" ")
     if scheme.lower() != "basic":
@@ -315,3 +306,125 @@ def _basic_password(authorization: Optional[str]) -> str:
     except (binascii.Error, UnicodeDecodeError):
         return ""
     return decoded.partition(":")[2]
+
+
+_DIGITS = re.compile(r"[0-9]+")
+_CHUNK_SIZE = re.compile(rb"([0-9a-fA-F]{1,15})[ \t]*(?:;[^\r\n]*)?\r?\n?\Z")
+
+
+class Refused(Exception):
+    """The server answers ``status``; ``close``: where the next request starts is unknown."""
+
+    def __init__(self, status: int, message: str, close: bool = False) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status, self.message, self.close = status, message, close
+
+
+def read_body(rfile: BufferedIOBase, headers: Message, limit: int) -> bytes:
+    """The body's bytes as sent (at most :data:`DRAIN_LIMIT`); raises :class:`Refused`."""
+    transfer_encoding = headers.get("Transfer-Encoding")
+    try:
+        if transfer_encoding is None:
+            return _read_framed(rfile, headers.get_all("Content-Length") or [], limit)
+        if transfer_encoding.split(",")[-1].strip().lower() != "chunked":
+            raise Refused(400, f"Transfer-Encoding {transfer_encoding!r} is not chunked",
+                          close=True)
+        return _read_chunked(rfile, limit)
+    except TimeoutError:
+        raise Refused(408, "the body did not arrive in time", close=True) from None
+
+
+def decode_body(raw: bytes, headers: Message, limit: int) -> str:
+    """The JSON text of a body read by :func:`read_body`; raises :class:`Refused`."""
+    content_type = headers.get("Content-Type")
+    media_type, _, parameters = (content_type or "").partition(";")
+    if media_type.strip().lower() != "application/json":
+        raise Refused(415, f"Content-Type {content_type!r} is not application/json")
+    charset = _charset(parameters)
+    if not charset.startswith("utf-"):
+        raise Refused(415, f"unsupported charset {charset!r}: send UTF-8")
+    try:
+        codec = codecs.lookup(charset)
+    except LookupError:
+        raise Refused(415, f"unsupported charset {charset!r}: send UTF-8") from None
+    inflated = _inflated(raw, headers.get("Content-Encoding") or "identity", limit)
+    # As iconv-lite: invalid sequences replaced, a byte-order mark dropped.
+    return codec.decode(inflated, "replace")[0].removeprefix("\ufeff")
+
+
+def _read_framed(rfile: BufferedIOBase, lengths: list[str], limit: int) -> bytes:
+    """A body framed by its ``Content-Length``: every one given the same plain decimal."""
+    given = {value.strip() for value in lengths} or {"0"}
+    if len(given) != 1 or not _DIGITS.fullmatch(min(given)):
+        raise Refused(400, f"invalid Content-Length: {lengths}", close=True)
+    digits = min(given).lstrip("0") or "0"
+    # Past any limit anyway, and int() refuses thousands of digits.
+    length = int(digits) if len(digits) <= 18 else 10 ** 18
+    drain = DRAIN_LIMIT
+    body = rfile.read(min(length, drain))
+    if len(body) < min(length, drain):
+        raise Refused(400, f"body shorter than its Content-Length: {len(body)} of {length} "
+                      "bytes", close=True)
+    if length > limit:
+        raise Refused(413, f"request entity too large: {length} bytes, limit {limit}",
+                      close=length > drain)
+    return body
+
+
+def _read_chunked(rfile: BufferedIOBase, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        line = _readline(rfile)
+        match = _CHUNK_SIZE.match(line)
+        if match is None:
+            raise Refused(400, "a chunk size is not hexadecimal", close=True)
+        n = int(match.group(1), 16)
+        if n == 0:
+            break
+        if size + n > DRAIN_LIMIT:
+            raise Refused(413, f"request entity too large: over {DRAIN_LIMIT} bytes", close=True)
+        chunk = rfile.read(n)
+        if len(chunk) < n or _readline(rfile).strip():
+            raise Refused(400, "a chunk is shorter than its size", close=True)
+        chunks.append(chunk)
+        size += n
+    while _readline(rfile).strip():  # trailers, up to the blank line that ends them
+        pass
+    if size > limit:
+        raise Refused(413, f"request entity too large: {size} bytes, limit {limit}")
+    return b"".join(chunks)
+
+
+def _readline(rfile: BufferedIOBase) -> bytes:
+    line = rfile.readline(65537)
+    if not line or len(line) > 65536:
+        raise Refused(400, "the chunked body ends early", close=True)
+    return line
+
+
+def _charset(parameters: str) -> str:
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return "utf-8"
+
+
+def _inflated(raw: bytes, encoding: str, limit: int) -> bytes:
+    """``raw`` inflated, never past ``limit + 1`` bytes (a small body may inflate to GB)."""
+    encoding = encoding.strip().lower()
+    if encoding == "identity":
+        return raw
+    if encoding not in ("gzip", "deflate"):
+        raise Refused(415, f"unsupported Content-Encoding {encoding!r}")
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
+    try:
+        inflated = inflater.decompress(raw, limit + 1)
+    except zlib.error as error:
+        raise Refused(400, f"the {encoding} body does not inflate: {error}") from None
+    if len(inflated) > limit:
+        raise Refused(413, f"request entity too large: over {limit} bytes inflated")
+    if not inflater.eof:
+        raise Refused(400, f"the {encoding} body is cut short")
+    return inflated

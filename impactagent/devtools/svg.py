@@ -1,5 +1,9 @@
 """Line charts as SVG, written on the server: no JavaScript, so the page draws offline and a
-test reads each series (``<g class="series" data-series="<name>">``) from the markup.
+test reads each series (``<g class="series" data-series="<name>">``) from the markup; numbers
+for people, the unit read from the metric name's suffix as Prometheus names them.
+
+>>> human(0.009612923994609446, "request_seconds"), human(0.25, "checkout_total", rate=True)
+('9.61 ms', '0.25/s')
 
 >>> chart = line_chart({"blue": [(0, 1.0), (10, None), (20, 3.0)]}, (0, 30),
 ...                    {"blue": "#0072B2"}, str)
@@ -12,9 +16,10 @@ from __future__ import annotations
 import html
 import math
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from itertools import groupby
+from typing import Callable, Sequence
 
-Point = Tuple[float, Optional[float]]
+Point = tuple[float, float | None]
 
 WIDTH, HEIGHT = 560, 190
 LEFT, RIGHT, TOP, BOTTOM = 70, 12, 10, 26
@@ -23,7 +28,7 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#0
 FIXED = {"disabled": "#999999", "not_evaluated": "#cccccc", "all": "#0072B2"}
 
 
-def colours(names: Sequence[str]) -> Dict[str, str]:
+def colours(names: Sequence[str]) -> dict[str, str]:
     """A colour per series name, so that one variant has one colour on every chart."""
     chosen = {n: FIXED[n] for n in names if n in FIXED}
     others = sorted(n for n in set(names) if n not in FIXED)
@@ -31,8 +36,8 @@ def colours(names: Sequence[str]) -> Dict[str, str]:
     return chosen
 
 
-def line_chart(series: Dict[str, List[Point]], x_range: Tuple[float, float],
-               colour: Dict[str, str], label: Callable[[float], str], *,
+def line_chart(series: dict[str, list[Point]], x_range: tuple[float, float],
+               colour: dict[str, str], label: Callable[[float], str], *,
                y_min: str = "zero", title: str = "") -> str:
     """An SVG chart of ``series`` (``{name: [(time, value or None)]}``) over ``x_range``,
     y ticks labelled by ``label``; the y axis starts at zero unless ``y_min="auto"``."""
@@ -86,22 +91,54 @@ def line_chart(series: Dict[str, List[Point]], x_range: Tuple[float, float],
 def nice(step: float) -> float:
     """The smallest round step (1, 2, 2.5 or 5 times a power of ten) of at least ``step``."""
     power = 10.0 ** math.floor(math.log10(step))
-    for factor in (1.0, 2.0, 2.5, 5.0, 10.0):
-        if factor * power >= step * (1 - 1e-9):
-            return factor * power
-    return 10 * power
+    return next((f * power for f in (1.0, 2.0, 2.5, 5.0) if f * power >= step * (1 - 1e-9)),
+                10 * power)
 
 
-def _runs(points: List[Point]) -> List[List[Tuple[float, float]]]:
-    runs: List[List[Tuple[float, float]]] = [[]]
-    for t, v in points:
-        if v is None:
-            if runs[-1]:
-                runs.append([])
-        else:
-            runs[-1].append((t, v))
-    return [run for run in runs if run]
+def _runs(points: list[Point]) -> list[list[tuple[float, float]]]:
+    """The runs of points with a value, split where one has none."""
+    return [[(t, v) for t, v in run if v is not None]
+            for gap, run in groupby(points, key=lambda point: point[1] is None) if not gap]
 
 
 def _n(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".") if math.isfinite(value) else "0"
+
+
+_DURATIONS = ((60.0, "min"), (1.0, "s"), (1e-3, "ms"), (1e-6, "µs"))
+_SIZES = ((1e9, "GB"), (1e6, "MB"), (1e3, "kB"), (1.0, "B"))
+
+
+def unit_of(name: str) -> str:
+    """``seconds``, ``bytes``, ``count`` or ``""``, from the metric's name."""
+    for suffix in ("seconds", "bytes"):
+        if name.endswith("_" + suffix) or name == suffix:
+            return suffix
+    return "count" if name.endswith("_total") else ""
+
+
+def human(value: float | None, name: str = "", *, rate: bool = False, percent: bool = False) -> str:
+    """``value`` of metric ``name`` for people, with its unit (``-`` for no value)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if percent:
+        return rounded(value * 100) + "%"
+    unit = unit_of(name)
+    scales: tuple[tuple[float, str], ...] = (
+        _DURATIONS if unit == "seconds" else _SIZES if unit == "bytes" else ())
+    suffix = "/s" if rate else ""
+    for size, symbol in scales:
+        if abs(value) >= size or symbol == scales[-1][1] or (value == 0 and size == 1.0):
+            return f"{rounded(value / size)} {symbol}{suffix}"
+    return rounded(value) + suffix
+
+
+def rounded(value: float) -> str:
+    """Three significant digits, no trailing zeros; from 1000 up whole, with separators."""
+    if value == 0:
+        return "0"
+    if abs(value) >= 999.5:
+        return f"{value:,.0f}"
+    decimals = max(0, 2 - math.floor(math.log10(abs(value))))
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text

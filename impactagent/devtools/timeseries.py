@@ -1,11 +1,8 @@
-"""The receiver's short-term memory: what each series received, in 10-second steps, for the
-last hour, bounded.
-
-A body is filed at the moment it arrived (not by its ``bucket``) in step ``floor(time /
-step)``. A metric series is a ring of ``steps`` slots of floats, allocated whole; a flag
-series keeps at most ``steps`` small dicts and ``max_variants`` variant names (the others'
-evaluations count in ``refused``). At most ``max_series`` series: a new one evicts one silent
-for an hour, else it is refused and counted.
+"""The receiver's short-term memory: what each series received, in 10-second steps (a body
+filed when it arrived, not by its ``bucket``), for the last hour, bounded. A metric series is a
+ring of ``steps`` slots of floats, allocated whole; a flag series keeps at most ``steps`` small
+dicts and ``max_variants`` variant names (the others' evaluations count in ``refused``). At most
+``max_series`` series: a new one evicts one silent for an hour, else it is refused and counted.
 """
 
 from __future__ import annotations
@@ -15,7 +12,7 @@ import sys
 import threading
 import time
 from array import array
-from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
+from typing import Any, Callable, Hashable
 
 
 class SeriesStore:
@@ -32,7 +29,7 @@ class SeriesStore:
         self.max_variants = max_variants
         self.clock = clock
         self._lock = threading.Lock()
-        self._series: Dict[Hashable, Dict[str, Any]] = {}
+        self._series: dict[Hashable, dict[str, Any]] = {}
         self.series_refused = 0
         self.variants_refused = 0
         self._arrivals = 0
@@ -41,7 +38,7 @@ class SeriesStore:
         """The index of the step that the moment ``at`` (seconds since 1970) falls in."""
         return math.floor(at / self.step)
 
-    def add(self, key: Hashable, kind: str, value: Any, at: Optional[float] = None) -> bool:
+    def add(self, key: Hashable, kind: str, value: Any, at: float | None = None) -> bool:
         """File ``value`` (a counter's delta, a gauge's value, a histogram sample
         ``{"count", "sum", "buckets": {le: n}}``, a flag's ``{"yes", "no", "variants"}``) for
         series ``key`` of ``kind`` at ``at`` (default: now); False if the store is full."""
@@ -63,7 +60,7 @@ class SeriesStore:
                 self._allocate(series, tuple(value["buckets"]))
             series["newest"] = max(series["newest"], index)
             if kind == "flag":
-                cells: Dict[int, Any] = series["cells"]
+                cells: dict[int, Any] = series["cells"]
                 for old in [i for i in cells if i <= index - self.steps]:
                     del cells[old]
                 cells[index] = _merge_flag(cells.get(index), self._bounded(series, value))
@@ -73,10 +70,10 @@ class SeriesStore:
             self._merge(series, index, kind, value)
         return True
 
-    def _bounded(self, series: Dict[str, Any], value: Dict[str, Any]) -> Dict[str, Any]:
+    def _bounded(self, series: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:
         """A flag's ``value``, the variants past ``max_variants`` names moved to ``refused``."""
         names = series.setdefault("variant_names", set())
-        kept: Dict[str, Any] = {}
+        kept: dict[str, Any] = {}
         refused = 0
         for name, n in value.get("variants", {}).items():
             if name not in names and len(names) >= self.max_variants:
@@ -87,12 +84,12 @@ class SeriesStore:
         self.variants_refused += refused
         return {**value, "variants": kept, "refused": value.get("refused", 0) + refused}
 
-    def _allocate(self, series: Dict[str, Any], bounds: Tuple[Any, ...]) -> None:
+    def _allocate(self, series: dict[str, Any], bounds: tuple[Any, ...]) -> None:
         width = {"counter": 1, "gauge": 4}.get(series["kind"], 2 + len(bounds))
         series.update(bounds=bounds, width=width, held=array("q", [_EMPTY]) * self.steps,
                       values=array("d", [0.0]) * (self.steps * width))
 
-    def _merge(self, series: Dict[str, Any], index: int, kind: str, value: Any) -> None:
+    def _merge(self, series: dict[str, Any], index: int, kind: str, value: Any) -> None:
         """Add ``value`` into the slot of step ``index``, emptied if it held an older step."""
         slot, width = index % self.steps, series["width"]
         values, base = series["values"], slot * width
@@ -113,28 +110,25 @@ class SeriesStore:
 
     def _evict(self, now: int) -> bool:
         """Forget one series that received nothing within the kept steps; False if none."""
-        for key, series in self._series.items():
-            if series["newest"] <= now - self.steps:
-                del self._series[key]
-                return True
-        return False
+        idle = [key for key, series in self._series.items() if series["newest"] <= now - self.steps]
+        if idle:
+            del self._series[idle[0]]
+        return bool(idle)
 
-    def cells(self, key: Hashable) -> Dict[int, Any]:
+    def cells(self, key: Hashable) -> dict[int, Any]:
         """A copy of ``key``'s cells by step index (empty for an unknown series)."""
         with self._lock:
             series = self._series.get(key)
-            if series is None:
-                return {}
-            return self._cells(series, series["newest"] - self.steps + 1, series["newest"])
+            return {} if series is None else self._cells(series)
 
-    def snapshot(self, first: int, last: int) -> List[Tuple[Hashable, str, Dict[int, Any]]]:
-        """``(key, kind, {step index: cell})`` of every series for steps ``first`` to
-        ``last``, copied at one moment."""
+    def snapshot(self, first: int, last: int) -> list[tuple[Hashable, str, dict[int, Any]]]:
+        """``(key, kind, {step index: cell})`` of every series for steps ``first`` to ``last``."""
         with self._lock:
             return [(key, s["kind"], self._cells(s, first, last))
                     for key, s in self._series.items()]
 
-    def _cells(self, series: Dict[str, Any], first: int, last: int) -> Dict[int, Any]:
+    def _cells(self, series: dict[str, Any], first: float = -math.inf,
+               last: float = math.inf) -> dict[int, Any]:
         first = max(first, series["newest"] - self.steps + 1)
         if series["kind"] == "flag":
             return {i: _merge_flag(None, c) for i, c in sorted(series["cells"].items())
@@ -146,12 +140,10 @@ class SeriesStore:
                 found[index] = _expanded(series["kind"], cell, series["bounds"])
         return dict(sorted(found.items()))
 
-    def size(self) -> Dict[str, int]:
-        """What is held (``series``, ``cells``, ``bytes``), the bounds and what they
-        refused."""
+    def size(self) -> dict[str, int]:
+        """What is held (``series``, ``cells``, ``bytes``), the bounds and what they refused."""
         with self._lock:
-            cells = sum(len(self._cells(s, s["newest"] - self.steps + 1, s["newest"]))
-                        for s in self._series.values())
+            cells = sum(len(self._cells(s)) for s in self._series.values())
             rings = sum(len(s["values"]) * 8 + len(s["held"]) * 8
                         for s in self._series.values() if "values" in s)
             flags = sum(sys.getsizeof(c) + sys.getsizeof(c["variants"])
@@ -168,7 +160,7 @@ class SeriesStore:
 _EMPTY = -(2 ** 62)
 
 
-def _merge_flag(cell: Optional[Dict[str, Any]], value: Dict[str, Any]) -> Dict[str, Any]:
+def _merge_flag(cell: dict[str, Any] | None, value: dict[str, Any]) -> dict[str, Any]:
     cell = cell or {"yes": 0, "no": 0, "variants": {}, "refused": 0}
     variants = dict(cell["variants"])
     for name, n in value.get("variants", {}).items():
@@ -177,7 +169,7 @@ def _merge_flag(cell: Optional[Dict[str, Any]], value: Dict[str, Any]) -> Dict[s
             "variants": variants, "refused": cell["refused"] + value.get("refused", 0)}
 
 
-def _expanded(kind: str, cell: Any, bounds: Tuple[Any, ...]) -> Any:
+def _expanded(kind: str, cell: Any, bounds: tuple[Any, ...]) -> Any:
     """A slot's floats as readers take them, whole numbers as ints: a counter's increase; a
     gauge's ``{"last": [arrival, value], "sum", "samples"}``; a histogram's ``{"count",
     "sum", "buckets"}``."""

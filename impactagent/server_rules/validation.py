@@ -13,25 +13,13 @@ from dataclasses import dataclass
 from reprlib import repr as _shown  # cut short: a body's values may be huge or deep
 from typing import Any
 
+from ..core import server_limits as limits
 from ..core._numbers import MAX_SAFE
-from ..core.server_limits import (
-    DROPPED_VARIANT_NAMES,
-    EXPOSITION_BREAKING_LABELS,
-    MAX_APP_NAME_LENGTH,
-    MAX_VARIANT_COUNT,
-)
-from .dates import YEAR_ONE_MS, js_date_ms
-from .json_text import json_document
-from .jsvalues import ajv_null, ajv_number, is_number, joi_number, js_string, sanitize, valid_name
+from . import jsvalues as js
 
-POISONED = "poisoned"
-TOO_LARGE = "too large"
-REJECTED = "rejected"
-DISCARDED = "discarded"
-CUT = "cut"
-IGNORED = "ignored"
 #: From worst to mildest.
-OUTCOMES = (POISONED, TOO_LARGE, REJECTED, DISCARDED, CUT, IGNORED)
+OUTCOMES = POISONED, TOO_LARGE, REJECTED, DISCARDED, CUT, IGNORED = (
+    "poisoned", "too large", "rejected", "discarded", "cut", "ignored")
 
 #: unleash-server's JSON body limit: express.json's default ``100kb``, in bytes.
 MAX_BODY = 100 * 1024
@@ -61,7 +49,7 @@ def parse_body(raw: bytes | str) -> tuple[dict[str, Any] | None, list[Problem]]:
     BOM dropped), or why a server cannot read it."""
     text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
     try:
-        document = json_document(text.removeprefix("\ufeff"))
+        document = js.json_document(text.removeprefix("\ufeff"))
     except ValueError as error:
         return None, [_rejected("", f"not JSON: {error}")]
     if not isinstance(document, dict):
@@ -86,12 +74,11 @@ def check_body(raw: bytes) -> list[Problem]:
 def check_own_body(raw: bytes) -> list[Problem]:
     """:func:`check_body`, and a bucket required: impactagent always sends one."""
     document, problems = parse_body(raw)
-    if document is None:
-        return problems
-    problems = check_document(document)
-    if not isinstance(document.get("bucket"), dict):
-        problems.append(Problem(REJECTED, "bucket", "missing: impactagent always sends one "
-                                "(servers before 8.0 answer 400 without it)"))
+    if document is not None:
+        problems = check_document(document)
+        if not isinstance(document.get("bucket"), dict):
+            problems.append(Problem(REJECTED, "bucket", "missing: impactagent always sends one "
+                                    "(servers before 8.0 answer 400 without it)"))
     return problems
 
 
@@ -101,10 +88,13 @@ def check_document(document: dict[str, Any]) -> list[Problem]:
     if any(p.outcome == REJECTED for p in problems):
         return problems
     metrics = document.get("impactMetrics")
-    if metrics:  # the server skips a falsy impactMetrics: null, [], 0, ""
-        schema = _impact_schema_problems(metrics)
-        problems += schema or _translation_problems(metrics)
-    return problems
+    if not metrics:  # the server skips a falsy impactMetrics: null, [], 0, ""
+        return problems
+    if not isinstance(metrics, list):
+        return [*problems, _discarded("impactMetrics", "not an array")]
+    schema = [p for i, metric in enumerate(metrics)
+              for p in _metric_schema_problems(f"impactMetrics/{i}", metric)]
+    return problems + (schema or _translation_problems(metrics))
 
 
 def outcome_of(problems: list[Problem]) -> str:
@@ -118,7 +108,7 @@ def outcome_of(problems: list[Problem]) -> str:
 def notes(document: dict[str, Any]) -> list[str]:
     """What a real server stores without complaint but is worth knowing."""
     found = []
-    if ajv_null(document.get("bucket")):
+    if js.ajv_null(document.get("bucket")):
         found.append("bucket: null or missing: 8.x stores the rest; servers before 8.0 "
                      "answer 400")
     metrics = document.get("impactMetrics")
@@ -135,8 +125,7 @@ def _sample_notes(sample: Any, histogram: bool) -> list[tuple[str, str]]:
     labels = sample.get("labels") if isinstance(sample, dict) else None
     found = []
     if isinstance(labels, dict) and "appName" not in labels:
-        found.append(("/labels", "no appName label: the server stores the series without an "
-                      "app"))
+        found.append(("/labels", "no appName label: the server stores the series without an app"))
     if isinstance(labels, dict) and "" in labels:
         found.append(("/labels", "a label named '': the server stores the series without it"))
     if histogram:
@@ -153,7 +142,7 @@ def _rejected(where: str, message: str) -> Problem:
 def _request_problems(document: dict[str, Any]) -> list[Problem]:
     problems = _field_problems(document)
     bucket = document.get("bucket")
-    if ajv_null(bucket):  # Ajv coerces "", 0 and false to null where null is allowed
+    if js.ajv_null(bucket):  # Ajv coerces "", 0 and false to null where null is allowed
         return problems
     if not isinstance(bucket, dict):
         return [*problems, _rejected("bucket", "not an object (send null, or leave it out)")]
@@ -190,10 +179,10 @@ def _field_problems(document: dict[str, Any]) -> list[Problem]:
 def _bucket_problems(bucket: dict[str, Any]) -> list[Problem]:
     problems = [_rejected(f"bucket/{key}", "missing")
                 for key in ("start", "stop", "toggles") if key not in bucket]
-    problems += [_rejected(f"bucket/{key}", f"{_shown(bucket[key])} is neither an RFC 3339 "
-                           "date-time nor an integer timestamp")
-                 for key in ("start", "stop") if key in bucket and js_date_ms(bucket[key]) is None]
-    return problems
+    return problems + [_rejected(f"bucket/{key}", f"{_shown(bucket[key])} is neither an RFC "
+                                 "3339 date-time nor an integer timestamp")
+                       for key in ("start", "stop")
+                       if key in bucket and js.js_date_ms(bucket[key]) is None]
 
 
 def _toggle_problems(where: str, toggle: Any) -> tuple[list[Problem], bool]:
@@ -209,13 +198,18 @@ def _toggle_problems(where: str, toggle: Any) -> tuple[list[Problem], bool]:
         problems.append(_rejected(f"{where}/no", f"{_shown(toggle.get('no'))} is not an "
                                   "integer >= 0"))
     variants = toggle.get("variants")
-    if not ajv_null(variants) and not isinstance(variants, dict):
+    if not js.ajv_null(variants) and not isinstance(variants, dict):
         problems.append(_rejected(f"{where}/variants", "not an object"))
     counted = yes is not None and no is not None and bool(yes or no)
     for variant, n in (variants.items() if isinstance(variants, dict) else ()):
         problems += _variant_problems(f"{where}/variants/{variant}", variant, n, counted)
-    if yes is not None and no is not None:
-        problems += _tally_problems(where, yes, no)
+    if yes == no == 0:
+        problems.append(Problem(IGNORED, where, "yes == no == 0: the server skips the flag, "
+                                "variants included"))
+    elif yes is not None and no is not None and yes != int(yes):
+        problems.append(Problem(IGNORED, f"{where}/yes", f"{yes!r} is not a whole count: the "
+                                "server adds the window's counts and rounds the sum when it "
+                                "writes it"))
     return problems, counted
 
 
@@ -223,61 +217,42 @@ def _variant_problems(where: str, variant: str, n: Any, counted: bool) -> list[P
     count = _count(n, True)
     if count is None:
         return [_rejected(where, f"{_shown(n)} is not an integer >= 0")]
-    if variant == "" or variant in DROPPED_VARIANT_NAMES:
+    if variant == "" or variant in limits.DROPPED_VARIANT_NAMES:
         return [Problem(IGNORED, where, f"the variant name {variant!r}: the server stores the "
                         "flag's yes and no but not this count")]
     if counted and "\0" in variant:
         return [Problem(POISONED, where, f"a variant name with NUL: {_LOST_WINDOW} variant "
                         "counts in it")]
-    if counted and count > MAX_VARIANT_COUNT:
-        return [Problem(POISONED, where, f"{count:.0f} is over {MAX_VARIANT_COUNT}: "
+    if counted and count > limits.MAX_VARIANT_COUNT:
+        return [Problem(POISONED, where, f"{count:.0f} is over {limits.MAX_VARIANT_COUNT}: "
                         f"{_LOST_WINDOW} variant counts in it")]
-    return []
-
-
-def _tally_problems(where: str, yes: float, no: float) -> list[Problem]:
-    if yes == 0 and no == 0:
-        return [Problem(IGNORED, where, "yes == no == 0: the server skips the flag, variants "
-                        "included")]
-    if yes != int(yes):
-        return [Problem(IGNORED, f"{where}/yes", f"{yes!r} is not a whole count: the server "
-                        "adds the window's counts and rounds the sum when it writes it")]
     return []
 
 
 def _row_problems(document: dict[str, Any], bucket: dict[str, Any]) -> list[Problem]:
     """What fails the write of a flag's row (the receiver also checks the window's sums)."""
     lost = f"{_LOST_WINDOW} flag counts in it"
-    app = js_string(document["appName"])
+    app = js.js_string(document["appName"])
     found = []
-    if len(app) > MAX_APP_NAME_LENGTH or "\0" in app:
-        found.append(Problem(POISONED, "appName", f"longer than {MAX_APP_NAME_LENGTH} "
+    if len(app) > limits.MAX_APP_NAME_LENGTH or "\0" in app:
+        found.append(Problem(POISONED, "appName", f"longer than {limits.MAX_APP_NAME_LENGTH} "
                              f"characters or holding NUL ({len(app)} characters): {lost}"))
-    stop = js_date_ms(bucket.get("stop"))
-    if stop is not None and stop < YEAR_ONE_MS:
+    stop = js.js_date_ms(bucket.get("stop"))
+    if stop is not None and stop < js.YEAR_ONE_MS:
         found.append(Problem(POISONED, "bucket/stop", f"before year 1: {lost}"))
     return found
 
 
 def _count(value: Any, whole: bool) -> float | None:
     """A flag count after Ajv's coercion, or None where the server refuses it."""
-    value = ajv_number(value)
-    if value is None or not 0 <= value <= MAX_SAFE:
-        return None
-    if whole and value != int(value):
+    value = js.ajv_number(value)
+    if value is None or not 0 <= value <= MAX_SAFE or (whole and value != int(value)):
         return None
     number: float = value
     return number
 
 
 # -- the impact-metrics schema (Joi, converting) ------------------------------------------------
-
-def _impact_schema_problems(metrics: Any) -> list[Problem]:
-    if not isinstance(metrics, list):
-        return [_discarded("impactMetrics", "not an array")]
-    return [problem for i, metric in enumerate(metrics)
-            for problem in _metric_schema_problems(f"impactMetrics/{i}", metric)]
-
 
 def _discarded(where: str, message: str) -> Problem:
     return Problem(DISCARDED, where, message + " (the server drops the whole impactMetrics "
@@ -346,7 +321,7 @@ def _label_problems(labels: Any) -> list[tuple[str, str]]:
 
 
 def _joi_safe(value: Any) -> float | None:
-    number = joi_number(value)
+    number = js.joi_number(value)
     return number if number is not None and -MAX_SAFE <= number <= MAX_SAFE else None
 
 
@@ -358,8 +333,8 @@ def _translation_problems(metrics: list[dict[str, Any]]) -> list[Problem]:
     kinds: dict[str, str] = {}
     for i, metric in enumerate(metrics):
         where = f"impactMetrics/{i}"
-        name = sanitize(metric["name"])
-        if not valid_name(name):
+        name = js.sanitize(metric["name"])
+        if not js.valid_name(name):
             problems.append(Problem(IGNORED, f"{where}/name", f"{metric['name']!r} does not "
                                     "start with a letter or _: the server skips this metric"))
             continue
@@ -381,12 +356,12 @@ def _sample_translation_problems(where: str, kind: str, samples: list[Any]) -> l
     problems = []
     for j, sample in enumerate(samples):
         for label in sample.get("labels") or {}:
-            if sanitize(label) in EXPOSITION_BREAKING_LABELS:
+            if js.sanitize(label) in limits.EXPOSITION_BREAKING_LABELS:
                 problems.append(Problem(POISONED, f"{where}/samples/{j}/labels/{label}",
                                         "a label the server stores, after which its "
                                         "impact-metrics exposition fails to parse, for every "
                                         "app"))
-        if kind == "counter" and (joi_number(sample["value"]) or 0) < 0:
+        if kind == "counter" and (js.joi_number(sample["value"]) or 0) < 0:
             return [*problems, cut(f"{where}/samples/{j}/value", "a counter cannot go down")]
     return problems
 
@@ -404,11 +379,11 @@ def _histogram_oddities(sample: Any) -> list[str]:
     found = []
     if not buckets or buckets[-1].get("le") != "+Inf":
         found.append("buckets do not end with the string '+Inf'")
-    bounds = [joi_number(b.get("le")) for b in buckets if b.get("le") != "+Inf"]
+    bounds = [js.joi_number(b.get("le")) for b in buckets if b.get("le") != "+Inf"]
     if None not in bounds and bounds != sorted(bounds):  # type: ignore[type-var]
         found.append("le values are not increasing")
     counts = [b.get("count") for b in buckets]
-    if all(is_number(c) for c in counts):
+    if all(js.is_number(c) for c in counts):
         if counts != sorted(counts):
             found.append("bucket counts are not cumulative")
         if buckets and buckets[-1].get("le") == "+Inf" and counts[-1] != sample.get("count"):

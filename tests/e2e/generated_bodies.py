@@ -276,7 +276,7 @@ def deep_copy(sent: Sent) -> Sent:
 
 def stop_ms(document: Any) -> Optional[int]:
     """The bucket's stop as the server reads it, or None."""
-    from impactagent.server_rules.dates import js_date_ms
+    from impactagent.server_rules.jsvalues import js_date_ms
 
     bucket = document.get("bucket") if isinstance(document, dict) else None
     return js_date_ms(bucket.get("stop")) if isinstance(bucket, dict) else None

@@ -31,9 +31,13 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from impactagent.devtools.receiver import Receiver
-from impactagent.server_rules.dates import YEAR_ONE_MS, js_date_ms
-from impactagent.server_rules.json_text import json_document
-from impactagent.server_rules.jsvalues import js_string, sanitize
+from impactagent.server_rules.jsvalues import (
+    YEAR_ONE_MS,
+    js_date_ms,
+    js_string,
+    json_document,
+    sanitize,
+)
 from tests.e2e.conftest import FLAG_CACHE_SECONDS, RealServer
 from tests.e2e.differential_corpus import FLAGS, corpus
 from tests.e2e.readback import SERVER_LABELS, SERVER_WRITE_PERIOD

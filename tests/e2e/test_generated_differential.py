@@ -37,8 +37,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from impactagent.devtools.receiver import Receiver
-from impactagent.server_rules.dates import hour_of
-from impactagent.server_rules.jsvalues import js_string, sanitize
+from impactagent.server_rules.jsvalues import hour_of, js_string, sanitize
 from impactagent.server_rules.validation import POISONED, check_document
 from tests.e2e.conftest import FLAG_CACHE_SECONDS, RealServer
 from tests.e2e.differential_corpus import FLAGS
