@@ -15,8 +15,8 @@ from typing import Dict, List
 import pytest
 
 from impactagent.autoinstrument.cli import BOOTSTRAP
-from impactagent.autoinstrument.config import INSTRUMENTATIONS
 from impactagent.autoinstrument.instrumentations import INSTALLERS
+from impactagent.autoinstrument.process import INSTRUMENTATIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "default:development.5ecret-never-shown"
@@ -232,7 +232,7 @@ def test_an_app_with_its_own_middleware_is_counted_once():
 def test_concurrent_first_requests_make_the_middleware_once_and_serve_each_request():
     import threading
 
-    from impactagent.autoinstrument.web import DeferredWSGI
+    from impactagent.autoinstrument.instrumentations import DeferredWSGI
 
     made: List[int] = []
     served: List[str] = []
@@ -262,7 +262,7 @@ def test_concurrent_first_requests_make_the_middleware_once_and_serve_each_reque
 
 
 def test_flags_whose_label_is_taken_are_left_out_not_fatal():
-    from impactagent.autoinstrument.config import usable_flags
+    from impactagent.autoinstrument.process import usable_flags
 
     assert usable_flags(["state", "new-checkout", "new_checkout", "dark-mode", "route"]) == (
         ("new-checkout", "dark-mode"), ("state", "new_checkout", "route"))
@@ -292,7 +292,8 @@ def test_instrumenting_one_library_imports_no_other():
         import UnleashClient  # instrumented: impactagent is imported now, the agent built
         libraries = ("flask", "django", "starlette", "fastapi", "celery", "gunicorn",
                      "prometheus_client", "opentelemetry")
-        print(json.dumps({"instrumented": "impactagent.autoinstrument.sdk" in sys.modules,
+        instrumented = "impactagent.autoinstrument.instrumentations" in sys.modules
+        print(json.dumps({"instrumented": instrumented,
                           "others": [name for name in libraries if name in sys.modules]}))
     """), clean_env(UNLEASH_APP_NAME="shop"))
     assert result.returncode == 0, result.stderr

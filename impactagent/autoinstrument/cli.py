@@ -9,12 +9,12 @@ import importlib.util
 import os
 import shutil
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from ..delivery.redaction import redact_url
-from ..delivery.settings import SettingsError
+from ..delivery.settings import Settings, SettingsError
 from ..devtools.cli_support import UsageError
-from .config import (
+from .process import (
     INSTRUMENTATIONS,
     LIBRARIES,
     OWN_LABELS,
@@ -48,7 +48,7 @@ def add_run_parser(commands: Any) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """Check the environment, then print (``--dry-run``) or become the command."""
-    argv: List[str] = list(args.argv)
+    argv: list[str] = list(args.argv)
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if not argv:
@@ -88,8 +88,8 @@ def run_command(args: argparse.Namespace) -> int:
     return 127  # not reached
 
 
-def _dry_run(argv: List[str], executable: str, settings: Any, disabled: Any,
-             env: Dict[str, str]) -> str:
+def _dry_run(argv: list[str], executable: str, settings: Settings, disabled: frozenset[str],
+             env: dict[str, str]) -> str:
     lines = [f"would run: {' '.join(argv)}  ({executable})",
              f"with PYTHONPATH={env['PYTHONPATH']}", "", "settings in force:"]
     for field in dataclasses.fields(settings):
@@ -102,7 +102,8 @@ def _dry_run(argv: List[str], executable: str, settings: Any, disabled: Any,
             value = f"{', '.join(value)} (values not shown)"
         lines.append(f"  {field.name} = {value}")
     lines.append("  mode = " + (f"report to {redact_url(settings.metrics_url)} every "
-                                f"{settings.flush_interval:g} s" if settings.url
+                                f"{settings.flush_interval:g} s"
+                                if settings.url and settings.metrics_url
                                 else "record only (no UNLEASH_URL)"))
     flags = listed_flags(env)
     lines.append("  flags = " + (", ".join(flags) + " (IMPACTAGENT_FLAGS)" if flags else
@@ -110,23 +111,18 @@ def _dry_run(argv: List[str], executable: str, settings: Any, disabled: Any,
                                  "first request or task (IMPACTAGENT_FLAGS not set)"))
     lines += ["", "instrumentations (each when the app imports its library):"]
     for name, what in INSTRUMENTATIONS.items():
-        lines.append(f"  {name:<10} {_state(name, disabled):<38} {what}")
+        lines.append(f"  {name:<10} {_state(LIBRARIES[name], name in disabled):<38} {what}")
     return "\n".join(lines)
 
 
-def _state(name: str, disabled: Any) -> str:
-    if name in disabled:
+def _state(library: str, disabled: bool) -> str:
+    if disabled:
         return "off (IMPACTAGENT_DISABLED)"
-    version = _version(LIBRARIES[name])
-    return f"on ({LIBRARIES[name]} {version})" if version else "on (not installed here)"
-
-
-def _version(library: str) -> Optional[str]:
     if importlib.util.find_spec(library) is None:
-        return None
+        return "on (not installed here)"
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version(library)
+        return f"on ({library} {version(library)})"
     except PackageNotFoundError:
-        return "installed"
+        return f"on ({library} installed)"

@@ -1,6 +1,8 @@
 """What happens when a watched library is imported: the bootstrap calls :func:`instrument`
 with the module once it has run. Each installer patches where the library builds the thing
 to wrap; one that raises leaves that instrumentation off, logged once, and the app runs on.
+The request middlewares are made at the process's first request: by then the process is the
+one that serves (not a preloading parent) and its ``UnleashClient`` knows the flags.
 """
 
 from __future__ import annotations
@@ -9,14 +11,17 @@ import functools
 import inspect
 import sys
 import threading
-from typing import Any, Callable, Dict, List
+from collections.abc import Callable
+from typing import Any
 
-from ..integrations import asgi
+from ..core.flag_context import flag_state, note_flag
+from ..core.flag_decorator import evaluation
+from ..integrations import asgi, wsgi
 from .process import PROCESS
-from .web import DeferredWSGI, DjangoMiddleware, Outermost, wsgi_middleware
 
-_DJANGO_MIDDLEWARE = f"{DjangoMiddleware.__module__}.{DjangoMiddleware.__qualname__}"
-_INTEGRATION_MIDDLEWARE = "impactagent.integrations.django.ImpactMiddleware"
+# Set in the ASGI scope by the outermost instrumented app: an app mounted inside it passes
+# the request on instead of counting it again.
+TIMED = "impactagent.timed"
 
 
 def instrument(module_name: str, module: Any) -> None:
@@ -34,82 +39,152 @@ def instrument(module_name: str, module: Any) -> None:
         PROCESS.failed(name, error)
 
 
+def _after(owner: Any, attribute: str, name: str, hook: Callable[..., Any]) -> None:
+    """Make ``owner.attribute`` give ``hook(result, *args, **kwargs)`` while ``name`` is on;
+    when the hook raises, ``name`` is turned off and the call gives its own result."""
+    original = getattr(owner, attribute)
+
+    @functools.wraps(original)
+    def patched(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        if not PROCESS.enabled(name):
+            return result
+        try:
+            return hook(result, *args, **kwargs)
+        except Exception as error:
+            PROCESS.failed(name, error)
+            return result
+
+    setattr(owner, attribute, patched)
+
+
+class DeferredWSGI:
+    """Serves through ``wrap(inner)``, made at the first call; through ``inner`` when
+    ``wrap`` gives None or fails, or instrumentation ``name`` is off."""
+
+    def __init__(self, inner: Callable[..., Any], name: str,
+                 wrap: Callable[[Callable[..., Any]], Callable[..., Any] | None]) -> None:
+        self._inner, self._name, self._wrap = inner, name, wrap
+        self._serve: Callable[..., Any] = self._first
+        self._lock = threading.Lock()
+
+    def __call__(self, *args: Any) -> Any:
+        return self._serve(*args)
+
+    def _first(self, *args: Any) -> Any:
+        with self._lock:
+            if self._serve == self._first:
+                made = None
+                if PROCESS.enabled(self._name):
+                    try:
+                        made = self._wrap(self._inner)
+                    except Exception as error:
+                        PROCESS.failed(self._name, error)
+                self._serve = made or self._inner
+        return self._serve(*args)
+
+
+def wsgi_middleware(app: Callable[..., Any]) -> Callable[..., Any]:
+    """The WSGI request middleware around ``app``, with the process's agent and flags."""
+    return wsgi.ImpactMiddleware(app, PROCESS.agent(), flags=PROCESS.flags())
+
+
+class Outermost:
+    """The ASGI request middleware around an app's stack: counts each request once, and
+    closes the agent at the lifespan's shutdown (uvicorn's exit runs no exit hook)."""
+
+    def __init__(self, stack: Any) -> None:
+        self.stack = stack
+        self.middleware = asgi.ImpactMiddleware(stack, PROCESS.agent(), flags=PROCESS.flags())
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if TIMED in scope:
+            await self.stack(scope, receive, send)
+            return
+        scope[TIMED] = True
+        if scope["type"] != "lifespan":
+            await self.middleware(scope, receive, send)
+            return
+
+        async def send_after_closing(message: Any) -> None:
+            if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                PROCESS.close()  # the requests are over; the server waits for this answer
+            await send(message)
+
+        await self.stack(scope, receive, send_after_closing)
+
+
+def _django_integration(get_response: Callable[[Any], Any]) -> Any:
+    from django.conf import settings
+
+    from ..integrations import django
+
+    if getattr(settings, "IMPACTAGENT", None) is None:
+        settings.IMPACTAGENT = {"agent": PROCESS.agent(), "flags": list(PROCESS.flags())}
+    return django.ImpactMiddleware(get_response)
+
+
+class DjangoMiddleware(DeferredWSGI):
+    """First in ``MIDDLEWARE``: the Django integration's middleware, with the process's
+    agent and flags unless ``settings.IMPACTAGENT`` is set."""
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        super().__init__(get_response, "django", _django_integration)
+
+
+_DJANGO_MIDDLEWARE = f"{DjangoMiddleware.__module__}.{DjangoMiddleware.__qualname__}"
+_INTEGRATION_MIDDLEWARE = "impactagent.integrations.django.ImpactMiddleware"
+
+
 def _flask(module: Any) -> None:
     from ..integrations.http_metrics import ROUTE_KEY
-
-    flask_class = module.Flask
-    init = flask_class.__init__
 
     def note_the_rule(sender: Any, **extra: Any) -> None:
         rule = module.request.url_rule
         if rule is not None:
             module.request.environ[ROUTE_KEY] = rule.rule
 
-    def wrap(app: Any) -> Callable[[Any], Any]:
+    def instrument_app(result: None, app: Any, *args: Any, **kwargs: Any) -> None:
         def middleware(wsgi_app: Any) -> Any:
             if "impactagent" in app.extensions:  # the app uses the Flask integration itself
                 return None
             return wsgi_middleware(wsgi_app)
-        return middleware
 
-    @functools.wraps(init)
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        if PROCESS.enabled("flask"):
-            try:
-                self.wsgi_app = DeferredWSGI(self.wsgi_app, "flask", wrap(self))
-                module.request_started.connect(note_the_rule, self, weak=False)
-            except Exception as error:
-                PROCESS.failed("flask", error)
+        app.wsgi_app = DeferredWSGI(app.wsgi_app, "flask", middleware)
+        module.request_started.connect(note_the_rule, app, weak=False)
 
-    flask_class.__init__ = __init__
+    _after(module.Flask, "__init__", "flask", instrument_app)
 
 
 def _django(module: Any) -> None:
-    setup = module.setup
+    def insert_middleware(result: Any, *args: Any, **kwargs: Any) -> Any:
+        from django.conf import settings
 
-    @functools.wraps(setup)
-    def setup_and_instrument(*args: Any, **kwargs: Any) -> Any:
-        result = setup(*args, **kwargs)
-        if PROCESS.enabled("django"):
-            try:
-                from django.conf import settings
-
-                middleware = list(settings.MIDDLEWARE)
-                if not {_DJANGO_MIDDLEWARE, _INTEGRATION_MIDDLEWARE} & set(middleware):
-                    settings.MIDDLEWARE = [_DJANGO_MIDDLEWARE, *middleware]
-            except Exception as error:
-                PROCESS.failed("django", error)
+        middleware = list(settings.MIDDLEWARE)
+        if not {_DJANGO_MIDDLEWARE, _INTEGRATION_MIDDLEWARE} & set(middleware):
+            settings.MIDDLEWARE = [_DJANGO_MIDDLEWARE, *middleware]
         return result
 
-    module.setup = setup_and_instrument
+    _after(module, "setup", "django", insert_middleware)
 
 
 def _asgi(name: str, class_name: str) -> Callable[[Any], None]:
-    def install(module: Any) -> None:
-        app_class = getattr(module, class_name)
-        build = app_class.build_middleware_stack
+    def outermost(stack: Any, app: Any, *args: Any, **kwargs: Any) -> Any:
+        if any(getattr(m, "cls", None) is asgi.ImpactMiddleware
+               for m in getattr(app, "user_middleware", ())):
+            return stack  # the app added the middleware itself
+        return Outermost(stack)
 
-        @functools.wraps(build)
-        def build_middleware_stack(self: Any) -> Any:
-            stack = build(self)
-            if not PROCESS.enabled(name) or any(
-                    getattr(m, "cls", None) is asgi.ImpactMiddleware
-                    for m in getattr(self, "user_middleware", ())):
-                return stack  # off, or the app added the middleware itself
-            try:
-                return Outermost(stack)
-            except Exception as error:
-                PROCESS.failed(name, error)
-                return stack
-
-        app_class.build_middleware_stack = build_middleware_stack
-    return install
+    return lambda module: _after(getattr(module, class_name), "build_middleware_stack", name,
+                                 outermost)
 
 
 def _celery(signals: Any) -> None:
     lock = threading.Lock()
-    started: List[bool] = []  # non-empty once this process's first task has come
+    started: list[bool] = []  # non-empty once this process's first task has come
 
     def first_task(sender: Any = None, **extra: Any) -> None:
         # The process serves now, and its UnleashClient knows its flags.
@@ -134,18 +209,13 @@ def _celery(signals: Any) -> None:
 
 
 def _gunicorn(module: Any) -> None:
-    wsgi = module.BaseApplication.wsgi
-
-    @functools.wraps(wsgi)
-    def wsgi_instrumented(self: Any) -> Any:
-        app = wsgi(self)
-        if (not PROCESS.enabled("gunicorn") or isinstance(app, DeferredWSGI)
-                or _served_by_another(app)):
+    def deferred(app: Any, application: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(app, DeferredWSGI) or _served_by_another(app):
             return app
-        self.callable = DeferredWSGI(app, "gunicorn", wsgi_middleware)
-        return self.callable
+        application.callable = DeferredWSGI(app, "gunicorn", wsgi_middleware)
+        return application.callable
 
-    module.BaseApplication.wsgi = wsgi_instrumented
+    _after(module.BaseApplication, "wsgi", "gunicorn", deferred)
 
 
 def _served_by_another(app: Any) -> bool:
@@ -163,13 +233,36 @@ def _served_by_another(app: Any) -> bool:
 
 
 def _unleash(module: Any) -> None:
-    from .sdk import wire
+    """Each answer is noted in the flag scope, and the clients are known, so their flags can
+    label the metrics. The SDK counts its own evaluations, so the agent counts them only for
+    a client made with ``disable_metrics=True``."""
 
-    wire(module.UnleashClient)
+    def note(client: Any, name: str, enabled: bool, variant: str | None) -> None:
+        if client.unleash_disable_metrics:
+            PROCESS.agent().count_evaluation(name, enabled, variant)
+        else:
+            note_flag(name, flag_state(enabled, variant))
+
+    def known(result: None, client: Any, *args: Any, **kwargs: Any) -> None:
+        PROCESS.clients.add(client)
+
+    def enabled_noted(enabled: Any, client: Any, feature_name: str, *args: Any,
+                      **kwargs: Any) -> Any:
+        note(client, feature_name, bool(enabled), None)
+        return enabled
+
+    def variant_noted(variant: Any, client: Any, feature_name: str, *args: Any,
+                      **kwargs: Any) -> Any:
+        note(client, feature_name, *evaluation(variant))
+        return variant
+
+    _after(module.UnleashClient, "__init__", "unleash", known)
+    _after(module.UnleashClient, "is_enabled", "unleash", enabled_noted)
+    _after(module.UnleashClient, "get_variant", "unleash", variant_noted)
 
 
 # The module whose import triggers each installer, with the instrumentation's name.
-INSTALLERS: Dict[str, Any] = {
+INSTALLERS: dict[str, Any] = {
     "flask": ("flask", _flask),
     "django": ("django", _django),
     "starlette.applications": ("starlette", _asgi("starlette", "Starlette")),

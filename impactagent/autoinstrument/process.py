@@ -1,6 +1,7 @@
 """What the instrumentations of one process share: its agent (built from the environment at
 first use), the flags that label its metrics (``IMPACTAGENT_FLAGS``, or every flag its
 ``UnleashClient`` knows at the first request or task), and which instrumentations are on.
+``impactagent run`` checks the same settings without building the agent (a quick start).
 """
 
 from __future__ import annotations
@@ -9,21 +10,73 @@ import logging
 import os
 import threading
 import weakref
-from typing import Dict, FrozenSet, Optional, Protocol, Set, Tuple
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from ..agent import Agent
-from .config import INSTRUMENTATIONS, disabled_names, listed_flags, settings_from_env, usable_flags
+from ..core._naming import flag_label_name
+from ..delivery.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from ..agent import Agent
 
 log = logging.getLogger("impactagent.autoinstrument")
 
+INSTRUMENTATIONS: dict[str, str] = {
+    "flask": "Flask apps: requests by URL rule",
+    "django": "Django: requests by URL pattern (gunicorn, runserver, any WSGI server)",
+    "fastapi": "FastAPI apps: requests by route (uvicorn, any ASGI server)",
+    "starlette": "Starlette apps: requests by route",
+    "celery": "Celery workers: tasks by name and state",
+    "gunicorn": "any other WSGI app gunicorn serves: requests, route 'unmatched'",
+    "unleash": "UnleashClient: is_enabled and get_variant answers label the metrics",
+}
+#: The library each instrumentation is for, as imported.
+LIBRARIES = {**{name: name for name in INSTRUMENTATIONS}, "unleash": "UnleashClient"}
+OWN_LABELS = ("method", "route", "status_class", "task", "state")
 
-class FlagSource(Protocol):
-    """What the process reads of an ``UnleashClient``."""
 
-    @property
-    def is_initialized(self) -> bool: ...
+def disabled_names(environ: Mapping[str, str] = os.environ) -> frozenset[str]:
+    """The instrumentations ``IMPACTAGENT_DISABLED`` turns off; ValueError for an unknown one."""
+    raw = environ.get("IMPACTAGENT_DISABLED", "")
+    names = {name.strip().lower() for name in raw.split(",") if name.strip()}
+    if "all" in names:
+        return frozenset(INSTRUMENTATIONS)
+    unknown = sorted(names - set(INSTRUMENTATIONS))
+    if unknown:
+        raise ValueError(f"IMPACTAGENT_DISABLED: unknown instrumentation "
+                         f"{', '.join(map(repr, unknown))}; use names from: "
+                         f"{', '.join(INSTRUMENTATIONS)}, or all")
+    return frozenset(names)
 
-    def feature_definitions(self) -> Dict[str, object]: ...
+
+def listed_flags(environ: Mapping[str, str] = os.environ) -> tuple[str, ...] | None:
+    """The flags ``IMPACTAGENT_FLAGS`` names, or None when it is not set."""
+    raw = environ.get("IMPACTAGENT_FLAGS", "")
+    return tuple(dict.fromkeys(name.strip() for name in raw.split(",") if name.strip())) or None
+
+
+def settings_from_env(environ: Mapping[str, str] = os.environ) -> Settings:
+    """The agent's settings, as ``Agent.from_env`` reads them; without a URL nothing will be
+    sent, so no token is needed either."""
+    try:
+        return Settings.from_env(environ)
+    except SettingsError:
+        if environ.get("UNLEASH_URL"):
+            raise
+        return Settings.from_env(environ, own_transport=True)
+
+
+def usable_flags(flags: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``flags`` split into those that can label the metrics and those whose label is taken
+    (``route``, or ``new_checkout`` after ``new-checkout``)."""
+    taken = set(OWN_LABELS)
+    usable: list[str] = []
+    clashing: list[str] = []
+    for flag in flags:
+        label = flag_label_name("the request metrics", flag)
+        (clashing if label in taken else usable).append(flag)
+        taken.add(label)
+    return tuple(usable), tuple(clashing)
 
 
 class Process:
@@ -31,11 +84,12 @@ class Process:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._agent: Optional[Agent] = None
-        self._flags: Optional[Tuple[str, ...]] = None
-        self._failed: Set[str] = set()
-        self._disabled: Optional[FrozenSet[str]] = None
-        self.clients: weakref.WeakSet[FlagSource] = weakref.WeakSet()
+        self._agent: Agent | None = None
+        self._flags: tuple[str, ...] | None = None
+        self._failed: set[str] = set()
+        self._disabled: frozenset[str] | None = None
+        #: The ``UnleashClient`` instances made, whose flags may label the metrics.
+        self.clients: weakref.WeakSet[Any] = weakref.WeakSet()
         os.register_at_fork(after_in_child=self._forget_flags)
 
     def _forget_flags(self) -> None:
@@ -46,26 +100,24 @@ class Process:
 
     def agent(self) -> Agent:
         """The process's agent (built, and started when it has a URL, on first use)."""
-        agent = self._agent
-        if agent is None:
+        if self._agent is None:
             with self._lock:
                 if self._agent is None:
+                    from ..agent import Agent
+
                     self._agent = Agent(settings=settings_from_env())
                     if self._agent.settings.url is not None:
                         self._agent.start()
-                agent = self._agent
-        return agent
+        return self._agent
 
     def close(self) -> None:
         """Close the agent, if this process built one (its last window is sent)."""
-        agent = self._agent
-        if agent is not None:
-            agent.close()
+        if self._agent is not None:
+            self._agent.close()
 
-    def flags(self) -> Tuple[str, ...]:
+    def flags(self) -> tuple[str, ...]:
         """The flags that label request and task metrics (fixed at the first call)."""
-        flags = self._flags
-        if flags is None:
+        if self._flags is None:
             with self._lock:
                 if self._flags is None:
                     self._flags, clashing = usable_flags(listed_flags() or self._known_flags())
@@ -74,11 +126,10 @@ class Process:
                                     "labels are taken (by the metrics' own, or by another "
                                     "flag's)", ", ".join(clashing))
                     log.debug("metrics labelled by flags %s", self._flags)
-                flags = self._flags
-        return flags
+        return self._flags
 
-    def _known_flags(self) -> Tuple[str, ...]:
-        names: Set[str] = set()
+    def _known_flags(self) -> tuple[str, ...]:
+        names: set[str] = set()
         for client in list(self.clients):
             if client.is_initialized:
                 names.update(client.feature_definitions())
@@ -86,15 +137,13 @@ class Process:
 
     def enabled(self, name: str) -> bool:
         """Whether instrumentation ``name`` is on: not disabled, and not failed."""
-        disabled = self._disabled
-        if disabled is None:
+        if self._disabled is None:
             try:
-                disabled = disabled_names()
+                self._disabled = disabled_names()
             except ValueError as error:  # `impactagent run` refuses it; set another way:
                 log.warning("%s; nothing is instrumented", error)
-                disabled = frozenset(INSTRUMENTATIONS)
-            self._disabled = disabled
-        return name not in self._failed and name not in disabled
+                self._disabled = frozenset(INSTRUMENTATIONS)
+        return name not in self._failed and name not in self._disabled
 
     def failed(self, name: str, error: BaseException) -> None:
         """Turn ``name`` off for the rest of the process, saying so once."""
