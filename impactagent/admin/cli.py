@@ -1,5 +1,7 @@
-"""``impactagent stats`` and ``impactagent charts plan|apply``: the admin commands. The token
-comes from an environment variable, never the command line, where ``ps`` would show it.
+"""``impactagent stats`` and ``impactagent charts plan|apply``: the admin commands. Charts
+match the code's by id; a chart the code does not declare is ``unmanaged`` and left alone.
+The token comes from an environment variable, never the command line, where ``ps`` would
+show it.
 """
 
 from __future__ import annotations
@@ -8,16 +10,68 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import requests
 
+from ..core.charts import ChartConfig, ChartScope
 from ..delivery.redaction import redact_url
 from ..devtools.agent_reference import load_agent
 from ..devtools.cli_support import UsageError
 from .client import AdminClient, AdminError
-from .plan import apply, describe, plan
+
+
+@dataclass(frozen=True)
+class Change:
+    action: str  # "create", "update", "unchanged" or "unmanaged"
+    config: ChartConfig
+    differences: list[tuple[str, Any, Any]] = field(default_factory=list)
+
+
+def plan(admin: AdminClient, declared: Sequence[ChartConfig]) -> list[Change]:
+    """Compare the declared charts with the server's, scope by scope."""
+    changes: list[Change] = []
+    scopes: dict[ChartScope, list[ChartConfig]] = {}
+    for config in declared:
+        scopes.setdefault(config.scope, []).append(config)
+    for scope, configs in scopes.items():
+        current = {c.id: c for c in admin.charts(scope)}
+        for config in configs:
+            existing = current.pop(config.id, None)
+            if existing is None:
+                changes.append(Change("create", config))
+            else:
+                differences = config.differences(existing)
+                changes.append(Change("update" if differences else "unchanged", config,
+                                      differences))
+        changes += [Change("unmanaged", other) for other in current.values()]
+    return changes
+
+
+def apply(admin: AdminClient, changes: Sequence[Change]) -> list[ChartConfig]:
+    """Carry out the creates and updates of a plan; returns the server's answers."""
+    return [admin.save_chart(change.config) for change in changes
+            if change.action in ("create", "update")]
+
+
+def describe(changes: Sequence[Change]) -> str:
+    """A plan as text, one chart per line, the differences under each update."""
+    lines = []
+    for change in changes:
+        config = change.config
+        what = config.title or config.metric_name
+        lines.append(f"{change.action:<10} {config.id}  {what} ({config.aggregation}, "
+                     f"{config.time_range}) on {config.scope}")
+        for name, ours, theirs in change.differences:
+            lines.append(f"{'':<12}{name}: {theirs!r} -> {ours!r}")
+    counts = {a: sum(c.action == a for c in changes)
+              for a in ("create", "update", "unchanged", "unmanaged")}
+    lines.append(", ".join(f"{n} to {a}" if a in ("create", "update") else f"{n} {a}"
+                           for a, n in counts.items()))
+    return "\n".join(lines)
 
 
 def _client(args: argparse.Namespace) -> AdminClient:
@@ -100,15 +154,11 @@ def stats_command(args: argparse.Namespace) -> int:
 
 def charts_command(args: argparse.Namespace) -> int:
     """Plan (print) or apply the charts declared on the agent at ``--agent``."""
-    agent = load_agent(args.agent, "--agent")
-    declared = agent.chart_configs()
+    declared = load_agent(args.agent, "--agent").chart_configs()
     admin = _client(args)
     with _asking(args, admin):
         changes = plan(admin, declared)
         print(describe(changes))
         if args.action == "apply":
-            saved = apply(admin, changes)
-            print(f"applied: {len(saved)} chart(s) saved")
+            print(f"applied: {len(apply(admin, changes))} chart(s) saved")
     return 0
-
-

@@ -9,8 +9,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -54,11 +55,11 @@ def statistics_checksum(statistics: Mapping[str, Any]) -> str:
 class InstanceStatistics:
     """Statistics as fetched, with the checksum they carry and the one recomputed."""
 
-    data: Dict[str, Any]
-    checksum: Optional[str]
+    data: dict[str, Any]
+    checksum: str | None
     recomputed: str
     #: The answer as the server wrote it, when fetched as CSV.
-    csv: Optional[str] = None
+    csv: str | None = None
 
     @property
     def verified(self) -> bool:
@@ -69,7 +70,7 @@ class InstanceStatistics:
 class AdminClient:
     """Calls the admin API of an Unleash server at ``url`` (with or without ``/api``)."""
 
-    def __init__(self, url: str, token: str, *, verify: Union[bool, str] = True,
+    def __init__(self, url: str, token: str, *, verify: bool | str = True,
                  timeout: float = 10.0) -> None:
         parts = urlsplit(api_url(url))
         if parts.username is not None or parts.password is not None:
@@ -83,15 +84,16 @@ class AdminClient:
         self.redact = Redactor.for_credentials(token, {})
         self.session = requests.Session()
         self.session.verify = verify
-        # With an auth set, requests reads no ~/.netrc, whose entry would replace the token.
-        self.session.auth = _as_set
+        # With an auth set (one that changes nothing), requests reads no ~/.netrc, whose entry
+        # would replace the token.
+        self.session.auth = lambda request: request
         self.session.headers.update({"Authorization": token, "Accept": "application/json",
                                      "User-Agent": "impactagent-admin"})
 
     def __repr__(self) -> str:  # never the token
         return f"<AdminClient {redact_url(self.url)}>"
 
-    def _request(self, method: str, path: str, body: Optional[Dict[str, Any]] = None,
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None,
                  accept: str = "application/json") -> requests.Response:
         url = self.url + path
         response = self.session.request(method, url, json=body, timeout=self.timeout,
@@ -101,7 +103,7 @@ class AdminClient:
                              self.redact.cut(response.text, 300))
         return response
 
-    def _call(self, method: str, path: str, body: Optional[Dict[str, Any]] = None) -> Any:
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         response = self._request(method, path, body)
         return response.json() if response.content else None
 
@@ -124,11 +126,11 @@ class AdminClient:
             raise ValueError(f"the statistics CSV answer is {kind or 'untyped'} with "
                              f"{len(rows)} row(s), not text/csv with one: is the url an "
                              f"Unleash server?")
-        data: Dict[str, Any] = dict(rows[0])
+        data: dict[str, Any] = dict(rows[0])
         return InstanceStatistics(data, data.get("sum"), statistics_checksum(data),
                                   csv=response.text)
 
-    def charts(self, scope: ChartScope) -> List[ChartConfig]:
+    def charts(self, scope: ChartScope) -> list[ChartConfig]:
         """The chart configurations in ``scope`` (the instance, or one flag's)."""
         answer = self._call("GET", scope.path)
         # A list, plain or as {"configs": [...]}.
@@ -143,8 +145,3 @@ class AdminClient:
     def delete_chart(self, config: ChartConfig) -> None:
         """Delete one chart configuration (by ``id``)."""
         self._call("DELETE", f"{config.scope.path}/{config.id}")
-
-
-def _as_set(request: requests.PreparedRequest) -> requests.PreparedRequest:
-    """An auth that changes nothing: the ``Authorization`` header is set."""
-    return request
