@@ -27,33 +27,26 @@ TIMED = "impactagent.timed"
 def instrument(module_name: str, module: Any) -> None:
     """Instrument the library whose module ``module_name`` was just imported."""
     name, install = INSTALLERS[module_name]
-    if not PROCESS.enabled(name):
-        return
-    try:
+
+    def install_and_start() -> None:
         install(module)
         if threading.current_thread() is threading.main_thread():
             # Now, not at the first request: an agent started in the main thread closes on
             # SIGTERM when the app has no handler of its own.
             PROCESS.agent()
-    except Exception as error:
-        PROCESS.failed(name, error)
+
+    PROCESS.attempt(name, install_and_start, None)
 
 
 def _after(owner: Any, attribute: str, name: str, hook: Callable[..., Any]) -> None:
-    """Make ``owner.attribute`` give ``hook(result, *args, **kwargs)`` while ``name`` is on;
-    when the hook raises, ``name`` is turned off and the call gives its own result."""
+    """Make ``owner.attribute`` give ``hook(result, *args, **kwargs)`` while ``name`` is on,
+    and its own result when the hook raises (which turns ``name`` off)."""
     original = getattr(owner, attribute)
 
     @functools.wraps(original)
     def patched(*args: Any, **kwargs: Any) -> Any:
         result = original(*args, **kwargs)
-        if not PROCESS.enabled(name):
-            return result
-        try:
-            return hook(result, *args, **kwargs)
-        except Exception as error:
-            PROCESS.failed(name, error)
-            return result
+        return PROCESS.attempt(name, lambda: hook(result, *args, **kwargs), result)
 
     setattr(owner, attribute, patched)
 
@@ -74,12 +67,7 @@ class DeferredWSGI:
     def _first(self, *args: Any) -> Any:
         with self._lock:
             if self._serve == self._first:
-                made = None
-                if PROCESS.enabled(self._name):
-                    try:
-                        made = self._wrap(self._inner)
-                    except Exception as error:
-                        PROCESS.failed(self._name, error)
+                made = PROCESS.attempt(self._name, lambda: self._wrap(self._inner), None)
                 self._serve = made or self._inner
         return self._serve(*args)
 
@@ -193,19 +181,18 @@ def _celery(signals: Any) -> None:
                 return
             started.append(True)
             signals.task_prerun.disconnect(first_task)
-            if not PROCESS.enabled("celery"):
-                return
-            try:
-                from ..integrations.celery import instrument_celery
-
-                instrumentation = instrument_celery(PROCESS.agent(), flags=PROCESS.flags())
-            except Exception as error:
-                PROCESS.failed("celery", error)
-                return
-        # Connected during this signal's dispatch: not called for this task, so by hand.
-        instrumentation.task_prerun(sender=sender, **extra)
+            instrumentation = PROCESS.attempt("celery", _instrument_celery, None)
+        if instrumentation is not None:
+            # Connected during this signal's dispatch: not called for this task, so by hand.
+            instrumentation.task_prerun(sender=sender, **extra)
 
     signals.task_prerun.connect(first_task, weak=False)
+
+
+def _instrument_celery() -> Any:
+    from ..integrations.celery import instrument_celery
+
+    return instrument_celery(PROCESS.agent(), flags=PROCESS.flags())
 
 
 def _gunicorn(module: Any) -> None:
@@ -222,14 +209,11 @@ def _served_by_another(app: Any) -> bool:
     """Whether another instrumentation counts ``app``'s requests, or ``app`` is not a WSGI
     app at all (an ASGI app under a uvicorn worker)."""
     call = type(app).__call__ if not inspect.isfunction(app) else app
-    if inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(call):
-        return True
-    flask = sys.modules.get("flask")
-    if flask is not None and isinstance(app, flask.Flask) and PROCESS.enabled("flask"):
-        return True
-    handlers = sys.modules.get("django.core.handlers.wsgi")
-    return (handlers is not None and isinstance(app, handlers.WSGIHandler)
-            and PROCESS.enabled("django"))
+    flask, handlers = sys.modules.get("flask"), sys.modules.get("django.core.handlers.wsgi")
+    return (inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(call)
+            or (flask is not None and isinstance(app, flask.Flask) and PROCESS.enabled("flask"))
+            or (handlers is not None and isinstance(app, handlers.WSGIHandler)
+                and PROCESS.enabled("django")))
 
 
 def _unleash(module: Any) -> None:
@@ -237,7 +221,7 @@ def _unleash(module: Any) -> None:
     label the metrics. The SDK counts its own evaluations, so the agent counts them only for
     a client made with ``disable_metrics=True``."""
 
-    def note(client: Any, name: str, enabled: bool, variant: str | None) -> None:
+    def noted(client: Any, name: str, enabled: bool, variant: str | None) -> None:
         if client.unleash_disable_metrics:
             PROCESS.agent().count_evaluation(name, enabled, variant)
         else:
@@ -246,19 +230,16 @@ def _unleash(module: Any) -> None:
     def known(result: None, client: Any, *args: Any, **kwargs: Any) -> None:
         PROCESS.clients.add(client)
 
-    def enabled_noted(enabled: Any, client: Any, feature_name: str, *args: Any,
-                      **kwargs: Any) -> Any:
-        note(client, feature_name, bool(enabled), None)
-        return enabled
+    def enabled(answer: Any, client: Any, feature_name: str, *args: Any, **kwargs: Any) -> Any:
+        noted(client, feature_name, bool(answer), None)
+        return answer
 
-    def variant_noted(variant: Any, client: Any, feature_name: str, *args: Any,
-                      **kwargs: Any) -> Any:
-        note(client, feature_name, *evaluation(variant))
-        return variant
+    def variant(answer: Any, client: Any, feature_name: str, *args: Any, **kwargs: Any) -> Any:
+        noted(client, feature_name, *evaluation(answer))
+        return answer
 
-    _after(module.UnleashClient, "__init__", "unleash", known)
-    _after(module.UnleashClient, "is_enabled", "unleash", enabled_noted)
-    _after(module.UnleashClient, "get_variant", "unleash", variant_noted)
+    for method, hook in (("__init__", known), ("is_enabled", enabled), ("get_variant", variant)):
+        _after(module.UnleashClient, method, "unleash", hook)
 
 
 # The module whose import triggers each installer, with the instrumentation's name.

@@ -10,8 +10,8 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core._naming import flag_label_name
 from ..delivery.settings import Settings, SettingsError
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..agent import Agent
 
 log = logging.getLogger("impactagent.autoinstrument")
+T = TypeVar("T")
 
 INSTRUMENTATIONS: dict[str, str] = {
     "flask": "Flask apps: requests by URL rule",
@@ -145,14 +146,21 @@ class Process:
                 self._disabled = frozenset(INSTRUMENTATIONS)
         return name not in self._failed and name not in self._disabled
 
-    def failed(self, name: str, error: BaseException) -> None:
-        """Turn ``name`` off for the rest of the process, saying so once."""
-        with self._lock:
-            if name in self._failed:
-                return
-            self._failed.add(name)
-        log.warning("the %s instrumentation failed and is off in this process "
-                    "(the app runs on without it): %r", name, error, exc_info=error)
+    def attempt(self, name: str, make: Callable[[], T], otherwise: T) -> T:
+        """``make()`` while instrumentation ``name`` is on, else ``otherwise``; ``make``
+        raising turns ``name`` off for the rest of the process, said once."""
+        if not self.enabled(name):
+            return otherwise
+        try:
+            return make()
+        except Exception as error:
+            with self._lock:
+                first = name not in self._failed
+                self._failed.add(name)
+            if first:
+                log.warning("the %s instrumentation failed and is off in this process "
+                            "(the app runs on without it): %r", name, error, exc_info=error)
+            return otherwise
 
 
 PROCESS = Process()
