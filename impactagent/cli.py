@@ -110,9 +110,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "is, e.g. myapp.metrics:agent, imported from the current directory "
                         "(required)")
 
-    from .autoinstrument.cli import add_run_parser
+    from .autoinstrument.process import INSTRUMENTATIONS
 
-    add_run_parser(commands)
+    run = commands.add_parser(
+        "run", help="run a command with its web framework, Celery and UnleashClient "
+        "instrumented, without changing its code", description="Start COMMAND with impactagent "
+        "set up in every Python process it starts (workers included), configured from "
+        "UNLEASH_URL, UNLEASH_API_TOKEN, UNLEASH_APP_NAME and IMPACTAGENT_* (without "
+        "UNLEASH_URL it only records). IMPACTAGENT_FLAGS names the flags that label the metrics "
+        "(default: every flag the app's UnleashClient knows); IMPACTAGENT_DISABLED=name,... "
+        f"turns instrumentations off ({', '.join(INSTRUMENTATIONS)}, or all).",
+        usage="impactagent run [--dry-run] -- COMMAND [ARGS...]")
+    run.add_argument("--dry-run", action="store_true", help="print what would be instrumented "
+                     "and the settings in force, and start nothing (default: start the command)")
+    run.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND",
+                     help="the command to start, after --")
     return parser
 
 

@@ -104,8 +104,10 @@ def _asking(args: argparse.Namespace, client: AdminClient) -> Iterator[None]:
                     f"{redact_url(client.url)}, with its API at /api)?")
         raise UsageError(client.redact(f"{error}{hint}")) from None
     except requests.exceptions.ConnectionError as error:
-        raise UsageError(f"cannot reach {url}: {_why(error)}; is the server "
-                         "running, and --url right?") from None
+        why = next((cause.lower() if cause.startswith("Connection") else cause
+                    for cause in _CAUSES if cause in str(error)), "connection failed")
+        raise UsageError(f"cannot reach {url}: {why}; is the server running, and --url "
+                         "right?") from None
     except requests.exceptions.Timeout:
         raise UsageError(f"{url} did not answer in time; is --url right?") from None
     except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
@@ -118,13 +120,8 @@ def _asking(args: argparse.Namespace, client: AdminClient) -> Iterator[None]:
             f"({str(error)[:160]}); is --url the Unleash server?")) from None
 
 
-def _why(error: requests.exceptions.ConnectionError) -> str:
-    text = str(error)
-    for cause in ("Connection refused", "Name or service not known", "No route to host",
-                  "Network is unreachable", "nodename nor servname", "getaddrinfo failed"):
-        if cause in text:
-            return cause.lower() if cause.startswith("Connection") else cause
-    return "connection failed"
+_CAUSES = ("Connection refused", "Name or service not known", "No route to host",
+           "Network is unreachable", "nodename nor servname", "getaddrinfo failed")
 
 
 def stats_command(args: argparse.Namespace) -> int:

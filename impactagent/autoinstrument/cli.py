@@ -9,41 +9,13 @@ import importlib.util
 import os
 import shutil
 import sys
-from typing import Any
 
 from ..delivery.redaction import redact_url
 from ..delivery.settings import Settings, SettingsError
 from ..devtools.cli_support import UsageError
-from .process import (
-    INSTRUMENTATIONS,
-    LIBRARIES,
-    OWN_LABELS,
-    disabled_names,
-    listed_flags,
-    settings_from_env,
-    usable_flags,
-)
+from . import process
 
 BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
-
-
-def add_run_parser(commands: Any) -> None:
-    """The ``run`` subcommand, on the ``impactagent`` command's subparsers."""
-    run = commands.add_parser(
-        "run", help="run a command with its web framework, Celery and UnleashClient "
-        "instrumented, without changing its code",
-        description="Start COMMAND with impactagent set up in every Python process it "
-        "starts (workers included), configured from UNLEASH_URL, UNLEASH_API_TOKEN, "
-        "UNLEASH_APP_NAME and IMPACTAGENT_* (without UNLEASH_URL it only records). "
-        "IMPACTAGENT_FLAGS names the flags that label the metrics (default: every flag "
-        "the app's UnleashClient knows); IMPACTAGENT_DISABLED=name,... turns "
-        f"instrumentations off ({', '.join(INSTRUMENTATIONS)}, or all).",
-        usage="impactagent run [--dry-run] -- COMMAND [ARGS...]")
-    run.add_argument("--dry-run", action="store_true",
-                     help="print what would be instrumented and the settings in force, "
-                     "and start nothing (default: start the command)")
-    run.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND",
-                     help="the command to start, after --")
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -57,16 +29,16 @@ def run_command(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     env.setdefault("UNLEASH_APP_NAME", os.path.basename(argv[0]) or "app")
     try:
-        disabled = disabled_names(env)
-        settings = settings_from_env(env)
+        disabled = process.disabled_names(env)
+        settings = process.settings_from_env(env)
     except (ValueError, SettingsError) as error:
         raise UsageError(f"{error}") from None
-    _, clashing = usable_flags(listed_flags(env) or ())
+    _, clashing = process.usable_flags(process.listed_flags(env) or ())
     if clashing:
         raise UsageError(f"IMPACTAGENT_FLAGS: {', '.join(map(repr, clashing))} cannot label "
-                         f"the metrics: the label is taken (the metrics have "
-                         f"{', '.join(OWN_LABELS)}, and each flag needs a label of its own); "
-                         "leave it out")
+                         "the metrics: the label is taken (the metrics have "
+                         f"{', '.join(process.OWN_LABELS)}, and each flag needs a label of its "
+                         "own); leave it out")
     executable = shutil.which(argv[0], path=env.get("PATH"))
     if executable is None:
         if os.sep in argv[0] and os.path.isfile(argv[0]):
@@ -83,8 +55,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         os.execve(executable, argv, env)  # the command takes this process's place
     except OSError as error:
-        raise UsageError(f"{argv[0]}: cannot be started ({error.strerror or error})") \
-            from None
+        raise UsageError(f"{argv[0]}: cannot be started ({error.strerror or error})") from None
     return 127  # not reached
 
 
@@ -105,13 +76,14 @@ def _dry_run(argv: list[str], executable: str, settings: Settings, disabled: fro
                                 f"{settings.flush_interval:g} s"
                                 if settings.url and settings.metrics_url
                                 else "record only (no UNLEASH_URL)"))
-    flags = listed_flags(env)
+    flags = process.listed_flags(env)
     lines.append("  flags = " + (", ".join(flags) + " (IMPACTAGENT_FLAGS)" if flags else
                                  "every flag the app's UnleashClient knows at a process's "
                                  "first request or task (IMPACTAGENT_FLAGS not set)"))
     lines += ["", "instrumentations (each when the app imports its library):"]
-    for name, what in INSTRUMENTATIONS.items():
-        lines.append(f"  {name:<10} {_state(LIBRARIES[name], name in disabled):<38} {what}")
+    for name, what in process.INSTRUMENTATIONS.items():
+        state = _state(process.LIBRARIES[name], name in disabled)
+        lines.append(f"  {name:<10} {state:<38} {what}")
     return "\n".join(lines)
 
 
