@@ -17,11 +17,10 @@ from typing import Any
 from ..core.flag_context import flag_state, note_flag
 from ..core.flag_decorator import evaluation
 from ..integrations import asgi, wsgi
+from ..integrations import django as django_integration
+from ..integrations.celery import instrument_celery
+from ..integrations.http_metrics import ROUTE_KEY
 from .process import PROCESS
-
-# Set in the ASGI scope by the outermost instrumented app: an app mounted inside it passes
-# the request on instead of counting it again.
-TIMED = "impactagent.timed"
 
 
 def instrument(module_name: str, module: Any) -> None:
@@ -81,15 +80,19 @@ class Outermost:
     """The ASGI request middleware around an app's stack: counts each request once, and
     closes the agent at the lifespan's shutdown (uvicorn's exit runs no exit hook)."""
 
+    #: Set in the scope by the outermost instrumented app: an app mounted inside it passes
+    #: the request on instead of counting it again.
+    TIMED = "impactagent.timed"
+
     def __init__(self, stack: Any) -> None:
         self.stack = stack
         self.middleware = asgi.ImpactMiddleware(stack, PROCESS.agent(), flags=PROCESS.flags())
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if TIMED in scope:
+        if self.TIMED in scope:
             await self.stack(scope, receive, send)
             return
-        scope[TIMED] = True
+        scope[self.TIMED] = True
         if scope["type"] != "lifespan":
             await self.middleware(scope, receive, send)
             return
@@ -105,11 +108,9 @@ class Outermost:
 def _django_integration(get_response: Callable[[Any], Any]) -> Any:
     from django.conf import settings
 
-    from ..integrations import django
-
     if getattr(settings, "IMPACTAGENT", None) is None:
         settings.IMPACTAGENT = {"agent": PROCESS.agent(), "flags": list(PROCESS.flags())}
-    return django.ImpactMiddleware(get_response)
+    return django_integration.ImpactMiddleware(get_response)
 
 
 class DjangoMiddleware(DeferredWSGI):
@@ -123,13 +124,7 @@ class DjangoMiddleware(DeferredWSGI):
         super().__init__(get_response, "django", _django_integration)
 
 
-_DJANGO_MIDDLEWARE = f"{DjangoMiddleware.__module__}.{DjangoMiddleware.__qualname__}"
-_INTEGRATION_MIDDLEWARE = "impactagent.integrations.django.ImpactMiddleware"
-
-
 def _flask(module: Any) -> None:
-    from ..integrations.http_metrics import ROUTE_KEY
-
     def note_the_rule(sender: Any, **extra: Any) -> None:
         rule = module.request.url_rule
         if rule is not None:
@@ -148,12 +143,15 @@ def _flask(module: Any) -> None:
 
 
 def _django(module: Any) -> None:
+    ours = f"{DjangoMiddleware.__module__}.{DjangoMiddleware.__qualname__}"
+    theirs = f"{django_integration.__name__}.ImpactMiddleware"
+
     def insert_middleware(result: Any, *args: Any, **kwargs: Any) -> Any:
         from django.conf import settings
 
         middleware = list(settings.MIDDLEWARE)
-        if not {_DJANGO_MIDDLEWARE, _INTEGRATION_MIDDLEWARE} & set(middleware):
-            settings.MIDDLEWARE = [_DJANGO_MIDDLEWARE, *middleware]
+        if not {ours, theirs} & set(middleware):
+            settings.MIDDLEWARE = [ours, *middleware]
         return result
 
     _after(module, "setup", "django", insert_middleware)
@@ -181,18 +179,13 @@ def _celery(signals: Any) -> None:
                 return
             started.append(True)
             signals.task_prerun.disconnect(first_task)
-            instrumentation = PROCESS.attempt("celery", _instrument_celery, None)
+            instrumentation = PROCESS.attempt("celery", lambda: instrument_celery(
+                PROCESS.agent(), flags=PROCESS.flags()), None)
         if instrumentation is not None:
             # Connected during this signal's dispatch: not called for this task, so by hand.
             instrumentation.task_prerun(sender=sender, **extra)
 
     signals.task_prerun.connect(first_task, weak=False)
-
-
-def _instrument_celery() -> Any:
-    from ..integrations.celery import instrument_celery
-
-    return instrument_celery(PROCESS.agent(), flags=PROCESS.flags())
 
 
 def _gunicorn(module: Any) -> None:
