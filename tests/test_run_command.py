@@ -139,7 +139,7 @@ FLASK_APP = """
     client = app.test_client()
     statuses = [client.get(path, buffered=True).status_code
                 for path in ("/items/1", "/items/2", "/nope")]
-    from impactagent.autoinstrument.process import PROCESS
+    from impactagent.autoinstrument.instrumentations import PROCESS
     series = {child.label_values: child.value for family in PROCESS.agent().metrics.families()
               if family.name == "http_server_requests_total" for child in family.series()}
     print(statuses, sorted(series.items()))
@@ -218,7 +218,7 @@ def test_an_app_with_its_own_middleware_is_counted_once():
         app.get("/items/{item}")(lambda item: {})
         with TestClient(app) as client:
             client.get("/items/1")
-        from impactagent.autoinstrument.process import PROCESS
+        from impactagent.autoinstrument.instrumentations import PROCESS
         def requests(a):
             return sum(child.value for family in a.metrics.families()
                        if family.name == "http_server_requests_total"

@@ -20,7 +20,10 @@ from ..integrations import asgi, wsgi
 from ..integrations import django as django_integration
 from ..integrations.celery import instrument_celery
 from ..integrations.http_metrics import ROUTE_KEY
-from .process import PROCESS
+from .process import Process
+
+#: What the instrumentations of this process share.
+PROCESS = Process()
 
 
 def instrument(module_name: str, module: Any) -> None:

@@ -87,8 +87,11 @@ class Process:
         self._lock = threading.RLock()
         self._agent: Agent | None = None
         self._flags: tuple[str, ...] | None = None
-        self._failed: set[str] = set()
-        self._disabled: frozenset[str] | None = None
+        try:
+            self._off = set(disabled_names())  # and those that failed since
+        except ValueError as error:  # `impactagent run` refuses it; set another way:
+            log.warning("%s; nothing is instrumented", error)
+            self._off = set(INSTRUMENTATIONS)
         #: The ``UnleashClient`` instances made, whose flags may label the metrics.
         self.clients: weakref.WeakSet[Any] = weakref.WeakSet()
         os.register_at_fork(after_in_child=self._forget_flags)
@@ -118,49 +121,33 @@ class Process:
 
     def flags(self) -> tuple[str, ...]:
         """The flags that label request and task metrics (fixed at the first call)."""
-        if self._flags is None:
-            with self._lock:
-                if self._flags is None:
-                    self._flags, clashing = usable_flags(listed_flags() or self._known_flags())
-                    if clashing:
-                        log.warning("flags %s do not label the metrics: their "
-                                    "labels are taken (by the metrics' own, or by another "
-                                    "flag's)", ", ".join(clashing))
-                    log.debug("metrics labelled by flags %s", self._flags)
-        return self._flags
-
-    def _known_flags(self) -> tuple[str, ...]:
-        names: set[str] = set()
-        for client in list(self.clients):
-            if client.is_initialized:
-                names.update(client.feature_definitions())
-        return tuple(sorted(names))
+        with self._lock:
+            if self._flags is None:
+                known = {name for client in list(self.clients) if client.is_initialized
+                         for name in client.feature_definitions()}
+                self._flags, clashing = usable_flags(listed_flags() or sorted(known))
+                if clashing:
+                    log.warning("flags %s do not label the metrics: their labels are taken (by "
+                                "the metrics' own, or by another flag's)", ", ".join(clashing))
+                log.debug("metrics labelled by flags %s", self._flags)
+            return self._flags
 
     def enabled(self, name: str) -> bool:
         """Whether instrumentation ``name`` is on: not disabled, and not failed."""
-        if self._disabled is None:
-            try:
-                self._disabled = disabled_names()
-            except ValueError as error:  # `impactagent run` refuses it; set another way:
-                log.warning("%s; nothing is instrumented", error)
-                self._disabled = frozenset(INSTRUMENTATIONS)
-        return name not in self._failed and name not in self._disabled
+        return name not in self._off
 
     def attempt(self, name: str, make: Callable[[], T], otherwise: T) -> T:
         """``make()`` while instrumentation ``name`` is on, else ``otherwise``; ``make``
         raising turns ``name`` off for the rest of the process, said once."""
-        if not self.enabled(name):
+        if name in self._off:
             return otherwise
         try:
             return make()
         except Exception as error:
             with self._lock:
-                first = name not in self._failed
-                self._failed.add(name)
+                first = name not in self._off
+                self._off.add(name)
             if first:
                 log.warning("the %s instrumentation failed and is off in this process "
                             "(the app runs on without it): %r", name, error, exc_info=error)
             return otherwise
-
-
-PROCESS = Process()
