@@ -74,7 +74,10 @@ def describe(changes: Sequence[Change]) -> str:
     return "\n".join(lines)
 
 
-def _client(args: argparse.Namespace) -> AdminClient:
+@contextmanager
+def _admin(args: argparse.Namespace) -> Iterator[AdminClient]:
+    """The admin client ``args`` ask for; what a wrong ``--url`` or token makes its calls
+    raise, as one line without secrets."""
     if not args.url:
         raise UsageError("give the server with --url or $UNLEASH_URL")
     token = (os.environ.get(args.token_env) or "").strip()  # a copy may bring a line break
@@ -84,17 +87,12 @@ def _client(args: argparse.Namespace) -> AdminClient:
         raise UsageError(f"${args.token_env} has a space, a line break or a control character "
                          "inside it; set it to the admin token alone")
     try:
-        return AdminClient(args.url, token)
+        client = AdminClient(args.url, token)
     except ValueError as error:
         raise UsageError(str(error)) from None
-
-
-@contextmanager
-def _asking(args: argparse.Namespace, client: AdminClient) -> Iterator[None]:
-    """What a wrong ``--url`` or token makes the calls raise, as one line without secrets."""
-    url = redact_url(args.url or "")
+    url = redact_url(args.url)
     try:
-        yield
+        yield client
     except AdminError as error:
         hint = ""
         if error.status in (401, 403):
@@ -126,23 +124,21 @@ _CAUSES = ("Connection refused", "Name or service not known", "No route to host"
 
 def stats_command(args: argparse.Namespace) -> int:
     """Print the instance statistics and whether their checksum holds."""
-    client = _client(args)
     form = "json" if args.json else args.format
-    with _asking(args, client):
+    with _admin(args) as client:
         statistics = (client.instance_statistics_csv() if form == "csv"
                       else client.instance_statistics())
-    data = statistics.data
     if form == "csv":
         print(client.redact(statistics.csv or ""), end="")
     elif form == "json":
-        print(client.redact(json.dumps(data, indent=2, sort_keys=True)))
+        print(client.redact(json.dumps(statistics.data, indent=2, sort_keys=True)))
     else:
         for key in ("instanceId", "versionOSS", "users", "featureToggles", "projects", "roles",
                     "groups", "environments", "segments"):
-            print(client.redact(f"{key:<16}{data.get(key)}"))
-    verdict = sys.stderr if form == "csv" else sys.stdout
+            print(client.redact(f"{key:<16}{statistics.data.get(key)}"))
     if statistics.verified:
-        print(f"checksum        ok ({statistics.checksum})", file=verdict)
+        print(f"checksum        ok ({statistics.checksum})",
+              file=sys.stderr if form == "csv" else sys.stdout)
         return 0
     print(f"checksum        MISMATCH: the statistics say {statistics.checksum!r}, their "
           f"content gives {statistics.recomputed!r}", file=sys.stderr)
@@ -152,8 +148,7 @@ def stats_command(args: argparse.Namespace) -> int:
 def charts_command(args: argparse.Namespace) -> int:
     """Plan (print) or apply the charts declared on the agent at ``--agent``."""
     declared = load_agent(args.agent, "--agent").chart_configs()
-    admin = _client(args)
-    with _asking(args, admin):
+    with _admin(args) as admin:
         changes = plan(admin, declared)
         print(describe(changes))
         if args.action == "apply":

@@ -41,14 +41,12 @@ def statistics_checksum(statistics: Mapping[str, Any]) -> str:
     ...                      "segments": 7}) == hashlib.sha256(b"i1234567").hexdigest()
     True
     """
-    values = []
-    for name in _CHECKSUM_FIELDS:
-        value = statistics.get(name)
-        if name == "projects" and isinstance(value, list):  # per-mode counts: the total
-            value = sum(int(p.get("count", 0)) for p in value)
-        # A JavaScript template literal writes a missing field as "undefined".
-        values.append("undefined" if value is None else js_string(value))
-    return hashlib.sha256("".join(values).encode()).hexdigest()
+    values = {name: statistics.get(name) for name in _CHECKSUM_FIELDS}
+    if isinstance(values["projects"], list):  # per-mode counts: the total
+        values["projects"] = sum(int(p.get("count", 0)) for p in values["projects"])
+    # A JavaScript template literal writes a missing field as "undefined".
+    return hashlib.sha256("".join("undefined" if value is None else js_string(value)
+                                  for value in values.values()).encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -134,12 +134,9 @@ def _flask(module: Any) -> None:
             module.request.environ[ROUTE_KEY] = rule.rule
 
     def instrument_app(result: None, app: Any, *args: Any, **kwargs: Any) -> None:
-        def middleware(wsgi_app: Any) -> Any:
-            if "impactagent" in app.extensions:  # the app uses the Flask integration itself
-                return None
-            return wsgi_middleware(wsgi_app)
-
-        app.wsgi_app = DeferredWSGI(app.wsgi_app, "flask", middleware)
+        app.wsgi_app = DeferredWSGI(app.wsgi_app, "flask", lambda wsgi_app: (
+            None if "impactagent" in app.extensions  # the app uses the Flask integration
+            else wsgi_middleware(wsgi_app)))
         module.request_started.connect(note_the_rule, app, weak=False)
 
     _after(module.Flask, "__init__", "flask", instrument_app)
@@ -224,7 +221,7 @@ def _unleash(module: Any) -> None:
             note_flag(name, flag_state(enabled, variant))
 
     def known(result: None, client: Any, *args: Any, **kwargs: Any) -> None:
-        PROCESS.clients.add(client)
+        PROCESS.clients.add(client)  # its flags may label the metrics
 
     def enabled(answer: Any, client: Any, feature_name: str, *args: Any, **kwargs: Any) -> Any:
         noted(client, feature_name, bool(answer), None)
