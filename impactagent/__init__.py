@@ -51,7 +51,6 @@ def __getattr__(name: str) -> Any:
     if where is None:
         raise AttributeError(f"module 'impactagent' has no attribute {name!r}")
     import importlib
-
     value = getattr(importlib.import_module(where, __name__), name)
     globals()[name] = value  # the next use is a plain global lookup
     return value

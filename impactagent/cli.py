@@ -111,7 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "(required)")
 
     from .autoinstrument.process import INSTRUMENTATIONS
-
     run = commands.add_parser(
         "run", help="run a command with its web framework, Celery and UnleashClient "
         "instrumented, without changing its code", description="Start COMMAND with impactagent "
@@ -142,21 +141,17 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from .devtools.demo import main as demo_main
-
         return demo_main(args.requests, sys.stdout, url=args.url, token=args.token,
                          pace=args.pace)
     if args.command == "receive":
         return _receive(args)
     if args.command == "run":
         from .autoinstrument.cli import run_command
-
         return run_command(args)
     if args.command == "check":
         from .devtools.check import check_files
-
         return check_files(args.files, args.max_body, sys.stdout, sys.stderr)
     from .admin.cli import charts_command, stats_command
-
     return (stats_command if args.command == "stats" else charts_command)(args)
 
 
@@ -165,7 +160,6 @@ def _receive(args: argparse.Namespace) -> int:
 
     from .devtools.agent_reference import load_agent
     from .devtools.receiver import Receiver
-
     charts = []
     if args.charts is not None:
         charts = load_agent(args.charts, "--charts").chart_configs()
@@ -197,7 +191,6 @@ def _receive(args: argparse.Namespace) -> int:
 
 def _features(path: str) -> dict[str, Any]:
     import json
-
     try:
         document = json.loads(Path(path).read_bytes())
     except OSError as error:

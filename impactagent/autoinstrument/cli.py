@@ -93,7 +93,6 @@ def _state(library: str, disabled: bool) -> str:
     if importlib.util.find_spec(library) is None:
         return "on (not installed here)"
     from importlib.metadata import PackageNotFoundError, version
-
     try:
         return f"on ({library} {version(library)})"
     except PackageNotFoundError:

@@ -110,7 +110,6 @@ class Outermost:
 
 def _django_integration(get_response: Callable[[Any], Any]) -> Any:
     from django.conf import settings
-
     if getattr(settings, "IMPACTAGENT", None) is None:
         settings.IMPACTAGENT = {"agent": PROCESS.agent(), "flags": list(PROCESS.flags())}
     return django_integration.ImpactMiddleware(get_response)
@@ -148,7 +147,6 @@ def _django(module: Any) -> None:
 
     def insert_middleware(result: Any, *args: Any, **kwargs: Any) -> Any:
         from django.conf import settings
-
         middleware = list(settings.MIDDLEWARE)
         if not {ours, theirs} & set(middleware):
             settings.MIDDLEWARE = [ours, *middleware]

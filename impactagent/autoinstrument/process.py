@@ -108,7 +108,6 @@ class Process:
             with self._lock:
                 if self._agent is None:
                     from ..agent import Agent
-
                     self._agent = Agent(settings=settings_from_env())
                     if self._agent.settings.url is not None:
                         self._agent.start()
