@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "is, e.g. myapp.metrics:agent, imported from the current directory "
                         "(required)")
 
-    from .autoinstrument.process import INSTRUMENTATIONS
+    from .autoinstrument.cli import INSTRUMENTATIONS
     run = commands.add_parser(
         "run", help="run a command with its web framework, Celery and UnleashClient "
         "instrumented, without changing its code", description="Start COMMAND with impactagent "

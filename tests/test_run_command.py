@@ -14,9 +14,8 @@ from typing import Dict, List
 
 import pytest
 
-from impactagent.autoinstrument.cli import BOOTSTRAP
+from impactagent.autoinstrument.cli import BOOTSTRAP, INSTRUMENTATIONS
 from impactagent.autoinstrument.instrumentations import INSTALLERS
-from impactagent.autoinstrument.process import INSTRUMENTATIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "default:development.5ecret-never-shown"
@@ -262,7 +261,7 @@ def test_concurrent_first_requests_make_the_middleware_once_and_serve_each_reque
 
 
 def test_flags_whose_label_is_taken_are_left_out_not_fatal():
-    from impactagent.autoinstrument.process import usable_flags
+    from impactagent.autoinstrument.cli import usable_flags
 
     assert usable_flags(["state", "new-checkout", "new_checkout", "dark-mode", "route"]) == (
         ("new-checkout", "dark-mode"), ("state", "new_checkout", "route"))

@@ -9,18 +9,98 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
+import os
 import sys
 import threading
+import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
+from ..agent import Agent
 from ..core.flag_context import flag_state, note_flag
 from ..core.flag_decorator import evaluation
 from ..integrations import asgi, wsgi
 from ..integrations import django as django_integration
 from ..integrations.celery import instrument_celery
 from ..integrations.http_metrics import ROUTE_KEY
-from .process import Process
+from .cli import INSTRUMENTATIONS, disabled_names, listed_flags, settings_from_env, usable_flags
+
+log = logging.getLogger("impactagent.autoinstrument")
+T = TypeVar("T")
+
+
+class Process:
+    """What the instrumentations of one process share: its agent (built from the environment
+    at first use), the flags that label its metrics (``IMPACTAGENT_FLAGS``, or every flag
+    its ``UnleashClient`` knows at the first request or task), and which are on."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._agent: Agent | None = None
+        self._flags: tuple[str, ...] | None = None
+        try:
+            self._off = set(disabled_names())  # and those that failed since
+        except ValueError as error:  # `impactagent run` refuses it; set another way:
+            log.warning("%s; nothing is instrumented", error)
+            self._off = set(INSTRUMENTATIONS)
+        #: The ``UnleashClient`` instances made, whose flags may label the metrics.
+        self.clients: weakref.WeakSet[Any] = weakref.WeakSet()
+        os.register_at_fork(after_in_child=self._forget_flags)
+
+    def _forget_flags(self) -> None:
+        # A forked worker decides from its own clients; a new lock, as another thread may
+        # have held the parent's at the fork.
+        self._lock = threading.RLock()
+        self._flags = None
+
+    def agent(self) -> Agent:
+        """The process's agent (built, and started when it has a URL, on first use)."""
+        if self._agent is None:
+            with self._lock:
+                if self._agent is None:
+                    self._agent = Agent(settings=settings_from_env())
+                    if self._agent.settings.url is not None:
+                        self._agent.start()
+        return self._agent
+
+    def close(self) -> None:
+        """Close the agent, if this process built one (its last window is sent)."""
+        if self._agent is not None:
+            self._agent.close()
+
+    def flags(self) -> tuple[str, ...]:
+        """The flags that label request and task metrics (fixed at the first call)."""
+        with self._lock:
+            if self._flags is None:
+                known = {name for client in list(self.clients) if client.is_initialized
+                         for name in client.feature_definitions()}
+                self._flags, clashing = usable_flags(listed_flags() or sorted(known))
+                if clashing:
+                    log.warning("flags %s do not label the metrics: their labels are taken (by "
+                                "the metrics' own, or by another flag's)", ", ".join(clashing))
+                log.debug("metrics labelled by flags %s", self._flags)
+            return self._flags
+
+    def enabled(self, name: str) -> bool:
+        """Whether instrumentation ``name`` is on: not disabled, and not failed."""
+        return name not in self._off
+
+    def attempt(self, name: str, make: Callable[[], T], otherwise: T) -> T:
+        """``make()`` while instrumentation ``name`` is on, else ``otherwise``; ``make``
+        raising turns ``name`` off for the rest of the process, said once."""
+        if name in self._off:
+            return otherwise
+        try:
+            return make()
+        except Exception as error:
+            with self._lock:
+                first = name not in self._off
+                self._off.add(name)
+            if first:
+                log.warning("the %s instrumentation failed and is off in this process "
+                            "(the app runs on without it): %r", name, error, exc_info=error)
+            return otherwise
 
 #: What the instrumentations of this process share.
 PROCESS = Process()
