@@ -35,12 +35,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name is import
 # without the agent, its delivery and ``requests``.
 _WHERE = {name: module for module, names in {
     ".agent": "Agent", ".agent_statistics": "Statistics", ".core.charts": "Chart ChartConfig",
-    ".core.counter": "Counter CounterChild",
-    ".core.flag_context": "NOT_EVALUATED flag_scope flag_states",
-    ".core.flags": "FlagCounts ToggleDelta", ".core.gauge": "Gauge GaugeChild",
-    ".core.histogram": "DEFAULT_BUCKETS Histogram HistogramChild",
-    ".core.payload": "Identity Payload build_payloads count_events environment_from_token "
-                     "split_payload",
+    ".core.counter": "Counter CounterChild", ".core.flags": "FlagCounts ToggleDelta",
+    ".core.flag_context": "NOT_EVALUATED flag_scope flag_states", ".core.gauge": "Gauge GaugeChild",
+    ".core.histogram": "DEFAULT_BUCKETS Histogram HistogramChild", ".core.payload":
+        "Identity Payload build_payloads count_events environment_from_token split_payload",
     ".core.recorder": "Recorder", ".core.registry": "MetricRegistry",
     ".core.snapshot": "MetricDelta Snapshot", ".core.statistics": "DropCounter",
 }.items() for name in names.split()}
@@ -63,7 +61,6 @@ def __dir__() -> list[str]:
 __all__ = [
     "DEFAULT_BUCKETS", "NOT_EVALUATED", "Agent", "Chart", "ChartConfig", "Counter", "CounterChild",
     "DropCounter", "FlagCounts", "Gauge", "GaugeChild", "Histogram", "HistogramChild", "Identity",
-    "MetricDelta", "MetricRegistry", "Payload", "Recorder", "Snapshot", "Statistics",
-    "ToggleDelta", "__version__", "build_payloads", "count_events", "environment_from_token",
-    "flag_scope", "flag_states", "split_payload"
-]
+    "MetricDelta", "MetricRegistry", "Payload", "Recorder", "Snapshot", "Statistics", "ToggleDelta",
+    "__version__", "build_payloads", "count_events", "environment_from_token", "flag_scope",
+    "flag_states", "split_payload"]

@@ -21,18 +21,17 @@ MAX_BODY = 100 * 1024
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand, each argument described with its default."""
-    parser = Parser(prog="impactagent", description="Report feature-flag usage and impact "
-                    "metrics to Unleash; try it against a local receiver, and check what would "
-                    "be sent.")
+    parser = Parser(prog="impactagent", description="Report feature-flag usage and impact metrics "
+                    "to Unleash; try it against a local receiver, and check what would be sent.")
     parser.add_argument("--version", action="version", version=f"impactagent {__version__}",
                         help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser(
-        "demo", help="run a simulated web shop and check every count", description="Run a "
-        "simulated web shop that records flags and impact metrics, report them, and compare "
-        "what was recorded with what arrived. Exit 0: every count arrived once; 1: counts "
-        "differ; 2: the server could not be reached or refused the token.")
+    demo = commands.add_parser("demo", help="run a simulated web shop and check every count",
+                               description="Run a simulated web shop that records flags and "
+                               "impact metrics, report them, and compare what was recorded with "
+                               "what arrived. Exit 0: every count arrived once; 1: counts differ; "
+                               "2: the server could not be reached or refused the token.")
     demo.add_argument("--requests", type=positive_int, default=10_000, metavar="N",
                       help="how many simulated requests to record (default 10000)")
     demo.add_argument("--url", help="report to this Unleash server or Edge, with or without "
@@ -60,12 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     receive.add_argument("--strict", action="store_true", help="answer 400 to bodies a real "
                          "server would silently cut (default: answer 202 as the server does)")
     receive.add_argument("--max-body", type=positive_int, default=MAX_BODY, metavar="BYTES",
-                         help=f"answer 413 over this many bytes (default {MAX_BODY}, the "
-                         "server's)")
-    receive.add_argument("--charts", metavar="MODULE:NAME", help="preview the charts declared "
-                         "on this agent (chart= on its metrics) as Unleash will draw them, next "
-                         "to the impact view; the same reference as 'charts plan --agent' "
-                         "(default: none)")
+                         help=f"answer 413 over this many bytes (default {MAX_BODY}, the server's)")
+    receive.add_argument("--charts", metavar="MODULE:NAME", help="preview the charts declared on "
+                         "this agent (chart= on its metrics) as Unleash will draw them, next to "
+                         "the impact view; the same reference as 'charts plan --agent' (default: "
+                         "none)")
     receive.add_argument("--features", metavar="FILE", help="serve this Unleash features "
                          "document (JSON, as GET /api/client/features answers) to SDKs, so that "
                          "an app's Unleash SDK can run against the receiver alone (default: none)")
@@ -141,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from .devtools.demo import main as demo_main
-        return demo_main(args.requests, sys.stdout, url=args.url, token=args.token,
-                         pace=args.pace)
+        return demo_main(args.requests, sys.stdout, url=args.url, token=args.token, pace=args.pace)
     if args.command == "receive":
         return _receive(args)
     if args.command == "run":
@@ -168,9 +165,8 @@ def _receive(args: argparse.Namespace) -> int:
                              "one with chart=Chart(...) on agent.counter, gauge or histogram")
     features = None if args.features is None else _features(args.features)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    receiver = Receiver(port=args.port, host=args.host, token=args.token,
-                        max_body=args.max_body, strict=args.strict, charts=charts,
-                        features=features)
+    receiver = Receiver(port=args.port, host=args.host, token=args.token, max_body=args.max_body,
+                        strict=args.strict, charts=charts, features=features)
     try:
         receiver.start()
     except OSError as error:

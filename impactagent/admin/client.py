@@ -121,9 +121,8 @@ class AdminClient:
         kind = response.headers.get("Content-Type", "")
         rows = list(csv.DictReader(io.StringIO(response.text)))
         if "csv" not in kind or len(rows) != 1:
-            raise ValueError(f"the statistics CSV answer is {kind or 'untyped'} with "
-                             f"{len(rows)} row(s), not text/csv with one: is the url an "
-                             f"Unleash server?")
+            raise ValueError(f"the statistics CSV answer is {kind or 'untyped'} with {len(rows)} "
+                             "row(s), not text/csv with one: is the url an Unleash server?")
         data: dict[str, Any] = dict(rows[0])
         return InstanceStatistics(data, data.get("sum"), statistics_checksum(data),
                                   csv=response.text)

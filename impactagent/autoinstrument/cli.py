@@ -40,7 +40,7 @@ def disabled_names(environ: Mapping[str, str] = os.environ) -> frozenset[str]:
         return frozenset(INSTRUMENTATIONS)
     unknown = sorted(names - set(INSTRUMENTATIONS))
     if unknown:
-        raise ValueError(f"IMPACTAGENT_DISABLED: unknown instrumentation "
+        raise ValueError("IMPACTAGENT_DISABLED: unknown instrumentation "
                          f"{', '.join(map(repr, unknown))}; use names from: "
                          f"{', '.join(INSTRUMENTATIONS)}, or all")
     return frozenset(names)
@@ -93,10 +93,10 @@ def run_command(args: argparse.Namespace) -> int:
         raise UsageError(f"{error}") from None
     _, clashing = usable_flags(listed_flags(env) or ())
     if clashing:
+        labels = ", ".join(OWN_LABELS)
         raise UsageError(f"IMPACTAGENT_FLAGS: {', '.join(map(repr, clashing))} cannot label "
-                         "the metrics: the label is taken (the metrics have "
-                         f"{', '.join(OWN_LABELS)}, and each flag needs a label of its "
-                         "own); leave it out")
+                         f"the metrics: the label is taken (the metrics have {labels}, and each "
+                         "flag needs a label of its own); leave it out")
     executable = shutil.which(argv[0], path=env.get("PATH"))
     if executable is None:
         if os.sep in argv[0] and os.path.isfile(argv[0]):

@@ -102,6 +102,7 @@ class Process:
                             "(the app runs on without it): %r", name, error, exc_info=error)
             return otherwise
 
+
 #: What the instrumentations of this process share.
 PROCESS = Process()
 

@@ -94,9 +94,8 @@ def _chain() -> None:
 # ``impactagent run`` starts a command): imported any other way, it does nothing.
 _finder = _Finder()
 if __name__ == "sitecustomize" and _HERE in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-    _finder.watched.update(("flask", "django", "starlette.applications",
-                            "fastapi.applications", "celery.signals", "gunicorn.app.base",
-                            "UnleashClient"))
+    _finder.watched.update(("flask", "django", "starlette.applications", "fastapi.applications",
+                            "celery.signals", "gunicorn.app.base", "UnleashClient"))
     for _name in list(_finder.watched):
         if _name in sys.modules:  # imported before site ran (not by a normal start-up)
             _loaded(_name, sys.modules[_name])
