@@ -1,8 +1,6 @@
-"""``impactagent stats`` and ``impactagent charts plan|apply``: the admin commands. Charts
-match the code's by id; a chart the code does not declare is ``unmanaged`` and left alone.
-The token comes from an environment variable, never the command line, where ``ps`` would
-show it.
-"""
+"""``impactagent stats`` and ``impactagent charts plan|apply``. Charts match the code's by id;
+one the code does not declare is ``unmanaged`` and left alone. The token comes from an
+environment variable, never the command line, where ``ps`` would show it."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
 """The Unleash admin API calls impactagent makes: chart configurations and instance statistics.
-
 The admin token is never logged or shown: what a server answers is redacted first (a gateway
-may echo the request's headers).
-"""
+may echo the request's headers)."""
 
 from __future__ import annotations
 

@@ -114,7 +114,6 @@ def run_command(args: argparse.Namespace) -> int:
         os.execve(executable, argv, env)  # the command takes this process's place
     except OSError as error:
         raise UsageError(f"{argv[0]}: cannot be started ({error.strerror or error})") from None
-    return 127  # not reached
 
 
 def _dry_run(argv: list[str], executable: str, settings: Settings, disabled: frozenset[str],
