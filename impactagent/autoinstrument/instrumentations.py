@@ -1,9 +1,7 @@
-"""What happens when a watched library is imported: the bootstrap calls :func:`instrument`
-with the module once it has run. Each installer patches where the library builds the thing
-to wrap; one that raises leaves that instrumentation off, logged once, and the app runs on.
-The request middlewares are made at the process's first request: by then the process is the
-one that serves (not a preloading parent) and its ``UnleashClient`` knows the flags.
-"""
+"""The bootstrap calls :func:`instrument` with each watched library once imported; its
+installer patches where the library builds the thing to wrap. The request middlewares are made
+at the process's first request: by then the process is the one that serves (not a preloading
+parent) and its ``UnleashClient`` knows the flags."""
 
 from __future__ import annotations
 
@@ -63,11 +61,6 @@ class Process:
                     if self._agent.settings.url is not None:
                         self._agent.start()
         return self._agent
-
-    def close(self) -> None:
-        """Close the agent, if this process built one (its last window is sent)."""
-        if self._agent is not None:
-            self._agent.close()
 
     def flags(self) -> tuple[str, ...]:
         """The flags that label request and task metrics (fixed at the first call)."""
@@ -183,7 +176,7 @@ class Outermost:
 
         async def send_after_closing(message: Any) -> None:
             if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-                PROCESS.close()  # the requests are over; the server waits for this answer
+                PROCESS.agent().close()  # the requests are over; the server waits for this
             await send(message)
 
         await self.stack(scope, receive, send_after_closing)
@@ -289,10 +282,8 @@ def _served_by_another(app: Any) -> bool:
 
 
 def _unleash(module: Any) -> None:
-    """Each answer is noted in the flag scope, and the clients are known, so their flags can
-    label the metrics. The SDK counts its own evaluations, so the agent counts them only for
-    a client made with ``disable_metrics=True``."""
-
+    # Each answer is noted in the flag scope; the SDK counts its own evaluations, so the agent
+    # counts them only for a client made with disable_metrics=True.
     def noted(client: Any, name: str, enabled: bool, variant: str | None) -> None:
         if client.unleash_disable_metrics:
             PROCESS.agent().count_evaluation(name, enabled, variant)
