@@ -39,12 +39,9 @@ def plan(admin: AdminClient, declared: Sequence[ChartConfig]) -> list[Change]:
         current = {c.id: c for c in admin.charts(scope)}
         for config in configs:
             existing = current.pop(config.id, None)
-            if existing is None:
-                changes.append(Change("create", config))
-            else:
-                differences = config.differences(existing)
-                changes.append(Change("update" if differences else "unchanged", config,
-                                      differences))
+            differences = [] if existing is None else config.differences(existing)
+            action = "create" if existing is None else "update" if differences else "unchanged"
+            changes.append(Change(action, config, differences))
         changes += [Change("unmanaged", other) for other in current.values()]
     return changes
 
