@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import os
 import socket
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .devtools.cli_support import Parser, UsageError, fail, port_number, positive_int, seconds
+
+if TYPE_CHECKING:
+    from .admin.client import AdminClient
 
 #: The server's JSON body limit (unleash-server's ``express.json`` default), in bytes.
 MAX_BODY = 100 * 1024
@@ -148,8 +154,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "check":
         from .devtools.check import check_files
         return check_files(args.files, args.max_body, sys.stdout, sys.stderr)
-    from .admin.cli import charts_command, stats_command
-    return (stats_command if args.command == "stats" else charts_command)(args)
+    return (_stats if args.command == "stats" else _charts)(args)
 
 
 def _receive(args: argparse.Namespace) -> int:
@@ -186,7 +191,6 @@ def _receive(args: argparse.Namespace) -> int:
 
 
 def _features(path: str) -> dict[str, Any]:
-    import json
     try:
         document = json.loads(Path(path).read_bytes())
     except OSError as error:
@@ -214,3 +218,91 @@ def bind_problem(error: OSError, host: str, port: int) -> str:
                                     "one of its addresses (127.0.0.1, or 0.0.0.0 for all)",
                }.get(error.errno or 0, f"{error.strerror or error}")
     return f"cannot listen on {host}:{port}: {why}"
+
+
+@contextmanager
+def _admin(args: argparse.Namespace) -> Iterator[AdminClient]:
+    """The admin client ``args`` ask for (the token from an environment variable, never the
+    command line, where ``ps`` would show it); what a wrong ``--url`` or token makes its
+    calls raise, as one line without secrets."""
+    import requests
+
+    from .admin.client import AdminClient, AdminError
+    from .delivery.redaction import redact_url
+
+    if not args.url:
+        raise UsageError("give the server with --url or $UNLEASH_URL")
+    token = (os.environ.get(args.token_env) or "").strip()  # a copy may bring a line break
+    if not token:
+        raise UsageError(f"set ${args.token_env} to an admin token")
+    if any(character.isspace() or not character.isprintable() for character in token):
+        raise UsageError(f"${args.token_env} has a space, a line break or a control character "
+                         "inside it; set it to the admin token alone")
+    try:
+        client = AdminClient(args.url, token)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    url = redact_url(args.url)
+    try:
+        yield client
+    except AdminError as error:
+        hint = ""
+        if error.status in (401, 403):
+            hint = f"; is ${args.token_env} an admin token this server knows?"
+        elif error.status == 404:
+            hint = (f"; is --url the Unleash server's address (it was read as "
+                    f"{redact_url(client.url)}, with its API at /api)?")
+        raise UsageError(client.redact(f"{error}{hint}")) from None
+    except requests.exceptions.ConnectionError as error:
+        why = next((cause.lower() if cause.startswith("Connection") else cause
+                    for cause in _CAUSES if cause in str(error)), "connection failed")
+        raise UsageError(f"cannot reach {url}: {why}; is the server running, and --url "
+                         "right?") from None
+    except requests.exceptions.Timeout:
+        raise UsageError(f"{url} did not answer in time; is --url right?") from None
+    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema):
+        raise UsageError(f"--url {url!r} is not an http(s) URL such as "
+                         "https://unleash.example.com") from None
+    except ValueError as error:  # not JSON, or JSON not shaped as the admin API's
+        raise UsageError(client.redact(
+            f"{url} answered something that is not the Unleash admin API "
+            f"({str(error)[:160]}); is --url the Unleash server?")) from None
+
+
+_CAUSES = ("Connection refused", "Name or service not known", "No route to host",
+           "Network is unreachable", "nodename nor servname", "getaddrinfo failed")
+
+
+def _stats(args: argparse.Namespace) -> int:
+    form = "json" if args.json else args.format
+    with _admin(args) as client:
+        statistics = (client.instance_statistics_csv() if form == "csv"
+                      else client.instance_statistics())
+    if form == "csv":
+        print(client.redact(statistics.csv or ""), end="")
+    elif form == "json":
+        print(client.redact(json.dumps(statistics.data, indent=2, sort_keys=True)))
+    else:
+        for key in ("instanceId", "versionOSS", "users", "featureToggles", "projects", "roles",
+                    "groups", "environments", "segments"):
+            print(client.redact(f"{key:<16}{statistics.data.get(key)}"))
+    if statistics.verified:
+        print(f"checksum        ok ({statistics.checksum})",
+              file=sys.stderr if form == "csv" else sys.stdout)
+        return 0
+    print(f"checksum        MISMATCH: the statistics say {statistics.checksum!r}, their "
+          f"content gives {statistics.recomputed!r}", file=sys.stderr)
+    return 1
+
+
+def _charts(args: argparse.Namespace) -> int:
+    from .admin.client import apply, describe, plan
+    from .devtools.agent_reference import load_agent
+    declared = load_agent(args.agent, "--agent").chart_configs()
+    with _admin(args) as admin:
+        changes = plan(admin, declared)
+        print(describe(changes))
+        if args.action == "apply":
+            print(f"applied: {len(apply(admin, changes))} chart(s) saved")
+    return 0

@@ -1,14 +1,15 @@
-"""The Unleash admin API calls impactagent makes: chart configurations and instance statistics.
-The admin token is never logged or shown: what a server answers is redacted first (a gateway
-may echo the request's headers)."""
+"""The Unleash admin API calls impactagent makes: chart configurations (and a plan that makes
+the server's match the code's, by id: a chart the code does not declare is ``unmanaged`` and
+left alone) and instance statistics. The admin token is never logged or shown: what a server
+answers is redacted first (a gateway may echo the request's headers)."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import io
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -140,3 +141,50 @@ class AdminClient:
     def delete_chart(self, config: ChartConfig) -> None:
         """Delete one chart configuration (by ``id``)."""
         self._call("DELETE", f"{config.scope.path}/{config.id}")
+
+
+@dataclass(frozen=True)
+class Change:
+    action: str  # "create", "update", "unchanged" or "unmanaged"
+    config: ChartConfig
+    differences: list[tuple[str, Any, Any]] = field(default_factory=list)
+
+
+def plan(admin: AdminClient, declared: Sequence[ChartConfig]) -> list[Change]:
+    """Compare the declared charts with the server's, scope by scope."""
+    changes: list[Change] = []
+    scopes: dict[ChartScope, list[ChartConfig]] = {}
+    for config in declared:
+        scopes.setdefault(config.scope, []).append(config)
+    for scope, configs in scopes.items():
+        current = {c.id: c for c in admin.charts(scope)}
+        for config in configs:
+            existing = current.pop(config.id, None)
+            differences = [] if existing is None else config.differences(existing)
+            action = "create" if existing is None else "update" if differences else "unchanged"
+            changes.append(Change(action, config, differences))
+        changes += [Change("unmanaged", other) for other in current.values()]
+    return changes
+
+
+def apply(admin: AdminClient, changes: Sequence[Change]) -> list[ChartConfig]:
+    """Carry out the creates and updates of a plan; returns the server's answers."""
+    return [admin.save_chart(change.config) for change in changes
+            if change.action in ("create", "update")]
+
+
+def describe(changes: Sequence[Change]) -> str:
+    """A plan as text, one chart per line, the differences under each update."""
+    lines = []
+    for change in changes:
+        config = change.config
+        what = config.title or config.metric_name
+        lines.append(f"{change.action:<10} {config.id}  {what} ({config.aggregation}, "
+                     f"{config.time_range}) on {config.scope}")
+        for name, ours, theirs in change.differences:
+            lines.append(f"{'':<12}{name}: {theirs!r} -> {ours!r}")
+    counts = {a: sum(c.action == a for c in changes)
+              for a in ("create", "update", "unchanged", "unmanaged")}
+    lines.append(", ".join(f"{n} to {a}" if a in ("create", "update") else f"{n} {a}"
+                           for a, n in counts.items()))
+    return "\n".join(lines)
