@@ -103,15 +103,11 @@ PROCESS = Process()
 def instrument(module_name: str, module: Any) -> None:
     """Instrument the library whose module ``module_name`` was just imported."""
     name, install = INSTALLERS[module_name]
-
-    def install_and_start() -> None:
-        install(module)
-        if threading.current_thread() is threading.main_thread():
-            # Now, not at the first request: an agent started in the main thread closes on
-            # SIGTERM when the app has no handler of its own.
-            PROCESS.agent()
-
-    PROCESS.attempt(name, install_and_start, None)
+    PROCESS.attempt(name, lambda: install(module), None)
+    if threading.current_thread() is threading.main_thread():
+        # Now, not at the first request: an agent started in the main thread closes on
+        # SIGTERM when the app has no handler of its own. Not when the install failed.
+        PROCESS.attempt(name, PROCESS.agent, None)
 
 
 def _after(owner: Any, attribute: str, name: str, hook: Callable[..., Any]) -> None:

@@ -79,8 +79,7 @@ def _loaded(name: str, module: "ModuleType") -> None:
 def _chain() -> None:
     """Run the next ``sitecustomize`` on the path, which this one shadows."""
     ours = sys.modules.pop("sitecustomize")
-    for entry in [e for e in sys.path if os.path.abspath(e or ".") == _HERE]:
-        sys.path.remove(entry)
+    sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or ".") != _HERE]
     try:
         import sitecustomize  # type: ignore[import-not-found]  # noqa: F401
     except ImportError as error:
