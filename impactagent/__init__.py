@@ -5,7 +5,7 @@
 >>> agent.counter("checkout_total", "Completed checkouts").inc()
 """
 
-from typing import TYPE_CHECKING, Any, Dict, List
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 
@@ -33,25 +33,15 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name is import
 
 # Where each public name lives, imported on first use: the ``impactagent`` command starts
 # without the agent, its delivery and ``requests``.
-_WHERE: Dict[str, str] = {
-    "Agent": ".agent",
-    "Statistics": ".agent_statistics",
-    "Chart": ".core.charts", "ChartConfig": ".core.charts",
-    "Counter": ".core.counter", "CounterChild": ".core.counter",
-    "NOT_EVALUATED": ".core.flag_context", "flag_scope": ".core.flag_context",
-    "flag_states": ".core.flag_context",
-    "FlagCounts": ".core.flags", "ToggleDelta": ".core.flags",
-    "Gauge": ".core.gauge", "GaugeChild": ".core.gauge",
-    "DEFAULT_BUCKETS": ".core.histogram", "Histogram": ".core.histogram",
-    "HistogramChild": ".core.histogram",
-    "Identity": ".core.payload", "Payload": ".core.payload",
-    "build_payloads": ".core.payload", "count_events": ".core.payload",
-    "environment_from_token": ".core.payload", "split_payload": ".core.payload",
-    "Recorder": ".core.recorder",
-    "MetricRegistry": ".core.registry",
-    "MetricDelta": ".core.snapshot", "Snapshot": ".core.snapshot",
-    "DropCounter": ".core.statistics",
-}
+_WHERE = {name: module for module, names in {
+    ".agent": "Agent", ".agent_statistics": "Statistics", ".core.charts": "Chart ChartConfig",
+    ".core.counter": "Counter CounterChild", ".core.flags": "FlagCounts ToggleDelta",
+    ".core.flag_context": "NOT_EVALUATED flag_scope flag_states", ".core.gauge": "Gauge GaugeChild",
+    ".core.histogram": "DEFAULT_BUCKETS Histogram HistogramChild", ".core.payload":
+        "Identity Payload build_payloads count_events environment_from_token split_payload",
+    ".core.recorder": "Recorder", ".core.registry": "MetricRegistry",
+    ".core.snapshot": "MetricDelta Snapshot", ".core.statistics": "DropCounter",
+}.items() for name in names.split()}
 
 
 def __getattr__(name: str) -> Any:
@@ -59,20 +49,18 @@ def __getattr__(name: str) -> Any:
     if where is None:
         raise AttributeError(f"module 'impactagent' has no attribute {name!r}")
     import importlib
-
     value = getattr(importlib.import_module(where, __name__), name)
     globals()[name] = value  # the next use is a plain global lookup
     return value
 
 
-def __dir__() -> List[str]:
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_WHERE))
 
 
 __all__ = [
     "DEFAULT_BUCKETS", "NOT_EVALUATED", "Agent", "Chart", "ChartConfig", "Counter", "CounterChild",
     "DropCounter", "FlagCounts", "Gauge", "GaugeChild", "Histogram", "HistogramChild", "Identity",
-    "MetricDelta", "MetricRegistry", "Payload", "Recorder", "Snapshot", "Statistics",
-    "ToggleDelta", "__version__", "build_payloads", "count_events", "environment_from_token",
-    "flag_scope", "flag_states", "split_payload"
-]
+    "MetricDelta", "MetricRegistry", "Payload", "Recorder", "Snapshot", "Statistics", "ToggleDelta",
+    "__version__", "build_payloads", "count_events", "environment_from_token", "flag_scope",
+    "flag_states", "split_payload"]

@@ -1,7 +1,5 @@
 """``python -m impactagent``: the command line."""
 
-import sys
-
 from .cli import main
 
-sys.exit(main())
+raise SystemExit(main())

@@ -14,8 +14,14 @@ import pytest
 
 import impactagent
 from impactagent import Chart
-from impactagent.admin.client import AdminClient, AdminError, statistics_checksum
-from impactagent.admin.plan import apply, describe, plan
+from impactagent.admin.client import (
+    AdminClient,
+    AdminError,
+    apply,
+    describe,
+    plan,
+    statistics_checksum,
+)
 from impactagent.core.charts import ChartConfig
 from tests.chart_server import ChartServer
 from tests.loopback import LoopbackHandler, LoopbackServer

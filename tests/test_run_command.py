@@ -14,8 +14,7 @@ from typing import Dict, List
 
 import pytest
 
-from impactagent.autoinstrument.cli import BOOTSTRAP
-from impactagent.autoinstrument.config import INSTRUMENTATIONS
+from impactagent.autoinstrument.cli import BOOTSTRAP, INSTRUMENTATIONS
 from impactagent.autoinstrument.instrumentations import INSTALLERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,7 +138,7 @@ FLASK_APP = """
     client = app.test_client()
     statuses = [client.get(path, buffered=True).status_code
                 for path in ("/items/1", "/items/2", "/nope")]
-    from impactagent.autoinstrument.process import PROCESS
+    from impactagent.autoinstrument.instrumentations import PROCESS
     series = {child.label_values: child.value for family in PROCESS.agent().metrics.families()
               if family.name == "http_server_requests_total" for child in family.series()}
     print(statuses, sorted(series.items()))
@@ -218,7 +217,7 @@ def test_an_app_with_its_own_middleware_is_counted_once():
         app.get("/items/{item}")(lambda item: {})
         with TestClient(app) as client:
             client.get("/items/1")
-        from impactagent.autoinstrument.process import PROCESS
+        from impactagent.autoinstrument.instrumentations import PROCESS
         def requests(a):
             return sum(child.value for family in a.metrics.families()
                        if family.name == "http_server_requests_total"
@@ -232,7 +231,7 @@ def test_an_app_with_its_own_middleware_is_counted_once():
 def test_concurrent_first_requests_make_the_middleware_once_and_serve_each_request():
     import threading
 
-    from impactagent.autoinstrument.web import DeferredWSGI
+    from impactagent.autoinstrument.instrumentations import DeferredWSGI
 
     made: List[int] = []
     served: List[str] = []
@@ -262,7 +261,7 @@ def test_concurrent_first_requests_make_the_middleware_once_and_serve_each_reque
 
 
 def test_flags_whose_label_is_taken_are_left_out_not_fatal():
-    from impactagent.autoinstrument.config import usable_flags
+    from impactagent.autoinstrument.cli import usable_flags
 
     assert usable_flags(["state", "new-checkout", "new_checkout", "dark-mode", "route"]) == (
         ("new-checkout", "dark-mode"), ("state", "new_checkout", "route"))
@@ -292,7 +291,8 @@ def test_instrumenting_one_library_imports_no_other():
         import UnleashClient  # instrumented: impactagent is imported now, the agent built
         libraries = ("flask", "django", "starlette", "fastapi", "celery", "gunicorn",
                      "prometheus_client", "opentelemetry")
-        print(json.dumps({"instrumented": "impactagent.autoinstrument.sdk" in sys.modules,
+        instrumented = "impactagent.autoinstrument.instrumentations" in sys.modules
+        print(json.dumps({"instrumented": instrumented,
                           "others": [name for name in libraries if name in sys.modules]}))
     """), clean_env(UNLEASH_APP_NAME="shop"))
     assert result.returncode == 0, result.stderr

@@ -1,16 +1,16 @@
-"""The Unleash admin API calls impactagent makes: chart configurations and instance statistics.
-
-The admin token is never logged or shown: what a server answers is redacted first (a gateway
-may echo the request's headers).
-"""
+"""The Unleash admin API calls impactagent makes: chart configurations (and a plan that makes
+the server's match the code's, by id: a chart the code does not declare is ``unmanaged`` and
+left alone) and instance statistics. The admin token is never logged or shown: what a server
+answers is redacted first (a gateway may echo the request's headers)."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import io
-from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Union
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -40,25 +40,23 @@ def statistics_checksum(statistics: Mapping[str, Any]) -> str:
     ...                      "segments": 7}) == hashlib.sha256(b"i1234567").hexdigest()
     True
     """
-    values = []
-    for name in _CHECKSUM_FIELDS:
-        value = statistics.get(name)
-        if name == "projects" and isinstance(value, list):  # per-mode counts: the total
-            value = sum(int(p.get("count", 0)) for p in value)
-        # A JavaScript template literal writes a missing field as "undefined".
-        values.append("undefined" if value is None else js_string(value))
-    return hashlib.sha256("".join(values).encode()).hexdigest()
+    values = {name: statistics.get(name) for name in _CHECKSUM_FIELDS}
+    if isinstance(values["projects"], list):  # per-mode counts: the total
+        values["projects"] = sum(int(p.get("count", 0)) for p in values["projects"])
+    # A JavaScript template literal writes a missing field as "undefined".
+    return hashlib.sha256("".join("undefined" if value is None else js_string(value)
+                                  for value in values.values()).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
 class InstanceStatistics:
     """Statistics as fetched, with the checksum they carry and the one recomputed."""
 
-    data: Dict[str, Any]
-    checksum: Optional[str]
+    data: dict[str, Any]
+    checksum: str | None
     recomputed: str
     #: The answer as the server wrote it, when fetched as CSV.
-    csv: Optional[str] = None
+    csv: str | None = None
 
     @property
     def verified(self) -> bool:
@@ -69,7 +67,7 @@ class InstanceStatistics:
 class AdminClient:
     """Calls the admin API of an Unleash server at ``url`` (with or without ``/api``)."""
 
-    def __init__(self, url: str, token: str, *, verify: Union[bool, str] = True,
+    def __init__(self, url: str, token: str, *, verify: bool | str = True,
                  timeout: float = 10.0) -> None:
         parts = urlsplit(api_url(url))
         if parts.username is not None or parts.password is not None:
@@ -83,15 +81,16 @@ class AdminClient:
         self.redact = Redactor.for_credentials(token, {})
         self.session = requests.Session()
         self.session.verify = verify
-        # With an auth set, requests reads no ~/.netrc, whose entry would replace the token.
-        self.session.auth = _as_set
+        # With an auth set (one that changes nothing), requests reads no ~/.netrc, whose entry
+        # would replace the token.
+        self.session.auth = lambda request: request
         self.session.headers.update({"Authorization": token, "Accept": "application/json",
                                      "User-Agent": "impactagent-admin"})
 
     def __repr__(self) -> str:  # never the token
         return f"<AdminClient {redact_url(self.url)}>"
 
-    def _request(self, method: str, path: str, body: Optional[Dict[str, Any]] = None,
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None,
                  accept: str = "application/json") -> requests.Response:
         url = self.url + path
         response = self.session.request(method, url, json=body, timeout=self.timeout,
@@ -101,7 +100,7 @@ class AdminClient:
                              self.redact.cut(response.text, 300))
         return response
 
-    def _call(self, method: str, path: str, body: Optional[Dict[str, Any]] = None) -> Any:
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         response = self._request(method, path, body)
         return response.json() if response.content else None
 
@@ -121,14 +120,13 @@ class AdminClient:
         kind = response.headers.get("Content-Type", "")
         rows = list(csv.DictReader(io.StringIO(response.text)))
         if "csv" not in kind or len(rows) != 1:
-            raise ValueError(f"the statistics CSV answer is {kind or 'untyped'} with "
-                             f"{len(rows)} row(s), not text/csv with one: is the url an "
-                             f"Unleash server?")
-        data: Dict[str, Any] = dict(rows[0])
+            raise ValueError(f"the statistics CSV answer is {kind or 'untyped'} with {len(rows)} "
+                             "row(s), not text/csv with one: is the url an Unleash server?")
+        data: dict[str, Any] = dict(rows[0])
         return InstanceStatistics(data, data.get("sum"), statistics_checksum(data),
                                   csv=response.text)
 
-    def charts(self, scope: ChartScope) -> List[ChartConfig]:
+    def charts(self, scope: ChartScope) -> list[ChartConfig]:
         """The chart configurations in ``scope`` (the instance, or one flag's)."""
         answer = self._call("GET", scope.path)
         # A list, plain or as {"configs": [...]}.
@@ -145,6 +143,48 @@ class AdminClient:
         self._call("DELETE", f"{config.scope.path}/{config.id}")
 
 
-def _as_set(request: requests.PreparedRequest) -> requests.PreparedRequest:
-    """An auth that changes nothing: the ``Authorization`` header is set."""
-    return request
+@dataclass(frozen=True)
+class Change:
+    action: str  # "create", "update", "unchanged" or "unmanaged"
+    config: ChartConfig
+    differences: list[tuple[str, Any, Any]] = field(default_factory=list)
+
+
+def plan(admin: AdminClient, declared: Sequence[ChartConfig]) -> list[Change]:
+    """Compare the declared charts with the server's, scope by scope."""
+    changes: list[Change] = []
+    scopes: dict[ChartScope, list[ChartConfig]] = {}
+    for config in declared:
+        scopes.setdefault(config.scope, []).append(config)
+    for scope, configs in scopes.items():
+        current = {c.id: c for c in admin.charts(scope)}
+        for config in configs:
+            existing = current.pop(config.id, None)
+            differences = [] if existing is None else config.differences(existing)
+            action = "create" if existing is None else "update" if differences else "unchanged"
+            changes.append(Change(action, config, differences))
+        changes += [Change("unmanaged", other) for other in current.values()]
+    return changes
+
+
+def apply(admin: AdminClient, changes: Sequence[Change]) -> list[ChartConfig]:
+    """Carry out the creates and updates of a plan; returns the server's answers."""
+    return [admin.save_chart(change.config) for change in changes
+            if change.action in ("create", "update")]
+
+
+def describe(changes: Sequence[Change]) -> str:
+    """A plan as text, one chart per line, the differences under each update."""
+    lines = []
+    for change in changes:
+        config = change.config
+        what = config.title or config.metric_name
+        lines.append(f"{change.action:<10} {config.id}  {what} ({config.aggregation}, "
+                     f"{config.time_range}) on {config.scope}")
+        for name, ours, theirs in change.differences:
+            lines.append(f"{'':<12}{name}: {theirs!r} -> {ours!r}")
+    counts = {a: sum(c.action == a for c in changes)
+              for a in ("create", "update", "unchanged", "unmanaged")}
+    lines.append(", ".join(f"{n} to {a}" if a in ("create", "update") else f"{n} {a}"
+                           for a, n in counts.items()))
+    return "\n".join(lines)

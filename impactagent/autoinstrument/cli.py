@@ -1,5 +1,6 @@
-"""``impactagent run``: start a command with the bootstrap on its path, or say what it would
-instrument (``--dry-run``)."""
+"""``impactagent run``: what it is configured by, and the launcher, which starts a command
+with the bootstrap on its path or says what it would instrument (``--dry-run``). It imports
+no agent: a quick start."""
 
 from __future__ import annotations
 
@@ -9,46 +10,75 @@ import importlib.util
 import os
 import shutil
 import sys
-from typing import Any, Dict, List, Optional
+from collections.abc import Iterable, Mapping
 
+from ..core._naming import flag_label_name
 from ..delivery.redaction import redact_url
-from ..delivery.settings import SettingsError
+from ..delivery.settings import Settings, SettingsError
 from ..devtools.cli_support import UsageError
-from .config import (
-    INSTRUMENTATIONS,
-    LIBRARIES,
-    OWN_LABELS,
-    disabled_names,
-    listed_flags,
-    settings_from_env,
-    usable_flags,
-)
 
 BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
+INSTRUMENTATIONS: dict[str, str] = {
+    "flask": "Flask apps: requests by URL rule",
+    "django": "Django: requests by URL pattern (gunicorn, runserver, any WSGI server)",
+    "fastapi": "FastAPI apps: requests by route (uvicorn, any ASGI server)",
+    "starlette": "Starlette apps: requests by route",
+    "celery": "Celery workers: tasks by name and state",
+    "gunicorn": "any other WSGI app gunicorn serves: requests, route 'unmatched'",
+    "unleash": "UnleashClient: is_enabled and get_variant answers label the metrics",
+}
+#: The library each instrumentation is for, as imported.
+LIBRARIES = {**{name: name for name in INSTRUMENTATIONS}, "unleash": "UnleashClient"}
+OWN_LABELS = ("method", "route", "status_class", "task", "state")
 
 
-def add_run_parser(commands: Any) -> None:
-    """The ``run`` subcommand, on the ``impactagent`` command's subparsers."""
-    run = commands.add_parser(
-        "run", help="run a command with its web framework, Celery and UnleashClient "
-        "instrumented, without changing its code",
-        description="Start COMMAND with impactagent set up in every Python process it "
-        "starts (workers included), configured from UNLEASH_URL, UNLEASH_API_TOKEN, "
-        "UNLEASH_APP_NAME and IMPACTAGENT_* (without UNLEASH_URL it only records). "
-        "IMPACTAGENT_FLAGS names the flags that label the metrics (default: every flag "
-        "the app's UnleashClient knows); IMPACTAGENT_DISABLED=name,... turns "
-        f"instrumentations off ({', '.join(INSTRUMENTATIONS)}, or all).",
-        usage="impactagent run [--dry-run] -- COMMAND [ARGS...]")
-    run.add_argument("--dry-run", action="store_true",
-                     help="print what would be instrumented and the settings in force, "
-                     "and start nothing (default: start the command)")
-    run.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND",
-                     help="the command to start, after --")
+def disabled_names(environ: Mapping[str, str] = os.environ) -> frozenset[str]:
+    """The instrumentations ``IMPACTAGENT_DISABLED`` turns off; ValueError for an unknown one."""
+    raw = environ.get("IMPACTAGENT_DISABLED", "")
+    names = {name.strip().lower() for name in raw.split(",") if name.strip()}
+    if "all" in names:
+        return frozenset(INSTRUMENTATIONS)
+    unknown = sorted(names - set(INSTRUMENTATIONS))
+    if unknown:
+        raise ValueError("IMPACTAGENT_DISABLED: unknown instrumentation "
+                         f"{', '.join(map(repr, unknown))}; use names from: "
+                         f"{', '.join(INSTRUMENTATIONS)}, or all")
+    return frozenset(names)
+
+
+def listed_flags(environ: Mapping[str, str] = os.environ) -> tuple[str, ...] | None:
+    """The flags ``IMPACTAGENT_FLAGS`` names, or None when it is not set."""
+    raw = environ.get("IMPACTAGENT_FLAGS", "")
+    return tuple(dict.fromkeys(name.strip() for name in raw.split(",") if name.strip())) or None
+
+
+def settings_from_env(environ: Mapping[str, str] = os.environ) -> Settings:
+    """The agent's settings, as ``Agent.from_env`` reads them; without a URL nothing will be
+    sent, so no token is needed either."""
+    try:
+        return Settings.from_env(environ)
+    except SettingsError:
+        if environ.get("UNLEASH_URL"):
+            raise
+        return Settings.from_env(environ, own_transport=True)
+
+
+def usable_flags(flags: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``flags`` split into those that can label the metrics and those whose label is taken
+    (``route``, or ``new_checkout`` after ``new-checkout``)."""
+    taken = set(OWN_LABELS)
+    usable: list[str] = []
+    clashing: list[str] = []
+    for flag in flags:
+        label = flag_label_name("the request metrics", flag)
+        (clashing if label in taken else usable).append(flag)
+        taken.add(label)
+    return tuple(usable), tuple(clashing)
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Check the environment, then print (``--dry-run``) or become the command."""
-    argv: List[str] = list(args.argv)
+    argv: list[str] = list(args.argv)
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if not argv:
@@ -63,10 +93,10 @@ def run_command(args: argparse.Namespace) -> int:
         raise UsageError(f"{error}") from None
     _, clashing = usable_flags(listed_flags(env) or ())
     if clashing:
+        labels = ", ".join(OWN_LABELS)
         raise UsageError(f"IMPACTAGENT_FLAGS: {', '.join(map(repr, clashing))} cannot label "
-                         f"the metrics: the label is taken (the metrics have "
-                         f"{', '.join(OWN_LABELS)}, and each flag needs a label of its own); "
-                         "leave it out")
+                         f"the metrics: the label is taken (the metrics have {labels}, and each "
+                         "flag needs a label of its own); leave it out")
     executable = shutil.which(argv[0], path=env.get("PATH"))
     if executable is None:
         if os.sep in argv[0] and os.path.isfile(argv[0]):
@@ -83,13 +113,11 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         os.execve(executable, argv, env)  # the command takes this process's place
     except OSError as error:
-        raise UsageError(f"{argv[0]}: cannot be started ({error.strerror or error})") \
-            from None
-    return 127  # not reached
+        raise UsageError(f"{argv[0]}: cannot be started ({error.strerror or error})") from None
 
 
-def _dry_run(argv: List[str], executable: str, settings: Any, disabled: Any,
-             env: Dict[str, str]) -> str:
+def _dry_run(argv: list[str], executable: str, settings: Settings, disabled: frozenset[str],
+             env: dict[str, str]) -> str:
     lines = [f"would run: {' '.join(argv)}  ({executable})",
              f"with PYTHONPATH={env['PYTHONPATH']}", "", "settings in force:"]
     for field in dataclasses.fields(settings):
@@ -102,7 +130,8 @@ def _dry_run(argv: List[str], executable: str, settings: Any, disabled: Any,
             value = f"{', '.join(value)} (values not shown)"
         lines.append(f"  {field.name} = {value}")
     lines.append("  mode = " + (f"report to {redact_url(settings.metrics_url)} every "
-                                f"{settings.flush_interval:g} s" if settings.url
+                                f"{settings.flush_interval:g} s"
+                                if settings.url and settings.metrics_url
                                 else "record only (no UNLEASH_URL)"))
     flags = listed_flags(env)
     lines.append("  flags = " + (", ".join(flags) + " (IMPACTAGENT_FLAGS)" if flags else
@@ -110,23 +139,18 @@ def _dry_run(argv: List[str], executable: str, settings: Any, disabled: Any,
                                  "first request or task (IMPACTAGENT_FLAGS not set)"))
     lines += ["", "instrumentations (each when the app imports its library):"]
     for name, what in INSTRUMENTATIONS.items():
-        lines.append(f"  {name:<10} {_state(name, disabled):<38} {what}")
+        state = _state(LIBRARIES[name], name in disabled)
+        lines.append(f"  {name:<10} {state:<38} {what}")
     return "\n".join(lines)
 
 
-def _state(name: str, disabled: Any) -> str:
-    if name in disabled:
+def _state(library: str, disabled: bool) -> str:
+    if disabled:
         return "off (IMPACTAGENT_DISABLED)"
-    version = _version(LIBRARIES[name])
-    return f"on ({LIBRARIES[name]} {version})" if version else "on (not installed here)"
-
-
-def _version(library: str) -> Optional[str]:
     if importlib.util.find_spec(library) is None:
-        return None
+        return "on (not installed here)"
     from importlib.metadata import PackageNotFoundError, version
-
     try:
-        return version(library)
+        return f"on ({library} {version(library)})"
     except PackageNotFoundError:
-        return "installed"
+        return f"on ({library} installed)"

@@ -9,10 +9,11 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for the type checker only: nothing more is imported at start-up
+    from collections.abc import Sequence
     from importlib.abc import Loader
     from importlib.machinery import ModuleSpec
     from types import ModuleType
-    from typing import Any, Optional, Sequence, Set
+    from typing import Any
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -21,10 +22,9 @@ class _Loader:
     """The library's own loader, and a call to the instrumentation once it has run."""
 
     def __init__(self, loader: "Loader", name: str) -> None:
-        self.loader = loader
-        self.name = name
+        self.loader, self.name = loader, name
 
-    def create_module(self, spec: "ModuleSpec") -> "Optional[ModuleType]":
+    def create_module(self, spec: "ModuleSpec") -> "ModuleType | None":
         return self.loader.create_module(spec)
 
     def exec_module(self, module: "ModuleType") -> None:
@@ -42,18 +42,18 @@ class _Loader:
 class _Finder:
     """Finds nothing itself: for a watched name, wraps the loader that the next finder gives."""
 
-    def __init__(self, watched: "Set[str]") -> None:
-        self.watched = watched
+    def __init__(self) -> None:
+        self.watched: set[str] = set()
 
-    def find_spec(self, name: str, path: "Optional[Sequence[str]]" = None,
-                  target: "Optional[ModuleType]" = None) -> "Optional[ModuleSpec]":
+    def find_spec(self, name: str, path: "Sequence[str] | None" = None,
+                  target: "ModuleType | None" = None) -> "ModuleSpec | None":
         if name not in self.watched:
             return None
         for finder in sys.meta_path:
             find = getattr(finder, "find_spec", None)
             if finder is self or find is None:
                 continue
-            spec: Optional[ModuleSpec] = find(name, path, target)
+            spec: ModuleSpec | None = find(name, path, target)
             if spec is not None:
                 if spec.loader is not None and hasattr(spec.loader, "exec_module"):
                     # A stand-in, not an importlib.abc.Loader: importing that slows start-up.
@@ -64,25 +64,22 @@ class _Finder:
 
 def _loaded(name: str, module: "ModuleType") -> None:
     _finder.watched.discard(name)
-    if not _finder.watched and _finder in sys.meta_path:
-        sys.meta_path.remove(_finder)
     try:
         from impactagent.autoinstrument.instrumentations import instrument
     except Exception as error:  # e.g. a command run by an interpreter without impactagent
         sys.stderr.write(f"impactagent: cannot instrument {name} ({error!r}); the app runs "
                          "without instrumentation\n")
         _finder.watched.clear()  # said once: nothing else will be instrumented either
-        if _finder in sys.meta_path:
-            sys.meta_path.remove(_finder)
-        return
-    instrument(name, module)
+    else:
+        instrument(name, module)
+    if not _finder.watched and _finder in sys.meta_path:
+        sys.meta_path.remove(_finder)
 
 
 def _chain() -> None:
     """Run the next ``sitecustomize`` on the path, which this one shadows."""
     ours = sys.modules.pop("sitecustomize")
-    for entry in [e for e in sys.path if os.path.abspath(e or ".") == _HERE]:
-        sys.path.remove(entry)
+    sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or ".") != _HERE]
     try:
         import sitecustomize  # type: ignore[import-not-found]  # noqa: F401
     except ImportError as error:
@@ -94,11 +91,10 @@ def _chain() -> None:
 
 # Only as the interpreter's own sitecustomize, with this folder on PYTHONPATH (the way
 # ``impactagent run`` starts a command): imported any other way, it does nothing.
-_finder = _Finder(set())
+_finder = _Finder()
 if __name__ == "sitecustomize" and _HERE in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-    _finder.watched.update(("flask", "django", "starlette.applications",
-                            "fastapi.applications", "celery.signals", "gunicorn.app.base",
-                            "UnleashClient"))
+    _finder.watched.update(("flask", "django", "starlette.applications", "fastapi.applications",
+                            "celery.signals", "gunicorn.app.base", "UnleashClient"))
     for _name in list(_finder.watched):
         if _name in sys.modules:  # imported before site ran (not by a normal start-up)
             _loaded(_name, sys.modules[_name])
