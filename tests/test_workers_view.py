@@ -497,7 +497,7 @@ def test_a_worker_that_publishes_and_ends_while_a_scrape_reads_its_file_keeps_it
     scrapes in a loop (a file of many series takes a while to parse: the window is wide)."""
     collector = DirectoryCollector(tmp_path)
     expected = 0
-    for _ in range(12):
+    for _ in range(25):
         pid = os.fork()
         if pid == 0:
             code = 1
