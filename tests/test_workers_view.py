@@ -482,3 +482,45 @@ def test_the_publishing_thread_leaves_sigterm_and_sigint_to_the_app(tmp_path):
         assert signals_left_to_the_app_by_every_publisher()
 
     in_child(child)
+
+
+def summed(collector: DirectoryCollector, sample: str) -> float:
+    return sum(s.value for metric in collector.collect() for s in metric.samples
+               if s.name == sample)
+
+
+def test_a_worker_that_publishes_and_ends_while_a_scrape_reads_its_file_keeps_its_counts(
+        tmp_path):
+    """A scrape used to read every file, then ask whether each writer ran: a worker that
+    published again and ended in between was folded with the counts it had before, and its
+    last file removed unread. Each child here publishes in a loop and ends while the parent
+    scrapes in a loop (a file of many series takes a while to parse: the window is wide)."""
+    collector = DirectoryCollector(tmp_path)
+    expected = 0
+    for _ in range(25):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                agent = impactagent.Agent("view", "test")
+                jobs = agent.counter("jobs_total", "Jobs", labels=("n",))
+                for n in range(400):
+                    jobs.labels(n=str(n))
+                view = agent.prometheus_workers(str(tmp_path), publish_interval=60)
+                for _ in range(20):
+                    jobs.labels(n="0").inc()
+                    view.publish()
+                code = 0
+            finally:
+                os._exit(code)
+        expected += 20
+        status = 0
+        for _ in range(20_000):  # scrape while the child publishes and ends
+            list(collector.collect())
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+        else:
+            _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert summed(collector, "jobs_total") == expected

@@ -1,9 +1,10 @@
 """The directory's bookkeeping: ``w-<pid>-<token>.json`` per live process, ``departed.json``
 (what the dead counted, the files folded into it, their parents that still run), ``.lock``.
 A **fold** writes the dead writers' files into ``departed.json``, then removes them (readers
-skip the names it lists). A **join** (a first publish) starts a new generation when no writer
-and no writer's parent still runs; otherwise it folds and the totals continue. Families are
-summed sample by sample; the first file read decides a family's type and help.
+skip the names it lists); a writer is judged by a look taken before its file is read, so the
+file folded holds its last counts. A **join** (a first publish) starts a new generation when
+no writer and no writer's parent still runs; otherwise it folds and the totals continue.
+Families are summed sample by sample; the first file read decides a family's type and help.
 """
 
 from __future__ import annotations
@@ -108,12 +109,13 @@ def _unsound_counts(values: dict[_Key, float]) -> set[_Key]:
 
 
 class Published(NamedTuple):
-    """One worker file, read."""
+    """One worker file, read, and whether its writer ran when looked at just before."""
 
     path: Path
     stamp: process.Stamp
     counts: list[Plain]
     health: list[Plain]
+    alive: bool
 
 
 class Departed(NamedTuple):
@@ -181,7 +183,7 @@ class Host:
         with files.locked(self.path):
             departed, _, judged = self._read(here)
             parents = departed.parents + [p.stamp.started_by for p in judged]
-            if (any(process.alive(p.stamp, here) for p in judged)
+            if (any(p.alive for p in judged)
                     or any(process.runs(parent, here) for parent in parents)):
                 self._fold(here, departed, judged)
                 return
@@ -212,14 +214,14 @@ class Host:
     def _read(self, here: process.Stamp) -> tuple[Departed, list[Published], list[Published]]:
         """``departed.json``, the files not folded into it, and those this process can judge."""
         departed = self._departed()
-        published = self._workers(departed.absorbed)
+        published = self._workers(departed.absorbed, here)
         return departed, published, [p for p in published if process.judgeable(p.stamp, here)]
 
     def _fold(self, here: process.Stamp, departed: Departed, judged: list[Published]
               ) -> tuple[list[Published], list[Plain]]:
         """Fold the dead among ``judged``; return the live files and the departed counts."""
-        live = [p for p in judged if process.alive(p.stamp, here)]
-        dead = [p for p in judged if p not in live]
+        live = [p for p in judged if p.alive]
+        dead = [p for p in judged if not p.alive]
         if not dead and not departed.absorbed:
             return live, departed.counts
         totals = Totals()
@@ -261,15 +263,21 @@ class Host:
             [process.Parent(*p) for p in parents if _shaped(p, _PARENT)]
             if isinstance(parents, list) else [])
 
-    def _workers(self, absorbed: list[str]) -> list[Published]:
+    def _workers(self, absorbed: list[str], here: process.Stamp) -> list[Published]:
+        """The worker files not folded yet, each read after the pid in its name was looked
+        at (a stamp that names another pid is no live writer's)."""
         published = []
         for path in sorted(self.path.iterdir()):
-            if not _WORKER.match(path.name) or path.name in absorbed:
+            match = _WORKER.match(path.name)
+            if match is None or path.name in absorbed:
                 continue
+            seen = process.see(int(match.group("pid")))
             document = _load(path) or {}
             stamp, counts, health = (document.get(k) for k in ("stamp", "counts", "health"))
             if _shaped(stamp, _STAMP) and isinstance(counts, list) and isinstance(health, list):
-                published.append(Published(path, process.Stamp(*stamp), counts, health))
+                writer = process.Stamp(*stamp)
+                published.append(Published(path, writer, counts, health,
+                                           process.alive(writer, here, seen)))
         return published
 
     def _remove_orphaned_temporaries(self, here: process.Stamp) -> None:

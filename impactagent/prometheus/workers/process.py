@@ -3,6 +3,10 @@
 Pids are reused, so a file is stamped with its writer's start time and the boot id. Without
 ``/proc`` a live pid is taken at its word (a reused pid only delays a fold). A file from
 another pid namespace cannot be judged here: it is never folded or removed.
+
+A writer is looked at (:func:`see`) *before* its file is read: one seen gone has written its
+last, so what is read then is all it counted. Looked at after the read, a writer could have
+published again and ended in between, and a fold would take the older counts for its last.
 """
 
 from __future__ import annotations
@@ -79,9 +83,10 @@ def judgeable(stamp: Stamp, here: Stamp) -> bool:
     return stamp.boot != here.boot or stamp.namespace == here.namespace
 
 
-def alive(stamp: Stamp, here: Stamp) -> bool:
-    """Whether the process that wrote ``stamp`` still runs (call only when judgeable)."""
-    return stamp.boot == here.boot and pid_runs(stamp.pid, stamp.started)
+def alive(stamp: Stamp, here: Stamp, seen: Seen) -> bool:
+    """Whether the process that wrote ``stamp`` ran when its file's pid was ``seen`` (call
+    only when judgeable)."""
+    return stamp.boot == here.boot and seen.is_process(stamp.pid, stamp.started)
 
 
 def runs(started_by: Parent, here: Stamp) -> bool:
@@ -91,18 +96,33 @@ def runs(started_by: Parent, here: Stamp) -> bool:
             and started_by.pid > 1 and pid_runs(started_by.pid, started_by.started))
 
 
-def pid_runs(pid: int, started: Optional[int] = None) -> bool:
-    """Whether ``pid`` runs (and started at ``started`` when that is known)."""
+class Seen(NamedTuple):
+    """A pid looked at once: whether a process had it, and since when (None where unknown)."""
+
+    pid: int
+    runs: bool
+    started: Optional[int]
+
+    def is_process(self, pid: int, started: Optional[int]) -> bool:
+        """Whether it was ``pid``, running, started at ``started`` (None: any)."""
+        return (self.pid == pid and self.runs
+                and (started is None or self.started is None or self.started == started))
+
+
+def see(pid: int) -> Seen:
+    """Look at ``pid`` now."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
+    except (ProcessLookupError, OverflowError):  # a name's pid may be any digits
+        return Seen(pid, False, None)
     except PermissionError:
         pass  # another user's process has that pid now: the start time tells
     fields = _stat_fields(pid)
     if fields and fields[0] in ("Z", "X"):
-        return False  # a zombie or dead process still answers kill(pid, 0)
-    if started is None:
-        return True
-    now = _started(fields)
-    return now is None or now == started
+        return Seen(pid, False, None)  # a zombie or dead process still answers kill(pid, 0)
+    return Seen(pid, True, _started(fields))
+
+
+def pid_runs(pid: int, started: Optional[int] = None) -> bool:
+    """Whether ``pid`` runs (and started at ``started`` when that is known)."""
+    return see(pid).is_process(pid, started)
