@@ -91,7 +91,7 @@ class Settings:
     max_series_per_metric: int = DEFAULT_MAX_SERIES
     max_flags: int = DEFAULT_MAX_FLAGS
     max_payload_bytes: int = DEFAULT_MAX_BYTES
-    handle_sigterm: bool = True  # see impactagent.delivery.shutdown
+    handle_sigterm: bool = True  # see impactagent.delivery.lifecycle
     register: bool = True  # see impactagent.delivery.registration
 
     def __post_init__(self) -> None:
