@@ -295,6 +295,20 @@ def test_a_planted_file_is_not_summed(tmp_path):
     assert scrape(view)["jobs_total"] == 1
 
 
+def test_a_file_named_and_stamped_pid_0_is_not_summed(tmp_path):
+    # kill(0, 0) asks this process's group, which always answers: such a file was summed as
+    # a live writer's at every scrape, forever.
+    agent, jobs, _ = new_agent()
+    view = agent.prometheus_workers(str(tmp_path), publish_interval=60)
+    jobs.inc(1)
+    planted = tmp_path / worker_name(0)
+    planted.write_bytes(encode(process.current()._replace(pid=0, started=None), [
+        ["jobs", "counter", "Jobs",
+         [["jobs_total", {"appName": "view", "environment": "test"}, 1000]]]], []))
+    os.chmod(planted, 0o600)
+    assert scrape(view)["jobs_total"] == 1
+
+
 def test_a_directory_another_user_owns_is_refused(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root to give the directory away")

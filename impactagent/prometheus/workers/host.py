@@ -31,8 +31,10 @@ _Key = tuple[str, tuple[tuple[str, str], ...]]
 _KINDS = ("counter", "gauge", "histogram")
 
 DEPARTED = "departed.json"
-_WORKER = re.compile(r"w-(?P<pid>[0-9]+)-[0-9a-f]+\.json\Z")
-_TEMPORARY = re.compile(r"(w-(?P<pid>[0-9]+)-[0-9a-f]+\.json|departed\.json)\.[0-9a-f]+\.tmp\Z")
+#: A pid is never 0: ``kill(0, 0)`` asks the caller's process group, which always answers.
+_WORKER = re.compile(r"w-(?P<pid>[1-9][0-9]*)-[0-9a-f]+\.json\Z")
+_TEMPORARY = re.compile(
+    r"(w-(?P<pid>[1-9][0-9]*)-[0-9a-f]+\.json|departed\.json)\.[0-9a-f]+\.tmp\Z")
 VERSION = 1
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
