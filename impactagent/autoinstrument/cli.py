@@ -4,18 +4,20 @@ no agent: a quick start."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib.util
 import os
 import shutil
 import sys
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from ..core._naming import flag_label_name
 from ..delivery.redaction import redact_url
 from ..delivery.settings import Settings, SettingsError
-from ..devtools.cli_support import UsageError
+
+if TYPE_CHECKING:
+    import argparse
 
 BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
 INSTRUMENTATIONS: dict[str, str] = {
@@ -78,6 +80,8 @@ def usable_flags(flags: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]
 
 def run_command(args: argparse.Namespace) -> int:
     """Check the environment, then print (``--dry-run``) or become the command."""
+    from ..devtools.cli_support import UsageError  # the launcher's only: an app never loads it
+
     argv: list[str] = list(args.argv)
     if argv[:1] == ["--"]:
         argv = argv[1:]
@@ -131,7 +135,7 @@ def _dry_run(argv: list[str], executable: str, settings: Settings, disabled: fro
         lines.append(f"  {field.name} = {value}")
     lines.append("  mode = " + (f"report to {redact_url(settings.metrics_url)} every "
                                 f"{settings.flush_interval:g} s"
-                                if settings.url and settings.metrics_url
+                                if settings.metrics_url
                                 else "record only (no UNLEASH_URL)"))
     flags = listed_flags(env)
     lines.append("  flags = " + (", ".join(flags) + " (IMPACTAGENT_FLAGS)" if flags else

@@ -19,8 +19,6 @@ from ..agent import Agent
 from ..core.flag_context import flag_state, note_flag
 from ..core.flag_decorator import evaluation
 from ..integrations import asgi, wsgi
-from ..integrations import django as django_integration
-from ..integrations.celery import instrument_celery
 from ..integrations.http_metrics import ROUTE_KEY
 from .cli import INSTRUMENTATIONS, disabled_names, listed_flags, settings_from_env, usable_flags
 
@@ -180,6 +178,8 @@ class Outermost:
 
 def _django_integration(get_response: Callable[[Any], Any]) -> Any:
     from django.conf import settings
+
+    from ..integrations import django as django_integration
     if getattr(settings, "IMPACTAGENT", None) is None:
         settings.IMPACTAGENT = {"agent": PROCESS.agent(), "flags": list(PROCESS.flags())}
     return django_integration.ImpactMiddleware(get_response)
@@ -213,7 +213,7 @@ def _flask(module: Any) -> None:
 
 def _django(module: Any) -> None:
     ours = f"{DjangoMiddleware.__module__}.{DjangoMiddleware.__qualname__}"
-    theirs = f"{django_integration.__name__}.ImpactMiddleware"
+    theirs = "impactagent.integrations.django.ImpactMiddleware"
 
     def insert_middleware(result: Any, *args: Any, **kwargs: Any) -> Any:
         from django.conf import settings
@@ -247,6 +247,7 @@ def _celery(signals: Any) -> None:
                 return
             started.append(True)
             signals.task_prerun.disconnect(first_task)
+            from ..integrations.celery import instrument_celery
             instrumentation = PROCESS.attempt("celery", lambda: instrument_celery(
                 PROCESS.agent(), flags=PROCESS.flags()), None)
         if instrumentation is not None:
