@@ -64,7 +64,7 @@ class Agent:
         instance_id: Optional[str] = UNSET, flush_interval: float = UNSET,
         request_timeout: float = UNSET, shutdown_timeout: float = UNSET,
         headers: Optional[Mapping[str, str]] = UNSET, verify: Union[bool, str] = UNSET,
-        proxies: Optional[Mapping[str, str]] = UNSET, spool_dir: Optional[str] = UNSET,
+        proxies: Optional[Mapping[str, Optional[str]]] = UNSET, spool_dir: Optional[str] = UNSET,
         spool_max_bytes: int = UNSET, max_series_per_metric: int = UNSET,
         max_flags: int = UNSET, max_payload_bytes: int = UNSET,
         handle_sigterm: bool = UNSET, register: bool = UNSET,

@@ -14,9 +14,10 @@ import requests
 import impactagent
 from impactagent.core.payload import Identity
 from impactagent.delivery.redaction import Redactor
+from impactagent.delivery.settings import SettingsError
 from impactagent.delivery.transport import RETRY, HttpTransport
 from tests import workload
-from tests.loopback import LoopbackHandler, LoopbackServer
+from tests.loopback import LoopbackHandler, LoopbackServer, refused_url
 from tests.scripted_server import Answer, ScriptedServer
 
 TOKEN = "default:production.s3cr3t-t0ken-do-not-log"
@@ -250,3 +251,27 @@ def test_a_huge_answer_cut_through_a_long_secret_does_not_show_its_start():
     # 13 copies before it shrink to "[REDACTED]" each, so its start would be shown.
     shown = redact.cut(secret * 14, 1000)
     assert "[REDACTED]" in shown and secret[:50] not in shown
+
+
+def test_a_proxy_set_to_none_keeps_that_scheme_off_the_environments_proxy(
+        metrics, monkeypatch):
+    # requests reads {"http": None} as "no proxy for http, whatever HTTP_PROXY says".
+    monkeypatch.setenv("HTTP_PROXY", refused_url())
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    through_the_proxy = make_agent(metrics.api_url)
+    workload.record(through_the_proxy, 1)
+    assert not through_the_proxy.flush(timeout=2).ok and not metrics.requests
+    through_the_proxy.close(timeout=0.5)
+    direct = make_agent(metrics.api_url, proxies={"http": None})
+    workload.record(direct, 1)
+    assert direct.close().ok and len(metrics.requests) == 1
+
+
+def test_a_header_value_that_is_not_a_string_is_named_by_its_type_only():
+    with pytest.raises(SettingsError, match=r"headers must map names \(str\) to values "
+                                            r"\(str\), got a NoneType value") as caught:
+        impactagent.Agent("shop", headers={"authorization": None})
+    with pytest.raises(SettingsError, match=r"got a bytes value") as caught:
+        impactagent.Agent("shop", proxies={"https": b"http://user:pw@proxy"})
+    assert "pw" not in str(caught.value)

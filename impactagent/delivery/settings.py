@@ -57,15 +57,23 @@ def _stored_identity(name: str, value: Optional[str], limit: Optional[int]) -> N
                             f"{bad!r} in {value!r}")
 
 
-def _copied_map(name: str, value: object) -> Optional[Dict[str, str]]:
+def _copied_map(name: str, value: object, *, none_values: bool = False
+                ) -> Optional[Dict[str, Any]]:
     """A copy of a str-to-str mapping (the caller's dict may change later), or None. The
-    message never shows the value: a header or a proxy URL may hold a secret."""
+    message never shows the value: a header or a proxy URL may hold a secret.
+    ``none_values``: a value may be None (``requests`` reads ``{"https": None}`` as "no proxy
+    for https, whatever ``HTTPS_PROXY`` says")."""
     if value is None:
         return None
-    if not isinstance(value, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+    if not isinstance(value, Mapping):
         raise SettingsError(f"{name} must map names (str) to values (str), "
                             f"got {type(value).__name__}")
+    for key, item in value.items():
+        if not isinstance(key, str) or not (isinstance(item, str)
+                                             or (none_values and item is None)):
+            wrong = key if not isinstance(key, str) else item
+            raise SettingsError(f"{name} must map names (str) to values (str), got a "
+                                f"{type(wrong).__name__} {'name' if wrong is key else 'value'}")
     return dict(value)
 
 
@@ -85,7 +93,7 @@ class Settings:
     shutdown_timeout: float = 5.0
     headers: Mapping[str, str] = field(default_factory=dict)
     verify: Union[bool, str] = True
-    proxies: Optional[Mapping[str, str]] = None
+    proxies: Optional[Mapping[str, Optional[str]]] = None
     spool_dir: Optional[str] = None
     spool_max_bytes: int = 50_000_000
     max_series_per_metric: int = DEFAULT_MAX_SERIES
@@ -97,7 +105,7 @@ class Settings:
     def __post_init__(self) -> None:
         # Copies: the caller's dict changed later must not change the frozen settings.
         object.__setattr__(self, "headers", _copied_map("headers", self.headers) or {})
-        object.__setattr__(self, "proxies", _copied_map("proxies", self.proxies))
+        object.__setattr__(self, "proxies", _copied_map("proxies", self.proxies, none_values=True))
         self._check_identity()
         self._check_url()
         self._check_values()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from email.utils import parsedate_to_datetime
-from typing import Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 from urllib.parse import urljoin
 
 import requests
@@ -82,8 +82,8 @@ class HttpTransport:
 
     def __init__(self, metrics_url: str, api_key: str, identity: Identity, *,
                  flush_interval: float, headers: Optional[Mapping[str, str]] = None,
-                 verify: Union[bool, str] = True, proxies: Optional[Mapping[str, str]] = None
-                 ) -> None:
+                 verify: Union[bool, str] = True,
+                 proxies: Optional[Mapping[str, Optional[str]]] = None) -> None:
         self._url = metrics_url
         self.metrics_url = redact_url(metrics_url)
         register_url = (metrics_url[:-len(_METRICS_PATH)] + _REGISTER_PATH
@@ -96,7 +96,8 @@ class HttpTransport:
         self._redirect_logged = False
         self._flush_interval = flush_interval
         self._verify = verify
-        self._proxies = dict(proxies or {})
+        # Any: requests takes a None value (no proxy for that scheme); its stubs say str.
+        self._proxies: Dict[str, Any] = dict(proxies or {})
         self.identity = identity
         self._session = self._new_session()
 

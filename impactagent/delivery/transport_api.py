@@ -1,8 +1,9 @@
 """What a transport is: anything with ``post(body: bytes, timeout: float) -> Outcome``
 (``Agent(..., transport=obj)``) carries one body and says what became of it; delivery
-decides the rest. The optional hooks (``metrics_url``, ``close()``,
-``reset_after_fork(identity)``, and ``register`` with ``register_url`` to register the
-instance) default as in :class:`BaseTransport`.
+decides the rest: ``RETRY`` keeps the data, ``DELIVERED`` settles it, ``REJECTED`` drops it
+(counted), ``UNAUTHORIZED`` stops sending, ``TOO_LARGE`` splits it. The optional hooks
+(``metrics_url``, ``close()``, ``reset_after_fork(identity)``, and ``register`` with
+``register_url`` to register the instance) default as in :class:`BaseTransport`.
 """
 
 from __future__ import annotations
