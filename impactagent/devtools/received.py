@@ -110,7 +110,7 @@ class ReceivedMetrics:
     """Thread-safe aggregates of every accepted body; every view a copy made at one moment."""
 
     def __init__(self, series: SeriesStore | None = None) -> None:
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self._series = series if series is not None else SeriesStore()
         self._flags: dict[Row, dict[str, Any]] = {}  # {"yes", "no", "variants"}
         self._metrics: dict[str, _Registered] = {}  # the server's registry, by sanitised name
@@ -200,7 +200,7 @@ class ReceivedMetrics:
     def _write(self) -> None:
         arrivals, self._window = self._window, []
         rows = _sums(arrivals)
-        failing, variants_only = _failures(arrivals)
+        failing, variants_only = _failures(arrivals, rows)
         failure = None
         if failing:
             failure = WindowFailure(arrivals[-1].at, failing, sorted({a.app for a in arrivals}),
@@ -243,54 +243,44 @@ class ReceivedMetrics:
             self._series.add(("metric", app, name, kind, labels), kind, delta, at)
         return None
 
+    # The public readers take the lock once and call the private ones, which never lock.
+
     def flags(self, app_name: str | None = None) -> dict[str, dict[str, Any]]:
         """Flag counts summed over hours and environments (of one app, if given)."""
-        return dict(self.totals(app_name)["flags"])
+        with self._lock:
+            self._write()
+            return self._flag_totals(app_name)
 
     def metrics(self, app_name: str | None = None) -> dict[str, dict[Any, Any]]:
         """Impact metric totals as ``{"counters", "gauges", "histograms"}``, each keyed by
         ``(metric name, frozenset of labels)`` (of one app, if given)."""
-        result: dict[str, dict[Any, Any]] = {"counters": {}, "gauges": {}, "histograms": {}}
         with self._lock:
-            for name, entry in self._metrics.items():
-                # Two series that print alike (a histogram's 1 and "1") read back as the later.
-                for labels, value in entry.series.values():
-                    if app_name is None or dict(labels).get("appName") == app_name:
-                        result[entry.type + "s"][(name, labels)] = _copy(value)
-        return result
+            return self._metric_totals(app_name)
 
     def totals(self, app_name: str | None = None) -> dict[str, Any]:
         """Flags and impact metrics together, read at one moment."""
         with self._lock:
             self._write()
-            flags: dict[str, dict[str, Any]] = {}
-            for (app, _env, flag, _hour), counts in self._flags.items():
-                if app_name is None or app == app_name:
-                    _add_counts(flags.setdefault(flag, _no_counts()), counts)
-            return {"flags": flags, **self.metrics(app_name)}
+            return {"flags": self._flag_totals(app_name), **self._metric_totals(app_name)}
+
+    def flag_rows(self) -> list[dict[str, Any]]:
+        """Each written flag row (app, environment, flag, hour), sorted, counts copied."""
+        with self._lock:
+            self._write()
+            return self._flag_rows()
 
     def metric_entries(self) -> list[tuple[tuple[str, str, str], dict[str, Any]]]:
         """``((app, environment, name), {"type", "help", "series"})``, sorted, series copied."""
-        grouped: dict[tuple[str, str, str], dict[str, Any]] = {}
         with self._lock:
-            for name, entry in self._metrics.items():
-                for labels, value in entry.series.values():
-                    named = dict(labels)
-                    key = (named.get("appName", ""), named.get("environment", ""), name)
-                    group = grouped.setdefault(key, {"type": entry.type, "help": entry.help,
-                                                     "series": {}})
-                    group["series"][labels] = _copy(value)
-        return sorted(grouped.items())
+            return self._metric_entries()
 
     def as_json(self) -> dict[str, Any]:
         """Everything, JSON-ready: flag bins, metrics, the request log, the failed writes."""
         with self._lock:
             self._write()
-            flags = [{"appName": app, "environment": env, "flag": flag, "hour": hour,
-                      **{k: (dict(v) if isinstance(v, dict) else v) for k, v in c.items()}}
-                     for (app, env, flag, hour), c in sorted(self._flags.items())]
+            flags = self._flag_rows()
             metrics = [_sample_json(app, env, name, entry["type"], labels, value)
-                       for (app, env, name), entry in self.metric_entries()
+                       for (app, env, name), entry in self._metric_entries()
                        for labels, value in sorted(entry["series"].items(),
                                                    key=lambda i: sorted(i[0]))]
             log = [{"at": _iso(r.at), "appName": r.app_name, "status": r.status,
@@ -298,6 +288,38 @@ class ReceivedMetrics:
             failed = [{**asdict(f), "at": _iso(f.at)} for f in reversed(self._failures)]
             return {"bodies_accepted": self._bodies_accepted, "flags": flags,
                     "metrics": metrics, "requests": log, "failed_writes": failed}
+
+    def _flag_totals(self, app_name: str | None) -> dict[str, dict[str, Any]]:
+        flags: dict[str, dict[str, Any]] = {}
+        for (app, _env, flag, _hour), counts in self._flags.items():
+            if app_name is None or app == app_name:
+                _add_counts(flags.setdefault(flag, _no_counts()), counts)
+        return flags
+
+    def _metric_totals(self, app_name: str | None) -> dict[str, dict[Any, Any]]:
+        result: dict[str, dict[Any, Any]] = {"counters": {}, "gauges": {}, "histograms": {}}
+        for name, entry in self._metrics.items():
+            # Two series that print alike (a histogram's 1 and "1") read back as the later.
+            for labels, value in entry.series.values():
+                if app_name is None or dict(labels).get("appName") == app_name:
+                    result[entry.type + "s"][(name, labels)] = _copy(value)
+        return result
+
+    def _flag_rows(self) -> list[dict[str, Any]]:
+        return [{"appName": app, "environment": env, "flag": flag, "hour": hour,
+                 **{k: (dict(v) if isinstance(v, dict) else v) for k, v in c.items()}}
+                for (app, env, flag, hour), c in sorted(self._flags.items())]
+
+    def _metric_entries(self) -> list[tuple[tuple[str, str, str], dict[str, Any]]]:
+        grouped: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for name, entry in self._metrics.items():
+            for labels, value in entry.series.values():
+                named = dict(labels)
+                key = (named.get("appName", ""), named.get("environment", ""), name)
+                group = grouped.setdefault(key, {"type": entry.type, "help": entry.help,
+                                                 "series": {}})
+                group["series"][labels] = _copy(value)
+        return sorted(grouped.items())
 
 
 def _sample_json(app: str, env: str, name: str, kind: str, labels: Labels,
@@ -364,8 +386,10 @@ def _sums(arrivals: list[Arrival]) -> dict[Row, dict[str, Any]]:
     return rows
 
 
-def _failures(arrivals: list[Arrival]) -> tuple[list[str], bool]:
-    """Why the write of these arrivals fails, and whether only the variant rows fail."""
+def _failures(arrivals: list[Arrival], rows: dict[Row, dict[str, Any]] | None = None
+              ) -> tuple[list[str], bool]:
+    """Why the write of these arrivals fails, and whether only the variant rows fail;
+    ``rows``: their ``_sums``, when the caller has them."""
     reasons = []
     for app in sorted({a.app for a in arrivals}):
         if len(app) > limits.MAX_APP_NAME_LENGTH or "\0" in app:
@@ -376,7 +400,9 @@ def _failures(arrivals: list[Arrival]) -> tuple[list[str], bool]:
         reasons.append("a bucket's stop is before year 1")
     if reasons:
         return reasons, False
-    for (app, _env, flag, _hour), row in sorted(_sums(arrivals).items()):
+    if rows is None:
+        rows = _sums(arrivals)
+    for (app, _env, flag, _hour), row in sorted(rows.items()):
         for name, n in sorted(row["variants"].items()):
             whose = f"variant {name!r} of {flag!r} from {app!r}"
             if "\0" in name:

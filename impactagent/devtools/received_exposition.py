@@ -82,7 +82,7 @@ def families(received: ReceivedMetrics) -> list[Family]:
 def flag_series(received: ReceivedMetrics) -> dict[SeriesLabels, int]:
     """Flag evaluations summed over hours, by app, environment, flag and result."""
     totals: dict[SeriesLabels, int] = {}
-    for counts in received.as_json()["flags"]:
+    for counts in received.flag_rows():
         for enabled, n in (("true", counts["yes"]), ("false", counts["no"])):
             labels = (("appName", scrub(counts["appName"])), ("environment",
                       scrub(counts["environment"])), ("feature", scrub(counts["flag"])),
