@@ -110,10 +110,11 @@ class SeriesStore:
 
     def _evict(self, now: int) -> bool:
         """Forget one series that received nothing within the kept steps; False if none."""
-        idle = [key for key, series in self._series.items() if series["newest"] <= now - self.steps]
-        if idle:
-            del self._series[idle[0]]
-        return bool(idle)
+        for key, series in self._series.items():
+            if series["newest"] <= now - self.steps:
+                del self._series[key]  # the loop ends here: the dict is not read after
+                return True
+        return False
 
     def cells(self, key: Hashable) -> dict[int, Any]:
         """A copy of ``key``'s cells by step index (empty for an unknown series)."""
