@@ -143,18 +143,17 @@ class FlagCounts:
                 if stats is not None:
                     stats.watched = True
 
-    def record(self, name: str, enabled: bool, variant: str | None = None,
-               note: bool = False) -> None:
+    def record(self, name: str, enabled: bool, variant: str | None = None) -> None:
         """Count one evaluation of flag ``name``: yes if ``enabled``, and its ``variant``.
 
-        Its state is noted in the context when the flag labels a metric, or with ``note``.
+        Its state is noted in the context when the flag labels a metric.
         """
         try:
             stats = self._flags[name]
         except (KeyError, TypeError):
             new = self._new_flag(name, variant)
             if new is None:  # past the flag limit: not counted, but its state holds
-                if note or name in self._watched:
+                if name in self._watched:
                     note_flag(name, flag_state(enabled, variant))
                 return
             stats = new
@@ -166,7 +165,7 @@ class FlagCounts:
             except (KeyError, TypeError):  # new, or unhashable: not a variant name
                 counts = self._new_variant(name, stats, variant, enabled)
             next(counts)
-        if note or stats.watched:
+        if stats.watched:
             note_flag(name, flag_state(enabled, variant))
 
     def _new_variant(self, name: str, stats: FlagStats, variant: Any,
