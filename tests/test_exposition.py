@@ -15,7 +15,8 @@ from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Tuple
 
 import pytest
 import requests
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import choose_encoder, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
@@ -29,6 +30,7 @@ from impactagent.devtools.received_exposition import (
     wants_openmetrics,
 )
 from impactagent.devtools.receiver import Receiver
+from impactagent.prometheus.collector import registry_for
 from impactagent.server_rules.jsvalues import js_number
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
@@ -455,4 +457,18 @@ def test_a_histogram_with_a_negative_bound_keeps_its_buckets_in_both_formats():
         found = parse(text, bool(accept))
         plus_inf = labels(appName="shop", environment="production", le="+Inf")
         assert found[("delta_bucket", plus_inf)] == 1
+    agent.close()
+
+
+def test_an_app_family_named_as_one_of_the_agents_own_is_left_out():
+    # Every name the agent's own families show (pending gauge and counters alike) is taken.
+    own = families_of(generate_latest(registry_for(impactagent.Agent("shop"))).decode(), False)
+    agent = impactagent.Agent("shop")
+    for name, family in own.items():
+        agent.gauge(name, "Clashes with the agent's own family").set(7)
+        if family.type == "counter":
+            agent.gauge(name + "_total", "Clashes with its sample").set(7)
+    for encode, openmetrics in ((generate_latest, False), (openmetrics_latest, True)):
+        found = parse(encode(registry_for(agent)).decode(), openmetrics)
+        assert not [key for key in found if ("appName", "shop") in key[1]], openmetrics
     agent.close()

@@ -29,12 +29,26 @@ from ..core.registry import MetricRegistry
 from ..core.threads import start_daemon
 
 _IDENTITY = ("appName", "environment")
-#: The names the agent's own families take (every one a counter but the pending gauge).
-_TAKEN = frozenset(["impactagent_pending_events", *(
-    name for own in ("flag_evaluations", "flag_variants", "recorded_events", "dropped_events",
-                     "delivery_failures", "delivered_events", "delivery_attempts",
-                     "possibly_duplicated_events")
-    for name in claimed_names(f"impactagent_{own}", "counter"))])
+#: The agent's own families, named once here: the flag counters (by feature and one label),
+#: the health counters by one label, the health totals (with their key in ``delivery``), and
+#: the pending gauge.
+_FLAGS = (("impactagent_flag_evaluations", "Feature flag evaluations, by result", "enabled"),
+          ("impactagent_flag_variants", "Feature flag evaluations, by variant", "variant"))
+_BY_LABEL = (
+    ("impactagent_recorded_events", "Events recorded by the app, by kind", "kind"),
+    ("impactagent_dropped_events", "Recorded events dropped, by reason", "reason"),
+    ("impactagent_delivery_failures", "Failed metrics POSTs, by status or error", "status"),
+)
+_TOTALS = (
+    ("impactagent_delivered_events", "delivered_events", "Events Unleash accepted"),
+    ("impactagent_delivery_attempts", "attempts", "Metrics POSTs attempted"),
+    ("impactagent_possibly_duplicated_events", "possibly_duplicated_events",
+     "Events sent without an answer: a resend may have counted them twice"),
+)
+_PENDING = ("impactagent_pending_events", "Events recorded and not yet delivered")
+#: The names the agent's own families take: an app family that claims one is left out.
+_TAKEN = frozenset([*claimed_names(_PENDING[0], "gauge"), *(
+    name for own in (*_FLAGS, *_BY_LABEL, *_TOTALS) for name in claimed_names(own[0], "counter"))])
 
 AGENT_VIEW_MARK = "impactagent_agent_view"
 
@@ -86,12 +100,8 @@ class AgentCollector:
         yield from self._flags()
 
     def _flags(self) -> Iterator[Metric]:
-        evaluations = CounterMetricFamily(
-            "impactagent_flag_evaluations", "Feature flag evaluations, by result",
-            labels=("feature", "enabled"))
-        variants = CounterMetricFamily(
-            "impactagent_flag_variants", "Feature flag evaluations, by variant",
-            labels=("feature", "variant"))
+        evaluations, variants = (CounterMetricFamily(name, text, labels=("feature", label))
+                                 for name, text, label in _FLAGS)
         for name, counts in sorted(self.agent.recorder.flags.cumulative().items()):
             name = scrub(name)
             evaluations.add_metric((name, "true"), counts.yes)
@@ -107,28 +117,16 @@ class AgentCollector:
         delivery = statistics["delivery"]
         recorded = [(kind, n) for kind, n in statistics["recorded"].items()
                     if kind != "gauge_series"]
-        for name, text, label, counts in (
-            ("impactagent_recorded_events", "Events recorded by the app, by kind", "kind",
-             recorded),
-            ("impactagent_dropped_events", "Recorded events dropped, by reason", "reason",
-             sorted(statistics["dropped"].items())),
-            ("impactagent_delivery_failures", "Failed metrics POSTs, by status or error",
-             "status", sorted(delivery["failures"].items())),
-        ):
+        by_label = (recorded, sorted(statistics["dropped"].items()),
+                    sorted(delivery["failures"].items()))
+        for (name, text, label), counts in zip(_BY_LABEL, by_label):
             family = CounterMetricFamily(name, text, labels=(label,))
             for value, n in counts:
                 family.add_metric((value,), n)
             yield family
-        for name, key, text in (
-            ("impactagent_delivered_events", "delivered_events", "Events Unleash accepted"),
-            ("impactagent_delivery_attempts", "attempts", "Metrics POSTs attempted"),
-            ("impactagent_possibly_duplicated_events", "possibly_duplicated_events",
-             "Events sent without an answer: a resend may have counted them twice"),
-        ):
+        for name, key, text in _TOTALS:
             yield CounterMetricFamily(name, text, value=delivery[key])
-        yield GaugeMetricFamily("impactagent_pending_events",
-                                "Events recorded and not yet delivered",
-                                value=statistics["pending_events"])
+        yield GaugeMetricFamily(*_PENDING, value=statistics["pending_events"])
 
 
 def _family(family: Any, identity: Tuple[str, str]) -> Metric:
