@@ -88,6 +88,8 @@ class MetricFamily(Generic[Child]):
 
     #: ``"counter"``, ``"gauge"`` or ``"histogram"``: the ``type`` sent to Unleash.
     kind: str = ""
+    #: The histogram's bucket bounds; a counter or a gauge has none.
+    buckets: tuple[float, ...] = ()
     _reserved_labels: tuple[str, ...] = ()
     # A series, and the stand-in past the series limit.
     _series_class: Callable[[Any, tuple[str, ...], threading.Lock], Child]
@@ -259,8 +261,7 @@ class MetricFamily(Generic[Child]):
         return self._series
 
     def describe(self) -> Definition:
-        return Definition(self.kind, self.help, self.label_names, getattr(self, "buckets", ()),
-                          self.flags)
+        return Definition(self.kind, self.help, self.label_names, self.buckets, self.flags)
 
     def reset_after_fork(self) -> None:
         """In a forked child (only the forking thread runs): new locks, zero counts."""

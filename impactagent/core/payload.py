@@ -97,7 +97,7 @@ def _samples(metric: MetricDelta, base: dict[str, str], drops: DropCounter
     sole = names[0] if len(names) == 1 else None
     kind = family.kind
     width = metric.width
-    les = [f'{{"le":{le!r},"count":' for le in getattr(family, "buckets", ())]
+    les = [f'{{"le":{le!r},"count":' for le in family.buckets]
     numbers: Iterable[Any] = metric.numbers_as_taken()
     for index, (position, value) in enumerate(zip(metric.indexes, numbers)):
         values = table[position].label_values

@@ -168,7 +168,7 @@ class BridgedFamilies:
 
     def fits(self, name: str, bridged: Bridged, bounds: Sequence[float], what: str) -> bool:
         """Whether ``bounds`` are the native histogram's buckets; else ``name`` is refused."""
-        expected = getattr(bridged.family, "buckets", ())
+        expected = bridged.family.buckets
         if tuple(float(b) for b in bounds) == expected:
             return True
         self.refuse(name, f"{what} has buckets {bounds}, not {expected}")
