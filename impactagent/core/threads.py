@@ -1,10 +1,12 @@
 """The one way the agent starts a thread: blocking SIGTERM and SIGINT, which the kernel
-could otherwise hand to it, leaving the app's handler unrun."""
+could otherwise hand to it, leaving the app's handler unrun; and the one way it hooks an
+object into the process's fork and exit without keeping it alive."""
 
 from __future__ import annotations
 
 import signal
 import threading
+import weakref
 from typing import Any, Callable
 
 _SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -24,3 +26,15 @@ def start_daemon(target: Callable[..., Any], name: str, *args: Any) -> threading
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
     return thread
+
+
+def weak_hook(method: Callable[[], Any]) -> Callable[[], None]:
+    """A hook (at fork, at exit) that calls the bound ``method`` while its object still
+    exists: a hook held by the interpreter must not keep the object alive."""
+    ref = weakref.WeakMethod(method)
+
+    def hook() -> None:
+        bound = ref()
+        if bound is not None:
+            bound()
+    return hook

@@ -21,11 +21,12 @@ import time
 import uuid
 import weakref
 from functools import partial
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from ..core.payload import Identity, environment_from_token
 from ..core.recorder import Recorder
 from ..core.statistics import DeliveryLedger
+from ..core.threads import weak_hook
 from .deadline import start_or_run
 from .delivery import Delivery, FlushResult
 from .flusher import Flusher
@@ -60,8 +61,7 @@ class Lifecycle:
         self.redact = Redactor.for_credentials(settings.api_key, settings.headers)
         self.registrar: Optional[Registrar] = None
         # Every agent, with a url or not: a child must never report its parent's counts.
-        os.register_at_fork(
-            after_in_child=_call_on(weakref.ref(self), Lifecycle.after_fork_in_child))
+        os.register_at_fork(after_in_child=weak_hook(self.after_fork_in_child))
         if settings.metrics_url is None and supplied is None:
             return
         if settings.spool_dir is not None:
@@ -105,7 +105,7 @@ class Lifecycle:
                 # Now: the close at exit needs it, and Python 3.12 starts no thread at exit.
                 self.delivery.calls.start()
                 self.flusher.start()
-                atexit.register(_call_on(weakref.ref(self), Lifecycle.close_at_exit))
+                atexit.register(weak_hook(self.close_at_exit))
                 if self.settings.handle_sigterm:
                     _enroll(self)
                 if multiprocessing.parent_process() is not None:
@@ -197,8 +197,7 @@ class Lifecycle:
         ``os._exit``, so atexit alone would never close this agent)."""
         _leave_to_multiprocessing()
         if self.flusher is not None and self._closed is None:
-            hook = _call_on(weakref.ref(self), Lifecycle.close_at_exit)
-            multiprocessing.util.Finalize(None, hook, exitpriority=100)
+            multiprocessing.util.Finalize(None, weak_hook(self.close_at_exit), exitpriority=100)
 
     def statistics(self) -> Dict[str, Any]:
         result: Dict[str, Any] = {"delivery": self.ledger.as_dict()}
@@ -233,15 +232,6 @@ def _import_what_delivery_needs(url: str) -> None:
     with requests.Session() as session:
         request = session.prepare_request(requests.Request("POST", url, data=b"{}"))
         session.merge_environment_settings(request.url, {}, None, None, None)
-
-
-def _call_on(ref: weakref.ref[Lifecycle], method: Callable[[Lifecycle], Any]) -> Callable[[], None]:
-    """A hook that calls ``method`` on the object if it still exists: it keeps none alive."""
-    def hook() -> None:
-        target = ref()
-        if target is not None:
-            method(target)
-    return hook
 
 
 _held: List[logging.Handler] = []  # held by the forking thread: none is caught mid-write

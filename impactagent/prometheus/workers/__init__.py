@@ -17,14 +17,13 @@ import multiprocessing.util
 import os
 import threading
 import time
-import weakref
 from pathlib import Path
 from typing import Any, Iterator, Optional, Tuple, Union
 
 from prometheus_client import CollectorRegistry, make_asgi_app, make_wsgi_app
 from prometheus_client.metrics_core import Metric
 
-from ...core.threads import start_daemon
+from ...core.threads import start_daemon, weak_hook
 from ..collector import AgentCollector, Scraped, mark_agent_view, registry_of, serve_registry
 from . import directory as files
 from . import process
@@ -67,9 +66,8 @@ class WorkersView:
         self.collector = DirectoryCollector(directory)
         self._own = AgentCollector(agent)
         self._start_in_this_process()
-        self_ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _call(self_ref, "after_fork"))
-        atexit.register(_call, self_ref, "stop")
+        os.register_at_fork(after_in_child=weak_hook(self.after_fork))
+        atexit.register(weak_hook(self.stop))
         # A multiprocessing child ends with os._exit, skipping atexit: its exit hooks publish.
         multiprocessing.util.register_after_fork(self, WorkersView._publish_when_child_ends)
         if multiprocessing.parent_process() is not None:
@@ -137,8 +135,7 @@ class WorkersView:
             self._start_in_this_process()
 
     def _publish_when_child_ends(self) -> None:
-        multiprocessing.util.Finalize(None, _call, args=(weakref.ref(self), "stop"),
-                                      exitpriority=100)
+        multiprocessing.util.Finalize(None, weak_hook(self.stop), exitpriority=100)
 
     def collect(self) -> Iterator[Metric]:
         """The sum over the workers, this one's counts as of now."""
@@ -167,10 +164,3 @@ def serve_directory(directory: Union[str, os.PathLike[str]], port: int, addr: st
     """Serve the sum over a directory's workers on ``addr:port`` from a process with no
     agent (the gunicorn master, in ``when_ready``; a sidecar)."""
     return serve_registry(registry_of(DirectoryCollector(directory)), port, addr)[0]
-
-
-def _call(ref: weakref.ref[WorkersView], method: str) -> None:
-    """Call ``method`` on the view if it still exists (a hook must not keep it alive)."""
-    target = ref()
-    if target is not None:
-        getattr(target, method)()
