@@ -45,15 +45,6 @@ def same(last: Optional[float], value: float) -> bool:
     return last is not None and (last == value or (last != last and value != value))
 
 
-def set_changed(values: Mapping[Any, float], last_set: dict[Any, float]) -> None:
-    """Set each native gauge series whose value changed since it was last set: a gauge read
-    again unchanged is no new event."""
-    for child, value in values.items():
-        if not same(last_set.get(child), value):
-            last_set[child] = value
-            child.set(value)
-
-
 def _whole(value: float) -> int:
     """The whole units of a total (0 for what no counter can hold: negative, NaN, inf)."""
     return math.floor(value) if math.isfinite(value) and value > 0 else 0
@@ -92,6 +83,34 @@ class HistogramReadings(dict[Hashable, tuple[Any, tuple[int, ...], float]]):
             added = tuple(n - o for n, o in zip(now, last[1]))
             added_sum = total - last[2]
         return (added, added_sum) if any(added) else None
+
+
+class GaugeReadings:
+    """The value last set on each native gauge series and the last one dropped for each
+    source series: a gauge read again unchanged is no new event, set or dropped (NaN is the
+    same as NaN), whichever bridge reads it."""
+
+    def __init__(self) -> None:
+        self._set: dict[Any, float] = {}
+        self._dropped: dict[Hashable, float] = {}
+
+    def add(self, native: BridgedFamilies, name: str, bridged: Bridged, key: Hashable,
+            labels: Mapping[str, str], value: float, values: dict[Any, float]) -> None:
+        """Add source series ``key``'s ``value`` to its native series' sum in ``values``; a
+        series that cannot be mapped counts one dropped event per new value."""
+        new = not same(self._dropped.get(key), value)
+        child = native.series(name, bridged, labels, int(new))
+        if child is not None:
+            values[child] = values.get(child, 0.0) + value
+        elif new:
+            self._dropped[key] = value
+
+    def set_changed(self, values: Mapping[Any, float]) -> None:
+        """Set each native series whose summed value changed since it was last set."""
+        for child, value in values.items():
+            if not same(self._set.get(child), value):
+                self._set[child] = value
+                child.set(value)
 
 
 class Bridged(NamedTuple):

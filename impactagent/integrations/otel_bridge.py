@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
-from ._bridged import Bridged, BridgedFamilies, CounterReadings, HistogramReadings, set_changed
+from ._bridged import Bridged, BridgedFamilies, CounterReadings, GaugeReadings, HistogramReadings
 
 try:
     from opentelemetry.sdk import metrics as sdk
@@ -55,8 +55,7 @@ class ImpactMetricExporter(MetricExporter):
         self._counters = CounterReadings()
         self._histograms = HistogramReadings()
         self._running: dict[Any, float] = {}  # totals of delta sums, by source series
-        self._gauges_set: dict[Any, float] = {}
-        self._gauges_dropped: dict[Any, float] = {}  # last unsettable value, by series
+        self._gauges = GaugeReadings()
 
     @property
     def refused(self) -> dict[str, str]:
@@ -72,7 +71,7 @@ class ImpactMetricExporter(MetricExporter):
                     for metric in scope_metrics.metrics:
                         if self._chosen is None or self._chosen(metric.name):
                             self._metric(metric, gauges)
-            set_changed(gauges, self._gauges_set)
+            self._gauges.set_changed(gauges)
         return export.MetricExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
@@ -119,13 +118,8 @@ class ImpactMetricExporter(MetricExporter):
         bridged = self._native.family("gauge", metric.name, metric.description, names)
         if bridged is None:
             return
-        # A value that cannot be set is one dropped event when it is new.
-        new = self._gauges_dropped.get(key) != total
-        child = self._native.series(metric.name, bridged, _labels(key, bridged), int(new))
-        if child is not None:
-            gauges[child] = gauges.get(child, 0.0) + total
-        else:
-            self._gauges_dropped[key] = total
+        self._gauges.add(self._native, metric.name, bridged, key, _labels(key, bridged), total,
+                         gauges)
 
     def _running_total(self, key: Any, delta: float) -> float:
         """What a delta-temporality sum added up to so far."""

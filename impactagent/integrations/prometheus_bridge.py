@@ -19,14 +19,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from ..prometheus.collector import is_agent_view
-from ._bridged import (
-    Bridged,
-    BridgedFamilies,
-    CounterReadings,
-    HistogramReadings,
-    same,
-    set_changed,
-)
+from ._bridged import Bridged, BridgedFamilies, CounterReadings, GaugeReadings, HistogramReadings
 
 if TYPE_CHECKING:
     from ..agent import Agent
@@ -65,9 +58,7 @@ class PrometheusBridge:
         self._counters = CounterReadings()
         self._histograms = HistogramReadings()
         self._lock = threading.Lock()
-        self._gauges_set: Dict[Any, float] = {}
-        # The value last counted as dropped, per gauge series that cannot be mapped.
-        self._gauges_dropped: Dict[Tuple[str, LabelKey], float] = {}
+        self._gauges = GaugeReadings()
         self._pid = os.getpid()
         self._fork_baseline: Optional[Tuple[CounterReadings, HistogramReadings]] = None
         agent.recorder.add_collect_hook(self.read)
@@ -112,7 +103,7 @@ class PrometheusBridge:
                     self._gauge(metric, gauges)
             else:
                 self._native.refuse(name, _REFUSED_TYPES.get(metric.type, f"type {metric.type!r}"))
-        set_changed(gauges, self._gauges_set)
+        self._gauges.set_changed(gauges)
 
     def _counter(self, metric: Any, readings: CounterReadings, record: bool) -> None:
         names, series = _by_series(metric)
@@ -161,13 +152,8 @@ class PrometheusBridge:
             if bridged is None:
                 return
             key = _label_key(sample.labels)
-            # Each new value that cannot be set is one dropped event (as a set would be).
-            new = not same(self._gauges_dropped.get((metric.name, key)), sample.value)
-            child = self._native.series(metric.name, bridged, dict(key), int(new))
-            if child is not None:
-                gauges[child] = gauges.get(child, 0.0) + sample.value
-            elif new:
-                self._gauges_dropped[(metric.name, key)] = sample.value
+            self._gauges.add(self._native, metric.name, bridged, (metric.name, key), dict(key),
+                             sample.value, gauges)
 
     def _before_fork(self) -> None:
         # Held across the fork (released in both processes after it): no read in between.
@@ -190,8 +176,7 @@ class PrometheusBridge:
     def _start_child(self) -> None:
         # A new lock (a parent thread may have held the old one at the fork); gauges unset.
         self._lock = threading.Lock()
-        self._gauges_set = {}
-        self._gauges_dropped = {}
+        self._gauges = GaugeReadings()
         self._pid = os.getpid()
 
     def after_fork(self) -> None:
