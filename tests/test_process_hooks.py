@@ -1,5 +1,6 @@
 """Fork and exit hooks hold their object weakly: they run on it while it lives, and neither
-keep a closed agent or a stopped workers view alive nor fail once it is gone."""
+keep a closed agent, a stopped workers view or a closed bridge alive nor fail once it is
+gone."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import time
 import weakref
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 import impactagent
 from impactagent.core.threads import weak_hook
+from impactagent.integrations.prometheus_bridge import bridge_prometheus
 from impactagent.prometheus.workers import WorkersView
 from tests.loopback import refused_url
 
@@ -25,17 +28,20 @@ def collected(ref: weakref.ref, seconds: float = 5.0) -> bool:
     return ref() is None
 
 
-def test_a_closed_agent_and_a_stopped_workers_view_are_collected(tmp_path):
+def test_a_closed_agent_a_stopped_workers_view_and_a_closed_bridge_are_collected(tmp_path):
     agent = impactagent.Agent("shop", url=refused_url(), api_key="*:development.x",
                               register=False)
     agent.start()  # registers its exit and fork hooks
     lifecycle = weakref.ref(agent.lifecycle)
     view = WorkersView(impactagent.Agent("shop"), tmp_path)
     viewed = weakref.ref(view)
+    bridge = bridge_prometheus(agent, families=["jobs"], registry=CollectorRegistry())
+    bridged = weakref.ref(bridge)
+    bridge.close()
     agent.close()
     view.stop()
-    del agent, view
-    assert collected(lifecycle) and collected(viewed)
+    del agent, view, bridge
+    assert collected(lifecycle) and collected(viewed) and collected(bridged)
 
 
 class Marker:

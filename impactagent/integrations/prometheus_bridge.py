@@ -15,9 +15,9 @@ import logging
 import math
 import os
 import threading
-import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
+from ..core.threads import weak_hook
 from ..prometheus.collector import is_agent_view
 from ._bridged import Bridged, BridgedFamilies, CounterReadings, GaugeReadings, HistogramReadings
 
@@ -63,10 +63,9 @@ class PrometheusBridge:
         self._fork_baseline: Optional[Tuple[CounterReadings, HistogramReadings]] = None
         agent.recorder.add_collect_hook(self.read)
         agent.follow_fork(self)
-        me = weakref.ref(self)
-        os.register_at_fork(before=lambda: _call(me, PrometheusBridge._before_fork),
-                            after_in_parent=lambda: _call(me, PrometheusBridge._after_fork),
-                            after_in_child=lambda: _call(me, PrometheusBridge._in_child))
+        os.register_at_fork(before=weak_hook(self._before_fork),
+                            after_in_parent=weak_hook(self._after_fork),
+                            after_in_child=weak_hook(self._in_child))
 
     @property
     def refused(self) -> Dict[str, str]:
@@ -248,10 +247,3 @@ def _per_bucket(cumulative: List[float]) -> List[int]:
         result.append(max(now - previous, 0))
         previous = max(now, previous)
     return result
-
-
-def _call(ref: Callable[[], Optional[PrometheusBridge]],
-          method: Callable[[PrometheusBridge], None]) -> None:
-    bridge = ref()
-    if bridge is not None:
-        method(bridge)
