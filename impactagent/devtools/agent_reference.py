@@ -8,24 +8,33 @@ import importlib
 import os
 import sys
 import traceback
+from types import ModuleType
 
 from ..agent import Agent
+from ..core.reference import NoSuchAttribute, NotAReference, resolve
 from .cli_support import UsageError
 
 
 def load_agent(where: str, option: str = "--agent") -> Agent:
     """The agent that ``where`` (``package.module:name``) names; ``option`` for the messages."""
-    module_name, colon, attribute = where.partition(":")
-    if not colon or not module_name or not attribute:
-        raise UsageError(f"{option} takes MODULE:NAME, such as myapp.metrics:agent; "
-                         f"got {where!r}")
-    if module_name.startswith(".") or module_name.endswith(".") or ".." in module_name:
-        raise UsageError(f"{option} needs an absolute module name such as myapp.metrics; "
-                         f"got {module_name!r}")
+    try:
+        agent = resolve(where, lambda module_name: _import(module_name, where, option))
+    except NotAReference as error:
+        raise UsageError(f"{option} {error}") from None
+    except NoSuchAttribute as error:
+        raise UsageError(f"{option} {where}: {error}") from None
+    if not isinstance(agent, Agent):
+        raise UsageError(f"{option} {where} is a {type(agent).__name__}, not an "
+                         "impactagent.Agent")
+    return agent
+
+
+def _import(module_name: str, where: str, option: str) -> ModuleType:
+    """``module_name`` imported from the current directory; every failure in one line."""
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except Exception as error:  # the app's code raised: where, in one line
         missing = (error.name or "") if isinstance(error, ModuleNotFoundError) else ""
         if missing and (module_name == missing or module_name.startswith(missing + ".")):
@@ -37,15 +46,6 @@ def load_agent(where: str, option: str = "--agent") -> Agent:
         raise UsageError(f"{option} {where}: importing {module_name} called sys.exit"
                          f"({error.code!r}); name a module that defines the agent without "
                          "running the app") from None
-    try:
-        agent = getattr(module, attribute)
-    except AttributeError:
-        raise UsageError(f"{option} {where}: module {module_name} has no "
-                         f"{attribute!r}") from None
-    if not isinstance(agent, Agent):
-        raise UsageError(f"{option} {where} is a {type(agent).__name__}, not an "
-                         "impactagent.Agent")
-    return agent
 
 
 def one_line(error: BaseException) -> str:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from typing import Any, Dict, Mapping, NamedTuple, Tuple
 
 from ..agent import Agent
+from ..core.reference import NoSuchAttribute, NotAReference, resolve
 from ..delivery.settings import Settings, SettingsError
 from .http_metrics import HTTP_BUCKETS
 
@@ -54,11 +54,13 @@ class IntegrationOptions(NamedTuple):
         """The agent these options name, or a new one, started when it has a ``url``."""
         agent = self.agent
         if isinstance(agent, str):
-            module_name, _, attribute = agent.partition(":")
-            if not module_name or not attribute:
+            try:
+                found = resolve(agent)
+            except NotAReference:
                 raise SettingsError(f"{where}: 'agent' must look like "
-                                    f"'package.module:attribute', got {agent!r}")
-            found = getattr(importlib.import_module(module_name), attribute, None)
+                                    f"'package.module:attribute', got {agent!r}") from None
+            except NoSuchAttribute:
+                found = None
             if not isinstance(found, Agent):
                 raise SettingsError(f"{where}: {agent!r} is not an Agent ({found!r})")
             agent = found

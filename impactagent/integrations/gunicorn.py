@@ -12,6 +12,8 @@ import os
 import sys
 from typing import Any
 
+from ..core.reference import NoSuchAttribute, NotAReference, resolve
+
 __all__ = ["AGENT_VARIABLE", "worker_exit"]
 
 #: The environment variable naming the app's agent, as ``module:attribute``.
@@ -21,15 +23,14 @@ AGENT_VARIABLE = "IMPACTAGENT_AGENT"
 def worker_exit(server: Any, worker: Any) -> None:
     """gunicorn's ``worker_exit`` hook: close the worker's agent and log what it delivered
     (found among modules already imported: nothing is imported at exit)."""
-    reference = os.environ.get(AGENT_VARIABLE, "")
-    module_name, _, attribute = reference.partition(":")
-    if not module_name or not attribute:
+    try:
+        found = resolve(os.environ.get(AGENT_VARIABLE, ""), sys.modules.get)
+    except NotAReference:
         server.log.warning("impactagent: set %s to where your agent is, as module:attribute "
                            "(e.g. shop:agent), for worker_exit to close it", AGENT_VARIABLE)
         return
-    found: Any = sys.modules.get(module_name)
-    for name in attribute.split("."):
-        found = getattr(found, name, None)
+    except NoSuchAttribute:  # in no module imported here: no agent to close
+        return
     if found is None:
         return
     result = found.close()
