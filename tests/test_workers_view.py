@@ -201,6 +201,47 @@ def test_a_directory_whose_writers_and_their_parents_are_gone_starts_a_new_gener
         ["jobs_total"] == 1
 
 
+def test_a_worker_that_joined_keeps_the_totals_going_for_the_next_join(tmp_path):
+    """An orphaned writer (its parent gone) publishes 7 and runs on; this process joins,
+    continuing the totals; the writer ends; a new agent joins. A joined writer is on disk
+    from its join on, so the last join continues the totals instead of wiping the 7."""
+    ready_r, ready_w = os.pipe()
+    end_r, end_w = os.pipe()
+
+    def start_an_orphan_writer():
+        if os.fork() == 0:
+            try:
+                os.close(end_w)  # it ends when this test closes its end, whatever happens
+                agent, jobs, _ = new_agent()
+                jobs.inc(7)
+                agent.prometheus_workers(str(tmp_path), publish_interval=60)
+                os.write(ready_w, str(os.getpid()).encode())
+                os.read(end_r, 1)
+            finally:
+                os._exit(0)
+        os.read(ready_r, 32)  # it published while its parent (this child) ran; now orphaned
+
+    try:
+        in_child(start_an_orphan_writer)
+        writer = int(next(p.name.split("-")[1] for p in tmp_path.iterdir()
+                          if p.name.startswith("w-")))
+        here = process.current()
+        counts = [["jobs_total", "counter", "Jobs", [["jobs_total", {}, 2.0]]]]
+        DirectoryCollector(tmp_path).host.join(here, worker_name(here.pid),
+                                               encode(here, counts, []))
+    finally:
+        os.close(end_w)
+    for _ in range(500):
+        if not process.pid_runs(writer):
+            break
+        time.sleep(0.01)
+    assert not process.pid_runs(writer)
+    agent, jobs, _ = new_agent()
+    jobs.inc(1)
+    assert scrape(agent.prometheus_workers(str(tmp_path), publish_interval=60)) \
+        ["jobs_total"] == 10
+
+
 def test_a_dead_worker_whose_master_still_runs_is_folded_not_wiped(tmp_path):
     """gunicorn -w 1 without --preload: the only worker killed, its replacement joins.
     The master (here: this test process) still runs, so the totals continue."""

@@ -102,10 +102,11 @@ class WorkersView:
                     and self.collector.host.has(self._name)):
                 return True
             try:
-                if not self._joined:
-                    self.collector.host.join(self._stamp)
+                if self._joined:
+                    self.collector.host.publish(self._name, data)
+                else:
+                    self.collector.host.join(self._stamp, self._name, data)
                     self._joined = True
-                self.collector.host.publish(self._name, data)
             except (OSError, TimeoutError) as error:
                 if not self._failed:
                     logger.warning("impactagent: could not publish this worker's counts to "

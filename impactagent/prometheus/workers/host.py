@@ -2,8 +2,9 @@
 (what the dead counted, the files folded into it, their parents that still run), ``.lock``.
 A **fold** writes the dead writers' files into ``departed.json``, then removes them (readers
 skip the names it lists); a writer is judged by a look taken before its file is read, so the
-file folded holds its last counts. A **join** (a first publish) starts a new generation when
-no writer and no writer's parent still runs; otherwise it folds and the totals continue.
+file folded holds its last counts. A **join** (a first publish, written under the lock) starts
+a new generation when no writer and no writer's parent still runs; otherwise it folds and the
+totals continue.
 Families are summed sample by sample; the first file read decides a family's type and help.
 """
 
@@ -180,19 +181,22 @@ class Host:
         return os.path.lexists(self.path / name)
 
     @_in_directory
-    def join(self, here: process.Stamp) -> None:
-        """Start a new generation if every writer here is gone, else fold the dead."""
+    def join(self, here: process.Stamp, name: str, data: bytes) -> None:
+        """Publish this process's first file: a new generation if every writer here is gone,
+        else fold the dead. The file is written under the lock, so that no later join can
+        take a joined writer for gone."""
         with files.locked(self.path):
             departed, _, judged = self._read(here)
             parents = departed.parents + [p.stamp.started_by for p in judged]
             if (any(p.alive for p in judged)
                     or any(process.runs(parent, here) for parent in parents)):
                 self._fold(here, departed, judged)
-                return
-            for p in judged:
-                files.remove(p.path)
-            files.remove(self.path / DEPARTED)
-            self._remove_orphaned_temporaries(here)
+            else:
+                for p in judged:
+                    files.remove(p.path)
+                files.remove(self.path / DEPARTED)
+                self._remove_orphaned_temporaries(here)
+            files.replace(self.path / name, data)
 
     @_in_directory
     def gather(self, here: process.Stamp) -> tuple[Totals, Totals]:
