@@ -335,6 +335,119 @@ def test_a_build_that_fails_after_close_took_its_snapshot_does_not_give_it_back_
         assert recorder.pending_events() == 0  # after close() nothing is pending
 
 
+def _delivery_with(server, build, max_payload_bytes=95_000):
+    """A Delivery of a fresh Recorder to ``server`` whose bodies ``build`` makes."""
+    from impactagent.core.payload import Identity
+    from impactagent.core.recorder import Recorder
+    from impactagent.core.statistics import DeliveryLedger
+    from impactagent.delivery.delivery import Delivery
+    from impactagent.delivery.transport import HttpTransport
+
+    recorder, identity = Recorder(), Identity.create("shop")
+    transport = HttpTransport(server.api_url + "/client/metrics", "t", identity,
+                              flush_interval=60)
+    return recorder, Delivery(recorder, transport, identity=identity, request_timeout=2,
+                              max_payload_bytes=max_payload_bytes, ledger=DeliveryLedger(),
+                              drops=recorder.drops, build=build)
+
+
+def _record_an_oversize_flag_and_jobs(recorder):
+    """2,000 evaluations of one flag whose variants alone outgrow a 20 kB body
+    (``oversize_item``), and 1,000 jobs that fit: 3,000 events."""
+    for variant in range(2000):
+        recorder.flags.record("huge", True, f"variant-number-{variant}")
+    recorder.metrics.counter("jobs_total", "Jobs").inc(1000)
+    return 3000
+
+
+def test_a_drop_made_by_a_build_close_took_over_is_counted_once(caplog):
+    """close() takes back the snapshot of a flush still building its bodies and builds it
+    again. The drops the taken build made (``oversize_item``) must not count: close's own
+    build counts them, once, and logs the first of them once."""
+    import logging
+    import threading
+
+    from impactagent.core.payload import build_payloads
+    from tests.scripted_server import ScriptedServer
+
+    built, close_done, calls = threading.Event(), threading.Event(), []
+
+    def build(*args, **kwargs):
+        payloads = build_payloads(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:  # the flush's build: done, but not handed over until close is
+            built.set()
+            close_done.wait(10)
+        return payloads
+
+    caplog.set_level(logging.WARNING, logger="impactagent")
+    with ScriptedServer() as server:
+        recorder, delivery = _delivery_with(server, build, max_payload_bytes=20_000)
+        recorded = _record_an_oversize_flag_and_jobs(recorder)
+        flushing = threading.Thread(target=delivery.flush, args=(time.monotonic() + 10,))
+        flushing.start()
+        assert built.wait(5)
+        delivery.close(time.monotonic() + 2)
+        close_done.set()
+        flushing.join(10)
+        assert not flushing.is_alive()
+        received = server.counter_total("jobs_total")
+        dropped = recorder.drops.as_dict()
+    assert received == 1000
+    assert dropped == {"oversize_item": 2000}
+    assert received + sum(dropped.values()) == recorded
+    assert sum("too large for any request body" in record.getMessage()
+               for record in caplog.records) == 1
+
+
+def test_a_drop_made_by_a_build_that_then_failed_is_counted_once_by_the_next_flush():
+    """A build that counted a drop and then raised gives the whole snapshot back: the next
+    flush builds it again and counts that drop, once."""
+    from impactagent.core.payload import build_payloads
+    from tests.scripted_server import ScriptedServer
+
+    calls = []
+
+    def build(*args, **kwargs):
+        payloads = build_payloads(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            raise MemoryError("building the bodies ran out of memory")
+        return payloads
+
+    with ScriptedServer() as server:
+        recorder, delivery = _delivery_with(server, build, max_payload_bytes=20_000)
+        recorded = _record_an_oversize_flag_and_jobs(recorder)
+        failed = delivery.flush(time.monotonic() + 5)
+        assert failed.skipped.startswith("building bodies failed"), failed
+        assert recorder.pending_events() == recorded  # given back whole
+        assert delivery.flush(time.monotonic() + 5).ok
+        received = server.counter_total("jobs_total")
+        dropped = recorder.drops.as_dict()
+        delivery.close(time.monotonic() + 2)
+    assert received == 1000
+    assert dropped == {"oversize_item": 2000}
+    assert received + sum(dropped.values()) == recorded
+
+
+def test_drops_made_by_close_s_failing_builds_are_not_counted_beside_what_it_held():
+    """close's builds count drops and then raise: everything it held is counted once, as
+    not delivered, and none of it again under the reason the failed build had for it."""
+    from impactagent.core.payload import build_payloads
+    from tests.scripted_server import ScriptedServer
+
+    def build(*args, **kwargs):
+        build_payloads(*args, **kwargs)
+        raise MemoryError("building the bodies ran out of memory")
+
+    with ScriptedServer() as server:
+        recorder, delivery = _delivery_with(server, build, max_payload_bytes=20_000)
+        recorded = _record_an_oversize_flag_and_jobs(recorder)
+        delivery.close(time.monotonic() + 2)
+        assert server.accepted_documents() == []
+    assert recorder.drops.as_dict() == {"not_delivered_by_close": recorded}
+
+
 # -- Ctrl-C while close keeps what a stuck flush held ------------------------------------------
 
 CTRL_C_WHILE_CLOSE_KEEPS = """

@@ -19,7 +19,7 @@ from ._numbers import MAX_SAFE
 from .flags import ToggleDelta
 from .server_limits import MAX_VARIANT_COUNT
 from .snapshot import MetricDelta, Snapshot
-from .statistics import DropCounter
+from .statistics import DropCounter, Drops
 
 #: The client specification version whose metrics contract impactagent implements.
 SPEC_VERSION = "6.1.0"
@@ -86,7 +86,7 @@ def encode(document: dict[str, Any]) -> bytes:
     return _ENCODER.encode(document).encode("ascii")
 
 
-def _samples(metric: MetricDelta, base: dict[str, str], drops: DropCounter
+def _samples(metric: MetricDelta, base: dict[str, str], drops: Drops
              ) -> Iterator[tuple[int, bytes, int]]:
     """``(index, JSON, events)`` of each sample the server takes, written directly (no dict
     per sample); a histogram whose sum or count it would refuse is counted as dropped."""
@@ -162,7 +162,7 @@ class _Bodies:
     bound; a unit too big for any body is dropped (``oversize_item``)."""
 
     def __init__(self, header: dict[str, Any], snapshot: Snapshot, max_bytes: int,
-                 drops: DropCounter) -> None:
+                 drops: Drops) -> None:
         self.head = encode(header)[:-3]
         self.base = len(encode(header)) + len(',"impactMetrics":[]')
         self.max_bytes = max_bytes
@@ -239,7 +239,7 @@ class _Bodies:
             indexes.append(index)
 
 
-def _flags_to_send(snapshot: Snapshot, drops: DropCounter) -> Iterator[tuple[str, ToggleDelta]]:
+def _flags_to_send(snapshot: Snapshot, drops: Drops) -> Iterator[tuple[str, ToggleDelta]]:
     """The snapshot's flags a server takes; one it would lose the window for is dropped."""
     for name, delta in snapshot.toggles.items():
         if not (delta.yes or delta.no):  # the server ignores it
@@ -252,7 +252,7 @@ def _flags_to_send(snapshot: Snapshot, drops: DropCounter) -> Iterator[tuple[str
 
 
 def build_payloads(snapshot: Snapshot, identity: Identity, *, max_bytes: int = DEFAULT_MAX_BYTES,
-                   drops: DropCounter | None = None) -> list[Payload]:
+                   drops: Drops | None = None) -> list[Payload]:
     """The ``ClientMetrics`` bodies for a snapshot, none larger than ``max_bytes``; at least
     one (an empty window still tells the server the instance is alive)."""
     drops = drops if drops is not None else DropCounter()

@@ -42,6 +42,14 @@ DROP_REASONS: dict[str, str] = {
 }
 
 
+class Drops(Protocol):
+    """Where drops are counted: the :class:`DropCounter` itself, or a :class:`DropTally`
+    that holds them until whoever owns them for good counts them there."""
+
+    def add(self, reason: str, n: int = 1, *, detail: str = "",
+            explained: bool = False) -> None: ...
+
+
 class DropCounter:
     """Thread-safe counts of dropped values by reason (drops are rare: a lock is fine).
 
@@ -91,6 +99,37 @@ class DropCounter:
     def total(self) -> int:
         with self._lock:
             return sum(self._counts.values())
+
+
+class DropTally:
+    """The drops a request-body build makes, counted into ``into`` only by :meth:`commit`:
+    a build whose snapshot is given back (taken by close, or the build failed) is built
+    again, and only the build that turns it into bodies for good counts them.
+
+    >>> drops = DropCounter()
+    >>> tally = DropTally(drops)
+    >>> tally.add("oversize_item", 3, detail="flag 'huge'", explained=True)
+    >>> drops.as_dict()
+    {}
+    >>> tally.commit()
+    >>> drops.as_dict()
+    {'oversize_item': 3}
+    """
+
+    def __init__(self, into: Drops) -> None:
+        self.into = into
+        self._counts: dict[tuple[str, str, bool], int] = {}  # one build, one thread
+
+    def add(self, reason: str, n: int = 1, *, detail: str = "", explained: bool = False) -> None:
+        key = (reason, detail, explained)
+        self._counts[key] = self._counts.get(key, 0) + n
+
+    def commit(self) -> None:
+        """Count what was tallied into ``into`` (which logs the first of each reason), once:
+        the tally is empty after."""
+        counts, self._counts = self._counts, {}
+        for (reason, detail, explained), n in counts.items():
+            self.into.add(reason, n, detail=detail, explained=explained)
 
 
 def _now_iso() -> str:

@@ -19,7 +19,7 @@ import tenacity
 from ..core.payload import Payload, build_payloads, payload_from_document, split_payload
 from ..core.recorder import Recorder
 from ..core.snapshot import Snapshot
-from ..core.statistics import DeliveryLedger, DropCounter
+from ..core.statistics import DeliveryLedger, DropCounter, Drops, DropTally
 from .backoff import Backoff
 from .deadline import NO_ANSWER, NOT_STARTED, CallThread, start_or_run
 from .health import Health
@@ -206,8 +206,9 @@ class Delivery:
             return []  # closed meanwhile: close() sets the rest aside
         snapshot = collected.content
         assert isinstance(snapshot, Snapshot)
+        drops = DropTally(self.drops)  # counted only if this build's bodies replace it
         try:
-            payloads = self._build_from(snapshot)
+            payloads = self._build_from(snapshot, drops)
         except Exception as error:
             if self._parcels.settle(collected) == OPEN:  # not taken (and given back) by close
                 self.recorder.restore(snapshot)
@@ -220,12 +221,12 @@ class Delivery:
         if not carrying:
             run.empty_window = True
             self.ledger.add("empty_windows")
-        parcels = self._parcels.replace(collected, carrying)
+        parcels = self._parcels.replace(collected, carrying, drops)
         return parcels if parcels is not None else []
 
-    def _build_from(self, snapshot: Snapshot) -> List[Payload]:
+    def _build_from(self, snapshot: Snapshot, drops: Drops) -> List[Payload]:
         return self._build(snapshot, self.identity, max_bytes=self.max_payload_bytes,
-                           drops=self.drops)
+                           drops=drops)
 
     def _send(self, parcel: Parcel, run: _Run) -> None:
         if not self._parcels.start_sending(parcel):
@@ -476,12 +477,14 @@ class Delivery:
         self.closing = True
         events = sum(parcel.events for parcel in self._take_all(close=True))
         pending = self.recorder.pending_events()
+        drops = DropTally(self.drops)  # a failed build counts all it held as not delivered
         try:
-            payloads = self._build_from(self.recorder.collect())
+            payloads = self._build_from(self.recorder.collect(), drops)
         except Exception:
             logger.exception("building the last request bodies at close failed")
             self._count_not_delivered(pending)
             return events + pending
+        drops.commit()
         for payload in payloads:
             if payload.events:  # an empty window: nothing was recorded, nothing to keep
                 events += payload.events

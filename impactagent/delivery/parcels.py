@@ -16,6 +16,7 @@ from ..core.payload import Payload
 
 if TYPE_CHECKING:
     from ..core.snapshot import Snapshot
+    from ..core.statistics import DropTally
     from .deadline import Job
     from .spool import SpoolEntry
     from .transport_api import Outcome
@@ -78,13 +79,16 @@ class Parcels:
         self._unsettled.add(parcel)
         return parcel
 
-    def replace(self, parcel: Parcel, payloads: List[Payload]) -> Optional[List[Parcel]]:
-        """Swap a snapshot parcel for the parcels of its bodies; None if it was taken."""
+    def replace(self, parcel: Parcel, payloads: List[Payload], drops: DropTally
+                ) -> Optional[List[Parcel]]:
+        """Swap a snapshot parcel for the parcels of its bodies, and count the ``drops`` its
+        build made with that swap; None if it was taken (its taker builds and counts it)."""
         with self._lock:
             if parcel.state != OPEN:
                 return None
             parcel.state = SETTLED
             self._unsettled.discard(parcel)
+            drops.commit()
             return [self._open(payload, None) for payload in payloads]
 
     def start_sending(self, parcel: Parcel) -> bool:
