@@ -448,6 +448,38 @@ def test_drops_made_by_close_s_failing_builds_are_not_counted_beside_what_it_hel
     assert recorder.drops.as_dict() == {"not_delivered_by_close": recorded}
 
 
+def test_ctrl_c_from_the_first_drop_s_log_line_loses_none_of_the_bodies():
+    """The drops of a build are counted (and the first logged) as its bodies replace the
+    snapshot: a Ctrl-C raised by a log handler then must leave those bodies kept (merged
+    back), not lost between the snapshot and its bodies."""
+    import logging
+
+    from impactagent.core.payload import build_payloads
+    from tests.scripted_server import ScriptedServer
+
+    class CtrlC(logging.Handler):
+        def emit(self, record):
+            if "too large for any request body" in record.getMessage():
+                raise KeyboardInterrupt
+
+    handler = CtrlC()
+    logging.getLogger("impactagent").addHandler(handler)
+    try:
+        with ScriptedServer() as server:
+            recorder, delivery = _delivery_with(server, build_payloads,
+                                                max_payload_bytes=20_000)
+            recorded = _record_an_oversize_flag_and_jobs(recorder)
+            with pytest.raises(KeyboardInterrupt):
+                delivery.flush(time.monotonic() + 5)
+            dropped = recorder.drops.as_dict()
+            assert dropped == {"oversize_item": 2000}
+            assert recorder.pending_events() + sum(dropped.values()) == recorded
+            delivery.close(time.monotonic() + 2)
+            assert server.counter_total("jobs_total") == 1000
+    finally:
+        logging.getLogger("impactagent").removeHandler(handler)
+
+
 # -- Ctrl-C while close keeps what a stuck flush held ------------------------------------------
 
 CTRL_C_WHILE_CLOSE_KEEPS = """
