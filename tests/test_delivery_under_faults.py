@@ -360,15 +360,12 @@ def _record_an_oversize_flag_and_jobs(recorder):
     return 3000
 
 
-def test_a_drop_made_by_a_build_close_took_over_is_counted_once(caplog):
-    """close() takes back the snapshot of a flush still building its bodies and builds it
-    again. The drops the taken build made (``oversize_item``) must not count: close's own
-    build counts them, once, and logs the first of them once."""
-    import logging
+def _close_during_the_first_build(server, record, max_payload_bytes=95_000):
+    """A flush on a thread builds its bodies and holds them until ``close()``, begun
+    meanwhile, has returned; the recorder and delivery, after ``record(recorder)``."""
     import threading
 
     from impactagent.core.payload import build_payloads
-    from tests.scripted_server import ScriptedServer
 
     built, close_done, calls = threading.Event(), threading.Event(), []
 
@@ -380,24 +377,46 @@ def test_a_drop_made_by_a_build_close_took_over_is_counted_once(caplog):
             close_done.wait(10)
         return payloads
 
+    recorder, delivery = _delivery_with(server, build, max_payload_bytes)
+    record(recorder)
+    flushing = threading.Thread(target=delivery.flush, args=(time.monotonic() + 10,))
+    flushing.start()
+    assert built.wait(5)
+    delivery.close(time.monotonic() + 2)
+    close_done.set()
+    flushing.join(10)
+    assert not flushing.is_alive()
+    return recorder, delivery
+
+
+def test_a_drop_made_by_a_build_close_took_over_is_counted_once(caplog):
+    """close() takes back the snapshot of a flush still building its bodies and builds it
+    again. The drops the taken build made (``oversize_item``) must not count: close's own
+    build counts them, once, and logs the first of them once."""
+    import logging
+
+    from tests.scripted_server import ScriptedServer
+
     caplog.set_level(logging.WARNING, logger="impactagent")
     with ScriptedServer() as server:
-        recorder, delivery = _delivery_with(server, build, max_payload_bytes=20_000)
-        recorded = _record_an_oversize_flag_and_jobs(recorder)
-        flushing = threading.Thread(target=delivery.flush, args=(time.monotonic() + 10,))
-        flushing.start()
-        assert built.wait(5)
-        delivery.close(time.monotonic() + 2)
-        close_done.set()
-        flushing.join(10)
-        assert not flushing.is_alive()
+        recorder, _ = _close_during_the_first_build(
+            server, _record_an_oversize_flag_and_jobs, max_payload_bytes=20_000)
         received = server.counter_total("jobs_total")
-        dropped = recorder.drops.as_dict()
+    dropped = recorder.drops.as_dict()
     assert received == 1000
     assert dropped == {"oversize_item": 2000}
-    assert received + sum(dropped.values()) == recorded
+    assert received + sum(dropped.values()) == 3000
     assert sum("too large for any request body" in record.getMessage()
                for record in caplog.records) == 1
+
+
+def test_an_empty_window_close_took_over_is_counted_once():
+    """The empty window a taken build saw is close's to count (its build sees it again)."""
+    from tests.scripted_server import ScriptedServer
+
+    with ScriptedServer() as server:
+        _, delivery = _close_during_the_first_build(server, lambda recorder: None)
+    assert delivery.ledger.as_dict()["empty_windows"] == 1
 
 
 def test_a_drop_made_by_a_build_that_then_failed_is_counted_once_by_the_next_flush():

@@ -218,11 +218,13 @@ class Delivery:
             raise _BuildFailed(f"building bodies failed ({type(error).__name__}); "
                                "kept for the next flush") from error
         carrying = [payload for payload in payloads if payload.units]
+        parcels = self._parcels.replace(collected, carrying, drops)
+        if parcels is None:
+            return []  # taken by close, which builds it again
         if not carrying:
             run.empty_window = True
             self.ledger.add("empty_windows")
-        parcels = self._parcels.replace(collected, carrying, drops)
-        return parcels if parcels is not None else []
+        return parcels
 
     def _build_from(self, snapshot: Snapshot, drops: Drops) -> List[Payload]:
         return self._build(snapshot, self.identity, max_bytes=self.max_payload_bytes,
