@@ -49,6 +49,7 @@ POSSIBLY_DUPLICATED = "possibly_duplicated_events"
 NOT_DELIVERED_BY_CLOSE = "not_delivered_by_close"
 ANSWER_GRACE_SECONDS = 0.1  # past a POST's timeout, for the transport's own answer
 _TURN_RECHECK_SECONDS = 0.05  # a flush waiting for its turn looks whether the process ends
+_SETTLE_SECONDS = 0.5  # at most, for a body being kept to reach the spool before the end
 
 BuildPayloads = Callable[..., List[Payload]]
 
@@ -189,8 +190,9 @@ class Delivery:
             backlog_sent = not paced_out and (self.spool is None or self._replay_spool(run))
             for parcel in self._collect(run):  # kept, not sent, if the server just failed
                 if not backlog_sent or run.kept or self.unauthorized is not None:
-                    if self._parcels.settle(parcel) in (OPEN, SENDING):  # not taken by close
-                        self._keep(parcel, run)
+                    with self._parcels.settling(parcel) as before:
+                        if before in (OPEN, SENDING):  # not taken by close
+                            self._keep(parcel, run)
                 else:
                     self._send(parcel, run)
         except _BuildFailed as failure:
@@ -210,8 +212,9 @@ class Delivery:
         try:
             payloads = self._build_from(snapshot, drops)
         except Exception as error:
-            if self._parcels.settle(collected) == OPEN:  # not taken (and given back) by close
-                self.recorder.restore(snapshot)
+            with self._parcels.settling(collected) as before:
+                if before == OPEN:  # not taken (and given back) by close
+                    self.recorder.restore(snapshot)
             self.ledger.add("flush_errors")
             logger.exception("building request bodies failed; what was collected is kept "
                              "for the next flush")
@@ -306,7 +309,11 @@ class Delivery:
 
     def _answered(self, parcel: Parcel, outcome: Optional[Outcome], run: _Run) -> List[Parcel]:
         """Settle a body by its answer (None: the late call raised); the halves of a 413."""
-        before = self._parcels.settle(parcel)
+        with self._parcels.settling(parcel) as before:
+            return self._settle_by(parcel, before, outcome, run)
+
+    def _settle_by(self, parcel: Parcel, before: str, outcome: Optional[Outcome], run: _Run
+                   ) -> List[Parcel]:
         if before == TAKEN:  # close kept it while its POST was in flight
             self._answer_taken(parcel, outcome, late=run.is_late)
             return []
@@ -426,7 +433,7 @@ class Delivery:
         got_lock = self._lock.acquire(timeout=max(halfway - time.monotonic(), 0))
         try:
             self._parcels.wait_answered(  # an answer heard by halfway settles its body
-                lambda: time.monotonic() if self.ending is not None else halfway)
+                lambda: halfway if self.ending is None else min(halfway, self.ending))
             taken = self._take_all(close=False)
             last = self._running = _Run(deadline, threading.Event(), paced=False)
             if self.ending is not None:  # SIGTERM came while close waited
@@ -477,6 +484,8 @@ class Delivery:
         """Settle everything now: every open body and the recorder's rest are spooled or
         counted, and nothing is collected after. Returns the events set aside."""
         self.closing = True
+        settled_by = time.monotonic() + _SETTLE_SECONDS  # what an answer is being kept as
+        self._parcels.wait_answered(lambda: settled_by, answers=False)
         events = sum(parcel.events for parcel in self._take_all(close=True))
         pending = self.recorder.pending_events()
         drops = DropTally(self.drops)  # a failed build counts all it held as not delivered

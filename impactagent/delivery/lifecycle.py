@@ -2,9 +2,11 @@
 
 ``atexit`` closes the agent (a ``multiprocessing`` child through multiprocessing's exit
 hooks); SIGTERM, which runs no ``atexit`` hook, closes every started agent within its
-``shutdown_timeout`` and then ends the process as it would have (an app's own handler is left
-alone). After ``fork()`` the child starts with zero counts, new locks, session and connection
-id, and its own flusher if the parent had one; no log handler is held mid-write across it.
+``shutdown_timeout`` on a thread of its own and then ends the process as it would have (an
+app's own handler is left alone). An app's ``flush()`` and ``close()`` run on an agent thread
+too: a signal handler, which runs on the main thread, never cuts the agent's work short.
+After ``fork()`` the child starts with zero counts, new locks, session and connection id,
+and its own flusher if the parent had one; no log handler is held mid-write across it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 import uuid
 import weakref
 from functools import partial
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..core.payload import Identity, environment_from_token
 from ..core.recorder import Recorder
@@ -113,10 +115,11 @@ class Lifecycle:
 
     def flush(self, timeout: float) -> FlushResult:
         _check_timeout(timeout)
-        if self.delivery is None:
+        delivery = self.delivery
+        if delivery is None:
             return FlushResult(skipped="no url configured")
-        with _deferring():
-            return self.delivery.flush(time.monotonic() + timeout)
+        deadline = time.monotonic() + timeout
+        return _on_an_agent_thread(lambda: delivery.flush(deadline), "impactagent-flush")
 
     def hurry(self) -> None:
         """SIGTERM came: a flush running now ends at once; a close within its timeout."""
@@ -125,8 +128,7 @@ class Lifecycle:
 
     def close(self, timeout: float) -> FlushResult:
         _check_timeout(timeout)
-        with _deferring():
-            return self._close(timeout)
+        return _on_an_agent_thread(lambda: self._close(timeout), "impactagent-close")
 
     def _close(self, timeout: float) -> FlushResult:
         deadline = time.monotonic() + timeout
@@ -148,7 +150,7 @@ class Lifecycle:
             except Exception:  # a bug must not escape close(), least of all at exit
                 logger.exception("closing failed")
                 result = FlushResult(skipped="closing failed (see the log)")
-            except BaseException as interruption:  # Ctrl-C, a signal handler's SystemExit
+            except BaseException as interruption:  # at exit, run on the app's thread
                 logger.error("close() was interrupted (%s); what it still held was spooled "
                              "or counted as dropped", type(interruption).__name__)
                 raise
@@ -166,9 +168,10 @@ class Lifecycle:
             self.delivery.abandon()
 
     def close_at_exit(self) -> None:
+        # On this thread: a thread's work would die with the process (3.12 starts none).
         # Even when a close has begun on another thread: the exit waits for it (bounded).
         if self.flusher is not None:
-            self.close(self.settings.shutdown_timeout)
+            self._close(self.settings.shutdown_timeout)
 
     def after_fork_in_child(self) -> None:
         """Reset everything a forked child must not share with its parent."""
@@ -272,12 +275,36 @@ os.register_at_fork(before=hold_handlers, after_in_parent=release_handlers,
 _started: weakref.WeakSet[Lifecycle] = weakref.WeakSet()
 _guard = threading.Lock()
 _installed = False
-#: Per thread: the flushes and closes in progress (``depth``) and, on the main thread where
-#: the handler runs, whether a SIGTERM waits for them to end (``deferred``).
-_local = threading.local()
-_ending = threading.Event()  # the handler is closing everything: a second SIGTERM waits
+_ending = threading.Event()  # the first SIGTERM's closing has begun: a second one waits
+_closing_all: Optional[threading.Thread] = None  # that closing's thread
+_ended = threading.Event()  # it has settled everything: the next SIGTERM ends the process
 SIGTERM_THREAD = "impactagent-sigterm"
 _ABANDON_SECONDS = 1.0  # for an agent's stuck state to be spooled or counted
+_END_SECONDS = 1.0  # for the main thread to run the handler that ends the process
+_WAIT_SECONDS = 0.05
+
+
+def _on_an_agent_thread(work: Callable[[], FlushResult], name: str) -> FlushResult:
+    """``work()``, run on an agent thread while the caller waits (on the caller's at exit,
+    where no thread starts). A signal handler runs on the app's main thread, so Ctrl-C or
+    an app's ``sys.exit`` there ends the wait, never the work: it takes, sends and gives back
+    by its own deadline, and nothing it took is lost half-way."""
+    done: List[Tuple[Optional[FlushResult], Optional[BaseException]]] = []
+
+    def run() -> None:
+        try:
+            done.append((work(), None))
+        except BaseException as error:  # handed to the caller
+            done.append((None, error))
+
+    thread = start_or_run(run, name)
+    while thread is not None and thread.is_alive():
+        thread.join(_WAIT_SECONDS)  # short waits: the main thread's handlers run between
+    result, error = done[0]
+    if error is not None:
+        raise error
+    assert result is not None
+    return result
 
 
 def _enroll(lifecycle: Lifecycle) -> None:
@@ -306,64 +333,73 @@ def _leave_to_multiprocessing() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-@contextlib.contextmanager
-def _deferring() -> Iterator[None]:
-    """Mark a flush or a close in progress on this thread: a SIGTERM that interrupts it
-    waits for it (cut short) to end, not ending the process with the body it holds."""
-    _local.depth = getattr(_local, "depth", 0) + 1
-    try:
-        yield
-    finally:
-        _local.depth -= 1
-        # Only the thread the SIGTERM interrupted ends the process.
-        if _local.depth == 0 and getattr(_local, "deferred", False):
-            _close_all_and_end()
-
-
 def _on_sigterm(signum: int, frame: Optional[Any]) -> None:
-    if getattr(_local, "depth", 0):
-        # A close on another thread would wait for what this flush or close holds: cut it
-        # short, let it settle what it holds, then close every agent and end.
-        _local.deferred = True
-        for target in list(_started):
-            target.hurry()
+    """Start closing every agent, and return: the code this interrupts may hold a lock the
+    closing needs (a flag's first count, ``statistics()``), so it must go on to release it."""
+    global _closing_all
+    if _ended.is_set():
+        _end_as_sigterm()
+    if _ending.is_set():
         return
-    _close_all_and_end()
+    _ending.set()
+    for target in list(_started):
+        target.hurry()
+    _closing_all = start_or_run(_close_all_and_end, SIGTERM_THREAD)
 
 
 def _close_all_and_end() -> None:
     """Close every started agent, each within its ``shutdown_timeout``, then end; what an
     agent still holds by then is spooled or counted at once."""
-    if _ending.is_set():  # a second SIGTERM interrupted the first's closing: it goes on
-        return
-    _ending.set()
-    try:
-        targets: List[Lifecycle] = list(_started)
-        closers = [start_or_run(partial(t.close, t.settings.shutdown_timeout), SIGTERM_THREAD)
-                   for t in targets]
-        deadline = time.monotonic() + max((t.settings.shutdown_timeout for t in targets),
-                                          default=0.0) + 1.0
-        for closer in closers:
-            if closer is not None:
-                closer.join(max(deadline - time.monotonic(), 0.0))
-        # Every agent: a close running on another thread may outlast its closer.
-        late = [start_or_run(target.abandon, SIGTERM_THREAD) for target in targets]
-        for abandoning in late:
-            if abandoning is not None:
-                abandoning.join(_ABANDON_SECONDS)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # end as SIGTERM would have
-        os.kill(os.getpid(), signal.SIGTERM)
-        os._exit(128 + signal.SIGTERM)  # not reached: the default action ends the process
-    finally:  # reached only when cut short (Ctrl-C): a later SIGTERM is handled anew
-        _ending.clear()
+    targets: List[Lifecycle] = list(_started)
+    closers = [start_or_run(partial(t.close, t.settings.shutdown_timeout), SIGTERM_THREAD)
+               for t in targets]
+    deadline = time.monotonic() + max((t.settings.shutdown_timeout for t in targets),
+                                      default=0.0) + 1.0
+    for closer in closers:
+        if closer is not None:
+            closer.join(max(deadline - time.monotonic(), 0.0))
+    # Every agent: a close running on another thread may outlast its closer.
+    late = [start_or_run(target.abandon, SIGTERM_THREAD) for target in targets]
+    for abandoning in late:
+        if abandoning is not None:
+            abandoning.join(_ABANDON_SECONDS)
+    _ended.set()
+    if threading.current_thread() is threading.main_thread():
+        _end_as_sigterm()
+    # Only the main thread may restore SIGTERM's default action: it does in the handler.
+    with contextlib.suppress(ProcessLookupError, ValueError):
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+        time.sleep(_END_SECONDS)
+    os._exit(128 + signal.SIGTERM)  # the main thread runs no Python (stuck, or gone)
+
+
+def _end_after_the_closing() -> None:
+    """At exit (the last hook, registered first): an app whose main thread ended while a
+    SIGTERM's closing ran ends when it is done, and as SIGTERM would."""
+    closing = _closing_all
+    while closing is not None and closing.is_alive():  # bounded by the closing's deadlines
+        closing.join(_WAIT_SECONDS)
+    if _ended.is_set():
+        _end_as_sigterm()
+
+
+atexit.register(_end_after_the_closing)
+
+
+def _end_as_sigterm() -> None:
+    """End the process as SIGTERM's default action would (call on the main thread)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+    os._exit(128 + signal.SIGTERM)  # not reached: the default action ends the process
 
 
 def _reset_after_fork() -> None:
-    """A forked child starts with no close in progress, no deferred signal, a free guard."""
-    global _guard, _local, _ending
+    """A forked child starts with no SIGTERM closing in progress and a free guard."""
+    global _guard, _ending, _ended, _closing_all
     _guard = threading.Lock()
-    _local = threading.local()
     _ending = threading.Event()
+    _ended = threading.Event()
+    _closing_all = None
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)

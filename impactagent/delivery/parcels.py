@@ -1,13 +1,15 @@
 """One owner and one state per body (a *parcel*: a body, or for a moment its snapshot),
 changed in one place under one lock, so every body is settled exactly once::
 
-    open ──> sending ──> settled          (the flush that opened it settles it)
+    open ──> sending ──> settling ──> settled   (the flush that opened it settles it)
       │         │
-      └─────────┴──> taken ──> settled    (close or SIGTERM kept it first; a late 2xx undoes that)
+      └─────────┴──> taken ──> settled          (close or SIGTERM kept it first; a late
+                                                 2xx undoes that)
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Set, Tuple, Union
@@ -25,6 +27,7 @@ _RECHECK_SECONDS = 0.05  # a deadline may move closer while one waits
 
 OPEN = "open"
 SENDING = "sending"
+SETTLING = "settling"
 TAKEN = "taken"
 SETTLED = "settled"
 
@@ -102,22 +105,36 @@ class Parcels:
             parcel.state = SENDING
             return True
 
-    def settle(self, parcel: Parcel) -> str:
-        """Mark settled by its owner; returns the state it was in (``TAKEN``: the taker
-        kept it; ``SETTLED``: taken before it was sent)."""
+    @contextlib.contextmanager
+    def settling(self, parcel: Parcel) -> Iterator[str]:
+        """Settle ``parcel`` by its owner, who accounts for it (spools, counts, merges back)
+        inside the block; yields the state it was in (``TAKEN``: the taker kept it;
+        ``SETTLED``: taken before it was sent). Until the block ends it stays unsettled, so
+        that a close waits for what it is kept as rather than ending the process meanwhile."""
         with self._lock:
             before = parcel.state
-            parcel.state = SETTLED
-            self._unsettled.discard(parcel)
-            self._settled.notify_all()
-            return before
+            if before in (OPEN, SENDING):
+                parcel.state = SETTLING
+            else:
+                parcel.state = SETTLED
+                self._unsettled.discard(parcel)
+        try:
+            yield before
+        finally:
+            with self._lock:
+                if parcel.state == SETTLING:
+                    parcel.state = SETTLED
+                    self._unsettled.discard(parcel)
+                self._settled.notify_all()
 
-    def wait_answered(self, until: Callable[[], float]) -> None:
-        """Wait until no parcel is sending but those whose call is stuck, or ``until()``: an
-        answer heard settles a body for sure, where one taken in flight stays in doubt."""
+    def wait_answered(self, until: Callable[[], float], *, answers: bool = True) -> None:
+        """Wait until no parcel is being settled, nor (``answers``) sending but those whose
+        call is stuck, or ``until()``: an answer heard settles a body for sure, where one
+        taken in flight stays in doubt."""
         with self._settled:
-            while any(parcel.state == SENDING
-                      and not (parcel.in_flight is not None and parcel.in_flight.stuck())
+            while any(parcel.state == SETTLING
+                      or (answers and parcel.state == SENDING
+                          and not (parcel.in_flight is not None and parcel.in_flight.stuck()))
                       for parcel in self._unsettled):
                 left = until() - time.monotonic()
                 if left <= 0:
@@ -149,9 +166,10 @@ class Parcels:
             self.closed = self.closed or close
         while True:
             with self._lock:
-                if not self._unsettled:
+                parcel = next((p for p in self._unsettled if p.state != SETTLING), None)
+                if parcel is None:  # a parcel being settled is its owner's
                     return
-                parcel = self._unsettled.pop()
+                self._unsettled.discard(parcel)
                 sending = parcel.state == SENDING
                 parcel.state = TAKEN if sending else SETTLED
             yield parcel, sending
