@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import impactagent
 from impactagent.prometheus.workers import DirectoryCollector, process
+from impactagent.prometheus.workers import directory as files
 from impactagent.prometheus.workers.host import encode, worker_name
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
@@ -579,3 +580,74 @@ def test_a_worker_that_publishes_and_ends_while_a_scrape_reads_its_file_keeps_it
             _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         assert summed(collector, "jobs_total") == expected
+
+
+def fork_with(kind: str) -> int:
+    """``os.fork()`` (Python's at-fork hooks run) or libc's ``fork()`` (they do not)."""
+    if kind == "os":
+        return os.fork()
+    import ctypes
+
+    return int(ctypes.CDLL(None).fork())
+
+
+@pytest.mark.parametrize("kind", ["os", "libc"])
+def test_a_fork_while_another_thread_holds_the_directory_lock_leaves_it_to_no_one(
+        tmp_path, kind):
+    # A scrape in another thread holds the lock while the app forks a worker that lives on:
+    # once the scrape ends, the parent and the child can each take the lock.
+    holding, release = threading.Event(), threading.Event()
+
+    def scrape_in_a_thread():
+        with files.locked(tmp_path):
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=scrape_in_a_thread)
+    thread.start()
+    assert holding.wait(10)
+    done_read, done_write = os.pipe()
+    pid = fork_with(kind)
+    if pid == 0:
+        code = 1
+        try:
+            os.close(done_write)
+            with files.locked(tmp_path, timeout=3):  # waits for the parent's thread
+                pass
+            os.read(done_read, 1)  # lives on until the parent has taken the lock too
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(done_read)
+    try:
+        release.set()
+        thread.join()
+        with files.locked(tmp_path, timeout=3):  # the worker still runs
+            pass
+        assert list(DirectoryCollector(tmp_path).collect()) == []  # a scrape, as well
+    finally:
+        os.close(done_write)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child could not take the lock"
+
+
+def test_the_directory_lock_orders_the_threads_of_one_process(tmp_path):
+    # A record lock is the process's: a second thread must still wait for the first.
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        with files.locked(tmp_path):
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        with pytest.raises(TimeoutError), files.locked(tmp_path, timeout=0.2):
+            pass
+    finally:
+        release.set()
+        thread.join()
+    with files.locked(tmp_path, timeout=1):
+        pass
