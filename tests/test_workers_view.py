@@ -651,3 +651,41 @@ def test_the_directory_lock_orders_the_threads_of_one_process(tmp_path):
         thread.join()
     with files.locked(tmp_path, timeout=1):
         pass
+
+
+_WORKERS_OF_PID_1 = """
+import os, sys
+import impactagent
+from impactagent.prometheus.workers import DirectoryCollector
+assert os.getpid() == 1
+directory = sys.argv[1]
+for n in (10, 1):  # a worker ends (gracefully), then the master starts the next
+    pid = os.fork()
+    if pid == 0:
+        agent = impactagent.Agent("view", "test")
+        jobs = agent.counter("jobs_total", "Jobs")
+        view = agent.prometheus_workers(directory, publish_interval=60)
+        jobs.inc(n)
+        view.stop()
+        os._exit(0)
+    os.waitpid(pid, 0)
+print(sum(s.value for m in DirectoryCollector(directory).collect() for s in m.samples
+          if s.name == "jobs_total"))
+"""
+
+
+def test_a_master_that_is_pid_1_keeps_the_totals_going_between_its_workers(tmp_path):
+    # gunicorn as a container's first process, without --preload: each time every worker
+    # is gone, the next one must continue the totals, as the master still runs.
+    import subprocess
+    import sys
+
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-p", "-f", "--mount-proc", "true"],
+                                         capture_output=True).returncode != 0:
+        pytest.skip("needs a pid namespace (unshare -p -f --mount-proc), not permitted here")
+    result = subprocess.run(
+        [unshare, "-p", "-f", "--mount-proc", sys.executable, "-c", _WORKERS_OF_PID_1,
+         str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) == 11
