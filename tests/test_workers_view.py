@@ -689,3 +689,25 @@ def test_a_master_that_is_pid_1_keeps_the_totals_going_between_its_workers(tmp_p
          str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert float(result.stdout) == 11
+
+
+def test_a_child_forked_without_python_hooks_never_publishes_its_parents_counts(tmp_path):
+    # uWSGI without py-call-osafterfork and without a post-fork hook: nobody calls
+    # agent.after_fork(). The view notices the new pid at its first publish and starts the
+    # child at zero there, as the hooks would have.
+    agent, jobs, _ = new_agent()
+    jobs.inc(10)
+    view = agent.prometheus_workers(str(tmp_path), publish_interval=60)
+    pid = fork_with("libc")
+    if pid == 0:
+        code = 1
+        try:
+            view.publish()
+            jobs.inc(5)
+            view.publish()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert scrape(view)["jobs_total"] == 15  # the parent's 10, the child's 5: not 25
