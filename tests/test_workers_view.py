@@ -711,3 +711,29 @@ def test_a_child_forked_without_python_hooks_never_publishes_its_parents_counts(
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert scrape(view)["jobs_total"] == 15  # the parent's 10, the child's 5: not 25
+
+
+def test_files_a_killed_fold_absorbed_do_not_come_back_in_a_new_generation(tmp_path):
+    # A scraper killed (SIGKILL) after it wrote departed.json and before it removed the
+    # files it absorbed; then a new deploy: every old writer and its parent are gone.
+    def worker(n):
+        def work():
+            agent, jobs, _ = new_agent()
+            view = agent.prometheus_workers(str(tmp_path), publish_interval=60)
+            jobs.inc(n)
+            view.stop()
+        return work
+
+    in_child(lambda: in_child(worker(7)))  # a worker whose parent is gone too
+    pid = os.fork()
+    if pid == 0:
+        files.remove = lambda path: os.kill(os.getpid(), signal.SIGKILL)
+        list(DirectoryCollector(tmp_path).collect())
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == -signal.SIGKILL
+    absorbed = json.loads((tmp_path / "departed.json").read_text())["absorbed"]
+    assert len(absorbed) == 1 and (tmp_path / absorbed[0]).exists()
+    in_child(worker(1))  # the new generation's first worker
+    assert summed(DirectoryCollector(tmp_path), "jobs_total") == 1
+    assert not (tmp_path / absorbed[0]).exists()

@@ -191,9 +191,9 @@ class Host:
             if (any(p.alive for p in judged)
                     or any(process.runs(parent, here) for parent in parents)):
                 self._fold(here, departed, judged)
-            else:
-                for p in judged:
-                    files.remove(p.path)
+            else:  # a new generation: every file of the old one goes, departed.json last
+                for path in [self.path / n for n in departed.absorbed] + [p.path for p in judged]:
+                    files.remove(path)
                 files.remove(self.path / DEPARTED)
                 self._remove_orphaned_temporaries(here)
             files.replace(self.path / name, data)
