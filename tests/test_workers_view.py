@@ -228,7 +228,7 @@ def test_a_worker_that_joined_keeps_the_totals_going_for_the_next_join(tmp_path)
                           if p.name.startswith("w-")))
         here = process.current()
         counts = [["jobs_total", "counter", "Jobs", [["jobs_total", {}, 2.0]]]]
-        DirectoryCollector(tmp_path).host.join(here, worker_name(here.pid),
+        DirectoryCollector(tmp_path).host.join(here, worker_name(here.pid, "a joiner"),
                                                encode(here, counts, []))
     finally:
         os.close(end_w)
@@ -292,7 +292,7 @@ def test_a_reused_pid_does_not_keep_a_dead_writer_alive(tmp_path):
                [["jobs_total", {"appName": "view", "environment": "test"}, 4]]],
               ["busy", "gauge", "Busy", [["busy", {"appName": "view",
                                                   "environment": "test"}, 9]]]]
-    stale = tmp_path / worker_name(os.getpid())
+    stale = tmp_path / worker_name(os.getpid(), "an impostor")
     stale.write_bytes(encode(impostor, counts, []))
     os.chmod(stale, 0o600)
     totals = scrape(view)
@@ -331,8 +331,9 @@ def test_a_planted_file_is_not_summed(tmp_path):
          [["jobs_total", {"appName": "view", "environment": "test"}, 1000]]]], [])
     outside = tmp_path.parent / "outside.json"
     outside.write_bytes(forged)
-    (tmp_path / worker_name(os.getppid())).symlink_to(outside)  # a symlink: never read
-    hard = tmp_path / worker_name(os.getppid())
+    # a symlink: never read
+    (tmp_path / worker_name(os.getppid(), "a symlink")).symlink_to(outside)
+    hard = tmp_path / worker_name(os.getppid(), "a hard link")
     os.link(outside, hard)  # a hard link: never read
     assert scrape(view)["jobs_total"] == 1
 
@@ -343,7 +344,7 @@ def test_a_file_named_and_stamped_pid_0_is_not_summed(tmp_path):
     agent, jobs, _ = new_agent()
     view = agent.prometheus_workers(str(tmp_path), publish_interval=60)
     jobs.inc(1)
-    planted = tmp_path / worker_name(0)
+    planted = tmp_path / worker_name(0, "pid 0")
     planted.write_bytes(encode(process.current()._replace(pid=0, started=None), [
         ["jobs", "counter", "Jobs",
          [["jobs_total", {"appName": "view", "environment": "test"}, 1000]]]], []))
@@ -402,7 +403,7 @@ def test_default_folders_of_apps_whose_names_join_alike_are_apart(tmp_path, monk
 def test_files_from_another_pid_namespace_are_left_alone(tmp_path, caplog):
     agent, jobs, _ = new_agent()
     view = agent.prometheus_workers(str(tmp_path), publish_interval=60)
-    foreign = tmp_path / worker_name(1)
+    foreign = tmp_path / worker_name(1, "a foreign one")
     foreign.write_bytes(encode(process.current()._replace(pid=1, namespace="elsewhere"), [
         ["jobs", "counter", "Jobs",
          [["jobs_total", {"appName": "view", "environment": "test"}, 50]]]], []))
@@ -737,3 +738,36 @@ def test_files_a_killed_fold_absorbed_do_not_come_back_in_a_new_generation(tmp_p
     in_child(worker(1))  # the new generation's first worker
     assert summed(DirectoryCollector(tmp_path), "jobs_total") == 1
     assert not (tmp_path / absorbed[0]).exists()
+
+
+def test_a_second_view_of_one_agent_on_one_directory_is_refused(tmp_path):
+    # Two views of one agent would publish its counts twice, each in a file of its own.
+    agent, jobs, _ = new_agent()
+    jobs.inc(3)
+    view = agent.prometheus_workers(str(tmp_path), publish_interval=60)
+    with pytest.raises(ValueError, match="once per agent and directory"):
+        agent.prometheus_workers(str(tmp_path), publish_interval=60)
+    view.stop()  # a stopped view's file still counts the agent: refused all the same
+    with pytest.raises(ValueError, match="once per agent and directory"):
+        agent.prometheus_workers(str(tmp_path), publish_interval=60)
+    assert scrape(view)["jobs_total"] == 3
+    # Another agent in this process, and this agent in another directory, are welcome.
+    other, other_jobs, _ = new_agent()
+    other_jobs.inc(4)
+    assert scrape(other.prometheus_workers(str(tmp_path), publish_interval=60)) \
+        ["jobs_total"] == 7
+    assert scrape(agent.prometheus_workers(str(tmp_path / "elsewhere"), publish_interval=60)) \
+        ["jobs_total"] == 3
+
+
+def test_two_views_of_one_agent_made_at_once_still_count_it_once(tmp_path):
+    # Made by two threads together, both may pass the check before either wrote its file:
+    # they then write one file (named by the agent and the process), never two.
+    agent, jobs, _ = new_agent()
+    jobs.inc(3)
+    first = agent.prometheus_workers(str(tmp_path), publish_interval=60)
+    for path in tmp_path.glob(f"w-{os.getpid()}-*.json"):
+        path.unlink()  # as if the second came before the first published
+    second = agent.prometheus_workers(str(tmp_path), publish_interval=60)
+    first.publish()
+    assert scrape(second)["jobs_total"] == 3

@@ -62,7 +62,8 @@ class Worker(Scraped, Protocol):
 
 class WorkersView:
     """One agent's publisher into a shared directory, and its scrape of the sum; made by
-    :meth:`impactagent.Agent.prometheus_workers`."""
+    :meth:`impactagent.Agent.prometheus_workers`, once per agent and directory (a second
+    raises ValueError: one agent's counts are one file per process, never summed twice)."""
 
     def __init__(self, agent: Worker, directory: Union[str, os.PathLike[str]],
                  publish_interval: float = 1.0) -> None:
@@ -72,6 +73,10 @@ class WorkersView:
         self.publish_interval = publish_interval
         self.collector = DirectoryCollector(directory)
         self._own = AgentCollector(agent)
+        if self.collector.host.has(worker_name(os.getpid(), agent.identity.connection_id)):
+            raise ValueError(f"{agent!r} already publishes to {self.directory} from this "
+                             "process: call prometheus_workers() once per agent and "
+                             "directory, and share the view it returns")
         self._start_in_this_process()
         os.register_at_fork(after_in_child=weak_hook(self.after_fork))
         atexit.register(weak_hook(self.stop))
@@ -88,7 +93,7 @@ class WorkersView:
     def _start_in_this_process(self) -> None:
         self._pid = os.getpid()
         self._stamp = process.current()
-        self._name = worker_name(self._pid)
+        self._name = worker_name(self._pid, self.agent.identity.connection_id)
         self._lock = threading.Lock()
         self._joined = False
         self._last: Optional[Tuple[bytes, float]] = None

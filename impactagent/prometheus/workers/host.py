@@ -10,11 +10,11 @@ Families are summed sample by sample; the first file read decides a family's typ
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
-import secrets
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Concatenate, NamedTuple, Optional, ParamSpec, TypeGuard, TypeVar
@@ -129,10 +129,11 @@ class Departed(NamedTuple):
     parents: list[process.Parent]
 
 
-def worker_name(pid: int) -> str:
-    """A new file name for process ``pid`` (a fresh token: a reused pid never writes over a
-    dead worker's file)."""
-    return f"w-{pid}-{secrets.token_hex(6)}.json"
+def worker_name(pid: int, connection_id: str) -> str:
+    """The file name of an agent's counts in process ``pid``: one per agent and process, so
+    that no agent is summed twice. The agent's connection id is fresh in every process, so a
+    reused pid never writes over a dead worker's file."""
+    return f"w-{pid}-{hashlib.sha256(connection_id.encode()).hexdigest()[:12]}.json"
 
 
 def encode(stamp: process.Stamp, counts: list[Plain], health: list[Plain]) -> bytes:
