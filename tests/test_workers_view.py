@@ -771,3 +771,20 @@ def test_two_views_of_one_agent_made_at_once_still_count_it_once(tmp_path):
     second = agent.prometheus_workers(str(tmp_path), publish_interval=60)
     first.publish()
     assert scrape(second)["jobs_total"] == 3
+
+
+def test_a_departed_file_naming_paths_outside_the_directory_removes_nothing_there(tmp_path):
+    # departed.json lists the files its fold absorbed, and a new generation removes them:
+    # only worker files of this directory, never a path that leads elsewhere.
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o700)
+    victim = tmp_path / "victim.json"
+    victim.write_text("keep me")
+    departed = shared / "departed.json"
+    departed.write_text(json.dumps({"v": 1, "counts": [], "parents": [],
+                                    "absorbed": ["../victim.json", str(victim)]}))
+    os.chmod(departed, 0o600)
+    agent, jobs, _ = new_agent()
+    jobs.inc(1)
+    assert scrape(agent.prometheus_workers(str(shared), publish_interval=60))["jobs_total"] == 1
+    assert victim.read_text() == "keep me"

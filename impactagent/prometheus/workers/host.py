@@ -266,7 +266,9 @@ class Host:
         counts, absorbed, parents = (document.get(k) for k in ("counts", "absorbed", "parents"))
         return Departed(
             counts if isinstance(counts, list) else [],
-            [a for a in absorbed if isinstance(a, str)] if isinstance(absorbed, list) else [],
+            # Only worker names: what is listed here is removed, never a path elsewhere.
+            [a for a in absorbed if isinstance(a, str) and _WORKER.match(a)]
+            if isinstance(absorbed, list) else [],
             [process.Parent(*p) for p in parents if _shaped(p, _PARENT)]
             if isinstance(parents, list) else [])
 
