@@ -1,4 +1,4 @@
-"""The directory's bookkeeping: ``w-<pid>-<token>.json`` per live process, ``departed.json``
+"""The directory's bookkeeping: ``w-<pid>-<agent>.json`` per agent and process, ``departed.json``
 (what the dead counted, the files folded into it, their parents that still run), ``.lock``.
 A **fold** writes the dead writers' files into ``departed.json``, then removes them (readers
 skip the names it lists); a writer is judged by a look taken before its file is read, so the
