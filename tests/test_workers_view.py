@@ -788,3 +788,11 @@ def test_a_departed_file_naming_paths_outside_the_directory_removes_nothing_ther
     jobs.inc(1)
     assert scrape(agent.prometheus_workers(str(shared), publish_interval=60))["jobs_total"] == 1
     assert victim.read_text() == "keep me"
+
+
+def test_the_parent_of_a_namespaces_first_process_never_counts_as_running():
+    # getppid() is 0 in a pid namespace's first process (its parent is outside): no
+    # process, so it never keeps a generation going.
+    here = process.current()
+    assert not process.runs(process.Parent(0, None, here.boot, here.namespace), here)
+    assert process.runs(process.current().started_by, here)  # this test's own parent runs

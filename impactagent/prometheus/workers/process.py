@@ -111,7 +111,10 @@ class Seen(NamedTuple):
 
 
 def see(pid: int) -> Seen:
-    """Look at ``pid`` now."""
+    """Look at ``pid`` now (0, the parent of a pid namespace's first process, is no process:
+    ``kill(0, 0)`` would ask this process's group)."""
+    if pid <= 0:
+        return Seen(pid, False, None)
     try:
         os.kill(pid, 0)
     except (ProcessLookupError, OverflowError):  # a name's pid may be any digits
