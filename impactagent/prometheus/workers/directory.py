@@ -153,10 +153,10 @@ def remove(path: Path) -> None:
 
 
 # The directory's lock is a record lock (lockf): it belongs to a process, so no child inherits
-# it, however it forked (an flock, on a description the child shares, stayed held for the
-# child's life when another thread held it at the fork). A record lock does not order one
-# process's threads, so a thread lock does; a child makes its own, as a copy held at the fork
-# would never be released.
+# it, however it forks (an flock is on a file description the child shares: held by another
+# thread at the fork, it would stay held for the child's life). A record lock does not order
+# one process's threads, so a thread lock does; a child makes its own, as a copy held at the
+# fork would never be released.
 _threads: dict[int, threading.Lock] = {}
 
 
