@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Set, Tuple
+from typing import Dict, List, Sequence, Set, Tuple
 
 import pytest
 import requests
@@ -31,14 +31,15 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 
 
 class Gunicorn:
-    def __init__(self, directory: Path, preload: bool) -> None:
+    def __init__(self, directory: Path, preload: bool, workers: int = WORKERS,
+                 options: Sequence[str] = (), wrapper: Sequence[str] = ()) -> None:
         pytest.importorskip("gunicorn")
         env = dict(os.environ, TEST_VIEW_DIR=str(directory), PYTHONPATH=str(ROOT))
         with listening_socket() as listener:  # see listening_socket: no port race, no polling
             self.port = listener.getsockname()[1]
             self.master = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", *(["--preload"] if preload else []),
-                 "-w", str(WORKERS), "-b", f"fd://{listener.fileno()}",
+                [*wrapper, sys.executable, "-m", "gunicorn", *(["--preload"] if preload else []),
+                 "-w", str(workers), *options, "-b", f"fd://{listener.fileno()}",
                  # --timeout: a loaded CI machine must not have the master kill a busy
                  # worker (30 s by default) in the middle of what is measured.
                  "--graceful-timeout", "10", "--timeout", "120", "tests.apps.workers_app:app"],
@@ -179,3 +180,26 @@ def test_a_worker_killed_with_sigkill_and_replaced_never_makes_a_counter_drop(tm
     # The killed worker's counts were folded into the departed total, its file removed.
     assert "departed.json" in files
     assert not [name for name in files if name.startswith(f"w-{victim}-")], files
+
+
+def test_gunicorn_as_pid_1_keeps_the_totals_while_its_only_worker_is_replaced(tmp_path):
+    # gunicorn as a container's first process, without --preload, its one worker replaced
+    # every 4 requests (--max-requests): the master still runs, so no restart resets a sum.
+    import shutil
+
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-p", "-f", "--mount-proc", "true"],
+                                         capture_output=True).returncode != 0:
+        pytest.skip("needs a pid namespace (unshare -p -f --mount-proc), not permitted here")
+    server = Gunicorn(tmp_path, preload=False, workers=1, options=["--max-requests", "4"],
+                      wrapper=[unshare, "-p", "-f", "--kill-child=SIGTERM", "--mount-proc"])
+    try:
+        last: Dict[Sample, float] = {}
+        for served in range(2, 14):  # the warm-up request was the first
+            server.get("/hit")
+            last = settle(server, served, last)
+            assert hits(last) == served
+    finally:
+        for gunicorn in server.workers():  # unshare ignores SIGTERM: stop its child, pid 1
+            os.kill(int(gunicorn), signal.SIGTERM)
+        server.master.communicate(timeout=60)

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import impactagent
 from impactagent.prometheus.workers import DirectoryCollector, process
+from impactagent.prometheus.workers import directory as files
 from impactagent.prometheus.workers.host import encode, worker_name
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
@@ -227,7 +228,7 @@ def test_a_worker_that_joined_keeps_the_totals_going_for_the_next_join(tmp_path)
                           if p.name.startswith("w-")))
         here = process.current()
         counts = [["jobs_total", "counter", "Jobs", [["jobs_total", {}, 2.0]]]]
-        DirectoryCollector(tmp_path).host.join(here, worker_name(here.pid),
+        DirectoryCollector(tmp_path).host.join(here, worker_name(here.pid, "a joiner"),
                                                encode(here, counts, []))
     finally:
         os.close(end_w)
@@ -291,7 +292,7 @@ def test_a_reused_pid_does_not_keep_a_dead_writer_alive(tmp_path):
                [["jobs_total", {"appName": "view", "environment": "test"}, 4]]],
               ["busy", "gauge", "Busy", [["busy", {"appName": "view",
                                                   "environment": "test"}, 9]]]]
-    stale = tmp_path / worker_name(os.getpid())
+    stale = tmp_path / worker_name(os.getpid(), "an impostor")
     stale.write_bytes(encode(impostor, counts, []))
     os.chmod(stale, 0o600)
     totals = scrape(view)
@@ -330,8 +331,9 @@ def test_a_planted_file_is_not_summed(tmp_path):
          [["jobs_total", {"appName": "view", "environment": "test"}, 1000]]]], [])
     outside = tmp_path.parent / "outside.json"
     outside.write_bytes(forged)
-    (tmp_path / worker_name(os.getppid())).symlink_to(outside)  # a symlink: never read
-    hard = tmp_path / worker_name(os.getppid())
+    # a symlink: never read
+    (tmp_path / worker_name(os.getppid(), "a symlink")).symlink_to(outside)
+    hard = tmp_path / worker_name(os.getppid(), "a hard link")
     os.link(outside, hard)  # a hard link: never read
     assert scrape(view)["jobs_total"] == 1
 
@@ -342,7 +344,7 @@ def test_a_file_named_and_stamped_pid_0_is_not_summed(tmp_path):
     agent, jobs, _ = new_agent()
     view = agent.prometheus_workers(str(tmp_path), publish_interval=60)
     jobs.inc(1)
-    planted = tmp_path / worker_name(0)
+    planted = tmp_path / worker_name(0, "pid 0")
     planted.write_bytes(encode(process.current()._replace(pid=0, started=None), [
         ["jobs", "counter", "Jobs",
          [["jobs_total", {"appName": "view", "environment": "test"}, 1000]]]], []))
@@ -401,7 +403,7 @@ def test_default_folders_of_apps_whose_names_join_alike_are_apart(tmp_path, monk
 def test_files_from_another_pid_namespace_are_left_alone(tmp_path, caplog):
     agent, jobs, _ = new_agent()
     view = agent.prometheus_workers(str(tmp_path), publish_interval=60)
-    foreign = tmp_path / worker_name(1)
+    foreign = tmp_path / worker_name(1, "a foreign one")
     foreign.write_bytes(encode(process.current()._replace(pid=1, namespace="elsewhere"), [
         ["jobs", "counter", "Jobs",
          [["jobs_total", {"appName": "view", "environment": "test"}, 50]]]], []))
@@ -579,3 +581,218 @@ def test_a_worker_that_publishes_and_ends_while_a_scrape_reads_its_file_keeps_it
             _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         assert summed(collector, "jobs_total") == expected
+
+
+def fork_with(kind: str) -> int:
+    """``os.fork()`` (Python's at-fork hooks run) or libc's ``fork()`` (they do not)."""
+    if kind == "os":
+        return os.fork()
+    import ctypes
+
+    return int(ctypes.CDLL(None).fork())
+
+
+@pytest.mark.parametrize("kind", ["os", "libc"])
+def test_a_fork_while_another_thread_holds_the_directory_lock_leaves_it_to_no_one(
+        tmp_path, kind):
+    # A scrape in another thread holds the lock while the app forks a worker that lives on:
+    # once the scrape ends, the parent and the child can each take the lock.
+    holding, release = threading.Event(), threading.Event()
+
+    def scrape_in_a_thread():
+        with files.locked(tmp_path):
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=scrape_in_a_thread)
+    thread.start()
+    assert holding.wait(10)
+    done_read, done_write = os.pipe()
+    pid = fork_with(kind)
+    if pid == 0:
+        code = 1
+        try:
+            os.close(done_write)
+            with files.locked(tmp_path, timeout=3):  # waits for the parent's thread
+                pass
+            os.read(done_read, 1)  # lives on until the parent has taken the lock too
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(done_read)
+    try:
+        release.set()
+        thread.join()
+        with files.locked(tmp_path, timeout=3):  # the worker still runs
+            pass
+        assert list(DirectoryCollector(tmp_path).collect()) == []  # a scrape, as well
+    finally:
+        os.close(done_write)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child could not take the lock"
+
+
+def test_the_directory_lock_orders_the_threads_of_one_process(tmp_path):
+    # A record lock is the process's: a second thread must still wait for the first.
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        with files.locked(tmp_path):
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        with pytest.raises(TimeoutError), files.locked(tmp_path, timeout=0.2):
+            pass
+    finally:
+        release.set()
+        thread.join()
+    with files.locked(tmp_path, timeout=1):
+        pass
+
+
+_WORKERS_OF_PID_1 = """
+import os, sys
+import impactagent
+from impactagent.prometheus.workers import DirectoryCollector
+assert os.getpid() == 1
+directory = sys.argv[1]
+for n in (10, 1):  # a worker ends (gracefully), then the master starts the next
+    pid = os.fork()
+    if pid == 0:
+        agent = impactagent.Agent("view", "test")
+        jobs = agent.counter("jobs_total", "Jobs")
+        view = agent.prometheus_workers(directory, publish_interval=60)
+        jobs.inc(n)
+        view.stop()
+        os._exit(0)
+    os.waitpid(pid, 0)
+print(sum(s.value for m in DirectoryCollector(directory).collect() for s in m.samples
+          if s.name == "jobs_total"))
+"""
+
+
+def test_a_master_that_is_pid_1_keeps_the_totals_going_between_its_workers(tmp_path):
+    # gunicorn as a container's first process, without --preload: each time every worker
+    # is gone, the next one must continue the totals, as the master still runs.
+    import subprocess
+    import sys
+
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-p", "-f", "--mount-proc", "true"],
+                                         capture_output=True).returncode != 0:
+        pytest.skip("needs a pid namespace (unshare -p -f --mount-proc), not permitted here")
+    result = subprocess.run(
+        [unshare, "-p", "-f", "--mount-proc", sys.executable, "-c", _WORKERS_OF_PID_1,
+         str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) == 11
+
+
+def test_a_child_forked_without_python_hooks_never_publishes_its_parents_counts(tmp_path):
+    # uWSGI without py-call-osafterfork and without a post-fork hook: nobody calls
+    # agent.after_fork(). The view notices the new pid at its first publish and starts the
+    # child at zero there, as the hooks would have.
+    agent, jobs, _ = new_agent()
+    jobs.inc(10)
+    view = agent.prometheus_workers(str(tmp_path), publish_interval=60)
+    pid = fork_with("libc")
+    if pid == 0:
+        code = 1
+        try:
+            view.publish()
+            jobs.inc(5)
+            view.publish()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert scrape(view)["jobs_total"] == 15  # the parent's 10, the child's 5: not 25
+
+
+def test_files_a_killed_fold_absorbed_do_not_come_back_in_a_new_generation(tmp_path):
+    # A scraper killed (SIGKILL) after it wrote departed.json and before it removed the
+    # files it absorbed; then a new deploy: every old writer and its parent are gone.
+    def worker(n):
+        def work():
+            agent, jobs, _ = new_agent()
+            view = agent.prometheus_workers(str(tmp_path), publish_interval=60)
+            jobs.inc(n)
+            view.stop()
+        return work
+
+    in_child(lambda: in_child(worker(7)))  # a worker whose parent is gone too
+    pid = os.fork()
+    if pid == 0:
+        files.remove = lambda path: os.kill(os.getpid(), signal.SIGKILL)
+        list(DirectoryCollector(tmp_path).collect())
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == -signal.SIGKILL
+    absorbed = json.loads((tmp_path / "departed.json").read_text())["absorbed"]
+    assert len(absorbed) == 1 and (tmp_path / absorbed[0]).exists()
+    in_child(worker(1))  # the new generation's first worker
+    assert summed(DirectoryCollector(tmp_path), "jobs_total") == 1
+    assert not (tmp_path / absorbed[0]).exists()
+
+
+def test_a_second_view_of_one_agent_on_one_directory_is_refused(tmp_path):
+    # Two views of one agent would publish its counts twice, each in a file of its own.
+    agent, jobs, _ = new_agent()
+    jobs.inc(3)
+    view = agent.prometheus_workers(str(tmp_path), publish_interval=60)
+    with pytest.raises(ValueError, match="once per agent and directory"):
+        agent.prometheus_workers(str(tmp_path), publish_interval=60)
+    view.stop()  # a stopped view's file still counts the agent: refused all the same
+    with pytest.raises(ValueError, match="once per agent and directory"):
+        agent.prometheus_workers(str(tmp_path), publish_interval=60)
+    assert scrape(view)["jobs_total"] == 3
+    # Another agent in this process, and this agent in another directory, are welcome.
+    other, other_jobs, _ = new_agent()
+    other_jobs.inc(4)
+    assert scrape(other.prometheus_workers(str(tmp_path), publish_interval=60)) \
+        ["jobs_total"] == 7
+    assert scrape(agent.prometheus_workers(str(tmp_path / "elsewhere"), publish_interval=60)) \
+        ["jobs_total"] == 3
+
+
+def test_two_views_of_one_agent_made_at_once_still_count_it_once(tmp_path):
+    # Made by two threads together, both may pass the check before either wrote its file:
+    # they then write one file (named by the agent and the process), never two.
+    agent, jobs, _ = new_agent()
+    jobs.inc(3)
+    first = agent.prometheus_workers(str(tmp_path), publish_interval=60)
+    for path in tmp_path.glob(f"w-{os.getpid()}-*.json"):
+        path.unlink()  # as if the second came before the first published
+    second = agent.prometheus_workers(str(tmp_path), publish_interval=60)
+    first.publish()
+    assert scrape(second)["jobs_total"] == 3
+
+
+def test_a_departed_file_naming_paths_outside_the_directory_removes_nothing_there(tmp_path):
+    # departed.json lists the files its fold absorbed, and a new generation removes them:
+    # only worker files of this directory, never a path that leads elsewhere.
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o700)
+    victim = tmp_path / "victim.json"
+    victim.write_text("keep me")
+    departed = shared / "departed.json"
+    departed.write_text(json.dumps({"v": 1, "counts": [], "parents": [],
+                                    "absorbed": ["../victim.json", str(victim)]}))
+    os.chmod(departed, 0o600)
+    agent, jobs, _ = new_agent()
+    jobs.inc(1)
+    assert scrape(agent.prometheus_workers(str(shared), publish_interval=60))["jobs_total"] == 1
+    assert victim.read_text() == "keep me"
+
+
+def test_the_parent_of_a_namespaces_first_process_never_counts_as_running():
+    # getppid() is 0 in a pid namespace's first process (its parent is outside): no
+    # process, so it never keeps a generation going.
+    here = process.current()
+    assert not process.runs(process.Parent(0, None, here.boot, here.namespace), here)
+    assert process.runs(process.current().started_by, here)  # this test's own parent runs

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Optional, Tuple, Union
+from typing import Any, Iterator, Optional, Protocol, Tuple, Union
 
 from prometheus_client import CollectorRegistry, make_asgi_app, make_wsgi_app
 from prometheus_client.metrics_core import Metric
@@ -53,11 +53,19 @@ class DirectoryCollector:
                 yield mark_agent_view(metric)
 
 
+class Worker(Scraped, Protocol):
+    """An agent as a worker's view uses it: scraped, and reset in a child forked without
+    Python's hooks (:class:`impactagent.Agent` is one)."""
+
+    def after_fork(self) -> None: ...
+
+
 class WorkersView:
     """One agent's publisher into a shared directory, and its scrape of the sum; made by
-    :meth:`impactagent.Agent.prometheus_workers`."""
+    :meth:`impactagent.Agent.prometheus_workers`, once per agent and directory (a second
+    raises ValueError: one agent's counts are one file per process, never summed twice)."""
 
-    def __init__(self, agent: Scraped, directory: Union[str, os.PathLike[str]],
+    def __init__(self, agent: Worker, directory: Union[str, os.PathLike[str]],
                  publish_interval: float = 1.0) -> None:
         if publish_interval <= 0:
             raise ValueError("publish_interval must be positive")
@@ -65,6 +73,10 @@ class WorkersView:
         self.publish_interval = publish_interval
         self.collector = DirectoryCollector(directory)
         self._own = AgentCollector(agent)
+        if self.collector.host.has(worker_name(os.getpid(), agent.identity.connection_id)):
+            raise ValueError(f"{agent!r} already publishes to {self.directory} from this "
+                             "process: call prometheus_workers() once per agent and "
+                             "directory, and share the view it returns")
         self._start_in_this_process()
         os.register_at_fork(after_in_child=weak_hook(self.after_fork))
         atexit.register(weak_hook(self.stop))
@@ -81,7 +93,7 @@ class WorkersView:
     def _start_in_this_process(self) -> None:
         self._pid = os.getpid()
         self._stamp = process.current()
-        self._name = worker_name(self._pid)
+        self._name = worker_name(self._pid, self.agent.identity.connection_id)
         self._lock = threading.Lock()
         self._joined = False
         self._last: Optional[Tuple[bytes, float]] = None
@@ -93,7 +105,11 @@ class WorkersView:
         """Write this process's counts to its file now; False (logged once) if the disk
         refused."""
         if os.getpid() != self._pid:
-            self.after_fork()  # forked without Python's hooks
+            # Forked without Python's hooks: the counts are still the parent's. The agent's
+            # own reset starts the child at zero, as the hooks would have (and it calls this
+            # view's after_fork, as does the line after it for a view the agent does not know).
+            self.agent.after_fork()
+            self.after_fork()
         with self._lock:
             data = encode(self._stamp, to_plain(self._own.counts()), to_plain(self._own.health()))
             now = time.monotonic()
@@ -131,7 +147,7 @@ class WorkersView:
         self.publish()
 
     def after_fork(self) -> None:
-        """In a child forked without Python's hooks: a file and a thread of its own."""
+        """In a forked child: a file and a thread of its own (the agent's reset calls it)."""
         if os.getpid() != self._pid:
             self._start_in_this_process()
 

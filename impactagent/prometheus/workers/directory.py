@@ -17,6 +17,7 @@ import os
 import secrets
 import stat
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Iterator, Optional, Union
@@ -151,22 +152,48 @@ def remove(path: Path) -> None:
         os.unlink(path)
 
 
+# The directory's lock is a record lock (lockf): it belongs to a process, so no child inherits
+# it, however it forks (an flock is on a file description the child shares: held by another
+# thread at the fork, it would stay held for the child's life). A record lock does not order
+# one process's threads, so a thread lock does; a child makes its own, as a copy held at the
+# fork would never be released.
+_threads: dict[int, threading.Lock] = {}
+
+
+def _thread_lock() -> threading.Lock:
+    """This process's thread lock; a child forked without Python's hooks makes its own at
+    its first call (``setdefault``: two threads racing to make it get one lock)."""
+    return _threads.setdefault(os.getpid(), threading.Lock())
+
+
+os.register_at_fork(after_in_child=_threads.clear)
+
+
 @contextlib.contextmanager
 def locked(directory: Path, timeout: float = 5.0) -> Iterator[None]:
-    """Hold the directory's lock across processes; TimeoutError after ``timeout`` (a holder
-    stopped with SIGSTOP must not hang every scrape). Opened anew: a fork shares the file."""
-    fd = os.open(directory / _LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    """Hold the directory's lock across processes and threads; TimeoutError after
+    ``timeout`` (a holder stopped with SIGSTOP must not hang every scrape)."""
+    deadline = time.monotonic() + timeout
+    threads = _thread_lock()
+    if not threads.acquire(timeout=timeout):
+        raise TimeoutError(f"another thread held {directory / _LOCK} for {timeout} s")
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{directory / _LOCK} stayed locked for "
-                                       f"{timeout} s") from None
-                time.sleep(0.005)
-        yield
+        fd = os.open(directory / _LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        try:
+            while True:
+                try:
+                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as error:  # EAGAIN or EACCES, as the system has it
+                    if error.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{directory / _LOCK} stayed locked for "
+                                           f"{timeout} s") from None
+                    time.sleep(0.005)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
     finally:
-        os.close(fd)  # closing releases the lock
+        threads.release()

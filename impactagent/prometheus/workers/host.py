@@ -1,4 +1,4 @@
-"""The directory's bookkeeping: ``w-<pid>-<token>.json`` per live process, ``departed.json``
+"""The directory's bookkeeping: ``w-<pid>-<agent>.json`` per agent and process, ``departed.json``
 (what the dead counted, the files folded into it, their parents that still run), ``.lock``.
 A **fold** writes the dead writers' files into ``departed.json``, then removes them (readers
 skip the names it lists); a writer is judged by a look taken before its file is read, so the
@@ -10,11 +10,11 @@ Families are summed sample by sample; the first file read decides a family's typ
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
-import secrets
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Concatenate, NamedTuple, Optional, ParamSpec, TypeGuard, TypeVar
@@ -129,10 +129,11 @@ class Departed(NamedTuple):
     parents: list[process.Parent]
 
 
-def worker_name(pid: int) -> str:
-    """A new file name for process ``pid`` (a fresh token: a reused pid never writes over a
-    dead worker's file)."""
-    return f"w-{pid}-{secrets.token_hex(6)}.json"
+def worker_name(pid: int, connection_id: str) -> str:
+    """The file name of an agent's counts in process ``pid``: one per agent and process, so
+    that no agent is summed twice. The agent's connection id is fresh in every process, so a
+    reused pid never writes over a dead worker's file."""
+    return f"w-{pid}-{hashlib.sha256(connection_id.encode()).hexdigest()[:12]}.json"
 
 
 def encode(stamp: process.Stamp, counts: list[Plain], health: list[Plain]) -> bytes:
@@ -191,9 +192,9 @@ class Host:
             if (any(p.alive for p in judged)
                     or any(process.runs(parent, here) for parent in parents)):
                 self._fold(here, departed, judged)
-            else:
-                for p in judged:
-                    files.remove(p.path)
+            else:  # a new generation: every file of the old one goes, departed.json last
+                for path in [self.path / n for n in departed.absorbed] + [p.path for p in judged]:
+                    files.remove(path)
                 files.remove(self.path / DEPARTED)
                 self._remove_orphaned_temporaries(here)
             files.replace(self.path / name, data)
@@ -265,7 +266,9 @@ class Host:
         counts, absorbed, parents = (document.get(k) for k in ("counts", "absorbed", "parents"))
         return Departed(
             counts if isinstance(counts, list) else [],
-            [a for a in absorbed if isinstance(a, str)] if isinstance(absorbed, list) else [],
+            # Only worker names: what is listed here is removed, never a path elsewhere.
+            [a for a in absorbed if isinstance(a, str) and _WORKER.match(a)]
+            if isinstance(absorbed, list) else [],
             [process.Parent(*p) for p in parents if _shaped(p, _PARENT)]
             if isinstance(parents, list) else [])
 

@@ -90,10 +90,11 @@ def alive(stamp: Stamp, here: Stamp, seen: Seen) -> bool:
 
 
 def runs(started_by: Parent, here: Stamp) -> bool:
-    """Whether a remembered parent still runs: never init or a container's first process,
-    which outlive every deploy."""
+    """Whether a remembered parent still runs: the same process (its start time says so), on
+    this boot and in this pid namespace. A master that is pid 1 (gunicorn as a container's
+    first process) runs its deployment; a new deploy is a new master, started anew."""
     return (started_by.boot == here.boot and started_by.namespace == here.namespace
-            and started_by.pid > 1 and pid_runs(started_by.pid, started_by.started))
+            and pid_runs(started_by.pid, started_by.started))
 
 
 class Seen(NamedTuple):
@@ -110,7 +111,10 @@ class Seen(NamedTuple):
 
 
 def see(pid: int) -> Seen:
-    """Look at ``pid`` now."""
+    """Look at ``pid`` now (0, the parent of a pid namespace's first process, is no process:
+    ``kill(0, 0)`` would ask this process's group)."""
+    if pid <= 0:
+        return Seen(pid, False, None)
     try:
         os.kill(pid, 0)
     except (ProcessLookupError, OverflowError):  # a name's pid may be any digits
