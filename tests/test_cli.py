@@ -441,6 +441,26 @@ def test_a_404_says_how_the_url_was_read():
 def broken_module(shop_module) -> Path:
     (shop_module / "broken_metrics.py").write_text("import json\n\nagent = 1 / 0\n")
     (shop_module / "needs_missing.py").write_text("import nosuch_dependency\n")
+    (shop_module / "lazy_metrics.py").write_text(textwrap.dedent("""\
+        class ImproperlyConfigured(Exception):
+            pass
+
+        class LazySettings:  # as Django's settings before configure()
+            def __getattr__(self, name):
+                raise ImproperlyConfigured(f"Requested setting {name}, but settings are "
+                                           "not configured.\\nCall settings.configure().")
+
+        class Holder:
+            @property
+            def agent(self):
+                raise RuntimeError("no agent before the app starts")
+
+        settings = LazySettings()
+        holder = Holder()
+
+        def __getattr__(name):
+            raise KeyError(name)
+        """))
     return shop_module
 
 
@@ -454,6 +474,12 @@ def broken_module(shop_module) -> Path:
     ("shop_metrics:not_an_agent", ["is a int, not an impactagent.Agent"]),
     ("broken_metrics:agent", ["ZeroDivisionError", "broken_metrics.py, line 3"]),
     ("needs_missing:agent", ["importing needs_missing failed", "nosuch_dependency"]),
+    ("lazy_metrics:settings.AGENT", ["reading settings.AGENT from module lazy_metrics failed",
+                                     "ImproperlyConfigured: Requested setting AGENT",
+                                     "Call settings.configure()"]),
+    ("lazy_metrics:holder.agent", ["reading holder.agent", "RuntimeError: no agent before",
+                                   "lazy_metrics.py, line 12"]),
+    ("lazy_metrics:agent", ["reading agent from module lazy_metrics failed", "KeyError"]),
 ])
 def test_charts_with_a_bad_agent(broken_module, where, words):
     ran = admin("charts", "plan", "--url", "http://127.0.0.1:1", "--agent", where,
