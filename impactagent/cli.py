@@ -229,15 +229,16 @@ def _admin(args: argparse.Namespace) -> Iterator[AdminClient]:
 
     from .admin.client import AdminClient, AdminError
     from .delivery.redaction import redact_url
+    from .delivery.settings import token_problem
 
     if not args.url:
         raise UsageError("give the server with --url or $UNLEASH_URL")
     token = (os.environ.get(args.token_env) or "").strip()  # a copy may bring a line break
     if not token:
         raise UsageError(f"set ${args.token_env} to an admin token")
-    if any(character.isspace() or not character.isprintable() for character in token):
-        raise UsageError(f"${args.token_env} has a space, a line break or a control character "
-                         "inside it; set it to the admin token alone")
+    problem = token_problem(token)
+    if problem:
+        raise UsageError(f"${args.token_env} {problem}; set it to the admin token alone")
     try:
         client = AdminClient(args.url, token)
     except ValueError as error:

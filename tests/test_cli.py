@@ -622,3 +622,17 @@ def test_a_netrc_entry_for_the_host_does_not_replace_the_admin_token(tmp_path, m
     monkeypatch.setenv("NETRC", str(netrc))
     with TokenChecking() as server:
         assert AdminClient(server.url, ADMIN).instance_statistics().verified
+
+
+def test_a_token_with_a_line_break_is_one_line_before_anything_is_sent():
+    """``UNLEASH_API_TOKEN`` copied from a file ends in a line break: the demo and ``run``
+    say so as the settings do, and nothing reaches the server."""
+    said = "api_key has a space, a line break or a control character inside it"
+    with EchoGateway(502) as gateway:
+        env = {"UNLEASH_API_TOKEN": "*:development.s3cr3t\n", "UNLEASH_URL": gateway.url}
+        for ran in (impactagent("demo", "--requests", "10", "--pace", "0", "--url", gateway.url,
+                                env=env),
+                    impactagent("run", "--dry-run", "--", sys.executable, "app.py", env=env)):
+            line = assert_mistake(ran, said)
+            assert "s3cr3t" not in line + ran.stdout
+        assert gateway.paths == []

@@ -87,6 +87,27 @@ def test_agent_arguments_are_checked(kwargs, message):
         impactagent.Agent("shop", **kwargs)
 
 
+@pytest.mark.parametrize("token", ["*:production.s3cr3t\n", "*:production.s3cr3t\r\n",
+                                   " *:production.s3cr3t", "*:production. s3cr3t",
+                                   "*:production.s3cr3t\nX-Evil: 1", "*:production\ts3cr3t",
+                                   "*:production.s3cr3t\x00", "Bearer  *:production.s3cr3t"])
+def test_a_token_with_a_space_or_a_line_break_is_refused_at_definition(token):
+    """A copy from a file brings a line break: said at once, not by every send failing."""
+    said = "has a space, a line break or a control character inside it; set it to the token"
+    with pytest.raises(SettingsError) as from_env:
+        impactagent.Agent.from_env({**ENV, "UNLEASH_API_TOKEN": token})
+    assert str(from_env.value).startswith(f"UNLEASH_API_TOKEN: api_key {said}")
+    with pytest.raises(SettingsError) as given:
+        impactagent.Agent("shop", url="http://127.0.0.1:4242", api_key=token)
+    assert str(given.value).startswith(f"api_key {said}")
+    assert "s3cr3t" not in str(from_env.value) + str(given.value)
+
+
+def test_a_bearer_token_is_taken_as_the_server_takes_it():
+    agent = impactagent.Agent("shop", url="http://127.0.0.1:4242", api_key="Bearer *:dev.abc")
+    assert agent.settings.api_key == "Bearer *:dev.abc"
+
+
 def test_the_token_is_not_in_reprs():
     agent = impactagent.Agent.from_env(ENV)
     for text in (repr(agent), repr(agent.settings), str(agent.settings),

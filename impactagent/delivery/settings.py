@@ -32,6 +32,16 @@ def api_url(url: str) -> str:
     return urlunsplit(parts._replace(path=path))
 
 
+def token_problem(token: str) -> Optional[str]:
+    """What keeps ``token`` from going into ``Authorization`` as it is, or None. The server
+    takes ``<token>`` or ``Bearer <token>``; a space, a line break or a control character
+    anywhere else (a copy from a file brings a line break) fails every request."""
+    secret = token[len("Bearer "):] if token.startswith("Bearer ") else token
+    if any(character.isspace() or not character.isprintable() for character in secret):
+        return "has a space, a line break or a control character inside it"
+    return None
+
+
 def _positive(name: str, value: Any, *, integer: bool = False) -> None:
     kind = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind):
@@ -139,6 +149,9 @@ class Settings:
         if self.api_key is not None and (not isinstance(self.api_key, str)
                                          or not self.api_key.strip()):
             raise SettingsError("api_key must be a non-empty string")
+        problem = None if self.api_key is None else token_problem(self.api_key)
+        if problem:
+            raise SettingsError(f"api_key {problem}; set it to the token alone")
         for name in ("flush_interval", "request_timeout", "shutdown_timeout"):
             _positive(name, getattr(self, name))
         for name in ("spool_max_bytes", "max_series_per_metric", "max_flags", "max_payload_bytes"):
