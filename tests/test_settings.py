@@ -115,6 +115,20 @@ def test_the_token_is_not_in_reprs():
         assert "s3cr3t" not in text
 
 
+def test_the_settings_repr_shows_header_and_proxy_names_without_their_values():
+    """docs/configuration.md: header values are redacted like the token; a proxy or the URL
+    may carry a password."""
+    agent = impactagent.Agent(
+        "shop", url="http://user:s3cr3t@127.0.0.1:4242", api_key="*:dev.s3cr3t",
+        headers={"X-Api-Key": "s3cr3t"},
+        proxies={"https": "http://user:s3cr3t@proxy:3128", "http": None})
+    text = repr(agent.settings)
+    assert "s3cr3t" not in text and "s3cr3t" not in str(agent.settings)
+    assert "headers={'X-Api-Key': '[REDACTED]'}" in text
+    assert "proxies={'https': '[REDACTED]', 'http': None}" in text
+    assert "url='http://127.0.0.1:4242/api'" in text and "app_name='shop'" in text
+
+
 def test_retry_after_in_seconds_and_as_http_date():
     assert parse_retry_after("7") == 7
     assert parse_retry_after("0.5") == 0.5
