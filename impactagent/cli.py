@@ -132,13 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` and run a subcommand; return the process exit code."""
-    args = build_parser().parse_args(argv)
+    """Parse ``argv`` and run a subcommand; return the process exit code. Ctrl-C is an
+    answer, not a crash, wherever it comes: building the parser imports modules too."""
     try:
-        return _run(args)
-    except UsageError as mistake:
-        return fail(f"{args.command}: {mistake}")
-    except KeyboardInterrupt:  # Ctrl-C is an answer, not a crash
+        args = build_parser().parse_args(argv)
+        try:
+            return _run(args)
+        except UsageError as mistake:
+            return fail(f"{args.command}: {mistake}")
+    except KeyboardInterrupt:
         return 130
 
 

@@ -636,3 +636,25 @@ def test_a_token_with_a_line_break_is_one_line_before_anything_is_sent():
             line = assert_mistake(ran, said)
             assert "s3cr3t" not in line + ran.stdout
         assert gateway.paths == []
+
+
+@pytest.mark.parametrize("command", [["demo"], ["check", "-"], ["stats"], ["run", "--", "x"]])
+def test_ctrl_c_while_the_parser_is_built_is_an_answer_not_a_traceback(command):
+    """A real SIGINT, delivered while ``main`` imports what its parser needs (the first
+    tenth of a second of every subcommand): exit 130, nothing on stderr."""
+    script = textwrap.dedent("""\
+        import os, signal, sys
+        from impactagent.cli import main
+
+        class CtrlC:  # the user's Ctrl-C, as the parser's import starts
+            def find_spec(self, name, path=None, target=None):
+                if name == "impactagent.autoinstrument.cli":
+                    os.kill(os.getpid(), signal.SIGINT)
+                return None
+
+        sys.meta_path.insert(0, CtrlC())
+        sys.exit(main(sys.argv[1:]))
+        """)
+    ran = subprocess.run([sys.executable, "-c", script, *command], cwd=ROOT,
+                         env=environment(), capture_output=True, text=True, timeout=60)
+    assert (ran.returncode, ran.stderr) == (130, ""), ran.stderr
