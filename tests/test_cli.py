@@ -12,10 +12,12 @@ import errno
 import os
 import pty
 import re
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
@@ -658,3 +660,28 @@ def test_ctrl_c_while_the_parser_is_built_is_an_answer_not_a_traceback(command):
     ran = subprocess.run([sys.executable, "-c", script, *command], cwd=ROOT,
                          env=environment(), capture_output=True, text=True, timeout=60)
     assert (ran.returncode, ran.stderr) == (130, ""), ran.stderr
+
+
+@pytest.mark.parametrize("interrupts", [1, 2])
+def test_ctrl_c_in_the_demo_closes_its_agent_while_the_receiver_still_listens(interrupts):
+    """Ctrl-C after the first step, with events not yet sent (the first flush is 2 s away):
+    the agent delivers them to the receiver it still has, so nothing fails, nothing is
+    printed, and a second Ctrl-C (which used to meet the exit's close against the stopped
+    receiver) is no traceback either."""
+    demo = subprocess.Popen([sys.executable, "-m", "impactagent", "demo", "--requests", "200",
+                             "--pace", "1"], cwd=ROOT, env=environment(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert demo.stdout is not None
+        for _ in range(2):
+            line = demo.stdout.readline()
+        assert "[#.........]" in line, line
+        for _ in range(interrupts):  # the second when an exit's close would still run
+            demo.send_signal(signal.SIGINT)
+            time.sleep(0.5)
+        _, err = demo.communicate(timeout=60)
+    finally:
+        demo.kill()
+    assert demo.returncode == 130 and "Traceback" not in err, err
+    if interrupts == 1:
+        assert err == "", err
