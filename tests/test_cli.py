@@ -508,7 +508,8 @@ def test_the_demos_table_says_in_words_what_did_not_match():
 
     out = io.StringIO()
     code = report([("requests", 2000, 1990), ("checkouts", 500, 510),
-                    ("latency observations", 2000, None), ("in-flight gauge (last)", 7, 3)],
+                    ("latency observations", 2000, None), ("in-flight gauge (last)", 7, 3),
+                    ("events", 83, 0), ("in-flight gauge (last)", 7, 0)],
                    True, [], out)
     lines = out.getvalue().splitlines()
     assert code == 1 and lines[-1] == "counts differ"
@@ -516,6 +517,8 @@ def test_the_demos_table_says_in_words_what_did_not_match():
     assert lines[2].endswith("MISMATCH: 10 more arrived than were recorded (sent twice?)")
     assert lines[3].endswith("MISMATCH: nothing of it arrived")
     assert lines[4].endswith("MISMATCH: the last value set was 7, 3 arrived")
+    assert lines[5].endswith("MISMATCH: nothing of it arrived")
+    assert lines[6].endswith("MISMATCH: the last value set was 7, 0 arrived")
 
 
 # -- demo ---------------------------------------------------------------------------------------
@@ -582,6 +585,9 @@ def test_demo_names_a_refused_token():
     assert last.startswith("impactagent demo: ") and "HTTP 401" in last
     assert "set $UNLEASH_API_TOKEN" in last
     assert "development.wrong" not in ran.stdout + ran.stderr
+    # The table says what happened: the events the agent had, none of them delivered.
+    row = next(ln for ln in ran.stdout.splitlines() if ln.startswith("events "))
+    assert re.fullmatch(r"events\s+[1-9][\d,]*\s+0   MISMATCH: nothing of it arrived", row), row
 
 
 def test_demo_writes_one_body_in_the_singular():

@@ -161,9 +161,11 @@ def _run(agent: Agent, receiver: Receiver | None, url: str | None, requests: int
         rows = compare(shop.tally, receiver.totals(APP_NAME))
         problems = receiver.problems()
     else:
-        # A real server is not ours to read back: the agent's ledger is.
-        rows = [("events still pending", 0, statistics["pending_events"]),
-                ("events dropped", 0, sum(statistics["dropped"].values()))]
+        # A real server is not ours to read back: the agent's ledger is (what it took to
+        # send, and what the server accepted).
+        taken = (delivery["delivered_events"] + statistics["pending_events"]
+                 + sum(statistics["dropped"].values()))
+        rows = [("events", taken, delivery["delivered_events"])]
         problems = []
     code = report(rows, result.ok and not statistics["dropped"], problems, out)
     if url is not None and not delivery["delivered_bodies"]:
@@ -238,6 +240,8 @@ def _difference(what: str, recorded: Any, received: Any) -> str:
     if what.endswith("(last)"):
         return f"the last value set was {recorded!r}, {received!r} arrived"
     if isinstance(recorded, int) and isinstance(received, int):
+        if received == 0:
+            return "nothing of it arrived"
         if received < recorded:
             return f"{recorded - received:,} recorded did not arrive"
         return f"{received - recorded:,} more arrived than were recorded (sent twice?)"
