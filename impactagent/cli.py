@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .devtools.cli_support import Parser, UsageError, fail, port_number, positive_int, seconds
+from .devtools.cli_support import (
+    Parser,
+    UsageError,
+    fail,
+    http_url,
+    port_number,
+    positive_int,
+    seconds,
+    variable_name,
+)
 
 if TYPE_CHECKING:
     from .admin.client import AdminClient
@@ -40,9 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "2: the server could not be reached or refused the token.")
     demo.add_argument("--requests", type=positive_int, default=10_000, metavar="N",
                       help="how many simulated requests to record (default 10000)")
-    demo.add_argument("--url", help="report to this Unleash server or Edge, with or without "
-                      "/api, e.g. http://localhost:4242 (default: a receiver started in this "
-                      "process, on a free port)")
+    demo.add_argument("--url", type=http_url, help="report to this Unleash server or Edge, "
+                      "with or without /api, e.g. http://localhost:4242 (default: a receiver "
+                      "started in this process, on a free port)")
     demo.add_argument("--token", default=os.environ.get("UNLEASH_API_TOKEN"),
                       help="client or backend token for --url; better set $UNLEASH_API_TOKEN, "
                       "which stays out of shell history and ps (default: $UNLEASH_API_TOKEN; "
@@ -88,9 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "server's)")
 
     admin = Parser(add_help=False)
-    admin.add_argument("--url", default=os.environ.get("UNLEASH_URL"),
+    admin.add_argument("--url", type=http_url, default=os.environ.get("UNLEASH_URL"),
                        help="the Unleash server, with or without /api (default: $UNLEASH_URL)")
-    admin.add_argument("--token-env", default="UNLEASH_ADMIN_TOKEN", metavar="VARIABLE",
+    admin.add_argument("--token-env", type=variable_name, default="UNLEASH_ADMIN_TOKEN",
+                       metavar="VARIABLE",
                        help="the environment variable holding an admin token (default: "
                        "UNLEASH_ADMIN_TOKEN; tokens are never taken as arguments)")
 

@@ -691,3 +691,21 @@ def test_ctrl_c_in_the_demo_closes_its_agent_while_the_receiver_still_listens(in
     assert demo.returncode == 130 and "Traceback" not in err, err
     if interrupts == 1:
         assert err == "", err
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["stats", "--url", "http://[::1:1/?token=s3cr3t"],
+     ["--url", "Invalid IPv6 URL", "give an http(s) URL such as"]),
+    (["charts", "plan", "--agent", "x:y", "--url", "http://127.0.0.1:-1"],
+     ["--url", "Port could not be cast", "give an http(s) URL such as"]),
+    (["demo", "--url", "http://[::1:1/?token=s3cr3t"],
+     ["--url", "Invalid IPv6 URL", "give an http(s) URL such as"]),
+    (["demo", "--url", "ftp://x"], ["--url", "is not an http(s) URL; give one such as"]),
+    (["stats", "--url", "http://127.0.0.1:1", "--token-env", ""],
+     ["--token-env", "'' is not the name of an environment variable; give one such as"]),
+    (["stats", "--url", "http://127.0.0.1:1", "--token-env", "A=B"],
+     ["--token-env", "'A=B' is not the name of an environment variable"]),
+])
+def test_a_malformed_url_or_variable_name_says_what_to_give(args, words):
+    line = assert_mistake(admin(*args), *words)
+    assert "s3cr3t" not in line
