@@ -41,6 +41,6 @@ def resolve(reference: str,
             found = getattr(found, name)
     except AttributeError:
         raise NoSuchAttribute(f"module {module_name} has no {attribute!r}") from None
-    except Exception as error:  # the app's code ran on reading it: its error, not ours
+    except (Exception, SystemExit) as error:  # the app's code ran on reading it: its error
         raise AttributeFailed(f"reading {attribute} from module {module_name} failed") from error
     return found
