@@ -106,6 +106,8 @@ def test_a_token_with_a_space_or_a_line_break_is_refused_at_definition(token):
 def test_a_bearer_token_is_taken_as_the_server_takes_it():
     agent = impactagent.Agent("shop", url="http://127.0.0.1:4242", api_key="Bearer *:dev.abc")
     assert agent.settings.api_key == "Bearer *:dev.abc"
+    with pytest.raises(SettingsError, match=r"^api_key is 'Bearer ' without a token after it"):
+        impactagent.Agent("shop", url="http://127.0.0.1:4242", api_key="Bearer ")
 
 
 def test_the_token_is_not_in_reprs():

@@ -37,6 +37,8 @@ def token_problem(token: str) -> Optional[str]:
     takes ``<token>`` or ``Bearer <token>``; a space, a line break or a control character
     anywhere else (a copy from a file brings a line break) fails every request."""
     secret = token[len("Bearer "):] if token.startswith("Bearer ") else token
+    if not secret:
+        return "is 'Bearer ' without a token after it"
     if any(character.isspace() or not character.isprintable() for character in secret):
         return "has a space, a line break or a control character inside it"
     return None
