@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .devtools.cli_support import Parser, UsageError, fail, port_number, positive_int, seconds
+from .devtools.cli_support import (
+    Parser,
+    UsageError,
+    fail,
+    http_url,
+    port_number,
+    positive_int,
+    seconds,
+    variable_name,
+)
 
 if TYPE_CHECKING:
     from .admin.client import AdminClient
@@ -40,9 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "2: the server could not be reached or refused the token.")
     demo.add_argument("--requests", type=positive_int, default=10_000, metavar="N",
                       help="how many simulated requests to record (default 10000)")
-    demo.add_argument("--url", help="report to this Unleash server or Edge, with or without "
-                      "/api, e.g. http://localhost:4242 (default: a receiver started in this "
-                      "process, on a free port)")
+    demo.add_argument("--url", type=http_url, help="report to this Unleash server or Edge, "
+                      "with or without /api, e.g. http://localhost:4242 (default: a receiver "
+                      "started in this process, on a free port)")
     demo.add_argument("--token", default=os.environ.get("UNLEASH_API_TOKEN"),
                       help="client or backend token for --url; better set $UNLEASH_API_TOKEN, "
                       "which stays out of shell history and ps (default: $UNLEASH_API_TOKEN; "
@@ -88,9 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "server's)")
 
     admin = Parser(add_help=False)
-    admin.add_argument("--url", default=os.environ.get("UNLEASH_URL"),
+    admin.add_argument("--url", type=http_url, default=os.environ.get("UNLEASH_URL"),
                        help="the Unleash server, with or without /api (default: $UNLEASH_URL)")
-    admin.add_argument("--token-env", default="UNLEASH_ADMIN_TOKEN", metavar="VARIABLE",
+    admin.add_argument("--token-env", type=variable_name, default="UNLEASH_ADMIN_TOKEN",
+                       metavar="VARIABLE",
                        help="the environment variable holding an admin token (default: "
                        "UNLEASH_ADMIN_TOKEN; tokens are never taken as arguments)")
 
@@ -132,13 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` and run a subcommand; return the process exit code."""
-    args = build_parser().parse_args(argv)
+    """Parse ``argv`` and run a subcommand; return the process exit code. Ctrl-C is an
+    answer, not a crash, wherever it comes: building the parser imports modules too."""
     try:
-        return _run(args)
-    except UsageError as mistake:
-        return fail(f"{args.command}: {mistake}")
-    except KeyboardInterrupt:  # Ctrl-C is an answer, not a crash
+        args = build_parser().parse_args(argv)
+        try:
+            return _run(args)
+        except UsageError as mistake:
+            return fail(f"{args.command}: {mistake}")
+    except KeyboardInterrupt:
         return 130
 
 
@@ -229,15 +241,16 @@ def _admin(args: argparse.Namespace) -> Iterator[AdminClient]:
 
     from .admin.client import AdminClient, AdminError
     from .delivery.redaction import redact_url
+    from .delivery.settings import token_problem
 
     if not args.url:
         raise UsageError("give the server with --url or $UNLEASH_URL")
     token = (os.environ.get(args.token_env) or "").strip()  # a copy may bring a line break
     if not token:
         raise UsageError(f"set ${args.token_env} to an admin token")
-    if any(character.isspace() or not character.isprintable() for character in token):
-        raise UsageError(f"${args.token_env} has a space, a line break or a control character "
-                         "inside it; set it to the admin token alone")
+    problem = token_problem(token)
+    if problem:
+        raise UsageError(f"${args.token_env} {problem}; set it to the admin token alone")
     try:
         client = AdminClient(args.url, token)
     except ValueError as error:

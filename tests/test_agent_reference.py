@@ -70,3 +70,20 @@ def test_an_app_module_that_fails_to_import_is_not_a_bad_reference(app):
 def test_the_gunicorn_hook_imports_nothing(app, monkeypatch, caplog):
     assert close_at_worker_exit("ref_shop:metrics.agent", monkeypatch, caplog) == ""
     assert "ref_shop" not in sys.modules
+
+
+def test_an_attribute_that_raises_is_one_line_everywhere(tmp_path, monkeypatch, caplog):
+    (tmp_path / "ref_lazy.py").write_text(
+        "def __getattr__(name):\n    raise RuntimeError('settings are not configured')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    try:
+        with pytest.raises(UsageError, match=r"^--agent ref_lazy:agent: reading agent from "
+                           r"module ref_lazy failed: RuntimeError: settings are not"):
+            load_agent("ref_lazy:agent")
+        logged = close_at_worker_exit("ref_lazy:agent", monkeypatch, caplog)
+    finally:
+        sys.modules.pop("ref_lazy", None)
+    assert "reading agent from module ref_lazy failed (RuntimeError: settings are not " \
+        "configured); worker_exit closes no agent" in logged
+    assert len(logged.splitlines()) == 1, logged

@@ -12,10 +12,12 @@ import errno
 import os
 import pty
 import re
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
@@ -441,6 +443,26 @@ def test_a_404_says_how_the_url_was_read():
 def broken_module(shop_module) -> Path:
     (shop_module / "broken_metrics.py").write_text("import json\n\nagent = 1 / 0\n")
     (shop_module / "needs_missing.py").write_text("import nosuch_dependency\n")
+    (shop_module / "lazy_metrics.py").write_text(textwrap.dedent("""\
+        class ImproperlyConfigured(Exception):
+            pass
+
+        class LazySettings:  # as Django's settings before configure()
+            def __getattr__(self, name):
+                raise ImproperlyConfigured(f"Requested setting {name}, but settings are "
+                                           "not configured.\\nCall settings.configure().")
+
+        class Holder:
+            @property
+            def agent(self):
+                raise RuntimeError("no agent before the app starts")
+
+        settings = LazySettings()
+        holder = Holder()
+
+        def __getattr__(name):
+            raise KeyError(name)
+        """))
     return shop_module
 
 
@@ -454,6 +476,12 @@ def broken_module(shop_module) -> Path:
     ("shop_metrics:not_an_agent", ["is a int, not an impactagent.Agent"]),
     ("broken_metrics:agent", ["ZeroDivisionError", "broken_metrics.py, line 3"]),
     ("needs_missing:agent", ["importing needs_missing failed", "nosuch_dependency"]),
+    ("lazy_metrics:settings.AGENT", ["reading settings.AGENT from module lazy_metrics failed",
+                                     "ImproperlyConfigured: Requested setting AGENT",
+                                     "Call settings.configure()"]),
+    ("lazy_metrics:holder.agent", ["reading holder.agent", "RuntimeError: no agent before",
+                                   "lazy_metrics.py, line 12"]),
+    ("lazy_metrics:agent", ["reading agent from module lazy_metrics failed", "KeyError"]),
 ])
 def test_charts_with_a_bad_agent(broken_module, where, words):
     ran = admin("charts", "plan", "--url", "http://127.0.0.1:1", "--agent", where,
@@ -480,7 +508,8 @@ def test_the_demos_table_says_in_words_what_did_not_match():
 
     out = io.StringIO()
     code = report([("requests", 2000, 1990), ("checkouts", 500, 510),
-                    ("latency observations", 2000, None), ("in-flight gauge (last)", 7, 3)],
+                    ("latency observations", 2000, None), ("in-flight gauge (last)", 7, 3),
+                    ("events", 83, 0), ("in-flight gauge (last)", 7, 0)],
                    True, [], out)
     lines = out.getvalue().splitlines()
     assert code == 1 and lines[-1] == "counts differ"
@@ -488,6 +517,8 @@ def test_the_demos_table_says_in_words_what_did_not_match():
     assert lines[2].endswith("MISMATCH: 10 more arrived than were recorded (sent twice?)")
     assert lines[3].endswith("MISMATCH: nothing of it arrived")
     assert lines[4].endswith("MISMATCH: the last value set was 7, 3 arrived")
+    assert lines[5].endswith("MISMATCH: nothing of it arrived")
+    assert lines[6].endswith("MISMATCH: the last value set was 7, 0 arrived")
 
 
 # -- demo ---------------------------------------------------------------------------------------
@@ -554,6 +585,9 @@ def test_demo_names_a_refused_token():
     assert last.startswith("impactagent demo: ") and "HTTP 401" in last
     assert "set $UNLEASH_API_TOKEN" in last
     assert "development.wrong" not in ran.stdout + ran.stderr
+    # The table says what happened: the events the agent had, none of them delivered.
+    row = next(ln for ln in ran.stdout.splitlines() if ln.startswith("events "))
+    assert re.fullmatch(r"events\s+[1-9][\d,]*\s+0   MISMATCH: nothing of it arrived", row), row
 
 
 def test_demo_writes_one_body_in_the_singular():
@@ -596,3 +630,82 @@ def test_a_netrc_entry_for_the_host_does_not_replace_the_admin_token(tmp_path, m
     monkeypatch.setenv("NETRC", str(netrc))
     with TokenChecking() as server:
         assert AdminClient(server.url, ADMIN).instance_statistics().verified
+
+
+def test_a_token_with_a_line_break_is_one_line_before_anything_is_sent():
+    """``UNLEASH_API_TOKEN`` copied from a file ends in a line break: the demo and ``run``
+    say so as the settings do, and nothing reaches the server."""
+    said = "api_key has a space, a line break or a control character inside it"
+    with EchoGateway(502) as gateway:
+        env = {"UNLEASH_API_TOKEN": "*:development.s3cr3t\n", "UNLEASH_URL": gateway.url}
+        for ran in (impactagent("demo", "--requests", "10", "--pace", "0", "--url", gateway.url,
+                                env=env),
+                    impactagent("run", "--dry-run", "--", sys.executable, "app.py", env=env)):
+            line = assert_mistake(ran, said)
+            assert "s3cr3t" not in line + ran.stdout
+        assert gateway.paths == []
+
+
+@pytest.mark.parametrize("command", [["demo"], ["check", "-"], ["stats"], ["run", "--", "x"]])
+def test_ctrl_c_while_the_parser_is_built_is_an_answer_not_a_traceback(command):
+    """A real SIGINT, delivered while ``main`` imports what its parser needs (the first
+    tenth of a second of every subcommand): exit 130, nothing on stderr."""
+    script = textwrap.dedent("""\
+        import os, signal, sys
+        from impactagent.cli import main
+
+        class CtrlC:  # the user's Ctrl-C, as the parser's import starts
+            def find_spec(self, name, path=None, target=None):
+                if name == "impactagent.autoinstrument.cli":
+                    os.kill(os.getpid(), signal.SIGINT)
+                return None
+
+        sys.meta_path.insert(0, CtrlC())
+        sys.exit(main(sys.argv[1:]))
+        """)
+    ran = subprocess.run([sys.executable, "-c", script, *command], cwd=ROOT,
+                         env=environment(), capture_output=True, text=True, timeout=60)
+    assert (ran.returncode, ran.stderr) == (130, ""), ran.stderr
+
+
+@pytest.mark.parametrize("interrupts", [1, 2])
+def test_ctrl_c_in_the_demo_closes_its_agent_while_the_receiver_still_listens(interrupts):
+    """Ctrl-C after the first step, with events not yet sent (the first flush is 2 s away):
+    the agent delivers them to the receiver it still has, so nothing fails, nothing is
+    printed, and a second Ctrl-C (which used to meet the exit's close against the stopped
+    receiver) is no traceback either."""
+    demo = subprocess.Popen([sys.executable, "-m", "impactagent", "demo", "--requests", "200",
+                             "--pace", "1"], cwd=ROOT, env=environment(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert demo.stdout is not None
+        for _ in range(2):
+            line = demo.stdout.readline()
+        assert "[#.........]" in line, line
+        for _ in range(interrupts):  # the second when an exit's close would still run
+            demo.send_signal(signal.SIGINT)
+            time.sleep(0.5)
+        _, err = demo.communicate(timeout=60)
+    finally:
+        demo.kill()
+    assert demo.returncode == 130 and "Traceback" not in err, err
+    if interrupts == 1:
+        assert err == "", err
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["stats", "--url", "http://[::1:1/?token=s3cr3t"],
+     ["--url", "Invalid IPv6 URL", "give an http(s) URL such as"]),
+    (["charts", "plan", "--agent", "x:y", "--url", "http://127.0.0.1:-1"],
+     ["--url", "Port could not be cast", "give an http(s) URL such as"]),
+    (["demo", "--url", "http://[::1:1/?token=s3cr3t"],
+     ["--url", "Invalid IPv6 URL", "give an http(s) URL such as"]),
+    (["demo", "--url", "ftp://x"], ["--url", "is not an http(s) URL; give one such as"]),
+    (["stats", "--url", "http://127.0.0.1:1", "--token-env", ""],
+     ["--token-env", "'' is not the name of an environment variable; give one such as"]),
+    (["stats", "--url", "http://127.0.0.1:1", "--token-env", "A=B"],
+     ["--token-env", "'A=B' is not the name of an environment variable"]),
+])
+def test_a_malformed_url_or_variable_name_says_what_to_give(args, words):
+    line = assert_mistake(admin(*args), *words)
+    assert "s3cr3t" not in line

@@ -60,3 +60,13 @@ def test_the_hook_without_its_variable_says_what_to_set(server):
     output = run_gunicorn(server, None, 1)
     assert "set IMPACTAGENT_AGENT to where your agent is, as module:attribute" in output
     assert "closed its agent" not in output
+
+
+def test_the_hook_naming_something_else_says_so_in_one_line(server):
+    pytest.importorskip("gunicorn")
+    pytest.importorskip("flask")
+    output = run_gunicorn(server, "tests.apps.gunicorn_flask:app", 1)
+    assert "Traceback" not in output, output
+    warning = [line for line in output.splitlines() if "IMPACTAGENT_AGENT=" in line]
+    assert len(warning) == 1, output
+    assert "tests.apps.gunicorn_flask:app is a Flask, not an impactagent.Agent" in warning[0]

@@ -190,6 +190,8 @@ def test_receive_charts_mistakes_are_one_line_and_exit_2(tmp_path):
     (tmp_path / "shop_metrics.py").write_text(textwrap.dedent(APP))
     (tmp_path / "broken.py").write_text("raise RuntimeError('no config')\n")
     (tmp_path / "script.py").write_text("import sys\nsys.exit(3)\n")
+    (tmp_path / "lazy.py").write_text("def __getattr__(name):\n    raise OSError('no db')\n")
+    (tmp_path / "exits.py").write_text("import sys\ndef __getattr__(name):\n    sys.exit(3)\n")
     cases = [
         ("shop_metrics", "MODULE:NAME"),
         (".shop_metrics:agent", "absolute module name"),
@@ -199,6 +201,8 @@ def test_receive_charts_mistakes_are_one_line_and_exit_2(tmp_path):
         ("shop_metrics:missing", "has no 'missing'"),
         ("shop_metrics:not_an_agent", "is a int, not an impactagent.Agent"),
         ("shop_metrics:plain", "declares no chart"),
+        ("lazy:agent", "reading agent from module lazy failed: OSError: no db"),
+        ("exits:agent", "reading agent from module exits failed: SystemExit: 3"),
     ]
     for reference, words in cases:
         ran = run_impactagent("receive", "--port", "0", "--duration", "0", "--charts",

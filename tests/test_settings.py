@@ -87,11 +87,48 @@ def test_agent_arguments_are_checked(kwargs, message):
         impactagent.Agent("shop", **kwargs)
 
 
+@pytest.mark.parametrize("token", ["*:production.s3cr3t\n", "*:production.s3cr3t\r\n",
+                                   " *:production.s3cr3t", "*:production. s3cr3t",
+                                   "*:production.s3cr3t\nX-Evil: 1", "*:production\ts3cr3t",
+                                   "*:production.s3cr3t\x00", "Bearer  *:production.s3cr3t"])
+def test_a_token_with_a_space_or_a_line_break_is_refused_at_definition(token):
+    """A copy from a file brings a line break: said at once, not by every send failing."""
+    said = "has a space, a line break or a control character inside it; set it to the token"
+    with pytest.raises(SettingsError) as from_env:
+        impactagent.Agent.from_env({**ENV, "UNLEASH_API_TOKEN": token})
+    assert str(from_env.value).startswith(f"UNLEASH_API_TOKEN: api_key {said}")
+    with pytest.raises(SettingsError) as given:
+        impactagent.Agent("shop", url="http://127.0.0.1:4242", api_key=token)
+    assert str(given.value).startswith(f"api_key {said}")
+    assert "s3cr3t" not in str(from_env.value) + str(given.value)
+
+
+def test_a_bearer_token_is_taken_as_the_server_takes_it():
+    agent = impactagent.Agent("shop", url="http://127.0.0.1:4242", api_key="Bearer *:dev.abc")
+    assert agent.settings.api_key == "Bearer *:dev.abc"
+    with pytest.raises(SettingsError, match=r"^api_key is 'Bearer ' without a token after it"):
+        impactagent.Agent("shop", url="http://127.0.0.1:4242", api_key="Bearer ")
+
+
 def test_the_token_is_not_in_reprs():
     agent = impactagent.Agent.from_env(ENV)
     for text in (repr(agent), repr(agent.settings), str(agent.settings),
                  repr(agent.lifecycle.delivery.transport)):
         assert "s3cr3t" not in text
+
+
+def test_the_settings_repr_shows_header_and_proxy_names_without_their_values():
+    """docs/configuration.md: header values are redacted like the token; a proxy or the URL
+    may carry a password."""
+    agent = impactagent.Agent(
+        "shop", url="http://user:s3cr3t@127.0.0.1:4242", api_key="*:dev.s3cr3t",
+        headers={"X-Api-Key": "s3cr3t"},
+        proxies={"https": "http://user:s3cr3t@proxy:3128", "http": None})
+    text = repr(agent.settings)
+    assert "s3cr3t" not in text and "s3cr3t" not in str(agent.settings)
+    assert "headers={'X-Api-Key': '[REDACTED]'}" in text
+    assert "proxies={'https': '[REDACTED]', 'http': None}" in text
+    assert "url='http://127.0.0.1:4242/api'" in text and "app_name='shop'" in text
 
 
 def test_retry_after_in_seconds_and_as_http_date():

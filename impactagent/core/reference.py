@@ -16,12 +16,18 @@ class NoSuchAttribute(LookupError):
     """The module has no such attribute."""
 
 
+class AttributeFailed(LookupError):
+    """Reading the attribute raised something else (a property, a module ``__getattr__`` or a
+    framework's lazy settings failed): the app's own error, kept as ``__cause__``."""
+
+
 def resolve(reference: str,
             module: Callable[[str], Any] = importlib.import_module) -> Any:
     """The object ``reference`` names, in the module that ``module(name)`` gives (importing
-    it, unless told otherwise). Whatever ``module`` raises passes on; the two errors of the
-    reference itself have messages that follow the name of the option or setting it came
-    from (``--agent takes MODULE:NAME...``)."""
+    it, unless told otherwise). Whatever ``module`` raises passes on; what reading the
+    attribute raises comes as :class:`AttributeFailed`. The two errors of the reference
+    itself have messages that follow the name of the option or setting it came from
+    (``--agent takes MODULE:NAME...``)."""
     module_name, _, attribute = reference.partition(":")
     if not module_name or not attribute:
         raise NotAReference(f"takes MODULE:NAME, such as myapp.metrics:agent; "
@@ -35,4 +41,6 @@ def resolve(reference: str,
             found = getattr(found, name)
     except AttributeError:
         raise NoSuchAttribute(f"module {module_name} has no {attribute!r}") from None
+    except (Exception, SystemExit) as error:  # the app's code ran on reading it: its error
+        raise AttributeFailed(f"reading {attribute} from module {module_name} failed") from error
     return found

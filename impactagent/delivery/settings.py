@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
@@ -12,7 +12,7 @@ from ..core._family import DEFAULT_MAX_SERIES
 from ..core.flags import DEFAULT_MAX_FLAGS
 from ..core.payload import DEFAULT_MAX_BYTES
 from ..core.server_limits import MAX_APP_NAME_LENGTH, MAX_INSTANCE_ID_LENGTH
-from .redaction import redact_url
+from .redaction import REDACTED, redact_url
 
 
 class SettingsError(ValueError):
@@ -30,6 +30,18 @@ def api_url(url: str) -> str:
     if not path.endswith("/api"):
         path += "/api"
     return urlunsplit(parts._replace(path=path))
+
+
+def token_problem(token: str) -> Optional[str]:
+    """What keeps ``token`` from going into ``Authorization`` as it is, or None. The server
+    takes ``<token>`` or ``Bearer <token>``; a space, a line break or a control character
+    anywhere else (a copy from a file brings a line break) fails every request."""
+    secret = token[len("Bearer "):] if token.startswith("Bearer ") else token
+    if not secret:
+        return "is 'Bearer ' without a token after it"
+    if any(character.isspace() or not character.isprintable() for character in secret):
+        return "has a space, a line break or a control character inside it"
+    return None
 
 
 def _positive(name: str, value: Any, *, integer: bool = False) -> None:
@@ -77,6 +89,19 @@ def _copied_map(name: str, value: object, *, none_values: bool = False
     return dict(value)
 
 
+def _names_only(mapping: Mapping[str, Any]) -> Dict[str, Optional[str]]:
+    return {name: None if value is None else REDACTED for name, value in mapping.items()}
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+#: How a setting that may hold a secret is shown in the settings' repr.
+_CENSORED: Dict[str, Callable[[Any], Any]] = {"url": redact_url, "headers": _names_only,
+                                              "proxies": _names_only}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything an :class:`~impactagent.Agent` can be configured with, and the one place a
@@ -110,6 +135,15 @@ class Settings:
         self._check_url()
         self._check_values()
 
+    def __repr__(self) -> str:
+        """The settings without their secrets: no token, the URL without its userinfo, and
+        header and proxy names without their values (an ``Authorization`` header or a proxy's
+        ``user:password@`` may hold one)."""
+        shown = ((f.name, getattr(self, f.name)) for f in fields(self) if f.repr)
+        return "Settings({})".format(", ".join(
+            f"{name}={value if value is None else _CENSORED.get(name, _as_is)(value)!r}"
+            for name, value in shown))
+
     def _check_identity(self) -> None:
         for name in ("app_name", "environment"):
             value = getattr(self, name)
@@ -139,6 +173,9 @@ class Settings:
         if self.api_key is not None and (not isinstance(self.api_key, str)
                                          or not self.api_key.strip()):
             raise SettingsError("api_key must be a non-empty string")
+        problem = None if self.api_key is None else token_problem(self.api_key)
+        if problem:
+            raise SettingsError(f"api_key {problem}; set it to the token alone")
         for name in ("flush_interval", "request_timeout", "shutdown_timeout"):
             _positive(name, getattr(self, name))
         for name in ("spool_max_bytes", "max_series_per_metric", "max_flags", "max_payload_bytes"):

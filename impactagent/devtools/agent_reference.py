@@ -11,7 +11,7 @@ import traceback
 from types import ModuleType
 
 from ..agent import Agent
-from ..core.reference import NoSuchAttribute, NotAReference, resolve
+from ..core.reference import AttributeFailed, NoSuchAttribute, NotAReference, resolve
 from .cli_support import UsageError
 
 
@@ -23,6 +23,9 @@ def load_agent(where: str, option: str = "--agent") -> Agent:
         raise UsageError(f"{option} {error}") from None
     except NoSuchAttribute as error:
         raise UsageError(f"{option} {where}: {error}") from None
+    except AttributeFailed as error:
+        raise UsageError(f"{option} {where}: {error}: {one_line(error.__cause__ or error)}"
+                         ) from None
     if not isinstance(agent, Agent):
         raise UsageError(f"{option} {where} is a {type(agent).__name__}, not an "
                          "impactagent.Agent")

@@ -9,6 +9,7 @@ import sys
 from typing import Any, NoReturn
 
 USAGE = 2
+EXAMPLE_URL = "https://unleash.example.com"
 
 
 class UsageError(Exception):
@@ -55,6 +56,32 @@ def seconds(text: str) -> float:
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
     return value
+
+
+def http_url(text: str) -> str:
+    """What ``--url`` takes: an http(s) URL with a host, told apart from one that is not
+    before anything is sent, and quoted without its secrets."""
+    from urllib.parse import urlsplit
+
+    from ..delivery.redaction import redact_url
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 (a port that is not a number raises here, not later)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{redact_url(text)!r} is malformed ({error}); give "
+                                         f"an http(s) URL such as {EXAMPLE_URL}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{redact_url(text)!r} is not an http(s) URL; give "
+                                         f"one such as {EXAMPLE_URL}")
+    return text
+
+
+def variable_name(text: str) -> str:
+    """What ``--token-env`` takes: the name of an environment variable."""
+    if not (text.isidentifier() and text.isascii()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not the name of an environment "
+                                         "variable; give one such as UNLEASH_ADMIN_TOKEN")
+    return text
 
 
 def _int(text: str) -> int:

@@ -27,6 +27,8 @@ ROUTES = ("/", "/cart", "/checkout", "/search")
 APP_NAME = "demo-shop"
 CHECKOUT_SECONDS = {"blue": 0.08, "green": 0.3, "disabled": 0.15}
 STEPS = 10
+#: How long a close cut short by Ctrl-C may take: the user asked to stop.
+INTERRUPTED_CLOSE_SECONDS = 1.0
 
 
 class Shop:
@@ -122,43 +124,54 @@ def main(requests: int = 10_000, out: TextIO = sys.stdout, *, url: str | None = 
                           shutdown_timeout=10)
         except SettingsError as error:  # a malformed --url or --token
             raise UsageError(str(error)) from None
-        where = (f"the built-in receiver at {receiver.url}" if receiver
-                 else redact_url(agent.settings.url or ""))
-        out.write(f"impactagent demo: {requests:,} simulated requests to {where}\n")
-        shop = Shop(agent)
-        agent.start()
-        for step in range(STEPS):
-            for user in range(step * requests // STEPS, (step + 1) * requests // STEPS):
-                shop.handle(user)
-            delivery = agent.statistics()["delivery"]
-            bar = "#" * (step + 1) + "." * (STEPS - step - 1)
-            sent = delivery["delivered_bodies"]
-            out.write(f"  [{bar}] {(step + 1) * requests // STEPS:>9,} requests recorded, "
-                      f"{sent} bod{'y' if sent == 1 else 'ies'} delivered\n")
-            out.flush()
-            time.sleep(pace)
-        result = agent.close()
-        statistics = agent.statistics()
-        delivery = statistics["delivery"]
-        out.write(f"closed: {_count(delivery['delivered_bodies'], 'body', 'bodies')}, "
-                  f"{_count(delivery['delivered_events'], 'event', 'events')} delivered, "
-                  f"{sum(statistics['dropped'].values()):,} dropped\n\n")
-        if receiver is not None:
-            rows = compare(shop.tally, receiver.totals(APP_NAME))
-            problems = receiver.problems()
-        else:
-            # A real server is not ours to read back: the agent's ledger is.
-            rows = [("events still pending", 0, statistics["pending_events"]),
-                    ("events dropped", 0, sum(statistics["dropped"].values()))]
-            problems = []
-        code = report(rows, result.ok and not statistics["dropped"], problems, out)
-        if url is not None and not delivery["delivered_bodies"]:
-            out.flush()
-            raise UsageError(f"{redact_url(url)} took nothing: {_why_nothing(statistics)}")
-        return code
-    finally:
+        try:
+            return _run(agent, receiver, url, requests, pace, out)
+        finally:  # closed already, unless Ctrl-C or an error came first
+            agent.close(INTERRUPTED_CLOSE_SECONDS)
+    finally:  # after the agent's close, which delivers to it
         if receiver is not None:
             receiver.stop()
+
+
+def _run(agent: Agent, receiver: Receiver | None, url: str | None, requests: int,
+         pace: float, out: TextIO) -> int:
+    """Record, report, close and compare; the caller closes the agent on every way out."""
+    where = (f"the built-in receiver at {receiver.url}" if receiver
+             else redact_url(agent.settings.url or ""))
+    out.write(f"impactagent demo: {requests:,} simulated requests to {where}\n")
+    shop = Shop(agent)
+    agent.start()
+    for step in range(STEPS):
+        for user in range(step * requests // STEPS, (step + 1) * requests // STEPS):
+            shop.handle(user)
+        delivery = agent.statistics()["delivery"]
+        bar = "#" * (step + 1) + "." * (STEPS - step - 1)
+        sent = delivery["delivered_bodies"]
+        out.write(f"  [{bar}] {(step + 1) * requests // STEPS:>9,} requests recorded, "
+                  f"{sent} bod{'y' if sent == 1 else 'ies'} delivered\n")
+        out.flush()
+        time.sleep(pace)
+    result = agent.close()
+    statistics = agent.statistics()
+    delivery = statistics["delivery"]
+    out.write(f"closed: {_count(delivery['delivered_bodies'], 'body', 'bodies')}, "
+              f"{_count(delivery['delivered_events'], 'event', 'events')} delivered, "
+              f"{sum(statistics['dropped'].values()):,} dropped\n\n")
+    if receiver is not None:
+        rows = compare(shop.tally, receiver.totals(APP_NAME))
+        problems = receiver.problems()
+    else:
+        # A real server is not ours to read back: the agent's ledger is (what it took to
+        # send, and what the server accepted).
+        taken = (delivery["delivered_events"] + statistics["pending_events"]
+                 + sum(statistics["dropped"].values()))
+        rows = [("events", taken, delivery["delivered_events"])]
+        problems = []
+    code = report(rows, result.ok and not statistics["dropped"], problems, out)
+    if url is not None and not delivery["delivered_bodies"]:
+        out.flush()
+        raise UsageError(f"{redact_url(url)} took nothing: {_why_nothing(statistics)}")
+    return code
 
 
 def _reachable(url: str) -> None:
@@ -227,6 +240,8 @@ def _difference(what: str, recorded: Any, received: Any) -> str:
     if what.endswith("(last)"):
         return f"the last value set was {recorded!r}, {received!r} arrived"
     if isinstance(recorded, int) and isinstance(received, int):
+        if received == 0:
+            return "nothing of it arrived"
         if received < recorded:
             return f"{recorded - received:,} recorded did not arrive"
         return f"{received - recorded:,} more arrived than were recorded (sent twice?)"
