@@ -554,3 +554,72 @@ def test_ctrl_c_or_an_app_s_exit_while_a_main_thread_flush_collects_loses_nothin
     assert seen["fired"] >= 10, seen  # the instant was reached
     assert seen["raised"] == ("KeyboardInterrupt" if sent == "INT" else "SystemExit"), seen
     assert (seen["delivered"], seen["dropped"], seen["pending"]) == (250, {}, 0), seen
+
+
+CTRL_C_DURING_A_LONG_APP_CALL = """
+    import os, signal, threading, time
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    class Down:
+        def post(self, body, timeout):
+            time.sleep(min(timeout, 0.2))
+            return Outcome("retry", 503)
+
+    agent = impactagent.Agent("shop", transport=Down(), register=False, flush_interval=3600,
+                              shutdown_timeout=1)
+    agent.start()
+    agent.counter("jobs_total", "Jobs").inc(7)
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+    try:
+        agent.{call}(timeout=3600)  # a server that is down, and the app's patience
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+"""
+
+
+@pytest.mark.parametrize("call", ["flush", "close"])
+def test_ctrl_c_during_a_long_flush_or_close_ends_the_process_with_the_window_counted(call):
+    """Ctrl-C ends the app's wait for a flush() or close() with an hour's timeout. The work
+    goes on, on a thread the exit waits for, but is told to retry nothing more: the process
+    ends within the shutdown timeout, not the hour, with the 7 counted as not delivered."""
+    started = time.monotonic()
+    done = child.run(CTRL_C_DURING_A_LONG_APP_CALL.format(call=call), timeout=30)
+    assert time.monotonic() - started < 15
+    assert done.stdout.strip() == "interrupted", done.stderr
+    assert "closing with 7 events not delivered" in done.stderr, done.stderr
+
+
+A_LOG_HANDLER_THAT_FLUSHES = """
+    import logging
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    class Down:
+        def post(self, body, timeout):
+            return Outcome("retry", 503)
+
+    agent = impactagent.Agent("shop", transport=Down(), register=False, flush_interval=3600)
+    agent.counter("jobs_total", "Jobs").inc(7)
+
+    class FlushOnError(logging.Handler):  # holds its own lock while it emits
+        def emit(self, record):
+            if record.name == "app":
+                print(agent.flush(timeout=0.5).skipped or "flushed", flush=True)
+
+    logging.getLogger().addHandler(FlushOnError())
+    logging.getLogger("app").error("payment failed")
+    agent.close(timeout=3)
+    print(impactagent.Agent.statistics(agent)["dropped"], flush=True)
+"""
+
+
+def test_a_log_handler_that_flushes_is_not_held_by_the_agent_s_own_log_line():
+    """An app's log handler flushes the agent while it emits, holding its own lock; the
+    flush, on the agent's thread, logs its failure through that handler and waits for the
+    lock. The app's flush() stops waiting a moment past its deadline (it used to run on the
+    app's thread, where the handler's lock is re-entrant), and the body is counted at close."""
+    done = child.run(A_LOG_HANDLER_THAT_FLUSHES, timeout=30)  # it hung here for good
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("still running on its thread"), done.stdout + done.stderr
+    assert lines[-1] == "{'not_delivered_by_close': 7}", done.stdout + done.stderr

@@ -740,18 +740,19 @@ def test_files_a_killed_fold_absorbed_do_not_come_back_in_a_new_generation(tmp_p
     assert not (tmp_path / absorbed[0]).exists()
 
 
-def test_a_second_view_of_one_agent_on_one_directory_is_refused(tmp_path):
-    # Two views of one agent would publish its counts twice, each in a file of its own.
+def test_two_views_of_one_agent_on_one_directory_count_it_once(tmp_path):
+    # One agent's counts are one file per process (named by the agent and the process),
+    # however many views publish them: a second view, or one made again after stop().
     agent, jobs, _ = new_agent()
     jobs.inc(3)
     view = agent.prometheus_workers(str(tmp_path), publish_interval=60)
-    with pytest.raises(ValueError, match="once per agent and directory"):
-        agent.prometheus_workers(str(tmp_path), publish_interval=60)
-    view.stop()  # a stopped view's file still counts the agent: refused all the same
-    with pytest.raises(ValueError, match="once per agent and directory"):
-        agent.prometheus_workers(str(tmp_path), publish_interval=60)
-    assert scrape(view)["jobs_total"] == 3
-    # Another agent in this process, and this agent in another directory, are welcome.
+    again = agent.prometheus_workers(str(tmp_path), publish_interval=60)
+    assert scrape(view)["jobs_total"] == 3 and scrape(again)["jobs_total"] == 3
+    view.stop()
+    assert scrape(agent.prometheus_workers(str(tmp_path), publish_interval=60)) \
+        ["jobs_total"] == 3
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("w-")]) == 1
+    # Another agent in this process, and this agent in another directory, count apart.
     other, other_jobs, _ = new_agent()
     other_jobs.inc(4)
     assert scrape(other.prometheus_workers(str(tmp_path), publish_interval=60)) \

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import Callable, Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -67,16 +67,24 @@ class DropCounter:
     def add(self, reason: str, n: int = 1, *, detail: str = "", explained: bool = False) -> None:
         """Count ``n`` values dropped for ``reason``; log the first per reason and ``detail``
         unless the caller ``explained`` it."""
+        if self.count(reason, n, detail) and not explained:
+            self.warn(reason, detail)
+
+    def count(self, reason: str, n: int, detail: str) -> bool:
+        """Count without logging; True the first time for ``reason`` and ``detail``."""
         with self._lock:
             self._counts[reason] = self._counts.get(reason, 0) + n
             first = (reason, detail) not in self._logged
             if first:
                 self._logged.add((reason, detail))
-        if first and not explained:
-            sentence = DROP_REASONS.get(reason, f"values were dropped ({reason})")
-            logger.warning("%s%s; later drops like it are only counted in "
-                           "Agent.statistics()['dropped'][%r]",
-                           sentence, f" ({detail})" if detail else "", reason)
+        return first
+
+    def warn(self, reason: str, detail: str) -> None:
+        """The first drop's line for ``reason`` and ``detail``."""
+        sentence = DROP_REASONS.get(reason, f"values were dropped ({reason})")
+        logger.warning("%s%s; later drops like it are only counted in "
+                       "Agent.statistics()['dropped'][%r]",
+                       sentence, f" ({detail})" if detail else "", reason)
 
     def withdraw(self, reason: str, n: int) -> None:
         """Take back ``n`` values counted under ``reason`` that were delivered after all."""
@@ -111,12 +119,13 @@ class DropTally:
     >>> tally.add("oversize_item", 3, detail="flag 'huge'", explained=True)
     >>> drops.as_dict()
     {}
-    >>> tally.commit()
+    >>> tell = tally.commit()
     >>> drops.as_dict()
     {'oversize_item': 3}
+    >>> tell()  # the first drop's lines, outside any lock
     """
 
-    def __init__(self, into: Drops) -> None:
+    def __init__(self, into: DropCounter) -> None:
         self.into = into
         self._counts: dict[tuple[str, str, bool], int] = {}  # one build, one thread
 
@@ -124,12 +133,18 @@ class DropTally:
         key = (reason, detail, explained)
         self._counts[key] = self._counts.get(key, 0) + n
 
-    def commit(self) -> None:
-        """Count what was tallied into ``into`` (which logs the first of each reason), once:
-        the tally is empty after."""
+    def commit(self) -> Callable[[], None]:
+        """Count what was tallied into ``into``, once (the tally is empty after); returns
+        what logs the first of each reason, to call outside any lock: a log handler may be
+        slow or raise, and the counts are in before it runs."""
         counts, self._counts = self._counts, {}
-        for (reason, detail, explained), n in counts.items():
-            self.into.add(reason, n, detail=detail, explained=explained)
+        first = [(reason, detail) for (reason, detail, explained), n in counts.items()
+                 if self.into.count(reason, n, detail) and not explained]
+
+        def tell() -> None:
+            for reason, detail in first:
+                self.into.warn(reason, detail)
+        return tell
 
 
 def _now_iso() -> str:

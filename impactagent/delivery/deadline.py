@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any, Callable, Generic, List, Optional, Tuple, TypeVar
 
-from ..core.threads import start_daemon
+from ..core.threads import start_thread
 
 T = TypeVar("T")
 
@@ -144,7 +144,7 @@ class CallThread:
         if worker is None:
             worker = _Worker()
             try:
-                worker.thread = start_daemon(worker.serve, self.name)
+                worker.thread = start_thread(worker.serve, self.name)
             except RuntimeError:  # at interpreter exit
                 return None
             self._worker = worker
@@ -167,10 +167,12 @@ class CallThread:
             return worker
 
 
-def start_or_run(work: Callable[[], object], name: str) -> Optional[threading.Thread]:
-    """``work`` on a daemon thread; on this one (None) at exit, where no thread starts."""
+def start_or_run(work: Callable[[], object], name: str, *, daemon: bool = True
+                 ) -> Optional[threading.Thread]:
+    """``work`` on a thread (see :func:`start_thread`); on this one (None) at exit, where
+    no thread starts."""
     try:
-        return start_daemon(work, name)
+        return start_thread(work, name, daemon=daemon)
     except RuntimeError:
         work()
         return None

@@ -156,7 +156,8 @@ class Delivery:
             return FlushResult(skipped="the agent is closed")
         while not self._lock.acquire(timeout=min(max(deadline - time.monotonic(), 0),
                                                  _TURN_RECHECK_SECONDS)):
-            if self.ending is not None or time.monotonic() >= deadline:  # SIGTERM ends it too
+            if (self.ending is not None or time.monotonic() >= deadline  # SIGTERM ends it too
+                    or (interrupt is not None and interrupt.is_set())):
                 return FlushResult(timed_out=True, skipped="another flush is still running")
         try:
             if self.closing:  # close() began while this flush waited for its turn
@@ -495,7 +496,8 @@ class Delivery:
             logger.exception("building the last request bodies at close failed")
             self._count_not_delivered(pending)
             return events + pending
-        drops.commit()
+        tell = drops.commit()
+        tell()
         for payload in payloads:
             if payload.events:  # an empty window: nothing was recorded, nothing to keep
                 events += payload.events

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Optional
 
-from ..core.threads import start_daemon
+from ..core.threads import start_thread
 from .backoff import Backoff
 from .delivery import Delivery, FlushResult
 from .registration import Registration
@@ -52,7 +52,7 @@ class Flusher:
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = start_daemon(self._run, "impactagent-flusher")
+            self._thread = start_thread(self._run, "impactagent-flusher")
 
     @property
     def running(self) -> bool:

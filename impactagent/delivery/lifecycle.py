@@ -118,8 +118,9 @@ class Lifecycle:
         delivery = self.delivery
         if delivery is None:
             return FlushResult(skipped="no url configured")
-        deadline = time.monotonic() + timeout
-        return _on_an_agent_thread(lambda: delivery.flush(deadline), "impactagent-flush")
+        deadline, interrupt = time.monotonic() + timeout, threading.Event()
+        return _on_an_agent_thread(lambda: delivery.flush(deadline, interrupt), deadline,
+                                   "impactagent-flush", stop=interrupt.set)
 
     def hurry(self) -> None:
         """SIGTERM came: a flush running now ends at once; a close within its timeout."""
@@ -128,9 +129,12 @@ class Lifecycle:
 
     def close(self, timeout: float) -> FlushResult:
         _check_timeout(timeout)
-        return _on_an_agent_thread(lambda: self._close(timeout), "impactagent-close")
+        return _on_an_agent_thread(lambda: self.close_now(timeout), time.monotonic() + timeout,
+                                   "impactagent-close", stop=self.hurry)
 
-    def _close(self, timeout: float) -> FlushResult:
+    def close_now(self, timeout: float) -> FlushResult:
+        """Close on this thread: at exit (a thread started now would be cut off if Ctrl-C
+        ended the wait for it; Python 3.12 starts none) and on SIGTERM's closing thread."""
         deadline = time.monotonic() + timeout
         if not self._lock.acquire(timeout=timeout):
             return FlushResult(timed_out=True, skipped="another close is still running")
@@ -168,10 +172,9 @@ class Lifecycle:
             self.delivery.abandon()
 
     def close_at_exit(self) -> None:
-        # On this thread: a thread's work would die with the process (3.12 starts none).
         # Even when a close has begun on another thread: the exit waits for it (bounded).
         if self.flusher is not None:
-            self._close(self.settings.shutdown_timeout)
+            self.close_now(self.settings.shutdown_timeout)
 
     def after_fork_in_child(self) -> None:
         """Reset everything a forked child must not share with its parent."""
@@ -276,19 +279,24 @@ _started: weakref.WeakSet[Lifecycle] = weakref.WeakSet()
 _guard = threading.Lock()
 _installed = False
 _ending = threading.Event()  # the first SIGTERM's closing has begun: a second one waits
-_closing_all: Optional[threading.Thread] = None  # that closing's thread
+#: The process that closing is in, and its thread (None: it ran on the main thread).
+_closing_all: Optional[Tuple[int, Optional[threading.Thread]]] = None
 _ended = threading.Event()  # it has settled everything: the next SIGTERM ends the process
 SIGTERM_THREAD = "impactagent-sigterm"
 _ABANDON_SECONDS = 1.0  # for an agent's stuck state to be spooled or counted
 _END_SECONDS = 1.0  # for the main thread to run the handler that ends the process
 _WAIT_SECONDS = 0.05
+_OVERRUN_SECONDS = 1.0  # past its deadline, for the agent's work to end before its caller
 
 
-def _on_an_agent_thread(work: Callable[[], FlushResult], name: str) -> FlushResult:
-    """``work()``, run on an agent thread while the caller waits (on the caller's at exit,
-    where no thread starts). A signal handler runs on the app's main thread, so Ctrl-C or
-    an app's ``sys.exit`` there ends the wait, never the work: it takes, sends and gives back
-    by its own deadline, and nothing it took is lost half-way."""
+def _on_an_agent_thread(work: Callable[[], FlushResult], deadline: float, name: str, *,
+                        stop: Callable[[], None]) -> FlushResult:
+    """``work()`` (that ends by ``deadline``) run on an agent thread while the caller waits.
+    A signal handler runs on the main thread, so Ctrl-C or an app's ``sys.exit`` there ends
+    the wait, never the work half-way: it is told to ``stop`` (retry nothing more) and keeps
+    what it holds. The thread is no daemon: the interpreter's exit waits for it before its
+    exit hooks. A caller that holds a lock the work needs (a log handler that flushes) stops
+    waiting a moment past the deadline. At exit (no thread starts) the work runs here."""
     done: List[Tuple[Optional[FlushResult], Optional[BaseException]]] = []
 
     def run() -> None:
@@ -297,9 +305,17 @@ def _on_an_agent_thread(work: Callable[[], FlushResult], name: str) -> FlushResu
         except BaseException as error:  # handed to the caller
             done.append((None, error))
 
-    thread = start_or_run(run, name)
-    while thread is not None and thread.is_alive():
-        thread.join(_WAIT_SECONDS)  # short waits: the main thread's handlers run between
+    thread = start_or_run(run, name, daemon=False)
+    try:
+        while (thread is not None and thread.is_alive()
+               and time.monotonic() < deadline + _OVERRUN_SECONDS):
+            thread.join(_WAIT_SECONDS)  # short waits: the main thread's handlers run between
+    except BaseException:
+        stop()
+        raise
+    if not done:
+        return FlushResult(timed_out=True, skipped="still running on its thread past the "
+                                                   "deadline; it keeps what it holds")
     result, error = done[0]
     if error is not None:
         raise error
@@ -344,14 +360,14 @@ def _on_sigterm(signum: int, frame: Optional[Any]) -> None:
     _ending.set()
     for target in list(_started):
         target.hurry()
-    _closing_all = start_or_run(_close_all_and_end, SIGTERM_THREAD)
+    _closing_all = (os.getpid(), start_or_run(_close_all_and_end, SIGTERM_THREAD))
 
 
 def _close_all_and_end() -> None:
     """Close every started agent, each within its ``shutdown_timeout``, then end; what an
     agent still holds by then is spooled or counted at once."""
     targets: List[Lifecycle] = list(_started)
-    closers = [start_or_run(partial(t.close, t.settings.shutdown_timeout), SIGTERM_THREAD)
+    closers = [start_or_run(partial(t.close_now, t.settings.shutdown_timeout), SIGTERM_THREAD)
                for t in targets]
     deadline = time.monotonic() + max((t.settings.shutdown_timeout for t in targets),
                                       default=0.0) + 1.0
@@ -374,9 +390,13 @@ def _close_all_and_end() -> None:
 
 
 def _end_after_the_closing() -> None:
-    """At exit (the last hook, registered first): an app whose main thread ended while a
-    SIGTERM's closing ran ends when it is done, and as SIGTERM would."""
-    closing = _closing_all
+    """At exit, from a hook registered when this module is imported, so after every agent's
+    own: an app whose main thread ended while a SIGTERM's closing ran ends when that closing
+    is done, as SIGTERM would (the hooks registered before it, logging's among them, do not
+    run, as under SIGTERM's default action)."""
+    if _closing_all is None or _closing_all[0] != os.getpid():
+        return  # no SIGTERM came to this process (a child forked without hooks: its parent's)
+    closing = _closing_all[1]
     while closing is not None and closing.is_alive():  # bounded by the closing's deadlines
         closing.join(_WAIT_SECONDS)
     if _ended.is_set():

@@ -89,13 +89,12 @@ class Parcels:
         with self._lock:
             if parcel.state != OPEN:
                 return None
-            # The bodies first: an exception from a log handler in commit() leaves them
-            # unsettled, for the flush's cleanup to keep.
             opened = [self._open(payload, None) for payload in payloads]
             parcel.state = SETTLED
             self._unsettled.discard(parcel)
-            drops.commit()
-            return opened
+            tell = drops.commit()
+        tell()  # a log handler that raises leaves the bodies open, for the flush to keep
+        return opened
 
     def start_sending(self, parcel: Parcel) -> bool:
         """open -> sending; False if it was taken (it must not be sent)."""

@@ -26,7 +26,7 @@ from ..core.exposition_text import claimed_names, counter_base, scrub
 from ..core.payload import Identity
 from ..core.recorder import Recorder
 from ..core.registry import MetricRegistry
-from ..core.threads import start_daemon
+from ..core.threads import start_thread
 
 _IDENTITY = ("appName", "environment")
 #: The agent's own families, named once here: the flag counters (by feature and one label),
@@ -190,7 +190,7 @@ def serve_registry(registry: CollectorRegistry, port: int, addr: str = "127.0.0.
 
     server = make_server(str(address[0]), port, make_wsgi_app(registry), Server,
                          handler_class=_QuietHandler)
-    return server, start_daemon(server.serve_forever, "impactagent-prometheus")
+    return server, start_thread(server.serve_forever, "impactagent-prometheus")
 
 
 def serve(agent: Scraped, port: int, addr: str = "127.0.0.1"

@@ -23,7 +23,7 @@ from typing import Any, Iterator, Optional, Protocol, Tuple, Union
 from prometheus_client import CollectorRegistry, make_asgi_app, make_wsgi_app
 from prometheus_client.metrics_core import Metric
 
-from ...core.threads import start_daemon, weak_hook
+from ...core.threads import start_thread, weak_hook
 from ..collector import AgentCollector, Scraped, mark_agent_view, registry_of, serve_registry
 from . import directory as files
 from . import process
@@ -62,8 +62,8 @@ class Worker(Scraped, Protocol):
 
 class WorkersView:
     """One agent's publisher into a shared directory, and its scrape of the sum; made by
-    :meth:`impactagent.Agent.prometheus_workers`, once per agent and directory (a second
-    raises ValueError: one agent's counts are one file per process, never summed twice)."""
+    :meth:`impactagent.Agent.prometheus_workers`. One agent's counts are one file per
+    process, whatever the number of its views: never summed twice."""
 
     def __init__(self, agent: Worker, directory: Union[str, os.PathLike[str]],
                  publish_interval: float = 1.0) -> None:
@@ -73,10 +73,6 @@ class WorkersView:
         self.publish_interval = publish_interval
         self.collector = DirectoryCollector(directory)
         self._own = AgentCollector(agent)
-        if self.collector.host.has(worker_name(os.getpid(), agent.identity.connection_id)):
-            raise ValueError(f"{agent!r} already publishes to {self.directory} from this "
-                             "process: call prometheus_workers() once per agent and "
-                             "directory, and share the view it returns")
         self._start_in_this_process()
         os.register_at_fork(after_in_child=weak_hook(self.after_fork))
         atexit.register(weak_hook(self.stop))
@@ -99,7 +95,7 @@ class WorkersView:
         self._last: Optional[Tuple[bytes, float]] = None
         self._failed = False
         self._stopping = threading.Event()
-        self._thread = start_daemon(self._run, "impactagent-workers-view")
+        self._thread = start_thread(self._run, "impactagent-workers-view")
 
     def publish(self) -> bool:
         """Write this process's counts to its file now; False (logged once) if the disk
