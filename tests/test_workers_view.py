@@ -592,21 +592,27 @@ def fork_with(kind: str) -> int:
     return int(ctypes.CDLL(None).fork())
 
 
+def lock_held_by_a_thread(path):
+    """A thread that holds the directory's lock until the returned event is set."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        with files.locked(path):
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert holding.wait(10)
+    return release, thread
+
+
 @pytest.mark.parametrize("kind", ["os", "libc"])
 def test_a_fork_while_another_thread_holds_the_directory_lock_leaves_it_to_no_one(
         tmp_path, kind):
     # A scrape in another thread holds the lock while the app forks a worker that lives on:
     # once the scrape ends, the parent and the child can each take the lock.
-    holding, release = threading.Event(), threading.Event()
-
-    def scrape_in_a_thread():
-        with files.locked(tmp_path):
-            holding.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=scrape_in_a_thread)
-    thread.start()
-    assert holding.wait(10)
+    release, thread = lock_held_by_a_thread(tmp_path)
     done_read, done_write = os.pipe()
     pid = fork_with(kind)
     if pid == 0:
@@ -634,17 +640,8 @@ def test_a_fork_while_another_thread_holds_the_directory_lock_leaves_it_to_no_on
 
 def test_the_directory_lock_orders_the_threads_of_one_process(tmp_path):
     # A record lock is the process's: a second thread must still wait for the first.
-    holding, release = threading.Event(), threading.Event()
-
-    def hold():
-        with files.locked(tmp_path):
-            holding.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=hold)
-    thread.start()
+    release, thread = lock_held_by_a_thread(tmp_path)
     try:
-        assert holding.wait(10)
         with pytest.raises(TimeoutError), files.locked(tmp_path, timeout=0.2):
             pass
     finally:
