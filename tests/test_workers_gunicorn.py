@@ -131,19 +131,23 @@ def test_four_workers_under_load_fifty_scrapes_never_go_down_and_end_at_the_tota
         for loader in loaders:
             loader.join(timeout=120)
             assert not loader.is_alive()
-        final = settle(server, 301, scrapes[-1])
+        extra = 0  # under a loaded machine the kernel may hand one worker every request
+        while len(served) < 2 and extra < 300:
+            served.add(server.get("/p0/on"))
+            extra += 1
+        final = settle(server, 301 + extra, scrapes[-1])
         health_pids = {s.labels["pid"] for f in text_string_to_metric_families(
             server.get("/metrics")) for s in f.samples if "pid" in s.labels}
     finally:
         server.stop()
     assert len(served) > 1, f"expected several workers to serve: {served}"
-    assert hits(final) == 301  # 300 and the warm-up, whichever worker served each
+    assert hits(final) == 301 + extra  # and the warm-up, whichever worker served each
     on = sum(v for (name, labels), v in final.items()
              if name == "impactagent_flag_evaluations_total"
              and ("enabled", "true") in labels)
-    assert on == 150
+    assert on == 150 + extra
     assert final[("work_seconds_count", (("appName", "workers-app"),
-                                         ("environment", "test")))] == 301
+                                         ("environment", "test")))] == 301 + extra
     # Health stays per worker: one pid label per live process that published.
     assert len(health_pids) >= WORKERS
 
