@@ -623,3 +623,120 @@ def test_a_log_handler_that_flushes_is_not_held_by_the_agent_s_own_log_line():
     lines = done.stdout.splitlines()
     assert lines[0].startswith("still running on its thread"), done.stdout + done.stderr
     assert lines[-1] == "{'not_delivered_by_close': 7}", done.stdout + done.stderr
+
+
+SIGTERM_DURING_AN_APP_S_EXIT_HOOK = """
+    import atexit, os, signal, sys, threading, time
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    class ToFile:
+        def post(self, body, timeout):
+            with open({delivered!r}, "ab") as out:
+                out.write(body + b"\\n")
+            return Outcome("delivered", 202)
+
+    agent = impactagent.Agent("shop", transport=ToFile(), register=False, flush_interval=3600,
+                              shutdown_timeout=2)
+    agent.start()
+    agent.counter("jobs_total", "Jobs").inc(1000)
+
+    def at_a_new_flag(frame, event, arg):  # picks the instant; the signal is real
+        if (event == "call" and frame.f_code.co_name == "__init__"
+                and frame.f_code.co_filename.endswith("flags.py")):
+            sys.setprofile(None)
+            print("SIGTERM sent", flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def app_exit_hook():  # registered after the agent's: it runs first
+        sys.setprofile(at_a_new_flag)
+        agent.record_flag("new-checkout", True)  # holds the flag table's lock
+        sys.setprofile(None)
+        time.sleep(10)
+
+    atexit.register(app_exit_hook)
+    if {simulate!r}:  # Python 3.12's rule on an older one: no thread starts at exit
+        def refuse(self):
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        atexit.register(setattr, threading.Thread, "start", refuse)
+"""
+
+
+@pytest.mark.parametrize("python", exit_interpreters())
+def test_sigterm_during_an_app_s_exit_hook_that_holds_the_flag_lock_delivers_the_window(
+        tmp_path, python):
+    """The script ends; an app's exit hook counts a flag for the first time, and SIGTERM
+    comes while it holds the flag table's lock. Where no thread starts at exit (3.12), the
+    handler ran the whole closing itself, on top of that frame, and waited for the lock for
+    good. The closing thread now starts with the handler and waits for SIGTERM."""
+    import subprocess
+    import sys
+    import textwrap
+
+    delivered = tmp_path / "delivered"
+    script = textwrap.dedent(SIGTERM_DURING_AN_APP_S_EXIT_HOOK.format(
+        delivered=str(delivered), simulate=python == "simulated"))
+    from tests.test_delivery_under_faults import interpreters_without_threads_at_exit
+
+    paths = dict(interpreters_without_threads_at_exit())
+    env = child.environment({"PYTHONPATH": paths[python]} if python in paths else None)
+    done = subprocess.run([sys.executable if python == "simulated" else python, "-c", script],
+                          env=env, capture_output=True, text=True, timeout=30)
+    assert "SIGTERM sent" in done.stdout, done.stderr
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    bodies = [json.loads(line) for line in delivered.read_text().splitlines()]
+    jobs = sum(s["value"] for b in bodies for m in b.get("impactMetrics", [])
+               for s in m["samples"] if m["name"] == "jobs_total")
+    flags = sum(t["yes"] + t["no"] for b in bodies for t in b["bucket"]["toggles"].values())
+    assert (jobs, flags) == (1000, 1), done.stderr
+
+
+SIGTERM_DURING_THE_EXIT_S_SLOW_POST = """
+    import atexit, os, signal, threading, time
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    class SlowToFile:  # stores the body, then answers a second later
+        def post(self, body, timeout):
+            with open({delivered!r}, "ab") as out:
+                out.write(body + b"\\n")
+            time.sleep(1.0)
+            return Outcome("delivered", 202)
+
+    agent = impactagent.Agent("shop", transport=SlowToFile(), register=False,
+                              flush_interval=3600, shutdown_timeout=3, spool_dir={spool!r})
+    agent.start()
+    agent.counter("jobs_total", "Jobs").inc(1000)
+    if {simulate!r}:  # Python 3.12's rule on an older one: no thread starts at exit
+        def refuse(self):
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        atexit.register(setattr, threading.Thread, "start", refuse)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.daemon = True  # fires while the exit's close waits for the answer
+    timer.start()
+"""
+
+
+@pytest.mark.parametrize("python", exit_interpreters())
+def test_sigterm_while_the_exit_s_close_waits_for_an_answer_delivers_once(tmp_path, python):
+    """The script ends; the exit's close sends the window and the server answers 202 a
+    second later; SIGTERM comes meanwhile. Where no thread starts at exit, the handler ran
+    the closing on top of that close: it spooled the body the server had just stored (sent
+    again by the next agent). The closing thread waits for the exit's close instead, which
+    hears the 202."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.test_delivery_under_faults import interpreters_without_threads_at_exit
+
+    delivered, spool = tmp_path / "delivered", tmp_path / "spool"
+    script = textwrap.dedent(SIGTERM_DURING_THE_EXIT_S_SLOW_POST.format(
+        delivered=str(delivered), spool=str(spool), simulate=python == "simulated"))
+    paths = dict(interpreters_without_threads_at_exit())
+    env = child.environment({"PYTHONPATH": paths[python]} if python in paths else None)
+    done = subprocess.run([sys.executable if python == "simulated" else python, "-c", script],
+                          env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert len(delivered.read_text().splitlines()) == 1, done.stderr
+    assert not list(spool.glob("*.json*")), done.stderr  # nothing to send again

@@ -1018,3 +1018,30 @@ def test_a_timeout_that_is_not_a_number_of_seconds_is_refused_clearly(call, time
     with pytest.raises((TypeError, ValueError), match="timeout must be"):
         getattr(agent, call)(timeout=timeout)
     assert agent.close(timeout=1).delivered_events == 3  # nothing was taken or lost
+
+
+def test_counts_recorded_while_the_last_bodies_are_built_are_counted_once():
+    """A thread records while close's last step (abandon) builds its bodies: what it
+    records after the take is left in the recorder. abandon counted it as not delivered and
+    left it there, so the next abandon (SIGTERM's closing does one more, as does a second
+    close) counted it again: 7 recorded, 14 accounted. What is written off is taken."""
+    from impactagent.core.payload import build_payloads
+    from tests.scripted_server import Answer, ScriptedServer
+
+    jobs = []
+
+    def build(*args, **kwargs):  # another thread records right after the take, once
+        if len(jobs) == 1:
+            jobs[0].inc(7)
+            jobs.append("recorded")
+        return build_payloads(*args, **kwargs)
+
+    with ScriptedServer() as server:
+        server.script(*[Answer(503)] * 10)
+        recorder, delivery = _delivery_with(server, build)
+        jobs.append(recorder.metrics.counter("jobs_total", "Jobs"))
+        jobs[0].inc(10)
+        delivery.abandon()  # the 10 are kept (no spool: counted), the 7 come after the take
+        delivery.abandon()
+        assert recorder.pending_events() == 0
+        assert delivery.drops.as_dict() == {"not_delivered_by_close": 17}

@@ -94,6 +94,13 @@ class FlagStats:
         self._sent_variants = _added(sent, delta.variants)
         return delta
 
+    def write_off(self) -> int:
+        """Mark every evaluation sent, whatever its hour; returns how many were pending."""
+        yes, no, variants = self.read()
+        pending = yes + no - self._sent_yes - self._sent_no
+        self._sent_yes, self._sent_no, self._sent_variants = yes, no, variants
+        return pending
+
     def give_back(self, delta: ToggleDelta, hour: int) -> None:
         taken_back = {v: -n for v, n in delta.variants.items()}
         self._sent_yes -= delta.yes
@@ -246,6 +253,14 @@ class FlagCounts:
             with self._lock:
                 pending += stats.pending()
         return pending
+
+    def write_off(self) -> int:
+        """Take every pending evaluation (see :meth:`Recorder.write_off`); returns how many."""
+        written = 0
+        for stats in list(self._flags.values()):
+            with self._lock:
+                written += stats.write_off()
+        return written
 
     def names(self) -> list[str]:
         return list(self._flags)

@@ -69,6 +69,13 @@ class Recorder:
             self.flags.give_back(snapshot.start, snapshot.stop, snapshot.toggles)
             self.metrics.give_back(snapshot.metrics)
 
+    def write_off(self) -> int:
+        """Take everything still pending and return its events, for a closing agent to count
+        as not delivered: what no body carries any more (recorded since the last collect, or
+        flag counts held for a later hour). Taken, it is never counted twice."""
+        with self._collect_lock:
+            return sum(delta.events for delta in self.metrics.take()) + self.flags.write_off()
+
     def reset_after_fork(self) -> None:
         """Start a forked child empty, with new locks; the parent sends what it recorded."""
         self._collect_lock = threading.Lock()

@@ -53,6 +53,14 @@ class MetricDelta(NamedTuple):
         return self.family.name
 
     @property
+    def events(self) -> int:
+        """The recorded events it carries (a gauge's value is one)."""
+        kind = self.family.kind
+        if kind == "counter":
+            return int(sum(self.numbers))
+        return sum(self.counts) if kind == "histogram" else len(self.indexes)
+
+    @property
     def width(self) -> int:
         family = self.family
         return len(family.buckets) + 1 if isinstance(family, Histogram) else 0

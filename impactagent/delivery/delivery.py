@@ -488,23 +488,24 @@ class Delivery:
         settled_by = time.monotonic() + _SETTLE_SECONDS  # what an answer is being kept as
         self._parcels.wait_answered(lambda: settled_by, answers=False)
         events = sum(parcel.events for parcel in self._take_all(close=True))
-        pending = self.recorder.pending_events()
+        snapshot = self.recorder.collect()
         drops = DropTally(self.drops)  # a failed build counts all it held as not delivered
         try:
-            payloads = self._build_from(self.recorder.collect(), drops)
+            payloads = self._build_from(snapshot, drops)
         except Exception:
             logger.exception("building the last request bodies at close failed")
-            self._count_not_delivered(pending)
-            return events + pending
-        tell = drops.commit()
-        tell()
+            self.recorder.restore(snapshot)  # written off below with the rest
+            payloads = []
+        else:
+            tell = drops.commit()
+            tell()
         for payload in payloads:
             if payload.events:  # an empty window: nothing was recorded, nothing to keep
                 events += payload.events
                 self._keep_body(Parcel(payload, None), final=True)
-        held = self.recorder.pending_events()  # flag counts held for a later hour
-        self._count_not_delivered(held)
-        return events + held
+        rest = self.recorder.write_off()  # recorded meanwhile, or held for a later hour
+        self._count_not_delivered(rest)
+        return events + rest
 
     def _take_all(self, *, close: bool) -> List[Parcel]:
         """Keep every parcel still open or sending; return them."""
@@ -538,9 +539,10 @@ class Delivery:
                else "the server did not take them before the close deadline")
         self.drops.add(NOT_DELIVERED_BY_CLOSE, events, detail=self.transport.metrics_url,
                        explained=True)
-        logger.error("closing with %d events not delivered to %s (%s) and no spool_dir to "
-                     "keep them; they are counted as %r.",
-                     events, self.transport.metrics_url, why, NOT_DELIVERED_BY_CLOSE)
+        logger.error("closing with %d events not delivered to %s (%s)%s; they are counted "
+                     "as %r.", events, self.transport.metrics_url, why,
+                     "" if self.spool is not None else " and no spool_dir to keep them",
+                     NOT_DELIVERED_BY_CLOSE)
 
     def _tell_refused(self, outcome: Outcome) -> None:
         if not self.refusals.acquire(blocking=False):

@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ..core.payload import Identity, environment_from_token
 from ..core.recorder import Recorder
 from ..core.statistics import DeliveryLedger
-from ..core.threads import weak_hook
+from ..core.threads import start_thread, weak_hook
 from .deadline import start_or_run
 from .delivery import Delivery, FlushResult
 from .flusher import Flusher
@@ -277,11 +277,12 @@ os.register_at_fork(before=hold_handlers, after_in_parent=release_handlers,
 
 _started: weakref.WeakSet[Lifecycle] = weakref.WeakSet()
 _guard = threading.Lock()
-_installed = False
+_sigterm = threading.Event()  # set by the handler: the closing thread begins
 _ending = threading.Event()  # the first SIGTERM's closing has begun: a second one waits
-#: The process that closing is in, and its thread (None: it ran on the main thread).
-_closing_all: Optional[Tuple[int, Optional[threading.Thread]]] = None
 _ended = threading.Event()  # it has settled everything: the next SIGTERM ends the process
+#: This process's closing thread, started with the handler and waiting for SIGTERM (a
+#: thread started by the handler would fail at exit, where Python 3.12 starts none).
+_closer: Optional[Tuple[int, threading.Thread]] = None
 SIGTERM_THREAD = "impactagent-sigterm"
 _ABANDON_SECONDS = 1.0  # for an agent's stuck state to be spooled or counted
 _END_SECONDS = 1.0  # for the main thread to run the handler that ends the process
@@ -326,18 +327,20 @@ def _on_an_agent_thread(work: Callable[[], FlushResult], deadline: float, name: 
 def _enroll(lifecycle: Lifecycle) -> None:
     """Close ``lifecycle`` on SIGTERM, unless IMPACTAGENT_HANDLE_SIGTERM turns it off;
     install the handler if this is the main thread and SIGTERM has its default action."""
-    global _installed
+    global _closer
     if os.environ.get("IMPACTAGENT_HANDLE_SIGTERM", "").strip().lower() in ("0", "false",
                                                                             "no", "off"):
         return
     with _guard:
         _started.add(lifecycle)
-        if (_installed or threading.current_thread() is not threading.main_thread()
-                or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-                or multiprocessing.parent_process() is not None):
-            return  # an app's handler or SIG_IGN is theirs; see _leave_to_multiprocessing()
-        signal.signal(signal.SIGTERM, _on_sigterm)
-        _installed = True
+        handler = signal.getsignal(signal.SIGTERM)
+        if (handler is signal.SIG_DFL and threading.current_thread() is threading.main_thread()
+                and multiprocessing.parent_process() is None):
+            signal.signal(signal.SIGTERM, _on_sigterm)  # an app's handler or SIG_IGN is theirs
+            handler = _on_sigterm
+        if (handler is _on_sigterm and multiprocessing.parent_process() is None
+                and (_closer is None or _closer[0] != os.getpid())):  # a fork's own
+            _closer = (os.getpid(), start_thread(_close_all_on_sigterm, SIGTERM_THREAD))
 
 
 def _leave_to_multiprocessing() -> None:
@@ -350,9 +353,8 @@ def _leave_to_multiprocessing() -> None:
 
 
 def _on_sigterm(signum: int, frame: Optional[Any]) -> None:
-    """Start closing every agent, and return: the code this interrupts may hold a lock the
+    """Wake the closing thread, and return: the code this interrupts may hold a lock the
     closing needs (a flag's first count, ``statistics()``), so it must go on to release it."""
-    global _closing_all
     if _ended.is_set():
         _end_as_sigterm()
     if _ending.is_set():
@@ -360,7 +362,12 @@ def _on_sigterm(signum: int, frame: Optional[Any]) -> None:
     _ending.set()
     for target in list(_started):
         target.hurry()
-    _closing_all = (os.getpid(), start_or_run(_close_all_and_end, SIGTERM_THREAD))
+    _sigterm.set()
+
+
+def _close_all_on_sigterm() -> None:
+    _sigterm.wait()
+    _close_all_and_end()
 
 
 def _close_all_and_end() -> None:
@@ -380,8 +387,6 @@ def _close_all_and_end() -> None:
         if abandoning is not None:
             abandoning.join(_ABANDON_SECONDS)
     _ended.set()
-    if threading.current_thread() is threading.main_thread():
-        _end_as_sigterm()
     # Only the main thread may restore SIGTERM's default action: it does in the handler.
     with contextlib.suppress(ProcessLookupError, ValueError):
         signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
@@ -391,16 +396,14 @@ def _close_all_and_end() -> None:
 
 def _end_after_the_closing() -> None:
     """At exit, from a hook registered when this module is imported, so after every agent's
-    own: an app whose main thread ended while a SIGTERM's closing ran ends when that closing
-    is done, as SIGTERM would (the hooks registered before it, logging's among them, do not
-    run, as under SIGTERM's default action)."""
-    if _closing_all is None or _closing_all[0] != os.getpid():
+    own: an app whose main thread ended after a SIGTERM ends when the closing is done, as
+    SIGTERM would (the hooks registered before it, logging's among them, do not run, as
+    under SIGTERM's default action)."""
+    if not _ending.is_set() or _closer is None or _closer[0] != os.getpid():
         return  # no SIGTERM came to this process (a child forked without hooks: its parent's)
-    closing = _closing_all[1]
-    while closing is not None and closing.is_alive():  # bounded by the closing's deadlines
-        closing.join(_WAIT_SECONDS)
-    if _ended.is_set():
-        _end_as_sigterm()
+    while _closer[1].is_alive() and not _ended.is_set():  # bounded by the closing's deadlines
+        _closer[1].join(_WAIT_SECONDS)
+    _end_as_sigterm()
 
 
 atexit.register(_end_after_the_closing)
@@ -415,11 +418,12 @@ def _end_as_sigterm() -> None:
 
 def _reset_after_fork() -> None:
     """A forked child starts with no SIGTERM closing in progress and a free guard."""
-    global _guard, _ending, _ended, _closing_all
+    global _guard, _ending, _ended, _sigterm, _closer
     _guard = threading.Lock()
     _ending = threading.Event()
     _ended = threading.Event()
-    _closing_all = None
+    _sigterm = threading.Event()
+    _closer = None  # the child's own starts with its agent
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
