@@ -740,3 +740,43 @@ def test_sigterm_while_the_exit_s_close_waits_for_an_answer_delivers_once(tmp_pa
     assert done.returncode == -signal.SIGTERM, done.stderr
     assert len(delivered.read_text().splitlines()) == 1, done.stderr
     assert not list(spool.glob("*.json*")), done.stderr  # nothing to send again
+
+
+SIGTERM_TO_A_CHILD_FORKED_WITHOUT_HOOKS = """
+    import ctypes, os, signal, sys, time
+    import impactagent
+    from impactagent.delivery.transport import Outcome
+
+    class ToFile:
+        def post(self, body, timeout):
+            with open({delivered!r}, "a") as out:
+                out.write(f"{{os.getpid()}}\\n")
+            return Outcome("delivered", 202)
+
+    agent = impactagent.Agent("shop", transport=ToFile(), register=False, flush_interval=3600)
+    agent.start()
+    agent.counter("jobs_total", "Jobs").inc(7)
+    pid = ctypes.CDLL(None).fork()  # no Python fork hooks run (a C extension's fork)
+    if pid == 0:
+        time.sleep(10)
+        os._exit(0)
+    time.sleep(0.5)
+    os.kill(pid, signal.SIGTERM)
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status), pid, flush=True)
+    agent.close(timeout=2)
+"""
+
+
+def test_sigterm_to_a_child_forked_without_hooks_ends_it_without_sending_the_parent_s_counts(
+        tmp_path):
+    """A C extension forks without Python's hooks; the child inherits the agent's SIGTERM
+    handler but not its closing thread, and its agent's counts are the parent's. SIGTERM
+    ends it as SIGTERM's default would: the parent alone sends the 7."""
+    delivered = tmp_path / "delivered"
+    done = child.run(SIGTERM_TO_A_CHILD_FORKED_WITHOUT_HOOKS.format(delivered=str(delivered)),
+                     timeout=30)
+    code, kid = done.stdout.split()
+    assert int(code) == -signal.SIGTERM, done.stderr
+    senders = delivered.read_text().split()
+    assert kid not in senders and len(senders) == 1, (senders, done.stderr)

@@ -355,8 +355,8 @@ def _leave_to_multiprocessing() -> None:
 def _on_sigterm(signum: int, frame: Optional[Any]) -> None:
     """Wake the closing thread, and return: the code this interrupts may hold a lock the
     closing needs (a flag's first count, ``statistics()``), so it must go on to release it."""
-    if _ended.is_set():
-        _end_as_sigterm()
+    if _ended.is_set() or _closer is None or _closer[0] != os.getpid():
+        _end_as_sigterm()  # closed; or a child forked without hooks: its agents are not its
     if _ending.is_set():
         return
     _ending.set()
