@@ -12,12 +12,10 @@ from typing import Any, Callable
 _SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
-def start_thread(target: Callable[..., Any], name: str, *args: Any, daemon: bool = True
-                 ) -> threading.Thread:
-    """Start ``target(*args)`` on a thread that leaves SIGTERM and SIGINT to the app: a
-    daemon, or (``daemon=False``) one the interpreter's exit waits for before its exit
-    hooks (``RuntimeError`` at interpreter exit)."""
-    thread = threading.Thread(target=target, args=args, name=name, daemon=daemon)
+def start_thread(target: Callable[..., Any], name: str, *args: Any) -> threading.Thread:
+    """Start ``target(*args)`` on a daemon thread that leaves SIGTERM and SIGINT to the app
+    (``RuntimeError`` at interpreter exit)."""
+    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
     if not hasattr(signal, "pthread_sigmask"):
         thread.start()
         return thread

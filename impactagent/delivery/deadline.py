@@ -167,12 +167,10 @@ class CallThread:
             return worker
 
 
-def start_or_run(work: Callable[[], object], name: str, *, daemon: bool = True
-                 ) -> Optional[threading.Thread]:
-    """``work`` on a thread (see :func:`start_thread`); on this one (None) at exit, where
-    no thread starts."""
+def start_or_run(work: Callable[[], object], name: str) -> Optional[threading.Thread]:
+    """``work`` on a daemon thread; on this one (None) at exit, where no thread starts."""
     try:
-        return start_thread(work, name, daemon=daemon)
+        return start_thread(work, name)
     except RuntimeError:
         work()
         return None

@@ -136,7 +136,8 @@ class Lifecycle:
         """Close on this thread: at exit (a thread started now would be cut off if Ctrl-C
         ended the wait for it; Python 3.12 starts none) and on SIGTERM's closing thread."""
         deadline = time.monotonic() + timeout
-        if not self._lock.acquire(timeout=timeout):
+        # A close still running (one Ctrl-C stopped waiting for) ends by its own deadline.
+        if not self._lock.acquire(timeout=timeout + _OVERRUN_SECONDS):
             return FlushResult(timed_out=True, skipped="another close is still running")
         try:
             if self._closed is not None:
@@ -295,9 +296,9 @@ def _on_an_agent_thread(work: Callable[[], FlushResult], deadline: float, name: 
     """``work()`` (that ends by ``deadline``) run on an agent thread while the caller waits.
     A signal handler runs on the main thread, so Ctrl-C or an app's ``sys.exit`` there ends
     the wait, never the work half-way: it is told to ``stop`` (retry nothing more) and keeps
-    what it holds. The thread is no daemon: the interpreter's exit waits for it before its
-    exit hooks. A caller that holds a lock the work needs (a log handler that flushes) stops
-    waiting a moment past the deadline. At exit (no thread starts) the work runs here."""
+    what it holds, and the close at exit waits for it. A caller that holds a lock the work
+    needs (a log handler that flushes) stops waiting a moment past the deadline. At exit
+    (no thread starts) the work runs here."""
     done: List[Tuple[Optional[FlushResult], Optional[BaseException]]] = []
 
     def run() -> None:
@@ -306,7 +307,7 @@ def _on_an_agent_thread(work: Callable[[], FlushResult], deadline: float, name: 
         except BaseException as error:  # handed to the caller
             done.append((None, error))
 
-    thread = start_or_run(run, name, daemon=False)
+    thread = start_or_run(run, name)
     try:
         while (thread is not None and thread.is_alive()
                and time.monotonic() < deadline + _OVERRUN_SECONDS):
