@@ -447,8 +447,10 @@ def test_sigterm_during_the_exit_s_close_closes_the_other_agent_without_a_thread
 
 # -- a signal while the main thread is inside the agent's own code ------------------------------
 
-SIGTERM_WHILE_A_FLAG_IS_FIRST_COUNTED = """
-    import os, signal, sys, time
+#: An agent that delivers 1,000 jobs to a file (it outlives the process) and a profile hook
+#: that sends a real SIGTERM at a flag's first count, inside the flag table's lock.
+SIGTERM_AT_A_NEW_FLAG = """
+    import atexit, os, signal, sys, threading, time
     import impactagent
     from impactagent.delivery.transport import Outcome
 
@@ -469,6 +471,18 @@ SIGTERM_WHILE_A_FLAG_IS_FIRST_COUNTED = """
             sys.setprofile(None)
             print("SIGTERM sent", flush=True)
             os.kill(os.getpid(), signal.SIGTERM)
+"""
+
+
+def delivered_jobs_and_flags(delivered):
+    bodies = [json.loads(line) for line in delivered.read_text().splitlines()]
+    jobs = sum(s["value"] for b in bodies for m in b.get("impactMetrics", [])
+               for s in m["samples"] if m["name"] == "jobs_total")
+    flags = sum(t["yes"] + t["no"] for b in bodies for t in b["bucket"]["toggles"].values())
+    return jobs, flags
+
+
+SIGTERM_WHILE_A_FLAG_IS_FIRST_COUNTED = SIGTERM_AT_A_NEW_FLAG + """
 
     sys.setprofile(at_a_new_flag)
     agent.record_flag("new-checkout", True)  # its first count holds the flag table's lock
@@ -489,11 +503,7 @@ def test_sigterm_while_the_main_thread_holds_the_flag_table_s_lock_delivers_the_
                      timeout=30)
     assert "SIGTERM sent" in done.stdout, done.stderr  # the instant was reached
     assert done.returncode == -signal.SIGTERM, done.stderr
-    bodies = [json.loads(line) for line in delivered.read_text().splitlines()]
-    jobs = sum(s["value"] for b in bodies for m in b.get("impactMetrics", [])
-               for s in m["samples"] if m["name"] == "jobs_total")
-    flags = sum(t["yes"] + t["no"] for b in bodies for t in b["bucket"]["toggles"].values())
-    assert (jobs, flags) == (1000, 1), done.stderr
+    assert delivered_jobs_and_flags(delivered) == (1000, 1), done.stderr
 
 
 CTRL_C_WHILE_A_MAIN_THREAD_FLUSH_COLLECTS = """
@@ -625,28 +635,7 @@ def test_a_log_handler_that_flushes_is_not_held_by_the_agent_s_own_log_line():
     assert lines[-1] == "{'not_delivered_by_close': 7}", done.stdout + done.stderr
 
 
-SIGTERM_DURING_AN_APP_S_EXIT_HOOK = """
-    import atexit, os, signal, sys, threading, time
-    import impactagent
-    from impactagent.delivery.transport import Outcome
-
-    class ToFile:
-        def post(self, body, timeout):
-            with open({delivered!r}, "ab") as out:
-                out.write(body + b"\\n")
-            return Outcome("delivered", 202)
-
-    agent = impactagent.Agent("shop", transport=ToFile(), register=False, flush_interval=3600,
-                              shutdown_timeout=2)
-    agent.start()
-    agent.counter("jobs_total", "Jobs").inc(1000)
-
-    def at_a_new_flag(frame, event, arg):  # picks the instant; the signal is real
-        if (event == "call" and frame.f_code.co_name == "__init__"
-                and frame.f_code.co_filename.endswith("flags.py")):
-            sys.setprofile(None)
-            print("SIGTERM sent", flush=True)
-            os.kill(os.getpid(), signal.SIGTERM)
+SIGTERM_DURING_AN_APP_S_EXIT_HOOK = SIGTERM_AT_A_NEW_FLAG + """
 
     def app_exit_hook():  # registered after the agent's: it runs first
         sys.setprofile(at_a_new_flag)
@@ -684,11 +673,7 @@ def test_sigterm_during_an_app_s_exit_hook_that_holds_the_flag_lock_delivers_the
                           env=env, capture_output=True, text=True, timeout=30)
     assert "SIGTERM sent" in done.stdout, done.stderr
     assert done.returncode == -signal.SIGTERM, done.stderr
-    bodies = [json.loads(line) for line in delivered.read_text().splitlines()]
-    jobs = sum(s["value"] for b in bodies for m in b.get("impactMetrics", [])
-               for s in m["samples"] if m["name"] == "jobs_total")
-    flags = sum(t["yes"] + t["no"] for b in bodies for t in b["bucket"]["toggles"].values())
-    assert (jobs, flags) == (1000, 1), done.stderr
+    assert delivered_jobs_and_flags(delivered) == (1000, 1), done.stderr
 
 
 SIGTERM_DURING_THE_EXIT_S_SLOW_POST = """
